@@ -1,0 +1,179 @@
+//! `p2pe-loadgen`: pre-signs transactions from many senders, sends them in
+//! JSON-RPC batches and measures end-to-end throughput (first send to last
+//! receipt). See `tests/bench/README.md`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use alloy_primitives::U256;
+use clap::Parser;
+use p2pe_tests::loadgen::{self, keys, txs::Fees, Config, Report, Workload};
+
+/// Load generator for Ethereum JSON-RPC nodes (p2pe-node, anvil, ...).
+///
+/// Setup (not timed): reads the chain id, derives the sender accounts from
+/// the mnemonic (indexes --sender-index-base, +1, ...), funds them from
+/// account 0 of the same mnemonic and, for `--workload contract`, deploys a
+/// tiny contract whose call writes a storage slot keyed by the caller and
+/// emits an event.
+///
+/// Timed run: every transaction is signed (EIP-1559) and every batch body is
+/// serialised before the clock starts. The clock runs from the first
+/// eth_sendRawTransaction batch until the receipt of the last transaction of
+/// every sender is seen; then all receipts are checked for status 1.
+///
+/// Progress goes to stderr; the summary (or, with --json, one JSON line) to
+/// stdout. Exits with status 1 when a transaction was rejected or failed, 2
+/// on any other error.
+#[derive(Parser, Debug)]
+#[command(name = "p2pe-loadgen", version, verbatim_doc_comment)]
+struct Cli {
+    /// JSON-RPC HTTP endpoint of the node under test.
+    #[arg(long, default_value = "http://127.0.0.1:8545", env = "P2PE_RPC")]
+    rpc: String,
+
+    /// Transactions to send: `transfer` = 1-wei transfers between senders,
+    /// `contract` = calls that write one storage slot and emit one event.
+    #[arg(long, value_enum, default_value_t = Workload::Transfer)]
+    workload: Workload,
+
+    /// Number of measured transactions.
+    #[arg(long, default_value_t = 20_000)]
+    txs: usize,
+
+    /// Number of sender accounts (the issue-2 bench requires at least 200).
+    #[arg(long, default_value_t = 200)]
+    senders: usize,
+
+    /// eth_sendRawTransaction calls per JSON-RPC batch.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+
+    /// Batches in flight at once. Senders are split among the in-flight
+    /// queues, so each sender's nonces still arrive in order.
+    #[arg(long, default_value_t = 2)]
+    concurrency: usize,
+
+    /// BIP-39 mnemonic: account 0 funds the senders, the senders are derived
+    /// at indexes --sender-index-base and up. Default: the public test
+    /// mnemonic prefunded by anvil and `p2pe-node dev`.
+    #[arg(long, default_value = keys::DEFAULT_MNEMONIC, env = "P2PE_FUNDER_MNEMONIC", hide_env_values = true, hide_default_value = true)]
+    funder_mnemonic: String,
+
+    /// Derivation index of the first sender (m/44'/60'/0'/0/INDEX).
+    #[arg(long, default_value_t = keys::DEFAULT_SENDER_INDEX_BASE)]
+    sender_index_base: u32,
+
+    /// Wei given to each sender whose balance is below half of this.
+    #[arg(long, default_value = "1000000000000000000")]
+    fund_wei: U256,
+
+    /// maxFeePerGas of every transaction, in wei.
+    #[arg(long, default_value_t = 0)]
+    max_fee: u128,
+
+    /// maxPriorityFeePerGas of every transaction, in wei (≤ --max-fee).
+    #[arg(long, default_value_t = 0)]
+    priority_fee: u128,
+
+    /// Milliseconds between two polls of eth_blockNumber while waiting for
+    /// receipts (bounds the precision of the end time).
+    #[arg(long, default_value_t = 50)]
+    poll_ms: u64,
+
+    /// Seconds to wait for the last receipts before giving up.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+
+    /// Seconds before one HTTP request times out.
+    #[arg(long, default_value_t = 120)]
+    request_timeout: u64,
+
+    /// Print the summary as one JSON line on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn print_text(r: &Report) {
+    println!("workload        {}", r.workload);
+    println!(
+        "node            {} (chain id {}, {})",
+        r.rpc,
+        r.chain_id,
+        r.client_version.as_deref().unwrap_or("unknown client")
+    );
+    println!(
+        "transactions    {} from {} senders, batches of {}, {} in flight, gas limit {} each",
+        r.txs, r.senders, r.batch, r.concurrency, r.gas_limit_per_tx
+    );
+    println!(
+        "send phase      {:.3} s  ({:.0} tx/s), {} rejected",
+        r.send_secs, r.send_tps, r.send_errors
+    );
+    for e in &r.first_errors {
+        println!("  rejected      {e}");
+    }
+    println!(
+        "end to end      {:.3} s  ({:.0} tx/s)",
+        r.elapsed_secs, r.tps
+    );
+    println!(
+        "blocks used     {} (#{}..#{}, at most {} txs in one block)",
+        r.blocks_used,
+        r.start_block + 1,
+        r.last_block,
+        r.max_txs_per_block
+    );
+    println!(
+        "receipts        {} found, {} failed (via {}), avg gas used {:.0}",
+        r.receipts_found, r.receipts_failed, r.verified_with, r.avg_gas_used
+    );
+    println!("result          {}", if r.ok { "OK" } else { "FAILED" });
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = Config {
+        rpc: cli.rpc,
+        workload: cli.workload,
+        txs: cli.txs,
+        senders: cli.senders,
+        batch: cli.batch,
+        concurrency: cli.concurrency,
+        mnemonic: cli.funder_mnemonic,
+        sender_index_base: cli.sender_index_base,
+        fund_wei: cli.fund_wei,
+        fees: Fees {
+            max_fee_per_gas: cli.max_fee,
+            max_priority_fee_per_gas: cli.priority_fee,
+        },
+        poll_interval: Duration::from_millis(cli.poll_ms),
+        timeout: Duration::from_secs(cli.timeout),
+        request_timeout: Duration::from_secs(cli.request_timeout),
+    };
+    match loadgen::run(&cfg).await {
+        Ok(report) => {
+            if cli.json {
+                match serde_json::to_string(&report) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => {
+                        eprintln!("p2pe-loadgen: cannot serialise the report: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                print_text(&report);
+            }
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("p2pe-loadgen: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Test and benchmark tooling for the p2p-energy chain.
+//!
+//! This crate holds the project's end-to-end tests (under `tests/tests/`) and
+//! the load generator used by the node-versus-anvil benchmark of issue 2
+//! (`p2pe-loadgen`, see [`loadgen`] and `tests/bench/README.md`).
+
+pub mod loadgen;

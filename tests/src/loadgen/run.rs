@@ -1,0 +1,820 @@
+//! The two phases of a load-generation run: setup, then the timed run.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{hex, Address, Bytes, B256, U256};
+use alloy_signer_local::PrivateKeySigner;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::contract;
+use super::keys;
+use super::rpc::{self, parse_u256, parse_u64, RpcClient};
+use super::txs::{self, Call, Fees, SenderPlan, SignedTx};
+use super::LoadgenError;
+
+/// Gas limit of a plain transfer.
+const TRANSFER_GAS: u64 = 21_000;
+/// Gas limit used when `eth_estimateGas` is not usable for the contract call.
+const FALLBACK_CALL_GAS: u64 = 100_000;
+/// How many error messages are kept for the report.
+const KEPT_ERRORS: usize = 5;
+
+/// What the measured transactions do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// Plain value transfers of 1 wei from each sender to the next one.
+    Transfer,
+    /// Calls of the benchmark contract: one SSTORE and one LOG1 each.
+    Contract,
+}
+
+impl std::fmt::Display for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Workload::Transfer => "transfer",
+            Workload::Contract => "contract",
+        })
+    }
+}
+
+/// Parameters of one run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// JSON-RPC HTTP endpoint.
+    pub rpc: String,
+    /// Kind of transactions.
+    pub workload: Workload,
+    /// Number of measured transactions.
+    pub txs: usize,
+    /// Number of sender accounts.
+    pub senders: usize,
+    /// Calls per JSON-RPC batch.
+    pub batch: usize,
+    /// Number of batches in flight at once.
+    pub concurrency: usize,
+    /// Mnemonic of the funder (index 0) and the senders.
+    pub mnemonic: String,
+    /// Derivation index of the first sender.
+    pub sender_index_base: u32,
+    /// Balance given to a sender whose balance is below half of it.
+    pub fund_wei: U256,
+    /// Fee fields of every transaction.
+    pub fees: Fees,
+    /// Delay between two polls while waiting for receipts.
+    pub poll_interval: Duration,
+    /// Longest wait for the receipts of the timed run.
+    pub timeout: Duration,
+    /// Timeout of one HTTP request.
+    pub request_timeout: Duration,
+}
+
+/// Result of a run, printed as text or as one JSON line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Workload that was run.
+    pub workload: Workload,
+    /// Endpoint that was measured.
+    pub rpc: String,
+    /// Answer of `web3_clientVersion`, if the node has it.
+    pub client_version: Option<String>,
+    /// Chain id reported by the node.
+    pub chain_id: u64,
+    /// Number of signed transactions.
+    pub txs: usize,
+    /// Number of senders.
+    pub senders: usize,
+    /// Calls per batch.
+    pub batch: usize,
+    /// Batches in flight.
+    pub concurrency: usize,
+    /// Gas limit of each measured transaction.
+    pub gas_limit_per_tx: u64,
+    /// Transactions the node accepted (`eth_sendRawTransaction` returned a hash).
+    pub accepted: usize,
+    /// Transactions the node rejected.
+    pub send_errors: usize,
+    /// The first few rejection messages.
+    pub first_errors: Vec<String>,
+    /// Seconds from the first send until every batch was answered.
+    pub send_secs: f64,
+    /// `txs / send_secs`.
+    pub send_tps: f64,
+    /// Seconds from the first send until the last receipt was seen.
+    pub elapsed_secs: f64,
+    /// End-to-end throughput: `accepted / elapsed_secs`.
+    pub tps: f64,
+    /// Head block number just before the clock started.
+    pub start_block: u64,
+    /// Highest block holding a measured transaction.
+    pub last_block: u64,
+    /// Number of blocks holding measured transactions.
+    pub blocks_used: usize,
+    /// Largest number of measured transactions in one block.
+    pub max_txs_per_block: usize,
+    /// Receipts found for measured transactions.
+    pub receipts_found: usize,
+    /// Receipts with status 0 (or, for `contract`, without the event).
+    pub receipts_failed: usize,
+    /// How the receipts were fetched for the check.
+    pub verified_with: String,
+    /// Average gas used by a measured transaction.
+    pub avg_gas_used: f64,
+    /// True when every transaction was accepted and succeeded.
+    pub ok: bool,
+}
+
+fn progress(msg: impl AsRef<str>) {
+    eprintln!("[p2pe-loadgen] {}", msg.as_ref());
+}
+
+/// Runs setup and the timed phase against `cfg.rpc` and returns the report.
+pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
+    validate(cfg)?;
+    let client = RpcClient::new(&cfg.rpc, cfg.request_timeout)?;
+
+    // ---------------------------------------------------------------- setup
+    let chain_id = parse_u64(&client.call("eth_chainId", json!([])).await?, "eth_chainId")?;
+    let client_version = client
+        .try_call("web3_clientVersion", json!([]))
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .and_then(|v| v.as_str().map(str::to_owned));
+    progress(format!(
+        "{} chain id {chain_id} ({})",
+        cfg.rpc,
+        client_version.as_deref().unwrap_or("unknown client")
+    ));
+
+    let keys = tokio::task::block_in_place(|| {
+        keys::derive(&cfg.mnemonic, cfg.sender_index_base, cfg.senders)
+    })?;
+    let addrs: Vec<Address> = keys.senders.iter().map(|s| s.address()).collect();
+    let contract = setup(cfg, &client, chain_id, &keys.funder, &addrs).await?;
+
+    let (gas_limit, make_call): (u64, Box<dyn Fn(usize, u64) -> Call + Sync>) = match contract {
+        None => {
+            let addrs = addrs.clone();
+            (
+                TRANSFER_GAS,
+                Box::new(move |s, _nonce| Call {
+                    to: Some(addrs[(s + 1) % addrs.len()]),
+                    value: U256::from(1u64),
+                    input: Bytes::new(),
+                    gas_limit: TRANSFER_GAS,
+                }),
+            )
+        }
+        Some(addr) => {
+            let gas = call_gas(&client, addrs[0], addr).await;
+            (
+                gas,
+                Box::new(move |_s, nonce| Call {
+                    to: Some(addr),
+                    value: U256::ZERO,
+                    // nonce + 1 differs from whatever the slot holds, so the
+                    // SSTORE always changes state.
+                    input: contract::calldata(U256::from(nonce) + U256::from(1u64)),
+                    gas_limit: gas,
+                }),
+            )
+        }
+    };
+
+    // Nonces and the per-sender share of the transactions.
+    let nonce_params: Vec<Value> = addrs.iter().map(|a| json!([a, "pending"])).collect();
+    let nonces = client
+        .batch("eth_getTransactionCount", &nonce_params)
+        .await?;
+    let per_sender = cfg.txs / cfg.senders;
+    let extra = cfg.txs % cfg.senders;
+    let plans = nonces
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let v = r.map_err(|e| rpc_err("eth_getTransactionCount", e))?;
+            Ok(SenderPlan {
+                first_nonce: parse_u64(&v, "eth_getTransactionCount")?,
+                count: (per_sender + usize::from(i < extra)) as u64,
+            })
+        })
+        .collect::<Result<Vec<_>, LoadgenError>>()?;
+
+    // ------------------------------------------------------------ pre-sign
+    let t_sign = Instant::now();
+    let signed = tokio::task::block_in_place(|| {
+        txs::sign_all(&keys.senders, &plans, chain_id, cfg.fees, &make_call)
+    })?;
+    drop(keys);
+    let queues = build_queues(&signed, cfg.concurrency, cfg.batch)?;
+    progress(format!(
+        "pre-signed {} {} transactions from {} senders in {:.1} s ({} batches of ≤ {}, {} in flight)",
+        cfg.txs,
+        cfg.workload,
+        cfg.senders,
+        t_sign.elapsed().as_secs_f64(),
+        queues.iter().map(Vec::len).sum::<usize>(),
+        cfg.batch,
+        cfg.concurrency
+    ));
+
+    // ----------------------------------------------------------- timed run
+    let start_block = parse_u64(
+        &client.call("eth_blockNumber", json!([])).await?,
+        "eth_blockNumber",
+    )?;
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(queues.len());
+    for queue in queues {
+        let client = client.clone();
+        tasks.push(tokio::spawn(
+            async move { send_queue(&client, queue).await },
+        ));
+    }
+    let mut failed: Vec<(usize, usize, String)> = Vec::new();
+    for t in tasks {
+        let errs = t
+            .await
+            .map_err(|e| LoadgenError::Setup(format!("send task failed: {e}")))?;
+        failed.extend(errs);
+    }
+    let send_secs = start.elapsed().as_secs_f64();
+    failed.sort_by_key(|(s, i, _)| (*s, *i));
+    let send_errors = failed.len();
+    let first_errors: Vec<String> = failed
+        .iter()
+        .take(KEPT_ERRORS)
+        .map(|(s, i, m)| format!("sender {s} nonce {}: {m}", signed[*s][*i].nonce))
+        .collect();
+    progress(format!(
+        "sent {} transactions in {send_secs:.2} s ({:.0} tx/s), {send_errors} rejected",
+        cfg.txs,
+        cfg.txs as f64 / send_secs
+    ));
+    for e in &first_errors {
+        progress(format!("  rejected: {e}"));
+    }
+
+    // Each sender's transactions are mined in nonce order, so the receipt of
+    // the last one of the accepted prefix means all of them are in.
+    let mut first_failed: HashMap<usize, usize> = HashMap::new();
+    for (s, i, _) in &failed {
+        first_failed.entry(*s).or_insert(*i);
+    }
+    let targets: Vec<B256> = signed
+        .iter()
+        .enumerate()
+        .filter_map(|(s, list)| {
+            let prefix = first_failed.get(&s).copied().unwrap_or(list.len());
+            prefix.checked_sub(1).map(|i| list[i].hash)
+        })
+        .collect();
+    let wait = wait_for_receipts(&client, &targets, start, cfg.poll_interval, cfg.timeout).await?;
+    let elapsed_secs = wait.done_at.duration_since(start).as_secs_f64();
+    let accepted = cfg.txs - send_errors;
+    progress(format!(
+        "last receipt after {elapsed_secs:.2} s (block {}): {:.0} tx/s end to end",
+        wait.last_block,
+        accepted as f64 / elapsed_secs
+    ));
+
+    // -------------------------------------------------------------- verify
+    let ours: HashSet<B256> = signed.iter().flatten().map(|t| t.hash).collect();
+    let check = verify(
+        &client,
+        cfg,
+        &ours,
+        start_block + 1,
+        wait.last_block,
+        cfg.workload == Workload::Contract,
+    )
+    .await?;
+    let missing = accepted.saturating_sub(check.found);
+    let ok = send_errors == 0 && check.failed == 0 && missing == 0;
+    Ok(Report {
+        workload: cfg.workload,
+        rpc: cfg.rpc.clone(),
+        client_version,
+        chain_id,
+        txs: cfg.txs,
+        senders: cfg.senders,
+        batch: cfg.batch,
+        concurrency: cfg.concurrency,
+        gas_limit_per_tx: gas_limit,
+        accepted,
+        send_errors,
+        first_errors,
+        send_secs,
+        send_tps: cfg.txs as f64 / send_secs,
+        elapsed_secs,
+        tps: accepted as f64 / elapsed_secs,
+        start_block,
+        last_block: wait.last_block,
+        blocks_used: check.per_block.len(),
+        max_txs_per_block: check.per_block.values().copied().max().unwrap_or(0),
+        receipts_found: check.found,
+        receipts_failed: check.failed,
+        verified_with: check.method,
+        avg_gas_used: if check.found == 0 {
+            0.0
+        } else {
+            check.gas_used as f64 / check.found as f64
+        },
+        ok,
+    })
+}
+
+fn validate(cfg: &Config) -> Result<(), LoadgenError> {
+    let positive = [
+        ("--txs", cfg.txs),
+        ("--senders", cfg.senders),
+        ("--batch", cfg.batch),
+        ("--concurrency", cfg.concurrency),
+    ];
+    for (flag, v) in positive {
+        if v == 0 {
+            return Err(LoadgenError::Config(format!("{flag} must be at least 1")));
+        }
+    }
+    if cfg.fees.max_priority_fee_per_gas > cfg.fees.max_fee_per_gas {
+        return Err(LoadgenError::Config(
+            "--priority-fee must not exceed --max-fee".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+fn rpc_err(method: &str, e: rpc::RpcErrorObject) -> LoadgenError {
+    LoadgenError::Rpc {
+        method: method.to_owned(),
+        code: e.code,
+        message: e.message,
+    }
+}
+
+/// Funds the senders that need it and, for the contract workload, deploys
+/// the contract; returns its address.
+async fn setup(
+    cfg: &Config,
+    client: &RpcClient,
+    chain_id: u64,
+    funder: &PrivateKeySigner,
+    addrs: &[Address],
+) -> Result<Option<Address>, LoadgenError> {
+    let balance_params: Vec<Value> = addrs.iter().map(|a| json!([a, "latest"])).collect();
+    let mut to_fund = Vec::new();
+    for chunk in balance_params
+        .chunks(cfg.batch)
+        .zip(addrs.chunks(cfg.batch))
+    {
+        let answers = client.batch("eth_getBalance", chunk.0).await?;
+        for (r, addr) in answers.into_iter().zip(chunk.1) {
+            let bal = parse_u256(
+                &r.map_err(|e| rpc_err("eth_getBalance", e))?,
+                "eth_getBalance",
+            )?;
+            if bal < cfg.fund_wei / U256::from(2u64) {
+                to_fund.push(*addr);
+            }
+        }
+    }
+    let funder_addr = funder.address();
+    let mut nonce = parse_u64(
+        &client
+            .call("eth_getTransactionCount", json!([funder_addr, "pending"]))
+            .await?,
+        "eth_getTransactionCount",
+    )?;
+    let mut setup_txs: Vec<(B256, String)> = Vec::new();
+    for addr in &to_fund {
+        let call = Call {
+            to: Some(*addr),
+            value: cfg.fund_wei,
+            input: Bytes::new(),
+            gas_limit: TRANSFER_GAS,
+        };
+        setup_txs.push(txs::sign(funder, chain_id, nonce, cfg.fees, &call)?);
+        nonce += 1;
+    }
+    let mut deploy: Option<(B256, Address)> = None;
+    if cfg.workload == Workload::Contract {
+        let init = Bytes::from(contract::INIT_CODE.to_vec());
+        let gas = match client
+            .call(
+                "eth_estimateGas",
+                json!([{"from": funder_addr, "data": init}]),
+            )
+            .await
+            .and_then(|v| parse_u64(&v, "eth_estimateGas"))
+        {
+            Ok(g) => g + g / 5,
+            Err(e) => {
+                progress(format!(
+                    "eth_estimateGas for the deployment failed ({e}); using 200000"
+                ));
+                200_000
+            }
+        };
+        let call = Call {
+            to: None,
+            value: U256::ZERO,
+            input: init,
+            gas_limit: gas,
+        };
+        let (hash, raw) = txs::sign(funder, chain_id, nonce, cfg.fees, &call)?;
+        deploy = Some((hash, funder_addr.create(nonce)));
+        setup_txs.push((hash, raw));
+    }
+    if setup_txs.is_empty() {
+        progress(format!("all {} senders already funded", addrs.len()));
+        return Ok(None);
+    }
+    progress(format!(
+        "setup: funding {} of {} senders{}",
+        to_fund.len(),
+        addrs.len(),
+        if deploy.is_some() {
+            ", deploying the benchmark contract"
+        } else {
+            ""
+        }
+    ));
+    for chunk in setup_txs.chunks(cfg.batch) {
+        let params: Vec<Value> = chunk.iter().map(|(_, raw)| json!([raw])).collect();
+        let answers = client.batch("eth_sendRawTransaction", &params).await?;
+        if let Some(e) = answers.into_iter().find_map(Result::err) {
+            return Err(LoadgenError::Setup(format!(
+                "a funding/deployment transaction was rejected: {e}"
+            )));
+        }
+    }
+    let hashes: Vec<B256> = setup_txs.iter().map(|(h, _)| *h).collect();
+    let receipts =
+        fetch_receipts_until(client, &hashes, cfg.batch, Duration::from_secs(120)).await?;
+    for (h, r) in hashes.iter().zip(&receipts) {
+        if r.get("status").and_then(Value::as_str) != Some("0x1") {
+            return Err(LoadgenError::Setup(format!(
+                "setup transaction {h} failed: receipt {r}"
+            )));
+        }
+    }
+    let Some((hash, expected)) = deploy else {
+        return Ok(None);
+    };
+    let receipt = hashes
+        .iter()
+        .position(|h| *h == hash)
+        .map(|i| &receipts[i])
+        .ok_or_else(|| LoadgenError::Setup("deployment receipt missing".to_owned()))?;
+    let addr: Address = receipt
+        .get("contractAddress")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(expected);
+    if addr != expected {
+        return Err(LoadgenError::Setup(format!(
+            "deployment receipt names contract {addr}, expected {expected}"
+        )));
+    }
+    let code = client.call("eth_getCode", json!([addr, "latest"])).await?;
+    let code_hex = code.as_str().unwrap_or_default();
+    if code_hex != hex::encode_prefixed(contract::RUNTIME) {
+        return Err(LoadgenError::Setup(format!(
+            "eth_getCode({addr}) returned {code_hex:?}, expected the benchmark runtime {}",
+            hex::encode_prefixed(contract::RUNTIME)
+        )));
+    }
+    progress(format!("contract deployed at {addr}, code verified"));
+    Ok(Some(addr))
+}
+
+/// Gas limit for one contract call: `eth_estimateGas` of the most expensive
+/// case (0 → non-zero write, all calldata bytes non-zero) plus 20 %.
+async fn call_gas(client: &RpcClient, from: Address, contract: Address) -> u64 {
+    let data = contract::calldata(U256::MAX);
+    match client
+        .call(
+            "eth_estimateGas",
+            json!([{"from": from, "to": contract, "data": data}]),
+        )
+        .await
+        .and_then(|v| parse_u64(&v, "eth_estimateGas"))
+    {
+        Ok(g) => {
+            let gas = g + g / 5;
+            progress(format!(
+                "contract call: eth_estimateGas = {g}, gas limit {gas}"
+            ));
+            gas
+        }
+        Err(e) => {
+            progress(format!(
+                "eth_estimateGas for the contract call failed ({e}); using {FALLBACK_CALL_GAS}"
+            ));
+            FALLBACK_CALL_GAS
+        }
+    }
+}
+
+/// One pre-serialised batch: the body and, per element, (sender, index in
+/// the sender's list).
+struct Batch {
+    body: Vec<u8>,
+    refs: Vec<(usize, usize)>,
+}
+
+/// Splits the signed transactions into `concurrency` queues of batches.
+///
+/// Queue `w` holds the senders `s` with `s % concurrency == w`, interleaved
+/// round by round, so each sender's nonces reach the node in order even
+/// though the queues run in parallel.
+fn build_queues(
+    signed: &[Vec<SignedTx>],
+    concurrency: usize,
+    batch: usize,
+) -> Result<Vec<Vec<Batch>>, LoadgenError> {
+    let rounds = signed.iter().map(Vec::len).max().unwrap_or(0);
+    let mut queues = Vec::with_capacity(concurrency);
+    for w in 0..concurrency {
+        let mut order = Vec::new();
+        for r in 0..rounds {
+            for (s, list) in signed.iter().enumerate().skip(w).step_by(concurrency) {
+                if r < list.len() {
+                    order.push((s, r));
+                }
+            }
+        }
+        let mut batches = Vec::new();
+        for refs in order.chunks(batch) {
+            let params: Vec<Value> = refs
+                .iter()
+                .map(|&(s, i)| json!([signed[s][i].raw_hex]))
+                .collect();
+            batches.push(Batch {
+                body: rpc::batch_body("eth_sendRawTransaction", &params)?,
+                refs: refs.to_vec(),
+            });
+        }
+        if !batches.is_empty() {
+            queues.push(batches);
+        }
+    }
+    Ok(queues)
+}
+
+/// Sends a queue of batches one after the other; returns the rejected
+/// transactions as (sender, index, message).
+async fn send_queue(client: &RpcClient, queue: Vec<Batch>) -> Vec<(usize, usize, String)> {
+    let mut errors = Vec::new();
+    for b in queue {
+        let n = b.refs.len();
+        match client
+            .send_batch_body("eth_sendRawTransaction", b.body, n)
+            .await
+        {
+            Ok(answers) => {
+                for (r, (s, i)) in answers.into_iter().zip(b.refs) {
+                    if let Err(e) = r {
+                        errors.push((s, i, e.to_string()));
+                    }
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                errors.extend(b.refs.into_iter().map(|(s, i)| (s, i, msg.clone())));
+            }
+        }
+    }
+    errors
+}
+
+/// When and where the last awaited receipt was seen.
+struct Waited {
+    done_at: Instant,
+    last_block: u64,
+}
+
+/// Waits until every hash in `targets` has a receipt.
+///
+/// The head is watched with `eth_blockNumber` every `poll`; the receipts of
+/// the outstanding targets are fetched whenever the head moves (and at least
+/// once a second), so the end time is accurate to about `poll`.
+async fn wait_for_receipts(
+    client: &RpcClient,
+    targets: &[B256],
+    start: Instant,
+    poll: Duration,
+    timeout: Duration,
+) -> Result<Waited, LoadgenError> {
+    let mut remaining: Vec<B256> = targets.to_vec();
+    let mut last_block = 0u64;
+    let mut seen_head: Option<u64> = None;
+    let mut last_query = Instant::now();
+    let mut first = true;
+    loop {
+        let head = parse_u64(
+            &client.call("eth_blockNumber", json!([])).await?,
+            "eth_blockNumber",
+        )?;
+        if first || seen_head != Some(head) || last_query.elapsed() >= Duration::from_secs(1) {
+            first = false;
+            seen_head = Some(head);
+            last_query = Instant::now();
+            let params: Vec<Value> = remaining.iter().map(|h| json!([h])).collect();
+            let answers = client.batch("eth_getTransactionReceipt", &params).await?;
+            let now = Instant::now();
+            let mut still = Vec::with_capacity(remaining.len());
+            for (h, r) in remaining.iter().zip(answers) {
+                match r {
+                    Ok(Value::Null) => still.push(*h),
+                    Ok(receipt) => {
+                        let bn = receipt.get("blockNumber").cloned().unwrap_or(Value::Null);
+                        last_block = last_block.max(parse_u64(&bn, "receipt.blockNumber")?);
+                    }
+                    Err(e) => return Err(rpc_err("eth_getTransactionReceipt", e)),
+                }
+            }
+            if still.len() != remaining.len() {
+                progress(format!(
+                    "  head {head}: {} of {} senders done at {:.2} s",
+                    targets.len() - still.len(),
+                    targets.len(),
+                    now.duration_since(start).as_secs_f64()
+                ));
+            }
+            remaining = still;
+            if remaining.is_empty() {
+                return Ok(Waited {
+                    done_at: now,
+                    last_block,
+                });
+            }
+        }
+        if start.elapsed() > timeout {
+            return Err(LoadgenError::Timeout(format!(
+                "{} of {} senders still have no receipt for their last transaction after {:?} (head {head}); first missing {}",
+                remaining.len(),
+                targets.len(),
+                timeout,
+                remaining[0]
+            )));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Fetches the receipts of `hashes` (in order), polling until all exist.
+async fn fetch_receipts_until(
+    client: &RpcClient,
+    hashes: &[B256],
+    batch: usize,
+    timeout: Duration,
+) -> Result<Vec<Value>, LoadgenError> {
+    let start = Instant::now();
+    let mut out: Vec<Value> = vec![Value::Null; hashes.len()];
+    loop {
+        let missing: Vec<usize> = (0..hashes.len()).filter(|&i| out[i].is_null()).collect();
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        for idx in missing.chunks(batch) {
+            let params: Vec<Value> = idx.iter().map(|&i| json!([hashes[i]])).collect();
+            let answers = client.batch("eth_getTransactionReceipt", &params).await?;
+            for (&i, r) in idx.iter().zip(answers) {
+                out[i] = r.map_err(|e| rpc_err("eth_getTransactionReceipt", e))?;
+            }
+        }
+        if out.iter().any(Value::is_null) {
+            if start.elapsed() > timeout {
+                return Err(LoadgenError::Timeout(format!(
+                    "setup transactions not mined after {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Outcome of the receipt check.
+struct Check {
+    found: usize,
+    failed: usize,
+    gas_used: u128,
+    per_block: BTreeMap<u64, usize>,
+    method: String,
+}
+
+/// Checks the receipt of every measured transaction: with
+/// `eth_getBlockReceipts` over the blocks of the run when the node has it,
+/// else with `eth_getTransactionReceipt` per transaction.
+async fn verify(
+    client: &RpcClient,
+    cfg: &Config,
+    ours: &HashSet<B256>,
+    from_block: u64,
+    to_block: u64,
+    want_event: bool,
+) -> Result<Check, LoadgenError> {
+    let mut check = Check {
+        found: 0,
+        failed: 0,
+        gas_used: 0,
+        per_block: BTreeMap::new(),
+        method: "eth_getBlockReceipts".to_owned(),
+    };
+    let probe = client
+        .try_call("eth_getBlockReceipts", json!([format!("{from_block:#x}")]))
+        .await?;
+    let mut by_block_ok = matches!(probe, Ok(Value::Array(_)));
+    if by_block_ok {
+        let blocks: Vec<Value> = (from_block..=to_block)
+            .map(|b| json!([format!("{b:#x}")]))
+            .collect();
+        'outer: for chunk in blocks.chunks(8) {
+            for r in client.batch("eth_getBlockReceipts", chunk).await? {
+                match r {
+                    Ok(Value::Array(receipts)) => {
+                        for receipt in &receipts {
+                            tally(&mut check, receipt, ours, want_event)?;
+                        }
+                    }
+                    _ => {
+                        by_block_ok = false;
+                        break 'outer;
+                    }
+                }
+            }
+        }
+    }
+    if !by_block_ok {
+        if let Err(e) = &probe {
+            progress(format!(
+                "eth_getBlockReceipts unavailable ({e}); checking receipts one by one"
+            ));
+        }
+        check = Check {
+            found: 0,
+            failed: 0,
+            gas_used: 0,
+            per_block: BTreeMap::new(),
+            method: "eth_getTransactionReceipt".to_owned(),
+        };
+        let hashes: Vec<Value> = ours.iter().map(|h| json!([h])).collect();
+        for chunk in hashes.chunks(cfg.batch) {
+            for r in client.batch("eth_getTransactionReceipt", chunk).await? {
+                match r {
+                    Ok(Value::Null) => {}
+                    Ok(receipt) => tally(&mut check, &receipt, ours, want_event)?,
+                    Err(e) => return Err(rpc_err("eth_getTransactionReceipt", e)),
+                }
+            }
+        }
+    }
+    progress(format!(
+        "checked {} receipts with {}: {} failed",
+        check.found, check.method, check.failed
+    ));
+    Ok(check)
+}
+
+fn tally(
+    check: &mut Check,
+    receipt: &Value,
+    ours: &HashSet<B256>,
+    want_event: bool,
+) -> Result<(), LoadgenError> {
+    let hash: Option<B256> = receipt
+        .get("transactionHash")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok());
+    let Some(hash) = hash else {
+        return Err(LoadgenError::BadResponse {
+            method: "receipt".to_owned(),
+            detail: "receipt without a valid transactionHash".to_owned(),
+        });
+    };
+    if !ours.contains(&hash) {
+        return Ok(());
+    }
+    check.found += 1;
+    let status_ok = receipt.get("status").and_then(Value::as_str) == Some("0x1");
+    let event_ok =
+        !want_event || receipt.get("logs").and_then(Value::as_array).map(Vec::len) == Some(1);
+    if !(status_ok && event_ok) {
+        check.failed += 1;
+    }
+    let block = parse_u64(
+        receipt.get("blockNumber").unwrap_or(&Value::Null),
+        "receipt.blockNumber",
+    )?;
+    *check.per_block.entry(block).or_default() += 1;
+    let gas = parse_u64(
+        receipt.get("gasUsed").unwrap_or(&Value::Null),
+        "receipt.gasUsed",
+    )?;
+    check.gas_used += u128::from(gas);
+    Ok(())
+}
