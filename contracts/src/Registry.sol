@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {IRegistry} from "./interfaces/IRegistry.sol";
+
+/// @title Registry
+/// @notice Who may trade, which meter speaks for whom, when slots start and what the grid charges.
+/// @dev Operators (accounts with `OPERATOR_ROLE`, set at deployment) register and remove participants,
+///      bind meters and set grid prices. Accounts with `DEFAULT_ADMIN_ROLE` (the same list at deployment)
+///      can grant and revoke operator rights later. See {IRegistry} for units.
+contract Registry is IRegistry, AccessControl {
+    /// @inheritdoc IRegistry
+    bytes32 public constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
+
+    /// @notice Most price levels a slot may have: `(retail - feedIn) / priceTick <= MAX_LEVEL`.
+    uint256 public constant MAX_LEVEL = 255;
+
+    /// @inheritdoc IRegistry
+    uint64 public immutable startTime;
+    /// @inheritdoc IRegistry
+    uint32 public immutable slotLength;
+    /// @inheritdoc IRegistry
+    uint256 public immutable priceTick;
+
+    /// @inheritdoc IRegistry
+    mapping(address account => Role) public roleOf;
+    /// @inheritdoc IRegistry
+    mapping(address meter => address) public participantOf;
+    /// @inheritdoc IRegistry
+    mapping(address participant => address) public meterOf;
+
+    /// @notice Prices used for slots without a time-of-use override.
+    Prices public defaultPrices;
+    mapping(uint64 slot => Prices) private _slotPrices;
+
+    /// @param admins Accounts that receive both `DEFAULT_ADMIN_ROLE` and `OPERATOR_ROLE` (at least one).
+    /// @param startTime_ Unix time at which slot 0 starts.
+    /// @param slotLength_ Slot length in seconds (900 = 15 minutes), at least 60.
+    /// @param priceTick_ Limit-price granularity in credit base units per kWh; a non-zero multiple of 1000.
+    /// @param retailPerKWh Default retail price (grid sells), credit base units per kWh.
+    /// @param feedInPerKWh Default feed-in tariff (grid buys), credit base units per kWh.
+    constructor(
+        address[] memory admins,
+        uint64 startTime_,
+        uint32 slotLength_,
+        uint256 priceTick_,
+        uint256 retailPerKWh,
+        uint256 feedInPerKWh
+    ) {
+        if (admins.length == 0) revert NoAdmins();
+        if (slotLength_ < 60) revert InvalidSchedule(startTime_, slotLength_);
+        if (priceTick_ == 0 || priceTick_ % 1000 != 0 || priceTick_ > type(uint64).max) {
+            revert InvalidPriceTick(priceTick_);
+        }
+        startTime = startTime_;
+        slotLength = slotLength_;
+        priceTick = priceTick_;
+        for (uint256 i = 0; i < admins.length; ++i) {
+            if (admins[i] == address(0)) revert ZeroAddress();
+            _grantRole(DEFAULT_ADMIN_ROLE, admins[i]);
+            _grantRole(OPERATOR_ROLE, admins[i]);
+        }
+        _checkPrices(retailPerKWh, feedInPerKWh);
+        defaultPrices = Prices(uint128(retailPerKWh), uint128(feedInPerKWh));
+        emit DefaultPricesSet(retailPerKWh, feedInPerKWh);
+    }
+
+    // ------------------------------------------------------------------ participants
+
+    /// @notice Registers `account` as a participant with `role` (`Consumer` or `Prosumer`).
+    /// @dev Operator only. Reverts with {AlreadyRegistered} if the account is registered.
+    function registerParticipant(address account, Role role) external onlyRole(OPERATOR_ROLE) {
+        if (account == address(0)) revert ZeroAddress();
+        if (role == Role.None) revert InvalidRole();
+        if (roleOf[account] != Role.None) revert AlreadyRegistered(account);
+        roleOf[account] = role;
+        emit ParticipantRegistered(account, role);
+    }
+
+    /// @notice Removes participant `account` and unbinds its meter, if any.
+    /// @dev Operator only. Orders already placed stay valid and are settled normally; new orders are refused.
+    function removeParticipant(address account) external onlyRole(OPERATOR_ROLE) {
+        if (roleOf[account] == Role.None) revert NotRegistered(account);
+        delete roleOf[account];
+        address meter = meterOf[account];
+        if (meter != address(0)) {
+            delete meterOf[account];
+            delete participantOf[meter];
+            emit MeterUnbound(meter, account);
+        }
+        emit ParticipantRemoved(account);
+    }
+
+    // ------------------------------------------------------------------ meters
+
+    /// @notice Binds `meter` (the address of the meter's signing key) to registered `participant`.
+    /// @dev Operator only. A meter belongs to exactly one participant, and a participant has at most one meter.
+    function bindMeter(address meter, address participant) external onlyRole(OPERATOR_ROLE) {
+        if (meter == address(0)) revert ZeroAddress();
+        if (roleOf[participant] == Role.None) revert NotRegistered(participant);
+        address owner = participantOf[meter];
+        if (owner != address(0)) revert MeterAlreadyBound(meter, owner);
+        address existing = meterOf[participant];
+        if (existing != address(0)) revert ParticipantHasMeter(participant, existing);
+        participantOf[meter] = participant;
+        meterOf[participant] = meter;
+        emit MeterBound(meter, participant);
+    }
+
+    /// @notice Unbinds `meter` from its participant. Its readings are refused from now on.
+    /// @dev Operator only.
+    function unbindMeter(address meter) external onlyRole(OPERATOR_ROLE) {
+        address participant = participantOf[meter];
+        if (participant == address(0)) revert MeterNotBound(meter);
+        delete participantOf[meter];
+        delete meterOf[participant];
+        emit MeterUnbound(meter, participant);
+    }
+
+    // ------------------------------------------------------------------ prices
+
+    /// @notice Sets the default grid prices (credit base units per kWh) for slots without an override.
+    /// @dev Operator only. `feedIn <= retail`, both multiples of 1000, `retail - feedIn` a multiple of
+    ///      {priceTick} and at most `MAX_LEVEL` ticks. The market snapshots a slot's prices at its first order.
+    function setDefaultPrices(uint256 retailPerKWh, uint256 feedInPerKWh) external onlyRole(OPERATOR_ROLE) {
+        _checkPrices(retailPerKWh, feedInPerKWh);
+        defaultPrices = Prices(uint128(retailPerKWh), uint128(feedInPerKWh));
+        emit DefaultPricesSet(retailPerKWh, feedInPerKWh);
+    }
+
+    /// @notice Sets time-of-use grid prices for one `slot` (same rules as {setDefaultPrices}).
+    /// @dev Operator only. Has no effect on a slot whose prices the market already snapshotted.
+    function setSlotPrices(uint64 slot, uint256 retailPerKWh, uint256 feedInPerKWh) external onlyRole(OPERATOR_ROLE) {
+        _checkPrices(retailPerKWh, feedInPerKWh);
+        _slotPrices[slot] = Prices(uint128(retailPerKWh), uint128(feedInPerKWh));
+        emit SlotPricesSet(slot, retailPerKWh, feedInPerKWh);
+    }
+
+    /// @notice Removes the time-of-use override of `slot`, so the default prices apply again.
+    /// @dev Operator only. Reverts with {NoSlotPrices} if there is no override.
+    function clearSlotPrices(uint64 slot) external onlyRole(OPERATOR_ROLE) {
+        if (_slotPrices[slot].retailPerKWh == 0) revert NoSlotPrices(slot);
+        delete _slotPrices[slot];
+        emit SlotPricesCleared(slot);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IRegistry
+    function pricesAt(uint64 slot) external view returns (uint256 retailPerKWh, uint256 feedInPerKWh) {
+        Prices memory p = _slotPrices[slot];
+        if (p.retailPerKWh == 0) p = defaultPrices;
+        return (p.retailPerKWh, p.feedInPerKWh);
+    }
+
+    /// @notice The time-of-use override of `slot` (zeros if none).
+    function slotPrices(uint64 slot) external view returns (uint256 retailPerKWh, uint256 feedInPerKWh) {
+        Prices memory p = _slotPrices[slot];
+        return (p.retailPerKWh, p.feedInPerKWh);
+    }
+
+    /// @inheritdoc IRegistry
+    function isOperator(address account) external view returns (bool) {
+        return hasRole(OPERATOR_ROLE, account);
+    }
+
+    function _checkPrices(uint256 retailPerKWh, uint256 feedInPerKWh) private view {
+        if (
+            retailPerKWh == 0 || feedInPerKWh > retailPerKWh || feedInPerKWh % 1000 != 0
+                || retailPerKWh > type(uint64).max || (retailPerKWh - feedInPerKWh) % priceTick != 0
+                || (retailPerKWh - feedInPerKWh) / priceTick > MAX_LEVEL
+        ) revert InvalidPrices(retailPerKWh, feedInPerKWh);
+    }
+}

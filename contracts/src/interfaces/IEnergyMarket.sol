@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+/// @title IEnergyMarket
+/// @notice Escrow accounts, a sealed double auction per delivery slot, and metered settlement.
+/// @dev Units: energy in Wh; prices in credit base units per kWh (multiples of 1000, on the registry's price
+///      tick between the slot's feed-in tariff and retail price); money in credit base units.
+interface IEnergyMarket {
+    /// @notice How matched orders are priced.
+    /// @dev `PayAsClear`: every match trades at the uniform clearing price.
+    ///      `PayAsBid`: buyers pay their own limit price and sellers receive their own limit price; the
+    ///      difference on matched energy (the bid-ask spread) goes to the grid operator's account.
+    enum MarketMode {
+        PayAsClear,
+        PayAsBid
+    }
+
+    enum Side {
+        Bid,
+        Ask
+    }
+
+    /// @notice Life cycle of a slot's auction.
+    enum SlotStatus {
+        Empty,
+        Open,
+        Cleared
+    }
+
+    /// @notice Public view of a slot's auction state.
+    struct SlotInfo {
+        SlotStatus status;
+        uint256 retailPerKWh;
+        uint256 feedInPerKWh;
+        uint256 clearingPricePerKWh;
+        uint64 clearedWh;
+        uint8 bidMarginalLevel;
+        uint8 askMarginalLevel;
+        uint8 clearingLevel;
+        uint256 activeLevels;
+    }
+
+    /// @notice One participant's orders in one slot (at most one bid and one ask).
+    struct Position {
+        uint32 bidWh;
+        uint256 bidPricePerKWh;
+        uint32 askWh;
+        uint256 askPricePerKWh;
+        bool settled;
+    }
+
+    /// @notice The money and energy of one participant's settlement in one slot.
+    struct Settlement {
+        uint64 boughtWh;
+        uint64 soldWh;
+        uint64 importWh;
+        uint64 exportWh;
+        uint256 credited;
+        uint256 debited;
+    }
+
+    error ZeroAddress();
+    error InvalidSchedule();
+    error ZeroAmount();
+    error ZeroEnergy();
+    error NotParticipant(address account);
+    error NotProsumer(address account);
+    error GateClosed(uint64 slot);
+    error GateOpen(uint64 slot);
+    error PriceOutOfRange(uint256 pricePerKWh, uint256 feedInPerKWh, uint256 retailPerKWh);
+    error PriceNotOnTick(uint256 pricePerKWh, uint256 tick);
+    error OrderExists(uint64 slot, address account, Side side);
+    error NoOrder(uint64 slot, address account, Side side);
+    error InsufficientBalance(address account, uint256 needed, uint256 available);
+    error OutstandingDebt(address account, uint256 debt);
+    error BalanceOverflow(address account);
+    error NothingToClear(uint64 slot);
+    error AlreadyCleared(uint64 slot);
+    error SlotNotCleared(uint64 slot);
+    error SettlementNotOpen(uint64 slot, uint256 opensAt);
+    error NoPosition(uint64 slot, address account);
+    error AlreadySettled(uint64 slot, address account);
+
+    event Deposited(address indexed account, address indexed from, uint256 amount);
+    event Withdrawn(address indexed account, uint256 amount);
+    event DebtIncurred(address indexed account, uint256 amount);
+    event DebtRepaid(address indexed account, uint256 amount);
+    event SlotOpened(uint64 indexed slot, uint256 retailPerKWh, uint256 feedInPerKWh);
+    event OrderPlaced(
+        uint64 indexed slot, address indexed account, Side side, uint256 pricePerKWh, uint32 energyWh, uint256 locked
+    );
+    event OrderCancelled(uint64 indexed slot, address indexed account, Side side, uint32 energyWh, uint256 refunded);
+    event SlotCleared(
+        uint64 indexed slot,
+        uint256 clearingPricePerKWh,
+        uint64 clearedWh,
+        uint256 bidMarginalPricePerKWh,
+        uint256 askMarginalPricePerKWh
+    );
+    event ParticipantSettled(
+        uint64 indexed slot,
+        address indexed account,
+        uint64 boughtWh,
+        uint64 soldWh,
+        uint64 importWh,
+        uint64 exportWh,
+        uint256 credited,
+        uint256 debited
+    );
+
+    /// @notice Deposits `amount` credits from the caller into the caller's market account.
+    function deposit(uint256 amount) external;
+
+    /// @notice Places a bid (buy) for `energyWh` in `slot` at limit `pricePerKWh`; escrows the maximum cost.
+    function placeBid(uint64 slot, uint32 energyWh, uint256 pricePerKWh) external;
+
+    /// @notice Places an ask (sell) for `energyWh` in `slot` at limit `pricePerKWh`; locks shortfall collateral.
+    function placeAsk(uint64 slot, uint32 energyWh, uint256 pricePerKWh) external;
+
+    /// @notice Cancels the caller's order on `side` in `slot` before gate closure and returns its escrow.
+    function cancelOrder(uint64 slot, Side side) external;
+
+    /// @notice Clears `slot` after gate closure (anyone may call).
+    function clear(uint64 slot) external;
+
+    /// @notice Settles `participants` in `slot` after the slot's end plus the grace period (anyone may call).
+    function settle(uint64 slot, address[] calldata participants) external;
+}

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+/// @title IRegistry
+/// @notice Participants, meter bindings, the delivery-slot schedule and grid prices of the P2P energy market.
+/// @dev Units used throughout the system:
+///      - energy: watt-hours (Wh), unsigned integers;
+///      - prices: credit-token base units (1e-18 credit) per kilowatt-hour (kWh). Every price is a whole
+///        multiple of 1000, so the cost of any whole number of Wh is an exact integer:
+///        `cost = energyWh * pricePerKWh / 1000`;
+///      - time: unix seconds; slot `k` covers `[startTime + k * slotLength, startTime + (k + 1) * slotLength)`.
+interface IRegistry {
+    /// @notice What a participant may do: consumers only buy, prosumers buy and sell.
+    enum Role {
+        None,
+        Consumer,
+        Prosumer
+    }
+
+    /// @notice Grid prices for one slot, in credit base units per kWh.
+    struct Prices {
+        uint128 retailPerKWh;
+        uint128 feedInPerKWh;
+    }
+
+    error NoAdmins();
+    error ZeroAddress();
+    error InvalidRole();
+    error InvalidSchedule(uint256 startTime, uint256 slotLength);
+    error InvalidPriceTick(uint256 priceTick);
+    error InvalidPrices(uint256 retailPerKWh, uint256 feedInPerKWh);
+    error AlreadyRegistered(address account);
+    error NotRegistered(address account);
+    error MeterAlreadyBound(address meter, address participant);
+    error MeterNotBound(address meter);
+    error ParticipantHasMeter(address participant, address meter);
+    error NoSlotPrices(uint64 slot);
+
+    event ParticipantRegistered(address indexed account, Role role);
+    event ParticipantRemoved(address indexed account);
+    event MeterBound(address indexed meter, address indexed participant);
+    event MeterUnbound(address indexed meter, address indexed participant);
+    event DefaultPricesSet(uint256 retailPerKWh, uint256 feedInPerKWh);
+    event SlotPricesSet(uint64 indexed slot, uint256 retailPerKWh, uint256 feedInPerKWh);
+    event SlotPricesCleared(uint64 indexed slot);
+
+    /// @notice The role that administers participants, meters and prices.
+    function OPERATOR_ROLE() external view returns (bytes32);
+
+    /// @notice Whether `account` holds the operator role.
+    function isOperator(address account) external view returns (bool);
+
+    /// @notice The role of `account` (`None` if not registered).
+    function roleOf(address account) external view returns (Role);
+
+    /// @notice The participant that `meter` is bound to, or the zero address.
+    function participantOf(address meter) external view returns (address);
+
+    /// @notice The meter bound to `participant`, or the zero address.
+    function meterOf(address participant) external view returns (address);
+
+    /// @notice Start of slot 0 (unix seconds).
+    function startTime() external view returns (uint64);
+
+    /// @notice Length of every slot in seconds.
+    function slotLength() external view returns (uint32);
+
+    /// @notice Granularity of limit prices, in credit base units per kWh (a multiple of 1000).
+    function priceTick() external view returns (uint256);
+
+    /// @notice The grid prices that apply to `slot` (its time-of-use override, else the default).
+    function pricesAt(uint64 slot) external view returns (uint256 retailPerKWh, uint256 feedInPerKWh);
+}

@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {IRegistry} from "../interfaces/IRegistry.sol";
+import {MarketBase} from "./MarketBase.sol";
+
+/// @title Auction
+/// @notice A sealed two-sided call auction per delivery slot, aggregated by price level.
+/// @dev Order book. A participant has at most one bid and one ask per slot. Limit prices lie on the
+///      registry's price tick within `[feedIn, retail]` of the slot, so a slot has at most 256 price levels.
+///      Orders are not stored in a list: each order adds its energy to its level's bid or ask total, and a
+///      bitmap marks the levels in use. Placing and cancelling touch O(1) words; clearing reads at most 256
+///      levels whatever the number of orders; each order's fill is computed lazily at settlement.
+///
+///      Clearing (after gate closure, by anyone, once). With `D(l)` the bid energy at levels `>= l` and
+///      `S(l)` the ask energy at levels `<= l`, the cleared volume is `Q = max_l min(D(l), S(l))`, the
+///      largest volume any price can clear, so no unmatched bid remains at or above an unmatched ask.
+///      - bid marginal level `mb = max{l : D(l) >= Q}`: bids above `mb` fill completely, bids below get nothing;
+///      - ask marginal level `ma = min{l : S(l) >= Q}`: asks below `ma` fill completely, asks above get nothing;
+///      - every level in `[ma, mb]` clears `Q`; the uniform clearing price is the middle level
+///        `floor((ma + mb) / 2)`, so it lies between every accepted ask and every accepted bid.
+///
+///      Tie-breaking at a marginal level: pro-rata to order size. The level's matched energy `R` is shared
+///      among its orders in the order they are settled: an order of `w` Wh at a level with `V` Wh of orders
+///      not yet settled and `R` Wh still to allocate gets `floor(w * R / V)`; the last order gets the rest.
+///      Allocations are exact (they sum to `R`) and each differs from the exact pro-rata share by less than 1 Wh.
+abstract contract Auction is MarketBase {
+    /// @notice Places a bid: buy up to `energyWh` Wh in `slot`, paying at most `pricePerKWh` credit base units
+    ///         per kWh.
+    /// @dev Caller must be a registered participant without debt and without a bid in this slot, before the
+    ///      slot's gate closure. Escrows `energyWh * pricePerKWh / 1000` from the caller's free balance.
+    ///      The first order of a slot snapshots the slot's grid prices from the registry ({SlotOpened}).
+    ///      Emits {OrderPlaced}.
+    function placeBid(uint64 slot, uint32 energyWh, uint256 pricePerKWh) external {
+        _place(slot, Side.Bid, energyWh, pricePerKWh);
+    }
+
+    /// @notice Places an ask: sell up to `energyWh` Wh in `slot`, receiving at least `pricePerKWh` credit base
+    ///         units per kWh.
+    /// @dev Caller must be a registered prosumer without debt and without an ask in this slot, before gate
+    ///      closure. Locks collateral `energyWh * (retail - pricePerKWh) / 1000`, which covers buying the whole
+    ///      amount back from the grid at retail if nothing is delivered. Emits {OrderPlaced}.
+    function placeAsk(uint64 slot, uint32 energyWh, uint256 pricePerKWh) external {
+        _place(slot, Side.Ask, energyWh, pricePerKWh);
+    }
+
+    /// @notice Cancels the caller's order on `side` in `slot` and returns its escrow to the free balance.
+    /// @dev Only before gate closure. Emits {OrderCancelled}.
+    function cancelOrder(uint64 slot, Side side) external {
+        if (block.timestamp + gateClosure >= slotStart(slot)) revert GateClosed(slot);
+        uint256 pos = _positions[slot][msg.sender];
+        uint256 shift = side == Side.Bid ? 0 : 40;
+        uint256 energyWh = (pos >> shift) & _M32;
+        if (energyWh == 0) revert NoOrder(slot, msg.sender, side);
+        uint256 level = (pos >> (shift + 32)) & _M8;
+
+        uint256 header = _headers[slot];
+        uint256 feedIn = header & _M64;
+        uint256 price = feedIn + level * _tickPerWh;
+        uint256 refund =
+            side == Side.Bid ? energyWh * price : energyWh * (feedIn + ((header >> 64) & _M8) * _tickPerWh - price);
+
+        // Effects.
+        _positions[slot][msg.sender] = pos & ~((_M32 | (_M8 << 32)) << shift);
+        uint256 lw = _levels[slot][level] - (energyWh << (side == Side.Bid ? 0 : 64));
+        _levels[slot][level] = lw;
+        if (lw == 0) _bitmaps[slot] &= ~(uint256(1) << level);
+        uint256 repaid = _addFree(msg.sender, refund);
+        if (repaid != 0) _addFree(gridAccount, repaid);
+        emit OrderCancelled(slot, msg.sender, side, uint32(energyWh), refund);
+    }
+
+    /// @notice Clears `slot`: computes the cleared volume, the marginal levels and the clearing price.
+    /// @dev Anyone may call, once, after gate closure, if the slot has received orders. Deterministic; reads
+    ///      at most 256 price levels, independent of the number of orders. Emits {SlotCleared}.
+    function clear(uint64 slot) external {
+        uint256 header = _headers[slot];
+        uint256 status = header & (_M8 << 72);
+        if (status == 0) revert NothingToClear(slot);
+        if (status == _STATUS_CLEARED) revert AlreadyCleared(slot);
+        if (block.timestamp + gateClosure < slotStart(slot)) revert GateOpen(slot);
+
+        (uint256 q, uint256 ma, uint256 mb, uint256 marginal) = _computeClearing(slot, (header >> 64) & _M8);
+        uint256 priceLevel = (ma + mb) / 2;
+
+        // Effects.
+        _headers[slot] = (header & (_M64 | (_M8 << 64))) | _STATUS_CLEARED | (priceLevel << 80) | (mb << 88)
+            | (ma << 96) | (q << 104);
+        if (marginal != 0) _marginals[slot] = marginal;
+
+        uint256 feedIn = header & _M64;
+        emit SlotCleared(
+            slot,
+            q == 0 ? 0 : (feedIn + priceLevel * _tickPerWh) * 1000,
+            uint64(q),
+            q == 0 ? 0 : (feedIn + mb * _tickPerWh) * 1000,
+            q == 0 ? 0 : (feedIn + ma * _tickPerWh) * 1000
+        );
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice The auction state of `slot`.
+    function slotInfo(uint64 slot) external view returns (SlotInfo memory info) {
+        uint256 header = _headers[slot];
+        info.status = SlotStatus((header >> 72) & _M8);
+        if (info.status == SlotStatus.Empty) {
+            (info.retailPerKWh, info.feedInPerKWh) = registry.pricesAt(slot);
+            return info;
+        }
+        uint256 feedIn = header & _M64;
+        info.feedInPerKWh = feedIn * 1000;
+        info.retailPerKWh = (feedIn + ((header >> 64) & _M8) * _tickPerWh) * 1000;
+        info.clearingLevel = uint8(header >> 80);
+        info.bidMarginalLevel = uint8(header >> 88);
+        info.askMarginalLevel = uint8(header >> 96);
+        info.clearedWh = uint64(header >> 104);
+        if (info.clearedWh != 0) info.clearingPricePerKWh = (feedIn + info.clearingLevel * _tickPerWh) * 1000;
+        info.activeLevels = _bitmaps[slot];
+    }
+
+    /// @notice Aggregated bid and ask energy (Wh) at price `level` of `slot`.
+    function levelVolumes(uint64 slot, uint8 level) external view returns (uint64 bidWh, uint64 askWh) {
+        uint256 w = _levels[slot][level];
+        return (uint64(w), uint64(w >> 64));
+    }
+
+    /// @notice Remaining pro-rata state of the marginal levels of a cleared `slot` (see contract docs).
+    function marginalState(uint64 slot)
+        external
+        view
+        returns (uint64 bidFillLeft, uint64 bidVolumeLeft, uint64 askFillLeft, uint64 askVolumeLeft)
+    {
+        uint256 m = _marginals[slot];
+        return (uint64(m), uint64(m >> 64), uint64(m >> 128), uint64(m >> 192));
+    }
+
+    /// @notice The orders of `account` in `slot`.
+    function positionOf(uint64 slot, address account) external view returns (Position memory p) {
+        uint256 pos = _positions[slot][account];
+        uint256 feedIn = _headers[slot] & _M64;
+        p.bidWh = uint32(pos);
+        p.askWh = uint32(pos >> 40);
+        if (p.bidWh != 0) p.bidPricePerKWh = (feedIn + ((pos >> 32) & _M8) * _tickPerWh) * 1000;
+        if (p.askWh != 0) p.askPricePerKWh = (feedIn + ((pos >> 72) & _M8) * _tickPerWh) * 1000;
+        p.settled = pos & _SETTLED != 0;
+    }
+
+    /// @notice Credits currently locked by `account`'s orders in `slot` (zero once settled).
+    function lockedOf(uint64 slot, address account) public view returns (uint256) {
+        uint256 pos = _positions[slot][account];
+        if (pos & _SETTLED != 0) return 0;
+        uint256 header = _headers[slot];
+        uint256 feedIn = header & _M64;
+        uint256 retail = feedIn + ((header >> 64) & _M8) * _tickPerWh;
+        return (pos & _M32) * (feedIn + ((pos >> 32) & _M8) * _tickPerWh)
+            + ((pos >> 40) & _M32) * (retail - feedIn - ((pos >> 72) & _M8) * _tickPerWh);
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    /// @dev Cleared volume, marginal levels and marginal pro-rata state of `slot` (see contract docs).
+    function _computeClearing(uint64 slot, uint256 maxLevel)
+        private
+        view
+        returns (uint256 q, uint256 ma, uint256 mb, uint256 marginal)
+    {
+        uint256 bitmap = _bitmaps[slot];
+        uint256[] memory bids = new uint256[](maxLevel + 1);
+        uint256[] memory asks = new uint256[](maxLevel + 1);
+        uint256 totalBid;
+        for (uint256 l = 0; l <= maxLevel; ++l) {
+            if ((bitmap >> l) & 1 != 0) {
+                uint256 w = _levels[slot][l];
+                bids[l] = w & _M64;
+                asks[l] = w >> 64;
+                totalBid += w & _M64;
+            }
+        }
+
+        // Q = max over levels of min(demand at or above, supply at or below).
+        {
+            uint256 supply;
+            uint256 demand = totalBid;
+            for (uint256 l = 0; l <= maxLevel; ++l) {
+                supply += asks[l];
+                uint256 m = supply < demand ? supply : demand;
+                if (m > q) q = m;
+                demand -= bids[l];
+            }
+        }
+
+        if (q != 0) {
+            uint256 supply;
+            uint256 demand = totalBid;
+            bool maFound;
+            uint256 demandAtMb;
+            for (uint256 l = 0; l <= maxLevel; ++l) {
+                supply += asks[l];
+                if (!maFound && supply >= q) {
+                    ma = l;
+                    maFound = true;
+                    // ask marginal: remaining fill | remaining volume
+                    marginal |= ((q - (supply - asks[l])) << 128) | (asks[l] << 192);
+                }
+                if (demand >= q) {
+                    mb = l;
+                    demandAtMb = demand;
+                } else {
+                    break;
+                }
+                demand -= bids[l];
+            }
+            // Bids strictly above mb total D(mb) - bids[mb]; they fill completely.
+            marginal |= (q - (demandAtMb - bids[mb])) | (bids[mb] << 64);
+        }
+    }
+
+    function _place(uint64 slot, Side side, uint32 energyWh, uint256 pricePerKWh) private {
+        if (energyWh == 0) revert ZeroEnergy();
+        if (block.timestamp + gateClosure >= slotStart(slot)) revert GateClosed(slot);
+        IRegistry.Role role = registry.roleOf(msg.sender);
+        if (role == IRegistry.Role.None) revert NotParticipant(msg.sender);
+        if (side == Side.Ask && role != IRegistry.Role.Prosumer) revert NotProsumer(msg.sender);
+
+        uint256 header = _headers[slot];
+        if (header == 0) header = _openSlot(slot);
+        (uint256 level, uint256 locked) = _levelAndLock(header, side, energyWh, pricePerKWh);
+
+        uint256 shift = side == Side.Bid ? 0 : 40;
+        uint256 pos = _positions[slot][msg.sender];
+        if ((pos >> shift) & _M32 != 0) revert OrderExists(slot, msg.sender, side);
+
+        uint256 acct = _accounts[msg.sender];
+        if (acct >> 128 != 0) revert OutstandingDebt(msg.sender, acct >> 128);
+        if (acct < locked) revert InsufficientBalance(msg.sender, locked, acct);
+
+        // Effects.
+        _accounts[msg.sender] = acct - locked;
+        _positions[slot][msg.sender] = pos | ((uint256(energyWh) | (level << 32)) << shift);
+        uint256 lw = _levels[slot][level];
+        if (lw == 0) _bitmaps[slot] |= uint256(1) << level;
+        _levels[slot][level] = lw + (uint256(energyWh) << (side == Side.Bid ? 0 : 64));
+        emit OrderPlaced(slot, msg.sender, side, pricePerKWh, energyWh, locked);
+    }
+
+    /// @dev Validates `pricePerKWh` against the slot's range and tick; returns its level and the credits to lock.
+    function _levelAndLock(uint256 header, Side side, uint32 energyWh, uint256 pricePerKWh)
+        private
+        view
+        returns (uint256 level, uint256 locked)
+    {
+        uint256 feedIn = header & _M64;
+        uint256 retail = feedIn + ((header >> 64) & _M8) * _tickPerWh;
+        if (pricePerKWh < feedIn * 1000 || pricePerKWh > retail * 1000) {
+            revert PriceOutOfRange(pricePerKWh, feedIn * 1000, retail * 1000);
+        }
+        uint256 price = pricePerKWh / 1000;
+        uint256 offset = price - feedIn;
+        if (pricePerKWh % 1000 != 0 || offset % _tickPerWh != 0) revert PriceNotOnTick(pricePerKWh, _tickPerWh * 1000);
+        level = offset / _tickPerWh;
+        locked = side == Side.Bid ? uint256(energyWh) * price : uint256(energyWh) * (retail - price);
+    }
+
+    function _openSlot(uint64 slot) private returns (uint256 header) {
+        (uint256 retailPerKWh, uint256 feedInPerKWh) = registry.pricesAt(slot);
+        header = (feedInPerKWh / 1000) | (((retailPerKWh - feedInPerKWh) / (_tickPerWh * 1000)) << 64) | _STATUS_OPEN;
+        _headers[slot] = header;
+        emit SlotOpened(slot, retailPerKWh, feedInPerKWh);
+    }
+}

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {MarketBase} from "./MarketBase.sol";
+
+/// @title Escrow
+/// @notice Internal credit accounts of the market: deposit once, trade many times without token transfers.
+/// @dev An account has a free balance and a debt to the grid (only one is non-zero at a time). Debt arises
+///      when a buyer imports more than it bought and cannot pay for the excess at settlement; any later
+///      credit to the account (deposit, refund, settlement) repays it to the grid account first. An account
+///      with debt cannot place orders or withdraw.
+abstract contract Escrow is MarketBase {
+    using SafeERC20 for IERC20;
+
+    /// @notice Deposits `amount` credit base units from the caller into the caller's account.
+    /// @dev Requires a prior ERC-20 approval. Repays outstanding debt first. Emits {Deposited}.
+    function deposit(uint256 amount) external {
+        _deposit(msg.sender, msg.sender, amount);
+    }
+
+    /// @notice Deposits `amount` credit base units from the caller into `account` (e.g. the operator funding
+    ///         the grid account or a household).
+    /// @dev Requires a prior ERC-20 approval by the caller. Emits {Deposited}.
+    function depositFor(address account, uint256 amount) external {
+        if (account == address(0)) revert ZeroAddress();
+        _deposit(account, msg.sender, amount);
+    }
+
+    /// @notice Approves with an EIP-2612 signature and deposits `amount` in one transaction.
+    /// @dev If the permit was already used (e.g. front-run), the existing allowance is used instead.
+    function depositWithPermit(uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external {
+        try IERC20Permit(address(token)).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {}
+        _deposit(msg.sender, msg.sender, amount);
+    }
+
+    /// @notice Withdraws `amount` credit base units of the caller's free balance to the caller.
+    /// @dev Reverts with {InsufficientBalance} if the free balance is smaller. Emits {Withdrawn}.
+    function withdraw(uint256 amount) external {
+        if (amount == 0) revert ZeroAmount();
+        uint256 acct = _accounts[msg.sender];
+        uint256 free = acct & _M128;
+        if (free < amount) revert InsufficientBalance(msg.sender, amount, free);
+        _accounts[msg.sender] = acct - amount;
+        emit Withdrawn(msg.sender, amount);
+        token.safeTransfer(msg.sender, amount);
+    }
+
+    /// @notice Free balance and debt of `account`, in credit base units.
+    function accountOf(address account) external view returns (uint256 free, uint256 debt) {
+        uint256 acct = _accounts[account];
+        return (acct & _M128, acct >> 128);
+    }
+
+    function _deposit(address account, address from, uint256 amount) private {
+        if (amount == 0) revert ZeroAmount();
+        uint256 repaid = _addFree(account, amount);
+        if (repaid != 0) _addFree(gridAccount, repaid);
+        emit Deposited(account, from, amount);
+        token.safeTransferFrom(from, address(this), amount);
+    }
+}

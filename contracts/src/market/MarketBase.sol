@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IEnergyMarket} from "../interfaces/IEnergyMarket.sol";
+import {IMeterReadings} from "../interfaces/IMeterReadings.sol";
+import {IRegistry} from "../interfaces/IRegistry.sol";
+
+/// @title MarketBase
+/// @notice Configuration, packed storage layout and shared helpers of the {EnergyMarket}.
+/// @dev Storage is packed by hand so that the hot paths touch as few words as possible:
+///
+///      account  = free (bits 0-127) | debt (128-255)                          credit base units
+///      header   = feedInPerWh (0-63) | maxLevel (64-71) | status (72-79) | clearingLevel (80-87) |
+///                 bidMarginalLevel (88-95) | askMarginalLevel (96-103) | clearedWh (104-167)
+///      bitmap   = bit `l` set <=> price level `l` has a bid or an ask
+///      level    = bidWh (0-63) | askWh (64-127)                               aggregated per price level
+///      marginal = bid remaining fill (0-63) | bid remaining volume (64-127) |
+///                 ask remaining fill (128-191) | ask remaining volume (192-255)
+///      position = bidWh (0-31) | bidLevel (32-39) | askWh (40-71) | askLevel (72-79) | settled (80)
+///
+///      Price level `l` of a slot means `feedIn + l * priceTick` (credit base units per kWh); prices per Wh
+///      are those divided by 1000, which is exact because every price is a multiple of 1000.
+abstract contract MarketBase is IEnergyMarket {
+    uint256 internal constant _M8 = 0xff;
+    uint256 internal constant _M32 = 0xffffffff;
+    uint256 internal constant _M64 = 0xffffffffffffffff;
+    uint256 internal constant _M128 = type(uint128).max;
+
+    uint256 internal constant _STATUS_OPEN = 1 << 72;
+    uint256 internal constant _STATUS_CLEARED = 2 << 72;
+    uint256 internal constant _SETTLED = 1 << 80;
+
+    /// @notice Participants, meters, prices and the slot schedule.
+    IRegistry public immutable registry;
+    /// @notice The credit token ({CreditToken}) held in escrow.
+    IERC20 public immutable token;
+    /// @notice Source of metered energy per slot.
+    IMeterReadings public immutable readings;
+    /// @notice The grid operator's market account: sells at retail, buys at feed-in, receives pay-as-bid spreads.
+    address public immutable gridAccount;
+    /// @notice Start of slot 0 (unix seconds), from the registry.
+    uint64 public immutable startTime;
+    /// @notice Slot length in seconds, from the registry.
+    uint32 public immutable slotLength;
+    /// @notice Orders for a slot close this many seconds before the slot starts.
+    uint32 public immutable gateClosure;
+    /// @notice Settlement of a slot opens this many seconds after the slot ends (time for late readings).
+    uint32 public immutable gracePeriod;
+    /// @notice Pricing rule of matched orders.
+    MarketMode public immutable mode;
+    /// @dev The registry's price tick divided by 1000 (credit base units per Wh).
+    uint256 internal immutable _tickPerWh;
+
+    mapping(address account => uint256) internal _accounts;
+    mapping(uint64 slot => uint256) internal _headers;
+    mapping(uint64 slot => uint256) internal _bitmaps;
+    mapping(uint64 slot => uint256) internal _marginals;
+    mapping(uint64 slot => mapping(uint256 level => uint256)) internal _levels;
+    mapping(uint64 slot => mapping(address account => uint256)) internal _positions;
+
+    constructor(
+        IRegistry registry_,
+        IERC20 token_,
+        IMeterReadings readings_,
+        address gridAccount_,
+        uint32 gateClosure_,
+        uint32 gracePeriod_,
+        MarketMode mode_
+    ) {
+        if (
+            address(registry_) == address(0) || address(token_) == address(0) || address(readings_) == address(0)
+                || gridAccount_ == address(0)
+        ) revert ZeroAddress();
+        if (readings_.startTime() != registry_.startTime() || readings_.slotLength() != registry_.slotLength()) {
+            revert InvalidSchedule();
+        }
+        registry = registry_;
+        token = token_;
+        readings = readings_;
+        gridAccount = gridAccount_;
+        startTime = registry_.startTime();
+        slotLength = registry_.slotLength();
+        gateClosure = gateClosure_;
+        gracePeriod = gracePeriod_;
+        mode = mode_;
+        _tickPerWh = registry_.priceTick() / 1000;
+    }
+
+    /// @notice Unix time at which `slot` starts.
+    function slotStart(uint64 slot) public view returns (uint256) {
+        return uint256(startTime) + uint256(slot) * slotLength;
+    }
+
+    /// @notice Unix time from which orders for `slot` are refused and the slot can be cleared.
+    /// @dev Returns 0 when the gate closure lies before the unix epoch.
+    function gateClosureTime(uint64 slot) public view returns (uint256) {
+        uint256 start = slotStart(slot);
+        return start > gateClosure ? start - gateClosure : 0;
+    }
+
+    /// @notice Unix time from which `slot` can be settled (slot end plus grace period).
+    function settlementOpensAt(uint64 slot) public view returns (uint256) {
+        return slotStart(slot) + slotLength + gracePeriod;
+    }
+
+    /// @dev Moves `amount` into `account`'s free balance, repaying its debt to the grid first.
+    /// @return repaid The part that went to the grid as debt repayment.
+    function _addFree(address account, uint256 amount) internal returns (uint256 repaid) {
+        uint256 acct = _accounts[account];
+        uint256 debt = acct >> 128;
+        if (debt != 0) {
+            repaid = amount < debt ? amount : debt;
+            debt -= repaid;
+            amount -= repaid;
+            emit DebtRepaid(account, repaid);
+        }
+        uint256 free = (acct & _M128) + amount;
+        if (free > _M128) revert BalanceOverflow(account);
+        _accounts[account] = free | (debt << 128);
+    }
+}
