@@ -1,0 +1,826 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {Fixture} from "./utils/Fixture.sol";
+import {EnergyMarket} from "../src/EnergyMarket.sol";
+import {MeterReadings} from "../src/MeterReadings.sol";
+import {Registry} from "../src/Registry.sol";
+import {IEnergyMarket} from "../src/interfaces/IEnergyMarket.sol";
+import {IMeterReadings} from "../src/interfaces/IMeterReadings.sol";
+import {IRegistry} from "../src/interfaces/IRegistry.sol";
+
+/// Unit tests of the EnergyMarket: escrow, auction and settlement.
+contract EnergyMarketTest is Fixture {
+    uint64 internal constant S = 2; // the slot most tests trade in
+    uint256 internal constant FUNDS = 100e18;
+
+    address internal alice; // prosumer
+    address internal bob; // consumer
+    address internal carol; // prosumer
+    address internal dave; // consumer
+
+    function setUp() public virtual {
+        _deploy(IEnergyMarket.MarketMode.PayAsClear);
+        alice = _participant("alice", IRegistry.Role.Prosumer, FUNDS);
+        bob = _participant("bob", IRegistry.Role.Consumer, FUNDS);
+        carol = _participant("carol", IRegistry.Role.Prosumer, FUNDS);
+        dave = _participant("dave", IRegistry.Role.Consumer, FUNDS);
+        _fundGrid(1000e18);
+    }
+
+    function _bid(address p, uint64 slot, uint32 wh, uint256 price) internal {
+        vm.prank(p);
+        market.placeBid(slot, wh, price);
+    }
+
+    function _ask(address p, uint64 slot, uint32 wh, uint256 price) internal {
+        vm.prank(p);
+        market.placeAsk(slot, wh, price);
+    }
+
+    function _toGate(uint64 slot) internal {
+        vm.warp(market.gateClosureTime(slot));
+    }
+
+    function _toSettlement(uint64 slot) internal {
+        vm.warp(market.settlementOpensAt(slot));
+    }
+
+    function _one(address p) internal pure returns (address[] memory a) {
+        a = new address[](1);
+        a[0] = p;
+    }
+
+    /// Meter of `p` reports `imp`/`exp` Wh over slot `slot` (baseline just before, final just before the end).
+    function _meter(address p, uint64 slot, uint64 imp, uint64 exp) internal {
+        uint256 t = block.timestamp;
+        vm.warp(_start(slot) + SLOT);
+        (uint64 li, uint64 le,,) = readings.latestReading(meterAddrOf[p]);
+        _read(p, li, le, uint64(_start(slot) - 1));
+        _read(p, li + imp, le + exp, uint64(_start(slot) + SLOT - 1));
+        vm.warp(t);
+    }
+
+    function _totalMoney() internal view returns (uint256 sum) {
+        address[5] memory all = [alice, bob, carol, dave, grid];
+        for (uint256 i = 0; i < all.length; ++i) {
+            sum += _free(all[i]) + market.lockedOf(S, all[i]);
+        }
+    }
+
+    // ================================================================== constructor and views
+
+    function test_constructor_configuration() public view {
+        assertEq(address(market.registry()), address(registry));
+        assertEq(address(market.token()), address(token));
+        assertEq(address(market.readings()), address(readings));
+        assertEq(market.gridAccount(), grid);
+        assertEq(market.startTime(), START, "start");
+        assertEq(market.slotLength(), SLOT, "slot");
+        assertEq(market.gateClosure(), GATE, "gate");
+        assertEq(market.gracePeriod(), GRACE, "grace");
+        assertTrue(market.mode() == IEnergyMarket.MarketMode.PayAsClear, "mode");
+        assertEq(market.slotStart(S), START + 2 * SLOT, "slotStart");
+        assertEq(market.gateClosureTime(S), START + 2 * SLOT - GATE, "gate time");
+        assertEq(market.settlementOpensAt(S), START + 3 * SLOT + GRACE, "settlement time");
+    }
+
+    function test_gateClosureTime_beforeEpoch() public {
+        address[] memory admins = new address[](1);
+        admins[0] = operator;
+        Registry r = new Registry(admins, 0, SLOT, TICK, RETAIL, FEED_IN);
+        MeterReadings mr = new MeterReadings(r);
+        EnergyMarket m = new EnergyMarket(r, token, mr, grid, GATE, GRACE, IEnergyMarket.MarketMode.PayAsClear);
+        assertEq(m.gateClosureTime(0), 0, "clamped at zero");
+        assertEq(m.gateClosureTime(1), SLOT - GATE, "normal");
+    }
+
+    function test_constructor_revertsOnZeroAddress() public {
+        vm.expectRevert(IEnergyMarket.ZeroAddress.selector);
+        new EnergyMarket(registry, token, readings, address(0), GATE, GRACE, IEnergyMarket.MarketMode.PayAsClear);
+    }
+
+    function test_constructor_revertsOnScheduleMismatch() public {
+        address[] memory admins = new address[](1);
+        admins[0] = operator;
+        Registry other = new Registry(admins, START + 1, SLOT, TICK, RETAIL, FEED_IN);
+        MeterReadings otherReadings = new MeterReadings(other);
+        vm.expectRevert(IEnergyMarket.InvalidSchedule.selector);
+        new EnergyMarket(registry, token, otherReadings, grid, GATE, GRACE, IEnergyMarket.MarketMode.PayAsClear);
+    }
+
+    // ================================================================== escrow
+
+    function test_deposit() public {
+        vm.prank(operator);
+        token.mint(alice, 5e18);
+        vm.startPrank(alice);
+        token.approve(address(market), 5e18);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.Deposited(alice, alice, 5e18);
+        market.deposit(5e18);
+        vm.stopPrank();
+        assertEq(_free(alice), FUNDS + 5e18, "free");
+        assertEq(token.balanceOf(address(market)), 4 * FUNDS + 1000e18 + 5e18, "held");
+    }
+
+    function test_deposit_revertsOnZero() public {
+        vm.expectRevert(IEnergyMarket.ZeroAmount.selector);
+        vm.prank(alice);
+        market.deposit(0);
+    }
+
+    function test_deposit_revertsOnBalanceOverflow() public {
+        uint256 big = uint256(type(uint128).max);
+        vm.prank(operator);
+        token.mint(alice, big);
+        vm.startPrank(alice);
+        token.approve(address(market), big);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.BalanceOverflow.selector, alice));
+        market.deposit(big);
+        vm.stopPrank();
+    }
+
+    function test_depositFor() public {
+        vm.startPrank(operator);
+        token.mint(operator, 3e18);
+        token.approve(address(market), 3e18);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.Deposited(bob, operator, 3e18);
+        market.depositFor(bob, 3e18);
+        vm.stopPrank();
+        assertEq(_free(bob), FUNDS + 3e18, "credited to bob");
+    }
+
+    function test_depositFor_revertsOnZeroAddress() public {
+        vm.expectRevert(IEnergyMarket.ZeroAddress.selector);
+        vm.prank(operator);
+        market.depositFor(address(0), 1);
+    }
+
+    function test_depositWithPermit() public {
+        (address eve, uint256 eveKey) = makeKey("eve");
+        vm.prank(operator);
+        token.mint(eve, 2e18);
+        uint256 deadline = block.timestamp + 600;
+        bytes32 digest = keccak256(
+            abi.encodePacked(
+                "\x19\x01",
+                token.DOMAIN_SEPARATOR(),
+                keccak256(
+                    abi.encode(
+                        keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"),
+                        eve,
+                        address(market),
+                        2e18,
+                        uint256(0),
+                        deadline
+                    )
+                )
+            )
+        );
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(eveKey, digest);
+        // Someone front-runs the permit; the deposit still goes through on the resulting allowance.
+        token.permit(eve, address(market), 2e18, deadline, v, r, s);
+        vm.prank(eve);
+        market.depositWithPermit(2e18, deadline, v, r, s);
+        assertEq(_free(eve), 2e18, "deposited");
+        assertEq(token.balanceOf(eve), 0, "pulled");
+    }
+
+    function test_depositWithPermit_freshSignature() public {
+        (address eve, uint256 eveKey) = makeKey("eve");
+        vm.prank(operator);
+        token.mint(eve, 1e18);
+        uint256 deadline = block.timestamp + 600;
+        bytes32 digest = keccak256(
+            abi.encodePacked(
+                "\x19\x01",
+                token.DOMAIN_SEPARATOR(),
+                keccak256(
+                    abi.encode(
+                        keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"),
+                        eve,
+                        address(market),
+                        1e18,
+                        uint256(0),
+                        deadline
+                    )
+                )
+            )
+        );
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(eveKey, digest);
+        vm.prank(eve);
+        market.depositWithPermit(1e18, deadline, v, r, s);
+        assertEq(_free(eve), 1e18, "deposited");
+    }
+
+    function test_withdraw() public {
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.Withdrawn(alice, 40e18);
+        vm.prank(alice);
+        market.withdraw(40e18);
+        assertEq(_free(alice), FUNDS - 40e18, "free");
+        assertEq(token.balanceOf(alice), 40e18, "paid out");
+    }
+
+    function test_withdraw_revertsOnZero() public {
+        vm.expectRevert(IEnergyMarket.ZeroAmount.selector);
+        vm.prank(alice);
+        market.withdraw(0);
+    }
+
+    function test_withdraw_revertsWhenInsufficient() public {
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.InsufficientBalance.selector, alice, FUNDS + 1, FUNDS));
+        vm.prank(alice);
+        market.withdraw(FUNDS + 1);
+    }
+
+    // ================================================================== placing orders
+
+    function test_placeBid_escrowsAndAggregates() public {
+        uint256 price = 200e15;
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SlotOpened(S, RETAIL, FEED_IN);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.OrderPlaced(S, bob, IEnergyMarket.Side.Bid, price, 1500, _cost(1500, price));
+        _bid(bob, S, 1500, price);
+        assertEq(_free(bob), FUNDS - _cost(1500, price), "escrowed");
+        assertEq(market.lockedOf(S, bob), _cost(1500, price), "locked");
+        (uint64 b, uint64 a) = market.levelVolumes(S, 120);
+        assertEq(b, 1500, "level bid volume");
+        assertEq(a, 0, "no ask");
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
+        assertTrue(info.status == IEnergyMarket.SlotStatus.Open, "open");
+        assertEq(info.activeLevels, uint256(1) << 120, "bitmap");
+        IEnergyMarket.Position memory p = market.positionOf(S, bob);
+        assertEq(p.bidWh, 1500, "position wh");
+        assertEq(p.bidPricePerKWh, price, "position price");
+        // a second bid at the same level aggregates
+        _bid(dave, S, 500, price);
+        (b,) = market.levelVolumes(S, 120);
+        assertEq(b, 2000, "aggregated");
+    }
+
+    function test_placeAsk_locksCollateral() public {
+        uint256 price = 100e15;
+        uint256 collateral = _cost(1000, RETAIL - price);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.OrderPlaced(S, alice, IEnergyMarket.Side.Ask, price, 1000, collateral);
+        _ask(alice, S, 1000, price);
+        assertEq(_free(alice), FUNDS - collateral, "collateral");
+        (, uint64 a) = market.levelVolumes(S, 20);
+        assertEq(a, 1000, "ask volume");
+        IEnergyMarket.Position memory p = market.positionOf(S, alice);
+        assertEq(p.askWh, 1000, "ask wh");
+        assertEq(p.askPricePerKWh, price, "ask price");
+    }
+
+    function test_placeAsk_atRetailNeedsNoCollateral() public {
+        _ask(alice, S, 1000, RETAIL);
+        assertEq(_free(alice), FUNDS, "nothing locked");
+    }
+
+    function test_placeOrders_bothSides() public {
+        _bid(alice, S, 100, 150e15);
+        _ask(alice, S, 200, 100e15);
+        IEnergyMarket.Position memory p = market.positionOf(S, alice);
+        assertEq(p.bidWh, 100, "bid");
+        assertEq(p.askWh, 200, "ask");
+    }
+
+    function test_placeBid_revertsOnZeroEnergy() public {
+        vm.expectRevert(IEnergyMarket.ZeroEnergy.selector);
+        _bid(bob, S, 0, 200e15);
+    }
+
+    function test_placeBid_revertsAfterGateClosure() public {
+        _toGate(S);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.GateClosed.selector, S));
+        _bid(bob, S, 100, 200e15);
+        vm.warp(block.timestamp - 1);
+        _bid(bob, S, 100, 200e15); // one second earlier is fine
+    }
+
+    function test_placeBid_revertsForNonParticipant() public {
+        address eve = makeAddr("eve");
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NotParticipant.selector, eve));
+        _bid(eve, S, 100, 200e15);
+    }
+
+    function test_placeBid_revertsForRemovedParticipant() public {
+        vm.prank(operator);
+        registry.removeParticipant(bob);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NotParticipant.selector, bob));
+        _bid(bob, S, 100, 200e15);
+    }
+
+    function test_placeAsk_revertsForConsumer() public {
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NotProsumer.selector, bob));
+        _ask(bob, S, 100, 200e15);
+    }
+
+    function test_placeBid_revertsOutsideGridPrices() public {
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.PriceOutOfRange.selector, RETAIL + TICK, FEED_IN, RETAIL));
+        _bid(bob, S, 100, RETAIL + TICK);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.PriceOutOfRange.selector, FEED_IN - TICK, FEED_IN, RETAIL));
+        _ask(alice, S, 100, FEED_IN - TICK);
+        // the bounds themselves are accepted
+        _bid(bob, S, 100, RETAIL);
+        _ask(alice, S, 100, FEED_IN);
+    }
+
+    function test_placeBid_revertsOffTick() public {
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.PriceNotOnTick.selector, 200e15 + 1000, TICK));
+        _bid(bob, S, 100, 200e15 + 1000);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.PriceNotOnTick.selector, 200e15 + 1, TICK));
+        _bid(bob, S, 100, 200e15 + 1);
+    }
+
+    function test_placeBid_revertsWhenOrderExists() public {
+        _bid(bob, S, 100, 200e15);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.OrderExists.selector, S, bob, IEnergyMarket.Side.Bid));
+        _bid(bob, S, 100, 210e15);
+        _ask(alice, S, 100, 200e15);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.OrderExists.selector, S, alice, IEnergyMarket.Side.Ask));
+        _ask(alice, S, 100, 210e15);
+    }
+
+    function test_placeBid_revertsWhenInsufficientBalance() public {
+        uint256 need = _cost(type(uint32).max, RETAIL);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.InsufficientBalance.selector, bob, need, FUNDS));
+        _bid(bob, S, type(uint32).max, RETAIL);
+    }
+
+    function test_placeBid_usesTimeOfUsePricesSnapshot() public {
+        vm.prank(operator);
+        registry.setSlotPrices(S, 350e15, 100e15);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.PriceOutOfRange.selector, 90e15, 100e15, 350e15));
+        _bid(bob, S, 100, 90e15);
+        _bid(bob, S, 100, 340e15);
+        // Later price changes do not affect an opened slot.
+        vm.prank(operator);
+        registry.setSlotPrices(S, 200e15, 50e15);
+        _bid(dave, S, 100, 340e15);
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
+        assertEq(info.retailPerKWh, 350e15, "snapshot retail");
+        assertEq(info.feedInPerKWh, 100e15, "snapshot feed-in");
+        // an untouched slot reports the registry's prices
+        info = market.slotInfo(S + 1);
+        assertTrue(info.status == IEnergyMarket.SlotStatus.Empty, "empty");
+        assertEq(info.retailPerKWh, RETAIL, "default retail");
+    }
+
+    // ================================================================== cancelling
+
+    function test_cancelOrder_bidRefunds() public {
+        _bid(bob, S, 1500, 200e15);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.OrderCancelled(S, bob, IEnergyMarket.Side.Bid, 1500, _cost(1500, 200e15));
+        vm.prank(bob);
+        market.cancelOrder(S, IEnergyMarket.Side.Bid);
+        assertEq(_free(bob), FUNDS, "refunded");
+        (uint64 b,) = market.levelVolumes(S, 120);
+        assertEq(b, 0, "level emptied");
+        assertEq(market.slotInfo(S).activeLevels, 0, "bitmap cleared");
+        assertEq(market.positionOf(S, bob).bidWh, 0, "position cleared");
+        // can place again
+        _bid(bob, S, 10, 200e15);
+    }
+
+    function test_cancelOrder_askRefundsAndKeepsSharedLevel() public {
+        _ask(alice, S, 1000, 100e15);
+        _bid(bob, S, 300, 100e15);
+        vm.prank(alice);
+        market.cancelOrder(S, IEnergyMarket.Side.Ask);
+        assertEq(_free(alice), FUNDS, "refunded");
+        (uint64 b, uint64 a) = market.levelVolumes(S, 20);
+        assertEq(a, 0, "ask gone");
+        assertEq(b, 300, "bid stays");
+        assertEq(market.slotInfo(S).activeLevels, uint256(1) << 20, "level still active");
+    }
+
+    function test_cancelOrder_revertsWithoutOrder() public {
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NoOrder.selector, S, bob, IEnergyMarket.Side.Bid));
+        vm.prank(bob);
+        market.cancelOrder(S, IEnergyMarket.Side.Bid);
+    }
+
+    function test_cancelOrder_revertsAfterGateClosure() public {
+        _bid(bob, S, 100, 200e15);
+        _toGate(S);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.GateClosed.selector, S));
+        vm.prank(bob);
+        market.cancelOrder(S, IEnergyMarket.Side.Bid);
+    }
+
+    // ================================================================== clearing
+
+    function test_clear_uniformPriceAtMidpoint() public {
+        _ask(alice, S, 1000, 100e15); // level 20
+        _bid(bob, S, 1000, 200e15); // level 120
+        _toGate(S);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SlotCleared(S, 150e15, 1000, 200e15, 100e15);
+        market.clear(S);
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
+        assertTrue(info.status == IEnergyMarket.SlotStatus.Cleared, "cleared");
+        assertEq(info.clearedWh, 1000, "volume");
+        assertEq(info.clearingPricePerKWh, 150e15, "price");
+        assertEq(info.bidMarginalLevel, 120, "mb");
+        assertEq(info.askMarginalLevel, 20, "ma");
+        assertEq(info.clearingLevel, 70, "level");
+    }
+
+    function test_clear_noCrossing() public {
+        _ask(alice, S, 1000, 200e15);
+        _bid(bob, S, 1000, 100e15);
+        _toGate(S);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SlotCleared(S, 0, 0, 0, 0);
+        market.clear(S);
+        assertEq(market.slotInfo(S).clearedWh, 0, "nothing");
+        assertEq(market.slotInfo(S).clearingPricePerKWh, 0, "no price");
+    }
+
+    function test_clear_onlyBids() public {
+        _bid(bob, S, 1000, 100e15);
+        _toGate(S);
+        market.clear(S);
+        assertEq(market.slotInfo(S).clearedWh, 0, "nothing");
+    }
+
+    function test_clear_meritOrderWithRationing() public {
+        // Supply: 400 @ 0.09 (alice), 700 @ 0.12 (carol). Demand: 500 @ 0.25 (bob), 500 @ 0.12 (dave).
+        _ask(alice, S, 400, 90e15); // level 10
+        _ask(carol, S, 700, 120e15); // level 40
+        _bid(bob, S, 500, 250e15); // level 170
+        _bid(dave, S, 500, 120e15); // level 40
+        _toGate(S);
+        market.clear(S);
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
+        // At 0.12 demand is 1000 and supply 1100: Q = 1000, asks rationed at level 40, bids at level 40 filled.
+        assertEq(info.clearedWh, 1000, "Q");
+        assertEq(info.askMarginalLevel, 40, "ma");
+        assertEq(info.bidMarginalLevel, 40, "mb");
+        assertEq(info.clearingPricePerKWh, 120e15, "price");
+        (uint64 bf, uint64 bv, uint64 af, uint64 av) = market.marginalState(S);
+        assertEq(bf, 500, "bid marginal fill");
+        assertEq(bv, 500, "bid marginal volume");
+        assertEq(af, 600, "ask marginal fill");
+        assertEq(av, 700, "ask marginal volume");
+    }
+
+    function test_clear_revertsWhenEmpty() public {
+        _toGate(S);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NothingToClear.selector, S));
+        market.clear(S);
+    }
+
+    function test_clear_revertsBeforeGateClosure() public {
+        _bid(bob, S, 100, 200e15);
+        vm.warp(market.gateClosureTime(S) - 1);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.GateOpen.selector, S));
+        market.clear(S);
+    }
+
+    function test_clear_revertsWhenCleared() public {
+        _bid(bob, S, 100, 200e15);
+        _toGate(S);
+        market.clear(S);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.AlreadyCleared.selector, S));
+        market.clear(S);
+    }
+
+    function test_clear_allCancelledClearsEmpty() public {
+        _bid(bob, S, 100, 200e15);
+        vm.prank(bob);
+        market.cancelOrder(S, IEnergyMarket.Side.Bid);
+        _toGate(S);
+        market.clear(S);
+        assertEq(market.slotInfo(S).clearedWh, 0, "nothing");
+    }
+
+    // ================================================================== settlement
+
+    function _tradeAliceBob() internal {
+        _ask(alice, S, 1000, 100e15);
+        _bid(bob, S, 1000, 200e15);
+        _toGate(S);
+        market.clear(S); // 1000 Wh at 0.15
+    }
+
+    function test_settle_sellerShortBuyerOver() public {
+        _tradeAliceBob();
+        _meter(alice, S, 0, 800); // delivered 200 Wh less than sold
+        _meter(bob, S, 1300, 0); // used 300 Wh more than bought
+        _toSettlement(S);
+        uint256 gridBefore = _free(grid);
+        address[] memory both = new address[](2);
+        both[0] = alice;
+        both[1] = bob;
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.ParticipantSettled(
+            S, alice, 0, 1000, 0, 800, _cost(1000, 200e15) + _cost(1000, 150e15), _cost(200, RETAIL)
+        );
+        market.settle(S, both);
+        // alice: receives 1000 Wh at 0.15, buys 200 Wh at retail for her shortfall.
+        assertEq(_free(alice), FUNDS + _cost(1000, 150e15) - _cost(200, RETAIL), "alice");
+        // bob: pays 1000 Wh at 0.15 plus 300 Wh at retail.
+        assertEq(_free(bob), FUNDS - _cost(1000, 150e15) - _cost(300, RETAIL), "bob");
+        assertEq(_free(grid), gridBefore + _cost(500, RETAIL), "grid");
+        assertTrue(market.positionOf(S, alice).settled, "settled");
+        assertEq(market.lockedOf(S, bob), 0, "nothing locked");
+    }
+
+    function test_settle_sellerSurplusBuyerUnder() public {
+        _tradeAliceBob();
+        _meter(alice, S, 0, 1250); // 250 Wh more than sold
+        _meter(bob, S, 600, 0); // 400 Wh less than bought
+        _toSettlement(S);
+        uint256 gridBefore = _free(grid);
+        market.settle(S, _one(bob));
+        market.settle(S, _one(alice));
+        assertEq(_free(alice), FUNDS + _cost(1000, 150e15) + _cost(250, FEED_IN), "alice surplus at feed-in");
+        assertEq(_free(bob), FUNDS - _cost(1000, 150e15) + _cost(400, FEED_IN), "bob unused at feed-in");
+        assertEq(_free(grid), gridBefore - _cost(650, FEED_IN), "grid pays feed-in");
+    }
+
+    function test_settle_noReadingIsZeroDelivery() public {
+        _tradeAliceBob();
+        _toSettlement(S);
+        uint256 gridBefore = _free(grid);
+        address[] memory both = new address[](2);
+        both[0] = alice;
+        both[1] = bob;
+        market.settle(S, both);
+        // alice delivered nothing: buys all 1000 Wh at retail; bob used nothing: sells back at feed-in.
+        assertEq(_free(alice), FUNDS + _cost(1000, 150e15) - _cost(1000, RETAIL), "alice");
+        assertEq(_free(bob), FUNDS - _cost(1000, 150e15) + _cost(1000, FEED_IN), "bob");
+        assertEq(_free(grid), gridBefore + _cost(1000, RETAIL) - _cost(1000, FEED_IN), "grid");
+    }
+
+    function test_settle_withoutMeterIsZeroDelivery() public {
+        _tradeAliceBob();
+        vm.prank(operator);
+        registry.unbindMeter(meterAddrOf[alice]);
+        _toSettlement(S);
+        market.settle(S, _one(alice));
+        assertEq(_free(alice), FUNDS + _cost(1000, 150e15) - _cost(1000, RETAIL), "alice");
+    }
+
+    function test_settle_lateReadingAfterGraceIgnored() public {
+        _tradeAliceBob();
+        _toSettlement(S);
+        market.settle(S, _one(alice));
+        // A reading for the slot arriving after settlement changes nothing for the settled position.
+        _read(alice, 0, 1000, uint64(_start(S) + 10));
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.AlreadySettled.selector, S, alice));
+        market.settle(S, _one(alice));
+    }
+
+    function test_settle_unmatchedOrdersRefunded() public {
+        _ask(alice, S, 1000, 250e15);
+        _bid(bob, S, 1000, 200e15);
+        _toGate(S);
+        market.clear(S);
+        _meter(bob, S, 500, 0);
+        _toSettlement(S);
+        market.settle(S, _one(bob));
+        // no trade: bob's whole import came from the grid at retail
+        assertEq(_free(bob), FUNDS - _cost(500, RETAIL), "bob");
+    }
+
+    function test_settle_marginalProRata() public {
+        _ask(alice, S, 500, 100e15);
+        _ask(carol, S, 700, 100e15);
+        _bid(bob, S, 1000, 200e15);
+        _toGate(S);
+        market.clear(S);
+        (, uint64 carolPreview) = market.previewFills(S, carol);
+        assertEq(carolPreview, 583, "carol pro-rata preview");
+        _toSettlement(S);
+        market.settle(S, _one(alice));
+        (, uint64 sold) = market.previewFills(S, carol);
+        assertEq(sold, 584, "carol gets the rest");
+        market.settle(S, _one(carol));
+        (uint64 bf, uint64 bv, uint64 af, uint64 av) = market.marginalState(S);
+        assertEq(af, 0, "all ask fill allocated");
+        assertEq(av, 0, "all ask volume settled");
+        assertEq(bf + bv, 2000, "bid marginal untouched");
+        (uint64 b,) = market.previewFills(S, alice);
+        assertEq(b, 0, "settled positions preview zero");
+    }
+
+    function test_settle_payAsBid() public {
+        _deploy(IEnergyMarket.MarketMode.PayAsBid);
+        alice = _participant("alice2", IRegistry.Role.Prosumer, FUNDS);
+        bob = _participant("bob2", IRegistry.Role.Consumer, FUNDS);
+        _fundGrid(1000e18);
+        _tradeAliceBob();
+        _meter(alice, S, 0, 1000);
+        _meter(bob, S, 1000, 0);
+        _toSettlement(S);
+        uint256 gridBefore = _free(grid);
+        address[] memory both = new address[](2);
+        both[0] = alice;
+        both[1] = bob;
+        market.settle(S, both);
+        assertEq(_free(alice), FUNDS + _cost(1000, 100e15), "seller gets her ask");
+        assertEq(_free(bob), FUNDS - _cost(1000, 200e15), "buyer pays his bid");
+        assertEq(_free(grid), gridBefore + _cost(1000, 100e15), "spread to the grid");
+    }
+
+    function test_settle_debtWhenBuyerCannotPay() public {
+        // dave spends almost everything on other slots, then imports far more than he bought.
+        _bid(dave, S, 1000, 200e15);
+        _ask(alice, S, 1000, 100e15);
+        uint256 daveFree = _free(dave);
+        vm.prank(dave);
+        market.withdraw(daveFree);
+        _toGate(S);
+        market.clear(S);
+        _meter(dave, S, 1_000_000, 0); // 1 MWh
+        _toSettlement(S);
+        uint256 gridBefore = _free(grid);
+        uint256 release = _cost(1000, 200e15);
+        uint256 owed = _cost(1000, 150e15) + _cost(999_000, RETAIL);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.DebtIncurred(dave, owed - release);
+        market.settle(S, _one(dave));
+        assertEq(_free(dave), 0, "nothing left");
+        assertEq(_debt(dave), owed - release, "debt");
+        assertEq(_free(grid), gridBefore + _cost(999_000, RETAIL) - (owed - release), "grid got what was paid");
+        // with debt, dave cannot trade or withdraw
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.OutstandingDebt.selector, dave, owed - release));
+        _bid(dave, S + 10, 1, 200e15);
+        // a deposit repays the debt to the grid first
+        uint256 debt = owed - release;
+        uint256 g = _free(grid);
+        vm.prank(operator);
+        token.mint(dave, debt + 1e18);
+        vm.startPrank(dave);
+        token.approve(address(market), debt + 1e18);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.DebtRepaid(dave, debt);
+        market.deposit(debt + 1e18);
+        vm.stopPrank();
+        assertEq(_debt(dave), 0, "repaid");
+        assertEq(_free(dave), 1e18, "rest is free");
+        assertEq(_free(grid), g + debt, "grid repaid");
+    }
+
+    function test_settle_gainRepaysDebt() public {
+        // First dave runs into debt in slot S.
+        _bid(dave, S, 1000, 200e15);
+        _ask(alice, S, 1000, 100e15);
+        // and sells... dave is a consumer; use carol as the debtor instead for a later gain.
+        vm.prank(dave);
+        market.cancelOrder(S, IEnergyMarket.Side.Bid);
+        _bid(carol, S, 1000, 200e15);
+        _ask(carol, S + 1, 1000, 100e15); // carol also sells in the next slot
+        _bid(bob, S + 1, 1000, 200e15);
+        uint256 carolFree = _free(carol);
+        vm.prank(carol);
+        market.withdraw(carolFree);
+        _toGate(S + 1);
+        market.clear(S);
+        market.clear(S + 1);
+        _meter(carol, S, 2000, 0); // 1000 Wh excess import in S
+        _meter(carol, S + 1, 0, 1000); // delivers in S + 1
+        _toSettlement(S + 1);
+        market.settle(S, _one(carol));
+        uint256 debt = _debt(carol);
+        assertGt(debt, 0, "in debt");
+        uint256 g = _free(grid);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.DebtRepaid(carol, debt);
+        market.settle(S + 1, _one(carol));
+        assertEq(_debt(carol), 0, "repaid from the gain");
+        uint256 gain = _cost(1000, RETAIL - 100e15) + _cost(1000, 150e15);
+        assertEq(_free(carol), gain - debt, "rest free");
+        assertEq(_free(grid), g + debt, "grid received the repayment");
+    }
+
+    function test_settle_inParts() public {
+        _ask(alice, S, 500, 100e15);
+        _ask(carol, S, 500, 100e15);
+        _bid(bob, S, 500, 200e15);
+        _bid(dave, S, 500, 200e15);
+        _toGate(S);
+        market.clear(S);
+        _toSettlement(S);
+        uint256 before = _totalMoney();
+        address[] memory first = new address[](2);
+        first[0] = alice;
+        first[1] = bob;
+        address[] memory second = new address[](2);
+        second[0] = carol;
+        second[1] = dave;
+        market.settle(S, first);
+        market.settle(S, second);
+        assertEq(_totalMoney(), before, "conserved across parts");
+    }
+
+    function test_settle_revertsWhenNotCleared() public {
+        _bid(bob, S, 100, 200e15);
+        _toSettlement(S);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.SlotNotCleared.selector, S));
+        market.settle(S, _one(bob));
+    }
+
+    function test_settle_revertsBeforeGraceEnds() public {
+        _tradeAliceBob();
+        vm.warp(market.settlementOpensAt(S) - 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(IEnergyMarket.SettlementNotOpen.selector, S, market.settlementOpensAt(S))
+        );
+        market.settle(S, _one(bob));
+    }
+
+    function test_settle_revertsWithoutPosition() public {
+        _tradeAliceBob();
+        _toSettlement(S);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NoPosition.selector, S, dave));
+        market.settle(S, _one(dave));
+    }
+
+    function test_settle_revertsWhenSettledTwice() public {
+        _tradeAliceBob();
+        _toSettlement(S);
+        market.settle(S, _one(bob));
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.AlreadySettled.selector, S, bob));
+        market.settle(S, _one(bob));
+    }
+
+    function test_settle_revertsWhenGridCannotPayFeedIn() public {
+        _deploy(IEnergyMarket.MarketMode.PayAsClear);
+        alice = _participant("alice3", IRegistry.Role.Prosumer, FUNDS);
+        bob = _participant("bob3", IRegistry.Role.Consumer, FUNDS);
+        _tradeAliceBob();
+        _meter(alice, S, 0, 1000);
+        _meter(bob, S, 0, 0);
+        _toSettlement(S);
+        vm.expectRevert(
+            abi.encodeWithSelector(IEnergyMarket.InsufficientBalance.selector, grid, _cost(1000, FEED_IN), 0)
+        );
+        market.settle(S, _one(bob));
+    }
+
+    // ================================================================== fuzz
+
+    function testFuzz_placeAndCancelRestoresBalance(uint32 wh, uint256 level, bool isBid) public {
+        wh = uint32(bound(wh, 1, 100_000));
+        level = bound(level, 0, MAX_LEVEL);
+        uint256 price = _price(level);
+        if (isBid) _bid(alice, S, wh, price);
+        else _ask(alice, S, wh, price);
+        assertEq(_free(alice) + market.lockedOf(S, alice), FUNDS, "escrow accounted");
+        vm.prank(alice);
+        market.cancelOrder(S, isBid ? IEnergyMarket.Side.Bid : IEnergyMarket.Side.Ask);
+        assertEq(_free(alice), FUNDS, "restored");
+        assertEq(market.slotInfo(S).activeLevels, 0, "book empty");
+    }
+
+    /// Two-party trade with arbitrary prices and meter readings conserves money, the grid included.
+    function testFuzz_settlementConservesMoney(
+        uint32 askWh,
+        uint32 bidWh,
+        uint256 askLevel,
+        uint256 bidLevel,
+        uint32 exported,
+        uint32 imported,
+        bool payAsBid
+    ) public {
+        if (payAsBid) {
+            _deploy(IEnergyMarket.MarketMode.PayAsBid);
+            alice = _participant("alice4", IRegistry.Role.Prosumer, FUNDS);
+            bob = _participant("bob4", IRegistry.Role.Consumer, FUNDS);
+            _fundGrid(1000e18);
+        }
+        askWh = uint32(bound(askWh, 1, 100_000));
+        bidWh = uint32(bound(bidWh, 1, 100_000));
+        askLevel = bound(askLevel, 0, MAX_LEVEL);
+        bidLevel = bound(bidLevel, 0, MAX_LEVEL);
+        exported = uint32(bound(exported, 0, 200_000));
+        imported = uint32(bound(imported, 0, 200_000));
+        _ask(alice, S, askWh, _price(askLevel));
+        _bid(bob, S, bidWh, _price(bidLevel));
+        _toGate(S);
+        market.clear(S);
+        uint256 q = market.slotInfo(S).clearedWh;
+        assertEq(q, bidLevel >= askLevel ? (askWh < bidWh ? askWh : bidWh) : 0, "volume");
+        _meter(alice, S, 0, exported);
+        _meter(bob, S, imported, 0);
+        _toSettlement(S);
+        uint256 total = _free(alice) + _free(bob) + _free(grid) + market.lockedOf(S, alice) + market.lockedOf(S, bob);
+        address[] memory both = new address[](2);
+        both[0] = bob;
+        both[1] = alice;
+        market.settle(S, both);
+        assertEq(_free(alice) + _free(bob) + _free(grid), total, "money conserved incl. grid");
+        assertEq(_debt(bob), 0, "funds suffice, no debt");
+        uint256 others = payAsBid ? 0 : 2 * FUNDS; // carol and dave in the default deployment
+        assertEq(token.balanceOf(address(market)), _free(alice) + _free(bob) + _free(grid) + others, "backed");
+    }
+}
