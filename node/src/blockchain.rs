@@ -1,0 +1,463 @@
+//! The chain: head, state and the one road every block takes into it.
+//!
+//! A block sealed here and a block from disk or a peer both end in [`Blockchain::import`]'s
+//! tail, `commit_executed`: the header is verified by the Clique engine, the transactions are
+//! executed by the same executor, the roots are compared, and the block is committed to SQLite
+//! in one transaction before the in-memory head moves.
+
+use std::sync::Arc;
+
+use alloy_consensus::{proofs, Header, ReceiptEnvelope};
+use alloy_primitives::{Address, B256, U256};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::broadcast;
+
+use crate::chain::ChainSpec;
+use crate::consensus::clique::{self, CliqueError, Proposal, Snapshot};
+use crate::crypto::SigningKey;
+use crate::execution::{execute_block, receipts_bloom, BlockInput, BlockOutcome, ExecError, InvalidTxPolicy};
+use crate::primitives::{Block, SealedBlock};
+use crate::state::{BlockHashes, StateError, WorldState};
+use crate::storage::{BlockWrite, ReadPool, StorageError, Store};
+use crate::txpool::{validate_envelope, TxPool, ValidationContext};
+
+/// Why a block was refused. The message names the block and the rule.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A consensus rule.
+    #[error("block {number} ({hash}): {source}")]
+    Consensus {
+        /// Block number.
+        number: u64,
+        /// Block hash.
+        hash: B256,
+        /// The rule broken.
+        source: CliqueError,
+    },
+    /// A body or execution rule.
+    #[error("block {number} ({hash}): {reason}")]
+    Invalid {
+        /// Block number.
+        number: u64,
+        /// Block hash.
+        hash: B256,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The parent is not our head (side chains are handled by the network layer).
+    #[error("block {number} ({hash}): parent {parent} is not the head block")]
+    NotOnHead {
+        /// Block number.
+        number: u64,
+        /// Block hash.
+        hash: B256,
+        /// Its parent.
+        parent: B256,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Reading state failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// The head of the chain.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// Head header.
+    pub header: Header,
+    /// Head hash.
+    pub hash: B256,
+    /// Total difficulty.
+    pub total_difficulty: U256,
+    /// Clique snapshot after the head.
+    pub snapshot: Snapshot,
+}
+
+/// A block that was added to the chain, as announced to subscribers.
+#[derive(Debug, Clone)]
+pub struct NewBlock {
+    /// The block.
+    pub block: SealedBlock,
+    /// Its receipts.
+    pub receipts: Vec<ReceiptEnvelope>,
+}
+
+/// Node-level options for the chain.
+#[derive(Debug, Clone)]
+pub struct ChainOptions {
+    /// Blocks of state history to keep; `None` keeps all (archive).
+    pub state_history: Option<u64>,
+    /// Read connections for RPC.
+    pub read_connections: usize,
+}
+
+/// The chain, its state and its pool.
+pub struct Blockchain {
+    spec: ChainSpec,
+    store: Mutex<Store>,
+    reads: ReadPool,
+    state: RwLock<WorldState>,
+    head: RwLock<Head>,
+    hashes: RwLock<BlockHashes>,
+    pool: Arc<TxPool>,
+    events: broadcast::Sender<Arc<NewBlock>>,
+    import_lock: Mutex<()>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Blockchain {
+    /// Opens the chain in `store` (which must hold a genesis) and loads the head state.
+    pub fn open(
+        spec: ChainSpec,
+        store: Store,
+        pool: Arc<TxPool>,
+        opts: &ChainOptions,
+    ) -> Result<Self, ImportError> {
+        let (number, hash) = store.head()?.ok_or_else(|| {
+            StorageError::Invalid("the data directory has no genesis; run `p2pe-node init` first".into())
+        })?;
+        let header = store
+            .header_by_number(number)?
+            .ok_or_else(|| StorageError::Corrupt(format!("head block {number} missing")))?;
+        let snapshot = store
+            .snapshot(&hash)?
+            .ok_or_else(|| StorageError::Corrupt(format!("no Clique snapshot for head block {number}")))?;
+        let total_difficulty = store.total_difficulty(&hash)?.unwrap_or_default();
+        let mut state = store.load_state()?;
+        let root = state.state_root();
+        if root != header.state_root {
+            return Err(StorageError::Corrupt(format!(
+                "state root {root} of the stored state does not match head block {number}'s {}",
+                header.state_root
+            ))
+            .into());
+        }
+        let mut hashes = BlockHashes::default();
+        for n in number.saturating_sub(256)..=number {
+            if let Some(h) = store.header_by_number(n)? {
+                hashes.0.insert(n, h.hash_slow());
+            }
+        }
+        let reads = ReadPool::open(store.path(), opts.read_connections)?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(Self {
+            spec,
+            store: Mutex::new(store),
+            reads,
+            state: RwLock::new(state),
+            head: RwLock::new(Head { header, hash, total_difficulty, snapshot }),
+            hashes: RwLock::new(hashes),
+            pool,
+            events,
+            import_lock: Mutex::new(()),
+        })
+    }
+
+    /// The chain specification.
+    pub fn spec(&self) -> &ChainSpec {
+        &self.spec
+    }
+
+    /// The transaction pool.
+    pub fn pool(&self) -> &Arc<TxPool> {
+        &self.pool
+    }
+
+    /// Read connections to the database.
+    pub fn reads(&self) -> &ReadPool {
+        &self.reads
+    }
+
+    /// The current head.
+    pub fn head(&self) -> Head {
+        self.head.read().clone()
+    }
+
+    /// The head block number.
+    pub fn head_number(&self) -> u64 {
+        self.head.read().header.number
+    }
+
+    /// Read access to the head state.
+    pub fn state(&self) -> parking_lot::RwLockReadGuard<'_, WorldState> {
+        self.state.read()
+    }
+
+    /// Recent block hashes for BLOCKHASH.
+    pub fn block_hashes(&self) -> BlockHashes {
+        self.hashes.read().clone()
+    }
+
+    /// Subscribes to new blocks.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<NewBlock>> {
+        self.events.subscribe()
+    }
+
+    /// The sender's nonce in the head state.
+    pub fn account_nonce(&self, address: &Address) -> u64 {
+        self.state.read().accounts.get(address).map(|e| e.info.nonce).unwrap_or(0)
+    }
+
+    /// Validation parameters for new transactions.
+    pub fn validation_context(&self) -> ValidationContext<'_> {
+        ValidationContext {
+            chain_id: self.spec.chain_id,
+            block_gas_limit: self.head.read().header.gas_limit,
+            max_tx_bytes: self.pool.config().max_tx_bytes,
+            allowlist: self.spec.p2pe.allowlist.as_ref(),
+        }
+    }
+
+    /// Imports a block from a peer or a file: verify, execute, compare, commit.
+    pub fn import(&self, block: Block, now: Option<u64>) -> Result<B256, ImportError> {
+        let _guard = self.import_lock.lock();
+        let hash = block.header.hash_slow();
+        let number = block.header.number;
+        let invalid = |reason: String| ImportError::Invalid { number, hash, reason };
+        let head = self.head();
+        if hash == head.hash
+            || self.reads.with(|c| crate::storage::BlockQuery::header_by_hash(c, &hash))?.is_some()
+        {
+            return Ok(hash);
+        }
+        if block.header.parent_hash != head.hash {
+            return Err(ImportError::NotOnHead { number, hash, parent: block.header.parent_hash });
+        }
+        let (snapshot, _signer) = clique::verify_header(
+            &self.spec.clique,
+            &block.header,
+            &head.header,
+            head.hash,
+            &head.snapshot,
+            now,
+        )
+        .map_err(|source| ImportError::Consensus { number, hash, source })?;
+        if !block.body.ommers.is_empty() {
+            return Err(invalid("blocks must not have ommers".into()));
+        }
+        if block.body.withdrawals.as_ref().is_none_or(|w| !w.is_empty()) {
+            return Err(invalid("blocks must carry an empty withdrawals list".into()));
+        }
+        let tx_root = proofs::calculate_transaction_root(&block.body.transactions);
+        if tx_root != block.header.transactions_root {
+            return Err(invalid(format!(
+                "transactionsRoot {} does not match the body's {tx_root}",
+                block.header.transactions_root
+            )));
+        }
+        let ctx = ValidationContext { max_tx_bytes: usize::MAX, ..self.validation_context() };
+        let mut txs = Vec::with_capacity(block.body.transactions.len());
+        for (i, tx) in block.body.transactions.iter().enumerate() {
+            let recovered = validate_envelope(tx.clone(), &ctx)
+                .map_err(|e| invalid(format!("transaction {i} ({}): {e}", tx.tx_hash())))?;
+            txs.push(recovered);
+        }
+        let input = block_input(&block.header);
+        let outcome = {
+            let state = self.state.read();
+            let hashes = self.hashes.read();
+            execute_block(self.spec.chain_id, &*state, &hashes, &input, txs, InvalidTxPolicy::Reject)
+                .map_err(|e| match e {
+                    ExecError::State(s) => ImportError::State(s),
+                    other => invalid(other.to_string()),
+                })?
+        };
+        let senders = outcome.txs.iter().map(|t| t.signer()).collect();
+        let sealed = SealedBlock { hash, block, senders };
+        self.commit_executed(sealed, outcome, snapshot, &head, None)
+    }
+
+    /// Applies a block's state changes to the head state and computes the new state root.
+    fn apply_outcome(&self, outcome: &BlockOutcome) -> Applied<'_> {
+        let mut state = self.state.write();
+        let undo = state.apply(&outcome.changes);
+        let root = state.state_root();
+        Applied { state, undo, root }
+    }
+
+    /// Builds, seals and commits a block on the head with transactions from the pool.
+    ///
+    /// Returns `None` when it is not this signer's time (signed too recently).
+    pub fn seal_next(
+        &self,
+        key: &SigningKey,
+        timestamp: u64,
+        vote: Option<Proposal>,
+    ) -> Result<Option<SealedBlock>, ImportError> {
+        let _guard = self.import_lock.lock();
+        let head = self.head();
+        let signer = key.address();
+        let number = head.header.number + 1;
+        if !head.snapshot.signers.contains(&signer) || head.snapshot.signed_recently(number, &signer) {
+            return Ok(None);
+        }
+        let mut header = clique::prepare_header(
+            &self.spec.clique,
+            &head.header,
+            head.hash,
+            &head.snapshot,
+            &signer,
+            timestamp,
+            head.header.gas_limit,
+            vote,
+        );
+        let input = block_input(&header);
+        let max_txs = (header.gas_limit / 21_000) as usize;
+        let outcome = {
+            let state = self.state.read();
+            let candidates =
+                self.pool.best(|a| state.accounts.get(a).map(|e| e.info.nonce).unwrap_or(0), max_txs);
+            let hashes = self.hashes.read();
+            execute_block(self.spec.chain_id, &*state, &hashes, &input, candidates, InvalidTxPolicy::Skip)
+                .map_err(|e| match e {
+                    ExecError::State(s) => ImportError::State(s),
+                    other => ImportError::Invalid { number, hash: B256::ZERO, reason: other.to_string() },
+                })?
+        };
+        for skipped in &outcome.skipped {
+            if !skipped.retry {
+                tracing::debug!(tx = %skipped.tx.inner().tx_hash(), reason = %skipped.reason, "dropping invalid transaction");
+                self.pool.remove(skipped.tx.inner().tx_hash());
+            }
+        }
+        // Fill in what execution decided, then the state root, then seal.
+        header.gas_used = outcome.gas_used;
+        header.receipts_root = proofs::calculate_receipt_root(&outcome.receipts);
+        header.logs_bloom = receipts_bloom(&outcome.receipts);
+        let txs: Vec<_> = outcome.txs.iter().map(|t| t.inner().clone()).collect();
+        header.transactions_root = proofs::calculate_transaction_root(&txs);
+        // The state is applied once, here, and handed to the shared commit below.
+        let applied = self.apply_outcome(&outcome);
+        header.state_root = applied.root;
+        let sealed_ok = clique::sign_header(&mut header, key).map_err(|source| ImportError::Consensus {
+            number,
+            hash: B256::ZERO,
+            source,
+        });
+        let hash = header.hash_slow();
+        let verified = sealed_ok.and_then(|_| {
+            clique::verify_header(&self.spec.clique, &header, &head.header, head.hash, &head.snapshot, None)
+                .map_err(|source| ImportError::Consensus { number, hash, source })
+        });
+        let (snapshot, _) = match verified {
+            Ok(v) => v,
+            Err(e) => {
+                applied.rollback();
+                return Err(e);
+            }
+        };
+        let block = Block {
+            header,
+            body: alloy_consensus::BlockBody {
+                transactions: txs,
+                ommers: vec![],
+                withdrawals: Some(Default::default()),
+            },
+        };
+        let senders = outcome.txs.iter().map(|t| t.signer()).collect();
+        let sealed = SealedBlock { hash, block, senders };
+        self.commit_executed(sealed.clone(), outcome, snapshot, &head, Some(applied))?;
+        Ok(Some(sealed))
+    }
+
+    /// The shared tail of sealing and import: check roots, apply, persist, move the head.
+    fn commit_executed(
+        &self,
+        sealed: SealedBlock,
+        outcome: BlockOutcome,
+        snapshot: Snapshot,
+        head: &Head,
+        applied: Option<Applied<'_>>,
+    ) -> Result<B256, ImportError> {
+        let header = sealed.header().clone();
+        let number = header.number;
+        let hash = sealed.hash;
+        let invalid = |reason: String| ImportError::Invalid { number, hash, reason };
+        let applied = match applied {
+            Some(a) => a,
+            None => self.apply_outcome(&outcome),
+        };
+        let receipts_root = proofs::calculate_receipt_root(&outcome.receipts);
+        let check = if outcome.gas_used != header.gas_used {
+            Err(format!("gasUsed {} but execution used {}", header.gas_used, outcome.gas_used))
+        } else if receipts_root != header.receipts_root {
+            Err(format!("receiptsRoot {} but execution gives {receipts_root}", header.receipts_root))
+        } else if receipts_bloom(&outcome.receipts) != header.logs_bloom {
+            Err("logsBloom does not match the receipts".into())
+        } else if applied.root != header.state_root {
+            Err(format!("stateRoot {} but execution gives {}", header.state_root, applied.root))
+        } else {
+            Ok(())
+        };
+        if let Err(reason) = check {
+            applied.rollback();
+            return Err(invalid(reason));
+        }
+        let Applied { mut state, undo, .. } = applied;
+        let total_difficulty = head.total_difficulty + header.difficulty;
+        let write = BlockWrite {
+            block: &sealed,
+            receipts: &outcome.receipts,
+            total_difficulty,
+            changes: &outcome.changes,
+            undo: &undo,
+            snapshot: &snapshot,
+        };
+        if let Err(e) = self.store.lock().commit_block(&write) {
+            state.revert(&undo);
+            return Err(e.into());
+        }
+        let nonces: Vec<(Address, u64)> = sealed
+            .senders
+            .iter()
+            .map(|s| (*s, state.accounts.get(s).map(|e| e.info.nonce).unwrap_or(0)))
+            .collect();
+        *self.head.write() = Head { header: header.clone(), hash, total_difficulty, snapshot };
+        {
+            let mut hashes = self.hashes.write();
+            hashes.0.insert(number, hash);
+            hashes.0.remove(&number.saturating_sub(257));
+        }
+        drop(state);
+        self.pool.prune(nonces);
+        let txs = sealed.block.body.transactions.len();
+        if txs > 0 {
+            tracing::info!(number, %hash, txs, gas = header.gas_used, "block committed");
+        } else {
+            tracing::debug!(number, %hash, "empty block committed");
+        }
+        let _ = self.events.send(Arc::new(NewBlock { block: sealed, receipts: outcome.receipts }));
+        Ok(hash)
+    }
+}
+
+/// Head state with one block's changes applied but not yet committed.
+struct Applied<'a> {
+    state: parking_lot::RwLockWriteGuard<'a, WorldState>,
+    undo: crate::state::StateUndo,
+    root: B256,
+}
+
+impl Applied<'_> {
+    fn rollback(mut self) {
+        self.state.revert(&self.undo);
+    }
+}
+
+/// The execution inputs of a header.
+pub fn block_input(header: &Header) -> BlockInput {
+    BlockInput {
+        number: header.number,
+        timestamp: header.timestamp,
+        beneficiary: header.beneficiary,
+        gas_limit: header.gas_limit,
+        difficulty: header.difficulty.to::<u64>(),
+        prevrandao: header.mix_hash,
+    }
+}

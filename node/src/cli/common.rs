@@ -1,0 +1,125 @@
+//! Options shared by the commands that run a node.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::blockchain::ChainOptions;
+use crate::crypto::SigningKey;
+use crate::rpc::RpcConfig;
+use crate::storage::DEFAULT_STATE_HISTORY;
+use crate::txpool::PoolConfig;
+
+/// JSON-RPC server options.
+#[derive(Debug, Clone, Args)]
+pub struct RpcArgs {
+    /// Address for JSON-RPC over HTTP and WebSocket (same port).
+    #[arg(long, default_value = "127.0.0.1:8545", env = "P2PE_HTTP_ADDR")]
+    pub http_addr: SocketAddr,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub rpc_max_body: u64,
+    /// Most requests in one JSON-RPC batch.
+    #[arg(long, default_value_t = 10_000)]
+    pub rpc_max_batch: usize,
+    /// Widest block range one eth_getLogs may cover.
+    #[arg(long, default_value_t = 10_000)]
+    pub rpc_max_log_range: u64,
+    /// Most logs one eth_getLogs may return.
+    #[arg(long, default_value_t = 20_000)]
+    pub rpc_max_logs: usize,
+}
+
+impl RpcArgs {
+    /// The server limits.
+    pub fn config(&self) -> RpcConfig {
+        RpcConfig {
+            max_body_bytes: self.rpc_max_body,
+            max_batch: self.rpc_max_batch,
+            max_log_range: self.rpc_max_log_range,
+            max_logs: self.rpc_max_logs,
+        }
+    }
+}
+
+/// Transaction pool and storage options.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Most transactions one sender may have waiting in the pool.
+    #[arg(long, default_value_t = PoolConfig::default().max_per_sender)]
+    pub txpool_max_per_sender: usize,
+    /// Most transactions in the pool.
+    #[arg(long, default_value_t = PoolConfig::default().max_total)]
+    pub txpool_max_total: usize,
+    /// Largest accepted transaction, in bytes.
+    #[arg(long, default_value_t = PoolConfig::default().max_tx_bytes)]
+    pub txpool_max_tx_bytes: usize,
+    /// Keep the state of every block (otherwise the last --state-history blocks).
+    #[arg(long)]
+    pub archive: bool,
+    /// How many recent blocks' state stays queryable when not --archive.
+    #[arg(long, default_value_t = DEFAULT_STATE_HISTORY)]
+    pub state_history: u64,
+}
+
+impl NodeArgs {
+    /// Pool limits.
+    pub fn pool(&self) -> PoolConfig {
+        PoolConfig {
+            max_per_sender: self.txpool_max_per_sender,
+            max_total: self.txpool_max_total,
+            max_tx_bytes: self.txpool_max_tx_bytes,
+        }
+    }
+
+    /// Chain options.
+    pub fn chain(&self) -> ChainOptions {
+        ChainOptions {
+            state_history: if self.archive { None } else { Some(self.state_history) },
+            read_connections: 4,
+        }
+    }
+}
+
+/// Reads a keystore password from a file (first line) or from `P2PE_PASSWORD`.
+pub fn read_password(file: Option<&Path>) -> anyhow::Result<String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read password file {}: {e}", path.display()))?;
+        return Ok(text.lines().next().unwrap_or("").to_string());
+    }
+    std::env::var("P2PE_PASSWORD")
+        .map_err(|_| anyhow::anyhow!("no keystore password: pass --password-file FILE or set P2PE_PASSWORD"))
+}
+
+/// Decrypts a Web3 Secret Storage keystore. The key is never printed or logged.
+pub fn load_keystore(path: &Path, password: &str) -> anyhow::Result<SigningKey> {
+    let signer = alloy_signer_local::PrivateKeySigner::decrypt_keystore(path, password)
+        .map_err(|e| anyhow::anyhow!("cannot decrypt keystore {}: {e}", path.display()))?;
+    SigningKey::from_bytes(&signer.to_bytes())
+        .map_err(|e| anyhow::anyhow!("keystore {}: {e}", path.display()))
+}
+
+/// Resolves a path relative to the current directory for messages.
+pub fn display(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

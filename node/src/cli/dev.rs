@@ -1,0 +1,145 @@
+//! `p2pe-node dev`: a throwaway single-signer chain for developers.
+
+use std::path::PathBuf;
+
+use alloy_primitives::U256;
+use alloy_signer_local::{coins_bip39::English, MnemonicBuilder};
+use clap::Args;
+
+use super::common::{shutdown_signal, NodeArgs, RpcArgs};
+use crate::chain::{build_genesis, ChainSpec, GenesisParams};
+use crate::crypto::SigningKey;
+use crate::node::{Node, NodeConfig};
+use crate::storage::Store;
+
+/// The well-known development mnemonic (the same as anvil's and Hardhat's). Never use it for
+/// anything of value.
+pub const DEV_MNEMONIC: &str = "test test test test test test test test test test test junk";
+
+/// Arguments of `dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Seconds between blocks; 0 seals as soon as transactions wait.
+    #[arg(long, default_value_t = 1)]
+    pub period: u64,
+    /// Chain id.
+    #[arg(long, default_value_t = 1337)]
+    pub chain_id: u64,
+    /// Block gas limit (high, so that gas never limits throughput on the dev chain).
+    #[arg(long, default_value_t = 3_000_000_000)]
+    pub gas_limit: u64,
+    /// Number of prefunded accounts derived from the mnemonic.
+    #[arg(long, default_value_t = 10)]
+    pub accounts: u32,
+    /// Balance of each prefunded account, in ether.
+    #[arg(long, default_value_t = 10_000)]
+    pub balance: u64,
+    /// Mnemonic the accounts are derived from (m/44'/60'/0'/0/i).
+    #[arg(long, default_value = DEV_MNEMONIC)]
+    pub mnemonic: String,
+    /// Keep the chain in this directory (default: a temporary directory removed on exit).
+    #[arg(long)]
+    pub datadir: Option<PathBuf>,
+    #[command(flatten)]
+    pub rpc: RpcArgs,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Derives the development accounts.
+pub fn dev_keys(mnemonic: &str, n: u32) -> anyhow::Result<Vec<SigningKey>> {
+    (0..n)
+        .map(|i| {
+            let signer = MnemonicBuilder::<English>::default()
+                .phrase(mnemonic)
+                .index(i)?
+                .build()
+                .map_err(|e| anyhow::anyhow!("invalid mnemonic: {e}"))?;
+            Ok(SigningKey::from_bytes(&signer.to_bytes())?)
+        })
+        .collect()
+}
+
+/// Runs `dev`.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let keys = dev_keys(&args.mnemonic, args.accounts)?;
+    // The sealing key is fresh for each run and never leaves memory.
+    let sealer = alloy_signer_local::PrivateKeySigner::random();
+    let sealer = SigningKey::from_bytes(&sealer.to_bytes())?;
+    let (datadir, _tmp) = match &args.datadir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let tmp = tempfile::Builder::new().prefix("p2pe-dev-").tempdir()?;
+            (tmp.path().to_path_buf(), Some(tmp))
+        }
+    };
+    let store = Store::open(&datadir, None)?;
+    let spec = match store.genesis_json()? {
+        Some(json) => {
+            let spec = ChainSpec::from_json(&json)?;
+            if !spec.signers.contains(&sealer.address()) {
+                anyhow::bail!(
+                    "{} holds a dev chain sealed by another (ephemeral) key; dev chains cannot be resumed, use a new --datadir",
+                    datadir.display()
+                );
+            }
+            spec
+        }
+        None => {
+            let ether = U256::from(10u64).pow(U256::from(18));
+            let params = GenesisParams {
+                chain_id: args.chain_id,
+                period: args.period,
+                gas_limit: args.gas_limit,
+                signers: vec![sealer.address()],
+                funded: keys.iter().map(|k| (k.address(), U256::from(args.balance) * ether)).collect(),
+                timestamp: crate::blockchain::unix_now(),
+                ..Default::default()
+            };
+            let genesis = build_genesis(&params);
+            let json = serde_json::to_string_pretty(&genesis)?;
+            let spec = ChainSpec::from_json(&json)?;
+            let mut store = store;
+            store.init_genesis(&spec, &json)?;
+            spec
+        }
+    };
+    let chain_id = spec.chain_id;
+    let node = Node::start(
+        spec,
+        NodeConfig {
+            datadir: datadir.clone(),
+            http_addr: args.rpc.http_addr,
+            signer: Some(sealer.clone()),
+            dev_accounts: keys.clone(),
+            pool: args.node.pool(),
+            rpc: args.rpc.config(),
+            chain: args.node.chain(),
+        },
+    )
+    .await?;
+    println!(
+        "p2pe-node dev chain (chain id {chain_id}, period {} s, gas limit {})",
+        args.period, args.gas_limit
+    );
+    println!();
+    println!("Mnemonic: {}", args.mnemonic);
+    println!("Derivation path: m/44'/60'/0'/0/<index>");
+    println!();
+    println!("Available accounts ({} ether each)", args.balance);
+    for (i, k) in keys.iter().enumerate() {
+        println!("  ({i}) {}", k.address());
+    }
+    println!();
+    println!("Signer: {}", sealer.address());
+    println!(
+        "Data directory: {}{}",
+        datadir.display(),
+        if _tmp.is_some() { " (removed on exit)" } else { "" }
+    );
+    println!("JSON-RPC: http://{0} (WebSocket: ws://{0})", node.http_addr);
+    shutdown_signal().await;
+    println!("Shutting down");
+    node.stop().await;
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! Command-line interface: one module per subcommand.
+
+pub mod account;
+pub mod check;
+pub mod common;
+pub mod dev;
+pub mod genesis;
+pub mod init;
+pub mod run;
+
+use clap::{Parser, Subcommand};
+
+/// p2pe-node: a Clique proof-of-authority Ethereum node for peer-to-peer energy trading.
+///
+/// Blocks are sealed by known signers (EIP-225), executed by revm under Osaka rules with no
+/// transaction fees, stored in SQLite, and served over Ethereum JSON-RPC (HTTP and WebSocket on
+/// one port), so MetaMask, Foundry, ethers, viem and web3.py work unmodified.
+#[derive(Debug, Parser)]
+#[command(name = "p2pe-node", version, about, long_about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a throwaway single-signer development chain with 10 funded accounts.
+    Dev(dev::DevArgs),
+    /// Create a data directory from a geth-style genesis file.
+    Init(init::InitArgs),
+    /// Run a node on an initialised data directory, sealing if given a signer keystore.
+    Run(run::RunArgs),
+    /// Write a genesis file for a new network.
+    Genesis(genesis::GenesisArgs),
+    /// Manage keystores (Web3 Secret Storage).
+    #[command(subcommand)]
+    Account(account::AccountCommand),
+    /// Re-verify every stored block from genesis and compare the resulting state root.
+    Check(check::CheckArgs),
+}

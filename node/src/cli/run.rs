@@ -1,0 +1,73 @@
+//! `p2pe-node run`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::common::{load_keystore, read_password, shutdown_signal, NodeArgs, RpcArgs};
+use crate::chain::ChainSpec;
+use crate::node::{Node, NodeConfig};
+use crate::storage::Store;
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Data directory created by `p2pe-node init`.
+    #[arg(long)]
+    pub datadir: PathBuf,
+    /// Keystore (Web3 Secret Storage JSON) of this node's signer; without it the node only follows.
+    #[arg(long)]
+    pub keystore: Option<PathBuf>,
+    /// File whose first line is the keystore password (else the P2PE_PASSWORD variable).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub rpc: RpcArgs,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Runs `run`.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let genesis = {
+        let store = Store::open(&args.datadir, None)?;
+        store.genesis_json()?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} is not initialised: run `p2pe-node init --genesis FILE --datadir DIR` first",
+                args.datadir.display()
+            )
+        })?
+    };
+    let spec = ChainSpec::from_json(&genesis)?;
+    let signer = match &args.keystore {
+        Some(path) => Some(load_keystore(path, &read_password(args.password_file.as_deref())?)?),
+        None => None,
+    };
+    if let Some(key) = &signer {
+        if !spec.signers.contains(&key.address()) {
+            tracing::warn!(signer = %key.address(), "this key is not a genesis signer; it will seal only once voted in");
+        }
+    }
+    let node = Node::start(
+        spec,
+        NodeConfig {
+            datadir: args.datadir.clone(),
+            http_addr: args.rpc.http_addr,
+            signer: signer.clone(),
+            dev_accounts: vec![],
+            pool: args.node.pool(),
+            rpc: args.rpc.config(),
+            chain: args.node.chain(),
+        },
+    )
+    .await?;
+    println!("p2pe-node running on {}", args.datadir.display());
+    if let Some(key) = &signer {
+        println!("Sealing as {}", key.address());
+    }
+    println!("JSON-RPC: http://{0} (WebSocket: ws://{0})", node.http_addr);
+    shutdown_signal().await;
+    println!("Shutting down");
+    node.stop().await;
+    Ok(())
+}

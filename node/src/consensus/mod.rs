@@ -1,0 +1,3 @@
+//! Consensus: the Clique proof-of-authority engine (EIP-225).
+
+pub mod clique;

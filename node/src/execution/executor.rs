@@ -1,0 +1,150 @@
+//! The block executor.
+
+use alloy_consensus::{transaction::Recovered, ReceiptEnvelope, Transaction, TxEnvelope};
+use alloy_primitives::{Address, Bytes, TxHash};
+use revm::context::Context;
+use revm::context_interface::result::{EVMError, ExecutionResult, InvalidTransaction};
+use revm::{ExecuteCommitEvm, MainBuilder, MainContext};
+
+use super::{block_env, build_receipt, cfg_env, tx_env, BlockInput};
+use crate::state::{BlockHashes, StateChanges, StateError, StateOverlay, StateReader};
+
+/// What to do with a transaction that cannot be executed (bad nonce, over the gas left...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidTxPolicy {
+    /// Leave it out of the block (block building).
+    Skip,
+    /// Fail the whole block (block import).
+    Reject,
+}
+
+/// Why a block could not be executed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// A transaction in an imported block is invalid.
+    #[error("transaction {index} ({hash}) is invalid: {reason}")]
+    InvalidTransaction {
+        /// Position in the block.
+        index: usize,
+        /// Transaction hash.
+        hash: TxHash,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading state failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// A transaction left out by the builder, and why.
+#[derive(Debug, Clone)]
+pub struct SkippedTx {
+    /// The transaction.
+    pub tx: Recovered<TxEnvelope>,
+    /// Why it could not run.
+    pub reason: String,
+    /// Whether it may become valid later (e.g. a nonce gap, not enough gas left in this block).
+    pub retry: bool,
+}
+
+/// Per-transaction results beyond the receipt.
+#[derive(Debug, Clone)]
+pub struct TxOutcome {
+    /// Gas used by this transaction alone.
+    pub gas_used: u64,
+    /// Address of a contract the transaction created.
+    pub contract_address: Option<Address>,
+    /// Return or revert data.
+    pub output: Bytes,
+}
+
+/// Everything a block's execution produced.
+#[derive(Debug, Default)]
+pub struct BlockOutcome {
+    /// The transactions that ran, in order.
+    pub txs: Vec<Recovered<TxEnvelope>>,
+    /// Their receipts.
+    pub receipts: Vec<ReceiptEnvelope>,
+    /// Per-transaction details.
+    pub tx_outcomes: Vec<TxOutcome>,
+    /// Total gas used.
+    pub gas_used: u64,
+    /// The state changes.
+    pub changes: StateChanges,
+    /// Transactions the builder left out.
+    pub skipped: Vec<SkippedTx>,
+}
+
+/// Executes `txs` in order on top of `base`.
+pub fn execute_block<R: StateReader + ?Sized>(
+    chain_id: u64,
+    base: &R,
+    hashes: &BlockHashes,
+    input: &BlockInput,
+    txs: impl IntoIterator<Item = Recovered<TxEnvelope>>,
+    policy: InvalidTxPolicy,
+) -> Result<BlockOutcome, ExecError> {
+    let overlay = StateOverlay::new(base, hashes);
+    let mut evm = Context::mainnet()
+        .with_db(overlay)
+        .with_block(block_env(input))
+        .with_cfg(cfg_env(chain_id))
+        .build_mainnet();
+    let mut out = BlockOutcome::default();
+    for (index, tx) in txs.into_iter().enumerate() {
+        let gas_left = input.gas_limit - out.gas_used;
+        if tx.inner().gas_limit() > gas_left {
+            let reason =
+                format!("gas limit {} exceeds the {gas_left} gas left in the block", tx.inner().gas_limit());
+            match policy {
+                InvalidTxPolicy::Reject => {
+                    return Err(ExecError::InvalidTransaction { index, hash: *tx.inner().tx_hash(), reason })
+                }
+                InvalidTxPolicy::Skip => {
+                    out.skipped.push(SkippedTx { tx, reason, retry: true });
+                    continue;
+                }
+            }
+        }
+        match evm.transact_commit(tx_env(&tx)) {
+            Ok(result) => {
+                let gas_used = result.tx_gas_used();
+                out.gas_used += gas_used;
+                let contract_address = result.created_address();
+                let success = result.is_success();
+                let (logs, output) = match result {
+                    ExecutionResult::Success { logs, output, .. } => (logs, output.into_data()),
+                    ExecutionResult::Revert { output, .. } => (Vec::new(), output),
+                    ExecutionResult::Halt { .. } => (Vec::new(), Bytes::new()),
+                };
+                out.receipts.push(build_receipt(tx.inner().tx_type(), success, out.gas_used, logs));
+                out.tx_outcomes.push(TxOutcome { gas_used, contract_address, output });
+                out.txs.push(tx);
+            }
+            Err(EVMError::Database(e)) => return Err(ExecError::State(e)),
+            Err(err) => {
+                let retry = matches!(
+                    err,
+                    EVMError::Transaction(InvalidTransaction::NonceTooHigh { .. })
+                        | EVMError::Transaction(InvalidTransaction::CallerGasLimitMoreThanBlock)
+                );
+                let reason = match &err {
+                    EVMError::Transaction(t) => t.to_string(),
+                    other => other.to_string(),
+                };
+                match policy {
+                    InvalidTxPolicy::Reject => {
+                        return Err(ExecError::InvalidTransaction {
+                            index,
+                            hash: *tx.inner().tx_hash(),
+                            reason,
+                        })
+                    }
+                    InvalidTxPolicy::Skip => out.skipped.push(SkippedTx { tx, reason, retry }),
+                }
+            }
+        }
+    }
+    out.changes = evm.ctx.journaled_state.database.into_changes();
+    Ok(out)
+}

@@ -1,0 +1,15 @@
+//! Block execution with revm under Osaka rules at zero fees.
+//!
+//! One function, [`execute_block`], runs a list of transactions over a base state. The block
+//! builder calls it with [`InvalidTxPolicy::Skip`] (a transaction that cannot run is left out);
+//! block import calls it with [`InvalidTxPolicy::Reject`] (such a transaction makes the block
+//! invalid). Everything else is the same code, so a sealed block and an imported block are
+//! executed identically.
+
+mod env;
+mod executor;
+mod receipt;
+
+pub use env::{block_env, cfg_env, tx_env, BlockInput};
+pub use executor::{execute_block, BlockOutcome, ExecError, InvalidTxPolicy, SkippedTx, TxOutcome};
+pub use receipt::{build_receipt, receipts_bloom};

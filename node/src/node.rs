@@ -1,0 +1,81 @@
+//! Wiring: builds the chain, pool, RPC server and sealer, and runs them until shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::blockchain::{Blockchain, ChainOptions};
+use crate::chain::ChainSpec;
+use crate::crypto::SigningKey;
+use crate::rpc::{RpcConfig, RpcContext};
+use crate::storage::Store;
+use crate::txpool::{PoolConfig, TxPool};
+
+/// Everything needed to start a node.
+pub struct NodeConfig {
+    /// Data directory (holds `chain.sqlite`).
+    pub datadir: PathBuf,
+    /// Address of the HTTP/WebSocket JSON-RPC server.
+    pub http_addr: SocketAddr,
+    /// The sealing key, if this node is a signer.
+    pub signer: Option<SigningKey>,
+    /// Unlocked development accounts.
+    pub dev_accounts: Vec<SigningKey>,
+    /// Pool limits.
+    pub pool: PoolConfig,
+    /// RPC limits.
+    pub rpc: RpcConfig,
+    /// Chain options (state history).
+    pub chain: ChainOptions,
+}
+
+/// A running node.
+pub struct Node {
+    /// The chain.
+    pub chain: Arc<Blockchain>,
+    /// Where JSON-RPC listens.
+    pub http_addr: SocketAddr,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Node {
+    /// Opens the data directory and starts the RPC server and (for a signer) the sealer.
+    pub async fn start(spec: ChainSpec, config: NodeConfig) -> anyhow::Result<Self> {
+        let store = Store::open(&config.datadir, config.chain.state_history)?;
+        let pool = Arc::new(TxPool::new(config.pool));
+        let chain = Arc::new(Blockchain::open(spec, store, pool, &config.chain)?);
+        let (shutdown, rx) = tokio::sync::watch::channel(false);
+        let ctx = Arc::new(RpcContext {
+            chain: chain.clone(),
+            config: config.rpc.clone(),
+            dev_accounts: config.dev_accounts.clone(),
+            signer: config.signer.as_ref().map(|k| k.address()),
+            client_version: format!(
+                "p2pe-node/v{}/{}-{}",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            ),
+        });
+        let mut srx = rx.clone();
+        let (http_addr, server) = crate::rpc::serve(ctx, config.http_addr, async move {
+            let _ = srx.changed().await;
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_addr))?;
+        let mut tasks = vec![server];
+        if let Some(key) = config.signer.clone() {
+            tasks.push(tokio::spawn(crate::sealer::run(chain.clone(), key, rx.clone())));
+        }
+        Ok(Self { chain, http_addr, shutdown, tasks })
+    }
+
+    /// Stops the sealer and the server and waits for them.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

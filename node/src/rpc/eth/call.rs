@@ -1,0 +1,133 @@
+//! `eth_call`: run a transaction request on a kept state without committing it.
+
+use alloy_eips::BlockId;
+use alloy_primitives::{Bytes, TxKind};
+use alloy_rpc_types_eth::TransactionRequest;
+use revm::context::{Context, TxEnv};
+use revm::context_interface::either::Either;
+use revm::context_interface::result::{EVMError, ExecutionResult};
+use revm::{ExecuteEvm, MainBuilder, MainContext};
+use serde_json::json;
+
+use super::super::error::{RpcError, RpcResult};
+use super::super::params::Params;
+use super::super::RpcContext;
+use crate::blockchain::block_input;
+use crate::chain::TX_GAS_LIMIT_CAP;
+use crate::execution::{block_env, cfg_env};
+use crate::state::{StateOverlay, StateReader};
+use crate::storage::BlockQuery;
+
+/// The execution environment of a call: its block and the gas it may use.
+pub struct CallEnv {
+    /// The block header the call runs on top of.
+    pub header: alloy_consensus::Header,
+    /// Gas cap: the block gas limit, bounded by the EIP-7825 cap.
+    pub gas_cap: u64,
+}
+
+/// Builds the environment for calls at a resolved block.
+pub fn call_env(ctx: &RpcContext, block: &super::super::ResolvedBlock) -> RpcResult<CallEnv> {
+    let head = ctx.chain.head();
+    let header = if head.hash == block.hash {
+        head.header
+    } else {
+        ctx.chain
+            .reads()
+            .with(|c| c.header_by_hash(&block.hash))?
+            .map(|(h, _)| h)
+            .ok_or_else(|| RpcError::not_found(format!("block {} not found", block.hash)))?
+    };
+    let gas_cap = header.gas_limit.min(TX_GAS_LIMIT_CAP);
+    Ok(CallEnv { header, gas_cap })
+}
+
+/// Translates a request into a revm transaction. Fees are zero, as for real transactions.
+pub fn request_tx_env(chain_id: u64, req: &TransactionRequest, gas: u64) -> RpcResult<TxEnv> {
+    let data: Bytes = match (&req.input.input, &req.input.data) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(RpcError::invalid_params("both \"data\" and \"input\" are set and not equal"))
+        }
+        (Some(a), _) => a.clone(),
+        (None, Some(b)) => b.clone(),
+        (None, None) => Bytes::new(),
+    };
+    let auths = req.authorization_list.clone().unwrap_or_default();
+    let access_list = req.access_list.clone().unwrap_or_default();
+    let tx_type = if !auths.is_empty() {
+        4
+    } else if req.max_fee_per_gas.is_some() || req.max_priority_fee_per_gas.is_some() {
+        2
+    } else if !access_list.0.is_empty() {
+        1
+    } else {
+        0
+    };
+    Ok(TxEnv {
+        tx_type,
+        caller: req.from.unwrap_or_default(),
+        gas_limit: gas,
+        gas_price: 0,
+        kind: req.to.unwrap_or(TxKind::Create),
+        value: req.value.unwrap_or_default(),
+        data,
+        nonce: req.nonce.unwrap_or(0),
+        chain_id: Some(chain_id),
+        access_list,
+        gas_priority_fee: if tx_type >= 2 { Some(0) } else { None },
+        blob_hashes: Vec::new(),
+        max_fee_per_blob_gas: 0,
+        authorization_list: auths.into_iter().map(Either::Left).collect(),
+    })
+}
+
+/// Runs `tx` over `state` on top of `header`. Nonces are not checked, as in geth's `eth_call`.
+pub fn run(
+    ctx: &RpcContext,
+    state: &dyn StateReader,
+    header: &alloy_consensus::Header,
+    tx: TxEnv,
+) -> RpcResult<ExecutionResult> {
+    let hashes = ctx.chain.block_hashes();
+    let overlay = StateOverlay::new(state, &hashes);
+    let mut cfg = cfg_env(ctx.chain.spec().chain_id);
+    cfg.disable_nonce_check = true;
+    let mut evm = Context::mainnet()
+        .with_db(overlay)
+        .with_block(block_env(&block_input(header)))
+        .with_cfg(cfg)
+        .build_mainnet();
+    match evm.transact(tx) {
+        Ok(r) => Ok(r.result),
+        Err(EVMError::Transaction(e)) => Err(RpcError::invalid_input(e.to_string())),
+        Err(EVMError::Header(e)) => Err(RpcError::invalid_input(e.to_string())),
+        Err(EVMError::Database(e)) => Err(e.into()),
+        Err(e) => Err(RpcError::internal(e)),
+    }
+}
+
+/// Maps a call result to the RPC answer: the output, or a revert (code 3) / halt error.
+pub fn output(result: ExecutionResult) -> RpcResult<Bytes> {
+    match result {
+        ExecutionResult::Success { output, .. } => Ok(output.into_data()),
+        ExecutionResult::Revert { output, .. } => Err(RpcError::reverted(&output)),
+        ExecutionResult::Halt { reason, .. } => {
+            Err(RpcError::invalid_input(format!("execution halted: {reason:?}")))
+        }
+    }
+}
+
+/// `eth_call(request, block?)`.
+pub fn eth_call(ctx: &RpcContext, p: Params) -> RpcResult {
+    p.at_most(3)?;
+    let req: TransactionRequest = p.req(0)?;
+    let block = ctx.resolve(p.opt::<BlockId>(1)?)?;
+    if p.opt::<serde_json::Value>(2)?.is_some() {
+        return Err(RpcError::invalid_params("state overrides are not supported yet"));
+    }
+    let env = call_env(ctx, &block)?;
+    let gas = req.gas.unwrap_or(env.gas_cap).min(env.gas_cap);
+    let tx = request_tx_env(ctx.chain.spec().chain_id, &req, gas)?;
+    let result = ctx.with_state(block.number, |s| run(ctx, s, &env.header, tx))?;
+    Ok(json!(output(result)?))
+}

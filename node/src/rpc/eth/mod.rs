@@ -1,0 +1,75 @@
+//! The `eth_` namespace, one file per concern:
+//! [`block`] blocks and counts, [`state`] balances/code/storage/nonces, [`call`] `eth_call`,
+//! [`estimate`] gas estimation, [`fee`] fee methods (all zero), [`transaction`] sending and
+//! looking up transactions and receipts, [`logs`] `eth_getLogs`, [`signer`] dev accounts.
+
+pub mod block;
+pub mod call;
+pub mod estimate;
+pub mod fee;
+pub mod logs;
+pub mod signer;
+pub mod state;
+pub mod transaction;
+
+use serde_json::{json, Value};
+
+use super::error::{RpcError, RpcResult};
+use super::params::Params;
+use super::RpcContext;
+
+/// Hex quantity.
+pub(crate) fn q(n: u64) -> Value {
+    Value::String(format!("{n:#x}"))
+}
+
+/// Handles `eth_*` methods.
+pub fn call(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
+    match method {
+        "eth_chainId" => {
+            p.at_most(0)?;
+            Ok(q(ctx.chain.spec().chain_id))
+        }
+        "eth_blockNumber" => {
+            p.at_most(0)?;
+            Ok(q(ctx.chain.head_number()))
+        }
+        "eth_syncing" => {
+            p.at_most(0)?;
+            Ok(json!(false))
+        }
+        "eth_coinbase" => {
+            p.at_most(0)?;
+            Ok(json!(ctx.signer.unwrap_or_default()))
+        }
+        "eth_mining" => {
+            p.at_most(0)?;
+            Ok(json!(ctx.signer.is_some()))
+        }
+        "eth_hashrate" => {
+            p.at_most(0)?;
+            Ok(q(0))
+        }
+        "eth_gasPrice" | "eth_maxPriorityFeePerGas" | "eth_blobBaseFee" => fee::zero(p),
+        "eth_feeHistory" => fee::fee_history(ctx, p),
+        "eth_getBalance" => state::balance(ctx, p),
+        "eth_getCode" => state::code(ctx, p),
+        "eth_getStorageAt" => state::storage_at(ctx, p),
+        "eth_getTransactionCount" => state::transaction_count(ctx, p),
+        "eth_call" => call::eth_call(ctx, p),
+        "eth_estimateGas" => estimate::estimate_gas(ctx, p),
+        "eth_sendRawTransaction" => transaction::send_raw(ctx, p),
+        "eth_getTransactionByHash" => transaction::by_hash(ctx, p),
+        "eth_getTransactionReceipt" => transaction::receipt(ctx, p),
+        "eth_getBlockByNumber" | "eth_getBlockByHash" => block::get_block(ctx, method, p),
+        "eth_getBlockReceipts" => block::block_receipts(ctx, p),
+        "eth_getBlockTransactionCountByNumber" | "eth_getBlockTransactionCountByHash" => {
+            block::tx_count(ctx, p)
+        }
+        "eth_getUncleCountByBlockNumber" | "eth_getUncleCountByBlockHash" => block::uncle_count(ctx, p),
+        "eth_getLogs" => logs::get_logs(ctx, p),
+        "eth_accounts" => signer::accounts(ctx, p),
+        "eth_sendTransaction" => signer::send_transaction(ctx, p),
+        _ => Err(RpcError::method_not_found(method)),
+    }
+}

@@ -1,0 +1,80 @@
+//! Sending transactions, and looking up transactions and receipts.
+
+use alloy_primitives::{Bytes, B256};
+use serde_json::{json, Value};
+
+use super::super::convert;
+use super::super::error::{RpcError, RpcResult};
+use super::super::params::Params;
+use super::super::RpcContext;
+use crate::primitives::RecoveredTx;
+use crate::storage::BlockQuery;
+use crate::txpool::{validate_tx, PoolError, TxValidationError};
+
+/// Adds a recovered transaction to the pool, mapping refusals to RPC errors.
+pub fn submit(ctx: &RpcContext, tx: RecoveredTx) -> RpcResult<B256> {
+    let nonce = ctx.chain.account_nonce(&tx.signer());
+    ctx.chain.pool().add(tx, nonce).map_err(|e| match e {
+        PoolError::PoolFull(_) | PoolError::SenderFull { .. } => RpcError::limit_exceeded(e.to_string()),
+        other => RpcError::invalid_input(other.to_string()),
+    })
+}
+
+/// Maps a validation failure to an RPC error.
+pub fn validation_error(e: TxValidationError) -> RpcError {
+    match e {
+        TxValidationError::NotAllowed(_) => RpcError::tx_rejected(e.to_string()),
+        TxValidationError::Oversized { .. } => RpcError::invalid_input(e.to_string()),
+        other => RpcError::invalid_input(other.to_string()),
+    }
+}
+
+/// `eth_sendRawTransaction(bytes)`.
+pub fn send_raw(ctx: &RpcContext, p: Params) -> RpcResult {
+    p.at_most(1)?;
+    let raw: Bytes = p.req(0)?;
+    let tx = validate_tx(&raw, &ctx.chain.validation_context()).map_err(validation_error)?;
+    Ok(json!(submit(ctx, tx)?))
+}
+
+/// A transaction's block and receipts, if it is included.
+fn included(
+    ctx: &RpcContext,
+    hash: &B256,
+) -> RpcResult<Option<(crate::primitives::SealedBlock, Vec<alloy_consensus::ReceiptEnvelope>, usize)>> {
+    ctx.chain
+        .reads()
+        .with(|c| {
+            let Some(loc) = c.tx_location(hash)? else { return Ok(None) };
+            let Some(block_hash) = c.canonical_hash(loc.number)? else { return Ok(None) };
+            let Some((block, _)) = c.block_by_hash(&block_hash)? else { return Ok(None) };
+            let receipts = c.receipts_by_hash(&block_hash)?.unwrap_or_default();
+            Ok(Some((block, receipts, loc.index as usize)))
+        })
+        .map_err(Into::into)
+}
+
+/// `eth_getTransactionByHash(hash)`: included or waiting.
+pub fn by_hash(ctx: &RpcContext, p: Params) -> RpcResult {
+    p.at_most(1)?;
+    let hash: B256 = p.req(0)?;
+    if let Some((block, _, index)) = included(ctx, &hash)? {
+        return Ok(json!(convert::transaction(&block, index)));
+    }
+    match ctx.chain.pool().get(&hash) {
+        Some(tx) => Ok(json!(convert::pending_transaction(&tx))),
+        None => Ok(Value::Null),
+    }
+}
+
+/// `eth_getTransactionReceipt(hash)`.
+pub fn receipt(ctx: &RpcContext, p: Params) -> RpcResult {
+    p.at_most(1)?;
+    let hash: B256 = p.req(0)?;
+    match included(ctx, &hash)? {
+        Some((block, receipts, index)) if index < receipts.len() => {
+            Ok(json!(convert::receipt(&block, &receipts, index)))
+        }
+        _ => Ok(Value::Null),
+    }
+}

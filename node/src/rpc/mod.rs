@@ -1,0 +1,145 @@
+//! Ethereum JSON-RPC over HTTP and WebSocket, on one port.
+//!
+//! - [`server`]: warp routes, request and batch handling, limits, CORS, WebSocket;
+//! - [`dispatch`]: method name → namespace handler;
+//! - one file per namespace: [`eth`] (split by concern), [`net`], [`web3`], [`clique`];
+//! - [`convert`]: consensus types → RPC response objects;
+//! - [`error`]: EIP-1474 error codes.
+
+pub mod clique;
+pub mod convert;
+pub mod dispatch;
+pub mod error;
+pub mod eth;
+pub mod net;
+pub mod params;
+pub mod server;
+pub mod web3;
+
+use std::sync::Arc;
+
+use alloy_eips::{BlockId, BlockNumberOrTag};
+use alloy_primitives::{Address, B256};
+
+use crate::blockchain::Blockchain;
+use crate::crypto::SigningKey;
+use crate::state::{StateReader, WorldState};
+use crate::storage::{BlockQuery, HistoricalState};
+use error::{RpcError, RpcResult};
+
+/// Limits and defaults of the RPC server.
+#[derive(Debug, Clone)]
+pub struct RpcConfig {
+    /// Largest request body in bytes.
+    pub max_body_bytes: u64,
+    /// Most requests in one batch.
+    pub max_batch: usize,
+    /// Widest block range of one `eth_getLogs`.
+    pub max_log_range: u64,
+    /// Most logs one `eth_getLogs` returns.
+    pub max_logs: usize,
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 16 * 1024 * 1024, max_batch: 10_000, max_log_range: 10_000, max_logs: 20_000 }
+    }
+}
+
+/// Everything a handler can reach.
+pub struct RpcContext {
+    /// The chain.
+    pub chain: Arc<Blockchain>,
+    /// Server limits.
+    pub config: RpcConfig,
+    /// Unlocked development accounts (`eth_accounts`, `eth_sendTransaction`).
+    pub dev_accounts: Vec<SigningKey>,
+    /// This node's sealing address, if it seals.
+    pub signer: Option<Address>,
+    /// `web3_clientVersion`.
+    pub client_version: String,
+}
+
+/// A block resolved from a block parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct ResolvedBlock {
+    /// Block number.
+    pub number: u64,
+    /// Block hash.
+    pub hash: B256,
+    /// Whether the tag was "pending" (state queries then include the pool where it matters).
+    pub pending: bool,
+}
+
+impl RpcContext {
+    /// Resolves a block number, tag, hash or EIP-1898 object to a canonical block.
+    pub fn resolve(&self, id: Option<BlockId>) -> RpcResult<ResolvedBlock> {
+        let id = id.unwrap_or(BlockId::Number(BlockNumberOrTag::Latest));
+        let head = self.chain.head();
+        match id {
+            BlockId::Number(tag) => {
+                let (number, pending) = match tag {
+                    BlockNumberOrTag::Latest | BlockNumberOrTag::Safe | BlockNumberOrTag::Finalized => {
+                        (head.header.number, false)
+                    }
+                    BlockNumberOrTag::Pending => (head.header.number, true),
+                    BlockNumberOrTag::Earliest => (0, false),
+                    BlockNumberOrTag::Number(n) => (n, false),
+                };
+                if number == head.header.number {
+                    return Ok(ResolvedBlock { number, hash: head.hash, pending });
+                }
+                if number > head.header.number {
+                    return Err(RpcError::not_found(format!(
+                        "block {number} not found (head is {})",
+                        head.header.number
+                    )));
+                }
+                let hash = self
+                    .chain
+                    .reads()
+                    .with(|c| c.canonical_hash(number))?
+                    .ok_or_else(|| RpcError::not_found(format!("block {number} not found")))?;
+                Ok(ResolvedBlock { number, hash, pending })
+            }
+            BlockId::Hash(h) => {
+                let (header, _) = self
+                    .chain
+                    .reads()
+                    .with(|c| c.header_by_hash(&h.block_hash))?
+                    .ok_or_else(|| RpcError::not_found(format!("block {} not found", h.block_hash)))?;
+                if h.require_canonical == Some(true) {
+                    let canonical = self.chain.reads().with(|c| c.canonical_hash(header.number))?;
+                    if canonical != Some(h.block_hash) {
+                        return Err(RpcError::invalid_input(format!(
+                            "block {} is not canonical",
+                            h.block_hash
+                        )));
+                    }
+                }
+                Ok(ResolvedBlock { number: header.number, hash: h.block_hash, pending: false })
+            }
+        }
+    }
+
+    /// Runs `f` over the state at the end of block `number`: the in-memory head state when
+    /// `number` is the head, otherwise the history in SQLite.
+    pub fn with_state<T>(
+        &self,
+        number: u64,
+        f: impl FnOnce(&dyn StateReader) -> RpcResult<T>,
+    ) -> RpcResult<T> {
+        {
+            // The head moves only while the state write lock is held, so under the read lock
+            // the head number and the state agree.
+            let state: parking_lot::RwLockReadGuard<'_, WorldState> = self.chain.state();
+            if self.chain.head_number() == number {
+                return f(&*state);
+            }
+        }
+        let hist = HistoricalState::open(self.chain.reads(), number)?;
+        f(&hist)
+    }
+}
+
+pub use server::serve;

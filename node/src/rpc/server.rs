@@ -1,0 +1,180 @@
+//! The HTTP and WebSocket server (warp): one port, JSON-RPC 2.0 with batches, CORS, limits.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use warp::http::StatusCode;
+use warp::Filter;
+
+use super::dispatch;
+use super::error::RpcError;
+use super::RpcContext;
+
+fn error_response(id: Value, e: RpcError) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": e})
+}
+
+/// Handles one request object; `None` for notifications (no `id`).
+fn handle_one(ctx: &RpcContext, req: Value) -> Option<Value> {
+    let Value::Object(mut obj) = req else {
+        return Some(error_response(Value::Null, RpcError::invalid_request("request must be a JSON object")));
+    };
+    let id = obj.remove("id");
+    let notification = id.is_none();
+    let id = id.unwrap_or(Value::Null);
+    if !matches!(id, Value::Null | Value::Number(_) | Value::String(_)) {
+        return Some(error_response(
+            Value::Null,
+            RpcError::invalid_request("id must be a string, number or null"),
+        ));
+    }
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Some(error_response(id, RpcError::invalid_request("jsonrpc must be \"2.0\"")));
+    }
+    let Some(Value::String(method)) = obj.remove("method") else {
+        return Some(error_response(id, RpcError::invalid_request("method must be a string")));
+    };
+    let result = dispatch::call(ctx, &method, obj.remove("params"));
+    if notification {
+        return None;
+    }
+    Some(match result {
+        Ok(v) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
+        Err(e) => {
+            if e.code == -32603 {
+                tracing::warn!(%method, error = %e.message, "RPC internal error");
+            }
+            error_response(id, e)
+        }
+    })
+}
+
+/// Handles a request body: a single request or a batch. Returns `None` when nothing is due
+/// (only notifications).
+pub fn handle_body(ctx: &RpcContext, body: &[u8]) -> Option<Value> {
+    let parsed: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return Some(error_response(Value::Null, RpcError::parse(e))),
+    };
+    match parsed {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Some(error_response(Value::Null, RpcError::invalid_request("empty batch")));
+            }
+            if items.len() > ctx.config.max_batch {
+                return Some(error_response(
+                    Value::Null,
+                    RpcError::limit_exceeded(format!(
+                        "batch of {} requests is over the limit of {}",
+                        items.len(),
+                        ctx.config.max_batch
+                    )),
+                ));
+            }
+            let out: Vec<Value> = items.into_iter().filter_map(|r| handle_one(ctx, r)).collect();
+            if out.is_empty() {
+                None
+            } else {
+                Some(Value::Array(out))
+            }
+        }
+        other => handle_one(ctx, other),
+    }
+}
+
+async fn handle_http(ctx: Arc<RpcContext>, body: Bytes) -> Result<warp::reply::Response, warp::Rejection> {
+    let response = tokio::task::spawn_blocking(move || handle_body(&ctx, &body))
+        .await
+        .unwrap_or_else(|e| Some(error_response(Value::Null, RpcError::internal(e))));
+    Ok(match response {
+        Some(v) => warp::reply::with_status(warp::reply::json(&v), StatusCode::OK).into_response_boxed(),
+        None => warp::reply::with_status(warp::reply(), StatusCode::OK).into_response_boxed(),
+    })
+}
+
+trait IntoBoxed {
+    fn into_response_boxed(self) -> warp::reply::Response;
+}
+
+impl<T: warp::Reply> IntoBoxed for T {
+    fn into_response_boxed(self) -> warp::reply::Response {
+        self.into_response()
+    }
+}
+
+async fn handle_ws(ctx: Arc<RpcContext>, socket: warp::ws::WebSocket) {
+    let (mut tx, mut rx) = socket.split();
+    while let Some(msg) = rx.next().await {
+        let Ok(msg) = msg else { break };
+        if msg.is_close() {
+            break;
+        }
+        if !(msg.is_text() || msg.is_binary()) {
+            continue;
+        }
+        let body = msg.into_bytes();
+        let ctx2 = ctx.clone();
+        let response = tokio::task::spawn_blocking(move || handle_body(&ctx2, &body)).await.ok().flatten();
+        if let Some(v) = response {
+            if tx.send(warp::ws::Message::text(v.to_string())).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+async fn recover(err: warp::Rejection) -> Result<warp::reply::Response, std::convert::Infallible> {
+    let (status, e) = if err.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (StatusCode::PAYLOAD_TOO_LARGE, RpcError::limit_exceeded("request body is over the size limit"))
+    } else if err.find::<warp::reject::LengthRequired>().is_some() {
+        (StatusCode::LENGTH_REQUIRED, RpcError::invalid_request("a Content-Length header is required"))
+    } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            RpcError::invalid_request("use POST for JSON-RPC or a WebSocket upgrade"),
+        )
+    } else if err.is_not_found() {
+        (StatusCode::NOT_FOUND, RpcError::invalid_request("not found: JSON-RPC is served at /"))
+    } else {
+        (StatusCode::BAD_REQUEST, RpcError::invalid_request(format!("bad request: {err:?}")))
+    };
+    Ok(warp::reply::with_status(warp::reply::json(&error_response(Value::Null, e)), status)
+        .into_response_boxed())
+}
+
+/// Binds `addr` and serves JSON-RPC until `shutdown` resolves. Returns the bound address.
+pub async fn serve(
+    ctx: Arc<RpcContext>,
+    addr: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let with_ctx = {
+        let ctx = ctx.clone();
+        warp::any().map(move || ctx.clone())
+    };
+    let ws = warp::path::end().and(warp::ws()).and(with_ctx.clone()).map(
+        |ws: warp::ws::Ws, ctx: Arc<RpcContext>| {
+            ws.max_message_size(ctx.config.max_body_bytes as usize)
+                .on_upgrade(move |socket| handle_ws(ctx, socket))
+        },
+    );
+    let http = warp::path::end()
+        .and(warp::post())
+        .and(with_ctx)
+        .and(warp::body::content_length_limit(ctx.config.max_body_bytes))
+        .and(warp::body::bytes())
+        .and_then(handle_http);
+    let cors = warp::cors()
+        .allow_any_origin()
+        .allow_methods(vec!["POST", "GET", "OPTIONS"])
+        .allow_headers(vec!["content-type", "authorization", "accept", "origin", "x-requested-with"]);
+    let routes = ws.or(http).recover(recover).with(cors);
+    let server = warp::serve(routes).incoming(listener).graceful(shutdown);
+    let handle = tokio::spawn(server.run());
+    Ok((local, handle))
+}

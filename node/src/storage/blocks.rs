@@ -1,0 +1,217 @@
+//! Read queries: blocks, receipts, transaction locations and logs.
+
+use alloy_consensus::{Header, ReceiptEnvelope};
+use alloy_primitives::{Address, Log, B256, U256};
+use alloy_rlp::Decodable;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::writer::{blob_address, blob_b256, blob_u256, decode_receipts};
+use super::StorageError;
+use crate::primitives::{Block, SealedBlock};
+
+/// Where a transaction was included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxLocation {
+    /// Block number.
+    pub number: u64,
+    /// Index in the block.
+    pub index: u64,
+}
+
+/// A log with its position in the chain.
+#[derive(Debug, Clone)]
+pub struct StoredLog {
+    /// The log.
+    pub log: Log,
+    /// Block number.
+    pub block_number: u64,
+    /// Block hash.
+    pub block_hash: B256,
+    /// Block timestamp.
+    pub block_timestamp: u64,
+    /// Transaction hash.
+    pub tx_hash: B256,
+    /// Index of the transaction in the block.
+    pub tx_index: u64,
+    /// Index of the log in the block.
+    pub log_index: u64,
+}
+
+/// A log query over a range of canonical blocks.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilterQuery {
+    /// First block (inclusive).
+    pub from: u64,
+    /// Last block (inclusive).
+    pub to: u64,
+    /// Emitting contracts (any of them; empty = all).
+    pub addresses: Vec<Address>,
+    /// Per topic position, the accepted values (empty = any).
+    pub topics: [Vec<B256>; 4],
+}
+
+impl LogFilterQuery {
+    /// Whether `log` passes the address and topic filters.
+    pub fn matches(&self, log: &Log) -> bool {
+        if !self.addresses.is_empty() && !self.addresses.contains(&log.address) {
+            return false;
+        }
+        let topics = log.topics();
+        for (i, wanted) in self.topics.iter().enumerate() {
+            if wanted.is_empty() {
+                continue;
+            }
+            match topics.get(i) {
+                Some(t) if wanted.contains(t) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Read-side queries, implemented on a SQLite connection.
+pub trait BlockQuery {
+    /// Hash of the canonical block at `number`.
+    fn canonical_hash(&self, number: u64) -> Result<Option<B256>, StorageError>;
+    /// Header of a block by hash.
+    fn header_by_hash(&self, hash: &B256) -> Result<Option<(Header, U256)>, StorageError>;
+    /// A full block by hash, with senders and total difficulty.
+    fn block_by_hash(&self, hash: &B256) -> Result<Option<(SealedBlock, U256)>, StorageError>;
+    /// Receipts of a block by hash.
+    fn receipts_by_hash(&self, hash: &B256) -> Result<Option<Vec<ReceiptEnvelope>>, StorageError>;
+    /// Where a transaction is.
+    fn tx_location(&self, hash: &B256) -> Result<Option<TxLocation>, StorageError>;
+    /// Logs matching a filter, in chain order.
+    fn logs(&self, q: &LogFilterQuery, limit: usize) -> Result<Vec<StoredLog>, StorageError>;
+}
+
+impl BlockQuery for Connection {
+    fn canonical_hash(&self, number: u64) -> Result<Option<B256>, StorageError> {
+        let h: Option<Vec<u8>> = self
+            .prepare_cached("SELECT hash FROM canonical WHERE number = ?1")?
+            .query_row([number as i64], |r| r.get(0))
+            .optional()?;
+        h.map(|h| blob_b256(&h)).transpose()
+    }
+
+    fn header_by_hash(&self, hash: &B256) -> Result<Option<(Header, U256)>, StorageError> {
+        let row: Option<(Vec<u8>, Vec<u8>)> = self
+            .prepare_cached("SELECT header, td FROM blocks WHERE hash = ?1")?
+            .query_row([hash.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        row.map(|(h, td)| {
+            let header = Header::decode(&mut h.as_slice())
+                .map_err(|e| StorageError::Corrupt(format!("header: {e}")))?;
+            Ok((header, blob_u256(&td)?))
+        })
+        .transpose()
+    }
+
+    fn block_by_hash(&self, hash: &B256) -> Result<Option<(SealedBlock, U256)>, StorageError> {
+        let row: Option<(Vec<u8>, Vec<u8>, Vec<u8>)> = self
+            .prepare_cached("SELECT block, senders, td FROM blocks WHERE hash = ?1")?
+            .query_row([hash.as_slice()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        row.map(|(b, s, td)| {
+            let block =
+                Block::decode(&mut b.as_slice()).map_err(|e| StorageError::Corrupt(format!("block: {e}")))?;
+            let senders = s.chunks(20).map(blob_address).collect::<Result<Vec<_>, _>>()?;
+            Ok((SealedBlock { hash: *hash, block, senders }, blob_u256(&td)?))
+        })
+        .transpose()
+    }
+
+    fn receipts_by_hash(&self, hash: &B256) -> Result<Option<Vec<ReceiptEnvelope>>, StorageError> {
+        let raw: Option<Vec<u8>> = self
+            .prepare_cached("SELECT receipts FROM blocks WHERE hash = ?1")?
+            .query_row([hash.as_slice()], |r| r.get(0))
+            .optional()?;
+        raw.map(|r| decode_receipts(&r)).transpose()
+    }
+
+    fn tx_location(&self, hash: &B256) -> Result<Option<TxLocation>, StorageError> {
+        let row: Option<(i64, i64)> = self
+            .prepare_cached("SELECT number, idx FROM tx_index WHERE hash = ?1")?
+            .query_row([hash.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(row.map(|(n, i)| TxLocation { number: n as u64, index: i as u64 }))
+    }
+
+    fn logs(&self, q: &LogFilterQuery, limit: usize) -> Result<Vec<StoredLog>, StorageError> {
+        // Find candidate blocks through the log index, then read their receipts.
+        let mut sql = String::from("SELECT DISTINCT number FROM logs WHERE number BETWEEN ?1 AND ?2");
+        let mut args: Vec<Vec<u8>> = Vec::new();
+        if !q.addresses.is_empty() {
+            sql.push_str(" AND address IN (");
+            for (i, a) in q.addresses.iter().enumerate() {
+                sql.push_str(if i == 0 { "?" } else { ",?" });
+                args.push(a.to_vec());
+            }
+            sql.push(')');
+        }
+        for (pos, wanted) in q.topics.iter().enumerate() {
+            if wanted.is_empty() {
+                continue;
+            }
+            sql.push_str(&format!(" AND topic{pos} IN ("));
+            for (i, t) in wanted.iter().enumerate() {
+                sql.push_str(if i == 0 { "?" } else { ",?" });
+                args.push(t.to_vec());
+            }
+            sql.push(')');
+        }
+        sql.push_str(" ORDER BY number");
+        let mut stmt = self.prepare(&sql)?;
+        let mut bind: Vec<&dyn rusqlite::ToSql> = vec![];
+        let from = q.from as i64;
+        let to = q.to as i64;
+        bind.push(&from);
+        bind.push(&to);
+        for a in &args {
+            bind.push(a);
+        }
+        let numbers: Vec<i64> = stmt.query_map(bind.as_slice(), |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        for n in numbers {
+            let Some(hash) = self.canonical_hash(n as u64)? else { continue };
+            let Some((block, _)) = self.block_by_hash(&hash)? else { continue };
+            let Some(receipts) = self.receipts_by_hash(&hash)? else { continue };
+            let mut log_index = 0u64;
+            for (tx_index, (r, tx)) in receipts.iter().zip(&block.block.body.transactions).enumerate() {
+                for log in r.logs() {
+                    if q.matches(log) {
+                        out.push(StoredLog {
+                            log: log.clone(),
+                            block_number: n as u64,
+                            block_hash: hash,
+                            block_timestamp: block.header().timestamp,
+                            tx_hash: *tx.tx_hash(),
+                            tx_index: tx_index as u64,
+                            log_index,
+                        });
+                        if out.len() > limit {
+                            return Ok(out);
+                        }
+                    }
+                    log_index += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Reads one canonical block's number → hash mapping range (used by re-verification).
+pub fn canonical_range(conn: &Connection, from: u64, to: u64) -> Result<Vec<(u64, B256)>, StorageError> {
+    let mut st =
+        conn.prepare("SELECT number, hash FROM canonical WHERE number BETWEEN ?1 AND ?2 ORDER BY number")?;
+    let rows = st
+        .query_map(params![from as i64, to as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (n, h) = row?;
+        out.push((n as u64, blob_b256(&h)?));
+    }
+    Ok(out)
+}

@@ -1,0 +1,125 @@
+//! State at an older block, read from the plain state and the change history.
+
+use alloy_primitives::{Address, B256, U256};
+use parking_lot::MutexGuard;
+use revm::bytecode::Bytecode;
+use rusqlite::{Connection, OptionalExtension};
+
+use super::writer::{blob_b256, blob_u256, u256_blob};
+use super::{ReadPool, StorageError};
+use crate::state::{bytecode, AccountInfo, StateError, StateReader};
+
+/// The state as of the end of block `number`, read in one consistent SQLite snapshot.
+pub struct HistoricalState<'a> {
+    conn: MutexGuard<'a, Connection>,
+    number: u64,
+}
+
+impl From<StorageError> for StateError {
+    fn from(e: StorageError) -> Self {
+        StateError::Backend(e.to_string())
+    }
+}
+
+fn backend(e: rusqlite::Error) -> StateError {
+    StateError::Backend(e.to_string())
+}
+
+impl<'a> HistoricalState<'a> {
+    /// Opens a read snapshot of the state at block `number`.
+    pub fn open(pool: &'a ReadPool, number: u64) -> Result<Self, StateError> {
+        let conn = pool.lock_one();
+        conn.execute_batch("BEGIN").map_err(backend)?;
+        let floor: Option<i64> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'history_floor'", [], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        let state = Self { conn, number };
+        if let Some(floor) = floor {
+            if number < floor as u64 {
+                return Err(StateError::Pruned(number));
+            }
+        }
+        Ok(state)
+    }
+}
+
+impl Drop for HistoricalState<'_> {
+    fn drop(&mut self) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+    }
+}
+
+impl StateReader for HistoricalState<'_> {
+    fn account(&self, address: &Address) -> Result<Option<AccountInfo>, StateError> {
+        let hist: Option<(Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT nonce, balance, code_hash FROM account_history WHERE address = ?1 AND block > ?2 ORDER BY block ASC LIMIT 1",
+            )
+            .map_err(backend)?
+            .query_row(rusqlite::params![address.as_slice(), self.number as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+            .map_err(backend)?;
+        let row = match hist {
+            Some((None, _, _)) => return Ok(None),
+            Some((Some(n), Some(b), Some(c))) => (n, b, c),
+            Some(_) => return Err(StateError::Backend("corrupt account history row".into())),
+            None => {
+                let plain: Option<(i64, Vec<u8>, Vec<u8>)> = self
+                    .conn
+                    .prepare_cached("SELECT nonce, balance, code_hash FROM accounts WHERE address = ?1")
+                    .map_err(backend)?
+                    .query_row([address.as_slice()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+                    .map_err(backend)?;
+                match plain {
+                    Some(p) => p,
+                    None => return Ok(None),
+                }
+            }
+        };
+        Ok(Some(AccountInfo {
+            nonce: row.0 as u64,
+            balance: blob_u256(&row.1)?,
+            code_hash: blob_b256(&row.2)?,
+        }))
+    }
+
+    fn storage(&self, address: &Address, slot: &U256) -> Result<U256, StateError> {
+        let key = u256_blob(slot);
+        let hist: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached(
+                "SELECT value FROM storage_history WHERE address = ?1 AND slot = ?2 AND block > ?3 ORDER BY block ASC LIMIT 1",
+            )
+            .map_err(backend)?
+            .query_row(rusqlite::params![address.as_slice(), key, self.number as i64], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        if let Some(v) = hist {
+            return Ok(blob_u256(&v)?);
+        }
+        let plain: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT value FROM storage WHERE address = ?1 AND slot = ?2")
+            .map_err(backend)?
+            .query_row(rusqlite::params![address.as_slice(), key], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        Ok(plain.map(|v| blob_u256(&v)).transpose()?.unwrap_or_default())
+    }
+
+    fn code(&self, code_hash: &B256) -> Result<Option<Bytecode>, StateError> {
+        let raw: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT code FROM code WHERE hash = ?1")
+            .map_err(backend)?
+            .query_row([code_hash.as_slice()], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        Ok(raw.map(|c| bytecode(c.into())))
+    }
+}

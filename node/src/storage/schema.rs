@@ -1,0 +1,82 @@
+//! Tables and connection settings.
+
+use rusqlite::Connection;
+
+use super::StorageError;
+
+/// Version of the schema below; a data directory of another version is refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    hash BLOB PRIMARY KEY,
+    number INTEGER NOT NULL,
+    header BLOB NOT NULL,
+    block BLOB NOT NULL,
+    senders BLOB NOT NULL,
+    receipts BLOB NOT NULL,
+    td BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blocks_number ON blocks(number);
+CREATE TABLE IF NOT EXISTS canonical (number INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tx_index (hash BLOB PRIMARY KEY, number INTEGER NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS logs (
+    number INTEGER NOT NULL,
+    log_index INTEGER NOT NULL,
+    address BLOB NOT NULL,
+    topic0 BLOB, topic1 BLOB, topic2 BLOB, topic3 BLOB,
+    PRIMARY KEY (number, log_index)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS logs_address ON logs(address, number);
+CREATE INDEX IF NOT EXISTS logs_topic0 ON logs(topic0, number);
+CREATE TABLE IF NOT EXISTS accounts (address BLOB PRIMARY KEY, nonce INTEGER NOT NULL, balance BLOB NOT NULL, code_hash BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS storage (address BLOB NOT NULL, slot BLOB NOT NULL, value BLOB NOT NULL, PRIMARY KEY (address, slot)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS code (hash BLOB PRIMARY KEY, code BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS account_history (
+    address BLOB NOT NULL, block INTEGER NOT NULL,
+    nonce INTEGER, balance BLOB, code_hash BLOB,
+    PRIMARY KEY (address, block)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS account_history_block ON account_history(block);
+CREATE TABLE IF NOT EXISTS storage_history (
+    address BLOB NOT NULL, slot BLOB NOT NULL, block INTEGER NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (address, slot, block)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS storage_history_block ON storage_history(block);
+CREATE TABLE IF NOT EXISTS snapshots (hash BLOB PRIMARY KEY, number INTEGER NOT NULL, snapshot TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS snapshots_number ON snapshots(number);
+"#;
+
+/// Creates the tables on a writer connection and checks the schema version.
+pub fn init(conn: &Connection) -> Result<(), StorageError> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Every block is fsynced before it is acknowledged: a crash or power loss loses nothing
+    // the node has reported as committed.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(SCHEMA)?;
+    let version: Option<i64> =
+        conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).ok();
+    match version {
+        None => {
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION])?;
+        }
+        Some(v) if v == SCHEMA_VERSION => {}
+        Some(v) => {
+            return Err(StorageError::Invalid(format!(
+                "database schema version {v} is not supported by this node (expects {SCHEMA_VERSION})"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// Settings for read connections.
+pub fn configure_reader(conn: &Connection) -> Result<(), StorageError> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "cache_size", -16384)?;
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! The single writer: genesis, block commits, pruning, and loading state at start-up.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use alloy_consensus::{Header, ReceiptEnvelope};
+use alloy_primitives::{Address, B256, U256};
+use alloy_rlp::{Decodable, Encodable};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{schema, StorageError};
+use crate::chain::ChainSpec;
+use crate::consensus::clique::Snapshot;
+use crate::primitives::SealedBlock;
+use crate::state::{AccountInfo, StateChanges, StateUndo, WorldState};
+
+/// Everything written for one block, in one SQLite transaction.
+pub struct BlockWrite<'a> {
+    /// The block.
+    pub block: &'a SealedBlock,
+    /// Its receipts.
+    pub receipts: &'a [ReceiptEnvelope],
+    /// Total difficulty including this block.
+    pub total_difficulty: U256,
+    /// State changes of the block.
+    pub changes: &'a StateChanges,
+    /// The values those changes overwrote.
+    pub undo: &'a StateUndo,
+    /// The Clique snapshot after this block.
+    pub snapshot: &'a Snapshot,
+}
+
+/// The database writer. There is exactly one per data directory.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    /// Blocks of state history to keep (`None` = archive, keep all).
+    history: Option<u64>,
+}
+
+pub(crate) fn u256_blob(v: &U256) -> [u8; 32] {
+    v.to_be_bytes()
+}
+
+pub(crate) fn blob_u256(b: &[u8]) -> Result<U256, StorageError> {
+    U256::try_from_be_slice(b).ok_or_else(|| StorageError::Corrupt("bad 256-bit value".into()))
+}
+
+pub(crate) fn blob_b256(b: &[u8]) -> Result<B256, StorageError> {
+    B256::try_from(b).map_err(|_| StorageError::Corrupt("bad 32-byte hash".into()))
+}
+
+pub(crate) fn blob_address(b: &[u8]) -> Result<Address, StorageError> {
+    Address::try_from(b).map_err(|_| StorageError::Corrupt("bad address".into()))
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `datadir`.
+    pub fn open(datadir: &Path, history: Option<u64>) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(datadir).map_err(|e| {
+            StorageError::Invalid(format!("cannot create data directory {}: {e}", datadir.display()))
+        })?;
+        let path = datadir.join("chain.sqlite");
+        let conn = Connection::open(&path)?;
+        schema::init(&conn)?;
+        Ok(Self { conn, path, history })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored genesis JSON, if the database was initialised.
+    pub fn genesis_json(&self) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'genesis'", [], |r| r.get::<_, String>(0))
+            .optional()?)
+    }
+
+    /// The head block number and hash.
+    pub fn head(&self) -> Result<Option<(u64, B256)>, StorageError> {
+        let row: Option<(i64, Vec<u8>)> = self
+            .conn
+            .query_row("SELECT number, hash FROM canonical ORDER BY number DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        row.map(|(n, h)| Ok((n as u64, blob_b256(&h)?))).transpose()
+    }
+
+    /// Writes the genesis block and state. Refuses a database that holds another chain.
+    pub fn init_genesis(&mut self, spec: &ChainSpec, genesis_json: &str) -> Result<(), StorageError> {
+        if let Some((_, _)) = self.head()? {
+            let stored: Option<Vec<u8>> = self
+                .conn
+                .query_row("SELECT hash FROM canonical WHERE number = 0", [], |r| r.get(0))
+                .optional()?;
+            if stored.as_deref() == Some(spec.genesis_hash.as_slice()) {
+                return Ok(());
+            }
+            return Err(StorageError::Invalid(format!(
+                "data directory {} already holds a different chain (genesis {}); use a new --datadir",
+                self.path.display(),
+                stored.map(|h| format!("0x{}", alloy_primitives::hex::encode(h))).unwrap_or_default()
+            )));
+        }
+        let state = WorldState::from_alloc(&spec.alloc);
+        let tx = self.conn.transaction()?;
+        {
+            let mut acc = tx.prepare(
+                "INSERT INTO accounts (address, nonce, balance, code_hash) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut st = tx.prepare("INSERT INTO storage (address, slot, value) VALUES (?1, ?2, ?3)")?;
+            for (addr, entry) in &state.accounts {
+                acc.execute(params![
+                    addr.as_slice(),
+                    entry.info.nonce as i64,
+                    u256_blob(&entry.info.balance),
+                    entry.info.code_hash.as_slice()
+                ])?;
+                for (slot, value) in &entry.storage {
+                    st.execute(params![addr.as_slice(), u256_blob(slot), u256_blob(value)])?;
+                }
+            }
+            let mut code = tx.prepare("INSERT OR IGNORE INTO code (hash, code) VALUES (?1, ?2)")?;
+            for (hash, bytecode) in &state.codes {
+                code.execute(params![hash.as_slice(), bytecode.original_byte_slice()])?;
+            }
+        }
+        let block = crate::primitives::Block {
+            header: spec.genesis_header.clone(),
+            body: alloy_consensus::BlockBody {
+                transactions: vec![],
+                ommers: vec![],
+                withdrawals: Some(Default::default()),
+            },
+        };
+        let sealed = SealedBlock { hash: spec.genesis_hash, block, senders: vec![] };
+        let snapshot = Snapshot::new(spec.clique.epoch, 0, spec.genesis_hash, spec.signers.iter().copied());
+        write_block_rows(&tx, &sealed, &[], spec.genesis_header.difficulty)?;
+        write_snapshot(&tx, &snapshot)?;
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('genesis', ?1)", [genesis_json])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Commits one block atomically: block, receipts, indexes, state, history and snapshot.
+    pub fn commit_block(&mut self, w: &BlockWrite<'_>) -> Result<(), StorageError> {
+        let number = w.block.number();
+        let tx = self.conn.transaction()?;
+        write_block_rows(&tx, w.block, w.receipts, w.total_difficulty)?;
+        write_state(&tx, number, w.changes, w.undo)?;
+        write_snapshot(&tx, w.snapshot)?;
+        if let Some(keep) = self.history {
+            // Prune in steps of 32 blocks to keep the per-block cost flat.
+            if number % 32 == 0 && number > keep {
+                let floor = number - keep;
+                tx.execute("DELETE FROM account_history WHERE block <= ?1", [floor as i64])?;
+                tx.execute("DELETE FROM storage_history WHERE block <= ?1", [floor as i64])?;
+                tx.execute("DELETE FROM snapshots WHERE number < ?1 AND number % 1024 != 0", [floor as i64])?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('history_floor', ?1)",
+                    [floor as i64],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Loads the head state into memory.
+    pub fn load_state(&self) -> Result<WorldState, StorageError> {
+        let mut state = WorldState::default();
+        let mut storage: HashMap<Address, HashMap<U256, U256>> = HashMap::new();
+        {
+            let mut st = self.conn.prepare("SELECT address, slot, value FROM storage")?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let addr = blob_address(&r.get::<_, Vec<u8>>(0)?)?;
+                let slot = blob_u256(&r.get::<_, Vec<u8>>(1)?)?;
+                let value = blob_u256(&r.get::<_, Vec<u8>>(2)?)?;
+                storage.entry(addr).or_default().insert(slot, value);
+            }
+        }
+        let mut st = self.conn.prepare("SELECT address, nonce, balance, code_hash FROM accounts")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let addr = blob_address(&r.get::<_, Vec<u8>>(0)?)?;
+            let info = AccountInfo {
+                nonce: r.get::<_, i64>(1)? as u64,
+                balance: blob_u256(&r.get::<_, Vec<u8>>(2)?)?,
+                code_hash: blob_b256(&r.get::<_, Vec<u8>>(3)?)?,
+            };
+            state.insert_loaded(addr, info, storage.remove(&addr).unwrap_or_default());
+        }
+        let mut st = self.conn.prepare("SELECT hash, code FROM code")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            state.insert_code(blob_b256(&r.get::<_, Vec<u8>>(0)?)?, r.get::<_, Vec<u8>>(1)?.into());
+        }
+        Ok(state)
+    }
+
+    /// The Clique snapshot stored for a block.
+    pub fn snapshot(&self, hash: &B256) -> Result<Option<Snapshot>, StorageError> {
+        let json: Option<String> = self
+            .conn
+            .query_row("SELECT snapshot FROM snapshots WHERE hash = ?1", [hash.as_slice()], |r| r.get(0))
+            .optional()?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| StorageError::Corrupt(format!("snapshot: {e}"))))
+            .transpose()
+    }
+
+    /// Total difficulty of a stored block.
+    pub fn total_difficulty(&self, hash: &B256) -> Result<Option<U256>, StorageError> {
+        let td: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT td FROM blocks WHERE hash = ?1", [hash.as_slice()], |r| r.get(0))
+            .optional()?;
+        td.map(|b| blob_u256(&b)).transpose()
+    }
+
+    /// The header of a canonical block.
+    pub fn header_by_number(&self, number: u64) -> Result<Option<Header>, StorageError> {
+        let raw: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT b.header FROM canonical c JOIN blocks b ON b.hash = c.hash WHERE c.number = ?1",
+                [number as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        raw.map(|b| {
+            Header::decode(&mut b.as_slice()).map_err(|e| StorageError::Corrupt(format!("header: {e}")))
+        })
+        .transpose()
+    }
+}
+
+fn write_block_rows(
+    tx: &rusqlite::Transaction<'_>,
+    block: &SealedBlock,
+    receipts: &[ReceiptEnvelope],
+    td: U256,
+) -> Result<(), StorageError> {
+    let number = block.number() as i64;
+    let mut header = Vec::with_capacity(600);
+    block.header().encode(&mut header);
+    let mut body = Vec::new();
+    block.block.encode(&mut body);
+    let senders: Vec<u8> = block.senders.iter().flat_map(|a| a.0 .0).collect();
+    let mut rc = Vec::new();
+    receipts.to_vec().encode(&mut rc);
+    tx.execute(
+        "INSERT OR REPLACE INTO blocks (hash, number, header, block, senders, receipts, td) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![block.hash.as_slice(), number, header, body, senders, rc, u256_blob(&td)],
+    )?;
+    tx.execute(
+        "INSERT OR REPLACE INTO canonical (number, hash) VALUES (?1, ?2)",
+        params![number, block.hash.as_slice()],
+    )?;
+    let mut txi =
+        tx.prepare_cached("INSERT OR REPLACE INTO tx_index (hash, number, idx) VALUES (?1, ?2, ?3)")?;
+    for (i, t) in block.block.body.transactions.iter().enumerate() {
+        txi.execute(params![t.tx_hash().as_slice(), number, i as i64])?;
+    }
+    let mut logs = tx.prepare_cached(
+        "INSERT OR REPLACE INTO logs (number, log_index, address, topic0, topic1, topic2, topic3) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut log_index = 0i64;
+    for r in receipts {
+        for log in r.logs() {
+            let t = log.topics();
+            logs.execute(params![
+                number,
+                log_index,
+                log.address.as_slice(),
+                t.first().map(|x| x.as_slice()),
+                t.get(1).map(|x| x.as_slice()),
+                t.get(2).map(|x| x.as_slice()),
+                t.get(3).map(|x| x.as_slice()),
+            ])?;
+            log_index += 1;
+        }
+    }
+    Ok(())
+}
+
+fn write_state(
+    tx: &rusqlite::Transaction<'_>,
+    number: u64,
+    changes: &StateChanges,
+    undo: &StateUndo,
+) -> Result<(), StorageError> {
+    let n = number as i64;
+    {
+        let mut code = tx.prepare_cached("INSERT OR IGNORE INTO code (hash, code) VALUES (?1, ?2)")?;
+        for (hash, bytes) in &changes.codes {
+            code.execute(params![hash.as_slice(), bytes.as_ref()])?;
+        }
+    }
+    {
+        let mut hist = tx.prepare_cached(
+            "INSERT OR IGNORE INTO account_history (address, block, nonce, balance, code_hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (addr, old) in &undo.accounts {
+            match old {
+                Some(i) => hist.execute(params![
+                    addr.as_slice(),
+                    n,
+                    i.nonce as i64,
+                    u256_blob(&i.balance),
+                    i.code_hash.as_slice()
+                ])?,
+                None => {
+                    hist.execute(params![addr.as_slice(), n, None::<i64>, None::<Vec<u8>>, None::<Vec<u8>>])?
+                }
+            };
+        }
+        let mut shist = tx.prepare_cached(
+            "INSERT OR IGNORE INTO storage_history (address, slot, block, value) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (addr, slot, old) in &undo.storage {
+            shist.execute(params![addr.as_slice(), u256_blob(slot), n, u256_blob(old)])?;
+        }
+    }
+    {
+        let mut wipe = tx.prepare_cached("DELETE FROM storage WHERE address = ?1")?;
+        for addr in &changes.wiped {
+            wipe.execute([addr.as_slice()])?;
+        }
+        let mut put =
+            tx.prepare_cached("INSERT OR REPLACE INTO storage (address, slot, value) VALUES (?1, ?2, ?3)")?;
+        let mut del = tx.prepare_cached("DELETE FROM storage WHERE address = ?1 AND slot = ?2")?;
+        for (addr, slots) in &changes.storage {
+            for (slot, value) in slots {
+                if value.is_zero() {
+                    del.execute(params![addr.as_slice(), u256_blob(slot)])?;
+                } else {
+                    put.execute(params![addr.as_slice(), u256_blob(slot), u256_blob(value)])?;
+                }
+            }
+        }
+        let mut acc = tx.prepare_cached(
+            "INSERT OR REPLACE INTO accounts (address, nonce, balance, code_hash) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut del_acc = tx.prepare_cached("DELETE FROM accounts WHERE address = ?1")?;
+        for (addr, info) in &changes.accounts {
+            match info {
+                Some(i) => {
+                    acc.execute(params![
+                        addr.as_slice(),
+                        i.nonce as i64,
+                        u256_blob(&i.balance),
+                        i.code_hash.as_slice()
+                    ])?;
+                }
+                None => {
+                    del_acc.execute([addr.as_slice()])?;
+                    wipe.execute([addr.as_slice()])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_snapshot(tx: &rusqlite::Transaction<'_>, snapshot: &Snapshot) -> Result<(), StorageError> {
+    let json = serde_json::to_string(snapshot).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    tx.prepare_cached("INSERT OR REPLACE INTO snapshots (hash, number, snapshot) VALUES (?1, ?2, ?3)")?
+        .execute(params![snapshot.hash.as_slice(), snapshot.number as i64, json])?;
+    Ok(())
+}
+
+/// Decodes a stored receipts blob.
+pub(crate) fn decode_receipts(raw: &[u8]) -> Result<Vec<ReceiptEnvelope>, StorageError> {
+    Vec::<ReceiptEnvelope>::decode(&mut &raw[..]).map_err(|e| StorageError::Corrupt(format!("receipts: {e}")))
+}
