@@ -4,4 +4,5 @@
 //! the load generator used by the node-versus-anvil benchmark of issue 2
 //! (`p2pe-loadgen`, see [`loadgen`] and `tests/bench/README.md`).
 
+pub mod harness;
 pub mod loadgen;

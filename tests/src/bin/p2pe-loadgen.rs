@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use alloy_primitives::U256;
 use clap::Parser;
-use p2pe_tests::loadgen::{self, keys, txs::Fees, Config, Report, Workload};
+use p2pe_tests::loadgen::{self, keys, txs::Fees, Config, Report, Verify, Workload};
 
 /// Load generator for Ethereum JSON-RPC nodes (p2pe-node, anvil, ...).
 ///
@@ -89,6 +89,17 @@ struct Cli {
     #[arg(long, default_value_t = 120)]
     request_timeout: u64,
 
+    /// Receipts checked after the run besides the last transaction of each
+    /// sender (spread evenly over the run). Inclusion of every transaction is
+    /// always checked from the blocks' transaction lists.
+    #[arg(long, default_value_t = 300)]
+    verify_sample: usize,
+
+    /// Check every receipt instead of a sample (slow on anvil, whose receipt
+    /// look-ups cost time linear in the block size).
+    #[arg(long)]
+    verify_all: bool,
+
     /// Print the summary as one JSON line on stdout.
     #[arg(long)]
     json: bool,
@@ -106,17 +117,11 @@ fn print_text(r: &Report) {
         "transactions    {} from {} senders, batches of {}, {} in flight, gas limit {} each",
         r.txs, r.senders, r.batch, r.concurrency, r.gas_limit_per_tx
     );
-    println!(
-        "send phase      {:.3} s  ({:.0} tx/s), {} rejected",
-        r.send_secs, r.send_tps, r.send_errors
-    );
+    println!("send phase      {:.3} s  ({:.0} tx/s), {} rejected", r.send_secs, r.send_tps, r.send_errors);
     for e in &r.first_errors {
         println!("  rejected      {e}");
     }
-    println!(
-        "end to end      {:.3} s  ({:.0} tx/s)",
-        r.elapsed_secs, r.tps
-    );
+    println!("end to end      {:.3} s  ({:.0} tx/s)", r.elapsed_secs, r.tps);
     println!(
         "blocks used     {} (#{}..#{}, at most {} txs in one block)",
         r.blocks_used,
@@ -124,9 +129,10 @@ fn print_text(r: &Report) {
         r.last_block,
         r.max_txs_per_block
     );
+    println!("mined           {} of {} accepted transactions", r.included, r.accepted);
     println!(
-        "receipts        {} found, {} failed (via {}), avg gas used {:.0}",
-        r.receipts_found, r.receipts_failed, r.verified_with, r.avg_gas_used
+        "receipts        {} checked, {} failed, {} missing ({}), avg gas used {:.0}",
+        r.receipts_checked, r.receipts_failed, r.receipts_missing, r.verified_with, r.avg_gas_used
     );
     println!("result          {}", if r.ok { "OK" } else { "FAILED" });
 }
@@ -144,13 +150,11 @@ async fn main() -> ExitCode {
         mnemonic: cli.funder_mnemonic,
         sender_index_base: cli.sender_index_base,
         fund_wei: cli.fund_wei,
-        fees: Fees {
-            max_fee_per_gas: cli.max_fee,
-            max_priority_fee_per_gas: cli.priority_fee,
-        },
+        fees: Fees { max_fee_per_gas: cli.max_fee, max_priority_fee_per_gas: cli.priority_fee },
         poll_interval: Duration::from_millis(cli.poll_ms),
         timeout: Duration::from_secs(cli.timeout),
         request_timeout: Duration::from_secs(cli.request_timeout),
+        verify: if cli.verify_all { Verify::Full } else { Verify::Sample(cli.verify_sample) },
     };
     match loadgen::run(&cfg).await {
         Ok(report) => {
@@ -173,6 +177,11 @@ async fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("p2pe-loadgen: error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
             ExitCode::from(2)
         }
     }

@@ -33,12 +33,9 @@ pub fn derive(mnemonic: &str, base: u32, count: usize) -> Result<Keys, LoadgenEr
         .phrase(mnemonic)
         .build_parent_key()
         .map_err(|e| LoadgenError::Keys(format!("bad mnemonic: {e}")))?;
-    let funder = parent
-        .child(0)
-        .map_err(|e| LoadgenError::Keys(format!("index 0: {e}")))?
-        .signer();
-    let count_u32 = u32::try_from(count)
-        .map_err(|_| LoadgenError::Config(format!("too many senders: {count}")))?;
+    let funder = parent.child(0).map_err(|e| LoadgenError::Keys(format!("index 0: {e}")))?.signer();
+    let count_u32 =
+        u32::try_from(count).map_err(|_| LoadgenError::Config(format!("too many senders: {count}")))?;
     if base.checked_add(count_u32).is_none_or(|end| end >= 1 << 31) {
         return Err(LoadgenError::Config(format!(
             "sender indexes {base}..{base}+{count} leave the non-hardened range"
@@ -62,10 +59,7 @@ mod tests {
     #[test]
     fn funder_is_anvil_account_zero() {
         let keys = derive(DEFAULT_MNEMONIC, DEFAULT_SENDER_INDEX_BASE, 2).expect("derive");
-        assert_eq!(
-            keys.funder.address().to_string(),
-            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
-        );
+        assert_eq!(keys.funder.address().to_string(), "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
         assert_eq!(keys.senders.len(), 2);
         assert_ne!(keys.senders[0].address(), keys.senders[1].address());
     }

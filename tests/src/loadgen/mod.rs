@@ -23,4 +23,4 @@ pub mod run;
 pub mod txs;
 
 pub use error::LoadgenError;
-pub use run::{run, Config, Report, Workload};
+pub use run::{run, Config, Report, Verify, Workload};

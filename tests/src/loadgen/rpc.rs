@@ -57,14 +57,8 @@ impl RpcClient {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
-            .map_err(|source| LoadgenError::Http {
-                url: url.to_owned(),
-                source,
-            })?;
-        Ok(Self {
-            http,
-            url: url.to_owned(),
-        })
+            .map_err(|source| LoadgenError::Http { url: url.to_owned(), source })?;
+        Ok(Self { http, url: url.to_owned() })
     }
 
     /// The endpoint URL.
@@ -74,13 +68,11 @@ impl RpcClient {
 
     /// Calls one method; a JSON-RPC error becomes [`LoadgenError::Rpc`].
     pub async fn call(&self, method: &str, params: Value) -> Result<Value, LoadgenError> {
-        self.try_call(method, params)
-            .await?
-            .map_err(|e| LoadgenError::Rpc {
-                method: method.to_owned(),
-                code: e.code,
-                message: e.message,
-            })
+        self.try_call(method, params).await?.map_err(|e| LoadgenError::Rpc {
+            method: method.to_owned(),
+            code: e.code,
+            message: e.message,
+        })
     }
 
     /// Calls one method, returning a JSON-RPC error as the inner `Err`.
@@ -91,21 +83,16 @@ impl RpcClient {
             detail: format!("cannot serialise request: {e}"),
         })?;
         let value = self.post(method, bytes).await?;
-        let resp: Response =
-            serde_json::from_value(value).map_err(|e| LoadgenError::BadResponse {
-                method: method.to_owned(),
-                detail: format!("not a JSON-RPC response object: {e}"),
-            })?;
+        let resp: Response = serde_json::from_value(value).map_err(|e| LoadgenError::BadResponse {
+            method: method.to_owned(),
+            detail: format!("not a JSON-RPC response object: {e}"),
+        })?;
         Ok(into_result(resp))
     }
 
     /// Sends the same method with each of `params` as one batch; the answers
     /// come back in the order of `params`.
-    pub async fn batch(
-        &self,
-        method: &str,
-        params: &[Value],
-    ) -> Result<Vec<RpcResult>, LoadgenError> {
+    pub async fn batch(&self, method: &str, params: &[Value]) -> Result<Vec<RpcResult>, LoadgenError> {
         if params.is_empty() {
             return Ok(Vec::new());
         }
@@ -142,11 +129,10 @@ impl RpcClient {
         };
         let mut out: Vec<Option<RpcResult>> = (0..len).map(|_| None).collect();
         for item in items {
-            let resp: Response =
-                serde_json::from_value(item).map_err(|e| LoadgenError::BadResponse {
-                    method: method.to_owned(),
-                    detail: format!("bad batch element: {e}"),
-                })?;
+            let resp: Response = serde_json::from_value(item).map_err(|e| LoadgenError::BadResponse {
+                method: method.to_owned(),
+                detail: format!("bad batch element: {e}"),
+            })?;
             let idx = resp.id.as_u64().and_then(|i| usize::try_from(i).ok());
             match idx {
                 Some(i) if i < len && out[i].is_none() => out[i] = Some(into_result(resp)),
@@ -174,10 +160,7 @@ impl RpcClient {
     }
 
     async fn post(&self, method: &str, body: Vec<u8>) -> Result<Value, LoadgenError> {
-        let http_err = |source| LoadgenError::Http {
-            url: self.url.clone(),
-            source,
-        };
+        let http_err = |source| LoadgenError::Http { url: self.url.clone(), source };
         let resp = self
             .http
             .post(&self.url)

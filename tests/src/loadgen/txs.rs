@@ -62,9 +62,8 @@ pub fn sign(
         access_list: Default::default(),
         input: call.input.clone(),
     };
-    let sig = signer
-        .sign_hash_sync(&tx.signature_hash())
-        .map_err(|e| LoadgenError::Signing(e.to_string()))?;
+    let sig =
+        signer.sign_hash_sync(&tx.signature_hash()).map_err(|e| LoadgenError::Signing(e.to_string()))?;
     let signed = tx.into_signed(sig);
     let hash = *signed.hash();
     let envelope = TxEnvelope::from(signed);
@@ -95,14 +94,10 @@ where
     F: Fn(usize, u64) -> Call + Sync,
 {
     if signers.len() != plans.len() {
-        return Err(LoadgenError::Config(
-            "one plan per sender is required".to_owned(),
-        ));
+        return Err(LoadgenError::Config("one plan per sender is required".to_owned()));
     }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(signers.len().max(1));
+    let threads =
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(signers.len().max(1));
     let chunk = signers.len().div_ceil(threads).max(1);
     let make_call = &make_call;
     let results: Vec<Result<Vec<Vec<SignedTx>>, LoadgenError>> = std::thread::scope(|scope| {
@@ -120,14 +115,8 @@ where
                             (plan.first_nonce..plan.first_nonce + plan.count)
                                 .map(|nonce| {
                                     let call = make_call(sender, nonce);
-                                    let (hash, raw_hex) =
-                                        sign(signer, chain_id, nonce, fees, &call)?;
-                                    Ok(SignedTx {
-                                        sender,
-                                        nonce,
-                                        hash,
-                                        raw_hex,
-                                    })
+                                    let (hash, raw_hex) = sign(signer, chain_id, nonce, fees, &call)?;
+                                    Ok(SignedTx { sender, nonce, hash, raw_hex })
                                 })
                                 .collect::<Result<Vec<_>, LoadgenError>>()
                         })
@@ -138,9 +127,7 @@ where
         handles
             .into_iter()
             .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(LoadgenError::Signing("signing thread panicked".into()))
-                })
+                h.join().unwrap_or_else(|_| Err(LoadgenError::Signing("signing thread panicked".into())))
             })
             .collect()
     });
@@ -166,10 +153,7 @@ mod tests {
             input: Bytes::new(),
             gas_limit: 21_000,
         };
-        let fees = Fees {
-            max_fee_per_gas: 0,
-            max_priority_fee_per_gas: 0,
-        };
+        let fees = Fees { max_fee_per_gas: 0, max_priority_fee_per_gas: 0 };
         let (hash, raw) = sign(&signer, 1337, 5, fees, &call).expect("sign");
         let bytes = hex::decode(raw).expect("hex");
         assert_eq!(bytes[0], 2, "type 2 transaction");

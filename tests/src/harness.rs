@@ -1,0 +1,263 @@
+//! Harness for end-to-end tests: real `p2pe-node` processes on free loopback ports, a blocking
+//! JSON-RPC client, and the Foundry binaries installed from npm.
+//!
+//! The node binary is taken from `P2PE_NODE_BIN`, else `target/{debug,release}/p2pe-node` of
+//! this workspace (the test command builds it first). Tool paths come from `tests/node_modules`
+//! and `contracts/node_modules`, which the test command installs.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The well-known development mnemonic the dev chain funds.
+pub const DEV_MNEMONIC: &str = "test test test test test test test test test test test junk";
+
+/// Root of the workspace.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn find_built(name: &str, env_var: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env_var) {
+        return PathBuf::from(p);
+    }
+    let root = workspace_root();
+    let candidates = [root.join("target/debug").join(name), root.join("target/release").join(name)];
+    candidates
+        .iter()
+        .filter(|p| p.exists())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("{name} is not built: run `cargo build -p p2pe-node` first or set {env_var}")
+        })
+}
+
+/// Path of the `p2pe-node` binary.
+pub fn node_bin() -> PathBuf {
+    find_built("p2pe-node", "P2PE_NODE_BIN")
+}
+
+/// Path of an npm-installed tool (`cast`, `anvil` under tests/, `forge` under contracts/).
+pub fn npm_tool(name: &str) -> PathBuf {
+    let root = workspace_root();
+    for dir in ["tests/node_modules/.bin", "contracts/node_modules/.bin"] {
+        let p = root.join(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} is not installed: run ./scripts/test.sh (or npm ci in tests/ and contracts/) first")
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A running `p2pe-node` process, killed when dropped.
+pub struct NodeProcess {
+    child: Child,
+    /// JSON-RPC URL.
+    pub url: String,
+    /// Everything the process printed on stdout so far (collected by a thread).
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl NodeProcess {
+    /// Starts `p2pe-node <args> --http-addr 127.0.0.1:<free port>` and waits for its RPC line.
+    pub fn start(args: &[&str]) -> Self {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(node_bin());
+        cmd.args(args).args(["--http-addr", &addr]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.env("P2PE_LOG", std::env::var("P2PE_LOG").unwrap_or_else(|_| "warn".into()));
+        Self::spawn(cmd, format!("http://{addr}"))
+    }
+
+    fn spawn(mut cmd: Command, url: String) -> Self {
+        let mut child = cmd.spawn().expect("spawn p2pe-node");
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if line.starts_with("JSON-RPC:") {
+                        let _ = tx.send(());
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("[node] {line}");
+            }
+        });
+        let mut node = Self { child, url, stdout: lines };
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let status = node.child.try_wait();
+            panic!("p2pe-node did not start: {status:?}; stdout: {:?}", node.stdout.lock().unwrap());
+        }
+        node
+    }
+
+    /// A dev chain with the given extra arguments.
+    pub fn dev(extra: &[&str]) -> Self {
+        let mut args = vec!["dev"];
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.child.wait().expect("wait")
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A JSON-RPC client for this node.
+    pub fn rpc(&self) -> Rpc {
+        Rpc::new(&self.url)
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A JSON-RPC error returned by the node.
+#[derive(Debug, Clone)]
+pub struct RpcErr {
+    /// Code.
+    pub code: i64,
+    /// Message.
+    pub message: String,
+    /// Data.
+    pub data: Option<Value>,
+}
+
+/// A blocking JSON-RPC client.
+#[derive(Clone)]
+pub struct Rpc {
+    url: String,
+    client: reqwest::blocking::Client,
+}
+
+impl Rpc {
+    /// A client for `url`.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// Posts a raw body and returns the parsed JSON answer.
+    pub fn raw(&self, body: &str) -> Result<(u16, Value), String> {
+        let resp = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let text = resp.text().map_err(|e| e.to_string())?;
+        if text.is_empty() {
+            return Ok((status, Value::Null));
+        }
+        Ok((status, serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?))
+    }
+
+    /// Calls `method` and returns its result or error.
+    pub fn try_call(&self, method: &str, params: Value) -> Result<Value, RpcErr> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let (_, v) = self.raw(&body).map_err(|e| RpcErr { code: 0, message: e, data: None })?;
+        if let Some(e) = v.get("error") {
+            return Err(RpcErr {
+                code: e["code"].as_i64().unwrap_or(0),
+                message: e["message"].as_str().unwrap_or("").to_string(),
+                data: e.get("data").cloned(),
+            });
+        }
+        Ok(v["result"].clone())
+    }
+
+    /// Calls `method`, panicking on an error.
+    pub fn call(&self, method: &str, params: Value) -> Value {
+        self.try_call(method, params).unwrap_or_else(|e| panic!("{method} failed: {e:?}"))
+    }
+
+    /// `eth_blockNumber` as a number.
+    pub fn block_number(&self) -> u64 {
+        hex_u64(&self.call("eth_blockNumber", json!([])))
+    }
+
+    /// Waits for the receipt of `hash`.
+    pub fn wait_receipt(&self, hash: &str, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let r = self.call("eth_getTransactionReceipt", json!([hash]));
+            if !r.is_null() {
+                return r;
+            }
+            assert!(start.elapsed() < timeout, "no receipt for {hash} within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the chain reaches block `n`.
+    pub fn wait_block(&self, n: u64, timeout: Duration) {
+        let start = Instant::now();
+        while self.block_number() < n {
+            assert!(start.elapsed() < timeout, "chain did not reach block {n} within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Parses a hex quantity.
+pub fn hex_u64(v: &Value) -> u64 {
+    let s = v.as_str().unwrap_or_else(|| panic!("not a hex string: {v}"));
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or_else(|e| panic!("bad quantity {s}: {e}"))
+}
+
+/// Runs a command, returning stdout; panics with stdout and stderr on failure.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{cmd:?} failed ({}):\nstdout: {stdout}\nstderr: {stderr}", out.status);
+    stdout
+}
+
+/// Runs a command that must fail, returning stderr+stdout.
+pub fn run_err(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{cmd:?} unexpectedly succeeded: {text}");
+    text
+}
