@@ -2,7 +2,7 @@
 pragma solidity 0.8.37;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
-import {IRegistry} from "./interfaces/IRegistry.sol";
+import {IRegistry, IRoleListener} from "./interfaces/IRegistry.sol";
 
 /// @title Registry
 /// @notice Who may trade, which meter speaks for whom, when slots start and what the grid charges.
@@ -29,6 +29,9 @@ contract Registry is IRegistry, AccessControl {
     mapping(address meter => address) public participantOf;
     /// @inheritdoc IRegistry
     mapping(address participant => address) public meterOf;
+
+    /// @inheritdoc IRegistry
+    address public roleListener;
 
     /// @notice Prices used for slots without a time-of-use override.
     Prices public defaultPrices;
@@ -68,6 +71,17 @@ contract Registry is IRegistry, AccessControl {
 
     // ------------------------------------------------------------------ participants
 
+    /// @notice Sets, once, the contract told about every later role change (the {EnergyMarket}, which caches
+    ///         roles so that placing an order needs no call to the registry).
+    /// @dev Admin only (`DEFAULT_ADMIN_ROLE`). Set it before registering participants; accounts registered
+    ///      earlier can be synced with `EnergyMarket.syncRole`.
+    function setRoleListener(address listener) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (listener == address(0)) revert ZeroAddress();
+        if (roleListener != address(0)) revert RoleListenerAlreadySet(roleListener);
+        roleListener = listener;
+        emit RoleListenerSet(listener);
+    }
+
     /// @notice Registers `account` as a participant with `role` (`Consumer` or `Prosumer`).
     /// @dev Operator only. Reverts with {AlreadyRegistered} if the account is registered.
     function registerParticipant(address account, Role role) external onlyRole(OPERATOR_ROLE) {
@@ -76,6 +90,7 @@ contract Registry is IRegistry, AccessControl {
         if (roleOf[account] != Role.None) revert AlreadyRegistered(account);
         roleOf[account] = role;
         emit ParticipantRegistered(account, role);
+        _notify(account, role);
     }
 
     /// @notice Removes participant `account` and unbinds its meter, if any.
@@ -90,6 +105,7 @@ contract Registry is IRegistry, AccessControl {
             emit MeterUnbound(meter, account);
         }
         emit ParticipantRemoved(account);
+        _notify(account, Role.None);
     }
 
     // ------------------------------------------------------------------ meters
@@ -163,6 +179,11 @@ contract Registry is IRegistry, AccessControl {
     /// @inheritdoc IRegistry
     function isOperator(address account) external view returns (bool) {
         return hasRole(OPERATOR_ROLE, account);
+    }
+
+    function _notify(address account, Role role) private {
+        address listener = roleListener;
+        if (listener != address(0)) IRoleListener(listener).onRoleChanged(account, role);
     }
 
     function _checkPrices(uint256 retailPerKWh, uint256 feedInPerKWh) private view {

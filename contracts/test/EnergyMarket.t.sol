@@ -109,6 +109,48 @@ contract EnergyMarketTest is Fixture {
         new EnergyMarket(registry, token, otherReadings, grid, GATE, GRACE, IEnergyMarket.MarketMode.PayAsClear);
     }
 
+    // ================================================================== role cache
+
+    function test_onRoleChanged_revertsForNonRegistry() public {
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NotRegistry.selector, address(this)));
+        market.onRoleChanged(alice, IRegistry.Role.Prosumer);
+    }
+
+    function test_syncRole_andUncachedFallback() public {
+        // A market that is not the registry's listener asks the registry on every order.
+        EnergyMarket m2 =
+            new EnergyMarket(registry, token, readings, grid, GATE, GRACE, IEnergyMarket.MarketMode.PayAsClear);
+        vm.startPrank(bob);
+        token.approve(address(m2), 1e18);
+        vm.stopPrank();
+        vm.prank(operator);
+        token.mint(bob, 1e18);
+        vm.startPrank(bob);
+        m2.deposit(1e18);
+        m2.placeBid(S, 10, 200e15);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NotProsumer.selector, bob));
+        m2.placeAsk(S, 10, 200e15);
+        vm.stopPrank();
+        // syncing needs the registry to push later changes to that market
+        vm.expectRevert(IEnergyMarket.NotRoleListener.selector);
+        m2.syncRole(bob);
+    }
+
+    function test_syncRole_cachesRole() public {
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.RoleSynced(bob, IRegistry.Role.Consumer);
+        market.syncRole(bob);
+        _bid(bob, S, 10, 200e15);
+    }
+
+    function test_removedParticipantCannotTradeAfterPush() public {
+        _bid(alice, S, 10, 200e15); // role cached
+        vm.prank(operator);
+        registry.removeParticipant(alice);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NotParticipant.selector, alice));
+        _ask(alice, S, 10, 200e15);
+    }
+
     // ================================================================== escrow
 
     function test_deposit() public {
@@ -369,6 +411,27 @@ contract EnergyMarketTest is Fixture {
         info = market.slotInfo(S + 1);
         assertTrue(info.status == IEnergyMarket.SlotStatus.Empty, "empty");
         assertEq(info.retailPerKWh, RETAIL, "default retail");
+    }
+
+    function test_placeBid_reusesSettledRingEntry() public {
+        _tradeAliceBob();
+        uint64 next = S + uint64(market.POSITION_RING());
+        // The ring entry of slot S is still awaiting settlement.
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.PositionSlotBusy.selector, bob, S));
+        _bid(bob, next, 10, 200e15);
+        _toSettlement(S);
+        market.settle(S, _one(bob));
+        _bid(bob, next, 10, 200e15);
+        assertEq(market.positionOf(next, bob).bidWh, 10, "new position");
+        assertEq(market.positionOf(S, bob).bidWh, 0, "old slot no longer visible");
+        assertEq(market.lockedOf(S, bob), 0, "old slot locks nothing");
+    }
+
+    function test_placeBid_reusesCancelledRingEntry() public {
+        _bid(bob, S, 10, 200e15);
+        vm.prank(bob);
+        market.cancelOrder(S, IEnergyMarket.Side.Bid);
+        _bid(bob, S + uint64(market.POSITION_RING()), 10, 200e15);
     }
 
     // ================================================================== cancelling

@@ -70,6 +70,53 @@ contract RegistryTest is Fixture {
         new Registry(_admins(operator), START, SLOT, TICK, FEED_IN, RETAIL);
     }
 
+    // ------------------------------------------------------------------ role listener
+
+    function test_setRoleListener_pushesRoleChanges() public {
+        // the fixture made the market the listener
+        assertEq(registry.roleListener(), address(market));
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.RoleSynced(alice, IRegistry.Role.Prosumer);
+        vm.prank(operator);
+        registry.registerParticipant(alice, IRegistry.Role.Prosumer);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.RoleSynced(alice, IRegistry.Role.None);
+        vm.prank(operator);
+        registry.removeParticipant(alice);
+    }
+
+    function test_setRoleListener_revertsWhenSet() public {
+        vm.expectRevert(abi.encodeWithSelector(IRegistry.RoleListenerAlreadySet.selector, address(market)));
+        vm.prank(operator);
+        registry.setRoleListener(stranger);
+    }
+
+    function test_setRoleListener_revertsOnZero() public {
+        Registry r = new Registry(_admins(operator), START, SLOT, TICK, RETAIL, FEED_IN);
+        vm.expectRevert(IRegistry.ZeroAddress.selector);
+        vm.prank(operator);
+        r.setRoleListener(address(0));
+    }
+
+    function test_setRoleListener_revertsForNonAdmin() public {
+        Registry r = new Registry(_admins(operator), START, SLOT, TICK, RETAIL, FEED_IN);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IAccessControl.AccessControlUnauthorizedAccount.selector, stranger, r.DEFAULT_ADMIN_ROLE()
+            )
+        );
+        vm.prank(stranger);
+        r.setRoleListener(stranger);
+    }
+
+    function test_setRoleListener_event() public {
+        Registry r = new Registry(_admins(operator), START, SLOT, TICK, RETAIL, FEED_IN);
+        vm.expectEmit(address(r));
+        emit IRegistry.RoleListenerSet(stranger);
+        vm.prank(operator);
+        r.setRoleListener(stranger);
+    }
+
     // ------------------------------------------------------------------ participants
 
     function test_registerParticipant() public {

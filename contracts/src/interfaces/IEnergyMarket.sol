@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
+import {IRegistry} from "./IRegistry.sol";
+
 /// @title IEnergyMarket
 /// @notice Escrow accounts, a sealed double auction per delivery slot, and metered settlement.
 /// @dev Units: energy in Wh; prices in credit base units per kWh (multiples of 1000, on the registry's price
@@ -70,10 +72,13 @@ interface IEnergyMarket {
     error PriceOutOfRange(uint256 pricePerKWh, uint256 feedInPerKWh, uint256 retailPerKWh);
     error PriceNotOnTick(uint256 pricePerKWh, uint256 tick);
     error OrderExists(uint64 slot, address account, Side side);
+    error PositionSlotBusy(address account, uint64 unsettledSlot);
     error NoOrder(uint64 slot, address account, Side side);
     error InsufficientBalance(address account, uint256 needed, uint256 available);
     error OutstandingDebt(address account, uint256 debt);
     error BalanceOverflow(address account);
+    error NotRegistry(address caller);
+    error NotRoleListener();
     error NothingToClear(uint64 slot);
     error AlreadyCleared(uint64 slot);
     error SlotNotCleared(uint64 slot);
@@ -81,6 +86,7 @@ interface IEnergyMarket {
     error NoPosition(uint64 slot, address account);
     error AlreadySettled(uint64 slot, address account);
 
+    event RoleSynced(address indexed account, IRegistry.Role role);
     event Deposited(address indexed account, address indexed from, uint256 amount);
     event Withdrawn(address indexed account, uint256 amount);
     event DebtIncurred(address indexed account, uint256 amount);

@@ -35,7 +35,9 @@ interface IRegistry {
     error MeterNotBound(address meter);
     error ParticipantHasMeter(address participant, address meter);
     error NoSlotPrices(uint64 slot);
+    error RoleListenerAlreadySet(address listener);
 
+    event RoleListenerSet(address indexed listener);
     event ParticipantRegistered(address indexed account, Role role);
     event ParticipantRemoved(address indexed account);
     event MeterBound(address indexed meter, address indexed participant);
@@ -46,6 +48,9 @@ interface IRegistry {
 
     /// @notice The role that administers participants, meters and prices.
     function OPERATOR_ROLE() external view returns (bytes32);
+
+    /// @notice The contract told about every participant role change (the market), or the zero address.
+    function roleListener() external view returns (address);
 
     /// @notice Whether `account` holds the operator role.
     function isOperator(address account) external view returns (bool);
@@ -70,4 +75,11 @@ interface IRegistry {
 
     /// @notice The grid prices that apply to `slot` (its time-of-use override, else the default).
     function pricesAt(uint64 slot) external view returns (uint256 retailPerKWh, uint256 feedInPerKWh);
+}
+
+/// @title IRoleListener
+/// @notice Receives participant role changes from the {IRegistry} (the market caches roles to save gas).
+interface IRoleListener {
+    /// @notice `account` now has `role` (`None` after removal).
+    function onRoleChanged(address account, IRegistry.Role role) external;
 }

@@ -48,7 +48,7 @@ abstract contract Auction is MarketBase {
     /// @dev Only before gate closure. Emits {OrderCancelled}.
     function cancelOrder(uint64 slot, Side side) external {
         if (block.timestamp + gateClosure >= slotStart(slot)) revert GateClosed(slot);
-        uint256 pos = _positions[slot][msg.sender];
+        uint256 pos = _position(slot, msg.sender);
         uint256 shift = side == Side.Bid ? 0 : 40;
         uint256 energyWh = (pos >> shift) & _M32;
         if (energyWh == 0) revert NoOrder(slot, msg.sender, side);
@@ -61,7 +61,7 @@ abstract contract Auction is MarketBase {
             side == Side.Bid ? energyWh * price : energyWh * (feedIn + ((header >> 64) & _M8) * _tickPerWh - price);
 
         // Effects.
-        _positions[slot][msg.sender] = pos & ~((_M32 | (_M8 << 32)) << shift);
+        _storePosition(slot, msg.sender, pos & ~((_M32 | (_M8 << 32)) << shift));
         uint256 lw = _levels[slot][level] - (energyWh << (side == Side.Bid ? 0 : 64));
         _levels[slot][level] = lw;
         if (lw == 0) _bitmaps[slot] &= ~(uint256(1) << level);
@@ -137,7 +137,7 @@ abstract contract Auction is MarketBase {
 
     /// @notice The orders of `account` in `slot`.
     function positionOf(uint64 slot, address account) external view returns (Position memory p) {
-        uint256 pos = _positions[slot][account];
+        uint256 pos = _position(slot, account);
         uint256 feedIn = _headers[slot] & _M64;
         p.bidWh = uint32(pos);
         p.askWh = uint32(pos >> 40);
@@ -148,7 +148,7 @@ abstract contract Auction is MarketBase {
 
     /// @notice Credits currently locked by `account`'s orders in `slot` (zero once settled).
     function lockedOf(uint64 slot, address account) public view returns (uint256) {
-        uint256 pos = _positions[slot][account];
+        uint256 pos = _position(slot, account);
         if (pos & _SETTLED != 0) return 0;
         uint256 header = _headers[slot];
         uint256 feedIn = header & _M64;
@@ -219,29 +219,44 @@ abstract contract Auction is MarketBase {
     function _place(uint64 slot, Side side, uint32 energyWh, uint256 pricePerKWh) private {
         if (energyWh == 0) revert ZeroEnergy();
         if (block.timestamp + gateClosure >= slotStart(slot)) revert GateClosed(slot);
-        IRegistry.Role role = registry.roleOf(msg.sender);
-        if (role == IRegistry.Role.None) revert NotParticipant(msg.sender);
-        if (side == Side.Ask && role != IRegistry.Role.Prosumer) revert NotProsumer(msg.sender);
+        uint256 acct = _accounts[msg.sender];
+        _checkTrader(acct, side);
 
         uint256 header = _headers[slot];
         if (header == 0) header = _openSlot(slot);
         (uint256 level, uint256 locked) = _levelAndLock(header, side, energyWh, pricePerKWh);
 
         uint256 shift = side == Side.Bid ? 0 : 40;
-        uint256 pos = _positions[slot][msg.sender];
-        if ((pos >> shift) & _M32 != 0) revert OrderExists(slot, msg.sender, side);
+        uint256 pos = _positions[msg.sender][slot % POSITION_RING];
+        if (pos >> _TAG_SHIFT != uint256(slot) + 1) {
+            // The ring entry belongs to an older slot: reuse it unless that position still awaits settlement.
+            if (pos & _ORDERS != 0 && pos & _SETTLED == 0) {
+                revert PositionSlotBusy(msg.sender, uint64((pos >> _TAG_SHIFT) - 1));
+            }
+            pos = 0;
+        } else if ((pos >> shift) & _M32 != 0) {
+            revert OrderExists(slot, msg.sender, side);
+        }
 
-        uint256 acct = _accounts[msg.sender];
-        if (acct >> 128 != 0) revert OutstandingDebt(msg.sender, acct >> 128);
-        if (acct < locked) revert InsufficientBalance(msg.sender, locked, acct);
+        uint256 debt = (acct >> 128) & _M120;
+        if (debt != 0) revert OutstandingDebt(msg.sender, debt);
+        if (acct & _M128 < locked) revert InsufficientBalance(msg.sender, locked, acct & _M128);
 
         // Effects.
         _accounts[msg.sender] = acct - locked;
-        _positions[slot][msg.sender] = pos | ((uint256(energyWh) | (level << 32)) << shift);
+        _storePosition(slot, msg.sender, pos | ((uint256(energyWh) | (level << 32)) << shift));
         uint256 lw = _levels[slot][level];
         if (lw == 0) _bitmaps[slot] |= uint256(1) << level;
         _levels[slot][level] = lw + (uint256(energyWh) << (side == Side.Bid ? 0 : 64));
         emit OrderPlaced(slot, msg.sender, side, pricePerKWh, energyWh, locked);
+    }
+
+    /// @dev Reverts unless the caller may place an order on `side`; uses the role cached in its account word.
+    function _checkTrader(uint256 acct, Side side) private view {
+        uint256 cached = acct >> _ROLE_SHIFT;
+        IRegistry.Role role = cached != 0 ? IRegistry.Role(cached - 1) : registry.roleOf(msg.sender);
+        if (role == IRegistry.Role.None) revert NotParticipant(msg.sender);
+        if (side == Side.Ask && role != IRegistry.Role.Prosumer) revert NotProsumer(msg.sender);
     }
 
     /// @dev Validates `pricePerKWh` against the slot's range and tick; returns its level and the credits to lock.

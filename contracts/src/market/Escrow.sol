@@ -4,6 +4,7 @@ pragma solidity 0.8.37;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {IRegistry} from "../interfaces/IRegistry.sol";
 import {MarketBase} from "./MarketBase.sol";
 
 /// @title Escrow
@@ -48,10 +49,31 @@ abstract contract Escrow is MarketBase {
         token.safeTransfer(msg.sender, amount);
     }
 
+    /// @notice Mirrors a role change from the registry so that placing an order needs no registry call.
+    /// @dev Only the registry calls this (see {Registry-setRoleListener}). Emits {RoleSynced}.
+    function onRoleChanged(address account, IRegistry.Role role) external {
+        if (msg.sender != address(registry)) revert NotRegistry(msg.sender);
+        _cacheRole(account, role);
+    }
+
+    /// @notice Copies `account`'s current role from the registry into the market's cache.
+    /// @dev Anyone may call; only useful for accounts registered before the market became the registry's role
+    ///      listener. Reverts with {NotRoleListener} unless the registry pushes role changes to this market
+    ///      (otherwise a cached role could go stale). Emits {RoleSynced}.
+    function syncRole(address account) external {
+        if (registry.roleListener() != address(this)) revert NotRoleListener();
+        _cacheRole(account, registry.roleOf(account));
+    }
+
     /// @notice Free balance and debt of `account`, in credit base units.
     function accountOf(address account) external view returns (uint256 free, uint256 debt) {
         uint256 acct = _accounts[account];
-        return (acct & _M128, acct >> 128);
+        return (acct & _M128, (acct >> 128) & _M120);
+    }
+
+    function _cacheRole(address account, IRegistry.Role role) private {
+        _accounts[account] = (_accounts[account] & ~_ROLE_BITS) | ((uint256(role) + 1) << _ROLE_SHIFT);
+        emit RoleSynced(account, role);
     }
 
     function _deposit(address account, address from, uint256 amount) private {

@@ -10,14 +10,19 @@ import {IRegistry} from "../interfaces/IRegistry.sol";
 /// @notice Configuration, packed storage layout and shared helpers of the {EnergyMarket}.
 /// @dev Storage is packed by hand so that the hot paths touch as few words as possible:
 ///
-///      account  = free (bits 0-127) | debt (128-255)                          credit base units
+///      account  = free (bits 0-127) | debt (128-247) | cached role + 1 (248-249; 0 = not cached)
 ///      header   = feedInPerWh (0-63) | maxLevel (64-71) | status (72-79) | clearingLevel (80-87) |
 ///                 bidMarginalLevel (88-95) | askMarginalLevel (96-103) | clearedWh (104-167)
 ///      bitmap   = bit `l` set <=> price level `l` has a bid or an ask
 ///      level    = bidWh (0-63) | askWh (64-127)                               aggregated per price level
 ///      marginal = bid remaining fill (0-63) | bid remaining volume (64-127) |
 ///                 ask remaining fill (128-191) | ask remaining volume (192-255)
-///      position = bidWh (0-31) | bidLevel (32-39) | askWh (40-71) | askLevel (72-79) | settled (80)
+///      position = bidWh (0-31) | bidLevel (32-39) | askWh (40-71) | askLevel (72-79) | settled (80) |
+///                 slot + 1 (88-151)
+///
+///      Positions are kept in a ring of {POSITION_RING} words per account, indexed by `slot % POSITION_RING`
+///      and tagged with the slot. A new order reuses the word of slot `k - POSITION_RING` once that old position
+///      is settled (or has no orders), so in steady state an order rewrites a warm word instead of creating one.
 ///
 ///      Price level `l` of a slot means `feedIn + l * priceTick` (credit base units per kWh); prices per Wh
 ///      are those divided by 1000, which is exact because every price is a multiple of 1000.
@@ -26,10 +31,18 @@ abstract contract MarketBase is IEnergyMarket {
     uint256 internal constant _M32 = 0xffffffff;
     uint256 internal constant _M64 = 0xffffffffffffffff;
     uint256 internal constant _M128 = type(uint128).max;
+    uint256 internal constant _M120 = type(uint120).max;
+    uint256 internal constant _ROLE_SHIFT = 248;
+    uint256 internal constant _ROLE_BITS = uint256(3) << 248;
 
     uint256 internal constant _STATUS_OPEN = 1 << 72;
     uint256 internal constant _STATUS_CLEARED = 2 << 72;
     uint256 internal constant _SETTLED = 1 << 80;
+    uint256 internal constant _ORDERS = _M32 | (_M32 << 40);
+    uint256 internal constant _TAG_SHIFT = 88;
+
+    /// @notice Number of slots an account's positions are spread over before storage is reused.
+    uint256 public constant POSITION_RING = 256;
 
     /// @notice Participants, meters, prices and the slot schedule.
     IRegistry public immutable registry;
@@ -57,7 +70,7 @@ abstract contract MarketBase is IEnergyMarket {
     mapping(uint64 slot => uint256) internal _bitmaps;
     mapping(uint64 slot => uint256) internal _marginals;
     mapping(uint64 slot => mapping(uint256 level => uint256)) internal _levels;
-    mapping(uint64 slot => mapping(address account => uint256)) internal _positions;
+    mapping(address account => mapping(uint256 ringIndex => uint256)) internal _positions;
 
     constructor(
         IRegistry registry_,
@@ -104,11 +117,22 @@ abstract contract MarketBase is IEnergyMarket {
         return slotStart(slot) + slotLength + gracePeriod;
     }
 
+    /// @dev The position word of `account` in `slot`, or 0 if the ring entry holds another slot.
+    function _position(uint64 slot, address account) internal view returns (uint256 pos) {
+        pos = _positions[account][slot % POSITION_RING];
+        if (pos >> _TAG_SHIFT != uint256(slot) + 1) pos = 0;
+    }
+
+    /// @dev Stores `pos` as `account`'s position in `slot`.
+    function _storePosition(uint64 slot, address account, uint256 pos) internal {
+        _positions[account][slot % POSITION_RING] = pos | ((uint256(slot) + 1) << _TAG_SHIFT);
+    }
+
     /// @dev Moves `amount` into `account`'s free balance, repaying its debt to the grid first.
     /// @return repaid The part that went to the grid as debt repayment.
     function _addFree(address account, uint256 amount) internal returns (uint256 repaid) {
         uint256 acct = _accounts[account];
-        uint256 debt = acct >> 128;
+        uint256 debt = (acct >> 128) & _M120;
         if (debt != 0) {
             repaid = amount < debt ? amount : debt;
             debt -= repaid;
@@ -117,6 +141,6 @@ abstract contract MarketBase is IEnergyMarket {
         }
         uint256 free = (acct & _M128) + amount;
         if (free > _M128) revert BalanceOverflow(account);
-        _accounts[account] = free | (debt << 128);
+        _accounts[account] = free | (debt << 128) | (acct & _ROLE_BITS);
     }
 }

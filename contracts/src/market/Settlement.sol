@@ -79,7 +79,7 @@ abstract contract Settlement is MarketBase {
     function previewFills(uint64 slot, address account) external view returns (uint64 boughtWh, uint64 soldWh) {
         uint256 header = _headers[slot];
         if (header & (_M8 << 72) != _STATUS_CLEARED) return (0, 0);
-        uint256 pos = _positions[slot][account];
+        uint256 pos = _position(slot, account);
         if (pos & _SETTLED != 0) return (0, 0);
         uint256 marginal = _marginals[slot];
         uint256 q = (header >> 104) & _M64;
@@ -89,10 +89,10 @@ abstract contract Settlement is MarketBase {
     }
 
     function _settleOne(uint64 slot, address account, Ctx memory c) private {
-        uint256 pos = _positions[slot][account];
-        if (pos == 0) revert NoPosition(slot, account);
+        uint256 pos = _position(slot, account);
+        if (pos & _ORDERS == 0) revert NoPosition(slot, account);
         if (pos & _SETTLED != 0) revert AlreadySettled(slot, account);
-        _positions[slot][account] = pos | _SETTLED;
+        _positions[account][slot % POSITION_RING] = pos | _SETTLED;
 
         uint256 bought;
         uint256 sold;
@@ -148,7 +148,7 @@ abstract contract Settlement is MarketBase {
     function _apply(address account, uint256 credited, uint256 debited, uint256 charge, Ctx memory c) private {
         uint256 acct = _accounts[account];
         uint256 free = acct & _M128;
-        uint256 debt = acct >> 128;
+        uint256 debt = (acct >> 128) & _M120;
         uint256 unpaid;
         if (credited >= debited) {
             uint256 gain = credited - debited;
@@ -170,11 +170,12 @@ abstract contract Settlement is MarketBase {
                 unpaid = loss - free;
                 free = 0;
                 debt += unpaid;
+                if (debt > _M120) revert BalanceOverflow(account);
                 emit DebtIncurred(account, unpaid);
             }
         }
         c.gridIn += charge - unpaid;
-        _accounts[account] = free | (debt << 128);
+        _accounts[account] = free | (debt << 128) | (acct & _ROLE_BITS);
     }
 
     /// @dev Fill of an order of `wh` Wh at `level`; `marginal` holds the pro-rata state of the marginal levels.

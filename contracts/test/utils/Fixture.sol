@@ -39,6 +39,8 @@ abstract contract Fixture is Test {
         token = new CreditToken("P2P Energy Credit", "PEC", admins);
         readings = new MeterReadings(registry);
         market = new EnergyMarket(registry, token, readings, grid, GATE, GRACE, mode);
+        vm.prank(operator);
+        registry.setRoleListener(address(market));
         vm.label(address(registry), "Registry");
         vm.label(address(token), "CreditToken");
         vm.label(address(readings), "MeterReadings");
