@@ -261,3 +261,33 @@ pub fn run_err(cmd: &mut Command) -> String {
     assert!(!out.status.success(), "{cmd:?} unexpectedly succeeded: {text}");
     text
 }
+
+/// Runs a command and returns its exit success and combined stdout+stderr, whatever the status.
+pub fn run_any(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Signs a transaction with a local key and returns its EIP-2718 encoding as 0x-hex.
+pub fn sign_raw<T>(key: &alloy_signer_local::PrivateKeySigner, tx: T) -> String
+where
+    T: alloy_consensus::SignableTransaction<alloy_primitives::Signature>,
+    alloy_consensus::TxEnvelope: From<alloy_consensus::Signed<T>>,
+{
+    use alloy_eips::eip2718::Encodable2718;
+    use alloy_signer::SignerSync;
+    let sig = key.sign_hash_sync(&tx.signature_hash()).expect("sign");
+    let env = alloy_consensus::TxEnvelope::from(tx.into_signed(sig));
+    format!("0x{}", alloy_primitives::hex::encode(env.encoded_2718()))
+}
+
+/// Development account `i` of [`DEV_MNEMONIC`].
+pub fn dev_key(i: u32) -> alloy_signer_local::PrivateKeySigner {
+    alloy_signer_local::MnemonicBuilder::<alloy_signer_local::coins_bip39::English>::default()
+        .phrase(DEV_MNEMONIC)
+        .index(i)
+        .expect("index")
+        .build()
+        .expect("key")
+}

@@ -1,0 +1,388 @@
+//! The node core against a real `p2pe-node` process: transaction types and rejections, nonce
+//! gaps, zero fees, block hashes, state at pinned block numbers, pool limits, the allowlist
+//! (through `genesis`, `init`, `run` and a keystore), and malformed JSON-RPC.
+
+use std::process::Command;
+use std::time::Duration;
+
+use alloy_consensus::{TxEip1559, TxEip2930, TxEip4844, TxEip7702, TxLegacy};
+use alloy_eips::eip7702::Authorization;
+use alloy_primitives::{address, Address, Bytes, TxKind, U256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use p2pe_tests::harness::{dev_key, hex_u64, node_bin, run_ok, sign_raw, NodeProcess, Rpc};
+use serde_json::json;
+
+const CHAIN: u64 = 1337;
+const SECS: Duration = Duration::from_secs(20);
+
+fn nonce(rpc: &Rpc, a: Address) -> u64 {
+    hex_u64(&rpc.call("eth_getTransactionCount", json!([a, "pending"])))
+}
+
+fn eip1559(n: u64, to: Address, value: u64, fee: u128, tip: u128) -> TxEip1559 {
+    TxEip1559 {
+        chain_id: CHAIN,
+        nonce: n,
+        gas_limit: 21_000,
+        max_fee_per_gas: fee,
+        max_priority_fee_per_gas: tip,
+        to: TxKind::Call(to),
+        value: U256::from(value),
+        ..Default::default()
+    }
+}
+
+fn send(rpc: &Rpc, raw: &str) -> String {
+    rpc.call("eth_sendRawTransaction", json!([raw])).as_str().unwrap().to_string()
+}
+
+fn send_err(rpc: &Rpc, raw: &str) -> String {
+    let e = rpc.try_call("eth_sendRawTransaction", json!([raw])).expect_err("must be refused");
+    assert!(e.code != 0, "{e:?}");
+    e.message
+}
+
+#[test]
+fn transaction_types_are_accepted_and_never_charged() {
+    let node = NodeProcess::dev(&["--period", "1"]);
+    let rpc = node.rpc();
+    let key = dev_key(1);
+    let me = key.address();
+    let to = address!("00000000000000000000000000000000000000aa");
+    let before = U256::from_str_radix(
+        rpc.call("eth_getBalance", json!([me, "latest"])).as_str().unwrap().trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    let n = nonce(&rpc, me);
+    let legacy = TxLegacy {
+        chain_id: Some(CHAIN),
+        nonce: n,
+        gas_price: 0,
+        gas_limit: 21_000,
+        to: TxKind::Call(to),
+        value: U256::from(1),
+        input: Bytes::new(),
+    };
+    let h0 = send(&rpc, &sign_raw(&key, legacy));
+    let al = TxEip2930 {
+        chain_id: CHAIN,
+        nonce: n + 1,
+        gas_price: 7,
+        gas_limit: 30_000,
+        to: TxKind::Call(to),
+        value: U256::from(2),
+        ..Default::default()
+    };
+    let h1 = send(&rpc, &sign_raw(&key, al));
+    // A generous fee cap and tip: still nothing is charged.
+    let h2 = send(&rpc, &sign_raw(&key, eip1559(n + 2, to, 3, 100_000_000_000, 2_000_000_000)));
+    // EIP-7702: delegate this EOA's code to the CREATE2 deployer.
+    let target = address!("4e59b44847b379578588920ca78fbf26c0b4956c");
+    let auth = Authorization { chain_id: U256::from(CHAIN), address: target, nonce: n + 4 };
+    let sig = key.sign_hash_sync(&auth.signature_hash()).unwrap();
+    let tx7702 = TxEip7702 {
+        chain_id: CHAIN,
+        nonce: n + 3,
+        gas_limit: 100_000,
+        to: to,
+        authorization_list: vec![auth.into_signed(sig)],
+        ..Default::default()
+    };
+    let h3 = send(&rpc, &sign_raw(&key, tx7702));
+    for h in [&h0, &h1, &h2, &h3] {
+        let r = rpc.wait_receipt(h, SECS);
+        assert_eq!(r["status"], "0x1", "{r}");
+        assert_eq!(r["effectiveGasPrice"], "0x0", "{r}");
+    }
+    let types: Vec<_> = [&h0, &h1, &h2, &h3]
+        .iter()
+        .map(|h| rpc.call("eth_getTransactionByHash", json!([h]))["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(types, ["0x0", "0x1", "0x2", "0x4"]);
+    let after = U256::from_str_radix(
+        rpc.call("eth_getBalance", json!([me, "latest"])).as_str().unwrap().trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    assert_eq!(before - after, U256::from(6), "only the values left the account; no fee");
+    let code = rpc.call("eth_getCode", json!([me, "latest"]));
+    assert_eq!(
+        code.as_str().unwrap(),
+        format!("0xef0100{}", alloy_primitives::hex::encode(target)),
+        "EIP-7702 delegation"
+    );
+    assert_eq!(rpc.call("eth_getTransactionCount", json!([me, "latest"])), json!(format!("{:#x}", n + 5)));
+}
+
+#[test]
+fn invalid_transactions_are_refused_with_clear_errors() {
+    let node = NodeProcess::dev(&["--period", "1"]);
+    let rpc = node.rpc();
+    let key = dev_key(2);
+    let to = address!("00000000000000000000000000000000000000bb");
+    let pre155 = TxLegacy {
+        chain_id: None,
+        nonce: 0,
+        gas_price: 0,
+        gas_limit: 21_000,
+        to: TxKind::Call(to),
+        value: U256::ZERO,
+        input: Bytes::new(),
+    };
+    assert!(send_err(&rpc, &sign_raw(&key, pre155)).contains("replay-protected"));
+    let wrong_chain = TxEip1559 { chain_id: 1, ..eip1559(0, to, 0, 0, 0) };
+    assert!(send_err(&rpc, &sign_raw(&key, wrong_chain)).contains("chain id"));
+    let blob = TxEip4844 {
+        chain_id: CHAIN,
+        gas_limit: 21_000,
+        to,
+        blob_versioned_hashes: vec![Default::default()],
+        ..Default::default()
+    };
+    assert!(send_err(&rpc, &sign_raw(&key, blob)).contains("blob"));
+    let big = TxEip1559 { gas_limit: 16_777_217, ..eip1559(0, to, 0, 0, 0) };
+    assert!(send_err(&rpc, &sign_raw(&key, big)).contains("gas cap"));
+    let oversize =
+        TxEip1559 { gas_limit: 16_000_000, input: vec![1u8; 200_000].into(), ..eip1559(0, to, 0, 0, 0) };
+    assert!(send_err(&rpc, &sign_raw(&key, oversize)).contains("oversized"));
+    let low_gas = TxEip1559 { gas_limit: 20_000, ..eip1559(0, to, 0, 0, 0) };
+    assert!(send_err(&rpc, &sign_raw(&key, low_gas)).contains("intrinsic gas too low"));
+    assert!(send_err(&rpc, "0x02deadbeef").contains("invalid transaction encoding"));
+    // A signature whose s is in the upper half of the curve order (EIP-2).
+    let good = sign_raw(&key, eip1559(0, to, 0, 0, 0));
+    let mut bytes = alloy_primitives::hex::decode(&good).unwrap();
+    let n = bytes.len();
+    bytes[n - 32] = 0xff;
+    let msg = send_err(&rpc, &format!("0x{}", alloy_primitives::hex::encode(&bytes)));
+    assert!(msg.contains("signature"), "{msg}");
+    // Nonce already used.
+    let h = send(&rpc, &good);
+    rpc.wait_receipt(&h, SECS);
+    assert!(send_err(&rpc, &good).contains("nonce too low"));
+}
+
+#[test]
+fn nonce_gaps_wait_until_filled_and_fees_stay_zero() {
+    let node = NodeProcess::dev(&["--period", "1"]);
+    let rpc = node.rpc();
+    let key = dev_key(3);
+    let me = key.address();
+    let to = address!("00000000000000000000000000000000000000cc");
+    let late = send(&rpc, &sign_raw(&key, eip1559(1, to, 1, 0, 0)));
+    let start = rpc.block_number();
+    rpc.wait_block(start + 2, SECS);
+    assert!(rpc.call("eth_getTransactionReceipt", json!([late])).is_null(), "a gapped transaction waits");
+    let content = rpc.call("eth_getTransactionByHash", json!([late]));
+    assert!(content["blockNumber"].is_null());
+    assert_eq!(nonce(&rpc, me), 0, "the pending nonce stops at the gap");
+    let first = send(&rpc, &sign_raw(&key, eip1559(0, to, 1, 0, 0)));
+    rpc.wait_receipt(&first, SECS);
+    rpc.wait_receipt(&late, SECS);
+
+    // Load a block and check the base fee does not move.
+    let n0 = nonce(&rpc, me);
+    let mut last = String::new();
+    for i in 0..200 {
+        last = send(&rpc, &sign_raw(&key, eip1559(n0 + i, to, 1, 1, 1)));
+    }
+    let r = rpc.wait_receipt(&last, SECS);
+    let block = rpc.call("eth_getBlockByNumber", json!([r["blockNumber"], false]));
+    assert_eq!(block["baseFeePerGas"], "0x0");
+    assert_eq!(rpc.call("eth_gasPrice", json!([])), "0x0");
+    assert_eq!(rpc.call("eth_maxPriorityFeePerGas", json!([])), "0x0");
+    let fh = rpc.call("eth_feeHistory", json!(["0x4", "latest", [25.0, 75.0]]));
+    assert!(fh["baseFeePerGas"].as_array().unwrap().iter().all(|v| v == "0x0"), "{fh}");
+    assert!(
+        fh["reward"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).all(|v| v == "0x0"),
+        "{fh}"
+    );
+    assert_eq!(fh["baseFeePerGas"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn block_hash_is_keccak_of_the_header_rebuilt_from_rpc_json() {
+    let node = NodeProcess::dev(&["--period", "1"]);
+    let rpc = node.rpc();
+    let key = dev_key(4);
+    let h = send(&rpc, &sign_raw(&key, eip1559(0, Address::repeat_byte(0xdd), 5, 0, 0)));
+    let r = rpc.wait_receipt(&h, SECS);
+    for tag in [r["blockNumber"].clone(), json!("0x0"), json!("latest")] {
+        let v = rpc.call("eth_getBlockByNumber", json!([tag, true]));
+        let block: alloy_rpc_types_eth::Block =
+            serde_json::from_value(v.clone()).expect("alloy parses our block JSON");
+        assert_eq!(block.header.inner.hash_slow(), block.header.hash, "keccak(rlp(header)) for {tag}");
+        assert_eq!(v["mixHash"], format!("0x{}", "00".repeat(32)));
+        assert!(v["totalDifficulty"].is_string());
+    }
+    let signers = rpc.call("clique_getSigners", json!([]));
+    assert_eq!(signers.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn state_is_queryable_at_pinned_block_numbers_and_pruned_beyond_the_window() {
+    let node = NodeProcess::dev(&["--period", "1", "--state-history", "4"]);
+    let rpc = node.rpc();
+    let key = dev_key(5);
+    let to = Address::repeat_byte(0xee);
+    let h = send(&rpc, &sign_raw(&key, eip1559(0, to, 1000, 0, 0)));
+    let r = rpc.wait_receipt(&h, SECS);
+    let mined = hex_u64(&r["blockNumber"]);
+    let before = format!("{:#x}", mined - 1);
+    let at = format!("{mined:#x}");
+    assert_eq!(rpc.call("eth_getBalance", json!([to, before])), "0x0");
+    assert_eq!(rpc.call("eth_getBalance", json!([to, at])), "0x3e8");
+    assert_eq!(rpc.call("eth_getTransactionCount", json!([key.address(), before])), "0x0");
+    assert_eq!(rpc.call("eth_getTransactionCount", json!([key.address(), {"blockNumber": at}])), "0x1");
+    let hash = rpc.call("eth_getBlockByNumber", json!([at, false]))["hash"].clone();
+    assert_eq!(rpc.call("eth_getBalance", json!([to, {"blockHash": hash}])), "0x3e8");
+    // Past the 4-block window the state of `mined - 1` is pruned, with a clear error.
+    rpc.wait_block(mined + 12, Duration::from_secs(30));
+    let e = rpc.try_call("eth_getBalance", json!([to, before])).expect_err("pruned");
+    assert!(e.message.contains("--archive"), "{e:?}");
+    assert_eq!(rpc.call("eth_getBalance", json!([to, "latest"])), "0x3e8");
+}
+
+#[test]
+fn pool_limits_refuse_with_clear_errors() {
+    let node =
+        NodeProcess::dev(&["--period", "3600", "--txpool-max-per-sender", "3", "--txpool-max-total", "4"]);
+    let rpc = node.rpc();
+    let a = dev_key(6);
+    let b = dev_key(7);
+    let to = Address::repeat_byte(1);
+    for i in 0..3 {
+        send(&rpc, &sign_raw(&a, eip1559(i, to, 1, 0, 0)));
+    }
+    let e =
+        rpc.try_call("eth_sendRawTransaction", json!([sign_raw(&a, eip1559(3, to, 1, 0, 0))])).unwrap_err();
+    assert!(e.message.contains("per-sender") || e.message.contains("too far ahead"), "{e:?}");
+    send(&rpc, &sign_raw(&b, eip1559(0, to, 1, 0, 0)));
+    let e =
+        rpc.try_call("eth_sendRawTransaction", json!([sign_raw(&b, eip1559(1, to, 1, 0, 0))])).unwrap_err();
+    assert_eq!(e.code, -32005, "{e:?}");
+    assert!(e.message.contains("pool is full"), "{e:?}");
+    // Replacement: same nonce, lower tip is refused; equal-or-higher replaces.
+    let e = rpc.try_call("eth_sendRawTransaction", json!([sign_raw(&a, eip1559(0, to, 2, 0, 0))]));
+    assert!(e.is_ok(), "equal fees replace: {e:?}");
+    let e = rpc.try_call("eth_sendRawTransaction", json!([sign_raw(&a, eip1559(0, to, 2, 5, 5))]));
+    assert!(e.is_ok(), "{e:?}");
+    let e =
+        rpc.try_call("eth_sendRawTransaction", json!([sign_raw(&a, eip1559(0, to, 3, 1, 1))])).unwrap_err();
+    assert!(e.message.contains("underpriced"), "{e:?}");
+}
+
+#[test]
+fn allowlist_genesis_init_run_with_keystore() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "correct horse\n").unwrap();
+    let ks = dir.path().join("keys");
+    let out = run_ok(
+        Command::new(node_bin())
+            .args(["account", "new", "--keystore-dir"])
+            .arg(&ks)
+            .arg("--name")
+            .arg("signer.json")
+            .arg("--password-file")
+            .arg(&pw),
+    );
+    let signer: Address = out.trim().parse().expect("address printed");
+    let allowed = dev_key(0);
+    let genesis = dir.path().join("genesis.json");
+    run_ok(
+        Command::new(node_bin())
+            .args([
+                "genesis",
+                "--chain-id",
+                "4242",
+                "--period",
+                "1",
+                "--signer",
+                &signer.to_string(),
+                "--fund",
+                &format!("{}=1000000000000000000", allowed.address()),
+                "--allow",
+                &allowed.address().to_string(),
+                "--out",
+            ])
+            .arg(&genesis),
+    );
+    let datadir = dir.path().join("data");
+    run_ok(Command::new(node_bin()).args(["init", "--genesis"]).arg(&genesis).arg("--datadir").arg(&datadir));
+    // The same init again is a no-op; a different genesis on the same directory is refused.
+    run_ok(Command::new(node_bin()).args(["init", "--genesis"]).arg(&genesis).arg("--datadir").arg(&datadir));
+    let datadir_s = datadir.to_str().unwrap().to_string();
+    let keystore = ks.join("signer.json");
+    let node = NodeProcess::start(&[
+        "run",
+        "--datadir",
+        &datadir_s,
+        "--keystore",
+        keystore.to_str().unwrap(),
+        "--password-file",
+        pw.to_str().unwrap(),
+    ]);
+    let printed = node.stdout.lock().unwrap().join("\n");
+    assert!(printed.contains(&signer.to_string()), "{printed}");
+    assert!(!printed.to_lowercase().contains("private"), "no key material printed");
+    let rpc = node.rpc();
+    assert_eq!(rpc.call("eth_chainId", json!([])), "0x1092");
+    let tx = |k: &PrivateKeySigner| {
+        sign_raw(k, TxEip1559 { chain_id: 4242, ..eip1559(0, Address::repeat_byte(2), 1, 0, 0) })
+    };
+    let ok = send(&rpc, &tx(&allowed));
+    rpc.wait_receipt(&ok, SECS);
+    let e = rpc.try_call("eth_sendRawTransaction", json!([tx(&dev_key(1))])).unwrap_err();
+    assert_eq!(e.code, -32003, "{e:?}");
+    assert!(e.message.contains("allowlist"), "{e:?}");
+    // A wrong password is refused with a clear error, and no node starts.
+    std::fs::write(&pw, "wrong\n").unwrap();
+    let out = Command::new(node_bin())
+        .args([
+            "run",
+            "--datadir",
+            &datadir_s,
+            "--keystore",
+            keystore.to_str().unwrap(),
+            "--password-file",
+            pw.to_str().unwrap(),
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot decrypt keystore"));
+}
+
+#[test]
+fn malformed_requests_get_json_rpc_errors() {
+    let node = NodeProcess::dev(&["--period", "1", "--rpc-max-body", "100000", "--rpc-max-batch", "50"]);
+    let rpc = node.rpc();
+    let (_, v) = rpc.raw("{not json").unwrap();
+    assert_eq!(v["error"]["code"], -32700);
+    let (_, v) = rpc.raw("[]").unwrap();
+    assert_eq!(v["error"]["code"], -32600);
+    let (_, v) = rpc.raw(r#"{"jsonrpc":"2.0","id":1,"method":"eth_nope"}"#).unwrap();
+    assert_eq!(v["error"]["code"], -32601);
+    let (_, v) =
+        rpc.raw(r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":[12, "latest"]}"#).unwrap();
+    assert_eq!(v["error"]["code"], -32602);
+    let (_, v) = rpc.raw(r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":"x"}"#).unwrap();
+    assert_eq!(v["error"]["code"], -32602);
+    let batch: Vec<_> = (0..51).map(|i| json!({"jsonrpc":"2.0","id":i,"method":"eth_chainId"})).collect();
+    let (_, v) = rpc.raw(&serde_json::to_string(&batch).unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], -32005, "{v}");
+    let big =
+        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":["{}"]}}"#, "a".repeat(200_000));
+    let (status, v) = rpc.raw(&big).unwrap();
+    assert_eq!(status, 413);
+    assert_eq!(v["error"]["code"], -32005);
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let (_, v) = rpc.raw(&deep).unwrap();
+    assert_eq!(v["error"]["code"], -32700, "{v}");
+    // The node is still serving.
+    assert_eq!(rpc.call("eth_chainId", json!([])), "0x539");
+}
