@@ -11,6 +11,7 @@ GAS_LIMIT=3000000000
 TXS=20000
 SENDERS=200
 WORKLOADS="transfer contract"
+ROUNDS=3
 ONLY=""
 BUILD=1
 RSS=0
@@ -35,6 +36,9 @@ Options:
   --txs N            transactions per workload (default $TXS, the issue asks for >= 20000)
   --senders N        sender accounts (default $SENDERS, must be >= 200)
   --workloads "W.."  workloads to run (default "$WORKLOADS")
+  --rounds N         repeat the whole comparison N times, alternating anvil and
+                     node, and report the median of each (default $ROUNDS; the
+                     machine is shared, so single runs are noisy)
   --only anvil|node  run against one side only (no ratio)
   --rss-million      afterwards, send $RSS_TOTAL transfers to a fresh p2pe-node in
                      chunks of \$RSS_CHUNK (default $RSS_CHUNK) from \$RSS_SENDERS
@@ -55,6 +59,7 @@ while [[ $# -gt 0 ]]; do
         --senders) SENDERS=$2; shift 2 ;;
         --workloads) WORKLOADS=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
+        --rounds) ROUNDS=$2; shift 2 ;;
         --rss-million) RSS=1; shift ;;
         --no-build) BUILD=0; shift ;;
         --out) OUT=$2; shift 2 ;;
@@ -68,6 +73,7 @@ die() { echo "node-vs-anvil: $*" >&2; exit 1; }
 
 [[ "$SENDERS" =~ ^[0-9]+$ && "$SENDERS" -ge 200 ]] || die "--senders must be a number >= 200 (issue 2 bench rule), got '$SENDERS'"
 [[ "$TXS" =~ ^[0-9]+$ && "$TXS" -ge 1 ]] || die "--txs must be a positive number"
+[[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 ]] || die "--rounds must be a positive number"
 case "$ONLY" in ""|anvil|node) ;; *) die "--only takes 'anvil' or 'node'" ;; esac
 command -v python3 >/dev/null || die "python3 is required (free ports, JSON)"
 
@@ -164,27 +170,28 @@ json_field() { # json_field FILE FIELD
     python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])[sys.argv[2]])' "$1" "$2"
 }
 
-# run_one SIDE WORKLOAD: sets TPS[SIDE-WORKLOAD], leaves OUT/SIDE-WORKLOAD.{json,log,loadgen.log}
+# run_one SIDE WORKLOAD ROUND: appends to TPS[SIDE-WORKLOAD], leaves OUT/SIDE-WORKLOAD-rROUND.{json,log,loadgen.log}
 # (runs in the main shell, not in $(...), so the EXIT trap sees every started pid)
 run_one() {
-    local side=$1 workload=$2 port log json rc
+    local side=$1 workload=$2 round=$3 port log json rc tag
+    tag="$side-$workload-r$round"
     port=$(free_port)
-    log="$OUT/$side-$workload.log"
-    json="$OUT/$side-$workload.json"
+    log="$OUT/$tag.log"
+    json="$OUT/$tag.json"
     if [[ $side == anvil ]]; then
         start_anvil "$port" "$log"
     else
-        start_node "$port" "$log" "$SCRATCH/node-$workload"
+        start_node "$port" "$log" "$SCRATCH/node-$workload-$round"
     fi
     local pid=$STARTED_PID url="http://127.0.0.1:$port"
     wait_rpc "$url" "$pid" "$log"
-    echo "==> $side / $workload: $TXS txs from $SENDERS senders ($url, pid $pid)"
+    echo "==> round $round, $side / $workload: $TXS txs from $SENDERS senders ($url, pid $pid)"
     rc=0
     "$LOADGEN" --rpc "$url" --workload "$workload" --txs "$TXS" --senders "$SENDERS" \
-        --json "${LOADGEN_EXTRA[@]}" >"$json" 2>"$OUT/$side-$workload.loadgen.log" || rc=$?
+        --json "${LOADGEN_EXTRA[@]}" >"$json" 2>"$OUT/$tag.loadgen.log" || rc=$?
     stop "$pid"
     if [[ $rc -ne 0 ]]; then
-        tail -n 15 "$OUT/$side-$workload.loadgen.log" >&2
+        tail -n 15 "$OUT/$tag.loadgen.log" >&2
         [[ -s "$json" ]] || die "loadgen failed against $side ($workload), exit $rc; logs in $OUT"
         echo "WARNING: $side/$workload: loadgen exit $rc (rejected or failed transactions), see $OUT" >&2
     fi
@@ -194,28 +201,33 @@ r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 print("    %.0f tx/s end to end (%.2f s; send phase %.0f tx/s; %d blocks; %d rejected; ok=%s)"
       % (r["tps"], r["elapsed_secs"], r["send_tps"], r["blocks_used"], r["send_errors"], r["ok"]))
 PY
-    TPS[$side-$workload]=$(json_field "$json" tps)
+    TPS[$side-$workload]+="$(json_field "$json" tps) "
 }
 
 echo "==> results and logs: $OUT"
 echo "==> machine: $(nproc) cores, $(uname -sr), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-for w in $WORKLOADS; do
-    if [[ $RUN_ANVIL == 1 ]]; then run_one anvil "$w"; fi
-    if [[ $RUN_NODE == 1 ]]; then run_one node "$w"; fi
+echo "==> load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for r in $(seq "$ROUNDS"); do
+    for w in $WORKLOADS; do
+        if [[ $RUN_ANVIL == 1 ]]; then run_one anvil "$w" "$r"; fi
+        if [[ $RUN_NODE == 1 ]]; then run_one node "$w" "$r"; fi
+    done
 done
+echo "==> load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-fmt_tps() { if [[ -n "$1" ]]; then printf '%.0f' "$1"; else printf -- '-'; fi; }
 SUMMARY="$OUT/summary.txt"
 {
-    printf '\n%-10s %14s %14s %12s\n' workload "anvil tx/s" "p2pe-node tx/s" "node/anvil"
+    echo
+    echo "end-to-end tx/s, median of $ROUNDS round(s) (each round's value in brackets)"
     for w in $WORKLOADS; do
-        a=${TPS[anvil-$w]:-}
-        n=${TPS[node-$w]:-}
-        ratio=-
-        if [[ -n "$a" && -n "$n" ]]; then
-            ratio=$(python3 -c "print(f'{$n/$a:.2f}x')")
-        fi
-        printf '%-10s %14s %14s %12s\n' "$w" "$(fmt_tps "$a")" "$(fmt_tps "$n")" "$ratio"
+        python3 - "$w" "${TPS[anvil-$w]:-}" "${TPS[node-$w]:-}" <<'PY'
+import statistics, sys
+w, a, n = sys.argv[1], [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
+def cell(v):
+    return "%.0f [%s]" % (statistics.median(v), " ".join("%.0f" % x for x in v)) if v else "-"
+ratio = "%.2fx" % (statistics.median(n) / statistics.median(a)) if a and n else "-"
+print("%-9s anvil %-26s p2pe-node %-26s node/anvil %s" % (w, cell(a), cell(n), ratio))
+PY
     done
 } | tee "$SUMMARY"
 
