@@ -297,16 +297,10 @@ impl Blockchain {
         if !head.snapshot.signers.contains(&signer) || head.snapshot.signed_recently(number, &signer) {
             return Ok(None);
         }
-        let mut header = clique::prepare_header(
-            &self.spec.clique,
-            &head.header,
-            head.hash,
-            &head.snapshot,
-            &signer,
-            timestamp,
-            head.header.gas_limit,
-            vote,
-        );
+        let intent =
+            clique::SealIntent { signer: &signer, timestamp, gas_limit: head.header.gas_limit, vote };
+        let mut header =
+            clique::prepare_header(&self.spec.clique, &head.header, head.hash, &head.snapshot, intent);
         let input = block_input(&header);
         let max_txs = (header.gas_limit / 21_000) as usize;
         let outcome = {

@@ -74,7 +74,17 @@ fn kill_dash_nine_twenty_times_under_load() {
     );
     let genesis = dir.path().join("genesis.json");
     let mut gen = Command::new(node_bin());
-    gen.args(["genesis", "--chain-id", &CHAIN.to_string(), "--period", "0", "--signer", signer.trim(), "--out"]).arg(&genesis);
+    gen.args([
+        "genesis",
+        "--chain-id",
+        &CHAIN.to_string(),
+        "--period",
+        "0",
+        "--signer",
+        signer.trim(),
+        "--out",
+    ])
+    .arg(&genesis);
     for i in 0..4 {
         gen.arg("--fund").arg(format!("{}=1000000000000000000000", dev_key(i).address()));
     }
@@ -111,7 +121,10 @@ fn kill_dash_nine_twenty_times_under_load() {
         let out = run_ok(Command::new(node_bin()).args(["check", "--datadir"]).arg(&datadir));
         assert!(out.starts_with("OK: "), "round {round}: {out}");
         let stored: u64 = out["OK: ".len()..].split_whitespace().next().unwrap().parse().unwrap();
-        assert!(stored >= last_seen, "round {round}: block {last_seen} was reported but only {stored} survived");
+        assert!(
+            stored >= last_seen,
+            "round {round}: block {last_seen} was reported but only {stored} survived"
+        );
         node = NodeProcess::start(&args);
         *url.lock().unwrap() = node.url.clone();
         let rpc = node.rpc();
@@ -130,9 +143,16 @@ fn kill_dash_nine_twenty_times_under_load() {
     let head = rpc.block_number();
     let mut txs = 0;
     for n in 1..=head {
-        txs += rpc.call("eth_getBlockTransactionCountByNumber", json!([format!("{n:#x}")])).as_str().map(|s| u64::from_str_radix(&s[2..], 16).unwrap()).unwrap_or(0);
+        txs += rpc
+            .call("eth_getBlockTransactionCountByNumber", json!([format!("{n:#x}")]))
+            .as_str()
+            .map(|s| u64::from_str_radix(&s[2..], 16).unwrap())
+            .unwrap_or(0);
     }
-    eprintln!("crash test: {head} blocks, {txs} transactions included, {} sent", sent.load(Ordering::Relaxed));
+    eprintln!(
+        "crash test: {head} blocks, {txs} transactions included, {} sent",
+        sent.load(Ordering::Relaxed)
+    );
     assert!(txs > 100, "the load must have reached the chain ({txs} transactions)");
     node.kill9();
     let out = run_ok(Command::new(node_bin()).args(["check", "--datadir"]).arg(&datadir));

@@ -86,7 +86,7 @@ fn transaction_types_are_accepted_and_never_charged() {
         chain_id: CHAIN,
         nonce: n + 3,
         gas_limit: 100_000,
-        to: to,
+        to,
         authorization_list: vec![auth.into_signed(sig)],
         ..Default::default()
     };

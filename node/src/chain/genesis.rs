@@ -147,7 +147,7 @@ impl ChainSpec {
             ));
         }
         let signer_bytes = &extra[EXTRA_VANITY..extra.len() - EXTRA_SEAL];
-        if signer_bytes.len() % 20 != 0 {
+        if !signer_bytes.len().is_multiple_of(20) {
             return Err(field(
                 "extraData",
                 format!("the signer section is {} bytes, not a multiple of 20", signer_bytes.len()),

@@ -53,6 +53,5 @@ pub(crate) fn trie_account(entry: &AccountEntry) -> TrieAccount {
         balance: entry.info.balance,
         storage_root: entry.storage_root,
         code_hash: entry.info.code_hash,
-        ..Default::default()
     }
 }

@@ -255,7 +255,6 @@ mod tests {
                     balance: e.info.balance,
                     storage_root: sr,
                     code_hash: e.info.code_hash,
-                    ..Default::default()
                 },
             )
         }));

@@ -9,6 +9,9 @@ use super::writer::{blob_b256, blob_u256, u256_blob};
 use super::{ReadPool, StorageError};
 use crate::state::{bytecode, AccountInfo, StateError, StateReader};
 
+/// An `account_history` row: nonce, balance, code hash (all NULL: the account did not exist).
+type HistoryRow = (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// The state as of the end of block `number`, read in one consistent SQLite snapshot.
 pub struct HistoricalState<'a> {
     conn: MutexGuard<'a, Connection>,
@@ -52,7 +55,7 @@ impl Drop for HistoricalState<'_> {
 
 impl StateReader for HistoricalState<'_> {
     fn account(&self, address: &Address) -> Result<Option<AccountInfo>, StateError> {
-        let hist: Option<(Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>)> = self
+        let hist: Option<HistoryRow> = self
             .conn
             .prepare_cached(
                 "SELECT nonce, balance, code_hash FROM account_history WHERE address = ?1 AND block > ?2 ORDER BY block ASC LIMIT 1",

@@ -155,7 +155,7 @@ impl Store {
         write_snapshot(&tx, w.snapshot)?;
         if let Some(keep) = self.history {
             // Prune in steps (32 blocks, or the window if smaller) to keep the per-block cost flat.
-            if number % keep.clamp(1, 32) == 0 && number > keep {
+            if number.is_multiple_of(keep.clamp(1, 32)) && number > keep {
                 let floor = number - keep;
                 tx.execute("DELETE FROM account_history WHERE block <= ?1", [floor as i64])?;
                 tx.execute("DELETE FROM storage_history WHERE block <= ?1", [floor as i64])?;

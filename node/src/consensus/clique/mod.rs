@@ -10,7 +10,7 @@ pub mod verify;
 
 pub use seal::{recover_sealer, seal_hash, sign_header};
 pub use snapshot::{Snapshot, Tally, Vote};
-pub use verify::{prepare_header, verify_header, CliqueError, Proposal};
+pub use verify::{prepare_header, verify_header, CliqueError, Proposal, SealIntent};
 
 use alloy_primitives::{B64, U256};
 

@@ -122,7 +122,7 @@ impl Snapshot {
         if number != self.number + 1 {
             return Err(CliqueError::NonContiguous { expected: self.number + 1, got: number });
         }
-        if number % self.epoch == 0 {
+        if number.is_multiple_of(self.epoch) {
             self.votes.clear();
             self.tally.clear();
         }

@@ -105,7 +105,7 @@ pub fn verify_header(
             return Err(CliqueError::FutureBlock(header.timestamp));
         }
     }
-    let checkpoint = number % config.epoch == 0;
+    let checkpoint = number.is_multiple_of(config.epoch);
     if checkpoint && (header.beneficiary != Address::ZERO || header.nonce != NONCE_DROP) {
         return Err(CliqueError::CheckpointVote(number));
     }
@@ -120,7 +120,7 @@ pub fn verify_header(
     if !checkpoint && !signer_bytes.is_empty() {
         return Err(CliqueError::ExtraSigners(number));
     }
-    if checkpoint && signer_bytes.len() % 20 != 0 {
+    if checkpoint && !signer_bytes.len().is_multiple_of(20) {
         return Err(CliqueError::CheckpointSigners(number));
     }
     if header.mix_hash != B256::ZERO {
@@ -191,19 +191,30 @@ pub struct Proposal {
     pub authorize: bool,
 }
 
+/// What the sealer decides about the next block before execution.
+#[derive(Debug, Clone, Copy)]
+pub struct SealIntent<'a> {
+    /// The sealing address.
+    pub signer: &'a Address,
+    /// Wall-clock time; raised to parent time + period if earlier.
+    pub timestamp: u64,
+    /// Gas limit of the new block.
+    pub gas_limit: u64,
+    /// A vote to cast in the header.
+    pub vote: Option<Proposal>,
+}
+
 /// Builds an unsealed header for the child of `parent`, to be filled by execution.
 pub fn prepare_header(
     config: &CliqueConfig,
     parent: &Header,
     parent_hash: B256,
     snapshot: &Snapshot,
-    signer: &Address,
-    timestamp: u64,
-    gas_limit: u64,
-    vote: Option<Proposal>,
+    intent: SealIntent<'_>,
 ) -> Header {
+    let SealIntent { signer, timestamp, gas_limit, vote } = intent;
     let number = parent.number + 1;
-    let checkpoint = number % config.epoch == 0;
+    let checkpoint = number.is_multiple_of(config.epoch);
     let mut extra = vec![0u8; EXTRA_VANITY];
     if checkpoint {
         for s in snapshot.signers_sorted() {
