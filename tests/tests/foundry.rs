@@ -97,6 +97,28 @@ fn forge_create_then_cast_send_and_call_with_default_fees() {
     let data = e.data.unwrap();
     assert!(data.as_str().unwrap().starts_with("0x"), "revert data: {data}");
 
+    // eth_estimateGas finds the exact minimum: the call succeeds with it and fails with one less.
+    let from = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+    let data = format!("0x6057361d{:064x}", 99u64);
+    let est = rpc.call("eth_estimateGas", json!([{"from": from, "to": address, "data": data}]));
+    let gas = u64::from_str_radix(est.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    assert!(gas > 21_000, "{gas}");
+    let at = |g: u64| {
+        rpc.try_call(
+            "eth_call",
+            json!([{"from": from, "to": address, "data": data, "gas": format!("{g:#x}")}, "latest"]),
+        )
+    };
+    assert!(at(gas).is_ok(), "succeeds with the estimate {gas}");
+    assert!(at(gas - 1).is_err(), "fails with {} gas", gas - 1);
+    let e = rpc
+        .try_call(
+            "eth_estimateGas",
+            json!([{"from": from, "to": address, "data": format!("0x6057361d{:064x}", 1u128 << 120)}]),
+        )
+        .expect_err("estimating a reverting call reports the revert");
+    assert_eq!(e.code, 3, "{e:?}");
+
     // An account with zero balance transacts with cast's default fees.
     let key = format!("0x{}", "11".repeat(32));
     let poor = run_ok(Command::new(npm_tool("cast")).args(["wallet", "address", "--private-key", &key]));

@@ -245,6 +245,20 @@ fn state_is_queryable_at_pinned_block_numbers_and_pruned_beyond_the_window() {
 }
 
 #[test]
+fn archive_keeps_every_block_state() {
+    let node = NodeProcess::dev(&["--period", "1", "--state-history", "2", "--archive"]);
+    let rpc = node.rpc();
+    let key = dev_key(8);
+    let to = Address::repeat_byte(0xef);
+    let h = send(&rpc, &sign_raw(&key, eip1559(0, to, 7, 0, 0)));
+    let mined = hex_u64(&rpc.wait_receipt(&h, SECS)["blockNumber"]);
+    rpc.wait_block(mined + 6, Duration::from_secs(30));
+    assert_eq!(rpc.call("eth_getBalance", json!([to, format!("{:#x}", mined - 1)])), "0x0");
+    assert_eq!(rpc.call("eth_getBalance", json!([to, format!("{mined:#x}")])), "0x7");
+    assert_eq!(rpc.call("eth_getBalance", json!([to, "earliest"])), "0x0");
+}
+
+#[test]
 fn pool_limits_refuse_with_clear_errors() {
     let node =
         NodeProcess::dev(&["--period", "3600", "--txpool-max-per-sender", "3", "--txpool-max-total", "4"]);
