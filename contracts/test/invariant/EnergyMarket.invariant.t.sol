@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {Fixture} from "../utils/Fixture.sol";
+import {MarketHandler} from "./MarketHandler.sol";
+import {IEnergyMarket} from "../../src/interfaces/IEnergyMarket.sol";
+import {IRegistry} from "../../src/interfaces/IRegistry.sol";
+
+/// Handler-based invariants of the whole market (escrow, auction, readings, settlement).
+contract EnergyMarketInvariantTest is Fixture {
+    MarketHandler internal handler;
+    address[] internal actors;
+    uint64 internal constant FIRST = 2;
+
+    function setUp() public {
+        _deploy(IEnergyMarket.MarketMode.PayAsClear);
+        address[] memory meters = new address[](6);
+        bool[] memory pro = new bool[](6);
+        string[6] memory names = ["p1", "p2", "p3", "c1", "c2", "c3"];
+        for (uint256 i = 0; i < 6; ++i) {
+            pro[i] = i < 3;
+            address a =
+                _participant(names[i], pro[i] ? IRegistry.Role.Prosumer : IRegistry.Role.Consumer, 20e18);
+            actors.push(a);
+            meters[i] = meterAddrOf[a];
+        }
+        vm.warp(START);
+        handler = new MarketHandler(market, token, readings, operator, grid, actors, meters, pro, FIRST);
+        targetContract(address(handler));
+    }
+
+    function _locked() internal view returns (uint256 sum) {
+        for (uint64 s = FIRST; s < FIRST + handler.SLOTS(); ++s) {
+            for (uint256 i = 0; i < actors.length; ++i) {
+                sum += market.lockedOf(s, actors[i]);
+            }
+        }
+    }
+
+    function _free() internal view returns (uint256 sum) {
+        for (uint256 i = 0; i < actors.length; ++i) {
+            sum += _free(actors[i]);
+        }
+        sum += _free(grid);
+    }
+
+    /// Credits are conserved: the market holds exactly the free balances, the escrow of open orders and the
+    /// clearing-house float of partly settled slots; and no credit is created outside minting.
+    function invariant_creditsConserved() public view {
+        int256 held = int256(token.balanceOf(address(market)));
+        assertEq(held, int256(_free() + _locked()) + handler.ghostFloat(), "market balance == ledger");
+        uint256 holders = token.balanceOf(address(market)) + token.balanceOf(operator);
+        for (uint256 i = 0; i < actors.length; ++i) {
+            holders += token.balanceOf(actors[i]);
+        }
+        assertEq(token.totalSupply(), holders, "supply == balances");
+    }
+
+    /// Every open bid is covered by escrow at its limit price (and every open ask by its collateral).
+    function invariant_escrowCoversOpenOrders() public view {
+        for (uint64 s = FIRST; s < FIRST + handler.SLOTS(); ++s) {
+            IEnergyMarket.SlotInfo memory info = market.slotInfo(s);
+            for (uint256 i = 0; i < actors.length; ++i) {
+                IEnergyMarket.Position memory p = market.positionOf(s, actors[i]);
+                if (p.settled) continue;
+                uint256 need = uint256(p.bidWh) * p.bidPricePerKWh / 1000;
+                if (p.askWh != 0) need += uint256(p.askWh) * (info.retailPerKWh - p.askPricePerKWh) / 1000;
+                assertEq(market.lockedOf(s, actors[i]), need, "escrow == max cost");
+            }
+        }
+        assertGe(token.balanceOf(address(market)), _locked(), "escrow backed by tokens");
+    }
+
+    /// Matched buy energy equals matched sell energy: never more than cleared, equal once all settled.
+    function invariant_matchedEnergyBalanced() public view {
+        for (uint64 s = FIRST; s < FIRST + handler.SLOTS(); ++s) {
+            IEnergyMarket.SlotInfo memory info = market.slotInfo(s);
+            uint256 bought = handler.ghostBought(s);
+            uint256 sold = handler.ghostSold(s);
+            assertLe(bought, info.clearedWh, "bought <= cleared");
+            assertLe(sold, info.clearedWh, "sold <= cleared");
+            if (info.status != IEnergyMarket.SlotStatus.Cleared) continue;
+            uint256 open;
+            for (uint256 i = 0; i < actors.length; ++i) {
+                IEnergyMarket.Position memory p = market.positionOf(s, actors[i]);
+                if (!p.settled && (p.bidWh != 0 || p.askWh != 0)) open++;
+            }
+            if (open == 0) {
+                assertEq(bought, info.clearedWh, "all bought");
+                assertEq(sold, info.clearedWh, "all sold");
+                assertEq(handler.ghostMeteredNet(s), handler.ghostGridNet(s), "energy conserved via the grid");
+            }
+        }
+    }
+
+    /// The clearing price lies within every accepted bid and ask.
+    function invariant_clearingPriceWithinAccepted() public view {
+        assertEq(handler.priceViolations(), 0, "settled fills respected limits");
+        for (uint64 s = FIRST; s < FIRST + handler.SLOTS(); ++s) {
+            IEnergyMarket.SlotInfo memory info = market.slotInfo(s);
+            if (info.status != IEnergyMarket.SlotStatus.Cleared || info.clearedWh == 0) continue;
+            for (uint256 i = 0; i < actors.length; ++i) {
+                (uint64 b, uint64 a) = market.previewFills(s, actors[i]);
+                IEnergyMarket.Position memory p = market.positionOf(s, actors[i]);
+                if (b != 0) assertGe(p.bidPricePerKWh, info.clearingPricePerKWh, "bid >= price");
+                if (a != 0) assertLe(p.askPricePerKWh, info.clearingPricePerKWh, "ask <= price");
+            }
+        }
+    }
+
+    /// Cleared volume is maximal: recomputed by brute force over all price levels of the frozen book.
+    function invariant_clearedVolumeMaximal() public view {
+        for (uint64 s = FIRST; s < FIRST + handler.SLOTS(); ++s) {
+            IEnergyMarket.SlotInfo memory info = market.slotInfo(s);
+            if (info.status != IEnergyMarket.SlotStatus.Cleared) continue;
+            uint256 levels = (info.retailPerKWh - info.feedInPerKWh) / TICK;
+            uint256[] memory bids = new uint256[](levels + 1);
+            uint256[] memory asks = new uint256[](levels + 1);
+            uint256 totalBid;
+            for (uint256 l = 0; l <= levels; ++l) {
+                if ((info.activeLevels >> l) & 1 == 0) continue;
+                (uint64 b, uint64 a) = market.levelVolumes(s, uint8(l));
+                bids[l] = b;
+                asks[l] = a;
+                totalBid += b;
+            }
+            // Any uniform price p executes min(demand at or above p, supply at or below p); Q must be the best.
+            uint256 best;
+            uint256 supply;
+            uint256 demand = totalBid;
+            for (uint256 p = 0; p <= levels; ++p) {
+                supply += asks[p];
+                uint256 m = demand < supply ? demand : supply;
+                if (m > best) best = m;
+                demand -= bids[p];
+            }
+            assertEq(info.clearedWh, best, "Q is the maximum executable volume");
+        }
+    }
+
+    /// The handler's actions compose into a full trade cycle (guards against a vacuous invariant run).
+    function test_handlerSequenceSettlesTrades() public {
+        handler.place(0, 0, 1000, 10, false); // p1 asks slot 2
+        handler.place(3, 0, 800, 200, true); // c1 bids slot 2
+        for (uint256 i = 0; i < 10; ++i) handler.advance(599);
+        handler.meter(0, 0, 500);
+        handler.meter(3, 700, 0);
+        handler.clear();
+        for (uint256 i = 0; i < 10; ++i) handler.advance(599);
+        handler.settle(0, 0, 5);
+        assertEq(handler.settledWithTrade(), 2, "two settled");
+        invariant_creditsConserved();
+        invariant_matchedEnergyBalanced();
+    }
+}

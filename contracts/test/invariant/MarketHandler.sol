@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {Vm} from "../utils/Vm.sol";
+import {CreditToken} from "../../src/CreditToken.sol";
+import {EnergyMarket} from "../../src/EnergyMarket.sol";
+import {MeterReadings} from "../../src/MeterReadings.sol";
+import {IEnergyMarket} from "../../src/interfaces/IEnergyMarket.sol";
+import {IMeterReadings} from "../../src/interfaces/IMeterReadings.sol";
+
+/// Drives random valid sequences of market actions and keeps ghost totals for the invariants.
+contract MarketHandler {
+    Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
+
+    EnergyMarket public market;
+    CreditToken public token;
+    MeterReadings public readings;
+    address public operator;
+    address public grid;
+    uint64 public immutable firstSlot;
+    uint64 public constant SLOTS = 4;
+
+    address[] public actors;
+    address[] public meters;
+    bool[] public prosumer;
+
+    /// Credits the market owes to sellers minus what buyers paid at the clearing price (clearing-house float).
+    int256 public ghostFloat;
+    mapping(uint64 => uint256) public ghostBought;
+    mapping(uint64 => uint256) public ghostSold;
+    mapping(uint64 => uint256) public ghostSettledCount;
+    mapping(uint64 => int256) public ghostMeteredNet; // sum(import) - sum(export) of settled participants
+    mapping(uint64 => int256) public ghostGridNet; // grid supply - grid absorption at settlement
+    uint256 public priceViolations;
+    uint256 public calls;
+    uint256 public settledWithTrade;
+
+    mapping(uint64 => mapping(address => uint256)) public meterImp;
+    mapping(uint64 => mapping(address => uint256)) public meterExp;
+
+    constructor(
+        EnergyMarket market_,
+        CreditToken token_,
+        MeterReadings readings_,
+        address operator_,
+        address grid_,
+        address[] memory actors_,
+        address[] memory meters_,
+        bool[] memory prosumer_,
+        uint64 firstSlot_
+    ) {
+        market = market_;
+        token = token_;
+        readings = readings_;
+        operator = operator_;
+        grid = grid_;
+        actors = actors_;
+        meters = meters_;
+        prosumer = prosumer_;
+        firstSlot = firstSlot_;
+    }
+
+    function actorCount() external view returns (uint256) {
+        return actors.length;
+    }
+
+    function _slot(uint256 seed) internal view returns (uint64) {
+        return firstSlot + uint64(seed % SLOTS);
+    }
+
+    // ------------------------------------------------------------------ actions
+
+    function deposit(uint256 who, uint256 amount) external {
+        address a = actors[who % actors.length];
+        amount = 1 + amount % 50e18;
+        vm.prank(operator);
+        token.mint(a, amount);
+        vm.startPrank(a);
+        token.approve(address(market), amount);
+        market.deposit(amount);
+        vm.stopPrank();
+        calls++;
+    }
+
+    function withdraw(uint256 who, uint256 amount) external {
+        address a = actors[who % actors.length];
+        (uint256 free,) = market.accountOf(a);
+        if (free == 0) return;
+        amount = 1 + amount % free;
+        vm.prank(a);
+        market.withdraw(amount);
+        calls++;
+    }
+
+    function place(uint256 who, uint256 slotSeed, uint256 wh, uint256 level, bool bid) external {
+        uint256 i = who % actors.length;
+        address a = actors[i];
+        uint64 slot = _slot(slotSeed);
+        if (block.timestamp >= market.gateClosureTime(slot)) return;
+        if (!bid && !prosumer[i]) bid = true;
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(slot);
+        uint256 levels = (info.retailPerKWh - info.feedInPerKWh) / 1e15;
+        uint256 price = info.feedInPerKWh + (level % (levels + 1)) * 1e15;
+        wh = 1 + wh % 5000;
+        IEnergyMarket.Position memory p = market.positionOf(slot, a);
+        if (bid ? p.bidWh != 0 : p.askWh != 0) return;
+        uint256 lock = bid ? wh * price / 1000 : wh * (info.retailPerKWh - price) / 1000;
+        (uint256 free, uint256 debt) = market.accountOf(a);
+        if (debt != 0 || free < lock) return;
+        vm.prank(a);
+        if (bid) market.placeBid(slot, uint32(wh), price);
+        else market.placeAsk(slot, uint32(wh), price);
+        calls++;
+    }
+
+    function cancel(uint256 who, uint256 slotSeed, bool bid) external {
+        address a = actors[who % actors.length];
+        uint64 slot = _slot(slotSeed);
+        if (block.timestamp >= market.gateClosureTime(slot)) return;
+        IEnergyMarket.Position memory p = market.positionOf(slot, a);
+        if (bid ? p.bidWh == 0 : p.askWh == 0) return;
+        vm.prank(a);
+        market.cancelOrder(slot, bid ? IEnergyMarket.Side.Bid : IEnergyMarket.Side.Ask);
+        calls++;
+    }
+
+    function advance(uint256 dt) external {
+        vm.warp(block.timestamp + 1 + dt % 1800);
+        calls++;
+    }
+
+    function meter(uint256 who, uint256 dImp, uint256 dExp) external {
+        uint256 i = who % actors.length;
+        (uint64 li, uint64 le, uint64 lt,) = readings.latestReading(meters[i]);
+        if (block.timestamp <= lt) return;
+        vm.prank(meters[i]);
+        readings.submitReading(li + uint64(dImp % 2000), le + uint64(dExp % 2000), uint64(block.timestamp));
+        calls++;
+    }
+
+    /// Clears every slot whose gate has closed.
+    function clear() external {
+        for (uint64 slot = firstSlot; slot < firstSlot + SLOTS; ++slot) {
+            IEnergyMarket.SlotInfo memory info = market.slotInfo(slot);
+            if (info.status != IEnergyMarket.SlotStatus.Open) continue;
+            if (block.timestamp < market.gateClosureTime(slot)) continue;
+            market.clear(slot);
+            calls++;
+        }
+    }
+
+    /// Settles up to `count` unsettled participants, starting at actor `who`, in the slot chosen by `slotSeed`.
+    function settle(uint256 who, uint256 slotSeed, uint256 count) external {
+        count = 1 + count % actors.length;
+        for (uint256 k = 0; k < count; ++k) {
+            _settle(actors[(who % actors.length + k) % actors.length], _slot(slotSeed));
+        }
+    }
+
+    function _settle(address a, uint64 slot) internal {
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(slot);
+        if (info.status != IEnergyMarket.SlotStatus.Cleared) return;
+        if (block.timestamp < market.settlementOpensAt(slot)) return;
+        IEnergyMarket.Position memory p = market.positionOf(slot, a);
+        if (p.settled || (p.bidWh == 0 && p.askWh == 0)) return;
+        // The grid must be able to pay feed-in; top it up like an operator would.
+        vm.startPrank(operator);
+        token.mint(operator, 100e18);
+        token.approve(address(market), 100e18);
+        market.depositFor(grid, 100e18);
+        vm.stopPrank();
+
+        (uint64 b, uint64 s) = market.previewFills(slot, a);
+        uint256 c = info.clearingPricePerKWh / 1000;
+        if (b != 0 && p.bidPricePerKWh < info.clearingPricePerKWh) priceViolations++;
+        if (s != 0 && p.askPricePerKWh > info.clearingPricePerKWh) priceViolations++;
+        ghostFloat += int256(uint256(b) * c) - int256(uint256(s) * c);
+        ghostBought[slot] += b;
+        ghostSold[slot] += s;
+        IMeterReadings.SlotEnergy memory e = readings.energyInSlot(market.registry().meterOf(a), slot);
+        ghostMeteredNet[slot] += int256(uint256(e.importWh)) - int256(uint256(e.exportWh));
+        int256 bi = int256(uint256(b));
+        int256 si = int256(uint256(s));
+        int256 im = int256(uint256(e.importWh));
+        int256 ex = int256(uint256(e.exportWh));
+        ghostGridNet[slot] += _pos(im - bi) + _pos(si - ex) - _pos(bi - im) - _pos(ex - si);
+        ghostSettledCount[slot]++;
+        if (b != 0 || s != 0) settledWithTrade++;
+
+        address[] memory one = new address[](1);
+        one[0] = a;
+        market.settle(slot, one);
+        calls++;
+    }
+
+    function _pos(int256 x) internal pure returns (int256) {
+        return x > 0 ? x : int256(0);
+    }
+}
