@@ -218,7 +218,7 @@ echo "==> load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 SUMMARY="$OUT/summary.txt"
 {
     echo
-    echo "end-to-end tx/s, median of $ROUNDS round(s) (each round's value in brackets)"
+    [[ -z "${WORKLOADS// /}" ]] || echo "end-to-end tx/s, median of $ROUNDS round(s) (each round's value in brackets)"
     for w in $WORKLOADS; do
         python3 - "$w" "${TPS[anvil-$w]:-}" "${TPS[node-$w]:-}" <<'PY'
 import statistics, sys
