@@ -82,6 +82,8 @@ pub struct NewBlock {
     pub block: SealedBlock,
     /// Its receipts.
     pub receipts: Vec<ReceiptEnvelope>,
+    /// Total difficulty including this block.
+    pub total_difficulty: U256,
 }
 
 /// Node-level options for the chain.
@@ -187,6 +189,20 @@ impl Blockchain {
     /// Read access to the head state.
     pub fn state(&self) -> parking_lot::RwLockReadGuard<'_, WorldState> {
         self.state.read()
+    }
+
+    /// A full copy of the state after block `number` (for proofs): the head state with every
+    /// later change undone from the history.
+    pub fn state_at(&self, number: u64) -> Result<WorldState, StateError> {
+        let (mut state, head) = {
+            let guard = self.state.read();
+            (guard.clone(), self.head_number())
+        };
+        if number < head {
+            let undo = crate::storage::undo_to(&self.reads, number, head)?;
+            state.revert(&undo);
+        }
+        Ok(state)
     }
 
     /// Recent block hashes for BLOCKHASH.
@@ -426,7 +442,11 @@ impl Blockchain {
         } else {
             tracing::debug!(number, %hash, "empty block committed");
         }
-        let _ = self.events.send(Arc::new(NewBlock { block: sealed, receipts: outcome.receipts }));
+        let _ = self.events.send(Arc::new(NewBlock {
+            block: sealed,
+            receipts: outcome.receipts,
+            total_difficulty,
+        }));
         Ok(hash)
     }
 }

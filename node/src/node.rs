@@ -51,6 +51,7 @@ impl Node {
             config: config.rpc.clone(),
             dev_accounts: config.dev_accounts.clone(),
             signer: config.signer.as_ref().map(|k| k.address()),
+            filters: Default::default(),
             client_version: format!(
                 "p2pe-node/v{}/{}-{}",
                 env!("CARGO_PKG_VERSION"),

@@ -291,3 +291,24 @@ pub fn dev_key(i: u32) -> alloy_signer_local::PrivateKeySigner {
         .build()
         .expect("key")
 }
+
+/// Builds the Osaka fixture contract with forge and returns (creation code, runtime code).
+pub fn osaka_fixture() -> (String, String) {
+    let dir = workspace_root().join("tests/fixtures/osaka");
+    run_ok(Command::new(npm_tool("forge")).current_dir(&dir).arg("build"));
+    let artifact: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("out/Osaka.sol/Osaka.json")).expect("artifact"),
+    )
+    .expect("artifact json");
+    let code = |k: &str| artifact[k]["object"].as_str().expect("bytecode").to_string();
+    (code("bytecode"), code("deployedBytecode"))
+}
+
+/// Deploys creation code from dev account `i` and returns the contract address.
+pub fn deploy(rpc: &Rpc, i: u32, creation: &str) -> String {
+    let from = dev_key(i).address();
+    let hash = rpc.call("eth_sendTransaction", json!([{"from": from, "data": creation}]));
+    let receipt = rpc.wait_receipt(hash.as_str().unwrap(), Duration::from_secs(30));
+    assert_eq!(receipt["status"], "0x1", "deployment failed: {receipt}");
+    receipt["contractAddress"].as_str().expect("contract address").to_string()
+}

@@ -29,6 +29,13 @@ pub struct RpcArgs {
     /// Most logs one eth_getLogs may return.
     #[arg(long, default_value_t = 20_000)]
     pub rpc_max_logs: usize,
+    /// Messages queued per WebSocket connection; a subscriber that falls this far behind is
+    /// disconnected with a close reason.
+    #[arg(long, default_value_t = 4096)]
+    pub ws_max_queue: usize,
+    /// Seconds an unpolled eth_newFilter / eth_newBlockFilter filter lives.
+    #[arg(long, default_value_t = 300)]
+    pub rpc_filter_ttl: u64,
 }
 
 impl RpcArgs {
@@ -39,6 +46,8 @@ impl RpcArgs {
             max_batch: self.rpc_max_batch,
             max_log_range: self.rpc_max_log_range,
             max_logs: self.rpc_max_logs,
+            ws_queue: self.ws_max_queue,
+            filter_ttl: std::time::Duration::from_secs(self.rpc_filter_ttl),
         }
     }
 }

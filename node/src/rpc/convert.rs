@@ -9,15 +9,40 @@ use alloy_rpc_types_eth::{
 
 use crate::primitives::SealedBlock;
 
-/// An RPC block; `full` selects transaction objects over hashes.
-pub fn block(sealed: &SealedBlock, td: U256, full: bool) -> RpcBlock {
-    let size = sealed.block.length();
-    let header = RpcHeader {
+/// The RPC header of a block (as in `newHeads` notifications).
+pub fn header(sealed: &SealedBlock, td: U256) -> RpcHeader {
+    RpcHeader {
         hash: sealed.hash,
         inner: sealed.block.header.clone(),
         total_difficulty: Some(td),
-        size: Some(U256::from(size)),
-    };
+        size: Some(U256::from(sealed.block.length())),
+    }
+}
+
+/// Every log of a block with its position, in canonical order.
+pub fn block_logs(sealed: &SealedBlock, receipts: &[ReceiptEnvelope]) -> Vec<crate::storage::StoredLog> {
+    let mut out = Vec::new();
+    let mut log_index = 0u64;
+    for (tx_index, (r, tx)) in receipts.iter().zip(&sealed.block.body.transactions).enumerate() {
+        for log in r.logs() {
+            out.push(crate::storage::StoredLog {
+                log: log.clone(),
+                block_number: sealed.number(),
+                block_hash: sealed.hash,
+                block_timestamp: sealed.header().timestamp,
+                tx_hash: *tx.tx_hash(),
+                tx_index: tx_index as u64,
+                log_index,
+            });
+            log_index += 1;
+        }
+    }
+    out
+}
+
+/// An RPC block; `full` selects transaction objects over hashes.
+pub fn block(sealed: &SealedBlock, td: U256, full: bool) -> RpcBlock {
+    let header = header(sealed, td);
     let transactions = if full {
         BlockTransactions::Full(
             (0..sealed.block.body.transactions.len()).map(|i| transaction(sealed, i)).collect(),

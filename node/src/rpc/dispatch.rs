@@ -1,19 +1,45 @@
 //! Routes a method name to its namespace.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::error::{RpcError, RpcResult};
 use super::params::Params;
-use super::{clique, eth, net, web3, RpcContext};
+use super::pubsub::WsConnection;
+use super::{clique, debug, eth, filters, net, pubsub, txpool, web3, RpcContext};
 
-/// Handles one call.
-pub fn call(ctx: &RpcContext, method: &str, params: Option<Value>) -> RpcResult {
+/// Handles one call; `conn` is the WebSocket connection it came on, if any.
+pub fn call(
+    ctx: &Arc<RpcContext>,
+    method: &str,
+    params: Option<Value>,
+    conn: Option<&Arc<WsConnection>>,
+) -> RpcResult {
     let p = Params::new(params)?;
+    match method {
+        "eth_subscribe" | "eth_unsubscribe" => {
+            return match conn {
+                Some(conn) => pubsub::call(ctx, conn, method, p),
+                None => Err(RpcError::not_supported(format!("{method} needs a WebSocket connection"))),
+            }
+        }
+        "eth_newFilter"
+        | "eth_newBlockFilter"
+        | "eth_newPendingTransactionFilter"
+        | "eth_uninstallFilter"
+        | "eth_getFilterChanges"
+        | "eth_getFilterLogs" => return filters::call(ctx, method, p),
+        _ => {}
+    }
     match method.split_once('_').map(|(ns, _)| ns) {
         Some("eth") => eth::call(ctx, method, p),
         Some("net") => net::call(ctx, method, p),
         Some("web3") => web3::call(ctx, method, p),
         Some("clique") => clique::call(ctx, method, p),
+        Some("txpool") => txpool::call(ctx, method, p),
+        Some("debug") => debug::call(ctx, method, p),
+        Some("personal") if method == "personal_sign" => eth::sign::personal(ctx, method, p),
         _ => Err(RpcError::method_not_found(method)),
     }
 }

@@ -52,6 +52,10 @@ impl RpcError {
     pub fn tx_rejected(msg: impl Into<String>) -> Self {
         Self::new(-32003, msg)
     }
+    /// -32004: method not supported (here).
+    pub fn not_supported(msg: impl Into<String>) -> Self {
+        Self::new(-32004, msg)
+    }
     /// -32005: limit exceeded.
     pub fn limit_exceeded(msg: impl Into<String>) -> Self {
         Self::new(-32005, msg)

@@ -8,12 +8,16 @@
 
 pub mod clique;
 pub mod convert;
+pub mod debug;
 pub mod dispatch;
 pub mod error;
 pub mod eth;
+pub mod filters;
 pub mod net;
 pub mod params;
+pub mod pubsub;
 pub mod server;
+pub mod txpool;
 pub mod web3;
 
 use std::sync::Arc;
@@ -38,11 +42,22 @@ pub struct RpcConfig {
     pub max_log_range: u64,
     /// Most logs one `eth_getLogs` returns.
     pub max_logs: usize,
+    /// Messages queued per WebSocket connection before a slow subscriber is dropped.
+    pub ws_queue: usize,
+    /// How long an unpolled filter lives.
+    pub filter_ttl: std::time::Duration,
 }
 
 impl Default for RpcConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 16 * 1024 * 1024, max_batch: 10_000, max_log_range: 10_000, max_logs: 20_000 }
+        Self {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_batch: 10_000,
+            max_log_range: 10_000,
+            max_logs: 20_000,
+            ws_queue: 4096,
+            filter_ttl: std::time::Duration::from_secs(300),
+        }
     }
 }
 
@@ -58,6 +73,8 @@ pub struct RpcContext {
     pub signer: Option<Address>,
     /// `web3_clientVersion`.
     pub client_version: String,
+    /// Installed polling filters.
+    pub filters: filters::FilterManager,
 }
 
 /// A block resolved from a block parameter.

@@ -4,13 +4,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use warp::http::StatusCode;
 use warp::Filter;
 
 use super::dispatch;
 use super::error::RpcError;
+use super::pubsub::WsConnection;
 use super::RpcContext;
 
 fn error_response(id: Value, e: RpcError) -> Value {
@@ -18,7 +18,7 @@ fn error_response(id: Value, e: RpcError) -> Value {
 }
 
 /// Handles one request object; `None` for notifications (no `id`).
-fn handle_one(ctx: &RpcContext, req: Value) -> Option<Value> {
+fn handle_one(ctx: &Arc<RpcContext>, req: Value, conn: Option<&Arc<WsConnection>>) -> Option<Value> {
     let Value::Object(mut obj) = req else {
         return Some(error_response(Value::Null, RpcError::invalid_request("request must be a JSON object")));
     };
@@ -37,7 +37,7 @@ fn handle_one(ctx: &RpcContext, req: Value) -> Option<Value> {
     let Some(Value::String(method)) = obj.remove("method") else {
         return Some(error_response(id, RpcError::invalid_request("method must be a string")));
     };
-    let result = dispatch::call(ctx, &method, obj.remove("params"));
+    let result = dispatch::call(ctx, &method, obj.remove("params"), conn);
     if notification {
         return None;
     }
@@ -54,7 +54,7 @@ fn handle_one(ctx: &RpcContext, req: Value) -> Option<Value> {
 
 /// Handles a request body: a single request or a batch. Returns `None` when nothing is due
 /// (only notifications).
-pub fn handle_body(ctx: &RpcContext, body: &[u8]) -> Option<Value> {
+pub fn handle_body(ctx: &Arc<RpcContext>, body: &[u8], conn: Option<&Arc<WsConnection>>) -> Option<Value> {
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return Some(error_response(Value::Null, RpcError::parse(e))),
@@ -74,19 +74,19 @@ pub fn handle_body(ctx: &RpcContext, body: &[u8]) -> Option<Value> {
                     )),
                 ));
             }
-            let out: Vec<Value> = items.into_iter().filter_map(|r| handle_one(ctx, r)).collect();
+            let out: Vec<Value> = items.into_iter().filter_map(|r| handle_one(ctx, r, conn)).collect();
             if out.is_empty() {
                 None
             } else {
                 Some(Value::Array(out))
             }
         }
-        other => handle_one(ctx, other),
+        other => handle_one(ctx, other, conn),
     }
 }
 
 async fn handle_http(ctx: Arc<RpcContext>, body: Bytes) -> Result<warp::reply::Response, warp::Rejection> {
-    let response = tokio::task::spawn_blocking(move || handle_body(&ctx, &body))
+    let response = tokio::task::spawn_blocking(move || handle_body(&ctx, &body, None))
         .await
         .unwrap_or_else(|e| Some(error_response(Value::Null, RpcError::internal(e))));
     Ok(match response {
@@ -102,27 +102,6 @@ trait IntoBoxed {
 impl<T: warp::Reply> IntoBoxed for T {
     fn into_response_boxed(self) -> warp::reply::Response {
         self.into_response()
-    }
-}
-
-async fn handle_ws(ctx: Arc<RpcContext>, socket: warp::ws::WebSocket) {
-    let (mut tx, mut rx) = socket.split();
-    while let Some(msg) = rx.next().await {
-        let Ok(msg) = msg else { break };
-        if msg.is_close() {
-            break;
-        }
-        if !(msg.is_text() || msg.is_binary()) {
-            continue;
-        }
-        let body = msg.into_bytes();
-        let ctx2 = ctx.clone();
-        let response = tokio::task::spawn_blocking(move || handle_body(&ctx2, &body)).await.ok().flatten();
-        if let Some(v) = response {
-            if tx.send(warp::ws::Message::text(v.to_string())).await.is_err() {
-                break;
-            }
-        }
     }
 }
 
@@ -160,7 +139,7 @@ pub async fn serve(
     let ws = warp::path::end().and(warp::ws()).and(with_ctx.clone()).map(
         |ws: warp::ws::Ws, ctx: Arc<RpcContext>| {
             ws.max_message_size(ctx.config.max_body_bytes as usize)
-                .on_upgrade(move |socket| handle_ws(ctx, socket))
+                .on_upgrade(move |socket| super::pubsub::serve_connection(ctx, socket))
         },
     );
     let http = warp::path::end()

@@ -126,3 +126,59 @@ impl StateReader for HistoricalState<'_> {
         Ok(raw.map(|c| bytecode(c.into())))
     }
 }
+
+/// The undo record that turns the state after block `head` back into the state after block
+/// `number`: for every account and slot changed in between, its value at `number`.
+pub fn undo_to(pool: &ReadPool, number: u64, head: u64) -> Result<crate::state::StateUndo, StateError> {
+    let mut undo = crate::state::StateUndo::default();
+    if number >= head {
+        return Ok(undo);
+    }
+    let conn = pool.lock_one();
+    conn.execute_batch("BEGIN").map_err(backend)?;
+    let result = (|| {
+        let floor: Option<i64> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'history_floor'", [], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        if floor.is_some_and(|f| number < f as u64) {
+            return Err(StateError::Pruned(number));
+        }
+        let mut st = conn
+            .prepare(
+                "SELECT address, nonce, balance, code_hash FROM account_history a WHERE block > ?1 AND block <= ?2 \
+                 AND block = (SELECT MIN(block) FROM account_history b WHERE b.address = a.address AND b.block > ?1)",
+            )
+            .map_err(backend)?;
+        let mut rows = st.query(rusqlite::params![number as i64, head as i64]).map_err(backend)?;
+        while let Some(r) = rows.next().map_err(backend)? {
+            let addr = super::writer::blob_address(&r.get::<_, Vec<u8>>(0).map_err(backend)?)?;
+            let nonce: Option<i64> = r.get(1).map_err(backend)?;
+            let info = match nonce {
+                None => None,
+                Some(n) => Some(AccountInfo {
+                    nonce: n as u64,
+                    balance: blob_u256(&r.get::<_, Vec<u8>>(2).map_err(backend)?)?,
+                    code_hash: blob_b256(&r.get::<_, Vec<u8>>(3).map_err(backend)?)?,
+                }),
+            };
+            undo.accounts.push((addr, info));
+        }
+        let mut st = conn
+            .prepare(
+                "SELECT address, slot, value FROM storage_history a WHERE block > ?1 AND block <= ?2 \
+                 AND block = (SELECT MIN(block) FROM storage_history b WHERE b.address = a.address AND b.slot = a.slot AND b.block > ?1)",
+            )
+            .map_err(backend)?;
+        let mut rows = st.query(rusqlite::params![number as i64, head as i64]).map_err(backend)?;
+        while let Some(r) = rows.next().map_err(backend)? {
+            let addr = super::writer::blob_address(&r.get::<_, Vec<u8>>(0).map_err(backend)?)?;
+            let slot = blob_u256(&r.get::<_, Vec<u8>>(1).map_err(backend)?)?;
+            let value = blob_u256(&r.get::<_, Vec<u8>>(2).map_err(backend)?)?;
+            undo.storage.push((addr, slot, value));
+        }
+        Ok(())
+    })();
+    let _ = conn.execute_batch("ROLLBACK");
+    result.map(|_| undo)
+}

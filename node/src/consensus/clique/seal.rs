@@ -26,13 +26,18 @@ pub fn recover_sealer(header: &Header) -> Result<Address, CliqueError> {
     let extra = &header.extra_data;
     let mut sig = [0u8; 65];
     sig.copy_from_slice(&extra[extra.len() - EXTRA_SEAL..]);
+    // EIP-225 seals carry the recovery id as 0 or 1, nothing else.
+    if sig[64] > 1 {
+        return Err(CliqueError::InvalidSeal);
+    }
     recover_signer_unchecked(&sig, &hash).map_err(|_| CliqueError::InvalidSeal)
 }
 
 /// Seals `header` in place with `key`; `extraData` must already end with 65 placeholder bytes.
 pub fn sign_header(header: &mut Header, key: &SigningKey) -> Result<(), CliqueError> {
     let hash = seal_hash(header)?;
-    let sig = key.sign_hash(&hash).as_bytes();
+    // r ‖ s ‖ v with v = y-parity (0 or 1), as geth writes Clique seals.
+    let sig = key.sign_hash(&hash).as_rsy();
     let mut extra = header.extra_data.to_vec();
     let n = extra.len();
     extra[n - EXTRA_SEAL..].copy_from_slice(&sig);
@@ -83,7 +88,13 @@ mod tests {
         let key = SigningKey::from_bytes(&B256::repeat_byte(7)).unwrap();
         let mut header = Header { number: 5, extra_data: vec![0u8; 97].into(), ..Default::default() };
         sign_header(&mut header, &key).unwrap();
+        assert!(header.extra_data[96] <= 1, "v is the y-parity");
         assert_eq!(recover_sealer(&header).unwrap(), key.address());
+        let mut bad = header.clone();
+        let mut extra = bad.extra_data.to_vec();
+        extra[96] += 27;
+        bad.extra_data = extra.into();
+        assert!(matches!(recover_sealer(&bad), Err(CliqueError::InvalidSeal)));
         header.timestamp += 1;
         assert_ne!(recover_sealer(&header).unwrap(), key.address());
         header.extra_data = vec![0u8; 10].into();

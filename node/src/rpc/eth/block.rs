@@ -70,3 +70,30 @@ pub fn uncle_count(ctx: &RpcContext, p: Params) -> RpcResult {
         None => Value::Null,
     })
 }
+
+/// `eth_getTransactionByBlockHashAndIndex` / `...ByBlockNumberAndIndex`.
+pub fn tx_by_index(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
+    p.at_most(2)?;
+    let id: BlockId = if method == "eth_getTransactionByBlockHashAndIndex" {
+        BlockId::from(p.req::<alloy_primitives::B256>(0)?)
+    } else {
+        BlockId::Number(p.req(0)?)
+    };
+    let index: alloy_primitives::U64 = p.req(1)?;
+    let index = index.to::<u64>() as usize;
+    Ok(match load(ctx, id)? {
+        Some((block, _)) if index < block.block.body.transactions.len() => {
+            json!(convert::transaction(&block, index))
+        }
+        _ => Value::Null,
+    })
+}
+
+/// `eth_getUncleByBlock*AndIndex`: there are never uncles, so always null.
+pub fn uncle(ctx: &RpcContext, p: Params) -> RpcResult {
+    p.at_most(2)?;
+    let _: Value = p.req(0)?;
+    let _: alloy_primitives::U64 = p.req(1)?;
+    let _ = ctx;
+    Ok(Value::Null)
+}

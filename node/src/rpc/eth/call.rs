@@ -15,8 +15,11 @@ use super::super::RpcContext;
 use crate::blockchain::block_input;
 use crate::chain::TX_GAS_LIMIT_CAP;
 use crate::execution::{block_env, cfg_env};
-use crate::state::{StateOverlay, StateReader};
+use crate::state::{bytecode, AccountInfo, StateOverlay, StateReader};
 use crate::storage::BlockQuery;
+use alloy_rpc_types_eth::state::StateOverride;
+use alloy_rpc_types_eth::BlockOverrides;
+use revm::primitives::KECCAK_EMPTY;
 
 /// The execution environment of a call: its block and the gas it may use.
 pub struct CallEnv {
@@ -81,6 +84,93 @@ pub fn request_tx_env(chain_id: u64, req: &TransactionRequest, gas: u64) -> RpcR
     })
 }
 
+/// State and block overrides of `eth_call` / `eth_estimateGas` (geth's third and fourth
+/// parameters).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Per-account overrides.
+    pub state: Option<StateOverride>,
+    /// Block field overrides.
+    pub block: Option<BlockOverrides>,
+}
+
+impl Overrides {
+    /// Reads parameters `i` (state) and `i + 1` (block).
+    pub fn from_params(p: &Params, i: usize) -> RpcResult<Self> {
+        Ok(Self { state: p.opt(i)?, block: p.opt(i + 1)? })
+    }
+
+    fn apply_state<R: StateReader + ?Sized>(&self, overlay: &mut StateOverlay<'_, R>) -> RpcResult<()> {
+        let Some(state) = &self.state else { return Ok(()) };
+        for (addr, o) in state {
+            if o.state.is_some() && o.state_diff.is_some() {
+                return Err(RpcError::invalid_params(format!(
+                    "account {addr}: both state and stateDiff are set"
+                )));
+            }
+            if o.move_precompile_to.is_some() {
+                return Err(RpcError::invalid_params("movePrecompileToAddress is not supported"));
+            }
+            let mut info = overlay
+                .account(addr)?
+                .unwrap_or(AccountInfo { code_hash: KECCAK_EMPTY, ..Default::default() });
+            if let Some(b) = o.balance {
+                info.balance = b;
+            }
+            if let Some(n) = o.nonce {
+                info.nonce = n;
+            }
+            if let Some(code) = &o.code {
+                info.code_hash =
+                    if code.is_empty() { KECCAK_EMPTY } else { overlay.set_code(bytecode(code.clone())) };
+            }
+            overlay.set_account(*addr, Some(info));
+            if let Some(full) = &o.state {
+                overlay.wipe_storage(*addr);
+                for (k, v) in full {
+                    overlay.set_storage(*addr, (*k).into(), (*v).into());
+                }
+            }
+            if let Some(diff) = &o.state_diff {
+                for (k, v) in diff {
+                    overlay.set_storage(*addr, (*k).into(), (*v).into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_block(&self, env: &mut revm::context::BlockEnv) -> RpcResult<()> {
+        let Some(b) = &self.block else { return Ok(()) };
+        if let Some(n) = b.number {
+            env.number = n;
+        }
+        if let Some(d) = b.difficulty {
+            env.difficulty = d;
+        }
+        if let Some(t) = b.time {
+            env.timestamp = alloy_primitives::U256::from(t);
+        }
+        if let Some(g) = b.gas_limit {
+            env.gas_limit = g;
+        }
+        if let Some(c) = b.coinbase {
+            env.beneficiary = c;
+        }
+        if let Some(r) = b.random {
+            env.prevrandao = Some(r);
+        }
+        if let Some(f) = b.base_fee {
+            if !f.is_zero() {
+                return Err(RpcError::invalid_params(
+                    "baseFee override: the base fee on this chain is always 0",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs `tx` over `state` on top of `header`. Nonces are not checked, as in geth's `eth_call`.
 pub fn run(
     ctx: &RpcContext,
@@ -88,17 +178,34 @@ pub fn run(
     header: &alloy_consensus::Header,
     tx: TxEnv,
 ) -> RpcResult<ExecutionResult> {
-    let hashes = ctx.chain.block_hashes();
-    let overlay = StateOverlay::new(state, &hashes);
+    run_with(ctx, state, header, tx, &Overrides::default()).map(|(r, _)| r)
+}
+
+/// Like [`run`], with overrides, also returning the touched state (for access lists).
+pub fn run_with(
+    ctx: &RpcContext,
+    state: &dyn StateReader,
+    header: &alloy_consensus::Header,
+    tx: TxEnv,
+    overrides: &Overrides,
+) -> RpcResult<(ExecutionResult, revm::state::EvmState)> {
+    let hashes = match overrides.block.as_ref().and_then(|b| b.block_hash.clone()) {
+        Some(extra) => {
+            let mut h = ctx.chain.block_hashes();
+            h.0.extend(extra);
+            h
+        }
+        None => ctx.chain.block_hashes(),
+    };
+    let mut overlay = StateOverlay::new(state, &hashes);
+    overrides.apply_state(&mut overlay)?;
     let mut cfg = cfg_env(ctx.chain.spec().chain_id);
     cfg.disable_nonce_check = true;
-    let mut evm = Context::mainnet()
-        .with_db(overlay)
-        .with_block(block_env(&block_input(header)))
-        .with_cfg(cfg)
-        .build_mainnet();
+    let mut block = block_env(&block_input(header));
+    overrides.apply_block(&mut block)?;
+    let mut evm = Context::mainnet().with_db(overlay).with_block(block).with_cfg(cfg).build_mainnet();
     match evm.transact(tx) {
-        Ok(r) => Ok(r.result),
+        Ok(r) => Ok((r.result, r.state)),
         Err(EVMError::Transaction(e)) => Err(RpcError::invalid_input(e.to_string())),
         Err(EVMError::Header(e)) => Err(RpcError::invalid_input(e.to_string())),
         Err(EVMError::Database(e)) => Err(e.into()),
@@ -119,15 +226,13 @@ pub fn output(result: ExecutionResult) -> RpcResult<Bytes> {
 
 /// `eth_call(request, block?)`.
 pub fn eth_call(ctx: &RpcContext, p: Params) -> RpcResult {
-    p.at_most(3)?;
+    p.at_most(4)?;
     let req: TransactionRequest = p.req(0)?;
     let block = ctx.resolve(p.opt::<BlockId>(1)?)?;
-    if p.opt::<serde_json::Value>(2)?.is_some() {
-        return Err(RpcError::invalid_params("state overrides are not supported yet"));
-    }
+    let overrides = Overrides::from_params(&p, 2)?;
     let env = call_env(ctx, &block)?;
     let gas = req.gas.unwrap_or(env.gas_cap).min(env.gas_cap);
     let tx = request_tx_env(ctx.chain.spec().chain_id, &req, gas)?;
-    let result = ctx.with_state(block.number, |s| run(ctx, s, &env.header, tx))?;
+    let (result, _) = ctx.with_state(block.number, |s| run_with(ctx, s, &env.header, tx, &overrides))?;
     Ok(json!(output(result)?))
 }

@@ -6,7 +6,7 @@ use alloy_rpc_types_eth::TransactionRequest;
 use super::super::error::{RpcError, RpcResult};
 use super::super::params::Params;
 use super::super::RpcContext;
-use super::call::{call_env, output, request_tx_env, run};
+use super::call::{call_env, output, request_tx_env, run_with, Overrides};
 use super::q;
 
 /// `eth_estimateGas(request, block?)`.
@@ -15,16 +15,17 @@ use super::q;
 /// optimistic guess from the gas used, then bisect. Unlike geth, the search runs to the exact
 /// minimum rather than stopping within 1.5%.
 pub fn estimate_gas(ctx: &RpcContext, p: Params) -> RpcResult {
-    p.at_most(3)?;
+    p.at_most(4)?;
     let req: TransactionRequest = p.req(0)?;
     let block = ctx.resolve(p.opt::<BlockId>(1)?)?;
+    let overrides = Overrides::from_params(&p, 2)?;
     let env = call_env(ctx, &block)?;
     let chain_id = ctx.chain.spec().chain_id;
     let hi_cap = req.gas.unwrap_or(env.gas_cap).min(env.gas_cap);
     let gas = ctx.with_state(block.number, |state| {
         let attempt = |gas: u64| -> RpcResult<Result<u64, alloy_primitives::Bytes>> {
             let tx = request_tx_env(chain_id, &req, gas)?;
-            match run(ctx, state, &env.header, tx) {
+            match run_with(ctx, state, &env.header, tx, &overrides).map(|(r, _)| r) {
                 Ok(r) if r.is_success() => Ok(Ok(r.tx_gas_used())),
                 Ok(r) => Ok(Err(r.output().cloned().unwrap_or_default())),
                 // Validation failures (e.g. below intrinsic gas) count as "not enough gas".
@@ -33,7 +34,7 @@ pub fn estimate_gas(ctx: &RpcContext, p: Params) -> RpcResult {
         };
         // At the cap: if it fails here, no amount of gas helps; report why.
         let tx = request_tx_env(chain_id, &req, hi_cap)?;
-        let first = run(ctx, state, &env.header, tx)?;
+        let (first, _) = run_with(ctx, state, &env.header, tx, &overrides)?;
         if !first.is_success() {
             output(first.clone())?;
             return Err(RpcError::invalid_input(format!("gas required exceeds allowance ({hi_cap})")));

@@ -3,11 +3,14 @@
 //! [`estimate`] gas estimation, [`fee`] fee methods (all zero), [`transaction`] sending and
 //! looking up transactions and receipts, [`logs`] `eth_getLogs`, [`signer`] dev accounts.
 
+pub mod access_list;
 pub mod block;
 pub mod call;
 pub mod estimate;
 pub mod fee;
 pub mod logs;
+pub mod proof;
+pub mod sign;
 pub mod signer;
 pub mod state;
 pub mod transaction;
@@ -68,6 +71,14 @@ pub fn call(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
         }
         "eth_getUncleCountByBlockNumber" | "eth_getUncleCountByBlockHash" => block::uncle_count(ctx, p),
         "eth_getLogs" => logs::get_logs(ctx, p),
+        "eth_getTransactionByBlockHashAndIndex" | "eth_getTransactionByBlockNumberAndIndex" => {
+            block::tx_by_index(ctx, method, p)
+        }
+        "eth_getUncleByBlockHashAndIndex" | "eth_getUncleByBlockNumberAndIndex" => block::uncle(ctx, p),
+        "eth_createAccessList" => access_list::create_access_list(ctx, p),
+        "eth_getProof" => proof::get_proof(ctx, p),
+        "eth_sign" => sign::personal(ctx, method, p),
+        "eth_signTypedData_v4" | "eth_signTypedData" => sign::typed_data(ctx, p),
         "eth_accounts" => signer::accounts(ctx, p),
         "eth_sendTransaction" => signer::send_transaction(ctx, p),
         _ => Err(RpcError::method_not_found(method)),

@@ -1,0 +1,239 @@
+//! WebSocket connections and `eth_subscribe` / `eth_unsubscribe`.
+//!
+//! Each connection has one bounded outgoing queue. Responses to requests wait for room;
+//! notifications never wait: if a subscriber cannot keep up and its queue is full, or it fell
+//! behind the node's event stream, the connection is closed with a close frame that says why.
+//! A stalled client therefore costs at most one queue of messages, never unbounded memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use alloy_rpc_types_eth::Filter;
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use super::convert;
+use super::error::{RpcError, RpcResult};
+use super::params::Params;
+use super::RpcContext;
+use crate::storage::LogFilterQuery;
+
+/// The state of one WebSocket connection.
+pub struct WsConnection {
+    out: mpsc::Sender<String>,
+    queue: usize,
+    close: watch::Sender<Option<String>>,
+    subs: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+impl WsConnection {
+    fn closing(&self, reason: String) {
+        tracing::info!(%reason, "closing WebSocket subscriber");
+        let _ = self.close.send(Some(reason));
+    }
+
+    /// Queues a notification without waiting; a full queue closes the connection.
+    fn notify(&self, id: &str, result: Value) -> bool {
+        let msg = json!({"jsonrpc": "2.0", "method": "eth_subscription", "params": {"subscription": id, "result": result}});
+        match self.out.try_send(msg.to_string()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.closing(format!("subscriber too slow: {} messages queued", self.queue));
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+impl Drop for WsConnection {
+    fn drop(&mut self) {
+        for (_, task) in self.subs.lock().drain() {
+            task.abort();
+        }
+    }
+}
+
+fn new_id() -> String {
+    format!("{:#x}", rand::random::<u128>())
+}
+
+/// `eth_subscribe` and `eth_unsubscribe` on a WebSocket connection.
+pub fn call(ctx: &Arc<RpcContext>, conn: &Arc<WsConnection>, method: &str, p: Params) -> RpcResult {
+    match method {
+        "eth_subscribe" => subscribe(ctx, conn, p),
+        "eth_unsubscribe" => {
+            p.at_most(1)?;
+            let id: String = p.req(0)?;
+            Ok(json!(match conn.subs.lock().remove(&id) {
+                Some(task) => {
+                    task.abort();
+                    true
+                }
+                None => false,
+            }))
+        }
+        _ => Err(RpcError::method_not_found(method)),
+    }
+}
+
+fn lagged(conn: &WsConnection, n: u64) {
+    conn.closing(format!("subscriber too slow: fell {n} events behind"));
+}
+
+fn subscribe(ctx: &Arc<RpcContext>, conn: &Arc<WsConnection>, p: Params) -> RpcResult {
+    p.at_most(2)?;
+    let kind: String = p.req(0)?;
+    let id = new_id();
+    let weak = Arc::downgrade(conn);
+    let sid = id.clone();
+    let task = match kind.as_str() {
+        "newHeads" => {
+            let mut rx = ctx.chain.subscribe();
+            tokio::spawn(async move {
+                loop {
+                    let ev = rx.recv().await;
+                    let Some(conn) = weak.upgrade() else { return };
+                    match ev {
+                        Ok(b) => {
+                            let header = convert::header(&b.block, b.total_difficulty);
+                            if !conn.notify(&sid, json!(header)) {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => return lagged(&conn, n),
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            })
+        }
+        "logs" => {
+            let filter: Filter = p.opt(1)?.unwrap_or_default();
+            let mut topics: [Vec<_>; 4] = Default::default();
+            for (i, t) in filter.topics.iter().enumerate() {
+                topics[i] = t.iter().copied().collect();
+            }
+            let query = LogFilterQuery {
+                from: 0,
+                to: u64::MAX,
+                addresses: filter.address.iter().copied().collect(),
+                topics,
+            };
+            let mut rx = ctx.chain.subscribe();
+            tokio::spawn(async move {
+                loop {
+                    let ev = rx.recv().await;
+                    let Some(conn) = weak.upgrade() else { return };
+                    match ev {
+                        Ok(b) => {
+                            for log in convert::block_logs(&b.block, &b.receipts) {
+                                if query.matches(&log.log)
+                                    && !conn.notify(&sid, json!(convert::log(&log, false)))
+                                {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => return lagged(&conn, n),
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            })
+        }
+        "newPendingTransactions" => {
+            let full: bool = p.opt(1)?.unwrap_or(false);
+            let mut rx = ctx.chain.pool().subscribe();
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let ev = rx.recv().await;
+                    let Some(conn) = weak.upgrade() else { return };
+                    match ev {
+                        Ok(hash) => {
+                            let value = if full {
+                                match ctx.chain.pool().get(&hash) {
+                                    Some(tx) => json!(convert::pending_transaction(&tx)),
+                                    None => continue,
+                                }
+                            } else {
+                                json!(hash)
+                            };
+                            if !conn.notify(&sid, value) {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => return lagged(&conn, n),
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            })
+        }
+        other => {
+            return Err(RpcError::invalid_params(format!(
+                "unknown subscription {other:?}: use newHeads, logs or newPendingTransactions"
+            )))
+        }
+    };
+    conn.subs.lock().insert(id.clone(), task);
+    Ok(json!(id))
+}
+
+/// Serves one upgraded WebSocket until either side closes.
+pub async fn serve_connection(ctx: Arc<RpcContext>, socket: warp::ws::WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let queue = ctx.config.ws_queue.max(1);
+    let (out_tx, mut out_rx) = mpsc::channel::<String>(queue);
+    let (close_tx, mut close_rx) = watch::channel::<Option<String>>(None);
+    let conn =
+        Arc::new(WsConnection { out: out_tx, queue, close: close_tx, subs: Mutex::new(HashMap::new()) });
+    let writer = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                msg = out_rx.recv() => match msg {
+                    Some(text) => {
+                        if sink.send(warp::ws::Message::text(text)).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+                _ = close_rx.changed() => {
+                    let reason = close_rx.borrow().clone().unwrap_or_default();
+                    let frame = warp::ws::Message::close_with(1008u16, reason);
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sink.send(frame)).await;
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sink.close()).await;
+                    return;
+                }
+            }
+        }
+    });
+    let mut closed = conn.close.subscribe();
+    loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            _ = closed.changed() => break,
+        };
+        let Some(Ok(msg)) = msg else { break };
+        if msg.is_close() {
+            break;
+        }
+        if !(msg.is_text() || msg.is_binary()) {
+            continue;
+        }
+        let body = msg.into_bytes();
+        let (c, k) = (ctx.clone(), conn.clone());
+        let response = tokio::task::spawn_blocking(move || super::server::handle_body(&c, &body, Some(&k)))
+            .await
+            .ok()
+            .flatten();
+        if let Some(v) = response {
+            if conn.out.send(v.to_string()).await.is_err() {
+                break;
+            }
+        }
+    }
+    drop(conn);
+    let _ = writer.await;
+}
