@@ -101,10 +101,7 @@ mod tests {
 
     #[test]
     fn selectors_match_the_solidity_signatures() {
-        assert_eq!(
-            EnergyMarket::placeBidCall::SELECTOR,
-            keccak256("placeBid(uint64,uint32,uint256)")[..4]
-        );
+        assert_eq!(EnergyMarket::placeBidCall::SELECTOR, keccak256("placeBid(uint64,uint32,uint256)")[..4]);
         assert_eq!(
             MeterReadings::submitReadingCall::SELECTOR,
             keccak256("submitReading(uint64,uint64,uint64)")[..4]
@@ -157,8 +154,10 @@ mod tests {
             reading.eip712_type_hash(),
             keccak256("MeterReading(address meter,uint64 importWh,uint64 exportWh,uint64 timestamp)")
         );
-        let h1 = meter_reading::signing_hash(&reading, 1, address!("00000000000000000000000000000000000000bb"));
-        let h2 = meter_reading::signing_hash(&reading, 2, address!("00000000000000000000000000000000000000bb"));
+        let h1 =
+            meter_reading::signing_hash(&reading, 1, address!("00000000000000000000000000000000000000bb"));
+        let h2 =
+            meter_reading::signing_hash(&reading, 2, address!("00000000000000000000000000000000000000bb"));
         assert_ne!(h1, h2, "chain id is part of the domain");
     }
 }

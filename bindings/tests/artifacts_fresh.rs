@@ -66,7 +66,8 @@ fn artifacts_match_fresh_forge_build() {
 
     let mut stale = Vec::new();
     for name in CONTRACTS {
-        let fresh = slim(&read_json(&out.join("out").join(format!("{name}.sol")).join(format!("{name}.json"))));
+        let fresh =
+            slim(&read_json(&out.join("out").join(format!("{name}.sol")).join(format!("{name}.json"))));
         let committed = read_json(&manifest.join("artifacts").join(format!("{name}.json")));
         if fresh != committed {
             stale.push(name);

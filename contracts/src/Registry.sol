@@ -15,6 +15,8 @@ contract Registry is IRegistry, AccessControl {
 
     /// @notice Most price levels a slot may have: `(retail - feedIn) / priceTick <= MAX_LEVEL`.
     uint256 public constant MAX_LEVEL = 255;
+    /// @notice Shortest accepted slot length in seconds.
+    uint32 public constant MIN_SLOT_LENGTH = 5;
 
     /// @inheritdoc IRegistry
     uint64 public immutable startTime;
@@ -39,7 +41,8 @@ contract Registry is IRegistry, AccessControl {
 
     /// @param admins Accounts that receive both `DEFAULT_ADMIN_ROLE` and `OPERATOR_ROLE` (at least one).
     /// @param startTime_ Unix time at which slot 0 starts.
-    /// @param slotLength_ Slot length in seconds (900 = 15 minutes), at least 60.
+    /// @param slotLength_ Slot length in seconds (900 = 15 minutes), at least 5 (short slots serve
+    ///        simulations that compress a day into minutes).
     /// @param priceTick_ Limit-price granularity in credit base units per kWh; a non-zero multiple of 1000.
     /// @param retailPerKWh Default retail price (grid sells), credit base units per kWh.
     /// @param feedInPerKWh Default feed-in tariff (grid buys), credit base units per kWh.
@@ -52,7 +55,7 @@ contract Registry is IRegistry, AccessControl {
         uint256 feedInPerKWh
     ) {
         if (admins.length == 0) revert NoAdmins();
-        if (slotLength_ < 60) revert InvalidSchedule(startTime_, slotLength_);
+        if (slotLength_ < MIN_SLOT_LENGTH) revert InvalidSchedule(startTime_, slotLength_);
         if (priceTick_ == 0 || priceTick_ % 1000 != 0 || priceTick_ > type(uint64).max) {
             revert InvalidPriceTick(priceTick_);
         }

@@ -54,8 +54,8 @@ contract RegistryTest is Fixture {
     }
 
     function test_constructor_revertsOnShortSlot() public {
-        vm.expectRevert(abi.encodeWithSelector(IRegistry.InvalidSchedule.selector, START, 59));
-        new Registry(_admins(operator), START, 59, TICK, RETAIL, FEED_IN);
+        vm.expectRevert(abi.encodeWithSelector(IRegistry.InvalidSchedule.selector, START, 4));
+        new Registry(_admins(operator), START, 4, TICK, RETAIL, FEED_IN);
     }
 
     function test_constructor_revertsOnBadTick() public {
