@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::blockchain::{Blockchain, ChainOptions};
 use crate::chain::ChainSpec;
+use crate::consensus::clique::Proposals;
 use crate::crypto::SigningKey;
 use crate::rpc::{RpcConfig, RpcContext};
 use crate::storage::Store;
@@ -46,12 +47,14 @@ impl Node {
         let pool = Arc::new(TxPool::new(config.pool));
         let chain = Arc::new(Blockchain::open(spec, store, pool, &config.chain)?);
         let (shutdown, rx) = tokio::sync::watch::channel(false);
+        let proposals = Proposals::default();
         let ctx = Arc::new(RpcContext {
             chain: chain.clone(),
             config: config.rpc.clone(),
             dev_accounts: config.dev_accounts.clone(),
             signer: config.signer.as_ref().map(|k| k.address()),
             filters: Default::default(),
+            proposals: proposals.clone(),
             client_version: format!(
                 "p2pe-node/v{}/{}-{}",
                 env!("CARGO_PKG_VERSION"),
@@ -67,7 +70,7 @@ impl Node {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_addr))?;
         let mut tasks = vec![server];
         if let Some(key) = config.signer.clone() {
-            tasks.push(tokio::spawn(crate::sealer::run(chain.clone(), key, rx.clone())));
+            tasks.push(tokio::spawn(crate::sealer::run(chain.clone(), key, proposals, rx.clone())));
         }
         Ok(Self { chain, http_addr, shutdown, tasks })
     }

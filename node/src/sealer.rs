@@ -3,6 +3,9 @@
 //! With a period P, the in-turn signer seals at parent time + P; an out-of-turn signer waits a
 //! further random "wiggle" of up to (N/2 + 1) × 500 ms so the in-turn block usually wins. With
 //! P = 0, blocks are sealed as soon as transactions wait (never empty ones).
+//!
+//! Each block carries one vote picked at random from the node's [`Proposals`] that would still
+//! change the signer set (none on checkpoint blocks), as geth's Clique sealer did.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +13,16 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::blockchain::{unix_now, Blockchain};
+use crate::consensus::clique::Proposals;
 use crate::crypto::SigningKey;
 
 /// Runs until `shutdown` fires.
-pub async fn run(chain: Arc<Blockchain>, key: SigningKey, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(
+    chain: Arc<Blockchain>,
+    key: SigningKey,
+    proposals: Proposals,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let period = chain.spec().clique.period;
     let signer = key.address();
     let mut new_blocks = chain.subscribe();
@@ -57,7 +66,13 @@ pub async fn run(chain: Arc<Blockchain>, key: SigningKey, mut shutdown: tokio::s
         }
         let c = chain.clone();
         let k = key.clone();
-        let result = tokio::task::spawn_blocking(move || c.seal_next(&k, unix_now(), None)).await;
+        let p = proposals.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let head = c.head();
+            let vote = p.pick(&head.snapshot, head.header.number + 1, &mut rand::thread_rng());
+            c.seal_next(&k, unix_now(), vote)
+        })
+        .await;
         match result {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {

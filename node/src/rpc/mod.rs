@@ -2,7 +2,8 @@
 //!
 //! - [`server`]: warp routes, request and batch handling, limits, CORS, WebSocket;
 //! - [`dispatch`]: method name → namespace handler;
-//! - one file per namespace: [`eth`] (split by concern), [`net`], [`web3`], [`clique`];
+//! - one file per namespace: [`eth`] (split by concern), [`net`], [`web3`], [`clique`],
+//!   [`debug`] (tracers in [`trace`]);
 //! - [`convert`]: consensus types → RPC response objects;
 //! - [`error`]: EIP-1474 error codes.
 
@@ -17,6 +18,7 @@ pub mod net;
 pub mod params;
 pub mod pubsub;
 pub mod server;
+pub mod trace;
 pub mod txpool;
 pub mod web3;
 
@@ -75,6 +77,8 @@ pub struct RpcContext {
     pub client_version: String,
     /// Installed polling filters.
     pub filters: filters::FilterManager,
+    /// Clique votes this node's signer casts (`clique_propose`), shared with the sealer.
+    pub proposals: crate::consensus::clique::Proposals,
 }
 
 /// A block resolved from a block parameter.

@@ -2,12 +2,15 @@
 //!
 //! - [`seal`]: the seal hash, signing and signer recovery;
 //! - [`snapshot`]: the authorised signer set, recent signers and the vote tally;
-//! - [`verify`]: header rules checked on every block, sealed here or imported.
+//! - [`verify`]: header rules checked on every block, sealed here or imported;
+//! - [`proposals`]: the votes this node's signer casts (`clique_propose`).
 
+pub mod proposals;
 pub mod seal;
 pub mod snapshot;
 pub mod verify;
 
+pub use proposals::Proposals;
 pub use seal::{recover_sealer, seal_hash, sign_header};
 pub use snapshot::{Snapshot, Tally, Vote};
 pub use verify::{prepare_header, verify_header, CliqueError, Proposal, SealIntent};

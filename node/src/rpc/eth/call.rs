@@ -100,7 +100,10 @@ impl Overrides {
         Ok(Self { state: p.opt(i)?, block: p.opt(i + 1)? })
     }
 
-    fn apply_state<R: StateReader + ?Sized>(&self, overlay: &mut StateOverlay<'_, R>) -> RpcResult<()> {
+    pub(crate) fn apply_state<R: StateReader + ?Sized>(
+        &self,
+        overlay: &mut StateOverlay<'_, R>,
+    ) -> RpcResult<()> {
         let Some(state) = &self.state else { return Ok(()) };
         for (addr, o) in state {
             if o.state.is_some() && o.state_diff.is_some() {
@@ -140,7 +143,7 @@ impl Overrides {
         Ok(())
     }
 
-    fn apply_block(&self, env: &mut revm::context::BlockEnv) -> RpcResult<()> {
+    pub(crate) fn apply_block(&self, env: &mut revm::context::BlockEnv) -> RpcResult<()> {
         let Some(b) = &self.block else { return Ok(()) };
         if let Some(n) = b.number {
             env.number = n;
