@@ -65,6 +65,9 @@ pub struct P2peConfig {
     /// If set, only these accounts may send transactions (spam control on a zero-fee chain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowlist: Option<BTreeSet<Address>>,
+    /// The energy market deployed in this genesis, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub market: Option<super::MarketDeployment>,
 }
 
 /// Everything fixed about a chain: its identity, consensus parameters and genesis block.

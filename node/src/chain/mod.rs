@@ -5,10 +5,15 @@
 
 mod builder;
 mod genesis;
+mod market;
 
 pub use builder::{build_genesis, GenesisParams, CREATE2_DEPLOYER, CREATE2_DEPLOYER_CODE};
 
 pub use genesis::{clique_extra_data, ChainSpec, CliqueConfig, GenesisError, P2peConfig};
+pub use market::{
+    deploy_market, market_addresses, GenesisParticipant, MarketConfig, MarketDeployError, MarketDeployment,
+    GENESIS_DEPLOYER,
+};
 
 /// EIP-7825 per-transaction gas cap (Osaka).
 pub const TX_GAS_LIMIT_CAP: u64 = 16_777_216;

@@ -7,7 +7,9 @@ use alloy_signer_local::{coins_bip39::English, MnemonicBuilder};
 use clap::Args;
 
 use super::common::{shutdown_signal, NodeArgs, RpcArgs};
-use crate::chain::{build_genesis, ChainSpec, GenesisParams};
+use crate::chain::{
+    build_genesis, deploy_market, ChainSpec, GenesisParams, GenesisParticipant, MarketConfig,
+};
 use crate::crypto::SigningKey;
 use crate::node::{Node, NodeConfig};
 use crate::storage::Store;
@@ -40,24 +42,75 @@ pub struct DevArgs {
     /// Keep the chain in this directory (default: a temporary directory removed on exit).
     #[arg(long)]
     pub datadir: Option<PathBuf>,
+    /// Length of a market delivery slot in seconds (≥ 5; 900 = 15 minutes).
+    #[arg(long, default_value_t = 900)]
+    pub slot_length: u32,
+    /// Orders for a slot close this many seconds before it starts (default: a third of a slot).
+    #[arg(long)]
+    pub gate_closure: Option<u32>,
+    /// Seconds after a slot ends before it settles, for late readings (default: a third of a slot).
+    #[arg(long)]
+    pub grace_period: Option<u32>,
+    /// Pay-as-bid market instead of pay-as-clear.
+    #[arg(long)]
+    pub pay_as_bid: bool,
+    /// Also write the contract addresses to this file (always written to DATADIR/contracts.json).
+    #[arg(long)]
+    pub contracts_out: Option<PathBuf>,
     #[command(flatten)]
     pub rpc: RpcArgs,
     #[command(flatten)]
     pub node: NodeArgs,
 }
 
+/// Mnemonic index of the dev grid operator's account.
+pub const DEV_GRID_INDEX: u32 = 99;
+/// Mnemonic index of dev account i's meter key is `DEV_METER_INDEX_BASE + i`.
+pub const DEV_METER_INDEX_BASE: u32 = 100;
+
+/// Derives one key of the mnemonic at m/44'/60'/0'/0/index.
+pub fn dev_key(mnemonic: &str, index: u32) -> anyhow::Result<SigningKey> {
+    let signer = MnemonicBuilder::<English>::default()
+        .phrase(mnemonic)
+        .index(index)?
+        .build()
+        .map_err(|e| anyhow::anyhow!("invalid mnemonic: {e}"))?;
+    Ok(SigningKey::from_bytes(&signer.to_bytes())?)
+}
+
+/// The dev market: account 0 operates it; every dev account is a participant (even ones
+/// prosumers, odd ones consumers) with 1,000 credits and a bound meter (key index 100 + i); the
+/// grid account (key index 99) holds 1,000,000 credits in the market.
+pub fn dev_market(args: &DevArgs, keys: &[SigningKey], start: u64) -> anyhow::Result<MarketConfig> {
+    let admin = keys.first().ok_or_else(|| anyhow::anyhow!("--accounts must be at least 1"))?.address();
+    let grid = dev_key(&args.mnemonic, DEV_GRID_INDEX)?.address();
+    if args.slot_length < 5 {
+        anyhow::bail!("--slot-length must be at least 5 seconds");
+    }
+    let slot = args.slot_length as u64;
+    let mut cfg = MarketConfig::new(vec![admin], grid, start - start % slot, args.slot_length);
+    if let Some(g) = args.gate_closure {
+        cfg.gate_closure = g;
+    }
+    if let Some(g) = args.grace_period {
+        cfg.grace_period = g;
+    }
+    cfg.pay_as_bid = args.pay_as_bid;
+    let credits = U256::from(1_000u64) * U256::from(10u64).pow(U256::from(18));
+    for (i, k) in keys.iter().enumerate() {
+        cfg.participants.push(GenesisParticipant {
+            account: k.address(),
+            prosumer: i % 2 == 0,
+            meter: Some(dev_key(&args.mnemonic, DEV_METER_INDEX_BASE + i as u32)?.address()),
+            credits,
+        });
+    }
+    Ok(cfg)
+}
+
 /// Derives the development accounts.
 pub fn dev_keys(mnemonic: &str, n: u32) -> anyhow::Result<Vec<SigningKey>> {
-    (0..n)
-        .map(|i| {
-            let signer = MnemonicBuilder::<English>::default()
-                .phrase(mnemonic)
-                .index(i)?
-                .build()
-                .map_err(|e| anyhow::anyhow!("invalid mnemonic: {e}"))?;
-            Ok(SigningKey::from_bytes(&signer.to_bytes())?)
-        })
-        .collect()
+    (0..n).map(|i| dev_key(mnemonic, i)).collect()
 }
 
 /// Runs `dev`.
@@ -96,7 +149,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 timestamp: crate::blockchain::unix_now(),
                 ..Default::default()
             };
-            let genesis = build_genesis(&params);
+            let mut genesis = build_genesis(&params);
+            deploy_market(&mut genesis, &dev_market(&args, &keys, params.timestamp)?)?;
             let json = serde_json::to_string_pretty(&genesis)?;
             let spec = ChainSpec::from_json(&json)?;
             let mut store = store;
@@ -105,6 +159,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     };
     let chain_id = spec.chain_id;
+    let market = spec.p2pe.market.clone();
+    if let Some(m) = &market {
+        m.write_json(chain_id, &datadir.join("contracts.json"))?;
+        if let Some(out) = &args.contracts_out {
+            m.write_json(chain_id, out)?;
+        }
+    }
     let node = Node::start(
         spec,
         NodeConfig {
@@ -131,6 +192,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("  ({i}) {}", k.address());
     }
     println!();
+    if let Some(m) = &market {
+        println!("{}", m.describe());
+        println!("  Participants: the accounts above (meters: mnemonic index {DEV_METER_INDEX_BASE} + i; grid: index {DEV_GRID_INDEX})");
+        println!();
+    }
     println!("Signer: {}", sealer.address());
     println!(
         "Data directory: {}{}",

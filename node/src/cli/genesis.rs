@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use alloy_primitives::{Address, U256};
 use clap::Args;
 
-use crate::chain::{build_genesis, ChainSpec, GenesisParams, DEFAULT_EPOCH};
+use crate::chain::{build_genesis, deploy_market, ChainSpec, GenesisParams, MarketConfig, DEFAULT_EPOCH};
 
 /// Arguments of `genesis`.
 #[derive(Debug, Args)]
@@ -31,9 +31,36 @@ pub struct GenesisArgs {
     /// Only these accounts may send transactions (repeatable); default: anyone.
     #[arg(long = "allow")]
     pub allowlist: Vec<Address>,
+    /// Market operator (registry admin, credit minter); repeatable. Default: the signers.
+    #[arg(long = "market-admin")]
+    pub market_admins: Vec<Address>,
+    /// The grid operator's account (buys at feed-in, sells at retail). Default: the first admin.
+    #[arg(long)]
+    pub grid: Option<Address>,
+    /// Credits (whole units) minted to the grid account and deposited in the market.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub grid_credits: u64,
+    /// Market delivery slot length in seconds.
+    #[arg(long, default_value_t = 900)]
+    pub slot_length: u32,
+    /// Orders close this many seconds before their slot (default: a third of a slot).
+    #[arg(long)]
+    pub gate_closure: Option<u32>,
+    /// Seconds after a slot ends before it settles (default: a third of a slot).
+    #[arg(long)]
+    pub grace_period: Option<u32>,
+    /// Pay-as-bid market instead of pay-as-clear.
+    #[arg(long)]
+    pub pay_as_bid: bool,
+    /// Unix time of slot 0 (default: now, aligned down to the slot length).
+    #[arg(long)]
+    pub start_time: Option<u64>,
     /// Where to write the genesis file.
     #[arg(long)]
     pub out: PathBuf,
+    /// Also write the contract addresses to this JSON file.
+    #[arg(long)]
+    pub contracts_out: Option<PathBuf>,
 }
 
 fn parse_fund(s: &str) -> Result<(Address, U256), String> {
@@ -55,10 +82,31 @@ pub fn run(args: GenesisArgs) -> anyhow::Result<()> {
         allowlist: (!args.allowlist.is_empty()).then_some(args.allowlist),
         timestamp: crate::blockchain::unix_now(),
     };
-    let genesis = build_genesis(&params);
+    let mut genesis = build_genesis(&params);
+    let admins =
+        if args.market_admins.is_empty() { params.signers.clone() } else { args.market_admins.clone() };
+    let grid = args.grid.unwrap_or(admins[0]);
+    if args.slot_length < 5 {
+        anyhow::bail!("--slot-length must be at least 5 seconds");
+    }
+    let start = args.start_time.unwrap_or(params.timestamp - params.timestamp % args.slot_length as u64);
+    let mut market = MarketConfig::new(admins, grid, start, args.slot_length);
+    market.grid_credits = U256::from(args.grid_credits) * U256::from(10u64).pow(U256::from(18));
+    if let Some(g) = args.gate_closure {
+        market.gate_closure = g;
+    }
+    if let Some(g) = args.grace_period {
+        market.grace_period = g;
+    }
+    market.pay_as_bid = args.pay_as_bid;
+    let deployment = deploy_market(&mut genesis, &market)?;
     let json = serde_json::to_string_pretty(&genesis)?;
     let spec = ChainSpec::from_json(&json)?;
     std::fs::write(&args.out, json)?;
     println!("Wrote {} (chain {}, genesis {})", args.out.display(), spec.chain_id, spec.genesis_hash);
+    println!("{}", deployment.describe());
+    if let Some(out) = &args.contracts_out {
+        deployment.write_json(spec.chain_id, out)?;
+    }
     Ok(())
 }

@@ -25,6 +25,9 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.genesis)?;
     let mut store = Store::open(&args.datadir, None)?;
     store.init_genesis(&spec, &text)?;
+    if let Some(m) = &spec.p2pe.market {
+        m.write_json(spec.chain_id, &args.datadir.join("contracts.json"))?;
+    }
     println!(
         "Initialised {} for chain {} (genesis {}, {} signer(s), period {} s)",
         args.datadir.display(),
@@ -33,5 +36,8 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         spec.signers.len(),
         spec.clique.period
     );
+    if let Some(m) = &spec.p2pe.market {
+        println!("{}", m.describe());
+    }
     Ok(())
 }

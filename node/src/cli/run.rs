@@ -39,6 +39,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         })?
     };
     let spec = ChainSpec::from_json(&genesis)?;
+    let market = spec.p2pe.market.clone();
     let signer = match &args.keystore {
         Some(path) => Some(load_keystore(path, &read_password(args.password_file.as_deref())?)?),
         None => None,
@@ -64,6 +65,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     println!("p2pe-node running on {}", args.datadir.display());
     if let Some(key) = &signer {
         println!("Sealing as {}", key.address());
+    }
+    if let Some(m) = &market {
+        println!("{}", m.describe());
     }
     println!("JSON-RPC: http://{0} (WebSocket: ws://{0})", node.http_addr);
     shutdown_signal().await;

@@ -1,0 +1,401 @@
+//! The energy market, deployed at genesis at fixed addresses.
+//!
+//! Genesis building runs the deployment and set-up calls through revm (the same executor the
+//! chain uses), then writes the resulting accounts, code and storage into the genesis `alloc`.
+//! The contracts are created by [`GENESIS_DEPLOYER`], an address with no key, at nonces 0–3, so
+//! their addresses are the same on every p2p-energy chain:
+//!
+//! | contract | address |
+//! | --- | --- |
+//! | Registry | `GENESIS_DEPLOYER.create(0)` |
+//! | CreditToken | `GENESIS_DEPLOYER.create(1)` |
+//! | MeterReadings | `GENESIS_DEPLOYER.create(2)` |
+//! | EnergyMarket | `GENESIS_DEPLOYER.create(3)` |
+
+use std::collections::BTreeMap;
+
+use alloy_genesis::{Genesis, GenesisAccount};
+use alloy_primitives::{address, Address, Bytes, TxKind, B256, U256};
+use alloy_sol_types::{SolCall, SolConstructor};
+use p2pe_bindings::{credit_token, energy_market, meter_readings, registry};
+use revm::context::{Context, TxEnv};
+use revm::context_interface::result::ExecutionResult;
+use revm::primitives::KECCAK_EMPTY;
+use revm::{ExecuteCommitEvm, MainBuilder, MainContext};
+use serde::{Deserialize, Serialize};
+
+use super::TX_GAS_LIMIT_CAP;
+use crate::execution::{block_env, cfg_env, BlockInput};
+use crate::state::{BlockHashes, StateOverlay, WorldState};
+
+/// The keyless account that creates the market contracts at genesis.
+pub const GENESIS_DEPLOYER: Address = address!("00000000000000000000000000000000000e0e0e");
+
+/// Where the market contracts live, and how the market is set up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MarketDeployment {
+    /// Participant and meter registry, grid prices, slot schedule.
+    pub registry: Address,
+    /// The credit token (ERC-20 with EIP-2612 permit).
+    pub token: Address,
+    /// Meter readings (direct and EIP-712 relayed).
+    pub readings: Address,
+    /// The double auction and settlement.
+    pub market: Address,
+    /// The grid operator's account (counterparty of every grid flow).
+    pub grid: Address,
+    /// Operator accounts.
+    pub admins: Vec<Address>,
+    /// Unix time at which slot 0 starts.
+    pub start_time: u64,
+    /// Slot length in seconds.
+    pub slot_length: u32,
+    /// Orders for a slot close this many seconds before it starts.
+    pub gate_closure: u32,
+    /// Seconds after a slot ends before it can be settled (late readings).
+    pub grace_period: u32,
+    /// `payAsClear` or `payAsBid`.
+    pub mode: String,
+}
+
+/// The fixed addresses of the market contracts.
+pub fn market_addresses() -> (Address, Address, Address, Address) {
+    (
+        GENESIS_DEPLOYER.create(0),
+        GENESIS_DEPLOYER.create(1),
+        GENESIS_DEPLOYER.create(2),
+        GENESIS_DEPLOYER.create(3),
+    )
+}
+
+/// One participant registered at genesis.
+#[derive(Debug, Clone)]
+pub struct GenesisParticipant {
+    /// The participant's account.
+    pub account: Address,
+    /// Prosumer (may sell) or consumer.
+    pub prosumer: bool,
+    /// Its meter's signing address, if bound at genesis.
+    pub meter: Option<Address>,
+    /// Credits minted to it (base units).
+    pub credits: U256,
+}
+
+/// How to set up the market at genesis.
+#[derive(Debug, Clone)]
+pub struct MarketConfig {
+    /// Operators (registry admins and token minters). At least one.
+    pub admins: Vec<Address>,
+    /// The grid operator's account.
+    pub grid: Address,
+    /// Credits minted to the grid account and deposited in the market, so it can pay feed-in.
+    pub grid_credits: U256,
+    /// Unix time of slot 0.
+    pub start_time: u64,
+    /// Slot length in seconds (≥ 5).
+    pub slot_length: u32,
+    /// Gate closure in seconds before slot start.
+    pub gate_closure: u32,
+    /// Grace period in seconds after slot end.
+    pub grace_period: u32,
+    /// Pay-as-bid instead of pay-as-clear.
+    pub pay_as_bid: bool,
+    /// Price granularity, credit base units per kWh (multiple of 1000).
+    pub price_tick: U256,
+    /// Retail price (grid sells), credit base units per kWh.
+    pub retail: U256,
+    /// Feed-in tariff (grid buys), credit base units per kWh.
+    pub feed_in: U256,
+    /// Participants to register.
+    pub participants: Vec<GenesisParticipant>,
+}
+
+impl MarketConfig {
+    /// Defaults: 0.30 credit/kWh retail, 0.08 credit/kWh feed-in, 0.001 credit tick.
+    pub fn new(admins: Vec<Address>, grid: Address, start_time: u64, slot_length: u32) -> Self {
+        let milli = U256::from(10u64).pow(U256::from(15));
+        Self {
+            admins,
+            grid,
+            grid_credits: U256::from(1_000_000u64) * U256::from(10u64).pow(U256::from(18)),
+            start_time,
+            slot_length,
+            gate_closure: (slot_length / 3).max(1),
+            grace_period: (slot_length / 3).max(1),
+            pay_as_bid: false,
+            price_tick: milli,
+            retail: U256::from(300) * milli,
+            feed_in: U256::from(80) * milli,
+            participants: Vec::new(),
+        }
+    }
+}
+
+/// Why the market could not be deployed.
+#[derive(Debug, thiserror::Error)]
+#[error("deploying the market at genesis: {step}: {reason}")]
+pub struct MarketDeployError {
+    step: String,
+    reason: String,
+}
+
+struct GenesisExec {
+    state: WorldState,
+    hashes: BlockHashes,
+    input: BlockInput,
+    chain_id: u64,
+}
+
+impl GenesisExec {
+    fn exec(
+        &mut self,
+        step: &str,
+        caller: Address,
+        kind: TxKind,
+        data: Bytes,
+    ) -> Result<Bytes, MarketDeployError> {
+        let fail = |reason: String| MarketDeployError { step: step.to_string(), reason };
+        let nonce = self.state.accounts.get(&caller).map_or(0, |e| e.info.nonce);
+        let overlay = StateOverlay::new(&self.state, &self.hashes);
+        let mut cfg = cfg_env(self.chain_id);
+        cfg.disable_nonce_check = true;
+        let mut evm = Context::mainnet()
+            .with_db(overlay)
+            .with_block(block_env(&self.input))
+            .with_cfg(cfg)
+            .build_mainnet();
+        let tx = TxEnv {
+            caller,
+            gas_limit: TX_GAS_LIMIT_CAP,
+            kind,
+            data,
+            nonce,
+            chain_id: Some(self.chain_id),
+            ..Default::default()
+        };
+        let result = evm.transact_commit(tx).map_err(|e| fail(e.to_string()))?;
+        let output = match result {
+            ExecutionResult::Success { output, .. } => output.into_data(),
+            ExecutionResult::Revert { output, .. } => {
+                return Err(fail(format!(
+                    "reverted: {}",
+                    alloy_sol_types::decode_revert_reason(&output).unwrap_or_else(|| output.to_string())
+                )))
+            }
+            ExecutionResult::Halt { reason, .. } => return Err(fail(format!("halted: {reason:?}"))),
+        };
+        let changes = evm.ctx.journaled_state.database.into_changes();
+        self.state.apply(&changes);
+        Ok(output)
+    }
+
+    fn call(
+        &mut self,
+        step: &str,
+        caller: Address,
+        to: Address,
+        data: Vec<u8>,
+    ) -> Result<(), MarketDeployError> {
+        self.exec(step, caller, TxKind::Call(to), data.into()).map(|_| ())
+    }
+
+    fn create(
+        &mut self,
+        step: &str,
+        code: &[u8],
+        args: Vec<u8>,
+        expect: Address,
+    ) -> Result<(), MarketDeployError> {
+        let mut init = code.to_vec();
+        init.extend(args);
+        self.exec(step, GENESIS_DEPLOYER, TxKind::Create, init.into())?;
+        let deployed = self.state.accounts.get(&expect).is_some_and(|e| e.info.code_hash != KECCAK_EMPTY);
+        if !deployed {
+            return Err(MarketDeployError { step: step.into(), reason: format!("no code at {expect}") });
+        }
+        Ok(())
+    }
+}
+
+/// Deploys and sets up the market in `genesis`, adding the contracts to its `alloc` and the
+/// deployment to `config.p2pe.market`.
+pub fn deploy_market(
+    genesis: &mut Genesis,
+    cfg: &MarketConfig,
+) -> Result<MarketDeployment, MarketDeployError> {
+    let err = |step: &str, reason: &str| MarketDeployError { step: step.into(), reason: reason.into() };
+    if cfg.admins.is_empty() {
+        return Err(err("config", "at least one market admin is needed"));
+    }
+    let (registry, token, readings, market) = market_addresses();
+    for a in [registry, token, readings, market, GENESIS_DEPLOYER] {
+        if genesis.alloc.contains_key(&a) {
+            return Err(err(
+                "config",
+                &format!("alloc already has an account at {a}, reserved for the market"),
+            ));
+        }
+    }
+    let mut ex = GenesisExec {
+        state: WorldState::from_alloc(&genesis.alloc),
+        hashes: BlockHashes::default(),
+        input: BlockInput {
+            number: 0,
+            timestamp: genesis.timestamp,
+            beneficiary: Address::ZERO,
+            gas_limit: u64::MAX / 2,
+            difficulty: 1,
+            prevrandao: B256::ZERO,
+        },
+        chain_id: genesis.config.chain_id,
+    };
+    let admin = cfg.admins[0];
+    let start_time = cfg.start_time;
+    let ctor = registry::Registry::constructorCall {
+        admins: cfg.admins.clone(),
+        startTime_: start_time,
+        slotLength_: cfg.slot_length,
+        priceTick_: cfg.price_tick,
+        retailPerKWh: cfg.retail,
+        feedInPerKWh: cfg.feed_in,
+    };
+    ex.create("Registry", &registry::Registry::BYTECODE, ctor.abi_encode(), registry)?;
+    let ctor = credit_token::CreditToken::constructorCall {
+        name_: "P2P Energy Credit".into(),
+        symbol_: "P2PE".into(),
+        admins: cfg.admins.clone(),
+    };
+    ex.create("CreditToken", &credit_token::CreditToken::BYTECODE, ctor.abi_encode(), token)?;
+    let ctor = meter_readings::MeterReadings::constructorCall { registry_: registry };
+    ex.create("MeterReadings", &meter_readings::MeterReadings::BYTECODE, ctor.abi_encode(), readings)?;
+    let ctor = energy_market::EnergyMarket::constructorCall {
+        registry_: registry,
+        token_: token,
+        readings_: readings,
+        gridAccount_: cfg.grid,
+        gateClosure_: cfg.gate_closure,
+        gracePeriod_: cfg.grace_period,
+        mode_: if cfg.pay_as_bid { 1 } else { 0 },
+    };
+    ex.create("EnergyMarket", &energy_market::EnergyMarket::BYTECODE, ctor.abi_encode(), market)?;
+    ex.call(
+        "setRoleListener",
+        admin,
+        registry,
+        registry::Registry::setRoleListenerCall { listener: market }.abi_encode(),
+    )?;
+    for p in &cfg.participants {
+        let role = if p.prosumer { 2u8 } else { 1u8 };
+        let step = format!("registerParticipant({})", p.account);
+        ex.call(
+            &step,
+            admin,
+            registry,
+            registry::Registry::registerParticipantCall { account: p.account, role }.abi_encode(),
+        )?;
+        if let Some(meter) = p.meter {
+            let step = format!("bindMeter({meter}, {})", p.account);
+            ex.call(
+                &step,
+                admin,
+                registry,
+                registry::Registry::bindMeterCall { meter, participant: p.account }.abi_encode(),
+            )?;
+        }
+        if !p.credits.is_zero() {
+            let step = format!("mint({})", p.account);
+            ex.call(
+                &step,
+                admin,
+                token,
+                credit_token::CreditToken::mintCall { to: p.account, amount: p.credits }.abi_encode(),
+            )?;
+        }
+    }
+    if !cfg.grid_credits.is_zero() {
+        ex.call(
+            "mint(grid)",
+            admin,
+            token,
+            credit_token::CreditToken::mintCall { to: cfg.grid, amount: cfg.grid_credits }.abi_encode(),
+        )?;
+        ex.call(
+            "approve(grid)",
+            cfg.grid,
+            token,
+            credit_token::CreditToken::approveCall { spender: market, value: cfg.grid_credits }.abi_encode(),
+        )?;
+        ex.call(
+            "deposit(grid)",
+            cfg.grid,
+            market,
+            energy_market::EnergyMarket::depositCall { amount: cfg.grid_credits }.abi_encode(),
+        )?;
+    }
+
+    // Write the resulting state back into alloc. Externally owned accounts keep the nonce they
+    // had (the set-up calls are not transactions anyone signed); the keyless deployer is dropped.
+    let original: BTreeMap<Address, GenesisAccount> = genesis.alloc.clone();
+    let mut alloc = BTreeMap::new();
+    for (addr, entry) in &ex.state.accounts {
+        if *addr == GENESIS_DEPLOYER {
+            continue;
+        }
+        let code = (entry.info.code_hash != KECCAK_EMPTY)
+            .then(|| ex.state.codes.get(&entry.info.code_hash).map(|c| c.original_bytes()))
+            .flatten();
+        let nonce = match (&code, original.get(addr)) {
+            (None, Some(orig)) => orig.nonce,
+            (None, None) => None,
+            (Some(_), _) => Some(entry.info.nonce),
+        };
+        let storage: BTreeMap<B256, B256> =
+            entry.storage.iter().map(|(k, v)| (B256::from(*k), B256::from(*v))).collect();
+        alloc.insert(
+            *addr,
+            GenesisAccount {
+                balance: entry.info.balance,
+                nonce: nonce.filter(|n| *n > 0),
+                code,
+                storage: (!storage.is_empty()).then_some(storage),
+                private_key: None,
+            },
+        );
+    }
+    genesis.alloc = alloc;
+    let deployment = MarketDeployment {
+        registry,
+        token,
+        readings,
+        market,
+        grid: cfg.grid,
+        admins: cfg.admins.clone(),
+        start_time,
+        slot_length: cfg.slot_length,
+        gate_closure: cfg.gate_closure,
+        grace_period: cfg.grace_period,
+        mode: if cfg.pay_as_bid { "payAsBid" } else { "payAsClear" }.into(),
+    };
+    let mut p2pe = genesis.config.extra_fields.get("p2pe").cloned().unwrap_or_else(|| serde_json::json!({}));
+    p2pe["market"] = serde_json::to_value(&deployment).expect("serialisable");
+    genesis.config.extra_fields.insert("p2pe".into(), p2pe);
+    Ok(deployment)
+}
+
+impl MarketDeployment {
+    /// Writes the deployment as pretty JSON (with the chain id) to `path`.
+    pub fn write_json(&self, chain_id: u64, path: &std::path::Path) -> std::io::Result<()> {
+        let mut v = serde_json::to_value(self).expect("serialisable");
+        v["chainId"] = chain_id.into();
+        std::fs::write(path, serde_json::to_string_pretty(&v).expect("serialisable") + "\n")
+    }
+
+    /// Lines for the console.
+    pub fn describe(&self) -> String {
+        format!(
+            "Energy market (slot {} s, gate closure {} s, grace {} s, {}):\n  Registry      {}\n  CreditToken   {}\n  MeterReadings {}\n  EnergyMarket  {}\n  Grid account  {}",
+            self.slot_length, self.gate_closure, self.grace_period, self.mode, self.registry, self.token, self.readings, self.market, self.grid
+        )
+    }
+}
