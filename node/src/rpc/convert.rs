@@ -66,14 +66,16 @@ pub fn transaction(sealed: &SealedBlock, index: usize) -> Transaction {
     }
 }
 
-/// A waiting (pool) transaction.
+/// A waiting (pool) transaction. The execution-apis schema requires `gasPrice` on EIP-1559
+/// (and EIP-7702) transactions and says that before inclusion it equals `maxFeePerGas`, as
+/// geth answers; legacy and EIP-2930 transactions carry their own `gasPrice`.
 pub fn pending_transaction(tx: &crate::primitives::RecoveredTx) -> Transaction {
     Transaction {
         inner: tx.clone(),
         block_hash: None,
         block_number: None,
         transaction_index: None,
-        effective_gas_price: None,
+        effective_gas_price: Some(tx.max_fee_per_gas()),
         block_timestamp: None,
     }
 }
