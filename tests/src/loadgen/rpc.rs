@@ -215,8 +215,8 @@ fn into_result(resp: Response) -> RpcResult {
 
 fn clip(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 300 {
-        format!("{}…", &s[..300])
+    if s.chars().count() > 300 {
+        format!("{}…", s.chars().take(300).collect::<String>())
     } else {
         s
     }
