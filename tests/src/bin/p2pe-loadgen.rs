@@ -19,8 +19,10 @@ use p2pe_tests::loadgen::{self, keys, txs::Fees, Config, Report, Verify, Workloa
 ///
 /// Timed run: every transaction is signed (EIP-1559) and every batch body is
 /// serialised before the clock starts. The clock runs from the first
-/// eth_sendRawTransaction batch until the receipt of the last transaction of
-/// every sender is seen; then all receipts are checked for status 1.
+/// eth_sendRawTransaction batch until the block holding the last transaction
+/// of every sender is seen (eth_blockNumber + eth_getBlockByNumber). Then the
+/// inclusion of every transaction is checked, and the receipts of a sample
+/// (or of all, --verify-all) are checked for status 1.
 ///
 /// Progress goes to stderr; the summary (or, with --json, one JSON line) to
 /// stdout. Exits with status 1 when a transaction was rejected or failed, 2

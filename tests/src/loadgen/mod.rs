@@ -8,9 +8,10 @@
 //!    [`contract`].
 //! 2. **Timed run:** pre-sign every transaction ([`txs`]) and pre-serialise the
 //!    JSON-RPC batch bodies, start the clock, send the batches of
-//!    `eth_sendRawTransaction`, and stop the clock when the last transaction of
-//!    every sender has a receipt. Afterwards every receipt is checked for
-//!    status 1 ([`run`]).
+//!    `eth_sendRawTransaction`, and stop the clock when the block holding the
+//!    last transaction of every sender is seen. Afterwards the inclusion of
+//!    every transaction and the status of sampled (or all) receipts are
+//!    checked ([`run`]).
 //!
 //! Private keys never leave this module: they are only used to sign and are
 //! never printed or logged.
