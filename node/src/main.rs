@@ -21,6 +21,9 @@ fn main() {
             Command::Genesis(a) => cli::genesis::run(a),
             Command::Account(a) => cli::account::run(a),
             Command::Check(a) => tokio::task::block_in_place(|| cli::check::run(a)),
+            Command::Export(a) => cli::chainfile::export(a),
+            Command::Import(a) => tokio::task::block_in_place(|| cli::chainfile::import(a)),
+            Command::Dumpgenesis(a) => cli::chainfile::dump_genesis(a),
         }
     });
     if let Err(e) = result {

@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand.
 
 pub mod account;
+pub mod chainfile;
 pub mod check;
 pub mod common;
 pub mod dev;
@@ -39,4 +40,10 @@ pub enum Command {
     Account(account::AccountCommand),
     /// Re-verify every stored block from genesis and compare the resulting state root.
     Check(check::CheckArgs),
+    /// Write blocks to a chain file (geth format: concatenated RLP blocks).
+    Export(chainfile::ExportArgs),
+    /// Verify and import the blocks of a chain file, as if they came from a peer.
+    Import(chainfile::ImportArgs),
+    /// Print the genesis JSON a data directory was initialised with.
+    Dumpgenesis(chainfile::DumpGenesisArgs),
 }
