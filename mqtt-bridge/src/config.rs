@@ -1,0 +1,771 @@
+//! The bridge's TOML configuration (`p2pe-mqtt-bridge --config bridge.toml`).
+//!
+//! The file is parsed into a TOML tree and then read key by key, so every error names the dotted
+//! key at fault (`broker.url`, `meters.plug-07.address`, ...) and says what is wrong. Unknown keys are
+//! refused (a typo must not silently fall back to a default). Relative paths are resolved against the
+//! directory of the configuration file. See the README's "MQTT bridge" section for an example.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use alloy_primitives::Address;
+use toml::{Table, Value};
+
+/// A configuration error: the dotted key at fault and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("config key `{key}`: {message}")]
+pub struct ConfigError {
+    /// Dotted path of the key (`broker.url`), or `<file>` for errors about the whole file.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.into(), message: message.into() }
+}
+
+/// Whether the broker connection is plain TCP or TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `mqtt://`
+    Tcp,
+    /// `mqtts://`
+    Tls,
+}
+
+/// `[broker]`: how to reach the MQTT broker.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// The URL as written (`mqtt://host:port` or `mqtts://host:port`).
+    pub url: String,
+    /// TCP or TLS, from the URL scheme.
+    pub transport: Transport,
+    /// Host name or IP address from the URL.
+    pub host: String,
+    /// Port from the URL (default 1883 for mqtt, 8883 for mqtts).
+    pub port: u16,
+    /// MQTT client id; must be fixed and unique, because the persistent session is keyed by it.
+    pub client_id: String,
+    /// User name for the broker, if any.
+    pub username: Option<String>,
+    /// Password for the broker (from `password_file`, or `password`).
+    pub password: Option<String>,
+    /// CA certificate (PEM) that signed the broker's certificate (mqtts only).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    pub client_cert_file: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    pub client_key_file: Option<PathBuf>,
+    /// Topic filters to subscribe to at QoS 1 (default: every meter's topic).
+    pub topics: Vec<String>,
+    /// MQTT keep-alive in seconds.
+    pub keep_alive_secs: u64,
+    /// First reconnect delay in milliseconds.
+    pub reconnect_initial_ms: u64,
+    /// Largest reconnect delay in milliseconds (the delay doubles up to this).
+    pub reconnect_max_ms: u64,
+}
+
+/// `[chain]`: the node(s) and the contract.
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    /// JSON-RPC URLs; the first that answers is used, the next ones on failure.
+    pub rpc_urls: Vec<String>,
+    /// Address of the `MeterReadings` contract (`readings`, or `readings` from `contracts_file`).
+    pub readings: Address,
+    /// Expected chain id; when set, a node reporting another one is refused.
+    pub chain_id: Option<u64>,
+    /// Keystore of the account that relays batches (`submitReadings`); default: the first meter's key.
+    pub relayer: Option<KeyConfig>,
+    /// Most readings in one `submitReadings` transaction.
+    pub max_batch: usize,
+    /// Most new transactions built per round.
+    pub max_txs_per_round: usize,
+    /// How often (ms) receipts are polled and new transactions built.
+    pub poll_interval_ms: u64,
+    /// How long (ms) a transaction waits for a receipt before it is sent again, verbatim.
+    pub resend_interval_ms: u64,
+    /// Timeout of one JSON-RPC request in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+/// A keystore and where its password comes from.
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    /// Web3 Secret Storage keystore file.
+    pub keystore: PathBuf,
+    /// File whose first line is the keystore password.
+    pub password_file: PathBuf,
+}
+
+/// What a counter that goes down (without a reset marker) means for a meter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecreasePolicy {
+    /// The reading is refused (dead letter `counter_backwards`): a glitch must not double the counter.
+    Reject,
+    /// The meter is known to restart its counters (e.g. a plug after a power cut): treat it as a reset.
+    Rebase,
+}
+
+/// `[meters.<id>]`: one meter.
+#[derive(Debug, Clone)]
+pub struct MeterConfig {
+    /// The meter id (the table name).
+    pub id: String,
+    /// On-chain meter address (must be the keystore's address).
+    pub address: Address,
+    /// The meter's key.
+    pub key: KeyConfig,
+    /// Payload format name (see [`crate::decode::FORMATS`]).
+    pub format: String,
+    /// The exact topic the meter publishes on.
+    pub topic: String,
+    /// Component index for Shelly (`emdata:N`, `em1data:N`, `switch:N`).
+    pub channel: u32,
+    /// Offset of the device's local clock from UTC, in seconds (Tasmota `Time` has no zone).
+    pub utc_offset_secs: i64,
+    /// What a decreasing counter means.
+    pub on_counter_decrease: DecreasePolicy,
+}
+
+/// `[limits]`: input validation.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Payloads larger than this are dead-lettered unparsed.
+    pub max_payload_bytes: usize,
+    /// Readings more than this far ahead of the bridge's clock are refused.
+    pub max_future_secs: u64,
+    /// Readings older than this are refused.
+    pub max_past_secs: u64,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[broker]`
+    pub broker: BrokerConfig,
+    /// `[chain]`
+    pub chain: ChainConfig,
+    /// `[outbox] path`: the SQLite outbox.
+    pub outbox_path: PathBuf,
+    /// `[http] listen`: address of `/metrics` and `/health`.
+    pub http_listen: SocketAddr,
+    /// `[limits]`
+    pub limits: Limits,
+    /// `[meters.<id>]`, by id.
+    pub meters: BTreeMap<String, MeterConfig>,
+}
+
+/// Reads a table's keys with the table's dotted path for error messages.
+struct Section<'a> {
+    path: String,
+    table: &'a Table,
+}
+
+impl<'a> Section<'a> {
+    fn key(&self, k: &str) -> String {
+        if self.path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{}.{k}", self.path)
+        }
+    }
+
+    fn allow(&self, keys: &[&str]) -> Result<(), ConfigError> {
+        for k in self.table.keys() {
+            if !keys.contains(&k.as_str()) {
+                return Err(err(self.key(k), format!("unknown key (expected one of: {})", keys.join(", "))));
+            }
+        }
+        Ok(())
+    }
+
+    fn sub(&self, k: &str) -> Result<Option<Section<'a>>, ConfigError> {
+        match self.table.get(k) {
+            None => Ok(None),
+            Some(Value::Table(t)) => Ok(Some(Section { path: self.key(k), table: t })),
+            Some(v) => Err(err(self.key(k), format!("expected a table, found {}", v.type_str()))),
+        }
+    }
+
+    fn req_sub(&self, k: &str) -> Result<Section<'a>, ConfigError> {
+        self.sub(k)?.ok_or_else(|| err(self.key(k), "missing table"))
+    }
+
+    fn opt_str(&self, k: &str) -> Result<Option<String>, ConfigError> {
+        match self.table.get(k) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Err(err(self.key(k), "must not be empty")),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(err(self.key(k), format!("expected a string, found {}", v.type_str()))),
+        }
+    }
+
+    fn req_str(&self, k: &str) -> Result<String, ConfigError> {
+        self.opt_str(k)?.ok_or_else(|| err(self.key(k), "missing (required)"))
+    }
+
+    fn opt_u64(&self, k: &str) -> Result<Option<u64>, ConfigError> {
+        match self.table.get(k) {
+            None => Ok(None),
+            Some(Value::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
+            Some(Value::Integer(i)) => Err(err(self.key(k), format!("must not be negative, found {i}"))),
+            Some(v) => Err(err(self.key(k), format!("expected an integer, found {}", v.type_str()))),
+        }
+    }
+
+    fn u64_in(&self, k: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let v = self.opt_u64(k)?.unwrap_or(default);
+        if v < min || v > max {
+            return Err(err(self.key(k), format!("must be between {min} and {max}, found {v}")));
+        }
+        Ok(v)
+    }
+
+    fn opt_str_list(&self, k: &str) -> Result<Option<Vec<String>>, ConfigError> {
+        match self.table.get(k) {
+            None => Ok(None),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) if !s.trim().is_empty() => out.push(s.clone()),
+                        Value::String(_) => {
+                            return Err(err(format!("{}[{i}]", self.key(k)), "must not be empty"))
+                        }
+                        v => {
+                            return Err(err(
+                                format!("{}[{i}]", self.key(k)),
+                                format!("expected a string, found {}", v.type_str()),
+                            ))
+                        }
+                    }
+                }
+                Ok(Some(out))
+            }
+            Some(v) => Err(err(self.key(k), format!("expected an array of strings, found {}", v.type_str()))),
+        }
+    }
+
+    fn opt_path(&self, k: &str, base: &Path) -> Result<Option<PathBuf>, ConfigError> {
+        Ok(self.opt_str(k)?.map(|s| base.join(s)))
+    }
+
+    fn existing_file(&self, k: &str, base: &Path) -> Result<Option<PathBuf>, ConfigError> {
+        match self.opt_path(k, base)? {
+            None => Ok(None),
+            Some(p) if p.is_file() => Ok(Some(p)),
+            Some(p) => Err(err(self.key(k), format!("file {} does not exist", p.display()))),
+        }
+    }
+}
+
+/// Parses an address written as 0x-prefixed hex.
+fn parse_address(key: &str, s: &str) -> Result<Address, ConfigError> {
+    let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"));
+    match hex {
+        Some(h) if h.len() == 40 => {
+            s.parse::<Address>().map_err(|e| err(key, format!("not a valid address `{s}`: {e}")))
+        }
+        _ => Err(err(key, format!("expected a 0x-prefixed 20-byte hex address, found `{s}`"))),
+    }
+}
+
+/// Reads the first line of a password file.
+pub fn read_password_file(key: &str, path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(key, format!("cannot read password file {}: {e}", path.display())))?;
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+/// Parses a `+HH:MM` / `-HH:MM` / `Z` offset into seconds.
+fn parse_utc_offset(key: &str, s: &str) -> Result<i64, ConfigError> {
+    if s == "Z" || s == "UTC" {
+        return Ok(0);
+    }
+    let bad = || err(key, format!("expected an offset like \"+02:00\", \"-05:30\" or \"Z\", found `{s}`"));
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'+') => (1, &s[1..]),
+        Some(b'-') => (-1, &s[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let h: i64 = h.parse().map_err(|_| bad())?;
+    let m: i64 = m.parse().map_err(|_| bad())?;
+    if h > 14 || m > 59 || rest.len() != 5 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 3600 + m * 60))
+}
+
+/// Splits `mqtt://host:port` / `mqtts://host:port`.
+fn parse_broker_url(key: &str, url: &str) -> Result<(Transport, String, u16), ConfigError> {
+    let (transport, rest, default_port) = if let Some(r) = url.strip_prefix("mqtts://") {
+        (Transport::Tls, r, 8883)
+    } else if let Some(r) = url.strip_prefix("mqtt://") {
+        (Transport::Tcp, r, 1883)
+    } else {
+        return Err(err(key, format!("must start with mqtt:// or mqtts://, found `{url}`")));
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains('/') {
+        return Err(err(key, format!("expected mqtt[s]://host[:port] without a path, found `{url}`")));
+    }
+    let (host, port) = if let Some(stripped) = rest.strip_prefix('[') {
+        // [v6]:port
+        let (h, p) = stripped.split_once(']').ok_or_else(|| err(key, "unterminated IPv6 address"))?;
+        let port = match p.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| err(key, format!("bad port `{p}`")))?,
+            None => default_port,
+        };
+        (h.to_string(), port)
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| err(key, format!("bad port `{p}`")))?),
+            None => (rest.to_string(), default_port),
+        }
+    };
+    if host.is_empty() {
+        return Err(err(key, "missing host"));
+    }
+    Ok((transport, host, port))
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err("<file>", format!("cannot read {}: {e}", path.display())))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, &base)
+    }
+
+    /// Parses configuration text; relative paths are resolved against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let table: Table = text.parse().map_err(|e: toml::de::Error| {
+            err("<file>", format!("not valid TOML: {}", e.to_string().replace('\n', " ")))
+        })?;
+        let root = Section { path: String::new(), table: &table };
+        root.allow(&["broker", "chain", "outbox", "http", "limits", "keys", "meters"])?;
+
+        // [keys]: defaults for meter keystores.
+        let default_password_file = match root.sub("keys")? {
+            Some(keys) => {
+                keys.allow(&["password_file"])?;
+                keys.existing_file("password_file", base)?
+            }
+            None => None,
+        };
+
+        // [meters.<id>]
+        let meters_sec = root.req_sub("meters")?;
+        if meters_sec.table.is_empty() {
+            return Err(err("meters", "at least one meter is required"));
+        }
+        let mut meters = BTreeMap::new();
+        let mut topics_seen: BTreeMap<String, String> = BTreeMap::new();
+        for id in meters_sec.table.keys() {
+            let m = meters_sec.req_sub(id)?;
+            m.allow(&[
+                "address",
+                "keystore",
+                "password_file",
+                "format",
+                "topic",
+                "channel",
+                "utc_offset",
+                "on_counter_decrease",
+            ])?;
+            let address = parse_address(&m.key("address"), &m.req_str("address")?)?;
+            let keystore = m
+                .existing_file("keystore", base)?
+                .ok_or_else(|| err(m.key("keystore"), "missing (required)"))?;
+            let password_file = match m.existing_file("password_file", base)? {
+                Some(p) => p,
+                None => default_password_file.clone().ok_or_else(|| {
+                    err(m.key("password_file"), "missing, and no default in [keys] password_file")
+                })?,
+            };
+            let format = m.req_str("format")?;
+            if !crate::decode::FORMATS.contains(&format.as_str()) {
+                return Err(err(
+                    m.key("format"),
+                    format!("unknown format `{format}` (known: {})", crate::decode::FORMATS.join(", ")),
+                ));
+            }
+            let topic = m.req_str("topic")?;
+            if topic.contains('+') || topic.contains('#') {
+                return Err(err(m.key("topic"), "must be an exact topic, without wildcards"));
+            }
+            if let Some(other) = topics_seen.insert(topic.clone(), id.clone()) {
+                return Err(err(
+                    m.key("topic"),
+                    format!("topic `{topic}` is already used by meter `{other}`"),
+                ));
+            }
+            let channel = m.u64_in("channel", 0, 0, 255)? as u32;
+            let utc_offset_secs = match m.opt_str("utc_offset")? {
+                Some(s) => parse_utc_offset(&m.key("utc_offset"), &s)?,
+                None => 0,
+            };
+            let on_counter_decrease = match m.opt_str("on_counter_decrease")?.as_deref() {
+                None | Some("reject") => DecreasePolicy::Reject,
+                Some("rebase") => DecreasePolicy::Rebase,
+                Some(other) => {
+                    return Err(err(
+                        m.key("on_counter_decrease"),
+                        format!("expected \"reject\" or \"rebase\", found `{other}`"),
+                    ))
+                }
+            };
+            meters.insert(
+                id.clone(),
+                MeterConfig {
+                    id: id.clone(),
+                    address,
+                    key: KeyConfig { keystore, password_file },
+                    format,
+                    topic,
+                    channel,
+                    utc_offset_secs,
+                    on_counter_decrease,
+                },
+            );
+        }
+        let mut addresses: BTreeMap<Address, &str> = BTreeMap::new();
+        for m in meters.values() {
+            if let Some(other) = addresses.insert(m.address, &m.id) {
+                return Err(err(
+                    format!("meters.{}.address", m.id),
+                    format!("address {} is already used by meter `{other}`", m.address),
+                ));
+            }
+        }
+
+        // [broker]
+        let b = root.req_sub("broker")?;
+        b.allow(&[
+            "url",
+            "client_id",
+            "username",
+            "password",
+            "password_file",
+            "ca_file",
+            "client_cert_file",
+            "client_key_file",
+            "topics",
+            "keep_alive_secs",
+            "reconnect_initial_ms",
+            "reconnect_max_ms",
+        ])?;
+        let url = b.req_str("url")?;
+        let (transport, host, port) = parse_broker_url(&b.key("url"), &url)?;
+        let client_id = b.req_str("client_id")?;
+        if client_id.len() > 128 {
+            return Err(err(b.key("client_id"), "longer than 128 bytes"));
+        }
+        let username = b.opt_str("username")?;
+        let password = match (b.opt_str("password")?, b.existing_file("password_file", base)?) {
+            (Some(_), Some(_)) => {
+                return Err(err(b.key("password"), "give either password or password_file, not both"))
+            }
+            (Some(p), None) => Some(p),
+            (None, Some(f)) => Some(read_password_file(&b.key("password_file"), &f)?),
+            (None, None) => None,
+        };
+        if password.is_some() && username.is_none() {
+            return Err(err(b.key("username"), "missing: a password needs a user name"));
+        }
+        let ca_file = b.existing_file("ca_file", base)?;
+        let client_cert_file = b.existing_file("client_cert_file", base)?;
+        let client_key_file = b.existing_file("client_key_file", base)?;
+        if transport == Transport::Tcp {
+            for (k, v) in [
+                ("ca_file", &ca_file),
+                ("client_cert_file", &client_cert_file),
+                ("client_key_file", &client_key_file),
+            ] {
+                if v.is_some() {
+                    return Err(err(b.key(k), "only valid with an mqtts:// url"));
+                }
+            }
+        } else if ca_file.is_none() {
+            return Err(err(b.key("ca_file"), "missing: an mqtts:// url needs the CA certificate (PEM)"));
+        }
+        if client_cert_file.is_some() != client_key_file.is_some() {
+            let k = if client_cert_file.is_none() { "client_cert_file" } else { "client_key_file" };
+            return Err(err(b.key(k), "missing: client_cert_file and client_key_file go together"));
+        }
+        let topics = match b.opt_str_list("topics")? {
+            Some(t) if t.is_empty() => return Err(err(b.key("topics"), "must not be empty")),
+            Some(t) => t,
+            None => meters.values().map(|m| m.topic.clone()).collect(),
+        };
+        let keep_alive_secs = b.u64_in("keep_alive_secs", 30, 5, 3600)?;
+        let reconnect_initial_ms = b.u64_in("reconnect_initial_ms", 200, 10, 60_000)?;
+        let reconnect_max_ms = b.u64_in("reconnect_max_ms", 30_000, reconnect_initial_ms, 3_600_000)?;
+        let broker = BrokerConfig {
+            url,
+            transport,
+            host,
+            port,
+            client_id,
+            username,
+            password,
+            ca_file,
+            client_cert_file,
+            client_key_file,
+            topics,
+            keep_alive_secs,
+            reconnect_initial_ms,
+            reconnect_max_ms,
+        };
+
+        // [chain]
+        let c = root.req_sub("chain")?;
+        c.allow(&[
+            "rpc_urls",
+            "readings",
+            "contracts_file",
+            "chain_id",
+            "relayer_keystore",
+            "relayer_password_file",
+            "max_batch",
+            "max_txs_per_round",
+            "poll_interval_ms",
+            "resend_interval_ms",
+            "request_timeout_ms",
+        ])?;
+        let rpc_urls =
+            c.opt_str_list("rpc_urls")?.ok_or_else(|| err(c.key("rpc_urls"), "missing (required)"))?;
+        if rpc_urls.is_empty() {
+            return Err(err(c.key("rpc_urls"), "at least one URL is required"));
+        }
+        for (i, u) in rpc_urls.iter().enumerate() {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(err(
+                    format!("chain.rpc_urls[{i}]"),
+                    format!("must be an http:// or https:// URL, found `{u}`"),
+                ));
+            }
+        }
+        let readings = match (c.opt_str("readings")?, c.opt_path("contracts_file", base)?) {
+            (Some(_), Some(_)) => {
+                return Err(err(c.key("readings"), "give either readings or contracts_file, not both"))
+            }
+            (Some(a), None) => parse_address(&c.key("readings"), &a)?,
+            (None, Some(f)) => {
+                let key = c.key("contracts_file");
+                let text = std::fs::read_to_string(&f)
+                    .map_err(|e| err(&key, format!("cannot read {}: {e}", f.display())))?;
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| err(&key, format!("{} is not JSON: {e}", f.display())))?;
+                let a = v
+                    .get("readings")
+                    .and_then(|a| a.as_str())
+                    .ok_or_else(|| err(&key, format!("{} has no string field \"readings\"", f.display())))?;
+                parse_address(&format!("{key} (field \"readings\")"), a)?
+            }
+            (None, None) => {
+                return Err(err(
+                    c.key("readings"),
+                    "missing: give the MeterReadings address or contracts_file",
+                ))
+            }
+        };
+        let chain_id = c.opt_u64("chain_id")?;
+        let relayer = match (
+            c.existing_file("relayer_keystore", base)?,
+            c.existing_file("relayer_password_file", base)?,
+        ) {
+            (Some(keystore), Some(password_file)) => Some(KeyConfig { keystore, password_file }),
+            (Some(keystore), None) => match default_password_file.clone() {
+                Some(password_file) => Some(KeyConfig { keystore, password_file }),
+                None => {
+                    return Err(err(
+                        c.key("relayer_password_file"),
+                        "missing, and no default in [keys] password_file",
+                    ))
+                }
+            },
+            (None, Some(_)) => {
+                return Err(err(c.key("relayer_keystore"), "missing: relayer_password_file needs it"))
+            }
+            (None, None) => None,
+        };
+        let max_batch = c.u64_in("max_batch", 200, 1, 500)? as usize;
+        let max_txs_per_round = c.u64_in("max_txs_per_round", 32, 1, 1000)? as usize;
+        let poll_interval_ms = c.u64_in("poll_interval_ms", 200, 10, 60_000)?;
+        let resend_interval_ms = c.u64_in("resend_interval_ms", 5_000, 100, 3_600_000)?;
+        let request_timeout_ms = c.u64_in("request_timeout_ms", 10_000, 100, 600_000)?;
+        let chain = ChainConfig {
+            rpc_urls,
+            readings,
+            chain_id,
+            relayer,
+            max_batch,
+            max_txs_per_round,
+            poll_interval_ms,
+            resend_interval_ms,
+            request_timeout_ms,
+        };
+
+        // [outbox]
+        let o = root.req_sub("outbox")?;
+        o.allow(&["path"])?;
+        let outbox_path =
+            o.opt_path("path", base)?.ok_or_else(|| err(o.key("path"), "missing (required)"))?;
+
+        // [http]
+        let http_listen = match root.sub("http")? {
+            Some(h) => {
+                h.allow(&["listen"])?;
+                match h.opt_str("listen")? {
+                    Some(s) => s
+                        .parse()
+                        .map_err(|e| err(h.key("listen"), format!("not a socket address `{s}`: {e}")))?,
+                    None => "127.0.0.1:9600".parse().expect("static"),
+                }
+            }
+            None => "127.0.0.1:9600".parse().expect("static"),
+        };
+
+        // [limits]
+        let limits = match root.sub("limits")? {
+            Some(l) => {
+                l.allow(&["max_payload_bytes", "max_future_secs", "max_past_secs"])?;
+                Limits {
+                    max_payload_bytes: l.u64_in("max_payload_bytes", 16 * 1024, 64, 1 << 20)? as usize,
+                    max_future_secs: l.u64_in("max_future_secs", 30, 0, 60)?,
+                    max_past_secs: l.u64_in("max_past_secs", 7 * 86_400, 60, 10 * 365 * 86_400)?,
+                }
+            }
+            None => Limits { max_payload_bytes: 16 * 1024, max_future_secs: 30, max_past_secs: 7 * 86_400 },
+        };
+
+        Ok(Config { broker, chain, outbox_path, http_listen, limits, meters })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("k.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("pw"), "secret\n").unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "x").unwrap();
+        dir
+    }
+
+    const GOOD: &str = r#"
+[broker]
+url = "mqtts://127.0.0.1:8883"
+client_id = "bridge-1"
+username = "bridge"
+password_file = "pw"
+ca_file = "ca.pem"
+
+[chain]
+rpc_urls = ["http://127.0.0.1:8545", "http://127.0.0.1:8546"]
+readings = "0x00000000000000000000000000000000000000aa"
+
+[outbox]
+path = "outbox.sqlite"
+
+[keys]
+password_file = "pw"
+
+[meters.plug-07]
+address = "0x00000000000000000000000000000000000000bb"
+keystore = "k.json"
+format = "tasmota"
+topic = "meters/plug-07/tele/SENSOR"
+utc_offset = "+02:00"
+"#;
+
+    fn parse(text: &str, dir: &Path) -> Result<Config, ConfigError> {
+        Config::parse(text, dir)
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let dir = setup();
+        let c = parse(GOOD, dir.path()).unwrap();
+        assert_eq!(c.broker.transport, Transport::Tls);
+        assert_eq!(c.broker.port, 8883);
+        assert_eq!(c.broker.password.as_deref(), Some("secret"));
+        assert_eq!(c.broker.topics, vec!["meters/plug-07/tele/SENSOR".to_string()]);
+        assert_eq!(c.chain.rpc_urls.len(), 2);
+        let m = &c.meters["plug-07"];
+        assert_eq!(m.utc_offset_secs, 7200);
+        assert_eq!(m.key.password_file, dir.path().join("pw"));
+        assert_eq!(c.outbox_path, dir.path().join("outbox.sqlite"));
+        assert_eq!(c.limits.max_future_secs, 30);
+    }
+
+    fn expect_err(text: &str, key: &str, contains: &str) {
+        let dir = setup();
+        let e = parse(text, dir.path()).expect_err("must fail");
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.message.contains(contains), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        expect_err(&GOOD.replace("mqtts://127.0.0.1:8883", "tcp://x"), "broker.url", "mqtt://");
+        expect_err(
+            &GOOD.replace("\"0x00000000000000000000000000000000000000bb\"", "\"0x12\""),
+            "meters.plug-07.address",
+            "20-byte",
+        );
+        expect_err(
+            &GOOD.replace("format = \"tasmota\"", "format = \"modbus\""),
+            "meters.plug-07.format",
+            "unknown format",
+        );
+        expect_err(
+            &GOOD.replace("format = \"tasmota\"", "format = 5"),
+            "meters.plug-07.format",
+            "expected a string, found integer",
+        );
+        expect_err(&GOOD.replace("client_id = \"bridge-1\"\n", ""), "broker.client_id", "missing");
+        expect_err(
+            &GOOD.replace("ca_file = \"ca.pem\"", "ca_file = \"nope.pem\""),
+            "broker.ca_file",
+            "does not exist",
+        );
+        expect_err(&GOOD.replace("ca_file = \"ca.pem\"\n", ""), "broker.ca_file", "needs the CA");
+        expect_err(
+            &GOOD.replace("keystore = \"k.json\"", "keystore = \"k.json\"\nkeystor = 1"),
+            "meters.plug-07.keystor",
+            "unknown key",
+        );
+        expect_err(
+            &GOOD.replace("utc_offset = \"+02:00\"", "utc_offset = \"2h\""),
+            "meters.plug-07.utc_offset",
+            "offset",
+        );
+        expect_err(
+            &GOOD.replace("[\"http://127.0.0.1:8545\", \"http://127.0.0.1:8546\"]", "[\"http://a\", 7]"),
+            "chain.rpc_urls[1]",
+            "expected a string",
+        );
+        expect_err(&GOOD.replace("rpc_urls = ", "rpc_url = "), "chain.rpc_url", "unknown key");
+        expect_err(&GOOD.replace("[outbox]\npath = \"outbox.sqlite\"\n", ""), "outbox", "missing table");
+        expect_err("[broker\nurl=1", "<file>", "not valid TOML");
+        expect_err(
+            &format!("{GOOD}\n[limits]\nmax_future_secs = 3600\n"),
+            "limits.max_future_secs",
+            "between 0 and 60",
+        );
+        expect_err(
+            &format!("{GOOD}\n[meters.other]\naddress = \"0x00000000000000000000000000000000000000cc\"\nkeystore = \"k.json\"\nformat = \"json\"\ntopic = \"meters/plug-07/tele/SENSOR\"\n"),
+            "meters.plug-07.topic",
+            "already used by meter `other`",
+        );
+    }
+}

@@ -1,0 +1,516 @@
+//! The chain side: turns pending readings into signed transactions and follows them to a receipt.
+//!
+//! Each round:
+//! 1. **Receipts** of every transaction without one are fetched in one JSON-RPC batch. Success confirms
+//!    its readings. A revert of a batch sends its readings back to be submitted one per transaction; a
+//!    revert of a single reading dead-letters it with the contract's error (found by replaying the call).
+//! 2. **Resend**: a transaction without a receipt after `resend_interval_ms` is sent again, byte for byte
+//!    (node restarted, pool lost, ...). A transaction whose nonce was used by another one (the key was
+//!    used elsewhere) is dropped and its readings go back to pending.
+//! 3. **Build**: pending readings of meters with nothing in flight are grouped, oldest first. At most one
+//!    transaction per meter is ever in flight, so a meter's readings reach the contract in timestamp
+//!    order whatever the sender (the contract silently ignores a reading older than the meter's latest).
+//!    A group of one reading is sent by the meter itself (`submitReading`); a backlog goes as
+//!    `submitReadings` batches of EIP-712 signed readings relayed by the relayer key. Each transaction is
+//!    signed once (EIP-1559, zero fees), stored raw with its nonce in the outbox **before** it is sent,
+//!    and then only ever resent verbatim.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{hex, Address, Bytes, TxKind, B256, U256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use alloy_sol_types::{SolCall, SolInterface};
+use p2pe_bindings::meter_reading::{signing_hash, MeterReading};
+use p2pe_bindings::meter_readings::{IMeterReadings, MeterReadings};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use crate::config::ChainConfig;
+use crate::decode::{Reason, Rejection};
+use crate::metrics::Metrics;
+use crate::outbox::{NewTx, Outbox, PendingReading, SentTx};
+use crate::rpc::{hex_u64, Rpc, RpcError};
+
+/// Gas limit of a `submitReading` transaction.
+pub const GAS_SINGLE: u64 = 200_000;
+/// Gas limit of a `submitReadings` transaction: base plus this per reading.
+pub const GAS_BATCH_BASE: u64 = 100_000;
+/// Per-reading gas of a batch (measured: about 35k for a reading that moves a meter into a new slot).
+pub const GAS_PER_READING: u64 = 60_000;
+/// Osaka's per-transaction gas cap (EIP-7825).
+pub const GAS_CAP: u64 = 16_777_216;
+
+/// Milliseconds since the unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A meter's key as the submitter uses it.
+pub struct MeterKey {
+    /// On-chain meter address.
+    pub address: Address,
+    /// The decrypted key (never logged).
+    pub signer: PrivateKeySigner,
+}
+
+/// Errors of a submitter round.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// JSON-RPC failed.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// The outbox failed.
+    #[error(transparent)]
+    Outbox(#[from] crate::outbox::OutboxError),
+    /// Signing failed.
+    #[error("signing: {0}")]
+    Sign(String),
+    /// The node is on another chain than configured.
+    #[error("node reports chain id {got}, config says {want}")]
+    WrongChain {
+        /// From the node.
+        got: u64,
+        /// From the config.
+        want: u64,
+    },
+}
+
+/// The submitter task's state.
+pub struct Submitter {
+    cfg: ChainConfig,
+    rpc: Rpc,
+    outbox: Arc<Mutex<Outbox>>,
+    meters: HashMap<String, Arc<MeterKey>>,
+    relayer: Arc<PrivateKeySigner>,
+    chain_id: Option<u64>,
+    nonces: HashMap<Address, u64>,
+    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+}
+
+/// Runs a closure on the outbox on a blocking thread.
+async fn db<T: Send + 'static>(
+    outbox: &Arc<Mutex<Outbox>>,
+    f: impl FnOnce(&mut Outbox) -> crate::outbox::Result<T> + Send + 'static,
+) -> crate::outbox::Result<T> {
+    let o = outbox.clone();
+    tokio::task::spawn_blocking(move || f(&mut o.lock().expect("outbox lock")))
+        .await
+        .expect("outbox task panicked")
+}
+
+/// A transaction built this round.
+struct Built {
+    new: NewTx,
+    readings: usize,
+}
+
+impl Submitter {
+    /// A submitter for `cfg`. `relayer` relays batches; `meters` maps meter ids to keys.
+    pub fn new(
+        cfg: ChainConfig,
+        outbox: Arc<Mutex<Outbox>>,
+        meters: HashMap<String, Arc<MeterKey>>,
+        relayer: Arc<PrivateKeySigner>,
+        metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let rpc = Rpc::new(cfg.rpc_urls.clone(), Duration::from_millis(cfg.request_timeout_ms));
+        Self { cfg, rpc, outbox, meters, relayer, chain_id: None, nonces: HashMap::new(), metrics, wake }
+    }
+
+    /// Runs forever: one round per `poll_interval_ms`, or sooner when woken by new readings.
+    pub async fn run(mut self) {
+        let interval = Duration::from_millis(self.cfg.poll_interval_ms);
+        let mut failures: u32 = 0;
+        loop {
+            match self.round().await {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(url = self.rpc.current_url(), "node reachable again");
+                    }
+                    failures = 0;
+                    self.metrics.rpc_up.store(true, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    self.metrics.rpc_up.store(false, Ordering::Relaxed);
+                    if matches!(e, SubmitError::Rpc(_)) {
+                        self.metrics.rpc_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Log the first failure and then every 50th, so an hour of downtime stays readable.
+                    if failures == 1 || failures % 50 == 0 {
+                        tracing::warn!(error = %e, failures, "submitter round failed; readings stay in the outbox");
+                    }
+                    // Nonces may be stale after errors: ask the chain again.
+                    self.nonces.clear();
+                }
+            }
+            if let Ok(d) = db(&self.outbox, |o| o.depth()).await {
+                self.metrics.set_depth(d);
+            }
+            let pause = if failures == 0 { interval } else { interval * failures.min(10) };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.wake.notified(), if failures == 0 => {}
+            }
+        }
+    }
+
+    async fn chain_id(&mut self) -> Result<u64, SubmitError> {
+        if let Some(id) = self.chain_id {
+            return Ok(id);
+        }
+        let v = self.rpc.call("eth_chainId", json!([])).await?;
+        let id = hex_u64(&v).ok_or_else(|| RpcError::BadAnswer(format!("eth_chainId: {v}")))?;
+        if let Some(want) = self.cfg.chain_id {
+            if want != id {
+                return Err(SubmitError::WrongChain { got: id, want });
+            }
+        }
+        tracing::info!(chain_id = id, url = self.rpc.current_url(), "connected to the node");
+        self.chain_id = Some(id);
+        Ok(id)
+    }
+
+    /// One round: receipts, resends, new transactions.
+    pub async fn round(&mut self) -> Result<(), SubmitError> {
+        let chain_id = self.chain_id().await?;
+        self.follow_sent().await?;
+        self.build_and_send(chain_id).await
+    }
+
+    async fn follow_sent(&mut self) -> Result<(), SubmitError> {
+        let sent = db(&self.outbox, |o| o.sent_txs()).await?;
+        if sent.is_empty() {
+            return Ok(());
+        }
+        let calls: Vec<(&str, Value)> =
+            sent.iter().map(|t| ("eth_getTransactionReceipt", json!([format!("{:#x}", t.hash)]))).collect();
+        let receipts = self.rpc.batch(&calls).await?;
+        let now = now_ms();
+        let mut resend: Vec<&SentTx> = Vec::new();
+        for (t, r) in sent.iter().zip(receipts) {
+            let receipt = match r {
+                Ok(v) if !v.is_null() => v,
+                Ok(_) => {
+                    if now - t.last_sent_ms >= self.cfg.resend_interval_ms as i64 {
+                        resend.push(t);
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(tx = %t.hash, code = e.code, message = %e.message, "eth_getTransactionReceipt failed");
+                    continue;
+                }
+            };
+            let block = receipt.get("blockNumber").and_then(hex_u64).unwrap_or(0);
+            let ok = receipt.get("status").and_then(hex_u64) == Some(1);
+            if ok {
+                let id = t.id;
+                let confirmed = db(&self.outbox, move |o| o.confirm(id, block)).await?;
+                let now_s = now as f64 / 1000.0;
+                for c in &confirmed {
+                    let lag = now_s - c.timestamp as f64;
+                    self.metrics.lag.observe(lag);
+                    self.metrics.bridge_lag.observe((now - c.received_ms) as f64 / 1000.0);
+                    self.metrics.last_lag_ms.store((lag.max(0.0) * 1000.0) as u64, Ordering::Relaxed);
+                }
+                self.metrics.confirmed.fetch_add(confirmed.len() as u64, Ordering::Relaxed);
+                tracing::debug!(tx = %t.hash, block, readings = confirmed.len(), "confirmed");
+            } else {
+                self.metrics.txs_reverted.fetch_add(1, Ordering::Relaxed);
+                self.handle_revert(t, block).await?;
+            }
+        }
+        if !resend.is_empty() {
+            self.resend(&resend).await?;
+        }
+        Ok(())
+    }
+
+    async fn handle_revert(&mut self, t: &SentTx, block: u64) -> Result<(), SubmitError> {
+        let id = t.id;
+        if t.readings > 1 {
+            tracing::warn!(tx = %t.hash, block, readings = t.readings, "batch reverted; its readings will be sent one per transaction");
+            db(&self.outbox, move |o| o.revert_to_isolated(id, block)).await?;
+            return Ok(());
+        }
+        // A single reading: find out why by replaying the call at the latest state.
+        let detail = self.revert_reason(t).await;
+        let rej = Rejection::new(Reason::Reverted, detail);
+        let rej2 = rej.clone();
+        let now = now_ms();
+        let readings = db(&self.outbox, move |o| o.revert_to_dead(id, block, &rej2, now)).await?;
+        for r in readings {
+            self.metrics.reject(Reason::Reverted);
+            tracing::warn!(meter = %r.meter, timestamp = r.timestamp, import_wh = r.import_wh, export_wh = r.export_wh,
+                reason = %rej.detail, tx = %t.hash, "reading refused by the contract; dead-lettered");
+        }
+        Ok(())
+    }
+
+    /// Replays a transaction's call with `eth_call` and decodes the contract's custom error.
+    async fn revert_reason(&self, t: &SentTx) -> String {
+        let env = match <TxEnvelope as alloy_eips::eip2718::Decodable2718>::decode_2718(&mut t.raw.as_slice())
+        {
+            Ok(e) => e,
+            Err(e) => return format!("transaction {} reverted (cannot decode it: {e})", t.hash),
+        };
+        let input = match &env {
+            TxEnvelope::Eip1559(s) => s.tx().input.clone(),
+            _ => Bytes::new(),
+        };
+        let call = json!([{ "from": t.sender, "to": self.cfg.readings, "data": input, "gas": "0xf42400" }, "latest"]);
+        match self.rpc.call("eth_call", call).await {
+            Ok(_) => {
+                format!("transaction {} reverted (the call no longer reverts at the latest block)", t.hash)
+            }
+            Err(RpcError::Node(e)) => {
+                let data = e
+                    .data
+                    .as_ref()
+                    .and_then(Value::as_str)
+                    .and_then(|s| hex::decode(s).ok())
+                    .unwrap_or_default();
+                match MeterReadings::MeterReadingsErrors::abi_decode(&data) {
+                    Ok(err) => format!("transaction {} reverted: {err:?}", t.hash),
+                    Err(_) => format!(
+                        "transaction {} reverted: {} (data 0x{})",
+                        t.hash,
+                        e.message,
+                        hex::encode(&data)
+                    ),
+                }
+            }
+            Err(e) => format!("transaction {} reverted (reason unknown: {e})", t.hash),
+        }
+    }
+
+    async fn resend(&mut self, txs: &[&SentTx]) -> Result<(), SubmitError> {
+        let calls: Vec<(&str, Value)> = txs
+            .iter()
+            .map(|t| ("eth_sendRawTransaction", json!([format!("0x{}", hex::encode(&t.raw))])))
+            .collect();
+        let answers = self.rpc.batch(&calls).await?;
+        let mut sent_ids = Vec::new();
+        for (t, a) in txs.iter().zip(answers) {
+            match a {
+                Ok(_) => sent_ids.push(t.id),
+                Err(e) if is_known(&e.message) => sent_ids.push(t.id),
+                Err(e) if e.message.to_lowercase().contains("nonce too low") => {
+                    sent_ids.push(t.id);
+                    self.check_dropped(t).await?;
+                }
+                Err(e) => {
+                    sent_ids.push(t.id);
+                    tracing::warn!(tx = %t.hash, nonce = t.nonce, code = e.code, message = %e.message, "resend refused by the node");
+                }
+            }
+        }
+        self.metrics.txs_resent.fetch_add(sent_ids.len() as u64, Ordering::Relaxed);
+        tracing::info!(count = sent_ids.len(), "resent transactions without a receipt");
+        let now = now_ms();
+        db(&self.outbox, move |o| o.mark_sent(&sent_ids, now)).await?;
+        Ok(())
+    }
+
+    /// "nonce too low" for a transaction without a receipt: if the chain has moved past its nonce and
+    /// it still has no receipt, another transaction took the nonce and its readings must be sent again.
+    async fn check_dropped(&mut self, t: &SentTx) -> Result<(), SubmitError> {
+        let count = self.rpc.call("eth_getTransactionCount", json!([t.sender, "latest"])).await?;
+        let count = hex_u64(&count).unwrap_or(0);
+        if count <= t.nonce {
+            return Ok(());
+        }
+        let receipt = self.rpc.call("eth_getTransactionReceipt", json!([format!("{:#x}", t.hash)])).await?;
+        if !receipt.is_null() {
+            return Ok(()); // mined after all; the next round confirms it
+        }
+        tracing::warn!(tx = %t.hash, sender = %t.sender, nonce = t.nonce, "nonce used by another transaction; re-queueing its readings");
+        let id = t.id;
+        db(&self.outbox, move |o| o.drop_tx(id)).await?;
+        self.metrics.txs_dropped.fetch_add(1, Ordering::Relaxed);
+        self.nonces.remove(&t.sender);
+        Ok(())
+    }
+
+    async fn next_nonce(&mut self, sender: Address) -> Result<u64, SubmitError> {
+        if let Some(n) = self.nonces.get_mut(&sender) {
+            let v = *n;
+            *n += 1;
+            return Ok(v);
+        }
+        let chain = self.rpc.call("eth_getTransactionCount", json!([sender, "latest"])).await?;
+        let chain = hex_u64(&chain)
+            .ok_or_else(|| RpcError::BadAnswer(format!("eth_getTransactionCount: {chain}")))?;
+        let stored = db(&self.outbox, move |o| o.max_nonce(sender)).await?.map(|n| n + 1).unwrap_or(0);
+        let v = chain.max(stored);
+        self.nonces.insert(sender, v + 1);
+        Ok(v)
+    }
+
+    fn sign_tx(
+        &self,
+        signer: &PrivateKeySigner,
+        chain_id: u64,
+        nonce: u64,
+        gas: u64,
+        input: Vec<u8>,
+    ) -> Result<(B256, Vec<u8>), SubmitError> {
+        let tx = TxEip1559 {
+            chain_id,
+            nonce,
+            gas_limit: gas,
+            max_fee_per_gas: 0,
+            max_priority_fee_per_gas: 0,
+            to: TxKind::Call(self.cfg.readings),
+            value: U256::ZERO,
+            access_list: Default::default(),
+            input: input.into(),
+        };
+        let sig =
+            signer.sign_hash_sync(&tx.signature_hash()).map_err(|e| SubmitError::Sign(e.to_string()))?;
+        let signed = tx.into_signed(sig);
+        let hash = *signed.hash();
+        Ok((hash, TxEnvelope::from(signed).encoded_2718()))
+    }
+
+    /// Groups candidates: one group per meter (its oldest readings, at most `max_batch`, or a single
+    /// isolated reading), groups packed into transactions of at most `max_batch` readings.
+    fn plan(&self, candidates: Vec<PendingReading>) -> Vec<Vec<PendingReading>> {
+        let max = self.cfg.max_batch;
+        let mut per_meter: BTreeMap<i64, Vec<PendingReading>> = BTreeMap::new(); // keyed by first id
+        let mut first_id: HashMap<String, i64> = HashMap::new();
+        let mut sealed: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for r in candidates {
+            if sealed.contains(&r.meter) {
+                continue;
+            }
+            let key = *first_id.entry(r.meter.clone()).or_insert(r.id);
+            let group = per_meter.entry(key).or_default();
+            if r.isolate && !group.is_empty() {
+                // Keep order: this meter's later readings wait for the next round.
+                sealed.insert(r.meter.clone());
+                continue;
+            }
+            let isolate = r.isolate;
+            let meter = r.meter.clone();
+            group.push(r);
+            if isolate || group.len() >= max {
+                sealed.insert(meter);
+            }
+        }
+        let mut txs: Vec<Vec<PendingReading>> = Vec::new();
+        let mut current: Vec<PendingReading> = Vec::new();
+        for (_, group) in per_meter {
+            if group[0].isolate {
+                txs.push(group);
+                continue;
+            }
+            if current.len() + group.len() > max {
+                txs.push(std::mem::take(&mut current));
+            }
+            current.extend(group);
+        }
+        if !current.is_empty() {
+            txs.push(current);
+        }
+        txs.truncate(self.cfg.max_txs_per_round);
+        txs
+    }
+
+    async fn build_and_send(&mut self, chain_id: u64) -> Result<(), SubmitError> {
+        let limit = self.cfg.max_batch * self.cfg.max_txs_per_round;
+        let candidates = db(&self.outbox, move |o| o.pending_candidates(limit)).await?;
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let plan = self.plan(candidates);
+        let mut built: Vec<Built> = Vec::with_capacity(plan.len());
+        for group in plan {
+            let ids: Vec<i64> = group.iter().map(|r| r.id).collect();
+            let (sender, hash, raw) = if group.len() == 1 {
+                // No backlog: the meter sends its own reading.
+                let r = &group[0];
+                let key = self.meters.get(&r.meter).cloned().expect("configured meter");
+                let input = MeterReadings::submitReadingCall {
+                    importWh: r.import_wh,
+                    exportWh: r.export_wh,
+                    timestamp: r.timestamp,
+                }
+                .abi_encode();
+                let nonce = self.next_nonce(key.address).await?;
+                let (hash, raw) = self.sign_tx(&key.signer, chain_id, nonce, GAS_SINGLE, input)?;
+                (key.address, hash, (raw, nonce))
+            } else {
+                let mut signed = Vec::with_capacity(group.len());
+                for r in &group {
+                    let key = self.meters.get(&r.meter).cloned().expect("configured meter");
+                    let reading = MeterReading {
+                        meter: key.address,
+                        importWh: r.import_wh,
+                        exportWh: r.export_wh,
+                        timestamp: r.timestamp,
+                    };
+                    let digest = signing_hash(&reading, chain_id, self.cfg.readings);
+                    let sig =
+                        key.signer.sign_hash_sync(&digest).map_err(|e| SubmitError::Sign(e.to_string()))?;
+                    let compact = sig.as_erc2098();
+                    signed.push(IMeterReadings::SignedReading {
+                        meter: key.address,
+                        importWh: r.import_wh,
+                        exportWh: r.export_wh,
+                        timestamp: r.timestamp,
+                        r: B256::from_slice(&compact[..32]),
+                        vs: B256::from_slice(&compact[32..]),
+                    });
+                }
+                let input = MeterReadings::submitReadingsCall { readings: signed }.abi_encode();
+                let gas = (GAS_BATCH_BASE + GAS_PER_READING * group.len() as u64).min(GAS_CAP);
+                let relayer = self.relayer.clone();
+                let nonce = self.next_nonce(relayer.address()).await?;
+                let (hash, raw) = self.sign_tx(&relayer, chain_id, nonce, gas, input)?;
+                (relayer.address(), hash, (raw, nonce))
+            };
+            let (raw, nonce) = raw;
+            built.push(Built {
+                new: NewTx { sender, nonce, hash, raw, reading_ids: ids },
+                readings: group.len(),
+            });
+        }
+        // Store before sending: a transaction is never on the wire without being in the outbox.
+        let news: Vec<NewTx> = built.iter().map(|b| b.new.clone()).collect();
+        let now = now_ms();
+        let ids = db(&self.outbox, move |o| o.record_txs(&news, now)).await?;
+        let readings: usize = built.iter().map(|b| b.readings).sum();
+        self.metrics.submitted.fetch_add(readings as u64, Ordering::Relaxed);
+        self.metrics.txs_sent.fetch_add(built.len() as u64, Ordering::Relaxed);
+        let calls: Vec<(&str, Value)> = built
+            .iter()
+            .map(|b| ("eth_sendRawTransaction", json!([format!("0x{}", hex::encode(&b.new.raw))])))
+            .collect();
+        let answers = self.rpc.batch(&calls).await?;
+        for ((b, a), id) in built.iter().zip(answers).zip(ids) {
+            if let Err(e) = a {
+                if !is_known(&e.message) {
+                    tracing::warn!(tx = %b.new.hash, tx_id = id, nonce = b.new.nonce, sender = %b.new.sender, code = e.code,
+                        message = %e.message, "node refused a new transaction; it will be resent");
+                }
+            }
+        }
+        tracing::debug!(txs = built.len(), readings, "sent transactions");
+        Ok(())
+    }
+}
+
+fn is_known(message: &str) -> bool {
+    let m = message.to_lowercase();
+    m.contains("already known") || m.contains("known transaction") || m.contains("already imported")
+}
