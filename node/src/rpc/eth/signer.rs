@@ -1,6 +1,6 @@
 //! Development accounts: `eth_accounts` and `eth_sendTransaction`.
 
-use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_consensus::{SignableTransaction, TxEnvelope, TxType};
 
 use alloy_primitives::{Address, TxKind};
 use alloy_rpc_types_eth::TransactionRequest;
@@ -42,20 +42,74 @@ pub fn send_transaction(ctx: &RpcContext, p: Params) -> RpcResult {
             u64::from_str_radix(s.trim_start_matches("0x"), 16).map_err(RpcError::internal)?
         }
     };
-    let input = req.input.input().cloned().unwrap_or_default();
-    let tx = TxEip1559 {
-        chain_id,
-        nonce,
-        gas_limit,
-        max_fee_per_gas: 0,
-        max_priority_fee_per_gas: 0,
-        to: req.to.unwrap_or(TxKind::Create),
-        value: req.value.unwrap_or_default(),
-        access_list: req.access_list.clone().unwrap_or_default(),
-        input,
+    // The transaction is of the type the request asks for, as geth's TransactionArgs build it:
+    // an explicit `type`, else 7702 with an authorization list, 2930 with an access list and
+    // a gas price, legacy with a gas price, EIP-1559 otherwise. Fees not given are 0.
+    let ty = match req.transaction_type {
+        Some(t) => TxType::try_from(t)
+            .map_err(|_| RpcError::invalid_params(format!("unknown transaction type {t}")))?,
+        None => req.preferred_type(),
     };
-    let sig = key.sign_hash(&tx.signature_hash());
-    let envelope = TxEnvelope::from(tx.into_signed(sig));
+    let mut req = req;
+    if req.chain_id.is_some_and(|c| c != chain_id) {
+        return Err(RpcError::invalid_input(format!("chainId must be {chain_id} on this chain")));
+    }
+    req.chain_id = Some(chain_id);
+    req.nonce = Some(nonce);
+    req.gas = Some(gas_limit);
+    req.to = Some(req.to.unwrap_or(TxKind::Create));
+    let conflict =
+        |what: &str| RpcError::invalid_params(format!("{what} does not fit a type {} transaction", ty as u8));
+    let signed_envelope = |tx: alloy_consensus::TypedTransaction| -> TxEnvelope {
+        let sig = key.sign_hash(&tx.signature_hash());
+        match tx {
+            alloy_consensus::TypedTransaction::Legacy(t) => t.into_signed(sig).into(),
+            alloy_consensus::TypedTransaction::Eip2930(t) => t.into_signed(sig).into(),
+            alloy_consensus::TypedTransaction::Eip1559(t) => t.into_signed(sig).into(),
+            alloy_consensus::TypedTransaction::Eip7702(t) => t.into_signed(sig).into(),
+            alloy_consensus::TypedTransaction::Eip4844(t) => t.into_signed(sig).into(),
+        }
+    };
+    let built = match ty {
+        TxType::Legacy | TxType::Eip2930 => {
+            if req.max_fee_per_gas.is_some() || req.max_priority_fee_per_gas.is_some() {
+                return Err(conflict("maxFeePerGas/maxPriorityFeePerGas"));
+            }
+            req.gas_price.get_or_insert(0);
+            if ty == TxType::Legacy {
+                if req.access_list.is_some() {
+                    return Err(conflict("accessList"));
+                }
+                req.build_legacy().map(Into::into)
+            } else {
+                req.access_list.get_or_insert_with(Default::default);
+                req.build_2930().map(Into::into)
+            }
+        }
+        TxType::Eip1559 | TxType::Eip7702 => {
+            if req.gas_price.is_some() {
+                return Err(conflict("gasPrice"));
+            }
+            req.max_fee_per_gas.get_or_insert(0);
+            req.max_priority_fee_per_gas.get_or_insert(0);
+            if ty == TxType::Eip1559 {
+                if req.authorization_list.is_some() {
+                    return Err(conflict("authorizationList"));
+                }
+                req.build_1559().map(Into::into)
+            } else {
+                req.authorization_list.get_or_insert_with(Default::default);
+                req.build_7702().map(Into::into)
+            }
+        }
+        TxType::Eip4844 => {
+            return Err(RpcError::invalid_input("blob transactions are not accepted on this chain"))
+        }
+    }
+    .map_err(|e: alloy_consensus::error::ValueError<TransactionRequest>| {
+        RpcError::invalid_params(e.to_string())
+    })?;
+    let envelope = signed_envelope(built);
     let recovered = validate_envelope(envelope, &ctx.chain.validation_context()).map_err(validation_error)?;
     debug_assert_eq!(recovered.signer(), from);
 
