@@ -185,3 +185,35 @@ test('null for unknown objects, fee history, and the scalar answers', async () =
   assertShape(await rpc('eth_getStorageAt', [devWallet(0).address, '0x0', 'latest']), 'bytes', 'eth_getStorageAt');
   assert.equal(await rpc('eth_syncing'), false);
 });
+
+test('eth_sendTransaction signs the type the request asks for, and refuses conflicting fields', async () => {
+  const from = devWallet(9).address;
+  const to = ethers.Wallet.createRandom().address;
+  const cases = [
+    [{}, '0x2'],
+    [{ gasPrice: '0x3' }, '0x0'],
+    [{ gasPrice: '0x0', accessList: [] }, '0x1'],
+    [{ maxFeePerGas: '0x5', maxPriorityFeePerGas: '0x1' }, '0x2'],
+    [{ type: '0x0' }, '0x0'],
+    [{ type: '0x1' }, '0x1'],
+  ];
+  const hashes = [];
+  for (const [fields, type] of cases) {
+    const hash = await rpc('eth_sendTransaction', [{ from, to, value: '0x1', ...fields }]);
+    hashes.push([hash, type, fields]);
+  }
+  for (const [hash, type, fields] of hashes) {
+    const receipt = await waitReceipt(hash);
+    assert.equal(receipt.status, '0x1');
+    assert.equal(receipt.effectiveGasPrice, '0x0');
+    const tx = await rpc('eth_getTransactionByHash', [hash]);
+    assert.equal(tx.type, type, `${JSON.stringify(fields)} → type ${type}`);
+    assertShape(tx, transactionInfo(type), `type ${type} from eth_sendTransaction`);
+    if (fields.gasPrice) assert.equal(tx.gasPrice, fields.gasPrice, 'the requested gas price is signed');
+    if (fields.maxFeePerGas) assert.equal(tx.maxFeePerGas, fields.maxFeePerGas);
+  }
+  for (const bad of [{ gasPrice: '0x1', maxFeePerGas: '0x1' }, { type: '0x2', gasPrice: '0x1' }, { type: '0x0', accessList: [] }]) {
+    await assert.rejects(rpc('eth_sendTransaction', [{ from, to, ...bad }]), /-32602/, JSON.stringify(bad));
+  }
+  assert.equal(await rpc('eth_getBalance', [to, 'latest']), '0x6');
+});
