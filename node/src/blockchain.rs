@@ -84,6 +84,8 @@ pub struct NewBlock {
     pub receipts: Vec<ReceiptEnvelope>,
     /// Total difficulty including this block.
     pub total_difficulty: U256,
+    /// `true` when the block left the canonical chain in a reorg (its logs are now removed).
+    pub removed: bool,
 }
 
 /// Node-level options for the chain.
@@ -233,12 +235,140 @@ impl Blockchain {
     /// Imports a block from a peer or a file: verify, execute, compare, commit.
     pub fn import(&self, block: Block, now: Option<u64>) -> Result<B256, ImportError> {
         let _guard = self.import_lock.lock();
+        self.import_locked(block, now)
+    }
+
+    /// Switches the canonical chain to `branch`: blocks whose first one's parent is a canonical
+    /// block within the kept history. The current blocks above that parent are taken off (state
+    /// undone, indexes removed, `removed` events sent, their transactions returned to the pool
+    /// unless the branch includes them), then the branch is imported through the normal road.
+    /// If a branch block is invalid, the original chain is restored and the error returned.
+    pub fn reorg_to(&self, branch: Vec<Block>, now: Option<u64>) -> Result<B256, ImportError> {
+        let _guard = self.import_lock.lock();
+        let first = branch.first().ok_or_else(|| ImportError::Invalid {
+            number: 0,
+            hash: B256::ZERO,
+            reason: "empty branch".into(),
+        })?;
+        let fork_parent = first.header.parent_hash;
+        let fork_number = first.header.number.saturating_sub(1);
+        let canonical = self.reads.with(|c| crate::storage::BlockQuery::canonical_hash(c, fork_number))?;
+        if canonical != Some(fork_parent) {
+            return Err(ImportError::NotOnHead {
+                number: first.header.number,
+                hash: first.header.hash_slow(),
+                parent: fork_parent,
+            });
+        }
+        let mut reverted = Vec::new();
+        while self.head_number() > fork_number {
+            reverted.push(self.revert_head_locked()?);
+        }
+        let mut imported = 0;
+        let mut failure = None;
+        for block in &branch {
+            match self.import_locked(block.clone(), now) {
+                Ok(_) => imported += 1,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            // Put the original chain back: undo what the branch added, re-import what we had.
+            for _ in 0..imported {
+                self.revert_head_locked()?;
+            }
+            for old in reverted.iter().rev() {
+                self.import_locked(old.block.block.clone(), None)?;
+            }
+            return Err(e);
+        }
+        // Transactions of the abandoned blocks that the branch did not include go back to the pool.
+        let included: std::collections::HashSet<B256> =
+            branch.iter().flat_map(|b| b.body.transactions.iter().map(|t| *t.tx_hash())).collect();
+        for old in reverted.iter().rev() {
+            for tx in old.block.recovered_txs() {
+                if !included.contains(tx.inner().tx_hash()) {
+                    let nonce = self.account_nonce(&tx.signer());
+                    let _ = self.pool.add(tx, nonce);
+                }
+            }
+        }
+        tracing::info!(depth = reverted.len(), new_head = self.head_number(), "reorganised");
+        Ok(self.head().hash)
+    }
+
+    /// Whether a branch tip should replace the current head under EIP-3436 fork choice.
+    pub fn prefers(&self, tip: &crate::consensus::clique::fork_choice::Tip) -> bool {
+        let head = self.head();
+        let Ok(signer) = clique::recover_sealer(&head.header) else { return true };
+        let ours = crate::consensus::clique::fork_choice::Tip {
+            total_difficulty: head.total_difficulty,
+            number: head.header.number,
+            hash: head.hash,
+            signer,
+        };
+        let signers = head.snapshot.signers_sorted();
+        crate::consensus::clique::fork_choice::compare(tip, &ours, &signers) == std::cmp::Ordering::Greater
+    }
+
+    /// Takes the head block off the canonical chain (for reorgs); returns it.
+    fn revert_head_locked(&self) -> Result<NewBlock, ImportError> {
+        let head = self.head();
+        let number = head.header.number;
+        let hash = head.hash;
+        let invalid = |reason: String| ImportError::Invalid { number, hash, reason };
+        if number == 0 {
+            return Err(invalid("cannot revert the genesis block".into()));
+        }
+        let undo = crate::storage::undo_block(&self.reads, number)?.ok_or_else(|| {
+            invalid("its state history is no longer kept, so it cannot be reorganised away".into())
+        })?;
+        let (block, td) = self
+            .reads
+            .with(|c| crate::storage::BlockQuery::block_by_hash(c, &hash))?
+            .ok_or_else(|| invalid("block body missing".into()))?;
+        let receipts =
+            self.reads.with(|c| crate::storage::BlockQuery::receipts_by_hash(c, &hash))?.unwrap_or_default();
+        let parent = head.header.parent_hash;
+        let (parent_header, parent_td) = self
+            .reads
+            .with(|c| crate::storage::BlockQuery::header_by_hash(c, &parent))?
+            .ok_or_else(|| invalid("parent block missing".into()))?;
+        let parent_snapshot = self
+            .store
+            .lock()
+            .snapshot(&parent)?
+            .ok_or_else(|| invalid("no Clique snapshot kept for its parent".into()))?;
+        let mut state = self.state.write();
+        let tx_hashes: Vec<B256> = block.block.body.transactions.iter().map(|t| *t.tx_hash()).collect();
+        self.store.lock().revert_block(number, &undo, &tx_hashes)?;
+        state.revert(&undo);
+        *self.head.write() = Head {
+            header: parent_header,
+            hash: parent,
+            total_difficulty: parent_td,
+            snapshot: parent_snapshot,
+        };
+        self.hashes.write().0.remove(&number);
+        drop(state);
+        let event = NewBlock { block, receipts, total_difficulty: td, removed: true };
+        let _ = self.events.send(Arc::new(event.clone()));
+        Ok(event)
+    }
+
+    fn import_locked(&self, block: Block, now: Option<u64>) -> Result<B256, ImportError> {
         let hash = block.header.hash_slow();
         let number = block.header.number;
         let invalid = |reason: String| ImportError::Invalid { number, hash, reason };
         let head = self.head();
+        // Already on the canonical chain: nothing to do. (A stored side block, e.g. one a reorg
+        // took off, is imported again like any other block.)
         if hash == head.hash
-            || self.reads.with(|c| crate::storage::BlockQuery::header_by_hash(c, &hash))?.is_some()
+            || (number <= head.header.number
+                && self.reads.with(|c| crate::storage::BlockQuery::canonical_hash(c, number))? == Some(hash))
         {
             return Ok(hash);
         }
@@ -446,6 +576,7 @@ impl Blockchain {
             block: sealed,
             receipts: outcome.receipts,
             total_difficulty,
+            removed: false,
         }));
         Ok(hash)
     }

@@ -97,6 +97,7 @@ fn subscribe(ctx: &Arc<RpcContext>, conn: &Arc<WsConnection>, p: Params) -> RpcR
                     let ev = rx.recv().await;
                     let Some(conn) = weak.upgrade() else { return };
                     match ev {
+                        Ok(b) if b.removed => {}
                         Ok(b) => {
                             let header = convert::header(&b.block, b.total_difficulty);
                             if !conn.notify(&sid, json!(header)) {
@@ -128,9 +129,10 @@ fn subscribe(ctx: &Arc<RpcContext>, conn: &Arc<WsConnection>, p: Params) -> RpcR
                     let Some(conn) = weak.upgrade() else { return };
                     match ev {
                         Ok(b) => {
+                            // Logs of a block a reorg took off the chain come again with removed: true.
                             for log in convert::block_logs(&b.block, &b.receipts) {
                                 if query.matches(&log.log)
-                                    && !conn.notify(&sid, json!(convert::log(&log, false)))
+                                    && !conn.notify(&sid, json!(convert::log(&log, b.removed)))
                                 {
                                     return;
                                 }

@@ -182,3 +182,45 @@ pub fn undo_to(pool: &ReadPool, number: u64, head: u64) -> Result<crate::state::
     let _ = conn.execute_batch("ROLLBACK");
     result.map(|_| undo)
 }
+
+/// The undo record of exactly block `number`: the values its changes overwrote, in the order
+/// they were written. `None` if that block's history was pruned.
+pub fn undo_block(pool: &ReadPool, number: u64) -> Result<Option<crate::state::StateUndo>, StateError> {
+    let conn = pool.lock_one();
+    let floor: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'history_floor'", [], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    if floor.is_some_and(|f| number <= f as u64) {
+        return Ok(None);
+    }
+    let mut undo = crate::state::StateUndo::default();
+    let mut st = conn
+        .prepare_cached("SELECT address, nonce, balance, code_hash FROM account_history WHERE block = ?1")
+        .map_err(backend)?;
+    let mut rows = st.query([number as i64]).map_err(backend)?;
+    while let Some(r) = rows.next().map_err(backend)? {
+        let addr = super::writer::blob_address(&r.get::<_, Vec<u8>>(0).map_err(backend)?)?;
+        let nonce: Option<i64> = r.get(1).map_err(backend)?;
+        let info = match nonce {
+            None => None,
+            Some(n) => Some(AccountInfo {
+                nonce: n as u64,
+                balance: blob_u256(&r.get::<_, Vec<u8>>(2).map_err(backend)?)?,
+                code_hash: blob_b256(&r.get::<_, Vec<u8>>(3).map_err(backend)?)?,
+            }),
+        };
+        undo.accounts.push((addr, info));
+    }
+    let mut st = conn
+        .prepare_cached("SELECT address, slot, value FROM storage_history WHERE block = ?1")
+        .map_err(backend)?;
+    let mut rows = st.query([number as i64]).map_err(backend)?;
+    while let Some(r) = rows.next().map_err(backend)? {
+        let addr = super::writer::blob_address(&r.get::<_, Vec<u8>>(0).map_err(backend)?)?;
+        let slot = blob_u256(&r.get::<_, Vec<u8>>(1).map_err(backend)?)?;
+        let value = blob_u256(&r.get::<_, Vec<u8>>(2).map_err(backend)?)?;
+        undo.storage.push((addr, slot, value));
+    }
+    Ok(Some(undo))
+}

@@ -16,7 +16,7 @@ mod schema;
 mod writer;
 
 pub use blocks::{canonical_range, BlockQuery, LogFilterQuery, StoredLog, TxLocation};
-pub use history::{undo_to, HistoricalState};
+pub use history::{undo_block, undo_to, HistoricalState};
 pub use writer::{BlockWrite, Store};
 
 use std::path::Path;

@@ -170,6 +170,67 @@ impl Store {
         Ok(())
     }
 
+    /// Takes the canonical head block `number` off the chain in one transaction: its state
+    /// changes are undone in the plain state (from `undo`, the values it overwrote), its history,
+    /// canonical entry, transaction index and log index are removed. The block itself stays
+    /// stored as a side block.
+    pub fn revert_block(
+        &mut self,
+        number: u64,
+        undo: &StateUndo,
+        tx_hashes: &[B256],
+    ) -> Result<(), StorageError> {
+        let n = number as i64;
+        let tx = self.conn.transaction()?;
+        {
+            let mut put_acc = tx.prepare_cached(
+                "INSERT OR REPLACE INTO accounts (address, nonce, balance, code_hash) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut del_acc = tx.prepare_cached("DELETE FROM accounts WHERE address = ?1")?;
+            let mut wipe = tx.prepare_cached("DELETE FROM storage WHERE address = ?1")?;
+            let mut put = tx.prepare_cached(
+                "INSERT OR REPLACE INTO storage (address, slot, value) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut del = tx.prepare_cached("DELETE FROM storage WHERE address = ?1 AND slot = ?2")?;
+            // Same order as the in-memory revert: storage first (reverse), then accounts.
+            for (addr, slot, value) in undo.storage.iter().rev() {
+                if value.is_zero() {
+                    del.execute(params![addr.as_slice(), u256_blob(slot)])?;
+                } else {
+                    put.execute(params![addr.as_slice(), u256_blob(slot), u256_blob(value)])?;
+                }
+            }
+            for (addr, info) in undo.accounts.iter().rev() {
+                match info {
+                    Some(i) => {
+                        put_acc.execute(params![
+                            addr.as_slice(),
+                            i.nonce as i64,
+                            u256_blob(&i.balance),
+                            i.code_hash.as_slice()
+                        ])?;
+                    }
+                    None => {
+                        del_acc.execute([addr.as_slice()])?;
+                        wipe.execute([addr.as_slice()])?;
+                    }
+                }
+            }
+        }
+        tx.execute("DELETE FROM account_history WHERE block = ?1", [n])?;
+        tx.execute("DELETE FROM storage_history WHERE block = ?1", [n])?;
+        tx.execute("DELETE FROM canonical WHERE number = ?1", [n])?;
+        tx.execute("DELETE FROM logs WHERE number = ?1", [n])?;
+        {
+            let mut del_tx = tx.prepare_cached("DELETE FROM tx_index WHERE hash = ?1 AND number = ?2")?;
+            for h in tx_hashes {
+                del_tx.execute(params![h.as_slice(), n])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Loads the head state into memory.
     pub fn load_state(&self) -> Result<WorldState, StorageError> {
         let mut state = WorldState::default();

@@ -6,6 +6,7 @@
 //! - [`proposals`]: the votes this node's signer casts (`clique_propose`).
 
 pub mod proposals;
+pub mod fork_choice;
 pub mod seal;
 pub mod snapshot;
 pub mod verify;

@@ -1,0 +1,160 @@
+//! Reorganisations on the real chain code (in-process): three signers make two competing
+//! branches; the node switches to the preferred one under EIP-3436, undoes state and indexes,
+//! announces the abandoned blocks as removed, returns their transactions to the pool, and
+//! restores its chain when a branch turns out invalid.
+
+use std::sync::Arc;
+
+use alloy_primitives::{Address, TxKind, B256, U256};
+use p2pe_node::blockchain::{Blockchain, ChainOptions};
+use p2pe_node::chain::{build_genesis, ChainSpec, GenesisParams};
+use p2pe_node::consensus::clique::{fork_choice::Tip, recover_sealer, sign_header};
+use p2pe_node::crypto::SigningKey;
+use p2pe_node::primitives::Block;
+use p2pe_node::storage::{BlockQuery, Store};
+use p2pe_node::txpool::{validate_tx, PoolConfig, TxPool};
+use p2pe_tests::harness::{dev_key, sign_raw};
+
+fn key(b: u8) -> SigningKey {
+    SigningKey::from_bytes(&B256::repeat_byte(b)).unwrap()
+}
+
+struct Net {
+    json: String,
+    spec: ChainSpec,
+    t0: u64,
+}
+
+fn open(net: &Net, dir: &std::path::Path) -> Blockchain {
+    let mut store = Store::open(dir, None).unwrap();
+    store.init_genesis(&net.spec, &net.json).unwrap();
+    let opts = ChainOptions { state_history: Some(128), read_connections: 2 };
+    Blockchain::open(net.spec.clone(), store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap()
+}
+
+fn add_tx(chain: &Blockchain, from: u32, nonce: u64, value: u64) -> B256 {
+    let tx = alloy_consensus::TxEip1559 {
+        chain_id: 56,
+        nonce,
+        gas_limit: 21_000,
+        to: TxKind::Call(Address::repeat_byte(0x42)),
+        value: U256::from(value),
+        ..Default::default()
+    };
+    let raw = alloy_primitives::hex::decode(sign_raw(&dev_key(from), tx)).unwrap();
+    let tx = validate_tx(&raw, &chain.validation_context()).unwrap();
+    let hash = *tx.inner().tx_hash();
+    chain.pool().add(tx, nonce).unwrap();
+    hash
+}
+
+fn seal(chain: &Blockchain, keys: &[&SigningKey], t: u64) -> Block {
+    keys.iter().find_map(|k| chain.seal_next(k, t, None).unwrap()).expect("someone may seal").block
+}
+
+#[test]
+fn switches_to_the_preferred_branch_and_restores_on_an_invalid_one() {
+    let (a, b, c) = (key(0xa1), key(0xb2), key(0xc3));
+    let t0 = p2pe_node::blockchain::unix_now() - 1_000;
+    let params = GenesisParams {
+        chain_id: 56,
+        period: 1,
+        signers: vec![a.address(), b.address(), c.address()],
+        funded: vec![
+            (dev_key(0).address(), U256::from(10u64).pow(U256::from(21))),
+            (dev_key(1).address(), U256::from(10u64).pow(U256::from(21))),
+        ],
+        timestamp: t0,
+        ..Default::default()
+    };
+    let json = serde_json::to_string(&build_genesis(&params)).unwrap();
+    let net = Net { spec: ChainSpec::from_json(&json).unwrap(), json, t0 };
+    let dir = tempfile::tempdir().unwrap();
+
+    // Branch X on the node under test: 1 (A), 2 (B, with tx x), 3 (C).
+    let node = open(&net, &dir.path().join("node"));
+    let b1 = seal(&node, &[&a], net.t0 + 1);
+    let x_tx = add_tx(&node, 0, 0, 5);
+    let x2 = seal(&node, &[&b], net.t0 + 2);
+    assert_eq!(x2.body.transactions.len(), 1);
+    let x3 = seal(&node, &[&c], net.t0 + 3);
+    let mut events = node.subscribe();
+
+    // Branch Y from block 1 elsewhere: 2' (C, with tx y), 3' (B), 4' (A): longer, more difficulty.
+    let other = open(&net, &dir.path().join("other"));
+    other.import(b1.clone(), None).unwrap();
+    let y_tx = add_tx(&other, 1, 0, 7);
+    let y2 = seal(&other, &[&c], net.t0 + 2);
+    let y3 = seal(&other, &[&b], net.t0 + 3);
+    let y4 = seal(&other, &[&a], net.t0 + 4);
+    assert_ne!(y2.header.hash_slow(), x2.header.hash_slow());
+    // Extend Y until it is heavier than X (difficulty depends on who was in turn).
+    let mut y_rest = Vec::new();
+    let mut t = net.t0 + 5;
+    while other.head().total_difficulty <= node.head().total_difficulty {
+        y_rest.push(seal(&other, &[&c, &b, &a], t));
+        t += 1;
+    }
+    let y_tip = y_rest.last().cloned().unwrap_or_else(|| y4.clone());
+    let tip = Tip {
+        total_difficulty: other.head().total_difficulty,
+        number: y_tip.header.number,
+        hash: y_tip.header.hash_slow(),
+        signer: recover_sealer(&y_tip.header).unwrap(),
+    };
+    assert!(node.prefers(&tip), "the longer branch has more difficulty");
+    assert!(!other.prefers(&Tip {
+        total_difficulty: node.head().total_difficulty,
+        number: 3,
+        hash: x3.header.hash_slow(),
+        signer: c.address()
+    }));
+
+    // An invalid branch (block 3' with a wrong state root, properly sealed) is refused and the
+    // node keeps branch X.
+    let mut bad = y3.clone();
+    bad.header.state_root = B256::repeat_byte(9);
+    sign_header(&mut bad.header, &b).unwrap();
+    let err = node.reorg_to(vec![y2.clone(), bad, y4.clone()], None).unwrap_err().to_string();
+    assert!(err.contains("stateRoot"), "{err}");
+    assert_eq!(node.head().hash, x3.header.hash_slow());
+    assert_eq!(node.head().header.state_root, x3.header.state_root);
+    assert_eq!(node.reads().with(|c| c.canonical_hash(2)).unwrap(), Some(x2.header.hash_slow()));
+    while events.try_recv().is_ok() {}
+
+    // The valid branch wins.
+    let mut branch = vec![y2.clone(), y3.clone(), y4.clone()];
+    branch.extend(y_rest.iter().cloned());
+    node.reorg_to(branch, None).unwrap();
+    assert_eq!(node.head().hash, y_tip.header.hash_slow());
+    assert_eq!(node.head().header.state_root, other.head().header.state_root);
+    for (n, blk) in [(2, &y2), (3, &y3), (4, &y4)] {
+        assert_eq!(node.reads().with(|c| c.canonical_hash(n)).unwrap(), Some(blk.header.hash_slow()));
+    }
+    // Indexes follow: y's transaction is found, x's is not; x's is back in the pool.
+    assert!(node.reads().with(|c| c.tx_location(&y_tx)).unwrap().is_some());
+    assert!(node.reads().with(|c| c.tx_location(&x_tx)).unwrap().is_none());
+    assert!(node.pool().get(&x_tx).is_some(), "the orphaned transaction is waiting again");
+    // State: x's transfer undone, y's applied.
+    let state = node.state();
+    assert_eq!(
+        p2pe_node::state::StateReader::account(&*state, &dev_key(0).address()).unwrap().unwrap().nonce,
+        0
+    );
+    assert_eq!(
+        p2pe_node::state::StateReader::account(&*state, &dev_key(1).address()).unwrap().unwrap().nonce,
+        1
+    );
+    drop(state);
+    // Subscribers saw 3 then 2 removed, then 2', 3', 4' added.
+    let mut seen = Vec::new();
+    while let Ok(ev) = events.try_recv() {
+        seen.push((ev.block.number(), ev.removed));
+    }
+    let mut expected = vec![(3, true), (2, true)];
+    expected.extend((2..=y_tip.header.number).map(|n| (n, false)));
+    assert_eq!(seen, expected);
+    // The orphaned transaction is sealed on the new head.
+    let next = seal(&node, &[&a, &b, &c], t);
+    assert!(next.body.transactions.iter().any(|t| *t.tx_hash() == x_tx));
+}
