@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of p2p-energy on a fresh Debian machine, installing what the tests need:
-# npm packages (forge, cast, anvil, solc, ethers, viem) from the lockfiles. Needs the Rust
-# toolchain and Node.js/npm, which a Debian Rust machine has.
+# npm packages (forge, cast, anvil, solc, ethers, viem) from the lockfiles, and web3.py and
+# pytest (tests/compat/requirements.txt) into the virtualenv .tools/venv. Needs the Rust
+# toolchain, Node.js/npm and Python 3 with venv, which a Debian Rust machine has.
 #
 #   ./scripts/test.sh            # everything
 #   SKIP_LINT=1 ./scripts/test.sh   # skip fmt/clippy
@@ -35,10 +36,25 @@ install_npm() {
     "$root/tests/node_modules/.bin/cast" --version
 }
 
+venv="$root/.tools/venv"
+install_python() {
+  if ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
+    rm -rf "$venv" && python3 -m venv "$venv" || return 1
+  fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/compat/requirements.txt" &&
+    "$venv/bin/pytest" --version
+}
+
 # Installation failures stop the run: nothing after them could pass.
 echo "==> install npm packages"
 if ! install_npm; then
   echo "installing npm packages failed"
+  echo "steps: 0 passed, 1 failed"
+  exit 1
+fi
+echo "==> install Python packages (.tools/venv)"
+if ! install_python; then
+  echo "installing Python packages failed"
   echo "steps: 0 passed, 1 failed"
   exit 1
 fi
@@ -51,6 +67,8 @@ fi
 step "contracts: forge test" bash -c "cd '$root/contracts' && ./node_modules/.bin/forge test"
 step "cargo test (unit and end-to-end)" cargo test --workspace -- --test-threads 2
 step "JavaScript clients (node --test)" bash -c "cd '$root/tests' && node --test compat/"
+# pytest exits 5 when it collected no test: that fails the step like any other failure.
+step "web3.py client (pytest)" "$venv/bin/pytest" -q "$root/tests/compat/test_web3.py"
 
 echo
 if [ "$failed" -gt 0 ]; then
