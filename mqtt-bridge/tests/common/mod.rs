@@ -20,7 +20,6 @@ use alloy_primitives::{keccak256, Address, U256};
 use alloy_sol_types::{SolCall, SolConstructor, SolEvent, SolInterface};
 use p2pe_bindings::meter_readings::MeterReadings;
 use p2pe_bindings::registry::Registry;
-use p2pe_tests::harness::{free_port, node_bin, Rpc};
 use serde_json::{json, Value};
 
 /// Password of every fixture keystore.
@@ -51,7 +50,7 @@ pub fn meter_addresses() -> Vec<Address> {
 
 /// The key of meter `i` (slow in debug: PBKDF2 of the mnemonic).
 pub fn meter_signer(i: usize) -> alloy_signer_local::PrivateKeySigner {
-    p2pe_tests::harness::dev_key(100 + i as u32)
+    dev_key(100 + i as u32)
 }
 
 /// Unix seconds now.
@@ -82,6 +81,101 @@ fn run(cmd: &mut Command) -> String {
 fn port_open(port: u16) -> bool {
     TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_millis(200))
         .is_ok()
+}
+
+// ------------------------------------------------------------------------------------------ Basics
+
+/// The well-known development mnemonic.
+pub const DEV_MNEMONIC: &str = "test test test test test test test test test test test junk";
+
+/// Key `i` of [`DEV_MNEMONIC`] (m/44'/60'/0'/0/i).
+pub fn dev_key(i: u32) -> alloy_signer_local::PrivateKeySigner {
+    alloy_signer_local::MnemonicBuilder::<alloy_signer_local::coins_bip39::English>::default()
+        .phrase(DEV_MNEMONIC)
+        .index(i)
+        .expect("index")
+        .build()
+        .expect("key")
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The `p2pe-node` binary: `P2PE_NODE_BIN`, else the newest of target/{debug,release}/p2pe-node.
+pub fn node_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("P2PE_NODE_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    [root.join("target/debug/p2pe-node"), root.join("target/release/p2pe-node")]
+        .into_iter()
+        .filter(|p| p.exists())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .expect("p2pe-node is not built: run `cargo build -p p2pe-node` first or set P2PE_NODE_BIN")
+}
+
+/// A blocking JSON-RPC client.
+#[derive(Clone)]
+pub struct Rpc {
+    url: String,
+    client: reqwest::blocking::Client,
+}
+
+impl Rpc {
+    /// A client for `url`.
+    pub fn new(url: &str) -> Self {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        Self { url: url.to_string(), client }
+    }
+
+    /// Posts `body` and parses the answer.
+    pub fn raw(&self, body: &str) -> Result<(u16, Value), String> {
+        let resp = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let text = resp.text().map_err(|e| e.to_string())?;
+        Ok((status, serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?))
+    }
+
+    /// Calls `method`, panicking on an error.
+    pub fn call(&self, method: &str, params: Value) -> Value {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let (_, v) = self.raw(&body).unwrap_or_else(|e| panic!("{method}: {e}"));
+        if let Some(e) = v.get("error") {
+            panic!("{method} failed: {e}");
+        }
+        v["result"].clone()
+    }
+
+    /// `eth_blockNumber`.
+    pub fn block_number(&self) -> u64 {
+        hex_u64(&self.call("eth_blockNumber", json!([])))
+    }
+
+    /// Waits for the receipt of `hash`.
+    pub fn wait_receipt(&self, hash: &str, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let r = self.call("eth_getTransactionReceipt", json!([hash]));
+            if !r.is_null() {
+                return r;
+            }
+            assert!(start.elapsed() < timeout, "no receipt for {hash} within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Parses a hex quantity.
+pub fn hex_u64(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
 }
 
 // ------------------------------------------------------------------------------------------ Mosquitto
@@ -404,7 +498,7 @@ pub struct Contracts {
 }
 
 fn send_from_dev0(rpc: &Rpc, to: Option<Address>, data: Vec<u8>) -> String {
-    let from = p2pe_tests::harness::dev_key(0).address();
+    let from = dev_key(0).address();
     let mut tx = json!({"from": from, "data": format!("0x{}", alloy_primitives::hex::encode(data)), "gas": "0xf00000"});
     if let Some(to) = to {
         tx["to"] = json!(to);
@@ -421,7 +515,7 @@ fn receipt_ok(rpc: &Rpc, hash: &str) -> Value {
 /// Deploys `Registry` (dev account 0 is the operator) and `MeterReadings`, registers one participant
 /// per meter address and binds the meter to it.
 pub fn deploy(rpc: &Rpc, meters: &[Address]) -> Contracts {
-    let operator = p2pe_tests::harness::dev_key(0).address();
+    let operator = dev_key(0).address();
     let start = (now_secs() - 86_400) / 900 * 900;
     let mut code = Registry::BYTECODE.to_vec();
     code.extend(
