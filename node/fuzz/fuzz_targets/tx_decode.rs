@@ -4,6 +4,7 @@
 
 #![no_main]
 
+use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::Address;
 use libfuzzer_sys::fuzz_target;
 use p2pe_node::txpool::{validate_tx, ValidationContext};
@@ -18,8 +19,7 @@ fuzz_target!(|data: &[u8]| {
             allowlist,
         };
         if let Ok(tx) = validate_tx(data, &ctx) {
-            use p2pe_node::txpool::Encodable2718Ext;
-            assert_eq!(tx.inner().encoded_bytes(), data, "accepted bytes must round-trip");
+            assert_eq!(tx.inner().encoded_2718(), data, "accepted bytes must round-trip");
         }
     }
 });
