@@ -18,3 +18,4 @@ pub mod sealer;
 pub mod state;
 pub mod storage;
 pub mod txpool;
+pub mod network;

@@ -22,6 +22,7 @@ fn main() {
             Command::Account(a) => cli::account::run(a),
             Command::Check(a) => tokio::task::block_in_place(|| cli::check::run(a)),
             Command::Export(a) => cli::chainfile::export(a),
+            Command::Testnet(a) => cli::testnet::run(a).await,
             Command::Import(a) => tokio::task::block_in_place(|| cli::chainfile::import(a)),
             Command::Dumpgenesis(a) => cli::chainfile::dump_genesis(a),
         }

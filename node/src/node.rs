@@ -8,6 +8,7 @@ use crate::blockchain::{Blockchain, ChainOptions};
 use crate::chain::ChainSpec;
 use crate::consensus::clique::Proposals;
 use crate::crypto::SigningKey;
+use crate::rpc::server::ui::{self, UiMode};
 use crate::rpc::{RpcConfig, RpcContext};
 use crate::storage::Store;
 use crate::txpool::{PoolConfig, TxPool};
@@ -28,6 +29,8 @@ pub struct NodeConfig {
     pub rpc: RpcConfig,
     /// Chain options (state history).
     pub chain: ChainOptions,
+    /// The peer network, if enabled.
+    pub network: Option<crate::network::NetworkConfig>,
 }
 
 /// A running node.
@@ -36,6 +39,10 @@ pub struct Node {
     pub chain: Arc<Blockchain>,
     /// Where JSON-RPC listens.
     pub http_addr: SocketAddr,
+    /// The peer network, if enabled.
+    pub network: Option<Arc<crate::network::NetworkHandle>>,
+    /// Where the trading dApp is served (`None` with `--no-ui`).
+    pub ui_addr: Option<SocketAddr>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -47,6 +54,15 @@ impl Node {
         let pool = Arc::new(TxPool::new(config.pool));
         let chain = Arc::new(Blockchain::open(spec, store, pool, &config.chain)?);
         let (shutdown, rx) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
+        let network = match config.network.clone() {
+            Some(net) => {
+                let (handle, task) = crate::network::start(chain.clone(), net, rx.clone()).await?;
+                tasks.push(task);
+                Some(Arc::new(handle))
+            }
+            None => None,
+        };
         let proposals = Proposals::default();
         let ctx = Arc::new(RpcContext {
             chain: chain.clone(),
@@ -54,6 +70,7 @@ impl Node {
             dev_accounts: config.dev_accounts.clone(),
             signer: config.signer.as_ref().map(|k| k.address()),
             filters: Default::default(),
+            network: network.clone(),
             proposals: proposals.clone(),
             client_version: format!(
                 "p2pe-node/v{}/{}-{}",
@@ -63,16 +80,35 @@ impl Node {
             ),
         });
         let mut srx = rx.clone();
-        let (http_addr, server) = crate::rpc::serve(ctx, config.http_addr, async move {
+        let (http_addr, server) = crate::rpc::serve(ctx.clone(), config.http_addr, async move {
             let _ = srx.changed().await;
         })
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_addr))?;
-        let mut tasks = vec![server];
+        tasks.push(server);
+        // The trading dApp on its own port (--ui-port), which answers JSON-RPC too.
+        let mut ui_addr = None;
+        if let UiMode::Port(port) = ui::mode() {
+            let addr = SocketAddr::new(config.http_addr.ip(), port);
+            let mut urx = rx.clone();
+            let (bound, ui_server) = crate::rpc::server::serve_with_ui(ctx, addr, true, async move {
+                let _ = urx.changed().await;
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for the dApp (--ui-port): {e}"))?;
+            tasks.push(ui_server);
+            ui_addr = Some(bound);
+        }
+        if ui::mode() == UiMode::SamePort {
+            ui_addr = Some(http_addr);
+        }
+        if let Some(a) = ui_addr {
+            tracing::info!("trading dApp: http://{a}/");
+        }
         if let Some(key) = config.signer.clone() {
             tasks.push(tokio::spawn(crate::sealer::run(chain.clone(), key, proposals, rx.clone())));
         }
-        Ok(Self { chain, http_addr, shutdown, tasks })
+        Ok(Self { chain, http_addr, ui_addr, network, shutdown, tasks })
     }
 
     /// Stops the sealer and the server and waits for them.

@@ -75,6 +75,10 @@ impl NodeProcess {
         let addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(node_bin());
         cmd.args(args).args(["--http-addr", &addr]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // `run` nodes join the peer network: give each its own loopback port unless told.
+        if args.first() == Some(&"run") && !args.iter().any(|a| *a == "--p2p-port" || *a == "--no-p2p") {
+            cmd.args(["--p2p-port", &free_port().to_string(), "--p2p-addr", "127.0.0.1"]);
+        }
         cmd.env("P2PE_LOG", std::env::var("P2PE_LOG").unwrap_or_else(|_| "warn".into()));
         Self::spawn(cmd, format!("http://{addr}"))
     }

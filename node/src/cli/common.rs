@@ -7,6 +7,7 @@ use clap::Args;
 
 use crate::blockchain::ChainOptions;
 use crate::crypto::SigningKey;
+use crate::rpc::server::ui::UiMode;
 use crate::rpc::RpcConfig;
 use crate::storage::DEFAULT_STATE_HISTORY;
 use crate::txpool::PoolConfig;
@@ -36,11 +37,29 @@ pub struct RpcArgs {
     /// Seconds an unpolled eth_newFilter / eth_newBlockFilter filter lives.
     #[arg(long, default_value_t = 300)]
     pub rpc_filter_ttl: u64,
+    /// Serve the trading dApp on this port (same host as --http-addr; it answers JSON-RPC there too)
+    /// instead of on the JSON-RPC port.
+    #[arg(long, conflicts_with = "no_ui")]
+    pub ui_port: Option<u16>,
+    /// Do not serve the trading dApp (by default it is served on the JSON-RPC port at GET /).
+    #[arg(long)]
+    pub no_ui: bool,
 }
 
 impl RpcArgs {
-    /// The server limits.
+    /// Where the dApp is served.
+    pub fn ui_mode(&self) -> UiMode {
+        match (self.no_ui, self.ui_port) {
+            (true, _) => UiMode::Off,
+            (false, Some(port)) => UiMode::Port(port),
+            (false, None) => UiMode::SamePort,
+        }
+    }
+
+    /// The server limits. Also records where the dApp is served ([`UiMode`]), which
+    /// `Node::start` reads.
     pub fn config(&self) -> RpcConfig {
+        crate::rpc::server::ui::set_mode(self.ui_mode());
         RpcConfig {
             max_body_bytes: self.rpc_max_body,
             max_batch: self.rpc_max_batch,
@@ -130,5 +149,47 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// Peer network options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct P2pArgs {
+    /// TCP port of the peer network (libp2p: TCP + Noise + Yamux).
+    #[arg(long, default_value_t = 30303)]
+    pub p2p_port: u16,
+    /// Address the peer network listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub p2p_addr: std::net::IpAddr,
+    /// Peers to connect to at start, as multiaddrs with the peer id, comma-separated, e.g.
+    /// /ip4/10.0.0.2/tcp/30303/p2p/12D3KooW...
+    #[arg(long, value_delimiter = ',')]
+    pub bootnodes: Vec<libp2p::Multiaddr>,
+    /// Only these peer ids may connect (comma-separated); default: anyone.
+    #[arg(long, value_delimiter = ',')]
+    pub p2p_allow: Vec<libp2p::PeerId>,
+    /// Run without the peer network.
+    #[arg(long)]
+    pub no_p2p: bool,
+}
+
+impl P2pArgs {
+    /// The network configuration for a data directory (the identity key lives there).
+    pub fn config(&self, datadir: &Path) -> Option<crate::network::NetworkConfig> {
+        if self.no_p2p {
+            return None;
+        }
+        let ip = match self.p2p_addr {
+            std::net::IpAddr::V4(v4) => libp2p::multiaddr::Protocol::Ip4(v4),
+            std::net::IpAddr::V6(v6) => libp2p::multiaddr::Protocol::Ip6(v6),
+        };
+        let listen =
+            libp2p::Multiaddr::empty().with(ip).with(libp2p::multiaddr::Protocol::Tcp(self.p2p_port));
+        Some(crate::network::NetworkConfig {
+            listen,
+            bootnodes: self.bootnodes.clone(),
+            allow: (!self.p2p_allow.is_empty()).then(|| self.p2p_allow.iter().copied().collect()),
+            identity_file: datadir.join("p2p-identity.key"),
+        })
     }
 }

@@ -176,6 +176,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             pool: args.node.pool(),
             rpc: args.rpc.config(),
             chain: args.node.chain(),
+            network: None,
         },
     )
     .await?;

@@ -8,6 +8,7 @@ pub mod dev;
 pub mod genesis;
 pub mod init;
 pub mod run;
+pub mod testnet;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +45,8 @@ pub enum Command {
     Export(chainfile::ExportArgs),
     /// Verify and import the blocks of a chain file, as if they came from a peer.
     Import(chainfile::ImportArgs),
+    /// Generate and start a local network of signers and followers on loopback.
+    Testnet(testnet::TestnetArgs),
     /// Print the genesis JSON a data directory was initialised with.
     Dumpgenesis(chainfile::DumpGenesisArgs),
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::common::{load_keystore, read_password, shutdown_signal, NodeArgs, RpcArgs};
+use super::common::{load_keystore, read_password, shutdown_signal, NodeArgs, P2pArgs, RpcArgs};
 use crate::chain::ChainSpec;
 use crate::node::{Node, NodeConfig};
 use crate::storage::Store;
@@ -25,6 +25,8 @@ pub struct RunArgs {
     pub rpc: RpcArgs,
     #[command(flatten)]
     pub node: NodeArgs,
+    #[command(flatten)]
+    pub p2p: P2pArgs,
 }
 
 /// Runs `run`.
@@ -59,6 +61,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             pool: args.node.pool(),
             rpc: args.rpc.config(),
             chain: args.node.chain(),
+            network: args.p2p.config(&args.datadir),
         },
     )
     .await?;
@@ -68,6 +71,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(m) = &market {
         println!("{}", m.describe());
+    }
+    if let Some(net) = &node.network {
+        // Give the listener a moment to report its address.
+        for _ in 0..50 {
+            if !net.listen_addrs.lock().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        for addr in net.listen_addrs.lock().iter() {
+            println!("P2P: {addr}");
+        }
     }
     println!("JSON-RPC: http://{0} (WebSocket: ws://{0})", node.http_addr);
     shutdown_signal().await;

@@ -77,6 +77,8 @@ pub struct RpcContext {
     pub client_version: String,
     /// Installed polling filters.
     pub filters: filters::FilterManager,
+    /// The peer network, if enabled.
+    pub network: Option<Arc<crate::network::NetworkHandle>>,
     /// Clique votes this node's signer casts (`clique_propose`), shared with the sealer.
     pub proposals: crate::consensus::clique::Proposals,
 }

@@ -12,8 +12,7 @@ pub fn call(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
     match method {
         "net_version" => Ok(Value::String(ctx.chain.spec().chain_id.to_string())),
         "net_listening" => Ok(json!(true)),
-        // Peers arrive with the libp2p network; a single node has none.
-        "net_peerCount" => Ok(json!("0x0")),
+        "net_peerCount" => Ok(json!(format!("{:#x}", ctx.network.as_ref().map_or(0, |n| n.peer_count())))),
         _ => Err(RpcError::method_not_found(method)),
     }
 }

@@ -1,0 +1,382 @@
+//! The peer network (rust-libp2p): TCP + Noise + Yamux; gossipsub carries new blocks and
+//! transactions; a request/response protocol serves chain status and canonical block ranges
+//! for sync.
+//!
+//! - [`protocol`]: topics, sync messages and size limits;
+//! - [`peers`]: reputation, bans and the optional peer allowlist;
+//! - [`sync`]: catching up with a better peer and switching branches under EIP-3436.
+//!
+//! Everything a peer sends is size-capped by the transport and validated before any work is
+//! spent on it (decoding, then the Clique header rules, then execution); a peer that sends
+//! invalid blocks or garbage loses score and is disconnected and banned.
+
+pub mod peers;
+pub mod protocol;
+mod sync;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_eips::eip2718::Encodable2718;
+use alloy_rlp::{Decodable, Encodable};
+use futures_util::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, identity, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::blockchain::{Blockchain, ImportError};
+use crate::primitives::Block;
+use crate::storage::BlockQuery;
+use crate::txpool::{validate_tx, PoolError};
+use peers::{Offence, PeerBook};
+use protocol::*;
+
+/// Network options.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Address to listen on, e.g. `/ip4/0.0.0.0/tcp/30303`.
+    pub listen: Multiaddr,
+    /// Peers to dial at start (with `/p2p/<peer id>`).
+    pub bootnodes: Vec<Multiaddr>,
+    /// If set, only these peers may connect.
+    pub allow: Option<HashSet<PeerId>>,
+    /// File holding this node's identity key (created on first start).
+    pub identity_file: PathBuf,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    identify: identify::Behaviour,
+}
+
+/// Requests from the sync and import workers to the swarm loop.
+pub(crate) enum Command {
+    Request { peer: PeerId, request: SyncRequest, reply: oneshot::Sender<Result<SyncResponse, String>> },
+    Validated { id: MessageId, peer: PeerId, acceptance: MessageAcceptance, offence: Option<Offence> },
+    Punish { peer: PeerId, offence: Offence },
+}
+
+/// A running network.
+pub struct NetworkHandle {
+    /// This node's peer id.
+    pub peer_id: PeerId,
+    /// Addresses it listens on (with `/p2p/<peer id>`), filled once listening.
+    pub listen_addrs: Arc<Mutex<Vec<Multiaddr>>>,
+    /// Connected peers.
+    pub peers: Arc<Mutex<HashSet<PeerId>>>,
+}
+
+impl NetworkHandle {
+    /// Number of connected peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.lock().len()
+    }
+}
+
+/// Loads the node identity from `path`, creating it on first start.
+pub fn load_identity(path: &Path) -> anyhow::Result<identity::Keypair> {
+    if let Ok(bytes) = std::fs::read(path) {
+        return identity::Keypair::from_protobuf_encoding(&bytes)
+            .map_err(|e| anyhow::anyhow!("{} is not a node identity key: {e}", path.display()));
+    }
+    let key = identity::Keypair::generate_ed25519();
+    let bytes = key.to_protobuf_encoding().map_err(|e| anyhow::anyhow!("encoding identity: {e}"))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, bytes)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(key)
+}
+
+fn gossip_id(msg: &gossipsub::Message) -> MessageId {
+    MessageId::from(alloy_primitives::keccak256(&msg.data).to_vec())
+}
+
+/// Starts the network; it runs until `shutdown` fires.
+pub async fn start(
+    chain: Arc<Blockchain>,
+    cfg: NetworkConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(NetworkHandle, tokio::task::JoinHandle<()>)> {
+    let key = load_identity(&cfg.identity_file)?;
+    let peer_id = key.public().to_peer_id();
+    let gossip_cfg = gossipsub::ConfigBuilder::default()
+        .max_transmit_size(MAX_GOSSIP_BYTES)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .message_id_fn(gossip_id)
+        .heartbeat_interval(Duration::from_millis(700))
+        .build()
+        .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+        .with_behaviour(|key| {
+            let gossipsub =
+                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_cfg)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let codec = request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(MAX_REQUEST_BYTES)
+                .set_response_size_maximum(MAX_RESPONSE_BYTES);
+            let sync = request_response::Behaviour::with_codec(
+                codec,
+                [(StreamProtocol::new("/p2pe/sync/1"), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            );
+            let identify = identify::Behaviour::new(identify::Config::new("/p2pe/1".into(), key.public()));
+            Ok(Behaviour { gossipsub, sync, identify })
+        })
+        .map_err(|e| anyhow::anyhow!("network behaviour: {e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    let spec = chain.spec();
+    let blocks_topic = IdentTopic::new(blocks_topic(spec.chain_id, &spec.genesis_hash));
+    let txs_topic = IdentTopic::new(txs_topic(spec.chain_id, &spec.genesis_hash));
+    swarm.behaviour_mut().gossipsub.subscribe(&blocks_topic)?;
+    swarm.behaviour_mut().gossipsub.subscribe(&txs_topic)?;
+    swarm
+        .listen_on(cfg.listen.clone())
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+    for addr in &cfg.bootnodes {
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, error = %e, "cannot dial bootnode");
+        }
+    }
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(1024);
+    let (sync_tx, sync_rx) = mpsc::channel::<(PeerId, Option<Block>)>(256);
+    let listen_addrs = Arc::new(Mutex::new(Vec::new()));
+    let peers = Arc::new(Mutex::new(HashSet::new()));
+    let handle = NetworkHandle { peer_id, listen_addrs: listen_addrs.clone(), peers: peers.clone() };
+    tokio::spawn(sync::run(chain.clone(), cmd_tx.clone(), sync_rx));
+    let mut book = PeerBook::new(cfg.allow.clone());
+    let bootnodes = cfg.bootnodes.clone();
+    let task = tokio::spawn(async move {
+        let mut chain_events = chain.subscribe();
+        let mut pool_events = chain.pool().subscribe();
+        let mut tick = tokio::time::interval(Duration::from_secs(3));
+        let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>> =
+            HashMap::new();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                ev = swarm.select_next_some() => match ev {
+                    SwarmEvent::NewListenAddr { address, .. } => {
+                        let full = address.with(libp2p::multiaddr::Protocol::P2p(peer_id));
+                        tracing::info!(%full, "p2p listening");
+                        listen_addrs.lock().push(full);
+                    }
+                    SwarmEvent::ConnectionEstablished { peer_id: peer, .. } => {
+                        if !book.admits(&peer) {
+                            tracing::info!(%peer, "refusing peer (not allowed or banned)");
+                            let _ = swarm.disconnect_peer_id(peer);
+                            continue;
+                        }
+                        peers.lock().insert(peer);
+                        let _ = sync_tx.try_send((peer, None));
+                    }
+                    SwarmEvent::ConnectionClosed { peer_id: peer, num_established: 0, .. } => {
+                        peers.lock().remove(&peer);
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
+                        if !book.admits(&propagation_source) {
+                            continue;
+                        }
+                        if message.topic == blocks_topic.hash() {
+                            match Block::decode(&mut message.data.as_slice()) {
+                                Ok(block) => {
+                                    let chain = chain.clone();
+                                    let cmd = cmd_tx.clone();
+                                    let sync_tx = sync_tx.clone();
+                                    tokio::task::spawn_blocking(move || {
+                                        let (acceptance, offence) = import_gossip(&chain, block, propagation_source, &sync_tx);
+                                        let _ = cmd.blocking_send(Command::Validated { id: message_id, peer: propagation_source, acceptance, offence });
+                                    });
+                                }
+                                Err(_) => {
+                                    swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, MessageAcceptance::Reject);
+                                    if book.punish(propagation_source, Offence::Garbage) {
+                                        let _ = swarm.disconnect_peer_id(propagation_source);
+                                    }
+                                }
+                            }
+                        } else if message.topic == txs_topic.hash() {
+                            let (acceptance, offence) = accept_tx(&chain, &message.data);
+                            swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, acceptance);
+                            if let Some(o) = offence {
+                                if book.punish(propagation_source, o) {
+                                    let _ = swarm.disconnect_peer_id(propagation_source);
+                                }
+                            }
+                        }
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. })) => match message {
+                        request_response::Message::Request { request, channel, .. } => {
+                            let response = serve(&chain, request);
+                            let _ = swarm.behaviour_mut().sync.send_response(channel, response);
+                        }
+                        request_response::Message::Response { request_id, response } => {
+                            if let Some(reply) = pending.remove(&request_id) {
+                                let _ = reply.send(Ok(response));
+                            }
+                            let _ = peer;
+                        }
+                    },
+                    SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure { request_id, error, .. })) => {
+                        if let Some(reply) = pending.remove(&request_id) {
+                            let _ = reply.send(Err(error.to_string()));
+                        }
+                    }
+                    _ => {}
+                },
+                ev = chain_events.recv() => {
+                    if let Ok(ev) = ev {
+                        if !ev.removed {
+                            let mut buf = Vec::new();
+                            ev.block.block.encode(&mut buf);
+                            let _ = swarm.behaviour_mut().gossipsub.publish(blocks_topic.clone(), buf);
+                        }
+                    }
+                }
+                ev = pool_events.recv() => {
+                    if let Ok(hash) = ev {
+                        if let Some(tx) = chain.pool().get(&hash) {
+                            let _ = swarm.behaviour_mut().gossipsub.publish(txs_topic.clone(), tx.inner().encoded_2718());
+                        }
+                    }
+                }
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(Command::Request { peer, request, reply }) => {
+                        let id = swarm.behaviour_mut().sync.send_request(&peer, request);
+                        pending.insert(id, reply);
+                    }
+                    Some(Command::Validated { id, peer, acceptance, offence }) => {
+                        swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &peer, acceptance);
+                        if let Some(o) = offence {
+                            if book.punish(peer, o) {
+                                let _ = swarm.disconnect_peer_id(peer);
+                            }
+                        }
+                    }
+                    Some(Command::Punish { peer, offence }) => {
+                        if book.punish(peer, offence) {
+                            let _ = swarm.disconnect_peer_id(peer);
+                        }
+                    }
+                    None => return,
+                },
+                _ = tick.tick() => {
+                    // Keep checking peers' heads, and redial bootnodes we lost.
+                    let connected: Vec<PeerId> = peers.lock().iter().copied().collect();
+                    for p in connected {
+                        let _ = sync_tx.try_send((p, None));
+                    }
+                    if peers.lock().is_empty() {
+                        for addr in &bootnodes {
+                            let _ = swarm.dial(addr.clone());
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Ok((handle, task))
+}
+
+/// Validates a gossiped transaction and adds it to the pool.
+fn accept_tx(chain: &Blockchain, raw: &[u8]) -> (MessageAcceptance, Option<Offence>) {
+    match validate_tx(raw, &chain.validation_context()) {
+        Ok(tx) => {
+            let nonce = chain.account_nonce(&tx.signer());
+            match chain.pool().add(tx, nonce) {
+                Ok(_) => (MessageAcceptance::Accept, None),
+                Err(PoolError::AlreadyKnown) | Err(PoolError::NonceTooLow { .. }) => {
+                    (MessageAcceptance::Ignore, None)
+                }
+                Err(_) => (MessageAcceptance::Ignore, None),
+            }
+        }
+        Err(_) => (MessageAcceptance::Reject, Some(Offence::InvalidTx)),
+    }
+}
+
+/// Imports a gossiped block when it extends our head; otherwise hands the peer to sync.
+fn import_gossip(
+    chain: &Blockchain,
+    block: Block,
+    peer: PeerId,
+    sync_tx: &mpsc::Sender<(PeerId, Option<Block>)>,
+) -> (MessageAcceptance, Option<Offence>) {
+    let head = chain.head();
+    if block.header.parent_hash != head.hash {
+        let known = block.header.number <= head.header.number
+            && chain.reads().with(|c| c.canonical_hash(block.header.number)).ok().flatten()
+                == Some(block.header.hash_slow());
+        if !known {
+            let _ = sync_tx.try_send((peer, Some(block)));
+        }
+        return (MessageAcceptance::Ignore, None);
+    }
+    match chain.import(block, Some(crate::blockchain::unix_now())) {
+        Ok(_) => (MessageAcceptance::Accept, None),
+        Err(ImportError::Consensus {
+            source: crate::consensus::clique::CliqueError::FutureBlock(_), ..
+        }) => (MessageAcceptance::Ignore, None),
+        Err(ImportError::NotOnHead { .. }) => (MessageAcceptance::Ignore, None),
+        Err(e @ (ImportError::Consensus { .. } | ImportError::Invalid { .. })) => {
+            tracing::warn!(%peer, error = %e, "invalid block from peer");
+            (MessageAcceptance::Reject, Some(Offence::InvalidBlock))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "importing a gossiped block failed");
+            (MessageAcceptance::Ignore, None)
+        }
+    }
+}
+
+/// Answers a sync request from our chain.
+fn serve(chain: &Blockchain, request: SyncRequest) -> SyncResponse {
+    match request {
+        SyncRequest::Status => {
+            let head = chain.head();
+            SyncResponse::Status {
+                genesis: chain.spec().genesis_hash.0,
+                head: head.header.number,
+                head_hash: head.hash.0,
+                total_difficulty: head.total_difficulty.to_be_bytes(),
+            }
+        }
+        SyncRequest::Blocks { from, count } => {
+            let count = count.min(MAX_BLOCKS_PER_REQUEST) as u64;
+            let to = from.saturating_add(count).min(chain.head_number() + 1);
+            let mut out = Vec::new();
+            for n in from..to {
+                let block = chain.reads().with(|c| match c.canonical_hash(n)? {
+                    Some(h) => c.block_by_hash(&h),
+                    None => Ok(None),
+                });
+                match block {
+                    Ok(Some((b, _))) => {
+                        let mut buf = Vec::new();
+                        b.block.encode(&mut buf);
+                        out.push(buf);
+                    }
+                    Ok(None) => break,
+                    Err(e) => return SyncResponse::Error(e.to_string()),
+                }
+            }
+            SyncResponse::Blocks(out)
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Peer reputation: misbehaving peers lose score and are disconnected and banned.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+
+/// Score below which a peer is banned.
+pub const BAN_THRESHOLD: i32 = -100;
+/// How long a ban lasts.
+pub const BAN_DURATION: Duration = Duration::from_secs(600);
+
+/// What a peer did wrong.
+#[derive(Debug, Clone, Copy)]
+pub enum Offence {
+    /// A block that broke a consensus or execution rule.
+    InvalidBlock,
+    /// Bytes that do not decode.
+    Garbage,
+    /// An invalid transaction.
+    InvalidTx,
+    /// A peer of another chain.
+    WrongChain,
+}
+
+impl Offence {
+    fn penalty(self) -> i32 {
+        match self {
+            Offence::InvalidBlock => 60,
+            Offence::Garbage => 40,
+            Offence::InvalidTx => 5,
+            Offence::WrongChain => 200,
+        }
+    }
+}
+
+/// Scores and bans.
+#[derive(Debug, Default)]
+pub struct PeerBook {
+    scores: HashMap<PeerId, i32>,
+    banned: HashMap<PeerId, Instant>,
+    /// If set, only these peers may connect.
+    pub allow: Option<HashSet<PeerId>>,
+}
+
+impl PeerBook {
+    /// A book with an optional allowlist.
+    pub fn new(allow: Option<HashSet<PeerId>>) -> Self {
+        Self { allow, ..Default::default() }
+    }
+
+    /// Records an offence; returns `true` if the peer must now be banned.
+    pub fn punish(&mut self, peer: PeerId, offence: Offence) -> bool {
+        let score = self.scores.entry(peer).or_insert(0);
+        *score -= offence.penalty();
+        tracing::warn!(%peer, ?offence, score = *score, "peer misbehaved");
+        if *score <= BAN_THRESHOLD {
+            self.banned.insert(peer, Instant::now());
+            return true;
+        }
+        false
+    }
+
+    /// A peer's score (0 when unknown).
+    pub fn score(&self, peer: &PeerId) -> i32 {
+        self.scores.get(peer).copied().unwrap_or(0)
+    }
+
+    /// Whether a peer may stay connected.
+    pub fn admits(&mut self, peer: &PeerId) -> bool {
+        if let Some(allow) = &self.allow {
+            if !allow.contains(peer) {
+                return false;
+            }
+        }
+        match self.banned.get(peer) {
+            Some(t) if t.elapsed() < BAN_DURATION => false,
+            Some(_) => {
+                self.banned.remove(peer);
+                self.scores.remove(peer);
+                true
+            }
+            None => true,
+        }
+    }
+}

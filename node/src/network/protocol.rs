@@ -1,0 +1,56 @@
+//! Wire protocol: gossip topics and the block-range request/response.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest gossip message (a block of many transactions).
+pub const MAX_GOSSIP_BYTES: usize = 16 * 1024 * 1024;
+/// Largest sync request.
+pub const MAX_REQUEST_BYTES: u64 = 1024;
+/// Largest sync response.
+pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+/// Most blocks one range request may ask for.
+pub const MAX_BLOCKS_PER_REQUEST: u32 = 256;
+
+/// Gossip topic of new blocks on a chain.
+pub fn blocks_topic(chain_id: u64, genesis: &alloy_primitives::B256) -> String {
+    format!("/p2pe/{chain_id}/{genesis}/blocks")
+}
+
+/// Gossip topic of new transactions on a chain.
+pub fn txs_topic(chain_id: u64, genesis: &alloy_primitives::B256) -> String {
+    format!("/p2pe/{chain_id}/{genesis}/txs")
+}
+
+/// A request to a peer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SyncRequest {
+    /// The peer's chain: genesis, head and total difficulty.
+    Status,
+    /// Canonical blocks `from..from+count`, RLP-encoded.
+    Blocks {
+        /// First block number.
+        from: u64,
+        /// How many (at most [`MAX_BLOCKS_PER_REQUEST`]).
+        count: u32,
+    },
+}
+
+/// A peer's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SyncResponse {
+    /// The peer's chain.
+    Status {
+        /// Genesis hash (a peer on another chain is dropped).
+        genesis: [u8; 32],
+        /// Head number.
+        head: u64,
+        /// Head hash.
+        head_hash: [u8; 32],
+        /// Total difficulty, big-endian.
+        total_difficulty: [u8; 32],
+    },
+    /// RLP blocks in order.
+    Blocks(Vec<Vec<u8>>),
+    /// The request could not be served.
+    Error(String),
+}

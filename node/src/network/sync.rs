@@ -1,0 +1,152 @@
+//! Catching up with peers: ask a peer for its status; if its chain is better (EIP-3436), fetch
+//! its canonical blocks from a little below our head, import what extends our chain and switch
+//! to its branch where it diverges.
+
+use std::sync::Arc;
+
+use alloy_primitives::{B256, U256};
+use alloy_rlp::Decodable;
+use libp2p::PeerId;
+use tokio::sync::{mpsc, oneshot};
+
+use super::peers::Offence;
+use super::protocol::{SyncRequest, SyncResponse, MAX_BLOCKS_PER_REQUEST};
+use super::Command;
+use crate::blockchain::{Blockchain, ImportError};
+use crate::consensus::clique::{fork_choice::Tip, recover_sealer};
+use crate::primitives::Block;
+use crate::storage::BlockQuery;
+
+/// How far below our head we look for where a better chain diverges.
+const REORG_WINDOW: u64 = 64;
+
+async fn request(
+    cmds: &mpsc::Sender<Command>,
+    peer: PeerId,
+    request: SyncRequest,
+) -> Result<SyncResponse, String> {
+    let (tx, rx) = oneshot::channel();
+    cmds.send(Command::Request { peer, request, reply: tx })
+        .await
+        .map_err(|_| "network stopped".to_string())?;
+    rx.await.map_err(|_| "network stopped".to_string())?
+}
+
+/// Runs sync requests one at a time.
+pub(super) async fn run(
+    chain: Arc<Blockchain>,
+    cmds: mpsc::Sender<Command>,
+    mut rx: mpsc::Receiver<(PeerId, Option<Block>)>,
+) {
+    while let Some((peer, _hint)) = rx.recv().await {
+        if let Err(e) = sync_with(&chain, &cmds, peer).await {
+            tracing::debug!(%peer, error = %e, "sync attempt failed");
+        }
+    }
+}
+
+async fn sync_with(
+    chain: &Arc<Blockchain>,
+    cmds: &mpsc::Sender<Command>,
+    peer: PeerId,
+) -> Result<(), String> {
+    let SyncResponse::Status { genesis, head: their_head, head_hash, total_difficulty } =
+        request(cmds, peer, SyncRequest::Status).await?
+    else {
+        return Err("unexpected answer to a status request".into());
+    };
+    if B256::from(genesis) != chain.spec().genesis_hash {
+        let _ = cmds.send(Command::Punish { peer, offence: Offence::WrongChain }).await;
+        return Err("peer is on another chain".into());
+    }
+    let ours = chain.head();
+    let their_td = U256::from_be_bytes(total_difficulty);
+    if B256::from(head_hash) == ours.hash || their_td < ours.total_difficulty {
+        return Ok(());
+    }
+    // Walk their canonical chain from a little below our head.
+    let mut from = ours.header.number.saturating_sub(REORG_WINDOW).max(1);
+    let mut branch: Vec<Block> = Vec::new();
+    while from <= their_head {
+        let count = ((their_head - from + 1) as u32).min(MAX_BLOCKS_PER_REQUEST);
+        let SyncResponse::Blocks(raw) = request(cmds, peer, SyncRequest::Blocks { from, count }).await?
+        else {
+            return Err("unexpected answer to a blocks request".into());
+        };
+        if raw.is_empty() {
+            break;
+        }
+        for bytes in raw {
+            let Ok(block) = Block::decode(&mut bytes.as_slice()) else {
+                let _ = cmds.send(Command::Punish { peer, offence: Offence::Garbage }).await;
+                return Err("undecodable block".into());
+            };
+            from = block.header.number + 1;
+            let number = block.header.number;
+            let hash = block.header.hash_slow();
+            if branch.is_empty() {
+                let head = chain.head();
+                let canonical = if number <= head.header.number {
+                    chain.reads().with(|c| c.canonical_hash(number)).map_err(|e| e.to_string())?
+                } else {
+                    None
+                };
+                if canonical == Some(hash) {
+                    continue; // common prefix
+                }
+                if block.header.parent_hash == head.hash {
+                    let c = chain.clone();
+                    match tokio::task::spawn_blocking(move || {
+                        c.import(block, Some(crate::blockchain::unix_now()))
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    {
+                        Ok(_) => continue,
+                        Err(e) => return punish_import(cmds, peer, e).await,
+                    }
+                }
+            }
+            // Diverged from our chain below our head: collect their branch.
+            branch.push(block);
+        }
+    }
+    if branch.is_empty() {
+        return Ok(());
+    }
+    let tip = branch.last().expect("non-empty");
+    let parent_td = {
+        let first = &branch[0];
+        chain
+            .reads()
+            .with(|c| c.header_by_hash(&first.header.parent_hash))
+            .map_err(|e| e.to_string())?
+            .map(|(_, td)| td)
+            .ok_or("branch parent unknown")?
+    };
+    let td = branch.iter().fold(parent_td, |acc, b| acc + b.header.difficulty);
+    let candidate = Tip {
+        total_difficulty: td,
+        number: tip.header.number,
+        hash: tip.header.hash_slow(),
+        signer: recover_sealer(&tip.header).map_err(|e| e.to_string())?,
+    };
+    if !chain.prefers(&candidate) {
+        return Ok(());
+    }
+    let c = chain.clone();
+    match tokio::task::spawn_blocking(move || c.reorg_to(branch, Some(crate::blockchain::unix_now())))
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Ok(_) => Ok(()),
+        Err(e) => punish_import(cmds, peer, e).await,
+    }
+}
+
+async fn punish_import(cmds: &mpsc::Sender<Command>, peer: PeerId, e: ImportError) -> Result<(), String> {
+    if matches!(e, ImportError::Consensus { .. } | ImportError::Invalid { .. }) {
+        let _ = cmds.send(Command::Punish { peer, offence: Offence::InvalidBlock }).await;
+    }
+    Err(e.to_string())
+}
