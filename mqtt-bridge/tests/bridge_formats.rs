@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use common::*;
 
+/// (importWh, exportWh, timestamp) as recorded on chain.
+type Reading = (u64, u64, u64);
+
 /// `YYYY-MM-DDTHH:MM:SS` (UTC) of a unix time, as Tasmota prints it.
 fn tasmota_time(ts: u64) -> String {
     let days = (ts / 86_400) as i64;
@@ -170,7 +173,7 @@ fn every_format_reaches_the_chain_over_tls() {
     );
 
     // Expected on-chain readings per meter: (import, export, ts), in order.
-    let expected: Vec<(usize, Vec<(u64, u64, u64)>)> = vec![
+    let expected: Vec<(usize, Vec<Reading>)> = vec![
         (0, vec![(15_453_806, 2_204_117, t0), (15_454_000, 2_204_500, t1)]),
         // 3705 Wh, 3731 Wh, then the reset: 4 Wh since the reset continue from 3731 -> 3735, never negative.
         (1, vec![(3705, 0, t0), (3731, 0, t1), (3735, 0, t1 + 60)]),

@@ -417,34 +417,59 @@ pub fn publish_paced(port: u16, user: &str, msgs: &[(String, Vec<u8>)], rate: Op
 
 // ------------------------------------------------------------------------------------------ Node
 
-/// A `p2pe-node dev` process with a fixed port and data directory, so it can be stopped and restarted.
+/// A `p2pe-node run` process of a single-signer network made for the test (`genesis` + `init`, the
+/// signer's keystore is fixture key 99), with a fixed port and data directory, so that it can be
+/// stopped and restarted (a `dev` chain cannot be resumed).
 pub struct Node {
     /// JSON-RPC URL.
     pub url: String,
     port: u16,
-    datadir: PathBuf,
+    dir: PathBuf,
     child: Option<Child>,
 }
 
 impl Node {
-    /// Starts a dev chain with 1 s blocks in `datadir`.
-    pub fn start(datadir: &Path) -> Self {
+    /// Creates the network in `dir` (1 s blocks, chain id 1337) and starts the node.
+    pub fn start(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("password"), format!("{KEY_PASSWORD}\n")).unwrap();
+        let signer = meter_addresses()[99];
+        run(Command::new(node_bin())
+            .args(["genesis", "--chain-id", "1337", "--period", "1", "--gas-limit", "3000000000", "--signer"])
+            .arg(signer.to_string())
+            .arg("--out")
+            .arg(dir.join("genesis.json")));
+        run(Command::new(node_bin())
+            .arg("init")
+            .arg("--genesis")
+            .arg(dir.join("genesis.json"))
+            .arg("--datadir")
+            .arg(dir.join("data")));
         let port = free_port();
-        let mut n = Self {
-            url: format!("http://127.0.0.1:{port}"),
-            port,
-            datadir: datadir.to_path_buf(),
-            child: None,
-        };
+        let mut n =
+            Self { url: format!("http://127.0.0.1:{port}"), port, dir: dir.to_path_buf(), child: None };
         n.spawn();
         n
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(node_bin())
-            .args(["dev", "--period", "1", "--datadir"])
-            .arg(&self.datadir)
-            .args(["--http-addr", &format!("127.0.0.1:{}", self.port)])
+        let help = run(Command::new(node_bin()).args(["run", "--help"]));
+        let mut cmd = Command::new(node_bin());
+        cmd.arg("run")
+            .arg("--datadir")
+            .arg(self.dir.join("data"))
+            .arg("--keystore")
+            .arg(keystore(99))
+            .arg("--password-file")
+            .arg(self.dir.join("password"))
+            .args(["--http-addr", &format!("127.0.0.1:{}", self.port)]);
+        if help.contains("--no-p2p") {
+            cmd.arg("--no-p2p");
+        }
+        if help.contains("--no-ui") {
+            cmd.arg("--no-ui");
+        }
+        let mut child = cmd
             .env("P2PE_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -459,11 +484,14 @@ impl Node {
                 }
             }
         });
-        rx.recv_timeout(Duration::from_secs(90)).expect("p2pe-node did not start");
+        if rx.recv_timeout(Duration::from_secs(90)).is_err() {
+            let status = child.try_wait();
+            panic!("p2pe-node did not start: {status:?}");
+        }
         self.child = Some(child);
     }
 
-    /// Kills the node (SIGKILL).
+    /// Kills the node (SIGKILL): its transaction pool is lost.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -497,13 +525,44 @@ pub struct Contracts {
     pub readings: Address,
 }
 
-fn send_from_dev0(rpc: &Rpc, to: Option<Address>, data: Vec<u8>) -> String {
-    let from = dev_key(0).address();
-    let mut tx = json!({"from": from, "data": format!("0x{}", alloy_primitives::hex::encode(data)), "gas": "0xf00000"});
-    if let Some(to) = to {
-        tx["to"] = json!(to);
+/// Sends raw EIP-1559 transactions (zero fees) from dev account 0, with consecutive nonces.
+struct Operator {
+    key: alloy_signer_local::PrivateKeySigner,
+    nonce: u64,
+    chain_id: u64,
+}
+
+impl Operator {
+    fn new(rpc: &Rpc) -> Self {
+        let key = dev_key(0);
+        let nonce = hex_u64(&rpc.call("eth_getTransactionCount", json!([key.address(), "pending"])));
+        let chain_id = hex_u64(&rpc.call("eth_chainId", json!([])));
+        Self { key, nonce, chain_id }
     }
-    rpc.call("eth_sendTransaction", json!([tx])).as_str().unwrap().to_string()
+
+    fn send(&mut self, rpc: &Rpc, to: Option<Address>, data: Vec<u8>, gas: u64) -> String {
+        use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+        use alloy_eips::eip2718::Encodable2718;
+        use alloy_signer::SignerSync;
+        let tx = TxEip1559 {
+            chain_id: self.chain_id,
+            nonce: self.nonce,
+            gas_limit: gas,
+            max_fee_per_gas: 0,
+            max_priority_fee_per_gas: 0,
+            to: to.map(alloy_primitives::TxKind::Call).unwrap_or(alloy_primitives::TxKind::Create),
+            value: U256::ZERO,
+            access_list: Default::default(),
+            input: data.into(),
+        };
+        self.nonce += 1;
+        let sig = self.key.sign_hash_sync(&tx.signature_hash()).unwrap();
+        let raw = TxEnvelope::from(tx.into_signed(sig)).encoded_2718();
+        rpc.call("eth_sendRawTransaction", json!([format!("0x{}", alloy_primitives::hex::encode(raw))]))
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
 }
 
 fn receipt_ok(rpc: &Rpc, hash: &str) -> Value {
@@ -515,7 +574,8 @@ fn receipt_ok(rpc: &Rpc, hash: &str) -> Value {
 /// Deploys `Registry` (dev account 0 is the operator) and `MeterReadings`, registers one participant
 /// per meter address and binds the meter to it.
 pub fn deploy(rpc: &Rpc, meters: &[Address]) -> Contracts {
-    let operator = dev_key(0).address();
+    let mut op = Operator::new(rpc);
+    let operator = op.key.address();
     let start = (now_secs() - 86_400) / 900 * 900;
     let mut code = Registry::BYTECODE.to_vec();
     code.extend(
@@ -529,25 +589,19 @@ pub fn deploy(rpc: &Rpc, meters: &[Address]) -> Contracts {
         }
         .abi_encode(),
     );
-    let r = receipt_ok(rpc, &send_from_dev0(rpc, None, code));
+    let r = receipt_ok(rpc, &op.send(rpc, None, code, 15_000_000));
     let registry: Address = r["contractAddress"].as_str().unwrap().parse().unwrap();
     let mut code = MeterReadings::BYTECODE.to_vec();
     code.extend(MeterReadings::constructorCall { registry_: registry }.abi_encode());
-    let r = receipt_ok(rpc, &send_from_dev0(rpc, None, code));
+    let r = receipt_ok(rpc, &op.send(rpc, None, code, 15_000_000));
     let readings: Address = r["contractAddress"].as_str().unwrap().parse().unwrap();
     let mut hashes = Vec::new();
     for (i, m) in meters.iter().enumerate() {
         let participant = Address::from_slice(&keccak256(format!("participant-{i}"))[12..]);
-        hashes.push(send_from_dev0(
-            rpc,
-            Some(registry),
-            Registry::registerParticipantCall { account: participant, role: 2 }.abi_encode(),
-        ));
-        hashes.push(send_from_dev0(
-            rpc,
-            Some(registry),
-            Registry::bindMeterCall { meter: *m, participant }.abi_encode(),
-        ));
+        let reg = Registry::registerParticipantCall { account: participant, role: 2 }.abi_encode();
+        hashes.push(op.send(rpc, Some(registry), reg, 300_000));
+        let bind = Registry::bindMeterCall { meter: *m, participant }.abi_encode();
+        hashes.push(op.send(rpc, Some(registry), bind, 300_000));
     }
     for h in hashes {
         receipt_ok(rpc, &h);
