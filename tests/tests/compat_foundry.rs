@@ -1,7 +1,7 @@
 //! Client compatibility, Foundry (issue 3 item 8), beyond `foundry.rs` (forge create, cast send
 //! and call): `forge script --broadcast` deploying through the CREATE2 deployer predeployed in the
 //! dev genesis, and `cast send` (`--create`, `--value`), `cast call` (also pinned to a block),
-//! `cast logs`, `cast receipt` and `cast block`, all with Foundry's default fee settings (an
+//! `cast logs`, `cast receipt`, `cast run` and `cast block`, all with Foundry's default fee settings (an
 //! EIP-1559 transaction with a 1 wei tip), from funded and unfunded accounts. Every transaction
 //! must leave the sender's balance changed by exactly its value.
 
@@ -290,6 +290,26 @@ fn cast_send_call_logs_receipt_and_block_with_default_fees() {
     let rpc_gas =
         u64::from_str_radix(receipt["gasUsed"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
     assert_eq!(gas.trim(), rpc_gas.to_string());
+
+    // cast run replays r2 (a funded sender, cast's default 1 wei tip) on its own EVM forked from
+    // the node, after the transactions before it in the block. (A transaction from an account
+    // with no ether that signed a non-zero fee cannot be replayed by cast run: its local EVM
+    // checks the balance against gas × maxFeePerGas.)
+    let guard = forge_lock(); // --with-local-artifacts reads (and may build) the fixture
+    let out = run_ok(cast().current_dir(project()).args([
+        "run",
+        hash,
+        "--rpc-url",
+        &url,
+        "--evm-version",
+        "osaka",
+        "--with-local-artifacts",
+    ]));
+    drop(guard);
+    assert!(out.contains("Board::post("), "cast run names the contract and function:\n{out}");
+    assert!(out.contains("emit Posted("), "{out}");
+    assert!(out.contains("Transaction successfully executed"), "{out}");
+    assert!(out.contains(&format!("Gas used: {rpc_gas}")), "{out}");
 
     // cast block: by number, by tag, with full transactions, and a single field.
     let n = receipt["blockNumber"].as_str().unwrap();
