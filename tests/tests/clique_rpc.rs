@@ -234,3 +234,30 @@ fn votes_are_tallied_with_three_signers() {
     assert_eq!(rpc.try_call("clique_propose", json!(["0x12", true])).unwrap_err().code, -32602);
     assert_eq!(rpc.try_call("clique_getSnapshot", json!(["0x01"])).unwrap_err().code, -32602);
 }
+
+#[test]
+fn snapshots_of_pruned_blocks_are_rebuilt_from_an_older_one() {
+    // Snapshots older than the state history window are pruned (all but every 1024th);
+    // asking for one replays the headers from the nearest kept snapshot below it.
+    let node = NodeProcess::dev(&["--period", "0", "--state-history", "2"]);
+    let rpc = node.rpc();
+    let r1 = send(&rpc, 0);
+    assert_eq!(r1["blockNumber"], "0x1");
+    let kept = rpc.call("clique_getSnapshot", json!(["0x1"]));
+    let b1 = block(&rpc, 1);
+    for _ in 0..5 {
+        send(&rpc, 0);
+    }
+    assert!(rpc.block_number() >= 6);
+    let rebuilt = rpc.call("clique_getSnapshot", json!(["0x1"]));
+    assert_eq!(rebuilt, kept);
+    assert_eq!(rebuilt["number"], json!(1));
+    assert_eq!(rebuilt["hash"], b1["hash"]);
+    assert_eq!(rpc.call("clique_getSnapshotAtHash", json!([b1["hash"]])), kept);
+    assert_eq!(
+        rpc.call("clique_getSignersAtHash", json!([b1["hash"]])),
+        rpc.call("clique_getSigners", json!([]))
+    );
+    let signer = rpc.call("clique_getSigners", json!([]))[0].as_str().unwrap().to_lowercase();
+    assert_eq!(rpc.call("clique_getSnapshot", json!(["0x3"]))["recents"], json!({"3": signer}));
+}
