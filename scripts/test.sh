@@ -45,6 +45,14 @@ install_python() {
     "$venv/bin/pytest" --version
 }
 
+# Mosquitto for the MQTT bridge's end-to-end tests (they start their own broker on free ports).
+install_mosquitto() {
+  if command -v mosquitto >/dev/null 2>&1; then
+    return 0
+  fi
+  apt-get update && apt-get install -y mosquitto
+}
+
 # Installation failures stop the run: nothing after them could pass.
 echo "==> install npm packages"
 if ! install_npm; then
@@ -55,6 +63,13 @@ fi
 echo "==> install Python packages (.tools/venv)"
 if ! install_python; then
   echo "installing Python packages failed"
+  echo "steps: 0 passed, 1 failed"
+  exit 1
+fi
+
+echo "==> install mosquitto"
+if ! install_mosquitto; then
+  echo "installing mosquitto failed"
   echo "steps: 0 passed, 1 failed"
   exit 1
 fi
