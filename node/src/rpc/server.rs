@@ -13,6 +13,9 @@ use super::error::RpcError;
 use super::pubsub::WsConnection;
 use super::RpcContext;
 
+#[path = "ui.rs"]
+pub mod ui;
+
 fn error_response(id: Value, e: RpcError) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": e})
 }
@@ -124,10 +127,21 @@ async fn recover(err: warp::Rejection) -> Result<warp::reply::Response, std::con
         .into_response_boxed())
 }
 
-/// Binds `addr` and serves JSON-RPC until `shutdown` resolves. Returns the bound address.
+/// Binds `addr` and serves JSON-RPC until `shutdown` resolves, and the dApp too unless
+/// `--ui-port` moved it or `--no-ui` turned it off ([`ui::mode`]). Returns the bound address.
 pub async fn serve(
     ctx: Arc<RpcContext>,
     addr: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    serve_with_ui(ctx, addr, ui::mode() == ui::UiMode::SamePort, shutdown).await
+}
+
+/// [`serve`] with the dApp's GET routes on (`with_ui`) or off.
+pub async fn serve_with_ui(
+    ctx: Arc<RpcContext>,
+    addr: SocketAddr,
+    with_ui: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -152,7 +166,17 @@ pub async fn serve(
         .allow_any_origin()
         .allow_methods(vec!["POST", "GET", "OPTIONS"])
         .allow_headers(vec!["content-type", "authorization", "accept", "origin", "x-requested-with"]);
-    let routes = ws.or(http).recover(recover).with(cors);
+    let page = warp::any()
+        .and_then(move || async move {
+            if with_ui {
+                Ok::<(), warp::Rejection>(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+        .and(ui::routes(ctx.clone()));
+    let routes = ws.or(http).or(page).recover(recover).with(cors);
     let server = warp::serve(routes).incoming(listener).graceful(shutdown);
     let handle = tokio::spawn(server.run());
     Ok((local, handle))

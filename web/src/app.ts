@@ -1,0 +1,1030 @@
+// The page's state and everything that changes it: the node connection, the wallet, reads on every
+// new block (WebSocket `newHeads` subscription), the event history, and the transactions.
+
+import {
+  type Address,
+  type Hex,
+  type WalletClient,
+  createWalletClient,
+  custom,
+  decodeEventLog,
+  getAddress,
+  isAddress,
+  keccak256,
+  parseSignature,
+  toEventSelector,
+  toHex,
+  zeroAddress,
+} from 'viem';
+import { type Connection, type MarketConfig, connectNode } from './chain';
+import { describeError, findErrorCode, isUserRejection, revertSentence } from './errors';
+import { formatCredits, formatEnergy, formatPrice } from './format';
+import { creditTokenAbi, energyMarketAbi, meterReadingsAbi, registryAbi } from './generated/abis';
+import {
+  type Bill,
+  type Level,
+  type Phase,
+  type Schedule,
+  type SettlementEvent,
+  type Side,
+  activeLevels,
+  billOf,
+  firstOpenSlot,
+  levelPrice,
+  lockFor,
+  phaseOf,
+  slotAt,
+} from './market';
+import {
+  type Eip1193Provider,
+  type ProviderDetail,
+  addNetwork,
+  currentAccounts,
+  discoverWallets,
+  requestAccounts,
+  switchNetwork,
+  walletChainId,
+} from './wallet';
+
+/** How many blocks of event history the page loads at start (in chunks under the node's log-range limit). */
+export const HISTORY_BLOCKS = 20_000n;
+const LOG_CHUNK = 5_000n;
+/** Upcoming slots shown (open for orders). */
+export const UPCOMING_SLOTS = 6;
+/** Closed slots shown before the first open one. */
+export const RECENT_SLOTS = 8;
+
+export type Role = 'none' | 'consumer' | 'prosumer';
+const ROLES: Role[] = ['none', 'consumer', 'prosumer'];
+
+export interface Position {
+  bidWh: bigint;
+  bidPricePerKWh: bigint;
+  askWh: bigint;
+  askPricePerKWh: bigint;
+  settled: boolean;
+}
+
+export interface SlotView {
+  slot: bigint;
+  phase: Phase;
+  status: 'empty' | 'open' | 'cleared';
+  retailPerKWh: bigint;
+  feedInPerKWh: bigint;
+  clearingPerKWh: bigint;
+  clearedWh: bigint;
+  levels: Level[];
+  position?: Position;
+  /** Fills the position would get if settled now (cleared slots, unsettled position). */
+  preview?: { boughtWh: bigint; soldWh: bigint };
+}
+
+export interface Me {
+  address: Address;
+  role: Role;
+  meter: Address | null;
+  walletCredits: bigint;
+  free: bigint;
+  debt: bigint;
+  isOperator: boolean;
+  isMinter: boolean;
+  latestReading?: { importWh: bigint; exportWh: bigint; timestamp: bigint };
+}
+
+export interface ClearedRecord {
+  slot: bigint;
+  pricePerKWh: bigint;
+  clearedWh: bigint;
+  bidMarginalPerKWh: bigint;
+  askMarginalPerKWh: bigint;
+}
+
+export interface SettlementRecord {
+  ev: SettlementEvent;
+  retailPerKWh: bigint;
+  feedInPerKWh: bigint;
+  clearingPerKWh: bigint;
+  bill: Bill;
+}
+
+export interface ReadingRecord {
+  importWh: bigint;
+  exportWh: bigint;
+  timestamp: bigint;
+}
+
+export interface Notice {
+  id: number;
+  kind: 'info' | 'ok' | 'error' | 'warn';
+  text: string;
+}
+
+export type View = 'trade' | 'history' | 'operator';
+
+export interface WalletState {
+  wallets: ProviderDetail[];
+  discovered: boolean;
+  selected?: ProviderDetail;
+  account?: Address;
+  chainId?: number;
+  connecting: boolean;
+  /** Why there is no usable account, in one sentence (wrong network, locked wallet...). */
+  problem?: string;
+}
+
+export interface State {
+  view: View;
+  loading: boolean;
+  fatal?: string;
+  config?: MarketConfig;
+  head?: { number: bigint; timestamp: bigint };
+  live: boolean;
+  wallet: WalletState;
+  me?: Me;
+  slots: SlotView[];
+  selectedSlot?: bigint;
+  cleared: Map<bigint, ClearedRecord>;
+  settlements: Map<bigint, SettlementRecord>;
+  readings: ReadingRecord[];
+  /** Slots in which the account placed orders (from OrderPlaced events). */
+  ownOrderSlots: Set<bigint>;
+  historyFrom?: bigint;
+  defaultPrices?: { retailPerKWh: bigint; feedInPerKWh: bigint };
+  busy?: string;
+  notices: Notice[];
+  lookup?: { address: Address; role: Role; meter: Address | null; walletCredits: bigint; free: bigint; debt: bigint; isOperator: boolean };
+}
+
+const SETTLED_TOPIC = toEventSelector(
+  'ParticipantSettled(uint64,address,uint64,uint64,uint64,uint64,uint256,uint256)',
+);
+const CLEARED_TOPIC = toEventSelector('SlotCleared(uint64,uint256,uint64,uint256,uint256)');
+const PLACED_TOPIC = toEventSelector('OrderPlaced(uint64,address,uint8,uint256,uint32,uint256)');
+const READING_TOPIC = toEventSelector('ReadingRecorded(address,uint64,uint64,uint64)');
+const MINTER_ROLE = keccak256(toHex('MINTER_ROLE'));
+
+const addressTopic = (a: Address): Hex => `0x${a.slice(2).toLowerCase().padStart(64, '0')}` as Hex;
+
+export class App {
+  state: State = {
+    view: 'trade',
+    loading: true,
+    live: false,
+    wallet: { wallets: [], discovered: false, connecting: false },
+    slots: [],
+    cleared: new Map(),
+    settlements: new Map(),
+    readings: [],
+    ownOrderSlots: new Set(),
+    notices: [],
+  };
+  private conn?: Connection;
+  private walletClient?: WalletClient;
+  private listeners: Array<() => void> = [];
+  private refreshing = false;
+  private refreshAgain = false;
+  private lastLogBlock = -1n;
+  private historyAccount?: Address;
+  private lastHeadAt = 0;
+  private noticeId = 0;
+  private skew = 0;
+  private detachWallet?: () => void;
+
+  onChange(fn: () => void): void {
+    this.listeners.push(fn);
+  }
+
+  changed(): void {
+    for (const fn of this.listeners) fn();
+  }
+
+  // ------------------------------------------------------------------ time
+
+  /** The chain's clock: local time, corrected when the node's block timestamps run ahead or behind. */
+  now(): bigint {
+    return BigInt(Math.floor(Date.now() / 1000 + this.skew));
+  }
+
+  schedule(): Schedule | undefined {
+    const c = this.state.config;
+    return c && { startTime: c.startTime, slotLength: c.slotLength, gateClosure: c.gateClosure, gracePeriod: c.gracePeriod };
+  }
+
+  // ------------------------------------------------------------------ start
+
+  async start(): Promise<void> {
+    this.setViewFromHash();
+    window.addEventListener('hashchange', () => {
+      this.setViewFromHash();
+      this.changed();
+    });
+    discoverWallets((wallets) => {
+      this.state.wallet.wallets = wallets;
+      this.state.wallet.discovered = true;
+      this.changed();
+      void this.autoReconnect();
+    });
+    try {
+      this.conn = await connectNode();
+    } catch (err) {
+      this.state.loading = false;
+      this.state.fatal = `Cannot reach the market: ${describeError(err, { tick: 1n })}`;
+      this.changed();
+      return;
+    }
+    this.state.config = this.conn.config;
+    this.conn.client.watchBlocks({
+      onBlock: (block) => this.onHead(block.number, block.timestamp),
+      onError: () => {
+        this.state.live = false;
+        this.changed();
+      },
+    });
+    // Safety net: if the subscription goes quiet (socket reconnecting), poll the head.
+    window.setInterval(() => {
+      if (Date.now() - this.lastHeadAt > 8_000) void this.pollHead();
+    }, 4_000);
+    await this.pollHead();
+    this.state.loading = false;
+    this.changed();
+  }
+
+  private async pollHead(): Promise<void> {
+    if (!this.conn) return;
+    try {
+      const block = await this.conn.client.getBlock();
+      this.onHead(block.number, block.timestamp, false);
+    } catch {
+      this.state.live = false;
+      this.changed();
+    }
+  }
+
+  private onHead(number: bigint | null, timestamp: bigint, live = true): void {
+    if (number === null) return;
+    if (this.state.head && number < this.state.head.number) return;
+    this.lastHeadAt = Date.now();
+    if (live) this.state.live = true;
+    const local = Date.now() / 1000;
+    const diff = Number(timestamp) - local;
+    // Blocks come every period; only a clear offset (a node clock that differs) moves the page's clock.
+    this.skew = Math.abs(diff) > 3 ? diff : 0;
+    this.state.head = { number, timestamp };
+    this.scheduleRefresh();
+  }
+
+  private setViewFromHash(): void {
+    const h = window.location.hash.replace('#', '');
+    this.state.view = h === 'history' || h === 'operator' ? h : 'trade';
+  }
+
+  // ------------------------------------------------------------------ notices
+
+  notify(kind: Notice['kind'], text: string): number {
+    const id = ++this.noticeId;
+    this.state.notices = [...this.state.notices.slice(-3), { id, kind, text }];
+    this.changed();
+    if (kind === 'ok' || kind === 'info') {
+      window.setTimeout(() => this.dismiss(id), kind === 'ok' ? 8_000 : 15_000);
+    }
+    return id;
+  }
+
+  /** Drops the error notices of earlier actions when a new action starts. */
+  clearErrors(): void {
+    this.state.notices = this.state.notices.filter((n) => n.kind !== 'error');
+  }
+
+  dismiss(id: number): void {
+    this.state.notices = this.state.notices.filter((n) => n.id !== id);
+    this.changed();
+  }
+
+  errorContext() {
+    return { tick: this.state.config?.priceTick ?? 1n, account: this.state.wallet.account, grid: this.state.config?.grid };
+  }
+
+  // ------------------------------------------------------------------ wallet
+
+  private async autoReconnect(): Promise<void> {
+    const w = this.state.wallet;
+    if (w.selected || w.connecting) return;
+    const last = localStorage.getItem('p2pe.wallet');
+    const found = w.wallets.find((x) => x.info.rdns === last);
+    if (!found) return;
+    try {
+      const accounts = await currentAccounts(found.provider);
+      if (accounts.length > 0) await this.useWallet(found, accounts);
+    } catch {
+      // The wallet will ask again when the user clicks Connect.
+    }
+  }
+
+  async connect(detail: ProviderDetail): Promise<void> {
+    const w = this.state.wallet;
+    this.clearErrors();
+    w.connecting = true;
+    w.problem = undefined;
+    this.changed();
+    try {
+      const accounts = await requestAccounts(detail.provider);
+      if (accounts.length === 0) throw new Error('The wallet returned no account. Unlock it and try again.');
+      await this.useWallet(detail, accounts);
+      localStorage.setItem('p2pe.wallet', detail.info.rdns);
+    } catch (err) {
+      w.problem = isUserRejection(err)
+        ? 'You rejected the connection request in your wallet. Click Connect to try again.'
+        : describeError(err, this.errorContext());
+    } finally {
+      w.connecting = false;
+      this.changed();
+    }
+  }
+
+  disconnect(): void {
+    this.detachWallet?.();
+    this.detachWallet = undefined;
+    localStorage.removeItem('p2pe.wallet');
+    const w = this.state.wallet;
+    w.selected = undefined;
+    w.account = undefined;
+    w.chainId = undefined;
+    w.problem = undefined;
+    this.walletClient = undefined;
+    this.setAccount(undefined);
+  }
+
+  private async useWallet(detail: ProviderDetail, accounts: Address[]): Promise<void> {
+    this.detachWallet?.();
+    const w = this.state.wallet;
+    w.selected = detail;
+    w.chainId = await walletChainId(detail.provider);
+    const p = detail.provider;
+    const onAccounts = (...args: unknown[]) => {
+      const list = ((args[0] as string[]) ?? []).filter((a) => isAddress(a)).map((a) => getAddress(a));
+      if (list.length === 0) {
+        w.account = undefined;
+        w.problem = 'Your wallet is locked or this page is no longer connected to it. Click Connect.';
+        this.setAccount(undefined);
+        return;
+      }
+      if (list[0] !== w.account) {
+        this.notify('info', `Switched to account ${list[0]}.`);
+        this.setAccount(list[0]);
+      }
+    };
+    const onChain = (...args: unknown[]) => {
+      w.chainId = Number(BigInt(args[0] as string));
+      this.checkNetwork();
+      this.changed();
+    };
+    p.on?.('accountsChanged', onAccounts);
+    p.on?.('chainChanged', onChain);
+    this.detachWallet = () => {
+      p.removeListener?.('accountsChanged', onAccounts);
+      p.removeListener?.('chainChanged', onChain);
+    };
+    this.makeWalletClient(p);
+    this.checkNetwork();
+    this.setAccount(accounts[0]);
+  }
+
+  private makeWalletClient(p: Eip1193Provider): void {
+    this.walletClient = createWalletClient({ chain: this.conn?.chain, transport: custom(p) });
+  }
+
+  /** Whether the wallet is on this market's chain; sets the problem sentence if not. */
+  checkNetwork(): boolean {
+    const w = this.state.wallet;
+    const c = this.state.config;
+    if (!w.selected || !c || w.chainId === undefined) return false;
+    if (w.chainId !== c.chainId) {
+      w.problem = `Wrong network: your wallet is on chain ${w.chainId}, but this market runs on chain ${c.chainId}. Switch your wallet to "${c.chainName}" (or add it) to trade.`;
+      return false;
+    }
+    if (w.problem?.startsWith('Wrong network')) w.problem = undefined;
+    return true;
+  }
+
+  get onRightNetwork(): boolean {
+    const w = this.state.wallet;
+    return !!w.selected && !!this.state.config && w.chainId === this.state.config.chainId;
+  }
+
+  async addOrSwitchNetwork(mode: 'add' | 'switch'): Promise<void> {
+    const w = this.state.wallet;
+    const c = this.state.config;
+    if (!w.selected || !c) return;
+    this.clearErrors();
+    const params = { chainId: c.chainId, chainName: c.chainName, rpcUrl: c.rpcUrl };
+    try {
+      if (mode === 'add') await addNetwork(w.selected.provider, params);
+      else await switchNetwork(w.selected.provider, params);
+      w.chainId = await walletChainId(w.selected.provider);
+      if (this.checkNetwork()) this.notify('ok', `Your wallet is on ${c.chainName}.`);
+      else if (mode === 'add') this.notify('info', `${c.chainName} was added to your wallet. Switch to it there to trade.`);
+    } catch (err) {
+      this.notify(
+        'error',
+        isUserRejection(err)
+          ? 'You rejected the network request in your wallet. The wallet stays on its current network.'
+          : describeError(err, this.errorContext()),
+      );
+    }
+    this.changed();
+  }
+
+  private setAccount(account: Address | undefined): void {
+    this.state.wallet.account = account;
+    if (account !== this.historyAccount) {
+      this.state.me = undefined;
+      this.state.settlements = new Map();
+      this.state.readings = [];
+      this.state.ownOrderSlots = new Set();
+      this.state.lookup = undefined;
+      this.lastLogBlock = -1n;
+      this.historyAccount = account;
+    }
+    this.changed();
+    this.scheduleRefresh();
+  }
+
+  // ------------------------------------------------------------------ reads
+
+  scheduleRefresh(): void {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return;
+    }
+    this.refreshing = true;
+    void (async () => {
+      do {
+        this.refreshAgain = false;
+        try {
+          await this.refresh();
+        } catch (err) {
+          console.warn('refresh failed', err);
+        }
+      } while (this.refreshAgain);
+      this.refreshing = false;
+      this.changed();
+    })();
+  }
+
+  private async refresh(): Promise<void> {
+    const conn = this.conn;
+    const head = this.state.head;
+    if (!conn || !head) return;
+    const { client, config: c } = conn;
+    const account = this.state.wallet.account;
+    const blockNumber = head.number;
+    const market = { address: c.market, abi: energyMarketAbi, blockNumber } as const;
+
+    // Events first, so that slots with own orders are known below.
+    await this.loadLogs(blockNumber, account);
+    if (account !== this.state.wallet.account) return;
+
+    const meP = account ? this.readMe(account, blockNumber) : Promise.resolve(undefined);
+    const dp = client.readContract({ address: c.registry, abi: registryAbi, functionName: 'defaultPrices', blockNumber });
+
+    const s = this.schedule()!;
+    const now = this.now();
+    const first = firstOpenSlot(s, now);
+    const wanted = new Set<bigint>();
+    for (let i = 0n; i < BigInt(UPCOMING_SLOTS); i++) wanted.add(first + i);
+    for (let i = 1n; i <= BigInt(RECENT_SLOTS) && first - i >= 0n; i++) wanted.add(first - i);
+    const current = slotAt(s, now);
+    for (const slot of this.state.ownOrderSlots) {
+      if (slot + 300n > current) wanted.add(slot);
+    }
+    const slots = [...wanted].sort((a, b) => (a < b ? -1 : 1));
+    const views = await Promise.all(
+      slots.map(async (slot): Promise<SlotView> => {
+        const [info, pos] = await Promise.all([
+          client.readContract({ ...market, functionName: 'slotInfo', args: [slot] }),
+          account ? client.readContract({ ...market, functionName: 'positionOf', args: [slot, account] }) : undefined,
+        ]);
+        const status = (['empty', 'open', 'cleared'] as const)[info.status] ?? 'empty';
+        let levels: Level[] = [];
+        if (status !== 'empty' && info.activeLevels !== 0n) {
+          const ls = activeLevels(info.activeLevels);
+          const vols = await Promise.all(
+            ls.map((l) => client.readContract({ ...market, functionName: 'levelVolumes', args: [slot, l] })),
+          );
+          levels = ls.map((l, i) => ({
+            level: l,
+            pricePerKWh: levelPrice(info.feedInPerKWh, c.priceTick, l),
+            bidWh: vols[i][0],
+            askWh: vols[i][1],
+          }));
+        }
+        const position: Position | undefined = pos && {
+          bidWh: BigInt(pos.bidWh),
+          bidPricePerKWh: pos.bidPricePerKWh,
+          askWh: BigInt(pos.askWh),
+          askPricePerKWh: pos.askPricePerKWh,
+          settled: pos.settled,
+        };
+        let preview: SlotView['preview'];
+        if (account && status === 'cleared' && position && !position.settled && (position.bidWh || position.askWh)) {
+          const [b, sold] = await client.readContract({ ...market, functionName: 'previewFills', args: [slot, account] });
+          preview = { boughtWh: b, soldWh: sold };
+        }
+        return {
+          slot,
+          phase: phaseOf(s, slot, now),
+          status,
+          retailPerKWh: info.retailPerKWh,
+          feedInPerKWh: info.feedInPerKWh,
+          clearingPerKWh: info.clearingPricePerKWh,
+          clearedWh: info.clearedWh,
+          levels,
+          position,
+          preview,
+        };
+      }),
+    );
+    const [me, prices] = await Promise.all([meP, dp]);
+    if (account !== this.state.wallet.account) return;
+    this.state.me = me;
+    this.state.defaultPrices = { retailPerKWh: prices[0], feedInPerKWh: prices[1] };
+    this.state.slots = views;
+    for (const v of views) {
+      // Slots outside the window stay watched only while the account has something pending there.
+      if (this.state.ownOrderSlots.has(v.slot)) {
+        const p = v.position;
+        const empty = !p || (p.bidWh === 0n && p.askWh === 0n);
+        if (p?.settled || (empty && v.phase !== 'open')) this.state.ownOrderSlots.delete(v.slot);
+      }
+      if (v.status === 'cleared' && !this.state.cleared.has(v.slot)) {
+        this.state.cleared.set(v.slot, {
+          slot: v.slot,
+          pricePerKWh: v.clearingPerKWh,
+          clearedWh: v.clearedWh,
+          bidMarginalPerKWh: 0n,
+          askMarginalPerKWh: 0n,
+        });
+      }
+    }
+    if (this.state.selectedSlot === undefined || this.state.selectedSlot < first) this.state.selectedSlot = first;
+    this.changed();
+  }
+
+  private async readMe(account: Address, blockNumber: bigint): Promise<Me> {
+    const { client, config: c } = this.conn!;
+    const reg = { address: c.registry, abi: registryAbi, blockNumber } as const;
+    const [role, meter, walletCredits, acct, isOperator, isMinter] = await Promise.all([
+      client.readContract({ ...reg, functionName: 'roleOf', args: [account] }),
+      client.readContract({ ...reg, functionName: 'meterOf', args: [account] }),
+      client.readContract({ address: c.token, abi: creditTokenAbi, functionName: 'balanceOf', args: [account], blockNumber }),
+      client.readContract({ address: c.market, abi: energyMarketAbi, functionName: 'accountOf', args: [account], blockNumber }),
+      client.readContract({ ...reg, functionName: 'isOperator', args: [account] }),
+      client.readContract({
+        address: c.token,
+        abi: creditTokenAbi,
+        functionName: 'hasRole',
+        args: [MINTER_ROLE, account],
+        blockNumber,
+      }),
+    ]);
+    const me: Me = {
+      address: account,
+      role: ROLES[role] ?? 'none',
+      meter: meter === zeroAddress ? null : getAddress(meter),
+      walletCredits,
+      free: acct[0],
+      debt: acct[1],
+      isOperator,
+      isMinter,
+    };
+    if (me.meter) {
+      const [importWh, exportWh, timestamp] = await client.readContract({
+        address: c.readings,
+        abi: meterReadingsAbi,
+        functionName: 'latestReading',
+        args: [me.meter],
+        blockNumber,
+      });
+      if (timestamp !== 0n) me.latestReading = { importWh, exportWh, timestamp };
+    }
+    return me;
+  }
+
+  /** Loads events from the last processed block (or the history window) up to `head`. */
+  private async loadLogs(head: bigint, account: Address | undefined): Promise<void> {
+    const { client, config: c } = this.conn!;
+    let from = this.lastLogBlock + 1n;
+    if (this.lastLogBlock < 0n) {
+      from = head > HISTORY_BLOCKS ? head - HISTORY_BLOCKS : 0n;
+      this.state.historyFrom = from;
+    }
+    if (from > head) return;
+    let meter: Address | null | undefined = this.state.me?.meter;
+    if (account && meter === undefined) {
+      const m = await client.readContract({ address: c.registry, abi: registryAbi, functionName: 'meterOf', args: [account] });
+      meter = m === zeroAddress ? null : getAddress(m);
+    }
+    for (let start = from; start <= head; start += LOG_CHUNK) {
+      const end = start + LOG_CHUNK - 1n < head ? start + LOG_CHUNK - 1n : head;
+      const range = { fromBlock: toHex(start), toBlock: toHex(end) };
+      const queries: Array<Promise<RawLog[]>> = [
+        this.getLogs({ ...range, address: c.market, topics: [CLEARED_TOPIC] }),
+      ];
+      if (account) {
+        const me = addressTopic(account);
+        queries.push(this.getLogs({ ...range, address: c.market, topics: [SETTLED_TOPIC, null, me] }));
+        queries.push(this.getLogs({ ...range, address: c.market, topics: [PLACED_TOPIC, null, me] }));
+        if (meter) queries.push(this.getLogs({ ...range, address: c.readings, topics: [READING_TOPIC, addressTopic(meter)] }));
+      }
+      const results = await Promise.all(queries);
+      if (account !== this.state.wallet.account) return;
+      for (const logs of results) for (const log of logs) await this.onLog(log);
+    }
+    this.lastLogBlock = head;
+  }
+
+  private async getLogs(filter: Record<string, unknown>): Promise<RawLog[]> {
+    return (await this.conn!.client.request({ method: 'eth_getLogs', params: [filter] } as never)) as RawLog[];
+  }
+
+  private async onLog(log: RawLog): Promise<void> {
+    const c = this.conn!.config;
+    if (log.address.toLowerCase() === c.readings.toLowerCase()) {
+      const ev = decodeEventLog({ abi: meterReadingsAbi, data: log.data, topics: log.topics as [Hex, ...Hex[]] });
+      if (ev.eventName === 'ReadingRecorded') {
+        const { importWh, exportWh, timestamp } = ev.args;
+        if (!this.state.readings.some((r) => r.timestamp === timestamp)) {
+          this.state.readings = [...this.state.readings, { importWh, exportWh, timestamp }].sort((a, b) =>
+            a.timestamp < b.timestamp ? -1 : 1,
+          );
+        }
+      }
+      return;
+    }
+    const ev = decodeEventLog({ abi: energyMarketAbi, data: log.data, topics: log.topics as [Hex, ...Hex[]] });
+    if (ev.eventName === 'SlotCleared') {
+      const a = ev.args;
+      this.state.cleared.set(a.slot, {
+        slot: a.slot,
+        pricePerKWh: a.clearingPricePerKWh,
+        clearedWh: a.clearedWh,
+        bidMarginalPerKWh: a.bidMarginalPricePerKWh,
+        askMarginalPerKWh: a.askMarginalPricePerKWh,
+      });
+    } else if (ev.eventName === 'OrderPlaced') {
+      this.state.ownOrderSlots.add(ev.args.slot);
+    } else if (ev.eventName === 'ParticipantSettled') {
+      const a = ev.args;
+      const { client } = this.conn!;
+      const m = { address: c.market, abi: energyMarketAbi } as const;
+      const [info, pos] = await Promise.all([
+        client.readContract({ ...m, functionName: 'slotInfo', args: [a.slot] }),
+        client.readContract({ ...m, functionName: 'positionOf', args: [a.slot, a.account] }),
+      ]);
+      const settlement: SettlementEvent = {
+        slot: a.slot,
+        boughtWh: a.boughtWh,
+        soldWh: a.soldWh,
+        importWh: a.importWh,
+        exportWh: a.exportWh,
+        credited: a.credited,
+        debited: a.debited,
+      };
+      this.state.settlements.set(a.slot, {
+        ev: settlement,
+        retailPerKWh: info.retailPerKWh,
+        feedInPerKWh: info.feedInPerKWh,
+        clearingPerKWh: info.clearingPricePerKWh,
+        bill: billOf(
+          settlement,
+          { retailPerKWh: info.retailPerKWh, feedInPerKWh: info.feedInPerKWh, clearingPerKWh: info.clearingPricePerKWh },
+          { bidPricePerKWh: pos.bidPricePerKWh, askPricePerKWh: pos.askPricePerKWh },
+          c.payAsBid,
+        ),
+      });
+    }
+  }
+
+  // ------------------------------------------------------------------ transactions
+
+  /** Why the page cannot send a transaction right now, or undefined if it can. */
+  cannotSend(allowBusy = false): string | undefined {
+    const w = this.state.wallet;
+    if (!w.selected || !w.account) return 'Connect a wallet first.';
+    if (!this.onRightNetwork) return w.problem ?? 'Switch your wallet to this market’s network first.';
+    if (this.state.busy && !allowBusy) return `Wait until "${this.state.busy}" is done.`;
+    return undefined;
+  }
+
+  /** Simulates a call (to report a revert before the wallet opens), has the wallet send it, and waits
+   *  for the receipt. Returns whether it succeeded; reports progress and errors as notices. */
+  async send(label: string, call: ContractCall, opts: { quiet?: boolean; nested?: boolean } = {}): Promise<boolean> {
+    if (!opts.nested) this.clearErrors();
+    const why = this.cannotSend(opts.nested);
+    if (why) {
+      this.notify('error', why);
+      return false;
+    }
+    const { client, chain } = this.conn!;
+    const account = this.state.wallet.account!;
+    const ownBusy = !this.state.busy;
+    if (ownBusy) this.state.busy = label;
+    this.changed();
+    let noticeId: number | undefined;
+    try {
+      try {
+        await client.simulateContract({ ...call, account } as never);
+      } catch (err) {
+        this.notify('error', `${label}: ${describeError(err, this.errorContext())}`);
+        return false;
+      }
+      noticeId = this.notify('info', `${label}: confirm in your wallet…`);
+      let hash: Hex;
+      try {
+        hash = await this.walletClient!.writeContract({ ...call, account, chain } as never);
+      } catch (err) {
+        this.notify(
+          'error',
+          isUserRejection(err)
+            ? `${label}: you rejected the transaction in your wallet. Nothing was sent.`
+            : `${label}: ${describeError(err, this.errorContext())}`,
+        );
+        return false;
+      } finally {
+        if (noticeId !== undefined) this.dismiss(noticeId);
+      }
+      noticeId = this.notify('info', `${label}: sent, waiting for the next block…`);
+      const receipt = await client.waitForTransactionReceipt({ hash, pollingInterval: 500 });
+      this.dismiss(noticeId);
+      if (receipt.status !== 'success') {
+        let reason = 'the transaction reverted.';
+        try {
+          await client.simulateContract({ ...call, account, blockNumber: receipt.blockNumber - 1n } as never);
+        } catch (err) {
+          reason = describeError(err, this.errorContext());
+        }
+        this.notify('error', `${label}: ${reason}`);
+        return false;
+      }
+      if (!opts.quiet) this.notify('ok', `${label}: done (block ${receipt.blockNumber}).`);
+      return true;
+    } catch (err) {
+      this.notify('error', `${label}: ${describeError(err, this.errorContext())}`);
+      return false;
+    } finally {
+      if (ownBusy) this.state.busy = undefined;
+      this.scheduleRefresh();
+      this.changed();
+    }
+  }
+
+  /** Deposits `amount` from the wallet into the market: one EIP-2612 permit signature and one
+   *  `depositWithPermit` transaction; falls back to approve + deposit if the wallet cannot sign typed data. */
+  async deposit(amount: bigint, nested = false): Promise<boolean> {
+    if (!nested) this.clearErrors();
+    const why = this.cannotSend(nested);
+    if (why) {
+      this.notify('error', why);
+      return false;
+    }
+    const { client, config: c } = this.conn!;
+    const me = this.state.me;
+    const account = this.state.wallet.account!;
+    if (amount <= 0n) {
+      this.notify('error', 'The amount must be more than zero.');
+      return false;
+    }
+    if (me && me.walletCredits < amount) {
+      this.notify(
+        'error',
+        `Your wallet holds ${formatCredits(me.walletCredits)}, less than the ${formatCredits(amount)} to deposit. Ask the operator for credits.`,
+      );
+      return false;
+    }
+    const ownBusy = !this.state.busy;
+    if (ownBusy) this.state.busy = 'Deposit';
+    this.changed();
+    try {
+      const token = { address: c.token, abi: creditTokenAbi } as const;
+      const [domain, nonce] = await Promise.all([
+        client.readContract({ ...token, functionName: 'eip712Domain' }),
+        client.readContract({ ...token, functionName: 'nonces', args: [account] }),
+      ]);
+      const deadline = this.now() + 3600n;
+      const id = this.notify('info', `Sign the permit in your wallet: it lets the market take ${formatCredits(amount)} from your wallet.`);
+      let signature: Hex | undefined;
+      try {
+        signature = await this.walletClient!.signTypedData({
+          account,
+          domain: { name: domain[1], version: domain[2], chainId: Number(domain[3]), verifyingContract: domain[4] },
+          types: {
+            Permit: [
+              { name: 'owner', type: 'address' },
+              { name: 'spender', type: 'address' },
+              { name: 'value', type: 'uint256' },
+              { name: 'nonce', type: 'uint256' },
+              { name: 'deadline', type: 'uint256' },
+            ],
+          },
+          primaryType: 'Permit',
+          message: { owner: account, spender: c.market, value: amount, nonce, deadline },
+        });
+      } catch (err) {
+        const code = findErrorCode(err);
+        if (code === 4001) {
+          this.notify('error', 'You declined to sign the permit. Nothing was deposited.');
+          return false;
+        }
+        if (code !== 4200 && code !== -32601) {
+          this.notify('error', `Permit: ${describeError(err, this.errorContext())}`);
+          return false;
+        }
+        this.notify('info', 'Your wallet cannot sign permits; approving the market in a separate transaction instead.');
+      } finally {
+        this.dismiss(id);
+      }
+      if (signature) {
+        const sig = parseSignature(signature);
+        const v = sig.v ?? 27n + BigInt(sig.yParity);
+        return await this.send(
+          `Deposit ${formatCredits(amount)}`,
+          {
+            address: c.market,
+            abi: energyMarketAbi,
+            functionName: 'depositWithPermit',
+            args: [amount, deadline, Number(v), sig.r, sig.s],
+          },
+          { quiet: nested, nested: true },
+        );
+      }
+      const approved = await this.send(
+        `Approve ${formatCredits(amount)}`,
+        { address: c.token, abi: creditTokenAbi, functionName: 'approve', args: [c.market, amount] },
+        { quiet: true, nested: true },
+      );
+      return (
+        approved &&
+        (await this.send(
+          `Deposit ${formatCredits(amount)}`,
+          { address: c.market, abi: energyMarketAbi, functionName: 'deposit', args: [amount] },
+          { quiet: nested, nested: true },
+        ))
+      );
+    } catch (err) {
+      this.notify('error', `Deposit: ${describeError(err, this.errorContext())}`);
+      return false;
+    } finally {
+      if (ownBusy) this.state.busy = undefined;
+      this.changed();
+    }
+  }
+
+  async withdraw(amount: bigint): Promise<boolean> {
+    const c = this.state.config!;
+    return this.send(`Withdraw ${formatCredits(amount)}`, {
+      address: c.market,
+      abi: energyMarketAbi,
+      functionName: 'withdraw',
+      args: [amount],
+    });
+  }
+
+  /** Places an order, depositing the missing escrow first (with a permit) when the free balance is short. */
+  async placeOrder(side: Side, slot: bigint, energyWh: bigint, pricePerKWh: bigint): Promise<boolean> {
+    this.clearErrors();
+    const why = this.cannotSend();
+    if (why) {
+      this.notify('error', why);
+      return false;
+    }
+    const c = this.state.config!;
+    const view = this.state.slots.find((v) => v.slot === slot);
+    const retail = view?.retailPerKWh ?? this.state.defaultPrices?.retailPerKWh ?? 0n;
+    const lock = lockFor(side, energyWh, pricePerKWh, retail);
+    const me = this.state.me;
+    // The contract's own checks, made before any deposit so that no credits move for an order that
+    // would be refused; the sentences are those of the decoded custom errors.
+    const account = this.state.wallet.account!;
+    const refuse = (name: string, args: readonly unknown[]) => {
+      this.notify('error', revertSentence({ name, args }, this.errorContext()));
+      return false;
+    };
+    if (me?.role === 'none') return refuse('NotParticipant', [account]);
+    if (side === 'ask' && me?.role === 'consumer') return refuse('NotProsumer', [account]);
+    if (me && me.debt > 0n) return refuse('OutstandingDebt', [account, me.debt]);
+    if (view?.position && (side === 'bid' ? view.position.bidWh : view.position.askWh) > 0n) {
+      return refuse('OrderExists', [slot, account, side === 'bid' ? 0 : 1]);
+    }
+    if (me && me.free + me.walletCredits < lock) {
+      this.notify(
+        'error',
+        `Not enough credits: this order locks ${formatCredits(lock)}, but you have ${formatCredits(me.free)} free in the market and ${formatCredits(me.walletCredits)} in your wallet.`,
+      );
+      return false;
+    }
+    const label = `${side === 'bid' ? 'Bid' : 'Ask'} ${formatEnergy(energyWh)} at ${formatPrice(pricePerKWh, c.priceTick)} in slot ${slot}`;
+    this.state.busy = label;
+    this.changed();
+    try {
+      if (me && me.free < lock) {
+        const missing = lock - me.free;
+        this.notify('info', `This order locks ${formatCredits(lock)}; ${formatCredits(me.free)} are free in the market, so ${formatCredits(missing)} are deposited from your wallet first.`);
+        if (!(await this.deposit(missing, true))) return false;
+      }
+      return await this.send(label, {
+        address: c.market,
+        abi: energyMarketAbi,
+        functionName: side === 'bid' ? 'placeBid' : 'placeAsk',
+        args: [slot, Number(energyWh), pricePerKWh],
+      }, { quiet: true, nested: true }).then((ok) => {
+        if (ok) this.notify('ok', `${label}: placed. ${formatCredits(lock)} locked until settlement.`);
+        return ok;
+      });
+    } finally {
+      this.state.busy = undefined;
+      this.changed();
+    }
+  }
+
+  async cancelOrder(slot: bigint, side: Side): Promise<boolean> {
+    const c = this.state.config!;
+    return this.send(`Cancel ${side} in slot ${slot}`, {
+      address: c.market,
+      abi: energyMarketAbi,
+      functionName: 'cancelOrder',
+      args: [slot, side === 'bid' ? 0 : 1],
+    });
+  }
+
+  async clearSlot(slot: bigint): Promise<boolean> {
+    const c = this.state.config!;
+    return this.send(`Clear slot ${slot}`, { address: c.market, abi: energyMarketAbi, functionName: 'clear', args: [slot] });
+  }
+
+  async settleSlot(slot: bigint, who: Address[]): Promise<boolean> {
+    const c = this.state.config!;
+    return this.send(`Settle slot ${slot}`, {
+      address: c.market,
+      abi: energyMarketAbi,
+      functionName: 'settle',
+      args: [slot, who],
+    });
+  }
+
+  // ------------------------------------------------------------------ operator
+
+  async operator(label: string, call: ContractCall): Promise<boolean> {
+    return this.send(label, call);
+  }
+
+  async lookupAccount(address: Address): Promise<void> {
+    const { client, config: c } = this.conn!;
+    try {
+      const reg = { address: c.registry, abi: registryAbi } as const;
+      const [role, meter, walletCredits, acct, isOperator] = await Promise.all([
+        client.readContract({ ...reg, functionName: 'roleOf', args: [address] }),
+        client.readContract({ ...reg, functionName: 'meterOf', args: [address] }),
+        client.readContract({ address: c.token, abi: creditTokenAbi, functionName: 'balanceOf', args: [address] }),
+        client.readContract({ address: c.market, abi: energyMarketAbi, functionName: 'accountOf', args: [address] }),
+        client.readContract({ ...reg, functionName: 'isOperator', args: [address] }),
+      ]);
+      this.state.lookup = {
+        address,
+        role: ROLES[role] ?? 'none',
+        meter: meter === zeroAddress ? null : getAddress(meter),
+        walletCredits,
+        free: acct[0],
+        debt: acct[1],
+        isOperator,
+      };
+    } catch (err) {
+      this.notify('error', describeError(err, this.errorContext()));
+    }
+    this.changed();
+  }
+
+  get contracts() {
+    const c = this.state.config!;
+    return {
+      registry: { address: c.registry, abi: registryAbi },
+      token: { address: c.token, abi: creditTokenAbi },
+      market: { address: c.market, abi: energyMarketAbi },
+      readings: { address: c.readings, abi: meterReadingsAbi },
+    } as const;
+  }
+}
+
+interface RawLog {
+  address: Address;
+  topics: Hex[];
+  data: Hex;
+  blockNumber: Hex;
+  logIndex: Hex;
+}
+
+export interface ContractCall {
+  address: Address;
+  abi: readonly unknown[];
+  functionName: string;
+  args: readonly unknown[];
+}

@@ -1,0 +1,262 @@
+// Turns whatever went wrong (a contract's custom error, a wallet refusal, a node refusal) into one
+// sentence for the page. Custom errors are decoded with the ABIs of all four contracts, because a
+// call to one contract can revert with another's error (the market calling the token, say).
+
+import { type Abi, type Hex, decodeErrorResult, isHex, keccak256, toHex } from 'viem';
+import { creditTokenAbi, energyMarketAbi, meterReadingsAbi, registryAbi } from './generated/abis';
+import { formatCredits, formatDateTime, formatPrice, shortAddress } from './format';
+
+const errorAbi: Abi = [...energyMarketAbi, ...registryAbi, ...creditTokenAbi, ...meterReadingsAbi].filter(
+  (item) => item.type === 'error',
+) as Abi;
+
+export interface ErrorContext {
+  /** Price tick (credit base units per kWh), for formatting prices. */
+  tick: bigint;
+  /** The connected account, so that sentences can say "you". */
+  account?: string;
+  /** The grid operator's account. */
+  grid?: string;
+}
+
+export interface DecodedRevert {
+  name: string;
+  args: readonly unknown[];
+}
+
+const ROLE_NAMES: Record<string, string> = {
+  [keccak256(toHex('OPERATOR_ROLE'))]: 'operator',
+  [keccak256(toHex('MINTER_ROLE'))]: 'minter',
+  ['0x' + '00'.repeat(32)]: 'admin',
+};
+
+/** Decodes revert data with every contract's errors; undefined if unknown. */
+export function decodeRevertData(data: Hex): DecodedRevert | undefined {
+  try {
+    const r = decodeErrorResult({ abi: errorAbi, data });
+    return { name: r.errorName, args: (r.args ?? []) as readonly unknown[] };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The revert data in an error thrown by viem (or by a provider), if any. */
+export function findRevertData(err: unknown): Hex | undefined {
+  const seen = new Set<unknown>();
+  let e: unknown = err;
+  while (e && typeof e === 'object' && !seen.has(e)) {
+    seen.add(e);
+    const o = e as Record<string, unknown>;
+    if (typeof o.raw === 'string' && isHex(o.raw) && o.raw.length >= 10) return o.raw as Hex;
+    const d = o.data;
+    if (typeof d === 'string' && isHex(d) && d.length >= 10) return d as Hex;
+    if (d && typeof d === 'object') {
+      const inner = (d as Record<string, unknown>).data;
+      if (typeof inner === 'string' && isHex(inner) && inner.length >= 10) return inner as Hex;
+    }
+    e = o.cause ?? o.error;
+  }
+  return undefined;
+}
+
+/** The first EIP-1193 / JSON-RPC error code in an error's cause chain. */
+export function findErrorCode(err: unknown): number | undefined {
+  const seen = new Set<unknown>();
+  let e: unknown = err;
+  while (e && typeof e === 'object' && !seen.has(e)) {
+    seen.add(e);
+    const o = e as Record<string, unknown>;
+    if (typeof o.code === 'number' && o.code !== 3) return o.code;
+    e = o.cause ?? o.error;
+  }
+  return undefined;
+}
+
+/** Whether the user refused the request in the wallet (EIP-1193 code 4001). */
+export const isUserRejection = (err: unknown): boolean => findErrorCode(err) === 4001;
+
+function who(address: unknown, ctx: ErrorContext): string {
+  const a = String(address);
+  if (ctx.account && a.toLowerCase() === ctx.account.toLowerCase()) return 'Your account';
+  if (ctx.grid && a.toLowerCase() === ctx.grid.toLowerCase()) return 'The grid account';
+  return `Account ${shortAddress(a)}`;
+}
+
+const side = (s: unknown): string => (Number(s) === 0 ? 'bid' : 'ask');
+
+/** One sentence for a decoded custom error. */
+export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
+  const a = r.args;
+  const price = (x: unknown) => formatPrice(BigInt(x as bigint), ctx.tick);
+  const credits = (x: unknown) => formatCredits(BigInt(x as bigint));
+  const time = (x: unknown) => formatDateTime(BigInt(x as bigint));
+  switch (r.name) {
+    // EnergyMarket
+    case 'AlreadyCleared':
+      return `Slot ${a[0]} has already been cleared.`;
+    case 'AlreadySettled':
+      return `${who(a[1], ctx)} is already settled in slot ${a[0]}.`;
+    case 'BalanceOverflow':
+      return `${who(a[0], ctx)} would hold more credits than the market can count.`;
+    case 'GateClosed':
+      return `Orders for slot ${a[0]} are closed: its gate closure has passed, so orders can no longer be placed or cancelled.`;
+    case 'GateOpen':
+      return `Slot ${a[0]} cannot be cleared yet: it still takes orders until its gate closure.`;
+    case 'InsufficientBalance':
+      return ctx.grid && String(a[0]).toLowerCase() === ctx.grid.toLowerCase()
+        ? `The grid account has too few credits in the market to pay the feed-in (needs ${credits(a[1])}, has ${credits(a[2])}).`
+        : `Not enough free credits in the market account: this needs ${credits(a[1])}, but ${who(a[0], ctx).toLowerCase()} has ${credits(a[2])} free. Deposit more credits first.`;
+    case 'InvalidSchedule':
+      return 'The contracts were deployed with inconsistent slot schedules.';
+    case 'NoOrder':
+      return `There is no ${side(a[2])} in slot ${a[0]} to cancel.`;
+    case 'NoPosition':
+      return `${who(a[1], ctx)} has no orders in slot ${a[0]}, so there is nothing to settle.`;
+    case 'NotParticipant':
+      return `${who(a[0], ctx)} is not a registered participant of the market. Ask the operator to register it.`;
+    case 'NotProsumer':
+      return `Only prosumers may sell energy; ${who(a[0], ctx).toLowerCase()} is registered as a consumer.`;
+    case 'NotRegistry':
+      return 'Only the registry may report role changes to the market.';
+    case 'NotRoleListener':
+      return 'The registry does not report role changes to this market.';
+    case 'NothingToClear':
+      return `Slot ${a[0]} has no orders, so there is nothing to clear.`;
+    case 'OrderExists':
+      return `There is already a ${side(a[2])} in slot ${a[0]}. Cancel it first to place a new one.`;
+    case 'OutstandingDebt':
+      return `${who(a[0], ctx)} owes ${credits(a[1])} to the grid. Deposit credits to repay the debt before trading or withdrawing.`;
+    case 'PositionSlotBusy':
+      return `The position in slot ${a[1]} is not settled yet; it must be settled before this slot can be traded (positions are reused every 256 slots).`;
+    case 'PriceNotOnTick':
+      return `The price ${price(a[0])} is not a whole number of price steps of ${price(a[1])}.`;
+    case 'PriceOutOfRange':
+      return `The price ${price(a[0])} is outside this slot's range: from the feed-in tariff ${price(a[1])} to the retail price ${price(a[2])}.`;
+    case 'SafeERC20FailedOperation':
+      return 'The credit token refused the transfer.';
+    case 'SettlementNotOpen':
+      return `Slot ${a[0]} can be settled from ${time(a[1])} (the slot's end plus the grace period for late meter readings).`;
+    case 'SlotNotCleared':
+      return `Slot ${a[0]} has not been cleared yet; clear it first.`;
+    case 'ZeroAddress':
+      return 'An address is missing (zero address).';
+    case 'ZeroAmount':
+      return 'The amount must be more than zero.';
+    case 'ZeroEnergy':
+      return 'The energy must be more than zero.';
+    // Registry
+    case 'AccessControlUnauthorizedAccount':
+      return `${who(a[0], ctx)} does not hold the ${ROLE_NAMES[String(a[1])] ?? 'required'} role needed for this.`;
+    case 'AccessControlBadConfirmation':
+      return 'A role can only be renounced by the account itself.';
+    case 'AlreadyRegistered':
+      return `${who(a[0], ctx)} is already registered.`;
+    case 'InvalidPriceTick':
+      return `The price step ${price(a[0])} is invalid.`;
+    case 'InvalidPrices':
+      return `The prices are invalid: retail ${price(a[0])} and feed-in ${price(a[1])} must satisfy 0 < retail, feed-in ≤ retail, and differ by a whole number of price steps (at most 255).`;
+    case 'InvalidRole':
+      return 'Choose a role: consumer or prosumer.';
+    case 'MeterAlreadyBound':
+      return `Meter ${shortAddress(String(a[0]))} is already bound to ${shortAddress(String(a[1]))}.`;
+    case 'MeterNotBound':
+      return `Meter ${shortAddress(String(a[0]))} is not bound to any participant.`;
+    case 'NoAdmins':
+      return 'At least one admin is needed.';
+    case 'NoSlotPrices':
+      return `Slot ${a[0]} has no time-of-use prices to remove.`;
+    case 'NotRegistered':
+      return `${who(a[0], ctx)} is not a registered participant.`;
+    case 'ParticipantHasMeter':
+      return `${who(a[0], ctx)} already has meter ${shortAddress(String(a[1]))}; unbind it first.`;
+    case 'RoleListenerAlreadySet':
+      return 'The registry already reports to a market.';
+    // CreditToken
+    case 'ERC20InsufficientAllowance':
+      return `The market may take only ${credits(a[1])} from your wallet (allowance) but needs ${credits(a[2])}.`;
+    case 'ERC20InsufficientBalance':
+      return `${who(a[0], ctx)} holds ${credits(a[1])} in the wallet, but ${credits(a[2])} are needed.`;
+    case 'ERC2612ExpiredSignature':
+      return `The permit signature expired at ${time(a[0])}; please sign again.`;
+    case 'ERC2612InvalidSigner':
+      return `The permit was signed by ${shortAddress(String(a[0]))}, not by the owner ${shortAddress(String(a[1]))}.`;
+    case 'InvalidAccountNonce':
+      return 'The permit signature was already used; please sign again.';
+    case 'ECDSAInvalidSignature':
+    case 'ECDSAInvalidSignatureLength':
+    case 'ECDSAInvalidSignatureS':
+      return 'The signature is not valid.';
+    case 'ERC20InvalidApprover':
+    case 'ERC20InvalidReceiver':
+    case 'ERC20InvalidSender':
+    case 'ERC20InvalidSpender':
+      return 'Credits cannot be moved to or from the zero address.';
+    case 'InvalidShortString':
+    case 'StringTooLong':
+      return 'A name is too long.';
+    // MeterReadings
+    case 'UnknownMeter':
+      return `Meter ${shortAddress(String(a[0]))} is not bound to any participant.`;
+    case 'NotOperator':
+      return `${who(a[0], ctx)} is not an operator.`;
+    case 'TimestampInFuture':
+      return `The reading of meter ${shortAddress(String(a[0]))} is dated too far in the future.`;
+    case 'CounterDecreased':
+      return `The counters of meter ${shortAddress(String(a[0]))} went down; the operator must record a meter reset first.`;
+    case 'ConflictingReading':
+      return `Meter ${shortAddress(String(a[0]))} already reported other counters for the same time.`;
+    case 'CounterTooLarge':
+      return `The counters of meter ${shortAddress(String(a[0]))} are too large.`;
+    case 'InvalidSignature':
+      return `The reading is not signed by meter ${shortAddress(String(a[0]))}.`;
+    default:
+      return `The contract refused: ${r.name}(${a.map(String).join(', ')}).`;
+  }
+}
+
+function walletSentence(code: number, err: unknown): string | undefined {
+  switch (code) {
+    case 4001:
+      return 'You rejected the request in your wallet. Nothing was sent.';
+    case 4100:
+      return 'The wallet has not authorised this page. Connect the wallet again.';
+    case 4200:
+      return 'Your wallet does not support this request.';
+    case 4900:
+      return 'Your wallet is disconnected from every network.';
+    case 4901:
+      return 'Your wallet is not connected to this network.';
+    case 4902:
+      return 'Your wallet does not know this network yet. Use "Add network".';
+    case -32002:
+      return 'A request is already waiting in your wallet. Open the wallet to answer it.';
+    case -32003:
+      return 'The chain refused the transaction: this account is not on its allowlist.';
+    case -32005:
+      return 'The node is busy (a limit was reached). Try again in a moment.';
+    default:
+      void err;
+      return undefined;
+  }
+}
+
+/** One sentence for anything thrown by a read, a simulation, a wallet request or a transaction. */
+export function describeError(err: unknown, ctx: ErrorContext): string {
+  const data = findRevertData(err);
+  if (data) {
+    const decoded = decodeRevertData(data);
+    if (decoded) return revertSentence(decoded, ctx);
+  }
+  const code = findErrorCode(err);
+  if (code !== undefined) {
+    const s = walletSentence(code, err);
+    if (s) return s;
+  }
+  const name = (err as { name?: string })?.name;
+  if (name === 'ChainMismatchError') {
+    return 'Your wallet is on another network than this market. Switch the network in your wallet.';
+  }
+  const short = (err as { shortMessage?: string })?.shortMessage;
+  const msg = short ?? (err instanceof Error ? err.message : String(err));
+  return msg.split('\n')[0];
+}

@@ -1,0 +1,209 @@
+// Market arithmetic on the page: the slot schedule, the aggregated order book, the escrow an order
+// locks, and a participant's settlement broken down into trade and grid flows. Every rule here
+// mirrors contracts/README.md and the contracts' code (Auction.sol, Settlement.sol).
+
+import { costOf } from './format';
+
+export interface Schedule {
+  startTime: bigint;
+  slotLength: bigint;
+  gateClosure: bigint;
+  gracePeriod: bigint;
+}
+
+export const slotStart = (s: Schedule, slot: bigint): bigint => s.startTime + slot * s.slotLength;
+export const slotEnd = (s: Schedule, slot: bigint): bigint => slotStart(s, slot) + s.slotLength;
+export const gateClosureTime = (s: Schedule, slot: bigint): bigint => {
+  const start = slotStart(s, slot);
+  return start > s.gateClosure ? start - s.gateClosure : 0n;
+};
+export const settlementOpensAt = (s: Schedule, slot: bigint): bigint => slotEnd(s, slot) + s.gracePeriod;
+
+/** The slot containing unix time `now` (slot 0 for times before the start). */
+export function slotAt(s: Schedule, now: bigint): bigint {
+  return now < s.startTime ? 0n : (now - s.startTime) / s.slotLength;
+}
+
+/** The first slot that still takes orders at `now`: the contract refuses an order when
+ *  `block.timestamp + gateClosure >= slotStart(slot)`. */
+export function firstOpenSlot(s: Schedule, now: bigint): bigint {
+  const t = now + s.gateClosure;
+  if (t < s.startTime) return 0n;
+  return (t - s.startTime) / s.slotLength + 1n;
+}
+
+export type Phase = 'open' | 'gate-closed' | 'delivery' | 'grace' | 'settlement';
+
+/** Where `slot` stands at unix time `now`. */
+export function phaseOf(s: Schedule, slot: bigint, now: bigint): Phase {
+  if (now + s.gateClosure < slotStart(s, slot)) return 'open';
+  if (now < slotStart(s, slot)) return 'gate-closed';
+  if (now < slotEnd(s, slot)) return 'delivery';
+  if (now < settlementOpensAt(s, slot)) return 'grace';
+  return 'settlement';
+}
+
+export interface Level {
+  level: number;
+  pricePerKWh: bigint;
+  bidWh: bigint;
+  askWh: bigint;
+}
+
+/** Indices of the set bits of a slot's `activeLevels` bitmap, lowest first. */
+export function activeLevels(bitmap: bigint): number[] {
+  const out: number[] = [];
+  for (let l = 0; bitmap >> BigInt(l) !== 0n && l < 256; l++) {
+    if ((bitmap >> BigInt(l)) & 1n) out.push(l);
+  }
+  return out;
+}
+
+/** Price of level `l` in a slot with feed-in `feedIn`, on tick `tick` (base units per kWh). */
+export const levelPrice = (feedIn: bigint, tick: bigint, level: number): bigint => feedIn + BigInt(level) * tick;
+
+export interface Clearing {
+  clearedWh: bigint;
+  /** Bid marginal level `mb` and ask marginal level `ma`; meaningful when clearedWh > 0. */
+  bidMarginal: number;
+  askMarginal: number;
+  /** The uniform price level floor((ma + mb) / 2). */
+  priceLevel: number;
+}
+
+/** The clearing the contract would compute for these levels (Auction._computeClearing):
+ *  Q = max_l min(D(l), S(l)); mb = max{l : D(l) >= Q}; ma = min{l : S(l) >= Q}; price level floor((ma+mb)/2). */
+export function computeClearing(levels: Level[]): Clearing {
+  const sorted = [...levels].sort((a, b) => a.level - b.level);
+  const none = { clearedWh: 0n, bidMarginal: 0, askMarginal: 0, priceLevel: 0 };
+  if (sorted.length === 0) return none;
+  const totalBid = sorted.reduce((a, l) => a + l.bidWh, 0n);
+  let q = 0n;
+  let supply = 0n;
+  let demand = totalBid;
+  for (const l of sorted) {
+    supply += l.askWh;
+    const m = supply < demand ? supply : demand;
+    if (m > q) q = m;
+    demand -= l.bidWh;
+  }
+  if (q === 0n) return none;
+  let ma = -1;
+  let mb = 0;
+  supply = 0n;
+  demand = totalBid;
+  for (const l of sorted) {
+    supply += l.askWh;
+    if (ma < 0 && supply >= q) ma = l.level;
+    if (demand >= q) mb = l.level;
+    else break;
+    demand -= l.bidWh;
+  }
+  return { clearedWh: q, bidMarginal: mb, askMarginal: ma, priceLevel: Math.floor((ma + mb) / 2) };
+}
+
+export interface BookRow {
+  pricePerKWh: bigint;
+  energyWh: bigint;
+  /** Bids: energy wanted at this price or higher. Asks: energy offered at this price or lower. */
+  cumulativeWh: bigint;
+}
+
+/** Bids from the highest price down and asks from the lowest up, with cumulative energy. */
+export function bookSides(levels: Level[]): { bids: BookRow[]; asks: BookRow[] } {
+  const bids: BookRow[] = [];
+  const asks: BookRow[] = [];
+  let cum = 0n;
+  for (const l of [...levels].sort((a, b) => b.level - a.level)) {
+    if (l.bidWh === 0n) continue;
+    cum += l.bidWh;
+    bids.push({ pricePerKWh: l.pricePerKWh, energyWh: l.bidWh, cumulativeWh: cum });
+  }
+  cum = 0n;
+  for (const l of [...levels].sort((a, b) => a.level - b.level)) {
+    if (l.askWh === 0n) continue;
+    cum += l.askWh;
+    asks.push({ pricePerKWh: l.pricePerKWh, energyWh: l.askWh, cumulativeWh: cum });
+  }
+  return { bids, asks };
+}
+
+export type Side = 'bid' | 'ask';
+
+/** Credits an order locks: a bid escrows its maximum cost, an ask locks collateral for buying the
+ *  energy back from the grid at retail if it is not delivered. */
+export function lockFor(side: Side, energyWh: bigint, pricePerKWh: bigint, retailPerKWh: bigint): bigint {
+  return side === 'bid' ? costOf(energyWh, pricePerKWh) : costOf(energyWh, retailPerKWh - pricePerKWh);
+}
+
+export interface SettlementEvent {
+  slot: bigint;
+  boughtWh: bigint;
+  soldWh: bigint;
+  importWh: bigint;
+  exportWh: bigint;
+  credited: bigint;
+  debited: bigint;
+}
+
+export interface SlotPrices {
+  retailPerKWh: bigint;
+  feedInPerKWh: bigint;
+  clearingPerKWh: bigint;
+}
+
+export interface OwnPrices {
+  bidPricePerKWh: bigint;
+  askPricePerKWh: bigint;
+}
+
+export interface Bill {
+  /** What the trades cost and earned. */
+  tradeCost: bigint;
+  tradeRevenue: bigint;
+  /** Energy bought from the grid at retail: used more than bought, or delivered less than sold. */
+  fromGridWh: bigint;
+  gridCharge: bigint;
+  /** Energy sold to the grid at feed-in: bought but not used, or delivered more than sold. */
+  toGridWh: bigint;
+  gridPayout: bigint;
+  /** Net amount paid in this slot (negative: earned). Escrow released is not income. */
+  net: bigint;
+  /** Escrow released back to the free balance at settlement. */
+  released: bigint;
+  /** The same energy with the grid alone: imports at retail, exports at feed-in. */
+  gridOnly: bigint;
+  /** gridOnly − net: positive when the market saved money. */
+  savings: bigint;
+  /** Whether the breakdown reproduces the contract's own credited/debited amounts. */
+  consistent: boolean;
+}
+
+const max0 = (x: bigint): bigint => (x > 0n ? x : 0n);
+
+/** Breaks a `ParticipantSettled` event down into trade and grid flows (Settlement._amounts). */
+export function billOf(ev: SettlementEvent, prices: SlotPrices, own: OwnPrices, payAsBid: boolean): Bill {
+  const { boughtWh: b, soldWh: s, importWh: i, exportWh: e } = ev;
+  const tradeCost = costOf(b, payAsBid ? own.bidPricePerKWh : prices.clearingPerKWh);
+  const tradeRevenue = costOf(s, payAsBid ? own.askPricePerKWh : prices.clearingPerKWh);
+  const fromGridWh = max0(i - b) + max0(s - e);
+  const toGridWh = max0(b - i) + max0(e - s);
+  const gridCharge = costOf(fromGridWh, prices.retailPerKWh);
+  const gridPayout = costOf(toGridWh, prices.feedInPerKWh);
+  const net = tradeCost + gridCharge - tradeRevenue - gridPayout;
+  const released = ev.credited - tradeRevenue - gridPayout;
+  const gridOnly = costOf(i, prices.retailPerKWh) - costOf(e, prices.feedInPerKWh);
+  return {
+    tradeCost,
+    tradeRevenue,
+    fromGridWh,
+    gridCharge,
+    toGridWh,
+    gridPayout,
+    net,
+    released,
+    gridOnly,
+    savings: gridOnly - net,
+    consistent: ev.debited === tradeCost + gridCharge && released >= 0n,
+  };
+}

@@ -1,0 +1,929 @@
+// Everything the page shows, as lit-html templates over the App's state.
+
+import { type TemplateResult, html, nothing } from 'lit-html';
+import { repeat } from 'lit-html/directives/repeat.js';
+import { type Address, getAddress, isAddress } from 'viem';
+import type { App, Position, SlotView } from './app';
+import { barChart, lineChart } from './charts';
+import {
+  costOf,
+  formatClock,
+  formatCredits,
+  formatDuration,
+  formatEnergy,
+  formatPrice,
+  parseCredits,
+  parseDecimal,
+  parseEnergyWh,
+  parsePrice,
+  shortAddress,
+} from './format';
+import {
+  type Schedule,
+  type Side,
+  bookSides,
+  computeClearing,
+  gateClosureTime,
+  levelPrice,
+  lockFor,
+  phaseOf,
+  settlementOpensAt,
+  slotEnd,
+  slotStart,
+} from './market';
+
+const credits = (base: bigint): number => Number(base) / 1e18;
+
+interface Draft {
+  side: Side;
+  slot?: string;
+  energy: string;
+  price: string;
+}
+const draft: Draft = { side: 'bid', energy: '500', price: '' };
+
+// ------------------------------------------------------------------ layout
+
+export function appView(app: App): TemplateResult {
+  const s = app.state;
+  return html`
+    ${header(app)}
+    ${problemBanner(app)}
+    ${notices(app)}
+    ${s.fatal
+      ? html`<main><section class="card error-card" data-testid="fatal"><h2>The market is unreachable</h2><p>${s.fatal}</p></section></main>`
+      : s.loading || !s.config
+        ? html`<main><section class="card"><p class="muted">Connecting to the node…</p></section></main>`
+        : html`${tabs(app)}
+            <main>
+              ${s.view === 'history' ? historyView(app) : s.view === 'operator' ? operatorView(app) : tradeView(app)}
+            </main>`}
+    <footer>
+      ${s.config
+        ? html`Contracts from ${s.config.source === 'contracts.json' ? 'the node’s /contracts.json' : 'the genesis table'}:
+            market <code>${s.config.market}</code>. Prices in credits per kWh; energy in Wh. Transactions on this
+            chain cost no fee.`
+        : nothing}
+    </footer>
+  `;
+}
+
+function header(app: App): TemplateResult {
+  const s = app.state;
+  return html`<header class="top">
+    <div class="brand">
+      <svg viewBox="0 0 32 32" aria-hidden="true" class="logo"><path d="M18 2 6 18h8l-2 12 12-16h-8z"></path></svg>
+      <div>
+        <h1>P2P Energy</h1>
+        <p class="muted small">Neighbourhood energy market</p>
+      </div>
+    </div>
+    <div class="chain-status small" data-testid="chain-status">
+      ${s.config
+        ? html`<span>${s.config.chainName}</span>
+            <span>block ${s.head ? `#${s.head.number}` : '…'}</span>
+            <span class=${s.live ? 'live' : 'stale'}>${s.live ? '● live' : '○ reconnecting'}</span>`
+        : nothing}
+    </div>
+    ${walletArea(app)}
+  </header>`;
+}
+
+function walletArea(app: App): TemplateResult {
+  const w = app.state.wallet;
+  if (w.selected && w.account) {
+    const me = app.state.me;
+    return html`<div class="wallet" data-testid="wallet">
+      <div class="account-chip" title=${w.account}>
+        <span class="dot ${app.onRightNetwork ? 'ok' : 'bad'}"></span>
+        <span data-testid="account">${shortAddress(w.account)}</span>
+        ${me && me.role !== 'none' ? html`<span class="badge">${me.role}</span>` : nothing}
+        ${me?.isOperator ? html`<span class="badge op">operator</span>` : nothing}
+      </div>
+      <div class="wallet-actions">
+        <button class="link" data-testid="add-network" @click=${() => app.addOrSwitchNetwork('add')}>Add network</button>
+        <button class="link" @click=${() => app.disconnect()}>Disconnect</button>
+      </div>
+    </div>`;
+  }
+  if (!w.discovered) return html`<div class="wallet muted small">Looking for wallets…</div>`;
+  if (w.wallets.length === 0) {
+    return html`<div class="wallet small" data-testid="no-wallet">
+      No wallet found. Install MetaMask (or another Ethereum wallet) to trade. The market is visible without one.
+    </div>`;
+  }
+  return html`<div class="wallet" data-testid="wallet">
+    ${w.wallets.map(
+      (d) => html`<button class="primary" ?disabled=${w.connecting} data-testid="connect" @click=${() => app.connect(d)}>
+        ${d.info.icon ? html`<img src=${d.info.icon} alt="" width="18" height="18" />` : nothing}
+        ${w.connecting ? 'Connecting…' : `Connect ${d.info.name}`}
+      </button>`,
+    )}
+  </div>`;
+}
+
+function problemBanner(app: App): TemplateResult | typeof nothing {
+  const w = app.state.wallet;
+  if (!w.problem) return nothing;
+  const wrong = w.selected && app.state.config && w.chainId !== undefined && w.chainId !== app.state.config.chainId;
+  return html`<div class="banner warn" role="alert" data-testid="wallet-problem">
+    <p>${w.problem}</p>
+    ${wrong
+      ? html`<div class="row">
+          <button class="primary" data-testid="switch-network" @click=${() => app.addOrSwitchNetwork('switch')}>
+            Switch to ${app.state.config!.chainName}
+          </button>
+          <button @click=${() => app.addOrSwitchNetwork('add')}>Add network</button>
+        </div>`
+      : nothing}
+  </div>`;
+}
+
+function notices(app: App): TemplateResult {
+  return html`<div class="notices" aria-live="polite" data-testid="notices">
+    ${repeat(
+      app.state.notices,
+      (n) => n.id,
+      (n) => html`<div class="notice ${n.kind}" data-kind=${n.kind}>
+        <span>${n.text}</span>
+        <button class="link" aria-label="Dismiss" @click=${() => app.dismiss(n.id)}>×</button>
+      </div>`,
+    )}
+  </div>`;
+}
+
+function tabs(app: App): TemplateResult {
+  const s = app.state;
+  const tab = (id: string, label: string) =>
+    html`<a href="#${id}" class=${s.view === id ? 'tab active' : 'tab'} data-testid="tab-${id}">${label}</a>`;
+  return html`<nav class="tabs">
+    ${tab('trade', 'Trade')} ${tab('history', 'History & bills')} ${s.me?.isOperator || s.view === 'operator' ? tab('operator', 'Operator') : nothing}
+    ${s.busy ? html`<span class="busy small" data-testid="busy">⏳ ${s.busy}</span>` : nothing}
+  </nav>`;
+}
+
+// ------------------------------------------------------------------ trade view
+
+function tradeView(app: App): TemplateResult {
+  return html`
+    ${accountCard(app)}
+    <div class="grid">
+      <div class="col">${slotsCard(app)} ${bookCard(app)}</div>
+      <div class="col orders">${orderForm(app)} ${ownOrdersCard(app)}</div>
+    </div>
+  `;
+}
+
+function lockedTotal(app: App): bigint {
+  let sum = 0n;
+  for (const v of app.state.slots) {
+    const p = v.position;
+    if (!p || p.settled) continue;
+    if (p.bidWh) sum += lockFor('bid', p.bidWh, p.bidPricePerKWh, v.retailPerKWh);
+    if (p.askWh) sum += lockFor('ask', p.askWh, p.askPricePerKWh, v.retailPerKWh);
+  }
+  return sum;
+}
+
+function accountCard(app: App): TemplateResult {
+  const s = app.state;
+  const w = s.wallet;
+  if (!w.account) {
+    return html`<section class="card intro" data-testid="account-card">
+      <h2>Your account</h2>
+      <p>Connect your wallet to see your credits and meter and to trade. The market below updates live.</p>
+    </section>`;
+  }
+  const me = s.me;
+  if (!me) return html`<section class="card" data-testid="account-card"><h2>Your account</h2><p class="muted">Loading…</p></section>`;
+  const registered = me.role !== 'none';
+  return html`<section class="card" data-testid="account-card">
+    <h2>Your account</h2>
+    <div class="stats">
+      <div class="stat" data-testid="registration">
+        <span class="label">Registration</span>
+        <span class="value">${registered ? (me.role === 'prosumer' ? 'Prosumer' : 'Consumer') : 'Not registered'}</span>
+        <span class="hint">${registered
+          ? me.role === 'prosumer'
+            ? 'may buy and sell energy'
+            : 'may buy energy'
+          : 'ask the operator to register this account'}</span>
+      </div>
+      <div class="stat" data-testid="meter">
+        <span class="label">Meter</span>
+        <span class="value mono" title=${me.meter ?? ''}>${me.meter ? shortAddress(me.meter) : 'none bound'}</span>
+        <span class="hint">${me.latestReading
+          ? `last reading ${formatClock(me.latestReading.timestamp)}: in ${formatEnergy(me.latestReading.importWh)}, out ${formatEnergy(me.latestReading.exportWh)}`
+          : me.meter
+            ? 'no reading yet'
+            : 'without a meter, delivery counts as zero'}</span>
+      </div>
+      <div class="stat" data-testid="wallet-credits">
+        <span class="label">In your wallet</span>
+        <span class="value">${formatCredits(me.walletCredits)}</span>
+        <span class="hint">credit tokens, not yet in the market</span>
+      </div>
+      <div class="stat" data-testid="market-balance">
+        <span class="label">In the market</span>
+        <span class="value">${formatCredits(me.free)}</span>
+        <span class="hint">free to trade · ${formatCredits(lockedTotal(app))} locked in orders</span>
+      </div>
+      ${me.debt > 0n
+        ? html`<div class="stat bad" data-testid="debt">
+            <span class="label">Debt to the grid</span>
+            <span class="value">${formatCredits(me.debt)}</span>
+            <span class="hint">repaid from your next deposit; no trading until then</span>
+          </div>`
+        : nothing}
+    </div>
+    <div class="row wrap money-forms">
+      <form
+        class="inline"
+        data-testid="deposit-form"
+        @submit=${(e: Event) => {
+          e.preventDefault();
+          const f = e.target as HTMLFormElement;
+          try {
+            const amount = parseCredits(String(new FormData(f).get('amount') ?? ''));
+            void app.deposit(amount).then((ok) => ok && f.reset());
+          } catch (err) {
+            app.notify('error', (err as Error).message);
+          }
+        }}
+      >
+        <label>Deposit <input name="amount" inputmode="decimal" placeholder="credits" size="8" required /></label>
+        <button type="submit" ?disabled=${!!app.cannotSend()}>Deposit</button>
+      </form>
+      <form
+        class="inline"
+        data-testid="withdraw-form"
+        @submit=${(e: Event) => {
+          e.preventDefault();
+          const f = e.target as HTMLFormElement;
+          try {
+            const amount = parseCredits(String(new FormData(f).get('amount') ?? ''));
+            void app.withdraw(amount).then((ok) => ok && f.reset());
+          } catch (err) {
+            app.notify('error', (err as Error).message);
+          }
+        }}
+      >
+        <label>Withdraw <input name="amount" inputmode="decimal" placeholder="credits" size="8" required /></label>
+        <button type="submit" ?disabled=${!!app.cannotSend()}>Withdraw</button>
+      </form>
+      <p class="hint small">Deposits use a permit signature (EIP-2612): sign once, then one transaction.</p>
+    </div>
+  </section>`;
+}
+
+function phaseText(app: App, v: SlotView, sched: Schedule, now: bigint): TemplateResult {
+  const phase = phaseOf(sched, v.slot, now);
+  const secs = (t: bigint) => formatDuration(Number(t - now));
+  switch (phase) {
+    case 'open':
+      return html`<span class="phase open">Open</span>
+        <span class="countdown" data-testid="countdown">gate closes in ${secs(gateClosureTime(sched, v.slot))}</span>`;
+    case 'gate-closed':
+      return html`<span class="phase closed">Gate closed</span>
+        <span class="countdown">delivery in ${secs(slotStart(sched, v.slot))}</span>`;
+    case 'delivery':
+      return html`<span class="phase delivery">Delivering</span>
+        <span class="countdown">ends in ${secs(slotEnd(sched, v.slot))}</span>`;
+    case 'grace':
+      return html`<span class="phase grace">Meters reporting</span>
+        <span class="countdown">settlement in ${secs(settlementOpensAt(sched, v.slot))}</span>`;
+    default:
+      void app;
+      return html`<span class="phase settle">Settlement open</span>`;
+  }
+}
+
+function totals(v: SlotView): { bid: bigint; ask: bigint } {
+  return v.levels.reduce((a, l) => ({ bid: a.bid + l.bidWh, ask: a.ask + l.askWh }), { bid: 0n, ask: 0n });
+}
+
+function positionText(app: App, p: Position | undefined): TemplateResult | string {
+  if (!p || (!p.bidWh && !p.askWh)) return '—';
+  const tick = app.state.config!.priceTick;
+  return html`${p.bidWh ? html`<div>Bid ${formatEnergy(p.bidWh)} ≤ ${formatPrice(p.bidPricePerKWh, tick, false)}</div>` : nothing}
+  ${p.askWh ? html`<div>Ask ${formatEnergy(p.askWh)} ≥ ${formatPrice(p.askPricePerKWh, tick, false)}</div>` : nothing}
+  ${p.settled ? html`<div class="muted">settled</div>` : nothing}`;
+}
+
+function slotsCard(app: App): TemplateResult {
+  const s = app.state;
+  const c = s.config!;
+  const sched = app.schedule()!;
+  const now = app.now();
+  const rows = s.slots.filter((v) => {
+    const phase = phaseOf(sched, v.slot, now);
+    const mine = v.position && (v.position.bidWh || v.position.askWh);
+    return phase === 'open' || v.status !== 'empty' || mine;
+  });
+  const me = s.wallet.account;
+  return html`<section class="card" data-testid="slots">
+    <h2>Delivery slots</h2>
+    <p class="hint small">
+      Each slot lasts ${formatDuration(Number(c.slotLength))}; orders close ${formatDuration(Number(c.gateClosure))} before it
+      starts; settlement opens ${formatDuration(Number(c.gracePeriod))} after it ends. ${c.payAsBid ? 'Pay-as-bid' : 'Everyone trades at one clearing price (pay-as-clear)'}.
+    </p>
+    <div class="table-wrap">
+      <table class="slots">
+        <thead>
+          <tr><th>Slot</th><th>Delivery</th><th>Status</th><th class="num">Bids</th><th class="num">Asks</th><th>Cleared</th><th>Yours</th><th></th></tr>
+        </thead>
+        <tbody>
+          ${repeat(
+            rows,
+            (v) => String(v.slot),
+            (v) => {
+              const phase = phaseOf(sched, v.slot, now);
+              const t = totals(v);
+              const selected = s.selectedSlot === v.slot;
+              const pos = v.position;
+              const canSettle =
+                me && v.status === 'cleared' && phase === 'settlement' && pos && !pos.settled && (pos.bidWh || pos.askWh);
+              return html`<tr class=${selected ? 'selected' : ''} data-testid="slot-row" data-slot=${String(v.slot)} data-phase=${phase} data-status=${v.status}>
+                <td class="mono c-slot">#${v.slot}</td>
+                <td class="nowrap c-time">${formatClock(slotStart(sched, v.slot))}–${formatClock(slotEnd(sched, v.slot))}</td>
+                <td class="c-status">${phaseText(app, v, sched, now)}</td>
+                <td class="num c-bids">${t.bid ? formatEnergy(t.bid) : '—'}</td>
+                <td class="num c-asks">${t.ask ? formatEnergy(t.ask) : '—'}</td>
+                <td class="c-result" data-testid="slot-result">${v.status === 'cleared'
+                  ? v.clearedWh > 0n
+                    ? html`<b>${formatPrice(v.clearingPerKWh, c.priceTick)}</b><br /><span class="small">${formatEnergy(v.clearedWh)} traded</span>`
+                    : html`<span class="muted">cleared, no match</span>`
+                  : phase === 'open'
+                    ? html`<span class="muted">—</span>`
+                    : v.status === 'open'
+                      ? html`<span class="muted">not cleared yet</span>`
+                      : html`<span class="muted">no orders</span>`}</td>
+                <td class="small c-yours">${positionText(app, pos)}</td>
+                <td class="actions">
+                  ${phase === 'open'
+                    ? html`<button class="small" @click=${() => {
+                        s.selectedSlot = v.slot;
+                        draft.slot = String(v.slot);
+                        app.changed();
+                      }}>Book</button>`
+                    : nothing}
+                  ${v.status === 'open' && phase !== 'open'
+                    ? html`<button class="small" data-testid="clear" ?disabled=${!!app.cannotSend()} @click=${() => app.clearSlot(v.slot)}>Clear</button>`
+                    : nothing}
+                  ${canSettle
+                    ? html`<button class="small" data-testid="settle" ?disabled=${!!app.cannotSend()} @click=${() => app.settleSlot(v.slot, [me!])}>Settle mine</button>`
+                    : nothing}
+                </td>
+              </tr>`;
+            },
+          )}
+        </tbody>
+      </table>
+    </div>
+  </section>`;
+}
+
+function bookCard(app: App): TemplateResult {
+  const s = app.state;
+  const c = s.config!;
+  const sched = app.schedule()!;
+  const now = app.now();
+  const v = s.slots.find((x) => x.slot === s.selectedSlot);
+  if (!v) return html`<section class="card" data-testid="book"><h2>Order book</h2><p class="muted">No slot selected.</p></section>`;
+  const { bids, asks } = bookSides(v.levels);
+  const clearing = computeClearing(v.levels);
+  const maxCum = [...bids, ...asks].reduce((m, r) => (r.cumulativeWh > m ? r.cumulativeWh : m), 1n);
+  const bar = (cum: bigint) => `${Math.max(2, Number((cum * 100n) / maxCum))}%`;
+  const phase = phaseOf(sched, v.slot, now);
+  return html`<section class="card" data-testid="book" data-slot=${String(v.slot)}>
+    <h2>Order book · slot #${v.slot}</h2>
+    <p class="hint small">
+      Delivery ${formatClock(slotStart(sched, v.slot))}–${formatClock(slotEnd(sched, v.slot))};
+      ${phase === 'open' ? html`gate closes in <b>${formatDuration(Number(gateClosureTime(sched, v.slot) - now))}</b>` : 'gate closed'}.
+      Prices from ${formatPrice(v.feedInPerKWh, c.priceTick)} (grid feed-in) to ${formatPrice(v.retailPerKWh, c.priceTick)} (grid retail),
+      in steps of ${formatPrice(c.priceTick, c.priceTick)}. Energy per price level, all participants together.
+    </p>
+    <div class="book">
+      <div>
+        <h3>Buy (bids)</h3>
+        <table class="book-side bids" data-testid="book-bids">
+          <thead><tr><th>Price</th><th class="num">Energy</th><th class="num">At or above</th></tr></thead>
+          <tbody>
+            ${bids.length === 0
+              ? html`<tr><td colspan="3" class="muted">No bids yet</td></tr>`
+              : bids.map(
+                  (r) => html`<tr style="--depth:${bar(r.cumulativeWh)}">
+                    <td>${formatPrice(r.pricePerKWh, c.priceTick, false)}</td>
+                    <td class="num">${formatEnergy(r.energyWh)}</td>
+                    <td class="num">${formatEnergy(r.cumulativeWh)}</td>
+                  </tr>`,
+                )}
+          </tbody>
+        </table>
+      </div>
+      <div>
+        <h3>Sell (asks)</h3>
+        <table class="book-side asks" data-testid="book-asks">
+          <thead><tr><th>Price</th><th class="num">Energy</th><th class="num">At or below</th></tr></thead>
+          <tbody>
+            ${asks.length === 0
+              ? html`<tr><td colspan="3" class="muted">No asks yet</td></tr>`
+              : asks.map(
+                  (r) => html`<tr style="--depth:${bar(r.cumulativeWh)}">
+                    <td>${formatPrice(r.pricePerKWh, c.priceTick, false)}</td>
+                    <td class="num">${formatEnergy(r.energyWh)}</td>
+                    <td class="num">${formatEnergy(r.cumulativeWh)}</td>
+                  </tr>`,
+                )}
+          </tbody>
+        </table>
+      </div>
+    </div>
+    <p class="indicative" data-testid="indicative">
+      ${v.status === 'cleared'
+        ? html`Cleared: <b>${formatEnergy(v.clearedWh)}</b> at <b>${formatPrice(v.clearingPerKWh, c.priceTick)}</b>.`
+        : clearing.clearedWh > 0n
+          ? html`If the gate closed now, <b>${formatEnergy(clearing.clearedWh)}</b> would trade at
+              <b>${formatPrice(levelPrice(v.feedInPerKWh, c.priceTick, clearing.priceLevel), c.priceTick)}</b> (indicative).`
+          : bids.length && asks.length
+            ? html`No match yet: the highest bid is below the lowest ask.`
+            : html`A trade needs both a bid and an ask.`}
+    </p>
+  </section>`;
+}
+
+function orderForm(app: App): TemplateResult {
+  const s = app.state;
+  const c = s.config!;
+  const sched = app.schedule()!;
+  const now = app.now();
+  const me = s.me;
+  const open = s.slots.filter((v) => phaseOf(sched, v.slot, now) === 'open');
+  if (!draft.slot || !open.some((v) => String(v.slot) === draft.slot)) draft.slot = open[0] ? String(open[0].slot) : undefined;
+  const v = open.find((x) => String(x.slot) === draft.slot);
+  const retail = v?.retailPerKWh ?? s.defaultPrices?.retailPerKWh ?? 0n;
+  const feedIn = v?.feedInPerKWh ?? s.defaultPrices?.feedInPerKWh ?? 0n;
+  if (!draft.price && retail) draft.price = formatPrice((retail + feedIn) / 2n - (((retail + feedIn) / 2n - feedIn) % c.priceTick), c.priceTick, false);
+  let summary: TemplateResult | string = '';
+  let valid = false;
+  try {
+    const energy = parseEnergyWh(draft.energy);
+    const price = parsePrice(draft.price, c.priceTick, feedIn, retail);
+    const lock = lockFor(draft.side, energy, price, retail);
+    valid = true;
+    const missing = me && me.free < lock ? lock - me.free : 0n;
+    summary = html`${draft.side === 'bid'
+        ? html`Buy up to <b>${formatEnergy(energy)}</b>, paying at most <b>${formatCredits(costOf(energy, price))}</b>
+            (${formatPrice(price, c.priceTick)}). You pay the clearing price for what you get; what you use beyond it
+            comes from the grid at ${formatPrice(retail, c.priceTick)}.`
+        : html`Sell up to <b>${formatEnergy(energy)}</b> for at least ${formatPrice(price, c.priceTick)}
+            (<b>${formatCredits(costOf(energy, price))}</b> if all of it trades). Locks
+            <b>${formatCredits(lock)}</b> as collateral: energy you sell but do not deliver is bought from the grid at
+            ${formatPrice(retail, c.priceTick)}.`}
+      <br />Locks <b data-testid="order-lock">${formatCredits(lock)}</b> until settlement.
+      ${missing > 0n
+        ? html`<br /><span class="warn-text">Your free market balance is ${formatCredits(me!.free)}: ${formatCredits(missing)} will be deposited from your
+            wallet first (one permit signature and one more transaction).</span>`
+        : nothing}`;
+  } catch (err) {
+    summary = html`<span class="warn-text">${(err as Error).message}</span>`;
+  }
+  const consumer = me?.role === 'consumer';
+  const why = app.cannotSend() ?? (me && me.role === 'none' ? 'This account is not registered.' : undefined);
+  return html`<section class="card" data-testid="order-form">
+    <h2>Place an order</h2>
+    <form
+      @submit=${(e: Event) => {
+        e.preventDefault();
+        try {
+          const slot = BigInt(draft.slot ?? '');
+          const energy = parseEnergyWh(draft.energy);
+          const price = parsePrice(draft.price, c.priceTick, feedIn, retail);
+          void app.placeOrder(draft.side, slot, energy, price);
+        } catch (err) {
+          app.notify('error', (err as Error).message);
+        }
+      }}
+    >
+      <div class="segmented" role="radiogroup" aria-label="Side">
+        <label class=${draft.side === 'bid' ? 'on' : ''}>
+          <input type="radio" name="side" value="bid" .checked=${draft.side === 'bid'} @change=${() => {
+            draft.side = 'bid';
+            app.changed();
+          }} />Buy (bid)
+        </label>
+        <label class=${draft.side === 'ask' ? 'on' : ''} title=${consumer ? 'Only prosumers may sell' : ''}>
+          <input type="radio" name="side" value="ask" data-testid="side-ask" .checked=${draft.side === 'ask'} ?disabled=${consumer} @change=${() => {
+            draft.side = 'ask';
+            app.changed();
+          }} />Sell (ask)
+        </label>
+      </div>
+      ${consumer ? html`<p class="hint small">Consumers buy only; selling needs a prosumer registration.</p>` : nothing}
+      <label>Slot
+        <select name="slot" data-testid="order-slot" .value=${draft.slot ?? ''} @change=${(e: Event) => {
+          draft.slot = (e.target as HTMLSelectElement).value;
+          s.selectedSlot = BigInt(draft.slot);
+          app.changed();
+        }}>
+          ${repeat(
+            open,
+            (o) => String(o.slot),
+            (o) => html`<option value=${String(o.slot)} ?selected=${String(o.slot) === draft.slot}>
+              #${o.slot} · ${formatClock(slotStart(sched, o.slot))} · closes in ${formatDuration(Number(gateClosureTime(sched, o.slot) - now))}
+            </option>`,
+          )}
+        </select>
+      </label>
+      <div class="row two">
+        <label>Energy (Wh)
+          <input name="energy" data-testid="order-energy" inputmode="numeric" .value=${draft.energy} @input=${(e: Event) => {
+            draft.energy = (e.target as HTMLInputElement).value;
+            app.changed();
+          }} />
+        </label>
+        <label>Limit price (credits/kWh)
+          <input name="price" data-testid="order-price" inputmode="decimal" .value=${draft.price} @input=${(e: Event) => {
+            draft.price = (e.target as HTMLInputElement).value;
+            app.changed();
+          }} />
+        </label>
+      </div>
+      <p class="summary small" data-testid="order-summary">${summary}</p>
+      <button type="submit" class="primary" data-testid="place-order" ?disabled=${!valid || !!why || !v}>
+        ${draft.side === 'bid' ? 'Place bid' : 'Place ask'}
+      </button>
+      ${why ? html`<p class="hint small">${why}</p>` : nothing}
+    </form>
+  </section>`;
+}
+
+function ownOrdersCard(app: App): TemplateResult {
+  const s = app.state;
+  const c = s.config!;
+  const sched = app.schedule()!;
+  const now = app.now();
+  if (!s.wallet.account) return html``;
+  const rows: TemplateResult[] = [];
+  for (const v of s.slots) {
+    const p = v.position;
+    if (!p || p.settled) continue;
+    const phase = phaseOf(sched, v.slot, now);
+    for (const side of ['bid', 'ask'] as const) {
+      const wh = side === 'bid' ? p.bidWh : p.askWh;
+      if (!wh) continue;
+      const price = side === 'bid' ? p.bidPricePerKWh : p.askPricePerKWh;
+      const fill = v.preview ? (side === 'bid' ? v.preview.boughtWh : v.preview.soldWh) : undefined;
+      rows.push(html`<tr data-testid="own-order" data-slot=${String(v.slot)} data-side=${side}>
+        <td class="mono">#${v.slot}</td>
+        <td class="nowrap">${side === 'bid' ? 'Buy' : 'Sell'} ${formatEnergy(wh)} ${side === 'bid' ? '≤' : '≥'} ${formatPrice(price, c.priceTick, false)}</td>
+        <td class="num">${formatCredits(lockFor(side, wh, price, v.retailPerKWh), { unit: false })}</td>
+        <td class="small">${phase === 'open'
+          ? `open · closes in ${formatDuration(Number(gateClosureTime(sched, v.slot) - now))}`
+          : v.status === 'cleared'
+            ? `cleared · ${side === 'bid' ? 'bought' : 'sold'} ${formatEnergy(fill ?? 0n)}`
+            : 'gate closed · awaiting clearing'}</td>
+        <td>${phase === 'open'
+          ? html`<button class="small" data-testid="cancel" ?disabled=${!!app.cannotSend()} @click=${() => app.cancelOrder(v.slot, side)}>Cancel</button>`
+          : nothing}</td>
+      </tr>`);
+    }
+  }
+  return html`<section class="card" data-testid="own-orders">
+    <h2>Your open orders</h2>
+    ${rows.length === 0
+      ? html`<p class="muted">No open orders.</p>`
+      : html`<div class="table-wrap"><table>
+          <thead><tr><th>Slot</th><th>Order (limit in credits/kWh)</th><th class="num">Locked (credits)</th><th>Status</th><th></th></tr></thead>
+          <tbody>${rows}</tbody>
+        </table></div>`}
+  </section>`;
+}
+
+// ------------------------------------------------------------------ history view
+
+function historyView(app: App): TemplateResult {
+  const s = app.state;
+  const c = s.config!;
+  const sched = app.schedule()!;
+  const cleared = [...s.cleared.values()].sort((a, b) => (a.slot < b.slot ? -1 : 1));
+  const settlements = [...s.settlements.values()].sort((a, b) => (a.ev.slot < b.ev.slot ? -1 : 1));
+  const slotTime = (slot: bigint) => Number(slotStart(sched, slot));
+  const clock = (x: number) => formatClock(Math.round(x));
+  const withTrades = cleared.filter((r) => r.clearedWh > 0n);
+  const retail = s.defaultPrices?.retailPerKWh;
+  const feedIn = s.defaultPrices?.feedInPerKWh;
+  const priceSeries = [
+    { name: 'Clearing price', className: 's-price', dots: true, points: withTrades.map((r) => ({ x: slotTime(r.slot), y: credits(r.pricePerKWh) })) },
+  ];
+  const priceRefs =
+    retail !== undefined && feedIn !== undefined
+      ? [
+          { name: 'Grid retail (current default)', className: 's-retail', y: credits(retail) },
+          { name: 'Grid feed-in (current default)', className: 's-feedin', y: credits(feedIn) },
+        ]
+      : [];
+  const total = settlements.reduce(
+    (a, r) => ({
+      net: a.net + r.bill.net,
+      gridOnly: a.gridOnly + r.bill.gridOnly,
+      savings: a.savings + r.bill.savings,
+      bought: a.bought + r.ev.boughtWh,
+      sold: a.sold + r.ev.soldWh,
+    }),
+    { net: 0n, gridOnly: 0n, savings: 0n, bought: 0n, sold: 0n },
+  );
+  const recentSettlements = settlements.slice(-24);
+  return html`
+    <section class="card" data-testid="history-summary">
+      <h2>Your bills</h2>
+      ${!s.wallet.account
+        ? html`<p class="muted">Connect your wallet to see your settlements.</p>`
+        : html`<div class="stats">
+            <div class="stat"><span class="label">Settled slots</span><span class="value">${settlements.length}</span>
+              <span class="hint">since block ${s.historyFrom ?? 0}</span></div>
+            <div class="stat"><span class="label">Traded</span><span class="value small-value">bought ${formatEnergy(total.bought)} · sold ${formatEnergy(total.sold)}</span></div>
+            <div class="stat"><span class="label">You paid (net)</span><span class="value" data-testid="total-net">${formatCredits(total.net)}</span>
+              <span class="hint">trades and grid, after sales</span></div>
+            <div class="stat"><span class="label">Grid only would be</span><span class="value">${formatCredits(total.gridOnly)}</span>
+              <span class="hint">same meter readings, retail and feed-in</span></div>
+            <div class="stat ${total.savings >= 0n ? 'good' : 'bad'}" data-testid="total-savings"><span class="label">${total.savings >= 0n ? 'You saved' : 'Extra cost'}</span>
+              <span class="value">${formatCredits(total.savings < 0n ? -total.savings : total.savings)}</span>
+              <span class="hint">against a grid-only bill</span></div>
+          </div>`}
+    </section>
+    <div class="grid">
+      <div class="col">
+        ${lineChart({
+          title: 'Clearing prices over time',
+          series: priceSeries,
+          refs: priceRefs,
+          timeAxis: true,
+          xPad: Number(c.slotLength) * 3,
+          formatX: clock,
+          formatY: (y) => y.toFixed(2),
+          yLabel: 'credits/kWh',
+          empty: 'No slot has cleared with a trade yet.',
+          testId: 'chart-prices',
+        })}
+        <section class="card" data-testid="cleared-slots">
+          <h2>Cleared slots</h2>
+          ${cleared.length === 0
+            ? html`<p class="muted">None yet (since block ${s.historyFrom ?? 0}).</p>`
+            : html`<div class="table-wrap"><table>
+                <thead><tr><th>Slot</th><th>Delivery</th><th class="num">Price (credits/kWh)</th><th class="num">Volume</th></tr></thead>
+                <tbody>${cleared.slice(-12).reverse().map(
+                  (r) => html`<tr data-testid="cleared-row" data-slot=${String(r.slot)}>
+                    <td class="mono">#${r.slot}</td>
+                    <td>${formatClock(slotStart(sched, r.slot))}</td>
+                    <td class="num">${r.clearedWh > 0n ? formatPrice(r.pricePerKWh, c.priceTick, false) : '—'}</td>
+                    <td class="num">${r.clearedWh > 0n ? formatEnergy(r.clearedWh) : 'no match'}</td>
+                  </tr>`,
+                )}</tbody>
+              </table></div>`}
+        </section>
+      </div>
+      <div class="col">
+        ${barChart({
+          title: 'Your energy per slot',
+          categories: recentSettlements.map((r) => `#${r.ev.slot}`),
+          series: [
+            { name: 'Bought in the market', className: 's-bought', values: recentSettlements.map((r) => Number(r.ev.boughtWh)) },
+            { name: 'From the grid', className: 's-fromgrid', values: recentSettlements.map((r) => Number(r.bill.fromGridWh)) },
+            { name: 'Sold in the market', className: 's-sold', values: recentSettlements.map((r) => -Number(r.ev.soldWh)) },
+            { name: 'To the grid', className: 's-togrid', values: recentSettlements.map((r) => -Number(r.bill.toGridWh)) },
+          ],
+          formatY: (y) => `${Math.round(y)}`,
+          yLabel: 'Wh (in + / out −)',
+          empty: s.wallet.account ? 'No settled slot yet.' : 'Connect your wallet to see your energy.',
+          testId: 'chart-flows',
+        })}
+        ${lineChart({
+          title: 'Your meter readings',
+          series: [
+            { name: 'Imported (cumulative)', className: 's-import', dots: s.readings.length < 40, points: s.readings.map((r) => ({ x: Number(r.timestamp), y: Number(r.importWh) })) },
+            { name: 'Exported (cumulative)', className: 's-export', dots: s.readings.length < 40, points: s.readings.map((r) => ({ x: Number(r.timestamp), y: Number(r.exportWh) })) },
+          ],
+          timeAxis: true,
+          xPad: Number(c.slotLength),
+          formatX: clock,
+          formatY: (y) => `${Math.round(y)}`,
+          yLabel: 'Wh',
+          empty: s.me?.meter ? 'Your meter has not reported yet.' : 'No meter bound to this account.',
+          testId: 'chart-readings',
+        })}
+      </div>
+    </div>
+    <section class="card" data-testid="settlements">
+      <h2>Settlement per slot</h2>
+      <p class="hint small">
+        Traded energy is compared with what your meter measured. Using more than you bought (or delivering less than you
+        sold) is bought from the grid at retail; the opposite is sold to the grid at the feed-in tariff. The bill is what
+        you paid in the slot, after sales; escrow coming back is not counted as income.
+      </p>
+      ${settlements.length === 0
+        ? html`<p class="muted">No settlement yet.</p>`
+        : html`<div class="table-wrap"><table class="settlements">
+            <thead><tr>
+              <th>Slot</th><th class="num">Bought / used</th><th class="num">Sold / delivered</th>
+              <th class="num">From grid</th><th class="num">To grid</th><th class="num">Trades</th><th class="num">Grid</th>
+              <th class="num">Bill</th><th class="num">Grid only</th><th class="num">Saved</th>
+            </tr></thead>
+            <tbody>${[...settlements].reverse().map((r) => {
+              const b = r.bill;
+              return html`<tr data-testid="settlement-row" data-slot=${String(r.ev.slot)}>
+                <td class="mono">#${r.ev.slot}</td>
+                <td class="num">${formatEnergy(r.ev.boughtWh)} / ${formatEnergy(r.ev.importWh)}</td>
+                <td class="num">${formatEnergy(r.ev.soldWh)} / ${formatEnergy(r.ev.exportWh)}</td>
+                <td class="num">${formatEnergy(b.fromGridWh)}</td>
+                <td class="num">${formatEnergy(b.toGridWh)}</td>
+                <td class="num">${formatCredits(b.tradeCost - b.tradeRevenue, { unit: false })}</td>
+                <td class="num">${formatCredits(b.gridCharge - b.gridPayout, { unit: false })}</td>
+                <td class="num" data-testid="bill"><b>${formatCredits(b.net, { unit: false })}</b></td>
+                <td class="num">${formatCredits(b.gridOnly, { unit: false })}</td>
+                <td class="num ${b.savings >= 0n ? 'good-text' : 'bad-text'}" data-testid="savings">${formatCredits(b.savings, { unit: false, sign: true })}</td>
+              </tr>${b.consistent ? nothing : html`<tr><td colspan="10" class="warn-text small">The breakdown of slot #${r.ev.slot} does not add up to the amounts the contract reported (credited ${formatCredits(r.ev.credited)}, debited ${formatCredits(r.ev.debited)}).</td></tr>`}`;
+            })}</tbody>
+          </table></div>
+          <p class="hint small">Amounts in credits; a negative bill is money earned. Prices of each slot are fixed when its first order arrives.</p>`}
+    </section>
+  `;
+}
+
+// ------------------------------------------------------------------ operator view
+
+function addressOf(form: FormData, name: string, what: string): Address {
+  const v = String(form.get(name) ?? '').trim();
+  if (!isAddress(v, { strict: false })) throw new Error(`The ${what} "${v}" is not an Ethereum address.`);
+  return getAddress(v);
+}
+
+function opForm(
+  app: App,
+  testId: string,
+  title: string,
+  fields: TemplateResult,
+  button: string,
+  action: (f: FormData) => Promise<boolean> | void,
+): TemplateResult {
+  return html`<form
+    class="op"
+    data-testid=${testId}
+    @submit=${(e: Event) => {
+      e.preventDefault();
+      const form = e.target as HTMLFormElement;
+      try {
+        const r = action(new FormData(form));
+        if (r) void r.then((ok) => ok && form.reset());
+      } catch (err) {
+        app.notify('error', (err as Error).message);
+      }
+    }}
+  >
+    <h3>${title}</h3>
+    ${fields}
+    <button type="submit" ?disabled=${!!app.cannotSend()}>${button}</button>
+  </form>`;
+}
+
+function operatorView(app: App): TemplateResult {
+  const s = app.state;
+  const c = s.config!;
+  const me = s.me;
+  if (!me?.isOperator) {
+    return html`<section class="card" data-testid="operator"><h2>Operator</h2>
+      <p>${s.wallet.account ? 'This account is not an operator of the registry.' : 'Connect an operator account.'}</p></section>`;
+  }
+  const k = app.contracts;
+  const price = (f: FormData, name: string, what: string) => parseDecimal(String(f.get(name) ?? ''), 18, what);
+  const lk = s.lookup;
+  return html`<section class="card" data-testid="operator">
+      <h2>Operator</h2>
+      <p class="hint small">
+        Current default tariffs: retail ${s.defaultPrices ? formatPrice(s.defaultPrices.retailPerKWh, c.priceTick) : '…'}, feed-in
+        ${s.defaultPrices ? formatPrice(s.defaultPrices.feedInPerKWh, c.priceTick) : '…'}; price step ${formatPrice(c.priceTick, c.priceTick)}.
+        A slot keeps the tariffs in force when its first order arrives. Grid account <code>${c.grid}</code>.
+      </p>
+      <div class="op-grid">
+        ${opForm(
+          app,
+          'op-register',
+          'Register a participant',
+          html`<label>Account <input name="account" placeholder="0x…" required /></label>
+            <label>Role <select name="role"><option value="1">Consumer (buys)</option><option value="2">Prosumer (buys and sells)</option></select></label>`,
+          'Register',
+          (f) => {
+            const a = addressOf(f, 'account', 'account');
+            return app.operator(`Register ${shortAddress(a)}`, { ...k.registry, functionName: 'registerParticipant', args: [a, Number(f.get('role'))] });
+          },
+        )}
+        ${opForm(
+          app,
+          'op-remove',
+          'Remove a participant',
+          html`<label>Account <input name="account" placeholder="0x…" required /></label>
+            <p class="hint small">Orders already placed are still settled; the meter is unbound.</p>`,
+          'Remove',
+          (f) => {
+            const a = addressOf(f, 'account', 'account');
+            return app.operator(`Remove ${shortAddress(a)}`, { ...k.registry, functionName: 'removeParticipant', args: [a] });
+          },
+        )}
+        ${opForm(
+          app,
+          'op-bind',
+          'Bind a meter',
+          html`<label>Meter key address <input name="meter" placeholder="0x…" required /></label>
+            <label>Participant <input name="participant" placeholder="0x…" required /></label>`,
+          'Bind meter',
+          (f) => {
+            const m = addressOf(f, 'meter', 'meter');
+            const p = addressOf(f, 'participant', 'participant');
+            return app.operator(`Bind meter ${shortAddress(m)}`, { ...k.registry, functionName: 'bindMeter', args: [m, p] });
+          },
+        )}
+        ${opForm(
+          app,
+          'op-unbind',
+          'Unbind a meter',
+          html`<label>Meter key address <input name="meter" placeholder="0x…" required /></label>`,
+          'Unbind meter',
+          (f) => {
+            const m = addressOf(f, 'meter', 'meter');
+            return app.operator(`Unbind meter ${shortAddress(m)}`, { ...k.registry, functionName: 'unbindMeter', args: [m] });
+          },
+        )}
+        ${opForm(
+          app,
+          'op-tariffs',
+          'Set default tariffs',
+          html`<div class="row two">
+              <label>Retail (credits/kWh) <input name="retail" inputmode="decimal" required /></label>
+              <label>Feed-in (credits/kWh) <input name="feedin" inputmode="decimal" required /></label>
+            </div>`,
+          'Set tariffs',
+          (f) => {
+            const r = price(f, 'retail', 'retail price');
+            const fi = price(f, 'feedin', 'feed-in tariff');
+            return app.operator('Set default tariffs', { ...k.registry, functionName: 'setDefaultPrices', args: [r, fi] });
+          },
+        )}
+        ${opForm(
+          app,
+          'op-slot-tariffs',
+          'Time-of-use tariffs for one slot',
+          html`<label>Slot <input name="slot" inputmode="numeric" required /></label>
+            <div class="row two">
+              <label>Retail (credits/kWh) <input name="retail" inputmode="decimal" required /></label>
+              <label>Feed-in (credits/kWh) <input name="feedin" inputmode="decimal" required /></label>
+            </div>`,
+          'Set slot tariffs',
+          (f) => {
+            const slot = BigInt(parseDecimal(String(f.get('slot') ?? ''), 0, 'slot'));
+            const r = price(f, 'retail', 'retail price');
+            const fi = price(f, 'feedin', 'feed-in tariff');
+            return app.operator(`Set tariffs of slot ${slot}`, { ...k.registry, functionName: 'setSlotPrices', args: [slot, r, fi] });
+          },
+        )}
+        ${opForm(
+          app,
+          'op-mint',
+          'Mint credits',
+          html`<label>To <input name="to" placeholder="0x…" required /></label>
+            <label>Amount (credits) <input name="amount" inputmode="decimal" required /></label>
+            ${me.isMinter ? nothing : html`<p class="warn-text small">This account lacks the token’s minter role.</p>`}`,
+          'Mint',
+          (f) => {
+            const to = addressOf(f, 'to', 'recipient');
+            const amount = parseCredits(String(f.get('amount') ?? ''));
+            return app.operator(`Mint ${formatCredits(amount)} to ${shortAddress(to)}`, { ...k.token, functionName: 'mint', args: [to, amount] });
+          },
+        )}
+        <form
+          class="op"
+          data-testid="op-lookup"
+          @submit=${(e: Event) => {
+            e.preventDefault();
+            try {
+              void app.lookupAccount(addressOf(new FormData(e.target as HTMLFormElement), 'account', 'account'));
+            } catch (err) {
+              app.notify('error', (err as Error).message);
+            }
+          }}
+        >
+          <h3>Look up an account</h3>
+          <label>Account <input name="account" placeholder="0x…" required /></label>
+          <button type="submit">Look up</button>
+          ${lk
+            ? html`<dl class="lookup" data-testid="lookup-result">
+                <dt>Account</dt><dd class="mono">${lk.address}</dd>
+                <dt>Role</dt><dd>${lk.role === 'none' ? 'not registered' : lk.role}${lk.isOperator ? ' · operator' : ''}</dd>
+                <dt>Meter</dt><dd class="mono">${lk.meter ?? 'none'}</dd>
+                <dt>Wallet</dt><dd>${formatCredits(lk.walletCredits)}</dd>
+                <dt>Market</dt><dd>${formatCredits(lk.free)} free${lk.debt ? html`, <span class="bad-text">${formatCredits(lk.debt)} debt</span>` : nothing}</dd>
+              </dl>`
+            : nothing}
+        </form>
+      </div>
+    </section>`;
+}

@@ -1,0 +1,406 @@
+// The trading dApp in a real browser (Debian's Chromium, headless, driven by playwright-core)
+// against a real `p2pe-node dev --slot-length 10` that serves the page. A test wallet injected into
+// the page (EIP-6963 + EIP-1193) signs with the dev mnemonic's keys, so the page takes the path it
+// takes with MetaMask. One slot is played end to end: orders, cancel, clearing, meter readings,
+// settlement and bills. Screenshots go to tests/artifacts/web/.
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chromium } from 'playwright-core';
+import { parseAbi } from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
+import { root, startDevNode } from './node.mjs';
+import { TestWallet, devAccount, keyClient } from './wallet.mjs';
+
+const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
+const SHOTS = path.join(root, 'tests', 'artifacts', 'web');
+const abi = (name) => JSON.parse(readFileSync(path.join(root, 'bindings', 'artifacts', `${name}.json`), 'utf8')).abi;
+const marketAbi = abi('EnergyMarket');
+const readingsAbi = abi('MeterReadings');
+const tokenAbi = parseAbi(['function approve(address,uint256) returns (bool)']);
+const milli = 10n ** 15n;
+const short = (a) => `${a.slice(0, 6)}…${a.slice(-4)}`;
+
+let node;
+let context;
+let page;
+let wallet;
+let contracts;
+let userData;
+let T; // the slot played end to end
+let C; // the slot of the cancelled order
+
+async function waitFor(fn, what, timeout = 30_000) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) {
+      const notices = await page?.locator('[data-testid=notices]').innerText().catch(() => '');
+      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${last}); notices: ${notices}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const textOf = (sel) => page.locator(sel).first().innerText({ timeout: 2_000 });
+async function waitText(sel, re, timeout = 30_000) {
+  return waitFor(async () => re.test(await textOf(sel)), `${sel} to show ${re}`, timeout);
+}
+async function idle() {
+  await waitFor(async () => (await page.locator('[data-testid=busy]').count()) === 0, 'the page to finish its action', 60_000);
+}
+async function notice(re, timeout = 30_000) {
+  await waitText('[data-testid=notices]', re, timeout);
+}
+async function shot(name, fullPage = true) {
+  await page.screenshot({ path: path.join(SHOTS, name), fullPage });
+}
+
+async function fillOrder({ side, slot, energy, price }) {
+  await page.locator('[data-testid=order-form] .segmented label', { hasText: side === 'bid' ? 'Buy' : 'Sell' }).click();
+  await waitFor(
+    async () => (await page.locator('[data-testid=order-slot] option').evaluateAll((os, s) => os.some((o) => o.value === s), String(slot))),
+    `slot ${slot} in the order form`,
+  );
+  await page.selectOption('[data-testid=order-slot]', String(slot));
+  await page.fill('[data-testid=order-energy]', String(energy));
+  await page.fill('[data-testid=order-price]', price);
+}
+
+async function placeOrder(order) {
+  await fillOrder(order);
+  await page.click('[data-testid=place-order]');
+}
+
+const ownOrder = (slot, side) => page.locator(`[data-testid=own-order][data-slot="${slot}"][data-side="${side}"]`);
+const slotRow = (slot) => page.locator(`[data-testid=slot-row][data-slot="${slot}"]`);
+
+async function sendFrom(index, address, abiItems, functionName, args) {
+  const { wallet: w, public: p } = keyClient(node.url, contracts.chainId, index);
+  const hash = await w.writeContract({ address, abi: abiItems, functionName, args });
+  const receipt = await p.waitForTransactionReceipt({ hash });
+  assert.equal(receipt.status, 'success', `${functionName} from key ${index}`);
+  return receipt;
+}
+
+describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
+  before(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    node = await startDevNode(['--slot-length', '10']);
+    contracts = await fetch(`${node.url}/contracts.json`).then((r) => r.json());
+    assert.equal(contracts.slotLength, 10);
+    userData = mkdtempSync(path.join(tmpdir(), 'p2pe-chromium-'));
+    context = await chromium.launchPersistentContext(userData, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+      viewport: { width: 1280, height: 900 },
+    });
+    page = await context.newPage();
+    page.on('pageerror', (e) => console.error('[page error]', e));
+    wallet = new TestWallet({ accounts: [0, 1], chainId: 1 });
+    await wallet.install(page);
+  });
+
+  after(async () => {
+    await context?.close().catch(() => {});
+    await node?.stop();
+    if (userData) rmSync(userData, { recursive: true, force: true });
+  });
+
+  it('serves the page and contracts.json from the node, next to JSON-RPC', async () => {
+    const res = await fetch(`${node.url}/`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type'), /text\/html/);
+    assert.match(res.headers.get('content-security-policy'), /default-src 'self'/);
+    const html = await res.text();
+    assert.match(html, /\/assets\/app\.js/);
+    const js = await fetch(`${node.url}/assets/app.js`);
+    assert.equal(js.status, 200);
+    assert.match(js.headers.get('content-type'), /javascript/);
+    const etag = js.headers.get('etag');
+    assert.ok(etag);
+    assert.equal((await fetch(`${node.url}/assets/app.js`, { headers: { 'if-none-match': etag } })).status, 304);
+    assert.equal((await fetch(`${node.url}/nope`)).status, 404);
+    const rpc = await fetch(node.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
+    }).then((r) => r.json());
+    assert.equal(rpc.result, '0x539');
+    assert.equal(contracts.market.toLowerCase(), '0x24B5F01F29f1fF36C33a5E03e7D1DE924262E9fa'.toLowerCase());
+    assert.equal(contracts.chainId, 1337);
+  });
+
+  it('discovers the wallet through EIP-6963, reports a rejected connection, then connects on the wrong network', async () => {
+    await page.goto(node.url);
+    await waitText('[data-testid=chain-status]', /block #\d+/);
+    await waitText('[data-testid=chain-status]', /live/);
+    await waitText('[data-testid=connect]', /Connect Test Wallet/);
+    wallet.reject('connect');
+    await page.click('[data-testid=connect]');
+    await waitText('[data-testid=wallet-problem]', /You rejected the connection request in your wallet/);
+    await page.click('[data-testid=connect]');
+    await waitText('[data-testid=account]', new RegExp(short(devAccount(0).address).replace('…', '.')));
+    await waitText(
+      '[data-testid=wallet-problem]',
+      /Wrong network: your wallet is on chain 1, but this market runs on chain 1337/,
+    );
+    assert.equal(await page.locator('[data-testid=place-order]').isDisabled(), true);
+    await waitText('[data-testid=registration]', /Prosumer/); // reads go to the node, whatever the wallet's network
+    await shot('wrong-network.png', false);
+  });
+
+  it('adds the network with the chain’s parameters (RPC URL = the page’s origin) and switches to it', async () => {
+    await page.click('[data-testid=switch-network]');
+    await waitFor(async () => (await page.locator('[data-testid=wallet-problem]').count()) === 0, 'the network warning to go');
+    assert.equal(wallet.chainId, 1337);
+    assert.deepEqual(wallet.addedChains[0], {
+      chainId: '0x539',
+      chainName: 'P2P Energy (chain 1337)',
+      nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
+      rpcUrls: [node.url],
+    });
+    await page.click('[data-testid=add-network]');
+    await notice(/Your wallet is on P2P Energy \(chain 1337\)/);
+    assert.equal(wallet.addedChains.length, 2);
+  });
+
+  it('shows registration, meter and balances of the account', async () => {
+    await waitText('[data-testid=registration]', /Prosumer/);
+    await waitText('[data-testid=meter]', new RegExp(short(devAccount(100).address).replace('…', '.')));
+    await waitText('[data-testid=wallet-credits]', /1,000\.00 credits/);
+    await waitText('[data-testid=market-balance]', /0\.00 credits/);
+    await waitText('[data-testid=tab-operator]', /Operator/);
+  });
+
+  it('places an ask, depositing the collateral with an EIP-2612 permit', async () => {
+    const first = await page.locator('[data-testid=order-slot] option').first().getAttribute('value');
+    T = BigInt(first) + 5n;
+    C = T - 1n;
+    await fillOrder({ side: 'ask', slot: T, energy: 400, price: '0.100' });
+    await waitText('[data-testid=order-summary]', /Locks 0\.08 credits until settlement/);
+    await waitText('[data-testid=order-summary]', /0\.08 credits will be deposited from your\s+wallet first/);
+    await page.click('[data-testid=place-order]');
+    await notice(/Ask 400 Wh at 0\.100 credits\/kWh in slot \d+: placed\. 0\.08 credits locked/, 45_000);
+    await idle();
+    const typed = wallet.requests.filter((r) => r.method === 'eth_signTypedData_v4');
+    assert.equal(typed.length, 1);
+    const permit = JSON.parse(typed[0].params[1]);
+    assert.equal(permit.primaryType, 'Permit');
+    assert.equal(permit.domain.verifyingContract.toLowerCase(), contracts.token.toLowerCase());
+    assert.equal(permit.message.spender.toLowerCase(), contracts.market.toLowerCase());
+    assert.equal(BigInt(permit.message.value), 80n * milli);
+    assert.equal(wallet.count('eth_sendTransaction'), 2); // depositWithPermit + placeAsk
+    await ownOrder(T, 'ask').waitFor();
+    await waitText('[data-testid=book-asks]', /0\.100\s+400 Wh/);
+    await waitText('[data-testid=market-balance]', /0\.08 credits locked in orders/);
+  });
+
+  it('reports a rejected permit signature and sends nothing', async () => {
+    wallet.reject('sign');
+    const sent = wallet.count('eth_sendTransaction');
+    await placeOrder({ side: 'bid', slot: T, energy: 100, price: '0.200' });
+    await notice(/You declined to sign the permit\. Nothing was deposited\./);
+    await idle();
+    assert.equal(wallet.count('eth_sendTransaction'), sent);
+    assert.equal(await ownOrder(T, 'bid').count(), 0);
+  });
+
+  it('follows an account change in the wallet', async () => {
+    await wallet.switchAccount(1);
+    await waitText('[data-testid=account]', new RegExp(short(devAccount(1).address).replace('…', '.')));
+    await notice(/Switched to account/);
+    await waitText('[data-testid=registration]', /Consumer/);
+    await waitFor(() => page.locator('[data-testid=side-ask]').isDisabled(), 'selling to be disabled for a consumer');
+    assert.equal(await page.locator('[data-testid=tab-operator]').count(), 0);
+  });
+
+  it('places a bid; the aggregated book and the indicative price update', async () => {
+    await placeOrder({ side: 'bid', slot: T, energy: 500, price: '0.200' });
+    await notice(/Bid 500 Wh at 0\.200 credits\/kWh in slot \d+: placed/, 45_000);
+    await idle();
+    await ownOrder(T, 'bid').waitFor();
+    await waitText('[data-testid=book-bids]', /0\.200\s+500 Wh/);
+    await waitText('[data-testid=indicative]', /400 Wh would trade at\s+0\.150 credits\/kWh/);
+    // A second bid in the same slot is refused before anything is signed, with the contract's sentence.
+    const sent = wallet.count('eth_sendTransaction');
+    await placeOrder({ side: 'bid', slot: T, energy: 100, price: '0.200' });
+    await notice(new RegExp(`There is already a bid in slot ${T}\\. Cancel it first`));
+    assert.equal(wallet.count('eth_sendTransaction'), sent);
+  });
+
+  it('updates live when others trade and meters report (no reload)', async () => {
+    // Account 2 (a prosumer) offers 200 Wh at 0.120 from outside the page.
+    await sendFrom(2, contracts.token, tokenAbi, 'approve', [contracts.market, 10n ** 18n]);
+    await sendFrom(2, contracts.market, marketAbi, 'deposit', [10n ** 17n]);
+    await sendFrom(2, contracts.market, marketAbi, 'placeAsk', [T, 200, 120n * milli]);
+    await waitText('[data-testid=book-asks]', /0\.120\s+200 Wh\s+600 Wh/);
+    await waitText('[data-testid=indicative]', /500 Wh would trade at\s+0\.160 credits\/kWh/);
+    // Meter readings for slot T: one before it starts, one inside it.
+    const start = BigInt(contracts.startTime) + T * 10n;
+    const meter0 = contracts.readings;
+    await sendFrom(101, meter0, readingsAbi, 'submitReading', [1000n, 0n, start - 2n]);
+    await sendFrom(101, meter0, readingsAbi, 'submitReading', [1450n, 0n, start + 5n]);
+    await sendFrom(100, meter0, readingsAbi, 'submitReading', [0n, 5000n, start - 2n]);
+    await sendFrom(100, meter0, readingsAbi, 'submitReading', [0n, 5350n, start + 5n]);
+    await waitText('[data-testid=meter]', /in 1,450 Wh, out 0 Wh/);
+    await shot('trade.png');
+  });
+
+  it('cancels an order before gate closure (after a rejected transaction)', async () => {
+    await placeOrder({ side: 'bid', slot: C, energy: 100, price: '0.150' });
+    await notice(/Bid 100 Wh at 0\.150 credits\/kWh in slot \d+: placed/, 45_000);
+    await idle();
+    await ownOrder(C, 'bid').waitFor();
+    const sent = wallet.count('eth_sendTransaction');
+    wallet.reject('tx');
+    await ownOrder(C, 'bid').locator('[data-testid=cancel]').click();
+    await notice(/you rejected the transaction in your wallet\. Nothing was sent\./);
+    await idle();
+    assert.equal(await ownOrder(C, 'bid').count(), 1);
+    await ownOrder(C, 'bid').locator('[data-testid=cancel]').click();
+    await notice(new RegExp(`Cancel bid in slot ${C}: done`));
+    await idle();
+    await waitFor(async () => (await ownOrder(C, 'bid').count()) === 0, 'the cancelled order to disappear');
+    assert.equal(wallet.count('eth_sendTransaction'), sent + 2); // the rejected one never left the wallet
+    await waitText('[data-testid=market-balance]', /0\.015 credits/);
+  });
+
+  it('decodes a custom error from the market into a sentence', async () => {
+    await page.fill('[data-testid=withdraw-form] input', '5');
+    await page.click('[data-testid=withdraw-form] button');
+    await notice(/Not enough free credits in the market account: this needs 5\.00 credits, but your account has 0\.015 credits free/);
+  });
+
+  it('clears the slot after gate closure: price and volume', async () => {
+    await waitFor(async () => (await slotRow(T).getAttribute('data-phase')) !== 'open', `slot ${T}'s gate to close`, 90_000);
+    await slotRow(T).locator('[data-testid=clear]').click();
+    await notice(new RegExp(`Clear slot ${T}: done`));
+    await waitFor(async () => (await slotRow(T).getAttribute('data-status')) === 'cleared', 'the slot to show as cleared');
+    await waitText(`[data-testid=slot-row][data-slot="${T}"] [data-testid=slot-result]`, /0\.160 credits\/kWh\s+500 Wh traded/);
+    await waitText('[data-testid=own-orders]', /cleared · bought 500 Wh/);
+  });
+
+  it('settles the slot and shows the bill, traded vs delivered, and savings', async () => {
+    await waitFor(async () => (await slotRow(T).locator('[data-testid=settle]').count()) === 1, 'settlement to open', 60_000);
+    await slotRow(T).locator('[data-testid=settle]').click();
+    await notice(new RegExp(`Settle slot ${T}: done`));
+    // The other two sellers are settled by someone else (anyone may settle).
+    await sendFrom(3, contracts.market, marketAbi, 'settle', [T, [devAccount(0).address, devAccount(2).address]]);
+    await page.click('[data-testid=tab-history]');
+    const row = `[data-testid=settlement-row][data-slot="${T}"]`;
+    await waitFor(() => page.locator(row).count(), 'the settlement row');
+    const text = await textOf(row);
+    // Bought 500 Wh at 0.160, used 450 Wh: 50 Wh back to the grid at 0.080.
+    assert.match(text, /500 Wh \/ 450 Wh/);
+    assert.match(text, /0 Wh\s+50 Wh/);
+    assert.match(await textOf(`${row} [data-testid=bill]`), /^0\.076$/);
+    assert.match(await textOf(`${row} [data-testid=savings]`), /^\+0\.059$/);
+    assert.match(text, /0\.135/); // grid only: 450 Wh at 0.300
+    await waitText('[data-testid=total-savings]', /You saved\s+0\.059 credits/i);
+    await waitText('[data-testid=cleared-slots]', new RegExp(`#${T}\\s+\\S+\\s+0\\.160\\s+500 Wh`));
+    assert.equal(await page.locator('[data-testid=chart-prices] circle').count() >= 1, true);
+    assert.equal(await page.locator('[data-testid=chart-flows] rect').count() >= 2, true);
+    assert.equal(await page.locator('[data-testid=chart-readings] circle').count(), 4);
+    await shot('history.png');
+    // The prosumer: sold 400 Wh, delivered 350 Wh (50 Wh bought back at 0.300): earned 0.049.
+    await wallet.switchAccount(0);
+    await waitText('[data-testid=account]', new RegExp(short(devAccount(0).address).replace('…', '.')));
+    await waitFor(() => page.locator(row).count(), 'the prosumer’s settlement row');
+    const p = await textOf(row);
+    assert.match(p, /400 Wh \/ 350 Wh/);
+    assert.match(await textOf(`${row} [data-testid=bill]`), /^−0\.049$/);
+    assert.match(await textOf(`${row} [data-testid=savings]`), /^\+0\.021$/);
+  });
+
+  it('lets an operator register, bind a meter, mint credits and look up the account; errors are sentences', async () => {
+    await page.click('[data-testid=tab-operator]');
+    const newcomer = privateKeyToAccount(`0x${'11'.repeat(32)}`).address;
+    const meter = privateKeyToAccount(`0x${'22'.repeat(32)}`).address;
+    const form = (id) => `[data-testid=${id}]`;
+    await page.fill(`${form('op-register')} input[name=account]`, newcomer);
+    await page.selectOption(`${form('op-register')} select[name=role]`, '1');
+    await page.click(`${form('op-register')} button`);
+    await notice(new RegExp(`Register ${short(newcomer).replace('…', '.')}: done`));
+    await idle();
+    await page.fill(`${form('op-register')} input[name=account]`, newcomer);
+    await page.click(`${form('op-register')} button`);
+    await notice(new RegExp(`Account ${short(newcomer).replace('…', '.')} is already registered\\.`));
+    await page.fill(`${form('op-bind')} input[name=meter]`, meter);
+    await page.fill(`${form('op-bind')} input[name=participant]`, newcomer);
+    await page.click(`${form('op-bind')} button`);
+    await notice(/Bind meter .*: done/);
+    await idle();
+    await page.fill(`${form('op-mint')} input[name=to]`, newcomer);
+    await page.fill(`${form('op-mint')} input[name=amount]`, '5');
+    await page.click(`${form('op-mint')} button`);
+    await notice(/Mint 5\.00 credits to .*: done/);
+    await idle();
+    await page.fill(`${form('op-lookup')} input[name=account]`, newcomer);
+    await page.click(`${form('op-lookup')} button`);
+    await waitText('[data-testid=lookup-result]', /consumer/);
+    const lk = await textOf('[data-testid=lookup-result]');
+    assert.match(lk, new RegExp(meter));
+    assert.match(lk, /5\.00 credits/);
+    await page.fill(`${form('op-tariffs')} input[name=retail]`, '0.320');
+    await page.fill(`${form('op-tariffs')} input[name=feedin]`, '0.070');
+    await page.click(`${form('op-tariffs')} button`);
+    await notice(/Set default tariffs: done/);
+    await waitText('[data-testid=operator]', /retail 0\.320 credits\/kWh, feed-in\s+0\.070 credits\/kWh/);
+    await shot('operator.png');
+  });
+
+  it('notices a network switch in the wallet and switches back', async () => {
+    await page.click('[data-testid=tab-trade]');
+    await wallet.switchChain(5);
+    await waitText('[data-testid=wallet-problem]', /Wrong network: your wallet is on chain 5/);
+    assert.equal(await page.locator('[data-testid=place-order]').isDisabled(), true);
+    await page.click('[data-testid=switch-network]');
+    await waitFor(async () => (await page.locator('[data-testid=wallet-problem]').count()) === 0, 'the warning to go');
+    assert.equal(wallet.chainId, 1337);
+    assert.equal(wallet.addedChains.length, 2); // known network: switched, not added again
+  });
+
+  it('fits a phone screen (390 px)', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.click('[data-testid=tab-trade]');
+    await waitText('[data-testid=slots]', /Delivery slots/);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(overflow <= 392, `page is ${overflow} px wide at 390 px`);
+    await shot('phone-trade.png');
+    await page.click('[data-testid=tab-history]');
+    await shot('phone-history.png');
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it('falls back to window.ethereum when no wallet announces itself (EIP-1193)', async () => {
+    const plain = await context.newPage();
+    const w2 = new TestWallet({ accounts: [3], chainId: 1337 });
+    w2.chains.set(1337, { rpcUrl: node.url, params: null });
+    await w2.install(plain, { announce: false });
+    await plain.goto(node.url);
+    await plain.locator('[data-testid=connect]', { hasText: 'Connect Browser wallet' }).waitFor({ timeout: 15_000 });
+    await plain.click('[data-testid=connect]');
+    await plain.locator('[data-testid=account]', { hasText: short(devAccount(3).address) }).waitFor({ timeout: 15_000 });
+    await plain.locator('[data-testid=registration]', { hasText: 'Consumer' }).waitFor({ timeout: 15_000 });
+    await plain.close();
+  });
+});

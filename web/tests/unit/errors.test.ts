@@ -1,0 +1,67 @@
+import { BaseError, encodeErrorResult } from 'viem';
+import { describe, expect, it } from 'vitest';
+import { decodeRevertData, describeError } from '../../src/errors';
+import { creditTokenAbi, energyMarketAbi, registryAbi } from '../../src/generated/abis';
+
+const milli = 10n ** 15n;
+const me = '0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266';
+const ctx = { tick: milli, account: me, grid: '0x0000000000000000000000000000000000000099' };
+
+class RevertLike extends BaseError {
+  raw: `0x${string}`;
+  constructor(raw: `0x${string}`) {
+    super('execution reverted');
+    this.raw = raw;
+  }
+}
+
+describe('custom errors become sentences', () => {
+  it('decodes market errors with formatted numbers', () => {
+    const data = encodeErrorResult({
+      abi: energyMarketAbi,
+      errorName: 'PriceOutOfRange',
+      args: [50n * milli, 80n * milli, 300n * milli],
+    });
+    expect(describeError(new RevertLike(data), ctx)).toBe(
+      "The price 0.050 credits/kWh is outside this slot's range: from the feed-in tariff 0.080 credits/kWh to the retail price 0.300 credits/kWh.",
+    );
+    const ins = encodeErrorResult({
+      abi: energyMarketAbi,
+      errorName: 'InsufficientBalance',
+      args: [me, 75n * milli, 10n * milli],
+    });
+    expect(describeError(new RevertLike(ins), ctx)).toMatch(/needs 0.075 credits, but your account has 0.01 credits free/);
+  });
+
+  it('decodes errors of other contracts met through the market (token, registry)', () => {
+    const tok = encodeErrorResult({
+      abi: creditTokenAbi,
+      errorName: 'ERC20InsufficientBalance',
+      args: [me, 10n ** 18n, 2n * 10n ** 18n],
+    });
+    expect(describeError({ cause: { data: tok } }, ctx)).toBe(
+      'Your account holds 1.00 credits in the wallet, but 2.00 credits are needed.',
+    );
+    const reg = encodeErrorResult({ abi: registryAbi, errorName: 'AlreadyRegistered', args: [me] });
+    expect(decodeRevertData(reg)?.name).toBe('AlreadyRegistered');
+  });
+
+  it('names the missing role', () => {
+    const data = encodeErrorResult({
+      abi: registryAbi,
+      errorName: 'AccessControlUnauthorizedAccount',
+      args: [me, '0x97667070c54ef182b0f5858b034beac1b6f3089aa2d3188bb1e8929f4fa9b929'],
+    });
+    expect(describeError(new RevertLike(data), ctx)).toBe('Your account does not hold the operator role needed for this.');
+  });
+
+  it('explains wallet refusals', () => {
+    expect(describeError({ code: 4001, message: 'User rejected the request.' }, ctx)).toMatch(/rejected the request/);
+    expect(describeError({ cause: { code: 4902 } }, ctx)).toMatch(/Add network/);
+    expect(describeError({ code: -32002 }, ctx)).toMatch(/already waiting/);
+  });
+
+  it('falls back to the first line of other messages', () => {
+    expect(describeError(new Error('socket closed\nmore detail'), ctx)).toBe('socket closed');
+  });
+});

@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import {
+  costOf,
+  formatCredits,
+  formatDuration,
+  formatEnergy,
+  formatFixed,
+  formatPrice,
+  parseCredits,
+  parseEnergyWh,
+  parsePrice,
+  priceDecimals,
+} from '../../src/format';
+
+const credit = 10n ** 18n;
+const milli = 10n ** 15n;
+
+describe('formatting', () => {
+  it('formats credits with grouping and without raw base units', () => {
+    expect(formatCredits(1000n * credit)).toBe('1,000.00 credits');
+    expect(formatCredits(12_345_678n * 10n ** 14n)).toBe('1,234.5678 credits');
+    expect(formatCredits(42n * 10n ** 13n)).toBe('0.00042 credits');
+    expect(formatCredits(0n)).toBe('0.00 credits');
+    expect(formatCredits(-5n * credit, { unit: false })).toBe('−5.00');
+    expect(formatCredits(5n * credit, { sign: true, unit: false })).toBe('+5.00');
+    // rounding at the last shown decimal
+    expect(formatCredits(123_456_789n * 10n ** 12n)).toBe('123.4568 credits');
+  });
+
+  it('formats prices on the tick with their unit', () => {
+    expect(priceDecimals(milli)).toBe(3);
+    expect(formatPrice(150n * milli, milli)).toBe('0.150 credits/kWh');
+    expect(formatPrice(300n * milli, milli, false)).toBe('0.300');
+    expect(formatPrice(10n ** 17n, 10n ** 17n)).toBe('0.10 credits/kWh');
+  });
+
+  it('formats energy in Wh, and kWh from 10,000 Wh', () => {
+    expect(formatEnergy(850n)).toBe('850 Wh');
+    expect(formatEnergy(9_999n)).toBe('9,999 Wh');
+    expect(formatEnergy(12_500n)).toBe('12.50 kWh');
+    expect(formatEnergy(0)).toBe('0 Wh');
+  });
+
+  it('formats fixed-point values', () => {
+    expect(formatFixed(1234567n, 3, 0, 3)).toBe('1,234.567');
+    expect(formatFixed(1234500n, 3, 0, 3)).toBe('1,234.5');
+    expect(formatFixed(1234500n, 3, 2, 3)).toBe('1,234.50');
+  });
+
+  it('formats durations', () => {
+    expect(formatDuration(7)).toBe('7 s');
+    expect(formatDuration(65)).toBe('1 m 05 s');
+    expect(formatDuration(7380)).toBe('2 h 03 m');
+    expect(formatDuration(-3)).toBe('0 s');
+  });
+});
+
+describe('parsing', () => {
+  it('parses credit amounts exactly', () => {
+    expect(parseCredits('12.5')).toBe(125n * 10n ** 17n);
+    expect(parseCredits('1,000')).toBe(1000n * credit);
+    expect(parseCredits('.001')).toBe(milli);
+    expect(() => parseCredits('abc')).toThrow(/not a number/);
+    expect(() => parseCredits('1.0000000000000000001')).toThrow(/more than 18 decimals/);
+  });
+
+  it('checks prices against range and tick', () => {
+    expect(parsePrice('0.15', milli, 80n * milli, 300n * milli)).toBe(150n * milli);
+    expect(() => parsePrice('0.05', milli, 80n * milli, 300n * milli)).toThrow(/between the feed-in tariff 0.080/);
+    expect(() => parsePrice('0.31', milli, 80n * milli, 300n * milli)).toThrow(/retail price 0.300/);
+    expect(() => parsePrice('0.1505', milli, 80n * milli, 300n * milli)).toThrow(/price step 0.001/);
+  });
+
+  it('parses energy as whole Wh within uint32', () => {
+    expect(parseEnergyWh('1,500')).toBe(1500n);
+    expect(() => parseEnergyWh('0')).toThrow(/at least 1 Wh/);
+    expect(() => parseEnergyWh('1.5')).toThrow(/whole number/);
+    expect(() => parseEnergyWh('4294967296')).toThrow(/too large/);
+  });
+
+  it('computes costs exactly', () => {
+    expect(costOf(500n, 150n * milli)).toBe(75n * milli);
+  });
+});

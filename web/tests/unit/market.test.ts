@@ -1,0 +1,138 @@
+import { describe, expect, it } from 'vitest';
+import {
+  type Level,
+  activeLevels,
+  billOf,
+  bookSides,
+  computeClearing,
+  firstOpenSlot,
+  lockFor,
+  phaseOf,
+} from '../../src/market';
+
+const milli = 10n ** 15n;
+const feedIn = 80n * milli;
+const lvl = (level: number, bidWh: bigint, askWh: bigint): Level => ({
+  level,
+  pricePerKWh: feedIn + BigInt(level) * milli,
+  bidWh,
+  askWh,
+});
+
+describe('schedule', () => {
+  const s = { startTime: 1000n, slotLength: 10n, gateClosure: 3n, gracePeriod: 3n };
+  it('finds the first slot that still takes orders (contract: now + gate >= start refuses)', () => {
+    expect(firstOpenSlot(s, 1000n)).toBe(1n); // slot 1 starts at 1010 > 1003
+    expect(firstOpenSlot(s, 1006n)).toBe(1n); // 1009 < 1010
+    expect(firstOpenSlot(s, 1007n)).toBe(2n); // 1010 >= 1010: slot 1 closed
+    expect(firstOpenSlot(s, 900n)).toBe(0n);
+  });
+  it('names the phases', () => {
+    expect(phaseOf(s, 2n, 1016n)).toBe('open');
+    expect(phaseOf(s, 2n, 1017n)).toBe('gate-closed');
+    expect(phaseOf(s, 2n, 1020n)).toBe('delivery');
+    expect(phaseOf(s, 2n, 1030n)).toBe('grace');
+    expect(phaseOf(s, 2n, 1033n)).toBe('settlement');
+  });
+});
+
+describe('order book', () => {
+  it('reads the active-levels bitmap', () => {
+    expect(activeLevels(0n)).toEqual([]);
+    expect(activeLevels((1n << 0n) | (1n << 70n) | (1n << 255n))).toEqual([0, 70, 255]);
+  });
+
+  it('aggregates sides with cumulative energy', () => {
+    const { bids, asks } = bookSides([lvl(10, 100n, 0n), lvl(20, 50n, 30n), lvl(5, 0n, 70n)]);
+    expect(bids.map((r) => [r.energyWh, r.cumulativeWh])).toEqual([
+      [50n, 50n],
+      [100n, 150n],
+    ]);
+    expect(asks.map((r) => [r.energyWh, r.cumulativeWh])).toEqual([
+      [70n, 70n],
+      [30n, 100n],
+    ]);
+  });
+
+  it('clears like the contract: maximal volume, middle of the clearing range', () => {
+    // One bid at level 100, one ask at level 40: everything clears at level 70.
+    expect(computeClearing([lvl(100, 500n, 0n), lvl(40, 0n, 300n)])).toEqual({
+      clearedWh: 300n,
+      bidMarginal: 100,
+      askMarginal: 40,
+      priceLevel: 70,
+    });
+    // No overlap.
+    expect(computeClearing([lvl(10, 500n, 0n), lvl(40, 0n, 300n)]).clearedWh).toBe(0n);
+    // Marginal bid level: bids 200@60 and 200@50, asks 300@30: Q = 300, mb = 50, ma = 30, price 40.
+    expect(computeClearing([lvl(60, 200n, 0n), lvl(50, 200n, 0n), lvl(30, 0n, 300n)])).toEqual({
+      clearedWh: 300n,
+      bidMarginal: 50,
+      askMarginal: 30,
+      priceLevel: 40,
+    });
+    // Bid and ask at the same level.
+    expect(computeClearing([lvl(7, 100n, 100n)])).toEqual({ clearedWh: 100n, bidMarginal: 7, askMarginal: 7, priceLevel: 7 });
+  });
+});
+
+describe('money', () => {
+  it('locks the bid cost and the ask collateral', () => {
+    expect(lockFor('bid', 500n, 150n * milli, 300n * milli)).toBe(75n * milli);
+    expect(lockFor('ask', 500n, 100n * milli, 300n * milli)).toBe(100n * milli);
+  });
+
+  it('breaks a settlement into trade and grid flows that reproduce the contract amounts', () => {
+    // Consumer bid 500 Wh @ 0.20, bought 300 Wh @ 0.15, used 400 Wh: 100 Wh from the grid at 0.30.
+    const r = 300n * milli;
+    const f = 80n * milli;
+    const c = 150n * milli;
+    const pb = 200n * milli;
+    const released = (500n * pb) / 1000n;
+    const debited = (300n * c) / 1000n + (100n * r) / 1000n;
+    const bill = billOf(
+      { slot: 5n, boughtWh: 300n, soldWh: 0n, importWh: 400n, exportWh: 0n, credited: released, debited },
+      { retailPerKWh: r, feedInPerKWh: f, clearingPerKWh: c },
+      { bidPricePerKWh: pb, askPricePerKWh: 0n },
+      false,
+    );
+    expect(bill.fromGridWh).toBe(100n);
+    expect(bill.toGridWh).toBe(0n);
+    expect(bill.net).toBe(debited);
+    expect(bill.released).toBe(released);
+    expect(bill.gridOnly).toBe((400n * r) / 1000n);
+    expect(bill.savings).toBe((400n * r) / 1000n - debited);
+    expect(bill.consistent).toBe(true);
+
+    // Prosumer sold 300 Wh @ 0.15 but delivered 250 Wh (50 Wh bought back at retail) and used nothing.
+    const pa = 100n * milli;
+    const rel2 = (300n * (r - pa)) / 1000n;
+    const bill2 = billOf(
+      {
+        slot: 5n,
+        boughtWh: 0n,
+        soldWh: 300n,
+        importWh: 0n,
+        exportWh: 250n,
+        credited: rel2 + (300n * c) / 1000n,
+        debited: (50n * r) / 1000n,
+      },
+      { retailPerKWh: r, feedInPerKWh: f, clearingPerKWh: c },
+      { bidPricePerKWh: 0n, askPricePerKWh: pa },
+      false,
+    );
+    expect(bill2.net).toBe((50n * r) / 1000n - (300n * c) / 1000n);
+    expect(bill2.gridOnly).toBe(-(250n * f) / 1000n);
+    expect(bill2.consistent).toBe(true);
+  });
+
+  it('flags a breakdown that does not match the contract', () => {
+    const bill = billOf(
+      { slot: 1n, boughtWh: 10n, soldWh: 0n, importWh: 10n, exportWh: 0n, credited: 0n, debited: 1n },
+      { retailPerKWh: 300n * milli, feedInPerKWh: 80n * milli, clearingPerKWh: 150n * milli },
+      { bidPricePerKWh: 150n * milli, askPricePerKWh: 0n },
+      false,
+    );
+    expect(bill.consistent).toBe(false);
+  });
+});
