@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of p2p-energy on a fresh Debian machine, installing what the tests need:
 # npm packages (forge, cast, anvil, solc, ethers, viem) from the lockfiles, and web3.py and
-# pytest (tests/compat/requirements.txt) into the virtualenv .tools/venv. Needs the Rust
+# pytest (tests/compat/requirements.txt) into the virtualenv .tools/venv, the dApp's packages (web/)
+# and Debian's chromium for its browser tests. Needs the Rust
 # toolchain, Node.js/npm and Python 3 with venv, which a Debian Rust machine has.
 #
 #   ./scripts/test.sh            # everything
@@ -53,6 +54,16 @@ install_mosquitto() {
   apt-get update && apt-get install -y mosquitto
 }
 
+# The trading dApp's npm packages (web/) and Debian's Chromium for its browser tests
+# (playwright-core drives /usr/bin/chromium; no browser is downloaded).
+install_web() {
+  (cd "$root/web" && npm ci --no-audit --no-fund --loglevel=error) || return 1
+  if ! command -v chromium >/dev/null 2>&1; then
+    apt-get update && apt-get install -y chromium || return 1
+  fi
+  chromium --version 2>/dev/null
+}
+
 # Installation failures stop the run: nothing after them could pass.
 echo "==> install npm packages"
 if ! install_npm; then
@@ -74,6 +85,13 @@ if ! install_mosquitto; then
   exit 1
 fi
 
+echo "==> install web packages and Chromium"
+if ! install_web; then
+  echo "installing the web packages or Chromium failed"
+  echo "steps: 0 passed, 1 failed"
+  exit 1
+fi
+
 step "build" cargo build --workspace --all-targets
 if [ "${SKIP_LINT:-0}" != 1 ]; then
   step "rustfmt" cargo fmt --all -- --check
@@ -84,6 +102,8 @@ step "cargo test (unit and end-to-end)" cargo test --workspace -- --test-threads
 step "JavaScript clients (node --test)" bash -c "cd '$root/tests' && node --test compat/"
 # pytest exits 5 when it collected no test: that fails the step like any other failure.
 step "web3.py client (pytest)" "$venv/bin/pytest" -q "$root/tests/compat/test_web3.py"
+step "web: type check and unit tests (tsc, vitest)" bash -c "cd '$root/web' && npm run --silent typecheck && npx vitest run"
+step "web: dApp in Chromium against a dev node (playwright-core)" bash -c "cd '$root/web' && node --test tests/browser/"
 
 echo
 if [ "$failed" -gt 0 ]; then
