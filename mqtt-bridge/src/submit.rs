@@ -111,6 +111,85 @@ struct Built {
     readings: usize,
 }
 
+/// A group of readings to sign into one transaction.
+struct SignJob {
+    group: Vec<PendingReading>,
+    keys: Vec<Arc<MeterKey>>,
+    sender: PrivateKeySigner,
+    nonce: u64,
+}
+
+/// Signs an EIP-1559 transaction with zero fees to `to` and returns (hash, EIP-2718 bytes).
+fn sign_tx(
+    signer: &PrivateKeySigner,
+    chain_id: u64,
+    nonce: u64,
+    gas: u64,
+    to: Address,
+    input: Vec<u8>,
+) -> Result<(B256, Vec<u8>), SubmitError> {
+    let tx = TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit: gas,
+        max_fee_per_gas: 0,
+        max_priority_fee_per_gas: 0,
+        to: TxKind::Call(to),
+        value: U256::ZERO,
+        access_list: Default::default(),
+        input: input.into(),
+    };
+    let sig = signer.sign_hash_sync(&tx.signature_hash()).map_err(|e| SubmitError::Sign(e.to_string()))?;
+    let signed = tx.into_signed(sig);
+    let hash = *signed.hash();
+    Ok((hash, TxEnvelope::from(signed).encoded_2718()))
+}
+
+impl SignJob {
+    /// One reading: `submitReading` sent by the meter itself. Several: EIP-712 signatures of each
+    /// meter, relayed in `submitReadings`.
+    fn sign(&self, chain_id: u64, readings: Address) -> Result<Built, SubmitError> {
+        let ids: Vec<i64> = self.group.iter().map(|r| r.id).collect();
+        let (gas, input) = if self.group.len() == 1 {
+            let r = &self.group[0];
+            let call = MeterReadings::submitReadingCall {
+                importWh: r.import_wh,
+                exportWh: r.export_wh,
+                timestamp: r.timestamp,
+            };
+            (GAS_SINGLE, call.abi_encode())
+        } else {
+            let mut signed = Vec::with_capacity(self.group.len());
+            for (r, key) in self.group.iter().zip(&self.keys) {
+                let reading = MeterReading {
+                    meter: key.address,
+                    importWh: r.import_wh,
+                    exportWh: r.export_wh,
+                    timestamp: r.timestamp,
+                };
+                let digest = signing_hash(&reading, chain_id, readings);
+                let sig = key.signer.sign_hash_sync(&digest).map_err(|e| SubmitError::Sign(e.to_string()))?;
+                let compact = sig.as_erc2098();
+                signed.push(IMeterReadings::SignedReading {
+                    meter: key.address,
+                    importWh: r.import_wh,
+                    exportWh: r.export_wh,
+                    timestamp: r.timestamp,
+                    r: B256::from_slice(&compact[..32]),
+                    vs: B256::from_slice(&compact[32..]),
+                });
+            }
+            let gas = (GAS_BATCH_BASE + GAS_PER_READING * self.group.len() as u64).min(GAS_CAP);
+            (gas, MeterReadings::submitReadingsCall { readings: signed }.abi_encode())
+        };
+        let (hash, raw) = sign_tx(&self.sender, chain_id, self.nonce, gas, readings, input)?;
+        Ok(Built {
+            new: NewTx { sender: self.sender.address(), nonce: self.nonce, hash, raw, reading_ids: ids },
+            readings: self.group.len(),
+        })
+    }
+}
+
 impl Submitter {
     /// A submitter for `cfg`. `relayer` relays batches; `meters` maps meter ids to keys.
     pub fn new(
@@ -356,32 +435,6 @@ impl Submitter {
         Ok(v)
     }
 
-    fn sign_tx(
-        &self,
-        signer: &PrivateKeySigner,
-        chain_id: u64,
-        nonce: u64,
-        gas: u64,
-        input: Vec<u8>,
-    ) -> Result<(B256, Vec<u8>), SubmitError> {
-        let tx = TxEip1559 {
-            chain_id,
-            nonce,
-            gas_limit: gas,
-            max_fee_per_gas: 0,
-            max_priority_fee_per_gas: 0,
-            to: TxKind::Call(self.cfg.readings),
-            value: U256::ZERO,
-            access_list: Default::default(),
-            input: input.into(),
-        };
-        let sig =
-            signer.sign_hash_sync(&tx.signature_hash()).map_err(|e| SubmitError::Sign(e.to_string()))?;
-        let signed = tx.into_signed(sig);
-        let hash = *signed.hash();
-        Ok((hash, TxEnvelope::from(signed).encoded_2718()))
-    }
-
     /// Groups candidates: one group per meter (its oldest readings, at most `max_batch`, or a single
     /// isolated reading), groups packed into transactions of at most `max_batch` readings.
     fn plan(&self, candidates: Vec<PendingReading>) -> Vec<Vec<PendingReading>> {
@@ -433,58 +486,39 @@ impl Submitter {
             return Ok(());
         }
         let plan = self.plan(candidates);
-        let mut built: Vec<Built> = Vec::with_capacity(plan.len());
+        // Senders and nonces first (may ask the node), then sign on blocking threads, in parallel.
+        let mut jobs: Vec<SignJob> = Vec::with_capacity(plan.len());
         for group in plan {
-            let ids: Vec<i64> = group.iter().map(|r| r.id).collect();
-            let (sender, hash, raw) = if group.len() == 1 {
-                // No backlog: the meter sends its own reading.
-                let r = &group[0];
-                let key = self.meters.get(&r.meter).cloned().expect("configured meter");
-                let input = MeterReadings::submitReadingCall {
-                    importWh: r.import_wh,
-                    exportWh: r.export_wh,
-                    timestamp: r.timestamp,
-                }
-                .abi_encode();
-                let nonce = self.next_nonce(key.address).await?;
-                let (hash, raw) = self.sign_tx(&key.signer, chain_id, nonce, GAS_SINGLE, input)?;
-                (key.address, hash, (raw, nonce))
-            } else {
-                let mut signed = Vec::with_capacity(group.len());
-                for r in &group {
-                    let key = self.meters.get(&r.meter).cloned().expect("configured meter");
-                    let reading = MeterReading {
-                        meter: key.address,
-                        importWh: r.import_wh,
-                        exportWh: r.export_wh,
-                        timestamp: r.timestamp,
-                    };
-                    let digest = signing_hash(&reading, chain_id, self.cfg.readings);
-                    let sig =
-                        key.signer.sign_hash_sync(&digest).map_err(|e| SubmitError::Sign(e.to_string()))?;
-                    let compact = sig.as_erc2098();
-                    signed.push(IMeterReadings::SignedReading {
-                        meter: key.address,
-                        importWh: r.import_wh,
-                        exportWh: r.export_wh,
-                        timestamp: r.timestamp,
-                        r: B256::from_slice(&compact[..32]),
-                        vs: B256::from_slice(&compact[32..]),
-                    });
-                }
-                let input = MeterReadings::submitReadingsCall { readings: signed }.abi_encode();
-                let gas = (GAS_BATCH_BASE + GAS_PER_READING * group.len() as u64).min(GAS_CAP);
-                let relayer = self.relayer.clone();
-                let nonce = self.next_nonce(relayer.address()).await?;
-                let (hash, raw) = self.sign_tx(&relayer, chain_id, nonce, gas, input)?;
-                (relayer.address(), hash, (raw, nonce))
-            };
-            let (raw, nonce) = raw;
-            built.push(Built {
-                new: NewTx { sender, nonce, hash, raw, reading_ids: ids },
-                readings: group.len(),
-            });
+            let keys: Vec<Arc<MeterKey>> =
+                group.iter().map(|r| self.meters.get(&r.meter).cloned().expect("configured meter")).collect();
+            let sender = if group.len() == 1 { keys[0].signer.clone() } else { (*self.relayer).clone() };
+            let nonce = self.next_nonce(sender.address()).await?;
+            jobs.push(SignJob { group, keys, sender, nonce });
         }
+        let readings_addr = self.cfg.readings;
+        let built: Vec<Built> = tokio::task::spawn_blocking(move || {
+            let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
+            let chunk = jobs.len().div_ceil(threads).max(1);
+            std::thread::scope(|s| {
+                let handles: Vec<_> = jobs
+                    .chunks(chunk)
+                    .map(|part| {
+                        s.spawn(move || {
+                            part.iter()
+                                .map(|j| j.sign(chain_id, readings_addr))
+                                .collect::<Result<Vec<_>, _>>()
+                        })
+                    })
+                    .collect();
+                let mut out = Vec::new();
+                for h in handles {
+                    out.extend(h.join().expect("signing thread")?);
+                }
+                Ok::<_, SubmitError>(out)
+            })
+        })
+        .await
+        .expect("signing task panicked")?;
         // Store before sending: a transaction is never on the wire without being in the outbox.
         let news: Vec<NewTx> = built.iter().map(|b| b.new.clone()).collect();
         let now = now_ms();
