@@ -1,0 +1,306 @@
+//! End-of-run checks:
+//!
+//! 1. **Clearing**: each slot's `SlotCleared` (volume, uniform price, marginal prices) equals an
+//!    independent merit-order clearing ([`crate::clearing`]) of the orders read back from the
+//!    `OrderPlaced` / `OrderCancelled` events, and each settled fill is within 1 Wh of that
+//!    clearing's exact pro-rata fill, with bought = sold = volume.
+//! 2. **Money**: the credits held by the market contract did not change, the free balances of the
+//!    households and the grid changed by exactly what was still locked (nothing, once all is
+//!    settled) in total, and each household's balance changed by what its events say.
+//! 3. **Energy**: per slot, bought = sold; the grid's net supply in settlement equals the metered
+//!    net import (ΣI − ΣE); every household's on-chain meter data equals what its simulated meter
+//!    measured (so the MQTT → bridge → chain road lost and added nothing); every household's
+//!    physics balances (PV + import = load + export + Δstored + battery losses).
+//! 4. **Baseline**: no household paid more than on grid tariffs alone, or the report says which
+//!    did and why (this one does not fail the run).
+
+use std::collections::HashMap;
+
+use alloy_primitives::Address;
+
+use crate::clearing::{merit_order, Order, Side};
+use crate::engine::RunData;
+use crate::results::HouseholdResult;
+
+/// One check's outcome.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Check {
+    /// Whether it passed.
+    pub passed: bool,
+    /// How many items were checked.
+    pub checked: usize,
+    /// What failed (first 100).
+    pub failures: Vec<String>,
+}
+
+impl Check {
+    fn new() -> Self {
+        Self { passed: true, checked: 0, failures: Vec::new() }
+    }
+
+    fn fail(&mut self, msg: String) {
+        self.passed = false;
+        if self.failures.len() < 100 {
+            self.failures.push(msg);
+        }
+    }
+
+    fn expect(&mut self, ok: bool, msg: impl FnOnce() -> String) {
+        self.checked += 1;
+        if !ok {
+            self.fail(msg());
+        }
+    }
+}
+
+/// All checks.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Checks {
+    /// On-chain clearing = off-chain merit order.
+    pub clearing: Check,
+    /// Money conserved.
+    pub money: Check,
+    /// Energy conserved, meters delivered intact.
+    pub energy: Check,
+    /// No household worse than its baseline (informative).
+    pub baseline: Check,
+}
+
+impl Checks {
+    /// Whether the hard checks (clearing, money, energy) passed.
+    pub fn passed(&self) -> bool {
+        self.clearing.passed && self.money.passed && self.energy.passed
+    }
+}
+
+/// Runs every check.
+pub fn run_checks(d: &RunData, hs: &[HouseholdResult]) -> Checks {
+    Checks {
+        clearing: check_clearing(d),
+        money: check_money(d),
+        energy: check_energy(d),
+        baseline: check_baseline(hs),
+    }
+}
+
+fn check_clearing(d: &RunData) -> Check {
+    let mut c = Check::new();
+    for s in &d.slots {
+        let book = s.events.book();
+        let Some(prices) = s.prices else {
+            c.expect(book.is_empty(), || format!("chain slot {}: orders without prices", s.chain_slot));
+            continue;
+        };
+        if book.is_empty() {
+            continue;
+        }
+        let Some(ev) = s.cleared else {
+            c.expect(false, || {
+                format!("chain slot {}: {} orders but no SlotCleared event", s.chain_slot, book.len())
+            });
+            continue;
+        };
+        let mut orders = Vec::with_capacity(book.len());
+        let mut bad = false;
+        for o in &book {
+            match prices.level(o.price) {
+                Some(level) => orders.push(Order { who: o.account, side: o.side, level, wh: o.wh }),
+                None => {
+                    bad = true;
+                    c.expect(false, || {
+                        format!(
+                            "chain slot {}: order of {} at {} is off the price grid",
+                            s.chain_slot, o.account, o.price
+                        )
+                    });
+                }
+            }
+        }
+        if bad {
+            continue;
+        }
+        let off = merit_order(&orders);
+        let slot = s.chain_slot;
+        c.expect(off.volume_wh == ev.volume_wh, || {
+            format!(
+                "chain slot {slot}: volume on chain {} Wh, merit order {} Wh",
+                ev.volume_wh, off.volume_wh
+            )
+        });
+        if off.volume_wh > 0 {
+            let price = off.price_level.map(|l| prices.price(l)).unwrap_or(0);
+            let mb = off.bid_marginal.map(|l| prices.price(l)).unwrap_or(0);
+            let ma = off.ask_marginal.map(|l| prices.price(l)).unwrap_or(0);
+            c.expect(price == ev.price, || {
+                format!("chain slot {slot}: price on chain {}, merit order {price}", ev.price)
+            });
+            c.expect(mb == ev.bid_marginal, || {
+                format!("chain slot {slot}: bid marginal on chain {}, merit order {mb}", ev.bid_marginal)
+            });
+            c.expect(ma == ev.ask_marginal, || {
+                format!("chain slot {slot}: ask marginal on chain {}, merit order {ma}", ev.ask_marginal)
+            });
+        } else {
+            c.expect(ev.price == 0, || format!("chain slot {slot}: no volume but price {}", ev.price));
+        }
+        // Fills.
+        let settled: HashMap<Address, (u64, u64)> =
+            s.events.settled.iter().map(|e| (e.account, (e.bought_wh, e.sold_wh))).collect();
+        let all_settled = book.iter().all(|o| settled.contains_key(&o.account));
+        for o in &book {
+            let Some((b, sd)) = settled.get(&o.account) else { continue };
+            let exact = off.fills.get(&(o.account, o.side)).copied().unwrap_or(0.0);
+            let got = if o.side == Side::Bid { *b } else { *sd } as f64;
+            c.expect((got - exact).abs() < 1.0 + 1e-9, || {
+                format!(
+                    "chain slot {slot}: {} {:?} filled {got} Wh on chain, pro rata {exact:.3} Wh",
+                    o.account, o.side
+                )
+            });
+        }
+        if all_settled {
+            let bought: u64 = settled.values().map(|v| v.0).sum();
+            let sold: u64 = settled.values().map(|v| v.1).sum();
+            c.expect(bought == ev.volume_wh && sold == ev.volume_wh, || {
+                format!(
+                    "chain slot {slot}: settled bought {bought} / sold {sold} Wh, cleared {}",
+                    ev.volume_wh
+                )
+            });
+        } else {
+            c.expect(false, || format!("chain slot {slot}: not every order was settled"));
+        }
+    }
+    c
+}
+
+fn check_money(d: &RunData) -> Check {
+    let mut c = Check::new();
+    c.expect(d.market_tokens.0 == d.market_tokens.1, || {
+        format!("credits held by the market changed: {} → {}", d.market_tokens.0, d.market_tokens.1)
+    });
+    // Money still locked in unsettled positions: per account, locked − refunded of slots it was not settled in.
+    let mut locked_open: HashMap<Address, i128> = HashMap::new();
+    let mut from_events: HashMap<Address, i128> = HashMap::new();
+    for s in &d.slots {
+        for (o, locked) in &s.events.placed {
+            *from_events.entry(o.account).or_default() -= *locked as i128;
+            if !s.events.settled.iter().any(|e| e.account == o.account) {
+                *locked_open.entry(o.account).or_default() += *locked as i128;
+            }
+        }
+        for (a, _, refund) in &s.events.cancelled {
+            *from_events.entry(*a).or_default() += *refund as i128;
+            if !s.events.settled.iter().any(|e| e.account == *a) {
+                *locked_open.entry(*a).or_default() -= *refund as i128;
+            }
+        }
+        for e in &s.events.settled {
+            *from_events.entry(e.account).or_default() += e.credited as i128 - e.debited as i128;
+        }
+    }
+    let mut total: i128 = 0;
+    for h in &d.hh {
+        let a = h.account.address();
+        let net = |b: (u128, u128)| b.0 as i128 - b.1 as i128;
+        let change = net(h.balance_end) - net(h.balance_start);
+        let expected = from_events.get(&a).copied().unwrap_or(0);
+        c.expect(change == expected, || {
+            format!("{}: balance − debt changed by {change}, its events say {expected}", h.spec.id)
+        });
+        total += h.balance_end.0 as i128 - h.balance_start.0 as i128;
+    }
+    let grid = d.grid_balance.1 .0 as i128 - d.grid_balance.0 .0 as i128;
+    let open: i128 = locked_open.values().sum();
+    c.expect(total + grid + open == 0, || {
+        format!("free balances of households ({total}) and grid ({grid}) plus still locked ({open}) do not sum to zero")
+    });
+    c
+}
+
+fn check_energy(d: &RunData) -> Check {
+    let mut c = Check::new();
+    for (k, s) in d.slots.iter().enumerate() {
+        let slot = s.chain_slot;
+        let bought: u64 = s.events.settled.iter().map(|e| e.bought_wh).sum();
+        let sold: u64 = s.events.settled.iter().map(|e| e.sold_wh).sum();
+        c.expect(bought == sold, || format!("chain slot {slot}: bought {bought} Wh ≠ sold {sold} Wh"));
+        let (mut i, mut e_, mut gs, mut ga) = (0i128, 0i128, 0i128, 0i128);
+        for e in &s.events.settled {
+            i += e.import_wh as i128;
+            e_ += e.export_wh as i128;
+            gs += (e.import_wh.saturating_sub(e.bought_wh) + e.sold_wh.saturating_sub(e.export_wh)) as i128;
+            ga += (e.bought_wh.saturating_sub(e.import_wh) + e.export_wh.saturating_sub(e.sold_wh)) as i128;
+        }
+        c.expect(i - e_ == gs - ga, || {
+            format!("chain slot {slot}: metered net import {} ≠ grid net supply {}", i - e_, gs - ga)
+        });
+        // Settlement used the meter data on chain.
+        for e in &s.events.settled {
+            if let Some(j) = d.hh.iter().position(|h| h.account.address() == e.account) {
+                let (mi, me, _) = d.metered[j][k];
+                c.expect((e.import_wh, e.export_wh) == (mi, me), || {
+                    format!(
+                        "chain slot {slot}: {} settled with {}/{} Wh, meter data on chain {mi}/{me} Wh",
+                        d.hh[j].spec.id, e.import_wh, e.export_wh
+                    )
+                });
+            }
+        }
+        if d.simulated_meters {
+            for (j, h) in d.hh.iter().enumerate() {
+                let hs = &h.slots[k];
+                if hs.phys.is_none() {
+                    continue;
+                }
+                let want = (hs.reg_end.0 - hs.reg_start.0, hs.reg_end.1 - hs.reg_start.1);
+                let (mi, me, has) = d.metered[j][k];
+                c.expect(has && (mi, me) == want, || {
+                    format!("chain slot {slot}: {} meter on chain {mi}/{me} Wh (reading: {has}), simulated meter measured {}/{} Wh", h.spec.id, want.0, want.1)
+                });
+            }
+        }
+    }
+    if d.simulated_meters {
+        for h in &d.hh {
+            let (mut pv, mut imp, mut load, mut exp, mut loss) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            let mut first_soc = None;
+            for s in &h.slots {
+                if let Some(p) = &s.phys {
+                    first_soc.get_or_insert(s.soc_start);
+                    pv += p.pv_wh;
+                    imp += p.import_wh;
+                    load += p.load_wh;
+                    exp += p.export_wh;
+                    loss += p.battery_loss_wh;
+                }
+            }
+            let stored = h.battery.map_or(0.0, |b| b.soc_wh) - first_soc.unwrap_or(0.0);
+            let stored = if h.battery.is_some() { stored } else { 0.0 };
+            let lhs = pv + imp;
+            let rhs = load + exp + stored + loss;
+            c.expect((lhs - rhs).abs() <= 1e-6 * lhs.abs().max(1.0), || {
+                format!(
+                    "{}: PV + import = {lhs:.3} Wh but load + export + Δstored + losses = {rhs:.3} Wh",
+                    h.spec.id
+                )
+            });
+        }
+    }
+    c
+}
+
+fn check_baseline(hs: &[HouseholdResult]) -> Check {
+    let mut c = Check::new();
+    for h in hs {
+        c.expect(h.savings >= 0, || {
+            format!(
+                "{} paid {:.3} credits more than on grid tariffs alone: {}",
+                h.id,
+                -(h.savings as f64) / 1e18,
+                h.reason()
+            )
+        });
+    }
+    c
+}

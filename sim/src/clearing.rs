@@ -1,0 +1,238 @@
+//! An independent merit-order clearing, written from the market's specification (contracts/README.md,
+//! "Life of a slot") rather than from the contract: individual orders are sorted (bids by falling,
+//! asks by rising price) and swept against each other while the best remaining bid is at least the
+//! best remaining ask. The matched energy is the cleared volume; the prices of the last bid and ask
+//! the sweep touched are the marginal levels; the uniform price is the middle level; orders beyond
+//! the marginal levels fill completely and orders at a marginal level share the rest pro rata.
+//!
+//! The simulator compares every slot's on-chain `SlotCleared` and `ParticipantSettled` events with
+//! this clearing of the orders it read back from `OrderPlaced` / `OrderCancelled` events.
+
+use std::collections::BTreeMap;
+
+/// Buy or sell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    /// A bid (buy).
+    Bid,
+    /// An ask (sell).
+    Ask,
+}
+
+/// One order: who, which side, its price level (ticks above the feed-in tariff) and energy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Order<K> {
+    /// The participant.
+    pub who: K,
+    /// Bid or ask.
+    pub side: Side,
+    /// Limit price as a level: `(price − feedIn) / tick`.
+    pub level: u32,
+    /// Energy, Wh (> 0).
+    pub wh: u64,
+}
+
+/// The outcome of clearing a book.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clearing<K: Ord> {
+    /// Cleared volume, Wh.
+    pub volume_wh: u64,
+    /// Bid marginal level (lowest accepted bid price), if anything cleared.
+    pub bid_marginal: Option<u32>,
+    /// Ask marginal level (highest accepted ask price), if anything cleared.
+    pub ask_marginal: Option<u32>,
+    /// Uniform price level `floor((ask_marginal + bid_marginal) / 2)`, if anything cleared.
+    pub price_level: Option<u32>,
+    /// Exact (fractional) fills per participant and side, Wh.
+    pub fills: BTreeMap<(K, Side), f64>,
+}
+
+/// Clears `orders` by merit order.
+pub fn merit_order<K: Ord + Copy>(orders: &[Order<K>]) -> Clearing<K> {
+    let mut bids: Vec<&Order<K>> = orders.iter().filter(|o| o.side == Side::Bid && o.wh > 0).collect();
+    let mut asks: Vec<&Order<K>> = orders.iter().filter(|o| o.side == Side::Ask && o.wh > 0).collect();
+    bids.sort_by_key(|o| std::cmp::Reverse(o.level));
+    asks.sort_by_key(|o| o.level);
+
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut rb = bids.first().map_or(0, |o| o.wh);
+    let mut ra = asks.first().map_or(0, |o| o.wh);
+    let mut volume = 0u64;
+    let (mut last_bid, mut last_ask) = (None, None);
+    while i < bids.len() && j < asks.len() && bids[i].level >= asks[j].level {
+        let m = rb.min(ra);
+        volume += m;
+        rb -= m;
+        ra -= m;
+        last_bid = Some(bids[i].level);
+        last_ask = Some(asks[j].level);
+        if rb == 0 {
+            i += 1;
+            rb = bids.get(i).map_or(0, |o| o.wh);
+        }
+        if ra == 0 {
+            j += 1;
+            ra = asks.get(j).map_or(0, |o| o.wh);
+        }
+    }
+
+    let mut fills = BTreeMap::new();
+    for o in orders {
+        *fills.entry((o.who, o.side)).or_insert(0.0) += 0.0;
+    }
+    let (Some(mb), Some(ma)) = (last_bid, last_ask) else {
+        return Clearing { volume_wh: 0, bid_marginal: None, ask_marginal: None, price_level: None, fills };
+    };
+    let share = |side: Side, marginal: u32, better: &dyn Fn(u32) -> bool| {
+        let list = if side == Side::Bid { &bids } else { &asks };
+        let full: u64 = list.iter().filter(|o| better(o.level)).map(|o| o.wh).sum();
+        let at: u64 = list.iter().filter(|o| o.level == marginal).map(|o| o.wh).sum();
+        let rest = volume - full;
+        list.iter()
+            .map(|o| {
+                let f = if better(o.level) {
+                    o.wh as f64
+                } else if o.level == marginal {
+                    o.wh as f64 * rest as f64 / at as f64
+                } else {
+                    0.0
+                };
+                ((o.who, side), f)
+            })
+            .collect::<Vec<_>>()
+    };
+    for (k, f) in share(Side::Bid, mb, &|l| l > mb).into_iter().chain(share(Side::Ask, ma, &|l| l < ma)) {
+        *fills.entry(k).or_insert(0.0) += f;
+    }
+    Clearing {
+        volume_wh: volume,
+        bid_marginal: Some(mb),
+        ask_marginal: Some(ma),
+        price_level: Some((ma + mb) / 2),
+        fills,
+    }
+}
+
+/// Whether an order at `level` on `side` gets any energy in `c` (for agents deciding whether to
+/// move along their price ramp).
+pub fn would_fill<K: Ord>(c: &Clearing<K>, side: Side, level: u32) -> bool {
+    match (side, c.bid_marginal, c.ask_marginal) {
+        (Side::Bid, Some(mb), _) => level >= mb,
+        (Side::Ask, _, Some(ma)) => level <= ma,
+        _ => false,
+    }
+}
+
+/// Clearing from aggregated level volumes (bid Wh, ask Wh) by the max-min definition
+/// `Q = max_l min(D(l), S(l))`: the definition the merit-order sweep must agree with (used in tests
+/// and to read a public book of level totals).
+pub fn from_levels(levels: &[(u64, u64)]) -> (u64, Option<u32>, Option<u32>) {
+    let n = levels.len();
+    let demand_at = |l: usize| levels[l..].iter().map(|x| x.0).sum::<u64>();
+    let supply_at = |l: usize| levels[..=l].iter().map(|x| x.1).sum::<u64>();
+    let q = (0..n).map(|l| demand_at(l).min(supply_at(l))).max().unwrap_or(0);
+    if q == 0 {
+        return (0, None, None);
+    }
+    let mb = (0..n).filter(|&l| demand_at(l) >= q).max().map(|l| l as u32);
+    let ma = (0..n).filter(|&l| supply_at(l) >= q).min().map(|l| l as u32);
+    (q, mb, ma)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn o(who: u32, side: Side, level: u32, wh: u64) -> Order<u32> {
+        Order { who, side, level, wh }
+    }
+
+    #[test]
+    fn simple_cross() {
+        let c = merit_order(&[
+            o(1, Side::Bid, 200, 1000),
+            o(2, Side::Bid, 100, 500),
+            o(3, Side::Ask, 50, 800),
+            o(4, Side::Ask, 150, 800),
+        ]);
+        // Bid 200 takes ask 50's 800 and 200 of ask 150; bid 100 < ask 150 stops.
+        assert_eq!(c.volume_wh, 1000);
+        assert_eq!((c.bid_marginal, c.ask_marginal, c.price_level), (Some(200), Some(150), Some(175)));
+        assert_eq!(c.fills[&(1, Side::Bid)], 1000.0);
+        assert_eq!(c.fills[&(2, Side::Bid)], 0.0);
+        assert_eq!(c.fills[&(3, Side::Ask)], 800.0);
+        assert_eq!(c.fills[&(4, Side::Ask)], 200.0);
+    }
+
+    #[test]
+    fn no_cross_and_empty_books() {
+        let c = merit_order(&[o(1, Side::Bid, 10, 100), o(2, Side::Ask, 11, 100)]);
+        assert_eq!((c.volume_wh, c.price_level), (0, None));
+        let c = merit_order(&[o(1, Side::Bid, 10, 100)]);
+        assert_eq!(c.volume_wh, 0);
+        assert_eq!(c.fills[&(1, Side::Bid)], 0.0);
+        let c: Clearing<u32> = merit_order(&[]);
+        assert_eq!(c.volume_wh, 0);
+    }
+
+    #[test]
+    fn pro_rata_at_the_marginal_level() {
+        let c =
+            merit_order(&[o(1, Side::Bid, 100, 300), o(2, Side::Bid, 100, 100), o(3, Side::Ask, 20, 200)]);
+        assert_eq!(c.volume_wh, 200);
+        assert_eq!(c.fills[&(1, Side::Bid)], 150.0);
+        assert_eq!(c.fills[&(2, Side::Bid)], 50.0);
+        assert_eq!(c.price_level, Some(60));
+    }
+
+    #[test]
+    fn sweep_agrees_with_the_max_min_definition_on_random_books() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for round in 0..500 {
+            let levels = rng.gen_range(1..40u32);
+            let n = rng.gen_range(0..30);
+            let orders: Vec<Order<u32>> = (0..n)
+                .map(|i| Order {
+                    who: i,
+                    side: if rng.gen_bool(0.5) { Side::Bid } else { Side::Ask },
+                    level: rng.gen_range(0..levels),
+                    wh: rng.gen_range(1..2000),
+                })
+                .collect();
+            let c = merit_order(&orders);
+            let mut agg = vec![(0u64, 0u64); levels as usize];
+            for o in &orders {
+                match o.side {
+                    Side::Bid => agg[o.level as usize].0 += o.wh,
+                    Side::Ask => agg[o.level as usize].1 += o.wh,
+                }
+            }
+            let (q, mb, ma) = from_levels(&agg);
+            assert_eq!(c.volume_wh, q, "round {round}");
+            assert_eq!(c.bid_marginal, mb, "round {round}");
+            assert_eq!(c.ask_marginal, ma, "round {round}");
+            let bought: f64 = c.fills.iter().filter(|(k, _)| k.1 == Side::Bid).map(|(_, v)| v).sum();
+            let sold: f64 = c.fills.iter().filter(|(k, _)| k.1 == Side::Ask).map(|(_, v)| v).sum();
+            assert!((bought - q as f64).abs() < 1e-6 && (sold - q as f64).abs() < 1e-6, "round {round}");
+            // Maximal: no unmatched bid at or above an unmatched ask remains.
+            if let (Some(mb), Some(ma)) = (mb, ma) {
+                assert!(ma <= mb);
+                for o in &orders {
+                    if o.side == Side::Bid && o.level > mb {
+                        assert_eq!(c.fills[&(o.who, Side::Bid)], o.wh as f64);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn would_fill_follows_the_marginals() {
+        let c = merit_order(&[o(1, Side::Bid, 100, 300), o(3, Side::Ask, 20, 200), o(4, Side::Ask, 120, 50)]);
+        assert!(would_fill(&c, Side::Bid, 100));
+        assert!(!would_fill(&c, Side::Bid, 99));
+        assert!(would_fill(&c, Side::Ask, 20));
+        assert!(!would_fill(&c, Side::Ask, 21));
+    }
+}

@@ -1,0 +1,98 @@
+//! The simulation's settings (filled from the command line, see `main.rs`, or by tests).
+
+use std::path::PathBuf;
+
+use crate::agent::AgentParams;
+use crate::calendar::Date;
+use crate::household::Strategy;
+use crate::lab::LabConfig;
+use crate::solar::Location;
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Number of simulated households (ignored with a lab configuration).
+    pub households: usize,
+    /// First day slot to simulate (0 = 00:00–00:15).
+    pub first_slot: usize,
+    /// Number of day slots to simulate.
+    pub slots: usize,
+    /// Wall-clock length of a slot, seconds (≥ 5).
+    pub slot_seconds: u32,
+    /// Gate closure, seconds before a slot starts.
+    pub gate_closure: u32,
+    /// Grace period, seconds after a slot ends before it may be settled.
+    pub grace_period: u32,
+    /// Order rounds per slot along the price ramp.
+    pub ramp_rounds: usize,
+    /// Simulated seconds between two messages of a meter.
+    pub telemetry_seconds: u32,
+    /// The simulated day.
+    pub date: Date,
+    /// Local time zone, seconds east of UTC.
+    pub utc_offset_secs: i64,
+    /// The site.
+    pub location: Location,
+    /// Mean cloud cover of the day, 0–1.
+    pub cloudiness: f64,
+    /// Random seed.
+    pub seed: u64,
+    /// Share of households with PV.
+    pub pv_share: f64,
+    /// Share of households with PV and a battery.
+    pub battery_share: f64,
+    /// Strategy of battery households.
+    pub battery_strategy: Strategy,
+    /// Credits deposited for each household.
+    pub deposit_credits: u64,
+    /// Agent settings.
+    pub agent: AgentParams,
+    /// External broker (`mqtt://host:port`); None = embedded rumqttd.
+    pub broker: Option<String>,
+    /// Broker user name.
+    pub broker_user: Option<String>,
+    /// Broker password.
+    pub broker_password: Option<String>,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Keep the chain's data directory in `out/chain`.
+    pub keep_chain: bool,
+    /// No progress bar.
+    pub quiet: bool,
+    /// Real meters instead of simulated ones (needs `lab`).
+    pub lab: Option<LabConfig>,
+}
+
+impl SimConfig {
+    /// The defaults of `p2pe-sim` without arguments: 20 households, a whole day of 5-second slots
+    /// on the June solstice in Munich.
+    pub fn defaults() -> Self {
+        Self {
+            households: 20,
+            first_slot: 0,
+            slots: 96,
+            slot_seconds: 5,
+            gate_closure: 1,
+            grace_period: 1,
+            ramp_rounds: 3,
+            telemetry_seconds: 300,
+            date: Date::parse("2026-06-21").expect("date"),
+            utc_offset_secs: 7200,
+            location: Location { lat_deg: 48.14, lon_deg: 11.58, altitude_m: 520.0, linke_turbidity: 3.5 },
+            cloudiness: 0.3,
+            seed: 42,
+            pv_share: 0.5,
+            battery_share: 0.2,
+            battery_strategy: Strategy::Arbitrage,
+            deposit_credits: 100,
+            agent: AgentParams::default(),
+            broker: None,
+            broker_user: None,
+            broker_password: None,
+            out: PathBuf::from("p2pe-sim-out"),
+            keep_chain: false,
+            quiet: false,
+            lab: None,
+        }
+    }
+}

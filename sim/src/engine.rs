@@ -1,0 +1,1128 @@
+//! The run: bring everything up, trade a day slot by slot in wall-clock time, then read everything
+//! back from the chain.
+//!
+//! A day slot `i` is chain slot `c0 + i`, with slot `c` starting at `start(c)` and its gate closing
+//! `G` seconds earlier. Each cycle begins at the gate closure of the previous slot, `start(c − 1) − G`:
+//!
+//! 1. **Close slot c − 1**: the keeper (operator key) calls `clear(c − 1)`; the slot's orders are read
+//!    back from `OrderPlaced` / `OrderCancelled`; each household's fills come from `previewFills`;
+//!    the households' physics of the slot run with their batteries steering towards the traded
+//!    position; the meters' readings for the slot are scheduled (the last one a second before the
+//!    slot ends); a settlement job is queued.
+//! 2. **Order rounds for slot c** until `start(c) − G − 1.4 s`: round 0 places every agent's bid or
+//!    ask at the first price of its ramp; in each later round every agent reads the public book
+//!    (`slotInfo` + `levelVolumes`) and, if its order would not trade against it, cancels and
+//!    re-places it further along its ramp.
+//!
+//! Settlement runs in its own task with its own key (mnemonic index [`SETTLER_INDEX`]): from the
+//! slot's end plus the grace period, as soon as every trading household's meter has a reading at
+//! the slot's last telemetry time on chain, it calls `settle(slot, participants)` in parts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_sol_types::SolCall;
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use p2pe_bindings::credit_token::CreditToken;
+use p2pe_bindings::energy_market::EnergyMarket;
+use p2pe_bindings::meter_readings::MeterReadings;
+use p2pe_bindings::registry::Registry;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::agent::{plan, price_alpha, Knowledge, Plan, PriceRule};
+use crate::battery::Battery;
+use crate::bridge::{Bridge, BridgeMeter, BridgeSetup};
+use crate::broker::{parse_mqtt_url, EmbeddedBroker};
+use crate::chain::{Account, Receipt, Rpc, RpcError};
+use crate::clearing::{from_levels, Side};
+use crate::clock::{now_unix, sleep_until_unix};
+use crate::config::SimConfig;
+use crate::household::{
+    generate, step_slot, DayTrace, Environment, HouseholdSpec, Mix, SlotPhysics, SLOT_MINUTES,
+};
+use crate::keys::{
+    write_keystore, KeyDeriver, DEV_MNEMONIC, HOUSEHOLD_INDEX_BASE, MAX_HOUSEHOLDS, METER_INDEX_BASE,
+};
+use crate::market::{credits_per_kwh, u128_of, ClearedEvent, Market, Prices, SlotEvents};
+use crate::meters::{register, MeterFleet, SimMeter, Telemetry};
+use crate::node::{DevChain, DevChainConfig};
+
+/// Mnemonic index of the key that settles slots (any account may settle).
+pub const SETTLER_INDEX: u32 = 98;
+/// Seconds before gate closure by which the last order round is sent.
+const ORDER_MARGIN_S: f64 = 1.4;
+/// Shortest spacing of two order rounds (a block and a receipt poll).
+const MIN_ROUND_SPACING_S: f64 = 1.1;
+/// Gas limits (fees are zero, so generous limits cost nothing).
+const GAS_ORDER: u64 = 600_000;
+const GAS_CANCEL: u64 = 300_000;
+const GAS_CLEAR: u64 = 8_000_000;
+const GAS_SETUP: u64 = 8_000_000;
+const GAS_SETTLE_BASE: u64 = 300_000;
+const GAS_SETTLE_EACH: u64 = 80_000;
+/// Participants per `settle` transaction.
+const SETTLE_CHUNK: usize = 150;
+/// One credit in base units.
+pub const CREDIT: u128 = 1_000_000_000_000_000_000;
+
+/// A household at run time.
+pub struct Hh {
+    /// Equipment and agent settings.
+    pub spec: HouseholdSpec,
+    /// Its exogenous day.
+    pub trace: DayTrace,
+    /// Trading account.
+    pub account: Account,
+    /// Meter address.
+    pub meter: Address,
+    /// Battery in the platform run.
+    pub battery: Option<Battery>,
+    /// Battery in the grid-only baseline.
+    pub base_battery: Option<Battery>,
+    /// True cumulative meter energies (platform), Wh.
+    pub meter_import: f64,
+    /// See `meter_import`.
+    pub meter_export: f64,
+    /// True cumulative energies of the baseline's meter, Wh.
+    pub base_import: f64,
+    /// See `base_import`.
+    pub base_export: f64,
+    /// Last measured clear-sky index.
+    pub clear_sky_index: Option<f64>,
+    /// Per simulated slot.
+    pub slots: Vec<HhSlot>,
+    /// Free balance and debt in the market at the start of the day.
+    pub balance_start: (u128, u128),
+    /// Free balance and debt at the end.
+    pub balance_end: (u128, u128),
+}
+
+/// An order standing during the rounds: (price level, Wh, price rule).
+pub type LiveOrder = (u32, u32, PriceRule);
+
+/// One household in one slot.
+#[derive(Debug, Clone, Default)]
+pub struct HhSlot {
+    /// Physics on the platform (simulated meters only).
+    pub phys: Option<SlotPhysics>,
+    /// Physics of the grid-only baseline.
+    pub base: Option<SlotPhysics>,
+    /// Platform meter registers (import, export) at the slot's start and end.
+    pub reg_start: (u64, u64),
+    /// See `reg_start`.
+    pub reg_end: (u64, u64),
+    /// Baseline register deltas (import, export).
+    pub base_delta: (u64, u64),
+    /// State of charge at the slot start, Wh.
+    pub soc_start: f64,
+    /// The agent's plan.
+    pub plan: Plan,
+    /// Fills from `previewFills` (bought, sold).
+    pub fills: (u64, u64),
+    /// Whether it had an order at gate closure.
+    pub position: bool,
+    /// Live orders during the rounds: (level, Wh, rule) per side.
+    pub live: [Option<LiveOrder>; 2],
+}
+
+/// Transactions the simulator sent, by kind.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TxStats {
+    /// Registration and funding.
+    pub setup: u64,
+    /// Orders placed.
+    pub orders: u64,
+    /// Orders cancelled (ramp updates).
+    pub cancels: u64,
+    /// `clear` calls.
+    pub clears: u64,
+    /// `settle` calls.
+    pub settles: u64,
+    /// Transactions that reverted or were refused, with reasons (first 50).
+    pub failures: Vec<String>,
+    /// Number of failed transactions.
+    pub failed: u64,
+}
+
+/// One simulated slot at run time.
+#[derive(Debug, Clone, Default)]
+pub struct SlotRec {
+    /// Day slot index (0 = 00:00).
+    pub day_slot: usize,
+    /// Chain slot.
+    pub chain_slot: u64,
+    /// Grid prices.
+    pub prices: Option<Prices>,
+    /// Order rounds run.
+    pub rounds: usize,
+    /// The clearing (from the `SlotCleared` event).
+    pub cleared: Option<ClearedEvent>,
+    /// Events read back.
+    pub events: SlotEvents,
+    /// Unix time of the last meter reading of the slot.
+    pub last_reading_ts: u64,
+    /// Settlement outcome.
+    pub settle: Option<SettleOutcome>,
+}
+
+/// What settling a slot took.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SettleOutcome {
+    /// Transactions.
+    pub txs: u64,
+    /// Participants settled.
+    pub settled: usize,
+    /// Meters whose reading had not arrived when the simulator gave up waiting.
+    pub missing_readings: usize,
+    /// Seconds from the slot's end to the settlement transaction.
+    pub delay_s: f64,
+    /// Errors.
+    pub errors: Vec<String>,
+}
+
+struct SettleJob {
+    index: usize,
+    chain_slot: u64,
+    accounts: Vec<Address>,
+    meters: Vec<Address>,
+    min_reading_ts: u64,
+    slot_end: f64,
+    not_before: f64,
+    give_up_at: f64,
+}
+
+/// Everything a finished run knows; the input of reports and checks.
+pub struct RunData {
+    /// The configuration.
+    pub cfg: SimConfig,
+    /// The environment of the day.
+    pub env: Environment,
+    /// Households.
+    pub hh: Vec<Hh>,
+    /// Slots.
+    pub slots: Vec<SlotRec>,
+    /// Grid account.
+    pub grid: Address,
+    /// Grid balance at start and end (free, debt).
+    pub grid_balance: ((u128, u128), (u128, u128)),
+    /// Credits held by the market contract at start and end.
+    pub market_tokens: (u128, u128),
+    /// On-chain metered (import, export, has reading) per household and slot.
+    pub metered: Vec<Vec<(u64, u64, bool)>>,
+    /// Transactions sent by the simulator.
+    pub tx: TxStats,
+    /// Transactions in the blocks of the day (everyone's, including the bridge's).
+    pub chain_txs: u64,
+    /// Blocks of the day.
+    pub blocks: (u64, u64),
+    /// Meter messages published / failed.
+    pub meter_messages: (u64, u64),
+    /// The bridge's `/health` at the end.
+    pub bridge_health: serde_json::Value,
+    /// Wall-clock seconds: setup, the day, read-back.
+    pub wall: (f64, f64, f64),
+    /// Whether meters were simulated.
+    pub simulated_meters: bool,
+    /// Pay-as-bid market.
+    pub pay_as_bid: bool,
+    /// The run's progress messages that need attention.
+    pub warnings: Vec<String>,
+}
+
+fn rpc_err(e: RpcError) -> anyhow::Error {
+    anyhow::anyhow!("JSON-RPC: {e}")
+}
+
+/// Sends signed transactions and waits for their receipts; failures are recorded in `stats`.
+async fn send_and_wait(
+    rpc: &Rpc,
+    txs: &[(B256, Bytes)],
+    timeout: Duration,
+    stats: &mut TxStats,
+    what: &str,
+) -> anyhow::Result<Vec<Option<Receipt>>> {
+    let raws: Vec<Bytes> = txs.iter().map(|t| t.1.clone()).collect();
+    let sent = rpc.send_raw(&raws).await.map_err(rpc_err)?;
+    let mut hashes = Vec::with_capacity(txs.len());
+    let mut refused = vec![false; txs.len()];
+    for (i, r) in sent.iter().enumerate() {
+        match r {
+            Ok(h) => hashes.push(*h),
+            Err(e) => {
+                refused[i] = true;
+                hashes.push(txs[i].0);
+                record_failure(stats, format!("{what}: refused by the node: {e}"));
+            }
+        }
+    }
+    let got = rpc.wait_receipts(&hashes, timeout).await.map_err(rpc_err)?;
+    let mut out = Vec::with_capacity(got.len());
+    for (i, r) in got.into_iter().enumerate() {
+        if refused[i] {
+            out.push(None);
+            continue;
+        }
+        match &r {
+            Some(rc) if !rc.success => {
+                record_failure(stats, format!("{what}: reverted in block {}", rc.block_number))
+            }
+            None => record_failure(stats, format!("{what}: no receipt after {timeout:?}")),
+            _ => {}
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+fn record_failure(stats: &mut TxStats, msg: String) {
+    stats.failed += 1;
+    if stats.failures.len() < 50 {
+        stats.failures.push(msg);
+    }
+}
+
+/// Runs a simulation and returns what happened; `cfg.out` receives logs and the generated
+/// bridge configuration (reports are written by [`crate::report`]).
+pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
+    let t0 = Instant::now();
+    let out = cfg.out.clone();
+    let logs = out.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    if cfg.slot_seconds < 5 {
+        bail!("--slot-seconds must be at least 5 (the contracts' minimum slot length)");
+    }
+    if cfg.first_slot + cfg.slots > crate::household::SLOTS_PER_DAY || cfg.slots == 0 {
+        bail!(
+            "--first-slot {} + --slots {} must stay within the 96 slots of a day",
+            cfg.first_slot,
+            cfg.slots
+        );
+    }
+    let simulated_meters = cfg.lab.is_none();
+
+    // Households and their day.
+    let specs = match &cfg.lab {
+        Some(lab) => lab.specs(cfg.location.lat_deg),
+        None => generate(&Mix {
+            households: cfg.households,
+            pv_share: cfg.pv_share,
+            battery_share: cfg.battery_share,
+            battery_strategy: cfg.battery_strategy,
+            seed: cfg.seed,
+            lat_deg: cfg.location.lat_deg,
+        }),
+    };
+    if specs.is_empty() || specs.len() > MAX_HOUSEHOLDS {
+        bail!("between 1 and {MAX_HOUSEHOLDS} households, not {}", specs.len());
+    }
+    let env = Environment::new(cfg.date, cfg.utc_offset_secs, cfg.location, cfg.cloudiness, cfg.seed);
+    let traces: Vec<DayTrace> = specs.iter().map(|h| DayTrace::simulate(h, &env, cfg.seed)).collect();
+
+    // The chain.
+    let chain = DevChain::start(&DevChainConfig {
+        slot_length: cfg.slot_seconds,
+        gate_closure: cfg.gate_closure,
+        grace_period: cfg.grace_period,
+        datadir: cfg.keep_chain.then(|| out.join("chain")),
+        contracts_out: out.join("contracts.json"),
+        log: logs.join("node.log"),
+    })?;
+    let rpc = Arc::new(Rpc::new(&chain.url));
+    let contracts = chain.contracts.clone();
+    let chain_id = rpc.chain_id().await.map_err(rpc_err)?;
+    if !cfg.quiet {
+        eprintln!("dev chain up at {} (chain id {chain_id}, slot {} s)", chain.url, contracts.slot_length);
+    }
+    let market = Arc::new(Market { rpc: rpc.clone(), c: contracts.clone() });
+    let pay_as_bid = contracts.mode == "payAsBid";
+
+    // Keys.
+    let deriver = KeyDeriver::new(DEV_MNEMONIC)?;
+    let operator_key = deriver.key(0)?;
+    let mut operator =
+        Account::new(operator_key.clone(), rpc.nonce(operator_key.address()).await.map_err(rpc_err)?);
+    let settler_key = deriver.key(SETTLER_INDEX)?;
+    let settle_account =
+        Account::new(settler_key.clone(), rpc.nonce(settler_key.address()).await.map_err(rpc_err)?);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x3E7E);
+    let mut hh: Vec<Hh> = Vec::with_capacity(specs.len());
+    let mut meter_keys = Vec::new();
+    for (i, (spec, trace)) in specs.into_iter().zip(traces).enumerate() {
+        let account = Account::new(deriver.key(HOUSEHOLD_INDEX_BASE + i as u32)?, 0);
+        let meter = match &cfg.lab {
+            Some(lab) => lab.households[i].meter_address,
+            None => {
+                let k = deriver.key(METER_INDEX_BASE + i as u32)?;
+                let a = k.address();
+                meter_keys.push(k);
+                a
+            }
+        };
+        let battery = spec.battery.map(|b| Battery::new(b, spec.initial_soc));
+        let imp0 = (rng.gen_range(2_000.0..30_000.0f64) * 1000.0).floor();
+        let exp0 =
+            if spec.pv.is_some() { (rng.gen_range(1_000.0..15_000.0f64) * 1000.0).floor() } else { 0.0 };
+        hh.push(Hh {
+            spec,
+            trace,
+            account,
+            meter,
+            battery,
+            base_battery: battery,
+            meter_import: imp0,
+            meter_export: exp0,
+            base_import: imp0,
+            base_export: exp0,
+            clear_sky_index: None,
+            slots: vec![HhSlot::default(); cfg.slots],
+            balance_start: (0, 0),
+            balance_end: (0, 0),
+        });
+    }
+
+    // Register, bind and fund the households (operator, batches of transactions).
+    let mut tx = TxStats::default();
+    let deposit = cfg.deposit_credits as u128 * CREDIT;
+    let total = deposit * hh.len() as u128;
+    let mut setup: Vec<(B256, Bytes)> = Vec::new();
+    setup.push(operator.sign_call(
+        chain_id,
+        contracts.token,
+        &CreditToken::mintCall { to: operator.address(), amount: U256::from(total) },
+        GAS_SETUP,
+    ));
+    setup.push(operator.sign_call(
+        chain_id,
+        contracts.token,
+        &CreditToken::approveCall { spender: contracts.market, value: U256::from(total) },
+        GAS_SETUP,
+    ));
+    for h in &hh {
+        let role = if h.spec.is_prosumer() { 2u8 } else { 1u8 };
+        setup.push(operator.sign_call(
+            chain_id,
+            contracts.registry,
+            &Registry::registerParticipantCall { account: h.account.address(), role },
+            GAS_SETUP,
+        ));
+        setup.push(operator.sign_call(
+            chain_id,
+            contracts.registry,
+            &Registry::bindMeterCall { meter: h.meter, participant: h.account.address() },
+            GAS_SETUP,
+        ));
+        setup.push(operator.sign_call(
+            chain_id,
+            contracts.market,
+            &EnergyMarket::depositForCall { account: h.account.address(), amount: U256::from(deposit) },
+            GAS_SETUP,
+        ));
+    }
+    tx.setup += setup.len() as u64;
+    let receipts = send_and_wait(&rpc, &setup, Duration::from_secs(180), &mut tx, "setup").await?;
+    if receipts.iter().any(|r| !r.as_ref().is_some_and(|r| r.success)) {
+        bail!("registering the households failed: {:?}", tx.failures);
+    }
+    if !cfg.quiet {
+        eprintln!("registered {} households ({} setup transactions)", hh.len(), setup.len());
+    }
+
+    // The broker.
+    let (broker_url, _embedded) = match (&cfg.lab, &cfg.broker) {
+        (Some(lab), _) => (lab.broker.url.clone(), None),
+        (None, Some(url)) => (url.clone(), None),
+        (None, None) => {
+            let b = EmbeddedBroker::start(hh.len() + 64)?;
+            (b.url(), Some(b))
+        }
+    };
+
+    // The bridge.
+    let bridge_dir = out.join("bridge");
+    if bridge_dir.exists() {
+        std::fs::remove_dir_all(&bridge_dir)
+            .with_context(|| format!("cannot clear {}", bridge_dir.display()))?;
+    }
+    std::fs::create_dir_all(bridge_dir.join("keys"))?;
+    let (bridge_meters, password_file, broker_user, broker_password) = match &cfg.lab {
+        Some(lab) => {
+            let meters = lab
+                .households
+                .iter()
+                .zip(&hh)
+                .map(|(l, h)| BridgeMeter {
+                    id: l.id.clone(),
+                    address: l.meter_address,
+                    keystore: lab.path(&l.meter_keystore),
+                    format: h.spec.meter_format,
+                    topic: l.meter_topic.clone(),
+                    utc_offset_secs: l
+                        .utc_offset
+                        .as_deref()
+                        .map(crate::lab::parse_offset)
+                        .transpose()
+                        .unwrap_or(None)
+                        .unwrap_or(0),
+                })
+                .collect();
+            let pw = match &lab.broker.password_file {
+                Some(p) => {
+                    Some(std::fs::read_to_string(lab.path(p))?.lines().next().unwrap_or("").to_string())
+                }
+                None => None,
+            };
+            (meters, lab.path(&lab.keys.password_file), lab.broker.username.clone(), pw)
+        }
+        None => {
+            let pw = bridge_dir.join("password.txt");
+            std::fs::write(&pw, "p2pe-sim\n")?;
+            let mut meters = Vec::new();
+            for (h, k) in hh.iter().zip(&meter_keys) {
+                let ks = bridge_dir.join("keys").join(format!("{}.json", h.spec.id));
+                write_keystore(&ks, k, "p2pe-sim")?;
+                let m = SimMeter::new(&h.spec.id, h.spec.meter_format, cfg.utc_offset_secs);
+                meters.push(BridgeMeter {
+                    id: h.spec.id.clone(),
+                    address: h.meter,
+                    keystore: ks,
+                    format: h.spec.meter_format,
+                    topic: m.topic.clone(),
+                    utc_offset_secs: cfg.utc_offset_secs,
+                });
+            }
+            (meters, pw, cfg.broker_user.clone(), cfg.broker_password.clone())
+        }
+    };
+    let setup_cfg = BridgeSetup {
+        broker_url: broker_url.clone(),
+        broker_user: broker_user.clone(),
+        broker_password: broker_password.clone(),
+        rpc_url: chain.url.clone(),
+        contracts_file: std::fs::canonicalize(out.join("contracts.json"))?,
+        chain_id,
+        password_file: std::fs::canonicalize(&password_file)
+            .with_context(|| format!("{}", password_file.display()))?,
+        meters: bridge_meters,
+    };
+    let bridge =
+        Bridge::start(&setup_cfg, &std::fs::canonicalize(&bridge_dir)?, &logs.join("bridge.log")).await?;
+    if !cfg.quiet {
+        eprintln!("bridge up ({} meters, broker {broker_url}); health {}", hh.len(), bridge.http);
+    }
+
+    // The simulated meters.
+    let (tel_tx, mut tel_rx) = mpsc::channel::<Vec<(f64, Vec<Telemetry>)>>(8);
+    let fleet_task = if simulated_meters {
+        let (host, port) = parse_mqtt_url(&broker_url)?;
+        let meters: Vec<SimMeter> =
+            hh.iter().map(|h| SimMeter::new(&h.spec.id, h.spec.meter_format, cfg.utc_offset_secs)).collect();
+        let user = broker_user.clone().zip(broker_password.clone());
+        let mut fleet =
+            MeterFleet::connect(meters, &host, port, user.as_ref().map(|(u, p)| (u.as_str(), p.as_str())))
+                .await;
+        Some(tokio::spawn(async move {
+            while let Some(schedule) = tel_rx.recv().await {
+                fleet.publish_schedule(schedule).await;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            fleet.disconnect().await;
+            (fleet.published, fleet.failed)
+        }))
+    } else {
+        drop(tel_rx);
+        None
+    };
+
+    // Balances at the start of the day.
+    let (setup_block, _) = rpc.head().await.map_err(rpc_err)?;
+    let balances = balances_of(&market, &hh).await?;
+    for (h, b) in hh.iter_mut().zip(balances) {
+        h.balance_start = b;
+    }
+    let grid_start = account_of(&market, contracts.grid).await?;
+    let tokens_start = u128_of(
+        rpc.view(contracts.token, &CreditToken::balanceOfCall { account: contracts.market })
+            .await
+            .map_err(rpc_err)?,
+    );
+    for h in hh.iter_mut() {
+        h.account.nonce = rpc.nonce(h.account.address()).await.map_err(rpc_err)?;
+    }
+
+    // Schedule: the first chain slot whose cycle starts comfortably in the future.
+    let l = contracts.slot_length as f64;
+    let g = contracts.gate_closure as f64;
+    let now = now_unix();
+    let mut c0 = contracts.slot_at(now as u64) + 2;
+    while contracts.slot_start(c0 - 1) as f64 - g < now + 2.0 {
+        c0 += 1;
+    }
+    // First readings: the meters' counters before the first traded slot.
+    if simulated_meters {
+        let ts = now_unix().floor() + 0.25;
+        let first: Vec<Telemetry> = hh
+            .iter()
+            .map(|h| Telemetry { ts, import_wh: h.meter_import, export_wh: h.meter_export, power_w: 0.0 })
+            .collect();
+        tel_tx.send(vec![(ts, first)]).await.ok();
+    }
+    let t_setup = t0.elapsed().as_secs_f64();
+
+    // Settlement task.
+    let (job_tx, job_rx) = mpsc::channel::<SettleJob>(cfg.slots + 1);
+    let settle_task = tokio::spawn(settler(market.clone(), chain_id, settle_account, job_rx));
+
+    let progress = if cfg.quiet { ProgressBar::hidden() } else { ProgressBar::new(cfg.slots as u64) };
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos:>2}/{len} {msg}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    progress.enable_steady_tick(Duration::from_millis(200));
+
+    let mut slots: Vec<SlotRec> = (0..cfg.slots)
+        .map(|i| SlotRec { day_slot: cfg.first_slot + i, chain_slot: c0 + i as u64, ..Default::default() })
+        .collect();
+    let mut warnings = Vec::new();
+    let mut last_alpha: Option<f64> = None;
+    let t_day = Instant::now();
+    let publish_offsets = telemetry_offsets(cfg.telemetry_seconds, contracts.slot_length);
+
+    for i in 0..=cfg.slots {
+        let c = c0 + i as u64;
+        let cycle = contracts.slot_start(c - 1) as f64 - g;
+        sleep_until_unix(cycle + 0.05).await;
+        if i >= 1 {
+            let k = i - 1;
+            // 1. Clear slot k.
+            let ck = slots[k].chain_slot;
+            let any_order = hh.iter().any(|h| h.slots[k].live.iter().any(Option::is_some));
+            if any_order {
+                let mut done = false;
+                for attempt in 0..4 {
+                    let t = operator.sign_call(
+                        chain_id,
+                        contracts.market,
+                        &EnergyMarket::clearCall { slot: ck },
+                        GAS_CLEAR,
+                    );
+                    tx.clears += 1;
+                    let r = send_and_wait(
+                        &rpc,
+                        &[t],
+                        Duration::from_secs_f64((l - g).max(3.0)),
+                        &mut tx,
+                        "clear",
+                    )
+                    .await?;
+                    if r[0].as_ref().is_some_and(|r| r.success) {
+                        done = true;
+                        break;
+                    }
+                    // The block may still be before gate closure (GateOpen): try again shortly.
+                    operator.nonce = rpc.nonce(operator.address()).await.map_err(rpc_err)?;
+                    if attempt < 3 {
+                        tokio::time::sleep(Duration::from_millis(400)).await;
+                    }
+                }
+                if !done {
+                    warnings.push(format!("slot {k}: clear failed"));
+                }
+            }
+            // 2. Read the slot back.
+            let (head, _) = rpc.head().await.map_err(rpc_err)?;
+            let ev = market.slot_events(ck, setup_block, head).await.map_err(rpc_err)?;
+            slots[k].cleared = ev.cleared;
+            let book = ev.book();
+            slots[k].events = ev;
+            let positions: Vec<usize> = (0..hh.len())
+                .filter(|j| book.iter().any(|o| o.account == hh[*j].account.address()))
+                .collect();
+            for j in &positions {
+                hh[*j].slots[k].position = true;
+            }
+            if let Some(cl) = slots[k].cleared.filter(|c| c.volume_wh > 0) {
+                let calls: Vec<(Address, EnergyMarket::previewFillsCall)> = positions
+                    .iter()
+                    .map(|j| {
+                        (
+                            contracts.market,
+                            EnergyMarket::previewFillsCall { slot: ck, account: hh[*j].account.address() },
+                        )
+                    })
+                    .collect();
+                for (j, r) in positions.iter().zip(rpc.views(&calls).await.map_err(rpc_err)?) {
+                    let r = r.map_err(rpc_err)?;
+                    hh[*j].slots[k].fills = (r.boughtWh, r.soldWh);
+                }
+                if let Some(p) = slots[k].prices {
+                    last_alpha = Some(p.alpha(cl.price));
+                }
+            }
+            // 3. Physics of slot k and its meter readings.
+            let day_slot = cfg.first_slot + k;
+            let start_k = contracts.slot_start(ck) as f64;
+            slots[k].last_reading_ts =
+                contracts.slot_start(ck) + publish_offsets.last().map_or(0, |o| o.0) as u64;
+            if simulated_meters {
+                let mut schedule: Vec<(f64, Vec<Telemetry>)> = publish_offsets
+                    .iter()
+                    .map(|(o, _)| (start_k + *o as f64 + 0.05, Vec::with_capacity(hh.len())))
+                    .collect();
+                for h in hh.iter_mut() {
+                    let (b, s) = h.slots[k].fills;
+                    let target = s as f64 - b as f64;
+                    h.slots[k].soc_start = h.battery.map_or(0.0, |b| b.soc_wh);
+                    let p = step_slot(&h.trace, h.battery.as_mut(), day_slot, target);
+                    let base = if h.base_battery.is_some() {
+                        step_slot(&h.trace, h.base_battery.as_mut(), day_slot, 0.0)
+                    } else {
+                        p.clone()
+                    };
+                    let reg_start = (register(h.meter_import), register(h.meter_export));
+                    for (n, (_, minute)) in publish_offsets.iter().enumerate() {
+                        let m = minute - 1;
+                        let prev = if m == 0 {
+                            (0.0, 0.0)
+                        } else {
+                            (p.import_by_minute[m - 1], p.export_by_minute[m - 1])
+                        };
+                        let power =
+                            ((p.import_by_minute[m] - prev.0) - (p.export_by_minute[m] - prev.1)) * 60.0;
+                        let ts = schedule[n].0;
+                        schedule[n].1.push(Telemetry {
+                            ts,
+                            import_wh: h.meter_import + p.import_by_minute[m],
+                            export_wh: h.meter_export + p.export_by_minute[m],
+                            power_w: power,
+                        });
+                    }
+                    h.meter_import += p.import_wh;
+                    h.meter_export += p.export_wh;
+                    let b0 = (register(h.base_import), register(h.base_export));
+                    h.base_import += base.import_wh;
+                    h.base_export += base.export_wh;
+                    let s = &mut h.slots[k];
+                    s.reg_start = reg_start;
+                    s.reg_end = (register(h.meter_import), register(h.meter_export));
+                    s.base_delta = (register(h.base_import) - b0.0, register(h.base_export) - b0.1);
+                    s.phys = Some(p);
+                    s.base = Some(base);
+                }
+                if tel_tx.send(schedule).await.is_err() {
+                    warnings.push("the meter task stopped".into());
+                }
+            }
+            // 4. Queue settlement.
+            if !positions.is_empty() && slots[k].cleared.is_some() {
+                let end = contracts.slot_start(ck + 1) as f64;
+                let job = SettleJob {
+                    index: k,
+                    chain_slot: ck,
+                    accounts: positions.iter().map(|j| hh[*j].account.address()).collect(),
+                    meters: positions.iter().map(|j| hh[*j].meter).collect(),
+                    min_reading_ts: if simulated_meters { slots[k].last_reading_ts } else { 0 },
+                    slot_end: end,
+                    not_before: end + contracts.grace_period as f64 + 0.1,
+                    give_up_at: end + contracts.grace_period as f64 + 3.0 * l + 15.0,
+                };
+                job_tx.send(job).await.ok();
+            }
+            let msg = match slots[k].cleared {
+                Some(c) if c.volume_wh > 0 => format!(
+                    "{} price {:.3} vol {:.1} kWh",
+                    hhmm(day_slot),
+                    credits_per_kwh(c.price),
+                    c.volume_wh as f64 / 1000.0
+                ),
+                _ => format!("{} no trade", hhmm(day_slot)),
+            };
+            progress.set_message(msg);
+            progress.inc(1);
+        }
+        if i < cfg.slots {
+            order_rounds(&cfg, &market, chain_id, &mut hh, &mut slots, i, last_alpha, &mut tx, &mut warnings)
+                .await?;
+        }
+    }
+    drop(job_tx);
+    drop(tel_tx);
+    progress.finish_and_clear();
+    let meter_messages = match fleet_task {
+        Some(t) => t.await.unwrap_or((0, 0)),
+        None => (0, 0),
+    };
+    let outcomes = settle_task.await.context("settlement task")?;
+    for (idx, o) in outcomes {
+        tx.settles += o.txs;
+        for e in &o.errors {
+            record_failure(&mut tx, format!("settle slot {idx}: {e}"));
+        }
+        slots[idx].settle = Some(o);
+    }
+    let t_day_s = t_day.elapsed().as_secs_f64();
+    let t_read = Instant::now();
+
+    // Read everything back.
+    let (head, _) = rpc.head().await.map_err(rpc_err)?;
+    for s in slots.iter_mut() {
+        s.events = market.slot_events(s.chain_slot, setup_block, head).await.map_err(rpc_err)?;
+        s.cleared = s.events.cleared;
+    }
+    let mut calls = Vec::with_capacity(hh.len() * slots.len());
+    for h in &hh {
+        for s in &slots {
+            calls.push((
+                contracts.readings,
+                MeterReadings::energyInSlotCall { meter: h.meter, slot: s.chain_slot },
+            ));
+        }
+    }
+    let answers = rpc.views(&calls).await.map_err(rpc_err)?;
+    let mut metered = Vec::with_capacity(hh.len());
+    let mut it = answers.into_iter();
+    for _ in &hh {
+        let mut row = Vec::with_capacity(slots.len());
+        for _ in &slots {
+            let e = it.next().expect("one answer per call").map_err(rpc_err)?;
+            row.push((e.importWh, e.exportWh, e.hasReading));
+        }
+        metered.push(row);
+    }
+    let balances = balances_of(&market, &hh).await?;
+    for (h, b) in hh.iter_mut().zip(balances) {
+        h.balance_end = b;
+    }
+    let grid_end = account_of(&market, contracts.grid).await?;
+    let tokens_end = u128_of(
+        rpc.view(contracts.token, &CreditToken::balanceOfCall { account: contracts.market })
+            .await
+            .map_err(rpc_err)?,
+    );
+    let counts = rpc
+        .batch(
+            (setup_block + 1..=head)
+                .map(|b| ("eth_getBlockTransactionCountByNumber", json!([format!("{b:#x}")])))
+                .collect(),
+        )
+        .await
+        .map_err(rpc_err)?;
+    let chain_txs = counts.iter().filter_map(|r| r.as_ref().ok().and_then(crate::chain::hex_u64)).sum();
+    let bridge_health = bridge.health().await.unwrap_or(serde_json::Value::Null);
+    let t_read_s = t_read.elapsed().as_secs_f64();
+    drop(bridge);
+    drop(chain);
+
+    Ok(RunData {
+        cfg,
+        env,
+        hh,
+        slots,
+        grid: contracts.grid,
+        grid_balance: (grid_start, grid_end),
+        market_tokens: (tokens_start, tokens_end),
+        metered,
+        tx,
+        chain_txs,
+        blocks: (setup_block + 1, head),
+        meter_messages,
+        bridge_health,
+        wall: (t_setup, t_day_s, t_read_s),
+        simulated_meters,
+        pay_as_bid,
+        warnings,
+    })
+}
+
+/// `HH:MM` of day slot `s`.
+pub fn hhmm(s: usize) -> String {
+    format!("{:02}:{:02}", s / 4, (s % 4) * 15)
+}
+
+/// When meters publish within a slot: (wall offset in seconds from the slot start, simulated
+/// minute of the slot whose counters they carry). The last message is one second before the slot
+/// ends and carries the whole slot.
+pub fn telemetry_offsets(telemetry_seconds: u32, slot_seconds: u32) -> Vec<(u32, usize)> {
+    let per_slot = ((SLOT_MINUTES as u32 * 60) / telemetry_seconds.max(1)).max(1);
+    let n = per_slot.min(slot_seconds.saturating_sub(1)).max(1);
+    (1..=n)
+        .map(|i| {
+            let offset = ((i as f64 * (slot_seconds - 1) as f64) / n as f64).round() as u32;
+            let minute = ((i as f64 * SLOT_MINUTES as f64) / n as f64).round() as usize;
+            (offset.max(1), minute.clamp(1, SLOT_MINUTES))
+        })
+        .collect()
+}
+
+async fn account_of(market: &Market, a: Address) -> anyhow::Result<(u128, u128)> {
+    let r = market
+        .rpc
+        .view(market.c.market, &EnergyMarket::accountOfCall { account: a })
+        .await
+        .map_err(rpc_err)?;
+    Ok((u128_of(r.free), u128_of(r.debt)))
+}
+
+async fn balances_of(market: &Market, hh: &[Hh]) -> anyhow::Result<Vec<(u128, u128)>> {
+    let calls: Vec<(Address, EnergyMarket::accountOfCall)> = hh
+        .iter()
+        .map(|h| (market.c.market, EnergyMarket::accountOfCall { account: h.account.address() }))
+        .collect();
+    market
+        .rpc
+        .views(&calls)
+        .await
+        .map_err(rpc_err)?
+        .into_iter()
+        .map(|r| r.map(|r| (u128_of(r.free), u128_of(r.debt))).map_err(rpc_err))
+        .collect()
+}
+
+/// The order rounds of simulated slot `i`.
+#[allow(clippy::too_many_arguments)]
+async fn order_rounds(
+    cfg: &SimConfig,
+    market: &Market,
+    chain_id: u64,
+    hh: &mut [Hh],
+    slots: &mut [SlotRec],
+    i: usize,
+    last_alpha: Option<f64>,
+    tx: &mut TxStats,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let rpc = &market.rpc;
+    let c = slots[i].chain_slot;
+    let day_slot = cfg.first_slot + i;
+    let prices = market.prices(c).await.map_err(rpc_err)?;
+    slots[i].prices = Some(prices);
+    let g = market.c.gate_closure as f64;
+    let deadline = market.c.slot_start(c) as f64 - g - ORDER_MARGIN_S;
+    let t_first = now_unix();
+    if t_first >= deadline {
+        warnings.push(format!("slot {} ({}): too late for orders", i, hhmm(day_slot)));
+        return Ok(());
+    }
+    let span = deadline - t_first;
+    let rounds = cfg.ramp_rounds.max(1).min(1 + (span / MIN_ROUND_SPACING_S).floor() as usize);
+    slots[i].rounds = rounds;
+
+    // Plans.
+    for h in hh.iter_mut() {
+        let csi = if day_slot >= 2 {
+            let d = day_slot - 2;
+            let clear = h.trace.pv_clear_wh[d];
+            if clear > 5.0 && cfg.lab.is_none() {
+                h.clear_sky_index = Some(h.trace.pv_wh(d) / clear);
+            }
+            h.clear_sky_index
+        } else {
+            h.clear_sky_index
+        };
+        let (soc, project, prev_target) = if i == 0 {
+            (h.battery.map(|b| b.soc_wh), false, 0.0)
+        } else {
+            let p = &h.slots[i - 1];
+            (h.battery.map(|_| p.soc_start), true, p.fills.1 as f64 - p.fills.0 as f64)
+        };
+        let k = Knowledge {
+            slot: day_slot,
+            soc_wh: soc,
+            project_previous: project,
+            prev_target_export_wh: prev_target,
+            clear_sky_index: csi,
+            last_alpha,
+        };
+        h.slots[i].plan = plan(&h.spec, &h.trace, &cfg.agent, &k);
+    }
+
+    for round in 0..rounds {
+        if round > 0 {
+            let at = t_first + span * round as f64 / (rounds - 1) as f64;
+            sleep_until_unix(at).await;
+        }
+        // Which orders to (re)place.
+        let mut wanted: Vec<(usize, Side, u32, u32, PriceRule)> = Vec::new();
+        if round == 0 {
+            for (j, h) in hh.iter().enumerate() {
+                let p = h.slots[i].plan;
+                for (side, o) in [(Side::Bid, p.bid), (Side::Ask, p.ask)] {
+                    if let Some(o) = o {
+                        let a = price_alpha(&h.spec, o.rule, side == Side::Bid, 0, rounds);
+                        wanted.push((j, side, prices.level_for_alpha(a), o.wh, o.rule));
+                    }
+                }
+            }
+        } else {
+            let levels = market.book_levels(c, &prices).await.map_err(rpc_err)?;
+            let (_, mb, ma) = from_levels(&levels);
+            for (j, h) in hh.iter().enumerate() {
+                for (si, side) in [(0usize, Side::Bid), (1, Side::Ask)] {
+                    let Some((level, wh, rule)) = h.slots[i].live[si] else { continue };
+                    if rule != PriceRule::Ramp {
+                        continue;
+                    }
+                    let fills = match side {
+                        Side::Bid => mb.is_some_and(|mb| level >= mb),
+                        Side::Ask => ma.is_some_and(|ma| level <= ma),
+                    };
+                    if fills {
+                        continue;
+                    }
+                    let a = price_alpha(&h.spec, rule, side == Side::Bid, round, rounds);
+                    let new_level = prices.level_for_alpha(a);
+                    if new_level != level {
+                        wanted.push((j, side, new_level, wh, rule));
+                    }
+                }
+            }
+        }
+        if wanted.is_empty() {
+            continue;
+        }
+        // Sign: a cancel first where an order stands, then the new order.
+        let mut txs: Vec<(B256, Bytes)> = Vec::new();
+        let mut what: Vec<(usize, Side, Option<LiveOrder>)> = Vec::new();
+        for (j, side, level, wh, rule) in &wanted {
+            let h = &mut hh[*j];
+            let si = if *side == Side::Bid { 0 } else { 1 };
+            if h.slots[i].live[si].is_some() {
+                let t = h.account.sign_call(
+                    chain_id,
+                    market.c.market,
+                    &EnergyMarket::cancelOrderCall { slot: c, side: si as u8 },
+                    GAS_CANCEL,
+                );
+                txs.push(t);
+                what.push((*j, *side, None));
+                tx.cancels += 1;
+            }
+            let price = U256::from(prices.price(*level));
+            let data = match side {
+                Side::Bid => {
+                    EnergyMarket::placeBidCall { slot: c, energyWh: *wh, pricePerKWh: price }.abi_encode()
+                }
+                Side::Ask => {
+                    EnergyMarket::placeAskCall { slot: c, energyWh: *wh, pricePerKWh: price }.abi_encode()
+                }
+            };
+            txs.push(h.account.sign(chain_id, market.c.market, data, GAS_ORDER));
+            what.push((*j, *side, Some((*level, *wh, *rule))));
+            tx.orders += 1;
+        }
+        let wait = if round + 1 < rounds {
+            Duration::from_secs_f64((span / (rounds - 1) as f64 - 0.1).max(0.8))
+        } else {
+            Duration::from_secs_f64((deadline - now_unix() + g + 1.5).max(1.0))
+        };
+        let receipts = send_and_wait(rpc, &txs, wait, tx, "order").await?;
+        let mut resync = Vec::new();
+        for ((j, side, placed), r) in what.iter().zip(&receipts) {
+            let si = if *side == Side::Bid { 0 } else { 1 };
+            match (placed, r) {
+                (None, Some(r)) if r.success => hh[*j].slots[i].live[si] = None,
+                (Some(o), Some(r)) if r.success => hh[*j].slots[i].live[si] = Some(*o),
+                (_, None) => resync.push(*j),
+                _ => {}
+            }
+        }
+        resync.sort_unstable();
+        resync.dedup();
+        for j in resync {
+            // A refused or still pending transaction: ask the node for the next nonce.
+            hh[j].account.nonce = rpc.nonce(hh[j].account.address()).await.map_err(rpc_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// The settlement task: settles queued slots in order; returns the outcome per slot index.
+async fn settler(
+    market: Arc<Market>,
+    chain_id: u64,
+    mut acct: Account,
+    mut rx: mpsc::Receiver<SettleJob>,
+) -> Vec<(usize, SettleOutcome)> {
+    let mut out = Vec::new();
+    let mut scratch = TxStats::default();
+    while let Some(job) = rx.recv().await {
+        sleep_until_unix(job.not_before).await;
+        let mut o = SettleOutcome::default();
+        // Wait for every trading meter's last reading of the slot.
+        if job.min_reading_ts > 0 {
+            loop {
+                let calls: Vec<(Address, MeterReadings::latestReadingCall)> = job
+                    .meters
+                    .iter()
+                    .map(|m| (market.c.readings, MeterReadings::latestReadingCall { meter: *m }))
+                    .collect();
+                let missing = match market.rpc.views(&calls).await {
+                    Ok(rs) => rs
+                        .iter()
+                        .filter(|r| !r.as_ref().is_ok_and(|r| r.timestamp >= job.min_reading_ts))
+                        .count(),
+                    Err(_) => job.meters.len(),
+                };
+                if missing == 0 {
+                    break;
+                }
+                if now_unix() > job.give_up_at {
+                    o.missing_readings = missing;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        o.delay_s = now_unix() - job.slot_end;
+        let mut txs = Vec::new();
+        let mut parts: Vec<Vec<Address>> = Vec::new();
+        for part in job.accounts.chunks(SETTLE_CHUNK) {
+            let gas = GAS_SETTLE_BASE + GAS_SETTLE_EACH * part.len() as u64;
+            txs.push(acct.sign_call(
+                chain_id,
+                market.c.market,
+                &EnergyMarket::settleCall { slot: job.chain_slot, participants: part.to_vec() },
+                gas,
+            ));
+            parts.push(part.to_vec());
+        }
+        o.txs += txs.len() as u64;
+        match send_and_wait(&market.rpc, &txs, Duration::from_secs(60), &mut scratch, "settle").await {
+            Ok(rs) => {
+                for (part, r) in parts.iter().zip(rs) {
+                    if r.as_ref().is_some_and(|r| r.success) {
+                        o.settled += part.len();
+                    } else {
+                        o.errors.push(format!(
+                            "chain slot {}: a settle transaction of {} participants failed",
+                            job.chain_slot,
+                            part.len()
+                        ));
+                    }
+                }
+            }
+            Err(e) => o.errors.push(format!("chain slot {}: {e}", job.chain_slot)),
+        }
+        if !o.errors.is_empty() {
+            if let Ok(n) = market.rpc.nonce(acct.address()).await {
+                acct.nonce = n;
+            }
+        }
+        out.push((job.index, o));
+    }
+    out
+}
+
+/// Lists files written by a run (for the console).
+pub fn output_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}

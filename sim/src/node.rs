@@ -1,0 +1,123 @@
+//! The dev chain: `p2pe-node dev` as a child process, and the market's `contracts.json`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use alloy_primitives::Address;
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::procs::{find_binary, free_port, ChildProcess};
+
+/// The market deployment as written by `p2pe-node` (`contracts.json`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Contracts {
+    /// Registry.
+    pub registry: Address,
+    /// Credit token.
+    pub token: Address,
+    /// Meter readings.
+    pub readings: Address,
+    /// Energy market.
+    pub market: Address,
+    /// Grid operator's account.
+    pub grid: Address,
+    /// Operators.
+    pub admins: Vec<Address>,
+    /// Unix time of slot 0.
+    pub start_time: u64,
+    /// Slot length, seconds.
+    pub slot_length: u32,
+    /// Gate closure before slot start, seconds.
+    pub gate_closure: u32,
+    /// Grace period after slot end, seconds.
+    pub grace_period: u32,
+    /// `payAsClear` or `payAsBid`.
+    pub mode: String,
+    /// Chain id.
+    pub chain_id: u64,
+}
+
+impl Contracts {
+    /// Reads `contracts.json`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a contracts.json", path.display()))
+    }
+
+    /// Start of chain slot `k`.
+    pub fn slot_start(&self, k: u64) -> u64 {
+        self.start_time + k * self.slot_length as u64
+    }
+
+    /// The chain slot containing unix time `t`.
+    pub fn slot_at(&self, t: u64) -> u64 {
+        t.saturating_sub(self.start_time) / self.slot_length as u64
+    }
+}
+
+/// Dev chain settings.
+#[derive(Debug, Clone)]
+pub struct DevChainConfig {
+    /// Wall-clock slot length, seconds (≥ 5).
+    pub slot_length: u32,
+    /// Gate closure, seconds.
+    pub gate_closure: u32,
+    /// Grace period, seconds.
+    pub grace_period: u32,
+    /// Keep the chain here (else a temporary directory).
+    pub datadir: Option<PathBuf>,
+    /// Where `contracts.json` goes.
+    pub contracts_out: PathBuf,
+    /// Node log file.
+    pub log: PathBuf,
+}
+
+/// A running dev chain.
+pub struct DevChain {
+    /// The node process.
+    pub process: ChildProcess,
+    /// JSON-RPC URL.
+    pub url: String,
+    /// The market.
+    pub contracts: Contracts,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl DevChain {
+    /// Starts `p2pe-node dev --period 1` with the market schedule of `cfg`.
+    pub fn start(cfg: &DevChainConfig) -> anyhow::Result<Self> {
+        let bin = find_binary("p2pe-node", "P2PE_NODE_BIN", "p2pe-node")?;
+        let (datadir, tmp) = match &cfg.datadir {
+            Some(d) => {
+                if d.exists() {
+                    std::fs::remove_dir_all(d).with_context(|| format!("cannot clear {}", d.display()))?;
+                }
+                (d.clone(), None)
+            }
+            None => {
+                let t = tempfile::Builder::new().prefix("p2pe-sim-chain-").tempdir()?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let mut cmd = Command::new(bin);
+        cmd.args(["dev", "--period", "1"])
+            .args(["--slot-length", &cfg.slot_length.to_string()])
+            .args(["--gate-closure", &cfg.gate_closure.to_string()])
+            .args(["--grace-period", &cfg.grace_period.to_string()])
+            .arg("--contracts-out")
+            .arg(&cfg.contracts_out)
+            .arg("--datadir")
+            .arg(&datadir)
+            .args(["--http-addr", &addr])
+            .env("P2PE_LOG", std::env::var("P2PE_NODE_LOG").unwrap_or_else(|_| "warn".into()));
+        let (process, _) =
+            ChildProcess::spawn("p2pe-node", cmd, &cfg.log, "JSON-RPC:", Duration::from_secs(60))?;
+        let contracts = Contracts::load(&cfg.contracts_out)?;
+        Ok(Self { process, url: format!("http://{addr}"), contracts, _tmp: tmp })
+    }
+}

@@ -1,0 +1,198 @@
+//! Plots with plotters, each as PNG and SVG: prices over the day, energy flows, savings per
+//! household. Text in PNGs is drawn with an embedded DejaVu Sans Mono (ab_glyph), so no system fonts
+//! are needed.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::results::{HouseholdResult, SlotResult};
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
+static REGISTER: Once = Once::new();
+
+fn register_font() {
+    REGISTER.call_once(|| {
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_err() {
+            tracing::warn!("the embedded font could not be loaded; PNG plots will have no text");
+        }
+    });
+}
+
+fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("plot: {e}")
+}
+
+const SIZE: (u32, u32) = (1000, 560);
+
+type SeriesFn = Box<dyn Fn(&SlotResult) -> f64>;
+
+fn hour(s: &SlotResult) -> f64 {
+    s.day_slot as f64 / 4.0 + 0.125
+}
+
+fn x_range(slots: &[SlotResult]) -> std::ops::Range<f64> {
+    let a = slots.first().map_or(0.0, |s| s.day_slot as f64 / 4.0);
+    let b = slots.last().map_or(24.0, |s| (s.day_slot + 1) as f64 / 4.0);
+    a..b.max(a + 0.25)
+}
+
+fn draw_prices<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    slots: &[SlotResult],
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let top = slots.iter().map(|s| s.retail).fold(0.3, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(root)
+        .caption("Clearing price over the day", ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x_range(slots), 0.0..top)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("hour of day (local)").y_desc("credits / kWh").draw().map_err(err)?;
+    let retail: Vec<(f64, f64)> = slots.iter().map(|s| (hour(s), s.retail)).collect();
+    let feed_in: Vec<(f64, f64)> = slots.iter().map(|s| (hour(s), s.feed_in)).collect();
+    chart
+        .draw_series(LineSeries::new(retail, RED.stroke_width(1)))
+        .map_err(err)?
+        .label("retail (grid sells)")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED));
+    chart
+        .draw_series(LineSeries::new(feed_in, GREEN.stroke_width(1)))
+        .map_err(err)?
+        .label("feed-in (grid buys)")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], GREEN));
+    let traded: Vec<(f64, f64)> = slots.iter().filter_map(|s| s.price.map(|p| (hour(s), p))).collect();
+    chart
+        .draw_series(LineSeries::new(traded.clone(), BLUE.stroke_width(2)))
+        .map_err(err)?
+        .label("clearing price")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE));
+    chart.draw_series(traded.iter().map(|p| Circle::new(*p, 3, BLUE.filled()))).map_err(err)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+fn draw_energy<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    slots: &[SlotResult],
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let kwh = |v: f64| v / 1000.0;
+    let top = slots
+        .iter()
+        .map(|s| kwh(s.pv_wh.max(s.load_wh).max(s.metered_import_wh as f64).max(s.metered_export_wh as f64)))
+        .fold(0.1, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(root)
+        .caption("Energy flows per 15-minute slot", ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x_range(slots), 0.0..top)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("hour of day (local)").y_desc("kWh per slot").draw().map_err(err)?;
+    let series: [(&str, RGBColor, SeriesFn); 5] = [
+        ("load", BLACK, Box::new(|s| s.load_wh)),
+        ("PV", RGBColor(230, 160, 0), Box::new(|s| s.pv_wh)),
+        ("traded peer to peer", BLUE, Box::new(|s| s.volume_wh as f64)),
+        ("grid import (net)", RED, Box::new(|s| s.grid_import_wh as f64)),
+        ("grid export (net)", GREEN, Box::new(|s| s.grid_export_wh as f64)),
+    ];
+    for (name, color, f) in series {
+        let pts: Vec<(f64, f64)> = slots.iter().map(|s| (hour(s), kwh(f(s)))).collect();
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .map_err(err)?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+fn draw_savings<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    hs: &[HouseholdResult],
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let mut v: Vec<&HouseholdResult> = hs.iter().collect();
+    v.sort_by_key(|h| std::cmp::Reverse(h.savings));
+    let vals: Vec<f64> = v.iter().map(|h| h.savings as f64 / 1e18).collect();
+    let hi = vals.iter().copied().fold(0.0, f64::max);
+    let lo = vals.iter().copied().fold(0.0, f64::min);
+    let pad = ((hi - lo) * 0.1).max(0.01);
+    let n = v.len().max(1);
+    let mut chart = ChartBuilder::on(root)
+        .caption("Savings per household against grid tariffs only", ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..n as f64, (lo - pad)..(hi + pad))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_desc("households, sorted (blue: consumer, orange: PV, green: PV + battery)")
+        .y_desc("credits per day")
+        .x_label_formatter(&|_| String::new())
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(v.iter().zip(&vals).enumerate().map(|(i, (h, val))| {
+            let color = if h.battery_kwh > 0.0 {
+                RGBColor(40, 160, 60)
+            } else if h.pv_kwp > 0.0 {
+                RGBColor(230, 140, 0)
+            } else {
+                RGBColor(40, 90, 200)
+            };
+            Rectangle::new([(i as f64 + 0.1, 0.0), (i as f64 + 0.9, *val)], color.filled())
+        }))
+        .map_err(err)?;
+    chart.draw_series(LineSeries::new([(0.0, 0.0), (n as f64, 0.0)], BLACK)).map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Writes `prices`, `energy` and `savings` as `.png` and `.svg` into `dir`.
+pub fn write_plots(dir: &Path, slots: &[SlotResult], hs: &[HouseholdResult]) -> anyhow::Result<()> {
+    register_font();
+    {
+        let png = dir.join("prices.png");
+        draw_prices(&BitMapBackend::new(&png, SIZE).into_drawing_area(), slots)?;
+        let svg = dir.join("prices.svg");
+        draw_prices(&SVGBackend::new(&svg, SIZE).into_drawing_area(), slots)?;
+    }
+    {
+        let png = dir.join("energy.png");
+        draw_energy(&BitMapBackend::new(&png, SIZE).into_drawing_area(), slots)?;
+        let svg = dir.join("energy.svg");
+        draw_energy(&SVGBackend::new(&svg, SIZE).into_drawing_area(), slots)?;
+    }
+    {
+        let png = dir.join("savings.png");
+        draw_savings(&BitMapBackend::new(&png, SIZE).into_drawing_area(), hs)?;
+        let svg = dir.join("savings.svg");
+        draw_savings(&SVGBackend::new(&svg, SIZE).into_drawing_area(), hs)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! Per-slot and per-household figures derived from a run's data (chain events, on-chain meter data
+//! and the simulated physics), and the community KPIs.
+//!
+//! Definitions:
+//! * **Platform bill** of a household: what the market took from it over the day (escrow locked,
+//!   minus refunds, minus settlement credits, plus settlement debits, from the events), plus the
+//!   grid bill of slots in which it had no order (metered import at retail minus metered export at
+//!   the feed-in tariff: the utility bills those outside the market).
+//! * **Baseline bill**: the same household on grid tariffs only (no market): metered import at
+//!   retail minus export at the feed-in tariff, with its battery (if any) used for self-consumption.
+//! * **Savings** = baseline − platform, plus for battery households the difference of the energy
+//!   left in the battery at the end (platform − baseline) valued at the retail price it will displace
+//!   (times the discharge efficiency).
+//! * **Self-sufficiency** (community) = 1 − energy imported at the point of common coupling / load;
+//!   **self-consumption** = 1 − energy exported at that point / PV generation. The point of common
+//!   coupling sees the net of all meters in each slot.
+
+use alloy_primitives::Address;
+
+use crate::engine::{hhmm, RunData};
+use crate::market::{Prices, SettledEvent};
+
+/// One slot's figures.
+#[derive(Debug, Clone, Default)]
+pub struct SlotResult {
+    /// Day slot.
+    pub day_slot: usize,
+    /// `HH:MM`.
+    pub time: String,
+    /// Chain slot.
+    pub chain_slot: u64,
+    /// Clearing price, credits/kWh (None without a trade).
+    pub price: Option<f64>,
+    /// Traded volume, Wh.
+    pub volume_wh: u64,
+    /// Bids and asks in the book at gate closure.
+    pub bids: usize,
+    /// See `bids`.
+    pub asks: usize,
+    /// Bid energy in the book, Wh.
+    pub bid_wh: u64,
+    /// Ask energy in the book, Wh.
+    pub ask_wh: u64,
+    /// PV generation (simulated), Wh.
+    pub pv_wh: f64,
+    /// Load (simulated), Wh.
+    pub load_wh: f64,
+    /// Sum of metered imports (on chain), Wh.
+    pub metered_import_wh: u64,
+    /// Sum of metered exports, Wh.
+    pub metered_export_wh: u64,
+    /// Net import from the grid at the point of common coupling, Wh.
+    pub grid_import_wh: u64,
+    /// Net export to the grid at the point of common coupling, Wh.
+    pub grid_export_wh: u64,
+    /// Energy the grid supplied in settlement (at retail), Wh.
+    pub settled_grid_supply_wh: u64,
+    /// Energy the grid absorbed in settlement (at feed-in), Wh.
+    pub settled_grid_absorb_wh: u64,
+    /// Participants settled.
+    pub settled: usize,
+    /// Seconds from the slot's end to its settlement.
+    pub settle_delay_s: Option<f64>,
+    /// Retail and feed-in, credits/kWh.
+    pub retail: f64,
+    /// See `retail`.
+    pub feed_in: f64,
+}
+
+/// One household's figures.
+#[derive(Debug, Clone, Default)]
+pub struct HouseholdResult {
+    /// Id.
+    pub id: String,
+    /// Account.
+    pub account: Address,
+    /// `consumer` / `prosumer`.
+    pub role: &'static str,
+    /// PV peak power, kW.
+    pub pv_kwp: f64,
+    /// Battery capacity, kWh.
+    pub battery_kwh: f64,
+    /// Meter format.
+    pub meter_format: &'static str,
+    /// Strategy.
+    pub strategy: &'static str,
+    /// Load, Wh (simulated meters only).
+    pub load_wh: f64,
+    /// PV, Wh.
+    pub pv_wh: f64,
+    /// Bought on the platform, Wh.
+    pub bought_wh: u64,
+    /// Sold on the platform, Wh.
+    pub sold_wh: u64,
+    /// PV used on site (generation minus metered export), Wh.
+    pub self_consumed_wh: f64,
+    /// Energy from the grid (metered import not covered by purchases), Wh.
+    pub from_grid_wh: u64,
+    /// Energy to the grid (metered export not covered by sales), Wh.
+    pub to_grid_wh: u64,
+    /// Metered import, Wh.
+    pub import_wh: u64,
+    /// Metered export, Wh.
+    pub export_wh: u64,
+    /// Bill on the platform, credit base units (positive = pays).
+    pub bill_platform: i128,
+    /// Of which the market (settlement) part.
+    pub bill_market: i128,
+    /// Grid-only baseline bill.
+    pub bill_baseline: i128,
+    /// Value of the battery energy left at the end, platform minus baseline.
+    pub stored_value: i128,
+    /// Savings = baseline − platform + stored value.
+    pub savings: i128,
+    /// Savings from trading what was delivered as traded.
+    pub trade_gain: i128,
+    /// Cost of energy bought but not used (resold at feed-in).
+    pub overbuy_loss: i128,
+    /// Cost of energy sold but not delivered (bought back at retail).
+    pub shortfall_loss: i128,
+    /// Wh bought but not used.
+    pub overbought_wh: u64,
+    /// Wh sold but not delivered.
+    pub undelivered_wh: u64,
+    /// Slots with an order at gate closure.
+    pub slots_traded: usize,
+}
+
+impl HouseholdResult {
+    /// Why a household paid more than its baseline (empty if it did not).
+    pub fn reason(&self) -> String {
+        if self.savings >= 0 {
+            return String::new();
+        }
+        let c = |v: i128| v as f64 / 1e18;
+        let mut parts = Vec::new();
+        if self.shortfall_loss > 0 {
+            parts.push(format!(
+                "sold {:.2} kWh it did not deliver (forecast error), bought back at retail: −{:.3} credits",
+                self.undelivered_wh as f64 / 1000.0,
+                c(self.shortfall_loss)
+            ));
+        }
+        if self.overbuy_loss > 0 {
+            parts.push(format!(
+                "bought {:.2} kWh it did not use (forecast error), resold at feed-in: −{:.3} credits",
+                self.overbought_wh as f64 / 1000.0,
+                c(self.overbuy_loss)
+            ));
+        }
+        let other = self.savings - self.trade_gain + self.overbuy_loss + self.shortfall_loss;
+        if other < 0 {
+            parts.push(format!(
+                "battery dispatch for the market (arbitrage, losses, end-of-day charge): −{:.3} credits",
+                c(-other)
+            ));
+        }
+        parts.push(format!("trading gained +{:.3} credits", c(self.trade_gain)));
+        parts.join("; ")
+    }
+}
+
+/// Community KPIs (summary.json).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Kpis {
+    /// 1 − grid import at the point of common coupling / load.
+    pub self_sufficiency: Option<f64>,
+    /// 1 − grid export at the point of common coupling / PV.
+    pub self_consumption: Option<f64>,
+    /// Sum of savings, credits.
+    pub total_savings_credits: f64,
+    /// Sum of baseline bills, credits.
+    pub total_baseline_credits: f64,
+    /// Savings as a share of the baseline bills.
+    pub savings_share_of_baseline: Option<f64>,
+    /// Share of households whose savings are positive.
+    pub households_saved_share: f64,
+    /// Number of households whose savings are positive.
+    pub households_saved: usize,
+    /// Number of households with no trade at all.
+    pub households_without_trades: usize,
+    /// Households that paid more than their baseline.
+    pub households_worse: Vec<WorseHousehold>,
+    /// Traded energy, kWh.
+    pub traded_kwh: f64,
+    /// Volume-weighted mean clearing price, credits/kWh.
+    pub mean_price: Option<f64>,
+    /// Load, kWh.
+    pub load_kwh: f64,
+    /// PV, kWh.
+    pub pv_kwh: f64,
+    /// Net grid import at the point of common coupling, kWh.
+    pub grid_import_kwh: f64,
+    /// Net grid export at the point of common coupling, kWh.
+    pub grid_export_kwh: f64,
+}
+
+/// A household that paid more than its baseline, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WorseHousehold {
+    /// Id.
+    pub id: String,
+    /// Savings (negative), credits.
+    pub savings_credits: f64,
+    /// Why.
+    pub reason: String,
+}
+
+fn cost(wh: u64, price: u128) -> i128 {
+    Prices::cost(wh, price) as i128
+}
+
+/// Per-slot figures.
+pub fn slot_results(d: &RunData) -> Vec<SlotResult> {
+    d.slots
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let book = s.events.book();
+            let (mut mi, mut me) = (0u64, 0u64);
+            for row in &d.metered {
+                mi += row[k].0;
+                me += row[k].1;
+            }
+            let (mut pv, mut load) = (0.0, 0.0);
+            for h in &d.hh {
+                if let Some(p) = &h.slots[k].phys {
+                    pv += p.pv_wh;
+                    load += p.load_wh;
+                }
+            }
+            let (mut gs, mut ga) = (0u64, 0u64);
+            for e in &s.events.settled {
+                gs += e.import_wh.saturating_sub(e.bought_wh) + e.sold_wh.saturating_sub(e.export_wh);
+                ga += e.bought_wh.saturating_sub(e.import_wh) + e.export_wh.saturating_sub(e.sold_wh);
+            }
+            let traded = s.cleared.filter(|c| c.volume_wh > 0);
+            SlotResult {
+                day_slot: s.day_slot,
+                time: hhmm(s.day_slot),
+                chain_slot: s.chain_slot,
+                price: traded.map(|c| c.price as f64 / 1e18),
+                volume_wh: traded.map_or(0, |c| c.volume_wh),
+                bids: book.iter().filter(|o| o.side == crate::clearing::Side::Bid).count(),
+                asks: book.iter().filter(|o| o.side == crate::clearing::Side::Ask).count(),
+                bid_wh: book.iter().filter(|o| o.side == crate::clearing::Side::Bid).map(|o| o.wh).sum(),
+                ask_wh: book.iter().filter(|o| o.side == crate::clearing::Side::Ask).map(|o| o.wh).sum(),
+                pv_wh: pv,
+                load_wh: load,
+                metered_import_wh: mi,
+                metered_export_wh: me,
+                grid_import_wh: mi.saturating_sub(me),
+                grid_export_wh: me.saturating_sub(mi),
+                settled_grid_supply_wh: gs,
+                settled_grid_absorb_wh: ga,
+                settled: s.events.settled.len(),
+                settle_delay_s: s.settle.as_ref().map(|o| o.delay_s),
+                retail: s.prices.map_or(0.0, |p| p.retail as f64 / 1e18),
+                feed_in: s.prices.map_or(0.0, |p| p.feed_in as f64 / 1e18),
+            }
+        })
+        .collect()
+}
+
+/// Per-household figures.
+pub fn household_results(d: &RunData) -> Vec<HouseholdResult> {
+    d.hh.iter()
+        .enumerate()
+        .map(|(j, h)| {
+            let a = h.account.address();
+            let mut r = HouseholdResult {
+                id: h.spec.id.clone(),
+                account: a,
+                role: h.spec.role_name(),
+                pv_kwp: h.spec.pv.map_or(0.0, |p| p.kwp),
+                battery_kwh: h.spec.battery.map_or(0.0, |b| b.capacity_wh / 1000.0),
+                meter_format: h.spec.meter_format.bridge_name(),
+                strategy: h.spec.strategy.name(),
+                ..Default::default()
+            };
+            for (k, s) in d.slots.iter().enumerate() {
+                let Some(prices) = s.prices else { continue };
+                let (r_, f_) = (prices.retail, prices.feed_in);
+                let (imp, exp, _) = d.metered[j][k];
+                r.import_wh += imp;
+                r.export_wh += exp;
+                if let Some(p) = &h.slots[k].phys {
+                    r.load_wh += p.load_wh;
+                    r.pv_wh += p.pv_wh;
+                }
+                // Market money of this slot from the events.
+                let mut market: i128 = 0;
+                for (o, locked) in &s.events.placed {
+                    if o.account == a {
+                        market += *locked as i128;
+                    }
+                }
+                for (acc, _, refund) in &s.events.cancelled {
+                    if *acc == a {
+                        market -= *refund as i128;
+                    }
+                }
+                let settled: Option<&SettledEvent> = s.events.settled.iter().find(|e| e.account == a);
+                match settled {
+                    Some(e) => {
+                        r.slots_traded += 1;
+                        market += e.debited as i128 - e.credited as i128;
+                        r.bought_wh += e.bought_wh;
+                        r.sold_wh += e.sold_wh;
+                        r.from_grid_wh += e.import_wh.saturating_sub(e.bought_wh);
+                        r.to_grid_wh += e.export_wh.saturating_sub(e.sold_wh);
+                        let c = s.cleared.map_or(0, |c| c.price);
+                        let (b, sd, i, x) = (e.bought_wh, e.sold_wh, e.import_wh, e.export_wh);
+                        r.trade_gain +=
+                            cost(b.min(i), r_) - cost(b.min(i), c) + cost(sd.min(x), c) - cost(sd.min(x), f_);
+                        r.overbuy_loss += cost(b.saturating_sub(i), c) - cost(b.saturating_sub(i), f_);
+                        r.shortfall_loss += cost(sd.saturating_sub(x), r_) - cost(sd.saturating_sub(x), c);
+                        r.overbought_wh += b.saturating_sub(i);
+                        r.undelivered_wh += sd.saturating_sub(x);
+                    }
+                    None => {
+                        r.bill_platform += cost(imp, r_) - cost(exp, f_);
+                        r.from_grid_wh += imp;
+                        r.to_grid_wh += exp;
+                    }
+                }
+                r.bill_market += market;
+                r.bill_baseline += match &h.slots[k].base {
+                    Some(_) => cost(h.slots[k].base_delta.0, r_) - cost(h.slots[k].base_delta.1, f_),
+                    None => cost(imp, r_) - cost(exp, f_),
+                };
+            }
+            r.bill_platform += r.bill_market;
+            r.self_consumed_wh = (r.pv_wh - r.export_wh as f64).max(0.0);
+            if let (Some(b), Some(bb), Some(last)) =
+                (h.battery, h.base_battery, d.slots.last().and_then(|s| s.prices))
+            {
+                let diff = b.soc_wh - bb.soc_wh;
+                r.stored_value = (diff * b.spec.one_way() * last.retail as f64 / 1000.0) as i128;
+            }
+            r.savings = r.bill_baseline - r.bill_platform + r.stored_value;
+            r
+        })
+        .collect()
+}
+
+/// Community KPIs.
+pub fn kpis(d: &RunData, slots: &[SlotResult], hs: &[HouseholdResult]) -> Kpis {
+    let load: f64 = slots.iter().map(|s| s.load_wh).sum();
+    let pv: f64 = slots.iter().map(|s| s.pv_wh).sum();
+    let gi: u64 = slots.iter().map(|s| s.grid_import_wh).sum();
+    let ge: u64 = slots.iter().map(|s| s.grid_export_wh).sum();
+    let traded: u64 = slots.iter().map(|s| s.volume_wh).sum();
+    let value: f64 = slots.iter().filter_map(|s| s.price.map(|p| p * s.volume_wh as f64)).sum();
+    let savings: i128 = hs.iter().map(|h| h.savings).sum();
+    let baseline: i128 = hs.iter().map(|h| h.bill_baseline).sum();
+    let saved = hs.iter().filter(|h| h.savings > 0).count();
+    Kpis {
+        self_sufficiency: (d.simulated_meters && load > 0.0).then(|| 1.0 - gi as f64 / load),
+        self_consumption: (d.simulated_meters && pv > 0.0).then(|| 1.0 - ge as f64 / pv),
+        total_savings_credits: savings as f64 / 1e18,
+        total_baseline_credits: baseline as f64 / 1e18,
+        savings_share_of_baseline: (baseline > 0).then(|| savings as f64 / baseline as f64),
+        households_saved_share: if hs.is_empty() { 0.0 } else { saved as f64 / hs.len() as f64 },
+        households_saved: saved,
+        households_without_trades: hs.iter().filter(|h| h.slots_traded == 0).count(),
+        households_worse: hs
+            .iter()
+            .filter(|h| h.savings < 0)
+            .map(|h| WorseHousehold {
+                id: h.id.clone(),
+                savings_credits: h.savings as f64 / 1e18,
+                reason: h.reason(),
+            })
+            .collect(),
+        traded_kwh: traded as f64 / 1000.0,
+        mean_price: (traded > 0).then(|| value / traded as f64),
+        load_kwh: load / 1000.0,
+        pv_kwh: pv / 1000.0,
+        grid_import_kwh: gi as f64 / 1000.0,
+        grid_export_kwh: ge as f64 / 1000.0,
+    }
+}
