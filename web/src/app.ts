@@ -188,6 +188,8 @@ export class App {
   private lastHeadAt = 0;
   private noticeId = 0;
   private skew = 0;
+  /** The latest block's base fee (always 0 on this chain). */
+  private baseFee = 0n;
   private detachWallet?: () => void;
 
   onChange(fn: () => void): void {
@@ -234,7 +236,7 @@ export class App {
     }
     this.state.config = this.conn.config;
     this.conn.client.watchBlocks({
-      onBlock: (block) => this.onHead(block.number, block.timestamp),
+      onBlock: (block) => this.onHead(block.number, block.timestamp, block.baseFeePerGas),
       onError: () => {
         this.state.live = false;
         this.changed();
@@ -253,17 +255,18 @@ export class App {
     if (!this.conn) return;
     try {
       const block = await this.conn.client.getBlock();
-      this.onHead(block.number, block.timestamp, false);
+      this.onHead(block.number, block.timestamp, block.baseFeePerGas, false);
     } catch {
       this.state.live = false;
       this.changed();
     }
   }
 
-  private onHead(number: bigint | null, timestamp: bigint, live = true): void {
+  private onHead(number: bigint | null, timestamp: bigint, baseFee: bigint | null, live = true): void {
     if (number === null) return;
     if (this.state.head && number < this.state.head.number) return;
     this.lastHeadAt = Date.now();
+    this.baseFee = baseFee ?? 0n;
     if (live) this.state.live = true;
     const local = Date.now() / 1000;
     const diff = Number(timestamp) - local;
@@ -741,7 +744,15 @@ export class App {
       noticeId = this.notify('info', `${label}: confirm in your wallet…`);
       let hash: Hex;
       try {
-        hash = await this.walletClient!.writeContract({ ...call, account, chain } as never);
+        // Suggest the chain's own fees (base fee 0, no tip), so that a wallet does not fill in
+        // fees of its own and refuse an account without ether ("insufficient funds").
+        hash = await this.walletClient!.writeContract({
+          ...call,
+          account,
+          chain,
+          maxFeePerGas: this.baseFee,
+          maxPriorityFeePerGas: 0n,
+        } as never);
       } catch (err) {
         this.notify(
           'error',

@@ -643,9 +643,10 @@ function historyView(app: App): TemplateResult {
             <div class="stat"><span class="label">Settled slots</span><span class="value">${settlements.length}</span>
               <span class="hint">since block ${s.historyFrom ?? 0}</span></div>
             <div class="stat"><span class="label">Traded</span><span class="value small-value">bought ${formatEnergy(total.bought)} · sold ${formatEnergy(total.sold)}</span></div>
-            <div class="stat"><span class="label">You paid (net)</span><span class="value" data-testid="total-net">${formatCredits(total.net)}</span>
+            <div class="stat"><span class="label">${total.net >= 0n ? 'You paid (net)' : 'You earned (net)'}</span>
+              <span class="value" data-testid="total-net">${formatCredits(total.net < 0n ? -total.net : total.net)}</span>
               <span class="hint">trades and grid, after sales</span></div>
-            <div class="stat"><span class="label">Grid only would be</span><span class="value">${formatCredits(total.gridOnly)}</span>
+            <div class="stat"><span class="label">Grid only would ${total.gridOnly >= 0n ? 'cost' : 'pay you'}</span><span class="value">${formatCredits(total.gridOnly < 0n ? -total.gridOnly : total.gridOnly)}</span>
               <span class="hint">same meter readings, retail and feed-in</span></div>
             <div class="stat ${total.savings >= 0n ? 'good' : 'bad'}" data-testid="total-savings"><span class="label">${total.savings >= 0n ? 'You saved' : 'Extra cost'}</span>
               <span class="value">${formatCredits(total.savings < 0n ? -total.savings : total.savings)}</span>

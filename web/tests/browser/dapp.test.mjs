@@ -208,7 +208,14 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     assert.equal(permit.domain.verifyingContract.toLowerCase(), contracts.token.toLowerCase());
     assert.equal(permit.message.spender.toLowerCase(), contracts.market.toLowerCase());
     assert.equal(BigInt(permit.message.value), 80n * milli);
-    assert.equal(wallet.count('eth_sendTransaction'), 2); // depositWithPermit + placeAsk
+    const txs = wallet.requests.filter((r) => r.method === 'eth_sendTransaction').map((r) => r.params[0]);
+    assert.equal(txs.length, 2); // depositWithPermit + placeAsk
+    for (const tx of txs) {
+      // The page suggests the chain's zero fees, so no wallet asks an account for ether.
+      assert.equal(tx.maxFeePerGas, '0x0');
+      assert.equal(tx.maxPriorityFeePerGas, '0x0');
+      assert.equal(tx.to.toLowerCase(), contracts.market.toLowerCase());
+    }
     await ownOrder(T, 'ask').waitFor();
     await waitText('[data-testid=book-asks]', /0\.100\s+400 Wh/);
     await waitText('[data-testid=market-balance]', /0\.08 credits locked in orders/);

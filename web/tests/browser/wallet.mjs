@@ -188,11 +188,19 @@ export class TestWallet {
           rpcUrls: { default: { http: [this.rpcUrl()] } },
         });
         const client = createWalletClient({ account: this.account, chain, transport: http(this.rpcUrl()) });
+        // Like MetaMask, use the fees the site suggests when it suggests any; else estimate.
+        const fees =
+          tx.maxFeePerGas !== undefined
+            ? { maxFeePerGas: BigInt(tx.maxFeePerGas), maxPriorityFeePerGas: BigInt(tx.maxPriorityFeePerGas ?? 0) }
+            : tx.gasPrice !== undefined
+              ? { gasPrice: BigInt(tx.gasPrice) }
+              : {};
         return client.sendTransaction({
           to: tx.to,
           data: tx.data ?? tx.input,
           value: tx.value ? BigInt(tx.value) : undefined,
           gas: tx.gas ? BigInt(tx.gas) : undefined,
+          ...fees,
         });
       }
       case 'eth_signTypedData_v4': {
