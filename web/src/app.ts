@@ -285,7 +285,7 @@ export class App {
 
   notify(kind: Notice['kind'], text: string): number {
     const id = ++this.noticeId;
-    this.state.notices = [...this.state.notices.slice(-3), { id, kind, text }];
+    this.state.notices = [...this.state.notices.slice(-2), { id, kind, text }];
     this.changed();
     if (kind === 'ok' || kind === 'info') {
       window.setTimeout(() => this.dismiss(id), kind === 'ok' ? 8_000 : 15_000);

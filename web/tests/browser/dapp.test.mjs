@@ -398,16 +398,27 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
-  it('falls back to window.ethereum when no wallet announces itself (EIP-1193)', async () => {
+  it('falls back to window.ethereum when no wallet announces itself (EIP-1193), and to approve + deposit without typed-data signing', async () => {
     const plain = await context.newPage();
     const w2 = new TestWallet({ accounts: [3], chainId: 1337 });
     w2.chains.set(1337, { rpcUrl: node.url, params: null });
+    w2.unsupported.add('eth_signTypedData_v4');
     await w2.install(plain, { announce: false });
     await plain.goto(node.url);
-    await plain.locator('[data-testid=connect]', { hasText: 'Connect Browser wallet' }).waitFor({ timeout: 15_000 });
+    const wait = (sel, hasText) => plain.locator(sel, { hasText }).first().waitFor({ timeout: 30_000 });
+    await wait('[data-testid=connect]', 'Connect Browser wallet');
     await plain.click('[data-testid=connect]');
-    await plain.locator('[data-testid=account]', { hasText: short(devAccount(3).address) }).waitFor({ timeout: 15_000 });
-    await plain.locator('[data-testid=registration]', { hasText: 'Consumer' }).waitFor({ timeout: 15_000 });
+    await wait('[data-testid=account]', short(devAccount(3).address));
+    await wait('[data-testid=registration]', 'Consumer');
+    await plain.fill('[data-testid=deposit-form] input', '2.5');
+    await plain.click('[data-testid=deposit-form] button');
+    await wait('[data-testid=notices]', 'Deposit 2.50 credits: done');
+    await wait('[data-testid=market-balance]', '2.50 credits');
+    await wait('[data-testid=wallet-credits]', '997.50 credits');
+    const txs = w2.requests.filter((r) => r.method === 'eth_sendTransaction');
+    assert.equal(txs.length, 2); // approve, then deposit
+    assert.equal(txs[0].params[0].to.toLowerCase(), contracts.token.toLowerCase());
+    assert.equal(txs[1].params[0].to.toLowerCase(), contracts.market.toLowerCase());
     await plain.close();
   });
 });

@@ -31,6 +31,8 @@ export class TestWallet {
     /** chainId -> { rpcUrl, params } ; mainnet is "known" but has no reachable RPC here */
     this.chains = new Map([[1, { rpcUrl: null, params: null }]]);
     this.rejectNext = new Set();
+    /** Methods this wallet does not implement (answered with EIP-1193 error 4200). */
+    this.unsupported = new Set();
     this.requests = [];
     this.addedChains = [];
     this.pages = [];
@@ -139,6 +141,7 @@ export class TestWallet {
 
   async handle(method, params) {
     this.requests.push({ method, params });
+    if (this.unsupported.has(method)) throw new RpcError(4200, `The test wallet does not support ${method}`);
     switch (method) {
       case 'eth_requestAccounts':
         this.takeRejection('connect');
@@ -233,6 +236,6 @@ export function keyClient(url, chainId, index) {
   });
   return {
     wallet: createWalletClient({ account: devAccount(index), chain, transport: http(url) }),
-    public: createPublicClient({ chain, transport: http(url) }),
+    public: createPublicClient({ chain, transport: http(url), pollingInterval: 300 }),
   };
 }
