@@ -447,7 +447,7 @@ impl Blockchain {
             clique::SealIntent { signer: &signer, timestamp, gas_limit: head.header.gas_limit, vote };
         let mut header =
             clique::prepare_header(&self.spec.clique, &head.header, head.hash, &head.snapshot, intent);
-        let input = block_input(&header);
+        let input = block_input_for_signer(&header, signer);
         let max_txs = (header.gas_limit / 21_000) as usize;
         let outcome = {
             let state = self.state.read();
@@ -596,11 +596,19 @@ impl Applied<'_> {
 }
 
 /// The execution inputs of a header.
+///
+/// COINBASE is the block's signer, as under geth's Clique (`Author`): the header's `coinbase`
+/// field only carries votes. For a header not sealed yet, see [`block_input_for_signer`].
 pub fn block_input(header: &Header) -> BlockInput {
+    block_input_for_signer(header, clique::recover_sealer(header).unwrap_or_default())
+}
+
+/// The execution inputs of a header sealed (or about to be sealed) by `signer`.
+pub fn block_input_for_signer(header: &Header, signer: Address) -> BlockInput {
     BlockInput {
         number: header.number,
         timestamp: header.timestamp,
-        beneficiary: header.beneficiary,
+        beneficiary: signer,
         gas_limit: header.gas_limit,
         difficulty: header.difficulty.to::<u64>(),
         prevrandao: header.mix_hash,

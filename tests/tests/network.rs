@@ -9,6 +9,14 @@ use alloy_primitives::{Address, TxKind, U256};
 use p2pe_tests::harness::{dev_key, free_port, hex_u64, node_bin, run_ok, sign_raw, Rpc};
 use serde_json::{json, Value};
 
+/// The tests here each run several node processes; they run one at a time so that two
+/// multi-node networks never compete for the machine's cores.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Net {
     nodes: Vec<Value>,
     procs: Vec<Option<Child>>,
@@ -61,7 +69,7 @@ impl Net {
         let rpc = self.rpc(i);
         let start = Instant::now();
         while rpc.try_call("eth_blockNumber", json!([])).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(30), "node {i} did not start");
+            assert!(start.elapsed() < Duration::from_secs(90), "node {i} did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -101,6 +109,7 @@ fn hash_at(rpc: &Rpc, n: u64) -> Value {
 
 #[test]
 fn three_signers_and_a_follower_agree_and_survive_losing_signers() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let mut net = Net::generate(dir.path(), 3, 1);
     for i in 0..4 {
@@ -133,7 +142,7 @@ fn three_signers_and_a_follower_agree_and_survive_losing_signers() {
     // Kill one signer: blocks keep coming.
     net.kill(2);
     let h0 = net.head(0);
-    wait("blocks without signer 2", 60, || net.head(0) >= h0 + 4 && net.head(3) >= h0 + 3);
+    wait("blocks without signer 2", 90, || net.head(0) >= h0 + 4 && net.head(3) >= h0 + 3);
 
     // Kill a second signer: one signer of three may seal at most every other block, so the
     // chain stalls (and nobody forks).
@@ -155,4 +164,161 @@ fn three_signers_and_a_follower_agree_and_survive_losing_signers() {
         hash_at(&net.rpc(0), top),
         "the returning signer follows the chain"
     );
+}
+
+fn admin(rpc: &Rpc, method: &str, params: Value) -> Value {
+    rpc.call(method, params)
+}
+
+#[test]
+fn a_partition_heals_into_one_chain_without_losing_transactions() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Net::generate(dir.path(), 3, 0);
+    for i in 0..3 {
+        net.start(i);
+    }
+    wait("blocks", 60, || (0..3).all(|i| net.head(i) >= 4));
+    let ids: Vec<String> = (0..3).map(|i| net.nodes[i]["peerId"].as_str().unwrap().to_string()).collect();
+    // Partition {0, 1} | {2} with the nodes' own peer blocking.
+    for i in 0..2 {
+        admin(&net.rpc(i), "admin_blockPeer", json!([ids[2]]));
+        admin(&net.rpc(2), "admin_blockPeer", json!([ids[i]]));
+    }
+    wait("partition", 30, || hex_u64(&net.rpc(2).call("net_peerCount", json!([]))) == 0);
+    let tx = |k: u32, n: u64| {
+        sign_raw(
+            &dev_key(k),
+            TxEip1559 {
+                chain_id: 1338,
+                nonce: n,
+                gas_limit: 21_000,
+                to: TxKind::Call(Address::repeat_byte(k as u8)),
+                value: U256::from(1),
+                ..Default::default()
+            },
+        )
+    };
+    let lone = net.rpc(2).call("eth_sendRawTransaction", json!([tx(6, 0)]));
+    let major = net.rpc(0).call("eth_sendRawTransaction", json!([tx(7, 0)]));
+    let (h_major, h_lone) = (net.head(0), net.head(2));
+    wait("the majority side to keep sealing", 60, || net.head(0) >= h_major + 4);
+    assert!(net.head(2) <= h_lone + 1, "one of three signers seals at most one block on its own");
+    // Heal.
+    for i in 0..2 {
+        admin(&net.rpc(i), "admin_unblockPeer", json!([ids[2]]));
+        admin(&net.rpc(2), "admin_unblockPeer", json!([ids[i]]));
+    }
+    wait("convergence", 90, || {
+        let top = (0..3).map(|i| net.head(i)).min().unwrap();
+        top > h_major + 4 && (0..3).all(|i| hash_at(&net.rpc(i), top) == hash_at(&net.rpc(0), top))
+    });
+    // Both transactions end up in the final chain (the lone side's one via the pool).
+    for h in [&lone, &major] {
+        let r = net.rpc(0).wait_receipt(h.as_str().unwrap(), Duration::from_secs(90));
+        let n = hex_u64(&r["blockNumber"]);
+        wait("agreement on the block", 60, || (0..3).all(|i| hash_at(&net.rpc(i), n) == r["blockHash"]));
+    }
+}
+
+#[test]
+fn vote_in_a_fourth_signer_then_vote_one_out() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Net::generate(dir.path(), 3, 1);
+    // Give the follower a key so that it can seal once voted in.
+    let fdir = dir.path().join("follower-0");
+    let addr = run_ok(
+        Command::new(node_bin())
+            .args(["account", "new", "--name", "keystore.json", "--keystore-dir"])
+            .arg(&fdir)
+            .arg("--password-file")
+            .arg(dir.path().join("password.txt")),
+    );
+    let newcomer = addr.trim().to_lowercase();
+    let args = net.nodes[3]["args"].as_array_mut().unwrap();
+    args.extend([
+        json!("--keystore"),
+        json!(fdir.join("keystore.json")),
+        json!("--password-file"),
+        json!(dir.path().join("password.txt")),
+    ]);
+    for i in 0..4 {
+        net.start(i);
+    }
+    wait("blocks", 60, || (0..4).all(|i| net.head(i) >= 3));
+    let signers = |i: usize| -> Vec<String> {
+        net.rpc(i)
+            .call("clique_getSigners", json!([]))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_lowercase())
+            .collect()
+    };
+    for i in 0..3 {
+        net.rpc(i).call("clique_propose", json!([newcomer, true]));
+    }
+    wait("the newcomer voted in everywhere", 90, || {
+        (0..4).all(|i| signers(i).len() == 4 && signers(i).contains(&newcomer))
+    });
+    wait("the newcomer seals", 90, || {
+        let snap = net.rpc(0).call("clique_getSnapshot", json!([]));
+        snap["recents"]
+            .as_object()
+            .is_some_and(|r| r.values().any(|v| v.as_str().unwrap().to_lowercase() == newcomer))
+    });
+    let leaving = net.nodes[2]["signer"].as_str().unwrap().to_lowercase();
+    for i in [0, 1, 3] {
+        net.rpc(i).call("clique_propose", json!([leaving, false]));
+    }
+    wait("signer 2 voted out everywhere", 120, || {
+        (0..4).all(|i| signers(i).len() == 3 && !signers(i).contains(&leaving))
+    });
+    let h = net.head(0);
+    wait("blocks after the votes", 60, || net.head(3) >= h + 3);
+}
+
+#[test]
+fn a_peer_sending_invalid_blocks_is_refused_and_banned() {
+    let _serial = serial();
+    use alloy_consensus::{Block, BlockBody, Header, TxEnvelope, EMPTY_ROOT_HASH};
+    use alloy_rlp::Encodable;
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Net::generate(dir.path(), 1, 1);
+    net.start(0);
+    net.start(1);
+    wait("peers", 30, || hex_u64(&net.rpc(0).call("net_peerCount", json!([]))) == 1);
+    let evil = net.nodes[1]["peerId"].as_str().unwrap().to_string();
+    let bad_block = |variant: u8| -> String {
+        let latest = net.rpc(0).call("eth_getBlockByNumber", json!(["latest", false]));
+        let parent: alloy_rpc_types_eth::Block = serde_json::from_value(latest).unwrap();
+        let mut header: Header = parent.header.inner.clone();
+        header.parent_hash = parent.header.hash;
+        header.number += 1;
+        header.timestamp += 1;
+        header.transactions_root = EMPTY_ROOT_HASH;
+        let mut extra = vec![0u8; 32];
+        extra.extend(std::iter::repeat_n(variant, 65));
+        header.extra_data = extra.into();
+        let block = Block::<TxEnvelope> {
+            header,
+            body: BlockBody { transactions: vec![], ommers: vec![], withdrawals: Some(Default::default()) },
+        };
+        let mut buf = Vec::new();
+        block.encode(&mut buf);
+        format!("0x{}", alloy_primitives::hex::encode(buf))
+    };
+    // Each is a block on the honest head with a seal that recovers to nobody authorised.
+    for v in [1u8, 2, 3] {
+        net.rpc(1).call("admin_broadcastRawBlock", json!([bad_block(v)]));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait("the bad peer to be banned", 30, || {
+        let peers = net.rpc(0).call("admin_peers", json!([]));
+        !peers.as_array().unwrap().iter().any(|p| p["id"] == evil)
+    });
+    // The honest chain is untouched and keeps going.
+    let h = net.head(0);
+    wait("honest blocks", 30, || net.head(0) >= h + 2);
 }

@@ -400,3 +400,25 @@ fn malformed_requests_get_json_rpc_errors() {
     // The node is still serving.
     assert_eq!(rpc.call("eth_chainId", json!([])), "0x539");
 }
+
+#[test]
+fn coinbase_is_the_block_signer() {
+    let node = NodeProcess::dev(&["--period", "1"]);
+    let rpc = node.rpc();
+    let signer = rpc.call("eth_coinbase", json!([]));
+    rpc.wait_block(1, SECS); // the genesis block has no signer
+                             // COINBASE PUSH0 MSTORE PUSH1 32 PUSH0 RETURN, placed with a state override.
+    let probe = Address::repeat_byte(0x5c);
+    let out = rpc.call(
+        "eth_call",
+        json!([{"to": probe}, "latest", {probe.to_string(): {"code": "0x415f5260205ff3"}}]),
+    );
+    let word = out.as_str().unwrap();
+    assert_eq!(
+        format!("0x{}", &word[26..]),
+        signer.as_str().unwrap().to_lowercase(),
+        "COINBASE is the Clique signer"
+    );
+    let signers = rpc.call("clique_getSigners", json!([]));
+    assert_eq!(signers[0].as_str().unwrap().to_lowercase(), signer.as_str().unwrap().to_lowercase());
+}

@@ -44,6 +44,9 @@ pub struct RpcArgs {
     /// Do not serve the trading dApp (by default it is served on the JSON-RPC port at GET /).
     #[arg(long)]
     pub no_ui: bool,
+    /// Serve the admin_ namespace (peer list, block/unblock peers). Only on trusted connections.
+    #[arg(long)]
+    pub rpc_admin: bool,
 }
 
 impl RpcArgs {
@@ -67,6 +70,7 @@ impl RpcArgs {
             max_logs: self.rpc_max_logs,
             ws_queue: self.ws_max_queue,
             filter_ttl: std::time::Duration::from_secs(self.rpc_filter_ttl),
+            admin: self.rpc_admin,
         }
     }
 }

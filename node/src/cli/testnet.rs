@@ -142,6 +142,7 @@ fn generate(args: &TestnetArgs) -> anyhow::Result<Vec<TestnetNode>> {
             node.rpc.trim_start_matches("http://").to_string(),
             "--p2p-addr".into(),
             "127.0.0.1".into(),
+            "--rpc-admin".into(),
             "--p2p-port".into(),
             (args.p2p_base_port + i as u16).to_string(),
         ];

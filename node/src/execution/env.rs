@@ -14,7 +14,7 @@ pub struct BlockInput {
     pub number: u64,
     /// Block timestamp (seconds).
     pub timestamp: u64,
-    /// The header's coinbase (a Clique vote target, usually zero).
+    /// COINBASE: the block's signer (the header's coinbase field only carries Clique votes).
     pub beneficiary: Address,
     /// Block gas limit.
     pub gas_limit: u64,

@@ -56,11 +56,31 @@ struct Behaviour {
     identify: identify::Behaviour,
 }
 
-/// Requests from the sync and import workers to the swarm loop.
-pub(crate) enum Command {
-    Request { peer: PeerId, request: SyncRequest, reply: oneshot::Sender<Result<SyncResponse, String>> },
-    Validated { id: MessageId, peer: PeerId, acceptance: MessageAcceptance, offence: Option<Offence> },
-    Punish { peer: PeerId, offence: Offence },
+/// Requests to the swarm loop (from the sync and import workers, and admin RPC).
+pub enum Command {
+    Request {
+        peer: PeerId,
+        request: SyncRequest,
+        reply: oneshot::Sender<Result<SyncResponse, String>>,
+    },
+    Validated {
+        id: MessageId,
+        peer: PeerId,
+        acceptance: MessageAcceptance,
+        offence: Option<Offence>,
+    },
+    Punish {
+        peer: PeerId,
+        offence: Offence,
+    },
+    /// Admin: cut a peer off (and refuse it) until unblocked.
+    Block(PeerId),
+    /// Admin: accept a blocked peer again.
+    Unblock(PeerId),
+    /// Admin: publish raw bytes as a block, without validating them (tests of peer scoring).
+    BroadcastRawBlock(Vec<u8>),
+    /// Admin: scores of the connected peers.
+    Scores(oneshot::Sender<Vec<(PeerId, i32)>>),
 }
 
 /// A running network.
@@ -71,9 +91,20 @@ pub struct NetworkHandle {
     pub listen_addrs: Arc<Mutex<Vec<Multiaddr>>>,
     /// Connected peers.
     pub peers: Arc<Mutex<HashSet<PeerId>>>,
+    commands: mpsc::Sender<Command>,
 }
 
 impl NetworkHandle {
+    /// Sends an admin command to the swarm loop.
+    pub async fn admin(&self, cmd: Command) -> bool {
+        self.commands.send(cmd).await.is_ok()
+    }
+
+    /// Blocking variant of [`NetworkHandle::admin`] for RPC handlers.
+    pub fn admin_blocking(&self, cmd: Command) -> bool {
+        self.commands.blocking_send(cmd).is_ok()
+    }
+
     /// Number of connected peers.
     pub fn peer_count(&self) -> usize {
         self.peers.lock().len()
@@ -158,7 +189,12 @@ pub async fn start(
     let (sync_tx, sync_rx) = mpsc::channel::<(PeerId, Option<Block>)>(256);
     let listen_addrs = Arc::new(Mutex::new(Vec::new()));
     let peers = Arc::new(Mutex::new(HashSet::new()));
-    let handle = NetworkHandle { peer_id, listen_addrs: listen_addrs.clone(), peers: peers.clone() };
+    let handle = NetworkHandle {
+        peer_id,
+        listen_addrs: listen_addrs.clone(),
+        peers: peers.clone(),
+        commands: cmd_tx.clone(),
+    };
     tokio::spawn(sync::run(chain.clone(), cmd_tx.clone(), sync_rx));
     let mut book = PeerBook::new(cfg.allow.clone());
     let bootnodes = cfg.bootnodes.clone();
@@ -168,6 +204,16 @@ pub async fn start(
         let mut tick = tokio::time::interval(Duration::from_secs(3));
         let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>> =
             HashMap::new();
+        // Content hashes of what arrived by gossip: gossipsub forwards those itself, so they are
+        // not published again when they reach the chain or the pool.
+        let mut from_gossip: std::collections::VecDeque<alloy_primitives::B256> = Default::default();
+        let remember = |h: alloy_primitives::B256,
+                        q: &mut std::collections::VecDeque<alloy_primitives::B256>| {
+            if q.len() >= 4096 {
+                q.pop_front();
+            }
+            q.push_back(h);
+        };
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -196,6 +242,7 @@ pub async fn start(
                         if message.topic == blocks_topic.hash() {
                             match Block::decode(&mut message.data.as_slice()) {
                                 Ok(block) => {
+                                    remember(block.header.hash_slow(), &mut from_gossip);
                                     let chain = chain.clone();
                                     let cmd = cmd_tx.clone();
                                     let sync_tx = sync_tx.clone();
@@ -212,6 +259,7 @@ pub async fn start(
                                 }
                             }
                         } else if message.topic == txs_topic.hash() {
+                            remember(alloy_primitives::keccak256(&message.data), &mut from_gossip);
                             let (acceptance, offence) = accept_tx(&chain, &message.data);
                             swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, acceptance);
                             if let Some(o) = offence {
@@ -242,7 +290,7 @@ pub async fn start(
                 },
                 ev = chain_events.recv() => {
                     if let Ok(ev) = ev {
-                        if !ev.removed {
+                        if !ev.removed && !from_gossip.contains(&ev.block.hash) {
                             let mut buf = Vec::new();
                             ev.block.block.encode(&mut buf);
                             let _ = swarm.behaviour_mut().gossipsub.publish(blocks_topic.clone(), buf);
@@ -252,7 +300,9 @@ pub async fn start(
                 ev = pool_events.recv() => {
                     if let Ok(hash) = ev {
                         if let Some(tx) = chain.pool().get(&hash) {
-                            let _ = swarm.behaviour_mut().gossipsub.publish(txs_topic.clone(), tx.inner().encoded_2718());
+                            if !from_gossip.contains(&hash) {
+                                let _ = swarm.behaviour_mut().gossipsub.publish(txs_topic.clone(), tx.inner().encoded_2718());
+                            }
                         }
                     }
                 }
@@ -274,6 +324,25 @@ pub async fn start(
                             let _ = swarm.disconnect_peer_id(peer);
                         }
                     }
+                    Some(Command::Block(peer)) => {
+                        book.block(peer);
+                        let _ = swarm.disconnect_peer_id(peer);
+                    }
+                    Some(Command::Unblock(peer)) => {
+                        book.unblock(&peer);
+                        for addr in &bootnodes {
+                            let _ = swarm.dial(addr.clone());
+                        }
+                    }
+                    Some(Command::BroadcastRawBlock(bytes)) => {
+                        if let Err(e) = swarm.behaviour_mut().gossipsub.publish(blocks_topic.clone(), bytes) {
+                            tracing::warn!(error = %e, "admin broadcast failed");
+                        }
+                    }
+                    Some(Command::Scores(reply)) => {
+                        let connected: Vec<PeerId> = peers.lock().iter().copied().collect();
+                        let _ = reply.send(connected.into_iter().map(|p| (p, book.score(&p))).collect());
+                    }
                     None => return,
                 },
                 _ = tick.tick() => {
@@ -282,8 +351,14 @@ pub async fn start(
                     for p in connected {
                         let _ = sync_tx.try_send((p, None));
                     }
-                    if peers.lock().is_empty() {
-                        for addr in &bootnodes {
+                    for addr in &bootnodes {
+                        let target = addr.iter().find_map(|p| match p {
+                            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                            _ => None,
+                        });
+                        let connected = target.is_some_and(|id| peers.lock().contains(&id));
+                        let allowed = target.is_none_or(|id| book.admits(&id));
+                        if !connected && allowed {
                             let _ = swarm.dial(addr.clone());
                         }
                     }

@@ -39,6 +39,7 @@ impl Offence {
 pub struct PeerBook {
     scores: HashMap<PeerId, i32>,
     banned: HashMap<PeerId, Instant>,
+    blocked: HashSet<PeerId>,
     /// If set, only these peers may connect.
     pub allow: Option<HashSet<PeerId>>,
 }
@@ -61,6 +62,16 @@ impl PeerBook {
         false
     }
 
+    /// Refuses a peer until [`PeerBook::unblock`] (admin; e.g. to partition a test network).
+    pub fn block(&mut self, peer: PeerId) {
+        self.blocked.insert(peer);
+    }
+
+    /// Accepts an admin-blocked peer again.
+    pub fn unblock(&mut self, peer: &PeerId) {
+        self.blocked.remove(peer);
+    }
+
     /// A peer's score (0 when unknown).
     pub fn score(&self, peer: &PeerId) -> i32 {
         self.scores.get(peer).copied().unwrap_or(0)
@@ -68,6 +79,9 @@ impl PeerBook {
 
     /// Whether a peer may stay connected.
     pub fn admits(&mut self, peer: &PeerId) -> bool {
+        if self.blocked.contains(peer) {
+            return false;
+        }
         if let Some(allow) = &self.allow {
             if !allow.contains(peer) {
                 return false;

@@ -146,6 +146,7 @@ async fn sync_with(
 
 async fn punish_import(cmds: &mpsc::Sender<Command>, peer: PeerId, e: ImportError) -> Result<(), String> {
     if matches!(e, ImportError::Consensus { .. } | ImportError::Invalid { .. }) {
+        tracing::warn!(%peer, error = %e, "invalid block in a peer's chain");
         let _ = cmds.send(Command::Punish { peer, offence: Offence::InvalidBlock }).await;
     }
     Err(e.to_string())

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::error::{RpcError, RpcResult};
 use super::params::Params;
 use super::pubsub::WsConnection;
-use super::{clique, debug, eth, filters, net, pubsub, txpool, web3, RpcContext};
+use super::{admin, clique, debug, eth, filters, net, pubsub, txpool, web3, RpcContext};
 
 /// Handles one call; `conn` is the WebSocket connection it came on, if any.
 pub fn call(
@@ -38,6 +38,7 @@ pub fn call(
         Some("web3") => web3::call(ctx, method, p),
         Some("clique") => clique::call(ctx, method, p),
         Some("txpool") => txpool::call(ctx, method, p),
+        Some("admin") if ctx.config.admin => admin::call(ctx, method, p),
         Some("debug") => debug::call(ctx, method, p),
         Some("personal") if method == "personal_sign" => eth::sign::personal(ctx, method, p),
         _ => Err(RpcError::method_not_found(method)),

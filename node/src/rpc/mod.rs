@@ -7,6 +7,7 @@
 //! - [`convert`]: consensus types → RPC response objects;
 //! - [`error`]: EIP-1474 error codes.
 
+pub mod admin;
 pub mod clique;
 pub mod convert;
 pub mod debug;
@@ -48,6 +49,8 @@ pub struct RpcConfig {
     pub ws_queue: usize,
     /// How long an unpolled filter lives.
     pub filter_ttl: std::time::Duration,
+    /// Serve the `admin_` namespace.
+    pub admin: bool,
 }
 
 impl Default for RpcConfig {
@@ -59,6 +62,7 @@ impl Default for RpcConfig {
             max_logs: 20_000,
             ws_queue: 4096,
             filter_ttl: std::time::Duration::from_secs(300),
+            admin: false,
         }
     }
 }

@@ -5,8 +5,8 @@
 //! - [`verify`]: header rules checked on every block, sealed here or imported;
 //! - [`proposals`]: the votes this node's signer casts (`clique_propose`).
 
-pub mod proposals;
 pub mod fork_choice;
+pub mod proposals;
 pub mod seal;
 pub mod snapshot;
 pub mod verify;
