@@ -422,3 +422,31 @@ fn coinbase_is_the_block_signer() {
     let signers = rpc.call("clique_getSigners", json!([]));
     assert_eq!(signers[0].as_str().unwrap().to_lowercase(), signer.as_str().unwrap().to_lowercase());
 }
+
+#[test]
+fn huge_batches_and_bodies_under_default_limits() {
+    let node = NodeProcess::dev(&["--period", "1"]);
+    let rpc = node.rpc();
+    // 100,000 requests in one batch: over the default limit of 10,000, refused as a whole.
+    let one = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#;
+    let batch = format!("[{}]", vec![one; 100_000].join(","));
+    let (_, v) = rpc.raw(&batch).unwrap();
+    assert_eq!(v["error"]["code"], -32005, "{}", &v.to_string()[..200.min(v.to_string().len())]);
+    // A 10 MB body (under the default 16 MiB limit) is read and answered with a fitting error.
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"eth_chainId","params":["{}"]}}"#,
+        "a".repeat(10 * 1024 * 1024)
+    );
+    let (status, v) = rpc.raw(&big).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    assert_eq!(v["id"], 7);
+    // A 20 MB body is over the limit.
+    let bigger = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":["{}"]}}"#,
+        "a".repeat(20 * 1024 * 1024)
+    );
+    let (status, _) = rpc.raw(&bigger).unwrap();
+    assert_eq!(status, 413);
+    assert_eq!(rpc.call("eth_chainId", json!([])), "0x539");
+}
