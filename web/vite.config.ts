@@ -1,4 +1,4 @@
-import { defineConfig } from 'vite';
+import { defineConfig } from 'vitest/config';
 
 // The bundle is embedded in p2pe-node (node/src/rpc/ui.rs), which lists its files by name: keep the
 // names fixed (no content hashes) and everything in one script and one stylesheet.
@@ -42,4 +42,6 @@ export default defineConfig({
   },
   server: { proxy: proxy() },
   preview: { proxy: proxy() },
+  // Unit tests only; the browser tests (tests/browser/) run under `node --test`.
+  test: { include: ['tests/unit/**/*.test.ts'] },
 });

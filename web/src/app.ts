@@ -497,9 +497,10 @@ export class App {
     for (let i = 0n; i < BigInt(UPCOMING_SLOTS); i++) wanted.add(first + i);
     for (let i = 1n; i <= BigInt(RECENT_SLOTS) && first - i >= 0n; i++) wanted.add(first - i);
     const current = slotAt(s, now);
-    for (const slot of this.state.ownOrderSlots) {
-      if (slot + 300n > current) wanted.add(slot);
-    }
+    // Slots outside the window with the account's orders: the 20 most recent of the last 256 (the
+    // market reuses a position's storage after 256 slots).
+    const own = [...this.state.ownOrderSlots].filter((slot) => slot + 256n > current).sort((a, b) => (a > b ? -1 : 1));
+    for (const slot of own.slice(0, 20)) wanted.add(slot);
     const slots = [...wanted].sort((a, b) => (a < b ? -1 : 1));
     const views = await Promise.all(
       slots.map(async (slot): Promise<SlotView> => {
@@ -641,7 +642,9 @@ export class App {
       }
       const results = await Promise.all(queries);
       if (account !== this.state.wallet.account) return;
-      for (const logs of results) for (const log of logs) await this.onLog(log);
+      // Events are independent of each other; settlements need two reads each, so go in batches.
+      const logs = results.flat();
+      for (let i = 0; i < logs.length; i += 50) await Promise.all(logs.slice(i, i + 50).map((l) => this.onLog(l)));
     }
     this.lastLogBlock = head;
   }

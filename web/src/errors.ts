@@ -120,6 +120,8 @@ export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
       return 'Only the registry may report role changes to the market.';
     case 'NotRoleListener':
       return 'The registry does not report role changes to this market.';
+    case 'SlotAlreadyOpen':
+      return `Slot ${a[0]} is already open.`;
     case 'NothingToClear':
       return `Slot ${a[0]} has no orders, so there is nothing to clear.`;
     case 'OrderExists':

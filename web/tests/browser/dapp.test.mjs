@@ -135,6 +135,11 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     const js = await fetch(`${node.url}/assets/app.js`);
     assert.equal(js.status, 200);
     assert.match(js.headers.get('content-type'), /javascript/);
+    const served = Buffer.from(await js.clone().arrayBuffer());
+    assert.ok(
+      served.equals(readFileSync(path.join(root, 'web', 'dist', 'assets', 'app.js'))),
+      'the node serves another app.js than web/dist/: rebuild it (cargo build -p p2pe-node) after npm run build',
+    );
     const etag = js.headers.get('etag');
     assert.ok(etag);
     assert.equal((await fetch(`${node.url}/assets/app.js`, { headers: { 'if-none-match': etag } })).status, 304);
