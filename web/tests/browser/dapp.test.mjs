@@ -300,6 +300,11 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     await page.fill('[data-testid=withdraw-form] input', '5');
     await page.click('[data-testid=withdraw-form] button');
     await notice(/Not enough free credits in the market account: this needs 5\.00 credits, but your account has 0\.015 credits free/);
+    await page.fill('[data-testid=withdraw-form] input', '0.01');
+    await page.click('[data-testid=withdraw-form] button');
+    await notice(/Withdraw 0\.01 credits: done/);
+    await waitText('[data-testid=market-balance]', /0\.005 credits/);
+    await waitText('[data-testid=wallet-credits]', /999\.895 credits/); // 1,000 − 0.10 − 0.015 deposited + 0.01
   });
 
   it('clears the slot after gate closure: price and volume', async () => {
@@ -378,6 +383,34 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     await notice(/Set default tariffs: done/);
     await waitText('[data-testid=operator]', /retail 0\.320 credits\/kWh, feed-in\s+0\.070 credits\/kWh/);
     await shot('operator.png');
+    // Time-of-use tariffs for a future slot, then unbind the meter and remove the participant.
+    const future = String(T + 100n);
+    await page.fill(`${form('op-slot-tariffs')} input[name=slot]`, future);
+    await page.fill(`${form('op-slot-tariffs')} input[name=retail]`, '0.250');
+    await page.fill(`${form('op-slot-tariffs')} input[name=feedin]`, '0.090');
+    await page.click(`${form('op-slot-tariffs')} button`);
+    await notice(new RegExp(`Set tariffs of slot ${future}: done`));
+    await idle();
+    await page.fill(`${form('op-unbind')} input[name=meter]`, meter);
+    await page.click(`${form('op-unbind')} button`);
+    await notice(/Unbind meter .*: done/);
+    await idle();
+    await page.fill(`${form('op-remove')} input[name=account]`, newcomer);
+    await page.click(`${form('op-remove')} button`);
+    await notice(/Remove .*: done/);
+    await idle();
+    await page.fill(`${form('op-lookup')} input[name=account]`, newcomer);
+    await page.click(`${form('op-lookup')} button`);
+    await waitText('[data-testid=lookup-result]', /not registered/);
+    assert.match(await textOf('[data-testid=lookup-result]'), /Meter\s+none/);
+    const [retail, feedIn] = await keyClient(node.url, contracts.chainId, 0).public.readContract({
+      address: contracts.registry,
+      abi: parseAbi(['function slotPrices(uint64) view returns (uint256, uint256)']),
+      functionName: 'slotPrices',
+      args: [T + 100n],
+    });
+    assert.equal(retail, 250n * milli);
+    assert.equal(feedIn, 90n * milli);
   });
 
   it('notices a network switch in the wallet and switches back', async () => {
