@@ -2,6 +2,7 @@
 pragma solidity 0.8.37;
 
 import {Fixture} from "./utils/Fixture.sol";
+import {Vm} from "./utils/Vm.sol";
 import {EnergyMarket} from "../src/EnergyMarket.sol";
 import {MeterReadings} from "../src/MeterReadings.sol";
 import {Registry} from "../src/Registry.sol";
@@ -149,6 +150,288 @@ contract EnergyMarketTest is Fixture {
         registry.removeParticipant(alice);
         vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NotParticipant.selector, alice));
         _ask(alice, S, 10, 200e15);
+    }
+
+    // ================================================================== meter cache
+
+    function test_onMeterChanged_revertsForNonRegistry() public {
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NotRegistry.selector, address(this)));
+        market.onMeterChanged(alice, address(1));
+    }
+
+    function test_meterBindingsArePushed() public {
+        address eve = makeAddr("eve");
+        address meter = makeAddr("eve-meter");
+        vm.startPrank(operator);
+        registry.registerParticipant(eve, IRegistry.Role.Consumer);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.MeterSynced(eve, meter);
+        registry.bindMeter(meter, eve);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.MeterSynced(eve, address(0));
+        registry.unbindMeter(meter);
+        registry.bindMeter(meter, eve);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.MeterSynced(eve, address(0));
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.RoleSynced(eve, IRegistry.Role.None);
+        registry.removeParticipant(eve);
+        vm.stopPrank();
+    }
+
+    function test_settle_usesReboundMeter() public {
+        _tradeAliceBob();
+        // bob's meter is replaced before delivery; only the new meter's readings count.
+        (address newMeter, uint256 newKey) = makeKey("bob-meter-2");
+        vm.startPrank(operator);
+        registry.unbindMeter(meterAddrOf[bob]);
+        registry.bindMeter(newMeter, bob);
+        vm.stopPrank();
+        meterAddrOf[bob] = newMeter;
+        meterKeyOf[bob] = newKey;
+        _meter(bob, S, 1000, 0);
+        _toSettlement(S);
+        market.settle(S, _one(bob));
+        assertEq(_free(bob), FUNDS - _cost(1000, 150e15), "bought exactly what it used");
+    }
+
+    // ================================================================== storage prepared ahead of orders
+
+    /// @dev Runs `call` on the market and reverts it again; fails if it wrote a storage word that was zero,
+    ///      i.e. created storage. Returns how many words it wrote.
+    function _writesOnlyExistingWords(address caller, bytes memory call) internal returns (uint256 writes) {
+        uint256 snap = vm.snapshotState();
+        vm.record();
+        vm.prank(caller);
+        (bool ok,) = address(market).call(call);
+        assertTrue(ok, "call succeeds");
+        (, bytes32[] memory written) = vm.accesses(address(market));
+        vm.revertToState(snap);
+        for (uint256 i = 0; i < written.length; ++i) {
+            assertTrue(vm.load(address(market), written[i]) != bytes32(0), "no storage word created");
+        }
+        return written.length;
+    }
+
+    function _countCreatedWords(address caller, bytes memory call) internal returns (uint256 created) {
+        uint256 snap = vm.snapshotState();
+        vm.record();
+        vm.prank(caller);
+        (bool ok,) = address(market).call(call);
+        assertTrue(ok, "call succeeds");
+        (, bytes32[] memory written) = vm.accesses(address(market));
+        vm.revertToState(snap);
+        for (uint256 i = 0; i < written.length; ++i) {
+            if (vm.load(address(market), written[i]) == bytes32(0)) created++;
+        }
+    }
+
+    function _openSlot(uint64 slot) internal {
+        vm.prank(operator);
+        market.openSlot(slot);
+    }
+
+    function test_registerParticipant_initialisesPositionRing() public {
+        address eve = makeAddr("eve");
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.RoleSynced(eve, IRegistry.Role.Prosumer);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.PositionsInitialised(eve, market.POSITION_RING());
+        vm.prank(operator);
+        registry.registerParticipant(eve, IRegistry.Role.Prosumer);
+    }
+
+    function test_registerParticipant_againKeepsRing() public {
+        _bid(bob, S, 10, 200e15);
+        vm.startPrank(operator);
+        registry.removeParticipant(bob);
+        vm.recordLogs();
+        registry.registerParticipant(bob, IRegistry.Role.Consumer);
+        vm.stopPrank();
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        for (uint256 i = 0; i < logs.length; ++i) {
+            assertTrue(logs[i].topics[0] != IEnergyMarket.PositionsInitialised.selector, "not initialised twice");
+        }
+        assertEq(market.positionOf(S, bob).bidWh, 10, "open position kept");
+        _bid(bob, S + 1, 10, 200e15);
+    }
+
+    function test_openSlot() public {
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SlotOpened(S, RETAIL, FEED_IN);
+        _openSlot(S);
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
+        assertTrue(info.status == IEnergyMarket.SlotStatus.Open, "open");
+        assertEq(info.activeLevels, 0, "no orders");
+        (uint64 b, uint64 a) = market.levelVolumes(S, 0);
+        assertEq(b + a, 0, "empty level");
+        // The prices are fixed at opening, as by a first order.
+        vm.prank(operator);
+        registry.setSlotPrices(S, 350e15, 100e15);
+        assertEq(market.slotInfo(S).retailPerKWh, RETAIL, "snapshot");
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.PriceOutOfRange.selector, 310e15, FEED_IN, RETAIL));
+        _bid(bob, S, 10, 310e15);
+    }
+
+    function test_openSlot_tradesAndSettlesLikeAnUnopenedSlot() public {
+        _openSlot(S);
+        _tradeAliceBob();
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
+        assertEq(info.clearedWh, 1000, "cleared");
+        assertEq(info.clearingPricePerKWh, 150e15, "midpoint");
+        assertEq(info.activeLevels, (uint256(1) << 20) | (uint256(1) << 120), "active levels");
+        _meter(alice, S, 0, 1000);
+        _meter(bob, S, 1000, 0);
+        _toSettlement(S);
+        address[] memory both = new address[](2);
+        both[0] = alice;
+        both[1] = bob;
+        market.settle(S, both);
+        assertEq(_free(alice), FUNDS + _cost(1000, 150e15), "alice");
+        assertEq(_free(bob), FUNDS - _cost(1000, 150e15), "bob");
+    }
+
+    function test_openSlot_emptySlotClearsToNothing() public {
+        _openSlot(S);
+        _toGate(S);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SlotCleared(S, 0, 0, 0, 0);
+        market.clear(S);
+    }
+
+    function test_openSlot_revertsForNonOperator() public {
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NotOperator.selector, bob));
+        vm.prank(bob);
+        market.openSlot(S);
+    }
+
+    function test_openSlot_revertsAfterGateClosure() public {
+        _toGate(S);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.GateClosed.selector, S));
+        vm.prank(operator);
+        market.openSlot(S);
+    }
+
+    function test_openSlot_revertsWhenOpen() public {
+        _openSlot(S);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.SlotAlreadyOpen.selector, S));
+        vm.prank(operator);
+        market.openSlot(S);
+        // a slot opened by its first order cannot be opened either
+        _bid(bob, S + 1, 10, 200e15);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.SlotAlreadyOpen.selector, S + 1));
+        vm.prank(operator);
+        market.openSlot(S + 1);
+    }
+
+    /// In an opened slot, no order of a registered participant creates a storage word: not the slot's first
+    /// order, not an account's first order, not the first order at a price level, not an ask, not a cancel.
+    function test_ordersCreateNoStorageInOpenedSlot() public {
+        _openSlot(S);
+        bytes memory firstBid = abi.encodeCall(market.placeBid, (S, 1500, 200e15));
+        assertEq(_writesOnlyExistingWords(bob, firstBid), 3, "account, position, level");
+        _bid(bob, S, 1500, 200e15);
+        _writesOnlyExistingWords(alice, abi.encodeCall(market.placeAsk, (S, 700, 100e15)));
+        _ask(alice, S, 700, 100e15);
+        _writesOnlyExistingWords(alice, abi.encodeCall(market.placeBid, (S, 10, RETAIL)));
+        _writesOnlyExistingWords(dave, abi.encodeCall(market.placeBid, (S, 10, 200e15)));
+        _writesOnlyExistingWords(bob, abi.encodeCall(market.cancelOrder, (S, IEnergyMarket.Side.Bid)));
+        // a participant registered after the slot was opened
+        address eve = _participant("eve", IRegistry.Role.Prosumer, FUNDS);
+        _writesOnlyExistingWords(eve, abi.encodeCall(market.placeAsk, (S, 10, FEED_IN)));
+    }
+
+    /// Reusing a settled ring entry, 256 slots later, rewrites it too.
+    function test_ringReuseCreatesNoStorage() public {
+        _tradeAliceBob();
+        _meter(bob, S, 1000, 0);
+        _toSettlement(S);
+        market.settle(S, _one(bob));
+        uint64 next = S + uint64(market.POSITION_RING());
+        _openSlot(next);
+        _writesOnlyExistingWords(bob, abi.encodeCall(market.placeBid, (next, 10, 200e15)));
+    }
+
+    /// Without {openSlot}, the slot's first order creates its header and level word, and a new level its word.
+    function test_unopenedSlotFirstOrderCreatesHeaderAndLevel() public {
+        assertEq(_countCreatedWords(bob, abi.encodeCall(market.placeBid, (S, 10, 200e15))), 2, "header, level");
+        _bid(bob, S, 10, 200e15);
+        assertEq(_countCreatedWords(dave, abi.encodeCall(market.placeBid, (S, 10, 200e15))), 0, "same level");
+        assertEq(_countCreatedWords(dave, abi.encodeCall(market.placeBid, (S, 10, 210e15))), 1, "new level");
+    }
+
+    /// An account registered before the market became the registry's listener: orders work through registry
+    /// calls (and create their position words); `syncRole` caches its role and meter and creates the rest of its
+    /// ring without touching the words in use.
+    function test_syncRole_initialisesRingAndCachesMeter() public {
+        address[] memory admins = new address[](1);
+        admins[0] = operator;
+        Registry r = new Registry(admins, START, SLOT, TICK, RETAIL, FEED_IN);
+        MeterReadings mr = new MeterReadings(r);
+        EnergyMarket m = new EnergyMarket(r, token, mr, grid, GATE, GRACE, IEnergyMarket.MarketMode.PayAsClear);
+        (address meter,) = makeKey("eve-meter");
+        address eve = makeAddr("eve");
+        vm.startPrank(operator);
+        r.registerParticipant(eve, IRegistry.Role.Consumer);
+        r.bindMeter(meter, eve);
+        token.mint(eve, 10e18);
+        token.mint(operator, 10e18);
+        token.approve(address(m), 10e18);
+        m.depositFor(grid, 10e18);
+        vm.stopPrank();
+        vm.startPrank(eve);
+        token.approve(address(m), 10e18);
+        m.deposit(10e18);
+        m.placeBid(S, 100, 200e15);
+        vm.stopPrank();
+
+        vm.prank(operator);
+        r.setRoleListener(address(m));
+        vm.expectEmit(address(m));
+        emit IEnergyMarket.RoleSynced(eve, IRegistry.Role.Consumer);
+        vm.expectEmit(address(m));
+        emit IEnergyMarket.PositionsInitialised(eve, m.POSITION_RING());
+        vm.expectEmit(address(m));
+        emit IEnergyMarket.MeterSynced(eve, meter);
+        m.syncRole(eve);
+        assertEq(m.positionOf(S, eve).bidWh, 100, "position in use kept");
+
+        // Settlement finds the meter (cached now): 100 Wh bought, nothing matched, 100 Wh used from the grid.
+        vm.warp(_start(S) + SLOT);
+        vm.startPrank(meter);
+        mr.submitReading(0, 0, uint64(_start(S) - 1));
+        mr.submitReading(100, 0, uint64(_start(S) + SLOT - 1));
+        vm.stopPrank();
+        vm.warp(m.gateClosureTime(S) > block.timestamp ? m.gateClosureTime(S) : block.timestamp);
+        m.clear(S);
+        vm.warp(m.settlementOpensAt(S));
+        m.settle(S, _one(eve));
+        (uint256 free,) = m.accountOf(eve);
+        assertEq(free, 10e18 - _cost(100, RETAIL), "paid the grid for what it used");
+    }
+
+    /// Settlement of a market that is not the registry's listener asks the registry for the meter.
+    function test_settle_uncachedMeterFromRegistry() public {
+        EnergyMarket m2 =
+            new EnergyMarket(registry, token, readings, grid, GATE, GRACE, IEnergyMarket.MarketMode.PayAsClear);
+        vm.startPrank(operator);
+        token.mint(bob, 1e18);
+        token.mint(operator, 1e18);
+        token.approve(address(m2), 1e18);
+        m2.depositFor(grid, 1e18);
+        vm.stopPrank();
+        vm.startPrank(bob);
+        token.approve(address(m2), 1e18);
+        m2.deposit(1e18);
+        m2.placeBid(S, 100, 200e15);
+        vm.stopPrank();
+        _meter(bob, S, 40, 0);
+        vm.warp(m2.gateClosureTime(S));
+        m2.clear(S);
+        vm.warp(m2.settlementOpensAt(S));
+        m2.settle(S, _one(bob));
+        (uint256 free,) = m2.accountOf(bob);
+        assertEq(free, 1e18 - _cost(40, RETAIL), "used 40 Wh from the grid");
     }
 
     // ================================================================== escrow

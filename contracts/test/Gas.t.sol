@@ -6,9 +6,15 @@ import {IEnergyMarket} from "../src/interfaces/IEnergyMarket.sol";
 import {IMeterReadings} from "../src/interfaces/IMeterReadings.sol";
 import {IRegistry} from "../src/interfaces/IRegistry.sol";
 
-/// Gas benchmarks behind BENCHMARKS.md ("## Contracts gas"). Run:
+/// Gas benchmarks behind BENCHMARKS.md ("## Contracts gas"). Run all of them, or one scenario at a time so that
+/// the report's row of the measured function shows that scenario alone:
 ///   forge test --match-contract GasBench --gas-report
-/// Set-up work is excluded from metering so the report shows the measured calls.
+///   forge test --match-test test_gas_order_firstOfAccount --gas-report
+/// In each scenario the measured function is called only in the situation the test name describes; set-up uses
+/// other functions (or other sides: asks to set up a bid measurement). Participants have realistic (hashed)
+/// addresses so that calldata costs what it costs on a real chain. "Opened" slots were opened by the
+/// operator's keeper ({EnergyMarket-openSlot}); participants are registered with the market as the registry's
+/// listener, so their position words exist.
 contract GasBench is Fixture {
     uint64 internal constant S = 4;
 
@@ -20,13 +26,12 @@ contract GasBench is Fixture {
     }
 
     function _people(uint256 n) internal {
-
         vm.prank(operator);
         token.mint(operator, n * 10e18);
         vm.prank(operator);
         token.approve(address(market), n * 10e18);
         for (uint256 i = people.length; i < n; ++i) {
-            address p = address(uint160(0x100000 + i));
+            address p = address(uint160(uint256(keccak256(abi.encode("participant", i)))));
             vm.startPrank(operator);
             registry.registerParticipant(p, IRegistry.Role.Prosumer);
             address meter = vm.addr(0x200000 + i);
@@ -37,7 +42,11 @@ contract GasBench is Fixture {
             meterKeyOf[p] = 0x200000 + i;
             people.push(p);
         }
+    }
 
+    function _open(uint64 slot) internal {
+        vm.prank(operator);
+        market.openSlot(slot);
     }
 
     /// Pseudo-random book: half bids, half asks, prices spread over the whole range.
@@ -52,34 +61,77 @@ contract GasBench is Fixture {
         }
     }
 
-    function test_gas_placeOrders_100() public {
+    // ------------------------------------------------------------------ placing orders
+
+    /// Every `placeBid` here is the first order ever of its account (and many are the first at their price
+    /// level), in an opened slot. `openSlot` is measured too.
+    function test_gas_order_firstOfAccount() public {
         _people(100);
-        _book(S, 100, 1);
+        _open(S);
+        for (uint256 i = 0; i < 100; ++i) {
+            uint256 seed = uint256(keccak256(abi.encode(i)));
+            vm.prank(people[i]);
+            market.placeBid(S, uint32(100 + seed % 5000), _price((seed >> 32) % (MAX_LEVEL + 1)));
+        }
     }
 
-    /// Orders in a slot 256 slots after a settled one reuse the accounts' ring words (steady state).
-    /// The first round uses only asks and the second only bids, so `placeBid` in this test's gas report
-    /// measures steady-state orders alone.
-    function test_gas_placeOrders_steadyState_1000() public {
-        _people(1000);
-        for (uint256 i = 0; i < 1000; ++i) {
+    /// The one `placeBid` is the first order of an opened slot (and of its account).
+    function test_gas_order_firstOfSlot() public {
+        _people(1);
+        _open(S);
+        vm.prank(people[0]);
+        market.placeBid(S, 1000, _price(120));
+    }
+
+    /// A slot nobody opened: the one `placeBid` is its first order and opens it (registry price lookup, header
+    /// and level word created); each `placeAsk` is the first order at its price level (level word created).
+    function test_gas_order_unopenedSlot() public {
+        _people(11);
+        vm.prank(people[0]);
+        market.placeBid(S, 1000, _price(120));
+        for (uint256 i = 1; i <= 10; ++i) {
+            vm.prank(people[i]);
+            market.placeAsk(S, 1000, _price(10 * i));
+        }
+    }
+
+    /// Orders in a slot 64 slots (POSITION_RING) after a settled one reuse the accounts' ring words (steady
+    /// state). The first round uses only asks (first orders of their accounts) and the second only bids, so
+    /// `placeBid` in this test's gas report measures steady-state orders alone. Both slots are opened. The first
+    /// round's `settle` of all 500 participants in one call is reported too.
+    function test_gas_placeOrders_steadyState_500() public {
+        _people(500);
+        _open(S);
+        for (uint256 i = 0; i < 500; ++i) {
             vm.prank(people[i]);
             market.placeAsk(S, 1000, _price(i % (MAX_LEVEL + 1)));
         }
         vm.warp(market.settlementOpensAt(S));
         market.clear(S);
         market.settle(S, people);
-        for (uint256 i = 0; i < 1000; ++i) {
+        uint64 next = S + uint64(market.POSITION_RING());
+        _open(next);
+        for (uint256 i = 0; i < 500; ++i) {
             uint256 seed = uint256(keccak256(abi.encode(i)));
             vm.prank(people[i]);
-            market.placeBid(S + 256, uint32(100 + seed % 5000), _price((seed >> 32) % (MAX_LEVEL + 1)));
+            market.placeBid(next, uint32(100 + seed % 5000), _price((seed >> 32) % (MAX_LEVEL + 1)));
         }
     }
 
-    function test_gas_clear_1000orders() public {
-        _people(1000);
+    // ------------------------------------------------------------------ clearing
 
-        _book(S, 1000, 2);
+    /// 1,000 orders: 500 prosumers with a bid and an ask each at random prices (clearing only sees the
+    /// per-level totals, so who placed them does not matter).
+    function test_gas_clear_1000orders() public {
+        _people(500);
+        _open(S);
+        for (uint256 i = 0; i < 500; ++i) {
+            uint256 seed = uint256(keccak256(abi.encode(uint256(2), i)));
+            vm.startPrank(people[i]);
+            market.placeBid(S, uint32(100 + seed % 5000), _price((seed >> 32) % (MAX_LEVEL + 1)));
+            market.placeAsk(S, uint32(100 + (seed >> 64) % 5000), _price((seed >> 96) % (MAX_LEVEL + 1)));
+            vm.stopPrank();
+        }
         vm.warp(market.gateClosureTime(S));
 
         uint256 g = gasleft();
@@ -89,9 +141,13 @@ contract GasBench is Fixture {
         assertLe(g / 1000, 10_000, "at most 10k gas per order");
     }
 
-    function test_gas_settle_100participants() public {
-        _people(100);
+    // ------------------------------------------------------------------ settlement
 
+    /// 100 participants trade in slot S (random book), every meter reports at the start of the slot and once
+    /// inside it (no reading after the slot, so the slot's meter record is still open: the costlier case).
+    function _settlementSetup() internal {
+        _people(100);
+        _open(S);
         _book(S, 100, 3);
         vm.warp(market.gateClosureTime(S));
         market.clear(S);
@@ -101,8 +157,42 @@ contract GasBench is Fixture {
             _read(people[i], uint64(i * 37 % 4000), uint64(i * 53 % 4000), uint64(_start(S) + 800));
         }
         vm.warp(market.settlementOpensAt(S));
+    }
 
-        // one participant alone, then the other 99 in one call
+    /// A participant with a filled order whose orders are not at a marginal level (`marginal`) or is (`!marginal`).
+    function _pick(bool marginal) internal view returns (address) {
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
+        for (uint256 i = 0; i < people.length; ++i) {
+            (uint64 b, uint64 s) = market.previewFills(S, people[i]);
+            if (b == 0 && s == 0) continue;
+            IEnergyMarket.Position memory p = market.positionOf(S, people[i]);
+            bool atMarginal = (p.bidWh != 0 && p.bidPricePerKWh == _price(info.bidMarginalLevel))
+                || (p.askWh != 0 && p.askPricePerKWh == _price(info.askMarginalLevel));
+            if (atMarginal == marginal) return people[i];
+        }
+        revert("no such participant");
+    }
+
+    /// One participant with a fully filled order (not at a marginal level) settled alone.
+    function test_gas_settle_single_filled() public {
+        _settlementSetup();
+        address[] memory one = new address[](1);
+        one[0] = _pick(false);
+        market.settle(S, one);
+    }
+
+    /// One participant with an order at a marginal level settled alone: it also updates the slot's shared
+    /// pro-rata word.
+    function test_gas_settle_single_marginal() public {
+        _settlementSetup();
+        address[] memory one = new address[](1);
+        one[0] = _pick(true);
+        market.settle(S, one);
+    }
+
+    /// 99 participants settled in one call (the 100th first, alone).
+    function test_gas_settle_batch99() public {
+        _settlementSetup();
         address[] memory one = new address[](1);
         one[0] = people[0];
         market.settle(S, one);
@@ -112,6 +202,8 @@ contract GasBench is Fixture {
         }
         market.settle(S, rest);
     }
+
+    // ------------------------------------------------------------------ meter readings
 
     function test_gas_submitReadings_batch100() public {
         _people(100);

@@ -79,6 +79,8 @@ interface IEnergyMarket {
     error BalanceOverflow(address account);
     error NotRegistry(address caller);
     error NotRoleListener();
+    error NotOperator(address caller);
+    error SlotAlreadyOpen(uint64 slot);
     error NothingToClear(uint64 slot);
     error AlreadyCleared(uint64 slot);
     error SlotNotCleared(uint64 slot);
@@ -87,6 +89,10 @@ interface IEnergyMarket {
     error AlreadySettled(uint64 slot, address account);
 
     event RoleSynced(address indexed account, IRegistry.Role role);
+    /// @notice The market created `words` position words of `account` (its ring) ahead of its orders.
+    event PositionsInitialised(address indexed account, uint256 words);
+    /// @notice The market's copy of `participant`'s meter binding changed (zero address: no meter).
+    event MeterSynced(address indexed participant, address meter);
     event Deposited(address indexed account, address indexed from, uint256 amount);
     event Withdrawn(address indexed account, uint256 amount);
     event DebtIncurred(address indexed account, uint256 amount);
@@ -122,6 +128,10 @@ interface IEnergyMarket {
 
     /// @notice Places an ask (sell) for `energyWh` in `slot` at limit `pricePerKWh`; locks shortfall collateral.
     function placeAsk(uint64 slot, uint32 energyWh, uint256 pricePerKWh) external;
+
+    /// @notice Opens `slot` ahead of its first order (operator keeper): snapshots its grid prices and creates
+    ///         its price-level words, so that no order in the slot creates storage.
+    function openSlot(uint64 slot) external;
 
     /// @notice Cancels the caller's order on `side` in `slot` before gate closure and returns its escrow.
     function cancelOrder(uint64 slot, Side side) external;

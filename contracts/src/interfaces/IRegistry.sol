@@ -49,7 +49,7 @@ interface IRegistry {
     /// @notice The role that administers participants, meters and prices.
     function OPERATOR_ROLE() external view returns (bytes32);
 
-    /// @notice The contract told about every participant role change (the market), or the zero address.
+    /// @notice The contract told about every participant role and meter change (the market), or the zero address.
     function roleListener() external view returns (address);
 
     /// @notice Whether `account` holds the operator role.
@@ -78,8 +78,12 @@ interface IRegistry {
 }
 
 /// @title IRoleListener
-/// @notice Receives participant role changes from the {IRegistry} (the market caches roles to save gas).
+/// @notice Receives participant role and meter-binding changes from the {IRegistry} (the market caches both so
+///         that orders and settlement need no registry call, and prepares a new participant's storage).
 interface IRoleListener {
     /// @notice `account` now has `role` (`None` after removal).
     function onRoleChanged(address account, IRegistry.Role role) external;
+
+    /// @notice `participant`'s meter is now `meter` (the zero address after unbinding or removal).
+    function onMeterChanged(address participant, address meter) external;
 }

@@ -8,9 +8,10 @@ import {MarketBase} from "./MarketBase.sol";
 /// @notice A sealed two-sided call auction per delivery slot, aggregated by price level.
 /// @dev Order book. A participant has at most one bid and one ask per slot. Limit prices lie on the
 ///      registry's price tick within `[feedIn, retail]` of the slot, so a slot has at most 256 price levels.
-///      Orders are not stored in a list: each order adds its energy to its level's bid or ask total, and a
-///      bitmap marks the levels in use. Placing and cancelling touch O(1) words; clearing reads at most 256
-///      levels whatever the number of orders; each order's fill is computed lazily at settlement.
+///      Orders are not stored in a list: each order adds its energy to its level's bid or ask total. Placing
+///      and cancelling touch O(1) words and, in a slot opened by the operator's keeper ({openSlot}) and for a
+///      registered participant, only rewrite existing words; clearing reads the slot's (at most 256) level
+///      words whatever the number of orders; each order's fill is computed lazily at settlement.
 ///
 ///      Clearing (after gate closure, by anyone, once). With `D(l)` the bid energy at levels `>= l` and
 ///      `S(l)` the ask energy at levels `<= l`, the cleared volume is `Q = max_l min(D(l), S(l))`, the
@@ -29,8 +30,9 @@ abstract contract Auction is MarketBase {
     ///         per kWh.
     /// @dev Caller must be a registered participant without debt and without a bid in this slot, before the
     ///      slot's gate closure. Escrows `energyWh * pricePerKWh / 1000` from the caller's free balance.
-    ///      The first order of a slot snapshots the slot's grid prices from the registry ({SlotOpened}).
-    ///      Emits {OrderPlaced}.
+    ///      The first order of a slot that the operator did not open ({openSlot}) snapshots the slot's grid
+    ///      prices from the registry ({SlotOpened}). Reverts with {PositionSlotBusy} if the caller's position of
+    ///      slot `slot - k * POSITION_RING` still awaits settlement. Emits {OrderPlaced}.
     function placeBid(uint64 slot, uint32 energyWh, uint256 pricePerKWh) external {
         _place(slot, Side.Bid, energyWh, pricePerKWh);
     }
@@ -39,9 +41,30 @@ abstract contract Auction is MarketBase {
     ///         units per kWh.
     /// @dev Caller must be a registered prosumer without debt and without an ask in this slot, before gate
     ///      closure. Locks collateral `energyWh * (retail - pricePerKWh) / 1000`, which covers buying the whole
-    ///      amount back from the grid at retail if nothing is delivered. Emits {OrderPlaced}.
+    ///      amount back from the grid at retail if nothing is delivered. Same slot opening and ring rules as
+    ///      {placeBid}. Emits {OrderPlaced}.
     function placeAsk(uint64 slot, uint32 energyWh, uint256 pricePerKWh) external {
         _place(slot, Side.Ask, energyWh, pricePerKWh);
+    }
+
+    /// @notice Opens `slot` ahead of its first order: snapshots the slot's grid prices from the registry and
+    ///         creates its price-level words, so that no order in the slot creates storage.
+    /// @dev Operator only ({IRegistry-isOperator}; a keeper run by the operator, free on a chain without gas
+    ///      fees), before the slot's gate closure, on a slot no order has opened yet. Creates `maxLevel + 1`
+    ///      words (about 5.0M gas at 221 levels, 5.8M at 256 levels). Like a first order, it fixes the
+    ///      slot's prices: later registry price changes do not apply to it. Reverts with {NotOperator},
+    ///      {GateClosed} or {SlotAlreadyOpen}. Emits {SlotOpened}.
+    function openSlot(uint64 slot) external {
+        if (!registry.isOperator(msg.sender)) revert NotOperator(msg.sender);
+        if (block.timestamp + gateClosure >= slotStart(slot)) revert GateClosed(slot);
+        if (_headers[slot] != 0) revert SlotAlreadyOpen(slot);
+
+        // Effects.
+        uint256 maxLevel = (_openSlot(slot) >> 64) & _M8;
+        mapping(uint256 => uint256) storage levels = _levels[slot];
+        for (uint256 l = 0; l <= maxLevel; ++l) {
+            levels[l] = _INITIALISED;
+        }
     }
 
     /// @notice Cancels the caller's order on `side` in `slot` and returns its escrow to the free balance.
@@ -62,17 +85,16 @@ abstract contract Auction is MarketBase {
 
         // Effects.
         _storePosition(slot, msg.sender, pos & ~((_M32 | (_M8 << 32)) << shift));
-        uint256 lw = _levels[slot][level] - (energyWh << (side == Side.Bid ? 0 : 64));
-        _levels[slot][level] = lw;
-        if (lw == 0) _bitmaps[slot] &= ~(uint256(1) << level);
+        _levels[slot][level] -= energyWh << (side == Side.Bid ? 0 : 64);
         uint256 repaid = _addFree(msg.sender, refund);
         if (repaid != 0) _addFree(gridAccount, repaid);
         emit OrderCancelled(slot, msg.sender, side, uint32(energyWh), refund);
     }
 
     /// @notice Clears `slot`: computes the cleared volume, the marginal levels and the clearing price.
-    /// @dev Anyone may call, once, after gate closure, if the slot has received orders. Deterministic; reads
-    ///      at most 256 price levels, independent of the number of orders. Emits {SlotCleared}.
+    /// @dev Anyone may call, once, after gate closure, if the slot was opened (by an order or by {openSlot}).
+    ///      Deterministic; reads the slot's `maxLevel + 1` (at most 256) price levels, independent of the number
+    ///      of orders. Emits {SlotCleared}.
     function clear(uint64 slot) external {
         uint256 header = _headers[slot];
         uint256 status = header & (_M8 << 72);
@@ -116,7 +138,10 @@ abstract contract Auction is MarketBase {
         info.askMarginalLevel = uint8(header >> 96);
         info.clearedWh = uint64(header >> 104);
         if (info.clearedWh != 0) info.clearingPricePerKWh = (feedIn + info.clearingLevel * _tickPerWh) * 1000;
-        info.activeLevels = _bitmaps[slot];
+        uint256 maxLevel = (header >> 64) & _M8;
+        for (uint256 l = 0; l <= maxLevel; ++l) {
+            if (_levels[slot][l] & _M128 != 0) info.activeLevels |= uint256(1) << l;
+        }
     }
 
     /// @notice Aggregated bid and ask energy (Wh) at price `level` of `slot`.
@@ -165,17 +190,15 @@ abstract contract Auction is MarketBase {
         view
         returns (uint256 q, uint256 ma, uint256 mb, uint256 marginal)
     {
-        uint256 bitmap = _bitmaps[slot];
         uint256[] memory bids = new uint256[](maxLevel + 1);
         uint256[] memory asks = new uint256[](maxLevel + 1);
         uint256 totalBid;
+        mapping(uint256 => uint256) storage levels = _levels[slot];
         for (uint256 l = 0; l <= maxLevel; ++l) {
-            if ((bitmap >> l) & 1 != 0) {
-                uint256 w = _levels[slot][l];
-                bids[l] = w & _M64;
-                asks[l] = w >> 64;
-                totalBid += w & _M64;
-            }
+            uint256 w = levels[l];
+            bids[l] = w & _M64;
+            asks[l] = (w >> 64) & _M64;
+            totalBid += w & _M64;
         }
 
         // Q = max over levels of min(demand at or above, supply at or below).
@@ -245,15 +268,13 @@ abstract contract Auction is MarketBase {
         // Effects.
         _accounts[msg.sender] = acct - locked;
         _storePosition(slot, msg.sender, pos | ((uint256(energyWh) | (level << 32)) << shift));
-        uint256 lw = _levels[slot][level];
-        if (lw == 0) _bitmaps[slot] |= uint256(1) << level;
-        _levels[slot][level] = lw + (uint256(energyWh) << (side == Side.Bid ? 0 : 64));
+        _levels[slot][level] += uint256(energyWh) << (side == Side.Bid ? 0 : 64);
         emit OrderPlaced(slot, msg.sender, side, pricePerKWh, energyWh, locked);
     }
 
     /// @dev Reverts unless the caller may place an order on `side`; uses the role cached in its account word.
     function _checkTrader(uint256 acct, Side side) private view {
-        uint256 cached = acct >> _ROLE_SHIFT;
+        uint256 cached = (acct >> _ROLE_SHIFT) & 3;
         IRegistry.Role role = cached != 0 ? IRegistry.Role(cached - 1) : registry.roleOf(msg.sender);
         if (role == IRegistry.Role.None) revert NotParticipant(msg.sender);
         if (side == Side.Ask && role != IRegistry.Role.Prosumer) revert NotProsumer(msg.sender);
@@ -277,6 +298,7 @@ abstract contract Auction is MarketBase {
         locked = side == Side.Bid ? uint256(energyWh) * price : uint256(energyWh) * (retail - price);
     }
 
+    /// @dev Snapshots `slot`'s grid prices into its header (the slot becomes `Open`). Emits {SlotOpened}.
     function _openSlot(uint64 slot) private returns (uint256 header) {
         (uint256 retailPerKWh, uint256 feedInPerKWh) = registry.pricesAt(slot);
         header = (feedInPerKWh / 1000) | (((retailPerKWh - feedInPerKWh) / (_tickPerWh * 1000)) << 64) | _STATUS_OPEN;

@@ -50,19 +50,35 @@ abstract contract Escrow is MarketBase {
     }
 
     /// @notice Mirrors a role change from the registry so that placing an order needs no registry call.
-    /// @dev Only the registry calls this (see {Registry-setRoleListener}). Emits {RoleSynced}.
+    /// @dev Only the registry calls this (see {Registry-setRoleListener}). When `account` becomes a participant
+    ///      for the first time, also creates its {POSITION_RING} position words (about 1.4M gas, paid by the
+    ///      operator's registration transaction) so that none of its orders creates storage. Emits {RoleSynced}
+    ///      and, on that first registration, {PositionsInitialised}.
     function onRoleChanged(address account, IRegistry.Role role) external {
         if (msg.sender != address(registry)) revert NotRegistry(msg.sender);
         _cacheRole(account, role);
     }
 
-    /// @notice Copies `account`'s current role from the registry into the market's cache.
+    /// @notice Mirrors a meter (un)binding from the registry so that settlement needs no registry call.
+    /// @dev Only the registry calls this. `meter` is the zero address when the participant has no meter any more.
+    ///      Emits {MeterSynced}.
+    function onMeterChanged(address participant, address meter) external {
+        if (msg.sender != address(registry)) revert NotRegistry(msg.sender);
+        _cacheMeter(participant, meter);
+    }
+
+    /// @notice Copies `account`'s current role and meter binding from the registry into the market's cache, and
+    ///         creates its position words if it is a participant whose words do not exist yet.
     /// @dev Anyone may call; only useful for accounts registered before the market became the registry's role
     ///      listener. Reverts with {NotRoleListener} unless the registry pushes role changes to this market
-    ///      (otherwise a cached role could go stale). Emits {RoleSynced}.
+    ///      (otherwise a cached role could go stale). Emits {RoleSynced}, {MeterSynced} and, the first time for
+    ///      a participant, {PositionsInitialised}.
     function syncRole(address account) external {
         if (registry.roleListener() != address(this)) revert NotRoleListener();
-        _cacheRole(account, registry.roleOf(account));
+        IRegistry.Role role = registry.roleOf(account);
+        address meter = registry.meterOf(account);
+        _cacheRole(account, role);
+        _cacheMeter(account, meter);
     }
 
     /// @notice Free balance and debt of `account`, in credit base units.
@@ -72,8 +88,25 @@ abstract contract Escrow is MarketBase {
     }
 
     function _cacheRole(address account, IRegistry.Role role) private {
-        _accounts[account] = (_accounts[account] & ~_ROLE_BITS) | ((uint256(role) + 1) << _ROLE_SHIFT);
+        uint256 acct = (_accounts[account] & ~_ROLE_BITS) | ((uint256(role) + 1) << _ROLE_SHIFT);
+        bool initialise = role != IRegistry.Role.None && acct & _POSITIONS_READY == 0;
+        if (initialise) acct |= _POSITIONS_READY;
+        _accounts[account] = acct;
         emit RoleSynced(account, role);
+        if (initialise) {
+            // Words already in use (orders placed before the role was cached) are left as they are.
+            mapping(uint256 => uint256) storage ring = _positions[account];
+            for (uint256 i = 0; i < POSITION_RING; ++i) {
+                if (ring[i] == 0) ring[i] = _INITIALISED;
+            }
+            emit PositionsInitialised(account, POSITION_RING);
+        }
+    }
+
+    function _cacheMeter(address participant, address meter) private {
+        _accounts[participant] |= _METER_CACHED;
+        _meters[participant] = meter;
+        emit MeterSynced(participant, meter);
     }
 
     function _deposit(address account, address from, uint256 amount) private {

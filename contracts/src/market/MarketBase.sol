@@ -10,19 +10,30 @@ import {IRegistry} from "../interfaces/IRegistry.sol";
 /// @notice Configuration, packed storage layout and shared helpers of the {EnergyMarket}.
 /// @dev Storage is packed by hand so that the hot paths touch as few words as possible:
 ///
-///      account  = free (bits 0-127) | debt (128-247) | cached role + 1 (248-249; 0 = not cached)
+///      account  = free (bits 0-127) | debt (128-247) | cached role + 1 (248-249; 0 = not cached) |
+///                 positions initialised (250) | meter cached (251)
 ///      header   = feedInPerWh (0-63) | maxLevel (64-71) | status (72-79) | clearingLevel (80-87) |
 ///                 bidMarginalLevel (88-95) | askMarginalLevel (96-103) | clearedWh (104-167)
-///      bitmap   = bit `l` set <=> price level `l` has a bid or an ask
-///      level    = bidWh (0-63) | askWh (64-127)                               aggregated per price level
+///      level    = bidWh (0-63) | askWh (64-127) | initialised (255)           aggregated per price level
 ///      marginal = bid remaining fill (0-63) | bid remaining volume (64-127) |
 ///                 ask remaining fill (128-191) | ask remaining volume (192-255)
 ///      position = bidWh (0-31) | bidLevel (32-39) | askWh (40-71) | askLevel (72-79) | settled (80) |
-///                 slot + 1 (88-151)
+///                 slot + 1 (88-151) | initialised (255, only in a word that has never held a position)
+///      meter    = the participant's meter as pushed by the registry (read when bit 251 of its account is set)
 ///
-///      Positions are kept in a ring of {POSITION_RING} words per account, indexed by `slot % POSITION_RING`
-///      and tagged with the slot. A new order reuses the word of slot `k - POSITION_RING` once that old position
-///      is settled (or has no orders), so in steady state an order rewrites a warm word instead of creating one.
+///      No order creates a storage word. Creating a word (zero to non-zero) costs 20,000 gas more than
+///      rewriting one, and the chain charges no gas fees, so words are created ahead of time by the operator:
+///      - positions are kept in a ring of {POSITION_RING} words per account, indexed by `slot % POSITION_RING`
+///        and tagged with the slot. When the registry registers a participant (role push, {onRoleChanged}) or
+///        anyone calls {syncRole}, every ring word is written with the `initialised` sentinel. A new order
+///        reuses the word of slot `k - POSITION_RING` once that old position is settled (or has no orders),
+///        so every order rewrites an existing word; an unsettled old position blocks the word
+///        ({PositionSlotBusy}): a participant has unsettled positions in at most {POSITION_RING} slots;
+///      - the operator's keeper opens a slot before its first order ({openSlot}), which snapshots the grid
+///        prices into the header and writes every price-level word with the `initialised` sentinel. A slot
+///        nobody opened is opened by its first order, which then pays for the header and for each new level.
+///      There is no bitmap of active levels (it would be one more word to write per new level): clearing
+///      reads all `maxLevel + 1` level words, a constant cost.
 ///
 ///      Price level `l` of a slot means `feedIn + l * priceTick` (credit base units per kWh); prices per Wh
 ///      are those divided by 1000, which is exact because every price is a multiple of 1000.
@@ -34,6 +45,14 @@ abstract contract MarketBase is IEnergyMarket {
     uint256 internal constant _M120 = type(uint120).max;
     uint256 internal constant _ROLE_SHIFT = 248;
     uint256 internal constant _ROLE_BITS = uint256(3) << 248;
+    /// @dev Account flag: the account's position ring words have been created.
+    uint256 internal constant _POSITIONS_READY = uint256(1) << 250;
+    /// @dev Account flag: `_meters[account]` mirrors the registry's binding.
+    uint256 internal constant _METER_CACHED = uint256(1) << 251;
+    /// @dev Everything in an account word that is not money: cached role and flags.
+    uint256 internal constant _ACCOUNT_FLAGS = uint256(0xff) << 248;
+    /// @dev Non-zero marker of a pre-created position or level word; never part of a value.
+    uint256 internal constant _INITIALISED = uint256(1) << 255;
 
     uint256 internal constant _STATUS_OPEN = 1 << 72;
     uint256 internal constant _STATUS_CLEARED = 2 << 72;
@@ -41,8 +60,11 @@ abstract contract MarketBase is IEnergyMarket {
     uint256 internal constant _ORDERS = _M32 | (_M32 << 40);
     uint256 internal constant _TAG_SHIFT = 88;
 
-    /// @notice Number of slots an account's positions are spread over before storage is reused.
-    uint256 public constant POSITION_RING = 256;
+    /// @notice Number of slots an account's positions are spread over before storage is reused; a participant
+    ///         can have unsettled positions in at most this many slots (see {PositionSlotBusy}): an order for
+    ///         slot `k` needs the participant's position of slot `k - 64` (or `k + 64`, ...) settled or empty.
+    ///         64 slots are 16 hours of 15-minute slots. Registration creates this many words per participant.
+    uint256 public constant POSITION_RING = 64;
 
     /// @notice Participants, meters, prices and the slot schedule.
     IRegistry public immutable registry;
@@ -67,10 +89,10 @@ abstract contract MarketBase is IEnergyMarket {
 
     mapping(address account => uint256) internal _accounts;
     mapping(uint64 slot => uint256) internal _headers;
-    mapping(uint64 slot => uint256) internal _bitmaps;
     mapping(uint64 slot => uint256) internal _marginals;
     mapping(uint64 slot => mapping(uint256 level => uint256)) internal _levels;
     mapping(address account => mapping(uint256 ringIndex => uint256)) internal _positions;
+    mapping(address participant => address) internal _meters;
 
     constructor(
         IRegistry registry_,
@@ -102,7 +124,9 @@ abstract contract MarketBase is IEnergyMarket {
 
     /// @notice Unix time at which `slot` starts.
     function slotStart(uint64 slot) public view returns (uint256) {
-        return uint256(startTime) + uint256(slot) * slotLength;
+        unchecked {
+            return uint256(startTime) + uint256(slot) * slotLength; // below 2^97
+        }
     }
 
     /// @notice Unix time from which orders for `slot` are refused and the slot can be cleared.
@@ -114,7 +138,9 @@ abstract contract MarketBase is IEnergyMarket {
 
     /// @notice Unix time from which `slot` can be settled (slot end plus grace period).
     function settlementOpensAt(uint64 slot) public view returns (uint256) {
-        return slotStart(slot) + slotLength + gracePeriod;
+        unchecked {
+            return slotStart(slot) + slotLength + gracePeriod;
+        }
     }
 
     /// @dev The position word of `account` in `slot`, or 0 if the ring entry holds another slot.
@@ -141,6 +167,6 @@ abstract contract MarketBase is IEnergyMarket {
         }
         uint256 free = (acct & _M128) + amount;
         if (free > _M128) revert BalanceOverflow(account);
-        _accounts[account] = free | (debt << 128) | (acct & _ROLE_BITS);
+        _accounts[account] = free | (debt << 128) | (acct & _ACCOUNT_FLAGS);
     }
 }

@@ -34,6 +34,7 @@ abstract contract Settlement is MarketBase {
         uint256 mb;
         uint256 ma;
         uint256 marginal;
+        bool marginalLoaded;
         uint256 gridIn;
         uint256 gridOut;
     }
@@ -49,21 +50,25 @@ abstract contract Settlement is MarketBase {
         if (block.timestamp < opens) revert SettlementNotOpen(slot, opens);
 
         Ctx memory c;
-        c.feedIn = header & _M64;
-        c.retail = c.feedIn + ((header >> 64) & _M8) * _tickPerWh;
-        c.clearing = c.feedIn + ((header >> 80) & _M8) * _tickPerWh;
+        unchecked {
+            c.feedIn = header & _M64;
+            c.retail = c.feedIn + ((header >> 64) & _M8) * _tickPerWh;
+            c.clearing = c.feedIn + ((header >> 80) & _M8) * _tickPerWh;
+        }
         c.mb = (header >> 88) & _M8;
         c.ma = (header >> 96) & _M8;
         c.q = (header >> 104) & _M64;
-        uint256 marginalBefore = _marginals[slot];
-        c.marginal = marginalBefore;
 
         uint256 n = participants.length;
-        for (uint256 i = 0; i < n; ++i) {
+        for (uint256 i = 0; i < n;) {
             _settleOne(slot, participants[i], c);
+            unchecked {
+                ++i;
+            }
         }
 
-        if (c.marginal != marginalBefore) _marginals[slot] = c.marginal;
+        // The marginal levels' pro-rata state is read only if a settled order lies at a marginal level.
+        if (c.marginalLoaded) _marginals[slot] = c.marginal;
         if (c.gridIn != 0 || c.gridOut != 0) {
             uint256 acct = _accounts[gridAccount];
             uint256 free = (acct & _M128) + c.gridIn;
@@ -94,22 +99,35 @@ abstract contract Settlement is MarketBase {
         if (pos & _SETTLED != 0) revert AlreadySettled(slot, account);
         _positions[account][slot % POSITION_RING] = pos | _SETTLED;
 
+        if (
+            !c.marginalLoaded && c.q != 0
+                && ((pos & _M32 != 0 && (pos >> 32) & _M8 == c.mb) || ((pos >> 40) & _M32 != 0 && (pos >> 72) & _M8 == c.ma))
+        ) {
+            c.marginal = _marginals[slot];
+            c.marginalLoaded = true;
+        }
         uint256 bought;
         uint256 sold;
         (bought, c.marginal) = _fill(pos & _M32, (pos >> 32) & _M8, c.q, c.mb, true, c.marginal);
         (sold, c.marginal) = _fill((pos >> 40) & _M32, (pos >> 72) & _M8, c.q, c.ma, false, c.marginal);
-        (uint256 imp, uint256 exp) = _meteredEnergy(slot, account);
+        uint256 acct = _accounts[account];
+        (uint256 imp, uint256 exp) = _meteredEnergy(slot, account, acct);
         (uint256 credited, uint256 debited, uint256 charge) = _amounts(c, pos, bought, sold, imp, exp);
-        _apply(account, credited, debited, charge, c);
+        _apply(account, acct, credited, debited, charge, c);
 
         emit ParticipantSettled(
             slot, account, uint64(bought), uint64(sold), uint64(imp), uint64(exp), credited, debited
         );
     }
 
-    /// @dev Import and export (Wh) of `account`'s meter in `slot`; zero without a meter or a reading.
-    function _meteredEnergy(uint64 slot, address account) private view returns (uint256 imp, uint256 exp) {
-        address meter = registry.meterOf(account);
+    /// @dev Import and export (Wh) of `account`'s meter in `slot`; zero without a meter or a reading. The meter
+    ///      comes from the market's copy of the binding (pushed by the registry) when it has one.
+    function _meteredEnergy(uint64 slot, address account, uint256 acct)
+        private
+        view
+        returns (uint256 imp, uint256 exp)
+    {
+        address meter = acct & _METER_CACHED != 0 ? _meters[account] : registry.meterOf(account);
         if (meter != address(0)) {
             IMeterReadings.SlotEnergy memory e = readings.energyInSlot(meter, slot);
             imp = e.importWh;
@@ -124,42 +142,55 @@ abstract contract Settlement is MarketBase {
         view
         returns (uint256 credited, uint256 debited, uint256 charge)
     {
-        uint256 pb = c.feedIn + ((pos >> 32) & _M8) * _tickPerWh;
-        uint256 pa = c.feedIn + ((pos >> 72) & _M8) * _tickPerWh;
-        credited = (pos & _M32) * pb + ((pos >> 40) & _M32) * (c.retail - pa);
+        uint256 pb;
+        uint256 pa;
+        uint256 payout;
+        // Unchecked: energies are below 2^64 Wh and per-Wh prices below 2^65, so no product or sum overflows,
+        // and `pa <= retail` because limit prices lie within the slot's range.
+        unchecked {
+            pb = c.feedIn + ((pos >> 32) & _M8) * _tickPerWh;
+            pa = c.feedIn + ((pos >> 72) & _M8) * _tickPerWh;
+            credited = (pos & _M32) * pb + ((pos >> 40) & _M32) * (c.retail - pa);
+            charge = ((imp > bought ? imp - bought : 0) + (sold > exp ? sold - exp : 0)) * c.retail;
+            payout = ((bought > imp ? bought - imp : 0) + (exp > sold ? exp - sold : 0)) * c.feedIn;
+            debited = charge;
+            credited += payout;
+            c.gridOut += payout;
+        }
         if (mode == MarketMode.PayAsClear) {
-            debited = bought * c.clearing;
-            credited += sold * c.clearing;
+            unchecked {
+                debited += bought * c.clearing;
+                credited += sold * c.clearing;
+            }
         } else {
-            debited = bought * pb;
+            debited += bought * pb;
             credited += sold * pa;
             // Accepted bids are priced at or above the clearing price, accepted asks at or below it.
             if (bought != 0) c.gridIn += bought * (pb - c.clearing);
             if (sold != 0) c.gridIn += sold * (c.clearing - pa);
         }
-        charge = ((imp > bought ? imp - bought : 0) + (sold > exp ? sold - exp : 0)) * c.retail;
-        uint256 payout = ((bought > imp ? bought - imp : 0) + (exp > sold ? exp - sold : 0)) * c.feedIn;
-        credited += payout;
-        debited += charge;
-        c.gridOut += payout;
     }
 
     /// @dev Applies the net amount to `account`; a shortfall becomes debt to the grid, a gain repays debt first.
-    function _apply(address account, uint256 credited, uint256 debited, uint256 charge, Ctx memory c) private {
-        uint256 acct = _accounts[account];
+    function _apply(address account, uint256 acct, uint256 credited, uint256 debited, uint256 charge, Ctx memory c)
+        private
+    {
         uint256 free = acct & _M128;
         uint256 debt = (acct >> 128) & _M120;
         uint256 unpaid;
         if (credited >= debited) {
-            uint256 gain = credited - debited;
-            uint256 repaid = gain < debt ? gain : debt;
-            if (repaid != 0) {
-                debt -= repaid;
-                gain -= repaid;
-                c.gridIn += repaid;
-                emit DebtRepaid(account, repaid);
+            // Unchecked: `repaid <= gain, debt`; `free < 2^128` and `gain < 2^140`.
+            unchecked {
+                uint256 gain = credited - debited;
+                uint256 repaid = gain < debt ? gain : debt;
+                if (repaid != 0) {
+                    debt -= repaid;
+                    gain -= repaid;
+                    c.gridIn += repaid;
+                    emit DebtRepaid(account, repaid);
+                }
+                free += gain;
             }
-            free += gain;
             if (free > _M128) revert BalanceOverflow(account);
         } else {
             // The loss never exceeds the grid charge: trade payments are covered by the released escrow.
@@ -175,7 +206,7 @@ abstract contract Settlement is MarketBase {
             }
         }
         c.gridIn += charge - unpaid;
-        _accounts[account] = free | (debt << 128) | (acct & _ROLE_BITS);
+        _accounts[account] = free | (debt << 128) | (acct & _ACCOUNT_FLAGS);
     }
 
     /// @dev Fill of an order of `wh` Wh at `level`; `marginal` holds the pro-rata state of the marginal levels.
