@@ -32,12 +32,13 @@ for i in 0 1; do
   send $i "$token" "approve(address,uint256)" "$market" 100000000000000000000 >/dev/null
   send $i "$market" "deposit(uint256)" 100000000000000000000 >/dev/null
 done
-slot=$(( ( $(now) + 6 - start ) / len + 1 ))
-slot_start=$(( start + slot * len ))
-echo "slot $slot starts at $slot_start"
 t0=$(now)
 send 100 "$readings" "submitReading(uint64,uint64,uint64)" 1000 5000 "$t0" >/dev/null
 send 101 "$readings" "submitReading(uint64,uint64,uint64)" 2000 0 "$t0" >/dev/null
+# Choose the slot now, with margin for the two orders before its gate closes.
+slot=$(( ( $(now) + 12 - start ) / len + 1 ))
+slot_start=$(( start + slot * len ))
+echo "slot $slot starts at $slot_start"
 echo "ask 1000 Wh at 0.10, bid 800 Wh at 0.20 credit/kWh"
 send 0 "$market" "placeAsk(uint64,uint32,uint256)" "$slot" 1000 100000000000000000 >/dev/null
 send 1 "$market" "placeBid(uint64,uint32,uint256)" "$slot" 800 200000000000000000 >/dev/null

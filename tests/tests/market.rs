@@ -95,12 +95,6 @@ fn orders_clear_readings_settle_through_the_bindings() {
         );
         chain.send(i, market, EnergyMarket::depositCall { amount: U256::from(100) * ether }.abi_encode());
     }
-    // A slot whose gate is still open, with margin for the orders.
-    let slot = (chain.now() + 6 - start) / len + 1;
-    let slot_start = start + slot * len;
-    let gate =
-        hex_u64(&json!(format!("{:#x}", chain.call(market, EnergyMarket::gateClosureTimeCall { slot }))));
-    assert!(gate > chain.now(), "gate open");
 
     // Baselines before the slot: the seller's meter sends its own transaction (it holds no ether).
     let seller_meter = dev_key(100);
@@ -146,6 +140,12 @@ fn orders_clear_readings_settle_through_the_bindings() {
     direct(1_000, 5_000, t0);
     relayed(2_000, 0, t0);
 
+    // A slot whose gate is still open, chosen now, with margin for the two orders.
+    let slot = (chain.now() + 12 - start) / len + 1;
+    let slot_start = start + slot * len;
+    let gate =
+        hex_u64(&json!(format!("{:#x}", chain.call(market, EnergyMarket::gateClosureTimeCall { slot }))));
+    assert!(gate > chain.now(), "gate open");
     // Orders.
     let price = |x: u64| U256::from(x) * U256::from(10u64).pow(U256::from(15));
     chain.send(

@@ -497,9 +497,9 @@ export class App {
     for (let i = 0n; i < BigInt(UPCOMING_SLOTS); i++) wanted.add(first + i);
     for (let i = 1n; i <= BigInt(RECENT_SLOTS) && first - i >= 0n; i++) wanted.add(first - i);
     const current = slotAt(s, now);
-    // Slots outside the window with the account's orders: the 20 most recent of the last 256 (the
-    // market reuses a position's storage after 256 slots).
-    const own = [...this.state.ownOrderSlots].filter((slot) => slot + 256n > current).sort((a, b) => (a > b ? -1 : 1));
+    // Slots outside the window with the account's orders: the 20 most recent of the last 64 (the
+    // market reuses a position's storage after 64 slots).
+    const own = [...this.state.ownOrderSlots].filter((slot) => slot + 64n > current).sort((a, b) => (a > b ? -1 : 1));
     for (const slot of own.slice(0, 20)) wanted.add(slot);
     const slots = [...wanted].sort((a, b) => (a < b ? -1 : 1));
     const views = await Promise.all(

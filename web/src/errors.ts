@@ -129,7 +129,7 @@ export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
     case 'OutstandingDebt':
       return `${who(a[0], ctx)} owes ${credits(a[1])} to the grid. Deposit credits to repay the debt before trading or withdrawing.`;
     case 'PositionSlotBusy':
-      return `The position in slot ${a[1]} is not settled yet; it must be settled before this slot can be traded (positions are reused every 256 slots).`;
+      return `The position in slot ${a[1]} is not settled yet; it must be settled before this slot can be traded (positions are reused every 64 slots).`;
     case 'PriceNotOnTick':
       return `The price ${price(a[0])} is not a whole number of price steps of ${price(a[1])}.`;
     case 'PriceOutOfRange':
