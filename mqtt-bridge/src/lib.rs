@@ -97,9 +97,11 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     }
     let (tx, rx) = mpsc::channel(mqtt::MAX_GROUP * 2);
     let (slot_tx, slot_rx) = watch::channel(None);
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let acker = tokio::spawn(mqtt::run_acker(ack_rx, slot_rx));
     let ingest = tokio::spawn(mqtt::run_ingest(
         rx,
-        slot_rx,
+        ack_tx,
         Arc::new(by_topic),
         cfg.limits.clone(),
         outbox,
@@ -111,6 +113,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         r = sub => tracing::error!(?r, "submitter stopped"),
         r = ingest => tracing::error!(?r, "ingest stopped"),
         r = conn => tracing::error!(?r, "broker connection stopped"),
+        r = acker => tracing::error!(?r, "acker stopped"),
     }
     Ok(())
 }

@@ -244,13 +244,30 @@ pub fn classify(
     }
 }
 
+/// Sends the PUBACKs of committed messages, in order, on the connection they came from (messages of
+/// an earlier connection are not acked: the broker redelivers them and they come back as duplicates).
+pub async fn run_acker(mut rx: mpsc::UnboundedReceiver<Vec<Inbound>>, slot: watch::Receiver<ClientSlot>) {
+    while let Some(batch) = rx.recv().await {
+        let current = slot.borrow().clone();
+        let Some((generation, client)) = current else { continue };
+        for m in &batch {
+            if m.generation == generation {
+                if let Err(e) = client.ack(&m.publish).await {
+                    tracing::debug!(error = %e, "ack not sent (connection closing); the broker will redeliver");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Most messages committed in one SQLite transaction.
 pub const MAX_GROUP: usize = 2_000;
 
 /// Runs the ingest loop: group-commit received messages, then ack them in order.
 pub async fn run_ingest(
     mut rx: mpsc::Receiver<Inbound>,
-    slot: watch::Receiver<ClientSlot>,
+    acks: mpsc::UnboundedSender<Vec<Inbound>>,
     meters: Arc<HashMap<String, TopicMeter>>,
     limits: Limits,
     outbox: Arc<Mutex<Outbox>>,
@@ -323,17 +340,11 @@ pub async fn run_ingest(
         if committed > 0 {
             wake.notify_one();
         }
-        // Ack after the commit, in receive order, on the connection the messages came from.
-        let current = slot.borrow().clone();
-        if let Some((generation, client)) = current {
-            for m in &batch {
-                if m.generation == generation {
-                    if let Err(e) = client.ack(&m.publish).await {
-                        tracing::debug!(error = %e, "ack not sent (connection closing); the broker will redeliver");
-                        break;
-                    }
-                }
-            }
+        // Ack after the commit, in receive order. The acks go through a separate task, so that this
+        // loop (and so the connection task feeding it) never waits on rumqttc's request channel, which
+        // only the connection task drains: waiting here could deadlock both.
+        if acks.send(batch).is_err() {
+            return;
         }
     }
 }

@@ -144,6 +144,16 @@ impl Rpc {
         Ok((status, serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?))
     }
 
+    /// Calls `method`, returning the JSON-RPC error object on failure.
+    pub fn try_call(&self, method: &str, params: Value) -> Result<Value, Value> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let (_, v) = self.raw(&body).unwrap_or_else(|e| panic!("{method}: {e}"));
+        match v.get("error") {
+            Some(e) => Err(e.clone()),
+            None => Ok(v["result"].clone()),
+        }
+    }
+
     /// Calls `method`, panicking on an error.
     pub fn call(&self, method: &str, params: Value) -> Value {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
@@ -418,7 +428,7 @@ pub fn publish_paced(port: u16, user: &str, msgs: &[(String, Vec<u8>)], rate: Op
 // ------------------------------------------------------------------------------------------ Node
 
 /// A `p2pe-node run` process of a single-signer network made for the test (`genesis` + `init`, the
-/// signer's keystore is fixture key 99), with a fixed port and data directory, so that it can be
+/// signer's key is a fresh keystore), with a fixed port and data directory, so that it can be
 /// stopped and restarted (a `dev` chain cannot be resumed).
 pub struct Node {
     /// JSON-RPC URL.
@@ -433,7 +443,15 @@ impl Node {
     pub fn start(dir: &Path) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join("password"), format!("{KEY_PASSWORD}\n")).unwrap();
-        let signer = meter_addresses()[99];
+        // The block signer: a fresh key in a keystore of its own.
+        let (key, _) = alloy_signer_local::PrivateKeySigner::new_keystore(
+            dir,
+            &mut rand::thread_rng(),
+            KEY_PASSWORD,
+            Some("signer.json"),
+        )
+        .expect("signer keystore");
+        let signer = key.address();
         run(Command::new(node_bin())
             .args(["genesis", "--chain-id", "1337", "--period", "1", "--gas-limit", "3000000000", "--signer"])
             .arg(signer.to_string())
@@ -459,7 +477,7 @@ impl Node {
             .arg("--datadir")
             .arg(self.dir.join("data"))
             .arg("--keystore")
-            .arg(keystore(99))
+            .arg(self.dir.join("signer.json"))
             .arg("--password-file")
             .arg(self.dir.join("password"))
             .args(["--http-addr", &format!("127.0.0.1:{}", self.port)]);

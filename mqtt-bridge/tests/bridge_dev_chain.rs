@@ -1,0 +1,124 @@
+//! The bridge against `p2pe-node dev` as a developer runs it: the market contracts deployed at
+//! genesis, found through `contracts.json` (`chain.contracts_file`), and the dev accounts' meters (keys
+//! at mnemonic index 100 + i) already bound. Readings of two meters reach `MeterReadings` and show up
+//! in `energyInSlot`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use alloy_primitives::Address;
+use alloy_sol_types::SolCall;
+use common::*;
+use p2pe_bindings::meter_readings::MeterReadings;
+use serde_json::json;
+
+#[test]
+fn readings_reach_the_dev_chains_genesis_contracts() {
+    let dir = tempfile::tempdir().unwrap();
+    let contracts_file = dir.path().join("contracts.json");
+    let port = free_port();
+    let mut child = Command::new(node_bin())
+        .args(["dev", "--period", "1", "--slot-length", "60", "--http-addr", &format!("127.0.0.1:{port}")])
+        .arg("--contracts-out")
+        .arg(&contracts_file)
+        .env("P2PE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn p2pe-node dev");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with("JSON-RPC:") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(90)).expect("p2pe-node dev did not start");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _node = Kill(child);
+    let rpc = Rpc::new(&format!("http://127.0.0.1:{port}"));
+    let contracts: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&contracts_file).unwrap()).unwrap();
+    let readings: Address = contracts["readings"].as_str().unwrap().parse().unwrap();
+
+    // Dev accounts 0 and 1: their meters are fixture keys 0 and 1 (mnemonic 100, 101).
+    let meters = vec![
+        MeterSpec::new("dev0-meter", 0, "json", "reading"),
+        MeterSpec::new("dev1-meter", 1, "json", "reading"),
+    ];
+    let users: Vec<String> = meters.iter().map(|m| m.id.clone()).collect();
+    let broker = Mosquitto::start(dir.path(), &users);
+    let setup = BridgeSetup {
+        tls: false,
+        rpc_urls: vec![format!("http://127.0.0.1:{port}")],
+        readings,
+        meters,
+        max_batch: 50,
+        resend_interval_ms: 3000,
+        limits: String::new(),
+    };
+    let (cfg, http) = write_config(dir.path(), &broker, &setup);
+    // Use the node's contracts.json instead of the address.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text.replace(
+        &format!("readings = \"{readings}\""),
+        &format!("contracts_file = \"{}\"", contracts_file.display()),
+    );
+    assert!(text.contains("contracts_file"));
+    std::fs::write(&cfg, text).unwrap();
+    let bridge = Bridge::start(&cfg, http);
+    wait_for("the bridge to connect", Duration::from_secs(30), || {
+        bridge.metric("p2pe_bridge_mqtt_connected") == 1.0
+    });
+
+    let addrs = meter_addresses();
+    let now = now_secs();
+    publish(
+        broker.port,
+        "dev0-meter",
+        &[
+            ("meters/dev0-meter/reading".into(), json_reading("dev0-meter", 1, now - 1, 5000, 0)),
+            ("meters/dev0-meter/reading".into(), json_reading("dev0-meter", 2, now, 5042, 0)),
+        ],
+    );
+    publish(
+        broker.port,
+        "dev1-meter",
+        &[("meters/dev1-meter/reading".into(), json_reading("dev1-meter", 1, now - 1, 0, 777))],
+    );
+    wait_for("the readings on chain", Duration::from_secs(60), || {
+        recorded(&rpc, readings, addrs[0]).len() == 2 && recorded(&rpc, readings, addrs[1]).len() == 1
+    });
+    assert_eq!(latest_reading(&rpc, readings, addrs[0]), (5042, 0, now, false));
+    assert_eq!(latest_reading(&rpc, readings, addrs[1]), (0, 777, now - 1, false));
+    // The slot of the last reading holds dev0's 42 Wh (whether or not a slot boundary lies between
+    // the two readings: the slot opens at the last reading before it).
+    let slot_call = MeterReadings::slotAtCall { timestamp: now }.abi_encode();
+    let slot = rpc.call("eth_call", json!([{"to": readings, "data": format!("0x{}", alloy_primitives::hex::encode(slot_call))}, "latest"]));
+    let slot = MeterReadings::slotAtCall::abi_decode_returns(
+        &alloy_primitives::hex::decode(slot.as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let call = MeterReadings::energyInSlotCall { meter: addrs[0], slot }.abi_encode();
+    let e = rpc.call(
+        "eth_call",
+        json!([{"to": readings, "data": format!("0x{}", alloy_primitives::hex::encode(call))}, "latest"]),
+    );
+    let e = MeterReadings::energyInSlotCall::abi_decode_returns(
+        &alloy_primitives::hex::decode(e.as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert!(e.hasReading);
+    assert_eq!((e.importWh, e.exportWh), (42, 0));
+}
