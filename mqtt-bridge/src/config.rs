@@ -595,7 +595,7 @@ impl Config {
             }
             (None, None) => None,
         };
-        let max_batch = c.u64_in("max_batch", 200, 1, 500)? as usize;
+        let max_batch = c.u64_in("max_batch", 200, 1, 200)? as usize;
         let max_txs_per_round = c.u64_in("max_txs_per_round", 32, 1, 1000)? as usize;
         let poll_interval_ms = c.u64_in("poll_interval_ms", 200, 10, 60_000)?;
         let resend_interval_ms = c.u64_in("resend_interval_ms", 5_000, 100, 3_600_000)?;

@@ -4,7 +4,9 @@
 //! - QoS 1 subscriptions, MQTT 3.1.1 `clean_session = false` with a fixed client id, so the broker keeps
 //!   our subscriptions and queues messages while we are away; we resubscribe after every CONNACK anyway.
 //! - Manual acks: a PUBACK goes out only after the message's outcome (reading, duplicate or dead letter)
-//!   is committed, in receive order. A crash before the commit means no PUBACK, so the broker redelivers.
+//!   is committed, in receive order, from a task of its own ([`run_acker`]) so that the ingest loop
+//!   never waits on rumqttc's request channel. A crash before the commit means no PUBACK, so the
+//!   broker redelivers.
 //! - rumqttc reconnects immediately and forever on `poll()`; instead, after any connection error the
 //!   client and event loop are dropped and rebuilt after a delay that doubles up to
 //!   `reconnect_max_ms` (with jitter). Rebuilding also clears rumqttc's in-memory state, which has left

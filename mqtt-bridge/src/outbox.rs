@@ -394,7 +394,7 @@ impl Outbox {
         let mut ids = Vec::with_capacity(txs.len());
         for t in txs {
             tx.execute(
-                "INSERT INTO txs (sender, nonce, hash, raw, readings, created_ms, last_sent_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                "INSERT INTO txs (sender, nonce, hash, raw, readings, created_ms, last_sent_ms, sends) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)",
                 params![t.sender.as_slice(), to_i64(t.nonce), t.hash.as_slice(), t.raw, t.reading_ids.len() as i64, now_ms],
             )?;
             let id = tx.last_insert_rowid();

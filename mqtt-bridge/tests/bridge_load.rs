@@ -203,5 +203,6 @@ fn many_meters_zero_lost_zero_duplicated() {
     let twice: Vec<_> = counts.iter().filter(|(_, c)| **c != 1).take(10).collect();
     assert!(twice.is_empty(), "submitted more than once: {twice:?}");
     assert_eq!(bridge.metric("p2pe_bridge_readings_confirmed_total") as usize, total);
+    assert_eq!(bridge.metric("p2pe_bridge_txs_reverted_total"), 0.0, "no batch ran out of gas or reverted");
     assert!(outbox(dir.path()).dead_letters().unwrap().is_empty());
 }
