@@ -113,30 +113,78 @@ pub fn merit_order<K: Ord + Copy>(orders: &[Order<K>]) -> Clearing<K> {
     }
 }
 
-/// Whether an order at `level` on `side` gets any energy in `c` (for agents deciding whether to
-/// move along their price ramp).
-pub fn would_fill<K: Ord>(c: &Clearing<K>, side: Side, level: u32) -> bool {
-    match (side, c.bid_marginal, c.ask_marginal) {
-        (Side::Bid, Some(mb), _) => level >= mb,
-        (Side::Ask, _, Some(ma)) => level <= ma,
-        _ => false,
+/// Clearing from aggregated level volumes (bid Wh, ask Wh) by the max-min definition
+/// `Q = max_l min(D(l), S(l))`, with `D(l)` the bid energy at levels ≥ `l` and `S(l)` the ask
+/// energy at levels ≤ `l`: the definition the merit-order sweep must agree with (used in tests) and
+/// how an agent reads the public book of level totals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LevelClearing {
+    /// Cleared volume, Wh.
+    pub volume_wh: u64,
+    /// Bid marginal level `max{l : D(l) ≥ Q}`.
+    pub bid_marginal: Option<u32>,
+    /// Ask marginal level `min{l : S(l) ≥ Q}`.
+    pub ask_marginal: Option<u32>,
+    /// Share of the bid energy at the bid marginal level that trades.
+    pub bid_marginal_share: f64,
+    /// Share of the ask energy at the ask marginal level that trades.
+    pub ask_marginal_share: f64,
+}
+
+impl LevelClearing {
+    /// Clears `levels[l] = (bid Wh, ask Wh)`.
+    pub fn new(levels: &[(u64, u64)]) -> Self {
+        let n = levels.len();
+        // demand[l] = D(l), supply[l] = S(l).
+        let mut demand = vec![0u64; n + 1];
+        for l in (0..n).rev() {
+            demand[l] = demand[l + 1] + levels[l].0;
+        }
+        let mut supply = vec![0u64; n];
+        let mut acc = 0;
+        for l in 0..n {
+            acc += levels[l].1;
+            supply[l] = acc;
+        }
+        let q = (0..n).map(|l| demand[l].min(supply[l])).max().unwrap_or(0);
+        if q == 0 {
+            return Self {
+                volume_wh: 0,
+                bid_marginal: None,
+                ask_marginal: None,
+                bid_marginal_share: 0.0,
+                ask_marginal_share: 0.0,
+            };
+        }
+        let mb = (0..n).filter(|&l| demand[l] >= q).max().expect("D(0) ≥ Q");
+        let ma = (0..n).filter(|&l| supply[l] >= q).min().expect("S(n−1) ≥ Q");
+        let bid_rest = q - demand[mb + 1];
+        let ask_rest = q - if ma == 0 { 0 } else { supply[ma - 1] };
+        Self {
+            volume_wh: q,
+            bid_marginal: Some(mb as u32),
+            ask_marginal: Some(ma as u32),
+            bid_marginal_share: bid_rest as f64 / levels[mb].0 as f64,
+            ask_marginal_share: ask_rest as f64 / levels[ma].1 as f64,
+        }
+    }
+
+    /// The share of an order at `level` on `side` that would trade.
+    pub fn fill_share(&self, side: Side, level: u32) -> f64 {
+        match (side, self.bid_marginal, self.ask_marginal) {
+            (Side::Bid, Some(mb), _) if level > mb => 1.0,
+            (Side::Bid, Some(mb), _) if level == mb => self.bid_marginal_share,
+            (Side::Ask, _, Some(ma)) if level < ma => 1.0,
+            (Side::Ask, _, Some(ma)) if level == ma => self.ask_marginal_share,
+            _ => 0.0,
+        }
     }
 }
 
-/// Clearing from aggregated level volumes (bid Wh, ask Wh) by the max-min definition
-/// `Q = max_l min(D(l), S(l))`: the definition the merit-order sweep must agree with (used in tests
-/// and to read a public book of level totals).
+/// `(Q, bid marginal, ask marginal)` of aggregated levels (see [`LevelClearing`]).
 pub fn from_levels(levels: &[(u64, u64)]) -> (u64, Option<u32>, Option<u32>) {
-    let n = levels.len();
-    let demand_at = |l: usize| levels[l..].iter().map(|x| x.0).sum::<u64>();
-    let supply_at = |l: usize| levels[..=l].iter().map(|x| x.1).sum::<u64>();
-    let q = (0..n).map(|l| demand_at(l).min(supply_at(l))).max().unwrap_or(0);
-    if q == 0 {
-        return (0, None, None);
-    }
-    let mb = (0..n).filter(|&l| demand_at(l) >= q).max().map(|l| l as u32);
-    let ma = (0..n).filter(|&l| supply_at(l) >= q).min().map(|l| l as u32);
-    (q, mb, ma)
+    let c = LevelClearing::new(levels);
+    (c.volume_wh, c.bid_marginal, c.ask_marginal)
 }
 
 #[cfg(test)]
@@ -228,11 +276,20 @@ mod tests {
     }
 
     #[test]
-    fn would_fill_follows_the_marginals() {
-        let c = merit_order(&[o(1, Side::Bid, 100, 300), o(3, Side::Ask, 20, 200), o(4, Side::Ask, 120, 50)]);
-        assert!(would_fill(&c, Side::Bid, 100));
-        assert!(!would_fill(&c, Side::Bid, 99));
-        assert!(would_fill(&c, Side::Ask, 20));
-        assert!(!would_fill(&c, Side::Ask, 21));
+    fn fill_shares_from_the_public_book() {
+        // Levels: bids 300 Wh at 100; asks 200 Wh at 20 and 50 Wh at 120.
+        let mut levels = vec![(0u64, 0u64); 130];
+        levels[100].0 = 300;
+        levels[20].1 = 200;
+        levels[120].1 = 50;
+        let c = LevelClearing::new(&levels);
+        assert_eq!((c.volume_wh, c.bid_marginal, c.ask_marginal), (200, Some(100), Some(20)));
+        assert!((c.fill_share(Side::Bid, 100) - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(c.fill_share(Side::Bid, 101), 1.0);
+        assert_eq!(c.fill_share(Side::Bid, 99), 0.0);
+        assert_eq!(c.fill_share(Side::Ask, 20), 1.0);
+        assert_eq!(c.fill_share(Side::Ask, 120), 0.0);
+        assert_eq!(LevelClearing::new(&[(5, 0), (0, 5)]).volume_wh, 0);
+        assert_eq!(LevelClearing::new(&[]).volume_wh, 0);
     }
 }

@@ -39,7 +39,7 @@ use crate::battery::Battery;
 use crate::bridge::{Bridge, BridgeMeter, BridgeSetup};
 use crate::broker::{parse_mqtt_url, EmbeddedBroker};
 use crate::chain::{Account, Receipt, Rpc, RpcError};
-use crate::clearing::{from_levels, Side};
+use crate::clearing::{LevelClearing, Side};
 use crate::clock::{now_unix, sleep_until_unix};
 use crate::config::SimConfig;
 use crate::household::{
@@ -55,7 +55,7 @@ use crate::node::{DevChain, DevChainConfig};
 /// Mnemonic index of the key that settles slots (any account may settle).
 pub const SETTLER_INDEX: u32 = 98;
 /// Seconds before gate closure by which the last order round is sent.
-const ORDER_MARGIN_S: f64 = 1.4;
+const ORDER_MARGIN_S: f64 = 1.9;
 /// Shortest spacing of two order rounds (a block and a receipt poll).
 const MIN_ROUND_SPACING_S: f64 = 1.1;
 /// Gas limits (fees are zero, so generous limits cost nothing).
@@ -143,10 +143,20 @@ pub struct TxStats {
     pub clears: u64,
     /// `settle` calls.
     pub settles: u64,
-    /// Transactions that reverted or were refused, with reasons (first 50).
-    pub failures: Vec<String>,
+    /// Transactions that reverted, were refused or were not mined in time, by kind (`order`,
+    /// `cancel`, `clear`, `settle`, `setup`): how many, and the first few with their reasons.
+    pub failures: std::collections::BTreeMap<String, FailureKind>,
     /// Number of failed transactions.
     pub failed: u64,
+}
+
+/// Failed transactions of one kind.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FailureKind {
+    /// How many.
+    pub count: u64,
+    /// The first few, with reasons.
+    pub examples: Vec<String>,
 }
 
 /// One simulated slot at run time.
@@ -256,7 +266,7 @@ async fn send_and_wait(
             Err(e) => {
                 refused[i] = true;
                 hashes.push(txs[i].0);
-                record_failure(stats, format!("{what}: refused by the node: {e}"));
+                record_failure(stats, what, format!("refused by the node: {e}"));
             }
         }
     }
@@ -269,9 +279,14 @@ async fn send_and_wait(
         }
         match &r {
             Some(rc) if !rc.success => {
-                record_failure(stats, format!("{what}: reverted in block {}", rc.block_number))
+                let why = if wants_example(stats, what) {
+                    revert_reason(rpc, rc.hash, rc.block_number).await
+                } else {
+                    String::new()
+                };
+                record_failure(stats, what, format!("reverted in block {}{why}", rc.block_number))
             }
-            None => record_failure(stats, format!("{what}: no receipt after {timeout:?}")),
+            None => record_failure(stats, what, format!("no receipt after {timeout:?}")),
             _ => {}
         }
         out.push(r);
@@ -279,11 +294,18 @@ async fn send_and_wait(
     Ok(out)
 }
 
-fn record_failure(stats: &mut TxStats, msg: String) {
+fn record_failure(stats: &mut TxStats, kind: &str, msg: String) {
     stats.failed += 1;
-    if stats.failures.len() < 50 {
-        stats.failures.push(msg);
+    let k = stats.failures.entry(kind.to_string()).or_default();
+    k.count += 1;
+    if k.examples.len() < 10 {
+        k.examples.push(msg);
     }
+}
+
+/// Whether another example of `kind` would be kept (so that its reason is worth looking up).
+fn wants_example(stats: &TxStats, kind: &str) -> bool {
+    stats.failures.get(kind).is_none_or(|k| k.examples.len() < 10)
 }
 
 /// Runs a simulation and returns what happened; `cfg.out` receives logs and the generated
@@ -597,14 +619,65 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
         let c = c0 + i as u64;
         let cycle = contracts.slot_start(c - 1) as f64 - g;
         sleep_until_unix(cycle + 0.05).await;
+        // The book of slot i − 1 is final now: every agent can work out its fills and the price
+        // before the clearing transaction is even mined, and plan slot i with them.
+        let mut expected = vec![(0u64, 0u64); hh.len()];
+        if i >= 1 {
+            if let Some(p) = slots[i - 1].prices {
+                let levels = market.book_levels(slots[i - 1].chain_slot, &p).await.map_err(rpc_err)?;
+                let book = LevelClearing::new(&levels);
+                for (j, h) in hh.iter().enumerate() {
+                    for (si, side) in [(0usize, Side::Bid), (1, Side::Ask)] {
+                        if let Some((level, wh, _)) = h.slots[i - 1].live[si] {
+                            let f = (wh as f64 * book.fill_share(side, level)).floor() as u64;
+                            if si == 0 {
+                                expected[j].0 = f;
+                            } else {
+                                expected[j].1 = f;
+                            }
+                        }
+                    }
+                }
+                if let (Some(mb), Some(ma)) = (book.bid_marginal, book.ask_marginal) {
+                    last_alpha = Some(p.alpha(p.price((ma + mb) / 2)));
+                }
+            }
+        }
+        let rounds = if i < cfg.slots {
+            Some(
+                begin_rounds(
+                    &cfg,
+                    &market,
+                    chain_id,
+                    &mut hh,
+                    &mut slots,
+                    i,
+                    &expected,
+                    last_alpha,
+                    &mut tx,
+                    &mut warnings,
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         if i >= 1 {
             let k = i - 1;
             // 1. Clear slot k.
             let ck = slots[k].chain_slot;
-            let any_order = hh.iter().any(|h| h.slots[k].live.iter().any(Option::is_some));
-            if any_order {
+            // Clear if the slot has an order on chain (status Open), whatever the agents' own records say.
+            let status = rpc
+                .view(contracts.market, &EnergyMarket::slotInfoCall { slot: ck })
+                .await
+                .map_err(rpc_err)?
+                .status;
+            if status == 1 {
+                // The next block must be at or after the gate closure (block times can lag the wall clock).
+                wait_for_block_time(&rpc, (contracts.slot_start(ck) as f64 - g) as u64, 10.0).await;
                 let mut done = false;
-                for attempt in 0..4 {
+                let give_up = contracts.slot_start(ck) as f64 + l - g - 2.0;
+                while !done && now_unix() < give_up {
                     let t = operator.sign_call(
                         chain_id,
                         contracts.market,
@@ -612,22 +685,13 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
                         GAS_CLEAR,
                     );
                     tx.clears += 1;
-                    let r = send_and_wait(
-                        &rpc,
-                        &[t],
-                        Duration::from_secs_f64((l - g).max(3.0)),
-                        &mut tx,
-                        "clear",
-                    )
-                    .await?;
-                    if r[0].as_ref().is_some_and(|r| r.success) {
-                        done = true;
-                        break;
-                    }
-                    // The block may still be before gate closure (GateOpen): try again shortly.
-                    operator.nonce = rpc.nonce(operator.address()).await.map_err(rpc_err)?;
-                    if attempt < 3 {
-                        tokio::time::sleep(Duration::from_millis(400)).await;
+                    let wait = Duration::from_secs_f64((give_up - now_unix()).clamp(1.0, 4.0));
+                    let r = send_and_wait(&rpc, &[t], wait, &mut tx, "clear").await?;
+                    done = r[0].as_ref().is_some_and(|r| r.success);
+                    if !done {
+                        // Not mined or reverted: ask the node for the nonce and try again shortly.
+                        operator.nonce = rpc.nonce(operator.address()).await.map_err(rpc_err)?;
+                        tokio::time::sleep(Duration::from_millis(300)).await;
                     }
                 }
                 if !done {
@@ -745,9 +809,8 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
             progress.set_message(msg);
             progress.inc(1);
         }
-        if i < cfg.slots {
-            order_rounds(&cfg, &market, chain_id, &mut hh, &mut slots, i, last_alpha, &mut tx, &mut warnings)
-                .await?;
+        if let Some(r) = rounds {
+            continue_rounds(r, &market, chain_id, &mut hh, &mut tx).await?;
         }
     }
     drop(job_tx);
@@ -761,7 +824,7 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
     for (idx, o) in outcomes {
         tx.settles += o.txs;
         for e in &o.errors {
-            record_failure(&mut tx, format!("settle slot {idx}: {e}"));
+            record_failure(&mut tx, "settle", format!("slot index {idx}: {e}"));
         }
         slots[idx].settle = Some(o);
     }
@@ -859,6 +922,38 @@ pub fn telemetry_offsets(telemetry_seconds: u32, slot_seconds: u32) -> Vec<(u32,
         .collect()
 }
 
+/// Waits (up to `timeout_s`) until the next block's timestamp will be at least `t`, i.e. the head's
+/// is at least `t − 1`.
+async fn wait_for_block_time(rpc: &Rpc, t: u64, timeout_s: f64) {
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < timeout_s {
+        match rpc.head().await {
+            Ok((_, ts)) if ts + 1 >= t => return,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Why a transaction reverted: its call replayed on the state before its block, decoded as a
+/// market error (`: NoOrder(..)`), or empty if that cannot be found.
+async fn revert_reason(rpc: &Rpc, hash: B256, block: u64) -> String {
+    let Ok(t) = rpc.call("eth_getTransactionByHash", json!([hash])).await else { return String::new() };
+    let call = json!([{"from": t["from"], "to": t["to"], "data": t["input"], "gas": t["gas"]}, format!("{:#x}", block.saturating_sub(1))]);
+    match rpc.call("eth_call", call).await {
+        Err(RpcError::Node { data: Some(d), .. }) => {
+            let bytes: Option<Bytes> = d.as_str().and_then(|s| s.parse().ok());
+            match bytes.and_then(|b| {
+                <EnergyMarket::EnergyMarketErrors as alloy_sol_types::SolInterface>::abi_decode(&b).ok()
+            }) {
+                Some(e) => format!(": {e:?}"),
+                None => format!(": {d}"),
+            }
+        }
+        Err(e) => format!(": {e}"),
+        Ok(_) => ": (succeeds when replayed before its block)".into(),
+    }
+}
+
 async fn account_of(market: &Market, a: Address) -> anyhow::Result<(u128, u128)> {
     let r = market
         .rpc
@@ -883,20 +978,35 @@ async fn balances_of(market: &Market, hh: &[Hh]) -> anyhow::Result<Vec<(u128, u1
         .collect()
 }
 
-/// The order rounds of simulated slot `i`.
+/// The order rounds of one slot in progress.
+struct Rounds {
+    i: usize,
+    c: u64,
+    prices: Prices,
+    deadline: f64,
+    t_first: f64,
+    span: f64,
+    rounds: usize,
+    /// Transactions without a receipt yet: (hash, household, side index, order placed or None for
+    /// a cancel). A household with one is left alone in a round (its state on chain is not known yet).
+    pending: Vec<(B256, usize, usize, Option<LiveOrder>)>,
+}
+
+/// Plans simulated slot `i` and sends round 0 of its orders. `expected` holds each household's
+/// fills (bought, sold) in slot `i − 1` as worked out from its final public book.
 #[allow(clippy::too_many_arguments)]
-async fn order_rounds(
+async fn begin_rounds(
     cfg: &SimConfig,
     market: &Market,
     chain_id: u64,
     hh: &mut [Hh],
     slots: &mut [SlotRec],
     i: usize,
+    expected: &[(u64, u64)],
     last_alpha: Option<f64>,
     tx: &mut TxStats,
     warnings: &mut Vec<String>,
-) -> anyhow::Result<()> {
-    let rpc = &market.rpc;
+) -> anyhow::Result<Rounds> {
     let c = slots[i].chain_slot;
     let day_slot = cfg.first_slot + i;
     let prices = market.prices(c).await.map_err(rpc_err)?;
@@ -904,16 +1014,21 @@ async fn order_rounds(
     let g = market.c.gate_closure as f64;
     let deadline = market.c.slot_start(c) as f64 - g - ORDER_MARGIN_S;
     let t_first = now_unix();
-    if t_first >= deadline {
-        warnings.push(format!("slot {} ({}): too late for orders", i, hhmm(day_slot)));
-        return Ok(());
-    }
     let span = deadline - t_first;
-    let rounds = cfg.ramp_rounds.max(1).min(1 + (span / MIN_ROUND_SPACING_S).floor() as usize);
+    let rounds = if span <= 0.0 {
+        warnings.push(format!("slot {} ({}): too late for orders", i, hhmm(day_slot)));
+        0
+    } else {
+        cfg.ramp_rounds.max(1).min(1 + (span / MIN_ROUND_SPACING_S).floor() as usize)
+    };
     slots[i].rounds = rounds;
+    let mut r = Rounds { i, c, prices, deadline, t_first, span, rounds, pending: Vec::new() };
+    if rounds == 0 {
+        return Ok(r);
+    }
 
     // Plans.
-    for h in hh.iter_mut() {
+    for (j, h) in hh.iter_mut().enumerate() {
         let csi = if day_slot >= 2 {
             let d = day_slot - 2;
             let clear = h.trace.pv_clear_wh[d];
@@ -924,119 +1039,205 @@ async fn order_rounds(
         } else {
             h.clear_sky_index
         };
-        let (soc, project, prev_target) = if i == 0 {
-            (h.battery.map(|b| b.soc_wh), false, 0.0)
-        } else {
-            let p = &h.slots[i - 1];
-            (h.battery.map(|_| p.soc_start), true, p.fills.1 as f64 - p.fills.0 as f64)
-        };
+        // The battery now is at the start of slot i − 1 (its physics has not run yet).
+        let soc = h.battery.map(|b| b.soc_wh);
+        let prev_target = expected[j].1 as f64 - expected[j].0 as f64;
         let k = Knowledge {
             slot: day_slot,
             soc_wh: soc,
-            project_previous: project,
+            project_previous: i > 0,
             prev_target_export_wh: prev_target,
             clear_sky_index: csi,
             last_alpha,
         };
         h.slots[i].plan = plan(&h.spec, &h.trace, &cfg.agent, &k);
     }
+    order_round(&mut r, 0, market, chain_id, hh, tx).await?;
+    Ok(r)
+}
 
-    for round in 0..rounds {
-        if round > 0 {
-            let at = t_first + span * round as f64 / (rounds - 1) as f64;
-            sleep_until_unix(at).await;
-        }
-        // Which orders to (re)place.
-        let mut wanted: Vec<(usize, Side, u32, u32, PriceRule)> = Vec::new();
-        if round == 0 {
-            for (j, h) in hh.iter().enumerate() {
-                let p = h.slots[i].plan;
-                for (side, o) in [(Side::Bid, p.bid), (Side::Ask, p.ask)] {
-                    if let Some(o) = o {
-                        let a = price_alpha(&h.spec, o.rule, side == Side::Bid, 0, rounds);
-                        wanted.push((j, side, prices.level_for_alpha(a), o.wh, o.rule));
-                    }
+/// The remaining order rounds of a slot, then the receipts of everything sent.
+async fn continue_rounds(
+    mut r: Rounds,
+    market: &Market,
+    chain_id: u64,
+    hh: &mut [Hh],
+    tx: &mut TxStats,
+) -> anyhow::Result<()> {
+    if r.rounds == 0 {
+        return Ok(());
+    }
+    for round in 1..r.rounds {
+        let at = r.t_first + r.span * round as f64 / (r.rounds - 1) as f64;
+        sleep_until_unix(at).await;
+        resolve_orders(&market.rpc, hh, r.i, &mut r.pending, Duration::from_millis(500), tx, false).await?;
+        order_round(&mut r, round, market, chain_id, hh, tx).await?;
+    }
+    // Every order must be in a block before the gate closes; wait until then (plus a block).
+    let until = r.deadline + ORDER_MARGIN_S + 1.5 - now_unix();
+    resolve_orders(&market.rpc, hh, r.i, &mut r.pending, Duration::from_secs_f64(until.max(0.5)), tx, true)
+        .await
+}
+
+/// One order round: round 0 places the plans; later rounds move orders that would not trade
+/// completely against the public book further along their ramps.
+async fn order_round(
+    r: &mut Rounds,
+    round: usize,
+    market: &Market,
+    chain_id: u64,
+    hh: &mut [Hh],
+    tx: &mut TxStats,
+) -> anyhow::Result<()> {
+    let rpc = &market.rpc;
+    let (i, c, prices, rounds) = (r.i, r.c, r.prices, r.rounds);
+    let busy: Vec<usize> = r.pending.iter().map(|p| p.1).collect();
+    // Which orders to (re)place.
+    let mut wanted: Vec<(usize, Side, u32, u32, PriceRule)> = Vec::new();
+    if round == 0 {
+        for (j, h) in hh.iter().enumerate() {
+            let p = h.slots[i].plan;
+            for (side, o) in [(Side::Bid, p.bid), (Side::Ask, p.ask)] {
+                if let Some(o) = o {
+                    let a = price_alpha(&h.spec, o.rule, side == Side::Bid, 0, rounds);
+                    wanted.push((j, side, prices.level_for_alpha(a), o.wh, o.rule));
                 }
             }
-        } else {
-            let levels = market.book_levels(c, &prices).await.map_err(rpc_err)?;
-            let (_, mb, ma) = from_levels(&levels);
-            for (j, h) in hh.iter().enumerate() {
-                for (si, side) in [(0usize, Side::Bid), (1, Side::Ask)] {
-                    let Some((level, wh, rule)) = h.slots[i].live[si] else { continue };
-                    if rule != PriceRule::Ramp {
-                        continue;
-                    }
-                    let fills = match side {
-                        Side::Bid => mb.is_some_and(|mb| level >= mb),
-                        Side::Ask => ma.is_some_and(|ma| level <= ma),
-                    };
-                    if fills {
-                        continue;
-                    }
-                    let a = price_alpha(&h.spec, rule, side == Side::Bid, round, rounds);
-                    let new_level = prices.level_for_alpha(a);
-                    if new_level != level {
-                        wanted.push((j, side, new_level, wh, rule));
-                    }
+        }
+    } else {
+        let levels = market.book_levels(c, &prices).await.map_err(rpc_err)?;
+        let book = LevelClearing::new(&levels);
+        // No counterparty at any price: moving along the ramp cannot help (and costs transactions).
+        let bids: u64 = levels.iter().map(|l| l.0).sum();
+        let asks: u64 = levels.iter().map(|l| l.1).sum();
+        for (j, h) in hh.iter().enumerate() {
+            if busy.contains(&j) {
+                continue;
+            }
+            for (si, side) in [(0usize, Side::Bid), (1, Side::Ask)] {
+                let Some((level, wh, rule)) = h.slots[i].live[si] else { continue };
+                let counterparty = if side == Side::Bid { asks } else { bids };
+                if rule != PriceRule::Ramp || counterparty == 0 {
+                    continue;
+                }
+                // GSY-e keeps moving what is not matched: an order that would not trade
+                // completely against the public book moves further along the ramp.
+                if book.fill_share(side, level) >= 1.0 - 1e-9 {
+                    continue;
+                }
+                let a = price_alpha(&h.spec, rule, side == Side::Bid, round, rounds);
+                let new_level = prices.level_for_alpha(a);
+                if new_level != level {
+                    wanted.push((j, side, new_level, wh, rule));
                 }
             }
         }
-        if wanted.is_empty() {
-            continue;
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    // Sign: a cancel first where an order stands, then the new order.
+    let mut txs: Vec<(B256, Bytes)> = Vec::new();
+    let mut what: Vec<(usize, usize, Option<LiveOrder>)> = Vec::new();
+    for (j, side, level, wh, rule) in &wanted {
+        let h = &mut hh[*j];
+        let si = if *side == Side::Bid { 0 } else { 1 };
+        if h.slots[i].live[si].is_some() {
+            let t = h.account.sign_call(
+                chain_id,
+                market.c.market,
+                &EnergyMarket::cancelOrderCall { slot: c, side: si as u8 },
+                GAS_CANCEL,
+            );
+            txs.push(t);
+            what.push((*j, si, None));
+            tx.cancels += 1;
         }
-        // Sign: a cancel first where an order stands, then the new order.
-        let mut txs: Vec<(B256, Bytes)> = Vec::new();
-        let mut what: Vec<(usize, Side, Option<LiveOrder>)> = Vec::new();
-        for (j, side, level, wh, rule) in &wanted {
-            let h = &mut hh[*j];
-            let si = if *side == Side::Bid { 0 } else { 1 };
-            if h.slots[i].live[si].is_some() {
-                let t = h.account.sign_call(
-                    chain_id,
-                    market.c.market,
-                    &EnergyMarket::cancelOrderCall { slot: c, side: si as u8 },
-                    GAS_CANCEL,
-                );
-                txs.push(t);
-                what.push((*j, *side, None));
-                tx.cancels += 1;
+        let price = U256::from(prices.price(*level));
+        let data = match side {
+            Side::Bid => {
+                EnergyMarket::placeBidCall { slot: c, energyWh: *wh, pricePerKWh: price }.abi_encode()
             }
-            let price = U256::from(prices.price(*level));
-            let data = match side {
-                Side::Bid => {
-                    EnergyMarket::placeBidCall { slot: c, energyWh: *wh, pricePerKWh: price }.abi_encode()
-                }
-                Side::Ask => {
-                    EnergyMarket::placeAskCall { slot: c, energyWh: *wh, pricePerKWh: price }.abi_encode()
-                }
-            };
-            txs.push(h.account.sign(chain_id, market.c.market, data, GAS_ORDER));
-            what.push((*j, *side, Some((*level, *wh, *rule))));
-            tx.orders += 1;
-        }
-        let wait = if round + 1 < rounds {
-            Duration::from_secs_f64((span / (rounds - 1) as f64 - 0.1).max(0.8))
-        } else {
-            Duration::from_secs_f64((deadline - now_unix() + g + 1.5).max(1.0))
+            Side::Ask => {
+                EnergyMarket::placeAskCall { slot: c, energyWh: *wh, pricePerKWh: price }.abi_encode()
+            }
         };
-        let receipts = send_and_wait(rpc, &txs, wait, tx, "order").await?;
-        let mut resync = Vec::new();
-        for ((j, side, placed), r) in what.iter().zip(&receipts) {
-            let si = if *side == Side::Bid { 0 } else { 1 };
-            match (placed, r) {
-                (None, Some(r)) if r.success => hh[*j].slots[i].live[si] = None,
-                (Some(o), Some(r)) if r.success => hh[*j].slots[i].live[si] = Some(*o),
-                (_, None) => resync.push(*j),
-                _ => {}
+        txs.push(h.account.sign(chain_id, market.c.market, data, GAS_ORDER));
+        what.push((*j, si, Some((*level, *wh, *rule))));
+        tx.orders += 1;
+    }
+    let raws: Vec<Bytes> = txs.iter().map(|t| t.1.clone()).collect();
+    let sent = rpc.send_raw(&raws).await.map_err(rpc_err)?;
+    let mut resync = Vec::new();
+    for ((hash, _), ((j, si, placed), answer)) in txs.iter().zip(what.into_iter().zip(sent)) {
+        match answer {
+            Ok(_) => r.pending.push((*hash, j, si, placed)),
+            Err(e) => {
+                record_failure(
+                    tx,
+                    if placed.is_some() { "order" } else { "cancel" },
+                    format!("refused by the node: {e}"),
+                );
+                resync.push(j);
             }
         }
-        resync.sort_unstable();
-        resync.dedup();
-        for j in resync {
-            // A refused or still pending transaction: ask the node for the next nonce.
-            hh[j].account.nonce = rpc.nonce(hh[j].account.address()).await.map_err(rpc_err)?;
+    }
+    resync.sort_unstable();
+    resync.dedup();
+    for j in resync {
+        // The node refused a transaction: its nonce is free again.
+        hh[j].account.nonce = rpc.nonce(hh[j].account.address()).await.map_err(rpc_err)?;
+    }
+    Ok(())
+}
+
+/// Applies the receipts of pending order transactions of slot `i` (waiting up to `wait`); with
+/// `last`, whatever is still pending is recorded as failed and its sender's nonce resynchronised.
+async fn resolve_orders(
+    rpc: &Rpc,
+    hh: &mut [Hh],
+    i: usize,
+    pending: &mut Vec<(B256, usize, usize, Option<LiveOrder>)>,
+    wait: Duration,
+    tx: &mut TxStats,
+    last: bool,
+) -> anyhow::Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let hashes: Vec<B256> = pending.iter().map(|p| p.0).collect();
+    let receipts = rpc.wait_receipts(&hashes, wait).await.map_err(rpc_err)?;
+    let mut still = Vec::new();
+    let mut resync = Vec::new();
+    for (p, r) in pending.drain(..).zip(receipts) {
+        let (_, j, si, placed) = p;
+        match r {
+            Some(r) if r.success => hh[j].slots[i].live[si] = placed,
+            Some(r) => {
+                let kind = if placed.is_some() { "order" } else { "cancel" };
+                let why = if wants_example(tx, kind) {
+                    revert_reason(rpc, r.hash, r.block_number).await
+                } else {
+                    String::new()
+                };
+                record_failure(tx, kind, format!("reverted in block {}{why}", r.block_number))
+            }
+            None if last => {
+                record_failure(
+                    tx,
+                    if placed.is_some() { "order" } else { "cancel" },
+                    format!("no receipt by the gate closure of slot index {i}"),
+                );
+                resync.push(j);
+            }
+            None => still.push(p),
         }
+    }
+    *pending = still;
+    resync.sort_unstable();
+    resync.dedup();
+    for j in resync {
+        hh[j].account.nonce = rpc.nonce(hh[j].account.address()).await.map_err(rpc_err)?;
     }
     Ok(())
 }
@@ -1052,6 +1253,12 @@ async fn settler(
     let mut scratch = TxStats::default();
     while let Some(job) = rx.recv().await {
         sleep_until_unix(job.not_before).await;
+        wait_for_block_time(
+            &market.rpc,
+            market.c.slot_start(job.chain_slot + 1) + market.c.grace_period as u64,
+            10.0,
+        )
+        .await;
         let mut o = SettleOutcome::default();
         // Wait for every trading meter's last reading of the slot.
         if job.min_reading_ts > 0 {

@@ -131,6 +131,8 @@ impl SimMeter {
 pub struct MeterFleet {
     meters: Vec<SimMeter>,
     clients: Vec<AsyncClient>,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+    closing: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Messages handed to the MQTT clients.
     pub published: u64,
     /// Publishes refused by a client.
@@ -141,6 +143,8 @@ impl MeterFleet {
     /// Connects every meter to the broker at `host:port` (client id `p2pe-sim-meter-<id>`).
     pub async fn connect(meters: Vec<SimMeter>, host: &str, port: u16, user: Option<(&str, &str)>) -> Self {
         let mut clients = Vec::with_capacity(meters.len());
+        let mut loops = Vec::with_capacity(meters.len());
+        let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         for m in &meters {
             let mut opts = MqttOptions::new(format!("p2pe-sim-meter-{}", m.id), host, port);
             opts.set_keep_alive(Duration::from_secs(30));
@@ -150,13 +154,17 @@ impl MeterFleet {
             }
             let (client, mut eventloop) = AsyncClient::new(opts, 64);
             let id = m.id.clone();
-            tokio::spawn(async move {
+            let closing_ = closing.clone();
+            loops.push(tokio::spawn(async move {
                 let mut failures = 0u32;
                 loop {
                     match eventloop.poll().await {
                         Ok(_) => failures = 0,
                         Err(e) => {
                             failures += 1;
+                            if closing_.load(std::sync::atomic::Ordering::Relaxed) {
+                                return;
+                            }
                             if failures == 1 || failures % 20 == 0 {
                                 tracing::warn!(meter = %id, error = %e, "meter MQTT connection failed; retrying");
                             }
@@ -164,10 +172,10 @@ impl MeterFleet {
                         }
                     }
                 }
-            });
+            }));
             clients.push(client);
         }
-        Self { meters, clients, published: 0, failed: 0 }
+        Self { meters, clients, loops, closing, published: 0, failed: 0 }
     }
 
     /// Number of meters.
@@ -203,10 +211,15 @@ impl MeterFleet {
         }
     }
 
-    /// Disconnects every meter.
+    /// Disconnects every meter and stops its connection task.
     pub async fn disconnect(&self) {
+        self.closing.store(true, std::sync::atomic::Ordering::Relaxed);
         for c in &self.clients {
             let _ = c.disconnect().await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for l in &self.loops {
+            l.abort();
         }
     }
 }

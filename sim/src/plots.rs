@@ -34,6 +34,11 @@ fn hour(s: &SlotResult) -> f64 {
     s.day_slot as f64 / 4.0 + 0.125
 }
 
+fn hhmm_label(x: &f64) -> String {
+    let m = (x * 60.0).round() as i64;
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
 fn x_range(slots: &[SlotResult]) -> std::ops::Range<f64> {
     let a = slots.first().map_or(0.0, |s| s.day_slot as f64 / 4.0);
     let b = slots.last().map_or(24.0, |s| (s.day_slot + 1) as f64 / 4.0);
@@ -102,7 +107,13 @@ fn draw_energy<DB: DrawingBackend>(
         .y_label_area_size(70)
         .build_cartesian_2d(x_range(slots), 0.0..top)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("hour of day (local)").y_desc("kWh per slot").draw().map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("local time")
+        .x_label_formatter(&hhmm_label)
+        .y_desc("kWh per slot")
+        .draw()
+        .map_err(err)?;
     let series: [(&str, RGBColor, SeriesFn); 5] = [
         ("load", BLACK, Box::new(|s| s.load_wh)),
         ("PV", RGBColor(230, 160, 0), Box::new(|s| s.pv_wh)),

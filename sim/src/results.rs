@@ -8,9 +8,10 @@
 //!   the feed-in tariff: the utility bills those outside the market).
 //! * **Baseline bill**: the same household on grid tariffs only (no market): metered import at
 //!   retail minus export at the feed-in tariff, with its battery (if any) used for self-consumption.
-//! * **Savings** = baseline − platform, plus for battery households the difference of the energy
-//!   left in the battery at the end (platform − baseline) valued at the retail price it will displace
-//!   (times the discharge efficiency).
+//! * **Savings** = baseline − platform, plus for battery households the difference of the value of
+//!   the energy left in the battery at the end (platform − baseline): what the household will need
+//!   before its PV covers its load again is valued at the retail price it displaces, the rest at the
+//!   feed-in tariff (both through the discharge efficiency); see [`stored_energy_value`].
 //! * **Self-sufficiency** (community) = 1 − energy imported at the point of common coupling / load;
 //!   **self-consumption** = 1 − energy exported at that point / PV generation. The point of common
 //!   coupling sees the net of all meters in each slot.
@@ -210,6 +211,32 @@ fn cost(wh: u64, price: u128) -> i128 {
     Prices::cost(wh, price) as i128
 }
 
+/// The household's own deficit (Wh) from day slot `from` (wrapping past midnight to the same day's
+/// morning) until the first slot in which its PV covers its load.
+pub fn need_after(trace: &crate::household::DayTrace, from: usize) -> f64 {
+    let n = crate::household::SLOTS_PER_DAY;
+    let mut need = 0.0;
+    for k in 0..n {
+        let s = (from + k) % n;
+        let deficit = trace.load_wh(s) - trace.pv_wh(s);
+        if deficit < 0.0 {
+            break;
+        }
+        need += deficit;
+    }
+    need
+}
+
+/// What the energy left in a battery is worth (credit base units): the part the household will
+/// need before its PV covers its load again (`need`, Wh) displaces retail purchases; the rest can
+/// only displace feed-in (the PV refills the battery anyway). Both through the discharge efficiency.
+pub fn stored_energy_value(b: &crate::battery::Battery, need: f64, p: &Prices) -> i128 {
+    let usable = (b.soc_wh - b.spec.min_soc * b.spec.capacity_wh).max(0.0) * b.spec.one_way();
+    let needed = usable.min(need);
+    let rest = usable - needed;
+    ((needed * p.retail as f64 + rest * p.feed_in as f64) / 1000.0) as i128
+}
+
 /// Per-slot figures.
 pub fn slot_results(d: &RunData) -> Vec<SlotResult> {
     d.slots
@@ -332,11 +359,11 @@ pub fn household_results(d: &RunData) -> Vec<HouseholdResult> {
             }
             r.bill_platform += r.bill_market;
             r.self_consumed_wh = (r.pv_wh - r.export_wh as f64).max(0.0);
-            if let (Some(b), Some(bb), Some(last)) =
-                (h.battery, h.base_battery, d.slots.last().and_then(|s| s.prices))
-            {
-                let diff = b.soc_wh - bb.soc_wh;
-                r.stored_value = (diff * b.spec.one_way() * last.retail as f64 / 1000.0) as i128;
+            if let (Some(b), Some(bb), Some(last)) = (h.battery, h.base_battery, d.slots.last()) {
+                if let Some(p) = last.prices {
+                    let need = need_after(&h.trace, last.day_slot + 1);
+                    r.stored_value = stored_energy_value(&b, need, &p) - stored_energy_value(&bb, need, &p);
+                }
             }
             r.savings = r.bill_baseline - r.bill_platform + r.stored_value;
             r
