@@ -98,7 +98,7 @@ if [ "${SKIP_LINT:-0}" != 1 ]; then
   step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 fi
 step "contracts: forge test" bash -c "cd '$root/contracts' && ./node_modules/.bin/forge test"
-step "cargo test (unit and end-to-end)" cargo test --workspace -- --test-threads 2
+step "cargo test (unit and end-to-end)" cargo test --workspace --no-fail-fast -- --test-threads 2
 step "JavaScript clients (node --test)" bash -c "cd '$root/tests' && node --test compat/"
 # pytest exits 5 when it collected no test: that fails the step like any other failure.
 step "web3.py client (pytest)" "$venv/bin/pytest" -q "$root/tests/compat/test_web3.py"

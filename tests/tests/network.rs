@@ -178,7 +178,9 @@ fn a_partition_heals_into_one_chain_without_losing_transactions() {
     // The test stays in the suite but runs only on request until the bug is fixed, so that it
     // does not block every landing: P2PE_PARTITION_TEST=1 cargo test -p p2pe-tests --test network
     if std::env::var("P2PE_PARTITION_TEST").as_deref() != Ok("1") {
-        eprintln!("partition test not run: known reorg state bug, see the comment; set P2PE_PARTITION_TEST=1");
+        eprintln!(
+            "partition test not run: known reorg state bug, see the comment; set P2PE_PARTITION_TEST=1"
+        );
         return;
     }
     let _serial = serial();
