@@ -13,6 +13,8 @@
 //!    receipt arrives.
 //! 5. [`http`]: `/metrics` and `/health`.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod decode;
 pub mod http;
