@@ -33,7 +33,7 @@ use crate::submit::now_ms;
 
 /// Largest MQTT packet rumqttc accepts. Larger than any payload limit, so that an oversize payload is
 /// dead-lettered by the bridge instead of breaking the connection (which would redeliver it forever).
-pub const MAX_PACKET: usize = 2 << 20;
+pub const MAX_PACKET: usize = 16 << 20;
 
 /// A received publish and the connection it came on.
 #[derive(Debug)]
