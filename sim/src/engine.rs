@@ -5,7 +5,7 @@
 //! `G` seconds earlier. Each cycle begins at the gate closure of the previous slot, `start(c − 1) − G`:
 //!
 //! 1. **Close slot c − 1**: the keeper (operator key) calls `clear(c − 1)`; the slot's orders are read
-//!    back from `OrderPlaced` / `OrderCancelled`; each household's fills come from `previewFills`;
+//!    back from `OrderPlaced` / `OrderCancelled`; each household's fills come from that book;
 //!    the households' physics of the slot run with their batteries steering towards the traded
 //!    position; the meters' readings for the slot are scheduled (the last one a second before the
 //!    slot ends); a settlement job is queued.
@@ -16,7 +16,8 @@
 //!
 //! Settlement runs in its own task with its own key (mnemonic index [`SETTLER_INDEX`]): from the
 //! slot's end plus the grace period, as soon as every trading household's meter has a reading at
-//! the slot's last telemetry time on chain, it calls `settle(slot, participants)` in parts.
+//! the slot's last telemetry time on chain (real meters: a reading at or after the slot's end), it
+//! calls `settle(slot, participants)` in parts.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -122,7 +123,7 @@ pub struct HhSlot {
     pub soc_start: f64,
     /// The agent's plan.
     pub plan: Plan,
-    /// Fills from `previewFills` (bought, sold).
+    /// Fills (bought, sold) of the slot's final public book (what settlement will give, within 1 Wh).
     pub fills: (u64, u64),
     /// Whether it had an order at gate closure.
     pub position: bool,
@@ -198,12 +199,26 @@ pub struct SettleOutcome {
 struct SettleJob {
     index: usize,
     chain_slot: u64,
-    accounts: Vec<Address>,
-    meters: Vec<Address>,
+    /// Every household's account and meter (those with orders in the slot are settled).
+    households: Vec<(Address, Address)>,
     min_reading_ts: u64,
     slot_end: f64,
     not_before: f64,
     give_up_at: f64,
+}
+
+struct ClearJob {
+    index: usize,
+    chain_slot: u64,
+}
+
+/// What clearing a slot took.
+#[derive(Debug, Clone, Default)]
+struct ClearOutcome {
+    txs: u64,
+    cleared: bool,
+    empty: bool,
+    errors: Vec<String>,
 }
 
 /// Everything a finished run knows; the input of reports and checks.
@@ -595,9 +610,11 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
     }
     let t_setup = t0.elapsed().as_secs_f64();
 
-    // Settlement task.
+    // Keeper tasks: the operator clears, the settler settles (each with its own key and nonces).
+    let (clear_tx, clear_rx) = mpsc::channel::<ClearJob>(cfg.slots + 1);
+    let clear_task = tokio::spawn(clearer(market.clone(), chain_id, operator, clear_rx));
     let (job_tx, job_rx) = mpsc::channel::<SettleJob>(cfg.slots + 1);
-    let settle_task = tokio::spawn(settler(market.clone(), chain_id, settle_account, job_rx));
+    let settle_task = tokio::spawn(settler(market.clone(), chain_id, settle_account, setup_block, job_rx));
 
     let progress = if cfg.quiet { ProgressBar::hidden() } else { ProgressBar::new(cfg.slots as u64) };
     progress.set_style(
@@ -619,120 +636,58 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
         let c = c0 + i as u64;
         let cycle = contracts.slot_start(c - 1) as f64 - g;
         sleep_until_unix(cycle + 0.05).await;
-        // The book of slot i − 1 is final now: every agent can work out its fills and the price
-        // before the clearing transaction is even mined, and plan slot i with them.
-        let mut expected = vec![(0u64, 0u64); hh.len()];
-        if i >= 1 {
-            if let Some(p) = slots[i - 1].prices {
-                let levels = market.book_levels(slots[i - 1].chain_slot, &p).await.map_err(rpc_err)?;
-                let book = LevelClearing::new(&levels);
-                for (j, h) in hh.iter().enumerate() {
-                    for (si, side) in [(0usize, Side::Bid), (1, Side::Ask)] {
-                        if let Some((level, wh, _)) = h.slots[i - 1].live[si] {
-                            let f = (wh as f64 * book.fill_share(side, level)).floor() as u64;
-                            if si == 0 {
-                                expected[j].0 = f;
-                            } else {
-                                expected[j].1 = f;
-                            }
-                        }
-                    }
-                }
-                if let (Some(mb), Some(ma)) = (book.bid_marginal, book.ask_marginal) {
-                    last_alpha = Some(p.alpha(p.price((ma + mb) / 2)));
-                }
-            }
-        }
-        let rounds = if i < cfg.slots {
-            Some(
-                begin_rounds(
-                    &cfg,
-                    &market,
-                    chain_id,
-                    &mut hh,
-                    &mut slots,
-                    i,
-                    &expected,
-                    last_alpha,
-                    &mut tx,
-                    &mut warnings,
-                )
-                .await?,
-            )
-        } else {
-            None
-        };
         if i >= 1 {
             let k = i - 1;
-            // 1. Clear slot k.
             let ck = slots[k].chain_slot;
-            // Clear if the slot has an order on chain (status Open), whatever the agents' own records say.
-            let status = rpc
-                .view(contracts.market, &EnergyMarket::slotInfoCall { slot: ck })
-                .await
-                .map_err(rpc_err)?
-                .status;
-            if status == 1 {
-                // The next block must be at or after the gate closure (block times can lag the wall clock).
-                wait_for_block_time(&rpc, (contracts.slot_start(ck) as f64 - g) as u64, 10.0).await;
-                let mut done = false;
-                let give_up = contracts.slot_start(ck) as f64 + l - g - 2.0;
-                while !done && now_unix() < give_up {
-                    let t = operator.sign_call(
-                        chain_id,
-                        contracts.market,
-                        &EnergyMarket::clearCall { slot: ck },
-                        GAS_CLEAR,
-                    );
-                    tx.clears += 1;
-                    let wait = Duration::from_secs_f64((give_up - now_unix()).clamp(1.0, 4.0));
-                    let r = send_and_wait(&rpc, &[t], wait, &mut tx, "clear").await?;
-                    done = r[0].as_ref().is_some_and(|r| r.success);
-                    if !done {
-                        // Not mined or reverted: ask the node for the nonce and try again shortly.
-                        operator.nonce = rpc.nonce(operator.address()).await.map_err(rpc_err)?;
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                    }
-                }
-                if !done {
-                    warnings.push(format!("slot {k}: clear failed"));
-                }
-            }
-            // 2. Read the slot back.
+            // 1. The gate of slot k has closed: once the last block that could hold its orders is in,
+            //    its book is final and public. The operator's keeper clears it; every household
+            //    knows its fills already (the clearing is a deterministic function of the book).
+            wait_for_block_time(&rpc, contracts.slot_start(ck) - contracts.gate_closure as u64, 10.0).await;
+            clear_tx.send(ClearJob { index: k, chain_slot: ck }).await.ok();
             let (head, _) = rpc.head().await.map_err(rpc_err)?;
             let ev = market.slot_events(ck, setup_block, head).await.map_err(rpc_err)?;
-            slots[k].cleared = ev.cleared;
             let book = ev.book();
-            slots[k].events = ev;
-            let positions: Vec<usize> = (0..hh.len())
-                .filter(|j| book.iter().any(|o| o.account == hh[*j].account.address()))
-                .collect();
-            for j in &positions {
-                hh[*j].slots[k].position = true;
-            }
-            if let Some(cl) = slots[k].cleared.filter(|c| c.volume_wh > 0) {
-                let calls: Vec<(Address, EnergyMarket::previewFillsCall)> = positions
+            let mut cleared_msg = format!("{} no trade", hhmm(cfg.first_slot + k));
+            if let Some(p) = slots[k].prices {
+                let orders: Vec<crate::clearing::Order<usize>> = book
                     .iter()
-                    .map(|j| {
-                        (
-                            contracts.market,
-                            EnergyMarket::previewFillsCall { slot: ck, account: hh[*j].account.address() },
-                        )
+                    .filter_map(|o| {
+                        let j = hh.iter().position(|h| h.account.address() == o.account)?;
+                        Some(crate::clearing::Order {
+                            who: j,
+                            side: o.side,
+                            level: p.level(o.price)?,
+                            wh: o.wh,
+                        })
                     })
                     .collect();
-                for (j, r) in positions.iter().zip(rpc.views(&calls).await.map_err(rpc_err)?) {
-                    let r = r.map_err(rpc_err)?;
-                    hh[*j].slots[k].fills = (r.boughtWh, r.soldWh);
+                let cl = crate::clearing::merit_order(&orders);
+                for o in &orders {
+                    hh[o.who].slots[k].position = true;
+                    let f = cl.fills.get(&(o.who, o.side)).copied().unwrap_or(0.0).floor() as u64;
+                    match o.side {
+                        Side::Bid => hh[o.who].slots[k].fills.0 = f,
+                        Side::Ask => hh[o.who].slots[k].fills.1 = f,
+                    }
                 }
-                if let Some(p) = slots[k].prices {
-                    last_alpha = Some(p.alpha(cl.price));
+                if let Some(level) = cl.price_level {
+                    last_alpha = Some(p.alpha(p.price(level)));
+                    cleared_msg = format!(
+                        "{} price {:.3} vol {:.1} kWh",
+                        hhmm(cfg.first_slot + k),
+                        credits_per_kwh(p.price(level)),
+                        cl.volume_wh as f64 / 1000.0
+                    );
                 }
             }
-            // 3. Physics of slot k and its meter readings.
+            // 2. Physics of slot k (delivered from now on) and its meters' readings.
             let day_slot = cfg.first_slot + k;
             let start_k = contracts.slot_start(ck) as f64;
             slots[k].last_reading_ts =
                 contracts.slot_start(ck) + publish_offsets.last().map_or(0, |o| o.0) as u64;
+            for h in hh.iter_mut() {
+                h.slots[k].soc_start = h.battery.map_or(0.0, |b| b.soc_wh);
+            }
             if simulated_meters {
                 let mut schedule: Vec<(f64, Vec<Telemetry>)> = publish_offsets
                     .iter()
@@ -741,7 +696,6 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
                 for h in hh.iter_mut() {
                     let (b, s) = h.slots[k].fills;
                     let target = s as f64 - b as f64;
-                    h.slots[k].soc_start = h.battery.map_or(0.0, |b| b.soc_wh);
                     let p = step_slot(&h.trace, h.battery.as_mut(), day_slot, target);
                     let base = if h.base_battery.is_some() {
                         step_slot(&h.trace, h.base_battery.as_mut(), day_slot, 0.0)
@@ -782,37 +736,51 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
                     warnings.push("the meter task stopped".into());
                 }
             }
-            // 4. Queue settlement.
-            if !positions.is_empty() && slots[k].cleared.is_some() {
+            // 3. Settlement, once the slot is cleared, its grace period is over and the readings are in.
+            if !book.is_empty() {
                 let end = contracts.slot_start(ck + 1) as f64;
                 let job = SettleJob {
                     index: k,
                     chain_slot: ck,
-                    accounts: positions.iter().map(|j| hh[*j].account.address()).collect(),
-                    meters: positions.iter().map(|j| hh[*j].meter).collect(),
-                    min_reading_ts: if simulated_meters { slots[k].last_reading_ts } else { 0 },
+                    households: hh.iter().map(|h| (h.account.address(), h.meter)).collect(),
+                    // Simulated meters: their last reading of the slot. Real meters: a reading at or
+                    // after the slot's end (the bridge submits each meter's readings in order, so
+                    // everything the meter sent during the slot is then on chain).
+                    min_reading_ts: if simulated_meters {
+                        slots[k].last_reading_ts
+                    } else {
+                        contracts.slot_start(ck + 1)
+                    },
                     slot_end: end,
                     not_before: end + contracts.grace_period as f64 + 0.1,
                     give_up_at: end + contracts.grace_period as f64 + 3.0 * l + 15.0,
                 };
                 job_tx.send(job).await.ok();
             }
-            let msg = match slots[k].cleared {
-                Some(c) if c.volume_wh > 0 => format!(
-                    "{} price {:.3} vol {:.1} kWh",
-                    hhmm(day_slot),
-                    credits_per_kwh(c.price),
-                    c.volume_wh as f64 / 1000.0
-                ),
-                _ => format!("{} no trade", hhmm(day_slot)),
-            };
-            progress.set_message(msg);
+            progress.set_message(cleared_msg);
             progress.inc(1);
         }
-        if let Some(r) = rounds {
+        // 4. Orders for slot i: plans and the first round now, later rounds until its gate closes.
+        if i < cfg.slots {
+            let expected: Vec<(u64, u64)> =
+                hh.iter().map(|h| if i >= 1 { h.slots[i - 1].fills } else { (0, 0) }).collect();
+            let r = begin_rounds(
+                &cfg,
+                &market,
+                chain_id,
+                &mut hh,
+                &mut slots,
+                i,
+                &expected,
+                last_alpha,
+                &mut tx,
+                &mut warnings,
+            )
+            .await?;
             continue_rounds(r, &market, chain_id, &mut hh, &mut tx).await?;
         }
     }
+    drop(clear_tx);
     drop(job_tx);
     drop(tel_tx);
     progress.finish_and_clear();
@@ -820,6 +788,15 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
         Some(t) => t.await.unwrap_or((0, 0)),
         None => (0, 0),
     };
+    for (idx, o) in clear_task.await.context("clearing task")? {
+        tx.clears += o.txs;
+        for e in &o.errors {
+            record_failure(&mut tx, "clear", format!("slot index {idx}: {e}"));
+        }
+        if !o.cleared && !o.empty {
+            warnings.push(format!("slot index {idx}: not cleared"));
+        }
+    }
     let outcomes = settle_task.await.context("settlement task")?;
     for (idx, o) in outcomes {
         tx.settles += o.txs;
@@ -1242,11 +1219,77 @@ async fn resolve_orders(
     Ok(())
 }
 
+/// The clearing task (the operator's keeper): clears each queued slot that has orders, waiting for
+/// its receipt and trying again only if the node refused the transaction or it reverted (for
+/// instance when a lagging block was still before the gate closure).
+async fn clearer(
+    market: Arc<Market>,
+    chain_id: u64,
+    mut acct: Account,
+    mut rx: mpsc::Receiver<ClearJob>,
+) -> Vec<(usize, ClearOutcome)> {
+    let mut out = Vec::new();
+    let mut scratch = TxStats::default();
+    while let Some(job) = rx.recv().await {
+        let mut o = ClearOutcome::default();
+        let gate = market.c.slot_start(job.chain_slot) - market.c.gate_closure as u64;
+        let give_up = now_unix() + 3.0 * market.c.slot_length as f64 + 20.0;
+        while now_unix() < give_up {
+            let status =
+                market.rpc.view(market.c.market, &EnergyMarket::slotInfoCall { slot: job.chain_slot }).await;
+            match status.map(|s| s.status) {
+                Ok(2) => {
+                    o.cleared = true;
+                    break;
+                }
+                Ok(0) => {
+                    o.empty = true; // no order: nothing to clear
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    o.errors.push(format!("slotInfo: {e}"));
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    continue;
+                }
+            }
+            wait_for_block_time(&market.rpc, gate, 10.0).await;
+            let t = acct.sign_call(
+                chain_id,
+                market.c.market,
+                &EnergyMarket::clearCall { slot: job.chain_slot },
+                GAS_CLEAR,
+            );
+            o.txs += 1;
+            let wait = Duration::from_secs_f64((give_up - now_unix()).max(1.0));
+            match send_and_wait(&market.rpc, &[t], wait, &mut scratch, "clear").await {
+                Ok(r) if r[0].as_ref().is_some_and(|r| r.success) => {
+                    o.cleared = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => o.errors.push(e.to_string()),
+            }
+            if let Ok(n) = market.rpc.nonce(acct.address()).await {
+                acct.nonce = n;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        for k in scratch.failures.values_mut() {
+            o.errors.append(&mut k.examples);
+        }
+        scratch = TxStats::default();
+        out.push((job.index, o));
+    }
+    out
+}
+
 /// The settlement task: settles queued slots in order; returns the outcome per slot index.
 async fn settler(
     market: Arc<Market>,
     chain_id: u64,
     mut acct: Account,
+    from_block: u64,
     mut rx: mpsc::Receiver<SettleJob>,
 ) -> Vec<(usize, SettleOutcome)> {
     let mut out = Vec::new();
@@ -1260,20 +1303,56 @@ async fn settler(
         )
         .await;
         let mut o = SettleOutcome::default();
+        // The slot must be cleared (by the operator's keeper) first.
+        loop {
+            let status =
+                market.rpc.view(market.c.market, &EnergyMarket::slotInfoCall { slot: job.chain_slot }).await;
+            if status.is_ok_and(|s| s.status == 2) {
+                break;
+            }
+            if now_unix() > job.give_up_at {
+                o.errors.push(format!("chain slot {} was not cleared", job.chain_slot));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if !o.errors.is_empty() {
+            out.push((job.index, o));
+            continue;
+        }
+        // Who has orders in the slot, from the chain's events.
+        let book = match market.rpc.head().await {
+            Ok((head, _)) => match market.slot_events(job.chain_slot, from_block, head).await {
+                Ok(ev) => ev.book(),
+                Err(e) => {
+                    o.errors.push(format!("chain slot {}: reading its orders: {e}", job.chain_slot));
+                    out.push((job.index, o));
+                    continue;
+                }
+            },
+            Err(e) => {
+                o.errors.push(format!("chain slot {}: {e}", job.chain_slot));
+                out.push((job.index, o));
+                continue;
+            }
+        };
+        let trading: Vec<(Address, Address)> =
+            job.households.iter().filter(|(a, _)| book.iter().any(|b| b.account == *a)).copied().collect();
+        let job = SettleJob { households: trading, ..job };
         // Wait for every trading meter's last reading of the slot.
         if job.min_reading_ts > 0 {
             loop {
                 let calls: Vec<(Address, MeterReadings::latestReadingCall)> = job
-                    .meters
+                    .households
                     .iter()
-                    .map(|m| (market.c.readings, MeterReadings::latestReadingCall { meter: *m }))
+                    .map(|(_, m)| (market.c.readings, MeterReadings::latestReadingCall { meter: *m }))
                     .collect();
                 let missing = match market.rpc.views(&calls).await {
                     Ok(rs) => rs
                         .iter()
                         .filter(|r| !r.as_ref().is_ok_and(|r| r.timestamp >= job.min_reading_ts))
                         .count(),
-                    Err(_) => job.meters.len(),
+                    Err(_) => job.households.len(),
                 };
                 if missing == 0 {
                     break;
@@ -1288,7 +1367,8 @@ async fn settler(
         o.delay_s = now_unix() - job.slot_end;
         let mut txs = Vec::new();
         let mut parts: Vec<Vec<Address>> = Vec::new();
-        for part in job.accounts.chunks(SETTLE_CHUNK) {
+        let accounts: Vec<Address> = job.households.iter().map(|h| h.0).collect();
+        for part in accounts.chunks(SETTLE_CHUNK) {
             let gas = GAS_SETTLE_BASE + GAS_SETTLE_EACH * part.len() as u64;
             txs.push(acct.sign_call(
                 chain_id,
