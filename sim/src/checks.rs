@@ -2,8 +2,10 @@
 //!
 //! 1. **Clearing**: each slot's `SlotCleared` (volume, uniform price, marginal prices) equals an
 //!    independent merit-order clearing ([`crate::clearing`]) of the orders read back from the
-//!    `OrderPlaced` / `OrderCancelled` events, and each settled fill is within 1 Wh of that
-//!    clearing's exact pro-rata fill, with bought = sold = volume.
+//!    `OrderPlaced` / `OrderCancelled` events; each settled fill equals the contract's documented
+//!    allocation (full beyond the marginal levels, sequential floor(w·left/V) at them, in settlement
+//!    order, with the merit order's volumes) and lies near the exact pro-rata share; bought = sold =
+//!    volume.
 //! 2. **Money**: the credits held by the market contract did not change, the free balances of the
 //!    households and the grid changed by exactly what was still locked (nothing, once all is
 //!    settled) in total, and each household's balance changed by what its events say.
@@ -143,20 +145,65 @@ fn check_clearing(d: &RunData) -> Check {
         } else {
             c.expect(ev.price == 0, || format!("chain slot {slot}: no volume but price {}", ev.price));
         }
-        // Fills.
+        // Fills. Orders beyond a marginal level fill completely, orders short of it not at all; at a
+        // marginal level the contract hands out the level's matched energy R as participants settle:
+        // an order of w Wh, with V Wh of the level's orders not yet settled and `left` Wh of R still
+        // to give, gets floor(w·left / V) (README, "Life of a slot"). Replay that in settlement
+        // order, with R and V from the merit order, and require equality; and no order may be more
+        // than (orders at its level) Wh from its exact pro-rata share.
         let settled: HashMap<Address, (u64, u64)> =
             s.events.settled.iter().map(|e| (e.account, (e.bought_wh, e.sold_wh))).collect();
         let all_settled = book.iter().all(|o| settled.contains_key(&o.account));
-        for o in &book {
-            let Some((b, sd)) = settled.get(&o.account) else { continue };
-            let exact = off.fills.get(&(o.account, o.side)).copied().unwrap_or(0.0);
-            let got = if o.side == Side::Bid { *b } else { *sd } as f64;
-            c.expect((got - exact).abs() < 1.0 + 1e-9, || {
-                format!(
-                    "chain slot {slot}: {} {:?} filled {got} Wh on chain, pro rata {exact:.3} Wh",
-                    o.account, o.side
-                )
-            });
+        let level_of = |o: &crate::market::BookOrder| prices.level(o.price).unwrap_or(0);
+        let mut state: HashMap<Side, (u64, u64, usize)> = HashMap::new();
+        for (side, marginal) in [(Side::Bid, off.bid_marginal), (Side::Ask, off.ask_marginal)] {
+            if let Some(m) = marginal {
+                let at: Vec<&crate::market::BookOrder> =
+                    book.iter().filter(|o| o.side == side && level_of(o) == m).collect();
+                let beyond: u64 = book
+                    .iter()
+                    .filter(|o| {
+                        o.side == side && if side == Side::Bid { level_of(o) > m } else { level_of(o) < m }
+                    })
+                    .map(|o| o.wh)
+                    .sum();
+                state.insert(side, (off.volume_wh - beyond, at.iter().map(|o| o.wh).sum(), at.len()));
+            }
+        }
+        for e in &s.events.settled {
+            for o in book.iter().filter(|o| o.account == e.account) {
+                let got = if o.side == Side::Bid { e.bought_wh } else { e.sold_wh };
+                let marginal = if o.side == Side::Bid { off.bid_marginal } else { off.ask_marginal };
+                let want = match marginal {
+                    None => 0,
+                    Some(m) if level_of(o) == m => {
+                        let st = state.get_mut(&o.side).expect("marginal level state");
+                        let f =
+                            if st.1 == 0 { 0 } else { (o.wh as u128 * st.0 as u128 / st.1 as u128) as u64 };
+                        st.0 -= f;
+                        st.1 -= o.wh;
+                        f
+                    }
+                    Some(m)
+                        if (o.side == Side::Bid && level_of(o) > m)
+                            || (o.side == Side::Ask && level_of(o) < m) =>
+                    {
+                        o.wh
+                    }
+                    Some(_) => 0,
+                };
+                c.expect(got == want, || {
+                    format!("chain slot {slot}: {} {:?} filled {got} Wh on chain, the allocation rule gives {want} Wh", o.account, o.side)
+                });
+                let exact = off.fills.get(&(o.account, o.side)).copied().unwrap_or(0.0);
+                let n_at = state.get(&o.side).map_or(1, |s| s.2.max(1)) as f64;
+                c.expect((got as f64 - exact).abs() <= n_at, || {
+                    format!(
+                        "chain slot {slot}: {} {:?} filled {got} Wh, exact pro rata {exact:.3} Wh",
+                        o.account, o.side
+                    )
+                });
+            }
         }
         if all_settled {
             let bought: u64 = settled.values().map(|v| v.0).sum();

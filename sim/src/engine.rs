@@ -63,6 +63,7 @@ const MIN_ROUND_SPACING_S: f64 = 1.1;
 const GAS_ORDER: u64 = 600_000;
 const GAS_CANCEL: u64 = 300_000;
 const GAS_CLEAR: u64 = 8_000_000;
+const GAS_OPEN: u64 = 8_000_000;
 const GAS_SETUP: u64 = 8_000_000;
 const GAS_SETTLE_BASE: u64 = 300_000;
 const GAS_SETTLE_EACH: u64 = 80_000;
@@ -142,6 +143,8 @@ pub struct TxStats {
     pub cancels: u64,
     /// `clear` calls.
     pub clears: u64,
+    /// `openSlot` calls.
+    pub opens: u64,
     /// `settle` calls.
     pub settles: u64,
     /// Transactions that reverted, were refused or were not mined in time, by kind (`order`,
@@ -210,12 +213,16 @@ struct SettleJob {
 struct ClearJob {
     index: usize,
     chain_slot: u64,
+    /// A later slot to open (`openSlot`) once this one is cleared.
+    open: Option<u64>,
 }
 
 /// What clearing a slot took.
 #[derive(Debug, Clone, Default)]
 struct ClearOutcome {
     txs: u64,
+    opens: u64,
+    open_errors: Vec<String>,
     cleared: bool,
     empty: bool,
     errors: Vec<String>,
@@ -610,6 +617,16 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
     }
     let t_setup = t0.elapsed().as_secs_f64();
 
+    // The operator's keeper opens slots ahead of their orders (`openSlot`: price snapshot and level
+    // words paid in advance, so that no order creates storage): the first two now, then one per cycle.
+    let opens: Vec<(B256, Bytes)> = (c0..(c0 + 2).min(c0 + cfg.slots as u64))
+        .map(|c| {
+            operator.sign_call(chain_id, contracts.market, &EnergyMarket::openSlotCall { slot: c }, GAS_OPEN)
+        })
+        .collect();
+    tx.opens += opens.len() as u64;
+    send_and_wait(&rpc, &opens, Duration::from_secs(10), &mut tx, "open").await?;
+
     // Keeper tasks: the operator clears, the settler settles (each with its own key and nonces).
     let (clear_tx, clear_rx) = mpsc::channel::<ClearJob>(cfg.slots + 1);
     let clear_task = tokio::spawn(clearer(market.clone(), chain_id, operator, clear_rx));
@@ -643,7 +660,8 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
             //    its book is final and public. The operator's keeper clears it; every household
             //    knows its fills already (the clearing is a deterministic function of the book).
             wait_for_block_time(&rpc, contracts.slot_start(ck) - contracts.gate_closure as u64, 10.0).await;
-            clear_tx.send(ClearJob { index: k, chain_slot: ck }).await.ok();
+            let open = (i + 1 < cfg.slots).then(|| c0 + i as u64 + 1);
+            clear_tx.send(ClearJob { index: k, chain_slot: ck, open }).await.ok();
             let (head, _) = rpc.head().await.map_err(rpc_err)?;
             let ev = market.slot_events(ck, setup_block, head).await.map_err(rpc_err)?;
             let book = ev.book();
@@ -790,6 +808,10 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
     };
     for (idx, o) in clear_task.await.context("clearing task")? {
         tx.clears += o.txs;
+        tx.opens += o.opens;
+        for e in &o.open_errors {
+            record_failure(&mut tx, "open", format!("after slot index {idx}: {e}"));
+        }
         for e in &o.errors {
             record_failure(&mut tx, "clear", format!("slot index {idx}: {e}"));
         }
@@ -1279,6 +1301,24 @@ async fn clearer(
             o.errors.append(&mut k.examples);
         }
         scratch = TxStats::default();
+        if let Some(slot) = job.open {
+            let t = acct.sign_call(chain_id, market.c.market, &EnergyMarket::openSlotCall { slot }, GAS_OPEN);
+            o.opens += 1;
+            let wait = Duration::from_secs(market.c.slot_length as u64);
+            match send_and_wait(&market.rpc, &[t], wait, &mut scratch, "open").await {
+                Ok(r) if r[0].as_ref().is_some_and(|r| r.success) => {}
+                Ok(_) => {
+                    for k in scratch.failures.values_mut() {
+                        o.open_errors.append(&mut k.examples);
+                    }
+                    if let Ok(n) = market.rpc.nonce(acct.address()).await {
+                        acct.nonce = n;
+                    }
+                }
+                Err(e) => o.open_errors.push(e.to_string()),
+            }
+            scratch = TxStats::default();
+        }
         out.push((job.index, o));
     }
     out

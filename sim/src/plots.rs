@@ -58,7 +58,13 @@ fn draw_prices<DB: DrawingBackend>(
         .y_label_area_size(70)
         .build_cartesian_2d(x_range(slots), 0.0..top)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("hour of day (local)").y_desc("credits / kWh").draw().map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("local time")
+        .x_label_formatter(&hhmm_label)
+        .y_desc("credits / kWh")
+        .draw()
+        .map_err(err)?;
     let retail: Vec<(f64, f64)> = slots.iter().map(|s| (hour(s), s.retail)).collect();
     let feed_in: Vec<(f64, f64)> = slots.iter().map(|s| (hour(s), s.feed_in)).collect();
     chart

@@ -91,7 +91,7 @@ pub fn write_households_csv(path: &Path, hs: &[HouseholdResult]) -> std::io::Res
 
 /// The summary document.
 pub fn summary_json(d: &RunData, k: &Kpis, checks: &Checks) -> serde_json::Value {
-    let mine = d.tx.setup + d.tx.orders + d.tx.cancels + d.tx.clears + d.tx.settles;
+    let mine = d.tx.setup + d.tx.orders + d.tx.cancels + d.tx.clears + d.tx.opens + d.tx.settles;
     json!({
         "households": d.hh.len(),
         "slots": d.slots.len(),
@@ -126,6 +126,7 @@ pub fn summary_json(d: &RunData, k: &Kpis, checks: &Checks) -> serde_json::Value
             "orders": d.tx.orders,
             "cancels": d.tx.cancels,
             "clears": d.tx.clears,
+            "opens": d.tx.opens,
             "settles": d.tx.settles,
             "failed": d.tx.failed,
             "failures": d.tx.failures,
@@ -180,7 +181,7 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
             format!(
                 "{} (simulator {}, failed {})",
                 d.chain_txs,
-                d.tx.setup + d.tx.orders + d.tx.cancels + d.tx.clears + d.tx.settles,
+                d.tx.setup + d.tx.orders + d.tx.cancels + d.tx.clears + d.tx.opens + d.tx.settles,
                 d.tx.failed
             ),
         ),
