@@ -2,6 +2,10 @@
 //! keeps committing them to its outbox, reports itself unhealthy, and once the node is back it resends
 //! its signed transactions verbatim and submits the backlog in batches. The first RPC URL is dead, so
 //! every request also exercises failover. Nothing is lost or submitted twice.
+//!
+//! The outage lasts `P2PE_NODE_OUTAGE_SECS` seconds (default 8), with one reading per meter arriving
+//! every 10 s of it. The hour-long run the bridge is specified to survive is
+//! `P2PE_NODE_OUTAGE_SECS=3600 cargo test --release -p p2pe-mqtt-bridge --test bridge_node_outage`.
 
 mod common;
 
@@ -37,8 +41,12 @@ fn node_stopped_then_restarted() {
         bridge.metric("p2pe_bridge_mqtt_connected") == 1.0
     });
 
-    let per_meter = 200u64;
-    let t0 = now_secs() - 2 * per_meter;
+    let outage = std::env::var("P2PE_NODE_OUTAGE_SECS")
+        .map_or(8, |v| v.parse::<u64>().expect("P2PE_NODE_OUTAGE_SECS"));
+    // Readings 0..200 are a fast stream; then one reading per meter every 10 s of the outage.
+    let (burst, paced) = (200u64, outage / 10);
+    let per_meter = burst + paced;
+    let t0 = now_secs() - 2 * burst;
     let msgs = |id: &str, ks: std::ops::Range<u64>| -> Vec<(String, Vec<u8>)> {
         ks.map(|k| (format!("meters/{id}/reading"), json_reading(id, k, t0 + k, 50 + k * k, k))).collect()
     };
@@ -60,18 +68,34 @@ fn node_stopped_then_restarted() {
     for s in streams {
         s.join().unwrap();
     }
+    let down = std::time::Instant::now();
     // Phase 2: while the node is down, more readings arrive and are committed, not lost.
     for m in &meters {
-        publish(broker.port, &m.id, &msgs(&m.id, 60..per_meter));
+        publish(broker.port, &m.id, &msgs(&m.id, 60..burst));
     }
-    let total = n_meters as u64 * per_meter;
     wait_for("the outbox to hold every reading", Duration::from_secs(30), || {
-        bridge.metric("p2pe_bridge_readings_committed_total") as u64 == total
+        bridge.metric("p2pe_bridge_readings_committed_total") as u64 == n_meters as u64 * burst
     });
     wait_for("/health to report the node down", Duration::from_secs(30), || bridge.health().0 == 503);
     assert_eq!(bridge.health().1["rpc_up"], false);
-    std::thread::sleep(Duration::from_secs(8));
+    // The rest of the outage: a reading per meter every 10 s (timestamps stay in the past of t0 + k
+    // order: t0 + k < now for every k < per_meter), each committed while the node stays down.
+    for k in burst..per_meter {
+        let due = down + Duration::from_secs(10 * (k - burst + 1));
+        std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+        for m in &meters {
+            publish(broker.port, &m.id, &msgs(&m.id, k..k + 1));
+        }
+        let want = n_meters as u64 * (k + 1);
+        wait_for("the outbox to hold the new reading", Duration::from_secs(30), || {
+            bridge.metric("p2pe_bridge_readings_committed_total") as u64 == want
+        });
+        assert_eq!(bridge.health().0, 503, "the node is down {} s into the outage", down.elapsed().as_secs());
+    }
+    std::thread::sleep(Duration::from_secs(outage).saturating_sub(down.elapsed()));
     assert!(bridge.metric("p2pe_bridge_outbox_depth") > 0.0);
+    let total = n_meters as u64 * per_meter;
+    eprintln!("node down for {} s; {total} readings committed", down.elapsed().as_secs());
 
     // Phase 3: the node comes back (same data, empty pool).
     node.restart();

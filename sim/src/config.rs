@@ -61,6 +61,11 @@ pub struct SimConfig {
     pub quiet: bool,
     /// Real meters instead of simulated ones (needs `lab`).
     pub lab: Option<LabConfig>,
+    /// Port of the dev chain's JSON-RPC and trading dApp on 127.0.0.1; None, or the port taken:
+    /// a free port.
+    pub rpc_port: Option<u16>,
+    /// After the day, keep the dev chain (JSON-RPC and dApp) running until interrupted.
+    pub stay: bool,
 }
 
 impl SimConfig {
@@ -93,6 +98,8 @@ impl SimConfig {
             keep_chain: false,
             quiet: false,
             lab: None,
+            rpc_port: None,
+            stay: false,
         }
     }
 }

@@ -55,8 +55,12 @@ use crate::node::{DevChain, DevChainConfig};
 
 /// Mnemonic index of the key that settles slots (any account may settle).
 pub const SETTLER_INDEX: u32 = 98;
-/// Seconds before gate closure by which the last order round is sent.
-const ORDER_MARGIN_S: f64 = 1.9;
+/// Seconds before gate closure by which every order must have been sent: two blocks before the
+/// gate, so that a block that takes long to seal does not push the orders past it (`GateClosed`).
+const SEND_MARGIN_S: f64 = 2.3;
+/// Time a round needs between its scheduled start and its sends (receipts of the previous round,
+/// the public book, signing).
+const ROUND_BUDGET_S: f64 = 0.7;
 /// Shortest spacing of two order rounds (a block and a receipt poll).
 const MIN_ROUND_SPACING_S: f64 = 1.1;
 /// Gas limits (fees are zero, so generous limits cost nothing).
@@ -264,6 +268,8 @@ pub struct RunData {
     pub pay_as_bid: bool,
     /// The run's progress messages that need attention.
     pub warnings: Vec<String>,
+    /// The dev chain, still running (with `stay`).
+    pub live: Option<DevChain>,
 }
 
 fn rpc_err(e: RpcError) -> anyhow::Error {
@@ -375,12 +381,18 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
         datadir: cfg.keep_chain.then(|| out.join("chain")),
         contracts_out: out.join("contracts.json"),
         log: logs.join("node.log"),
+        rpc_port: cfg.rpc_port,
     })?;
     let rpc = Arc::new(Rpc::new(&chain.url));
     let contracts = chain.contracts.clone();
     let chain_id = rpc.chain_id().await.map_err(rpc_err)?;
     if !cfg.quiet {
         eprintln!("dev chain up at {} (chain id {chain_id}, slot {} s)", chain.url, contracts.slot_length);
+        eprintln!(
+            "trading dApp: {}/ (MetaMask: RPC URL {}, chain id {chain_id}; dev accounts 1-9 of the test \
+             mnemonic are registered participants)",
+            chain.url, chain.url
+        );
     }
     let market = Arc::new(Market { rpc: rpc.clone(), c: contracts.clone() });
     let pay_as_bid = contracts.mode == "payAsBid";
@@ -618,8 +630,8 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
     let t_setup = t0.elapsed().as_secs_f64();
 
     // The operator's keeper opens slots ahead of their orders (`openSlot`: price snapshot and level
-    // words paid in advance, so that no order creates storage): the first two now, then one per cycle.
-    let opens: Vec<(B256, Bytes)> = (c0..(c0 + 2).min(c0 + cfg.slots as u64))
+    // words paid in advance, so that no order creates storage): the first three now, then one per cycle.
+    let opens: Vec<(B256, Bytes)> = (c0..(c0 + 3).min(c0 + cfg.slots as u64))
         .map(|c| {
             operator.sign_call(chain_id, contracts.market, &EnergyMarket::openSlotCall { slot: c }, GAS_OPEN)
         })
@@ -649,10 +661,21 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
     let t_day = Instant::now();
     let publish_offsets = telemetry_offsets(cfg.telemetry_seconds, contracts.slot_length);
 
+    // Slot 0's plans and first order round now; every later slot's as soon as the previous slot's
+    // last round is out (the order window of slot i spans most of slot i − 1's).
+    let nothing = vec![(0u64, 0u64); hh.len()];
+    let mut next = Some(
+        begin_rounds(&cfg, &market, chain_id, &mut hh, &mut slots, 0, &nothing, None, &mut tx, &mut warnings)
+            .await?,
+    );
+    let mut prev: Option<Rounds> = None;
     for i in 0..=cfg.slots {
         let c = c0 + i as u64;
         let cycle = contracts.slot_start(c - 1) as f64 - g;
         sleep_until_unix(cycle + 0.05).await;
+        if let Some(p) = prev.take() {
+            finish_rounds(p, &market, &mut hh, &mut tx).await?;
+        }
         if i >= 1 {
             let k = i - 1;
             let ck = slots[k].chain_slot;
@@ -660,7 +683,7 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
             //    its book is final and public. The operator's keeper clears it; every household
             //    knows its fills already (the clearing is a deterministic function of the book).
             wait_for_block_time(&rpc, contracts.slot_start(ck) - contracts.gate_closure as u64, 10.0).await;
-            let open = (i + 1 < cfg.slots).then(|| c0 + i as u64 + 1);
+            let open = (i + 2 < cfg.slots).then(|| c0 + i as u64 + 2);
             clear_tx.send(ClearJob { index: k, chain_slot: ck, open }).await.ok();
             let (head, _) = rpc.head().await.map_err(rpc_err)?;
             let ev = market.slot_events(ck, setup_block, head).await.map_err(rpc_err)?;
@@ -778,25 +801,50 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
             progress.set_message(cleared_msg);
             progress.inc(1);
         }
-        // 4. Orders for slot i: plans and the first round now, later rounds until its gate closes.
-        if i < cfg.slots {
-            let expected: Vec<(u64, u64)> =
-                hh.iter().map(|h| if i >= 1 { h.slots[i - 1].fills } else { (0, 0) }).collect();
-            let r = begin_rounds(
-                &cfg,
-                &market,
-                chain_id,
-                &mut hh,
-                &mut slots,
-                i,
-                &expected,
-                last_alpha,
-                &mut tx,
-                &mut warnings,
-            )
-            .await?;
-            continue_rounds(r, &market, chain_id, &mut hh, &mut tx).await?;
+        // 4. The later order rounds of slot i, until shortly before its gate closes; then slot i + 1's
+        //    plans and first round.
+        if let Some(mut r) = next.take() {
+            rounds_after_first(&mut r, &market, chain_id, &mut hh, &mut tx).await?;
+            prev = Some(r);
         }
+        if i + 1 < cfg.slots {
+            // What slot i will probably give each household, from its book as it stands.
+            let mut expected = vec![(0u64, 0u64); hh.len()];
+            if let Some(p) = slots[i].prices {
+                let levels = market.book_levels(slots[i].chain_slot, &p).await.map_err(rpc_err)?;
+                let book = LevelClearing::new(&levels);
+                for (j, h) in hh.iter().enumerate() {
+                    for (si, side) in [(0usize, Side::Bid), (1, Side::Ask)] {
+                        if let Some((level, wh, _)) = h.slots[i].live[si] {
+                            let f = (wh as f64 * book.fill_share(side, level)).floor() as u64;
+                            if si == 0 {
+                                expected[j].0 = f;
+                            } else {
+                                expected[j].1 = f;
+                            }
+                        }
+                    }
+                }
+            }
+            next = Some(
+                begin_rounds(
+                    &cfg,
+                    &market,
+                    chain_id,
+                    &mut hh,
+                    &mut slots,
+                    i + 1,
+                    &expected,
+                    last_alpha,
+                    &mut tx,
+                    &mut warnings,
+                )
+                .await?,
+            );
+        }
+    }
+    if let Some(p) = prev.take() {
+        finish_rounds(p, &market, &mut hh, &mut tx).await?;
     }
     drop(clear_tx);
     drop(job_tx);
@@ -878,7 +926,7 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
     let bridge_health = bridge.health().await.unwrap_or(serde_json::Value::Null);
     let t_read_s = t_read.elapsed().as_secs_f64();
     drop(bridge);
-    drop(chain);
+    let live = if cfg.stay { Some(chain) } else { None };
 
     Ok(RunData {
         cfg,
@@ -898,6 +946,7 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
         simulated_meters,
         pay_as_bid,
         warnings,
+        live,
     })
 }
 
@@ -1011,7 +1060,8 @@ async fn begin_rounds(
     let prices = market.prices(c).await.map_err(rpc_err)?;
     slots[i].prices = Some(prices);
     let g = market.c.gate_closure as f64;
-    let deadline = market.c.slot_start(c) as f64 - g - ORDER_MARGIN_S;
+    // `deadline`: the last round's scheduled start; its sends must be out by `deadline + ROUND_BUDGET_S`.
+    let deadline = market.c.slot_start(c) as f64 - g - SEND_MARGIN_S - ROUND_BUDGET_S;
     let t_first = now_unix();
     let span = deadline - t_first;
     let rounds = if span <= 0.0 {
@@ -1028,8 +1078,9 @@ async fn begin_rounds(
 
     // Plans.
     for (j, h) in hh.iter_mut().enumerate() {
-        let csi = if day_slot >= 2 {
-            let d = day_slot - 2;
+        // Slot i is planned while slot i − 2 is delivered: the last complete slot is i − 3.
+        let csi = if day_slot >= 3 {
+            let d = day_slot - 3;
             let clear = h.trace.pv_clear_wh[d];
             if clear > 5.0 && cfg.lab.is_none() {
                 h.clear_sky_index = Some(h.trace.pv_wh(d) / clear);
@@ -1055,27 +1106,41 @@ async fn begin_rounds(
     Ok(r)
 }
 
-/// The remaining order rounds of a slot, then the receipts of everything sent.
-async fn continue_rounds(
-    mut r: Rounds,
+/// The order rounds after the first, until the last one is sent.
+async fn rounds_after_first(
+    r: &mut Rounds,
     market: &Market,
     chain_id: u64,
     hh: &mut [Hh],
     tx: &mut TxStats,
 ) -> anyhow::Result<()> {
-    if r.rounds == 0 {
-        return Ok(());
-    }
+    let send_by = r.deadline + ROUND_BUDGET_S;
+    let gate = send_by + SEND_MARGIN_S;
     for round in 1..r.rounds {
         let at = r.t_first + r.span * round as f64 / (r.rounds - 1) as f64;
         sleep_until_unix(at).await;
-        resolve_orders(&market.rpc, hh, r.i, &mut r.pending, Duration::from_millis(500), tx, false).await?;
-        order_round(&mut r, round, market, chain_id, hh, tx).await?;
+        let wait = (send_by - 0.3 - now_unix()).clamp(0.0, 0.4);
+        resolve_orders(&market.rpc, hh, r.i, gate, &mut r.pending, Duration::from_secs_f64(wait), tx, false)
+            .await?;
+        if now_unix() > send_by - 0.1 {
+            // Too late for this round: its transactions could land after the gate.
+            continue;
+        }
+        order_round(r, round, market, chain_id, hh, tx).await?;
     }
-    // Every order must be in a block before the gate closes; wait until then (plus a block).
-    let until = r.deadline + ORDER_MARGIN_S + 1.5 - now_unix();
-    resolve_orders(&market.rpc, hh, r.i, &mut r.pending, Duration::from_secs_f64(until.max(0.5)), tx, true)
-        .await
+    Ok(())
+}
+
+/// The receipts of everything a slot's rounds sent (called after its gate has closed).
+async fn finish_rounds(
+    mut r: Rounds,
+    market: &Market,
+    hh: &mut [Hh],
+    tx: &mut TxStats,
+) -> anyhow::Result<()> {
+    let gate = r.deadline + ROUND_BUDGET_S + SEND_MARGIN_S;
+    let until = (gate + 1.5 - now_unix()).max(0.5);
+    resolve_orders(&market.rpc, hh, r.i, gate, &mut r.pending, Duration::from_secs_f64(until), tx, true).await
 }
 
 /// One order round: round 0 places the plans; later rounds move orders that would not trade
@@ -1132,7 +1197,7 @@ async fn order_round(
             }
         }
     }
-    if wanted.is_empty() {
+    if wanted.is_empty() || (round > 0 && now_unix() > r.deadline + ROUND_BUDGET_S - 0.05) {
         return Ok(());
     }
     // Sign: a cancel first where an order stands, then the new order.
@@ -1192,10 +1257,12 @@ async fn order_round(
 
 /// Applies the receipts of pending order transactions of slot `i` (waiting up to `wait`); with
 /// `last`, whatever is still pending is recorded as failed and its sender's nonce resynchronised.
+#[allow(clippy::too_many_arguments)]
 async fn resolve_orders(
     rpc: &Rpc,
     hh: &mut [Hh],
     i: usize,
+    gate: f64,
     pending: &mut Vec<(B256, usize, usize, Option<LiveOrder>)>,
     wait: Duration,
     tx: &mut TxStats,
@@ -1215,7 +1282,14 @@ async fn resolve_orders(
             Some(r) => {
                 let kind = if placed.is_some() { "order" } else { "cancel" };
                 let why = if wants_example(tx, kind) {
-                    revert_reason(rpc, r.hash, r.block_number).await
+                    let ts = rpc
+                        .call("eth_getBlockByNumber", json!([format!("{:#x}", r.block_number), false]))
+                        .await
+                        .ok()
+                        .and_then(|b| b.get("timestamp").and_then(crate::chain::hex_u64))
+                        .unwrap_or(0);
+                    format!(" (block time {ts}, gate closes at {gate})")
+                        + &revert_reason(rpc, r.hash, r.block_number).await
                 } else {
                     String::new()
                 };
@@ -1452,4 +1526,31 @@ pub fn output_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn telemetry_offsets_fit_in_the_slot() {
+        // 300 s telemetry, 5 s slots: three messages, the last one a second before the end with the
+        // whole slot.
+        assert_eq!(telemetry_offsets(300, 5), vec![(1, 5), (3, 10), (4, 15)]);
+        // More messages than whole seconds: one per second at most, still ending with minute 15.
+        let o = telemetry_offsets(60, 5);
+        assert_eq!(o.len(), 4);
+        assert_eq!(*o.last().unwrap(), (4, 15));
+        assert!(o.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1));
+        // Long slots: every 5 simulated minutes.
+        assert_eq!(telemetry_offsets(300, 900), vec![(300, 5), (599, 10), (899, 15)]);
+        assert_eq!(telemetry_offsets(3600, 5), vec![(4, 15)]);
+    }
+
+    #[test]
+    fn slot_times() {
+        assert_eq!(hhmm(0), "00:00");
+        assert_eq!(hhmm(45), "11:15");
+        assert_eq!(hhmm(95), "23:45");
+    }
 }

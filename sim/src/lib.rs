@@ -56,12 +56,17 @@ pub struct Finished {
     pub table: String,
     /// Output directory.
     pub out: PathBuf,
+    /// The dev chain, still running when the run was asked to stay.
+    pub live: Option<node::DevChain>,
 }
 
 /// Runs a simulation and writes every output into `cfg.out`.
 pub async fn simulate(cfg: config::SimConfig) -> anyhow::Result<Finished> {
-    let data = engine::run(cfg).await?;
-    finish(&data)
+    let mut data = engine::run(cfg).await?;
+    let live = data.live.take();
+    let mut f = finish(&data)?;
+    f.live = live;
+    Ok(f)
 }
 
 /// Derives the results of a run, runs the checks and writes the outputs.
@@ -77,5 +82,5 @@ pub fn finish(data: &engine::RunData) -> anyhow::Result<Finished> {
     std::fs::write(out.join("summary.json"), serde_json::to_string_pretty(&summary)? + "\n")?;
     plots::write_plots(&out, &slots, &households)?;
     let table = report::console_table(data, &kpis, &checks, &out);
-    Ok(Finished { summary, checks, slots, households, table, out })
+    Ok(Finished { summary, checks, slots, households, table, out, live: None })
 }

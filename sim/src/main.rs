@@ -105,6 +105,14 @@ struct Args {
     /// Do not simulate meters: real meters publish (needs --lab).
     #[arg(long)]
     no_sim_meters: bool,
+    /// Port of the dev chain's JSON-RPC and of the trading dApp (http://127.0.0.1:PORT/). If it is
+    /// taken, a free port is used and printed.
+    #[arg(long, default_value_t = 8545)]
+    rpc_port: u16,
+    /// After the day, keep the dev chain and the dApp running (to look around in the browser) until
+    /// Ctrl-C.
+    #[arg(long)]
+    stay: bool,
 }
 
 fn config(a: Args) -> anyhow::Result<SimConfig> {
@@ -148,6 +156,8 @@ fn config(a: Args) -> anyhow::Result<SimConfig> {
     };
     c.out = a.out;
     c.keep_chain = a.keep_chain;
+    c.rpc_port = Some(a.rpc_port);
+    c.stay = a.stay;
     c.quiet = a.quiet;
     c.lab = match (a.lab, a.no_sim_meters) {
         (Some(p), _) => Some(LabConfig::load(&p)?),
@@ -181,6 +191,12 @@ fn main() -> ExitCode {
     match result {
         Ok(Some(f)) => {
             println!("{}", f.table);
+            if let Some(chain) = &f.live {
+                eprintln!("the dev chain and the dApp stay up at {}/ until Ctrl-C", chain.url);
+                rt.block_on(async {
+                    tokio::signal::ctrl_c().await.ok();
+                });
+            }
             if f.checks.passed() {
                 ExitCode::SUCCESS
             } else {

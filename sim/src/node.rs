@@ -74,6 +74,8 @@ pub struct DevChainConfig {
     pub contracts_out: PathBuf,
     /// Node log file.
     pub log: PathBuf,
+    /// JSON-RPC port on 127.0.0.1 if it is free (else, and when None, a free port).
+    pub rpc_port: Option<u16>,
 }
 
 /// A running dev chain.
@@ -103,7 +105,16 @@ impl DevChain {
                 (t.path().to_path_buf(), Some(t))
             }
         };
-        let addr = format!("127.0.0.1:{}", free_port()?);
+        let port = match cfg.rpc_port {
+            Some(p) if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() => p,
+            Some(p) => {
+                let free = free_port()?;
+                tracing::warn!("port {p} is taken; the dev chain listens on {free} instead");
+                free
+            }
+            None => free_port()?,
+        };
+        let addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(bin);
         cmd.args(["dev", "--period", "1"])
             .args(["--slot-length", &cfg.slot_length.to_string()])

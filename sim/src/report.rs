@@ -164,7 +164,12 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
         ("self-consumption".into(), pct(k.self_consumption)),
         (
             "savings vs grid only".into(),
-            format!("{:.3} credits ({})", k.total_savings_credits, pct(k.savings_share_of_baseline)),
+            format!(
+                "{:.3} credits (grid-only net bill {:.3}: {})",
+                k.total_savings_credits,
+                k.total_baseline_credits,
+                pct(k.savings_share_of_baseline)
+            ),
         ),
         (
             "households that saved".into(),

@@ -408,3 +408,46 @@ pub fn kpis(d: &RunData, slots: &[SlotResult], hs: &[HouseholdResult]) -> Kpis {
         grid_export_kwh: ge as f64 / 1000.0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::battery::{Battery, BatterySpec};
+    use crate::household::DayTrace;
+
+    #[test]
+    fn stored_energy_is_worth_retail_only_up_to_the_households_need() {
+        let milli = 1_000_000_000_000_000u128;
+        let p = Prices { feed_in: 80 * milli, retail: 300 * milli, tick: milli };
+        let spec = BatterySpec {
+            capacity_wh: 10_000.0,
+            max_charge_w: 5_000.0,
+            max_discharge_w: 5_000.0,
+            round_trip: 0.81,
+            min_soc: 0.1,
+        };
+        let b = Battery { spec, soc_wh: 6_000.0 };
+        // 5,000 Wh usable → 4,500 Wh deliverable; 1,000 Wh needed at retail, the rest at feed-in.
+        let v = stored_energy_value(&b, 1_000.0, &p);
+        let want = 5.8e17; // (1,000 Wh × 0.30 + 3,500 Wh × 0.08) credits/kWh
+        assert!((v as f64 - want).abs() < 1e6, "{v}");
+        assert!(stored_energy_value(&b, 10_000.0, &p) > v);
+        assert_eq!(stored_energy_value(&Battery { spec, soc_wh: 1_000.0 }, 1_000.0, &p), 0);
+    }
+
+    #[test]
+    fn need_runs_until_the_pv_covers_the_load() {
+        // Load 400 W all day; PV 800 W from minute 360 (06:00) to 1080 (18:00).
+        let pv: Vec<f64> = (0..1440).map(|m| if (360..1080).contains(&m) { 800.0 } else { 0.0 }).collect();
+        let t = DayTrace {
+            pv_w: pv,
+            load_w: vec![400.0; 1440],
+            pv_clear_wh: vec![0.0; 96],
+            load_expected_wh: vec![100.0; 96],
+        };
+        // From 18:00 (slot 72) to 06:00: 12 h × 400 W.
+        assert!((need_after(&t, 72) - 4_800.0).abs() < 1e-6);
+        // At noon the PV already covers the load.
+        assert_eq!(need_after(&t, 48), 0.0);
+    }
+}

@@ -99,9 +99,41 @@ fn four_households_eight_midday_slots_against_mosquitto() {
     cfg.broker = Some(format!("mqtt://127.0.0.1:{}", broker.port));
     cfg.out = out.clone();
     cfg.quiet = true;
+    cfg.stay = true;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let f = rt.block_on(p2pe_sim::simulate(cfg)).expect("simulation runs");
+    let mut f = rt.block_on(p2pe_sim::simulate(cfg)).expect("simulation runs");
     println!("{}", f.table);
+
+    // With `stay`, the dev chain outlives the day and serves the trading dApp and the market's
+    // deployment on its JSON-RPC port (README's first command: the page shows the simulated market).
+    let chain = f.live.take().expect("the chain stays up");
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let page = http.get(format!("{}/", chain.url)).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("<title>P2P Energy market</title>"));
+        let deployment: Value =
+            http.get(format!("{}/contracts.json", chain.url)).send().await.unwrap().json().await.unwrap();
+        let on_disk: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("contracts.json")).unwrap()).unwrap();
+        assert_eq!(deployment["market"], on_disk["market"]);
+        let head: Value = http
+            .post(&chain.url)
+            .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let head =
+            u64::from_str_radix(head["result"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+        assert!(
+            head >= f.summary["transactions"]["blocks"][1].as_u64().unwrap(),
+            "the day's blocks are served"
+        );
+    });
+    drop(chain);
 
     // The run's own checks: on-chain clearing = merit order, money and energy conserved, the chain's
     // meter data = the simulated meters.
