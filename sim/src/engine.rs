@@ -630,8 +630,11 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
     let t_setup = t0.elapsed().as_secs_f64();
 
     // The operator's keeper opens slots ahead of their orders (`openSlot`: price snapshot and level
-    // words paid in advance, so that no order creates storage): the first three now, then one per cycle.
-    let opens: Vec<(B256, Bytes)> = (c0..(c0 + 3).min(c0 + cfg.slots as u64))
+    // words paid in advance, so that no order creates storage): the first four now, then one per
+    // cycle, three slots ahead of the slot whose orders start next (a slot of margin for a keeper
+    // that falls behind on a loaded machine; an order in a slot not yet open opens it at a higher
+    // cost, and the keeper's late `openSlot` then reverts with `SlotAlreadyOpen`).
+    let opens: Vec<(B256, Bytes)> = (c0..(c0 + 4).min(c0 + cfg.slots as u64))
         .map(|c| {
             operator.sign_call(chain_id, contracts.market, &EnergyMarket::openSlotCall { slot: c }, GAS_OPEN)
         })
@@ -683,7 +686,7 @@ pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
             //    its book is final and public. The operator's keeper clears it; every household
             //    knows its fills already (the clearing is a deterministic function of the book).
             wait_for_block_time(&rpc, contracts.slot_start(ck) - contracts.gate_closure as u64, 10.0).await;
-            let open = (i + 2 < cfg.slots).then(|| c0 + i as u64 + 2);
+            let open = (i + 3 < cfg.slots).then(|| c0 + i as u64 + 3);
             clear_tx.send(ClearJob { index: k, chain_slot: ck, open }).await.ok();
             let (head, _) = rpc.head().await.map_err(rpc_err)?;
             let ev = market.slot_events(ck, setup_block, head).await.map_err(rpc_err)?;
