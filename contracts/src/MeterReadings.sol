@@ -101,21 +101,33 @@ contract MeterReadings is IMeterReadings, EIP712 {
     /// @inheritdoc IMeterReadings
     function energyInSlot(address meter, uint64 slot) external view returns (SlotEnergy memory e) {
         uint256 rec = _slots[meter][slot];
-        if (rec == 0) return e;
-        uint256 closeImp;
-        uint256 closeExp;
-        if ((rec >> 128) != 0) {
-            closeImp = ((rec >> 128) & _M64) - 1;
-            closeExp = (rec >> 192) - 1;
-        } else {
-            // The meter's latest reading is still inside `slot`.
-            uint256 w = _latest[meter];
-            closeImp = w & _M64;
-            closeExp = (w >> 64) & _M64;
+        uint256 imp;
+        uint256 exp_;
+        if (rec != 0) {
+            uint256 close = rec >> 128;
+            if (close == 0) {
+                // The meter's latest reading is still inside `slot`.
+                close = _latest[meter] & ((_M64 << 64) | _M64);
+            } else {
+                close -= 0x10000000000000001; // both fields are stored as value + 1
+            }
+            // Unchecked: the stored fields are `value + 1` (non-zero) and a meter's effective counters never
+            // decrease, so each close value is at least the matching open value.
+            unchecked {
+                imp = (close & _M64) - ((rec & _M64) - 1);
+                exp_ = (close >> 64) - (((rec >> 64) & _M64) - 1);
+            }
         }
-        e.importWh = uint64(closeImp - ((rec & _M64) - 1));
-        e.exportWh = uint64(closeExp - (((rec >> 64) & _M64) - 1));
-        e.hasReading = true;
+        e; // the named result (kept for the ABI) is returned by hand below
+        // Encoded by hand: a `SlotEnergy` is three words (the compiler's struct encoder costs a few hundred gas
+        // more on the settlement path, which calls this for every participant). Returns at once, so using the
+        // scratch space and the free memory pointer's word is harmless (hence not marked memory-safe).
+        assembly {
+            mstore(0x00, imp)
+            mstore(0x20, exp_)
+            mstore(0x40, iszero(iszero(rec)))
+            return(0x00, 0x60)
+        }
     }
 
     /// @notice The latest stored reading of `meter` (effective counters) and whether a reset is pending.

@@ -958,6 +958,51 @@ contract EnergyMarketTest is Fixture {
         assertEq(b, 0, "settled positions preview zero");
     }
 
+    /// A marginal level of 2^38 Wh or more does not fit the compact header: its pro-rata state keeps its own word,
+    /// and clearing, the views and settlement behave exactly as with a compact header.
+    function test_settle_hugeMarginalLevel_usesMarginalWord() public {
+        uint32 big = type(uint32).max;
+        address[] memory sellers = new address[](65); // 65 * (2^32 - 1) Wh > 2^38 Wh
+        for (uint256 i = 0; i < sellers.length; ++i) {
+            // Asks at retail lock no collateral.
+            string memory name = string(abi.encodePacked("big-seller-", bytes1(uint8(65 + i))));
+            sellers[i] = _participant(name, IRegistry.Role.Prosumer, 0);
+            _ask(sellers[i], S, big, RETAIL);
+        }
+        _bid(bob, S, 1000, RETAIL);
+        _toGate(S);
+        market.clear(S);
+
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
+        assertTrue(info.status == IEnergyMarket.SlotStatus.Cleared, "cleared");
+        assertEq(info.clearedWh, 1000, "Q");
+        (uint64 bf, uint64 bv, uint64 af, uint64 av) = market.marginalState(S);
+        assertEq(bf, 1000, "bid marginal fill");
+        assertEq(bv, 1000, "bid marginal volume");
+        assertEq(af, 1000, "ask marginal fill");
+        assertEq(av, uint256(big) * 65, "ask marginal volume above 2^38");
+        assertGt(av, uint256(1) << 38, "does not fit the compact header");
+
+        _toSettlement(S);
+        uint256 gridBefore = _free(grid);
+        market.settle(S, _one(bob));
+        market.settle(S, sellers);
+        uint256 sold;
+        for (uint256 i = 0; i < sellers.length; ++i) {
+            // No reading: the shortfall is bought back at retail, exactly what the sale at retail earned.
+            assertEq(_free(sellers[i]), 0, "seller nets zero");
+            assertEq(_debt(sellers[i]), 0, "no debt");
+            sold += market.positionOf(S, sellers[i]).settled ? 1 : 0;
+        }
+        assertEq(sold, sellers.length, "all settled");
+        (bf, bv, af, av) = market.marginalState(S);
+        assertEq(af, 0, "all ask fill allocated");
+        assertEq(av, 0, "all ask volume settled");
+        assertEq(bf + bv, 0, "bid marginal allocated");
+        // The grid bought bob's unused 1000 Wh at feed-in and sold the sellers' 1000 Wh shortfall at retail.
+        assertEq(_free(grid), gridBefore - _cost(1000, FEED_IN) + _cost(1000, RETAIL), "grid flows");
+    }
+
     function test_settle_payAsBid() public {
         _deploy(IEnergyMarket.MarketMode.PayAsBid);
         alice = _participant("alice2", IRegistry.Role.Prosumer, FUNDS);

@@ -97,7 +97,7 @@ abstract contract Auction is MarketBase {
     ///      of orders. Emits {SlotCleared}.
     function clear(uint64 slot) external {
         uint256 header = _headers[slot];
-        uint256 status = header & (_M8 << 72);
+        uint256 status = header & _STATUS_BITS;
         if (status == 0) revert NothingToClear(slot);
         if (status == _STATUS_CLEARED) revert AlreadyCleared(slot);
         if (block.timestamp + gateClosure < slotStart(slot)) revert GateOpen(slot);
@@ -105,10 +105,16 @@ abstract contract Auction is MarketBase {
         (uint256 q, uint256 ma, uint256 mb, uint256 marginal) = _computeClearing(slot, (header >> 64) & _M8);
         uint256 priceLevel = (ma + mb) / 2;
 
-        // Effects.
-        _headers[slot] = (header & (_M64 | (_M8 << 64))) | _STATUS_CLEARED | (priceLevel << 80) | (mb << 88)
-            | (ma << 96) | (q << 104);
-        if (marginal != 0) _marginals[slot] = marginal;
+        // Effects. The marginal state goes into the header when it fits (see {MarketBase}), else its own word.
+        uint256 cleared =
+            (header & (_M64 | (_M8 << 64))) | _STATUS_CLEARED | (priceLevel << 80) | (mb << 88) | (ma << 96);
+        if (q != 0 && _fitsCompact(marginal)) {
+            _headers[slot] = cleared | _COMPACT | _compactMarginal(marginal);
+            _marginals[slot] = q;
+        } else {
+            _headers[slot] = cleared | (q << 104);
+            if (marginal != 0) _marginals[slot] = marginal;
+        }
 
         uint256 feedIn = header & _M64;
         emit SlotCleared(
@@ -125,7 +131,7 @@ abstract contract Auction is MarketBase {
     /// @notice The auction state of `slot`.
     function slotInfo(uint64 slot) external view returns (SlotInfo memory info) {
         uint256 header = _headers[slot];
-        info.status = SlotStatus((header >> 72) & _M8);
+        info.status = SlotStatus((header >> 72) & 3);
         if (info.status == SlotStatus.Empty) {
             (info.retailPerKWh, info.feedInPerKWh) = registry.pricesAt(slot);
             return info;
@@ -136,7 +142,7 @@ abstract contract Auction is MarketBase {
         info.clearingLevel = uint8(header >> 80);
         info.bidMarginalLevel = uint8(header >> 88);
         info.askMarginalLevel = uint8(header >> 96);
-        info.clearedWh = uint64(header >> 104);
+        info.clearedWh = header & _COMPACT != 0 ? uint64(_marginals[slot]) : uint64(header >> 104);
         if (info.clearedWh != 0) info.clearingPricePerKWh = (feedIn + info.clearingLevel * _tickPerWh) * 1000;
         uint256 maxLevel = (header >> 64) & _M8;
         for (uint256 l = 0; l <= maxLevel; ++l) {
@@ -156,7 +162,8 @@ abstract contract Auction is MarketBase {
         view
         returns (uint64 bidFillLeft, uint64 bidVolumeLeft, uint64 askFillLeft, uint64 askVolumeLeft)
     {
-        uint256 m = _marginals[slot];
+        uint256 header = _headers[slot];
+        uint256 m = header & _COMPACT != 0 ? _expandMarginal(header) : _marginals[slot];
         return (uint64(m), uint64(m >> 64), uint64(m >> 128), uint64(m >> 192));
     }
 

@@ -12,11 +12,15 @@ import {IRegistry} from "../interfaces/IRegistry.sol";
 ///
 ///      account  = free (bits 0-127) | debt (128-247) | cached role + 1 (248-249; 0 = not cached) |
 ///                 positions initialised (250) | meter cached (251)
-///      header   = feedInPerWh (0-63) | maxLevel (64-71) | status (72-79) | clearingLevel (80-87) |
-///                 bidMarginalLevel (88-95) | askMarginalLevel (96-103) | clearedWh (104-167)
+///      header   = feedInPerWh (0-63) | maxLevel (64-71) | status (72-73) | compact (79) | clearingLevel (80-87) |
+///                 bidMarginalLevel (88-95) | askMarginalLevel (96-103) |
+///                 either clearedWh (104-167)                                          (compact flag clear)
+///                 or the marginal state in four 38-bit fields (104-141, 142-179, 180-217, 218-255), in the
+///                 order of the `marginal` word below                                 (compact flag set)
 ///      level    = bidWh (0-63) | askWh (64-127) | initialised (255)           aggregated per price level
 ///      marginal = bid remaining fill (0-63) | bid remaining volume (64-127) |
-///                 ask remaining fill (128-191) | ask remaining volume (192-255)
+///                 ask remaining fill (128-191) | ask remaining volume (192-255)       (compact flag clear)
+///                 or clearedWh (0-63)                                                 (compact flag set)
 ///      position = bidWh (0-31) | bidLevel (32-39) | askWh (40-71) | askLevel (72-79) | settled (80) |
 ///                 slot + 1 (88-151) | initialised (255, only in a word that has never held a position)
 ///      meter    = the participant's meter as pushed by the registry (read when bit 251 of its account is set)
@@ -34,6 +38,13 @@ import {IRegistry} from "../interfaces/IRegistry.sol";
 ///        nobody opened is opened by its first order, which then pays for the header and for each new level.
 ///      There is no bitmap of active levels (it would be one more word to write per new level): clearing
 ///      reads all `maxLevel + 1` level words, a constant cost.
+///
+///      The marginal levels' pro-rata state (remaining fill and volume of the bid and ask marginal levels) is
+///      shared by every order at a marginal level and rewritten by each of their settlements. When its four
+///      values fit in 38 bits each (below 2.7e11 Wh = 275 GWh at one price level, i.e. every realistic book),
+///      clearing stores it in the slot header itself (`compact` flag), which settlement reads anyway, so a
+///      marginal-level settlement only rewrites the header instead of also reading a cold word; the cleared
+///      volume, needed only by views, then moves to the `marginal` word. Larger levels use the `marginal` word.
 ///
 ///      Price level `l` of a slot means `feedIn + l * priceTick` (credit base units per kWh); prices per Wh
 ///      are those divided by 1000, which is exact because every price is a multiple of 1000.
@@ -56,6 +67,14 @@ abstract contract MarketBase is IEnergyMarket {
 
     uint256 internal constant _STATUS_OPEN = 1 << 72;
     uint256 internal constant _STATUS_CLEARED = 2 << 72;
+    /// @dev The status field of a header ({SlotStatus}).
+    uint256 internal constant _STATUS_BITS = 3 << 72;
+    /// @dev Header flag: the marginal pro-rata state lives in header bits 104-255 (see the layout above).
+    uint256 internal constant _COMPACT = 1 << 79;
+    uint256 internal constant _M38 = 0x3fffffffff; // 2^38 - 1
+    /// @dev Bits 38-63 of each of the four 64-bit fields of a `marginal` word.
+    uint256 internal constant _ABOVE_38 =
+        0xffffffc000000000ffffffc000000000ffffffc000000000ffffffc000000000;
     uint256 internal constant _SETTLED = 1 << 80;
     uint256 internal constant _ORDERS = _M32 | (_M32 << 40);
     uint256 internal constant _TAG_SHIFT = 88;
@@ -152,6 +171,24 @@ abstract contract MarketBase is IEnergyMarket {
     /// @dev Stores `pos` as `account`'s position in `slot`.
     function _storePosition(uint64 slot, address account, uint256 pos) internal {
         _positions[account][slot % POSITION_RING] = pos | ((uint256(slot) + 1) << _TAG_SHIFT);
+    }
+
+    /// @dev The marginal pro-rata state of a header with the `compact` flag, in the layout of the `marginal` word.
+    function _expandMarginal(uint256 header) internal pure returns (uint256) {
+        return ((header >> 104) & _M38) | (((header >> 142) & _M38) << 64) | (((header >> 180) & _M38) << 128)
+            | ((header >> 218) << 192);
+    }
+
+    /// @dev Header bits 104-255 holding `marginal` (layout of the `marginal` word); every field must be below
+    ///      2^38 (see {_fitsCompact}).
+    function _compactMarginal(uint256 marginal) internal pure returns (uint256) {
+        return ((marginal & _M38) << 104) | (((marginal >> 64) & _M38) << 142) | (((marginal >> 128) & _M38) << 180)
+            | (((marginal >> 192) & _M38) << 218);
+    }
+
+    /// @dev Whether every 64-bit field of `marginal` fits in 38 bits.
+    function _fitsCompact(uint256 marginal) internal pure returns (bool) {
+        return marginal & _ABOVE_38 == 0;
     }
 
     /// @dev Moves `amount` into `account`'s free balance, repaying its debt to the grid first.

@@ -30,11 +30,15 @@ abstract contract Settlement is MarketBase {
         uint256 feedIn;
         uint256 retail;
         uint256 clearing;
+        /// @dev Non-zero iff the slot cleared a positive volume (the cleared volume, or 1 with a compact header).
         uint256 q;
         uint256 mb;
         uint256 ma;
+        /// @dev The marginal pro-rata state: the `marginal` word, or with `compact` the whole header.
         uint256 marginal;
         bool marginalLoaded;
+        /// @dev Whether the marginal state is kept in the slot header (see {MarketBase}).
+        bool compact;
         uint256 gridIn;
         uint256 gridOut;
     }
@@ -45,19 +49,32 @@ abstract contract Settlement is MarketBase {
     ///      payouts of the call, else {InsufficientBalance}.
     function settle(uint64 slot, address[] calldata participants) external {
         uint256 header = _headers[slot];
-        if (header & (_M8 << 72) != _STATUS_CLEARED) revert SlotNotCleared(slot);
+        if (header & _STATUS_BITS != _STATUS_CLEARED) revert SlotNotCleared(slot);
         uint256 opens = settlementOpensAt(slot);
         if (block.timestamp < opens) revert SettlementNotOpen(slot, opens);
 
-        Ctx memory c;
+        bool compact = header & _COMPACT != 0;
+        uint256 feedIn = header & _M64;
+        uint256 retail;
+        uint256 clearing;
         unchecked {
-            c.feedIn = header & _M64;
-            c.retail = c.feedIn + ((header >> 64) & _M8) * _tickPerWh;
-            c.clearing = c.feedIn + ((header >> 80) & _M8) * _tickPerWh;
+            retail = feedIn + ((header >> 64) & _M8) * _tickPerWh;
+            clearing = feedIn + ((header >> 80) & _M8) * _tickPerWh;
         }
-        c.mb = (header >> 88) & _M8;
-        c.ma = (header >> 96) & _M8;
-        c.q = (header >> 104) & _M64;
+        Ctx memory c = Ctx({
+            feedIn: feedIn,
+            retail: retail,
+            clearing: clearing,
+            // A compact header holds the marginal state and implies a positive cleared volume.
+            q: compact ? 1 : (header >> 104) & _M64,
+            mb: (header >> 88) & _M8,
+            ma: (header >> 96) & _M8,
+            marginal: compact ? header : 0,
+            marginalLoaded: compact,
+            compact: compact,
+            gridIn: 0,
+            gridOut: 0
+        });
 
         uint256 n = participants.length;
         for (uint256 i = 0; i < n;) {
@@ -67,15 +84,36 @@ abstract contract Settlement is MarketBase {
             }
         }
 
-        // The marginal levels' pro-rata state is read only if a settled order lies at a marginal level.
-        if (c.marginalLoaded) _marginals[slot] = c.marginal;
-        if (c.gridIn != 0 || c.gridOut != 0) {
-            uint256 acct = _accounts[gridAccount];
-            uint256 free = (acct & _M128) + c.gridIn;
-            if (free < c.gridOut) revert InsufficientBalance(gridAccount, c.gridOut, free - c.gridIn);
-            free -= c.gridOut;
-            if (free > _M128) revert BalanceOverflow(gridAccount);
-            _accounts[gridAccount] = free | (acct & ~_M128);
+        // The marginal levels' pro-rata state is read only if a settled order lies at a marginal level (in a
+        // compact header it is always at hand and written back only if it changed). Fields only decrease, so
+        // compact state stays compact.
+        if (c.marginalLoaded) {
+            if (!c.compact) _marginals[slot] = c.marginal;
+            else if (c.marginal != header) _headers[slot] = c.marginal;
+        }
+        uint256 gridIn = c.gridIn;
+        uint256 gridOut = c.gridOut;
+        if (gridIn != 0 || gridOut != 0) {
+            address grid = gridAccount;
+            // `_accounts[grid]`, its storage slot computed once for the read and the write.
+            uint256 word;
+            uint256 acct;
+            assembly ("memory-safe") {
+                mstore(0x00, grid)
+                mstore(0x20, _accounts.slot)
+                word := keccak256(0x00, 0x40)
+                acct := sload(word)
+            }
+            uint256 free = (acct & _M128) + gridIn;
+            if (free < gridOut) revert InsufficientBalance(grid, gridOut, free - gridIn);
+            unchecked {
+                free -= gridOut;
+            }
+            if (free > _M128) revert BalanceOverflow(grid);
+            acct = free | (acct & ~_M128);
+            assembly ("memory-safe") {
+                sstore(word, acct)
+            }
         }
     }
 
@@ -83,21 +121,19 @@ abstract contract Settlement is MarketBase {
     /// @dev Exact for the next settlement; marginal-level fills depend on settlement order by less than 1 Wh.
     function previewFills(uint64 slot, address account) external view returns (uint64 boughtWh, uint64 soldWh) {
         uint256 header = _headers[slot];
-        if (header & (_M8 << 72) != _STATUS_CLEARED) return (0, 0);
+        if (header & _STATUS_BITS != _STATUS_CLEARED) return (0, 0);
         uint256 pos = _position(slot, account);
         if (pos & _SETTLED != 0) return (0, 0);
-        uint256 marginal = _marginals[slot];
-        uint256 q = (header >> 104) & _M64;
-        (uint256 b,) = _fill(pos & _M32, (pos >> 32) & _M8, q, (header >> 88) & _M8, true, marginal);
-        (uint256 s,) = _fill((pos >> 40) & _M32, (pos >> 72) & _M8, q, (header >> 96) & _M8, false, marginal);
+        bool compact = header & _COMPACT != 0;
+        uint256 marginal = compact ? header : _marginals[slot];
+        uint256 q = compact ? 1 : (header >> 104) & _M64; // only compared with zero
+        (uint256 b,) = _fill(pos & _M32, (pos >> 32) & _M8, q, (header >> 88) & _M8, true, marginal, compact);
+        (uint256 s,) = _fill((pos >> 40) & _M32, (pos >> 72) & _M8, q, (header >> 96) & _M8, false, marginal, compact);
         return (uint64(b), uint64(s));
     }
 
     function _settleOne(uint64 slot, address account, Ctx memory c) private {
-        uint256 pos = _position(slot, account);
-        if (pos & _ORDERS == 0) revert NoPosition(slot, account);
-        if (pos & _SETTLED != 0) revert AlreadySettled(slot, account);
-        _positions[account][slot % POSITION_RING] = pos | _SETTLED;
+        uint256 pos = _markSettled(slot, account);
 
         if (
             !c.marginalLoaded && c.q != 0
@@ -108,8 +144,8 @@ abstract contract Settlement is MarketBase {
         }
         uint256 bought;
         uint256 sold;
-        (bought, c.marginal) = _fill(pos & _M32, (pos >> 32) & _M8, c.q, c.mb, true, c.marginal);
-        (sold, c.marginal) = _fill((pos >> 40) & _M32, (pos >> 72) & _M8, c.q, c.ma, false, c.marginal);
+        (bought, c.marginal) = _fill(pos & _M32, (pos >> 32) & _M8, c.q, c.mb, true, c.marginal, c.compact);
+        (sold, c.marginal) = _fill((pos >> 40) & _M32, (pos >> 72) & _M8, c.q, c.ma, false, c.marginal, c.compact);
         uint256 acct = _accounts[account];
         (uint256 imp, uint256 exp) = _meteredEnergy(slot, account, acct);
         (uint256 credited, uint256 debited, uint256 charge) = _amounts(c, pos, bought, sold, imp, exp);
@@ -118,6 +154,28 @@ abstract contract Settlement is MarketBase {
         emit ParticipantSettled(
             slot, account, uint64(bought), uint64(sold), uint64(imp), uint64(exp), credited, debited
         );
+    }
+
+    /// @dev Returns `account`'s position in `slot` and marks it settled.
+    function _markSettled(uint64 slot, address account) private returns (uint256 pos) {
+        // `_positions[account][slot % POSITION_RING]`, its storage slot computed once for the read and the write.
+        uint256 word;
+        assembly ("memory-safe") {
+            mstore(0x00, account)
+            mstore(0x20, _positions.slot)
+            mstore(0x20, keccak256(0x00, 0x40))
+            mstore(0x00, mod(slot, POSITION_RING))
+            word := keccak256(0x00, 0x40)
+            pos := sload(word)
+        }
+        unchecked {
+            if (pos >> _TAG_SHIFT != uint256(slot) + 1) pos = 0; // the ring word holds another slot
+        }
+        if (pos & _ORDERS == 0) revert NoPosition(slot, account);
+        if (pos & _SETTLED != 0) revert AlreadySettled(slot, account);
+        assembly ("memory-safe") {
+            sstore(word, or(pos, _SETTLED))
+        }
     }
 
     /// @dev Import and export (Wh) of `account`'s meter in `slot`; zero without a meter or a reading. The meter
@@ -129,9 +187,27 @@ abstract contract Settlement is MarketBase {
     {
         address meter = acct & _METER_CACHED != 0 ? _meters[account] : registry.meterOf(account);
         if (meter != address(0)) {
-            IMeterReadings.SlotEnergy memory e = readings.energyInSlot(meter, slot);
-            imp = e.importWh;
-            exp = e.exportWh;
+            // `readings.energyInSlot(meter, slot)`, decoding only the two counters (a plain Solidity call spends
+            // several hundred gas more on encoding and decoding the struct).
+            address target = address(readings);
+            uint256 i;
+            uint256 e;
+            bytes4 selector = IMeterReadings.energyInSlot.selector;
+            assembly ("memory-safe") {
+                let ptr := mload(0x40)
+                mstore(ptr, selector)
+                mstore(add(ptr, 4), meter)
+                mstore(add(ptr, 36), slot)
+                if iszero(staticcall(gas(), target, ptr, 68, ptr, 96)) {
+                    returndatacopy(ptr, 0, returndatasize())
+                    revert(ptr, returndatasize())
+                }
+                i := mload(ptr)
+                e := mload(add(ptr, 32))
+                // A `SlotEnergy` is three words of which the first two are `uint64`s.
+                if or(lt(returndatasize(), 96), gt(or(i, e), 0xffffffffffffffff)) { revert(0, 0) }
+            }
+            (imp, exp) = (i, e);
         }
     }
 
@@ -209,19 +285,30 @@ abstract contract Settlement is MarketBase {
         _accounts[account] = free | (debt << 128) | (acct & _ACCOUNT_FLAGS);
     }
 
-    /// @dev Fill of an order of `wh` Wh at `level`; `marginal` holds the pro-rata state of the marginal levels.
-    function _fill(uint256 wh, uint256 level, uint256 q, uint256 marginalLevel, bool isBid, uint256 marginal)
-        private
-        pure
-        returns (uint256 fill, uint256)
-    {
+    /// @dev Fill of an order of `wh` Wh at `level`; `marginal` holds the pro-rata state of the marginal levels,
+    ///      as a `marginal` word or, if `compact`, as a compact header (see {MarketBase}). Returns the updated state.
+    function _fill(
+        uint256 wh,
+        uint256 level,
+        uint256 q,
+        uint256 marginalLevel,
+        bool isBid,
+        uint256 marginal,
+        bool compact
+    ) private pure returns (uint256 fill, uint256) {
         if (wh == 0 || q == 0) return (0, marginal);
         if (level == marginalLevel) {
-            uint256 shift = isBid ? 0 : 128;
-            uint256 left = (marginal >> shift) & _M64;
-            uint256 vol = (marginal >> (shift + 64)) & _M64;
-            fill = wh * left / vol;
-            marginal = (marginal & ~(_M128 << shift)) | (((left - fill) | ((vol - wh) << 64)) << shift);
+            (uint256 width, uint256 mask) = compact ? (uint256(38), _M38) : (uint256(64), _M64);
+            // Unchecked: `wh <= vol` (the order is part of the level's unsettled volume) and so `fill <= left`;
+            // `wh * left < 2^96`; shifts stay below 256.
+            unchecked {
+                uint256 shift = (compact ? 104 : 0) + (isBid ? 0 : 2 * width);
+                uint256 left = (marginal >> shift) & mask;
+                uint256 vol = (marginal >> (shift + width)) & mask;
+                fill = wh * left / vol;
+                marginal = (marginal & ~((mask | (mask << width)) << shift))
+                    | (((left - fill) | ((vol - wh) << width)) << shift);
+            }
             return (fill, marginal);
         }
         if (isBid ? level > marginalLevel : level < marginalLevel) return (wh, marginal);
