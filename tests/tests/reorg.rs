@@ -158,3 +158,125 @@ fn switches_to_the_preferred_branch_and_restores_on_an_invalid_one() {
     let next = seal(&node, &[&a, &b, &c], t);
     assert!(next.body.transactions.iter().any(|t| *t.tx_hash() == x_tx));
 }
+
+/// Runtime of the test contract: clears slot 0, sets slot 1 to 2.
+const RUNTIME: [u8; 11] = [0x60, 0x00, 0x60, 0x00, 0x55, 0x60, 0x02, 0x60, 0x01, 0x55, 0x00];
+
+/// Creation code of the test contract: the constructor sets slot 0 to 1 and returns [`RUNTIME`].
+fn creation_code() -> Vec<u8> {
+    let n = RUNTIME.len() as u8;
+    let mut code =
+        vec![0x60, 0x01, 0x60, 0x00, 0x55, 0x60, n, 0x60, 17, 0x60, 0x00, 0x39, 0x60, n, 0x60, 0x00, 0xf3];
+    code.extend(RUNTIME);
+    code
+}
+
+/// Signs a transaction of dev account `from` with `nonce` and adds it to the chain's pool.
+fn send(chain: &Blockchain, from: u32, nonce: u64, to: TxKind, input: Vec<u8>, value: u64) -> B256 {
+    let tx = alloy_consensus::TxEip1559 {
+        chain_id: 56,
+        nonce,
+        gas_limit: 200_000,
+        to,
+        value: U256::from(value),
+        input: input.into(),
+        ..Default::default()
+    };
+    let raw = alloy_primitives::hex::decode(sign_raw(&dev_key(from), tx)).unwrap();
+    let tx = validate_tx(&raw, &chain.validation_context()).unwrap();
+    let hash = *tx.inner().tx_hash();
+    let state_nonce = chain.account_nonce(&dev_key(from).address());
+    chain.pool().add(tx, state_nonce).unwrap();
+    hash
+}
+
+#[test]
+fn a_reorg_away_from_created_accounts_and_storage_leaves_the_state_of_the_new_branch() {
+    use p2pe_node::state::StateReader;
+    let (a, b, c) = (key(0xa1), key(0xb2), key(0xc3));
+    let t0 = p2pe_node::blockchain::unix_now() - 1_000;
+    let ether = U256::from(10u64).pow(U256::from(18));
+    let params = GenesisParams {
+        chain_id: 56,
+        period: 1,
+        signers: vec![a.address(), b.address(), c.address()],
+        funded: (0..4).map(|i| (dev_key(i).address(), ether)).collect(),
+        timestamp: t0,
+        ..Default::default()
+    };
+    let json = serde_json::to_string(&build_genesis(&params)).unwrap();
+    let net = Net { spec: ChainSpec::from_json(&json).unwrap(), json, t0 };
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(&net, &dir.path().join("node"));
+    let other = open(&net, &dir.path().join("other"));
+    let fresh = open(&net, &dir.path().join("fresh"));
+
+    // Common block 1: contract C deployed (its constructor writes slot 0).
+    let contract_c = dev_key(2).address().create(0);
+    send(&node, 2, 0, TxKind::Create, creation_code(), 0);
+    let b1 = seal(&node, &[&a], t0 + 1);
+    assert_eq!(b1.body.transactions.len(), 1);
+    for chain in [&other, &fresh] {
+        chain.import(b1.clone(), None).unwrap();
+    }
+    let slot =
+        |chain: &Blockchain, addr: &Address, s: u64| chain.state().storage(addr, &U256::from(s)).unwrap();
+    assert_eq!(slot(&node, &contract_c, 0), U256::from(1));
+
+    // The node's branch X: block 2 creates a plain account F and a contract D (with storage),
+    // and calls C (deleting slot 0, creating slot 1); block 3 is empty.
+    let new_account = Address::repeat_byte(0x51);
+    let contract_d = dev_key(0).address().create(1);
+    send(&node, 0, 0, TxKind::Call(new_account), vec![], 5);
+    send(&node, 0, 1, TxKind::Create, creation_code(), 0);
+    send(&node, 1, 0, TxKind::Call(contract_c), vec![], 0);
+    let x2 = seal(&node, &[&b], t0 + 2);
+    assert_eq!(x2.body.transactions.len(), 3);
+    seal(&node, &[&c], t0 + 3);
+    assert!(node.state().account(&new_account).unwrap().is_some());
+    assert_eq!(slot(&node, &contract_d, 0), U256::from(1));
+    assert_eq!((slot(&node, &contract_c, 0), slot(&node, &contract_c, 1)), (U256::ZERO, U256::from(2)));
+    // The history of block 2 records F and D as not existing before it.
+    assert_eq!(node.state_at(1).unwrap().state_root(), b1.header.state_root);
+
+    // Branch Y elsewhere: block 2' creates another account G; then empty blocks until heavier.
+    let other_account = Address::repeat_byte(0x52);
+    send(&other, 3, 0, TxKind::Call(other_account), vec![], 7);
+    let mut branch = vec![seal(&other, &[&c], t0 + 2)];
+    let mut t = t0 + 3;
+    while other.head().total_difficulty <= node.head().total_difficulty {
+        branch.push(seal(&other, &[&b, &a, &c], t));
+        t += 1;
+    }
+
+    // The node switches to Y: what X created is gone, what X deleted is back.
+    node.reorg_to(branch.clone(), None).unwrap();
+    assert_eq!(node.head().hash, other.head().hash);
+    assert_eq!(node.state().clone().state_root(), other.head().header.state_root);
+    for gone in [new_account, contract_d] {
+        assert_eq!(node.state().account(&gone).unwrap(), None, "{gone} existed only on the orphaned branch");
+    }
+    assert_eq!(slot(&node, &contract_d, 0), U256::ZERO);
+    assert_eq!((slot(&node, &contract_c, 0), slot(&node, &contract_c, 1)), (U256::from(1), U256::ZERO));
+    assert_eq!(node.state_at(1).unwrap().state_root(), b1.header.state_root);
+
+    // Y's next block makes the same changes X made; the node imports it, and agrees with a node
+    // that only ever saw Y.
+    send(&other, 0, 0, TxKind::Call(new_account), vec![], 5);
+    send(&other, 0, 1, TxKind::Create, creation_code(), 0);
+    send(&other, 1, 0, TxKind::Call(contract_c), vec![], 0);
+    let next = seal(&other, &[&a, &b, &c], t);
+    assert_eq!(next.body.transactions.len(), 3);
+    node.import(next.clone(), None).unwrap();
+    for blk in branch.iter().chain([&next]) {
+        fresh.import(blk.clone(), None).unwrap();
+    }
+    assert_eq!(node.head().hash, fresh.head().hash);
+    assert_eq!(node.head().header.state_root, fresh.head().header.state_root);
+
+    // The plain state on disk agrees too: reopening checks it against the head's state root.
+    drop(node);
+    let reopened = open(&net, &dir.path().join("node"));
+    assert_eq!(reopened.head().hash, next.header.hash_slow());
+    assert_eq!(reopened.state_at(1).unwrap().state_root(), b1.header.state_root);
+}

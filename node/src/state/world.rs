@@ -95,6 +95,13 @@ impl WorldState {
     /// Applies one block's changes and returns what they overwrote.
     pub fn apply(&mut self, changes: &StateChanges) -> StateUndo {
         let mut undo = StateUndo::default();
+        // The accounts' previous values are read before anything is written: the storage pass
+        // below creates the entry of an account that did not exist yet (a new contract, or any
+        // account the block touched, whose slot map may be empty), and reading afterwards would
+        // record "existed, empty" instead of "did not exist". Undoing the block would then leave
+        // an empty account behind, in memory and in the plain state and history on disk.
+        let old_accounts: Vec<Option<AccountInfo>> =
+            changes.accounts.keys().map(|addr| self.accounts.get(addr).map(|e| e.info)).collect();
         for (hash, code) in &changes.codes {
             self.codes.entry(*hash).or_insert_with(|| bytecode(code.clone()));
         }
@@ -123,8 +130,7 @@ impl WorldState {
                 }
             }
         }
-        for (addr, info) in &changes.accounts {
-            let old = self.accounts.get(addr).map(|e| e.info);
+        for ((addr, info), old) in changes.accounts.iter().zip(old_accounts) {
             match info {
                 Some(info) => {
                     let entry = self.accounts.entry(*addr).or_insert_with(|| AccountEntry::new(*info));
@@ -268,6 +274,53 @@ mod tests {
         let undo = ws.apply(&second);
         assert_ne!(ws.state_root(), before);
         ws.revert(&undo);
+        assert_eq!(ws.state_root(), before);
+    }
+
+    /// A block that creates accounts (a plain recipient, whose touched slot map is empty, and a
+    /// contract whose constructor writes storage), deletes a slot and creates another in an
+    /// existing contract is undone exactly: the new accounts are gone, not left behind empty.
+    #[test]
+    fn undo_removes_accounts_the_block_created() {
+        let user = Address::repeat_byte(1);
+        let existing = Address::repeat_byte(2);
+        let recipient = Address::repeat_byte(3);
+        let created = Address::repeat_byte(4);
+        let mut ws = WorldState::default();
+        let mut genesis = StateChanges::default();
+        let funded = AccountInfo { nonce: 0, balance: U256::from(1_000), code_hash: KECCAK_EMPTY };
+        genesis.accounts.insert(user, Some(funded));
+        let code = Bytes::from_static(&[0x60, 0x00, 0x00]);
+        let contract = AccountInfo { nonce: 1, balance: U256::ZERO, code_hash: keccak256(&code) };
+        genesis.accounts.insert(existing, Some(contract));
+        genesis.storage.insert(existing, [(U256::from(0), U256::from(1))].into());
+        genesis.codes.insert(keccak256(&code), code.clone());
+        ws.apply(&genesis);
+        let before = ws.state_root();
+
+        // What the executor emits for such a block: every touched account gets a slot map.
+        let mut block = StateChanges::default();
+        block.accounts.insert(user, Some(AccountInfo { nonce: 2, balance: U256::from(999), ..funded }));
+        block.storage.insert(user, BTreeMap::new());
+        block.accounts.insert(recipient, Some(AccountInfo { balance: U256::from(1), ..funded }));
+        block.storage.insert(recipient, BTreeMap::new());
+        block.accounts.insert(created, Some(contract));
+        block.storage.insert(created, [(U256::from(7), U256::from(8))].into());
+        block.storage.insert(existing, [(U256::from(0), U256::ZERO), (U256::from(1), U256::from(2))].into());
+        let undo = ws.apply(&block);
+        assert_ne!(ws.state_root(), before);
+        for addr in [recipient, created] {
+            assert!(undo.accounts.contains(&(addr, None)), "{addr} is recorded as new: {undo:?}");
+        }
+
+        ws.revert(&undo);
+        assert_eq!(ws.account(&recipient).unwrap(), None);
+        assert_eq!(ws.account(&created).unwrap(), None);
+        assert_eq!(ws.storage(&created, &U256::from(7)).unwrap(), U256::ZERO);
+        assert_eq!(ws.storage(&existing, &U256::from(0)).unwrap(), U256::from(1));
+        assert_eq!(ws.storage(&existing, &U256::from(1)).unwrap(), U256::ZERO);
+        assert_eq!(ws.account(&user).unwrap(), Some(funded));
+        assert_eq!(ws.account_count(), 2);
         assert_eq!(ws.state_root(), before);
     }
 }
