@@ -11,6 +11,7 @@ pub mod cli;
 pub mod consensus;
 pub mod crypto;
 pub mod execution;
+pub mod keeper;
 pub mod network;
 pub mod node;
 pub mod primitives;

@@ -1,4 +1,4 @@
-//! Wiring: builds the chain, pool, RPC server and sealer, and runs them until shutdown.
+//! Wiring: builds the chain, pool, RPC server, sealer and market keeper, and runs them until shutdown.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use crate::blockchain::{Blockchain, ChainOptions};
 use crate::chain::ChainSpec;
 use crate::consensus::clique::Proposals;
 use crate::crypto::SigningKey;
+use crate::keeper::Keeper;
 use crate::rpc::server::ui::{self, UiMode};
 use crate::rpc::{RpcConfig, RpcContext};
 use crate::storage::Store;
@@ -31,6 +32,9 @@ pub struct NodeConfig {
     pub chain: ChainOptions,
     /// The peer network, if enabled.
     pub network: Option<crate::network::NetworkConfig>,
+    /// The market keeper's key, if this node runs a keeper ([`crate::keeper`]). The chain must
+    /// have the market and the key must be a registry operator.
+    pub keeper: Option<SigningKey>,
 }
 
 /// A running node.
@@ -53,6 +57,26 @@ impl Node {
         let store = Store::open(&config.datadir, config.chain.state_history)?;
         let pool = Arc::new(TxPool::new(config.pool));
         let chain = Arc::new(Blockchain::open(spec, store, pool, &config.chain)?);
+        let keeper = match config.keeper.clone() {
+            Some(key) => {
+                let market = chain.spec().p2pe.market.clone().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "a market keeper needs a chain with the energy market; this genesis has none"
+                    )
+                })?;
+                let keeper = Keeper::new(chain.clone(), market, key, crate::keeper::DEFAULT_HORIZON);
+                if !keeper.is_operator()? {
+                    anyhow::bail!(
+                        "the keeper key {} is not a registry operator on this chain: openSlot is operator-only. \
+                         Make it one in the genesis (p2pe-node genesis --market-admin ADDRESS) or with \
+                         Registry.grantRole(OPERATOR_ROLE, ADDRESS) from an admin",
+                        keeper.address()
+                    );
+                }
+                Some(keeper)
+            }
+            None => None,
+        };
         let (shutdown, rx) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
         let network = match config.network.clone() {
@@ -107,6 +131,9 @@ impl Node {
         }
         if let Some(key) = config.signer.clone() {
             tasks.push(tokio::spawn(crate::sealer::run(chain.clone(), key, proposals, rx.clone())));
+        }
+        if let Some(keeper) = keeper {
+            tasks.push(tokio::spawn(crate::keeper::run(keeper, rx.clone())));
         }
         Ok(Self { chain, http_addr, ui_addr, network, shutdown, tasks })
     }

@@ -260,8 +260,17 @@ fn archive_keeps_every_block_state() {
 
 #[test]
 fn pool_limits_refuse_with_clear_errors() {
-    let node =
-        NodeProcess::dev(&["--period", "3600", "--txpool-max-per-sender", "3", "--txpool-max-total", "4"]);
+    // Without the market keeper, whose openSlot transactions would take room in this 4-transaction
+    // pool that no block empties (period 3600).
+    let node = NodeProcess::dev(&[
+        "--period",
+        "3600",
+        "--txpool-max-per-sender",
+        "3",
+        "--txpool-max-total",
+        "4",
+        "--no-keeper",
+    ]);
     let rpc = node.rpc();
     let a = dev_key(6);
     let b = dev_key(7);

@@ -11,6 +11,7 @@ use crate::chain::{
     build_genesis, deploy_market, ChainSpec, GenesisParams, GenesisParticipant, MarketConfig,
 };
 use crate::crypto::SigningKey;
+use crate::keeper::{DEFAULT_HORIZON, DEV_KEEPER_INDEX};
 use crate::node::{Node, NodeConfig};
 use crate::storage::Store;
 
@@ -57,6 +58,11 @@ pub struct DevArgs {
     /// Also write the contract addresses to this file (always written to DATADIR/contracts.json).
     #[arg(long)]
     pub contracts_out: Option<PathBuf>,
+    /// Do not run the market keeper. By default the node opens the next 4 slots whose gate is open
+    /// ahead of their first order (EnergyMarket.openSlot), signing with the key at mnemonic index
+    /// 97 (an operator in the dev genesis, not account 0), so that every order costs ≤ 50k gas.
+    #[arg(long)]
+    pub no_keeper: bool,
     #[command(flatten)]
     pub rpc: RpcArgs,
     #[command(flatten)]
@@ -78,17 +84,19 @@ pub fn dev_key(mnemonic: &str, index: u32) -> anyhow::Result<SigningKey> {
     Ok(SigningKey::from_bytes(&signer.to_bytes())?)
 }
 
-/// The dev market: account 0 operates it; every dev account is a participant (even ones
+/// The dev market: account 0 operates it, with the keeper's key (index
+/// [`DEV_KEEPER_INDEX`]) as a second operator; every dev account is a participant (even ones
 /// prosumers, odd ones consumers) with 1,000 credits and a bound meter (key index 100 + i); the
 /// grid account (key index 99) holds 1,000,000 credits in the market.
 pub fn dev_market(args: &DevArgs, keys: &[SigningKey], start: u64) -> anyhow::Result<MarketConfig> {
     let admin = keys.first().ok_or_else(|| anyhow::anyhow!("--accounts must be at least 1"))?.address();
     let grid = dev_key(&args.mnemonic, DEV_GRID_INDEX)?.address();
+    let keeper = dev_key(&args.mnemonic, DEV_KEEPER_INDEX)?.address();
     if args.slot_length < 5 {
         anyhow::bail!("--slot-length must be at least 5 seconds");
     }
     let slot = args.slot_length as u64;
-    let mut cfg = MarketConfig::new(vec![admin], grid, start - start % slot, args.slot_length);
+    let mut cfg = MarketConfig::new(vec![admin, keeper], grid, start - start % slot, args.slot_length);
     if let Some(g) = args.gate_closure {
         cfg.gate_closure = g;
     }
@@ -160,6 +168,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let chain_id = spec.chain_id;
     let market = spec.p2pe.market.clone();
+    // The keeper opens slots with its own key (not account 0, whose nonce users share).
+    let keeper = match (&market, args.no_keeper) {
+        (Some(_), false) => Some(dev_key(&args.mnemonic, DEV_KEEPER_INDEX)?),
+        _ => None,
+    };
     if let Some(m) = &market {
         m.write_json(chain_id, &datadir.join("contracts.json"))?;
         if let Some(out) = &args.contracts_out {
@@ -177,6 +190,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             rpc: args.rpc.config(),
             chain: args.node.chain(),
             network: None,
+            keeper: keeper.clone(),
         },
     )
     .await?;
@@ -196,6 +210,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if let Some(m) = &market {
         println!("{}", m.describe());
         println!("  Participants: the accounts above (meters: mnemonic index {DEV_METER_INDEX_BASE} + i; grid: index {DEV_GRID_INDEX})");
+        match &keeper {
+            Some(k) => println!(
+                "  Keeper        {} (mnemonic index {DEV_KEEPER_INDEX}; opens the next {DEFAULT_HORIZON} slots ahead; --no-keeper to turn off)",
+                k.address()
+            ),
+            None => println!("  Keeper        off (--no-keeper): the first order of each slot opens it"),
+        }
         println!();
     }
     println!("Signer: {}", sealer.address());

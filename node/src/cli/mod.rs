@@ -28,7 +28,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start a throwaway single-signer development chain with 10 funded accounts.
+    /// Start a throwaway single-signer development chain with 10 funded accounts, the energy
+    /// market and its keeper.
     Dev(dev::DevArgs),
     /// Create a data directory from a geth-style genesis file.
     Init(init::InitArgs),

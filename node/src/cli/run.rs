@@ -21,6 +21,17 @@ pub struct RunArgs {
     /// File whose first line is the keystore password (else the P2PE_PASSWORD variable).
     #[arg(long)]
     pub password_file: Option<PathBuf>,
+    /// Run the market keeper with the key of this keystore (Web3 Secret Storage): it opens the
+    /// next 4 slots whose gate is open ahead of their first order (EnergyMarket.openSlot), so that
+    /// orders cost ≤ 50k gas. The key must be a registry operator (p2pe-node genesis
+    /// --market-admin ADDRESS) and should not be used by anything else (a shared nonce races).
+    /// Run one keeper per network.
+    #[arg(long)]
+    pub keeper_keystore: Option<PathBuf>,
+    /// File whose first line is the keeper keystore's password (else the P2PE_KEEPER_PASSWORD
+    /// variable).
+    #[arg(long, requires = "keeper_keystore")]
+    pub keeper_password_file: Option<PathBuf>,
     #[command(flatten)]
     pub rpc: RpcArgs,
     #[command(flatten)]
@@ -46,6 +57,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(path) => Some(load_keystore(path, &read_password(args.password_file.as_deref())?)?),
         None => None,
     };
+    let keeper = match &args.keeper_keystore {
+        Some(path) => {
+            if market.is_none() {
+                anyhow::bail!(
+                    "--keeper-keystore: this chain has no energy market, there are no slots to open"
+                );
+            }
+            let password = match &args.keeper_password_file {
+                Some(file) => read_password(Some(file))?,
+                None => std::env::var("P2PE_KEEPER_PASSWORD").map_err(|_| {
+                    anyhow::anyhow!(
+                        "no keeper keystore password: pass --keeper-password-file FILE or set P2PE_KEEPER_PASSWORD"
+                    )
+                })?,
+            };
+            Some(load_keystore(path, &password)?)
+        }
+        None => None,
+    };
     if let Some(key) = &signer {
         if !spec.signers.contains(&key.address()) {
             tracing::warn!(signer = %key.address(), "this key is not a genesis signer; it will seal only once voted in");
@@ -62,6 +92,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             rpc: args.rpc.config(),
             chain: args.node.chain(),
             network: args.p2p.config(&args.datadir),
+            keeper: keeper.clone(),
         },
     )
     .await?;
@@ -71,6 +102,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(m) = &market {
         println!("{}", m.describe());
+    }
+    if let Some(k) = &keeper {
+        println!("Keeper: {} (opens the next {} slots ahead)", k.address(), crate::keeper::DEFAULT_HORIZON);
     }
     if let Some(net) = &node.network {
         // Give the listener a moment to report its address.

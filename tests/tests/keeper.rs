@@ -1,0 +1,295 @@
+//! The node's market keeper (node/src/keeper.rs) on real node processes: `p2pe-node dev` opens
+//! upcoming slots with the key at mnemonic index 97 (no reverted keeper transactions), and an
+//! order in such a slot costs ≤ 50,000 gas (issue #4); with `--no-keeper` the first order of a
+//! slot opens it and costs more. `p2pe-node run --keeper-keystore` refuses a key that is not a
+//! registry operator, and runs the keeper with one that is.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_sol_types::{SolCall, SolEvent};
+use p2pe_bindings::{credit_token::CreditToken, energy_market::EnergyMarket};
+use p2pe_tests::harness::{dev_key, hex_u64, node_bin, run_err, run_ok, NodeProcess, Rpc};
+use serde_json::{json, Value};
+
+const SECS: Duration = Duration::from_secs(60);
+/// The gas target of issue #4 for placing an order.
+const ORDER_GAS_TARGET: u64 = 50_000;
+
+fn contracts(path: &std::path::Path) -> (Address, Address) {
+    let c: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let a = |k: &str| c[k].as_str().unwrap().parse::<Address>().unwrap();
+    (a("token"), a("market"))
+}
+
+fn send(rpc: &Rpc, from: u32, to: Address, data: Vec<u8>) -> Value {
+    let h = rpc.call(
+        "eth_sendTransaction",
+        json!([{"from": dev_key(from).address(), "to": to, "data": Bytes::from(data)}]),
+    );
+    let r = rpc.wait_receipt(h.as_str().unwrap(), SECS);
+    assert_eq!(r["status"], "0x1", "transaction failed: {r}");
+    r
+}
+
+fn call<C: SolCall>(rpc: &Rpc, to: Address, c: C) -> C::Return {
+    let out = rpc.call("eth_call", json!([{"to": to, "data": Bytes::from(c.abi_encode())}, "latest"]));
+    C::abi_decode_returns(&out.as_str().unwrap().parse::<Bytes>().unwrap()).expect("decode")
+}
+
+fn now(rpc: &Rpc) -> u64 {
+    hex_u64(&rpc.call("eth_getBlockByNumber", json!(["latest", false]))["timestamp"])
+}
+
+/// `SlotOpened` logs of `market` up to block `to`: (slot, transaction hash).
+fn slot_opened(rpc: &Rpc, market: Address, to: u64) -> Vec<(u64, String)> {
+    let logs = rpc.call(
+        "eth_getLogs",
+        json!([{"fromBlock": "0x0", "toBlock": format!("{to:#x}"), "address": market,
+                "topics": [EnergyMarket::SlotOpened::SIGNATURE_HASH]}]),
+    );
+    logs.as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let slot: B256 = l["topics"][1].as_str().unwrap().parse().unwrap();
+            (U256::from_be_bytes(slot.0).to::<u64>(), l["transactionHash"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// Approves and deposits 100 credits of dev account `i` in the market.
+fn deposit(rpc: &Rpc, i: u32, token: Address, market: Address) {
+    let amount = U256::from(100) * U256::from(10u64).pow(U256::from(18));
+    send(rpc, i, token, CreditToken::approveCall { spender: market, value: amount }.abi_encode());
+    send(rpc, i, market, EnergyMarket::depositCall { amount }.abi_encode());
+}
+
+/// Dev account 1 (a consumer) bids for 1 kWh at 0.2 credit/kWh in `slot`.
+fn bid(rpc: &Rpc, market: Address, slot: u64) -> Value {
+    let price = U256::from(200) * U256::from(10u64).pow(U256::from(15));
+    send(
+        rpc,
+        1,
+        market,
+        EnergyMarket::placeBidCall { slot, energyWh: 1_000, pricePerKWh: price }.abi_encode(),
+    )
+}
+
+/// Checks every keeper transaction up to block `to` succeeded and opened exactly one slot: the
+/// keeper's nonce equals the number of `SlotOpened` logs its transactions emitted, and each of
+/// those came from the keeper. Returns the opened slots.
+fn keeper_opened(rpc: &Rpc, market: Address, keeper: Address, to: u64) -> Vec<u64> {
+    let opened = slot_opened(rpc, market, to);
+    let mut slots = Vec::new();
+    for (slot, tx) in &opened {
+        let t = rpc.call("eth_getTransactionByHash", json!([tx]));
+        let from: Address = t["from"].as_str().unwrap().parse().unwrap();
+        assert_eq!(from, keeper, "slot {slot} opened by {from}, not the keeper");
+        let r = rpc.call("eth_getTransactionReceipt", json!([tx]));
+        assert_eq!(r["status"], "0x1");
+        slots.push(*slot);
+    }
+    let nonce = hex_u64(&rpc.call("eth_getTransactionCount", json!([keeper, format!("{to:#x}")])));
+    assert_eq!(
+        nonce as usize,
+        slots.len(),
+        "keeper sent {nonce} transactions, {} opened a slot",
+        slots.len()
+    );
+    let mut sorted = slots.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), slots.len(), "a slot opened twice: {slots:?}");
+    sorted
+}
+
+fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn the_dev_keeper_opens_slots_ahead_and_orders_cost_under_50k_gas() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("contracts.json");
+    let node =
+        NodeProcess::dev(&["--period", "1", "--slot-length", "5", "--contracts-out", out.to_str().unwrap()]);
+    let rpc = node.rpc();
+    let (token, market) = contracts(&out);
+    let keeper = dev_key(97).address();
+    let printed = node.stdout.lock().unwrap().join("\n");
+    assert!(printed.contains(&format!("Keeper        {keeper}")), "keeper address printed: {printed}");
+    deposit(&rpc, 1, token, market);
+
+    // The keeper keeps the next 4 slots whose gate is open opened: pick the latest one, whose
+    // gate is well ahead.
+    let (slot, _) = wait_for("the keeper to open 4 slots", 30, || {
+        let head = rpc.block_number();
+        let slots = keeper_opened(&rpc, market, keeper, head);
+        let last = *slots.last()?;
+        let gate = call(&rpc, market, EnergyMarket::gateClosureTimeCall { slot: last }).to::<u64>();
+        (slots.len() >= 4 && gate > now(&rpc) + 3).then_some((last, gate))
+    });
+    let info = call(&rpc, market, EnergyMarket::slotInfoCall { slot });
+    assert_eq!(info.status as u8, 1, "slot {slot} is open");
+
+    let r = bid(&rpc, market, slot);
+    let gas = hex_u64(&r["gasUsed"]);
+    eprintln!("bid in keeper-opened slot {slot}: {gas} gas");
+    assert!(gas <= ORDER_GAS_TARGET, "a bid in an opened slot used {gas} gas (target ≤ {ORDER_GAS_TARGET})");
+    assert!(
+        !r["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["topics"][0] == json!(EnergyMarket::SlotOpened::SIGNATURE_HASH)),
+        "the bid did not open the slot"
+    );
+
+    // Slots keep being opened as time passes, every keeper transaction succeeding.
+    let before = keeper_opened(&rpc, market, keeper, rpc.block_number()).len();
+    wait_for("two more slots opened", 30, || {
+        let n = keeper_opened(&rpc, market, keeper, rpc.block_number()).len();
+        (n >= before + 2).then_some(())
+    });
+}
+
+#[test]
+fn without_the_keeper_the_first_order_of_a_slot_opens_it_and_costs_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("contracts.json");
+    let node = NodeProcess::dev(&[
+        "--period",
+        "1",
+        "--slot-length",
+        "5",
+        "--no-keeper",
+        "--contracts-out",
+        out.to_str().unwrap(),
+    ]);
+    let rpc = node.rpc();
+    let (token, market) = contracts(&out);
+    assert!(node.stdout.lock().unwrap().iter().any(|l| l.contains("Keeper        off")));
+    deposit(&rpc, 1, token, market);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(slot_opened(&rpc, market, rpc.block_number()).is_empty(), "no slot opened ahead");
+    let c: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let (start, len) = (c["startTime"].as_u64().unwrap(), c["slotLength"].as_u64().unwrap());
+    let slot = (now(&rpc) + 12 - start) / len + 1;
+    let r = bid(&rpc, market, slot);
+    let gas = hex_u64(&r["gasUsed"]);
+    eprintln!("first bid of unopened slot {slot}: {gas} gas");
+    assert!(
+        r["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["topics"][0] == json!(EnergyMarket::SlotOpened::SIGNATURE_HASH)),
+        "the first bid opened the slot: {r}"
+    );
+    assert!(gas > ORDER_GAS_TARGET, "the first order of an unopened slot used only {gas} gas");
+}
+
+/// `account new` in `dir`, returning the keystore path and its address.
+fn new_keystore(
+    dir: &std::path::Path,
+    name: &str,
+    password: &std::path::Path,
+) -> (std::path::PathBuf, Address) {
+    let addr = run_ok(
+        Command::new(node_bin())
+            .args(["account", "new", "--name", name, "--keystore-dir"])
+            .arg(dir)
+            .arg("--password-file")
+            .arg(password),
+    );
+    (dir.join(name), addr.trim().parse().unwrap())
+}
+
+fn genesis_and_init(dir: &std::path::Path, extra: &[String]) -> std::path::PathBuf {
+    let genesis = dir.join("genesis.json");
+    let mut cmd = Command::new(node_bin());
+    cmd.args(["genesis", "--chain-id", "4242", "--period", "1", "--slot-length", "5", "--out"]).arg(&genesis);
+    cmd.args(extra);
+    run_ok(&mut cmd);
+    let datadir = dir.join("data");
+    run_ok(Command::new(node_bin()).args(["init", "--genesis"]).arg(&genesis).arg("--datadir").arg(&datadir));
+    datadir
+}
+
+#[test]
+fn run_refuses_a_keeper_key_that_is_not_a_registry_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("password.txt");
+    std::fs::write(&pw, "keeper password\n").unwrap();
+    let (keystore, keeper) = new_keystore(dir.path(), "keeper.json", &pw);
+    let datadir = genesis_and_init(dir.path(), &["--signer".into(), dev_key(0).address().to_string()]);
+    let text = run_err(
+        Command::new(node_bin())
+            .args(["run", "--no-p2p", "--http-addr", "127.0.0.1:0", "--datadir"])
+            .arg(&datadir)
+            .arg("--keeper-keystore")
+            .arg(&keystore)
+            .arg("--keeper-password-file")
+            .arg(&pw),
+    );
+    assert!(
+        text.contains(&format!("the keeper key {keeper} is not a registry operator"))
+            && text.contains("--market-admin"),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_with_an_operator_keeper_key_opens_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("password.txt");
+    std::fs::write(&pw, "keeper password\n").unwrap();
+    let (signer_ks, signer) = new_keystore(dir.path(), "signer.json", &pw);
+    let (keeper_ks, keeper) = new_keystore(dir.path(), "keeper.json", &pw);
+    let datadir = genesis_and_init(
+        dir.path(),
+        &[
+            "--signer".into(),
+            signer.to_string(),
+            "--market-admin".into(),
+            signer.to_string(),
+            "--market-admin".into(),
+            keeper.to_string(),
+        ],
+    );
+    let (d, s, k, p) = (
+        datadir.to_str().unwrap(),
+        signer_ks.to_str().unwrap(),
+        keeper_ks.to_str().unwrap(),
+        pw.to_str().unwrap(),
+    );
+    let node = NodeProcess::start(&[
+        "run",
+        "--no-p2p",
+        "--datadir",
+        d,
+        "--keystore",
+        s,
+        "--password-file",
+        p,
+        "--keeper-keystore",
+        k,
+        "--keeper-password-file",
+        p,
+    ]);
+    assert!(node.stdout.lock().unwrap().iter().any(|l| l.contains(&format!("Keeper: {keeper}"))));
+    let rpc = node.rpc();
+    let (_, _, _, market) = p2pe_node::chain::market_addresses();
+    wait_for("the keeper to open 4 slots", 30, || {
+        (keeper_opened(&rpc, market, keeper, rpc.block_number()).len() >= 4).then_some(())
+    });
+}
