@@ -90,7 +90,7 @@ pub struct DevChain {
 }
 
 impl DevChain {
-    /// Starts `p2pe-node dev --period 1` with the market schedule of `cfg`.
+    /// Starts `p2pe-node dev --period 1 --no-keeper` with the market schedule of `cfg`.
     pub fn start(cfg: &DevChainConfig) -> anyhow::Result<Self> {
         let bin = find_binary("p2pe-node", "P2PE_NODE_BIN", "p2pe-node")?;
         let (datadir, tmp) = match &cfg.datadir {
@@ -116,7 +116,8 @@ impl DevChain {
         };
         let addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(bin);
-        cmd.args(["dev", "--period", "1"])
+        // The simulator runs its own keeper (account 0, `engine`): no second one in the node.
+        cmd.args(["dev", "--period", "1", "--no-keeper"])
             .args(["--slot-length", &cfg.slot_length.to_string()])
             .args(["--gate-closure", &cfg.gate_closure.to_string()])
             .args(["--grace-period", &cfg.grace_period.to_string()])
