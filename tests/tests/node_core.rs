@@ -11,7 +11,7 @@ use alloy_primitives::{address, Address, Bytes, TxKind, U256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use p2pe_tests::harness::{dev_key, hex_u64, node_bin, run_ok, sign_raw, NodeProcess, Rpc};
-use serde_json::json;
+use serde_json::{json, Value};
 
 const CHAIN: u64 = 1337;
 const SECS: Duration = Duration::from_secs(20);
@@ -403,6 +403,26 @@ fn malformed_requests_get_json_rpc_errors() {
     let (status, v) = rpc.raw(&big).unwrap();
     assert_eq!(status, 413);
     assert_eq!(v["error"]["code"], -32005);
+    // The same body chunked (no Content-Length): counted as it arrives, drained, answered the same.
+    let resp = reqwest::blocking::Client::new()
+        .post(&node.url)
+        .header("content-type", "application/json")
+        .body(reqwest::blocking::Body::new(std::io::Cursor::new(big.clone().into_bytes())))
+        .send()
+        .expect("the over-limit answer, not a connection reset");
+    assert_eq!(resp.status().as_u16(), 413);
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["error"]["code"], -32005);
+    // A small chunked request is served.
+    let resp = reqwest::blocking::Client::new()
+        .post(&node.url)
+        .header("content-type", "application/json")
+        .body(reqwest::blocking::Body::new(std::io::Cursor::new(
+            br#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#.to_vec(),
+        )))
+        .send()
+        .unwrap();
+    assert_eq!(resp.json::<Value>().unwrap()["result"], "0x539");
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let (_, v) = rpc.raw(&deep).unwrap();
     assert_eq!(v["error"]["code"], -32700, "{v}");

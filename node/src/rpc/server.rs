@@ -88,7 +88,59 @@ pub fn handle_body(ctx: &Arc<RpcContext>, body: &[u8], conn: Option<&Arc<WsConne
     }
 }
 
-async fn handle_http(ctx: Arc<RpcContext>, body: Bytes) -> Result<warp::reply::Response, warp::Rejection> {
+/// Most bytes of an over-limit request body the server reads and throws away before it answers 413.
+/// Answering without reading the body would close the connection under a client that is still
+/// writing, and the client would see a connection reset instead of the JSON-RPC error; a body longer
+/// than this still gets the answer, and then the connection is closed.
+const DRAIN_LIMIT: u64 = 64 << 20;
+
+/// Reads a request body of at most `limit` bytes; `None` when it is longer (declared in
+/// `Content-Length` or sent chunked), after draining up to [`DRAIN_LIMIT`] bytes of it.
+async fn read_body<S, B>(limit: u64, declared: Option<u64>, body: S) -> Result<Option<Bytes>, warp::Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    use futures_util::StreamExt;
+    futures_util::pin_mut!(body);
+    let too_large = declared.is_some_and(|n| n > limit);
+    let mut buf = Vec::with_capacity(if too_large { 0 } else { declared.unwrap_or(0) as usize });
+    let mut seen: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let Ok(mut chunk) = chunk else {
+            return Err(warp::reject::reject());
+        };
+        seen += chunk.remaining() as u64;
+        if too_large || seen > limit {
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+            chunk.advance(chunk.remaining());
+            buf = Vec::new();
+            continue;
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            buf.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok((!too_large && seen <= limit).then(|| Bytes::from(buf)))
+}
+
+async fn handle_http<S, B>(
+    ctx: Arc<RpcContext>,
+    declared: Option<u64>,
+    body: S,
+) -> Result<warp::reply::Response, warp::Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    let Some(body) = read_body(ctx.config.max_body_bytes, declared, body).await? else {
+        return Err(warp::reject::custom(BodyTooLarge));
+    };
     let response = tokio::task::spawn_blocking(move || handle_body(&ctx, &body, None))
         .await
         .unwrap_or_else(|e| Some(error_response(Value::Null, RpcError::internal(e))));
@@ -108,21 +160,28 @@ impl<T: warp::Reply> IntoBoxed for T {
     }
 }
 
+/// A request body over `--rpc-max-body`.
+#[derive(Debug)]
+struct BodyTooLarge;
+
+impl warp::reject::Reject for BodyTooLarge {}
+
 async fn recover(err: warp::Rejection) -> Result<warp::reply::Response, std::convert::Infallible> {
-    let (status, e) = if err.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (StatusCode::PAYLOAD_TOO_LARGE, RpcError::limit_exceeded("request body is over the size limit"))
-    } else if err.find::<warp::reject::LengthRequired>().is_some() {
-        (StatusCode::LENGTH_REQUIRED, RpcError::invalid_request("a Content-Length header is required"))
-    } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            RpcError::invalid_request("use POST for JSON-RPC or a WebSocket upgrade"),
-        )
-    } else if err.is_not_found() {
-        (StatusCode::NOT_FOUND, RpcError::invalid_request("not found: JSON-RPC is served at /"))
-    } else {
-        (StatusCode::BAD_REQUEST, RpcError::invalid_request(format!("bad request: {err:?}")))
-    };
+    let (status, e) =
+        if err.find::<BodyTooLarge>().is_some() || err.find::<warp::reject::PayloadTooLarge>().is_some() {
+            (StatusCode::PAYLOAD_TOO_LARGE, RpcError::limit_exceeded("request body is over the size limit"))
+        } else if err.find::<warp::reject::LengthRequired>().is_some() {
+            (StatusCode::LENGTH_REQUIRED, RpcError::invalid_request("a Content-Length header is required"))
+        } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                RpcError::invalid_request("use POST for JSON-RPC or a WebSocket upgrade"),
+            )
+        } else if err.is_not_found() {
+            (StatusCode::NOT_FOUND, RpcError::invalid_request("not found: JSON-RPC is served at /"))
+        } else {
+            (StatusCode::BAD_REQUEST, RpcError::invalid_request(format!("bad request: {err:?}")))
+        };
     Ok(warp::reply::with_status(warp::reply::json(&error_response(Value::Null, e)), status)
         .into_response_boxed())
 }
@@ -159,8 +218,8 @@ pub async fn serve_with_ui(
     let http = warp::path::end()
         .and(warp::post())
         .and(with_ctx)
-        .and(warp::body::content_length_limit(ctx.config.max_body_bytes))
-        .and(warp::body::bytes())
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
         .and_then(handle_http);
     let cors = warp::cors()
         .allow_any_origin()
