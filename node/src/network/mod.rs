@@ -56,6 +56,10 @@ struct Behaviour {
     identify: identify::Behaviour,
 }
 
+/// Blocks whose timestamp is older than this many seconds are not gossiped when they join our
+/// chain (sync fetched them; every peer that has them, or can fetch them, needs no announcement).
+const GOSSIP_MAX_AGE_SECS: u64 = 30;
+
 /// Requests to the swarm loop (from the sync and import workers, and admin RPC).
 pub enum Command {
     Request {
@@ -290,7 +294,14 @@ pub async fn start(
                 },
                 ev = chain_events.recv() => {
                     if let Ok(ev) = ev {
-                        if !ev.removed && !from_gossip.contains(&ev.block.hash) {
+                        // Blocks that arrived by gossip are forwarded by gossipsub itself; old
+                        // blocks (imported while catching up by sync) are not announced at all:
+                        // peers have them or fetch them by sync, as geth does not propagate
+                        // downloaded blocks. Announcing each of a long sync's blocks made every
+                        // peer verify and forward one signed message per block.
+                        let fresh = ev.block.block.header.timestamp + GOSSIP_MAX_AGE_SECS
+                            >= crate::blockchain::unix_now();
+                        if !ev.removed && fresh && !from_gossip.contains(&ev.block.hash) {
                             let mut buf = Vec::new();
                             ev.block.block.encode(&mut buf);
                             let _ = swarm.behaviour_mut().gossipsub.publish(blocks_topic.clone(), buf);

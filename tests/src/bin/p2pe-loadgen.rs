@@ -125,16 +125,28 @@ fn print_text(r: &Report) {
     }
     println!("end to end      {:.3} s  ({:.0} tx/s)", r.elapsed_secs, r.tps);
     println!(
+        "inclusion       p50 {:.2} s, p99 {:.2} s, max {:.2} s (batch sent -> head with its block seen)",
+        r.latency_p50_secs, r.latency_p99_secs, r.latency_max_secs
+    );
+    println!(
         "blocks used     {} (#{}..#{}, at most {} txs in one block)",
         r.blocks_used,
         r.start_block + 1,
         r.last_block,
         r.max_txs_per_block
     );
-    println!("mined           {} of {} accepted transactions", r.included, r.accepted);
     println!(
-        "receipts        {} checked, {} failed, {} missing ({}), avg gas used {:.0}",
-        r.receipts_checked, r.receipts_failed, r.receipts_missing, r.verified_with, r.avg_gas_used
+        "mined           {} of {} accepted transactions ({} replaced blocks re-read)",
+        r.included, r.accepted, r.reorgs
+    );
+    println!(
+        "receipts        {} checked, {} failed, {} missing, {} late ({}), avg gas used {:.0}",
+        r.receipts_checked,
+        r.receipts_failed,
+        r.receipts_missing,
+        r.receipts_late,
+        r.verified_with,
+        r.avg_gas_used
     );
     println!("result          {}", if r.ok { "OK" } else { "FAILED" });
 }

@@ -24,4 +24,4 @@ pub mod run;
 pub mod txs;
 
 pub use error::LoadgenError;
-pub use run::{run, Config, Report, Verify, Workload};
+pub use run::{percentile, run, Config, Report, Verify, Workload};

@@ -1,6 +1,7 @@
 //! The two phases of a load-generation run: setup, then the timed run.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{hex, Address, Bytes, B256, U256};
@@ -120,10 +121,20 @@ pub struct Report {
     pub elapsed_secs: f64,
     /// End-to-end throughput: `accepted / elapsed_secs`.
     pub tps: f64,
+    /// Inclusion latency, median over the mined transactions: from the moment the batch
+    /// carrying a transaction was sent until a head holding its block was first seen (heads are
+    /// polled every `--poll-ms` while the run lasts, sends included).
+    pub latency_p50_secs: f64,
+    /// Inclusion latency, 99th percentile (nearest rank).
+    pub latency_p99_secs: f64,
+    /// Inclusion latency, largest.
+    pub latency_max_secs: f64,
     /// Head block number just before the clock started.
     pub start_block: u64,
     /// Highest block holding a measured transaction.
     pub last_block: u64,
+    /// Blocks read during the run that the node later replaced (reorganisations seen).
+    pub reorgs: usize,
     /// Number of blocks holding measured transactions.
     pub blocks_used: usize,
     /// Largest number of measured transactions in one block.
@@ -134,8 +145,10 @@ pub struct Report {
     pub receipts_checked: usize,
     /// Checked receipts with status 0 (or, for `contract`, without the event).
     pub receipts_failed: usize,
-    /// Checked transactions without a receipt.
+    /// Checked transactions without a receipt (after asking again for 10 s).
     pub receipts_missing: usize,
+    /// Receipts missing at the first check that the node returned when asked again.
+    pub receipts_late: usize,
     /// How the receipts were checked.
     pub verified_with: String,
     /// Average gas used by a checked transaction.
@@ -237,6 +250,10 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
 
     // ----------------------------------------------------------- timed run
     let start_block = parse_u64(&client.call("eth_blockNumber", json!([])).await?, "eth_blockNumber")?;
+    // Heads are watched from the start, so that blocks sealed while batches are still being
+    // sent get the time they appeared, not the time the sending ended.
+    let heads: HeadTimes = Arc::new(Mutex::new(BTreeMap::new()));
+    let watcher = tokio::spawn(watch_heads(client.clone(), start_block, heads.clone(), cfg.poll_interval));
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(queues.len());
     for queue in queues {
@@ -244,9 +261,11 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
         tasks.push(tokio::spawn(async move { send_queue(&client, queue).await }));
     }
     let mut failed: Vec<(usize, usize, String)> = Vec::new();
+    let mut sent_at: HashMap<B256, Instant> = HashMap::with_capacity(cfg.txs);
     for t in tasks {
-        let errs = t.await.map_err(|e| LoadgenError::Setup(format!("send task failed: {e}")))?;
+        let (errs, sent) = t.await.map_err(|e| LoadgenError::Setup(format!("send task failed: {e}")))?;
         failed.extend(errs);
+        sent_at.extend(sent.into_iter().map(|(s, i, at)| (signed[s][i].hash, at)));
     }
     let send_secs = start.elapsed().as_secs_f64();
     failed.sort_by_key(|(s, i, _)| (*s, *i));
@@ -280,9 +299,20 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
         })
         .collect();
     let ours: HashSet<B256> = signed.iter().flatten().map(|t| t.hash).collect();
-    let wait =
-        wait_for_inclusion(&client, &ours, &targets, start_block + 1, start, cfg.poll_interval, cfg.timeout)
-            .await?;
+    let wait = wait_for_inclusion(
+        &client,
+        &ours,
+        &targets,
+        start_block + 1,
+        start,
+        (&sent_at, &heads),
+        cfg.poll_interval,
+        cfg.timeout,
+    )
+    .await;
+    watcher.abort();
+    let mut wait = wait?;
+    wait.latencies.sort_by(f64::total_cmp);
     let elapsed_secs = wait.done_at.duration_since(start).as_secs_f64();
     let accepted = cfg.txs - send_errors;
     progress(format!(
@@ -316,14 +346,19 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
         send_tps: cfg.txs as f64 / send_secs,
         elapsed_secs,
         tps: accepted as f64 / elapsed_secs,
+        latency_p50_secs: percentile(&wait.latencies, 0.50),
+        latency_p99_secs: percentile(&wait.latencies, 0.99),
+        latency_max_secs: wait.latencies.last().copied().unwrap_or(0.0),
         start_block,
         last_block: wait.last_block,
+        reorgs: wait.reorgs,
         blocks_used: wait.per_block.len(),
         max_txs_per_block: wait.per_block.values().copied().max().unwrap_or(0),
         included: wait.included,
         receipts_checked: check.found,
         receipts_failed: check.failed,
         receipts_missing: check.missing,
+        receipts_late: check.late,
         verified_with: check.method,
         avg_gas_used: if check.found == 0 { 0.0 } else { check.gas_used as f64 / check.found as f64 },
         ok,
@@ -523,12 +558,50 @@ fn build_queues(
     Ok(queues)
 }
 
+/// The `p` quantile (0..=1, nearest rank) of sorted values; 0 when there are none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// When each block number was first seen as (or below) the head.
+type HeadTimes = Arc<Mutex<BTreeMap<u64, Instant>>>;
+
+/// Polls `eth_blockNumber` every `poll` until aborted, recording when each block after `from`
+/// was first seen.
+async fn watch_heads(client: RpcClient, from: u64, heads: HeadTimes, poll: Duration) {
+    let mut last = from;
+    loop {
+        if let Ok(head) = client.call("eth_blockNumber", json!([])).await.and_then(|v| parse_u64(&v, "head"))
+        {
+            let now = Instant::now();
+            if head > last {
+                let mut map = heads.lock().unwrap_or_else(|e| e.into_inner());
+                for n in last + 1..=head {
+                    map.insert(n, now);
+                }
+                last = head;
+            }
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// A sent transaction: (sender, index in the sender's list, when its batch was sent).
+type Sent = (usize, usize, Instant);
+
 /// Sends a queue of batches one after the other; returns the rejected
-/// transactions as (sender, index, message).
-async fn send_queue(client: &RpcClient, queue: Vec<Batch>) -> Vec<(usize, usize, String)> {
+/// transactions as (sender, index, message), and when each transaction's batch was sent.
+async fn send_queue(client: &RpcClient, queue: Vec<Batch>) -> (Vec<(usize, usize, String)>, Vec<Sent>) {
     let mut errors = Vec::new();
+    let mut sent = Vec::new();
     for b in queue {
         let n = b.refs.len();
+        let at = Instant::now();
+        sent.extend(b.refs.iter().map(|&(s, i)| (s, i, at)));
         match client.send_batch_body("eth_sendRawTransaction", b.body, n).await {
             Ok(answers) => {
                 for (r, (s, i)) in answers.into_iter().zip(b.refs) {
@@ -543,7 +616,7 @@ async fn send_queue(client: &RpcClient, queue: Vec<Batch>) -> Vec<(usize, usize,
             }
         }
     }
-    errors
+    (errors, sent)
 }
 
 /// When the run's transactions were mined, and where.
@@ -556,91 +629,199 @@ struct Waited {
     per_block: BTreeMap<u64, usize>,
     /// Measured transactions found in blocks.
     included: usize,
+    /// Inclusion latency of each of them, in seconds (unsorted).
+    latencies: Vec<f64>,
+    /// Times a block read during the wait was replaced by another (chain reorganisations).
+    reorgs: usize,
 }
 
-/// Waits until every hash in `targets` is in a block.
+/// A block of the run as read from the node.
+struct SeenBlock {
+    /// Its hash (its successor's parentHash must match, else the chain reorganised).
+    hash: B256,
+    /// The run's transactions in it.
+    ours: Vec<B256>,
+    /// When a head holding it was first seen.
+    seen_at: Instant,
+}
+
+/// Reads block `n` (hashes only): (hash, parentHash, transaction hashes), or `None` if the node
+/// has no such block (any more).
+async fn read_block(client: &RpcClient, n: u64) -> Result<Option<(B256, B256, Vec<B256>)>, LoadgenError> {
+    let block = client.call("eth_getBlockByNumber", json!([format!("{n:#x}"), false])).await?;
+    if block.is_null() {
+        return Ok(None);
+    }
+    let bad =
+        |detail: String| LoadgenError::BadResponse { method: "eth_getBlockByNumber".to_owned(), detail };
+    let field = |k: &str| -> Result<B256, LoadgenError> {
+        block
+            .get(k)
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad(format!("block {n} has no valid {k}")))
+    };
+    let (hash, parent) = (field("hash")?, field("parentHash")?);
+    let list = block
+        .get("transactions")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad(format!("block {n} has no transactions array")))?;
+    let mut txs = Vec::with_capacity(list.len());
+    for h in list {
+        let hash = h
+            .as_str()
+            .and_then(|s| s.parse::<B256>().ok())
+            .ok_or_else(|| bad(format!("block {n}: bad transaction hash {h}")))?;
+        txs.push(hash);
+    }
+    Ok(Some((hash, parent, txs)))
+}
+
+/// Waits until every hash in `targets` is in a block of the node's canonical chain.
 ///
 /// The head is polled with `eth_blockNumber` every `poll`; each new block is
 /// read with `eth_getBlockByNumber(n, false)` and its transaction hashes are
-/// matched against the run's. The end time is the moment the head holding the
-/// last target was first seen, so it is accurate to about `poll`. (Receipt
-/// look-ups are not used here: on anvil they cost time linear in the block
-/// size, which would bias the measurement.)
+/// matched against the run's. A block's time is the moment a head holding it
+/// was first seen, here or by the head watcher that ran during the sends
+/// (`times.1`); the end time is that of the block holding the last target, so
+/// it is accurate to about `poll`, and each transaction's inclusion latency is
+/// its block's time minus its send time (`times.0`). (Receipt look-ups are not
+/// used here: on anvil they cost time linear in the block size, which would
+/// bias the measurement.)
+///
+/// On a chain with several signers the head can be replaced (two signers seal
+/// at the same height and the chain reorganises). Every block read must
+/// therefore extend the previous one: when its parentHash does not match, the
+/// blocks read since the fork are dropped (their transactions count as not
+/// mined) and read again; before returning, every block of the run is read
+/// once more and must still be canonical. A transaction that was in an
+/// orphaned block counts once, at its block in the final chain.
+#[allow(clippy::too_many_arguments)]
 async fn wait_for_inclusion(
     client: &RpcClient,
     ours: &HashSet<B256>,
     targets: &[B256],
     first_block: u64,
     start: Instant,
+    times: (&HashMap<B256, Instant>, &HeadTimes),
     poll: Duration,
     timeout: Duration,
 ) -> Result<Waited, LoadgenError> {
-    let mut remaining: HashSet<B256> = targets.iter().copied().collect();
+    let (sent_at, heads) = times;
+    let target_set: HashSet<B256> = targets.iter().copied().collect();
+    let mut seen: BTreeMap<u64, SeenBlock> = BTreeMap::new();
+    let base = match first_block.checked_sub(1) {
+        Some(n) => read_block(client, n).await?.map(|(h, _, _)| h),
+        None => None,
+    };
+    let mut next = first_block;
+    let mut reorgs = 0usize;
+    loop {
+        let head = parse_u64(&client.call("eth_blockNumber", json!([])).await?, "eth_blockNumber")?;
+        let polled_at = Instant::now();
+        while next <= head {
+            let Some((hash, parent, txs)) = read_block(client, next).await? else {
+                break;
+            };
+            let expected_parent = match next.checked_sub(1).and_then(|p| seen.get(&p)) {
+                Some(b) => Some(b.hash),
+                None => base,
+            };
+            if expected_parent.is_some_and(|p| p != parent) {
+                // Reorganised below `next`: forget the previous block and read it again.
+                let back = next - 1;
+                if back < first_block {
+                    return Err(LoadgenError::BadResponse {
+                        method: "eth_getBlockByNumber".to_owned(),
+                        detail: format!(
+                            "the chain reorganised below block {first_block}, where the run began"
+                        ),
+                    });
+                }
+                seen.remove(&back);
+                next = back;
+                reorgs += 1;
+                progress(format!("  block {back} was replaced (reorg): reading from it again"));
+                continue;
+            }
+            let watched = heads.lock().unwrap_or_else(|e| e.into_inner()).get(&next).copied();
+            let seen_at = watched.map_or(polled_at, |t| t.min(polled_at));
+            let mine: Vec<B256> = txs.into_iter().filter(|h| ours.contains(h)).collect();
+            if !mine.is_empty() {
+                progress(format!(
+                    "  block {next}: {} txs, seen at {:.2} s",
+                    mine.len(),
+                    seen_at.duration_since(start).as_secs_f64()
+                ));
+            }
+            seen.insert(next, SeenBlock { hash, ours: mine, seen_at });
+            next += 1;
+        }
+        let mined: HashSet<B256> = seen.values().flat_map(|b| b.ours.iter().copied()).collect();
+        if target_set.iter().all(|t| mined.contains(t)) {
+            // Check that every block read is still canonical.
+            let mut fork = None;
+            for (&n, b) in &seen {
+                if read_block(client, n).await?.map(|(h, _, _)| h) != Some(b.hash) {
+                    fork = Some(n);
+                    break;
+                }
+            }
+            match fork {
+                None => return Ok(summarise(seen, sent_at, start, first_block, reorgs)),
+                Some(n) => {
+                    progress(format!("  block {n} was replaced (reorg): reading from it again"));
+                    seen.retain(|k, _| *k < n);
+                    next = n;
+                    reorgs += 1;
+                }
+            }
+        }
+        if start.elapsed() > timeout {
+            let missing = target_set.iter().filter(|t| !mined.contains(*t)).count();
+            return Err(LoadgenError::Timeout(format!(
+                "{missing} of {} senders' last transactions are not in a block after {:?} (head {head}, {} txs mined)",
+                targets.len(),
+                timeout,
+                mined.len()
+            )));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// The blocks of the run, once every target is in the canonical chain.
+fn summarise(
+    seen: BTreeMap<u64, SeenBlock>,
+    sent_at: &HashMap<B256, Instant>,
+    start: Instant,
+    first_block: u64,
+    reorgs: usize,
+) -> Waited {
     let mut waited = Waited {
         done_at: start,
         last_block: first_block.saturating_sub(1),
         per_block: BTreeMap::new(),
         included: 0,
+        latencies: Vec::new(),
+        reorgs,
     };
-    if remaining.is_empty() {
-        waited.done_at = Instant::now();
-        return Ok(waited);
-    }
-    let mut next = first_block;
-    loop {
-        let head = parse_u64(&client.call("eth_blockNumber", json!([])).await?, "eth_blockNumber")?;
-        let seen_at = Instant::now();
-        while next <= head {
-            let block = client.call("eth_getBlockByNumber", json!([format!("{next:#x}"), false])).await?;
-            if block.is_null() {
-                break;
-            }
-            let hashes = block.get("transactions").and_then(Value::as_array).ok_or_else(|| {
-                LoadgenError::BadResponse {
-                    method: "eth_getBlockByNumber".to_owned(),
-                    detail: format!("block {next} has no transactions array"),
-                }
-            })?;
-            let mut mine = 0usize;
-            for h in hashes {
-                let Some(hash) = h.as_str().and_then(|s| s.parse::<B256>().ok()) else {
-                    return Err(LoadgenError::BadResponse {
-                        method: "eth_getBlockByNumber".to_owned(),
-                        detail: format!("block {next}: bad transaction hash {h}"),
-                    });
-                };
-                if ours.contains(&hash) {
-                    mine += 1;
-                }
-                remaining.remove(&hash);
-            }
-            if mine > 0 {
-                waited.per_block.insert(next, mine);
-                waited.included += mine;
-                progress(format!(
-                    "  block {next}: {mine} txs, {} total, seen at {:.2} s",
-                    waited.included,
-                    seen_at.duration_since(start).as_secs_f64()
-                ));
-            }
-            waited.last_block = next;
-            next += 1;
-            if remaining.is_empty() {
-                waited.done_at = seen_at;
-                return Ok(waited);
+    // The run ends with the last block holding one of its transactions.
+    for (&n, b) in &seen {
+        if b.ours.is_empty() {
+            continue;
+        }
+        waited.per_block.insert(n, b.ours.len());
+        waited.included += b.ours.len();
+        waited.last_block = n;
+        waited.done_at = b.seen_at;
+        for h in &b.ours {
+            if let Some(sent) = sent_at.get(h) {
+                waited.latencies.push(b.seen_at.saturating_duration_since(*sent).as_secs_f64());
             }
         }
-        if start.elapsed() > timeout {
-            return Err(LoadgenError::Timeout(format!(
-                "{} of {} senders' last transactions are not in a block after {:?} (head {head}, {} txs mined)",
-                remaining.len(),
-                targets.len(),
-                timeout,
-                waited.included
-            )));
-        }
-        tokio::time::sleep(poll).await;
     }
+    waited
 }
 
 /// Fetches the receipts of `hashes` (in order), polling until all exist.
@@ -676,6 +857,8 @@ async fn fetch_receipts_until(
 /// Outcome of the receipt check.
 struct Check {
     found: usize,
+    /// Found only when asked again after a first check found them missing.
+    late: usize,
     missing: usize,
     failed: usize,
     gas_used: u128,
@@ -695,7 +878,7 @@ async fn verify(
     want_event: bool,
 ) -> Result<Check, LoadgenError> {
     let ours: HashSet<B256> = signed.iter().flatten().map(|t| t.hash).collect();
-    let mut check = Check { found: 0, missing: 0, failed: 0, gas_used: 0, method: String::new() };
+    let mut check = Check { found: 0, late: 0, missing: 0, failed: 0, gas_used: 0, method: String::new() };
     let to_check: Vec<B256> = match cfg.verify {
         Verify::Sample(n) => {
             let all: Vec<B256> = signed.iter().flatten().map(|t| t.hash).collect();
@@ -742,26 +925,50 @@ async fn verify(
             ours.iter().copied().collect()
         }
     };
-    let params: Vec<Value> = to_check.iter().map(|h| json!([h])).collect();
-    for chunk in params.chunks(cfg.batch) {
-        for r in client.batch("eth_getTransactionReceipt", chunk).await? {
-            match r {
-                Ok(Value::Null) => check.missing += 1,
-                Ok(receipt) => {
-                    tally(&mut check, &receipt, &ours, want_event)?;
+    // A receipt that is missing at first is asked for again for a few seconds (a node may
+    // still be switching branches); those that show up late are counted apart.
+    let mut pending = to_check;
+    for attempt in 0..=RECEIPT_RETRIES {
+        let mut still = Vec::new();
+        for chunk in pending.chunks(cfg.batch) {
+            let params: Vec<Value> = chunk.iter().map(|h| json!([h])).collect();
+            let answers = client.batch("eth_getTransactionReceipt", &params).await?;
+            for (h, r) in chunk.iter().zip(answers) {
+                match r {
+                    Ok(Value::Null) => still.push(*h),
+                    Ok(receipt) => {
+                        tally(&mut check, &receipt, &ours, want_event)?;
+                        if attempt > 0 {
+                            check.late += 1;
+                        }
+                    }
+                    Err(e) => return Err(rpc_err("eth_getTransactionReceipt", e)),
                 }
-                Err(e) => return Err(rpc_err("eth_getTransactionReceipt", e)),
             }
         }
+        pending = still;
+        if pending.is_empty() {
+            break;
+        }
+        if attempt == 0 {
+            progress(format!("{} receipts missing at the first check; asking again", pending.len()));
+        }
+        if attempt < RECEIPT_RETRIES {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
+    check.missing = pending.len();
     log_check(&check);
     Ok(check)
 }
 
+/// How many times (500 ms apart) missing receipts are asked for again.
+const RECEIPT_RETRIES: usize = 20;
+
 fn log_check(check: &Check) {
     progress(format!(
-        "checked {} receipts ({}): {} failed, {} missing",
-        check.found, check.method, check.failed, check.missing
+        "checked {} receipts ({}): {} failed, {} missing, {} found only when asked again",
+        check.found, check.method, check.failed, check.missing, check.late
     ));
 }
 
@@ -791,4 +998,20 @@ fn tally(
     let gas = parse_u64(receipt.get("gasUsed").unwrap_or(&Value::Null), "receipt.gasUsed")?;
     check.gas_used += u128::from(gas);
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0, "median of 1..=100");
+        assert_eq!(percentile(&v, 0.99), 99.0, "p99 of 1..=100");
+        assert_eq!(percentile(&v, 1.0), 100.0, "p100 is the largest");
+        assert_eq!(percentile(&[7.0], 0.99), 7.0, "one value is every percentile");
+        assert_eq!(percentile(&[], 0.5), 0.0, "no values");
+        assert_eq!(percentile(&[1.0, 2.0, 3.0], 0.0), 1.0, "p0 is the smallest");
+    }
 }
