@@ -107,6 +107,9 @@ pub struct Blockchain {
     hashes: RwLock<BlockHashes>,
     pool: Arc<TxPool>,
     events: broadcast::Sender<Arc<NewBlock>>,
+    /// Events held back while a reorg's batch is not committed yet (subscribers must not hear
+    /// of blocks that RPC reads cannot see).
+    held_events: Mutex<Option<Vec<Arc<NewBlock>>>>,
     import_lock: Mutex<()>,
 }
 
@@ -159,6 +162,7 @@ impl Blockchain {
             hashes: RwLock::new(hashes),
             pool,
             events,
+            held_events: Mutex::new(None),
             import_lock: Mutex::new(()),
         })
     }
@@ -243,6 +247,11 @@ impl Blockchain {
     /// undone, indexes removed, `removed` events sent, their transactions returned to the pool
     /// unless the branch includes them), then the branch is imported through the normal road.
     /// If a branch block is invalid, the original chain is restored and the error returned.
+    ///
+    /// The switch is one SQLite transaction (a batch) and its block events are sent after it
+    /// commits, so RPC readers see the old chain or the new one, never the fork point alone.
+    /// (In memory the head moves block by block meanwhile; the import lock keeps every other
+    /// writer out.)
     pub fn reorg_to(&self, branch: Vec<Block>, now: Option<u64>) -> Result<B256, ImportError> {
         let _guard = self.import_lock.lock();
         let first = branch.first().ok_or_else(|| ImportError::Invalid {
@@ -260,13 +269,54 @@ impl Blockchain {
                 parent: fork_parent,
             });
         }
+        // The whole switch is one SQLite transaction: readers (RPC) see the old branch until
+        // the new one is complete, never the chain cut back to the fork point in between (with
+        // the orphaned blocks' transaction index and receipts gone while the branch executes).
+        self.store.lock().begin_batch()?;
+        *self.held_events.lock() = Some(Vec::new());
+        let switched = self.switch_locked(&branch, fork_number, now);
+        let committed = self.store.lock().end_batch();
+        let held = self.held_events.lock().take().unwrap_or_default();
+        if let Err(e) = committed {
+            // Nothing of the switch reached the disk: go back to what is there.
+            self.reload_head_locked()?;
+            return Err(e.into());
+        }
+        for event in held {
+            let _ = self.events.send(event);
+        }
+        let reverted = switched?;
+        // Transactions of the abandoned blocks that the branch did not include go back to the pool.
+        let included: std::collections::HashSet<B256> =
+            branch.iter().flat_map(|b| b.body.transactions.iter().map(|t| *t.tx_hash())).collect();
+        for old in reverted.iter().rev() {
+            for tx in old.block.recovered_txs() {
+                if !included.contains(tx.inner().tx_hash()) {
+                    let nonce = self.account_nonce(&tx.signer());
+                    let _ = self.pool.add(tx, nonce);
+                }
+            }
+        }
+        tracing::info!(depth = reverted.len(), new_head = self.head_number(), "reorganised");
+        Ok(self.head().hash)
+    }
+
+    /// The body of [`Blockchain::reorg_to`], inside its batch: revert to `fork_number`, import
+    /// `branch`, or put the original chain back if a branch block is invalid. Returns the
+    /// blocks taken off.
+    fn switch_locked(
+        &self,
+        branch: &[Block],
+        fork_number: u64,
+        now: Option<u64>,
+    ) -> Result<Vec<NewBlock>, ImportError> {
         let mut reverted = Vec::new();
         while self.head_number() > fork_number {
             reverted.push(self.revert_head_locked()?);
         }
         let mut imported = 0;
         let mut failure = None;
-        for block in &branch {
+        for block in branch {
             match self.import_locked(block.clone(), now) {
                 Ok(_) => imported += 1,
                 Err(e) => {
@@ -285,19 +335,45 @@ impl Blockchain {
             }
             return Err(e);
         }
-        // Transactions of the abandoned blocks that the branch did not include go back to the pool.
-        let included: std::collections::HashSet<B256> =
-            branch.iter().flat_map(|b| b.body.transactions.iter().map(|t| *t.tx_hash())).collect();
-        for old in reverted.iter().rev() {
-            for tx in old.block.recovered_txs() {
-                if !included.contains(tx.inner().tx_hash()) {
-                    let nonce = self.account_nonce(&tx.signer());
-                    let _ = self.pool.add(tx, nonce);
-                }
+        Ok(reverted)
+    }
+
+    /// Sends a block event now, or holds it until the open reorg batch is committed.
+    fn announce(&self, event: Arc<NewBlock>) {
+        match self.held_events.lock().as_mut() {
+            Some(held) => held.push(event),
+            None => {
+                let _ = self.events.send(event);
             }
         }
-        tracing::info!(depth = reverted.len(), new_head = self.head_number(), "reorganised");
-        Ok(self.head().hash)
+    }
+
+    /// Reloads head, state and recent hashes from the database (after a reorg batch failed to
+    /// commit, so the in-memory chain is ahead of the disk).
+    fn reload_head_locked(&self) -> Result<(), ImportError> {
+        let store = self.store.lock();
+        let (number, hash) = store
+            .head()?
+            .ok_or_else(|| StorageError::Corrupt("no head block after a failed reorg".into()))?;
+        let header = store
+            .header_by_number(number)?
+            .ok_or_else(|| StorageError::Corrupt(format!("head block {number} missing")))?;
+        let snapshot = store
+            .snapshot(&hash)?
+            .ok_or_else(|| StorageError::Corrupt(format!("no Clique snapshot for head block {number}")))?;
+        let total_difficulty = store.total_difficulty(&hash)?.unwrap_or_default();
+        let state = store.load_state()?;
+        let mut hashes = BlockHashes::default();
+        for n in number.saturating_sub(256)..=number {
+            if let Some(h) = store.header_by_number(n)? {
+                hashes.0.insert(n, h.hash_slow());
+            }
+        }
+        drop(store);
+        *self.state.write() = state;
+        *self.head.write() = Head { header, hash, total_difficulty, snapshot };
+        *self.hashes.write() = hashes;
+        Ok(())
     }
 
     /// Whether a branch tip should replace the current head under EIP-3436 fork choice.
@@ -315,6 +391,9 @@ impl Blockchain {
     }
 
     /// Takes the head block off the canonical chain (for reorgs); returns it.
+    ///
+    /// Everything is read on the writer connection: inside a reorg's batch the blocks being
+    /// taken off may have been written by that same, not yet committed, batch.
     fn revert_head_locked(&self) -> Result<NewBlock, ImportError> {
         let head = self.head();
         let number = head.header.number;
@@ -323,25 +402,23 @@ impl Blockchain {
         if number == 0 {
             return Err(invalid("cannot revert the genesis block".into()));
         }
-        let undo = crate::storage::undo_block(&self.reads, number)?.ok_or_else(|| {
+        let parent = head.header.parent_hash;
+        let (undo, stored, receipts, parent_row, parent_snapshot) = {
+            let store = self.store.lock();
+            let undo = store.read(|c| crate::storage::undo_block(c, number))?;
+            let stored = store.read(|c| crate::storage::BlockQuery::block_by_hash(c, &hash))?;
+            let receipts = store.read(|c| crate::storage::BlockQuery::receipts_by_hash(c, &hash))?;
+            let parent_row = store.read(|c| crate::storage::BlockQuery::header_by_hash(c, &parent))?;
+            (undo, stored, receipts, parent_row, store.snapshot(&parent)?)
+        };
+        let undo = undo.ok_or_else(|| {
             invalid("its state history is no longer kept, so it cannot be reorganised away".into())
         })?;
-        let (block, td) = self
-            .reads
-            .with(|c| crate::storage::BlockQuery::block_by_hash(c, &hash))?
-            .ok_or_else(|| invalid("block body missing".into()))?;
-        let receipts =
-            self.reads.with(|c| crate::storage::BlockQuery::receipts_by_hash(c, &hash))?.unwrap_or_default();
-        let parent = head.header.parent_hash;
-        let (parent_header, parent_td) = self
-            .reads
-            .with(|c| crate::storage::BlockQuery::header_by_hash(c, &parent))?
-            .ok_or_else(|| invalid("parent block missing".into()))?;
-        let parent_snapshot = self
-            .store
-            .lock()
-            .snapshot(&parent)?
-            .ok_or_else(|| invalid("no Clique snapshot kept for its parent".into()))?;
+        let (block, td) = stored.ok_or_else(|| invalid("block body missing".into()))?;
+        let receipts = receipts.unwrap_or_default();
+        let (parent_header, parent_td) = parent_row.ok_or_else(|| invalid("parent block missing".into()))?;
+        let parent_snapshot =
+            parent_snapshot.ok_or_else(|| invalid("no Clique snapshot kept for its parent".into()))?;
         let mut state = self.state.write();
         let tx_hashes: Vec<B256> = block.block.body.transactions.iter().map(|t| *t.tx_hash()).collect();
         self.store.lock().revert_block(number, &undo, &tx_hashes)?;
@@ -355,7 +432,7 @@ impl Blockchain {
         self.hashes.write().0.remove(&number);
         drop(state);
         let event = NewBlock { block, receipts, total_difficulty: td, removed: true };
-        let _ = self.events.send(Arc::new(event.clone()));
+        self.announce(Arc::new(event.clone()));
         Ok(event)
     }
 
@@ -368,7 +445,8 @@ impl Blockchain {
         // took off, is imported again like any other block.)
         if hash == head.hash
             || (number <= head.header.number
-                && self.reads.with(|c| crate::storage::BlockQuery::canonical_hash(c, number))? == Some(hash))
+                && self.store.lock().read(|c| crate::storage::BlockQuery::canonical_hash(c, number))?
+                    == Some(hash))
         {
             return Ok(hash);
         }
@@ -572,7 +650,7 @@ impl Blockchain {
         } else {
             tracing::debug!(number, %hash, "empty block committed");
         }
-        let _ = self.events.send(Arc::new(NewBlock {
+        self.announce(Arc::new(NewBlock {
             block: sealed,
             receipts: outcome.receipts,
             total_difficulty,

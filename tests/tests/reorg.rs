@@ -280,3 +280,140 @@ fn a_reorg_away_from_created_accounts_and_storage_leaves_the_state_of_the_new_br
     assert_eq!(reopened.head().hash, next.header.hash_slow());
     assert_eq!(reopened.state_at(1).unwrap().state_root(), b1.header.state_root);
 }
+
+/// What `eth_getTransactionReceipt` resolves (rpc/eth/transaction.rs `included`): the hash of the
+/// canonical block holding `tx`, if the transaction index, the canonical table and the stored
+/// receipts agree; `None` is what the RPC answers as `null`.
+fn receipt_block(chain: &Blockchain, tx: &B256) -> Option<B256> {
+    chain
+        .reads()
+        .with(|c| {
+            let Some(loc) = c.tx_location(tx)? else { return Ok(None) };
+            let Some(hash) = c.canonical_hash(loc.number)? else { return Ok(None) };
+            let Some((block, _)) = c.block_by_hash(&hash)? else { return Ok(None) };
+            let receipts = c.receipts_by_hash(&hash)?.unwrap_or_default();
+            let i = loc.index as usize;
+            let holds = block.block.body.transactions.get(i).map(|t| *t.tx_hash()) == Some(*tx);
+            Ok((i < receipts.len() && holds).then_some(hash))
+        })
+        .unwrap()
+}
+
+/// Signs `per_sender` transfers for each of `senders` dev accounts (nonces from 0).
+fn burst(senders: u32, per_sender: u64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for from in 0..senders {
+        for nonce in 0..per_sender {
+            let tx = alloy_consensus::TxEip1559 {
+                chain_id: 56,
+                nonce,
+                gas_limit: 21_000,
+                to: TxKind::Call(Address::repeat_byte(0x42)),
+                value: U256::from(1),
+                ..Default::default()
+            };
+            out.push(alloy_primitives::hex::decode(sign_raw(&dev_key(from), tx)).unwrap());
+        }
+    }
+    out
+}
+
+fn add_raw(chain: &Blockchain, raws: &[Vec<u8>]) -> Vec<B256> {
+    raws.iter()
+        .map(|raw| {
+            let tx = validate_tx(raw, &chain.validation_context()).unwrap();
+            let hash = *tx.inner().tx_hash();
+            let nonce = chain.account_nonce(&tx.signer());
+            chain.pool().add(tx, nonce).unwrap();
+            hash
+        })
+        .collect()
+}
+
+/// The bug from the three-signer benchmark: transactions that are in a canonical block before a
+/// reorg and again after it (the winning branch includes them too, in the same block height or
+/// one later) must stay findable by `eth_getTransactionReceipt` throughout the switch. A reader
+/// polls the receipt path while `reorg_to` runs; before the fix the orphaned block's indexes
+/// were removed in one SQLite commit and the branch's written in later ones, after executing
+/// the branch, so readers saw `null` for the whole time the branch took to import.
+#[test]
+fn receipts_of_transactions_in_both_branches_stay_visible_during_a_reorg() {
+    for delayed in [false, true] {
+        let (a, b, c) = (key(0xa1), key(0xb2), key(0xc3));
+        let t0 = p2pe_node::blockchain::unix_now() - 1_000;
+        let ether = U256::from(10u64).pow(U256::from(18));
+        let params = GenesisParams {
+            chain_id: 56,
+            period: 1,
+            signers: vec![a.address(), b.address(), c.address()],
+            funded: (0..4).map(|i| (dev_key(i).address(), ether)).collect(),
+            timestamp: t0,
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&build_genesis(&params)).unwrap();
+        let net = Net { spec: ChainSpec::from_json(&json).unwrap(), json, t0 };
+        let dir = tempfile::tempdir().unwrap();
+        let node = open(&net, &dir.path().join("node"));
+        let other = open(&net, &dir.path().join("other"));
+        let b1 = seal(&node, &[&a], t0 + 1);
+        other.import(b1, None).unwrap();
+
+        let raws = burst(4, 75);
+        // The node's branch: block 2 (B) holds the whole burst.
+        let hashes = add_raw(&node, &raws);
+        let x2 = seal(&node, &[&b], t0 + 2);
+        assert_eq!(x2.body.transactions.len(), raws.len());
+        // The other branch holds the same transactions in block 2' (or, delayed, in block 3').
+        let mut branch = Vec::new();
+        let mut t = t0 + 2;
+        if delayed {
+            branch.push(seal(&other, &[&c], t));
+            t += 1;
+        }
+        add_raw(&other, &raws);
+        branch.push(seal(&other, &[&c, &a], t));
+        assert_eq!(branch.last().unwrap().body.transactions.len(), raws.len());
+        t += 1;
+        while other.head().total_difficulty <= node.head().total_difficulty {
+            branch.push(seal(&other, &[&a, &b, &c], t));
+            t += 1;
+        }
+        let probe: Vec<B256> = hashes.iter().step_by(50).copied().collect();
+        for h in &probe {
+            assert_eq!(receipt_block(&node, h), Some(x2.header.hash_slow()));
+        }
+
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let started = std::sync::Barrier::new(2);
+        let (lookups, nulls) = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let (mut lookups, mut nulls) = (0usize, 0usize);
+                started.wait();
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    for h in &probe {
+                        lookups += 1;
+                        if receipt_block(&node, h).is_none() {
+                            nulls += 1;
+                        }
+                    }
+                }
+                (lookups, nulls)
+            });
+            started.wait();
+            node.reorg_to(branch.clone(), None).unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            reader.join().unwrap()
+        });
+        assert_eq!(node.head().hash, other.head().hash);
+        let holder = if delayed { branch[1].header.hash_slow() } else { branch[0].header.hash_slow() };
+        for h in &hashes {
+            assert_eq!(receipt_block(&node, h), Some(holder), "receipt of {h} after the reorg");
+            assert!(node.pool().get(h).is_none(), "{h} is included, not waiting");
+        }
+        assert!(lookups > 0);
+        assert_eq!(
+            nulls, 0,
+            "delayed={delayed}: {nulls} of {lookups} receipt look-ups during the reorg found nothing"
+        );
+    }
+}

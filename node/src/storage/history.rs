@@ -184,9 +184,9 @@ pub fn undo_to(pool: &ReadPool, number: u64, head: u64) -> Result<crate::state::
 }
 
 /// The undo record of exactly block `number`: the values its changes overwrote, in the order
-/// they were written. `None` if that block's history was pruned.
-pub fn undo_block(pool: &ReadPool, number: u64) -> Result<Option<crate::state::StateUndo>, StateError> {
-    let conn = pool.lock_one();
+/// they were written. `None` if that block's history was pruned. Read on `conn`, which for a
+/// revert is the writer's (it must see the writes of an open batch).
+pub fn undo_block(conn: &Connection, number: u64) -> Result<Option<crate::state::StateUndo>, StateError> {
     let floor: Option<i64> = conn
         .query_row("SELECT value FROM meta WHERE key = 'history_floor'", [], |r| r.get(0))
         .optional()

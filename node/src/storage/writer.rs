@@ -146,10 +146,39 @@ impl Store {
         Ok(())
     }
 
+    /// Starts a batch: the block commits and reverts that follow become visible to readers
+    /// together, at [`Store::end_batch`] (used by reorgs, so that readers see either the old
+    /// branch or the new one, never the chain cut back to the fork point in between). Each
+    /// block write inside stays atomic on its own (a savepoint), so a failed one is undone
+    /// without undoing the batch.
+    pub fn begin_batch(&mut self) -> Result<(), StorageError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    /// Commits the batch started by [`Store::begin_batch`]. If the commit fails, the batch is
+    /// rolled back.
+    pub fn end_batch(&mut self) -> Result<(), StorageError> {
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Runs read queries on the writer connection, which sees the writes of an open batch
+    /// (the read pool only sees committed ones).
+    pub fn read<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E> {
+        f(&self.conn)
+    }
+
     /// Commits one block atomically: block, receipts, indexes, state, history and snapshot.
+    /// (A savepoint: its own transaction, or part of an open batch.)
     pub fn commit_block(&mut self, w: &BlockWrite<'_>) -> Result<(), StorageError> {
         let number = w.block.number();
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         write_block_rows(&tx, w.block, w.receipts, w.total_difficulty)?;
         write_state(&tx, number, w.changes, w.undo)?;
         write_snapshot(&tx, w.snapshot)?;
@@ -181,7 +210,7 @@ impl Store {
         tx_hashes: &[B256],
     ) -> Result<(), StorageError> {
         let n = number as i64;
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         {
             let mut put_acc = tx.prepare_cached(
                 "INSERT OR REPLACE INTO accounts (address, nonce, balance, code_hash) VALUES (?1, ?2, ?3, ?4)",
@@ -301,7 +330,7 @@ impl Store {
 }
 
 fn write_block_rows(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     block: &SealedBlock,
     receipts: &[ReceiptEnvelope],
     td: U256,
@@ -350,7 +379,7 @@ fn write_block_rows(
 }
 
 fn write_state(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     number: u64,
     changes: &StateChanges,
     undo: &StateUndo,
@@ -428,7 +457,7 @@ fn write_state(
     Ok(())
 }
 
-fn write_snapshot(tx: &rusqlite::Transaction<'_>, snapshot: &Snapshot) -> Result<(), StorageError> {
+fn write_snapshot(tx: &Connection, snapshot: &Snapshot) -> Result<(), StorageError> {
     let json = serde_json::to_string(snapshot).map_err(|e| StorageError::Corrupt(e.to_string()))?;
     tx.prepare_cached("INSERT OR REPLACE INTO snapshots (hash, number, snapshot) VALUES (?1, ?2, ?3)")?
         .execute(params![snapshot.hash.as_slice(), snapshot.number as i64, json])?;
