@@ -101,6 +101,10 @@ struct Cli {
     /// look-ups cost time linear in the block size).
     #[arg(long)]
     verify_all: bool,
+    /// Blocks that must follow the last block of the run before receipts are checked (on a
+    /// chain with several signers the newest blocks can still be replaced; 0: check at once).
+    #[arg(long, default_value_t = 0)]
+    confirmations: u64,
 
     /// Print the summary as one JSON line on stdout.
     #[arg(long)]
@@ -169,6 +173,7 @@ async fn main() -> ExitCode {
         timeout: Duration::from_secs(cli.timeout),
         request_timeout: Duration::from_secs(cli.request_timeout),
         verify: if cli.verify_all { Verify::Full } else { Verify::Sample(cli.verify_sample) },
+        confirmations: cli.confirmations,
     };
     match loadgen::run(&cfg).await {
         Ok(report) => {

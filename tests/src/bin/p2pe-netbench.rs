@@ -260,7 +260,9 @@ fn head_of(rpc: &Rpc) -> Option<u64> {
         .and_then(|v| v.as_str().and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()))
 }
 
-fn loadgen_config(cli: &Cli, url: String, workload: Workload) -> Config {
+/// `confirmations`: blocks on top of the run's last block before its receipts are checked
+/// (2 on the network, where the newest blocks can still be replaced; 0 on one node).
+fn loadgen_config(cli: &Cli, url: String, workload: Workload, confirmations: u64) -> Config {
     Config {
         rpc: url,
         workload,
@@ -276,6 +278,7 @@ fn loadgen_config(cli: &Cli, url: String, workload: Workload) -> Config {
         timeout: Duration::from_secs(600),
         request_timeout: Duration::from_secs(120),
         verify: Verify::Sample(300),
+        confirmations,
     }
 }
 
@@ -297,7 +300,12 @@ fn run_one(
         _ => None,
     };
     let report = rt
-        .block_on(loadgen::run(&loadgen_config(cli, chain.url(), workload)))
+        .block_on(loadgen::run(&loadgen_config(
+            cli,
+            chain.url(),
+            workload,
+            if matches!(chain, Chain::Net { .. }) { 2 } else { 0 },
+        )))
         .unwrap_or_else(|e| panic!("{target} {workload}: load generator failed: {e}"));
     let lag = sampler.map(|s| s.finish());
     if let Chain::Net { net, .. } = &chain {

@@ -72,6 +72,12 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How many receipts are checked after the run.
     pub verify: Verify,
+    /// Blocks that must be on top of the last block holding a measured transaction before the
+    /// receipts are checked (0: check at once). On a chain with several signers the newest
+    /// blocks can still be replaced (Clique fork choice: an in-turn block that arrives late
+    /// beats an out-of-turn one at the same height), and transactions of a replaced block have
+    /// no receipt until they are mined again. Does not change the measured times.
+    pub confirmations: u64,
 }
 
 /// How receipts are checked after the timed run (inclusion of every
@@ -308,6 +314,7 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
         (&sent_at, &heads),
         cfg.poll_interval,
         cfg.timeout,
+        cfg.confirmations,
     )
     .await;
     watcher.abort();
@@ -324,6 +331,14 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
     // -------------------------------------------------------------- verify
     let check =
         verify(&client, cfg, &signed, &targets, &wait.per_block, cfg.workload == Workload::Contract).await?;
+    // Blocks of the run replaced after the wait (during the receipt check) are reorganisations
+    // too: receipts found only when asked again are usually their consequence.
+    for &(n, hash) in &wait.blocks {
+        if read_block(&client, n).await?.map(|(h, _, _)| h) != Some(hash) {
+            progress(format!("  block {n} was replaced after the wait (reorg)"));
+            wait.reorgs += 1;
+        }
+    }
     let missing = accepted.saturating_sub(wait.included);
     if missing > 0 {
         progress(format!("{missing} accepted transactions were never mined"));
@@ -633,6 +648,8 @@ struct Waited {
     latencies: Vec<f64>,
     /// Times a block read during the wait was replaced by another (chain reorganisations).
     reorgs: usize,
+    /// Number and hash of every block of the run that held measured transactions.
+    blocks: Vec<(u64, B256)>,
 }
 
 /// A block of the run as read from the node.
@@ -706,6 +723,7 @@ async fn wait_for_inclusion(
     times: (&HashMap<B256, Instant>, &HeadTimes),
     poll: Duration,
     timeout: Duration,
+    confirmations: u64,
 ) -> Result<Waited, LoadgenError> {
     let (sent_at, heads) = times;
     let target_set: HashSet<B256> = targets.iter().copied().collect();
@@ -758,7 +776,11 @@ async fn wait_for_inclusion(
             next += 1;
         }
         let mined: HashSet<B256> = seen.values().flat_map(|b| b.ours.iter().copied()).collect();
-        if target_set.iter().all(|t| mined.contains(t)) {
+        // The newest block holding one of ours must be buried under `confirmations` blocks read
+        // (and linked by parentHash) before the run counts as mined.
+        let last_ours = seen.iter().rev().find(|(_, b)| !b.ours.is_empty()).map_or(0, |(&n, _)| n);
+        let confirmed = next.saturating_sub(1) >= last_ours.saturating_add(confirmations);
+        if confirmed && target_set.iter().all(|t| mined.contains(t)) {
             // Check that every block read is still canonical.
             let mut fork = None;
             for (&n, b) in &seen {
@@ -805,6 +827,7 @@ fn summarise(
         included: 0,
         latencies: Vec::new(),
         reorgs,
+        blocks: Vec::new(),
     };
     // The run ends with the last block holding one of its transactions.
     for (&n, b) in &seen {
@@ -812,6 +835,7 @@ fn summarise(
             continue;
         }
         waited.per_block.insert(n, b.ours.len());
+        waited.blocks.push((n, b.hash));
         waited.included += b.ours.len();
         waited.last_block = n;
         waited.done_at = b.seen_at;
