@@ -106,7 +106,7 @@ struct Args {
     #[arg(long)]
     no_sim_meters: bool,
     /// Port of the dev chain's JSON-RPC and of the trading dApp (http://127.0.0.1:PORT/). If it is
-    /// taken, a free port is used and printed.
+    /// taken (or 0), a free port is used and printed.
     #[arg(long, default_value_t = 8545)]
     rpc_port: u16,
     /// After the day, keep the dev chain and the dApp running (to look around in the browser) until

@@ -106,7 +106,9 @@ impl DevChain {
             }
         };
         let port = match cfg.rpc_port {
-            Some(p) if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() => p,
+            // Port 0 would let the node pick one this process does not know: take a free one.
+            Some(p) if p != 0 && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() => p,
+            Some(0) => free_port()?,
             Some(p) => {
                 let free = free_port()?;
                 tracing::warn!("port {p} is taken; the dev chain listens on {free} instead");
