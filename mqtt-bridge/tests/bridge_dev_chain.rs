@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use alloy_primitives::Address;
@@ -20,33 +19,20 @@ fn readings_reach_the_dev_chains_genesis_contracts() {
     let dir = tempfile::tempdir().unwrap();
     let contracts_file = dir.path().join("contracts.json");
     let port = free_port();
-    let mut child = Command::new(node_bin())
-        .args(["dev", "--period", "1", "--slot-length", "60", "--http-addr", &format!("127.0.0.1:{port}")])
-        .arg("--contracts-out")
-        .arg(&contracts_file)
-        .env("P2PE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn p2pe-node dev");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.starts_with("JSON-RPC:") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(90)).expect("p2pe-node dev did not start");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _node = Kill(child);
+    let _node = KillOnDrop(spawn_node(
+        Command::new(node_bin())
+            .args([
+                "dev",
+                "--period",
+                "1",
+                "--slot-length",
+                "60",
+                "--http-addr",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("--contracts-out")
+            .arg(&contracts_file),
+    ));
     let rpc = Rpc::new(&format!("http://127.0.0.1:{port}"));
     let contracts: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&contracts_file).unwrap()).unwrap();

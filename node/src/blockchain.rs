@@ -126,31 +126,13 @@ impl Blockchain {
         pool: Arc<TxPool>,
         opts: &ChainOptions,
     ) -> Result<Self, ImportError> {
-        let (number, hash) = store.head()?.ok_or_else(|| {
-            StorageError::Invalid("the data directory has no genesis; run `p2pe-node init` first".into())
-        })?;
-        let header = store
-            .header_by_number(number)?
-            .ok_or_else(|| StorageError::Corrupt(format!("head block {number} missing")))?;
-        let snapshot = store
-            .snapshot(&hash)?
-            .ok_or_else(|| StorageError::Corrupt(format!("no Clique snapshot for head block {number}")))?;
-        let total_difficulty = store.total_difficulty(&hash)?.unwrap_or_default();
-        let mut state = store.load_state()?;
-        let root = state.state_root();
-        if root != header.state_root {
-            return Err(StorageError::Corrupt(format!(
-                "state root {root} of the stored state does not match head block {number}'s {}",
-                header.state_root
-            ))
+        if store.head()?.is_none() {
+            return Err(StorageError::Invalid(
+                "the data directory has no genesis; run `p2pe-node init` first".into(),
+            )
             .into());
         }
-        let mut hashes = BlockHashes::default();
-        for n in number.saturating_sub(256)..=number {
-            if let Some(h) = store.header_by_number(n)? {
-                hashes.0.insert(n, h.hash_slow());
-            }
-        }
+        let (head, state, hashes) = load_head(&store)?;
         let reads = ReadPool::open(store.path(), opts.read_connections)?;
         let (events, _) = broadcast::channel(1024);
         Ok(Self {
@@ -158,7 +140,7 @@ impl Blockchain {
             store: Mutex::new(store),
             reads,
             state: RwLock::new(state),
-            head: RwLock::new(Head { header, hash, total_difficulty, snapshot }),
+            head: RwLock::new(head),
             hashes: RwLock::new(hashes),
             pool,
             events,
@@ -351,27 +333,9 @@ impl Blockchain {
     /// Reloads head, state and recent hashes from the database (after a reorg batch failed to
     /// commit, so the in-memory chain is ahead of the disk).
     fn reload_head_locked(&self) -> Result<(), ImportError> {
-        let store = self.store.lock();
-        let (number, hash) = store
-            .head()?
-            .ok_or_else(|| StorageError::Corrupt("no head block after a failed reorg".into()))?;
-        let header = store
-            .header_by_number(number)?
-            .ok_or_else(|| StorageError::Corrupt(format!("head block {number} missing")))?;
-        let snapshot = store
-            .snapshot(&hash)?
-            .ok_or_else(|| StorageError::Corrupt(format!("no Clique snapshot for head block {number}")))?;
-        let total_difficulty = store.total_difficulty(&hash)?.unwrap_or_default();
-        let state = store.load_state()?;
-        let mut hashes = BlockHashes::default();
-        for n in number.saturating_sub(256)..=number {
-            if let Some(h) = store.header_by_number(n)? {
-                hashes.0.insert(n, h.hash_slow());
-            }
-        }
-        drop(store);
+        let (head, state, hashes) = load_head(&self.store.lock())?;
         *self.state.write() = state;
-        *self.head.write() = Head { header, hash, total_difficulty, snapshot };
+        *self.head.write() = head;
         *self.hashes.write() = hashes;
         Ok(())
     }
@@ -671,6 +635,36 @@ impl Applied<'_> {
     fn rollback(mut self) {
         self.state.revert(&self.undo);
     }
+}
+
+/// Reads the head block, its Clique snapshot and total difficulty, the head state (checked
+/// against the head's state root) and the last 257 block hashes from `store`.
+fn load_head(store: &Store) -> Result<(Head, WorldState, BlockHashes), ImportError> {
+    let (number, hash) =
+        store.head()?.ok_or_else(|| StorageError::Corrupt("the database has no head block".into()))?;
+    let header = store
+        .header_by_number(number)?
+        .ok_or_else(|| StorageError::Corrupt(format!("head block {number} missing")))?;
+    let snapshot = store
+        .snapshot(&hash)?
+        .ok_or_else(|| StorageError::Corrupt(format!("no Clique snapshot for head block {number}")))?;
+    let total_difficulty = store.total_difficulty(&hash)?.unwrap_or_default();
+    let mut state = store.load_state()?;
+    let root = state.state_root();
+    if root != header.state_root {
+        return Err(StorageError::Corrupt(format!(
+            "state root {root} of the stored state does not match head block {number}'s {}",
+            header.state_root
+        ))
+        .into());
+    }
+    let mut hashes = BlockHashes::default();
+    for n in number.saturating_sub(256)..=number {
+        if let Some(h) = store.header_by_number(n)? {
+            hashes.0.insert(n, h.hash_slow());
+        }
+    }
+    Ok((Head { header, hash, total_difficulty, snapshot }, state, hashes))
 }
 
 /// The execution inputs of a header.

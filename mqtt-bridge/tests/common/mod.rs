@@ -471,42 +471,17 @@ impl Node {
     }
 
     fn spawn(&mut self) {
-        let help = run(Command::new(node_bin()).args(["run", "--help"]));
-        let mut cmd = Command::new(node_bin());
-        cmd.arg("run")
-            .arg("--datadir")
-            .arg(self.dir.join("data"))
-            .arg("--keystore")
-            .arg(self.dir.join("signer.json"))
-            .arg("--password-file")
-            .arg(self.dir.join("password"))
-            .args(["--http-addr", &format!("127.0.0.1:{}", self.port)]);
-        if help.contains("--no-p2p") {
-            cmd.arg("--no-p2p");
-        }
-        if help.contains("--no-ui") {
-            cmd.arg("--no-ui");
-        }
-        let mut child = cmd
-            .env("P2PE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn p2pe-node");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if line.starts_with("JSON-RPC:") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        if rx.recv_timeout(Duration::from_secs(90)).is_err() {
-            let status = child.try_wait();
-            panic!("p2pe-node did not start: {status:?}");
-        }
-        self.child = Some(child);
+        self.child = Some(spawn_node(
+            Command::new(node_bin())
+                .arg("run")
+                .arg("--datadir")
+                .arg(self.dir.join("data"))
+                .arg("--keystore")
+                .arg(self.dir.join("signer.json"))
+                .arg("--password-file")
+                .arg(self.dir.join("password"))
+                .args(["--http-addr", &format!("127.0.0.1:{}", self.port), "--no-p2p", "--no-ui"]),
+        ));
     }
 
     /// Kills the node (SIGKILL): its transaction pool is lost.
@@ -532,6 +507,42 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Spawns a `p2pe-node` command (`run` or `dev`) with warn-level logs and waits, up to 90 s, for
+/// the `JSON-RPC:` line it prints once it serves requests.
+pub fn spawn_node(cmd: &mut Command) -> Child {
+    let mut child = cmd
+        .env("P2PE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn p2pe-node");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with("JSON-RPC:") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(90)).is_err() {
+        let status = child.try_wait();
+        let _ = child.kill();
+        panic!("p2pe-node did not start: {status:?}");
+    }
+    child
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use alloy_primitives::U256;
 use clap::Parser;
-use p2pe_tests::loadgen::{self, keys, txs::Fees, Config, Report, Verify, Workload};
+use p2pe_tests::loadgen::{self, keys, txs::Fees, Config, LoadArgs, Report, Verify, Workload};
 
 /// Load generator for Ethereum JSON-RPC nodes (p2pe-node, anvil, ...).
 ///
@@ -39,22 +39,8 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = Workload::Transfer)]
     workload: Workload,
 
-    /// Number of measured transactions.
-    #[arg(long, default_value_t = 20_000)]
-    txs: usize,
-
-    /// Number of sender accounts (the issue-2 bench requires at least 200).
-    #[arg(long, default_value_t = 200)]
-    senders: usize,
-
-    /// eth_sendRawTransaction calls per JSON-RPC batch.
-    #[arg(long, default_value_t = 500)]
-    batch: usize,
-
-    /// Batches in flight at once. Senders are split among the in-flight
-    /// queues, so each sender's nonces still arrive in order.
-    #[arg(long, default_value_t = 2)]
-    concurrency: usize,
+    #[command(flatten)]
+    load: LoadArgs,
 
     /// BIP-39 mnemonic: account 0 funds the senders, the senders are derived
     /// at indexes --sender-index-base and up. Default: the public test
@@ -77,11 +63,6 @@ struct Cli {
     /// maxPriorityFeePerGas of every transaction, in wei (≤ --max-fee).
     #[arg(long, default_value_t = 0)]
     priority_fee: u128,
-
-    /// Milliseconds between two polls of eth_blockNumber while waiting for
-    /// receipts (bounds the precision of the end time).
-    #[arg(long, default_value_t = 50)]
-    poll_ms: u64,
 
     /// Seconds to wait for the last receipts before giving up.
     #[arg(long, default_value_t = 600)]
@@ -161,15 +142,15 @@ async fn main() -> ExitCode {
     let cfg = Config {
         rpc: cli.rpc,
         workload: cli.workload,
-        txs: cli.txs,
-        senders: cli.senders,
-        batch: cli.batch,
-        concurrency: cli.concurrency,
+        txs: cli.load.txs,
+        senders: cli.load.senders,
+        batch: cli.load.batch,
+        concurrency: cli.load.concurrency,
         mnemonic: cli.funder_mnemonic,
         sender_index_base: cli.sender_index_base,
         fund_wei: cli.fund_wei,
         fees: Fees { max_fee_per_gas: cli.max_fee, max_priority_fee_per_gas: cli.priority_fee },
-        poll_interval: Duration::from_millis(cli.poll_ms),
+        poll_interval: cli.load.poll_interval(),
         timeout: Duration::from_secs(cli.timeout),
         request_timeout: Duration::from_secs(cli.request_timeout),
         verify: if cli.verify_all { Verify::Full } else { Verify::Sample(cli.verify_sample) },

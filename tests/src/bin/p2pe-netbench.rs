@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use alloy_primitives::U256;
 use clap::Parser;
 use p2pe_tests::harness::{free_port, npm_tool, workspace_root, Rpc};
-use p2pe_tests::loadgen::{self, keys, percentile, txs::Fees, Config, Report, Verify, Workload};
+use p2pe_tests::loadgen::{self, keys, percentile, txs::Fees, Config, LoadArgs, Report, Verify, Workload};
 use p2pe_tests::net::{block_id, seed_chain, time_follower_sync, wait_for, Testnet};
 use serde::Serialize;
 use serde_json::json;
@@ -45,21 +45,8 @@ struct Cli {
     /// Rounds (each a fresh chain per target and workload); medians are reported.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
-    /// Measured transactions per run.
-    #[arg(long, default_value_t = 20_000)]
-    txs: usize,
-    /// Sender accounts.
-    #[arg(long, default_value_t = 200)]
-    senders: usize,
-    /// eth_sendRawTransaction calls per JSON-RPC batch.
-    #[arg(long, default_value_t = 500)]
-    batch: usize,
-    /// Batches in flight.
-    #[arg(long, default_value_t = 2)]
-    concurrency: usize,
-    /// Milliseconds between head polls (inclusion times and follower lag).
-    #[arg(long, default_value_t = 50)]
-    poll_ms: u64,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Signers of the `net` target.
     #[arg(long, default_value_t = 3)]
     signers: usize,
@@ -266,15 +253,15 @@ fn loadgen_config(cli: &Cli, url: String, workload: Workload, confirmations: u64
     Config {
         rpc: url,
         workload,
-        txs: cli.txs,
-        senders: cli.senders,
-        batch: cli.batch,
-        concurrency: cli.concurrency,
+        txs: cli.load.txs,
+        senders: cli.load.senders,
+        batch: cli.load.batch,
+        concurrency: cli.load.concurrency,
         mnemonic: keys::DEFAULT_MNEMONIC.to_string(),
         sender_index_base: keys::DEFAULT_SENDER_INDEX_BASE,
         fund_wei: U256::from(10u64).pow(U256::from(18)),
         fees: Fees { max_fee_per_gas: 0, max_priority_fee_per_gas: 0 },
-        poll_interval: Duration::from_millis(cli.poll_ms),
+        poll_interval: cli.load.poll_interval(),
         timeout: Duration::from_secs(600),
         request_timeout: Duration::from_secs(120),
         verify: Verify::Sample(300),
@@ -295,7 +282,7 @@ fn run_one(
         Chain::Net { net, .. } if net.nodes.len() > net.signers => Some(LagSampler::start(
             (0..net.signers).map(|i| net.url(i)).collect(),
             net.url(net.signers),
-            Duration::from_millis(cli.poll_ms),
+            cli.load.poll_interval(),
         )),
         _ => None,
     };

@@ -16,6 +16,7 @@
 //! Private keys never leave this module: they are only used to sign and are
 //! never printed or logged.
 
+pub mod args;
 pub mod contract;
 pub mod error;
 pub mod keys;
@@ -23,5 +24,6 @@ pub mod rpc;
 pub mod run;
 pub mod txs;
 
+pub use args::LoadArgs;
 pub use error::LoadgenError;
 pub use run::{percentile, run, Config, Report, Verify, Workload};
