@@ -181,6 +181,71 @@ fn three_signers_and_a_follower_agree_and_survive_losing_signers() {
     );
 }
 
+/// Transactions reach the signers however they enter the network: one accepted by a follower
+/// before it had any peer (announced when the peers connect), and a burst of 4,000 sent to the
+/// follower in JSON-RPC batches (gossiped in batches; each must be sealed, none lost).
+#[test]
+fn transactions_sent_to_a_lone_follower_or_in_a_burst_reach_the_signers() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Net::generate(dir.path(), 3, 1);
+    let follower = net.rpc(3);
+    // Senders with keys of their own: zero-fee, zero-value transfers need no balance.
+    let keys: Vec<alloy_signer_local::PrivateKeySigner> = (1u8..=41)
+        .map(|i| alloy_signer_local::PrivateKeySigner::from_bytes(&alloy_primitives::keccak256([i])).unwrap())
+        .collect();
+    let transfer = |key: &alloy_signer_local::PrivateKeySigner, nonce: u64| {
+        sign_raw(
+            key,
+            TxEip1559 {
+                chain_id: 1338,
+                nonce,
+                gas_limit: 21_000,
+                to: TxKind::Call(Address::repeat_byte(7)),
+                ..Default::default()
+            },
+        )
+    };
+
+    // The follower alone takes a transaction.
+    net.start(3);
+    let early = follower.call("eth_sendRawTransaction", json!([transfer(&keys[40], 0)]));
+    std::thread::sleep(Duration::from_secs(2));
+    for i in 0..3 {
+        net.start(i);
+    }
+    wait("peers", 30, || (0..4).all(|i| hex_u64(&net.rpc(i).call("net_peerCount", json!([]))) >= 1));
+
+    // A burst: 40 senders x 100 nonces, interleaved, in batches of 500.
+    const PER_SENDER: u64 = 100;
+    let raws: Vec<String> = (0..PER_SENDER)
+        .flat_map(|n| keys[..40].iter().map(move |k| (k, n)))
+        .map(|(k, n)| transfer(k, n))
+        .collect();
+    for chunk in raws.chunks(500) {
+        let body: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(id, raw)| json!({"jsonrpc": "2.0", "id": id, "method": "eth_sendRawTransaction", "params": [raw]}))
+            .collect();
+        let (status, answers) = follower.raw(&Value::Array(body).to_string()).expect("batch");
+        assert_eq!(status, 200);
+        for a in answers.as_array().expect("a batch answer") {
+            assert!(a.get("error").is_none(), "the follower refused a transaction: {a}");
+        }
+    }
+    let nonce = |rpc: &Rpc, k: &alloy_signer_local::PrivateKeySigner| {
+        hex_u64(&rpc.call("eth_getTransactionCount", json!([k.address(), "latest"])))
+    };
+    let signer0 = net.rpc(0);
+    wait("the burst sealed", 180, || keys[..40].iter().all(|k| nonce(&signer0, k) == PER_SENDER));
+    let r = signer0.wait_receipt(early.as_str().unwrap(), Duration::from_secs(30));
+    assert_eq!(r["status"], "0x1");
+    wait("the follower at the same state", 60, || {
+        keys.iter().all(|k| nonce(&follower, k) == nonce(&signer0, k))
+    });
+}
+
 fn admin(rpc: &Rpc, method: &str, params: Value) -> Value {
     rpc.call(method, params)
 }

@@ -4,7 +4,8 @@
 //!
 //! - [`protocol`]: topics, sync messages and size limits;
 //! - [`peers`]: reputation, bans and the optional peer allowlist;
-//! - [`sync`]: catching up with a better peer and switching branches under EIP-3436.
+//! - [`sync`]: catching up with a better peer and switching branches under EIP-3436;
+//! - [`txgossip`]: transactions gossiped in batches.
 //!
 //! Everything a peer sends is size-capped by the transport and validated before any work is
 //! spent on it (decoding, then the Clique header rules, then execution); a peer that sends
@@ -13,6 +14,7 @@
 pub mod peers;
 pub mod protocol;
 mod sync;
+pub mod txgossip;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -32,9 +34,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::blockchain::{Blockchain, ImportError};
 use crate::primitives::Block;
 use crate::storage::BlockQuery;
-use crate::txpool::{validate_tx, PoolError};
 use peers::{Offence, PeerBook};
 use protocol::*;
+use txgossip::{accept_batch, decode_batch, Batcher, RecentHashes};
 
 /// Network options.
 #[derive(Debug, Clone)]
@@ -208,16 +210,17 @@ pub async fn start(
         let mut tick = tokio::time::interval(Duration::from_secs(3));
         let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>> =
             HashMap::new();
-        // Content hashes of what arrived by gossip: gossipsub forwards those itself, so they are
-        // not published again when they reach the chain or the pool.
-        let mut from_gossip: std::collections::VecDeque<alloy_primitives::B256> = Default::default();
-        let remember = |h: alloy_primitives::B256,
-                        q: &mut std::collections::VecDeque<alloy_primitives::B256>| {
-            if q.len() >= 4096 {
-                q.pop_front();
-            }
-            q.push_back(h);
-        };
+        // Hashes of the blocks and transactions that arrived by gossip: gossipsub forwards those
+        // itself, so they are not published again when they reach the chain or the pool. (Sized
+        // for bursts: a hash forgotten too early made a node publish a received transaction again.)
+        let mut from_gossip = RecentHashes::new(1 << 16);
+        // Transactions entering the pool, published together (see `txgossip`).
+        let mut batcher = Batcher::default();
+        let mut flush = tokio::time::interval(txgossip::BATCH_DELAY);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When set, the whole pool is announced again at the next tick: after a peer connects
+        // (it may lack what we accepted while it was away) and after our pool events lagged.
+        let mut reannounce = false;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -235,6 +238,7 @@ pub async fn start(
                         }
                         peers.lock().insert(peer);
                         let _ = sync_tx.try_send((peer, None));
+                        reannounce = true;
                     }
                     SwarmEvent::ConnectionClosed { peer_id: peer, num_established: 0, .. } => {
                         peers.lock().remove(&peer);
@@ -246,7 +250,7 @@ pub async fn start(
                         if message.topic == blocks_topic.hash() {
                             match Block::decode(&mut message.data.as_slice()) {
                                 Ok(block) => {
-                                    remember(block.header.hash_slow(), &mut from_gossip);
+                                    from_gossip.insert(block.header.hash_slow());
                                     let chain = chain.clone();
                                     let cmd = cmd_tx.clone();
                                     let sync_tx = sync_tx.clone();
@@ -263,12 +267,24 @@ pub async fn start(
                                 }
                             }
                         } else if message.topic == txs_topic.hash() {
-                            remember(alloy_primitives::keccak256(&message.data), &mut from_gossip);
-                            let (acceptance, offence) = accept_tx(&chain, &message.data);
-                            swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, acceptance);
-                            if let Some(o) = offence {
-                                if book.punish(propagation_source, o) {
-                                    let _ = swarm.disconnect_peer_id(propagation_source);
+                            match decode_batch(&message.data) {
+                                Ok(txs) => {
+                                    for raw in &txs {
+                                        from_gossip.insert(alloy_primitives::keccak256(raw));
+                                    }
+                                    let chain = chain.clone();
+                                    let cmd = cmd_tx.clone();
+                                    tokio::task::spawn_blocking(move || {
+                                        let (acceptance, offence) = accept_batch(&chain, &txs);
+                                        let _ = cmd.blocking_send(Command::Validated { id: message_id, peer: propagation_source, acceptance, offence });
+                                    });
+                                }
+                                Err(e) => {
+                                    tracing::debug!(peer = %propagation_source, error = %e, "garbage transaction batch");
+                                    swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &propagation_source, MessageAcceptance::Reject);
+                                    if book.punish(propagation_source, Offence::Garbage) {
+                                        let _ = swarm.disconnect_peer_id(propagation_source);
+                                    }
                                 }
                             }
                         }
@@ -308,14 +324,24 @@ pub async fn start(
                         }
                     }
                 }
-                ev = pool_events.recv() => {
-                    if let Ok(hash) = ev {
-                        if let Some(tx) = chain.pool().get(&hash) {
-                            if !from_gossip.contains(&hash) {
-                                let _ = swarm.behaviour_mut().gossipsub.publish(txs_topic.clone(), tx.inner().encoded_2718());
+                ev = pool_events.recv() => match ev {
+                    Ok(hash) => {
+                        if !from_gossip.contains(&hash) {
+                            if let Some(tx) = chain.pool().get(&hash) {
+                                if batcher.push(tx.inner().encoded_2718().into()) {
+                                    publish_txs(&mut swarm, &txs_topic, &mut batcher);
+                                }
                             }
                         }
                     }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "pool events outran the network; announcing the whole pool again");
+                        reannounce = true;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+                },
+                _ = flush.tick(), if !batcher.is_empty() => {
+                    publish_txs(&mut swarm, &txs_topic, &mut batcher);
                 }
                 cmd = cmd_rx.recv() => match cmd {
                     Some(Command::Request { peer, request, reply }) => {
@@ -357,6 +383,17 @@ pub async fn start(
                     None => return,
                 },
                 _ = tick.tick() => {
+                    if reannounce {
+                        reannounce = false;
+                        let pool = chain.pool();
+                        for hash in pool.hashes() {
+                            if let Some(tx) = pool.get(&hash) {
+                                if batcher.push(tx.inner().encoded_2718().into()) {
+                                    publish_txs(&mut swarm, &txs_topic, &mut batcher);
+                                }
+                            }
+                        }
+                    }
                     // Keep checking peers' heads, and redial bootnodes we lost.
                     let connected: Vec<PeerId> = peers.lock().iter().copied().collect();
                     for p in connected {
@@ -380,20 +417,14 @@ pub async fn start(
     Ok((handle, task))
 }
 
-/// Validates a gossiped transaction and adds it to the pool.
-fn accept_tx(chain: &Blockchain, raw: &[u8]) -> (MessageAcceptance, Option<Offence>) {
-    match validate_tx(raw, &chain.validation_context()) {
-        Ok(tx) => {
-            let nonce = chain.account_nonce(&tx.signer());
-            match chain.pool().add(tx, nonce) {
-                Ok(_) => (MessageAcceptance::Accept, None),
-                Err(PoolError::AlreadyKnown) | Err(PoolError::NonceTooLow { .. }) => {
-                    (MessageAcceptance::Ignore, None)
-                }
-                Err(_) => (MessageAcceptance::Ignore, None),
-            }
-        }
-        Err(_) => (MessageAcceptance::Reject, Some(Offence::InvalidTx)),
+/// Publishes the batched transactions as one gossip message.
+fn publish_txs(swarm: &mut libp2p::Swarm<Behaviour>, topic: &IdentTopic, batcher: &mut Batcher) {
+    let message = batcher.take_message();
+    match swarm.behaviour_mut().gossipsub.publish(topic.clone(), message) {
+        Ok(_) => {}
+        // Alone (no peer yet): the pool is announced again when a peer connects.
+        Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot gossip transactions"),
     }
 }
 

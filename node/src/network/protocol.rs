@@ -16,9 +16,10 @@ pub fn blocks_topic(chain_id: u64, genesis: &alloy_primitives::B256) -> String {
     format!("/p2pe/{chain_id}/{genesis}/blocks")
 }
 
-/// Gossip topic of new transactions on a chain.
+/// Gossip topic of new transactions on a chain. Each message is a batch: an RLP list of
+/// EIP-2718 encodings (see [`super::txgossip`]).
 pub fn txs_topic(chain_id: u64, genesis: &alloy_primitives::B256) -> String {
-    format!("/p2pe/{chain_id}/{genesis}/txs")
+    format!("/p2pe/{chain_id}/{genesis}/txbatch/1")
 }
 
 /// A request to a peer.

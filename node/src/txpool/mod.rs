@@ -119,7 +119,7 @@ pub struct TxPool {
 impl TxPool {
     /// An empty pool.
     pub fn new(config: PoolConfig) -> Self {
-        let (pending_tx, _) = broadcast::channel(4096);
+        let (pending_tx, _) = broadcast::channel(16_384);
         Self { config, inner: Mutex::new(Inner::default()), added: Notify::new(), pending_tx }
     }
 
@@ -187,6 +187,11 @@ impl TxPool {
         let _ = self.pending_tx.send(hash);
         self.added.notify_one();
         Ok(hash)
+    }
+
+    /// Hashes of every transaction in the pool (pending and queued), in no particular order.
+    pub fn hashes(&self) -> Vec<B256> {
+        self.inner.lock().by_hash.keys().copied().collect()
     }
 
     /// Number of transactions waiting.
