@@ -1,12 +1,14 @@
 //! Several real node processes on loopback forming a Clique network over libp2p
-//! (`p2pe-node testnet --generate-only` writes the keys, genesis and each node's command line).
+//! (`p2pe-node testnet --generate-only` writes the keys, genesis and each node's command line;
+//! [`Testnet`] runs them, each node's log in the testnet directory).
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use alloy_consensus::TxEip1559;
 use alloy_primitives::{Address, TxKind, U256};
-use p2pe_tests::harness::{dev_key, free_port, hex_u64, node_bin, run_ok, sign_raw, Rpc};
+use p2pe_tests::harness::{dev_key, hex_u64, node_bin, run_ok, sign_raw, Rpc};
+use p2pe_tests::net::Testnet;
 use serde_json::{json, Value};
 
 /// The tests here each run several node processes; they run one at a time so that two
@@ -15,99 +17,6 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-struct Net {
-    nodes: Vec<Value>,
-    procs: Vec<Option<Child>>,
-}
-
-/// A port in `[lo, lo + 20000)` such that it and the `n - 1` ports after it are free now.
-fn free_base(lo: u16, n: usize) -> u16 {
-    loop {
-        let base = lo + free_port() % 20000;
-        if (0..n as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-}
-
-impl Net {
-    fn generate(dir: &std::path::Path, signers: usize, followers: usize) -> Self {
-        // Ports are consecutive from each base; the bases are far apart from what the OS hands
-        // out for ephemeral ports, and every port of the range is checked to be free now (other
-        // node processes may be running on this machine).
-        let n = signers + followers;
-        let (rpc, p2p) = (free_base(20000, n), free_base(40000, n));
-        run_ok(
-            Command::new(node_bin())
-                .args([
-                    "testnet",
-                    "--generate-only",
-                    "--period",
-                    "1",
-                    "--signers",
-                    &signers.to_string(),
-                    "--followers",
-                    &followers.to_string(),
-                    "--rpc-base-port",
-                    &rpc.to_string(),
-                    "--p2p-base-port",
-                    &p2p.to_string(),
-                    "--dir",
-                ])
-                .arg(dir),
-        );
-        let nodes: Vec<Value> =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("testnet.json")).unwrap()).unwrap();
-        let procs = nodes.iter().map(|_| None).collect();
-        Self { nodes, procs }
-    }
-    fn start(&mut self, i: usize) {
-        let args: Vec<String> = self.nodes[i]["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap().to_string())
-            .collect();
-        let child = Command::new(node_bin())
-            .args(&args)
-            .env("P2PE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        self.procs[i] = Some(child);
-        let rpc = self.rpc(i);
-        let start = Instant::now();
-        while rpc.try_call("eth_blockNumber", json!([])).is_err() {
-            if let Some(Ok(Some(status))) = self.procs[i].as_mut().map(Child::try_wait) {
-                panic!("node {i} exited with {status} before serving JSON-RPC");
-            }
-            assert!(start.elapsed() < Duration::from_secs(90), "node {i} did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.procs[i].take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-    fn rpc(&self, i: usize) -> Rpc {
-        Rpc::new(self.nodes[i]["rpc"].as_str().unwrap())
-    }
-    fn head(&self, i: usize) -> u64 {
-        self.rpc(i).block_number()
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for i in 0..self.procs.len() {
-            self.kill(i);
-        }
-    }
 }
 
 fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -126,7 +35,7 @@ fn hash_at(rpc: &Rpc, n: u64) -> Value {
 fn three_signers_and_a_follower_agree_and_survive_losing_signers() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let mut net = Net::generate(dir.path(), 3, 1);
+    let mut net = Testnet::generate(&node_bin(), dir.path(), 3, 1, 1);
     for i in 0..4 {
         net.start(i);
     }
@@ -188,7 +97,7 @@ fn three_signers_and_a_follower_agree_and_survive_losing_signers() {
 fn transactions_sent_to_a_lone_follower_or_in_a_burst_reach_the_signers() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let mut net = Net::generate(dir.path(), 3, 1);
+    let mut net = Testnet::generate(&node_bin(), dir.path(), 3, 1, 1);
     let follower = net.rpc(3);
     // Senders with keys of their own: zero-fee, zero-value transfers need no balance.
     let keys: Vec<alloy_signer_local::PrivateKeySigner> = (1u8..=41)
@@ -254,7 +163,7 @@ fn admin(rpc: &Rpc, method: &str, params: Value) -> Value {
 fn a_partition_heals_into_one_chain_without_losing_transactions() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let mut net = Net::generate(dir.path(), 3, 0);
+    let mut net = Testnet::generate(&node_bin(), dir.path(), 3, 0, 1);
     for i in 0..3 {
         net.start(i);
     }
@@ -305,7 +214,7 @@ fn a_partition_heals_into_one_chain_without_losing_transactions() {
 fn vote_in_a_fourth_signer_then_vote_one_out() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let mut net = Net::generate(dir.path(), 3, 1);
+    let mut net = Testnet::generate(&node_bin(), dir.path(), 3, 1, 1);
     // Give the follower a key so that it can seal once voted in.
     let fdir = dir.path().join("follower-0");
     let addr = run_ok(
@@ -365,7 +274,7 @@ fn a_peer_sending_invalid_blocks_is_refused_and_banned() {
     use alloy_consensus::{Block, BlockBody, Header, TxEnvelope, EMPTY_ROOT_HASH};
     use alloy_rlp::Encodable;
     let dir = tempfile::tempdir().unwrap();
-    let mut net = Net::generate(dir.path(), 1, 1);
+    let mut net = Testnet::generate(&node_bin(), dir.path(), 1, 1, 1);
     net.start(0);
     net.start(1);
     wait("peers", 30, || hex_u64(&net.rpc(0).call("net_peerCount", json!([]))) == 1);
