@@ -99,6 +99,11 @@ pub fn accept_batch(chain: &Blockchain, txs: &[Bytes]) -> (MessageAcceptance, Op
     let mut added = 0usize;
     let mut invalid = 0usize;
     for raw in txs {
+        // Known already (a re-announced pool, a batch that reached us twice): no signature
+        // recovery. The hash of a transaction is the hash of its EIP-2718 encoding.
+        if chain.pool().contains(&alloy_primitives::keccak256(raw)) {
+            continue;
+        }
         match validate_tx(raw, &ctx) {
             Ok(tx) => {
                 let nonce = chain.account_nonce(&tx.signer());

@@ -211,6 +211,11 @@ impl TxPool {
         inner.senders.get(sender)?.get(nonce).map(|p| p.tx.clone())
     }
 
+    /// Whether a transaction with this hash waits in the pool.
+    pub fn contains(&self, hash: &B256) -> bool {
+        self.inner.lock().by_hash.contains_key(hash)
+    }
+
     /// The next nonce for `sender` counting its contiguous waiting transactions ("pending" nonce).
     pub fn pending_nonce(&self, sender: &Address, account_nonce: u64) -> u64 {
         let inner = self.inner.lock();
@@ -341,8 +346,17 @@ mod tests {
         let order: Vec<(Address, u64)> = best.iter().map(|t| (t.signer(), t.inner().nonce())).collect();
         assert_eq!(order, vec![(b.address(), 0), (a.address(), 0), (a.address(), 1)]);
         assert_eq!(pool.pending_nonce(&a.address(), 0), 2);
+        let a0 = *tx(&a, 0, 0).inner().tx_hash();
+        let mut hashes = pool.hashes();
+        hashes.sort();
+        let mut expected: Vec<B256> =
+            [tx(&a, 0, 0), tx(&a, 1, 0), tx(&b, 0, 0)].iter().map(|t| *t.inner().tx_hash()).collect();
+        expected.sort();
+        assert_eq!(hashes, expected, "hashes lists pending and queued transactions");
+        assert!(pool.contains(&a0));
         pool.prune([(a.address(), 1)]);
         assert_eq!(pool.len(), 2);
+        assert!(!pool.contains(&a0), "pruned");
         let content = pool.content(|_| 0);
         assert!(content.queued.contains_key(&a.address()));
     }
