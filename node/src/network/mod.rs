@@ -424,6 +424,8 @@ fn publish_txs(swarm: &mut libp2p::Swarm<Behaviour>, topic: &IdentTopic, batcher
         Ok(_) => {}
         // Alone (no peer yet): the pool is announced again when a peer connects.
         Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+        // The same batch went out before (a re-announced pool that has not changed).
+        Err(gossipsub::PublishError::Duplicate) => {}
         Err(e) => tracing::warn!(error = %e, "cannot gossip transactions"),
     }
 }
