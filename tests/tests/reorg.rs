@@ -25,6 +25,23 @@ struct Net {
     t0: u64,
 }
 
+/// A fresh chain of three signers (keys 0xa1.., 0xb2.., 0xc3..) on chain id 56 with 1 s blocks,
+/// whose genesis is 1,000 s old (so blocks can be sealed at once), funding `funded`.
+fn three_signers(funded: Vec<(Address, U256)>) -> (Net, SigningKey, SigningKey, SigningKey) {
+    let (a, b, c) = (key(0xa1), key(0xb2), key(0xc3));
+    let t0 = p2pe_node::blockchain::unix_now() - 1_000;
+    let params = GenesisParams {
+        chain_id: 56,
+        period: 1,
+        signers: vec![a.address(), b.address(), c.address()],
+        funded,
+        timestamp: t0,
+        ..Default::default()
+    };
+    let json = serde_json::to_string(&build_genesis(&params)).unwrap();
+    (Net { spec: ChainSpec::from_json(&json).unwrap(), json, t0 }, a, b, c)
+}
+
 fn open(net: &Net, dir: &std::path::Path) -> Blockchain {
     let mut store = Store::open(dir, None).unwrap();
     store.init_genesis(&net.spec, &net.json).unwrap();
@@ -54,21 +71,10 @@ fn seal(chain: &Blockchain, keys: &[&SigningKey], t: u64) -> Block {
 
 #[test]
 fn switches_to_the_preferred_branch_and_restores_on_an_invalid_one() {
-    let (a, b, c) = (key(0xa1), key(0xb2), key(0xc3));
-    let t0 = p2pe_node::blockchain::unix_now() - 1_000;
-    let params = GenesisParams {
-        chain_id: 56,
-        period: 1,
-        signers: vec![a.address(), b.address(), c.address()],
-        funded: vec![
-            (dev_key(0).address(), U256::from(10u64).pow(U256::from(21))),
-            (dev_key(1).address(), U256::from(10u64).pow(U256::from(21))),
-        ],
-        timestamp: t0,
-        ..Default::default()
-    };
-    let json = serde_json::to_string(&build_genesis(&params)).unwrap();
-    let net = Net { spec: ChainSpec::from_json(&json).unwrap(), json, t0 };
+    let (net, a, b, c) = three_signers(vec![
+        (dev_key(0).address(), U256::from(10u64).pow(U256::from(21))),
+        (dev_key(1).address(), U256::from(10u64).pow(U256::from(21))),
+    ]);
     let dir = tempfile::tempdir().unwrap();
 
     // Branch X on the node under test: 1 (A), 2 (B, with tx x), 3 (C).
@@ -193,19 +199,9 @@ fn send(chain: &Blockchain, from: u32, nonce: u64, to: TxKind, input: Vec<u8>, v
 #[test]
 fn a_reorg_away_from_created_accounts_and_storage_leaves_the_state_of_the_new_branch() {
     use p2pe_node::state::StateReader;
-    let (a, b, c) = (key(0xa1), key(0xb2), key(0xc3));
-    let t0 = p2pe_node::blockchain::unix_now() - 1_000;
     let ether = U256::from(10u64).pow(U256::from(18));
-    let params = GenesisParams {
-        chain_id: 56,
-        period: 1,
-        signers: vec![a.address(), b.address(), c.address()],
-        funded: (0..4).map(|i| (dev_key(i).address(), ether)).collect(),
-        timestamp: t0,
-        ..Default::default()
-    };
-    let json = serde_json::to_string(&build_genesis(&params)).unwrap();
-    let net = Net { spec: ChainSpec::from_json(&json).unwrap(), json, t0 };
+    let (net, a, b, c) = three_signers((0..4).map(|i| (dev_key(i).address(), ether)).collect());
+    let t0 = net.t0;
     let dir = tempfile::tempdir().unwrap();
     let node = open(&net, &dir.path().join("node"));
     let other = open(&net, &dir.path().join("other"));
@@ -339,19 +335,9 @@ fn add_raw(chain: &Blockchain, raws: &[Vec<u8>]) -> Vec<B256> {
 #[test]
 fn receipts_of_transactions_in_both_branches_stay_visible_during_a_reorg() {
     for delayed in [false, true] {
-        let (a, b, c) = (key(0xa1), key(0xb2), key(0xc3));
-        let t0 = p2pe_node::blockchain::unix_now() - 1_000;
         let ether = U256::from(10u64).pow(U256::from(18));
-        let params = GenesisParams {
-            chain_id: 56,
-            period: 1,
-            signers: vec![a.address(), b.address(), c.address()],
-            funded: (0..4).map(|i| (dev_key(i).address(), ether)).collect(),
-            timestamp: t0,
-            ..Default::default()
-        };
-        let json = serde_json::to_string(&build_genesis(&params)).unwrap();
-        let net = Net { spec: ChainSpec::from_json(&json).unwrap(), json, t0 };
+        let (net, a, b, c) = three_signers((0..4).map(|i| (dev_key(i).address(), ether)).collect());
+        let t0 = net.t0;
         let dir = tempfile::tempdir().unwrap();
         let node = open(&net, &dir.path().join("node"));
         let other = open(&net, &dir.path().join("other"));

@@ -8,6 +8,9 @@
 
 #![allow(dead_code)]
 
+mod mosquitto_bin;
+pub use mosquitto_bin::mosquitto_bin;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -189,21 +192,6 @@ pub fn hex_u64(v: &Value) -> u64 {
 }
 
 // ------------------------------------------------------------------------------------------ Mosquitto
-
-/// Path of the mosquitto binary (PATH, else Debian's /usr/sbin).
-pub fn mosquitto_bin() -> PathBuf {
-    if let Ok(path) = std::env::var("PATH") {
-        for d in std::env::split_paths(&path) {
-            let p = d.join("mosquitto");
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    let p = PathBuf::from("/usr/sbin/mosquitto");
-    assert!(p.is_file(), "mosquitto is not installed: apt-get install -y mosquitto (scripts/test.sh does)");
-    p
-}
 
 fn mosquitto_passwd_bin() -> PathBuf {
     let sibling = mosquitto_bin().with_file_name("mosquitto_passwd");

@@ -1,24 +1,13 @@
 //! Test fixtures shared by the simulator's end-to-end tests: a real Mosquitto broker.
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The mosquitto binary: on `PATH`, else Debian's `/usr/sbin/mosquitto`.
-fn mosquitto_bin() -> PathBuf {
-    if let Ok(path) = std::env::var("PATH") {
-        for d in std::env::split_paths(&path) {
-            let p = d.join("mosquitto");
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    let p = PathBuf::from("/usr/sbin/mosquitto");
-    assert!(p.is_file(), "mosquitto is not installed: apt-get install -y mosquitto (scripts/test.sh does)");
-    p
-}
+#[path = "../../../mqtt-bridge/tests/common/mosquitto_bin.rs"]
+mod mosquitto_bin;
+use mosquitto_bin::mosquitto_bin;
 
 /// A Mosquitto broker on a free loopback port, killed when dropped.
 pub struct Mosquitto {
