@@ -74,6 +74,8 @@ pub enum Command {
         peer: PeerId,
         acceptance: MessageAcceptance,
         offence: Option<Offence>,
+        /// Transactions to publish ourselves (valid ones of a rejected batch).
+        republish: Vec<alloy_primitives::B256>,
     },
     Punish {
         peer: PeerId,
@@ -256,7 +258,7 @@ pub async fn start(
                                     let sync_tx = sync_tx.clone();
                                     tokio::task::spawn_blocking(move || {
                                         let (acceptance, offence) = import_gossip(&chain, block, propagation_source, &sync_tx);
-                                        let _ = cmd.blocking_send(Command::Validated { id: message_id, peer: propagation_source, acceptance, offence });
+                                        let _ = cmd.blocking_send(Command::Validated { id: message_id, peer: propagation_source, acceptance, offence, republish: Vec::new() });
                                     });
                                 }
                                 Err(_) => {
@@ -275,8 +277,8 @@ pub async fn start(
                                     let chain = chain.clone();
                                     let cmd = cmd_tx.clone();
                                     tokio::task::spawn_blocking(move || {
-                                        let (acceptance, offence) = accept_batch(&chain, &txs);
-                                        let _ = cmd.blocking_send(Command::Validated { id: message_id, peer: propagation_source, acceptance, offence });
+                                        let v = accept_batch(&chain, &txs);
+                                        let _ = cmd.blocking_send(Command::Validated { id: message_id, peer: propagation_source, acceptance: v.acceptance, offence: v.offence, republish: v.republish });
                                     });
                                 }
                                 Err(e) => {
@@ -327,11 +329,7 @@ pub async fn start(
                 ev = pool_events.recv() => match ev {
                     Ok(hash) => {
                         if !from_gossip.contains(&hash) {
-                            if let Some(tx) = chain.pool().get(&hash) {
-                                if batcher.push(tx.inner().encoded_2718().into()) {
-                                    publish_txs(&mut swarm, &txs_topic, &mut batcher);
-                                }
-                            }
+                            queue_tx(&chain, &hash, &mut swarm, &txs_topic, &mut batcher);
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
@@ -348,12 +346,15 @@ pub async fn start(
                         let id = swarm.behaviour_mut().sync.send_request(&peer, request);
                         pending.insert(id, reply);
                     }
-                    Some(Command::Validated { id, peer, acceptance, offence }) => {
+                    Some(Command::Validated { id, peer, acceptance, offence, republish }) => {
                         swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &peer, acceptance);
                         if let Some(o) = offence {
                             if book.punish(peer, o) {
                                 let _ = swarm.disconnect_peer_id(peer);
                             }
+                        }
+                        for hash in republish {
+                            queue_tx(&chain, &hash, &mut swarm, &txs_topic, &mut batcher);
                         }
                     }
                     Some(Command::Punish { peer, offence }) => {
@@ -385,13 +386,8 @@ pub async fn start(
                 _ = tick.tick() => {
                     if reannounce {
                         reannounce = false;
-                        let pool = chain.pool();
-                        for hash in pool.hashes() {
-                            if let Some(tx) = pool.get(&hash) {
-                                if batcher.push(tx.inner().encoded_2718().into()) {
-                                    publish_txs(&mut swarm, &txs_topic, &mut batcher);
-                                }
-                            }
+                        for hash in chain.pool().hashes() {
+                            queue_tx(&chain, &hash, &mut swarm, &txs_topic, &mut batcher);
                         }
                     }
                     // Keep checking peers' heads, and redial bootnodes we lost.
@@ -415,6 +411,21 @@ pub async fn start(
         }
     });
     Ok((handle, task))
+}
+
+/// Adds pool transaction `hash` (if still there) to the next batch, publishing the batch when full.
+fn queue_tx(
+    chain: &Blockchain,
+    hash: &alloy_primitives::B256,
+    swarm: &mut libp2p::Swarm<Behaviour>,
+    topic: &IdentTopic,
+    batcher: &mut Batcher,
+) {
+    if let Some(tx) = chain.pool().get(hash) {
+        if batcher.push(tx.inner().encoded_2718().into()) {
+            publish_txs(swarm, topic, batcher);
+        }
+    }
 }
 
 /// Publishes the batched transactions as one gossip message.

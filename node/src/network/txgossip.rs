@@ -89,14 +89,27 @@ pub fn decode_batch(mut data: &[u8]) -> Result<Vec<Bytes>, String> {
     Ok(txs)
 }
 
+/// What became of a received batch.
+#[derive(Debug)]
+pub struct BatchVerdict {
+    /// The gossipsub verdict on the message.
+    pub acceptance: MessageAcceptance,
+    /// The sender's offence, if any.
+    pub offence: Option<Offence>,
+    /// Transactions of a rejected batch that were valid and new here. gossipsub does not forward
+    /// a rejected message, so these are published again by this node, or peers that only hear
+    /// of the batch through us would never see them.
+    pub republish: Vec<B256>,
+}
+
 /// Validates each transaction of a batch and adds the valid ones to the pool.
 ///
 /// The message is rejected (and its sender punished) when any transaction in it is invalid
 /// (bad encoding, signature, chain id, size); it is forwarded when at least one was new to
 /// us, and ignored when all were known or not poolable here (nonce too low, pool full).
-pub fn accept_batch(chain: &Blockchain, txs: &[Bytes]) -> (MessageAcceptance, Option<Offence>) {
+pub fn accept_batch(chain: &Blockchain, txs: &[Bytes]) -> BatchVerdict {
     let ctx = chain.validation_context();
-    let mut added = 0usize;
+    let mut added = Vec::new();
     let mut invalid = 0usize;
     for raw in txs {
         // Known already (a re-announced pool, a batch that reached us twice): no signature
@@ -108,7 +121,7 @@ pub fn accept_batch(chain: &Blockchain, txs: &[Bytes]) -> (MessageAcceptance, Op
             Ok(tx) => {
                 let nonce = chain.account_nonce(&tx.signer());
                 match chain.pool().add(tx, nonce) {
-                    Ok(_) => added += 1,
+                    Ok(hash) => added.push(hash),
                     Err(PoolError::AlreadyKnown) | Err(PoolError::NonceTooLow { .. }) => {}
                     Err(e) => tracing::debug!(error = %e, "gossiped transaction not pooled"),
                 }
@@ -120,11 +133,15 @@ pub fn accept_batch(chain: &Blockchain, txs: &[Bytes]) -> (MessageAcceptance, Op
         }
     }
     if invalid > 0 {
-        (MessageAcceptance::Reject, Some(Offence::InvalidTx))
-    } else if added > 0 {
-        (MessageAcceptance::Accept, None)
+        BatchVerdict {
+            acceptance: MessageAcceptance::Reject,
+            offence: Some(Offence::InvalidTx),
+            republish: added,
+        }
+    } else if !added.is_empty() {
+        BatchVerdict { acceptance: MessageAcceptance::Accept, offence: None, republish: Vec::new() }
     } else {
-        (MessageAcceptance::Ignore, None)
+        BatchVerdict { acceptance: MessageAcceptance::Ignore, offence: None, republish: Vec::new() }
     }
 }
 
