@@ -338,8 +338,12 @@ fn wants_example(stats: &TxStats, kind: &str) -> bool {
 
 /// Runs a simulation and returns what happened; `cfg.out` receives logs and the generated
 /// bridge configuration (reports are written by [`crate::report`]).
-pub async fn run(cfg: SimConfig) -> anyhow::Result<RunData> {
+pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
     let t0 = Instant::now();
+    // Every path derived from `--out` (node data, keystores, bridge configuration, reports) is made
+    // absolute once, here, so that no child process reads it relative to another folder.
+    cfg.out = std::path::absolute(&cfg.out)
+        .with_context(|| format!("cannot resolve the output folder {}", cfg.out.display()))?;
     let out = cfg.out.clone();
     let logs = out.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;

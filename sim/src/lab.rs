@@ -127,7 +127,11 @@ impl LabConfig {
             std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let mut c: LabConfig = toml::from_str(&text)
             .with_context(|| format!("{} is not a valid lab configuration", path.display()))?;
-        c.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // Paths in the file are relative to the file; the folder is made absolute so that they stay
+        // right when handed to the bridge, which runs with another configuration file.
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        c.base = std::path::absolute(&dir)
+            .with_context(|| format!("cannot resolve the folder of {}", path.display()))?;
         if c.households.is_empty() {
             bail!("{}: no [[households]]", path.display());
         }

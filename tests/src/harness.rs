@@ -83,6 +83,16 @@ impl NodeProcess {
         Self::spawn(cmd, format!("http://{addr}"))
     }
 
+    /// Starts `p2pe-node ARGS` exactly as given (no flag added), in the working directory `cwd`,
+    /// and waits for its RPC line; `url` is where the given flags make it serve JSON-RPC. For the
+    /// README's commands, which must work as typed.
+    pub fn start_exact(cwd: &Path, args: &[&str], url: &str) -> Self {
+        let mut cmd = Command::new(node_bin());
+        cmd.args(args).current_dir(cwd).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.env("P2PE_LOG", std::env::var("P2PE_LOG").unwrap_or_else(|_| "warn".into()));
+        Self::spawn(cmd, url.to_string())
+    }
+
     fn spawn(mut cmd: Command, url: String) -> Self {
         let mut child = cmd.spawn().expect("spawn p2pe-node");
         let out = child.stdout.take().expect("stdout");

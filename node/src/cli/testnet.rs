@@ -2,6 +2,7 @@
 //! for tests. Generates signer keystores, a genesis (market included), the data directories and
 //! node identities, then starts every node as its own process on loopback and prints the URLs.
 
+use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -170,7 +171,10 @@ fn spawn(node: &TestnetNode, log_dir: &Path) -> anyhow::Result<Child> {
 }
 
 /// Runs `testnet`.
-pub async fn run(args: TestnetArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: TestnetArgs) -> anyhow::Result<()> {
+    // `testnet.json` holds command lines to start the nodes from anywhere: its paths are absolute.
+    args.dir = std::path::absolute(&args.dir)
+        .with_context(|| format!("cannot resolve --dir {}", args.dir.display()))?;
     let nodes = generate(&args)?;
     println!(
         "Testnet in {} ({} signers, {} followers, period {} s)",
