@@ -377,7 +377,15 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
     let env = Environment::new(cfg.date, cfg.utc_offset_secs, cfg.location, cfg.cloudiness, cfg.seed);
     let traces: Vec<DayTrace> = specs.iter().map(|h| DayTrace::simulate(h, &env, cfg.seed)).collect();
 
-    // The chain.
+    // The chain. The settler and every meter are priority senders in its pool.
+    let deriver = KeyDeriver::new(DEV_MNEMONIC)?;
+    let mut priority = vec![deriver.key(SETTLER_INDEX)?.address()];
+    for i in 0..specs.len() {
+        priority.push(match &cfg.lab {
+            Some(lab) => lab.households[i].meter_address,
+            None => deriver.key(METER_INDEX_BASE + i as u32)?.address(),
+        });
+    }
     let chain = DevChain::start(&DevChainConfig {
         slot_length: cfg.slot_seconds,
         gate_closure: cfg.gate_closure,
@@ -386,6 +394,7 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
         contracts_out: out.join("contracts.json"),
         log: logs.join("node.log"),
         rpc_port: cfg.rpc_port,
+        priority,
     })?;
     let rpc = Arc::new(Rpc::new(&chain.url));
     let contracts = chain.contracts.clone();
@@ -402,7 +411,6 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
     let pay_as_bid = contracts.mode == "payAsBid";
 
     // Keys.
-    let deriver = KeyDeriver::new(DEV_MNEMONIC)?;
     let operator_key = deriver.key(0)?;
     let mut operator =
         Account::new(operator_key.clone(), rpc.nonce(operator_key.address()).await.map_err(rpc_err)?);

@@ -76,6 +76,10 @@ pub struct DevChainConfig {
     pub log: PathBuf,
     /// JSON-RPC port on 127.0.0.1 if it is free (else, and when None, a free port).
     pub rpc_port: Option<u16>,
+    /// Accounts with reserved room in the node's pool (`--txpool-priority`): the settler and the
+    /// meters, so that spam can never keep a reading or a settlement out (the dev chain adds the
+    /// operator itself).
+    pub priority: Vec<Address>,
 }
 
 /// A running dev chain.
@@ -128,6 +132,7 @@ impl DevChain {
             .arg("--datadir")
             .arg(&datadir)
             .args(["--http-addr", &addr])
+            .args(cfg.priority.iter().flat_map(|a| ["--txpool-priority".to_string(), format!("{a:#x}")]))
             .env("P2PE_LOG", std::env::var("P2PE_NODE_LOG").unwrap_or_else(|_| "warn".into()));
         let (process, _) =
             ChildProcess::spawn("p2pe-node", cmd, &cfg.log, "JSON-RPC:", Duration::from_secs(60))?;

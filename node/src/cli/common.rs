@@ -87,6 +87,24 @@ pub struct NodeArgs {
     /// Largest accepted transaction, in bytes.
     #[arg(long, default_value_t = PoolConfig::default().max_tx_bytes)]
     pub txpool_max_tx_bytes: usize,
+    /// Most queued transactions (nonce gap before them) one sender may have waiting.
+    #[arg(long, default_value_t = PoolConfig::default().max_queued_per_sender)]
+    pub txpool_max_queued_per_sender: usize,
+    /// Most bytes (transaction encodings) in the pool's shared room. When it or --txpool-max-total
+    /// is reached, the oldest queued transactions are evicted first; executable ones never are.
+    #[arg(long, default_value_t = PoolConfig::default().max_bytes)]
+    pub txpool_max_bytes: usize,
+    /// Seconds a queued transaction may wait for its nonce gap to fill before it is dropped.
+    #[arg(long, default_value_t = PoolConfig::default().queued_lifetime.as_secs())]
+    pub txpool_queued_lifetime: u64,
+    /// A sender with reserved room in the pool (repeatable): its transactions never count against
+    /// the shared limits, so spam cannot shut it out. For the operator, keeper, bridge relayer and
+    /// meter accounts; `dev` adds the dev market's own accounts, and `run` the keeper's.
+    #[arg(long = "txpool-priority", value_name = "ADDR")]
+    pub txpool_priority: Vec<alloy_primitives::Address>,
+    /// Most transactions of priority senders in the pool (their reserved room).
+    #[arg(long, default_value_t = PoolConfig::default().max_priority)]
+    pub txpool_max_priority: usize,
     /// Keep the state of every block (otherwise the last --state-history blocks).
     #[arg(long)]
     pub archive: bool,
@@ -100,8 +118,13 @@ impl NodeArgs {
     pub fn pool(&self) -> PoolConfig {
         PoolConfig {
             max_per_sender: self.txpool_max_per_sender,
+            max_queued_per_sender: self.txpool_max_queued_per_sender,
             max_total: self.txpool_max_total,
+            max_bytes: self.txpool_max_bytes,
             max_tx_bytes: self.txpool_max_tx_bytes,
+            queued_lifetime: std::time::Duration::from_secs(self.txpool_queued_lifetime),
+            priority: self.txpool_priority.iter().copied().collect(),
+            max_priority: self.txpool_max_priority,
         }
     }
 

@@ -14,6 +14,7 @@ use crate::crypto::SigningKey;
 use crate::keeper::{DEFAULT_HORIZON, DEV_KEEPER_INDEX};
 use crate::node::{Node, NodeConfig};
 use crate::storage::Store;
+use crate::txpool::PoolConfig;
 
 /// The well-known development mnemonic (the same as anvil's and Hardhat's). Never use it for
 /// anything of value.
@@ -122,6 +123,19 @@ pub fn dev_keys(mnemonic: &str, n: u32) -> anyhow::Result<Vec<SigningKey>> {
 }
 
 /// Runs `dev`.
+/// The pool of the dev chain: the market's own accounts (the operator, account 0; the keeper; the
+/// grid account; every dev account's meter key) are priority senders, next to `--txpool-priority`.
+fn dev_pool(args: &DevArgs, keys: &[SigningKey], keeper: Option<&SigningKey>) -> anyhow::Result<PoolConfig> {
+    let mut pool = args.node.pool();
+    pool.priority.extend(keys.first().map(SigningKey::address));
+    pool.priority.extend(keeper.map(SigningKey::address));
+    pool.priority.insert(dev_key(&args.mnemonic, DEV_GRID_INDEX)?.address());
+    for i in 0..keys.len() as u32 {
+        pool.priority.insert(dev_key(&args.mnemonic, DEV_METER_INDEX_BASE + i)?.address());
+    }
+    Ok(pool)
+}
+
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let keys = dev_keys(&args.mnemonic, args.accounts)?;
     // The sealing key is fresh for each run and never leaves memory.
@@ -186,7 +200,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             http_addr: args.rpc.http_addr,
             signer: Some(sealer.clone()),
             dev_accounts: keys.clone(),
-            pool: args.node.pool(),
+            pool: dev_pool(&args, &keys, keeper.as_ref())?,
             rpc: args.rpc.config(),
             chain: args.node.chain(),
             network: None,

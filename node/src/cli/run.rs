@@ -88,7 +88,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             http_addr: args.rpc.http_addr,
             signer: signer.clone(),
             dev_accounts: vec![],
-            pool: args.node.pool(),
+            pool: {
+                // The keeper must never be shut out of the pool by spam.
+                let mut pool = args.node.pool();
+                pool.priority.extend(keeper.as_ref().map(|k| k.address()));
+                pool
+            },
             rpc: args.rpc.config(),
             chain: args.node.chain(),
             network: args.p2p.config(&args.datadir),

@@ -15,7 +15,9 @@ use crate::txpool::{validate_tx, PoolError, TxValidationError};
 pub fn submit(ctx: &RpcContext, tx: RecoveredTx) -> RpcResult<B256> {
     let nonce = ctx.chain.account_nonce(&tx.signer());
     ctx.chain.pool().add(tx, nonce).map_err(|e| match e {
-        PoolError::PoolFull(_) | PoolError::SenderFull { .. } => RpcError::limit_exceeded(e.to_string()),
+        PoolError::PoolFull(_) | PoolError::SenderFull { .. } | PoolError::QueuedFull { .. } => {
+            RpcError::limit_exceeded(e.to_string())
+        }
         other => RpcError::invalid_input(other.to_string()),
     })
 }
