@@ -288,6 +288,7 @@ fn run_with_an_operator_keeper_key_opens_slots() {
     ]);
     assert!(node.stdout.lock().unwrap().iter().any(|l| l.contains(&format!("Keeper: {keeper}"))));
     let rpc = node.rpc();
+    assert_eq!(rpc.call("net_listening", json!([])), json!(false), "--no-p2p: not listening");
     let (_, _, _, market) = p2pe_node::chain::market_addresses();
     wait_for("the keeper to open 4 slots", 30, || {
         (keeper_opened(&rpc, market, keeper, rpc.block_number()).len() >= 4).then_some(())

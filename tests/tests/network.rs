@@ -41,6 +41,14 @@ fn three_signers_and_a_follower_agree_and_survive_losing_signers() {
     }
     wait("peers", 30, || (0..4).all(|i| hex_u64(&net.rpc(i).call("net_peerCount", json!([]))) >= 1));
     wait("blocks", 60, || (0..4).all(|i| net.head(i) >= 5));
+    assert_eq!(net.rpc(3).call("net_listening", json!([])), json!(true));
+    // Three signers: `safe` has ⌊3/2⌋ = 1 block on top, `finalized` 2 (README, "Block tags").
+    for (tag, depth) in [("safe", 1), ("finalized", 2)] {
+        let before = net.head(0);
+        let n = hex_u64(&net.rpc(0).call("eth_getBlockByNumber", json!([tag, false]))["number"]);
+        let after = net.head(0);
+        assert!((before..=after).contains(&(n + depth)), "{tag} at {n}, head moved from {before} to {after}");
+    }
 
     // A transaction sent to the follower reaches the signers, is sealed and seen everywhere.
     let key = dev_key(5);

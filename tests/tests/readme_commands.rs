@@ -108,6 +108,7 @@ fn real_network_account_genesis_init_run() {
     );
     let rpc = run.rpc();
     assert_eq!(rpc.call("eth_chainId", json!([])), json!(format!("{:#x}", 4242)));
+    assert_eq!(rpc.call("net_listening", json!([])), json!(true), "run joins the peer network");
     rpc.wait_block(1, Duration::from_secs(30));
     let block: Value = rpc.call("eth_getBlockByNumber", json!(["0x1", false]));
     assert!(hex_u64(&block["timestamp"]) >= hex_u64(&genesis_timestamp(&rpc)) + 5, "period 5 s");

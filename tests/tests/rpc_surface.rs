@@ -337,5 +337,15 @@ fn overrides_access_lists_signing_txpool_and_raw_methods() {
     assert_eq!(rpc.call("eth_getUncleCountByBlockNumber", json!([number])), "0x0");
     assert!(rpc.call("eth_getUncleByBlockNumberAndIndex", json!([number, "0x0"])).is_null());
     assert_eq!(rpc.call("web3_sha3", json!(["0x"])), format!("{:#x}", keccak256([])));
-    assert_eq!(rpc.call("net_listening", json!([])), true);
+    assert_eq!(rpc.call("net_listening", json!([])), false, "the dev chain has no peer network");
+    // One signer: no competing branch can exist, so `safe` and `finalized` are the head.
+    let before = rpc.block_number();
+    let tagged: Vec<u64> = ["safe", "finalized"]
+        .iter()
+        .map(|t| hex_u64(&rpc.call("eth_getBlockByNumber", json!([t, false]))["number"]))
+        .collect();
+    let after = rpc.block_number();
+    for n in tagged {
+        assert!((before..=after).contains(&n), "tag at {n}, head moved from {before} to {after}");
+    }
 }

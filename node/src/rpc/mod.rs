@@ -29,6 +29,7 @@ use alloy_eips::{BlockId, BlockNumberOrTag};
 use alloy_primitives::{Address, B256};
 
 use crate::blockchain::Blockchain;
+use crate::consensus::clique::confirmation::{finalized_depth, safe_depth};
 use crate::crypto::SigningKey;
 use crate::state::{StateReader, WorldState};
 use crate::storage::{BlockQuery, HistoricalState};
@@ -105,9 +106,12 @@ impl RpcContext {
         let head = self.chain.head();
         match id {
             BlockId::Number(tag) => {
+                let signers = head.snapshot.signers.len();
                 let (number, pending) = match tag {
-                    BlockNumberOrTag::Latest | BlockNumberOrTag::Safe | BlockNumberOrTag::Finalized => {
-                        (head.header.number, false)
+                    BlockNumberOrTag::Latest => (head.header.number, false),
+                    BlockNumberOrTag::Safe => (head.header.number.saturating_sub(safe_depth(signers)), false),
+                    BlockNumberOrTag::Finalized => {
+                        (head.header.number.saturating_sub(finalized_depth(signers)), false)
                     }
                     BlockNumberOrTag::Pending => (head.header.number, true),
                     BlockNumberOrTag::Earliest => (0, false),

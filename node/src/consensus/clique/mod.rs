@@ -3,8 +3,10 @@
 //! - [`seal`]: the seal hash, signing and signer recovery;
 //! - [`snapshot`]: the authorised signer set, recent signers and the vote tally;
 //! - [`verify`]: header rules checked on every block, sealed here or imported;
-//! - [`proposals`]: the votes this node's signer casts (`clique_propose`).
+//! - [`proposals`]: the votes this node's signer casts (`clique_propose`);
+//! - [`confirmation`]: the confirmation depths behind the `safe` and `finalized` block tags.
 
+pub mod confirmation;
 pub mod fork_choice;
 pub mod proposals;
 pub mod seal;
