@@ -278,7 +278,7 @@ contract EnergyMarketTest is Fixture {
         _tradeAliceBob();
         IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
         assertEq(info.clearedWh, 1000, "cleared");
-        assertEq(info.clearingPricePerKWh, 150e15, "midpoint");
+        assertEq(info.clearingPricePerKWh, 150e15, "k = 1/2 of the clearing interval [0.10, 0.20]");
         assertEq(info.activeLevels, (uint256(1) << 20) | (uint256(1) << 120), "active levels");
         _meter(alice, S, 0, 1000);
         _meter(bob, S, 1000, 0);
