@@ -6,7 +6,10 @@ import {IEnergyMarket} from "../src/interfaces/IEnergyMarket.sol";
 import {IRegistry} from "../src/interfaces/IRegistry.sol";
 
 /// Differential test: the contract's level-aggregated clearing against an independent merit-order clearing
-/// (sort bids descending and asks ascending, match unit by unit while bid >= ask) on random books.
+/// (sort bids descending and asks ascending, match unit by unit while bid >= ask) on random books; the
+/// reference price is the point k = 1/2 (rounded down onto the tick) of the market-clearing interval
+/// [max(last matched ask, highest rejected bid), min(last matched bid, lowest rejected ask)], taken over the
+/// individual orders the sweep left with unfilled volume.
 contract DifferentialTest is Fixture {
     uint64 internal constant S = 2;
     uint256 internal constant MAX_ORDERS = 1000;
@@ -63,27 +66,44 @@ contract DifferentialTest is Fixture {
         }
     }
 
-    /// Merit-order sweep. Returns matched volume and the prices of the last matched bid and ask.
-    function _reference(Order[] memory bids, Order[] memory asks)
-        internal
-        pure
-        returns (uint256 q, uint256 lastBid, uint256 lastAsk)
-    {
+    /// The outcome of the reference clearing.
+    struct Ref {
+        uint256 q; // matched volume
+        uint256 lastBid; // price of the last (lowest) bid the sweep matched
+        uint256 lastAsk; // price of the last (highest) ask the sweep matched
+        uint256 lower; // max(lastAsk, highest rejected bid)
+        uint256 upper; // min(lastBid, lowest rejected ask)
+    }
+
+    /// Merit-order sweep over the individual orders (sorted in place), then the market-clearing interval from
+    /// the orders the sweep left with unfilled volume (the rejected ones).
+    function _reference(Order[] memory bids, Order[] memory asks) internal pure returns (Ref memory r) {
         _sort(bids, true);
         _sort(asks, false);
+        uint256[] memory bidFill = new uint256[](bids.length);
+        uint256[] memory askFill = new uint256[](asks.length);
         uint256 i;
         uint256 j;
-        uint256 bidLeft = bids.length > 0 ? bids[0].wh : 0;
-        uint256 askLeft = asks.length > 0 ? asks[0].wh : 0;
         while (i < bids.length && j < asks.length && bids[i].price >= asks[j].price) {
-            uint256 m = bidLeft < askLeft ? bidLeft : askLeft;
-            q += m;
-            lastBid = bids[i].price;
-            lastAsk = asks[j].price;
-            bidLeft -= m;
-            askLeft -= m;
-            if (bidLeft == 0 && ++i < bids.length) bidLeft = bids[i].wh;
-            if (askLeft == 0 && ++j < asks.length) askLeft = asks[j].wh;
+            uint256 bl = bids[i].wh - bidFill[i];
+            uint256 al = asks[j].wh - askFill[j];
+            uint256 m = bl < al ? bl : al;
+            r.q += m;
+            r.lastBid = bids[i].price;
+            r.lastAsk = asks[j].price;
+            bidFill[i] += m;
+            askFill[j] += m;
+            if (bidFill[i] == bids[i].wh) i++;
+            if (askFill[j] == asks[j].wh) j++;
+        }
+        if (r.q == 0) return r;
+        r.lower = r.lastAsk;
+        r.upper = r.lastBid;
+        for (uint256 k = 0; k < bids.length; ++k) {
+            if (bidFill[k] < bids[k].wh && bids[k].price > r.lower) r.lower = bids[k].price;
+        }
+        for (uint256 k = 0; k < asks.length; ++k) {
+            if (askFill[k] < asks[k].wh && asks[k].price < r.upper) r.upper = asks[k].price;
         }
     }
 
@@ -94,19 +114,59 @@ contract DifferentialTest is Fixture {
         n = bound(n, 1, MAX_ORDERS);
         // Narrow price ranges create many ties at the marginal level; wide ones spread the book.
         spread = bound(spread, 1, MAX_LEVEL);
+        _clearAndCompare(seed, n, spread);
+    }
+
+    /// Small books on a few price levels: rationed marginal levels, equal marginal levels, no crossing and
+    /// one-sided books are frequent here.
+    /// forge-config: default.fuzz.runs = 300
+    function testFuzz_clearingMatchesMeritOrder_smallBooks(uint256 seed, uint256 n, uint256 spread) public {
+        n = bound(n, 1, 16);
+        spread = bound(spread, 0, 8);
+        _clearAndCompare(seed, n, spread);
+    }
+
+    function _clearAndCompare(uint256 seed, uint256 n, uint256 spread) internal {
         (Order[] memory bids, Order[] memory asks) = _placeBook(seed, n, spread);
         vm.warp(market.gateClosureTime(S));
         market.clear(S);
         IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
 
-        (uint256 q, uint256 lastBid, uint256 lastAsk) = _reference(bids, asks);
-        assertEq(info.clearedWh, q, "cleared volume");
-        if (q == 0) return;
-        assertEq(_price(info.bidMarginalLevel), lastBid, "marginal bid price");
-        assertEq(_price(info.askMarginalLevel), lastAsk, "marginal ask price");
-        uint256 mid = _price(((lastBid - FEED_IN) / TICK + (lastAsk - FEED_IN) / TICK) / 2);
-        assertEq(info.clearingPricePerKWh, mid, "uniform price at the midpoint");
-        _checkFills(bids, asks, q, lastBid, lastAsk);
+        Ref memory r = _reference(bids, asks);
+        assertEq(info.clearedWh, r.q, "cleared volume");
+        _checkNoRejectedOrderInTheMoney(bids, asks, info);
+        if (r.q == 0) {
+            assertEq(info.clearingPricePerKWh, 0, "no trade, no price");
+            return;
+        }
+        assertEq(_price(info.bidMarginalLevel), r.lastBid, "marginal bid price");
+        assertEq(_price(info.askMarginalLevel), r.lastAsk, "marginal ask price");
+        assertLe(r.lower, r.upper, "non-empty clearing interval");
+        // k = 1/2 of the interval, rounded down onto the tick.
+        uint256 expected = _price(((r.lower - FEED_IN) / TICK + (r.upper - FEED_IN) / TICK) / 2);
+        assertEq(info.clearingPricePerKWh, expected, "uniform price at k = 1/2 of the clearing interval");
+        _checkFills(bids, asks, r.q, r.lastBid, r.lastAsk);
+    }
+
+    /// On the contract's own fills: no order left with unfilled volume is priced better than the clearing
+    /// price (a bid above it or an ask below it), and every filled order is within its limit.
+    function _checkNoRejectedOrderInTheMoney(
+        Order[] memory bids,
+        Order[] memory asks,
+        IEnergyMarket.SlotInfo memory info
+    ) internal view {
+        if (info.clearedWh == 0) return; // no trade: no price to be in the money against
+        uint256 p = info.clearingPricePerKWh;
+        for (uint256 k = 0; k < bids.length; ++k) {
+            (uint64 f,) = market.previewFills(S, traders[bids[k].id]);
+            if (f < bids[k].wh) assertLe(bids[k].price, p, "rejected bid above the price");
+            if (f != 0) assertGe(bids[k].price, p, "filled bid below the price");
+        }
+        for (uint256 k = 0; k < asks.length; ++k) {
+            (, uint64 f) = market.previewFills(S, traders[asks[k].id]);
+            if (f < asks[k].wh) assertGe(asks[k].price, p, "rejected ask below the price");
+            if (f != 0) assertLe(asks[k].price, p, "filled ask above the price");
+        }
     }
 
     function _placeBook(uint256 seed, uint256 n, uint256 spread)

@@ -278,7 +278,7 @@ contract EnergyMarketTest is Fixture {
         _tradeAliceBob();
         IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
         assertEq(info.clearedWh, 1000, "cleared");
-        assertEq(info.clearingPricePerKWh, 150e15, "midpoint");
+        assertEq(info.clearingPricePerKWh, 150e15, "k = 1/2 of the clearing interval [0.10, 0.20]");
         assertEq(info.activeLevels, (uint256(1) << 20) | (uint256(1) << 120), "active levels");
         _meter(alice, S, 0, 1000);
         _meter(bob, S, 1000, 0);
@@ -762,7 +762,8 @@ contract EnergyMarketTest is Fixture {
 
     // ================================================================== clearing
 
-    function test_clear_uniformPriceAtMidpoint() public {
+    function test_clear_priceAtMiddleOfClearingInterval() public {
+        // Nothing is rejected, so the clearing interval is [ma, mb] = [0.10, 0.20]; k = 1/2 gives 0.15.
         _ask(alice, S, 1000, 100e15); // level 20
         _bid(bob, S, 1000, 200e15); // level 120
         _toGate(S);
@@ -776,6 +777,96 @@ contract EnergyMarketTest is Fixture {
         assertEq(info.bidMarginalLevel, 120, "mb");
         assertEq(info.askMarginalLevel, 20, "ma");
         assertEq(info.clearingLevel, 70, "level");
+    }
+
+    /// Issue 14, first case: the bid marginal level is rationed. The old midpoint rule priced this book at
+    /// 0.18 (between ma = 0.13 and mb = 0.23), where 1500 Wh of bids at 0.23 met 1000 Wh of asks: 500 Wh of
+    /// bids willing to pay 0.23 were rejected at a price of 0.18. Their unfilled volume pins the price to 0.23.
+    function test_clear_rationedBidLevelPinsPrice() public {
+        _ask(alice, S, 1000, 130e15); // level 50
+        _bid(bob, S, 1000, 230e15); // level 150
+        _bid(dave, S, 500, 230e15); // level 150
+        _toGate(S);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SlotCleared(S, 230e15, 1000, 230e15, 130e15);
+        market.clear(S);
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
+        assertEq(info.clearingLevel, 150, "level = mb");
+        (uint64 bobFill,) = market.previewFills(S, bob);
+        (uint64 daveFill,) = market.previewFills(S, dave);
+        assertLt(bobFill, 1000, "bob rationed");
+        assertLt(daveFill, 500, "dave rationed");
+        (, uint64 aliceFill) = market.previewFills(S, alice);
+        assertEq(aliceFill, 1000, "the ask fills");
+        _meter(alice, S, 0, 1000);
+        _meter(bob, S, 0, 0);
+        _toSettlement(S);
+        market.settle(S, _one(alice));
+        assertEq(_free(alice), FUNDS + _cost(1000, 230e15), "the seller is paid the pinned price");
+    }
+
+    /// Issue 14, mirror case (the simulator's midday book): asks at 0.089 are rationed while the old rule
+    /// priced the slot at 0.137, the middle of [0.089, 0.185]: sellers asking 0.089 stayed unsold below the
+    /// price. Their unfilled volume pins the price to 0.089, the only price at which no rejected ask is undercut.
+    function test_clear_rationedAskLevelPinsPrice() public {
+        _ask(alice, S, 700, 89e15); // level 9
+        _ask(carol, S, 500, 89e15); // level 9
+        _bid(bob, S, 800, 185e15); // level 105
+        _toGate(S);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SlotCleared(S, 89e15, 800, 185e15, 89e15);
+        market.clear(S);
+        assertEq(market.slotInfo(S).clearingLevel, 9, "level = ma");
+        (, uint64 aliceFill) = market.previewFills(S, alice);
+        (, uint64 carolFill) = market.previewFills(S, carol);
+        assertLt(aliceFill, 700, "alice rationed");
+        assertLt(carolFill, 500, "carol rationed");
+        _meter(bob, S, 800, 0);
+        _toSettlement(S);
+        uint256 before = _free(bob);
+        market.settle(S, _one(bob));
+        assertEq(_free(bob), before + _cost(800, 185e15) - _cost(800, 89e15), "escrow back, paid 0.089");
+    }
+
+    /// Rejected orders strictly between the marginal levels narrow the interval: a bid at 0.19 and an ask at
+    /// 0.22 get nothing, so the interval is [0.19, 0.22] inside [ma, mb] = [0.10, 0.25]. The old midpoint
+    /// 0.175 was below the rejected bid.
+    function test_clear_rejectedOrdersBetweenMarginalLevelsNarrowInterval() public {
+        _ask(alice, S, 1000, 100e15); // level 20, ma
+        _ask(carol, S, 400, 220e15); // level 140, rejected
+        _bid(bob, S, 1000, 250e15); // level 170, mb
+        _bid(dave, S, 300, 190e15); // level 110, rejected
+        _toGate(S);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SlotCleared(S, 205e15, 1000, 250e15, 100e15);
+        market.clear(S);
+        (uint64 daveFill,) = market.previewFills(S, dave);
+        (, uint64 carolFill) = market.previewFills(S, carol);
+        assertEq(daveFill + carolFill, 0, "both rejected");
+    }
+
+    /// An odd number of ticks in the interval [0.12, 0.131]: k = 1/2 rounds down onto the tick, to 0.125.
+    function test_clear_roundsDownOntoTheTick() public {
+        _ask(alice, S, 1000, 100e15); // level 20, ma
+        _ask(carol, S, 400, 131e15); // level 51, rejected
+        _bid(bob, S, 1000, 250e15); // level 170, mb
+        _bid(dave, S, 300, 120e15); // level 40, rejected
+        _toGate(S);
+        market.clear(S);
+        // Interval [level 40, level 51]: 40 + floor(11 / 2) = 45.
+        assertEq(market.slotInfo(S).clearingPricePerKWh, 125e15, "rounded down");
+    }
+
+    /// Equal marginal levels: the interval is the single level ma = mb whatever else is in the book.
+    function test_clear_equalMarginalLevels() public {
+        _ask(alice, S, 500, 120e15);
+        _bid(bob, S, 500, 120e15);
+        _ask(carol, S, 300, 200e15); // rejected, above
+        _bid(dave, S, 300, 90e15); // rejected, below
+        _toGate(S);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SlotCleared(S, 120e15, 500, 120e15, 120e15);
+        market.clear(S);
     }
 
     function test_clear_noCrossing() public {

@@ -6,14 +6,17 @@
 //!    allocation (full beyond the marginal levels, sequential floor(w·left/V) at them, in settlement
 //!    order, with the merit order's volumes) and lies near the exact pro-rata share; bought = sold =
 //!    volume.
-//! 2. **Money**: the credits held by the market contract did not change, the free balances of the
+//! 2. **No regret**: in every slot that traded, no order left with unfilled volume (its settled fill
+//!    below its energy) was in the money: no such bid above the chain's clearing price and no such ask
+//!    below it. Read from the chain's own events (orders, `SlotCleared`, `ParticipantSettled`) only.
+//! 3. **Money**: the credits held by the market contract did not change, the free balances of the
 //!    households and the grid changed by exactly what was still locked (nothing, once all is
 //!    settled) in total, and each household's balance changed by what its events say.
-//! 3. **Energy**: per slot, bought = sold; the grid's net supply in settlement equals the metered
+//! 4. **Energy**: per slot, bought = sold; the grid's net supply in settlement equals the metered
 //!    net import (ΣI − ΣE); every household's on-chain meter data equals what its simulated meter
 //!    measured (so the MQTT → bridge → chain road lost and added nothing); every household's
 //!    physics balances (PV + import = load + export + Δstored + battery losses).
-//! 4. **Baseline**: no household paid more than on grid tariffs alone, or the report says which
+//! 5. **Baseline**: no household paid more than on grid tariffs alone, or the report says which
 //!    did and why (this one does not fail the run).
 
 use std::collections::HashMap;
@@ -60,6 +63,8 @@ impl Check {
 pub struct Checks {
     /// On-chain clearing = off-chain merit order.
     pub clearing: Check,
+    /// No rejected order was in the money at the chain's clearing price.
+    pub no_regret: Check,
     /// Money conserved.
     pub money: Check,
     /// Energy conserved, meters delivered intact.
@@ -69,9 +74,9 @@ pub struct Checks {
 }
 
 impl Checks {
-    /// Whether the hard checks (clearing, money, energy) passed.
+    /// Whether the hard checks (clearing, no regret, money, energy) passed.
     pub fn passed(&self) -> bool {
-        self.clearing.passed && self.money.passed && self.energy.passed
+        self.clearing.passed && self.no_regret.passed && self.money.passed && self.energy.passed
     }
 }
 
@@ -79,6 +84,7 @@ impl Checks {
 pub fn run_checks(d: &RunData, hs: &[HouseholdResult]) -> Checks {
     Checks {
         clearing: check_clearing(d),
+        no_regret: check_no_regret(d),
         money: check_money(d),
         energy: check_energy(d),
         baseline: check_baseline(hs),
@@ -216,6 +222,36 @@ fn check_clearing(d: &RunData) -> Check {
             });
         } else {
             c.expect(false, || format!("chain slot {slot}: not every order was settled"));
+        }
+    }
+    c
+}
+
+/// No rejected order in the money: every settled order whose fill fell short of its energy lies on
+/// the right side of the slot's uniform price (a bid at or below it, an ask at or above it).
+fn check_no_regret(d: &RunData) -> Check {
+    let mut c = Check::new();
+    for s in &d.slots {
+        let Some(ev) = s.cleared else { continue };
+        if ev.volume_wh == 0 {
+            continue; // no trade, no price
+        }
+        let settled: HashMap<Address, (u64, u64)> =
+            s.events.settled.iter().map(|e| (e.account, (e.bought_wh, e.sold_wh))).collect();
+        for o in s.events.book() {
+            let Some(&(bought, sold)) = settled.get(&o.account) else { continue };
+            let (fill, in_the_money) = match o.side {
+                Side::Bid => (bought, o.price > ev.price),
+                Side::Ask => (sold, o.price < ev.price),
+            };
+            if fill < o.wh {
+                c.expect(!in_the_money, || {
+                    format!(
+                        "chain slot {}: {} {:?} of {} Wh at {} filled {fill} Wh though the price was {}",
+                        s.chain_slot, o.account, o.side, o.wh, o.price, ev.price
+                    )
+                });
+            }
         }
     }
     c

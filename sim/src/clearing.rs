@@ -2,8 +2,14 @@
 //! "Life of a slot") rather than from the contract: individual orders are sorted (bids by falling,
 //! asks by rising price) and swept against each other while the best remaining bid is at least the
 //! best remaining ask. The matched energy is the cleared volume; the prices of the last bid and ask
-//! the sweep touched are the marginal levels; the uniform price is the middle level; orders beyond
-//! the marginal levels fill completely and orders at a marginal level share the rest pro rata.
+//! the sweep touched are the marginal levels; orders beyond the marginal levels fill completely and
+//! orders at a marginal level share the rest pro rata.
+//!
+//! The uniform price: the orders the sweep left with unfilled volume are the rejected ones, and the
+//! market-clearing interval is `[max(last matched ask, highest rejected bid), min(last matched bid,
+//! lowest rejected ask)]`, every price of which clears the volume with no rejected bid above it and
+//! no rejected ask below it. The price is its point `k = 1/2` rounded down onto the tick,
+//! `lower + floor((upper − lower) / 2)` (contracts/README.md, "Life of a slot").
 //!
 //! The simulator compares every slot's on-chain `SlotCleared` and `ParticipantSettled` events with
 //! this clearing of the orders it read back from `OrderPlaced` / `OrderCancelled` events.
@@ -41,10 +47,21 @@ pub struct Clearing<K: Ord> {
     pub bid_marginal: Option<u32>,
     /// Ask marginal level (highest accepted ask price), if anything cleared.
     pub ask_marginal: Option<u32>,
-    /// Uniform price level `floor((ask_marginal + bid_marginal) / 2)`, if anything cleared.
+    /// Market-clearing interval `(lower, upper)` as levels, if anything cleared (see the module docs).
+    pub interval: Option<(u32, u32)>,
+    /// Uniform price level: the point [`PRICE_K`] of the interval rounded down onto the tick.
     pub price_level: Option<u32>,
     /// Exact (fractional) fills per participant and side, Wh.
     pub fills: BTreeMap<(K, Side), f64>,
+}
+
+/// The point of the market-clearing interval the uniform price takes: `k` of the k-double auction,
+/// `p = k·upper + (1 − k)·lower`, rounded down onto the price tick.
+pub const PRICE_K: (u32, u32) = (1, 2);
+
+/// The uniform price level of the interval `[lower, upper]` (levels): `lower + floor(k·(upper − lower))`.
+pub fn k_point(lower: u32, upper: u32) -> u32 {
+    lower + upper.saturating_sub(lower) * PRICE_K.0 / PRICE_K.1
 }
 
 /// Clears `orders` by merit order.
@@ -54,25 +71,24 @@ pub fn merit_order<K: Ord + Copy>(orders: &[Order<K>]) -> Clearing<K> {
     bids.sort_by_key(|o| std::cmp::Reverse(o.level));
     asks.sort_by_key(|o| o.level);
 
+    // Energy of each sorted order the sweep has not matched.
+    let mut bid_left: Vec<u64> = bids.iter().map(|o| o.wh).collect();
+    let mut ask_left: Vec<u64> = asks.iter().map(|o| o.wh).collect();
     let (mut i, mut j) = (0usize, 0usize);
-    let mut rb = bids.first().map_or(0, |o| o.wh);
-    let mut ra = asks.first().map_or(0, |o| o.wh);
     let mut volume = 0u64;
     let (mut last_bid, mut last_ask) = (None, None);
     while i < bids.len() && j < asks.len() && bids[i].level >= asks[j].level {
-        let m = rb.min(ra);
+        let m = bid_left[i].min(ask_left[j]);
         volume += m;
-        rb -= m;
-        ra -= m;
+        bid_left[i] -= m;
+        ask_left[j] -= m;
         last_bid = Some(bids[i].level);
         last_ask = Some(asks[j].level);
-        if rb == 0 {
+        if bid_left[i] == 0 {
             i += 1;
-            rb = bids.get(i).map_or(0, |o| o.wh);
         }
-        if ra == 0 {
+        if ask_left[j] == 0 {
             j += 1;
-            ra = asks.get(j).map_or(0, |o| o.wh);
         }
     }
 
@@ -81,8 +97,22 @@ pub fn merit_order<K: Ord + Copy>(orders: &[Order<K>]) -> Clearing<K> {
         *fills.entry((o.who, o.side)).or_insert(0.0) += 0.0;
     }
     let (Some(mb), Some(ma)) = (last_bid, last_ask) else {
-        return Clearing { volume_wh: 0, bid_marginal: None, ask_marginal: None, price_level: None, fills };
+        return Clearing {
+            volume_wh: 0,
+            bid_marginal: None,
+            ask_marginal: None,
+            interval: None,
+            price_level: None,
+            fills,
+        };
     };
+    // The interval from the rejected orders: every order the sweep left with energy unmatched.
+    let rejected = |list: &[&Order<K>], left: &[u64]| -> Vec<u32> {
+        list.iter().zip(left).filter(|(_, l)| **l > 0).map(|(o, _)| o.level).collect()
+    };
+    let lower = rejected(&bids, &bid_left).into_iter().fold(ma, u32::max);
+    let upper = rejected(&asks, &ask_left).into_iter().fold(mb, u32::min);
+    debug_assert!(lower <= upper, "a maximal volume leaves no rejected bid above a rejected ask");
     let share = |side: Side, marginal: u32, better: &dyn Fn(u32) -> bool| {
         let list = if side == Side::Bid { &bids } else { &asks };
         let full: u64 = list.iter().filter(|o| better(o.level)).map(|o| o.wh).sum();
@@ -108,7 +138,8 @@ pub fn merit_order<K: Ord + Copy>(orders: &[Order<K>]) -> Clearing<K> {
         volume_wh: volume,
         bid_marginal: Some(mb),
         ask_marginal: Some(ma),
-        price_level: Some((ma + mb) / 2),
+        interval: Some((lower, upper)),
+        price_level: Some(k_point(lower, upper)),
         fills,
     }
 }
@@ -204,9 +235,11 @@ mod tests {
             o(3, Side::Ask, 50, 800),
             o(4, Side::Ask, 150, 800),
         ]);
-        // Bid 200 takes ask 50's 800 and 200 of ask 150; bid 100 < ask 150 stops.
+        // Bid 200 takes ask 50's 800 and 200 of ask 150; bid 100 < ask 150 stops. Ask 150 keeps
+        // 600 Wh unsold, so no price above 150 leaves it out of the money: the interval is [150, 150].
         assert_eq!(c.volume_wh, 1000);
-        assert_eq!((c.bid_marginal, c.ask_marginal, c.price_level), (Some(200), Some(150), Some(175)));
+        assert_eq!((c.bid_marginal, c.ask_marginal), (Some(200), Some(150)));
+        assert_eq!((c.interval, c.price_level), (Some((150, 150)), Some(150)));
         assert_eq!(c.fills[&(1, Side::Bid)], 1000.0);
         assert_eq!(c.fills[&(2, Side::Bid)], 0.0);
         assert_eq!(c.fills[&(3, Side::Ask)], 800.0);
@@ -216,7 +249,7 @@ mod tests {
     #[test]
     fn no_cross_and_empty_books() {
         let c = merit_order(&[o(1, Side::Bid, 10, 100), o(2, Side::Ask, 11, 100)]);
-        assert_eq!((c.volume_wh, c.price_level), (0, None));
+        assert_eq!((c.volume_wh, c.price_level, c.interval), (0, None, None));
         let c = merit_order(&[o(1, Side::Bid, 10, 100)]);
         assert_eq!(c.volume_wh, 0);
         assert_eq!(c.fills[&(1, Side::Bid)], 0.0);
@@ -231,7 +264,87 @@ mod tests {
         assert_eq!(c.volume_wh, 200);
         assert_eq!(c.fills[&(1, Side::Bid)], 150.0);
         assert_eq!(c.fills[&(2, Side::Bid)], 50.0);
-        assert_eq!(c.price_level, Some(60));
+        // 200 Wh of bids at 100 stay unfilled: the rationed bid level pins the price.
+        assert_eq!(c.price_level, Some(100));
+    }
+
+    #[test]
+    fn reported_rationed_bid_level_pins_the_price() {
+        // Issue 14: bids at 0.23 (level 150) rejected while the midpoint rule priced at 0.18.
+        let c =
+            merit_order(&[o(1, Side::Ask, 50, 1000), o(2, Side::Bid, 150, 1000), o(3, Side::Bid, 150, 500)]);
+        assert_eq!((c.volume_wh, c.bid_marginal, c.ask_marginal), (1000, Some(150), Some(50)));
+        assert_eq!((c.interval, c.price_level), (Some((150, 150)), Some(150)));
+    }
+
+    #[test]
+    fn reported_rationed_ask_level_pins_the_price() {
+        // Issue 14, mirror case: asks at 0.089 (level 9) unsold while the midpoint rule priced at 0.137.
+        let c = merit_order(&[o(1, Side::Ask, 9, 700), o(2, Side::Ask, 9, 500), o(3, Side::Bid, 105, 800)]);
+        assert_eq!((c.volume_wh, c.bid_marginal, c.ask_marginal), (800, Some(105), Some(9)));
+        assert_eq!((c.interval, c.price_level), (Some((9, 9)), Some(9)));
+    }
+
+    #[test]
+    fn rejected_orders_between_the_marginal_levels_narrow_the_interval() {
+        let c = merit_order(&[
+            o(1, Side::Ask, 20, 1000),
+            o(2, Side::Ask, 140, 400),
+            o(3, Side::Bid, 170, 1000),
+            o(4, Side::Bid, 110, 300),
+        ]);
+        assert_eq!((c.bid_marginal, c.ask_marginal), (Some(170), Some(20)));
+        assert_eq!((c.interval, c.price_level), (Some((110, 140)), Some(125)));
+        // An odd width rounds down onto the tick.
+        assert_eq!(k_point(40, 51), 45);
+    }
+
+    /// Brute force over every level: the prices at which no filled order trades beyond its limit and
+    /// no order with unfilled volume is in the money (exact pro-rata fills).
+    fn no_regret_prices(orders: &[Order<u32>], c: &Clearing<u32>, levels: u32) -> Vec<u32> {
+        (0..levels)
+            .filter(|&p| {
+                orders.iter().all(|o| {
+                    let f = c.fills[&(o.who, o.side)];
+                    let (filled, rejected) = (f > 1e-9, f < o.wh as f64 - 1e-9);
+                    match o.side {
+                        Side::Bid => (!filled || o.level >= p) && (!rejected || o.level <= p),
+                        Side::Ask => (!filled || o.level <= p) && (!rejected || o.level >= p),
+                    }
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn price_lies_in_the_no_regret_interval_on_random_books() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+        let mut pinned = 0;
+        for round in 0..2000 {
+            let levels = rng.gen_range(1..12u32);
+            let n = rng.gen_range(0..14);
+            let orders: Vec<Order<u32>> = (0..n)
+                .map(|i| Order {
+                    who: i,
+                    side: if rng.gen_bool(0.5) { Side::Bid } else { Side::Ask },
+                    level: rng.gen_range(0..levels),
+                    wh: rng.gen_range(1..500),
+                })
+                .collect();
+            let c = merit_order(&orders);
+            let Some((lower, upper)) = c.interval else {
+                assert_eq!((c.volume_wh, c.price_level), (0, None), "round {round}");
+                continue;
+            };
+            let ok = no_regret_prices(&orders, &c, levels);
+            // The no-regret prices are exactly the interval, and the price is its k = 1/2 point.
+            assert_eq!(ok, (lower..=upper).collect::<Vec<_>>(), "round {round}: {orders:?}");
+            assert_eq!(c.price_level, Some(lower + (upper - lower) / 2), "round {round}");
+            let (ma, mb) = (c.ask_marginal.unwrap(), c.bid_marginal.unwrap());
+            assert!(ma <= lower && upper <= mb, "round {round}");
+            pinned += usize::from(lower == upper && ma < mb);
+        }
+        assert!(pinned > 50, "random books include pinned prices ({pinned})");
     }
 
     #[test]

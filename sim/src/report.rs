@@ -203,6 +203,10 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
             "check: clearing".into(),
             format!("{} ({} items)", ok(checks.clearing.passed), checks.clearing.checked),
         ),
+        (
+            "check: no rejected order in the money".into(),
+            format!("{} ({} items)", ok(checks.no_regret.passed), checks.no_regret.checked),
+        ),
         ("check: money".into(), format!("{} ({} items)", ok(checks.money.passed), checks.money.checked)),
         ("check: energy".into(), format!("{} ({} items)", ok(checks.energy.passed), checks.energy.checked)),
         (
@@ -229,8 +233,14 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
         );
     }
     t.push_str(&line);
-    for f in
-        checks.clearing.failures.iter().chain(&checks.money.failures).chain(&checks.energy.failures).take(10)
+    for f in checks
+        .clearing
+        .failures
+        .iter()
+        .chain(&checks.no_regret.failures)
+        .chain(&checks.money.failures)
+        .chain(&checks.energy.failures)
+        .take(10)
     {
         let _ = writeln!(t, "check failure: {f}");
     }

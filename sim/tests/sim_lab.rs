@@ -118,6 +118,7 @@ pv_kwp = 8.0
 
     assert_eq!(f.summary["simulated_meters"], false);
     assert!(f.checks.clearing.passed, "{:?}", f.checks.clearing.failures);
+    assert!(f.checks.no_regret.passed, "{:?}", f.checks.no_regret.failures);
     assert!(f.checks.money.passed, "{:?}", f.checks.money.failures);
     assert!(f.checks.energy.passed, "{:?}", f.checks.energy.failures);
     assert_eq!(f.summary["meter_messages"]["published"], 0, "no simulated meter published");

@@ -81,9 +81,10 @@ fn four_households_eight_midday_slots_against_mosquitto() {
     });
     drop(chain);
 
-    // The run's own checks: on-chain clearing = merit order, money and energy conserved, the chain's
-    // meter data = the simulated meters.
+    // The run's own checks: on-chain clearing = merit order, no rejected order in the money, money and
+    // energy conserved, the chain's meter data = the simulated meters.
     assert!(f.checks.clearing.passed, "clearing: {:?}", f.checks.clearing.failures);
+    assert!(f.checks.no_regret.passed, "rejected orders in the money: {:?}", f.checks.no_regret.failures);
     assert!(f.checks.money.passed, "money: {:?}", f.checks.money.failures);
     assert!(f.checks.energy.passed, "energy: {:?}", f.checks.energy.failures);
     assert!(f.checks.energy.checked >= 8 * 4, "every household's meter is compared in every slot");

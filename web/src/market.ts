@@ -67,15 +67,21 @@ export interface Clearing {
   /** Bid marginal level `mb` and ask marginal level `ma`; meaningful when clearedWh > 0. */
   bidMarginal: number;
   askMarginal: number;
-  /** The uniform price level floor((ma + mb) / 2). */
+  /** The market-clearing interval [lo, hi] (levels): lo = max(ma, highest level with rejected bid
+   *  volume), hi = min(mb, lowest level with rejected ask volume); meaningful when clearedWh > 0. */
+  lowLevel: number;
+  highLevel: number;
+  /** The uniform price level: k = 1/2 of the interval rounded down, lo + floor((hi - lo) / 2). */
   priceLevel: number;
 }
 
 /** The clearing the contract would compute for these levels (Auction._computeClearing):
- *  Q = max_l min(D(l), S(l)); mb = max{l : D(l) >= Q}; ma = min{l : S(l) >= Q}; price level floor((ma+mb)/2). */
+ *  Q = max_l min(D(l), S(l)); mb = max{l : D(l) >= Q}; ma = min{l : S(l) >= Q}; the price is the point
+ *  k = 1/2 of the market-clearing interval (Auction._priceLevel), so no rejected bid lies above it and
+ *  no rejected ask below it. */
 export function computeClearing(levels: Level[]): Clearing {
   const sorted = [...levels].sort((a, b) => a.level - b.level);
-  const none = { clearedWh: 0n, bidMarginal: 0, askMarginal: 0, priceLevel: 0 };
+  const none = { clearedWh: 0n, bidMarginal: 0, askMarginal: 0, lowLevel: 0, highLevel: 0, priceLevel: 0 };
   if (sorted.length === 0) return none;
   const totalBid = sorted.reduce((a, l) => a + l.bidWh, 0n);
   let q = 0n;
@@ -90,16 +96,46 @@ export function computeClearing(levels: Level[]): Clearing {
   if (q === 0n) return none;
   let ma = -1;
   let mb = 0;
+  let askFill = 0n; // matched energy at the ask marginal level
+  let askVolume = 0n;
+  let bidFill = 0n; // matched energy at the bid marginal level: Q minus the bids above it
+  let bidVolume = 0n;
   supply = 0n;
   demand = totalBid;
   for (const l of sorted) {
     supply += l.askWh;
-    if (ma < 0 && supply >= q) ma = l.level;
-    if (demand >= q) mb = l.level;
-    else break;
+    if (ma < 0 && supply >= q) {
+      ma = l.level;
+      askFill = q - (supply - l.askWh);
+      askVolume = l.askWh;
+    }
+    if (demand >= q) {
+      mb = l.level;
+      bidFill = q - (demand - l.bidWh);
+      bidVolume = l.bidWh;
+    } else break;
     demand -= l.bidWh;
   }
-  return { clearedWh: q, bidMarginal: mb, askMarginal: ma, priceLevel: Math.floor((ma + mb) / 2) };
+  // A rationed marginal level (fill < volume) has rejected volume at that level and pins the price;
+  // otherwise the nearest rejected orders between the marginal levels narrow [ma, mb].
+  const between = sorted.filter((l) => l.level > ma && l.level < mb);
+  let lo = ma;
+  let hi = mb;
+  if (bidFill < bidVolume) lo = mb;
+  else for (const l of between) if (l.bidWh > 0n) lo = l.level; // ascending: the highest wins
+  if (askFill < askVolume) hi = ma;
+  else {
+    const firstAsk = between.find((l) => l.askWh > 0n);
+    if (firstAsk) hi = firstAsk.level;
+  }
+  return {
+    clearedWh: q,
+    bidMarginal: mb,
+    askMarginal: ma,
+    lowLevel: lo,
+    highLevel: hi,
+    priceLevel: lo + Math.floor((hi - lo) / 2),
+  };
 }
 
 export interface BookRow {

@@ -18,8 +18,19 @@ import {MarketBase} from "./MarketBase.sol";
 ///      largest volume any price can clear, so no unmatched bid remains at or above an unmatched ask.
 ///      - bid marginal level `mb = max{l : D(l) >= Q}`: bids above `mb` fill completely, bids below get nothing;
 ///      - ask marginal level `ma = min{l : S(l) >= Q}`: asks below `ma` fill completely, asks above get nothing;
-///      - every level in `[ma, mb]` clears `Q`; the uniform clearing price is the middle level
-///        `floor((ma + mb) / 2)`, so it lies between every accepted ask and every accepted bid.
+///      - every level in `[ma, mb]` clears `Q`, but only the levels of the market-clearing interval
+///        `[lo, hi]` leave no rejected order in the money (a rejected order is one with unfilled volume):
+///        `lo = max(ma, highest level with rejected bid volume)`, `hi = min(mb, lowest level with rejected ask
+///        volume)`. A partly filled (rationed) marginal level has rejected volume at that level, so it pins
+///        the price: a rationed bid level gives `lo = mb = hi`, a rationed ask level `lo = ma = hi` (both
+///        cannot be rationed, or `Q` would not be maximal). Otherwise the rejected orders nearest the
+///        marginal levels (bids below `mb`, asks above `ma`) narrow the interval. `lo <= hi` always holds
+///        because `Q` is maximal: a rejected bid at or above a rejected ask could still trade.
+///      - the uniform clearing price is the k-double-auction point of that interval with `k = 1/2`,
+///        `lo + floor((hi - lo) / 2)`: rounded down onto the price tick (at most half a tick in buyers'
+///        favour). It lies between every accepted ask and every accepted bid, no rejected bid lies above it
+///        and no rejected ask below it. With `Q = 0` (empty book, one side empty, or no crossing) there is no
+///        trade and no price (reported as 0).
 ///
 ///      Tie-breaking at a marginal level: pro-rata to order size. The level's matched energy `R` is shared
 ///      among its orders in the order they are settled: an order of `w` Wh at a level with `V` Wh of orders
@@ -102,8 +113,8 @@ abstract contract Auction is MarketBase {
         if (status == _STATUS_CLEARED) revert AlreadyCleared(slot);
         if (block.timestamp + gateClosure < slotStart(slot)) revert GateOpen(slot);
 
-        (uint256 q, uint256 ma, uint256 mb, uint256 marginal) = _computeClearing(slot, (header >> 64) & _M8);
-        uint256 priceLevel = (ma + mb) / 2;
+        (uint256 q, uint256 ma, uint256 mb, uint256 marginal, uint256 priceLevel) =
+            _computeClearing(slot, (header >> 64) & _M8);
 
         // Effects. The marginal state goes into the header when it fits (see {MarketBase}), else its own word.
         uint256 cleared =
@@ -191,11 +202,12 @@ abstract contract Auction is MarketBase {
 
     // ------------------------------------------------------------------ internals
 
-    /// @dev Cleared volume, marginal levels and marginal pro-rata state of `slot` (see contract docs).
+    /// @dev Cleared volume, marginal levels, marginal pro-rata state and clearing price level of `slot` (see
+    ///      contract docs). All zero when nothing clears.
     function _computeClearing(uint64 slot, uint256 maxLevel)
         private
         view
-        returns (uint256 q, uint256 ma, uint256 mb, uint256 marginal)
+        returns (uint256 q, uint256 ma, uint256 mb, uint256 marginal, uint256 priceLevel)
     {
         uint256[] memory bids = new uint256[](maxLevel + 1);
         uint256[] memory asks = new uint256[](maxLevel + 1);
@@ -221,29 +233,81 @@ abstract contract Auction is MarketBase {
         }
 
         if (q != 0) {
-            uint256 supply;
-            uint256 demand = totalBid;
-            bool maFound;
-            uint256 demandAtMb;
-            for (uint256 l = 0; l <= maxLevel; ++l) {
-                supply += asks[l];
-                if (!maFound && supply >= q) {
-                    ma = l;
-                    maFound = true;
-                    // ask marginal: remaining fill | remaining volume
-                    marginal |= ((q - (supply - asks[l])) << 128) | (asks[l] << 192);
+            (ma, mb, marginal) = _marginalLevels(bids, asks, totalBid, q);
+            priceLevel = _priceLevel(bids, asks, ma, mb, marginal);
+        }
+    }
+
+    /// @dev The marginal levels of a book clearing `q > 0` and their pro-rata state (layout of the `marginal`
+    ///      word): `ma = min{l : S(l) >= q}`, `mb = max{l : D(l) >= q}` (see contract docs).
+    function _marginalLevels(uint256[] memory bids, uint256[] memory asks, uint256 totalBid, uint256 q)
+        private
+        pure
+        returns (uint256 ma, uint256 mb, uint256 marginal)
+    {
+        uint256 supply;
+        uint256 demand = totalBid;
+        bool maFound;
+        uint256 demandAtMb;
+        uint256 n = bids.length;
+        for (uint256 l = 0; l < n; ++l) {
+            supply += asks[l];
+            if (!maFound && supply >= q) {
+                ma = l;
+                maFound = true;
+                // ask marginal: remaining fill | remaining volume
+                marginal |= ((q - (supply - asks[l])) << 128) | (asks[l] << 192);
+            }
+            if (demand >= q) {
+                mb = l;
+                demandAtMb = demand;
+            } else {
+                break;
+            }
+            demand -= bids[l];
+        }
+        // Bids strictly above mb total D(mb) - bids[mb]; they fill completely.
+        marginal |= (q - (demandAtMb - bids[mb])) | (bids[mb] << 64);
+    }
+
+    /// @dev The clearing price level: the point `k = 1/2` of the market-clearing interval `[lo, hi]`, rounded
+    ///      down (see contract docs). `marginal` holds the fill and volume of both marginal levels; the level
+    ///      arrays are read only between `ma` and `mb`, so this costs little beyond the clearing itself.
+    function _priceLevel(uint256[] memory bids, uint256[] memory asks, uint256 ma, uint256 mb, uint256 marginal)
+        private
+        pure
+        returns (uint256)
+    {
+        uint256 lo = ma;
+        uint256 hi = mb;
+        // Highest rejected bid: the bid marginal level itself when rationed (fill < volume), else the highest
+        // bid level strictly between ma and mb (bids below mb get nothing; those at or below ma cannot raise lo).
+        if (marginal & _M64 < (marginal >> 64) & _M64) {
+            lo = mb;
+        } else {
+            for (uint256 l = mb; l > ma + 1;) {
+                unchecked {
+                    --l;
                 }
-                if (demand >= q) {
-                    mb = l;
-                    demandAtMb = demand;
-                } else {
+                if (bids[l] != 0) {
+                    lo = l;
                     break;
                 }
-                demand -= bids[l];
             }
-            // Bids strictly above mb total D(mb) - bids[mb]; they fill completely.
-            marginal |= (q - (demandAtMb - bids[mb])) | (bids[mb] << 64);
         }
+        // Lowest rejected ask: the ask marginal level when rationed, else the lowest ask level in (ma, mb).
+        if ((marginal >> 128) & _M64 < marginal >> 192) {
+            hi = ma;
+        } else {
+            for (uint256 l = ma + 1; l < mb; ++l) {
+                if (asks[l] != 0) {
+                    hi = l;
+                    break;
+                }
+            }
+        }
+        // lo <= hi because Q is maximal (contract docs); k = 1/2, rounded down onto the tick.
+        return lo + (hi - lo) / 2;
     }
 
     function _place(uint64 slot, Side side, uint32 energyWh, uint256 pricePerKWh) private {

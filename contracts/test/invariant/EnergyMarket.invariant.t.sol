@@ -108,6 +108,34 @@ contract EnergyMarketInvariantTest is Fixture {
         }
     }
 
+    /// No rejected order is in the money: in a slot that traded, no order left with unfilled volume bids
+    /// above the clearing price or asks below it (the price lies in the market-clearing interval). Fills are
+    /// the contract's own: previewed for unsettled positions, as settled for the others.
+    function invariant_noRejectedOrderInTheMoney() public view {
+        for (uint64 s = FIRST; s < FIRST + handler.SLOTS(); ++s) {
+            _checkRejectedOrders(s);
+        }
+    }
+
+    /// @return rejected How many orders of `s` were left with unfilled volume (0 unless it traded).
+    function _checkRejectedOrders(uint64 s) internal view returns (uint256 rejected) {
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(s);
+        if (info.status != IEnergyMarket.SlotStatus.Cleared || info.clearedWh == 0) return 0;
+        for (uint256 i = 0; i < actors.length; ++i) {
+            IEnergyMarket.Position memory p = market.positionOf(s, actors[i]);
+            (uint256 b, uint256 a) = market.previewFills(s, actors[i]);
+            if (p.settled) (b, a) = (handler.ghostBidFill(s, actors[i]), handler.ghostAskFill(s, actors[i]));
+            if (p.bidWh != 0 && b < p.bidWh) {
+                rejected++;
+                assertLe(p.bidPricePerKWh, info.clearingPricePerKWh, "rejected bid above the price");
+            }
+            if (p.askWh != 0 && a < p.askWh) {
+                rejected++;
+                assertGe(p.askPricePerKWh, info.clearingPricePerKWh, "rejected ask below the price");
+            }
+        }
+    }
+
     /// Cleared volume is maximal: recomputed by brute force over all price levels of the frozen book.
     function invariant_clearedVolumeMaximal() public view {
         for (uint64 s = FIRST; s < FIRST + handler.SLOTS(); ++s) {
@@ -151,5 +179,25 @@ contract EnergyMarketInvariantTest is Fixture {
         assertEq(handler.settledWithTrade(), 2, "two settled");
         invariant_creditsConserved();
         invariant_matchedEnergyBalanced();
+    }
+
+    /// The handler can produce a slot with rejected orders at a rationed marginal level and between the
+    /// marginal levels, which the no-regret invariant then checks (guards against a vacuous invariant).
+    function test_handlerSequenceRejectsOrders() public {
+        handler.place(0, 0, 599, 9, false); // p1 asks 600 Wh at level 9
+        handler.place(1, 0, 599, 9, false); // p2 asks 600 Wh at level 9: the ask level is rationed
+        handler.place(2, 0, 99, 150, false); // p3 asks 100 Wh at level 150: rejected
+        handler.place(3, 0, 799, 105, true); // c1 bids 800 Wh at level 105
+        handler.place(4, 0, 99, 5, true); // c2 bids 100 Wh at level 5: rejected, below every ask
+        for (uint256 i = 0; i < 10; ++i) handler.advance(599);
+        handler.clear();
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(FIRST);
+        assertEq(info.clearedWh, 800, "Q");
+        assertEq(info.clearingPricePerKWh, FEED_IN + 9 * TICK, "pinned by the rationed ask level");
+        assertEq(_checkRejectedOrders(FIRST), 4, "rationed asks, the ask above and the bid below");
+        for (uint256 i = 0; i < 10; ++i) handler.advance(599);
+        handler.settle(0, 0, 5);
+        assertEq(_checkRejectedOrders(FIRST), 4, "the same from the settled fills");
+        invariant_noRejectedOrderInTheMoney();
     }
 }

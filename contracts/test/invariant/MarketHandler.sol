@@ -35,6 +35,10 @@ contract MarketHandler {
     uint256 public calls;
     uint256 public settledWithTrade;
 
+    /// Fills each settled participant got (previewFills reads zero once a position is settled).
+    mapping(uint64 => mapping(address => uint256)) public ghostBidFill;
+    mapping(uint64 => mapping(address => uint256)) public ghostAskFill;
+
     mapping(uint64 => mapping(address => uint256)) public meterImp;
     mapping(uint64 => mapping(address => uint256)) public meterExp;
 
@@ -177,6 +181,8 @@ contract MarketHandler {
         ghostFloat += int256(uint256(b) * c) - int256(uint256(s) * c);
         ghostBought[slot] += b;
         ghostSold[slot] += s;
+        ghostBidFill[slot][a] = b;
+        ghostAskFill[slot][a] = s;
         IMeterReadings.SlotEnergy memory e = readings.energyInSlot(market.registry().meterOf(a), slot);
         ghostMeteredNet[slot] += int256(uint256(e.importWh)) - int256(uint256(e.exportWh));
         int256 bi = int256(uint256(b));

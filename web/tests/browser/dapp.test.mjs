@@ -251,7 +251,8 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     await idle();
     await ownOrder(T, 'bid').waitFor();
     await waitText('[data-testid=book-bids]', /0\.200\s+500 Wh/);
-    await waitText('[data-testid=indicative]', /400 Wh would trade at\s+0\.150 credits\/kWh/);
+    // The bid level is rationed (500 Wh bid, 400 Wh offered): its unfilled volume pins the price to 0.200.
+    await waitText('[data-testid=indicative]', /400 Wh would trade at\s+0\.200 credits\/kWh/);
     // A second bid in the same slot is refused before anything is signed, with the contract's sentence.
     const sent = wallet.count('eth_sendTransaction');
     await placeOrder({ side: 'bid', slot: T, energy: 100, price: '0.200' });
@@ -265,7 +266,8 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     await sendFrom(2, contracts.market, marketAbi, 'deposit', [10n ** 17n]);
     await sendFrom(2, contracts.market, marketAbi, 'placeAsk', [T, 200, 120n * milli]);
     await waitText('[data-testid=book-asks]', /0\.120\s+200 Wh\s+600 Wh/);
-    await waitText('[data-testid=indicative]', /500 Wh would trade at\s+0\.160 credits\/kWh/);
+    // Now the ask level 0.120 is rationed (100 of its 200 Wh trade): the price is 0.120.
+    await waitText('[data-testid=indicative]', /500 Wh would trade at\s+0\.120 credits\/kWh/);
     // Meter readings for slot T: one before it starts, one inside it.
     const start = BigInt(contracts.startTime) + T * 10n;
     const meter0 = contracts.readings;
@@ -312,7 +314,7 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     await slotRow(T).locator('[data-testid=clear]').click();
     await notice(new RegExp(`Clear slot ${T}: done`));
     await waitFor(async () => (await slotRow(T).getAttribute('data-status')) === 'cleared', 'the slot to show as cleared');
-    await waitText(`[data-testid=slot-row][data-slot="${T}"] [data-testid=slot-result]`, /0\.160 credits\/kWh\s+500 Wh traded/);
+    await waitText(`[data-testid=slot-row][data-slot="${T}"] [data-testid=slot-result]`, /0\.120 credits\/kWh\s+500 Wh traded/);
     await waitText('[data-testid=own-orders]', /cleared · bought 500 Wh/);
   });
 
@@ -326,26 +328,27 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     const row = `[data-testid=settlement-row][data-slot="${T}"]`;
     await waitFor(() => page.locator(row).count(), 'the settlement row');
     const text = await textOf(row);
-    // Bought 500 Wh at 0.160, used 450 Wh: 50 Wh back to the grid at 0.080.
+    // Bought 500 Wh at 0.120, used 450 Wh: 50 Wh back to the grid at 0.080.
     assert.match(text, /500 Wh \/ 450 Wh/);
     assert.match(text, /0 Wh\s+50 Wh/);
-    assert.match(await textOf(`${row} [data-testid=bill]`), /^0\.076$/);
-    assert.match(await textOf(`${row} [data-testid=savings]`), /^\+0\.059$/);
+    assert.match(await textOf(`${row} [data-testid=bill]`), /^0\.056$/);
+    assert.match(await textOf(`${row} [data-testid=savings]`), /^\+0\.079$/);
     assert.match(text, /0\.135/); // grid only: 450 Wh at 0.300
-    await waitText('[data-testid=total-savings]', /You saved\s+0\.059 credits/i);
-    await waitText('[data-testid=cleared-slots]', new RegExp(`#${T}\\s+\\S+\\s+0\\.160\\s+500 Wh`));
+    await waitText('[data-testid=total-savings]', /You saved\s+0\.079 credits/i);
+    await waitText('[data-testid=cleared-slots]', new RegExp(`#${T}\\s+\\S+\\s+0\\.120\\s+500 Wh`));
     assert.equal(await page.locator('[data-testid=chart-prices] circle').count() >= 1, true);
     assert.equal(await page.locator('[data-testid=chart-flows] rect').count() >= 2, true);
     assert.equal(await page.locator('[data-testid=chart-readings] circle').count(), 4);
     await shot('history.png');
-    // The prosumer: sold 400 Wh, delivered 350 Wh (50 Wh bought back at 0.300): earned 0.049.
+    // The prosumer: sold 400 Wh at 0.120, delivered 350 Wh (50 Wh bought back at 0.300): earned 0.033;
+    // on grid tariffs alone 350 Wh at 0.080 would have earned 0.028.
     await wallet.switchAccount(0);
     await waitText('[data-testid=account]', new RegExp(short(devAccount(0).address).replace('…', '.')));
     await waitFor(() => page.locator(row).count(), 'the prosumer’s settlement row');
     const p = await textOf(row);
     assert.match(p, /400 Wh \/ 350 Wh/);
-    assert.match(await textOf(`${row} [data-testid=bill]`), /^−0\.049$/);
-    assert.match(await textOf(`${row} [data-testid=savings]`), /^\+0\.021$/);
+    assert.match(await textOf(`${row} [data-testid=bill]`), /^−0\.033$/);
+    assert.match(await textOf(`${row} [data-testid=savings]`), /^\+0\.005$/);
   });
 
   it('lets an operator register, bind a meter, mint credits and look up the account; errors are sentences', async () => {

@@ -54,25 +54,84 @@ describe('order book', () => {
     ]);
   });
 
-  it('clears like the contract: maximal volume, middle of the clearing range', () => {
-    // One bid at level 100, one ask at level 40: everything clears at level 70.
-    expect(computeClearing([lvl(100, 500n, 0n), lvl(40, 0n, 300n)])).toEqual({
+  it('clears like the contract: maximal volume, k = 1/2 of the market-clearing interval', () => {
+    // One bid at level 100, one ask at level 40, nothing rejected: [40, 100] clears, price level 70.
+    expect(computeClearing([lvl(100, 300n, 0n), lvl(40, 0n, 300n)])).toEqual({
       clearedWh: 300n,
       bidMarginal: 100,
       askMarginal: 40,
+      lowLevel: 40,
+      highLevel: 100,
       priceLevel: 70,
     });
-    // No overlap.
+    // The bid level is rationed (500 Wh bid, 300 Wh trade): its rejected volume pins the price to 100.
+    expect(computeClearing([lvl(100, 500n, 0n), lvl(40, 0n, 300n)]).priceLevel).toBe(100);
+    // No overlap, one side only, nothing.
     expect(computeClearing([lvl(10, 500n, 0n), lvl(40, 0n, 300n)]).clearedWh).toBe(0n);
-    // Marginal bid level: bids 200@60 and 200@50, asks 300@30: Q = 300, mb = 50, ma = 30, price 40.
+    expect(computeClearing([lvl(10, 500n, 0n)]).clearedWh).toBe(0n);
+    expect(computeClearing([]).clearedWh).toBe(0n);
+    // Marginal bid level: bids 200@60 and 200@50, asks 300@30: Q = 300, mb = 50 rationed, price 50.
     expect(computeClearing([lvl(60, 200n, 0n), lvl(50, 200n, 0n), lvl(30, 0n, 300n)])).toEqual({
       clearedWh: 300n,
       bidMarginal: 50,
       askMarginal: 30,
-      priceLevel: 40,
+      lowLevel: 50,
+      highLevel: 50,
+      priceLevel: 50,
     });
     // Bid and ask at the same level.
-    expect(computeClearing([lvl(7, 100n, 100n)])).toEqual({ clearedWh: 100n, bidMarginal: 7, askMarginal: 7, priceLevel: 7 });
+    expect(computeClearing([lvl(7, 100n, 100n)]).priceLevel).toBe(7);
+  });
+
+  it('prices the books of issue 14 where no rejected order is in the money', () => {
+    // Bids at 0.23 rationed: the midpoint rule gave 0.18 (level 100); now 0.23 (level 150).
+    expect(computeClearing([lvl(150, 1500n, 0n), lvl(50, 0n, 1000n)]).priceLevel).toBe(150);
+    // Asks at 0.089 rationed: the midpoint rule gave 0.137 (level 57); now 0.089 (level 9).
+    expect(computeClearing([lvl(105, 800n, 0n), lvl(9, 0n, 1200n)]).priceLevel).toBe(9);
+    // A rejected bid at 110 and a rejected ask at 140 inside [20, 170]: interval [110, 140], level 125.
+    const c = computeClearing([lvl(170, 1000n, 0n), lvl(110, 300n, 0n), lvl(20, 0n, 1000n), lvl(140, 0n, 400n)]);
+    expect([c.lowLevel, c.highLevel, c.priceLevel]).toEqual([110, 140, 125]);
+    // An odd width rounds down onto the tick: [40, 51] gives 45.
+    expect(computeClearing([lvl(170, 1000n, 0n), lvl(40, 300n, 0n), lvl(20, 0n, 1000n), lvl(51, 0n, 400n)]).priceLevel).toBe(45);
+  });
+
+  it('agrees with a merit-order sweep over the individual orders on random books', () => {
+    // Independent reference: sort the orders, match them, take the interval over the unmatched ones.
+    let seed = 14;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    for (let round = 0; round < 2000; round++) {
+      const width = 1 + rnd(10);
+      const orders = Array.from({ length: rnd(12) }, () => ({ bid: rnd(2) === 0, level: rnd(width), wh: BigInt(1 + rnd(400)) }));
+      const bids = orders.filter((o) => o.bid).sort((a, b) => b.level - a.level).map((o) => ({ ...o, left: o.wh }));
+      const asks = orders.filter((o) => !o.bid).sort((a, b) => a.level - b.level).map((o) => ({ ...o, left: o.wh }));
+      let [i, j, q, lastBid, lastAsk] = [0, 0, 0n, -1, -1];
+      while (i < bids.length && j < asks.length && bids[i].level >= asks[j].level) {
+        const m = bids[i].left < asks[j].left ? bids[i].left : asks[j].left;
+        q += m;
+        bids[i].left -= m;
+        asks[j].left -= m;
+        [lastBid, lastAsk] = [bids[i].level, asks[j].level];
+        if (bids[i].left === 0n) i++;
+        if (asks[j].left === 0n) j++;
+      }
+      const levels = new Map<number, Level>();
+      for (const o of orders) {
+        const l = levels.get(o.level) ?? lvl(o.level, 0n, 0n);
+        if (o.bid) l.bidWh += o.wh;
+        else l.askWh += o.wh;
+        levels.set(o.level, l);
+      }
+      const c = computeClearing([...levels.values()]);
+      expect(c.clearedWh, `round ${round}`).toBe(q);
+      if (q === 0n) continue;
+      const lo = Math.max(lastAsk, ...bids.filter((o) => o.left > 0n).map((o) => o.level));
+      const hi = Math.min(lastBid, ...asks.filter((o) => o.left > 0n).map((o) => o.level));
+      expect([c.bidMarginal, c.askMarginal, c.lowLevel, c.highLevel], `round ${round}`).toEqual([lastBid, lastAsk, lo, hi]);
+      expect(c.priceLevel, `round ${round}`).toBe(lo + Math.floor((hi - lo) / 2));
+    }
   });
 });
 
