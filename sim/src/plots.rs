@@ -14,7 +14,6 @@ use crate::results::{HouseholdResult, SlotResult};
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
 static REGISTER: Once = Once::new();
 
-
 /// A legend entry's colour sample: a filled bar, as thick as the plotted lines or more. A 1-pixel
 /// line made the blue "traded peer to peer" entry read as black next to the black "load".
 fn legend_swatch(x: i32, y: i32, color: RGBColor) -> Rectangle<(i32, i32)> {

@@ -2,6 +2,7 @@
 //! network (issue 5), with inclusion latency and follower lag; and the time a fresh follower
 //! takes to sync a long chain. See BENCHMARKS.md, "3-signer network".
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,6 +117,9 @@ impl Chain {
 impl Drop for Chain {
     fn drop(&mut self) {
         if let Chain::Single { child, .. } = self {
+            // The process leads its own group (see `start_chain`): npm's `anvil` is a Node.js
+            // launcher whose child is the real anvil, which killing the launcher alone left running.
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -163,7 +167,13 @@ fn start_chain(cli: &Cli, target: &str, node_bin: &Path) -> Chain {
                 ]);
                 (cmd, None)
             };
-            let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start the chain");
+            // Its own process group, so that dropping the chain ends every process it started.
+            let child = cmd
+                .process_group(0)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the chain");
             let rpc = Rpc::new(&url);
             wait_for("the chain's JSON-RPC", Duration::from_secs(60), || {
                 rpc.try_call("eth_blockNumber", json!([])).is_ok()
