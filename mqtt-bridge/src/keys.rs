@@ -16,10 +16,10 @@ use crate::submit::MeterKey;
 /// Decrypts one keystore; the error names `key` (the config key of the keystore).
 pub fn load_key(key: &str, k: &KeyConfig) -> Result<PrivateKeySigner, ConfigError> {
     let password = read_password_file(&format!("{key} (password file)"), &k.password_file)?;
-    PrivateKeySigner::decrypt_keystore(&k.keystore, password).map_err(|e| ConfigError {
-        key: key.to_string(),
-        message: format!("cannot decrypt keystore {}: {e}", k.keystore.display()),
-    })
+    // geth's, ethers.js's ("Crypto") and web3.py's keystores alike (p2pe-keystore); the message
+    // names the file and the reason.
+    p2pe_keystore::decrypt(&k.keystore, password)
+        .map_err(|e| ConfigError { key: key.to_string(), message: e.to_string() })
 }
 
 fn check_address(

@@ -150,8 +150,8 @@ pub fn read_password(file: Option<&Path>) -> anyhow::Result<String> {
 
 /// Decrypts a Web3 Secret Storage keystore. The key is never printed or logged.
 pub fn load_keystore(path: &Path, password: &str) -> anyhow::Result<SigningKey> {
-    let signer = alloy_signer_local::PrivateKeySigner::decrypt_keystore(path, password)
-        .map_err(|e| anyhow::anyhow!("cannot decrypt keystore {}: {e}", path.display()))?;
+    // geth's, ethers.js's ("Crypto") and web3.py's keystores alike (p2pe-keystore).
+    let signer = p2pe_keystore::decrypt(path, password)?;
     SigningKey::from_bytes(&signer.to_bytes())
         .map_err(|e| anyhow::anyhow!("keystore {}: {e}", path.display()))
 }
