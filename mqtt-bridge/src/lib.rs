@@ -93,7 +93,8 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
                 decoder: decode::decoder(&m.format).expect("format checked by config"),
                 channel: m.channel,
                 utc_offset_secs: m.utc_offset_secs,
-                policy: m.on_counter_decrease,
+                rules: ingest::MeterRules { policy: m.on_counter_decrease, max_power_w: m.max_power_w() },
+                device_id: m.device_id.clone(),
             },
         );
     }
@@ -110,7 +111,8 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         metrics.clone(),
         wake,
     ));
-    let conn = tokio::spawn(mqtt::run_connection(cfg.broker.clone(), tls, tx, slot_tx, metrics));
+    let budget = mqtt::InflightBudget::new(cfg.limits.max_inflight_bytes);
+    let conn = tokio::spawn(mqtt::run_connection(cfg.broker.clone(), tls, tx, slot_tx, metrics, budget));
     tokio::select! {
         r = sub => tracing::error!(?r, "submitter stopped"),
         r = ingest => tracing::error!(?r, "ingest stopped"),
