@@ -377,14 +377,16 @@ impl Outbox {
                 }
                 Incoming::Sample { topic, meter, sample, rules, payload } => {
                     let verdict = Self::judge_sample(&tx, meter, sample, *rules, now_secs, limits)?;
-                    let refused = matches!(verdict, Verdict::Reject(_) | Verdict::Quarantine(_));
-                    if refused && !take_token(&mut buckets, meter, now_ms, limits.dead_letters_per_minute) {
-                        match verdict {
-                            Verdict::Reject(r) | Verdict::Quarantine(r) => Outcome::Suppressed(r),
-                            _ => unreachable!("refused"),
-                        }
+                    let refused = match &verdict {
+                        Verdict::Reject(r) | Verdict::Quarantine(r) => Some(r.clone()),
+                        _ => None,
+                    };
+                    let over = refused.is_some()
+                        && !take_token(&mut buckets, meter, now_ms, limits.dead_letters_per_minute);
+                    if let (true, Some(r)) = (over, refused.as_ref()) {
+                        Outcome::Suppressed(r.clone())
                     } else {
-                        refused_written |= refused;
+                        refused_written |= refused.is_some();
                         Self::apply(&tx, now_ms, topic, meter, sample, payload, verdict)?
                     }
                 }
