@@ -402,3 +402,32 @@ pub async fn run_ingest(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inflight_budget_blocks_when_used_up_and_frees_on_ack() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            let b = InflightBudget::new(1000);
+            let under = b.take(999).await;
+            assert_eq!(b.available(), 1);
+            let at = b.take(1).await;
+            assert_eq!(b.available(), 0, "exactly used up");
+            // Over the budget: waits until a message is acked (its permit dropped).
+            let waiting = tokio::time::timeout(Duration::from_millis(100), b.take(1)).await;
+            assert!(waiting.is_err(), "no byte left: the connection stops reading");
+            drop(under);
+            let next = tokio::time::timeout(Duration::from_millis(100), b.take(500)).await;
+            assert!(next.is_ok(), "an ack frees the budget");
+            drop((at, next));
+            // A message larger than the whole budget takes all of it rather than waiting forever.
+            let big = tokio::time::timeout(Duration::from_millis(100), b.take(5000)).await.unwrap();
+            assert_eq!(b.available(), 0);
+            drop(big);
+            assert_eq!(b.available(), 1000);
+        });
+    }
+}

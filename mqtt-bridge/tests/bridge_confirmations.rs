@@ -37,7 +37,11 @@ fn a_reading_is_confirmed_only_two_blocks_deep() {
         bridge.metric("p2pe_bridge_mqtt_connected") == 1.0
     });
     let t0 = now_secs() - 60;
-    publish(broker.port, "house-01", &[("meters/house-01/reading".into(), json_reading("house-01", 1, t0, 100, 0))]);
+    publish(
+        broker.port,
+        "house-01",
+        &[("meters/house-01/reading".into(), json_reading("house-01", 1, t0, 100, 0))],
+    );
 
     // Watch the reading's transaction: (head before, state, block, head after) every 20 ms.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -101,7 +105,11 @@ fn a_mined_transaction_that_disappears_is_sent_again() {
         bridge.metric("p2pe_bridge_mqtt_connected") == 1.0
     });
     let t0 = now_secs() - 60;
-    publish(broker.port, "house-01", &[("meters/house-01/reading".into(), json_reading("house-01", 1, t0, 100, 0))]);
+    publish(
+        broker.port,
+        "house-01",
+        &[("meters/house-01/reading".into(), json_reading("house-01", 1, t0, 100, 0))],
+    );
     wait_for("the transaction to be mined on chain A", Duration::from_secs(30), || {
         matches!(outbox(dir.path()).reading_tx(1).unwrap(), Some((TX_MINED, Some(_))))
     });

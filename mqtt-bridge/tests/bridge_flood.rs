@@ -44,11 +44,8 @@ fn flood(port: u16, user: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandl
         let garbage = vec![b'#'; 2048];
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {
-            let topic = if i % 2 == 0 {
-                format!("meters/{user}/reading")
-            } else {
-                format!("meters/{user}/junk/{i}")
-            };
+            let topic =
+                if i % 2 == 0 { format!("meters/{user}/reading") } else { format!("meters/{user}/junk/{i}") };
             sent.fetch_add(1, Ordering::Relaxed);
             client.publish(topic, QoS::AtLeastOnce, false, garbage.clone()).expect("publish");
             i += 1;
@@ -67,7 +64,10 @@ fn flood(port: u16, user: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandl
 #[test]
 fn a_flooding_publisher_does_not_stop_other_meters() {
     let dir = tempfile::tempdir().unwrap();
-    let meters = vec![MeterSpec::new("genuine", 0, "json", "reading"), MeterSpec::new("flooder", 1, "json", "reading")];
+    let meters = vec![
+        MeterSpec::new("genuine", 0, "json", "reading"),
+        MeterSpec::new("flooder", 1, "json", "reading"),
+    ];
     let users: Vec<String> = meters.iter().map(|m| m.id.clone()).collect();
     let broker = Mosquitto::start(dir.path(), &users);
     let node = Node::start(&dir.path().join("chain"));
@@ -98,7 +98,11 @@ fn a_flooding_publisher_does_not_stop_other_meters() {
     let mut published = Vec::new();
     let mut max_dead = 0;
     for i in 0..12u64 {
-        publish(broker.port, "genuine", &[(topic.clone(), json_reading("genuine", i + 1, t0 + i, 1000 + i, 0))]);
+        publish(
+            broker.port,
+            "genuine",
+            &[(topic.clone(), json_reading("genuine", i + 1, t0 + i, 1000 + i, 0))],
+        );
         published.push(Instant::now());
         max_dead = max_dead.max(outbox(dir.path()).depth().unwrap().dead_letters);
         std::thread::sleep(Duration::from_millis(500));

@@ -84,8 +84,8 @@ fn spikes_and_flapping_epochs_are_quarantined_and_the_meter_recovers() {
             (flappy.clone(), json_epoch("house-02", 2, t0 + 10, 10, "B")), // reset 1: accepted
             (flappy.clone(), json_epoch("house-02", 3, t0 + 20, 20, "A")), // back to A: quarantined
             (flappy.clone(), json_epoch("house-02", 4, t0 + 30, 15, "B")), // B goes on
-            (flappy.clone(), json_epoch("house-02", 5, t0 + 40, 5, "C")), // reset 2: at the limit, accepted
-            (flappy.clone(), json_epoch("house-02", 6, t0 + 50, 3, "D")), // reset 3: over it, quarantined
+            (flappy.clone(), json_epoch("house-02", 5, t0 + 40, 5, "C")),  // reset 2: at the limit, accepted
+            (flappy.clone(), json_epoch("house-02", 6, t0 + 50, 3, "D")),  // reset 3: over it, quarantined
         ],
     );
     let pro = "meters/pro3em/events/rpc".to_string();
@@ -135,10 +135,17 @@ fn spikes_and_flapping_epochs_are_quarantined_and_the_meter_recovers() {
     assert!(dead[0].2.contains("shellypro3em-000000000000") && dead[0].2.contains("device_id"), "{dead:?}");
 
     assert_eq!(bridge.metric("p2pe_bridge_quarantined_total"), 3.0);
-    for (reason, n) in [(Reason::ImplausibleRise, 1.0), (Reason::EpochFlapping, 2.0), (Reason::DeviceMismatch, 1.0)] {
-        assert_eq!(bridge.metric(&format!("p2pe_bridge_rejected_total{{reason=\"{}\"}}", reason.as_str())), n);
+    for (reason, n) in
+        [(Reason::ImplausibleRise, 1.0), (Reason::EpochFlapping, 2.0), (Reason::DeviceMismatch, 1.0)]
+    {
+        assert_eq!(
+            bridge.metric(&format!("p2pe_bridge_rejected_total{{reason=\"{}\"}}", reason.as_str())),
+            n
+        );
     }
-    wait_for("the quarantine gauge", Duration::from_secs(10), || bridge.metric("p2pe_bridge_quarantine") == 3.0);
+    wait_for("the quarantine gauge", Duration::from_secs(10), || {
+        bridge.metric("p2pe_bridge_quarantine") == 3.0
+    });
     let (code, health) = bridge.health();
     assert_eq!(code, 200, "{health}");
     assert_eq!(health["quarantined"], 3, "{health}");
