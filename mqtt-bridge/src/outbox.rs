@@ -260,6 +260,23 @@ pub struct Depth {
     pub quarantined: u64,
 }
 
+/// A row of the quarantine table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedReading {
+    /// `implausible_rise` or `epoch_flapping`.
+    pub reason: String,
+    /// Meter id.
+    pub meter: String,
+    /// Why, in words.
+    pub detail: String,
+    /// Raw import counter as sent (Wh).
+    pub raw_import: u64,
+    /// Raw export counter as sent (Wh).
+    pub raw_export: u64,
+    /// Device timestamp.
+    pub timestamp: u64,
+}
+
 /// A reading confirmed on chain, for lag metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct ConfirmedReading {
@@ -772,13 +789,20 @@ impl Outbox {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    /// Quarantined readings as (reason, meter, detail, raw import, raw export, timestamp), oldest first.
-    pub fn quarantined(&self) -> Result<Vec<(String, String, String, u64, u64, u64)>> {
+    /// Quarantined readings, oldest first.
+    pub fn quarantined(&self) -> Result<Vec<QuarantinedReading>> {
         let mut stmt = self.conn.prepare(
             "SELECT reason, meter, detail, raw_import, raw_export, ts FROM quarantine ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, to_u64(r.get(3)?), to_u64(r.get(4)?), to_u64(r.get(5)?)))
+            Ok(QuarantinedReading {
+                reason: r.get(0)?,
+                meter: r.get(1)?,
+                detail: r.get(2)?,
+                raw_import: to_u64(r.get(3)?),
+                raw_export: to_u64(r.get(4)?),
+                timestamp: to_u64(r.get(5)?),
+            })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
@@ -1005,7 +1029,7 @@ mod tests {
         assert_eq!(kinds, ["ok", "implausible_rise", "ok", "ok", "epoch_flapping", "ok"]);
         let q = o.quarantined().unwrap();
         assert_eq!(q.len(), 2);
-        assert_eq!((q[0].3, q[0].5), (9_000_000, t + 60));
+        assert_eq!((q[0].raw_import, q[0].timestamp), (9_000_000, t + 60));
         assert_eq!(o.depth().unwrap().quarantined, 2);
         assert_eq!(o.depth().unwrap().pending, 4);
     }

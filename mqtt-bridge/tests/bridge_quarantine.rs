@@ -117,7 +117,7 @@ fn spikes_and_flapping_epochs_are_quarantined_and_the_meter_recovers() {
     let ob = outbox(dir.path());
     let q = ob.quarantined().unwrap();
     let summary: Vec<(&str, &str, u64, u64)> =
-        q.iter().map(|r| (r.0.as_str(), r.1.as_str(), r.3, r.5)).collect();
+        q.iter().map(|r| (r.reason.as_str(), r.meter.as_str(), r.raw_import, r.timestamp)).collect();
     assert_eq!(
         summary,
         vec![
@@ -126,9 +126,9 @@ fn spikes_and_flapping_epochs_are_quarantined_and_the_meter_recovers() {
             ("epoch_flapping", "house-02", 3, t0 + 50),
         ]
     );
-    assert!(q[0].2.contains("at most 62 Wh possible at 3680 W"), "{}", q[0].2);
-    assert!(q[1].2.contains("returns to an epoch"), "{}", q[1].2);
-    assert!(q[2].2.contains("limits.max_counter_resets = 2"), "{}", q[2].2);
+    assert!(q[0].detail.contains("at most 62 Wh possible at 3680 W"), "{}", q[0].detail);
+    assert!(q[1].detail.contains("returns to an epoch"), "{}", q[1].detail);
+    assert!(q[2].detail.contains("limits.max_counter_resets = 2"), "{}", q[2].detail);
     let dead = ob.dead_letters().unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].0, "device_mismatch");
