@@ -134,7 +134,7 @@ pub struct MeterConfig {
     pub on_counter_decrease: DecreasePolicy,
     /// Expected Shelly `src` (device id); other values are dead-lettered (`device_mismatch`).
     pub device_id: Option<String>,
-    /// Rated current of the meter (A, default 63).
+    /// Rated current of the meter (A, default 63; up to 1,000,000 for simulators that compress time).
     pub rated_current_a: u64,
     /// Number of phases (1 or 3, default 3).
     pub phases: u64,
@@ -533,7 +533,7 @@ impl Config {
                     "only valid for format \"shelly\" (checked against `src`)",
                 ));
             }
-            let rated_current_a = m.u64_in("rated_current_a", DEFAULT_RATED_CURRENT_A, 1, 10_000)?;
+            let rated_current_a = m.u64_in("rated_current_a", DEFAULT_RATED_CURRENT_A, 1, 1_000_000)?;
             let phases = m.u64_in("phases", DEFAULT_PHASES, 1, 3)?;
             if phases == 2 {
                 return Err(err(m.key("phases"), "must be 1 or 3, found 2"));
@@ -915,7 +915,7 @@ utc_offset = "+02:00"
         expect_err(
             &GOOD.replace("format = \"tasmota\"", "format = \"tasmota\"\nrated_current_a = 0"),
             "meters.plug-07.rated_current_a",
-            "between 1 and 10000",
+            "between 1 and 1000000",
         );
         expect_err(
             &GOOD.replace("format = \"tasmota\"", "format = \"tasmota\"\nrated_current_a = \"63A\""),
