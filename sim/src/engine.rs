@@ -1565,12 +1565,13 @@ mod tests {
         use crate::bridge::simulated_rated_current_a;
         // 5 s slots, readings at (1 s, 5 min), (3, 10), (4, 15): 5 simulated minutes in 1 s is the
         // fastest step (x 300), so 63 A x 300.
-        assert_eq!(simulated_rated_current_a(&telemetry_offsets(300, 5), 5), 18_900);
+        let a = simulated_rated_current_a(&telemetry_offsets(300, 5), 5);
+        assert_eq!(a, 18_900);
         // Real-time slots: every 5 minutes in 299 s at the fastest, x 1.003.
         assert_eq!(simulated_rated_current_a(&telemetry_offsets(300, 900), 900), 64);
         // A 10 kW household in the 5 s slots: 10 kW x 300 s of simulated time per second stays under
         // 3 x 230 V x 18,900 A.
-        assert!(10_000 * 300 < 3 * 230 * 18_900);
+        assert!(10_000 * 300 < 3 * 230 * a);
     }
 
     #[test]
