@@ -573,6 +573,15 @@ impl Outbox {
         Ok(())
     }
 
+    /// Deletes dead letters and quarantined readings past `dead_letter_retention_secs` (and over
+    /// `max_dead_letters`); run periodically, so rows expire even when nothing new is refused.
+    pub fn purge_expired(&mut self, now_ms: i64, limits: &Limits) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Self::purge(&tx, now_ms, limits)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Pending readings of meters that have nothing in flight, oldest first, at most `limit`.
     pub fn pending_candidates(&self, limit: usize) -> Result<Vec<PendingReading>> {
         let mut stmt = self.conn.prepare_cached(
@@ -990,6 +999,13 @@ mod tests {
         assert_eq!(o.depth().unwrap().dead_letters, 100);
         o.ingest(&[refused(None, "t")], NOW_MS + 600_001, &l).unwrap();
         assert_eq!(o.depth().unwrap().dead_letters, 2);
+        // Without new input, the periodic purge expires them too.
+        o.purge_expired(NOW_MS + 1_200_000, &l).unwrap();
+        assert_eq!(o.depth().unwrap().dead_letters, 2, "at the retention");
+        o.purge_expired(NOW_MS + 1_200_001, &l).unwrap();
+        assert_eq!(o.depth().unwrap().dead_letters, 1, "one ms over it");
+        o.purge_expired(NOW_MS + 1_200_002, &l).unwrap();
+        assert_eq!(o.depth().unwrap().dead_letters, 0);
     }
 
     #[test]
