@@ -392,6 +392,92 @@ fn parse_broker_url(key: &str, url: &str) -> Result<(Transport, String, u16), Co
     Ok((transport, host, port))
 }
 
+/// Reads one `[meters.<id>]` table; `topics_seen` catches a topic used twice.
+fn parse_meter(
+    m: &Section<'_>,
+    id: &str,
+    base: &Path,
+    default_password_file: &Option<PathBuf>,
+    topics_seen: &mut BTreeMap<String, String>,
+) -> Result<MeterConfig, ConfigError> {
+    m.allow(&[
+        "address",
+        "keystore",
+        "password_file",
+        "format",
+        "topic",
+        "channel",
+        "utc_offset",
+        "on_counter_decrease",
+        "device_id",
+        "rated_current_a",
+        "phases",
+        "voltage_v",
+    ])?;
+    let address = parse_address(&m.key("address"), &m.req_str("address")?)?;
+    let keystore =
+        m.existing_file("keystore", base)?.ok_or_else(|| err(m.key("keystore"), "missing (required)"))?;
+    let password_file = match m.existing_file("password_file", base)? {
+        Some(p) => p,
+        None => default_password_file
+            .clone()
+            .ok_or_else(|| err(m.key("password_file"), "missing, and no default in [keys] password_file"))?,
+    };
+    let format = m.req_str("format")?;
+    if !crate::decode::FORMATS.contains(&format.as_str()) {
+        return Err(err(
+            m.key("format"),
+            format!("unknown format `{format}` (known: {})", crate::decode::FORMATS.join(", ")),
+        ));
+    }
+    let topic = m.req_str("topic")?;
+    if topic.contains('+') || topic.contains('#') {
+        return Err(err(m.key("topic"), "must be an exact topic, without wildcards"));
+    }
+    if let Some(other) = topics_seen.insert(topic.clone(), id.to_string()) {
+        return Err(err(m.key("topic"), format!("topic `{topic}` is already used by meter `{other}`")));
+    }
+    let channel = m.u64_in("channel", 0, 0, 255)? as u32;
+    let utc_offset_secs = match m.opt_str("utc_offset")? {
+        Some(s) => parse_utc_offset(&m.key("utc_offset"), &s)?,
+        None => 0,
+    };
+    let on_counter_decrease = match m.opt_str("on_counter_decrease")?.as_deref() {
+        None | Some("reject") => DecreasePolicy::Reject,
+        Some("rebase") => DecreasePolicy::Rebase,
+        Some(other) => {
+            return Err(err(
+                m.key("on_counter_decrease"),
+                format!("expected \"reject\" or \"rebase\", found `{other}`"),
+            ))
+        }
+    };
+    let device_id = m.opt_str("device_id")?;
+    if device_id.is_some() && format != "shelly" {
+        return Err(err(m.key("device_id"), "only valid for format \"shelly\" (checked against `src`)"));
+    }
+    let rated_current_a = m.u64_in("rated_current_a", DEFAULT_RATED_CURRENT_A, 1, 1_000_000)?;
+    let phases = m.u64_in("phases", DEFAULT_PHASES, 1, 3)?;
+    if phases == 2 {
+        return Err(err(m.key("phases"), "must be 1 or 3, found 2"));
+    }
+    let voltage_v = m.u64_in("voltage_v", DEFAULT_VOLTAGE_V, 100, 1_000)?;
+    Ok(MeterConfig {
+        id: id.to_string(),
+        address,
+        key: KeyConfig { keystore, password_file },
+        format,
+        topic,
+        channel,
+        utc_offset_secs,
+        on_counter_decrease,
+        device_id,
+        rated_current_a,
+        phases,
+        voltage_v,
+    })
+}
+
 /// Reads `[limits]`; every key has a default (see [`Limits::default`]).
 fn parse_limits(l: &Section<'_>) -> Result<Limits, ConfigError> {
     l.allow(&[
@@ -470,92 +556,8 @@ impl Config {
         let mut topics_seen: BTreeMap<String, String> = BTreeMap::new();
         for id in meters_sec.table.keys() {
             let m = meters_sec.req_sub(id)?;
-            m.allow(&[
-                "address",
-                "keystore",
-                "password_file",
-                "format",
-                "topic",
-                "channel",
-                "utc_offset",
-                "on_counter_decrease",
-                "device_id",
-                "rated_current_a",
-                "phases",
-                "voltage_v",
-            ])?;
-            let address = parse_address(&m.key("address"), &m.req_str("address")?)?;
-            let keystore = m
-                .existing_file("keystore", base)?
-                .ok_or_else(|| err(m.key("keystore"), "missing (required)"))?;
-            let password_file = match m.existing_file("password_file", base)? {
-                Some(p) => p,
-                None => default_password_file.clone().ok_or_else(|| {
-                    err(m.key("password_file"), "missing, and no default in [keys] password_file")
-                })?,
-            };
-            let format = m.req_str("format")?;
-            if !crate::decode::FORMATS.contains(&format.as_str()) {
-                return Err(err(
-                    m.key("format"),
-                    format!("unknown format `{format}` (known: {})", crate::decode::FORMATS.join(", ")),
-                ));
-            }
-            let topic = m.req_str("topic")?;
-            if topic.contains('+') || topic.contains('#') {
-                return Err(err(m.key("topic"), "must be an exact topic, without wildcards"));
-            }
-            if let Some(other) = topics_seen.insert(topic.clone(), id.clone()) {
-                return Err(err(
-                    m.key("topic"),
-                    format!("topic `{topic}` is already used by meter `{other}`"),
-                ));
-            }
-            let channel = m.u64_in("channel", 0, 0, 255)? as u32;
-            let utc_offset_secs = match m.opt_str("utc_offset")? {
-                Some(s) => parse_utc_offset(&m.key("utc_offset"), &s)?,
-                None => 0,
-            };
-            let on_counter_decrease = match m.opt_str("on_counter_decrease")?.as_deref() {
-                None | Some("reject") => DecreasePolicy::Reject,
-                Some("rebase") => DecreasePolicy::Rebase,
-                Some(other) => {
-                    return Err(err(
-                        m.key("on_counter_decrease"),
-                        format!("expected \"reject\" or \"rebase\", found `{other}`"),
-                    ))
-                }
-            };
-            let device_id = m.opt_str("device_id")?;
-            if device_id.is_some() && format != "shelly" {
-                return Err(err(
-                    m.key("device_id"),
-                    "only valid for format \"shelly\" (checked against `src`)",
-                ));
-            }
-            let rated_current_a = m.u64_in("rated_current_a", DEFAULT_RATED_CURRENT_A, 1, 1_000_000)?;
-            let phases = m.u64_in("phases", DEFAULT_PHASES, 1, 3)?;
-            if phases == 2 {
-                return Err(err(m.key("phases"), "must be 1 or 3, found 2"));
-            }
-            let voltage_v = m.u64_in("voltage_v", DEFAULT_VOLTAGE_V, 100, 1_000)?;
-            meters.insert(
-                id.clone(),
-                MeterConfig {
-                    id: id.clone(),
-                    address,
-                    key: KeyConfig { keystore, password_file },
-                    format,
-                    topic,
-                    channel,
-                    utc_offset_secs,
-                    on_counter_decrease,
-                    device_id,
-                    rated_current_a,
-                    phases,
-                    voltage_v,
-                },
-            );
+            let meter = parse_meter(&m, id, base, &default_password_file, &mut topics_seen)?;
+            meters.insert(id.clone(), meter);
         }
         let mut addresses: BTreeMap<Address, &str> = BTreeMap::new();
         for m in meters.values() {

@@ -61,7 +61,7 @@ fn a_reading_is_confirmed_only_two_blocks_deep() {
                 mined_block = Some(b);
             }
             Some((TX_CONFIRMED, Some(b))) => {
-                // At the depth (or a round later), never over it... and never before it.
+                // Confirmed: the head (read after the state) is at least B + 2.
                 assert!(after >= b + 2, "confirmed at head {after} < block {b} + 2");
                 if let Some(m) = mined_block {
                     assert_eq!(m, b);
