@@ -89,6 +89,10 @@ pub struct ChainConfig {
     pub resend_interval_ms: u64,
     /// Timeout of one JSON-RPC request in milliseconds.
     pub request_timeout_ms: u64,
+    /// Blocks on top of a transaction's block before its readings count as confirmed (0: the
+    /// receipt is enough). Until then the receipt is checked every round; a transaction that left
+    /// the canonical chain (reorg) is sent again.
+    pub confirmations: u64,
 }
 
 /// A keystore and where its password comes from.
@@ -128,7 +132,31 @@ pub struct MeterConfig {
     pub utc_offset_secs: i64,
     /// What a decreasing counter means.
     pub on_counter_decrease: DecreasePolicy,
+    /// Expected Shelly `src` (device id); other values are dead-lettered (`device_mismatch`).
+    pub device_id: Option<String>,
+    /// Rated current of the meter (A, default 63; up to 1,000,000 for simulators that compress time).
+    pub rated_current_a: u64,
+    /// Number of phases (1 or 3, default 3).
+    pub phases: u64,
+    /// Nominal voltage per phase (V, default 230).
+    pub voltage_v: u64,
 }
+
+impl MeterConfig {
+    /// The most power the meter can physically carry: `phases × voltage_v × rated_current_a` watts
+    /// (default 3 × 230 V × 63 A = 43,470 W, i.e. 12.075 Wh per second). A counter rising faster
+    /// than this is quarantined (see [`crate::ingest`]).
+    pub fn max_power_w(&self) -> u64 {
+        self.phases * self.voltage_v * self.rated_current_a
+    }
+}
+
+/// Default rated current (A) of a meter: a 63 A main fuse.
+pub const DEFAULT_RATED_CURRENT_A: u64 = 63;
+/// Default number of phases.
+pub const DEFAULT_PHASES: u64 = 3;
+/// Default nominal voltage (V).
+pub const DEFAULT_VOLTAGE_V: u64 = 230;
 
 /// `[limits]`: input validation.
 #[derive(Debug, Clone)]
@@ -139,6 +167,37 @@ pub struct Limits {
     pub max_future_secs: u64,
     /// Readings older than this are refused.
     pub max_past_secs: u64,
+    /// Most counter resets of one meter accepted within `counter_reset_window_secs` (device time);
+    /// the next one is quarantined (`epoch_flapping`).
+    pub max_counter_resets: u64,
+    /// The window of `max_counter_resets`, in seconds.
+    pub counter_reset_window_secs: u64,
+    /// Refused messages stored per minute and source (a meter, or all unknown topics together);
+    /// beyond it they are counted and acked but not stored.
+    pub dead_letters_per_minute: u64,
+    /// Dead letters and quarantined readings older than this are deleted.
+    pub dead_letter_retention_secs: u64,
+    /// Most rows kept in each of the dead-letter and quarantine tables (the oldest go first).
+    pub max_dead_letters: u64,
+    /// Byte budget of messages received but not yet committed and acked; the broker connection
+    /// stops reading while it is used up.
+    pub max_inflight_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 16 * 1024,
+            max_future_secs: 30,
+            max_past_secs: 7 * 86_400,
+            max_counter_resets: 3,
+            counter_reset_window_secs: 86_400,
+            dead_letters_per_minute: 60,
+            dead_letter_retention_secs: 30 * 86_400,
+            max_dead_letters: 100_000,
+            max_inflight_bytes: 64 << 20,
+        }
+    }
 }
 
 /// The whole configuration.
@@ -333,6 +392,135 @@ fn parse_broker_url(key: &str, url: &str) -> Result<(Transport, String, u16), Co
     Ok((transport, host, port))
 }
 
+/// Reads one `[meters.<id>]` table; `topics_seen` catches a topic used twice.
+fn parse_meter(
+    m: &Section<'_>,
+    id: &str,
+    base: &Path,
+    default_password_file: &Option<PathBuf>,
+    topics_seen: &mut BTreeMap<String, String>,
+) -> Result<MeterConfig, ConfigError> {
+    m.allow(&[
+        "address",
+        "keystore",
+        "password_file",
+        "format",
+        "topic",
+        "channel",
+        "utc_offset",
+        "on_counter_decrease",
+        "device_id",
+        "rated_current_a",
+        "phases",
+        "voltage_v",
+    ])?;
+    let address = parse_address(&m.key("address"), &m.req_str("address")?)?;
+    let keystore =
+        m.existing_file("keystore", base)?.ok_or_else(|| err(m.key("keystore"), "missing (required)"))?;
+    let password_file = match m.existing_file("password_file", base)? {
+        Some(p) => p,
+        None => default_password_file
+            .clone()
+            .ok_or_else(|| err(m.key("password_file"), "missing, and no default in [keys] password_file"))?,
+    };
+    let format = m.req_str("format")?;
+    if !crate::decode::FORMATS.contains(&format.as_str()) {
+        return Err(err(
+            m.key("format"),
+            format!("unknown format `{format}` (known: {})", crate::decode::FORMATS.join(", ")),
+        ));
+    }
+    let topic = m.req_str("topic")?;
+    if topic.contains('+') || topic.contains('#') {
+        return Err(err(m.key("topic"), "must be an exact topic, without wildcards"));
+    }
+    if let Some(other) = topics_seen.insert(topic.clone(), id.to_string()) {
+        return Err(err(m.key("topic"), format!("topic `{topic}` is already used by meter `{other}`")));
+    }
+    let channel = m.u64_in("channel", 0, 0, 255)? as u32;
+    let utc_offset_secs = match m.opt_str("utc_offset")? {
+        Some(s) => parse_utc_offset(&m.key("utc_offset"), &s)?,
+        None => 0,
+    };
+    let on_counter_decrease = match m.opt_str("on_counter_decrease")?.as_deref() {
+        None | Some("reject") => DecreasePolicy::Reject,
+        Some("rebase") => DecreasePolicy::Rebase,
+        Some(other) => {
+            return Err(err(
+                m.key("on_counter_decrease"),
+                format!("expected \"reject\" or \"rebase\", found `{other}`"),
+            ))
+        }
+    };
+    let device_id = m.opt_str("device_id")?;
+    if device_id.is_some() && format != "shelly" {
+        return Err(err(m.key("device_id"), "only valid for format \"shelly\" (checked against `src`)"));
+    }
+    let rated_current_a = m.u64_in("rated_current_a", DEFAULT_RATED_CURRENT_A, 1, 1_000_000)?;
+    let phases = m.u64_in("phases", DEFAULT_PHASES, 1, 3)?;
+    if phases == 2 {
+        return Err(err(m.key("phases"), "must be 1 or 3, found 2"));
+    }
+    let voltage_v = m.u64_in("voltage_v", DEFAULT_VOLTAGE_V, 100, 1_000)?;
+    Ok(MeterConfig {
+        id: id.to_string(),
+        address,
+        key: KeyConfig { keystore, password_file },
+        format,
+        topic,
+        channel,
+        utc_offset_secs,
+        on_counter_decrease,
+        device_id,
+        rated_current_a,
+        phases,
+        voltage_v,
+    })
+}
+
+/// Reads `[limits]`; every key has a default (see [`Limits::default`]).
+fn parse_limits(l: &Section<'_>) -> Result<Limits, ConfigError> {
+    l.allow(&[
+        "max_payload_bytes",
+        "max_future_secs",
+        "max_past_secs",
+        "max_counter_resets",
+        "counter_reset_window_secs",
+        "dead_letters_per_minute",
+        "dead_letter_retention_secs",
+        "max_dead_letters",
+        "max_inflight_bytes",
+    ])?;
+    let d = Limits::default();
+    Ok(Limits {
+        max_payload_bytes: l.u64_in("max_payload_bytes", d.max_payload_bytes as u64, 64, 1 << 20)? as usize,
+        max_future_secs: l.u64_in("max_future_secs", d.max_future_secs, 0, 60)?,
+        max_past_secs: l.u64_in("max_past_secs", d.max_past_secs, 60, 10 * 365 * 86_400)?,
+        max_counter_resets: l.u64_in("max_counter_resets", d.max_counter_resets, 0, 1_000)?,
+        counter_reset_window_secs: l.u64_in(
+            "counter_reset_window_secs",
+            d.counter_reset_window_secs,
+            60,
+            365 * 86_400,
+        )?,
+        dead_letters_per_minute: l.u64_in(
+            "dead_letters_per_minute",
+            d.dead_letters_per_minute,
+            1,
+            1_000_000,
+        )?,
+        dead_letter_retention_secs: l.u64_in(
+            "dead_letter_retention_secs",
+            d.dead_letter_retention_secs,
+            60,
+            10 * 365 * 86_400,
+        )?,
+        max_dead_letters: l.u64_in("max_dead_letters", d.max_dead_letters, 100, 100_000_000)?,
+        max_inflight_bytes: l.u64_in("max_inflight_bytes", d.max_inflight_bytes as u64, 1 << 20, 1 << 31)?
+            as usize,
+    })
+}
+
 impl Config {
     /// Reads and validates the configuration file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -368,71 +556,8 @@ impl Config {
         let mut topics_seen: BTreeMap<String, String> = BTreeMap::new();
         for id in meters_sec.table.keys() {
             let m = meters_sec.req_sub(id)?;
-            m.allow(&[
-                "address",
-                "keystore",
-                "password_file",
-                "format",
-                "topic",
-                "channel",
-                "utc_offset",
-                "on_counter_decrease",
-            ])?;
-            let address = parse_address(&m.key("address"), &m.req_str("address")?)?;
-            let keystore = m
-                .existing_file("keystore", base)?
-                .ok_or_else(|| err(m.key("keystore"), "missing (required)"))?;
-            let password_file = match m.existing_file("password_file", base)? {
-                Some(p) => p,
-                None => default_password_file.clone().ok_or_else(|| {
-                    err(m.key("password_file"), "missing, and no default in [keys] password_file")
-                })?,
-            };
-            let format = m.req_str("format")?;
-            if !crate::decode::FORMATS.contains(&format.as_str()) {
-                return Err(err(
-                    m.key("format"),
-                    format!("unknown format `{format}` (known: {})", crate::decode::FORMATS.join(", ")),
-                ));
-            }
-            let topic = m.req_str("topic")?;
-            if topic.contains('+') || topic.contains('#') {
-                return Err(err(m.key("topic"), "must be an exact topic, without wildcards"));
-            }
-            if let Some(other) = topics_seen.insert(topic.clone(), id.clone()) {
-                return Err(err(
-                    m.key("topic"),
-                    format!("topic `{topic}` is already used by meter `{other}`"),
-                ));
-            }
-            let channel = m.u64_in("channel", 0, 0, 255)? as u32;
-            let utc_offset_secs = match m.opt_str("utc_offset")? {
-                Some(s) => parse_utc_offset(&m.key("utc_offset"), &s)?,
-                None => 0,
-            };
-            let on_counter_decrease = match m.opt_str("on_counter_decrease")?.as_deref() {
-                None | Some("reject") => DecreasePolicy::Reject,
-                Some("rebase") => DecreasePolicy::Rebase,
-                Some(other) => {
-                    return Err(err(
-                        m.key("on_counter_decrease"),
-                        format!("expected \"reject\" or \"rebase\", found `{other}`"),
-                    ))
-                }
-            };
-            meters.insert(
-                id.clone(),
-                MeterConfig {
-                    id: id.clone(),
-                    address,
-                    key: KeyConfig { keystore, password_file },
-                    format,
-                    topic,
-                    channel,
-                    utc_offset_secs,
-                    on_counter_decrease,
-                },
-            );
+            let meter = parse_meter(&m, id, base, &default_password_file, &mut topics_seen)?;
+            meters.insert(id.clone(), meter);
         }
         let mut addresses: BTreeMap<Address, &str> = BTreeMap::new();
         for m in meters.values() {
@@ -537,6 +662,7 @@ impl Config {
             "poll_interval_ms",
             "resend_interval_ms",
             "request_timeout_ms",
+            "confirmations",
         ])?;
         let rpc_urls =
             c.opt_str_list("rpc_urls")?.ok_or_else(|| err(c.key("rpc_urls"), "missing (required)"))?;
@@ -600,6 +726,7 @@ impl Config {
         let poll_interval_ms = c.u64_in("poll_interval_ms", 200, 10, 60_000)?;
         let resend_interval_ms = c.u64_in("resend_interval_ms", 5_000, 100, 3_600_000)?;
         let request_timeout_ms = c.u64_in("request_timeout_ms", 10_000, 100, 600_000)?;
+        let confirmations = c.u64_in("confirmations", 2, 0, 1_000)?;
         let chain = ChainConfig {
             rpc_urls,
             readings,
@@ -610,6 +737,7 @@ impl Config {
             poll_interval_ms,
             resend_interval_ms,
             request_timeout_ms,
+            confirmations,
         };
 
         // [outbox]
@@ -634,15 +762,8 @@ impl Config {
 
         // [limits]
         let limits = match root.sub("limits")? {
-            Some(l) => {
-                l.allow(&["max_payload_bytes", "max_future_secs", "max_past_secs"])?;
-                Limits {
-                    max_payload_bytes: l.u64_in("max_payload_bytes", 16 * 1024, 64, 1 << 20)? as usize,
-                    max_future_secs: l.u64_in("max_future_secs", 30, 0, 60)?,
-                    max_past_secs: l.u64_in("max_past_secs", 7 * 86_400, 60, 10 * 365 * 86_400)?,
-                }
-            }
-            None => Limits { max_payload_bytes: 16 * 1024, max_future_secs: 30, max_past_secs: 7 * 86_400 },
+            Some(l) => parse_limits(&l)?,
+            None => Limits::default(),
         };
 
         Ok(Config { broker, chain, outbox_path, http_listen, limits, meters })
@@ -705,6 +826,32 @@ utc_offset = "+02:00"
         assert_eq!(m.key.password_file, dir.path().join("pw"));
         assert_eq!(c.outbox_path, dir.path().join("outbox.sqlite"));
         assert_eq!(c.limits.max_future_secs, 30);
+        assert_eq!(c.chain.confirmations, 2);
+        assert_eq!((m.rated_current_a, m.phases, m.voltage_v, m.device_id.as_deref()), (63, 3, 230, None));
+        assert_eq!(m.max_power_w(), 43_470, "3 x 230 V x 63 A");
+        assert_eq!(c.limits.max_counter_resets, 3);
+        assert_eq!(c.limits.dead_letters_per_minute, 60);
+    }
+
+    #[test]
+    fn meter_rating_and_device_id() {
+        let dir = setup();
+        let text = GOOD
+            .replace("format = \"tasmota\"", "format = \"shelly\"\ndevice_id = \"shellyplusplugs-80646fe1a0b2\"\nrated_current_a = 16\nphases = 1\nvoltage_v = 240")
+            + "\n[limits]\nmax_counter_resets = 0\ncounter_reset_window_secs = 3600\ndead_letters_per_minute = 5\ndead_letter_retention_secs = 600\nmax_dead_letters = 1000\nmax_inflight_bytes = 2097152\n";
+        let c = parse(&text, dir.path()).unwrap();
+        let m = &c.meters["plug-07"];
+        assert_eq!(m.device_id.as_deref(), Some("shellyplusplugs-80646fe1a0b2"));
+        assert_eq!(m.max_power_w(), 3840);
+        let l = &c.limits;
+        assert_eq!(
+            (l.max_counter_resets, l.counter_reset_window_secs, l.dead_letters_per_minute),
+            (0, 3600, 5)
+        );
+        assert_eq!(
+            (l.dead_letter_retention_secs, l.max_dead_letters, l.max_inflight_bytes),
+            (600, 1000, 2 << 20)
+        );
     }
 
     fn expect_err(text: &str, key: &str, contains: &str) {
@@ -757,6 +904,46 @@ utc_offset = "+02:00"
         expect_err(&GOOD.replace("rpc_urls = ", "rpc_url = "), "chain.rpc_url", "unknown key");
         expect_err(&GOOD.replace("[outbox]\npath = \"outbox.sqlite\"\n", ""), "outbox", "missing table");
         expect_err("[broker\nurl=1", "<file>", "not valid TOML");
+        expect_err(
+            &GOOD.replace("format = \"tasmota\"", "format = \"tasmota\"\ndevice_id = \"shellypro3em-1\""),
+            "meters.plug-07.device_id",
+            "only valid for format \"shelly\"",
+        );
+        expect_err(
+            &GOOD.replace("format = \"tasmota\"", "format = \"tasmota\"\nphases = 2"),
+            "meters.plug-07.phases",
+            "1 or 3",
+        );
+        expect_err(
+            &GOOD.replace("format = \"tasmota\"", "format = \"tasmota\"\nrated_current_a = 0"),
+            "meters.plug-07.rated_current_a",
+            "between 1 and 1000000",
+        );
+        expect_err(
+            &GOOD.replace("format = \"tasmota\"", "format = \"tasmota\"\nrated_current_a = \"63A\""),
+            "meters.plug-07.rated_current_a",
+            "expected an integer",
+        );
+        expect_err(
+            &GOOD.replace("readings = ", "confirmations = -1\nreadings = "),
+            "chain.confirmations",
+            "must not be negative",
+        );
+        expect_err(
+            &format!("{GOOD}\n[limits]\ndead_letters_per_minute = 0\n"),
+            "limits.dead_letters_per_minute",
+            "between 1 and",
+        );
+        expect_err(
+            &format!("{GOOD}\n[limits]\nmax_inflight_bytes = 1000\n"),
+            "limits.max_inflight_bytes",
+            "between 1048576 and",
+        );
+        expect_err(
+            &format!("{GOOD}\n[limits]\nmax_dead_letter = 5\n"),
+            "limits.max_dead_letter",
+            "unknown key",
+        );
         expect_err(
             &format!("{GOOD}\n[limits]\nmax_future_secs = 3600\n"),
             "limits.max_future_secs",

@@ -31,6 +31,7 @@ pub fn routes(
             "outbox_in_flight": d.in_flight,
             "txs_in_flight": d.txs_in_flight,
             "dead_letters": d.dead_letters,
+            "quarantined": d.quarantined,
             "confirmed": metrics.confirmed.load(Ordering::Relaxed),
         });
         let code = if mqtt && rpc { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

@@ -12,6 +12,19 @@
 //!   values (`effective = base + raw`): nothing is ever submitted as negative energy.
 //! - A counter that goes down without an epoch change is refused as `counter_backwards` (policy
 //!   `reject`, the default) or treated as a reset (policy `rebase`).
+//!
+//! Two rules **quarantine** a reading (kept in the outbox's `quarantine` table for the operator, never
+//! signed); the meter's state stays at its last accepted reading, so the next genuine reading is
+//! judged against that one, with all the time elapsed since:
+//! - **Implausible rise** (`implausible_rise`): a counter may rise by at most
+//!   `floor(max_power_w × elapsed_s / 3600) + 1` Wh between two readings, where
+//!   `max_power_w = phases × voltage_v × rated_current_a` of the meter (default 3 × 230 V × 63 A =
+//!   43,470 W, i.e. 12.075 Wh/s) and the `+ 1` Wh absorbs the rounding of whole-Wh registers. After a
+//!   reset the rise is the new raw counter itself.
+//! - **Epoch flapping** (`epoch_flapping`): a reset to an epoch the meter already had within the last
+//!   `limits.counter_reset_window_secs` (it flips back), or a reset when the meter already had
+//!   `limits.max_counter_resets` resets within that window (device time). Both expire with the window,
+//!   so a meter that really did return to an old epoch is accepted again later.
 
 use crate::config::{DecreasePolicy, Limits};
 use crate::decode::{Reason, Rejection, Sample};
@@ -56,6 +69,32 @@ pub struct Reset {
     pub detail: String,
 }
 
+/// Per-meter rules of [`judge`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeterRules {
+    /// What a decreasing counter means.
+    pub policy: DecreasePolicy,
+    /// Most power the meter can carry, W (see [`crate::config::MeterConfig::max_power_w`]).
+    pub max_power_w: u64,
+}
+
+/// What the outbox knows of a meter beyond its last accepted reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct History {
+    /// A reading with the same meter, counters and timestamp is already stored.
+    pub stored_duplicate: bool,
+    /// The sample's epoch was the meter's epoch within `counter_reset_window_secs` before its timestamp.
+    pub epoch_seen_before: bool,
+    /// Counter resets of the meter within `counter_reset_window_secs` before the sample's timestamp.
+    pub resets_in_window: u64,
+}
+
+/// The largest rise (Wh) a counter may show after `elapsed_secs` at `max_power_w`:
+/// `floor(max_power_w × elapsed_secs / 3600) + 1`.
+pub fn max_rise_wh(max_power_w: u64, elapsed_secs: u64) -> u64 {
+    (u128::from(max_power_w) * u128::from(elapsed_secs) / 3600).min(u128::from(u64::MAX - 1)) as u64 + 1
+}
+
 /// The outcome of judging one sample.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -76,19 +115,21 @@ pub enum Verdict {
     Duplicate,
     /// Refused: dead-letter it.
     Reject(Rejection),
+    /// Physically implausible or flapping: keep it in quarantine, do not sign it.
+    Quarantine(Rejection),
 }
 
-/// Judges `sample` against the meter's previous state. `stored_duplicate` says whether a reading with
-/// the same meter, counters and timestamp is already in the outbox.
+/// Judges `sample` against the meter's previous state and history.
 pub fn judge(
     prev: Option<&MeterState>,
     sample: &Sample,
-    policy: DecreasePolicy,
+    rules: MeterRules,
     now_secs: u64,
     limits: &Limits,
-    stored_duplicate: bool,
+    history: History,
 ) -> Verdict {
-    if stored_duplicate {
+    let policy = rules.policy;
+    if history.stored_duplicate {
         return Verdict::Duplicate;
     }
     if sample.timestamp > now_secs.saturating_add(limits.max_future_secs) {
@@ -188,6 +229,12 @@ pub fn judge(
     } else {
         None
     };
+    if let Some(q) = flapping(prev, sample, reset.as_ref(), limits, history) {
+        return Verdict::Quarantine(q);
+    }
+    if let Some(q) = implausible_rise(prev, sample, reset.is_some(), rules.max_power_w) {
+        return Verdict::Quarantine(q);
+    }
     let (base_import, base_export) = if reset.is_some() {
         (prev.import_wh(), prev.export_wh())
     } else {
@@ -208,6 +255,65 @@ pub fn judge(
     Verdict::Accept { import_wh, export_wh, state, reset, seq_gap }
 }
 
+/// The epoch-flapping rule (see the module doc).
+fn flapping(
+    prev: &MeterState,
+    sample: &Sample,
+    reset: Option<&Reset>,
+    limits: &Limits,
+    history: History,
+) -> Option<Rejection> {
+    let reset = reset?;
+    if reset.kind == "epoch" && history.epoch_seen_before {
+        return Some(Rejection::new(
+            Reason::EpochFlapping,
+            format!(
+                "epoch {:?} -> {:?} returns to an epoch this meter had within {} s; {}",
+                prev.epoch.as_deref().unwrap_or(""),
+                sample.epoch.as_deref().unwrap_or(""),
+                limits.counter_reset_window_secs,
+                reset.detail
+            ),
+        ));
+    }
+    if history.resets_in_window >= limits.max_counter_resets {
+        return Some(Rejection::new(
+            Reason::EpochFlapping,
+            format!(
+                "{} counter resets within {} s already (limit limits.max_counter_resets = {}); {}",
+                history.resets_in_window,
+                limits.counter_reset_window_secs,
+                limits.max_counter_resets,
+                reset.detail
+            ),
+        ));
+    }
+    None
+}
+
+/// The rise-rate rule (see the module doc).
+fn implausible_rise(prev: &MeterState, sample: &Sample, reset: bool, max_power_w: u64) -> Option<Rejection> {
+    let elapsed = sample.timestamp - prev.timestamp;
+    let max = max_rise_wh(max_power_w, elapsed);
+    let rise = |new: u64, old: u64| if reset { new } else { new.saturating_sub(old) };
+    for (what, new, old) in
+        [("import", sample.import_wh, prev.raw_import), ("export", sample.export_wh, prev.raw_export)]
+    {
+        let r = rise(new, old);
+        if r > max {
+            return Some(Rejection::new(
+                Reason::ImplausibleRise,
+                format!(
+                    "{what} counter rose {r} Wh in {elapsed} s since the last accepted reading (ts {}); at most \
+                     {max} Wh possible at {max_power_w} W (phases x voltage_v x rated_current_a)",
+                    prev.timestamp
+                ),
+            ));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,7 +321,17 @@ mod tests {
     const NOW: u64 = 1_800_000_000;
 
     fn limits() -> Limits {
-        Limits { max_payload_bytes: 1024, max_future_secs: 30, max_past_secs: 3600 }
+        Limits { max_payload_bytes: 1024, max_future_secs: 30, max_past_secs: 3600, ..Limits::default() }
+    }
+
+    const RULES: MeterRules = MeterRules { policy: DecreasePolicy::Reject, max_power_w: 43_470 };
+
+    fn rules(p: DecreasePolicy) -> MeterRules {
+        MeterRules { policy: p, ..RULES }
+    }
+
+    fn dup() -> History {
+        History { stored_duplicate: true, ..History::default() }
     }
 
     fn sample(i: u64, e: u64, ts: u64) -> Sample {
@@ -227,7 +343,7 @@ mod tests {
         s: &Sample,
         p: DecreasePolicy,
     ) -> (u64, u64, MeterState, Option<Reset>) {
-        match judge(prev, s, p, NOW, &limits(), false) {
+        match judge(prev, s, rules(p), NOW, &limits(), History::default()) {
             Verdict::Accept { import_wh, export_wh, state, reset, .. } => {
                 (import_wh, export_wh, state, reset)
             }
@@ -236,7 +352,7 @@ mod tests {
     }
 
     fn reason(prev: Option<&MeterState>, s: &Sample) -> Reason {
-        match judge(prev, s, DecreasePolicy::Reject, NOW, &limits(), false) {
+        match judge(prev, s, RULES, NOW, &limits(), History::default()) {
             Verdict::Reject(r) => r.reason,
             other => panic!("not rejected: {other:?}"),
         }
@@ -253,7 +369,7 @@ mod tests {
     fn duplicates_conflicts_and_order() {
         let (_, _, st, _) = accept(None, &sample(10, 5, NOW - 10), DecreasePolicy::Reject);
         assert_eq!(
-            judge(Some(&st), &sample(10, 5, NOW - 10), DecreasePolicy::Reject, NOW, &limits(), true),
+            judge(Some(&st), &sample(10, 5, NOW - 10), RULES, NOW, &limits(), dup()),
             Verdict::Duplicate
         );
         assert_eq!(reason(Some(&st), &sample(11, 5, NOW - 10)), Reason::Conflicting);
@@ -296,13 +412,129 @@ mod tests {
         let mut b = sample(2, 1, NOW - 9);
         b.seq = Some(9);
         assert!(matches!(
-            judge(Some(&st), &b, DecreasePolicy::Reject, NOW, &limits(), false),
+            judge(Some(&st), &b, RULES, NOW, &limits(), History::default()),
             Verdict::Accept { seq_gap: true, .. }
         ));
         b.seq = Some(8);
         assert!(matches!(
-            judge(Some(&st), &b, DecreasePolicy::Reject, NOW, &limits(), false),
+            judge(Some(&st), &b, RULES, NOW, &limits(), History::default()),
             Verdict::Accept { seq_gap: false, .. }
+        ));
+    }
+
+    fn quarantined(prev: &MeterState, s: &Sample, r: MeterRules, h: History) -> Rejection {
+        match judge(Some(prev), s, r, NOW, &limits(), h) {
+            Verdict::Quarantine(q) => q,
+            other => panic!("not quarantined: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_limit_is_12_075_wh_per_second() {
+        assert_eq!(max_rise_wh(43_470, 3600), 43_471);
+        assert_eq!(max_rise_wh(43_470, 60), 725, "floor(724.5) + 1");
+        assert_eq!(max_rise_wh(43_470, 1), 13);
+        assert_eq!(max_rise_wh(u64::MAX, u64::MAX), u64::MAX, "no overflow");
+    }
+
+    #[test]
+    fn rise_limit_under_at_and_over() {
+        // 1 kW meter: in 36 s at most floor(1000 * 36 / 3600) + 1 = 11 Wh.
+        let r = MeterRules { policy: DecreasePolicy::Reject, max_power_w: 1000 };
+        let (_, _, st, _) = accept(None, &sample(5000, 200, NOW - 100), DecreasePolicy::Reject);
+        for (di, de) in [(10, 0), (11, 0), (0, 10), (0, 11), (11, 11)] {
+            assert!(
+                matches!(
+                    judge(
+                        Some(&st),
+                        &sample(5000 + di, 200 + de, NOW - 64),
+                        r,
+                        NOW,
+                        &limits(),
+                        History::default()
+                    ),
+                    Verdict::Accept { .. }
+                ),
+                "+{di}/+{de} Wh in 36 s is possible"
+            );
+        }
+        for (di, de) in [(12, 0), (0, 12)] {
+            let q = quarantined(&st, &sample(5000 + di, 200 + de, NOW - 64), r, History::default());
+            assert_eq!(q.reason, Reason::ImplausibleRise);
+            assert!(q.detail.contains("at most 11 Wh"), "{q:?}");
+        }
+    }
+
+    #[test]
+    fn a_spike_does_not_block_the_next_genuine_readings() {
+        let (_, _, st, _) = accept(None, &sample(18_389_000, 0, NOW - 600), DecreasePolicy::Reject);
+        // +1,000 kWh in 60 s: quarantined; the state stays at the last accepted reading.
+        let q = quarantined(&st, &sample(19_389_000, 0, NOW - 540), RULES, History::default());
+        assert_eq!(q.reason, Reason::ImplausibleRise);
+        // The next genuine reading is judged against the last accepted one, 120 s earlier.
+        let (i, _, st2, _) = accept(Some(&st), &sample(18_389_700, 0, NOW - 480), DecreasePolicy::Reject);
+        assert_eq!(i, 18_389_700);
+        // ... and 120 s of the maximum (1449 + 1) is still fine after the spike, one more is not.
+        let (_, _, _, _) = accept(Some(&st), &sample(18_390_450, 0, NOW - 480), DecreasePolicy::Reject);
+        quarantined(&st, &sample(18_390_451, 0, NOW - 480), RULES, History::default());
+        assert_eq!(st2.timestamp, NOW - 480);
+    }
+
+    #[test]
+    fn a_reset_counts_its_new_counter_as_the_rise() {
+        let mut a = sample(3705, 0, NOW - 100);
+        a.epoch = Some("e1".into());
+        let (_, _, st, _) = accept(None, &a, DecreasePolicy::Reject);
+        let mut b = sample(0, 0, NOW - 40);
+        b.epoch = Some("e2".into());
+        // 60 s at 43,470 W: at most 725 Wh.
+        b.import_wh = 725;
+        accept(Some(&st), &b, DecreasePolicy::Reject);
+        b.import_wh = 726;
+        assert_eq!(quarantined(&st, &b, RULES, History::default()).reason, Reason::ImplausibleRise);
+        // A decrease with policy rebase likewise.
+        let r = rules(DecreasePolicy::Rebase);
+        assert_eq!(
+            quarantined(&st, &sample(3000, 0, NOW - 99), r, History::default()).reason,
+            Reason::ImplausibleRise
+        );
+        assert!(matches!(
+            judge(Some(&st), &sample(13, 0, NOW - 99), r, NOW, &limits(), History::default()),
+            Verdict::Accept { .. }
+        ));
+    }
+
+    #[test]
+    fn epoch_flapping_is_quarantined() {
+        let mut a = sample(100, 0, NOW - 100);
+        a.epoch = Some("e2".into());
+        let (_, _, st, _) = accept(None, &a, DecreasePolicy::Reject);
+        let mut back = sample(5, 0, NOW - 90);
+        back.epoch = Some("e1".into());
+        let seen = History { epoch_seen_before: true, ..History::default() };
+        let q = quarantined(&st, &back, RULES, seen);
+        assert_eq!(q.reason, Reason::EpochFlapping);
+        assert!(q.detail.contains("returns to an epoch"), "{q:?}");
+        // Resets within the window: under and at the limit (3 before this one) fine, over it not.
+        for n in [0, 1, 2] {
+            let h = History { resets_in_window: n, ..History::default() };
+            assert!(
+                matches!(
+                    judge(Some(&st), &back, RULES, NOW, &limits(), h),
+                    Verdict::Accept { reset: Some(_), .. }
+                ),
+                "{n}"
+            );
+        }
+        let q = quarantined(&st, &back, RULES, History { resets_in_window: 3, ..History::default() });
+        assert!(q.detail.contains("limits.max_counter_resets = 3"), "{q:?}");
+        // Readings without a reset are not affected by the count.
+        let mut same = sample(110, 0, NOW - 90);
+        same.epoch = Some("e2".into());
+        let h = History { resets_in_window: 50, epoch_seen_before: true, ..History::default() };
+        assert!(matches!(
+            judge(Some(&st), &same, RULES, NOW, &limits(), h),
+            Verdict::Accept { reset: None, .. }
         ));
     }
 }

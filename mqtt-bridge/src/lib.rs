@@ -93,10 +93,12 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
                 decoder: decode::decoder(&m.format).expect("format checked by config"),
                 channel: m.channel,
                 utc_offset_secs: m.utc_offset_secs,
-                policy: m.on_counter_decrease,
+                rules: ingest::MeterRules { policy: m.on_counter_decrease, max_power_w: m.max_power_w() },
+                device_id: m.device_id.clone(),
             },
         );
     }
+    let purger = tokio::spawn(purge_expired(outbox.clone(), cfg.limits.clone()));
     let (tx, rx) = mpsc::channel(mqtt::MAX_GROUP * 2);
     let (slot_tx, slot_rx) = watch::channel(None);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
@@ -110,12 +112,30 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         metrics.clone(),
         wake,
     ));
-    let conn = tokio::spawn(mqtt::run_connection(cfg.broker.clone(), tls, tx, slot_tx, metrics));
+    let budget = mqtt::InflightBudget::new(cfg.limits.max_inflight_bytes);
+    let conn = tokio::spawn(mqtt::run_connection(cfg.broker.clone(), tls, tx, slot_tx, metrics, budget));
     tokio::select! {
         r = sub => tracing::error!(?r, "submitter stopped"),
         r = ingest => tracing::error!(?r, "ingest stopped"),
         r = conn => tracing::error!(?r, "broker connection stopped"),
         r = acker => tracing::error!(?r, "acker stopped"),
+        r = purger => tracing::error!(?r, "dead-letter purge stopped"),
     }
     Ok(())
+}
+
+/// Once a minute, deletes dead letters and quarantined readings past their retention.
+async fn purge_expired(outbox: Arc<Mutex<Outbox>>, limits: config::Limits) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let (o, l) = (outbox.clone(), limits.clone());
+        let res = tokio::task::spawn_blocking(move || {
+            o.lock().expect("outbox lock").purge_expired(submit::now_ms(), &l)
+        })
+        .await;
+        if let Ok(Err(e)) = res {
+            tracing::warn!(error = %e, "cannot purge expired dead letters; retrying in a minute");
+        }
+    }
 }

@@ -10,7 +10,9 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(name = "p2pe-mqtt-bridge", version)]
 struct Args {
-    /// The TOML configuration file (see README, "MQTT bridge").
+    /// The TOML configuration file (see README, "MQTT bridge": every key with its default, including
+    /// the plausibility limits `meters.<id>.rated_current_a` / `phases` / `voltage_v` / `device_id`,
+    /// `chain.confirmations` and the dead-letter bounds in `[limits]`).
     #[arg(long, short, env = "P2PE_BRIDGE_CONFIG")]
     config: PathBuf,
     /// Validate the configuration and decrypt the keystores, then exit.

@@ -65,6 +65,12 @@ pub struct Metrics {
     pub counter_resets: AtomicU64,
     /// Sequence-number gaps seen.
     pub sequence_gaps: AtomicU64,
+    /// Readings quarantined (implausible rise, epoch flapping).
+    pub quarantined: AtomicU64,
+    /// Refused messages not stored because their source was over `limits.dead_letters_per_minute`.
+    pub dead_letters_suppressed: AtomicU64,
+    /// Mined transactions whose receipt disappeared before they were confirmed (reorg); resent.
+    pub txs_reorged: AtomicU64,
     rejected: [AtomicU64; Reason::ALL.len()],
     /// Transactions signed and sent for the first time.
     pub txs_sent: AtomicU64,
@@ -183,7 +189,19 @@ impl Metrics {
             "Gaps in meters' sequence numbers.",
             &self.sequence_gaps,
         );
-        let _ = writeln!(out, "# HELP p2pe_bridge_rejected_total Inputs refused and dead-lettered, by reason.\n# TYPE p2pe_bridge_rejected_total counter");
+        counter(
+            &mut out,
+            "p2pe_bridge_quarantined_total",
+            "Readings quarantined (implausible rise or epoch flapping), never signed.",
+            &self.quarantined,
+        );
+        counter(
+            &mut out,
+            "p2pe_bridge_dead_letters_suppressed_total",
+            "Refused messages counted and acked but not stored (source over limits.dead_letters_per_minute).",
+            &self.dead_letters_suppressed,
+        );
+        let _ = writeln!(out, "# HELP p2pe_bridge_rejected_total Inputs refused (dead-lettered, quarantined or suppressed), by reason.\n# TYPE p2pe_bridge_rejected_total counter");
         for (i, r) in Reason::ALL.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -204,6 +222,12 @@ impl Metrics {
             "p2pe_bridge_txs_reverted_total",
             "Transactions that reverted.",
             &self.txs_reverted,
+        );
+        counter(
+            &mut out,
+            "p2pe_bridge_txs_reorged_total",
+            "Mined transactions that left the canonical chain before they were confirmed; resent.",
+            &self.txs_reorged,
         );
         counter(
             &mut out,
@@ -252,10 +276,11 @@ impl Metrics {
         gauge(
             &mut out,
             "p2pe_bridge_txs_in_flight",
-            "Transactions without a receipt.",
+            "Transactions not yet final (no receipt, or not yet `confirmations` deep).",
             d.txs_in_flight as f64,
         );
         gauge(&mut out, "p2pe_bridge_dead_letters", "Rows in the dead-letter table.", d.dead_letters as f64);
+        gauge(&mut out, "p2pe_bridge_quarantine", "Rows in the quarantine table.", d.quarantined as f64);
         gauge(
             &mut out,
             "p2pe_bridge_last_lag_seconds",

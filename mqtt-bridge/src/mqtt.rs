@@ -23,10 +23,11 @@ use rumqttc::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{BrokerConfig, DecreasePolicy, Limits, Transport as ConfigTransport};
+use crate::config::{BrokerConfig, Limits, Transport as ConfigTransport};
 use crate::decode::{Decoded, Decoder, MeterContext, Reason, Rejection};
+use crate::ingest::MeterRules;
 use crate::metrics::Metrics;
 use crate::outbox::{Incoming, Outbox, Outcome};
 use crate::submit::now_ms;
@@ -42,6 +43,34 @@ pub struct Inbound {
     pub generation: u64,
     /// The message.
     pub publish: Publish,
+    /// Its share of `limits.max_inflight_bytes`, given back when the message is acked (dropped).
+    pub budget: Option<OwnedSemaphorePermit>,
+}
+
+/// The byte budget of messages received but not yet acked (`limits.max_inflight_bytes`).
+#[derive(Clone)]
+pub struct InflightBudget {
+    sem: Arc<Semaphore>,
+    max: usize,
+}
+
+impl InflightBudget {
+    /// A budget of `max` bytes (at most `u32::MAX`).
+    pub fn new(max: usize) -> Self {
+        let max = max.clamp(1, u32::MAX as usize);
+        Self { sem: Arc::new(Semaphore::new(max)), max }
+    }
+
+    /// Waits until `bytes` (at least 1, at most the whole budget) are free and takes them.
+    pub async fn take(&self, bytes: usize) -> OwnedSemaphorePermit {
+        let n = bytes.clamp(1, self.max) as u32;
+        self.sem.clone().acquire_many_owned(n).await.expect("budget semaphore is never closed")
+    }
+
+    /// Bytes currently free.
+    pub fn available(&self) -> usize {
+        self.sem.available_permits()
+    }
 }
 
 /// The current client (for acks) and its generation.
@@ -123,6 +152,7 @@ pub async fn run_connection(
     out: mpsc::Sender<Inbound>,
     slot: watch::Sender<ClientSlot>,
     metrics: Arc<Metrics>,
+    budget: InflightBudget,
 ) {
     let mut generation = 0u64;
     let mut delay = cfg.reconnect_initial_ms;
@@ -153,7 +183,9 @@ pub async fn run_connection(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if out.send(Inbound { generation, publish: p }).await.is_err() {
+                    // Stop reading from the broker while unacked messages use up the byte budget.
+                    let permit = budget.take(p.payload.len() + p.topic.len()).await;
+                    if out.send(Inbound { generation, publish: p, budget: Some(permit) }).await.is_err() {
                         return; // ingest stopped: shutting down
                     }
                 }
@@ -182,8 +214,10 @@ pub struct TopicMeter {
     pub channel: u32,
     /// Device clock offset.
     pub utc_offset_secs: i64,
-    /// What a decreasing counter means.
-    pub policy: DecreasePolicy,
+    /// Counter-decrease policy and rated power.
+    pub rules: MeterRules,
+    /// Expected Shelly `src`.
+    pub device_id: Option<String>,
 }
 
 /// Turns a publish into an [`Incoming`] (decode or refuse), updating monitoring metrics.
@@ -220,7 +254,12 @@ pub fn classify(
             payload: p.payload.iter().take(1024).copied().collect(),
         };
     }
-    let ctx = MeterContext { meter_id: &m.id, channel: m.channel, utc_offset_secs: m.utc_offset_secs };
+    let ctx = MeterContext {
+        meter_id: &m.id,
+        channel: m.channel,
+        utc_offset_secs: m.utc_offset_secs,
+        device_id: m.device_id.as_deref(),
+    };
     match m.decoder.decode(&p.payload, &ctx) {
         Ok(Decoded::Reading(sample)) => {
             if let Some(w) = sample.power_w {
@@ -230,7 +269,7 @@ pub fn classify(
                 topic,
                 meter: m.id.clone(),
                 sample,
-                policy: m.policy,
+                rules: m.rules,
                 payload: p.payload.to_vec(),
             }
         }
@@ -333,6 +372,19 @@ pub async fn run_ingest(
                     tracing::warn!(topic, meter = meter.unwrap_or("?"), reason = rej.reason.as_str(), detail = %rej.detail,
                         "input refused; dead-lettered");
                 }
+                Outcome::Quarantined(rej) => {
+                    metrics.reject(rej.reason);
+                    metrics.quarantined.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(topic, meter = meter.unwrap_or("?"), reason = rej.reason.as_str(), detail = %rej.detail,
+                        "reading quarantined (not signed); the meter's next readings are judged against its last accepted one");
+                }
+                Outcome::Suppressed(rej) => {
+                    metrics.reject(rej.reason);
+                    if metrics.dead_letters_suppressed.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                        tracing::warn!(topic, meter = meter.unwrap_or("?"), reason = rej.reason.as_str(),
+                            "refused input over limits.dead_letters_per_minute: counted and acked, not stored (logged every 1000th)");
+                    }
+                }
                 Outcome::Ignored => {
                     metrics.monitoring.fetch_add(1, Ordering::Relaxed);
                 }
@@ -348,5 +400,34 @@ pub async fn run_ingest(
         if acks.send(batch).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inflight_budget_blocks_when_used_up_and_frees_on_ack() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            let b = InflightBudget::new(1000);
+            let under = b.take(999).await;
+            assert_eq!(b.available(), 1);
+            let at = b.take(1).await;
+            assert_eq!(b.available(), 0, "exactly used up");
+            // Over the budget: waits until a message is acked (its permit dropped).
+            let waiting = tokio::time::timeout(Duration::from_millis(100), b.take(1)).await;
+            assert!(waiting.is_err(), "no byte left: the connection stops reading");
+            drop(under);
+            let next = tokio::time::timeout(Duration::from_millis(100), b.take(500)).await;
+            assert!(next.is_ok(), "an ack frees the budget");
+            drop((at, next));
+            // A message larger than the whole budget takes all of it rather than waiting forever.
+            let big = tokio::time::timeout(Duration::from_millis(100), b.take(5000)).await.unwrap();
+            assert_eq!(b.available(), 0);
+            drop(big);
+            assert_eq!(b.available(), 1000);
+        });
     }
 }

@@ -1,8 +1,10 @@
 //! The chain side: turns pending readings into signed transactions and follows them to a receipt.
 //!
 //! Each round:
-//! 1. **Receipts** of every transaction without one are fetched in one JSON-RPC batch. Success confirms
-//!    its readings. A revert of a batch sends its readings back to be submitted one per transaction; a
+//! 1. **Receipts** of every transaction that is not final are fetched in one JSON-RPC batch with the
+//!    head block number. Success confirms its readings once the head is `chain.confirmations` blocks
+//!    past the receipt's block; until then the receipt is checked again every round, and a transaction
+//!    whose receipt disappeared (reorg) is resent verbatim. A revert of a batch sends its readings back to be submitted one per transaction; a
 //!    revert of a single reading dead-letters it with the contract's error (found by replaying the call).
 //! 2. **Resend**: a transaction without a receipt after `resend_interval_ms` is sent again, byte for byte
 //!    (node restarted, pool lost, ...). A transaction whose nonce was used by another one (the key was
@@ -268,21 +270,35 @@ impl Submitter {
         self.build_and_send(chain_id).await
     }
 
+    /// Follows every transaction that is not final: one JSON-RPC batch of the head block number and
+    /// all receipts. A successful receipt counts only once the head is `confirmations` blocks past its
+    /// block; before that the transaction is `mined` and checked again each round, and if its receipt
+    /// disappears (its block left the canonical chain) it is sent again, verbatim.
     async fn follow_sent(&mut self) -> Result<(), SubmitError> {
         let sent = db(&self.outbox, |o| o.sent_txs()).await?;
         if sent.is_empty() {
             return Ok(());
         }
-        let calls: Vec<(&str, Value)> =
-            sent.iter().map(|t| ("eth_getTransactionReceipt", json!([format!("{:#x}", t.hash)]))).collect();
-        let receipts = self.rpc.batch(&calls).await?;
+        let mut calls: Vec<(&str, Value)> = vec![("eth_blockNumber", json!([]))];
+        calls.extend(sent.iter().map(|t| ("eth_getTransactionReceipt", json!([format!("{:#x}", t.hash)]))));
+        let mut answers = self.rpc.batch(&calls).await?.into_iter();
+        let head = match answers.next() {
+            Some(Ok(v)) => hex_u64(&v).ok_or_else(|| RpcError::BadAnswer(format!("eth_blockNumber: {v}")))?,
+            other => return Err(RpcError::BadAnswer(format!("eth_blockNumber: {other:?}")).into()),
+        };
         let now = now_ms();
         let mut resend: Vec<&SentTx> = Vec::new();
-        for (t, r) in sent.iter().zip(receipts) {
+        for (t, r) in sent.iter().zip(answers) {
             let receipt = match r {
                 Ok(v) if !v.is_null() => v,
                 Ok(_) => {
-                    if now - t.last_sent_ms >= self.cfg.resend_interval_ms as i64 {
+                    if let Some(block) = t.mined_block {
+                        tracing::warn!(tx = %t.hash, block, head, "a mined transaction left the canonical chain before it was confirmed; resending it");
+                        self.metrics.txs_reorged.fetch_add(1, Ordering::Relaxed);
+                        let id = t.id;
+                        db(&self.outbox, move |o| o.unmine(id)).await?;
+                        resend.push(t);
+                    } else if now - t.last_sent_ms >= self.cfg.resend_interval_ms as i64 {
                         resend.push(t);
                     }
                     continue;
@@ -295,17 +311,7 @@ impl Submitter {
             let block = receipt.get("blockNumber").and_then(hex_u64).unwrap_or(0);
             let ok = receipt.get("status").and_then(hex_u64) == Some(1);
             if ok {
-                let id = t.id;
-                let confirmed = db(&self.outbox, move |o| o.confirm(id, block)).await?;
-                let now_s = now as f64 / 1000.0;
-                for c in &confirmed {
-                    let lag = now_s - c.timestamp as f64;
-                    self.metrics.lag.observe(lag);
-                    self.metrics.bridge_lag.observe((now - c.received_ms) as f64 / 1000.0);
-                    self.metrics.last_lag_ms.store((lag.max(0.0) * 1000.0) as u64, Ordering::Relaxed);
-                }
-                self.metrics.confirmed.fetch_add(confirmed.len() as u64, Ordering::Relaxed);
-                tracing::debug!(tx = %t.hash, block, readings = confirmed.len(), "confirmed");
+                self.on_mined(t, block, head, now).await?;
             } else {
                 self.metrics.txs_reverted.fetch_add(1, Ordering::Relaxed);
                 self.handle_revert(t, block).await?;
@@ -314,6 +320,29 @@ impl Submitter {
         if !resend.is_empty() {
             self.resend(&resend).await?;
         }
+        Ok(())
+    }
+
+    /// A successful receipt in `block` with the chain at `head`: confirmed when deep enough, else noted.
+    async fn on_mined(&mut self, t: &SentTx, block: u64, head: u64, now: i64) -> Result<(), SubmitError> {
+        let id = t.id;
+        if head < block.saturating_add(self.cfg.confirmations) {
+            if t.mined_block != Some(block) {
+                tracing::debug!(tx = %t.hash, block, head, "mined; waiting for confirmations");
+                db(&self.outbox, move |o| o.mark_mined(id, block)).await?;
+            }
+            return Ok(());
+        }
+        let confirmed = db(&self.outbox, move |o| o.confirm(id, block)).await?;
+        let now_s = now as f64 / 1000.0;
+        for c in &confirmed {
+            let lag = now_s - c.timestamp as f64;
+            self.metrics.lag.observe(lag);
+            self.metrics.bridge_lag.observe((now - c.received_ms) as f64 / 1000.0);
+            self.metrics.last_lag_ms.store((lag.max(0.0) * 1000.0) as u64, Ordering::Relaxed);
+        }
+        self.metrics.confirmed.fetch_add(confirmed.len() as u64, Ordering::Relaxed);
+        tracing::debug!(tx = %t.hash, block, head, readings = confirmed.len(), "confirmed");
         Ok(())
     }
 

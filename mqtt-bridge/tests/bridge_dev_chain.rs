@@ -74,7 +74,7 @@ fn readings_reach_the_dev_chains_genesis_contracts() {
         broker.port,
         "dev0-meter",
         &[
-            ("meters/dev0-meter/reading".into(), json_reading("dev0-meter", 1, now - 1, 5000, 0)),
+            ("meters/dev0-meter/reading".into(), json_reading("dev0-meter", 1, now - 4, 5000, 0)),
             ("meters/dev0-meter/reading".into(), json_reading("dev0-meter", 2, now, 5042, 0)),
         ],
     );

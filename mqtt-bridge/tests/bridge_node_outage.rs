@@ -48,7 +48,7 @@ fn node_stopped_then_restarted() {
     let per_meter = burst + paced;
     let t0 = now_secs() - 2 * burst;
     let msgs = |id: &str, ks: std::ops::Range<u64>| -> Vec<(String, Vec<u8>)> {
-        ks.map(|k| (format!("meters/{id}/reading"), json_reading(id, k, t0 + k, 50 + k * k, k))).collect()
+        ks.map(|k| (format!("meters/{id}/reading"), json_reading(id, k, t0 + k, 50 + k * 12, k))).collect()
     };
     // Phase 1: a stream, and the node is killed in the middle of it (transactions in flight).
     let port = broker.port;
@@ -103,7 +103,7 @@ fn node_stopped_then_restarted() {
         (0..n_meters).map(|i| recorded(&rpc, contracts.readings, addrs[i]).len() as u64).sum::<u64>() == total
     });
     for (i, m) in meters.iter().enumerate() {
-        let want: Vec<(u64, u64, u64)> = (0..per_meter).map(|k| (50 + k * k, k, t0 + k)).collect();
+        let want: Vec<(u64, u64, u64)> = (0..per_meter).map(|k| (50 + k * 12, k, t0 + k)).collect();
         assert_eq!(recorded(&rpc, contracts.readings, addrs[i]), want, "meter {}", m.id);
     }
     let counts = submitted_counts(&rpc, contracts.readings);

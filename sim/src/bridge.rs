@@ -29,6 +29,32 @@ pub struct BridgeMeter {
     pub topic: String,
     /// Device clock offset from UTC (Tasmota local time), seconds.
     pub utc_offset_secs: i64,
+    /// `rated_current_a` for the bridge's rise limit; `None` keeps the bridge's default (63 A), right
+    /// for real meters. Simulated meters run in compressed time (see [`simulated_rated_current_a`]).
+    pub rated_current_a: Option<u64>,
+}
+
+/// The bridge's rise limit is physical: at most `3 × 230 V × rated_current_a` watts per second of
+/// *device* time. The simulator compresses a 15-minute slot into a few seconds, so its meters' counters
+/// rise up to `compression` times faster than a real meter's could. Their rated current is the
+/// default 63 A times the largest compression between two consecutive readings (`offsets` as from
+/// `engine::telemetry_offsets`: seconds into the slot, simulated minute), so that the limit still
+/// stands for a physical 63 A service and a simulated household stays well under it.
+pub fn simulated_rated_current_a(offsets: &[(u32, usize)], slot_seconds: u32) -> u64 {
+    const SLOT_MINUTES: f64 = 15.0;
+    let (Some(first), Some(last)) = (offsets.first(), offsets.last()) else {
+        return 63;
+    };
+    // From the last reading of a slot to the first of the next.
+    let wrap_real = f64::from(slot_seconds - last.0 + first.0).max(1.0);
+    let wrap_sim = (SLOT_MINUTES - last.1 as f64 + first.1 as f64) * 60.0;
+    let mut compression = wrap_sim / wrap_real;
+    for w in offsets.windows(2) {
+        let real = f64::from(w[1].0.saturating_sub(w[0].0)).max(1.0);
+        let sim = (w[1].1 as f64 - w[0].1 as f64) * 60.0;
+        compression = compression.max(sim / real);
+    }
+    (63.0 * compression.max(1.0)).ceil() as u64
 }
 
 /// What the generated configuration points at.
@@ -104,6 +130,9 @@ pub fn render_config(s: &BridgeSetup, dir: &Path, http_port: u16) -> String {
         );
         if matches!(m.format, MeterFormat::Tasmota | MeterFormat::TasmotaSml) {
             let _ = writeln!(t, "utc_offset = \"{}\"", offset(m.utc_offset_secs));
+        }
+        if let Some(a) = m.rated_current_a {
+            let _ = writeln!(t, "rated_current_a = {a}   # 63 A x the simulator's time compression");
         }
     }
     t

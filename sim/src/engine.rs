@@ -536,6 +536,8 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
                         .transpose()
                         .unwrap_or(None)
                         .unwrap_or(0),
+                    // Real meters in real time: the bridge's default rise limit.
+                    rated_current_a: None,
                 })
                 .collect();
             let pw = match &lab.broker.password_file {
@@ -561,6 +563,10 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
                     format: h.spec.meter_format,
                     topic: m.topic.clone(),
                     utc_offset_secs: cfg.utc_offset_secs,
+                    rated_current_a: Some(crate::bridge::simulated_rated_current_a(
+                        &telemetry_offsets(cfg.telemetry_seconds, contracts.slot_length),
+                        contracts.slot_length,
+                    )),
                 });
             }
             (meters, pw, cfg.broker_user.clone(), cfg.broker_password.clone())
@@ -1560,6 +1566,20 @@ mod tests {
         // Long slots: every 5 simulated minutes.
         assert_eq!(telemetry_offsets(300, 900), vec![(300, 5), (599, 10), (899, 15)]);
         assert_eq!(telemetry_offsets(3600, 5), vec![(4, 15)]);
+    }
+
+    #[test]
+    fn simulated_meters_get_a_rise_limit_for_compressed_time() {
+        use crate::bridge::simulated_rated_current_a;
+        // 5 s slots, readings at (1 s, 5 min), (3, 10), (4, 15): 5 simulated minutes in 1 s is the
+        // fastest step (x 300), so 63 A x 300.
+        let a = simulated_rated_current_a(&telemetry_offsets(300, 5), 5);
+        assert_eq!(a, 18_900);
+        // Real-time slots: every 5 minutes in 299 s at the fastest, x 1.003.
+        assert_eq!(simulated_rated_current_a(&telemetry_offsets(300, 900), 900), 64);
+        // A 10 kW household in the 5 s slots: 10 kW x 300 s of simulated time per second stays under
+        // 3 x 230 V x 18,900 A.
+        assert!(10_000 * 300 < 3 * 230 * a);
     }
 
     #[test]

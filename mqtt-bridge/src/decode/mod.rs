@@ -88,11 +88,17 @@ pub enum Reason {
     Oversize,
     /// The contract refused the reading (the transaction reverted).
     Reverted,
+    /// Shelly `src` (device id) is not the meter's configured `device_id`.
+    DeviceMismatch,
+    /// Quarantined: a counter rose faster than the meter's rated power allows.
+    ImplausibleRise,
+    /// Quarantined: the counter epoch went back to an earlier one, or reset too often.
+    EpochFlapping,
 }
 
 impl Reason {
     /// Every reason, for metrics.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 15] = [
         Reason::Malformed,
         Reason::WrongType,
         Reason::UnknownMeter,
@@ -105,6 +111,9 @@ impl Reason {
         Reason::OutOfOrder,
         Reason::Oversize,
         Reason::Reverted,
+        Reason::DeviceMismatch,
+        Reason::ImplausibleRise,
+        Reason::EpochFlapping,
     ];
 
     /// The snake_case name used in metrics and the dead-letter table.
@@ -122,6 +131,9 @@ impl Reason {
             Reason::OutOfOrder => "out_of_order",
             Reason::Oversize => "oversize",
             Reason::Reverted => "reverted",
+            Reason::DeviceMismatch => "device_mismatch",
+            Reason::ImplausibleRise => "implausible_rise",
+            Reason::EpochFlapping => "epoch_flapping",
         }
     }
 }
@@ -151,6 +163,8 @@ pub struct MeterContext<'a> {
     pub channel: u32,
     /// Offset of the device clock from UTC, seconds (Tasmota local time).
     pub utc_offset_secs: i64,
+    /// Expected device id (Shelly `src`), when configured.
+    pub device_id: Option<&'a str>,
 }
 
 /// A payload format.

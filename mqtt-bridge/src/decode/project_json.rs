@@ -100,7 +100,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> MeterContext<'static> {
-        MeterContext { meter_id: "house-12", channel: 0, utc_offset_secs: 0 }
+        MeterContext { meter_id: "house-12", channel: 0, utc_offset_secs: 0, device_id: None }
     }
 
     #[test]

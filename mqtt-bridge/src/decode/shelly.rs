@@ -6,6 +6,8 @@
 //! - `em:N` / `em1:N`: instantaneous power only, kept for monitoring.
 //!
 //! `N` is the meter's configured `channel`. The timestamp is `params.ts` (unix seconds, fractional).
+//! When the meter has a `device_id`, the notification's `src` must be exactly it (`device_mismatch`
+//! otherwise), so that a Shelly re-flashed or swapped behind the same topic is noticed.
 
 use serde_json::Value;
 
@@ -36,6 +38,29 @@ impl Decoder for Shelly {
                 ))
             }
             None => return Err(Rejection::new(Reason::WrongType, "method is missing")),
+        }
+        if let Some(want) = ctx.device_id {
+            match v.get("src") {
+                Some(Value::String(src)) if src == want => {}
+                Some(Value::String(src)) => {
+                    return Err(Rejection::new(
+                        Reason::DeviceMismatch,
+                        format!("src `{src}` is not this meter's device_id `{want}`"),
+                    ))
+                }
+                Some(other) => {
+                    return Err(Rejection::new(
+                        Reason::DeviceMismatch,
+                        format!("src must be the device id `{want}`, found {}", type_name(other)),
+                    ))
+                }
+                None => {
+                    return Err(Rejection::new(
+                        Reason::DeviceMismatch,
+                        format!("src is missing; this meter's device_id is `{want}`"),
+                    ))
+                }
+            }
         }
         let params = match v.get("params") {
             Some(p @ Value::Object(_)) => p,
@@ -99,7 +124,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> MeterContext<'static> {
-        MeterContext { meter_id: "shelly", channel: 0, utc_offset_secs: 0 }
+        MeterContext { meter_id: "shelly", channel: 0, utc_offset_secs: 0, device_id: None }
     }
 
     fn reading(p: &[u8]) -> Sample {
@@ -128,8 +153,31 @@ mod tests {
     }
 
     #[test]
+    fn src_must_match_the_configured_device() {
+        let want = MeterContext {
+            meter_id: "shelly",
+            channel: 0,
+            utc_offset_secs: 0,
+            device_id: Some("shellypro3em-c8f09e8832a4"),
+        };
+        let p = |src: &str| {
+            format!(
+                r#"{{{src}"method":"NotifyStatus","params":{{"ts":1.0,"emdata:0":{{"total_act":1,"total_act_ret":2}}}}}}"#
+            )
+        };
+        assert!(Shelly.decode(p(r#""src":"shellypro3em-c8f09e8832a4","#).as_bytes(), &want).is_ok());
+        for bad in [r#""src":"shellypro3em-000000000000","#, r#""src":7,"#, ""] {
+            let e = Shelly.decode(p(bad).as_bytes(), &want).unwrap_err();
+            assert_eq!(e.reason, Reason::DeviceMismatch, "{bad}");
+            assert!(e.detail.contains("shellypro3em-c8f09e8832a4"), "{e:?}");
+        }
+        // Without a configured device_id, src is not checked.
+        assert!(Shelly.decode(p(r#""src":"anything","#).as_bytes(), &ctx()).is_ok());
+    }
+
+    #[test]
     fn refuses_wrong_channel_and_types() {
-        let other = MeterContext { meter_id: "shelly", channel: 1, utc_offset_secs: 0 };
+        let other = MeterContext { meter_id: "shelly", channel: 1, utc_offset_secs: 0, device_id: None };
         let p =
             br#"{"method":"NotifyStatus","params":{"ts":1.0,"emdata:0":{"total_act":1,"total_act_ret":2}}}"#;
         assert_eq!(Shelly.decode(p, &other).unwrap_err().reason, Reason::WrongType);

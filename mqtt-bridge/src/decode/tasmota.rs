@@ -82,7 +82,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> MeterContext<'static> {
-        MeterContext { meter_id: "plug-07", channel: 0, utc_offset_secs: 0 }
+        MeterContext { meter_id: "plug-07", channel: 0, utc_offset_secs: 0, device_id: None }
     }
 
     #[test]

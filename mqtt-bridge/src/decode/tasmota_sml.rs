@@ -53,7 +53,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> MeterContext<'static> {
-        MeterContext { meter_id: "house-12-meter", channel: 0, utc_offset_secs: 0 }
+        MeterContext { meter_id: "house-12-meter", channel: 0, utc_offset_secs: 0, device_id: None }
     }
 
     #[test]

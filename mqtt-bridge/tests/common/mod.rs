@@ -744,6 +744,8 @@ pub struct MeterSpec {
     pub channel: u32,
     /// `on_counter_decrease`.
     pub policy: &'static str,
+    /// Extra lines of the meter's table (`device_id = ...`, `rated_current_a = ...`).
+    pub extra: String,
 }
 
 impl MeterSpec {
@@ -756,6 +758,7 @@ impl MeterSpec {
             topic: format!("meters/{id}/{suffix}"),
             channel: 0,
             policy: "reject",
+            extra: String::new(),
         }
     }
 }
@@ -809,19 +812,26 @@ pub fn write_config(dir: &Path, broker: &Mosquitto, s: &BridgeSetup) -> (PathBuf
     );
     for m in &s.meters {
         text.push_str(&format!(
-            "\n[meters.{}]\naddress = \"{}\"\nkeystore = \"{}\"\nformat = \"{}\"\ntopic = \"{}\"\nchannel = {}\non_counter_decrease = \"{}\"\n",
+            "\n[meters.{}]\naddress = \"{}\"\nkeystore = \"{}\"\nformat = \"{}\"\ntopic = \"{}\"\nchannel = {}\non_counter_decrease = \"{}\"\n{}\n",
             m.id,
             addrs[m.key],
             keystore(m.key).display(),
             m.format,
             m.topic,
             m.channel,
-            m.policy
+            m.policy,
+            m.extra
         ));
     }
     let path = dir.join("bridge.toml");
     std::fs::write(&path, text).unwrap();
     (path, http_port)
+}
+
+/// Adds `lines` at the top of the `[chain]` table of a written configuration (e.g. `confirmations = 10`).
+pub fn add_chain_keys(config: &Path, lines: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config, text.replacen("[chain]\n", &format!("[chain]\n{lines}\n"), 1)).unwrap();
 }
 
 /// The bridge binary built for these tests.
