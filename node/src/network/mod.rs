@@ -475,7 +475,8 @@ fn import_gossip(
     }
 }
 
-/// Answers a sync request from our chain.
+/// Answers a sync request from our chain. A range answer stops at [`SYNC_RESPONSE_BUDGET`] bytes
+/// of blocks (but always carries one), so it fits the response cap whatever the blocks' sizes.
 fn serve(chain: &Blockchain, request: SyncRequest) -> SyncResponse {
     match request {
         SyncRequest::Status => {
@@ -490,7 +491,8 @@ fn serve(chain: &Blockchain, request: SyncRequest) -> SyncResponse {
         SyncRequest::Blocks { from, count } => {
             let count = count.min(MAX_BLOCKS_PER_REQUEST) as u64;
             let to = from.saturating_add(count).min(chain.head_number() + 1);
-            let mut out = Vec::new();
+            let mut out: Vec<Vec<u8>> = Vec::new();
+            let mut bytes = 0usize;
             for n in from..to {
                 let block = chain.reads().with(|c| match c.canonical_hash(n)? {
                     Some(h) => c.block_by_hash(&h),
@@ -500,6 +502,11 @@ fn serve(chain: &Blockchain, request: SyncRequest) -> SyncResponse {
                     Ok(Some((b, _))) => {
                         let mut buf = Vec::new();
                         b.block.encode(&mut buf);
+                        // The byte budget: the requester asks for fewer blocks next time.
+                        if !out.is_empty() && bytes + buf.len() > SYNC_RESPONSE_BUDGET {
+                            break;
+                        }
+                        bytes += buf.len();
                         out.push(buf);
                     }
                     Ok(None) => break,
