@@ -253,7 +253,9 @@ impl Blockchain {
     /// If a branch block is invalid, the original chain is restored and the error returned.
     ///
     /// The switch is one SQLite transaction (a batch) and its block events are sent after it
-    /// commits, so RPC readers see the old chain or the new one, never the fork point alone.
+    /// commits, so RPC readers see the old chain or the new one, never the fork point alone. A
+    /// switch that fails (an invalid block, a storage error) is rolled back whole, its events are
+    /// dropped, and the head is reloaded from the disk if memory could not be put back.
     /// (In memory the head moves block by block meanwhile; the import lock keeps every other
     /// writer out.)
     pub fn reorg_to(&self, branch: Vec<Block>, now: Option<u64>) -> Result<B256, ImportError> {
@@ -276,20 +278,38 @@ impl Blockchain {
         // The whole switch is one SQLite transaction: readers (RPC) see the old branch until
         // the new one is complete, never the chain cut back to the fork point in between (with
         // the orphaned blocks' transaction index and receipts gone while the branch executes).
+        let original = self.head().hash;
         self.store.lock().begin_batch()?;
         *self.held_events.lock() = Some(Vec::new());
         let switched = self.switch_locked(&branch, fork_number, now);
-        let committed = self.store.lock().end_batch();
+        // A switch that failed, however far it got (an invalid branch block, or a storage error
+        // while switching or while putting the old chain back), is rolled back whole: never
+        // committed half-done.
+        let ended = match &switched {
+            Ok(_) => self.store.lock().end_batch(),
+            Err(_) => self.store.lock().rollback_batch(),
+        };
         let held = self.held_events.lock().take().unwrap_or_default();
-        if let Err(e) = committed {
+        if let Err(e) = ended {
             // Nothing of the switch reached the disk: go back to what is there.
             self.reload_head_locked()?;
             return Err(e.into());
         }
+        let reverted = match switched {
+            Ok(reverted) => reverted,
+            Err(e) => {
+                // The disk holds the chain as it was; so does memory, unless putting the old
+                // chain back failed midway: then reload it from the disk.
+                if self.head().hash != original {
+                    tracing::warn!(error = %e, "a failed reorganisation could not be undone in memory; reloading the head");
+                    self.reload_head_locked()?;
+                }
+                return Err(e);
+            }
+        };
         for event in held {
             let _ = self.events.send(event);
         }
-        let reverted = switched?;
         // Transactions of the abandoned blocks that the branch did not include go back to the pool.
         let included: std::collections::HashSet<B256> =
             branch.iter().flat_map(|b| b.body.transactions.iter().map(|t| *t.tx_hash())).collect();
