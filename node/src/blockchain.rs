@@ -12,7 +12,7 @@ use alloy_primitives::{Address, B256, U256};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
-use crate::chain::ChainSpec;
+use crate::chain::{next_gas_limit, ChainSpec, SealLimits};
 use crate::consensus::clique::{self, CliqueError, Proposal, Snapshot};
 use crate::crypto::SigningKey;
 use crate::execution::{execute_block, receipts_bloom, BlockInput, BlockOutcome, ExecError, InvalidTxPolicy};
@@ -111,6 +111,8 @@ pub struct Blockchain {
     /// of blocks that RPC reads cannot see).
     held_events: Mutex<Option<Vec<Arc<NewBlock>>>>,
     import_lock: Mutex<()>,
+    /// What this node's sealer builds within the chain's rules.
+    seal_limits: SealLimits,
 }
 
 /// Seconds since the Unix epoch.
@@ -146,7 +148,21 @@ impl Blockchain {
             events,
             held_events: Mutex::new(None),
             import_lock: Mutex::new(()),
+            seal_limits: SealLimits::default(),
         })
+    }
+
+    /// Sets what this node's sealer builds (gas limit target, a lower byte limit), after checking
+    /// the limits against the chain's rules.
+    pub fn with_seal_limits(mut self, limits: SealLimits) -> Result<Self, crate::chain::SealLimitsError> {
+        limits.check(&self.spec)?;
+        self.seal_limits = limits;
+        Ok(self)
+    }
+
+    /// What this node's sealer builds within the chain's rules.
+    pub fn seal_limits(&self) -> &SealLimits {
+        &self.seal_limits
     }
 
     /// The chain specification.
@@ -213,7 +229,13 @@ impl Blockchain {
         ValidationContext {
             chain_id: self.spec.chain_id,
             block_gas_limit: self.head.read().header.gas_limit,
-            max_tx_bytes: self.pool.config().max_tx_bytes,
+            // A transaction too large for any block this node seals (or, on a follower, any block
+            // of the chain) would wait in the pool for ever.
+            max_tx_bytes: self
+                .pool
+                .config()
+                .max_tx_bytes
+                .min(usize::try_from(self.seal_limits.largest_tx(&self.spec)).unwrap_or(usize::MAX)),
             allowlist: self.spec.p2pe.allowlist.as_ref(),
         }
     }
@@ -231,7 +253,9 @@ impl Blockchain {
     /// If a branch block is invalid, the original chain is restored and the error returned.
     ///
     /// The switch is one SQLite transaction (a batch) and its block events are sent after it
-    /// commits, so RPC readers see the old chain or the new one, never the fork point alone.
+    /// commits, so RPC readers see the old chain or the new one, never the fork point alone. A
+    /// switch that fails (an invalid block, a storage error) is rolled back whole, its events are
+    /// dropped, and the head is reloaded from the disk if memory could not be put back.
     /// (In memory the head moves block by block meanwhile; the import lock keeps every other
     /// writer out.)
     pub fn reorg_to(&self, branch: Vec<Block>, now: Option<u64>) -> Result<B256, ImportError> {
@@ -254,20 +278,38 @@ impl Blockchain {
         // The whole switch is one SQLite transaction: readers (RPC) see the old branch until
         // the new one is complete, never the chain cut back to the fork point in between (with
         // the orphaned blocks' transaction index and receipts gone while the branch executes).
+        let original = self.head().hash;
         self.store.lock().begin_batch()?;
         *self.held_events.lock() = Some(Vec::new());
         let switched = self.switch_locked(&branch, fork_number, now);
-        let committed = self.store.lock().end_batch();
+        // A switch that failed, however far it got (an invalid branch block, or a storage error
+        // while switching or while putting the old chain back), is rolled back whole: never
+        // committed half-done.
+        let ended = match &switched {
+            Ok(_) => self.store.lock().end_batch(),
+            Err(_) => self.store.lock().rollback_batch(),
+        };
         let held = self.held_events.lock().take().unwrap_or_default();
-        if let Err(e) = committed {
+        if let Err(e) = ended {
             // Nothing of the switch reached the disk: go back to what is there.
             self.reload_head_locked()?;
             return Err(e.into());
         }
+        let reverted = match switched {
+            Ok(reverted) => reverted,
+            Err(e) => {
+                // The disk holds the chain as it was; so does memory, unless putting the old
+                // chain back failed midway: then reload it from the disk.
+                if self.head().hash != original {
+                    tracing::warn!(error = %e, "a failed reorganisation could not be undone in memory; reloading the head");
+                    self.reload_head_locked()?;
+                }
+                return Err(e);
+            }
+        };
         for event in held {
             let _ = self.events.send(event);
         }
-        let reverted = switched?;
         // Transactions of the abandoned blocks that the branch did not include go back to the pool.
         let included: std::collections::HashSet<B256> =
             branch.iter().flat_map(|b| b.body.transactions.iter().map(|t| *t.tx_hash())).collect();
@@ -340,7 +382,8 @@ impl Blockchain {
         Ok(())
     }
 
-    /// Whether a branch tip should replace the current head under EIP-3436 fork choice.
+    /// Whether a branch tip should replace the current head under EIP-3436 fork choice (on a
+    /// full tie the current head, seen first, stays).
     pub fn prefers(&self, tip: &crate::consensus::clique::fork_choice::Tip) -> bool {
         let head = self.head();
         let Ok(signer) = clique::recover_sealer(&head.header) else { return true };
@@ -351,7 +394,7 @@ impl Blockchain {
             signer,
         };
         let signers = head.snapshot.signers_sorted();
-        crate::consensus::clique::fork_choice::compare(tip, &ours, &signers) == std::cmp::Ordering::Greater
+        crate::consensus::clique::fork_choice::prefers(tip, &ours, &signers)
     }
 
     /// Takes the head block off the canonical chain (for reorgs); returns it.
@@ -416,6 +459,14 @@ impl Blockchain {
         }
         if block.header.parent_hash != head.hash {
             return Err(ImportError::NotOnHead { number, hash, parent: block.header.parent_hash });
+        }
+        let size = alloy_rlp::Encodable::length(&block) as u64;
+        if size > self.spec.max_block_bytes() {
+            return Err(invalid(format!(
+                "block size rule: the block is {size} bytes, over the chain's limit of {} bytes \
+                 (config.p2pe.maxBlockBytes)",
+                self.spec.max_block_bytes()
+            )));
         }
         let (snapshot, _signer) = clique::verify_header(
             &self.spec.clique,
@@ -485,22 +536,30 @@ impl Blockchain {
         if !head.snapshot.signers.contains(&signer) || head.snapshot.signed_recently(number, &signer) {
             return Ok(None);
         }
-        let intent =
-            clique::SealIntent { signer: &signer, timestamp, gas_limit: head.header.gas_limit, vote };
+        let gas_limit = next_gas_limit(head.header.gas_limit, self.seal_limits.gas_target(&self.spec));
+        let intent = clique::SealIntent { signer: &signer, timestamp, gas_limit, vote };
         let mut header =
             clique::prepare_header(&self.spec.clique, &head.header, head.hash, &head.snapshot, intent);
         let input = block_input_for_signer(&header, signer);
         let max_txs = (header.gas_limit / 21_000) as usize;
+        let tx_bytes = self.tx_byte_budget(&header);
         let outcome = {
             let state = self.state.read();
             let candidates =
                 self.pool.best(|a| state.accounts.get(a).map(|e| e.info.nonce).unwrap_or(0), max_txs);
             let hashes = self.hashes.read();
-            execute_block(self.spec.chain_id, &*state, &hashes, &input, candidates, InvalidTxPolicy::Skip)
-                .map_err(|e| match e {
-                    ExecError::State(s) => ImportError::State(s),
-                    other => ImportError::Invalid { number, hash: B256::ZERO, reason: other.to_string() },
-                })?
+            execute_block(
+                self.spec.chain_id,
+                &*state,
+                &hashes,
+                &input,
+                candidates,
+                InvalidTxPolicy::Skip { tx_bytes },
+            )
+            .map_err(|e| match e {
+                ExecError::State(s) => ImportError::State(s),
+                other => ImportError::Invalid { number, hash: B256::ZERO, reason: other.to_string() },
+            })?
         };
         for skipped in &outcome.skipped {
             if !skipped.retry {
@@ -542,10 +601,36 @@ impl Blockchain {
                 withdrawals: Some(Default::default()),
             },
         };
+        let size = alloy_rlp::Encodable::length(&block) as u64;
+        if size > self.seal_limits.block_bytes(&self.spec) {
+            applied.rollback();
+            return Err(ImportError::Invalid {
+                number,
+                hash,
+                reason: format!("the sealed block is {size} bytes, over the byte limit it was built for"),
+            });
+        }
         let senders = outcome.txs.iter().map(|t| t.signer()).collect();
         let sealed = SealedBlock { hash, block, senders };
         self.commit_executed(sealed.clone(), outcome, snapshot, &head, Some(applied))?;
         Ok(Some(sealed))
+    }
+
+    /// Bytes left for transactions in a block built on `header` (prepared, not yet filled): the
+    /// sealer's byte limit less the block without transactions, less what filling in the gas used
+    /// and the longer list headers can add.
+    fn tx_byte_budget(&self, header: &Header) -> usize {
+        const FILL_SLACK: u64 = 32;
+        let empty = Block {
+            header: header.clone(),
+            body: alloy_consensus::BlockBody {
+                transactions: vec![],
+                ommers: vec![],
+                withdrawals: Some(Default::default()),
+            },
+        };
+        let fixed = alloy_rlp::Encodable::length(&empty) as u64 + FILL_SLACK;
+        usize::try_from(self.seal_limits.block_bytes(&self.spec).saturating_sub(fixed)).unwrap_or(usize::MAX)
     }
 
     /// The shared tail of sealing and import: check roots, apply, persist, move the head.

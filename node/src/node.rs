@@ -32,6 +32,8 @@ pub struct NodeConfig {
     pub chain: ChainOptions,
     /// The peer network, if enabled.
     pub network: Option<crate::network::NetworkConfig>,
+    /// What the sealer builds within the chain's rules (gas limit target, a lower byte limit).
+    pub seal: crate::chain::SealLimits,
     /// The market keeper's key, if this node runs a keeper ([`crate::keeper`]). The chain must
     /// have the market and the key must be a registry operator.
     pub keeper: Option<SigningKey>,
@@ -56,7 +58,8 @@ impl Node {
     pub async fn start(spec: ChainSpec, config: NodeConfig) -> anyhow::Result<Self> {
         let store = Store::open(&config.datadir, config.chain.state_history)?;
         let pool = Arc::new(TxPool::new(config.pool));
-        let chain = Arc::new(Blockchain::open(spec, store, pool, &config.chain)?);
+        let chain =
+            Arc::new(Blockchain::open(spec, store, pool, &config.chain)?.with_seal_limits(config.seal)?);
         let keeper = match config.keeper.clone() {
             Some(key) => {
                 let market = chain.spec().p2pe.market.clone().ok_or_else(|| {

@@ -55,6 +55,18 @@ impl Testnet {
     /// Runs `BIN testnet --generate-only` into `dir` (which must be empty or absent) with
     /// `period`-second blocks, on loopback ports chosen away from the ephemeral range.
     pub fn generate(bin: &Path, dir: &Path, signers: usize, followers: usize, period: u64) -> Self {
+        Self::generate_with(bin, dir, signers, followers, period, &[])
+    }
+
+    /// [`Testnet::generate`] with more arguments for `p2pe-node testnet` (e.g. `--max-block-bytes`).
+    pub fn generate_with(
+        bin: &Path,
+        dir: &Path,
+        signers: usize,
+        followers: usize,
+        period: u64,
+        extra: &[&str],
+    ) -> Self {
         // Node i uses base + i: the bases are far from the ports the OS hands out, and every
         // port of each range is free now (other node processes may run on this machine).
         let n = signers + followers;
@@ -64,6 +76,7 @@ impl Testnet {
                 .args(["testnet", "--generate-only", "--period", &period.to_string()])
                 .args(["--signers", &signers.to_string(), "--followers", &followers.to_string()])
                 .args(["--rpc-base-port", &rpc.to_string(), "--p2p-base-port", &p2p.to_string()])
+                .args(extra)
                 .arg("--dir")
                 .arg(dir),
         );

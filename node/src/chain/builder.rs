@@ -34,6 +34,8 @@ pub struct GenesisParams {
     pub allowlist: Option<Vec<Address>>,
     /// Genesis timestamp.
     pub timestamp: u64,
+    /// `config.p2pe.maxBlockBytes`, if not the default.
+    pub max_block_bytes: Option<u64>,
 }
 
 impl Default for GenesisParams {
@@ -47,6 +49,7 @@ impl Default for GenesisParams {
             funded: vec![],
             allowlist: None,
             timestamp: 0,
+            max_block_bytes: None,
         }
     }
 }
@@ -92,8 +95,15 @@ pub fn build_genesis(params: &GenesisParams) -> Genesis {
     genesis.config.cancun_time = Some(0);
     genesis.config.prague_time = Some(0);
     genesis.config.osaka_time = Some(0);
+    let mut p2pe = serde_json::Map::new();
     if let Some(list) = &params.allowlist {
-        genesis.config.extra_fields.insert("p2pe".into(), serde_json::json!({ "allowlist": list }));
+        p2pe.insert("allowlist".into(), serde_json::json!(list));
+    }
+    if let Some(bytes) = params.max_block_bytes {
+        p2pe.insert("maxBlockBytes".into(), serde_json::json!(bytes));
+    }
+    if !p2pe.is_empty() {
+        genesis.config.extra_fields.insert("p2pe".into(), p2pe.into());
     }
     genesis
 }

@@ -9,7 +9,10 @@ use alloy_genesis::{Genesis, GenesisAccount};
 use alloy_primitives::{Address, Bytes, B256, B64, U256};
 use serde::{Deserialize, Serialize};
 
-use super::{DEFAULT_EPOCH, EXTRA_SEAL, EXTRA_VANITY, TX_GAS_LIMIT_CAP};
+use super::{
+    DEFAULT_EPOCH, DEFAULT_MAX_BLOCK_BYTES, EXTRA_SEAL, EXTRA_VANITY, MAX_BLOCK_BYTES_CEILING, MAX_GAS_LIMIT,
+    MIN_BLOCK_BYTES, MIN_GAS_LIMIT, TX_GAS_LIMIT_CAP,
+};
 use crate::state::WorldState;
 
 /// Why a genesis file was refused. Every variant names the field at fault.
@@ -68,6 +71,10 @@ pub struct P2peConfig {
     /// The energy market deployed in this genesis, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub market: Option<super::MarketDeployment>,
+    /// Largest block, in bytes of its RLP encoding: a consensus rule, checked on every block
+    /// sealed, imported or re-verified. Default [`DEFAULT_MAX_BLOCK_BYTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_block_bytes: Option<u64>,
 }
 
 /// Everything fixed about a chain: its identity, consensus parameters and genesis block.
@@ -166,14 +173,28 @@ impl ChainSpec {
         if signers.windows(2).any(|w| w[0] >= w[1]) {
             return Err(field("extraData", "signer addresses must be sorted ascending and unique"));
         }
-        if genesis.gas_limit < 21_000 {
+        if genesis.gas_limit < MIN_GAS_LIMIT {
             return Err(field(
                 "gasLimit",
-                format!("{} is below the 21000 a transfer needs", genesis.gas_limit),
+                format!(
+                    "{} is below the minimum block gas limit {MIN_GAS_LIMIT} (the EIP-7825 transaction gas cap)",
+                    genesis.gas_limit
+                ),
             ));
         }
-        if genesis.gas_limit > i64::MAX as u64 {
+        if genesis.gas_limit > MAX_GAS_LIMIT {
             return Err(field("gasLimit", "is over 2^63-1"));
+        }
+        if let Some(bytes) = p2pe.max_block_bytes {
+            if !(MIN_BLOCK_BYTES..=MAX_BLOCK_BYTES_CEILING).contains(&bytes) {
+                return Err(field(
+                    "config.p2pe.maxBlockBytes",
+                    format!(
+                        "{bytes} is outside {MIN_BLOCK_BYTES}..={MAX_BLOCK_BYTES_CEILING} (a block must hold a \
+                         header and two 128 KiB transactions, and fit one gossip message)"
+                    ),
+                ));
+            }
         }
         match genesis.base_fee_per_gas {
             None | Some(0) => {}
@@ -239,6 +260,12 @@ impl ChainSpec {
     /// The largest gas a single transaction may use: the block gas limit, capped by EIP-7825.
     pub fn tx_gas_cap(&self, block_gas_limit: u64) -> u64 {
         block_gas_limit.min(TX_GAS_LIMIT_CAP)
+    }
+
+    /// Largest block, in bytes of its RLP encoding (`config.p2pe.maxBlockBytes`, default
+    /// [`DEFAULT_MAX_BLOCK_BYTES`]). A block over it is invalid.
+    pub fn max_block_bytes(&self) -> u64 {
+        self.p2pe.max_block_bytes.unwrap_or(DEFAULT_MAX_BLOCK_BYTES)
     }
 
     /// Whether `sender` may send transactions under the allowlist (always, if there is none).
@@ -313,6 +340,35 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(no_clique.contains("config.clique"), "{no_clique}");
+    }
+
+    #[test]
+    fn block_limits_in_the_genesis_are_checked() {
+        let extra = extra_for("0x1111111111111111111111111111111111111111");
+        let spec = ChainSpec::from_json(&sample(&extra, "")).unwrap();
+        assert_eq!(spec.max_block_bytes(), DEFAULT_MAX_BLOCK_BYTES);
+        let with = |p2pe: &str| {
+            sample(&extra, "").replace(r#""epoch":30000}"#, &format!(r#""epoch":30000}},"p2pe":{p2pe}"#))
+        };
+        let spec = ChainSpec::from_json(&with(r#"{"maxBlockBytes":1048576}"#)).unwrap();
+        assert_eq!(spec.max_block_bytes(), 1_048_576);
+        for (bytes, ok) in [
+            (MIN_BLOCK_BYTES - 1, false),
+            (MIN_BLOCK_BYTES, true),
+            (MAX_BLOCK_BYTES_CEILING, true),
+            (MAX_BLOCK_BYTES_CEILING + 1, false),
+        ] {
+            let r = ChainSpec::from_json(&with(&format!(r#"{{"maxBlockBytes":{bytes}}}"#)));
+            assert_eq!(r.is_ok(), ok, "{bytes}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains("config.p2pe.maxBlockBytes"), "{e}");
+            }
+        }
+        let low = sample(&extra, "").replace("0x1c9c380", &format!("{:#x}", MIN_GAS_LIMIT - 1));
+        let err = ChainSpec::from_json(&low).unwrap_err().to_string();
+        assert!(err.contains("gasLimit") && err.contains("minimum block gas limit"), "{err}");
+        let at = sample(&extra, "").replace("0x1c9c380", &format!("{MIN_GAS_LIMIT:#x}"));
+        assert!(ChainSpec::from_json(&at).is_ok());
     }
 
     #[test]

@@ -137,6 +137,16 @@ impl NodeArgs {
     }
 }
 
+/// What this node's sealer builds, within the chain's rules.
+#[derive(Debug, Clone, Args)]
+pub struct SealArgs {
+    /// Block gas limit the sealer steers toward: each block it seals moves the gas limit one
+    /// step (just under parent/1024, the most a block may change it) toward this value, as geth's
+    /// --miner.gaslimit does. At least 16777216 (the chain's minimum). Default: the genesis gas limit.
+    #[arg(long)]
+    pub gas_limit_target: Option<u64>,
+}
+
 /// Reads a keystore password from a file (first line) or from `P2PE_PASSWORD`.
 pub fn read_password(file: Option<&Path>) -> anyhow::Result<String> {
     if let Some(path) = file {

@@ -6,7 +6,7 @@ use alloy_primitives::U256;
 use alloy_signer_local::{coins_bip39::English, MnemonicBuilder};
 use clap::Args;
 
-use super::common::{shutdown_signal, NodeArgs, RpcArgs};
+use super::common::{shutdown_signal, NodeArgs, RpcArgs, SealArgs};
 use crate::chain::{
     build_genesis, deploy_market, ChainSpec, GenesisParams, GenesisParticipant, MarketConfig,
 };
@@ -32,6 +32,10 @@ pub struct DevArgs {
     /// Block gas limit (high, so that gas never limits throughput on the dev chain).
     #[arg(long, default_value_t = 3_000_000_000)]
     pub gas_limit: u64,
+    /// Largest block, in bytes of RLP: written to the dev genesis (config.p2pe.maxBlockBytes), a
+    /// rule of the chain. Default 8 MiB (EIP-7934's limit); 262144 to 12582912.
+    #[arg(long)]
+    pub max_block_bytes: Option<u64>,
     /// Number of prefunded accounts derived from the mnemonic.
     #[arg(long, default_value_t = 10)]
     pub accounts: u32,
@@ -64,6 +68,8 @@ pub struct DevArgs {
     /// 97 (an operator in the dev genesis, not account 0), so that every order costs ≤ 50k gas.
     #[arg(long)]
     pub no_keeper: bool,
+    #[command(flatten)]
+    pub seal: SealArgs,
     #[command(flatten)]
     pub rpc: RpcArgs,
     #[command(flatten)]
@@ -169,6 +175,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 signers: vec![sealer.address()],
                 funded: keys.iter().map(|k| (k.address(), U256::from(args.balance) * ether)).collect(),
                 timestamp: crate::blockchain::unix_now(),
+                max_block_bytes: args.max_block_bytes,
                 ..Default::default()
             };
             let mut genesis = build_genesis(&params);
@@ -205,6 +212,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             chain: args.node.chain(),
             network: None,
             keeper: keeper.clone(),
+            seal: crate::chain::SealLimits {
+                gas_limit_target: args.seal.gas_limit_target,
+                max_block_bytes: None,
+            },
         },
     )
     .await?;

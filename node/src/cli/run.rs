@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::common::{load_keystore, read_password, shutdown_signal, NodeArgs, P2pArgs, RpcArgs};
+use super::common::{load_keystore, read_password, shutdown_signal, NodeArgs, P2pArgs, RpcArgs, SealArgs};
 use crate::chain::ChainSpec;
 use crate::node::{Node, NodeConfig};
 use crate::storage::Store;
@@ -32,6 +32,13 @@ pub struct RunArgs {
     /// variable).
     #[arg(long, requires = "keeper_keystore")]
     pub keeper_password_file: Option<PathBuf>,
+    /// Largest block this node seals, in bytes of RLP. It may only lower the chain's limit
+    /// (config.p2pe.maxBlockBytes in the genesis, default 8 MiB), which every node enforces on
+    /// every block; at least 262144.
+    #[arg(long)]
+    pub max_block_bytes: Option<u64>,
+    #[command(flatten)]
+    pub seal: SealArgs,
     #[command(flatten)]
     pub rpc: RpcArgs,
     #[command(flatten)]
@@ -98,6 +105,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             chain: args.node.chain(),
             network: args.p2p.config(&args.datadir),
             keeper: keeper.clone(),
+            seal: crate::chain::SealLimits {
+                gas_limit_target: args.seal.gas_limit_target,
+                max_block_bytes: args.max_block_bytes,
+            },
         },
     )
     .await?;

@@ -39,6 +39,10 @@ pub struct TestnetArgs {
     /// First peer-network port (node i uses base + i).
     #[arg(long, default_value_t = 30303)]
     pub p2p_base_port: u16,
+    /// Largest block, in bytes of RLP (config.p2pe.maxBlockBytes in the genesis, a chain rule).
+    /// Default 8 MiB; 262144 to 12582912.
+    #[arg(long)]
+    pub max_block_bytes: Option<u64>,
     /// Only write everything (including DIR/testnet.json with each node's command line); start nothing.
     #[arg(long)]
     pub generate_only: bool,
@@ -98,6 +102,7 @@ fn generate(args: &TestnetArgs) -> anyhow::Result<Vec<TestnetNode>> {
         signers: signer_addrs.clone(),
         funded: users.iter().map(|k| (k.address(), U256::from(10_000u64) * ether)).collect(),
         timestamp: now,
+        max_block_bytes: args.max_block_bytes,
         ..Default::default()
     };
     let mut genesis = build_genesis(&params);

@@ -2,6 +2,7 @@
 
 use alloy_consensus::{transaction::Recovered, ReceiptEnvelope, Transaction, TxEnvelope};
 use alloy_primitives::{Address, Bytes, TxHash};
+use alloy_rlp::Encodable;
 use revm::context::Context;
 use revm::context_interface::result::{EVMError, ExecutionResult, InvalidTransaction};
 use revm::{ExecuteCommitEvm, MainBuilder, MainContext};
@@ -12,8 +13,13 @@ use crate::state::{BlockHashes, StateChanges, StateError, StateOverlay, StateRea
 /// What to do with a transaction that cannot be executed (bad nonce, over the gas left...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvalidTxPolicy {
-    /// Leave it out of the block (block building).
-    Skip,
+    /// Leave it out of the block (block building). A transaction whose encoding would take the
+    /// block's transactions over `tx_bytes` bytes is left out too, to wait for a later block (the
+    /// chain's block byte limit, see [`crate::chain::ChainSpec::max_block_bytes`]).
+    Skip {
+        /// Bytes left for the block's transactions (their RLP encodings, as in the block body).
+        tx_bytes: usize,
+    },
     /// Fail the whole block (block import).
     Reject,
 }
@@ -91,7 +97,19 @@ pub fn execute_block<R: StateReader + ?Sized>(
         .with_cfg(cfg_env(chain_id))
         .build_mainnet();
     let mut out = BlockOutcome::default();
+    let mut tx_bytes = 0usize;
     for (index, tx) in txs.into_iter().enumerate() {
+        let size = tx.inner().length();
+        if let InvalidTxPolicy::Skip { tx_bytes: budget } = policy {
+            if tx_bytes + size > budget {
+                let reason = format!(
+                    "its {size} bytes would take the block over its byte limit ({} of {budget} bytes used)",
+                    tx_bytes
+                );
+                out.skipped.push(SkippedTx { tx, reason, retry: true });
+                continue;
+            }
+        }
         let gas_left = input.gas_limit - out.gas_used;
         if tx.inner().gas_limit() > gas_left {
             let reason =
@@ -100,7 +118,7 @@ pub fn execute_block<R: StateReader + ?Sized>(
                 InvalidTxPolicy::Reject => {
                     return Err(ExecError::InvalidTransaction { index, hash: *tx.inner().tx_hash(), reason })
                 }
-                InvalidTxPolicy::Skip => {
+                InvalidTxPolicy::Skip { .. } => {
                     out.skipped.push(SkippedTx { tx, reason, retry: true });
                     continue;
                 }
@@ -120,6 +138,7 @@ pub fn execute_block<R: StateReader + ?Sized>(
                 out.receipts.push(build_receipt(tx.inner().tx_type(), success, out.gas_used, logs));
                 out.tx_outcomes.push(TxOutcome { gas_used, contract_address, output });
                 out.txs.push(tx);
+                tx_bytes += size;
             }
             Err(EVMError::Database(e)) => return Err(ExecError::State(e)),
             Err(err) => {
@@ -140,7 +159,7 @@ pub fn execute_block<R: StateReader + ?Sized>(
                             reason,
                         })
                     }
-                    InvalidTxPolicy::Skip => out.skipped.push(SkippedTx { tx, reason, retry }),
+                    InvalidTxPolicy::Skip { .. } => out.skipped.push(SkippedTx { tx, reason, retry }),
                 }
             }
         }

@@ -10,6 +10,18 @@ pub const MAX_REQUEST_BYTES: u64 = 1024;
 pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 /// Most blocks one range request may ask for.
 pub const MAX_BLOCKS_PER_REQUEST: u32 = 256;
+/// Bytes of RLP blocks one range answer carries at most: the serving side stops adding blocks at
+/// this budget (an answer always holds at least one block). The answer is CBOR, where serde
+/// writes each byte of a block as an integer of one or two bytes, so twice the budget plus
+/// framing must stay under [`MAX_RESPONSE_BYTES`]; and the largest block a chain may allow must fit.
+pub const SYNC_RESPONSE_BUDGET: usize = 16 * 1024 * 1024;
+
+const _: () = {
+    assert!(2 * SYNC_RESPONSE_BUDGET + 1024 * 1024 <= MAX_RESPONSE_BYTES as usize);
+    assert!(crate::chain::MAX_BLOCK_BYTES_CEILING as usize <= SYNC_RESPONSE_BUDGET);
+    // A block is gossiped whole, in one message with room for gossipsub's framing.
+    assert!(crate::chain::MAX_BLOCK_BYTES_CEILING as usize + 1024 * 1024 <= MAX_GOSSIP_BYTES);
+};
 
 /// Gossip topic of new blocks on a chain.
 pub fn blocks_topic(chain_id: u64, genesis: &alloy_primitives::B256) -> String {

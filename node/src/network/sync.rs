@@ -1,6 +1,10 @@
 //! Catching up with peers: ask a peer for its status; if its chain is better (EIP-3436), fetch
 //! its canonical blocks from a little below our head, import what extends our chain and switch
 //! to its branch where it diverges.
+//!
+//! Range answers are capped in bytes by the serving side ([`super::protocol::SYNC_RESPONSE_BUDGET`]); an answer
+//! that comes back with fewer blocks than asked makes the next request ask for that many, and
+//! full answers double it again up to [`MAX_BLOCKS_PER_REQUEST`] (see [`next_batch`]).
 
 use std::sync::Arc;
 
@@ -38,10 +42,26 @@ pub(super) async fn run(
     cmds: mpsc::Sender<Command>,
     mut rx: mpsc::Receiver<(PeerId, Option<Block>)>,
 ) {
+    // Blocks per range request, adapted to the sizes of the blocks peers send.
+    let mut batch = MAX_BLOCKS_PER_REQUEST;
     while let Some((peer, _hint)) = rx.recv().await {
-        if let Err(e) = sync_with(&chain, &cmds, peer).await {
+        if let Err(e) = sync_with(&chain, &cmds, peer, &mut batch).await {
             tracing::debug!(%peer, error = %e, "sync attempt failed");
         }
+    }
+}
+
+/// The number of blocks to ask for next, after asking for `asked` blocks (with `batch` the
+/// current request size) and getting `got`: an answer cut short by the peer's byte budget means
+/// that many blocks is what fits; a full answer at the current size doubles it.
+pub(super) fn next_batch(batch: u32, asked: u32, got: usize) -> u32 {
+    let got = u32::try_from(got).unwrap_or(u32::MAX);
+    if got < asked {
+        got.max(1)
+    } else if asked >= batch {
+        batch.saturating_mul(2).min(MAX_BLOCKS_PER_REQUEST)
+    } else {
+        batch
     }
 }
 
@@ -49,6 +69,7 @@ async fn sync_with(
     chain: &Arc<Blockchain>,
     cmds: &mpsc::Sender<Command>,
     peer: PeerId,
+    batch: &mut u32,
 ) -> Result<(), String> {
     let SyncResponse::Status { genesis, head: their_head, head_hash, total_difficulty } =
         request(cmds, peer, SyncRequest::Status).await?
@@ -68,7 +89,7 @@ async fn sync_with(
     let mut from = ours.header.number.saturating_sub(REORG_WINDOW).max(1);
     let mut branch: Vec<Block> = Vec::new();
     while from <= their_head {
-        let count = ((their_head - from + 1) as u32).min(MAX_BLOCKS_PER_REQUEST);
+        let count = u32::try_from(their_head - from + 1).unwrap_or(u32::MAX).min(*batch);
         let SyncResponse::Blocks(raw) = request(cmds, peer, SyncRequest::Blocks { from, count }).await?
         else {
             return Err("unexpected answer to a blocks request".into());
@@ -76,6 +97,16 @@ async fn sync_with(
         if raw.is_empty() {
             break;
         }
+        let size: usize = raw.iter().map(Vec::len).sum();
+        if raw.len() > count as usize {
+            let _ = cmds.send(Command::Punish { peer, offence: Offence::Garbage }).await;
+            return Err(format!("a range answer of {} blocks for {count} asked", raw.len()));
+        }
+        let next = next_batch(*batch, count, raw.len());
+        if next < *batch {
+            tracing::debug!(%peer, asked = count, got = raw.len(), bytes = size, next, "range answer cut by the peer's byte budget");
+        }
+        *batch = next;
         for bytes in raw {
             let Ok(block) = Block::decode(&mut bytes.as_slice()) else {
                 let _ = cmds.send(Command::Punish { peer, offence: Offence::Garbage }).await;
@@ -150,4 +181,24 @@ async fn punish_import(cmds: &mpsc::Sender<Command>, peer: PeerId, e: ImportErro
         let _ = cmds.send(Command::Punish { peer, offence: Offence::InvalidBlock }).await;
     }
     Err(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_size_follows_what_fits_in_an_answer() {
+        let max = MAX_BLOCKS_PER_REQUEST;
+        // Cut short by the budget: ask for what came.
+        assert_eq!(next_batch(max, max, 3), 3);
+        assert_eq!(next_batch(3, 3, 1), 1);
+        // Never below one.
+        assert_eq!(next_batch(1, 1, 0), 1);
+        // Full answers grow it back, up to the maximum.
+        assert_eq!(next_batch(3, 3, 3), 6);
+        assert_eq!(next_batch(200, 200, 200), max);
+        // A full answer to a smaller request (the tail of their chain) leaves it as it was.
+        assert_eq!(next_batch(64, 10, 10), 64);
+    }
 }

@@ -168,6 +168,14 @@ impl Store {
         Ok(())
     }
 
+    /// Rolls back the batch started by [`Store::begin_batch`]: nothing of it reaches the disk.
+    pub fn rollback_batch(&mut self) -> Result<(), StorageError> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        Ok(())
+    }
+
     /// Runs read queries on the writer connection, which sees the writes of an open batch
     /// (the read pool only sees committed ones).
     pub fn read<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E> {

@@ -3,7 +3,14 @@
 //! 1. the higher total difficulty wins;
 //! 2. on a tie, the lower block number (the shorter chain) wins;
 //! 3. on a tie, the tip whose signer was in turn least recently wins;
-//! 4. on a tie, the lower block hash wins.
+//! 4. on a tie, EIP-3436 picks the lower block hash; this node instead keeps the tip it saw
+//!    first ([`prefers`] is false on a full tie).
+//!
+//! Rule 4 only decides between two blocks at the same height signed by the same signer (the
+//! signer equivocated, or someone malleated a seal, which `seal.rs` refuses). Switching to the
+//! lower hash there lets whoever can produce such a twin make every node drop the block it has
+//! and re-execute another, as often as they like; keeping the first one costs nothing, and the
+//! next block, which extends one of them with more difficulty, settles it for everyone.
 
 use std::cmp::Ordering;
 
@@ -39,19 +46,21 @@ pub fn last_in_turn(number: u64, signer: &Address, signers: &[Address]) -> Optio
     }
 }
 
-/// Compares two tips; `Ordering::Greater` means `a` is preferred. `signers` is the signer list
-/// (sorted) that applies at the tips.
+/// Compares two tips under EIP-3436's rules 1–3; `Ordering::Greater` means `a` is preferred,
+/// `Ordering::Equal` is a full tie. `signers` is the signer list (sorted) that applies at the tips.
 pub fn compare(a: &Tip, b: &Tip, signers: &[Address]) -> Ordering {
-    a.total_difficulty
-        .cmp(&b.total_difficulty)
-        .then_with(|| b.number.cmp(&a.number))
-        .then_with(|| {
-            // Least recently in turn is preferred: a smaller "last in turn" wins.
-            let la = last_in_turn(a.number, &a.signer, signers);
-            let lb = last_in_turn(b.number, &b.signer, signers);
-            lb.cmp(&la)
-        })
-        .then_with(|| b.hash.cmp(&a.hash))
+    a.total_difficulty.cmp(&b.total_difficulty).then_with(|| b.number.cmp(&a.number)).then_with(|| {
+        // Least recently in turn is preferred: a smaller "last in turn" wins.
+        let la = last_in_turn(a.number, &a.signer, signers);
+        let lb = last_in_turn(b.number, &b.signer, signers);
+        lb.cmp(&la)
+    })
+}
+
+/// Whether `candidate` should replace `current` as the head: strictly better under
+/// [`compare`]. On a full tie the current head, the tip seen first, stays.
+pub fn prefers(candidate: &Tip, current: &Tip, signers: &[Address]) -> bool {
+    candidate.hash != current.hash && compare(candidate, current, signers) == Ordering::Greater
 }
 
 #[cfg(test)]
@@ -80,8 +89,11 @@ mod tests {
         assert_eq!(last_in_turn(7, &signers[1], &signers), Some(7));
         assert_eq!(last_in_turn(7, &signers[2], &signers), Some(5));
         assert_eq!(compare(&tip(10, 7, 9, 1), &tip(10, 7, 1, 2), &signers), Ordering::Greater);
-        // 4. lower hash
-        assert_eq!(compare(&tip(10, 7, 1, 1), &tip(10, 7, 2, 1), &signers), Ordering::Greater);
+        // 4. a full tie (same signer, same height): the tip seen first stays, whatever the hashes.
+        assert_eq!(compare(&tip(10, 7, 1, 1), &tip(10, 7, 2, 1), &signers), Ordering::Equal);
+        assert!(!prefers(&tip(10, 7, 1, 1), &tip(10, 7, 2, 1), &signers));
+        assert!(!prefers(&tip(10, 7, 2, 1), &tip(10, 7, 1, 1), &signers));
+        assert!(prefers(&tip(11, 7, 2, 1), &tip(10, 7, 1, 1), &signers));
         assert_eq!(last_in_turn(1, &signers[2], &signers), None);
     }
 }

@@ -16,7 +16,7 @@ pub mod verify;
 pub use proposals::Proposals;
 pub use seal::{recover_sealer, seal_hash, sign_header};
 pub use snapshot::{Snapshot, Tally, Vote};
-pub use verify::{prepare_header, verify_header, CliqueError, Proposal, SealIntent};
+pub use verify::{prepare_header, verify_gas, verify_header, CliqueError, Proposal, SealIntent};
 
 use alloy_primitives::{B64, U256};
 

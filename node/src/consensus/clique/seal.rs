@@ -1,10 +1,10 @@
 //! The Clique seal: a secp256k1 signature over the header without its last 65 bytes of extraData.
 
 use alloy_consensus::Header;
-use alloy_primitives::{Address, Bytes, B256};
+use alloy_primitives::{Address, Bytes, B256, U256};
 
 use crate::chain::EXTRA_SEAL;
-use crate::crypto::{recover_signer_unchecked, SigningKey};
+use crate::crypto::{recover_signer_unchecked, SigningKey, SECP256K1N_HALF};
 
 use super::verify::CliqueError;
 
@@ -21,6 +21,11 @@ pub fn seal_hash(header: &Header) -> Result<B256, CliqueError> {
 }
 
 /// The address that sealed `header`.
+///
+/// The seal's `s` must be in the lower half of the curve order (EIP-2's rule for transactions,
+/// applied to seals): a signature (r, s) has a twin (r, n − s) that recovers to the same signer,
+/// so without this rule anyone could turn a valid block into a second valid block with another
+/// hash, without a key.
 pub fn recover_sealer(header: &Header) -> Result<Address, CliqueError> {
     let hash = seal_hash(header)?;
     let extra = &header.extra_data;
@@ -29,6 +34,9 @@ pub fn recover_sealer(header: &Header) -> Result<Address, CliqueError> {
     // EIP-225 seals carry the recovery id as 0 or 1, nothing else.
     if sig[64] > 1 {
         return Err(CliqueError::InvalidSeal);
+    }
+    if U256::from_be_slice(&sig[32..64]) > SECP256K1N_HALF {
+        return Err(CliqueError::HighSSeal);
     }
     recover_signer_unchecked(&sig, &hash).map_err(|_| CliqueError::InvalidSeal)
 }
@@ -99,5 +107,31 @@ mod tests {
         assert_ne!(recover_sealer(&header).unwrap(), key.address());
         header.extra_data = vec![0u8; 10].into();
         assert!(matches!(recover_sealer(&header), Err(CliqueError::MissingSeal)));
+    }
+
+    /// The twin (r, n − s, 1 − v) of a seal recovers to the same signer, and is refused.
+    #[test]
+    fn high_s_twin_of_a_seal_is_refused() {
+        let key = SigningKey::from_bytes(&B256::repeat_byte(9)).unwrap();
+        let mut header = Header { number: 3, extra_data: vec![0u8; 97].into(), ..Default::default() };
+        sign_header(&mut header, &key).unwrap();
+        let seal: [u8; 65] = header.extra_data[32..].try_into().unwrap();
+        let order = SECP256K1N_HALF * U256::from(2) + U256::from(1);
+        let mut twin = seal;
+        twin[32..64].copy_from_slice(&(order - U256::from_be_slice(&seal[32..64])).to_be_bytes::<32>());
+        twin[64] = 1 - seal[64];
+        assert!(U256::from_be_slice(&twin[32..64]) > SECP256K1N_HALF);
+        // Without the rule the twin is a second valid seal by the same key.
+        let hash = seal_hash(&header).unwrap();
+        assert_eq!(recover_signer_unchecked(&twin, &hash).unwrap(), key.address());
+        let mut extra = header.extra_data.to_vec();
+        extra[32..].copy_from_slice(&twin);
+        let mut malleated = header.clone();
+        malleated.extra_data = extra.into();
+        assert_ne!(malleated.hash_slow(), header.hash_slow());
+        let err = recover_sealer(&malleated).unwrap_err();
+        assert_eq!(err, CliqueError::HighSSeal);
+        assert!(err.to_string().contains("low-s"), "{err}");
+        assert_eq!(recover_sealer(&header).unwrap(), key.address());
     }
 }

@@ -5,7 +5,9 @@ use alloy_eips::eip7685::EMPTY_REQUESTS_HASH;
 use alloy_primitives::{Address, Bytes, B256, B64, U256};
 
 use super::{Snapshot, DIFF_IN_TURN, DIFF_NO_TURN, NONCE_AUTH, NONCE_DROP};
-use crate::chain::{CliqueConfig, EXTRA_SEAL, EXTRA_VANITY};
+use crate::chain::{
+    CliqueConfig, EXTRA_SEAL, EXTRA_VANITY, GAS_LIMIT_BOUND_DIVISOR, MAX_GAS_LIMIT, MIN_GAS_LIMIT,
+};
 
 /// A Clique rule a header broke. The messages name the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,6 +18,12 @@ pub enum CliqueError {
     /// The seal does not recover to an address.
     #[error("invalid seal: the signature does not recover")]
     InvalidSeal,
+    /// The seal's `s` is in the upper half of the curve order: the malleated twin of a seal.
+    #[error(
+        "invalid seal: its s value is in the upper half of the secp256k1 order (seals must be low-s, \
+         as EIP-2 requires of transactions; a high-s seal is the malleated twin of a valid one)"
+    )]
+    HighSSeal,
     /// The signer is not in the authorised set.
     #[error("unauthorized signer {0}")]
     Unauthorized(Address),
@@ -59,9 +67,40 @@ pub enum CliqueError {
     /// Timestamp in the future.
     #[error("timestamp {0} is in the future")]
     FutureBlock(u64),
-    /// Gas rules.
-    #[error("gas: {0}")]
-    Gas(String),
+    /// The gas limit is below the chain's minimum.
+    #[error("gas limit rule: gas limit {got} is below the minimum block gas limit {min}")]
+    GasLimitBelowMinimum {
+        /// Found.
+        got: u64,
+        /// [`MIN_GAS_LIMIT`].
+        min: u64,
+    },
+    /// The gas limit moved too far from the parent's.
+    #[error(
+        "gas limit rule: gas limit {got} differs from the parent's {parent} by {diff}; a block may \
+         change it by less than parent/1024 ({bound})"
+    )]
+    GasLimitStep {
+        /// The parent's gas limit.
+        parent: u64,
+        /// Found.
+        got: u64,
+        /// |got − parent|.
+        diff: u64,
+        /// parent / 1024.
+        bound: u64,
+    },
+    /// The gas limit is over 2^63 − 1.
+    #[error("gas limit rule: gas limit {0} is over 2^63-1")]
+    GasLimitTooHigh(u64),
+    /// More gas used than the limit.
+    #[error("gas used {used} is over the block's gas limit {limit}")]
+    GasUsedOverLimit {
+        /// Gas used.
+        used: u64,
+        /// Gas limit.
+        limit: u64,
+    },
     /// A post-London field has the wrong value.
     #[error("header field {0} has the wrong value for this chain")]
     Field(&'static str),
@@ -132,22 +171,7 @@ pub fn verify_header(
     if header.difficulty != DIFF_IN_TURN && header.difficulty != DIFF_NO_TURN {
         return Err(CliqueError::Difficulty { expected: DIFF_IN_TURN, got: header.difficulty });
     }
-    if header.gas_limit > i64::MAX as u64 {
-        return Err(CliqueError::Gas(format!("gas limit {} over 2^63-1", header.gas_limit)));
-    }
-    if header.gas_used > header.gas_limit {
-        return Err(CliqueError::Gas(format!(
-            "gas used {} over gas limit {}",
-            header.gas_used, header.gas_limit
-        )));
-    }
-    let diff = header.gas_limit.abs_diff(parent.gas_limit);
-    if diff >= (parent.gas_limit / 1024).max(1) && diff != 0 {
-        return Err(CliqueError::Gas(format!(
-            "gas limit {} changes too much from parent {} (max 1/1024)",
-            header.gas_limit, parent.gas_limit
-        )));
-    }
+    verify_gas(header.gas_limit, header.gas_used, parent.gas_limit)?;
     if header.base_fee_per_gas != Some(0) {
         return Err(CliqueError::Field("baseFeePerGas (must be 0)"));
     }
@@ -180,6 +204,27 @@ pub fn verify_header(
         return Err(CliqueError::Difficulty { expected, got: header.difficulty });
     }
     Ok((snapshot, signer))
+}
+
+/// The gas rules of a header (geth's `verifyCascadingFields` for Clique, with our minimum): the
+/// limit is within [[`MIN_GAS_LIMIT`], 2^63 − 1], differs from the parent's by less than
+/// parent / 1024, and the gas used is within it.
+pub fn verify_gas(gas_limit: u64, gas_used: u64, parent_gas_limit: u64) -> Result<(), CliqueError> {
+    if gas_limit > MAX_GAS_LIMIT {
+        return Err(CliqueError::GasLimitTooHigh(gas_limit));
+    }
+    let diff = gas_limit.abs_diff(parent_gas_limit);
+    let bound = parent_gas_limit / GAS_LIMIT_BOUND_DIVISOR;
+    if diff != 0 && diff >= bound {
+        return Err(CliqueError::GasLimitStep { parent: parent_gas_limit, got: gas_limit, diff, bound });
+    }
+    if gas_limit < MIN_GAS_LIMIT {
+        return Err(CliqueError::GasLimitBelowMinimum { got: gas_limit, min: MIN_GAS_LIMIT });
+    }
+    if gas_used > gas_limit {
+        return Err(CliqueError::GasUsedOverLimit { used: gas_used, limit: gas_limit });
+    }
+    Ok(())
 }
 
 /// A proposal this signer will vote for in blocks it seals.
@@ -244,5 +289,32 @@ pub fn prepare_header(
         parent_beacon_block_root: Some(B256::ZERO),
         requests_hash: Some(EMPTY_REQUESTS_HASH),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gas_limit_rules_just_inside_and_just_outside() {
+        let parent = 100_000_000u64;
+        let bound = parent / 1024;
+        assert_eq!(verify_gas(parent, 0, parent), Ok(()));
+        assert_eq!(verify_gas(parent + bound - 1, 0, parent), Ok(()));
+        assert_eq!(verify_gas(parent - (bound - 1), 0, parent), Ok(()));
+        for got in [parent + bound, parent - bound, 1, u64::MAX / 4] {
+            let err = verify_gas(got, 0, parent).unwrap_err();
+            assert!(matches!(err, CliqueError::GasLimitStep { .. }), "{got}: {err}");
+            assert!(err.to_string().contains("parent/1024"), "{err}");
+        }
+        // The minimum holds even where the step would allow going lower.
+        let low = MIN_GAS_LIMIT + 100;
+        assert_eq!(verify_gas(MIN_GAS_LIMIT, 0, low), Ok(()));
+        let err = verify_gas(MIN_GAS_LIMIT - 1, 0, low).unwrap_err();
+        assert!(matches!(err, CliqueError::GasLimitBelowMinimum { .. }), "{err}");
+        assert!(err.to_string().contains("minimum block gas limit"), "{err}");
+        assert!(matches!(verify_gas(u64::MAX, 0, u64::MAX), Err(CliqueError::GasLimitTooHigh(_))));
+        assert!(matches!(verify_gas(parent, parent + 1, parent), Err(CliqueError::GasUsedOverLimit { .. })));
     }
 }
