@@ -302,7 +302,9 @@ export class App {
   private watchHeads(): void {
     this.unwatch?.();
     this.unwatch = this.conn!.client.watchBlocks({
-      onBlock: (block) => this.onHead(block.number, block.timestamp, block.baseFeePerGas),
+      onBlock: (block) => {
+        if (block) this.onHead(block.number, block.timestamp, block.baseFeePerGas);
+      },
       onError: () => {
         this.state.live = false;
         this.monitor?.poke();
@@ -609,7 +611,9 @@ export class App {
     if (account !== this.state.wallet.account) return;
 
     const meP = account ? this.readMe(account, blockNumber) : Promise.resolve(undefined);
+    meP.catch(() => {}); // awaited below; a failure before then must not go unhandled
     const dp = client.readContract({ address: c.registry, abi: registryAbi, functionName: 'defaultPrices', blockNumber });
+    dp.catch(() => {});
 
     const s = this.schedule()!;
     const now = this.now();
@@ -969,7 +973,21 @@ export class App {
     hash: Hex,
     account: Address,
   ): Promise<{ kind: 'mined'; receipt: TransactionReceipt } | { kind: 'stopped' | 'replaced' }> {
-    let flagged = false;
+    let flagged: number | undefined;
+    try {
+      return await this.pollTx(id, hash, account, (text) => (flagged ??= this.notify('warn', text, { sticky: true })));
+    } finally {
+      // The warning about an unseen transaction goes once the user stopped waiting or it arrived.
+      if (flagged !== undefined) this.dismiss(flagged);
+    }
+  }
+
+  private async pollTx(
+    id: number,
+    hash: Hex,
+    account: Address,
+    warn: (text: string) => void,
+  ): Promise<{ kind: 'mined'; receipt: TransactionReceipt } | { kind: 'stopped' | 'replaced' }> {
     for (;;) {
       const t = this.tracker.get(id);
       if (!t || t.state === 'dropped') return { kind: 'stopped' };
@@ -986,9 +1004,8 @@ export class App {
         }
       }
       const now = this.tracker.apply(id, { type: 'tick', at: Date.now() });
-      if (now?.unseen && !flagged) {
-        flagged = true;
-        this.notify('warn', `${now.label}: the node has not seen transaction ${hash.slice(0, 10)}… after 30 s. Your wallet may not have sent it. You can stop waiting in the transaction list.`, { sticky: true });
+      if (now?.unseen) {
+        warn(`${now.label}: the node has not seen transaction ${hash.slice(0, 10)}… after 30 s. Your wallet may not have sent it. You can stop waiting in the transaction list.`);
       }
       await sleep(500);
     }

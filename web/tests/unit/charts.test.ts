@@ -9,3 +9,15 @@ describe('chart axes', () => {
     expect(niceTicks(5, 5).length).toBeGreaterThan(0);
   });
 });
+
+import { compactNumber, increaseSinceFirst } from '../../src/charts';
+describe('meter chart for large counters', () => {
+  it('labels fit (no 8-digit Wh labels) and the line is the increase since the first reading', () => {
+    expect(compactNumber(18_389_000)).toBe('18.4 M');
+    expect(compactNumber(18_389)).toBe('18.4 k');
+    expect(compactNumber(950)).toBe('950');
+    expect(compactNumber(250_000)).toBe('250 k');
+    for (const y of [0, 5, 999, 12_345, 18_389_000, 1e10]) expect(compactNumber(y).length).toBeLessThanOrEqual(7);
+    expect(increaseSinceFirst([{ x: 1, y: 18_389_000 }, { x: 2, y: 18_389_450 }])).toEqual([{ x: 1, y: 0 }, { x: 2, y: 450 }]);
+  });
+});
