@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { niceTicks } from '../../src/charts';
+import { compactNumber, increaseSinceFirst, niceTicks } from '../../src/charts';
 
 describe('chart axes', () => {
   it('picks round tick steps within the range', () => {
@@ -10,7 +10,6 @@ describe('chart axes', () => {
   });
 });
 
-import { compactNumber, increaseSinceFirst } from '../../src/charts';
 describe('meter chart for large counters', () => {
   it('labels fit (no 8-digit Wh labels) and the line is the increase since the first reading', () => {
     expect(compactNumber(18_389_000)).toBe('18.4 M');
