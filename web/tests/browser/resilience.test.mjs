@@ -19,6 +19,7 @@ import { TestWallet, devAccount, keyClient } from './wallet.mjs';
 const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const SHOTS = path.join(root, 'web', 'test-artifacts');
 const marketAbi = JSON.parse(readFileSync(path.join(root, 'bindings', 'artifacts', 'EnergyMarket.json'), 'utf8')).abi;
+const readingsAbi = JSON.parse(readFileSync(path.join(root, 'bindings', 'artifacts', 'MeterReadings.json'), 'utf8')).abi;
 const tokenAbi = parseAbi(['function approve(address,uint256) returns (bool)']);
 const milli = 10n ** 15n;
 
@@ -239,7 +240,11 @@ describe('the dApp when things go wrong (issue 18)', { timeout: 600_000 }, () =>
     await page.click('[data-testid=tab-trade]');
   });
 
-  it('reaches every column of the settlement and open-order tables at 390 px', async () => {
+  it('reaches every column of the settlement and open-order tables at 390 px; a large meter counter draws a readable chart', async () => {
+    // Account 0's meter (key 100) is a real counter at 18,389 kWh: two readings 450 Wh apart.
+    const t = await chainNow();
+    await sendFrom(100, contracts.readings, readingsAbi, 'submitReading', [18_389_000n, 0n, BigInt(t - 4)]);
+    await sendFrom(100, contracts.readings, readingsAbi, 'submitReading', [18_389_450n, 0n, BigInt(t - 1)]);
     // Slot S: clear after its gate, settle after its grace period (from outside the page).
     const { public: p } = keyClient(node.url, contracts.chainId, 0);
     const settleAt = contracts.startTime + (Number(S) + 1) * contracts.slotLength + contracts.gracePeriod;
@@ -274,11 +279,23 @@ describe('the dApp when things go wrong (issue 18)', { timeout: 600_000 }, () =>
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(width <= 392, `page is ${width} px wide at 390 px`);
     await shot('phone-history-cards.png');
+    // The meter chart: labels fit (no 8-digit Wh labels cut to "0000000"), and the line rises.
+    const chart = '[data-testid=chart-readings]';
+    await waitText(chart, /18,389\.00 kWh/);
+    const ticks = await page.locator(`${chart} text.tick`).evaluateAll((els) => els.map((e) => e.textContent.trim()));
+    const yTicks = ticks.filter((x) => !x.includes(':'));
+    assert.ok(yTicks.length >= 2 && yTicks.every((x) => x.length <= 7), `y labels: ${yTicks}`);
+    assert.ok(yTicks.includes('0') && yTicks.some((x) => Number(x) >= 450), `y labels show the increase: ${yTicks}`);
+    const d = await page.locator(`${chart} path.s-import`).getAttribute('d');
+    const ys = [...d.matchAll(/[ML][\d.]+,([\d.]+)/g)].map((m) => Number(m[1]));
+    assert.ok(ys.length === 2 && Math.abs(ys[0] - ys[1]) > 50, `the import line is not flat: ${d}`);
     await page.setViewportSize({ width: 1280, height: 900 });
     await page.click('[data-testid=tab-trade]');
   });
 
   it('shows an outage banner with actions disabled, then reloads on a new chain after a restart on the same port', async () => {
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.click('[data-testid=tab-trade]');
     const port = node.port;
     const oldHead = Number((await textOf('[data-testid=chain-status]')).match(/block #(\d+)/)[1]);
     await node.stop();
