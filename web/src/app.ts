@@ -4,6 +4,7 @@
 import {
   type Address,
   type Hex,
+  type TransactionReceipt,
   type WalletClient,
   createWalletClient,
   custom,
@@ -17,8 +18,11 @@ import {
   zeroAddress,
 } from 'viem';
 import { type Connection, type MarketConfig, connectNode } from './chain';
+import { type ChainIdentity, NodeMonitor, judge } from './connection';
+import { gateOpen, safeDefaultSlot } from './slotchoice';
+import { type TrackedTx, Tracker } from './tracker';
 import { describeError, findErrorCode, isUserRejection, revertSentence } from './errors';
-import { formatCredits, formatEnergy, formatPrice } from './format';
+import { formatClock, formatCredits, formatEnergy, formatPrice } from './format';
 import { creditTokenAbi, energyMarketAbi, meterReadingsAbi, registryAbi } from './generated/abis';
 import {
   type Bill,
@@ -30,6 +34,7 @@ import {
   activeLevels,
   billOf,
   firstOpenSlot,
+  gateClosureTime,
   levelPrice,
   lockFor,
   phaseOf,
@@ -117,6 +122,17 @@ export interface Notice {
   id: number;
   kind: 'info' | 'ok' | 'error' | 'warn';
   text: string;
+  /** Stays until dismissed (by the user, or by the page when the wallet prompt it explains closes). */
+  sticky?: boolean;
+}
+
+/** The explorer link of a transaction: `?explorer=TEMPLATE` (kept in localStorage) or `#/tx/{hash}`. */
+export const DEFAULT_TX_LINK = '#/tx/{hash}';
+
+export interface Participant {
+  account: Address;
+  role: Role;
+  meters: Address[];
 }
 
 export type View = 'trade' | 'history' | 'operator';
@@ -153,7 +169,23 @@ export interface State {
   busy?: string;
   notices: Notice[];
   lookup?: { address: Address; role: Role; meter: Address | null; walletCredits: bigint; free: bigint; debt: bigint; isOperator: boolean };
+  /** The node has not answered since this time (ms); actions are disabled meanwhile. */
+  outageSince?: number;
+  /** Transaction hash from a `#/tx/HASH` link: highlighted in the tracker. */
+  txFocus?: string;
+  txLink: string;
+  /** Participants and meters from the registry's events (operator view). */
+  participants: Map<Address, Participant>;
 }
+
+const REGISTRY_TOPICS = [
+  toEventSelector('ParticipantRegistered(address,uint8)'),
+  toEventSelector('ParticipantRemoved(address)'),
+  toEventSelector('MeterBound(address,address)'),
+  toEventSelector('MeterUnbound(address,address)'),
+];
+const RELOAD_NOTE = 'p2pe.reloadNote';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const SETTLED_TOPIC = toEventSelector(
   'ParticipantSettled(uint64,address,uint64,uint64,uint64,uint64,uint256,uint256)',
@@ -177,7 +209,14 @@ export class App {
     readings: [],
     ownOrderSlots: new Set(),
     notices: [],
+    txLink: DEFAULT_TX_LINK,
+    participants: new Map(),
   };
+  readonly tracker = new Tracker(() => this.changed());
+  private monitor?: NodeMonitor;
+  private identity?: ChainIdentity;
+  private unwatch?: () => void;
+  private reloading = false;
   private conn?: Connection;
   private walletClient?: WalletClient;
   private listeners: Array<() => void> = [];
@@ -215,6 +254,12 @@ export class App {
   // ------------------------------------------------------------------ start
 
   async start(): Promise<void> {
+    this.setTxLink();
+    const note = sessionStorage.getItem(RELOAD_NOTE);
+    if (note) {
+      sessionStorage.removeItem(RELOAD_NOTE);
+      this.notify('warn', note, { sticky: true });
+    }
     this.setViewFromHash();
     window.addEventListener('hashchange', () => {
       this.setViewFromHash();
@@ -235,13 +280,16 @@ export class App {
       return;
     }
     this.state.config = this.conn.config;
-    this.conn.client.watchBlocks({
-      onBlock: (block) => this.onHead(block.number, block.timestamp, block.baseFeePerGas),
-      onError: () => {
+    this.watchHeads();
+    this.monitor = new NodeMonitor(this.conn.config.rpcUrl, {
+      up: (seen, wasDown) => void this.onNodeUp(seen, wasDown),
+      down: (since) => {
+        this.state.outageSince = since;
         this.state.live = false;
         this.changed();
       },
     });
+    this.monitor.start();
     // Safety net: if the subscription goes quiet (socket reconnecting), poll the head.
     window.setInterval(() => {
       if (Date.now() - this.lastHeadAt > 8_000) void this.pollHead();
@@ -249,6 +297,61 @@ export class App {
     await this.pollHead();
     this.state.loading = false;
     this.changed();
+  }
+
+  private watchHeads(): void {
+    this.unwatch?.();
+    this.unwatch = this.conn!.client.watchBlocks({
+      onBlock: (block) => {
+        if (block) this.onHead(block.number, block.timestamp, block.baseFeePerGas);
+      },
+      onError: () => {
+        this.state.live = false;
+        this.monitor?.poke();
+        this.changed();
+      },
+    });
+  }
+
+  /** The node answered: a new genesis or a head behind the one seen means another chain (a restart
+   *  with a fresh data directory, a reset): everything the page knows is stale, so it reloads. After an
+   *  outage on the same chain, the subscription is made again. */
+  private async onNodeUp(seen: ChainIdentity, wasDownSince: number | undefined): Promise<void> {
+    const verdict = judge(this.identity, seen);
+    if (verdict !== 'same') {
+      this.reloadForNewChain(
+        verdict === 'new-genesis'
+          ? 'The node restarted with a new chain (its genesis block changed); the page reloaded everything.'
+          : `The chain went back from block ${this.identity!.head} to block ${seen.head}; the page reloaded everything.`,
+      );
+      return;
+    }
+    this.identity = { genesisHash: seen.genesisHash, head: seen.head > (this.identity?.head ?? 0n) ? seen.head : this.identity!.head };
+    // The node answers but no head arrived for a while: the subscription is dead; make it again.
+    const silent = this.lastHeadAt > 0 && Date.now() - this.lastHeadAt > 10_000;
+    if (wasDownSince !== undefined || silent) {
+      this.state.outageSince = undefined;
+      try {
+        this.conn = await connectNode();
+        this.makeWalletClient(this.state.wallet.selected?.provider);
+        this.watchHeads();
+      } catch {
+        this.monitor?.poke();
+      }
+      if (wasDownSince !== undefined) {
+        this.notify('ok', `The node answers again (it was unreachable for ${Math.round((Date.now() - wasDownSince) / 1000)} s).`);
+      }
+      void this.pollHead();
+    }
+    this.changed();
+  }
+
+  private reloadForNewChain(note: string): void {
+    if (this.reloading) return;
+    this.reloading = true;
+    this.monitor?.stop();
+    sessionStorage.setItem(RELOAD_NOTE, note);
+    window.location.reload();
   }
 
   private async pollHead(): Promise<void> {
@@ -264,7 +367,12 @@ export class App {
 
   private onHead(number: bigint | null, timestamp: bigint, baseFee: bigint | null, live = true): void {
     if (number === null) return;
-    if (this.state.head && number < this.state.head.number) return;
+    if (this.state.head && number < this.state.head.number) {
+      // A head behind the last one: another chain, or an out-of-order answer. The monitor decides.
+      this.monitor?.poke();
+      return;
+    }
+    if (this.identity && number > this.identity.head) this.identity.head = number;
     this.lastHeadAt = Date.now();
     this.baseFee = baseFee ?? 0n;
     if (live) this.state.live = true;
@@ -278,16 +386,30 @@ export class App {
 
   private setViewFromHash(): void {
     const h = window.location.hash.replace('#', '');
+    const tx = /^\/tx\/(0x[0-9a-fA-F]{64})$/.exec(h);
+    if (tx) {
+      this.state.txFocus = tx[1].toLowerCase();
+      return;
+    }
     this.state.view = h === 'history' || h === 'operator' ? h : 'trade';
+  }
+
+  /** The explorer link template: `?explorer=https://explorer.example/tx/{hash}` sets it (remembered). */
+  private setTxLink(): void {
+    const q = new URLSearchParams(window.location.search).get('explorer');
+    if (q && q.includes('{hash}')) localStorage.setItem('p2pe.txLink', q);
+    this.state.txLink = localStorage.getItem('p2pe.txLink') ?? DEFAULT_TX_LINK;
   }
 
   // ------------------------------------------------------------------ notices
 
-  notify(kind: Notice['kind'], text: string): number {
+  notify(kind: Notice['kind'], text: string, opts: { sticky?: boolean } = {}): number {
     const id = ++this.noticeId;
-    this.state.notices = [...this.state.notices.slice(-2), { id, kind, text }];
+    const sticky = this.state.notices.filter((n) => n.sticky);
+    const rest = this.state.notices.filter((n) => !n.sticky).slice(-2);
+    this.state.notices = [...this.state.notices.filter((n) => sticky.includes(n) || rest.includes(n)), { id, kind, text, sticky: opts.sticky }];
     this.changed();
-    if (kind === 'ok' || kind === 'info') {
+    if (!opts.sticky && (kind === 'ok' || kind === 'info')) {
       window.setTimeout(() => this.dismiss(id), kind === 'ok' ? 8_000 : 15_000);
     }
     return id;
@@ -392,7 +514,8 @@ export class App {
     this.setAccount(accounts[0]);
   }
 
-  private makeWalletClient(p: Eip1193Provider): void {
+  private makeWalletClient(p: Eip1193Provider | undefined): void {
+    if (!p) return;
     this.walletClient = createWalletClient({ chain: this.conn?.chain, transport: custom(p) });
   }
 
@@ -488,13 +611,19 @@ export class App {
     if (account !== this.state.wallet.account) return;
 
     const meP = account ? this.readMe(account, blockNumber) : Promise.resolve(undefined);
+    meP.catch(() => {}); // awaited below; a failure before then must not go unhandled
     const dp = client.readContract({ address: c.registry, abi: registryAbi, functionName: 'defaultPrices', blockNumber });
+    dp.catch(() => {});
 
     const s = this.schedule()!;
     const now = this.now();
     const first = firstOpenSlot(s, now);
     const wanted = new Set<bigint>();
-    for (let i = 0n; i < BigInt(UPCOMING_SLOTS); i++) wanted.add(first + i);
+    const safe = safeDefaultSlot(s, now);
+    for (let i = 0n; i < BigInt(UPCOMING_SLOTS); i++) {
+      wanted.add(first + i);
+      wanted.add(safe + i);
+    }
     for (let i = 1n; i <= BigInt(RECENT_SLOTS) && first - i >= 0n; i++) wanted.add(first - i);
     const current = slotAt(s, now);
     // Slots outside the window with the account's orders: the 20 most recent of the last 64 (the
@@ -633,6 +762,7 @@ export class App {
       const range = { fromBlock: toHex(start), toBlock: toHex(end) };
       const queries: Array<Promise<RawLog[]>> = [
         this.getLogs({ ...range, address: c.market, topics: [CLEARED_TOPIC] }),
+        this.getLogs({ ...range, address: c.registry, topics: [REGISTRY_TOPICS] }),
       ];
       if (account) {
         const me = addressTopic(account);
@@ -655,6 +785,10 @@ export class App {
 
   private async onLog(log: RawLog): Promise<void> {
     const c = this.conn!.config;
+    if (log.address.toLowerCase() === c.registry.toLowerCase()) {
+      this.onRegistryLog(log);
+      return;
+    }
     if (log.address.toLowerCase() === c.readings.toLowerCase()) {
       const ev = decodeEventLog({ abi: meterReadingsAbi, data: log.data, topics: log.topics as [Hex, ...Hex[]] });
       if (ev.eventName === 'ReadingRecorded') {
@@ -711,6 +845,30 @@ export class App {
     }
   }
 
+  /** Keeps the participant and meter list of the operator view (from the registry's events). */
+  private onRegistryLog(log: RawLog): void {
+    const ev = decodeEventLog({ abi: registryAbi, data: log.data, topics: log.topics as [Hex, ...Hex[]] });
+    const ps = this.state.participants;
+    const get = (a: Address) => ps.get(a) ?? { account: a, role: 'none' as Role, meters: [] };
+    const a = ev.args as Record<string, unknown>;
+    if (ev.eventName === 'ParticipantRegistered') {
+      const acc = getAddress(a.account as string);
+      ps.set(acc, { ...get(acc), role: ROLES[Number(a.role)] ?? 'none' });
+    } else if (ev.eventName === 'ParticipantRemoved') {
+      ps.delete(getAddress(a.account as string));
+    } else if (ev.eventName === 'MeterBound') {
+      const acc = getAddress(a.participant as string);
+      const m = getAddress(a.meter as string);
+      const p = get(acc);
+      ps.set(acc, { ...p, meters: [...p.meters.filter((x) => x !== m), m] });
+    } else if (ev.eventName === 'MeterUnbound') {
+      const acc = getAddress(a.participant as string);
+      const m = getAddress(a.meter as string);
+      const p = ps.get(acc);
+      if (p) ps.set(acc, { ...p, meters: p.meters.filter((x) => x !== m) });
+    }
+  }
+
   // ------------------------------------------------------------------ transactions
 
   /** Why the page cannot send a transaction right now, or undefined if it can. */
@@ -718,25 +876,27 @@ export class App {
     const w = this.state.wallet;
     if (!w.selected || !w.account) return 'Connect a wallet first.';
     if (!this.onRightNetwork) return w.problem ?? 'Switch your wallet to this market’s network first.';
-    if (this.state.busy && !allowBusy) return `Wait until "${this.state.busy}" is done.`;
+    if (this.state.outageSince !== undefined) return 'The node is not answering; actions are disabled until it is back.';
+    if (this.state.busy && !allowBusy) return `Wait until "${this.state.busy}" is done (or stop waiting for it in the transaction list).`;
     return undefined;
   }
 
-  /** Simulates a call (to report a revert before the wallet opens), has the wallet send it, and waits
-   *  for the receipt. Returns whether it succeeded; reports progress and errors as notices. */
-  async send(label: string, call: ContractCall, opts: { quiet?: boolean; nested?: boolean } = {}): Promise<boolean> {
+  /** Simulates a call (to report a revert before the wallet opens), has the wallet send it, and follows
+   *  it in the tracker until it is in a block (or the user stops waiting). Returns whether it succeeded;
+   *  reports progress and errors as notices. `guard` is asked before the wallet opens: a sentence stops
+   *  the call (for example a slot whose gate has closed meanwhile). */
+  async send(label: string, call: ContractCall, opts: SendOpts = {}): Promise<boolean> {
     if (!opts.nested) this.clearErrors();
-    const why = this.cannotSend(opts.nested);
+    const why = this.cannotSend(opts.nested) ?? opts.guard?.();
     if (why) {
       this.notify('error', why);
       return false;
     }
-    const { client, chain } = this.conn!;
+    const { client } = this.conn!;
     const account = this.state.wallet.account!;
     const ownBusy = !this.state.busy;
     if (ownBusy) this.state.busy = label;
     this.changed();
-    let noticeId: number | undefined;
     try {
       try {
         await client.simulateContract({ ...call, account } as never);
@@ -744,42 +904,26 @@ export class App {
         this.notify('error', `${label}: ${describeError(err, this.errorContext())}`);
         return false;
       }
-      noticeId = this.notify('info', `${label}: confirm in your wallet…`);
-      let hash: Hex;
-      try {
-        // Suggest the chain's own fees (base fee 0, no tip), so that a wallet does not fill in
-        // fees of its own and refuse an account without ether ("insufficient funds").
-        hash = await this.walletClient!.writeContract({
-          ...call,
-          account,
-          chain,
-          maxFeePerGas: this.baseFee,
-          maxPriorityFeePerGas: 0n,
-        } as never);
-      } catch (err) {
-        this.notify(
-          'error',
-          isUserRejection(err)
-            ? `${label}: you rejected the transaction in your wallet. Nothing was sent.`
-            : `${label}: ${describeError(err, this.errorContext())}`,
-        );
-        return false;
-      } finally {
-        if (noticeId !== undefined) this.dismiss(noticeId);
-      }
-      noticeId = this.notify('info', `${label}: sent, waiting for the next block…`);
-      const receipt = await client.waitForTransactionReceipt({ hash, pollingInterval: 500 });
-      this.dismiss(noticeId);
-      if (receipt.status !== 'success') {
-        let reason = 'the transaction reverted.';
-        try {
-          await client.simulateContract({ ...call, account, blockNumber: receipt.blockNumber - 1n } as never);
-        } catch (err) {
-          reason = describeError(err, this.errorContext());
+      const hash = await this.prompt(label, call, account);
+      if (!hash) return false;
+      const id = hash.id;
+      const outcome = await this.watchTx(id, hash.hash, account);
+      if (outcome.kind !== 'mined') {
+        if (outcome.kind === 'replaced') {
+          this.notify('error', `${label}: the transaction was replaced by another one with the same nonce.`);
+          return false;
         }
+        this.notify('warn', `${label}: you stopped waiting for ${hash.hash.slice(0, 10)}…; nothing more is sent for it.`);
+        return false;
+      }
+      const receipt = outcome.receipt;
+      if (receipt.status !== 'success') {
+        const reason = await this.revertReason(call, account, receipt.blockNumber);
+        this.tracker.apply(id, { type: 'mined', block: receipt.blockNumber, ok: false, reason, at: Date.now() });
         this.notify('error', `${label}: ${reason}`);
         return false;
       }
+      this.tracker.apply(id, { type: 'mined', block: receipt.blockNumber, ok: true, at: Date.now() });
       if (!opts.quiet) this.notify('ok', `${label}: done (block ${receipt.blockNumber}).`);
       return true;
     } catch (err) {
@@ -792,11 +936,108 @@ export class App {
     }
   }
 
+  /** Opens the wallet for `call`; returns the tracker id and hash, or undefined (rejected, failed). */
+  private async prompt(label: string, call: ContractCall, account: Address): Promise<{ id: number; hash: Hex } | undefined> {
+    const id = this.tracker.begin(label);
+    const noticeId = this.notify('info', `${label}: confirm in your wallet…`, { sticky: true });
+    try {
+      // Suggest the chain's own fees (base fee 0, no tip), so that a wallet does not fill in
+      // fees of its own and refuse an account without ether ("insufficient funds").
+      const hash = await this.walletClient!.writeContract({
+        ...call,
+        account,
+        chain: this.conn!.chain,
+        maxFeePerGas: this.baseFee,
+        maxPriorityFeePerGas: 0n,
+      } as never);
+      this.tracker.apply(id, { type: 'hash', hash, at: Date.now() });
+      return { id, hash };
+    } catch (err) {
+      if (isUserRejection(err)) {
+        this.tracker.apply(id, { type: 'rejected', at: Date.now() });
+        this.notify('error', `${label}: you rejected the transaction in your wallet. Nothing was sent.`);
+      } else {
+        const reason = describeError(err, this.errorContext());
+        this.tracker.apply(id, { type: 'error', reason, at: Date.now() });
+        this.notify('error', `${label}: ${reason}`);
+      }
+      return undefined;
+    } finally {
+      this.dismiss(noticeId);
+    }
+  }
+
+  /** Polls the node for the transaction until it is in a block, replaced, or the user stops waiting. */
+  private async watchTx(
+    id: number,
+    hash: Hex,
+    account: Address,
+  ): Promise<{ kind: 'mined'; receipt: TransactionReceipt } | { kind: 'stopped' | 'replaced' }> {
+    let flagged: number | undefined;
+    try {
+      return await this.pollTx(id, hash, account, (text) => (flagged ??= this.notify('warn', text, { sticky: true })));
+    } finally {
+      // The warning about an unseen transaction goes once the user stopped waiting or it arrived.
+      if (flagged !== undefined) this.dismiss(flagged);
+    }
+  }
+
+  private async pollTx(
+    id: number,
+    hash: Hex,
+    account: Address,
+    warn: (text: string) => void,
+  ): Promise<{ kind: 'mined'; receipt: TransactionReceipt } | { kind: 'stopped' | 'replaced' }> {
+    for (;;) {
+      const t = this.tracker.get(id);
+      if (!t || t.state === 'dropped') return { kind: 'stopped' };
+      const client = this.conn!.client;
+      const receipt = await client.getTransactionReceipt({ hash }).catch(() => null);
+      if (receipt) return { kind: 'mined', receipt };
+      const tx = await client.getTransaction({ hash }).catch(() => null);
+      if (tx) this.tracker.apply(id, { type: 'seen', nonce: tx.nonce });
+      else if (t.seen && t.nonce !== undefined) {
+        const n = await client.getTransactionCount({ address: account }).catch(() => 0);
+        if (n > t.nonce) {
+          this.tracker.apply(id, { type: 'replaced', at: Date.now() });
+          return { kind: 'replaced' };
+        }
+      }
+      const now = this.tracker.apply(id, { type: 'tick', at: Date.now() });
+      if (now?.unseen) {
+        warn(`${now.label}: the node has not seen transaction ${hash.slice(0, 10)}… after 30 s. Your wallet may not have sent it. You can stop waiting in the transaction list.`);
+      }
+      await sleep(500);
+    }
+  }
+
+  /** The user gives up on a transaction: the page stops waiting and is usable again. */
+  stopWaiting(id: number): void {
+    this.tracker.apply(id, { type: 'stop', at: Date.now() });
+  }
+
+  /** Why a mined transaction reverted: replayed on the state it met (at its block, then the one before). */
+  private async revertReason(call: ContractCall, account: Address, block: bigint): Promise<string> {
+    const { client } = this.conn!;
+    for (const blockNumber of [block, block - 1n]) {
+      try {
+        await client.simulateContract({ ...call, account, blockNumber } as never);
+      } catch (err) {
+        return describeError(err, this.errorContext());
+      }
+    }
+    return `the transaction reverted in block ${block}, and replaying it there succeeds, so its reason cannot be recovered (the state changed within the block).`;
+  }
+
+  trackedTxs(): TrackedTx[] {
+    return this.tracker.txs;
+  }
+
   /** Deposits `amount` from the wallet into the market: one EIP-2612 permit signature and one
    *  `depositWithPermit` transaction; falls back to approve + deposit if the wallet cannot sign typed data. */
-  async deposit(amount: bigint, nested = false): Promise<boolean> {
+  async deposit(amount: bigint, nested = false, guard?: () => string | undefined): Promise<boolean> {
     if (!nested) this.clearErrors();
-    const why = this.cannotSend(nested);
+    const why = this.cannotSend(nested) ?? guard?.();
     if (why) {
       this.notify('error', why);
       return false;
@@ -825,7 +1066,9 @@ export class App {
         client.readContract({ ...token, functionName: 'nonces', args: [account] }),
       ]);
       const deadline = this.now() + 3600n;
-      const id = this.notify('info', `Sign the permit in your wallet: it lets the market take ${formatCredits(amount)} from your wallet.`);
+      const id = this.notify('info', `Sign the permit in your wallet: it lets the market take ${formatCredits(amount)} from your wallet.`, {
+        sticky: true,
+      });
       let signature: Hex | undefined;
       try {
         signature = await this.walletClient!.signTypedData({
@@ -857,6 +1100,12 @@ export class App {
       } finally {
         this.dismiss(id);
       }
+      // The signature may have taken long: check again before anything is sent.
+      const late = guard?.();
+      if (late) {
+        this.notify('error', late);
+        return false;
+      }
       if (signature) {
         const sig = parseSignature(signature);
         const v = sig.v ?? 27n + BigInt(sig.yParity);
@@ -868,20 +1117,20 @@ export class App {
             functionName: 'depositWithPermit',
             args: [amount, deadline, Number(v), sig.r, sig.s],
           },
-          { quiet: nested, nested: true },
+          { quiet: nested, nested: true, guard },
         );
       }
       const approved = await this.send(
         `Approve ${formatCredits(amount)}`,
         { address: c.token, abi: creditTokenAbi, functionName: 'approve', args: [c.market, amount] },
-        { quiet: true, nested: true },
+        { quiet: true, nested: true, guard },
       );
       return (
         approved &&
         (await this.send(
           `Deposit ${formatCredits(amount)}`,
           { address: c.market, abi: energyMarketAbi, functionName: 'deposit', args: [amount] },
-          { quiet: nested, nested: true },
+          { quiet: nested, nested: true, guard },
         ))
       );
     } catch (err) {
@@ -912,6 +1161,18 @@ export class App {
       return false;
     }
     const c = this.state.config!;
+    const sched = this.schedule()!;
+    // The gate is checked before anything is signed and again after every signature and transaction:
+    // when it closes while a wallet prompt is open, nothing more is sent (no deposit without its order).
+    const guard = () =>
+      gateOpen(sched, slot, this.now())
+        ? undefined
+        : `The gate of slot ${slot} closed at ${formatClock(gateClosureTime(sched, slot))}${this.state.busy ? ' while your wallet was open' : ''}: the order was not sent, and nothing more is sent for it. Choose a later slot.`;
+    const closed = guard();
+    if (closed) {
+      this.notify('error', closed);
+      return false;
+    }
     const view = this.state.slots.find((v) => v.slot === slot);
     const retail = view?.retailPerKWh ?? this.state.defaultPrices?.retailPerKWh ?? 0n;
     const lock = lockFor(side, energyWh, pricePerKWh, retail);
@@ -943,14 +1204,14 @@ export class App {
       if (me && me.free < lock) {
         const missing = lock - me.free;
         this.notify('info', `This order locks ${formatCredits(lock)}; ${formatCredits(me.free)} are free in the market, so ${formatCredits(missing)} are deposited from your wallet first.`);
-        if (!(await this.deposit(missing, true))) return false;
+        if (!(await this.deposit(missing, true, guard))) return false;
       }
       return await this.send(label, {
         address: c.market,
         abi: energyMarketAbi,
         functionName: side === 'bid' ? 'placeBid' : 'placeAsk',
         args: [slot, Number(energyWh), pricePerKWh],
-      }, { quiet: true, nested: true }).then((ok) => {
+      }, { quiet: true, nested: true, guard }).then((ok) => {
         if (ok) this.notify('ok', `${label}: placed. ${formatCredits(lock)} locked until settlement.`);
         return ok;
       });
@@ -989,6 +1250,22 @@ export class App {
 
   async operator(label: string, call: ContractCall): Promise<boolean> {
     return this.send(label, call);
+  }
+
+  /** Why time-of-use tariffs for `slot` would have no effect, or undefined: the market fixes a slot's
+   *  tariffs at its first order, and no order can arrive after the gate closes. */
+  async slotTariffProblem(slot: bigint): Promise<string | undefined> {
+    const sched = this.schedule()!;
+    const now = this.now();
+    if (!gateOpen(sched, slot, now)) {
+      return `Slot ${slot}'s gate closed at ${formatClock(gateClosureTime(sched, slot))}: no order can arrive any more, so tariffs for it would never apply. Nothing was sent.`;
+    }
+    const { client, config: c } = this.conn!;
+    const info = await client.readContract({ address: c.market, abi: energyMarketAbi, functionName: 'slotInfo', args: [slot] });
+    if (info.status !== 0) {
+      return `Slot ${slot} already has orders: the market fixed its tariffs (retail ${formatPrice(info.retailPerKWh, c.priceTick)}, feed-in ${formatPrice(info.feedInPerKWh, c.priceTick)}) at its first order, so new ones would have no effect. Nothing was sent.`;
+    }
+    return undefined;
   }
 
   async lookupAccount(address: Address): Promise<void> {
@@ -1034,6 +1311,13 @@ interface RawLog {
   data: Hex;
   blockNumber: Hex;
   logIndex: Hex;
+}
+
+export interface SendOpts {
+  quiet?: boolean;
+  nested?: boolean;
+  /** Asked before the wallet opens; a sentence refuses the call. */
+  guard?: () => string | undefined;
 }
 
 export interface ContractCall {

@@ -80,7 +80,7 @@ async function loadAddresses(): Promise<{ a: typeof GENESIS_ADDRESSES & { grid?:
 export async function connectNode(): Promise<Connection> {
   const rpcUrl = rpcUrlOfPage();
   const wsUrl = rpcUrl.replace(/^http/, 'ws') + '/';
-  const transport = webSocket(wsUrl, { reconnect: { attempts: 1_000_000, delay: 1_000 }, keepAlive: { interval: 15_000 } });
+  const transport = webSocket(wsUrl, { reconnect: false, keepAlive: { interval: 15_000 } });
   const probe = createPublicClient({ transport });
   const chainId = await probe.getChainId();
   const chainName = `P2P Energy (chain ${chainId})`;

@@ -195,3 +195,22 @@ export function barChart(opts: {
     </ul>
   </figure>`;
 }
+
+/** Axis labels that fit the 56 px label column: "950", "12.5 k", "18,389 k" → "18.4 M". */
+export function compactNumber(y: number): string {
+  const a = Math.abs(y);
+  const sign = y < 0 ? '−' : '';
+  const fix = (v: number) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1).replace(/\.0$/, '') : v.toFixed(2).replace(/\.?0+$/, ''));
+  if (a >= 1e9) return `${sign}${fix(a / 1e9)} G`;
+  if (a >= 1e6) return `${sign}${fix(a / 1e6)} M`;
+  if (a >= 1e4) return `${sign}${fix(a / 1e3)} k`;
+  return `${sign}${Math.round(a)}`;
+}
+
+/** Cumulative counter readings as the increase since the first one, so that a meter at 18,389 kWh
+ *  draws a visible line instead of a flat one at the top of a huge axis. */
+export function increaseSinceFirst(points: { x: number; y: number }[]): { x: number; y: number }[] {
+  if (points.length === 0) return [];
+  const base = points[0].y;
+  return points.map((p) => ({ x: p.x, y: p.y - base }));
+}

@@ -4,6 +4,8 @@
 // Units (contracts/README.md): energy in Wh; prices in credit base units (1e-18 credit) per kWh;
 // money in credit base units; time in unix seconds.
 
+import { InputError, must, parseFixed } from './input';
+
 export const CREDIT_DECIMALS = 18;
 const ONE_CREDIT = 10n ** 18n;
 
@@ -68,41 +70,40 @@ export function formatEnergy(wh: bigint | number, opts: { sign?: boolean } = {})
   return text;
 }
 
-/** Parses a decimal credit amount typed by the user ("12.5") into base units. */
-export function parseCredits(text: string): bigint {
-  return parseDecimal(text, CREDIT_DECIMALS, 'amount');
+/** Parses a decimal credit amount typed by the user ("12.5") into base units (input.ts rules:
+ *  required, a point for decimals, a comma refused, never reinterpreted). */
+export function parseCredits(text: string, what = 'amount'): bigint {
+  return must(parseFixed(text, CREDIT_DECIMALS, what));
 }
 
 /** Parses a decimal string with at most `decimals` fraction digits. Throws a sentence on bad input. */
 export function parseDecimal(text: string, decimals: number, what: string): bigint {
-  const t = text.trim().replace(/[,_\s]/g, '');
-  if (!/^\d+(\.\d*)?$|^\.\d+$/.test(t)) throw new Error(`The ${what} "${text.trim()}" is not a number.`);
-  const [whole = '', frac = ''] = t.split('.');
-  if (frac.length > decimals) throw new Error(`The ${what} has more than ${decimals} decimals.`);
-  return BigInt(whole || '0') * 10n ** BigInt(decimals) + BigInt((frac + '0'.repeat(decimals)).slice(0, decimals) || '0');
+  return must(parseFixed(text, decimals, what));
 }
 
 /** Parses a price in credits per kWh and checks it against the slot's range and tick. */
 export function parsePrice(text: string, tick: bigint, feedIn: bigint, retail: bigint): bigint {
   const price = parseDecimal(text, CREDIT_DECIMALS, 'price');
   if (price < feedIn || price > retail) {
-    throw new Error(
+    throw new InputError(
       `The price must lie between the feed-in tariff ${formatPrice(feedIn, tick)} and the retail price ${formatPrice(retail, tick)}.`,
     );
   }
   if ((price - feedIn) % tick !== 0n) {
-    throw new Error(`The price must be a multiple of the price step ${formatPrice(tick, tick)}.`);
+    throw new InputError(`The price must be a multiple of the price step ${formatPrice(tick, tick)}.`);
   }
   return price;
 }
 
 /** Parses an energy amount in Wh (whole number, 1 .. 4,294,967,295). */
 export function parseEnergyWh(text: string): bigint {
-  const t = text.trim().replace(/[,_\s]/g, '');
-  if (!/^\d+$/.test(t)) throw new Error(`The energy "${text.trim()}" must be a whole number of Wh.`);
-  const v = BigInt(t);
-  if (v === 0n) throw new Error('The energy must be at least 1 Wh.');
-  if (v > 0xffffffffn) throw new Error('The energy is too large for one order (at most 4,294,967,295 Wh).');
+  const r = parseFixed(text, 0, 'energy');
+  if (!r.ok) {
+    throw new InputError(/more than 0 decimals|whole number/.test(r.error) ? `The energy "${text.trim()}" must be a whole number of Wh.` : r.error);
+  }
+  const v = r.value;
+  if (v === 0n) throw new InputError('The energy must be at least 1 Wh.');
+  if (v > 0xffffffffn) throw new InputError('The energy is too large for one order (at most 4,294,967,295 Wh).');
   return v;
 }
 

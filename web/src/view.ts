@@ -4,7 +4,12 @@ import { type TemplateResult, html, nothing } from 'lit-html';
 import { repeat } from 'lit-html/directives/repeat.js';
 import { type Address, getAddress, isAddress } from 'viem';
 import type { App, Position, SlotView } from './app';
-import { barChart, lineChart } from './charts';
+import { describeTx, isFinal, txLink } from './tracker';
+import { closesSoon, gateOpen, safeDefaultSlot } from './slotchoice';
+import { markField, must, parsePositive } from './input';
+
+const parsePositiveCredits = (text: string, what = 'amount'): bigint => must(parsePositive(text, 18, what));
+import { barChart, compactNumber, increaseSinceFirst, lineChart } from './charts';
 import {
   costOf,
   formatClock,
@@ -12,7 +17,6 @@ import {
   formatDuration,
   formatEnergy,
   formatPrice,
-  parseCredits,
   parseDecimal,
   parseEnergyWh,
   parsePrice,
@@ -36,11 +40,27 @@ const credits = (base: bigint): number => Number(base) / 1e18;
 
 interface Draft {
   side: Side;
+  /** Set once (the safe default) and then only by the user: the form never switches slots itself. */
   slot?: string;
   energy: string;
   price: string;
+  /** The price field is prefilled once; an emptied field stays empty (and is refused). */
+  pricePrefilled: boolean;
 }
-const draft: Draft = { side: 'bid', energy: '500', price: '' };
+const draft: Draft = { side: 'bid', energy: '500', price: '', pricePrefilled: false };
+
+/** A form field's problem: aria-invalid and a message tied to it with aria-describedby. */
+function fieldError(id: string, error: string | undefined): TemplateResult | typeof nothing {
+  return error ? html`<span class="field-error small" id=${id} data-testid=${id}>${error}</span>` : nothing;
+}
+const errorOf = (fn: () => unknown): string | undefined => {
+  try {
+    fn();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+};
 
 // ------------------------------------------------------------------ layout
 
@@ -48,8 +68,9 @@ export function appView(app: App): TemplateResult {
   const s = app.state;
   return html`
     ${header(app)}
-    ${problemBanner(app)}
+    ${problemBanner(app)} ${outageBanner(app)}
     ${notices(app)}
+    ${trackerView(app)}
     ${s.fatal
       ? html`<main><section class="card error-card" data-testid="fatal"><h2>The market is unreachable</h2><p>${s.fatal}</p></section></main>`
       : s.loading || !s.config
@@ -82,7 +103,7 @@ function header(app: App): TemplateResult {
       ${s.config
         ? html`<span>${s.config.chainName}</span>
             <span>block ${s.head ? `#${s.head.number}` : '…'}</span>
-            <span class=${s.live ? 'live' : 'stale'}>${s.live ? '● live' : '○ reconnecting'}</span>`
+            <span class=${s.live ? 'live' : 'stale'}>${s.live ? '● live' : s.outageSince !== undefined ? '○ node unreachable' : '○ reconnecting'}</span>`
         : nothing}
     </div>
     ${walletArea(app)}
@@ -137,6 +158,60 @@ function problemBanner(app: App): TemplateResult | typeof nothing {
         </div>`
       : nothing}
   </div>`;
+}
+
+function outageBanner(app: App): TemplateResult | typeof nothing {
+  const since = app.state.outageSince;
+  if (since === undefined) return nothing;
+  return html`<div class="banner bad" role="alert" data-testid="outage">
+    <p>
+      The node has not answered for <b>${formatDuration((Date.now() - since) / 1000)}</b> (since
+      ${formatClock(Math.floor(since / 1000))}). Trading and operator actions are disabled until it is back; the page
+      keeps trying, less and less often (at most every 30 s).
+    </p>
+  </div>`;
+}
+
+function trackerView(app: App): TemplateResult | typeof nothing {
+  const txs = app.trackedTxs();
+  if (txs.length === 0) return nothing;
+  const now = Date.now();
+  const focus = app.state.txFocus;
+  return html`<section class="tracker card" data-testid="tracker" aria-label="Your transactions">
+    <div class="row between">
+      <h2>Your transactions</h2>
+      ${txs.some((t) => isFinal(t.state))
+        ? html`<button class="link small" data-testid="tracker-clear" @click=${() => app.tracker.clearFinished()}>Clear finished</button>`
+        : nothing}
+    </div>
+    <ul>
+      ${repeat(
+        txs,
+        (t) => t.id,
+        (t) => html`<li class="tx ${t.state} ${t.unseen ? 'unseen' : ''} ${focus && t.hash?.toLowerCase() === focus ? 'focus' : ''}"
+          data-testid="tx" data-state=${t.state} data-unseen=${t.unseen ? 'yes' : 'no'}>
+          <div class="tx-head">
+            <b>${t.label}</b>
+            <span class="small muted">${formatDuration(((t.endedAt ?? now) - t.startedAt) / 1000)}</span>
+          </div>
+          <div class="small tx-state ${t.unseen || t.state === 'failed' ? 'warn-text' : ''}" data-testid="tx-state">${describeTx(t)}</div>
+          ${t.hash
+            ? html`<div class="small tx-hash">
+                <a class="mono" href=${txLink(app.state.txLink, t.hash)} data-testid="tx-link" title="Open in the explorer">${t.hash}</a>
+                <button class="link small" data-testid="tx-copy" aria-label="Copy the transaction hash"
+                  @click=${() => void navigator.clipboard?.writeText(t.hash!).then(
+                    () => app.notify('ok', 'Transaction hash copied.'),
+                    () => app.notify('info', `Copy it by hand: ${t.hash}`),
+                  )}>Copy</button>
+              </div>`
+            : nothing}
+          ${t.state === 'sent'
+            ? html`<button class="small" data-testid="tx-stop" @click=${() => app.stopWaiting(t.id)}>Stop waiting</button>`
+            : nothing}
+        </li>`,
+      )}
+    </ul>
+  </section>`;
 }
 
 function notices(app: App): TemplateResult {
@@ -238,15 +313,19 @@ function accountCard(app: App): TemplateResult {
     </div>
     <div class="row wrap money-forms">
       <form
+        novalidate
         class="inline"
         data-testid="deposit-form"
         @submit=${(e: Event) => {
           e.preventDefault();
           const f = e.target as HTMLFormElement;
+          const field = f.querySelector<HTMLInputElement>('input[name=amount]');
           try {
-            const amount = parseCredits(String(new FormData(f).get('amount') ?? ''));
+            const amount = parsePositiveCredits(String(new FormData(f).get('amount') ?? ''));
+            markField(field, undefined);
             void app.deposit(amount).then((ok) => ok && f.reset());
           } catch (err) {
+            markField(field, (err as Error).message);
             app.notify('error', (err as Error).message);
           }
         }}
@@ -255,15 +334,19 @@ function accountCard(app: App): TemplateResult {
         <button type="submit" ?disabled=${!!app.cannotSend()}>Deposit</button>
       </form>
       <form
+        novalidate
         class="inline"
         data-testid="withdraw-form"
         @submit=${(e: Event) => {
           e.preventDefault();
           const f = e.target as HTMLFormElement;
+          const field = f.querySelector<HTMLInputElement>('input[name=amount]');
           try {
-            const amount = parseCredits(String(new FormData(f).get('amount') ?? ''));
+            const amount = parsePositiveCredits(String(new FormData(f).get('amount') ?? ''));
+            markField(field, undefined);
             void app.withdraw(amount).then((ok) => ok && f.reset());
           } catch (err) {
+            markField(field, (err as Error).message);
             app.notify('error', (err as Error).message);
           }
         }}
@@ -452,54 +535,74 @@ function bookCard(app: App): TemplateResult {
   </section>`;
 }
 
+function orderSlotOptions(app: App, now: bigint): { slots: bigint[]; chosen?: bigint } {
+  const sched = app.schedule()!;
+  if (draft.slot === undefined && app.state.head) draft.slot = String(safeDefaultSlot(sched, now));
+  const open = app.state.slots.filter((v) => phaseOf(sched, v.slot, now) === 'open').map((v) => v.slot);
+  const chosen = draft.slot !== undefined ? BigInt(draft.slot) : undefined;
+  const slots = [...new Set([...open, ...(chosen !== undefined ? [chosen] : [])])].sort((x, y) => (x < y ? -1 : 1));
+  return { slots, chosen };
+}
+
+function orderSummary(app: App, energy: bigint, price: bigint, retail: bigint): TemplateResult {
+  const c = app.state.config!;
+  const me = app.state.me;
+  const lock = lockFor(draft.side, energy, price, retail);
+  const missing = me && me.free < lock ? lock - me.free : 0n;
+  return html`${draft.side === 'bid'
+      ? html`Buy up to <b>${formatEnergy(energy)}</b>, paying at most <b>${formatCredits(costOf(energy, price))}</b>
+          (${formatPrice(price, c.priceTick)}). You pay the clearing price for what you get; what you use beyond it
+          comes from the grid at ${formatPrice(retail, c.priceTick)}.`
+      : html`Sell up to <b>${formatEnergy(energy)}</b> for at least ${formatPrice(price, c.priceTick)}
+          (<b>${formatCredits(costOf(energy, price))}</b> if all of it trades). Locks
+          <b>${formatCredits(lock)}</b> as collateral: energy you sell but do not deliver is bought from the grid at
+          ${formatPrice(retail, c.priceTick)}.`}
+    <br />Locks <b data-testid="order-lock">${formatCredits(lock)}</b> until settlement.
+    ${missing > 0n
+      ? html`<br /><span class="warn-text">Your free market balance is ${formatCredits(me!.free)}: ${formatCredits(missing)} will be deposited from your
+          wallet first (one permit signature and one more transaction).</span>`
+      : nothing}`;
+}
+
 function orderForm(app: App): TemplateResult {
   const s = app.state;
   const c = s.config!;
   const sched = app.schedule()!;
   const now = app.now();
   const me = s.me;
-  const open = s.slots.filter((v) => phaseOf(sched, v.slot, now) === 'open');
-  if (!draft.slot || !open.some((v) => String(v.slot) === draft.slot)) draft.slot = open[0] ? String(open[0].slot) : undefined;
-  const v = open.find((x) => String(x.slot) === draft.slot);
+  const { slots, chosen } = orderSlotOptions(app, now);
+  const v = s.slots.find((x) => x.slot === chosen);
   const retail = v?.retailPerKWh ?? s.defaultPrices?.retailPerKWh ?? 0n;
   const feedIn = v?.feedInPerKWh ?? s.defaultPrices?.feedInPerKWh ?? 0n;
-  if (!draft.price && retail) draft.price = formatPrice((retail + feedIn) / 2n - (((retail + feedIn) / 2n - feedIn) % c.priceTick), c.priceTick, false);
-  let summary: TemplateResult | string = '';
-  let valid = false;
-  try {
-    const energy = parseEnergyWh(draft.energy);
-    const price = parsePrice(draft.price, c.priceTick, feedIn, retail);
-    const lock = lockFor(draft.side, energy, price, retail);
-    valid = true;
-    const missing = me && me.free < lock ? lock - me.free : 0n;
-    summary = html`${draft.side === 'bid'
-        ? html`Buy up to <b>${formatEnergy(energy)}</b>, paying at most <b>${formatCredits(costOf(energy, price))}</b>
-            (${formatPrice(price, c.priceTick)}). You pay the clearing price for what you get; what you use beyond it
-            comes from the grid at ${formatPrice(retail, c.priceTick)}.`
-        : html`Sell up to <b>${formatEnergy(energy)}</b> for at least ${formatPrice(price, c.priceTick)}
-            (<b>${formatCredits(costOf(energy, price))}</b> if all of it trades). Locks
-            <b>${formatCredits(lock)}</b> as collateral: energy you sell but do not deliver is bought from the grid at
-            ${formatPrice(retail, c.priceTick)}.`}
-      <br />Locks <b data-testid="order-lock">${formatCredits(lock)}</b> until settlement.
-      ${missing > 0n
-        ? html`<br /><span class="warn-text">Your free market balance is ${formatCredits(me!.free)}: ${formatCredits(missing)} will be deposited from your
-            wallet first (one permit signature and one more transaction).</span>`
-        : nothing}`;
-  } catch (err) {
-    summary = html`<span class="warn-text">${(err as Error).message}</span>`;
+  if (!draft.pricePrefilled && retail) {
+    draft.price = formatPrice((retail + feedIn) / 2n - (((retail + feedIn) / 2n - feedIn) % c.priceTick), c.priceTick, false);
+    draft.pricePrefilled = true;
   }
+  const energyError = errorOf(() => parseEnergyWh(draft.energy));
+  const priceError = retail ? errorOf(() => parsePrice(draft.price, c.priceTick, feedIn, retail)) : undefined;
+  const slotClosed = chosen !== undefined && !gateOpen(sched, chosen, now);
+  const slotError = slotClosed
+    ? `The gate of slot #${chosen} closed at ${formatClock(gateClosureTime(sched, chosen!))}. Choose another slot; the page does not switch slots by itself.`
+    : undefined;
+  const valid = !energyError && !priceError && !slotClosed && chosen !== undefined && !!retail;
+  const summary = valid ? orderSummary(app, parseEnergyWh(draft.energy), parsePrice(draft.price, c.priceTick, feedIn, retail), retail) : '';
   const consumer = me?.role === 'consumer';
   const why = app.cannotSend() ?? (me && me.role === 'none' ? 'This account is not registered.' : undefined);
+  const input = (field: 'energy' | 'price') => (e: Event) => {
+    draft[field] = (e.target as HTMLInputElement).value;
+    app.changed();
+  };
   return html`<section class="card" data-testid="order-form">
     <h2>Place an order</h2>
     <form
+      novalidate
       @submit=${(e: Event) => {
         e.preventDefault();
         try {
-          const slot = BigInt(draft.slot ?? '');
+          if (slotError) throw new Error(slotError);
           const energy = parseEnergyWh(draft.energy);
           const price = parsePrice(draft.price, c.priceTick, feedIn, retail);
-          void app.placeOrder(draft.side, slot, energy, price);
+          void app.placeOrder(draft.side, chosen!, energy, price);
         } catch (err) {
           app.notify('error', (err as Error).message);
         }
@@ -521,36 +624,39 @@ function orderForm(app: App): TemplateResult {
       </div>
       ${consumer ? html`<p class="hint small">Consumers buy only; selling needs a prosumer registration.</p>` : nothing}
       <label>Slot
-        <select name="slot" data-testid="order-slot" .value=${draft.slot ?? ''} @change=${(e: Event) => {
-          draft.slot = (e.target as HTMLSelectElement).value;
-          s.selectedSlot = BigInt(draft.slot);
-          app.changed();
-        }}>
+        <select name="slot" data-testid="order-slot" .value=${draft.slot ?? ''} aria-invalid=${slotClosed ? 'true' : 'false'}
+          aria-describedby=${slotClosed ? 'order-slot-error' : nothing}
+          @change=${(e: Event) => {
+            draft.slot = (e.target as HTMLSelectElement).value;
+            s.selectedSlot = BigInt(draft.slot);
+            app.changed();
+          }}>
           ${repeat(
-            open,
-            (o) => String(o.slot),
-            (o) => html`<option value=${String(o.slot)} ?selected=${String(o.slot) === draft.slot}>
-              #${o.slot} · ${formatClock(slotStart(sched, o.slot))} · closes in ${formatDuration(Number(gateClosureTime(sched, o.slot) - now))}
+            slots,
+            (o) => String(o),
+            (o) => html`<option value=${String(o)} ?selected=${String(o) === draft.slot} ?disabled=${!gateOpen(sched, o, now)}>
+              #${o} · ${formatClock(slotStart(sched, o))} · ${gateOpen(sched, o, now)
+                ? `closes in ${formatDuration(Number(gateClosureTime(sched, o) - now))}${closesSoon(sched, o, now) ? ' (closes soon)' : ''}`
+                : 'gate closed'}
             </option>`,
           )}
         </select>
       </label>
+      ${fieldError('order-slot-error', slotError)}
       <div class="row two">
         <label>Energy (Wh)
-          <input name="energy" data-testid="order-energy" inputmode="numeric" .value=${draft.energy} @input=${(e: Event) => {
-            draft.energy = (e.target as HTMLInputElement).value;
-            app.changed();
-          }} />
+          <input name="energy" data-testid="order-energy" inputmode="numeric" required .value=${draft.energy}
+            aria-invalid=${energyError ? 'true' : 'false'} aria-describedby=${energyError ? 'order-energy-error' : nothing} @input=${input('energy')} />
+          ${fieldError('order-energy-error', energyError)}
         </label>
         <label>Limit price (credits/kWh)
-          <input name="price" data-testid="order-price" inputmode="decimal" .value=${draft.price} @input=${(e: Event) => {
-            draft.price = (e.target as HTMLInputElement).value;
-            app.changed();
-          }} />
+          <input name="price" data-testid="order-price" inputmode="decimal" required .value=${draft.price}
+            aria-invalid=${priceError ? 'true' : 'false'} aria-describedby=${priceError ? 'order-price-error' : nothing} @input=${input('price')} />
+          ${fieldError('order-price-error', priceError)}
         </label>
       </div>
       <p class="summary small" data-testid="order-summary">${summary}</p>
-      <button type="submit" class="primary" data-testid="place-order" ?disabled=${!valid || !!why || !v}>
+      <button type="submit" class="primary" data-testid="place-order" ?disabled=${!valid || !!why}>
         ${draft.side === 'bid' ? 'Place bid' : 'Place ask'}
       </button>
       ${why ? html`<p class="hint small">${why}</p>` : nothing}
@@ -575,15 +681,15 @@ function ownOrdersCard(app: App): TemplateResult {
       const price = side === 'bid' ? p.bidPricePerKWh : p.askPricePerKWh;
       const fill = v.preview ? (side === 'bid' ? v.preview.boughtWh : v.preview.soldWh) : undefined;
       rows.push(html`<tr data-testid="own-order" data-slot=${String(v.slot)} data-side=${side}>
-        <td class="mono">#${v.slot}</td>
-        <td class="nowrap">${side === 'bid' ? 'Buy' : 'Sell'} ${formatEnergy(wh)} ${side === 'bid' ? '≤' : '≥'} ${formatPrice(price, c.priceTick, false)}</td>
-        <td class="num">${formatCredits(lockFor(side, wh, price, v.retailPerKWh), { unit: false })}</td>
-        <td class="small">${phase === 'open'
+        <td class="mono" data-label="Slot">#${v.slot}</td>
+        <td class="nowrap" data-label="Order">${side === 'bid' ? 'Buy' : 'Sell'} ${formatEnergy(wh)} ${side === 'bid' ? '≤' : '≥'} ${formatPrice(price, c.priceTick, false)}</td>
+        <td class="num" data-label="Locked">${formatCredits(lockFor(side, wh, price, v.retailPerKWh), { unit: false })}</td>
+        <td class="small" data-label="Status" data-testid="own-order-status">${phase === 'open'
           ? `open · closes in ${formatDuration(Number(gateClosureTime(sched, v.slot) - now))}`
           : v.status === 'cleared'
             ? `cleared · ${side === 'bid' ? 'bought' : 'sold'} ${formatEnergy(fill ?? 0n)}`
             : 'gate closed · awaiting clearing'}</td>
-        <td>${phase === 'open'
+        <td data-label="">${phase === 'open'
           ? html`<button class="small" data-testid="cancel" ?disabled=${!!app.cannotSend()} @click=${() => app.cancelOrder(v.slot, side)}>Cancel</button>`
           : nothing}</td>
       </tr>`);
@@ -593,7 +699,7 @@ function ownOrdersCard(app: App): TemplateResult {
     <h2>Your open orders</h2>
     ${rows.length === 0
       ? html`<p class="muted">No open orders.</p>`
-      : html`<div class="table-wrap"><table>
+      : html`<div class="table-wrap"><table class="cards">
           <thead><tr><th>Slot</th><th>Order (limit in credits/kWh)</th><th class="num">Locked (credits)</th><th>Status</th><th></th></tr></thead>
           <tbody>${rows}</tbody>
         </table></div>`}
@@ -700,15 +806,17 @@ function historyView(app: App): TemplateResult {
           testId: 'chart-flows',
         })}
         ${lineChart({
-          title: 'Your meter readings',
+          title: s.readings.length
+            ? `Your meter readings: energy since ${clock(Number(s.readings[0].timestamp))} (counters then: in ${formatEnergy(s.readings[0].importWh)}, out ${formatEnergy(s.readings[0].exportWh)})`
+            : 'Your meter readings',
           series: [
-            { name: 'Imported (cumulative)', className: 's-import', dots: s.readings.length < 40, points: s.readings.map((r) => ({ x: Number(r.timestamp), y: Number(r.importWh) })) },
-            { name: 'Exported (cumulative)', className: 's-export', dots: s.readings.length < 40, points: s.readings.map((r) => ({ x: Number(r.timestamp), y: Number(r.exportWh) })) },
+            { name: 'Imported since the first reading', className: 's-import', dots: s.readings.length < 40, points: increaseSinceFirst(s.readings.map((r) => ({ x: Number(r.timestamp), y: Number(r.importWh) }))) },
+            { name: 'Exported since the first reading', className: 's-export', dots: s.readings.length < 40, points: increaseSinceFirst(s.readings.map((r) => ({ x: Number(r.timestamp), y: Number(r.exportWh) }))) },
           ],
           timeAxis: true,
           xPad: Number(c.slotLength),
           formatX: clock,
-          formatY: (y) => `${Math.round(y)}`,
+          formatY: compactNumber,
           yLabel: 'Wh',
           empty: s.me?.meter ? 'Your meter has not reported yet.' : 'No meter bound to this account.',
           testId: 'chart-readings',
@@ -724,7 +832,7 @@ function historyView(app: App): TemplateResult {
       </p>
       ${settlements.length === 0
         ? html`<p class="muted">No settlement yet.</p>`
-        : html`<div class="table-wrap"><table class="settlements">
+        : html`<div class="table-wrap"><table class="settlements cards">
             <thead><tr>
               <th>Slot</th><th class="num">Bought / used</th><th class="num">Sold / delivered</th>
               <th class="num">From grid</th><th class="num">To grid</th><th class="num">Trades</th><th class="num">Grid</th>
@@ -733,16 +841,16 @@ function historyView(app: App): TemplateResult {
             <tbody>${[...settlements].reverse().map((r) => {
               const b = r.bill;
               return html`<tr data-testid="settlement-row" data-slot=${String(r.ev.slot)}>
-                <td class="mono">#${r.ev.slot}</td>
-                <td class="num">${formatEnergy(r.ev.boughtWh)} / ${formatEnergy(r.ev.importWh)}</td>
-                <td class="num">${formatEnergy(r.ev.soldWh)} / ${formatEnergy(r.ev.exportWh)}</td>
-                <td class="num">${formatEnergy(b.fromGridWh)}</td>
-                <td class="num">${formatEnergy(b.toGridWh)}</td>
-                <td class="num">${formatCredits(b.tradeCost - b.tradeRevenue, { unit: false })}</td>
-                <td class="num">${formatCredits(b.gridCharge - b.gridPayout, { unit: false })}</td>
-                <td class="num" data-testid="bill"><b>${formatCredits(b.net, { unit: false })}</b></td>
-                <td class="num">${formatCredits(b.gridOnly, { unit: false })}</td>
-                <td class="num ${b.savings >= 0n ? 'good-text' : 'bad-text'}" data-testid="savings">${formatCredits(b.savings, { unit: false, sign: true })}</td>
+                <td class="mono" data-label="Slot">#${r.ev.slot}</td>
+                <td class="num" data-label="Bought / used">${formatEnergy(r.ev.boughtWh)} / ${formatEnergy(r.ev.importWh)}</td>
+                <td class="num" data-label="Sold / delivered">${formatEnergy(r.ev.soldWh)} / ${formatEnergy(r.ev.exportWh)}</td>
+                <td class="num" data-label="From grid">${formatEnergy(b.fromGridWh)}</td>
+                <td class="num" data-label="To grid">${formatEnergy(b.toGridWh)}</td>
+                <td class="num" data-label="Trades">${formatCredits(b.tradeCost - b.tradeRevenue, { unit: false })}</td>
+                <td class="num" data-label="Grid">${formatCredits(b.gridCharge - b.gridPayout, { unit: false })}</td>
+                <td class="num" data-label="Bill" data-testid="bill"><b>${formatCredits(b.net, { unit: false })}</b></td>
+                <td class="num" data-label="Grid only" data-testid="grid-only">${formatCredits(b.gridOnly, { unit: false })}</td>
+                <td class="num ${b.savings >= 0n ? 'good-text' : 'bad-text'}" data-label="Saved" data-testid="savings">${formatCredits(b.savings, { unit: false, sign: true })}</td>
               </tr>${b.consistent ? nothing : html`<tr><td colspan="10" class="warn-text small">The breakdown of slot #${r.ev.slot} does not add up to the amounts the contract reported (credited ${formatCredits(r.ev.credited)}, debited ${formatCredits(r.ev.debited)}).</td></tr>`}`;
             })}</tbody>
           </table></div>
@@ -753,9 +861,29 @@ function historyView(app: App): TemplateResult {
 
 // ------------------------------------------------------------------ operator view
 
+/** An input error that names the form field it is about (for aria-invalid). */
+class FieldError extends Error {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Runs a parser on a form field; its error names the field. */
+function fieldOf<T>(form: FormData, name: string, parse: (text: string) => T): T {
+  try {
+    return parse(String(form.get(name) ?? ''));
+  } catch (err) {
+    throw new FieldError(name, (err as Error).message);
+  }
+}
+
 function addressOf(form: FormData, name: string, what: string): Address {
   const v = String(form.get(name) ?? '').trim();
-  if (!isAddress(v, { strict: false })) throw new Error(`The ${what} "${v}" is not an Ethereum address.`);
+  if (v === '') throw new FieldError(name, `Enter the ${what}; it is required.`);
+  if (!isAddress(v, { strict: false })) throw new FieldError(name, `The ${what} "${v}" is not an Ethereum address.`);
   return getAddress(v);
 }
 
@@ -769,14 +897,18 @@ function opForm(
 ): TemplateResult {
   return html`<form
     class="op"
+    novalidate
     data-testid=${testId}
     @submit=${(e: Event) => {
       e.preventDefault();
       const form = e.target as HTMLFormElement;
+      for (const i of form.querySelectorAll('input')) markField(i, undefined);
       try {
         const r = action(new FormData(form));
         if (r) void r.then((ok) => ok && form.reset());
       } catch (err) {
+        const field = (err as FieldError).field;
+        if (field) markField(form.querySelector<HTMLInputElement>(`input[name=${field}]`), (err as Error).message);
         app.notify('error', (err as Error).message);
       }
     }}
@@ -785,6 +917,60 @@ function opForm(
     ${fields}
     <button type="submit" ?disabled=${!!app.cannotSend()}>${button}</button>
   </form>`;
+}
+
+/** The participant the operator asked to remove, waiting for confirmation. */
+let pendingRemoval: Address | undefined;
+
+function removalConfirm(app: App): TemplateResult | typeof nothing {
+  const a = pendingRemoval;
+  if (!a) return nothing;
+  const p = app.state.participants.get(a);
+  return html`<div class="confirm card" role="alertdialog" aria-labelledby="confirm-remove-title" data-testid="confirm-remove">
+    <h3 id="confirm-remove-title">Remove ${shortAddress(a)}?</h3>
+    <p class="small">
+      <span class="mono">${a}</span> can no longer place orders${p?.meters.length ? html` and its meter${p.meters.length > 1 ? 's' : ''}
+      ${p.meters.map((m) => html`<span class="mono">${shortAddress(m)}</span> `)} will be unbound` : ''}. Orders already placed are
+      still settled. Registering it again is possible.
+    </p>
+    <div class="row">
+      <button class="danger" data-testid="confirm-remove-yes" ?disabled=${!!app.cannotSend()} @click=${() => {
+        pendingRemoval = undefined;
+        void app.operator(`Remove ${shortAddress(a)}`, { ...app.contracts.registry, functionName: 'removeParticipant', args: [a] });
+      }}>Remove</button>
+      <button data-testid="confirm-remove-no" @click=${() => {
+        pendingRemoval = undefined;
+        app.notify('info', `${shortAddress(a)} stays registered.`);
+      }}>Keep</button>
+    </div>
+  </div>`;
+}
+
+function participantsCard(app: App): TemplateResult {
+  const ps = [...app.state.participants.values()].sort((x, y) => (x.account < y.account ? -1 : 1));
+  return html`<section class="card" data-testid="participants">
+    <h2>Participants and meters</h2>
+    <p class="hint small">
+      From the registry's events since block ${app.state.historyFrom ?? 0} (accounts registered at genesis have no event:
+      use <i>Look up</i> for them).
+    </p>
+    ${ps.length === 0
+      ? html`<p class="muted">No registration in this window.</p>`
+      : html`<div class="table-wrap"><table class="cards">
+          <thead><tr><th>Account</th><th>Role</th><th>Meters</th><th></th></tr></thead>
+          <tbody>${ps.map(
+            (p) => html`<tr data-testid="participant" data-account=${p.account}>
+              <td data-label="Account" class="mono">${p.account}</td>
+              <td data-label="Role">${p.role}</td>
+              <td data-label="Meters" class="mono">${p.meters.length ? p.meters.map((m) => html`<div>${m}</div>`) : '—'}</td>
+              <td><button class="small" data-testid="participant-remove" ?disabled=${!!app.cannotSend()} @click=${() => {
+                pendingRemoval = p.account;
+                app.changed();
+              }}>Remove…</button></td>
+            </tr>`,
+          )}</tbody>
+        </table></div>`}
+  </section>`;
 }
 
 function operatorView(app: App): TemplateResult {
@@ -796,7 +982,7 @@ function operatorView(app: App): TemplateResult {
       <p>${s.wallet.account ? 'This account is not an operator of the registry.' : 'Connect an operator account.'}</p></section>`;
   }
   const k = app.contracts;
-  const price = (f: FormData, name: string, what: string) => parseDecimal(String(f.get(name) ?? ''), 18, what);
+  const price = (f: FormData, name: string, what: string) => fieldOf(f, name, (t) => parseDecimal(t, 18, what));
   const lk = s.lookup;
   return html`<section class="card" data-testid="operator">
       <h2>Operator</h2>
@@ -826,10 +1012,11 @@ function operatorView(app: App): TemplateResult {
             <p class="hint small">Orders already placed are still settled; the meter is unbound.</p>`,
           'Remove',
           (f) => {
-            const a = addressOf(f, 'account', 'account');
-            return app.operator(`Remove ${shortAddress(a)}`, { ...k.registry, functionName: 'removeParticipant', args: [a] });
+            pendingRemoval = addressOf(f, 'account', 'account');
+            app.changed();
           },
         )}
+        ${removalConfirm(app)}
         ${opForm(
           app,
           'op-bind',
@@ -880,10 +1067,16 @@ function operatorView(app: App): TemplateResult {
             </div>`,
           'Set slot tariffs',
           (f) => {
-            const slot = BigInt(parseDecimal(String(f.get('slot') ?? ''), 0, 'slot'));
+            const slot = fieldOf(f, 'slot', (t) => parseDecimal(t, 0, 'slot'));
             const r = price(f, 'retail', 'retail price');
             const fi = price(f, 'feedin', 'feed-in tariff');
-            return app.operator(`Set tariffs of slot ${slot}`, { ...k.registry, functionName: 'setSlotPrices', args: [slot, r, fi] });
+            return app.slotTariffProblem(slot).then((problem) => {
+              if (problem) {
+                app.notify('error', problem);
+                return false;
+              }
+              return app.operator(`Set tariffs of slot ${slot}`, { ...k.registry, functionName: 'setSlotPrices', args: [slot, r, fi] });
+            });
           },
         )}
         ${opForm(
@@ -896,7 +1089,7 @@ function operatorView(app: App): TemplateResult {
           'Mint',
           (f) => {
             const to = addressOf(f, 'to', 'recipient');
-            const amount = parseCredits(String(f.get('amount') ?? ''));
+            const amount = fieldOf(f, 'amount', (t) => parsePositiveCredits(t));
             return app.operator(`Mint ${formatCredits(amount)} to ${shortAddress(to)}`, { ...k.token, functionName: 'mint', args: [to, amount] });
           },
         )}
@@ -926,5 +1119,6 @@ function operatorView(app: App): TemplateResult {
             : nothing}
         </form>
       </div>
-    </section>`;
+    </section>
+    ${participantsCard(app)}`;
 }

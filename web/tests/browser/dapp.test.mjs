@@ -400,6 +400,7 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     await idle();
     await page.fill(`${form('op-remove')} input[name=account]`, newcomer);
     await page.click(`${form('op-remove')} button`);
+    await page.click('[data-testid=confirm-remove-yes]'); // Remove asks for confirmation first
     await notice(/Remove .*: done/);
     await idle();
     await page.fill(`${form('op-lookup')} input[name=account]`, newcomer);

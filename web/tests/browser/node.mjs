@@ -30,8 +30,8 @@ export async function freePort() {
 }
 
 /** Starts `p2pe-node dev ARGS`; resolves to { url, port, output(), stop() }. */
-export async function startDevNode(args = []) {
-  const port = await freePort();
+export async function startDevNode(args = [], fixedPort = undefined) {
+  const port = fixedPort ?? (await freePort());
   const child = spawn(nodeBin(), ['dev', '--http-addr', `127.0.0.1:${port}`, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, P2PE_LOG: process.env.P2PE_LOG ?? 'warn' },

@@ -4,7 +4,7 @@
 // RPC URL; transactions are filled (nonce, gas, fees), signed locally and sent raw; typed data is
 // signed with eth_signTypedData_v4 semantics. The test can make the user reject the next request
 // (EIP-1193 error 4001), switch accounts and networks, and inspect every request the page made.
-import { createPublicClient, createWalletClient, defineChain, getAddress, http, numberToHex } from 'viem';
+import { createPublicClient, createWalletClient, defineChain, getAddress, http, keccak256, numberToHex } from 'viem';
 import { mnemonicToAccount } from 'viem/accounts';
 
 export const DEV_MNEMONIC = 'test test test test test test test test test test test junk';
@@ -36,6 +36,21 @@ export class TestWallet {
     this.requests = [];
     this.addedChains = [];
     this.pages = [];
+    /** Misbehaviour modes: `lose` — the next eth_sendTransaction is signed and its hash returned, but
+     *  it is never broadcast (a wallet or RPC that loses it); `delay[kind]` — ms the user takes before
+     *  confirming the next request of that kind ('sign', 'tx'). */
+    this.loseNext = false;
+    this.delay = {};
+    /** Hashes this wallet returned without broadcasting them. */
+    this.lost = [];
+  }
+
+  async takeDelay(kind) {
+    const ms = this.delay[kind];
+    if (ms) {
+      delete this.delay[kind];
+      await new Promise((r) => setTimeout(r, ms));
+    }
   }
 
   get account() {
@@ -184,6 +199,7 @@ export class TestWallet {
         const tx = params[0];
         if (getAddress(tx.from) !== this.account.address) throw new RpcError(4100, 'from is not the selected account');
         this.takeRejection('tx');
+        await this.takeDelay('tx');
         const chain = defineChain({
           id: this.chainId,
           name: `chain ${this.chainId}`,
@@ -198,6 +214,18 @@ export class TestWallet {
             : tx.gasPrice !== undefined
               ? { gasPrice: BigInt(tx.gasPrice) }
               : {};
+        if (this.loseNext) {
+          this.loseNext = false;
+          const req = await client.prepareTransactionRequest({
+            to: tx.to,
+            data: tx.data ?? tx.input,
+            gas: tx.gas ? BigInt(tx.gas) : undefined,
+            ...fees,
+          });
+          const hash = keccak256(await this.account.signTransaction(req));
+          this.lost.push(hash);
+          return hash;
+        }
         return client.sendTransaction({
           to: tx.to,
           data: tx.data ?? tx.input,
@@ -211,6 +239,7 @@ export class TestWallet {
         const [address, json] = params;
         if (getAddress(address) !== this.account.address) throw new RpcError(4100, 'not the selected account');
         this.takeRejection('sign');
+        await this.takeDelay('sign');
         const data = typeof json === 'string' ? JSON.parse(json) : json;
         const { EIP712Domain: _, ...types } = data.types;
         return this.account.signTypedData({ domain: data.domain, types, primaryType: data.primaryType, message: data.message });
