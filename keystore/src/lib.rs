@@ -115,7 +115,9 @@ fn check_kdf(path: &Path, crypto: &Map<String, Value>) -> Result<(), KeystoreErr
         },
         Some("pbkdf2") => match param("c") {
             Some(c) if c <= MAX_PBKDF2_ROUNDS => Ok(()),
-            Some(c) => Err(format_err(path, format!("pbkdf2 c = {c} is over the limit of {MAX_PBKDF2_ROUNDS}"))),
+            Some(c) => {
+                Err(format_err(path, format!("pbkdf2 c = {c} is over the limit of {MAX_PBKDF2_ROUNDS}")))
+            }
             None => Err(format_err(path, "kdfparams.c is missing")),
         },
         other => Err(format_err(path, format!("unknown kdf {other:?} (scrypt or pbkdf2)"))),

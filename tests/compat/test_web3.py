@@ -197,3 +197,28 @@ def test_custom_error_from_a_revert(w3):
         data = err.value.data
         assert data.startswith(selector), data
         assert w3.codec.decode(["uint256", "uint256"], bytes.fromhex(data[10:])) == (big, 10**30)
+
+
+@pytest.mark.parametrize("kdf", ["scrypt", "pbkdf2"])
+def test_an_eth_account_keystore_opens_in_p2pe_node(tmp_path, kdf):
+    """Users' own keys (issue 16, part 4): a keystore written by eth-account, web3.py's signer."""
+    account = Account.create()
+    password = "web3.py password"
+    keystore = Account.encrypt(account.key, password, kdf=kdf)
+    path = tmp_path / "web3py.json"
+    path.write_text(json.dumps(keystore))
+    pw = tmp_path / "pw.txt"
+    pw.write_text(password + "\n")
+    ok = subprocess.run(
+        [node_bin(), "account", "inspect", str(path), "--password-file", str(pw)],
+        capture_output=True, text=True, check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == account.address
+    pw.write_text("wrong\n")
+    wrong = subprocess.run(
+        [node_bin(), "account", "inspect", str(path), "--password-file", str(pw)],
+        capture_output=True, text=True, check=False,
+    )
+    assert wrong.returncode != 0 and "wrong password" in wrong.stderr, wrong.stderr
+    assert account.key.hex().removeprefix("0x") not in wrong.stderr + wrong.stdout
