@@ -7,6 +7,7 @@ use clap::Args;
 
 use crate::blockchain::ChainOptions;
 use crate::crypto::SigningKey;
+use crate::rpc::access::{self, AccessPolicy};
 use crate::rpc::server::ui::UiMode;
 use crate::rpc::RpcConfig;
 use crate::storage::DEFAULT_STATE_HISTORY;
@@ -44,9 +45,21 @@ pub struct RpcArgs {
     /// Do not serve the trading dApp (by default it is served on the JSON-RPC port at GET /).
     #[arg(long)]
     pub no_ui: bool,
-    /// Serve the admin_ namespace (peer list, block/unblock peers). Only on trusted connections.
+    /// Serve the privileged methods: admin_* (peers, block/unblock, broadcast), debug_* (raw data,
+    /// tracing), clique_propose and clique_discard (this signer's votes). Without it they answer an
+    /// error naming this flag. Only where every client that can reach the port is trusted.
     #[arg(long)]
     pub rpc_admin: bool,
+    /// Web origins whose pages may call JSON-RPC (HTTP and WebSocket), comma-separated or repeated,
+    /// e.g. http://localhost:3000; * allows every origin. Requests with another Origin header are
+    /// refused with 403 (the node's own dApp origin, and clients that send no Origin, always pass).
+    /// MetaMask in Chrome sends chrome-extension://nkbihfbeogaeaoehlefnkodbefgpgknn.
+    #[arg(long = "http-corsdomain", value_delimiter = ',', value_parser = access::parse_origin)]
+    pub http_corsdomain: Vec<String>,
+    /// Host names the server answers (the Host header), comma-separated or repeated; IP addresses
+    /// are always answered; * answers every name (and re-opens DNS rebinding). Other hosts get 403.
+    #[arg(long = "http-vhosts", value_delimiter = ',', default_value = "localhost", value_parser = access::parse_vhost)]
+    pub http_vhosts: Vec<String>,
 }
 
 impl RpcArgs {
@@ -71,6 +84,10 @@ impl RpcArgs {
             ws_queue: self.ws_max_queue,
             filter_ttl: std::time::Duration::from_secs(self.rpc_filter_ttl),
             admin: self.rpc_admin,
+            access: AccessPolicy {
+                vhosts: self.http_vhosts.clone(),
+                cors_domains: self.http_corsdomain.clone(),
+            },
         }
     }
 }

@@ -1,12 +1,15 @@
 //! Ethereum JSON-RPC over HTTP and WebSocket, on one port.
 //!
-//! - [`server`]: warp routes, request and batch handling, limits, CORS, WebSocket;
+//! - [`server`]: warp routes, request and batch handling, limits, WebSocket;
+//! - [`access`]: who may call: `Host` (`--http-vhosts`), `Origin` (`--http-corsdomain`), content
+//!   type, CORS headers;
 //! - [`dispatch`]: method name → namespace handler;
 //! - one file per namespace: [`eth`] (split by concern), [`net`], [`web3`], [`clique`],
 //!   [`debug`] (tracers in [`trace`]);
 //! - [`convert`]: consensus types → RPC response objects;
 //! - [`error`]: EIP-1474 error codes.
 
+pub mod access;
 pub mod admin;
 pub mod clique;
 pub mod convert;
@@ -49,8 +52,11 @@ pub struct RpcConfig {
     pub ws_queue: usize,
     /// How long an unpolled filter lives.
     pub filter_ttl: std::time::Duration,
-    /// Serve the `admin_` namespace.
+    /// Serve the privileged methods ([`dispatch::is_privileged`]: `admin_*`, `debug_*`,
+    /// `clique_propose`, `clique_discard`); `--rpc-admin`.
     pub admin: bool,
+    /// Hosts and web origins the server answers (`--http-vhosts`, `--http-corsdomain`).
+    pub access: access::AccessPolicy,
 }
 
 impl Default for RpcConfig {
@@ -63,6 +69,7 @@ impl Default for RpcConfig {
             ws_queue: 4096,
             filter_ttl: std::time::Duration::from_secs(300),
             admin: false,
+            access: access::AccessPolicy::default(),
         }
     }
 }
