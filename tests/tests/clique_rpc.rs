@@ -125,7 +125,7 @@ fn votes_are_tallied_with_three_signers() {
     let ks = dir.path().join("keys");
     let out = run_ok(
         Command::new(node_bin())
-            .args(["account", "new", "--keystore-dir"])
+            .args(["account", "new", "--light-kdf", "--keystore-dir"])
             .arg(&ks)
             .args(["--name", "a.json", "--password-file"])
             .arg(&pw),

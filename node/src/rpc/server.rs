@@ -254,7 +254,7 @@ pub async fn serve_with_ui(
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
         .and_then(handle_http);
-    let preflight = warp::options().map(access::preflight);
+    let preflight = warp::path::end().and(warp::options()).map(access::preflight);
     let page = warp::any()
         .and_then(move || async move {
             if with_ui {
