@@ -241,3 +241,90 @@ fn privileged_methods_need_rpc_admin() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// One `eth_chainId` answer with a one-digit id: `{"id":1,"jsonrpc":"2.0","result":"0x539"}`.
+const CHAIN_ID_ANSWER: usize = 41;
+
+fn ws_call(
+    sock: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    id: u64,
+    method: &str,
+    params: Value,
+) -> Value {
+    let call = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    sock.send(tungstenite::Message::text(call.to_string())).expect("ws send");
+    loop {
+        let v: Value = serde_json::from_str(sock.read().expect("ws read").to_text().unwrap()).unwrap();
+        if v["id"] == json!(id) {
+            return v;
+        }
+    }
+}
+
+#[test]
+fn batch_responses_subscriptions_and_filters_are_capped() {
+    let cap = 3 * CHAIN_ID_ANSWER;
+    let node = NodeProcess::dev(&[
+        "--period",
+        "1",
+        "--rpc-batch-response-max-size",
+        &cap.to_string(),
+        "--rpc-max-subscriptions-per-connection",
+        "2",
+        "--rpc-max-filters",
+        "2",
+    ]);
+    let rpc = node.rpc();
+    let chain_id = |id: u64| json!({"jsonrpc": "2.0", "id": id, "method": "eth_chainId", "params": []});
+    let single =
+        client().post(&node.url).header("content-type", "application/json").body(chain_id(1).to_string());
+    assert_eq!(single.send().unwrap().text().unwrap().len(), CHAIN_ID_ANSWER);
+
+    // Before each call the responses so far hold 0, 41, 82 (under), 123 (at) and 164 bytes (over
+    // the 123-byte cap): the first four calls run, the fifth, a transaction, is refused and not run.
+    let from = dev_key(0).address();
+    let nonce = rpc.call("eth_getTransactionCount", json!([from, "pending"]));
+    let send = json!({"jsonrpc": "2.0", "id": 5, "method": "eth_sendTransaction", "params": [{"from": from, "to": DEAD}]});
+    let notification = json!({"jsonrpc": "2.0", "method": "eth_chainId", "params": []});
+    let batch = json!([chain_id(1), chain_id(2), chain_id(3), chain_id(4), send, notification, chain_id(6)]);
+    let (status, answer) = rpc.raw(&batch.to_string()).unwrap();
+    assert_eq!(status, 200);
+    let answer = answer.as_array().expect("batch answer").clone();
+    assert_eq!(answer.len(), 6, "no answer for the notification: {answer:?}");
+    for a in &answer[..4] {
+        assert_eq!(a["result"], "0x539", "{a}");
+    }
+    for (a, id) in answer[4..].iter().zip([5, 6]) {
+        assert_eq!((a["id"].as_u64(), a["error"]["code"].as_i64()), (Some(id), Some(-32005)), "{a}");
+        assert!(error_message(a).contains("--rpc-batch-response-max-size"), "{a}");
+    }
+    assert_eq!(rpc.call("eth_getTransactionCount", json!([from, "pending"])), nonce, "the refused call ran");
+    // Exactly at the cap the batch is whole.
+    let (_, answer) = rpc.raw(&json!([chain_id(1), chain_id(2), chain_id(3)]).to_string()).unwrap();
+    assert!(answer.as_array().unwrap().iter().all(|a| a["result"] == "0x539"), "{answer}");
+
+    // Subscriptions per connection: 1 and 2 (at the limit) open, the third is refused; closing
+    // one makes room; another connection has its own.
+    let (mut sock, _) = tungstenite::connect(node.url.replace("http://", "ws://")).expect("ws");
+    let first = ws_call(&mut sock, 1, "eth_subscribe", json!(["newHeads"]))["result"].clone();
+    assert!(first.is_string());
+    assert!(ws_call(&mut sock, 2, "eth_subscribe", json!(["logs", {}]))["result"].is_string());
+    let over = ws_call(&mut sock, 3, "eth_subscribe", json!(["newPendingTransactions"]));
+    assert_eq!(over["error"]["code"], -32005, "{over}");
+    assert!(error_message(&over).contains("--rpc-max-subscriptions-per-connection"), "{over}");
+    assert_eq!(ws_call(&mut sock, 4, "eth_unsubscribe", json!([first]))["result"], true);
+    assert!(ws_call(&mut sock, 5, "eth_subscribe", json!(["newHeads"]))["result"].is_string());
+    let (mut other, _) = tungstenite::connect(node.url.replace("http://", "ws://")).expect("ws");
+    for id in [1, 2] {
+        assert!(ws_call(&mut other, id, "eth_subscribe", json!(["newHeads"]))["result"].is_string());
+    }
+
+    // Filters on the node: 1 and 2 (at the limit) installed, the third refused until one goes.
+    let f1 = rpc.call("eth_newBlockFilter", json!([]));
+    rpc.call("eth_newFilter", json!([{}]));
+    let e = rpc.try_call("eth_newPendingTransactionFilter", json!([])).unwrap_err();
+    assert_eq!(e.code, -32005, "{e:?}");
+    assert!(e.message.contains("--rpc-max-filters"), "{e:?}");
+    assert_eq!(rpc.call("eth_uninstallFilter", json!([f1])), true);
+    assert!(rpc.call("eth_newPendingTransactionFilter", json!([])).is_string());
+}

@@ -25,6 +25,17 @@ pub struct RpcArgs {
     /// Most requests in one JSON-RPC batch.
     #[arg(long, default_value_t = 10_000)]
     pub rpc_max_batch: usize,
+    /// Most bytes of responses one JSON-RPC batch may answer (the serialized responses added up,
+    /// geth's default); the calls past the limit are not run and each answers a -32005 error.
+    #[arg(long, default_value_t = 25_000_000)]
+    pub rpc_batch_response_max_size: usize,
+    /// Most eth_subscribe subscriptions one WebSocket connection may hold open.
+    #[arg(long, default_value_t = 1024)]
+    pub rpc_max_subscriptions_per_connection: usize,
+    /// Most eth_newFilter / eth_newBlockFilter / eth_newPendingTransactionFilter filters
+    /// installed on the node at once (expired ones do not count).
+    #[arg(long, default_value_t = 10_000)]
+    pub rpc_max_filters: usize,
     /// Widest block range one eth_getLogs may cover.
     #[arg(long, default_value_t = 10_000)]
     pub rpc_max_log_range: u64,
@@ -79,6 +90,9 @@ impl RpcArgs {
         RpcConfig {
             max_body_bytes: self.rpc_max_body,
             max_batch: self.rpc_max_batch,
+            max_batch_response_bytes: self.rpc_batch_response_max_size,
+            max_subscriptions_per_connection: self.rpc_max_subscriptions_per_connection,
+            max_filters: self.rpc_max_filters,
             max_log_range: self.rpc_max_log_range,
             max_logs: self.rpc_max_logs,
             ws_queue: self.ws_max_queue,

@@ -44,6 +44,13 @@ pub struct RpcConfig {
     pub max_body_bytes: u64,
     /// Most requests in one batch.
     pub max_batch: usize,
+    /// Most bytes of responses one batch answers (the serialized response objects added up);
+    /// the calls past it are answered with an error and not run.
+    pub max_batch_response_bytes: usize,
+    /// Most `eth_subscribe` subscriptions open on one WebSocket connection.
+    pub max_subscriptions_per_connection: usize,
+    /// Most polling filters installed on the node at once.
+    pub max_filters: usize,
     /// Widest block range of one `eth_getLogs`.
     pub max_log_range: u64,
     /// Most logs one `eth_getLogs` returns.
@@ -64,6 +71,9 @@ impl Default for RpcConfig {
         Self {
             max_body_bytes: 16 * 1024 * 1024,
             max_batch: 10_000,
+            max_batch_response_bytes: 25_000_000,
+            max_subscriptions_per_connection: 1024,
+            max_filters: 10_000,
             max_log_range: 10_000,
             max_logs: 20_000,
             ws_queue: 4096,

@@ -79,7 +79,7 @@ pub fn handle_body(ctx: &Arc<RpcContext>, body: &[u8], conn: Option<&Arc<WsConne
                     )),
                 ));
             }
-            let out: Vec<Value> = items.into_iter().filter_map(|r| handle_one(ctx, r, conn)).collect();
+            let out = handle_batch(ctx, items, conn);
             if out.is_empty() {
                 None
             } else {
@@ -88,6 +88,62 @@ pub fn handle_body(ctx: &Arc<RpcContext>, body: &[u8], conn: Option<&Arc<WsConne
         }
         other => handle_one(ctx, other, conn),
     }
+}
+
+/// Serialized size of a JSON value, without keeping the bytes.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// Runs the calls of a batch in order while the responses so far hold at most
+/// `--rpc-batch-response-max-size` bytes; once they hold more, every call left answers a limit
+/// error without being run. As in geth, the response that crosses the limit is kept (its call has
+/// run, and a client must learn, say, the hash of a transaction it sent).
+fn handle_batch(ctx: &Arc<RpcContext>, items: Vec<Value>, conn: Option<&Arc<WsConnection>>) -> Vec<Value> {
+    let max = ctx.config.max_batch_response_bytes;
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    let mut items = items.into_iter();
+    for item in items.by_ref() {
+        if let Some(response) = handle_one(ctx, item, conn) {
+            bytes += json_len(&response);
+            out.push(response);
+        }
+        if bytes > max {
+            break;
+        }
+    }
+    let refused = |id: Value| {
+        error_response(
+            id,
+            RpcError::limit_exceeded(format!(
+                "response too large: the responses of this batch passed {max} bytes \
+                 (--rpc-batch-response-max-size), so this call was not run"
+            )),
+        )
+    };
+    // Calls without an id are notifications: neither run nor answered.
+    out.extend(
+        items
+            .filter_map(|r| match r {
+                Value::Object(o) => o.get("id").cloned(),
+                _ => Some(Value::Null),
+            })
+            .map(refused),
+    );
+    out
 }
 
 /// Most bytes of an over-limit request body the server reads and throws away before it answers 413.
