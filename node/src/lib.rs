@@ -12,6 +12,7 @@ pub mod consensus;
 pub mod crypto;
 pub mod execution;
 pub mod keeper;
+pub mod keystore;
 pub mod network;
 pub mod node;
 pub mod primitives;

@@ -550,7 +550,7 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
         }
         None => {
             let pw = bridge_dir.join("password.txt");
-            std::fs::write(&pw, "p2pe-sim\n")?;
+            crate::keys::write_private(&pw, b"p2pe-sim\n")?;
             let mut meters = Vec::new();
             for (h, k) in hh.iter().zip(&meter_keys) {
                 let ks = bridge_dir.join("keys").join(format!("{}.json", h.spec.id));

@@ -56,7 +56,8 @@ impl KeyDeriver {
 }
 
 /// Writes `signer`'s key to `path` as a Web3 Secret Storage (v3) keystore encrypted with `password`
-/// (PBKDF2-HMAC-SHA256 with [`KEYSTORE_PBKDF2_ROUNDS`] rounds, AES-128-CTR, Keccak-256 MAC).
+/// (PBKDF2-HMAC-SHA256 with [`KEYSTORE_PBKDF2_ROUNDS`] rounds, AES-128-CTR, Keccak-256 MAC), mode
+/// 0600, atomically ([`write_private`]).
 pub fn write_keystore(path: &Path, signer: &PrivateKeySigner, password: &str) -> std::io::Result<()> {
     let mut rng = rand::thread_rng();
     let mut salt = [0u8; 32];
@@ -90,7 +91,19 @@ pub fn write_keystore(path: &Path, signer: &PrivateKeySigner, password: &str) ->
         "id": id,
         "version": 3,
     });
-    std::fs::write(path, serde_json::to_string_pretty(&json).expect("json") + "\n")
+    write_private(path, (serde_json::to_string_pretty(&json).expect("json") + "\n").as_bytes())
+}
+
+/// Writes `bytes` to `path` with mode 0600 from the start, atomically: a temporary file in the
+/// same directory (created 0600 by `tempfile`) is written, flushed to disk and renamed over `path`.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -120,6 +133,8 @@ mod tests {
         let signer = KeyDeriver::new(DEV_MNEMONIC).unwrap().key(METER_INDEX_BASE + 3).unwrap();
         let path = dir.path().join("k.json");
         write_keystore(&path, &signer, "pw").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let back = PrivateKeySigner::decrypt_keystore(&path, "pw").unwrap();
         assert_eq!(back.address(), signer.address());
         assert!(PrivateKeySigner::decrypt_keystore(&path, "wrong").is_err());

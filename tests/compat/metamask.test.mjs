@@ -25,7 +25,8 @@ const osaka = JSON.parse(readFileSync(new URL('./fixtures/Osaka.json', import.me
 
 let node;
 before(async () => {
-  node = await startDevNode(['--period', '1']);
+  // MetaMask's requests carry its extension's origin, which the node refuses unless it is allowed.
+  node = await startDevNode(['--period', '1', '--http-corsdomain', 'chrome-extension://nkbihfbeogaeaoehlefnkodbefgpgknn']);
 });
 after(async () => {
   await node?.stop();

@@ -73,7 +73,7 @@ impl Testnet {
         let (rpc, p2p) = (free_base(20000, n), free_base(40000, n));
         run_ok(
             Command::new(bin)
-                .args(["testnet", "--generate-only", "--period", &period.to_string()])
+                .args(["testnet", "--generate-only", "--light-kdf", "--period", &period.to_string()])
                 .args(["--signers", &signers.to_string(), "--followers", &followers.to_string()])
                 .args(["--rpc-base-port", &rpc.to_string(), "--p2p-base-port", &p2p.to_string()])
                 .args(extra)

@@ -44,7 +44,7 @@ fn keys(v: &Value) -> Vec<String> {
 fn propose_adds_a_signer_on_a_single_signer_dev_chain() {
     // Without the market keeper: with period 0 its openSlot transactions would seal blocks at
     // moments of their own, and the test needs the vote in the block of its own transaction.
-    let node = NodeProcess::dev(&["--period", "0", "--no-keeper"]);
+    let node = NodeProcess::dev(&["--period", "0", "--no-keeper", "--rpc-admin"]);
     let rpc = node.rpc();
     let signers = rpc.call("clique_getSigners", json!([]));
     let a: Address = signers[0].as_str().unwrap().parse().unwrap();
@@ -125,7 +125,7 @@ fn votes_are_tallied_with_three_signers() {
     let ks = dir.path().join("keys");
     let out = run_ok(
         Command::new(node_bin())
-            .args(["account", "new", "--keystore-dir"])
+            .args(["account", "new", "--light-kdf", "--keystore-dir"])
             .arg(&ks)
             .args(["--name", "a.json", "--password-file"])
             .arg(&pw),
@@ -151,6 +151,7 @@ fn votes_are_tallied_with_three_signers() {
         ks.join("a.json").to_str().unwrap(),
         "--password-file",
         pw.to_str().unwrap(),
+        "--rpc-admin",
     ]);
     let rpc = node.rpc();
     let mut all = vec![a, b, c];

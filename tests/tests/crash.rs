@@ -67,7 +67,7 @@ fn kill_dash_nine_twenty_times_under_load() {
     std::fs::write(&pw, "pw\n").unwrap();
     let signer = run_ok(
         Command::new(node_bin())
-            .args(["account", "new", "--name", "s.json", "--keystore-dir"])
+            .args(["account", "new", "--light-kdf", "--name", "s.json", "--keystore-dir"])
             .arg(dir.path())
             .arg("--password-file")
             .arg(&pw),

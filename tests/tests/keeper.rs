@@ -206,7 +206,7 @@ fn new_keystore(
 ) -> (std::path::PathBuf, Address) {
     let addr = run_ok(
         Command::new(node_bin())
-            .args(["account", "new", "--name", name, "--keystore-dir"])
+            .args(["account", "new", "--light-kdf", "--name", name, "--keystore-dir"])
             .arg(dir)
             .arg("--password-file")
             .arg(password),

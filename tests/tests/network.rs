@@ -227,7 +227,7 @@ fn vote_in_a_fourth_signer_then_vote_one_out() {
     let fdir = dir.path().join("follower-0");
     let addr = run_ok(
         Command::new(node_bin())
-            .args(["account", "new", "--name", "keystore.json", "--keystore-dir"])
+            .args(["account", "new", "--light-kdf", "--name", "keystore.json", "--keystore-dir"])
             .arg(&fdir)
             .arg("--password-file")
             .arg(dir.path().join("password.txt")),

@@ -304,7 +304,7 @@ fn allowlist_genesis_init_run_with_keystore() {
     let ks = dir.path().join("keys");
     let out = run_ok(
         Command::new(node_bin())
-            .args(["account", "new", "--keystore-dir"])
+            .args(["account", "new", "--light-kdf", "--keystore-dir"])
             .arg(&ks)
             .arg("--name")
             .arg("signer.json")

@@ -42,7 +42,7 @@ fn deploy_fixture(rpc: &Rpc) -> (String, Value) {
 
 /// A dev node with the Osaka fixture deployed and `store(42)` mined: (node, contract, receipt).
 fn node_with_store() -> (NodeProcess, String, Value) {
-    let node = NodeProcess::dev(&["--period", "1"]);
+    let node = NodeProcess::dev(&["--period", "1", "--rpc-admin"]);
     let rpc = node.rpc();
     let (contract, _) = deploy_fixture(&rpc);
     let receipt = transact(&rpc, 0, &contract, &call_data(STORE, 42));
@@ -220,7 +220,7 @@ fn call_tracer_shape() {
 
 #[test]
 fn prestate_tracer_replays_earlier_transactions_of_the_block() {
-    let node = NodeProcess::dev(&["--period", "1"]);
+    let node = NodeProcess::dev(&["--period", "1", "--rpc-admin"]);
     let rpc = node.rpc();
     let (contract, _) = deploy_fixture(&rpc);
     let key = dev_key(1);

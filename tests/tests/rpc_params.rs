@@ -19,7 +19,7 @@ fn code(rpc: &Rpc, method: &str, params: Value) -> i64 {
 
 #[test]
 fn quantities_with_leading_zeros_are_refused() {
-    let node = NodeProcess::dev(&["--period", "1"]);
+    let node = NodeProcess::dev(&["--period", "1", "--rpc-admin"]);
     let rpc = node.rpc();
     rpc.wait_block(1, std::time::Duration::from_secs(30));
     let from = format!("{:#x}", dev_key(0).address());

@@ -230,7 +230,7 @@ fn proofs_verify_against_the_block_state_root() {
 
 #[test]
 fn overrides_access_lists_signing_txpool_and_raw_methods() {
-    let node = NodeProcess::dev(&["--period", "2"]);
+    let node = NodeProcess::dev(&["--period", "2", "--rpc-admin"]);
     let rpc = node.rpc();
     let (creation, runtime) = osaka_fixture();
     let contract = deploy(&rpc, 0, &creation);

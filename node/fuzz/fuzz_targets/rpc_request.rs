@@ -53,7 +53,7 @@ fn setup() -> Arc<RpcContext> {
     );
     let ctx = Arc::new(RpcContext {
         chain: chain.clone(),
-        config: RpcConfig { max_batch: 100, max_logs: 1000, ..Default::default() },
+        config: RpcConfig { max_batch: 100, max_logs: 1000, admin: true, ..Default::default() },
         dev_accounts: vec![dev.clone()],
         signer: Some(sealer.address()),
         client_version: "p2pe-node/fuzz".into(),

@@ -7,6 +7,7 @@ use clap::Args;
 
 use crate::blockchain::ChainOptions;
 use crate::crypto::SigningKey;
+use crate::rpc::access::{self, AccessPolicy};
 use crate::rpc::server::ui::UiMode;
 use crate::rpc::RpcConfig;
 use crate::storage::DEFAULT_STATE_HISTORY;
@@ -24,6 +25,17 @@ pub struct RpcArgs {
     /// Most requests in one JSON-RPC batch.
     #[arg(long, default_value_t = 10_000)]
     pub rpc_max_batch: usize,
+    /// Most bytes of responses one JSON-RPC batch may answer (the serialized responses added up,
+    /// geth's default); the calls past the limit are not run and each answers a -32005 error.
+    #[arg(long, default_value_t = 25_000_000)]
+    pub rpc_batch_response_max_size: usize,
+    /// Most eth_subscribe subscriptions one WebSocket connection may hold open.
+    #[arg(long, default_value_t = 1024)]
+    pub rpc_max_subscriptions_per_connection: usize,
+    /// Most eth_newFilter / eth_newBlockFilter / eth_newPendingTransactionFilter filters
+    /// installed on the node at once (expired ones do not count).
+    #[arg(long, default_value_t = 10_000)]
+    pub rpc_max_filters: usize,
     /// Widest block range one eth_getLogs may cover.
     #[arg(long, default_value_t = 10_000)]
     pub rpc_max_log_range: u64,
@@ -44,9 +56,21 @@ pub struct RpcArgs {
     /// Do not serve the trading dApp (by default it is served on the JSON-RPC port at GET /).
     #[arg(long)]
     pub no_ui: bool,
-    /// Serve the admin_ namespace (peer list, block/unblock peers). Only on trusted connections.
+    /// Serve the privileged methods: admin_* (peers, block/unblock, broadcast), debug_* (raw data,
+    /// tracing), clique_propose and clique_discard (this signer's votes). Without it they answer an
+    /// error naming this flag. Only where every client that can reach the port is trusted.
     #[arg(long)]
     pub rpc_admin: bool,
+    /// Web origins whose pages may call JSON-RPC (HTTP and WebSocket), comma-separated or repeated,
+    /// e.g. http://localhost:3000; * allows every origin. Requests with another Origin header are
+    /// refused with 403 (the node's own dApp origin, and clients that send no Origin, always pass).
+    /// MetaMask in Chrome sends chrome-extension://nkbihfbeogaeaoehlefnkodbefgpgknn.
+    #[arg(long = "http-corsdomain", value_delimiter = ',', value_parser = access::parse_origin)]
+    pub http_corsdomain: Vec<String>,
+    /// Host names the server answers (the Host header), comma-separated or repeated; IP addresses
+    /// are always answered; * answers every name (and re-opens DNS rebinding). Other hosts get 403.
+    #[arg(long = "http-vhosts", value_delimiter = ',', default_value = "localhost", value_parser = access::parse_vhost)]
+    pub http_vhosts: Vec<String>,
 }
 
 impl RpcArgs {
@@ -66,11 +90,18 @@ impl RpcArgs {
         RpcConfig {
             max_body_bytes: self.rpc_max_body,
             max_batch: self.rpc_max_batch,
+            max_batch_response_bytes: self.rpc_batch_response_max_size,
+            max_subscriptions_per_connection: self.rpc_max_subscriptions_per_connection,
+            max_filters: self.rpc_max_filters,
             max_log_range: self.rpc_max_log_range,
             max_logs: self.rpc_max_logs,
             ws_queue: self.ws_max_queue,
             filter_ttl: std::time::Duration::from_secs(self.rpc_filter_ttl),
             admin: self.rpc_admin,
+            access: AccessPolicy {
+                vhosts: self.http_vhosts.clone(),
+                cors_domains: self.http_corsdomain.clone(),
+            },
         }
     }
 }

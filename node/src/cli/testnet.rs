@@ -6,13 +6,14 @@ use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use alloy_primitives::U256;
+use alloy_primitives::{B256, U256};
 use clap::Args;
 use serde::Serialize;
 
 use super::common::shutdown_signal;
 use super::dev::{dev_keys, DEV_MNEMONIC};
 use crate::chain::{build_genesis, deploy_market, ChainSpec, GenesisParams, MarketConfig};
+use crate::keystore::{write_keystore, write_secret_file, Kdf};
 use crate::storage::Store;
 
 /// Arguments of `testnet`.
@@ -46,6 +47,11 @@ pub struct TestnetArgs {
     /// Only write everything (including DIR/testnet.json with each node's command line); start nothing.
     #[arg(long)]
     pub generate_only: bool,
+    /// Encrypt the signers' keystores with geth's light scrypt cost (n = 4096, p = 6) instead of
+    /// the standard one, so that nodes start in milliseconds rather than about a second each. For
+    /// tests and throwaway networks only.
+    #[arg(long)]
+    pub light_kdf: bool,
 }
 
 /// One node of the testnet, as written to `testnet.json`.
@@ -77,19 +83,15 @@ fn generate(args: &TestnetArgs) -> anyhow::Result<Vec<TestnetNode>> {
     }
     std::fs::create_dir_all(&args.dir)?;
     let password = args.dir.join("password.txt");
-    std::fs::write(&password, format!("{:x}\n", rand::random::<u128>()))?;
+    write_secret_file(&password, format!("{:x}\n", rand::random::<u128>()).as_bytes())?;
     let pw = super::common::read_password(Some(&password))?;
+    let kdf = if args.light_kdf { Kdf::Light } else { Kdf::Standard };
     let mut signer_addrs = Vec::new();
     for i in 0..args.signers {
         let dir = args.dir.join(format!("signer-{i}"));
-        std::fs::create_dir_all(&dir)?;
-        let (signer, _) = alloy_signer_local::PrivateKeySigner::new_keystore(
-            &dir,
-            &mut rand::thread_rng(),
-            &pw,
-            Some("keystore.json"),
-        )
-        .map_err(|e| anyhow::anyhow!("creating a keystore: {e}"))?;
+        let signer = alloy_signer_local::PrivateKeySigner::random();
+        let secret = B256::from(signer.to_bytes());
+        write_keystore(&dir, Some("keystore.json"), &secret, &pw, kdf, &mut rand::thread_rng())?;
         signer_addrs.push(signer.address());
     }
     // Users get the well-known dev accounts, funded, as on the dev chain.

@@ -119,23 +119,29 @@ impl NetworkHandle {
     }
 }
 
-/// Loads the node identity from `path`, creating it on first start.
+/// Loads the node identity from `path`, creating it (mode 0600, atomically) when there is no file.
+/// A file that exists but cannot be read or decoded stops the node: it is never replaced, because
+/// a new identity is a new peer id, which other nodes' `--p2p-allow` and bootnode lists would no
+/// longer know.
 pub fn load_identity(path: &Path) -> anyhow::Result<identity::Keypair> {
-    if let Ok(bytes) = std::fs::read(path) {
-        return identity::Keypair::from_protobuf_encoding(&bytes)
-            .map_err(|e| anyhow::anyhow!("{} is not a node identity key: {e}", path.display()));
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            return identity::Keypair::from_protobuf_encoding(&bytes).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is not a node identity key ({e}); fix or remove it (removing it gives this node a new peer id)",
+                    path.display()
+                )
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => anyhow::bail!(
+            "cannot read the node identity {}: {e}; the node does not start with a new identity in its place (that would change its peer id): fix the file's permissions or move it away",
+            path.display()
+        ),
     }
     let key = identity::Keypair::generate_ed25519();
     let bytes = key.to_protobuf_encoding().map_err(|e| anyhow::anyhow!("encoding identity: {e}"))?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(path, bytes)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    crate::keystore::write_secret_file(path, &bytes)?;
     Ok(key)
 }
 

@@ -9,6 +9,17 @@ use super::params::Params;
 use super::pubsub::WsConnection;
 use super::{admin, clique, debug, eth, filters, net, pubsub, txpool, web3, RpcContext};
 
+/// Whether `method` is privileged, served only with `--rpc-admin`: it changes what this node does
+/// (`clique_propose` and `clique_discard` cast this signer's votes; `admin_*` blocks peers and
+/// broadcasts blocks) or costs much (`debug_trace*` replays blocks). The read-only `clique_`
+/// methods (`getSigners*`, `getSnapshot*`, `proposals`, `status`) stay public, as the chain data
+/// they describe is public.
+pub fn is_privileged(method: &str) -> bool {
+    matches!(method, "clique_propose" | "clique_discard")
+        || method.starts_with("admin_")
+        || method.starts_with("debug_")
+}
+
 /// Handles one call; `conn` is the WebSocket connection it came on, if any.
 pub fn call(
     ctx: &Arc<RpcContext>,
@@ -16,6 +27,9 @@ pub fn call(
     params: Option<Value>,
     conn: Option<&Arc<WsConnection>>,
 ) -> RpcResult {
+    if is_privileged(method) && !ctx.config.admin {
+        return Err(RpcError::privileged(method));
+    }
     let p = Params::new(params)?;
     match method {
         "eth_subscribe" | "eth_unsubscribe" => {
@@ -38,7 +52,7 @@ pub fn call(
         Some("web3") => web3::call(ctx, method, p),
         Some("clique") => clique::call(ctx, method, p),
         Some("txpool") => txpool::call(ctx, method, p),
-        Some("admin") if ctx.config.admin => admin::call(ctx, method, p),
+        Some("admin") => admin::call(ctx, method, p),
         Some("debug") => debug::call(ctx, method, p),
         Some("personal") if method == "personal_sign" => eth::sign::personal(ctx, method, p),
         _ => Err(RpcError::method_not_found(method)),

@@ -32,6 +32,16 @@ impl RpcError {
     pub fn method_not_found(method: &str) -> Self {
         Self::new(-32601, format!("the method {method} does not exist/is not available"))
     }
+    /// -32601: a privileged method on a node started without `--rpc-admin`.
+    pub fn privileged(method: &str) -> Self {
+        Self::new(
+            -32601,
+            format!(
+                "the method {method} is privileged and is served only when the node runs with --rpc-admin \
+                 (admin_*, debug_*, clique_propose, clique_discard)"
+            ),
+        )
+    }
     /// -32602: bad parameters.
     pub fn invalid_params(msg: impl Into<String>) -> Self {
         Self::new(-32602, msg)

@@ -2,7 +2,8 @@
 //! `eth_getFilterChanges`, `eth_getFilterLogs`, `eth_uninstallFilter`.
 //!
 //! A filter remembers the last block it reported; a poll answers what came after it. Filters
-//! not polled for the filter TTL (`--rpc-filter-ttl`, default 300 s) expire, and at most [`MAX_FILTERS`] exist at once.
+//! not polled for the filter TTL (`--rpc-filter-ttl`, default 300 s) expire, and at most
+//! `--rpc-max-filters` (default 10,000) exist at once.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -23,8 +24,6 @@ use super::params::Params;
 use super::RpcContext;
 use crate::storage::BlockQuery;
 
-/// Most filters at once.
-pub const MAX_FILTERS: usize = 10_000;
 /// Most block hashes one poll of a block filter returns.
 const MAX_BLOCKS_PER_POLL: u64 = 10_000;
 
@@ -48,12 +47,12 @@ pub struct FilterManager {
 }
 
 impl FilterManager {
-    fn install(&self, kind: Kind, cursor: u64, ttl: Duration) -> RpcResult<String> {
+    fn install(&self, kind: Kind, cursor: u64, ttl: Duration, max: usize) -> RpcResult<String> {
         let mut filters = self.filters.lock();
         filters.retain(|_, f| f.last_poll.elapsed() < ttl);
-        if filters.len() >= MAX_FILTERS {
+        if filters.len() >= max {
             return Err(RpcError::limit_exceeded(format!(
-                "too many filters installed (limit {MAX_FILTERS})"
+                "too many filters installed: the limit is {max} (--rpc-max-filters); uninstall filters with eth_uninstallFilter"
             )));
         }
         let id = format!("{:#x}", rand::random::<u128>());
@@ -73,6 +72,7 @@ fn not_found(id: &str, ttl: Duration) -> RpcError {
 pub fn call(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
     let fm = &ctx.filters;
     let ttl = ctx.config.filter_ttl;
+    let max = ctx.config.max_filters;
     let head = ctx.chain.head_number();
     match method {
         "eth_newFilter" => {
@@ -84,15 +84,15 @@ pub fn call(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
                 Some(n) if n > 0 => n - 1,
                 _ => head,
             };
-            Ok(json!(fm.install(Kind::Logs(Box::new(filter)), start.min(head), ttl)?))
+            Ok(json!(fm.install(Kind::Logs(Box::new(filter)), start.min(head), ttl, max)?))
         }
         "eth_newBlockFilter" => {
             p.at_most(0)?;
-            Ok(json!(fm.install(Kind::Blocks, head, ttl)?))
+            Ok(json!(fm.install(Kind::Blocks, head, ttl, max)?))
         }
         "eth_newPendingTransactionFilter" => {
             p.at_most(1)?;
-            Ok(json!(fm.install(Kind::Pending(ctx.chain.pool().subscribe()), head, ttl)?))
+            Ok(json!(fm.install(Kind::Pending(ctx.chain.pool().subscribe()), head, ttl, max)?))
         }
         "eth_uninstallFilter" => {
             p.at_most(1)?;

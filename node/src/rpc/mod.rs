@@ -1,12 +1,15 @@
 //! Ethereum JSON-RPC over HTTP and WebSocket, on one port.
 //!
-//! - [`server`]: warp routes, request and batch handling, limits, CORS, WebSocket;
+//! - [`server`]: warp routes, request and batch handling, limits, WebSocket;
+//! - [`access`]: who may call: `Host` (`--http-vhosts`), `Origin` (`--http-corsdomain`), content
+//!   type, CORS headers;
 //! - [`dispatch`]: method name → namespace handler;
 //! - one file per namespace: [`eth`] (split by concern), [`net`], [`web3`], [`clique`],
 //!   [`debug`] (tracers in [`trace`]);
 //! - [`convert`]: consensus types → RPC response objects;
 //! - [`error`]: EIP-1474 error codes.
 
+pub mod access;
 pub mod admin;
 pub mod clique;
 pub mod convert;
@@ -42,6 +45,13 @@ pub struct RpcConfig {
     pub max_body_bytes: u64,
     /// Most requests in one batch.
     pub max_batch: usize,
+    /// Most bytes of responses one batch answers (the serialized response objects added up);
+    /// the calls past it are answered with an error and not run.
+    pub max_batch_response_bytes: usize,
+    /// Most `eth_subscribe` subscriptions open on one WebSocket connection.
+    pub max_subscriptions_per_connection: usize,
+    /// Most polling filters installed on the node at once.
+    pub max_filters: usize,
     /// Widest block range of one `eth_getLogs`.
     pub max_log_range: u64,
     /// Most logs one `eth_getLogs` returns.
@@ -50,8 +60,11 @@ pub struct RpcConfig {
     pub ws_queue: usize,
     /// How long an unpolled filter lives.
     pub filter_ttl: std::time::Duration,
-    /// Serve the `admin_` namespace.
+    /// Serve the privileged methods ([`dispatch::is_privileged`]: `admin_*`, `debug_*`,
+    /// `clique_propose`, `clique_discard`); `--rpc-admin`.
     pub admin: bool,
+    /// Hosts and web origins the server answers (`--http-vhosts`, `--http-corsdomain`).
+    pub access: access::AccessPolicy,
 }
 
 impl Default for RpcConfig {
@@ -59,11 +72,15 @@ impl Default for RpcConfig {
         Self {
             max_body_bytes: 16 * 1024 * 1024,
             max_batch: 10_000,
+            max_batch_response_bytes: 25_000_000,
+            max_subscriptions_per_connection: 1024,
+            max_filters: 10_000,
             max_log_range: 10_000,
             max_logs: 20_000,
             ws_queue: 4096,
             filter_ttl: std::time::Duration::from_secs(300),
             admin: false,
+            access: access::AccessPolicy::default(),
         }
     }
 }

@@ -86,6 +86,12 @@ fn lagged(conn: &WsConnection, n: u64) {
 fn subscribe(ctx: &Arc<RpcContext>, conn: &Arc<WsConnection>, p: Params) -> RpcResult {
     p.at_most(2)?;
     let kind: String = p.req(0)?;
+    let max = ctx.config.max_subscriptions_per_connection;
+    if conn.subs.lock().len() >= max {
+        return Err(RpcError::limit_exceeded(format!(
+            "this connection has {max} subscriptions open, the limit (--rpc-max-subscriptions-per-connection); close some with eth_unsubscribe"
+        )));
+    }
     let id = new_id();
     let weak = Arc::downgrade(conn);
     let sid = id.clone();

@@ -1,4 +1,5 @@
-//! The HTTP and WebSocket server (warp): one port, JSON-RPC 2.0 with batches, CORS, limits.
+//! The HTTP and WebSocket server (warp): one port, JSON-RPC 2.0 with batches, limits, and the
+//! host, origin and content-type checks of [`super::access`] in front of every route.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use serde_json::{json, Value};
 use warp::http::StatusCode;
 use warp::Filter;
 
+use super::access::{self, AccessError};
 use super::dispatch;
 use super::error::RpcError;
 use super::pubsub::WsConnection;
@@ -77,7 +79,7 @@ pub fn handle_body(ctx: &Arc<RpcContext>, body: &[u8], conn: Option<&Arc<WsConne
                     )),
                 ));
             }
-            let out: Vec<Value> = items.into_iter().filter_map(|r| handle_one(ctx, r, conn)).collect();
+            let out = handle_batch(ctx, items, conn);
             if out.is_empty() {
                 None
             } else {
@@ -86,6 +88,62 @@ pub fn handle_body(ctx: &Arc<RpcContext>, body: &[u8], conn: Option<&Arc<WsConne
         }
         other => handle_one(ctx, other, conn),
     }
+}
+
+/// Serialized size of a JSON value, without keeping the bytes.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// Runs the calls of a batch in order while the responses so far hold at most
+/// `--rpc-batch-response-max-size` bytes; once they hold more, every call left answers a limit
+/// error without being run. As in geth, the response that crosses the limit is kept (its call has
+/// run, and a client must learn, say, the hash of a transaction it sent).
+fn handle_batch(ctx: &Arc<RpcContext>, items: Vec<Value>, conn: Option<&Arc<WsConnection>>) -> Vec<Value> {
+    let max = ctx.config.max_batch_response_bytes;
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    let mut items = items.into_iter();
+    for item in items.by_ref() {
+        if let Some(response) = handle_one(ctx, item, conn) {
+            bytes += json_len(&response);
+            out.push(response);
+        }
+        if bytes > max {
+            break;
+        }
+    }
+    let refused = |id: Value| {
+        error_response(
+            id,
+            RpcError::limit_exceeded(format!(
+                "response too large: the responses of this batch passed {max} bytes \
+                 (--rpc-batch-response-max-size), so this call was not run"
+            )),
+        )
+    };
+    // Calls without an id are notifications: neither run nor answered.
+    out.extend(
+        items
+            .filter_map(|r| match r {
+                Value::Object(o) => o.get("id").cloned(),
+                _ => Some(Value::Null),
+            })
+            .map(refused),
+    );
+    out
 }
 
 /// Most bytes of an over-limit request body the server reads and throws away before it answers 413.
@@ -131,6 +189,7 @@ where
 
 async fn handle_http<S, B>(
     ctx: Arc<RpcContext>,
+    content_type: Option<String>,
     declared: Option<u64>,
     body: S,
 ) -> Result<warp::reply::Response, warp::Rejection>
@@ -138,6 +197,11 @@ where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
     B: bytes::Buf,
 {
+    if let Err(e) = access::check_content_type(content_type.as_deref()) {
+        // Drained, so that the client reads the answer rather than a reset connection.
+        read_body(0, declared, body).await?;
+        return Err(warp::reject::custom(e));
+    }
     let Some(body) = read_body(ctx.config.max_body_bytes, declared, body).await? else {
         return Err(warp::reject::custom(BodyTooLarge));
     };
@@ -167,23 +231,47 @@ struct BodyTooLarge;
 impl warp::reject::Reject for BodyTooLarge {}
 
 async fn recover(err: warp::Rejection) -> Result<warp::reply::Response, std::convert::Infallible> {
-    let (status, e) =
-        if err.find::<BodyTooLarge>().is_some() || err.find::<warp::reject::PayloadTooLarge>().is_some() {
-            (StatusCode::PAYLOAD_TOO_LARGE, RpcError::limit_exceeded("request body is over the size limit"))
-        } else if err.find::<warp::reject::LengthRequired>().is_some() {
-            (StatusCode::LENGTH_REQUIRED, RpcError::invalid_request("a Content-Length header is required"))
-        } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
-            (
-                StatusCode::METHOD_NOT_ALLOWED,
-                RpcError::invalid_request("use POST for JSON-RPC or a WebSocket upgrade"),
-            )
-        } else if err.is_not_found() {
-            (StatusCode::NOT_FOUND, RpcError::invalid_request("not found: JSON-RPC is served at /"))
-        } else {
-            (StatusCode::BAD_REQUEST, RpcError::invalid_request(format!("bad request: {err:?}")))
+    let (status, e) = if let Some(denied) = err.find::<AccessError>() {
+        tracing::debug!(error = %denied, "refused a request");
+        let status = match denied {
+            AccessError::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AccessError::Host(_) | AccessError::Origin(_) => StatusCode::FORBIDDEN,
         };
+        (status, RpcError::invalid_request(denied.to_string()))
+    } else if err.find::<BodyTooLarge>().is_some() || err.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (StatusCode::PAYLOAD_TOO_LARGE, RpcError::limit_exceeded("request body is over the size limit"))
+    } else if err.find::<warp::reject::LengthRequired>().is_some() {
+        (StatusCode::LENGTH_REQUIRED, RpcError::invalid_request("a Content-Length header is required"))
+    } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            RpcError::invalid_request("use POST for JSON-RPC or a WebSocket upgrade"),
+        )
+    } else if err.is_not_found() {
+        (StatusCode::NOT_FOUND, RpcError::invalid_request("not found: JSON-RPC is served at /"))
+    } else {
+        (StatusCode::BAD_REQUEST, RpcError::invalid_request(format!("bad request: {err:?}")))
+    };
     Ok(warp::reply::with_status(warp::reply::json(&error_response(Value::Null, e)), status)
         .into_response_boxed())
+}
+
+/// Checks `Host` and `Origin` against the policy ([`access::AccessPolicy::check`]); extracts the
+/// origin to echo in CORS headers.
+fn guard(
+    policy: access::AccessPolicy,
+) -> impl Filter<Extract = (Option<String>,), Error = warp::Rejection> + Clone {
+    let policy = Arc::new(policy);
+    warp::host::optional().and(warp::header::optional::<String>("origin")).and_then(
+        move |host: Option<warp::host::Authority>, origin: Option<String>| {
+            let checked = policy.check(host.as_ref(), origin.as_deref()).map_err(warp::reject::custom);
+            async move { checked }
+        },
+    )
+}
+
+fn boxed<R: warp::Reply>(r: R) -> warp::reply::Response {
+    r.into_response()
 }
 
 /// Binds `addr` and serves JSON-RPC until `shutdown` resolves, and the dApp too unless
@@ -218,13 +306,11 @@ pub async fn serve_with_ui(
     let http = warp::path::end()
         .and(warp::post())
         .and(with_ctx)
+        .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
         .and_then(handle_http);
-    let cors = warp::cors()
-        .allow_any_origin()
-        .allow_methods(vec!["POST", "GET", "OPTIONS"])
-        .allow_headers(vec!["content-type", "authorization", "accept", "origin", "x-requested-with"]);
+    let preflight = warp::path::end().and(warp::options()).map(access::preflight);
     let page = warp::any()
         .and_then(move || async move {
             if with_ui {
@@ -235,7 +321,8 @@ pub async fn serve_with_ui(
         })
         .untuple_one()
         .and(ui::routes(ctx.clone()));
-    let routes = ws.or(http).or(page).recover(recover).with(cors);
+    let app = ws.or(http).or(preflight).or(page).recover(recover).map(boxed);
+    let routes = guard(ctx.config.access.clone()).and(app).map(access::with_cors).recover(recover);
     let server = warp::serve(routes).incoming(listener).graceful(shutdown);
     let handle = tokio::spawn(server.run());
     Ok((local, handle))
