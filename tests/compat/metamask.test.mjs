@@ -26,7 +26,8 @@ const osaka = JSON.parse(readFileSync(new URL('./fixtures/Osaka.json', import.me
 let node;
 before(async () => {
   // MetaMask's requests carry its extension's origin, which the node refuses unless it is allowed.
-  node = await startDevNode(['--period', '1', '--http-corsdomain', 'chrome-extension://nkbihfbeogaeaoehlefnkodbefgpgknn']);
+  // No --http-corsdomain: browser-extension origins (MetaMask's) are served by default.
+  node = await startDevNode(['--period', '1']);
 });
 after(async () => {
   await node?.stop();

@@ -6,7 +6,7 @@
 //!   not listed is refused with 403. A `Host` that is an IP address is always accepted, as in geth.
 //!   This defeats DNS rebinding, where a hostile name is made to resolve to 127.0.0.1.
 //! - **Origin** (`--http-corsdomain`, default none): a request carrying an `Origin` that is not
-//!   listed, and that is not the node's own origin (`http(s)://` + the request's `Host`, where the
+//!   listed, not a browser extension's ([`EXTENSION_SCHEMES`], MetaMask), and not the node's own origin (`http(s)://` + the request's `Host`, where the
 //!   node serves the dApp), is refused with 403, HTTP and WebSocket upgrade alike. CORS alone
 //!   would not do: a "simple" POST (`text/plain`) and a WebSocket upgrade have no preflight, so
 //!   the browser sends them whatever the answer's headers say. Requests without `Origin` (curl,
@@ -25,6 +25,20 @@ use warp::http::{header, HeaderValue, Uri};
 
 /// The value that allows any host or any origin.
 pub const ANY: &str = "*";
+
+/// Origin schemes of browser extensions, such as MetaMask (`chrome-extension://<id>`). They are
+/// allowed by default: a web page cannot send such an origin, MetaMask's requests carry it (so
+/// refusing it would lock every MetaMask user out), and an extension installed in the operator's
+/// browser already controls that browser. geth serves them for the same reason.
+pub const EXTENSION_SCHEMES: [&str; 3] =
+    ["chrome-extension://", "moz-extension://", "safari-web-extension://"];
+
+/// Whether `origin` (lower case) is a browser extension's.
+fn is_wallet_extension(origin: &str) -> bool {
+    EXTENSION_SCHEMES
+        .iter()
+        .any(|s| origin.strip_prefix(s).is_some_and(|id| !id.is_empty() && !id.contains('/')))
+}
 
 /// A refused request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,7 +130,7 @@ impl AccessPolicy {
     /// a listed origin, or the node's own (`http(s)://` + `Host`).
     pub fn origin_allowed(&self, origin: &str, host: Option<&Authority>) -> bool {
         let origin = origin.to_ascii_lowercase();
-        if self.cors_domains.iter().any(|o| o == ANY || *o == origin) {
+        if self.cors_domains.iter().any(|o| o == ANY || *o == origin) || is_wallet_extension(&origin) {
             return true;
         }
         let Some(host) = host else { return false };
@@ -216,6 +230,22 @@ mod tests {
         assert!(p.check(Some(&auth("127.0.0.1:8545")), Some("http://127.0.0.1:8546")).is_err());
         assert!(p.check(Some(&auth("127.0.0.1:8545")), Some("null")).is_err());
         assert!(p.check(None, Some("http://127.0.0.1:8545")).is_err());
+    }
+
+    #[test]
+    fn wallet_extensions_pass_and_look_alikes_do_not() {
+        let p = AccessPolicy::default();
+        let host = auth("127.0.0.1:8545");
+        assert!(p.check(Some(&host), Some("chrome-extension://nkbihfbeogaeaoehlefnkodbefgpgknn")).is_ok());
+        assert!(p.check(Some(&host), Some("moz-extension://0f9b-4c1e")).is_ok());
+        for bad in [
+            "chrome-extension://",
+            "http://chrome-extension.evil",
+            "chrome-extension://a/b",
+            "https://evil.example",
+        ] {
+            assert!(p.check(Some(&host), Some(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]
