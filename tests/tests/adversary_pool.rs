@@ -8,8 +8,8 @@
 //!   flags so that the pool overflows with 6,000 transactions (three times its room);
 //!   `P2PE_POOL_SPAM=300000` sends the 300,000 with the default limits instead (slow: every
 //!   one is signed here and recovered by the node).
-//! - Executable spam under a small block gas limit: the shared room fills with transactions that
-//!   wait for block space; a household's transaction is refused with an error naming the limit,
+//! - Executable spam that waits for block space (each transaction reserves nearly a whole block's
+//!   gas at the smallest gas limit): the shared room fills; a household's transaction is refused with an error naming the limit,
 //!   while a meter (a priority sender) is accepted from its reserve and mined within 2 blocks,
 //!   ahead of the backlog.
 
@@ -25,19 +25,27 @@ use serde_json::{json, Value};
 
 const CHAIN_ID: u64 = 1337;
 
-/// A zero-fee transfer from `key` at `nonce`.
-fn transfer(key: &PrivateKeySigner, nonce: u64) -> String {
+/// A zero-fee transfer from `key` at `nonce` that reserves `gas_limit`.
+fn transfer_with_gas(key: &PrivateKeySigner, nonce: u64, gas_limit: u64) -> String {
     sign_raw(
         key,
         TxEip1559 {
             chain_id: CHAIN_ID,
             nonce,
-            gas_limit: 21_000,
+            gas_limit,
             to: TxKind::Call(key.address()),
             ..Default::default()
         },
     )
 }
+
+/// A zero-fee transfer from `key` at `nonce`.
+fn transfer(key: &PrivateKeySigner, nonce: u64) -> String {
+    transfer_with_gas(key, nonce, 21_000)
+}
+
+/// The smallest block gas limit the chain allows (EIP-7825's per-transaction cap).
+const MIN_GAS_LIMIT: u64 = 16_777_216;
 
 /// Sends raw transactions in JSON-RPC batches; returns the errors' messages.
 fn send_batches(rpc: &Rpc, raws: &[String]) -> Vec<String> {
@@ -166,12 +174,14 @@ fn gapped_spam_from_throwaway_keys_cannot_shut_out_the_market() {
 
 #[test]
 fn executable_spam_fills_the_shared_room_but_not_the_priority_reserve() {
-    // 1,000,000 gas a block: about 47 transfers, so 1,500 spam transfers wait for ~30 blocks.
-    let node = NodeProcess::dev(&["--no-keeper", "--gas-limit", "1000000", "--txpool-max-total", "1000"]);
+    // Blocks at the smallest gas limit, and spam transfers that each reserve nearly all of it: one
+    // spam transfer a block, so 1,500 of them wait for block space far longer than the test runs.
+    let min = MIN_GAS_LIMIT.to_string();
+    let node = NodeProcess::dev(&["--no-keeper", "--gas-limit", &min, "--txpool-max-total", "1000"]);
     let rpc = node.rpc();
     let c = contracts(&node);
     let keys: Vec<PrivateKeySigner> = (0..1_500).map(|_| PrivateKeySigner::random()).collect();
-    let raws: Vec<String> = keys.iter().map(|k| transfer(k, 0)).collect();
+    let raws: Vec<String> = keys.iter().map(|k| transfer_with_gas(k, 0, MIN_GAS_LIMIT - 20_000)).collect();
     let errors = send_batches(&rpc, &raws);
     assert!(!errors.is_empty(), "over the shared room: refused");
     assert!(errors.iter().all(|e| e.contains("--txpool-max-total")), "{:?}", &errors[..1]);
