@@ -53,6 +53,9 @@ pub enum SecretFileError {
     /// Invalid scrypt parameters (a bug).
     #[error("scrypt: {0}")]
     Scrypt(String),
+    /// The secret is not a valid secp256k1 private key.
+    #[error("not a valid private key: {0}")]
+    Key(String),
     /// The keystore JSON could not be encoded (a bug).
     #[error("encoding the keystore: {0}")]
     Json(#[from] serde_json::Error),
@@ -121,8 +124,14 @@ pub fn write_keystore<R: RngCore + CryptoRng>(
             mac: mac.to_vec(),
         },
     };
+    // geth writes the address (lower-case hex, no 0x) next to the cipher section, so that
+    // `account list` can name a keystore without its password; eth-keystore's type has no field.
+    let mut json = serde_json::to_value(&keystore)?;
+    let signer = alloy_signer_local::PrivateKeySigner::from_bytes(secret)
+        .map_err(|e| SecretFileError::Key(e.to_string()))?;
+    json["address"] = serde_json::Value::String(alloy_primitives::hex::encode(signer.address()));
     let path = dir.join(name.map_or_else(|| id.to_string(), str::to_string));
-    write_secret_file(&path, serde_json::to_string(&keystore)?.as_bytes())?;
+    write_secret_file(&path, serde_json::to_string(&json)?.as_bytes())?;
     Ok(path)
 }
 
