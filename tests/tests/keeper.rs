@@ -185,7 +185,8 @@ fn without_the_keeper_an_order_for_an_unopened_slot_is_refused_with_slot_not_ope
     let (start, len) = (c["startTime"].as_u64().unwrap(), c["slotLength"].as_u64().unwrap());
     let slot = (now(&rpc) + 12 - start) / len + 1;
     let price = U256::from(200) * U256::from(10u64).pow(U256::from(15));
-    let data = Bytes::from(EnergyMarket::placeBidCall { slot, energyWh: 1_000, pricePerKWh: price }.abi_encode());
+    let data =
+        Bytes::from(EnergyMarket::placeBidCall { slot, energyWh: 1_000, pricePerKWh: price }.abi_encode());
     let tx = json!({"from": dev_key(1).address(), "to": market, "data": data});
     // Only the operator opens a slot (and fixes its prices): the order is refused, by eth_call and by
     // gas estimation (so eth_sendTransaction refuses it too), with the market's custom error.
