@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_sol_types::{SolCall, SolEvent, SolInterface};
-use p2pe_bindings::{credit_token::CreditToken, energy_market::EnergyMarket};
+use p2pe_bindings::{credit_token::CreditToken, energy_market::EnergyMarket, registry::Registry};
 use p2pe_tests::harness::{dev_key, hex_u64, node_bin, run_err, run_ok, NodeProcess, Rpc};
 use serde_json::{json, Value};
 
@@ -272,6 +272,8 @@ fn run_with_an_operator_keeper_key_opens_slots() {
             signer.to_string(),
             "--market-admin".into(),
             keeper.to_string(),
+            "--order-horizon".into(),
+            "7200".into(),
         ],
     );
     let (d, s, k, p) = (
@@ -297,7 +299,10 @@ fn run_with_an_operator_keeper_key_opens_slots() {
     assert!(node.stdout.lock().unwrap().iter().any(|l| l.contains(&format!("Keeper: {keeper}"))));
     let rpc = node.rpc();
     assert_eq!(rpc.call("net_listening", json!([])), json!(false), "--no-p2p: not listening");
-    let (_, _, _, market) = p2pe_node::chain::market_addresses();
+    let (registry, _, _, market) = p2pe_node::chain::market_addresses();
+    // The genesis order horizon is in the registry and pushed to the market (its role listener).
+    assert_eq!(call(&rpc, registry, Registry::orderHorizonCall {}), 7200, "registry horizon");
+    assert_eq!(call(&rpc, market, EnergyMarket::orderHorizonCall {}), 7200, "market's copy");
     wait_for("the keeper to open 4 slots", 30, || {
         (keeper_opened(&rpc, market, keeper, rpc.block_number()).len() >= 4).then_some(())
     });

@@ -12,7 +12,7 @@ pub use builder::{build_genesis, GenesisParams, CREATE2_DEPLOYER, CREATE2_DEPLOY
 pub use genesis::{clique_extra_data, ChainSpec, CliqueConfig, GenesisError, P2peConfig};
 pub use market::{
     deploy_market, market_addresses, GenesisParticipant, MarketConfig, MarketDeployError, MarketDeployment,
-    GENESIS_DEPLOYER,
+    DEFAULT_ORDER_HORIZON, GENESIS_DEPLOYER,
 };
 
 /// EIP-7825 per-transaction gas cap (Osaka).
