@@ -15,6 +15,8 @@ contract Registry is IRegistry, AccessControl {
 
     /// @notice Most price levels a slot may have: `(retail - feedIn) / priceTick <= MAX_LEVEL`.
     uint256 public constant MAX_LEVEL = 255;
+    /// @notice Order horizon at deployment: one day (see {setOrderHorizon}).
+    uint32 public constant DEFAULT_ORDER_HORIZON = 1 days;
     /// @notice Shortest accepted slot length in seconds.
     uint32 public constant MIN_SLOT_LENGTH = 5;
 
@@ -34,6 +36,9 @@ contract Registry is IRegistry, AccessControl {
 
     /// @inheritdoc IRegistry
     address public roleListener;
+
+    /// @inheritdoc IRegistry
+    uint32 public orderHorizon;
 
     /// @notice Prices used for slots without a time-of-use override.
     Prices public defaultPrices;
@@ -70,6 +75,8 @@ contract Registry is IRegistry, AccessControl {
         _checkPrices(retailPerKWh, feedInPerKWh);
         defaultPrices = Prices(uint128(retailPerKWh), uint128(feedInPerKWh));
         emit DefaultPricesSet(retailPerKWh, feedInPerKWh);
+        orderHorizon = DEFAULT_ORDER_HORIZON;
+        emit OrderHorizonSet(DEFAULT_ORDER_HORIZON);
     }
 
     // ------------------------------------------------------------------ participants
@@ -151,7 +158,8 @@ contract Registry is IRegistry, AccessControl {
 
     /// @notice Sets the default grid prices (credit base units per kWh) for slots without an override.
     /// @dev Operator only. `feedIn <= retail`, both multiples of 1000, `retail - feedIn` a multiple of
-    ///      {priceTick} and at most `MAX_LEVEL` ticks. The market snapshots a slot's prices at its first order.
+    ///      {priceTick} and at most `MAX_LEVEL` ticks. The market snapshots a slot's prices when the operator's
+    ///      keeper opens it (`EnergyMarket.openSlot`); later changes do not apply to an open slot.
     function setDefaultPrices(uint256 retailPerKWh, uint256 feedInPerKWh) external onlyRole(OPERATOR_ROLE) {
         _checkPrices(retailPerKWh, feedInPerKWh);
         defaultPrices = Prices(uint128(retailPerKWh), uint128(feedInPerKWh));
@@ -159,7 +167,8 @@ contract Registry is IRegistry, AccessControl {
     }
 
     /// @notice Sets time-of-use grid prices for one `slot` (same rules as {setDefaultPrices}).
-    /// @dev Operator only. Has no effect on a slot whose prices the market already snapshotted.
+    /// @dev Operator only. Applies when the operator's keeper opens the slot (`EnergyMarket.openSlot`); has no
+    ///      effect on a slot that is already open. Orders cannot open a slot, so nobody else can freeze its prices.
     function setSlotPrices(uint64 slot, uint256 retailPerKWh, uint256 feedInPerKWh) external onlyRole(OPERATOR_ROLE) {
         _checkPrices(retailPerKWh, feedInPerKWh);
         _slotPrices[slot] = Prices(uint128(retailPerKWh), uint128(feedInPerKWh));
@@ -172,6 +181,22 @@ contract Registry is IRegistry, AccessControl {
         if (_slotPrices[slot].retailPerKWh == 0) revert NoSlotPrices(slot);
         delete _slotPrices[slot];
         emit SlotPricesCleared(slot);
+    }
+
+    // ------------------------------------------------------------------ order horizon
+
+    /// @notice Sets how far ahead the market accepts orders: only for slots starting at most `horizon` seconds
+    ///         from now.
+    /// @dev Operator only. Non-zero. Tells the role listener ({IRoleListener-onOrderHorizonChanged}), which
+    ///      keeps a copy so that an order needs no registry call. Why a horizon: without it one account could
+    ///      lock the ring words of its positions (and the operator's keeper work) in slots far ahead; with it,
+    ///      orders reach only slots the keeper opens in the normal course. Emits {OrderHorizonSet}.
+    function setOrderHorizon(uint32 horizon) external onlyRole(OPERATOR_ROLE) {
+        if (horizon == 0) revert InvalidOrderHorizon(horizon);
+        orderHorizon = horizon;
+        emit OrderHorizonSet(horizon);
+        address listener = roleListener;
+        if (listener != address(0)) IRoleListener(listener).onOrderHorizonChanged(horizon);
     }
 
     // ------------------------------------------------------------------ views

@@ -33,6 +33,7 @@ contract DifferentialTest is Fixture {
             market.depositFor(p, 10e18);
             traders.push(p);
         }
+        market.openSlot(S); // the keeper opens the slot (orders never open one)
         vm.stopPrank();
     }
 

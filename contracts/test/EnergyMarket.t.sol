@@ -12,7 +12,8 @@ import {IRegistry} from "../src/interfaces/IRegistry.sol";
 
 /// Unit tests of the EnergyMarket: escrow, auction and settlement.
 contract EnergyMarketTest is Fixture {
-    uint64 internal constant S = 2; // the slot most tests trade in
+    uint64 internal constant S = 2; // the slot most tests trade in (opened by the keeper in setUp)
+    uint64 internal constant U = 20; // a slot nobody opened
     uint256 internal constant FUNDS = 100e18;
 
     address internal alice; // prosumer
@@ -27,14 +28,29 @@ contract EnergyMarketTest is Fixture {
         carol = _participant("carol", IRegistry.Role.Prosumer, FUNDS);
         dave = _participant("dave", IRegistry.Role.Consumer, FUNDS);
         _fundGrid(1000e18);
+        _keeper(S);
+        _keeper(S + 1);
+    }
+
+    /// Slots opened by the operator's keeper in these tests ({_keeper}).
+    mapping(address => mapping(uint64 => bool)) internal _opened; // market => slot => opened
+
+    /// The keeper opens `slot` unless it is open already (orders need an open slot).
+    function _keeper(uint64 slot) internal {
+        if (_opened[address(market)][slot]) return;
+        _opened[address(market)][slot] = true;
+        vm.prank(operator);
+        market.openSlot(slot);
     }
 
     function _bid(address p, uint64 slot, uint32 wh, uint256 price) internal {
+        _keeper(slot);
         vm.prank(p);
         market.placeBid(slot, wh, price);
     }
 
     function _ask(address p, uint64 slot, uint32 wh, uint256 price) internal {
+        _keeper(slot);
         vm.prank(p);
         market.placeAsk(slot, wh, price);
     }
@@ -126,6 +142,8 @@ contract EnergyMarketTest is Fixture {
         vm.stopPrank();
         vm.prank(operator);
         token.mint(bob, 1e18);
+        vm.prank(operator);
+        m2.openSlot(S);
         vm.startPrank(bob);
         m2.deposit(1e18);
         m2.placeBid(S, 10, 200e15);
@@ -227,6 +245,7 @@ contract EnergyMarketTest is Fixture {
     }
 
     function _openSlot(uint64 slot) internal {
+        _opened[address(market)][slot] = true;
         vm.prank(operator);
         market.openSlot(slot);
     }
@@ -258,23 +277,22 @@ contract EnergyMarketTest is Fixture {
 
     function test_openSlot() public {
         vm.expectEmit(address(market));
-        emit IEnergyMarket.SlotOpened(S, RETAIL, FEED_IN);
-        _openSlot(S);
-        IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
+        emit IEnergyMarket.SlotOpened(U, RETAIL, FEED_IN);
+        _openSlot(U);
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(U);
         assertTrue(info.status == IEnergyMarket.SlotStatus.Open, "open");
         assertEq(info.activeLevels, 0, "no orders");
-        (uint64 b, uint64 a) = market.levelVolumes(S, 0);
+        (uint64 b, uint64 a) = market.levelVolumes(U, 0);
         assertEq(b + a, 0, "empty level");
         // The prices are fixed at opening, as by a first order.
         vm.prank(operator);
-        registry.setSlotPrices(S, 350e15, 100e15);
-        assertEq(market.slotInfo(S).retailPerKWh, RETAIL, "snapshot");
+        registry.setSlotPrices(U, 350e15, 100e15);
+        assertEq(market.slotInfo(U).retailPerKWh, RETAIL, "snapshot");
         vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.PriceOutOfRange.selector, 310e15, FEED_IN, RETAIL));
-        _bid(bob, S, 10, 310e15);
+        _bid(bob, U, 10, 310e15);
     }
 
-    function test_openSlot_tradesAndSettlesLikeAnUnopenedSlot() public {
-        _openSlot(S);
+    function test_openSlot_tradesAndSettles() public {
         _tradeAliceBob();
         IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
         assertEq(info.clearedWh, 1000, "cleared");
@@ -292,42 +310,36 @@ contract EnergyMarketTest is Fixture {
     }
 
     function test_openSlot_emptySlotClearsToNothing() public {
-        _openSlot(S);
-        _toGate(S);
+        _openSlot(U);
+        _toGate(U);
         vm.expectEmit(address(market));
-        emit IEnergyMarket.SlotCleared(S, 0, 0, 0, 0);
-        market.clear(S);
+        emit IEnergyMarket.SlotCleared(U, 0, 0, 0, 0);
+        market.clear(U);
     }
 
     function test_openSlot_revertsForNonOperator() public {
         vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NotOperator.selector, bob));
         vm.prank(bob);
-        market.openSlot(S);
+        market.openSlot(U);
     }
 
     function test_openSlot_revertsAfterGateClosure() public {
-        _toGate(S);
-        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.GateClosed.selector, S));
+        _toGate(U);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.GateClosed.selector, U));
         vm.prank(operator);
-        market.openSlot(S);
+        market.openSlot(U);
     }
 
     function test_openSlot_revertsWhenOpen() public {
-        _openSlot(S);
-        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.SlotAlreadyOpen.selector, S));
+        _openSlot(U);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.SlotAlreadyOpen.selector, U));
         vm.prank(operator);
-        market.openSlot(S);
-        // a slot opened by its first order cannot be opened either
-        _bid(bob, S + 1, 10, 200e15);
-        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.SlotAlreadyOpen.selector, S + 1));
-        vm.prank(operator);
-        market.openSlot(S + 1);
+        market.openSlot(U);
     }
 
     /// In an opened slot, no order of a registered participant creates a storage word: not the slot's first
     /// order, not an account's first order, not the first order at a price level, not an ask, not a cancel.
     function test_ordersCreateNoStorageInOpenedSlot() public {
-        _openSlot(S);
         bytes memory firstBid = abi.encodeCall(market.placeBid, (S, 1500, 200e15));
         assertEq(_writesOnlyExistingWords(bob, firstBid), 3, "account, position, level");
         _bid(bob, S, 1500, 200e15);
@@ -352,12 +364,117 @@ contract EnergyMarketTest is Fixture {
         _writesOnlyExistingWords(bob, abi.encodeCall(market.placeBid, (next, 10, 200e15)));
     }
 
-    /// Without {openSlot}, the slot's first order creates its header and level word, and a new level its word.
-    function test_unopenedSlotFirstOrderCreatesHeaderAndLevel() public {
-        assertEq(_countCreatedWords(bob, abi.encodeCall(market.placeBid, (S, 10, 200e15))), 2, "header, level");
-        _bid(bob, S, 10, 200e15);
-        assertEq(_countCreatedWords(dave, abi.encodeCall(market.placeBid, (S, 10, 200e15))), 0, "same level");
-        assertEq(_countCreatedWords(dave, abi.encodeCall(market.placeBid, (S, 10, 210e15))), 1, "new level");
+    /// Issue 14, part 3: an order never opens a slot, so it cannot fix the slot's prices.
+    function test_placeBid_revertsWhenSlotNotOpen() public {
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.SlotNotOpen.selector, U));
+        vm.prank(bob);
+        market.placeBid(U, 10, 200e15);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.SlotNotOpen.selector, U));
+        vm.prank(alice);
+        market.placeAsk(U, 10, 100e15);
+        assertTrue(market.slotInfo(U).status == IEnergyMarket.SlotStatus.Empty, "still empty");
+    }
+
+    /// Issue 14, part 3: the freeze. An account with no credits tries to open every future slot within the
+    /// horizon; none opens, the operator's time-of-use prices for a slot apply when the keeper opens it, and the
+    /// keeper's `openSlot` succeeds.
+    function test_freeze_accountWithoutCreditsCannotFreezeFutureSlots() public {
+        address eve = _participant("eve", IRegistry.Role.Prosumer, 0);
+        uint64 first = S + 2;
+        uint64 last = uint64((block.timestamp + market.orderHorizon() - START) / SLOT); // within the horizon
+        assertTrue(last - first > 80, "many slots");
+        for (uint64 k = first; k <= last; ++k) {
+            vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.SlotNotOpen.selector, k));
+            vm.prank(eve);
+            market.placeBid(k, 1, FEED_IN);
+            vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.SlotNotOpen.selector, k));
+            vm.prank(eve);
+            market.placeAsk(k, 1, RETAIL);
+            assertTrue(market.slotInfo(k).status == IEnergyMarket.SlotStatus.Empty, "not frozen");
+        }
+        // The operator's schedule for a slot that is not open yet applies when the keeper opens it.
+        vm.prank(operator);
+        registry.setSlotPrices(U, 350e15, 100e15);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SlotOpened(U, 350e15, 100e15);
+        _openSlot(U);
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(U);
+        assertEq(info.retailPerKWh, 350e15, "retail from the schedule");
+        assertEq(info.feedInPerKWh, 100e15, "feed-in from the schedule");
+        // and orders in it use those prices
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.PriceOutOfRange.selector, FEED_IN, 100e15, 350e15));
+        _bid(bob, U, 10, FEED_IN);
+        _bid(bob, U, 10, 340e15);
+        assertEq(market.positionOf(U, bob).bidPricePerKWh, 340e15, "order at the scheduled range");
+    }
+
+    function test_orderHorizon_defaultIsOneDay() public view {
+        assertEq(registry.orderHorizon(), 1 days, "registry");
+        assertEq(market.orderHorizon(), 1 days, "market copy");
+    }
+
+    /// An order for a slot starting just under, at and just over the horizon from now.
+    function test_orderHorizon_underAtOver() public {
+        uint32 horizon = 2 hours;
+        vm.prank(operator);
+        registry.setOrderHorizon(horizon);
+        _openSlot(U);
+        uint256 start = _start(U);
+        vm.warp(start - horizon - 1); // over by one second
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.BeyondHorizon.selector, U, start, uint256(horizon)));
+        _bid(bob, U, 10, 200e15);
+        vm.warp(start - horizon); // at the horizon
+        _bid(bob, U, 10, 200e15);
+        vm.warp(start - horizon + 1); // just under
+        _ask(alice, U, 10, 100e15);
+        assertEq(market.positionOf(U, bob).bidWh, 10, "bid at the horizon");
+        assertEq(market.positionOf(U, alice).askWh, 10, "ask under the horizon");
+    }
+
+    function test_orderHorizon_beyondDefaultReverts() public {
+        uint64 far = uint64((block.timestamp + 1 days - START) / SLOT) + 1; // starts later than a day from now
+        _openSlot(far); // the operator may open ahead; orders still wait for the horizon
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.BeyondHorizon.selector, far, _start(far), 1 days));
+        _bid(bob, far, 10, 200e15);
+    }
+
+    function test_setOrderHorizon_pushesToMarket() public {
+        vm.expectEmit(address(registry));
+        emit IRegistry.OrderHorizonSet(3 hours);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.OrderHorizonSynced(3 hours);
+        vm.prank(operator);
+        registry.setOrderHorizon(3 hours);
+        assertEq(market.orderHorizon(), 3 hours, "market copy");
+    }
+
+    function test_setOrderHorizon_reverts() public {
+        vm.expectRevert(abi.encodeWithSelector(IRegistry.InvalidOrderHorizon.selector, 0));
+        vm.prank(operator);
+        registry.setOrderHorizon(0);
+        vm.expectRevert();
+        vm.prank(bob);
+        registry.setOrderHorizon(1 hours);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NotRegistry.selector, bob));
+        vm.prank(bob);
+        market.onOrderHorizonChanged(1);
+    }
+
+    /// A horizon change made before the market became the registry's listener is picked up by
+    /// `syncOrderHorizon`.
+    function test_syncOrderHorizon() public {
+        address[] memory admins = new address[](1);
+        admins[0] = operator;
+        Registry r = new Registry(admins, START, SLOT, TICK, RETAIL, FEED_IN);
+        MeterReadings mr = new MeterReadings(r);
+        EnergyMarket m = new EnergyMarket(r, token, mr, grid, GATE, GRACE, IEnergyMarket.MarketMode.PayAsClear);
+        vm.prank(operator);
+        r.setOrderHorizon(5 hours);
+        assertEq(m.orderHorizon(), 1 days, "stale");
+        vm.expectEmit(address(m));
+        emit IEnergyMarket.OrderHorizonSynced(5 hours);
+        m.syncOrderHorizon();
+        assertEq(m.orderHorizon(), 5 hours, "synced");
     }
 
     /// An account registered before the market became the registry's listener: orders work through registry
@@ -378,6 +495,7 @@ contract EnergyMarketTest is Fixture {
         token.mint(operator, 10e18);
         token.approve(address(m), 10e18);
         m.depositFor(grid, 10e18);
+        m.openSlot(S);
         vm.stopPrank();
         vm.startPrank(eve);
         token.approve(address(m), 10e18);
@@ -419,6 +537,7 @@ contract EnergyMarketTest is Fixture {
         token.mint(operator, 1e18);
         token.approve(address(m2), 1e18);
         m2.depositFor(grid, 1e18);
+        m2.openSlot(S);
         vm.stopPrank();
         vm.startPrank(bob);
         token.approve(address(m2), 1e18);
@@ -566,8 +685,6 @@ contract EnergyMarketTest is Fixture {
     function test_placeBid_escrowsAndAggregates() public {
         uint256 price = 200e15;
         vm.expectEmit(address(market));
-        emit IEnergyMarket.SlotOpened(S, RETAIL, FEED_IN);
-        vm.expectEmit(address(market));
         emit IEnergyMarket.OrderPlaced(S, bob, IEnergyMarket.Side.Bid, price, 1500, _cost(1500, price));
         _bid(bob, S, 1500, price);
         assertEq(_free(bob), FUNDS - _cost(1500, price), "escrowed");
@@ -679,19 +796,20 @@ contract EnergyMarketTest is Fixture {
 
     function test_placeBid_usesTimeOfUsePricesSnapshot() public {
         vm.prank(operator);
-        registry.setSlotPrices(S, 350e15, 100e15);
+        registry.setSlotPrices(U, 350e15, 100e15);
+        _openSlot(U); // the keeper opens it after the operator's schedule: the schedule applies
         vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.PriceOutOfRange.selector, 90e15, 100e15, 350e15));
-        _bid(bob, S, 100, 90e15);
-        _bid(bob, S, 100, 340e15);
+        _bid(bob, U, 100, 90e15);
+        _bid(bob, U, 100, 340e15);
         // Later price changes do not affect an opened slot.
         vm.prank(operator);
-        registry.setSlotPrices(S, 200e15, 50e15);
-        _bid(dave, S, 100, 340e15);
-        IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
+        registry.setSlotPrices(U, 200e15, 50e15);
+        _bid(dave, U, 100, 340e15);
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(U);
         assertEq(info.retailPerKWh, 350e15, "snapshot retail");
         assertEq(info.feedInPerKWh, 100e15, "snapshot feed-in");
         // an untouched slot reports the registry's prices
-        info = market.slotInfo(S + 1);
+        info = market.slotInfo(U + 1);
         assertTrue(info.status == IEnergyMarket.SlotStatus.Empty, "empty");
         assertEq(info.retailPerKWh, RETAIL, "default retail");
     }
@@ -699,6 +817,7 @@ contract EnergyMarketTest is Fixture {
     function test_placeBid_reusesSettledRingEntry() public {
         _tradeAliceBob();
         uint64 next = S + uint64(market.POSITION_RING());
+        _keeper(next);
         // The ring entry of slot S is still awaiting settlement.
         vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.PositionSlotBusy.selector, bob, S));
         _bid(bob, next, 10, 200e15);
@@ -908,10 +1027,10 @@ contract EnergyMarketTest is Fixture {
         assertEq(av, 700, "ask marginal volume");
     }
 
-    function test_clear_revertsWhenEmpty() public {
-        _toGate(S);
-        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NothingToClear.selector, S));
-        market.clear(S);
+    function test_clear_revertsWhenNotOpen() public {
+        _toGate(U);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NothingToClear.selector, U));
+        market.clear(U);
     }
 
     function test_clear_revertsBeforeGateClosure() public {
@@ -1012,8 +1131,11 @@ contract EnergyMarketTest is Fixture {
         market.settle(S, _one(alice));
         // A reading for the slot arriving after settlement changes nothing for the settled position.
         _read(alice, 0, 1000, uint64(_start(S) + 10));
-        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.AlreadySettled.selector, S, alice));
+        uint256 free = _free(alice);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SettlementSkipped(S, alice, IEnergyMarket.AlreadySettled.selector);
         market.settle(S, _one(alice));
+        assertEq(_free(alice), free, "unchanged");
     }
 
     function test_settle_unmatchedOrdersRefunded() public {
@@ -1134,6 +1256,7 @@ contract EnergyMarketTest is Fixture {
         assertEq(_debt(dave), owed - release, "debt");
         assertEq(_free(grid), gridBefore + _cost(999_000, RETAIL) - (owed - release), "grid got what was paid");
         // with debt, dave cannot trade or withdraw
+        _keeper(S + 10);
         vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.OutstandingDebt.selector, dave, owed - release));
         _bid(dave, S + 10, 1, 200e15);
         // a deposit repays the debt to the grid first
@@ -1227,12 +1350,63 @@ contract EnergyMarketTest is Fixture {
         market.settle(S, _one(dave));
     }
 
-    function test_settle_revertsWhenSettledTwice() public {
+    function test_settle_skipsWhenSettledTwice() public {
         _tradeAliceBob();
         _toSettlement(S);
         market.settle(S, _one(bob));
-        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.AlreadySettled.selector, S, bob));
+        uint256 free = _free(bob);
+        uint256 gridFree = _free(grid);
+        vm.recordLogs();
         market.settle(S, _one(bob));
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(logs.length, 1, "only the skip");
+        assertEq(logs[0].topics[0], IEnergyMarket.SettlementSkipped.selector, "skip event");
+        assertEq(_free(bob), free, "bob unchanged");
+        assertEq(_free(grid), gridFree, "grid unchanged");
+    }
+
+    /// Issue 14, part 6: a settle of one participant that front-runs the settler's batch (or two overlapping
+    /// batches, or a participant listed twice) cannot make the batch revert, and nobody is settled twice.
+    function test_settle_overlappingBatchesBothSucceed() public {
+        _ask(alice, S, 1000, 100e15);
+        _ask(carol, S, 500, 120e15);
+        _bid(bob, S, 1000, 200e15);
+        _bid(dave, S, 800, 180e15);
+        _toGate(S);
+        market.clear(S);
+        _meter(alice, S, 0, 900);
+        _meter(carol, S, 0, 500);
+        _meter(bob, S, 1100, 0);
+        _meter(dave, S, 700, 0);
+        _toSettlement(S);
+        uint256 held = token.balanceOf(address(market));
+        uint256 total = _free(alice) + _free(bob) + _free(carol) + _free(dave) + _free(grid);
+
+        address[] memory first = new address[](3);
+        (first[0], first[1], first[2]) = (bob, alice, bob); // bob twice in one batch
+        address[] memory second = new address[](4);
+        (second[0], second[1], second[2], second[3]) = (alice, carol, bob, dave);
+        vm.recordLogs();
+        market.settle(S, first); // front-runs the settler
+        market.settle(S, second);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        uint256 settled;
+        uint256 skipped;
+        for (uint256 i = 0; i < logs.length; ++i) {
+            if (logs[i].topics[0] == IEnergyMarket.ParticipantSettled.selector) settled++;
+            if (logs[i].topics[0] == IEnergyMarket.SettlementSkipped.selector) {
+                skipped++;
+                assertEq(bytes4(abi.decode(logs[i].data, (bytes32))), IEnergyMarket.AlreadySettled.selector, "reason");
+            }
+        }
+        assertEq(settled, 4, "each participant settled once");
+        assertEq(skipped, 3, "bob again in the first batch, alice and bob in the second");
+        assertTrue(market.positionOf(S, carol).settled && market.positionOf(S, dave).settled, "rest of batch");
+        // Money is conserved: nothing left the market, and with every position settled each credit it holds is
+        // in some free balance again (the grid account took the imbalances).
+        assertTrue(total < held, "escrow was locked before settlement");
+        assertEq(token.balanceOf(address(market)), held, "held");
+        assertEq(_free(alice) + _free(bob) + _free(carol) + _free(dave) + _free(grid), held, "sum");
     }
 
     function test_settle_revertsWhenGridCannotPayFeedIn() public {

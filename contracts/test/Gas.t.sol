@@ -83,18 +83,6 @@ contract GasBench is Fixture {
         market.placeBid(S, 1000, _price(120));
     }
 
-    /// A slot nobody opened: the one `placeBid` is its first order and opens it (registry price lookup, header
-    /// and level word created); each `placeAsk` is the first order at its price level (level word created).
-    function test_gas_order_unopenedSlot() public {
-        _people(11);
-        vm.prank(people[0]);
-        market.placeBid(S, 1000, _price(120));
-        for (uint256 i = 1; i <= 10; ++i) {
-            vm.prank(people[i]);
-            market.placeAsk(S, 1000, _price(10 * i));
-        }
-    }
-
     /// Orders in a slot 64 slots (POSITION_RING) after a settled one reuse the accounts' ring words (steady
     /// state). The first round uses only asks (first orders of their accounts) and the second only bids, so
     /// `placeBid` in this test's gas report measures steady-state orders alone. Both slots are opened. The first

@@ -1,9 +1,11 @@
-//! The market keeper: opens upcoming market slots ahead of their first order.
+//! The market keeper: opens upcoming market slots ahead of their orders.
 //!
 //! `EnergyMarket.openSlot(slot)` snapshots a slot's grid prices and creates its price-level
-//! words, so that no order in the slot has to create storage: an order in an opened slot costs
-//! about 45k gas, the first order of an unopened slot about 92k. `openSlot` is operator-only and
-//! must come before the slot's gate closure, on a slot nothing has opened yet.
+//! words, so that no order in the slot has to create storage (an order costs about 47k gas).
+//! It is the only way a slot opens: an order for a slot that is not open reverts with
+//! `SlotNotOpen` (issue 14; orders used to open slots, which let any account freeze the prices
+//! of future slots), so without a keeper nobody trades. `openSlot` is operator-only and must
+//! come before the slot's gate closure, on a slot not yet open.
 //!
 //! The keeper is a task inside the node. Every tick (one second, or the block period if longer)
 //! it looks at the next [`DEFAULT_HORIZON`] slots whose gate closes far enough in the future for
@@ -14,7 +16,7 @@
 //! transaction (EIP-1559, zero fees, gas limit from the simulated gas with headroom, within the
 //! EIP-7825 cap and the block gas limit) and add it to the node's own pool, the path
 //! `eth_sendRawTransaction` takes, from where it is sealed or relayed to peers like any other.
-//! A slot some order (or another operator) already opened is skipped, so the keeper does not
+//! A slot another operator already opened is skipped, so the keeper does not
 //! produce reverting transactions; a slot whose transaction is still waiting in the pool is not
 //! sent again; a transaction that left the pool without being included is sent again.
 //!

@@ -650,8 +650,9 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
     // The operator's keeper opens slots ahead of their orders (`openSlot`: price snapshot and level
     // words paid in advance, so that no order creates storage): the first four now, then one per
     // cycle, three slots ahead of the slot whose orders start next (a slot of margin for a keeper
-    // that falls behind on a loaded machine; an order in a slot not yet open opens it at a higher
-    // cost, and the keeper's late `openSlot` then reverts with `SlotAlreadyOpen`).
+    // that falls behind on a loaded machine). Every slot the households order in is opened here:
+    // only the operator opens a slot and fixes its prices, an order in a slot not yet open reverts
+    // with `SlotNotOpen` (issue 14).
     let opens: Vec<(B256, Bytes)> = (c0..(c0 + 4).min(c0 + cfg.slots as u64))
         .map(|c| {
             operator.sign_call(chain_id, contracts.market, &EnergyMarket::openSlotCall { slot: c }, GAS_OPEN)

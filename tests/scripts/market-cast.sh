@@ -39,6 +39,14 @@ send 101 "$readings" "submitReading(uint64,uint64,uint64)" 2000 0 "$t0" >/dev/nu
 slot=$(( ( $(now) + 12 - start ) / len + 1 ))
 slot_start=$(( start + slot * len ))
 echo "slot $slot starts at $slot_start"
+# Only the operator opens a slot (an order for a slot not open reverts with SlotNotOpen): the dev
+# node's keeper opens the next slots ahead; wait for it.
+for _ in $(seq 50); do
+  status=$($cast call "$market" "slotInfo(uint64)((uint8,uint256,uint256,uint256,uint64,uint8,uint8,uint8))" "$slot" --rpc-url "$rpc" | tr -d '(' | cut -d, -f1)
+  [ "$status" = 1 ] && break
+  sleep 0.1
+done
+[ "$status" = 1 ] || { echo "slot $slot was not opened by the keeper" >&2; exit 1; }
 echo "ask 1000 Wh at 0.10, bid 800 Wh at 0.20 credit/kWh"
 send 0 "$market" "placeAsk(uint64,uint32,uint256)" "$slot" 1000 100000000000000000 >/dev/null
 send 1 "$market" "placeBid(uint64,uint32,uint256)" "$slot" 800 200000000000000000 >/dev/null

@@ -1,15 +1,15 @@
 //! The node's market keeper (node/src/keeper.rs) on real node processes: `p2pe-node dev` opens
 //! upcoming slots with the key at mnemonic index 97 (no reverted keeper transactions), and an
-//! order in such a slot costs ≤ 50,000 gas (issue #4); with `--no-keeper` the first order of a
-//! slot opens it and costs more. `p2pe-node run --keeper-keystore` refuses a key that is not a
+//! order in such a slot costs ≤ 50,000 gas (issue #4); with `--no-keeper` an order for a slot
+//! nobody opened is refused with `SlotNotOpen` (only the operator opens slots, issue 14). `p2pe-node run --keeper-keystore` refuses a key that is not a
 //! registry operator, and runs the keeper with one that is.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, Bytes, B256, U256};
-use alloy_sol_types::{SolCall, SolEvent};
-use p2pe_bindings::{credit_token::CreditToken, energy_market::EnergyMarket};
+use alloy_sol_types::{SolCall, SolEvent, SolInterface};
+use p2pe_bindings::{credit_token::CreditToken, energy_market::EnergyMarket, registry::Registry};
 use p2pe_tests::harness::{dev_key, hex_u64, node_bin, run_err, run_ok, NodeProcess, Rpc};
 use serde_json::{json, Value};
 
@@ -163,7 +163,7 @@ fn the_dev_keeper_opens_slots_ahead_and_orders_cost_under_50k_gas() {
 }
 
 #[test]
-fn without_the_keeper_the_first_order_of_a_slot_opens_it_and_costs_more() {
+fn without_the_keeper_an_order_for_an_unopened_slot_is_refused_with_slot_not_open() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("contracts.json");
     let node = NodeProcess::dev(&[
@@ -184,18 +184,26 @@ fn without_the_keeper_the_first_order_of_a_slot_opens_it_and_costs_more() {
     let c: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let (start, len) = (c["startTime"].as_u64().unwrap(), c["slotLength"].as_u64().unwrap());
     let slot = (now(&rpc) + 12 - start) / len + 1;
-    let r = bid(&rpc, market, slot);
-    let gas = hex_u64(&r["gasUsed"]);
-    eprintln!("first bid of unopened slot {slot}: {gas} gas");
-    assert!(
-        r["logs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|l| l["topics"][0] == json!(EnergyMarket::SlotOpened::SIGNATURE_HASH)),
-        "the first bid opened the slot: {r}"
-    );
-    assert!(gas > ORDER_GAS_TARGET, "the first order of an unopened slot used only {gas} gas");
+    let price = U256::from(200) * U256::from(10u64).pow(U256::from(15));
+    let data =
+        Bytes::from(EnergyMarket::placeBidCall { slot, energyWh: 1_000, pricePerKWh: price }.abi_encode());
+    let tx = json!({"from": dev_key(1).address(), "to": market, "data": data});
+    // Only the operator opens a slot (and fixes its prices): the order is refused, by eth_call and by
+    // gas estimation (so eth_sendTransaction refuses it too), with the market's custom error.
+    for method in ["eth_call", "eth_estimateGas"] {
+        let params = if method == "eth_call" { json!([tx, "latest"]) } else { json!([tx]) };
+        let err = rpc.try_call(method, params).expect_err("the order must revert");
+        let revert: Bytes = err.data.as_ref().and_then(|d| d.as_str()).expect("revert data").parse().unwrap();
+        match EnergyMarket::EnergyMarketErrors::abi_decode(&revert) {
+            Ok(EnergyMarket::EnergyMarketErrors::SlotNotOpen(e)) => assert_eq!(e.slot, slot),
+            other => panic!("{method}: expected SlotNotOpen({slot}), got {other:?} ({err:?})"),
+        }
+    }
+    let err = rpc.try_call("eth_sendTransaction", json!([tx])).expect_err("eth_sendTransaction refuses it");
+    assert!(err.data.is_some() || err.message.contains("revert"), "{err:?}");
+    let info = call(&rpc, market, EnergyMarket::slotInfoCall { slot });
+    assert_eq!(info.status as u8, 0, "the order did not open slot {slot}");
+    assert!(slot_opened(&rpc, market, rpc.block_number()).is_empty(), "nothing opened a slot");
 }
 
 /// `account new` in `dir`, returning the keystore path and its address.
@@ -264,6 +272,8 @@ fn run_with_an_operator_keeper_key_opens_slots() {
             signer.to_string(),
             "--market-admin".into(),
             keeper.to_string(),
+            "--order-horizon".into(),
+            "7200".into(),
         ],
     );
     let (d, s, k, p) = (
@@ -289,7 +299,10 @@ fn run_with_an_operator_keeper_key_opens_slots() {
     assert!(node.stdout.lock().unwrap().iter().any(|l| l.contains(&format!("Keeper: {keeper}"))));
     let rpc = node.rpc();
     assert_eq!(rpc.call("net_listening", json!([])), json!(false), "--no-p2p: not listening");
-    let (_, _, _, market) = p2pe_node::chain::market_addresses();
+    let (registry, _, _, market) = p2pe_node::chain::market_addresses();
+    // The genesis order horizon is in the registry and pushed to the market (its role listener).
+    assert_eq!(call(&rpc, registry, Registry::orderHorizonCall {}), 7200, "registry horizon");
+    assert_eq!(call(&rpc, market, EnergyMarket::orderHorizonCall {}), 7200, "market's copy");
     wait_for("the keeper to open 4 slots", 30, || {
         (keeper_opened(&rpc, market, keeper, rpc.block_number()).len() >= 4).then_some(())
     });

@@ -146,6 +146,12 @@ fn orders_clear_readings_settle_through_the_bindings() {
     let gate =
         hex_u64(&json!(format!("{:#x}", chain.call(market, EnergyMarket::gateClosureTimeCall { slot }))));
     assert!(gate > chain.now(), "gate open");
+    // Only the operator opens a slot: the dev node's keeper opens the next slots ahead.
+    let t = std::time::Instant::now();
+    while chain.call(market, EnergyMarket::slotInfoCall { slot }).status as u8 != 1 {
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "the keeper did not open slot {slot}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     // Orders.
     let price = |x: u64| U256::from(x) * U256::from(10u64).pow(U256::from(15));
     chain.send(

@@ -1185,6 +1185,8 @@ export class App {
       return false;
     };
     if (me?.role === 'none') return refuse('NotParticipant', [account]);
+    // Only the operator's keeper opens a slot (and fixes its prices); orders for a slot not open revert.
+    if (view?.status === 'empty') return refuse('SlotNotOpen', [slot]);
     if (side === 'ask' && me?.role === 'consumer') return refuse('NotProsumer', [account]);
     if (me && me.debt > 0n) return refuse('OutstandingDebt', [account, me.debt]);
     if (view?.position && (side === 'bid' ? view.position.bidWh : view.position.askWh) > 0n) {

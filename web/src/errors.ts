@@ -84,6 +84,15 @@ function who(address: unknown, ctx: ErrorContext): string {
 
 const side = (s: unknown): string => (Number(s) === 0 ? 'bid' : 'ask');
 
+/** A duration in seconds as hours (and minutes), e.g. `24 h` or `1 h 30 min`. */
+const horizon = (x: unknown): string => {
+  const secs = Number(x);
+  const h = Math.floor(secs / 3600);
+  const m = Math.floor((secs % 3600) / 60);
+  if (h === 0) return m === 0 ? `${secs} s` : `${m} min`;
+  return m === 0 ? `${h} h` : `${h} h ${m} min`;
+};
+
 /** One sentence for a decoded custom error. */
 export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
   const a = r.args;
@@ -96,6 +105,8 @@ export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
       return `Slot ${a[0]} has already been cleared.`;
     case 'AlreadySettled':
       return `${who(a[1], ctx)} is already settled in slot ${a[0]}.`;
+    case 'BeyondHorizon':
+      return `Slot ${a[0]} is too far ahead: orders are taken only for slots starting within ${horizon(a[2])} of now, and this one starts at ${time(a[1])}.`;
     case 'BalanceOverflow':
       return `${who(a[0], ctx)} would hold more credits than the market can count.`;
     case 'GateClosed':
@@ -122,6 +133,8 @@ export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
       return 'The registry does not report role changes to this market.';
     case 'SlotAlreadyOpen':
       return `Slot ${a[0]} is already open.`;
+    case 'SlotNotOpen':
+      return `Slot ${a[0]} is not open for orders yet: the operator opens each slot (and fixes its grid prices) shortly before it. Try again later or choose a nearer slot.`;
     case 'NothingToClear':
       return `Slot ${a[0]} has no orders, so there is nothing to clear.`;
     case 'OrderExists':
@@ -173,6 +186,8 @@ export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
       return `${who(a[0], ctx)} already has meter ${shortAddress(String(a[1]))}; unbind it first.`;
     case 'RoleListenerAlreadySet':
       return 'The registry already reports to a market.';
+    case 'InvalidOrderHorizon':
+      return 'The order horizon must be more than zero seconds.';
     // CreditToken
     case 'ERC20InsufficientAllowance':
       return `The market may take only ${credits(a[1])} from your wallet (allowance) but needs ${credits(a[2])}.`;

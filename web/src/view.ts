@@ -854,7 +854,7 @@ function historyView(app: App): TemplateResult {
               </tr>${b.consistent ? nothing : html`<tr><td colspan="10" class="warn-text small">The breakdown of slot #${r.ev.slot} does not add up to the amounts the contract reported (credited ${formatCredits(r.ev.credited)}, debited ${formatCredits(r.ev.debited)}).</td></tr>`}`;
             })}</tbody>
           </table></div>
-          <p class="hint small">Amounts in credits; a negative bill is money earned. Prices of each slot are fixed when its first order arrives.</p>`}
+          <p class="hint small">Amounts in credits; a negative bill is money earned. Prices of each slot are fixed when the operator opens it for orders.</p>`}
     </section>
   `;
 }
@@ -989,7 +989,7 @@ function operatorView(app: App): TemplateResult {
       <p class="hint small">
         Current default tariffs: retail ${s.defaultPrices ? formatPrice(s.defaultPrices.retailPerKWh, c.priceTick) : '…'}, feed-in
         ${s.defaultPrices ? formatPrice(s.defaultPrices.feedInPerKWh, c.priceTick) : '…'}; price step ${formatPrice(c.priceTick, c.priceTick)}.
-        A slot keeps the tariffs in force when its first order arrives. Grid account <code>${c.grid}</code>.
+        A slot keeps the tariffs in force when the operator opens it for orders (only open slots take orders). Grid account <code>${c.grid}</code>.
       </p>
       <div class="op-grid">
         ${opForm(

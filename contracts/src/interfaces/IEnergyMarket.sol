@@ -87,6 +87,8 @@ interface IEnergyMarket {
     error SettlementNotOpen(uint64 slot, uint256 opensAt);
     error NoPosition(uint64 slot, address account);
     error AlreadySettled(uint64 slot, address account);
+    error SlotNotOpen(uint64 slot);
+    error BeyondHorizon(uint64 slot, uint256 slotStart, uint256 horizon);
 
     event RoleSynced(address indexed account, IRegistry.Role role);
     /// @notice The market created `words` position words of `account` (its ring) ahead of its orders.
@@ -98,6 +100,11 @@ interface IEnergyMarket {
     event DebtIncurred(address indexed account, uint256 amount);
     event DebtRepaid(address indexed account, uint256 amount);
     event SlotOpened(uint64 indexed slot, uint256 retailPerKWh, uint256 feedInPerKWh);
+    /// @notice The market's copy of the registry's order horizon (seconds) is now `horizon`.
+    event OrderHorizonSynced(uint256 horizon);
+    /// @notice `settle` left `account` out of the batch; `reason` is the selector of the error a single settle
+    ///         would have raised (`AlreadySettled`).
+    event SettlementSkipped(uint64 indexed slot, address indexed account, bytes4 reason);
     event OrderPlaced(
         uint64 indexed slot, address indexed account, Side side, uint256 pricePerKWh, uint32 energyWh, uint256 locked
     );

@@ -36,6 +36,7 @@ interface IRegistry {
     error ParticipantHasMeter(address participant, address meter);
     error NoSlotPrices(uint64 slot);
     error RoleListenerAlreadySet(address listener);
+    error InvalidOrderHorizon(uint256 horizon);
 
     event RoleListenerSet(address indexed listener);
     event ParticipantRegistered(address indexed account, Role role);
@@ -45,6 +46,7 @@ interface IRegistry {
     event DefaultPricesSet(uint256 retailPerKWh, uint256 feedInPerKWh);
     event SlotPricesSet(uint64 indexed slot, uint256 retailPerKWh, uint256 feedInPerKWh);
     event SlotPricesCleared(uint64 indexed slot);
+    event OrderHorizonSet(uint256 horizon);
 
     /// @notice The role that administers participants, meters and prices.
     function OPERATOR_ROLE() external view returns (bytes32);
@@ -73,6 +75,10 @@ interface IRegistry {
     /// @notice Granularity of limit prices, in credit base units per kWh (a multiple of 1000).
     function priceTick() external view returns (uint256);
 
+    /// @notice How far ahead orders are accepted, in seconds: an order for a slot that starts later than
+    ///         `block.timestamp + orderHorizon()` is refused (`EnergyMarket.BeyondHorizon`).
+    function orderHorizon() external view returns (uint32);
+
     /// @notice The grid prices that apply to `slot` (its time-of-use override, else the default).
     function pricesAt(uint64 slot) external view returns (uint256 retailPerKWh, uint256 feedInPerKWh);
 }
@@ -86,4 +92,7 @@ interface IRoleListener {
 
     /// @notice `participant`'s meter is now `meter` (the zero address after unbinding or removal).
     function onMeterChanged(address participant, address meter) external;
+
+    /// @notice The operator set the order horizon to `horizon` seconds.
+    function onOrderHorizonChanged(uint32 horizon) external;
 }

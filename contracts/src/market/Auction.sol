@@ -41,9 +41,9 @@ abstract contract Auction is MarketBase {
     ///         per kWh.
     /// @dev Caller must be a registered participant without debt and without a bid in this slot, before the
     ///      slot's gate closure. Escrows `energyWh * pricePerKWh / 1000` from the caller's free balance.
-    ///      The first order of a slot that the operator did not open ({openSlot}) snapshots the slot's grid
-    ///      prices from the registry ({SlotOpened}). Reverts with {PositionSlotBusy} if the caller's position of
-    ///      slot `slot - k * POSITION_RING` still awaits settlement. Emits {OrderPlaced}.
+    ///      The slot must have been opened by the operator ({openSlot}), else {SlotNotOpen}, and must start at
+    ///      most {orderHorizon} seconds from now, else {BeyondHorizon}. Reverts with {PositionSlotBusy} if the
+    ///      caller's position of slot `slot - k * POSITION_RING` still awaits settlement. Emits {OrderPlaced}.
     function placeBid(uint64 slot, uint32 energyWh, uint256 pricePerKWh) external {
         _place(slot, Side.Bid, energyWh, pricePerKWh);
     }
@@ -52,8 +52,8 @@ abstract contract Auction is MarketBase {
     ///         units per kWh.
     /// @dev Caller must be a registered prosumer without debt and without an ask in this slot, before gate
     ///      closure. Locks collateral `energyWh * (retail - pricePerKWh) / 1000`, which covers buying the whole
-    ///      amount back from the grid at retail if nothing is delivered. Same slot opening and ring rules as
-    ///      {placeBid}. Emits {OrderPlaced}.
+    ///      amount back from the grid at retail if nothing is delivered. Same open-slot, horizon and ring rules
+    ///      as {placeBid}. Emits {OrderPlaced}.
     function placeAsk(uint64 slot, uint32 energyWh, uint256 pricePerKWh) external {
         _place(slot, Side.Ask, energyWh, pricePerKWh);
     }
@@ -61,9 +61,11 @@ abstract contract Auction is MarketBase {
     /// @notice Opens `slot` ahead of its first order: snapshots the slot's grid prices from the registry and
     ///         creates its price-level words, so that no order in the slot creates storage.
     /// @dev Operator only ({IRegistry-isOperator}; a keeper run by the operator, free on a chain without gas
-    ///      fees), before the slot's gate closure, on a slot no order has opened yet. Creates `maxLevel + 1`
-    ///      words (about 5.0M gas at 221 levels, 5.8M at 256 levels). Like a first order, it fixes the
-    ///      slot's prices: later registry price changes do not apply to it. Reverts with {NotOperator},
+    ///      fees), before the slot's gate closure, on a slot not yet open. Creates `maxLevel + 1` words (about
+    ///      5.0M gas at 221 levels, 5.8M at 256 levels). It is the only way a slot opens and its prices are
+    ///      fixed (the registry's prices for the slot at this moment, including the operator's
+    ///      {Registry-setSlotPrices}); later registry price changes do not apply to it. Orders for a slot that is
+    ///      not open revert with {SlotNotOpen}. Reverts with {NotOperator},
     ///      {GateClosed} or {SlotAlreadyOpen}. Emits {SlotOpened}.
     function openSlot(uint64 slot) external {
         if (!registry.isOperator(msg.sender)) revert NotOperator(msg.sender);
@@ -103,7 +105,7 @@ abstract contract Auction is MarketBase {
     }
 
     /// @notice Clears `slot`: computes the cleared volume, the marginal levels and the clearing price.
-    /// @dev Anyone may call, once, after gate closure, if the slot was opened (by an order or by {openSlot}).
+    /// @dev Anyone may call, once, after gate closure, if the slot was opened ({openSlot}).
     ///      Deterministic; reads the slot's `maxLevel + 1` (at most 256) price levels, independent of the number
     ///      of orders. Emits {SlotCleared}.
     function clear(uint64 slot) external {
@@ -313,11 +315,14 @@ abstract contract Auction is MarketBase {
     function _place(uint64 slot, Side side, uint32 energyWh, uint256 pricePerKWh) private {
         if (energyWh == 0) revert ZeroEnergy();
         if (block.timestamp + gateClosure >= slotStart(slot)) revert GateClosed(slot);
+        uint256 horizon = orderHorizon;
+        if (slotStart(slot) > block.timestamp + horizon) revert BeyondHorizon(slot, slotStart(slot), horizon);
         uint256 acct = _accounts[msg.sender];
         _checkTrader(acct, side);
 
+        // Only the operator fixes a slot's prices ({openSlot}); an order never opens a slot.
         uint256 header = _headers[slot];
-        if (header == 0) header = _openSlot(slot);
+        if (header == 0) revert SlotNotOpen(slot);
         (uint256 level, uint256 locked) = _levelAndLock(header, side, energyWh, pricePerKWh);
 
         uint256 shift = side == Side.Bid ? 0 : 40;

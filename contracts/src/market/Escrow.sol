@@ -67,6 +67,23 @@ abstract contract Escrow is MarketBase {
         _cacheMeter(participant, meter);
     }
 
+    /// @notice Mirrors the registry's order horizon so that placing an order needs no registry call.
+    /// @dev Only the registry calls this ({Registry-setOrderHorizon}). Emits {OrderHorizonSynced}.
+    function onOrderHorizonChanged(uint32 horizon) external {
+        if (msg.sender != address(registry)) revert NotRegistry(msg.sender);
+        orderHorizon = horizon;
+        emit OrderHorizonSynced(horizon);
+    }
+
+    /// @notice Copies the registry's order horizon into the market (the market reads it at deployment and the
+    ///         registry pushes every change once the market is its role listener; this covers a change made in
+    ///         between). Anyone may call. Emits {OrderHorizonSynced}.
+    function syncOrderHorizon() external {
+        uint32 horizon = registry.orderHorizon();
+        orderHorizon = horizon;
+        emit OrderHorizonSynced(horizon);
+    }
+
     /// @notice Copies `account`'s current role and meter binding from the registry into the market's cache, and
     ///         creates its position words if it is a participant whose words do not exist yet.
     /// @dev Anyone may call; only useful for accounts registered before the market became the registry's role

@@ -113,6 +113,10 @@ abstract contract MarketBase is IEnergyMarket {
     mapping(address account => mapping(uint256 ringIndex => uint256)) internal _positions;
     mapping(address participant => address) internal _meters;
 
+    /// @notice The registry's order horizon in seconds (pushed by the registry, see {IRoleListener}): orders are
+    ///         accepted only for slots starting at most this long after the current block.
+    uint32 public orderHorizon;
+
     constructor(
         IRegistry registry_,
         IERC20 token_,
@@ -139,6 +143,9 @@ abstract contract MarketBase is IEnergyMarket {
         gracePeriod = gracePeriod_;
         mode = mode_;
         _tickPerWh = registry_.priceTick() / 1000;
+        uint32 horizon = registry_.orderHorizon();
+        orderHorizon = horizon;
+        emit OrderHorizonSynced(horizon);
     }
 
     /// @notice Unix time at which `slot` starts.

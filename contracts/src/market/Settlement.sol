@@ -44,8 +44,10 @@ abstract contract Settlement is MarketBase {
     }
 
     /// @notice Settles `participants`' positions in `slot`.
-    /// @dev Reverts with {SlotNotCleared}, {SettlementNotOpen}, {NoPosition} or {AlreadySettled}.
-    ///      Emits {ParticipantSettled} per participant. The grid account's balance must cover the feed-in
+    /// @dev Reverts with {SlotNotCleared}, {SettlementNotOpen} or {NoPosition}. A participant already settled
+    ///      (by an earlier call, or earlier in the same list) is skipped with {SettlementSkipped} instead of
+    ///      reverting, so a settle that front-runs part of a batch cannot make the batch fail.
+    ///      Emits {ParticipantSettled} per settled participant. The grid account's balance must cover the feed-in
     ///      payouts of the call, else {InsufficientBalance}.
     function settle(uint64 slot, address[] calldata participants) external {
         uint256 header = _headers[slot];
@@ -134,6 +136,10 @@ abstract contract Settlement is MarketBase {
 
     function _settleOne(uint64 slot, address account, Ctx memory c) private {
         uint256 pos = _markSettled(slot, account);
+        if (pos == 0) {
+            emit SettlementSkipped(slot, account, AlreadySettled.selector);
+            return;
+        }
 
         if (
             !c.marginalLoaded && c.q != 0
@@ -156,7 +162,7 @@ abstract contract Settlement is MarketBase {
         );
     }
 
-    /// @dev Returns `account`'s position in `slot` and marks it settled.
+    /// @dev Returns `account`'s position in `slot` and marks it settled; returns 0 if it was already settled.
     function _markSettled(uint64 slot, address account) private returns (uint256 pos) {
         // `_positions[account][slot % POSITION_RING]`, its storage slot computed once for the read and the write.
         uint256 word;
@@ -172,7 +178,7 @@ abstract contract Settlement is MarketBase {
             if (pos >> _TAG_SHIFT != uint256(slot) + 1) pos = 0; // the ring word holds another slot
         }
         if (pos & _ORDERS == 0) revert NoPosition(slot, account);
-        if (pos & _SETTLED != 0) revert AlreadySettled(slot, account);
+        if (pos & _SETTLED != 0) return 0;
         assembly ("memory-safe") {
             sstore(word, or(pos, _SETTLED))
         }

@@ -181,6 +181,20 @@ contract EnergyMarketInvariantTest is Fixture {
         invariant_matchedEnergyBalanced();
     }
 
+    /// A settled participant in a later batch is skipped: nothing changes for it (issue 14, part 6).
+    function invariant_noDoubleSettlement() public view {
+        assertEq(handler.doubleSettlements(), 0, "a batch changed a settled participant's balance");
+    }
+
+    /// The handler's overlapping batch really runs (guards against a vacuous invariant).
+    function test_handlerSequenceResettles() public {
+        test_handlerSequenceSettlesTrades();
+        handler.resettle(0, 0, 5);
+        assertEq(handler.skippedBatches(), 1, "batch of settled participants ran");
+        invariant_noDoubleSettlement();
+        invariant_creditsConserved();
+    }
+
     /// The handler can produce a slot with rejected orders at a rationed marginal level and between the
     /// marginal levels, which the no-regret invariant then checks (guards against a vacuous invariant).
     function test_handlerSequenceRejectsOrders() public {

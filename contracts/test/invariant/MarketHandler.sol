@@ -34,6 +34,9 @@ contract MarketHandler {
     uint256 public priceViolations;
     uint256 public calls;
     uint256 public settledWithTrade;
+    /// Batches of already-settled participants that changed a balance (must stay 0).
+    uint256 public doubleSettlements;
+    uint256 public skippedBatches;
 
     /// Fills each settled participant got (previewFills reads zero once a position is settled).
     mapping(uint64 => mapping(address => uint256)) public ghostBidFill;
@@ -103,6 +106,11 @@ contract MarketHandler {
         if (block.timestamp >= market.gateClosureTime(slot)) return;
         if (!bid && !prosumer[i]) bid = true;
         IEnergyMarket.SlotInfo memory info = market.slotInfo(slot);
+        if (info.status == IEnergyMarket.SlotStatus.Empty) {
+            // The operator's keeper opens the slot (orders never open one).
+            vm.prank(operator);
+            market.openSlot(slot);
+        }
         uint256 levels = (info.retailPerKWh - info.feedInPerKWh) / 1e15;
         uint256 price = info.feedInPerKWh + (level % (levels + 1)) * 1e15;
         wh = 1 + wh % 5000;
@@ -196,6 +204,39 @@ contract MarketHandler {
         address[] memory one = new address[](1);
         one[0] = a;
         market.settle(slot, one);
+        calls++;
+    }
+
+    /// A batch that overlaps earlier settlements (a front-run, or a settler's retry): every participant in it
+    /// whose position is already settled is skipped, and nothing changes for them.
+    function resettle(uint256 who, uint256 slotSeed, uint256 count) external {
+        uint64 slot = _slot(slotSeed);
+        if (market.slotInfo(slot).status != IEnergyMarket.SlotStatus.Cleared) return;
+        if (block.timestamp < market.settlementOpensAt(slot)) return;
+        count = 1 + count % actors.length;
+        address[] memory batch = new address[](count);
+        uint256 n;
+        for (uint256 k = 0; k < count; ++k) {
+            address a = actors[(who % actors.length + k) % actors.length];
+            if (market.positionOf(slot, a).settled) batch[n++] = a;
+        }
+        if (n == 0) return;
+        assembly ("memory-safe") {
+            mstore(batch, n)
+        }
+        uint256[] memory before = new uint256[](n);
+        for (uint256 k = 0; k < n; ++k) {
+            (before[k],) = market.accountOf(batch[k]);
+        }
+        (uint256 gridBefore,) = market.accountOf(grid);
+        market.settle(slot, batch);
+        for (uint256 k = 0; k < n; ++k) {
+            (uint256 free,) = market.accountOf(batch[k]);
+            if (free != before[k]) doubleSettlements++;
+        }
+        (uint256 gridAfter,) = market.accountOf(grid);
+        if (gridAfter != gridBefore) doubleSettlements++;
+        skippedBatches++;
         calls++;
     }
 

@@ -57,6 +57,14 @@ pub struct MarketDeployment {
     pub grace_period: u32,
     /// `payAsClear` or `payAsBid`.
     pub mode: String,
+    /// Orders are accepted only for slots starting at most this many seconds ahead (at genesis;
+    /// the operator may change it with `Registry.setOrderHorizon`).
+    #[serde(default = "default_order_horizon")]
+    pub order_horizon: u32,
+}
+
+fn default_order_horizon() -> u32 {
+    DEFAULT_ORDER_HORIZON
 }
 
 /// The fixed addresses of the market contracts.
@@ -81,6 +89,9 @@ pub struct GenesisParticipant {
     /// Credits minted to it (base units).
     pub credits: U256,
 }
+
+/// The registry's order horizon at deployment: one day (`Registry.DEFAULT_ORDER_HORIZON`).
+pub const DEFAULT_ORDER_HORIZON: u32 = 86_400;
 
 /// How to set up the market at genesis.
 #[derive(Debug, Clone)]
@@ -107,6 +118,9 @@ pub struct MarketConfig {
     pub retail: U256,
     /// Feed-in tariff (grid buys), credit base units per kWh.
     pub feed_in: U256,
+    /// Orders are accepted only for slots starting at most this many seconds ahead (the registry's
+    /// `orderHorizon`; the operator can change it later with `setOrderHorizon`).
+    pub order_horizon: u32,
     /// Participants to register.
     pub participants: Vec<GenesisParticipant>,
 }
@@ -127,6 +141,7 @@ impl MarketConfig {
             price_tick: milli,
             retail: U256::from(300) * milli,
             feed_in: U256::from(80) * milli,
+            order_horizon: DEFAULT_ORDER_HORIZON,
             participants: Vec::new(),
         }
     }
@@ -285,6 +300,15 @@ pub fn deploy_market(
         registry,
         registry::Registry::setRoleListenerCall { listener: market }.abi_encode(),
     )?;
+    if cfg.order_horizon != DEFAULT_ORDER_HORIZON {
+        // The registry pushes the horizon to the market, its role listener now.
+        ex.call(
+            "setOrderHorizon",
+            admin,
+            registry,
+            registry::Registry::setOrderHorizonCall { horizon: cfg.order_horizon }.abi_encode(),
+        )?;
+    }
     for p in &cfg.participants {
         let role = if p.prosumer { 2u8 } else { 1u8 };
         let step = format!("registerParticipant({})", p.account);
@@ -376,6 +400,7 @@ pub fn deploy_market(
         gate_closure: cfg.gate_closure,
         grace_period: cfg.grace_period,
         mode: if cfg.pay_as_bid { "payAsBid" } else { "payAsClear" }.into(),
+        order_horizon: cfg.order_horizon,
     };
     let mut p2pe = genesis.config.extra_fields.get("p2pe").cloned().unwrap_or_else(|| serde_json::json!({}));
     p2pe["market"] = serde_json::to_value(&deployment).expect("serialisable");

@@ -14,7 +14,7 @@ pub use genesis::{clique_extra_data, ChainSpec, CliqueConfig, GenesisError, P2pe
 pub use limits::{next_gas_limit, SealLimits, SealLimitsError};
 pub use market::{
     deploy_market, market_addresses, GenesisParticipant, MarketConfig, MarketDeployError, MarketDeployment,
-    GENESIS_DEPLOYER,
+    DEFAULT_ORDER_HORIZON, GENESIS_DEPLOYER,
 };
 
 /// EIP-7825 per-transaction gas cap (Osaka).

@@ -64,8 +64,9 @@ pub struct DevArgs {
     #[arg(long)]
     pub contracts_out: Option<PathBuf>,
     /// Do not run the market keeper. By default the node opens the next 4 slots whose gate is open
-    /// ahead of their first order (EnergyMarket.openSlot), signing with the key at mnemonic index
-    /// 97 (an operator in the dev genesis, not account 0), so that every order costs ≤ 50k gas.
+    /// ahead of their orders (EnergyMarket.openSlot), signing with the key at mnemonic index 97
+    /// (an operator in the dev genesis, not account 0). Only an operator opens slots: without the
+    /// keeper, orders are refused with SlotNotOpen.
     #[arg(long)]
     pub no_keeper: bool,
     #[command(flatten)]
@@ -240,7 +241,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 "  Keeper        {} (mnemonic index {DEV_KEEPER_INDEX}; opens the next {DEFAULT_HORIZON} slots ahead; --no-keeper to turn off)",
                 k.address()
             ),
-            None => println!("  Keeper        off (--no-keeper): the first order of each slot opens it"),
+            None => println!("  Keeper        off (--no-keeper): nobody opens slots, so orders are refused (SlotNotOpen)"),
         }
         println!();
     }

@@ -64,6 +64,10 @@ pub struct GenesisArgs {
     /// Unix time of slot 0 (default: now, aligned down to the slot length).
     #[arg(long)]
     pub start_time: Option<u64>,
+    /// Orders are accepted only for slots starting at most this many seconds ahead (the
+    /// registry's order horizon; operators change it later with Registry.setOrderHorizon).
+    #[arg(long, default_value_t = crate::chain::DEFAULT_ORDER_HORIZON)]
+    pub order_horizon: u32,
     /// Where to write the genesis file.
     #[arg(long)]
     pub out: PathBuf,
@@ -112,6 +116,10 @@ pub fn run(args: GenesisArgs) -> anyhow::Result<()> {
         market.grace_period = g;
     }
     market.pay_as_bid = args.pay_as_bid;
+    if args.order_horizon == 0 {
+        anyhow::bail!("--order-horizon must be more than 0 seconds");
+    }
+    market.order_horizon = args.order_horizon;
     let deployment = deploy_market(&mut genesis, &market)?;
     let json = serde_json::to_string_pretty(&genesis)?;
     let spec = ChainSpec::from_json(&json)?;

@@ -22,8 +22,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub password_file: Option<PathBuf>,
     /// Run the market keeper with the key of this keystore (Web3 Secret Storage): it opens the
-    /// next 4 slots whose gate is open ahead of their first order (EnergyMarket.openSlot), so that
-    /// orders cost ≤ 50k gas. The key must be a registry operator (p2pe-node genesis
+    /// next 4 slots whose gate is open ahead of their orders (EnergyMarket.openSlot; only an
+    /// operator opens slots, an order for a slot not open is refused). The key must be a registry operator (p2pe-node genesis
     /// --market-admin ADDRESS) and should not be used by anything else (a shared nonce races).
     /// Run one keeper per network.
     #[arg(long)]

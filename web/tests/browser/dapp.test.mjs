@@ -83,6 +83,20 @@ async function placeOrder(order) {
 const ownOrder = (slot, side) => page.locator(`[data-testid=own-order][data-slot="${slot}"][data-side="${side}"]`);
 const slotRow = (slot) => page.locator(`[data-testid=slot-row][data-slot="${slot}"]`);
 
+/** Waits until the node's keeper has opened `slot` (only the operator opens slots) and the page shows it open. */
+async function waitSlotOpen(slot) {
+  const { public: p } = keyClient(node.url, contracts.chainId, 0);
+  await waitFor(
+    async () => (await p.readContract({ address: contracts.market, abi: marketAbi, functionName: 'slotInfo', args: [slot] })).status === 1,
+    `the keeper to open slot ${slot}`,
+    60_000,
+  );
+  await waitFor(
+    async () => (await page.locator(`[data-testid=slot-row][data-slot="${slot}"][data-status=open]`).count()) > 0,
+    `the page to show slot ${slot} open`,
+  );
+}
+
 async function sendFrom(index, address, abiItems, functionName, args) {
   const { wallet: w, public: p } = keyClient(node.url, contracts.chainId, index);
   const hash = await w.writeContract({ address, abi: abiItems, functionName, args });
@@ -200,6 +214,7 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     const first = await page.locator('[data-testid=order-slot] option').first().getAttribute('value');
     T = BigInt(first) + 5n;
     C = T - 1n;
+    await waitSlotOpen(T);
     await fillOrder({ side: 'ask', slot: T, energy: 400, price: '0.100' });
     await waitText('[data-testid=order-summary]', /Locks 0\.08 credits until settlement/);
     await waitText('[data-testid=order-summary]', /0\.08 credits will be deposited from your\s+wallet first/);

@@ -33,6 +33,19 @@ describe('custom errors become sentences', () => {
     expect(describeError(new RevertLike(ins), ctx)).toMatch(/needs 0.075 credits, but your account has 0.01 credits free/);
   });
 
+  it('explains the slot-opening and horizon rules (issue 14)', () => {
+    const notOpen = encodeErrorResult({ abi: energyMarketAbi, errorName: 'SlotNotOpen', args: [42n] });
+    expect(describeError(new RevertLike(notOpen), ctx)).toMatch(/^Slot 42 is not open for orders yet: the operator opens each slot/);
+    const far = encodeErrorResult({
+      abi: energyMarketAbi,
+      errorName: 'BeyondHorizon',
+      args: [500n, 1_700_000_000n, 86_400n],
+    });
+    expect(describeError(new RevertLike(far), ctx)).toMatch(/^Slot 500 is too far ahead: orders are taken only for slots starting within 24 h of now/);
+    const bad = encodeErrorResult({ abi: registryAbi, errorName: 'InvalidOrderHorizon', args: [0n] });
+    expect(describeError(new RevertLike(bad), ctx)).toBe('The order horizon must be more than zero seconds.');
+  });
+
   it('decodes errors of other contracts met through the market (token, registry)', () => {
     const tok = encodeErrorResult({
       abi: creditTokenAbi,
