@@ -17,25 +17,8 @@ use serde_json::json;
 fn a_reading_is_confirmed_only_two_blocks_deep() {
     let dir = tempfile::tempdir().unwrap();
     let meters = vec![MeterSpec::new("house-01", 0, "json", "reading")];
-    let broker = Mosquitto::start(dir.path(), &["house-01".to_string()]);
-    let node = Node::start(&dir.path().join("chain"));
-    let rpc = node.rpc();
+    let Rig { broker, node: _node, rpc, contracts, bridge } = Rig::start(dir.path(), meters, "");
     let addrs = meter_addresses();
-    let contracts = deploy(&rpc, &addrs[..1]);
-    let setup = BridgeSetup {
-        tls: false,
-        rpc_urls: vec![node.url.clone()],
-        readings: contracts.readings,
-        meters,
-        max_batch: 50,
-        resend_interval_ms: 3000,
-        limits: String::new(),
-    };
-    let (cfg, http) = write_config(dir.path(), &broker, &setup);
-    let bridge = Bridge::start(&cfg, http);
-    wait_for("the bridge to connect", Duration::from_secs(30), || {
-        bridge.metric("p2pe_bridge_mqtt_connected") == 1.0
-    });
     let t0 = now_secs() - 60;
     publish(
         broker.port,

@@ -68,26 +68,9 @@ fn a_flooding_publisher_does_not_stop_other_meters() {
         MeterSpec::new("genuine", 0, "json", "reading"),
         MeterSpec::new("flooder", 1, "json", "reading"),
     ];
-    let users: Vec<String> = meters.iter().map(|m| m.id.clone()).collect();
-    let broker = Mosquitto::start(dir.path(), &users);
-    let node = Node::start(&dir.path().join("chain"));
-    let rpc = node.rpc();
+    let Rig { broker, node: _node, rpc, contracts, bridge } =
+        Rig::start(dir.path(), meters, "dead_letters_per_minute = 1000\nmax_dead_letters = 100");
     let addrs = meter_addresses();
-    let contracts = deploy(&rpc, &addrs[..2]);
-    let setup = BridgeSetup {
-        tls: false,
-        rpc_urls: vec![node.url.clone()],
-        readings: contracts.readings,
-        meters,
-        max_batch: 50,
-        resend_interval_ms: 3000,
-        limits: "dead_letters_per_minute = 1000\nmax_dead_letters = 100".into(),
-    };
-    let (cfg, http) = write_config(dir.path(), &broker, &setup);
-    let bridge = Bridge::start(&cfg, http);
-    wait_for("the bridge to connect", Duration::from_secs(30), || {
-        bridge.metric("p2pe_bridge_mqtt_connected") == 1.0
-    });
 
     let stop = Arc::new(AtomicBool::new(false));
     let flooder = flood(broker.port, "flooder", stop.clone());

@@ -39,26 +39,9 @@ fn spikes_and_flapping_epochs_are_quarantined_and_the_meter_recovers() {
     let mut pro3em = MeterSpec::new("pro3em", 2, "shelly", "events/rpc");
     pro3em.extra = "device_id = \"shellypro3em-c8f09e8832a4\"".into();
     let meters = vec![house, flappy, pro3em];
-    let users: Vec<String> = meters.iter().map(|m| m.id.clone()).collect();
-    let broker = Mosquitto::start(dir.path(), &users);
-    let node = Node::start(&dir.path().join("chain"));
-    let rpc = node.rpc();
+    let Rig { broker, node: _node, rpc, contracts, bridge } =
+        Rig::start(dir.path(), meters, "max_counter_resets = 2\ncounter_reset_window_secs = 3600");
     let addrs = meter_addresses();
-    let contracts = deploy(&rpc, &addrs[..3]);
-    let setup = BridgeSetup {
-        tls: false,
-        rpc_urls: vec![node.url.clone()],
-        readings: contracts.readings,
-        meters,
-        max_batch: 50,
-        resend_interval_ms: 3000,
-        limits: "max_counter_resets = 2\ncounter_reset_window_secs = 3600".into(),
-    };
-    let (cfg, http) = write_config(dir.path(), &broker, &setup);
-    let bridge = Bridge::start(&cfg, http);
-    wait_for("the bridge to connect", Duration::from_secs(30), || {
-        bridge.metric("p2pe_bridge_mqtt_connected") == 1.0
-    });
 
     let t0 = now_secs() - 600;
     let house = "meters/house-01/reading".to_string();

@@ -993,3 +993,45 @@ pub fn regenerate_keystores() {
 fn rand_core_rng() -> rand::rngs::ThreadRng {
     rand::thread_rng()
 }
+
+/// One bridge end to end on real processes: a Mosquitto with one user per meter, a dev node with the
+/// meters registered, and the bridge connected to both. The set-up the newer bridge tests share.
+pub struct Rig {
+    /// The broker.
+    pub broker: Mosquitto,
+    /// The node.
+    pub node: Node,
+    /// JSON-RPC client of the node.
+    pub rpc: Rpc,
+    /// The deployed contracts.
+    pub contracts: Contracts,
+    /// The bridge, connected to the broker.
+    pub bridge: Bridge,
+}
+
+impl Rig {
+    /// Starts everything in `dir` for `meters` (registered as the first `meters.len()` meter keys),
+    /// with extra `[limits]` lines, and waits until the bridge is connected to the broker.
+    pub fn start(dir: &Path, meters: Vec<MeterSpec>, limits: &str) -> Self {
+        let users: Vec<String> = meters.iter().map(|m| m.id.clone()).collect();
+        let broker = Mosquitto::start(dir, &users);
+        let node = Node::start(&dir.join("chain"));
+        let rpc = node.rpc();
+        let contracts = deploy(&rpc, &meter_addresses()[..meters.len()]);
+        let setup = BridgeSetup {
+            tls: false,
+            rpc_urls: vec![node.url.clone()],
+            readings: contracts.readings,
+            meters,
+            max_batch: 50,
+            resend_interval_ms: 3000,
+            limits: limits.to_string(),
+        };
+        let (cfg, http) = write_config(dir, &broker, &setup);
+        let bridge = Bridge::start(&cfg, http);
+        wait_for("the bridge to connect", Duration::from_secs(30), || {
+            bridge.metric("p2pe_bridge_mqtt_connected") == 1.0
+        });
+        Self { broker, node, rpc, contracts, bridge }
+    }
+}
