@@ -54,6 +54,10 @@ use crate::txpool::validate_tx;
 /// How many upcoming slots (whose gate is still open) the keeper keeps opened.
 pub const DEFAULT_HORIZON: u64 = 4;
 
+/// With short slots the keeper opens more than [`DEFAULT_HORIZON`] slots: every slot that starts
+/// within this many seconds (twice the dApp's 45-second margin for a wallet prompt, with room).
+pub const MIN_LEAD_SECS: u64 = 120;
+
 /// Mnemonic index of the dev chain's keeper key (`m/44'/60'/0'/0/97`).
 pub const DEV_KEEPER_INDEX: u32 = 97;
 
@@ -138,15 +142,19 @@ impl Keeper {
         start.saturating_sub(self.market.gate_closure as u64)
     }
 
-    /// The slots to keep opened when the next block can be sealed at `next_ts`: the first
-    /// [`Self::horizon`] whose gate closes after `next_ts + margin`.
+    /// The slots to keep opened when the next block can be sealed at `next_ts`: those whose gate
+    /// closes after `next_ts + margin`, the first [`Self::horizon`] of them, or more with short
+    /// slots, so that every slot starting within [`MIN_LEAD_SECS`] is open. A trader must be able
+    /// to pick a slot whose gate is further away than a wallet prompt takes (the dApp's default
+    /// needs 45 s), which four 10-second slots are not.
     fn upcoming(&self, next_ts: u64, margin: u64) -> std::ops::Range<u64> {
         let len = (self.market.slot_length as u64).max(1);
+        let count = self.horizon.max(MIN_LEAD_SECS.div_ceil(len));
         // gate(s) > t  ⇔  start + s·len > t + gate  ⇔  s > (t + gate − start) / len.
         let x = next_ts + margin + self.market.gate_closure as u64;
         let first = if x < self.market.start_time { 0 } else { (x - self.market.start_time) / len + 1 };
         debug_assert!(self.gate_closure_time(first) > next_ts + margin);
-        first..first + self.horizon
+        first..first + count
     }
 
     /// Runs `data` against `to` from the keeper's address on the head state, in a block at

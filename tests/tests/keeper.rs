@@ -140,6 +140,14 @@ fn the_dev_keeper_opens_slots_ahead_and_orders_cost_under_50k_gas() {
     });
     let info = call(&rpc, market, EnergyMarket::slotInfoCall { slot });
     assert_eq!(info.status as u8, 1, "slot {slot} is open");
+    // With 5-second slots, 4 slots are 20 s: the keeper opens every slot starting within 120 s, so
+    // that a trader can pick one whose gate is further away than a wallet prompt takes.
+    wait_for("the keeper to open the slots of the next 120 s", 60, || {
+        let slots = keeper_opened(&rpc, market, keeper, rpc.block_number());
+        let last = *slots.last()?;
+        let gate = call(&rpc, market, EnergyMarket::gateClosureTimeCall { slot: last }).to::<u64>();
+        (gate + 1 >= now(&rpc) + 110).then_some(())
+    });
 
     let r = bid(&rpc, market, slot);
     let gas = hex_u64(&r["gasUsed"]);

@@ -59,6 +59,13 @@ const chainNow = async () => {
 };
 const gateOf = (slot) => contracts.startTime + Number(slot) * contracts.slotLength - contracts.gateClosure;
 
+/** Whether `slot` is open for orders (opened by the operator: status 1). */
+async function isOpen(slot) {
+  const { public: p } = keyClient(node.url, contracts.chainId, 0);
+  const info = await p.readContract({ address: contracts.market, abi: marketAbi, functionName: 'slotInfo', args: [slot] });
+  return info.status === 1;
+}
+
 async function sendFrom(index, address, abiItems, functionName, args) {
   const { wallet: w, public: p } = keyClient(node.url, contracts.chainId, index);
   const hash = await w.writeContract({ address, abi: abiItems, functionName, args });
@@ -95,7 +102,11 @@ describe('the dApp when things go wrong (issue 18)', { timeout: 600_000 }, () =>
     S = first + 1n;
     await sendFrom(0, contracts.token, tokenAbi, 'approve', [contracts.market, 30n * milli]);
     await sendFrom(0, contracts.market, marketAbi, 'deposit', [30n * milli]);
+    // Only the operator opens slots: S by the node's keeper, the far one (beyond the keeper's
+    // window) by account 0, the dev chain's operator.
+    await waitFor(async () => await isOpen(S), `the keeper to open slot ${S}`, 60_000);
     await sendFrom(0, contracts.market, marketAbi, 'placeBid', [S, 100, 150n * milli]);
+    if (!(await isOpen(S + 40n))) await sendFrom(0, contracts.market, marketAbi, 'openSlot', [S + 40n]);
     await sendFrom(0, contracts.market, marketAbi, 'placeBid', [S + 40n, 100, 150n * milli]);
   });
 
