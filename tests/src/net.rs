@@ -390,6 +390,8 @@ pub struct SyncRun {
     pub blocks: u64,
     /// From starting the follower's process until its head reached the target.
     pub elapsed: Duration,
+    /// The `eth_syncing` objects the follower answered while it synced (polled with its head).
+    pub syncing: Vec<Value>,
 }
 
 impl SyncRun {
@@ -406,10 +408,16 @@ pub fn time_follower_sync(net: &mut Testnet, i: usize, target: u64, timeout: Dur
     net.start(i);
     let rpc = net.rpc(i);
     let mut last_report = Instant::now();
+    let mut syncing = Vec::new();
     loop {
         let head = rpc.block_number();
         if head >= target {
-            return SyncRun { blocks: target, elapsed: start.elapsed() };
+            return SyncRun { blocks: target, elapsed: start.elapsed(), syncing };
+        }
+        if let Ok(status) = rpc.try_call("eth_syncing", json!([])) {
+            if status.is_object() {
+                syncing.push(status);
+            }
         }
         assert!(
             start.elapsed() < timeout,

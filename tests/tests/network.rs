@@ -42,6 +42,11 @@ fn three_signers_and_a_follower_agree_and_survive_losing_signers() {
     wait("peers", 30, || (0..4).all(|i| hex_u64(&net.rpc(i).call("net_peerCount", json!([]))) >= 1));
     wait("blocks", 60, || (0..4).all(|i| net.head(i) >= 5));
     assert_eq!(net.rpc(3).call("net_listening", json!([])), json!(true));
+    assert_eq!(
+        net.rpc(3).call("eth_syncing", json!([])),
+        json!(false),
+        "in step with the signers: not syncing"
+    );
     // Three signers: `safe` has ⌊3/2⌋ = 1 block on top, `finalized` 2 (README, "Block tags").
     for (tag, depth) in [("safe", 1), ("finalized", 2)] {
         let before = net.head(0);

@@ -16,12 +16,12 @@
 
 use std::time::{Duration, Instant};
 
-use p2pe_tests::harness::{node_bin, Rpc};
+use p2pe_tests::harness::{hex_u64, node_bin, Rpc};
 use p2pe_tests::loadgen::contract;
 use p2pe_tests::net::{
     block_id, seed_chain, seed_recipient, seed_transfer, time_follower_sync, wait_for, Testnet,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Blocks the signers have before the follower joins (the issue asks for at least 10,000);
 /// `P2PE_SYNC_BLOCKS` sets another number, e.g. for a longer run.
@@ -77,6 +77,23 @@ fn a_fresh_follower_syncs_ten_thousand_blocks_from_three_signers() {
     );
 
     let f = net.rpc(follower);
+    // eth_syncing reported the sync while it ran, with the block it started from, its progress and
+    // the signers' head; and reports `false` once the follower has caught up.
+    let seen = &run.syncing;
+    assert!(!seen.is_empty(), "eth_syncing never reported the sync of {blocks} blocks");
+    let field = |v: &Value, k: &str| hex_u64(&v[k]);
+    for s in seen {
+        assert!(field(s, "startingBlock") <= field(s, "currentBlock"), "{s}");
+        assert!(field(s, "currentBlock") <= field(s, "highestBlock"), "{s}");
+        assert!(field(s, "highestBlock") >= blocks, "the peer's head is at least the seeded chain: {s}");
+    }
+    assert!(
+        field(&seen[seen.len() - 1], "currentBlock") > field(&seen[0], "currentBlock"),
+        "currentBlock advances: {seen:?}"
+    );
+    wait_for("eth_syncing to say false once caught up", Duration::from_secs(120), || {
+        f.call("eth_syncing", json!([])) == json!(false)
+    });
     assert_eq!(
         block_id(&f, blocks),
         (head_hash, state_root),

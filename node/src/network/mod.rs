@@ -14,6 +14,8 @@
 pub mod peers;
 pub mod protocol;
 mod sync;
+
+pub use sync::{SyncProgress, SYNCING_THRESHOLD};
 pub mod txgossip;
 
 use std::collections::{HashMap, HashSet};
@@ -99,6 +101,8 @@ pub struct NetworkHandle {
     pub listen_addrs: Arc<Mutex<Vec<Multiaddr>>>,
     /// Connected peers.
     pub peers: Arc<Mutex<HashSet<PeerId>>>,
+    /// The running sync, for `eth_syncing`.
+    pub sync: Arc<SyncProgress>,
     commands: mpsc::Sender<Command>,
 }
 
@@ -207,9 +211,10 @@ pub async fn start(
         peer_id,
         listen_addrs: listen_addrs.clone(),
         peers: peers.clone(),
+        sync: Arc::new(sync::SyncProgress::default()),
         commands: cmd_tx.clone(),
     };
-    tokio::spawn(sync::run(chain.clone(), cmd_tx.clone(), sync_rx));
+    tokio::spawn(sync::run(chain.clone(), cmd_tx.clone(), sync_rx, handle.sync.clone()));
     let mut book = PeerBook::new(cfg.allow.clone());
     let bootnodes = cfg.bootnodes.clone();
     let task = tokio::spawn(async move {

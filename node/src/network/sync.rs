@@ -36,16 +36,51 @@ async fn request(
     rx.await.map_err(|_| "network stopped".to_string())?
 }
 
+/// How far behind its best peer a node must be for `eth_syncing` to report a sync: catching up a
+/// block or two announced by gossip is ordinary operation, not a sync.
+pub const SYNCING_THRESHOLD: u64 = 8;
+
+/// What `eth_syncing` reports: the block a sync started from and the peer's head, while a sync
+/// that started at least [`SYNCING_THRESHOLD`] blocks behind runs.
+#[derive(Debug, Default)]
+pub struct SyncProgress(parking_lot::Mutex<Option<(u64, u64)>>);
+
+impl SyncProgress {
+    /// `(startingBlock, highestBlock)` while syncing, `None` otherwise.
+    pub fn get(&self) -> Option<(u64, u64)> {
+        *self.0.lock()
+    }
+}
+
+/// Clears the progress when a sync attempt ends, however it ends.
+struct Syncing<'a>(&'a SyncProgress);
+
+impl<'a> Syncing<'a> {
+    fn start(p: &'a SyncProgress, from: u64, highest: u64) -> Option<Self> {
+        (highest >= from + SYNCING_THRESHOLD).then(|| {
+            *p.0.lock() = Some((from, highest));
+            Self(p)
+        })
+    }
+}
+
+impl Drop for Syncing<'_> {
+    fn drop(&mut self) {
+        *self.0 .0.lock() = None;
+    }
+}
+
 /// Runs sync requests one at a time.
 pub(super) async fn run(
     chain: Arc<Blockchain>,
     cmds: mpsc::Sender<Command>,
     mut rx: mpsc::Receiver<(PeerId, Option<Block>)>,
+    progress: Arc<SyncProgress>,
 ) {
     // Blocks per range request, adapted to the sizes of the blocks peers send.
     let mut batch = MAX_BLOCKS_PER_REQUEST;
     while let Some((peer, _hint)) = rx.recv().await {
-        if let Err(e) = sync_with(&chain, &cmds, peer, &mut batch).await {
+        if let Err(e) = sync_with(&chain, &cmds, peer, &mut batch, &progress).await {
             tracing::debug!(%peer, error = %e, "sync attempt failed");
         }
     }
@@ -70,6 +105,7 @@ async fn sync_with(
     cmds: &mpsc::Sender<Command>,
     peer: PeerId,
     batch: &mut u32,
+    progress: &SyncProgress,
 ) -> Result<(), String> {
     let SyncResponse::Status { genesis, head: their_head, head_hash, total_difficulty } =
         request(cmds, peer, SyncRequest::Status).await?
@@ -85,6 +121,7 @@ async fn sync_with(
     if B256::from(head_hash) == ours.hash || their_td < ours.total_difficulty {
         return Ok(());
     }
+    let _syncing = Syncing::start(progress, ours.header.number, their_head);
     // Walk their canonical chain from a little below our head.
     let mut from = ours.header.number.saturating_sub(REORG_WINDOW).max(1);
     let mut branch: Vec<Block> = Vec::new();

@@ -39,7 +39,20 @@ pub fn call(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
         }
         "eth_syncing" => {
             p.at_most(0)?;
-            Ok(json!(false))
+            // While a sync that started well behind the best peer runs (network/sync.rs), its
+            // progress; `false` otherwise, and always on a node without a peer network.
+            let progress = ctx.network.as_ref().and_then(|n| n.sync.get());
+            Ok(match progress {
+                Some((starting, highest)) => {
+                    let current = ctx.chain.head_number();
+                    json!({
+                        "startingBlock": q(starting),
+                        "currentBlock": q(current),
+                        "highestBlock": q(highest.max(current)),
+                    })
+                }
+                None => json!(false),
+            })
         }
         "eth_coinbase" => {
             p.at_most(0)?;
