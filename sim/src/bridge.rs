@@ -132,7 +132,7 @@ pub fn render_config(s: &BridgeSetup, dir: &Path, http_port: u16) -> String {
             let _ = writeln!(t, "utc_offset = \"{}\"", offset(m.utc_offset_secs));
         }
         if let Some(a) = m.rated_current_a {
-            let _ = writeln!(t, "rated_current_a = {a}   # 63 A x the simulator's time compression");
+            let _ = writeln!(t, "rated_current_a = {a}");
         }
     }
     t

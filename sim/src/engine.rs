@@ -537,7 +537,7 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
                         .unwrap_or(None)
                         .unwrap_or(0),
                     // Real meters in real time: the bridge's default rise limit.
-                    rated_current_a: None,
+                    rated_current_a: l.meter_rated_current_a,
                 })
                 .collect();
             let pw = match &lab.broker.password_file {

@@ -89,6 +89,9 @@ pub struct LabHousehold {
     pub battery_kw: Option<f64>,
     /// `ramp` or `arbitrage`.
     pub strategy: Option<String>,
+    /// The meter's rated current per phase, A, for the bridge's plausibility limit on how fast
+    /// its counters may rise (`3 × 230 V × A`); default the bridge's 63 A.
+    pub meter_rated_current_a: Option<u64>,
 }
 
 /// The whole lab file.

@@ -52,6 +52,9 @@ meter_keystore = "keys/m0.json"
 meter_format = "json"
 meter_topic = "lab/flat-a/energy"
 annual_kwh = 4000
+# The test's meters run fast (20 Wh/s, 72 kW) so that a 5-second slot holds trades: their rated
+# current must say so, or the bridge quarantines the readings as implausible (default 63 A).
+meter_rated_current_a = 200
 
 [[households]]
 id = "roof-b"
@@ -62,6 +65,7 @@ meter_topic = "tele/roof-b/SENSOR"
 utc_offset = "+01:00"
 annual_kwh = 2000
 pv_kwp = 8.0
+meter_rated_current_a = 2000
 "#,
         port = broker.port,
         a0 = keys[0].address(),
