@@ -193,4 +193,18 @@ impl Bridge {
         let resp = client.get(format!("{}/health", self.http)).send().await.context("bridge /health")?;
         Ok(resp.json().await?)
     }
+
+    /// `/health` once every reading the bridge took is confirmed (nothing pending or in flight:
+    /// a reading counts only `confirmations` blocks deep), or after `timeout` as it is then.
+    pub async fn health_when_confirmed(&self, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let h = self.health().await.unwrap_or(Value::Null);
+            let open = |k: &str| h.get(k).and_then(Value::as_u64).unwrap_or(0);
+            if (open("outbox_pending") == 0 && open("outbox_in_flight") == 0) || start.elapsed() > timeout {
+                return h;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }

@@ -945,7 +945,9 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
         .await
         .map_err(rpc_err)?;
     let chain_txs = counts.iter().filter_map(|r| r.as_ref().ok().and_then(crate::chain::hex_u64)).sum();
-    let bridge_health = bridge.health().await.unwrap_or(serde_json::Value::Null);
+    // The last readings are on chain (settlement waited for them) but count as confirmed only a few
+    // blocks later: the bridge's figures are read once it has confirmed everything it took.
+    let bridge_health = bridge.health_when_confirmed(Duration::from_secs(30)).await;
     let t_read_s = t_read.elapsed().as_secs_f64();
     drop(bridge);
     let live = if cfg.stay { Some(chain) } else { None };
