@@ -36,26 +36,8 @@ fn a_meter_cannot_publish_on_another_meters_topic() {
     let dir = tempfile::tempdir().unwrap();
     let meters =
         vec![MeterSpec::new("alice", 0, "json", "reading"), MeterSpec::new("bob", 1, "json", "reading")];
-    let users: Vec<String> = meters.iter().map(|m| m.id.clone()).collect();
-    let broker = Mosquitto::start(dir.path(), &users);
-    let node = Node::start(&dir.path().join("chain"));
-    let rpc = node.rpc();
+    let Rig { broker, node: _node, rpc, contracts, bridge } = Rig::start(dir.path(), meters, "");
     let addrs = meter_addresses();
-    let contracts = deploy(&rpc, &addrs[..2]);
-    let setup = BridgeSetup {
-        tls: false,
-        rpc_urls: vec![node.url.clone()],
-        readings: contracts.readings,
-        meters,
-        max_batch: 50,
-        resend_interval_ms: 3000,
-        limits: String::new(),
-    };
-    let (cfg, http) = write_config(dir.path(), &broker, &setup);
-    let bridge = Bridge::start(&cfg, http);
-    wait_for("the bridge to connect", Duration::from_secs(30), || {
-        bridge.metric("p2pe_bridge_mqtt_connected") == 1.0
-    });
 
     let t0 = now_secs() - 60;
     // Alice forges a reading on Bob's topic (with Bob's id in the payload): the broker refuses it.
