@@ -51,12 +51,17 @@ install_python() {
     "$venv/bin/pytest" --version
 }
 
-# Mosquitto for the MQTT bridge's end-to-end tests (they start their own broker on free ports).
+# Mosquitto for the MQTT bridge's end-to-end tests (they start their own broker on free ports),
+# openssl for their certificates, and systemd's `systemd-analyze verify` for the deploy/ units.
 install_mosquitto() {
-  if command -v mosquitto >/dev/null 2>&1; then
+  local missing=()
+  command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+  if [ ${#missing[@]} -eq 0 ]; then
     return 0
   fi
-  apt-get update && apt-get install -y mosquitto
+  apt-get update && apt-get install -y "${missing[@]}"
 }
 
 # The trading dApp's npm packages (web/) and Debian's Chromium for its browser tests

@@ -70,7 +70,7 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn run(cmd: &mut Command) -> String {
+pub fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -81,7 +81,7 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-fn port_open(port: u16) -> bool {
+pub fn port_open(port: u16) -> bool {
     TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_millis(200))
         .is_ok()
 }
@@ -193,7 +193,7 @@ pub fn hex_u64(v: &Value) -> u64 {
 
 // ------------------------------------------------------------------------------------------ Mosquitto
 
-fn mosquitto_passwd_bin() -> PathBuf {
+pub fn mosquitto_passwd_bin() -> PathBuf {
     let sibling = mosquitto_bin().with_file_name("mosquitto_passwd");
     if sibling.is_file() {
         return sibling;

@@ -4,9 +4,11 @@ pub mod account;
 pub mod chainfile;
 pub mod check;
 pub mod common;
+pub mod config_file;
 pub mod dev;
 pub mod genesis;
 pub mod init;
+pub mod peer_id;
 pub mod run;
 pub mod testnet;
 
@@ -20,9 +22,23 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "p2pe-node", version, about, long_about)]
 pub struct Cli {
+    /// How log lines are written to stderr: `text` for people, `json` (one object per line,
+    /// with timestamp, level, target and fields) for journald, Loki or Elasticsearch. The level
+    /// comes from the P2PE_LOG variable (default `info`, e.g. `P2PE_LOG=p2pe_node=debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Subcommands.
@@ -50,4 +66,7 @@ pub enum Command {
     Testnet(testnet::TestnetArgs),
     /// Print the genesis JSON a data directory was initialised with.
     Dumpgenesis(chainfile::DumpGenesisArgs),
+    /// Print this node's peer id (creating its identity key if needed), for other nodes'
+    /// `--bootnodes /ip4/ADDR/tcp/PORT/p2p/<peer id>` and `--p2p-allow`.
+    PeerId(peer_id::PeerIdArgs),
 }

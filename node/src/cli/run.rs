@@ -12,6 +12,11 @@ use crate::storage::Store;
 /// Arguments of `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Read settings from a TOML file as well: each key is a flag's long name without `--`
+    /// (`datadir = "/var/lib/p2pe"`, `archive = true`, `bootnodes = ["/ip4/…"]`). A flag given on
+    /// the command line wins over the file; an unknown key is an error.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Data directory created by `p2pe-node init`.
     #[arg(long)]
     pub datadir: PathBuf,

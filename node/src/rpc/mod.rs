@@ -3,9 +3,13 @@
 //! - [`server`]: warp routes, request and batch handling, limits, WebSocket;
 //! - [`access`]: who may call: `Host` (`--http-vhosts`), `Origin` (`--http-corsdomain`), content
 //!   type, CORS headers;
-//! - [`dispatch`]: method name → namespace handler;
-//! - one file per namespace: [`eth`] (split by concern), [`net`], [`web3`], [`clique`],
-//!   [`debug`] (tracers in [`trace`]);
+//! - [`dispatch`]: method name → namespace handler (and which namespaces need `--rpc-admin`);
+//! - [`params`]: positional parameters with strict hex quantities;
+//! - one file per namespace: [`eth`] (split by concern), [`net`], [`web3`], [`txpool`],
+//!   [`clique`], [`debug`] (tracers in [`trace`]), and [`admin`] (only with `--rpc-admin`);
+//! - [`filters`]: polling filters (`eth_newFilter` and friends);
+//! - [`pubsub`]: WebSocket connections and `eth_subscribe`;
+//! - [`ui`](server::ui): the embedded dApp;
 //! - [`convert`]: consensus types → RPC response objects;
 //! - [`error`]: EIP-1474 error codes.
 

@@ -1,7 +1,9 @@
 //! The `eth_` namespace, one file per concern:
 //! [`block`] blocks and counts, [`state`] balances/code/storage/nonces, [`call`] `eth_call`,
-//! [`estimate`] gas estimation, [`fee`] fee methods (all zero), [`transaction`] sending and
-//! looking up transactions and receipts, [`logs`] `eth_getLogs`, [`signer`] dev accounts.
+//! [`estimate`] gas estimation, [`access_list`] `eth_createAccessList`, [`proof`]
+//! `eth_getProof`, [`fee`] fee methods (all zero), [`transaction`] sending and looking up
+//! transactions and receipts, [`logs`] `eth_getLogs`, [`signer`] dev accounts and
+//! `eth_sendTransaction`, [`sign`] `eth_sign`, `personal_sign` and `eth_signTypedData_v4`.
 
 pub mod access_list;
 pub mod block;
