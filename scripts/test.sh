@@ -52,16 +52,18 @@ install_python() {
 }
 
 # Mosquitto for the MQTT bridge's end-to-end tests (they start their own broker on free ports),
-# openssl for their certificates, and systemd's `systemd-analyze verify` for the deploy/ units.
+# openssl for their certificates, systemd's `systemd-analyze verify` for the deploy/ units, and
+# Prometheus, which a test runs to scrape a testnet and the bridge.
 install_mosquitto() {
   local missing=()
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   if [ ${#missing[@]} -eq 0 ]; then
     return 0
   fi
-  apt-get update && apt-get install -y "${missing[@]}"
+  apt-get update && apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
 # The trading dApp's npm packages (web/) and Debian's Chromium for its browser tests
@@ -88,7 +90,7 @@ if ! install_python; then
   exit 1
 fi
 
-echo "==> install mosquitto"
+echo "==> install mosquitto, openssl, systemd-analyze, prometheus"
 if ! install_mosquitto; then
   echo "installing mosquitto failed"
   echo "steps: 0 passed, 1 failed"

@@ -243,6 +243,7 @@ impl Blockchain {
     /// Imports a block from a peer or a file: verify, execute, compare, commit.
     pub fn import(&self, block: Block, now: Option<u64>) -> Result<B256, ImportError> {
         let _guard = self.import_lock.lock();
+        let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_IMPORT);
         self.import_locked(block, now)
     }
 
@@ -322,6 +323,7 @@ impl Blockchain {
             }
         }
         tracing::info!(depth = reverted.len(), new_head = self.head_number(), "reorganised");
+        crate::metrics::reorged(reverted.len());
         Ok(self.head().hash)
     }
 
@@ -530,6 +532,7 @@ impl Blockchain {
         vote: Option<Proposal>,
     ) -> Result<Option<SealedBlock>, ImportError> {
         let _guard = self.import_lock.lock();
+        let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_SEAL);
         let head = self.head();
         let signer = key.address();
         let number = head.header.number + 1;
@@ -642,6 +645,7 @@ impl Blockchain {
         head: &Head,
         applied: Option<Applied<'_>>,
     ) -> Result<B256, ImportError> {
+        let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_COMMIT);
         let header = sealed.header().clone();
         let number = header.number;
         let hash = sealed.hash;
@@ -694,6 +698,7 @@ impl Blockchain {
         drop(state);
         self.pool.prune(nonces);
         let txs = sealed.block.body.transactions.len();
+        crate::metrics::block_committed(number, txs);
         if txs > 0 {
             tracing::info!(number, %hash, txs, gas = header.gas_used, "block committed");
         } else {

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod execution;
 pub mod keeper;
 pub mod keystore;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod primitives;

@@ -37,6 +37,8 @@ pub struct NodeConfig {
     /// The market keeper's key, if this node runs a keeper ([`crate::keeper`]). The chain must
     /// have the market and the key must be a registry operator.
     pub keeper: Option<SigningKey>,
+    /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A running node.
@@ -90,6 +92,14 @@ impl Node {
             }
             None => None,
         };
+        if let Some(addr) = config.metrics {
+            crate::metrics::install(addr)?;
+            crate::metrics::spawn_sampler(crate::metrics::Sources {
+                chain: chain.clone(),
+                network: network.clone(),
+            });
+            tracing::info!("metrics: http://{addr}/metrics");
+        }
         let proposals = Proposals::default();
         let ctx = Arc::new(RpcContext {
             chain: chain.clone(),

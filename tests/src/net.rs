@@ -96,12 +96,18 @@ impl Testnet {
 
     /// Starts node `i` (its stderr goes to `DIR/<name>.log`) and waits until its JSON-RPC answers.
     pub fn start(&mut self, i: usize) {
-        let args: Vec<String> = self.nodes[i]["args"]
+        self.start_with(i, &[]);
+    }
+
+    /// [`Testnet::start`] with more arguments after the generated command line (e.g. `--metrics`).
+    pub fn start_with(&mut self, i: usize, extra: &[String]) {
+        let mut args: Vec<String> = self.nodes[i]["args"]
             .as_array()
             .expect("args array")
             .iter()
             .map(|a| a.as_str().expect("string argument").to_string())
             .collect();
+        args.extend_from_slice(extra);
         let log = std::fs::File::create(self.dir.join(format!("{}.log", self.name(i)))).expect("log file");
         let child = Command::new(&self.bin)
             .args(&args)

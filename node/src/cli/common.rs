@@ -142,6 +142,11 @@ pub struct NodeArgs {
     /// How many recent blocks' state stays queryable when not --archive.
     #[arg(long, default_value_t = DEFAULT_STATE_HISTORY)]
     pub state_history: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9545): head, head age,
+    /// peers, pool, block seal/import/commit times, transactions per block, reorgs, sync, RPC
+    /// calls and errors, SQLite commit time. Off by default; keep it off public interfaces.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl NodeArgs {

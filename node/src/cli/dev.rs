@@ -213,6 +213,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             chain: args.node.chain(),
             network: None,
             keeper: keeper.clone(),
+            metrics: args.node.metrics,
             seal: crate::chain::SealLimits {
                 gas_limit_target: args.seal.gas_limit_target,
                 max_block_bytes: None,

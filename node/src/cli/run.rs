@@ -110,6 +110,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             chain: args.node.chain(),
             network: args.p2p.config(&args.datadir),
             keeper: keeper.clone(),
+            metrics: args.node.metrics,
             seal: crate::chain::SealLimits {
                 gas_limit_target: args.seal.gas_limit_target,
                 max_block_bytes: args.max_block_bytes,

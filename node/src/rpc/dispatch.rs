@@ -20,8 +20,22 @@ pub fn is_privileged(method: &str) -> bool {
         || method.starts_with("debug_")
 }
 
-/// Handles one call; `conn` is the WebSocket connection it came on, if any.
+/// Handles one call; `conn` is the WebSocket connection it came on, if any. Counted and timed
+/// per method in the node's metrics.
 pub fn call(
+    ctx: &Arc<RpcContext>,
+    method: &str,
+    params: Option<Value>,
+    conn: Option<&Arc<WsConnection>>,
+) -> RpcResult {
+    let start = std::time::Instant::now();
+    let result = route(ctx, method, params, conn);
+    let code = result.as_ref().err().map(|e| e.code);
+    crate::metrics::rpc_call(method, code != Some(-32601), start.elapsed(), code);
+    result
+}
+
+fn route(
     ctx: &Arc<RpcContext>,
     method: &str,
     params: Option<Value>,

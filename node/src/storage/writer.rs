@@ -159,7 +159,10 @@ impl Store {
     /// Commits the batch started by [`Store::begin_batch`]. If the commit fails, the batch is
     /// rolled back.
     pub fn end_batch(&mut self) -> Result<(), StorageError> {
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
+        let timer = crate::metrics::Timer::start(crate::metrics::names::SQLITE_COMMIT);
+        let committed = self.conn.execute_batch("COMMIT");
+        drop(timer);
+        if let Err(e) = committed {
             if !self.conn.is_autocommit() {
                 let _ = self.conn.execute_batch("ROLLBACK");
             }
@@ -203,7 +206,7 @@ impl Store {
                 )?;
             }
         }
-        tx.commit()?;
+        commit_timed(tx)?;
         Ok(())
     }
 
@@ -264,7 +267,7 @@ impl Store {
                 del_tx.execute(params![h.as_slice(), n])?;
             }
         }
-        tx.commit()?;
+        commit_timed(tx)?;
         Ok(())
     }
 
@@ -475,4 +478,11 @@ fn write_snapshot(tx: &Connection, snapshot: &Snapshot) -> Result<(), StorageErr
 /// Decodes a stored receipts blob.
 pub(crate) fn decode_receipts(raw: &[u8]) -> Result<Vec<ReceiptEnvelope>, StorageError> {
     Vec::<ReceiptEnvelope>::decode(&mut &raw[..]).map_err(|e| StorageError::Corrupt(format!("receipts: {e}")))
+}
+
+/// Commits (releases) `tx`, timing it for `p2pe_sqlite_commit_seconds` (outside a batch it is
+/// the transaction's commit to disk).
+fn commit_timed(tx: rusqlite::Savepoint<'_>) -> Result<(), rusqlite::Error> {
+    let _timer = crate::metrics::Timer::start(crate::metrics::names::SQLITE_COMMIT);
+    tx.commit()
 }
