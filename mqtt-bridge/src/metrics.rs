@@ -1,10 +1,15 @@
-//! Counters and gauges of the bridge, rendered in the Prometheus text exposition format by
-//! [`Metrics::render`] (served on `/metrics`).
+//! Counters and gauges of the bridge, served on `/metrics` by [`Metrics::render`].
+//!
+//! The values live in atomics (the submitter, `/health` and tests read them); the exposition
+//! format is `metrics-exporter-prometheus`'s, through a recorder owned by this [`Metrics`] (not a
+//! process-wide one): at each scrape the current values are handed to it and it renders them.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use metrics::{Key, Label, Metadata, Recorder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 
 use crate::decode::Reason;
 use crate::outbox::Depth;
@@ -13,41 +18,109 @@ use crate::outbox::Depth;
 pub const LAG_BUCKETS: [f64; 14] =
     [0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0];
 
-/// A cumulative histogram.
-#[derive(Default)]
-pub struct Histogram {
-    counts: [AtomicU64; LAG_BUCKETS.len()],
-    count: AtomicU64,
-    sum_millis: AtomicU64,
-}
+/// A histogram of seconds, with the [`LAG_BUCKETS`] bounds.
+pub struct Histogram(metrics::Histogram);
 
 impl Histogram {
     /// Records one observation in seconds.
     pub fn observe(&self, secs: f64) {
-        let secs = secs.max(0.0);
-        for (i, b) in LAG_BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.counts[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_millis.fetch_add((secs * 1000.0) as u64, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (i, b) in LAG_BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", self.counts[i].load(Ordering::Relaxed));
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_millis.load(Ordering::Relaxed) as f64 / 1000.0);
-        let _ = writeln!(out, "{name}_count {count}");
+        self.0.record(secs.max(0.0));
     }
 }
 
+/// The bridge's own recorder.
+struct Exporter {
+    recorder: PrometheusRecorder,
+}
+
+const META: Metadata<'static> = Metadata::new("p2pe_mqtt_bridge", metrics::Level::INFO, None);
+
+impl Exporter {
+    fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LAG_BUCKETS)
+            .expect("fixed, non-empty buckets")
+            .build_recorder();
+        let e = Self { recorder };
+        for (name, help) in DESCRIPTIONS {
+            e.recorder.describe_counter(name.into(), None, help.into());
+        }
+        e
+    }
+
+    fn key(name: &'static str, label: Option<(&'static str, String)>) -> Key {
+        match label {
+            Some((k, v)) => Key::from_parts(name, vec![Label::new(k, v)]),
+            None => Key::from_name(name),
+        }
+    }
+
+    fn counter(&self, name: &'static str, label: Option<(&'static str, String)>, v: u64) {
+        self.recorder.register_counter(&Self::key(name, label), &META).absolute(v);
+    }
+
+    fn gauge(&self, name: &'static str, label: Option<(&'static str, String)>, v: f64) {
+        self.recorder.register_gauge(&Self::key(name, label), &META).set(v);
+    }
+
+    fn histogram(&self, name: &'static str) -> Histogram {
+        Histogram(self.recorder.register_histogram(&Self::key(name, None), &META))
+    }
+}
+
+/// `# HELP` lines (the recorder's descriptions are per name, whatever the kind).
+const DESCRIPTIONS: [(&str, &str); 30] = [
+    ("p2pe_bridge_readings_received_total", "MQTT messages received on meter topics."),
+    ("p2pe_bridge_readings_committed_total", "Readings committed to the outbox."),
+    ("p2pe_bridge_readings_submitted_total", "Readings put into a signed and sent transaction."),
+    ("p2pe_bridge_readings_confirmed_total", "Readings confirmed on chain."),
+    ("p2pe_bridge_readings_duplicate_total", "Redelivered readings dropped as duplicates."),
+    ("p2pe_bridge_monitoring_messages_total", "Monitoring-only messages (instantaneous power)."),
+    ("p2pe_bridge_counter_resets_total", "Meter counter resets detected."),
+    ("p2pe_bridge_sequence_gaps_total", "Gaps in meters' sequence numbers."),
+    (
+        "p2pe_bridge_quarantined_total",
+        "Readings quarantined (implausible rise or epoch flapping), never signed.",
+    ),
+    (
+        "p2pe_bridge_dead_letters_suppressed_total",
+        "Refused messages counted and acked but not stored (source over limits.dead_letters_per_minute).",
+    ),
+    ("p2pe_bridge_rejected_total", "Inputs refused (dead-lettered, quarantined or suppressed), by reason."),
+    ("p2pe_bridge_txs_sent_total", "Transactions signed and sent."),
+    ("p2pe_bridge_txs_resent_total", "Verbatim resends of transactions without a receipt."),
+    ("p2pe_bridge_txs_reverted_total", "Transactions that reverted."),
+    (
+        "p2pe_bridge_txs_reorged_total",
+        "Mined transactions that left the canonical chain before they were confirmed; resent.",
+    ),
+    ("p2pe_bridge_txs_dropped_total", "Transactions whose nonce was used by another."),
+    ("p2pe_bridge_rpc_errors_total", "JSON-RPC rounds that reached no node."),
+    ("p2pe_bridge_mqtt_reconnects_total", "MQTT reconnection attempts."),
+    ("p2pe_bridge_mqtt_connected", "1 when connected to the broker."),
+    ("p2pe_bridge_rpc_up", "1 when the last JSON-RPC round succeeded."),
+    ("p2pe_bridge_outbox_depth", "Readings not yet confirmed (pending + in flight)."),
+    ("p2pe_bridge_outbox_pending", "Readings not yet in a transaction."),
+    ("p2pe_bridge_outbox_in_flight", "Readings in transactions without a receipt."),
+    (
+        "p2pe_bridge_txs_in_flight",
+        "Transactions not yet final (no receipt, or not yet `confirmations` deep).",
+    ),
+    ("p2pe_bridge_dead_letters", "Rows in the dead-letter table."),
+    ("p2pe_bridge_quarantine", "Rows in the quarantine table."),
+    (
+        "p2pe_bridge_last_lag_seconds",
+        "End-to-end lag (meter timestamp to confirmation) of the last confirmed reading.",
+    ),
+    ("p2pe_bridge_lag_seconds", "Seconds from the meter's timestamp to on-chain confirmation."),
+    (
+        "p2pe_bridge_receive_to_confirm_seconds",
+        "Seconds from receipt by the bridge to on-chain confirmation.",
+    ),
+    ("p2pe_bridge_meter_power_watts", "Latest instantaneous power per meter (monitoring only)."),
+];
+
 /// All metrics. Shared as `Arc<Metrics>`.
-#[derive(Default)]
 pub struct Metrics {
     /// MQTT messages received on meter topics.
     pub received: AtomicU64,
@@ -98,6 +171,41 @@ pub struct Metrics {
     power: Mutex<BTreeMap<String, f64>>,
     /// Last end-to-end lag in milliseconds.
     pub last_lag_ms: AtomicU64,
+    exporter: Exporter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let exporter = Exporter::new();
+        Self {
+            received: Default::default(),
+            committed: Default::default(),
+            submitted: Default::default(),
+            confirmed: Default::default(),
+            duplicates: Default::default(),
+            monitoring: Default::default(),
+            counter_resets: Default::default(),
+            sequence_gaps: Default::default(),
+            quarantined: Default::default(),
+            dead_letters_suppressed: Default::default(),
+            txs_reorged: Default::default(),
+            rejected: Default::default(),
+            txs_sent: Default::default(),
+            txs_resent: Default::default(),
+            txs_reverted: Default::default(),
+            txs_dropped: Default::default(),
+            rpc_errors: Default::default(),
+            mqtt_reconnects: Default::default(),
+            mqtt_connected: Default::default(),
+            rpc_up: Default::default(),
+            depth: Default::default(),
+            lag: exporter.histogram("p2pe_bridge_lag_seconds"),
+            bridge_lag: exporter.histogram("p2pe_bridge_receive_to_confirm_seconds"),
+            power: Default::default(),
+            last_lag_ms: Default::default(),
+            exporter,
+        }
+    }
 }
 
 impl Metrics {
@@ -130,183 +238,57 @@ impl Metrics {
 
     /// Renders every metric in the Prometheus text format.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        };
-        let gauge = |out: &mut String, name: &str, help: &str, v: f64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
-        counter(
-            &mut out,
-            "p2pe_bridge_readings_received_total",
-            "MQTT messages received on meter topics.",
-            &self.received,
-        );
-        counter(
-            &mut out,
-            "p2pe_bridge_readings_committed_total",
-            "Readings committed to the outbox.",
-            &self.committed,
-        );
-        counter(
-            &mut out,
-            "p2pe_bridge_readings_submitted_total",
-            "Readings put into a signed and sent transaction.",
-            &self.submitted,
-        );
-        counter(
-            &mut out,
-            "p2pe_bridge_readings_confirmed_total",
-            "Readings confirmed on chain.",
-            &self.confirmed,
-        );
-        counter(
-            &mut out,
-            "p2pe_bridge_readings_duplicate_total",
-            "Redelivered readings dropped as duplicates.",
-            &self.duplicates,
-        );
-        counter(
-            &mut out,
-            "p2pe_bridge_monitoring_messages_total",
-            "Monitoring-only messages (instantaneous power).",
-            &self.monitoring,
-        );
-        counter(
-            &mut out,
-            "p2pe_bridge_counter_resets_total",
-            "Meter counter resets detected.",
-            &self.counter_resets,
-        );
-        counter(
-            &mut out,
-            "p2pe_bridge_sequence_gaps_total",
-            "Gaps in meters' sequence numbers.",
-            &self.sequence_gaps,
-        );
-        counter(
-            &mut out,
-            "p2pe_bridge_quarantined_total",
-            "Readings quarantined (implausible rise or epoch flapping), never signed.",
-            &self.quarantined,
-        );
-        counter(
-            &mut out,
-            "p2pe_bridge_dead_letters_suppressed_total",
-            "Refused messages counted and acked but not stored (source over limits.dead_letters_per_minute).",
-            &self.dead_letters_suppressed,
-        );
-        let _ = writeln!(out, "# HELP p2pe_bridge_rejected_total Inputs refused (dead-lettered, quarantined or suppressed), by reason.\n# TYPE p2pe_bridge_rejected_total counter");
+        let e = &self.exporter;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let counters: [(&'static str, &AtomicU64); 17] = [
+            ("p2pe_bridge_readings_received_total", &self.received),
+            ("p2pe_bridge_readings_committed_total", &self.committed),
+            ("p2pe_bridge_readings_submitted_total", &self.submitted),
+            ("p2pe_bridge_readings_confirmed_total", &self.confirmed),
+            ("p2pe_bridge_readings_duplicate_total", &self.duplicates),
+            ("p2pe_bridge_monitoring_messages_total", &self.monitoring),
+            ("p2pe_bridge_counter_resets_total", &self.counter_resets),
+            ("p2pe_bridge_sequence_gaps_total", &self.sequence_gaps),
+            ("p2pe_bridge_quarantined_total", &self.quarantined),
+            ("p2pe_bridge_dead_letters_suppressed_total", &self.dead_letters_suppressed),
+            ("p2pe_bridge_txs_sent_total", &self.txs_sent),
+            ("p2pe_bridge_txs_resent_total", &self.txs_resent),
+            ("p2pe_bridge_txs_reverted_total", &self.txs_reverted),
+            ("p2pe_bridge_txs_reorged_total", &self.txs_reorged),
+            ("p2pe_bridge_txs_dropped_total", &self.txs_dropped),
+            ("p2pe_bridge_rpc_errors_total", &self.rpc_errors),
+            ("p2pe_bridge_mqtt_reconnects_total", &self.mqtt_reconnects),
+        ];
+        for (name, v) in counters {
+            e.counter(name, None, load(v));
+        }
         for (i, r) in Reason::ALL.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "p2pe_bridge_rejected_total{{reason=\"{}\"}} {}",
-                r.as_str(),
-                self.rejected[i].load(Ordering::Relaxed)
+            e.counter(
+                "p2pe_bridge_rejected_total",
+                Some(("reason", r.as_str().to_string())),
+                load(&self.rejected[i]),
             );
         }
-        counter(&mut out, "p2pe_bridge_txs_sent_total", "Transactions signed and sent.", &self.txs_sent);
-        counter(
-            &mut out,
-            "p2pe_bridge_txs_resent_total",
-            "Verbatim resends of transactions without a receipt.",
-            &self.txs_resent,
-        );
-        counter(
-            &mut out,
-            "p2pe_bridge_txs_reverted_total",
-            "Transactions that reverted.",
-            &self.txs_reverted,
-        );
-        counter(
-            &mut out,
-            "p2pe_bridge_txs_reorged_total",
-            "Mined transactions that left the canonical chain before they were confirmed; resent.",
-            &self.txs_reorged,
-        );
-        counter(
-            &mut out,
-            "p2pe_bridge_txs_dropped_total",
-            "Transactions whose nonce was used by another.",
-            &self.txs_dropped,
-        );
-        counter(
-            &mut out,
-            "p2pe_bridge_rpc_errors_total",
-            "JSON-RPC rounds that reached no node.",
-            &self.rpc_errors,
-        );
-        counter(
-            &mut out,
-            "p2pe_bridge_mqtt_reconnects_total",
-            "MQTT reconnection attempts.",
-            &self.mqtt_reconnects,
-        );
-        gauge(
-            &mut out,
-            "p2pe_bridge_mqtt_connected",
-            "1 when connected to the broker.",
-            f64::from(u8::from(self.mqtt_connected.load(Ordering::Relaxed))),
-        );
-        gauge(
-            &mut out,
-            "p2pe_bridge_rpc_up",
-            "1 when the last JSON-RPC round succeeded.",
-            f64::from(u8::from(self.rpc_up.load(Ordering::Relaxed))),
-        );
+        let flag = |b: &AtomicBool| f64::from(u8::from(b.load(Ordering::Relaxed)));
         let d = self.depth();
-        gauge(
-            &mut out,
-            "p2pe_bridge_outbox_depth",
-            "Readings not yet confirmed (pending + in flight).",
-            (d.pending + d.in_flight) as f64,
-        );
-        gauge(&mut out, "p2pe_bridge_outbox_pending", "Readings not yet in a transaction.", d.pending as f64);
-        gauge(
-            &mut out,
-            "p2pe_bridge_outbox_in_flight",
-            "Readings in transactions without a receipt.",
-            d.in_flight as f64,
-        );
-        gauge(
-            &mut out,
-            "p2pe_bridge_txs_in_flight",
-            "Transactions not yet final (no receipt, or not yet `confirmations` deep).",
-            d.txs_in_flight as f64,
-        );
-        gauge(&mut out, "p2pe_bridge_dead_letters", "Rows in the dead-letter table.", d.dead_letters as f64);
-        gauge(&mut out, "p2pe_bridge_quarantine", "Rows in the quarantine table.", d.quarantined as f64);
-        gauge(
-            &mut out,
-            "p2pe_bridge_last_lag_seconds",
-            "End-to-end lag (meter timestamp to confirmation) of the last confirmed reading.",
-            self.last_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0,
-        );
-        self.lag.render(
-            &mut out,
-            "p2pe_bridge_lag_seconds",
-            "Seconds from the meter's timestamp to on-chain confirmation.",
-        );
-        self.bridge_lag.render(
-            &mut out,
-            "p2pe_bridge_receive_to_confirm_seconds",
-            "Seconds from receipt by the bridge to on-chain confirmation.",
-        );
-        let power = self.power.lock().expect("metrics lock");
-        let _ = writeln!(out, "# HELP p2pe_bridge_meter_power_watts Latest instantaneous power per meter (monitoring only).\n# TYPE p2pe_bridge_meter_power_watts gauge");
-        for (m, w) in power.iter() {
-            let _ = writeln!(
-                out,
-                "p2pe_bridge_meter_power_watts{{meter=\"{}\"}} {w}",
-                m.replace('\\', "\\\\").replace('"', "\\\"")
-            );
+        let gauges: [(&'static str, f64); 9] = [
+            ("p2pe_bridge_mqtt_connected", flag(&self.mqtt_connected)),
+            ("p2pe_bridge_rpc_up", flag(&self.rpc_up)),
+            ("p2pe_bridge_outbox_depth", (d.pending + d.in_flight) as f64),
+            ("p2pe_bridge_outbox_pending", d.pending as f64),
+            ("p2pe_bridge_outbox_in_flight", d.in_flight as f64),
+            ("p2pe_bridge_txs_in_flight", d.txs_in_flight as f64),
+            ("p2pe_bridge_dead_letters", d.dead_letters as f64),
+            ("p2pe_bridge_quarantine", d.quarantined as f64),
+            ("p2pe_bridge_last_lag_seconds", load(&self.last_lag_ms) as f64 / 1000.0),
+        ];
+        for (name, v) in gauges {
+            e.gauge(name, None, v);
         }
-        out
+        for (meter, watts) in self.power.lock().expect("metrics lock").iter() {
+            e.gauge("p2pe_bridge_meter_power_watts", Some(("meter", meter.clone())), *watts);
+        }
+        e.recorder.handle().render()
     }
 }
 
