@@ -9,7 +9,7 @@ use crate::chain::ChainSpec;
 use crate::consensus::clique::Proposals;
 use crate::crypto::SigningKey;
 use crate::keeper::Keeper;
-use crate::rpc::server::ui::{self, UiMode};
+use crate::rpc::server::ui::UiMode;
 use crate::rpc::{RpcConfig, RpcContext};
 use crate::storage::Store;
 use crate::txpool::{PoolConfig, TxPool};
@@ -125,7 +125,8 @@ impl Node {
         tasks.push(server);
         // The trading dApp on its own port (--ui-port), which answers JSON-RPC too.
         let mut ui_addr = None;
-        if let UiMode::Port(port) = ui::mode() {
+        let ui_mode = config.rpc.ui;
+        if let UiMode::Port(port) = ui_mode {
             let addr = SocketAddr::new(config.http_addr.ip(), port);
             let mut urx = rx.clone();
             let (bound, ui_server) = crate::rpc::server::serve_with_ui(ctx, addr, true, async move {
@@ -136,7 +137,7 @@ impl Node {
             tasks.push(ui_server);
             ui_addr = Some(bound);
         }
-        if ui::mode() == UiMode::SamePort {
+        if ui_mode == UiMode::SamePort {
             ui_addr = Some(http_addr);
         }
         if let Some(a) = ui_addr {

@@ -83,11 +83,10 @@ impl RpcArgs {
         }
     }
 
-    /// The server limits. Also records where the dApp is served ([`UiMode`]), which
-    /// `Node::start` reads.
+    /// The server limits and where the dApp is served ([`UiMode`]).
     pub fn config(&self) -> RpcConfig {
-        crate::rpc::server::ui::set_mode(self.ui_mode());
         RpcConfig {
+            ui: self.ui_mode(),
             max_body_bytes: self.rpc_max_body,
             max_batch: self.rpc_max_batch,
             max_batch_response_bytes: self.rpc_batch_response_max_size,

@@ -69,6 +69,8 @@ pub struct RpcConfig {
     pub admin: bool,
     /// Hosts and web origins the server answers (`--http-vhosts`, `--http-corsdomain`).
     pub access: access::AccessPolicy,
+    /// Where the trading dApp is served (`--ui-port`, `--no-ui`).
+    pub ui: server::ui::UiMode,
 }
 
 impl Default for RpcConfig {
@@ -85,6 +87,7 @@ impl Default for RpcConfig {
             filter_ttl: std::time::Duration::from_secs(300),
             admin: false,
             access: access::AccessPolicy::default(),
+            ui: server::ui::UiMode::SamePort,
         }
     }
 }

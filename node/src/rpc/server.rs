@@ -275,13 +275,14 @@ fn boxed<R: warp::Reply>(r: R) -> warp::reply::Response {
 }
 
 /// Binds `addr` and serves JSON-RPC until `shutdown` resolves, and the dApp too unless
-/// `--ui-port` moved it or `--no-ui` turned it off ([`ui::mode`]). Returns the bound address.
+/// `--ui-port` moved it or `--no-ui` turned it off (`RpcConfig::ui`). Returns the bound address.
 pub async fn serve(
     ctx: Arc<RpcContext>,
     addr: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    serve_with_ui(ctx, addr, ui::mode() == ui::UiMode::SamePort, shutdown).await
+    let with_ui = ctx.config.ui == ui::UiMode::SamePort;
+    serve_with_ui(ctx, addr, with_ui, shutdown).await
 }
 
 /// [`serve`] with the dApp's GET routes on (`with_ui`) or off.

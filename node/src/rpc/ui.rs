@@ -6,10 +6,10 @@
 //! - `GET /contracts.json`: the chain's market deployment (addresses, schedule, chain id), the same
 //!   JSON as `DATADIR/contracts.json`.
 //!
-//! Where the page is served is chosen on the command line (`--ui-port`, `--no-ui`) and recorded
-//! here by [`set_mode`].
+//! Where the page is served is chosen on the command line (`--ui-port`, `--no-ui`) and travels in
+//! the RPC configuration (`RpcConfig::ui`).
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use alloy_primitives::keccak256;
 use serde_json::Value;
@@ -64,18 +64,6 @@ pub enum UiMode {
     Port(u16),
     /// Not at all.
     Off,
-}
-
-static MODE: RwLock<UiMode> = RwLock::new(UiMode::SamePort);
-
-/// Records where the dApp is served (from the command line).
-pub fn set_mode(mode: UiMode) {
-    *MODE.write().unwrap_or_else(|e| e.into_inner()) = mode;
-}
-
-/// Where the dApp is served.
-pub fn mode() -> UiMode {
-    *MODE.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The embedded file at a request path, if any.
