@@ -84,6 +84,11 @@ fn switches_to_the_preferred_branch_and_restores_on_an_invalid_one() {
     let x2 = seal(&node, &[&b], net.t0 + 2);
     assert_eq!(x2.body.transactions.len(), 1);
     let x3 = seal(&node, &[&c], net.t0 + 3);
+    {
+        use p2pe_node::storage::ExplorerQuery;
+        let sender = dev_key(0).address();
+        assert_eq!(node.reads().with(|c| c.tx_by_sender_nonce(&sender, 0)).unwrap(), Some(x_tx));
+    }
     let mut events = node.subscribe();
 
     // Branch Y from block 1 elsewhere: 2' (C, with tx y), 3' (B), 4' (A): longer, more difficulty.
@@ -141,6 +146,14 @@ fn switches_to_the_preferred_branch_and_restores_on_an_invalid_one() {
     assert!(node.reads().with(|c| c.tx_location(&y_tx)).unwrap().is_some());
     assert!(node.reads().with(|c| c.tx_location(&x_tx)).unwrap().is_none());
     assert!(node.pool().get(&x_tx).is_some(), "the orphaned transaction is waiting again");
+    // So do the explorer's indexes (ots_ search and nonce lookup).
+    use p2pe_node::storage::ExplorerQuery;
+    let (x_from, y_from) = (dev_key(0).address(), dev_key(1).address());
+    let found = |who, nonce| node.reads().with(|c| c.tx_by_sender_nonce(&who, nonce)).unwrap();
+    assert_eq!((found(x_from, 0), found(y_from, 0)), (None, Some(y_tx)));
+    let places = |who| node.reads().with(|c| c.address_txs_before(&who, u64::MAX, 10)).unwrap();
+    assert!(places(x_from).is_empty(), "the orphaned transaction left the address index");
+    assert_eq!(places(y_from).iter().map(|p| p.number).collect::<Vec<_>>(), vec![2]);
     // State: x's transfer undone, y's applied.
     let state = node.state();
     assert_eq!(

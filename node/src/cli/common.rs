@@ -61,6 +61,12 @@ pub struct RpcArgs {
     /// error naming this flag. Only where every client that can reach the port is trusted.
     #[arg(long)]
     pub rpc_admin: bool,
+    /// Serve the Otterscan block explorer's methods: the ots_ namespace (API level 8) and
+    /// erigon_getHeaderByNumber. Address searches read an index kept with every block; the trace
+    /// methods (ots_traceTransaction, ots_getInternalOperations, ots_getTransactionError) replay
+    /// the transaction's block.
+    #[arg(long)]
+    pub rpc_explorer: bool,
     /// Web origins whose pages may call JSON-RPC (HTTP and WebSocket), comma-separated or repeated,
     /// e.g. http://localhost:3000; * allows every origin. Requests with another Origin header are
     /// refused with 403 (the node's own dApp origin, and clients that send no Origin, always pass).
@@ -87,6 +93,7 @@ impl RpcArgs {
     pub fn config(&self) -> RpcConfig {
         RpcConfig {
             ui: self.ui_mode(),
+            explorer: self.rpc_explorer,
             max_body_bytes: self.rpc_max_body,
             max_batch: self.rpc_max_batch,
             max_batch_response_bytes: self.rpc_batch_response_max_size,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::error::{RpcError, RpcResult};
 use super::params::Params;
 use super::pubsub::WsConnection;
-use super::{admin, clique, debug, eth, filters, net, pubsub, txpool, web3, RpcContext};
+use super::{admin, clique, debug, eth, filters, net, ots, pubsub, txpool, web3, RpcContext};
 
 /// Whether `method` is privileged, served only with `--rpc-admin`: it changes what this node does
 /// (`clique_propose` and `clique_discard` cast this signer's votes; `admin_*` blocks peers and
@@ -68,6 +68,11 @@ fn route(
         Some("txpool") => txpool::call(ctx, method, p),
         Some("admin") => admin::call(ctx, method, p),
         Some("debug") => debug::call(ctx, method, p),
+        Some("ots") | Some("erigon") if !ctx.config.explorer => Err(RpcError::not_supported(format!(
+            "{method} belongs to the block explorer's namespace, served only when the node runs with --rpc-explorer"
+        ))),
+        Some("ots") => ots::call(ctx, method, p),
+        Some("erigon") if method == "erigon_getHeaderByNumber" => ots::call(ctx, method, p),
         Some("personal") if method == "personal_sign" => eth::sign::personal(ctx, method, p),
         _ => Err(RpcError::method_not_found(method)),
     }

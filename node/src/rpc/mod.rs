@@ -6,7 +6,8 @@
 //! - [`dispatch`]: method name → namespace handler (and which namespaces need `--rpc-admin`);
 //! - [`params`]: positional parameters with strict hex quantities;
 //! - one file per namespace: [`eth`] (split by concern), [`net`], [`web3`], [`txpool`],
-//!   [`clique`], [`debug`] (tracers in [`trace`]), and [`admin`] (only with `--rpc-admin`);
+//!   [`clique`], [`debug`] (tracers in [`trace`]), [`ots`] (the Otterscan explorer's, only with
+//!   `--rpc-explorer`), and [`admin`] (only with `--rpc-admin`);
 //! - [`filters`]: polling filters (`eth_newFilter` and friends);
 //! - [`pubsub`]: WebSocket connections and `eth_subscribe`;
 //! - [`ui`](server::ui): the embedded dApp;
@@ -23,6 +24,7 @@ pub mod error;
 pub mod eth;
 pub mod filters;
 pub mod net;
+pub mod ots;
 pub mod params;
 pub mod pubsub;
 pub mod server;
@@ -71,6 +73,9 @@ pub struct RpcConfig {
     pub access: access::AccessPolicy,
     /// Where the trading dApp is served (`--ui-port`, `--no-ui`).
     pub ui: server::ui::UiMode,
+    /// Serve the block explorer's `ots_` namespace and `erigon_getHeaderByNumber`
+    /// (`--rpc-explorer`).
+    pub explorer: bool,
 }
 
 impl Default for RpcConfig {
@@ -88,6 +93,7 @@ impl Default for RpcConfig {
             admin: false,
             access: access::AccessPolicy::default(),
             ui: server::ui::UiMode::SamePort,
+            explorer: false,
         }
     }
 }

@@ -54,6 +54,16 @@ pub fn trace_transaction(ctx: &RpcContext, p: Params) -> RpcResult {
     p.at_most(2)?;
     let hash: B256 = p.req(0)?;
     let opts: GethDebugTracingOptions = p.opt(1)?.unwrap_or_default();
+    to_json(&trace_mined(ctx, &hash, &opts)?)
+}
+
+/// Traces mined transaction `hash` with `opts`, replaying its block up to it.
+pub(crate) fn trace_mined(
+    ctx: &RpcContext,
+    hash: &B256,
+    opts: &GethDebugTracingOptions,
+) -> RpcResult<GethTrace> {
+    let hash = *hash;
     let found = ctx.chain.reads().with(|c| {
         let Some(loc) = c.tx_location(&hash)? else { return Ok(None) };
         let Some(block_hash) = c.canonical_hash(loc.number)? else { return Ok(None) };
@@ -61,9 +71,9 @@ pub fn trace_transaction(ctx: &RpcContext, p: Params) -> RpcResult {
     })?;
     let (block, index) =
         found.ok_or_else(|| RpcError::not_found(format!("transaction {hash} not found in a block")))?;
-    let mut traces = trace_block_txs(ctx, &block, Target::Index(index), &opts)?;
+    let mut traces = trace_block_txs(ctx, &block, Target::Index(index), opts)?;
     match traces.pop() {
-        Some(TraceResult::Success { result, .. }) => to_json(&result),
+        Some(TraceResult::Success { result, .. }) => Ok(result),
         Some(TraceResult::Error { error, .. }) => Err(RpcError::invalid_input(error)),
         None => Err(RpcError::internal(format!("transaction {hash} was not traced"))),
     }

@@ -3,7 +3,9 @@
 //! - [`schema`]: tables and pragmas (WAL, `synchronous=FULL`);
 //! - [`Store`]: the single writer, committing each block atomically;
 //! - [`ReadPool`]: read connections for RPC, block queries and historical state;
-//! - [`HistoricalState`]: state at an older block, from the change history.
+//! - [`HistoricalState`]: state at an older block, from the change history;
+//! - [`ExplorerQuery`]: the block explorer's indexes (transactions by address, by sender and
+//!   nonce, contract creators).
 //!
 //! History: for every block the previous values of the accounts and slots it changed are kept
 //! (`account_history`, `storage_history`). State at block N is the plain state with every change
@@ -11,11 +13,13 @@
 //! retention window (128 blocks, or all with `--archive`) is pruned.
 
 mod blocks;
+mod explorer;
 mod history;
 mod schema;
 mod writer;
 
 pub use blocks::{canonical_range, BlockQuery, LogFilterQuery, StoredLog, TxLocation};
+pub use explorer::{ExplorerQuery, TxPlace};
 pub use history::{undo_block, undo_to, HistoricalState};
 pub use writer::{BlockWrite, Store};
 

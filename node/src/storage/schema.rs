@@ -58,6 +58,7 @@ pub fn init(conn: &Connection) -> Result<(), StorageError> {
     conn.pragma_update(None, "cache_size", -65536)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(super::explorer::SCHEMA)?;
     let version: Option<i64> =
         conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).ok();
     match version {

@@ -63,6 +63,7 @@ impl Store {
         let path = datadir.join("chain.sqlite");
         let conn = Connection::open(&path)?;
         schema::init(&conn)?;
+        super::explorer::backfill(&conn)?;
         Ok(Self { conn, path, history })
     }
 
@@ -261,6 +262,7 @@ impl Store {
         tx.execute("DELETE FROM storage_history WHERE block = ?1", [n])?;
         tx.execute("DELETE FROM canonical WHERE number = ?1", [n])?;
         tx.execute("DELETE FROM logs WHERE number = ?1", [n])?;
+        super::explorer::remove(&tx, n)?;
         {
             let mut del_tx = tx.prepare_cached("DELETE FROM tx_index WHERE hash = ?1 AND number = ?2")?;
             for h in tx_hashes {
@@ -386,7 +388,7 @@ fn write_block_rows(
             log_index += 1;
         }
     }
-    Ok(())
+    super::explorer::write(tx, block, receipts)
 }
 
 fn write_state(

@@ -10,7 +10,8 @@ use super::super::RpcContext;
 use super::q;
 use crate::storage::BlockQuery;
 
-fn load(
+/// The block `id` names with its total difficulty, `None` if there is none.
+pub(crate) fn load(
     ctx: &RpcContext,
     id: BlockId,
 ) -> RpcResult<Option<(crate::primitives::SealedBlock, alloy_primitives::U256)>> {

@@ -1,0 +1,212 @@
+//! Indexes for the block explorer (the `ots_` namespace Otterscan uses), written with each block
+//! in its transaction and removed with it on a reorg:
+//!
+//! - `address_txs`: the canonical transactions an address appears in: as sender, as recipient, as
+//!   the contract a transaction created, or as the emitter of one of its logs. Calls between
+//!   contracts that emit no log are not indexed (Erigon indexes every call trace; that would mean
+//!   tracing every block as it is committed);
+//! - `sender_txs`: a sender's transaction by nonce;
+//! - `contract_creators`: the transaction that created a contract, for contracts created by a
+//!   transaction (`to` empty). Contracts created from another contract, and those in the genesis,
+//!   have no entry.
+//!
+//! A data directory made before these indexes existed is indexed once when it is opened.
+
+use std::collections::BTreeSet;
+
+use alloy_consensus::ReceiptEnvelope;
+use alloy_primitives::{Address, B256};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::blocks::BlockQuery;
+use super::StorageError;
+use crate::primitives::SealedBlock;
+
+/// The tables (created with the rest of the schema).
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS address_txs (address BLOB NOT NULL, number INTEGER NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (address, number, idx)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS address_txs_number ON address_txs(number);
+CREATE TABLE IF NOT EXISTS sender_txs (sender BLOB NOT NULL, nonce INTEGER NOT NULL, hash BLOB NOT NULL, number INTEGER NOT NULL, PRIMARY KEY (sender, nonce)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sender_txs_number ON sender_txs(number);
+CREATE TABLE IF NOT EXISTS contract_creators (address BLOB PRIMARY KEY, hash BLOB NOT NULL, creator BLOB NOT NULL, number INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS contract_creators_number ON contract_creators(number);
+"#;
+
+/// A transaction's place: block number and index in the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxPlace {
+    /// Block number.
+    pub number: u64,
+    /// Index in the block.
+    pub index: u32,
+}
+
+/// Indexes one block's transactions.
+pub(crate) fn write(
+    tx: &Connection,
+    block: &SealedBlock,
+    receipts: &[ReceiptEnvelope],
+) -> Result<(), StorageError> {
+    let number = block.number() as i64;
+    let mut addr =
+        tx.prepare_cached("INSERT OR IGNORE INTO address_txs (address, number, idx) VALUES (?1, ?2, ?3)")?;
+    let mut nonce = tx.prepare_cached(
+        "INSERT OR REPLACE INTO sender_txs (sender, nonce, hash, number) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut creator = tx.prepare_cached(
+        "INSERT OR REPLACE INTO contract_creators (address, hash, creator, number) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (i, t) in block.block.body.transactions.iter().enumerate() {
+        let Some(sender) = block.senders.get(i) else { continue };
+        let hash = t.tx_hash();
+        let mut seen = BTreeSet::from([*sender]);
+        seen.extend(alloy_consensus::Transaction::to(t));
+        if let Some(r) = receipts.get(i) {
+            seen.extend(r.logs().iter().map(|l| l.address));
+            if alloy_consensus::Transaction::to(t).is_none() && r.status() {
+                let created = sender.create(alloy_consensus::Transaction::nonce(t));
+                seen.insert(created);
+                creator.execute(params![created.as_slice(), hash.as_slice(), sender.as_slice(), number])?;
+            }
+        }
+        for a in &seen {
+            addr.execute(params![a.as_slice(), number, i as i64])?;
+        }
+        let n = alloy_consensus::Transaction::nonce(t) as i64;
+        nonce.execute(params![sender.as_slice(), n, hash.as_slice(), number])?;
+    }
+    Ok(())
+}
+
+/// Removes the entries of block `number` (taken off the canonical chain).
+pub(crate) fn remove(tx: &Connection, number: i64) -> Result<(), StorageError> {
+    tx.execute("DELETE FROM address_txs WHERE number = ?1", [number])?;
+    tx.execute("DELETE FROM sender_txs WHERE number = ?1", [number])?;
+    tx.execute("DELETE FROM contract_creators WHERE number = ?1", [number])?;
+    Ok(())
+}
+
+/// Indexes every canonical block once, for a data directory made before the indexes existed.
+pub(crate) fn backfill(conn: &Connection) -> Result<(), StorageError> {
+    let done: Option<i64> =
+        conn.query_row("SELECT 1 FROM meta WHERE key = 'explorer_index'", [], |r| r.get(0)).optional()?;
+    if done.is_some() {
+        return Ok(());
+    }
+    let head: Option<i64> = conn.query_row("SELECT MAX(number) FROM canonical", [], |r| r.get(0))?;
+    let tx = conn.unchecked_transaction()?;
+    for number in 1..=head.unwrap_or(0) as u64 {
+        let Some(hash) = tx.canonical_hash(number)? else { continue };
+        let (Some((block, _)), Some(receipts)) = (tx.block_by_hash(&hash)?, tx.receipts_by_hash(&hash)?)
+        else {
+            continue;
+        };
+        write(&tx, &block, &receipts)?;
+    }
+    if head.unwrap_or(0) > 0 {
+        tracing::info!(blocks = head.unwrap_or(0), "indexed the chain for the explorer (ots_ methods)");
+    }
+    tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('explorer_index', 1)", [])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Read access to the explorer indexes.
+pub trait ExplorerQuery {
+    /// Up to `limit` places of transactions `address` appears in, in blocks below `before`
+    /// (newest first).
+    fn address_txs_before(
+        &self,
+        address: &Address,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<TxPlace>, StorageError>;
+    /// Up to `limit` places of transactions `address` appears in, in blocks above `after`
+    /// (oldest first).
+    fn address_txs_after(
+        &self,
+        address: &Address,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<TxPlace>, StorageError>;
+    /// The places of the transactions `address` appears in, in block `number`.
+    fn address_txs_in_block(&self, address: &Address, number: u64) -> Result<Vec<TxPlace>, StorageError>;
+    /// The hash of `sender`'s canonical transaction with `nonce`.
+    fn tx_by_sender_nonce(&self, sender: &Address, nonce: u64) -> Result<Option<B256>, StorageError>;
+    /// The creating transaction's hash and sender of contract `address`.
+    fn contract_creator(&self, address: &Address) -> Result<Option<(B256, Address)>, StorageError>;
+}
+
+fn places(rows: Vec<(i64, i64)>) -> Vec<TxPlace> {
+    rows.into_iter().map(|(n, i)| TxPlace { number: n as u64, index: i as u32 }).collect()
+}
+
+impl ExplorerQuery for Connection {
+    fn address_txs_before(
+        &self,
+        address: &Address,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<TxPlace>, StorageError> {
+        let mut q = self.prepare_cached(
+            "SELECT number, idx FROM address_txs WHERE address = ?1 AND number < ?2 ORDER BY number DESC, idx DESC LIMIT ?3",
+        )?;
+        let rows = q
+            .query_map(params![address.as_slice(), before.min(i64::MAX as u64) as i64, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(places(rows))
+    }
+
+    fn address_txs_after(
+        &self,
+        address: &Address,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<TxPlace>, StorageError> {
+        let mut q = self.prepare_cached(
+            "SELECT number, idx FROM address_txs WHERE address = ?1 AND number > ?2 ORDER BY number ASC, idx ASC LIMIT ?3",
+        )?;
+        let rows = q
+            .query_map(params![address.as_slice(), after.min(i64::MAX as u64) as i64, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(places(rows))
+    }
+
+    fn address_txs_in_block(&self, address: &Address, number: u64) -> Result<Vec<TxPlace>, StorageError> {
+        let mut q = self.prepare_cached(
+            "SELECT number, idx FROM address_txs WHERE address = ?1 AND number = ?2 ORDER BY idx",
+        )?;
+        let rows = q
+            .query_map(params![address.as_slice(), number.min(i64::MAX as u64) as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(places(rows))
+    }
+
+    fn tx_by_sender_nonce(&self, sender: &Address, nonce: u64) -> Result<Option<B256>, StorageError> {
+        let hash: Option<Vec<u8>> = self
+            .query_row(
+                "SELECT hash FROM sender_txs WHERE sender = ?1 AND nonce = ?2",
+                params![sender.as_slice(), nonce.min(i64::MAX as u64) as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(hash.map(|h| B256::from_slice(&h)))
+    }
+
+    fn contract_creator(&self, address: &Address) -> Result<Option<(B256, Address)>, StorageError> {
+        let row: Option<(Vec<u8>, Vec<u8>)> = self
+            .query_row(
+                "SELECT hash, creator FROM contract_creators WHERE address = ?1",
+                [address.as_slice()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(h, c)| (B256::from_slice(&h), Address::from_slice(&c))))
+    }
+}
