@@ -9,7 +9,7 @@ use crate::chain::ChainSpec;
 use crate::consensus::clique::Proposals;
 use crate::crypto::SigningKey;
 use crate::keeper::Keeper;
-use crate::rpc::server::ui::UiMode;
+use crate::rpc::ui::UiMode;
 use crate::rpc::{RpcConfig, RpcContext};
 use crate::storage::Store;
 use crate::txpool::{PoolConfig, TxPool};

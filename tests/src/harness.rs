@@ -296,6 +296,22 @@ where
     format!("0x{}", alloy_primitives::hex::encode(env.encoded_2718()))
 }
 
+/// The mosquitto binary: on `PATH`, else Debian's `/usr/sbin/mosquitto` (the bridge's and the
+/// simulator's tests start their own brokers).
+pub fn mosquitto_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("PATH") {
+        for d in std::env::split_paths(&path) {
+            let p = d.join("mosquitto");
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    let p = PathBuf::from("/usr/sbin/mosquitto");
+    assert!(p.is_file(), "mosquitto is not installed: apt-get install -y mosquitto (scripts/test.sh does)");
+    p
+}
+
 /// Development account `i` of [`DEV_MNEMONIC`].
 pub fn dev_key(i: u32) -> alloy_signer_local::PrivateKeySigner {
     alloy_signer_local::MnemonicBuilder::<alloy_signer_local::coins_bip39::English>::default()

@@ -8,8 +8,7 @@
 
 #![allow(dead_code)]
 
-mod mosquitto_bin;
-pub use mosquitto_bin::mosquitto_bin;
+pub use p2pe_tests::harness::mosquitto_bin;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

@@ -8,7 +8,7 @@ use clap::Args;
 use crate::blockchain::ChainOptions;
 use crate::crypto::SigningKey;
 use crate::rpc::access::{self, AccessPolicy};
-use crate::rpc::server::ui::UiMode;
+use crate::rpc::ui::UiMode;
 use crate::rpc::RpcConfig;
 use crate::storage::DEFAULT_STATE_HISTORY;
 use crate::txpool::PoolConfig;

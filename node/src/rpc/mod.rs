@@ -10,7 +10,7 @@
 //!   `--rpc-explorer`), and [`admin`] (only with `--rpc-admin`);
 //! - [`filters`]: polling filters (`eth_newFilter` and friends);
 //! - [`pubsub`]: WebSocket connections and `eth_subscribe`;
-//! - [`ui`](server::ui): the embedded dApp;
+//! - [`ui`]: the embedded dApp;
 //! - [`convert`]: consensus types → RPC response objects;
 //! - [`error`]: EIP-1474 error codes.
 
@@ -30,6 +30,7 @@ pub mod pubsub;
 pub mod server;
 pub mod trace;
 pub mod txpool;
+pub mod ui;
 pub mod web3;
 
 use std::sync::Arc;
@@ -72,7 +73,7 @@ pub struct RpcConfig {
     /// Hosts and web origins the server answers (`--http-vhosts`, `--http-corsdomain`).
     pub access: access::AccessPolicy,
     /// Where the trading dApp is served (`--ui-port`, `--no-ui`).
-    pub ui: server::ui::UiMode,
+    pub ui: ui::UiMode,
     /// Serve the block explorer's `ots_` namespace and `erigon_getHeaderByNumber`
     /// (`--rpc-explorer`).
     pub explorer: bool,
@@ -92,7 +93,7 @@ impl Default for RpcConfig {
             filter_ttl: std::time::Duration::from_secs(300),
             admin: false,
             access: access::AccessPolicy::default(),
-            ui: server::ui::UiMode::SamePort,
+            ui: ui::UiMode::SamePort,
             explorer: false,
         }
     }

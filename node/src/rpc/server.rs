@@ -13,10 +13,8 @@ use super::access::{self, AccessError};
 use super::dispatch;
 use super::error::RpcError;
 use super::pubsub::WsConnection;
+use super::ui;
 use super::RpcContext;
-
-#[path = "ui.rs"]
-pub mod ui;
 
 fn error_response(id: Value, e: RpcError) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": e})

@@ -5,9 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "../../../mqtt-bridge/tests/common/mosquitto_bin.rs"]
-mod mosquitto_bin;
-use mosquitto_bin::mosquitto_bin;
+use p2pe_tests::harness::mosquitto_bin;
 
 /// A Mosquitto broker on a free loopback port, killed when dropped.
 pub struct Mosquitto {
