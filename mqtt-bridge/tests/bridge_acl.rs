@@ -2,11 +2,10 @@
 //! meter's topic is refused by the broker (MQTT 5 PUBACK reason "not authorized"), the bridge never sees
 //! the message, and the victim meter has no reading on chain. The meter's own topic works.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use p2pe_mqtt_bridge::outbox::Outbox;
+use p2pe_tests::bridge::*;
 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Client, Event, MqttOptions};
@@ -69,5 +68,9 @@ fn a_meter_cannot_publish_on_another_meters_topic() {
         2.0,
         "the bridge never saw the forged messages"
     );
-    assert!(outbox(dir.path()).dead_letters().unwrap().is_empty());
+    assert!(Outbox::open(&dir.path().join("outbox.sqlite"))
+        .expect("outbox")
+        .dead_letters()
+        .unwrap()
+        .is_empty());
 }

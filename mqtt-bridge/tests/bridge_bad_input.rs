@@ -3,12 +3,11 @@
 //! duplicate is dropped without being submitted again. A reading the contract refuses (meter not bound
 //! on chain) is dead-lettered with the contract's error.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use p2pe_mqtt_bridge::decode::Reason;
+use p2pe_mqtt_bridge::outbox::Outbox;
+use p2pe_tests::bridge::*;
 
 #[test]
 fn bad_input_is_dead_lettered_and_never_blocks_the_stream() {
@@ -140,7 +139,7 @@ fn bad_input_is_dead_lettered_and_never_blocks_the_stream() {
         (Reason::Reverted, 1),
         (Reason::OutOfOrder, 0),
     ];
-    let dead = outbox(dir.path()).dead_letters().unwrap();
+    let dead = Outbox::open(&dir.path().join("outbox.sqlite")).expect("outbox").dead_letters().unwrap();
     for (reason, n) in expect {
         assert_eq!(
             bridge.metric(&format!("p2pe_bridge_rejected_total{{reason=\"{}\"}}", reason.as_str())) as usize,

@@ -3,11 +3,9 @@
 //! (Mosquitto persistence keeps them; the bridge gets them when it comes back). Nothing is lost or
 //! submitted twice.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use p2pe_tests::bridge::*;
 
 #[test]
 fn broker_restarts_lose_nothing() {

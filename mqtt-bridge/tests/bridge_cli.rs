@@ -2,11 +2,9 @@
 //! configuration exits with status 2 and an error naming the key; a keystore that does not hold the
 //! configured address is refused; no key material is printed.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use p2pe_tests::bridge::*;
 
 fn config(dir: &std::path::Path, address: &str, keystore_idx: usize, extra: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("pw"), format!("{KEY_PASSWORD}\n")).unwrap();

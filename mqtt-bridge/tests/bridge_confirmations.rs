@@ -5,12 +5,11 @@
 //!   mined on dies and the bridge fails over to another chain, as after a reorg) is sent again,
 //!   verbatim, and its reading lands on the chain the bridge now follows.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use p2pe_mqtt_bridge::outbox::Outbox;
 use p2pe_mqtt_bridge::outbox::{TX_CONFIRMED, TX_MINED};
+use p2pe_tests::bridge::*;
 use serde_json::json;
 
 #[test]
@@ -33,7 +32,7 @@ fn a_reading_is_confirmed_only_two_blocks_deep() {
     loop {
         assert!(Instant::now() < deadline, "never confirmed");
         let before = rpc.block_number();
-        let state = outbox(dir.path()).reading_tx(1).unwrap();
+        let state = Outbox::open(&dir.path().join("outbox.sqlite")).expect("outbox").reading_tx(1).unwrap();
         let after = rpc.block_number();
         match state {
             Some((TX_MINED, Some(b))) => {
@@ -94,14 +93,17 @@ fn a_mined_transaction_that_disappears_is_sent_again() {
         &[("meters/house-01/reading".into(), json_reading("house-01", 1, t0, 100, 0))],
     );
     wait_for("the transaction to be mined on chain A", Duration::from_secs(30), || {
-        matches!(outbox(dir.path()).reading_tx(1).unwrap(), Some((TX_MINED, Some(_))))
+        matches!(
+            Outbox::open(&dir.path().join("outbox.sqlite")).expect("outbox").reading_tx(1).unwrap(),
+            Some((TX_MINED, Some(_)))
+        )
     });
     assert_eq!(recorded(&a.rpc(), ca.readings, addrs[0]), vec![(100, 0, t0)]);
     assert!(recorded(&b.rpc(), cb.readings, addrs[0]).is_empty());
     // Chain A goes away before 30 confirmations; the bridge now sees chain B, where the transaction
     // is not: it must be sent again (verbatim: the same hash).
     let hash_a = {
-        let sent = outbox(dir.path()).sent_txs().unwrap();
+        let sent = Outbox::open(&dir.path().join("outbox.sqlite")).expect("outbox").sent_txs().unwrap();
         assert_eq!(sent.len(), 1);
         sent[0].hash
     };

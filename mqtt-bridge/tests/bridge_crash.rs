@@ -3,11 +3,10 @@
 //! reading was recorded exactly once (events), and each was submitted in exactly one successful
 //! transaction (block contents).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use p2pe_mqtt_bridge::outbox::Outbox;
+use p2pe_tests::bridge::*;
 
 #[test]
 fn kill_9_the_bridge_mid_stream_loses_nothing_and_duplicates_nothing() {
@@ -74,7 +73,11 @@ fn kill_9_the_bridge_mid_stream_loses_nothing_and_duplicates_nothing() {
     assert_eq!(counts.len() as u64, total);
     let twice: Vec<_> = counts.iter().filter(|(_, c)| **c != 1).collect();
     assert!(twice.is_empty(), "submitted more than once: {twice:?}");
-    assert!(outbox(dir.path()).dead_letters().unwrap().is_empty());
+    assert!(Outbox::open(&dir.path().join("outbox.sqlite"))
+        .expect("outbox")
+        .dead_letters()
+        .unwrap()
+        .is_empty());
     let log = bridge.log();
     assert_eq!(log.matches("keystores decrypted").count(), 4, "the bridge ran four times");
 }

@@ -3,15 +3,13 @@
 //! at mnemonic index 100 + i) already bound. Readings of two meters reach `MeterReadings` and show up
 //! in `energyInSlot`.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
 use alloy_primitives::Address;
 use alloy_sol_types::SolCall;
-use common::*;
 use p2pe_bindings::meter_readings::MeterReadings;
+use p2pe_tests::bridge::*;
 use serde_json::json;
 
 #[test]

@@ -4,13 +4,12 @@
 //! and reach the chain in bounded time, every flood message is handled (acked), and the dead-letter
 //! table never grows over `limits.max_dead_letters`.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use p2pe_mqtt_bridge::outbox::Outbox;
+use p2pe_tests::bridge::*;
 
 const FLOOD_SECS: u64 = 8;
 
@@ -87,7 +86,9 @@ fn a_flooding_publisher_does_not_stop_other_meters() {
             &[(topic.clone(), json_reading("genuine", i + 1, t0 + i, 1000 + i, 0))],
         );
         published.push(Instant::now());
-        max_dead = max_dead.max(outbox(dir.path()).depth().unwrap().dead_letters);
+        max_dead = max_dead.max(
+            Outbox::open(&dir.path().join("outbox.sqlite")).expect("outbox").depth().unwrap().dead_letters,
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let flood_started = published[0] - Duration::from_secs(1);
@@ -112,7 +113,7 @@ fn a_flooding_publisher_does_not_stop_other_meters() {
     wait_for("the bridge to handle the whole flood", Duration::from_secs(60), || {
         bridge.metric("p2pe_bridge_readings_received_total") >= (flood_count + 12) as f64
     });
-    let d = outbox(dir.path()).depth().unwrap();
+    let d = Outbox::open(&dir.path().join("outbox.sqlite")).expect("outbox").depth().unwrap();
     max_dead = max_dead.max(d.dead_letters);
     assert!(max_dead <= 100, "the dead-letter table stayed within max_dead_letters: {max_dead}");
     assert_eq!(d.dead_letters, 100, "and is full");

@@ -2,11 +2,10 @@
 //! user name and password): publish → bridge → signed transaction → reading on chain. Also a Tasmota
 //! counter reset (re-based, reported, never negative) and Shelly power messages (monitoring only).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use p2pe_mqtt_bridge::outbox::Outbox;
+use p2pe_tests::bridge::*;
 
 /// (importWh, exportWh, timestamp) as recorded on chain.
 type Reading = (u64, u64, u64);
@@ -203,7 +202,7 @@ fn every_format_reaches_the_chain_over_tls() {
     assert_eq!(bridge.metric("p2pe_bridge_meter_power_watts{meter=\"pro3em\"}"), -2105.6);
     assert_eq!(bridge.metric("p2pe_bridge_readings_committed_total") as usize, total);
     assert_eq!(bridge.metric("p2pe_bridge_readings_received_total") as usize, total + 1);
-    let resets = outbox(dir.path()).counter_resets().unwrap();
+    let resets = Outbox::open(&dir.path().join("outbox.sqlite")).expect("outbox").counter_resets().unwrap();
     assert_eq!(resets.len(), 1);
     assert_eq!(resets[0].0, "plug-07");
     assert_eq!(resets[0].1, "epoch");

@@ -6,16 +6,15 @@
 //! 100,000 readings. `P2PE_BRIDGE_RATE` paces publishing at that many readings/s in total (default: as
 //! fast as the publishers go). The benchmark command is in BENCHMARKS.md ("MQTT bridge").
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256};
 use alloy_sol_types::SolEvent;
-use common::*;
 use p2pe_bindings::meter_readings::MeterReadings;
+use p2pe_mqtt_bridge::outbox::Outbox;
+use p2pe_tests::bridge::*;
 use serde_json::json;
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -204,5 +203,9 @@ fn many_meters_zero_lost_zero_duplicated() {
     assert!(twice.is_empty(), "submitted more than once: {twice:?}");
     assert_eq!(bridge.metric("p2pe_bridge_readings_confirmed_total") as usize, total);
     assert_eq!(bridge.metric("p2pe_bridge_txs_reverted_total"), 0.0, "no batch ran out of gas or reverted");
-    assert!(outbox(dir.path()).dead_letters().unwrap().is_empty());
+    assert!(Outbox::open(&dir.path().join("outbox.sqlite"))
+        .expect("outbox")
+        .dead_letters()
+        .unwrap()
+        .is_empty());
 }

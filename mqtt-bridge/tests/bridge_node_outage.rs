@@ -7,11 +7,9 @@
 //! every 10 s of it. The hour-long run the bridge is specified to survive is
 //! `P2PE_NODE_OUTAGE_SECS=3600 cargo test --release -p p2pe-mqtt-bridge --test bridge_node_outage`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use p2pe_tests::bridge::*;
 
 #[test]
 fn node_stopped_then_restarted() {

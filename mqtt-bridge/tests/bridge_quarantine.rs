@@ -8,12 +8,11 @@
 //!
 //! Quarantined readings are kept in the outbox, counted in `/metrics` and `/health`, and logged.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use p2pe_mqtt_bridge::decode::Reason;
+use p2pe_mqtt_bridge::outbox::Outbox;
+use p2pe_tests::bridge::*;
 
 fn json_epoch(meter: &str, seq: u64, ts: u64, import_wh: u64, epoch: &str) -> Vec<u8> {
     format!(
@@ -97,7 +96,7 @@ fn spikes_and_flapping_epochs_are_quarantined_and_the_meter_recovers() {
     );
     assert_eq!(recorded(&rpc, contracts.readings, addrs[2]), vec![(28475, 0, t0), (28490, 0, t0 + 120)]);
 
-    let ob = outbox(dir.path());
+    let ob = Outbox::open(&dir.path().join("outbox.sqlite")).expect("outbox");
     let q = ob.quarantined().unwrap();
     let summary: Vec<(&str, &str, u64, u64)> =
         q.iter().map(|r| (r.reason.as_str(), r.meter.as_str(), r.raw_import, r.timestamp)).collect();

@@ -5,13 +5,11 @@
 //! confirmed. Every query of the committed Grafana dashboard (`deploy/grafana/`) is valid PromQL
 //! and its series exist (except those only an event creates, listed below).
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use p2pe_tests::bridge::*;
 use p2pe_tests::net::Testnet;
 use serde_json::{json, Value};
 

@@ -10,13 +10,11 @@
 //! plain listener (password and ACL) reaches the chain, and SIGTERM stops the bridge cleanly
 //! within `TimeoutStopSec`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use p2pe_tests::bridge::*;
 
 const METER: &str = "plug-07";
 

@@ -21,7 +21,8 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
-fn find_built(name: &str, env_var: &str) -> PathBuf {
+/// The newest build of binary `name` (`target/{debug,release}`), or the path in `env_var`.
+pub fn find_built(name: &str, env_var: &str) -> PathBuf {
     if let Ok(p) = std::env::var(env_var) {
         return PathBuf::from(p);
     }
@@ -33,7 +34,7 @@ fn find_built(name: &str, env_var: &str) -> PathBuf {
         .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
         .cloned()
         .unwrap_or_else(|| {
-            panic!("{name} is not built: run `cargo build -p p2pe-node` first or set {env_var}")
+            panic!("{name} is not built: run `cargo build --workspace` first or set {env_var}")
         })
 }
 
