@@ -18,6 +18,9 @@
 //!    physics balances (PV + import = load + export + Δstored + battery losses).
 //! 5. **Baseline**: no household paid more than on grid tariffs alone, or the report says which
 //!    did and why (this one does not fail the run).
+//! 6. **PCC** ([`crate::microgrid::check_pcc`]): every household's and the community's power
+//!    balances minute by minute, and the flow at the point of common coupling stays within its
+//!    limits, in the physics and in the meter data the bills use.
 
 use std::collections::HashMap;
 
@@ -39,7 +42,8 @@ pub struct Check {
 }
 
 impl Check {
-    fn new() -> Self {
+    /// A check that has passed nothing yet.
+    pub(crate) fn new() -> Self {
         Self { passed: true, checked: 0, failures: Vec::new() }
     }
 
@@ -50,7 +54,8 @@ impl Check {
         }
     }
 
-    fn expect(&mut self, ok: bool, msg: impl FnOnce() -> String) {
+    /// Counts one item, failing the check with `msg` unless `ok`.
+    pub(crate) fn expect(&mut self, ok: bool, msg: impl FnOnce() -> String) {
         self.checked += 1;
         if !ok {
             self.fail(msg());
@@ -71,12 +76,19 @@ pub struct Checks {
     pub energy: Check,
     /// No household worse than its baseline (informative).
     pub baseline: Check,
+    /// Minute-level power balance per household and community, PCC within its limits
+    /// ([`crate::microgrid::check_pcc`]).
+    pub pcc: Check,
 }
 
 impl Checks {
-    /// Whether the hard checks (clearing, no regret, money, energy) passed.
+    /// Whether the hard checks (clearing, no regret, money, energy, PCC) passed.
     pub fn passed(&self) -> bool {
-        self.clearing.passed && self.no_regret.passed && self.money.passed && self.energy.passed
+        self.clearing.passed
+            && self.no_regret.passed
+            && self.money.passed
+            && self.energy.passed
+            && self.pcc.passed
     }
 }
 
@@ -88,6 +100,7 @@ pub fn run_checks(d: &RunData, hs: &[HouseholdResult]) -> Checks {
         money: check_money(d),
         energy: check_energy(d),
         baseline: check_baseline(hs),
+        pcc: crate::microgrid::check_pcc(d),
     }
 }
 

@@ -10,6 +10,7 @@ use p2pe_sim::calendar::Date;
 use p2pe_sim::config::SimConfig;
 use p2pe_sim::household::Strategy;
 use p2pe_sim::lab::{parse_offset, LabConfig};
+use p2pe_sim::pcc::PccLimits;
 
 /// Microgrid simulator and trading agents on the p2p-energy chain.
 #[derive(Parser, Debug)]
@@ -113,6 +114,14 @@ struct Args {
     /// Ctrl-C.
     #[arg(long)]
     stay: bool,
+    /// Import limit of the community's connection to the grid (point of common coupling), kW:
+    /// import beyond it sheds load. Default: none (or the lab file's `[pcc] import_kw`).
+    #[arg(long)]
+    pcc_import_kw: Option<f64>,
+    /// Export limit of the community's connection, kW: export beyond it curtails PV. Default: none
+    /// (or the lab file's `[pcc] export_kw`).
+    #[arg(long)]
+    pcc_export_kw: Option<f64>,
 }
 
 fn config(a: Args) -> anyhow::Result<SimConfig> {
@@ -166,6 +175,12 @@ fn config(a: Args) -> anyhow::Result<SimConfig> {
         }
         (None, false) => None,
     };
+    let lab_pcc = c.lab.as_ref().and_then(|l| l.pcc).unwrap_or_default();
+    c.pcc = PccLimits {
+        import_kw: a.pcc_import_kw.or(lab_pcc.import_kw),
+        export_kw: a.pcc_export_kw.or(lab_pcc.export_kw),
+    };
+    c.pcc.validate()?;
     Ok(c)
 }
 

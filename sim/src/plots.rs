@@ -219,3 +219,85 @@ pub fn write_plots(dir: &Path, slots: &[SlotResult], hs: &[HouseholdResult]) -> 
     }
     Ok(())
 }
+
+/// The PCC's net import minute by minute (hours, kW; negative: export).
+fn pcc_series(d: &crate::engine::RunData) -> Vec<(f64, f64)> {
+    d.slots
+        .iter()
+        .flat_map(|s| {
+            s.pcc_import_kw
+                .iter()
+                .enumerate()
+                .map(move |(m, kw)| ((s.day_slot * crate::household::SLOT_MINUTES + m) as f64 / 60.0, *kw))
+        })
+        .collect()
+}
+
+fn draw_pcc<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    d: &crate::engine::RunData,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let flow = pcc_series(d);
+    let (imp, exp) = (d.cfg.pcc.import_kw, d.cfg.pcc.export_kw);
+    let hi = flow.iter().map(|p| p.1).chain(imp).fold(1.0, f64::max) * 1.15;
+    let lo = flow.iter().map(|p| p.1).chain(exp.map(|e| -e)).fold(-1.0, f64::min) * 1.15;
+    let x0 = d.slots.first().map_or(0.0, |s| s.day_slot as f64 / 4.0);
+    let x1 = d.slots.last().map_or(24.0, |s| (s.day_slot + 1) as f64 / 4.0).max(x0 + 0.25);
+    let mut chart = ChartBuilder::on(root)
+        .caption("Point of common coupling: net import and its limits", ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0..x1, lo..hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("local time")
+        .x_label_formatter(&hhmm_label)
+        .y_desc("kW (import > 0 > export)")
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(flow, BLUE.stroke_width(2)))
+        .map_err(err)?
+        .label("net import at the PCC, per minute")
+        .legend(|(x, y)| legend_swatch(x, y, BLUE));
+    if let Some(lim) = imp {
+        chart
+            .draw_series(LineSeries::new([(x0, lim), (x1, lim)], RED.stroke_width(2)))
+            .map_err(err)?
+            .label("import limit")
+            .legend(|(x, y)| legend_swatch(x, y, RED));
+    }
+    if let Some(lim) = exp {
+        chart
+            .draw_series(LineSeries::new([(x0, -lim), (x1, -lim)], GREEN.stroke_width(2)))
+            .map_err(err)?
+            .label("export limit")
+            .legend(|(x, y)| legend_swatch(x, y, GREEN));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Writes `pcc.png` and `pcc.svg` into `dir`: the flow at the point of common coupling against its
+/// limits (simulated meters only; nothing is written without physics).
+pub fn write_pcc_plot(dir: &Path, d: &crate::engine::RunData) -> anyhow::Result<()> {
+    if !d.simulated_meters {
+        return Ok(());
+    }
+    register_font();
+    let png = dir.join("pcc.png");
+    draw_pcc(&BitMapBackend::new(&png, SIZE).into_drawing_area(), d)?;
+    let svg = dir.join("pcc.svg");
+    draw_pcc(&SVGBackend::new(&svg, SIZE).into_drawing_area(), d)?;
+    Ok(())
+}

@@ -205,6 +205,10 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
         ("check: money".into(), format!("{} ({} items)", ok(checks.money.passed), checks.money.checked)),
         ("check: energy".into(), format!("{} ({} items)", ok(checks.energy.passed), checks.energy.checked)),
         (
+            "check: power balance and PCC".into(),
+            format!("{} ({} items)", ok(checks.pcc.passed), checks.pcc.checked),
+        ),
+        (
             "check: nobody worse off".into(),
             if checks.baseline.passed {
                 "pass".into()
@@ -235,6 +239,7 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
         .chain(&checks.no_regret.failures)
         .chain(&checks.money.failures)
         .chain(&checks.energy.failures)
+        .chain(&checks.pcc.failures)
         .take(10)
     {
         let _ = writeln!(t, "check failure: {f}");

@@ -8,23 +8,24 @@ use std::time::Duration;
 
 use alloy_primitives::{Bytes, B256};
 use indicatif::{ProgressBar, ProgressStyle};
-use p2pe_bindings::energy_market::EnergyMarket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::keepers::{clearer, settler, ClearJob, ClearOutcome, SettleJob, GAS_OPEN};
+use super::keepers::{clearer, settler, sign_open, ClearJob, ClearOutcome, SettleJob};
 use super::model::{Fills, Hh, Participant, Registers, SettleOutcome, SlotRec, TxStats};
 use super::rounds::{begin_rounds, expected_fills, finish_rounds, rounds_after_first, PlanInputs, Rounds};
 use super::send::{record_failure, rpc_err, send_and_wait, wait_for_block_time};
 use super::setup::Schedule;
 use super::{hhmm, telemetry_offsets};
+use crate::agent::forecast_net;
 use crate::chain::Account;
 use crate::clearing::Side;
 use crate::clock::{now_unix, sleep_until_unix};
 use crate::config::SimConfig;
-use crate::household::step_slot;
-use crate::market::{credits_per_kwh, BookOrder, Market};
+use crate::household::SLOT_MINUTES;
+use crate::market::{credits_per_kwh, BookOrder, Market, Prices};
 use crate::meters::{register, Telemetry};
+use crate::pcc::{step_community, Member, PccPricing};
 
 /// What the day leaves behind besides the households' state.
 pub(crate) struct DayOutcome {
@@ -53,6 +54,7 @@ struct DayLoop<'a> {
     c0: u64,
     publish_offsets: Vec<(u32, usize)>,
     setup_block: u64,
+    defaults: Prices,
     clear_tx: mpsc::Sender<ClearJob>,
     settle_tx: mpsc::Sender<SettleJob>,
     telemetry: mpsc::Sender<Schedule>,
@@ -84,7 +86,19 @@ pub(crate) async fn run_day(
             .collect();
         telemetry.send(vec![(ts, first)]).await.ok();
     }
-    open_first_slots(cfg, market, chain_id, &mut operator, c0, tx).await?;
+    // The registry's prices before the operator sets any of its own (the PCC's scarcity and
+    // surplus prices are derived from them).
+    let defaults = market.prices(c0).await.map_err(rpc_err)?;
+    let mut slots: Vec<SlotRec> = (0..cfg.slots)
+        .map(|i| SlotRec { day_slot: cfg.first_slot + i, chain_slot: c0 + i as u64, ..Default::default() })
+        .collect();
+    let first: Vec<Option<(u128, u128)>> = (0..cfg.slots.min(4))
+        .map(|i| {
+            slots[i].pcc_pricing = operator_pricing(cfg, hh, cfg.first_slot + i);
+            slots[i].pcc_pricing.map(|p| p.prices(&defaults))
+        })
+        .collect();
+    open_first_slots(market, chain_id, &mut operator, c0, &first, tx).await?;
 
     // Keeper tasks: the operator clears, the settler settles (each with its own key and nonces).
     let (clear_tx, clear_rx) = mpsc::channel::<ClearJob>(cfg.slots + 1);
@@ -101,13 +115,8 @@ pub(crate) async fn run_day(
         clear_tx,
         settle_tx,
         telemetry,
-        slots: (0..cfg.slots)
-            .map(|i| SlotRec {
-                day_slot: cfg.first_slot + i,
-                chain_slot: c0 + i as u64,
-                ..Default::default()
-            })
-            .collect(),
+        slots,
+        defaults,
         warnings: Vec::new(),
         last_alpha: None,
         progress: progress_bar(cfg),
@@ -167,6 +176,17 @@ fn first_chain_slot(market: &Market) -> u64 {
     c0
 }
 
+/// The operator's reading of a binding PCC limit in day slot `day_slot`: the community's net
+/// import forecast from every household's own forecast (expected load, clear-sky PV times its last
+/// measured clear-sky index; batteries are left out), against the limits.
+fn operator_pricing(cfg: &SimConfig, hh: &[Hh], day_slot: usize) -> Option<PccPricing> {
+    if !cfg.pcc.is_limited() {
+        return None;
+    }
+    let export: f64 = hh.iter().map(|h| forecast_net(&h.trace, day_slot, h.clear_sky_index)).sum();
+    PccPricing::decide(-export, &cfg.pcc, SLOT_MINUTES as f64 / 60.0)
+}
+
 /// The operator's keeper opens slots ahead of their orders (`openSlot`: price snapshot and level
 /// words paid in advance, so that no order creates storage): the first four now, then one per
 /// cycle (the clearer), three slots ahead of the slot whose orders start next (a slot of margin for
@@ -174,19 +194,19 @@ fn first_chain_slot(market: &Market) -> u64 {
 /// here: only the operator opens a slot and fixes its prices, an order in a slot not yet open
 /// reverts with `SlotNotOpen` (issue 14).
 async fn open_first_slots(
-    cfg: &SimConfig,
     market: &Market,
     chain_id: u64,
     operator: &mut Account,
     c0: u64,
+    prices: &[Option<(u128, u128)>],
     tx: &mut TxStats,
 ) -> anyhow::Result<()> {
-    let opens: Vec<(B256, Bytes)> = (c0..(c0 + 4).min(c0 + cfg.slots as u64))
-        .map(|c| {
-            operator.sign_call(chain_id, market.c.market, &EnergyMarket::openSlotCall { slot: c }, GAS_OPEN)
-        })
+    let opens: Vec<(B256, Bytes)> = prices
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| sign_open(market, chain_id, operator, c0 + i as u64, *p))
         .collect();
-    tx.opens += opens.len() as u64;
+    tx.opens += prices.len() as u64;
     send_and_wait(&market.rpc, &opens, Duration::from_secs(10), tx, "open").await?;
     Ok(())
 }
@@ -214,7 +234,11 @@ impl DayLoop<'_> {
         wait_for_block_time(&market.rpc, contracts.slot_start(ck) - contracts.gate_closure as u64, 10.0)
             .await;
         let i = k + 1;
-        let open = (i + 3 < cfg.slots).then(|| self.c0 + i as u64 + 3);
+        let open = (i + 3 < cfg.slots).then(|| {
+            let pricing = operator_pricing(cfg, hh, cfg.first_slot + i + 3);
+            self.slots[i + 3].pcc_pricing = pricing;
+            (self.c0 + i as u64 + 3, pricing.map(|p| p.prices(&self.defaults)))
+        });
         self.clear_tx.send(ClearJob { index: k, chain_slot: ck, open }).await.ok();
         let (head, _) = market.rpc.head().await.map_err(rpc_err)?;
         let book = market.slot_events(ck, self.setup_block, head).await.map_err(rpc_err)?.book();
@@ -295,7 +319,7 @@ impl DayLoop<'_> {
 
     /// Runs slot `k`'s physics for every household (platform and baseline) and returns its meters'
     /// schedule of messages.
-    fn deliver(&self, hh: &mut [Hh], k: usize) -> Schedule {
+    fn deliver(&mut self, hh: &mut [Hh], k: usize) -> Schedule {
         let day_slot = self.cfg.first_slot + k;
         let start_k = self.market.c.slot_start(self.slots[k].chain_slot) as f64;
         let mut schedule: Schedule = self
@@ -303,13 +327,28 @@ impl DayLoop<'_> {
             .iter()
             .map(|(o, _)| (start_k + *o as f64 + 0.05, Vec::with_capacity(hh.len())))
             .collect();
-        for h in hh.iter_mut() {
-            let p = step_slot(&h.trace, h.battery.as_mut(), day_slot, h.slots[k].fills.target_export_wh());
-            let base = if h.base_battery.is_some() {
-                step_slot(&h.trace, h.base_battery.as_mut(), day_slot, 0.0)
-            } else {
-                p.clone()
-            };
+        // The platform and the grid-only baseline, each for the whole community behind the PCC.
+        let limits = self.cfg.pcc;
+        let (phys, pcc_kw) = {
+            let mut members: Vec<Member> = hh
+                .iter_mut()
+                .map(|h| Member {
+                    target_export_wh: h.slots[k].fills.target_export_wh(),
+                    trace: &h.trace,
+                    battery: h.battery.as_mut(),
+                })
+                .collect();
+            step_community(&mut members, day_slot, &limits)
+        };
+        let (base, _) = {
+            let mut members: Vec<Member> = hh
+                .iter_mut()
+                .map(|h| Member { trace: &h.trace, battery: h.base_battery.as_mut(), target_export_wh: 0.0 })
+                .collect();
+            step_community(&mut members, day_slot, &limits)
+        };
+        self.slots[k].pcc_import_kw = pcc_kw;
+        for ((h, p), base) in hh.iter_mut().zip(phys).zip(base) {
             let reg_start =
                 Registers { import_wh: register(h.meter_import), export_wh: register(h.meter_export) };
             for (n, (_, minute)) in self.publish_offsets.iter().enumerate() {

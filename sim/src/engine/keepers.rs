@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_primitives::Address;
+use alloy_primitives::{Address, Bytes, B256, U256};
 use p2pe_bindings::energy_market::EnergyMarket;
 use p2pe_bindings::meter_readings::MeterReadings;
+use p2pe_bindings::registry::Registry;
 use tokio::sync::mpsc;
 
 use super::model::{Participant, SettleOutcome, TxStats};
@@ -49,8 +50,9 @@ pub(crate) struct ClearJob {
     pub index: usize,
     /// Chain slot.
     pub chain_slot: u64,
-    /// A later slot to open (`openSlot`) once this one is cleared.
-    pub open: Option<u64>,
+    /// A later slot to open (`openSlot`) once this one is cleared, with the (retail, feed-in)
+    /// prices the operator sets for it first (`setSlotPrices`) when it forecasts a binding PCC limit.
+    pub open: Option<(u64, Option<(u128, u128)>)>,
 }
 
 /// What clearing a slot took.
@@ -83,8 +85,8 @@ pub(crate) async fn clearer(
     while let Some(job) = rx.recv().await {
         let mut o = ClearOutcome::default();
         clear_slot(&market, chain_id, &mut acct, job.chain_slot, &mut o).await;
-        if let Some(slot) = job.open {
-            open_slot(&market, chain_id, &mut acct, slot, &mut o).await;
+        if let Some((slot, prices)) = job.open {
+            open_slot(&market, chain_id, &mut acct, slot, prices, &mut o).await;
         }
         out.push((job.index, o));
     }
@@ -136,14 +138,47 @@ async fn clear_slot(market: &Market, chain_id: u64, acct: &mut Account, slot: u6
     }
 }
 
+/// The operator's transactions that open `slot`: `setSlotPrices` first if it has prices of its
+/// own, then `openSlot` (which fixes them).
+pub(crate) fn sign_open(
+    market: &Market,
+    chain_id: u64,
+    acct: &mut Account,
+    slot: u64,
+    prices: Option<(u128, u128)>,
+) -> Vec<(B256, Bytes)> {
+    let mut txs = Vec::new();
+    if let Some((retail, feed_in)) = prices {
+        txs.push(acct.sign_call(
+            chain_id,
+            market.c.registry,
+            &Registry::setSlotPricesCall {
+                slot,
+                retailPerKWh: U256::from(retail),
+                feedInPerKWh: U256::from(feed_in),
+            },
+            GAS_OPEN,
+        ));
+    }
+    txs.push(acct.sign_call(chain_id, market.c.market, &EnergyMarket::openSlotCall { slot }, GAS_OPEN));
+    txs
+}
+
 /// Opens a later slot (`openSlot`: its prices and storage, ahead of its orders).
-async fn open_slot(market: &Market, chain_id: u64, acct: &mut Account, slot: u64, o: &mut ClearOutcome) {
+async fn open_slot(
+    market: &Market,
+    chain_id: u64,
+    acct: &mut Account,
+    slot: u64,
+    prices: Option<(u128, u128)>,
+    o: &mut ClearOutcome,
+) {
     let mut scratch = TxStats::default();
-    let t = acct.sign_call(chain_id, market.c.market, &EnergyMarket::openSlotCall { slot }, GAS_OPEN);
+    let txs = sign_open(market, chain_id, acct, slot, prices);
     o.opens += 1;
     let wait = Duration::from_secs(market.c.slot_length as u64);
-    match send_and_wait(&market.rpc, &[t], wait, &mut scratch, "open").await {
-        Ok(r) if r[0].as_ref().is_some_and(|r| r.success) => {}
+    match send_and_wait(&market.rpc, &txs, wait, &mut scratch, "open").await {
+        Ok(r) if r.iter().all(|r| r.as_ref().is_some_and(|r| r.success)) => {}
         Ok(_) => {
             for k in scratch.failures.values_mut() {
                 o.open_errors.append(&mut k.examples);

@@ -241,6 +241,11 @@ pub struct SlotRec {
     pub last_reading_ts: u64,
     /// Settlement outcome.
     pub settle: Option<SettleOutcome>,
+    /// Net import at the point of common coupling in each simulated minute, kW (negative: export;
+    /// simulated meters only).
+    pub pcc_import_kw: Vec<f64>,
+    /// How the operator priced the slot because of a forecast binding PCC limit, if it did.
+    pub pcc_pricing: Option<crate::pcc::PccPricing>,
 }
 
 /// What settling a slot took.
