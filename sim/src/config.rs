@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::agent::AgentParams;
 use crate::calendar::Date;
 use crate::household::Strategy;
+use crate::island::IslandSpec;
 use crate::lab::LabConfig;
 use crate::pcc::PccLimits;
 use crate::solar::Location;
@@ -70,6 +71,8 @@ pub struct SimConfig {
     /// Import and export limits of the community's connection to the grid (point of common
     /// coupling); none by default (the infinite bus).
     pub pcc: PccLimits,
+    /// Islanded: no grid, the community's own assets balance it (None: grid-connected).
+    pub islanded: Option<IslandSpec>,
 }
 
 impl SimConfig {
@@ -105,6 +108,7 @@ impl SimConfig {
             rpc_port: None,
             stay: false,
             pcc: PccLimits::default(),
+            islanded: None,
         }
     }
 }

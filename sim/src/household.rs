@@ -383,7 +383,7 @@ pub fn step_slot(
     target_export_wh: f64,
 ) -> SlotPhysics {
     let mut alone = [crate::pcc::Member { trace, battery, target_export_wh }];
-    let (mut phys, _) = crate::pcc::step_community(&mut alone, s, &crate::pcc::PccLimits::default());
+    let (mut phys, _) = crate::pcc::step_community(&mut alone, s, &mut crate::pcc::PccLimits::default());
     phys.pop().expect("one household")
 }
 

@@ -117,6 +117,10 @@ pub struct LabConfig {
     /// The limits of the lab microgrid's connection (`[pcc] import_kw`, `export_kw`; optional).
     #[serde(default)]
     pub pcc: Option<LabPcc>,
+    /// The lab microgrid runs islanded (`islanded = true`; as `--islanded`): the operator prices
+    /// every slot in the islanded band and the market's grid account stands for the lab's own assets.
+    #[serde(default)]
+    pub islanded: bool,
     /// Directory of the file (relative paths resolve against it).
     #[serde(skip)]
     pub base: PathBuf,
@@ -232,6 +236,7 @@ mod tests {
         std::fs::write(
             &p,
             r#"
+islanded = true
 [broker]
 url = "mqtt://192.168.1.10:1883"
 [keys]
@@ -255,6 +260,7 @@ strategy = "arbitrage"
         let c = LabConfig::load(&p).unwrap();
         assert_eq!(c.path(Path::new("pw.txt")), dir.path().join("pw.txt"));
         assert_eq!(c.pcc, Some(LabPcc { import_kw: None, export_kw: Some(7.5) }));
+        assert!(c.islanded);
         let s = c.specs(48.0);
         assert_eq!(s[0].meter_format, MeterFormat::TasmotaSml);
         assert_eq!(s[0].strategy, Strategy::Arbitrage);

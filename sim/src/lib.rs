@@ -5,7 +5,7 @@
 //!
 //! Modules, from physics to reports:
 //! * [`calendar`], [`rng`], [`clock`]: dates, random deviates, wall time;
-//! * [`solar`], [`load`], [`battery`], [`household`], [`pcc`]: PV from the sun's position, clear-sky
+//! * [`solar`], [`load`], [`battery`], [`household`], [`pcc`], [`island`]: PV from the sun's position, clear-sky
 //!   irradiance and clouds; generated standard load profiles; batteries; the households' day and
 //!   the physics of a slot, for the community behind its connection's limits;
 //! * [`agent`]: forecasts and strategies (price ramp, battery arbitrage);
@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod household;
+pub mod island;
 pub mod keys;
 pub mod lab;
 pub mod load;

@@ -36,8 +36,37 @@ pub struct SlotPcc {
     pub peak_import_kw: f64,
     /// Highest export in a minute, kW.
     pub peak_export_kw: f64,
-    /// How the operator priced the slot (`scarcity`, `surplus`), if it forecast a binding limit.
+    /// How the operator priced the slot (`scarcity`, `surplus`, `islanded`), if it set prices.
     pub pricing: Option<&'static str>,
+    /// The slot's clearing price, credits/kWh (None without a trade).
+    pub price: Option<f64>,
+    /// Islanded: the community battery's state of charge at the slot's end, kWh.
+    pub soc_kwh: Option<f64>,
+    /// Islanded: the genset's output, Wh.
+    pub genset_wh: f64,
+}
+
+/// The islanded community's assets over the run.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IslandResults {
+    /// Energy the PV plant gave, kWh.
+    pub plant_kwh: f64,
+    /// PV curtailed at the plant, kWh.
+    pub plant_curtailed_kwh: f64,
+    /// Genset output, kWh.
+    pub genset_kwh: f64,
+    /// Genset running hours.
+    pub genset_hours: f64,
+    /// Genset output dumped at its minimum load, kWh.
+    pub dumped_kwh: f64,
+    /// Fuel burnt, litres.
+    pub fuel_l: f64,
+    /// Fuel cost, credits.
+    pub fuel_cost_credits: f64,
+    /// Battery equivalent full cycles (energy discharged ÷ usable capacity).
+    pub battery_cycles: f64,
+    /// Battery state of charge at the end, kWh.
+    pub battery_soc_end_kwh: f64,
 }
 
 /// The microgrid's figures of a run.
@@ -71,6 +100,8 @@ pub struct MicrogridResults {
     pub slots: Vec<SlotPcc>,
     /// Per household.
     pub households: Vec<HouseholdPcc>,
+    /// Islanded: the assets.
+    pub island: Option<IslandResults>,
 }
 
 /// The microgrid's figures from a run (all zero without simulated physics).
@@ -85,6 +116,7 @@ pub fn microgrid_results(d: &RunData) -> MicrogridResults {
         let mut sp = SlotPcc {
             time: hhmm(s.day_slot),
             pricing: s.pcc_pricing.map(|p| p.name()),
+            price: s.cleared.filter(|c| c.volume_wh > 0).map(|c| c.price as f64 / 1e18),
             peak_import_kw: s.pcc_import_kw.iter().cloned().fold(0.0, f64::max),
             peak_export_kw: s.pcc_import_kw.iter().map(|kw| -kw).fold(0.0, f64::max),
             ..Default::default()
@@ -107,8 +139,14 @@ pub fn microgrid_results(d: &RunData) -> MicrogridResults {
         r.curtailed_kwh += sp.curtailed_wh / 1000.0;
         r.peak_import_kw = r.peak_import_kw.max(sp.peak_import_kw);
         r.peak_export_kw = r.peak_export_kw.max(sp.peak_export_kw);
+        if let Some(i) = &d.island {
+            let own = i.minutes.iter().filter(|(m, _)| m / SLOT_MINUTES == s.day_slot);
+            sp.genset_wh = own.clone().map(|(_, a)| a.genset_wh).sum();
+            sp.soc_kwh = own.clone().next_back().map(|(_, a)| a.soc_wh / 1000.0);
+        }
         r.slots.push(sp);
     }
+    r.island = d.island.as_ref().map(island_results);
     r.unserved_share = (load > 0.0).then(|| r.unserved_kwh * 1000.0 / load);
     r.curtailed_share = (pv > 0.0).then(|| r.curtailed_kwh * 1000.0 / pv);
     r.scarcity_slots = r.slots.iter().filter(|s| s.pricing == Some("scarcity")).count();
@@ -122,6 +160,24 @@ pub fn microgrid_results(d: &RunData) -> MicrogridResults {
             })
             .collect();
     r
+}
+
+fn island_results(i: &crate::island::Island) -> IslandResults {
+    let sum = |f: fn(&crate::island::AssetMinute) -> f64| i.minutes.iter().map(|(_, a)| f(a)).sum::<f64>();
+    let fuel_l = sum(|a| a.fuel_l);
+    let b = &i.spec.battery;
+    let usable = b.capacity_wh * (1.0 - b.min_soc);
+    IslandResults {
+        plant_kwh: sum(|a| a.plant_wh - a.plant_curtailed_wh) / 1000.0,
+        plant_curtailed_kwh: sum(|a| a.plant_curtailed_wh) / 1000.0,
+        genset_kwh: sum(|a| a.genset_wh) / 1000.0,
+        genset_hours: i.minutes.iter().filter(|(_, a)| a.genset_wh > 0.0).count() as f64 / 60.0,
+        dumped_kwh: sum(|a| a.dumped_wh) / 1000.0,
+        fuel_l,
+        fuel_cost_credits: fuel_l * i.spec.fuel_price,
+        battery_cycles: if usable > 0.0 { sum(|a| a.discharged_wh) / usable } else { 0.0 },
+        battery_soc_end_kwh: i.battery.soc_wh / 1000.0,
+    }
 }
 
 /// Writes `pcc.csv`: the PCC's net import per simulated minute with the limits.
@@ -145,6 +201,32 @@ pub fn write_pcc_csv(path: &Path, d: &RunData) -> std::io::Result<()> {
         }
     }
     std::fs::write(path, t)
+}
+
+/// Islanded: the assets balanced every minute of the slot and served exactly the households' net
+/// import.
+fn check_island_slot(c: &mut Check, i: &crate::island::Island, s: &crate::engine::SlotRec) {
+    let own: Vec<_> = i.minutes.iter().filter(|(m, _)| m / SLOT_MINUTES == s.day_slot).collect();
+    c.expect(own.len() == s.pcc_import_kw.len(), || {
+        format!(
+            "{}: the assets dispatched {} minutes of {}",
+            hhmm(s.day_slot),
+            own.len(),
+            s.pcc_import_kw.len()
+        )
+    });
+    for ((m, a), kw) in own.iter().zip(&s.pcc_import_kw) {
+        c.expect(a.imbalance_wh().abs() <= TOLERANCE_WH, || {
+            format!("minute {m}: the islanded assets are out of balance by {:.6} Wh", a.imbalance_wh())
+        });
+        c.expect((a.served_wh - kw * 1000.0 / 60.0).abs() <= TOLERANCE_WH, || {
+            format!(
+                "minute {m}: the assets served {:.6} Wh, the households drew {:.6} Wh",
+                a.served_wh,
+                kw * 1000.0 / 60.0
+            )
+        });
+    }
 }
 
 /// The microgrid check: every household's power balances in every minute (PV − curtailed +
@@ -183,6 +265,10 @@ pub fn check_pcc(d: &RunData) -> Check {
                     format!("{when}: export {:.3} kW over the limit {lim} kW", -kw)
                 });
             }
+        }
+        if let Some(i) = &d.island {
+            check_island_slot(&mut c, i, s);
+            continue;
         }
         let hours = SLOT_MINUTES as f64 / 60.0;
         let rounding = d.hh.len() as f64;

@@ -46,6 +46,24 @@ impl PccLimits {
     }
 }
 
+/// What the community's households are coupled to: limits on their net flow each minute, told the
+/// net flow that resulted (the grid's PCC has fixed limits and keeps no state; an islanded
+/// community's own assets have limits that depend on their state, which the flow changes).
+pub trait Coupling {
+    /// Limits on the households' net flow in minute `m` of the day.
+    fn limits(&mut self, m: usize) -> PccLimits;
+    /// The households' net import in minute `m` (Wh; negative: export), once within the limits.
+    fn commit(&mut self, m: usize, net_import_wh: f64);
+}
+
+impl Coupling for PccLimits {
+    fn limits(&mut self, _m: usize) -> PccLimits {
+        *self
+    }
+
+    fn commit(&mut self, _m: usize, _net_import_wh: f64) {}
+}
+
 /// Most price levels a slot may have in the registry (`Registry.MAX_LEVEL`): the widest price band
 /// the operator can set is 255 ticks.
 pub const MAX_LEVEL: u128 = 255;
@@ -61,6 +79,10 @@ pub enum PccPricing {
     /// Forecast export beyond the export limit: the band moves down to [0, feed-in]: the grid pays
     /// nothing for export it cannot take (it would be curtailed), and local energy is cheap.
     Surplus,
+    /// Islanded: every slot's band is [feed-in, feed-in + 255 ticks], the floor and the highest
+    /// cap the registry allows above it; imbalance is bought from and sold to the community's
+    /// assets (the market's grid account is their balancing account).
+    Islanded,
 }
 
 impl PccPricing {
@@ -83,6 +105,7 @@ impl PccPricing {
         match self {
             PccPricing::Scarcity => (default.retail + MAX_LEVEL * default.tick, default.retail),
             PccPricing::Surplus => (default.feed_in.max(default.tick), 0),
+            PccPricing::Islanded => (default.feed_in + MAX_LEVEL * default.tick, default.feed_in),
         }
     }
 
@@ -91,6 +114,7 @@ impl PccPricing {
         match self {
             PccPricing::Scarcity => "scarcity",
             PccPricing::Surplus => "surplus",
+            PccPricing::Islanded => "islanded",
         }
     }
 }
@@ -178,12 +202,13 @@ fn run_minute(
     f
 }
 
-/// Runs day slot `s` minute by minute for a whole community behind a PCC with `limits`; returns
-/// each member's physics (with its per-minute flows) and the PCC's net import per minute, kW.
+/// Runs day slot `s` minute by minute for a whole community coupled to the grid's PCC (a
+/// [`PccLimits`]) or to its own assets; returns each member's physics (with its per-minute flows)
+/// and the households' net import per minute, kW (the flow at the PCC when grid-connected).
 pub fn step_community(
     members: &mut [Member<'_>],
     s: usize,
-    limits: &PccLimits,
+    coupling: &mut dyn Coupling,
 ) -> (Vec<SlotPhysics>, Vec<f64>) {
     let mut out: Vec<SlotPhysics> = members
         .iter()
@@ -204,7 +229,7 @@ pub fn step_community(
                 run_minute(h.trace, h.battery.as_deref_mut(), m, t, None)
             })
             .collect();
-        if let Some(caps) = caps(&flows, limits) {
+        if let Some(caps) = caps(&flows, &coupling.limits(m)) {
             // Replay the minute of every household that is capped, from its battery as it was.
             for (j, h) in members.iter_mut().enumerate() {
                 let Some(cap) = caps[j] else { continue };
@@ -216,6 +241,7 @@ pub fn step_community(
             }
         }
         let net_import: f64 = flows.iter().map(|f| f.import_wh - f.export_wh).sum();
+        coupling.commit(m, net_import);
         pcc_kw.push(net_import * 60.0 / 1000.0);
         for (p, f) in out.iter_mut().zip(flows) {
             p.pv_wh += f.pv_wh - f.curtailed_wh;
@@ -299,7 +325,7 @@ mod tests {
             .zip(batteries.iter_mut())
             .map(|(t, b)| Member { trace: t, battery: b.as_mut(), target_export_wh: targets })
             .collect();
-        step_community(&mut members, s, limits)
+        step_community(&mut members, s, &mut limits.clone())
     }
 
     #[test]
@@ -313,7 +339,7 @@ mod tests {
             .zip(a.iter_mut())
             .map(|(t, b)| Member { trace: t, battery: b.as_mut(), target_export_wh: 100.0 })
             .collect();
-        let (together, _) = step_community(&mut members, 48, &PccLimits::default());
+        let (together, _) = step_community(&mut members, 48, &mut PccLimits::default());
         for (j, t) in traces.iter().enumerate() {
             let alone = step_slot(t, b[j].as_mut(), 48, 100.0);
             assert_eq!(alone.import_wh, together[j].import_wh);

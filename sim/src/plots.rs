@@ -288,8 +288,56 @@ fn draw_pcc<DB: DrawingBackend>(
     Ok(())
 }
 
+fn draw_soc<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    island: &crate::island::Island,
+    x: std::ops::Range<f64>,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let b = &island.spec.battery;
+    let top = (b.capacity_wh / 1000.0).max(1.0) * 1.05;
+    let soc: Vec<(f64, f64)> =
+        island.minutes.iter().map(|(m, a)| (*m as f64 / 60.0, a.soc_wh / 1000.0)).collect();
+    let mut chart = ChartBuilder::on(root)
+        .caption("Community battery: state of charge", ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x.clone(), 0.0..top)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("local time")
+        .x_label_formatter(&hhmm_label)
+        .y_desc("kWh")
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(soc, BLUE.stroke_width(2)))
+        .map_err(err)?
+        .label("state of charge")
+        .legend(|(x, y)| legend_swatch(x, y, BLUE));
+    let floor = b.min_soc * b.capacity_wh / 1000.0;
+    chart
+        .draw_series(LineSeries::new([(x.start, floor), (x.end, floor)], RED.stroke_width(1)))
+        .map_err(err)?
+        .label("minimum state of charge")
+        .legend(|(x, y)| legend_swatch(x, y, RED));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
 /// Writes `pcc.png` and `pcc.svg` into `dir`: the flow at the point of common coupling against its
-/// limits (simulated meters only; nothing is written without physics).
+/// limits (islanded: the households' net draw on the community's assets), and islanded
+/// `soc.png`/`soc.svg`, the community battery's state of charge (simulated meters only; nothing is
+/// written without physics).
 pub fn write_pcc_plot(dir: &Path, d: &crate::engine::RunData) -> anyhow::Result<()> {
     if !d.simulated_meters {
         return Ok(());
@@ -299,5 +347,13 @@ pub fn write_pcc_plot(dir: &Path, d: &crate::engine::RunData) -> anyhow::Result<
     draw_pcc(&BitMapBackend::new(&png, SIZE).into_drawing_area(), d)?;
     let svg = dir.join("pcc.svg");
     draw_pcc(&SVGBackend::new(&svg, SIZE).into_drawing_area(), d)?;
+    if let Some(island) = &d.island {
+        let x0 = d.slots.first().map_or(0.0, |s| s.day_slot as f64 / 4.0);
+        let x1 = d.slots.last().map_or(24.0, |s| (s.day_slot + 1) as f64 / 4.0).max(x0 + 0.25);
+        let png = dir.join("soc.png");
+        draw_soc(&BitMapBackend::new(&png, SIZE).into_drawing_area(), island, x0..x1)?;
+        let svg = dir.join("soc.svg");
+        draw_soc(&SVGBackend::new(&svg, SIZE).into_drawing_area(), island, x0..x1)?;
+    }
     Ok(())
 }

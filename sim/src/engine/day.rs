@@ -23,9 +23,10 @@ use crate::clearing::Side;
 use crate::clock::{now_unix, sleep_until_unix};
 use crate::config::SimConfig;
 use crate::household::SLOT_MINUTES;
+use crate::island::Island;
 use crate::market::{credits_per_kwh, BookOrder, Market, Prices};
 use crate::meters::{register, Telemetry};
-use crate::pcc::{step_community, Member, PccPricing};
+use crate::pcc::{step_community, Coupling, Member, PccPricing};
 
 /// What the day leaves behind besides the households' state.
 pub(crate) struct DayOutcome {
@@ -33,6 +34,8 @@ pub(crate) struct DayOutcome {
     pub slots: Vec<SlotRec>,
     /// Messages that need attention.
     pub warnings: Vec<String>,
+    /// Islanded: the community's assets at the end, with their dispatch minute by minute.
+    pub island: Option<Island>,
 }
 
 /// The keys and channels the day runs with.
@@ -45,6 +48,8 @@ pub(crate) struct DayInputs {
     pub telemetry: mpsc::Sender<Schedule>,
     /// The head block when the day starts (events are read from there).
     pub setup_block: u64,
+    /// Islanded: the community's assets.
+    pub island: Option<Island>,
 }
 
 /// The loop's state between cycles.
@@ -62,6 +67,9 @@ struct DayLoop<'a> {
     warnings: Vec<String>,
     last_alpha: Option<f64>,
     progress: ProgressBar,
+    /// Islanded: the assets on the platform, and a copy of them behind the baseline.
+    island: Option<Island>,
+    base_island: Option<Island>,
 }
 
 /// Trades the day slot by slot in wall-clock time.
@@ -73,7 +81,7 @@ pub(crate) async fn run_day(
     tx: &mut TxStats,
     inputs: DayInputs,
 ) -> anyhow::Result<DayOutcome> {
-    let DayInputs { mut operator, settler: settle_account, telemetry, setup_block } = inputs;
+    let DayInputs { mut operator, settler: settle_account, telemetry, setup_block, island } = inputs;
     let contracts = &market.c;
     let g = contracts.gate_closure as f64;
     let c0 = first_chain_slot(market);
@@ -120,6 +128,8 @@ pub(crate) async fn run_day(
         warnings: Vec::new(),
         last_alpha: None,
         progress: progress_bar(cfg),
+        base_island: island.clone(),
+        island,
     };
 
     // Slot 0's plans and first order round now; every later slot's as soon as the previous slot's
@@ -156,13 +166,13 @@ pub(crate) async fn run_day(
     if let Some(p) = prev.take() {
         finish_rounds(p, market, hh, tx).await?;
     }
-    let DayLoop { mut slots, mut warnings, progress, clear_tx, settle_tx, telemetry, .. } = day;
+    let DayLoop { mut slots, mut warnings, progress, clear_tx, settle_tx, telemetry, island, .. } = day;
     drop(clear_tx);
     drop(settle_tx);
     drop(telemetry);
     progress.finish_and_clear();
     collect_keepers(clear_task, settle_task, tx, &mut slots, &mut warnings).await?;
-    Ok(DayOutcome { slots, warnings })
+    Ok(DayOutcome { slots, warnings, island })
 }
 
 /// The first chain slot whose cycle starts comfortably in the future.
@@ -180,6 +190,9 @@ fn first_chain_slot(market: &Market) -> u64 {
 /// import forecast from every household's own forecast (expected load, clear-sky PV times its last
 /// measured clear-sky index; batteries are left out), against the limits.
 fn operator_pricing(cfg: &SimConfig, hh: &[Hh], day_slot: usize) -> Option<PccPricing> {
+    if cfg.islanded.is_some() {
+        return Some(PccPricing::Islanded);
+    }
     if !cfg.pcc.is_limited() {
         return None;
     }
@@ -327,8 +340,17 @@ impl DayLoop<'_> {
             .iter()
             .map(|(o, _)| (start_k + *o as f64 + 0.05, Vec::with_capacity(hh.len())))
             .collect();
-        // The platform and the grid-only baseline, each for the whole community behind the PCC.
-        let limits = self.cfg.pcc;
+        // The platform and the grid-only baseline, each for the whole community behind the PCC
+        // (islanded: each with its own copy of the community's assets).
+        let (mut limits, mut base_limits) = (self.cfg.pcc, self.cfg.pcc);
+        let coupling: &mut dyn Coupling = match self.island.as_mut() {
+            Some(i) => i,
+            None => &mut limits,
+        };
+        let base_coupling: &mut dyn Coupling = match self.base_island.as_mut() {
+            Some(i) => i,
+            None => &mut base_limits,
+        };
         let (phys, pcc_kw) = {
             let mut members: Vec<Member> = hh
                 .iter_mut()
@@ -338,14 +360,14 @@ impl DayLoop<'_> {
                     battery: h.battery.as_mut(),
                 })
                 .collect();
-            step_community(&mut members, day_slot, &limits)
+            step_community(&mut members, day_slot, coupling)
         };
         let (base, _) = {
             let mut members: Vec<Member> = hh
                 .iter_mut()
                 .map(|h| Member { trace: &h.trace, battery: h.base_battery.as_mut(), target_export_wh: 0.0 })
                 .collect();
-            step_community(&mut members, day_slot, &limits)
+            step_community(&mut members, day_slot, base_coupling)
         };
         self.slots[k].pcc_import_kw = pcc_kw;
         for ((h, p), base) in hh.iter_mut().zip(phys).zip(base) {

@@ -301,4 +301,6 @@ pub struct RunData {
     pub warnings: Vec<String>,
     /// The dev chain, still running (with `stay`).
     pub live: Option<DevChain>,
+    /// Islanded: the community's assets at the end, with their dispatch minute by minute.
+    pub island: Option<crate::island::Island>,
 }
