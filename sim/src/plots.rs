@@ -258,25 +258,26 @@ fn draw_pcc<DB: DrawingBackend>(
         .y_desc("kW (import > 0 > export)")
         .draw()
         .map_err(err)?;
-    chart
-        .draw_series(LineSeries::new(flow, BLUE.stroke_width(2)))
-        .map_err(err)?
-        .label("net import at the PCC, per minute")
-        .legend(|(x, y)| legend_swatch(x, y, BLUE));
     if let Some(lim) = imp {
         chart
-            .draw_series(LineSeries::new([(x0, lim), (x1, lim)], RED.stroke_width(2)))
+            .draw_series(LineSeries::new([(x0, lim), (x1, lim)], RED.stroke_width(3)))
             .map_err(err)?
             .label("import limit")
             .legend(|(x, y)| legend_swatch(x, y, RED));
     }
     if let Some(lim) = exp {
         chart
-            .draw_series(LineSeries::new([(x0, -lim), (x1, -lim)], GREEN.stroke_width(2)))
+            .draw_series(LineSeries::new([(x0, -lim), (x1, -lim)], GREEN.stroke_width(3)))
             .map_err(err)?
             .label("export limit")
             .legend(|(x, y)| legend_swatch(x, y, GREEN));
     }
+    // The flow last, on top of the limits it often runs along.
+    chart
+        .draw_series(LineSeries::new(flow, BLUE.stroke_width(2)))
+        .map_err(err)?
+        .label("net import at the PCC, per minute")
+        .legend(|(x, y)| legend_swatch(x, y, BLUE));
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
