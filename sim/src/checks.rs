@@ -18,6 +18,9 @@
 //!    physics balances (PV + import = load + export + Δstored + battery losses).
 //! 5. **Baseline**: no household paid more than on grid tariffs alone, or the report says which
 //!    did and why (this one does not fail the run).
+//! 6. **PCC** ([`crate::microgrid::check_pcc`]): every household's and the community's power
+//!    balances minute by minute, and the flow at the point of common coupling stays within its
+//!    limits, in the physics and in the meter data the bills use.
 
 use std::collections::HashMap;
 
@@ -39,7 +42,8 @@ pub struct Check {
 }
 
 impl Check {
-    fn new() -> Self {
+    /// A check that has passed nothing yet.
+    pub(crate) fn new() -> Self {
         Self { passed: true, checked: 0, failures: Vec::new() }
     }
 
@@ -50,7 +54,8 @@ impl Check {
         }
     }
 
-    fn expect(&mut self, ok: bool, msg: impl FnOnce() -> String) {
+    /// Counts one item, failing the check with `msg` unless `ok`.
+    pub(crate) fn expect(&mut self, ok: bool, msg: impl FnOnce() -> String) {
         self.checked += 1;
         if !ok {
             self.fail(msg());
@@ -71,12 +76,19 @@ pub struct Checks {
     pub energy: Check,
     /// No household worse than its baseline (informative).
     pub baseline: Check,
+    /// Minute-level power balance per household and community, PCC within its limits
+    /// ([`crate::microgrid::check_pcc`]).
+    pub pcc: Check,
 }
 
 impl Checks {
-    /// Whether the hard checks (clearing, no regret, money, energy) passed.
+    /// Whether the hard checks (clearing, no regret, money, energy, PCC) passed.
     pub fn passed(&self) -> bool {
-        self.clearing.passed && self.no_regret.passed && self.money.passed && self.energy.passed
+        self.clearing.passed
+            && self.no_regret.passed
+            && self.money.passed
+            && self.energy.passed
+            && self.pcc.passed
     }
 }
 
@@ -88,6 +100,7 @@ pub fn run_checks(d: &RunData, hs: &[HouseholdResult]) -> Checks {
         money: check_money(d),
         energy: check_energy(d),
         baseline: check_baseline(hs),
+        pcc: crate::microgrid::check_pcc(d),
     }
 }
 
@@ -259,8 +272,8 @@ fn check_no_regret(d: &RunData) -> Check {
 
 fn check_money(d: &RunData) -> Check {
     let mut c = Check::new();
-    c.expect(d.market_tokens.0 == d.market_tokens.1, || {
-        format!("credits held by the market changed: {} → {}", d.market_tokens.0, d.market_tokens.1)
+    c.expect(d.market_tokens.start == d.market_tokens.end, || {
+        format!("credits held by the market changed: {} → {}", d.market_tokens.start, d.market_tokens.end)
     });
     // Money still locked in unsettled positions: per account, locked − refunded of slots it was not settled in.
     let mut locked_open: HashMap<Address, i128> = HashMap::new();
@@ -285,15 +298,14 @@ fn check_money(d: &RunData) -> Check {
     let mut total: i128 = 0;
     for h in &d.hh {
         let a = h.account.address();
-        let net = |b: (u128, u128)| b.0 as i128 - b.1 as i128;
-        let change = net(h.balance_end) - net(h.balance_start);
+        let change = h.balance_end.net() - h.balance_start.net();
         let expected = from_events.get(&a).copied().unwrap_or(0);
         c.expect(change == expected, || {
             format!("{}: balance − debt changed by {change}, its events say {expected}", h.spec.id)
         });
-        total += h.balance_end.0 as i128 - h.balance_start.0 as i128;
+        total += h.balance_end.free as i128 - h.balance_start.free as i128;
     }
-    let grid = d.grid_balance.1 .0 as i128 - d.grid_balance.0 .0 as i128;
+    let grid = d.grid_balance.end.free as i128 - d.grid_balance.start.free as i128;
     let open: i128 = locked_open.values().sum();
     c.expect(total + grid + open == 0, || {
         format!("free balances of households ({total}) and grid ({grid}) plus still locked ({open}) do not sum to zero")
@@ -321,7 +333,7 @@ fn check_energy(d: &RunData) -> Check {
         // Settlement used the meter data on chain.
         for e in &s.events.settled {
             if let Some(j) = d.hh.iter().position(|h| h.account.address() == e.account) {
-                let (mi, me, _) = d.metered[j][k];
+                let (mi, me) = (d.metered[j][k].import_wh, d.metered[j][k].export_wh);
                 c.expect((e.import_wh, e.export_wh) == (mi, me), || {
                     format!(
                         "chain slot {slot}: {} settled with {}/{} Wh, meter data on chain {mi}/{me} Wh",
@@ -336,8 +348,12 @@ fn check_energy(d: &RunData) -> Check {
                 if hs.phys.is_none() {
                     continue;
                 }
-                let want = (hs.reg_end.0 - hs.reg_start.0, hs.reg_end.1 - hs.reg_start.1);
-                let (mi, me, has) = d.metered[j][k];
+                let want = (
+                    hs.reg_end.import_wh - hs.reg_start.import_wh,
+                    hs.reg_end.export_wh - hs.reg_start.export_wh,
+                );
+                let m = d.metered[j][k];
+                let (mi, me, has) = (m.import_wh, m.export_wh, m.has_reading);
                 c.expect(has && (mi, me) == want, || {
                     format!("chain slot {slot}: {} meter on chain {mi}/{me} Wh (reading: {has}), simulated meter measured {}/{} Wh", h.spec.id, want.0, want.1)
                 });

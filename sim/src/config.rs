@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use crate::agent::AgentParams;
 use crate::calendar::Date;
 use crate::household::Strategy;
+use crate::island::IslandSpec;
 use crate::lab::LabConfig;
+use crate::pcc::PccLimits;
 use crate::solar::Location;
 
 /// Everything a run needs.
@@ -66,6 +68,11 @@ pub struct SimConfig {
     pub rpc_port: Option<u16>,
     /// After the day, keep the dev chain (JSON-RPC and dApp) running until interrupted.
     pub stay: bool,
+    /// Import and export limits of the community's connection to the grid (point of common
+    /// coupling); none by default (the infinite bus).
+    pub pcc: PccLimits,
+    /// Islanded: no grid, the community's own assets balance it (None: grid-connected).
+    pub islanded: Option<IslandSpec>,
 }
 
 impl SimConfig {
@@ -100,6 +107,8 @@ impl SimConfig {
             lab: None,
             rpc_port: None,
             stay: false,
+            pcc: PccLimits::default(),
+            islanded: None,
         }
     }
 }

@@ -364,6 +364,13 @@ pub struct SlotPhysics {
     pub import_by_minute: Vec<f64>,
     /// Cumulative export after each minute of the slot.
     pub export_by_minute: Vec<f64>,
+    /// PV curtailed because of the PCC's export limit (not in `pv_wh`, which is the PV used).
+    pub curtailed_wh: f64,
+    /// Load shed because of the PCC's import limit: unserved energy (not in `load_wh`, which is
+    /// the load served).
+    pub shed_wh: f64,
+    /// What flowed in each minute of the slot.
+    pub minutes: Vec<crate::pcc::MinuteFlows>,
 }
 
 /// Runs day slot `s` minute by minute. The battery (if any) steers the connection towards exporting
@@ -375,38 +382,9 @@ pub fn step_slot(
     s: usize,
     target_export_wh: f64,
 ) -> SlotPhysics {
-    let dt = 1.0 / 60.0;
-    let per_minute_target = target_export_wh / SLOT_MINUTES as f64;
-    let mut out = SlotPhysics {
-        import_by_minute: Vec::with_capacity(SLOT_MINUTES),
-        export_by_minute: Vec::with_capacity(SLOT_MINUTES),
-        ..Default::default()
-    };
-    let mut battery = battery;
-    for m in s * SLOT_MINUTES..(s + 1) * SLOT_MINUTES {
-        let pv = trace.pv_w[m] * dt;
-        let load = trace.load_w[m] * dt;
-        let natural = pv - load;
-        let mut net = natural;
-        if let Some(b) = battery.as_deref_mut() {
-            let f = b.operate(per_minute_target - natural, dt);
-            out.charged_wh += f.charged_wh;
-            out.discharged_wh += f.discharged_wh;
-            out.battery_loss_wh += f.loss_wh;
-            net += f.discharged_wh - f.charged_wh;
-        }
-        out.pv_wh += pv;
-        out.load_wh += load;
-        if net >= 0.0 {
-            out.export_wh += net;
-        } else {
-            out.import_wh -= net;
-        }
-        out.import_by_minute.push(out.import_wh);
-        out.export_by_minute.push(out.export_wh);
-    }
-    out.soc_end_wh = battery.map_or(0.0, |b| b.soc_wh);
-    out
+    let mut alone = [crate::pcc::Member { trace, battery, target_export_wh }];
+    let (mut phys, _) = crate::pcc::step_community(&mut alone, s, &mut crate::pcc::PccLimits::default());
+    phys.pop().expect("one household")
 }
 
 #[cfg(test)]

@@ -94,6 +94,16 @@ pub struct LabHousehold {
     pub meter_rated_current_a: Option<u64>,
 }
 
+/// The lab microgrid's connection to the grid (`[pcc]`): limits in kW, either optional.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LabPcc {
+    /// Import limit, kW.
+    pub import_kw: Option<f64>,
+    /// Export limit, kW.
+    pub export_kw: Option<f64>,
+}
+
 /// The whole lab file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -104,6 +114,13 @@ pub struct LabConfig {
     pub keys: LabKeys,
     /// Households and their meters.
     pub households: Vec<LabHousehold>,
+    /// The limits of the lab microgrid's connection (`[pcc] import_kw`, `export_kw`; optional).
+    #[serde(default)]
+    pub pcc: Option<LabPcc>,
+    /// The lab microgrid runs islanded (`islanded = true`; as `--islanded`): the operator prices
+    /// every slot in the islanded band and the market's grid account stands for the lab's own assets.
+    #[serde(default)]
+    pub islanded: bool,
     /// Directory of the file (relative paths resolve against it).
     #[serde(skip)]
     pub base: PathBuf,
@@ -219,10 +236,13 @@ mod tests {
         std::fs::write(
             &p,
             r#"
+islanded = true
 [broker]
 url = "mqtt://192.168.1.10:1883"
 [keys]
 password_file = "pw.txt"
+[pcc]
+export_kw = 7.5
 [[households]]
 id = "house-1"
 meter_address = "0x00000000000000000000000000000000000000aa"
@@ -239,6 +259,8 @@ strategy = "arbitrage"
         .unwrap();
         let c = LabConfig::load(&p).unwrap();
         assert_eq!(c.path(Path::new("pw.txt")), dir.path().join("pw.txt"));
+        assert_eq!(c.pcc, Some(LabPcc { import_kw: None, export_kw: Some(7.5) }));
+        assert!(c.islanded);
         let s = c.specs(48.0);
         assert_eq!(s[0].meter_format, MeterFormat::TasmotaSml);
         assert_eq!(s[0].strategy, Strategy::Arbitrage);

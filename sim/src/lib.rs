@@ -5,14 +5,14 @@
 //!
 //! Modules, from physics to reports:
 //! * [`calendar`], [`rng`], [`clock`]: dates, random deviates, wall time;
-//! * [`solar`], [`load`], [`battery`], [`household`]: PV from the sun's position, clear-sky
+//! * [`solar`], [`load`], [`battery`], [`household`], [`pcc`], [`island`]: PV from the sun's position, clear-sky
 //!   irradiance and clouds; generated standard load profiles; batteries; the households' day and
-//!   the physics of a slot;
+//!   the physics of a slot, for the community behind its connection's limits;
 //! * [`agent`]: forecasts and strategies (price ramp, battery arbitrage);
 //! * [`clearing`]: the independent merit-order clearing the checks compare the chain with;
 //! * [`chain`], [`market`], [`keys`]: JSON-RPC, signed transactions, the contracts, keys;
 //! * [`node`], [`broker`], [`bridge`], [`meters`], [`procs`]: the processes and devices;
-//! * [`engine`]: the run; [`results`], [`checks`], [`report`], [`plots`]: what comes out;
+//! * [`engine`]: the run; [`results`], [`microgrid`], [`checks`], [`report`], [`plots`]: what comes out;
 //! * [`config`], [`lab`]: settings, and the lab path with real meters.
 
 pub mod agent;
@@ -27,12 +27,15 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod household;
+pub mod island;
 pub mod keys;
 pub mod lab;
 pub mod load;
 pub mod market;
 pub mod meters;
+pub mod microgrid;
 pub mod node;
+pub mod pcc;
 pub mod plots;
 pub mod procs;
 pub mod report;
@@ -78,9 +81,12 @@ pub fn finish(data: &engine::RunData) -> anyhow::Result<Finished> {
     let checks = checks::run_checks(data, &households);
     report::write_slots_csv(&out.join("slots.csv"), &slots)?;
     report::write_households_csv(&out.join("households.csv"), &households)?;
-    let summary = report::summary_json(data, &kpis, &checks);
+    let mut summary = report::summary_json(data, &kpis, &checks);
+    summary["microgrid"] = serde_json::to_value(microgrid::microgrid_results(data))?;
+    microgrid::write_pcc_csv(&out.join("pcc.csv"), data)?;
     std::fs::write(out.join("summary.json"), serde_json::to_string_pretty(&summary)? + "\n")?;
     plots::write_plots(&out, &slots, &households)?;
+    plots::write_pcc_plot(&out, data)?;
     let table = report::console_table(data, &kpis, &checks, &out);
     Ok(Finished { summary, checks, slots, households, table, out, live: None })
 }

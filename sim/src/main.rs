@@ -9,7 +9,9 @@ use clap::Parser;
 use p2pe_sim::calendar::Date;
 use p2pe_sim::config::SimConfig;
 use p2pe_sim::household::Strategy;
+use p2pe_sim::island::IslandSpec;
 use p2pe_sim::lab::{parse_offset, LabConfig};
+use p2pe_sim::pcc::PccLimits;
 
 /// Microgrid simulator and trading agents on the p2p-energy chain.
 #[derive(Parser, Debug)]
@@ -113,6 +115,33 @@ struct Args {
     /// Ctrl-C.
     #[arg(long)]
     stay: bool,
+    /// Import limit of the community's connection to the grid (point of common coupling), kW:
+    /// import beyond it sheds load. Default: none (or the lab file's `[pcc] import_kw`).
+    #[arg(long)]
+    pcc_import_kw: Option<f64>,
+    /// Export limit of the community's connection, kW: export beyond it curtails PV. Default: none
+    /// (or the lab file's `[pcc] export_kw`).
+    #[arg(long)]
+    pcc_export_kw: Option<f64>,
+    /// Islanded: no grid; a community battery, a genset and a PV plant balance the community every
+    /// minute, and the operator prices every slot between a floor and a cap (README, "Islanded").
+    #[arg(long)]
+    islanded: bool,
+    /// Islanded: the community battery's capacity, kWh.
+    #[arg(long, default_value_t = 60.0)]
+    island_battery_kwh: f64,
+    /// Islanded: the community battery's charge and discharge power, kW.
+    #[arg(long, default_value_t = 30.0)]
+    island_battery_kw: f64,
+    /// Islanded: the genset's rating, kW (0: none).
+    #[arg(long, default_value_t = 20.0)]
+    genset_kw: f64,
+    /// Islanded: the PV plant's peak power, kWp (0: none).
+    #[arg(long, default_value_t = 30.0)]
+    plant_kwp: f64,
+    /// Islanded: fuel price, credits per litre.
+    #[arg(long, default_value_t = 1.2)]
+    fuel_price: f64,
 }
 
 fn config(a: Args) -> anyhow::Result<SimConfig> {
@@ -166,6 +195,26 @@ fn config(a: Args) -> anyhow::Result<SimConfig> {
         }
         (None, false) => None,
     };
+    let lab_pcc = c.lab.as_ref().and_then(|l| l.pcc).unwrap_or_default();
+    c.pcc = PccLimits {
+        import_kw: a.pcc_import_kw.or(lab_pcc.import_kw),
+        export_kw: a.pcc_export_kw.or(lab_pcc.export_kw),
+    };
+    c.pcc.validate()?;
+    if a.islanded || c.lab.as_ref().is_some_and(|l| l.islanded) {
+        if c.pcc.is_limited() {
+            anyhow::bail!("--islanded has no grid connection: drop --pcc-import-kw / --pcc-export-kw");
+        }
+        let mut s = IslandSpec::defaults();
+        s.battery.capacity_wh = a.island_battery_kwh * 1000.0;
+        s.battery.max_charge_w = a.island_battery_kw * 1000.0;
+        s.battery.max_discharge_w = a.island_battery_kw * 1000.0;
+        s.genset_kw = a.genset_kw;
+        s.plant_kwp = a.plant_kwp;
+        s.fuel_price = a.fuel_price;
+        s.validate()?;
+        c.islanded = Some(s);
+    }
     Ok(c)
 }
 

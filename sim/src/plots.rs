@@ -219,3 +219,142 @@ pub fn write_plots(dir: &Path, slots: &[SlotResult], hs: &[HouseholdResult]) -> 
     }
     Ok(())
 }
+
+/// The PCC's net import minute by minute (hours, kW; negative: export).
+fn pcc_series(d: &crate::engine::RunData) -> Vec<(f64, f64)> {
+    d.slots
+        .iter()
+        .flat_map(|s| {
+            s.pcc_import_kw
+                .iter()
+                .enumerate()
+                .map(move |(m, kw)| ((s.day_slot * crate::household::SLOT_MINUTES + m) as f64 / 60.0, *kw))
+        })
+        .collect()
+}
+
+fn draw_pcc<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    d: &crate::engine::RunData,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let flow = pcc_series(d);
+    let (imp, exp) = (d.cfg.pcc.import_kw, d.cfg.pcc.export_kw);
+    let hi = flow.iter().map(|p| p.1).chain(imp).fold(1.0, f64::max) * 1.15;
+    let lo = flow.iter().map(|p| p.1).chain(exp.map(|e| -e)).fold(-1.0, f64::min) * 1.15;
+    let x0 = d.slots.first().map_or(0.0, |s| s.day_slot as f64 / 4.0);
+    let x1 = d.slots.last().map_or(24.0, |s| (s.day_slot + 1) as f64 / 4.0).max(x0 + 0.25);
+    let mut chart = ChartBuilder::on(root)
+        .caption("Point of common coupling: net import and its limits", ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0..x1, lo..hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("local time")
+        .x_label_formatter(&hhmm_label)
+        .y_desc("kW (import > 0 > export)")
+        .draw()
+        .map_err(err)?;
+    if let Some(lim) = imp {
+        chart
+            .draw_series(LineSeries::new([(x0, lim), (x1, lim)], RED.stroke_width(3)))
+            .map_err(err)?
+            .label("import limit")
+            .legend(|(x, y)| legend_swatch(x, y, RED));
+    }
+    if let Some(lim) = exp {
+        chart
+            .draw_series(LineSeries::new([(x0, -lim), (x1, -lim)], GREEN.stroke_width(3)))
+            .map_err(err)?
+            .label("export limit")
+            .legend(|(x, y)| legend_swatch(x, y, GREEN));
+    }
+    // The flow last, on top of the limits it often runs along.
+    chart
+        .draw_series(LineSeries::new(flow, BLUE.stroke_width(2)))
+        .map_err(err)?
+        .label("net import at the PCC, per minute")
+        .legend(|(x, y)| legend_swatch(x, y, BLUE));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+fn draw_soc<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    island: &crate::island::Island,
+    x: std::ops::Range<f64>,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let b = &island.spec.battery;
+    let top = (b.capacity_wh / 1000.0).max(1.0) * 1.05;
+    let soc: Vec<(f64, f64)> =
+        island.minutes.iter().map(|(m, a)| (*m as f64 / 60.0, a.soc_wh / 1000.0)).collect();
+    let mut chart = ChartBuilder::on(root)
+        .caption("Community battery: state of charge", ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x.clone(), 0.0..top)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("local time")
+        .x_label_formatter(&hhmm_label)
+        .y_desc("kWh")
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(soc, BLUE.stroke_width(2)))
+        .map_err(err)?
+        .label("state of charge")
+        .legend(|(x, y)| legend_swatch(x, y, BLUE));
+    let floor = b.min_soc * b.capacity_wh / 1000.0;
+    chart
+        .draw_series(LineSeries::new([(x.start, floor), (x.end, floor)], RED.stroke_width(1)))
+        .map_err(err)?
+        .label("minimum state of charge")
+        .legend(|(x, y)| legend_swatch(x, y, RED));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Writes `pcc.png` and `pcc.svg` into `dir`: the flow at the point of common coupling against its
+/// limits (islanded: the households' net draw on the community's assets), and islanded
+/// `soc.png`/`soc.svg`, the community battery's state of charge (simulated meters only; nothing is
+/// written without physics).
+pub fn write_pcc_plot(dir: &Path, d: &crate::engine::RunData) -> anyhow::Result<()> {
+    if !d.simulated_meters {
+        return Ok(());
+    }
+    register_font();
+    let png = dir.join("pcc.png");
+    draw_pcc(&BitMapBackend::new(&png, SIZE).into_drawing_area(), d)?;
+    let svg = dir.join("pcc.svg");
+    draw_pcc(&SVGBackend::new(&svg, SIZE).into_drawing_area(), d)?;
+    if let Some(island) = &d.island {
+        let x0 = d.slots.first().map_or(0.0, |s| s.day_slot as f64 / 4.0);
+        let x1 = d.slots.last().map_or(24.0, |s| (s.day_slot + 1) as f64 / 4.0).max(x0 + 0.25);
+        let png = dir.join("soc.png");
+        draw_soc(&BitMapBackend::new(&png, SIZE).into_drawing_area(), island, x0..x1)?;
+        let svg = dir.join("soc.svg");
+        draw_soc(&SVGBackend::new(&svg, SIZE).into_drawing_area(), island, x0..x1)?;
+    }
+    Ok(())
+}

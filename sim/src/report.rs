@@ -120,7 +120,7 @@ pub fn summary_json(d: &RunData, k: &Kpis, checks: &Checks) -> serde_json::Value
         "grid_export_kwh": k.grid_export_kwh,
         "transactions": {
             "on_chain_during_the_day": d.chain_txs,
-            "blocks": [d.blocks.0, d.blocks.1],
+            "blocks": [d.blocks.start, d.blocks.end],
             "by_simulator": mine,
             "setup": d.tx.setup,
             "orders": d.tx.orders,
@@ -132,9 +132,9 @@ pub fn summary_json(d: &RunData, k: &Kpis, checks: &Checks) -> serde_json::Value
             "failures": d.tx.failures,
             "by_bridge_and_others": d.chain_txs.saturating_sub(mine - d.tx.setup),
         },
-        "meter_messages": {"published": d.meter_messages.0, "failed": d.meter_messages.1},
+        "meter_messages": {"published": d.meter_messages.published, "failed": d.meter_messages.failed},
         "bridge": d.bridge_health,
-        "wall_seconds": {"setup": d.wall.0, "day": d.wall.1, "readback": d.wall.2, "total": d.wall.0 + d.wall.1 + d.wall.2},
+        "wall_seconds": {"setup": d.wall.setup_s, "day": d.wall.day_s, "readback": d.wall.readback_s, "total": d.wall.total_s()},
         "checks": checks,
         "warnings": d.warnings,
     })
@@ -192,12 +192,7 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
         ),
         (
             "wall time".into(),
-            format!(
-                "{:.0} s (setup {:.0} s, day {:.0} s)",
-                d.wall.0 + d.wall.1 + d.wall.2,
-                d.wall.0,
-                d.wall.1
-            ),
+            format!("{:.0} s (setup {:.0} s, day {:.0} s)", d.wall.total_s(), d.wall.setup_s, d.wall.day_s),
         ),
         (
             "check: clearing".into(),
@@ -209,6 +204,10 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
         ),
         ("check: money".into(), format!("{} ({} items)", ok(checks.money.passed), checks.money.checked)),
         ("check: energy".into(), format!("{} ({} items)", ok(checks.energy.passed), checks.energy.checked)),
+        (
+            "check: power balance and PCC".into(),
+            format!("{} ({} items)", ok(checks.pcc.passed), checks.pcc.checked),
+        ),
         (
             "check: nobody worse off".into(),
             if checks.baseline.passed {
@@ -240,6 +239,7 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
         .chain(&checks.no_regret.failures)
         .chain(&checks.money.failures)
         .chain(&checks.energy.failures)
+        .chain(&checks.pcc.failures)
         .take(10)
     {
         let _ = writeln!(t, "check failure: {f}");

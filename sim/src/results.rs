@@ -246,8 +246,8 @@ pub fn slot_results(d: &RunData) -> Vec<SlotResult> {
             let book = s.events.book();
             let (mut mi, mut me) = (0u64, 0u64);
             for row in &d.metered {
-                mi += row[k].0;
-                me += row[k].1;
+                mi += row[k].import_wh;
+                me += row[k].export_wh;
             }
             let (mut pv, mut load) = (0.0, 0.0);
             for h in &d.hh {
@@ -308,7 +308,7 @@ pub fn household_results(d: &RunData) -> Vec<HouseholdResult> {
             for (k, s) in d.slots.iter().enumerate() {
                 let Some(prices) = s.prices else { continue };
                 let (r_, f_) = (prices.retail, prices.feed_in);
-                let (imp, exp, _) = d.metered[j][k];
+                let (imp, exp) = (d.metered[j][k].import_wh, d.metered[j][k].export_wh);
                 r.import_wh += imp;
                 r.export_wh += exp;
                 if let Some(p) = &h.slots[k].phys {
@@ -353,7 +353,9 @@ pub fn household_results(d: &RunData) -> Vec<HouseholdResult> {
                 }
                 r.bill_market += market;
                 r.bill_baseline += match &h.slots[k].base {
-                    Some(_) => cost(h.slots[k].base_delta.0, r_) - cost(h.slots[k].base_delta.1, f_),
+                    Some(_) => {
+                        cost(h.slots[k].base_delta.import_wh, r_) - cost(h.slots[k].base_delta.export_wh, f_)
+                    }
                     None => cost(imp, r_) - cost(exp, f_),
                 };
             }

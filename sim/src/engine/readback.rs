@@ -1,0 +1,75 @@
+//! Reading the day back from the chain: every slot's events, every meter's energy per slot, the
+//! balances at the end and the day's transactions.
+
+use p2pe_bindings::meter_readings::MeterReadings;
+use serde_json::json;
+
+use super::model::{Hh, MarketAccount, MeteredSlot, SlotRec};
+use super::send::rpc_err;
+use super::setup::{account_of, balances_of, market_tokens};
+use crate::market::Market;
+
+/// What the chain says at the end of the day (besides what goes into `hh` and `slots`).
+pub(crate) struct ReadBack {
+    /// The head block.
+    pub head: u64,
+    /// On-chain meter energy per household and slot.
+    pub metered: Vec<Vec<MeteredSlot>>,
+    /// The grid's market account.
+    pub grid_end: MarketAccount,
+    /// Credits held by the market contract.
+    pub tokens_end: u128,
+    /// Transactions in the blocks of the day.
+    pub chain_txs: u64,
+}
+
+/// Reads everything back: events into `slots`, end balances into `hh`, the rest returned.
+pub(crate) async fn read_back(
+    market: &Market,
+    hh: &mut [Hh],
+    slots: &mut [SlotRec],
+    setup_block: u64,
+) -> anyhow::Result<ReadBack> {
+    let rpc = &market.rpc;
+    let (head, _) = rpc.head().await.map_err(rpc_err)?;
+    for s in slots.iter_mut() {
+        s.events = market.slot_events(s.chain_slot, setup_block, head).await.map_err(rpc_err)?;
+        s.cleared = s.events.cleared;
+    }
+    let mut calls = Vec::with_capacity(hh.len() * slots.len());
+    for h in hh.iter() {
+        for s in slots.iter() {
+            calls.push((
+                market.c.readings,
+                MeterReadings::energyInSlotCall { meter: h.meter, slot: s.chain_slot },
+            ));
+        }
+    }
+    let answers = rpc.views(&calls).await.map_err(rpc_err)?;
+    let mut metered = Vec::with_capacity(hh.len());
+    let mut it = answers.into_iter();
+    for _ in hh.iter() {
+        let mut row = Vec::with_capacity(slots.len());
+        for _ in slots.iter() {
+            let e = it.next().expect("one answer per call").map_err(rpc_err)?;
+            row.push(MeteredSlot { import_wh: e.importWh, export_wh: e.exportWh, has_reading: e.hasReading });
+        }
+        metered.push(row);
+    }
+    let balances = balances_of(market, hh).await?;
+    for (h, b) in hh.iter_mut().zip(balances) {
+        h.balance_end = b;
+    }
+    let grid_end = account_of(market, market.c.grid).await?;
+    let tokens_end = market_tokens(market).await?;
+    let counts = rpc
+        .batch(
+            (setup_block + 1..=head)
+                .map(|b| ("eth_getBlockTransactionCountByNumber", json!([format!("{b:#x}")])))
+                .collect(),
+        )
+        .await
+        .map_err(rpc_err)?;
+    let chain_txs = counts.iter().filter_map(|r| r.as_ref().ok().and_then(crate::chain::hex_u64)).sum();
+    Ok(ReadBack { head, metered, grid_end, tokens_end, chain_txs })
+}
