@@ -203,10 +203,11 @@ fn orders_clear_readings_settle_through_the_bindings() {
     assert_eq!((b.boughtWh, b.importWh), (800, 700));
     // Money is conserved between the participants and the grid.
     assert_eq!(chain.money(market, slot, &who), money_before);
-    // The buyer paid the clearing price for 800 Wh and got 100 Wh back at the feed-in tariff.
+    // The buyer paid the clearing price for 800 Wh and got its 100 unused Wh back at the feed-in
+    // tariff less the long imbalance penalty (0.08 − 0.05 credit/kWh, issue 14).
     let c = cleared[0].clearingPricePerKWh;
     let expect_buyer =
-        U256::from(800) * c / U256::from(1000) - U256::from(100) * price(80) / U256::from(1000);
+        U256::from(800) * c / U256::from(1000) - U256::from(100) * (price(80) - price(50)) / U256::from(1000);
     assert_eq!(buyer_before - chain.money(market, slot, &[buyer]), expect_buyer);
 }
 
