@@ -327,6 +327,11 @@ contract CollateralTest is Fixture {
         market.openSlot(S + 1);
         vm.prank(alice);
         market.placeAsk(S + 1, 1000, 100e15);
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(S + 1);
+        assertEq(info.shortPremiumPerKWh, 100e15, "open slot's short premium");
+        assertEq(info.longPenaltyPerKWh, 20e15, "open slot's long penalty");
+        assertEq(info.orderHorizon, 1 days, "open slot's horizon");
+        assertEq(market.slotInfo(S).shortPremiumPerKWh, PREMIUM, "S keeps its own");
         IEnergyMarket.Position memory p = market.positionOf(S + 1, alice);
         assertEq(p.shortPremiumPerKWh, 100e15, "new short premium");
         assertEq(p.longPenaltyPerKWh, 20e15, "new long penalty");

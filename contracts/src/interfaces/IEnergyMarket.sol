@@ -40,6 +40,13 @@ interface IEnergyMarket {
         uint8 askMarginalLevel;
         uint8 clearingLevel;
         uint256 activeLevels;
+        /// @notice While the slot is open: the short imbalance premium over retail its orders lock (per kWh).
+        ///         Zero for a slot not yet open or already cleared (orders keep theirs: {positionOf}).
+        uint256 shortPremiumPerKWh;
+        /// @notice While the slot is open: the long imbalance penalty its bids lock (per kWh).
+        uint256 longPenaltyPerKWh;
+        /// @notice While the slot is open: the order horizon it was opened with (seconds).
+        uint32 orderHorizon;
     }
 
     /// @notice One participant's orders in one slot (at most one bid and one ask).

@@ -162,6 +162,11 @@ abstract contract Auction is MarketBase {
         info.askMarginalLevel = uint8(header >> 96);
         if (info.status == SlotStatus.Cleared) {
             info.clearedWh = header & _COMPACT != 0 ? uint64(_marginals[slot]) : uint64(header >> 104);
+        } else {
+            // The terms {openSlot} fixed, kept in the header until clearing.
+            info.orderHorizon = uint32(header >> _HEADER_TERMS_SHIFT);
+            info.shortPremiumPerKWh = ((header >> (_HEADER_TERMS_SHIFT + 32)) & _M16) * _tickPerWh * 1000;
+            info.longPenaltyPerKWh = ((header >> (_HEADER_TERMS_SHIFT + 48)) & _M16) * _tickPerWh * 1000;
         }
         if (info.clearedWh != 0) info.clearingPricePerKWh = (feedIn + info.clearingLevel * _tickPerWh) * 1000;
         uint256 maxLevel = (header >> 64) & _M8;
