@@ -19,6 +19,14 @@ contract Registry is IRegistry, AccessControl {
     uint32 public constant DEFAULT_ORDER_HORIZON = 1 days;
     /// @notice Shortest accepted slot length in seconds.
     uint32 public constant MIN_SLOT_LENGTH = 5;
+    /// @notice Imbalance premiums at deployment, in price ticks (0.05 credit/kWh at a 0.001 tick): see
+    ///         {setImbalancePrices}.
+    uint256 public constant DEFAULT_IMBALANCE_TICKS = 50;
+    /// @notice Largest imbalance premium, in price ticks (the market keeps it in 16 bits of each position).
+    uint256 public constant MAX_IMBALANCE_TICKS = type(uint16).max;
+    /// @notice Import and export capacity of a participant registered before the operator sets another default
+    ///         ({setDefaultCapacity}): 25 kW, a three-phase 40 A household connection.
+    uint32 public constant DEFAULT_CAPACITY_W = 25_000;
 
     /// @inheritdoc IRegistry
     uint64 public immutable startTime;
@@ -39,6 +47,22 @@ contract Registry is IRegistry, AccessControl {
 
     /// @inheritdoc IRegistry
     uint32 public orderHorizon;
+
+    /// @notice Short imbalance premium over retail, credit base units per kWh ({setImbalancePrices}).
+    uint256 public imbalanceShortPremium;
+    /// @notice Long imbalance penalty below feed-in, credit base units per kWh ({setImbalancePrices}).
+    uint256 public imbalanceLongPenalty;
+
+    /// @notice A participant's connection capacity in watts.
+    struct Capacity {
+        uint32 importW;
+        uint32 exportW;
+    }
+
+    /// @inheritdoc IRegistry
+    mapping(address account => Capacity) public capacityOf;
+    /// @notice Capacity given to each participant at registration (see {setDefaultCapacity}).
+    Capacity public defaultCapacity;
 
     /// @notice Prices used for slots without a time-of-use override.
     Prices public defaultPrices;
@@ -77,6 +101,11 @@ contract Registry is IRegistry, AccessControl {
         emit DefaultPricesSet(retailPerKWh, feedInPerKWh);
         orderHorizon = DEFAULT_ORDER_HORIZON;
         emit OrderHorizonSet(DEFAULT_ORDER_HORIZON);
+        uint256 premium = DEFAULT_IMBALANCE_TICKS * priceTick_;
+        (imbalanceShortPremium, imbalanceLongPenalty) = (premium, premium);
+        emit ImbalancePricesSet(premium, premium);
+        defaultCapacity = Capacity(DEFAULT_CAPACITY_W, DEFAULT_CAPACITY_W);
+        emit DefaultCapacitySet(DEFAULT_CAPACITY_W, DEFAULT_CAPACITY_W);
     }
 
     // ------------------------------------------------------------------ participants
@@ -95,17 +124,43 @@ contract Registry is IRegistry, AccessControl {
         emit RoleListenerSet(listener);
     }
 
-    /// @notice Registers `account` as a participant with `role` (`Consumer` or `Prosumer`).
+    /// @notice Registers `account` as a participant with `role` (`Consumer` or `Prosumer`) and the default
+    ///         connection capacity ({defaultCapacity}; change it with {setCapacity}).
     /// @dev Operator only. Reverts with {AlreadyRegistered} if the account is registered. Tells the role
     ///      listener ({IRoleListener-onRoleChanged}), which creates the participant's position storage the first
-    ///      time (see {setRoleListener}).
+    ///      time (see {setRoleListener}), and its capacity ({IRoleListener-onCapacityChanged}).
     function registerParticipant(address account, Role role) external onlyRole(OPERATOR_ROLE) {
         if (account == address(0)) revert ZeroAddress();
         if (role == Role.None) revert InvalidRole();
         if (roleOf[account] != Role.None) revert AlreadyRegistered(account);
         roleOf[account] = role;
+        Capacity memory cap = defaultCapacity;
+        capacityOf[account] = cap;
         emit ParticipantRegistered(account, role);
+        emit CapacitySet(account, cap.importW, cap.exportW);
         _notify(account, role);
+        _notifyCapacity(account, cap);
+    }
+
+    /// @notice Sets `account`'s connection capacity in watts: per slot it may bid for at most
+    ///         `importW * slotLength / 3600` Wh and ask for at most `exportW * slotLength / 3600` Wh.
+    /// @dev Operator only, for a registered participant. Why: an order's volume is a claim on the auction's
+    ///      pro-rata share; bounded by what the connection can physically carry, no account can inflate its
+    ///      order to crowd out others with volume it could never deliver or take. Applies to orders placed from
+    ///      now on. Tells the role listener. Emits {CapacitySet}.
+    function setCapacity(address account, uint32 importW, uint32 exportW) external onlyRole(OPERATOR_ROLE) {
+        if (roleOf[account] == Role.None) revert NotRegistered(account);
+        Capacity memory cap = Capacity(importW, exportW);
+        capacityOf[account] = cap;
+        emit CapacitySet(account, importW, exportW);
+        _notifyCapacity(account, cap);
+    }
+
+    /// @notice Sets the capacity given to participants registered from now on (watts).
+    /// @dev Operator only. Does not change registered participants ({setCapacity}). Emits {DefaultCapacitySet}.
+    function setDefaultCapacity(uint32 importW, uint32 exportW) external onlyRole(OPERATOR_ROLE) {
+        defaultCapacity = Capacity(importW, exportW);
+        emit DefaultCapacitySet(importW, exportW);
     }
 
     /// @notice Removes participant `account` and unbinds its meter, if any.
@@ -114,6 +169,7 @@ contract Registry is IRegistry, AccessControl {
     function removeParticipant(address account) external onlyRole(OPERATOR_ROLE) {
         if (roleOf[account] == Role.None) revert NotRegistered(account);
         delete roleOf[account];
+        delete capacityOf[account];
         address meter = meterOf[account];
         if (meter != address(0)) {
             delete meterOf[account];
@@ -121,8 +177,10 @@ contract Registry is IRegistry, AccessControl {
             emit MeterUnbound(meter, account);
         }
         emit ParticipantRemoved(account);
+        emit CapacitySet(account, 0, 0);
         if (meter != address(0)) _notifyMeter(account, address(0));
         _notify(account, Role.None);
+        _notifyCapacity(account, Capacity(0, 0));
     }
 
     // ------------------------------------------------------------------ meters
@@ -199,7 +257,37 @@ contract Registry is IRegistry, AccessControl {
         if (listener != address(0)) IRoleListener(listener).onOrderHorizonChanged(horizon);
     }
 
+    // ------------------------------------------------------------------ imbalance
+
+    /// @notice Sets the imbalance premiums of slots opened from now on (credit base units per kWh): a seller who
+    ///         delivers less than it sold buys the missing energy at `retail + shortPremiumPerKWh`; a buyer who uses
+    ///         less than it bought gets feed-in for the rest and pays `longPenaltyPerKWh` per unused kWh.
+    /// @dev Operator only. Both non-zero multiples of {priceTick}, at most {MAX_IMBALANCE_TICKS} ticks. Why: if
+    ///      not delivering cost exactly what the trade earned (retail for a short seller, feed-in for a long
+    ///      buyer), declaring volume one cannot deliver or take would be free and would take the pro-rata fill of
+    ///      those who really deliver; beyond the grid prices, an imbalance always costs more than the trade paid.
+    ///      The market snapshots them when the operator opens a slot and locks each order's worst case with them.
+    ///      Emits {ImbalancePricesSet}.
+    function setImbalancePrices(uint256 shortPremiumPerKWh, uint256 longPenaltyPerKWh)
+        external
+        onlyRole(OPERATOR_ROLE)
+    {
+        uint256 tick = priceTick;
+        if (
+            shortPremiumPerKWh == 0 || longPenaltyPerKWh == 0 || shortPremiumPerKWh % tick != 0
+                || longPenaltyPerKWh % tick != 0 || shortPremiumPerKWh / tick > MAX_IMBALANCE_TICKS
+                || longPenaltyPerKWh / tick > MAX_IMBALANCE_TICKS
+        ) revert InvalidImbalancePrices(shortPremiumPerKWh, longPenaltyPerKWh);
+        (imbalanceShortPremium, imbalanceLongPenalty) = (shortPremiumPerKWh, longPenaltyPerKWh);
+        emit ImbalancePricesSet(shortPremiumPerKWh, longPenaltyPerKWh);
+    }
+
     // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IRegistry
+    function imbalancePrices() external view returns (uint256 shortPremiumPerKWh, uint256 longPenaltyPerKWh) {
+        return (imbalanceShortPremium, imbalanceLongPenalty);
+    }
 
     /// @inheritdoc IRegistry
     function pricesAt(uint64 slot) external view returns (uint256 retailPerKWh, uint256 feedInPerKWh) {
@@ -222,6 +310,11 @@ contract Registry is IRegistry, AccessControl {
     function _notify(address account, Role role) private {
         address listener = roleListener;
         if (listener != address(0)) IRoleListener(listener).onRoleChanged(account, role);
+    }
+
+    function _notifyCapacity(address account, Capacity memory cap) private {
+        address listener = roleListener;
+        if (listener != address(0)) IRoleListener(listener).onCapacityChanged(account, cap.importW, cap.exportW);
     }
 
     function _notifyMeter(address participant, address meter) private {

@@ -27,6 +27,8 @@ contract DifferentialTest is Fixture {
         vm.startPrank(operator);
         token.mint(operator, MAX_ORDERS * 10e18);
         token.approve(address(market), MAX_ORDERS * 10e18);
+        // Orders here go up to 10,000 Wh per 900 s slot: 40 kW connections.
+        registry.setDefaultCapacity(40_000, 40_000);
         for (uint256 i = 0; i < MAX_ORDERS; ++i) {
             address p = address(uint160(0x500000 + i));
             registry.registerParticipant(p, IRegistry.Role.Prosumer);

@@ -55,6 +55,11 @@ contract EnergyMarketTest is Fixture {
         market.placeAsk(slot, wh, price);
     }
 
+    function _decimal(uint256 x) internal pure returns (string memory) {
+        if (x < 10) return string(abi.encodePacked(bytes1(uint8(48 + x))));
+        return string.concat(_decimal(x / 10), _decimal(x % 10));
+    }
+
     function _toGate(uint64 slot) internal {
         vm.warp(market.gateClosureTime(slot));
     }
@@ -277,7 +282,7 @@ contract EnergyMarketTest is Fixture {
 
     function test_openSlot() public {
         vm.expectEmit(address(market));
-        emit IEnergyMarket.SlotOpened(U, RETAIL, FEED_IN);
+        emit IEnergyMarket.SlotOpened(U, RETAIL, FEED_IN, PREMIUM, PREMIUM, 1 days);
         _openSlot(U);
         IEnergyMarket.SlotInfo memory info = market.slotInfo(U);
         assertTrue(info.status == IEnergyMarket.SlotStatus.Open, "open");
@@ -396,7 +401,7 @@ contract EnergyMarketTest is Fixture {
         vm.prank(operator);
         registry.setSlotPrices(U, 350e15, 100e15);
         vm.expectEmit(address(market));
-        emit IEnergyMarket.SlotOpened(U, 350e15, 100e15);
+        emit IEnergyMarket.SlotOpened(U, 350e15, 100e15, PREMIUM, PREMIUM, 1 days);
         _openSlot(U);
         IEnergyMarket.SlotInfo memory info = market.slotInfo(U);
         assertEq(info.retailPerKWh, 350e15, "retail from the schedule");
@@ -685,10 +690,12 @@ contract EnergyMarketTest is Fixture {
     function test_placeBid_escrowsAndAggregates() public {
         uint256 price = 200e15;
         vm.expectEmit(address(market));
-        emit IEnergyMarket.OrderPlaced(S, bob, IEnergyMarket.Side.Bid, price, 1500, _cost(1500, price));
+        // The bid's worst case: it pays its full limit price and, using none of it, the long imbalance penalty.
+        uint256 worst = _cost(1500, price) + _cost(1500, PREMIUM);
+        emit IEnergyMarket.OrderPlaced(S, bob, IEnergyMarket.Side.Bid, price, 1500, worst);
         _bid(bob, S, 1500, price);
-        assertEq(_free(bob), FUNDS - _cost(1500, price), "escrowed");
-        assertEq(market.lockedOf(S, bob), _cost(1500, price), "locked");
+        assertEq(_free(bob), FUNDS - worst, "escrowed");
+        assertEq(market.lockedOf(S, bob), worst, "locked");
         (uint64 b, uint64 a) = market.levelVolumes(S, 120);
         assertEq(b, 1500, "level bid volume");
         assertEq(a, 0, "no ask");
@@ -706,7 +713,8 @@ contract EnergyMarketTest is Fixture {
 
     function test_placeAsk_locksCollateral() public {
         uint256 price = 100e15;
-        uint256 collateral = _cost(1000, RETAIL - price);
+        // Worst case: nothing delivered, all 1000 Wh bought at retail + premium, at least 0.10 earned for them.
+        uint256 collateral = _cost(1000, RETAIL + PREMIUM) - _cost(1000, price);
         vm.expectEmit(address(market));
         emit IEnergyMarket.OrderPlaced(S, alice, IEnergyMarket.Side.Ask, price, 1000, collateral);
         _ask(alice, S, 1000, price);
@@ -718,9 +726,11 @@ contract EnergyMarketTest is Fixture {
         assertEq(p.askPricePerKWh, price, "ask price");
     }
 
-    function test_placeAsk_atRetailNeedsNoCollateral() public {
+    /// Issue 14, part 2: an ask at retail used to lock nothing. Its worst case is now the short premium.
+    function test_placeAsk_atRetailLocksTheShortPremium() public {
         _ask(alice, S, 1000, RETAIL);
-        assertEq(_free(alice), FUNDS, "nothing locked");
+        assertEq(_free(alice), FUNDS - _cost(1000, PREMIUM), "premium locked");
+        assertEq(market.positionOf(S, alice).shortPremiumPerKWh, PREMIUM, "premium recorded");
     }
 
     function test_placeOrders_bothSides() public {
@@ -789,9 +799,12 @@ contract EnergyMarketTest is Fixture {
     }
 
     function test_placeBid_revertsWhenInsufficientBalance() public {
-        uint256 need = _cost(type(uint32).max, RETAIL);
+        vm.prank(operator);
+        registry.setCapacity(bob, type(uint32).max, 0);
+        uint32 wh = uint32(uint256(type(uint32).max) * SLOT / 3600);
+        uint256 need = _cost(wh, RETAIL) + _cost(wh, PREMIUM);
         vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.InsufficientBalance.selector, bob, need, FUNDS));
-        _bid(bob, S, type(uint32).max, RETAIL);
+        _bid(bob, S, wh, RETAIL);
     }
 
     function test_placeBid_usesTimeOfUsePricesSnapshot() public {
@@ -841,7 +854,7 @@ contract EnergyMarketTest is Fixture {
     function test_cancelOrder_bidRefunds() public {
         _bid(bob, S, 1500, 200e15);
         vm.expectEmit(address(market));
-        emit IEnergyMarket.OrderCancelled(S, bob, IEnergyMarket.Side.Bid, 1500, _cost(1500, 200e15));
+        emit IEnergyMarket.OrderCancelled(S, bob, IEnergyMarket.Side.Bid, 1500, _cost(1500, 200e15 + PREMIUM));
         vm.prank(bob);
         market.cancelOrder(S, IEnergyMarket.Side.Bid);
         assertEq(_free(bob), FUNDS, "refunded");
@@ -944,7 +957,7 @@ contract EnergyMarketTest is Fixture {
         _toSettlement(S);
         uint256 before = _free(bob);
         market.settle(S, _one(bob));
-        assertEq(_free(bob), before + _cost(800, 185e15) - _cost(800, 89e15), "escrow back, paid 0.089");
+        assertEq(_free(bob), before + _cost(800, 185e15 + PREMIUM) - _cost(800, 89e15), "escrow back, paid 0.089");
     }
 
     /// Rejected orders strictly between the marginal levels narrow the interval: a bid at 0.19 and an ask at
@@ -1077,14 +1090,14 @@ contract EnergyMarketTest is Fixture {
         both[1] = bob;
         vm.expectEmit(address(market));
         emit IEnergyMarket.ParticipantSettled(
-            S, alice, 0, 1000, 0, 800, _cost(1000, 200e15) + _cost(1000, 150e15), _cost(200, RETAIL)
+            S, alice, 0, 1000, 0, 800, _cost(1000, 250e15) + _cost(1000, 150e15), _cost(200, RETAIL + PREMIUM)
         );
         market.settle(S, both);
-        // alice: receives 1000 Wh at 0.15, buys 200 Wh at retail for her shortfall.
-        assertEq(_free(alice), FUNDS + _cost(1000, 150e15) - _cost(200, RETAIL), "alice");
-        // bob: pays 1000 Wh at 0.15 plus 300 Wh at retail.
+        // alice: receives 1000 Wh at 0.15, buys 200 Wh at the short imbalance price for her shortfall.
+        assertEq(_free(alice), FUNDS + _cost(1000, 150e15) - _cost(200, 350e15), "alice");
+        // bob: pays 1000 Wh at 0.15 plus 300 Wh at retail (using more than bought is plain grid supply).
         assertEq(_free(bob), FUNDS - _cost(1000, 150e15) - _cost(300, RETAIL), "bob");
-        assertEq(_free(grid), gridBefore + _cost(500, RETAIL), "grid");
+        assertEq(_free(grid), gridBefore + _cost(200, 350e15) + _cost(300, RETAIL), "grid");
         assertTrue(market.positionOf(S, alice).settled, "settled");
         assertEq(market.lockedOf(S, bob), 0, "nothing locked");
     }
@@ -1098,8 +1111,9 @@ contract EnergyMarketTest is Fixture {
         market.settle(S, _one(bob));
         market.settle(S, _one(alice));
         assertEq(_free(alice), FUNDS + _cost(1000, 150e15) + _cost(250, FEED_IN), "alice surplus at feed-in");
-        assertEq(_free(bob), FUNDS - _cost(1000, 150e15) + _cost(400, FEED_IN), "bob unused at feed-in");
-        assertEq(_free(grid), gridBefore - _cost(650, FEED_IN), "grid pays feed-in");
+        // bob's 400 unused Wh: feed-in 0.08 less the long penalty 0.05, i.e. 0.03 per kWh.
+        assertEq(_free(bob), FUNDS - _cost(1000, 150e15) + _cost(400, 30e15), "bob unused at feed-in less penalty");
+        assertEq(_free(grid), gridBefore - _cost(650, FEED_IN) + _cost(400, PREMIUM), "grid pays feed-in");
     }
 
     function test_settle_noReadingIsZeroDelivery() public {
@@ -1110,10 +1124,11 @@ contract EnergyMarketTest is Fixture {
         both[0] = alice;
         both[1] = bob;
         market.settle(S, both);
-        // alice delivered nothing: buys all 1000 Wh at retail; bob used nothing: sells back at feed-in.
-        assertEq(_free(alice), FUNDS + _cost(1000, 150e15) - _cost(1000, RETAIL), "alice");
-        assertEq(_free(bob), FUNDS - _cost(1000, 150e15) + _cost(1000, FEED_IN), "bob");
-        assertEq(_free(grid), gridBefore + _cost(1000, RETAIL) - _cost(1000, FEED_IN), "grid");
+        // alice delivered nothing: buys all 1000 Wh at retail + premium (0.35); bob used nothing: sells back at
+        // feed-in less the penalty (0.03).
+        assertEq(_free(alice), FUNDS + _cost(1000, 150e15) - _cost(1000, 350e15), "alice");
+        assertEq(_free(bob), FUNDS - _cost(1000, 150e15) + _cost(1000, 30e15), "bob");
+        assertEq(_free(grid), gridBefore + _cost(1000, 350e15) - _cost(1000, 30e15), "grid");
     }
 
     function test_settle_withoutMeterIsZeroDelivery() public {
@@ -1122,7 +1137,7 @@ contract EnergyMarketTest is Fixture {
         registry.unbindMeter(meterAddrOf[alice]);
         _toSettlement(S);
         market.settle(S, _one(alice));
-        assertEq(_free(alice), FUNDS + _cost(1000, 150e15) - _cost(1000, RETAIL), "alice");
+        assertEq(_free(alice), FUNDS + _cost(1000, 150e15) - _cost(1000, 350e15), "alice");
     }
 
     function test_settle_lateReadingAfterGraceIgnored() public {
@@ -1174,12 +1189,15 @@ contract EnergyMarketTest is Fixture {
     /// A marginal level of 2^38 Wh or more does not fit the compact header: its pro-rata state keeps its own word,
     /// and clearing, the views and settlement behave exactly as with a compact header.
     function test_settle_hugeMarginalLevel_usesMarginalWord() public {
-        uint32 big = type(uint32).max;
-        address[] memory sellers = new address[](65); // 65 * (2^32 - 1) Wh > 2^38 Wh
+        // The largest capacity the registry holds (2^32 - 1 W) allows 1,073,741,823 Wh per 900 s slot.
+        uint32 big = uint32(uint256(type(uint32).max) * SLOT / 3600);
+        address[] memory sellers = new address[](257); // 257 * big Wh > 2^38 Wh
         for (uint256 i = 0; i < sellers.length; ++i) {
-            // Asks at retail lock no collateral.
-            string memory name = string(abi.encodePacked("big-seller-", bytes1(uint8(65 + i))));
-            sellers[i] = _participant(name, IRegistry.Role.Prosumer, 0);
+            // Asks at retail lock the short premium only.
+            sellers[i] = _participant(string.concat("big-seller-", _decimal(i)), IRegistry.Role.Prosumer, 0);
+            vm.prank(operator);
+            registry.setCapacity(sellers[i], type(uint32).max, type(uint32).max);
+            _fund(sellers[i], _cost(big, PREMIUM));
             _ask(sellers[i], S, big, RETAIL);
         }
         _bid(bob, S, 1000, RETAIL);
@@ -1193,7 +1211,7 @@ contract EnergyMarketTest is Fixture {
         assertEq(bf, 1000, "bid marginal fill");
         assertEq(bv, 1000, "bid marginal volume");
         assertEq(af, 1000, "ask marginal fill");
-        assertEq(av, uint256(big) * 65, "ask marginal volume above 2^38");
+        assertEq(av, uint256(big) * 257, "ask marginal volume above 2^38");
         assertGt(av, uint256(1) << 38, "does not fit the compact header");
 
         _toSettlement(S);
@@ -1201,19 +1219,26 @@ contract EnergyMarketTest is Fixture {
         market.settle(S, _one(bob));
         market.settle(S, sellers);
         uint256 sold;
+        uint256 premiumsPaid;
         for (uint256 i = 0; i < sellers.length; ++i) {
-            // No reading: the shortfall is bought back at retail, exactly what the sale at retail earned.
-            assertEq(_free(sellers[i]), 0, "seller nets zero");
+            // No reading: the shortfall is bought back at retail + premium; the sale at retail earned retail.
+            premiumsPaid += _cost(big, PREMIUM) - _free(sellers[i]);
             assertEq(_debt(sellers[i]), 0, "no debt");
             sold += market.positionOf(S, sellers[i]).settled ? 1 : 0;
         }
         assertEq(sold, sellers.length, "all settled");
+        assertEq(premiumsPaid, _cost(1000, PREMIUM), "the sellers' 1000 Wh short cost them the premium");
         (bf, bv, af, av) = market.marginalState(S);
         assertEq(af, 0, "all ask fill allocated");
         assertEq(av, 0, "all ask volume settled");
         assertEq(bf + bv, 0, "bid marginal allocated");
-        // The grid bought bob's unused 1000 Wh at feed-in and sold the sellers' 1000 Wh shortfall at retail.
-        assertEq(_free(grid), gridBefore - _cost(1000, FEED_IN) + _cost(1000, RETAIL), "grid flows");
+        // The grid bought bob's unused 1000 Wh at feed-in less the penalty and sold the sellers' 1000 Wh
+        // shortfall at retail plus the premium.
+        assertEq(
+            _free(grid),
+            gridBefore - _cost(1000, FEED_IN) + _cost(1000, PREMIUM) + _cost(1000, RETAIL + PREMIUM),
+            "grid flows"
+        );
     }
 
     function test_settle_payAsBid() public {
@@ -1247,7 +1272,7 @@ contract EnergyMarketTest is Fixture {
         _meter(dave, S, 1_000_000, 0); // 1 MWh
         _toSettlement(S);
         uint256 gridBefore = _free(grid);
-        uint256 release = _cost(1000, 200e15);
+        uint256 release = _cost(1000, 200e15 + PREMIUM);
         uint256 owed = _cost(1000, 150e15) + _cost(999_000, RETAIL);
         vm.expectEmit(address(market));
         emit IEnergyMarket.DebtIncurred(dave, owed - release);
@@ -1302,7 +1327,7 @@ contract EnergyMarketTest is Fixture {
         emit IEnergyMarket.DebtRepaid(carol, debt);
         market.settle(S + 1, _one(carol));
         assertEq(_debt(carol), 0, "repaid from the gain");
-        uint256 gain = _cost(1000, RETAIL - 100e15) + _cost(1000, 150e15);
+        uint256 gain = _cost(1000, RETAIL + PREMIUM - 100e15) + _cost(1000, 150e15);
         assertEq(_free(carol), gain - debt, "rest free");
         assertEq(_free(grid), g + debt, "grid received the repayment");
     }
@@ -1426,7 +1451,7 @@ contract EnergyMarketTest is Fixture {
     // ================================================================== fuzz
 
     function testFuzz_placeAndCancelRestoresBalance(uint32 wh, uint256 level, bool isBid) public {
-        wh = uint32(bound(wh, 1, 100_000));
+        wh = uint32(bound(wh, 1, CAPACITY_WH));
         level = bound(level, 0, MAX_LEVEL);
         uint256 price = _price(level);
         if (isBid) _bid(alice, S, wh, price);
@@ -1454,8 +1479,8 @@ contract EnergyMarketTest is Fixture {
             bob = _participant("bob4", IRegistry.Role.Consumer, FUNDS);
             _fundGrid(1000e18);
         }
-        askWh = uint32(bound(askWh, 1, 100_000));
-        bidWh = uint32(bound(bidWh, 1, 100_000));
+        askWh = uint32(bound(askWh, 1, CAPACITY_WH));
+        bidWh = uint32(bound(bidWh, 1, CAPACITY_WH));
         askLevel = bound(askLevel, 0, MAX_LEVEL);
         bidLevel = bound(bidLevel, 0, MAX_LEVEL);
         exported = uint32(bound(exported, 0, 200_000));

@@ -26,6 +26,10 @@ pub struct Prices {
     pub retail: u128,
     /// Price tick.
     pub tick: u128,
+    /// Short imbalance premium over retail (a seller short of what it sold pays retail + this).
+    pub short_premium: u128,
+    /// Long imbalance penalty (a buyer who used less than it bought gets feed-in less this).
+    pub long_penalty: u128,
 }
 
 impl Prices {
@@ -186,7 +190,14 @@ impl Market {
     pub async fn prices(&self, slot: u64) -> Result<Prices, RpcError> {
         let p = self.rpc.view(self.c.registry, &Registry::pricesAtCall { slot }).await?;
         let tick = self.rpc.view(self.c.registry, &Registry::priceTickCall {}).await?;
-        Ok(Prices { feed_in: u128_of(p.feedInPerKWh), retail: u128_of(p.retailPerKWh), tick: u128_of(tick) })
+        let imb = self.rpc.view(self.c.registry, &Registry::imbalancePricesCall {}).await?;
+        Ok(Prices {
+            feed_in: u128_of(p.feedInPerKWh),
+            retail: u128_of(p.retailPerKWh),
+            tick: u128_of(tick),
+            short_premium: u128_of(imb.shortPremiumPerKWh),
+            long_penalty: u128_of(imb.longPenaltyPerKWh),
+        })
     }
 
     /// The public book of `slot`: (bid Wh, ask Wh) per level 0..=max_level.
@@ -284,7 +295,13 @@ mod tests {
 
     fn p() -> Prices {
         let milli = 1_000_000_000_000_000u128;
-        Prices { feed_in: 80 * milli, retail: 300 * milli, tick: milli }
+        Prices {
+            feed_in: 80 * milli,
+            retail: 300 * milli,
+            tick: milli,
+            short_premium: 50 * milli,
+            long_penalty: 50 * milli,
+        }
     }
 
     #[test]

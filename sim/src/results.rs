@@ -115,9 +115,9 @@ pub struct HouseholdResult {
     pub savings: i128,
     /// Savings from trading what was delivered as traded.
     pub trade_gain: i128,
-    /// Cost of energy bought but not used (resold at feed-in).
+    /// Cost of energy bought but not used (resold at feed-in less the long imbalance penalty).
     pub overbuy_loss: i128,
-    /// Cost of energy sold but not delivered (bought back at retail).
+    /// Cost of energy sold but not delivered (bought back at retail plus the short imbalance premium).
     pub shortfall_loss: i128,
     /// Wh bought but not used.
     pub overbought_wh: u64,
@@ -137,14 +137,14 @@ impl HouseholdResult {
         let mut parts = Vec::new();
         if self.shortfall_loss > 0 {
             parts.push(format!(
-                "sold {:.2} kWh it did not deliver (forecast error), bought back at retail: −{:.3} credits",
+                "sold {:.2} kWh it did not deliver (forecast error), bought back at retail plus the imbalance premium: −{:.3} credits",
                 self.undelivered_wh as f64 / 1000.0,
                 c(self.shortfall_loss)
             ));
         }
         if self.overbuy_loss > 0 {
             parts.push(format!(
-                "bought {:.2} kWh it did not use (forecast error), resold at feed-in: −{:.3} credits",
+                "bought {:.2} kWh it did not use (forecast error), resold at feed-in less the imbalance penalty: −{:.3} credits",
                 self.overbought_wh as f64 / 1000.0,
                 c(self.overbuy_loss)
             ));
@@ -340,8 +340,11 @@ pub fn household_results(d: &RunData) -> Vec<HouseholdResult> {
                         let (b, sd, i, x) = (e.bought_wh, e.sold_wh, e.import_wh, e.export_wh);
                         r.trade_gain +=
                             cost(b.min(i), r_) - cost(b.min(i), c) + cost(sd.min(x), c) - cost(sd.min(x), f_);
-                        r.overbuy_loss += cost(b.saturating_sub(i), c) - cost(b.saturating_sub(i), f_);
-                        r.shortfall_loss += cost(sd.saturating_sub(x), r_) - cost(sd.saturating_sub(x), c);
+                        // Imbalances (issue 14): unused energy goes back at feed-in less the long
+                        // penalty, undelivered energy is bought at retail plus the short premium.
+                        let (long, short) = (b.saturating_sub(i), sd.saturating_sub(x));
+                        r.overbuy_loss += cost(long, c) - cost(long, f_) + cost(long, prices.long_penalty);
+                        r.shortfall_loss += cost(short, r_ + prices.short_premium) - cost(short, c);
                         r.overbought_wh += b.saturating_sub(i);
                         r.undelivered_wh += sd.saturating_sub(x);
                     }
@@ -420,7 +423,13 @@ mod tests {
     #[test]
     fn stored_energy_is_worth_retail_only_up_to_the_households_need() {
         let milli = 1_000_000_000_000_000u128;
-        let p = Prices { feed_in: 80 * milli, retail: 300 * milli, tick: milli };
+        let p = Prices {
+            feed_in: 80 * milli,
+            retail: 300 * milli,
+            tick: milli,
+            short_premium: 50 * milli,
+            long_penalty: 50 * milli,
+        };
         let spec = BatterySpec {
             capacity_wh: 10_000.0,
             max_charge_w: 5_000.0,

@@ -42,6 +42,30 @@ fn now(rpc: &Rpc) -> u64 {
     hex_u64(&rpc.call("eth_getBlockByNumber", json!(["latest", false]))["timestamp"])
 }
 
+/// `SlotOpened` logs of `market` up to block `to`, decoded: (transaction hash, event).
+fn slot_opened_logs(rpc: &Rpc, market: Address, to: u64) -> Vec<(String, EnergyMarket::SlotOpened)> {
+    let logs = rpc.call(
+        "eth_getLogs",
+        json!([{"fromBlock": "0x0", "toBlock": format!("{to:#x}"), "address": market,
+                "topics": [EnergyMarket::SlotOpened::SIGNATURE_HASH]}]),
+    );
+    logs.as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let topics: Vec<B256> = l["topics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().parse().unwrap())
+                .collect();
+            let data: Bytes = l["data"].as_str().unwrap().parse().unwrap();
+            let e = <EnergyMarket::SlotOpened as SolEvent>::decode_raw_log(topics, &data).unwrap();
+            (l["transactionHash"].as_str().unwrap().to_string(), e)
+        })
+        .collect()
+}
+
 /// `SlotOpened` logs of `market` up to block `to`: (slot, transaction hash).
 fn slot_opened(rpc: &Rpc, market: Address, to: u64) -> Vec<(u64, String)> {
     let logs = rpc.call(
@@ -282,6 +306,14 @@ fn run_with_an_operator_keeper_key_opens_slots() {
             keeper.to_string(),
             "--order-horizon".into(),
             "7200".into(),
+            "--imbalance-short-premium".into(),
+            "70".into(),
+            "--imbalance-long-penalty".into(),
+            "30".into(),
+            "--default-import-w".into(),
+            "10000".into(),
+            "--default-export-w".into(),
+            "4000".into(),
         ],
     );
     let (d, s, k, p) = (
@@ -311,7 +343,42 @@ fn run_with_an_operator_keeper_key_opens_slots() {
     // The genesis order horizon is in the registry and pushed to the market (its role listener).
     assert_eq!(call(&rpc, registry, Registry::orderHorizonCall {}), 7200, "registry horizon");
     assert_eq!(call(&rpc, market, EnergyMarket::orderHorizonCall {}), 7200, "market's copy");
-    wait_for("the keeper to open 4 slots", 30, || {
-        (keeper_opened(&rpc, market, keeper, rpc.block_number()).len() >= 4).then_some(())
+    // The genesis imbalance premiums (ticks of 0.001 credit/kWh) and default capacity (issue 14).
+    let milli = U256::from(10u64).pow(U256::from(15));
+    let imb = call(&rpc, registry, Registry::imbalancePricesCall {});
+    assert_eq!(
+        (imb.shortPremiumPerKWh, imb.longPenaltyPerKWh),
+        (milli * U256::from(70), milli * U256::from(30))
+    );
+    let cap = call(&rpc, registry, Registry::defaultCapacityCall {});
+    assert_eq!((cap.importW, cap.exportW), (10_000, 4_000), "default capacity");
+    let slots = wait_for("the keeper to open 4 slots", 30, || {
+        let slots = keeper_opened(&rpc, market, keeper, rpc.block_number());
+        (slots.len() >= 4).then_some(slots)
     });
+    // The keeper's slots carry the genesis premiums, ready to be locked by orders.
+    let (_, log) =
+        slot_opened_logs(&rpc, market, rpc.block_number()).into_iter().next().expect("a SlotOpened log");
+    assert!(slots.contains(&log.slot), "slot {} opened by the keeper", log.slot);
+    assert_eq!(
+        (log.shortPremiumPerKWh, log.longPenaltyPerKWh),
+        (milli * U256::from(70), milli * U256::from(30))
+    );
+    assert_eq!(log.orderHorizon, U256::from(7200), "the horizon the slot was opened with");
+}
+
+/// `genesis` refuses imbalance premiums of zero: an imbalance priced at retail or feed-in is free.
+#[test]
+fn genesis_refuses_a_zero_imbalance_premium() {
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["--imbalance-short-premium", "--imbalance-long-penalty"] {
+        let text = run_err(
+            Command::new(node_bin())
+                .args(["genesis", "--chain-id", "4242", "--signer", &dev_key(0).address().to_string()])
+                .args([flag, "0", "--out"])
+                .arg(dir.path().join("genesis.json")),
+        );
+        assert!(text.contains("must be at least 1 tick"), "{flag}: {text}");
+    }
+    assert!(!dir.path().join("genesis.json").exists(), "nothing written");
 }

@@ -166,6 +166,7 @@ fn orders_clear_readings_settle_through_the_bindings() {
     );
     let who = [seller, buyer, grid];
     let money_before = chain.money(market, slot, &who);
+    let each_before: Vec<U256> = who.iter().map(|a| chain.money(market, slot, &[*a])).collect();
     let buyer_before = chain.money(market, slot, &[buyer]);
 
     // Clear after gate closure, by anyone.
@@ -202,11 +203,17 @@ fn orders_clear_readings_settle_through_the_bindings() {
     assert_eq!((s.soldWh, s.exportWh), (800, 800));
     assert_eq!((b.boughtWh, b.importWh), (800, 700));
     // Money is conserved between the participants and the grid.
-    assert_eq!(chain.money(market, slot, &who), money_before);
-    // The buyer paid the clearing price for 800 Wh and got 100 Wh back at the feed-in tariff.
+    let each_after: Vec<U256> = who.iter().map(|a| chain.money(market, slot, &[*a])).collect();
+    assert_eq!(
+        chain.money(market, slot, &who),
+        money_before,
+        "seller, buyer, grid before {each_before:?} after {each_after:?}; settled {s:?} {b:?}"
+    );
+    // The buyer paid the clearing price for 800 Wh and got its 100 unused Wh back at the feed-in
+    // tariff less the long imbalance penalty (0.08 − 0.05 credit/kWh, issue 14).
     let c = cleared[0].clearingPricePerKWh;
     let expect_buyer =
-        U256::from(800) * c / U256::from(1000) - U256::from(100) * price(80) / U256::from(1000);
+        U256::from(800) * c / U256::from(1000) - U256::from(100) * (price(80) - price(50)) / U256::from(1000);
     assert_eq!(buyer_before - chain.money(market, slot, &[buyer]), expect_buyer);
 }
 

@@ -28,6 +28,7 @@ import {
   type Bill,
   type Level,
   type Phase,
+  type Premiums,
   type Schedule,
   type SettlementEvent,
   type Side,
@@ -37,6 +38,7 @@ import {
   gateClosureTime,
   levelPrice,
   lockFor,
+  NO_PREMIUMS,
   phaseOf,
   slotAt,
 } from './market';
@@ -68,6 +70,8 @@ export interface Position {
   askWh: bigint;
   askPricePerKWh: bigint;
   settled: boolean;
+  /** The imbalance premiums its orders locked (the slot's, when they were placed). */
+  premiums: Premiums;
 }
 
 export interface SlotView {
@@ -79,6 +83,9 @@ export interface SlotView {
   clearingPerKWh: bigint;
   clearedWh: bigint;
   levels: Level[];
+  /** The imbalance premiums orders in this slot lock: fixed when the keeper opened it (an open slot),
+   *  else the registry's current ones (which a slot opened now would get). */
+  premiums: Premiums;
   position?: Position;
   /** Fills the position would get if settled now (cleared slots, unsettled position). */
   preview?: { boughtWh: bigint; soldWh: bigint };
@@ -93,6 +100,9 @@ export interface Me {
   debt: bigint;
   isOperator: boolean;
   isMinter: boolean;
+  /** The most this account may bid (`importWh`) and ask (`exportWh`) in one slot: its registered
+   *  connection power times the slot length. */
+  capacity: { importWh: bigint; exportWh: bigint };
   latestReading?: { importWh: bigint; exportWh: bigint; timestamp: bigint };
 }
 
@@ -166,6 +176,8 @@ export interface State {
   ownOrderSlots: Set<bigint>;
   historyFrom?: bigint;
   defaultPrices?: { retailPerKWh: bigint; feedInPerKWh: bigint };
+  /** The registry's imbalance premiums (what the keeper's next slots get). */
+  imbalance?: Premiums;
   busy?: string;
   notices: Notice[];
   lookup?: { address: Address; role: Role; meter: Address | null; walletCredits: bigint; free: bigint; debt: bigint; isOperator: boolean };
@@ -614,6 +626,8 @@ export class App {
     meP.catch(() => {}); // awaited below; a failure before then must not go unhandled
     const dp = client.readContract({ address: c.registry, abi: registryAbi, functionName: 'defaultPrices', blockNumber });
     dp.catch(() => {});
+    const ip = client.readContract({ address: c.registry, abi: registryAbi, functionName: 'imbalancePrices', blockNumber });
+    ip.catch(() => {});
 
     const s = this.schedule()!;
     const now = this.now();
@@ -657,6 +671,7 @@ export class App {
           askWh: BigInt(pos.askWh),
           askPricePerKWh: pos.askPricePerKWh,
           settled: pos.settled,
+          premiums: { shortPremiumPerKWh: pos.shortPremiumPerKWh, longPenaltyPerKWh: pos.longPenaltyPerKWh },
         };
         let preview: SlotView['preview'];
         if (account && status === 'cleared' && position && !position.settled && (position.bidWh || position.askWh)) {
@@ -672,15 +687,22 @@ export class App {
           clearingPerKWh: info.clearingPricePerKWh,
           clearedWh: info.clearedWh,
           levels,
+          premiums:
+            status === 'open'
+              ? { shortPremiumPerKWh: info.shortPremiumPerKWh, longPenaltyPerKWh: info.longPenaltyPerKWh }
+              : NO_PREMIUMS,
           position,
           preview,
         };
       }),
     );
-    const [me, prices] = await Promise.all([meP, dp]);
+    const [me, prices, imbalance] = await Promise.all([meP, dp, ip]);
     if (account !== this.state.wallet.account) return;
     this.state.me = me;
     this.state.defaultPrices = { retailPerKWh: prices[0], feedInPerKWh: prices[1] };
+    this.state.imbalance = { shortPremiumPerKWh: imbalance[0], longPenaltyPerKWh: imbalance[1] };
+    // A slot not open yet gets the registry's premiums when the keeper opens it.
+    for (const v of views) if (v.status === 'empty') v.premiums = this.state.imbalance;
     this.state.slots = views;
     for (const v of views) {
       // Slots outside the window stay watched only while the account has something pending there.
@@ -706,7 +728,7 @@ export class App {
   private async readMe(account: Address, blockNumber: bigint): Promise<Me> {
     const { client, config: c } = this.conn!;
     const reg = { address: c.registry, abi: registryAbi, blockNumber } as const;
-    const [role, meter, walletCredits, acct, isOperator, isMinter] = await Promise.all([
+    const [role, meter, walletCredits, acct, isOperator, isMinter, capacity] = await Promise.all([
       client.readContract({ ...reg, functionName: 'roleOf', args: [account] }),
       client.readContract({ ...reg, functionName: 'meterOf', args: [account] }),
       client.readContract({ address: c.token, abi: creditTokenAbi, functionName: 'balanceOf', args: [account], blockNumber }),
@@ -719,6 +741,7 @@ export class App {
         args: [MINTER_ROLE, account],
         blockNumber,
       }),
+      client.readContract({ address: c.market, abi: energyMarketAbi, functionName: 'capacityOf', args: [account], blockNumber }),
     ]);
     const me: Me = {
       address: account,
@@ -729,6 +752,7 @@ export class App {
       debt: acct[1],
       isOperator,
       isMinter,
+      capacity: { importWh: capacity[0], exportWh: capacity[1] },
     };
     if (me.meter) {
       const [importWh, exportWh, timestamp] = await client.readContract({
@@ -840,6 +864,7 @@ export class App {
           { retailPerKWh: info.retailPerKWh, feedInPerKWh: info.feedInPerKWh, clearingPerKWh: info.clearingPricePerKWh },
           { bidPricePerKWh: pos.bidPricePerKWh, askPricePerKWh: pos.askPricePerKWh },
           c.payAsBid,
+          { shortPremiumPerKWh: pos.shortPremiumPerKWh, longPenaltyPerKWh: pos.longPenaltyPerKWh },
         ),
       });
     }
@@ -1175,7 +1200,7 @@ export class App {
     }
     const view = this.state.slots.find((v) => v.slot === slot);
     const retail = view?.retailPerKWh ?? this.state.defaultPrices?.retailPerKWh ?? 0n;
-    const lock = lockFor(side, energyWh, pricePerKWh, retail);
+    const lock = lockFor(side, energyWh, pricePerKWh, retail, view?.premiums ?? this.state.imbalance ?? NO_PREMIUMS);
     const me = this.state.me;
     // The contract's own checks, made before any deposit so that no credits move for an order that
     // would be refused; the sentences are those of the decoded custom errors.
@@ -1188,6 +1213,10 @@ export class App {
     // Only the operator's keeper opens a slot (and fixes its prices); orders for a slot not open revert.
     if (view?.status === 'empty') return refuse('SlotNotOpen', [slot]);
     if (side === 'ask' && me?.role === 'consumer') return refuse('NotProsumer', [account]);
+    const capacity = me && (side === 'bid' ? me.capacity.importWh : me.capacity.exportWh);
+    if (capacity !== undefined && energyWh > capacity) {
+      return refuse('ExceedsCapacity', [account, side === 'bid' ? 0 : 1, energyWh, capacity]);
+    }
     if (me && me.debt > 0n) return refuse('OutstandingDebt', [account, me.debt]);
     if (view?.position && (side === 'bid' ? view.position.bidWh : view.position.askWh) > 0n) {
       return refuse('OrderExists', [slot, account, side === 'bid' ? 0 : 1]);

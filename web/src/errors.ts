@@ -4,7 +4,7 @@
 
 import { type Abi, type Hex, decodeErrorResult, isHex, keccak256, toHex } from 'viem';
 import { creditTokenAbi, energyMarketAbi, meterReadingsAbi, registryAbi } from './generated/abis';
-import { formatCredits, formatDateTime, formatPrice, shortAddress } from './format';
+import { formatCredits, formatDateTime, formatEnergy, formatPrice, shortAddress } from './format';
 
 const errorAbi: Abi = [...energyMarketAbi, ...registryAbi, ...creditTokenAbi, ...meterReadingsAbi].filter(
   (item) => item.type === 'error',
@@ -109,6 +109,8 @@ export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
       return `Slot ${a[0]} is too far ahead: orders are taken only for slots starting within ${horizon(a[2])} of now, and this one starts at ${time(a[1])}.`;
     case 'BalanceOverflow':
       return `${who(a[0], ctx)} would hold more credits than the market can count.`;
+    case 'ExceedsCapacity':
+      return `${who(a[0], ctx)} may ${Number(a[1]) === 0 ? 'buy' : 'sell'} at most ${formatEnergy(BigInt(a[3] as bigint))} per slot (its registered ${Number(a[1]) === 0 ? 'import' : 'export'} power times the slot length); this ${side(a[1])} is for ${formatEnergy(BigInt(a[2] as bigint))}. Lower the amount, or ask the operator to register a larger connection.`;
     case 'GateClosed':
       return `Orders for slot ${a[0]} are closed: its gate closure has passed, so orders can no longer be placed or cancelled.`;
     case 'GateOpen':
@@ -188,6 +190,8 @@ export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
       return 'The registry already reports to a market.';
     case 'InvalidOrderHorizon':
       return 'The order horizon must be more than zero seconds.';
+    case 'InvalidImbalancePrices':
+      return `The imbalance prices are invalid: the short premium ${price(a[0])} and the long penalty ${price(a[1])} must each be at least one price step (an imbalance priced at retail or feed-in would cost nothing) and at most 65,535 steps.`;
     // CreditToken
     case 'ERC20InsufficientAllowance':
       return `The market may take only ${credits(a[1])} from your wallet (allowance) but needs ${credits(a[2])}.`;

@@ -166,10 +166,24 @@ export function bookSides(levels: Level[]): { bids: BookRow[]; asks: BookRow[] }
 
 export type Side = 'bid' | 'ask';
 
-/** Credits an order locks: a bid escrows its maximum cost, an ask locks collateral for buying the
- *  energy back from the grid at retail if it is not delivered. */
-export function lockFor(side: Side, energyWh: bigint, pricePerKWh: bigint, retailPerKWh: bigint): bigint {
-  return side === 'bid' ? costOf(energyWh, pricePerKWh) : costOf(energyWh, retailPerKWh - pricePerKWh);
+/** A slot's imbalance premiums, credit base units per kWh (issue 14): energy sold but not delivered
+ *  is bought at retail plus `shortPremiumPerKWh`; energy bought but not used goes back at feed-in
+ *  less `longPenaltyPerKWh`. */
+export interface Premiums {
+  shortPremiumPerKWh: bigint;
+  longPenaltyPerKWh: bigint;
+}
+
+/** No premiums (a slot whose terms are not known). */
+export const NO_PREMIUMS: Premiums = { shortPremiumPerKWh: 0n, longPenaltyPerKWh: 0n };
+
+/** Credits an order locks, its worst case: a bid escrows its maximum cost plus the long imbalance
+ *  penalty (all of it unused); an ask locks what buying all of it at retail plus the short premium
+ *  costs beyond its limit price (none of it delivered). */
+export function lockFor(side: Side, energyWh: bigint, pricePerKWh: bigint, retailPerKWh: bigint, premiums: Premiums): bigint {
+  return side === 'bid'
+    ? costOf(energyWh, pricePerKWh + premiums.longPenaltyPerKWh)
+    : costOf(energyWh, retailPerKWh + premiums.shortPremiumPerKWh - pricePerKWh);
 }
 
 export interface SettlementEvent {
@@ -197,9 +211,13 @@ export interface Bill {
   /** What the trades cost and earned. */
   tradeCost: bigint;
   tradeRevenue: bigint;
-  /** Energy bought from the grid at retail: used more than bought, or delivered less than sold. */
+  /** Energy bought from the grid: used more than bought (at retail), or delivered less than sold
+   *  (at retail plus the short premium). */
   fromGridWh: bigint;
+  /** What the grid charged: the energy above, and the long penalty on energy bought but not used. */
   gridCharge: bigint;
+  /** Imbalance premiums and penalties within `gridCharge`. */
+  imbalanceCharge: bigint;
   /** Energy sold to the grid at feed-in: bought but not used, or delivered more than sold. */
   toGridWh: bigint;
   gridPayout: bigint;
@@ -217,14 +235,23 @@ export interface Bill {
 
 const max0 = (x: bigint): bigint => (x > 0n ? x : 0n);
 
-/** Breaks a `ParticipantSettled` event down into trade and grid flows (Settlement._amounts). */
-export function billOf(ev: SettlementEvent, prices: SlotPrices, own: OwnPrices, payAsBid: boolean): Bill {
+/** Breaks a `ParticipantSettled` event down into trade and grid flows (contracts/README.md,
+ *  "Settlement"); `premiums` are those the position's orders locked (`positionOf`). */
+export function billOf(
+  ev: SettlementEvent,
+  prices: SlotPrices,
+  own: OwnPrices,
+  payAsBid: boolean,
+  premiums: Premiums,
+): Bill {
   const { boughtWh: b, soldWh: s, importWh: i, exportWh: e } = ev;
   const tradeCost = costOf(b, payAsBid ? own.bidPricePerKWh : prices.clearingPerKWh);
   const tradeRevenue = costOf(s, payAsBid ? own.askPricePerKWh : prices.clearingPerKWh);
   const fromGridWh = max0(i - b) + max0(s - e);
   const toGridWh = max0(b - i) + max0(e - s);
-  const gridCharge = costOf(fromGridWh, prices.retailPerKWh);
+  const imbalanceCharge =
+    costOf(max0(s - e), premiums.shortPremiumPerKWh) + costOf(max0(b - i), premiums.longPenaltyPerKWh);
+  const gridCharge = costOf(fromGridWh, prices.retailPerKWh) + imbalanceCharge;
   const gridPayout = costOf(toGridWh, prices.feedInPerKWh);
   const net = tradeCost + gridCharge - tradeRevenue - gridPayout;
   const released = ev.credited - tradeRevenue - gridPayout;
@@ -234,6 +261,7 @@ export function billOf(ev: SettlementEvent, prices: SlotPrices, own: OwnPrices, 
     tradeRevenue,
     fromGridWh,
     gridCharge,
+    imbalanceCharge,
     toGridWh,
     gridPayout,
     net,

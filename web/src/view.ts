@@ -23,8 +23,10 @@ import {
   shortAddress,
 } from './format';
 import {
+  type Premiums,
   type Schedule,
   type Side,
+  NO_PREMIUMS,
   bookSides,
   computeClearing,
   gateClosureTime,
@@ -254,8 +256,8 @@ function lockedTotal(app: App): bigint {
   for (const v of app.state.slots) {
     const p = v.position;
     if (!p || p.settled) continue;
-    if (p.bidWh) sum += lockFor('bid', p.bidWh, p.bidPricePerKWh, v.retailPerKWh);
-    if (p.askWh) sum += lockFor('ask', p.askWh, p.askPricePerKWh, v.retailPerKWh);
+    if (p.bidWh) sum += lockFor('bid', p.bidWh, p.bidPricePerKWh, v.retailPerKWh, p.premiums);
+    if (p.askWh) sum += lockFor('ask', p.askWh, p.askPricePerKWh, v.retailPerKWh, p.premiums);
   }
   return sum;
 }
@@ -544,19 +546,30 @@ function orderSlotOptions(app: App, now: bigint): { slots: bigint[]; chosen?: bi
   return { slots, chosen };
 }
 
-function orderSummary(app: App, energy: bigint, price: bigint, retail: bigint): TemplateResult {
+function orderSummary(
+  app: App,
+  energy: bigint,
+  price: bigint,
+  retail: bigint,
+  feedIn: bigint,
+  premiums: Premiums,
+): TemplateResult {
   const c = app.state.config!;
   const me = app.state.me;
-  const lock = lockFor(draft.side, energy, price, retail);
+  const lock = lockFor(draft.side, energy, price, retail, premiums);
   const missing = me && me.free < lock ? lock - me.free : 0n;
+  const unusedPrice = feedIn - premiums.longPenaltyPerKWh;
   return html`${draft.side === 'bid'
       ? html`Buy up to <b>${formatEnergy(energy)}</b>, paying at most <b>${formatCredits(costOf(energy, price))}</b>
           (${formatPrice(price, c.priceTick)}). You pay the clearing price for what you get; what you use beyond it
-          comes from the grid at ${formatPrice(retail, c.priceTick)}.`
+          comes from the grid at ${formatPrice(retail, c.priceTick)}. Energy you buy but do not use goes back to the
+          grid at the feed-in tariff less the imbalance penalty
+          (${unusedPrice < 0n ? html`you pay ${formatPrice(-unusedPrice, c.priceTick)}` : formatPrice(unusedPrice, c.priceTick)}), so the
+          bid also locks that penalty.`
       : html`Sell up to <b>${formatEnergy(energy)}</b> for at least ${formatPrice(price, c.priceTick)}
           (<b>${formatCredits(costOf(energy, price))}</b> if all of it trades). Locks
           <b>${formatCredits(lock)}</b> as collateral: energy you sell but do not deliver is bought from the grid at
-          ${formatPrice(retail, c.priceTick)}.`}
+          retail plus the imbalance premium, ${formatPrice(retail + premiums.shortPremiumPerKWh, c.priceTick)}.`}
     <br />Locks <b data-testid="order-lock">${formatCredits(lock)}</b> until settlement.
     ${missing > 0n
       ? html`<br /><span class="warn-text">Your free market balance is ${formatCredits(me!.free)}: ${formatCredits(missing)} will be deposited from your
@@ -578,14 +591,23 @@ function orderForm(app: App): TemplateResult {
     draft.price = formatPrice((retail + feedIn) / 2n - (((retail + feedIn) / 2n - feedIn) % c.priceTick), c.priceTick, false);
     draft.pricePrefilled = true;
   }
-  const energyError = errorOf(() => parseEnergyWh(draft.energy));
+  const premiums = v && v.status !== 'cleared' ? v.premiums : (s.imbalance ?? NO_PREMIUMS);
+  // The registered connection bounds the volume per slot (issue 14): checked here before anything is sent.
+  const capacity = me && me.role !== 'none' ? (draft.side === 'bid' ? me.capacity.importWh : me.capacity.exportWh) : undefined;
+  const energyError =
+    errorOf(() => parseEnergyWh(draft.energy)) ??
+    (capacity !== undefined && parseEnergyWh(draft.energy) > capacity
+      ? `At most ${formatEnergy(capacity)} per slot: your registered ${draft.side === 'bid' ? 'import' : 'export'} power times the slot length.`
+      : undefined);
   const priceError = retail ? errorOf(() => parsePrice(draft.price, c.priceTick, feedIn, retail)) : undefined;
   const slotClosed = chosen !== undefined && !gateOpen(sched, chosen, now);
   const slotError = slotClosed
     ? `The gate of slot #${chosen} closed at ${formatClock(gateClosureTime(sched, chosen!))}. Choose another slot; the page does not switch slots by itself.`
     : undefined;
   const valid = !energyError && !priceError && !slotClosed && chosen !== undefined && !!retail;
-  const summary = valid ? orderSummary(app, parseEnergyWh(draft.energy), parsePrice(draft.price, c.priceTick, feedIn, retail), retail) : '';
+  const summary = valid
+    ? orderSummary(app, parseEnergyWh(draft.energy), parsePrice(draft.price, c.priceTick, feedIn, retail), retail, feedIn, premiums)
+    : '';
   const consumer = me?.role === 'consumer';
   const why = app.cannotSend() ?? (me && me.role === 'none' ? 'This account is not registered.' : undefined);
   const input = (field: 'energy' | 'price') => (e: Event) => {
@@ -648,6 +670,9 @@ function orderForm(app: App): TemplateResult {
           <input name="energy" data-testid="order-energy" inputmode="numeric" required .value=${draft.energy}
             aria-invalid=${energyError ? 'true' : 'false'} aria-describedby=${energyError ? 'order-energy-error' : nothing} @input=${input('energy')} />
           ${fieldError('order-energy-error', energyError)}
+          ${capacity !== undefined && !energyError
+            ? html`<span class="hint small" data-testid="order-capacity">at most ${formatEnergy(capacity)} per slot</span>`
+            : nothing}
         </label>
         <label>Limit price (credits/kWh)
           <input name="price" data-testid="order-price" inputmode="decimal" required .value=${draft.price}
@@ -683,7 +708,7 @@ function ownOrdersCard(app: App): TemplateResult {
       rows.push(html`<tr data-testid="own-order" data-slot=${String(v.slot)} data-side=${side}>
         <td class="mono" data-label="Slot">#${v.slot}</td>
         <td class="nowrap" data-label="Order">${side === 'bid' ? 'Buy' : 'Sell'} ${formatEnergy(wh)} ${side === 'bid' ? '≤' : '≥'} ${formatPrice(price, c.priceTick, false)}</td>
-        <td class="num" data-label="Locked">${formatCredits(lockFor(side, wh, price, v.retailPerKWh), { unit: false })}</td>
+        <td class="num" data-label="Locked">${formatCredits(lockFor(side, wh, price, v.retailPerKWh, p.premiums), { unit: false })}</td>
         <td class="small" data-label="Status" data-testid="own-order-status">${phase === 'open'
           ? `open · closes in ${formatDuration(Number(gateClosureTime(sched, v.slot) - now))}`
           : v.status === 'cleared'

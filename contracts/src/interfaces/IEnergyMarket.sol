@@ -40,6 +40,13 @@ interface IEnergyMarket {
         uint8 askMarginalLevel;
         uint8 clearingLevel;
         uint256 activeLevels;
+        /// @notice While the slot is open: the short imbalance premium over retail its orders lock (per kWh).
+        ///         Zero for a slot not yet open or already cleared (orders keep theirs: {positionOf}).
+        uint256 shortPremiumPerKWh;
+        /// @notice While the slot is open: the long imbalance penalty its bids lock (per kWh).
+        uint256 longPenaltyPerKWh;
+        /// @notice While the slot is open: the order horizon it was opened with (seconds).
+        uint32 orderHorizon;
     }
 
     /// @notice One participant's orders in one slot (at most one bid and one ask).
@@ -49,6 +56,10 @@ interface IEnergyMarket {
         uint32 askWh;
         uint256 askPricePerKWh;
         bool settled;
+        /// @notice The slot's short imbalance premium over retail the ask's collateral covers (per kWh).
+        uint256 shortPremiumPerKWh;
+        /// @notice The slot's long imbalance penalty the bid's escrow covers (per kWh).
+        uint256 longPenaltyPerKWh;
     }
 
     /// @notice The money and energy of one participant's settlement in one slot.
@@ -89,6 +100,9 @@ interface IEnergyMarket {
     error AlreadySettled(uint64 slot, address account);
     error SlotNotOpen(uint64 slot);
     error BeyondHorizon(uint64 slot, uint256 slotStart, uint256 horizon);
+    /// @notice The order's volume is more than `account`'s registered capacity allows in one slot (import power
+    ///         times slot length for a bid, export for an ask).
+    error ExceedsCapacity(address account, Side side, uint256 energyWh, uint256 capacityWh);
 
     event RoleSynced(address indexed account, IRegistry.Role role);
     /// @notice The market created `words` position words of `account` (its ring) ahead of its orders.
@@ -99,7 +113,19 @@ interface IEnergyMarket {
     event Withdrawn(address indexed account, uint256 amount);
     event DebtIncurred(address indexed account, uint256 amount);
     event DebtRepaid(address indexed account, uint256 amount);
-    event SlotOpened(uint64 indexed slot, uint256 retailPerKWh, uint256 feedInPerKWh);
+    /// @notice The operator opened `slot` and fixed its terms: grid prices, imbalance premiums (per kWh) and the
+    ///         order horizon (seconds: orders are accepted from `slotStart - orderHorizon`).
+    event SlotOpened(
+        uint64 indexed slot,
+        uint256 retailPerKWh,
+        uint256 feedInPerKWh,
+        uint256 shortPremiumPerKWh,
+        uint256 longPenaltyPerKWh,
+        uint256 orderHorizon
+    );
+    /// @notice The market's copy of `account`'s capacity: at most `importWh` Wh bid and `exportWh` Wh asked per
+    ///         slot.
+    event CapacitySynced(address indexed account, uint256 importWh, uint256 exportWh);
     /// @notice The market's copy of the registry's order horizon (seconds) is now `horizon`.
     event OrderHorizonSynced(uint256 horizon);
     /// @notice `settle` left `account` out of the batch; `reason` is the selector of the error a single settle
@@ -130,10 +156,12 @@ interface IEnergyMarket {
     /// @notice Deposits `amount` credits from the caller into the caller's market account.
     function deposit(uint256 amount) external;
 
-    /// @notice Places a bid (buy) for `energyWh` in `slot` at limit `pricePerKWh`; escrows the maximum cost.
+    /// @notice Places a bid (buy) for `energyWh` in `slot` at limit `pricePerKWh`; escrows the maximum cost and the
+    ///         long imbalance penalty.
     function placeBid(uint64 slot, uint32 energyWh, uint256 pricePerKWh) external;
 
-    /// @notice Places an ask (sell) for `energyWh` in `slot` at limit `pricePerKWh`; locks shortfall collateral.
+    /// @notice Places an ask (sell) for `energyWh` in `slot` at limit `pricePerKWh`; locks collateral for buying
+    ///         it all back at the short imbalance price.
     function placeAsk(uint64 slot, uint32 energyWh, uint256 pricePerKWh) external;
 
     /// @notice Opens `slot` ahead of its first order (operator keeper): snapshots its grid prices and creates

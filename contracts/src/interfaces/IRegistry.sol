@@ -37,6 +37,9 @@ interface IRegistry {
     error NoSlotPrices(uint64 slot);
     error RoleListenerAlreadySet(address listener);
     error InvalidOrderHorizon(uint256 horizon);
+    /// @notice Imbalance prices must lie beyond the grid prices: both a non-zero multiple of the price tick of at
+    ///         most `MAX_IMBALANCE_TICKS` ticks.
+    error InvalidImbalancePrices(uint256 shortPremiumPerKWh, uint256 longPenaltyPerKWh);
 
     event RoleListenerSet(address indexed listener);
     event ParticipantRegistered(address indexed account, Role role);
@@ -47,6 +50,15 @@ interface IRegistry {
     event SlotPricesSet(uint64 indexed slot, uint256 retailPerKWh, uint256 feedInPerKWh);
     event SlotPricesCleared(uint64 indexed slot);
     event OrderHorizonSet(uint256 horizon);
+    /// @notice The imbalance prices of slots opened from now on: a seller short of what it sold pays
+    ///         `retail + shortPremiumPerKWh` per missing kWh; a buyer who used less than it bought receives
+    ///         `feedIn - longPenaltyPerKWh` per unused kWh (it pays when that is negative).
+    event ImbalancePricesSet(uint256 shortPremiumPerKWh, uint256 longPenaltyPerKWh);
+    /// @notice `account`'s registered connection capacity (watts): it may bid for at most `importW * slotLength`
+    ///         and ask for at most `exportW * slotLength` per slot.
+    event CapacitySet(address indexed account, uint32 importW, uint32 exportW);
+    /// @notice Capacity given to participants registered from now on (watts).
+    event DefaultCapacitySet(uint32 importW, uint32 exportW);
 
     /// @notice The role that administers participants, meters and prices.
     function OPERATOR_ROLE() external view returns (bytes32);
@@ -81,6 +93,15 @@ interface IRegistry {
 
     /// @notice The grid prices that apply to `slot` (its time-of-use override, else the default).
     function pricesAt(uint64 slot) external view returns (uint256 retailPerKWh, uint256 feedInPerKWh);
+
+    /// @notice The imbalance premiums (credit base units per kWh) a slot gets when the operator opens it: a short
+    ///         seller pays `retail + shortPremiumPerKWh` per kWh it sold but did not deliver, a long buyer pays
+    ///         `longPenaltyPerKWh` per kWh it bought but did not use (on top of getting feed-in for it).
+    function imbalancePrices() external view returns (uint256 shortPremiumPerKWh, uint256 longPenaltyPerKWh);
+
+    /// @notice `account`'s connection capacity in watts (import bounds its bids, export its asks, per slot:
+    ///         power times slot length).
+    function capacityOf(address account) external view returns (uint32 importW, uint32 exportW);
 }
 
 /// @title IRoleListener
@@ -95,4 +116,7 @@ interface IRoleListener {
 
     /// @notice The operator set the order horizon to `horizon` seconds.
     function onOrderHorizonChanged(uint32 horizon) external;
+
+    /// @notice `account`'s connection capacity is now `importW` / `exportW` watts (zero after removal).
+    function onCapacityChanged(address account, uint32 importW, uint32 exportW) external;
 }

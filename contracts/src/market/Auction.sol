@@ -40,7 +40,9 @@ abstract contract Auction is MarketBase {
     /// @notice Places a bid: buy up to `energyWh` Wh in `slot`, paying at most `pricePerKWh` credit base units
     ///         per kWh.
     /// @dev Caller must be a registered participant without debt and without a bid in this slot, before the
-    ///      slot's gate closure. Escrows `energyWh * pricePerKWh / 1000` from the caller's free balance.
+    ///      slot's gate closure, for at most its import capacity per slot ({ExceedsCapacity}). Escrows its worst
+    ///      case, `energyWh * (pricePerKWh + longPenalty) / 1000`, from the caller's free balance: paying the full
+    ///      limit price plus the slot's long imbalance penalty if none of it is used.
     ///      The slot must have been opened by the operator ({openSlot}), else {SlotNotOpen}, and must start at
     ///      most {orderHorizon} seconds from now, else {BeyondHorizon}. Reverts with {PositionSlotBusy} if the
     ///      caller's position of slot `slot - k * POSITION_RING` still awaits settlement. Emits {OrderPlaced}.
@@ -51,15 +53,17 @@ abstract contract Auction is MarketBase {
     /// @notice Places an ask: sell up to `energyWh` Wh in `slot`, receiving at least `pricePerKWh` credit base
     ///         units per kWh.
     /// @dev Caller must be a registered prosumer without debt and without an ask in this slot, before gate
-    ///      closure. Locks collateral `energyWh * (retail - pricePerKWh) / 1000`, which covers buying the whole
-    ///      amount back from the grid at retail if nothing is delivered. Same open-slot, horizon and ring rules
-    ///      as {placeBid}. Emits {OrderPlaced}.
+    ///      closure, for at most its export capacity per slot ({ExceedsCapacity}). Locks its worst case as
+    ///      collateral, `energyWh * (retail + shortPremium - pricePerKWh) / 1000`: buying the whole amount at the
+    ///      slot's short imbalance price if nothing is delivered, less what the sale earns at least. Same
+    ///      open-slot, horizon and ring rules as {placeBid}. Emits {OrderPlaced}.
     function placeAsk(uint64 slot, uint32 energyWh, uint256 pricePerKWh) external {
         _place(slot, Side.Ask, energyWh, pricePerKWh);
     }
 
-    /// @notice Opens `slot` ahead of its first order: snapshots the slot's grid prices from the registry and
-    ///         creates its price-level words, so that no order in the slot creates storage.
+    /// @notice Opens `slot` ahead of its first order: snapshots the slot's terms (grid prices and imbalance
+    ///         premiums from the registry, and the order horizon) and creates its price-level words, so that no
+    ///         order in the slot creates storage.
     /// @dev Operator only ({IRegistry-isOperator}; a keeper run by the operator, free on a chain without gas
     ///      fees), before the slot's gate closure, on a slot not yet open. Creates `maxLevel + 1` words (about
     ///      5.0M gas at 221 levels, 5.8M at 256 levels). It is the only way a slot opens and its prices are
@@ -93,8 +97,9 @@ abstract contract Auction is MarketBase {
         uint256 header = _headers[slot];
         uint256 feedIn = header & _M64;
         uint256 price = feedIn + level * _tickPerWh;
-        uint256 refund =
-            side == Side.Bid ? energyWh * price : energyWh * (feedIn + ((header >> 64) & _M8) * _tickPerWh - price);
+        uint256 refund = side == Side.Bid
+            ? energyWh * (price + ((pos >> (_PREMIUM_SHIFT + 16)) & _M16) * _tickPerWh)
+            : energyWh * (feedIn + (((header >> 64) & _M8) + ((pos >> _PREMIUM_SHIFT) & _M16)) * _tickPerWh - price);
 
         // Effects.
         _storePosition(slot, msg.sender, pos & ~((_M32 | (_M8 << 32)) << shift));
@@ -155,7 +160,14 @@ abstract contract Auction is MarketBase {
         info.clearingLevel = uint8(header >> 80);
         info.bidMarginalLevel = uint8(header >> 88);
         info.askMarginalLevel = uint8(header >> 96);
-        info.clearedWh = header & _COMPACT != 0 ? uint64(_marginals[slot]) : uint64(header >> 104);
+        if (info.status == SlotStatus.Cleared) {
+            info.clearedWh = header & _COMPACT != 0 ? uint64(_marginals[slot]) : uint64(header >> 104);
+        } else {
+            // The terms {openSlot} fixed, kept in the header until clearing.
+            info.orderHorizon = uint32(header >> _HEADER_TERMS_SHIFT);
+            info.shortPremiumPerKWh = ((header >> (_HEADER_TERMS_SHIFT + 32)) & _M16) * _tickPerWh * 1000;
+            info.longPenaltyPerKWh = ((header >> (_HEADER_TERMS_SHIFT + 48)) & _M16) * _tickPerWh * 1000;
+        }
         if (info.clearedWh != 0) info.clearingPricePerKWh = (feedIn + info.clearingLevel * _tickPerWh) * 1000;
         uint256 maxLevel = (header >> 64) & _M8;
         for (uint256 l = 0; l <= maxLevel; ++l) {
@@ -189,6 +201,15 @@ abstract contract Auction is MarketBase {
         if (p.bidWh != 0) p.bidPricePerKWh = (feedIn + ((pos >> 32) & _M8) * _tickPerWh) * 1000;
         if (p.askWh != 0) p.askPricePerKWh = (feedIn + ((pos >> 72) & _M8) * _tickPerWh) * 1000;
         p.settled = pos & _SETTLED != 0;
+        p.shortPremiumPerKWh = ((pos >> _PREMIUM_SHIFT) & _M16) * _tickPerWh * 1000;
+        p.longPenaltyPerKWh = ((pos >> (_PREMIUM_SHIFT + 16)) & _M16) * _tickPerWh * 1000;
+    }
+
+    /// @notice The most `account` may bid (`importWh`) and ask (`exportWh`) in one slot: its registered capacity
+    ///         times the slot length (the market's copy, pushed by the registry).
+    function capacityOf(address account) external view returns (uint64 importWh, uint64 exportWh) {
+        uint256 c = _capacities[account];
+        return (uint64(c), uint64(c >> 64));
     }
 
     /// @notice Credits currently locked by `account`'s orders in `slot` (zero once settled).
@@ -197,9 +218,10 @@ abstract contract Auction is MarketBase {
         if (pos & _SETTLED != 0) return 0;
         uint256 header = _headers[slot];
         uint256 feedIn = header & _M64;
-        uint256 retail = feedIn + ((header >> 64) & _M8) * _tickPerWh;
-        return (pos & _M32) * (feedIn + ((pos >> 32) & _M8) * _tickPerWh)
-            + ((pos >> 40) & _M32) * (retail - feedIn - ((pos >> 72) & _M8) * _tickPerWh);
+        uint256 shortPremium = ((pos >> _PREMIUM_SHIFT) & _M16) * _tickPerWh;
+        uint256 longPenalty = ((pos >> (_PREMIUM_SHIFT + 16)) & _M16) * _tickPerWh;
+        return (pos & _M32) * (feedIn + ((pos >> 32) & _M8) * _tickPerWh + longPenalty) + ((pos >> 40) & _M32)
+            * ((((header >> 64) & _M8) - ((pos >> 72) & _M8)) * _tickPerWh + shortPremium);
     }
 
     // ------------------------------------------------------------------ internals
@@ -315,15 +337,20 @@ abstract contract Auction is MarketBase {
     function _place(uint64 slot, Side side, uint32 energyWh, uint256 pricePerKWh) private {
         if (energyWh == 0) revert ZeroEnergy();
         if (block.timestamp + gateClosure >= slotStart(slot)) revert GateClosed(slot);
-        uint256 horizon = orderHorizon;
-        if (slotStart(slot) > block.timestamp + horizon) revert BeyondHorizon(slot, slotStart(slot), horizon);
         uint256 acct = _accounts[msg.sender];
-        _checkTrader(acct, side);
+        _checkTrader(acct, side, energyWh);
 
-        // Only the operator fixes a slot's prices ({openSlot}); an order never opens a slot.
+        // Only the operator fixes a slot's terms ({openSlot}); an order never opens a slot.
         uint256 header = _headers[slot];
         if (header == 0) revert SlotNotOpen(slot);
-        (uint256 level, uint256 locked) = _levelAndLock(header, side, energyWh, pricePerKWh);
+        {
+            uint256 horizon = (header >> _HEADER_TERMS_SHIFT) & _M32;
+            uint256 start = slotStart(slot);
+            if (start > block.timestamp + horizon) revert BeyondHorizon(slot, start, horizon);
+        }
+        // The slot's imbalance premiums (short | long << 16, in ticks), copied into the position for settlement.
+        uint256 premiums = (header >> (_HEADER_TERMS_SHIFT + 32)) & _M32;
+        (uint256 level, uint256 locked) = _levelAndLock(header, side, energyWh, pricePerKWh, premiums);
 
         uint256 shift = side == Side.Bid ? 0 : 40;
         uint256 pos = _positions[msg.sender][slot % POSITION_RING];
@@ -332,7 +359,7 @@ abstract contract Auction is MarketBase {
             if (pos & _ORDERS != 0 && pos & _SETTLED == 0) {
                 revert PositionSlotBusy(msg.sender, uint64((pos >> _TAG_SHIFT) - 1));
             }
-            pos = 0;
+            pos = premiums << _PREMIUM_SHIFT;
         } else if ((pos >> shift) & _M32 != 0) {
             revert OrderExists(slot, msg.sender, side);
         }
@@ -348,16 +375,30 @@ abstract contract Auction is MarketBase {
         emit OrderPlaced(slot, msg.sender, side, pricePerKWh, energyWh, locked);
     }
 
-    /// @dev Reverts unless the caller may place an order on `side`; uses the role cached in its account word.
-    function _checkTrader(uint256 acct, Side side) private view {
+    /// @dev Reverts unless the caller may place an order of `energyWh` on `side`: a participant (a prosumer to
+    ///      ask) whose capacity per slot on that side is at least `energyWh`. Uses the role and capacity the
+    ///      registry pushed to the market when it has them, else asks the registry.
+    function _checkTrader(uint256 acct, Side side, uint256 energyWh) private view {
         uint256 cached = (acct >> _ROLE_SHIFT) & 3;
-        IRegistry.Role role = cached != 0 ? IRegistry.Role(cached - 1) : registry.roleOf(msg.sender);
+        IRegistry.Role role;
+        uint256 cap;
+        if (cached != 0) {
+            role = IRegistry.Role(cached - 1);
+            uint256 c = _capacities[msg.sender];
+            cap = side == Side.Bid ? c & _M64 : c >> 64;
+        } else {
+            role = registry.roleOf(msg.sender);
+            (uint32 importW, uint32 exportW) = registry.capacityOf(msg.sender);
+            cap = _whPerSlot(side == Side.Bid ? importW : exportW);
+        }
         if (role == IRegistry.Role.None) revert NotParticipant(msg.sender);
         if (side == Side.Ask && role != IRegistry.Role.Prosumer) revert NotProsumer(msg.sender);
+        if (energyWh > cap) revert ExceedsCapacity(msg.sender, side, energyWh, cap);
     }
 
-    /// @dev Validates `pricePerKWh` against the slot's range and tick; returns its level and the credits to lock.
-    function _levelAndLock(uint256 header, Side side, uint32 energyWh, uint256 pricePerKWh)
+    /// @dev Validates `pricePerKWh` against the slot's range and tick; returns its level and the credits to lock:
+    ///      the order's worst case with the slot's imbalance `premiums` (short | long << 16, in ticks).
+    function _levelAndLock(uint256 header, Side side, uint32 energyWh, uint256 pricePerKWh, uint256 premiums)
         private
         view
         returns (uint256 level, uint256 locked)
@@ -371,14 +412,23 @@ abstract contract Auction is MarketBase {
         uint256 offset = price - feedIn;
         if (pricePerKWh % 1000 != 0 || offset % _tickPerWh != 0) revert PriceNotOnTick(pricePerKWh, _tickPerWh * 1000);
         level = offset / _tickPerWh;
-        locked = side == Side.Bid ? uint256(energyWh) * price : uint256(energyWh) * (retail - price);
+        locked = side == Side.Bid
+            ? uint256(energyWh) * (price + (premiums >> 16) * _tickPerWh)
+            : uint256(energyWh) * (retail - price + (premiums & _M16) * _tickPerWh);
     }
 
-    /// @dev Snapshots `slot`'s grid prices into its header (the slot becomes `Open`). Emits {SlotOpened}.
+    /// @dev Snapshots `slot`'s terms into its header (the slot becomes `Open`): grid prices, imbalance premiums
+    ///      and order horizon. Emits {SlotOpened}.
     function _openSlot(uint64 slot) private returns (uint256 header) {
         (uint256 retailPerKWh, uint256 feedInPerKWh) = registry.pricesAt(slot);
-        header = (feedInPerKWh / 1000) | (((retailPerKWh - feedInPerKWh) / (_tickPerWh * 1000)) << 64) | _STATUS_OPEN;
+        (uint256 shortPremium, uint256 longPenalty) = registry.imbalancePrices();
+        uint256 tick = _tickPerWh * 1000;
+        uint256 horizon = orderHorizon;
+        // The registry keeps premiums on the tick and within 16 bits of ticks ({Registry-setImbalancePrices}).
+        header = (feedInPerKWh / 1000) | (((retailPerKWh - feedInPerKWh) / tick) << 64) | _STATUS_OPEN
+            | (horizon << _HEADER_TERMS_SHIFT) | ((shortPremium / tick) << (_HEADER_TERMS_SHIFT + 32))
+            | ((longPenalty / tick) << (_HEADER_TERMS_SHIFT + 48));
         _headers[slot] = header;
-        emit SlotOpened(slot, retailPerKWh, feedInPerKWh);
+        emit SlotOpened(slot, retailPerKWh, feedInPerKWh, shortPremium, longPenalty, horizon);
     }
 }

@@ -75,6 +75,14 @@ abstract contract Escrow is MarketBase {
         emit OrderHorizonSynced(horizon);
     }
 
+    /// @notice Mirrors a capacity change from the registry so that placing an order needs no registry call.
+    /// @dev Only the registry calls this ({Registry-setCapacity}, registration, removal). Stores the energy per
+    ///      slot, power times slot length. Emits {CapacitySynced}.
+    function onCapacityChanged(address account, uint32 importW, uint32 exportW) external {
+        if (msg.sender != address(registry)) revert NotRegistry(msg.sender);
+        _cacheCapacity(account, importW, exportW);
+    }
+
     /// @notice Copies the registry's order horizon into the market (the market reads it at deployment and the
     ///         registry pushes every change once the market is its role listener; this covers a change made in
     ///         between). Anyone may call. Emits {OrderHorizonSynced}.
@@ -84,18 +92,20 @@ abstract contract Escrow is MarketBase {
         emit OrderHorizonSynced(horizon);
     }
 
-    /// @notice Copies `account`'s current role and meter binding from the registry into the market's cache, and
-    ///         creates its position words if it is a participant whose words do not exist yet.
+    /// @notice Copies `account`'s current role, meter binding and capacity from the registry into the market's
+    ///         cache, and creates its position words if it is a participant whose words do not exist yet.
     /// @dev Anyone may call; only useful for accounts registered before the market became the registry's role
     ///      listener. Reverts with {NotRoleListener} unless the registry pushes role changes to this market
-    ///      (otherwise a cached role could go stale). Emits {RoleSynced}, {MeterSynced} and, the first time for
-    ///      a participant, {PositionsInitialised}.
+    ///      (otherwise a cached role could go stale). Emits {RoleSynced}, {MeterSynced}, {CapacitySynced} and,
+    ///      the first time for a participant, {PositionsInitialised}.
     function syncRole(address account) external {
         if (registry.roleListener() != address(this)) revert NotRoleListener();
         IRegistry.Role role = registry.roleOf(account);
         address meter = registry.meterOf(account);
+        (uint32 importW, uint32 exportW) = registry.capacityOf(account);
         _cacheRole(account, role);
         _cacheMeter(account, meter);
+        _cacheCapacity(account, importW, exportW);
     }
 
     /// @notice Free balance and debt of `account`, in credit base units.
@@ -124,6 +134,13 @@ abstract contract Escrow is MarketBase {
         _accounts[participant] |= _METER_CACHED;
         _meters[participant] = meter;
         emit MeterSynced(participant, meter);
+    }
+
+    function _cacheCapacity(address account, uint32 importW, uint32 exportW) private {
+        uint256 importWh = _whPerSlot(importW);
+        uint256 exportWh = _whPerSlot(exportW);
+        _capacities[account] = importWh | (exportWh << 64);
+        emit CapacitySynced(account, importWh, exportWh);
     }
 
     function _deposit(address account, address from, uint256 amount) private {

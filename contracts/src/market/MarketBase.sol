@@ -12,8 +12,10 @@ import {IRegistry} from "../interfaces/IRegistry.sol";
 ///
 ///      account  = free (bits 0-127) | debt (128-247) | cached role + 1 (248-249; 0 = not cached) |
 ///                 positions initialised (250) | meter cached (251)
-///      header   = feedInPerWh (0-63) | maxLevel (64-71) | status (72-73) | compact (79) | clearingLevel (80-87) |
-///                 bidMarginalLevel (88-95) | askMarginalLevel (96-103) |
+///      header   = feedInPerWh (0-63) | maxLevel (64-71) | status (72-73) | compact (79) |
+///                 while open: order horizon (104-135) | short premium ticks (136-151) | long penalty ticks
+///                 (152-167), the terms fixed by {openSlot};
+///                 once cleared: clearingLevel (80-87) | bidMarginalLevel (88-95) | askMarginalLevel (96-103) |
 ///                 either clearedWh (104-167)                                          (compact flag clear)
 ///                 or the marginal state in four 38-bit fields (104-141, 142-179, 180-217, 218-255), in the
 ///                 order of the `marginal` word below                                 (compact flag set)
@@ -22,7 +24,9 @@ import {IRegistry} from "../interfaces/IRegistry.sol";
 ///                 ask remaining fill (128-191) | ask remaining volume (192-255)       (compact flag clear)
 ///                 or clearedWh (0-63)                                                 (compact flag set)
 ///      position = bidWh (0-31) | bidLevel (32-39) | askWh (40-71) | askLevel (72-79) | settled (80) |
-///                 slot + 1 (88-151) | initialised (255, only in a word that has never held a position)
+///                 short premium ticks (88-103) | long penalty ticks (104-119) (the slot's, copied by each order) |
+///                 slot + 1 (120-183) | initialised (255, only in a word that has never held a position)
+///      capacity = import Wh per slot (0-63) | export Wh per slot (64-127)  (`_capacities`, pushed by the registry)
 ///      meter    = the participant's meter as pushed by the registry (read when bit 251 of its account is set)
 ///
 ///      No order creates a storage word. Creating a word (zero to non-zero) costs 20,000 gas more than
@@ -34,8 +38,8 @@ import {IRegistry} from "../interfaces/IRegistry.sol";
 ///        so every order rewrites an existing word; an unsettled old position blocks the word
 ///        ({PositionSlotBusy}): a participant has unsettled positions in at most {POSITION_RING} slots;
 ///      - the operator's keeper opens a slot before its first order ({openSlot}), which snapshots the grid
-///        prices into the header and writes every price-level word with the `initialised` sentinel. A slot
-///        nobody opened is opened by its first order, which then pays for the header and for each new level.
+///        prices, imbalance premiums and order horizon into the header and writes every price-level word with
+///        the `initialised` sentinel. An order for a slot nobody opened reverts ({SlotNotOpen}).
 ///      There is no bitmap of active levels (it would be one more word to write per new level): clearing
 ///      reads all `maxLevel + 1` level words, a constant cost.
 ///
@@ -73,11 +77,15 @@ abstract contract MarketBase is IEnergyMarket {
     uint256 internal constant _COMPACT = 1 << 79;
     uint256 internal constant _M38 = 0x3fffffffff; // 2^38 - 1
     /// @dev Bits 38-63 of each of the four 64-bit fields of a `marginal` word.
-    uint256 internal constant _ABOVE_38 =
-        0xffffffc000000000ffffffc000000000ffffffc000000000ffffffc000000000;
+    uint256 internal constant _ABOVE_38 = 0xffffffc000000000ffffffc000000000ffffffc000000000ffffffc000000000;
     uint256 internal constant _SETTLED = 1 << 80;
     uint256 internal constant _ORDERS = _M32 | (_M32 << 40);
-    uint256 internal constant _TAG_SHIFT = 88;
+    uint256 internal constant _TAG_SHIFT = 120;
+    /// @dev Where the imbalance premiums (two 16-bit tick counts) sit in a position word; in an open header they
+    ///      sit at `_HEADER_TERMS_SHIFT + 32`, after the order horizon.
+    uint256 internal constant _PREMIUM_SHIFT = 88;
+    uint256 internal constant _HEADER_TERMS_SHIFT = 104;
+    uint256 internal constant _M16 = 0xffff;
 
     /// @notice Number of slots an account's positions are spread over before storage is reused; a participant
     ///         can have unsettled positions in at most this many slots (see {PositionSlotBusy}): an order for
@@ -112,6 +120,7 @@ abstract contract MarketBase is IEnergyMarket {
     mapping(uint64 slot => mapping(uint256 level => uint256)) internal _levels;
     mapping(address account => mapping(uint256 ringIndex => uint256)) internal _positions;
     mapping(address participant => address) internal _meters;
+    mapping(address account => uint256) internal _capacities;
 
     /// @notice The registry's order horizon in seconds (pushed by the registry, see {IRoleListener}): orders are
     ///         accepted only for slots starting at most this long after the current block.
@@ -167,6 +176,11 @@ abstract contract MarketBase is IEnergyMarket {
         unchecked {
             return slotStart(slot) + slotLength + gracePeriod;
         }
+    }
+
+    /// @dev Energy (Wh) a connection of `watts` carries in one slot, rounded down.
+    function _whPerSlot(uint256 watts) internal view returns (uint256) {
+        return watts * slotLength / 3600;
     }
 
     /// @dev The position word of `account` in `slot`, or 0 if the ring entry holds another slot.

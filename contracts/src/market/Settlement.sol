@@ -11,13 +11,18 @@ import {MarketBase} from "./MarketBase.sol";
 ///
 ///      For a participant with bought energy `B`, sold energy `S` (its fills), and metered import `I` and
 ///      export `E` over the slot (Wh; zero without a reading; see {IMeterReadings}), with the slot's
-///      retail price `r`, feed-in tariff `f`, clearing price `c`, and its own limit prices `pb`, `pa`:
-///      - escrow released:   `bidWh * pb + askWh * (r - pa)`
+///      retail price `r`, feed-in tariff `f`, clearing price `c`, its own limit prices `pb`, `pa`, and the
+///      slot's imbalance premiums `ps` (short, over retail) and `pl` (long, below feed-in) its orders copied:
+///      - escrow released:   `bidWh * (pb + pl) + askWh * (r + ps - pa)`
 ///      - trade payment:     pays `B * c`, receives `S * c`          (pay-as-clear)
 ///                           pays `B * pb`, receives `S * pa`        (pay-as-bid; spread `B*(pb-c) + S*(c-pa)`
 ///                                                                    goes to the grid account)
-///      - from the grid at r: `max(I - B, 0)` (used more than bought) + `max(S - E, 0)` (delivered less than sold)
-///      - to the grid at f:   `max(B - I, 0)` (bought but not used)  + `max(E - S, 0)` (delivered more than sold)
+///      - from the grid at r:      `max(I - B, 0)` (used more than bought)
+///      - from the grid at r + ps: `max(S - E, 0)` (delivered less than sold: short imbalance)
+///      - to the grid at f:        `max(B - I, 0)` (bought but not used: long imbalance, less `pl` per Wh)
+///                                 + `max(E - S, 0)` (delivered more than sold)
+///      An imbalance thus always costs more than the trade earned (`r + ps > c`, `f - pl < c`), and the escrow
+///      covers it whatever is metered.
 ///      Prices here are per Wh (per-kWh price / 1000). Grid charges are paid to the grid account, feed-in
 ///      payouts come from it. If a participant cannot pay, the rest is recorded as debt to the grid.
 ///      Money is conserved: buyers' payments at `c` equal sellers' receipts at `c` once the slot is fully
@@ -143,7 +148,8 @@ abstract contract Settlement is MarketBase {
 
         if (
             !c.marginalLoaded && c.q != 0
-                && ((pos & _M32 != 0 && (pos >> 32) & _M8 == c.mb) || ((pos >> 40) & _M32 != 0 && (pos >> 72) & _M8 == c.ma))
+                && ((pos & _M32 != 0 && (pos >> 32) & _M8 == c.mb)
+                    || ((pos >> 40) & _M32 != 0 && (pos >> 72) & _M8 == c.ma))
         ) {
             c.marginal = _marginals[slot];
             c.marginalLoaded = true;
@@ -226,18 +232,34 @@ abstract contract Settlement is MarketBase {
     {
         uint256 pb;
         uint256 pa;
-        uint256 payout;
-        // Unchecked: energies are below 2^64 Wh and per-Wh prices below 2^65, so no product or sum overflows,
-        // and `pa <= retail` because limit prices lie within the slot's range.
+        // Unchecked: energies are below 2^64 Wh and per-Wh prices below 2^65 (premiums below 2^70), so no product
+        // or sum overflows, and `pa <= retail` because limit prices lie within the slot's range. Each side's
+        // terms are computed only if the position has an order on that side (fills are zero otherwise).
         unchecked {
-            pb = c.feedIn + ((pos >> 32) & _M8) * _tickPerWh;
-            pa = c.feedIn + ((pos >> 72) & _M8) * _tickPerWh;
-            credited = (pos & _M32) * pb + ((pos >> 40) & _M32) * (c.retail - pa);
-            charge = ((imp > bought ? imp - bought : 0) + (sold > exp ? sold - exp : 0)) * c.retail;
-            payout = ((bought > imp ? bought - imp : 0) + (exp > sold ? exp - sold : 0)) * c.feedIn;
+            // Import beyond the bought energy at retail; export beyond the sold energy to the grid at feed-in.
+            charge = (imp > bought ? imp - bought : 0) * c.retail;
+            uint256 toGrid = exp > sold ? exp - sold : 0;
+            if (pos & _M32 != 0) {
+                pb = c.feedIn + ((pos >> 32) & _M8) * _tickPerWh;
+                uint256 pl = ((pos >> (_PREMIUM_SHIFT + 16)) & _M16) * _tickPerWh;
+                credited = (pos & _M32) * (pb + pl);
+                // Long imbalance (bought, not used): to the grid at feed-in, and `pl` per Wh charged.
+                if (bought > imp) {
+                    charge += (bought - imp) * pl;
+                    toGrid += bought - imp;
+                }
+            }
+            if ((pos >> 40) & _M32 != 0) {
+                pa = c.feedIn + ((pos >> 72) & _M8) * _tickPerWh;
+                uint256 shortPrice = c.retail + ((pos >> _PREMIUM_SHIFT) & _M16) * _tickPerWh;
+                credited += ((pos >> 40) & _M32) * (shortPrice - pa);
+                // Short imbalance (sold, not delivered): bought from the grid at retail plus the premium.
+                if (sold > exp) charge += (sold - exp) * shortPrice;
+            }
+            toGrid *= c.feedIn; // the feed-in payout
             debited = charge;
-            credited += payout;
-            c.gridOut += payout;
+            credited += toGrid;
+            c.gridOut += toGrid;
         }
         if (mode == MarketMode.PayAsClear) {
             unchecked {

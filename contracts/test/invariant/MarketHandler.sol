@@ -19,6 +19,8 @@ contract MarketHandler {
     address public grid;
     uint64 public immutable firstSlot;
     uint64 public constant SLOTS = 4;
+    /// The registry's imbalance premiums at deployment (50 ticks of 0.001 credit/kWh).
+    uint256 internal constant PREMIUM = 50e15;
 
     address[] public actors;
     address[] public meters;
@@ -37,6 +39,11 @@ contract MarketHandler {
     /// Batches of already-settled participants that changed a balance (must stay 0).
     uint256 public doubleSettlements;
     uint256 public skippedBatches;
+    /// Settlements whose grid or participant balance change differed from the flows computed here from fills,
+    /// meter data, grid prices and imbalance premiums (must stay 0).
+    uint256 public flowMismatches;
+    /// Settlements in which a short seller or a long buyer came out ahead of its trade (must stay 0).
+    uint256 public imbalanceProfits;
 
     /// Fills each settled participant got (previewFills reads zero once a position is settled).
     mapping(uint64 => mapping(address => uint256)) public ghostBidFill;
@@ -116,7 +123,9 @@ contract MarketHandler {
         wh = 1 + wh % 5000;
         IEnergyMarket.Position memory p = market.positionOf(slot, a);
         if (bid ? p.bidWh != 0 : p.askWh != 0) return;
-        uint256 lock = bid ? wh * price / 1000 : wh * (info.retailPerKWh - price) / 1000;
+        // Worst cases (issue 14, part 2): a bid pays its limit and the long penalty; an ask buys it all at the
+        // short imbalance price, less its limit. The premiums are the registry's at deployment.
+        uint256 lock = bid ? wh * (price + PREMIUM) / 1000 : wh * (info.retailPerKWh + PREMIUM - price) / 1000;
         (uint256 free, uint256 debt) = market.accountOf(a);
         if (debt != 0 || free < lock) return;
         vm.prank(a);
@@ -201,10 +210,57 @@ contract MarketHandler {
         ghostSettledCount[slot]++;
         if (b != 0 || s != 0) settledWithTrade++;
 
+        _settleAndCheckFlows(a, slot, b, s);
+        calls++;
+    }
+
+    /// Settles `a` alone and checks its and the grid's balance change against the flows computed independently:
+    /// the grid gets `max(I-B,0) * r + max(S-E,0) * (r + ps) + max(B-I,0) * pl` and pays
+    /// `(max(B-I,0) + max(E-S,0)) * f`; the participant gets its escrow back and the trade at the clearing price
+    /// and pays the grid's net. Debt incurred or repaid moves between the two.
+    function _settleAndCheckFlows(address a, uint64 slot, uint256 b, uint256 s) internal {
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(slot);
+        int256 toGrid = _toGrid(a, slot, info, b, s);
+        int256 trade = (int256(s) - int256(b)) * int256(info.clearingPricePerKWh / 1000);
+        int256 released = int256(market.lockedOf(slot, a));
+        (uint256 freeA, uint256 debtA) = market.accountOf(a);
+        (uint256 freeG,) = market.accountOf(grid);
+
         address[] memory one = new address[](1);
         one[0] = a;
         market.settle(slot, one);
-        calls++;
+
+        (uint256 freeA2, uint256 debtA2) = market.accountOf(a);
+        (uint256 freeG2,) = market.accountOf(grid);
+        int256 debtDelta = int256(debtA2) - int256(debtA);
+        if (int256(freeG2) - int256(freeG) + debtDelta != toGrid) flowMismatches++;
+        if (int256(freeA2) - int256(freeA) - debtDelta != released + trade - toGrid) flowMismatches++;
+    }
+
+    /// The grid's net receipt from settling `a` (see {_settleAndCheckFlows}); counts imbalances that paid.
+    function _toGrid(address a, uint64 slot, IEnergyMarket.SlotInfo memory info, uint256 b, uint256 s)
+        internal
+        returns (int256 toGrid)
+    {
+        IEnergyMarket.Position memory p = market.positionOf(slot, a);
+        IMeterReadings.SlotEnergy memory e = readings.energyInSlot(market.registry().meterOf(a), slot);
+        {
+            uint256 r = info.retailPerKWh;
+            uint256 over = e.importWh > b ? e.importWh - b : 0;
+            uint256 short = s > e.exportWh ? s - e.exportWh : 0;
+            uint256 long = b > e.importWh ? b - e.importWh : 0;
+            uint256 surplus = e.exportWh > s ? e.exportWh - s : 0;
+            toGrid = int256((over * r + short * (r + p.shortPremiumPerKWh) + long * p.longPenaltyPerKWh) / 1000)
+                - int256((long + surplus) * info.feedInPerKWh / 1000);
+            // An imbalance never pays: the short seller's trade plus shortfall, the long buyer's trade plus
+            // resale, are each a loss.
+            if (short != 0 && short * info.clearingPricePerKWh >= short * (r + p.shortPremiumPerKWh)) {
+                imbalanceProfits++;
+            }
+            if (long != 0 && long * (info.feedInPerKWh) >= long * (info.clearingPricePerKWh + p.longPenaltyPerKWh)) {
+                imbalanceProfits++;
+            }
+        }
     }
 
     /// A batch that overlaps earlier settlements (a front-run, or a settler's retry): every participant in it

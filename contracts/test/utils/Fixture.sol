@@ -20,6 +20,11 @@ abstract contract Fixture is Test {
     uint256 internal constant RETAIL = 300e15; // 0.30 credit per kWh
     uint256 internal constant FEED_IN = 80e15; // 0.08 credit per kWh
     uint256 internal constant MAX_LEVEL = (RETAIL - FEED_IN) / TICK; // 220
+    /// @dev The registry's imbalance premiums at deployment (short over retail, long below feed-in).
+    uint256 internal constant PREMIUM = 50 * TICK;
+    /// @dev The registry's capacity at registration, watts, and what it allows per 900 s slot.
+    uint32 internal constant CAPACITY_W = 25_000;
+    uint256 internal constant CAPACITY_WH = uint256(CAPACITY_W) * SLOT / 3600; // 6,250 Wh
 
     address internal operator = makeAddr("operator");
     address internal grid = makeAddr("grid");

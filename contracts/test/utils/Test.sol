@@ -65,6 +65,10 @@ abstract contract Test {
         vm.assertLt(a, b, err);
     }
 
+    function assertLt(int256 a, int256 b, string memory err) internal pure {
+        vm.assertLt(a, b, err);
+    }
+
     function assertGt(uint256 a, uint256 b, string memory err) internal pure {
         vm.assertGt(a, b, err);
     }

@@ -93,6 +93,14 @@ pub struct GenesisParticipant {
 /// The registry's order horizon at deployment: one day (`Registry.DEFAULT_ORDER_HORIZON`).
 pub const DEFAULT_ORDER_HORIZON: u32 = 86_400;
 
+/// The registry's imbalance premiums at deployment, in price ticks
+/// (`Registry.DEFAULT_IMBALANCE_TICKS`; 0.05 credit/kWh at the default 0.001 tick).
+pub const DEFAULT_IMBALANCE_TICKS: u16 = 50;
+
+/// The capacity a participant gets at registration at deployment, watts, import and export
+/// (`Registry.DEFAULT_CAPACITY_W`).
+pub const DEFAULT_CAPACITY_W: u32 = 25_000;
+
 /// How to set up the market at genesis.
 #[derive(Debug, Clone)]
 pub struct MarketConfig {
@@ -121,6 +129,13 @@ pub struct MarketConfig {
     /// Orders are accepted only for slots starting at most this many seconds ahead (the registry's
     /// `orderHorizon`; the operator can change it later with `setOrderHorizon`).
     pub order_horizon: u32,
+    /// Short imbalance premium over retail and long imbalance penalty below feed-in, in price
+    /// ticks (the registry's `setImbalancePrices`; at least 1, at most 65,535).
+    pub imbalance_ticks: (u16, u16),
+    /// Import and export capacity, watts, given to each participant at registration (the
+    /// registry's `setDefaultCapacity`): per slot it bids at most import × slot length and asks
+    /// at most export × slot length.
+    pub default_capacity_w: (u32, u32),
     /// Participants to register.
     pub participants: Vec<GenesisParticipant>,
 }
@@ -142,6 +157,8 @@ impl MarketConfig {
             retail: U256::from(300) * milli,
             feed_in: U256::from(80) * milli,
             order_horizon: DEFAULT_ORDER_HORIZON,
+            imbalance_ticks: (DEFAULT_IMBALANCE_TICKS, DEFAULT_IMBALANCE_TICKS),
+            default_capacity_w: (DEFAULT_CAPACITY_W, DEFAULT_CAPACITY_W),
             participants: Vec::new(),
         }
     }
@@ -309,6 +326,7 @@ pub fn deploy_market(
             registry::Registry::setOrderHorizonCall { horizon: cfg.order_horizon }.abi_encode(),
         )?;
     }
+    set_market_terms(&mut ex, cfg, admin, registry)?;
     for p in &cfg.participants {
         let role = if p.prosumer { 2u8 } else { 1u8 };
         let step = format!("registerParticipant({})", p.account);
@@ -408,6 +426,42 @@ pub fn deploy_market(
     Ok(deployment)
 }
 
+/// The power to register for a connection of `watts` on a chain whose slots of `slot_length`
+/// seconds stand for 15-minute slots (dev chains and simulations compress the day): the
+/// registry bounds orders by power × slot length, so a slot shorter than 900 s gets the power
+/// scaled by 900 / `slot_length` and carries what 15 minutes would (saturating at `u32::MAX`).
+/// Slots of 900 s or more keep `watts`.
+pub fn compressed_capacity_w(watts: u32, slot_length: u32) -> u32 {
+    if slot_length >= 900 || slot_length == 0 {
+        return watts;
+    }
+    u32::try_from(u64::from(watts) * 900 / u64::from(slot_length)).unwrap_or(u32::MAX)
+}
+
+/// Sets the registry's imbalance premiums and default capacity where they differ from the
+/// contract's defaults (before any participant is registered, so all get that capacity).
+fn set_market_terms(
+    ex: &mut GenesisExec,
+    cfg: &MarketConfig,
+    admin: Address,
+    registry: Address,
+) -> Result<(), MarketDeployError> {
+    let (short, long) = cfg.imbalance_ticks;
+    if (short, long) != (DEFAULT_IMBALANCE_TICKS, DEFAULT_IMBALANCE_TICKS) {
+        let call = registry::Registry::setImbalancePricesCall {
+            shortPremiumPerKWh: cfg.price_tick * U256::from(short),
+            longPenaltyPerKWh: cfg.price_tick * U256::from(long),
+        };
+        ex.call("setImbalancePrices", admin, registry, call.abi_encode())?;
+    }
+    let (import_w, export_w) = cfg.default_capacity_w;
+    if (import_w, export_w) != (DEFAULT_CAPACITY_W, DEFAULT_CAPACITY_W) {
+        let call = registry::Registry::setDefaultCapacityCall { importW: import_w, exportW: export_w };
+        ex.call("setDefaultCapacity", admin, registry, call.abi_encode())?;
+    }
+    Ok(())
+}
+
 impl MarketDeployment {
     /// Writes the deployment as pretty JSON (with the chain id) to `path`.
     pub fn write_json(&self, chain_id: u64, path: &std::path::Path) -> std::io::Result<()> {
@@ -422,5 +476,19 @@ impl MarketDeployment {
             "Energy market (slot {} s, gate closure {} s, grace {} s, {}):\n  Registry      {}\n  CreditToken   {}\n  MeterReadings {}\n  EnergyMarket  {}\n  Grid account  {}",
             self.slot_length, self.gate_closure, self.grace_period, self.mode, self.registry, self.token, self.readings, self.market, self.grid
         )
+    }
+}
+
+#[cfg(test)]
+mod capacity_tests {
+    use super::compressed_capacity_w;
+
+    #[test]
+    fn short_slots_carry_what_fifteen_minutes_would() {
+        // 25 kW for 15 minutes is 6,250 Wh; a 5 s slot must allow the same.
+        assert_eq!(u64::from(compressed_capacity_w(25_000, 5)) * 5 / 3600, 6_250);
+        assert_eq!(compressed_capacity_w(25_000, 900), 25_000);
+        assert_eq!(compressed_capacity_w(25_000, 3600), 25_000, "longer slots keep the power");
+        assert_eq!(compressed_capacity_w(u32::MAX, 5), u32::MAX, "saturates");
     }
 }

@@ -13,8 +13,9 @@ pub use builder::{build_genesis, GenesisParams, CREATE2_DEPLOYER, CREATE2_DEPLOY
 pub use genesis::{clique_extra_data, ChainSpec, CliqueConfig, GenesisError, P2peConfig};
 pub use limits::{next_gas_limit, SealLimits, SealLimitsError};
 pub use market::{
-    deploy_market, market_addresses, GenesisParticipant, MarketConfig, MarketDeployError, MarketDeployment,
-    DEFAULT_ORDER_HORIZON, GENESIS_DEPLOYER,
+    compressed_capacity_w, deploy_market, market_addresses, GenesisParticipant, MarketConfig,
+    MarketDeployError, MarketDeployment, DEFAULT_CAPACITY_W, DEFAULT_IMBALANCE_TICKS, DEFAULT_ORDER_HORIZON,
+    GENESIS_DEPLOYER,
 };
 
 /// EIP-7825 per-transaction gas cap (Osaka).

@@ -48,7 +48,9 @@ pub struct DevArgs {
     /// Keep the chain in this directory (default: a temporary directory removed on exit).
     #[arg(long)]
     pub datadir: Option<PathBuf>,
-    /// Length of a market delivery slot in seconds (≥ 5; 900 = 15 minutes).
+    /// Length of a market delivery slot in seconds (≥ 5; 900 = 15 minutes). Shorter slots stand
+    /// for 15 minutes: each dev account's 25 kW connection is registered scaled by 900 / slot
+    /// length, so a slot carries up to 6.25 kWh of orders per side whatever its length.
     #[arg(long, default_value_t = 900)]
     pub slot_length: u32,
     /// Orders for a slot close this many seconds before it starts (default: a third of a slot).
@@ -112,6 +114,8 @@ pub fn dev_market(args: &DevArgs, keys: &[SigningKey], start: u64) -> anyhow::Re
         cfg.grace_period = g;
     }
     cfg.pay_as_bid = args.pay_as_bid;
+    let w = crate::chain::compressed_capacity_w(crate::chain::DEFAULT_CAPACITY_W, args.slot_length);
+    cfg.default_capacity_w = (w, w);
     let credits = U256::from(1_000u64) * U256::from(10u64).pow(U256::from(18));
     for (i, k) in keys.iter().enumerate() {
         cfg.participants.push(GenesisParticipant {

@@ -68,6 +68,22 @@ pub struct GenesisArgs {
     /// registry's order horizon; operators change it later with Registry.setOrderHorizon).
     #[arg(long, default_value_t = crate::chain::DEFAULT_ORDER_HORIZON)]
     pub order_horizon: u32,
+    /// Short imbalance premium in price ticks (0.001 credit/kWh by default): a seller who delivers
+    /// less than it sold buys the rest at retail plus this (Registry.setImbalancePrices; 1-65535).
+    #[arg(long, default_value_t = crate::chain::DEFAULT_IMBALANCE_TICKS)]
+    pub imbalance_short_premium: u16,
+    /// Long imbalance penalty in price ticks: a buyer who uses less than it bought gets feed-in
+    /// less this for the rest (Registry.setImbalancePrices; 1-65535).
+    #[arg(long, default_value_t = crate::chain::DEFAULT_IMBALANCE_TICKS)]
+    pub imbalance_long_penalty: u16,
+    /// Import capacity in watts of each participant registered (Registry.setDefaultCapacity): it
+    /// bids at most this power times the slot length per slot. Change one with setCapacity.
+    #[arg(long, default_value_t = crate::chain::DEFAULT_CAPACITY_W)]
+    pub default_import_w: u32,
+    /// Export capacity in watts of each participant registered: it asks at most this power times
+    /// the slot length per slot.
+    #[arg(long, default_value_t = crate::chain::DEFAULT_CAPACITY_W)]
+    pub default_export_w: u32,
     /// Where to write the genesis file.
     #[arg(long)]
     pub out: PathBuf,
@@ -120,6 +136,13 @@ pub fn run(args: GenesisArgs) -> anyhow::Result<()> {
         anyhow::bail!("--order-horizon must be more than 0 seconds");
     }
     market.order_horizon = args.order_horizon;
+    if args.imbalance_short_premium == 0 || args.imbalance_long_penalty == 0 {
+        anyhow::bail!(
+            "--imbalance-short-premium and --imbalance-long-penalty must be at least 1 tick: an imbalance priced at retail or feed-in costs nothing"
+        );
+    }
+    market.imbalance_ticks = (args.imbalance_short_premium, args.imbalance_long_penalty);
+    market.default_capacity_w = (args.default_import_w, args.default_export_w);
     let deployment = deploy_market(&mut genesis, &market)?;
     let json = serde_json::to_string_pretty(&genesis)?;
     let spec = ChainSpec::from_json(&json)?;

@@ -213,13 +213,18 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
   it('places an ask, depositing the collateral with an EIP-2612 permit', async () => {
     const first = await page.locator('[data-testid=order-slot] option').first().getAttribute('value');
     T = BigInt(first) + 5n;
-    C = T - 1n;
+    // The cancelled order's slot: after T, so that its gate is still open when the cancel test runs on a
+    // loaded machine (the tests between take a minute or more there).
+    C = T + 1n;
     await waitSlotOpen(T);
     await fillOrder({ side: 'ask', slot: T, energy: 400, price: '0.100' });
-    await waitText('[data-testid=order-summary]', /Locks 0\.08 credits until settlement/);
-    await waitText('[data-testid=order-summary]', /0\.08 credits will be deposited from your\s+wallet first/);
+    // Worst case (issue 14): none of the 400 Wh delivered, bought at retail 0.300 + premium 0.050,
+    // at least 0.100 earned: 400 Wh × 0.250 = 0.10 credits.
+    await waitText('[data-testid=order-summary]', /Locks 0\.10 credits until settlement/);
+    await waitText('[data-testid=order-summary]', /0\.10 credits will be deposited from your\s+wallet first/);
+
     await page.click('[data-testid=place-order]');
-    await notice(/Ask 400 Wh at 0\.100 credits\/kWh in slot \d+: placed\. 0\.08 credits locked/, 45_000);
+    await notice(/Ask 400 Wh at 0\.100 credits\/kWh in slot \d+: placed\. 0\.10 credits locked/, 45_000);
     await idle();
     const typed = wallet.requests.filter((r) => r.method === 'eth_signTypedData_v4');
     assert.equal(typed.length, 1);
@@ -227,7 +232,7 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     assert.equal(permit.primaryType, 'Permit');
     assert.equal(permit.domain.verifyingContract.toLowerCase(), contracts.token.toLowerCase());
     assert.equal(permit.message.spender.toLowerCase(), contracts.market.toLowerCase());
-    assert.equal(BigInt(permit.message.value), 80n * milli);
+    assert.equal(BigInt(permit.message.value), 100n * milli);
     const txs = wallet.requests.filter((r) => r.method === 'eth_sendTransaction').map((r) => r.params[0]);
     assert.equal(txs.length, 2); // depositWithPermit + placeAsk
     for (const tx of txs) {
@@ -238,7 +243,7 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     }
     await ownOrder(T, 'ask').waitFor();
     await waitText('[data-testid=book-asks]', /0\.100\s+400 Wh/);
-    await waitText('[data-testid=market-balance]', /0\.08 credits locked in orders/);
+    await waitText('[data-testid=market-balance]', /0\.10 credits locked in orders/);
   });
 
   it('reports a rejected permit signature and sends nothing', async () => {
@@ -295,6 +300,7 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
   });
 
   it('cancels an order before gate closure (after a rejected transaction)', async () => {
+    await waitSlotOpen(C);
     await placeOrder({ side: 'bid', slot: C, energy: 100, price: '0.150' });
     await notice(/Bid 100 Wh at 0\.150 credits\/kWh in slot \d+: placed/, 45_000);
     await idle();
@@ -310,18 +316,19 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     await idle();
     await waitFor(async () => (await ownOrder(C, 'bid').count()) === 0, 'the cancelled order to disappear');
     assert.equal(wallet.count('eth_sendTransaction'), sent + 2); // the rejected one never left the wallet
-    await waitText('[data-testid=market-balance]', /0\.015 credits/);
+    await waitText('[data-testid=market-balance]', /0\.02 credits/); // 100 Wh × (0.150 + 0.050 penalty) refunded
   });
 
   it('decodes a custom error from the market into a sentence', async () => {
     await page.fill('[data-testid=withdraw-form] input', '5');
     await page.click('[data-testid=withdraw-form] button');
-    await notice(/Not enough free credits in the market account: this needs 5\.00 credits, but your account has 0\.015 credits free/);
+    await notice(/Not enough free credits in the market account: this needs 5\.00 credits, but your account has 0\.02 credits free/);
     await page.fill('[data-testid=withdraw-form] input', '0.01');
     await page.click('[data-testid=withdraw-form] button');
     await notice(/Withdraw 0\.01 credits: done/);
-    await waitText('[data-testid=market-balance]', /0\.005 credits/);
-    await waitText('[data-testid=wallet-credits]', /999\.895 credits/); // 1,000 − 0.10 − 0.015 deposited + 0.01
+    await waitText('[data-testid=market-balance]', /0\.01 credits/);
+    // 1,000 − 0.125 (500 Wh × (0.200 + 0.050)) − 0.02 deposited + 0.01
+    await waitText('[data-testid=wallet-credits]', /999\.865 credits/);
   });
 
   it('clears the slot after gate closure: price and volume', async () => {
@@ -343,27 +350,41 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     const row = `[data-testid=settlement-row][data-slot="${T}"]`;
     await waitFor(() => page.locator(row).count(), 'the settlement row');
     const text = await textOf(row);
-    // Bought 500 Wh at 0.120, used 450 Wh: 50 Wh back to the grid at 0.080.
+    // Bought 500 Wh at 0.120, used 450 Wh: 50 Wh back to the grid at 0.080 less the 0.050 imbalance penalty.
     assert.match(text, /500 Wh \/ 450 Wh/);
     assert.match(text, /0 Wh\s+50 Wh/);
-    assert.match(await textOf(`${row} [data-testid=bill]`), /^0\.056$/);
-    assert.match(await textOf(`${row} [data-testid=savings]`), /^\+0\.079$/);
+    assert.match(await textOf(`${row} [data-testid=bill]`), /^0\.0585$/);
+    assert.match(await textOf(`${row} [data-testid=savings]`), /^\+0\.0765$/);
     assert.match(text, /0\.135/); // grid only: 450 Wh at 0.300
-    await waitText('[data-testid=total-savings]', /You saved\s+0\.079 credits/i);
+    await waitText('[data-testid=total-savings]', /You saved\s+0\.0765 credits/i);
     await waitText('[data-testid=cleared-slots]', new RegExp(`#${T}\\s+\\S+\\s+0\\.120\\s+500 Wh`));
     assert.equal(await page.locator('[data-testid=chart-prices] circle').count() >= 1, true);
     assert.equal(await page.locator('[data-testid=chart-flows] rect').count() >= 2, true);
     assert.equal(await page.locator('[data-testid=chart-readings] circle').count(), 4);
     await shot('history.png');
-    // The prosumer: sold 400 Wh at 0.120, delivered 350 Wh (50 Wh bought back at 0.300): earned 0.033;
-    // on grid tariffs alone 350 Wh at 0.080 would have earned 0.028.
+    // The prosumer: sold 400 Wh at 0.120, delivered 350 Wh (50 Wh bought back at 0.300 + 0.050): earned
+    // 0.0305; on grid tariffs alone 350 Wh at 0.080 would have earned 0.028.
     await wallet.switchAccount(0);
     await waitText('[data-testid=account]', new RegExp(short(devAccount(0).address).replace('…', '.')));
     await waitFor(() => page.locator(row).count(), 'the prosumer’s settlement row');
     const p = await textOf(row);
     assert.match(p, /400 Wh \/ 350 Wh/);
-    assert.match(await textOf(`${row} [data-testid=bill]`), /^−0\.033$/);
-    assert.match(await textOf(`${row} [data-testid=savings]`), /^\+0\.005$/);
+    assert.match(await textOf(`${row} [data-testid=bill]`), /^−0\.0305$/);
+    assert.match(await textOf(`${row} [data-testid=savings]`), /^\+0\.0025$/);
+  });
+
+  it('bounds the order volume by the registered capacity, with a sentence (issue 14)', async () => {
+    // Account 0, a prosumer: the dev chain registers a 25 kW connection per 15 minutes of trading, 6,250 Wh
+    // per slot whatever the slot length.
+    await page.click('[data-testid=tab-trade]');
+    const slot = await page.locator('[data-testid=order-slot] option:not([disabled])').last().getAttribute('value');
+    await fillOrder({ side: 'ask', slot: BigInt(slot), energy: 6250, price: '0.100' });
+    await waitText('[data-testid=order-capacity]', /at most 6,250 Wh per slot/);
+    await waitText('[data-testid=order-summary]', /Locks 1\.5625 credits until settlement/); // 6,250 Wh × 0.250
+    await page.fill('[data-testid=order-energy]', '6251');
+    await waitText('[data-testid=order-energy-error]', /At most 6,250 Wh per slot: your registered export power times the slot length/);
+    assert.equal(await page.locator('[data-testid=place-order]').isDisabled(), true);
+    await page.fill('[data-testid=order-energy]', '400');
   });
 
   it('lets an operator register, bind a meter, mint credits and look up the account; errors are sentences', async () => {

@@ -100,8 +100,9 @@ describe('the dApp when things go wrong (issue 18)', { timeout: 600_000 }, () =>
     const now = await chainNow();
     const first = BigInt(Math.floor((now + contracts.gateClosure - contracts.startTime) / contracts.slotLength) + 1);
     S = first + 1n;
-    await sendFrom(0, contracts.token, tokenAbi, 'approve', [contracts.market, 30n * milli]);
-    await sendFrom(0, contracts.market, marketAbi, 'deposit', [30n * milli]);
+    // Each bid escrows 100 Wh × (0.150 + the 0.050 long imbalance penalty) = 0.02 credits (issue 14).
+    await sendFrom(0, contracts.token, tokenAbi, 'approve', [contracts.market, 40n * milli]);
+    await sendFrom(0, contracts.market, marketAbi, 'deposit', [40n * milli]);
     // Only the operator opens slots: S by the node's keeper, the far one (beyond the keeper's
     // window) by account 0, the dev chain's operator.
     await waitFor(async () => await isOpen(S), `the keeper to open slot ${S}`, 60_000);

@@ -46,6 +46,17 @@ describe('custom errors become sentences', () => {
     expect(describeError(new RevertLike(bad), ctx)).toBe('The order horizon must be more than zero seconds.');
   });
 
+  it('explains the capacity bound and the imbalance price limits (issue 14, part 2)', () => {
+    const cap = encodeErrorResult({ abi: energyMarketAbi, errorName: 'ExceedsCapacity', args: [me, 1, 7000n, 6250n] });
+    expect(describeError(new RevertLike(cap), ctx)).toMatch(
+      /^Your account may sell at most 6,250 Wh per slot \(its registered export power times the slot length\); this ask is for 7,000 Wh\./,
+    );
+    const bid = encodeErrorResult({ abi: energyMarketAbi, errorName: 'ExceedsCapacity', args: [me, 0, 10n, 0n] });
+    expect(describeError(new RevertLike(bid), ctx)).toMatch(/may buy at most .* import power/);
+    const imb = encodeErrorResult({ abi: registryAbi, errorName: 'InvalidImbalancePrices', args: [0n, milli] });
+    expect(describeError(new RevertLike(imb), ctx)).toMatch(/^The imbalance prices are invalid: the short premium .* at least one price step/);
+  });
+
   it('decodes errors of other contracts met through the market (token, registry)', () => {
     const tok = encodeErrorResult({
       abi: creditTokenAbi,

@@ -7,6 +7,7 @@ import {
   computeClearing,
   firstOpenSlot,
   lockFor,
+  NO_PREMIUMS,
   phaseOf,
 } from '../../src/market';
 
@@ -136,9 +137,15 @@ describe('order book', () => {
 });
 
 describe('money', () => {
-  it('locks the bid cost and the ask collateral', () => {
-    expect(lockFor('bid', 500n, 150n * milli, 300n * milli)).toBe(75n * milli);
-    expect(lockFor('ask', 500n, 100n * milli, 300n * milli)).toBe(100n * milli);
+  const prem = { shortPremiumPerKWh: 50n * milli, longPenaltyPerKWh: 20n * milli };
+
+  it('locks the worst case: the bid cost plus the long penalty, the ask shortfall at retail plus the premium', () => {
+    // 500 Wh bid at 0.15 + 0.02 penalty = 0.085 credits; 500 Wh ask at 0.10: (0.30 + 0.05 − 0.10) × 0.5 = 0.125.
+    expect(lockFor('bid', 500n, 150n * milli, 300n * milli, prem)).toBe(85n * milli);
+    expect(lockFor('ask', 500n, 100n * milli, 300n * milli, prem)).toBe(125n * milli);
+    // An ask at retail still locks the short premium: no order is free.
+    expect(lockFor('ask', 1000n, 300n * milli, 300n * milli, prem)).toBe(50n * milli);
+    expect(lockFor('bid', 1000n, 150n * milli, 300n * milli, NO_PREMIUMS)).toBe(150n * milli);
   });
 
   it('breaks a settlement into trade and grid flows that reproduce the contract amounts', () => {
@@ -147,25 +154,27 @@ describe('money', () => {
     const f = 80n * milli;
     const c = 150n * milli;
     const pb = 200n * milli;
-    const released = (500n * pb) / 1000n;
+    const released = (500n * (pb + prem.longPenaltyPerKWh)) / 1000n;
     const debited = (300n * c) / 1000n + (100n * r) / 1000n;
     const bill = billOf(
       { slot: 5n, boughtWh: 300n, soldWh: 0n, importWh: 400n, exportWh: 0n, credited: released, debited },
       { retailPerKWh: r, feedInPerKWh: f, clearingPerKWh: c },
       { bidPricePerKWh: pb, askPricePerKWh: 0n },
       false,
+      prem,
     );
     expect(bill.fromGridWh).toBe(100n);
     expect(bill.toGridWh).toBe(0n);
+    expect(bill.imbalanceCharge).toBe(0n);
     expect(bill.net).toBe(debited);
     expect(bill.released).toBe(released);
     expect(bill.gridOnly).toBe((400n * r) / 1000n);
     expect(bill.savings).toBe((400n * r) / 1000n - debited);
     expect(bill.consistent).toBe(true);
 
-    // Prosumer sold 300 Wh @ 0.15 but delivered 250 Wh (50 Wh bought back at retail) and used nothing.
+    // Prosumer sold 300 Wh @ 0.15 but delivered 250 Wh: 50 Wh bought at retail + premium (0.35).
     const pa = 100n * milli;
-    const rel2 = (300n * (r - pa)) / 1000n;
+    const rel2 = (300n * (r + prem.shortPremiumPerKWh - pa)) / 1000n;
     const bill2 = billOf(
       {
         slot: 5n,
@@ -174,15 +183,39 @@ describe('money', () => {
         importWh: 0n,
         exportWh: 250n,
         credited: rel2 + (300n * c) / 1000n,
-        debited: (50n * r) / 1000n,
+        debited: (50n * 350n * milli) / 1000n,
       },
       { retailPerKWh: r, feedInPerKWh: f, clearingPerKWh: c },
       { bidPricePerKWh: 0n, askPricePerKWh: pa },
       false,
+      prem,
     );
-    expect(bill2.net).toBe((50n * r) / 1000n - (300n * c) / 1000n);
+    expect(bill2.imbalanceCharge).toBe((50n * 50n * milli) / 1000n);
+    expect(bill2.net).toBe((50n * 350n * milli) / 1000n - (300n * c) / 1000n);
     expect(bill2.gridOnly).toBe(-(250n * f) / 1000n);
     expect(bill2.consistent).toBe(true);
+
+    // Consumer bought 300 Wh @ 0.15 and used 100 Wh: 200 Wh back at feed-in, 0.02 penalty on each.
+    const bill3 = billOf(
+      {
+        slot: 5n,
+        boughtWh: 300n,
+        soldWh: 0n,
+        importWh: 100n,
+        exportWh: 0n,
+        credited: released + (200n * f) / 1000n,
+        debited: (300n * c) / 1000n + (200n * 20n * milli) / 1000n,
+      },
+      { retailPerKWh: r, feedInPerKWh: f, clearingPerKWh: c },
+      { bidPricePerKWh: pb, askPricePerKWh: 0n },
+      false,
+      prem,
+    );
+    expect(bill3.toGridWh).toBe(200n);
+    expect(bill3.imbalanceCharge).toBe((200n * 20n * milli) / 1000n);
+    // Paid 0.045 for 300 Wh, got 0.016 back at feed-in, paid 0.004 penalty.
+    expect(bill3.net).toBe((300n * c) / 1000n - (200n * f) / 1000n + (200n * 20n * milli) / 1000n);
+    expect(bill3.consistent).toBe(true);
   });
 
   it('flags a breakdown that does not match the contract', () => {
@@ -191,6 +224,7 @@ describe('money', () => {
       { retailPerKWh: 300n * milli, feedInPerKWh: 80n * milli, clearingPerKWh: 150n * milli },
       { bidPricePerKWh: 150n * milli, askPricePerKWh: 0n },
       false,
+      NO_PREMIUMS,
     );
     expect(bill.consistent).toBe(false);
   });
