@@ -7,7 +7,8 @@ use serde_json::Value;
 use super::error::{RpcError, RpcResult};
 use super::params::Params;
 use super::pubsub::WsConnection;
-use super::{admin, clique, debug, eth, filters, net, pubsub, txpool, web3, RpcContext};
+use super::workers::{self, Work};
+use super::{admin, clique, debug, eth, filters, net, pubsub, trace, txpool, web3, RpcContext};
 
 /// Whether `method` is privileged, served only with `--rpc-admin`: it changes what this node does
 /// (`clique_propose` and `clique_discard` cast this signer's votes; `admin_*` blocks peers and
@@ -31,6 +32,10 @@ pub fn call(
         return Err(RpcError::privileged(method));
     }
     let p = Params::new(params)?;
+    if workers::is_heavy(method) {
+        let (worker_ctx, method) = (ctx.clone(), method.to_string());
+        return ctx.calls.run(move |work| heavy(&worker_ctx, &method, p, work));
+    }
     match method {
         "eth_subscribe" | "eth_unsubscribe" => {
             return match conn {
@@ -55,6 +60,19 @@ pub fn call(
         Some("admin") => admin::call(ctx, method, p),
         Some("debug") => debug::call(ctx, method, p),
         Some("personal") if method == "personal_sign" => eth::sign::personal(ctx, method, p),
+        _ => Err(RpcError::method_not_found(method)),
+    }
+}
+
+/// The heavy methods ([`workers::is_heavy`]), on a call worker.
+fn heavy(ctx: &RpcContext, method: &str, p: Params, work: &Work<'_>) -> RpcResult {
+    match method {
+        "eth_call" => eth::call::eth_call(ctx, p, work),
+        "eth_estimateGas" => eth::estimate::estimate_gas(ctx, p, work),
+        "eth_createAccessList" => eth::access_list::create_access_list(ctx, p, work),
+        "debug_traceTransaction" => trace::trace_transaction(ctx, p, work),
+        "debug_traceBlockByNumber" | "debug_traceBlockByHash" => trace::trace_block(ctx, method, p, work),
+        "debug_traceCall" => trace::trace_call(ctx, p, work),
         _ => Err(RpcError::method_not_found(method)),
     }
 }

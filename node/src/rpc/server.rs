@@ -10,6 +10,7 @@ use warp::http::StatusCode;
 use warp::Filter;
 
 use super::access::{self, AccessError};
+use super::connections::ConnectionCap;
 use super::dispatch;
 use super::error::RpcError;
 use super::pubsub::WsConnection;
@@ -152,8 +153,13 @@ fn handle_batch(ctx: &Arc<RpcContext>, items: Vec<Value>, conn: Option<&Arc<WsCo
 /// than this still gets the answer, and then the connection is closed.
 const DRAIN_LIMIT: u64 = 64 << 20;
 
+/// The buffer first reserved for a body: what arrives beyond it grows the buffer as it arrives,
+/// so a declared `Content-Length` (which may be a lie) never sizes an allocation.
+const INITIAL_BODY_BUFFER: usize = 16 * 1024;
+
 /// Reads a request body of at most `limit` bytes; `None` when it is longer (declared in
-/// `Content-Length` or sent chunked), after draining up to [`DRAIN_LIMIT`] bytes of it.
+/// `Content-Length` or sent chunked), after draining up to [`DRAIN_LIMIT`] bytes of it. The buffer
+/// grows with the bytes received, never from the declared length.
 async fn read_body<S, B>(limit: u64, declared: Option<u64>, body: S) -> Result<Option<Bytes>, warp::Rejection>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
@@ -162,7 +168,11 @@ where
     use futures_util::StreamExt;
     futures_util::pin_mut!(body);
     let too_large = declared.is_some_and(|n| n > limit);
-    let mut buf = Vec::with_capacity(if too_large { 0 } else { declared.unwrap_or(0) as usize });
+    let mut buf = Vec::with_capacity(if too_large {
+        0
+    } else {
+        declared.unwrap_or(0).min(INITIAL_BODY_BUFFER as u64) as usize
+    });
     let mut seen: u64 = 0;
     while let Some(chunk) = body.next().await {
         let Ok(mut chunk) = chunk else {
@@ -202,8 +212,9 @@ where
         read_body(0, declared, body).await?;
         return Err(warp::reject::custom(e));
     }
-    let Some(body) = read_body(ctx.config.max_body_bytes, declared, body).await? else {
-        return Err(warp::reject::custom(BodyTooLarge));
+    let limit = ctx.config.max_body_bytes;
+    let Some(body) = read_body(limit, declared, body).await? else {
+        return Err(warp::reject::custom(BodyTooLarge { limit }));
     };
     let response = tokio::task::spawn_blocking(move || handle_body(&ctx, &body, None))
         .await
@@ -226,7 +237,9 @@ impl<T: warp::Reply> IntoBoxed for T {
 
 /// A request body over `--rpc-max-body`.
 #[derive(Debug)]
-struct BodyTooLarge;
+struct BodyTooLarge {
+    limit: u64,
+}
 
 impl warp::reject::Reject for BodyTooLarge {}
 
@@ -238,8 +251,18 @@ async fn recover(err: warp::Rejection) -> Result<warp::reply::Response, std::con
             AccessError::Host(_) | AccessError::Origin(_) => StatusCode::FORBIDDEN,
         };
         (status, RpcError::invalid_request(denied.to_string()))
-    } else if err.find::<BodyTooLarge>().is_some() || err.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (StatusCode::PAYLOAD_TOO_LARGE, RpcError::limit_exceeded("request body is over the size limit"))
+    } else if let Some(BodyTooLarge { limit }) = err.find::<BodyTooLarge>() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            RpcError::limit_exceeded(format!(
+                "request body too large: the server reads at most {limit} bytes (--rpc-max-body)"
+            )),
+        )
+    } else if err.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            RpcError::limit_exceeded("request body is over the size limit (--rpc-max-body)"),
+        )
     } else if err.find::<warp::reject::LengthRequired>().is_some() {
         (StatusCode::LENGTH_REQUIRED, RpcError::invalid_request("a Content-Length header is required"))
     } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
@@ -323,7 +346,37 @@ pub async fn serve_with_ui(
         .and(ui::routes(ctx.clone()));
     let app = ws.or(http).or(preflight).or(page).recover(recover).map(boxed);
     let routes = guard(ctx.config.access.clone()).and(app).map(access::with_cors).recover(recover);
-    let server = warp::serve(routes).incoming(listener).graceful(shutdown);
-    let handle = tokio::spawn(server.run());
+    let cap = ConnectionCap::new(ctx.config.max_connections);
+    let handle = tokio::spawn(async move {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let io = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((io, _)) => io,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, as hyper's server does.
+                        tracing::debug!(error = %e, "accepting a JSON-RPC connection failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let Some(io) = cap.admit(io) else { continue };
+            let service = hyper_util::service::TowerToHyperService::new(warp::service(routes.clone()));
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let builder =
+                    hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service);
+                if let Err(e) = watcher.watch(conn.into_owned()).await {
+                    tracing::debug!(error = %e, "JSON-RPC connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        graceful.shutdown().await;
+    });
     Ok((local, handle))
 }

@@ -1,0 +1,174 @@
+//! The bounded pool of workers that runs the heavy calls: `eth_call`, `eth_estimateGas`,
+//! `eth_createAccessList` and `debug_trace*` ([`is_heavy`]).
+//!
+//! - A fixed number of threads (`--rpc-call-workers`, default: cores − 1, at least 1), each with
+//!   its own read connection to the database, so a long call never holds a connection or a lock
+//!   that sealing, import or the light RPC methods need.
+//! - A bounded queue in front (`--rpc-call-queue`); when it is full the call is refused at once
+//!   with a -32005 error naming both flags, never queued without bound.
+//! - Each call has a [`Budget`]: `--rpc-call-timeout` from the moment it is accepted (time in the
+//!   queue counts), enforced inside revm by [`crate::execution::budget::Meter`].
+//! - On Linux the worker threads run at a lower scheduling priority (nice 10, `setpriority` on
+//!   the thread id), so the sealer's and the server's threads win the CPU when it is contended.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+
+use super::error::{RpcError, RpcResult};
+use crate::execution::budget::Budget;
+use crate::storage::ReadPool;
+
+/// The nice value of the worker threads (0 is normal, 19 the lowest priority).
+pub const WORKER_NICE: i32 = 10;
+
+/// Limits of the heavy calls (`--rpc-call-*`, `--rpc-trace-*`).
+#[derive(Debug, Clone)]
+pub struct CallLimits {
+    /// Wall-clock limit of one call (`--rpc-call-timeout`); `None`: no limit.
+    pub timeout: Option<Duration>,
+    /// Worker threads (`--rpc-call-workers`).
+    pub workers: usize,
+    /// Calls that may wait for a worker (`--rpc-call-queue`).
+    pub queue: usize,
+    /// Most EVM steps of one trace request (`--rpc-trace-max-steps`); `None`: no limit.
+    pub trace_max_steps: Option<u64>,
+    /// Most bytes a tracer may record for one request, as estimated per step and frame
+    /// (`--rpc-trace-max-bytes`); `None`: no limit.
+    pub trace_max_bytes: Option<u64>,
+}
+
+impl CallLimits {
+    /// Default worker count: one fewer than the cores, at least one, so a sealer keeps a core.
+    pub fn default_workers() -> usize {
+        std::thread::available_parallelism().map(|n| n.get().saturating_sub(1)).unwrap_or(1).max(1)
+    }
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Some(Duration::from_secs(5)),
+            workers: Self::default_workers(),
+            queue: 16,
+            trace_max_steps: Some(10_000_000),
+            trace_max_bytes: Some(256 << 20),
+        }
+    }
+}
+
+/// Whether `method` runs on the call workers.
+pub fn is_heavy(method: &str) -> bool {
+    matches!(method, "eth_call" | "eth_estimateGas" | "eth_createAccessList")
+        || method.starts_with("debug_trace")
+}
+
+/// What a heavy call gets from its worker: the worker's own read connection and its budget.
+pub struct Work<'a> {
+    /// The worker's read connection to the database.
+    pub reads: &'a ReadPool,
+    /// The call's limits, its clock started when the call was accepted.
+    pub budget: Budget,
+    /// The trace limits to apply when the call traces.
+    pub limits: &'a CallLimits,
+}
+
+type Job = Box<dyn FnOnce(&Work<'_>) + Send>;
+
+/// A job with the budget it was accepted with (its clock runs from then).
+struct Queued {
+    budget: Budget,
+    job: Job,
+}
+
+/// The pool. Dropping it lets the workers finish their calls and exit.
+pub struct CallPool {
+    sender: Sender<Queued>,
+    limits: Arc<CallLimits>,
+}
+
+impl CallPool {
+    /// Starts `limits.workers` threads, each with one of the connections of `reads` (open it
+    /// with as many connections as workers).
+    pub fn start(reads: ReadPool, limits: CallLimits) -> std::io::Result<Self> {
+        let limits = Arc::new(CallLimits { workers: limits.workers.max(1), ..limits });
+        let (sender, receiver) = bounded::<Queued>(limits.queue);
+        for i in 0..limits.workers {
+            let (receiver, reads, limits) = (receiver.clone(), reads.clone(), limits.clone());
+            std::thread::Builder::new()
+                .name(format!("rpc-call-{i}"))
+                .spawn(move || worker(receiver, reads, limits))?;
+        }
+        Ok(Self { sender, limits })
+    }
+
+    /// The limits the pool runs with.
+    pub fn limits(&self) -> &CallLimits {
+        &self.limits
+    }
+
+    /// Runs `f` on a worker and waits for its answer; refuses at once when every worker is busy
+    /// and the queue is full.
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Work<'_>) -> RpcResult<T> + Send + 'static,
+    ) -> RpcResult<T> {
+        let budget = Budget::new(self.limits.timeout, "--rpc-call-timeout");
+        let (answer, result) = bounded::<RpcResult<T>>(1);
+        let job: Job = Box::new(move |work| {
+            let outcome = match work.budget.expired() {
+                // It waited in the queue for its whole time limit: answered without running.
+                Some(expired) => {
+                    Err(RpcError::limit_exceeded(format!("{expired}, waiting for a call worker")))
+                }
+                None => f(work),
+            };
+            let _ = answer.send(outcome);
+        });
+        match self.sender.try_send(Queued { budget, job }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(RpcError::limit_exceeded(format!(
+                    "the node is busy: all {} call workers are running and {} calls are waiting \
+                     (--rpc-call-workers, --rpc-call-queue); eth_call, eth_estimateGas, \
+                     eth_createAccessList and debug_trace* are refused until one finishes, retry later",
+                    self.limits.workers, self.limits.queue
+                )))
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(RpcError::internal("the call workers have stopped"));
+            }
+        }
+        result.recv().unwrap_or_else(|_| Err(RpcError::internal("the call's worker failed")))
+    }
+}
+
+/// One worker: takes calls until the pool is dropped.
+fn worker(receiver: Receiver<Queued>, reads: ReadPool, limits: Arc<CallLimits>) {
+    lower_priority();
+    while let Ok(Queued { budget, job }) = receiver.recv() {
+        let work = Work { reads: &reads, budget, limits: &limits };
+        // A panic is contained here: the caller gets an internal error (its answer channel is
+        // dropped) and the worker goes on.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&work))).is_err() {
+            tracing::error!("an RPC call panicked on its worker; the worker goes on");
+        }
+    }
+}
+
+/// Lowers the calling thread's scheduling priority to [`WORKER_NICE`] (Linux: per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take no pointers; on Linux PRIO_PROCESS with a thread id
+        // changes that thread's nice value only.
+        let rc = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, WORKER_NICE)
+        };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the call worker's priority");
+        }
+    }
+}
