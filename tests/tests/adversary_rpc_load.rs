@@ -300,6 +300,13 @@ fn call_timeouts_under_and_over_the_limit_stop_the_evm() {
         let e =
             rpc.try_call("eth_estimateGas", json!([loop_call(), "latest", code_override(LOOP)])).unwrap_err();
         assert!(e.message.contains("(timeout = 500ms)"), "eth_estimateGas too: {e:?}");
+        // The heavy calls of one batch share one limit: three loops end within one limit, not three.
+        let one = |id: u64| json!({"jsonrpc": "2.0", "id": id, "method": "eth_call", "params": [loop_call(), "latest", code_override(LOOP)]});
+        let ((_, answers), took) = timed(|| rpc.raw(&json!([one(1), one(2), one(3)]).to_string()).unwrap());
+        for a in answers.as_array().expect("batch answer") {
+            assert!(a["error"]["message"].as_str().unwrap().contains("(timeout = 500ms)"), "{a}");
+        }
+        assert!(took < Duration::from_millis(1500), "a batch held a worker for {took:?}");
     } else {
         eprintln!("the loop ends within 1 s on this build: the server limit is shown by the load test");
     }

@@ -77,8 +77,9 @@ pub struct RpcArgs {
     #[arg(long, default_value_t = 1000)]
     pub rpc_max_connections: usize,
     /// Wall-clock limit of each eth_call, eth_estimateGas, eth_createAccessList and debug_trace*
-    /// call, in seconds (fractions allowed), counted from when the call is accepted: the EVM is
-    /// stopped there and the call answers -32005 "execution aborted (timeout = ...)". 0: no limit.
+    /// call, in seconds (fractions allowed), counted from when its request arrived (the heavy calls
+    /// of one batch share one limit): the EVM is stopped there and the call answers -32005
+    /// "execution aborted (timeout = ...)". A trace's timeout option may shorten it. 0: no limit.
     #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
     pub rpc_call_timeout: f64,
     /// Threads that run eth_call, eth_estimateGas, eth_createAccessList and debug_trace*, at a

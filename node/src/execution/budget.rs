@@ -95,9 +95,9 @@ impl Budget {
         }
     }
 
-    /// No limit at all (internal callers).
-    pub fn unlimited() -> Self {
-        Self::new(None, "")
+    /// A budget whose clock started at `start`.
+    pub fn starting_at(start: Instant, timeout: Option<Duration>, source: &'static str) -> Self {
+        Self { start, ..Self::new(timeout, source) }
     }
 
     /// The same budget with a shorter time limit (a tracer's `timeout` option), counted from the

@@ -21,12 +21,14 @@ pub fn is_privileged(method: &str) -> bool {
         || method.starts_with("debug_")
 }
 
-/// Handles one call; `conn` is the WebSocket connection it came on, if any.
+/// Handles one call; `conn` is the WebSocket connection it came on, if any; `arrived` is when
+/// its request body arrived: the heavy calls of one body (a batch) share one time limit from then.
 pub fn call(
     ctx: &Arc<RpcContext>,
     method: &str,
     params: Option<Value>,
     conn: Option<&Arc<WsConnection>>,
+    arrived: std::time::Instant,
 ) -> RpcResult {
     if is_privileged(method) && !ctx.config.admin {
         return Err(RpcError::privileged(method));
@@ -34,7 +36,7 @@ pub fn call(
     let p = Params::new(params)?;
     if workers::is_heavy(method) {
         let (worker_ctx, method) = (ctx.clone(), method.to_string());
-        return ctx.calls.run(move |work| heavy(&worker_ctx, &method, p, work));
+        return ctx.calls.run(arrived, move |work| heavy(&worker_ctx, &method, p, work));
     }
     match method {
         "eth_subscribe" | "eth_unsubscribe" => {

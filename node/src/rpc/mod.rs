@@ -210,7 +210,9 @@ impl RpcContext {
     ) -> RpcResult<T> {
         let snapshot = self.chain.snapshot();
         let state = HistoricalState::open(reads, number)?;
-        if snapshot.head.header.number == number {
+        // The cache holds the published head's values: used only when this read transaction
+        // sees that very block (not a block a reorg put at its number meanwhile).
+        if snapshot.head.header.number == number && state.block_hash()? == Some(snapshot.head.hash) {
             return f(&CachedState::new(state, &snapshot.cache));
         }
         f(&state)

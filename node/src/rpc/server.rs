@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -23,8 +24,14 @@ fn error_response(id: Value, e: RpcError) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": e})
 }
 
-/// Handles one request object; `None` for notifications (no `id`).
-fn handle_one(ctx: &Arc<RpcContext>, req: Value, conn: Option<&Arc<WsConnection>>) -> Option<Value> {
+/// Handles one request object; `None` for notifications (no `id`). `arrived`: when the body it
+/// came in arrived (the heavy calls of one body share one time limit from then).
+fn handle_one(
+    ctx: &Arc<RpcContext>,
+    req: Value,
+    conn: Option<&Arc<WsConnection>>,
+    arrived: Instant,
+) -> Option<Value> {
     let Value::Object(mut obj) = req else {
         return Some(error_response(Value::Null, RpcError::invalid_request("request must be a JSON object")));
     };
@@ -43,7 +50,7 @@ fn handle_one(ctx: &Arc<RpcContext>, req: Value, conn: Option<&Arc<WsConnection>
     let Some(Value::String(method)) = obj.remove("method") else {
         return Some(error_response(id, RpcError::invalid_request("method must be a string")));
     };
-    let result = dispatch::call(ctx, &method, obj.remove("params"), conn);
+    let result = dispatch::call(ctx, &method, obj.remove("params"), conn, arrived);
     if notification {
         return None;
     }
@@ -61,6 +68,7 @@ fn handle_one(ctx: &Arc<RpcContext>, req: Value, conn: Option<&Arc<WsConnection>
 /// Handles a request body: a single request or a batch. Returns `None` when nothing is due
 /// (only notifications).
 pub fn handle_body(ctx: &Arc<RpcContext>, body: &[u8], conn: Option<&Arc<WsConnection>>) -> Option<Value> {
+    let arrived = Instant::now();
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return Some(error_response(Value::Null, RpcError::parse(e))),
@@ -80,14 +88,14 @@ pub fn handle_body(ctx: &Arc<RpcContext>, body: &[u8], conn: Option<&Arc<WsConne
                     )),
                 ));
             }
-            let out = handle_batch(ctx, items, conn);
+            let out = handle_batch(ctx, items, conn, arrived);
             if out.is_empty() {
                 None
             } else {
                 Some(Value::Array(out))
             }
         }
-        other => handle_one(ctx, other, conn),
+        other => handle_one(ctx, other, conn, arrived),
     }
 }
 
@@ -112,13 +120,18 @@ fn json_len(v: &Value) -> usize {
 /// `--rpc-batch-response-max-size` bytes; once they hold more, every call left answers a limit
 /// error without being run. As in geth, the response that crosses the limit is kept (its call has
 /// run, and a client must learn, say, the hash of a transaction it sent).
-fn handle_batch(ctx: &Arc<RpcContext>, items: Vec<Value>, conn: Option<&Arc<WsConnection>>) -> Vec<Value> {
+fn handle_batch(
+    ctx: &Arc<RpcContext>,
+    items: Vec<Value>,
+    conn: Option<&Arc<WsConnection>>,
+    arrived: Instant,
+) -> Vec<Value> {
     let max = ctx.config.max_batch_response_bytes;
     let mut out = Vec::new();
     let mut bytes = 0usize;
     let mut items = items.into_iter();
     for item in items.by_ref() {
-        if let Some(response) = handle_one(ctx, item, conn) {
+        if let Some(response) = handle_one(ctx, item, conn, arrived) {
             bytes += json_len(&response);
             out.push(response);
         }

@@ -6,8 +6,9 @@
 //!   that sealing, import or the light RPC methods need.
 //! - A bounded queue in front (`--rpc-call-queue`); when it is full the call is refused at once
 //!   with a -32005 error naming both flags, never queued without bound.
-//! - Each call has a [`Budget`]: `--rpc-call-timeout` from the moment it is accepted (time in the
-//!   queue counts), enforced inside revm by [`crate::execution::budget::Meter`].
+//! - Each call has a [`Budget`]: `--rpc-call-timeout` from the moment its request arrived (time
+//!   in the queue counts, and the heavy calls of one batch share one limit), enforced inside revm
+//!   by [`crate::execution::budget::Meter`].
 //! - On Linux the worker threads run at a lower scheduling priority (nice 10, `setpriority` on
 //!   the thread id), so the sealer's and the server's threads win the CPU when it is contended.
 
@@ -109,12 +110,14 @@ impl CallPool {
     }
 
     /// Runs `f` on a worker and waits for its answer; refuses at once when every worker is busy
-    /// and the queue is full.
+    /// and the queue is full. The time limit counts from `arrived`, when the request arrived (the
+    /// heavy calls of one batch share it, so one request holds a worker for one limit at most).
     pub fn run<T: Send + 'static>(
         &self,
+        arrived: std::time::Instant,
         f: impl FnOnce(&Work<'_>) -> RpcResult<T> + Send + 'static,
     ) -> RpcResult<T> {
-        let budget = Budget::new(self.limits.timeout, "--rpc-call-timeout");
+        let budget = Budget::starting_at(arrived, self.limits.timeout, "--rpc-call-timeout");
         let (answer, result) = bounded::<RpcResult<T>>(1);
         let job: Job = Box::new(move |work| {
             let outcome = match work.budget.expired() {

@@ -48,6 +48,20 @@ impl<'a> HistoricalState<'a> {
     }
 }
 
+impl HistoricalState<'_> {
+    /// The hash of the canonical block this state is at, as this read transaction sees it.
+    pub fn block_hash(&self) -> Result<Option<B256>, StateError> {
+        let hash: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT hash FROM canonical WHERE number = ?1")
+            .map_err(backend)?
+            .query_row([self.number as i64], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        Ok(hash.map(|h| blob_b256(&h)).transpose()?)
+    }
+}
+
 impl Drop for HistoricalState<'_> {
     fn drop(&mut self) {
         let _ = self.conn.execute_batch("ROLLBACK");
