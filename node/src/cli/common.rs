@@ -97,7 +97,7 @@ pub struct RpcArgs {
     /// Most bytes one debug_trace* request's tracer may record (estimated per step for the
     /// default struct logger, with its stack, memory and return data; per call frame for
     /// callTracer and the others); the response is a small multiple of it. 0: no limit.
-    #[arg(long, default_value_t = 256 << 20)]
+    #[arg(long, default_value_t = 128 << 20)]
     pub rpc_trace_max_bytes: u64,
 }
 

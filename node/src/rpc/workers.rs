@@ -54,7 +54,7 @@ impl Default for CallLimits {
             workers: Self::default_workers(),
             queue: 16,
             trace_max_steps: Some(10_000_000),
-            trace_max_bytes: Some(256 << 20),
+            trace_max_bytes: Some(128 << 20),
         }
     }
 }
