@@ -175,3 +175,91 @@ fn lower_priority() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::storage::Store;
+
+    fn pool(workers: usize, queue: usize, timeout: Option<Duration>) -> (CallPool, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Some(128)).unwrap();
+        let reads = ReadPool::open(store.path(), workers).unwrap();
+        let limits = CallLimits { workers, queue, timeout, ..CallLimits::default() };
+        (CallPool::start(reads, limits).unwrap(), dir)
+    }
+
+    /// Occupies one place of the pool until the returned sender is dropped or sent to.
+    fn occupy(
+        pool: &Arc<CallPool>,
+    ) -> (crossbeam_channel::Sender<()>, std::thread::JoinHandle<RpcResult<()>>) {
+        let (release, wait) = bounded::<()>(0);
+        let pool = pool.clone();
+        let handle = std::thread::spawn(move || {
+            pool.run(Instant::now(), move |_| {
+                let _ = wait.recv();
+                Ok(())
+            })
+        });
+        (release, handle)
+    }
+
+    #[test]
+    fn a_full_queue_refuses_at_once_and_frees_up() {
+        let (pool, _dir) = pool(1, 2, None);
+        let pool = Arc::new(pool);
+        // One call running and two waiting: the worker and the queue are full.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(occupy(&pool));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let started = Instant::now();
+        let e = pool.run(Instant::now(), |_| Ok(())).unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(500), "refused at once");
+        assert_eq!(e.code, -32005);
+        assert!(e.message.contains("all 1 call workers are running and 2 calls are waiting"), "{e:?}");
+        assert!(e.message.contains("--rpc-call-queue"), "{e:?}");
+        for (release, handle) in held {
+            drop(release);
+            handle.join().unwrap().unwrap();
+        }
+        // Free again: a call runs.
+        assert_eq!(pool.run(Instant::now(), |_| Ok(7)).unwrap(), 7);
+    }
+
+    #[test]
+    fn a_call_that_waited_past_its_limit_is_answered_without_running() {
+        let (pool, _dir) = pool(1, 1, Some(Duration::from_millis(100)));
+        let pool = Arc::new(pool);
+        let (release, handle) = occupy(&pool);
+        std::thread::sleep(Duration::from_millis(50));
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let waiter = {
+            let (pool, ran) = (pool.clone(), ran.clone());
+            std::thread::spawn(move || {
+                pool.run(Instant::now(), move |_| {
+                    ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Ok(())
+                })
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        drop(release);
+        let _ = handle.join().unwrap();
+        let e = waiter.join().unwrap().unwrap_err();
+        assert!(e.message.starts_with("execution aborted (timeout = 100ms)"), "{e:?}");
+        assert!(e.message.contains("waiting for a call worker"), "{e:?}");
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst), "the call ran after its limit");
+    }
+
+    #[test]
+    fn a_panicking_call_leaves_the_worker_alive() {
+        let (pool, _dir) = pool(1, 1, None);
+        let e = pool.run(Instant::now(), |_| -> RpcResult<()> { panic!("boom") }).unwrap_err();
+        assert_eq!(e.code, -32603, "{e:?}");
+        assert_eq!(pool.run(Instant::now(), |_| Ok(1)).unwrap(), 1);
+    }
+}
