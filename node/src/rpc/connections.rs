@@ -5,8 +5,11 @@
 //! accepted socket holds a permit of a semaphore for as long as it is open, WebSocket upgrades
 //! included (the permit lives inside the socket wrapper that the upgrade takes over). A connection
 //! over the cap is answered `503 Service Unavailable` with a JSON-RPC error naming the flag, and
-//! closed.
+//! closed. A connection that sends nothing for 30 s after connecting, or no request head for 30 s
+//! later (idle keep-alive included), is closed by the server, so idle or slow clients cannot hold
+//! the places for ever.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,10 +23,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Most connections over the cap being answered 503 at once; past it they are dropped at once.
 const MAX_REFUSING: usize = 64;
 
+/// How long a new connection may stay silent before its first byte (after it, hyper's header
+/// read timeout takes over).
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A socket that holds its place under the connection cap until it is dropped.
 pub struct Counted {
     io: TcpStream,
     _permit: OwnedSemaphorePermit,
+    /// Until the first byte arrives: when the connection is given up.
+    first_byte: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl AsyncRead for Counted {
@@ -32,7 +41,22 @@ impl AsyncRead for Counted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        let got_bytes = buf.filled().len() > before;
+        if let Some(deadline) = self.first_byte.as_mut() {
+            match &read {
+                Poll::Ready(Ok(())) if got_bytes => self.first_byte = None,
+                Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no request within 30 s of connecting",
+                    )));
+                }
+                _ => {}
+            }
+        }
+        read
     }
 }
 
@@ -80,7 +104,11 @@ impl ConnectionCap {
     /// Admits `io` under the cap, or answers it 503 (on a task of its own) and returns `None`.
     pub fn admit(&self, io: TcpStream) -> Option<Counted> {
         match self.open.clone().try_acquire_owned() {
-            Ok(permit) => Some(Counted { io, _permit: permit }),
+            Ok(permit) => Some(Counted {
+                io,
+                _permit: permit,
+                first_byte: Some(Box::pin(tokio::time::sleep(FIRST_BYTE_TIMEOUT))),
+            }),
             Err(_) => {
                 tracing::debug!(max = self.max, "refused a JSON-RPC connection over --rpc-max-connections");
                 if let Ok(slot) = self.refusing.clone().try_acquire_owned() {

@@ -160,6 +160,10 @@ fn handle_batch(
     out
 }
 
+/// How long a connection may take to send a request head, idle keep-alive time included (geth's
+/// `ReadHeaderTimeout` is 30 s too).
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Most bytes of an over-limit request body the server reads and throws away before it answers 413.
 /// Answering without reading the body would close the connection under a client that is still
 /// writing, and the client would see a connection reset instead of the JSON-RPC error; a body longer
@@ -380,8 +384,14 @@ pub async fn serve_with_ui(
             let service = hyper_util::service::TowerToHyperService::new(warp::service(routes.clone()));
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let builder =
+                let mut builder =
                     hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                // An idle or slow client must send a request head within this time, or its
+                // connection (and its place under the cap) is let go.
+                builder
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT);
                 let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service);
                 if let Err(e) = watcher.watch(conn.into_owned()).await {
                     tracing::debug!(error = %e, "JSON-RPC connection ended with an error");
