@@ -5,9 +5,9 @@
 //! accepted socket holds a permit of a semaphore for as long as it is open, WebSocket upgrades
 //! included (the permit lives inside the socket wrapper that the upgrade takes over). A connection
 //! over the cap is answered `503 Service Unavailable` with a JSON-RPC error naming the flag, and
-//! closed. A connection that sends nothing for 30 s after connecting, or no request head for 30 s
-//! later (idle keep-alive included), is closed by the server, so idle or slow clients cannot hold
-//! the places for ever.
+//! closed. A connection that sends nothing for 30 s after connecting, or no request head for
+//! 120 s later (idle keep-alive included), is closed by the server, so idle or slow clients cannot
+//! hold the places for ever.
 
 use std::future::Future;
 use std::io;

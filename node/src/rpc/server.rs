@@ -160,9 +160,10 @@ fn handle_batch(
     out
 }
 
-/// How long a connection may take to send a request head, idle keep-alive time included (geth's
-/// `ReadHeaderTimeout` is 30 s too).
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a connection may take to send a request head, idle keep-alive time included: geth's
+/// idle timeout (120 s), longer than the idle time of common clients' pools (reqwest: 90 s), so a
+/// client does not send on a connection the server is closing.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Most bytes of an over-limit request body the server reads and throws away before it answers 413.
 /// Answering without reading the body would close the connection under a client that is still
