@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use alloy_consensus::{proofs, Header, ReceiptEnvelope};
 use alloy_primitives::{Address, B256, U256};
+use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
@@ -17,8 +18,9 @@ use crate::consensus::clique::{self, CliqueError, Proposal, Snapshot};
 use crate::crypto::SigningKey;
 use crate::execution::{execute_block, receipts_bloom, BlockInput, BlockOutcome, ExecError, InvalidTxPolicy};
 use crate::primitives::{Block, SealedBlock};
+use crate::state::StateChanges;
 use crate::state::{BlockHashes, StateError, WorldState};
-use crate::storage::{BlockWrite, ReadPool, StorageError, Store};
+use crate::storage::{BlockWrite, ReadPool, StateCache, StorageError, Store, DEFAULT_CACHE_ENTRIES};
 use crate::txpool::{validate_envelope, TxPool, ValidationContext};
 
 /// Why a block was refused. The message names the block and the rule.
@@ -75,6 +77,20 @@ pub struct Head {
     pub snapshot: Snapshot,
 }
 
+/// The head as readers see it: header, hash, Clique snapshot and the recent block hashes of one
+/// committed block, published together after each commit ([`Blockchain::snapshot`]). The state
+/// of that block is read from SQLite at its number ([`crate::storage::HistoricalState`]), so a
+/// reader never takes a lock the writer needs.
+#[derive(Debug, Clone)]
+pub struct ChainSnapshot {
+    /// The head block.
+    pub head: Head,
+    /// The hashes of the head and the 256 blocks before it, for BLOCKHASH.
+    pub hashes: BlockHashes,
+    /// Accounts and slots RPC readers read at the head, shared between them.
+    pub cache: Arc<StateCache>,
+}
+
 /// A block that was added to the chain, as announced to subscribers.
 #[derive(Debug, Clone)]
 pub struct NewBlock {
@@ -102,9 +118,14 @@ pub struct Blockchain {
     spec: ChainSpec,
     store: Mutex<Store>,
     reads: ReadPool,
+    /// The writer's state, head and recent hashes. Only the writer (import, sealing, reorgs)
+    /// and the keeper read them; RPC reads the published [`ChainSnapshot`].
     state: RwLock<WorldState>,
     head: RwLock<Head>,
     hashes: RwLock<BlockHashes>,
+    /// The last committed head, published after every commit (and after a reorg's batch as a
+    /// whole).
+    published: ArcSwap<ChainSnapshot>,
     pool: Arc<TxPool>,
     events: broadcast::Sender<Arc<NewBlock>>,
     /// Events held back while a reorg's batch is not committed yet (subscribers must not hear
@@ -137,6 +158,9 @@ impl Blockchain {
         let (head, state, hashes) = load_head(&store)?;
         let reads = ReadPool::open(store.path(), opts.read_connections)?;
         let (events, _) = broadcast::channel(1024);
+        let cache = Arc::new(StateCache::new(DEFAULT_CACHE_ENTRIES));
+        let published =
+            ArcSwap::from_pointee(ChainSnapshot { head: head.clone(), hashes: hashes.clone(), cache });
         Ok(Self {
             spec,
             store: Mutex::new(store),
@@ -144,6 +168,7 @@ impl Blockchain {
             state: RwLock::new(state),
             head: RwLock::new(head),
             hashes: RwLock::new(hashes),
+            published,
             pool,
             events,
             held_events: Mutex::new(None),
@@ -180,17 +205,54 @@ impl Blockchain {
         &self.reads
     }
 
-    /// The current head.
+    /// New read connections to the chain's database (for RPC call workers, which hold one for
+    /// the length of a call).
+    pub fn open_readers(&self, n: usize) -> Result<ReadPool, StorageError> {
+        let path = self.store.lock().path().to_path_buf();
+        ReadPool::open(&path, n)
+    }
+
+    /// The last committed head with its recent hashes: one consistent snapshot, lock-free.
+    pub fn snapshot(&self) -> Arc<ChainSnapshot> {
+        self.published.load_full()
+    }
+
+    /// The current (published) head.
     pub fn head(&self) -> Head {
-        self.head.read().clone()
+        self.published.load().head.clone()
     }
 
     /// The head block number.
     pub fn head_number(&self) -> u64 {
-        self.head.read().header.number
+        self.published.load().head.header.number
     }
 
-    /// Read access to the head state.
+    /// The writer's head: ahead of the published one inside a reorg's batch.
+    fn tip(&self) -> Head {
+        self.head.read().clone()
+    }
+
+    /// Publishes the writer's head as the readers' snapshot, unless a reorg's batch is open
+    /// (its blocks are not committed yet). `changes`: what the head block changed on top of the
+    /// published head, whose read cache then carries over; otherwise the cache starts empty.
+    fn publish(&self, changes: Option<&StateChanges>) {
+        if self.held_events.lock().is_some() {
+            return;
+        }
+        let previous = self.published.load();
+        let head = self.tip();
+        let cache = match changes {
+            Some(changes) if head.header.parent_hash == previous.head.hash => {
+                previous.cache.carry_over(changes)
+            }
+            _ => StateCache::new(DEFAULT_CACHE_ENTRIES),
+        };
+        let snapshot = ChainSnapshot { head, hashes: self.hashes.read().clone(), cache: Arc::new(cache) };
+        self.published.store(Arc::new(snapshot));
+    }
+
+    /// Read access to the head state (the writer's; the keeper and proofs use it, RPC calls
+    /// read the published snapshot's state from SQLite instead).
     pub fn state(&self) -> parking_lot::RwLockReadGuard<'_, WorldState> {
         self.state.read()
     }
@@ -200,7 +262,7 @@ impl Blockchain {
     pub fn state_at(&self, number: u64) -> Result<WorldState, StateError> {
         let (mut state, head) = {
             let guard = self.state.read();
-            (guard.clone(), self.head_number())
+            (guard.clone(), self.head.read().header.number)
         };
         if number < head {
             let undo = crate::storage::undo_to(&self.reads, number, head)?;
@@ -209,9 +271,9 @@ impl Blockchain {
         Ok(state)
     }
 
-    /// Recent block hashes for BLOCKHASH.
+    /// Recent block hashes for BLOCKHASH (of the published head).
     pub fn block_hashes(&self) -> BlockHashes {
-        self.hashes.read().clone()
+        self.published.load().hashes.clone()
     }
 
     /// Subscribes to new blocks.
@@ -279,7 +341,7 @@ impl Blockchain {
         // The whole switch is one SQLite transaction: readers (RPC) see the old branch until
         // the new one is complete, never the chain cut back to the fork point in between (with
         // the orphaned blocks' transaction index and receipts gone while the branch executes).
-        let original = self.head().hash;
+        let original = self.tip().hash;
         self.store.lock().begin_batch()?;
         *self.held_events.lock() = Some(Vec::new());
         let switched = self.switch_locked(&branch, fork_number, now);
@@ -296,12 +358,14 @@ impl Blockchain {
             self.reload_head_locked()?;
             return Err(e.into());
         }
+        // Readers move to the new branch (or stay on the old chain) in one step.
+        self.publish(None);
         let reverted = match switched {
             Ok(reverted) => reverted,
             Err(e) => {
                 // The disk holds the chain as it was; so does memory, unless putting the old
                 // chain back failed midway: then reload it from the disk.
-                if self.head().hash != original {
+                if self.tip().hash != original {
                     tracing::warn!(error = %e, "a failed reorganisation could not be undone in memory; reloading the head");
                     self.reload_head_locked()?;
                 }
@@ -324,7 +388,7 @@ impl Blockchain {
         }
         tracing::info!(depth = reverted.len(), new_head = self.head_number(), "reorganised");
         crate::metrics::reorged(reverted.len());
-        Ok(self.head().hash)
+        Ok(self.tip().hash)
     }
 
     /// The body of [`Blockchain::reorg_to`], inside its batch: revert to `fork_number`, import
@@ -337,7 +401,7 @@ impl Blockchain {
         now: Option<u64>,
     ) -> Result<Vec<NewBlock>, ImportError> {
         let mut reverted = Vec::new();
-        while self.head_number() > fork_number {
+        while self.tip().header.number > fork_number {
             reverted.push(self.revert_head_locked()?);
         }
         let mut imported = 0;
@@ -381,13 +445,14 @@ impl Blockchain {
         *self.state.write() = state;
         *self.head.write() = head;
         *self.hashes.write() = hashes;
+        self.publish(None);
         Ok(())
     }
 
     /// Whether a branch tip should replace the current head under EIP-3436 fork choice (on a
     /// full tie the current head, seen first, stays).
     pub fn prefers(&self, tip: &crate::consensus::clique::fork_choice::Tip) -> bool {
-        let head = self.head();
+        let head = self.tip();
         let Ok(signer) = clique::recover_sealer(&head.header) else { return true };
         let ours = crate::consensus::clique::fork_choice::Tip {
             total_difficulty: head.total_difficulty,
@@ -404,7 +469,7 @@ impl Blockchain {
     /// Everything is read on the writer connection: inside a reorg's batch the blocks being
     /// taken off may have been written by that same, not yet committed, batch.
     fn revert_head_locked(&self) -> Result<NewBlock, ImportError> {
-        let head = self.head();
+        let head = self.tip();
         let number = head.header.number;
         let hash = head.hash;
         let invalid = |reason: String| ImportError::Invalid { number, hash, reason };
@@ -440,6 +505,7 @@ impl Blockchain {
         };
         self.hashes.write().0.remove(&number);
         drop(state);
+        self.publish(None);
         let event = NewBlock { block, receipts, total_difficulty: td, removed: true };
         self.announce(Arc::new(event.clone()));
         Ok(event)
@@ -449,7 +515,7 @@ impl Blockchain {
         let hash = block.header.hash_slow();
         let number = block.header.number;
         let invalid = |reason: String| ImportError::Invalid { number, hash, reason };
-        let head = self.head();
+        let head = self.tip();
         // Already on the canonical chain: nothing to do. (A stored side block, e.g. one a reorg
         // took off, is imported again like any other block.)
         if hash == head.hash
@@ -533,7 +599,7 @@ impl Blockchain {
     ) -> Result<Option<SealedBlock>, ImportError> {
         let _guard = self.import_lock.lock();
         let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_SEAL);
-        let head = self.head();
+        let head = self.tip();
         let signer = key.address();
         let number = head.header.number + 1;
         if !head.snapshot.signers.contains(&signer) || head.snapshot.signed_recently(number, &signer) {
@@ -696,6 +762,7 @@ impl Blockchain {
             hashes.0.remove(&number.saturating_sub(257));
         }
         drop(state);
+        self.publish(Some(&outcome.changes));
         self.pool.prune(nonces);
         let txs = sealed.block.body.transactions.len();
         crate::metrics::block_committed(number, txs);

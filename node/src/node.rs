@@ -101,7 +101,11 @@ impl Node {
             tracing::info!("metrics: http://{addr}/metrics");
         }
         let proposals = Proposals::default();
+        let limits = config.rpc.calls.clone();
+        let calls = crate::rpc::workers::CallPool::start(chain.open_readers(limits.workers)?, limits)
+            .map_err(|e| anyhow::anyhow!("cannot start the RPC call workers: {e}"))?;
         let ctx = Arc::new(RpcContext {
+            calls,
             chain: chain.clone(),
             config: config.rpc.clone(),
             dev_accounts: config.dev_accounts.clone(),

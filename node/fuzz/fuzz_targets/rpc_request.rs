@@ -59,6 +59,12 @@ fn setup() -> Arc<RpcContext> {
         client_version: "p2pe-node/fuzz".into(),
         filters: Default::default(),
         proposals: Default::default(),
+        network: None,
+        calls: p2pe_node::rpc::workers::CallPool::start(
+            chain.open_readers(1).expect("readers"),
+            Default::default(),
+        )
+        .expect("call workers"),
     });
     let send = |tx: Value| {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendTransaction", "params": [tx]});

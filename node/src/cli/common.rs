@@ -9,6 +9,7 @@ use crate::blockchain::ChainOptions;
 use crate::crypto::SigningKey;
 use crate::rpc::access::{self, AccessPolicy};
 use crate::rpc::ui::UiMode;
+use crate::rpc::workers::CallLimits;
 use crate::rpc::RpcConfig;
 use crate::storage::DEFAULT_STATE_HISTORY;
 use crate::txpool::PoolConfig;
@@ -77,6 +78,41 @@ pub struct RpcArgs {
     /// are always answered; * answers every name (and re-opens DNS rebinding). Other hosts get 403.
     #[arg(long = "http-vhosts", value_delimiter = ',', default_value = "localhost", value_parser = access::parse_vhost)]
     pub http_vhosts: Vec<String>,
+    /// Most open JSON-RPC connections, HTTP and WebSocket together (on each listening port); a
+    /// connection over it is answered 503 with a JSON-RPC error naming this flag and closed.
+    #[arg(long, default_value_t = 1000)]
+    pub rpc_max_connections: usize,
+    /// Wall-clock limit of each eth_call, eth_estimateGas, eth_createAccessList and debug_trace*
+    /// call, in seconds (fractions allowed), counted from when its request arrived (the heavy calls
+    /// of one batch share one limit): the EVM is stopped there and the call answers -32005
+    /// "execution aborted (timeout = ...)". A trace's timeout option may shorten it. 0: no limit.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+    pub rpc_call_timeout: f64,
+    /// Threads that run eth_call, eth_estimateGas, eth_createAccessList and debug_trace*, at a
+    /// lower CPU priority than sealing. Default: the number of cores less one, at least 1.
+    #[arg(long, default_value_t = CallLimits::default_workers())]
+    pub rpc_call_workers: usize,
+    /// Such calls that may wait for a free worker; when all workers are busy and this many wait,
+    /// a call is refused at once with a -32005 error ("the node is busy").
+    #[arg(long, default_value_t = CallLimits::default().queue)]
+    pub rpc_call_queue: usize,
+    /// Most EVM steps one debug_trace* request may run (all its transactions together); 0: no
+    /// limit.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub rpc_trace_max_steps: u64,
+    /// Most bytes one debug_trace* request's tracer may record (estimated per step for the
+    /// default struct logger, with its stack, memory and return data; per call frame for
+    /// callTracer and the others); the response is a small multiple of it. 0: no limit.
+    #[arg(long, default_value_t = 128 << 20)]
+    pub rpc_trace_max_bytes: u64,
+}
+
+/// Parses a non-negative number of seconds.
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{text:?} is not a number of seconds (0 or more, e.g. 5 or 0.5)")),
+    }
 }
 
 impl RpcArgs {
@@ -107,6 +143,15 @@ impl RpcArgs {
             access: AccessPolicy {
                 vhosts: self.http_vhosts.clone(),
                 cors_domains: self.http_corsdomain.clone(),
+            },
+            max_connections: self.rpc_max_connections,
+            calls: CallLimits {
+                timeout: (self.rpc_call_timeout > 0.0)
+                    .then(|| std::time::Duration::from_secs_f64(self.rpc_call_timeout)),
+                workers: self.rpc_call_workers.max(1),
+                queue: self.rpc_call_queue,
+                trace_max_steps: (self.rpc_trace_max_steps > 0).then_some(self.rpc_trace_max_steps),
+                trace_max_bytes: (self.rpc_trace_max_bytes > 0).then_some(self.rpc_trace_max_bytes),
             },
         }
     }

@@ -7,6 +7,7 @@
 //! invalid). Everything else is the same code, so a sealed block and an imported block are
 //! executed identically.
 
+pub mod budget;
 mod env;
 mod executor;
 mod receipt;

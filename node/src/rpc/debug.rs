@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 
 use super::error::{RpcError, RpcResult};
 use super::params::Params;
-use super::trace;
 use super::RpcContext;
 use crate::storage::BlockQuery;
 
@@ -58,9 +57,6 @@ pub fn call(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
             let tx = found.or_else(|| ctx.chain.pool().get(&hash).map(|t| t.inner().clone()));
             Ok(tx.map_or(Value::Null, |t| json!(Bytes::from(t.encoded_2718()))))
         }
-        "debug_traceTransaction" => trace::trace_transaction(ctx, p),
-        "debug_traceBlockByNumber" | "debug_traceBlockByHash" => trace::trace_block(ctx, method, p),
-        "debug_traceCall" => trace::trace_call(ctx, p),
         _ => Err(RpcError::method_not_found(method)),
     }
 }

@@ -70,6 +70,11 @@ impl RpcError {
     pub fn limit_exceeded(msg: impl Into<String>) -> Self {
         Self::new(-32005, msg)
     }
+    /// Whether this is a limit error (-32005): a time, step, byte or queue limit that ends the
+    /// whole request.
+    pub fn is_limit(&self) -> bool {
+        self.code == -32005
+    }
     /// Code 3: execution reverted, with the revert data so clients decode custom errors.
     pub fn reverted(output: &Bytes) -> Self {
         let reason = alloy_sol_types::decode_revert_reason(output);

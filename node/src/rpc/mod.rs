@@ -12,11 +12,18 @@
 //! - [`pubsub`]: WebSocket connections and `eth_subscribe`;
 //! - [`ui`]: the embedded dApp;
 //! - [`convert`]: consensus types → RPC response objects;
-//! - [`error`]: EIP-1474 error codes.
+//! - [`error`]: EIP-1474 error codes;
+//! - [`workers`]: the bounded pool that runs `eth_call`, `eth_estimateGas`,
+//!   `eth_createAccessList` and `debug_trace*` under a time limit.
+//!
+//! Reads never take the writer's locks: the head comes from the chain's published snapshot
+//! ([`crate::blockchain::ChainSnapshot`]) and state from a SQLite read transaction at that
+//! block ([`RpcContext::with_state`]).
 
 pub mod access;
 pub mod admin;
 pub mod clique;
+pub mod connections;
 pub mod convert;
 pub mod debug;
 pub mod dispatch;
@@ -32,6 +39,7 @@ pub mod trace;
 pub mod txpool;
 pub mod ui;
 pub mod web3;
+pub mod workers;
 
 use std::sync::Arc;
 
@@ -41,8 +49,8 @@ use alloy_primitives::{Address, B256};
 use crate::blockchain::Blockchain;
 use crate::consensus::clique::confirmation::{finalized_depth, safe_depth};
 use crate::crypto::SigningKey;
-use crate::state::{StateReader, WorldState};
-use crate::storage::{BlockQuery, HistoricalState};
+use crate::state::StateReader;
+use crate::storage::{BlockQuery, CachedState, HistoricalState, ReadPool};
 use error::{RpcError, RpcResult};
 
 /// Limits and defaults of the RPC server.
@@ -77,6 +85,11 @@ pub struct RpcConfig {
     /// Serve the block explorer's `ots_` namespace and `erigon_getHeaderByNumber`
     /// (`--rpc-explorer`).
     pub explorer: bool,
+    /// Most open connections, HTTP and WebSocket together (`--rpc-max-connections`); the ones
+    /// over it get a 503 answer and are closed.
+    pub max_connections: usize,
+    /// Time limit, workers and queue of the heavy calls, and the trace limits.
+    pub calls: workers::CallLimits,
 }
 
 impl Default for RpcConfig {
@@ -95,6 +108,8 @@ impl Default for RpcConfig {
             access: access::AccessPolicy::default(),
             ui: ui::UiMode::SamePort,
             explorer: false,
+            max_connections: 1000,
+            calls: workers::CallLimits::default(),
         }
     }
 }
@@ -117,6 +132,8 @@ pub struct RpcContext {
     pub network: Option<Arc<crate::network::NetworkHandle>>,
     /// Clique votes this node's signer casts (`clique_propose`), shared with the sealer.
     pub proposals: crate::consensus::clique::Proposals,
+    /// The workers of the heavy calls ([`workers::is_heavy`]).
+    pub calls: workers::CallPool,
 }
 
 /// A block resolved from a block parameter.
@@ -184,23 +201,35 @@ impl RpcContext {
         }
     }
 
-    /// Runs `f` over the state at the end of block `number`: the in-memory head state when
-    /// `number` is the head, otherwise the history in SQLite.
+    /// Runs `f` over the state at the end of block `number`, read in one SQLite read
+    /// transaction on the chain's read connections (the head's too: no lock of the writer is
+    /// taken, and WAL keeps the view fixed while blocks are committed meanwhile).
+    ///
+    /// At the published head, a cache of the accounts and slots read there sits in front
+    /// ([`crate::storage::StateCache`]).
     pub fn with_state<T>(
         &self,
         number: u64,
         f: impl FnOnce(&dyn StateReader) -> RpcResult<T>,
     ) -> RpcResult<T> {
-        {
-            // The head moves only while the state write lock is held, so under the read lock
-            // the head number and the state agree.
-            let state: parking_lot::RwLockReadGuard<'_, WorldState> = self.chain.state();
-            if self.chain.head_number() == number {
-                return f(&*state);
-            }
+        self.with_state_in(self.chain.reads(), number, f)
+    }
+
+    /// [`RpcContext::with_state`] on the given read connections (a call worker's own).
+    pub fn with_state_in<T>(
+        &self,
+        reads: &ReadPool,
+        number: u64,
+        f: impl FnOnce(&dyn StateReader) -> RpcResult<T>,
+    ) -> RpcResult<T> {
+        let snapshot = self.chain.snapshot();
+        let state = HistoricalState::open(reads, number)?;
+        // The cache holds the published head's values: used only when this read transaction
+        // sees that very block (not a block a reorg put at its number meanwhile).
+        if snapshot.head.header.number == number && state.block_hash()? == Some(snapshot.head.hash) {
+            return f(&CachedState::new(state, &snapshot.cache));
         }
-        let hist = HistoricalState::open(self.chain.reads(), number)?;
-        f(&hist)
+        f(&state)
     }
 }
 

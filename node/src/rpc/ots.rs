@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 
 use super::error::{RpcError, RpcResult};
 use super::params::Params;
+use super::workers::Work;
 use super::{convert, eth, trace, RpcContext};
 use crate::primitives::SealedBlock;
 use crate::storage::{BlockQuery, ExplorerQuery, TxPlace};
@@ -61,10 +62,18 @@ pub fn call(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
             Ok(json!(found.map(|(hash, creator)| ContractCreator { hash, creator })))
         }
         "ots_hasCode" => has_code(ctx, p),
-        "ots_traceTransaction" => Ok(json!(flatten(&call_frame(ctx, p)?, 0, Vec::new()))),
-        "ots_getInternalOperations" => Ok(json!(internal_operations(&call_frame(ctx, p)?, 0, Vec::new()))),
+        _ => Err(RpcError::method_not_found(method)),
+    }
+}
+
+/// The trace methods, on a call worker within the request's time and trace limits (they replay
+/// the transaction's block as `debug_traceTransaction` does).
+pub fn heavy(ctx: &RpcContext, method: &str, p: Params, work: &Work<'_>) -> RpcResult {
+    match method {
+        "ots_traceTransaction" => Ok(json!(flatten(&call_frame(ctx, p, work)?, 0, Vec::new()))),
+        "ots_getInternalOperations" => Ok(json!(internal_operations(&call_frame(ctx, p, work)?, 0, Vec::new()))),
         "ots_getTransactionError" => {
-            let frame = call_frame(ctx, p)?;
+            let frame = call_frame(ctx, p, work)?;
             let output = if frame.error.is_some() { frame.output.unwrap_or_default() } else { Bytes::new() };
             Ok(json!(output))
         }
@@ -229,11 +238,11 @@ fn has_code(ctx: &RpcContext, p: Params) -> RpcResult {
 }
 
 /// The call tracer's frame tree of the transaction named by the first parameter.
-fn call_frame(ctx: &RpcContext, p: Params) -> RpcResult<CallFrame> {
+fn call_frame(ctx: &RpcContext, p: Params, work: &Work<'_>) -> RpcResult<CallFrame> {
     p.at_most(1)?;
     let hash: B256 = p.req(0)?;
     let opts = GethDebugTracingOptions::default().with_tracer(GethDebugBuiltInTracerType::CallTracer.into());
-    match trace::trace_mined(ctx, &hash, &opts)? {
+    match trace::trace_mined(ctx, work, &hash, &opts)? {
         GethTrace::CallTracer(frame) => Ok(frame),
         other => Err(RpcError::internal(format!("the call tracer returned another trace: {other:?}"))),
     }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -10,6 +11,7 @@ use warp::http::StatusCode;
 use warp::Filter;
 
 use super::access::{self, AccessError};
+use super::connections::ConnectionCap;
 use super::dispatch;
 use super::error::RpcError;
 use super::pubsub::WsConnection;
@@ -20,8 +22,14 @@ fn error_response(id: Value, e: RpcError) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": e})
 }
 
-/// Handles one request object; `None` for notifications (no `id`).
-fn handle_one(ctx: &Arc<RpcContext>, req: Value, conn: Option<&Arc<WsConnection>>) -> Option<Value> {
+/// Handles one request object; `None` for notifications (no `id`). `arrived`: when the body it
+/// came in arrived (the heavy calls of one body share one time limit from then).
+fn handle_one(
+    ctx: &Arc<RpcContext>,
+    req: Value,
+    conn: Option<&Arc<WsConnection>>,
+    arrived: Instant,
+) -> Option<Value> {
     let Value::Object(mut obj) = req else {
         return Some(error_response(Value::Null, RpcError::invalid_request("request must be a JSON object")));
     };
@@ -40,7 +48,7 @@ fn handle_one(ctx: &Arc<RpcContext>, req: Value, conn: Option<&Arc<WsConnection>
     let Some(Value::String(method)) = obj.remove("method") else {
         return Some(error_response(id, RpcError::invalid_request("method must be a string")));
     };
-    let result = dispatch::call(ctx, &method, obj.remove("params"), conn);
+    let result = dispatch::call(ctx, &method, obj.remove("params"), conn, arrived);
     if notification {
         return None;
     }
@@ -58,6 +66,7 @@ fn handle_one(ctx: &Arc<RpcContext>, req: Value, conn: Option<&Arc<WsConnection>
 /// Handles a request body: a single request or a batch. Returns `None` when nothing is due
 /// (only notifications).
 pub fn handle_body(ctx: &Arc<RpcContext>, body: &[u8], conn: Option<&Arc<WsConnection>>) -> Option<Value> {
+    let arrived = Instant::now();
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return Some(error_response(Value::Null, RpcError::parse(e))),
@@ -77,14 +86,14 @@ pub fn handle_body(ctx: &Arc<RpcContext>, body: &[u8], conn: Option<&Arc<WsConne
                     )),
                 ));
             }
-            let out = handle_batch(ctx, items, conn);
+            let out = handle_batch(ctx, items, conn, arrived);
             if out.is_empty() {
                 None
             } else {
                 Some(Value::Array(out))
             }
         }
-        other => handle_one(ctx, other, conn),
+        other => handle_one(ctx, other, conn, arrived),
     }
 }
 
@@ -109,13 +118,18 @@ fn json_len(v: &Value) -> usize {
 /// `--rpc-batch-response-max-size` bytes; once they hold more, every call left answers a limit
 /// error without being run. As in geth, the response that crosses the limit is kept (its call has
 /// run, and a client must learn, say, the hash of a transaction it sent).
-fn handle_batch(ctx: &Arc<RpcContext>, items: Vec<Value>, conn: Option<&Arc<WsConnection>>) -> Vec<Value> {
+fn handle_batch(
+    ctx: &Arc<RpcContext>,
+    items: Vec<Value>,
+    conn: Option<&Arc<WsConnection>>,
+    arrived: Instant,
+) -> Vec<Value> {
     let max = ctx.config.max_batch_response_bytes;
     let mut out = Vec::new();
     let mut bytes = 0usize;
     let mut items = items.into_iter();
     for item in items.by_ref() {
-        if let Some(response) = handle_one(ctx, item, conn) {
+        if let Some(response) = handle_one(ctx, item, conn, arrived) {
             bytes += json_len(&response);
             out.push(response);
         }
@@ -144,14 +158,24 @@ fn handle_batch(ctx: &Arc<RpcContext>, items: Vec<Value>, conn: Option<&Arc<WsCo
     out
 }
 
+/// How long a connection may take to send a request head, idle keep-alive time included: geth's
+/// idle timeout (120 s), longer than the idle time of common clients' pools (reqwest: 90 s), so a
+/// client does not send on a connection the server is closing.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Most bytes of an over-limit request body the server reads and throws away before it answers 413.
 /// Answering without reading the body would close the connection under a client that is still
 /// writing, and the client would see a connection reset instead of the JSON-RPC error; a body longer
 /// than this still gets the answer, and then the connection is closed.
 const DRAIN_LIMIT: u64 = 64 << 20;
 
+/// The buffer first reserved for a body: what arrives beyond it grows the buffer as it arrives,
+/// so a declared `Content-Length` (which may be a lie) never sizes an allocation.
+const INITIAL_BODY_BUFFER: usize = 16 * 1024;
+
 /// Reads a request body of at most `limit` bytes; `None` when it is longer (declared in
-/// `Content-Length` or sent chunked), after draining up to [`DRAIN_LIMIT`] bytes of it.
+/// `Content-Length` or sent chunked), after draining up to [`DRAIN_LIMIT`] bytes of it. The buffer
+/// grows with the bytes received, never from the declared length.
 async fn read_body<S, B>(limit: u64, declared: Option<u64>, body: S) -> Result<Option<Bytes>, warp::Rejection>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
@@ -160,7 +184,11 @@ where
     use futures_util::StreamExt;
     futures_util::pin_mut!(body);
     let too_large = declared.is_some_and(|n| n > limit);
-    let mut buf = Vec::with_capacity(if too_large { 0 } else { declared.unwrap_or(0) as usize });
+    let mut buf = Vec::with_capacity(if too_large {
+        0
+    } else {
+        declared.unwrap_or(0).min(INITIAL_BODY_BUFFER as u64) as usize
+    });
     let mut seen: u64 = 0;
     while let Some(chunk) = body.next().await {
         let Ok(mut chunk) = chunk else {
@@ -200,8 +228,9 @@ where
         read_body(0, declared, body).await?;
         return Err(warp::reject::custom(e));
     }
-    let Some(body) = read_body(ctx.config.max_body_bytes, declared, body).await? else {
-        return Err(warp::reject::custom(BodyTooLarge));
+    let limit = ctx.config.max_body_bytes;
+    let Some(body) = read_body(limit, declared, body).await? else {
+        return Err(warp::reject::custom(BodyTooLarge { limit }));
     };
     let response = tokio::task::spawn_blocking(move || handle_body(&ctx, &body, None))
         .await
@@ -224,7 +253,9 @@ impl<T: warp::Reply> IntoBoxed for T {
 
 /// A request body over `--rpc-max-body`.
 #[derive(Debug)]
-struct BodyTooLarge;
+struct BodyTooLarge {
+    limit: u64,
+}
 
 impl warp::reject::Reject for BodyTooLarge {}
 
@@ -236,8 +267,18 @@ async fn recover(err: warp::Rejection) -> Result<warp::reply::Response, std::con
             AccessError::Host(_) | AccessError::Origin(_) => StatusCode::FORBIDDEN,
         };
         (status, RpcError::invalid_request(denied.to_string()))
-    } else if err.find::<BodyTooLarge>().is_some() || err.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (StatusCode::PAYLOAD_TOO_LARGE, RpcError::limit_exceeded("request body is over the size limit"))
+    } else if let Some(BodyTooLarge { limit }) = err.find::<BodyTooLarge>() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            RpcError::limit_exceeded(format!(
+                "request body too large: the server reads at most {limit} bytes (--rpc-max-body)"
+            )),
+        )
+    } else if err.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            RpcError::limit_exceeded("request body is over the size limit (--rpc-max-body)"),
+        )
     } else if err.find::<warp::reject::LengthRequired>().is_some() {
         (StatusCode::LENGTH_REQUIRED, RpcError::invalid_request("a Content-Length header is required"))
     } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
@@ -322,7 +363,43 @@ pub async fn serve_with_ui(
         .and(ui::routes(ctx.clone()));
     let app = ws.or(http).or(preflight).or(page).recover(recover).map(boxed);
     let routes = guard(ctx.config.access.clone()).and(app).map(access::with_cors).recover(recover);
-    let server = warp::serve(routes).incoming(listener).graceful(shutdown);
-    let handle = tokio::spawn(server.run());
+    let cap = ConnectionCap::new(ctx.config.max_connections);
+    let handle = tokio::spawn(async move {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let io = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((io, _)) => io,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, as hyper's server does.
+                        tracing::debug!(error = %e, "accepting a JSON-RPC connection failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let Some(io) = cap.admit(io) else { continue };
+            let service = hyper_util::service::TowerToHyperService::new(warp::service(routes.clone()));
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                // An idle or slow client must send a request head within this time, or its
+                // connection (and its place under the cap) is let go.
+                builder
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT);
+                let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service);
+                if let Err(e) = watcher.watch(conn.into_owned()).await {
+                    tracing::debug!(error = %e, "JSON-RPC connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        graceful.shutdown().await;
+    });
     Ok((local, handle))
 }

@@ -10,9 +10,14 @@
 //! [`StateOverlay`], then the target transaction run under the inspector. Tracing a block does
 //! the same with the inspector on every transaction.
 //!
-//! The `timeout` option is accepted and ignored: tracing runs to completion (geth applies it
-//! to JavaScript tracers, which are not supported here). The struct logger's `limit` option
-//! caps the number of steps recorded.
+//! Every trace runs on a call worker ([`super::workers`]) under a [`Budget`]: the `timeout`
+//! option (a Go duration, as in geth, e.g. `"10s"`) shortens `--rpc-call-timeout` (it cannot
+//! lengthen it), `--rpc-trace-max-steps` caps the EVM steps of the whole request and
+//! `--rpc-trace-max-bytes` what the tracer records (estimated per step for the struct logger, per
+//! call frame for the call tracers); the [`Meter`] inspector runs next to the tracer and stops the
+//! EVM at the first limit passed, and the request answers a -32005 error naming it. Transactions
+//! replayed before the traced one run without a tracer; the time limit is checked between them.
+//! The struct logger's `limit` option caps the number of steps recorded.
 
 use std::cell::RefCell;
 
@@ -33,8 +38,10 @@ use revm_inspectors::tracing::{DebugInspector, DebugInspectorError, TransactionC
 use super::error::{RpcError, RpcResult};
 use super::eth::call::{call_env, request_tx_env, Overrides};
 use super::params::Params;
+use super::workers::Work;
 use super::RpcContext;
 use crate::blockchain::block_input;
+use crate::execution::budget::{parse_go_duration, Budget, Meter, Recording};
 use crate::execution::{block_env, cfg_env, tx_env};
 use crate::primitives::SealedBlock;
 use crate::state::{BlockHashes, StateError, StateOverlay, StateReader};
@@ -50,20 +57,23 @@ enum Target {
 }
 
 /// `debug_traceTransaction(hash, options?)`.
-pub fn trace_transaction(ctx: &RpcContext, p: Params) -> RpcResult {
+pub fn trace_transaction(ctx: &RpcContext, p: Params, work: &Work<'_>) -> RpcResult {
     p.at_most(2)?;
     let hash: B256 = p.req(0)?;
     let opts: GethDebugTracingOptions = p.opt(1)?.unwrap_or_default();
-    to_json(&trace_mined(ctx, &hash, &opts)?)
+    to_json(&trace_mined(ctx, work, &hash, &opts)?)
 }
 
-/// Traces mined transaction `hash` with `opts`, replaying its block up to it.
+/// Traces mined transaction `hash` with `opts`, replaying its block up to it, within the
+/// request's budget.
 pub(crate) fn trace_mined(
     ctx: &RpcContext,
+    work: &Work<'_>,
     hash: &B256,
     opts: &GethDebugTracingOptions,
 ) -> RpcResult<GethTrace> {
     let hash = *hash;
+    let budget = trace_budget(work, opts)?;
     let found = ctx.chain.reads().with(|c| {
         let Some(loc) = c.tx_location(&hash)? else { return Ok(None) };
         let Some(block_hash) = c.canonical_hash(loc.number)? else { return Ok(None) };
@@ -71,7 +81,7 @@ pub(crate) fn trace_mined(
     })?;
     let (block, index) =
         found.ok_or_else(|| RpcError::not_found(format!("transaction {hash} not found in a block")))?;
-    let mut traces = trace_block_txs(ctx, &block, Target::Index(index), opts)?;
+    let mut traces = trace_block_txs(ctx, work.reads, &block, Target::Index(index), opts, &budget)?;
     match traces.pop() {
         Some(TraceResult::Success { result, .. }) => Ok(result),
         Some(TraceResult::Error { error, .. }) => Err(RpcError::invalid_input(error)),
@@ -81,7 +91,7 @@ pub(crate) fn trace_mined(
 
 /// `debug_traceBlockByNumber(number, options?)` and `debug_traceBlockByHash(hash, options?)`:
 /// `[{txHash, result}]` in block order.
-pub fn trace_block(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
+pub fn trace_block(ctx: &RpcContext, method: &str, p: Params, work: &Work<'_>) -> RpcResult {
     p.at_most(2)?;
     let id = if method == "debug_traceBlockByHash" {
         BlockId::from(p.req::<B256>(0)?)
@@ -89,6 +99,7 @@ pub fn trace_block(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
         BlockId::Number(p.req(0)?)
     };
     let opts: GethDebugTracingOptions = p.opt(1)?.unwrap_or_default();
+    let budget = trace_budget(work, &opts)?;
     let resolved = ctx.resolve(Some(id))?;
     let block = ctx
         .chain
@@ -96,20 +107,21 @@ pub fn trace_block(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
         .with(|c| c.block_by_hash(&resolved.hash))?
         .map(|(b, _)| b)
         .ok_or_else(|| RpcError::not_found(format!("block {} not found", resolved.hash)))?;
-    let traces = trace_block_txs(ctx, &block, Target::All, &opts)?;
+    let traces = trace_block_txs(ctx, work.reads, &block, Target::All, &opts, &budget)?;
     to_json(&traces)
 }
 
 /// `debug_traceCall(request, block?, options?)`: runs the request like `eth_call` (over the
 /// state at the end of `block`, or, with `txIndex`, before that transaction of the block) under
 /// the tracer, with the options' `stateOverrides` and `blockOverrides`.
-pub fn trace_call(ctx: &RpcContext, p: Params) -> RpcResult {
+pub fn trace_call(ctx: &RpcContext, p: Params, work: &Work<'_>) -> RpcResult {
     p.at_most(3)?;
     let req: TransactionRequest = p.req(0)?;
     let resolved = ctx.resolve(p.opt::<BlockId>(1)?)?;
     let opts: GethDebugTracingCallOptions = p.opt(2)?.unwrap_or_default();
     let GethDebugTracingCallOptions { tracing_options, state_overrides, block_overrides, tx_index } = opts;
     check_tracer(&tracing_options)?;
+    let budget = trace_budget(work, &tracing_options)?;
     let env = call_env(ctx, &resolved)?;
     let gas = req.gas.unwrap_or(env.gas_cap).min(env.gas_cap);
     let chain_id = ctx.chain.spec().chain_id;
@@ -148,7 +160,7 @@ pub fn trace_call(ctx: &RpcContext, p: Params) -> RpcResult {
     overrides.apply_block(&mut block)?;
     let mut cfg = cfg_env(chain_id);
     cfg.disable_nonce_check = true;
-    ctx.with_state(state_number, |state| {
+    ctx.with_state_in(work.reads, state_number, |state| {
         let mut overlay = StateOverlay::new(state, &hashes);
         if let Some((mined, upto)) = &replay {
             // The block's own transactions run in the block's own environment.
@@ -159,11 +171,12 @@ pub fn trace_call(ctx: &RpcContext, p: Params) -> RpcResult {
                 .with_cfg(cfg_env(chain_id))
                 .build_mainnet();
             for t in mined.recovered_txs().take(*upto) {
+                check_time(&budget)?;
                 evm.transact_commit(tx_env(&t)).map_err(evm_error)?;
             }
         }
         overrides.apply_state(&mut overlay)?;
-        let mut tracer = Tracer::new(&tracing_options, &mut overlay, block, cfg)?;
+        let mut tracer = Tracer::new(&tracing_options, &mut overlay, block, cfg, &budget)?;
         let trace = tracer.trace(tx, None)?;
         to_json(&trace)
     })
@@ -172,9 +185,11 @@ pub fn trace_call(ctx: &RpcContext, p: Params) -> RpcResult {
 /// Traces the transactions of `block` selected by `target`, replaying the ones before.
 fn trace_block_txs(
     ctx: &RpcContext,
+    reads: &crate::storage::ReadPool,
     block: &SealedBlock,
     target: Target,
     opts: &GethDebugTracingOptions,
+    budget: &Budget,
 ) -> RpcResult<Vec<TraceResult>> {
     check_tracer(opts)?;
     let number = block.number();
@@ -185,9 +200,9 @@ fn trace_block_txs(
     let hashes = hashes_before(ctx, number)?;
     let benv = block_env(&block_input(block.header()));
     let cfg = cfg_env(ctx.chain.spec().chain_id);
-    ctx.with_state(parent, |state| {
+    ctx.with_state_in(reads, parent, |state| {
         let mut overlay = StateOverlay::new(state, &hashes);
-        let mut tracer = Tracer::new(opts, &mut overlay, benv, cfg)?;
+        let mut tracer = Tracer::new(opts, &mut overlay, benv, cfg, budget)?;
         let mut out = Vec::new();
         for (index, tx) in block.recovered_txs().enumerate() {
             let env = tx_env(&tx);
@@ -203,7 +218,7 @@ fn trace_block_txs(
                     };
                     let result = match tracer.trace(env, Some(tx_ctx)) {
                         Ok(result) => TraceResult::Success { result, tx_hash: Some(tx_hash) },
-                        Err(e) if e.code == -32603 || e.code == -32002 => return Err(e),
+                        Err(e) if e.code == -32603 || e.code == -32002 || e.is_limit() => return Err(e),
                         Err(e) => TraceResult::Error { error: e.message, tx_hash: Some(tx_hash) },
                     };
                     out.push(result);
@@ -219,11 +234,13 @@ fn trace_block_txs(
 struct Tracer<'o, 's> {
     evm: TracingEvm<'o, 's>,
     block: BlockEnv,
+    budget: Budget,
 }
 
+/// The meter runs first at every step, so a limit stops the EVM before the tracer records more.
 type TracingEvm<'o, 's> = revm::handler::MainnetEvm<
     revm::handler::MainnetContext<&'o mut StateOverlay<'s, dyn StateReader + 's>>,
-    DebugInspector,
+    (Meter, DebugInspector),
 >;
 
 impl<'o, 's> Tracer<'o, 's> {
@@ -232,32 +249,40 @@ impl<'o, 's> Tracer<'o, 's> {
         overlay: &'o mut StateOverlay<'s, dyn StateReader + 's>,
         block: BlockEnv,
         cfg: CfgEnv,
+        budget: &Budget,
     ) -> RpcResult<Self> {
         let inspector = DebugInspector::new(opts.clone()).map_err(tracer_error)?;
+        let meter = budget.meter(recording(opts));
         let evm = Context::mainnet()
             .with_db(overlay)
             .with_block(block.clone())
             .with_cfg(cfg)
-            .build_mainnet_with_inspector(inspector);
-        Ok(Self { evm, block })
+            .build_mainnet_with_inspector((meter, inspector));
+        Ok(Self { evm, block, budget: *budget })
     }
 
-    /// Executes `tx` without tracing and commits it.
+    /// Executes `tx` without tracing and commits it (after checking the time limit: a replayed
+    /// transaction is not metered, and runs at most one block's work).
     fn replay(&mut self, tx: TxEnv) -> RpcResult<()> {
+        check_time(&self.budget)?;
         self.evm.transact_commit(tx).map_err(evm_error)?;
         Ok(())
     }
 
     /// Executes `tx` under the tracer, commits it, and returns its trace.
     fn trace(&mut self, tx: TxEnv, tx_ctx: Option<TransactionContext>) -> RpcResult<GethTrace> {
-        let res = self.evm.inspect_tx(tx.clone()).map_err(evm_error)?;
+        let outcome = self.evm.inspect_tx(tx.clone());
+        if let Some(exceeded) = self.evm.inspector.0.exceeded() {
+            return Err(RpcError::limit_exceeded(exceeded.to_string()));
+        }
+        let res = outcome.map_err(evm_error)?;
         let trace = {
             // The overlay still holds the state before `tx`: what the prestate tracer reports.
             let evm = &mut self.evm;
             let mut db = OverlayRef(RefCell::new(&mut *evm.ctx.journaled_state.database));
-            evm.inspector.get_result(tx_ctx, &tx, &self.block, &res, &mut db).map_err(tracer_error)?
+            evm.inspector.1.get_result(tx_ctx, &tx, &self.block, &res, &mut db).map_err(tracer_error)?
         };
-        self.evm.inspector.fuse().map_err(tracer_error)?;
+        self.evm.inspector.1.fuse().map_err(tracer_error)?;
         self.evm.commit(res.state);
         Ok(trace)
     }
@@ -283,6 +308,41 @@ impl<D: Database> DatabaseRef for OverlayRef<'_, D> {
 
     fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
         self.0.borrow_mut().block_hash(number)
+    }
+}
+
+/// The budget of a trace request: the worker's, shortened by the `timeout` option, with the
+/// server's trace limits.
+fn trace_budget(work: &Work<'_>, opts: &GethDebugTracingOptions) -> RpcResult<Budget> {
+    let mut budget = work.budget;
+    if let Some(text) = &opts.timeout {
+        let timeout = parse_go_duration(text).map_err(RpcError::invalid_params)?;
+        budget = budget.narrowed(timeout, "the tracer's timeout option");
+    }
+    Ok(budget.with_trace_limits(work.limits.trace_max_steps, work.limits.trace_max_bytes))
+}
+
+/// What the tracer of `opts` records, for the meter's byte count.
+fn recording(opts: &GethDebugTracingOptions) -> Recording {
+    let name = opts.tracer.as_ref().map(|t| t.as_str().to_string()).unwrap_or_default();
+    match name.as_str() {
+        // The struct logger: one record per step.
+        "" => Recording::Steps {
+            stack: opts.config.is_stack_enabled(),
+            memory: opts.config.is_memory_enabled(),
+            return_data: opts.config.is_return_data_enabled(),
+            limit: opts.config.limit.filter(|l| *l > 0),
+        },
+        "4byteTracer" | "noopTracer" => Recording::Nothing,
+        _ => Recording::Frames,
+    }
+}
+
+/// A timeout error if the budget's time is up.
+fn check_time(budget: &Budget) -> RpcResult<()> {
+    match budget.expired() {
+        Some(e) => Err(RpcError::limit_exceeded(e.to_string())),
+        None => Ok(()),
     }
 }
 

@@ -16,6 +16,7 @@ type HistoryRow = (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
 pub struct HistoricalState<'a> {
     conn: MutexGuard<'a, Connection>,
     number: u64,
+    codes: &'a super::CodeCache,
 }
 
 impl From<StorageError> for StateError {
@@ -37,13 +38,27 @@ impl<'a> HistoricalState<'a> {
             .query_row("SELECT value FROM meta WHERE key = 'history_floor'", [], |r| r.get(0))
             .optional()
             .map_err(backend)?;
-        let state = Self { conn, number };
+        let state = Self { conn, number, codes: pool.codes() };
         if let Some(floor) = floor {
             if number < floor as u64 {
                 return Err(StateError::Pruned(number));
             }
         }
         Ok(state)
+    }
+}
+
+impl HistoricalState<'_> {
+    /// The hash of the canonical block this state is at, as this read transaction sees it.
+    pub fn block_hash(&self) -> Result<Option<B256>, StateError> {
+        let hash: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT hash FROM canonical WHERE number = ?1")
+            .map_err(backend)?
+            .query_row([self.number as i64], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        Ok(hash.map(|h| blob_b256(&h)).transpose()?)
     }
 }
 
@@ -116,6 +131,9 @@ impl StateReader for HistoricalState<'_> {
     }
 
     fn code(&self, code_hash: &B256) -> Result<Option<Bytecode>, StateError> {
+        if let Some(code) = self.codes.get(code_hash) {
+            return Ok(Some(code));
+        }
         let raw: Option<Vec<u8>> = self
             .conn
             .prepare_cached("SELECT code FROM code WHERE hash = ?1")
@@ -123,7 +141,11 @@ impl StateReader for HistoricalState<'_> {
             .query_row([code_hash.as_slice()], |r| r.get(0))
             .optional()
             .map_err(backend)?;
-        Ok(raw.map(|c| bytecode(c.into())))
+        let code = raw.map(|c| bytecode(c.into()));
+        if let Some(code) = &code {
+            self.codes.insert(*code_hash, code.clone());
+        }
+        Ok(code)
     }
 }
 

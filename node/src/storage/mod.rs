@@ -3,7 +3,9 @@
 //! - [`schema`]: tables and pragmas (WAL, `synchronous=FULL`);
 //! - [`Store`]: the single writer, committing each block atomically;
 //! - [`ReadPool`]: read connections for RPC, block queries and historical state;
-//! - [`HistoricalState`]: state at an older block, from the change history;
+//! - [`HistoricalState`]: state at any kept block (the head's too), from the plain state and the
+//!   change history, in one read transaction;
+//! - [`StateCache`]: head-state reads shared by RPC readers, carried from block to block;
 //! - [`ExplorerQuery`]: the block explorer's indexes (transactions by address, by sender and
 //!   nonce, contract creators).
 //!
@@ -14,12 +16,14 @@
 
 mod blocks;
 mod explorer;
+mod cache;
 mod history;
 mod schema;
 mod writer;
 
 pub use blocks::{canonical_range, BlockQuery, LogFilterQuery, StoredLog, TxLocation};
 pub use explorer::{ExplorerQuery, TxPlace};
+pub use cache::{CachedState, StateCache, DEFAULT_CACHE_ENTRIES};
 pub use history::{undo_block, undo_to, HistoricalState};
 pub use writer::{BlockWrite, Store};
 
@@ -46,11 +50,48 @@ pub enum StorageError {
 /// Default number of recent blocks whose state stays queryable.
 pub const DEFAULT_STATE_HISTORY: u64 = 128;
 
-/// A small pool of read-only connections.
+/// A small pool of read-only connections, with a cache of analysed contract code (code is
+/// immutable by hash, so the cache is never stale).
 #[derive(Clone)]
 pub struct ReadPool {
     conns: Arc<Vec<Mutex<Connection>>>,
     next: Arc<std::sync::atomic::AtomicUsize>,
+    codes: Arc<CodeCache>,
+}
+
+/// Analysed contract code by hash, up to a byte budget (then emptied and refilled: the
+/// contracts in use come back on the next calls).
+pub struct CodeCache {
+    map: Mutex<(std::collections::HashMap<alloy_primitives::B256, revm::bytecode::Bytecode>, usize)>,
+    max_bytes: usize,
+}
+
+impl CodeCache {
+    /// Default budget: 32 MiB of code.
+    pub const DEFAULT_BYTES: usize = 32 << 20;
+
+    fn new(max_bytes: usize) -> Self {
+        Self { map: Mutex::new(Default::default()), max_bytes }
+    }
+
+    /// The code of `hash` if cached.
+    pub fn get(&self, hash: &alloy_primitives::B256) -> Option<revm::bytecode::Bytecode> {
+        self.map.lock().0.get(hash).cloned()
+    }
+
+    /// Caches the code of `hash`.
+    pub fn insert(&self, hash: alloy_primitives::B256, code: revm::bytecode::Bytecode) {
+        let mut guard = self.map.lock();
+        let (map, bytes) = &mut *guard;
+        let len = code.len();
+        if *bytes + len > self.max_bytes {
+            map.clear();
+            *bytes = 0;
+        }
+        if map.insert(hash, code).is_none() {
+            *bytes += len;
+        }
+    }
 }
 
 impl ReadPool {
@@ -65,7 +106,16 @@ impl ReadPool {
             schema::configure_reader(&conn)?;
             conns.push(Mutex::new(conn));
         }
-        Ok(Self { conns: Arc::new(conns), next: Default::default() })
+        Ok(Self {
+            conns: Arc::new(conns),
+            next: Default::default(),
+            codes: Arc::new(CodeCache::new(CodeCache::DEFAULT_BYTES)),
+        })
+    }
+
+    /// The cache of analysed code shared by this pool's readers.
+    pub fn codes(&self) -> &CodeCache {
+        &self.codes
     }
 
     /// Locks one connection for exclusive use (e.g. a read transaction).

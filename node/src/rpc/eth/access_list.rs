@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::super::error::RpcResult;
 use super::super::params::Params;
+use super::super::workers::Work;
 use super::super::RpcContext;
 use super::call::{call_env, request_tx_env, run_with, Overrides};
 
@@ -17,12 +18,12 @@ fn is_precompile(a: &Address) -> bool {
         || (b[..18].iter().all(|x| *x == 0) && b[18] == 1 && b[19] == 0)
 }
 
-/// `eth_createAccessList(request, block?)`.
+/// `eth_createAccessList(request, block?)`, on a call worker.
 ///
 /// As geth does, the call is repeated with the list found so far until the list stops
 /// changing; the sender, the recipient and the coinbase appear only for their storage slots,
 /// precompiles never.
-pub fn create_access_list(ctx: &RpcContext, p: Params) -> RpcResult {
+pub fn create_access_list(ctx: &RpcContext, p: Params, work: &Work<'_>) -> RpcResult {
     p.at_most(2)?;
     let mut req: TransactionRequest = p.req(0)?;
     let block = ctx.resolve(p.opt::<BlockId>(1)?)?;
@@ -32,11 +33,12 @@ pub fn create_access_list(ctx: &RpcContext, p: Params) -> RpcResult {
     let to = req.to.and_then(|k| k.to().copied());
     let gas = req.gas.unwrap_or(env.gas_cap).min(env.gas_cap);
     let mut list = req.access_list.clone().unwrap_or_default();
-    ctx.with_state(block.number, |state| {
+    ctx.with_state_in(work.reads, block.number, |state| {
         for _ in 0..8 {
             req.access_list = Some(list.clone());
             let tx = request_tx_env(chain_id, &req, gas)?;
-            let (result, touched) = run_with(ctx, state, &env.header, tx, &Overrides::default())?;
+            let (result, touched) =
+                run_with(ctx, state, &env.header, tx, &Overrides::default(), &work.budget)?;
             let mut items: Vec<AccessListItem> = touched
                 .iter()
                 .filter(|(a, acct)| {

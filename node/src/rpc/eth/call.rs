@@ -6,14 +6,16 @@ use alloy_rpc_types_eth::TransactionRequest;
 use revm::context::{Context, TxEnv};
 use revm::context_interface::either::Either;
 use revm::context_interface::result::{EVMError, ExecutionResult};
-use revm::{ExecuteEvm, MainBuilder, MainContext};
+use revm::{InspectEvm, MainBuilder, MainContext};
 use serde_json::json;
 
 use super::super::error::{RpcError, RpcResult};
 use super::super::params::Params;
+use super::super::workers::Work;
 use super::super::RpcContext;
 use crate::blockchain::block_input;
 use crate::chain::TX_GAS_LIMIT_CAP;
+use crate::execution::budget::{Budget, Recording};
 use crate::execution::{block_env, cfg_env};
 use crate::state::{bytecode, AccountInfo, StateOverlay, StateReader};
 use crate::storage::BlockQuery;
@@ -174,23 +176,16 @@ impl Overrides {
     }
 }
 
-/// Runs `tx` over `state` on top of `header`. Nonces are not checked, as in geth's `eth_call`.
-pub fn run(
-    ctx: &RpcContext,
-    state: &dyn StateReader,
-    header: &alloy_consensus::Header,
-    tx: TxEnv,
-) -> RpcResult<ExecutionResult> {
-    run_with(ctx, state, header, tx, &Overrides::default()).map(|(r, _)| r)
-}
-
-/// Like [`run`], with overrides, also returning the touched state (for access lists).
+/// Runs `tx` over `state` on top of `header` with `overrides`, under `budget` (the EVM is stopped
+/// at its time limit); returns the result and the touched state (for access lists). Nonces are
+/// not checked, as in geth's `eth_call`.
 pub fn run_with(
     ctx: &RpcContext,
     state: &dyn StateReader,
     header: &alloy_consensus::Header,
     tx: TxEnv,
     overrides: &Overrides,
+    budget: &Budget,
 ) -> RpcResult<(ExecutionResult, revm::state::EvmState)> {
     let hashes = match overrides.block.as_ref().and_then(|b| b.block_hash.clone()) {
         Some(extra) => {
@@ -206,8 +201,16 @@ pub fn run_with(
     cfg.disable_nonce_check = true;
     let mut block = block_env(&block_input(header));
     overrides.apply_block(&mut block)?;
-    let mut evm = Context::mainnet().with_db(overlay).with_block(block).with_cfg(cfg).build_mainnet();
-    match evm.transact(tx) {
+    let mut evm = Context::mainnet()
+        .with_db(overlay)
+        .with_block(block)
+        .with_cfg(cfg)
+        .build_mainnet_with_inspector(budget.meter(Recording::Nothing));
+    let outcome = evm.inspect_tx(tx);
+    if let Some(exceeded) = evm.inspector.exceeded() {
+        return Err(RpcError::limit_exceeded(exceeded.to_string()));
+    }
+    match outcome {
         Ok(r) => Ok((r.result, r.state)),
         Err(EVMError::Transaction(e)) => Err(RpcError::invalid_input(e.to_string())),
         Err(EVMError::Header(e)) => Err(RpcError::invalid_input(e.to_string())),
@@ -227,8 +230,8 @@ pub fn output(result: ExecutionResult) -> RpcResult<Bytes> {
     }
 }
 
-/// `eth_call(request, block?)`.
-pub fn eth_call(ctx: &RpcContext, p: Params) -> RpcResult {
+/// `eth_call(request, block?)`, on a call worker.
+pub fn eth_call(ctx: &RpcContext, p: Params, work: &Work<'_>) -> RpcResult {
     p.at_most(4)?;
     let req: TransactionRequest = p.req(0)?;
     let block = ctx.resolve(p.opt::<BlockId>(1)?)?;
@@ -236,6 +239,8 @@ pub fn eth_call(ctx: &RpcContext, p: Params) -> RpcResult {
     let env = call_env(ctx, &block)?;
     let gas = req.gas.unwrap_or(env.gas_cap).min(env.gas_cap);
     let tx = request_tx_env(ctx.chain.spec().chain_id, &req, gas)?;
-    let (result, _) = ctx.with_state(block.number, |s| run_with(ctx, s, &env.header, tx, &overrides))?;
+    let (result, _) = ctx.with_state_in(work.reads, block.number, |s| {
+        run_with(ctx, s, &env.header, tx, &overrides, &work.budget)
+    })?;
     Ok(json!(output(result)?))
 }

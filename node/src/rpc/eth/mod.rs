@@ -74,8 +74,6 @@ pub fn call(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
         "eth_getCode" => state::code(ctx, p),
         "eth_getStorageAt" => state::storage_at(ctx, p),
         "eth_getTransactionCount" => state::transaction_count(ctx, p),
-        "eth_call" => call::eth_call(ctx, p),
-        "eth_estimateGas" => estimate::estimate_gas(ctx, p),
         "eth_sendRawTransaction" => transaction::send_raw(ctx, p),
         "eth_getTransactionByHash" => transaction::by_hash(ctx, p),
         "eth_getTransactionReceipt" => transaction::receipt(ctx, p),
@@ -90,7 +88,6 @@ pub fn call(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
             block::tx_by_index(ctx, method, p)
         }
         "eth_getUncleByBlockHashAndIndex" | "eth_getUncleByBlockNumberAndIndex" => block::uncle(ctx, p),
-        "eth_createAccessList" => access_list::create_access_list(ctx, p),
         "eth_getProof" => proof::get_proof(ctx, p),
         "eth_sign" => sign::personal(ctx, method, p),
         "eth_signTypedData_v4" | "eth_signTypedData" => sign::typed_data(ctx, p),

@@ -37,7 +37,12 @@ pub fn send_transaction(ctx: &RpcContext, p: Params) -> RpcResult {
         None => {
             let mut est = req.clone();
             est.nonce = Some(nonce);
-            let value = super::estimate::estimate_gas(ctx, Params::new(Some(json!([est])))?)?;
+            // Dev accounts only: estimated on this thread, under the same time limit as on a
+            // call worker.
+            let limits = ctx.calls.limits();
+            let budget = crate::execution::budget::Budget::new(limits.timeout, "--rpc-call-timeout");
+            let work = super::super::workers::Work { reads: ctx.chain.reads(), budget, limits };
+            let value = super::estimate::estimate_gas(ctx, Params::new(Some(json!([est])))?, &work)?;
             let s = value.as_str().unwrap_or("0x0");
             u64::from_str_radix(s.trim_start_matches("0x"), 16).map_err(RpcError::internal)?
         }

@@ -1,0 +1,199 @@
+//! A cache of head-state reads in front of SQLite, shared by the RPC readers of one head.
+//!
+//! Each published head ([`crate::blockchain::ChainSnapshot`]) carries a [`StateCache`] of the
+//! accounts and slots read at that block. When the next block is committed on top, the entries
+//! move to the new head's cache minus every account and slot the block changed
+//! ([`StateCache::carry_over`]): O(changes), never O(state). A reorg or reload starts an empty
+//! cache. A reader of an older head keeps reading correct values (its cache is only emptied).
+
+use std::collections::HashMap;
+
+use alloy_primitives::{Address, B256, U256};
+use parking_lot::Mutex;
+use revm::bytecode::Bytecode;
+
+use crate::state::{AccountInfo, StateChanges, StateError, StateReader};
+
+/// Default number of cached accounts and slots (about 100 bytes each).
+pub const DEFAULT_CACHE_ENTRIES: usize = 262_144;
+
+#[derive(Default)]
+struct Maps {
+    accounts: HashMap<Address, Option<AccountInfo>>,
+    storage: HashMap<Address, HashMap<U256, U256>>,
+    entries: usize,
+}
+
+/// Accounts and storage slots read at one block.
+pub struct StateCache {
+    maps: Mutex<Maps>,
+    max_entries: usize,
+}
+
+impl std::fmt::Debug for StateCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateCache")
+            .field("entries", &self.len())
+            .field("max_entries", &self.max_entries)
+            .finish()
+    }
+}
+
+impl StateCache {
+    /// An empty cache holding at most `max_entries` accounts and slots.
+    pub fn new(max_entries: usize) -> Self {
+        Self { maps: Mutex::new(Maps::default()), max_entries }
+    }
+
+    /// The cache of the block on top: this cache's entries, less what `changes` touched. This
+    /// cache is left empty.
+    pub fn carry_over(&self, changes: &StateChanges) -> Self {
+        let mut maps = std::mem::take(&mut *self.maps.lock());
+        for (address, info) in &changes.accounts {
+            maps.accounts.remove(address);
+            if info.is_none() {
+                maps.storage.remove(address);
+            }
+        }
+        for address in &changes.wiped {
+            maps.storage.remove(address);
+        }
+        for (address, slots) in &changes.storage {
+            if let Some(cached) = maps.storage.get_mut(address) {
+                for slot in slots.keys() {
+                    cached.remove(slot);
+                }
+            }
+        }
+        maps.entries = maps.accounts.len() + maps.storage.values().map(HashMap::len).sum::<usize>();
+        Self { maps: Mutex::new(maps), max_entries: self.max_entries }
+    }
+
+    /// Entries cached now.
+    pub fn len(&self) -> usize {
+        self.maps.lock().entries
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A [`StateReader`] that answers from a [`StateCache`] and fills it from `base`, which must read
+/// the state of the cache's block.
+pub struct CachedState<'c, R> {
+    base: R,
+    cache: &'c StateCache,
+}
+
+impl<'c, R: StateReader> CachedState<'c, R> {
+    /// `base` with `cache` in front.
+    pub fn new(base: R, cache: &'c StateCache) -> Self {
+        Self { base, cache }
+    }
+
+    /// The state behind the cache.
+    pub fn base(&self) -> &R {
+        &self.base
+    }
+}
+
+impl<R: StateReader> StateReader for CachedState<'_, R> {
+    fn account(&self, address: &Address) -> Result<Option<AccountInfo>, StateError> {
+        if let Some(hit) = self.cache.maps.lock().accounts.get(address) {
+            return Ok(*hit);
+        }
+        let value = self.base.account(address)?;
+        let mut maps = self.cache.maps.lock();
+        if maps.entries < self.cache.max_entries && maps.accounts.insert(*address, value).is_none() {
+            maps.entries += 1;
+        }
+        Ok(value)
+    }
+
+    fn storage(&self, address: &Address, slot: &U256) -> Result<U256, StateError> {
+        if let Some(hit) = self.cache.maps.lock().storage.get(address).and_then(|s| s.get(slot)) {
+            return Ok(*hit);
+        }
+        let value = self.base.storage(address, slot)?;
+        let mut maps = self.cache.maps.lock();
+        if maps.entries < self.cache.max_entries
+            && maps.storage.entry(*address).or_default().insert(*slot, value).is_none()
+        {
+            maps.entries += 1;
+        }
+        Ok(value)
+    }
+
+    fn code(&self, code_hash: &B256) -> Result<Option<Bytecode>, StateError> {
+        // Code has its own cache by hash in the read pool.
+        self.base.code(code_hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A base state that counts its reads and answers a fixed value.
+    struct Counting {
+        reads: Cell<usize>,
+        value: U256,
+    }
+
+    impl StateReader for Counting {
+        fn account(&self, _: &Address) -> Result<Option<AccountInfo>, StateError> {
+            self.reads.set(self.reads.get() + 1);
+            Ok(Some(AccountInfo { nonce: self.value.to(), ..Default::default() }))
+        }
+        fn storage(&self, _: &Address, _: &U256) -> Result<U256, StateError> {
+            self.reads.set(self.reads.get() + 1);
+            Ok(self.value)
+        }
+        fn code(&self, _: &B256) -> Result<Option<Bytecode>, StateError> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn a_block_carries_the_cache_over_less_what_it_changed() {
+        let (a, b) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        let cache = StateCache::new(100);
+        let base = Counting { reads: Cell::new(0), value: U256::from(7) };
+        let state = CachedState::new(base, &cache);
+        for slot in 0..3u64 {
+            state.storage(&a, &U256::from(slot)).unwrap();
+            state.storage(&a, &U256::from(slot)).unwrap();
+        }
+        state.account(&b).unwrap();
+        state.storage(&b, &U256::ZERO).unwrap();
+        assert_eq!((state.base().reads.get(), cache.len()), (5, 5), "each entry read from the base once");
+
+        // The next block changes slot 1 of `a` and deletes `b`.
+        let mut changes = StateChanges::default();
+        changes.storage.entry(a).or_default().insert(U256::from(1), U256::from(9));
+        changes.accounts.insert(b, None);
+        let next = cache.carry_over(&changes);
+        assert!(cache.is_empty(), "the old head's cache is emptied, not copied");
+        assert_eq!(next.len(), 2);
+        let base = Counting { reads: Cell::new(0), value: U256::from(9) };
+        let state = CachedState::new(base, &next);
+        assert_eq!(state.storage(&a, &U256::ZERO).unwrap(), U256::from(7), "kept");
+        assert_eq!(state.storage(&a, &U256::from(1)).unwrap(), U256::from(9), "changed: read again");
+        assert_eq!(state.storage(&b, &U256::ZERO).unwrap(), U256::from(9), "deleted account: read again");
+        assert_eq!(state.base().reads.get(), 2);
+    }
+
+    #[test]
+    fn the_cache_stops_growing_at_its_bound() {
+        let cache = StateCache::new(2);
+        let base = Counting { reads: Cell::new(0), value: U256::from(1) };
+        let state = CachedState::new(base, &cache);
+        for slot in 0..5u64 {
+            state.storage(&Address::ZERO, &U256::from(slot)).unwrap();
+        }
+        assert_eq!(cache.len(), 2);
+    }
+}
