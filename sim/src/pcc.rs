@@ -392,7 +392,13 @@ mod tests {
         assert_eq!(PccPricing::decide(-5_100.0, &limits, 0.25), Some(PccPricing::Surplus));
         assert_eq!(PccPricing::decide(1e9, &PccLimits::default(), 0.25), None);
         let milli = 1_000_000_000_000_000u128;
-        let d = crate::market::Prices { feed_in: 80 * milli, retail: 300 * milli, tick: milli };
+        let d = crate::market::Prices {
+            feed_in: 80 * milli,
+            retail: 300 * milli,
+            tick: milli,
+            short_premium: 50 * milli,
+            long_penalty: 50 * milli,
+        };
         let (r, f) = PccPricing::Scarcity.prices(&d);
         assert_eq!((r, f), (555 * milli, 300 * milli));
         assert_eq!((r - f) / d.tick, MAX_LEVEL);

@@ -71,7 +71,9 @@ pub fn call(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
 pub fn heavy(ctx: &RpcContext, method: &str, p: Params, work: &Work<'_>) -> RpcResult {
     match method {
         "ots_traceTransaction" => Ok(json!(flatten(&call_frame(ctx, p, work)?, 0, Vec::new()))),
-        "ots_getInternalOperations" => Ok(json!(internal_operations(&call_frame(ctx, p, work)?, 0, Vec::new()))),
+        "ots_getInternalOperations" => {
+            Ok(json!(internal_operations(&call_frame(ctx, p, work)?, 0, Vec::new())))
+        }
         "ots_getTransactionError" => {
             let frame = call_frame(ctx, p, work)?;
             let output = if frame.error.is_some() { frame.output.unwrap_or_default() } else { Bytes::new() };

@@ -15,15 +15,15 @@
 //! retention window (128 blocks, or all with `--archive`) is pruned.
 
 mod blocks;
-mod explorer;
 mod cache;
+mod explorer;
 mod history;
 mod schema;
 mod writer;
 
 pub use blocks::{canonical_range, BlockQuery, LogFilterQuery, StoredLog, TxLocation};
-pub use explorer::{ExplorerQuery, TxPlace};
 pub use cache::{CachedState, StateCache, DEFAULT_CACHE_ENTRIES};
+pub use explorer::{ExplorerQuery, TxPlace};
 pub use history::{undo_block, undo_to, HistoricalState};
 pub use writer::{BlockWrite, Store};
 
