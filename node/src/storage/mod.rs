@@ -13,6 +13,7 @@
 mod blocks;
 mod history;
 mod schema;
+pub mod trie;
 mod writer;
 
 pub use blocks::{canonical_range, BlockQuery, LogFilterQuery, StoredLog, TxLocation};

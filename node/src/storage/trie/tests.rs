@@ -1,0 +1,212 @@
+//! The incremental root against a full rebuild, on random workloads.
+
+use std::collections::BTreeMap;
+
+use alloy_primitives::{keccak256, Address, B256, U256};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use revm::primitives::KECCAK_EMPTY;
+use rusqlite::Connection;
+
+use super::build::full_trie;
+use super::source::{stored_account, Scope};
+use super::*;
+use crate::state::{AccountInfo, StateChanges, StateUndo, WorldState};
+
+fn open() -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    crate::storage::schema::init(&conn).unwrap();
+    conn
+}
+
+/// Every stored trie equals a full rebuild from the hashed leaves: roots and the set of nodes.
+fn assert_matches_rebuild(conn: &Connection, root: B256) {
+    let (full_root, nodes) = full_trie(conn, Scope::Accounts).unwrap();
+    assert_eq!(root, full_root, "account root");
+    let stored = super::build::tests_support::stored(conn, Scope::Accounts);
+    assert_eq!(stored, nodes, "account trie nodes");
+    let owners: Vec<Vec<u8>> = conn
+        .prepare("SELECT hashed_address FROM hashed_accounts")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for owner in owners {
+        let owner = B256::from_slice(&owner);
+        let (storage_root, nodes) = full_trie(conn, Scope::Storage(owner)).unwrap();
+        assert_eq!(stored_account(conn, &owner).unwrap().unwrap().storage_root, storage_root);
+        assert_eq!(super::build::tests_support::stored(conn, Scope::Storage(owner)), nodes, "storage nodes");
+    }
+    let orphans: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM storage_trie WHERE hashed_address NOT IN (SELECT hashed_address FROM hashed_accounts)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 0, "storage nodes of accounts that do not exist");
+}
+
+/// One random block over a pool of addresses and slots.
+fn random_block(rng: &mut StdRng, ws: &WorldState, addresses: &[Address]) -> StateChanges {
+    let mut changes = StateChanges::default();
+    let touched = rng.gen_range(1..8);
+    for _ in 0..touched {
+        let address = addresses[rng.gen_range(0..addresses.len())];
+        if changes.accounts.contains_key(&address) {
+            continue;
+        }
+        let exists = ws.accounts.contains_key(&address);
+        let roll = rng.gen_range(0..100);
+        if exists && roll < 8 {
+            changes.accounts.insert(address, None);
+            continue;
+        }
+        if exists && roll < 16 {
+            changes.wiped.push(address);
+        }
+        let info = AccountInfo {
+            nonce: rng.gen_range(0..5),
+            balance: U256::from(rng.gen_range(0u64..1_000_000)),
+            code_hash: if rng.gen_bool(0.5) { KECCAK_EMPTY } else { keccak256([rng.gen::<u8>()]) },
+        };
+        // Storage-only changes (the account keeps its fields) now and then.
+        if !(exists && roll < 30) {
+            changes.accounts.insert(address, Some(info));
+        }
+        let mut slots = BTreeMap::new();
+        let writes = if rng.gen_bool(0.2) { rng.gen_range(50..400) } else { rng.gen_range(0..12) };
+        for _ in 0..writes {
+            let slot = U256::from(rng.gen_range(0u64..3_000));
+            let value = if rng.gen_bool(0.3) { U256::ZERO } else { U256::from(rng.gen_range(1u64..1 << 40)) };
+            slots.insert(slot, value);
+        }
+        changes.storage.insert(address, slots);
+    }
+    changes
+}
+
+/// Computes the block's root from the stored tries, writes it, and applies it in memory.
+fn commit(conn: &Connection, ws: &mut WorldState, changes: &StateChanges) -> (B256, StateUndo) {
+    let (root, updates) = state_root(conn, changes).unwrap();
+    write_updates(conn, &updates).unwrap();
+    let undo = ws.apply(changes);
+    (root, undo)
+}
+
+#[test]
+fn incremental_root_equals_full_rebuild_on_random_blocks_and_reorgs() {
+    for seed in 0..3u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let conn = open();
+        let mut ws = WorldState::default();
+        let addresses: Vec<Address> = (0..24u8).map(Address::repeat_byte).collect();
+        // A contract with many words, so its trie has stored nodes several levels deep.
+        let mut genesis = StateChanges::default();
+        let big = addresses[0];
+        genesis
+            .accounts
+            .insert(big, Some(AccountInfo { nonce: 1, code_hash: keccak256([1]), ..Default::default() }));
+        genesis.storage.insert(big, (0..1_500u64).map(|i| (U256::from(i), U256::from(i + 1))).collect());
+        let (root, _) = commit(&conn, &mut ws, &genesis);
+        assert_eq!(root, ws.state_root());
+        let mut roots = vec![root];
+        let mut undos: Vec<StateUndo> = Vec::new();
+        for block in 0..30 {
+            let changes = random_block(&mut rng, &ws, &addresses);
+            let (root, undo) = commit(&conn, &mut ws, &changes);
+            assert_eq!(root, ws.state_root(), "seed {seed} block {block}");
+            if block % 3 == 0 {
+                assert_matches_rebuild(&conn, root);
+            }
+            roots.push(root);
+            undos.push(undo);
+            // A reorg now and then: take 1..=4 blocks off through their undo records.
+            if block % 13 == 12 {
+                for _ in 0..rng.gen_range(1..=4usize).min(undos.len()) {
+                    let undo = undos.pop().unwrap();
+                    roots.pop();
+                    let (root, updates) = state_root(&conn, &undo_changes(&undo)).unwrap();
+                    write_updates(&conn, &updates).unwrap();
+                    ws.revert(&undo);
+                    assert_eq!(root, *roots.last().unwrap(), "seed {seed}: undo gives the parent's root");
+                    assert_eq!(root, ws.state_root());
+                    assert_matches_rebuild(&conn, root);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn empty_changes_give_the_stored_root_and_empty_state_the_empty_root() {
+    let conn = open();
+    let (root, updates) = state_root(&conn, &StateChanges::default()).unwrap();
+    assert_eq!(root, alloy_trie::EMPTY_ROOT_HASH);
+    assert!(updates.accounts.is_empty());
+    let mut ws = WorldState::default();
+    let mut changes = StateChanges::default();
+    for i in 1..=40u8 {
+        changes
+            .accounts
+            .insert(Address::repeat_byte(i), Some(AccountInfo { nonce: i as u64, ..Default::default() }));
+    }
+    let (root, _) = commit(&conn, &mut ws, &changes);
+    assert_eq!(state_root(&conn, &StateChanges::default()).unwrap().0, root);
+}
+
+/// Slots whose hashed keys start with `prefix` (found by search).
+fn slots_under(prefix: &[u8], count: usize, skip: u64) -> Vec<U256> {
+    (skip..)
+        .map(U256::from)
+        .filter(|s| {
+            let h = keccak256(s.to_be_bytes::<32>());
+            alloy_trie::Nibbles::unpack(h).starts_with(&alloy_trie::Nibbles::from_nibbles(prefix))
+        })
+        .take(count)
+        .collect()
+}
+
+/// A storage trie that is an extension over a stored branch: keys added beside the extension
+/// (before and after the stored node, in the same and in another first nibble) and removed again.
+#[test]
+fn keys_beside_an_extension_split_it_and_merge_back() {
+    let conn = open();
+    let mut ws = WorldState::default();
+    let contract = Address::repeat_byte(9);
+    let under: Vec<U256> = slots_under(&[0xa, 0xb], 200, 0);
+    let mut genesis = StateChanges::default();
+    genesis.accounts.insert(contract, Some(AccountInfo { nonce: 1, ..Default::default() }));
+    genesis.storage.insert(contract, under.iter().map(|s| (*s, U256::from(7))).collect());
+    let (root0, _) = commit(&conn, &mut ws, &genesis);
+    assert_eq!(root0, ws.state_root());
+    let owner = keccak256(contract);
+    let first_node = super::build::tests_support::stored(&conn, Scope::Storage(owner))[0].0;
+    assert_eq!(
+        first_node,
+        alloy_trie::Nibbles::from_nibbles([0xa, 0xb]),
+        "the stored trie starts below an extension"
+    );
+    let mut beside = slots_under(&[0xa, 0x0], 1, 0);
+    beside.extend(slots_under(&[0xa, 0xf], 1, 0));
+    beside.extend(slots_under(&[0xc], 1, 0));
+    beside.extend(slots_under(&[0x1], 1, 0));
+    for slot in &beside {
+        let mut add = StateChanges::default();
+        add.storage.insert(contract, [(*slot, U256::from(1))].into());
+        let (root, undo) = commit(&conn, &mut ws, &add);
+        assert_eq!(root, ws.state_root());
+        assert_matches_rebuild(&conn, root);
+        let (back, updates) = state_root(&conn, &undo_changes(&undo)).unwrap();
+        write_updates(&conn, &updates).unwrap();
+        ws.revert(&undo);
+        assert_eq!(back, root0);
+        assert_matches_rebuild(&conn, back);
+    }
+    let mut all = StateChanges::default();
+    all.storage.insert(contract, beside.iter().map(|s| (*s, U256::from(2))).collect());
+    let (root, _) = commit(&conn, &mut ws, &all);
+    assert_eq!(root, ws.state_root());
+    assert_matches_rebuild(&conn, root);
+}
