@@ -17,7 +17,7 @@ pub mod trie;
 mod writer;
 
 pub use blocks::{canonical_range, BlockQuery, LogFilterQuery, StoredLog, TxLocation};
-pub use history::{undo_block, undo_to, HistoricalState};
+pub use history::{undo_block, undo_to, undo_to_on, HistoricalState};
 pub use writer::{BlockWrite, Store};
 
 use std::path::Path;

@@ -7,7 +7,7 @@ use alloy_primitives::{keccak256, B256};
 use alloy_trie::{BranchNodeCompact, HashBuilder, Nibbles};
 use rusqlite::{params, Connection};
 
-use super::nodes::{decode_node, key_path, path_key};
+use super::nodes::{decode_node, key_path};
 use super::source::{account_leaf, account_row, storage_leaf, write_nodes, Scope};
 use super::walk::TrieUpdates;
 use crate::storage::writer::{blob_address, blob_b256, blob_u256, u256_blob};
@@ -143,9 +143,13 @@ fn compare_nodes(
         let (s, b) = (stored.get(path), built.get(path));
         if s != b {
             let show = |n: Option<&BranchNodeCompact>| n.map_or("none".to_string(), |n| format!("{n:?}"));
+            let at = if path.is_empty() {
+                "the root".to_string()
+            } else {
+                format!("path {}", path.iter().map(|n| format!("{n:x}")).collect::<String>())
+            };
             return Err(StorageError::Corrupt(format!(
-                "{what}: the stored trie node at path 0x{} is {}, a rebuild from the leaves gives {}",
-                alloy_primitives::hex::encode(path_key(path)),
+                "{what}: the stored trie node at {at} is {}, a rebuild from the leaves gives {}",
                 show(s),
                 show(b)
             )));

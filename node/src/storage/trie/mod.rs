@@ -16,11 +16,13 @@
 
 mod build;
 mod nodes;
+mod proof;
 mod source;
 mod state;
 mod walk;
 
 pub use build::{rebuild, verify};
+pub use proof::{prove, StateProof};
 pub use state::{state_root, undo_changes, write_updates, StateTrieUpdates, StorageTrieUpdate};
 pub use walk::TrieUpdates;
 

@@ -210,3 +210,78 @@ fn keys_beside_an_extension_split_it_and_merge_back() {
     assert_eq!(root, ws.state_root());
     assert_matches_rebuild(&conn, root);
 }
+
+/// Checks a proof of `address` and `slots` against `root` and the expected state `ws`.
+fn assert_proves(
+    conn: &Connection,
+    changes: &StateChanges,
+    ws: &mut WorldState,
+    root: B256,
+    address: Address,
+    slots: &[U256],
+) {
+    use alloy_trie::proof::verify_proof;
+    let keys: Vec<B256> = slots.iter().map(|s| B256::from(*s)).collect();
+    let proof = prove(conn, changes, address, &keys).unwrap();
+    assert_eq!(proof.state_root, root);
+    let expected = ws.accounts.get(&address).map(|e| e.info);
+    assert_eq!(
+        proof.account.map(|a| (a.nonce, a.balance, a.code_hash)),
+        expected.map(|i| (i.nonce, i.balance, i.code_hash))
+    );
+    let storage_root = ws.storage_root(&address);
+    let leaf = proof.account.map(|a| {
+        assert_eq!(a.storage_root, storage_root);
+        super::source::account_leaf(&a)
+    });
+    verify_proof(root, alloy_trie::Nibbles::unpack(keccak256(address)), leaf, &proof.account_proof)
+        .unwrap_or_else(|e| panic!("account proof of {address}: {e}"));
+    for (slot, (value, nodes)) in slots.iter().zip(&proof.storage) {
+        use crate::state::StateReader;
+        assert_eq!(*value, ws.storage(&address, slot).unwrap());
+        if storage_root == alloy_trie::EMPTY_ROOT_HASH {
+            assert!(nodes.is_empty());
+            continue;
+        }
+        let leaf = (!value.is_zero()).then(|| super::source::storage_leaf(value));
+        let key = alloy_trie::Nibbles::unpack(keccak256(slot.to_be_bytes::<32>()));
+        verify_proof(storage_root, key, leaf, nodes)
+            .unwrap_or_else(|e| panic!("slot {slot} of {address}: {e}"));
+    }
+}
+
+#[test]
+fn proofs_from_stored_nodes_verify_at_the_head_and_at_older_blocks() {
+    let mut rng = StdRng::seed_from_u64(99);
+    let conn = open();
+    let mut ws = WorldState::default();
+    let addresses: Vec<Address> = (0..24u8).map(Address::repeat_byte).collect();
+    let mut genesis = StateChanges::default();
+    genesis.accounts.insert(addresses[0], Some(AccountInfo { nonce: 1, ..Default::default() }));
+    genesis.storage.insert(addresses[0], (0..1_000u64).map(|i| (U256::from(i), U256::from(i + 1))).collect());
+    commit(&conn, &mut ws, &genesis);
+    let mut history: Vec<(WorldState, B256, StateUndo)> = Vec::new();
+    for _ in 0..8 {
+        let before = ws.clone();
+        let changes = random_block(&mut rng, &ws, &addresses);
+        let (root, undo) = commit(&conn, &mut ws, &changes);
+        history.push((before, root, undo));
+    }
+    let slots: Vec<U256> = [0u64, 1, 17, 999, 1_500, 2_999].into_iter().map(U256::from).collect();
+    let head_root = history.last().unwrap().1;
+    for address in addresses.iter().chain([Address::repeat_byte(0xee)].iter()) {
+        assert_proves(&conn, &StateChanges::default(), &mut ws, head_root, *address, &slots);
+    }
+    // Three blocks back: the undo records of the last three blocks as the overlay (oldest
+    // first: the first recorded old value of a key is its value before those blocks).
+    let mut undo = StateUndo::default();
+    for (_, _, u) in &history[history.len() - 3..] {
+        undo.accounts.extend(u.accounts.iter().cloned());
+        undo.storage.extend(u.storage.iter().cloned());
+    }
+    let (mut old, _, _) = history[history.len() - 3].clone();
+    let old_root = history[history.len() - 4].1;
+    for address in &addresses {
+        assert_proves(&conn, &undo_changes(&undo), &mut old, old_root, *address, &slots);
+    }
+}
