@@ -76,6 +76,19 @@ impl<S: TrieSource> Walk<'_, S> {
         for (key, value) in &before {
             self.hb.add_leaf(Nibbles::unpack(key), value);
         }
+        if node.tree_mask.is_empty() {
+            self.feed_bottom_node(path, &node)?;
+        } else {
+            self.feed_children(path, &node)?;
+        }
+        for (key, value) in &after {
+            self.hb.add_leaf(Nibbles::unpack(key), value);
+        }
+        Ok(())
+    }
+
+    /// The children of a stored node, one by one.
+    fn feed_children(&mut self, path: Nibbles, node: &BranchNodeCompact) -> Result<(), StorageError> {
         for nibble in 0..16u8 {
             let mut child = path;
             child.push(nibble);
@@ -93,8 +106,40 @@ impl<S: TrieSource> Walk<'_, S> {
                 self.feed_leaves(&child)?;
             }
         }
-        for (key, value) in &after {
-            self.hb.add_leaf(Nibbles::unpack(key), value);
+        Ok(())
+    }
+
+    /// The children of a stored node with no stored node below it: its subtrie holds a few
+    /// leaves per child, so they are read in one range scan (not one per child), and those
+    /// under unchanged hashed children are skipped for the stored hash.
+    fn feed_bottom_node(&mut self, path: Nibbles, node: &BranchNodeCompact) -> Result<(), StorageError> {
+        let mut leaves = Vec::new();
+        self.source.leaves_under(&path, &mut leaves)?;
+        let depth = path.len();
+        let nibble_of = |key: &B256| {
+            let byte = key[depth / 2];
+            if depth.is_multiple_of(2) {
+                byte >> 4
+            } else {
+                byte & 0x0f
+            }
+        };
+        let mut next = 0;
+        for nibble in 0..16u8 {
+            let start = next;
+            while next < leaves.len() && nibble_of(&leaves[next].0) == nibble {
+                next += 1;
+            }
+            let mut child = path;
+            child.push(nibble);
+            let hashed = node.state_mask.is_bit_set(nibble) && node.hash_mask.is_bit_set(nibble);
+            if hashed && !self.changed.contains(&child) {
+                self.hb.add_branch(child, node.hash_for_nibble(nibble), false);
+            } else {
+                for (key, value) in &leaves[start..next] {
+                    self.hb.add_leaf(Nibbles::unpack(key), value);
+                }
+            }
         }
         Ok(())
     }
