@@ -13,7 +13,8 @@ use crate::txpool::{PoolConfig, TxPool};
 /// Arguments of `check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Data directory to check (opened read-only).
+    /// Data directory to check (not modified, except that a schema-version-1 directory gets its
+    /// stored state trie built, as any start of the node does).
     #[arg(long)]
     pub datadir: PathBuf,
 }

@@ -5,7 +5,7 @@
 //! For each N, a fresh chain is built in-process with the node library: a contract whose every
 //! call writes four words (as a market order writes its escrow, position and price-level words)
 //! and funded senders. The N words are seeded straight into the state tables (a bench-only
-//! path: plain storage rows, then the stored trie rebuilt, and the genesis header's state root
+//! path: plain and hashed storage rows in key order, then the stored tries rebuilt, and the genesis header's state root
 //! patched to match), then blocks of `--txs` transactions are sealed with `Blockchain::seal_next`
 //! (execution, the incremental state root, signing, and the SQLite commit) and timed.
 
@@ -55,19 +55,31 @@ fn contract() -> Address {
 fn seed(datadir: &Path, words: u64) {
     let conn = rusqlite::Connection::open(datadir.join("chain.sqlite")).unwrap();
     conn.execute_batch("BEGIN").unwrap();
+    // Rows go in in key order (plain by slot, hashed by hashed slot): appends, not random inserts.
+    let mut rows: Vec<(B256, U256)> =
+        (0..words).map(|i| (keccak256(U256::from(i).to_be_bytes::<32>()), U256::from(i + 1))).collect();
+    rows.sort_unstable();
     {
         let mut put = conn.prepare("INSERT INTO storage (address, slot, value) VALUES (?1, ?2, ?3)").unwrap();
-        for i in 0..words {
-            let slot = keccak256(U256::from(i).to_be_bytes::<32>());
-            put.execute(rusqlite::params![
-                contract().as_slice(),
-                slot.as_slice(),
-                U256::from(i + 1).to_be_bytes::<32>()
-            ])
-            .unwrap();
+        for (slot, value) in &rows {
+            put.execute(rusqlite::params![contract().as_slice(), slot.as_slice(), value.to_be_bytes::<32>()])
+                .unwrap();
         }
     }
-    let root = p2pe_node::storage::trie::rebuild(&conn).unwrap();
+    let mut hashed: Vec<(B256, U256)> =
+        rows.into_iter().map(|(slot, value)| (keccak256(slot), value)).collect();
+    hashed.sort_unstable();
+    {
+        let owner = keccak256(contract());
+        let mut put = conn
+            .prepare("INSERT INTO hashed_storage (hashed_address, hashed_slot, value) VALUES (?1, ?2, ?3)")
+            .unwrap();
+        for (slot, value) in &hashed {
+            put.execute(rusqlite::params![owner.as_slice(), slot.as_slice(), value.to_be_bytes::<32>()])
+                .unwrap();
+        }
+    }
+    let root = p2pe_node::storage::trie::rebuild_tries(&conn).unwrap();
     let (hash, raw): (Vec<u8>, Vec<u8>) = conn
         .query_row("SELECT hash, header FROM blocks WHERE number = 0", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap();

@@ -52,9 +52,7 @@ pub(crate) fn full_trie(
 /// Fills the hashed tables and the stored tries from the plain `accounts` and `storage`
 /// tables, replacing whatever they held. Returns the state root.
 pub fn rebuild(conn: &Connection) -> Result<B256, StorageError> {
-    conn.execute_batch(
-        "DELETE FROM hashed_accounts; DELETE FROM hashed_storage; DELETE FROM account_trie; DELETE FROM storage_trie;",
-    )?;
+    conn.execute_batch("DELETE FROM hashed_storage;")?;
     {
         let mut put = conn.prepare_cached(
             "INSERT OR REPLACE INTO hashed_storage (hashed_address, hashed_slot, value) \
@@ -78,6 +76,13 @@ pub fn rebuild(conn: &Connection) -> Result<B256, StorageError> {
             ])?;
         }
     }
+    rebuild_tries(conn)
+}
+
+/// Rebuilds the hashed accounts and every stored trie from the plain accounts and the hashed
+/// storage (which must already match the plain storage). Returns the state root.
+pub fn rebuild_tries(conn: &Connection) -> Result<B256, StorageError> {
+    conn.execute_batch("DELETE FROM hashed_accounts; DELETE FROM account_trie; DELETE FROM storage_trie;")?;
     let mut accounts = Vec::new();
     {
         let mut st = conn.prepare("SELECT address, nonce, balance, code_hash FROM accounts")?;

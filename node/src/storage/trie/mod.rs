@@ -21,7 +21,7 @@ mod source;
 mod state;
 mod walk;
 
-pub use build::{rebuild, verify};
+pub use build::{rebuild, rebuild_tries, verify};
 pub use proof::{prove, StateProof};
 pub use state::{state_root, undo_changes, write_updates, StateTrieUpdates, StorageTrieUpdate};
 pub use walk::TrieUpdates;
