@@ -495,7 +495,7 @@ impl Blockchain {
             parent_snapshot.ok_or_else(|| invalid("no Clique snapshot kept for its parent".into()))?;
         let mut state = self.state.write();
         let tx_hashes: Vec<B256> = block.block.body.transactions.iter().map(|t| *t.tx_hash()).collect();
-        self.store.lock().revert_block(number, &undo, &tx_hashes)?;
+        self.store.lock().revert_block(number, &undo, &tx_hashes, parent_header.state_root)?;
         state.revert(&undo);
         *self.head.write() = Head {
             header: parent_header,
@@ -580,12 +580,14 @@ impl Blockchain {
         self.commit_executed(sealed, outcome, snapshot, &head, None)
     }
 
-    /// Applies a block's state changes to the head state and computes the new state root.
-    fn apply_outcome(&self, outcome: &BlockOutcome) -> Applied<'_> {
+    /// Computes the new state root from the stored trie and the block's changes (incrementally:
+    /// only the paths the block touched are rehashed), then applies the changes to the head
+    /// state.
+    fn apply_outcome(&self, outcome: &BlockOutcome) -> Result<Applied<'_>, ImportError> {
+        let (root, trie) = self.store.lock().state_root(&outcome.changes)?;
         let mut state = self.state.write();
         let undo = state.apply(&outcome.changes);
-        let root = state.state_root();
-        Applied { state, undo, root }
+        Ok(Applied { state, undo, root, trie })
     }
 
     /// Builds, seals and commits a block on the head with transactions from the pool.
@@ -643,7 +645,7 @@ impl Blockchain {
         let txs: Vec<_> = outcome.txs.iter().map(|t| t.inner().clone()).collect();
         header.transactions_root = proofs::calculate_transaction_root(&txs);
         // The state is applied once, here, and handed to the shared commit below.
-        let applied = self.apply_outcome(&outcome);
+        let applied = self.apply_outcome(&outcome)?;
         header.state_root = applied.root;
         let sealed_ok = clique::sign_header(&mut header, key).map_err(|source| ImportError::Consensus {
             number,
@@ -718,7 +720,7 @@ impl Blockchain {
         let invalid = |reason: String| ImportError::Invalid { number, hash, reason };
         let applied = match applied {
             Some(a) => a,
-            None => self.apply_outcome(&outcome),
+            None => self.apply_outcome(&outcome)?,
         };
         let receipts_root = proofs::calculate_receipt_root(&outcome.receipts);
         let check = if outcome.gas_used != header.gas_used {
@@ -736,7 +738,7 @@ impl Blockchain {
             applied.rollback();
             return Err(invalid(reason));
         }
-        let Applied { mut state, undo, .. } = applied;
+        let Applied { mut state, undo, trie, .. } = applied;
         let total_difficulty = head.total_difficulty + header.difficulty;
         let write = BlockWrite {
             block: &sealed,
@@ -745,6 +747,7 @@ impl Blockchain {
             changes: &outcome.changes,
             undo: &undo,
             snapshot: &snapshot,
+            trie: &trie,
         };
         if let Err(e) = self.store.lock().commit_block(&write) {
             state.revert(&undo);
@@ -786,6 +789,8 @@ struct Applied<'a> {
     state: parking_lot::RwLockWriteGuard<'a, WorldState>,
     undo: crate::state::StateUndo,
     root: B256,
+    /// The block's changes to the stored state trie.
+    trie: crate::storage::trie::StateTrieUpdates,
 }
 
 impl Applied<'_> {
@@ -806,11 +811,13 @@ fn load_head(store: &Store) -> Result<(Head, WorldState, BlockHashes), ImportErr
         .snapshot(&hash)?
         .ok_or_else(|| StorageError::Corrupt(format!("no Clique snapshot for head block {number}")))?;
     let total_difficulty = store.total_difficulty(&hash)?.unwrap_or_default();
-    let mut state = store.load_state()?;
-    let root = state.state_root();
+    let state = store.load_state()?;
+    // The root of the stored trie (no changes on top): the stored nodes' hashes, not a rebuild.
+    let (root, _) = store.state_root(&Default::default())?;
     if root != header.state_root {
         return Err(StorageError::Corrupt(format!(
-            "state root {root} of the stored state does not match head block {number}'s {}",
+            "state root {root} of the stored state trie does not match head block {number}'s {} \
+             (run `p2pe-node check` to find the first stored node that is wrong)",
             header.state_root
         ))
         .into());

@@ -56,7 +56,8 @@ pub enum Command {
     /// Manage keystores (Web3 Secret Storage).
     #[command(subcommand)]
     Account(account::AccountCommand),
-    /// Re-verify every stored block from genesis and compare the resulting state root.
+    /// Re-verify every stored block from genesis, compare the resulting state root, and check
+    /// every stored state-trie node against a rebuild from the leaves.
     Check(check::CheckArgs),
     /// Write blocks to a chain file (geth format: concatenated RLP blocks).
     Export(chainfile::ExportArgs),

@@ -152,12 +152,23 @@ impl StateReader for HistoricalState<'_> {
 /// The undo record that turns the state after block `head` back into the state after block
 /// `number`: for every account and slot changed in between, its value at `number`.
 pub fn undo_to(pool: &ReadPool, number: u64, head: u64) -> Result<crate::state::StateUndo, StateError> {
+    if number >= head {
+        return Ok(Default::default());
+    }
+    let conn = pool.lock_one();
+    conn.execute_batch("BEGIN").map_err(backend)?;
+    let result = undo_to_on(&conn, number, head);
+    let _ = conn.execute_batch("ROLLBACK");
+    result
+}
+
+/// [`undo_to`] on one connection, inside the caller's read transaction (so that the head and
+/// the history are read from the same snapshot).
+pub fn undo_to_on(conn: &Connection, number: u64, head: u64) -> Result<crate::state::StateUndo, StateError> {
     let mut undo = crate::state::StateUndo::default();
     if number >= head {
         return Ok(undo);
     }
-    let conn = pool.lock_one();
-    conn.execute_batch("BEGIN").map_err(backend)?;
     let result = (|| {
         let floor: Option<i64> = conn
             .query_row("SELECT value FROM meta WHERE key = 'history_floor'", [], |r| r.get(0))
@@ -201,7 +212,6 @@ pub fn undo_to(pool: &ReadPool, number: u64, head: u64) -> Result<crate::state::
         }
         Ok(())
     })();
-    let _ = conn.execute_batch("ROLLBACK");
     result.map(|_| undo)
 }
 

@@ -19,12 +19,13 @@ mod cache;
 mod explorer;
 mod history;
 mod schema;
+pub mod trie;
 mod writer;
 
 pub use blocks::{canonical_range, BlockQuery, LogFilterQuery, StoredLog, TxLocation};
 pub use cache::{CachedState, StateCache, DEFAULT_CACHE_ENTRIES};
 pub use explorer::{ExplorerQuery, TxPlace};
-pub use history::{undo_block, undo_to, HistoricalState};
+pub use history::{undo_block, undo_to, undo_to_on, HistoricalState};
 pub use writer::{BlockWrite, Store};
 
 use std::path::Path;

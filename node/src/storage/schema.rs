@@ -4,8 +4,9 @@ use rusqlite::Connection;
 
 use super::StorageError;
 
-/// Version of the schema below; a data directory of another version is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+/// Version of the schema below; a data directory of another version is refused, except
+/// version 1 (before the stored state trie), which is migrated on open.
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -46,6 +47,19 @@ CREATE TABLE IF NOT EXISTS storage_history (
 CREATE INDEX IF NOT EXISTS storage_history_block ON storage_history(block);
 CREATE TABLE IF NOT EXISTS snapshots (hash BLOB PRIMARY KEY, number INTEGER NOT NULL, snapshot TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS snapshots_number ON snapshots(number);
+CREATE TABLE IF NOT EXISTS hashed_accounts (
+    hashed_address BLOB PRIMARY KEY, nonce INTEGER NOT NULL, balance BLOB NOT NULL,
+    code_hash BLOB NOT NULL, storage_root BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hashed_storage (
+    hashed_address BLOB NOT NULL, hashed_slot BLOB NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (hashed_address, hashed_slot)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS account_trie (path BLOB PRIMARY KEY, node BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS storage_trie (
+    hashed_address BLOB NOT NULL, path BLOB NOT NULL, node BLOB NOT NULL,
+    PRIMARY KEY (hashed_address, path)
+) WITHOUT ROWID;
 "#;
 
 /// Creates the tables on a writer connection and checks the schema version.
@@ -57,6 +71,10 @@ pub fn init(conn: &Connection) -> Result<(), StorageError> {
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.pragma_update(None, "cache_size", -65536)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // A block's commit and its state root use a few dozen statements: keep them all prepared,
+    // and plan them once (a stable plan: no re-preparing a range scan for new bound values).
+    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(super::explorer::SCHEMA)?;
     let version: Option<i64> =
@@ -66,6 +84,7 @@ pub fn init(conn: &Connection) -> Result<(), StorageError> {
             conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION])?;
         }
         Some(v) if v == SCHEMA_VERSION => {}
+        Some(1) => migrate_from_1(conn)?,
         Some(v) => {
             return Err(StorageError::Invalid(format!(
                 "database schema version {v} is not supported by this node (expects {SCHEMA_VERSION})"
@@ -75,9 +94,34 @@ pub fn init(conn: &Connection) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Version 1 had no stored state trie: the hashed leaves and trie nodes are built from the
+/// plain state, in one transaction (an interrupted migration leaves version 1 behind and runs
+/// again at the next start).
+fn migrate_from_1(conn: &Connection) -> Result<(), StorageError> {
+    tracing::info!("migrating the database to schema version 2: building the stored state trie");
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let done = super::trie::rebuild(conn).and_then(|_| {
+        conn.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [SCHEMA_VERSION])?;
+        Ok(())
+    });
+    match done {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(StorageError::Invalid(format!(
+                "could not build the stored state trie while migrating the database to schema version 2 ({e}); \
+                 the database is unchanged: fix the cause and start again, or re-sync into a new --datadir"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Settings for read connections.
 pub fn configure_reader(conn: &Connection) -> Result<(), StorageError> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "cache_size", -16384)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(())
 }

@@ -8,6 +8,7 @@ use alloy_primitives::{Address, B256, U256};
 use alloy_rlp::{Decodable, Encodable};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::trie::{self, StateTrieUpdates};
 use super::{schema, StorageError};
 use crate::chain::ChainSpec;
 use crate::consensus::clique::Snapshot;
@@ -28,6 +29,8 @@ pub struct BlockWrite<'a> {
     pub undo: &'a StateUndo,
     /// The Clique snapshot after this block.
     pub snapshot: &'a Snapshot,
+    /// The block's changes to the stored state trie (from [`Store::state_root`]).
+    pub trie: &'a StateTrieUpdates,
 }
 
 /// The database writer. There is exactly one per data directory.
@@ -143,6 +146,13 @@ impl Store {
         write_block_rows(&tx, &sealed, &[], spec.genesis_header.difficulty)?;
         write_snapshot(&tx, &snapshot)?;
         tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('genesis', ?1)", [genesis_json])?;
+        let root = trie::rebuild(&tx)?;
+        if root != spec.genesis_header.state_root {
+            return Err(StorageError::Corrupt(format!(
+                "the stored genesis state has root {root}, the genesis header says {}",
+                spec.genesis_header.state_root
+            )));
+        }
         tx.commit()?;
         Ok(())
     }
@@ -186,6 +196,13 @@ impl Store {
         f(&self.conn)
     }
 
+    /// The state root after `changes`, computed from the stored tries with the changes as an
+    /// overlay (nothing is written), and the trie changes to commit with the block. Read on the
+    /// writer connection, which sees the writes of an open batch.
+    pub fn state_root(&self, changes: &StateChanges) -> Result<(B256, StateTrieUpdates), StorageError> {
+        trie::state_root(&self.conn, changes)
+    }
+
     /// Commits one block atomically: block, receipts, indexes, state, history and snapshot.
     /// (A savepoint: its own transaction, or part of an open batch.)
     pub fn commit_block(&mut self, w: &BlockWrite<'_>) -> Result<(), StorageError> {
@@ -193,6 +210,7 @@ impl Store {
         let tx = self.conn.savepoint()?;
         write_block_rows(&tx, w.block, w.receipts, w.total_difficulty)?;
         write_state(&tx, number, w.changes, w.undo)?;
+        trie::write_updates(&tx, w.trie)?;
         write_snapshot(&tx, w.snapshot)?;
         if let Some(keep) = self.history {
             // Prune in steps (32 blocks, or the window if smaller) to keep the per-block cost flat.
@@ -215,11 +233,15 @@ impl Store {
     /// changes are undone in the plain state (from `undo`, the values it overwrote), its history,
     /// canonical entry, transaction index and log index are removed. The block itself stays
     /// stored as a side block.
+    ///
+    /// The stored state trie is undone the same way: the undo record is applied to it as
+    /// changes, and the resulting root must be `parent_root` (the parent block's state root).
     pub fn revert_block(
         &mut self,
         number: u64,
         undo: &StateUndo,
         tx_hashes: &[B256],
+        parent_root: B256,
     ) -> Result<(), StorageError> {
         let n = number as i64;
         let tx = self.conn.savepoint()?;
@@ -258,6 +280,13 @@ impl Store {
                 }
             }
         }
+        let (root, updates) = trie::state_root(&tx, &trie::undo_changes(undo))?;
+        if root != parent_root {
+            return Err(StorageError::Corrupt(format!(
+                "undoing block {number} gives state root {root}, but its parent's is {parent_root}"
+            )));
+        }
+        trie::write_updates(&tx, &updates)?;
         tx.execute("DELETE FROM account_history WHERE block = ?1", [n])?;
         tx.execute("DELETE FROM storage_history WHERE block = ?1", [n])?;
         tx.execute("DELETE FROM canonical WHERE number = ?1", [n])?;

@@ -1,0 +1,217 @@
+//! `p2pe-triebench`: seal time of a block of order-shaped transactions against a contract that
+//! already holds N storage words (issue 15, part 2). See BENCHMARKS.md, "State root at any
+//! state size".
+//!
+//! For each N, a fresh chain is built in-process with the node library: a contract whose every
+//! call writes four words (as a market order writes its escrow, position and price-level words)
+//! and funded senders. The N words are seeded straight into the state tables (a bench-only
+//! path: plain and hashed storage rows in key order, then the stored tries rebuilt, and the genesis header's state root
+//! patched to match), then blocks of `--txs` transactions are sealed with `Blockchain::seal_next`
+//! (execution, the incremental state root, signing, and the SQLite commit) and timed.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
+use alloy_rlp::{Decodable, Encodable};
+use clap::Parser;
+use p2pe_node::blockchain::{Blockchain, ChainOptions};
+use p2pe_node::chain::{build_genesis, ChainSpec, GenesisParams};
+use p2pe_node::crypto::SigningKey;
+use p2pe_node::storage::Store;
+use p2pe_node::txpool::{validate_tx, PoolConfig, TxPool};
+use p2pe_tests::harness::sign_raw;
+
+/// Seal time against the size of one contract's storage.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Storage words seeded into the contract before the timed blocks, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,100000,1000000")]
+    words: Vec<u64>,
+    /// Transactions per block (each writes four words of the contract).
+    #[arg(long, default_value_t = 1_000)]
+    txs: usize,
+    /// Timed blocks per size (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    blocks: usize,
+}
+
+const CHAIN_ID: u64 = 57;
+const SENDERS: usize = 100;
+/// The contract: `sstore(base + i, number + 1)` for i in 0..4, with `base` the first calldata word.
+const RUNTIME: &str = "600035436001018155436001018160010155436001018160020155436001018160030155500000";
+
+fn sender(i: usize) -> alloy_signer_local::PrivateKeySigner {
+    alloy_signer_local::PrivateKeySigner::from_bytes(&B256::from(U256::from(1_000 + i))).unwrap()
+}
+
+fn contract() -> Address {
+    Address::repeat_byte(0xc0)
+}
+
+/// Inserts `words` storage words into the contract, rebuilds the stored trie and makes the
+/// genesis header carry the new root.
+fn seed(datadir: &Path, words: u64) {
+    let conn = rusqlite::Connection::open(datadir.join("chain.sqlite")).unwrap();
+    conn.execute_batch("BEGIN").unwrap();
+    // Rows go in in key order (plain by slot, hashed by hashed slot): appends, not random inserts.
+    let mut rows: Vec<(B256, U256)> =
+        (0..words).map(|i| (keccak256(U256::from(i).to_be_bytes::<32>()), U256::from(i + 1))).collect();
+    rows.sort_unstable();
+    {
+        let mut put = conn.prepare("INSERT INTO storage (address, slot, value) VALUES (?1, ?2, ?3)").unwrap();
+        for (slot, value) in &rows {
+            put.execute(rusqlite::params![contract().as_slice(), slot.as_slice(), value.to_be_bytes::<32>()])
+                .unwrap();
+        }
+    }
+    let mut hashed: Vec<(B256, U256)> =
+        rows.into_iter().map(|(slot, value)| (keccak256(slot), value)).collect();
+    hashed.sort_unstable();
+    {
+        let owner = keccak256(contract());
+        let mut put = conn
+            .prepare("INSERT INTO hashed_storage (hashed_address, hashed_slot, value) VALUES (?1, ?2, ?3)")
+            .unwrap();
+        for (slot, value) in &hashed {
+            put.execute(rusqlite::params![owner.as_slice(), slot.as_slice(), value.to_be_bytes::<32>()])
+                .unwrap();
+        }
+    }
+    let root = p2pe_node::storage::trie::rebuild_tries(&conn).unwrap();
+    let (hash, raw): (Vec<u8>, Vec<u8>) = conn
+        .query_row("SELECT hash, header FROM blocks WHERE number = 0", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    let mut header = alloy_consensus::Header::decode(&mut raw.as_slice()).unwrap();
+    header.state_root = root;
+    let mut out = Vec::new();
+    header.encode(&mut out);
+    conn.execute("UPDATE blocks SET header = ?1 WHERE hash = ?2", rusqlite::params![out, hash]).unwrap();
+    conn.execute_batch("COMMIT").unwrap();
+}
+
+fn open_chain(datadir: &Path, words: u64, signer: &SigningKey) -> (Blockchain, u64) {
+    let t0 = p2pe_node::blockchain::unix_now() - 100_000;
+    let params = GenesisParams {
+        chain_id: CHAIN_ID,
+        period: 1,
+        gas_limit: 3_000_000_000,
+        signers: vec![signer.address()],
+        funded: (0..SENDERS).map(|i| (sender(i).address(), U256::from(10u64).pow(U256::from(20)))).collect(),
+        timestamp: t0,
+        ..Default::default()
+    };
+    let mut genesis = serde_json::to_value(build_genesis(&params)).unwrap();
+    genesis["alloc"][contract().to_string()] =
+        serde_json::json!({ "balance": "0x0", "code": format!("0x{RUNTIME}") });
+    let json = genesis.to_string();
+    let spec = ChainSpec::from_json(&json).unwrap();
+    let mut store = Store::open(datadir, None).unwrap();
+    store.init_genesis(&spec, &json).unwrap();
+    drop(store);
+    let seeding = Instant::now();
+    seed(datadir, words);
+    let store = Store::open(datadir, Some(128)).unwrap();
+    let pool = PoolConfig { max_per_sender: 10_000, max_total: 1_000_000, ..PoolConfig::default() };
+    let opts = ChainOptions { state_history: Some(128), read_connections: 1 };
+    let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(pool)), &opts).unwrap();
+    eprintln!("  {words} words seeded and loaded in {:.1} s", seeding.elapsed().as_secs_f64());
+    (chain, t0)
+}
+
+fn fill_pool(chain: &Blockchain, txs: usize, block: usize) {
+    let per_sender = txs.div_ceil(SENDERS);
+    for i in 0..txs {
+        let (who, k) = (i % SENDERS, i / SENDERS);
+        let nonce = (block * per_sender + k) as u64;
+        let base = U256::from_be_bytes(keccak256(format!("{block}/{i}").as_bytes()).0);
+        let tx = alloy_consensus::TxEip1559 {
+            chain_id: CHAIN_ID,
+            nonce,
+            gas_limit: 200_000,
+            to: TxKind::Call(contract()),
+            input: Bytes::from(base.to_be_bytes::<32>().to_vec()),
+            ..Default::default()
+        };
+        let raw = alloy_primitives::hex::decode(sign_raw(&sender(who), tx)).unwrap();
+        let tx = validate_tx(&raw, &chain.validation_context()).unwrap();
+        let state_nonce = chain.account_nonce(&sender(who).address());
+        chain.pool().add(tx, state_nonce).unwrap();
+    }
+}
+
+/// The state root alone for a block's worth of changes (`txs` × 4 new words in the contract and
+/// the senders' nonces), computed from the stored trie on a second connection; nothing written.
+fn time_root_only(datadir: &Path, txs: usize) -> Duration {
+    let store = Store::open(datadir, Some(128)).unwrap();
+    let mut changes = p2pe_node::state::StateChanges::default();
+    let slots = changes.storage.entry(contract()).or_default();
+    for i in 0..txs as u64 * 4 {
+        slots
+            .insert(U256::from_be_bytes(keccak256(format!("root-only/{i}").as_bytes()).0), U256::from(i + 1));
+    }
+    for i in 0..SENDERS {
+        let info = p2pe_node::state::AccountInfo {
+            nonce: 1_000,
+            balance: U256::from(1),
+            code_hash: alloy_trie::KECCAK_EMPTY,
+        };
+        changes.accounts.insert(sender(i).address(), Some(info));
+    }
+    let start = Instant::now();
+    store.state_root(&changes).unwrap();
+    start.elapsed()
+}
+
+fn main() {
+    let args = Args::parse();
+    let signer = SigningKey::from_bytes(&B256::repeat_byte(0xa1)).unwrap();
+    let mut rows: Vec<(u64, Duration, Duration)> = Vec::new();
+    for &words in &args.words {
+        let dir = tempfile::Builder::new().prefix("p2pe-triebench-").tempdir().unwrap();
+        let (chain, t0) = open_chain(dir.path(), words, &signer);
+        let mut times = Vec::new();
+        for block in 0..args.blocks {
+            fill_pool(&chain, args.txs, block);
+            let start = Instant::now();
+            let sealed = chain.seal_next(&signer, t0 + block as u64 + 1, None).unwrap().expect("in turn");
+            let took = start.elapsed();
+            let n = sealed.block.body.transactions.len();
+            assert_eq!(n, args.txs, "every transaction was included");
+            eprintln!(
+                "  {words} words, block {}: {n} txs sealed in {:.0} ms",
+                block + 1,
+                took.as_secs_f64() * 1e3
+            );
+            times.push(took);
+        }
+        times.sort();
+        let root = time_root_only(dir.path(), args.txs);
+        eprintln!(
+            "  {words} words: state root alone for {} new words: {:.0} ms",
+            args.txs * 4,
+            root.as_secs_f64() * 1e3
+        );
+        rows.push((words, times[times.len() / 2], root));
+    }
+    let (base, base_root) =
+        rows.first().map(|r| (r.1.as_secs_f64(), r.2.as_secs_f64())).unwrap_or((1.0, 1.0));
+    println!(
+        "| Words in the contract | Seal time, median of {} blocks of {} txs | vs first row | State root alone, {} words changed | vs first row |",
+        args.blocks,
+        args.txs,
+        args.txs * 4
+    );
+    println!("|---|---|---|---|---|");
+    for (words, time, root) in rows {
+        let (t, r) = (time.as_secs_f64(), root.as_secs_f64());
+        println!(
+            "| {words} | {:.0} ms | {:.2}x | {:.0} ms | {:.2}x |",
+            t * 1e3,
+            t / base,
+            r * 1e3,
+            r / base_root
+        );
+    }
+}
