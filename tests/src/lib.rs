@@ -3,8 +3,10 @@
 //! This crate holds the project's end-to-end tests (under `tests/tests/`) and
 //! the load generator used by the node-versus-anvil benchmark of issue 2
 //! (`p2pe-loadgen`, see [`loadgen`] and `tests/bench/README.md`), and the multi-node network
-//! helpers ([`net`]) behind the network sync test and `p2pe-netbench`.
+//! helpers ([`net`]) behind the network sync test and `p2pe-netbench`, and [`probe`], a test peer
+//! that speaks the node's libp2p protocols.
 
 pub mod harness;
 pub mod loadgen;
 pub mod net;
+pub mod probe;
