@@ -105,6 +105,13 @@ pub enum Command {
         /// The block.
         block: Box<Block>,
     },
+    /// Our pool in transaction batches, for a peer that just connected (made off the swarm task).
+    GivePool {
+        /// The new peer.
+        peer: PeerId,
+        /// The batches (see [`txgossip::encode_batch`]).
+        batches: Vec<Vec<u8>>,
+    },
 }
 
 /// A running network.

@@ -25,6 +25,7 @@ impl Driver {
                 }
             }
             Command::Defer { id, peer, block } => self.defer(id, peer, block),
+            Command::GivePool { peer, batches } => self.send_pool(peer, batches),
             Command::Punish { peer, offence } => self.punish(peer, offence),
             Command::Block(peer) => {
                 self.book.block(peer);

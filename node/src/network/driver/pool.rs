@@ -11,33 +11,34 @@ use libp2p::request_response::{self, ResponseChannel};
 use libp2p::PeerId;
 
 use super::Driver;
+use crate::blockchain::Blockchain;
 use crate::network::peers::Offence;
 use crate::network::protocol::{PoolAck, PoolBatch};
 use crate::network::txgossip::{accept_batch, decode_batch, Batcher};
 use crate::network::Command;
 
 impl Driver {
-    /// Sends our pool to `peer` (only), in batches, senders' transactions in nonce order.
+    /// Sends our pool to `peer` (only): the batches are made on a blocking worker (a pool may
+    /// hold 128 MiB) and sent by [`Driver::send_pool`].
     pub(super) fn announce_pool_to(&mut self, peer: PeerId) {
-        let pool = self.p.chain.pool();
-        let mut txs: Vec<_> = pool.hashes().iter().filter_map(|h| pool.get(h)).collect();
-        if txs.is_empty() {
+        if self.p.chain.pool().is_empty() {
             return;
         }
-        txs.sort_by_key(|tx| (tx.signer(), tx.inner().nonce()));
-        let mut batcher = Batcher::default();
-        let mut batches = 0usize;
-        for tx in &txs {
-            if batcher.push(tx.inner().encoded_2718().into()) {
-                self.p.swarm.behaviour_mut().pool.send_request(&peer, PoolBatch(batcher.take_message()));
-                batches += 1;
+        let (chain, cmd) = (self.p.chain.clone(), self.p.cmd_tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let batches = pool_batches(&chain);
+            if !batches.is_empty() {
+                let _ = cmd.blocking_send(Command::GivePool { peer, batches });
             }
+        });
+    }
+
+    /// Sends pool batches to `peer`.
+    pub(super) fn send_pool(&mut self, peer: PeerId, batches: Vec<Vec<u8>>) {
+        tracing::debug!(%peer, batches = batches.len(), "pool given to a new peer");
+        for batch in batches {
+            self.p.swarm.behaviour_mut().pool.send_request(&peer, PoolBatch(batch));
         }
-        if !batcher.is_empty() {
-            self.p.swarm.behaviour_mut().pool.send_request(&peer, PoolBatch(batcher.take_message()));
-            batches += 1;
-        }
-        tracing::debug!(%peer, txs = txs.len(), batches, "pool given to a new peer");
     }
 
     /// Events of the pool protocol.
@@ -85,4 +86,22 @@ impl Driver {
             }
         }
     }
+}
+
+/// The pool as transaction batches, each sender's transactions in nonce order.
+fn pool_batches(chain: &Blockchain) -> Vec<Vec<u8>> {
+    let pool = chain.pool();
+    let mut txs: Vec<_> = pool.hashes().iter().filter_map(|h| pool.get(h)).collect();
+    txs.sort_by_key(|tx| (tx.signer(), tx.inner().nonce()));
+    let mut batcher = Batcher::default();
+    let mut batches = Vec::new();
+    for tx in &txs {
+        if batcher.push(tx.inner().encoded_2718().into()) {
+            batches.push(batcher.take_message());
+        }
+    }
+    if !batcher.is_empty() {
+        batches.push(batcher.take_message());
+    }
+    batches
 }
