@@ -258,6 +258,20 @@ fn a_block_from_the_near_future_is_deferred_then_imported_and_one_too_far_ahead_
     assert_eq!(net.head(1), 3, "a block 20 s ahead is not imported");
     assert_eq!(score_of(&victim, &relay_id), Some(0), "nor is its sender punished");
 
+    // A forged block (its seal's r altered) 3 s ahead is not deferred: invalid, the relay pays.
+    let mut forged = decode_block(&seal_at(&net, unix_now() + 3));
+    let mut extra = forged.header.extra_data.to_vec();
+    extra[32 + 7] ^= 1;
+    forged.header.extra_data = extra.into();
+    let mut raw = Vec::new();
+    forged.encode(&mut raw);
+    broadcast(&raw);
+    wait_for("the relay of a forged block punished", Duration::from_secs(10), || {
+        score_of(&victim, &relay_id).is_some_and(|s| s < 0)
+    });
+    let punished = score_of(&victim, &relay_id).unwrap();
+    assert!((-60..=-59).contains(&punished), "one invalid block (−60, decaying): {punished}");
+
     // Within the tolerance (4 s ahead): deferred, then imported when its time comes.
     let ts = unix_now() + 4;
     let raw = seal_at(&net, ts);
@@ -268,13 +282,18 @@ fn a_block_from_the_near_future_is_deferred_then_imported_and_one_too_far_ahead_
     assert!(unix_now() + 1 >= ts, "imported no earlier than consensus allows");
     let b = victim.call("eth_getBlockByNumber", json!(["0x4", false]));
     assert_eq!(b["hash"].as_str().unwrap(), format!("{:#x}", block_hash(&raw)));
-    assert_eq!(score_of(&victim, &relay_id), Some(0), "the relay of a deferred block is not punished");
+    let after = score_of(&victim, &relay_id).expect("the relay is still connected");
+    assert!(after >= punished, "the relay of a deferred block is not punished ({punished} then {after})");
     assert_eq!(peer_count(&victim), 1);
 }
 
-fn block_hash(raw: &[u8]) -> B256 {
+fn decode_block(raw: &[u8]) -> p2pe_node::primitives::Block {
     use alloy_rlp::Decodable;
-    p2pe_node::primitives::Block::decode(&mut &raw[..]).unwrap().header.hash_slow()
+    p2pe_node::primitives::Block::decode(&mut &raw[..]).unwrap()
+}
+
+fn block_hash(raw: &[u8]) -> B256 {
+    decode_block(raw).header.hash_slow()
 }
 
 fn transfer(seed: u8) -> (String, B256) {

@@ -11,6 +11,10 @@
 //!   punished (a badly set clock is a fault to fix, not an attack). Sync fetches the block again
 //!   from a peer that has it once its time has come, and never punishes a future block either.
 //!
+//! Either way the block's seal must recover to a signer of our head's snapshot (its parent's), or
+//! the block is invalid and its sender punished: a forged block cannot hide behind a future
+//! timestamp, nor fill the deferred blocks.
+//!
 //! geth refuses Clique headers from the future and retries blocks up to 15 s ahead later; a few
 //! seconds is enough for clocks kept by NTP, and keeps a deferred block within about one block
 //! period of its slot.
@@ -22,7 +26,7 @@ use tokio::sync::mpsc;
 
 use super::peers::Offence;
 use crate::blockchain::{unix_now, Blockchain, ImportError};
-use crate::consensus::clique::CliqueError;
+use crate::consensus::clique::{recover_sealer, CliqueError};
 use crate::primitives::Block;
 use crate::storage::BlockQuery;
 
@@ -99,7 +103,15 @@ pub(super) fn import_gossip(
     }
     let timestamp = block.header.timestamp;
     let now = unix_now();
-    match timing(timestamp, now) {
+    let timing = timing(timestamp, now);
+    // A future timestamp is no cover for a forged block: its seal must be a signer's (checked
+    // against our head, its parent), or a peer could fill the deferred blocks with junk.
+    let sealer = recover_sealer(&block.header).ok();
+    if timing != Timing::Now && !sealer.is_some_and(|s| head.snapshot.signers.contains(&s)) {
+        tracing::warn!(%peer, number = block.header.number, "block from the future not sealed by a signer");
+        return Verdict::Done(MessageAcceptance::Reject, Some(Offence::InvalidBlock));
+    }
+    match timing {
         Timing::Defer { .. } => return Verdict::Defer(Box::new(block)),
         Timing::TooFar => {
             tracing::warn!(%peer, number = block.header.number, ahead = timestamp - now, tolerance = FUTURE_BLOCK_TOLERANCE,
