@@ -199,6 +199,18 @@ mod tests {
     }
 
     #[test]
+    fn a_future_block_is_nobodys_offence_and_an_invalid_one_is() {
+        use alloy_primitives::B256;
+        let consensus = |source| ImportError::Consensus { number: 4, hash: B256::ZERO, source };
+        assert_eq!(offence_for(&consensus(CliqueError::FutureBlock(10))), None);
+        assert_eq!(offence_for(&consensus(CliqueError::InvalidSeal)), Some(Offence::InvalidBlock));
+        let invalid = ImportError::Invalid { number: 4, hash: B256::ZERO, reason: "state root".into() };
+        assert_eq!(offence_for(&invalid), Some(Offence::InvalidBlock));
+        let not_on_head = ImportError::NotOnHead { number: 4, hash: B256::ZERO, parent: B256::ZERO };
+        assert_eq!(offence_for(&not_on_head), None);
+    }
+
+    #[test]
     fn deferred_blocks_are_bounded_and_come_back_when_due() {
         let mut d = Deferred::default();
         let peer = PeerId::random();
