@@ -39,6 +39,8 @@ pub struct ProbeLog {
     pub open: usize,
     /// Connections ever established.
     pub established: usize,
+    /// Dials that failed (refused before the probe saw the connection established).
+    pub failed_dials: usize,
 }
 
 type Reply = oneshot::Sender<Result<SyncResponse, String>>;
@@ -215,6 +217,7 @@ fn on_event(
             l.established += 1;
         }
         SwarmEvent::ConnectionClosed { .. } => log.lock().open -= 1,
+        SwarmEvent::OutgoingConnectionError { .. } => log.lock().failed_dials += 1,
         SwarmEvent::Behaviour(ProbeBehaviourEvent::Gossipsub(gossipsub::Event::Message {
             message, ..
         })) => {

@@ -6,7 +6,8 @@
 //!
 //! - up to [`FUTURE_BLOCK_TOLERANCE`] seconds ahead, the block is **deferred**: kept (at most
 //!   [`MAX_DEFERRED`] blocks) and imported when its time comes, with its gossip verdict given
-//!   then (so it is forwarded once valid);
+//!   then: it is forwarded once valid if gossipsub still holds the message (5 heartbeats, 3.5 s),
+//!   and otherwise reaches further peers by sync (their status poll every 3 s);
 //! - further ahead it is **refused**: not imported, not kept, not forwarded, and the peer is not
 //!   punished (a badly set clock is a fault to fix, not an attack). Sync fetches the block again
 //!   from a peer that has it once its time has come, and never punishes a future block either.
