@@ -24,7 +24,7 @@ mod pool;
 use super::blocks::{import_gossip, Deferred, Verdict};
 use super::peers::{Offence, PeerBook};
 use super::protocol::*;
-use super::ratelimit::{Decision, RateLimiter, POOL_LIMIT, SYNC_LIMIT};
+use super::ratelimit::{Decision, RateLimiter, POOL_LIMIT, STATUS_COST, SYNC_LIMIT};
 use super::serve::{Job, Served};
 use super::swarm::{Behaviour, BehaviourEvent};
 use super::txgossip::{self, accept_batch, decode_batch, Batcher, RecentHashes};
@@ -312,7 +312,11 @@ impl Driver {
         if !self.book.admits(&peer) {
             return; // dropping the channel closes the stream unanswered
         }
-        if let Some(why) = self.over_limit(peer, false) {
+        let cost = match request {
+            SyncRequest::Status => STATUS_COST,
+            _ => 1.0,
+        };
+        if let Some(why) = self.over_limit(peer, false, cost) {
             let _ = self.p.swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Error(why));
             return;
         }
@@ -329,16 +333,16 @@ impl Driver {
         }
     }
 
-    /// `None` when `peer` may make one more (sync or pool) request now, else the refusal's
-    /// reason; a gross excess is punished.
-    fn over_limit(&mut self, peer: PeerId, pool: bool) -> Option<String> {
+    /// `None` when `peer` may make one more (sync or pool) request of `cost` now, else the
+    /// refusal's reason; a gross excess is punished.
+    fn over_limit(&mut self, peer: PeerId, pool: bool, cost: f64) -> Option<String> {
         let (limiter, what) = if pool {
             (&mut self.pool_limit, "pool announcements")
         } else {
             (&mut self.sync_limit, "sync requests")
         };
         let limit = if pool { POOL_LIMIT } else { SYNC_LIMIT };
-        let decision = limiter.check(peer, Instant::now());
+        let decision = limiter.check(peer, cost, Instant::now());
         if decision == Decision::Serve {
             return None;
         }

@@ -50,6 +50,11 @@ pub const POOL_LIMIT: RateLimit = RateLimit {
     byte_burst: 160.0 * 1024.0 * 1024.0,
 };
 
+/// What a status request costs, in requests: it reads only the head, so our own sync, which asks
+/// a peer for its status at every hint that the peer may be ahead (a burst of gossiped blocks),
+/// never comes near the limit with it.
+pub const STATUS_COST: f64 = 0.1;
+
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -106,12 +111,14 @@ impl RateLimiter {
         b
     }
 
-    /// Takes one request from `peer`'s allowance at `now`.
-    pub fn check(&mut self, peer: PeerId, now: Instant) -> Decision {
+    /// Takes a request of `cost` (1 for a full request, less for a cheap one) from `peer`'s
+    /// allowance at `now`.
+    pub fn check(&mut self, peer: PeerId, cost: f64, now: Instant) -> Decision {
         let gross = self.limit.requests_per_sec.ceil() as u32;
         let b = self.bucket(peer, now);
-        if b.requests >= 1.0 && b.bytes > 0.0 {
-            b.requests -= 1.0;
+        // (The epsilon forgives the rounding of many fractional costs.)
+        if b.requests + 1e-9 >= cost && b.bytes > 0.0 {
+            b.requests -= cost;
             return Decision::Serve;
         }
         b.refused += 1;
@@ -164,15 +171,26 @@ mod tests {
         let (peer, t0) = (PeerId::random(), Instant::now());
         // Just under and at the burst: served.
         for _ in 0..20 {
-            assert_eq!(l.check(peer, t0), Decision::Serve);
+            assert_eq!(l.check(peer, 1.0, t0), Decision::Serve);
         }
         // Over: refused, without an offence.
-        assert_eq!(l.check(peer, t0), Decision::Refuse);
+        assert_eq!(l.check(peer, 1.0, t0), Decision::Refuse);
         // A tenth of a second later one more request is allowed (10 per second).
-        assert_eq!(l.check(peer, t0 + Duration::from_millis(100)), Decision::Serve);
-        assert_eq!(l.check(peer, t0 + Duration::from_millis(100)), Decision::Refuse);
+        assert_eq!(l.check(peer, 1.0, t0 + Duration::from_millis(100)), Decision::Serve);
+        assert_eq!(l.check(peer, 1.0, t0 + Duration::from_millis(100)), Decision::Refuse);
         // Another peer has its own allowance.
-        assert_eq!(l.check(PeerId::random(), t0), Decision::Serve);
+        assert_eq!(l.check(PeerId::random(), 1.0, t0), Decision::Serve);
+    }
+
+    #[test]
+    fn cheap_requests_cost_a_fraction() {
+        let mut l = RateLimiter::new(LIMIT);
+        let (peer, t0) = (PeerId::random(), Instant::now());
+        // 200 status requests at a tenth each: the burst of 20, just used up.
+        for _ in 0..200 {
+            assert_eq!(l.check(peer, STATUS_COST, t0), Decision::Serve);
+        }
+        assert_eq!(l.check(peer, STATUS_COST, t0), Decision::Refuse);
     }
 
     #[test]
@@ -180,7 +198,7 @@ mod tests {
         let mut l = RateLimiter::new(LIMIT);
         let (peer, t0) = (PeerId::random(), Instant::now());
         for i in 0..1000u32 {
-            assert_eq!(l.check(peer, t0 + Duration::from_millis(100) * i), Decision::Serve);
+            assert_eq!(l.check(peer, 1.0, t0 + Duration::from_millis(100) * i), Decision::Serve);
         }
     }
 
@@ -189,21 +207,21 @@ mod tests {
         let mut l = RateLimiter::new(LIMIT);
         let (peer, t0) = (PeerId::random(), Instant::now());
         for _ in 0..20 {
-            l.check(peer, t0);
+            l.check(peer, 1.0, t0);
         }
         // Up to 10 refusals in the second (twice the rate in all): no offence.
         for _ in 0..10 {
-            assert_eq!(l.check(peer, t0), Decision::Refuse);
+            assert_eq!(l.check(peer, 1.0, t0), Decision::Refuse);
         }
         // The 11th is gross, once; the next ones are refused plainly.
-        assert_eq!(l.check(peer, t0), Decision::RefuseGross);
-        assert_eq!(l.check(peer, t0), Decision::Refuse);
+        assert_eq!(l.check(peer, 1.0, t0), Decision::RefuseGross);
+        assert_eq!(l.check(peer, 1.0, t0), Decision::Refuse);
         // A new second, a new count.
         let t1 = t0 + Duration::from_secs(1);
         for _ in 0..10 {
-            l.check(peer, t1);
+            l.check(peer, 1.0, t1);
         }
-        let refused: Vec<Decision> = (0..12).map(|_| l.check(peer, t1)).collect();
+        let refused: Vec<Decision> = (0..12).map(|_| l.check(peer, 1.0, t1)).collect();
         assert_eq!(refused.iter().filter(|d| **d == Decision::RefuseGross).count(), 1);
     }
 
@@ -211,24 +229,24 @@ mod tests {
     fn bytes_served_are_charged_and_debt_refuses() {
         let mut l = RateLimiter::new(LIMIT);
         let (peer, t0) = (PeerId::random(), Instant::now());
-        assert_eq!(l.check(peer, t0), Decision::Serve);
+        assert_eq!(l.check(peer, 1.0, t0), Decision::Serve);
         // Just under the byte burst: still served.
         l.charge(peer, 2999, t0);
-        assert_eq!(l.check(peer, t0), Decision::Serve);
+        assert_eq!(l.check(peer, 1.0, t0), Decision::Serve);
         // At it: the bucket is empty, refused.
         l.charge(peer, 1, t0);
-        assert_eq!(l.check(peer, t0), Decision::Refuse);
+        assert_eq!(l.check(peer, 1.0, t0), Decision::Refuse);
         // Over it: in debt until repaid (1000 bytes per second).
         l.charge(peer, 1500, t0);
-        assert_eq!(l.check(peer, t0 + Duration::from_millis(1500)), Decision::Refuse);
-        assert_eq!(l.check(peer, t0 + Duration::from_millis(1501)), Decision::Serve);
+        assert_eq!(l.check(peer, 1.0, t0 + Duration::from_millis(1500)), Decision::Refuse);
+        assert_eq!(l.check(peer, 1.0, t0 + Duration::from_millis(1501)), Decision::Serve);
     }
 
     #[test]
     fn idle_peers_are_forgotten() {
         let mut l = RateLimiter::new(LIMIT);
         let (peer, t0) = (PeerId::random(), Instant::now());
-        l.check(peer, t0);
+        l.check(peer, 1.0, t0);
         l.forget_idle(t0);
         assert_eq!(l.len(), 1);
         l.forget_idle(t0 + Duration::from_secs(1));

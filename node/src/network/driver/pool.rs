@@ -65,7 +65,7 @@ impl Driver {
         if !self.book.admits(&peer) {
             return;
         }
-        if let Some(why) = self.over_limit(peer, true) {
+        if let Some(why) = self.over_limit(peer, true, 1.0) {
             let _ = self.p.swarm.behaviour_mut().pool.send_response(channel, PoolAck::Refused(why));
             return;
         }
