@@ -23,6 +23,15 @@ const _: () = {
     assert!(crate::chain::MAX_BLOCK_BYTES_CEILING as usize + 1024 * 1024 <= MAX_GOSSIP_BYTES);
 };
 
+/// The request/response protocol of sync (status and block ranges).
+pub const SYNC_PROTOCOL: &str = "/p2pe/sync/1";
+/// The request/response protocol by which a node gives its pool to a peer that just connected
+/// (to that peer alone; see [`super::txgossip`]).
+pub const POOL_PROTOCOL: &str = "/p2pe/pool/1";
+/// Largest pool announcement: one transaction batch ([`super::txgossip::BATCH_MAX_BYTES`] plus
+/// the last transaction, at most 128 KiB), each byte written by CBOR in up to two bytes.
+pub const MAX_POOL_REQUEST_BYTES: u64 = 2 * (512 + 128) * 1024 + 4096;
+
 /// Gossip topic of new blocks on a chain.
 pub fn blocks_topic(chain_id: u64, genesis: &alloy_primitives::B256) -> String {
     format!("/p2pe/{chain_id}/{genesis}/blocks")
@@ -66,4 +75,18 @@ pub enum SyncResponse {
     Blocks(Vec<Vec<u8>>),
     /// The request could not be served.
     Error(String),
+}
+
+/// A pool announcement: one transaction batch, encoded as on the transactions topic (an RLP list
+/// of EIP-2718 encodings, see [`super::txgossip::encode_batch`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PoolBatch(pub Vec<u8>);
+
+/// The answer to a pool announcement (it is validated afterwards, off the swarm task).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PoolAck {
+    /// Taken for validation.
+    Received,
+    /// Refused before validation (rate limit); the reason names the rule.
+    Refused(String),
 }

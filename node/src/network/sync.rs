@@ -213,9 +213,11 @@ async fn sync_with(
 }
 
 async fn punish_import(cmds: &mpsc::Sender<Command>, peer: PeerId, e: ImportError) -> Result<(), String> {
-    if matches!(e, ImportError::Consensus { .. } | ImportError::Invalid { .. }) {
+    // A block from the future is not punished (clocks drift): the next sync round fetches it
+    // again, once its time has come (see `super::blocks`).
+    if let Some(offence) = super::blocks::offence_for(&e) {
         tracing::warn!(%peer, error = %e, "invalid block in a peer's chain");
-        let _ = cmds.send(Command::Punish { peer, offence: Offence::InvalidBlock }).await;
+        let _ = cmds.send(Command::Punish { peer, offence }).await;
     }
     Err(e.to_string())
 }
