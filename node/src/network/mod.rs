@@ -4,7 +4,8 @@
 //!
 //! - [`protocol`]: topics, sync messages and size limits;
 //! - [`peers`]: reputation, bans and the optional peer allowlist;
-//! - [`sync`]: catching up with a better peer and switching branches under EIP-3436;
+//! - [`sync`]: header-first catching up with a better peer (headers verified before any block
+//!   is fetched) and switching branches under EIP-3436;
 //! - [`txgossip`]: transactions gossiped in batches.
 //!
 //! Everything a peer sends is size-capped by the transport and validated before any work is
@@ -15,7 +16,7 @@ pub mod peers;
 pub mod protocol;
 mod sync;
 
-pub use sync::{SyncProgress, SYNCING_THRESHOLD};
+pub use sync::{RequestFailure, SyncCodec, SyncProgress, SYNCING_THRESHOLD};
 pub mod txgossip;
 
 use std::collections::{HashMap, HashSet};
@@ -56,7 +57,7 @@ pub struct NetworkConfig {
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     gossipsub: gossipsub::Behaviour,
-    sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    sync: request_response::Behaviour<SyncCodec>,
     identify: identify::Behaviour,
 }
 
@@ -69,7 +70,7 @@ pub enum Command {
     Request {
         peer: PeerId,
         request: SyncRequest,
-        reply: oneshot::Sender<Result<SyncResponse, String>>,
+        reply: oneshot::Sender<Result<SyncResponse, RequestFailure>>,
     },
     Validated {
         id: MessageId,
@@ -176,12 +177,9 @@ pub async fn start(
             let gossipsub =
                 gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_cfg)
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let codec = request_response::cbor::codec::Codec::default()
-                .set_request_size_maximum(MAX_REQUEST_BYTES)
-                .set_response_size_maximum(MAX_RESPONSE_BYTES);
             let sync = request_response::Behaviour::with_codec(
-                codec,
-                [(StreamProtocol::new("/p2pe/sync/1"), ProtocolSupport::Full)],
+                SyncCodec::default(),
+                [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
             );
             let identify = identify::Behaviour::new(identify::Config::new("/p2pe/1".into(), key.public()));
@@ -221,7 +219,7 @@ pub async fn start(
         let mut chain_events = chain.subscribe();
         let mut pool_events = chain.pool().subscribe();
         let mut tick = tokio::time::interval(Duration::from_secs(3));
-        let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>> =
+        let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, RequestFailure>>> =
             HashMap::new();
         // Hashes of the blocks and transactions that arrived by gossip: gossipsub forwards those
         // itself, so they are not published again when they reach the chain or the pool. (Sized
@@ -316,7 +314,7 @@ pub async fn start(
                     },
                     SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure { request_id, error, .. })) => {
                         if let Some(reply) = pending.remove(&request_id) {
-                            let _ = reply.send(Err(error.to_string()));
+                            let _ = reply.send(Err(error.into()));
                         }
                     }
                     _ => {}
@@ -498,6 +496,9 @@ fn serve(chain: &Blockchain, request: SyncRequest) -> SyncResponse {
                 head_hash: head.hash.0,
                 total_difficulty: head.total_difficulty.to_be_bytes(),
             }
+        }
+        SyncRequest::Headers { from, count } => {
+            sync::serve_headers(chain, from, count, HEADERS_RESPONSE_BUDGET)
         }
         SyncRequest::Blocks { from, count } => serve_blocks(chain, from, count, SYNC_RESPONSE_BUDGET),
     }

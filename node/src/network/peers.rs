@@ -21,6 +21,15 @@ pub enum Offence {
     InvalidTx,
     /// A peer of another chain.
     WrongChain,
+    /// A sync answer whose headers do not link up (numbers or parent hashes), do not decode, or
+    /// break a Clique rule, or a block that does not match its verified header. An honest node
+    /// never serves one (it serves what it verified), so one is enough for a ban.
+    BadBranch,
+    /// A status the peer's own answers contradict: its headers end below the head it claimed, or
+    /// reach it with another hash or total difficulty, or the total difficulty claimed is more
+    /// than the blocks claimed could carry. (An honest peer may reorganise between its status and
+    /// our requests, so it takes two.)
+    FalseHead,
 }
 
 impl Offence {
@@ -30,6 +39,8 @@ impl Offence {
             Offence::Garbage => 40,
             Offence::InvalidTx => 5,
             Offence::WrongChain => 200,
+            Offence::BadBranch => 100,
+            Offence::FalseHead => 50,
         }
     }
 }
