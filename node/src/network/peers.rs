@@ -30,6 +30,9 @@ pub enum Offence {
     /// than the blocks claimed could carry. (An honest peer may reorganise between its status and
     /// our requests, so it takes two.)
     FalseHead,
+    /// A better chain that does not meet ours within the reorg window, so none of it can be
+    /// verified (a liar's, or an honest peer's on a fork too deep to take; it takes two).
+    Unverifiable,
 }
 
 impl Offence {
@@ -41,6 +44,7 @@ impl Offence {
             Offence::WrongChain => 200,
             Offence::BadBranch => 100,
             Offence::FalseHead => 50,
+            Offence::Unverifiable => 50,
         }
     }
 }

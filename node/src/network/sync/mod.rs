@@ -234,7 +234,7 @@ pub(super) async fn run(
                 let _ = cmds.send(Command::Punish { peer, offence }).await;
             }
             Err(Failure::Stalled(why)) => {
-                tracing::info!(%peer, reason = %why, backoff = ?STALL_BACKOFF, "sync peer stalled; syncing from others");
+                tracing::warn!(%peer, reason = %why, backoff = ?STALL_BACKOFF, "sync peer stalled; syncing from others");
                 stalled.insert(peer, Instant::now());
             }
             Err(Failure::Other(why)) => tracing::debug!(%peer, reason = %why, "sync attempt ended"),

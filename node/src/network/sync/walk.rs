@@ -34,10 +34,14 @@ impl Branch {
             Failure::offence(Offence::BadBranch, "a header numbered 0 is not the genesis block")
         })?;
         if chain.reads().with(|c| c.canonical_hash(number))? != Some(parent) {
-            return Err(Failure::Other(format!(
-                "the peer's chain leaves ours below block {number}, more than {REORG_WINDOW} blocks \
-                 below our head, or it changed under us"
-            )));
+            return Err(Failure::offence(
+                Offence::Unverifiable,
+                format!(
+                    "its header {} does not link to our block {number}: its chain leaves ours more \
+                     than {REORG_WINDOW} blocks below our head, where it cannot be verified",
+                    first.number
+                ),
+            ));
         }
         let head = chain.head();
         let (header, td, snapshot) = if head.hash == parent {
