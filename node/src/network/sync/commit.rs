@@ -107,10 +107,9 @@ async fn fetch_blocks(
         return Err(Failure::offence(Offence::Garbage, "the answer to a block request is not blocks"));
     };
     if raw.is_empty() {
-        return Err(Failure::offence(
-            Offence::FalseHead,
-            format!("it served the header of block {from} but not the block"),
-        ));
+        return Err(Failure::Contradiction(format!(
+            "it served the header of block {from} but not the block"
+        )));
     }
     if raw.len() > count as usize {
         return Err(Failure::offence(Offence::BadBranch, format!("{} blocks for {count} asked", raw.len())));
@@ -144,7 +143,10 @@ fn check_matches(block: &Block, number: u64, hash: &alloy_primitives::B256) -> R
     let bad = |why: String| Err(Failure::offence(Offence::BadBranch, why));
     let got = block.header.hash_slow();
     if got != *hash {
-        return bad(format!("block {number} is {got}, not the verified header {hash}"));
+        // Blocks are asked for by number: its chain may have changed since it served the header.
+        return Err(Failure::Contradiction(format!(
+            "its block {number} is {got}, not the verified header {hash} it served"
+        )));
     }
     let root = proofs::calculate_transaction_root(&block.body.transactions);
     if root != block.header.transactions_root {

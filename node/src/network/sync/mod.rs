@@ -14,9 +14,10 @@
 //! What one peer can make a node hold or spend in one sync attempt is capped
 //! ([`MAX_BRANCH_HEADERS`], [`MAX_BRANCH_HEADER_BYTES`], [`MAX_BRANCH_BODY_BYTES`],
 //! [`REQUEST_TIMEOUT`], [`ATTEMPT_TIMEOUT`]); a peer that serves a branch that does not link up or
-//! does not verify, or that is not on the head it claimed, is punished ([`Offence::BadBranch`],
-//! [`Offence::FalseHead`]); a peer that stalls is left alone for [`STALL_BACKOFF`] while the node
-//! syncs from others.
+//! does not verify ([`Offence::BadBranch`], at once banned), one that does not meet our chain
+//! within [`REORG_WINDOW`] ([`Offence::Unverifiable`]), or one that is not on the head it claimed
+//! and still claims ([`Offence::FalseHead`]) is punished; a peer that stalls is left alone for
+//! [`STALL_BACKOFF`] while the node syncs from others.
 //!
 //! Block answers are capped in bytes by the serving side ([`super::protocol::SYNC_RESPONSE_BUDGET`]);
 //! an answer that comes back with fewer blocks than asked makes the next request ask for that
@@ -61,13 +62,42 @@ pub const MAX_BRANCH_HEADER_BYTES: usize = 1024 * 1024;
 /// ordinary ones; a longer heavy branch is not switched to from this peer, and the refusal is
 /// logged.
 pub const MAX_BRANCH_BODY_BYTES: usize = 96 * 1024 * 1024;
-/// How long one request may take before the peer counts as stalled.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request may take before the peer counts as stalled. Honest nodes answer in
+/// milliseconds, but a node under load (a debug build on two cores during a 4,000-transaction
+/// burst) was measured at over 10 s, and an answer of 16 MiB on a slow uplink takes as long.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one sync attempt with one peer may take; then the node turns to the next peer in
 /// line (what was imported stays; the same peer is asked again on its next turn).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a peer that stalled is not synced from.
+/// How long a peer that stalled is not synced from, while another peer is there to sync from.
 pub const STALL_BACKOFF: Duration = Duration::from_secs(30);
+/// A peer counts as there to sync from if it asked for a turn this recently (connected peers are
+/// queued every 3 s).
+const PRESENT: Duration = Duration::from_secs(10);
+
+/// Whose turn it is: a peer that stalled is skipped for [`STALL_BACKOFF`], but only while another
+/// peer that did not stall is present; if every peer stalled, they all keep their turns (a node
+/// under load is slow, not lost).
+#[derive(Debug, Default)]
+struct Turns {
+    stalled: HashMap<PeerId, Instant>,
+    present: HashMap<PeerId, Instant>,
+}
+
+impl Turns {
+    /// Whether `peer`, asking for a turn at `now`, gets it.
+    fn take(&mut self, peer: PeerId, now: Instant) -> bool {
+        self.present.insert(peer, now);
+        self.present.retain(|_, t| now.duration_since(*t) < PRESENT);
+        self.stalled.retain(|_, t| now.duration_since(*t) < STALL_BACKOFF);
+        !self.stalled.contains_key(&peer) || self.present.keys().all(|p| self.stalled.contains_key(p))
+    }
+
+    /// Records that `peer` stalled at `now`.
+    fn stalled(&mut self, peer: PeerId, now: Instant) {
+        self.stalled.insert(peer, now);
+    }
+}
 
 /// How far behind its best peer a node must be for `eth_syncing` to report a sync: catching up a
 /// block or two announced by gossip is ordinary operation, not a sync.
@@ -110,6 +140,10 @@ enum Failure {
     Offence(Offence, String),
     /// A request got no answer within [`REQUEST_TIMEOUT`].
     Stalled(String),
+    /// The peer's answers contradict its status or each other (their chain ended early or
+    /// changed): a lie if its head is still the one it claimed, a reorganisation on its side if
+    /// not. Settled by asking its status again ([`settle`]).
+    Contradiction(String),
     /// Anything else (network failure, our own storage, the attempt's time is up, a branch we
     /// cannot take): try again later, nobody is punished.
     Other(String),
@@ -212,10 +246,9 @@ pub(super) async fn run(
 ) {
     // Blocks per range request, adapted to the sizes of the blocks peers send.
     let mut batch = MAX_BLOCKS_PER_REQUEST;
-    let mut stalled: HashMap<PeerId, Instant> = HashMap::new();
+    let mut turns = Turns::default();
     while let Some((peer, _hint)) = rx.recv().await {
-        stalled.retain(|_, since| since.elapsed() < STALL_BACKOFF);
-        if stalled.contains_key(&peer) {
+        if !turns.take(peer, Instant::now()) {
             continue;
         }
         let attempt =
@@ -235,9 +268,11 @@ pub(super) async fn run(
             }
             Err(Failure::Stalled(why)) => {
                 tracing::warn!(%peer, reason = %why, backoff = ?STALL_BACKOFF, "sync peer stalled; syncing from others");
-                stalled.insert(peer, Instant::now());
+                turns.stalled(peer, Instant::now());
             }
-            Err(Failure::Other(why)) => tracing::debug!(%peer, reason = %why, "sync attempt ended"),
+            Err(Failure::Other(why) | Failure::Contradiction(why)) => {
+                tracing::debug!(%peer, reason = %why, "sync attempt ended")
+            }
         }
     }
 }
@@ -265,11 +300,31 @@ async fn sync_with(a: &Attempt<'_>, batch: &mut u32, progress: &SyncProgress) ->
         return Ok(());
     }
     let _syncing = Syncing::start(progress, ours.header.number, status.head);
+    match rounds(a, &status, batch).await {
+        Err(Failure::Contradiction(why)) => Err(settle(a, &status, why).await),
+        other => other,
+    }
+}
+
+/// A contradiction is an offence ([`Offence::FalseHead`]) if the peer still claims the head it
+/// claimed when the attempt began; otherwise its chain moved under us, which is no offence.
+async fn settle(a: &Attempt<'_>, claimed: &Status, why: String) -> Failure {
+    match a.status().await {
+        Ok(now) if now.head_hash == claimed.head_hash => {
+            Failure::offence(Offence::FalseHead, format!("{why}, and it still claims that head"))
+        }
+        Ok(_) => Failure::Other(format!("{why}; its head moved meanwhile")),
+        Err(e) => e,
+    }
+}
+
+/// Rounds of (verified branch, its blocks) until we are on the peer's claimed head.
+async fn rounds(a: &Attempt<'_>, status: &Status, batch: &mut u32) -> Result<(), Failure> {
     loop {
         // Each round looks for where their chain leaves ours from a little below our head (which
         // the last round, or our own sealer, may have moved).
         let from = a.chain.head_number().saturating_sub(REORG_WINDOW).max(1);
-        let walked = walk::walk(a, &status, from).await?;
+        let walked = walk::walk(a, status, from).await?;
         let Some(branch) = walked.branch else {
             return Ok(()); // nothing of theirs to take (yet)
         };
@@ -287,6 +342,33 @@ const _: () = assert!(MAX_BRANCH_HEADERS > 2 * REORG_WINDOW);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stalled_peer_waits_out_its_backoff_while_another_peer_is_present() {
+        let (slow, other) = (PeerId::random(), PeerId::random());
+        let t0 = Instant::now();
+        let mut turns = Turns::default();
+        assert!(turns.take(slow, t0));
+        turns.stalled(slow, t0);
+        // Alone, it keeps its turns.
+        assert!(turns.take(slow, t0 + Duration::from_secs(3)));
+        // With another peer present, it is skipped until the backoff is over.
+        assert!(turns.take(other, t0 + Duration::from_secs(4)));
+        assert!(!turns.take(slow, t0 + Duration::from_secs(5)));
+        assert!(turns.take(other, t0 + Duration::from_secs(7)));
+        let just_under = t0 + STALL_BACKOFF - Duration::from_millis(1);
+        assert!(turns.take(other, just_under - Duration::from_secs(1)));
+        assert!(!turns.take(slow, just_under));
+        assert!(turns.take(slow, t0 + STALL_BACKOFF), "at the backoff");
+        // The other peer gone (not queued within PRESENT) leaves the slow one its turns again.
+        turns.stalled(slow, t0 + STALL_BACKOFF);
+        assert!(turns.take(other, t0 + STALL_BACKOFF + Duration::from_secs(1)));
+        assert!(!turns.take(slow, t0 + STALL_BACKOFF + PRESENT));
+        assert!(turns.take(slow, t0 + STALL_BACKOFF + Duration::from_secs(1) + PRESENT));
+        // Both stalled: both keep their turns.
+        turns.stalled(other, t0 + STALL_BACKOFF + PRESENT);
+        assert!(turns.take(other, t0 + STALL_BACKOFF + PRESENT + Duration::from_secs(1)));
+    }
 
     #[test]
     fn request_size_follows_what_fits_in_an_answer() {

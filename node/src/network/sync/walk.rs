@@ -117,19 +117,20 @@ pub(super) async fn walk(a: &Attempt<'_>, status: &Status, from: u64) -> Result<
         let count = (status.head - next + 1).min(u64::from(MAX_HEADERS_PER_REQUEST)).min(room) as u32;
         let headers = fetch_headers(a, next, count, prev).await?;
         if headers.is_empty() {
-            return Err(Failure::offence(
-                Offence::FalseHead,
-                format!("its headers end at block {}, below the head {} it claimed", next - 1, status.head),
-            ));
+            return Err(Failure::Contradiction(format!(
+                "its headers end at block {}, below the head {} it claimed",
+                next - 1,
+                status.head
+            )));
         }
         let now = unix_now();
         for (header, hash, size) in headers {
             let number = header.number;
             if number == status.head && hash != status.head_hash {
-                return Err(Failure::offence(
-                    Offence::FalseHead,
-                    format!("its block {number} is {hash}, not the head {} it claimed", status.head_hash),
-                ));
+                return Err(Failure::Contradiction(format!(
+                    "its block {number} is {hash}, not the head {} it claimed",
+                    status.head_hash
+                )));
             }
             if branch.is_none() {
                 if a.chain.reads().with(|c| c.canonical_hash(number))? == Some(hash) {
@@ -176,13 +177,10 @@ fn check_claimed_difficulty(
             .unwrap_or_default(),
     };
     if actual != status.total_difficulty {
-        return Err(Failure::offence(
-            Offence::FalseHead,
-            format!(
-                "it claimed total difficulty {} at block {}, but its chain has {actual}",
-                status.total_difficulty, status.head
-            ),
-        ));
+        return Err(Failure::Contradiction(format!(
+            "it claimed total difficulty {} at block {}, but its chain has {actual}",
+            status.total_difficulty, status.head
+        )));
     }
     Ok(())
 }
@@ -210,6 +208,13 @@ async fn fetch_headers(
         })?;
         let hash = header.hash_slow();
         let expected = from + i as u64;
+        // Between two answers its chain may have changed (a reorganisation): not a lie yet.
+        if i == 0 && header.number == expected && link.is_some_and(|p| p != header.parent_hash) {
+            return Err(Failure::Contradiction(format!(
+                "its header {expected} is not the child of the header {} it served before",
+                expected - 1
+            )));
+        }
         if header.number != expected || link.is_some_and(|p| p != header.parent_hash) {
             return Err(Failure::offence(
                 Offence::BadBranch,
