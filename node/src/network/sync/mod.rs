@@ -23,6 +23,8 @@
 //! an answer that comes back with fewer blocks than asked makes the next request ask for that
 //! many, and full answers double it again up to [`MAX_BLOCKS_PER_REQUEST`] (see [`next_batch`]).
 
+#[cfg(test)]
+mod attempts;
 mod codec;
 mod commit;
 mod serve;
