@@ -193,3 +193,37 @@ fn header_answers_stop_at_the_byte_budget() {
     assert_eq!(sizes(serve_headers(&c, 2, 0, usize::MAX)), Vec::<usize>::new(), "none asked");
     assert_eq!(sizes(serve_headers(&c, 0, 5, usize::MAX)).len(), 4, "genesis to head");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_contradiction_from_a_peer_whose_head_moved_is_no_offence() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let t0 = unix_now() - 1000;
+    let (ours, theirs) = (chain(d1.path(), t0, 1, 0), chain(d2.path(), t0, 4, 0));
+    // Like a peer that reorganised between its status and our requests: each status names
+    // another head, so the headers not reaching the first one are not a lie.
+    let calls = std::sync::atomic::AtomicU8::new(0);
+    let moving: Tamper = Box::new(move |_, answer| match answer {
+        SyncResponse::Status { genesis, head, .. } => SyncResponse::Status {
+            genesis,
+            head: head + 10,
+            head_hash: B256::repeat_byte(calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst)).0,
+            total_difficulty: U256::from(1 + 2 * (head + 10)).to_be_bytes(),
+        },
+        other => other,
+    });
+    let r = attempt(&ours, theirs, moving).await;
+    assert!(matches!(&r, Err(Failure::Other(why)) if why.contains("moved")), "{r:?}");
+    assert_eq!(ours.head_number(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_that_leaves_ours_below_the_reorg_window_is_unverifiable() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let t0 = unix_now() - 1000;
+    // Forks at genesis; our head is REORG_WINDOW + 6 blocks up, so the walk starts above the fork.
+    let (ours, theirs) =
+        (chain(d1.path(), t0, REORG_WINDOW + 6, 0), chain(d2.path(), t0, REORG_WINDOW + 10, 1));
+    let before = ours.head().hash;
+    assert!(matches!(offence(attempt(&ours, theirs, honest()).await), Offence::Unverifiable));
+    assert_eq!(ours.head().hash, before);
+}
