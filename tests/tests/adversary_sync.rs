@@ -205,6 +205,20 @@ fn attack(mode: &str, with_key: bool) {
         .find(|l| l.contains("sync peer misbehaved") && l.contains(&liar.peer))
         .unwrap_or_else(|| panic!("no offence logged for the liar {}:\n{log}", liar.peer));
     assert!(offence.contains("BadBranch"), "{offence}");
+    if with_key {
+        // The valid header passed the check; the first garbage one after it is the offence.
+        let lines = liar.lines.lock().unwrap().clone();
+        let valid: Vec<u64> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("valid header "))
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect();
+        assert!(!valid.is_empty(), "the liar served a valid header: {lines:?}");
+        assert!(
+            valid.iter().any(|n| offence.contains(&format!("its header {} ", n + 1))),
+            "the offence is the header after a valid one {valid:?}: {offence}"
+        );
+    }
 
     watch.assert_nothing_reverted(&rpc, &log);
     let growth = watch.rss_max.saturating_sub(watch.rss_before);

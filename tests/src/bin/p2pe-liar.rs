@@ -17,7 +17,8 @@
 //! - blocks: nothing (an empty answer).
 //!
 //! It prints one line per event on stdout: `peer <id>` first, then `connected`, `closed`,
-//! `asked headers <from> <count>`, `answered headers <n> <bytes>`.
+//! `asked headers <from> <count>`, `valid header <number> <hash>` (the one valid header it put
+//! in an answer), `answered headers <n> <bytes>`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -247,6 +248,7 @@ fn valid_then_garbage(known: &Known, key: Option<&SigningKey>, from: u64, count:
     sibling.extra_data = extra.into();
     sign_header(&mut sibling, key).expect("a Clique header has room for its seal");
     let mut parent = sibling.hash_slow();
+    println!("valid header {top} {parent}");
     out.push(encode(&sibling));
     for n in top + 1..end {
         let mut junk = sibling.clone();
