@@ -61,13 +61,18 @@ fn honest() -> Tamper {
 
 /// One attempt of `ours` against a peer serving `theirs` through `tamper`.
 async fn attempt(ours: &Arc<Blockchain>, theirs: Arc<Blockchain>, tamper: Tamper) -> Result<(), Failure> {
+    attempt_within(ours, theirs, tamper, ATTEMPT_TIMEOUT).await
+}
+
+/// [`attempt`] with another time limit than [`ATTEMPT_TIMEOUT`].
+async fn attempt_within(
+    ours: &Arc<Blockchain>,
+    theirs: Arc<Blockchain>,
+    tamper: Tamper,
+    limit: Duration,
+) -> Result<(), Failure> {
     let cmds = peer(theirs, tamper);
-    let a = Attempt {
-        chain: ours,
-        cmds: &cmds,
-        peer: PeerId::random(),
-        deadline: Instant::now() + ATTEMPT_TIMEOUT,
-    };
+    let a = Attempt { chain: ours, cmds: &cmds, peer: PeerId::random(), deadline: Instant::now() + limit };
     let mut batch = MAX_BLOCKS_PER_REQUEST;
     sync_with(&a, &mut batch, &SyncProgress::default()).await
 }
@@ -226,4 +231,22 @@ async fn a_chain_that_leaves_ours_below_the_reorg_window_is_unverifiable() {
     let before = ours.head().hash;
     assert!(matches!(offence(attempt(&ours, theirs, honest()).await), Offence::Unverifiable));
     assert_eq!(ours.head().hash, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempt_ends_at_its_time_limit_without_calling_the_peer_stalled() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let t0 = unix_now() - 1000;
+    let (ours, theirs) = (chain(d1.path(), t0, 0, 0), chain(d2.path(), t0, 3, 0));
+    // Each answer takes 400 ms; the attempt has 1 s: the status and a header answer come, the
+    // block answer would end past the limit.
+    let slow: Tamper = Box::new(|_, answer| {
+        std::thread::sleep(Duration::from_millis(400));
+        answer
+    });
+    let started = Instant::now();
+    let r = attempt_within(&ours, theirs, slow, Duration::from_secs(1)).await;
+    assert!(matches!(&r, Err(Failure::Other(why)) if why.contains("time is up")), "{r:?}");
+    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    assert_eq!(ours.head_number(), 0, "nothing half-taken");
 }

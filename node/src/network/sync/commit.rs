@@ -83,6 +83,10 @@ async fn extend(a: &Attempt<'_>, branch: &Branch, batch: &mut u32) -> Result<boo
 /// An import error: the peer's fault if the block broke a rule, otherwise nobody's.
 fn import_failure(e: ImportError) -> Result<(), Failure> {
     match e {
+        // Clocks drift: a block from the future is taken by a later attempt, nobody is punished.
+        ImportError::Consensus { source: crate::consensus::clique::CliqueError::FutureBlock(_), .. } => {
+            Err(Failure::Other(e.to_string()))
+        }
         ImportError::Consensus { .. } | ImportError::Invalid { .. } => {
             Err(Failure::offence(Offence::InvalidBlock, e.to_string()))
         }
