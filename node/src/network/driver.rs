@@ -28,7 +28,7 @@ use super::ratelimit::{Decision, RateLimiter, POOL_LIMIT, STATUS_COST, SYNC_LIMI
 use super::serve::{Job, Served};
 use super::swarm::{Behaviour, BehaviourEvent};
 use super::txgossip::{self, accept_batch, decode_batch, Batcher, RecentHashes};
-use super::{Command, NetworkConfig};
+use super::{Command, NetworkConfig, RequestFailure};
 use crate::blockchain::{unix_now, Blockchain};
 use crate::primitives::Block;
 
@@ -57,7 +57,7 @@ pub(super) struct Driver {
     book: PeerBook,
     blocks_topic: IdentTopic,
     txs_topic: IdentTopic,
-    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, String>>>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, RequestFailure>>>,
     /// Hashes of the blocks and transactions that arrived by gossip: gossipsub forwards those
     /// itself, so they are not published again when they reach the chain or the pool. (Sized
     /// for bursts: a hash forgotten too early made a node publish a received transaction again.)
@@ -295,7 +295,7 @@ impl Driver {
             },
             request_response::Event::OutboundFailure { request_id, error, .. } => {
                 if let Some(reply) = self.pending.remove(&request_id) {
-                    let _ = reply.send(Err(error.to_string()));
+                    let _ = reply.send(Err(error.into()));
                 }
             }
             _ => {}

@@ -1,5 +1,5 @@
 //! The peer network (rust-libp2p): TCP + Noise + Yamux; gossipsub carries new blocks and
-//! transactions; a request/response protocol serves chain status and canonical block ranges
+//! transactions; a request/response protocol serves chain status, header ranges and block ranges
 //! for sync, and another gives a node's pool to a peer that just connected.
 //!
 //! - [`swarm`]: the behaviours, connection limits (`--max-peers`), allow and block lists;
@@ -9,7 +9,8 @@
 //! - [`blocks`]: gossiped blocks, and blocks from the near future deferred until their time;
 //! - [`protocol`]: topics, sync and pool messages and size limits;
 //! - [`peers`]: reputation (decaying scores), bans and the optional peer allowlist;
-//! - [`sync`]: catching up with a better peer and switching branches under EIP-3436;
+//! - [`sync`]: header-first catching up with a better peer (headers verified before any block
+//!   is fetched) and switching branches under EIP-3436;
 //! - [`txgossip`]: transactions gossiped in batches.
 //!
 //! Everything a peer sends is size-capped by the transport and validated before any work is
@@ -25,7 +26,7 @@ pub mod serve;
 pub mod swarm;
 mod sync;
 
-pub use sync::{SyncProgress, SYNCING_THRESHOLD};
+pub use sync::{RequestFailure, SyncCodec, SyncProgress, SYNCING_THRESHOLD};
 pub mod txgossip;
 
 use std::collections::HashSet;
@@ -66,7 +67,7 @@ pub enum Command {
         /// The request.
         request: SyncRequest,
         /// Where its answer (or why there is none) goes.
-        reply: oneshot::Sender<Result<SyncResponse, String>>,
+        reply: oneshot::Sender<Result<SyncResponse, RequestFailure>>,
     },
     /// The verdict on a gossip message, validated off the swarm task.
     Validated {

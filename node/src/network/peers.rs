@@ -33,6 +33,19 @@ pub enum Offence {
     /// Requests far beyond the per-peer rate limit (see [`super::ratelimit`]); requests merely
     /// over the limit are refused without an offence.
     RequestFlood,
+    /// A sync answer whose headers do not link up (numbers or parent hashes), do not decode, or
+    /// break a Clique rule, or a block that does not match its verified header. An honest node
+    /// never serves one (it serves what it verified), so one is enough for a ban.
+    BadBranch,
+    /// A status the peer's own answers contradict: its headers end below the head it claimed, or
+    /// reach it with another hash or total difficulty, or the total difficulty claimed is more
+    /// than the blocks claimed could carry. (An honest peer may reorganise between its status and
+    /// our requests, so it takes two, within about 3 minutes of each other as scores decay.)
+    FalseHead,
+    /// A better chain that does not meet ours within the reorg window, so none of it can be
+    /// verified (a liar's, or an honest peer's on a fork too deep to take; it takes two, as for
+    /// [`Offence::FalseHead`]).
+    Unverifiable,
 }
 
 impl Offence {
@@ -44,6 +57,12 @@ impl Offence {
             Offence::InvalidTx => 5,
             Offence::WrongChain => 200,
             Offence::RequestFlood => 25,
+            // Just over half the threshold: two ban while the first has not decayed below 45
+            // (within log2(55/45) half-lives, about 170 s); exactly half would never ban twice
+            // once any time passed between them.
+            Offence::BadBranch => 100,
+            Offence::FalseHead => 55,
+            Offence::Unverifiable => 55,
         }
     }
 }
@@ -211,6 +230,25 @@ mod tests {
         assert_eq!(book.expire(t0 + BAN_DURATION), vec![at]);
         assert!(book.admits(&at));
         assert_eq!(book.score_at(&at, t0 + BAN_DURATION), 0);
+    }
+
+    #[test]
+    fn two_sync_contradictions_ban_despite_decay_unless_minutes_apart() {
+        let mut book = PeerBook::new(None);
+        let t0 = Instant::now();
+        for offence in [Offence::FalseHead, Offence::Unverifiable] {
+            // One is not enough; a second 10 s or 170 s later bans.
+            for gap in [10, 170] {
+                let peer = PeerId::random();
+                assert!(!book.punish_at(peer, offence, t0));
+                assert!(book.punish_at(peer, offence, t0 + Duration::from_secs(gap)), "{offence:?} {gap}");
+            }
+            // 180 s later the first has decayed below 45: no ban.
+            let peer = PeerId::random();
+            assert!(!book.punish_at(peer, offence, t0));
+            assert!(!book.punish_at(peer, offence, t0 + Duration::from_secs(180)), "{offence:?}");
+        }
+        assert!(book.punish_at(PeerId::random(), Offence::BadBranch, t0));
     }
 
     #[test]

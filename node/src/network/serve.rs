@@ -13,7 +13,9 @@ use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
-use super::protocol::{SyncRequest, SyncResponse, MAX_BLOCKS_PER_REQUEST, SYNC_RESPONSE_BUDGET};
+use super::protocol::{
+    SyncRequest, SyncResponse, HEADERS_RESPONSE_BUDGET, MAX_BLOCKS_PER_REQUEST, SYNC_RESPONSE_BUDGET,
+};
 use crate::blockchain::Blockchain;
 use crate::storage::BlockQuery;
 
@@ -34,7 +36,7 @@ pub(super) struct Served {
     pub peer: PeerId,
     pub response: SyncResponse,
     pub channel: ResponseChannel<SyncResponse>,
-    /// Bytes of blocks in the answer (charged to the peer's rate limit).
+    /// Bytes of blocks or headers in the answer (charged to the peer's rate limit).
     pub bytes: usize,
 }
 
@@ -50,6 +52,7 @@ pub(super) fn start_workers(chain: Arc<Blockchain>, served: mpsc::Sender<Served>
             let response = serve(&chain, request);
             let bytes = match &response {
                 SyncResponse::Blocks(b) => b.iter().map(Vec::len).sum(),
+                SyncResponse::Headers(h) => h.iter().map(|h| h.len()).sum(),
                 _ => 0,
             };
             if served.blocking_send(Served { peer, response, channel, bytes }).is_err() {
@@ -75,6 +78,9 @@ pub fn serve(chain: &Blockchain, request: SyncRequest) -> SyncResponse {
                 head_hash: head.hash.0,
                 total_difficulty: head.total_difficulty.to_be_bytes(),
             }
+        }
+        SyncRequest::Headers { from, count } => {
+            super::sync::serve_headers(chain, from, count, HEADERS_RESPONSE_BUDGET)
         }
         SyncRequest::Blocks { from, count } => serve_blocks(chain, from, count, SYNC_RESPONSE_BUDGET),
     }

@@ -17,7 +17,7 @@ use libp2p::{
 };
 
 use super::protocol::*;
-use super::NetworkConfig;
+use super::{NetworkConfig, SyncCodec};
 
 /// Connections one peer may hold at once. Two, not one: when two nodes dial each other at the same
 /// moment, each may keep its own outgoing connection and refuse the other's, which would leave
@@ -38,7 +38,7 @@ pub(super) struct Behaviour {
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub limits: connection_limits::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
-    pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    pub sync: request_response::Behaviour<SyncCodec>,
     pub pool: request_response::cbor::Behaviour<PoolBatch, PoolAck>,
     pub identify: identify::Behaviour,
 }
@@ -85,11 +85,8 @@ fn behaviour(key: &identity::Keypair, cfg: &NetworkConfig) -> anyhow::Result<Beh
     let gossipsub =
         gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_cfg)
             .map_err(|e| anyhow::anyhow!("gossipsub: {e}"))?;
-    let codec = request_response::cbor::codec::Codec::default()
-        .set_request_size_maximum(MAX_REQUEST_BYTES)
-        .set_response_size_maximum(MAX_RESPONSE_BYTES);
     let sync = request_response::Behaviour::with_codec(
-        codec,
+        SyncCodec::default(),
         [(StreamProtocol::new(SYNC_PROTOCOL), request_response::ProtocolSupport::Full)],
         request_response::Config::default()
             .with_request_timeout(Duration::from_secs(30))
