@@ -271,6 +271,12 @@ impl Blockchain {
         Ok(state)
     }
 
+    /// The Clique snapshot stored for block `hash` (kept for the blocks within the state
+    /// history), e.g. to verify a peer's branch from that block on.
+    pub fn snapshot_at(&self, hash: &B256) -> Result<Option<Snapshot>, StorageError> {
+        self.store.lock().snapshot(hash)
+    }
+
     /// Recent block hashes for BLOCKHASH (of the published head).
     pub fn block_hashes(&self) -> BlockHashes {
         self.published.load().hashes.clone()

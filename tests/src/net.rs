@@ -144,6 +144,11 @@ impl Testnet {
         }
     }
 
+    /// Process id of node `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.procs[i].as_ref().map(Child::id)
+    }
+
     /// `signer-0`, `follower-0`, ...
     pub fn name(&self, i: usize) -> String {
         self.nodes[i]["name"].as_str().expect("name").to_string()

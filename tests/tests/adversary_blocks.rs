@@ -88,11 +88,15 @@ fn send_all(rpc: &Rpc, txs: &[String]) -> Vec<String> {
 }
 
 /// Per block from `from` to the head of `rpc`: (number, RLP size, transactions among `hashes`).
+/// A block that is gone by the time it is asked for (a reorg to a shorter, heavier branch between
+/// the two calls, ordinary with three signers) ends the list there.
 fn spam_blocks(rpc: &Rpc, from: u64, hashes: &[String]) -> Vec<(u64, u64, usize)> {
     let set: std::collections::HashSet<&str> = hashes.iter().map(String::as_str).collect();
     (from..=rpc.block_number())
-        .map(|n| {
-            let b = rpc.call("eth_getBlockByNumber", json!([format!("{n:#x}"), false]));
+        .map(|n| rpc.call("eth_getBlockByNumber", json!([format!("{n:#x}"), false])))
+        .take_while(|b| !b.is_null())
+        .map(|b| {
+            let n = hex_u64(&b["number"]);
             let txs = b["transactions"].as_array().expect("transactions");
             let spam = txs.iter().filter(|t| set.contains(t.as_str().unwrap_or(""))).count();
             (n, hex_u64(&b["size"]), spam)

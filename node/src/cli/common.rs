@@ -292,6 +292,11 @@ pub struct P2pArgs {
     /// Only these peer ids may connect (comma-separated); default: anyone.
     #[arg(long, value_delimiter = ',')]
     pub p2p_allow: Vec<libp2p::PeerId>,
+    /// Most peer connections in total (a peer normally holds one, at most 2); connections
+    /// beyond it are refused. Bootnodes are not counted, so the node can always reach them.
+    /// The default is geth's --maxpeers.
+    #[arg(long, default_value_t = crate::network::swarm::DEFAULT_MAX_PEERS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_peers: u32,
     /// Run without the peer network.
     #[arg(long)]
     pub no_p2p: bool,
@@ -314,6 +319,7 @@ impl P2pArgs {
             bootnodes: self.bootnodes.clone(),
             allow: (!self.p2p_allow.is_empty()).then(|| self.p2p_allow.iter().copied().collect()),
             identity_file: datadir.join("p2p-identity.key"),
+            max_peers: self.max_peers,
         })
     }
 }

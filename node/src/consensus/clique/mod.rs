@@ -3,16 +3,19 @@
 //! - [`seal`]: the seal hash, signing and signer recovery;
 //! - [`snapshot`]: the authorised signer set, recent signers and the vote tally;
 //! - [`verify`]: header rules checked on every block, sealed here or imported;
+//! - [`header_chain`]: a peer's header chain verified on a copy of the snapshot (header-first sync);
 //! - [`proposals`]: the votes this node's signer casts (`clique_propose`);
 //! - [`confirmation`]: the confirmation depths behind the `safe` and `finalized` block tags.
 
 pub mod confirmation;
 pub mod fork_choice;
+pub mod header_chain;
 pub mod proposals;
 pub mod seal;
 pub mod snapshot;
 pub mod verify;
 
+pub use header_chain::HeaderChain;
 pub use proposals::Proposals;
 pub use seal::{recover_sealer, seal_hash, sign_header};
 pub use snapshot::{Snapshot, Tally, Vote};
