@@ -409,10 +409,23 @@ impl Driver {
     /// Publishes the batched transactions as one gossip message.
     fn publish_txs(&mut self) {
         let message = self.batcher.take_message();
+        let copy = message.clone();
         match self.p.swarm.behaviour_mut().gossipsub.publish(self.txs_topic.clone(), message) {
             Ok(_) => {}
-            // Alone (no peer yet): the pool is given to each peer when it connects.
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            // No subscribed peer. Alone, the pool is given to each peer when it connects. But a
+            // peer connected a moment ago whose subscriptions have not arrived yet got our pool
+            // before these transactions were in it: give them the batch directly (else a keeper
+            // that starts with its node would never be heard).
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                let peers: Vec<_> = self.p.peers.lock().iter().copied().collect();
+                for peer in peers {
+                    self.p
+                        .swarm
+                        .behaviour_mut()
+                        .pool
+                        .send_request(&peer, crate::network::protocol::PoolBatch(copy.clone()));
+                }
+            }
             // The same batch went out before.
             Err(gossipsub::PublishError::Duplicate) => {}
             Err(e) => tracing::warn!(error = %e, "cannot gossip transactions"),
