@@ -28,10 +28,23 @@ use serde_json::{json, Value};
 use crate::harness::{dev_key, free_port, hex_u64, run_ok, Rpc};
 use crate::loadgen::contract;
 
-/// A port in `[lo, lo + 20000)` such that it and the `n - 1` ports after it are free now.
+/// Width of the port ranges [`free_base`] picks from.
+const PORT_SPAN: u16 = 11_000;
+
+/// A port in `[lo, lo + 11000)` such that it and the `n - 1` ports after it (n ≤ 32) are free now.
+///
+/// Callers keep the ranges below Linux's ephemeral ports (32768–60999): a port there can be
+/// taken by any outgoing connection between this check and the node's bind, which made a node
+/// of a test network exit at start. Within one process, successive calls walk consecutive
+/// windows from a random start, so two networks of concurrent tests never share a port.
 pub fn free_base(lo: u16, n: usize) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    assert!(n <= 32, "free_base gives windows of at most 32 ports");
+    let _ = NEXT.compare_exchange(u32::MAX, u32::from(free_port()), Ordering::Relaxed, Ordering::Relaxed);
     loop {
-        let base = lo + free_port() % 20000;
+        let k = NEXT.fetch_add(32, Ordering::Relaxed);
+        let base = lo + (k % u32::from(PORT_SPAN - 32)) as u16;
         if (0..n as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
@@ -70,7 +83,7 @@ impl Testnet {
         // Node i uses base + i: the bases are far from the ports the OS hands out, and every
         // port of each range is free now (other node processes may run on this machine).
         let n = signers + followers;
-        let (rpc, p2p) = (free_base(20000, n), free_base(40000, n));
+        let (rpc, p2p) = (free_base(10_000, n), free_base(10_000 + PORT_SPAN, n));
         run_ok(
             Command::new(bin)
                 .args(["testnet", "--generate-only", "--light-kdf", "--period", &period.to_string()])
@@ -121,10 +134,12 @@ impl Testnet {
         let start = Instant::now();
         while rpc.try_call("eth_blockNumber", json!([])).is_err() {
             if let Some(Ok(Some(status))) = self.procs[i].as_mut().map(Child::try_wait) {
+                let log = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
                 panic!(
-                    "{} exited with {status} before serving JSON-RPC; see {}",
+                    "{} exited with {status} before serving JSON-RPC; the end of its log:\n{}",
                     self.name(i),
-                    self.log_path(i)
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 );
             }
             assert!(
