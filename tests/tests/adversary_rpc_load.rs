@@ -5,7 +5,8 @@
 //!   node's RSS stays under [`RSS_BOUND_MB`], and every call ends with a clear error at a limit
 //!   (time, trace steps or bytes, or a full call queue);
 //! - the time limit (`--rpc-call-timeout` and the tracer's `timeout` option), the trace step and
-//!   byte limits, the connection cap and the body cap, each just under, at and over.
+//!   byte limits, the call queue (`--rpc-call-queue`), the connection cap and the body cap, each
+//!   just under, at and over.
 //!
 //! Every test here takes well under a minute in a debug build.
 
@@ -435,4 +436,61 @@ fn request_bodies_are_capped_under_at_and_over() {
         let _ = s.read_to_end(&mut rest);
     }
     assert_eq!(big.rpc().call("eth_chainId", json!([])), "0x539");
+}
+
+#[test]
+fn the_call_queue_is_capped_under_at_and_over() {
+    // One worker and two places in the queue. The 16.7M-gas loop holds the worker for a few
+    // hundred ms in a debug build (to its 1 s limit or to the end of its gas); the next three
+    // calls arrive 20 ms apart while it runs: two wait (under and at the queue's limit) and the
+    // fourth is refused at once.
+    let node = NodeProcess::dev(&[
+        "--period",
+        "1",
+        "--rpc-call-workers",
+        "1",
+        "--rpc-call-queue",
+        "2",
+        "--rpc-call-timeout",
+        "1",
+    ]);
+    let rpc = node.rpc();
+    rpc.wait_block(1, Duration::from_secs(30));
+    let calls: Vec<_> = (0..4u64)
+        .map(|i| {
+            let rpc = node.rpc();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20 * i));
+                timed(|| call_loop(&rpc))
+            })
+        })
+        .collect();
+    let answers: Vec<(Result<Value, RpcErr>, Duration)> =
+        calls.into_iter().map(|c| c.join().expect("caller thread")).collect();
+    eprintln!("answers: {answers:?}");
+    // A loop's end: its time limit or its gas, never "busy".
+    let ran = |answer: &Result<Value, RpcErr>| {
+        let e = answer.as_ref().expect_err("the loop never returns normally");
+        (e.message.contains("--rpc-call-timeout") && e.code == -32005) || e.message.contains("OutOfGas")
+    };
+    let (first, held) = &answers[0];
+    assert!(ran(first), "{first:?}");
+    assert!(*held >= Duration::from_millis(150), "the first call held the worker for {held:?} only");
+    // Under (one waiting) and at (two waiting) the limit: accepted and run (or timed out while
+    // they waited).
+    for (i, (answer, _)) in answers[1..3].iter().enumerate() {
+        assert!(ran(answer), "call {} was not accepted: {answer:?}", i + 2);
+    }
+    // Over: refused at once, naming both flags.
+    let (over, took) = &answers[3];
+    let e = over.as_ref().expect_err("over the queue's limit");
+    assert_eq!(e.code, -32005, "{e:?}");
+    assert!(
+        e.message.starts_with("the node is busy: all 1 call workers are running and 2 calls are waiting"),
+        "{e:?}"
+    );
+    assert!(e.message.contains("--rpc-call-workers") && e.message.contains("--rpc-call-queue"), "{e:?}");
+    assert!(*took < Duration::from_millis(250), "the refusal waited {took:?}");
+    // The queue drains: a call is answered again.
+    assert_eq!(rpc.call("eth_call", json!([{"to": LOOP_AT}, "latest", code_override("0x00")])), "0x");
 }
