@@ -9,9 +9,15 @@
 //! - the key-derivation parameters are bounded ([`MAX_SCRYPT_N`], [`MAX_PBKDF2_ROUNDS`]), so a
 //!   crafted file cannot make the process spend gigabytes or minutes before the MAC check.
 //!
+//! Writing ([`write_keystore`], [`write_secret_file`]): keystores with geth's scrypt cost or a
+//! chosen PBKDF2 cost, and every secret file 0600 from the start, atomically, never replaced.
+//!
 //! Key material never appears in an error message or a log line.
 
 use std::path::{Path, PathBuf};
+
+mod write;
+pub use write::{write_keystore, write_secret_file, Kdf, SecretFileError};
 
 use alloy_signer_local::PrivateKeySigner;
 use serde_json::{Map, Value};

@@ -12,7 +12,6 @@ pub mod consensus;
 pub mod crypto;
 pub mod execution;
 pub mod keeper;
-pub mod keystore;
 pub mod metrics;
 pub mod network;
 pub mod node;

@@ -16,11 +16,11 @@
 
 use std::path::Path;
 
-use aes::cipher::{KeyIvInit, StreamCipher};
-use alloy_primitives::{hex, keccak256};
+use alloy_primitives::B256;
 use alloy_signer_local::coins_bip39::English;
 use alloy_signer_local::{MnemonicBuilder, MnemonicKey, PrivateKeySigner};
-use rand::RngCore;
+use anyhow::Context;
+use p2pe_keystore::Kdf;
 
 /// The well-known development mnemonic (the same as anvil's and `p2pe-node dev`'s).
 pub const DEV_MNEMONIC: &str = "test test test test test test test test test test test junk";
@@ -55,55 +55,16 @@ impl KeyDeriver {
     }
 }
 
-/// Writes `signer`'s key to `path` as a Web3 Secret Storage (v3) keystore encrypted with `password`
-/// (PBKDF2-HMAC-SHA256 with [`KEYSTORE_PBKDF2_ROUNDS`] rounds, AES-128-CTR, Keccak-256 MAC), mode
-/// 0600, atomically ([`write_private`]).
-pub fn write_keystore(path: &Path, signer: &PrivateKeySigner, password: &str) -> std::io::Result<()> {
-    let mut rng = rand::thread_rng();
-    let mut salt = [0u8; 32];
-    let mut iv = [0u8; 16];
-    let mut uuid = [0u8; 16];
-    rng.fill_bytes(&mut salt);
-    rng.fill_bytes(&mut iv);
-    rng.fill_bytes(&mut uuid);
-    uuid[6] = (uuid[6] & 0x0f) | 0x40;
-    uuid[8] = (uuid[8] & 0x3f) | 0x80;
-    let mut key = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), &salt, KEYSTORE_PBKDF2_ROUNDS, &mut key);
-    let mut ciphertext = signer.to_bytes().to_vec();
-    let mut cipher = ctr::Ctr128BE::<aes::Aes128>::new(key[..16].into(), (&iv).into());
-    cipher.apply_keystream(&mut ciphertext);
-    let mut mac_input = key[16..32].to_vec();
-    mac_input.extend_from_slice(&ciphertext);
-    let mac = keccak256(&mac_input);
-    let u = hex::encode(uuid);
-    let id = format!("{}-{}-{}-{}-{}", &u[0..8], &u[8..12], &u[12..16], &u[16..20], &u[20..32]);
-    let json = serde_json::json!({
-        "address": hex::encode(signer.address()),
-        "crypto": {
-            "cipher": "aes-128-ctr",
-            "cipherparams": {"iv": hex::encode(iv)},
-            "ciphertext": hex::encode(&ciphertext),
-            "kdf": "pbkdf2",
-            "kdfparams": {"c": KEYSTORE_PBKDF2_ROUNDS, "dklen": 32, "prf": "hmac-sha256", "salt": hex::encode(salt)},
-            "mac": hex::encode(mac),
-        },
-        "id": id,
-        "version": 3,
-    });
-    write_private(path, (serde_json::to_string_pretty(&json).expect("json") + "\n").as_bytes())
-}
-
-/// Writes `bytes` to `path` with mode 0600 from the start, atomically: a temporary file in the
-/// same directory (created 0600 by `tempfile`) is written, flushed to disk and renamed over `path`.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
+/// Writes `signer`'s key to the new file `path` as a Web3 Secret Storage (v3) keystore encrypted
+/// with `password` (PBKDF2-HMAC-SHA256 with [`KEYSTORE_PBKDF2_ROUNDS`] rounds), mode 0600,
+/// atomically, never over an existing file ([`p2pe_keystore::write_keystore`]).
+pub fn write_keystore(path: &Path, signer: &PrivateKeySigner, password: &str) -> anyhow::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
+    let name = path.file_name().and_then(|n| n.to_str()).context("a keystore's file name")?;
+    let kdf = Kdf::Pbkdf2 { rounds: KEYSTORE_PBKDF2_ROUNDS };
+    let secret = B256::from(signer.to_bytes());
+    p2pe_keystore::write_keystore(dir, Some(name), &secret, password, kdf, &mut rand::thread_rng())?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use alloy_primitives::B256;
 
 use super::common::read_password;
-use crate::keystore::{write_keystore, Kdf};
+use p2pe_keystore::{write_keystore, Kdf};
 
 /// Keystore commands.
 #[derive(Debug, Subcommand)]

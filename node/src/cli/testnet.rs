@@ -13,8 +13,8 @@ use serde::Serialize;
 use super::common::shutdown_signal;
 use super::dev::{dev_keys, DEV_MNEMONIC};
 use crate::chain::{build_genesis, deploy_market, ChainSpec, GenesisParams, MarketConfig};
-use crate::keystore::{write_keystore, write_secret_file, Kdf};
 use crate::storage::Store;
+use p2pe_keystore::{write_keystore, write_secret_file, Kdf};
 
 /// Arguments of `testnet`.
 #[derive(Debug, Args)]

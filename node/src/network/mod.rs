@@ -167,7 +167,7 @@ pub fn load_identity(path: &Path) -> anyhow::Result<identity::Keypair> {
     }
     let key = identity::Keypair::generate_ed25519();
     let bytes = key.to_protobuf_encoding().map_err(|e| anyhow::anyhow!("encoding identity: {e}"))?;
-    crate::keystore::write_secret_file(path, &bytes)?;
+    p2pe_keystore::write_secret_file(path, &bytes)?;
     Ok(key)
 }
 

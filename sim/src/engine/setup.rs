@@ -336,7 +336,7 @@ async fn start_bridge(
         }
         None => {
             let pw = bridge_dir.join("password.txt");
-            crate::keys::write_private(&pw, b"p2pe-sim\n")?;
+            p2pe_keystore::write_secret_file(&pw, b"p2pe-sim\n")?;
             let meters = sim_bridge_meters(cfg, &chain.contracts, &bridge_dir, hh, meter_keys)?;
             (meters, pw, cfg.broker_user.clone(), cfg.broker_password.clone())
         }

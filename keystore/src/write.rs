@@ -1,13 +1,14 @@
-//! Secrets at rest: Web3 Secret Storage keystores with geth's scrypt strength, and the files that
-//! hold keys or passwords, each written with mode 0600 and atomically.
+//! Writing secrets at rest: Web3 Secret Storage keystores with a chosen key-derivation cost, and
+//! the files that hold keys or passwords, each written with mode 0600 and atomically.
 //!
 //! alloy-signer-local creates keystores through `eth_keystore::encrypt_key`, whose scrypt cost is
 //! fixed at n = 2^13 (eth-keystore 0.5 has no way to set it), 32 times cheaper than geth's
 //! standard n = 2^18, and which creates the file with the process's default mode in place. So
-//! [`write_keystore`] runs the same construction as `encrypt_key` (scrypt, AES-128-CTR, Keccak-256
-//! MAC, serialized with eth-keystore's own [`EthKeystore`] type) with the cost as a parameter
-//! ([`Kdf`]), and writes through [`write_secret_file`]. Keystores are read back with
-//! alloy-signer-local (`PrivateKeySigner::decrypt_keystore`), which takes the cost from the file.
+//! [`write_keystore`] runs the same construction as `encrypt_key` (key derivation, AES-128-CTR,
+//! Keccak-256 MAC, serialized with eth-keystore's own [`EthKeystore`] type) with the derivation
+//! as a parameter ([`Kdf`]), and writes through [`write_secret_file`]. Keystores are read back
+//! with [`crate::decrypt`] (eth-keystore through alloy-signer-local), which takes the cost from
+//! the file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,22 +18,44 @@ use alloy_primitives::{keccak256, B256};
 use eth_keystore::{CipherparamsJson, CryptoJson, EthKeystore, KdfType, KdfparamsType};
 use rand::{CryptoRng, RngCore};
 
-/// Strength of a keystore's scrypt key derivation.
+/// A keystore's key derivation and its cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kdf {
-    /// geth's standard: n = 2^18, r = 8, p = 1 (256 MiB and about a second per decryption).
+    /// geth's standard scrypt: n = 2^18, r = 8, p = 1 (256 MiB and about a second per decryption).
     Standard,
-    /// geth's `--lightkdf`: n = 2^12, r = 8, p = 6 (4 MiB), for throwaway keys and tests.
+    /// geth's `--lightkdf` scrypt: n = 2^12, r = 8, p = 6 (4 MiB), for throwaway keys and tests.
     Light,
+    /// PBKDF2-HMAC-SHA256 with this many rounds: for many throwaway keys of a public test
+    /// mnemonic that must be written and read at every start (the simulator's meters).
+    Pbkdf2 {
+        /// Rounds (at most [`crate::MAX_PBKDF2_ROUNDS`] to be readable again).
+        rounds: u32,
+    },
 }
 
 impl Kdf {
-    /// (log2 n, r, p).
-    pub fn params(self) -> (u8, u32, u32) {
-        match self {
+    /// Derives the 32-byte key from `password` and `salt`; returns it with the file's
+    /// `kdf`/`kdfparams` section.
+    fn derive(
+        self,
+        password: &str,
+        salt: Vec<u8>,
+    ) -> Result<([u8; 32], KdfType, KdfparamsType), SecretFileError> {
+        let mut key = [0u8; 32];
+        let (log_n, r, p) = match self {
             Self::Standard => (18, 8, 1),
             Self::Light => (12, 8, 6),
-        }
+            Self::Pbkdf2 { rounds } => {
+                pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), &salt, rounds, &mut key);
+                let params = KdfparamsType::Pbkdf2 { c: rounds, dklen: 32, prf: "hmac-sha256".into(), salt };
+                return Ok((key, KdfType::Pbkdf2, params));
+            }
+        };
+        let scrypt_params =
+            scrypt::Params::new(log_n, r, p).map_err(|e| SecretFileError::Kdf(e.to_string()))?;
+        scrypt::scrypt(password.as_bytes(), &salt, &scrypt_params, &mut key)
+            .map_err(|e| SecretFileError::Kdf(e.to_string()))?;
+        Ok((key, KdfType::Scrypt, KdfparamsType::Scrypt { dklen: 32, n: 1 << log_n, p, r, salt }))
     }
 }
 
@@ -50,9 +73,9 @@ pub enum SecretFileError {
         /// The error.
         source: std::io::Error,
     },
-    /// Invalid scrypt parameters (a bug).
-    #[error("scrypt: {0}")]
-    Scrypt(String),
+    /// Invalid key-derivation parameters (a bug).
+    #[error("key derivation: {0}")]
+    Kdf(String),
     /// The secret is not a valid secp256k1 private key.
     #[error("not a valid private key: {0}")]
     Key(String),
@@ -98,15 +121,11 @@ pub fn write_keystore<R: RngCore + CryptoRng>(
     kdf: Kdf,
     rng: &mut R,
 ) -> Result<PathBuf, SecretFileError> {
-    let (log_n, r, p) = kdf.params();
     let mut salt = vec![0u8; 32];
     let mut iv = vec![0u8; 16];
     rng.fill_bytes(&mut salt);
     rng.fill_bytes(&mut iv);
-    let params = scrypt::Params::new(log_n, r, p).map_err(|e| SecretFileError::Scrypt(e.to_string()))?;
-    let mut derived = [0u8; 32];
-    scrypt::scrypt(password.as_bytes(), &salt, &params, &mut derived)
-        .map_err(|e| SecretFileError::Scrypt(e.to_string()))?;
+    let (derived, kdf, kdfparams) = kdf.derive(password, salt)?;
     let mut ciphertext = secret.to_vec();
     ctr::Ctr128BE::<aes::Aes128>::new(derived[..16].into(), iv.as_slice().into())
         .apply_keystream(&mut ciphertext);
@@ -119,8 +138,8 @@ pub fn write_keystore<R: RngCore + CryptoRng>(
             cipher: "aes-128-ctr".to_string(),
             cipherparams: CipherparamsJson { iv },
             ciphertext,
-            kdf: KdfType::Scrypt,
-            kdfparams: KdfparamsType::Scrypt { dklen: 32, n: 1 << log_n, p, r, salt },
+            kdf,
+            kdfparams,
             mac: mac.to_vec(),
         },
     };
@@ -140,31 +159,54 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    #[test]
-    fn light_keystores_decrypt_with_alloy_and_are_private() {
+    fn written(kdf: Kdf) -> (tempfile::TempDir, PathBuf, alloy_signer_local::PrivateKeySigner) {
         let dir = tempfile::tempdir().unwrap();
         let signer = alloy_signer_local::PrivateKeySigner::random();
         let secret = B256::from(signer.to_bytes());
         let path =
-            write_keystore(dir.path(), Some("k.json"), &secret, "pw", Kdf::Light, &mut rand::thread_rng())
-                .unwrap();
+            write_keystore(dir.path(), Some("k.json"), &secret, "pw", kdf, &mut rand::thread_rng()).unwrap();
+        (dir, path, signer)
+    }
+
+    #[test]
+    fn light_keystores_decrypt_and_are_private() {
+        let (dir, path, signer) = written(Kdf::Light);
         assert_eq!(path, dir.path().join("k.json"));
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let back = alloy_signer_local::PrivateKeySigner::decrypt_keystore(&path, "pw").unwrap();
-        assert_eq!(back.address(), signer.address());
-        assert!(alloy_signer_local::PrivateKeySigner::decrypt_keystore(&path, "wrong").is_err());
+        assert_eq!(crate::decrypt(&path, "pw").unwrap().address(), signer.address());
+        assert!(matches!(crate::decrypt(&path, "wrong"), Err(crate::KeystoreError::WrongPassword { .. })));
         let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(json["crypto"]["kdfparams"]["n"], 4096);
         assert_eq!(json["crypto"]["kdfparams"]["p"], 6);
+        assert_eq!(json["address"], alloy_primitives::hex::encode(signer.address()));
         // Never overwritten; no temporary file left behind.
+        let secret = B256::from(signer.to_bytes());
         let again =
             write_keystore(dir.path(), Some("k.json"), &secret, "x", Kdf::Light, &mut rand::thread_rng());
         assert!(matches!(again, Err(SecretFileError::Exists(_))), "{again:?}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        assert_eq!(
-            alloy_signer_local::PrivateKeySigner::decrypt_keystore(&path, "pw").unwrap().address(),
-            signer.address()
-        );
+        assert_eq!(crate::decrypt(&path, "pw").unwrap().address(), signer.address());
+    }
+
+    #[test]
+    fn pbkdf2_keystores_decrypt_with_their_rounds() {
+        let (_dir, path, signer) = written(Kdf::Pbkdf2 { rounds: 1_024 });
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(json["crypto"]["kdf"], "pbkdf2");
+        assert_eq!(json["crypto"]["kdfparams"]["c"], 1_024);
+        assert_eq!(json["crypto"]["kdfparams"]["prf"], "hmac-sha256");
+        assert_eq!(crate::decrypt(&path, "pw").unwrap().address(), signer.address());
+        assert!(crate::decrypt(&path, "wrong").is_err());
+    }
+
+    #[test]
+    fn secret_files_are_private_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/password.txt");
+        write_secret_file(&path, b"one\n").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(matches!(write_secret_file(&path, b"two\n"), Err(SecretFileError::Exists(_))));
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\n");
     }
 }
