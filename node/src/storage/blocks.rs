@@ -1,6 +1,7 @@
 //! Read queries: blocks, receipts, transaction locations and logs.
 
-use alloy_consensus::{Header, ReceiptEnvelope};
+use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};
+use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::{Address, Log, B256, U256};
 use alloy_rlp::Decodable;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -16,6 +17,30 @@ pub struct TxLocation {
     pub number: u64,
     /// Index in the block.
     pub index: u64,
+}
+
+/// One transaction of a stored block, read from its own row (`block_txs`): everything the RPC
+/// transaction and receipt objects need, without decoding the rest of the block.
+#[derive(Debug, Clone)]
+pub struct StoredTx {
+    /// The block's hash.
+    pub block_hash: B256,
+    /// The block's number.
+    pub block_number: u64,
+    /// The block's timestamp.
+    pub block_timestamp: u64,
+    /// Index in the block.
+    pub index: u64,
+    /// The transaction.
+    pub tx: TxEnvelope,
+    /// Its sender.
+    pub sender: Address,
+    /// Its receipt.
+    pub receipt: ReceiptEnvelope,
+    /// Gas it used (its receipt's cumulative gas less the previous one's).
+    pub gas_used: u64,
+    /// Block-wide index of its first log.
+    pub first_log_index: u64,
 }
 
 /// A log with its position in the chain.
@@ -82,6 +107,9 @@ pub trait BlockQuery {
     fn receipts_by_hash(&self, hash: &B256) -> Result<Option<Vec<ReceiptEnvelope>>, StorageError>;
     /// Where a transaction is.
     fn tx_location(&self, hash: &B256) -> Result<Option<TxLocation>, StorageError>;
+    /// Transaction `index` of block `block_hash`, read from its own row: two indexed lookups,
+    /// whatever the block's size.
+    fn tx_at(&self, block_hash: &B256, index: u64) -> Result<Option<StoredTx>, StorageError>;
     /// Logs matching a filter, in chain order.
     fn logs(&self, q: &LogFilterQuery, limit: usize) -> Result<Vec<StoredLog>, StorageError>;
 }
@@ -136,6 +164,35 @@ impl BlockQuery for Connection {
             .query_row([hash.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         Ok(row.map(|(n, i)| TxLocation { number: n as u64, index: i as u64 }))
+    }
+
+    fn tx_at(&self, block_hash: &B256, index: u64) -> Result<Option<StoredTx>, StorageError> {
+        type Row = (Vec<u8>, Vec<u8>, Vec<u8>, i64, i64);
+        let row: Option<Row> = self
+            .prepare_cached(
+                "SELECT sender, tx, receipt, gas_used, first_log FROM block_txs WHERE block_hash = ?1 AND idx = ?2",
+            )?
+            .query_row(params![block_hash.as_slice(), index as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()?;
+        let Some((sender, tx, receipt, gas_used, first_log)) = row else { return Ok(None) };
+        let Some((header, _)) = self.header_by_hash(block_hash)? else { return Ok(None) };
+        let corrupt = |what: &str, e: alloy_eips::eip2718::Eip2718Error| {
+            StorageError::Corrupt(format!("{what} {index} of block {block_hash}: {e}"))
+        };
+        Ok(Some(StoredTx {
+            block_hash: *block_hash,
+            block_number: header.number,
+            block_timestamp: header.timestamp,
+            index,
+            tx: TxEnvelope::decode_2718(&mut tx.as_slice()).map_err(|e| corrupt("transaction", e))?,
+            sender: blob_address(&sender)?,
+            receipt: ReceiptEnvelope::decode_2718(&mut receipt.as_slice())
+                .map_err(|e| corrupt("receipt", e))?,
+            gas_used: gas_used as u64,
+            first_log_index: first_log as u64,
+        }))
     }
 
     fn logs(&self, q: &LogFilterQuery, limit: usize) -> Result<Vec<StoredLog>, StorageError> {

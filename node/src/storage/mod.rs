@@ -22,7 +22,7 @@ mod schema;
 pub mod trie;
 mod writer;
 
-pub use blocks::{canonical_range, BlockQuery, LogFilterQuery, StoredLog, TxLocation};
+pub use blocks::{canonical_range, BlockQuery, LogFilterQuery, StoredLog, StoredTx, TxLocation};
 pub use cache::{CachedState, StateCache, DEFAULT_CACHE_ENTRIES};
 pub use explorer::{ExplorerQuery, TxPlace};
 pub use history::{undo_block, undo_to, undo_to_on, HistoricalState};

@@ -6,7 +6,7 @@ use super::StorageError;
 
 /// Version of the schema below; a data directory of another version is refused, except
 /// version 1 (before the stored state trie), which is migrated on open.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -21,6 +21,19 @@ CREATE TABLE IF NOT EXISTS blocks (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS blocks_number ON blocks(number);
 CREATE TABLE IF NOT EXISTS canonical (number INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+-- One row per transaction of every stored block: its EIP-2718 bytes, sender and receipt with what
+-- the RPC receipt needs from the transactions before it, so that a lookup by hash or index reads
+-- one row whatever the block's size (the `block` and `receipts` columns hold the whole block).
+CREATE TABLE IF NOT EXISTS block_txs (
+    block_hash BLOB NOT NULL,
+    idx INTEGER NOT NULL,
+    sender BLOB NOT NULL,
+    tx BLOB NOT NULL,
+    receipt BLOB NOT NULL,
+    gas_used INTEGER NOT NULL,
+    first_log INTEGER NOT NULL,
+    PRIMARY KEY (block_hash, idx)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tx_index (hash BLOB PRIMARY KEY, number INTEGER NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS logs (
     number INTEGER NOT NULL,
@@ -84,7 +97,11 @@ pub fn init(conn: &Connection) -> Result<(), StorageError> {
             conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION])?;
         }
         Some(v) if v == SCHEMA_VERSION => {}
-        Some(1) => migrate_from_1(conn)?,
+        Some(1) => {
+            migrate_from_1(conn)?;
+            migrate_from_2(conn)?;
+        }
+        Some(2) => migrate_from_2(conn)?,
         Some(v) => {
             return Err(StorageError::Invalid(format!(
                 "database schema version {v} is not supported by this node (expects {SCHEMA_VERSION})"
@@ -101,15 +118,38 @@ fn migrate_from_1(conn: &Connection) -> Result<(), StorageError> {
     tracing::info!("migrating the database to schema version 2: building the stored state trie");
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let done = super::trie::rebuild(conn).and_then(|_| {
-        conn.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [SCHEMA_VERSION])?;
+        conn.execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'", [])?;
         Ok(())
     });
+    finish_migration(conn, done, 2, "build the stored state trie")
+}
+
+/// Version 2 had no per-transaction rows (`block_txs`): they are written from every stored block
+/// and its receipts, in one transaction.
+fn migrate_from_2(conn: &Connection) -> Result<(), StorageError> {
+    tracing::info!("migrating the database to schema version 3: indexing transactions and receipts by block");
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let done = super::writer::index_stored_blocks(conn).and_then(|blocks| {
+        tracing::info!(blocks, "transactions indexed");
+        conn.execute("UPDATE meta SET value = 3 WHERE key = 'schema_version'", [])?;
+        Ok(())
+    });
+    finish_migration(conn, done, 3, "index the stored transactions")
+}
+
+/// Commits a migration's transaction, or rolls it back and says what could not be done.
+fn finish_migration(
+    conn: &Connection,
+    done: Result<(), StorageError>,
+    version: i64,
+    what: &str,
+) -> Result<(), StorageError> {
     match done {
         Ok(()) => conn.execute_batch("COMMIT")?,
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(StorageError::Invalid(format!(
-                "could not build the stored state trie while migrating the database to schema version 2 ({e}); \
+                "could not {what} while migrating the database to schema version {version} ({e}); \
                  the database is unchanged: fix the cause and start again, or re-sync into a new --datadir"
             )));
         }

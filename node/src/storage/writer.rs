@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use alloy_consensus::{Header, ReceiptEnvelope};
+use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, B256, U256};
 use alloy_rlp::{Decodable, Encodable};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -398,6 +399,7 @@ fn write_block_rows(
     for (i, t) in block.block.body.transactions.iter().enumerate() {
         txi.execute(params![t.tx_hash().as_slice(), number, i as i64])?;
     }
+    write_tx_rows(tx, block, receipts)?;
     let mut logs = tx.prepare_cached(
         "INSERT OR REPLACE INTO logs (number, log_index, address, topic0, topic1, topic2, topic3) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
@@ -418,6 +420,64 @@ fn write_block_rows(
         }
     }
     super::explorer::write(tx, block, receipts)
+}
+
+/// One `block_txs` row per transaction of `block`: its bytes, sender, receipt, gas used and the
+/// block-wide index of its first log.
+fn write_tx_rows(
+    tx: &Connection,
+    block: &SealedBlock,
+    receipts: &[ReceiptEnvelope],
+) -> Result<(), StorageError> {
+    if receipts.len() != block.block.body.transactions.len() || block.senders.len() != receipts.len() {
+        return Err(StorageError::Invalid(format!(
+            "block {} has {} transactions, {} senders and {} receipts",
+            block.hash,
+            block.block.body.transactions.len(),
+            block.senders.len(),
+            receipts.len()
+        )));
+    }
+    let mut row = tx.prepare_cached(
+        "INSERT OR REPLACE INTO block_txs (block_hash, idx, sender, tx, receipt, gas_used, first_log) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let (mut cumulative, mut first_log) = (0u64, 0i64);
+    for (i, ((t, sender), r)) in
+        block.block.body.transactions.iter().zip(&block.senders).zip(receipts).enumerate()
+    {
+        let gas_used = r.cumulative_gas_used().saturating_sub(cumulative);
+        cumulative = r.cumulative_gas_used();
+        row.execute(params![
+            block.hash.as_slice(),
+            i as i64,
+            sender.as_slice(),
+            t.encoded_2718(),
+            r.encoded_2718(),
+            gas_used as i64,
+            first_log,
+        ])?;
+        first_log += r.logs().len() as i64;
+    }
+    Ok(())
+}
+
+/// Writes the `block_txs` rows of every stored block (schema migration to version 3); returns
+/// the number of blocks indexed.
+pub(crate) fn index_stored_blocks(conn: &Connection) -> Result<u64, StorageError> {
+    let hashes: Vec<Vec<u8>> =
+        conn.prepare("SELECT hash FROM blocks")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    for hash in &hashes {
+        let hash = blob_b256(hash)?;
+        let (Some((block, _)), Some(receipts)) = (
+            super::BlockQuery::block_by_hash(conn, &hash)?,
+            super::BlockQuery::receipts_by_hash(conn, &hash)?,
+        ) else {
+            continue;
+        };
+        write_tx_rows(conn, &block, &receipts)?;
+    }
+    Ok(hashes.len() as u64)
 }
 
 fn write_state(

@@ -81,12 +81,18 @@ pub fn tx_by_index(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
         BlockId::Number(p.req(0)?)
     };
     let index: alloy_primitives::U64 = p.req(1)?;
-    let index = index.to::<u64>() as usize;
-    Ok(match load(ctx, id)? {
-        Some((block, _)) if index < block.block.body.transactions.len() => {
-            json!(convert::transaction(&block, index))
+    let block = match ctx.resolve(Some(id)) {
+        Ok(b) => b,
+        Err(e) if e.code == -32001 => return Ok(Value::Null),
+        Err(e) => return Err(e),
+    };
+    // One row, whatever the block's size.
+    Ok(match ctx.chain.reads().with(|c| c.tx_at(&block.hash, index.to::<u64>()))? {
+        Some(t) => {
+            let place = convert::BlockPlace::of_stored(&t);
+            json!(convert::included_transaction(t.tx, t.sender, &place, t.index))
         }
-        _ => Value::Null,
+        None => Value::Null,
     })
 }
 

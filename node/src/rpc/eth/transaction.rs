@@ -8,7 +8,7 @@ use super::super::error::{RpcError, RpcResult};
 use super::super::params::Params;
 use super::super::RpcContext;
 use crate::primitives::RecoveredTx;
-use crate::storage::BlockQuery;
+use crate::storage::{BlockQuery, StoredTx};
 use crate::txpool::{validate_tx, PoolError, TxValidationError};
 
 /// Adds a recovered transaction to the pool, mapping refusals to RPC errors.
@@ -39,19 +39,14 @@ pub fn send_raw(ctx: &RpcContext, p: Params) -> RpcResult {
     Ok(json!(submit(ctx, tx)?))
 }
 
-/// A transaction's block and receipts, if it is included.
-fn included(
-    ctx: &RpcContext,
-    hash: &B256,
-) -> RpcResult<Option<(crate::primitives::SealedBlock, Vec<alloy_consensus::ReceiptEnvelope>, usize)>> {
+/// A canonical transaction by hash, read from its own row: O(1) in its block's size.
+fn included(ctx: &RpcContext, hash: &B256) -> RpcResult<Option<StoredTx>> {
     ctx.chain
         .reads()
         .with(|c| {
             let Some(loc) = c.tx_location(hash)? else { return Ok(None) };
             let Some(block_hash) = c.canonical_hash(loc.number)? else { return Ok(None) };
-            let Some((block, _)) = c.block_by_hash(&block_hash)? else { return Ok(None) };
-            let receipts = c.receipts_by_hash(&block_hash)?.unwrap_or_default();
-            Ok(Some((block, receipts, loc.index as usize)))
+            c.tx_at(&block_hash, loc.index)
         })
         .map_err(Into::into)
 }
@@ -60,8 +55,9 @@ fn included(
 pub fn by_hash(ctx: &RpcContext, p: Params) -> RpcResult {
     p.at_most(1)?;
     let hash: B256 = p.req(0)?;
-    if let Some((block, _, index)) = included(ctx, &hash)? {
-        return Ok(json!(convert::transaction(&block, index)));
+    if let Some(t) = included(ctx, &hash)? {
+        let place = convert::BlockPlace::of_stored(&t);
+        return Ok(json!(convert::included_transaction(t.tx, t.sender, &place, t.index)));
     }
     match ctx.chain.pool().get(&hash) {
         Some(tx) => Ok(json!(convert::pending_transaction(&tx))),
@@ -73,10 +69,13 @@ pub fn by_hash(ctx: &RpcContext, p: Params) -> RpcResult {
 pub fn receipt(ctx: &RpcContext, p: Params) -> RpcResult {
     p.at_most(1)?;
     let hash: B256 = p.req(0)?;
-    match included(ctx, &hash)? {
-        Some((block, receipts, index)) if index < receipts.len() => {
-            Ok(json!(convert::receipt(&block, &receipts, index)))
+    Ok(match included(ctx, &hash)? {
+        Some(t) => {
+            json!(convert::receipt_from_parts(
+                &convert::ReceiptParts::of_stored(&t),
+                &convert::BlockPlace::of_stored(&t)
+            ))
         }
-        _ => Ok(Value::Null),
-    }
+        None => Value::Null,
+    })
 }
