@@ -2,18 +2,18 @@
 //! network (issue 5), with inclusion latency and follower lag; and the time a fresh follower
 //! takes to sync a long chain. See BENCHMARKS.md, "3-signer network".
 
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy_primitives::U256;
 use clap::Parser;
-use p2pe_tests::harness::{free_port, npm_tool, workspace_root, Rpc};
+use p2pe_tests::harness::{npm_tool, workspace_root, Rpc};
 use p2pe_tests::loadgen::{self, keys, percentile, txs::Fees, Config, LoadArgs, Report, Verify, Workload};
 use p2pe_tests::net::{block_id, seed_chain, time_follower_sync, wait_for, Testnet};
+use p2pe_tests::single::SingleChain;
 use serde::Serialize;
 use serde_json::json;
 
@@ -101,27 +101,15 @@ struct RunResult {
 enum Chain {
     /// A network; the directory is removed when dropped (after the processes).
     Net { net: Box<Testnet>, _dir: tempfile::TempDir },
-    /// One process and its JSON-RPC URL.
-    Single { child: Child, url: String, _dir: Option<tempfile::TempDir> },
+    /// One process.
+    Single(SingleChain),
 }
 
 impl Chain {
     fn url(&self) -> String {
         match self {
             Chain::Net { net, .. } => net.url(0),
-            Chain::Single { url, .. } => url.clone(),
-        }
-    }
-}
-
-impl Drop for Chain {
-    fn drop(&mut self) {
-        if let Chain::Single { child, .. } = self {
-            // The process leads its own group (see `start_chain`): npm's `anvil` is a Node.js
-            // launcher whose child is the real anvil, which killing the launcher alone left running.
-            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
-            let _ = child.kill();
-            let _ = child.wait();
+            Chain::Single(c) => c.url.clone(),
         }
     }
 }
@@ -143,42 +131,12 @@ fn start_chain(cli: &Cli, target: &str, node_bin: &Path) -> Chain {
             });
             Chain::Net { net: Box::new(net), _dir: dir }
         }
-        "dev" | "anvil" => {
-            let port = free_port();
-            let url = format!("http://127.0.0.1:{port}");
-            let (mut cmd, dir) = if target == "dev" {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let mut cmd = Command::new(node_bin);
-                cmd.args(["dev", "--period", "1", "--gas-limit", "3000000000"])
-                    .args(["--http-addr", &format!("127.0.0.1:{port}")])
-                    .arg("--datadir")
-                    .arg(dir.path())
-                    .env("P2PE_LOG", "warn");
-                (cmd, Some(dir))
-            } else {
-                let anvil = cli.anvil.clone().unwrap_or_else(|| npm_tool("anvil"));
-                let mut cmd = Command::new(anvil);
-                cmd.args(["--base-fee", "0", "--gas-price", "0", "--block-time", "1"]).args([
-                    "--gas-limit",
-                    "3000000000",
-                    "--port",
-                    &port.to_string(),
-                    "--silent",
-                ]);
-                (cmd, None)
-            };
-            // Its own process group, so that dropping the chain ends every process it started.
-            let child = cmd
-                .process_group(0)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start the chain");
-            let rpc = Rpc::new(&url);
-            wait_for("the chain's JSON-RPC", Duration::from_secs(60), || {
-                rpc.try_call("eth_blockNumber", json!([])).is_ok()
-            });
-            Chain::Single { child, url, _dir: dir }
+        "dev" => Chain::Single(SingleChain::dev(node_bin, &["--period", "1", "--gas-limit", "3000000000"])),
+        "anvil" => {
+            let anvil = cli.anvil.clone().unwrap_or_else(|| npm_tool("anvil"));
+            let args =
+                ["--base-fee", "0", "--gas-price", "0", "--block-time", "1", "--gas-limit", "3000000000"];
+            Chain::Single(SingleChain::anvil(&anvil, &args))
         }
         other => panic!("unknown target {other:?} (net, dev or anvil)"),
     }
