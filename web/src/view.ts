@@ -3,12 +3,11 @@
 import { type TemplateResult, html, nothing } from 'lit-html';
 import { repeat } from 'lit-html/directives/repeat.js';
 import { type Address, getAddress, isAddress } from 'viem';
-import type { App, Position, SlotView } from './app';
+import { type App, type Position, type SlotView, positionLock, reclaimRefusal } from './app';
 import { describeTx, isFinal, txLink } from './tracker';
 import { closesSoon, gateOpen, safeDefaultSlot } from './slotchoice';
-import { markField, must, parsePositive } from './input';
-
-const parsePositiveCredits = (text: string, what = 'amount'): bigint => must(parsePositive(text, 18, what));
+import { markField } from './input';
+import { formatHorizon, revertSentence } from './errors';
 import { barChart, compactNumber, increaseSinceFirst, lineChart } from './charts';
 import {
   costOf,
@@ -19,14 +18,20 @@ import {
   formatPrice,
   parseDecimal,
   parseEnergyWh,
+  parsePositiveCredits,
   parsePrice,
+  priceDecimals,
   shortAddress,
 } from './format';
 import {
   type Premiums,
+  type ReadingsFlag,
   type Schedule,
   type Side,
   NO_PREMIUMS,
+  lastSlotWithinHorizon,
+  readingsFlag,
+  withinHorizon,
   bookSides,
   computeClearing,
   gateClosureTime,
@@ -255,11 +260,39 @@ function lockedTotal(app: App): bigint {
   let sum = 0n;
   for (const v of app.state.slots) {
     const p = v.position;
-    if (!p || p.settled) continue;
-    if (p.bidWh) sum += lockFor('bid', p.bidWh, p.bidPricePerKWh, v.retailPerKWh, p.premiums);
-    if (p.askWh) sum += lockFor('ask', p.askWh, p.askPricePerKWh, v.retailPerKWh, p.premiums);
+    if (p && !p.settled) sum += positionLock(v, p);
   }
   return sum;
+}
+
+/** A slot's readings flag in words (see market.ts, ReadingsFlag), or undefined when the readings are
+ *  complete. `when` says whose view it is: before settling ("settling now") or in a bill. */
+function readingsText(flag: ReadingsFlag, end: bigint, bill: boolean): string | undefined {
+  const counts = bill ? 'This bill counts' : 'Settling now counts';
+  switch (flag.kind) {
+    case 'no-meter':
+      return `Missing readings: no meter is bound to this account. ${counts} 0 Wh used and 0 Wh delivered in this slot.`;
+    case 'missing':
+      return `Missing readings: your meter has no reading inside this slot (it ended at ${formatClock(end)}${
+        flag.latestTimestamp ? `; its last reading is from ${formatClock(flag.latestTimestamp)}` : '; it has never reported'
+      }). ${counts} 0 Wh used and 0 Wh delivered here; the slot's energy is billed in the slot of the meter's next reading.`;
+    case 'late':
+      return `Late readings: your meter's last reading (${flag.latestTimestamp ? formatClock(flag.latestTimestamp) : 'none'}) is before the slot's end at ${formatClock(end)}. ${counts} only the energy up to that reading; the rest goes to the slot of the next reading.`;
+    default:
+      return undefined;
+  }
+}
+
+/** The flag shown before Settle for a slot past delivery with the account's unsettled position. */
+function slotReadingsFlag(app: App, v: SlotView): TemplateResult | typeof nothing {
+  if (!v.readings) return nothing;
+  const sched = app.schedule()!;
+  const end = slotEnd(sched, v.slot);
+  const flag = readingsFlag(v.readings.meter, v.readings.hasReading, app.state.me?.latestReading?.timestamp, end);
+  const text = readingsText(flag, end, false);
+  return text
+    ? html`<div class="flag warn-text small" data-testid="readings-flag" data-kind=${flag.kind}>⚠ ${text}</div>`
+    : html`<div class="small muted" data-testid="readings-flag" data-kind="ok">Readings complete (a reading at or after the slot's end).</div>`;
 }
 
 function accountCard(app: App): TemplateResult {
@@ -443,7 +476,7 @@ function slotsCard(app: App): TemplateResult {
                     : v.status === 'open'
                       ? html`<span class="muted">not cleared yet</span>`
                       : html`<span class="muted">no orders</span>`}</td>
-                <td class="small c-yours">${positionText(app, pos)}</td>
+                <td class="small c-yours">${positionText(app, pos)} ${slotReadingsFlag(app, v)}</td>
                 <td class="actions">
                   ${phase === 'open'
                     ? html`<button class="small" @click=${() => {
@@ -537,10 +570,35 @@ function bookCard(app: App): TemplateResult {
   </section>`;
 }
 
+/** The order horizon (seconds) that applies to `slot`: the one fixed when the slot was opened, else the
+ *  market's current one; undefined while unknown (not read yet). */
+function horizonOf(app: App, slot: bigint): bigint | undefined {
+  return app.state.slots.find((v) => v.slot === slot)?.orderHorizon ?? app.state.orderHorizon;
+}
+
+/** Whether `slot` may take orders under its horizon at `now` (true while the horizon is unknown). */
+function inHorizon(app: App, slot: bigint, now: bigint): boolean {
+  const h = horizonOf(app, slot);
+  return h === undefined || withinHorizon(app.schedule()!, slot, now, h);
+}
+
+/** The slots the form offers: open gate and within the order horizon (slots beyond it are not offered;
+ *  a chosen slot stays listed, marked, so that the form never switches slots by itself). The default is
+ *  the safe slot (slotchoice.ts) or, if that lies beyond the horizon, the last slot within it. */
 function orderSlotOptions(app: App, now: bigint): { slots: bigint[]; chosen?: bigint } {
   const sched = app.schedule()!;
-  if (draft.slot === undefined && app.state.head) draft.slot = String(safeDefaultSlot(sched, now));
-  const open = app.state.slots.filter((v) => phaseOf(sched, v.slot, now) === 'open').map((v) => v.slot);
+  if (draft.slot === undefined && app.state.head) {
+    let slot = safeDefaultSlot(sched, now);
+    const h = app.state.orderHorizon;
+    if (h !== undefined && !withinHorizon(sched, slot, now, h)) {
+      const last = lastSlotWithinHorizon(sched, now, h);
+      if (gateOpen(sched, last, now)) slot = last;
+    }
+    draft.slot = String(slot);
+  }
+  const open = app.state.slots
+    .filter((v) => phaseOf(sched, v.slot, now) === 'open' && inHorizon(app, v.slot, now))
+    .map((v) => v.slot);
   const chosen = draft.slot !== undefined ? BigInt(draft.slot) : undefined;
   const slots = [...new Set([...open, ...(chosen !== undefined ? [chosen] : [])])].sort((x, y) => (x < y ? -1 : 1));
   return { slots, chosen };
@@ -600,10 +658,16 @@ function orderForm(app: App): TemplateResult {
       ? `At most ${formatEnergy(capacity)} per slot: your registered ${draft.side === 'bid' ? 'import' : 'export'} power times the slot length.`
       : undefined);
   const priceError = retail ? errorOf(() => parsePrice(draft.price, c.priceTick, feedIn, retail)) : undefined;
-  const slotClosed = chosen !== undefined && !gateOpen(sched, chosen, now);
-  const slotError = slotClosed
-    ? `The gate of slot #${chosen} closed at ${formatClock(gateClosureTime(sched, chosen!))}. Choose another slot; the page does not switch slots by itself.`
-    : undefined;
+  const beyond = chosen !== undefined && !inHorizon(app, chosen, now);
+  const slotClosed = (chosen !== undefined && !gateOpen(sched, chosen, now)) || beyond;
+  const slotError = beyond
+    ? `${revertSentence({ name: 'BeyondHorizon', args: [chosen, slotStart(sched, chosen!), horizonOf(app, chosen!)] }, app.errorContext())} Choose an earlier slot; the page does not switch slots by itself.`
+    : slotClosed
+      ? `The gate of slot #${chosen} closed at ${formatClock(gateClosureTime(sched, chosen!))}. Choose another slot; the page does not switch slots by itself.`
+      : undefined;
+  const horizon = s.orderHorizon;
+  const lastIn = horizon !== undefined ? lastSlotWithinHorizon(sched, now, horizon) : undefined;
+  const farther = lastIn !== undefined && s.slots.some((x) => x.slot > lastIn && phaseOf(sched, x.slot, now) === 'open');
   const valid = !energyError && !priceError && !slotClosed && chosen !== undefined && !!retail;
   const summary = valid
     ? orderSummary(app, parseEnergyWh(draft.energy), parsePrice(draft.price, c.priceTick, feedIn, retail), retail, feedIn, premiums)
@@ -656,15 +720,22 @@ function orderForm(app: App): TemplateResult {
           ${repeat(
             slots,
             (o) => String(o),
-            (o) => html`<option value=${String(o)} ?selected=${String(o) === draft.slot} ?disabled=${!gateOpen(sched, o, now)}>
-              #${o} · ${formatClock(slotStart(sched, o))} · ${gateOpen(sched, o, now)
-                ? `closes in ${formatDuration(Number(gateClosureTime(sched, o) - now))}${closesSoon(sched, o, now) ? ' (closes soon)' : ''}`
-                : 'gate closed'}
+            (o) => html`<option value=${String(o)} ?selected=${String(o) === draft.slot} ?disabled=${!gateOpen(sched, o, now) || !inHorizon(app, o, now)}>
+              #${o} · ${formatClock(slotStart(sched, o))} · ${!inHorizon(app, o, now)
+                ? 'beyond the order horizon'
+                : gateOpen(sched, o, now)
+                  ? `closes in ${formatDuration(Number(gateClosureTime(sched, o) - now))}${closesSoon(sched, o, now) ? ' (closes soon)' : ''}`
+                  : 'gate closed'}
             </option>`,
           )}
         </select>
       </label>
       ${fieldError('order-slot-error', slotError)}
+      ${horizon !== undefined
+        ? html`<span class="hint small" data-testid="order-horizon">Orders are taken only for slots starting within
+            ${formatHorizon(horizon)} of now (the operator's order horizon, so that nobody books far-future slots ahead
+            of their prices)${farther ? html`: slots after #${lastIn} are not offered yet` : ''}.</span>`
+        : nothing}
       <div class="row two">
         <label>Energy (Wh)
           <input name="energy" data-testid="order-energy" inputmode="numeric" required .value=${draft.energy}
@@ -708,11 +779,13 @@ function ownOrdersCard(app: App): TemplateResult {
       rows.push(html`<tr data-testid="own-order" data-slot=${String(v.slot)} data-side=${side}>
         <td class="mono" data-label="Slot">#${v.slot}</td>
         <td class="nowrap" data-label="Order">${side === 'bid' ? 'Buy' : 'Sell'} ${formatEnergy(wh)} ${side === 'bid' ? '≤' : '≥'} ${formatPrice(price, c.priceTick, false)}</td>
-        <td class="num" data-label="Locked">${formatCredits(lockFor(side, wh, price, v.retailPerKWh, p.premiums), { unit: false })}</td>
+        <td class="num credits" data-label="Locked">${formatCredits(lockFor(side, wh, price, v.retailPerKWh, p.premiums), { unit: false })}</td>
         <td class="small" data-label="Status" data-testid="own-order-status">${phase === 'open'
           ? `open · closes in ${formatDuration(Number(gateClosureTime(sched, v.slot) - now))}`
           : v.status === 'cleared'
-            ? `cleared · ${side === 'bid' ? 'bought' : 'sold'} ${formatEnergy(fill ?? 0n)}`
+            ? v.preview && v.preview.boughtWh === 0n && v.preview.soldWh === 0n
+              ? `cleared · unmatched: its lock comes back at settlement (Reclaim)`
+              : `cleared · ${side === 'bid' ? 'bought' : 'sold'} ${formatEnergy(fill ?? 0n)}`
             : 'gate closed · awaiting clearing'}</td>
         <td data-label="">${phase === 'open'
           ? html`<button class="small" data-testid="cancel" ?disabled=${!!app.cannotSend()} @click=${() => app.cancelOrder(v.slot, side)}>Cancel</button>`
@@ -720,8 +793,17 @@ function ownOrdersCard(app: App): TemplateResult {
       </tr>`);
     }
   }
+  const plan = app.reclaimPlan();
+  const ready = plan.ready.reduce((a, r) => a + r.locked, 0n);
   return html`<section class="card" data-testid="own-orders">
     <h2>Your open orders</h2>
+    <div class="row wrap reclaim">
+      <button class="small" data-testid="reclaim" ?disabled=${!!app.cannotSend()} @click=${() => app.reclaim()}>Reclaim unmatched</button>
+      <span class="hint small" data-testid="reclaim-hint">${plan.ready.length
+        ? html`<b>${formatCredits(ready)}</b> locked in ${plan.ready.length} unmatched order${plan.ready.length > 1 ? 's' : ''} can be reclaimed now
+            (one settlement transaction per slot).`
+        : reclaimRefusal(plan)}</span>
+    </div>
     ${rows.length === 0
       ? html`<p class="muted">No open orders.</p>`
       : html`<div class="table-wrap"><table class="cards">
@@ -793,7 +875,7 @@ function historyView(app: App): TemplateResult {
           timeAxis: true,
           xPad: Number(c.slotLength) * 3,
           formatX: clock,
-          formatY: (y) => y.toFixed(2),
+          formatY: (y) => y.toFixed(Math.max(2, priceDecimals(c.priceTick))),
           yLabel: 'credits/kWh',
           empty: 'No slot has cleared with a trade yet.',
           testId: 'chart-prices',
@@ -865,18 +947,21 @@ function historyView(app: App): TemplateResult {
             </tr></thead>
             <tbody>${[...settlements].reverse().map((r) => {
               const b = r.bill;
+              const flagText = readingsText(r.flag, slotEnd(sched, r.ev.slot), true);
               return html`<tr data-testid="settlement-row" data-slot=${String(r.ev.slot)}>
                 <td class="mono" data-label="Slot">#${r.ev.slot}</td>
                 <td class="num" data-label="Bought / used">${formatEnergy(r.ev.boughtWh)} / ${formatEnergy(r.ev.importWh)}</td>
                 <td class="num" data-label="Sold / delivered">${formatEnergy(r.ev.soldWh)} / ${formatEnergy(r.ev.exportWh)}</td>
                 <td class="num" data-label="From grid">${formatEnergy(b.fromGridWh)}</td>
                 <td class="num" data-label="To grid">${formatEnergy(b.toGridWh)}</td>
-                <td class="num" data-label="Trades">${formatCredits(b.tradeCost - b.tradeRevenue, { unit: false })}</td>
-                <td class="num" data-label="Grid">${formatCredits(b.gridCharge - b.gridPayout, { unit: false })}</td>
-                <td class="num" data-label="Bill" data-testid="bill"><b>${formatCredits(b.net, { unit: false })}</b></td>
-                <td class="num" data-label="Grid only" data-testid="grid-only">${formatCredits(b.gridOnly, { unit: false })}</td>
-                <td class="num ${b.savings >= 0n ? 'good-text' : 'bad-text'}" data-label="Saved" data-testid="savings">${formatCredits(b.savings, { unit: false, sign: true })}</td>
-              </tr>${b.consistent ? nothing : html`<tr><td colspan="10" class="warn-text small">The breakdown of slot #${r.ev.slot} does not add up to the amounts the contract reported (credited ${formatCredits(r.ev.credited)}, debited ${formatCredits(r.ev.debited)}).</td></tr>`}`;
+                <td class="num credits" data-label="Trades">${formatCredits(b.tradeCost - b.tradeRevenue, { unit: false })}</td>
+                <td class="num credits" data-label="Grid">${formatCredits(b.gridCharge - b.gridPayout, { unit: false })}</td>
+                <td class="num credits" data-label="Bill" data-testid="bill"><b>${formatCredits(b.net, { unit: false })}</b></td>
+                <td class="num credits" data-label="Grid only" data-testid="grid-only">${formatCredits(b.gridOnly, { unit: false })}</td>
+                <td class="num credits ${b.savings >= 0n ? 'good-text' : 'bad-text'}" data-label="Saved" data-testid="savings">${formatCredits(b.savings, { unit: false, sign: true })}</td>
+              </tr>${flagText
+                ? html`<tr class="bill-flag" data-testid="bill-flag" data-slot=${String(r.ev.slot)} data-kind=${r.flag.kind}><td colspan="10" class="warn-text small">⚠ Slot #${r.ev.slot}: ${flagText}</td></tr>`
+                : nothing}${b.consistent ? nothing : html`<tr><td colspan="10" class="warn-text small">The breakdown of slot #${r.ev.slot} does not add up to the amounts the contract reported (credited ${formatCredits(r.ev.credited)}, debited ${formatCredits(r.ev.debited)}).</td></tr>`}`;
             })}</tbody>
           </table></div>
           <p class="hint small">Amounts in credits; a negative bill is money earned. Prices of each slot are fixed when the operator opens it for orders.</p>`}
