@@ -595,6 +595,8 @@ export class App {
       this.state.readings = [];
       this.state.ownOrderSlots = new Set();
       this.state.lookup = undefined;
+      // The previous account's orders, fills and readings must not show under the new one.
+      this.state.slots = this.state.slots.map((v) => ({ ...v, position: undefined, preview: undefined, readings: undefined }));
       this.lastLogBlock = -1n;
       this.historyAccount = account;
     }

@@ -666,8 +666,9 @@ function orderForm(app: App): TemplateResult {
       ? `The gate of slot #${chosen} closed at ${formatClock(gateClosureTime(sched, chosen!))}. Choose another slot; the page does not switch slots by itself.`
       : undefined;
   const horizon = s.orderHorizon;
-  const lastIn = horizon !== undefined ? lastSlotWithinHorizon(sched, now, horizon) : undefined;
-  const farther = lastIn !== undefined && s.slots.some((x) => x.slot > lastIn && phaseOf(sched, x.slot, now) === 'open');
+  // The first slot with an open gate that its horizon keeps out of the form (each slot keeps the horizon
+  // it was opened with, so this is not simply the last slot within the market's current horizon).
+  const farther = s.slots.find((x) => phaseOf(sched, x.slot, now) === 'open' && !inHorizon(app, x.slot, now))?.slot;
   const valid = !energyError && !priceError && !slotClosed && chosen !== undefined && !!retail;
   const summary = valid
     ? orderSummary(app, parseEnergyWh(draft.energy), parsePrice(draft.price, c.priceTick, feedIn, retail), retail, feedIn, premiums)
@@ -734,7 +735,7 @@ function orderForm(app: App): TemplateResult {
       ${horizon !== undefined
         ? html`<span class="hint small" data-testid="order-horizon">Orders are taken only for slots starting within
             ${formatHorizon(horizon)} of now (the operator's order horizon, so that nobody books far-future slots ahead
-            of their prices)${farther ? html`: slots after #${lastIn} are not offered yet` : ''}.</span>`
+            of their prices)${farther !== undefined ? html`: slot #${farther} and later ones are not offered yet` : ''}.</span>`
         : nothing}
       <div class="row two">
         <label>Energy (Wh)
