@@ -290,9 +290,12 @@ function slotReadingsFlag(app: App, v: SlotView): TemplateResult | typeof nothin
   const end = slotEnd(sched, v.slot);
   const flag = readingsFlag(v.readings.meter, v.readings.hasReading, app.state.me?.latestReading?.timestamp, end);
   const text = readingsText(flag, end, false);
-  return text
-    ? html`<div class="flag warn-text small" data-testid="readings-flag" data-kind=${flag.kind}>⚠ ${text}</div>`
-    : html`<div class="small muted" data-testid="readings-flag" data-kind="ok">Readings complete (a reading at or after the slot's end).</div>`;
+  // A row of its own under the slot's row, so that the sentence is readable next to Settle.
+  return html`<tr class="flag-row" data-testid="readings-flag" data-slot=${String(v.slot)} data-kind=${flag.kind}>
+    <td colspan="8" class=${text ? 'warn-text small' : 'muted small'}>${text
+      ? `⚠ Slot #${v.slot}: ${text}`
+      : `Slot #${v.slot}: readings complete (a reading at or after the slot's end).`}</td>
+  </tr>`;
 }
 
 function accountCard(app: App): TemplateResult {
@@ -476,7 +479,7 @@ function slotsCard(app: App): TemplateResult {
                     : v.status === 'open'
                       ? html`<span class="muted">not cleared yet</span>`
                       : html`<span class="muted">no orders</span>`}</td>
-                <td class="small c-yours">${positionText(app, pos)} ${slotReadingsFlag(app, v)}</td>
+                <td class="small c-yours">${positionText(app, pos)}</td>
                 <td class="actions">
                   ${phase === 'open'
                     ? html`<button class="small" @click=${() => {
@@ -492,7 +495,7 @@ function slotsCard(app: App): TemplateResult {
                     ? html`<button class="small" data-testid="settle" ?disabled=${!!app.cannotSend()} @click=${() => app.settleSlot(v.slot, [me!])}>Settle mine</button>`
                     : nothing}
                 </td>
-              </tr>`;
+              </tr>${slotReadingsFlag(app, v)}`;
             },
           )}
         </tbody>

@@ -168,7 +168,9 @@ ${$h(p)}`),super(t.shortMessage,{cause:t,docsPath:r,metaMessages:[...t.metaMessa
       <div class="col">${W5(e)} ${F5(e)}</div>
       <div class="col orders">${j5(e)} ${U5(e)}</div>
     </div>
-  `}function B5(e){let t=0n;for(const n of e.state.slots){const r=n.position;r&&!r.settled&&(t+=_f(n,r))}return t}function Df(e,t,n){const r=n?"This bill counts":"Settling now counts";switch(e.kind){case"no-meter":return`Missing readings: no meter is bound to this account. ${r} 0 Wh used and 0 Wh delivered in this slot.`;case"missing":return`Missing readings: your meter has no reading inside this slot (it ended at ${ce(t)}${e.latestTimestamp?`; its last reading is from ${ce(e.latestTimestamp)}`:"; it has never reported"}). ${r} 0 Wh used and 0 Wh delivered here; the slot's energy is billed in the slot of the meter's next reading.`;case"late":return`Late readings: your meter's last reading (${e.latestTimestamp?ce(e.latestTimestamp):"none"}) is before the slot's end at ${ce(t)}. ${r} only the energy up to that reading; the rest goes to the slot of the next reading.`;default:return}}function M5(e,t){if(!t.readings)return j;const n=e.schedule(),r=ht(n,t.slot),s=Wa(t.readings.meter,t.readings.hasReading,e.state.me?.latestReading?.timestamp,r),i=Df(s,r,!1);return i?N`<div class="flag warn-text small" data-testid="readings-flag" data-kind=${s.kind}>⚠ ${i}</div>`:N`<div class="small muted" data-testid="readings-flag" data-kind="ok">Readings complete (a reading at or after the slot's end).</div>`}function R5(e){const t=e.state;if(!t.wallet.account)return N`<section class="card intro" data-testid="account-card">
+  `}function B5(e){let t=0n;for(const n of e.state.slots){const r=n.position;r&&!r.settled&&(t+=_f(n,r))}return t}function Df(e,t,n){const r=n?"This bill counts":"Settling now counts";switch(e.kind){case"no-meter":return`Missing readings: no meter is bound to this account. ${r} 0 Wh used and 0 Wh delivered in this slot.`;case"missing":return`Missing readings: your meter has no reading inside this slot (it ended at ${ce(t)}${e.latestTimestamp?`; its last reading is from ${ce(e.latestTimestamp)}`:"; it has never reported"}). ${r} 0 Wh used and 0 Wh delivered here; the slot's energy is billed in the slot of the meter's next reading.`;case"late":return`Late readings: your meter's last reading (${e.latestTimestamp?ce(e.latestTimestamp):"none"}) is before the slot's end at ${ce(t)}. ${r} only the energy up to that reading; the rest goes to the slot of the next reading.`;default:return}}function M5(e,t){if(!t.readings)return j;const n=e.schedule(),r=ht(n,t.slot),s=Wa(t.readings.meter,t.readings.hasReading,e.state.me?.latestReading?.timestamp,r),i=Df(s,r,!1);return N`<tr class="flag-row" data-testid="readings-flag" data-slot=${String(t.slot)} data-kind=${s.kind}>
+    <td colspan="8" class=${i?"warn-text small":"muted small"}>${i?`⚠ Slot #${t.slot}: ${i}`:`Slot #${t.slot}: readings complete (a reading at or after the slot's end).`}</td>
+  </tr>`}function R5(e){const t=e.state;if(!t.wallet.account)return N`<section class="card intro" data-testid="account-card">
       <h2>Your account</h2>
       <p>Connect your wallet to see your credits and meter and to trade. The market below updates live.</p>
     </section>`;const r=t.me;if(!r)return N`<section class="card" data-testid="account-card"><h2>Your account</h2><p class="muted">Loading…</p></section>`;const s=r.role!=="none";return N`<section class="card" data-testid="account-card">
@@ -246,13 +248,13 @@ ${$h(p)}`),super(t.shortMessage,{cause:t,docsPath:r,metaMessages:[...t.metaMessa
                 <td class="num c-bids">${u.bid?K(u.bid):"—"}</td>
                 <td class="num c-asks">${u.ask?K(u.ask):"—"}</td>
                 <td class="c-result" data-testid="slot-result">${o.status==="cleared"?o.clearedWh>0n?N`<b>${V(o.clearingPerKWh,n.priceTick)}</b><br /><span class="small">${K(o.clearedWh)} traded</span>`:N`<span class="muted">cleared, no match</span>`:c==="open"?N`<span class="muted">—</span>`:o.status==="open"?N`<span class="muted">not cleared yet</span>`:N`<span class="muted">no orders</span>`}</td>
-                <td class="small c-yours">${L5(e,l)} ${M5(e,o)}</td>
+                <td class="small c-yours">${L5(e,l)}</td>
                 <td class="actions">
                   ${c==="open"?N`<button class="small" @click=${()=>{t.selectedSlot=o.slot,G.slot=String(o.slot),e.changed()}}>Book</button>`:j}
                   ${o.status==="open"&&c!=="open"?N`<button class="small" data-testid="clear" ?disabled=${!!e.cannotSend()} @click=${()=>e.clearSlot(o.slot)}>Clear</button>`:j}
                   ${f?N`<button class="small" data-testid="settle" ?disabled=${!!e.cannotSend()} @click=${()=>e.settleSlot(o.slot,[a])}>Settle mine</button>`:j}
                 </td>
-              </tr>`})}
+              </tr>${M5(e,o)}`})}
         </tbody>
       </table>
     </div>

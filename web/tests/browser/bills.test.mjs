@@ -169,7 +169,7 @@ describe('bills, reclaim, horizon and precision in Chromium (issue 18, items 5 a
     for (const slot of [T, U]) await sendFrom(3, contracts.market, marketAbi, 'clear', [slot]);
     // Before Settle: the row of T says, in words, what settling now would rest on.
     await waitFor(async () => (await slotRow(T).locator('[data-testid=settle]').count()) === 1, 'settlement of T to open', 60_000);
-    const flag = slotRow(T).locator('[data-testid=readings-flag]');
+    const flag = page.locator(`[data-testid=readings-flag][data-slot="${T}"]`);
     assert.equal(await flag.getAttribute('data-kind'), 'missing');
     assert.match(
       await flag.innerText(),
@@ -194,7 +194,7 @@ describe('bills, reclaim, horizon and precision in Chromium (issue 18, items 5 a
     await wallet.switchAccount(1); // the wallet's second account: dev account 0 (prosumer)
     await waitText('[data-testid=account]', new RegExp(short(devAccount(0).address).replace('…', '.')));
     await page.click('[data-testid=tab-trade]');
-    const flag = slotRow(T).locator('[data-testid=readings-flag]');
+    const flag = page.locator(`[data-testid=readings-flag][data-slot="${T}"]`);
     const seen = new Set();
     await waitFor(async () => {
       const kind = (await flag.count()) === 1 ? await flag.getAttribute('data-kind') : undefined;

@@ -224,7 +224,7 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     await waitText('[data-testid=order-summary]', /0\.100000 credits will be deposited from your\s+wallet first/);
 
     await page.click('[data-testid=place-order]');
-    await notice(/Ask 400 Wh at 0\.100 credits\/kWh in slot \d+: placed\. 0\.10 credits locked/, 45_000);
+    await notice(/Ask 400 Wh at 0\.100 credits\/kWh in slot \d+: placed\. 0\.100000 credits locked/, 45_000);
     await idle();
     const typed = wallet.requests.filter((r) => r.method === 'eth_signTypedData_v4');
     assert.equal(typed.length, 1);
