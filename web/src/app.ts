@@ -665,68 +665,7 @@ export class App {
     const own = [...this.state.ownOrderSlots].filter((slot) => slot + 64n > current).sort((a, b) => (a > b ? -1 : 1));
     for (const slot of own.slice(0, 20)) wanted.add(slot);
     const slots = [...wanted].sort((a, b) => (a < b ? -1 : 1));
-    const views = await Promise.all(
-      slots.map(async (slot): Promise<SlotView> => {
-        const [info, pos] = await Promise.all([
-          client.readContract({ ...market, functionName: 'slotInfo', args: [slot] }),
-          account ? client.readContract({ ...market, functionName: 'positionOf', args: [slot, account] }) : undefined,
-        ]);
-        const status = (['empty', 'open', 'cleared'] as const)[info.status] ?? 'empty';
-        let levels: Level[] = [];
-        if (status !== 'empty' && info.activeLevels !== 0n) {
-          const ls = activeLevels(info.activeLevels);
-          const vols = await Promise.all(
-            ls.map((l) => client.readContract({ ...market, functionName: 'levelVolumes', args: [slot, l] })),
-          );
-          levels = ls.map((l, i) => ({
-            level: l,
-            pricePerKWh: levelPrice(info.feedInPerKWh, c.priceTick, l),
-            bidWh: vols[i][0],
-            askWh: vols[i][1],
-          }));
-        }
-        const position: Position | undefined = pos && {
-          bidWh: BigInt(pos.bidWh),
-          bidPricePerKWh: pos.bidPricePerKWh,
-          askWh: BigInt(pos.askWh),
-          askPricePerKWh: pos.askPricePerKWh,
-          settled: pos.settled,
-          premiums: { shortPremiumPerKWh: pos.shortPremiumPerKWh, longPenaltyPerKWh: pos.longPenaltyPerKWh },
-        };
-        let preview: SlotView['preview'];
-        const pending = !!position && !position.settled && (position.bidWh > 0n || position.askWh > 0n);
-        if (account && status === 'cleared' && pending) {
-          const [b, sold] = await client.readContract({ ...market, functionName: 'previewFills', args: [slot, account] });
-          preview = { boughtWh: b, soldWh: sold };
-        }
-        let readings: SlotView['readings'];
-        const past = ['grace', 'settlement'].includes(phaseOf(s, slot, now));
-        if (account && pending && past) {
-          const e = meter
-            ? await client.readContract({ address: c.readings, abi: meterReadingsAbi, functionName: 'energyInSlot', args: [meter, slot], blockNumber })
-            : undefined;
-          readings = { meter: !!meter, hasReading: !!e?.hasReading };
-        }
-        return {
-          slot,
-          phase: phaseOf(s, slot, now),
-          status,
-          retailPerKWh: info.retailPerKWh,
-          feedInPerKWh: info.feedInPerKWh,
-          clearingPerKWh: info.clearingPricePerKWh,
-          clearedWh: info.clearedWh,
-          levels,
-          premiums:
-            status === 'open'
-              ? { shortPremiumPerKWh: info.shortPremiumPerKWh, longPenaltyPerKWh: info.longPenaltyPerKWh }
-              : NO_PREMIUMS,
-          orderHorizon: status === 'open' ? BigInt(info.orderHorizon) : 0n,
-          position,
-          preview,
-          readings,
-        };
-      }),
-    );
+    const views = await Promise.all(slots.map((slot) => this.readSlot(slot, account, meter, blockNumber, now)));
     const [me, prices, imbalance, horizon] = await Promise.all([meP, dp, ip, hp]);
     if (account !== this.state.wallet.account) return;
     this.state.me = me;
@@ -758,6 +697,78 @@ export class App {
     }
     if (this.state.selectedSlot === undefined || this.state.selectedSlot < first) this.state.selectedSlot = first;
     this.changed();
+  }
+
+  /** Reads one slot's view at `blockNumber`: its auction state and book, and the account's position,
+   *  fills and (past delivery, with an unsettled position) whether its meter has a reading inside it. */
+  private async readSlot(
+    slot: bigint,
+    account: Address | undefined,
+    meter: Address | null,
+    blockNumber: bigint,
+    now: bigint,
+  ): Promise<SlotView> {
+    const { client, config: c } = this.conn!;
+    const market = { address: c.market, abi: energyMarketAbi, blockNumber } as const;
+    const s = this.schedule()!;
+    const [info, pos] = await Promise.all([
+      client.readContract({ ...market, functionName: 'slotInfo', args: [slot] }),
+      account ? client.readContract({ ...market, functionName: 'positionOf', args: [slot, account] }) : undefined,
+    ]);
+    const status = (['empty', 'open', 'cleared'] as const)[info.status] ?? 'empty';
+    let levels: Level[] = [];
+    if (status !== 'empty' && info.activeLevels !== 0n) {
+      const ls = activeLevels(info.activeLevels);
+      const vols = await Promise.all(
+        ls.map((l) => client.readContract({ ...market, functionName: 'levelVolumes', args: [slot, l] })),
+      );
+      levels = ls.map((l, i) => ({
+        level: l,
+        pricePerKWh: levelPrice(info.feedInPerKWh, c.priceTick, l),
+        bidWh: vols[i][0],
+        askWh: vols[i][1],
+      }));
+    }
+    const position: Position | undefined = pos && {
+      bidWh: BigInt(pos.bidWh),
+      bidPricePerKWh: pos.bidPricePerKWh,
+      askWh: BigInt(pos.askWh),
+      askPricePerKWh: pos.askPricePerKWh,
+      settled: pos.settled,
+      premiums: { shortPremiumPerKWh: pos.shortPremiumPerKWh, longPenaltyPerKWh: pos.longPenaltyPerKWh },
+    };
+    let preview: SlotView['preview'];
+    const pending = !!position && !position.settled && (position.bidWh > 0n || position.askWh > 0n);
+    if (account && status === 'cleared' && pending) {
+      const [b, sold] = await client.readContract({ ...market, functionName: 'previewFills', args: [slot, account] });
+      preview = { boughtWh: b, soldWh: sold };
+    }
+    let readings: SlotView['readings'];
+    const past = ['grace', 'settlement'].includes(phaseOf(s, slot, now));
+    if (account && pending && past) {
+      const e = meter
+        ? await client.readContract({ address: c.readings, abi: meterReadingsAbi, functionName: 'energyInSlot', args: [meter, slot], blockNumber })
+        : undefined;
+      readings = { meter: !!meter, hasReading: !!e?.hasReading };
+    }
+    return {
+      slot,
+      phase: phaseOf(s, slot, now),
+      status,
+      retailPerKWh: info.retailPerKWh,
+      feedInPerKWh: info.feedInPerKWh,
+      clearingPerKWh: info.clearingPricePerKWh,
+      clearedWh: info.clearedWh,
+      levels,
+      premiums:
+        status === 'open'
+          ? { shortPremiumPerKWh: info.shortPremiumPerKWh, longPenaltyPerKWh: info.longPenaltyPerKWh }
+          : NO_PREMIUMS,
+      orderHorizon: status === 'open' ? BigInt(info.orderHorizon) : 0n,
+      position,
+      preview,
+      readings,
+    };
   }
 
   /** The meter bound to `account` at `blockNumber` (null: none). */

@@ -3,7 +3,7 @@
 import { type TemplateResult, html, nothing } from 'lit-html';
 import { repeat } from 'lit-html/directives/repeat.js';
 import { type Address, getAddress, isAddress } from 'viem';
-import { type App, type Position, type SlotView, positionLock, reclaimRefusal } from './app';
+import { type App, type Position, type SettlementRecord, type SlotView, positionLock, reclaimRefusal } from './app';
 import { describeTx, isFinal, txLink } from './tracker';
 import { closesSoon, gateOpen, safeDefaultSlot } from './slotchoice';
 import { markField } from './input';
@@ -292,9 +292,9 @@ function slotReadingsFlag(app: App, v: SlotView): TemplateResult | typeof nothin
   const text = readingsText(flag, end, false);
   // A row of its own under the slot's row, so that the sentence is readable next to Settle.
   return html`<tr class="flag-row" data-testid="readings-flag" data-slot=${String(v.slot)} data-kind=${flag.kind}>
-    <td colspan="8" class=${text ? 'warn-text small' : 'muted small'}>${text
+    <td colspan="8" class=${text ? 'warn-text small' : 'muted small'}><div class="flag-text">${text
       ? `⚠ Slot #${v.slot}: ${text}`
-      : `Slot #${v.slot}: readings complete (a reading at or after the slot's end).`}</td>
+      : `Slot #${v.slot}: readings complete (a reading at or after the slot's end).`}</div></td>
   </tr>`;
 }
 
@@ -638,6 +638,45 @@ function orderSummary(
       : nothing}`;
 }
 
+/** The order form's slot field: the offered slots (see {@link orderSlotOptions}), the field's problem,
+ *  and the order horizon in words with the first slot it keeps out. */
+function slotField(app: App, slots: bigint[], now: bigint, slotError: string | undefined): TemplateResult {
+  const s = app.state;
+  const sched = app.schedule()!;
+  const slotClosed = slotError !== undefined;
+  const horizon = s.orderHorizon;
+  // The first slot with an open gate that its horizon keeps out of the form (each slot keeps the horizon
+  // it was opened with, so this is not simply the last slot within the market's current horizon).
+  const farther = s.slots.find((x) => phaseOf(sched, x.slot, now) === 'open' && !inHorizon(app, x.slot, now))?.slot;
+  return html`<label>Slot
+      <select name="slot" data-testid="order-slot" .value=${draft.slot ?? ''} aria-invalid=${slotClosed ? 'true' : 'false'}
+        aria-describedby=${slotClosed ? 'order-slot-error' : nothing}
+        @change=${(e: Event) => {
+          draft.slot = (e.target as HTMLSelectElement).value;
+          s.selectedSlot = BigInt(draft.slot);
+          app.changed();
+        }}>
+        ${repeat(
+          slots,
+          (o) => String(o),
+          (o) => html`<option value=${String(o)} ?selected=${String(o) === draft.slot} ?disabled=${!gateOpen(sched, o, now) || !inHorizon(app, o, now)}>
+            #${o} · ${formatClock(slotStart(sched, o))} · ${!inHorizon(app, o, now)
+              ? 'beyond the order horizon'
+              : gateOpen(sched, o, now)
+                ? `closes in ${formatDuration(Number(gateClosureTime(sched, o) - now))}${closesSoon(sched, o, now) ? ' (closes soon)' : ''}`
+                : 'gate closed'}
+          </option>`,
+        )}
+      </select>
+    </label>
+    ${fieldError('order-slot-error', slotError)}
+    ${horizon !== undefined
+      ? html`<span class="hint small" data-testid="order-horizon">Orders are taken only for slots starting within
+          ${formatHorizon(horizon)} of now (the operator's order horizon, so that nobody books far-future slots ahead
+          of their prices)${farther !== undefined ? html`: slot #${farther} and later ones are not offered yet` : ''}.</span>`
+      : nothing}`;
+}
+
 function orderForm(app: App): TemplateResult {
   const s = app.state;
   const c = s.config!;
@@ -668,10 +707,6 @@ function orderForm(app: App): TemplateResult {
     : slotClosed
       ? `The gate of slot #${chosen} closed at ${formatClock(gateClosureTime(sched, chosen!))}. Choose another slot; the page does not switch slots by itself.`
       : undefined;
-  const horizon = s.orderHorizon;
-  // The first slot with an open gate that its horizon keeps out of the form (each slot keeps the horizon
-  // it was opened with, so this is not simply the last slot within the market's current horizon).
-  const farther = s.slots.find((x) => phaseOf(sched, x.slot, now) === 'open' && !inHorizon(app, x.slot, now))?.slot;
   const valid = !energyError && !priceError && !slotClosed && chosen !== undefined && !!retail;
   const summary = valid
     ? orderSummary(app, parseEnergyWh(draft.energy), parsePrice(draft.price, c.priceTick, feedIn, retail), retail, feedIn, premiums)
@@ -713,33 +748,7 @@ function orderForm(app: App): TemplateResult {
         </label>
       </div>
       ${consumer ? html`<p class="hint small">Consumers buy only; selling needs a prosumer registration.</p>` : nothing}
-      <label>Slot
-        <select name="slot" data-testid="order-slot" .value=${draft.slot ?? ''} aria-invalid=${slotClosed ? 'true' : 'false'}
-          aria-describedby=${slotClosed ? 'order-slot-error' : nothing}
-          @change=${(e: Event) => {
-            draft.slot = (e.target as HTMLSelectElement).value;
-            s.selectedSlot = BigInt(draft.slot);
-            app.changed();
-          }}>
-          ${repeat(
-            slots,
-            (o) => String(o),
-            (o) => html`<option value=${String(o)} ?selected=${String(o) === draft.slot} ?disabled=${!gateOpen(sched, o, now) || !inHorizon(app, o, now)}>
-              #${o} · ${formatClock(slotStart(sched, o))} · ${!inHorizon(app, o, now)
-                ? 'beyond the order horizon'
-                : gateOpen(sched, o, now)
-                  ? `closes in ${formatDuration(Number(gateClosureTime(sched, o) - now))}${closesSoon(sched, o, now) ? ' (closes soon)' : ''}`
-                  : 'gate closed'}
-            </option>`,
-          )}
-        </select>
-      </label>
-      ${fieldError('order-slot-error', slotError)}
-      ${horizon !== undefined
-        ? html`<span class="hint small" data-testid="order-horizon">Orders are taken only for slots starting within
-            ${formatHorizon(horizon)} of now (the operator's order horizon, so that nobody books far-future slots ahead
-            of their prices)${farther !== undefined ? html`: slot #${farther} and later ones are not offered yet` : ''}.</span>`
-        : nothing}
+      ${slotField(app, slots, now, slotError)}
       <div class="row two">
         <label>Energy (Wh)
           <input name="energy" data-testid="order-energy" inputmode="numeric" required .value=${draft.energy}
@@ -819,6 +828,87 @@ function ownOrdersCard(app: App): TemplateResult {
 
 // ------------------------------------------------------------------ history view
 
+/** Per settled slot: traded vs metered energy, the bill and its grid-only comparison, and the
+ *  readings flag of each bill (what it rests on). */
+function settlementsCard(app: App, settlements: SettlementRecord[]): TemplateResult {
+  const sched = app.schedule()!;
+  return html`<section class="card" data-testid="settlements">
+      <h2>Settlement per slot</h2>
+      <p class="hint small">
+        Traded energy is compared with what your meter measured. Using more than you bought (or delivering less than you
+        sold) is bought from the grid at retail; the opposite is sold to the grid at the feed-in tariff. The bill is what
+        you paid in the slot, after sales; escrow coming back is not counted as income.
+      </p>
+      ${settlements.length === 0
+        ? html`<p class="muted">No settlement yet.</p>`
+        : html`<div class="table-wrap"><table class="settlements cards">
+            <thead><tr>
+              <th>Slot</th><th class="num">Bought / used</th><th class="num">Sold / delivered</th>
+              <th class="num">From grid</th><th class="num">To grid</th><th class="num">Trades</th><th class="num">Grid</th>
+              <th class="num">Bill</th><th class="num">Grid only</th><th class="num">Saved</th>
+            </tr></thead>
+            <tbody>${[...settlements].reverse().map((r) => {
+              const b = r.bill;
+              const flagText = readingsText(r.flag, slotEnd(sched, r.ev.slot), true);
+              return html`<tr data-testid="settlement-row" data-slot=${String(r.ev.slot)}>
+                <td class="mono" data-label="Slot">#${r.ev.slot}</td>
+                <td class="num" data-label="Bought / used">${formatEnergy(r.ev.boughtWh)} / ${formatEnergy(r.ev.importWh)}</td>
+                <td class="num" data-label="Sold / delivered">${formatEnergy(r.ev.soldWh)} / ${formatEnergy(r.ev.exportWh)}</td>
+                <td class="num" data-label="From grid">${formatEnergy(b.fromGridWh)}</td>
+                <td class="num" data-label="To grid">${formatEnergy(b.toGridWh)}</td>
+                <td class="num credits" data-label="Trades">${formatCredits(b.tradeCost - b.tradeRevenue, { unit: false })}</td>
+                <td class="num credits" data-label="Grid">${formatCredits(b.gridCharge - b.gridPayout, { unit: false })}</td>
+                <td class="num credits" data-label="Bill" data-testid="bill"><b>${formatCredits(b.net, { unit: false })}</b></td>
+                <td class="num credits" data-label="Grid only" data-testid="grid-only">${formatCredits(b.gridOnly, { unit: false })}</td>
+                <td class="num credits ${b.savings >= 0n ? 'good-text' : 'bad-text'}" data-label="Saved" data-testid="savings">${formatCredits(b.savings, { unit: false, sign: true })}</td>
+              </tr>${flagText
+                ? html`<tr class="bill-flag" data-testid="bill-flag" data-slot=${String(r.ev.slot)} data-kind=${r.flag.kind}><td colspan="10" class="warn-text small">⚠ Slot #${r.ev.slot}: ${flagText}</td></tr>`
+                : nothing}${b.consistent ? nothing : html`<tr><td colspan="10" class="warn-text small">The breakdown of slot #${r.ev.slot} does not add up to the amounts the contract reported (credited ${formatCredits(r.ev.credited)}, debited ${formatCredits(r.ev.debited)}).</td></tr>`}`;
+            })}</tbody>
+          </table></div>
+          <p class="hint small">Amounts in credits; a negative bill is money earned. Prices of each slot are fixed when the operator opens it for orders.</p>`}
+    </section>`;
+}
+
+/** The totals of the account's settled slots, and how many bills rest on missing or late readings. */
+function billsSummary(app: App, settlements: SettlementRecord[]): TemplateResult {
+  const s = app.state;
+  const total = settlements.reduce(
+    (a, r) => ({
+      net: a.net + r.bill.net,
+      gridOnly: a.gridOnly + r.bill.gridOnly,
+      savings: a.savings + r.bill.savings,
+      bought: a.bought + r.ev.boughtWh,
+      sold: a.sold + r.ev.soldWh,
+    }),
+    { net: 0n, gridOnly: 0n, savings: 0n, bought: 0n, sold: 0n },
+  );
+  const flagged = settlements.filter((r) => r.flag.kind !== 'ok').length;
+  return html`<section class="card" data-testid="history-summary">
+      <h2>Your bills</h2>
+      ${!s.wallet.account
+        ? html`<p class="muted">Connect your wallet to see your settlements.</p>`
+        : html`<div class="stats">
+            <div class="stat"><span class="label">Settled slots</span><span class="value">${settlements.length}</span>
+              <span class="hint">since block ${s.historyFrom ?? 0}</span></div>
+            <div class="stat"><span class="label">Traded</span><span class="value small-value">bought ${formatEnergy(total.bought)} · sold ${formatEnergy(total.sold)}</span></div>
+            <div class="stat"><span class="label">${total.net >= 0n ? 'You paid (net)' : 'You earned (net)'}</span>
+              <span class="value" data-testid="total-net">${formatCredits(total.net < 0n ? -total.net : total.net)}</span>
+              <span class="hint">trades and grid, after sales</span></div>
+            <div class="stat"><span class="label">Grid only would ${total.gridOnly >= 0n ? 'cost' : 'pay you'}</span><span class="value">${formatCredits(total.gridOnly < 0n ? -total.gridOnly : total.gridOnly)}</span>
+              <span class="hint">same meter readings, retail and feed-in</span></div>
+            ${flagged
+              ? html`<div class="stat bad" data-testid="flagged-bills"><span class="label">Bills on missing or late readings</span>
+                  <span class="value">${flagged} of ${settlements.length}</span>
+                  <span class="hint">flagged per slot below: their energy was not fully metered in the slot</span></div>`
+              : nothing}
+            <div class="stat ${total.savings >= 0n ? 'good' : 'bad'}" data-testid="total-savings"><span class="label">${total.savings >= 0n ? 'You saved' : 'Extra cost'}</span>
+              <span class="value">${formatCredits(total.savings < 0n ? -total.savings : total.savings)}</span>
+              <span class="hint">against a grid-only bill</span></div>
+          </div>`}
+    </section>`;
+}
+
 function historyView(app: App): TemplateResult {
   const s = app.state;
   const c = s.config!;
@@ -840,36 +930,9 @@ function historyView(app: App): TemplateResult {
           { name: 'Grid feed-in (current default)', className: 's-feedin', y: credits(feedIn) },
         ]
       : [];
-  const total = settlements.reduce(
-    (a, r) => ({
-      net: a.net + r.bill.net,
-      gridOnly: a.gridOnly + r.bill.gridOnly,
-      savings: a.savings + r.bill.savings,
-      bought: a.bought + r.ev.boughtWh,
-      sold: a.sold + r.ev.soldWh,
-    }),
-    { net: 0n, gridOnly: 0n, savings: 0n, bought: 0n, sold: 0n },
-  );
   const recentSettlements = settlements.slice(-24);
   return html`
-    <section class="card" data-testid="history-summary">
-      <h2>Your bills</h2>
-      ${!s.wallet.account
-        ? html`<p class="muted">Connect your wallet to see your settlements.</p>`
-        : html`<div class="stats">
-            <div class="stat"><span class="label">Settled slots</span><span class="value">${settlements.length}</span>
-              <span class="hint">since block ${s.historyFrom ?? 0}</span></div>
-            <div class="stat"><span class="label">Traded</span><span class="value small-value">bought ${formatEnergy(total.bought)} · sold ${formatEnergy(total.sold)}</span></div>
-            <div class="stat"><span class="label">${total.net >= 0n ? 'You paid (net)' : 'You earned (net)'}</span>
-              <span class="value" data-testid="total-net">${formatCredits(total.net < 0n ? -total.net : total.net)}</span>
-              <span class="hint">trades and grid, after sales</span></div>
-            <div class="stat"><span class="label">Grid only would ${total.gridOnly >= 0n ? 'cost' : 'pay you'}</span><span class="value">${formatCredits(total.gridOnly < 0n ? -total.gridOnly : total.gridOnly)}</span>
-              <span class="hint">same meter readings, retail and feed-in</span></div>
-            <div class="stat ${total.savings >= 0n ? 'good' : 'bad'}" data-testid="total-savings"><span class="label">${total.savings >= 0n ? 'You saved' : 'Extra cost'}</span>
-              <span class="value">${formatCredits(total.savings < 0n ? -total.savings : total.savings)}</span>
-              <span class="hint">against a grid-only bill</span></div>
-          </div>`}
-    </section>
+    ${billsSummary(app, settlements)}
     <div class="grid">
       <div class="col">
         ${lineChart({
@@ -934,42 +997,7 @@ function historyView(app: App): TemplateResult {
         })}
       </div>
     </div>
-    <section class="card" data-testid="settlements">
-      <h2>Settlement per slot</h2>
-      <p class="hint small">
-        Traded energy is compared with what your meter measured. Using more than you bought (or delivering less than you
-        sold) is bought from the grid at retail; the opposite is sold to the grid at the feed-in tariff. The bill is what
-        you paid in the slot, after sales; escrow coming back is not counted as income.
-      </p>
-      ${settlements.length === 0
-        ? html`<p class="muted">No settlement yet.</p>`
-        : html`<div class="table-wrap"><table class="settlements cards">
-            <thead><tr>
-              <th>Slot</th><th class="num">Bought / used</th><th class="num">Sold / delivered</th>
-              <th class="num">From grid</th><th class="num">To grid</th><th class="num">Trades</th><th class="num">Grid</th>
-              <th class="num">Bill</th><th class="num">Grid only</th><th class="num">Saved</th>
-            </tr></thead>
-            <tbody>${[...settlements].reverse().map((r) => {
-              const b = r.bill;
-              const flagText = readingsText(r.flag, slotEnd(sched, r.ev.slot), true);
-              return html`<tr data-testid="settlement-row" data-slot=${String(r.ev.slot)}>
-                <td class="mono" data-label="Slot">#${r.ev.slot}</td>
-                <td class="num" data-label="Bought / used">${formatEnergy(r.ev.boughtWh)} / ${formatEnergy(r.ev.importWh)}</td>
-                <td class="num" data-label="Sold / delivered">${formatEnergy(r.ev.soldWh)} / ${formatEnergy(r.ev.exportWh)}</td>
-                <td class="num" data-label="From grid">${formatEnergy(b.fromGridWh)}</td>
-                <td class="num" data-label="To grid">${formatEnergy(b.toGridWh)}</td>
-                <td class="num credits" data-label="Trades">${formatCredits(b.tradeCost - b.tradeRevenue, { unit: false })}</td>
-                <td class="num credits" data-label="Grid">${formatCredits(b.gridCharge - b.gridPayout, { unit: false })}</td>
-                <td class="num credits" data-label="Bill" data-testid="bill"><b>${formatCredits(b.net, { unit: false })}</b></td>
-                <td class="num credits" data-label="Grid only" data-testid="grid-only">${formatCredits(b.gridOnly, { unit: false })}</td>
-                <td class="num credits ${b.savings >= 0n ? 'good-text' : 'bad-text'}" data-label="Saved" data-testid="savings">${formatCredits(b.savings, { unit: false, sign: true })}</td>
-              </tr>${flagText
-                ? html`<tr class="bill-flag" data-testid="bill-flag" data-slot=${String(r.ev.slot)} data-kind=${r.flag.kind}><td colspan="10" class="warn-text small">⚠ Slot #${r.ev.slot}: ${flagText}</td></tr>`
-                : nothing}${b.consistent ? nothing : html`<tr><td colspan="10" class="warn-text small">The breakdown of slot #${r.ev.slot} does not add up to the amounts the contract reported (credited ${formatCredits(r.ev.credited)}, debited ${formatCredits(r.ev.debited)}).</td></tr>`}`;
-            })}</tbody>
-          </table></div>
-          <p class="hint small">Amounts in credits; a negative bill is money earned. Prices of each slot are fixed when the operator opens it for orders.</p>`}
-    </section>
+    ${settlementsCard(app, settlements)}
   `;
 }
 
