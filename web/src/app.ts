@@ -29,6 +29,7 @@ import {
   type Level,
   type Phase,
   type Premiums,
+  type ReadingsFlag,
   type Schedule,
   type SettlementEvent,
   type Side,
@@ -40,7 +41,11 @@ import {
   lockFor,
   NO_PREMIUMS,
   phaseOf,
+  readingsFlag,
   slotAt,
+  slotEnd,
+  slotStart,
+  withinHorizon,
 } from './market';
 import {
   type Eip1193Provider,
@@ -86,9 +91,15 @@ export interface SlotView {
   /** The imbalance premiums orders in this slot lock: fixed when the keeper opened it (an open slot),
    *  else the registry's current ones (which a slot opened now would get). */
   premiums: Premiums;
+  /** The order horizon (seconds) orders in this slot must meet: fixed when the keeper opened it (an
+   *  open slot), else the market's current one (which a slot opened now would get). */
+  orderHorizon: bigint;
   position?: Position;
   /** Fills the position would get if settled now (cleared slots, unsettled position). */
   preview?: { boughtWh: bigint; soldWh: bigint };
+  /** Whether the account's meter has a reading inside this slot (slots past delivery with an
+   *  unsettled position of the account; `MeterReadings.energyInSlot`). */
+  readings?: { meter: boolean; hasReading: boolean };
 }
 
 export interface Me {
@@ -120,6 +131,8 @@ export interface SettlementRecord {
   feedInPerKWh: bigint;
   clearingPerKWh: bigint;
   bill: Bill;
+  /** What the bill rests on: the meter's readings as they stood in the settlement's block. */
+  flag: ReadingsFlag;
 }
 
 export interface ReadingRecord {
@@ -178,6 +191,8 @@ export interface State {
   defaultPrices?: { retailPerKWh: bigint; feedInPerKWh: bigint };
   /** The registry's imbalance premiums (what the keeper's next slots get). */
   imbalance?: Premiums;
+  /** The market's order horizon in seconds (what the keeper's next slots get). */
+  orderHorizon?: bigint;
   busy?: string;
   notices: Notice[];
   lookup?: { address: Address; role: Role; meter: Address | null; walletCredits: bigint; free: bigint; debt: bigint; isOperator: boolean };
@@ -580,6 +595,8 @@ export class App {
       this.state.readings = [];
       this.state.ownOrderSlots = new Set();
       this.state.lookup = undefined;
+      // The previous account's orders, fills and readings must not show under the new one.
+      this.state.slots = this.state.slots.map((v) => ({ ...v, position: undefined, preview: undefined, readings: undefined }));
       this.lastLogBlock = -1n;
       this.historyAccount = account;
     }
@@ -628,6 +645,9 @@ export class App {
     dp.catch(() => {});
     const ip = client.readContract({ address: c.registry, abi: registryAbi, functionName: 'imbalancePrices', blockNumber });
     ip.catch(() => {});
+    const hp = client.readContract({ ...market, functionName: 'orderHorizon' });
+    hp.catch(() => {});
+    const meter = account ? await this.meterOf(account, blockNumber) : null;
 
     const s = this.schedule()!;
     const now = this.now();
@@ -645,64 +665,18 @@ export class App {
     const own = [...this.state.ownOrderSlots].filter((slot) => slot + 64n > current).sort((a, b) => (a > b ? -1 : 1));
     for (const slot of own.slice(0, 20)) wanted.add(slot);
     const slots = [...wanted].sort((a, b) => (a < b ? -1 : 1));
-    const views = await Promise.all(
-      slots.map(async (slot): Promise<SlotView> => {
-        const [info, pos] = await Promise.all([
-          client.readContract({ ...market, functionName: 'slotInfo', args: [slot] }),
-          account ? client.readContract({ ...market, functionName: 'positionOf', args: [slot, account] }) : undefined,
-        ]);
-        const status = (['empty', 'open', 'cleared'] as const)[info.status] ?? 'empty';
-        let levels: Level[] = [];
-        if (status !== 'empty' && info.activeLevels !== 0n) {
-          const ls = activeLevels(info.activeLevels);
-          const vols = await Promise.all(
-            ls.map((l) => client.readContract({ ...market, functionName: 'levelVolumes', args: [slot, l] })),
-          );
-          levels = ls.map((l, i) => ({
-            level: l,
-            pricePerKWh: levelPrice(info.feedInPerKWh, c.priceTick, l),
-            bidWh: vols[i][0],
-            askWh: vols[i][1],
-          }));
-        }
-        const position: Position | undefined = pos && {
-          bidWh: BigInt(pos.bidWh),
-          bidPricePerKWh: pos.bidPricePerKWh,
-          askWh: BigInt(pos.askWh),
-          askPricePerKWh: pos.askPricePerKWh,
-          settled: pos.settled,
-          premiums: { shortPremiumPerKWh: pos.shortPremiumPerKWh, longPenaltyPerKWh: pos.longPenaltyPerKWh },
-        };
-        let preview: SlotView['preview'];
-        if (account && status === 'cleared' && position && !position.settled && (position.bidWh || position.askWh)) {
-          const [b, sold] = await client.readContract({ ...market, functionName: 'previewFills', args: [slot, account] });
-          preview = { boughtWh: b, soldWh: sold };
-        }
-        return {
-          slot,
-          phase: phaseOf(s, slot, now),
-          status,
-          retailPerKWh: info.retailPerKWh,
-          feedInPerKWh: info.feedInPerKWh,
-          clearingPerKWh: info.clearingPricePerKWh,
-          clearedWh: info.clearedWh,
-          levels,
-          premiums:
-            status === 'open'
-              ? { shortPremiumPerKWh: info.shortPremiumPerKWh, longPenaltyPerKWh: info.longPenaltyPerKWh }
-              : NO_PREMIUMS,
-          position,
-          preview,
-        };
-      }),
-    );
-    const [me, prices, imbalance] = await Promise.all([meP, dp, ip]);
+    const views = await Promise.all(slots.map((slot) => this.readSlot(slot, account, meter, blockNumber, now)));
+    const [me, prices, imbalance, horizon] = await Promise.all([meP, dp, ip, hp]);
     if (account !== this.state.wallet.account) return;
     this.state.me = me;
     this.state.defaultPrices = { retailPerKWh: prices[0], feedInPerKWh: prices[1] };
     this.state.imbalance = { shortPremiumPerKWh: imbalance[0], longPenaltyPerKWh: imbalance[1] };
-    // A slot not open yet gets the registry's premiums when the keeper opens it.
-    for (const v of views) if (v.status === 'empty') v.premiums = this.state.imbalance;
+    this.state.orderHorizon = BigInt(horizon);
+    // A slot not open yet gets the registry's premiums and the market's horizon when the keeper opens it.
+    for (const v of views) {
+      if (v.status === 'empty') v.premiums = this.state.imbalance;
+      if (v.status !== 'open') v.orderHorizon = this.state.orderHorizon;
+    }
     this.state.slots = views;
     for (const v of views) {
       // Slots outside the window stay watched only while the account has something pending there.
@@ -723,6 +697,107 @@ export class App {
     }
     if (this.state.selectedSlot === undefined || this.state.selectedSlot < first) this.state.selectedSlot = first;
     this.changed();
+  }
+
+  /** Reads one slot's view at `blockNumber`: its auction state and book, and the account's position,
+   *  fills and (past delivery, with an unsettled position) whether its meter has a reading inside it. */
+  private async readSlot(
+    slot: bigint,
+    account: Address | undefined,
+    meter: Address | null,
+    blockNumber: bigint,
+    now: bigint,
+  ): Promise<SlotView> {
+    const { client, config: c } = this.conn!;
+    const market = { address: c.market, abi: energyMarketAbi, blockNumber } as const;
+    const s = this.schedule()!;
+    const [info, pos] = await Promise.all([
+      client.readContract({ ...market, functionName: 'slotInfo', args: [slot] }),
+      account ? client.readContract({ ...market, functionName: 'positionOf', args: [slot, account] }) : undefined,
+    ]);
+    const status = (['empty', 'open', 'cleared'] as const)[info.status] ?? 'empty';
+    let levels: Level[] = [];
+    if (status !== 'empty' && info.activeLevels !== 0n) {
+      const ls = activeLevels(info.activeLevels);
+      const vols = await Promise.all(
+        ls.map((l) => client.readContract({ ...market, functionName: 'levelVolumes', args: [slot, l] })),
+      );
+      levels = ls.map((l, i) => ({
+        level: l,
+        pricePerKWh: levelPrice(info.feedInPerKWh, c.priceTick, l),
+        bidWh: vols[i][0],
+        askWh: vols[i][1],
+      }));
+    }
+    const position: Position | undefined = pos && {
+      bidWh: BigInt(pos.bidWh),
+      bidPricePerKWh: pos.bidPricePerKWh,
+      askWh: BigInt(pos.askWh),
+      askPricePerKWh: pos.askPricePerKWh,
+      settled: pos.settled,
+      premiums: { shortPremiumPerKWh: pos.shortPremiumPerKWh, longPenaltyPerKWh: pos.longPenaltyPerKWh },
+    };
+    let preview: SlotView['preview'];
+    const pending = !!position && !position.settled && (position.bidWh > 0n || position.askWh > 0n);
+    if (account && status === 'cleared' && pending) {
+      const [b, sold] = await client.readContract({ ...market, functionName: 'previewFills', args: [slot, account] });
+      preview = { boughtWh: b, soldWh: sold };
+    }
+    let readings: SlotView['readings'];
+    const past = ['grace', 'settlement'].includes(phaseOf(s, slot, now));
+    if (account && pending && past) {
+      const e = meter
+        ? await client.readContract({ address: c.readings, abi: meterReadingsAbi, functionName: 'energyInSlot', args: [meter, slot], blockNumber })
+        : undefined;
+      readings = { meter: !!meter, hasReading: !!e?.hasReading };
+    }
+    return {
+      slot,
+      phase: phaseOf(s, slot, now),
+      status,
+      retailPerKWh: info.retailPerKWh,
+      feedInPerKWh: info.feedInPerKWh,
+      clearingPerKWh: info.clearingPricePerKWh,
+      clearedWh: info.clearedWh,
+      levels,
+      premiums:
+        status === 'open'
+          ? { shortPremiumPerKWh: info.shortPremiumPerKWh, longPenaltyPerKWh: info.longPenaltyPerKWh }
+          : NO_PREMIUMS,
+      orderHorizon: status === 'open' ? BigInt(info.orderHorizon) : 0n,
+      position,
+      preview,
+      readings,
+    };
+  }
+
+  /** The meter bound to `account` at `blockNumber` (null: none). */
+  private async meterOf(account: Address, blockNumber?: bigint): Promise<Address | null> {
+    const { client, config: c } = this.conn!;
+    const m = await client.readContract({ address: c.registry, abi: registryAbi, functionName: 'meterOf', args: [account], blockNumber });
+    return m === zeroAddress ? null : getAddress(m);
+  }
+
+  /** What a settlement in `block` rested on: the readings of the account's meter as they stood in that
+   *  block (the state settlement read); the head's state if the node cannot read that block. */
+  private async settledReadings(account: Address, slot: bigint, block: bigint): Promise<ReadingsFlag> {
+    const { client, config: c } = this.conn!;
+    const end = slotEnd(this.schedule()!, slot);
+    const at = async (blockNumber: bigint | undefined): Promise<ReadingsFlag> => {
+      const meter = await this.meterOf(account, blockNumber);
+      if (!meter) return readingsFlag(false, false, undefined, end);
+      const r = { address: c.readings, abi: meterReadingsAbi, blockNumber } as const;
+      const [e, latest] = await Promise.all([
+        client.readContract({ ...r, functionName: 'energyInSlot', args: [meter, slot] }),
+        client.readContract({ ...r, functionName: 'latestReading', args: [meter] }),
+      ]);
+      return readingsFlag(true, e.hasReading, latest[2], end);
+    };
+    try {
+      return await at(block);
+    } catch {
+      return at(undefined);
+    }
   }
 
   private async readMe(account: Address, blockNumber: bigint): Promise<Me> {
@@ -841,9 +916,10 @@ export class App {
       const a = ev.args;
       const { client } = this.conn!;
       const m = { address: c.market, abi: energyMarketAbi } as const;
-      const [info, pos] = await Promise.all([
+      const [info, pos, flag] = await Promise.all([
         client.readContract({ ...m, functionName: 'slotInfo', args: [a.slot] }),
         client.readContract({ ...m, functionName: 'positionOf', args: [a.slot, a.account] }),
+        this.settledReadings(getAddress(a.account), a.slot, BigInt(log.blockNumber)),
       ]);
       const settlement: SettlementEvent = {
         slot: a.slot,
@@ -866,6 +942,7 @@ export class App {
           c.payAsBid,
           { shortPremiumPerKWh: pos.shortPremiumPerKWh, longPenaltyPerKWh: pos.longPenaltyPerKWh },
         ),
+        flag,
       });
     }
   }
@@ -1212,6 +1289,11 @@ export class App {
     if (me?.role === 'none') return refuse('NotParticipant', [account]);
     // Only the operator's keeper opens a slot (and fixes its prices); orders for a slot not open revert.
     if (view?.status === 'empty') return refuse('SlotNotOpen', [slot]);
+    // Orders only for slots within the horizon the slot was opened with (issue 14).
+    const horizon = view?.orderHorizon ?? this.state.orderHorizon;
+    if (horizon !== undefined && !withinHorizon(sched, slot, this.now(), horizon)) {
+      return refuse('BeyondHorizon', [slot, slotStart(sched, slot), horizon]);
+    }
     if (side === 'ask' && me?.role === 'consumer') return refuse('NotProsumer', [account]);
     const capacity = me && (side === 'bid' ? me.capacity.importWh : me.capacity.exportWh);
     if (capacity !== undefined && energyWh > capacity) {
@@ -1275,6 +1357,80 @@ export class App {
       functionName: 'settle',
       args: [slot, who],
     });
+  }
+
+  /** What {@link reclaim} would release now, and why the rest must wait. */
+  reclaimPlan(): ReclaimPlan {
+    const sched = this.schedule();
+    const plan: ReclaimPlan = { ready: [], waiting: [] };
+    if (!sched || !this.state.wallet.account) return plan;
+    const now = this.now();
+    for (const v of this.state.slots) {
+      const p = v.position;
+      if (!p || p.settled || (p.bidWh === 0n && p.askWh === 0n)) continue;
+      const phase = phaseOf(sched, v.slot, now);
+      if (phase === 'open') continue; // still in the book: Cancel gives its credits back
+      const locked = positionLock(v, p);
+      if (v.status !== 'cleared') {
+        plan.waiting.push(`slot ${v.slot} is not cleared yet (Clear it first; ${formatCredits(locked)} locked)`);
+        continue;
+      }
+      const unmatched = v.preview !== undefined && v.preview.boughtWh === 0n && v.preview.soldWh === 0n;
+      if (!unmatched) continue; // matched orders are settled with "Settle mine" (their trade is billed)
+      if (phase !== 'settlement') {
+        const opens = formatClock(slotEnd(sched, v.slot) + sched.gracePeriod);
+        plan.waiting.push(`slot ${v.slot}'s unmatched order (${formatCredits(locked)}) can be reclaimed from ${opens}, when its settlement opens after the grace period for late meter readings`);
+        continue;
+      }
+      plan.ready.push({ slot: v.slot, locked });
+    }
+    return plan;
+  }
+
+  /** Releases the credits locked in the account's unmatched orders: one `settle(slot, [me])` per cleared
+   *  slot whose settlement is open and in which none of the account's orders was filled (the market
+   *  releases an order's lock only at settlement, or by `cancelOrder` before gate closure). The calls go
+   *  one after the other through the transaction tracker, and each is reported. Refused, with the reason,
+   *  when nothing can be reclaimed. */
+  async reclaim(): Promise<boolean> {
+    this.clearErrors();
+    const why = this.cannotSend();
+    if (why) {
+      this.notify('error', why);
+      return false;
+    }
+    const plan = this.reclaimPlan();
+    if (plan.ready.length === 0) {
+      this.notify('error', reclaimRefusal(plan));
+      return false;
+    }
+    const account = this.state.wallet.account!;
+    const c = this.state.config!;
+    this.state.busy = 'Reclaim unmatched orders';
+    this.changed();
+    let released = 0n;
+    const done: bigint[] = [];
+    try {
+      for (const r of plan.ready) {
+        const label = `Reclaim ${formatCredits(r.locked)} from slot ${r.slot} (unmatched)`;
+        const call = { address: c.market, abi: energyMarketAbi, functionName: 'settle', args: [r.slot, [account]] };
+        if (!(await this.send(label, call, { nested: true }))) break;
+        released += r.locked;
+        done.push(r.slot);
+      }
+    } finally {
+      this.state.busy = undefined;
+      this.changed();
+    }
+    const left = plan.ready.length - done.length;
+    if (done.length > 0) {
+      const slots = done.map((x) => `#${x}`).join(', ');
+      this.notify(
+        left ? 'warn' : 'ok',
+        `Reclaimed ${formatCredits(released)} from ${done.length} unmatched order${done.length > 1 ? 's' : ''} (slot${done.length > 1 ? 's' : ''} ${slots}); the slot's metered energy is billed as usual (History).${left ? ` ${left} more could not be reclaimed: see the error above.` : ''}`,
+      );
+    }
+    return left === 0;
   }
 
   // ------------------------------------------------------------------ operator
@@ -1342,6 +1498,27 @@ interface RawLog {
   data: Hex;
   blockNumber: Hex;
   logIndex: Hex;
+}
+
+/** Credits an unsettled position of `v` locks (both sides). */
+export function positionLock(v: SlotView, p: Position): bigint {
+  let sum = 0n;
+  if (p.bidWh) sum += lockFor('bid', p.bidWh, p.bidPricePerKWh, v.retailPerKWh, p.premiums);
+  if (p.askWh) sum += lockFor('ask', p.askWh, p.askPricePerKWh, v.retailPerKWh, p.premiums);
+  return sum;
+}
+
+/** The unmatched orders whose credits can be released now, and sentences for those that must wait. */
+export interface ReclaimPlan {
+  ready: Array<{ slot: bigint; locked: bigint }>;
+  waiting: string[];
+}
+
+/** Why {@link App.reclaim} has nothing to do, in one sentence. */
+export function reclaimRefusal(plan: ReclaimPlan): string {
+  const base =
+    'Nothing to reclaim: no order of yours is unmatched in a cleared slot whose settlement is open (orders still open get their credits back with Cancel; matched orders with Settle mine).';
+  return plan.waiting.length ? `${base} Waiting: ${plan.waiting.join('; ')}.` : base;
 }
 
 export interface SendOpts {

@@ -85,7 +85,7 @@ function who(address: unknown, ctx: ErrorContext): string {
 const side = (s: unknown): string => (Number(s) === 0 ? 'bid' : 'ask');
 
 /** A duration in seconds as hours (and minutes), e.g. `24 h` or `1 h 30 min`. */
-const horizon = (x: unknown): string => {
+export const formatHorizon = (x: unknown): string => {
   const secs = Number(x);
   const h = Math.floor(secs / 3600);
   const m = Math.floor((secs % 3600) / 60);
@@ -106,7 +106,7 @@ export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
     case 'AlreadySettled':
       return `${who(a[1], ctx)} is already settled in slot ${a[0]}.`;
     case 'BeyondHorizon':
-      return `Slot ${a[0]} is too far ahead: orders are taken only for slots starting within ${horizon(a[2])} of now, and this one starts at ${time(a[1])}.`;
+      return `Slot ${a[0]} is too far ahead: orders are taken only for slots starting within ${formatHorizon(a[2])} of now, and this one starts at ${time(a[1])}.`;
     case 'BalanceOverflow':
       return `${who(a[0], ctx)} would hold more credits than the market can count.`;
     case 'ExceedsCapacity':

@@ -7,7 +7,6 @@
 import { InputError, must, parseFixed } from './input';
 
 export const CREDIT_DECIMALS = 18;
-const ONE_CREDIT = 10n ** 18n;
 
 function groupThousands(digits: string): string {
   return digits.replace(/\B(?=(\d{3})+(?!\d))/g, ',');
@@ -31,12 +30,20 @@ export function formatFixed(value: bigint, decimals: number, minFrac: number, ma
   return negative && v !== 0n ? `−${text}` : text;
 }
 
-/** Credits, e.g. "1,000.00 credits", "0.0042 credits". At most 6 decimals (rounded). */
+/** Decimals every credit amount is shown with, on every part of the page (balances, locks, bills,
+ *  notices, error sentences). Why 6: energy is counted in whole Wh and prices lie on the registry's tick
+ *  of 0.001 credits/kWh, so every amount the market moves (a trade, a grid charge, a lock, a refund) is a
+ *  whole multiple of 1 Wh × 0.001 credits/kWh = 0.000001 credits. Six decimals show each of them exactly,
+ *  so a bill is correct to the last shown digit and two figures that differ never look equal; fewer
+ *  decimals would round bills (0.0585 at 3 decimals reads 0.059), more would only add zeros. Amounts
+ *  typed by the user are limited to the same 6 decimals ({@link parseCredits}). */
+export const CREDIT_SHOWN_DECIMALS = 6;
+
+/** The one formatter of credit amounts: always {@link CREDIT_SHOWN_DECIMALS} decimals, thousands
+ *  grouped, e.g. "1,000.000000 credits", "0.058500 credits". An amount finer than the last decimal (only
+ *  possible for tokens moved outside the market) is rounded half away from zero. */
 export function formatCredits(base: bigint, opts: { sign?: boolean; unit?: boolean } = {}): string {
-  const abs = base < 0n ? -base : base;
-  // Small amounts keep more decimals so that they never round to zero silently.
-  const maxFrac = abs !== 0n && abs < ONE_CREDIT / 100n ? 6 : 4;
-  let text = formatFixed(base, CREDIT_DECIMALS, 2, maxFrac);
+  let text = formatFixed(base, CREDIT_DECIMALS, CREDIT_SHOWN_DECIMALS, CREDIT_SHOWN_DECIMALS);
   if (opts.sign && base > 0n) text = `+${text}`;
   return opts.unit === false ? text : `${text} credits`;
 }
@@ -73,7 +80,14 @@ export function formatEnergy(wh: bigint | number, opts: { sign?: boolean } = {})
 /** Parses a decimal credit amount typed by the user ("12.5") into base units (input.ts rules:
  *  required, a point for decimals, a comma refused, never reinterpreted). */
 export function parseCredits(text: string, what = 'amount'): bigint {
-  return must(parseFixed(text, CREDIT_DECIMALS, what));
+  return must(parseFixed(text, CREDIT_SHOWN_DECIMALS, what)) * 10n ** BigInt(CREDIT_DECIMALS - CREDIT_SHOWN_DECIMALS);
+}
+
+/** Like {@link parseCredits}, but refuses zero (a deposit, withdrawal or mint of 0 does nothing). */
+export function parsePositiveCredits(text: string, what = 'amount'): bigint {
+  const v = parseCredits(text, what);
+  if (v === 0n) throw new InputError(`The ${what} must be more than zero.`);
+  return v;
 }
 
 /** Parses a decimal string with at most `decimals` fraction digits. Throws a sentence on bad input. */

@@ -271,3 +271,47 @@ export function billOf(
     consistent: ev.debited === tradeCost + gridCharge && released >= 0n,
   };
 }
+
+/** Whether an order for `slot` is within the order horizon `horizon` (seconds) at `now`: the market
+ *  refuses an order with `BeyondHorizon` when the slot starts more than `horizon` seconds after the
+ *  block's time (Auction._place). */
+export const withinHorizon = (s: Schedule, slot: bigint, now: bigint, horizon: bigint): boolean =>
+  slotStart(s, slot) <= now + horizon;
+
+/** The last slot an order may be placed for at `now` under `horizon` (may lie before `firstOpenSlot`). */
+export function lastSlotWithinHorizon(s: Schedule, now: bigint, horizon: bigint): bigint {
+  const t = now + horizon;
+  return t < s.startTime ? -1n : (t - s.startTime) / s.slotLength;
+}
+
+/** What a slot's bill rests on: the meter readings settlement uses (contracts/src/MeterReadings.sol,
+ *  `energyInSlot`). The energy of slot k is the change of the meter's counters between the last reading
+ *  before k starts and the last reading whose timestamp lies inside k.
+ *  - `no-meter`: the participant has no bound meter, so settlement counts 0 Wh used and delivered.
+ *  - `missing`: the meter has no reading timestamped inside the slot (`hasReading` false): settlement
+ *    counts 0 Wh for the slot, and the energy of the slot is booked into the slot of the meter's next
+ *    reading instead.
+ *  - `late`: the meter has readings inside the slot, but its newest reading is older than the slot's
+ *    end: the readings covering the slot's last part have not arrived, so the energy after that reading
+ *    is not in this slot's bill (it goes to the slot of the next reading).
+ *  - `ok`: a reading at or after the slot's end exists, so the slot's energy is complete. */
+export type ReadingsFlag =
+  | { kind: 'ok' }
+  | { kind: 'no-meter' }
+  | { kind: 'missing'; latestTimestamp?: bigint }
+  | { kind: 'late'; latestTimestamp: bigint };
+
+/** Judges a slot's readings (see {@link ReadingsFlag}); `latestTimestamp` is the meter's newest reading
+ *  (0 or undefined: none) at the time judged (now before Settle; the settlement's block in a bill). */
+export function readingsFlag(
+  meter: boolean,
+  hasReading: boolean,
+  latestTimestamp: bigint | undefined,
+  slotEndTime: bigint,
+): ReadingsFlag {
+  if (!meter) return { kind: 'no-meter' };
+  const latest = latestTimestamp ? latestTimestamp : undefined;
+  if (!hasReading) return { kind: 'missing', latestTimestamp: latest };
+  if (latest === undefined || latest < slotEndTime) return { kind: 'late', latestTimestamp: latest ?? 0n };
+  return { kind: 'ok' };
+}

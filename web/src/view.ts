@@ -3,12 +3,11 @@
 import { type TemplateResult, html, nothing } from 'lit-html';
 import { repeat } from 'lit-html/directives/repeat.js';
 import { type Address, getAddress, isAddress } from 'viem';
-import type { App, Position, SlotView } from './app';
+import { type App, type Position, type SettlementRecord, type SlotView, positionLock, reclaimRefusal } from './app';
 import { describeTx, isFinal, txLink } from './tracker';
 import { closesSoon, gateOpen, safeDefaultSlot } from './slotchoice';
-import { markField, must, parsePositive } from './input';
-
-const parsePositiveCredits = (text: string, what = 'amount'): bigint => must(parsePositive(text, 18, what));
+import { markField } from './input';
+import { formatHorizon, revertSentence } from './errors';
 import { barChart, compactNumber, increaseSinceFirst, lineChart } from './charts';
 import {
   costOf,
@@ -19,14 +18,20 @@ import {
   formatPrice,
   parseDecimal,
   parseEnergyWh,
+  parsePositiveCredits,
   parsePrice,
+  priceDecimals,
   shortAddress,
 } from './format';
 import {
   type Premiums,
+  type ReadingsFlag,
   type Schedule,
   type Side,
   NO_PREMIUMS,
+  lastSlotWithinHorizon,
+  readingsFlag,
+  withinHorizon,
   bookSides,
   computeClearing,
   gateClosureTime,
@@ -255,11 +260,42 @@ function lockedTotal(app: App): bigint {
   let sum = 0n;
   for (const v of app.state.slots) {
     const p = v.position;
-    if (!p || p.settled) continue;
-    if (p.bidWh) sum += lockFor('bid', p.bidWh, p.bidPricePerKWh, v.retailPerKWh, p.premiums);
-    if (p.askWh) sum += lockFor('ask', p.askWh, p.askPricePerKWh, v.retailPerKWh, p.premiums);
+    if (p && !p.settled) sum += positionLock(v, p);
   }
   return sum;
+}
+
+/** A slot's readings flag in words (see market.ts, ReadingsFlag), or undefined when the readings are
+ *  complete. `when` says whose view it is: before settling ("settling now") or in a bill. */
+function readingsText(flag: ReadingsFlag, end: bigint, bill: boolean): string | undefined {
+  const counts = bill ? 'This bill counts' : 'Settling now counts';
+  switch (flag.kind) {
+    case 'no-meter':
+      return `Missing readings: no meter is bound to this account. ${counts} 0 Wh used and 0 Wh delivered in this slot.`;
+    case 'missing':
+      return `Missing readings: your meter has no reading inside this slot (it ended at ${formatClock(end)}${
+        flag.latestTimestamp ? `; its last reading is from ${formatClock(flag.latestTimestamp)}` : '; it has never reported'
+      }). ${counts} 0 Wh used and 0 Wh delivered here; the slot's energy is billed in the slot of the meter's next reading.`;
+    case 'late':
+      return `Late readings: your meter's last reading (${flag.latestTimestamp ? formatClock(flag.latestTimestamp) : 'none'}) is before the slot's end at ${formatClock(end)}. ${counts} only the energy up to that reading; the rest goes to the slot of the next reading.`;
+    default:
+      return undefined;
+  }
+}
+
+/** The flag shown before Settle for a slot past delivery with the account's unsettled position. */
+function slotReadingsFlag(app: App, v: SlotView): TemplateResult | typeof nothing {
+  if (!v.readings) return nothing;
+  const sched = app.schedule()!;
+  const end = slotEnd(sched, v.slot);
+  const flag = readingsFlag(v.readings.meter, v.readings.hasReading, app.state.me?.latestReading?.timestamp, end);
+  const text = readingsText(flag, end, false);
+  // A row of its own under the slot's row, so that the sentence is readable next to Settle.
+  return html`<tr class="flag-row" data-testid="readings-flag" data-slot=${String(v.slot)} data-kind=${flag.kind}>
+    <td colspan="8" class=${text ? 'warn-text small' : 'muted small'}><div class="flag-text">${text
+      ? `⚠ Slot #${v.slot}: ${text}`
+      : `Slot #${v.slot}: readings complete (a reading at or after the slot's end).`}</div></td>
+  </tr>`;
 }
 
 function accountCard(app: App): TemplateResult {
@@ -459,7 +495,7 @@ function slotsCard(app: App): TemplateResult {
                     ? html`<button class="small" data-testid="settle" ?disabled=${!!app.cannotSend()} @click=${() => app.settleSlot(v.slot, [me!])}>Settle mine</button>`
                     : nothing}
                 </td>
-              </tr>`;
+              </tr>${slotReadingsFlag(app, v)}`;
             },
           )}
         </tbody>
@@ -537,10 +573,35 @@ function bookCard(app: App): TemplateResult {
   </section>`;
 }
 
+/** The order horizon (seconds) that applies to `slot`: the one fixed when the slot was opened, else the
+ *  market's current one; undefined while unknown (not read yet). */
+function horizonOf(app: App, slot: bigint): bigint | undefined {
+  return app.state.slots.find((v) => v.slot === slot)?.orderHorizon ?? app.state.orderHorizon;
+}
+
+/** Whether `slot` may take orders under its horizon at `now` (true while the horizon is unknown). */
+function inHorizon(app: App, slot: bigint, now: bigint): boolean {
+  const h = horizonOf(app, slot);
+  return h === undefined || withinHorizon(app.schedule()!, slot, now, h);
+}
+
+/** The slots the form offers: open gate and within the order horizon (slots beyond it are not offered;
+ *  a chosen slot stays listed, marked, so that the form never switches slots by itself). The default is
+ *  the safe slot (slotchoice.ts) or, if that lies beyond the horizon, the last slot within it. */
 function orderSlotOptions(app: App, now: bigint): { slots: bigint[]; chosen?: bigint } {
   const sched = app.schedule()!;
-  if (draft.slot === undefined && app.state.head) draft.slot = String(safeDefaultSlot(sched, now));
-  const open = app.state.slots.filter((v) => phaseOf(sched, v.slot, now) === 'open').map((v) => v.slot);
+  if (draft.slot === undefined && app.state.head) {
+    let slot = safeDefaultSlot(sched, now);
+    const h = app.state.orderHorizon;
+    if (h !== undefined && !withinHorizon(sched, slot, now, h)) {
+      const last = lastSlotWithinHorizon(sched, now, h);
+      if (gateOpen(sched, last, now)) slot = last;
+    }
+    draft.slot = String(slot);
+  }
+  const open = app.state.slots
+    .filter((v) => phaseOf(sched, v.slot, now) === 'open' && inHorizon(app, v.slot, now))
+    .map((v) => v.slot);
   const chosen = draft.slot !== undefined ? BigInt(draft.slot) : undefined;
   const slots = [...new Set([...open, ...(chosen !== undefined ? [chosen] : [])])].sort((x, y) => (x < y ? -1 : 1));
   return { slots, chosen };
@@ -577,6 +638,45 @@ function orderSummary(
       : nothing}`;
 }
 
+/** The order form's slot field: the offered slots (see {@link orderSlotOptions}), the field's problem,
+ *  and the order horizon in words with the first slot it keeps out. */
+function slotField(app: App, slots: bigint[], now: bigint, slotError: string | undefined): TemplateResult {
+  const s = app.state;
+  const sched = app.schedule()!;
+  const slotClosed = slotError !== undefined;
+  const horizon = s.orderHorizon;
+  // The first slot with an open gate that its horizon keeps out of the form (each slot keeps the horizon
+  // it was opened with, so this is not simply the last slot within the market's current horizon).
+  const farther = s.slots.find((x) => phaseOf(sched, x.slot, now) === 'open' && !inHorizon(app, x.slot, now))?.slot;
+  return html`<label>Slot
+      <select name="slot" data-testid="order-slot" .value=${draft.slot ?? ''} aria-invalid=${slotClosed ? 'true' : 'false'}
+        aria-describedby=${slotClosed ? 'order-slot-error' : nothing}
+        @change=${(e: Event) => {
+          draft.slot = (e.target as HTMLSelectElement).value;
+          s.selectedSlot = BigInt(draft.slot);
+          app.changed();
+        }}>
+        ${repeat(
+          slots,
+          (o) => String(o),
+          (o) => html`<option value=${String(o)} ?selected=${String(o) === draft.slot} ?disabled=${!gateOpen(sched, o, now) || !inHorizon(app, o, now)}>
+            #${o} · ${formatClock(slotStart(sched, o))} · ${!inHorizon(app, o, now)
+              ? 'beyond the order horizon'
+              : gateOpen(sched, o, now)
+                ? `closes in ${formatDuration(Number(gateClosureTime(sched, o) - now))}${closesSoon(sched, o, now) ? ' (closes soon)' : ''}`
+                : 'gate closed'}
+          </option>`,
+        )}
+      </select>
+    </label>
+    ${fieldError('order-slot-error', slotError)}
+    ${horizon !== undefined
+      ? html`<span class="hint small" data-testid="order-horizon">Orders are taken only for slots starting within
+          ${formatHorizon(horizon)} of now (the operator's order horizon, so that nobody books far-future slots ahead
+          of their prices)${farther !== undefined ? html`: slot #${farther} and later ones are not offered yet` : ''}.</span>`
+      : nothing}`;
+}
+
 function orderForm(app: App): TemplateResult {
   const s = app.state;
   const c = s.config!;
@@ -600,10 +700,13 @@ function orderForm(app: App): TemplateResult {
       ? `At most ${formatEnergy(capacity)} per slot: your registered ${draft.side === 'bid' ? 'import' : 'export'} power times the slot length.`
       : undefined);
   const priceError = retail ? errorOf(() => parsePrice(draft.price, c.priceTick, feedIn, retail)) : undefined;
-  const slotClosed = chosen !== undefined && !gateOpen(sched, chosen, now);
-  const slotError = slotClosed
-    ? `The gate of slot #${chosen} closed at ${formatClock(gateClosureTime(sched, chosen!))}. Choose another slot; the page does not switch slots by itself.`
-    : undefined;
+  const beyond = chosen !== undefined && !inHorizon(app, chosen, now);
+  const slotClosed = (chosen !== undefined && !gateOpen(sched, chosen, now)) || beyond;
+  const slotError = beyond
+    ? `${revertSentence({ name: 'BeyondHorizon', args: [chosen, slotStart(sched, chosen!), horizonOf(app, chosen!)] }, app.errorContext())} Choose an earlier slot; the page does not switch slots by itself.`
+    : slotClosed
+      ? `The gate of slot #${chosen} closed at ${formatClock(gateClosureTime(sched, chosen!))}. Choose another slot; the page does not switch slots by itself.`
+      : undefined;
   const valid = !energyError && !priceError && !slotClosed && chosen !== undefined && !!retail;
   const summary = valid
     ? orderSummary(app, parseEnergyWh(draft.energy), parsePrice(draft.price, c.priceTick, feedIn, retail), retail, feedIn, premiums)
@@ -645,26 +748,7 @@ function orderForm(app: App): TemplateResult {
         </label>
       </div>
       ${consumer ? html`<p class="hint small">Consumers buy only; selling needs a prosumer registration.</p>` : nothing}
-      <label>Slot
-        <select name="slot" data-testid="order-slot" .value=${draft.slot ?? ''} aria-invalid=${slotClosed ? 'true' : 'false'}
-          aria-describedby=${slotClosed ? 'order-slot-error' : nothing}
-          @change=${(e: Event) => {
-            draft.slot = (e.target as HTMLSelectElement).value;
-            s.selectedSlot = BigInt(draft.slot);
-            app.changed();
-          }}>
-          ${repeat(
-            slots,
-            (o) => String(o),
-            (o) => html`<option value=${String(o)} ?selected=${String(o) === draft.slot} ?disabled=${!gateOpen(sched, o, now)}>
-              #${o} · ${formatClock(slotStart(sched, o))} · ${gateOpen(sched, o, now)
-                ? `closes in ${formatDuration(Number(gateClosureTime(sched, o) - now))}${closesSoon(sched, o, now) ? ' (closes soon)' : ''}`
-                : 'gate closed'}
-            </option>`,
-          )}
-        </select>
-      </label>
-      ${fieldError('order-slot-error', slotError)}
+      ${slotField(app, slots, now, slotError)}
       <div class="row two">
         <label>Energy (Wh)
           <input name="energy" data-testid="order-energy" inputmode="numeric" required .value=${draft.energy}
@@ -708,11 +792,13 @@ function ownOrdersCard(app: App): TemplateResult {
       rows.push(html`<tr data-testid="own-order" data-slot=${String(v.slot)} data-side=${side}>
         <td class="mono" data-label="Slot">#${v.slot}</td>
         <td class="nowrap" data-label="Order">${side === 'bid' ? 'Buy' : 'Sell'} ${formatEnergy(wh)} ${side === 'bid' ? '≤' : '≥'} ${formatPrice(price, c.priceTick, false)}</td>
-        <td class="num" data-label="Locked">${formatCredits(lockFor(side, wh, price, v.retailPerKWh, p.premiums), { unit: false })}</td>
+        <td class="num credits" data-label="Locked">${formatCredits(lockFor(side, wh, price, v.retailPerKWh, p.premiums), { unit: false })}</td>
         <td class="small" data-label="Status" data-testid="own-order-status">${phase === 'open'
           ? `open · closes in ${formatDuration(Number(gateClosureTime(sched, v.slot) - now))}`
           : v.status === 'cleared'
-            ? `cleared · ${side === 'bid' ? 'bought' : 'sold'} ${formatEnergy(fill ?? 0n)}`
+            ? v.preview && v.preview.boughtWh === 0n && v.preview.soldWh === 0n
+              ? `cleared · unmatched: its lock comes back at settlement (Reclaim)`
+              : `cleared · ${side === 'bid' ? 'bought' : 'sold'} ${formatEnergy(fill ?? 0n)}`
             : 'gate closed · awaiting clearing'}</td>
         <td data-label="">${phase === 'open'
           ? html`<button class="small" data-testid="cancel" ?disabled=${!!app.cannotSend()} @click=${() => app.cancelOrder(v.slot, side)}>Cancel</button>`
@@ -720,8 +806,17 @@ function ownOrdersCard(app: App): TemplateResult {
       </tr>`);
     }
   }
+  const plan = app.reclaimPlan();
+  const ready = plan.ready.reduce((a, r) => a + r.locked, 0n);
   return html`<section class="card" data-testid="own-orders">
     <h2>Your open orders</h2>
+    <div class="row wrap reclaim">
+      <button class="small" data-testid="reclaim" ?disabled=${!!app.cannotSend()} @click=${() => app.reclaim()}>Reclaim unmatched</button>
+      <span class="hint small" data-testid="reclaim-hint">${plan.ready.length
+        ? html`<b>${formatCredits(ready)}</b> locked in ${plan.ready.length} unmatched order${plan.ready.length > 1 ? 's' : ''} can be reclaimed now
+            (one settlement transaction per slot).`
+        : reclaimRefusal(plan)}</span>
+    </div>
     ${rows.length === 0
       ? html`<p class="muted">No open orders.</p>`
       : html`<div class="table-wrap"><table class="cards">
@@ -732,6 +827,87 @@ function ownOrdersCard(app: App): TemplateResult {
 }
 
 // ------------------------------------------------------------------ history view
+
+/** Per settled slot: traded vs metered energy, the bill and its grid-only comparison, and the
+ *  readings flag of each bill (what it rests on). */
+function settlementsCard(app: App, settlements: SettlementRecord[]): TemplateResult {
+  const sched = app.schedule()!;
+  return html`<section class="card" data-testid="settlements">
+      <h2>Settlement per slot</h2>
+      <p class="hint small">
+        Traded energy is compared with what your meter measured. Using more than you bought (or delivering less than you
+        sold) is bought from the grid at retail; the opposite is sold to the grid at the feed-in tariff. The bill is what
+        you paid in the slot, after sales; escrow coming back is not counted as income.
+      </p>
+      ${settlements.length === 0
+        ? html`<p class="muted">No settlement yet.</p>`
+        : html`<div class="table-wrap"><table class="settlements cards">
+            <thead><tr>
+              <th>Slot</th><th class="num">Bought / used</th><th class="num">Sold / delivered</th>
+              <th class="num">From grid</th><th class="num">To grid</th><th class="num">Trades</th><th class="num">Grid</th>
+              <th class="num">Bill</th><th class="num">Grid only</th><th class="num">Saved</th>
+            </tr></thead>
+            <tbody>${[...settlements].reverse().map((r) => {
+              const b = r.bill;
+              const flagText = readingsText(r.flag, slotEnd(sched, r.ev.slot), true);
+              return html`<tr data-testid="settlement-row" data-slot=${String(r.ev.slot)}>
+                <td class="mono" data-label="Slot">#${r.ev.slot}</td>
+                <td class="num" data-label="Bought / used">${formatEnergy(r.ev.boughtWh)} / ${formatEnergy(r.ev.importWh)}</td>
+                <td class="num" data-label="Sold / delivered">${formatEnergy(r.ev.soldWh)} / ${formatEnergy(r.ev.exportWh)}</td>
+                <td class="num" data-label="From grid">${formatEnergy(b.fromGridWh)}</td>
+                <td class="num" data-label="To grid">${formatEnergy(b.toGridWh)}</td>
+                <td class="num credits" data-label="Trades">${formatCredits(b.tradeCost - b.tradeRevenue, { unit: false })}</td>
+                <td class="num credits" data-label="Grid">${formatCredits(b.gridCharge - b.gridPayout, { unit: false })}</td>
+                <td class="num credits" data-label="Bill" data-testid="bill"><b>${formatCredits(b.net, { unit: false })}</b></td>
+                <td class="num credits" data-label="Grid only" data-testid="grid-only">${formatCredits(b.gridOnly, { unit: false })}</td>
+                <td class="num credits ${b.savings >= 0n ? 'good-text' : 'bad-text'}" data-label="Saved" data-testid="savings">${formatCredits(b.savings, { unit: false, sign: true })}</td>
+              </tr>${flagText
+                ? html`<tr class="bill-flag" data-testid="bill-flag" data-slot=${String(r.ev.slot)} data-kind=${r.flag.kind}><td colspan="10" class="warn-text small">⚠ Slot #${r.ev.slot}: ${flagText}</td></tr>`
+                : nothing}${b.consistent ? nothing : html`<tr><td colspan="10" class="warn-text small">The breakdown of slot #${r.ev.slot} does not add up to the amounts the contract reported (credited ${formatCredits(r.ev.credited)}, debited ${formatCredits(r.ev.debited)}).</td></tr>`}`;
+            })}</tbody>
+          </table></div>
+          <p class="hint small">Amounts in credits; a negative bill is money earned. Prices of each slot are fixed when the operator opens it for orders.</p>`}
+    </section>`;
+}
+
+/** The totals of the account's settled slots, and how many bills rest on missing or late readings. */
+function billsSummary(app: App, settlements: SettlementRecord[]): TemplateResult {
+  const s = app.state;
+  const total = settlements.reduce(
+    (a, r) => ({
+      net: a.net + r.bill.net,
+      gridOnly: a.gridOnly + r.bill.gridOnly,
+      savings: a.savings + r.bill.savings,
+      bought: a.bought + r.ev.boughtWh,
+      sold: a.sold + r.ev.soldWh,
+    }),
+    { net: 0n, gridOnly: 0n, savings: 0n, bought: 0n, sold: 0n },
+  );
+  const flagged = settlements.filter((r) => r.flag.kind !== 'ok').length;
+  return html`<section class="card" data-testid="history-summary">
+      <h2>Your bills</h2>
+      ${!s.wallet.account
+        ? html`<p class="muted">Connect your wallet to see your settlements.</p>`
+        : html`<div class="stats">
+            <div class="stat"><span class="label">Settled slots</span><span class="value">${settlements.length}</span>
+              <span class="hint">since block ${s.historyFrom ?? 0}</span></div>
+            <div class="stat"><span class="label">Traded</span><span class="value small-value">bought ${formatEnergy(total.bought)} · sold ${formatEnergy(total.sold)}</span></div>
+            <div class="stat"><span class="label">${total.net >= 0n ? 'You paid (net)' : 'You earned (net)'}</span>
+              <span class="value" data-testid="total-net">${formatCredits(total.net < 0n ? -total.net : total.net)}</span>
+              <span class="hint">trades and grid, after sales</span></div>
+            <div class="stat"><span class="label">Grid only would ${total.gridOnly >= 0n ? 'cost' : 'pay you'}</span><span class="value">${formatCredits(total.gridOnly < 0n ? -total.gridOnly : total.gridOnly)}</span>
+              <span class="hint">same meter readings, retail and feed-in</span></div>
+            ${flagged
+              ? html`<div class="stat bad" data-testid="flagged-bills"><span class="label">Bills on missing or late readings</span>
+                  <span class="value">${flagged} of ${settlements.length}</span>
+                  <span class="hint">flagged per slot below: their energy was not fully metered in the slot</span></div>`
+              : nothing}
+            <div class="stat ${total.savings >= 0n ? 'good' : 'bad'}" data-testid="total-savings"><span class="label">${total.savings >= 0n ? 'You saved' : 'Extra cost'}</span>
+              <span class="value">${formatCredits(total.savings < 0n ? -total.savings : total.savings)}</span>
+              <span class="hint">against a grid-only bill</span></div>
+          </div>`}
+    </section>`;
+}
 
 function historyView(app: App): TemplateResult {
   const s = app.state;
@@ -754,36 +930,9 @@ function historyView(app: App): TemplateResult {
           { name: 'Grid feed-in (current default)', className: 's-feedin', y: credits(feedIn) },
         ]
       : [];
-  const total = settlements.reduce(
-    (a, r) => ({
-      net: a.net + r.bill.net,
-      gridOnly: a.gridOnly + r.bill.gridOnly,
-      savings: a.savings + r.bill.savings,
-      bought: a.bought + r.ev.boughtWh,
-      sold: a.sold + r.ev.soldWh,
-    }),
-    { net: 0n, gridOnly: 0n, savings: 0n, bought: 0n, sold: 0n },
-  );
   const recentSettlements = settlements.slice(-24);
   return html`
-    <section class="card" data-testid="history-summary">
-      <h2>Your bills</h2>
-      ${!s.wallet.account
-        ? html`<p class="muted">Connect your wallet to see your settlements.</p>`
-        : html`<div class="stats">
-            <div class="stat"><span class="label">Settled slots</span><span class="value">${settlements.length}</span>
-              <span class="hint">since block ${s.historyFrom ?? 0}</span></div>
-            <div class="stat"><span class="label">Traded</span><span class="value small-value">bought ${formatEnergy(total.bought)} · sold ${formatEnergy(total.sold)}</span></div>
-            <div class="stat"><span class="label">${total.net >= 0n ? 'You paid (net)' : 'You earned (net)'}</span>
-              <span class="value" data-testid="total-net">${formatCredits(total.net < 0n ? -total.net : total.net)}</span>
-              <span class="hint">trades and grid, after sales</span></div>
-            <div class="stat"><span class="label">Grid only would ${total.gridOnly >= 0n ? 'cost' : 'pay you'}</span><span class="value">${formatCredits(total.gridOnly < 0n ? -total.gridOnly : total.gridOnly)}</span>
-              <span class="hint">same meter readings, retail and feed-in</span></div>
-            <div class="stat ${total.savings >= 0n ? 'good' : 'bad'}" data-testid="total-savings"><span class="label">${total.savings >= 0n ? 'You saved' : 'Extra cost'}</span>
-              <span class="value">${formatCredits(total.savings < 0n ? -total.savings : total.savings)}</span>
-              <span class="hint">against a grid-only bill</span></div>
-          </div>`}
-    </section>
+    ${billsSummary(app, settlements)}
     <div class="grid">
       <div class="col">
         ${lineChart({
@@ -793,7 +942,7 @@ function historyView(app: App): TemplateResult {
           timeAxis: true,
           xPad: Number(c.slotLength) * 3,
           formatX: clock,
-          formatY: (y) => y.toFixed(2),
+          formatY: (y) => y.toFixed(Math.max(2, priceDecimals(c.priceTick))),
           yLabel: 'credits/kWh',
           empty: 'No slot has cleared with a trade yet.',
           testId: 'chart-prices',
@@ -848,39 +997,7 @@ function historyView(app: App): TemplateResult {
         })}
       </div>
     </div>
-    <section class="card" data-testid="settlements">
-      <h2>Settlement per slot</h2>
-      <p class="hint small">
-        Traded energy is compared with what your meter measured. Using more than you bought (or delivering less than you
-        sold) is bought from the grid at retail; the opposite is sold to the grid at the feed-in tariff. The bill is what
-        you paid in the slot, after sales; escrow coming back is not counted as income.
-      </p>
-      ${settlements.length === 0
-        ? html`<p class="muted">No settlement yet.</p>`
-        : html`<div class="table-wrap"><table class="settlements cards">
-            <thead><tr>
-              <th>Slot</th><th class="num">Bought / used</th><th class="num">Sold / delivered</th>
-              <th class="num">From grid</th><th class="num">To grid</th><th class="num">Trades</th><th class="num">Grid</th>
-              <th class="num">Bill</th><th class="num">Grid only</th><th class="num">Saved</th>
-            </tr></thead>
-            <tbody>${[...settlements].reverse().map((r) => {
-              const b = r.bill;
-              return html`<tr data-testid="settlement-row" data-slot=${String(r.ev.slot)}>
-                <td class="mono" data-label="Slot">#${r.ev.slot}</td>
-                <td class="num" data-label="Bought / used">${formatEnergy(r.ev.boughtWh)} / ${formatEnergy(r.ev.importWh)}</td>
-                <td class="num" data-label="Sold / delivered">${formatEnergy(r.ev.soldWh)} / ${formatEnergy(r.ev.exportWh)}</td>
-                <td class="num" data-label="From grid">${formatEnergy(b.fromGridWh)}</td>
-                <td class="num" data-label="To grid">${formatEnergy(b.toGridWh)}</td>
-                <td class="num" data-label="Trades">${formatCredits(b.tradeCost - b.tradeRevenue, { unit: false })}</td>
-                <td class="num" data-label="Grid">${formatCredits(b.gridCharge - b.gridPayout, { unit: false })}</td>
-                <td class="num" data-label="Bill" data-testid="bill"><b>${formatCredits(b.net, { unit: false })}</b></td>
-                <td class="num" data-label="Grid only" data-testid="grid-only">${formatCredits(b.gridOnly, { unit: false })}</td>
-                <td class="num ${b.savings >= 0n ? 'good-text' : 'bad-text'}" data-label="Saved" data-testid="savings">${formatCredits(b.savings, { unit: false, sign: true })}</td>
-              </tr>${b.consistent ? nothing : html`<tr><td colspan="10" class="warn-text small">The breakdown of slot #${r.ev.slot} does not add up to the amounts the contract reported (credited ${formatCredits(r.ev.credited)}, debited ${formatCredits(r.ev.debited)}).</td></tr>`}`;
-            })}</tbody>
-          </table></div>
-          <p class="hint small">Amounts in credits; a negative bill is money earned. Prices of each slot are fixed when the operator opens it for orders.</p>`}
-    </section>
+    ${settlementsCard(app, settlements)}
   `;
 }
 

@@ -205,8 +205,8 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
   it('shows registration, meter and balances of the account', async () => {
     await waitText('[data-testid=registration]', /Prosumer/);
     await waitText('[data-testid=meter]', new RegExp(short(devAccount(100).address).replace('…', '.')));
-    await waitText('[data-testid=wallet-credits]', /1,000\.00 credits/);
-    await waitText('[data-testid=market-balance]', /0\.00 credits/);
+    await waitText('[data-testid=wallet-credits]', /1,000\.000000 credits/);
+    await waitText('[data-testid=market-balance]', /0\.000000 credits/);
     await waitText('[data-testid=tab-operator]', /Operator/);
   });
 
@@ -219,12 +219,12 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     await waitSlotOpen(T);
     await fillOrder({ side: 'ask', slot: T, energy: 400, price: '0.100' });
     // Worst case (issue 14): none of the 400 Wh delivered, bought at retail 0.300 + premium 0.050,
-    // at least 0.100 earned: 400 Wh × 0.250 = 0.10 credits.
-    await waitText('[data-testid=order-summary]', /Locks 0\.10 credits until settlement/);
-    await waitText('[data-testid=order-summary]', /0\.10 credits will be deposited from your\s+wallet first/);
+    // at least 0.100 earned: 400 Wh × 0.250 = 0.100000 credits.
+    await waitText('[data-testid=order-summary]', /Locks 0\.100000 credits until settlement/);
+    await waitText('[data-testid=order-summary]', /0\.100000 credits will be deposited from your\s+wallet first/);
 
     await page.click('[data-testid=place-order]');
-    await notice(/Ask 400 Wh at 0\.100 credits\/kWh in slot \d+: placed\. 0\.10 credits locked/, 45_000);
+    await notice(/Ask 400 Wh at 0\.100 credits\/kWh in slot \d+: placed\. 0\.100000 credits locked/, 45_000);
     await idle();
     const typed = wallet.requests.filter((r) => r.method === 'eth_signTypedData_v4');
     assert.equal(typed.length, 1);
@@ -243,7 +243,7 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     }
     await ownOrder(T, 'ask').waitFor();
     await waitText('[data-testid=book-asks]', /0\.100\s+400 Wh/);
-    await waitText('[data-testid=market-balance]', /0\.10 credits locked in orders/);
+    await waitText('[data-testid=market-balance]', /0\.100000 credits locked in orders/);
   });
 
   it('reports a rejected permit signature and sends nothing', async () => {
@@ -316,19 +316,19 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     await idle();
     await waitFor(async () => (await ownOrder(C, 'bid').count()) === 0, 'the cancelled order to disappear');
     assert.equal(wallet.count('eth_sendTransaction'), sent + 2); // the rejected one never left the wallet
-    await waitText('[data-testid=market-balance]', /0\.02 credits/); // 100 Wh × (0.150 + 0.050 penalty) refunded
+    await waitText('[data-testid=market-balance]', /0\.020000 credits/); // 100 Wh × (0.150 + 0.050 penalty) refunded
   });
 
   it('decodes a custom error from the market into a sentence', async () => {
     await page.fill('[data-testid=withdraw-form] input', '5');
     await page.click('[data-testid=withdraw-form] button');
-    await notice(/Not enough free credits in the market account: this needs 5\.00 credits, but your account has 0\.02 credits free/);
+    await notice(/Not enough free credits in the market account: this needs 5\.000000 credits, but your account has 0\.020000 credits free/);
     await page.fill('[data-testid=withdraw-form] input', '0.01');
     await page.click('[data-testid=withdraw-form] button');
-    await notice(/Withdraw 0\.01 credits: done/);
-    await waitText('[data-testid=market-balance]', /0\.01 credits/);
+    await notice(/Withdraw 0\.010000 credits: done/);
+    await waitText('[data-testid=market-balance]', /0\.010000 credits/);
     // 1,000 − 0.125 (500 Wh × (0.200 + 0.050)) − 0.02 deposited + 0.01
-    await waitText('[data-testid=wallet-credits]', /999\.865 credits/);
+    await waitText('[data-testid=wallet-credits]', /999\.865000 credits/);
   });
 
   it('clears the slot after gate closure: price and volume', async () => {
@@ -353,10 +353,10 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     // Bought 500 Wh at 0.120, used 450 Wh: 50 Wh back to the grid at 0.080 less the 0.050 imbalance penalty.
     assert.match(text, /500 Wh \/ 450 Wh/);
     assert.match(text, /0 Wh\s+50 Wh/);
-    assert.match(await textOf(`${row} [data-testid=bill]`), /^0\.0585$/);
-    assert.match(await textOf(`${row} [data-testid=savings]`), /^\+0\.0765$/);
+    assert.match(await textOf(`${row} [data-testid=bill]`), /^0\.058500$/);
+    assert.match(await textOf(`${row} [data-testid=savings]`), /^\+0\.076500$/);
     assert.match(text, /0\.135/); // grid only: 450 Wh at 0.300
-    await waitText('[data-testid=total-savings]', /You saved\s+0\.0765 credits/i);
+    await waitText('[data-testid=total-savings]', /You saved\s+0\.076500 credits/i);
     await waitText('[data-testid=cleared-slots]', new RegExp(`#${T}\\s+\\S+\\s+0\\.120\\s+500 Wh`));
     assert.equal(await page.locator('[data-testid=chart-prices] circle').count() >= 1, true);
     assert.equal(await page.locator('[data-testid=chart-flows] rect').count() >= 2, true);
@@ -369,8 +369,8 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     await waitFor(() => page.locator(row).count(), 'the prosumer’s settlement row');
     const p = await textOf(row);
     assert.match(p, /400 Wh \/ 350 Wh/);
-    assert.match(await textOf(`${row} [data-testid=bill]`), /^−0\.0305$/);
-    assert.match(await textOf(`${row} [data-testid=savings]`), /^\+0\.0025$/);
+    assert.match(await textOf(`${row} [data-testid=bill]`), /^−0\.030500$/);
+    assert.match(await textOf(`${row} [data-testid=savings]`), /^\+0\.002500$/);
   });
 
   it('bounds the order volume by the registered capacity, with a sentence (issue 14)', async () => {
@@ -380,7 +380,7 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     const slot = await page.locator('[data-testid=order-slot] option:not([disabled])').last().getAttribute('value');
     await fillOrder({ side: 'ask', slot: BigInt(slot), energy: 6250, price: '0.100' });
     await waitText('[data-testid=order-capacity]', /at most 6,250 Wh per slot/);
-    await waitText('[data-testid=order-summary]', /Locks 1\.5625 credits until settlement/); // 6,250 Wh × 0.250
+    await waitText('[data-testid=order-summary]', /Locks 1\.562500 credits until settlement/); // 6,250 Wh × 0.250
     await page.fill('[data-testid=order-energy]', '6251');
     await waitText('[data-testid=order-energy-error]', /At most 6,250 Wh per slot: your registered export power times the slot length/);
     assert.equal(await page.locator('[data-testid=place-order]').isDisabled(), true);
@@ -408,14 +408,14 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     await page.fill(`${form('op-mint')} input[name=to]`, newcomer);
     await page.fill(`${form('op-mint')} input[name=amount]`, '5');
     await page.click(`${form('op-mint')} button`);
-    await notice(/Mint 5\.00 credits to .*: done/);
+    await notice(/Mint 5\.000000 credits to .*: done/);
     await idle();
     await page.fill(`${form('op-lookup')} input[name=account]`, newcomer);
     await page.click(`${form('op-lookup')} button`);
     await waitText('[data-testid=lookup-result]', /consumer/);
     const lk = await textOf('[data-testid=lookup-result]');
     assert.match(lk, new RegExp(meter));
-    assert.match(lk, /5\.00 credits/);
+    assert.match(lk, /5\.000000 credits/);
     await page.fill(`${form('op-tariffs')} input[name=retail]`, '0.320');
     await page.fill(`${form('op-tariffs')} input[name=feedin]`, '0.070');
     await page.click(`${form('op-tariffs')} button`);
@@ -490,9 +490,9 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     await wait('[data-testid=registration]', 'Consumer');
     await plain.fill('[data-testid=deposit-form] input', '2.5');
     await plain.click('[data-testid=deposit-form] button');
-    await wait('[data-testid=notices]', 'Deposit 2.50 credits: done');
-    await wait('[data-testid=market-balance]', '2.50 credits');
-    await wait('[data-testid=wallet-credits]', '997.50 credits');
+    await wait('[data-testid=notices]', 'Deposit 2.500000 credits: done');
+    await wait('[data-testid=market-balance]', '2.500000 credits');
+    await wait('[data-testid=wallet-credits]', '997.500000 credits');
     const txs = w2.requests.filter((r) => r.method === 'eth_sendTransaction');
     assert.equal(txs.length, 2); // approve, then deposit
     assert.equal(txs[0].params[0].to.toLowerCase(), contracts.token.toLowerCase());

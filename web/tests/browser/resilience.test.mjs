@@ -100,7 +100,7 @@ describe('the dApp when things go wrong (issue 18)', { timeout: 600_000 }, () =>
     const now = await chainNow();
     const first = BigInt(Math.floor((now + contracts.gateClosure - contracts.startTime) / contracts.slotLength) + 1);
     S = first + 1n;
-    // Each bid escrows 100 Wh × (0.150 + the 0.050 long imbalance penalty) = 0.02 credits (issue 14).
+    // Each bid escrows 100 Wh × (0.150 + the 0.050 long imbalance penalty) = 0.020000 credits (issue 14).
     await sendFrom(0, contracts.token, tokenAbi, 'approve', [contracts.market, 40n * milli]);
     await sendFrom(0, contracts.market, marketAbi, 'deposit', [40n * milli]);
     // Only the operator opens slots: S by the node's keeper, the far one (beyond the keeper's
@@ -203,7 +203,7 @@ describe('the dApp when things go wrong (issue 18)', { timeout: 600_000 }, () =>
     // Usable again without a reload: a real deposit goes through and is tracked to its block.
     await page.fill('[data-testid=deposit-form] input', '0.01');
     await page.click('[data-testid=deposit-form] button');
-    await notice(/Deposit 0\.01 credits: done \(block \d+\)/);
+    await notice(/Deposit 0\.010000 credits: done \(block \d+\)/);
     const done = page.locator('[data-testid=tx][data-state=included]').first();
     await waitFor(async () => /in block \d+/.test(await done.locator('[data-testid=tx-state]').innerText()), 'the deposit in the tracker');
     assert.equal(await page.locator('[data-testid=tx][data-state=dropped]').count(), 1);
@@ -323,6 +323,6 @@ describe('the dApp when things go wrong (issue 18)', { timeout: 600_000 }, () =>
     const head = Number((await textOf('[data-testid=chain-status]')).match(/block #(\d+)/)[1]);
     assert.ok(head < oldHead, `the page follows the new chain (block ${head} after ${oldHead})`);
     await waitText('[data-testid=registration]', /Prosumer/);
-    await waitText('[data-testid=market-balance]', /^[\s\S]*0\.00 credits/);
+    await waitText('[data-testid=market-balance]', /^[\s\S]*0\.000000 credits/);
   });
 });

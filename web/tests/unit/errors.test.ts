@@ -30,7 +30,7 @@ describe('custom errors become sentences', () => {
       errorName: 'InsufficientBalance',
       args: [me, 75n * milli, 10n * milli],
     });
-    expect(describeError(new RevertLike(ins), ctx)).toMatch(/needs 0.075 credits, but your account has 0.01 credits free/);
+    expect(describeError(new RevertLike(ins), ctx)).toMatch(/needs 0.075000 credits, but your account has 0.010000 credits free/);
   });
 
   it('explains the slot-opening and horizon rules (issue 14)', () => {
@@ -64,7 +64,7 @@ describe('custom errors become sentences', () => {
       args: [me, 10n ** 18n, 2n * 10n ** 18n],
     });
     expect(describeError({ cause: { data: tok } }, ctx)).toBe(
-      'Your account holds 1.00 credits in the wallet, but 2.00 credits are needed.',
+      'Your account holds 1.000000 credits in the wallet, but 2.000000 credits are needed.',
     );
     const reg = encodeErrorResult({ abi: registryAbi, errorName: 'AlreadyRegistered', args: [me] });
     expect(decodeRevertData(reg)?.name).toBe('AlreadyRegistered');

@@ -8,6 +8,7 @@ import {
   formatPrice,
   parseCredits,
   parseEnergyWh,
+  parsePositiveCredits,
   parsePrice,
   priceDecimals,
 } from '../../src/format';
@@ -16,15 +17,20 @@ const credit = 10n ** 18n;
 const milli = 10n ** 15n;
 
 describe('formatting', () => {
-  it('formats credits with grouping and without raw base units', () => {
-    expect(formatCredits(1000n * credit)).toBe('1,000.00 credits');
-    expect(formatCredits(12_345_678n * 10n ** 14n)).toBe('1,234.5678 credits');
-    expect(formatCredits(42n * 10n ** 13n)).toBe('0.00042 credits');
-    expect(formatCredits(0n)).toBe('0.00 credits');
-    expect(formatCredits(-5n * credit, { unit: false })).toBe('−5.00');
-    expect(formatCredits(5n * credit, { sign: true, unit: false })).toBe('+5.00');
-    // rounding at the last shown decimal
-    expect(formatCredits(123_456_789n * 10n ** 12n)).toBe('123.4568 credits');
+  it('formats every credit amount with the same 6 decimals, grouped, without raw base units', () => {
+    expect(formatCredits(1000n * credit)).toBe('1,000.000000 credits');
+    expect(formatCredits(12_345_678n * 10n ** 14n)).toBe('1,234.567800 credits');
+    expect(formatCredits(42n * 10n ** 13n)).toBe('0.000420 credits');
+    // The market's quantum: 1 Wh at the 0.001 credits/kWh tick is shown, not rounded away.
+    expect(formatCredits(costOf(1n, milli))).toBe('0.000001 credits');
+    expect(formatCredits(58_500n * 10n ** 12n, { unit: false })).toBe('0.058500');
+    expect(formatCredits(0n)).toBe('0.000000 credits');
+    expect(formatCredits(-5n * credit, { unit: false })).toBe('−5.000000');
+    expect(formatCredits(5n * credit, { sign: true, unit: false })).toBe('+5.000000');
+    // Finer than the last decimal (tokens moved outside the market): rounded half away from zero.
+    expect(formatCredits(1_234_567_895n * 10n ** 11n)).toBe('123.456790 credits');
+    expect(formatCredits(4n * 10n ** 11n)).toBe('0.000000 credits');
+    expect(formatCredits(5n * 10n ** 11n)).toBe('0.000001 credits');
   });
 
   it('formats prices on the tick with their unit', () => {
@@ -61,7 +67,12 @@ describe('parsing', () => {
     expect(() => parseCredits('1,000')).toThrow(/comma: write decimals with a point \(1\.000\)/);
     expect(parseCredits('.001')).toBe(milli);
     expect(() => parseCredits('abc')).toThrow(/not a number/);
-    expect(() => parseCredits('1.0000000000000000001')).toThrow(/more than 18 decimals/);
+    // Amounts are typed at the precision they are shown with: 6 decimals at most (under, at, over).
+    expect(parseCredits('0.00001')).toBe(10n ** 13n);
+    expect(parseCredits('0.000001')).toBe(10n ** 12n);
+    expect(() => parseCredits('0.0000001')).toThrow(/more than 6 decimals/);
+    expect(parsePositiveCredits('0.000001')).toBe(10n ** 12n);
+    expect(() => parsePositiveCredits('0.000000')).toThrow(/must be more than zero/);
   });
 
   it('checks prices against range and tick', () => {
