@@ -179,7 +179,7 @@ contract EnergyMarketTest is Fixture {
 
     function test_onMeterChanged_revertsForNonRegistry() public {
         vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NotRegistry.selector, address(this)));
-        market.onMeterChanged(alice, address(1));
+        market.onMeterChanged(alice, address(1), 0, type(uint48).max);
     }
 
     function test_meterBindingsArePushed() public {
@@ -188,14 +188,15 @@ contract EnergyMarketTest is Fixture {
         vm.startPrank(operator);
         registry.registerParticipant(eve, IRegistry.Role.Consumer);
         vm.expectEmit(address(market));
-        emit IEnergyMarket.MeterSynced(eve, meter);
+        emit IEnergyMarket.MeterSynced(eve, meter, 0, type(uint48).max);
         registry.bindMeter(meter, eve);
+        // Before slot 0 an unbinding drops the binding: nothing is left.
         vm.expectEmit(address(market));
-        emit IEnergyMarket.MeterSynced(eve, address(0));
+        emit IEnergyMarket.MeterSynced(eve, address(0), 0, 0);
         registry.unbindMeter(meter);
         registry.bindMeter(meter, eve);
         vm.expectEmit(address(market));
-        emit IEnergyMarket.MeterSynced(eve, address(0));
+        emit IEnergyMarket.MeterSynced(eve, address(0), 0, 0);
         vm.expectEmit(address(market));
         emit IEnergyMarket.RoleSynced(eve, IRegistry.Role.None);
         registry.removeParticipant(eve);
@@ -260,7 +261,7 @@ contract EnergyMarketTest is Fixture {
         vm.expectEmit(address(market));
         emit IEnergyMarket.RoleSynced(eve, IRegistry.Role.Prosumer);
         vm.expectEmit(address(market));
-        emit IEnergyMarket.PositionsInitialised(eve, market.POSITION_RING());
+        emit IEnergyMarket.PositionsInitialised(eve, market.POSITION_RING() + 2);
         vm.prank(operator);
         registry.registerParticipant(eve, IRegistry.Role.Prosumer);
     }
@@ -513,9 +514,9 @@ contract EnergyMarketTest is Fixture {
         vm.expectEmit(address(m));
         emit IEnergyMarket.RoleSynced(eve, IRegistry.Role.Consumer);
         vm.expectEmit(address(m));
-        emit IEnergyMarket.PositionsInitialised(eve, m.POSITION_RING());
+        emit IEnergyMarket.PositionsInitialised(eve, m.POSITION_RING() + 2);
         vm.expectEmit(address(m));
-        emit IEnergyMarket.MeterSynced(eve, meter);
+        emit IEnergyMarket.MeterSynced(eve, meter, 0, type(uint48).max);
         m.syncRole(eve);
         assertEq(m.positionOf(S, eve).bidWh, 100, "position in use kept");
 
@@ -1368,11 +1369,17 @@ contract EnergyMarketTest is Fixture {
         market.settle(S, _one(bob));
     }
 
-    function test_settle_revertsWithoutPosition() public {
+    /// Issue 14, part 6: an account with neither orders nor a meter in the slot is skipped, not reverted on.
+    function test_settle_skipsWithoutPositionOrMeter() public {
         _tradeAliceBob();
         _toSettlement(S);
-        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NoPosition.selector, S, dave));
-        market.settle(S, _one(dave));
+        address stranger = makeAddr("stranger");
+        uint256 gridFree = _free(grid);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SettlementSkipped(S, stranger, IEnergyMarket.NoPosition.selector);
+        market.settle(S, _one(stranger));
+        assertEq(_free(grid), gridFree, "grid unchanged");
+        assertFalse(market.settledWithoutOrders(S, stranger), "nothing recorded");
     }
 
     function test_settle_skipsWhenSettledTwice() public {
@@ -1432,20 +1439,6 @@ contract EnergyMarketTest is Fixture {
         assertTrue(total < held, "escrow was locked before settlement");
         assertEq(token.balanceOf(address(market)), held, "held");
         assertEq(_free(alice) + _free(bob) + _free(carol) + _free(dave) + _free(grid), held, "sum");
-    }
-
-    function test_settle_revertsWhenGridCannotPayFeedIn() public {
-        _deploy(IEnergyMarket.MarketMode.PayAsClear);
-        alice = _participant("alice3", IRegistry.Role.Prosumer, FUNDS);
-        bob = _participant("bob3", IRegistry.Role.Consumer, FUNDS);
-        _tradeAliceBob();
-        _meter(alice, S, 0, 1000);
-        _meter(bob, S, 0, 0);
-        _toSettlement(S);
-        vm.expectRevert(
-            abi.encodeWithSelector(IEnergyMarket.InsufficientBalance.selector, grid, _cost(1000, FEED_IN), 0)
-        );
-        market.settle(S, _one(bob));
     }
 
     // ================================================================== fuzz
