@@ -254,8 +254,11 @@ contract MeterBillingTest is Fixture {
         assertEq(di, 700, "dave's consumption");
         assertEq(_free(bob), FUNDS - _cost(1000, 150e15) - _cost(300, RETAIL), "bob pays trade and excess");
         assertEq(_free(dave), FUNDS - _cost(700, RETAIL), "dave pays the grid");
-        _clear(S + 1, S + 1);
-        assertEq(_skipped(S + 1, bob), IEnergyMarket.NoPosition.selector, "no meter after removal");
+        // Removed during slot S+1: that slot is still his, the next one is not.
+        vm.warp(market.settlementOpensAt(S + 2));
+        _clear(S + 1, S + 2);
+        assertEq(_skipped(S + 1, bob), bytes4(0), "the slot of the removal is still billed to him");
+        assertEq(_skipped(S + 2, bob), IEnergyMarket.NoPosition.selector, "no meter after it");
     }
 
     /// (b) The old meter rebound to a new tenant bills the tenant only from the slot after the rebinding, and
