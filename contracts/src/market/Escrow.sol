@@ -98,19 +98,18 @@ abstract contract Escrow is MarketBase {
         emit OrderHorizonSynced(horizon);
     }
 
-    /// @notice Copies `account`'s current role, meter binding and capacity from the registry into the market's
-    ///         cache, and creates its position words if it is a participant whose words do not exist yet.
+    /// @notice Copies `account`'s current role and capacity from the registry into the market's cache, and creates
+    ///         its position words if it is a participant whose words do not exist yet.
     /// @dev Anyone may call; only useful for accounts registered before the market became the registry's role
     ///      listener. Reverts with {NotRoleListener} unless the registry pushes role changes to this market
-    ///      (otherwise a cached role could go stale). Emits {RoleSynced}, {MeterSynced}, {CapacitySynced} and,
-    ///      the first time for a participant, {PositionsInitialised}.
+    ///      (otherwise a cached role could go stale). Meter bindings need no copy: until the registry pushes one
+    ///      of the account's binding changes, settlement reads the registry's history ({IRegistry-meterAt}).
+    ///      Emits {RoleSynced}, {CapacitySynced} and, the first time for a participant, {PositionsInitialised}.
     function syncRole(address account) external {
         if (registry.roleListener() != address(this)) revert NotRoleListener();
         IRegistry.Role role = registry.roleOf(account);
-        IRegistry.Binding memory b = registry.latestBinding(account);
         (uint32 importW, uint32 exportW) = registry.capacityOf(account);
         _cacheRole(account, role);
-        _cacheMeter(account, b.account, b.fromSlot, b.untilSlot);
         _cacheCapacity(account, importW, exportW);
     }
 

@@ -155,24 +155,14 @@ abstract contract Settlement is MarketBase {
     ///      Why debt and not a revert: a revert would leave every listed participant's escrow locked until the
     ///      operator funds the grid, and their ring words busy; the participants' credits are theirs either way.
     function _applyGrid(uint64 slot, uint256 acct, uint256 gridIn, uint256 gridOut) private returns (uint256) {
-        uint256 free = acct & _M128;
+        uint256 have = (acct & _M128) + gridIn;
         uint256 debt = (acct >> 128) & _M120;
-        uint256 have = free + gridIn;
         uint256 owe = debt + gridOut;
-        if (have >= owe) {
-            free = have - owe;
-            if (free > _M128) revert BalanceOverflow(gridAccount);
-            if (debt != 0) emit DebtRepaid(gridAccount, debt);
-            debt = 0;
-        } else {
-            free = 0;
-            uint256 left = owe - have;
-            if (left > debt) emit GridDebtIncurred(slot, left - debt);
-            else emit DebtRepaid(gridAccount, debt - left);
-            debt = left;
-            if (debt > _M120) revert BalanceOverflow(gridAccount);
-        }
-        return free | (debt << 128) | (acct & _ACCOUNT_FLAGS);
+        (uint256 free, uint256 left) = have >= owe ? (have - owe, uint256(0)) : (uint256(0), owe - have);
+        if (left > debt) emit GridDebtIncurred(slot, left - debt);
+        else if (left < debt) emit DebtRepaid(gridAccount, debt - left);
+        if (free > _M128 || left > _M120) revert BalanceOverflow(gridAccount);
+        return free | (left << 128) | (acct & _ACCOUNT_FLAGS);
     }
 
     /// @notice The fills `account` would get if settled now in cleared `slot` (Wh).
