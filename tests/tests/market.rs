@@ -87,7 +87,7 @@ fn orders_clear_readings_settle_through_the_bindings() {
     let seller = dev_key(0).address(); // even: prosumer
     let buyer = dev_key(1).address(); // odd: consumer
     let ether = U256::from(10u64).pow(U256::from(18));
-    for i in [0u32, 1] {
+    for i in [0u32, 1, 2] {
         chain.send(
             i,
             token,
