@@ -235,6 +235,37 @@ contract EnergyMarketInvariantTest is Fixture {
         invariant_creditsConserved();
     }
 
+    /// Issue 14, part 4 in the handler: p1's meter is swapped before slot 2 and again during it; slot 2 settles
+    /// from the meter bound in slot 2 (the first swap's), checked by the flow computation.
+    function test_handlerSequenceSwapsMeters() public {
+        handler.place(0, 0, 1000, 10, false); // p1 asks 1001 Wh in slot 2 (the handler adds 1)
+        handler.place(3, 0, 800, 200, true); // c1 bids 801 Wh in slot 2
+        handler.swapMeter(0); // during slot 0: the new meter counts from slot 1
+        handler.advance(599);
+        handler.advance(599); // slot 1: the new meter's baseline
+        handler.meter(0, 0, 0);
+        handler.advance(599);
+        handler.advance(599); // inside slot 2
+        handler.meter(0, 0, 801); // p1 delivers the 801 Wh it sells on the meter of slot 2
+        address slotMeter = market.registry().meterOf(actors[0]);
+        handler.swapMeter(0); // during slot 2: the next meter counts from slot 3
+        handler.meter(0, 0, 1999); // the next meter's counters, inside slot 2: not p1's energy there
+        handler.clear();
+        for (uint256 i = 0; i < 4; ++i) {
+            handler.advance(599);
+        }
+        assertEq(market.registry().meterAt(actors[0], FIRST), slotMeter, "slot 2's meter");
+        assertTrue(market.registry().meterOf(actors[0]) != slotMeter, "another meter now");
+        handler.settle(0, 0, 5);
+        assertEq(handler.settledWithTrade(), 2, "two traders");
+        assertEq(handler.imbalanceProfits(), 0, "no imbalance");
+        // Sold 801 Wh at its ask price (its rationed level pins the price) and delivered them: no grid flow.
+        assertEq(_free(actors[0]), 20e18 + 801 * (FEED_IN + 10 * TICK) / 1000, "paid for exactly what it sold");
+        invariant_settlementFlowsExact();
+        invariant_creditsConserved();
+        invariant_matchedEnergyBalanced();
+    }
+
     function test_handlerSequenceResettles() public {
         test_handlerSequenceSettlesTrades();
         handler.resettle(0, 0, 5);

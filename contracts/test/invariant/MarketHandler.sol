@@ -5,6 +5,7 @@ import {Vm} from "../utils/Vm.sol";
 import {CreditToken} from "../../src/CreditToken.sol";
 import {EnergyMarket} from "../../src/EnergyMarket.sol";
 import {MeterReadings} from "../../src/MeterReadings.sol";
+import {Registry} from "../../src/Registry.sol";
 import {IEnergyMarket} from "../../src/interfaces/IEnergyMarket.sol";
 import {IMeterReadings} from "../../src/interfaces/IMeterReadings.sol";
 
@@ -48,6 +49,8 @@ contract MarketHandler {
     uint256 public settledWithoutOrder;
     /// Settle calls that left the grid account in debt (it could not pay the feed-in).
     uint256 public gridDebtSettlements;
+    /// Meter swaps made by {swapMeter}.
+    uint256 public meterSwaps;
 
     /// Fills each settled participant got (previewFills reads zero once a position is settled).
     mapping(uint64 => mapping(address => uint256)) public ghostBidFill;
@@ -108,6 +111,21 @@ contract MarketHandler {
         amount = 1 + amount % free;
         vm.prank(a);
         market.withdraw(amount);
+        calls++;
+    }
+
+    /// The operator swaps actor `who`'s meter for a fresh one (effective from the next slot): settlement must keep
+    /// billing each slot from the meter bound in it, which the flow checks compute from the registry's history.
+    function swapMeter(uint256 who) external {
+        uint256 i = who % actors.length;
+        address fresh = address(uint160(uint256(keccak256(abi.encode("swapped meter", i, meterSwaps)))));
+        Registry r = Registry(address(market.registry()));
+        vm.startPrank(operator);
+        r.unbindMeter(meters[i]);
+        r.bindMeter(fresh, actors[i]);
+        vm.stopPrank();
+        meters[i] = fresh;
+        meterSwaps++;
         calls++;
     }
 
@@ -224,7 +242,7 @@ contract MarketHandler {
         ghostSold[slot] += s;
         ghostBidFill[slot][a] = b;
         ghostAskFill[slot][a] = s;
-        IMeterReadings.SlotEnergy memory e = readings.energyInSlot(market.registry().meterOf(a), slot);
+        IMeterReadings.SlotEnergy memory e = _energy(a, slot);
         ghostMeteredNet[slot] += int256(uint256(e.importWh)) - int256(uint256(e.exportWh));
         int256 bi = int256(uint256(b));
         int256 si = int256(uint256(s));
@@ -243,7 +261,9 @@ contract MarketHandler {
     function _settleWithoutOrder(address a, uint64 slot) internal {
         if (market.settledWithoutOrders(slot, a)) return;
         if (block.timestamp >= market.gridSettlementClosesAt(slot)) return;
-        IMeterReadings.SlotEnergy memory e = readings.energyInSlot(market.registry().meterOf(a), slot);
+        address m = market.registry().meterAt(a, slot);
+        if (m == address(0)) return; // skipped by the market (NoPosition)
+        IMeterReadings.SlotEnergy memory e = readings.energyInSlot(m, slot);
         int256 im = int256(uint256(e.importWh));
         int256 ex = int256(uint256(e.exportWh));
         ghostMeteredNet[slot] += im - ex;
@@ -291,7 +311,7 @@ contract MarketHandler {
         returns (int256 toGrid)
     {
         IEnergyMarket.Position memory p = market.positionOf(slot, a);
-        IMeterReadings.SlotEnergy memory e = readings.energyInSlot(market.registry().meterOf(a), slot);
+        IMeterReadings.SlotEnergy memory e = _energy(a, slot);
         {
             uint256 r = info.retailPerKWh;
             uint256 over = e.importWh > b ? e.importWh - b : 0;
@@ -342,6 +362,12 @@ contract MarketHandler {
         if (gridAfter != gridBefore) doubleSettlements++;
         skippedBatches++;
         calls++;
+    }
+
+    /// The energy of the meter bound to `a` in `slot` (issue 14, part 4: not the meter bound now); zero if none.
+    function _energy(address a, uint64 slot) internal view returns (IMeterReadings.SlotEnergy memory e) {
+        address m = market.registry().meterAt(a, slot);
+        if (m != address(0)) e = readings.energyInSlot(m, slot);
     }
 
     function _pos(int256 x) internal pure returns (int256) {
