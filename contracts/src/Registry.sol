@@ -37,10 +37,16 @@ contract Registry is IRegistry, AccessControl {
 
     /// @inheritdoc IRegistry
     mapping(address account => Role) public roleOf;
-    /// @inheritdoc IRegistry
-    mapping(address meter => address) public participantOf;
-    /// @inheritdoc IRegistry
-    mapping(address participant => address) public meterOf;
+    /// @notice `untilSlot` of a binding that has not ended.
+    uint48 public constant OPEN = type(uint48).max;
+
+    /// @dev Each meter's bindings, oldest first (`account` = participant); at most one open, the last.
+    mapping(address meter => Binding[]) private _meterBindings;
+    /// @dev Each participant's bindings, oldest first (`account` = meter); at most one open, the last.
+    mapping(address participant => Binding[]) private _participantBindings;
+    /// @dev Every account that ever had a meter bound, in order of its first binding.
+    address[] private _metered;
+    mapping(address account => bool) private _isMetered;
 
     /// @inheritdoc IRegistry
     address public roleListener;
@@ -163,53 +169,68 @@ contract Registry is IRegistry, AccessControl {
         emit DefaultCapacitySet(importW, exportW);
     }
 
-    /// @notice Removes participant `account` and unbinds its meter, if any.
-    /// @dev Operator only. Orders already placed stay valid and are settled normally; new orders are refused.
-    ///      Tells the role listener about the unbound meter and the removed role.
+    /// @notice Removes participant `account` and unbinds its meter, if any, from the next slot on.
+    /// @dev Operator only. Orders already placed stay valid and are settled normally; new orders are refused. The
+    ///      meter's binding ends like {unbindMeter}'s: the slots up to and including the current one stay billed
+    ///      to `account` (removal never cancels obligations already incurred). Tells the role listener about the
+    ///      ended binding and the removed role.
     function removeParticipant(address account) external onlyRole(OPERATOR_ROLE) {
         if (roleOf[account] == Role.None) revert NotRegistered(account);
         delete roleOf[account];
         delete capacityOf[account];
-        address meter = meterOf[account];
-        if (meter != address(0)) {
-            delete meterOf[account];
-            delete participantOf[meter];
-            emit MeterUnbound(meter, account);
-        }
+        address meter = meterOf(account);
+        if (meter != address(0)) _unbind(meter, account);
         emit ParticipantRemoved(account);
         emit CapacitySet(account, 0, 0);
-        if (meter != address(0)) _notifyMeter(account, address(0));
+        if (meter != address(0)) _notifyMeter(account);
         _notify(account, Role.None);
         _notifyCapacity(account, Capacity(0, 0));
     }
 
     // ------------------------------------------------------------------ meters
 
-    /// @notice Binds `meter` (the address of the meter's signing key) to registered `participant`.
-    /// @dev Operator only. A meter belongs to exactly one participant, and a participant has at most one meter.
-    ///      Tells the role listener ({IRoleListener-onMeterChanged}).
+    /// @notice Binds `meter` (the address of the meter's signing key) to registered `participant` from the next
+    ///         slot on (from slot 0 before the schedule starts).
+    /// @dev Operator only. A meter has at most one open binding, and a participant at most one open binding (one
+    ///      meter per slot: the meter at its connection point, see the README). Why from the next slot: a slot's
+    ///      energy is the difference of one meter's counters over the whole slot, so the slot being delivered when
+    ///      the change is made stays with the binding it started with; a meter swap mid-day then bills every slot
+    ///      up to the swap to the old meter and every later slot to the new one. Records the binding in both
+    ///      histories, emits {MeterBound} with the first slot and tells the role listener
+    ///      ({IRoleListener-onMeterChanged}).
     function bindMeter(address meter, address participant) external onlyRole(OPERATOR_ROLE) {
         if (meter == address(0)) revert ZeroAddress();
         if (roleOf[participant] == Role.None) revert NotRegistered(participant);
-        address owner = participantOf[meter];
-        if (owner != address(0)) revert MeterAlreadyBound(meter, owner);
-        address existing = meterOf[participant];
-        if (existing != address(0)) revert ParticipantHasMeter(participant, existing);
-        participantOf[meter] = participant;
-        meterOf[participant] = meter;
-        emit MeterBound(meter, participant);
-        _notifyMeter(participant, meter);
+        Binding[] storage mh = _meterBindings[meter];
+        if (mh.length != 0 && mh[mh.length - 1].untilSlot == OPEN) {
+            revert MeterAlreadyBound(meter, mh[mh.length - 1].account);
+        }
+        Binding[] storage ph = _participantBindings[participant];
+        if (ph.length != 0 && ph[ph.length - 1].untilSlot == OPEN) {
+            revert ParticipantHasMeter(participant, ph[ph.length - 1].account);
+        }
+        uint48 from = _changeSlot();
+        mh.push(Binding(participant, from, OPEN));
+        ph.push(Binding(meter, from, OPEN));
+        if (!_isMetered[participant]) {
+            _isMetered[participant] = true;
+            _metered.push(participant);
+        }
+        emit MeterBound(meter, participant, from);
+        _notifyMeter(participant);
     }
 
-    /// @notice Unbinds `meter` from its participant. Its readings are refused from now on.
-    /// @dev Operator only. Tells the role listener (the participant's meter becomes the zero address).
+    /// @notice Unbinds `meter` from its participant from the next slot on; the slots before stay billed to that
+    ///         participant (see {bindMeter} for why). A binding that has not taken effect yet is dropped.
+    /// @dev Operator only. The meter's readings are still accepted during the rest of the current slot and the next
+    ///      one ({participantOf}), so the readings that close its last slot can arrive. Emits {MeterUnbound} and
+    ///      tells the role listener the participant's latest binding.
     function unbindMeter(address meter) external onlyRole(OPERATOR_ROLE) {
-        address participant = participantOf[meter];
-        if (participant == address(0)) revert MeterNotBound(meter);
-        delete participantOf[meter];
-        delete meterOf[participant];
-        emit MeterUnbound(meter, participant);
-        _notifyMeter(participant, address(0));
+        Binding[] storage mh = _meterBindings[meter];
+        if (mh.length == 0 || mh[mh.length - 1].untilSlot != OPEN) revert MeterNotBound(meter);
+        address participant = mh[mh.length - 1].account;
+        _unbind(meter, participant);
+        _notifyMeter(participant);
     }
 
     // ------------------------------------------------------------------ prices
@@ -307,6 +328,113 @@ contract Registry is IRegistry, AccessControl {
         return hasRole(OPERATOR_ROLE, account);
     }
 
+    /// @inheritdoc IRegistry
+    function participantOf(address meter) external view returns (address) {
+        Binding[] storage mh = _meterBindings[meter];
+        if (mh.length == 0) return address(0);
+        Binding memory b = mh[mh.length - 1];
+        // Readings wanted while the binding is open, and for one slot after the last slot it covers.
+        return b.untilSlot == OPEN || _changeSlot() <= uint256(b.untilSlot) + 1 ? b.account : address(0);
+    }
+
+    /// @inheritdoc IRegistry
+    function meterOf(address participant) public view returns (address) {
+        Binding[] storage ph = _participantBindings[participant];
+        if (ph.length == 0) return address(0);
+        Binding memory b = ph[ph.length - 1];
+        return b.untilSlot == OPEN ? b.account : address(0);
+    }
+
+    /// @inheritdoc IRegistry
+    function meterAt(address participant, uint64 slot) external view returns (address) {
+        return _at(_participantBindings[participant], slot);
+    }
+
+    /// @inheritdoc IRegistry
+    function participantAt(address meter, uint64 slot) external view returns (address) {
+        return _at(_meterBindings[meter], slot);
+    }
+
+    /// @inheritdoc IRegistry
+    function latestBinding(address participant) external view returns (Binding memory b) {
+        Binding[] storage ph = _participantBindings[participant];
+        if (ph.length != 0) b = ph[ph.length - 1];
+    }
+
+    /// @inheritdoc IRegistry
+    function meterBindings(address meter) external view returns (Binding[] memory) {
+        return _meterBindings[meter];
+    }
+
+    /// @inheritdoc IRegistry
+    function participantBindings(address participant) external view returns (Binding[] memory) {
+        return _participantBindings[participant];
+    }
+
+    /// @inheritdoc IRegistry
+    function meteredAccountCount() external view returns (uint256) {
+        return _metered.length;
+    }
+
+    /// @inheritdoc IRegistry
+    function meteredAccounts(uint256 offset, uint256 limit) external view returns (address[] memory list) {
+        uint256 n = _metered.length;
+        uint256 end = offset >= n ? offset : (limit > n - offset ? n : offset + limit);
+        list = new address[](end - offset);
+        for (uint256 i = offset; i < end; ++i) {
+            list[i - offset] = _metered[i];
+        }
+    }
+
+    /// @dev The slot a binding change made now takes effect from: the one after the current slot, or slot 0 before
+    ///      the schedule starts.
+    function _changeSlot() private view returns (uint48) {
+        if (block.timestamp < startTime) return 0;
+        uint256 slot = (block.timestamp - startTime) / slotLength + 1;
+        if (slot >= OPEN) revert SlotTooLate(slot);
+        return uint48(slot);
+    }
+
+    /// @dev The `account` of the binding in `history` (sorted by `fromSlot`, not overlapping) that covers `slot`:
+    ///      the newest is checked first, then a binary search.
+    function _at(Binding[] storage history, uint64 slot) private view returns (address) {
+        uint256 hi = history.length;
+        if (hi == 0) return address(0);
+        Binding memory b = history[hi - 1];
+        if (slot < b.fromSlot) {
+            // The last binding starting at or before `slot`, if any: history[lo - 1] after the search.
+            uint256 lo = 0;
+            --hi;
+            while (lo < hi) {
+                uint256 mid = (lo + hi) / 2;
+                if (history[mid].fromSlot <= slot) lo = mid + 1;
+                else hi = mid;
+            }
+            if (lo == 0) return address(0);
+            b = history[lo - 1];
+        }
+        return slot < b.untilSlot ? b.account : address(0);
+    }
+
+    /// @dev Ends the open binding of `meter` to `participant` (the last entry of both histories) from the next slot
+    ///      on; drops it if it had not taken effect yet. Emits {MeterUnbound}.
+    function _unbind(address meter, address participant) private {
+        Binding[] storage mh = _meterBindings[meter];
+        Binding[] storage ph = _participantBindings[participant];
+        uint48 until = _changeSlot();
+        uint48 from = mh[mh.length - 1].fromSlot;
+        if (until <= from) {
+            // Bound and unbound in the same slot: the binding never covered a slot.
+            mh.pop();
+            ph.pop();
+            until = from;
+        } else {
+            mh[mh.length - 1].untilSlot = until;
+            ph[ph.length - 1].untilSlot = until;
+        }
+        emit MeterUnbound(meter, participant, until);
+    }
+
     function _notify(address account, Role role) private {
         address listener = roleListener;
         if (listener != address(0)) IRoleListener(listener).onRoleChanged(account, role);
@@ -317,9 +445,14 @@ contract Registry is IRegistry, AccessControl {
         if (listener != address(0)) IRoleListener(listener).onCapacityChanged(account, cap.importW, cap.exportW);
     }
 
-    function _notifyMeter(address participant, address meter) private {
+    /// @dev Tells the role listener `participant`'s latest binding (zeros if none is left).
+    function _notifyMeter(address participant) private {
         address listener = roleListener;
-        if (listener != address(0)) IRoleListener(listener).onMeterChanged(participant, meter);
+        if (listener == address(0)) return;
+        Binding[] storage ph = _participantBindings[participant];
+        Binding memory b;
+        if (ph.length != 0) b = ph[ph.length - 1];
+        IRoleListener(listener).onMeterChanged(participant, b.account, b.fromSlot, b.untilSlot);
     }
 
     function _checkPrices(uint256 retailPerKWh, uint256 feedInPerKWh) private view {

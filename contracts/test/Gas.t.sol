@@ -191,6 +191,37 @@ contract GasBench is Fixture {
         market.settle(S, rest);
     }
 
+    /// One participant without orders in the slot, settled against the grid alone (issue 14, part 6): its meter
+    /// reported, and its settled-without-orders word exists (created at registration).
+    function test_gas_settle_single_withoutOrders() public {
+        _people(101);
+        _open(S);
+        _book(S, 100, 3);
+        vm.warp(market.gateClosureTime(S));
+        market.clear(S);
+        vm.warp(_start(S) + SLOT);
+        _read(people[100], 0, 0, uint64(_start(S) - 5));
+        _read(people[100], 700, 20, uint64(_start(S) + 800));
+        vm.warp(market.settlementOpensAt(S));
+        address[] memory one = new address[](1);
+        one[0] = people[100];
+        market.settle(S, one);
+    }
+
+    /// One participant with a filled order settled for a slot before its meter was swapped: the market's copy of
+    /// its latest binding starts after the slot, so settlement asks the registry's history (the rare path).
+    function test_gas_settle_single_afterMeterSwap() public {
+        _settlementSetup();
+        address p = _pick(false);
+        vm.startPrank(operator);
+        registry.unbindMeter(meterAddrOf[p]);
+        registry.bindMeter(vm.addr(0x300000), p);
+        vm.stopPrank();
+        address[] memory one = new address[](1);
+        one[0] = p;
+        market.settle(S, one);
+    }
+
     // ------------------------------------------------------------------ meter readings
 
     function test_gas_submitReadings_batch100() public {

@@ -162,7 +162,7 @@ contract RegistryTest is Fixture {
         registry.registerParticipant(alice, IRegistry.Role.Consumer);
         registry.bindMeter(meterA, alice);
         vm.expectEmit(address(registry));
-        emit IRegistry.MeterUnbound(meterA, alice);
+        emit IRegistry.MeterUnbound(meterA, alice, 0); // before slot 0: the binding is dropped
         vm.expectEmit(address(registry));
         emit IRegistry.ParticipantRemoved(alice);
         registry.removeParticipant(alice);
@@ -192,7 +192,7 @@ contract RegistryTest is Fixture {
         vm.startPrank(operator);
         registry.registerParticipant(alice, IRegistry.Role.Consumer);
         vm.expectEmit(address(registry));
-        emit IRegistry.MeterBound(meterA, alice);
+        emit IRegistry.MeterBound(meterA, alice, 0); // before the schedule starts: from slot 0
         registry.bindMeter(meterA, alice);
         vm.stopPrank();
         assertEq(registry.participantOf(meterA), alice);
@@ -247,7 +247,7 @@ contract RegistryTest is Fixture {
         registry.registerParticipant(alice, IRegistry.Role.Consumer);
         registry.bindMeter(meterA, alice);
         vm.expectEmit(address(registry));
-        emit IRegistry.MeterUnbound(meterA, alice);
+        emit IRegistry.MeterUnbound(meterA, alice, 0);
         registry.unbindMeter(meterA);
         // the participant can get a new meter afterwards
         registry.bindMeter(stranger, alice);

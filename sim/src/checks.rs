@@ -305,7 +305,8 @@ fn check_money(d: &RunData) -> Check {
         });
         total += h.balance_end.free as i128 - h.balance_start.free as i128;
     }
-    let grid = d.grid_balance.end.free as i128 - d.grid_balance.start.free as i128;
+    // The grid's net position: feed-in it could not pay is its debt, credited to households anyway.
+    let grid = d.grid_balance.end.net() - d.grid_balance.start.net();
     let open: i128 = locked_open.values().sum();
     c.expect(total + grid + open == 0, || {
         format!("free balances of households ({total}) and grid ({grid}) plus still locked ({open}) do not sum to zero")
@@ -330,6 +331,23 @@ fn check_energy(d: &RunData) -> Check {
         c.expect(i - e_ == gs - ga, || {
             format!("chain slot {slot}: metered net import {} ≠ grid net supply {}", i - e_, gs - ga)
         });
+        // Every metered Wh is billed: a household whose meter measured energy in the slot was
+        // settled, with orders or not (issue 14, part 6).
+        if s.settle.is_some() {
+            for (j, h) in d.hh.iter().enumerate() {
+                let m = d.metered[j][k];
+                if m.import_wh == 0 && m.export_wh == 0 {
+                    continue;
+                }
+                let a = h.account.address();
+                c.expect(s.events.settled.iter().any(|e| e.account == a), || {
+                    format!(
+                        "chain slot {slot}: {} metered {}/{} Wh but was not settled",
+                        h.spec.id, m.import_wh, m.export_wh
+                    )
+                });
+            }
+        }
         // Settlement used the meter data on chain.
         for e in &s.events.settled {
             if let Some(j) = d.hh.iter().position(|h| h.account.address() == e.account) {

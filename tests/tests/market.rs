@@ -87,7 +87,7 @@ fn orders_clear_readings_settle_through_the_bindings() {
     let seller = dev_key(0).address(); // even: prosumer
     let buyer = dev_key(1).address(); // odd: consumer
     let ether = U256::from(10u64).pow(U256::from(18));
-    for i in [0u32, 1] {
+    for i in [0u32, 1, 2] {
         chain.send(
             i,
             token,
@@ -115,16 +115,16 @@ fn orders_clear_readings_settle_through_the_bindings() {
         let r = chain.rpc.wait_receipt(h.as_str().unwrap(), SECS);
         assert_eq!(r["status"], "0x1", "{r}");
     };
-    // The buyer's meter signs EIP-712 readings that account 2 relays in a batch.
-    let relayed = |imp: u64, exp: u64, ts: u64| {
+    // The buyer's meter (and account 2's) signs EIP-712 readings that account 2 relays in a batch.
+    let relayed_by = |meter: &alloy_signer_local::PrivateKeySigner, imp: u64, exp: u64, ts: u64| {
         let reading = p2pe_bindings::meter_reading::MeterReading {
-            meter: buyer_meter.address(),
+            meter: meter.address(),
             importWh: imp,
             exportWh: exp,
             timestamp: ts,
         };
         let hash = p2pe_bindings::meter_reading::signing_hash(&reading, 1337, readings);
-        let sig = buyer_meter.sign_hash_sync(&hash).unwrap();
+        let sig = meter.sign_hash_sync(&hash).unwrap();
         let compact = sig.as_erc2098();
         let signed = p2pe_bindings::meter_readings::IMeterReadings::SignedReading {
             meter: reading.meter,
@@ -136,9 +136,14 @@ fn orders_clear_readings_settle_through_the_bindings() {
         };
         chain.send(2, readings, MeterReadings::submitReadingsCall { readings: vec![signed] }.abi_encode());
     };
+    let relayed = |imp: u64, exp: u64, ts: u64| relayed_by(&buyer_meter, imp, exp, ts);
+    // Account 2 places no order; its meter is bound all the same, so it is settled against the grid.
+    let idle = dev_key(2).address();
+    let idle_meter = dev_key(102);
     let t0 = chain.now();
     direct(1_000, 5_000, t0);
     relayed(2_000, 0, t0);
+    relayed_by(&idle_meter, 300, 0, t0);
 
     // A slot whose gate is still open, chosen now, with margin for the two orders.
     let slot = (chain.now() + 12 - start) / len + 1;
@@ -164,7 +169,7 @@ fn orders_clear_readings_settle_through_the_bindings() {
         market,
         EnergyMarket::placeBidCall { slot, energyWh: 800, pricePerKWh: price(200) }.abi_encode(),
     );
-    let who = [seller, buyer, grid];
+    let who = [seller, buyer, idle, grid];
     let money_before = chain.money(market, slot, &who);
     let each_before: Vec<U256> = who.iter().map(|a| chain.money(market, slot, &[*a])).collect();
     let buyer_before = chain.money(market, slot, &[buyer]);
@@ -187,21 +192,27 @@ fn orders_clear_readings_settle_through_the_bindings() {
     assert!(t1 < slot_start + len - 1, "still inside the slot");
     direct(1_000, 5_800, t1);
     relayed(2_700, 0, t1);
+    relayed_by(&idle_meter, 600, 0, t1);
+    let idle_before = chain.money(market, slot, &[idle]);
 
-    // Settle both after the grace period.
+    // Settle all three after the grace period (issue 14, part 6: a meter without orders is billed too).
     let opens = chain.call(market, EnergyMarket::settlementOpensAtCall { slot });
     chain.wait_until(opens.to::<u64>());
     let r = chain.send(
         4,
         market,
-        EnergyMarket::settleCall { slot, participants: vec![seller, buyer] }.abi_encode(),
+        EnergyMarket::settleCall { slot, participants: vec![seller, buyer, idle] }.abi_encode(),
     );
     let settled = logs_of::<EnergyMarket::ParticipantSettled>(&r);
-    assert_eq!(settled.len(), 2, "{r}");
+    assert_eq!(settled.len(), 3, "{r}");
     let s = settled.iter().find(|e| e.account == seller).unwrap();
     let b = settled.iter().find(|e| e.account == buyer).unwrap();
+    let i = settled.iter().find(|e| e.account == idle).unwrap();
     assert_eq!((s.soldWh, s.exportWh), (800, 800));
     assert_eq!((b.boughtWh, b.importWh), (800, 700));
+    assert_eq!((i.boughtWh, i.soldWh, i.importWh), (0, 0, 300));
+    let retail = chain.call(market, EnergyMarket::slotInfoCall { slot }).retailPerKWh;
+    assert_eq!(idle_before - chain.money(market, slot, &[idle]), U256::from(300) * retail / U256::from(1000));
     // Money is conserved between the participants and the grid.
     let each_after: Vec<U256> = who.iter().map(|a| chain.money(market, slot, &[*a])).collect();
     assert_eq!(

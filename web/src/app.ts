@@ -208,8 +208,8 @@ export interface State {
 const REGISTRY_TOPICS = [
   toEventSelector('ParticipantRegistered(address,uint8)'),
   toEventSelector('ParticipantRemoved(address)'),
-  toEventSelector('MeterBound(address,address)'),
-  toEventSelector('MeterUnbound(address,address)'),
+  toEventSelector('MeterBound(address,address,uint64)'),
+  toEventSelector('MeterUnbound(address,address,uint64)'),
 ];
 const RELOAD_NOTE = 'p2pe.reloadNote';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

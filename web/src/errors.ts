@@ -111,6 +111,8 @@ export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
       return `${who(a[0], ctx)} would hold more credits than the market can count.`;
     case 'ExceedsCapacity':
       return `${who(a[0], ctx)} may ${Number(a[1]) === 0 ? 'buy' : 'sell'} at most ${formatEnergy(BigInt(a[3] as bigint))} per slot (its registered ${Number(a[1]) === 0 ? 'import' : 'export'} power times the slot length); this ${side(a[1])} is for ${formatEnergy(BigInt(a[2] as bigint))}. Lower the amount, or ask the operator to register a larger connection.`;
+    case 'GridInDebt':
+      return `Withdrawals wait while the grid account owes ${credits(a[0])} of feed-in it could not pay (the market holds that much less than its accounts' balances). The operator repays it with a deposit for the grid account; try again then.`;
     case 'GateClosed':
       return `Orders for slot ${a[0]} are closed: its gate closure has passed, so orders can no longer be placed or cancelled.`;
     case 'GateOpen':
@@ -124,7 +126,9 @@ export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
     case 'NoOrder':
       return `There is no ${side(a[2])} in slot ${a[0]} to cancel.`;
     case 'NoPosition':
-      return `${who(a[1], ctx)} has no orders in slot ${a[0]}, so there is nothing to settle.`;
+      return `${who(a[1], ctx)} had neither orders nor a meter in slot ${a[0]}, so there is nothing to settle.`;
+    case 'SettlementExpired':
+      return `${who(a[1], ctx)} had no orders in slot ${a[0]}, and such a slot can be settled only until the settlement of the slot 64 slots later has opened.`;
     case 'NotParticipant':
       return `${who(a[0], ctx)} is not a registered participant of the market. Ask the operator to register it.`;
     case 'NotProsumer':
@@ -184,6 +188,8 @@ export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
       return `Slot ${a[0]} has no time-of-use prices to remove.`;
     case 'NotRegistered':
       return `${who(a[0], ctx)} is not a registered participant.`;
+    case 'SlotTooLate':
+      return `Slot ${a[0]} is too far in the future for a meter binding.`;
     case 'ParticipantHasMeter':
       return `${who(a[0], ctx)} already has meter ${shortAddress(String(a[1]))}; unbind it first.`;
     case 'RoleListenerAlreadySet':

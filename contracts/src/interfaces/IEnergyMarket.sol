@@ -103,12 +103,21 @@ interface IEnergyMarket {
     /// @notice The order's volume is more than `account`'s registered capacity allows in one slot (import power
     ///         times slot length for a bid, export for an ask).
     error ExceedsCapacity(address account, Side side, uint256 energyWh, uint256 capacityWh);
+    /// @notice Withdrawals wait while the grid account owes `debt` (feed-in it could not pay at settlement).
+    error GridInDebt(uint256 debt);
+    /// @notice The slot can no longer be settled for an account without orders in it: its settled-without-orders
+    ///         record is kept for `POSITION_RING` slots (see {gridSettlementClosesAt}); used as a skip reason.
+    error SettlementExpired(uint64 slot, address account);
 
     event RoleSynced(address indexed account, IRegistry.Role role);
     /// @notice The market created `words` position words of `account` (its ring) ahead of its orders.
     event PositionsInitialised(address indexed account, uint256 words);
-    /// @notice The market's copy of `participant`'s meter binding changed (zero address: no meter).
-    event MeterSynced(address indexed participant, address meter);
+    /// @notice The market's copy of `participant`'s latest meter binding: `meter` for slots `[fromSlot, untilSlot)`
+    ///         (`untilSlot` = 2^48 - 1 while open; all zero: no binding).
+    event MeterSynced(address indexed participant, address meter, uint64 fromSlot, uint64 untilSlot);
+    /// @notice Settling `slot` the grid account owed `amount` more feed-in than it had; the rest was credited to the
+    ///         participants anyway and recorded as the grid account's debt, repaid from its next credits.
+    event GridDebtIncurred(uint64 indexed slot, uint256 amount);
     event Deposited(address indexed account, address indexed from, uint256 amount);
     event Withdrawn(address indexed account, uint256 amount);
     event DebtIncurred(address indexed account, uint256 amount);
@@ -128,8 +137,8 @@ interface IEnergyMarket {
     event CapacitySynced(address indexed account, uint256 importWh, uint256 exportWh);
     /// @notice The market's copy of the registry's order horizon (seconds) is now `horizon`.
     event OrderHorizonSynced(uint256 horizon);
-    /// @notice `settle` left `account` out of the batch; `reason` is the selector of the error a single settle
-    ///         would have raised (`AlreadySettled`).
+    /// @notice `settle` left `account` out of the batch; `reason` is the selector of the matching error:
+    ///         `AlreadySettled`, `NoPosition` (neither orders nor a meter in the slot) or `SettlementExpired`.
     event SettlementSkipped(uint64 indexed slot, address indexed account, bytes4 reason);
     event OrderPlaced(
         uint64 indexed slot, address indexed account, Side side, uint256 pricePerKWh, uint32 energyWh, uint256 locked

@@ -17,6 +17,18 @@ interface IRegistry {
         Prosumer
     }
 
+    /// @notice One binding of a meter to a participant, in effect for slots `[fromSlot, untilSlot)`; `untilSlot` is
+    ///         `type(uint48).max` while the binding lasts. In a meter's history `account` is the participant, in a
+    ///         participant's history it is the meter.
+    /// @dev One storage word. A change made during slot `k` (or before slot 0, then `k + 1 = 0`) takes effect from
+    ///      slot `k + 1`: a slot's energy is one counter difference of one meter, so a slot is never split between
+    ///      two bindings.
+    struct Binding {
+        address account;
+        uint48 fromSlot;
+        uint48 untilSlot;
+    }
+
     /// @notice Grid prices for one slot, in credit base units per kWh.
     struct Prices {
         uint128 retailPerKWh;
@@ -34,6 +46,8 @@ interface IRegistry {
     error MeterAlreadyBound(address meter, address participant);
     error MeterNotBound(address meter);
     error ParticipantHasMeter(address participant, address meter);
+    /// @notice The slot a binding change would take effect from does not fit in 48 bits.
+    error SlotTooLate(uint256 slot);
     error NoSlotPrices(uint64 slot);
     error RoleListenerAlreadySet(address listener);
     error InvalidOrderHorizon(uint256 horizon);
@@ -44,8 +58,13 @@ interface IRegistry {
     event RoleListenerSet(address indexed listener);
     event ParticipantRegistered(address indexed account, Role role);
     event ParticipantRemoved(address indexed account);
-    event MeterBound(address indexed meter, address indexed participant);
-    event MeterUnbound(address indexed meter, address indexed participant);
+    /// @notice `meter` counts for `participant` from slot `fromSlot` on (the slot after the one the binding was made
+    ///         in).
+    event MeterBound(address indexed meter, address indexed participant, uint64 fromSlot);
+    /// @notice `meter` counts for `participant` no more from slot `untilSlot` on (the slot after the one the
+    ///         unbinding or removal was made in); the slots before stay billed to `participant`. `untilSlot` equal
+    ///         to the binding's `fromSlot` means a binding cancelled before it took effect (dropped from the history).
+    event MeterUnbound(address indexed meter, address indexed participant, uint64 untilSlot);
     event DefaultPricesSet(uint256 retailPerKWh, uint256 feedInPerKWh);
     event SlotPricesSet(uint64 indexed slot, uint256 retailPerKWh, uint256 feedInPerKWh);
     event SlotPricesCleared(uint64 indexed slot);
@@ -72,11 +91,35 @@ interface IRegistry {
     /// @notice The role of `account` (`None` if not registered).
     function roleOf(address account) external view returns (Role);
 
-    /// @notice The participant that `meter` is bound to, or the zero address.
+    /// @notice The participant of `meter`'s latest binding while the meter's readings are still wanted: the binding
+    ///         is in effect or pending, or it ended at most one slot ago (so the readings that close its last slot
+    ///         can still arrive); else the zero address. `MeterReadings` accepts readings only while it is non-zero.
     function participantOf(address meter) external view returns (address);
 
-    /// @notice The meter bound to `participant`, or the zero address.
+    /// @notice The meter bound to `participant` now or from the next slot on (its open binding), or the zero address.
     function meterOf(address participant) external view returns (address);
+
+    /// @notice The meter that counted for `participant` in `slot`, or the zero address (at most one per slot).
+    function meterAt(address participant, uint64 slot) external view returns (address);
+
+    /// @notice The participant `meter` counted for in `slot`, or the zero address.
+    function participantAt(address meter, uint64 slot) external view returns (address);
+
+    /// @notice `participant`'s latest binding (`account` = its meter), ended or not; zeros if it never had a meter.
+    function latestBinding(address participant) external view returns (Binding memory);
+
+    /// @notice Every binding `meter` ever had, oldest first (`account` = the participant).
+    function meterBindings(address meter) external view returns (Binding[] memory);
+
+    /// @notice Every binding `participant` ever had, oldest first (`account` = the meter).
+    function participantBindings(address participant) external view returns (Binding[] memory);
+
+    /// @notice How many accounts ever had a meter bound (see {meteredAccounts}).
+    function meteredAccountCount() external view returns (uint256);
+
+    /// @notice Up to `limit` accounts that ever had a meter bound, from index `offset`, in order of their first
+    ///         binding: with {meterAt}, what a settler needs to list everyone metered in a slot.
+    function meteredAccounts(uint256 offset, uint256 limit) external view returns (address[] memory);
 
     /// @notice Start of slot 0 (unix seconds).
     function startTime() external view returns (uint64);
@@ -111,8 +154,9 @@ interface IRoleListener {
     /// @notice `account` now has `role` (`None` after removal).
     function onRoleChanged(address account, IRegistry.Role role) external;
 
-    /// @notice `participant`'s meter is now `meter` (the zero address after unbinding or removal).
-    function onMeterChanged(address participant, address meter) external;
+    /// @notice `participant`'s latest binding is now `meter` for slots `[fromSlot, untilSlot)` (`untilSlot` =
+    ///         `type(uint48).max` while it lasts; all zero if the participant has no binding left).
+    function onMeterChanged(address participant, address meter, uint64 fromSlot, uint64 untilSlot) external;
 
     /// @notice The operator set the order horizon to `horizon` seconds.
     function onOrderHorizonChanged(uint32 horizon) external;

@@ -104,8 +104,7 @@ abstract contract Auction is MarketBase {
         // Effects.
         _storePosition(slot, msg.sender, pos & ~((_M32 | (_M8 << 32)) << shift));
         _levels[slot][level] -= energyWh << (side == Side.Bid ? 0 : 64);
-        uint256 repaid = _addFree(msg.sender, refund);
-        if (repaid != 0) _addFree(gridAccount, repaid);
+        _credit(msg.sender, refund);
         emit OrderCancelled(slot, msg.sender, side, uint32(energyWh), refund);
     }
 
@@ -359,7 +358,10 @@ abstract contract Auction is MarketBase {
             if (pos & _ORDERS != 0 && pos & _SETTLED == 0) {
                 revert PositionSlotBusy(msg.sender, uint64((pos >> _TAG_SHIFT) - 1));
             }
-            pos = premiums << _PREMIUM_SHIFT;
+            // Remember the latest earlier slot of this word that had orders (the old position if it had any, else
+            // the one it remembered), so settlement can still tell whether that slot had orders ({settle}).
+            uint256 prev = pos & _ORDERS != 0 ? pos >> _TAG_SHIFT : (pos >> _PREV_SHIFT) & _M64;
+            pos = (premiums << _PREMIUM_SHIFT) | (prev << _PREV_SHIFT);
         } else if ((pos >> shift) & _M32 != 0) {
             revert OrderExists(slot, msg.sender, side);
         }

@@ -38,9 +38,14 @@ abstract contract Escrow is MarketBase {
     }
 
     /// @notice Withdraws `amount` credit base units of the caller's free balance to the caller.
-    /// @dev Reverts with {InsufficientBalance} if the free balance is smaller. Emits {Withdrawn}.
+    /// @dev Reverts with {InsufficientBalance} if the free balance is smaller, and with {GridInDebt} while the grid
+    ///      account has debt: the market then holds that much less than its accounts' balances (feed-in the grid
+    ///      could not pay, see {Settlement}), so a withdrawal would take credits that back someone else's balance.
+    ///      The operator ends it with a deposit for the grid account. Emits {Withdrawn}.
     function withdraw(uint256 amount) external {
         if (amount == 0) revert ZeroAmount();
+        uint256 gridDebt = (_accounts[gridAccount] >> 128) & _M120;
+        if (gridDebt != 0) revert GridInDebt(gridDebt);
         uint256 acct = _accounts[msg.sender];
         uint256 free = acct & _M128;
         if (free < amount) revert InsufficientBalance(msg.sender, amount, free);
@@ -59,12 +64,13 @@ abstract contract Escrow is MarketBase {
         _cacheRole(account, role);
     }
 
-    /// @notice Mirrors a meter (un)binding from the registry so that settlement needs no registry call.
-    /// @dev Only the registry calls this. `meter` is the zero address when the participant has no meter any more.
-    ///      Emits {MeterSynced}.
-    function onMeterChanged(address participant, address meter) external {
+    /// @notice Mirrors `participant`'s latest meter binding from the registry (`meter` for slots
+    ///         `[fromSlot, untilSlot)`) so that settlement needs no registry call for slots it covers.
+    /// @dev Only the registry calls this, after every binding change of the participant. Settlement of a slot before
+    ///      `fromSlot` asks the registry's history ({IRegistry-meterAt}). Emits {MeterSynced}.
+    function onMeterChanged(address participant, address meter, uint64 fromSlot, uint64 untilSlot) external {
         if (msg.sender != address(registry)) revert NotRegistry(msg.sender);
-        _cacheMeter(participant, meter);
+        _cacheMeter(participant, meter, fromSlot, untilSlot);
     }
 
     /// @notice Mirrors the registry's order horizon so that placing an order needs no registry call.
@@ -92,19 +98,18 @@ abstract contract Escrow is MarketBase {
         emit OrderHorizonSynced(horizon);
     }
 
-    /// @notice Copies `account`'s current role, meter binding and capacity from the registry into the market's
-    ///         cache, and creates its position words if it is a participant whose words do not exist yet.
+    /// @notice Copies `account`'s current role and capacity from the registry into the market's cache, and creates
+    ///         its position words if it is a participant whose words do not exist yet.
     /// @dev Anyone may call; only useful for accounts registered before the market became the registry's role
     ///      listener. Reverts with {NotRoleListener} unless the registry pushes role changes to this market
-    ///      (otherwise a cached role could go stale). Emits {RoleSynced}, {MeterSynced}, {CapacitySynced} and,
-    ///      the first time for a participant, {PositionsInitialised}.
+    ///      (otherwise a cached role could go stale). Meter bindings need no copy: until the registry pushes one
+    ///      of the account's binding changes, settlement reads the registry's history ({IRegistry-meterAt}).
+    ///      Emits {RoleSynced}, {CapacitySynced} and, the first time for a participant, {PositionsInitialised}.
     function syncRole(address account) external {
         if (registry.roleListener() != address(this)) revert NotRoleListener();
         IRegistry.Role role = registry.roleOf(account);
-        address meter = registry.meterOf(account);
         (uint32 importW, uint32 exportW) = registry.capacityOf(account);
         _cacheRole(account, role);
-        _cacheMeter(account, meter);
         _cacheCapacity(account, importW, exportW);
     }
 
@@ -126,14 +131,20 @@ abstract contract Escrow is MarketBase {
             for (uint256 i = 0; i < POSITION_RING; ++i) {
                 if (ring[i] == 0) ring[i] = _INITIALISED;
             }
-            emit PositionsInitialised(account, POSITION_RING);
+            // And the two words of its settled-without-orders record, so that settling it creates no storage.
+            mapping(uint256 => uint256) storage gs = _gridSettled[account];
+            if (gs[0] == 0) gs[0] = _INITIALISED;
+            if (gs[1] == 0) gs[1] = _INITIALISED;
+            emit PositionsInitialised(account, POSITION_RING + 2);
         }
     }
 
-    function _cacheMeter(address participant, address meter) private {
+    function _cacheMeter(address participant, address meter, uint64 fromSlot, uint64 untilSlot) private {
         _accounts[participant] |= _METER_CACHED;
-        _meters[participant] = meter;
-        emit MeterSynced(participant, meter);
+        // The registry keeps slots of bindings in 48 bits.
+        _meters[participant] =
+            uint256(uint160(meter)) | (uint256(fromSlot & _M48) << 160) | (uint256(untilSlot & _M48) << 208);
+        emit MeterSynced(participant, meter, fromSlot, untilSlot);
     }
 
     function _cacheCapacity(address account, uint32 importW, uint32 exportW) private {
@@ -145,8 +156,7 @@ abstract contract Escrow is MarketBase {
 
     function _deposit(address account, address from, uint256 amount) private {
         if (amount == 0) revert ZeroAmount();
-        uint256 repaid = _addFree(account, amount);
-        if (repaid != 0) _addFree(gridAccount, repaid);
+        _credit(account, amount);
         emit Deposited(account, from, amount);
         token.safeTransferFrom(from, address(this), amount);
     }

@@ -25,9 +25,16 @@ import {IRegistry} from "../interfaces/IRegistry.sol";
 ///                 or clearedWh (0-63)                                                 (compact flag set)
 ///      position = bidWh (0-31) | bidLevel (32-39) | askWh (40-71) | askLevel (72-79) | settled (80) |
 ///                 short premium ticks (88-103) | long penalty ticks (104-119) (the slot's, copied by each order) |
-///                 slot + 1 (120-183) | initialised (255, only in a word that has never held a position)
+///                 earlier order slot + 1 (120-183: the latest earlier slot whose position in this word had
+///                 orders, 0 if none) | slot + 1 (192-254) | initialised (255, only in a word that has never held
+///                 a position)
 ///      capacity = import Wh per slot (0-63) | export Wh per slot (64-127)  (`_capacities`, pushed by the registry)
-///      meter    = the participant's meter as pushed by the registry (read when bit 251 of its account is set)
+///      meter    = the participant's latest meter binding as pushed by the registry: meter (0-159) | from slot
+///                 (160-207) | until slot (208-255, exclusive; 2^48 - 1 while open) (read when bit 251 of its
+///                 account is set)
+///      settled without orders = per participant, two words (`_gridSettled[account][b % 2]` for the block
+///                 `b = slot / 128` of 128 slots): bit `slot % 128` set once the participant's metered energy
+///                 in that slot was settled against the grid with no order (0-127) | b + 1 (128-255)
 ///
 ///      No order creates a storage word. Creating a word (zero to non-zero) costs 20,000 gas more than
 ///      rewriting one, and the chain charges no gas fees, so words are created ahead of time by the operator:
@@ -80,7 +87,14 @@ abstract contract MarketBase is IEnergyMarket {
     uint256 internal constant _ABOVE_38 = 0xffffffc000000000ffffffc000000000ffffffc000000000ffffffc000000000;
     uint256 internal constant _SETTLED = 1 << 80;
     uint256 internal constant _ORDERS = _M32 | (_M32 << 40);
-    uint256 internal constant _TAG_SHIFT = 120;
+    /// @dev Where a position word keeps its slot + 1; `pos >> _TAG_SHIFT` is that tag (the sentinel bit 255 makes a
+    ///      never-used word's tag 2^63, which no slot reaches: orders go at most `orderHorizon` ahead).
+    uint256 internal constant _TAG_SHIFT = 192;
+    /// @dev Where a position word keeps the latest earlier slot (+ 1) whose position in this word had orders.
+    uint256 internal constant _PREV_SHIFT = 120;
+    uint256 internal constant _M48 = 0xffffffffffff;
+    /// @dev Slots per word of the settled-without-orders bitmap (see the layout above).
+    uint256 internal constant _GRID_BLOCK = 128;
     /// @dev Where the imbalance premiums (two 16-bit tick counts) sit in a position word; in an open header they
     ///      sit at `_HEADER_TERMS_SHIFT + 32`, after the order horizon.
     uint256 internal constant _PREMIUM_SHIFT = 88;
@@ -113,13 +127,18 @@ abstract contract MarketBase is IEnergyMarket {
     MarketMode public immutable mode;
     /// @dev The registry's price tick divided by 1000 (credit base units per Wh).
     uint256 internal immutable _tickPerWh;
+    /// @dev The storage slot of `_accounts[gridAccount]`, computed once (settlement updates it in every call).
+    bytes32 internal immutable _gridWord;
 
     mapping(address account => uint256) internal _accounts;
     mapping(uint64 slot => uint256) internal _headers;
     mapping(uint64 slot => uint256) internal _marginals;
     mapping(uint64 slot => mapping(uint256 level => uint256)) internal _levels;
     mapping(address account => mapping(uint256 ringIndex => uint256)) internal _positions;
-    mapping(address participant => address) internal _meters;
+    /// @dev Each participant's latest meter binding, packed (see the layout above).
+    mapping(address participant => uint256) internal _meters;
+    /// @dev Which slots each participant was settled in without orders (see the layout above).
+    mapping(address account => mapping(uint256 ringIndex => uint256)) internal _gridSettled;
     mapping(address account => uint256) internal _capacities;
 
     /// @notice The registry's order horizon in seconds (pushed by the registry, see {IRoleListener}): orders are
@@ -152,6 +171,13 @@ abstract contract MarketBase is IEnergyMarket {
         gracePeriod = gracePeriod_;
         mode = mode_;
         _tickPerWh = registry_.priceTick() / 1000;
+        bytes32 gridWord;
+        assembly ("memory-safe") {
+            mstore(0x00, gridAccount_)
+            mstore(0x20, _accounts.slot)
+            gridWord := keccak256(0x00, 0x40)
+        }
+        _gridWord = gridWord;
         uint32 horizon = registry_.orderHorizon();
         orderHorizon = horizon;
         emit OrderHorizonSynced(horizon);
@@ -212,8 +238,16 @@ abstract contract MarketBase is IEnergyMarket {
         return marginal & _ABOVE_38 == 0;
     }
 
-    /// @dev Moves `amount` into `account`'s free balance, repaying its debt to the grid first.
-    /// @return repaid The part that went to the grid as debt repayment.
+    /// @dev Credits `amount` to `account`: repays its debt first, and what a participant repays goes to the grid
+    ///      account (repaying the grid's own debt first, see {Settlement}); the grid's own repayment goes nowhere,
+    ///      it restores the market's backing.
+    function _credit(address account, uint256 amount) internal {
+        uint256 repaid = _addFree(account, amount);
+        if (repaid != 0 && account != gridAccount) _addFree(gridAccount, repaid);
+    }
+
+    /// @dev Moves `amount` into `account`'s free balance, repaying its debt first.
+    /// @return repaid The part that went to repaying debt.
     function _addFree(address account, uint256 amount) internal returns (uint256 repaid) {
         uint256 acct = _accounts[account];
         uint256 debt = (acct >> 128) & _M120;

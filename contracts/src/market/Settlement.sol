@@ -46,14 +46,21 @@ abstract contract Settlement is MarketBase {
         bool compact;
         uint256 gridIn;
         uint256 gridOut;
+        /// @dev The storage slot of `_accounts[account]` of the participant being settled.
+        bytes32 accountWord;
     }
 
-    /// @notice Settles `participants`' positions in `slot`.
-    /// @dev Reverts with {SlotNotCleared}, {SettlementNotOpen} or {NoPosition}. A participant already settled
-    ///      (by an earlier call, or earlier in the same list) is skipped with {SettlementSkipped} instead of
-    ///      reverting, so a settle that front-runs part of a batch cannot make the batch fail.
-    ///      Emits {ParticipantSettled} per settled participant. The grid account's balance must cover the feed-in
-    ///      payouts of the call, else {InsufficientBalance}.
+    /// @notice Settles `participants` in `slot`: their orders against their meters, and those with a meter but no
+    ///         order in the slot against the grid alone (import at retail, export at feed-in).
+    /// @dev Reverts only with {SlotNotCleared} or {SettlementNotOpen}. A listed account is skipped with
+    ///      {SettlementSkipped} instead of reverting when it is already settled (by an earlier call, or earlier in
+    ///      the same list: `AlreadySettled`), has neither orders nor a meter in the slot (`NoPosition`), or has no
+    ///      orders and the slot's settled-without-orders record is gone (from {gridSettlementClosesAt}:
+    ///      `SettlementExpired`); so neither a front-running settle nor a stale list can make a batch fail.
+    ///      The meter is the one bound to the participant in `slot` (the registry's history), not the current one.
+    ///      Emits {ParticipantSettled} per settled participant. If the grid account cannot pay the call's feed-in,
+    ///      the participants are credited in full and the shortfall becomes the grid account's debt
+    ///      ({GridDebtIncurred}); withdrawals wait until it is repaid ({GridInDebt}).
     function settle(uint64 slot, address[] calldata participants) external {
         uint256 header = _headers[slot];
         if (header & _STATUS_BITS != _STATUS_CLEARED) revert SlotNotCleared(slot);
@@ -80,7 +87,8 @@ abstract contract Settlement is MarketBase {
             marginalLoaded: compact,
             compact: compact,
             gridIn: 0,
-            gridOut: 0
+            gridOut: 0,
+            accountWord: 0
         });
 
         uint256 n = participants.length;
@@ -98,30 +106,63 @@ abstract contract Settlement is MarketBase {
             if (!c.compact) _marginals[slot] = c.marginal;
             else if (c.marginal != header) _headers[slot] = c.marginal;
         }
-        uint256 gridIn = c.gridIn;
-        uint256 gridOut = c.gridOut;
-        if (gridIn != 0 || gridOut != 0) {
-            address grid = gridAccount;
-            // `_accounts[grid]`, its storage slot computed once for the read and the write.
-            uint256 word;
-            uint256 acct;
-            assembly ("memory-safe") {
-                mstore(0x00, grid)
-                mstore(0x20, _accounts.slot)
-                word := keccak256(0x00, 0x40)
-                acct := sload(word)
-            }
-            uint256 free = (acct & _M128) + gridIn;
-            if (free < gridOut) revert InsufficientBalance(grid, gridOut, free - gridIn);
+        if (c.gridIn != 0 || c.gridOut != 0) _payGrid(slot, c.gridIn, c.gridOut);
+    }
+
+    /// @dev Applies the call's grid flows to the grid account ({_applyGrid}).
+    function _payGrid(uint64 slot, uint256 gridIn, uint256 gridOut) private {
+        // `_accounts[gridAccount]`, its storage slot computed at deployment.
+        bytes32 word = _gridWord;
+        uint256 acct;
+        assembly ("memory-safe") {
+            acct := sload(word)
+        }
+        uint256 free = (acct & _M128) + gridIn;
+        if (free < gridOut || (acct >> 128) & _M120 != 0) {
+            acct = _applyGrid(slot, acct, gridIn, gridOut);
+        } else {
+            // The common case: no grid debt, and the balance covers the feed-in.
             unchecked {
                 free -= gridOut;
             }
-            if (free > _M128) revert BalanceOverflow(grid);
+            if (free > _M128) revert BalanceOverflow(gridAccount);
             acct = free | (acct & ~_M128);
-            assembly ("memory-safe") {
-                sstore(word, acct)
-            }
         }
+        assembly ("memory-safe") {
+            sstore(word, acct)
+        }
+    }
+
+    /// @notice Until when `slot` can be settled for a participant without orders in it (unix seconds, exclusive):
+    ///         the settlement opening of slot `slot + POSITION_RING`.
+    /// @dev Why a limit: whether the participant had orders in `slot` is read from its position ring word, which
+    ///      remembers one earlier slot with orders; once two later slots of the word had orders, `slot`'s own could
+    ///      not be told apart and its meter could be billed twice. The second of those can be settled only from
+    ///      this time on, so up to it the answer is exact. The keeper settles each slot right after its grace.
+    function gridSettlementClosesAt(uint64 slot) public view returns (uint256) {
+        return settlementOpensAt(slot + uint64(POSITION_RING));
+    }
+
+    /// @notice Whether `account` was settled in `slot` against the grid alone (it had no orders there), as far as
+    ///         the record reaches ({gridSettlementClosesAt}).
+    function settledWithoutOrders(uint64 slot, address account) external view returns (bool) {
+        uint256 w = _gridSettled[account][(slot / _GRID_BLOCK) % 2];
+        return w >> 128 == slot / _GRID_BLOCK + 1 && (w >> (slot % _GRID_BLOCK)) & 1 != 0;
+    }
+
+    /// @dev The grid account word after the call's flows: `gridIn` (charges, repaid debt, spreads) first repays the
+    ///      grid's debt, `gridOut` (feed-in) is paid from its balance and what the balance lacks becomes its debt.
+    ///      Why debt and not a revert: a revert would leave every listed participant's escrow locked until the
+    ///      operator funds the grid, and their ring words busy; the participants' credits are theirs either way.
+    function _applyGrid(uint64 slot, uint256 acct, uint256 gridIn, uint256 gridOut) private returns (uint256) {
+        uint256 have = (acct & _M128) + gridIn;
+        uint256 debt = (acct >> 128) & _M120;
+        uint256 owe = debt + gridOut;
+        (uint256 free, uint256 left) = have >= owe ? (have - owe, uint256(0)) : (uint256(0), owe - have);
+        if (left > debt) emit GridDebtIncurred(slot, left - debt);
+        else if (left < debt) emit DebtRepaid(gridAccount, debt - left);
+        if (free > _M128 || left > _M120) revert BalanceOverflow(gridAccount);
+        return free | (left << 128) | (acct & _ACCOUNT_FLAGS);
     }
 
     /// @notice The fills `account` would get if settled now in cleared `slot` (Wh).
@@ -145,6 +186,10 @@ abstract contract Settlement is MarketBase {
             emit SettlementSkipped(slot, account, AlreadySettled.selector);
             return;
         }
+        if (pos == _SETTLED) {
+            _settleWithoutOrders(slot, account, c);
+            return;
+        }
 
         if (
             !c.marginalLoaded && c.q != 0
@@ -158,8 +203,8 @@ abstract contract Settlement is MarketBase {
         uint256 sold;
         (bought, c.marginal) = _fill(pos & _M32, (pos >> 32) & _M8, c.q, c.mb, true, c.marginal, c.compact);
         (sold, c.marginal) = _fill((pos >> 40) & _M32, (pos >> 72) & _M8, c.q, c.ma, false, c.marginal, c.compact);
-        uint256 acct = _accounts[account];
-        (uint256 imp, uint256 exp) = _meteredEnergy(slot, account, acct);
+        uint256 acct = _loadAccount(account, c);
+        (uint256 imp, uint256 exp) = _meteredEnergy(slot, _meterIn(slot, account, acct));
         (uint256 credited, uint256 debited, uint256 charge) = _amounts(c, pos, bought, sold, imp, exp);
         _apply(account, acct, credited, debited, charge, c);
 
@@ -168,7 +213,45 @@ abstract contract Settlement is MarketBase {
         );
     }
 
-    /// @dev Returns `account`'s position in `slot` and marks it settled; returns 0 if it was already settled.
+    /// @dev Settles `account`, which has no orders in `slot`, against the grid alone: its meter's import at retail
+    ///      and export at feed-in, as for any unmatched energy. Recorded in the settled-without-orders bitmap.
+    ///      Skips (with {SettlementSkipped}) when already settled, when there is no meter in the slot, or when the
+    ///      record is gone ({gridSettlementClosesAt}).
+    function _settleWithoutOrders(uint64 slot, address account, Ctx memory c) private {
+        uint256 acct = _loadAccount(account, c);
+        address meter = _meterIn(slot, account, acct);
+        bytes4 skip = meter == address(0) ? NoPosition.selector : _markSettledWithoutOrders(slot, account);
+        if (skip != 0) {
+            emit SettlementSkipped(slot, account, skip);
+            return;
+        }
+        (uint256 imp, uint256 exp) = _meteredEnergy(slot, meter);
+        (uint256 credited, uint256 debited, uint256 charge) = _amounts(c, 0, 0, 0, imp, exp);
+        _apply(account, acct, credited, debited, charge, c);
+        emit ParticipantSettled(slot, account, 0, 0, uint64(imp), uint64(exp), credited, debited);
+    }
+
+    /// @dev Records `account` as settled without orders in `slot`; returns the selector of the reason to skip it
+    ///      instead (`SettlementExpired`, `AlreadySettled`), or zero.
+    function _markSettledWithoutOrders(uint64 slot, address account) private returns (bytes4) {
+        if (block.timestamp >= gridSettlementClosesAt(slot)) return SettlementExpired.selector;
+        // Had the account orders in `slot` that were settled and whose ring word a later slot reuses? The word
+        // remembers the latest earlier slot with orders; before the closing time that is `slot` if it had any.
+        uint256 word = _positions[account][slot % POSITION_RING];
+        uint256 target = uint256(slot) + 1;
+        if (word >> _TAG_SHIFT > target && (word >> _PREV_SHIFT) & _M64 >= target) return AlreadySettled.selector;
+        uint256 blk = slot / _GRID_BLOCK;
+        mapping(uint256 => uint256) storage gs = _gridSettled[account];
+        uint256 w = gs[blk % 2];
+        if (w >> 128 != blk + 1) w = 0; // the word holds an older block, long past its closing time
+        uint256 bit = uint256(1) << (slot % _GRID_BLOCK);
+        if (w & bit != 0) return AlreadySettled.selector;
+        gs[blk % 2] = w | bit | ((blk + 1) << 128);
+        return 0;
+    }
+
+    /// @dev Returns `account`'s position in `slot` and marks it settled; returns 0 if it was already settled, and
+    ///      `_SETTLED` (never a position with orders) if it has no orders in the slot.
     function _markSettled(uint64 slot, address account) private returns (uint256 pos) {
         // `_positions[account][slot % POSITION_RING]`, its storage slot computed once for the read and the write.
         uint256 word;
@@ -183,21 +266,32 @@ abstract contract Settlement is MarketBase {
         unchecked {
             if (pos >> _TAG_SHIFT != uint256(slot) + 1) pos = 0; // the ring word holds another slot
         }
-        if (pos & _ORDERS == 0) revert NoPosition(slot, account);
+        if (pos & _ORDERS == 0) return _SETTLED;
         if (pos & _SETTLED != 0) return 0;
         assembly ("memory-safe") {
             sstore(word, or(pos, _SETTLED))
         }
     }
 
-    /// @dev Import and export (Wh) of `account`'s meter in `slot`; zero without a meter or a reading. The meter
-    ///      comes from the market's copy of the binding (pushed by the registry) when it has one.
-    function _meteredEnergy(uint64 slot, address account, uint256 acct)
-        private
-        view
-        returns (uint256 imp, uint256 exp)
-    {
-        address meter = acct & _METER_CACHED != 0 ? _meters[account] : registry.meterOf(account);
+    /// @dev The meter bound to `account` in `slot` (zero if none): from the market's copy of its latest binding when
+    ///      that covers the slot or starts before it, else from the registry's history (a slot before a later
+    ///      binding change, or an account whose binding the market has not cached).
+    function _meterIn(uint64 slot, address account, uint256 acct) private view returns (address meter) {
+        if (acct & _METER_CACHED != 0) {
+            uint256 w = _meters[account];
+            if (slot >= (w >> 160) & _M48) {
+                // The meter if the binding has not ended by `slot`, else none.
+                assembly ("memory-safe") {
+                    meter := mul(and(w, 0xffffffffffffffffffffffffffffffffffffffff), lt(slot, shr(208, w)))
+                }
+                return meter;
+            }
+        }
+        return registry.meterAt(account, slot);
+    }
+
+    /// @dev Import and export (Wh) of `meter` in `slot`; zero without a meter or a reading.
+    function _meteredEnergy(uint64 slot, address meter) private view returns (uint256 imp, uint256 exp) {
         if (meter != address(0)) {
             // `readings.energyInSlot(meter, slot)`, decoding only the two counters (a plain Solidity call spends
             // several hundred gas more on encoding and decoding the struct).
@@ -310,7 +404,23 @@ abstract contract Settlement is MarketBase {
             }
         }
         c.gridIn += charge - unpaid;
-        _accounts[account] = free | (debt << 128) | (acct & _ACCOUNT_FLAGS);
+        acct = free | (debt << 128) | (acct & _ACCOUNT_FLAGS);
+        bytes32 word = c.accountWord;
+        assembly ("memory-safe") {
+            sstore(word, acct)
+        }
+    }
+
+    /// @dev Reads `_accounts[account]` and keeps its storage slot in `c` for {_apply}'s write.
+    function _loadAccount(address account, Ctx memory c) private view returns (uint256 acct) {
+        bytes32 word;
+        assembly ("memory-safe") {
+            mstore(0x00, account)
+            mstore(0x20, _accounts.slot)
+            word := keccak256(0x00, 0x40)
+            acct := sload(word)
+        }
+        c.accountWord = word;
     }
 
     /// @dev Fill of an order of `wh` Wh at `level`; `marginal` holds the pro-rata state of the marginal levels,

@@ -5,6 +5,7 @@ import {Vm} from "../utils/Vm.sol";
 import {CreditToken} from "../../src/CreditToken.sol";
 import {EnergyMarket} from "../../src/EnergyMarket.sol";
 import {MeterReadings} from "../../src/MeterReadings.sol";
+import {Registry} from "../../src/Registry.sol";
 import {IEnergyMarket} from "../../src/interfaces/IEnergyMarket.sol";
 import {IMeterReadings} from "../../src/interfaces/IMeterReadings.sol";
 
@@ -44,6 +45,12 @@ contract MarketHandler {
     uint256 public flowMismatches;
     /// Settlements in which a short seller or a long buyer came out ahead of its trade (must stay 0).
     uint256 public imbalanceProfits;
+    /// Participants settled against the grid alone (a meter, no order in the slot; issue 14, part 6).
+    uint256 public settledWithoutOrder;
+    /// Settle calls that left the grid account in debt (it could not pay the feed-in).
+    uint256 public gridDebtSettlements;
+    /// Meter swaps made by {swapMeter}.
+    uint256 public meterSwaps;
 
     /// Fills each settled participant got (previewFills reads zero once a position is settled).
     mapping(uint64 => mapping(address => uint256)) public ghostBidFill;
@@ -99,10 +106,46 @@ contract MarketHandler {
     function withdraw(uint256 who, uint256 amount) external {
         address a = actors[who % actors.length];
         (uint256 free,) = market.accountOf(a);
-        if (free == 0) return;
+        (, uint256 gridDebt) = market.accountOf(grid);
+        if (free == 0 || gridDebt != 0) return; // withdrawals wait while the grid is in debt
         amount = 1 + amount % free;
         vm.prank(a);
         market.withdraw(amount);
+        calls++;
+    }
+
+    /// The operator swaps actor `who`'s meter for a fresh one (effective from the next slot): settlement must keep
+    /// billing each slot from the meter bound in it, which the flow checks compute from the registry's history.
+    function swapMeter(uint256 who) external {
+        uint256 i = who % actors.length;
+        address fresh = address(uint160(uint256(keccak256(abi.encode("swapped meter", i, meterSwaps)))));
+        Registry r = Registry(address(market.registry()));
+        vm.startPrank(operator);
+        r.unbindMeter(meters[i]);
+        r.bindMeter(fresh, actors[i]);
+        vm.stopPrank();
+        meters[i] = fresh;
+        meterSwaps++;
+        calls++;
+    }
+
+    /// The operator funds the grid account (repaying its debt first).
+    function fundGrid(uint256 amount) external {
+        amount = 1 + amount % 20e18;
+        vm.startPrank(operator);
+        token.mint(operator, amount);
+        token.approve(address(market), amount);
+        market.depositFor(grid, amount);
+        vm.stopPrank();
+        calls++;
+    }
+
+    /// The grid account withdraws all it has, so that later feed-in can only become grid debt.
+    function drainGrid() external {
+        (uint256 free, uint256 debt) = market.accountOf(grid);
+        if (free == 0 || debt != 0) return;
+        vm.prank(grid);
+        market.withdraw(free);
         calls++;
     }
 
@@ -183,13 +226,12 @@ contract MarketHandler {
         if (info.status != IEnergyMarket.SlotStatus.Cleared) return;
         if (block.timestamp < market.settlementOpensAt(slot)) return;
         IEnergyMarket.Position memory p = market.positionOf(slot, a);
-        if (p.settled || (p.bidWh == 0 && p.askWh == 0)) return;
-        // The grid must be able to pay feed-in; top it up like an operator would.
-        vm.startPrank(operator);
-        token.mint(operator, 100e18);
-        token.approve(address(market), 100e18);
-        market.depositFor(grid, 100e18);
-        vm.stopPrank();
+        if (p.settled) return;
+        if (p.bidWh == 0 && p.askWh == 0) {
+            _settleWithoutOrder(a, slot);
+            return;
+        }
+        // The grid may lack the feed-in ({fundGrid}, {drainGrid}): the rest becomes its debt, nothing reverts.
 
         (uint64 b, uint64 s) = market.previewFills(slot, a);
         uint256 c = info.clearingPricePerKWh / 1000;
@@ -200,7 +242,7 @@ contract MarketHandler {
         ghostSold[slot] += s;
         ghostBidFill[slot][a] = b;
         ghostAskFill[slot][a] = s;
-        IMeterReadings.SlotEnergy memory e = readings.energyInSlot(market.registry().meterOf(a), slot);
+        IMeterReadings.SlotEnergy memory e = _energy(a, slot);
         ghostMeteredNet[slot] += int256(uint256(e.importWh)) - int256(uint256(e.exportWh));
         int256 bi = int256(uint256(b));
         int256 si = int256(uint256(s));
@@ -214,6 +256,24 @@ contract MarketHandler {
         calls++;
     }
 
+    /// A participant with a meter and no order: settled against the grid alone (import at retail, export at
+    /// feed-in), checked like any other settlement; skipped (nothing changes) once its record has closed.
+    function _settleWithoutOrder(address a, uint64 slot) internal {
+        if (market.settledWithoutOrders(slot, a)) return;
+        if (block.timestamp >= market.gridSettlementClosesAt(slot)) return;
+        address m = market.registry().meterAt(a, slot);
+        if (m == address(0)) return; // skipped by the market (NoPosition)
+        IMeterReadings.SlotEnergy memory e = readings.energyInSlot(m, slot);
+        int256 im = int256(uint256(e.importWh));
+        int256 ex = int256(uint256(e.exportWh));
+        ghostMeteredNet[slot] += im - ex;
+        ghostGridNet[slot] += im - ex;
+        ghostSettledCount[slot]++;
+        settledWithoutOrder++;
+        _settleAndCheckFlows(a, slot, 0, 0);
+        calls++;
+    }
+
     /// Settles `a` alone and checks its and the grid's balance change against the flows computed independently:
     /// the grid gets `max(I-B,0) * r + max(S-E,0) * (r + ps) + max(B-I,0) * pl` and pays
     /// `(max(B-I,0) + max(E-S,0)) * f`; the participant gets its escrow back and the trade at the clearing price
@@ -223,18 +283,26 @@ contract MarketHandler {
         int256 toGrid = _toGrid(a, slot, info, b, s);
         int256 trade = (int256(s) - int256(b)) * int256(info.clearingPricePerKWh / 1000);
         int256 released = int256(market.lockedOf(slot, a));
-        (uint256 freeA, uint256 debtA) = market.accountOf(a);
-        (uint256 freeG,) = market.accountOf(grid);
+        int256 netA = _net(a);
+        int256 netG = _net(grid);
+        (, uint256 gridDebt) = market.accountOf(grid);
 
         address[] memory one = new address[](1);
         one[0] = a;
         market.settle(slot, one);
 
-        (uint256 freeA2, uint256 debtA2) = market.accountOf(a);
-        (uint256 freeG2,) = market.accountOf(grid);
-        int256 debtDelta = int256(debtA2) - int256(debtA);
-        if (int256(freeG2) - int256(freeG) + debtDelta != toGrid) flowMismatches++;
-        if (int256(freeA2) - int256(freeA) - debtDelta != released + trade - toGrid) flowMismatches++;
+        // Net positions (free minus debt): what the participant owes the grid moves between the two, and so
+        // does what the grid could not pay.
+        if (_net(grid) - netG != toGrid) flowMismatches++;
+        if (_net(a) - netA != released + trade - toGrid) flowMismatches++;
+        (, uint256 gridDebt2) = market.accountOf(grid);
+        if (gridDebt2 > gridDebt) gridDebtSettlements++;
+    }
+
+    /// `account`'s free balance minus its debt.
+    function _net(address account) internal view returns (int256) {
+        (uint256 free, uint256 debt) = market.accountOf(account);
+        return int256(free) - int256(debt);
     }
 
     /// The grid's net receipt from settling `a` (see {_settleAndCheckFlows}); counts imbalances that paid.
@@ -243,7 +311,7 @@ contract MarketHandler {
         returns (int256 toGrid)
     {
         IEnergyMarket.Position memory p = market.positionOf(slot, a);
-        IMeterReadings.SlotEnergy memory e = readings.energyInSlot(market.registry().meterOf(a), slot);
+        IMeterReadings.SlotEnergy memory e = _energy(a, slot);
         {
             uint256 r = info.retailPerKWh;
             uint256 over = e.importWh > b ? e.importWh - b : 0;
@@ -274,7 +342,7 @@ contract MarketHandler {
         uint256 n;
         for (uint256 k = 0; k < count; ++k) {
             address a = actors[(who % actors.length + k) % actors.length];
-            if (market.positionOf(slot, a).settled) batch[n++] = a;
+            if (market.positionOf(slot, a).settled || market.settledWithoutOrders(slot, a)) batch[n++] = a;
         }
         if (n == 0) return;
         assembly ("memory-safe") {
@@ -294,6 +362,12 @@ contract MarketHandler {
         if (gridAfter != gridBefore) doubleSettlements++;
         skippedBatches++;
         calls++;
+    }
+
+    /// The energy of the meter bound to `a` in `slot` (issue 14, part 4: not the meter bound now); zero if none.
+    function _energy(address a, uint64 slot) internal view returns (IMeterReadings.SlotEnergy memory e) {
+        address m = market.registry().meterAt(a, slot);
+        if (m != address(0)) e = readings.energyInSlot(m, slot);
     }
 
     function _pos(int256 x) internal pure returns (int256) {

@@ -177,7 +177,15 @@ impl BlockQuery for Connection {
             })
             .optional()?;
         let Some((sender, tx, receipt, gas_used, first_log)) = row else { return Ok(None) };
-        let Some((header, _)) = self.header_by_hash(block_hash)? else { return Ok(None) };
+        // The header alone: `td` sits after the block and receipts blobs in the row, and reading
+        // it walks their overflow pages, which grow with the block.
+        let header: Option<Vec<u8>> = self
+            .prepare_cached("SELECT header FROM blocks WHERE hash = ?1")?
+            .query_row([block_hash.as_slice()], |r| r.get(0))
+            .optional()?;
+        let Some(header) = header else { return Ok(None) };
+        let header =
+            Header::decode(&mut header.as_slice()).map_err(|e| StorageError::Corrupt(format!("header: {e}")))?;
         let corrupt = |what: &str, e: alloy_eips::eip2718::Eip2718Error| {
             StorageError::Corrupt(format!("{what} {index} of block {block_hash}: {e}"))
         };

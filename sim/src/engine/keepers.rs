@@ -211,16 +211,12 @@ pub(crate) async fn settler(
         )
         .await;
         let mut o = SettleOutcome::default();
-        // The slot must be cleared (by the operator's keeper) first, and the trading households are
-        // those with orders in it, from the chain's events.
-        if let Some(book) = cleared_book(&market, &job, from_block, &mut o).await {
-            let trading: Vec<Participant> = job
-                .households
-                .iter()
-                .filter(|p| book.iter().any(|b| b.account == p.account))
-                .copied()
-                .collect();
-            let job = SettleJob { households: trading, ..job };
+        // The slot must be cleared (by the operator's keeper) first. Every household is settled, with
+        // orders or not: one with a meter and no order in the slot is settled against the grid (import
+        // at retail, export at feed-in), so every metered Wh is billed (issue 14, part 6). Every
+        // household has a meter here; an account the contract finds with neither orders nor a meter
+        // in the slot would be skipped with an event, not reverted on.
+        if cleared_book(&market, &job, from_block, &mut o).await.is_some() {
             if job.min_reading_ts > 0 {
                 o.missing_readings = wait_for_readings(&market, &job).await;
             }
