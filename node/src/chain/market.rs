@@ -299,7 +299,10 @@ pub fn deploy_market(
         admins: cfg.admins.clone(),
     };
     ex.create("CreditToken", &credit_token::CreditToken::BYTECODE, ctor.abi_encode(), token)?;
-    let ctor = meter_readings::MeterReadings::constructorCall { registry_: registry };
+    let ctor = meter_readings::MeterReadings::constructorCall {
+        registry_: registry,
+        finalityDelay_: readings_finality(cfg.slot_length, cfg.grace_period),
+    };
     ex.create("MeterReadings", &meter_readings::MeterReadings::BYTECODE, ctor.abi_encode(), readings)?;
     let ctor = energy_market::EnergyMarket::constructorCall {
         registry_: registry,
@@ -477,6 +480,14 @@ impl MarketDeployment {
             self.slot_length, self.gate_closure, self.grace_period, self.mode, self.registry, self.token, self.readings, self.market, self.grid
         )
     }
+}
+
+/// The `MeterReadings` finality delay for a market: its grace period, so that every slot's energy is final
+/// before the slot can be settled, but no more than the contract's window allows
+/// (`ceil((delay + 60) / slot_length) + 2 <= 31` open slots, i.e. `delay <= 29 · slot_length − 60`). A shorter
+/// delay is safe: slots are then final earlier than settlement opens.
+pub fn readings_finality(slot_length: u32, grace_period: u32) -> u32 {
+    grace_period.min((29 * slot_length).saturating_sub(60))
 }
 
 #[cfg(test)]
