@@ -141,9 +141,8 @@ contract MeterReadings is IMeterReadings, EIP712 {
         uint256 n = readings.length;
         for (uint256 i = 0; i < n; ++i) {
             SignedReading calldata r = readings[i];
-            bytes32 digest = _hashTypedDataV4(
-                keccak256(abi.encode(READING_TYPEHASH, r.meter, r.importWh, r.exportWh, r.timestamp))
-            );
+            bytes32 digest =
+                _hashTypedDataV4(keccak256(abi.encode(READING_TYPEHASH, r.meter, r.importWh, r.exportWh, r.timestamp)));
             (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, r.r, r.vs);
             if (err != ECDSA.RecoverError.NoError || signer != r.meter) {
                 emit ReadingSkipped(i, r.meter, r.timestamp, InvalidSignature.selector);

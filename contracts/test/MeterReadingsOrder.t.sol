@@ -234,9 +234,7 @@ contract MeterReadingsOrderTest is Fixture {
         assertEq(readings.energyInSlot(meter, 9).importWh, 181, "slot 9 before finality");
         assertEq(readings.energyInSlot(meter, 10).importWh, 1637, "slot 10 before");
         vm.warp(_start(11) + 300); // slot 9 is final
-        vm.expectRevert(
-            abi.encodeWithSelector(IMeterReadings.CounterBelowFinalised.selector, meter, 1180, 0, 1181, 0)
-        );
+        vm.expectRevert(abi.encodeWithSelector(IMeterReadings.CounterBelowFinalised.selector, meter, 1180, 0, 1181, 0));
         _read(alice, 1180, 0, uint64(_start(10)) + 600);
         _read(alice, 2000, 0, uint64(_start(10)) + 600);
         assertEq(readings.energyInSlot(meter, 9).importWh, 181, "final slot unchanged");

@@ -52,7 +52,9 @@ interface IMeterReadings {
         address meter, uint64 importWh, uint64 exportWh, uint64 laterImportWh, uint64 laterExportWh
     );
     /// @notice A late reading's counters are below the value already booked up to the first open slot.
-    error CounterBelowFinalised(address meter, uint64 importWh, uint64 exportWh, uint64 finalImportWh, uint64 finalExportWh);
+    error CounterBelowFinalised(
+        address meter, uint64 importWh, uint64 exportWh, uint64 finalImportWh, uint64 finalExportWh
+    );
     /// @notice A reading older than the meter's last counter reset (its counters are on the old scale).
     error ReadingBeforeReset(address meter, uint64 timestamp, uint64 resetTimestamp);
     /// @notice More readings within the open slots than the window holds (cannot happen within the bound).
