@@ -49,7 +49,7 @@ contract CollateralTest is Fixture {
     function _meter(address p, uint64 imp, uint64 exp) internal {
         uint256 t = block.timestamp;
         vm.warp(_start(S) + SLOT);
-        _read(p, 0, 0, uint64(_start(S) - 1));
+        _read(p, 0, 0, uint64(_start(S)));
         _read(p, imp, exp, uint64(_start(S) + SLOT - 1));
         vm.warp(t);
     }
@@ -269,7 +269,7 @@ contract CollateralTest is Fixture {
         address[] memory admins = new address[](1);
         admins[0] = operator;
         Registry r = new Registry(admins, START, SLOT, TICK, RETAIL, FEED_IN);
-        MeterReadings mr = new MeterReadings(r);
+        MeterReadings mr = new MeterReadings(r, GRACE);
         EnergyMarket m = new EnergyMarket(r, token, mr, grid, GATE, GRACE, IEnergyMarket.MarketMode.PayAsClear);
         vm.startPrank(operator);
         r.registerParticipant(alice, IRegistry.Role.Prosumer);

@@ -73,12 +73,12 @@ contract EnergyMarketTest is Fixture {
         a[0] = p;
     }
 
-    /// Meter of `p` reports `imp`/`exp` Wh over slot `slot` (baseline just before, final just before the end).
+    /// Meter of `p` reports `imp`/`exp` Wh over slot `slot` (baseline at its start, final just before the end).
     function _meter(address p, uint64 slot, uint64 imp, uint64 exp) internal {
         uint256 t = block.timestamp;
         vm.warp(_start(slot) + SLOT);
         (uint64 li, uint64 le,,) = readings.latestReading(meterAddrOf[p]);
-        _read(p, li, le, uint64(_start(slot) - 1));
+        _read(p, li, le, uint64(_start(slot)));
         _read(p, li + imp, le + exp, uint64(_start(slot) + SLOT - 1));
         vm.warp(t);
     }
@@ -117,7 +117,7 @@ contract EnergyMarketTest is Fixture {
         address[] memory admins = new address[](1);
         admins[0] = operator;
         Registry r = new Registry(admins, 0, SLOT, TICK, RETAIL, FEED_IN);
-        MeterReadings mr = new MeterReadings(r);
+        MeterReadings mr = new MeterReadings(r, GRACE);
         EnergyMarket m = new EnergyMarket(r, token, mr, grid, GATE, GRACE, IEnergyMarket.MarketMode.PayAsClear);
         assertEq(m.gateClosureTime(0), 0, "clamped at zero");
         assertEq(m.gateClosureTime(1), SLOT - GATE, "normal");
@@ -132,7 +132,7 @@ contract EnergyMarketTest is Fixture {
         address[] memory admins = new address[](1);
         admins[0] = operator;
         Registry other = new Registry(admins, START + 1, SLOT, TICK, RETAIL, FEED_IN);
-        MeterReadings otherReadings = new MeterReadings(other);
+        MeterReadings otherReadings = new MeterReadings(other, GRACE);
         vm.expectRevert(IEnergyMarket.InvalidSchedule.selector);
         new EnergyMarket(registry, token, otherReadings, grid, GATE, GRACE, IEnergyMarket.MarketMode.PayAsClear);
     }
@@ -478,7 +478,7 @@ contract EnergyMarketTest is Fixture {
         address[] memory admins = new address[](1);
         admins[0] = operator;
         Registry r = new Registry(admins, START, SLOT, TICK, RETAIL, FEED_IN);
-        MeterReadings mr = new MeterReadings(r);
+        MeterReadings mr = new MeterReadings(r, GRACE);
         EnergyMarket m = new EnergyMarket(r, token, mr, grid, GATE, GRACE, IEnergyMarket.MarketMode.PayAsClear);
         vm.prank(operator);
         r.setOrderHorizon(5 hours);
@@ -496,7 +496,7 @@ contract EnergyMarketTest is Fixture {
         address[] memory admins = new address[](1);
         admins[0] = operator;
         Registry r = new Registry(admins, START, SLOT, TICK, RETAIL, FEED_IN);
-        MeterReadings mr = new MeterReadings(r);
+        MeterReadings mr = new MeterReadings(r, GRACE);
         EnergyMarket m = new EnergyMarket(r, token, mr, grid, GATE, GRACE, IEnergyMarket.MarketMode.PayAsClear);
         (address meter,) = makeKey("eve-meter");
         address eve = makeAddr("eve");
@@ -527,7 +527,7 @@ contract EnergyMarketTest is Fixture {
         // Settlement finds the meter (cached now): 100 Wh bought, nothing matched, 100 Wh used from the grid.
         vm.warp(_start(S) + SLOT);
         vm.startPrank(meter);
-        mr.submitReading(0, 0, uint64(_start(S) - 1));
+        mr.submitReading(0, 0, uint64(_start(S)));
         mr.submitReading(100, 0, uint64(_start(S) + SLOT - 1));
         vm.stopPrank();
         vm.warp(m.gateClosureTime(S) > block.timestamp ? m.gateClosureTime(S) : block.timestamp);
@@ -1149,7 +1149,13 @@ contract EnergyMarketTest is Fixture {
         _tradeAliceBob();
         _toSettlement(S);
         market.settle(S, _one(alice));
-        // A reading for the slot arriving after settlement changes nothing for the settled position.
+        // A reading for the slot arriving after settlement is refused: the slot is final (MeterReadings'
+        // finality delay is the grace period), and the settled position stays as it is.
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IMeterReadings.SlotFinal.selector, meterAddrOf[alice], uint64(_start(S) + 10), uint64(_start(S + 1))
+            )
+        );
         _read(alice, 0, 1000, uint64(_start(S) + 10));
         uint256 free = _free(alice);
         vm.expectEmit(address(market));

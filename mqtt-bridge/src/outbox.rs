@@ -701,6 +701,13 @@ impl Outbox {
     /// A successful receipt `confirmations` deep: the transaction and its readings are confirmed.
     pub fn confirm(&mut self, tx_id: i64, block: u64) -> Result<Vec<ConfirmedReading>> {
         let tx = self.conn.transaction()?;
+        let confirmed = Self::confirm_in(&tx, tx_id, block)?;
+        tx.commit()?;
+        Ok(confirmed)
+    }
+
+    /// Confirms the readings of `tx_id` still in flight and the transaction itself, inside `tx`.
+    fn confirm_in(tx: &rusqlite::Transaction<'_>, tx_id: i64, block: u64) -> Result<Vec<ConfirmedReading>> {
         let confirmed = {
             let mut stmt =
                 tx.prepare_cached("SELECT received_ms, ts FROM readings WHERE tx_id = ?1 AND state = 1")?;
@@ -711,8 +718,39 @@ impl Outbox {
         };
         tx.execute("UPDATE readings SET state = 2 WHERE tx_id = ?1 AND state = 1", [tx_id])?;
         tx.execute("UPDATE txs SET state = 1, block = ?2 WHERE id = ?1", params![tx_id, to_i64(block)])?;
-        tx.commit()?;
         Ok(confirmed)
+    }
+
+    /// A successful batch `confirmations` deep in which the contract skipped some readings
+    /// (`ReadingSkipped` events): those are dead-lettered with their reason, the rest confirmed, in one
+    /// SQLite transaction. Returns (confirmed, skipped). Ids in `skipped` that are not in flight in this
+    /// transaction are ignored.
+    pub fn confirm_except(
+        &mut self,
+        tx_id: i64,
+        block: u64,
+        skipped: &[(i64, Rejection)],
+        now_ms: i64,
+    ) -> Result<(Vec<ConfirmedReading>, Vec<PendingReading>)> {
+        let in_tx = self.tx_readings(tx_id)?;
+        let tx = self.conn.transaction()?;
+        let mut dead = Vec::new();
+        for (id, rej) in skipped {
+            let Some(r) = in_tx.iter().find(|r| r.id == *id) else { continue };
+            let payload = format!(
+                "{{\"meter\":\"{}\",\"import_wh\":{},\"export_wh\":{},\"ts\":{}}}",
+                r.meter, r.import_wh, r.export_wh, r.timestamp
+            );
+            Self::insert_dead(&tx, now_ms, "(chain)", Some(&r.meter), rej, payload.as_bytes())?;
+            tx.execute(
+                "UPDATE readings SET state = 3 WHERE id = ?1 AND tx_id = ?2 AND state = 1",
+                params![id, tx_id],
+            )?;
+            dead.push(r.clone());
+        }
+        let confirmed = Self::confirm_in(&tx, tx_id, block)?;
+        tx.commit()?;
+        Ok((confirmed, dead))
     }
 
     /// The readings of a transaction (for revert handling).

@@ -4,14 +4,19 @@
 //! 1. **Receipts** of every transaction that is not final are fetched in one JSON-RPC batch with the
 //!    head block number. Success confirms its readings once the head is `chain.confirmations` blocks
 //!    past the receipt's block; until then the receipt is checked again every round, and a transaction
-//!    whose receipt disappeared (reorg) is resent verbatim. A revert of a batch sends its readings back to be submitted one per transaction; a
-//!    revert of a single reading dead-letters it with the contract's error (found by replaying the call).
+//!    whose receipt disappeared (reorg) is resent verbatim. The contract skips a batch's invalid readings
+//!    instead of reverting it, with a `ReadingSkipped(index, meter, timestamp, reason)` event each: at
+//!    confirmation exactly those readings are dead-lettered with the contract's error and the rest are
+//!    confirmed. A batch that reverts all the same (out of gas) sends its readings back to be submitted one
+//!    per transaction; a revert of a single reading dead-letters it with the contract's error (found by
+//!    replaying the call).
 //! 2. **Resend**: a transaction without a receipt after `resend_interval_ms` is sent again, byte for byte
 //!    (node restarted, pool lost, ...). A transaction whose nonce was used by another one (the key was
 //!    used elsewhere) is dropped and its readings go back to pending.
 //! 3. **Build**: pending readings of meters with nothing in flight are grouped, oldest first. At most one
 //!    transaction per meter is ever in flight, so a meter's readings reach the contract in timestamp
-//!    order whatever the sender (the contract silently ignores a reading older than the meter's latest).
+//!    order whatever the sender (the contract also accepts a late reading while its slot is open, so the
+//!    order only saves work).
 //!    A group of one reading is sent by the meter itself (`submitReading`); a backlog goes as
 //!    `submitReadings` batches of EIP-712 signed readings relayed by the relayer key. Each transaction is
 //!    signed once (EIP-1559, zero fees), stored raw with its nonce in the outbox **before** it is sent,
@@ -27,7 +32,7 @@ use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{hex, Address, Bytes, TxKind, B256, U256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
-use alloy_sol_types::{SolCall, SolInterface};
+use alloy_sol_types::{SolCall, SolEvent, SolInterface};
 use p2pe_bindings::meter_reading::{signing_hash, MeterReading};
 use p2pe_bindings::meter_readings::{IMeterReadings, MeterReadings};
 use serde_json::{json, Value};
@@ -39,17 +44,23 @@ use crate::metrics::Metrics;
 use crate::outbox::{NewTx, Outbox, PendingReading, SentTx};
 use crate::rpc::{hex_u64, Rpc, RpcError};
 
-/// Gas limit of a `submitReading` transaction.
-pub const GAS_SINGLE: u64 = 200_000;
+/// Gas limit of a `submitReading` transaction: a meter's first reading costs about 100k; a late reading
+/// that re-splits a segment over the contract's widest window (31 slots) about 160k.
+pub const GAS_SINGLE: u64 = 300_000;
 /// Gas limit of a `submitReadings` transaction: base plus this per reading.
 pub const GAS_BATCH_BASE: u64 = 100_000;
-/// Per-reading gas limit of a batch: a meter's first reading, or one that opens a new slot, writes
-/// two fresh storage slots (about 45k gas with the signature check, the registry call and calldata);
-/// 80k leaves room, and 200 readings (the largest `max_batch`) stay under the per-transaction cap.
-/// Fees are zero, so an over-estimate costs nothing.
-pub const GAS_PER_READING: u64 = 80_000;
+/// Per-reading gas limit of a batch: a meter's first reading writes three fresh storage words (its
+/// meta word, a ring word and the slot's energy word: about 84k gas with the signature check, the
+/// per-item call, the registry call and calldata); a reading that opens a new slot about 60k until the
+/// meter's ring of 64 words has wrapped. 120k leaves room; a transaction carries at most
+/// [`MAX_PER_TX`] readings so that it stays under the per-transaction cap. Fees are zero, so an
+/// over-estimate costs nothing.
+pub const GAS_PER_READING: u64 = 120_000;
 /// Osaka's per-transaction gas cap (EIP-7825).
 pub const GAS_CAP: u64 = 16_777_216;
+/// Most readings in one `submitReadings` transaction: as many as [`GAS_PER_READING`] allows under
+/// [`GAS_CAP`] (138), whatever `max_batch` says.
+pub const MAX_PER_TX: usize = ((GAS_CAP - GAS_BATCH_BASE) / GAS_PER_READING) as usize;
 
 /// Milliseconds since the unix epoch.
 pub fn now_ms() -> i64 {
@@ -311,7 +322,7 @@ impl Submitter {
             let block = receipt.get("blockNumber").and_then(hex_u64).unwrap_or(0);
             let ok = receipt.get("status").and_then(hex_u64) == Some(1);
             if ok {
-                self.on_mined(t, block, head, now).await?;
+                self.on_mined(t, &receipt, block, head, now).await?;
             } else {
                 self.metrics.txs_reverted.fetch_add(1, Ordering::Relaxed);
                 self.handle_revert(t, block).await?;
@@ -324,7 +335,16 @@ impl Submitter {
     }
 
     /// A successful receipt in `block` with the chain at `head`: confirmed when deep enough, else noted.
-    async fn on_mined(&mut self, t: &SentTx, block: u64, head: u64, now: i64) -> Result<(), SubmitError> {
+    /// At confirmation, the readings the contract skipped (`ReadingSkipped` logs) are dead-lettered and
+    /// only the others confirmed.
+    async fn on_mined(
+        &mut self,
+        t: &SentTx,
+        receipt: &Value,
+        block: u64,
+        head: u64,
+        now: i64,
+    ) -> Result<(), SubmitError> {
         let id = t.id;
         if head < block.saturating_add(self.cfg.confirmations) {
             if t.mined_block != Some(block) {
@@ -333,7 +353,17 @@ impl Submitter {
             }
             return Ok(());
         }
-        let confirmed = db(&self.outbox, move |o| o.confirm(id, block)).await?;
+        let skipped = if t.readings > 1 { self.skipped_readings(t, receipt).await? } else { Vec::new() };
+        let (confirmed, dead) = if skipped.is_empty() {
+            (db(&self.outbox, move |o| o.confirm(id, block)).await?, Vec::new())
+        } else {
+            db(&self.outbox, move |o| o.confirm_except(id, block, &skipped, now)).await?
+        };
+        for r in &dead {
+            self.metrics.reject(Reason::Reverted);
+            tracing::warn!(meter = %r.meter, timestamp = r.timestamp, import_wh = r.import_wh, export_wh = r.export_wh,
+                tx = %t.hash, "reading skipped by the contract in a batch; dead-lettered");
+        }
         let now_s = now as f64 / 1000.0;
         for c in &confirmed {
             let lag = now_s - c.timestamp as f64;
@@ -342,8 +372,59 @@ impl Submitter {
             self.metrics.last_lag_ms.store((lag.max(0.0) * 1000.0) as u64, Ordering::Relaxed);
         }
         self.metrics.confirmed.fetch_add(confirmed.len() as u64, Ordering::Relaxed);
-        tracing::debug!(tx = %t.hash, block, head, readings = confirmed.len(), "confirmed");
+        tracing::debug!(tx = %t.hash, block, head, readings = confirmed.len(), skipped = dead.len(), "confirmed");
         Ok(())
+    }
+
+    /// The outbox readings of batch `t` that the contract skipped, each with the contract's reason: the
+    /// receipt's `ReadingSkipped` logs of the readings contract give the item index, which names the item
+    /// in the transaction's own `submitReadings` input, matched to the reading by meter address, counters
+    /// and timestamp.
+    async fn skipped_readings(
+        &self,
+        t: &SentTx,
+        receipt: &Value,
+    ) -> Result<Vec<(i64, Rejection)>, SubmitError> {
+        let events = skipped_events(receipt, self.cfg.readings);
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let items = match batch_items(&t.raw) {
+            Some(items) => items,
+            None => {
+                tracing::error!(tx = %t.hash, "a receipt reports skipped readings but the transaction is no batch");
+                return Ok(Vec::new());
+            }
+        };
+        let id = t.id;
+        let in_tx = db(&self.outbox, move |o| o.tx_readings(id)).await?;
+        let mut out = Vec::with_capacity(events.len());
+        for ev in events {
+            let Some(item) = usize::try_from(ev.index).ok().and_then(|i| items.get(i)) else {
+                tracing::error!(tx = %t.hash, index = %ev.index, "ReadingSkipped names an item the batch does not have");
+                continue;
+            };
+            let found = in_tx.iter().find(|r| {
+                self.meters.get(&r.meter).map(|k| k.address) == Some(item.meter)
+                    && r.import_wh == item.importWh
+                    && r.export_wh == item.exportWh
+                    && r.timestamp == item.timestamp
+            });
+            let Some(r) = found else {
+                tracing::error!(tx = %t.hash, index = %ev.index, "skipped item matches no reading of the transaction");
+                continue;
+            };
+            let name =
+                MeterReadings::MeterReadingsErrors::name_by_selector(ev.reason.0).unwrap_or("unknown error");
+            let detail = format!(
+                "skipped by the contract in batch {} (item {}): {name} (0x{})",
+                t.hash,
+                ev.index,
+                hex::encode(ev.reason.0)
+            );
+            out.push((r.id, Rejection::new(Reason::Reverted, detail)));
+        }
+        Ok(out)
     }
 
     async fn handle_revert(&mut self, t: &SentTx, block: u64) -> Result<(), SubmitError> {
@@ -470,7 +551,7 @@ impl Submitter {
     /// Groups candidates: one group per meter (its oldest readings, at most `max_batch`, or a single
     /// isolated reading), groups packed into transactions of at most `max_batch` readings.
     fn plan(&self, candidates: Vec<PendingReading>) -> Vec<Vec<PendingReading>> {
-        let max = self.cfg.max_batch;
+        let max = self.cfg.max_batch.min(MAX_PER_TX);
         let mut per_meter: BTreeMap<i64, Vec<PendingReading>> = BTreeMap::new(); // keyed by first id
         let mut first_id: HashMap<String, i64> = HashMap::new();
         let mut sealed: std::collections::HashSet<String> = std::collections::HashSet::new();
@@ -574,6 +655,40 @@ impl Submitter {
         tracing::debug!(txs = built.len(), readings, "sent transactions");
         Ok(())
     }
+}
+
+/// The `ReadingSkipped` events of the readings contract at `readings` in a receipt (JSON-RPC form).
+fn skipped_events(receipt: &Value, readings: Address) -> Vec<MeterReadings::ReadingSkipped> {
+    let Some(logs) = receipt.get("logs").and_then(Value::as_array) else { return Vec::new() };
+    let mut out = Vec::new();
+    for log in logs {
+        let from = log.get("address").and_then(Value::as_str).and_then(|a| a.parse::<Address>().ok());
+        if from != Some(readings) {
+            continue;
+        }
+        let topics: Vec<B256> = log
+            .get("topics")
+            .and_then(Value::as_array)
+            .map(|ts| ts.iter().filter_map(|t| t.as_str().and_then(|s| s.parse().ok())).collect())
+            .unwrap_or_default();
+        if topics.first() != Some(&MeterReadings::ReadingSkipped::SIGNATURE_HASH) {
+            continue;
+        }
+        let data =
+            log.get("data").and_then(Value::as_str).and_then(|d| hex::decode(d).ok()).unwrap_or_default();
+        match MeterReadings::ReadingSkipped::decode_raw_log(topics, &data) {
+            Ok(ev) => out.push(ev),
+            Err(e) => tracing::error!(error = %e, "undecodable ReadingSkipped log"),
+        }
+    }
+    out
+}
+
+/// The signed readings of a raw `submitReadings` transaction, in batch order; `None` for anything else.
+fn batch_items(raw: &[u8]) -> Option<Vec<IMeterReadings::SignedReading>> {
+    let env = <TxEnvelope as alloy_eips::eip2718::Decodable2718>::decode_2718(&mut &raw[..]).ok()?;
+    let TxEnvelope::Eip1559(s) = env else { return None };
+    MeterReadings::submitReadingsCall::abi_decode(&s.tx().input).ok().map(|c| c.readings)
 }
 
 fn is_known(message: &str) -> bool {

@@ -85,7 +85,7 @@ impl SimConfig {
             slots: 96,
             slot_seconds: 5,
             gate_closure: 1,
-            grace_period: 1,
+            grace_period: 5,
             ramp_rounds: 3,
             telemetry_seconds: 300,
             date: Date::parse("2026-06-21").expect("date"),

@@ -32,8 +32,9 @@ struct Args {
     /// Gate closure: orders close this many seconds before a slot starts.
     #[arg(long, default_value_t = 1)]
     gate_closure: u32,
-    /// Seconds after a slot ends before it may be settled.
-    #[arg(long, default_value_t = 1)]
+    /// Seconds after a slot ends before it may be settled; also how long the meters' readings of the
+    /// slot may take to reach the chain (the readings contract makes the slot final then).
+    #[arg(long, default_value_t = 5)]
     grace_period: u32,
     /// Order rounds per slot along the agents' price ramp.
     #[arg(long, default_value_t = 3)]

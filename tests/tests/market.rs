@@ -186,8 +186,12 @@ fn orders_clear_readings_settle_through_the_bindings() {
     let info = chain.call(market, EnergyMarket::slotInfoCall { slot });
     assert_eq!(info.clearedWh, 800);
 
-    // Delivery inside the slot: the seller exports 800 Wh, the buyer imports 700 Wh.
+    // Delivery inside the slot: the seller exports 800 Wh, the buyer imports 700 Wh. The meters report
+    // their counters at the slot's start (the contract interpolates slot boundaries between the readings
+    // that bracket them, so a reading at the boundary fixes it exactly) and inside the slot.
     chain.wait_until(slot_start + 1);
+    direct(1_000, 5_000, slot_start);
+    relayed(2_000, 0, slot_start);
     let t1 = chain.now();
     assert!(t1 < slot_start + len - 1, "still inside the slot");
     direct(1_000, 5_800, t1);

@@ -236,6 +236,20 @@ export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
       return `The counters of meter ${shortAddress(String(a[0]))} are too large.`;
     case 'InvalidSignature':
       return `The reading is not signed by meter ${shortAddress(String(a[0]))}.`;
+    case 'SlotFinal':
+      return `The reading of meter ${shortAddress(String(a[0]))} at ${time(a[1])} is too late: its slot is final (readings are open from ${time(a[2])}).`;
+    case 'CounterAboveLater':
+      return `The counters of meter ${shortAddress(String(a[0]))} are above those of its later reading.`;
+    case 'CounterBelowFinalised':
+      return `The counters of meter ${shortAddress(String(a[0]))} are below what its final slots already counted.`;
+    case 'ReadingBeforeReset':
+      return `The reading of meter ${shortAddress(String(a[0]))} is older than its last counter reset.`;
+    case 'TooManyReadings':
+      return `Meter ${shortAddress(String(a[0]))} has more open readings than the contract keeps.`;
+    case 'InvalidFinalityDelay':
+      return `A finality delay of ${String(a[0])} s gives ${String(a[1])} open slots; at most 31 are allowed.`;
+    case 'OnlySelf':
+      return 'Only the readings contract itself may record a relayed reading this way.';
     default:
       return `The contract refused: ${r.name}(${a.map(String).join(', ')}).`;
   }

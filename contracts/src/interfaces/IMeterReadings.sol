@@ -4,8 +4,11 @@ pragma solidity 0.8.37;
 /// @title IMeterReadings
 /// @notice Cumulative meter readings attested by the meters' own keys.
 /// @dev A reading is the meter's cumulative import and export counters in watt-hours (Wh) and the meter's
-///      unix timestamp in seconds. The energy of slot `k` is the change of the counters between the last
-///      reading before slot `k` starts and the last reading whose timestamp falls inside slot `k`.
+///      unix timestamp in seconds. The counter value at each slot boundary is interpolated linearly between
+///      the two stored readings that bracket it, whatever order they arrived in; the energy of slot `k` is the
+///      difference of its two boundary values (for the slot holding a meter's newest reading: up to that
+///      reading). Slots become final `finalityDelay` seconds after they end; readings that would change a
+///      final slot are refused ({SlotFinal}).
 interface IMeterReadings {
     /// @notice A reading signed by the meter (EIP-712, type {READING_TYPEHASH}) and relayed by anyone.
     /// @dev `r`/`vs` is the EIP-2098 compact form of the meter's secp256k1 signature.
@@ -18,7 +21,17 @@ interface IMeterReadings {
         bytes32 vs;
     }
 
+    /// @notice A stored reading (effective counters, i.e. reset-adjusted) as {keptReadings} reports it.
+    struct KeptReading {
+        uint64 importWh;
+        uint64 exportWh;
+        uint64 timestamp;
+    }
+
     /// @notice Energy counted for one meter in one slot.
+    /// @dev `hasReading`: the slot contains a reading of the meter or lies between two of its readings (its
+    ///      energy is then interpolated); false for slots before the meter's first reading, after its newest
+    ///      one, and for slots that became final while the meter was silent.
     struct SlotEnergy {
         uint64 importWh;
         uint64 exportWh;
@@ -32,9 +45,30 @@ interface IMeterReadings {
     error ConflictingReading(address meter, uint64 timestamp);
     error CounterTooLarge(address meter);
     error InvalidSignature(address meter);
+    /// @notice The reading lies in a slot that is already final (`finalityDelay` seconds past its end).
+    error SlotFinal(address meter, uint64 timestamp, uint64 firstOpenSlotStart);
+    /// @notice A late reading's counters exceed those of the meter's next later reading.
+    error CounterAboveLater(
+        address meter, uint64 importWh, uint64 exportWh, uint64 laterImportWh, uint64 laterExportWh
+    );
+    /// @notice A late reading's counters are below the value already booked up to the first open slot.
+    error CounterBelowFinalised(
+        address meter, uint64 importWh, uint64 exportWh, uint64 finalImportWh, uint64 finalExportWh
+    );
+    /// @notice A reading older than the meter's last counter reset (its counters are on the old scale).
+    error ReadingBeforeReset(address meter, uint64 timestamp, uint64 resetTimestamp);
+    /// @notice More readings within the open slots than the window holds (cannot happen within the bound).
+    error TooManyReadings(address meter);
+    /// @notice The finality delay gives more open slots than {MAX_WINDOW_SLOTS}.
+    error InvalidFinalityDelay(uint256 finalityDelay, uint256 windowSlots);
+    /// @notice {recordRelayed} is only for this contract's own batch path.
+    error OnlySelf();
 
     /// @notice A new reading was stored. Counters are the effective (reset-adjusted) values.
     event ReadingRecorded(address indexed meter, uint64 importWh, uint64 exportWh, uint64 timestamp);
+    /// @notice Item `index` of a relayed batch was not recorded; `reason` is the selector of the custom error
+    ///         that refused it (e.g. {InvalidSignature}, {SlotFinal}, {CounterDecreased}).
+    event ReadingSkipped(uint256 index, address indexed meter, uint64 timestamp, bytes4 reason);
     /// @notice The operator recorded that `meter`'s counters were reset; its next reading may be lower.
     event MeterResetRecorded(address indexed meter, address indexed operator);
 
@@ -47,7 +81,8 @@ interface IMeterReadings {
     /// @notice Records a reading sent by the meter itself (`msg.sender` is the meter key).
     function submitReading(uint64 importWh, uint64 exportWh, uint64 timestamp) external;
 
-    /// @notice Records a batch of EIP-712 signed readings; any account may relay.
+    /// @notice Records a batch of EIP-712 signed readings; any account may relay. Invalid items are skipped,
+    ///         each with a {ReadingSkipped} event, instead of reverting the batch.
     function submitReadings(SignedReading[] calldata readings) external;
 
     /// @notice Energy imported and exported by `meter` during `slot`.

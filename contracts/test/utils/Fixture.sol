@@ -42,7 +42,7 @@ abstract contract Fixture is Test {
         admins[0] = operator;
         registry = new Registry(admins, START, SLOT, TICK, RETAIL, FEED_IN);
         token = new CreditToken("P2P Energy Credit", "PEC", admins);
-        readings = new MeterReadings(registry);
+        readings = new MeterReadings(registry, GRACE);
         market = new EnergyMarket(registry, token, readings, grid, GATE, GRACE, mode);
         vm.prank(operator);
         registry.setRoleListener(address(market));

@@ -86,7 +86,7 @@ pub enum Reason {
     OutOfOrder,
     /// The payload is larger than `limits.max_payload_bytes`.
     Oversize,
-    /// The contract refused the reading (the transaction reverted).
+    /// The contract refused the reading (its transaction reverted, or its batch skipped it).
     Reverted,
     /// Shelly `src` (device id) is not the meter's configured `device_id`.
     DeviceMismatch,

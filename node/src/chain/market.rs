@@ -299,7 +299,10 @@ pub fn deploy_market(
         admins: cfg.admins.clone(),
     };
     ex.create("CreditToken", &credit_token::CreditToken::BYTECODE, ctor.abi_encode(), token)?;
-    let ctor = meter_readings::MeterReadings::constructorCall { registry_: registry };
+    let ctor = meter_readings::MeterReadings::constructorCall {
+        registry_: registry,
+        finalityDelay_: readings_finality(cfg.slot_length, cfg.grace_period),
+    };
     ex.create("MeterReadings", &meter_readings::MeterReadings::BYTECODE, ctor.abi_encode(), readings)?;
     let ctor = energy_market::EnergyMarket::constructorCall {
         registry_: registry,
@@ -479,6 +482,14 @@ impl MarketDeployment {
     }
 }
 
+/// The `MeterReadings` finality delay for a market: its grace period, so that every slot's energy is final
+/// before the slot can be settled, but no more than the contract's window allows
+/// (`ceil((delay + 60) / slot_length) + 2 <= 31` open slots, i.e. `delay <= 29 · slot_length − 60`). A shorter
+/// delay is safe: slots are then final earlier than settlement opens.
+pub fn readings_finality(slot_length: u32, grace_period: u32) -> u32 {
+    grace_period.min(slot_length.saturating_mul(29).saturating_sub(60))
+}
+
 #[cfg(test)]
 mod capacity_tests {
     use super::compressed_capacity_w;
@@ -490,5 +501,32 @@ mod capacity_tests {
         assert_eq!(compressed_capacity_w(25_000, 900), 25_000);
         assert_eq!(compressed_capacity_w(25_000, 3600), 25_000, "longer slots keep the power");
         assert_eq!(compressed_capacity_w(u32::MAX, 5), u32::MAX, "saturates");
+    }
+}
+
+#[cfg(test)]
+mod finality_tests {
+    use super::{deploy_market, readings_finality, MarketConfig};
+    use crate::chain::builder::{build_genesis, GenesisParams};
+    use alloy_primitives::Address;
+
+    #[test]
+    fn finality_is_the_grace_period_within_the_readings_window() {
+        assert_eq!(readings_finality(900, 300), 300, "the grace period");
+        assert_eq!(readings_finality(5, 85), 85, "at the window's bound: 29 · 5 − 60");
+        assert_eq!(readings_finality(5, 86), 85, "over it: capped");
+        assert_eq!(readings_finality(5, 1), 1, "short grace kept");
+        assert_eq!(readings_finality(u32::MAX, 7), 7, "no overflow");
+    }
+
+    /// A market whose grace period exceeds the readings' window still deploys (the delay is capped, so
+    /// the constructor's `InvalidFinalityDelay` never fires at genesis).
+    #[test]
+    fn genesis_deploys_with_a_grace_period_beyond_the_window() {
+        let admin = Address::repeat_byte(7);
+        let mut genesis = build_genesis(&GenesisParams { signers: vec![admin], ..Default::default() });
+        let mut cfg = MarketConfig::new(vec![admin], admin, 1_800_000_000, 5);
+        cfg.grace_period = 3_600;
+        deploy_market(&mut genesis, &cfg).expect("deploys");
     }
 }

@@ -257,8 +257,10 @@ impl DayLoop<'_> {
         let book = market.slot_events(ck, self.setup_block, head).await.map_err(rpc_err)?.book();
         let cleared_msg = self.fills_from_book(hh, k, &book);
         // 2. Physics of slot k (delivered from now on) and its meters' readings.
-        self.slots[k].last_reading_ts =
-            contracts.slot_start(ck) + self.publish_offsets.last().map_or(0, |o| o.0) as u64;
+        // The slot's last reading carries the register at the slot's end, so it is stamped with the end
+        // (the next slot's start): the contract interpolates slot boundaries between the readings that
+        // bracket them, and a reading exactly at the boundary fixes it exactly.
+        self.slots[k].last_reading_ts = contracts.slot_start(ck + 1);
         for h in hh.iter_mut() {
             h.slots[k].soc_start = h.battery.map_or(0.0, |b| b.soc_wh);
         }
@@ -335,6 +337,7 @@ impl DayLoop<'_> {
     fn deliver(&mut self, hh: &mut [Hh], k: usize) -> Schedule {
         let day_slot = self.cfg.first_slot + k;
         let start_k = self.market.c.slot_start(self.slots[k].chain_slot) as f64;
+        let slot_len = self.market.c.slot_length as f64;
         let mut schedule: Schedule = self
             .publish_offsets
             .iter()
@@ -370,15 +373,27 @@ impl DayLoop<'_> {
             step_community(&mut members, day_slot, base_coupling)
         };
         self.slots[k].pcc_import_kw = pcc_kw;
+        // The day's first slot: its start boundary is fixed by a reading stamped exactly there (later
+        // slots have the previous slot's last reading, stamped with their start).
+        let mut boundary = Vec::new();
         for ((h, p), base) in hh.iter_mut().zip(phys).zip(base) {
             let reg_start =
                 Registers { import_wh: register(h.meter_import), export_wh: register(h.meter_export) };
+            if k == 0 {
+                boundary.push(Telemetry {
+                    ts: start_k,
+                    import_wh: h.meter_import,
+                    export_wh: h.meter_export,
+                    power_w: 0.0,
+                });
+            }
             for (n, (_, minute)) in self.publish_offsets.iter().enumerate() {
                 let m = minute - 1;
                 let prev =
                     if m == 0 { (0.0, 0.0) } else { (p.import_by_minute[m - 1], p.export_by_minute[m - 1]) };
                 let power = ((p.import_by_minute[m] - prev.0) - (p.export_by_minute[m] - prev.1)) * 60.0;
-                let ts = schedule[n].0;
+                // The register after the slot's last minute is the register at its end.
+                let ts = if *minute == SLOT_MINUTES { start_k + slot_len } else { schedule[n].0 };
                 schedule[n].1.push(Telemetry {
                     ts,
                     import_wh: h.meter_import + p.import_by_minute[m],
@@ -401,6 +416,9 @@ impl DayLoop<'_> {
             };
             s.phys = Some(p);
             s.base = Some(base);
+        }
+        if !boundary.is_empty() {
+            schedule.insert(0, (start_k + 0.05, boundary));
         }
         schedule
     }
