@@ -200,7 +200,7 @@ contract GasBench is Fixture {
         vm.warp(market.gateClosureTime(S));
         market.clear(S);
         vm.warp(_start(S) + SLOT);
-        _read(people[100], 0, 0, uint64(_start(S) - 5));
+        _read(people[100], 0, 0, uint64(_start(S)));
         _read(people[100], 700, 20, uint64(_start(S) + 800));
         vm.warp(market.settlementOpensAt(S));
         address[] memory one = new address[](1);
