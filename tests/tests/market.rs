@@ -36,10 +36,16 @@ impl Chain {
     fn send(&self, from: u32, to: Address, data: Vec<u8>) -> Value {
         let h = self.rpc.call(
             "eth_sendTransaction",
-            json!([{"from": dev_key(from).address(), "to": to, "data": Bytes::from(data)}]),
+            json!([{"from": dev_key(from).address(), "to": to, "data": Bytes::from(data.clone())}]),
         );
         let r = self.rpc.wait_receipt(h.as_str().unwrap(), SECS);
-        assert_eq!(r["status"], "0x1", "transaction failed: {r}");
+        if r["status"] != "0x1" {
+            // Replayed on the block's parent state, for the revert reason.
+            let parent = format!("{:#x}", hex_u64(&r["blockNumber"]) - 1);
+            let call =
+                json!([{"from": dev_key(from).address(), "to": to, "data": Bytes::from(data)}, parent]);
+            panic!("transaction failed: {r}\nreplayed: {:?}", self.rpc.try_call("eth_call", call));
+        }
         r
     }
     fn call<C: SolCall>(&self, to: Address, call: C) -> C::Return {

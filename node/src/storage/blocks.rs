@@ -184,8 +184,8 @@ impl BlockQuery for Connection {
             .query_row([block_hash.as_slice()], |r| r.get(0))
             .optional()?;
         let Some(header) = header else { return Ok(None) };
-        let header =
-            Header::decode(&mut header.as_slice()).map_err(|e| StorageError::Corrupt(format!("header: {e}")))?;
+        let header = Header::decode(&mut header.as_slice())
+            .map_err(|e| StorageError::Corrupt(format!("header: {e}")))?;
         let corrupt = |what: &str, e: alloy_eips::eip2718::Eip2718Error| {
             StorageError::Corrupt(format!("{what} {index} of block {block_hash}: {e}"))
         };
