@@ -285,16 +285,16 @@ export function lastSlotWithinHorizon(s: Schedule, now: bigint, horizon: bigint)
 }
 
 /** What a slot's bill rests on: the meter readings settlement uses (contracts/src/MeterReadings.sol,
- *  `energyInSlot`). The energy of slot k is the change of the meter's counters between the last reading
- *  before k starts and the last reading whose timestamp lies inside k.
+ *  `energyInSlot`). A slot's energy is the change of the meter's counters between its start and end
+ *  boundaries, each interpolated linearly between the readings that bracket it, whatever their arrival
+ *  order; a slot becomes final `finalityDelay` (the grace period) after its end, and later readings no
+ *  longer change it (their energy goes to later slots).
  *  - `no-meter`: the participant has no bound meter, so settlement counts 0 Wh used and delivered.
- *  - `missing`: the meter has no reading timestamped inside the slot (`hasReading` false): settlement
- *    counts 0 Wh for the slot, and the energy of the slot is booked into the slot of the meter's next
- *    reading instead.
- *  - `late`: the meter has readings inside the slot, but its newest reading is older than the slot's
- *    end: the readings covering the slot's last part have not arrived, so the energy after that reading
- *    is not in this slot's bill (it goes to the slot of the next reading).
- *  - `ok`: a reading at or after the slot's end exists, so the slot's energy is complete. */
+ *  - `missing`: no reading inside the slot and none after it (`hasReading` false): settlement counts
+ *    0 Wh for the slot; a later reading that arrives before the slot is final is split into it.
+ *  - `late`: the slot has a reading, but the meter's newest reading is older than the slot's end: the
+ *    end boundary is not bracketed yet, so only the energy up to that reading is in the slot.
+ *  - `ok`: a reading at or after the slot's end exists, so both boundaries are fixed. */
 export type ReadingsFlag =
   | { kind: 'ok' }
   | { kind: 'no-meter' }

@@ -275,9 +275,9 @@ function readingsText(flag: ReadingsFlag, end: bigint, bill: boolean): string | 
     case 'missing':
       return `Missing readings: your meter has no reading inside this slot (it ended at ${formatClock(end)}${
         flag.latestTimestamp ? `; its last reading is from ${formatClock(flag.latestTimestamp)}` : '; it has never reported'
-      }). ${counts} 0 Wh used and 0 Wh delivered here; the slot's energy is billed in the slot of the meter's next reading.`;
+      }). ${counts} 0 Wh used and 0 Wh delivered here. A reading from after the slot that arrives before the slot is final is split into it in proportion to time; after that, this energy goes to later slots.`;
     case 'late':
-      return `Late readings: your meter's last reading (${flag.latestTimestamp ? formatClock(flag.latestTimestamp) : 'none'}) is before the slot's end at ${formatClock(end)}. ${counts} only the energy up to that reading; the rest goes to the slot of the next reading.`;
+      return `Late readings: your meter's last reading (${flag.latestTimestamp ? formatClock(flag.latestTimestamp) : 'none'}) is before the slot's end at ${formatClock(end)}. ${counts} only the energy up to that reading. A later reading that arrives before the slot is final adds the rest, interpolated to the slot's end; after that, the rest goes to later slots.`;
     default:
       return undefined;
   }
