@@ -16,6 +16,9 @@
 
 #![allow(clippy::too_many_arguments, missing_docs)]
 
+pub mod deployment;
+pub use deployment::{DeploymentError, MarketDeployment, MarketMode};
+
 /// Bindings of `Registry` (and the interface types it uses, e.g. `IRegistry::Role`).
 pub mod registry {
     alloy_sol_types::sol!(
