@@ -9,6 +9,8 @@
 //! Each contract becomes a module with one type per function call (`placeBidCall`, ...), event
 //! (`OrderPlaced`, ...) and custom error (`PriceOutOfRange`, ...), plus an `XxxCalls` / `XxxEvents` /
 //! `XxxErrors` enum for decoding, and the `BYTECODE` (creation code) and `DEPLOYED_BYTECODE` statics.
+//! With the `rpc` feature each contract also gets alloy's `#[sol(rpc)]` instance
+//! (`Registry::new(address, provider)`, then `.priceTick().call().await`), built on `alloy-contract`.
 //!
 //! Units: energy in Wh, prices in credit base units (1e-18 credit) per kWh, money in credit base units.
 //! The EIP-712 domain of signed meter readings is [`meter_reading::DOMAIN_NAME`] / [`meter_reading::DOMAIN_VERSION`],
@@ -16,10 +18,20 @@
 
 #![allow(clippy::too_many_arguments, missing_docs)]
 
+pub mod deployment;
+pub use deployment::{DeploymentError, MarketDeployment, MarketMode};
+
 /// Bindings of `Registry` (and the interface types it uses, e.g. `IRegistry::Role`).
 pub mod registry {
+    #[cfg(not(feature = "rpc"))]
     alloy_sol_types::sol!(
         #[sol(all_derives)]
+        Registry,
+        "artifacts/Registry.json"
+    );
+    #[cfg(feature = "rpc")]
+    alloy_sol_types::sol!(
+        #[sol(all_derives, rpc)]
         Registry,
         "artifacts/Registry.json"
     );
@@ -28,8 +40,15 @@ pub use registry::Registry;
 
 /// Bindings of `CreditToken` (and the interface types it uses, e.g. `IRegistry::Role`).
 pub mod credit_token {
+    #[cfg(not(feature = "rpc"))]
     alloy_sol_types::sol!(
         #[sol(all_derives)]
+        CreditToken,
+        "artifacts/CreditToken.json"
+    );
+    #[cfg(feature = "rpc")]
+    alloy_sol_types::sol!(
+        #[sol(all_derives, rpc)]
         CreditToken,
         "artifacts/CreditToken.json"
     );
@@ -38,8 +57,15 @@ pub use credit_token::CreditToken;
 
 /// Bindings of `MeterReadings` (and the interface types it uses, e.g. `IRegistry::Role`).
 pub mod meter_readings {
+    #[cfg(not(feature = "rpc"))]
     alloy_sol_types::sol!(
         #[sol(all_derives)]
+        MeterReadings,
+        "artifacts/MeterReadings.json"
+    );
+    #[cfg(feature = "rpc")]
+    alloy_sol_types::sol!(
+        #[sol(all_derives, rpc)]
         MeterReadings,
         "artifacts/MeterReadings.json"
     );
@@ -48,8 +74,15 @@ pub use meter_readings::MeterReadings;
 
 /// Bindings of `EnergyMarket` (and the interface types it uses, e.g. `IRegistry::Role`).
 pub mod energy_market {
+    #[cfg(not(feature = "rpc"))]
     alloy_sol_types::sol!(
         #[sol(all_derives)]
+        EnergyMarket,
+        "artifacts/EnergyMarket.json"
+    );
+    #[cfg(feature = "rpc")]
+    alloy_sol_types::sol!(
+        #[sol(all_derives, rpc)]
         EnergyMarket,
         "artifacts/EnergyMarket.json"
     );

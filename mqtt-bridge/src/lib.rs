@@ -52,6 +52,9 @@ pub enum StartError {
     /// The HTTP listener could not be bound.
     #[error("http.listen: {0}")]
     Http(std::io::Error),
+    /// The node client could not be built from `chain.rpc_urls`.
+    #[error("chain.rpc_urls: {0}")]
+    Rpc(#[from] rpc::RpcError),
 }
 
 /// Starts every task of the bridge and runs until the process is stopped.
@@ -81,7 +84,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         keys.relayer,
         metrics.clone(),
         wake.clone(),
-    );
+    )?;
     let sub = tokio::spawn(submitter.run());
 
     let mut by_topic = HashMap::new();

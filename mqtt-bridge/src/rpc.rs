@@ -1,13 +1,37 @@
-//! A small JSON-RPC client over reqwest with failover between node URLs.
+//! The bridge's node client: alloy's provider over HTTP, failing over between `chain.rpc_urls`
+//! with alloy's fallback transport.
 //!
-//! Requests go to the current URL; on a transport failure (connection refused, timeout, HTTP error
-//! status) the next URL is tried, round-robin, until each was tried once. JSON-RPC errors returned
-//! by a node are not failures of the node and are returned to the caller.
+//! Every method the bridge calls is *sequential* for the fallback transport: a request (or a
+//! batch) goes to one node at a time, best-ranked first, and to the next only on a transport
+//! failure (connection refused, timeout, HTTP error status). Nodes are ranked by their recent
+//! successes and latency, so a node that failed drops behind the others and a working one stays
+//! in use. JSON-RPC errors returned by a node are not failures of the node: they are returned to
+//! the caller ([`RpcError::Node`]).
+//!
+//! Transactions are signed by the submitter and sent raw (they are stored in the outbox before
+//! they are sent, and only ever resent verbatim), so the provider has no signer and no fillers.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashSet;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use alloy_provider::{ProviderBuilder, RootProvider};
+use alloy_rpc_client::{BatchRequest, RpcClient, Waiter};
+use alloy_transport::layers::FallbackLayer;
+use alloy_transport::{RpcError as AlloyRpcError, TransportErrorKind};
+use alloy_transport_http::Http;
+use serde_json::Value;
+use tower::Layer;
+
+/// Every JSON-RPC method the bridge calls: all sent to one node at a time.
+pub const METHODS: [&str; 6] = [
+    "eth_chainId",
+    "eth_blockNumber",
+    "eth_getTransactionReceipt",
+    "eth_getTransactionCount",
+    "eth_sendRawTransaction",
+    "eth_call",
+];
 
 /// A JSON-RPC error object returned by the node.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,8 +48,13 @@ pub struct RpcErrorObject {
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
     /// No node could be reached.
-    #[error("no node reachable: {0}")]
-    Unreachable(String),
+    #[error("no node reachable ({urls}): {reason}")]
+    Unreachable {
+        /// The configured URLs.
+        urls: String,
+        /// The last node's failure.
+        reason: String,
+    },
     /// The node answered with a JSON-RPC error.
     #[error("node error {}: {}", .0.code, .0.message)]
     Node(RpcErrorObject),
@@ -34,116 +63,99 @@ pub enum RpcError {
     BadAnswer(String),
 }
 
-/// JSON-RPC client with failover.
+/// alloy's provider over the fallback transport.
 pub struct Rpc {
-    urls: Vec<String>,
-    current: AtomicUsize,
-    client: reqwest::Client,
-}
-
-fn parse_error(e: &Value) -> RpcErrorObject {
-    RpcErrorObject {
-        code: e.get("code").and_then(Value::as_i64).unwrap_or(0),
-        message: e.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
-        data: e.get("data").cloned(),
-    }
+    provider: RootProvider,
+    /// The provider's client (for batches).
+    client: RpcClient,
+    urls: String,
 }
 
 impl Rpc {
-    /// A client for `urls` with a per-request `timeout`.
-    pub fn new(urls: Vec<String>, timeout: Duration) -> Self {
-        let client = reqwest::Client::builder()
+    /// A client for `urls` (http:// or https://, checked by the configuration) with a
+    /// per-request `timeout`.
+    pub fn new(urls: &[String], timeout: Duration) -> Result<Self, RpcError> {
+        let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .build()
-            .expect("reqwest client");
-        Self { urls, current: AtomicUsize::new(0), client }
-    }
-
-    /// The URL currently in use.
-    pub fn current_url(&self) -> &str {
-        &self.urls[self.current.load(Ordering::Relaxed) % self.urls.len()]
-    }
-
-    async fn post(&self, body: &Value) -> Result<Value, RpcError> {
-        let start = self.current.load(Ordering::Relaxed);
-        let mut errors = Vec::new();
-        for k in 0..self.urls.len() {
-            let i = (start + k) % self.urls.len();
-            let url = &self.urls[i];
-            let res = async {
-                let resp = self.client.post(url).json(body).send().await.map_err(|e| e.to_string())?;
-                let status = resp.status();
-                let text = resp.text().await.map_err(|e| e.to_string())?;
-                if !status.is_success() && text.is_empty() {
-                    return Err(format!("HTTP {status}"));
-                }
-                serde_json::from_str::<Value>(&text).map_err(|e| format!("HTTP {status}, not JSON ({e})"))
-            }
-            .await;
-            match res {
-                Ok(v) => {
-                    if i != start {
-                        tracing::warn!(url = %url, "JSON-RPC failed over to this node");
-                        self.current.store(i, Ordering::Relaxed);
-                    }
-                    return Ok(v);
-                }
-                Err(e) => errors.push(format!("{url}: {e}")),
-            }
-        }
-        Err(RpcError::Unreachable(errors.join("; ")))
-    }
-
-    /// Calls `method` with `params`.
-    pub async fn call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
-        let v = self.post(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})).await?;
-        if let Some(e) = v.get("error") {
-            return Err(RpcError::Node(parse_error(e)));
-        }
-        v.get("result").cloned().ok_or_else(|| RpcError::BadAnswer(format!("no result in {v}")))
-    }
-
-    /// Sends a JSON-RPC batch; answers come back in request order, each a result or an error.
-    pub async fn batch(
-        &self,
-        calls: &[(&str, Value)],
-    ) -> Result<Vec<Result<Value, RpcErrorObject>>, RpcError> {
-        if calls.is_empty() {
-            return Ok(Vec::new());
-        }
-        let body: Vec<Value> = calls
+            .map_err(|e| RpcError::BadAnswer(format!("HTTP client: {e}")))?;
+        let transports = urls
             .iter()
-            .enumerate()
-            .map(|(i, (m, p))| json!({"jsonrpc": "2.0", "id": i, "method": m, "params": p}))
-            .collect();
-        let v = self.post(&Value::Array(body)).await?;
-        let arr = match v {
-            Value::Array(a) => a,
-            Value::Object(ref o) if o.contains_key("error") => {
-                return Err(RpcError::Node(parse_error(&v["error"])))
-            }
-            other => return Err(RpcError::BadAnswer(format!("batch answer is not an array: {other}"))),
-        };
-        let mut out: Vec<Option<Result<Value, RpcErrorObject>>> = vec![None; calls.len()];
-        for item in arr {
-            let Some(id) = item.get("id").and_then(Value::as_u64).map(|i| i as usize) else { continue };
-            if id >= calls.len() {
-                continue;
-            }
-            out[id] = Some(match item.get("error") {
-                Some(e) => Err(parse_error(e)),
-                None => Ok(item.get("result").cloned().unwrap_or(Value::Null)),
-            });
-        }
-        out.into_iter()
-            .enumerate()
-            .map(|(i, r)| r.ok_or_else(|| RpcError::BadAnswer(format!("no answer for batch item {i}"))))
-            .collect()
+            .map(|u| {
+                let url = u.parse().map_err(|e| RpcError::BadAnswer(format!("RPC URL {u}: {e}")))?;
+                Ok(Http::with_client(http.clone(), url))
+            })
+            .collect::<Result<Vec<_>, RpcError>>()?;
+        let count = NonZeroUsize::new(transports.len())
+            .ok_or_else(|| RpcError::BadAnswer("no RPC URL configured".into()))?;
+        let sequential: HashSet<String> = METHODS.iter().map(|m| m.to_string()).collect();
+        let fallback = FallbackLayer::default()
+            .with_active_transport_count(count)
+            .with_sequential_methods(sequential)
+            .layer(transports);
+        let client = RpcClient::new(fallback, false);
+        let provider = ProviderBuilder::new().disable_recommended_fillers().connect_client(client.clone());
+        Ok(Self { provider, client, urls: urls.join(", ") })
     }
-}
 
-/// Parses a hex quantity (`"0x1a"`).
-pub fn hex_u64(v: &Value) -> Option<u64> {
-    u64::from_str_radix(v.as_str()?.strip_prefix("0x")?, 16).ok()
+    /// The provider.
+    pub fn provider(&self) -> &RootProvider {
+        &self.provider
+    }
+
+    /// The configured URLs, for logs.
+    pub fn urls(&self) -> &str {
+        &self.urls
+    }
+
+    /// A new JSON-RPC batch (one HTTP request, to one node).
+    pub fn batch(&self) -> BatchRequest<'_> {
+        self.client.new_batch()
+    }
+
+    /// Sends `batch`; its waiters then hold each answer.
+    pub async fn send(&self, batch: BatchRequest<'_>) -> Result<(), RpcError> {
+        batch.send().await.map_err(|e| self.error(e))
+    }
+
+    /// Adds a call of `method` to `batch`.
+    pub fn add<P, R>(
+        &self,
+        batch: &mut BatchRequest<'_>,
+        method: &'static str,
+        params: P,
+    ) -> Result<Waiter<R>, RpcError>
+    where
+        P: alloy_json_rpc::RpcSend,
+        R: alloy_json_rpc::RpcRecv,
+    {
+        batch.add_call(method, &params).map_err(|e| self.error(e))
+    }
+
+    /// One of alloy's errors as the bridge reports it.
+    pub fn error(&self, e: AlloyRpcError<TransportErrorKind>) -> RpcError {
+        match e {
+            AlloyRpcError::ErrorResp(p) => RpcError::Node(RpcErrorObject {
+                code: p.code,
+                message: p.message.to_string(),
+                data: p.data.as_ref().and_then(|d| serde_json::from_str(d.get()).ok()),
+            }),
+            AlloyRpcError::Transport(t) => {
+                RpcError::Unreachable { urls: self.urls.clone(), reason: t.to_string() }
+            }
+            other => RpcError::BadAnswer(other.to_string()),
+        }
+    }
+
+    /// The answer of one batch item: its result, or the node's error object for it.
+    pub async fn item<R>(&self, waiter: Waiter<R>) -> Result<R, RpcErrorObject>
+    where
+        R: alloy_json_rpc::RpcRecv,
+    {
+        waiter.await.map_err(|e| match self.error(e) {
+            RpcError::Node(o) => o,
+            other => RpcErrorObject { code: 0, message: other.to_string(), data: None },
+        })
+    }
 }

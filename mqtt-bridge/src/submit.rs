@@ -29,20 +29,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{hex, Address, Bytes, TxKind, B256, U256};
+use alloy_primitives::{hex, Address, Bytes, TxKind, B256, U256, U64};
+use alloy_provider::Provider;
+use alloy_rpc_types_eth::{TransactionReceipt, TransactionRequest};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolEvent, SolInterface};
 use p2pe_bindings::meter_reading::{signing_hash, MeterReading};
 use p2pe_bindings::meter_readings::{IMeterReadings, MeterReadings};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::config::ChainConfig;
 use crate::decode::{Reason, Rejection};
 use crate::metrics::Metrics;
 use crate::outbox::{NewTx, Outbox, PendingReading, SentTx};
-use crate::rpc::{hex_u64, Rpc, RpcError};
+use crate::rpc::{Rpc, RpcError};
 
 /// Gas limit of a `submitReading` transaction: a meter's first reading costs about 100k; a late reading
 /// that re-splits a segment over the contract's widest window (31 slots) about 160k.
@@ -215,9 +217,9 @@ impl Submitter {
         relayer: Arc<PrivateKeySigner>,
         metrics: Arc<Metrics>,
         wake: Arc<Notify>,
-    ) -> Self {
-        let rpc = Rpc::new(cfg.rpc_urls.clone(), Duration::from_millis(cfg.request_timeout_ms));
-        Self { cfg, rpc, outbox, meters, relayer, chain_id: None, nonces: HashMap::new(), metrics, wake }
+    ) -> Result<Self, RpcError> {
+        let rpc = Rpc::new(&cfg.rpc_urls, Duration::from_millis(cfg.request_timeout_ms))?;
+        Ok(Self { cfg, rpc, outbox, meters, relayer, chain_id: None, nonces: HashMap::new(), metrics, wake })
     }
 
     /// Runs forever: one round per `poll_interval_ms`, or sooner when woken by new readings.
@@ -228,7 +230,7 @@ impl Submitter {
             match self.round().await {
                 Ok(()) => {
                     if failures > 0 {
-                        tracing::info!(url = self.rpc.current_url(), "node reachable again");
+                        tracing::info!(urls = self.rpc.urls(), "node reachable again");
                     }
                     failures = 0;
                     self.metrics.rpc_up.store(true, Ordering::Relaxed);
@@ -262,14 +264,13 @@ impl Submitter {
         if let Some(id) = self.chain_id {
             return Ok(id);
         }
-        let v = self.rpc.call("eth_chainId", json!([])).await?;
-        let id = hex_u64(&v).ok_or_else(|| RpcError::BadAnswer(format!("eth_chainId: {v}")))?;
+        let id = self.rpc.provider().get_chain_id().await.map_err(|e| self.rpc.error(e))?;
         if let Some(want) = self.cfg.chain_id {
             if want != id {
                 return Err(SubmitError::WrongChain { got: id, want });
             }
         }
-        tracing::info!(chain_id = id, url = self.rpc.current_url(), "connected to the node");
+        tracing::info!(chain_id = id, urls = self.rpc.urls(), "connected to the node");
         self.chain_id = Some(id);
         Ok(id)
     }
@@ -290,19 +291,29 @@ impl Submitter {
         if sent.is_empty() {
             return Ok(());
         }
-        let mut calls: Vec<(&str, Value)> = vec![("eth_blockNumber", json!([]))];
-        calls.extend(sent.iter().map(|t| ("eth_getTransactionReceipt", json!([format!("{:#x}", t.hash)]))));
-        let mut answers = self.rpc.batch(&calls).await?.into_iter();
-        let head = match answers.next() {
-            Some(Ok(v)) => hex_u64(&v).ok_or_else(|| RpcError::BadAnswer(format!("eth_blockNumber: {v}")))?,
-            other => return Err(RpcError::BadAnswer(format!("eth_blockNumber: {other:?}")).into()),
-        };
+        let mut batch = self.rpc.batch();
+        let head = self.rpc.add::<_, U64>(&mut batch, "eth_blockNumber", ())?;
+        let mut receipts = Vec::with_capacity(sent.len());
+        for t in &sent {
+            receipts.push(self.rpc.add::<_, Option<TransactionReceipt>>(
+                &mut batch,
+                "eth_getTransactionReceipt",
+                (t.hash,),
+            )?);
+        }
+        self.rpc.send(batch).await?;
+        let head = self
+            .rpc
+            .item(head)
+            .await
+            .map_err(|e| RpcError::BadAnswer(format!("eth_blockNumber: {}", e.message)))?
+            .to::<u64>();
         let now = now_ms();
         let mut resend: Vec<&SentTx> = Vec::new();
-        for (t, r) in sent.iter().zip(answers) {
-            let receipt = match r {
-                Ok(v) if !v.is_null() => v,
-                Ok(_) => {
+        for (t, r) in sent.iter().zip(receipts) {
+            let receipt = match self.rpc.item(r).await {
+                Ok(Some(receipt)) => receipt,
+                Ok(None) => {
                     if let Some(block) = t.mined_block {
                         tracing::warn!(tx = %t.hash, block, head, "a mined transaction left the canonical chain before it was confirmed; resending it");
                         self.metrics.txs_reorged.fetch_add(1, Ordering::Relaxed);
@@ -319,9 +330,8 @@ impl Submitter {
                     continue;
                 }
             };
-            let block = receipt.get("blockNumber").and_then(hex_u64).unwrap_or(0);
-            let ok = receipt.get("status").and_then(hex_u64) == Some(1);
-            if ok {
+            let block = receipt.block_number.unwrap_or(0);
+            if receipt.status() {
                 self.on_mined(t, &receipt, block, head, now).await?;
             } else {
                 self.metrics.txs_reverted.fetch_add(1, Ordering::Relaxed);
@@ -340,7 +350,7 @@ impl Submitter {
     async fn on_mined(
         &mut self,
         t: &SentTx,
-        receipt: &Value,
+        receipt: &TransactionReceipt,
         block: u64,
         head: u64,
         now: i64,
@@ -383,7 +393,7 @@ impl Submitter {
     async fn skipped_readings(
         &self,
         t: &SentTx,
-        receipt: &Value,
+        receipt: &TransactionReceipt,
     ) -> Result<Vec<(i64, Rejection)>, SubmitError> {
         let events = skipped_events(receipt, self.cfg.readings);
         if events.is_empty() {
@@ -459,8 +469,12 @@ impl Submitter {
             TxEnvelope::Eip1559(s) => s.tx().input.clone(),
             _ => Bytes::new(),
         };
-        let call = json!([{ "from": t.sender, "to": self.cfg.readings, "data": input, "gas": "0xf42400" }, "latest"]);
-        match self.rpc.call("eth_call", call).await {
+        let call = TransactionRequest::default()
+            .from(t.sender)
+            .to(self.cfg.readings)
+            .input(input.into())
+            .gas_limit(0xf42400);
+        match self.rpc.provider().call(call).latest().await.map_err(|e| self.rpc.error(e)) {
             Ok(_) => {
                 format!("transaction {} reverted (the call no longer reverts at the latest block)", t.hash)
             }
@@ -486,11 +500,7 @@ impl Submitter {
     }
 
     async fn resend(&mut self, txs: &[&SentTx]) -> Result<(), SubmitError> {
-        let calls: Vec<(&str, Value)> = txs
-            .iter()
-            .map(|t| ("eth_sendRawTransaction", json!([format!("0x{}", hex::encode(&t.raw))])))
-            .collect();
-        let answers = self.rpc.batch(&calls).await?;
+        let answers = self.send_raw(txs.iter().map(|t| &t.raw)).await?;
         let mut sent_ids = Vec::new();
         for (t, a) in txs.iter().zip(answers) {
             match a {
@@ -516,13 +526,13 @@ impl Submitter {
     /// "nonce too low" for a transaction without a receipt: if the chain has moved past its nonce and
     /// it still has no receipt, another transaction took the nonce and its readings must be sent again.
     async fn check_dropped(&mut self, t: &SentTx) -> Result<(), SubmitError> {
-        let count = self.rpc.call("eth_getTransactionCount", json!([t.sender, "latest"])).await?;
-        let count = hex_u64(&count).unwrap_or(0);
+        let provider = self.rpc.provider();
+        let count = provider.get_transaction_count(t.sender).latest().await.map_err(|e| self.rpc.error(e))?;
         if count <= t.nonce {
             return Ok(());
         }
-        let receipt = self.rpc.call("eth_getTransactionReceipt", json!([format!("{:#x}", t.hash)])).await?;
-        if !receipt.is_null() {
+        let receipt = provider.get_transaction_receipt(t.hash).await.map_err(|e| self.rpc.error(e))?;
+        if receipt.is_some() {
             return Ok(()); // mined after all; the next round confirms it
         }
         tracing::warn!(tx = %t.hash, sender = %t.sender, nonce = t.nonce, "nonce used by another transaction; re-queueing its readings");
@@ -539,9 +549,13 @@ impl Submitter {
             *n += 1;
             return Ok(v);
         }
-        let chain = self.rpc.call("eth_getTransactionCount", json!([sender, "latest"])).await?;
-        let chain = hex_u64(&chain)
-            .ok_or_else(|| RpcError::BadAnswer(format!("eth_getTransactionCount: {chain}")))?;
+        let chain = self
+            .rpc
+            .provider()
+            .get_transaction_count(sender)
+            .latest()
+            .await
+            .map_err(|e| self.rpc.error(e))?;
         let stored = db(&self.outbox, move |o| o.max_nonce(sender)).await?.map(|n| n + 1).unwrap_or(0);
         let v = chain.max(stored);
         self.nonces.insert(sender, v + 1);
@@ -639,11 +653,7 @@ impl Submitter {
         let readings: usize = built.iter().map(|b| b.readings).sum();
         self.metrics.submitted.fetch_add(readings as u64, Ordering::Relaxed);
         self.metrics.txs_sent.fetch_add(built.len() as u64, Ordering::Relaxed);
-        let calls: Vec<(&str, Value)> = built
-            .iter()
-            .map(|b| ("eth_sendRawTransaction", json!([format!("0x{}", hex::encode(&b.new.raw))])))
-            .collect();
-        let answers = self.rpc.batch(&calls).await?;
+        let answers = self.send_raw(built.iter().map(|b| &b.new.raw)).await?;
         for ((b, a), id) in built.iter().zip(answers).zip(ids) {
             if let Err(e) = a {
                 if !is_known(&e.message) {
@@ -657,26 +667,16 @@ impl Submitter {
     }
 }
 
-/// The `ReadingSkipped` events of the readings contract at `readings` in a receipt (JSON-RPC form).
-fn skipped_events(receipt: &Value, readings: Address) -> Vec<MeterReadings::ReadingSkipped> {
-    let Some(logs) = receipt.get("logs").and_then(Value::as_array) else { return Vec::new() };
+/// The `ReadingSkipped` events of the readings contract at `readings` in a receipt.
+fn skipped_events(receipt: &TransactionReceipt, readings: Address) -> Vec<MeterReadings::ReadingSkipped> {
     let mut out = Vec::new();
-    for log in logs {
-        let from = log.get("address").and_then(Value::as_str).and_then(|a| a.parse::<Address>().ok());
-        if from != Some(readings) {
+    for log in receipt.inner.logs() {
+        if log.address() != readings
+            || log.topics().first() != Some(&MeterReadings::ReadingSkipped::SIGNATURE_HASH)
+        {
             continue;
         }
-        let topics: Vec<B256> = log
-            .get("topics")
-            .and_then(Value::as_array)
-            .map(|ts| ts.iter().filter_map(|t| t.as_str().and_then(|s| s.parse().ok())).collect())
-            .unwrap_or_default();
-        if topics.first() != Some(&MeterReadings::ReadingSkipped::SIGNATURE_HASH) {
-            continue;
-        }
-        let data =
-            log.get("data").and_then(Value::as_str).and_then(|d| hex::decode(d).ok()).unwrap_or_default();
-        match MeterReadings::ReadingSkipped::decode_raw_log(topics, &data) {
+        match MeterReadings::ReadingSkipped::decode_log_data(log.data()) {
             Ok(ev) => out.push(ev),
             Err(e) => tracing::error!(error = %e, "undecodable ReadingSkipped log"),
         }
@@ -689,6 +689,31 @@ fn batch_items(raw: &[u8]) -> Option<Vec<IMeterReadings::SignedReading>> {
     let env = <TxEnvelope as alloy_eips::eip2718::Decodable2718>::decode_2718(&mut &raw[..]).ok()?;
     let TxEnvelope::Eip1559(s) = env else { return None };
     MeterReadings::submitReadingsCall::abi_decode(&s.tx().input).ok().map(|c| c.readings)
+}
+
+impl Submitter {
+    /// Sends raw transactions in one `eth_sendRawTransaction` batch; each answer is its hash or
+    /// the node's refusal.
+    async fn send_raw<'a>(
+        &self,
+        raws: impl Iterator<Item = &'a Vec<u8>>,
+    ) -> Result<Vec<Result<B256, crate::rpc::RpcErrorObject>>, SubmitError> {
+        let mut batch = self.rpc.batch();
+        let mut waiters = Vec::new();
+        for raw in raws {
+            waiters.push(self.rpc.add::<_, B256>(
+                &mut batch,
+                "eth_sendRawTransaction",
+                (Bytes::copy_from_slice(raw),),
+            )?);
+        }
+        self.rpc.send(batch).await?;
+        let mut answers = Vec::with_capacity(waiters.len());
+        for w in waiters {
+            answers.push(self.rpc.item(w).await);
+        }
+        Ok(answers)
+    }
 }
 
 fn is_known(message: &str) -> bool {

@@ -2,7 +2,8 @@
 //! (`p2pe-node run --metrics`) and the MQTT bridge (`/metrics`), and PromQL over its HTTP API
 //! returns what operators look at: every node's head increasing, a peer count of 3 on each of the
 //! four nodes, RPC calls and errors by method and code, the bridge connected with a reading
-//! confirmed. Every query of the committed Grafana dashboard (`deploy/grafana/`) is valid PromQL
+//! confirmed, and the state cache's hits rising on a node that answers repeated `eth_getBalance`
+//! and `eth_call` reads. Every query of the committed Grafana dashboard (`deploy/grafana/`) is valid PromQL
 //! and its series exist (except those only an event creates, listed below).
 
 use std::path::Path;
@@ -138,9 +139,44 @@ fn prometheus_scrapes_a_testnet_and_the_bridge() {
             && prom.scalar("p2pe_bridge_readings_confirmed_total").is_some_and(|v| v >= 1.0)
     });
     assert!(prom.scalar("max(p2pe_head_age_seconds)").is_some_and(|age| age < 10.0));
+    check_state_cache(&prom, &net, &targets[0]);
 
     check_dashboard(&prom);
     drop(net);
+}
+
+/// Repeated head-state reads on node 0 (`instance`) raise its state cache's hit counters: five
+/// `eth_getBalance` of one account (accounts) and five `eth_call`s of the token's `totalSupply()`
+/// (a storage slot). The first read of each misses; a block committed between two reads carries
+/// the entry over unless it changed it, so at least one later read of each kind hits.
+fn check_state_cache(prom: &Prometheus, net: &Testnet, instance: &str) {
+    use alloy_sol_types::SolCall;
+    let series =
+        |name: &str, kind: &str| format!("{name}{{job=\"node\",instance=\"{instance}\",kind=\"{kind}\"}}");
+    let hits = |kind: &str| prom.scalar(&series("p2pe_state_cache_hits_total", kind));
+    let misses = |kind: &str| prom.scalar(&series("p2pe_state_cache_misses_total", kind));
+    let before = (hits("account").expect("account hits exported from the start"), hits("storage").unwrap());
+    let genesis: Value =
+        serde_json::from_str(&std::fs::read_to_string(net.dir.join("genesis.json")).unwrap()).unwrap();
+    let token =
+        genesis["config"]["p2pe"]["market"]["token"].as_str().expect("the testnet has a market").to_string();
+    let data = format!(
+        "0x{}",
+        alloy_primitives::hex::encode(p2pe_bindings::CreditToken::totalSupplyCall {}.abi_encode())
+    );
+    let rpc = net.rpc(0);
+    let account = "0x00000000000000000000000000000000000c4c4e";
+    for _ in 0..5 {
+        rpc.call("eth_getBalance", json!([account, "latest"]));
+        let supply = rpc.call("eth_call", json!([{ "to": token, "data": data }, "latest"]));
+        assert_ne!(supply, json!("0x"), "totalSupply() answered");
+    }
+    wait_for("the state cache's hits to be scraped", Duration::from_secs(20), || {
+        hits("account").is_some_and(|h| h > before.0)
+            && hits("storage").is_some_and(|h| h > before.1)
+            && misses("account").is_some_and(|m| m >= 1.0)
+            && misses("storage").is_some_and(|m| m >= 1.0)
+    });
 }
 
 /// Every panel query of the dashboard runs, and the series it names exist.

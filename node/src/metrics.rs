@@ -56,7 +56,14 @@ pub mod names {
     pub const RPC_ERRORS: &str = "p2pe_rpc_errors_total";
     /// Time of one SQLite write transaction's commit.
     pub const SQLITE_COMMIT: &str = "p2pe_sqlite_commit_seconds";
+    /// Head-state reads the RPC state cache answered, by `kind` (`account`, `storage`).
+    pub const STATE_CACHE_HITS: &str = "p2pe_state_cache_hits_total";
+    /// Head-state reads the RPC state cache did not hold (read from SQLite), by `kind`.
+    pub const STATE_CACHE_MISSES: &str = "p2pe_state_cache_misses_total";
 }
+
+/// The `kind` labels of the state cache series.
+const CACHE_KINDS: [&str; 2] = ["account", "storage"];
 
 /// Buckets of the duration histograms (seconds).
 const SECONDS: [f64; 14] =
@@ -87,6 +94,10 @@ pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
     // Counters exist from the start, so that `rate()` and `increase()` see their first events.
     counter!(names::BLOCKS).absolute(0);
     counter!(names::REORGS).absolute(0);
+    for kind in CACHE_KINDS {
+        counter!(names::STATE_CACHE_HITS, "kind" => kind).absolute(0);
+        counter!(names::STATE_CACHE_MISSES, "kind" => kind).absolute(0);
+    }
     Ok(())
 }
 
@@ -115,6 +126,8 @@ fn describe() {
     describe_histogram!(RPC_LATENCY, Unit::Seconds, "JSON-RPC call latency by method.");
     describe_counter!(RPC_ERRORS, "JSON-RPC errors by code.");
     describe_histogram!(SQLITE_COMMIT, Unit::Seconds, "Time of one SQLite write transaction's commit.");
+    describe_counter!(STATE_CACHE_HITS, "Head-state reads answered by the RPC state cache, by kind.");
+    describe_counter!(STATE_CACHE_MISSES, "Head-state reads the RPC state cache did not hold, by kind.");
 }
 
 /// Records the time from its creation to its drop in a duration histogram.
@@ -157,6 +170,21 @@ pub fn rpc_call(method: &str, served: bool, elapsed: Duration, error_code: Optio
     histogram!(names::RPC_LATENCY, "method" => method).record(elapsed.as_secs_f64());
     if let Some(code) = error_code {
         counter!(names::RPC_ERRORS, "code" => code.to_string()).increment(1);
+    }
+}
+
+/// Adds one state reader's cache hits and misses, accounts and storage slots apart.
+pub fn state_cache_reads(account_hits: u64, account_misses: u64, storage_hits: u64, storage_misses: u64) {
+    let [account, storage] = CACHE_KINDS;
+    for (name, kind, n) in [
+        (names::STATE_CACHE_HITS, account, account_hits),
+        (names::STATE_CACHE_MISSES, account, account_misses),
+        (names::STATE_CACHE_HITS, storage, storage_hits),
+        (names::STATE_CACHE_MISSES, storage, storage_misses),
+    ] {
+        if n > 0 {
+            counter!(name, "kind" => kind).increment(n);
+        }
     }
 }
 

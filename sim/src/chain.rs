@@ -1,16 +1,23 @@
-//! The chain seen as any JSON-RPC client sees it: calls, batches, signed EIP-1559 transactions at
-//! zero fees, receipts and logs.
+//! The chain seen as any JSON-RPC client sees it: alloy's provider over HTTP for calls, batches,
+//! receipts and logs, and signed EIP-1559 transactions at zero fees.
+//!
+//! The simulator signs its transactions itself ([`Account`], one nonce counter per key) and sends
+//! them raw in JSON-RPC batches of up to [`MAX_BATCH`]: a round sends hundreds of orders at once,
+//! which a provider's per-transaction fill-sign-send would turn into hundreds of requests.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Encodable2718;
+use alloy_eips::BlockNumberOrTag;
 use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
+use alloy_provider::{Provider, ProviderBuilder, RootProvider};
+use alloy_rpc_client::{RpcClient, Waiter};
+use alloy_rpc_types_eth::{TransactionReceipt, TransactionRequest};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolEvent};
+use alloy_transport::{RpcError as AlloyRpcError, TransportErrorKind};
 use serde_json::{json, Value};
 
 /// Most requests sent in one JSON-RPC batch (the node accepts 10,000).
@@ -36,11 +43,33 @@ pub enum RpcError {
     },
 }
 
-/// A JSON-RPC client.
+impl From<AlloyRpcError<TransportErrorKind>> for RpcError {
+    fn from(e: AlloyRpcError<TransportErrorKind>) -> Self {
+        match e {
+            AlloyRpcError::ErrorResp(p) => RpcError::Node {
+                code: p.code,
+                message: p.message.to_string(),
+                data: p.data.as_ref().and_then(|d| serde_json::from_str(d.get()).ok()),
+            },
+            other => RpcError::Transport(other.to_string()),
+        }
+    }
+}
+
+impl From<alloy_contract::Error> for RpcError {
+    fn from(e: alloy_contract::Error) -> Self {
+        match e {
+            alloy_contract::Error::TransportError(t) => t.into(),
+            other => RpcError::Transport(other.to_string()),
+        }
+    }
+}
+
+/// A JSON-RPC client: alloy's provider over HTTP.
 pub struct Rpc {
     url: String,
-    client: reqwest::Client,
-    next_id: AtomicU64,
+    provider: RootProvider,
+    client: RpcClient,
 }
 
 /// A decoded log entry.
@@ -69,14 +98,15 @@ impl Log {
         E::decode_raw_log(self.topics.iter().copied(), &self.data).ok()
     }
 
-    fn from_json(v: &Value) -> Option<Self> {
+    /// A mined log (`None` for a pending one, without block or index).
+    fn from_rpc(l: &alloy_rpc_types_eth::Log) -> Option<Self> {
         Some(Self {
-            address: v.get("address")?.as_str()?.parse().ok()?,
-            topics: v.get("topics")?.as_array()?.iter().filter_map(|t| t.as_str()?.parse().ok()).collect(),
-            data: v.get("data")?.as_str()?.parse().ok()?,
-            block_number: hex_u64(v.get("blockNumber")?)?,
-            log_index: hex_u64(v.get("logIndex")?)?,
-            tx_hash: v.get("transactionHash")?.as_str()?.parse().ok()?,
+            address: l.address(),
+            topics: l.topics().to_vec(),
+            data: l.data().data.clone(),
+            block_number: l.block_number?,
+            log_index: l.log_index?,
+            tx_hash: l.transaction_hash?,
         })
     }
 }
@@ -97,13 +127,13 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    fn from_json(v: &Value) -> Option<Self> {
+    fn from_rpc(r: &TransactionReceipt) -> Option<Self> {
         Some(Self {
-            hash: v.get("transactionHash")?.as_str()?.parse().ok()?,
-            success: v.get("status").and_then(hex_u64) == Some(1),
-            block_number: hex_u64(v.get("blockNumber")?)?,
-            gas_used: v.get("gasUsed").and_then(hex_u64).unwrap_or(0),
-            logs: v.get("logs")?.as_array()?.iter().filter_map(Log::from_json).collect(),
+            hash: r.transaction_hash,
+            success: r.status(),
+            block_number: r.block_number?,
+            gas_used: r.gas_used,
+            logs: r.inner.logs().iter().filter_map(Log::from_rpc).collect(),
         })
     }
 }
@@ -113,23 +143,15 @@ pub fn hex_u64(v: &Value) -> Option<u64> {
     u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok()
 }
 
-fn node_error(e: &Value) -> RpcError {
-    RpcError::Node {
-        code: e.get("code").and_then(Value::as_i64).unwrap_or(0),
-        message: e.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
-        data: e.get("data").cloned(),
-    }
-}
-
 impl Rpc {
-    /// A client for `url`.
-    pub fn new(url: &str) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(16)
-            .build()
-            .expect("reqwest client");
-        Self { url: url.to_string(), client, next_id: AtomicU64::new(1) }
+    /// A client for `url` (an http:// URL).
+    pub fn new(url: &str) -> anyhow::Result<Self> {
+        let http =
+            reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(16).build()?;
+        let parsed = url.parse().map_err(|e| anyhow::anyhow!("RPC URL {url}: {e}"))?;
+        let client = RpcClient::new(alloy_transport_http::Http::with_client(http, parsed), true);
+        let provider = ProviderBuilder::new().disable_recommended_fillers().connect_client(client.clone());
+        Ok(Self { url: url.to_string(), provider, client })
     }
 
     /// The node's URL.
@@ -137,59 +159,39 @@ impl Rpc {
         &self.url
     }
 
-    async fn post(&self, body: &Value) -> Result<Value, RpcError> {
-        let resp = self
-            .client
-            .post(&self.url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| RpcError::Transport(e.to_string()))?;
-        let text = resp.text().await.map_err(|e| RpcError::Transport(e.to_string()))?;
-        serde_json::from_str(&text)
-            .map_err(|e| RpcError::Transport(format!("{e}: {}", &text[..text.len().min(200)])))
+    /// alloy's provider for this node.
+    pub fn provider(&self) -> &RootProvider {
+        &self.provider
     }
 
-    /// Calls `method`.
-    pub async fn call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let v = self.post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).await?;
-        if let Some(e) = v.get("error") {
-            return Err(node_error(e));
-        }
-        v.get("result").cloned().ok_or_else(|| RpcError::Transport(format!("no result: {v}")))
+    /// Calls `method` with `params` (a JSON array), for answers the simulator reads as JSON.
+    pub async fn call(&self, method: &'static str, params: Value) -> Result<Value, RpcError> {
+        Ok(self.client.request::<_, Value>(method, params).await?)
     }
 
-    /// Calls every `(method, params)` in JSON-RPC batches of at most [`MAX_BATCH`]; answers in order.
-    pub async fn batch(&self, calls: Vec<(&str, Value)>) -> Result<Vec<Result<Value, RpcError>>, RpcError> {
-        let mut out = Vec::with_capacity(calls.len());
-        for chunk in calls.chunks(MAX_BATCH) {
-            let first = self.next_id.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            let body: Vec<Value> = chunk
-                .iter()
-                .enumerate()
-                .map(
-                    |(i, (m, p))| json!({"jsonrpc": "2.0", "id": first + i as u64, "method": m, "params": p}),
-                )
-                .collect();
-            let v = self.post(&Value::Array(body)).await?;
-            let answers = v
-                .as_array()
-                .ok_or_else(|| RpcError::Transport(format!("batch answer is not an array: {v}")))?;
-            let mut by_id: HashMap<u64, &Value> = HashMap::new();
-            for a in answers {
-                if let Some(id) = a.get("id").and_then(Value::as_u64) {
-                    by_id.insert(id, a);
-                }
-            }
-            for i in 0..chunk.len() as u64 {
-                out.push(match by_id.get(&(first + i)) {
-                    Some(a) => match a.get("error") {
-                        Some(e) => Err(node_error(e)),
-                        None => Ok(a.get("result").cloned().unwrap_or(Value::Null)),
-                    },
-                    None => Err(RpcError::Transport(format!("no answer for request {}", first + i))),
-                });
+    /// Calls `method` with each of `params` in JSON-RPC batches of at most [`MAX_BATCH`]; answers in
+    /// order.
+    pub async fn batch<P, R>(
+        &self,
+        method: &'static str,
+        params: Vec<P>,
+    ) -> Result<Vec<Result<R, RpcError>>, RpcError>
+    where
+        P: alloy_json_rpc::RpcSend,
+        R: alloy_json_rpc::RpcRecv,
+    {
+        let mut out = Vec::with_capacity(params.len());
+        let mut params = params.into_iter().peekable();
+        while params.peek().is_some() {
+            let mut batch = self.client.new_batch();
+            let waiters: Vec<Waiter<R>> = params
+                .by_ref()
+                .take(MAX_BATCH)
+                .map(|p| batch.add_call(method, &p))
+                .collect::<Result<_, _>>()?;
+            batch.send().await?;
+            for w in waiters {
+                out.push(w.await.map_err(RpcError::from));
             }
         }
         Ok(out)
@@ -197,10 +199,8 @@ impl Rpc {
 
     /// `eth_call` of `call` on `to` at the latest block.
     pub async fn view<C: SolCall>(&self, to: Address, call: &C) -> Result<C::Return, RpcError> {
-        let out = self
-            .call("eth_call", json!([{"to": to, "data": Bytes::from(call.abi_encode())}, "latest"]))
-            .await?;
-        decode_return::<C>(&out)
+        let req = TransactionRequest::default().to(to).input(call.abi_encode().into());
+        decode_return::<C>(&self.provider.call(req).latest().await?)
     }
 
     /// Many `eth_call`s in batches; answers in order.
@@ -210,33 +210,32 @@ impl Rpc {
     ) -> Result<Vec<Result<C::Return, RpcError>>, RpcError> {
         let reqs = calls
             .iter()
-            .map(|(to, c)| ("eth_call", json!([{"to": to, "data": Bytes::from(c.abi_encode())}, "latest"])))
+            .map(|(to, c)| {
+                (TransactionRequest::default().to(*to).input(c.abi_encode().into()), BlockNumberOrTag::Latest)
+            })
             .collect();
-        Ok(self.batch(reqs).await?.into_iter().map(|r| r.and_then(|v| decode_return::<C>(&v))).collect())
+        let answers = self.batch::<_, Bytes>("eth_call", reqs).await?;
+        Ok(answers.into_iter().map(|r| r.and_then(|b| decode_return::<C>(&b))).collect())
     }
 
     /// The latest block's number and timestamp.
     pub async fn head(&self) -> Result<(u64, u64), RpcError> {
-        let b = self.call("eth_getBlockByNumber", json!(["latest", false])).await?;
-        let n =
-            b.get("number").and_then(hex_u64).ok_or_else(|| RpcError::Transport(format!("bad block {b}")))?;
-        let t = b
-            .get("timestamp")
-            .and_then(hex_u64)
-            .ok_or_else(|| RpcError::Transport(format!("bad block {b}")))?;
-        Ok((n, t))
+        let b = self
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await?
+            .ok_or_else(|| RpcError::Transport("no latest block".into()))?;
+        Ok((b.header.number, b.header.timestamp))
     }
 
     /// The chain id.
     pub async fn chain_id(&self) -> Result<u64, RpcError> {
-        let v = self.call("eth_chainId", json!([])).await?;
-        hex_u64(&v).ok_or_else(|| RpcError::Transport(format!("bad chain id {v}")))
+        Ok(self.provider.get_chain_id().await?)
     }
 
     /// The pending nonce of `a`.
     pub async fn nonce(&self, a: Address) -> Result<u64, RpcError> {
-        let v = self.call("eth_getTransactionCount", json!([a, "pending"])).await?;
-        hex_u64(&v).ok_or_else(|| RpcError::Transport(format!("bad nonce {v}")))
+        Ok(self.provider.get_transaction_count(a).pending().await?)
     }
 
     /// Logs of `address` with `topics` between blocks `from` and `to`, in queries of at most
@@ -253,16 +252,11 @@ impl Rpc {
         let mut span: u64 = 2_000;
         while start <= to {
             let end = (start + span - 1).min(to);
-            let r = self
-                .call(
-                    "eth_getLogs",
-                    json!([{"address": address, "topics": topics, "fromBlock": format!("{start:#x}"), "toBlock": format!("{end:#x}")}]),
-                )
-                .await;
-            match r {
-                Ok(v) => {
-                    let arr = v.as_array().ok_or_else(|| RpcError::Transport(format!("logs: {v}")))?;
-                    out.extend(arr.iter().filter_map(Log::from_json));
+            let filter = json!({"address": address, "topics": topics, "fromBlock": format!("{start:#x}"), "toBlock": format!("{end:#x}")});
+            let r = self.client.request::<_, Vec<alloy_rpc_types_eth::Log>>("eth_getLogs", (filter,)).await;
+            match r.map_err(RpcError::from) {
+                Ok(logs) => {
+                    out.extend(logs.iter().filter_map(Log::from_rpc));
                     start = end + 1;
                 }
                 // Too many logs or too wide a range: halve the span and retry.
@@ -279,25 +273,18 @@ impl Rpc {
 
     /// Sends signed transactions in batches; the hash or the node's refusal of each, in order.
     pub async fn send_raw(&self, raws: &[Bytes]) -> Result<Vec<Result<B256, RpcError>>, RpcError> {
-        let reqs = raws.iter().map(|r| ("eth_sendRawTransaction", json!([r]))).collect();
-        Ok(self
-            .batch(reqs)
-            .await?
-            .into_iter()
-            .map(|r| {
-                r.and_then(|v| {
-                    v.as_str()
-                        .and_then(|s| s.parse().ok())
-                        .ok_or_else(|| RpcError::Transport(format!("bad hash {v}")))
-                })
-            })
-            .collect())
+        self.batch("eth_sendRawTransaction", raws.iter().map(|r| (r.clone(),)).collect()).await
     }
 
     /// Receipts of `hashes` (None while not included).
     pub async fn receipts(&self, hashes: &[B256]) -> Result<Vec<Option<Receipt>>, RpcError> {
-        let reqs = hashes.iter().map(|h| ("eth_getTransactionReceipt", json!([h]))).collect();
-        Ok(self.batch(reqs).await?.into_iter().map(|r| r.ok().and_then(|v| Receipt::from_json(&v))).collect())
+        let answers = self
+            .batch::<_, Option<TransactionReceipt>>(
+                "eth_getTransactionReceipt",
+                hashes.iter().map(|h| (*h,)).collect(),
+            )
+            .await?;
+        Ok(answers.into_iter().map(|r| r.ok().flatten().as_ref().and_then(Receipt::from_rpc)).collect())
     }
 
     /// Waits until every transaction in `hashes` has a receipt, or `timeout` passes (then the
@@ -326,12 +313,8 @@ impl Rpc {
     }
 }
 
-fn decode_return<C: SolCall>(out: &Value) -> Result<C::Return, RpcError> {
-    let bytes: Bytes = out
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| RpcError::Transport(format!("bad call output {out}")))?;
-    C::abi_decode_returns(&bytes)
+fn decode_return<C: SolCall>(bytes: &Bytes) -> Result<C::Return, RpcError> {
+    C::abi_decode_returns(bytes)
         .map_err(|e| RpcError::Transport(format!("cannot decode {}: {e}", C::SIGNATURE)))
 }
 

@@ -188,9 +188,10 @@ pub struct Market {
 impl Market {
     /// Grid prices of chain slot `slot` and the tick.
     pub async fn prices(&self, slot: u64) -> Result<Prices, RpcError> {
-        let p = self.rpc.view(self.c.registry, &Registry::pricesAtCall { slot }).await?;
-        let tick = self.rpc.view(self.c.registry, &Registry::priceTickCall {}).await?;
-        let imb = self.rpc.view(self.c.registry, &Registry::imbalancePricesCall {}).await?;
+        let registry = Registry::new(self.c.registry, self.rpc.provider());
+        let p = registry.pricesAt(slot).call().await?;
+        let tick = registry.priceTick().call().await?;
+        let imb = registry.imbalancePrices().call().await?;
         Ok(Prices {
             feed_in: u128_of(p.feedInPerKWh),
             retail: u128_of(p.retailPerKWh),
@@ -202,7 +203,7 @@ impl Market {
 
     /// The public book of `slot`: (bid Wh, ask Wh) per level 0..=max_level.
     pub async fn book_levels(&self, slot: u64, prices: &Prices) -> Result<Vec<(u64, u64)>, RpcError> {
-        let info = self.rpc.view(self.c.market, &EnergyMarket::slotInfoCall { slot }).await?;
+        let info = EnergyMarket::new(self.c.market, self.rpc.provider()).slotInfo(slot).call().await?;
         let active = info.activeLevels;
         let levels: Vec<u32> = (0..=prices.max_level()).filter(|l| active.bit(*l as usize)).collect();
         let calls: Vec<(Address, EnergyMarket::levelVolumesCall)> = levels

@@ -1,63 +1,16 @@
 //! The dev chain: `p2pe-node dev` as a child process, and the market's `contracts.json`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use alloy_primitives::Address;
 use anyhow::Context;
-use serde::Deserialize;
 
 use crate::procs::{find_binary, free_port, ChildProcess};
 
-/// The market deployment as written by `p2pe-node` (`contracts.json`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Contracts {
-    /// Registry.
-    pub registry: Address,
-    /// Credit token.
-    pub token: Address,
-    /// Meter readings.
-    pub readings: Address,
-    /// Energy market.
-    pub market: Address,
-    /// Grid operator's account.
-    pub grid: Address,
-    /// Operators.
-    pub admins: Vec<Address>,
-    /// Unix time of slot 0.
-    pub start_time: u64,
-    /// Slot length, seconds.
-    pub slot_length: u32,
-    /// Gate closure before slot start, seconds.
-    pub gate_closure: u32,
-    /// Grace period after slot end, seconds.
-    pub grace_period: u32,
-    /// `payAsClear` or `payAsBid`.
-    pub mode: String,
-    /// Chain id.
-    pub chain_id: u64,
-}
-
-impl Contracts {
-    /// Reads `contracts.json`.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a contracts.json", path.display()))
-    }
-
-    /// Start of chain slot `k`.
-    pub fn slot_start(&self, k: u64) -> u64 {
-        self.start_time + k * self.slot_length as u64
-    }
-
-    /// The chain slot containing unix time `t`.
-    pub fn slot_at(&self, t: u64) -> u64 {
-        t.saturating_sub(self.start_time) / self.slot_length as u64
-    }
-}
+/// The market deployment as written by `p2pe-node` (`contracts.json`): the bindings' one type.
+pub use p2pe_bindings::MarketDeployment as Contracts;
 
 /// Dev chain settings.
 #[derive(Debug, Clone)]
@@ -137,6 +90,12 @@ impl DevChain {
         let (process, _) =
             ChildProcess::spawn("p2pe-node", cmd, &cfg.log, "JSON-RPC:", Duration::from_secs(60))?;
         let contracts = Contracts::load(&cfg.contracts_out)?;
+        if contracts.chain_id.is_none() {
+            anyhow::bail!(
+                "{}: chainId: missing (not a contracts.json written by p2pe-node)",
+                cfg.contracts_out.display()
+            );
+        }
         Ok(Self { process, url: format!("http://{addr}"), contracts, _tmp: tmp })
     }
 }

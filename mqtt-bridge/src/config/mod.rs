@@ -401,6 +401,45 @@ utc_offset = "+02:00"
         assert!(e.message.contains(contains), "{e}");
     }
 
+    /// `contracts_file`: the node's `contracts.json` gives the `MeterReadings` address; a file
+    /// that is not a market deployment is refused naming `chain.contracts_file` and its key.
+    #[test]
+    fn contracts_file_gives_the_readings_address() {
+        let dir = setup();
+        let deployment = serde_json::json!({
+            "registry": "0x0000000000000000000000000000000000000001",
+            "token": "0x0000000000000000000000000000000000000002",
+            "readings": "0x00000000000000000000000000000000000000aa",
+            "market": "0x0000000000000000000000000000000000000004",
+            "grid": "0x0000000000000000000000000000000000000005",
+            "admins": [],
+            "startTime": 0, "slotLength": 900, "gateClosure": 60, "gracePeriod": 60,
+            "mode": "payAsClear", "chainId": 1337
+        });
+        let with_file = GOOD.replace(
+            "readings = \"0x00000000000000000000000000000000000000aa\"",
+            "contracts_file = \"contracts.json\"",
+        );
+        std::fs::write(dir.path().join("contracts.json"), deployment.to_string()).unwrap();
+        let c = parse(&with_file, dir.path()).unwrap();
+        assert_eq!(c.chain.readings, Address::with_last_byte(0xaa));
+
+        let mut bad = deployment.clone();
+        bad.as_object_mut().unwrap().remove("readings");
+        std::fs::write(dir.path().join("contracts.json"), bad.to_string()).unwrap();
+        let e = parse(&with_file, dir.path()).unwrap_err();
+        assert_eq!(e.key, "chain.contracts_file", "{e}");
+        assert!(e.message.contains("missing field `readings`"), "{e}");
+        bad = deployment;
+        bad["readings"] = "0x12".into();
+        std::fs::write(dir.path().join("contracts.json"), bad.to_string()).unwrap();
+        let e = parse(&with_file, dir.path()).unwrap_err();
+        assert!(e.message.contains("contracts.json: readings: "), "{e}");
+        std::fs::remove_file(dir.path().join("contracts.json")).unwrap();
+        let e = parse(&with_file, dir.path()).unwrap_err();
+        assert!(e.message.starts_with("cannot read ") && e.message.contains("contracts.json"), "{e}");
+    }
+
     #[test]
     fn errors_name_the_key() {
         expect_err(&GOOD.replace("mqtts://127.0.0.1:8883", "tcp://x"), "broker.url", "mqtt://");

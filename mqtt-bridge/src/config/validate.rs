@@ -317,7 +317,7 @@ fn chain(
     })
 }
 
-/// `readings`, or the `readings` field of `contracts_file`.
+/// `readings`, or the `readings` address of the market deployment in `contracts_file`.
 fn readings(at: &At<'_>, address: Option<String>, file: Option<PathBuf>) -> Result<Address, ConfigError> {
     match (address, file) {
         (Some(_), Some(_)) => {
@@ -325,16 +325,9 @@ fn readings(at: &At<'_>, address: Option<String>, file: Option<PathBuf>) -> Resu
         }
         (Some(a), None) => parse_address(&at.key("readings"), &a),
         (None, Some(f)) => {
-            let key = at.key("contracts_file");
-            let text = std::fs::read_to_string(&f)
-                .map_err(|e| err(&key, format!("cannot read {}: {e}", f.display())))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| err(&key, format!("{} is not JSON: {e}", f.display())))?;
-            let a = v
-                .get("readings")
-                .and_then(|a| a.as_str())
-                .ok_or_else(|| err(&key, format!("{} has no string field \"readings\"", f.display())))?;
-            parse_address(&format!("{key} (field \"readings\")"), a)
+            let deployment = p2pe_bindings::MarketDeployment::load(&f)
+                .map_err(|e| err(at.key("contracts_file"), e.to_string()))?;
+            Ok(deployment.readings)
         }
         (None, None) => {
             Err(err(at.key("readings"), "missing: give the MeterReadings address or contracts_file"))

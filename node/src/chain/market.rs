@@ -22,7 +22,6 @@ use revm::context::{Context, TxEnv};
 use revm::context_interface::result::ExecutionResult;
 use revm::primitives::KECCAK_EMPTY;
 use revm::{ExecuteCommitEvm, MainBuilder, MainContext};
-use serde::{Deserialize, Serialize};
 
 use super::TX_GAS_LIMIT_CAP;
 use crate::execution::{block_env, cfg_env, BlockInput};
@@ -31,41 +30,9 @@ use crate::state::{BlockHashes, StateOverlay, WorldState};
 /// The keyless account that creates the market contracts at genesis.
 pub const GENESIS_DEPLOYER: Address = address!("00000000000000000000000000000000000e0e0e");
 
-/// Where the market contracts live, and how the market is set up.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MarketDeployment {
-    /// Participant and meter registry, grid prices, slot schedule.
-    pub registry: Address,
-    /// The credit token (ERC-20 with EIP-2612 permit).
-    pub token: Address,
-    /// Meter readings (direct and EIP-712 relayed).
-    pub readings: Address,
-    /// The double auction and settlement.
-    pub market: Address,
-    /// The grid operator's account (counterparty of every grid flow).
-    pub grid: Address,
-    /// Operator accounts.
-    pub admins: Vec<Address>,
-    /// Unix time at which slot 0 starts.
-    pub start_time: u64,
-    /// Slot length in seconds.
-    pub slot_length: u32,
-    /// Orders for a slot close this many seconds before it starts.
-    pub gate_closure: u32,
-    /// Seconds after a slot ends before it can be settled (late readings).
-    pub grace_period: u32,
-    /// `payAsClear` or `payAsBid`.
-    pub mode: String,
-    /// Orders are accepted only for slots starting at most this many seconds ahead (at genesis;
-    /// the operator may change it with `Registry.setOrderHorizon`).
-    #[serde(default = "default_order_horizon")]
-    pub order_horizon: u32,
-}
-
-fn default_order_horizon() -> u32 {
-    DEFAULT_ORDER_HORIZON
-}
+/// Where the market contracts live, and how the market is set up: the one type the node, the
+/// simulator and the bridge share (`contracts.json`, the genesis's `config.p2pe.market`).
+pub use p2pe_bindings::{MarketDeployment, MarketMode};
 
 /// The fixed addresses of the market contracts.
 pub fn market_addresses() -> (Address, Address, Address, Address) {
@@ -91,7 +58,7 @@ pub struct GenesisParticipant {
 }
 
 /// The registry's order horizon at deployment: one day (`Registry.DEFAULT_ORDER_HORIZON`).
-pub const DEFAULT_ORDER_HORIZON: u32 = 86_400;
+pub const DEFAULT_ORDER_HORIZON: u32 = p2pe_bindings::deployment::DEFAULT_ORDER_HORIZON;
 
 /// The registry's imbalance premiums at deployment, in price ticks
 /// (`Registry.DEFAULT_IMBALANCE_TICKS`; 0.05 credit/kWh at the default 0.001 tick).
@@ -420,8 +387,9 @@ pub fn deploy_market(
         slot_length: cfg.slot_length,
         gate_closure: cfg.gate_closure,
         grace_period: cfg.grace_period,
-        mode: if cfg.pay_as_bid { "payAsBid" } else { "payAsClear" }.into(),
+        mode: if cfg.pay_as_bid { MarketMode::PayAsBid } else { MarketMode::PayAsClear },
         order_horizon: cfg.order_horizon,
+        chain_id: None,
     };
     let mut p2pe = genesis.config.extra_fields.get("p2pe").cloned().unwrap_or_else(|| serde_json::json!({}));
     p2pe["market"] = serde_json::to_value(&deployment).expect("serialisable");
@@ -465,21 +433,14 @@ fn set_market_terms(
     Ok(())
 }
 
-impl MarketDeployment {
-    /// Writes the deployment as pretty JSON (with the chain id) to `path`.
-    pub fn write_json(&self, chain_id: u64, path: &std::path::Path) -> std::io::Result<()> {
-        let mut v = serde_json::to_value(self).expect("serialisable");
-        v["chainId"] = chain_id.into();
-        std::fs::write(path, serde_json::to_string_pretty(&v).expect("serialisable") + "\n")
-    }
-
-    /// Lines for the console.
-    pub fn describe(&self) -> String {
-        format!(
-            "Energy market (slot {} s, gate closure {} s, grace {} s, {}):\n  Registry      {}\n  CreditToken   {}\n  MeterReadings {}\n  EnergyMarket  {}\n  Grid account  {}",
-            self.slot_length, self.gate_closure, self.grace_period, self.mode, self.registry, self.token, self.readings, self.market, self.grid
-        )
-    }
+/// Writes `deployment` with `chain_id` as `contracts.json` to `path`.
+pub fn write_contracts_json(
+    deployment: &MarketDeployment,
+    chain_id: u64,
+    path: &std::path::Path,
+) -> std::io::Result<()> {
+    let file = MarketDeployment { chain_id: Some(chain_id), ..deployment.clone() };
+    std::fs::write(path, file.to_json_pretty())
 }
 
 /// The `MeterReadings` finality delay for a market: its grace period, so that every slot's energy is final

@@ -13,9 +13,9 @@ pub use builder::{build_genesis, GenesisParams, CREATE2_DEPLOYER, CREATE2_DEPLOY
 pub use genesis::{clique_extra_data, ChainSpec, CliqueConfig, GenesisError, P2peConfig};
 pub use limits::{next_gas_limit, SealLimits, SealLimitsError};
 pub use market::{
-    compressed_capacity_w, deploy_market, market_addresses, GenesisParticipant, MarketConfig,
-    MarketDeployError, MarketDeployment, DEFAULT_CAPACITY_W, DEFAULT_IMBALANCE_TICKS, DEFAULT_ORDER_HORIZON,
-    GENESIS_DEPLOYER,
+    compressed_capacity_w, deploy_market, market_addresses, write_contracts_json, GenesisParticipant,
+    MarketConfig, MarketDeployError, MarketDeployment, MarketMode, DEFAULT_CAPACITY_W,
+    DEFAULT_IMBALANCE_TICKS, DEFAULT_ORDER_HORIZON, GENESIS_DEPLOYER,
 };
 
 /// EIP-7825 per-transaction gas cap (Osaka).

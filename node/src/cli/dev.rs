@@ -200,9 +200,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         _ => None,
     };
     if let Some(m) = &market {
-        m.write_json(chain_id, &datadir.join("contracts.json"))?;
+        crate::chain::write_contracts_json(m, chain_id, &datadir.join("contracts.json"))?;
         if let Some(out) = &args.contracts_out {
-            m.write_json(chain_id, out)?;
+            crate::chain::write_contracts_json(m, chain_id, out)?;
         }
     }
     let node = Node::start(

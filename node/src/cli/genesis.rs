@@ -150,7 +150,7 @@ pub fn run(args: GenesisArgs) -> anyhow::Result<()> {
     println!("Wrote {} (chain {}, genesis {})", args.out.display(), spec.chain_id, spec.genesis_hash);
     println!("{}", deployment.describe());
     if let Some(out) = &args.contracts_out {
-        deployment.write_json(spec.chain_id, out)?;
+        crate::chain::write_contracts_json(&deployment, spec.chain_id, out)?;
     }
     Ok(())
 }

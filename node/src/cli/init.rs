@@ -26,7 +26,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
     let mut store = Store::open(&args.datadir, None)?;
     store.init_genesis(&spec, &text)?;
     if let Some(m) = &spec.p2pe.market {
-        m.write_json(spec.chain_id, &args.datadir.join("contracts.json"))?;
+        crate::chain::write_contracts_json(m, spec.chain_id, &args.datadir.join("contracts.json"))?;
     }
     println!(
         "Initialised {} for chain {} (genesis {}, {} signer(s), period {} s)",

@@ -5,8 +5,13 @@
 //! move to the new head's cache minus every account and slot the block changed
 //! ([`StateCache::carry_over`]): O(changes), never O(state). A reorg or reload starts an empty
 //! cache. A reader of an older head keeps reading correct values (its cache is only emptied).
+//!
+//! Each [`CachedState`] counts its hits and misses and adds them to the node's metrics
+//! (`p2pe_state_cache_hits_total` / `p2pe_state_cache_misses_total` by `kind`, account or
+//! storage) when it is dropped: one registry update per RPC read, not one per slot.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use alloy_primitives::{Address, B256, U256};
 use parking_lot::Mutex;
@@ -80,30 +85,73 @@ impl StateCache {
     }
 }
 
+/// Hits and misses of one [`CachedState`], by kind.
+#[derive(Debug, Default)]
+struct Counts {
+    account_hits: AtomicU64,
+    account_misses: AtomicU64,
+    storage_hits: AtomicU64,
+    storage_misses: AtomicU64,
+}
+
+impl Counts {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(account hits, account misses, storage hits, storage misses)` so far.
+    fn get(&self) -> (u64, u64, u64, u64) {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (
+            load(&self.account_hits),
+            load(&self.account_misses),
+            load(&self.storage_hits),
+            load(&self.storage_misses),
+        )
+    }
+}
+
 /// A [`StateReader`] that answers from a [`StateCache`] and fills it from `base`, which must read
-/// the state of the cache's block.
+/// the state of the cache's block. Its hits and misses go to the node's metrics when it is
+/// dropped.
 pub struct CachedState<'c, R> {
     base: R,
     cache: &'c StateCache,
+    counts: Counts,
 }
 
 impl<'c, R: StateReader> CachedState<'c, R> {
     /// `base` with `cache` in front.
     pub fn new(base: R, cache: &'c StateCache) -> Self {
-        Self { base, cache }
+        Self { base, cache, counts: Counts::default() }
     }
 
     /// The state behind the cache.
     pub fn base(&self) -> &R {
         &self.base
     }
+
+    /// `(hits, misses)` of this reader so far, accounts and slots together.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        let (ah, am, sh, sm) = self.counts.get();
+        (ah + sh, am + sm)
+    }
+}
+
+impl<R> Drop for CachedState<'_, R> {
+    fn drop(&mut self) {
+        let (ah, am, sh, sm) = self.counts.get();
+        crate::metrics::state_cache_reads(ah, am, sh, sm);
+    }
 }
 
 impl<R: StateReader> StateReader for CachedState<'_, R> {
     fn account(&self, address: &Address) -> Result<Option<AccountInfo>, StateError> {
         if let Some(hit) = self.cache.maps.lock().accounts.get(address) {
+            Counts::bump(&self.counts.account_hits);
             return Ok(*hit);
         }
+        Counts::bump(&self.counts.account_misses);
         let value = self.base.account(address)?;
         let mut maps = self.cache.maps.lock();
         if maps.entries < self.cache.max_entries && maps.accounts.insert(*address, value).is_none() {
@@ -114,8 +162,10 @@ impl<R: StateReader> StateReader for CachedState<'_, R> {
 
     fn storage(&self, address: &Address, slot: &U256) -> Result<U256, StateError> {
         if let Some(hit) = self.cache.maps.lock().storage.get(address).and_then(|s| s.get(slot)) {
+            Counts::bump(&self.counts.storage_hits);
             return Ok(*hit);
         }
+        Counts::bump(&self.counts.storage_misses);
         let value = self.base.storage(address, slot)?;
         let mut maps = self.cache.maps.lock();
         if maps.entries < self.cache.max_entries
@@ -170,6 +220,7 @@ mod tests {
         state.account(&b).unwrap();
         state.storage(&b, &U256::ZERO).unwrap();
         assert_eq!((state.base().reads.get(), cache.len()), (5, 5), "each entry read from the base once");
+        assert_eq!(state.hits_and_misses(), (3, 5), "the second read of each slot of `a` hits");
 
         // The next block changes slot 1 of `a` and deletes `b`.
         let mut changes = StateChanges::default();

@@ -179,7 +179,7 @@ pub(crate) async fn run_day(
 fn first_chain_slot(market: &Market) -> u64 {
     let contracts = &market.c;
     let now = now_unix();
-    let mut c0 = contracts.slot_at(now as u64) + 2;
+    let mut c0 = contracts.slot_at(now as u64).unwrap_or(0) + 2;
     while contracts.slot_start(c0 - 1) as f64 - (contracts.gate_closure as f64) < now + 2.0 {
         c0 += 1;
     }

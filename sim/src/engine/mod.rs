@@ -89,7 +89,7 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
 
     Ok(RunData {
         simulated_meters: cfg.lab.is_none(),
-        pay_as_bid: market.c.mode == "payAsBid",
+        pay_as_bid: market.c.mode == p2pe_bindings::MarketMode::PayAsBid,
         cfg,
         env,
         hh,

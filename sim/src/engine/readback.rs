@@ -2,7 +2,6 @@
 //! balances at the end and the day's transactions.
 
 use p2pe_bindings::meter_readings::MeterReadings;
-use serde_json::json;
 
 use super::model::{Hh, MarketAccount, MeteredSlot, SlotRec};
 use super::send::rpc_err;
@@ -63,13 +62,12 @@ pub(crate) async fn read_back(
     let grid_end = account_of(market, market.c.grid).await?;
     let tokens_end = market_tokens(market).await?;
     let counts = rpc
-        .batch(
-            (setup_block + 1..=head)
-                .map(|b| ("eth_getBlockTransactionCountByNumber", json!([format!("{b:#x}")])))
-                .collect(),
+        .batch::<_, alloy_primitives::U64>(
+            "eth_getBlockTransactionCountByNumber",
+            (setup_block + 1..=head).map(|b| (alloy_eips::BlockNumberOrTag::Number(b),)).collect(),
         )
         .await
         .map_err(rpc_err)?;
-    let chain_txs = counts.iter().filter_map(|r| r.as_ref().ok().and_then(crate::chain::hex_u64)).sum();
+    let chain_txs = counts.iter().filter_map(|r| r.as_ref().ok().map(|n| n.to::<u64>())).sum();
     Ok(ReadBack { head, metered, grid_end, tokens_end, chain_txs })
 }

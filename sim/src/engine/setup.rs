@@ -102,7 +102,7 @@ pub(crate) async fn set_up(cfg: &mut SimConfig) -> anyhow::Result<Setup> {
 
     let deriver = KeyDeriver::new(DEV_MNEMONIC)?;
     let chain = start_chain(cfg, &deriver, specs.len(), &logs)?;
-    let rpc = Arc::new(Rpc::new(&chain.url));
+    let rpc = Arc::new(Rpc::new(&chain.url)?);
     let contracts = chain.contracts.clone();
     let chain_id = rpc.chain_id().await.map_err(rpc_err)?;
     if !cfg.quiet {

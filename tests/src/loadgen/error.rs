@@ -14,6 +14,14 @@ pub enum LoadgenError {
         #[source]
         source: reqwest::Error,
     },
+    /// alloy's transport failed (connection refused, timeout, HTTP error status).
+    #[error("JSON-RPC request to {url} failed: {detail}")]
+    Transport {
+        /// Endpoint that was called.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
     /// The node answered a JSON-RPC call with an error object.
     #[error("JSON-RPC {method} returned error {code}: {message}")]
     Rpc {

@@ -1,4 +1,8 @@
-//! Minimal JSON-RPC 2.0 client over HTTP (reqwest), with batch support.
+//! The load generator's node client: alloy's RPC client (calls and batches), plus one raw path.
+//!
+//! The timed phase posts batches of `eth_sendRawTransaction` whose bodies were serialised before
+//! the clock started ([`batch_body`], [`RpcClient::send_batch_body`]), so that only the node's
+//! work and the HTTP round trip are measured: that path stays a plain HTTP post of those bytes.
 
 use std::time::Duration;
 
@@ -49,6 +53,7 @@ struct Response {
 pub struct RpcClient {
     http: reqwest::Client,
     url: String,
+    alloy: alloy_rpc_client::RpcClient,
 }
 
 impl RpcClient {
@@ -58,7 +63,36 @@ impl RpcClient {
             .timeout(timeout)
             .build()
             .map_err(|source| LoadgenError::Http { url: url.to_owned(), source })?;
-        Ok(Self { http, url: url.to_owned() })
+        let parsed = url.parse().map_err(|e| LoadgenError::Config(format!("RPC URL {url}: {e}")))?;
+        let alloy = alloy_rpc_client::RpcClient::new(
+            alloy_transport_http::Http::with_client(http.clone(), parsed),
+            true,
+        );
+        Ok(Self { http, url: url.to_owned(), alloy })
+    }
+
+    /// One of alloy's errors for `method`: the node's error object as the inner `Err`, anything
+    /// else as a [`LoadgenError`].
+    fn answer<T>(
+        &self,
+        method: &str,
+        r: Result<T, alloy_transport::RpcError<alloy_transport::TransportErrorKind>>,
+    ) -> Result<Result<T, RpcErrorObject>, LoadgenError> {
+        use alloy_transport::RpcError as E;
+        match r {
+            Ok(v) => Ok(Ok(v)),
+            Err(E::ErrorResp(p)) => Ok(Err(RpcErrorObject {
+                code: p.code,
+                message: p.message.to_string(),
+                data: p.data.as_ref().and_then(|d| serde_json::from_str(d.get()).ok()),
+            })),
+            Err(E::Transport(t)) => {
+                Err(LoadgenError::Transport { url: self.url.clone(), detail: t.to_string() })
+            }
+            Err(other) => {
+                Err(LoadgenError::BadResponse { method: method.to_owned(), detail: other.to_string() })
+            }
+        }
     }
 
     /// The endpoint URL.
@@ -77,17 +111,8 @@ impl RpcClient {
 
     /// Calls one method, returning a JSON-RPC error as the inner `Err`.
     pub async fn try_call(&self, method: &str, params: Value) -> Result<RpcResult, LoadgenError> {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let bytes = serde_json::to_vec(&body).map_err(|e| LoadgenError::BadResponse {
-            method: method.to_owned(),
-            detail: format!("cannot serialise request: {e}"),
-        })?;
-        let value = self.post(method, bytes).await?;
-        let resp: Response = serde_json::from_value(value).map_err(|e| LoadgenError::BadResponse {
-            method: method.to_owned(),
-            detail: format!("not a JSON-RPC response object: {e}"),
-        })?;
-        Ok(into_result(resp))
+        let r = self.alloy.request::<_, Value>(method.to_owned(), params).await;
+        self.answer(method, r)
     }
 
     /// Sends the same method with each of `params` as one batch; the answers
@@ -96,12 +121,32 @@ impl RpcClient {
         if params.is_empty() {
             return Ok(Vec::new());
         }
-        let body = batch_body(method, params)?;
-        self.send_batch_body(method, body, params.len()).await
+        let mut batch = self.alloy.new_batch();
+        let mut waiters = Vec::with_capacity(params.len());
+        for p in params {
+            let w = batch.add_call::<_, Value>(method.to_owned(), p);
+            waiters.push(
+                self.answer(method, w)?.map_err(|e| LoadgenError::BadResponse {
+                    method: method.to_owned(),
+                    detail: e.message,
+                })?,
+            );
+        }
+        self.answer(method, batch.send().await)?.map_err(|e| LoadgenError::Rpc {
+            method: format!("batch of {} {method}", params.len()),
+            code: e.code,
+            message: e.message,
+        })?;
+        let mut out = Vec::with_capacity(waiters.len());
+        for w in waiters {
+            out.push(self.answer(method, w.await)?);
+        }
+        Ok(out)
     }
 
     /// Posts a pre-serialised batch body of `len` calls with ids `0..len`
-    /// (see [`batch_body`]) and returns the answers ordered by id.
+    /// (see [`batch_body`]) and returns the answers ordered by id: the timed path, a plain HTTP
+    /// post of bytes made before the clock started.
     pub async fn send_batch_body(
         &self,
         method: &str,
