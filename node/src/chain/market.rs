@@ -227,7 +227,8 @@ pub fn deploy_market(
     if cfg.admins.is_empty() {
         return Err(err("config", "at least one market admin is needed"));
     }
-    let (registry, token, readings, market) = market_addresses();
+    let addrs = market_addresses();
+    let (registry, token, readings, market) = addrs;
     for a in [registry, token, readings, market, GENESIS_DEPLOYER] {
         if genesis.alloc.contains_key(&a) {
             return Err(err(
@@ -249,11 +250,43 @@ pub fn deploy_market(
         },
         chain_id: genesis.config.chain_id,
     };
+    deploy_contracts(&mut ex, cfg, addrs)?;
+    register_participants(&mut ex, cfg, registry, token)?;
+    fund_grid(&mut ex, cfg, token, market)?;
+    genesis.alloc = resulting_alloc(&ex.state, &genesis.alloc);
+    let deployment = MarketDeployment {
+        registry,
+        token,
+        readings,
+        market,
+        grid: cfg.grid,
+        admins: cfg.admins.clone(),
+        start_time: cfg.start_time,
+        slot_length: cfg.slot_length,
+        gate_closure: cfg.gate_closure,
+        grace_period: cfg.grace_period,
+        mode: if cfg.pay_as_bid { MarketMode::PayAsBid } else { MarketMode::PayAsClear },
+        order_horizon: cfg.order_horizon,
+        chain_id: None,
+    };
+    let mut p2pe = genesis.config.extra_fields.get("p2pe").cloned().unwrap_or_else(|| serde_json::json!({}));
+    p2pe["market"] = serde_json::to_value(&deployment).expect("serialisable");
+    genesis.config.extra_fields.insert("p2pe".into(), p2pe);
+    Ok(deployment)
+}
+
+/// Creates the four contracts at `addrs` (registry, token, readings, market), connects the
+/// registry to the market and sets the market's terms.
+fn deploy_contracts(
+    ex: &mut GenesisExec,
+    cfg: &MarketConfig,
+    addrs: (Address, Address, Address, Address),
+) -> Result<(), MarketDeployError> {
+    let (registry, token, readings, market) = addrs;
     let admin = cfg.admins[0];
-    let start_time = cfg.start_time;
     let ctor = registry::Registry::constructorCall {
         admins: cfg.admins.clone(),
-        startTime_: start_time,
+        startTime_: cfg.start_time,
         slotLength_: cfg.slot_length,
         priceTick_: cfg.price_tick,
         retailPerKWh: cfg.retail,
@@ -281,81 +314,73 @@ pub fn deploy_market(
         mode_: if cfg.pay_as_bid { 1 } else { 0 },
     };
     ex.create("EnergyMarket", &energy_market::EnergyMarket::BYTECODE, ctor.abi_encode(), market)?;
-    ex.call(
-        "setRoleListener",
-        admin,
-        registry,
-        registry::Registry::setRoleListenerCall { listener: market }.abi_encode(),
-    )?;
+    let listener = registry::Registry::setRoleListenerCall { listener: market }.abi_encode();
+    ex.call("setRoleListener", admin, registry, listener)?;
     if cfg.order_horizon != DEFAULT_ORDER_HORIZON {
         // The registry pushes the horizon to the market, its role listener now.
-        ex.call(
-            "setOrderHorizon",
-            admin,
-            registry,
-            registry::Registry::setOrderHorizonCall { horizon: cfg.order_horizon }.abi_encode(),
-        )?;
+        let horizon = registry::Registry::setOrderHorizonCall { horizon: cfg.order_horizon }.abi_encode();
+        ex.call("setOrderHorizon", admin, registry, horizon)?;
     }
-    set_market_terms(&mut ex, cfg, admin, registry)?;
+    set_market_terms(ex, cfg, admin, registry)
+}
+
+/// Registers the configured participants, binds their meters and mints their credits.
+fn register_participants(
+    ex: &mut GenesisExec,
+    cfg: &MarketConfig,
+    registry: Address,
+    token: Address,
+) -> Result<(), MarketDeployError> {
+    let admin = cfg.admins[0];
     for p in &cfg.participants {
         let role = if p.prosumer { 2u8 } else { 1u8 };
-        let step = format!("registerParticipant({})", p.account);
-        ex.call(
-            &step,
-            admin,
-            registry,
-            registry::Registry::registerParticipantCall { account: p.account, role }.abi_encode(),
-        )?;
+        let register = registry::Registry::registerParticipantCall { account: p.account, role }.abi_encode();
+        ex.call(&format!("registerParticipant({})", p.account), admin, registry, register)?;
         if let Some(meter) = p.meter {
-            let step = format!("bindMeter({meter}, {})", p.account);
-            ex.call(
-                &step,
-                admin,
-                registry,
-                registry::Registry::bindMeterCall { meter, participant: p.account }.abi_encode(),
-            )?;
+            let bind = registry::Registry::bindMeterCall { meter, participant: p.account }.abi_encode();
+            ex.call(&format!("bindMeter({meter}, {})", p.account), admin, registry, bind)?;
         }
         if !p.credits.is_zero() {
-            let step = format!("mint({})", p.account);
-            ex.call(
-                &step,
-                admin,
-                token,
-                credit_token::CreditToken::mintCall { to: p.account, amount: p.credits }.abi_encode(),
-            )?;
+            let mint = credit_token::CreditToken::mintCall { to: p.account, amount: p.credits }.abi_encode();
+            ex.call(&format!("mint({})", p.account), admin, token, mint)?;
         }
     }
-    if !cfg.grid_credits.is_zero() {
-        ex.call(
-            "mint(grid)",
-            admin,
-            token,
-            credit_token::CreditToken::mintCall { to: cfg.grid, amount: cfg.grid_credits }.abi_encode(),
-        )?;
-        ex.call(
-            "approve(grid)",
-            cfg.grid,
-            token,
-            credit_token::CreditToken::approveCall { spender: market, value: cfg.grid_credits }.abi_encode(),
-        )?;
-        ex.call(
-            "deposit(grid)",
-            cfg.grid,
-            market,
-            energy_market::EnergyMarket::depositCall { amount: cfg.grid_credits }.abi_encode(),
-        )?;
-    }
+    Ok(())
+}
 
-    // Write the resulting state back into alloc. Externally owned accounts keep the nonce they
-    // had (the set-up calls are not transactions anyone signed); the keyless deployer is dropped.
-    let original: BTreeMap<Address, GenesisAccount> = genesis.alloc.clone();
+/// Mints the grid account's credits and deposits them into the market.
+fn fund_grid(
+    ex: &mut GenesisExec,
+    cfg: &MarketConfig,
+    token: Address,
+    market: Address,
+) -> Result<(), MarketDeployError> {
+    if cfg.grid_credits.is_zero() {
+        return Ok(());
+    }
+    let amount = cfg.grid_credits;
+    let mint = credit_token::CreditToken::mintCall { to: cfg.grid, amount }.abi_encode();
+    ex.call("mint(grid)", cfg.admins[0], token, mint)?;
+    let approve = credit_token::CreditToken::approveCall { spender: market, value: amount }.abi_encode();
+    ex.call("approve(grid)", cfg.grid, token, approve)?;
+    let deposit = energy_market::EnergyMarket::depositCall { amount }.abi_encode();
+    ex.call("deposit(grid)", cfg.grid, market, deposit)
+}
+
+/// The genesis `alloc` after the set-up calls. Externally owned accounts keep the nonce they had
+/// in `original` (the set-up calls are not transactions anyone signed); the keyless deployer is
+/// dropped.
+fn resulting_alloc(
+    state: &WorldState,
+    original: &BTreeMap<Address, GenesisAccount>,
+) -> BTreeMap<Address, GenesisAccount> {
     let mut alloc = BTreeMap::new();
-    for (addr, entry) in &ex.state.accounts {
+    for (addr, entry) in &state.accounts {
         if *addr == GENESIS_DEPLOYER {
             continue;
         }
         let code = (entry.info.code_hash != KECCAK_EMPTY)
-            .then(|| ex.state.codes.get(&entry.info.code_hash).map(|c| c.original_bytes()))
+            .then(|| state.codes.get(&entry.info.code_hash).map(|c| c.original_bytes()))
             .flatten();
         let nonce = match (&code, original.get(addr)) {
             (None, Some(orig)) => orig.nonce,
@@ -375,26 +400,7 @@ pub fn deploy_market(
             },
         );
     }
-    genesis.alloc = alloc;
-    let deployment = MarketDeployment {
-        registry,
-        token,
-        readings,
-        market,
-        grid: cfg.grid,
-        admins: cfg.admins.clone(),
-        start_time,
-        slot_length: cfg.slot_length,
-        gate_closure: cfg.gate_closure,
-        grace_period: cfg.grace_period,
-        mode: if cfg.pay_as_bid { MarketMode::PayAsBid } else { MarketMode::PayAsClear },
-        order_horizon: cfg.order_horizon,
-        chain_id: None,
-    };
-    let mut p2pe = genesis.config.extra_fields.get("p2pe").cloned().unwrap_or_else(|| serde_json::json!({}));
-    p2pe["market"] = serde_json::to_value(&deployment).expect("serialisable");
-    genesis.config.extra_fields.insert("p2pe".into(), p2pe);
-    Ok(deployment)
+    alloc
 }
 
 /// The power to register for a connection of `watts` on a chain whose slots of `slot_length`
