@@ -9,6 +9,7 @@ use clap::Args;
 use super::common::{shutdown_signal, NodeArgs, RpcArgs, SealArgs};
 use crate::chain::{
     build_genesis, deploy_market, ChainSpec, GenesisParams, GenesisParticipant, MarketConfig,
+    MarketDeployment,
 };
 use crate::crypto::SigningKey;
 use crate::keeper::{DEFAULT_HORIZON, DEV_KEEPER_INDEX};
@@ -159,39 +160,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             (tmp.path().to_path_buf(), Some(tmp))
         }
     };
-    let store = Store::open(&datadir, None)?;
-    let spec = match store.genesis_json()? {
-        Some(json) => {
-            let spec = ChainSpec::from_json(&json)?;
-            if !spec.signers.contains(&sealer.address()) {
-                anyhow::bail!(
-                    "{} holds a dev chain sealed by another (ephemeral) key; dev chains cannot be resumed, use a new --datadir",
-                    datadir.display()
-                );
-            }
-            spec
-        }
-        None => {
-            let ether = U256::from(10u64).pow(U256::from(18));
-            let params = GenesisParams {
-                chain_id: args.chain_id,
-                period: args.period,
-                gas_limit: args.gas_limit,
-                signers: vec![sealer.address()],
-                funded: keys.iter().map(|k| (k.address(), U256::from(args.balance) * ether)).collect(),
-                timestamp: crate::blockchain::unix_now(),
-                max_block_bytes: args.max_block_bytes,
-                ..Default::default()
-            };
-            let mut genesis = build_genesis(&params);
-            deploy_market(&mut genesis, &dev_market(&args, &keys, params.timestamp)?)?;
-            let json = serde_json::to_string_pretty(&genesis)?;
-            let spec = ChainSpec::from_json(&json)?;
-            let mut store = store;
-            store.init_genesis(&spec, &json)?;
-            spec
-        }
-    };
+    let spec = open_dev_chain(&args, &keys, &sealer, &datadir)?;
     let chain_id = spec.chain_id;
     let market = spec.p2pe.market.clone();
     // The keeper opens slots with its own key (not account 0, whose nonce users share).
@@ -225,40 +194,95 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
-    println!(
-        "p2pe-node dev chain (chain id {chain_id}, period {} s, gas limit {})",
-        args.period, args.gas_limit
-    );
-    println!();
-    println!("Mnemonic: {}", args.mnemonic);
-    println!("Derivation path: m/44'/60'/0'/0/<index>");
-    println!();
-    println!("Available accounts ({} ether each)", args.balance);
-    for (i, k) in keys.iter().enumerate() {
-        println!("  ({i}) {}", k.address());
-    }
-    println!();
-    if let Some(m) = &market {
-        println!("{}", m.describe());
-        println!("  Participants: the accounts above (meters: mnemonic index {DEV_METER_INDEX_BASE} + i; grid: index {DEV_GRID_INDEX})");
-        match &keeper {
-            Some(k) => println!(
-                "  Keeper        {} (mnemonic index {DEV_KEEPER_INDEX}; opens the next {DEFAULT_HORIZON} slots ahead; --no-keeper to turn off)",
-                k.address()
-            ),
-            None => println!("  Keeper        off (--no-keeper): nobody opens slots, so orders are refused (SlotNotOpen)"),
-        }
-        println!();
-    }
-    println!("Signer: {}", sealer.address());
-    println!(
-        "Data directory: {}{}",
-        datadir.display(),
-        if _tmp.is_some() { " (removed on exit)" } else { "" }
-    );
-    println!("JSON-RPC: http://{0} (WebSocket: ws://{0})", node.http_addr);
+    let banner =
+        Banner { chain_id, keys: &keys, market: market.as_ref(), keeper: keeper.as_ref(), sealer: &sealer };
+    banner.print(&args, &datadir, _tmp.is_some(), &node.http_addr.to_string());
     shutdown_signal().await;
     println!("Shutting down");
     node.stop().await;
     Ok(())
+}
+
+/// Opens the dev chain in `datadir`: a new genesis (accounts, market) on first use; an existing
+/// one only if `sealer` signs it (dev sealing keys are ephemeral, so dev chains cannot resume).
+fn open_dev_chain(
+    args: &DevArgs,
+    keys: &[SigningKey],
+    sealer: &SigningKey,
+    datadir: &std::path::Path,
+) -> anyhow::Result<ChainSpec> {
+    let mut store = Store::open(datadir, None)?;
+    if let Some(json) = store.genesis_json()? {
+        let spec = ChainSpec::from_json(&json)?;
+        if !spec.signers.contains(&sealer.address()) {
+            anyhow::bail!(
+                "{} holds a dev chain sealed by another (ephemeral) key; dev chains cannot be resumed, use a new --datadir",
+                datadir.display()
+            );
+        }
+        return Ok(spec);
+    }
+    let ether = U256::from(10u64).pow(U256::from(18));
+    let params = GenesisParams {
+        chain_id: args.chain_id,
+        period: args.period,
+        gas_limit: args.gas_limit,
+        signers: vec![sealer.address()],
+        funded: keys.iter().map(|k| (k.address(), U256::from(args.balance) * ether)).collect(),
+        timestamp: crate::blockchain::unix_now(),
+        max_block_bytes: args.max_block_bytes,
+        ..Default::default()
+    };
+    let mut genesis = build_genesis(&params);
+    deploy_market(&mut genesis, &dev_market(args, keys, params.timestamp)?)?;
+    let json = serde_json::to_string_pretty(&genesis)?;
+    let spec = ChainSpec::from_json(&json)?;
+    store.init_genesis(&spec, &json)?;
+    Ok(spec)
+}
+
+/// What `p2pe-node dev` prints once it serves: accounts, market, keeper, signer, where.
+struct Banner<'a> {
+    chain_id: u64,
+    keys: &'a [SigningKey],
+    market: Option<&'a MarketDeployment>,
+    keeper: Option<&'a SigningKey>,
+    sealer: &'a SigningKey,
+}
+
+impl Banner<'_> {
+    fn print(&self, args: &DevArgs, datadir: &std::path::Path, temporary: bool, http_addr: &str) {
+        println!(
+            "p2pe-node dev chain (chain id {}, period {} s, gas limit {})",
+            self.chain_id, args.period, args.gas_limit
+        );
+        println!();
+        println!("Mnemonic: {}", args.mnemonic);
+        println!("Derivation path: m/44'/60'/0'/0/<index>");
+        println!();
+        println!("Available accounts ({} ether each)", args.balance);
+        for (i, k) in self.keys.iter().enumerate() {
+            println!("  ({i}) {}", k.address());
+        }
+        println!();
+        if let Some(m) = &self.market {
+            println!("{}", m.describe());
+            println!("  Participants: the accounts above (meters: mnemonic index {DEV_METER_INDEX_BASE} + i; grid: index {DEV_GRID_INDEX})");
+            match &self.keeper {
+                Some(k) => println!(
+                    "  Keeper        {} (mnemonic index {DEV_KEEPER_INDEX}; opens the next {DEFAULT_HORIZON} slots ahead; --no-keeper to turn off)",
+                    k.address()
+                ),
+                None => println!("  Keeper        off (--no-keeper): nobody opens slots, so orders are refused (SlotNotOpen)"),
+            }
+            println!();
+        }
+        println!("Signer: {}", self.sealer.address());
+        println!(
+            "Data directory: {}{}",
+            datadir.display(),
+            if temporary { " (removed on exit)" } else { "" }
+        );
+        println!("JSON-RPC: http://{0} (WebSocket: ws://{0})", http_addr);
+    }
 }
