@@ -26,8 +26,10 @@ use std::collections::HashMap;
 
 use alloy_primitives::Address;
 
-use crate::clearing::{merit_order, Order, Side};
+use crate::clearing::{merit_order, Clearing, Order, Side};
 use crate::engine::RunData;
+use crate::engine::SlotRec;
+use crate::market::{BookOrder, ClearedEvent, Prices};
 use crate::results::HouseholdResult;
 
 /// One check's outcome.
@@ -107,137 +109,163 @@ pub fn run_checks(d: &RunData, hs: &[HouseholdResult]) -> Checks {
 fn check_clearing(d: &RunData) -> Check {
     let mut c = Check::new();
     for s in &d.slots {
-        let book = s.events.book();
-        let Some(prices) = s.prices else {
-            c.expect(book.is_empty(), || format!("chain slot {}: orders without prices", s.chain_slot));
-            continue;
-        };
-        if book.is_empty() {
-            continue;
-        }
-        let Some(ev) = s.cleared else {
-            c.expect(false, || {
-                format!("chain slot {}: {} orders but no SlotCleared event", s.chain_slot, book.len())
-            });
-            continue;
-        };
-        let mut orders = Vec::with_capacity(book.len());
-        let mut bad = false;
-        for o in &book {
-            match prices.level(o.price) {
-                Some(level) => orders.push(Order { who: o.account, side: o.side, level, wh: o.wh }),
-                None => {
-                    bad = true;
-                    c.expect(false, || {
-                        format!(
-                            "chain slot {}: order of {} at {} is off the price grid",
-                            s.chain_slot, o.account, o.price
-                        )
-                    });
-                }
-            }
-        }
-        if bad {
-            continue;
-        }
-        let off = merit_order(&orders);
-        let slot = s.chain_slot;
-        c.expect(off.volume_wh == ev.volume_wh, || {
-            format!(
-                "chain slot {slot}: volume on chain {} Wh, merit order {} Wh",
-                ev.volume_wh, off.volume_wh
-            )
-        });
-        if off.volume_wh > 0 {
-            let price = off.price_level.map(|l| prices.price(l)).unwrap_or(0);
-            let mb = off.bid_marginal.map(|l| prices.price(l)).unwrap_or(0);
-            let ma = off.ask_marginal.map(|l| prices.price(l)).unwrap_or(0);
-            c.expect(price == ev.price, || {
-                format!("chain slot {slot}: price on chain {}, merit order {price}", ev.price)
-            });
-            c.expect(mb == ev.bid_marginal, || {
-                format!("chain slot {slot}: bid marginal on chain {}, merit order {mb}", ev.bid_marginal)
-            });
-            c.expect(ma == ev.ask_marginal, || {
-                format!("chain slot {slot}: ask marginal on chain {}, merit order {ma}", ev.ask_marginal)
-            });
-        } else {
-            c.expect(ev.price == 0, || format!("chain slot {slot}: no volume but price {}", ev.price));
-        }
-        // Fills. Orders beyond a marginal level fill completely, orders short of it not at all; at a
-        // marginal level the contract hands out the level's matched energy R as participants settle:
-        // an order of w Wh, with V Wh of the level's orders not yet settled and `left` Wh of R still
-        // to give, gets floor(w·left / V) (README, "Life of a slot"). Replay that in settlement
-        // order, with R and V from the merit order, and require equality; and no order may be more
-        // than (orders at its level) Wh from its exact pro-rata share.
-        let settled: HashMap<Address, (u64, u64)> =
-            s.events.settled.iter().map(|e| (e.account, (e.bought_wh, e.sold_wh))).collect();
-        let all_settled = book.iter().all(|o| settled.contains_key(&o.account));
-        let level_of = |o: &crate::market::BookOrder| prices.level(o.price).unwrap_or(0);
-        let mut state: HashMap<Side, (u64, u64, usize)> = HashMap::new();
-        for (side, marginal) in [(Side::Bid, off.bid_marginal), (Side::Ask, off.ask_marginal)] {
-            if let Some(m) = marginal {
-                let at: Vec<&crate::market::BookOrder> =
-                    book.iter().filter(|o| o.side == side && level_of(o) == m).collect();
-                let beyond: u64 = book
-                    .iter()
-                    .filter(|o| {
-                        o.side == side && if side == Side::Bid { level_of(o) > m } else { level_of(o) < m }
-                    })
-                    .map(|o| o.wh)
-                    .sum();
-                state.insert(side, (off.volume_wh - beyond, at.iter().map(|o| o.wh).sum(), at.len()));
-            }
-        }
-        for e in &s.events.settled {
-            for o in book.iter().filter(|o| o.account == e.account) {
-                let got = if o.side == Side::Bid { e.bought_wh } else { e.sold_wh };
-                let marginal = if o.side == Side::Bid { off.bid_marginal } else { off.ask_marginal };
-                let want = match marginal {
-                    None => 0,
-                    Some(m) if level_of(o) == m => {
-                        let st = state.get_mut(&o.side).expect("marginal level state");
-                        let f =
-                            if st.1 == 0 { 0 } else { (o.wh as u128 * st.0 as u128 / st.1 as u128) as u64 };
-                        st.0 -= f;
-                        st.1 -= o.wh;
-                        f
-                    }
-                    Some(m)
-                        if (o.side == Side::Bid && level_of(o) > m)
-                            || (o.side == Side::Ask && level_of(o) < m) =>
-                    {
-                        o.wh
-                    }
-                    Some(_) => 0,
-                };
-                c.expect(got == want, || {
-                    format!("chain slot {slot}: {} {:?} filled {got} Wh on chain, the allocation rule gives {want} Wh", o.account, o.side)
-                });
-                let exact = off.fills.get(&(o.account, o.side)).copied().unwrap_or(0.0);
-                let n_at = state.get(&o.side).map_or(1, |s| s.2.max(1)) as f64;
-                c.expect((got as f64 - exact).abs() <= n_at, || {
-                    format!(
-                        "chain slot {slot}: {} {:?} filled {got} Wh, exact pro rata {exact:.3} Wh",
-                        o.account, o.side
-                    )
-                });
-            }
-        }
-        if all_settled {
-            let bought: u64 = settled.values().map(|v| v.0).sum();
-            let sold: u64 = settled.values().map(|v| v.1).sum();
-            c.expect(bought == ev.volume_wh && sold == ev.volume_wh, || {
-                format!(
-                    "chain slot {slot}: settled bought {bought} / sold {sold} Wh, cleared {}",
-                    ev.volume_wh
-                )
-            });
-        } else {
-            c.expect(false, || format!("chain slot {slot}: not every order was settled"));
-        }
+        check_slot_clearing(&mut c, s);
     }
     c
+}
+
+/// One slot: its `SlotCleared` event against the merit order of its book, and every settled fill
+/// against the allocation rule.
+fn check_slot_clearing(c: &mut Check, s: &SlotRec) {
+    let book = s.events.book();
+    let Some(prices) = s.prices else {
+        c.expect(book.is_empty(), || format!("chain slot {}: orders without prices", s.chain_slot));
+        return;
+    };
+    if book.is_empty() {
+        return;
+    }
+    let Some(ev) = s.cleared else {
+        c.expect(false, || {
+            format!("chain slot {}: {} orders but no SlotCleared event", s.chain_slot, book.len())
+        });
+        return;
+    };
+    let Some(orders) = book_on_grid(c, s.chain_slot, &book, &prices) else { return };
+    let off = merit_order(&orders);
+    check_clearing_figures(c, s.chain_slot, &off, &ev, &prices);
+    check_fills(c, s, &book, &off, &prices);
+}
+
+/// The book as merit-order orders; `None` (after failing `c`) if an order is off the price grid.
+fn book_on_grid(
+    c: &mut Check,
+    slot: u64,
+    book: &[BookOrder],
+    prices: &Prices,
+) -> Option<Vec<Order<Address>>> {
+    let mut orders = Vec::with_capacity(book.len());
+    let mut bad = false;
+    for o in book {
+        match prices.level(o.price) {
+            Some(level) => orders.push(Order { who: o.account, side: o.side, level, wh: o.wh }),
+            None => {
+                bad = true;
+                c.expect(false, || {
+                    format!("chain slot {slot}: order of {} at {} is off the price grid", o.account, o.price)
+                });
+            }
+        }
+    }
+    (!bad).then_some(orders)
+}
+
+/// Volume, price and marginal prices on chain against the merit order's.
+fn check_clearing_figures(
+    c: &mut Check,
+    slot: u64,
+    off: &Clearing<Address>,
+    ev: &ClearedEvent,
+    prices: &Prices,
+) {
+    c.expect(off.volume_wh == ev.volume_wh, || {
+        format!("chain slot {slot}: volume on chain {} Wh, merit order {} Wh", ev.volume_wh, off.volume_wh)
+    });
+    if off.volume_wh == 0 {
+        c.expect(ev.price == 0, || format!("chain slot {slot}: no volume but price {}", ev.price));
+        return;
+    }
+    let price = off.price_level.map(|l| prices.price(l)).unwrap_or(0);
+    let mb = off.bid_marginal.map(|l| prices.price(l)).unwrap_or(0);
+    let ma = off.ask_marginal.map(|l| prices.price(l)).unwrap_or(0);
+    c.expect(price == ev.price, || {
+        format!("chain slot {slot}: price on chain {}, merit order {price}", ev.price)
+    });
+    c.expect(mb == ev.bid_marginal, || {
+        format!("chain slot {slot}: bid marginal on chain {}, merit order {mb}", ev.bid_marginal)
+    });
+    c.expect(ma == ev.ask_marginal, || {
+        format!("chain slot {slot}: ask marginal on chain {}, merit order {ma}", ev.ask_marginal)
+    });
+}
+
+/// Fills. Orders beyond a marginal level fill completely, orders short of it not at all; at a
+/// marginal level the contract hands out the level's matched energy R as participants settle: an
+/// order of w Wh, with V Wh of the level's orders not yet settled and `left` Wh of R still to give,
+/// gets floor(w·left / V) (README, "Life of a slot"). Replay that in settlement order, with R and V
+/// from the merit order, and require equality; and no order may be more than (orders at its level)
+/// Wh from its exact pro-rata share.
+fn check_fills(c: &mut Check, s: &SlotRec, book: &[BookOrder], off: &Clearing<Address>, prices: &Prices) {
+    let slot = s.chain_slot;
+    let level_of = |o: &BookOrder| prices.level(o.price).unwrap_or(0);
+    // Per side at its marginal level: (energy left to give, energy of unsettled orders, orders).
+    let mut state: HashMap<Side, (u64, u64, usize)> = HashMap::new();
+    for (side, marginal) in [(Side::Bid, off.bid_marginal), (Side::Ask, off.ask_marginal)] {
+        if let Some(m) = marginal {
+            let at: Vec<&BookOrder> = book.iter().filter(|o| o.side == side && level_of(o) == m).collect();
+            let beyond: u64 = book
+                .iter()
+                .filter(|o| {
+                    o.side == side && if side == Side::Bid { level_of(o) > m } else { level_of(o) < m }
+                })
+                .map(|o| o.wh)
+                .sum();
+            state.insert(side, (off.volume_wh - beyond, at.iter().map(|o| o.wh).sum(), at.len()));
+        }
+    }
+    for e in &s.events.settled {
+        for o in book.iter().filter(|o| o.account == e.account) {
+            let got = if o.side == Side::Bid { e.bought_wh } else { e.sold_wh };
+            let marginal = if o.side == Side::Bid { off.bid_marginal } else { off.ask_marginal };
+            let want = match marginal {
+                None => 0,
+                Some(m) if level_of(o) == m => {
+                    let st = state.get_mut(&o.side).expect("marginal level state");
+                    let f = if st.1 == 0 { 0 } else { (o.wh as u128 * st.0 as u128 / st.1 as u128) as u64 };
+                    st.0 -= f;
+                    st.1 -= o.wh;
+                    f
+                }
+                Some(m)
+                    if (o.side == Side::Bid && level_of(o) > m)
+                        || (o.side == Side::Ask && level_of(o) < m) =>
+                {
+                    o.wh
+                }
+                Some(_) => 0,
+            };
+            c.expect(got == want, || {
+                format!("chain slot {slot}: {} {:?} filled {got} Wh on chain, the allocation rule gives {want} Wh", o.account, o.side)
+            });
+            let exact = off.fills.get(&(o.account, o.side)).copied().unwrap_or(0.0);
+            let n_at = state.get(&o.side).map_or(1, |s| s.2.max(1)) as f64;
+            c.expect((got as f64 - exact).abs() <= n_at, || {
+                format!(
+                    "chain slot {slot}: {} {:?} filled {got} Wh, exact pro rata {exact:.3} Wh",
+                    o.account, o.side
+                )
+            });
+        }
+    }
+    check_settled_volume(c, s, book);
+}
+
+/// Once every order of the slot is settled, the settled bought and sold energy equal the cleared
+/// volume.
+fn check_settled_volume(c: &mut Check, s: &SlotRec, book: &[BookOrder]) {
+    let slot = s.chain_slot;
+    let settled: HashMap<Address, (u64, u64)> =
+        s.events.settled.iter().map(|e| (e.account, (e.bought_wh, e.sold_wh))).collect();
+    if !book.iter().all(|o| settled.contains_key(&o.account)) {
+        c.expect(false, || format!("chain slot {slot}: not every order was settled"));
+        return;
+    }
+    let volume = s.cleared.map_or(0, |ev| ev.volume_wh);
+    let bought: u64 = settled.values().map(|v| v.0).sum();
+    let sold: u64 = settled.values().map(|v| v.1).sum();
+    c.expect(bought == volume && sold == volume, || {
+        format!("chain slot {slot}: settled bought {bought} / sold {sold} Wh, cleared {volume}")
+    });
 }
 
 /// No rejected order in the money: every settled order whose fill fell short of its energy lies on
