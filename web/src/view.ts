@@ -1123,9 +1123,6 @@ function operatorView(app: App): TemplateResult {
     return html`<section class="card" data-testid="operator"><h2>Operator</h2>
       <p>${s.wallet.account ? 'This account is not an operator of the registry.' : 'Connect an operator account.'}</p></section>`;
   }
-  const k = app.contracts;
-  const price = (f: FormData, name: string, what: string) => fieldOf(f, name, (t) => parseDecimal(t, 18, what));
-  const lk = s.lookup;
   return html`<section class="card" data-testid="operator">
       <h2>Operator</h2>
       <p class="hint small">
@@ -1133,134 +1130,160 @@ function operatorView(app: App): TemplateResult {
         ${s.defaultPrices ? formatPrice(s.defaultPrices.feedInPerKWh, c.priceTick) : '…'}; price step ${formatPrice(c.priceTick, c.priceTick)}.
         A slot keeps the tariffs in force when the operator opens it for orders (only open slots take orders). Grid account <code>${c.grid}</code>.
       </p>
-      <div class="op-grid">
-        ${opForm(
-          app,
-          'op-register',
-          'Register a participant',
-          html`<label>Account <input name="account" placeholder="0x…" required /></label>
-            <label>Role <select name="role"><option value="1">Consumer (buys)</option><option value="2">Prosumer (buys and sells)</option></select></label>`,
-          'Register',
-          (f) => {
-            const a = addressOf(f, 'account', 'account');
-            return app.operator(`Register ${shortAddress(a)}`, { ...k.registry, functionName: 'registerParticipant', args: [a, Number(f.get('role'))] });
-          },
-        )}
-        ${opForm(
-          app,
-          'op-remove',
-          'Remove a participant',
-          html`<label>Account <input name="account" placeholder="0x…" required /></label>
-            <p class="hint small">Orders already placed are still settled; the meter is unbound.</p>`,
-          'Remove',
-          (f) => {
-            pendingRemoval = addressOf(f, 'account', 'account');
-            app.changed();
-          },
-        )}
-        ${removalConfirm(app)}
-        ${opForm(
-          app,
-          'op-bind',
-          'Bind a meter',
-          html`<label>Meter key address <input name="meter" placeholder="0x…" required /></label>
-            <label>Participant <input name="participant" placeholder="0x…" required /></label>`,
-          'Bind meter',
-          (f) => {
-            const m = addressOf(f, 'meter', 'meter');
-            const p = addressOf(f, 'participant', 'participant');
-            return app.operator(`Bind meter ${shortAddress(m)}`, { ...k.registry, functionName: 'bindMeter', args: [m, p] });
-          },
-        )}
-        ${opForm(
-          app,
-          'op-unbind',
-          'Unbind a meter',
-          html`<label>Meter key address <input name="meter" placeholder="0x…" required /></label>`,
-          'Unbind meter',
-          (f) => {
-            const m = addressOf(f, 'meter', 'meter');
-            return app.operator(`Unbind meter ${shortAddress(m)}`, { ...k.registry, functionName: 'unbindMeter', args: [m] });
-          },
-        )}
-        ${opForm(
-          app,
-          'op-tariffs',
-          'Set default tariffs',
-          html`<div class="row two">
-              <label>Retail (credits/kWh) <input name="retail" inputmode="decimal" required /></label>
-              <label>Feed-in (credits/kWh) <input name="feedin" inputmode="decimal" required /></label>
-            </div>`,
-          'Set tariffs',
-          (f) => {
-            const r = price(f, 'retail', 'retail price');
-            const fi = price(f, 'feedin', 'feed-in tariff');
-            return app.operator('Set default tariffs', { ...k.registry, functionName: 'setDefaultPrices', args: [r, fi] });
-          },
-        )}
-        ${opForm(
-          app,
-          'op-slot-tariffs',
-          'Time-of-use tariffs for one slot',
-          html`<label>Slot <input name="slot" inputmode="numeric" required /></label>
-            <div class="row two">
-              <label>Retail (credits/kWh) <input name="retail" inputmode="decimal" required /></label>
-              <label>Feed-in (credits/kWh) <input name="feedin" inputmode="decimal" required /></label>
-            </div>`,
-          'Set slot tariffs',
-          (f) => {
-            const slot = fieldOf(f, 'slot', (t) => parseDecimal(t, 0, 'slot'));
-            const r = price(f, 'retail', 'retail price');
-            const fi = price(f, 'feedin', 'feed-in tariff');
-            return app.slotTariffProblem(slot).then((problem) => {
-              if (problem) {
-                app.notify('error', problem);
-                return false;
-              }
-              return app.operator(`Set tariffs of slot ${slot}`, { ...k.registry, functionName: 'setSlotPrices', args: [slot, r, fi] });
-            });
-          },
-        )}
-        ${opForm(
-          app,
-          'op-mint',
-          'Mint credits',
-          html`<label>To <input name="to" placeholder="0x…" required /></label>
-            <label>Amount (credits) <input name="amount" inputmode="decimal" required /></label>
-            ${me.isMinter ? nothing : html`<p class="warn-text small">This account lacks the token’s minter role.</p>`}`,
-          'Mint',
-          (f) => {
-            const to = addressOf(f, 'to', 'recipient');
-            const amount = fieldOf(f, 'amount', (t) => parsePositiveCredits(t));
-            return app.operator(`Mint ${formatCredits(amount)} to ${shortAddress(to)}`, { ...k.token, functionName: 'mint', args: [to, amount] });
-          },
-        )}
-        <form
-          class="op"
-          data-testid="op-lookup"
-          @submit=${(e: Event) => {
-            e.preventDefault();
-            try {
-              void app.lookupAccount(addressOf(new FormData(e.target as HTMLFormElement), 'account', 'account'));
-            } catch (err) {
-              app.notify('error', (err as Error).message);
-            }
-          }}
-        >
-          <h3>Look up an account</h3>
-          <label>Account <input name="account" placeholder="0x…" required /></label>
-          <button type="submit">Look up</button>
-          ${lk
-            ? html`<dl class="lookup" data-testid="lookup-result">
-                <dt>Account</dt><dd class="mono">${lk.address}</dd>
-                <dt>Role</dt><dd>${lk.role === 'none' ? 'not registered' : lk.role}${lk.isOperator ? ' · operator' : ''}</dd>
-                <dt>Meter</dt><dd class="mono">${lk.meter ?? 'none'}</dd>
-                <dt>Wallet</dt><dd>${formatCredits(lk.walletCredits)}</dd>
-                <dt>Market</dt><dd>${formatCredits(lk.free)} free${lk.debt ? html`, <span class="bad-text">${formatCredits(lk.debt)} debt</span>` : nothing}</dd>
-              </dl>`
-            : nothing}
-        </form>
-      </div>
+      <div class="op-grid">${participantForms(app)} ${tariffForms(app)} ${mintForm(app, me.isMinter)} ${lookupForm(app)}</div>
     </section>
     ${participantsCard(app)}`;
+}
+
+/** The operator's forms for participants and meters: register, remove (confirmed), bind, unbind. */
+function participantForms(app: App): TemplateResult {
+  const k = app.contracts;
+  return html`
+    ${opForm(
+      app,
+      'op-register',
+      'Register a participant',
+      html`<label>Account <input name="account" placeholder="0x…" required /></label>
+        <label>Role <select name="role"><option value="1">Consumer (buys)</option><option value="2">Prosumer (buys and sells)</option></select></label>`,
+      'Register',
+      (f) => {
+        const a = addressOf(f, 'account', 'account');
+        return app.operator(`Register ${shortAddress(a)}`, { ...k.registry, functionName: 'registerParticipant', args: [a, Number(f.get('role'))] });
+      },
+    )}
+    ${opForm(
+      app,
+      'op-remove',
+      'Remove a participant',
+      html`<label>Account <input name="account" placeholder="0x…" required /></label>
+        <p class="hint small">Orders already placed are still settled; the meter is unbound.</p>`,
+      'Remove',
+      (f) => {
+        pendingRemoval = addressOf(f, 'account', 'account');
+        app.changed();
+      },
+    )}
+    ${removalConfirm(app)}
+    ${opForm(
+      app,
+      'op-bind',
+      'Bind a meter',
+      html`<label>Meter key address <input name="meter" placeholder="0x…" required /></label>
+        <label>Participant <input name="participant" placeholder="0x…" required /></label>`,
+      'Bind meter',
+      (f) => {
+        const m = addressOf(f, 'meter', 'meter');
+        const p = addressOf(f, 'participant', 'participant');
+        return app.operator(`Bind meter ${shortAddress(m)}`, { ...k.registry, functionName: 'bindMeter', args: [m, p] });
+      },
+    )}
+    ${opForm(
+      app,
+      'op-unbind',
+      'Unbind a meter',
+      html`<label>Meter key address <input name="meter" placeholder="0x…" required /></label>`,
+      'Unbind meter',
+      (f) => {
+        const m = addressOf(f, 'meter', 'meter');
+        return app.operator(`Unbind meter ${shortAddress(m)}`, { ...k.registry, functionName: 'unbindMeter', args: [m] });
+      },
+    )}`;
+}
+
+/** A price field of an operator form, in credits/kWh. */
+const priceField = (f: FormData, name: string, what: string) => fieldOf(f, name, (t) => parseDecimal(t, 18, what));
+
+/** The operator's tariff forms: default tariffs, and one slot's time-of-use tariffs. */
+function tariffForms(app: App): TemplateResult {
+  const k = app.contracts;
+  return html`
+    ${opForm(
+      app,
+      'op-tariffs',
+      'Set default tariffs',
+      html`<div class="row two">
+          <label>Retail (credits/kWh) <input name="retail" inputmode="decimal" required /></label>
+          <label>Feed-in (credits/kWh) <input name="feedin" inputmode="decimal" required /></label>
+        </div>`,
+      'Set tariffs',
+      (f) => {
+        const r = priceField(f, 'retail', 'retail price');
+        const fi = priceField(f, 'feedin', 'feed-in tariff');
+        return app.operator('Set default tariffs', { ...k.registry, functionName: 'setDefaultPrices', args: [r, fi] });
+      },
+    )}
+    ${opForm(
+      app,
+      'op-slot-tariffs',
+      'Time-of-use tariffs for one slot',
+      html`<label>Slot <input name="slot" inputmode="numeric" required /></label>
+        <div class="row two">
+          <label>Retail (credits/kWh) <input name="retail" inputmode="decimal" required /></label>
+          <label>Feed-in (credits/kWh) <input name="feedin" inputmode="decimal" required /></label>
+        </div>`,
+      'Set slot tariffs',
+      (f) => {
+        const slot = fieldOf(f, 'slot', (t) => parseDecimal(t, 0, 'slot'));
+        const r = priceField(f, 'retail', 'retail price');
+        const fi = priceField(f, 'feedin', 'feed-in tariff');
+        return app.slotTariffProblem(slot).then((problem) => {
+          if (problem) {
+            app.notify('error', problem);
+            return false;
+          }
+          return app.operator(`Set tariffs of slot ${slot}`, { ...k.registry, functionName: 'setSlotPrices', args: [slot, r, fi] });
+        });
+      },
+    )}`;
+}
+
+/** The operator's mint form, with a warning when the account lacks the minter role. */
+function mintForm(app: App, isMinter: boolean): TemplateResult {
+  const k = app.contracts;
+  return html`
+    ${opForm(
+      app,
+      'op-mint',
+      'Mint credits',
+      html`<label>To <input name="to" placeholder="0x…" required /></label>
+        <label>Amount (credits) <input name="amount" inputmode="decimal" required /></label>
+        ${isMinter ? nothing : html`<p class="warn-text small">This account lacks the token’s minter role.</p>`}`,
+      'Mint',
+      (f) => {
+        const to = addressOf(f, 'to', 'recipient');
+        const amount = fieldOf(f, 'amount', (t) => parsePositiveCredits(t));
+        return app.operator(`Mint ${formatCredits(amount)} to ${shortAddress(to)}`, { ...k.token, functionName: 'mint', args: [to, amount] });
+      },
+    )}`;
+}
+
+/** The operator's account lookup: role, meter, wallet and market balances. */
+function lookupForm(app: App): TemplateResult {
+  const lk = app.state.lookup;
+  return html`
+    <form
+      class="op"
+      data-testid="op-lookup"
+      @submit=${(e: Event) => {
+        e.preventDefault();
+        try {
+          void app.lookupAccount(addressOf(new FormData(e.target as HTMLFormElement), 'account', 'account'));
+        } catch (err) {
+          app.notify('error', (err as Error).message);
+        }
+      }}
+    >
+      <h3>Look up an account</h3>
+      <label>Account <input name="account" placeholder="0x…" required /></label>
+      <button type="submit">Look up</button>
+      ${lk
+        ? html`<dl class="lookup" data-testid="lookup-result">
+            <dt>Account</dt><dd class="mono">${lk.address}</dd>
+            <dt>Role</dt><dd>${lk.role === 'none' ? 'not registered' : lk.role}${lk.isOperator ? ' · operator' : ''}</dd>
+            <dt>Meter</dt><dd class="mono">${lk.meter ?? 'none'}</dd>
+            <dt>Wallet</dt><dd>${formatCredits(lk.walletCredits)}</dd>
+            <dt>Market</dt><dd>${formatCredits(lk.free)} free${lk.debt ? html`, <span class="bad-text">${formatCredits(lk.debt)} debt</span>` : nothing}</dd>
+          </dl>`
+        : nothing}
+    </form>`;
 }

@@ -288,12 +288,13 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     await waitText('[data-testid=book-asks]', /0\.120\s+200 Wh\s+600 Wh/);
     // Now the ask level 0.120 is rationed (100 of its 200 Wh trade): the price is 0.120.
     await waitText('[data-testid=indicative]', /500 Wh would trade at\s+0\.120 credits\/kWh/);
-    // Meter readings for slot T: one before it starts, one inside it.
+    // Meter readings for slot T: one at its start (which fixes the boundary; MeterReadings interpolates
+    // a boundary between the readings that bracket it), one inside it.
     const start = BigInt(contracts.startTime) + T * 10n;
     const meter0 = contracts.readings;
-    await sendFrom(101, meter0, readingsAbi, 'submitReading', [1000n, 0n, start - 2n]);
+    await sendFrom(101, meter0, readingsAbi, 'submitReading', [1000n, 0n, start]);
     await sendFrom(101, meter0, readingsAbi, 'submitReading', [1450n, 0n, start + 5n]);
-    await sendFrom(100, meter0, readingsAbi, 'submitReading', [0n, 5000n, start - 2n]);
+    await sendFrom(100, meter0, readingsAbi, 'submitReading', [0n, 5000n, start]);
     await sendFrom(100, meter0, readingsAbi, 'submitReading', [0n, 5350n, start + 5n]);
     await waitText('[data-testid=meter]', /in 1,450 Wh, out 0 Wh/);
     await shot('trade.png');

@@ -254,9 +254,11 @@ describe('the dApp when things go wrong (issue 18)', { timeout: 600_000 }, () =>
 
   it('reaches every column of the settlement and open-order tables at 390 px; a large meter counter draws a readable chart', async () => {
     // Account 0's meter (key 100) is a real counter at 18,389 kWh: two readings 450 Wh apart.
+    // One second apart at the head: a slot is final a grace period (3 s here) after its end, and a
+    // reading in a final slot is refused (MeterReadings' SlotFinal).
     const t = await chainNow();
-    await sendFrom(100, contracts.readings, readingsAbi, 'submitReading', [18_389_000n, 0n, BigInt(t - 4)]);
-    await sendFrom(100, contracts.readings, readingsAbi, 'submitReading', [18_389_450n, 0n, BigInt(t - 1)]);
+    await sendFrom(100, contracts.readings, readingsAbi, 'submitReading', [18_389_000n, 0n, BigInt(t - 1)]);
+    await sendFrom(100, contracts.readings, readingsAbi, 'submitReading', [18_389_450n, 0n, BigInt(t)]);
     // Slot S: clear after its gate, settle after its grace period (from outside the page).
     const { public: p } = keyClient(node.url, contracts.chainId, 0);
     const settleAt = contracts.startTime + (Number(S) + 1) * contracts.slotLength + contracts.gracePeriod;
