@@ -78,7 +78,9 @@ meter_rated_current_a = 2000
     cfg.lab = Some(LabConfig::load(&lab_path).unwrap());
     cfg.first_slot = 12 * 4;
     cfg.slots = 4;
-    cfg.grace_period = 2;
+    // Readings reach the chain a few seconds after their slot: its boundaries are final a grace period
+    // after it ends (MeterReadings), so the grace must cover the bridge's batching and one block.
+    cfg.grace_period = 5;
     cfg.out = dir.path().join("out");
     cfg.quiet = true;
 
