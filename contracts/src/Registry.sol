@@ -445,14 +445,19 @@ contract Registry is IRegistry, AccessControl {
         if (listener != address(0)) IRoleListener(listener).onCapacityChanged(account, cap.importW, cap.exportW);
     }
 
-    /// @dev Tells the role listener `participant`'s latest binding (zeros if none is left).
+    /// @dev Tells the role listener `participant`'s latest binding and the one before it (zeros where none).
     function _notifyMeter(address participant) private {
         address listener = roleListener;
         if (listener == address(0)) return;
         Binding[] storage ph = _participantBindings[participant];
-        Binding memory b;
-        if (ph.length != 0) b = ph[ph.length - 1];
-        IRoleListener(listener).onMeterChanged(participant, b.account, b.fromSlot, b.untilSlot);
+        uint256 n = ph.length;
+        IRoleListener(listener)
+            .onMeterChanged(participant, n != 0 ? _packBinding(ph[n - 1]) : 0, n > 1 ? _packBinding(ph[n - 2]) : 0);
+    }
+
+    /// @dev `b` as `account | fromSlot << 160 | untilSlot << 208` ({IRoleListener-onMeterChanged}).
+    function _packBinding(Binding storage b) private view returns (uint256) {
+        return uint256(uint160(b.account)) | (uint256(b.fromSlot) << 160) | (uint256(b.untilSlot) << 208);
     }
 
     function _checkPrices(uint256 retailPerKWh, uint256 feedInPerKWh) private view {

@@ -185,7 +185,7 @@ contract EnergyMarketTest is Fixture {
 
     function test_onMeterChanged_revertsForNonRegistry() public {
         vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NotRegistry.selector, address(this)));
-        market.onMeterChanged(alice, address(1), 0, type(uint48).max);
+        market.onMeterChanged(alice, _packed(address(1), 0, type(uint48).max), 0);
     }
 
     function test_meterBindingsArePushed() public {
@@ -194,15 +194,15 @@ contract EnergyMarketTest is Fixture {
         vm.startPrank(operator);
         registry.registerParticipant(eve, IRegistry.Role.Consumer);
         vm.expectEmit(address(market));
-        emit IEnergyMarket.MeterSynced(eve, meter, 0, type(uint48).max);
+        emit IEnergyMarket.MeterSynced(eve, _packed(meter, 0, type(uint48).max), 0);
         registry.bindMeter(meter, eve);
         // Before slot 0 an unbinding drops the binding: nothing is left.
         vm.expectEmit(address(market));
-        emit IEnergyMarket.MeterSynced(eve, address(0), 0, 0);
+        emit IEnergyMarket.MeterSynced(eve, 0, 0);
         registry.unbindMeter(meter);
         registry.bindMeter(meter, eve);
         vm.expectEmit(address(market));
-        emit IEnergyMarket.MeterSynced(eve, address(0), 0, 0);
+        emit IEnergyMarket.MeterSynced(eve, 0, 0);
         vm.expectEmit(address(market));
         emit IEnergyMarket.RoleSynced(eve, IRegistry.Role.None);
         registry.removeParticipant(eve);

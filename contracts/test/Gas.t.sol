@@ -209,7 +209,7 @@ contract GasBench is Fixture {
     }
 
     /// One participant with a filled order settled for a slot before its meter was swapped: the market's copy of
-    /// its latest binding starts after the slot, so settlement asks the registry's history (the rare path).
+    /// its latest binding starts after the slot, so settlement reads its copy of the binding before it.
     function test_gas_settle_single_afterMeterSwap() public {
         _settlementSetup();
         address p = _pick(false);
@@ -220,6 +220,34 @@ contract GasBench is Fixture {
         address[] memory one = new address[](1);
         one[0] = p;
         market.settle(S, one);
+    }
+
+    /// One participant with a filled order settled for a slot before two meter swaps: neither of the market's two
+    /// copied bindings covers the slot, so settlement asks the registry's history (the rare path).
+    function test_gas_settle_single_beforeTwoMeterSwaps() public {
+        _settlementSetup();
+        address p = _pick(false);
+        vm.startPrank(operator);
+        registry.unbindMeter(meterAddrOf[p]);
+        registry.bindMeter(vm.addr(0x300000), p);
+        vm.warp(block.timestamp + SLOT); // a later slot, so that the second meter's binding covers a slot
+        registry.unbindMeter(vm.addr(0x300000));
+        registry.bindMeter(vm.addr(0x300001), p);
+        vm.stopPrank();
+        address[] memory one = new address[](1);
+        one[0] = p;
+        market.settle(S, one);
+    }
+
+    // ------------------------------------------------------------------ slot storage
+
+    /// `openSlot` of a slot whose price-level words a cleared slot `SLOT_RING` earlier used: the words are rewritten,
+    /// not created (issue 14, part 7). The report's minimum is this call, its maximum the first use of the words.
+    function test_gas_openSlot_reusingWords() public {
+        _open(S);
+        vm.warp(market.gateClosureTime(S));
+        market.clear(S);
+        _open(S + uint64(market.SLOT_RING()));
     }
 
     // ------------------------------------------------------------------ meter readings

@@ -116,7 +116,7 @@ contract MeterBillingTest is Fixture {
         vm.expectEmit(address(registry));
         emit IRegistry.MeterBound(m, eve, 6);
         vm.expectEmit(address(market));
-        emit IEnergyMarket.MeterSynced(eve, m, 6, OPEN);
+        emit IEnergyMarket.MeterSynced(eve, _packed(m, 6, OPEN), 0);
         registry.bindMeter(m, eve);
         vm.stopPrank();
         assertEq(registry.meterAt(eve, 5), address(0), "not in the slot it was bound in");
@@ -167,7 +167,7 @@ contract MeterBillingTest is Fixture {
         vm.expectEmit(address(registry));
         emit IRegistry.MeterUnbound(m, eve, 6); // until == from: cancelled
         vm.expectEmit(address(market));
-        emit IEnergyMarket.MeterSynced(eve, address(0), 0, 0);
+        emit IEnergyMarket.MeterSynced(eve, 0, 0);
         registry.unbindMeter(m);
         vm.stopPrank();
         assertEq(registry.meterBindings(m).length, 0, "dropped from the meter's history");
@@ -344,6 +344,60 @@ contract MeterBillingTest is Fixture {
         assertEq(_free(alice), FUNDS - paid, "billed slot by slot");
     }
 
+    /// The market keeps the latest binding and the one before it (pushed by the registry), so a meter swap's earlier
+    /// slots settle without a registry call; slots before two changes ask the registry's history. Three meters and
+    /// two gaps: every slot is billed to the meter bound in it, whichever of the three paths answers.
+    ///   m1 [.., k+2)   gap k+2   m2 [k+3, k+4)   gap k+4   m3 [k+5, ..)
+    function test_meterHistory_twoSwapsAndGaps_eachSlotBilledToItsMeter() public {
+        uint64 k = 40;
+        for (uint64 j = k; j < k + 6; ++j) {
+            _open(j);
+        }
+        uint256 k1 = meterKeyOf[alice];
+        address m1 = meterAddrOf[alice];
+        (address m2, uint256 k2) = makeKey("alice-meter-2");
+        (address m3, uint256 k3) = makeKey("alice-meter-3");
+        _report(k1, 0, 0, uint64(_start(k) - 1));
+        _report(k1, 100, 10, uint64(_start(k + 1) - 1)); // slot k: 100 / 10
+        _into(k + 1);
+        vm.prank(operator);
+        registry.unbindMeter(m1); // m1 until k+2
+        _report(k1, 300, 30, uint64(_start(k + 2) - 1)); // slot k+1: 200 / 20
+        _into(k + 2);
+        vm.prank(operator);
+        registry.bindMeter(m2, alice); // m2 from k+3
+        _report(k2, 0, 0, uint64(_start(k + 3)));
+        _into(k + 3);
+        vm.startPrank(operator);
+        registry.unbindMeter(m2); // m2 until k+4
+        vm.stopPrank();
+        _report(k2, 70, 7, uint64(_start(k + 4) - 1)); // slot k+3: 70 / 7
+        _into(k + 4);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.MeterSynced(alice, _packed(m3, k + 5, OPEN), _packed(m2, k + 3, k + 4));
+        vm.prank(operator);
+        registry.bindMeter(m3, alice); // m3 from k+5
+        _report(k3, 0, 0, uint64(_start(k + 5)));
+        _report(k3, 500, 50, uint64(_start(k + 6) - 1)); // slot k+5: 500 / 50
+
+        vm.warp(market.settlementOpensAt(k + 5));
+        _clear(k, k + 5);
+        // Latest binding (cached), previous binding (cached), before both (registry history), and the two gaps.
+        (uint64 i, uint64 e) = _billed(k + 5, alice);
+        assertEq(i, 500, "slot k+5 on m3, the latest binding");
+        assertEq(e, 50, "slot k+5 export");
+        (i, e) = _billed(k + 3, alice);
+        assertEq(i, 70, "slot k+3 on m2, the previous binding");
+        assertEq(e, 7, "slot k+3 export");
+        assertEq(_skipped(k + 4, alice), IEnergyMarket.NoPosition.selector, "gap between m2 and m3: no meter");
+        assertEq(_skipped(k + 2, alice), IEnergyMarket.NoPosition.selector, "gap between m1 and m2: no meter");
+        (i, e) = _billed(k + 1, alice);
+        assertEq(i, 200, "slot k+1 on m1, from the registry's history");
+        (i, e) = _billed(k, alice);
+        assertEq(i, 100, "slot k on m1");
+        assertEq(e, 10, "slot k export");
+    }
+
     // ================================================================== part 6: settled without orders
 
     /// A participant with a meter and no order pays its import at retail and is paid its export at feed-in.
@@ -361,9 +415,7 @@ contract MeterBillingTest is Fixture {
         vm.expectEmit(address(market));
         emit IEnergyMarket.ParticipantSettled(S, dave, 0, 0, 500, 0, 0, _cost(500, RETAIL));
         vm.expectEmit(address(market));
-        emit IEnergyMarket.ParticipantSettled(
-            S, carol, 0, 0, 40, 300, _cost(300, FEED_IN), _cost(40, RETAIL)
-        );
+        emit IEnergyMarket.ParticipantSettled(S, carol, 0, 0, 40, 300, _cost(300, FEED_IN), _cost(40, RETAIL));
         market.settle(S, both);
         assertEq(_free(dave), FUNDS - _cost(500, RETAIL), "dave");
         assertEq(_free(carol), FUNDS - _cost(40, RETAIL) + _cost(300, FEED_IN), "carol");
@@ -453,7 +505,7 @@ contract MeterBillingTest is Fixture {
         _clear(S, S);
         address[] memory batch = new address[](6);
         (batch[0], batch[1], batch[2], batch[3], batch[4], batch[5]) =
-            (alice, bob, carol, dave, makeAddr("stranger"), dave);
+        (alice, bob, carol, dave, makeAddr("stranger"), dave);
         vm.recordLogs();
         market.settle(S, batch);
         Vm.Log[] memory logs = vm.getRecordedLogs();

@@ -58,6 +58,12 @@ pub const DEFAULT_HORIZON: u64 = 4;
 /// within this many seconds (twice the dApp's 45-second margin for a wallet prompt, with room).
 pub const MIN_LEAD_SECS: u64 = 120;
 
+/// The market's `SLOT_RING`: slot `k + SLOT_RING` reuses the order-book words of slot `k`, so
+/// `openSlot` refuses it (`LevelWordsInUse`) while slot `k` still takes orders. The keeper keeps
+/// fewer slots than that opened, whatever the slot length.
+pub const SLOT_RING: u64 = 128;
+const _: () = assert!(DEFAULT_HORIZON < SLOT_RING && MIN_LEAD_SECS < SLOT_RING);
+
 /// Mnemonic index of the dev chain's keeper key (`m/44'/60'/0'/0/97`).
 pub const DEV_KEEPER_INDEX: u32 = 97;
 

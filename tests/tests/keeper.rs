@@ -164,6 +164,10 @@ fn the_dev_keeper_opens_slots_ahead_and_orders_cost_under_50k_gas() {
     });
     let info = call(&rpc, market, EnergyMarket::slotInfoCall { slot });
     assert_eq!(info.status as u8, 1, "slot {slot} is open");
+    // The keeper never keeps more slots opened than the market's order-book word sets (issue 14
+    // part 7): its constant is the contract's.
+    let ring = call(&rpc, market, EnergyMarket::SLOT_RINGCall {});
+    assert_eq!(ring, U256::from(p2pe_node::keeper::SLOT_RING), "SLOT_RING of the deployed market");
     // With 5-second slots, 4 slots are 20 s: the keeper opens every slot starting within 120 s, so
     // that a trader can pick one whose gate is further away than a wallet prompt takes.
     wait_for("the keeper to open the slots of the next 120 s", 60, || {

@@ -139,6 +139,8 @@ export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
       return 'The registry does not report role changes to this market.';
     case 'SlotAlreadyOpen':
       return `Slot ${a[0]} is already open.`;
+    case 'LevelWordsInUse':
+      return `Slot ${a[0]} cannot be opened yet: the market reuses the order-book storage of slot ${a[1]}, which still takes orders. The operator can keep at most 128 slots open ahead.`;
     case 'SlotNotOpen':
       return `Slot ${a[0]} is not open for orders yet: the operator opens each slot (and fixes its grid prices) shortly before it. Try again later or choose a nearer slot.`;
     case 'NothingToClear':

@@ -92,6 +92,9 @@ interface IEnergyMarket {
     error NotRoleListener();
     error NotOperator(address caller);
     error SlotAlreadyOpen(uint64 slot);
+    /// @notice `slot` cannot be opened yet: its price-level words (set `slot % SLOT_RING`) still belong to `heldBy`,
+    ///         which takes orders until its gate closure. The operator opens at most `SLOT_RING` slots ahead.
+    error LevelWordsInUse(uint64 slot, uint64 heldBy);
     error NothingToClear(uint64 slot);
     error AlreadyCleared(uint64 slot);
     error SlotNotCleared(uint64 slot);
@@ -112,9 +115,10 @@ interface IEnergyMarket {
     event RoleSynced(address indexed account, IRegistry.Role role);
     /// @notice The market created `words` position words of `account` (its ring) ahead of its orders.
     event PositionsInitialised(address indexed account, uint256 words);
-    /// @notice The market's copy of `participant`'s latest meter binding: `meter` for slots `[fromSlot, untilSlot)`
-    ///         (`untilSlot` = 2^48 - 1 while open; all zero: no binding).
-    event MeterSynced(address indexed participant, address meter, uint64 fromSlot, uint64 untilSlot);
+    /// @notice The market's copy of `participant`'s latest meter binding and of the one before it, each packed as
+    ///         `meter | fromSlot << 160 | untilSlot << 208` (the meter for slots `[fromSlot, untilSlot)`, `untilSlot`
+    ///         = 2^48 - 1 while open; zero: none).
+    event MeterSynced(address indexed participant, uint256 latest, uint256 previous);
     /// @notice Settling `slot` the grid account owed `amount` more feed-in than it had; the rest was credited to the
     ///         participants anyway and recorded as the grid account's debt, repaid from its next credits.
     event GridDebtIncurred(uint64 indexed slot, uint256 amount);

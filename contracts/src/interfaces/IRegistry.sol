@@ -154,9 +154,10 @@ interface IRoleListener {
     /// @notice `account` now has `role` (`None` after removal).
     function onRoleChanged(address account, IRegistry.Role role) external;
 
-    /// @notice `participant`'s latest binding is now `meter` for slots `[fromSlot, untilSlot)` (`untilSlot` =
-    ///         `type(uint48).max` while it lasts; all zero if the participant has no binding left).
-    function onMeterChanged(address participant, address meter, uint64 fromSlot, uint64 untilSlot) external;
+    /// @notice `participant`'s latest binding is now `latest`, and `previous` the binding before it in the
+    ///         participant's history, each packed as `meter | fromSlot << 160 | untilSlot << 208` (the meter for slots
+    ///         `[fromSlot, untilSlot)`, `untilSlot` = `type(uint48).max` while it lasts; zero where there is none).
+    function onMeterChanged(address participant, uint256 latest, uint256 previous) external;
 
     /// @notice The operator set the order horizon to `horizon` seconds.
     function onOrderHorizonChanged(uint32 horizon) external;

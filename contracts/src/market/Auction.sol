@@ -62,25 +62,30 @@ abstract contract Auction is MarketBase {
     }
 
     /// @notice Opens `slot` ahead of its first order: snapshots the slot's terms (grid prices and imbalance
-    ///         premiums from the registry, and the order horizon) and creates its price-level words, so that no
+    ///         premiums from the registry, and the order horizon) and prepares its price-level words, so that no
     ///         order in the slot creates storage.
     /// @dev Operator only ({IRegistry-isOperator}; a keeper run by the operator, free on a chain without gas
-    ///      fees), before the slot's gate closure, on a slot not yet open. Creates `maxLevel + 1` words (about
-    ///      5.0M gas at 221 levels, 5.8M at 256 levels). It is the only way a slot opens and its prices are
-    ///      fixed (the registry's prices for the slot at this moment, including the operator's
-    ///      {Registry-setSlotPrices}); later registry price changes do not apply to it. Orders for a slot that is
-    ///      not open revert with {SlotNotOpen}. Reverts with {NotOperator},
-    ///      {GateClosed} or {SlotAlreadyOpen}. Emits {SlotOpened}.
+    ///      fees), before the slot's gate closure, on a slot not yet open. Writes `maxLevel + 1` level words of the
+    ///      set `slot % SLOT_RING`: it creates them the first time the set is used (about 5.0M gas at 221 levels,
+    ///      5.8M at 256) and rewrites them afterwards (about 1.1M). The set's previous slot (`slot - SLOT_RING` or
+    ///      earlier) must be cleared or past its gate closure; if nobody cleared it, this clears it first
+    ///      ({SlotCleared}); if it still takes orders, reverts with {LevelWordsInUse}. It is the only way a slot
+    ///      opens and its prices are fixed (the registry's prices for the slot at this moment, including the
+    ///      operator's {Registry-setSlotPrices}); later registry price changes do not apply to it. Orders for a
+    ///      slot that is not open revert with {SlotNotOpen}. Reverts with {NotOperator}, {GateClosed} or
+    ///      {SlotAlreadyOpen}. Emits {SlotOpened}.
     function openSlot(uint64 slot) external {
         if (!registry.isOperator(msg.sender)) revert NotOperator(msg.sender);
         if (block.timestamp + gateClosure >= slotStart(slot)) revert GateClosed(slot);
         if (_headers[slot] != 0) revert SlotAlreadyOpen(slot);
+        mapping(uint256 => uint256) storage levels = _levelSet(slot);
+        _releaseLevels(slot, levels[0]);
 
         // Effects.
         uint256 maxLevel = (_openSlot(slot) >> 64) & _M8;
-        mapping(uint256 => uint256) storage levels = _levels[slot];
+        uint256 tagged = (uint256(slot) + 1) << _LEVEL_TAG_SHIFT;
         for (uint256 l = 0; l <= maxLevel; ++l) {
-            levels[l] = _INITIALISED;
+            levels[l] = tagged;
         }
     }
 
@@ -103,7 +108,7 @@ abstract contract Auction is MarketBase {
 
         // Effects.
         _storePosition(slot, msg.sender, pos & ~((_M32 | (_M8 << 32)) << shift));
-        _levels[slot][level] -= energyWh << (side == Side.Bid ? 0 : 64);
+        _levelSet(slot)[level] -= energyWh << (side == Side.Bid ? 0 : 64);
         _credit(msg.sender, refund);
         emit OrderCancelled(slot, msg.sender, side, uint32(energyWh), refund);
     }
@@ -118,29 +123,7 @@ abstract contract Auction is MarketBase {
         if (status == 0) revert NothingToClear(slot);
         if (status == _STATUS_CLEARED) revert AlreadyCleared(slot);
         if (block.timestamp + gateClosure < slotStart(slot)) revert GateOpen(slot);
-
-        (uint256 q, uint256 ma, uint256 mb, uint256 marginal, uint256 priceLevel) =
-            _computeClearing(slot, (header >> 64) & _M8);
-
-        // Effects. The marginal state goes into the header when it fits (see {MarketBase}), else its own word.
-        uint256 cleared =
-            (header & (_M64 | (_M8 << 64))) | _STATUS_CLEARED | (priceLevel << 80) | (mb << 88) | (ma << 96);
-        if (q != 0 && _fitsCompact(marginal)) {
-            _headers[slot] = cleared | _COMPACT | _compactMarginal(marginal);
-            _marginals[slot] = q;
-        } else {
-            _headers[slot] = cleared | (q << 104);
-            if (marginal != 0) _marginals[slot] = marginal;
-        }
-
-        uint256 feedIn = header & _M64;
-        emit SlotCleared(
-            slot,
-            q == 0 ? 0 : (feedIn + priceLevel * _tickPerWh) * 1000,
-            uint64(q),
-            q == 0 ? 0 : (feedIn + mb * _tickPerWh) * 1000,
-            q == 0 ? 0 : (feedIn + ma * _tickPerWh) * 1000
-        );
+        _clear(slot, header);
     }
 
     // ------------------------------------------------------------------ views
@@ -169,14 +152,18 @@ abstract contract Auction is MarketBase {
         }
         if (info.clearedWh != 0) info.clearingPricePerKWh = (feedIn + info.clearingLevel * _tickPerWh) * 1000;
         uint256 maxLevel = (header >> 64) & _M8;
+        // The level words are reused once the slot is cleared ({SLOT_RING}): only its own words count.
+        mapping(uint256 => uint256) storage levels = _levelSet(slot);
         for (uint256 l = 0; l <= maxLevel; ++l) {
-            if (_levels[slot][l] & _M128 != 0) info.activeLevels |= uint256(1) << l;
+            if (_ownLevel(slot, levels[l]) & _M128 != 0) info.activeLevels |= uint256(1) << l;
         }
     }
 
     /// @notice Aggregated bid and ask energy (Wh) at price `level` of `slot`.
+    /// @dev Kept until slot `slot + SLOT_RING` is opened (the words are then reused, {SLOT_RING}); zero after that
+    ///      (the {OrderPlaced} and {OrderCancelled} events keep the book).
     function levelVolumes(uint64 slot, uint8 level) external view returns (uint64 bidWh, uint64 askWh) {
-        uint256 w = _levels[slot][level];
+        uint256 w = _ownLevel(slot, _levelSet(slot)[level]);
         return (uint64(w), uint64(w >> 64));
     }
 
@@ -225,6 +212,45 @@ abstract contract Auction is MarketBase {
 
     // ------------------------------------------------------------------ internals
 
+    /// @dev Clears the open `slot` whose gate has closed (see {clear}). Emits {SlotCleared}.
+    function _clear(uint64 slot, uint256 header) private {
+        (uint256 q, uint256 ma, uint256 mb, uint256 marginal, uint256 priceLevel) =
+            _computeClearing(slot, (header >> 64) & _M8);
+
+        // Effects. The marginal state goes into the header when it fits (see {MarketBase}), else its own word.
+        uint256 cleared =
+            (header & (_M64 | (_M8 << 64))) | _STATUS_CLEARED | (priceLevel << 80) | (mb << 88) | (ma << 96);
+        if (q != 0 && _fitsCompact(marginal)) {
+            _headers[slot] = cleared | _COMPACT | _compactMarginal(marginal);
+            _marginals[slot] = q;
+        } else {
+            _headers[slot] = cleared | (q << 104);
+            if (marginal != 0) _marginals[slot] = marginal;
+        }
+
+        uint256 feedIn = header & _M64;
+        emit SlotCleared(
+            slot,
+            q == 0 ? 0 : (feedIn + priceLevel * _tickPerWh) * 1000,
+            uint64(q),
+            q == 0 ? 0 : (feedIn + mb * _tickPerWh) * 1000,
+            q == 0 ? 0 : (feedIn + ma * _tickPerWh) * 1000
+        );
+    }
+
+    /// @dev Frees the level-word set for `slot`: `w0` is its first word, tagged with the slot that used the set last.
+    ///      A cleared slot (or a set never used) leaves it free; an open slot past its gate closure is cleared
+    ///      now (its book is final, and clearing it is what anyone could do); one still taking orders keeps it.
+    function _releaseLevels(uint64 slot, uint256 w0) private {
+        uint256 tag = (w0 >> _LEVEL_TAG_SHIFT) & _M64;
+        if (tag == 0) return;
+        uint64 held = uint64(tag - 1);
+        uint256 header = _headers[held];
+        if (header & _STATUS_BITS != _STATUS_OPEN) return;
+        if (block.timestamp + gateClosure < slotStart(held)) revert LevelWordsInUse(slot, held);
+        _clear(held, header);
+    }
+
     /// @dev Cleared volume, marginal levels, marginal pro-rata state and clearing price level of `slot` (see
     ///      contract docs). All zero when nothing clears.
     function _computeClearing(uint64 slot, uint256 maxLevel)
@@ -235,7 +261,8 @@ abstract contract Auction is MarketBase {
         uint256[] memory bids = new uint256[](maxLevel + 1);
         uint256[] memory asks = new uint256[](maxLevel + 1);
         uint256 totalBid;
-        mapping(uint256 => uint256) storage levels = _levels[slot];
+        // The slot is open, so its level set still belongs to it ({_releaseLevels}).
+        mapping(uint256 => uint256) storage levels = _levelSet(slot);
         for (uint256 l = 0; l <= maxLevel; ++l) {
             uint256 w = levels[l];
             bids[l] = w & _M64;
@@ -373,7 +400,7 @@ abstract contract Auction is MarketBase {
         // Effects.
         _accounts[msg.sender] = acct - locked;
         _storePosition(slot, msg.sender, pos | ((uint256(energyWh) | (level << 32)) << shift));
-        _levels[slot][level] += uint256(energyWh) << (side == Side.Bid ? 0 : 64);
+        _levelSet(slot)[level] += uint256(energyWh) << (side == Side.Bid ? 0 : 64);
         emit OrderPlaced(slot, msg.sender, side, pricePerKWh, energyWh, locked);
     }
 

@@ -64,13 +64,19 @@ abstract contract Escrow is MarketBase {
         _cacheRole(account, role);
     }
 
-    /// @notice Mirrors `participant`'s latest meter binding from the registry (`meter` for slots
-    ///         `[fromSlot, untilSlot)`) so that settlement needs no registry call for slots it covers.
+    /// @notice Mirrors `participant`'s latest meter binding and the one before it from the registry, so that
+    ///         settlement needs no registry call for the slots they cover (a meter swap keeps the slots just
+    ///         before it on the previous binding).
     /// @dev Only the registry calls this, after every binding change of the participant. Settlement of a slot before
-    ///      `fromSlot` asks the registry's history ({IRegistry-meterAt}). Emits {MeterSynced}.
-    function onMeterChanged(address participant, address meter, uint64 fromSlot, uint64 untilSlot) external {
+    ///      `previous.fromSlot` asks the registry's history ({IRegistry-meterAt}). Emits {MeterSynced}.
+    function onMeterChanged(address participant, uint256 latest, uint256 previous) external {
         if (msg.sender != address(registry)) revert NotRegistry(msg.sender);
-        _cacheMeter(participant, meter, fromSlot, untilSlot);
+        _accounts[participant] |= _METER_CACHED;
+        _meters[participant] = latest;
+        // Written only when it changes: most participants never have a previous binding, so the word is never
+        // created for them.
+        if (_previousMeters[participant] != previous) _previousMeters[participant] = previous;
+        emit MeterSynced(participant, latest, previous);
     }
 
     /// @notice Mirrors the registry's order horizon so that placing an order needs no registry call.
@@ -137,14 +143,6 @@ abstract contract Escrow is MarketBase {
             if (gs[1] == 0) gs[1] = _INITIALISED;
             emit PositionsInitialised(account, POSITION_RING + 2);
         }
-    }
-
-    function _cacheMeter(address participant, address meter, uint64 fromSlot, uint64 untilSlot) private {
-        _accounts[participant] |= _METER_CACHED;
-        // The registry keeps slots of bindings in 48 bits.
-        _meters[participant] =
-            uint256(uint160(meter)) | (uint256(fromSlot & _M48) << 160) | (uint256(untilSlot & _M48) << 208);
-        emit MeterSynced(participant, meter, fromSlot, untilSlot);
     }
 
     function _cacheCapacity(address account, uint32 importW, uint32 exportW) private {

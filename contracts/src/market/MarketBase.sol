@@ -19,7 +19,8 @@ import {IRegistry} from "../interfaces/IRegistry.sol";
 ///                 either clearedWh (104-167)                                          (compact flag clear)
 ///                 or the marginal state in four 38-bit fields (104-141, 142-179, 180-217, 218-255), in the
 ///                 order of the `marginal` word below                                 (compact flag set)
-///      level    = bidWh (0-63) | askWh (64-127) | initialised (255)           aggregated per price level
+///      level    = bidWh (0-63) | askWh (64-127) | slot + 1 (128-191)     aggregated per price level, in the
+///                 word set `slot % SLOT_RING` (reused by slot `slot + SLOT_RING` once `slot` is cleared)
 ///      marginal = bid remaining fill (0-63) | bid remaining volume (64-127) |
 ///                 ask remaining fill (128-191) | ask remaining volume (192-255)       (compact flag clear)
 ///                 or clearedWh (0-63)                                                 (compact flag set)
@@ -31,7 +32,7 @@ import {IRegistry} from "../interfaces/IRegistry.sol";
 ///      capacity = import Wh per slot (0-63) | export Wh per slot (64-127)  (`_capacities`, pushed by the registry)
 ///      meter    = the participant's latest meter binding as pushed by the registry: meter (0-159) | from slot
 ///                 (160-207) | until slot (208-255, exclusive; 2^48 - 1 while open) (read when bit 251 of its
-///                 account is set)
+///                 account is set); `_previousMeters` holds the binding before it in the same layout (0: none)
 ///      settled without orders = per participant, two words (`_gridSettled[account][b % 2]` for the block
 ///                 `b = slot / 128` of 128 slots): bit `slot % 128` set once the participant's metered energy
 ///                 in that slot was settled against the grid with no order (0-127) | b + 1 (128-255)
@@ -46,7 +47,10 @@ import {IRegistry} from "../interfaces/IRegistry.sol";
 ///        ({PositionSlotBusy}): a participant has unsettled positions in at most {POSITION_RING} slots;
 ///      - the operator's keeper opens a slot before its first order ({openSlot}), which snapshots the grid
 ///        prices, imbalance premiums and order horizon into the header and writes every price-level word with
-///        the `initialised` sentinel. An order for a slot nobody opened reverts ({SlotNotOpen}).
+///        the slot's tag. An order for a slot nobody opened reverts ({SlotNotOpen}). The level words live in
+///        {SLOT_RING} sets indexed by `slot % SLOT_RING`: they are needed only until the slot is cleared
+///        (settlement reads the header), so slot `k + SLOT_RING` reuses the set of slot `k` (rewriting words
+///        instead of creating them) and the market keeps at most `SLOT_RING * 256` level words whatever its age.
 ///      There is no bitmap of active levels (it would be one more word to write per new level): clearing
 ///      reads all `maxLevel + 1` level words, a constant cost.
 ///
@@ -107,6 +111,14 @@ abstract contract MarketBase is IEnergyMarket {
     ///         64 slots are 16 hours of 15-minute slots. Registration creates this many words per participant.
     uint256 public constant POSITION_RING = 64;
 
+    /// @notice Number of price-level word sets; slot `k` uses set `k % SLOT_RING` from {openSlot} until it is
+    ///         cleared, then slot `k + SLOT_RING` reuses it (issue 14, part 7: storage that does not grow with the
+    ///         market's age). The operator can therefore have at most this many slots open and not yet past
+    ///         their gate closure ({LevelWordsInUse}); 128 slots are 32 hours of 15-minute slots.
+    uint256 public constant SLOT_RING = 128;
+    /// @dev Where a level word keeps its slot + 1.
+    uint256 internal constant _LEVEL_TAG_SHIFT = 128;
+
     /// @notice Participants, meters, prices and the slot schedule.
     IRegistry public immutable registry;
     /// @notice The credit token ({CreditToken}) held in escrow.
@@ -133,10 +145,13 @@ abstract contract MarketBase is IEnergyMarket {
     mapping(address account => uint256) internal _accounts;
     mapping(uint64 slot => uint256) internal _headers;
     mapping(uint64 slot => uint256) internal _marginals;
-    mapping(uint64 slot => mapping(uint256 level => uint256)) internal _levels;
+    /// @dev Price-level words per set `slot % SLOT_RING` (see {SLOT_RING}).
+    mapping(uint256 ringIndex => mapping(uint256 level => uint256)) internal _levels;
     mapping(address account => mapping(uint256 ringIndex => uint256)) internal _positions;
     /// @dev Each participant's latest meter binding, packed (see the layout above).
     mapping(address participant => uint256) internal _meters;
+    /// @dev The binding before it in the participant's history, same layout (0: none).
+    mapping(address participant => uint256) internal _previousMeters;
     /// @dev Which slots each participant was settled in without orders (see the layout above).
     mapping(address account => mapping(uint256 ringIndex => uint256)) internal _gridSettled;
     mapping(address account => uint256) internal _capacities;
@@ -213,6 +228,16 @@ abstract contract MarketBase is IEnergyMarket {
     function _position(uint64 slot, address account) internal view returns (uint256 pos) {
         pos = _positions[account][slot % POSITION_RING];
         if (pos >> _TAG_SHIFT != uint256(slot) + 1) pos = 0;
+    }
+
+    /// @dev The price-level words `slot` uses (set `slot % SLOT_RING`).
+    function _levelSet(uint64 slot) internal view returns (mapping(uint256 => uint256) storage) {
+        return _levels[slot % SLOT_RING];
+    }
+
+    /// @dev Level word `w` of `slot`'s set if it still belongs to `slot`, else 0 (the set was reused).
+    function _ownLevel(uint64 slot, uint256 w) internal pure returns (uint256) {
+        return (w >> _LEVEL_TAG_SHIFT) & _M64 == uint256(slot) + 1 ? w : 0;
     }
 
     /// @dev Stores `pos` as `account`'s position in `slot`.

@@ -274,20 +274,26 @@ abstract contract Settlement is MarketBase {
     }
 
     /// @dev The meter bound to `account` in `slot` (zero if none): from the market's copy of its latest binding when
-    ///      that covers the slot or starts before it, else from the registry's history (a slot before a later
-    ///      binding change, or an account whose binding the market has not cached).
-    function _meterIn(uint64 slot, address account, uint256 acct) private view returns (address meter) {
+    ///      that covers the slot or starts before it, else from its copy of the binding before that (a meter swap:
+    ///      the slots just before the change), else from the registry's history (a slot before two binding
+    ///      changes, or an account whose binding the market has not cached).
+    function _meterIn(uint64 slot, address account, uint256 acct) private view returns (address) {
         if (acct & _METER_CACHED != 0) {
             uint256 w = _meters[account];
-            if (slot >= (w >> 160) & _M48) {
-                // The meter if the binding has not ended by `slot`, else none.
-                assembly ("memory-safe") {
-                    meter := mul(and(w, 0xffffffffffffffffffffffffffffffffffffffff), lt(slot, shr(208, w)))
-                }
-                return meter;
-            }
+            if (slot >= (w >> 160) & _M48) return _meterUntil(w, slot);
+            // The two bindings are consecutive in the history: a slot from the previous one's start on is either
+            // in it or in the gap between the two (no meter).
+            w = _previousMeters[account];
+            if (w != 0 && slot >= (w >> 160) & _M48) return _meterUntil(w, slot);
         }
         return registry.meterAt(account, slot);
+    }
+
+    /// @dev The meter of binding word `w` (which starts at or before `slot`) if it has not ended by `slot`, else none.
+    function _meterUntil(uint256 w, uint64 slot) private pure returns (address meter) {
+        assembly ("memory-safe") {
+            meter := mul(and(w, 0xffffffffffffffffffffffffffffffffffffffff), lt(slot, shr(208, w)))
+        }
     }
 
     /// @dev Import and export (Wh) of `meter` in `slot`; zero without a meter or a reading.

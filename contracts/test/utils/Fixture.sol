@@ -118,6 +118,11 @@ abstract contract Fixture is Test {
         return wh * pricePerKWh / 1000;
     }
 
+    /// @dev A meter binding packed as the registry pushes it to the market (`IRoleListener.onMeterChanged`).
+    function _packed(address meter, uint256 fromSlot, uint256 untilSlot) internal pure returns (uint256) {
+        return uint256(uint160(meter)) | (fromSlot << 160) | (untilSlot << 208);
+    }
+
     function _price(uint256 level) internal pure returns (uint256) {
         return FEED_IN + level * TICK;
     }

@@ -11,6 +11,16 @@ abstract contract Test {
     /// @dev Forge recognises test contracts by this flag (as with forge-std).
     bool public IS_TEST = true;
 
+    // ------------------------------------------------------------------ output
+
+    /// @dev Prints `label: value` in forge's test output (forge-std's `console.log(string, uint256)`: a call to the
+    ///      console address, which forge decodes and prints with `-vv`).
+    function _print(string memory label, uint256 value) internal view {
+        address console = 0x000000000000000000636F6e736F6c652e6c6f67;
+        (bool ok,) = console.staticcall(abi.encodeWithSignature("log(string,uint256)", label, value));
+        ok; // the console address has no code: the call always succeeds and forge prints it
+    }
+
     // ------------------------------------------------------------------ assertions
 
     function assertTrue(bool c) internal pure {

@@ -19,6 +19,7 @@ interface Vm {
     function record() external;
     function accesses(address target) external returns (bytes32[] memory readSlots, bytes32[] memory writeSlots);
     function load(address target, bytes32 slot) external view returns (bytes32 data);
+    function toString(uint256 value) external pure returns (string memory);
     function snapshotState() external returns (uint256 snapshotId);
     function revertToState(uint256 snapshotId) external returns (bool success);
 
