@@ -6,7 +6,10 @@
 //! - Timestamps outside `[now - max_past, now + max_future]` are refused.
 //! - The first reading of a meter is accepted as is.
 //! - Same timestamp as the last reading: a duplicate (same counters) is dropped silently, other
-//!   counters are `conflicting`. An older timestamp is `out_of_order` (the contract would ignore it).
+//!   counters are `conflicting`. An older timestamp is `out_of_order`: the contract would take it (it
+//!   fixes slot boundaries from the readings that bracket them, whatever their arrival order), but the
+//!   rules below judge a reading against the one before it in time, and the bridge keeps only the
+//!   meter's latest; a meter publishes in order, so this refuses only a redelivered old message.
 //! - A changed epoch (Tasmota `TotalStartTime`, the JSON `epoch`) is a **counter reset**: it is reported,
 //!   and the meter's effective counters are re-based so that they continue from the last effective
 //!   values (`effective = base + raw`): nothing is ever submitted as negative energy.
