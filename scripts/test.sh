@@ -116,7 +116,9 @@ step "JavaScript clients (node --test)" bash -c "cd '$root/tests' && node --test
 # pytest exits 5 when it collected no test: that fails the step like any other failure.
 step "web3.py client (pytest)" "$venv/bin/pytest" -q "$root/tests/compat/test_web3.py"
 step "web: type check and unit tests (tsc, vitest)" bash -c "cd '$root/web' && npm run --silent typecheck && npx vitest run"
-step "web: dApp in Chromium against a dev node (playwright-core)" bash -c "cd '$root/web' && node --test tests/browser/"
+# Two browser test files at a time: they wait on 10-second slots far more than they compute (344 s
+# one after another, about 190 s two at a time); each starts its own dev node on a free port.
+step "web: dApp in Chromium against a dev node (playwright-core)" bash -c "cd '$root/web' && node --test --test-concurrency=2 tests/browser/"
 
 echo
 echo "disk: $(df -h . | awk 'NR==2 {print $4 " free"}'), target/: $(du -sh target 2>/dev/null | cut -f1)"
