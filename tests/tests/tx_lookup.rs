@@ -5,8 +5,10 @@
 //!   the entry of `eth_getBlockReceipts` (which is still built from the whole block), so gas used
 //!   and log indexes agree between the two paths, and `eth_getTransactionByHash` equals
 //!   `eth_getTransactionByBlockNumberAndIndex`;
-//! - a data directory of schema version 2 (no per-transaction rows) is migrated on open and
-//!   answers the same; an index past the block's end is `null`.
+//! - a data directory of schema version 2 (no per-transaction rows, and the blocks table of
+//!   versions 2 and 3 with the total difficulty after the body) is migrated on open through
+//!   version 3 to 4 (small columns ahead of the body) and answers the same; an index past the
+//!   block's end is `null`.
 
 use std::process::Command;
 use std::time::Duration;
@@ -70,7 +72,7 @@ fn lookups(rpc: &Rpc, hashes: &[String]) -> Vec<(Value, Value, Value)> {
 }
 
 #[test]
-fn lookups_read_one_row_and_survive_the_migration_from_version_2() {
+fn lookups_read_one_row_and_survive_the_migrations_from_version_2() {
     let dir = tempfile::tempdir().unwrap();
     let datadir = dir.path().join("data");
     let datadir_arg = datadir.to_str().unwrap();
@@ -105,19 +107,49 @@ fn lookups_read_one_row_and_survive_the_migration_from_version_2() {
     assert_eq!(past, Value::Null, "an index past the block's end");
     drop(node);
 
-    // Back to schema version 2: no per-transaction rows. The node migrates on open.
+    // Back to schema version 2: no per-transaction rows, and the blocks table of versions 2 and 3
+    // (total difficulty after the body). The node migrates on open, through version 3 to 4.
     let conn = rusqlite::Connection::open(datadir.join("chain.sqlite")).unwrap();
-    conn.execute_batch("DELETE FROM block_txs; UPDATE meta SET value = 2 WHERE key = 'schema_version';")
-        .unwrap();
+    assert_eq!(block_columns(&conn), ["hash", "number", "td", "header", "block", "senders", "receipts"]);
+    conn.execute_batch(
+        "CREATE TABLE blocks_v3 (hash BLOB PRIMARY KEY, number INTEGER NOT NULL, header BLOB NOT NULL,
+             block BLOB NOT NULL, senders BLOB NOT NULL, receipts BLOB NOT NULL, td BLOB NOT NULL) WITHOUT ROWID;
+         INSERT INTO blocks_v3 SELECT hash, number, header, block, senders, receipts, td FROM blocks;
+         DROP TABLE blocks;
+         ALTER TABLE blocks_v3 RENAME TO blocks;
+         CREATE INDEX blocks_number ON blocks(number);
+         DELETE FROM block_txs; UPDATE meta SET value = 2 WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    assert_eq!(block_columns(&conn)[6], "td");
     drop(conn);
     run_ok(Command::new(p2pe_tests::harness::node_bin()).args(["check", "--datadir", datadir_arg]));
     let conn = rusqlite::Connection::open(datadir.join("chain.sqlite")).unwrap();
     let version: i64 =
         conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
     let rows: i64 = conn.query_row("SELECT COUNT(*) FROM block_txs", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     assert!(rows >= hashes.len() as i64, "{rows} rows");
+    assert_eq!(
+        block_columns(&conn),
+        ["hash", "number", "td", "header", "block", "senders", "receipts"],
+        "version 4 keeps a block's small columns ahead of its body"
+    );
+    let indexed: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'blocks_number'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 1, "the index by number is rebuilt");
     drop(conn);
     let node = NodeProcess::start(&["run", "--datadir", datadir_arg, "--no-p2p"]);
     assert_eq!(lookups(&node.rpc(), &hashes), before, "the same answers after the migration");
+}
+
+/// The columns of the `blocks` table, in their stored order.
+fn block_columns(conn: &rusqlite::Connection) -> Vec<String> {
+    let mut st = conn.prepare("SELECT name FROM pragma_table_info('blocks') ORDER BY cid").unwrap();
+    st.query_map([], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
 }

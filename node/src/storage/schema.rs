@@ -5,19 +5,21 @@ use rusqlite::Connection;
 use super::StorageError;
 
 /// Version of the schema below; a data directory of another version is refused, except
-/// version 1 (before the stored state trie), which is migrated on open.
-pub const SCHEMA_VERSION: i64 = 3;
+/// versions 1 to 3, which are migrated on open (see the `migrate_from_*` functions).
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+-- The small columns come first: SQLite reads a column after a large blob by walking the blob's
+-- overflow pages, so a header and its total difficulty are read without touching the body.
 CREATE TABLE IF NOT EXISTS blocks (
     hash BLOB PRIMARY KEY,
     number INTEGER NOT NULL,
+    td BLOB NOT NULL,
     header BLOB NOT NULL,
     block BLOB NOT NULL,
     senders BLOB NOT NULL,
-    receipts BLOB NOT NULL,
-    td BLOB NOT NULL
+    receipts BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS blocks_number ON blocks(number);
 CREATE TABLE IF NOT EXISTS canonical (number INTEGER PRIMARY KEY, hash BLOB NOT NULL);
@@ -100,8 +102,13 @@ pub fn init(conn: &Connection) -> Result<(), StorageError> {
         Some(1) => {
             migrate_from_1(conn)?;
             migrate_from_2(conn)?;
+            migrate_from_3(conn)?;
         }
-        Some(2) => migrate_from_2(conn)?,
+        Some(2) => {
+            migrate_from_2(conn)?;
+            migrate_from_3(conn)?;
+        }
+        Some(3) => migrate_from_3(conn)?,
         Some(v) => {
             return Err(StorageError::Invalid(format!(
                 "database schema version {v} is not supported by this node (expects {SCHEMA_VERSION})"
@@ -135,6 +142,34 @@ fn migrate_from_2(conn: &Connection) -> Result<(), StorageError> {
         Ok(())
     });
     finish_migration(conn, done, 3, "index the stored transactions")
+}
+
+/// Version 3 kept a block's total difficulty after its body, so reading a header walked the body's
+/// overflow pages (a header range of large blocks read every body): the table is rewritten with
+/// the small columns first, in one transaction.
+fn migrate_from_3(conn: &Connection) -> Result<(), StorageError> {
+    tracing::info!("migrating the database to schema version 4: block headers ahead of their bodies");
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let done = conn
+        .execute_batch(
+            "CREATE TABLE blocks_v4 (
+                hash BLOB PRIMARY KEY,
+                number INTEGER NOT NULL,
+                td BLOB NOT NULL,
+                header BLOB NOT NULL,
+                block BLOB NOT NULL,
+                senders BLOB NOT NULL,
+                receipts BLOB NOT NULL
+            ) WITHOUT ROWID;
+            INSERT INTO blocks_v4 (hash, number, td, header, block, senders, receipts)
+                SELECT hash, number, td, header, block, senders, receipts FROM blocks;
+            DROP TABLE blocks;
+            ALTER TABLE blocks_v4 RENAME TO blocks;
+            CREATE INDEX blocks_number ON blocks(number);
+            UPDATE meta SET value = 4 WHERE key = 'schema_version';",
+        )
+        .map_err(StorageError::from);
+    finish_migration(conn, done, 4, "reorder the blocks table")
 }
 
 /// Commits a migration's transaction, or rolls it back and says what could not be done.
