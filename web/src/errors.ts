@@ -93,168 +93,251 @@ export const formatHorizon = (x: unknown): string => {
   return m === 0 ? `${h} h` : `${h} h ${m} min`;
 };
 
+/** Helpers the sentences share: the page's context and the unit formatters. */
+interface SentenceKit {
+  ctx: ErrorContext;
+  price: (x: unknown) => string;
+  credits: (x: unknown) => string;
+  time: (x: unknown) => string;
+}
+
+/** One sentence per custom error of the four contracts, by error name (`errorsentences.test.ts` checks that every error has one). */
+const SENTENCES: Record<string, (a: readonly unknown[], k: SentenceKit) => string> = {
+  // EnergyMarket
+  AlreadyCleared: (a, _k) => {
+    return `Slot ${a[0]} has already been cleared.`;
+  },
+  AlreadySettled: (a, { ctx }) => {
+    return `${who(a[1], ctx)} is already settled in slot ${a[0]}.`;
+  },
+  BeyondHorizon: (a, { time }) => {
+    return `Slot ${a[0]} is too far ahead: orders are taken only for slots starting within ${formatHorizon(a[2])} of now, and this one starts at ${time(a[1])}.`;
+  },
+  BalanceOverflow: (a, { ctx }) => {
+    return `${who(a[0], ctx)} would hold more credits than the market can count.`;
+  },
+  ExceedsCapacity: (a, { ctx }) => {
+    return `${who(a[0], ctx)} may ${Number(a[1]) === 0 ? 'buy' : 'sell'} at most ${formatEnergy(BigInt(a[3] as bigint))} per slot (its registered ${Number(a[1]) === 0 ? 'import' : 'export'} power times the slot length); this ${side(a[1])} is for ${formatEnergy(BigInt(a[2] as bigint))}. Lower the amount, or ask the operator to register a larger connection.`;
+  },
+  GridInDebt: (a, { credits }) => {
+    return `Withdrawals wait while the grid account owes ${credits(a[0])} of feed-in it could not pay (the market holds that much less than its accounts' balances). The operator repays it with a deposit for the grid account; try again then.`;
+  },
+  GateClosed: (a, _k) => {
+    return `Orders for slot ${a[0]} are closed: its gate closure has passed, so orders can no longer be placed or cancelled.`;
+  },
+  GateOpen: (a, _k) => {
+    return `Slot ${a[0]} cannot be cleared yet: it still takes orders until its gate closure.`;
+  },
+  InsufficientBalance: (a, { ctx, credits }) => {
+    return ctx.grid && String(a[0]).toLowerCase() === ctx.grid.toLowerCase()
+      ? `The grid account has too few credits in the market to pay the feed-in (needs ${credits(a[1])}, has ${credits(a[2])}).`
+      : `Not enough free credits in the market account: this needs ${credits(a[1])}, but ${who(a[0], ctx).toLowerCase()} has ${credits(a[2])} free. Deposit more credits first.`;
+  },
+  InvalidSchedule: (_a, _k) => {
+    return 'The contracts were deployed with inconsistent slot schedules.';
+  },
+  NoOrder: (a, _k) => {
+    return `There is no ${side(a[2])} in slot ${a[0]} to cancel.`;
+  },
+  NoPosition: (a, { ctx }) => {
+    return `${who(a[1], ctx)} had neither orders nor a meter in slot ${a[0]}, so there is nothing to settle.`;
+  },
+  SettlementExpired: (a, { ctx }) => {
+    return `${who(a[1], ctx)} had no orders in slot ${a[0]}, and such a slot can be settled only until the settlement of the slot 64 slots later has opened.`;
+  },
+  NotParticipant: (a, { ctx }) => {
+    return `${who(a[0], ctx)} is not a registered participant of the market. Ask the operator to register it.`;
+  },
+  NotProsumer: (a, { ctx }) => {
+    return `Only prosumers may sell energy; ${who(a[0], ctx).toLowerCase()} is registered as a consumer.`;
+  },
+  NotRegistry: (_a, _k) => {
+    return 'Only the registry may report role changes to the market.';
+  },
+  NotRoleListener: (_a, _k) => {
+    return 'The registry does not report role changes to this market.';
+  },
+  SlotAlreadyOpen: (a, _k) => {
+    return `Slot ${a[0]} is already open.`;
+  },
+  LevelWordsInUse: (a, _k) => {
+    return `Slot ${a[0]} cannot be opened yet: the market reuses the order-book storage of slot ${a[1]}, which still takes orders. The operator can keep at most 128 slots open ahead.`;
+  },
+  SlotNotOpen: (a, _k) => {
+    return `Slot ${a[0]} is not open for orders yet: the operator opens each slot (and fixes its grid prices) shortly before it. Try again later or choose a nearer slot.`;
+  },
+  NothingToClear: (a, _k) => {
+    return `Slot ${a[0]} has no orders, so there is nothing to clear.`;
+  },
+  OrderExists: (a, _k) => {
+    return `There is already a ${side(a[2])} in slot ${a[0]}. Cancel it first to place a new one.`;
+  },
+  OutstandingDebt: (a, { ctx, credits }) => {
+    return `${who(a[0], ctx)} owes ${credits(a[1])} to the grid. Deposit credits to repay the debt before trading or withdrawing.`;
+  },
+  PositionSlotBusy: (a, _k) => {
+    return `The position in slot ${a[1]} is not settled yet; it must be settled before this slot can be traded (positions are reused every 64 slots).`;
+  },
+  PriceNotOnTick: (a, { price }) => {
+    return `The price ${price(a[0])} is not a whole number of price steps of ${price(a[1])}.`;
+  },
+  PriceOutOfRange: (a, { price }) => {
+    return `The price ${price(a[0])} is outside this slot's range: from the feed-in tariff ${price(a[1])} to the retail price ${price(a[2])}.`;
+  },
+  SafeERC20FailedOperation: (_a, _k) => {
+    return 'The credit token refused the transfer.';
+  },
+  SettlementNotOpen: (a, { time }) => {
+    return `Slot ${a[0]} can be settled from ${time(a[1])} (the slot's end plus the grace period for late meter readings).`;
+  },
+  SlotNotCleared: (a, _k) => {
+    return `Slot ${a[0]} has not been cleared yet; clear it first.`;
+  },
+  ZeroAddress: (_a, _k) => {
+    return 'An address is missing (zero address).';
+  },
+  ZeroAmount: (_a, _k) => {
+    return 'The amount must be more than zero.';
+  },
+  ZeroEnergy: (_a, _k) => {
+    return 'The energy must be more than zero.';
+  },
+  // Registry
+  AccessControlUnauthorizedAccount: (a, { ctx }) => {
+    return `${who(a[0], ctx)} does not hold the ${ROLE_NAMES[String(a[1])] ?? 'required'} role needed for this.`;
+  },
+  AccessControlBadConfirmation: (_a, _k) => {
+    return 'A role can only be renounced by the account itself.';
+  },
+  AlreadyRegistered: (a, { ctx }) => {
+    return `${who(a[0], ctx)} is already registered.`;
+  },
+  InvalidPriceTick: (a, { price }) => {
+    return `The price step ${price(a[0])} is invalid.`;
+  },
+  InvalidPrices: (a, { price }) => {
+    return `The prices are invalid: retail ${price(a[0])} and feed-in ${price(a[1])} must satisfy 0 < retail, feed-in ≤ retail, and differ by a whole number of price steps (at most 255).`;
+  },
+  InvalidRole: (_a, _k) => {
+    return 'Choose a role: consumer or prosumer.';
+  },
+  MeterAlreadyBound: (a, _k) => {
+    return `Meter ${shortAddress(String(a[0]))} is already bound to ${shortAddress(String(a[1]))}.`;
+  },
+  MeterNotBound: (a, _k) => {
+    return `Meter ${shortAddress(String(a[0]))} is not bound to any participant.`;
+  },
+  NoAdmins: (_a, _k) => {
+    return 'At least one admin is needed.';
+  },
+  NoSlotPrices: (a, _k) => {
+    return `Slot ${a[0]} has no time-of-use prices to remove.`;
+  },
+  NotRegistered: (a, { ctx }) => {
+    return `${who(a[0], ctx)} is not a registered participant.`;
+  },
+  SlotTooLate: (a, _k) => {
+    return `Slot ${a[0]} is too far in the future for a meter binding.`;
+  },
+  ParticipantHasMeter: (a, { ctx }) => {
+    return `${who(a[0], ctx)} already has meter ${shortAddress(String(a[1]))}; unbind it first.`;
+  },
+  RoleListenerAlreadySet: (_a, _k) => {
+    return 'The registry already reports to a market.';
+  },
+  InvalidOrderHorizon: (_a, _k) => {
+    return 'The order horizon must be more than zero seconds.';
+  },
+  InvalidImbalancePrices: (a, { price }) => {
+    return `The imbalance prices are invalid: the short premium ${price(a[0])} and the long penalty ${price(a[1])} must each be at least one price step (an imbalance priced at retail or feed-in would cost nothing) and at most 65,535 steps.`;
+  },
+  // CreditToken
+  ERC20InsufficientAllowance: (a, { credits }) => {
+    return `The market may take only ${credits(a[1])} from your wallet (allowance) but needs ${credits(a[2])}.`;
+  },
+  ERC20InsufficientBalance: (a, { ctx, credits }) => {
+    return `${who(a[0], ctx)} holds ${credits(a[1])} in the wallet, but ${credits(a[2])} are needed.`;
+  },
+  ERC2612ExpiredSignature: (a, { time }) => {
+    return `The permit signature expired at ${time(a[0])}; please sign again.`;
+  },
+  ERC2612InvalidSigner: (a, _k) => {
+    return `The permit was signed by ${shortAddress(String(a[0]))}, not by the owner ${shortAddress(String(a[1]))}.`;
+  },
+  InvalidAccountNonce: (_a, _k) => {
+    return 'The permit signature was already used; please sign again.';
+  },
+  ECDSAInvalidSignature: (_a, _k) => {
+    return 'The signature is not valid.';
+  },
+  ECDSAInvalidSignatureLength: (a, k) => SENTENCES.ECDSAInvalidSignature(a, k),
+  ECDSAInvalidSignatureS: (a, k) => SENTENCES.ECDSAInvalidSignature(a, k),
+  ERC20InvalidApprover: (_a, _k) => {
+    return 'Credits cannot be moved to or from the zero address.';
+  },
+  ERC20InvalidReceiver: (a, k) => SENTENCES.ERC20InvalidApprover(a, k),
+  ERC20InvalidSender: (a, k) => SENTENCES.ERC20InvalidApprover(a, k),
+  ERC20InvalidSpender: (a, k) => SENTENCES.ERC20InvalidApprover(a, k),
+  InvalidShortString: (_a, _k) => {
+    return 'A name is too long.';
+  },
+  StringTooLong: (a, k) => SENTENCES.InvalidShortString(a, k),
+  // MeterReadings
+  UnknownMeter: (a, _k) => {
+    return `Meter ${shortAddress(String(a[0]))} is not bound to any participant.`;
+  },
+  NotOperator: (a, { ctx }) => {
+    return `${who(a[0], ctx)} is not an operator.`;
+  },
+  TimestampInFuture: (a, _k) => {
+    return `The reading of meter ${shortAddress(String(a[0]))} is dated too far in the future.`;
+  },
+  CounterDecreased: (a, _k) => {
+    return `The counters of meter ${shortAddress(String(a[0]))} went down; the operator must record a meter reset first.`;
+  },
+  ConflictingReading: (a, _k) => {
+    return `Meter ${shortAddress(String(a[0]))} already reported other counters for the same time.`;
+  },
+  CounterTooLarge: (a, _k) => {
+    return `The counters of meter ${shortAddress(String(a[0]))} are too large.`;
+  },
+  InvalidSignature: (a, _k) => {
+    return `The reading is not signed by meter ${shortAddress(String(a[0]))}.`;
+  },
+  SlotFinal: (a, { time }) => {
+    return `The reading of meter ${shortAddress(String(a[0]))} at ${time(a[1])} is too late: its slot is final (readings are open from ${time(a[2])}).`;
+  },
+  CounterAboveLater: (a, _k) => {
+    return `The counters of meter ${shortAddress(String(a[0]))} are above those of its later reading.`;
+  },
+  CounterBelowFinalised: (a, _k) => {
+    return `The counters of meter ${shortAddress(String(a[0]))} are below what its final slots already counted.`;
+  },
+  ReadingBeforeReset: (a, _k) => {
+    return `The reading of meter ${shortAddress(String(a[0]))} is older than its last counter reset.`;
+  },
+  TooManyReadings: (a, _k) => {
+    return `Meter ${shortAddress(String(a[0]))} has more open readings than the contract keeps.`;
+  },
+  InvalidFinalityDelay: (a, _k) => {
+    return `A finality delay of ${String(a[0])} s gives ${String(a[1])} open slots; at most 31 are allowed.`;
+  },
+  OnlySelf: (_a, _k) => {
+    return 'Only the readings contract itself may record a relayed reading this way.';
+  },
+};
+
 /** One sentence for a decoded custom error. */
 export function revertSentence(r: DecodedRevert, ctx: ErrorContext): string {
-  const a = r.args;
-  const price = (x: unknown) => formatPrice(BigInt(x as bigint), ctx.tick);
-  const credits = (x: unknown) => formatCredits(BigInt(x as bigint));
-  const time = (x: unknown) => formatDateTime(BigInt(x as bigint));
-  switch (r.name) {
-    // EnergyMarket
-    case 'AlreadyCleared':
-      return `Slot ${a[0]} has already been cleared.`;
-    case 'AlreadySettled':
-      return `${who(a[1], ctx)} is already settled in slot ${a[0]}.`;
-    case 'BeyondHorizon':
-      return `Slot ${a[0]} is too far ahead: orders are taken only for slots starting within ${formatHorizon(a[2])} of now, and this one starts at ${time(a[1])}.`;
-    case 'BalanceOverflow':
-      return `${who(a[0], ctx)} would hold more credits than the market can count.`;
-    case 'ExceedsCapacity':
-      return `${who(a[0], ctx)} may ${Number(a[1]) === 0 ? 'buy' : 'sell'} at most ${formatEnergy(BigInt(a[3] as bigint))} per slot (its registered ${Number(a[1]) === 0 ? 'import' : 'export'} power times the slot length); this ${side(a[1])} is for ${formatEnergy(BigInt(a[2] as bigint))}. Lower the amount, or ask the operator to register a larger connection.`;
-    case 'GridInDebt':
-      return `Withdrawals wait while the grid account owes ${credits(a[0])} of feed-in it could not pay (the market holds that much less than its accounts' balances). The operator repays it with a deposit for the grid account; try again then.`;
-    case 'GateClosed':
-      return `Orders for slot ${a[0]} are closed: its gate closure has passed, so orders can no longer be placed or cancelled.`;
-    case 'GateOpen':
-      return `Slot ${a[0]} cannot be cleared yet: it still takes orders until its gate closure.`;
-    case 'InsufficientBalance':
-      return ctx.grid && String(a[0]).toLowerCase() === ctx.grid.toLowerCase()
-        ? `The grid account has too few credits in the market to pay the feed-in (needs ${credits(a[1])}, has ${credits(a[2])}).`
-        : `Not enough free credits in the market account: this needs ${credits(a[1])}, but ${who(a[0], ctx).toLowerCase()} has ${credits(a[2])} free. Deposit more credits first.`;
-    case 'InvalidSchedule':
-      return 'The contracts were deployed with inconsistent slot schedules.';
-    case 'NoOrder':
-      return `There is no ${side(a[2])} in slot ${a[0]} to cancel.`;
-    case 'NoPosition':
-      return `${who(a[1], ctx)} had neither orders nor a meter in slot ${a[0]}, so there is nothing to settle.`;
-    case 'SettlementExpired':
-      return `${who(a[1], ctx)} had no orders in slot ${a[0]}, and such a slot can be settled only until the settlement of the slot 64 slots later has opened.`;
-    case 'NotParticipant':
-      return `${who(a[0], ctx)} is not a registered participant of the market. Ask the operator to register it.`;
-    case 'NotProsumer':
-      return `Only prosumers may sell energy; ${who(a[0], ctx).toLowerCase()} is registered as a consumer.`;
-    case 'NotRegistry':
-      return 'Only the registry may report role changes to the market.';
-    case 'NotRoleListener':
-      return 'The registry does not report role changes to this market.';
-    case 'SlotAlreadyOpen':
-      return `Slot ${a[0]} is already open.`;
-    case 'LevelWordsInUse':
-      return `Slot ${a[0]} cannot be opened yet: the market reuses the order-book storage of slot ${a[1]}, which still takes orders. The operator can keep at most 128 slots open ahead.`;
-    case 'SlotNotOpen':
-      return `Slot ${a[0]} is not open for orders yet: the operator opens each slot (and fixes its grid prices) shortly before it. Try again later or choose a nearer slot.`;
-    case 'NothingToClear':
-      return `Slot ${a[0]} has no orders, so there is nothing to clear.`;
-    case 'OrderExists':
-      return `There is already a ${side(a[2])} in slot ${a[0]}. Cancel it first to place a new one.`;
-    case 'OutstandingDebt':
-      return `${who(a[0], ctx)} owes ${credits(a[1])} to the grid. Deposit credits to repay the debt before trading or withdrawing.`;
-    case 'PositionSlotBusy':
-      return `The position in slot ${a[1]} is not settled yet; it must be settled before this slot can be traded (positions are reused every 64 slots).`;
-    case 'PriceNotOnTick':
-      return `The price ${price(a[0])} is not a whole number of price steps of ${price(a[1])}.`;
-    case 'PriceOutOfRange':
-      return `The price ${price(a[0])} is outside this slot's range: from the feed-in tariff ${price(a[1])} to the retail price ${price(a[2])}.`;
-    case 'SafeERC20FailedOperation':
-      return 'The credit token refused the transfer.';
-    case 'SettlementNotOpen':
-      return `Slot ${a[0]} can be settled from ${time(a[1])} (the slot's end plus the grace period for late meter readings).`;
-    case 'SlotNotCleared':
-      return `Slot ${a[0]} has not been cleared yet; clear it first.`;
-    case 'ZeroAddress':
-      return 'An address is missing (zero address).';
-    case 'ZeroAmount':
-      return 'The amount must be more than zero.';
-    case 'ZeroEnergy':
-      return 'The energy must be more than zero.';
-    // Registry
-    case 'AccessControlUnauthorizedAccount':
-      return `${who(a[0], ctx)} does not hold the ${ROLE_NAMES[String(a[1])] ?? 'required'} role needed for this.`;
-    case 'AccessControlBadConfirmation':
-      return 'A role can only be renounced by the account itself.';
-    case 'AlreadyRegistered':
-      return `${who(a[0], ctx)} is already registered.`;
-    case 'InvalidPriceTick':
-      return `The price step ${price(a[0])} is invalid.`;
-    case 'InvalidPrices':
-      return `The prices are invalid: retail ${price(a[0])} and feed-in ${price(a[1])} must satisfy 0 < retail, feed-in ≤ retail, and differ by a whole number of price steps (at most 255).`;
-    case 'InvalidRole':
-      return 'Choose a role: consumer or prosumer.';
-    case 'MeterAlreadyBound':
-      return `Meter ${shortAddress(String(a[0]))} is already bound to ${shortAddress(String(a[1]))}.`;
-    case 'MeterNotBound':
-      return `Meter ${shortAddress(String(a[0]))} is not bound to any participant.`;
-    case 'NoAdmins':
-      return 'At least one admin is needed.';
-    case 'NoSlotPrices':
-      return `Slot ${a[0]} has no time-of-use prices to remove.`;
-    case 'NotRegistered':
-      return `${who(a[0], ctx)} is not a registered participant.`;
-    case 'SlotTooLate':
-      return `Slot ${a[0]} is too far in the future for a meter binding.`;
-    case 'ParticipantHasMeter':
-      return `${who(a[0], ctx)} already has meter ${shortAddress(String(a[1]))}; unbind it first.`;
-    case 'RoleListenerAlreadySet':
-      return 'The registry already reports to a market.';
-    case 'InvalidOrderHorizon':
-      return 'The order horizon must be more than zero seconds.';
-    case 'InvalidImbalancePrices':
-      return `The imbalance prices are invalid: the short premium ${price(a[0])} and the long penalty ${price(a[1])} must each be at least one price step (an imbalance priced at retail or feed-in would cost nothing) and at most 65,535 steps.`;
-    // CreditToken
-    case 'ERC20InsufficientAllowance':
-      return `The market may take only ${credits(a[1])} from your wallet (allowance) but needs ${credits(a[2])}.`;
-    case 'ERC20InsufficientBalance':
-      return `${who(a[0], ctx)} holds ${credits(a[1])} in the wallet, but ${credits(a[2])} are needed.`;
-    case 'ERC2612ExpiredSignature':
-      return `The permit signature expired at ${time(a[0])}; please sign again.`;
-    case 'ERC2612InvalidSigner':
-      return `The permit was signed by ${shortAddress(String(a[0]))}, not by the owner ${shortAddress(String(a[1]))}.`;
-    case 'InvalidAccountNonce':
-      return 'The permit signature was already used; please sign again.';
-    case 'ECDSAInvalidSignature':
-    case 'ECDSAInvalidSignatureLength':
-    case 'ECDSAInvalidSignatureS':
-      return 'The signature is not valid.';
-    case 'ERC20InvalidApprover':
-    case 'ERC20InvalidReceiver':
-    case 'ERC20InvalidSender':
-    case 'ERC20InvalidSpender':
-      return 'Credits cannot be moved to or from the zero address.';
-    case 'InvalidShortString':
-    case 'StringTooLong':
-      return 'A name is too long.';
-    // MeterReadings
-    case 'UnknownMeter':
-      return `Meter ${shortAddress(String(a[0]))} is not bound to any participant.`;
-    case 'NotOperator':
-      return `${who(a[0], ctx)} is not an operator.`;
-    case 'TimestampInFuture':
-      return `The reading of meter ${shortAddress(String(a[0]))} is dated too far in the future.`;
-    case 'CounterDecreased':
-      return `The counters of meter ${shortAddress(String(a[0]))} went down; the operator must record a meter reset first.`;
-    case 'ConflictingReading':
-      return `Meter ${shortAddress(String(a[0]))} already reported other counters for the same time.`;
-    case 'CounterTooLarge':
-      return `The counters of meter ${shortAddress(String(a[0]))} are too large.`;
-    case 'InvalidSignature':
-      return `The reading is not signed by meter ${shortAddress(String(a[0]))}.`;
-    case 'SlotFinal':
-      return `The reading of meter ${shortAddress(String(a[0]))} at ${time(a[1])} is too late: its slot is final (readings are open from ${time(a[2])}).`;
-    case 'CounterAboveLater':
-      return `The counters of meter ${shortAddress(String(a[0]))} are above those of its later reading.`;
-    case 'CounterBelowFinalised':
-      return `The counters of meter ${shortAddress(String(a[0]))} are below what its final slots already counted.`;
-    case 'ReadingBeforeReset':
-      return `The reading of meter ${shortAddress(String(a[0]))} is older than its last counter reset.`;
-    case 'TooManyReadings':
-      return `Meter ${shortAddress(String(a[0]))} has more open readings than the contract keeps.`;
-    case 'InvalidFinalityDelay':
-      return `A finality delay of ${String(a[0])} s gives ${String(a[1])} open slots; at most 31 are allowed.`;
-    case 'OnlySelf':
-      return 'Only the readings contract itself may record a relayed reading this way.';
-    default:
-      return `The contract refused: ${r.name}(${a.map(String).join(', ')}).`;
-  }
+  // Own properties only: an error named like an Object method must not find the prototype's.
+  const sentence = Object.prototype.hasOwnProperty.call(SENTENCES, r.name) ? SENTENCES[r.name] : undefined;
+  if (!sentence) return `The contract refused: ${r.name}(${r.args.map(String).join(', ')}).`;
+  return sentence(r.args, {
+    ctx,
+    price: (x) => formatPrice(BigInt(x as bigint), ctx.tick),
+    credits: (x) => formatCredits(BigInt(x as bigint)),
+    time: (x) => formatDateTime(BigInt(x as bigint)),
+  });
 }
 
 function walletSentence(code: number, err: unknown): string | undefined {

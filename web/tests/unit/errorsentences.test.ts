@@ -53,4 +53,9 @@ describe('every custom error of the contracts has a sentence', () => {
   it('falls back to naming the error for an unknown one (what the check above catches)', () => {
     expect(revertSentence({ name: 'SomethingNew', args: [1n] }, ctx)).toBe('The contract refused: SomethingNew(1).');
   });
+
+  it('does not take an Object method for a sentence when an error is named like one', () => {
+    expect(revertSentence({ name: 'toString', args: [] }, ctx)).toBe('The contract refused: toString().');
+    expect(revertSentence({ name: 'constructor', args: [2n] }, ctx)).toBe('The contract refused: constructor(2).');
+  });
 });
