@@ -1139,69 +1139,19 @@ export class App {
    *  `depositWithPermit` transaction; falls back to approve + deposit if the wallet cannot sign typed data. */
   async deposit(amount: bigint, nested = false, guard?: () => string | undefined): Promise<boolean> {
     if (!nested) this.clearErrors();
-    const why = this.cannotSend(nested) ?? guard?.();
-    if (why) {
-      this.notify('error', why);
+    const refusal = this.depositRefusal(amount, nested, guard);
+    if (refusal) {
+      this.notify('error', refusal);
       return false;
     }
-    const { client, config: c } = this.conn!;
-    const me = this.state.me;
-    const account = this.state.wallet.account!;
-    if (amount <= 0n) {
-      this.notify('error', 'The amount must be more than zero.');
-      return false;
-    }
-    if (me && me.walletCredits < amount) {
-      this.notify(
-        'error',
-        `Your wallet holds ${formatCredits(me.walletCredits)}, less than the ${formatCredits(amount)} to deposit. Ask the operator for credits.`,
-      );
-      return false;
-    }
+    const c = this.conn!.config;
     const ownBusy = !this.state.busy;
     if (ownBusy) this.state.busy = 'Deposit';
     this.changed();
     try {
-      const token = { address: c.token, abi: creditTokenAbi } as const;
-      const [domain, nonce] = await Promise.all([
-        client.readContract({ ...token, functionName: 'eip712Domain' }),
-        client.readContract({ ...token, functionName: 'nonces', args: [account] }),
-      ]);
       const deadline = this.now() + 3600n;
-      const id = this.notify('info', `Sign the permit in your wallet: it lets the market take ${formatCredits(amount)} from your wallet.`, {
-        sticky: true,
-      });
-      let signature: Hex | undefined;
-      try {
-        signature = await this.walletClient!.signTypedData({
-          account,
-          domain: { name: domain[1], version: domain[2], chainId: Number(domain[3]), verifyingContract: domain[4] },
-          types: {
-            Permit: [
-              { name: 'owner', type: 'address' },
-              { name: 'spender', type: 'address' },
-              { name: 'value', type: 'uint256' },
-              { name: 'nonce', type: 'uint256' },
-              { name: 'deadline', type: 'uint256' },
-            ],
-          },
-          primaryType: 'Permit',
-          message: { owner: account, spender: c.market, value: amount, nonce, deadline },
-        });
-      } catch (err) {
-        const code = findErrorCode(err);
-        if (code === 4001) {
-          this.notify('error', 'You declined to sign the permit. Nothing was deposited.');
-          return false;
-        }
-        if (code !== 4200 && code !== -32601) {
-          this.notify('error', `Permit: ${describeError(err, this.errorContext())}`);
-          return false;
-        }
-        this.notify('info', 'Your wallet cannot sign permits; approving the market in a separate transaction instead.');
-      } finally {
-        this.dismiss(id);
-      }
+      const signature = await this.signPermit(amount, deadline);
+      if (signature === false) return false;
       // The signature may have taken long: check again before anything is sent.
       const late = guard?.();
       if (late) {
@@ -1241,6 +1191,66 @@ export class App {
     } finally {
       if (ownBusy) this.state.busy = undefined;
       this.changed();
+    }
+  }
+
+  /** Why a deposit of `amount` cannot start now (nothing sendable, the caller's guard, the amount, the
+   *  wallet's credits), or undefined. */
+  private depositRefusal(amount: bigint, nested: boolean, guard?: () => string | undefined): string | undefined {
+    const why = this.cannotSend(nested) ?? guard?.();
+    if (why) return why;
+    if (amount <= 0n) return 'The amount must be more than zero.';
+    const me = this.state.me;
+    if (me && me.walletCredits < amount) {
+      return `Your wallet holds ${formatCredits(me.walletCredits)}, less than the ${formatCredits(amount)} to deposit. Ask the operator for credits.`;
+    }
+    return undefined;
+  }
+
+  /** Asks the wallet for an EIP-2612 permit letting the market take `amount` until `deadline`. Resolves to
+   *  the signature; to undefined when the wallet cannot sign typed data (the caller approves instead); to
+   *  false when the user declined or signing failed (already told). */
+  private async signPermit(amount: bigint, deadline: bigint): Promise<Hex | undefined | false> {
+    const { client, config: c } = this.conn!;
+    const account = this.state.wallet.account!;
+    const token = { address: c.token, abi: creditTokenAbi } as const;
+    const [domain, nonce] = await Promise.all([
+      client.readContract({ ...token, functionName: 'eip712Domain' }),
+      client.readContract({ ...token, functionName: 'nonces', args: [account] }),
+    ]);
+    const id = this.notify('info', `Sign the permit in your wallet: it lets the market take ${formatCredits(amount)} from your wallet.`, {
+      sticky: true,
+    });
+    try {
+      return await this.walletClient!.signTypedData({
+        account,
+        domain: { name: domain[1], version: domain[2], chainId: Number(domain[3]), verifyingContract: domain[4] },
+        types: {
+          Permit: [
+            { name: 'owner', type: 'address' },
+            { name: 'spender', type: 'address' },
+            { name: 'value', type: 'uint256' },
+            { name: 'nonce', type: 'uint256' },
+            { name: 'deadline', type: 'uint256' },
+          ],
+        },
+        primaryType: 'Permit',
+        message: { owner: account, spender: c.market, value: amount, nonce, deadline },
+      });
+    } catch (err) {
+      const code = findErrorCode(err);
+      if (code === 4001) {
+        this.notify('error', 'You declined to sign the permit. Nothing was deposited.');
+        return false;
+      }
+      if (code !== 4200 && code !== -32601) {
+        this.notify('error', `Permit: ${describeError(err, this.errorContext())}`);
+        return false;
+      }
+      this.notify('info', 'Your wallet cannot sign permits; approving the market in a separate transaction instead.');
+      return undefined;
+    } finally {
+      this.dismiss(id);
     }
   }
 
