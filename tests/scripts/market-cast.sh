@@ -24,6 +24,12 @@ send() { # send FROM_INDEX TO SIG ARGS...
     || { echo "failed: $*: $out" >&2; exit 1; }
   echo "$out"
 }
+# A reading's gas depends on the time it lands (a slot that turns final in between adds work), and
+# eth_estimateGas runs on the latest block, a second earlier: readings get a fixed, ample gas limit
+# (fees are zero, so it costs nothing; about 100k is used).
+reading() { # reading METER_INDEX IMPORT_WH EXPORT_WH TIMESTAMP
+  send "$1" "$readings" "submitReading(uint64,uint64,uint64)" "$2" "$3" "$4" --gas-limit 300000 >/dev/null
+}
 now() { $cast block latest --field timestamp --rpc-url "$rpc"; }
 wait_until() { while [ "$(now)" -lt "$1" ]; do sleep 0.5; done; }
 
@@ -33,8 +39,8 @@ for i in 0 1; do
   send $i "$market" "deposit(uint256)" 100000000000000000000 >/dev/null
 done
 t0=$(now)
-send 100 "$readings" "submitReading(uint64,uint64,uint64)" 1000 5000 "$t0" >/dev/null
-send 101 "$readings" "submitReading(uint64,uint64,uint64)" 2000 0 "$t0" >/dev/null
+reading 100 1000 5000 "$t0"
+reading 101 2000 0 "$t0"
 # Choose the slot now, with margin for the two orders before its gate closes.
 slot=$(( ( $(now) + 12 - start ) / len + 1 ))
 slot_start=$(( start + slot * len ))
@@ -58,8 +64,8 @@ echo "cleared: $info"
 case "$info" in *", 800, "*) ;; *) echo "expected 800 Wh cleared" >&2; exit 1 ;; esac
 wait_until $(( slot_start + 1 ))
 t1=$(now)
-send 100 "$readings" "submitReading(uint64,uint64,uint64)" 1000 5800 "$t1" >/dev/null
-send 101 "$readings" "submitReading(uint64,uint64,uint64)" 2800 0 "$t1" >/dev/null
+reading 100 1000 5800 "$t1"
+reading 101 2800 0 "$t1"
 opens=$($cast call "$market" "settlementOpensAt(uint64)(uint256)" "$slot" --rpc-url "$rpc" | awk '{print $1}')
 wait_until "$opens"
 receipt=$(send 3 "$market" "settle(uint64,address[])" "$slot" "[$seller,$buyer]")

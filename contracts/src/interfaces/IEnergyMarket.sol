@@ -4,7 +4,7 @@ pragma solidity 0.8.37;
 import {IRegistry} from "./IRegistry.sol";
 
 /// @title IEnergyMarket
-/// @notice Escrow accounts, a sealed double auction per delivery slot, and metered settlement.
+/// @notice Escrow accounts, a double auction per delivery slot (its book is public), and metered settlement.
 /// @dev Units: energy in Wh; prices in credit base units per kWh (multiples of 1000, on the registry's price
 ///      tick between the slot's feed-in tariff and retail price); money in credit base units.
 interface IEnergyMarket {

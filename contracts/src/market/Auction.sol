@@ -5,7 +5,8 @@ import {IRegistry} from "../interfaces/IRegistry.sol";
 import {MarketBase} from "./MarketBase.sol";
 
 /// @title Auction
-/// @notice A sealed two-sided call auction per delivery slot, aggregated by price level.
+/// @notice A two-sided call auction per delivery slot, aggregated by price level. The book is public: every order
+///         is a transaction on chain (sealed bids would need commit-reveal).
 /// @dev Order book. A participant has at most one bid and one ask per slot. Limit prices lie on the
 ///      registry's price tick within `[feedIn, retail]` of the slot, so a slot has at most 256 price levels.
 ///      Orders are not stored in a list: each order adds its energy to its level's bid or ask total. Placing
