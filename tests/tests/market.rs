@@ -34,10 +34,17 @@ impl Chain {
         }
     }
     fn send(&self, from: u32, to: Address, data: Vec<u8>) -> Value {
-        let h = self.rpc.call(
-            "eth_sendTransaction",
-            json!([{"from": dev_key(from).address(), "to": to, "data": Bytes::from(data.clone())}]),
-        );
+        self.send_with_gas(from, to, data, None)
+    }
+    /// Sends with an explicit gas limit (`None`: the node estimates it). A meter reading's gas
+    /// depends on the time it lands (a slot that turns final in between adds work), and the
+    /// estimate runs on the latest block, a second before the block that includes it.
+    fn send_with_gas(&self, from: u32, to: Address, data: Vec<u8>, gas: Option<u64>) -> Value {
+        let mut tx = json!({"from": dev_key(from).address(), "to": to, "data": Bytes::from(data.clone())});
+        if let Some(g) = gas {
+            tx["gas"] = json!(format!("{g:#x}"));
+        }
+        let h = self.rpc.call("eth_sendTransaction", json!([tx]));
         let r = self.rpc.wait_receipt(h.as_str().unwrap(), SECS);
         if r["status"] != "0x1" {
             // Replayed on the block's parent state, for the revert reason.
@@ -140,7 +147,8 @@ fn orders_clear_readings_settle_through_the_bindings() {
             r: compact[..32].try_into().unwrap(),
             vs: compact[32..].try_into().unwrap(),
         };
-        chain.send(2, readings, MeterReadings::submitReadingsCall { readings: vec![signed] }.abi_encode());
+        let batch = MeterReadings::submitReadingsCall { readings: vec![signed] }.abi_encode();
+        chain.send_with_gas(2, readings, batch, Some(500_000));
     };
     let relayed = |imp: u64, exp: u64, ts: u64| relayed_by(&buyer_meter, imp, exp, ts);
     // Account 2 places no order; its meter is bound all the same, so it is settled against the grid.
