@@ -198,6 +198,8 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
       rpcUrls: [node.url],
     });
     await page.click('[data-testid=add-network]');
+    // The notice may still be up from the switch above: wait for the wallet's second request itself.
+    await waitFor(async () => wallet.addedChains.length === 2, 'the wallet to be asked to add the network again');
     await notice(/Your wallet is on P2P Energy \(chain 1337\)/);
     assert.equal(wallet.addedChains.length, 2);
   });
