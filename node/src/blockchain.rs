@@ -4,6 +4,10 @@
 //! tail, `commit_executed`: the header is verified by the Clique engine, the transactions are
 //! executed by the same executor, the roots are compared, and the block is committed to SQLite
 //! in one transaction before the in-memory head moves.
+//!
+//! The state is not held in memory: blocks execute on the plain state tables through the
+//! writer's connection, behind a cache bounded in entries (`--state-cache-entries`), so memory
+//! stays flat however large the state grows, and a restart reads nothing but the head.
 
 use std::sync::Arc;
 
@@ -18,9 +22,11 @@ use crate::consensus::clique::{self, CliqueError, Proposal, Snapshot};
 use crate::crypto::SigningKey;
 use crate::execution::{execute_block, receipts_bloom, BlockInput, BlockOutcome, ExecError, InvalidTxPolicy};
 use crate::primitives::{Block, SealedBlock};
-use crate::state::StateChanges;
-use crate::state::{BlockHashes, StateError, WorldState};
-use crate::storage::{BlockWrite, ReadPool, StateCache, StorageError, Store, DEFAULT_CACHE_ENTRIES};
+use crate::state::{undo_for, BlockHashes, StateChanges, StateError, StateReader, StateUndo};
+use crate::storage::{
+    BlockWrite, CachedState, HistoricalState, PlainState, ReadPool, StateCache, StorageError, Store,
+    DEFAULT_CACHE_ENTRIES,
+};
 use crate::txpool::{validate_envelope, TxPool, ValidationContext};
 
 /// Why a block was refused. The message names the block and the rule.
@@ -111,6 +117,19 @@ pub struct ChainOptions {
     pub state_history: Option<u64>,
     /// Read connections for RPC.
     pub read_connections: usize,
+    /// Accounts and slots cached in front of SQLite, for the writer and again for RPC readers
+    /// of the head (about 100 bytes each).
+    pub state_cache_entries: usize,
+}
+
+impl Default for ChainOptions {
+    fn default() -> Self {
+        Self {
+            state_history: Some(crate::storage::DEFAULT_STATE_HISTORY),
+            read_connections: 4,
+            state_cache_entries: DEFAULT_CACHE_ENTRIES,
+        }
+    }
 }
 
 /// The chain, its state and its pool.
@@ -118,9 +137,13 @@ pub struct Blockchain {
     spec: ChainSpec,
     store: Mutex<Store>,
     reads: ReadPool,
-    /// The writer's state, head and recent hashes. Only the writer (import, sealing, reorgs)
-    /// and the keeper read them; RPC reads the published [`ChainSnapshot`].
-    state: RwLock<WorldState>,
+    /// The writer's cache of head-state reads, in front of the plain state tables; updated with
+    /// every committed block, emptied when blocks are reverted. RPC has its own in the
+    /// published [`ChainSnapshot`].
+    head_cache: StateCache,
+    /// Entries each state cache may hold.
+    cache_entries: usize,
+    /// The writer's head and recent hashes (RPC reads the published [`ChainSnapshot`]).
     head: RwLock<Head>,
     hashes: RwLock<BlockHashes>,
     /// The last committed head, published after every commit (and after a reorg's batch as a
@@ -142,7 +165,8 @@ pub fn unix_now() -> u64 {
 }
 
 impl Blockchain {
-    /// Opens the chain in `store` (which must hold a genesis) and loads the head state.
+    /// Opens the chain in `store` (which must hold a genesis): reads the head block, checks the
+    /// stored state trie's root against it, and loads the recent block hashes.
     pub fn open(
         spec: ChainSpec,
         store: Store,
@@ -155,17 +179,19 @@ impl Blockchain {
             )
             .into());
         }
-        let (head, state, hashes) = load_head(&store)?;
+        let (head, hashes) = load_head(&store)?;
         let reads = ReadPool::open(store.path(), opts.read_connections)?;
         let (events, _) = broadcast::channel(1024);
-        let cache = Arc::new(StateCache::new(DEFAULT_CACHE_ENTRIES));
+        let cache_entries = opts.state_cache_entries;
+        let cache = Arc::new(StateCache::new(cache_entries));
         let published =
             ArcSwap::from_pointee(ChainSnapshot { head: head.clone(), hashes: hashes.clone(), cache });
         Ok(Self {
             spec,
             store: Mutex::new(store),
             reads,
-            state: RwLock::new(state),
+            head_cache: StateCache::new(cache_entries),
+            cache_entries,
             head: RwLock::new(head),
             hashes: RwLock::new(hashes),
             published,
@@ -245,30 +271,46 @@ impl Blockchain {
             Some(changes) if head.header.parent_hash == previous.head.hash => {
                 previous.cache.carry_over(changes)
             }
-            _ => StateCache::new(DEFAULT_CACHE_ENTRIES),
+            _ => StateCache::new(self.cache_entries),
         };
         let snapshot = ChainSnapshot { head, hashes: self.hashes.read().clone(), cache: Arc::new(cache) };
         self.published.store(Arc::new(snapshot));
     }
 
-    /// Read access to the head state (the writer's; the keeper and proofs use it, RPC calls
-    /// read the published snapshot's state from SQLite instead).
-    pub fn state(&self) -> parking_lot::RwLockReadGuard<'_, WorldState> {
-        self.state.read()
+    /// Runs `f` on the state of the published head, as RPC reads it: a SQLite read transaction
+    /// at that block, behind the head's shared read cache. Never waits for the writer.
+    pub fn with_head_state<T>(&self, f: impl FnOnce(&dyn StateReader) -> T) -> Result<T, StateError> {
+        let snapshot = self.snapshot();
+        let state = HistoricalState::open(&self.reads, snapshot.head.header.number)?;
+        // The cache holds the published head's values: used only when this read transaction
+        // sees that very block (not one a reorg put at its number meanwhile).
+        if state.block_hash()? == Some(snapshot.head.hash) {
+            return Ok(f(&CachedState::new(state, &snapshot.cache)));
+        }
+        Ok(f(&state))
     }
 
-    /// A full copy of the state after block `number` (for proofs): the head state with every
-    /// later change undone from the history.
-    pub fn state_at(&self, number: u64) -> Result<WorldState, StateError> {
-        let (mut state, head) = {
-            let guard = self.state.read();
-            (guard.clone(), self.head.read().header.number)
-        };
+    /// A full copy of the state after block `number`, read from the disk: the stored state with
+    /// every later change undone from the history. It reads the whole state into memory, so it
+    /// is for checks and tests (the node itself never holds the state).
+    pub fn state_at(&self, number: u64) -> Result<crate::state::WorldState, StateError> {
+        let _guard = self.import_lock.lock();
+        let head = self.tip().header.number;
+        let mut state = self.store.lock().load_state()?;
         if number < head {
-            let undo = crate::storage::undo_to(&self.reads, number, head)?;
-            state.revert(&undo);
+            state.revert(&crate::storage::undo_to(&self.reads, number, head)?);
         }
         Ok(state)
+    }
+
+    /// Runs `f` on the writer's head state: the plain tables on the writer connection (which
+    /// sees an open reorg batch) behind the writer's cache. Holds the store for its length: for
+    /// the writer's own use (import, sealing), under the import lock.
+    fn with_writer_state<T>(&self, f: impl FnOnce(&dyn StateReader) -> T) -> T {
+        let store = self.store.lock();
+        let state =
+            CachedState::new(PlainState::new(store.connection(), self.reads.codes()), &self.head_cache);
+        f(&state)
     }
 
     /// The Clique snapshot stored for block `hash` (kept for the blocks within the state
@@ -287,9 +329,20 @@ impl Blockchain {
         self.events.subscribe()
     }
 
-    /// The sender's nonce in the head state.
+    /// The sender's nonce in the published head's state (0 if it cannot be read: the pool
+    /// then keeps the transaction queued until the sealer, which reads the writer's state,
+    /// decides).
     pub fn account_nonce(&self, address: &Address) -> u64 {
-        self.state.read().accounts.get(address).map(|e| e.info.nonce).unwrap_or(0)
+        if let Some(cached) = self.snapshot().cache.cached_account(address) {
+            return cached.map(|a| a.nonce).unwrap_or(0);
+        }
+        match self.with_head_state(|state| state.account(address)) {
+            Ok(Ok(account)) => account.map(|a| a.nonce).unwrap_or(0),
+            Ok(Err(e)) | Err(e) => {
+                tracing::warn!(%address, error = %e, "cannot read an account nonce");
+                0
+            }
+        }
     }
 
     /// Validation parameters for new transactions.
@@ -356,7 +409,11 @@ impl Blockchain {
         // committed half-done.
         let ended = match &switched {
             Ok(_) => self.store.lock().end_batch(),
-            Err(_) => self.store.lock().rollback_batch(),
+            Err(_) => {
+                // The writer's cache took the branch's values: they are gone with the batch.
+                self.head_cache.clear();
+                self.store.lock().rollback_batch()
+            }
         };
         let held = self.held_events.lock().take().unwrap_or_default();
         if let Err(e) = ended {
@@ -447,8 +504,8 @@ impl Blockchain {
     /// Reloads head, state and recent hashes from the database (after a reorg batch failed to
     /// commit, so the in-memory chain is ahead of the disk).
     fn reload_head_locked(&self) -> Result<(), ImportError> {
-        let (head, state, hashes) = load_head(&self.store.lock())?;
-        *self.state.write() = state;
+        let (head, hashes) = load_head(&self.store.lock())?;
+        self.head_cache.clear();
         *self.head.write() = head;
         *self.hashes.write() = hashes;
         self.publish(None);
@@ -499,10 +556,10 @@ impl Blockchain {
         let (parent_header, parent_td) = parent_row.ok_or_else(|| invalid("parent block missing".into()))?;
         let parent_snapshot =
             parent_snapshot.ok_or_else(|| invalid("no Clique snapshot kept for its parent".into()))?;
-        let mut state = self.state.write();
         let tx_hashes: Vec<B256> = block.block.body.transactions.iter().map(|t| *t.tx_hash()).collect();
+        // Emptied whether or not the revert commits (inside a batch it may be rolled back later).
+        self.head_cache.clear();
         self.store.lock().revert_block(number, &undo, &tx_hashes, parent_header.state_root)?;
-        state.revert(&undo);
         *self.head.write() = Head {
             header: parent_header,
             hash: parent,
@@ -510,7 +567,6 @@ impl Blockchain {
             snapshot: parent_snapshot,
         };
         self.hashes.write().0.remove(&number);
-        drop(state);
         self.publish(None);
         let event = NewBlock { block, receipts, total_difficulty: td, removed: true };
         self.announce(Arc::new(event.clone()));
@@ -573,13 +629,14 @@ impl Blockchain {
         }
         let input = block_input(&block.header);
         let outcome = {
-            let state = self.state.read();
             let hashes = self.hashes.read();
-            execute_block(self.spec.chain_id, &*state, &hashes, &input, txs, InvalidTxPolicy::Reject)
-                .map_err(|e| match e {
-                    ExecError::State(s) => ImportError::State(s),
-                    other => invalid(other.to_string()),
-                })?
+            self.with_writer_state(|state| {
+                execute_block(self.spec.chain_id, state, &hashes, &input, txs, InvalidTxPolicy::Reject)
+            })
+            .map_err(|e| match e {
+                ExecError::State(s) => ImportError::State(s),
+                other => invalid(other.to_string()),
+            })?
         };
         let senders = outcome.txs.iter().map(|t| t.signer()).collect();
         let sealed = SealedBlock { hash, block, senders };
@@ -587,13 +644,15 @@ impl Blockchain {
     }
 
     /// Computes the new state root from the stored trie and the block's changes (incrementally:
-    /// only the paths the block touched are rehashed), then applies the changes to the head
-    /// state.
-    fn apply_outcome(&self, outcome: &BlockOutcome) -> Result<Applied<'_>, ImportError> {
+    /// only the paths the block touched are rehashed) and the values the changes overwrite
+    /// (read from the head state: cache hits for what the block just read). Nothing is written.
+    fn apply_outcome(&self, outcome: &BlockOutcome) -> Result<Applied, ImportError> {
         let (root, trie) = self.store.lock().state_root(&outcome.changes)?;
-        let mut state = self.state.write();
-        let undo = state.apply(&outcome.changes);
-        Ok(Applied { state, undo, root, trie })
+        let store = self.store.lock();
+        let plain = PlainState::new(store.connection(), self.reads.codes());
+        let undo =
+            undo_for(&CachedState::new(&plain, &self.head_cache), |a| plain.slots(a), &outcome.changes)?;
+        Ok(Applied { undo, root, trie })
     }
 
     /// Builds, seals and commits a block on the head with transactions from the pool.
@@ -621,18 +680,13 @@ impl Blockchain {
         let max_txs = (header.gas_limit / 21_000) as usize;
         let tx_bytes = self.tx_byte_budget(&header);
         let outcome = {
-            let state = self.state.read();
-            let candidates =
-                self.pool.best(|a| state.accounts.get(a).map(|e| e.info.nonce).unwrap_or(0), max_txs);
             let hashes = self.hashes.read();
-            execute_block(
-                self.spec.chain_id,
-                &*state,
-                &hashes,
-                &input,
-                candidates,
-                InvalidTxPolicy::Skip { tx_bytes },
-            )
+            self.with_writer_state(|state| {
+                let nonce = |a: &Address| state.account(a).ok().flatten().map(|i| i.nonce).unwrap_or(0);
+                let candidates = self.pool.best(nonce, max_txs);
+                let policy = InvalidTxPolicy::Skip { tx_bytes };
+                execute_block(self.spec.chain_id, state, &hashes, &input, candidates, policy)
+            })
             .map_err(|e| match e {
                 ExecError::State(s) => ImportError::State(s),
                 other => ImportError::Invalid { number, hash: B256::ZERO, reason: other.to_string() },
@@ -665,10 +719,7 @@ impl Blockchain {
         });
         let (snapshot, _) = match verified {
             Ok(v) => v,
-            Err(e) => {
-                applied.rollback();
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         };
         let block = Block {
             header,
@@ -680,7 +731,6 @@ impl Blockchain {
         };
         let size = alloy_rlp::Encodable::length(&block) as u64;
         if size > self.seal_limits.block_bytes(&self.spec) {
-            applied.rollback();
             return Err(ImportError::Invalid {
                 number,
                 hash,
@@ -717,7 +767,7 @@ impl Blockchain {
         outcome: BlockOutcome,
         snapshot: Snapshot,
         head: &Head,
-        applied: Option<Applied<'_>>,
+        applied: Option<Applied>,
     ) -> Result<B256, ImportError> {
         let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_COMMIT);
         let header = sealed.header().clone();
@@ -741,10 +791,9 @@ impl Blockchain {
             Ok(())
         };
         if let Err(reason) = check {
-            applied.rollback();
             return Err(invalid(reason));
         }
-        let Applied { mut state, undo, trie, .. } = applied;
+        let Applied { undo, trie, .. } = applied;
         let total_difficulty = head.total_difficulty + header.difficulty;
         let write = BlockWrite {
             block: &sealed,
@@ -755,22 +804,18 @@ impl Blockchain {
             snapshot: &snapshot,
             trie: &trie,
         };
-        if let Err(e) = self.store.lock().commit_block(&write) {
-            state.revert(&undo);
-            return Err(e.into());
-        }
-        let nonces: Vec<(Address, u64)> = sealed
-            .senders
-            .iter()
-            .map(|s| (*s, state.accounts.get(s).map(|e| e.info.nonce).unwrap_or(0)))
-            .collect();
+        self.store.lock().commit_block(&write)?;
+        self.head_cache.write_through(&outcome.changes);
+        let nonces: Vec<(Address, u64)> = self.with_writer_state(|state| {
+            let nonce = |s: &Address| state.account(s).ok().flatten().map(|i| i.nonce).unwrap_or(0);
+            sealed.senders.iter().map(|s| (*s, nonce(s))).collect()
+        });
         *self.head.write() = Head { header: header.clone(), hash, total_difficulty, snapshot };
         {
             let mut hashes = self.hashes.write();
             hashes.0.insert(number, hash);
             hashes.0.remove(&number.saturating_sub(257));
         }
-        drop(state);
         self.publish(Some(&outcome.changes));
         self.pool.prune(nonces);
         let txs = sealed.block.body.transactions.len();
@@ -790,24 +835,19 @@ impl Blockchain {
     }
 }
 
-/// Head state with one block's changes applied but not yet committed.
-struct Applied<'a> {
-    state: parking_lot::RwLockWriteGuard<'a, WorldState>,
-    undo: crate::state::StateUndo,
+/// What committing one executed block writes besides the block: computed, not yet written.
+struct Applied {
+    /// The values the block's changes overwrite.
+    undo: StateUndo,
+    /// The state root after the block.
     root: B256,
     /// The block's changes to the stored state trie.
     trie: crate::storage::trie::StateTrieUpdates,
 }
 
-impl Applied<'_> {
-    fn rollback(mut self) {
-        self.state.revert(&self.undo);
-    }
-}
-
-/// Reads the head block, its Clique snapshot and total difficulty, the head state (checked
-/// against the head's state root) and the last 257 block hashes from `store`.
-fn load_head(store: &Store) -> Result<(Head, WorldState, BlockHashes), ImportError> {
+/// Reads the head block, its Clique snapshot and total difficulty and the last 257 block hashes
+/// from `store`, and checks the stored state trie's root against the head's.
+fn load_head(store: &Store) -> Result<(Head, BlockHashes), ImportError> {
     let (number, hash) =
         store.head()?.ok_or_else(|| StorageError::Corrupt("the database has no head block".into()))?;
     let header = store
@@ -817,7 +857,6 @@ fn load_head(store: &Store) -> Result<(Head, WorldState, BlockHashes), ImportErr
         .snapshot(&hash)?
         .ok_or_else(|| StorageError::Corrupt(format!("no Clique snapshot for head block {number}")))?;
     let total_difficulty = store.total_difficulty(&hash)?.unwrap_or_default();
-    let state = store.load_state()?;
     // The root of the stored trie (no changes on top): the stored nodes' hashes, not a rebuild.
     let (root, _) = store.state_root(&Default::default())?;
     if root != header.state_root {
@@ -834,7 +873,7 @@ fn load_head(store: &Store) -> Result<(Head, WorldState, BlockHashes), ImportErr
             hashes.0.insert(n, h.hash_slow());
         }
     }
-    Ok((Head { header, hash, total_difficulty, snapshot }, state, hashes))
+    Ok((Head { header, hash, total_difficulty, snapshot }, hashes))
 }
 
 /// The execution inputs of a header.

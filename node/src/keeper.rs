@@ -184,16 +184,22 @@ impl Keeper {
             ..Default::default()
         };
         let hashes = self.chain.block_hashes();
-        let state = self.chain.state();
-        let overlay = StateOverlay::new(&*state, &hashes);
-        let mut cfg = cfg_env(self.chain.spec().chain_id);
-        cfg.disable_nonce_check = true;
-        let mut evm =
-            Context::mainnet().with_db(overlay).with_block(block_env(&input)).with_cfg(cfg).build_mainnet();
-        let result = evm
-            .transact(tx)
-            .map_err(|e| KeeperError::Simulation { what: format!("call to {to}"), reason: e.to_string() })?
-            .result;
+        let simulation = |reason: String| KeeperError::Simulation { what: format!("call to {to}"), reason };
+        let result = self
+            .chain
+            .with_head_state(|state| {
+                let overlay = StateOverlay::new(state, &hashes);
+                let mut cfg = cfg_env(self.chain.spec().chain_id);
+                cfg.disable_nonce_check = true;
+                let mut evm = Context::mainnet()
+                    .with_db(overlay)
+                    .with_block(block_env(&input))
+                    .with_cfg(cfg)
+                    .build_mainnet();
+                evm.transact(tx).map(|r| r.result).map_err(|e| e.to_string())
+            })
+            .map_err(|e| simulation(e.to_string()))?
+            .map_err(simulation)?;
         let gas_used = result.tx_gas_used();
         Ok(match result {
             ExecutionResult::Success { output, .. } => {

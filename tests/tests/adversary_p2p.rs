@@ -220,7 +220,11 @@ fn seal_at(net: &Testnet, timestamp: u64) -> Vec<u8> {
     }
     let spec = ChainSpec::from_json(&std::fs::read_to_string(net.dir.join("genesis.json")).unwrap()).unwrap();
     let store = Store::open(copy.path(), Some(DEFAULT_STATE_HISTORY)).unwrap();
-    let opts = ChainOptions { state_history: Some(DEFAULT_STATE_HISTORY), read_connections: 1 };
+    let opts = ChainOptions {
+        state_history: Some(DEFAULT_STATE_HISTORY),
+        read_connections: 1,
+        ..Default::default()
+    };
     let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap();
     let key = &net.signer_keys()[0];
     let sealed = chain.seal_next(key, timestamp, None).unwrap().expect("signer 0 may seal");

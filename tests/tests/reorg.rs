@@ -45,7 +45,7 @@ fn three_signers(funded: Vec<(Address, U256)>) -> (Net, SigningKey, SigningKey, 
 fn open(net: &Net, dir: &std::path::Path) -> Blockchain {
     let mut store = Store::open(dir, None).unwrap();
     store.init_genesis(&net.spec, &net.json).unwrap();
-    let opts = ChainOptions { state_history: Some(128), read_connections: 2 };
+    let opts = ChainOptions { state_history: Some(128), read_connections: 2, ..Default::default() };
     Blockchain::open(net.spec.clone(), store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap()
 }
 
@@ -155,13 +155,13 @@ fn switches_to_the_preferred_branch_and_restores_on_an_invalid_one() {
     assert!(places(x_from).is_empty(), "the orphaned transaction left the address index");
     assert_eq!(places(y_from).iter().map(|p| p.number).collect::<Vec<_>>(), vec![2]);
     // State: x's transfer undone, y's applied.
-    let state = node.state();
+    let state = node.state_at(node.head_number()).unwrap();
     assert_eq!(
-        p2pe_node::state::StateReader::account(&*state, &dev_key(0).address()).unwrap().unwrap().nonce,
+        p2pe_node::state::StateReader::account(&state, &dev_key(0).address()).unwrap().unwrap().nonce,
         0
     );
     assert_eq!(
-        p2pe_node::state::StateReader::account(&*state, &dev_key(1).address()).unwrap().unwrap().nonce,
+        p2pe_node::state::StateReader::account(&state, &dev_key(1).address()).unwrap().unwrap().nonce,
         1
     );
     drop(state);
@@ -229,7 +229,7 @@ fn a_reorg_away_from_created_accounts_and_storage_leaves_the_state_of_the_new_br
         chain.import(b1.clone(), None).unwrap();
     }
     let slot =
-        |chain: &Blockchain, addr: &Address, s: u64| chain.state().storage(addr, &U256::from(s)).unwrap();
+        |chain: &Blockchain, addr: &Address, s: u64| chain.with_head_state(|st| st.storage(addr, &U256::from(s))).unwrap().unwrap();
     assert_eq!(slot(&node, &contract_c, 0), U256::from(1));
 
     // The node's branch X: block 2 creates a plain account F and a contract D (with storage),
@@ -242,7 +242,7 @@ fn a_reorg_away_from_created_accounts_and_storage_leaves_the_state_of_the_new_br
     let x2 = seal(&node, &[&b], t0 + 2);
     assert_eq!(x2.body.transactions.len(), 3);
     seal(&node, &[&c], t0 + 3);
-    assert!(node.state().account(&new_account).unwrap().is_some());
+    assert!(node.with_head_state(|st| st.account(&new_account)).unwrap().unwrap().is_some());
     assert_eq!(slot(&node, &contract_d, 0), U256::from(1));
     assert_eq!((slot(&node, &contract_c, 0), slot(&node, &contract_c, 1)), (U256::ZERO, U256::from(2)));
     // The history of block 2 records F and D as not existing before it.
@@ -261,9 +261,9 @@ fn a_reorg_away_from_created_accounts_and_storage_leaves_the_state_of_the_new_br
     // The node switches to Y: what X created is gone, what X deleted is back.
     node.reorg_to(branch.clone(), None).unwrap();
     assert_eq!(node.head().hash, other.head().hash);
-    assert_eq!(node.state().clone().state_root(), other.head().header.state_root);
+    assert_eq!(node.state_at(node.head_number()).unwrap().state_root(), other.head().header.state_root);
     for gone in [new_account, contract_d] {
-        assert_eq!(node.state().account(&gone).unwrap(), None, "{gone} existed only on the orphaned branch");
+        assert_eq!(node.with_head_state(|st| st.account(&gone)).unwrap().unwrap(), None, "{gone} existed only on the orphaned branch");
     }
     assert_eq!(slot(&node, &contract_d, 0), U256::ZERO);
     assert_eq!((slot(&node, &contract_c, 0), slot(&node, &contract_c, 1)), (U256::from(1), U256::ZERO));

@@ -129,8 +129,11 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
         )
     })?;
     let spec = ChainSpec::from_json(&genesis)?;
-    let opts =
-        ChainOptions { state_history: Some(crate::storage::DEFAULT_STATE_HISTORY), read_connections: 1 };
+    let opts = ChainOptions {
+        state_history: Some(crate::storage::DEFAULT_STATE_HISTORY),
+        read_connections: 1,
+        ..Default::default()
+    };
     let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts)?;
     let mut bytes = Vec::new();
     std::fs::File::open(&args.file)

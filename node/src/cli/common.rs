@@ -193,6 +193,12 @@ pub struct NodeArgs {
     /// How many recent blocks' state stays queryable when not --archive.
     #[arg(long, default_value_t = DEFAULT_STATE_HISTORY)]
     pub state_history: u64,
+    /// Accounts and storage slots kept in memory in front of the state tables (about 100 bytes
+    /// each), once for block execution and once for RPC reads of the head. The state itself
+    /// lives on disk, so this bounds the node's memory whatever the state's size; a larger
+    /// cache saves SQLite lookups for large working sets.
+    #[arg(long, default_value_t = crate::storage::DEFAULT_CACHE_ENTRIES, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u64).range(1024..), |v| v as usize))]
+    pub state_cache_entries: usize,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9545): head, head age,
     /// peers, pool, block seal/import/commit times, transactions per block, reorgs, sync, RPC
     /// calls and errors, SQLite commit time. Off by default; keep it off public interfaces.
@@ -220,6 +226,7 @@ impl NodeArgs {
         ChainOptions {
             state_history: if self.archive { None } else { Some(self.state_history) },
             read_connections: 4,
+            state_cache_entries: self.state_cache_entries,
         }
     }
 }

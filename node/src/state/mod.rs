@@ -1,15 +1,18 @@
 //! World state: accounts, storage and code, plus the Merkle-Patricia state root.
 //!
-//! The head state lives in memory ([`WorldState`]) so execution never waits on disk; the
-//! storage layer persists every block's [`StateChanges`] and keeps history for older blocks.
+//! The head state lives in SQLite (`storage::PlainState`, behind a bounded cache); the storage
+//! layer persists every block's [`StateChanges`] with its [`StateUndo`] ([`undo_for`]) and keeps
+//! history for older blocks. [`WorldState`] is an in-memory state for genesis and tests.
 //! Anything that can answer account, storage and code questions implements [`StateReader`],
 //! which is the seam between execution and where the state comes from.
 
 mod overlay;
 mod root;
+mod undo;
 mod world;
 
 pub use overlay::{BlockHashes, StateOverlay};
+pub use undo::undo_for;
 pub use world::{bytecode, WorldState};
 
 use std::collections::BTreeMap;
@@ -56,6 +59,20 @@ pub trait StateReader {
     fn storage(&self, address: &Address, slot: &U256) -> Result<U256, StateError>;
     /// Contract code by its hash, analysed and ready to run.
     fn code(&self, code_hash: &B256) -> Result<Option<Bytecode>, StateError>;
+}
+
+impl<R: StateReader + ?Sized> StateReader for &R {
+    fn account(&self, address: &Address) -> Result<Option<AccountInfo>, StateError> {
+        (**self).account(address)
+    }
+
+    fn storage(&self, address: &Address, slot: &U256) -> Result<U256, StateError> {
+        (**self).storage(address, slot)
+    }
+
+    fn code(&self, code_hash: &B256) -> Result<Option<Bytecode>, StateError> {
+        (**self).code(code_hash)
+    }
 }
 
 /// What one block changed, in a form both the memory state and the database apply.

@@ -1,4 +1,4 @@
-//! The in-memory head state.
+//! An in-memory state (genesis, tests, the genesis market deployment).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -31,7 +31,7 @@ impl AccountEntry {
     }
 }
 
-/// The whole state at the head block, in memory.
+/// A whole state in memory (genesis and tests; the node itself runs on SQLite).
 #[derive(Debug, Clone, Default)]
 pub struct WorldState {
     pub(crate) accounts: HashMap<Address, AccountEntry>,

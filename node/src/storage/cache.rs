@@ -74,6 +74,46 @@ impl StateCache {
         Self { maps: Mutex::new(maps), max_entries: self.max_entries }
     }
 
+    /// Brings the cache up to date with a block `changes` committed on top of its state (the
+    /// writer's cache, which moves with every block): cached accounts and slots take their new
+    /// values, the slots of wiped and deleted accounts are dropped (they are read again from the
+    /// disk, where they are gone), and new values are cached while there is room. A cache that
+    /// has reached its bound is emptied, so that the entries in use come back on the next blocks.
+    /// Call only once the block is committed.
+    pub fn write_through(&self, changes: &StateChanges) {
+        let mut guard = self.maps.lock();
+        let maps = &mut *guard;
+        for address in &changes.wiped {
+            maps.storage.remove(address);
+        }
+        for (address, slots) in &changes.storage {
+            let cached = maps.storage.entry(*address).or_default();
+            for (slot, value) in slots {
+                cached.insert(*slot, *value);
+            }
+        }
+        for (address, info) in &changes.accounts {
+            maps.accounts.insert(*address, *info);
+            if info.is_none() {
+                maps.storage.remove(address);
+            }
+        }
+        maps.entries = maps.accounts.len() + maps.storage.values().map(HashMap::len).sum::<usize>();
+        if maps.entries >= self.max_entries {
+            *maps = Maps::default();
+        }
+    }
+
+    /// Empties the cache (after the state under it was reverted, or a batch rolled back).
+    pub fn clear(&self) {
+        *self.maps.lock() = Maps::default();
+    }
+
+    /// The account at `address` if it is cached (`Some(None)`: cached as not existing).
+    pub fn cached_account(&self, address: &Address) -> Option<Option<AccountInfo>> {
+        self.maps.lock().accounts.get(address).copied()
+    }
+
     /// Entries cached now.
     pub fn len(&self) -> usize {
         self.maps.lock().entries
@@ -235,6 +275,42 @@ mod tests {
         assert_eq!(state.storage(&a, &U256::from(1)).unwrap(), U256::from(9), "changed: read again");
         assert_eq!(state.storage(&b, &U256::ZERO).unwrap(), U256::from(9), "deleted account: read again");
         assert_eq!(state.base().reads.get(), 2);
+    }
+
+    /// The writer's cache after a commit: new values for what it holds and for new keys, no
+    /// slots of wiped or deleted accounts, and emptied once it reaches its bound.
+    #[test]
+    fn write_through_takes_the_new_values() {
+        let (a, b, c) = (Address::repeat_byte(1), Address::repeat_byte(2), Address::repeat_byte(3));
+        let cache = StateCache::new(8);
+        let state = CachedState::new(Counting { reads: Cell::new(0), value: U256::from(7) }, &cache);
+        state.storage(&a, &U256::ZERO).unwrap();
+        state.storage(&b, &U256::ZERO).unwrap();
+        state.storage(&c, &U256::ZERO).unwrap();
+        state.account(&c).unwrap();
+        let mut changes = StateChanges::default();
+        changes.storage.entry(a).or_default().insert(U256::ZERO, U256::from(1));
+        changes.storage.entry(a).or_default().insert(U256::from(5), U256::from(2));
+        changes.wiped.push(b);
+        changes.accounts.insert(c, None);
+        cache.write_through(&changes);
+        drop(state);
+        let base = Counting { reads: Cell::new(0), value: U256::from(9) };
+        let state = CachedState::new(base, &cache);
+        assert_eq!(state.storage(&a, &U256::ZERO).unwrap(), U256::from(1), "overwritten");
+        assert_eq!(state.storage(&a, &U256::from(5)).unwrap(), U256::from(2), "added");
+        assert_eq!(state.account(&c).unwrap(), None, "deleted, cached as absent");
+        assert_eq!(state.base().reads.get(), 0, "all three from the cache");
+        assert_eq!(state.storage(&b, &U256::ZERO).unwrap(), U256::from(9), "wiped: read again");
+        assert_eq!(state.storage(&c, &U256::ZERO).unwrap(), U256::from(9), "deleted: read again");
+        assert_eq!(state.base().reads.get(), 2);
+        drop(state);
+
+        // Filling it to the bound empties it.
+        let mut many = StateChanges::default();
+        many.storage.insert(a, (0..8u64).map(|i| (U256::from(i), U256::from(i))).collect());
+        cache.write_through(&many);
+        assert!(cache.is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::writer::{blob_b256, blob_u256, u256_blob};
 use super::{ReadPool, StorageError};
-use crate::state::{bytecode, AccountInfo, StateError, StateReader};
+use crate::state::{AccountInfo, StateError, StateReader};
 
 /// An `account_history` row: nonce, balance, code hash (all NULL: the account did not exist).
 type HistoryRow = (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
@@ -85,19 +85,7 @@ impl StateReader for HistoricalState<'_> {
             Some((None, _, _)) => return Ok(None),
             Some((Some(n), Some(b), Some(c))) => (n, b, c),
             Some(_) => return Err(StateError::Backend("corrupt account history row".into())),
-            None => {
-                let plain: Option<(i64, Vec<u8>, Vec<u8>)> = self
-                    .conn
-                    .prepare_cached("SELECT nonce, balance, code_hash FROM accounts WHERE address = ?1")
-                    .map_err(backend)?
-                    .query_row([address.as_slice()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()
-                    .map_err(backend)?;
-                match plain {
-                    Some(p) => p,
-                    None => return Ok(None),
-                }
-            }
+            None => return super::plain::plain_account(&self.conn, address),
         };
         Ok(Some(AccountInfo {
             nonce: row.0 as u64,
@@ -120,32 +108,11 @@ impl StateReader for HistoricalState<'_> {
         if let Some(v) = hist {
             return Ok(blob_u256(&v)?);
         }
-        let plain: Option<Vec<u8>> = self
-            .conn
-            .prepare_cached("SELECT value FROM storage WHERE address = ?1 AND slot = ?2")
-            .map_err(backend)?
-            .query_row(rusqlite::params![address.as_slice(), key], |r| r.get(0))
-            .optional()
-            .map_err(backend)?;
-        Ok(plain.map(|v| blob_u256(&v)).transpose()?.unwrap_or_default())
+        super::plain::plain_storage(&self.conn, address, slot)
     }
 
     fn code(&self, code_hash: &B256) -> Result<Option<Bytecode>, StateError> {
-        if let Some(code) = self.codes.get(code_hash) {
-            return Ok(Some(code));
-        }
-        let raw: Option<Vec<u8>> = self
-            .conn
-            .prepare_cached("SELECT code FROM code WHERE hash = ?1")
-            .map_err(backend)?
-            .query_row([code_hash.as_slice()], |r| r.get(0))
-            .optional()
-            .map_err(backend)?;
-        let code = raw.map(|c| bytecode(c.into()));
-        if let Some(code) = &code {
-            self.codes.insert(*code_hash, code.clone());
-        }
-        Ok(code)
+        super::plain::stored_code(&self.conn, self.codes, code_hash)
     }
 }
 

@@ -5,7 +5,9 @@
 //! - [`ReadPool`]: read connections for RPC, block queries and historical state;
 //! - [`HistoricalState`]: state at any kept block (the head's too), from the plain state and the
 //!   change history, in one read transaction;
-//! - [`StateCache`]: head-state reads shared by RPC readers, carried from block to block;
+//! - [`PlainState`]: the head state in the plain tables, which the writer executes on;
+//! - [`StateCache`]: head-state reads (the writer's own, and one shared by RPC readers, carried
+//!   from block to block), bounded in entries;
 //! - [`ExplorerQuery`]: the block explorer's indexes (transactions by address, by sender and
 //!   nonce, contract creators).
 //!
@@ -18,6 +20,7 @@ mod blocks;
 mod cache;
 mod explorer;
 mod history;
+mod plain;
 mod schema;
 pub mod trie;
 mod writer;
@@ -26,6 +29,7 @@ pub use blocks::{canonical_range, BlockQuery, LogFilterQuery, StoredLog, StoredT
 pub use cache::{CachedState, StateCache, DEFAULT_CACHE_ENTRIES};
 pub use explorer::{ExplorerQuery, TxPlace};
 pub use history::{undo_block, undo_to, undo_to_on, HistoricalState};
+pub use plain::PlainState;
 pub use writer::{BlockWrite, Store};
 
 use std::path::Path;

@@ -191,6 +191,12 @@ impl Store {
         Ok(())
     }
 
+    /// The writer connection, for reads that see the writes of an open batch (the writer's
+    /// head state, [`super::PlainState`]).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Runs read queries on the writer connection, which sees the writes of an open batch
     /// (the read pool only sees committed ones).
     pub fn read<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E> {
@@ -303,7 +309,8 @@ impl Store {
         Ok(())
     }
 
-    /// Loads the head state into memory.
+    /// Loads the whole head state into memory (for `p2pe-node check`'s full recomputation of the
+    /// root; the node itself never does this).
     pub fn load_state(&self) -> Result<WorldState, StorageError> {
         let mut state = WorldState::default();
         let mut storage: HashMap<Address, HashMap<U256, U256>> = HashMap::new();

@@ -114,7 +114,7 @@ fn open_chain(datadir: &Path, words: u64, signer: &SigningKey) -> (Blockchain, u
     seed(datadir, words);
     let store = Store::open(datadir, Some(128)).unwrap();
     let pool = PoolConfig { max_per_sender: 10_000, max_total: 1_000_000, ..PoolConfig::default() };
-    let opts = ChainOptions { state_history: Some(128), read_connections: 1 };
+    let opts = ChainOptions { state_history: Some(128), read_connections: 1, ..Default::default() };
     let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(pool)), &opts).unwrap();
     eprintln!("  {words} words seeded and loaded in {:.1} s", seeding.elapsed().as_secs_f64());
     (chain, t0)
