@@ -132,6 +132,29 @@ impl Default for ChainOptions {
     }
 }
 
+/// The writer's head block and the hashes of the 256 before it.
+#[derive(Debug, Clone)]
+struct Tip {
+    head: Head,
+    hashes: BlockHashes,
+}
+
+impl Tip {
+    /// Moves to `head`, a child of the current head.
+    fn advance(&mut self, head: Head) {
+        let number = head.header.number;
+        self.hashes.0.insert(number, head.hash);
+        self.hashes.0.remove(&number.saturating_sub(257));
+        self.head = head;
+    }
+
+    /// Moves back to `parent`, the current head's parent.
+    fn retreat(&mut self, parent: Head) {
+        self.hashes.0.remove(&self.head.header.number);
+        self.head = parent;
+    }
+}
+
 /// The chain, its state and its pool.
 pub struct Blockchain {
     spec: ChainSpec,
@@ -143,9 +166,9 @@ pub struct Blockchain {
     head_cache: StateCache,
     /// Entries each state cache may hold.
     cache_entries: usize,
-    /// The writer's head and recent hashes (RPC reads the published [`ChainSnapshot`]).
-    head: RwLock<Head>,
-    hashes: RwLock<BlockHashes>,
+    /// The writer's head with its recent hashes, changed together under one lock (RPC reads
+    /// the published [`ChainSnapshot`]).
+    tip: RwLock<Tip>,
     /// The last committed head, published after every commit (and after a reorg's batch as a
     /// whole).
     published: ArcSwap<ChainSnapshot>,
@@ -192,8 +215,7 @@ impl Blockchain {
             reads,
             head_cache: StateCache::new(cache_entries),
             cache_entries,
-            head: RwLock::new(head),
-            hashes: RwLock::new(hashes),
+            tip: RwLock::new(Tip { head, hashes }),
             published,
             pool,
             events,
@@ -255,7 +277,7 @@ impl Blockchain {
 
     /// The writer's head: ahead of the published one inside a reorg's batch.
     fn tip(&self) -> Head {
-        self.head.read().clone()
+        self.tip.read().head.clone()
     }
 
     /// Publishes the writer's head as the readers' snapshot, unless a reorg's batch is open
@@ -266,14 +288,14 @@ impl Blockchain {
             return;
         }
         let previous = self.published.load();
-        let head = self.tip();
+        let Tip { head, hashes } = self.tip.read().clone();
         let cache = match changes {
             Some(changes) if head.header.parent_hash == previous.head.hash => {
                 previous.cache.carry_over(changes)
             }
             _ => StateCache::new(self.cache_entries),
         };
-        let snapshot = ChainSnapshot { head, hashes: self.hashes.read().clone(), cache: Arc::new(cache) };
+        let snapshot = ChainSnapshot { head, hashes, cache: Arc::new(cache) };
         self.published.store(Arc::new(snapshot));
     }
 
@@ -349,7 +371,7 @@ impl Blockchain {
     pub fn validation_context(&self) -> ValidationContext<'_> {
         ValidationContext {
             chain_id: self.spec.chain_id,
-            block_gas_limit: self.head.read().header.gas_limit,
+            block_gas_limit: self.tip.read().head.header.gas_limit,
             // A transaction too large for any block this node seals (or, on a follower, any block
             // of the chain) would wait in the pool for ever.
             max_tx_bytes: self
@@ -506,8 +528,7 @@ impl Blockchain {
     fn reload_head_locked(&self) -> Result<(), ImportError> {
         let (head, hashes) = load_head(&self.store.lock())?;
         self.head_cache.clear();
-        *self.head.write() = head;
-        *self.hashes.write() = hashes;
+        *self.tip.write() = Tip { head, hashes };
         self.publish(None);
         Ok(())
     }
@@ -560,13 +581,12 @@ impl Blockchain {
         // Emptied whether or not the revert commits (inside a batch it may be rolled back later).
         self.head_cache.clear();
         self.store.lock().revert_block(number, &undo, &tx_hashes, parent_header.state_root)?;
-        *self.head.write() = Head {
+        self.tip.write().retreat(Head {
             header: parent_header,
             hash: parent,
             total_difficulty: parent_td,
             snapshot: parent_snapshot,
-        };
-        self.hashes.write().0.remove(&number);
+        });
         self.publish(None);
         let event = NewBlock { block, receipts, total_difficulty: td, removed: true };
         self.announce(Arc::new(event.clone()));
@@ -629,7 +649,7 @@ impl Blockchain {
         }
         let input = block_input(&block.header);
         let outcome = {
-            let hashes = self.hashes.read();
+            let hashes = self.tip.read().hashes.clone();
             self.with_writer_state(|state| {
                 execute_block(self.spec.chain_id, state, &hashes, &input, txs, InvalidTxPolicy::Reject)
             })
@@ -680,7 +700,7 @@ impl Blockchain {
         let max_txs = (header.gas_limit / 21_000) as usize;
         let tx_bytes = self.tx_byte_budget(&header);
         let outcome = {
-            let hashes = self.hashes.read();
+            let hashes = self.tip.read().hashes.clone();
             self.with_writer_state(|state| {
                 let nonce = |a: &Address| state.account(a).ok().flatten().map(|i| i.nonce).unwrap_or(0);
                 let candidates = self.pool.best(nonce, max_txs);
@@ -717,10 +737,7 @@ impl Blockchain {
             clique::verify_header(&self.spec.clique, &header, &head.header, head.hash, &head.snapshot, None)
                 .map_err(|source| ImportError::Consensus { number, hash, source })
         });
-        let (snapshot, _) = match verified {
-            Ok(v) => v,
-            Err(e) => return Err(e),
-        };
+        let (snapshot, _) = verified?;
         let block = Block {
             header,
             body: alloy_consensus::BlockBody {
@@ -810,12 +827,7 @@ impl Blockchain {
             let nonce = |s: &Address| state.account(s).ok().flatten().map(|i| i.nonce).unwrap_or(0);
             sealed.senders.iter().map(|s| (*s, nonce(s))).collect()
         });
-        *self.head.write() = Head { header: header.clone(), hash, total_difficulty, snapshot };
-        {
-            let mut hashes = self.hashes.write();
-            hashes.0.insert(number, hash);
-            hashes.0.remove(&number.saturating_sub(257));
-        }
+        self.tip.write().advance(Head { header: header.clone(), hash, total_difficulty, snapshot });
         self.publish(Some(&outcome.changes));
         self.pool.prune(nonces);
         let txs = sealed.block.body.transactions.len();

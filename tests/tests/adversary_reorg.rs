@@ -83,7 +83,11 @@ fn a_reorg_that_fails_midway_is_rolled_back_whole() {
     assert!(err.contains("injected storage failure"), "{err}");
     assert_eq!(node.head().hash, before.hash, "the node is back on its own head");
     assert_eq!(node.head().header.state_root, before.header.state_root);
-    assert_eq!(node.state_at(node.head_number()).unwrap().state_root(), before.header.state_root, "and its state");
+    assert_eq!(
+        node.state_at(node.head_number()).unwrap().state_root(),
+        before.header.state_root,
+        "and its state"
+    );
     assert_eq!(canonical(&node), chain_before, "the disk holds the old chain, not half a switch");
     assert!(events.try_recv().is_err(), "nothing was announced");
 

@@ -228,8 +228,9 @@ fn a_reorg_away_from_created_accounts_and_storage_leaves_the_state_of_the_new_br
     for chain in [&other, &fresh] {
         chain.import(b1.clone(), None).unwrap();
     }
-    let slot =
-        |chain: &Blockchain, addr: &Address, s: u64| chain.with_head_state(|st| st.storage(addr, &U256::from(s))).unwrap().unwrap();
+    let slot = |chain: &Blockchain, addr: &Address, s: u64| {
+        chain.with_head_state(|st| st.storage(addr, &U256::from(s))).unwrap().unwrap()
+    };
     assert_eq!(slot(&node, &contract_c, 0), U256::from(1));
 
     // The node's branch X: block 2 creates a plain account F and a contract D (with storage),
@@ -263,7 +264,11 @@ fn a_reorg_away_from_created_accounts_and_storage_leaves_the_state_of_the_new_br
     assert_eq!(node.head().hash, other.head().hash);
     assert_eq!(node.state_at(node.head_number()).unwrap().state_root(), other.head().header.state_root);
     for gone in [new_account, contract_d] {
-        assert_eq!(node.with_head_state(|st| st.account(&gone)).unwrap().unwrap(), None, "{gone} existed only on the orphaned branch");
+        assert_eq!(
+            node.with_head_state(|st| st.account(&gone)).unwrap().unwrap(),
+            None,
+            "{gone} existed only on the orphaned branch"
+        );
     }
     assert_eq!(slot(&node, &contract_d, 0), U256::ZERO);
     assert_eq!((slot(&node, &contract_c, 0), slot(&node, &contract_c, 1)), (U256::from(1), U256::ZERO));

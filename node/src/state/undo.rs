@@ -79,7 +79,9 @@ mod tests {
 
     /// Undo records as sets: the order of a deleted account's slots is not meaningful, the
     /// first record of a slot is (it is the value before the block).
-    fn normalised(undo: &StateUndo) -> (Vec<(Address, Option<AccountInfo>)>, Vec<(Address, U256, U256)>) {
+    type Normalised = (Vec<(Address, Option<AccountInfo>)>, Vec<(Address, U256, U256)>);
+
+    fn normalised(undo: &StateUndo) -> Normalised {
         let mut seen = HashSet::new();
         let mut storage: Vec<_> =
             undo.storage.iter().filter(|(a, s, _)| seen.insert((*a, *s))).copied().collect();

@@ -7,7 +7,8 @@
 //! and funded senders. The N words are seeded straight into the state tables (a bench-only
 //! path: plain and hashed storage rows in key order, then the stored tries rebuilt, and the genesis header's state root
 //! patched to match), then blocks of `--txs` transactions are sealed with `Blockchain::seal_next`
-//! (execution, the incremental state root, signing, and the SQLite commit) and timed.
+//! (execution, the incremental state root, signing, and the SQLite commit) and timed. Seeding runs
+//! in a child process, so the VmRSS reported after each size is the node library's own.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +36,23 @@ struct Args {
     /// Timed blocks per size (the median is reported).
     #[arg(long, default_value_t = 3)]
     blocks: usize,
+    /// Internal: seed WORDS words into the initialised data directory DIR and exit (the
+    /// benchmark runs its seeding in a child process, so that its own RSS is the node's alone).
+    #[arg(long, num_args = 2, value_names = ["DIR", "WORDS"], hide = true)]
+    seed_into: Option<Vec<String>>,
+}
+
+/// `VmRSS` and `VmHWM` (peak) of this process, in kB.
+fn rss_kb() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 const CHAIN_ID: u64 = 57;
@@ -111,7 +129,13 @@ fn open_chain(datadir: &Path, words: u64, signer: &SigningKey) -> (Blockchain, u
     store.init_genesis(&spec, &json).unwrap();
     drop(store);
     let seeding = Instant::now();
-    seed(datadir, words);
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--seed-into")
+        .arg(datadir)
+        .arg(words.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "seeding failed: {status}");
     let store = Store::open(datadir, Some(128)).unwrap();
     let pool = PoolConfig { max_per_sender: 10_000, max_total: 1_000_000, ..PoolConfig::default() };
     let opts = ChainOptions { state_history: Some(128), read_connections: 1, ..Default::default() };
@@ -166,8 +190,12 @@ fn time_root_only(datadir: &Path, txs: usize) -> Duration {
 
 fn main() {
     let args = Args::parse();
+    if let Some(seed_args) = &args.seed_into {
+        seed(Path::new(&seed_args[0]), seed_args[1].parse().expect("WORDS is a number"));
+        return;
+    }
     let signer = SigningKey::from_bytes(&B256::repeat_byte(0xa1)).unwrap();
-    let mut rows: Vec<(u64, Duration, Duration)> = Vec::new();
+    let mut rows: Vec<(u64, Duration, Duration, (u64, u64))> = Vec::new();
     for &words in &args.words {
         let dir = tempfile::Builder::new().prefix("p2pe-triebench-").tempdir().unwrap();
         let (chain, t0) = open_chain(dir.path(), words, &signer);
@@ -193,25 +221,30 @@ fn main() {
             args.txs * 4,
             root.as_secs_f64() * 1e3
         );
-        rows.push((words, times[times.len() / 2], root));
+        let rss = rss_kb();
+        eprintln!("  {words} words: node process VmRSS {} kB, peak VmHWM {} kB", rss.0, rss.1);
+        drop(chain);
+        rows.push((words, times[times.len() / 2], root, rss));
     }
     let (base, base_root) =
         rows.first().map(|r| (r.1.as_secs_f64(), r.2.as_secs_f64())).unwrap_or((1.0, 1.0));
     println!(
-        "| Words in the contract | Seal time, median of {} blocks of {} txs | vs first row | State root alone, {} words changed | vs first row |",
+        "| Words in the contract | Seal time, median of {} blocks of {} txs | vs first row | State root alone, {} words changed | vs first row | VmRSS after (peak so far) |",
         args.blocks,
         args.txs,
         args.txs * 4
     );
-    println!("|---|---|---|---|---|");
-    for (words, time, root) in rows {
+    println!("|---|---|---|---|---|---|");
+    for (words, time, root, (rss, hwm)) in rows {
         let (t, r) = (time.as_secs_f64(), root.as_secs_f64());
         println!(
-            "| {words} | {:.0} ms | {:.2}x | {:.0} ms | {:.2}x |",
+            "| {words} | {:.0} ms | {:.2}x | {:.0} ms | {:.2}x | {} MB ({} MB) |",
             t * 1e3,
             t / base,
             r * 1e3,
-            r / base_root
+            r / base_root,
+            rss / 1024,
+            hwm / 1024
         );
     }
 }
