@@ -211,7 +211,6 @@ fn send(chain: &Blockchain, from: u32, nonce: u64, to: TxKind, input: Vec<u8>, v
 
 #[test]
 fn a_reorg_away_from_created_accounts_and_storage_leaves_the_state_of_the_new_branch() {
-    use p2pe_node::state::StateReader;
     let ether = U256::from(10u64).pow(U256::from(18));
     let (net, a, b, c) = three_signers((0..4).map(|i| (dev_key(i).address(), ether)).collect());
     let t0 = net.t0;
