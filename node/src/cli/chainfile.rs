@@ -56,9 +56,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} has no chain database", args.datadir.display());
     }
     let pool = ReadPool::open(&path, 1)?;
-    let head = pool
-        .with(|c| Ok(c.query_row("SELECT MAX(number) FROM canonical", [], |r| r.get::<_, i64>(0))?))?
-        as u64;
+    let head = pool.canonical_head_number()?;
     let to = args.to.unwrap_or(head).min(head);
     if args.from > to {
         anyhow::bail!("nothing to export: --from {} is after --to {to}", args.from);
@@ -66,13 +64,9 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     let mut out = BufWriter::new(std::fs::File::create(&args.file)?);
     let mut buf = Vec::new();
     for n in args.from..=to {
-        let (block, _) = pool.with(|c| {
-            let hash = c
-                .canonical_hash(n)?
-                .ok_or_else(|| crate::storage::StorageError::Corrupt(format!("block {n} missing")))?;
-            c.block_by_hash(&hash)?
-                .ok_or_else(|| crate::storage::StorageError::Corrupt(format!("block {n} missing")))
-        })?;
+        let (block, _) = pool
+            .canonical_block(n)?
+            .ok_or_else(|| crate::storage::StorageError::Corrupt(format!("block {n} missing")))?;
         buf.clear();
         block.block.encode(&mut buf);
         out.write_all(&buf)?;
@@ -146,7 +140,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
         if number <= chain.head_number() {
             // Already have a block at this height: it must be the same one.
             let hash = block.header.hash_slow();
-            let ours = chain.reads().with(|c| c.canonical_hash(number))?;
+            let ours = chain.reads().canonical_hash(number)?;
             if ours != Some(hash) {
                 anyhow::bail!("block {number} ({hash}) conflicts with the stored block {number}; stopping");
             }

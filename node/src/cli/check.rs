@@ -39,13 +39,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let opts = ChainOptions { state_history: Some(1), read_connections: 1, ..Default::default() };
     let chain = Blockchain::open(spec.clone(), store, Arc::new(TxPool::new(PoolConfig::default())), &opts)?;
     for n in 1..=head.0 {
-        let (block, _) = source.with(|c| {
-            let hash = c
-                .canonical_hash(n)?
-                .ok_or_else(|| crate::storage::StorageError::Corrupt(format!("block {n} missing")))?;
-            c.block_by_hash(&hash)?
-                .ok_or_else(|| crate::storage::StorageError::Corrupt(format!("block {n} body missing")))
-        })?;
+        let (block, _) = source
+            .canonical_block(n)?
+            .ok_or_else(|| crate::storage::StorageError::Corrupt(format!("block {n} missing")))?;
         chain.import(block.block, None)?;
     }
     let final_head = chain.head();

@@ -95,7 +95,7 @@ pub(super) fn import_gossip(
     let head = chain.head();
     if block.header.parent_hash != head.hash {
         let known = block.header.number <= head.header.number
-            && chain.reads().with(|c| c.canonical_hash(block.header.number)).ok().flatten()
+            && chain.reads().canonical_hash(block.header.number).ok().flatten()
                 == Some(block.header.hash_slow());
         if !known {
             let _ = sync_tx.try_send((peer, Some(block)));

@@ -94,10 +94,7 @@ pub fn serve_blocks(chain: &Blockchain, from: u64, count: u32, budget: usize) ->
     let mut out: Vec<Vec<u8>> = Vec::new();
     let mut bytes = 0usize;
     for n in from..to {
-        let block = chain.reads().with(|c| match c.canonical_hash(n)? {
-            Some(h) => c.block_by_hash(&h),
-            None => Ok(None),
-        });
+        let block = chain.reads().canonical_block(n);
         match block {
             Ok(Some((b, _))) => {
                 let mut buf = Vec::new();

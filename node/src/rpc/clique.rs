@@ -11,14 +11,13 @@
 
 use alloy_eips::BlockId;
 use alloy_primitives::{Address, B256};
-use rusqlite::OptionalExtension;
 use serde_json::{json, Map, Value};
 
 use super::error::{RpcError, RpcResult};
 use super::params::Params;
 use super::RpcContext;
 use crate::consensus::clique::{recover_sealer, Snapshot, DIFF_IN_TURN};
-use crate::storage::{canonical_range, BlockQuery};
+use crate::storage::BlockQuery;
 
 /// Blocks `clique_status` looks back over (geth's `numBlocks`).
 pub const STATUS_BLOCKS: u64 = 64;
@@ -127,51 +126,10 @@ pub fn snapshot_at(ctx: &RpcContext, hash: B256) -> RpcResult<Snapshot> {
     if head.hash == hash {
         return Ok(head.snapshot);
     }
-    ctx.chain.reads().with(|c| {
-        if let Some(json) = c
-            .query_row("SELECT snapshot FROM snapshots WHERE hash = ?1", [hash.as_slice()], |r| {
-                r.get::<_, String>(0)
-            })
-            .optional()?
-        {
-            return Ok(json_snapshot(&json));
-        }
-        let Some((header, _)) = c.header_by_hash(&hash)? else {
-            return Ok(Err(RpcError::not_found(format!("block {hash} not found"))));
-        };
-        let target = header.number;
-        if c.canonical_hash(target)? != Some(hash) {
-            return Ok(Err(RpcError::not_found(format!("block {hash} is not canonical"))));
-        }
-        let base: Option<(i64, String)> = c
-            .query_row(
-                "SELECT s.number, s.snapshot FROM snapshots s JOIN canonical c ON c.hash = s.hash \
-                     WHERE s.number < ?1 ORDER BY s.number DESC LIMIT 1",
-                [target as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((from, json)) = base else {
-            return Ok(Err(RpcError::not_found(format!("no Clique snapshot below block {target}"))));
-        };
-        let mut snap = match json_snapshot(&json) {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        for (number, h) in canonical_range(c, from as u64 + 1, target)? {
-            let Some((header, _)) = c.header_by_hash(&h)? else {
-                return Ok(Err(RpcError::internal(format!("canonical header {number} missing"))));
-            };
-            if let Err(e) = snap.apply(&header, h) {
-                return Ok(Err(RpcError::internal(format!("replaying block {number}: {e}"))));
-            }
-        }
-        Ok(Ok(snap))
-    })?
-}
-
-fn json_snapshot(json: &str) -> RpcResult<Snapshot> {
-    serde_json::from_str(json).map_err(RpcError::internal)
+    crate::consensus::clique::snapshot_after(ctx.chain.reads(), hash).map_err(|e| match e {
+        crate::consensus::clique::SnapshotLookupError::NotFound(what) => RpcError::not_found(what),
+        other => RpcError::internal(other),
+    })
 }
 
 /// `clique_status`: the share of in-turn blocks and the blocks each signer sealed among the last
@@ -187,16 +145,7 @@ fn status(ctx: &RpcContext) -> RpcResult {
     let mut in_turn = 0u64;
     let mut counted = 0u64;
     if end >= 1 {
-        let headers = ctx.chain.reads().with(|c| {
-            let mut out = Vec::new();
-            for (number, hash) in canonical_range(c, start, end)? {
-                let header = c.header_by_hash(&hash)?.map(|(h, _)| h).ok_or_else(|| {
-                    crate::storage::StorageError::Corrupt(format!("canonical header {number} missing"))
-                })?;
-                out.push(header);
-            }
-            Ok(out)
-        })?;
+        let headers = ctx.chain.reads().canonical_headers(start, end)?;
         for header in headers {
             let sealer = recover_sealer(&header).map_err(RpcError::internal)?;
             counted += 1;

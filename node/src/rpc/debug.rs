@@ -19,7 +19,7 @@ fn block(ctx: &RpcContext, p: &Params) -> RpcResult<Option<crate::primitives::Se
         Err(e) if e.code == -32001 => return Ok(None),
         Err(e) => return Err(e),
     };
-    Ok(ctx.chain.reads().with(|c| c.block_by_hash(&resolved.hash))?.map(|(b, _)| b))
+    Ok(ctx.chain.reads().block_by_hash(&resolved.hash)?.map(|(b, _)| b))
 }
 
 fn rlp(v: &impl Encodable) -> Value {
@@ -42,18 +42,17 @@ pub fn call(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
         "debug_getRawReceipts" => {
             p.at_most(1)?;
             let Some(b) = block(ctx, &p)? else { return Ok(Value::Null) };
-            let receipts = ctx.chain.reads().with(|c| c.receipts_by_hash(&b.hash))?.unwrap_or_default();
+            let receipts = ctx.chain.reads().receipts_by_hash(&b.hash)?.unwrap_or_default();
             Ok(json!(receipts.iter().map(|r| Bytes::from(r.encoded_2718())).collect::<Vec<_>>()))
         }
         "debug_getRawTransaction" => {
             p.at_most(1)?;
             let hash: B256 = p.req(0)?;
-            let found = ctx.chain.reads().with(|c| {
-                let Some(loc) = c.tx_location(&hash)? else { return Ok(None) };
-                let Some(bh) = c.canonical_hash(loc.number)? else { return Ok(None) };
-                Ok(c.block_by_hash(&bh)?
-                    .and_then(|(b, _)| b.block.body.transactions.get(loc.index as usize).cloned()))
-            })?;
+            let found = ctx
+                .chain
+                .reads()
+                .block_of_tx(&hash)?
+                .and_then(|(b, i)| b.block.body.transactions.get(i).cloned());
             let tx = found.or_else(|| ctx.chain.pool().get(&hash).map(|t| t.inner().clone()));
             Ok(tx.map_or(Value::Null, |t| json!(Bytes::from(t.encoded_2718()))))
         }

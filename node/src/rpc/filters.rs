@@ -114,7 +114,7 @@ pub fn call(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
                     drop(filters);
                     let mut hashes = Vec::new();
                     for n in from..=to {
-                        if let Some(h) = ctx.chain.reads().with(|c| c.canonical_hash(n))? {
+                        if let Some(h) = ctx.chain.reads().canonical_hash(n)? {
                             hashes.push(h);
                         }
                     }
@@ -169,7 +169,7 @@ fn logs(ctx: &RpcContext, filter: &Filter) -> RpcResult {
     if query.from > query.to {
         return Ok(json!([]));
     }
-    let logs = ctx.chain.reads().with(|c| c.logs(&query, ctx.config.max_logs))?;
+    let logs = ctx.chain.reads().logs(&query, ctx.config.max_logs)?;
     if logs.len() > ctx.config.max_logs {
         return Err(RpcError::limit_exceeded(format!(
             "more than {} logs; narrow the filter",

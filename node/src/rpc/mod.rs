@@ -177,7 +177,7 @@ impl RpcContext {
                 let hash = self
                     .chain
                     .reads()
-                    .with(|c| c.canonical_hash(number))?
+                    .canonical_hash(number)?
                     .ok_or_else(|| RpcError::not_found(format!("block {number} not found")))?;
                 Ok(ResolvedBlock { number, hash, pending })
             }
@@ -185,10 +185,10 @@ impl RpcContext {
                 let (header, _) = self
                     .chain
                     .reads()
-                    .with(|c| c.header_by_hash(&h.block_hash))?
+                    .header_by_hash(&h.block_hash)?
                     .ok_or_else(|| RpcError::not_found(format!("block {} not found", h.block_hash)))?;
                 if h.require_canonical == Some(true) {
-                    let canonical = self.chain.reads().with(|c| c.canonical_hash(header.number))?;
+                    let canonical = self.chain.reads().canonical_hash(header.number)?;
                     if canonical != Some(h.block_hash) {
                         return Err(RpcError::invalid_input(format!(
                             "block {} is not canonical",

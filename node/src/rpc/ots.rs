@@ -53,12 +53,12 @@ pub fn call(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
         "ots_getTransactionBySenderAndNonce" => {
             p.at_most(2)?;
             let (sender, nonce): (Address, alloy_primitives::U64) = (p.req(0)?, p.req(1)?);
-            Ok(json!(ctx.chain.reads().with(|c| c.tx_by_sender_nonce(&sender, nonce.to::<u64>()))?))
+            Ok(json!(ctx.chain.reads().tx_by_sender_nonce(&sender, nonce.to::<u64>())?))
         }
         "ots_getContractCreator" => {
             p.at_most(1)?;
             let address: Address = p.req(0)?;
-            let found = ctx.chain.reads().with(|c| c.contract_creator(&address))?;
+            let found = ctx.chain.reads().contract_creator(&address)?;
             Ok(json!(found.map(|(hash, creator)| ContractCreator { hash, creator })))
         }
         "ots_hasCode" => has_code(ctx, p),
@@ -139,7 +139,7 @@ fn block_transactions(ctx: &RpcContext, p: Params) -> RpcResult {
     let page: alloy_primitives::U64 = p.req(1)?;
     let size = page_size(&p, 2)?;
     let (b, td) = block(ctx, BlockId::Number(number))?;
-    let receipts = ctx.chain.reads().with(|c| c.receipts_by_hash(&b.hash))?.unwrap_or_default();
+    let receipts = ctx.chain.reads().receipts_by_hash(&b.hash)?.unwrap_or_default();
     let count = b.block.body.transactions.len();
     let end = count.saturating_sub((page.to::<u64>() as usize).saturating_mul(size));
     let start = end.saturating_sub(size);
@@ -168,26 +168,8 @@ fn search(ctx: &RpcContext, p: Params, dir: Direction) -> RpcResult {
     let from: alloy_primitives::U64 = p.req(1)?;
     let size = page_size(&p, 2)?;
     let from = from.to::<u64>();
-    let (places, more) = ctx.chain.reads().with(|c| {
-        let fetch = |beyond, limit| match dir {
-            Direction::Before => c.address_txs_before(&address, beyond, limit),
-            Direction::After => c.address_txs_after(&address, beyond, limit),
-        };
-        let start = match (dir, from) {
-            (Direction::Before, 0) => u64::MAX,
-            _ => from,
-        };
-        let mut places = fetch(start, size)?;
-        let Some(last) = places.last().copied() else { return Ok((places, false)) };
-        // A page ends with a whole block: the rest of the last block's matches come too.
-        for rest in c.address_txs_in_block(&address, last.number)? {
-            if !places.contains(&rest) {
-                places.push(rest);
-            }
-        }
-        let more = !fetch(last.number, 1)?.is_empty();
-        Ok((places, more))
-    })?;
+    let (places, more) =
+        ctx.chain.reads().address_txs_page(&address, from, size, dir == Direction::Before)?;
     let (first_page, last_page) = match dir {
         Direction::Before => (from == 0, !more),
         Direction::After => (!more, from == 0),
@@ -208,11 +190,7 @@ fn load_places(
     let mut cached: Option<(u64, SealedBlock, Vec<alloy_consensus::ReceiptEnvelope>)> = None;
     for place in places {
         if cached.as_ref().map(|c| c.0) != Some(place.number) {
-            let loaded = ctx.chain.reads().with(|c| {
-                let Some(hash) = c.canonical_hash(place.number)? else { return Ok(None) };
-                let block = c.block_by_hash(&hash)?.map(|(b, _)| b);
-                Ok(block.zip(c.receipts_by_hash(&hash)?))
-            })?;
+            let loaded = ctx.chain.reads().canonical_block_with_receipts(place.number)?;
             let (b, r) = loaded
                 .ok_or_else(|| RpcError::internal(format!("indexed block {} is missing", place.number)))?;
             cached = Some((place.number, b, r));

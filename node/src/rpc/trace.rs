@@ -45,7 +45,7 @@ use crate::execution::budget::{parse_go_duration, Budget, Meter, Recording};
 use crate::execution::{block_env, cfg_env, tx_env};
 use crate::primitives::SealedBlock;
 use crate::state::{BlockHashes, StateError, StateOverlay, StateReader};
-use crate::storage::{canonical_range, BlockQuery};
+use crate::storage::BlockQuery;
 
 /// Which transactions of a block to trace.
 #[derive(Debug, Clone, Copy)]
@@ -74,11 +74,7 @@ pub(crate) fn trace_mined(
 ) -> RpcResult<GethTrace> {
     let hash = *hash;
     let budget = trace_budget(work, opts)?;
-    let found = ctx.chain.reads().with(|c| {
-        let Some(loc) = c.tx_location(&hash)? else { return Ok(None) };
-        let Some(block_hash) = c.canonical_hash(loc.number)? else { return Ok(None) };
-        Ok(c.block_by_hash(&block_hash)?.map(|(b, _)| (b, loc.index as usize)))
-    })?;
+    let found = ctx.chain.reads().block_of_tx(&hash)?;
     let (block, index) =
         found.ok_or_else(|| RpcError::not_found(format!("transaction {hash} not found in a block")))?;
     let mut traces = trace_block_txs(ctx, work.reads, &block, Target::Index(index), opts, &budget)?;
@@ -104,7 +100,7 @@ pub fn trace_block(ctx: &RpcContext, method: &str, p: Params, work: &Work<'_>) -
     let block = ctx
         .chain
         .reads()
-        .with(|c| c.block_by_hash(&resolved.hash))?
+        .block_by_hash(&resolved.hash)?
         .map(|(b, _)| b)
         .ok_or_else(|| RpcError::not_found(format!("block {} not found", resolved.hash)))?;
     let traces = trace_block_txs(ctx, work.reads, &block, Target::All, &opts, &budget)?;
@@ -135,7 +131,7 @@ pub fn trace_call(ctx: &RpcContext, p: Params, work: &Work<'_>) -> RpcResult {
             let block = ctx
                 .chain
                 .reads()
-                .with(|c| c.block_by_hash(&resolved.hash))?
+                .block_by_hash(&resolved.hash)?
                 .map(|(b, _)| b)
                 .ok_or_else(|| RpcError::not_found(format!("block {} not found", resolved.hash)))?;
             let count = block.block.body.transactions.len() as u64;
@@ -365,7 +361,7 @@ fn hashes_before(ctx: &RpcContext, number: u64) -> RpcResult<BlockHashes> {
     if number == 0 {
         return Ok(BlockHashes::default());
     }
-    let range = ctx.chain.reads().with(|c| canonical_range(c, number.saturating_sub(256), number - 1))?;
+    let range = ctx.chain.reads().canonical_range(number.saturating_sub(256), number - 1)?;
     Ok(BlockHashes(range.into_iter().collect()))
 }
 

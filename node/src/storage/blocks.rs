@@ -95,7 +95,10 @@ impl LogFilterQuery {
     }
 }
 
-/// Read-side queries, implemented on a SQLite connection.
+/// Read-side block queries: the provider RPC, the network and the CLI read blocks through. It
+/// is implemented on a SQLite connection (the writer's, inside its batch) and on the
+/// [`super::ReadPool`] (each query on one of its connections), so no caller outside `storage`
+/// writes SQL or holds a raw connection.
 pub trait BlockQuery {
     /// Hash of the canonical block at `number`.
     fn canonical_hash(&self, number: u64) -> Result<Option<B256>, StorageError>;
@@ -112,6 +115,56 @@ pub trait BlockQuery {
     fn tx_at(&self, block_hash: &B256, index: u64) -> Result<Option<StoredTx>, StorageError>;
     /// Logs matching a filter, in chain order.
     fn logs(&self, q: &LogFilterQuery, limit: usize) -> Result<Vec<StoredLog>, StorageError>;
+    /// The canonical `(number, hash)` pairs from `from` to `to`, in order.
+    fn canonical_range(&self, from: u64, to: u64) -> Result<Vec<(u64, B256)>, StorageError>;
+    /// The number of the highest canonical block (0 with only the genesis).
+    fn canonical_head_number(&self) -> Result<u64, StorageError>;
+
+    /// The canonical header at `number`, with its total difficulty.
+    fn canonical_header(&self, number: u64) -> Result<Option<(Header, U256)>, StorageError> {
+        match self.canonical_hash(number)? {
+            Some(hash) => self.header_by_hash(&hash),
+            None => Ok(None),
+        }
+    }
+
+    /// The canonical block at `number`, with its total difficulty.
+    fn canonical_block(&self, number: u64) -> Result<Option<(SealedBlock, U256)>, StorageError> {
+        match self.canonical_hash(number)? {
+            Some(hash) => self.block_by_hash(&hash),
+            None => Ok(None),
+        }
+    }
+
+    /// The canonical block at `number` with its receipts.
+    fn canonical_block_with_receipts(
+        &self,
+        number: u64,
+    ) -> Result<Option<(SealedBlock, Vec<ReceiptEnvelope>)>, StorageError> {
+        let Some(hash) = self.canonical_hash(number)? else { return Ok(None) };
+        let block = self.block_by_hash(&hash)?.map(|(b, _)| b);
+        Ok(block.zip(self.receipts_by_hash(&hash)?))
+    }
+
+    /// The canonical block that includes transaction `tx_hash`, and the transaction's index.
+    fn block_of_tx(&self, tx_hash: &B256) -> Result<Option<(SealedBlock, usize)>, StorageError> {
+        let Some(loc) = self.tx_location(tx_hash)? else { return Ok(None) };
+        Ok(self.canonical_block(loc.number)?.map(|(b, _)| (b, loc.index as usize)))
+    }
+
+    /// The canonical headers from `from` to `to`, in order; the answer ends early (stays
+    /// contiguous) where a reorganisation between the reads left a gap.
+    fn canonical_headers(&self, from: u64, to: u64) -> Result<Vec<Header>, StorageError> {
+        let mut out = Vec::new();
+        for (expected, (number, hash)) in (from..=to).zip(self.canonical_range(from, to)?) {
+            if number != expected {
+                break;
+            }
+            let Some((header, _)) = self.header_by_hash(&hash)? else { break };
+            out.push(header);
+        }
+        Ok(out)
+    }
 }
 
 impl BlockQuery for Connection {
@@ -265,12 +318,54 @@ impl BlockQuery for Connection {
         }
         Ok(out)
     }
+
+    fn canonical_range(&self, from: u64, to: u64) -> Result<Vec<(u64, B256)>, StorageError> {
+        canonical_range(self, from, to)
+    }
+
+    fn canonical_head_number(&self) -> Result<u64, StorageError> {
+        let n: i64 = self
+            .prepare_cached("SELECT COALESCE(MAX(number), 0) FROM canonical")?
+            .query_row([], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+}
+
+impl BlockQuery for super::ReadPool {
+    fn canonical_hash(&self, number: u64) -> Result<Option<B256>, StorageError> {
+        self.with(|c| c.canonical_hash(number))
+    }
+    fn header_by_hash(&self, hash: &B256) -> Result<Option<(Header, U256)>, StorageError> {
+        self.with(|c| c.header_by_hash(hash))
+    }
+    fn block_by_hash(&self, hash: &B256) -> Result<Option<(SealedBlock, U256)>, StorageError> {
+        self.with(|c| c.block_by_hash(hash))
+    }
+    fn receipts_by_hash(&self, hash: &B256) -> Result<Option<Vec<ReceiptEnvelope>>, StorageError> {
+        self.with(|c| c.receipts_by_hash(hash))
+    }
+    fn tx_location(&self, hash: &B256) -> Result<Option<TxLocation>, StorageError> {
+        self.with(|c| c.tx_location(hash))
+    }
+    fn tx_at(&self, block_hash: &B256, index: u64) -> Result<Option<StoredTx>, StorageError> {
+        self.with(|c| c.tx_at(block_hash, index))
+    }
+    fn logs(&self, q: &LogFilterQuery, limit: usize) -> Result<Vec<StoredLog>, StorageError> {
+        self.with(|c| c.logs(q, limit))
+    }
+    fn canonical_range(&self, from: u64, to: u64) -> Result<Vec<(u64, B256)>, StorageError> {
+        self.with(|c| c.canonical_range(from, to))
+    }
+    fn canonical_head_number(&self) -> Result<u64, StorageError> {
+        self.with(|c| c.canonical_head_number())
+    }
 }
 
 /// Reads one canonical block's number → hash mapping range (used by re-verification).
 pub fn canonical_range(conn: &Connection, from: u64, to: u64) -> Result<Vec<(u64, B256)>, StorageError> {
-    let mut st =
-        conn.prepare("SELECT number, hash FROM canonical WHERE number BETWEEN ?1 AND ?2 ORDER BY number")?;
+    let mut st = conn.prepare_cached(
+        "SELECT number, hash FROM canonical WHERE number BETWEEN ?1 AND ?2 ORDER BY number",
+    )?;
     let rows = st
         .query_map(params![from as i64, to as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
     let mut out = Vec::new();

@@ -135,6 +135,61 @@ pub trait ExplorerQuery {
     fn tx_by_sender_nonce(&self, sender: &Address, nonce: u64) -> Result<Option<B256>, StorageError>;
     /// The creating transaction's hash and sender of contract `address`.
     fn contract_creator(&self, address: &Address) -> Result<Option<(B256, Address)>, StorageError>;
+
+    /// One page of `address`'s transactions for Otterscan's search: up to `size` places in
+    /// blocks below `from` (`older`; `from` 0 = from the head) or above it, completed with the
+    /// rest of the last block's places (a page ends with a whole block), and whether there is
+    /// more beyond that block.
+    fn address_txs_page(
+        &self,
+        address: &Address,
+        from: u64,
+        size: usize,
+        older: bool,
+    ) -> Result<(Vec<TxPlace>, bool), StorageError> {
+        let fetch = |beyond, limit| match older {
+            true => self.address_txs_before(address, beyond, limit),
+            false => self.address_txs_after(address, beyond, limit),
+        };
+        let start = if older && from == 0 { u64::MAX } else { from };
+        let mut places = fetch(start, size)?;
+        let Some(last) = places.last().copied() else { return Ok((places, false)) };
+        for rest in self.address_txs_in_block(address, last.number)? {
+            if !places.contains(&rest) {
+                places.push(rest);
+            }
+        }
+        let more = !fetch(last.number, 1)?.is_empty();
+        Ok((places, more))
+    }
+}
+
+impl ExplorerQuery for super::ReadPool {
+    fn address_txs_before(
+        &self,
+        address: &Address,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<TxPlace>, StorageError> {
+        self.with(|c| c.address_txs_before(address, before, limit))
+    }
+    fn address_txs_after(
+        &self,
+        address: &Address,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<TxPlace>, StorageError> {
+        self.with(|c| c.address_txs_after(address, after, limit))
+    }
+    fn address_txs_in_block(&self, address: &Address, number: u64) -> Result<Vec<TxPlace>, StorageError> {
+        self.with(|c| c.address_txs_in_block(address, number))
+    }
+    fn tx_by_sender_nonce(&self, sender: &Address, nonce: u64) -> Result<Option<B256>, StorageError> {
+        self.with(|c| c.tx_by_sender_nonce(sender, nonce))
+    }
+    fn contract_creator(&self, address: &Address) -> Result<Option<(B256, Address)>, StorageError> {
+        self.with(|c| c.contract_creator(address))
+    }
 }
 
 fn places(rows: Vec<(i64, i64)>) -> Vec<TxPlace> {

@@ -22,6 +22,7 @@ mod explorer;
 mod history;
 mod plain;
 mod schema;
+mod snapshots;
 pub mod trie;
 mod writer;
 
@@ -30,6 +31,7 @@ pub use cache::{CachedState, StateCache, DEFAULT_CACHE_ENTRIES};
 pub use explorer::{ExplorerQuery, TxPlace};
 pub use history::{undo_block, undo_to, undo_to_on, HistoricalState};
 pub use plain::PlainState;
+pub use snapshots::SnapshotQuery;
 pub use writer::{BlockWrite, Store};
 
 use std::path::Path;
@@ -133,6 +135,28 @@ impl ReadPool {
             }
         }
         self.conns[start % n].lock()
+    }
+
+    /// Merkle proofs of `address` and its storage `slots` at block `number` (EIP-1186), from the
+    /// stored trie with the blocks after `number` undone as an overlay, in one read transaction.
+    pub fn prove(
+        &self,
+        number: u64,
+        address: &alloy_primitives::Address,
+        slots: &[alloy_primitives::B256],
+    ) -> Result<trie::StateProof, crate::state::StateError> {
+        let backend = |e: rusqlite::Error| crate::state::StateError::Backend(e.to_string());
+        let conn = self.lock_one();
+        conn.execute_batch("BEGIN").map_err(backend)?;
+        let result = (|| -> Result<trie::StateProof, crate::state::StateError> {
+            let head: i64 = conn
+                .query_row("SELECT COALESCE(MAX(number), 0) FROM canonical", [], |r| r.get(0))
+                .map_err(backend)?;
+            let undo = undo_to_on(&conn, number, head as u64)?;
+            Ok(trie::prove(&conn, &trie::undo_changes(&undo), *address, slots)?)
+        })();
+        let _ = conn.execute_batch("ROLLBACK");
+        result
     }
 
     /// Runs `f` with one of the connections.

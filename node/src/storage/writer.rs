@@ -345,12 +345,7 @@ impl Store {
 
     /// The Clique snapshot stored for a block.
     pub fn snapshot(&self, hash: &B256) -> Result<Option<Snapshot>, StorageError> {
-        let json: Option<String> = self
-            .conn
-            .query_row("SELECT snapshot FROM snapshots WHERE hash = ?1", [hash.as_slice()], |r| r.get(0))
-            .optional()?;
-        json.map(|j| serde_json::from_str(&j).map_err(|e| StorageError::Corrupt(format!("snapshot: {e}"))))
-            .transpose()
+        super::SnapshotQuery::stored_snapshot(&self.conn, hash)
     }
 
     /// Total difficulty of a stored block.

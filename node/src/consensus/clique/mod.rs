@@ -10,12 +10,14 @@
 pub mod confirmation;
 pub mod fork_choice;
 pub mod header_chain;
+pub mod history;
 pub mod proposals;
 pub mod seal;
 pub mod snapshot;
 pub mod verify;
 
 pub use header_chain::HeaderChain;
+pub use history::{snapshot_after, SnapshotLookupError};
 pub use proposals::Proposals;
 pub use seal::{recover_sealer, seal_hash, sign_header};
 pub use snapshot::{Snapshot, Tally, Vote};

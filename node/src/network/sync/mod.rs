@@ -219,12 +219,8 @@ impl Attempt<'_> {
             return Err(Failure::offence(Offence::WrongChain, "the peer is on another chain"));
         }
         let total_difficulty = U256::from_be_bytes(total_difficulty);
-        let genesis_td = self
-            .chain
-            .reads()
-            .with(|c| c.header_by_hash(&spec.genesis_hash))?
-            .map(|(_, td)| td)
-            .unwrap_or(U256::from(1));
+        let genesis_td =
+            self.chain.reads().header_by_hash(&spec.genesis_hash)?.map(|(_, td)| td).unwrap_or(U256::from(1));
         let most = genesis_td + U256::from(head) * crate::consensus::clique::DIFF_IN_TURN;
         if total_difficulty > most {
             return Err(Failure::offence(

@@ -5,7 +5,7 @@ use alloy_rlp::Encodable;
 
 use crate::blockchain::Blockchain;
 use crate::network::protocol::{SyncResponse, MAX_HEADERS_PER_REQUEST};
-use crate::storage::{canonical_range, BlockQuery, StorageError};
+use crate::storage::BlockQuery;
 
 /// Canonical headers `from..from + count` (at most [`MAX_HEADERS_PER_REQUEST`]), RLP-encoded, up
 /// to `budget` bytes of them (always at least one when we have block `from`).
@@ -15,15 +15,11 @@ pub fn serve_headers(chain: &Blockchain, from: u64, count: u32, budget: usize) -
     if from >= to {
         return SyncResponse::Headers(Vec::new());
     }
-    let headers = chain.reads().with(|c| {
+    // A reorganisation between the reads ends the answer early: it stays contiguous.
+    let headers = chain.reads().canonical_headers(from, to - 1).map(|headers| {
         let mut out: Vec<Bytes> = Vec::new();
         let mut bytes = 0usize;
-        for (expected, (number, hash)) in (from..to).zip(canonical_range(c, from, to - 1)?) {
-            // A reorganisation between the reads ends the answer early: it must stay contiguous.
-            if number != expected {
-                break;
-            }
-            let Some((header, _)) = c.header_by_hash(&hash)? else { break };
+        for header in headers {
             let mut buf = Vec::with_capacity(header.length());
             header.encode(&mut buf);
             if !out.is_empty() && bytes + buf.len() > budget {
@@ -32,7 +28,7 @@ pub fn serve_headers(chain: &Blockchain, from: u64, count: u32, budget: usize) -
             bytes += buf.len();
             out.push(buf.into());
         }
-        Ok::<_, StorageError>(out)
+        out
     });
     match headers {
         Ok(h) => SyncResponse::Headers(h),

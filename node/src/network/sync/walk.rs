@@ -33,7 +33,7 @@ impl Branch {
         let number = first.number.checked_sub(1).ok_or_else(|| {
             Failure::offence(Offence::BadBranch, "a header numbered 0 is not the genesis block")
         })?;
-        if chain.reads().with(|c| c.canonical_hash(number))? != Some(parent) {
+        if chain.reads().canonical_hash(number)? != Some(parent) {
             return Err(Failure::offence(
                 Offence::Unverifiable,
                 format!(
@@ -49,7 +49,7 @@ impl Branch {
         } else {
             let (header, td) = chain
                 .reads()
-                .with(|c| c.header_by_hash(&parent))?
+                .header_by_hash(&parent)?
                 .ok_or_else(|| Failure::Other(format!("block {parent} vanished")))?;
             let snapshot = chain
                 .snapshot_at(&parent)?
@@ -133,7 +133,7 @@ pub(super) async fn walk(a: &Attempt<'_>, status: &Status, from: u64) -> Result<
                 )));
             }
             if branch.is_none() {
-                if a.chain.reads().with(|c| c.canonical_hash(number))? == Some(hash) {
+                if a.chain.reads().canonical_hash(number)? == Some(hash) {
                     (prev, next) = (Some(hash), number + 1);
                     continue; // common prefix
                 }
@@ -169,12 +169,7 @@ fn check_claimed_difficulty(
     let actual = match branch {
         Some(b) => b.total_difficulty(),
         // Their head is a block of ours.
-        None => a
-            .chain
-            .reads()
-            .with(|c| c.header_by_hash(&status.head_hash))?
-            .map(|(_, td)| td)
-            .unwrap_or_default(),
+        None => a.chain.reads().header_by_hash(&status.head_hash)?.map(|(_, td)| td).unwrap_or_default(),
     };
     if actual != status.total_difficulty {
         return Err(Failure::Contradiction(format!(

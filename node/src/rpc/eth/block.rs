@@ -20,7 +20,7 @@ pub(crate) fn load(
         Err(e) if e.code == -32001 => return Ok(None),
         Err(e) => return Err(e),
     };
-    Ok(ctx.chain.reads().with(|c| c.block_by_hash(&block.hash))?)
+    Ok(ctx.chain.reads().block_by_hash(&block.hash)?)
 }
 
 /// `eth_getBlockByNumber(block, full)` and `eth_getBlockByHash(hash, full)`.
@@ -46,7 +46,7 @@ pub fn block_receipts(ctx: &RpcContext, p: Params) -> RpcResult {
     let receipts = ctx
         .chain
         .reads()
-        .with(|c| c.receipts_by_hash(&block.hash))?
+        .receipts_by_hash(&block.hash)?
         .ok_or_else(|| RpcError::internal("receipts missing for a stored block"))?;
     let out: Vec<_> = (0..receipts.len()).map(|i| convert::receipt(&block, &receipts, i)).collect();
     Ok(json!(out))
@@ -87,7 +87,7 @@ pub fn tx_by_index(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
         Err(e) => return Err(e),
     };
     // One row, whatever the block's size.
-    Ok(match ctx.chain.reads().with(|c| c.tx_at(&block.hash, index.to::<u64>()))? {
+    Ok(match ctx.chain.reads().tx_at(&block.hash, index.to::<u64>())? {
         Some(t) => {
             let place = convert::BlockPlace::of_stored(&t);
             json!(convert::included_transaction(t.tx, t.sender, &place, t.index))

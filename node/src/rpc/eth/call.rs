@@ -39,7 +39,7 @@ pub fn call_env(ctx: &RpcContext, block: &super::super::ResolvedBlock) -> RpcRes
     } else {
         ctx.chain
             .reads()
-            .with(|c| c.header_by_hash(&block.hash))?
+            .header_by_hash(&block.hash)?
             .map(|(h, _)| h)
             .ok_or_else(|| RpcError::not_found(format!("block {} not found", block.hash)))?
     };

@@ -39,13 +39,7 @@ pub fn fee_history(ctx: &RpcContext, p: Params) -> RpcResult {
     let oldest = newest.saturating_sub(count - 1);
     let mut ratios = Vec::new();
     for n in oldest..=newest {
-        let header = ctx.chain.reads().with(|c| {
-            let hash = crate::storage::BlockQuery::canonical_hash(c, n)?;
-            match hash {
-                Some(h) => crate::storage::BlockQuery::header_by_hash(c, &h),
-                None => Ok(None),
-            }
-        })?;
+        let header = crate::storage::BlockQuery::canonical_header(ctx.chain.reads(), n)?;
         let ratio =
             header.map(|(h, _)| if h.gas_limit == 0 { 0.0 } else { h.gas_used as f64 / h.gas_limit as f64 });
         ratios.push(ratio.unwrap_or(0.0));

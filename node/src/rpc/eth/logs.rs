@@ -16,7 +16,7 @@ pub fn to_query(ctx: &RpcContext, filter: &Filter) -> RpcResult<LogFilterQuery> 
             let (header, _) = ctx
                 .chain
                 .reads()
-                .with(|c| c.header_by_hash(hash))?
+                .header_by_hash(hash)?
                 .ok_or_else(|| RpcError::not_found(format!("block {hash} not found")))?;
             (header.number, header.number)
         }
@@ -62,7 +62,7 @@ pub fn get_logs(ctx: &RpcContext, p: Params) -> RpcResult {
     if query.from > query.to {
         return Ok(json!([]));
     }
-    let logs = ctx.chain.reads().with(|c| c.logs(&query, ctx.config.max_logs))?;
+    let logs = ctx.chain.reads().logs(&query, ctx.config.max_logs)?;
     if logs.len() > ctx.config.max_logs {
         return Err(RpcError::limit_exceeded(format!(
             "query returned more than {} results; narrow the block range or filters",

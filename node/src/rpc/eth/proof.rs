@@ -8,31 +8,25 @@ use alloy_rpc_types_eth::{EIP1186AccountProofResponse, EIP1186StorageProof};
 use alloy_serde::JsonStorageKey;
 use alloy_trie::EMPTY_ROOT_HASH;
 use revm::primitives::KECCAK_EMPTY;
-use rusqlite::Connection;
 use serde_json::json;
 
 use super::super::error::{RpcError, RpcResult};
 use super::super::params::Params;
 use super::super::RpcContext;
 use crate::state::StateError;
-use crate::storage::trie;
 
 /// Most storage keys one request may prove.
 const MAX_KEYS: usize = 1024;
 
-/// Proves `address` and `keys` at block `number`, inside one read transaction on `conn`.
+/// The EIP-1186 answer for `address` and `keys` at block `number`.
 fn prove_at(
-    conn: &Connection,
+    ctx: &RpcContext,
     number: u64,
     address: Address,
     keys: &[JsonStorageKey],
 ) -> Result<EIP1186AccountProofResponse, StateError> {
-    let head: i64 = conn
-        .query_row("SELECT COALESCE(MAX(number), 0) FROM canonical", [], |r| r.get(0))
-        .map_err(|e| StateError::Backend(e.to_string()))?;
-    let undo = crate::storage::undo_to_on(conn, number, head as u64)?;
     let slots: Vec<B256> = keys.iter().map(|k| k.as_b256()).collect();
-    let proof = trie::prove(conn, &trie::undo_changes(&undo), address, &slots)?;
+    let proof = ctx.chain.reads().prove(number, &address, &slots)?;
     let account = proof.account;
     let storage_proof = keys
         .iter()
@@ -59,9 +53,5 @@ pub fn get_proof(ctx: &RpcContext, p: Params) -> RpcResult {
         return Err(RpcError::limit_exceeded(format!("at most {MAX_KEYS} storage keys per proof")));
     }
     let block = ctx.resolve(p.opt::<BlockId>(2)?)?;
-    let conn = ctx.chain.reads().lock_one();
-    conn.execute_batch("BEGIN").map_err(|e| StateError::Backend(e.to_string()))?;
-    let result = prove_at(&conn, block.number, address, &keys);
-    let _ = conn.execute_batch("ROLLBACK");
-    Ok(json!(result?))
+    Ok(json!(prove_at(ctx, block.number, address, &keys)?))
 }

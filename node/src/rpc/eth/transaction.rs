@@ -41,14 +41,10 @@ pub fn send_raw(ctx: &RpcContext, p: Params) -> RpcResult {
 
 /// A canonical transaction by hash, read from its own row: O(1) in its block's size.
 fn included(ctx: &RpcContext, hash: &B256) -> RpcResult<Option<StoredTx>> {
-    ctx.chain
-        .reads()
-        .with(|c| {
-            let Some(loc) = c.tx_location(hash)? else { return Ok(None) };
-            let Some(block_hash) = c.canonical_hash(loc.number)? else { return Ok(None) };
-            c.tx_at(&block_hash, loc.index)
-        })
-        .map_err(Into::into)
+    let reads = ctx.chain.reads();
+    let Some(loc) = reads.tx_location(hash)? else { return Ok(None) };
+    let Some(block_hash) = reads.canonical_hash(loc.number)? else { return Ok(None) };
+    Ok(reads.tx_at(&block_hash, loc.index)?)
 }
 
 /// `eth_getTransactionByHash(hash)`: included or waiting.
