@@ -38,7 +38,17 @@ import {IRegistry} from "./interfaces/IRegistry.sol";
 ///      **Storage.** Per meter: one meta word, a ring of {RING_SIZE} reading words (only the first and last
 ///      reading of each slot are kept: a reading between two of the same slot changes no boundary and is not
 ///      stored; when the ring is full, readings before the last one preceding the first open slot are dropped),
-///      and one energy word per slot the meter's readings cover.
+///      and a ring of {ENERGY_RING} energy words: slot `j`'s energy lives in word `j % ENERGY_RING`, tagged with
+///      `j + 1`, so a meter never holds more than {ENERGY_RING} energy words however long it reports.
+///
+///      **Retention.** A slot's energy is kept for {ENERGY_RING} slots: the word of slot `j` is taken over by the
+///      first later slot `j + n·ENERGY_RING` that gets energy, which cannot happen before
+///      `slotStart(j + ENERGY_RING) - MAX_CLOCK_SKEW` (no reading is more than {MAX_CLOCK_SKEW} seconds ahead).
+///      From then on {energyInSlot} reports slot `j` as zero without a reading, as for a meter that never
+///      reported, and {energyKept} tells the two cases apart. The market settles a position on that energy
+///      whenever it is settled; its keeper settles each slot right after its grace period and anyone may settle,
+///      so a position is settled on its metered energy unless nobody settled it for {ENERGY_RING} slots (see
+///      contracts/README.md, "Meter energy is kept for 4,096 slots").
 contract MeterReadings is IMeterReadings, EIP712 {
     /// @notice EIP-712 type hash of a signed reading.
     bytes32 public constant READING_TYPEHASH =
@@ -51,14 +61,25 @@ contract MeterReadings is IMeterReadings, EIP712 {
     uint256 public constant MAX_WINDOW_SLOTS = 31;
     /// @notice Reading words kept per meter (at most two per open slot and one before them: `2 · 31 + 1 < 64`).
     uint256 public constant RING_SIZE = 64;
+    /// @notice Energy words kept per meter: slot `j`'s energy lives in word `j % ENERGY_RING` until a slot
+    ///         `ENERGY_RING` (or a multiple) later takes the word over. 4,096 slots are 42.7 days of 15-minute
+    ///         slots (about 2.8 days of 1-minute slots); the market's keeper settles each slot right after its
+    ///         grace period, and a participant without orders can be settled only within the market's
+    ///         `POSITION_RING` (64) slots anyway.
+    /// @dev A power of two (`% ENERGY_RING` is a mask), far above {MAX_WINDOW_SLOTS}, so the open slots never
+    ///      share a word (see {_split}).
+    uint256 public constant ENERGY_RING = 4096;
 
     uint256 private constant _M64 = type(uint64).max;
     uint256 private constant _RING_MASK = RING_SIZE - 1;
     /// @dev Reading word: importWh (0-63) | exportWh (64-127) | timestamp (128-191) | this flag: the previous
     ///      kept reading lies in the same slot.
     uint256 private constant _SAME_SLOT_PREV = 1 << 192;
-    /// @dev Energy word: importWh (0-63) | exportWh (64-127) | this flag (`hasReading`).
+    /// @dev Energy word: importWh (0-63) | exportWh (64-127) | this flag (`hasReading`) | slot + 1 (192-255, the
+    ///      slot whose energy the word holds; 0 in a word no slot has used).
     uint256 private constant _HAS_READING = 1 << 128;
+    /// @dev Where an energy word keeps its slot + 1 (a slot key is below `2^64 - 1`: timestamps are `uint64`).
+    uint256 private constant _ENERGY_TAG_SHIFT = 192;
     /// @dev Meta word: ring start (0-7) | length (8-15) | flags (16-17) | reset timestamp (64-127).
     uint256 private constant _RESET_PENDING = 1 << 16;
     uint256 private constant _REBASED = 1 << 17;
@@ -80,7 +101,8 @@ contract MeterReadings is IMeterReadings, EIP712 {
     /// @dev meter => raw import base | effective import base | raw export base | effective export base.
     mapping(address meter => uint256) private _rebase;
     mapping(address meter => mapping(uint256 index => uint256)) private _ring;
-    mapping(address meter => mapping(uint256 slot => uint256)) private _energy;
+    /// @dev meter => `slot % ENERGY_RING` => energy word of the slot in its tag (see {ENERGY_RING}).
+    mapping(address meter => mapping(uint256 ringIndex => uint256)) private _energy;
 
     /// @dev One insertion in progress (kept in memory to keep the stack small).
     struct Ins {
@@ -180,9 +202,22 @@ contract MeterReadings is IMeterReadings, EIP712 {
     // ------------------------------------------------------------------ views
 
     /// @inheritdoc IMeterReadings
-    /// @dev One storage read whatever the readings: the slot's energy is kept up to date as readings arrive.
+    /// @dev One storage read whatever the readings: the slot's energy is kept up to date as readings arrive. A
+    ///      word tagged with another slot (never used by `slot`, or taken over by a slot {ENERGY_RING} or more
+    ///      later) reads as zero without a reading.
     function energyInSlot(address meter, uint64 slot) external view returns (SlotEnergy memory e) {
-        uint256 w = _energy[meter][slot];
+        uint256 w;
+        // `_energy[meter][slot % ENERGY_RING]`, zero unless tagged `slot + 1`, without a branch (so every slot
+        // costs the same) and in assembly (the compiler's mapping access costs about 100 gas more here, on the
+        // settlement path).
+        assembly ("memory-safe") {
+            mstore(0x00, meter)
+            mstore(0x20, _energy.slot)
+            mstore(0x20, keccak256(0x00, 0x40))
+            mstore(0x00, mod(slot, ENERGY_RING))
+            w := sload(keccak256(0x00, 0x40))
+            w := mul(w, eq(shr(_ENERGY_TAG_SHIFT, w), add(slot, 1)))
+        }
         uint256 imp = w & _M64;
         uint256 exp_ = (w >> 64) & _M64;
         uint256 has = (w >> 128) & 1;
@@ -196,6 +231,12 @@ contract MeterReadings is IMeterReadings, EIP712 {
             mstore(0x40, has)
             return(0x00, 0x60)
         }
+    }
+
+    /// @inheritdoc IMeterReadings
+    /// @dev True unless `slot`'s word holds a later slot (its tag is above `slot + 1`).
+    function energyKept(address meter, uint64 slot) external view returns (bool) {
+        return _energy[meter][slot % ENERGY_RING] >> _ENERGY_TAG_SHIFT <= uint256(slot) + 1;
     }
 
     /// @notice The newest stored reading of `meter` (effective counters) and whether a reset is pending.
@@ -367,7 +408,7 @@ contract MeterReadings is IMeterReadings, EIP712 {
     function _book(Ins memory x) private {
         if (!x.hasP) {
             // Older than every kept reading (or the meter's first): its slot counts from here.
-            if (x.s != _PRE_START) _energy[x.meter][x.s] |= _HAS_READING;
+            if (x.s != _PRE_START) _markHasReading(x.meter, x.s);
             if (x.hasQ) _split(x.meter, x.r, x.q, x.r >> 128, true);
             _store(x);
             _meta[x.meter] = x.meta;
@@ -396,6 +437,24 @@ contract MeterReadings is IMeterReadings, EIP712 {
         }
         _store(x);
         _meta[x.meter] = x.meta;
+    }
+
+    /// @dev Sets slot `j`'s `hasReading` flag, starting from an empty word if the word still holds an older slot
+    ///      (`j` is open, so the word cannot hold a later one: see {_split}).
+    function _markHasReading(address meter, uint256 j) private {
+        // In assembly: the storage slot is computed once for the read and the write (the compiler's two mapping
+        // accesses cost about 300 gas more, on every meter's first reading).
+        assembly ("memory-safe") {
+            mstore(0x00, meter)
+            mstore(0x20, _energy.slot)
+            mstore(0x20, keccak256(0x00, 0x40))
+            mstore(0x00, mod(j, ENERGY_RING))
+            let word := keccak256(0x00, 0x40)
+            let tag := shl(_ENERGY_TAG_SHIFT, add(j, 1))
+            let w := sload(word)
+            if iszero(eq(shl(_ENERGY_TAG_SHIFT, shr(_ENERGY_TAG_SHIFT, w)), tag)) { w := tag }
+            sstore(word, or(w, _HAS_READING))
+        }
     }
 
     /// @dev The counter value at the start of the first open slot, from the reading before it (`x.p`, at `pts`)
@@ -446,6 +505,15 @@ contract MeterReadings is IMeterReadings, EIP712 {
     /// @dev Adds (or subtracts) the shares of segment `(p, q)` to the slots from the one containing `from`
     ///      (`from >= tp`, a slot start when `> tp`) to the one containing `tq`. With `tp == tq` (a reading at an
     ///      anchor's time) the whole change goes to that slot. Nothing is booked before `startTime`.
+    ///
+    ///      Ring words ({ENERGY_RING}): every slot written here (and by {_markHasReading}) is open. `from` is the
+    ///      new reading's time or the start of the first open slot `F` or later, and `tq` is a reading's time, at
+    ///      most {MAX_CLOCK_SKEW} seconds past the block, so each written slot `j` lies in `[F, W]` with `W` the
+    ///      slot of `block.timestamp + MAX_CLOCK_SKEW`, and `W - F < windowSlots <= MAX_WINDOW_SLOTS`. Every word
+    ///      written before holds a slot of at most `W` (block time never decreases): a slot `j' != j` sharing
+    ///      `j`'s word (`j' ≡ j mod ENERGY_RING`) cannot be later (`j' >= j + ENERGY_RING > W`), so it is at most
+    ///      `j - ENERGY_RING`, final long ago, and `j` starts from zero. A subtraction therefore always meets the
+    ///      word its own addition wrote (and would revert on underflow otherwise).
     function _split(address meter, uint256 p, uint256 q, uint256 from, bool add) private {
         uint256 tq = (q >> 128) & _M64;
         if (tq < startTime) return;
@@ -461,12 +529,19 @@ contract MeterReadings is IMeterReadings, EIP712 {
         for (uint256 j = (from - startTime) / slotLength; j <= last; ++j) {
             uint256 end = uint256(startTime) + (j + 1) * slotLength;
             (uint256 gI, uint256 gE) = _cumulative(g, end > tq ? tq : end);
-            uint256 w = en[j];
+            uint256 k;
+            uint256 tag;
+            unchecked {
+                k = j % ENERGY_RING;
+                tag = (j + 1) << _ENERGY_TAG_SHIFT; // `j < 2^64 - 1` (a slot key)
+            }
+            uint256 w = en[k];
+            if (w >> _ENERGY_TAG_SHIFT << _ENERGY_TAG_SHIFT != tag) w = 0; // an older slot's word (see above)
             // Checked: a subtraction removes shares that an earlier addition put into this very word.
             (uint256 wi, uint256 we) = add
                 ? ((w & _M64) + (gI - g.fI), ((w >> 64) & _M64) + (gE - g.fE))
                 : ((w & _M64) - (gI - g.fI), ((w >> 64) & _M64) - (gE - g.fE));
-            en[j] = wi | (we << 64) | _HAS_READING;
+            en[k] = wi | (we << 64) | _HAS_READING | tag;
             (g.fI, g.fE) = (gI, gE);
         }
     }

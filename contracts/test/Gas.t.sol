@@ -267,6 +267,41 @@ contract GasBench is Fixture {
         readings.submitReadings(second); // steady state: same slot as the previous reading
     }
 
+    /// Has `people[0]`'s meter report one second into `slot` (counters growing by 250 Wh import and 40 Wh export
+    /// per slot): directly (`submitReading`, the measured call) or, for set-up, through the batch path's per-item
+    /// call (`recordRelayed`, pranked as the contract itself) so that the report's `submitReading` and
+    /// `submitReadings` rows show the measured calls alone.
+    function _readOncePerSlot(uint64 slot, bool measured) internal {
+        uint64 ts = uint64(_start(slot)) + 1;
+        vm.warp(ts);
+        uint64 imp = 250 * slot;
+        uint64 exp = 40 * slot;
+        if (measured) {
+            _read(people[0], imp, exp, ts);
+        } else {
+            vm.prank(address(readings));
+            readings.recordRelayed(meterAddrOf[people[0]], imp, exp, ts);
+        }
+    }
+
+    /// A meter that reports once per slot: the first reading of a slot splits the segment from the previous
+    /// slot's reading over both slots. Measured twice with `submitReading`: in slot `S + 100` (the meter's 64
+    /// reading words are all in use, the slot's energy word is created) and in slot `S + 100 + ENERGY_RING`,
+    /// whose energy word slot `S + 100` left (issue 14 part 7: rewritten instead of created). The meter is
+    /// silent in between; the two slots before each measured one have readings, so both measured readings take
+    /// the same path.
+    function test_gas_submitReading_firstOfSlot_energyWordNewThenReused() public {
+        _people(1);
+        for (uint64 j = S; j < S + 100; ++j) {
+            _readOncePerSlot(j, false);
+        }
+        _readOncePerSlot(S + 100, true); // the slot's energy word is created
+        uint64 later = S + 100 + uint64(readings.ENERGY_RING());
+        _readOncePerSlot(later - 2, false);
+        _readOncePerSlot(later - 1, false);
+        _readOncePerSlot(later, true); // the slot's energy word is the one slot S + 100 used
+    }
+
     function test_gas_submitReading_direct() public {
         _people(2);
         vm.warp(_start(S) + 10);

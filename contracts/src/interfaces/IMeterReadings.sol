@@ -9,6 +9,14 @@ pragma solidity 0.8.37;
 ///      difference of its two boundary values (for the slot holding a meter's newest reading: up to that
 ///      reading). Slots become final `finalityDelay` seconds after they end; readings that would change a
 ///      final slot are refused ({SlotFinal}).
+///
+///      **Retention.** A slot's energy is kept for `ENERGY_RING` (4,096) slots: each meter keeps its slot
+///      energies in a ring of that many words, and slot `j`'s word is taken over by the first later slot
+///      `j + n·4096` that gets energy, never before `slotStart(j + 4096) - MAX_CLOCK_SKEW`. After that,
+///      {energyInSlot} reports slot `j` as zero without a reading and {energyKept} returns false. The market
+///      bills a position settled after that as unmetered (zero import and export); its keeper settles each slot
+///      right after its grace period and anyone may settle (contracts/README.md, "Meter energy is kept for
+///      4,096 slots").
 interface IMeterReadings {
     /// @notice A reading signed by the meter (EIP-712, type {READING_TYPEHASH}) and relayed by anyone.
     /// @dev `r`/`vs` is the EIP-2098 compact form of the meter's secp256k1 signature.
@@ -31,7 +39,8 @@ interface IMeterReadings {
     /// @notice Energy counted for one meter in one slot.
     /// @dev `hasReading`: the slot contains a reading of the meter or lies between two of its readings (its
     ///      energy is then interpolated); false for slots before the meter's first reading, after its newest
-    ///      one, and for slots that became final while the meter was silent.
+    ///      one, for slots that became final while the meter was silent, and for slots whose energy is no longer
+    ///      kept ({energyKept}).
     struct SlotEnergy {
         uint64 importWh;
         uint64 exportWh;
@@ -85,6 +94,13 @@ interface IMeterReadings {
     ///         each with a {ReadingSkipped} event, instead of reverting the batch.
     function submitReadings(SignedReading[] calldata readings) external;
 
-    /// @notice Energy imported and exported by `meter` during `slot`.
+    /// @notice Energy imported and exported by `meter` during `slot`; zero with `hasReading` false once the slot's
+    ///         energy is no longer kept (a slot `ENERGY_RING` or more later took its word over, see {energyKept}).
     function energyInSlot(address meter, uint64 slot) external view returns (SlotEnergy memory);
+
+    /// @notice Whether {energyInSlot} still reports `meter`'s own energy in `slot`: false once a slot `ENERGY_RING`
+    ///         (4,096) or a multiple of it later got energy of this meter and took the slot's word over (the slot's
+    ///         energy, if it had any, is gone). True for a slot the meter never reported in, as long as no later
+    ///         slot took its word, and guaranteed true until `slotStart(slot + ENERGY_RING) - MAX_CLOCK_SKEW`.
+    function energyKept(address meter, uint64 slot) external view returns (bool);
 }

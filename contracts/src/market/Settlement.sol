@@ -10,7 +10,8 @@ import {MarketBase} from "./MarketBase.sol";
 ///      list of participants, so a large slot is settled in parts; each participant's position is settled once.
 ///
 ///      For a participant with bought energy `B`, sold energy `S` (its fills), and metered import `I` and
-///      export `E` over the slot (Wh; zero without a reading; see {IMeterReadings}), with the slot's
+///      export `E` over the slot (Wh; zero without a reading, and zero once the meter's energy of the slot is no
+///      longer kept, `ENERGY_RING` slots on: see {IMeterReadings}), with the slot's
 ///      retail price `r`, feed-in tariff `f`, clearing price `c`, its own limit prices `pb`, `pa`, and the
 ///      slot's imbalance premiums `ps` (short, over retail) and `pl` (long, below feed-in) its orders copied:
 ///      - escrow released:   `bidWh * (pb + pl) + askWh * (r + ps - pa)`
@@ -25,6 +26,11 @@ import {MarketBase} from "./MarketBase.sol";
 ///      covers it whatever is metered.
 ///      Prices here are per Wh (per-kWh price / 1000). Grid charges are paid to the grid account, feed-in
 ///      payouts come from it. If a participant cannot pay, the rest is recorded as debt to the grid.
+///      A position settled after its meter's energy was reused (4,096 slots, 42 days of 15-minute slots: the
+///      keeper settles each slot right after its grace period, and anyone may settle) is billed as unmetered:
+///      a seller pays `r + ps` for all it sold (and gets no feed-in for export beyond it), a buyer gets all it
+///      bought back at `f - pl` and is not charged for import beyond it (contracts/README.md, "Meter energy is
+///      kept for 4,096 slots").
 ///      Money is conserved: buyers' payments at `c` equal sellers' receipts at `c` once the slot is fully
 ///      settled (the market holds the difference in between), and every other flow has the grid account as
 ///      its counterparty. Energy is conserved: `sum(I) - sum(E)` equals the grid's net supply
@@ -139,6 +145,9 @@ abstract contract Settlement is MarketBase {
     ///      remembers one earlier slot with orders; once two later slots of the word had orders, `slot`'s own could
     ///      not be told apart and its meter could be billed twice. The second of those can be settled only from
     ///      this time on, so up to it the answer is exact. The keeper settles each slot right after its grace.
+    ///      The meter's energy of `slot` is kept far longer (until at least `ENERGY_RING` = 4,096 slots after
+    ///      `slot`'s start less 60 s, {IMeterReadings}), so with any grace period shorter than 4,031 slots less
+    ///      60 s a settlement without orders always reads it.
     function gridSettlementClosesAt(uint64 slot) public view returns (uint256) {
         return settlementOpensAt(slot + uint64(POSITION_RING));
     }
@@ -296,7 +305,8 @@ abstract contract Settlement is MarketBase {
         }
     }
 
-    /// @dev Import and export (Wh) of `meter` in `slot`; zero without a meter or a reading.
+    /// @dev Import and export (Wh) of `meter` in `slot`; zero without a meter or a reading, or once the meter's
+    ///      energy of `slot` is no longer kept ({IMeterReadings-energyKept}).
     function _meteredEnergy(uint64 slot, address meter) private view returns (uint256 imp, uint256 exp) {
         if (meter != address(0)) {
             // `readings.energyInSlot(meter, slot)`, decoding only the two counters (a plain Solidity call spends
