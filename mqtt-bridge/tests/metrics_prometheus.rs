@@ -145,17 +145,21 @@ fn prometheus_scrapes_a_testnet_and_the_bridge() {
     drop(net);
 }
 
-/// Repeated head-state reads on node 0 (`instance`) raise its state cache's hit counters: five
+/// Repeated head-state reads on node 0 (`instance`) raise its RPC state cache's hit counters (the
+/// writer's cache is counted apart, under `cache="writer"`): five
 /// `eth_getBalance` of one account (accounts) and five `eth_call`s of the token's `totalSupply()`
 /// (a storage slot). The first read of each misses; a block committed between two reads carries
 /// the entry over unless it changed it, so at least one later read of each kind hits.
 fn check_state_cache(prom: &Prometheus, net: &Testnet, instance: &str) {
     use alloy_sol_types::SolCall;
-    let series =
-        |name: &str, kind: &str| format!("{name}{{job=\"node\",instance=\"{instance}\",kind=\"{kind}\"}}");
+    let series = |name: &str, kind: &str| {
+        format!("{name}{{job=\"node\",instance=\"{instance}\",cache=\"rpc\",kind=\"{kind}\"}}")
+    };
     let hits = |kind: &str| prom.scalar(&series("p2pe_state_cache_hits_total", kind));
     let misses = |kind: &str| prom.scalar(&series("p2pe_state_cache_misses_total", kind));
     let before = (hits("account").expect("account hits exported from the start"), hits("storage").unwrap());
+    let writer = format!("p2pe_state_cache_misses_total{{job=\"node\",instance=\"{instance}\",cache=\"writer\",kind=\"account\"}}");
+    assert!(prom.scalar(&writer).is_some(), "the writer's cache is counted apart");
     let genesis: Value =
         serde_json::from_str(&std::fs::read_to_string(net.dir.join("genesis.json")).unwrap()).unwrap();
     let token =

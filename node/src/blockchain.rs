@@ -213,7 +213,7 @@ impl Blockchain {
             spec,
             store: Mutex::new(store),
             reads,
-            head_cache: StateCache::new(cache_entries),
+            head_cache: StateCache::for_writer(cache_entries),
             cache_entries,
             tip: RwLock::new(Tip { head, hashes }),
             published,

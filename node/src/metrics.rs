@@ -94,9 +94,11 @@ pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
     // Counters exist from the start, so that `rate()` and `increase()` see their first events.
     counter!(names::BLOCKS).absolute(0);
     counter!(names::REORGS).absolute(0);
-    for kind in CACHE_KINDS {
-        counter!(names::STATE_CACHE_HITS, "kind" => kind).absolute(0);
-        counter!(names::STATE_CACHE_MISSES, "kind" => kind).absolute(0);
+    for cache in ["writer", "rpc"] {
+        for kind in CACHE_KINDS {
+            counter!(names::STATE_CACHE_HITS, "cache" => cache, "kind" => kind).absolute(0);
+            counter!(names::STATE_CACHE_MISSES, "cache" => cache, "kind" => kind).absolute(0);
+        }
     }
     Ok(())
 }
@@ -126,8 +128,14 @@ fn describe() {
     describe_histogram!(RPC_LATENCY, Unit::Seconds, "JSON-RPC call latency by method.");
     describe_counter!(RPC_ERRORS, "JSON-RPC errors by code.");
     describe_histogram!(SQLITE_COMMIT, Unit::Seconds, "Time of one SQLite write transaction's commit.");
-    describe_counter!(STATE_CACHE_HITS, "Head-state reads answered by the RPC state cache, by kind.");
-    describe_counter!(STATE_CACHE_MISSES, "Head-state reads the RPC state cache did not hold, by kind.");
+    describe_counter!(
+        STATE_CACHE_HITS,
+        "Head-state reads answered by a state cache, by cache (writer, rpc) and kind."
+    );
+    describe_counter!(
+        STATE_CACHE_MISSES,
+        "Head-state reads a state cache did not hold (read from SQLite), by cache and kind."
+    );
 }
 
 /// Records the time from its creation to its drop in a duration histogram.
@@ -173,8 +181,15 @@ pub fn rpc_call(method: &str, served: bool, elapsed: Duration, error_code: Optio
     }
 }
 
-/// Adds one state reader's cache hits and misses, accounts and storage slots apart.
-pub fn state_cache_reads(account_hits: u64, account_misses: u64, storage_hits: u64, storage_misses: u64) {
+/// Adds one state reader's cache hits and misses, accounts and storage slots apart; `cache` is
+/// `writer` (block execution) or `rpc` (reads of the published head).
+pub fn state_cache_reads(
+    cache: &'static str,
+    account_hits: u64,
+    account_misses: u64,
+    storage_hits: u64,
+    storage_misses: u64,
+) {
     let [account, storage] = CACHE_KINDS;
     for (name, kind, n) in [
         (names::STATE_CACHE_HITS, account, account_hits),
@@ -183,7 +198,7 @@ pub fn state_cache_reads(account_hits: u64, account_misses: u64, storage_hits: u
         (names::STATE_CACHE_MISSES, storage, storage_misses),
     ] {
         if n > 0 {
-            counter!(name, "kind" => kind).increment(n);
+            counter!(name, "cache" => cache, "kind" => kind).increment(n);
         }
     }
 }

@@ -33,6 +33,8 @@ struct Maps {
 pub struct StateCache {
     maps: Mutex<Maps>,
     max_entries: usize,
+    /// Whose cache this is, for the metrics: `writer` or `rpc`.
+    role: &'static str,
 }
 
 impl std::fmt::Debug for StateCache {
@@ -47,7 +49,12 @@ impl std::fmt::Debug for StateCache {
 impl StateCache {
     /// An empty cache holding at most `max_entries` accounts and slots.
     pub fn new(max_entries: usize) -> Self {
-        Self { maps: Mutex::new(Maps::default()), max_entries }
+        Self { maps: Mutex::new(Maps::default()), max_entries, role: "rpc" }
+    }
+
+    /// An empty cache for the writer (block execution), counted apart in the metrics.
+    pub fn for_writer(max_entries: usize) -> Self {
+        Self { role: "writer", ..Self::new(max_entries) }
     }
 
     /// The cache of the block on top: this cache's entries, less what `changes` touched. This
@@ -71,7 +78,7 @@ impl StateCache {
             }
         }
         maps.entries = maps.accounts.len() + maps.storage.values().map(HashMap::len).sum::<usize>();
-        Self { maps: Mutex::new(maps), max_entries: self.max_entries }
+        Self { maps: Mutex::new(maps), max_entries: self.max_entries, role: self.role }
     }
 
     /// Brings the cache up to date with a block `changes` committed on top of its state (the
@@ -181,7 +188,7 @@ impl<'c, R: StateReader> CachedState<'c, R> {
 impl<R> Drop for CachedState<'_, R> {
     fn drop(&mut self) {
         let (ah, am, sh, sm) = self.counts.get();
-        crate::metrics::state_cache_reads(ah, am, sh, sm);
+        crate::metrics::state_cache_reads(self.cache.role, ah, am, sh, sm);
     }
 }
 
