@@ -40,14 +40,14 @@ use alloy_primitives::{Address, Bytes, TxKind, B256};
 use alloy_sol_types::{SolCall, SolInterface};
 use p2pe_bindings::energy_market::EnergyMarket;
 use p2pe_bindings::registry::Registry;
-use revm::context::{Context, TxEnv};
+use revm::context::TxEnv;
 use revm::context_interface::result::ExecutionResult;
-use revm::{ExecuteEvm, MainBuilder, MainContext};
+use revm::ExecuteEvm;
 
 use crate::blockchain::{block_input_for_signer, unix_now, Blockchain};
 use crate::chain::{MarketDeployment, TX_GAS_LIMIT_CAP};
 use crate::crypto::SigningKey;
-use crate::execution::{block_env, cfg_env};
+use crate::execution::{block_env, EvmConfig, EvmMode};
 use crate::state::StateOverlay;
 use crate::txpool::validate_tx;
 
@@ -189,13 +189,8 @@ impl Keeper {
             .chain
             .with_head_state(|state| {
                 let overlay = StateOverlay::new(state, &hashes);
-                let mut cfg = cfg_env(self.chain.spec().chain_id);
-                cfg.disable_nonce_check = true;
-                let mut evm = Context::mainnet()
-                    .with_db(overlay)
-                    .with_block(block_env(&input))
-                    .with_cfg(cfg)
-                    .build_mainnet();
+                let config = EvmConfig::new(self.chain.spec().chain_id);
+                let mut evm = config.evm(overlay, block_env(&input), EvmMode::Call);
                 evm.transact(tx).map(|r| r.result).map_err(|e| e.to_string())
             })
             .map_err(|e| simulation(e.to_string()))?

@@ -18,13 +18,13 @@ use alloy_genesis::{Genesis, GenesisAccount};
 use alloy_primitives::{address, Address, Bytes, TxKind, B256, U256};
 use alloy_sol_types::{SolCall, SolConstructor};
 use p2pe_bindings::{credit_token, energy_market, meter_readings, registry};
-use revm::context::{Context, TxEnv};
+use revm::context::TxEnv;
 use revm::context_interface::result::ExecutionResult;
 use revm::primitives::KECCAK_EMPTY;
-use revm::{ExecuteCommitEvm, MainBuilder, MainContext};
+use revm::ExecuteCommitEvm;
 
 use super::TX_GAS_LIMIT_CAP;
-use crate::execution::{block_env, cfg_env, BlockInput};
+use crate::execution::{block_env, BlockInput, EvmConfig, EvmMode};
 use crate::state::{BlockHashes, StateOverlay, WorldState};
 
 /// The keyless account that creates the market contracts at genesis.
@@ -157,13 +157,7 @@ impl GenesisExec {
         let fail = |reason: String| MarketDeployError { step: step.to_string(), reason };
         let nonce = self.state.accounts.get(&caller).map_or(0, |e| e.info.nonce);
         let overlay = StateOverlay::new(&self.state, &self.hashes);
-        let mut cfg = cfg_env(self.chain_id);
-        cfg.disable_nonce_check = true;
-        let mut evm = Context::mainnet()
-            .with_db(overlay)
-            .with_block(block_env(&self.input))
-            .with_cfg(cfg)
-            .build_mainnet();
+        let mut evm = EvmConfig::new(self.chain_id).evm(overlay, block_env(&self.input), EvmMode::Call);
         let tx = TxEnv {
             caller,
             gas_limit: TX_GAS_LIMIT_CAP,

@@ -3,11 +3,10 @@
 use alloy_consensus::{transaction::Recovered, ReceiptEnvelope, Transaction, TxEnvelope};
 use alloy_primitives::{Address, Bytes, TxHash};
 use alloy_rlp::Encodable;
-use revm::context::Context;
 use revm::context_interface::result::{EVMError, ExecutionResult, InvalidTransaction};
-use revm::{ExecuteCommitEvm, MainBuilder, MainContext};
+use revm::ExecuteCommitEvm;
 
-use super::{block_env, build_receipt, cfg_env, tx_env, BlockInput};
+use super::{block_env, build_receipt, tx_env, BlockInput, EvmConfig, EvmMode};
 use crate::state::{BlockHashes, StateChanges, StateError, StateOverlay, StateReader};
 
 /// What to do with a transaction that cannot be executed (bad nonce, over the gas left...).
@@ -91,11 +90,7 @@ pub fn execute_block<R: StateReader + ?Sized>(
     policy: InvalidTxPolicy,
 ) -> Result<BlockOutcome, ExecError> {
     let overlay = StateOverlay::new(base, hashes);
-    let mut evm = Context::mainnet()
-        .with_db(overlay)
-        .with_block(block_env(input))
-        .with_cfg(cfg_env(chain_id))
-        .build_mainnet();
+    let mut evm = EvmConfig::new(chain_id).evm(overlay, block_env(input), EvmMode::Block);
     let mut out = BlockOutcome::default();
     let mut tx_bytes = 0usize;
     for (index, tx) in txs.into_iter().enumerate() {

@@ -9,9 +9,12 @@
 
 pub mod budget;
 mod env;
+mod evm;
 mod executor;
 mod receipt;
 
-pub use env::{block_env, cfg_env, tx_env, BlockInput};
+pub(crate) use env::cfg_env;
+pub use env::{block_env, tx_env, BlockInput};
+pub use evm::{EvmConfig, EvmMode};
 pub use executor::{execute_block, BlockOutcome, ExecError, InvalidTxPolicy, SkippedTx, TxOutcome};
 pub use receipt::{build_receipt, receipts_bloom};

@@ -5,7 +5,7 @@
 //! `flatCallTracer`, `muxTracer` and `noopTracer`. JavaScript tracers are refused.
 //!
 //! Tracing a mined transaction replays its block: the state at the end of the parent block,
-//! the block's own environment (the same `block_env`/`cfg_env` as the executor, so every fee is
+//! the block's own environment (the same `block_env` and `EvmConfig` as the executor, so every fee is
 //! zero), the earlier transactions of the block executed and committed into a
 //! [`StateOverlay`], then the target transaction run under the inspector. Tracing a block does
 //! the same with the inspector on every transaction.
@@ -28,11 +28,11 @@ use alloy_rpc_types_trace::geth::{
     GethDebugTracerType, GethDebugTracingCallOptions, GethDebugTracingOptions, GethTrace, TraceResult,
 };
 use revm::bytecode::Bytecode;
-use revm::context::{BlockEnv, CfgEnv, Context, TxEnv};
+use revm::context::{BlockEnv, TxEnv};
 use revm::context_interface::result::EVMError;
 use revm::database_interface::{Database, DatabaseRef};
 use revm::state::AccountInfo as RevmAccountInfo;
-use revm::{ExecuteCommitEvm, InspectEvm, MainBuilder, MainContext};
+use revm::{ExecuteCommitEvm, InspectEvm};
 use revm_inspectors::tracing::{DebugInspector, DebugInspectorError, TransactionContext};
 
 use super::error::{RpcError, RpcResult};
@@ -42,7 +42,7 @@ use super::workers::Work;
 use super::RpcContext;
 use crate::blockchain::block_input;
 use crate::execution::budget::{parse_go_duration, Budget, Meter, Recording};
-use crate::execution::{block_env, cfg_env, tx_env};
+use crate::execution::{block_env, tx_env, EvmConfig, EvmMode};
 use crate::primitives::SealedBlock;
 use crate::state::{BlockHashes, StateError, StateOverlay, StateReader};
 use crate::storage::BlockQuery;
@@ -154,25 +154,21 @@ pub fn trace_call(ctx: &RpcContext, p: Params, work: &Work<'_>) -> RpcResult {
     }
     let mut block = block_env(&block_input(&env.header));
     overrides.apply_block(&mut block)?;
-    let mut cfg = cfg_env(chain_id);
-    cfg.disable_nonce_check = true;
+    let config = EvmConfig::new(chain_id);
     ctx.with_state_in(work.reads, state_number, |state| {
         let mut overlay = StateOverlay::new(state, &hashes);
         if let Some((mined, upto)) = &replay {
             // The block's own transactions run in the block's own environment.
             let mined_env = block_env(&block_input(mined.header()));
-            let mut evm = Context::mainnet()
-                .with_db(&mut overlay)
-                .with_block(mined_env)
-                .with_cfg(cfg_env(chain_id))
-                .build_mainnet();
+            let mut evm = config.evm(&mut overlay, mined_env, EvmMode::Block);
             for t in mined.recovered_txs().take(*upto) {
                 check_time(&budget)?;
                 evm.transact_commit(tx_env(&t)).map_err(evm_error)?;
             }
         }
         overrides.apply_state(&mut overlay)?;
-        let mut tracer = Tracer::new(&tracing_options, &mut overlay, block, cfg, &budget)?;
+        let mut tracer =
+            Tracer::new(&tracing_options, &mut overlay, block, (config, EvmMode::Call), &budget)?;
         let trace = tracer.trace(tx, None)?;
         to_json(&trace)
     })
@@ -195,10 +191,10 @@ fn trace_block_txs(
     };
     let hashes = hashes_before(ctx, number)?;
     let benv = block_env(&block_input(block.header()));
-    let cfg = cfg_env(ctx.chain.spec().chain_id);
+    let config = (EvmConfig::new(ctx.chain.spec().chain_id), EvmMode::Block);
     ctx.with_state_in(reads, parent, |state| {
         let mut overlay = StateOverlay::new(state, &hashes);
-        let mut tracer = Tracer::new(opts, &mut overlay, benv, cfg, budget)?;
+        let mut tracer = Tracer::new(opts, &mut overlay, benv, config, budget)?;
         let mut out = Vec::new();
         for (index, tx) in block.recovered_txs().enumerate() {
             let env = tx_env(&tx);
@@ -244,16 +240,12 @@ impl<'o, 's> Tracer<'o, 's> {
         opts: &GethDebugTracingOptions,
         overlay: &'o mut StateOverlay<'s, dyn StateReader + 's>,
         block: BlockEnv,
-        cfg: CfgEnv,
+        (config, mode): (EvmConfig, EvmMode),
         budget: &Budget,
     ) -> RpcResult<Self> {
         let inspector = DebugInspector::new(opts.clone()).map_err(tracer_error)?;
         let meter = budget.meter(recording(opts));
-        let evm = Context::mainnet()
-            .with_db(overlay)
-            .with_block(block.clone())
-            .with_cfg(cfg)
-            .build_mainnet_with_inspector((meter, inspector));
+        let evm = config.evm_with_inspector(overlay, block.clone(), mode, (meter, inspector));
         Ok(Self { evm, block, budget: *budget })
     }
 

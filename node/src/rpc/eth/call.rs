@@ -3,10 +3,10 @@
 use alloy_eips::BlockId;
 use alloy_primitives::{Bytes, TxKind};
 use alloy_rpc_types_eth::TransactionRequest;
-use revm::context::{Context, TxEnv};
+use revm::context::TxEnv;
 use revm::context_interface::either::Either;
 use revm::context_interface::result::{EVMError, ExecutionResult};
-use revm::{InspectEvm, MainBuilder, MainContext};
+use revm::InspectEvm;
 use serde_json::json;
 
 use super::super::error::{RpcError, RpcResult};
@@ -16,7 +16,7 @@ use super::super::RpcContext;
 use crate::blockchain::block_input;
 use crate::chain::TX_GAS_LIMIT_CAP;
 use crate::execution::budget::{Budget, Recording};
-use crate::execution::{block_env, cfg_env};
+use crate::execution::{block_env, EvmConfig, EvmMode};
 use crate::state::{bytecode, AccountInfo, StateOverlay, StateReader};
 use crate::storage::BlockQuery;
 use alloy_rpc_types_eth::state::StateOverride;
@@ -197,15 +197,11 @@ pub fn run_with(
     };
     let mut overlay = StateOverlay::new(state, &hashes);
     overrides.apply_state(&mut overlay)?;
-    let mut cfg = cfg_env(ctx.chain.spec().chain_id);
-    cfg.disable_nonce_check = true;
     let mut block = block_env(&block_input(header));
     overrides.apply_block(&mut block)?;
-    let mut evm = Context::mainnet()
-        .with_db(overlay)
-        .with_block(block)
-        .with_cfg(cfg)
-        .build_mainnet_with_inspector(budget.meter(Recording::Nothing));
+    let meter = budget.meter(Recording::Nothing);
+    let mut evm =
+        EvmConfig::new(ctx.chain.spec().chain_id).evm_with_inspector(overlay, block, EvmMode::Call, meter);
     let outcome = evm.inspect_tx(tx);
     if let Some(exceeded) = evm.inspector.exceeded() {
         return Err(RpcError::limit_exceeded(exceeded.to_string()));
