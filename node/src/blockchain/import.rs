@@ -1,0 +1,218 @@
+//! The road every block takes into the chain: verify, execute, check the roots, commit.
+//! `commit_executed` is the one place a block reaches the disk and the head moves.
+
+use std::sync::Arc;
+
+use alloy_consensus::proofs;
+use alloy_primitives::{Address, B256};
+
+use crate::consensus::clique::{self, Snapshot};
+use crate::execution::{execute_block, receipts_bloom, BlockOutcome, ExecError, InvalidTxPolicy};
+use crate::primitives::{Block, SealedBlock};
+use crate::state::{undo_for, BlockHashes, StateUndo};
+use crate::storage::{BlockWrite, CachedState, PlainState, StorageError, Store};
+use crate::txpool::{validate_envelope, ValidationContext};
+
+use super::builder::block_input;
+use super::{Blockchain, Head, ImportError, NewBlock};
+
+impl Blockchain {
+    /// Imports a block from a peer or a file: verify, execute, compare, commit.
+    pub fn import(&self, block: Block, now: Option<u64>) -> Result<B256, ImportError> {
+        let _guard = self.import_lock.lock();
+        let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_IMPORT);
+        self.import_locked(block, now)
+    }
+
+    pub(super) fn import_locked(&self, block: Block, now: Option<u64>) -> Result<B256, ImportError> {
+        let hash = block.header.hash_slow();
+        let number = block.header.number;
+        let invalid = |reason: String| ImportError::Invalid { number, hash, reason };
+        let head = self.tip();
+        // Already on the canonical chain: nothing to do. (A stored side block, e.g. one a reorg
+        // took off, is imported again like any other block.)
+        if hash == head.hash
+            || (number <= head.header.number
+                && self.store.lock().read(|c| crate::storage::BlockQuery::canonical_hash(c, number))?
+                    == Some(hash))
+        {
+            return Ok(hash);
+        }
+        if block.header.parent_hash != head.hash {
+            return Err(ImportError::NotOnHead { number, hash, parent: block.header.parent_hash });
+        }
+        let size = alloy_rlp::Encodable::length(&block) as u64;
+        if size > self.spec.max_block_bytes() {
+            return Err(invalid(format!(
+                "block size rule: the block is {size} bytes, over the chain's limit of {} bytes \
+                 (config.p2pe.maxBlockBytes)",
+                self.spec.max_block_bytes()
+            )));
+        }
+        let (snapshot, _signer) = clique::verify_header(
+            &self.spec.clique,
+            &block.header,
+            &head.header,
+            head.hash,
+            &head.snapshot,
+            now,
+        )
+        .map_err(|source| ImportError::Consensus { number, hash, source })?;
+        if !block.body.ommers.is_empty() {
+            return Err(invalid("blocks must not have ommers".into()));
+        }
+        if block.body.withdrawals.as_ref().is_none_or(|w| !w.is_empty()) {
+            return Err(invalid("blocks must carry an empty withdrawals list".into()));
+        }
+        let tx_root = proofs::calculate_transaction_root(&block.body.transactions);
+        if tx_root != block.header.transactions_root {
+            return Err(invalid(format!(
+                "transactionsRoot {} does not match the body's {tx_root}",
+                block.header.transactions_root
+            )));
+        }
+        let ctx = ValidationContext { max_tx_bytes: usize::MAX, ..self.validation_context() };
+        let mut txs = Vec::with_capacity(block.body.transactions.len());
+        for (i, tx) in block.body.transactions.iter().enumerate() {
+            let recovered = validate_envelope(tx.clone(), &ctx)
+                .map_err(|e| invalid(format!("transaction {i} ({}): {e}", tx.tx_hash())))?;
+            txs.push(recovered);
+        }
+        let input = block_input(&block.header);
+        let outcome = {
+            let hashes = self.tip.read().hashes.clone();
+            self.with_writer_state(|state| {
+                execute_block(self.spec.chain_id, state, &hashes, &input, txs, InvalidTxPolicy::Reject)
+            })
+            .map_err(|e| match e {
+                ExecError::State(s) => ImportError::State(s),
+                other => invalid(other.to_string()),
+            })?
+        };
+        let senders = outcome.txs.iter().map(|t| t.signer()).collect();
+        let sealed = SealedBlock { hash, block, senders };
+        self.commit_executed(sealed, outcome, snapshot, &head, None)
+    }
+
+    /// Computes the new state root from the stored trie and the block's changes (incrementally:
+    /// only the paths the block touched are rehashed) and the values the changes overwrite
+    /// (read from the head state: cache hits for what the block just read). Nothing is written.
+    pub(super) fn apply_outcome(&self, outcome: &BlockOutcome) -> Result<Applied, ImportError> {
+        let (root, trie) = self.store.lock().state_root(&outcome.changes)?;
+        let store = self.store.lock();
+        let plain = PlainState::new(store.connection(), self.reads.codes());
+        let undo =
+            undo_for(&CachedState::new(&plain, &self.head_cache), |a| plain.slots(a), &outcome.changes)?;
+        Ok(Applied { undo, root, trie })
+    }
+
+    /// The shared tail of sealing and import: check roots, apply, persist, move the head.
+    pub(super) fn commit_executed(
+        &self,
+        sealed: SealedBlock,
+        outcome: BlockOutcome,
+        snapshot: Snapshot,
+        head: &Head,
+        applied: Option<Applied>,
+    ) -> Result<B256, ImportError> {
+        let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_COMMIT);
+        let header = sealed.header().clone();
+        let number = header.number;
+        let hash = sealed.hash;
+        let invalid = |reason: String| ImportError::Invalid { number, hash, reason };
+        let applied = match applied {
+            Some(a) => a,
+            None => self.apply_outcome(&outcome)?,
+        };
+        let receipts_root = proofs::calculate_receipt_root(&outcome.receipts);
+        let check = if outcome.gas_used != header.gas_used {
+            Err(format!("gasUsed {} but execution used {}", header.gas_used, outcome.gas_used))
+        } else if receipts_root != header.receipts_root {
+            Err(format!("receiptsRoot {} but execution gives {receipts_root}", header.receipts_root))
+        } else if receipts_bloom(&outcome.receipts) != header.logs_bloom {
+            Err("logsBloom does not match the receipts".into())
+        } else if applied.root != header.state_root {
+            Err(format!("stateRoot {} but execution gives {}", header.state_root, applied.root))
+        } else {
+            Ok(())
+        };
+        if let Err(reason) = check {
+            return Err(invalid(reason));
+        }
+        let Applied { undo, trie, .. } = applied;
+        let total_difficulty = head.total_difficulty + header.difficulty;
+        let write = BlockWrite {
+            block: &sealed,
+            receipts: &outcome.receipts,
+            total_difficulty,
+            changes: &outcome.changes,
+            undo: &undo,
+            snapshot: &snapshot,
+            trie: &trie,
+        };
+        self.store.lock().commit_block(&write)?;
+        self.head_cache.write_through(&outcome.changes);
+        let nonces: Vec<(Address, u64)> = self.with_writer_state(|state| {
+            let nonce = |s: &Address| state.account(s).ok().flatten().map(|i| i.nonce).unwrap_or(0);
+            sealed.senders.iter().map(|s| (*s, nonce(s))).collect()
+        });
+        self.tip.write().advance(Head { header: header.clone(), hash, total_difficulty, snapshot });
+        self.publish(Some(&outcome.changes));
+        self.pool.prune(nonces);
+        let txs = sealed.block.body.transactions.len();
+        crate::metrics::block_committed(number, txs);
+        if txs > 0 {
+            tracing::info!(number, %hash, txs, gas = header.gas_used, "block committed");
+        } else {
+            tracing::debug!(number, %hash, "empty block committed");
+        }
+        self.announce(Arc::new(NewBlock {
+            block: sealed,
+            receipts: outcome.receipts,
+            total_difficulty,
+            removed: false,
+        }));
+        Ok(hash)
+    }
+}
+
+/// What committing one executed block writes besides the block: computed, not yet written.
+pub(super) struct Applied {
+    /// The values the block's changes overwrite.
+    undo: StateUndo,
+    /// The state root after the block.
+    pub(super) root: B256,
+    /// The block's changes to the stored state trie.
+    trie: crate::storage::trie::StateTrieUpdates,
+}
+
+/// Reads the head block, its Clique snapshot and total difficulty and the last 257 block hashes
+/// from `store`, and checks the stored state trie's root against the head's.
+pub(super) fn load_head(store: &Store) -> Result<(Head, BlockHashes), ImportError> {
+    let (number, hash) =
+        store.head()?.ok_or_else(|| StorageError::Corrupt("the database has no head block".into()))?;
+    let header = store
+        .header_by_number(number)?
+        .ok_or_else(|| StorageError::Corrupt(format!("head block {number} missing")))?;
+    let snapshot = store
+        .snapshot(&hash)?
+        .ok_or_else(|| StorageError::Corrupt(format!("no Clique snapshot for head block {number}")))?;
+    let total_difficulty = store.total_difficulty(&hash)?.unwrap_or_default();
+    // The root of the stored trie (no changes on top): the stored nodes' hashes, not a rebuild.
+    let (root, _) = store.state_root(&Default::default())?;
+    if root != header.state_root {
+        return Err(StorageError::Corrupt(format!(
+            "state root {root} of the stored state trie does not match head block {number}'s {} \
+             (run `p2pe-node check` to find the first stored node that is wrong)",
+            header.state_root
+        ))
+        .into());
+    }
+    let mut hashes = BlockHashes::default();
+    for n in number.saturating_sub(256)..=number {
+        if let Some(h) = store.header_by_number(n)? {
+            hashes.0.insert(n, h.hash_slow());
+        }
+    }
+    Ok((Head { header, hash, total_difficulty, snapshot }, hashes))
+}
