@@ -479,3 +479,43 @@ fn huge_batches_and_bodies_under_default_limits() {
     assert_eq!(status, 413);
     assert_eq!(rpc.call("eth_chainId", json!([])), "0x539");
 }
+
+/// `eth_estimateGas` without a block runs where the transaction will: the next block, at the
+/// earliest time it can be sealed. A call whose cost depends on the block (here: a slot write
+/// only when `block.timestamp` is past the latest block's, as a meter reading does more work once
+/// a slot turns final) is estimated for that block, not for the latest one, and the transaction
+/// sent with the estimate succeeds.
+#[test]
+fn estimate_gas_defaults_to_the_next_block() {
+    // Runtime: if (block.timestamp > calldata[0]) sstore(0, 1).
+    const CREATION: &str = "0x6010600c60003960106000f36000354211600957005b600160005500";
+    let node = NodeProcess::dev(&["--period", "0", "--no-keeper"]);
+    let rpc = node.rpc();
+    let contract = p2pe_tests::harness::deploy(&rpc, 0, CREATION);
+    // A second later the next block's timestamp is past the head's (no block comes meanwhile:
+    // with period 0 the node seals only when transactions wait).
+    std::thread::sleep(Duration::from_millis(1_100));
+    let latest = rpc.call("eth_getBlockByNumber", json!(["latest", false]));
+    let (head, t) = (hex_u64(&latest["number"]), hex_u64(&latest["timestamp"]));
+    let from = dev_key(0).address();
+    let req = json!({ "from": from, "to": contract, "data": format!("0x{t:064x}") });
+    let estimate = |block: Option<&str>| {
+        let params = match block {
+            Some(b) => json!([req, b]),
+            None => json!([req]),
+        };
+        hex_u64(&rpc.call("eth_estimateGas", params))
+    };
+    let (at_latest, at_pending, default) =
+        (estimate(Some("latest")), estimate(Some("pending")), estimate(None));
+    assert_eq!(rpc.block_number(), head, "no block was sealed in between");
+    assert!(at_latest < 25_000, "in the latest block's environment the write is skipped: {at_latest}");
+    assert!(at_pending > 40_000, "in the next block's environment the slot is written: {at_pending}");
+    assert_eq!(default, at_pending, "the default block is the next one");
+    let tx = json!([{ "from": from, "to": contract, "data": format!("0x{t:064x}"), "gas": format!("{default:#x}") }]);
+    let hash = rpc.call("eth_sendTransaction", tx);
+    let receipt = rpc.wait_receipt(hash.as_str().unwrap(), SECS);
+    assert_eq!(receipt["status"], "0x1", "sent with the default estimate: {receipt}");
+    let slot = rpc.call("eth_getStorageAt", json!([contract, "0x0", "latest"]));
+    assert_eq!(hex_u64(&slot), 1);
+}

@@ -19,8 +19,8 @@ use revm::bytecode::Bytecode;
 
 use crate::state::{AccountInfo, StateChanges, StateError, StateReader};
 
-/// Default number of cached accounts and slots (about 100 bytes each, so about 13 MB per cache).
-pub const DEFAULT_CACHE_ENTRIES: usize = 131_072;
+/// Default number of cached accounts and slots (about 100 bytes each, so about 26 MB per cache).
+pub const DEFAULT_CACHE_ENTRIES: usize = 262_144;
 
 #[derive(Default)]
 struct Maps {

@@ -31,10 +31,22 @@ pub struct CallEnv {
     pub gas_cap: u64,
 }
 
-/// Builds the environment for calls at a resolved block.
+/// Builds the environment for calls at a resolved block. For `pending` that is the block a
+/// transaction sent now lands in: the head's child, at the earliest time it can be sealed
+/// (`max(now, head + period)`), on the head's state (the pool's transactions are not applied).
+/// What a call costs can depend on the block (a meter reading does more work once a slot turns
+/// final), so an estimate for a transaction must run where the transaction will.
 pub fn call_env(ctx: &RpcContext, block: &super::super::ResolvedBlock) -> RpcResult<CallEnv> {
     let head = ctx.chain.head();
-    let header = if head.hash == block.hash {
+    let header = if head.hash == block.hash && block.pending {
+        let period = ctx.chain.spec().clique.period;
+        alloy_consensus::Header {
+            parent_hash: head.hash,
+            number: head.header.number + 1,
+            timestamp: crate::blockchain::unix_now().max(head.header.timestamp + period),
+            ..head.header
+        }
+    } else if head.hash == block.hash {
         head.header
     } else {
         ctx.chain

@@ -11,7 +11,7 @@ use super::call::{call_env, output, request_tx_env, run_with, Overrides};
 use super::q;
 
 /// `eth_estimateGas(request, block?)`, on a call worker: every attempt counts against the same
-/// time limit.
+/// time limit. The block defaults to `pending`, the next block's environment on the head state.
 ///
 /// Like geth: run at the cap first (a revert there is reported with its data), try an
 /// optimistic guess from the gas used, then bisect. Unlike geth, the search runs to the exact
@@ -19,7 +19,8 @@ use super::q;
 pub fn estimate_gas(ctx: &RpcContext, p: Params, work: &Work<'_>) -> RpcResult {
     p.at_most(4)?;
     let req: TransactionRequest = p.req(0)?;
-    let block = ctx.resolve(p.opt::<BlockId>(1)?)?;
+    // Without a block, where the transaction will run: the next block (see `call_env`).
+    let block = ctx.resolve(Some(p.opt::<BlockId>(1)?.unwrap_or_else(BlockId::pending)))?;
     let overrides = Overrides::from_params(&p, 2)?;
     let env = call_env(ctx, &block)?;
     let chain_id = ctx.chain.spec().chain_id;
