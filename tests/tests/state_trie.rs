@@ -116,12 +116,12 @@ fn a_version_1_data_directory_is_migrated_on_open() {
     let conn = rusqlite::Connection::open(datadir.join("chain.sqlite")).unwrap();
     let version: i64 =
         conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 4, "migrated through versions 2 and 3 to 4");
+    assert_eq!(version, 5, "migrated through versions 2, 3 and 4 to 5");
     let words: i64 = conn.query_row("SELECT COUNT(*) FROM hashed_storage", [], |r| r.get(0)).unwrap();
     assert_eq!(words, 300);
     drop(conn);
     // A version the node does not know is refused with the versions named.
-    sql(&datadir, "UPDATE meta SET value = 5 WHERE key = 'schema_version';");
+    sql(&datadir, "UPDATE meta SET value = 6 WHERE key = 'schema_version';");
     let err = run_err(&mut check(&datadir));
-    assert!(err.contains("database schema version 5 is not supported by this node (expects 4)"), "{err}");
+    assert!(err.contains("database schema version 6 is not supported by this node (expects 5)"), "{err}");
 }

@@ -108,7 +108,7 @@ fn lookups_read_one_row_and_survive_the_migrations_from_version_2() {
     drop(node);
 
     // Back to schema version 2: no per-transaction rows, and the blocks table of versions 2 and 3
-    // (total difficulty after the body). The node migrates on open, through version 3 to 4.
+    // (total difficulty after the body). The node migrates on open, through versions 3 and 4 to 5.
     let conn = rusqlite::Connection::open(datadir.join("chain.sqlite")).unwrap();
     assert_eq!(block_columns(&conn), ["hash", "number", "td", "header", "block", "senders", "receipts"]);
     conn.execute_batch(
@@ -128,13 +128,16 @@ fn lookups_read_one_row_and_survive_the_migrations_from_version_2() {
     let version: i64 =
         conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
     let rows: i64 = conn.query_row("SELECT COUNT(*) FROM block_txs", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     assert!(rows >= hashes.len() as i64, "{rows} rows");
     assert_eq!(
         block_columns(&conn),
         ["hash", "number", "td", "header", "block", "senders", "receipts"],
-        "version 4 keeps a block's small columns ahead of its body"
+        "versions 4 and 5 keep a block's small columns ahead of its body"
     );
+    let table: String =
+        conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'blocks'", [], |r| r.get(0)).unwrap();
+    assert!(!table.contains("WITHOUT ROWID"), "version 5 finds blocks through a hash index: {table}");
     let indexed: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'blocks_number'",

@@ -5,22 +5,29 @@ use rusqlite::Connection;
 use super::StorageError;
 
 /// Version of the schema below; a data directory of another version is refused, except
-/// versions 1 to 3, which are migrated on open (see the `migrate_from_*` functions).
-pub const SCHEMA_VERSION: i64 = 4;
+/// versions 1 to 4, which are migrated on open (see the `migrate_from_*` functions).
+pub const SCHEMA_VERSION: i64 = 5;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+/// The blocks table of schema version 5 (also used by its migration).
+const BLOCKS_V5: &str = r#"
 -- The small columns come first: SQLite reads a column after a large blob by walking the blob's
--- overflow pages, so a header and its total difficulty are read without touching the body.
+-- overflow pages, so a header and its total difficulty are read without touching the body. A rowid
+-- table, found by hash through its own small index: in a WITHOUT ROWID table the row is the key,
+-- and finding a row whose payload overflows reads the whole payload (a 30,000-transaction block's
+-- body and receipts, megabytes) to compare it, on every lookup of that block.
 CREATE TABLE IF NOT EXISTS blocks (
-    hash BLOB PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
     number INTEGER NOT NULL,
     td BLOB NOT NULL,
     header BLOB NOT NULL,
     block BLOB NOT NULL,
     senders BLOB NOT NULL,
     receipts BLOB NOT NULL
-) WITHOUT ROWID;
+);
+"#;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS blocks_number ON blocks(number);
 CREATE TABLE IF NOT EXISTS canonical (number INTEGER PRIMARY KEY, hash BLOB NOT NULL);
 -- One row per transaction of every stored block: its EIP-2718 bytes, sender and receipt with what
@@ -92,6 +99,7 @@ pub fn init(conn: &Connection) -> Result<(), StorageError> {
     // and plan them once (a stable plan: no re-preparing a range scan for new bound values).
     conn.set_prepared_statement_cache_capacity(64);
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.execute_batch(BLOCKS_V5)?;
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(super::explorer::SCHEMA)?;
     let version: Option<i64> =
@@ -105,12 +113,18 @@ pub fn init(conn: &Connection) -> Result<(), StorageError> {
             migrate_from_1(conn)?;
             migrate_from_2(conn)?;
             migrate_from_3(conn)?;
+            migrate_from_4(conn)?;
         }
         Some(2) => {
             migrate_from_2(conn)?;
             migrate_from_3(conn)?;
+            migrate_from_4(conn)?;
         }
-        Some(3) => migrate_from_3(conn)?,
+        Some(3) => {
+            migrate_from_3(conn)?;
+            migrate_from_4(conn)?;
+        }
+        Some(4) => migrate_from_4(conn)?,
         Some(v) => {
             return Err(StorageError::Invalid(format!(
                 "database schema version {v} is not supported by this node (expects {SCHEMA_VERSION})"
@@ -172,6 +186,28 @@ fn migrate_from_3(conn: &Connection) -> Result<(), StorageError> {
         )
         .map_err(StorageError::from);
     finish_migration(conn, done, 4, "reorder the blocks table")
+}
+
+/// Version 4 kept blocks in a WITHOUT ROWID table, where looking up a block whose row overflows
+/// reads the whole row (body and receipts) to compare keys: a transaction lookup in a large block
+/// cost milliseconds. The table is rewritten as a rowid table with a hash index, in one
+/// transaction.
+fn migrate_from_4(conn: &Connection) -> Result<(), StorageError> {
+    tracing::info!("migrating the database to schema version 5: blocks found through a hash index");
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let done = conn
+        .execute_batch(&format!(
+            "{}
+            INSERT INTO blocks_v5 (hash, number, td, header, block, senders, receipts)
+                SELECT hash, number, td, header, block, senders, receipts FROM blocks ORDER BY number;
+            DROP TABLE blocks;
+            ALTER TABLE blocks_v5 RENAME TO blocks;
+            CREATE INDEX blocks_number ON blocks(number);
+            UPDATE meta SET value = 5 WHERE key = 'schema_version';",
+            BLOCKS_V5.replace("CREATE TABLE IF NOT EXISTS blocks (", "CREATE TABLE blocks_v5 (")
+        ))
+        .map_err(StorageError::from);
+    finish_migration(conn, done, 5, "rewrite the blocks table")
 }
 
 /// Commits a migration's transaction, or rolls it back and says what could not be done.
