@@ -2,6 +2,7 @@
 pragma solidity 0.8.37;
 
 import {Fixture} from "./utils/Fixture.sol";
+import {StorageWords} from "./utils/StorageWords.sol";
 import {IEnergyMarket} from "../src/interfaces/IEnergyMarket.sol";
 import {IMeterReadings} from "../src/interfaces/IMeterReadings.sol";
 import {IRegistry} from "../src/interfaces/IRegistry.sol";
@@ -9,7 +10,7 @@ import {IRegistry} from "../src/interfaces/IRegistry.sol";
 /// Issue 14, part 7, for the meter readings: a meter's slot energies live in a ring of `ENERGY_RING` words, so its
 /// storage stops growing. Slot `j` and slot `j + ENERGY_RING` share a word; once the later slot has energy the
 /// earlier one reads as zero without a reading, and a position settled after that is billed as unmetered.
-contract EnergyRingTest is Fixture {
+contract EnergyRingTest is Fixture, StorageWords {
     uint64 internal constant J = 20;
     uint64 internal ring;
 
@@ -164,30 +165,6 @@ contract EnergyRingTest is Fixture {
 
     // ------------------------------------------------------------------ storage over 5,000 slots
 
-    mapping(bytes32 => bool) internal _seen;
-    bytes32[] internal _written;
-
-    /// Adds the readings contract's storage words written since the last call to `_written` (and restarts the
-    /// recording), as `SlotRing.t.sol` counts the market's.
-    function _collectWrites() internal {
-        (, bytes32[] memory writes) = vm.accesses(address(readings));
-        for (uint256 i = 0; i < writes.length; ++i) {
-            if (!_seen[writes[i]]) {
-                _seen[writes[i]] = true;
-                _written.push(writes[i]);
-            }
-        }
-        vm.record();
-    }
-
-    /// The readings contract's non-zero storage words among those ever written (recording starts before the
-    /// meter's first reading; the contract writes no storage at deployment).
-    function _liveWords() internal view returns (uint256 n) {
-        for (uint256 i = 0; i < _written.length; ++i) {
-            if (vm.load(address(readings), _written[i]) != 0) ++n;
-        }
-    }
-
     /// One meter reports twice per slot (at its start and in its middle) for 5,000 slots. Its storage: one meta
     /// word, the 64 reading words and one energy word per slot, until the ring of ENERGY_RING energy words has
     /// wrapped; from then on, nothing more (before the ring it grew by one word per slot forever).
@@ -203,11 +180,11 @@ contract EnergyRingTest is Fixture {
             v += 100;
             _readAt(alice, _start(j) + 450, v, v / 10, _start(j) + 450);
             v += 100;
-            _collectWrites();
-            if (j == first + 999) at1000 = _liveWords();
-            if (j == first + ring - 1) atRing = _liveWords();
+            _collectWrites(address(readings));
+            if (j == first + 999) at1000 = _liveWords(address(readings));
+            if (j == first + ring - 1) atRing = _liveWords(address(readings));
         }
-        uint256 at5000 = _liveWords();
+        uint256 at5000 = _liveWords(address(readings));
         _print("readings storage words of one meter after 1,000 slots", at1000);
         _print("after 4,096 slots (ENERGY_RING)", atRing);
         _print("after 5,000 slots", at5000);

@@ -2,13 +2,14 @@
 pragma solidity 0.8.37;
 
 import {Fixture} from "./utils/Fixture.sol";
+import {StorageWords} from "./utils/StorageWords.sol";
 import {IEnergyMarket} from "../src/interfaces/IEnergyMarket.sol";
 import {IRegistry} from "../src/interfaces/IRegistry.sol";
 
 /// Issue 14, part 7: storage that does not grow with the market's age. A slot's price-level words are needed only
 /// until it is cleared; slot `k + SLOT_RING` reuses the words of slot `k`. The limit (at most `SLOT_RING` slots open
 /// and still taking orders) is tested under, at and over it, and the market's storage is counted over 1,000 slots.
-contract SlotRingTest is Fixture {
+contract SlotRingTest is Fixture, StorageWords {
     uint64 internal constant S = 4;
     uint256 internal ring;
 
@@ -140,29 +141,6 @@ contract SlotRingTest is Fixture {
 
     // ------------------------------------------------------------------ storage over 1,000 slots
 
-    mapping(bytes32 => bool) internal _seen;
-    bytes32[] internal _written;
-
-    /// Adds the market's storage words written since the last call to `_written` (and restarts the recording).
-    function _collectWrites() internal {
-        (, bytes32[] memory writes) = vm.accesses(address(market));
-        for (uint256 i = 0; i < writes.length; ++i) {
-            if (!_seen[writes[i]]) {
-                _seen[writes[i]] = true;
-                _written.push(writes[i]);
-            }
-        }
-        vm.record();
-    }
-
-    /// The market's non-zero storage words among those ever written (every word the market holds: recording
-    /// starts before its first order, and the words set up by deployment and registration are counted apart).
-    function _liveWords() internal view returns (uint256 n) {
-        for (uint256 i = 0; i < _written.length; ++i) {
-            if (vm.load(address(market), _written[i]) != 0) ++n;
-        }
-    }
-
     /// One simulated slot per iteration, as the keeper and settler run it: open slot `j + 2`, four sellers and four
     /// buyers order in it, clear slot `j`, settle slot `j - 2` for everyone (no readings: the meter contract's words
     /// are not the market's). The market's storage is counted after 500 and 1,000 slots: from the time the ring has
@@ -195,10 +173,10 @@ contract SlotRingTest is Fixture {
                 market.placeBid(j + 2, uint32(100 + 10 * i), FEED_IN + (50 + 20 * i) * TICK);
             }
             if (j >= first + 2) market.settle(j - 2, all);
-            _collectWrites();
-            if (j == first + slots / 2 - 1) at500 = _liveWords();
+            _collectWrites(address(market));
+            if (j == first + slots / 2 - 1) at500 = _liveWords(address(market));
         }
-        uint256 at1000 = _liveWords();
+        uint256 at1000 = _liveWords(address(market));
         _print("market storage words after 500 slots", at500);
         _print("market storage words after 1,000 slots", at1000);
         _print("of which price-level words (bounded)", ring * (MAX_LEVEL + 1));

@@ -98,8 +98,8 @@ impl Blockchain {
     /// only the paths the block touched are rehashed) and the values the changes overwrite
     /// (read from the head state: cache hits for what the block just read). Nothing is written.
     pub(super) fn apply_outcome(&self, outcome: &BlockOutcome) -> Result<Applied, ImportError> {
-        let (root, trie) = self.store.lock().state_root(&outcome.changes)?;
         let store = self.store.lock();
+        let (root, trie) = store.state_root(&outcome.changes)?;
         let plain = PlainState::new(store.connection(), self.reads.codes());
         let undo =
             undo_for(&CachedState::new(&plain, &self.head_cache), |a| plain.slots(a), &outcome.changes)?;
