@@ -171,54 +171,74 @@ pub struct RpcErr {
     pub data: Option<Value>,
 }
 
-/// A blocking JSON-RPC client.
+/// A blocking JSON-RPC client: alloy's RPC client over HTTP, driven by one runtime shared by
+/// every client of the test process; [`Rpc::raw`] posts bytes as they are, for the tests of the
+/// node's JSON-RPC surface (malformed requests, batches, notifications).
 #[derive(Clone)]
 pub struct Rpc {
     url: String,
-    client: reqwest::blocking::Client,
+    http: reqwest::Client,
+    client: alloy_rpc_client::RpcClient,
+}
+
+/// The runtime every [`Rpc`] of this process blocks on (two workers: tests call from many threads).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("test-rpc")
+            .enable_all()
+            .build()
+            .expect("test RPC runtime")
+    })
 }
 
 impl Rpc {
     /// A client for `url`.
     pub fn new(url: &str) -> Self {
-        Self {
-            url: url.to_string(),
-            client: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("client"),
-        }
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
+        let parsed = url.parse().unwrap_or_else(|e| panic!("RPC URL {url}: {e}"));
+        let client = alloy_rpc_client::RpcClient::new(
+            alloy_transport_http::Http::with_client(http.clone(), parsed),
+            true,
+        );
+        Self { url: url.to_string(), http, client }
     }
 
-    /// Posts a raw body and returns the parsed JSON answer.
+    /// The endpoint.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Posts a raw body and returns the HTTP status and the parsed JSON answer (`Null` when empty).
     pub fn raw(&self, body: &str) -> Result<(u16, Value), String> {
-        let resp = self
-            .client
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let text = resp.text().map_err(|e| e.to_string())?;
-        if text.is_empty() {
-            return Ok((status, Value::Null));
-        }
-        Ok((status, serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?))
+        let post =
+            self.http.post(&self.url).header("content-type", "application/json").body(body.to_string());
+        runtime().block_on(async move {
+            let resp = post.send().await.map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            let text = resp.text().await.map_err(|e| e.to_string())?;
+            if text.is_empty() {
+                return Ok((status, Value::Null));
+            }
+            Ok((status, serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?))
+        })
     }
 
-    /// Calls `method` and returns its result or error.
+    /// Calls `method` and returns its result or error (code 0: no JSON-RPC answer).
     pub fn try_call(&self, method: &str, params: Value) -> Result<Value, RpcErr> {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-        let (_, v) = self.raw(&body).map_err(|e| RpcErr { code: 0, message: e, data: None })?;
-        if let Some(e) = v.get("error") {
-            return Err(RpcErr {
-                code: e["code"].as_i64().unwrap_or(0),
-                message: e["message"].as_str().unwrap_or("").to_string(),
-                data: e.get("data").cloned(),
-            });
+        use alloy_transport::RpcError as E;
+        let request = self.client.request::<_, Value>(method.to_string(), params);
+        match runtime().block_on(request) {
+            Ok(v) => Ok(v),
+            Err(E::ErrorResp(p)) => Err(RpcErr {
+                code: p.code,
+                message: p.message.to_string(),
+                data: p.data.as_ref().and_then(|d| serde_json::from_str(d.get()).ok()),
+            }),
+            Err(other) => Err(RpcErr { code: 0, message: other.to_string(), data: None }),
         }
-        Ok(v["result"].clone())
     }
 
     /// Calls `method`, panicking on an error.
