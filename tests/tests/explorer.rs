@@ -1,9 +1,9 @@
 //! The block explorer's methods (`ots_` namespace, `--rpc-explorer`), called the way Otterscan
 //! calls them, against a real node, with a contract that makes an internal value transfer,
-//! creates a contract from a contract and reverts with a custom error
-//! (`tests/fixtures/explorer`, built by forge). Expected values come from the standard methods
-//! (`eth_getBlockByNumber`, receipts, logs) and from the transactions the test sent, not from
-//! the explorer's own code.
+//! creates a contract from a contract, calls another contract without value or log, and reverts
+//! with a custom error (`tests/fixtures/explorer`, built by forge). Expected values come from the
+//! standard methods (`eth_getBlockByNumber`, receipts, logs, `debug_traceTransaction`'s
+//! `callTracer`) and from the transactions the test sent, not from the explorer's own code.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -18,6 +18,7 @@ sol! {
     function forward(address to) external payable;
     function make() external payable returns (address child);
     function fail() external pure;
+    function peek(address target) external returns (bool ok);
     error Nope(uint256 code);
 }
 
@@ -46,6 +47,10 @@ struct Sent {
     forward: Value,
     make: Value,
     fail: Value,
+    /// `peek(child)`: a static call to the child, with no value and no log.
+    peek: Value,
+    /// The contract `make` created.
+    child: Address,
     recipient: Address,
     /// Receipts of four transfers sent at once (at most two blocks of the 1 s dev chain).
     burst: Vec<Value>,
@@ -68,15 +73,22 @@ fn send_all(rpc: &Rpc) -> Sent {
         wait(send(rpc, &accounts[1], Some(&explorer), forwardCall { to: recipient }.abi_encode(), 1000));
     let make = wait(send(rpc, &accounts[2], Some(&explorer), makeCall {}.abi_encode(), 5));
     let fail = wait(send(rpc, &accounts[1], Some(&explorer), failCall {}.abi_encode(), 0));
+    // The child's address, from the Made(address) log of the standard receipt.
+    let child = Address::from_slice(
+        &alloy_primitives::hex::decode(make["logs"][0]["data"].as_str().unwrap()).unwrap()[12..32],
+    );
+    let peek = wait(send(rpc, &accounts[7], Some(&explorer), peekCall { target: child }.abi_encode(), 0));
     assert_eq!(
         (forward["status"].as_str(), make["status"].as_str(), fail["status"].as_str()),
         (Some("0x1"), Some("0x1"), Some("0x0"))
     );
+    assert_eq!(peek["status"], "0x1");
+    assert!(peek["logs"].as_array().unwrap().is_empty(), "peek emits no log");
     let burst: Vec<String> = (3..7)
         .map(|i| send(rpc, &accounts[i], Some(&explorer), forwardCall { to: recipient }.abi_encode(), 1))
         .collect();
     let burst = burst.into_iter().map(wait).collect();
-    Sent { accounts, explorer, deploy, forward, make, fail, recipient, burst }
+    Sent { accounts, explorer, deploy, forward, make, fail, peek, child, recipient, burst }
 }
 
 fn hash(r: &Value) -> String {
@@ -85,7 +97,7 @@ fn hash(r: &Value) -> String {
 
 #[test]
 fn otterscan_call_pattern() {
-    let node = NodeProcess::dev(&["--rpc-explorer"]);
+    let node = NodeProcess::dev(&["--rpc-explorer", "--rpc-admin"]);
     let rpc = node.rpc();
     let sent = send_all(&rpc);
     assert_eq!(rpc.call("ots_getApiLevel", json!([])), json!(8));
@@ -177,10 +189,7 @@ fn traces(rpc: &Rpc, sent: &Sent) {
     );
     let ops = rpc.call("ots_getInternalOperations", json!([hash(&sent.forward)]));
     assert_eq!(ops, json!([{"type": 0, "from": explorer, "to": sent.recipient, "value": "0x3e8"}]));
-    // The child's address, from the Made(address) log of the standard receipt.
-    let child = Address::from_slice(
-        &alloy_primitives::hex::decode(sent.make["logs"][0]["data"].as_str().unwrap()).unwrap()[12..32],
-    );
+    let child = sent.child;
     let ops = rpc.call("ots_getInternalOperations", json!([hash(&sent.make)]));
     assert_eq!(ops, json!([{"type": 2, "from": explorer, "to": child, "value": "0x5"}]));
     let error = rpc.call("ots_getTransactionError", json!([hash(&sent.fail)]));
@@ -208,8 +217,24 @@ fn lookups(rpc: &Rpc, sent: &Sent) {
     assert_eq!(rpc.call("ots_hasCode", json!([sent.explorer, format!("{before_deploy:#x}")])), json!(false));
 }
 
-/// The reference: every canonical transaction `address` sent, received, created or emitted a
-/// log in, newest first, from the standard methods.
+/// Every address a call of `hash` came from or went to, internal calls included (`callTracer`).
+fn call_addresses(rpc: &Rpc, hash: &str) -> Vec<String> {
+    fn walk(frame: &Value, out: &mut Vec<String>) {
+        for key in ["from", "to"] {
+            out.extend(frame[key].as_str().map(str::to_lowercase));
+        }
+        for call in frame["calls"].as_array().into_iter().flatten() {
+            walk(call, out);
+        }
+    }
+    let trace = rpc.call("debug_traceTransaction", json!([hash, {"tracer": "callTracer"}]));
+    let mut out = Vec::new();
+    walk(&trace, &mut out);
+    out
+}
+
+/// The reference: every canonical transaction `address` sent, received, created, emitted a log
+/// in or was called in (internal calls too), newest first, from the standard methods.
 fn reference(rpc: &Rpc, address: &str) -> Vec<String> {
     let head = rpc.block_number();
     let mut out = Vec::new();
@@ -224,7 +249,8 @@ fn reference(rpc: &Rpc, address: &str) -> Vec<String> {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .any(|l| lower(&l["address"]).as_deref() == Some(address));
+                    .any(|l| lower(&l["address"]).as_deref() == Some(address))
+                || call_addresses(rpc, &hash(r)).iter().any(|a| a == address);
             if hit {
                 out.push(hash(r));
             }
@@ -270,11 +296,23 @@ fn walk(rpc: &Rpc, address: &str, before: bool) -> Vec<String> {
 
 fn searches(rpc: &Rpc, sent: &Sent) {
     let mut expected: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for address in [sent.accounts[1].as_str(), sent.explorer.as_str()] {
+    let (recipient, child) = (format!("{:#x}", sent.recipient), format!("{:#x}", sent.child));
+    for address in [sent.accounts[1].as_str(), sent.explorer.as_str(), &recipient, &child] {
         expected.insert(address, reference(rpc, address));
     }
     assert_eq!(expected[sent.accounts[1].as_str()].len(), 3, "deploy, forward, fail");
-    assert_eq!(expected[sent.explorer.as_str()].len(), 8, "deploy, forward, make, fail, four transfers");
+    assert_eq!(
+        expected[sent.explorer.as_str()].len(),
+        9,
+        "deploy, forward, make, fail, peek, four transfers"
+    );
+    // Found only through internal calls: no log names them and no transaction is sent to them.
+    assert_eq!(expected[recipient.as_str()].len(), 5, "forward and the four transfers (internal)");
+    assert_eq!(
+        expected[child.as_str()],
+        vec![hash(&sent.peek), hash(&sent.make)],
+        "peek (a static call), make"
+    );
     for (address, want) in &expected {
         assert_eq!(&walk(rpc, address, true), want, "searchTransactionsBefore {address}");
         assert_eq!(&walk(rpc, address, false), want, "searchTransactionsAfter {address}");

@@ -141,6 +141,7 @@ impl Blockchain {
         }
         let Applied { undo, trie, .. } = applied;
         let total_difficulty = head.total_difficulty + header.difficulty;
+        let tx_accounts: Vec<Vec<Address>> = outcome.tx_outcomes.iter().map(|o| o.accounts.clone()).collect();
         let write = BlockWrite {
             block: &sealed,
             receipts: &outcome.receipts,
@@ -149,6 +150,7 @@ impl Blockchain {
             undo: &undo,
             snapshot: &snapshot,
             trie: &trie,
+            tx_accounts: &tx_accounts,
         };
         self.store.lock().commit_block(&write)?;
         self.head_cache.write_through(&outcome.changes);

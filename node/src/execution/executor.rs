@@ -4,7 +4,7 @@ use alloy_consensus::{transaction::Recovered, ReceiptEnvelope, Transaction, TxEn
 use alloy_primitives::{Address, Bytes, TxHash};
 use alloy_rlp::Encodable;
 use revm::context_interface::result::{EVMError, ExecutionResult, InvalidTransaction};
-use revm::ExecuteCommitEvm;
+use revm::{ExecuteCommitEvm, ExecuteEvm};
 
 use super::{block_env, build_receipt, tx_env, BlockInput, EvmConfig, EvmMode};
 use crate::state::{BlockHashes, StateChanges, StateError, StateOverlay, StateReader};
@@ -61,6 +61,11 @@ pub struct TxOutcome {
     pub contract_address: Option<Address>,
     /// Return or revert data.
     pub output: Bytes,
+    /// Every account the execution loaded, sorted: the sender, the recipient, every account called
+    /// (any kind of call, internal ones too), created or read (`BALANCE`, `EXTCODE*`); not the
+    /// block's beneficiary, which every transaction loads to pay it. The explorer's address index
+    /// ([`crate::storage::ExplorerQuery`]) is written from it.
+    pub accounts: Vec<Address>,
 }
 
 /// Everything a block's execution produced.
@@ -119,8 +124,14 @@ pub fn execute_block<R: StateReader + ?Sized>(
                 }
             }
         }
-        match evm.transact_commit(tx_env(&tx)) {
+        let executed = evm.transact_one(tx_env(&tx));
+        let state = evm.finalize();
+        match executed {
             Ok(result) => {
+                let mut accounts: Vec<Address> =
+                    state.keys().filter(|a| **a != input.beneficiary).copied().collect();
+                accounts.sort_unstable();
+                evm.commit(state);
                 let gas_used = result.tx_gas_used();
                 out.gas_used += gas_used;
                 let contract_address = result.created_address();
@@ -131,7 +142,7 @@ pub fn execute_block<R: StateReader + ?Sized>(
                     ExecutionResult::Halt { .. } => (Vec::new(), Bytes::new()),
                 };
                 out.receipts.push(build_receipt(tx.inner().tx_type(), success, out.gas_used, logs));
-                out.tx_outcomes.push(TxOutcome { gas_used, contract_address, output });
+                out.tx_outcomes.push(TxOutcome { gas_used, contract_address, output, accounts });
                 out.txs.push(tx);
                 tx_bytes += size;
             }

@@ -2,9 +2,13 @@
 //! in its transaction and removed with it on a reorg:
 //!
 //! - `address_txs`: the canonical transactions an address appears in: as sender, as recipient, as
-//!   the contract a transaction created, or as the emitter of one of its logs. Calls between
-//!   contracts that emit no log are not indexed (Erigon indexes every call trace; that would mean
-//!   tracing every block as it is committed);
+//!   the contract a transaction created, as the emitter of one of its logs, or as any account its
+//!   execution loaded (called by any kind of call, internal ones included, created from a
+//!   contract, or read by `BALANCE`/`EXTCODE*`; the executor records them per transaction at no
+//!   extra cost, [`crate::execution::TxOutcome::accounts`]). This is a superset of Erigon's
+//!   call-trace index. Blocks indexed by the one-off backfill below (data directories older than
+//!   the index) have no executed accounts: for them only senders, recipients, creations and log
+//!   emitters are indexed;
 //! - `sender_txs`: a sender's transaction by nonce;
 //! - `contract_creators`: the transaction that created a contract, for contracts created by a
 //!   transaction (`to` empty). Contracts created from another contract, and those in the genesis,
@@ -46,6 +50,7 @@ pub(crate) fn write(
     tx: &Connection,
     block: &SealedBlock,
     receipts: &[ReceiptEnvelope],
+    tx_accounts: &[Vec<Address>],
 ) -> Result<(), StorageError> {
     let number = block.number() as i64;
     let mut addr =
@@ -61,6 +66,7 @@ pub(crate) fn write(
         let hash = t.tx_hash();
         let mut seen = BTreeSet::from([*sender]);
         seen.extend(alloy_consensus::Transaction::to(t));
+        seen.extend(tx_accounts.get(i).into_iter().flatten());
         if let Some(r) = receipts.get(i) {
             seen.extend(r.logs().iter().map(|l| l.address));
             if alloy_consensus::Transaction::to(t).is_none() && r.status() {
@@ -101,7 +107,7 @@ pub(crate) fn backfill(conn: &Connection) -> Result<(), StorageError> {
         else {
             continue;
         };
-        write(&tx, &block, &receipts)?;
+        write(&tx, &block, &receipts, &[])?;
     }
     if head.unwrap_or(0) > 0 {
         tracing::info!(blocks = head.unwrap_or(0), "indexed the chain for the explorer (ots_ methods)");

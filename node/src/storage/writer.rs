@@ -32,6 +32,9 @@ pub struct BlockWrite<'a> {
     pub snapshot: &'a Snapshot,
     /// The block's changes to the stored state trie (from [`Store::state_root`]).
     pub trie: &'a StateTrieUpdates,
+    /// Per transaction, the accounts its execution loaded (for the explorer's address index; see
+    /// [`crate::execution::TxOutcome::accounts`]).
+    pub tx_accounts: &'a [Vec<Address>],
 }
 
 /// The database writer. There is exactly one per data directory.
@@ -144,7 +147,7 @@ impl Store {
         };
         let sealed = SealedBlock { hash: spec.genesis_hash, block, senders: vec![] };
         let snapshot = Snapshot::new(spec.clique.epoch, 0, spec.genesis_hash, spec.signers.iter().copied());
-        write_block_rows(&tx, &sealed, &[], spec.genesis_header.difficulty)?;
+        write_block_rows(&tx, &sealed, &[], &[], spec.genesis_header.difficulty)?;
         write_snapshot(&tx, &snapshot)?;
         tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('genesis', ?1)", [genesis_json])?;
         let root = trie::rebuild(&tx)?;
@@ -215,7 +218,7 @@ impl Store {
     pub fn commit_block(&mut self, w: &BlockWrite<'_>) -> Result<(), StorageError> {
         let number = w.block.number();
         let tx = self.conn.savepoint()?;
-        write_block_rows(&tx, w.block, w.receipts, w.total_difficulty)?;
+        write_block_rows(&tx, w.block, w.receipts, w.tx_accounts, w.total_difficulty)?;
         write_state(&tx, number, w.changes, w.undo)?;
         trie::write_updates(&tx, w.trie)?;
         write_snapshot(&tx, w.snapshot)?;
@@ -378,6 +381,7 @@ fn write_block_rows(
     tx: &Connection,
     block: &SealedBlock,
     receipts: &[ReceiptEnvelope],
+    tx_accounts: &[Vec<Address>],
     td: U256,
 ) -> Result<(), StorageError> {
     let number = block.number() as i64;
@@ -421,7 +425,7 @@ fn write_block_rows(
             log_index += 1;
         }
     }
-    super::explorer::write(tx, block, receipts)
+    super::explorer::write(tx, block, receipts, tx_accounts)
 }
 
 /// One `block_txs` row per transaction of `block`: its bytes, sender, receipt, gas used and the
