@@ -207,6 +207,12 @@ fn lookups(rpc: &Rpc, sent: &Sent) {
     let creator = rpc.call("ots_getContractCreator", json!([sent.explorer]));
     assert_eq!(creator["hash"], json!(hash(&sent.deploy)));
     assert_eq!(creator["creator"].as_str().unwrap().to_lowercase(), sent.accounts[1]);
+    // Created by a contract: the creator is that contract (the CREATE frame of the trace).
+    let explorer: Address = sent.explorer.parse().unwrap();
+    assert_eq!(
+        rpc.call("ots_getContractCreator", json!([sent.child])),
+        json!({"hash": hash(&sent.make), "creator": explorer})
+    );
     assert!(
         rpc.call("ots_getContractCreator", json!([sent.accounts[3]])).is_null(),
         "an account is no contract"

@@ -142,6 +142,7 @@ impl Blockchain {
         let Applied { undo, trie, .. } = applied;
         let total_difficulty = head.total_difficulty + header.difficulty;
         let tx_accounts: Vec<Vec<Address>> = outcome.tx_outcomes.iter().map(|o| o.accounts.clone()).collect();
+        let tx_created: Vec<Vec<Address>> = outcome.tx_outcomes.iter().map(|o| o.created.clone()).collect();
         let write = BlockWrite {
             block: &sealed,
             receipts: &outcome.receipts,
@@ -151,6 +152,7 @@ impl Blockchain {
             snapshot: &snapshot,
             trie: &trie,
             tx_accounts: &tx_accounts,
+            tx_created: &tx_created,
         };
         self.store.lock().commit_block(&write)?;
         self.head_cache.write_through(&outcome.changes);

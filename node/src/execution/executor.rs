@@ -66,6 +66,9 @@ pub struct TxOutcome {
     /// block's beneficiary, which every transaction loads to pay it. The explorer's address index
     /// ([`crate::storage::ExplorerQuery`]) is written from it.
     pub accounts: Vec<Address>,
+    /// The contracts the transaction created, sorted: by a creation transaction or by `CREATE` /
+    /// `CREATE2` inside it (the explorer's `ots_getContractCreator`).
+    pub created: Vec<Address>,
 }
 
 /// Everything a block's execution produced.
@@ -131,6 +134,8 @@ pub fn execute_block<R: StateReader + ?Sized>(
                 let mut accounts: Vec<Address> =
                     state.keys().filter(|a| **a != input.beneficiary).copied().collect();
                 accounts.sort_unstable();
+                let created: Vec<Address> =
+                    accounts.iter().filter(|a| state[*a].is_created()).copied().collect();
                 evm.commit(state);
                 let gas_used = result.tx_gas_used();
                 out.gas_used += gas_used;
@@ -142,7 +147,7 @@ pub fn execute_block<R: StateReader + ?Sized>(
                     ExecutionResult::Halt { .. } => (Vec::new(), Bytes::new()),
                 };
                 out.receipts.push(build_receipt(tx.inner().tx_type(), success, out.gas_used, logs));
-                out.tx_outcomes.push(TxOutcome { gas_used, contract_address, output, accounts });
+                out.tx_outcomes.push(TxOutcome { gas_used, contract_address, output, accounts, created });
                 out.txs.push(tx);
                 tx_bytes += size;
             }

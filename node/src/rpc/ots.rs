@@ -8,7 +8,8 @@
 //! - address history: `ots_searchTransactionsBefore/After(address, block, pageSize)` from the
 //!   `address_txs` index ([`crate::storage::ExplorerQuery`]), never a scan of the chain; a page
 //!   is completed to the end of its last block, newest first;
-//! - `ots_getTransactionBySenderAndNonce`, `ots_getContractCreator` from their indexes;
+//! - `ots_getTransactionBySenderAndNonce`, `ots_getContractCreator` from their indexes (a contract
+//!   created by another contract: its creator from the creating transaction's call trace);
 //! - traces: `ots_traceTransaction`, `ots_getInternalOperations`, `ots_getTransactionError` from
 //!   the call tracer (`debug_traceTransaction`'s replay);
 //! - `ots_hasCode(address, block)`.
@@ -55,12 +56,6 @@ pub fn call(ctx: &RpcContext, method: &str, p: Params) -> RpcResult {
             let (sender, nonce): (Address, alloy_primitives::U64) = (p.req(0)?, p.req(1)?);
             Ok(json!(ctx.chain.reads().tx_by_sender_nonce(&sender, nonce.to::<u64>())?))
         }
-        "ots_getContractCreator" => {
-            p.at_most(1)?;
-            let address: Address = p.req(0)?;
-            let found = ctx.chain.reads().contract_creator(&address)?;
-            Ok(json!(found.map(|(hash, creator)| ContractCreator { hash, creator })))
-        }
         "ots_hasCode" => has_code(ctx, p),
         _ => Err(RpcError::method_not_found(method)),
     }
@@ -74,6 +69,7 @@ pub fn heavy(ctx: &RpcContext, method: &str, p: Params, work: &Work<'_>) -> RpcR
         "ots_getInternalOperations" => {
             Ok(json!(internal_operations(&call_frame(ctx, p, work)?, 0, Vec::new())))
         }
+        "ots_getContractCreator" => contract_creator(ctx, p, work),
         "ots_getTransactionError" => {
             let frame = call_frame(ctx, p, work)?;
             let output = if frame.error.is_some() { frame.output.unwrap_or_default() } else { Bytes::new() };
@@ -220,12 +216,41 @@ fn has_code(ctx: &RpcContext, p: Params) -> RpcResult {
 /// The call tracer's frame tree of the transaction named by the first parameter.
 fn call_frame(ctx: &RpcContext, p: Params, work: &Work<'_>) -> RpcResult<CallFrame> {
     p.at_most(1)?;
-    let hash: B256 = p.req(0)?;
+    trace_frame(ctx, &p.req(0)?, work)
+}
+
+/// The call tracer's frame of mined transaction `hash`.
+fn trace_frame(ctx: &RpcContext, hash: &B256, work: &Work<'_>) -> RpcResult<CallFrame> {
     let opts = GethDebugTracingOptions::default().with_tracer(GethDebugBuiltInTracerType::CallTracer.into());
-    match trace::trace_mined(ctx, work, &hash, &opts)? {
+    match trace::trace_mined(ctx, work, hash, &opts)? {
         GethTrace::CallTracer(frame) => Ok(frame),
         other => Err(RpcError::internal(format!("the call tracer returned another trace: {other:?}"))),
     }
+}
+
+/// `ots_getContractCreator`: the creating transaction and the account that ran the creation (the
+/// sender for a creation transaction; the contract that ran `CREATE`/`CREATE2` otherwise, read
+/// from the transaction's trace). On a call worker because of that trace.
+fn contract_creator(ctx: &RpcContext, p: Params, work: &Work<'_>) -> RpcResult {
+    p.at_most(1)?;
+    let address: Address = p.req(0)?;
+    if let Some((hash, creator)) = work.reads.contract_creator(&address)? {
+        return Ok(json!(ContractCreator { hash, creator }));
+    }
+    let Some(hash) = work.reads.internal_creation(&address)? else { return Ok(Value::Null) };
+    let frame = trace_frame(ctx, &hash, work)?;
+    match creator_in(&frame, &address) {
+        Some(creator) => Ok(json!(ContractCreator { hash, creator })),
+        None => Err(RpcError::internal(format!("the trace of {hash} does not create {address}"))),
+    }
+}
+
+/// The account whose `CREATE`/`CREATE2` frame in `frame` made `address`.
+fn creator_in(frame: &CallFrame, address: &Address) -> Option<Address> {
+    if matches!(frame.typ.as_str(), "CREATE" | "CREATE2") && frame.to == Some(*address) {
+        return Some(frame.from);
+    }
+    frame.calls.iter().find_map(|c| creator_in(c, address))
 }
 
 /// Every frame, depth first, as `ots_traceTransaction` lists them.

@@ -69,6 +69,7 @@ pub fn is_heavy(method: &str) -> bool {
             | "ots_traceTransaction"
             | "ots_getInternalOperations"
             | "ots_getTransactionError"
+            | "ots_getContractCreator"
     ) || method.starts_with("debug_trace")
 }
 

@@ -10,9 +10,12 @@
 //!   the index) have no executed accounts: for them only senders, recipients, creations and log
 //!   emitters are indexed;
 //! - `sender_txs`: a sender's transaction by nonce;
-//! - `contract_creators`: the transaction that created a contract, for contracts created by a
-//!   transaction (`to` empty). Contracts created from another contract, and those in the genesis,
-//!   have no entry.
+//! - `contract_creators`: the transaction that created a contract and its sender, for contracts
+//!   created by a transaction (`to` empty);
+//! - `internal_creations`: the transaction in which a contract created another one (`CREATE` /
+//!   `CREATE2` inside it); the creating contract is read from the transaction's trace when asked
+//!   for (`ots_getContractCreator`), so sealing never traces. Contracts in the genesis, and those
+//!   created inside blocks indexed by the backfill below, have no entry.
 //!
 //! A data directory made before these indexes existed is indexed once when it is opened.
 
@@ -34,6 +37,8 @@ CREATE TABLE IF NOT EXISTS sender_txs (sender BLOB NOT NULL, nonce INTEGER NOT N
 CREATE INDEX IF NOT EXISTS sender_txs_number ON sender_txs(number);
 CREATE TABLE IF NOT EXISTS contract_creators (address BLOB PRIMARY KEY, hash BLOB NOT NULL, creator BLOB NOT NULL, number INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS contract_creators_number ON contract_creators(number);
+CREATE TABLE IF NOT EXISTS internal_creations (address BLOB PRIMARY KEY, hash BLOB NOT NULL, number INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS internal_creations_number ON internal_creations(number);
 "#;
 
 /// A transaction's place: block number and index in the block.
@@ -45,12 +50,22 @@ pub struct TxPlace {
     pub index: u32,
 }
 
+/// What the executor recorded per transaction for the indexes (empty for blocks indexed by the
+/// backfill, which are not executed again).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TxAddresses<'a> {
+    /// The accounts each transaction's execution loaded.
+    pub loaded: &'a [Vec<Address>],
+    /// The contracts each transaction created.
+    pub created: &'a [Vec<Address>],
+}
+
 /// Indexes one block's transactions.
 pub(crate) fn write(
     tx: &Connection,
     block: &SealedBlock,
     receipts: &[ReceiptEnvelope],
-    tx_accounts: &[Vec<Address>],
+    addresses: TxAddresses<'_>,
 ) -> Result<(), StorageError> {
     let number = block.number() as i64;
     let mut addr =
@@ -61,12 +76,22 @@ pub(crate) fn write(
     let mut creator = tx.prepare_cached(
         "INSERT OR REPLACE INTO contract_creators (address, hash, creator, number) VALUES (?1, ?2, ?3, ?4)",
     )?;
+    let mut internal = tx.prepare_cached(
+        "INSERT OR REPLACE INTO internal_creations (address, hash, number) VALUES (?1, ?2, ?3)",
+    )?;
     for (i, t) in block.block.body.transactions.iter().enumerate() {
         let Some(sender) = block.senders.get(i) else { continue };
         let hash = t.tx_hash();
         let mut seen = BTreeSet::from([*sender]);
         seen.extend(alloy_consensus::Transaction::to(t));
-        seen.extend(tx_accounts.get(i).into_iter().flatten());
+        seen.extend(addresses.loaded.get(i).into_iter().flatten());
+        let top = alloy_consensus::Transaction::to(t)
+            .is_none()
+            .then(|| sender.create(alloy_consensus::Transaction::nonce(t)));
+        for c in addresses.created.get(i).into_iter().flatten().filter(|c| Some(**c) != top) {
+            seen.insert(*c);
+            internal.execute(params![c.as_slice(), hash.as_slice(), number])?;
+        }
         if let Some(r) = receipts.get(i) {
             seen.extend(r.logs().iter().map(|l| l.address));
             if alloy_consensus::Transaction::to(t).is_none() && r.status() {
@@ -89,6 +114,7 @@ pub(crate) fn remove(tx: &Connection, number: i64) -> Result<(), StorageError> {
     tx.execute("DELETE FROM address_txs WHERE number = ?1", [number])?;
     tx.execute("DELETE FROM sender_txs WHERE number = ?1", [number])?;
     tx.execute("DELETE FROM contract_creators WHERE number = ?1", [number])?;
+    tx.execute("DELETE FROM internal_creations WHERE number = ?1", [number])?;
     Ok(())
 }
 
@@ -107,7 +133,7 @@ pub(crate) fn backfill(conn: &Connection) -> Result<(), StorageError> {
         else {
             continue;
         };
-        write(&tx, &block, &receipts, &[])?;
+        write(&tx, &block, &receipts, TxAddresses::default())?;
     }
     if head.unwrap_or(0) > 0 {
         tracing::info!(blocks = head.unwrap_or(0), "indexed the chain for the explorer (ots_ methods)");
@@ -141,6 +167,10 @@ pub trait ExplorerQuery {
     fn tx_by_sender_nonce(&self, sender: &Address, nonce: u64) -> Result<Option<B256>, StorageError>;
     /// The creating transaction's hash and sender of contract `address`.
     fn contract_creator(&self, address: &Address) -> Result<Option<(B256, Address)>, StorageError>;
+
+    /// The transaction in which another contract created `address` (its creator is in the
+    /// transaction's trace).
+    fn internal_creation(&self, address: &Address) -> Result<Option<B256>, StorageError>;
 
     /// One page of `address`'s transactions for Otterscan's search: up to `size` places in
     /// blocks below `from` (`older`; `from` 0 = from the head) or above it, completed with the
@@ -195,6 +225,9 @@ impl ExplorerQuery for super::ReadPool {
     }
     fn contract_creator(&self, address: &Address) -> Result<Option<(B256, Address)>, StorageError> {
         self.with(|c| c.contract_creator(address))
+    }
+    fn internal_creation(&self, address: &Address) -> Result<Option<B256>, StorageError> {
+        self.with(|c| c.internal_creation(address))
     }
 }
 
@@ -269,5 +302,14 @@ impl ExplorerQuery for Connection {
             )
             .optional()?;
         Ok(row.map(|(h, c)| (B256::from_slice(&h), Address::from_slice(&c))))
+    }
+
+    fn internal_creation(&self, address: &Address) -> Result<Option<B256>, StorageError> {
+        let row: Option<Vec<u8>> = self
+            .query_row("SELECT hash FROM internal_creations WHERE address = ?1", [address.as_slice()], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(row.map(|h| B256::from_slice(&h)))
     }
 }

@@ -35,6 +35,8 @@ pub struct BlockWrite<'a> {
     /// Per transaction, the accounts its execution loaded (for the explorer's address index; see
     /// [`crate::execution::TxOutcome::accounts`]).
     pub tx_accounts: &'a [Vec<Address>],
+    /// Per transaction, the contracts it created ([`crate::execution::TxOutcome::created`]).
+    pub tx_created: &'a [Vec<Address>],
 }
 
 /// The database writer. There is exactly one per data directory.
@@ -147,7 +149,13 @@ impl Store {
         };
         let sealed = SealedBlock { hash: spec.genesis_hash, block, senders: vec![] };
         let snapshot = Snapshot::new(spec.clique.epoch, 0, spec.genesis_hash, spec.signers.iter().copied());
-        write_block_rows(&tx, &sealed, &[], &[], spec.genesis_header.difficulty)?;
+        write_block_rows(
+            &tx,
+            &sealed,
+            &[],
+            super::explorer::TxAddresses::default(),
+            spec.genesis_header.difficulty,
+        )?;
         write_snapshot(&tx, &snapshot)?;
         tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('genesis', ?1)", [genesis_json])?;
         let root = trie::rebuild(&tx)?;
@@ -218,7 +226,8 @@ impl Store {
     pub fn commit_block(&mut self, w: &BlockWrite<'_>) -> Result<(), StorageError> {
         let number = w.block.number();
         let tx = self.conn.savepoint()?;
-        write_block_rows(&tx, w.block, w.receipts, w.tx_accounts, w.total_difficulty)?;
+        let addresses = super::explorer::TxAddresses { loaded: w.tx_accounts, created: w.tx_created };
+        write_block_rows(&tx, w.block, w.receipts, addresses, w.total_difficulty)?;
         write_state(&tx, number, w.changes, w.undo)?;
         trie::write_updates(&tx, w.trie)?;
         write_snapshot(&tx, w.snapshot)?;
@@ -381,7 +390,7 @@ fn write_block_rows(
     tx: &Connection,
     block: &SealedBlock,
     receipts: &[ReceiptEnvelope],
-    tx_accounts: &[Vec<Address>],
+    addresses: super::explorer::TxAddresses<'_>,
     td: U256,
 ) -> Result<(), StorageError> {
     let number = block.number() as i64;
@@ -425,7 +434,7 @@ fn write_block_rows(
             log_index += 1;
         }
     }
-    super::explorer::write(tx, block, receipts, tx_accounts)
+    super::explorer::write(tx, block, receipts, addresses)
 }
 
 /// One `block_txs` row per transaction of `block`: its bytes, sender, receipt, gas used and the
