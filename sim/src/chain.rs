@@ -1,9 +1,11 @@
 //! The chain seen as any JSON-RPC client sees it: alloy's provider over HTTP for calls, batches,
 //! receipts and logs, and signed EIP-1559 transactions at zero fees.
 //!
-//! The simulator signs its transactions itself ([`Account`], one nonce counter per key) and sends
+//! Households sign their transactions themselves ([`Account`], one nonce counter per key) and send
 //! them raw in JSON-RPC batches of up to [`MAX_BATCH`]: a round sends hundreds of orders at once,
-//! which a provider's per-transaction fill-sign-send would turn into hundreds of requests.
+//! which a provider's per-transaction fill-sign-send would turn into hundreds of requests. The
+//! operator's keeper, which sends a few transactions per slot, goes through alloy's fillers
+//! instead ([`Rpc::signing`]: nonce, chain id, signature).
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,7 @@ use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Encodable2718;
 use alloy_eips::BlockNumberOrTag;
 use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
-use alloy_provider::{Provider, ProviderBuilder, RootProvider};
+use alloy_provider::{DynProvider, Provider, ProviderBuilder, RootProvider};
 use alloy_rpc_client::{RpcClient, Waiter};
 use alloy_rpc_types_eth::{TransactionReceipt, TransactionRequest};
 use alloy_signer::SignerSync;
@@ -162,6 +164,22 @@ impl Rpc {
     /// alloy's provider for this node.
     pub fn provider(&self) -> &RootProvider {
         &self.provider
+    }
+
+    /// A provider that signs and sends `signer`'s transactions one at a time with alloy's
+    /// fillers: the nonce (`SimpleNonceManager`: the node's pending count before every
+    /// transaction, so a transaction the node refused or dropped leaves no gap behind), the chain
+    /// id and the signature. Gas and the zero fees are set per call. For keepers that send a few
+    /// transactions per slot; a round of hundreds of orders is signed by an [`Account`] and sent
+    /// in one batch instead.
+    pub fn signing(&self, signer: PrivateKeySigner, chain_id: u64) -> DynProvider {
+        ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_simple_nonce_management()
+            .with_chain_id(chain_id)
+            .wallet(signer)
+            .connect_client(self.client.clone())
+            .erased()
     }
 
     /// Calls `method` with `params` (a JSON array), for answers the simulator reads as JSON.
@@ -334,6 +352,11 @@ impl Account {
     /// The account's address.
     pub fn address(&self) -> Address {
         self.signer.address()
+    }
+
+    /// The account's key.
+    pub fn signer(&self) -> &PrivateKeySigner {
+        &self.signer
     }
 
     /// Signs a call of `data` to `to` with `gas` on `chain_id` at the next nonce; returns the hash and

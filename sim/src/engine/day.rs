@@ -6,15 +6,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_primitives::{Bytes, B256};
+use alloy_provider::DynProvider;
+use alloy_rpc_types_eth::TransactionRequest;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::keepers::{clearer, settler, sign_open, ClearJob, ClearOutcome, SettleJob};
+use super::keepers::{clearer, open_requests, settler, ClearJob, ClearOutcome, SettleJob};
 use super::model::{Fills, Hh, Participant, Registers, SettleOutcome, SlotRec, TxStats};
 use super::rounds::{begin_rounds, expected_fills, finish_rounds, rounds_after_first, PlanInputs, Rounds};
-use super::send::{record_failure, rpc_err, send_and_wait, wait_for_block_time};
+use super::send::{record_failure, rpc_err, send_filled, wait_for_block_time};
 use super::setup::Schedule;
 use super::{hhmm, telemetry_offsets};
 use crate::agent::forecast_net;
@@ -81,7 +82,9 @@ pub(crate) async fn run_day(
     tx: &mut TxStats,
     inputs: DayInputs,
 ) -> anyhow::Result<DayOutcome> {
-    let DayInputs { mut operator, settler: settle_account, telemetry, setup_block, island } = inputs;
+    let DayInputs { operator, settler: settle_account, telemetry, setup_block, island } = inputs;
+    // From here on the operator sends a few transactions per slot: through alloy's fillers.
+    let operator = market.rpc.signing(operator.signer().clone(), chain_id);
     let contracts = &market.c;
     let g = contracts.gate_closure as f64;
     let c0 = first_chain_slot(market);
@@ -106,11 +109,11 @@ pub(crate) async fn run_day(
             slots[i].pcc_pricing.map(|p| p.prices(&defaults))
         })
         .collect();
-    open_first_slots(market, chain_id, &mut operator, c0, &first, tx).await?;
+    open_first_slots(market, &operator, c0, &first, tx).await?;
 
     // Keeper tasks: the operator clears, the settler settles (each with its own key and nonces).
     let (clear_tx, clear_rx) = mpsc::channel::<ClearJob>(cfg.slots + 1);
-    let clear_task = tokio::spawn(clearer(market.clone(), chain_id, operator, clear_rx));
+    let clear_task = tokio::spawn(clearer(market.clone(), operator, clear_rx));
     let (settle_tx, settle_rx) = mpsc::channel::<SettleJob>(cfg.slots + 1);
     let settle_task = tokio::spawn(settler(market.clone(), chain_id, settle_account, setup_block, settle_rx));
 
@@ -208,19 +211,18 @@ fn operator_pricing(cfg: &SimConfig, hh: &[Hh], day_slot: usize) -> Option<PccPr
 /// reverts with `SlotNotOpen` (issue 14).
 async fn open_first_slots(
     market: &Market,
-    chain_id: u64,
-    operator: &mut Account,
+    operator: &DynProvider,
     c0: u64,
     prices: &[Option<(u128, u128)>],
     tx: &mut TxStats,
 ) -> anyhow::Result<()> {
-    let opens: Vec<(B256, Bytes)> = prices
+    let opens: Vec<TransactionRequest> = prices
         .iter()
         .enumerate()
-        .flat_map(|(i, p)| sign_open(market, chain_id, operator, c0 + i as u64, *p))
+        .flat_map(|(i, p)| open_requests(market, operator, c0 + i as u64, *p))
         .collect();
     tx.opens += prices.len() as u64;
-    send_and_wait(&market.rpc, &opens, Duration::from_secs(10), tx, "open").await?;
+    send_filled(&market.rpc, operator, opens, Duration::from_secs(10), tx, "open").await?;
     Ok(())
 }
 

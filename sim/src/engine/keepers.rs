@@ -1,18 +1,20 @@
 //! The keepers: the operator's clearer (`clear` after each gate closure, `openSlot` ahead) and the
 //! settler (`settle` once a slot is cleared, its grace period is over and its readings are in),
-//! each a task with its own key and nonces.
+//! each a task with its own key (the clearer sends through alloy's fillers, the settler signs its batches).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_primitives::{Address, Bytes, B256, U256};
+use alloy_primitives::{Address, U256};
+use alloy_provider::DynProvider;
+use alloy_rpc_types_eth::TransactionRequest;
 use p2pe_bindings::energy_market::EnergyMarket;
 use p2pe_bindings::meter_readings::MeterReadings;
 use p2pe_bindings::registry::Registry;
 use tokio::sync::mpsc;
 
 use super::model::{Participant, SettleOutcome, TxStats};
-use super::send::{send_and_wait, wait_for_block_time};
+use super::send::{send_and_wait, send_filled, wait_for_block_time, zero_fee};
 use crate::chain::Account;
 use crate::clock::{now_unix, sleep_until_unix};
 use crate::market::{BookOrder, Market};
@@ -74,19 +76,22 @@ pub(crate) struct ClearOutcome {
 
 /// The clearing task (the operator's keeper): clears each queued slot that has orders, waiting for
 /// its receipt and trying again only if the node refused the transaction or it reverted (for
-/// instance when a lagging block was still before the gate closure).
+/// instance when a lagging block was still before the gate closure). It sends through `operator`,
+/// a provider whose fillers add the operator's nonce, chain id and signature ([`Rpc::signing`]),
+/// so a refused or lost transaction needs no nonce bookkeeping here.
+///
+/// [`Rpc::signing`]: crate::chain::Rpc::signing
 pub(crate) async fn clearer(
     market: Arc<Market>,
-    chain_id: u64,
-    mut acct: Account,
+    operator: DynProvider,
     mut rx: mpsc::Receiver<ClearJob>,
 ) -> Vec<(usize, ClearOutcome)> {
     let mut out = Vec::new();
     while let Some(job) = rx.recv().await {
         let mut o = ClearOutcome::default();
-        clear_slot(&market, chain_id, &mut acct, job.chain_slot, &mut o).await;
+        clear_slot(&market, &operator, job.chain_slot, &mut o).await;
         if let Some((slot, prices)) = job.open {
-            open_slot(&market, chain_id, &mut acct, slot, prices, &mut o).await;
+            open_slot(&market, &operator, slot, prices, &mut o).await;
         }
         out.push((job.index, o));
     }
@@ -94,10 +99,11 @@ pub(crate) async fn clearer(
 }
 
 /// Clears one slot (if it has orders), retrying until it is cleared or three slot lengths pass.
-async fn clear_slot(market: &Market, chain_id: u64, acct: &mut Account, slot: u64, o: &mut ClearOutcome) {
+async fn clear_slot(market: &Market, operator: &DynProvider, slot: u64, o: &mut ClearOutcome) {
     let mut scratch = TxStats::default();
     let gate = market.c.slot_start(slot) - market.c.gate_closure as u64;
     let give_up = now_unix() + 3.0 * market.c.slot_length as f64 + 20.0;
+    let contract = EnergyMarket::new(market.c.market, operator);
     while now_unix() < give_up {
         let status = market.rpc.view(market.c.market, &EnergyMarket::slotInfoCall { slot }).await;
         match status.map(|s| s.status) {
@@ -117,19 +123,16 @@ async fn clear_slot(market: &Market, chain_id: u64, acct: &mut Account, slot: u6
             }
         }
         wait_for_block_time(&market.rpc, gate, 10.0).await;
-        let t = acct.sign_call(chain_id, market.c.market, &EnergyMarket::clearCall { slot }, GAS_CLEAR);
+        let request = zero_fee(contract.clear(slot), GAS_CLEAR);
         o.txs += 1;
         let wait = Duration::from_secs_f64((give_up - now_unix()).max(1.0));
-        match send_and_wait(&market.rpc, &[t], wait, &mut scratch, "clear").await {
+        match send_filled(&market.rpc, operator, vec![request], wait, &mut scratch, "clear").await {
             Ok(r) if r[0].as_ref().is_some_and(|r| r.success) => {
                 o.cleared = true;
                 break;
             }
             Ok(_) => {}
             Err(e) => o.errors.push(e.to_string()),
-        }
-        if let Ok(n) = market.rpc.nonce(acct.address()).await {
-            acct.nonce = n;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -140,51 +143,39 @@ async fn clear_slot(market: &Market, chain_id: u64, acct: &mut Account, slot: u6
 
 /// The operator's transactions that open `slot`: `setSlotPrices` first if it has prices of its
 /// own, then `openSlot` (which fixes them).
-pub(crate) fn sign_open(
+pub(crate) fn open_requests(
     market: &Market,
-    chain_id: u64,
-    acct: &mut Account,
+    operator: &DynProvider,
     slot: u64,
     prices: Option<(u128, u128)>,
-) -> Vec<(B256, Bytes)> {
-    let mut txs = Vec::new();
+) -> Vec<TransactionRequest> {
+    let mut requests = Vec::new();
     if let Some((retail, feed_in)) = prices {
-        txs.push(acct.sign_call(
-            chain_id,
-            market.c.registry,
-            &Registry::setSlotPricesCall {
-                slot,
-                retailPerKWh: U256::from(retail),
-                feedInPerKWh: U256::from(feed_in),
-            },
-            GAS_OPEN,
-        ));
+        let registry = Registry::new(market.c.registry, operator);
+        let set = registry.setSlotPrices(slot, U256::from(retail), U256::from(feed_in));
+        requests.push(zero_fee(set, GAS_OPEN));
     }
-    txs.push(acct.sign_call(chain_id, market.c.market, &EnergyMarket::openSlotCall { slot }, GAS_OPEN));
-    txs
+    requests.push(zero_fee(EnergyMarket::new(market.c.market, operator).openSlot(slot), GAS_OPEN));
+    requests
 }
 
 /// Opens a later slot (`openSlot`: its prices and storage, ahead of its orders).
 async fn open_slot(
     market: &Market,
-    chain_id: u64,
-    acct: &mut Account,
+    operator: &DynProvider,
     slot: u64,
     prices: Option<(u128, u128)>,
     o: &mut ClearOutcome,
 ) {
     let mut scratch = TxStats::default();
-    let txs = sign_open(market, chain_id, acct, slot, prices);
+    let requests = open_requests(market, operator, slot, prices);
     o.opens += 1;
     let wait = Duration::from_secs(market.c.slot_length as u64);
-    match send_and_wait(&market.rpc, &txs, wait, &mut scratch, "open").await {
+    match send_filled(&market.rpc, operator, requests, wait, &mut scratch, "open").await {
         Ok(r) if r.iter().all(|r| r.as_ref().is_some_and(|r| r.success)) => {}
         Ok(_) => {
             for k in scratch.failures.values_mut() {
                 o.open_errors.append(&mut k.examples);
-            }
-            if let Ok(n) = market.rpc.nonce(acct.address()).await {
-                acct.nonce = n;
             }
         }
         Err(e) => o.open_errors.push(e.to_string()),

@@ -5,6 +5,8 @@
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Bytes, B256};
+use alloy_provider::{DynProvider, Provider};
+use alloy_rpc_types_eth::TransactionRequest;
 use p2pe_bindings::energy_market::EnergyMarket;
 use serde_json::json;
 
@@ -38,7 +40,62 @@ pub(crate) async fn send_and_wait(
             }
         }
     }
-    let got = rpc.wait_receipts(&hashes, timeout).await.map_err(rpc_err)?;
+    wait_recorded(rpc, &hashes, &refused, timeout, stats, what).await
+}
+
+/// A call at zero fees with `gas`, for [`send_filled`]: the provider's fillers add the nonce, the
+/// chain id and the signature.
+pub(crate) fn zero_fee<P, D>(call: alloy_contract::SolCallBuilder<P, D>, gas: u64) -> TransactionRequest
+where
+    P: alloy_provider::Provider,
+    D: alloy_sol_types::SolCall,
+{
+    call.gas(gas).max_fee_per_gas(0).max_priority_fee_per_gas(0).into_transaction_request()
+}
+
+/// Sends `requests` one after the other through `provider` (alloy's fillers: nonce, chain id,
+/// signature; [`Rpc::signing`]) and waits for their receipts; failures are recorded in `stats`
+/// as [`send_and_wait`] records them. A request the node refuses is not retried.
+pub(crate) async fn send_filled(
+    rpc: &Rpc,
+    provider: &DynProvider,
+    requests: Vec<TransactionRequest>,
+    timeout: Duration,
+    stats: &mut TxStats,
+    what: &str,
+) -> anyhow::Result<Vec<Option<Receipt>>> {
+    let mut hashes = Vec::with_capacity(requests.len());
+    let mut refused = vec![false; requests.len()];
+    for (i, request) in requests.into_iter().enumerate() {
+        match provider.send_transaction(request).await {
+            Ok(pending) => hashes.push(*pending.tx_hash()),
+            Err(e) => {
+                refused[i] = true;
+                hashes.push(B256::ZERO);
+                record_failure(stats, what, format!("refused by the node: {}", RpcError::from(e)));
+            }
+        }
+    }
+    wait_recorded(rpc, &hashes, &refused, timeout, stats, what).await
+}
+
+/// Waits for the receipts of `hashes` (those `refused` have none) and records reverts and
+/// missing receipts in `stats`.
+async fn wait_recorded(
+    rpc: &Rpc,
+    hashes: &[B256],
+    refused: &[bool],
+    timeout: Duration,
+    stats: &mut TxStats,
+    what: &str,
+) -> anyhow::Result<Vec<Option<Receipt>>> {
+    // Only the accepted ones can get a receipt: waiting for a refused one would wait the whole timeout.
+    let accepted: Vec<usize> = (0..hashes.len()).filter(|i| !refused[*i]).collect();
+    let ask: Vec<B256> = accepted.iter().map(|i| hashes[*i]).collect();
+    let mut got = vec![None; hashes.len()];
+    for (i, r) in accepted.iter().zip(rpc.wait_receipts(&ask, timeout).await.map_err(rpc_err)?) {
+        got[*i] = r;
+    }
     let mut out = Vec::with_capacity(got.len());
     for (i, r) in got.into_iter().enumerate() {
         if refused[i] {
