@@ -14,9 +14,7 @@ use p2pe_sim::config::SimConfig;
 use p2pe_sim::household::Strategy;
 use p2pe_sim::island::IslandSpec;
 
-mod common;
-
-use common::Mosquitto;
+use p2pe_tests::bridge::PlainMosquitto as Mosquitto;
 
 #[test]
 fn islanded_evening_on_a_small_genset() {

@@ -13,9 +13,7 @@ use p2pe_sim::config::SimConfig;
 use p2pe_sim::lab::LabConfig;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
-mod common;
-
-use common::Mosquitto;
+use p2pe_tests::bridge::PlainMosquitto as Mosquitto;
 
 fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()

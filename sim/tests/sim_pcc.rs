@@ -15,9 +15,7 @@ use p2pe_sim::household::Strategy;
 use p2pe_sim::pcc::PccLimits;
 use serde_json::Value;
 
-mod common;
-
-use common::Mosquitto;
+use p2pe_tests::bridge::PlainMosquitto as Mosquitto;
 
 #[test]
 fn export_limit_curtails_pv_and_holds_at_the_pcc() {

@@ -12,9 +12,7 @@ use p2pe_sim::config::SimConfig;
 use p2pe_sim::household::Strategy;
 use serde_json::Value;
 
-mod common;
-
-use common::Mosquitto;
+use p2pe_tests::bridge::PlainMosquitto as Mosquitto;
 
 fn csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let text = std::fs::read_to_string(path).unwrap();

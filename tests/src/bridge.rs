@@ -12,7 +12,6 @@ pub use crate::harness::{dev_key, free_port, mosquitto_bin, node_bin, DEV_MNEMON
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -60,15 +59,6 @@ pub fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
-/// Waits until `f` returns true, panicking with `what` after `timeout`.
-pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 pub fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
@@ -80,17 +70,11 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-pub fn port_open(port: u16) -> bool {
-    TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_millis(200))
-        .is_ok()
-}
-
 // ------------------------------------------------------------------------------------------ Basics
 
-/// The blocking JSON-RPC client and quantity parser of the test harness: one hand-rolled client
-/// for the whole test kit, which must also send malformed requests to test the node's JSON-RPC
-/// surface (the bridge itself talks to the chain through alloy's provider).
-pub use crate::harness::{hex_u64, Rpc};
+/// The test kit's blocking JSON-RPC client (alloy's RPC client; raw posts for the node's JSON-RPC
+/// surface), its quantity parser and its waiting helpers.
+pub use crate::harness::{hex_u64, port_open, wait_for, Rpc};
 
 // ------------------------------------------------------------------------------------------ Mosquitto
 
@@ -167,6 +151,46 @@ pub const BRIDGE_PASSWORD: &str = "bridge-secret";
 /// Password of meter user `u` on the broker.
 pub fn meter_password(user: &str) -> String {
     format!("pw-{user}")
+}
+
+/// A Mosquitto broker with one anonymous plain listener on a free loopback port and no persistence
+/// (the simulator's tests: its simulated meters connect without credentials); killed when dropped.
+pub struct PlainMosquitto {
+    child: Child,
+    /// Its loopback port.
+    pub port: u16,
+}
+
+impl PlainMosquitto {
+    /// Starts Mosquitto with a configuration (and its log) written into `dir`.
+    pub fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\nmax_queued_messages 100000\nlog_dest file {}\n",
+                dir.join("mosquitto.log").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(mosquitto_bin())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        wait_for("mosquitto to listen", Duration::from_secs(10), || port_open(port));
+        Self { child, port }
+    }
+}
+
+impl Drop for PlainMosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A Mosquitto broker owned by a test: plain listener, TLS listener (client certificates required),

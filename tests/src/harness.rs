@@ -274,6 +274,24 @@ impl Rpc {
     }
 }
 
+/// Waits until `f` holds, polling every 100 ms; panics with `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether something accepts TCP connections on loopback port `port` (within 200 ms).
+pub fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
 /// Parses a hex quantity.
 pub fn hex_u64(v: &Value) -> u64 {
     let s = v.as_str().unwrap_or_else(|| panic!("not a hex string: {v}"));

@@ -467,11 +467,5 @@ pub fn time_follower_sync(net: &mut Testnet, i: usize, target: u64, timeout: Dur
     }
 }
 
-/// Waits until `f` holds, polling every 100 ms; panics with `what` after `timeout`.
-pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+/// The test kit's polling wait (one definition, in the harness).
+pub use crate::harness::wait_for;
