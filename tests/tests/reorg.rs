@@ -3,10 +3,10 @@
 //! announces the abandoned blocks as removed, returns their transactions to the pool, and
 //! restores its chain when a branch turns out invalid.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use alloy_primitives::{Address, TxKind, B256, U256};
-use p2pe_node::blockchain::{Blockchain, ChainOptions};
+use p2pe_node::blockchain::{Blockchain, CanonEvent, CanonListener, ChainOptions};
 use p2pe_node::chain::{build_genesis, ChainSpec, GenesisParams};
 use p2pe_node::consensus::clique::{fork_choice::Tip, recover_sealer, sign_header};
 use p2pe_node::crypto::SigningKey;
@@ -14,6 +14,31 @@ use p2pe_node::primitives::Block;
 use p2pe_node::storage::{BlockQuery, Store};
 use p2pe_node::txpool::{validate_tx, PoolConfig, TxPool};
 use p2pe_tests::harness::{dev_key, sign_raw};
+
+/// Records the canonical events it hears, as text.
+#[derive(Default)]
+struct Heard(Mutex<Vec<String>>);
+
+impl Heard {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl CanonListener for Heard {
+    fn on_canon(&self, event: &CanonEvent) {
+        let line = match event {
+            CanonEvent::Committed { number, .. } => format!("committed {number}"),
+            CanonEvent::Reorged { depth, orphaned, senders } => {
+                let o: Vec<String> =
+                    orphaned.iter().map(|(t, n)| format!("{}={n}", t.inner().tx_hash())).collect();
+                let s: Vec<String> = senders.iter().map(|(a, n)| format!("{a}={n}")).collect();
+                format!("reorged {depth} orphaned [{}] senders [{}]", o.join(", "), s.join(", "))
+            }
+        };
+        self.0.lock().unwrap().push(line);
+    }
+}
 
 fn key(b: u8) -> SigningKey {
     SigningKey::from_bytes(&B256::repeat_byte(b)).unwrap()
@@ -79,6 +104,8 @@ fn switches_to_the_preferred_branch_and_restores_on_an_invalid_one() {
 
     // Branch X on the node under test: 1 (A), 2 (B, with tx x), 3 (C).
     let node = open(&net, &dir.path().join("node"));
+    let heard = Arc::new(Heard::default());
+    node.add_canon_listener(heard.clone());
     let b1 = seal(&node, &[&a], net.t0 + 1);
     let x_tx = add_tx(&node, 0, 0, 5);
     let x2 = seal(&node, &[&b], net.t0 + 2);
@@ -133,6 +160,10 @@ fn switches_to_the_preferred_branch_and_restores_on_an_invalid_one() {
     assert_eq!(node.reads().with(|c| c.canonical_hash(2)).unwrap(), Some(x2.header.hash_slow()));
     while events.try_recv().is_ok() {}
 
+    // What the chain's in-process listeners heard: one event per block, none for the refused
+    // switch (rolled back whole).
+    assert_eq!(heard.take(), vec!["committed 1", "committed 2", "committed 3"]);
+
     // The valid branch wins.
     let mut branch = vec![y2.clone(), y3.clone(), y4.clone()];
     branch.extend(y_rest.iter().cloned());
@@ -146,6 +177,10 @@ fn switches_to_the_preferred_branch_and_restores_on_an_invalid_one() {
     assert!(node.reads().with(|c| c.tx_location(&y_tx)).unwrap().is_some());
     assert!(node.reads().with(|c| c.tx_location(&x_tx)).unwrap().is_none());
     assert!(node.pool().get(&x_tx).is_some(), "the orphaned transaction is waiting again");
+    // The switch as one event: two blocks off, x orphaned (its sender's nonce back to 0), y's
+    // sender at nonce 1 on the new head. The pool followed from this event alone.
+    let y_sender = format!("{}=1", dev_key(1).address());
+    assert_eq!(heard.take(), vec![format!("reorged 2 orphaned [{x_tx}=0] senders [{y_sender}]")]);
     // So do the explorer's indexes (ots_ search and nonce lookup).
     use p2pe_node::storage::ExplorerQuery;
     let (x_from, y_from) = (dev_key(0).address(), dev_key(1).address());

@@ -13,6 +13,8 @@ use crate::state::{undo_for, BlockHashes, StateUndo};
 use crate::storage::{BlockWrite, CachedState, PlainState, StorageError, Store};
 use crate::txpool::{validate_envelope, ValidationContext};
 
+use super::CanonEvent;
+
 use super::builder::block_input;
 use super::{Blockchain, Head, ImportError, NewBlock};
 
@@ -156,13 +158,16 @@ impl Blockchain {
         };
         self.store.lock().commit_block(&write)?;
         self.head_cache.write_through(&outcome.changes);
-        let nonces: Vec<(Address, u64)> = self.with_writer_state(|state| {
-            let nonce = |s: &Address| state.account(s).ok().flatten().map(|i| i.nonce).unwrap_or(0);
-            sealed.senders.iter().map(|s| (*s, nonce(s))).collect()
-        });
         self.tip.write().advance(Head { header: header.clone(), hash, total_difficulty, snapshot });
         self.publish(Some(&outcome.changes));
-        self.pool.prune(nonces);
+        // Inside a reorg's batch the listeners hear of the switch as a whole when it commits.
+        if self.held_events.lock().is_none() {
+            let senders: Vec<(Address, u64)> = self.with_writer_state(|state| {
+                let nonce = |s: &Address| state.account(s).ok().flatten().map(|i| i.nonce).unwrap_or(0);
+                sealed.senders.iter().map(|s| (*s, nonce(s))).collect()
+            });
+            self.canon.notify(&CanonEvent::Committed { number, senders });
+        }
         let txs = sealed.block.body.transactions.len();
         crate::metrics::block_committed(number, txs);
         if txs > 0 {

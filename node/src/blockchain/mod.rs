@@ -28,10 +28,12 @@ use crate::storage::{
 use crate::txpool::{TxPool, ValidationContext};
 
 mod builder;
+mod events;
 mod import;
 mod reorg;
 
 pub use builder::{block_input, block_input_for_signer};
+pub use events::{CanonEvent, CanonListener};
 use import::load_head;
 
 /// Why a block was refused. The message names the block and the rule.
@@ -160,7 +162,7 @@ impl Tip {
     }
 }
 
-/// The chain, its state and its pool.
+/// The chain, its state and its pool (which it feeds with [`CanonEvent`]s and builds blocks from).
 pub struct Blockchain {
     spec: ChainSpec,
     store: Mutex<Store>,
@@ -177,7 +179,10 @@ pub struct Blockchain {
     /// The last committed head, published after every commit (and after a reorg's batch as a
     /// whole).
     published: ArcSwap<ChainSnapshot>,
+    /// The pool the builder takes transactions from; it follows the chain as a [`CanonListener`].
     pool: Arc<TxPool>,
+    /// In-process listeners of the canonical chain (the pool first).
+    canon: events::CanonListeners,
     events: broadcast::Sender<Arc<NewBlock>>,
     /// Events held back while a reorg's batch is not committed yet (subscribers must not hear
     /// of blocks that RPC reads cannot see).
@@ -214,6 +219,8 @@ impl Blockchain {
         let cache = Arc::new(StateCache::new(cache_entries));
         let published =
             ArcSwap::from_pointee(ChainSnapshot { head: head.clone(), hashes: hashes.clone(), cache });
+        let canon = events::CanonListeners::default();
+        canon.add(pool.clone());
         Ok(Self {
             spec,
             store: Mutex::new(store),
@@ -223,6 +230,7 @@ impl Blockchain {
             tip: RwLock::new(Tip { head, hashes }),
             published,
             pool,
+            canon,
             events,
             held_events: Mutex::new(None),
             import_lock: Mutex::new(()),
@@ -251,6 +259,12 @@ impl Blockchain {
     /// The transaction pool.
     pub fn pool(&self) -> &Arc<TxPool> {
         &self.pool
+    }
+
+    /// Adds an in-process listener of the canonical chain (the pool is the first, added by
+    /// [`Blockchain::open`]).
+    pub fn add_canon_listener(&self, listener: Arc<dyn CanonListener>) {
+        self.canon.add(listener);
     }
 
     /// Read connections to the database.

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use alloy_primitives::B256;
+use alloy_primitives::{Address, B256};
 
 use crate::consensus::clique::{self};
 use crate::primitives::Block;
 
 use super::import::load_head;
-use super::{Blockchain, Head, ImportError, NewBlock, Tip};
+use super::{Blockchain, CanonEvent, Head, ImportError, NewBlock, Tip};
 
 impl Blockchain {
     /// Switches the canonical chain to `branch`: blocks whose first one's parent is a canonical
@@ -79,19 +79,28 @@ impl Blockchain {
                 return Err(e);
             }
         };
-        for event in held {
-            let _ = self.events.send(event);
-        }
-        // Transactions of the abandoned blocks that the branch did not include go back to the pool.
+        // The listeners (the pool) hear of the switch as a whole: the senders of the blocks now
+        // canonical, and the transactions of the abandoned blocks that the branch did not include.
+        let mut senders: Vec<Address> =
+            held.iter().filter(|e| !e.removed).flat_map(|e| e.block.senders.iter().copied()).collect();
+        senders.sort_unstable();
+        senders.dedup();
+        let senders = senders.into_iter().map(|s| (s, self.account_nonce(&s))).collect();
         let included: std::collections::HashSet<B256> =
             branch.iter().flat_map(|b| b.body.transactions.iter().map(|t| *t.tx_hash())).collect();
-        for old in reverted.iter().rev() {
-            for tx in old.block.recovered_txs() {
-                if !included.contains(tx.inner().tx_hash()) {
-                    let nonce = self.account_nonce(&tx.signer());
-                    let _ = self.pool.add(tx, nonce);
-                }
-            }
+        let orphaned = reverted
+            .iter()
+            .rev()
+            .flat_map(|old| old.block.recovered_txs())
+            .filter(|tx| !included.contains(tx.inner().tx_hash()))
+            .map(|tx| {
+                let nonce = self.account_nonce(&tx.signer());
+                (tx, nonce)
+            })
+            .collect();
+        self.canon.notify(&CanonEvent::Reorged { depth: reverted.len(), orphaned, senders });
+        for event in held {
+            let _ = self.events.send(event);
         }
         tracing::info!(depth = reverted.len(), new_head = self.head_number(), "reorganised");
         crate::metrics::reorged(reverted.len());

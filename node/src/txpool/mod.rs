@@ -16,6 +16,7 @@
 //! senders (`--txpool-priority`) have a reserve of their own, so the market's operator, keeper,
 //! bridge and meters are never shut out by spam.
 
+mod maintain;
 mod sender;
 mod validate;
 
