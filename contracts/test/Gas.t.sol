@@ -222,6 +222,42 @@ contract GasBench is Fixture {
         market.settle(S, one);
     }
 
+    /// One participant with an order at a marginal level settled for a slot before its meter swap: the marginal
+    /// path (header rewrite) and the previous-binding read together.
+    function test_gas_settle_single_marginal_afterMeterSwap() public {
+        _settlementSetup();
+        address p = _pick(true);
+        _swap(p, 0x300000);
+        address[] memory one = new address[](1);
+        one[0] = p;
+        market.settle(S, one);
+    }
+
+    /// One participant without orders settled for a slot before its meter swap (the costliest lone path).
+    function test_gas_settle_single_withoutOrders_afterMeterSwap() public {
+        _people(101);
+        _open(S);
+        _book(S, 100, 3);
+        vm.warp(market.gateClosureTime(S));
+        market.clear(S);
+        vm.warp(_start(S) + SLOT);
+        _read(people[100], 0, 0, uint64(_start(S)));
+        _read(people[100], 700, 20, uint64(_start(S) + 800));
+        vm.warp(market.settlementOpensAt(S));
+        _swap(people[100], 0x300000);
+        address[] memory one = new address[](1);
+        one[0] = people[100];
+        market.settle(S, one);
+    }
+
+    /// The operator swaps `p`'s meter for the one with key `key` (effective from the next slot).
+    function _swap(address p, uint256 key) internal {
+        vm.startPrank(operator);
+        registry.unbindMeter(registry.meterOf(p));
+        registry.bindMeter(vm.addr(key), p);
+        vm.stopPrank();
+    }
+
     /// One participant with a filled order settled for a slot before two meter swaps: neither of the market's two
     /// copied bindings covers the slot, so settlement asks the registry's history (the rare path).
     function test_gas_settle_single_beforeTwoMeterSwaps() public {

@@ -139,6 +139,155 @@ contract SlotRingTest is Fixture, StorageWords {
         assertEq(info.clearedWh, 0, "nothing traded");
     }
 
+    // ------------------------------------------------------------------ settlement window and reclaimed words
+
+    /// Opens, trades in and clears slot `slot` (the seller's 300 Wh ask rationed at 0.15, the buyer's 200 Wh bid filled).
+    function _tradedSlot(uint64 slot) internal {
+        _open(slot);
+        _trade(slot);
+        vm.warp(market.gateClosureTime(slot));
+        market.clear(slot);
+    }
+
+    function test_settlementWindow_is4096Slots() public view {
+        assertEq(market.SETTLEMENT_WINDOW(), 4096, "SETTLEMENT_WINDOW");
+        assertEq(market.SLOT_WORDS_KEPT(), 8192, "SLOT_WORDS_KEPT");
+        assertEq(market.settlementClosesAt(S), market.settlementOpensAt(S + 4096), "closes 4096 slots on");
+    }
+
+    /// Positions with orders settle normally until `settlementClosesAt` (one second before it: under), and are closed
+    /// as expired from it (at, and over: a later call finds nothing left). The expired position's escrow is forfeited:
+    /// no account is credited or debited, the buyer's ring word is free again.
+    function test_settlementWindow_positionWithOrders_underAtOver() public {
+        _tradedSlot(S);
+        uint64 closes = uint64(market.settlementClosesAt(S));
+        vm.warp(closes - 1);
+        uint256 sellerBefore = _free(seller);
+        market.settle(S, _one(seller));
+        uint256 proceeds = _cost(300, RETAIL + PREMIUM - 150e15) + _cost(200, 150e15) - _cost(200, RETAIL + PREMIUM);
+        assertEq(_free(seller), sellerBefore + proceeds, "under: settled as usual (unmetered: short 200 Wh)");
+
+        vm.warp(closes);
+        uint256 buyerFree = _free(buyer);
+        uint256 gridFree = _free(grid);
+        uint256 held = token.balanceOf(address(market));
+        assertEq(market.lockedOf(S, buyer), 0, "at: nothing counts as locked any more");
+        (uint64 b,) = market.previewFills(S, buyer);
+        assertEq(b, 0, "and nothing will be filled");
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.PositionExpired(S, buyer, 200, 0);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SettlementSkipped(S, seller, IEnergyMarket.SettlementExpired.selector);
+        address[] memory both = new address[](2);
+        (both[0], both[1]) = (buyer, seller);
+        market.settle(S, both);
+        assertEq(_free(buyer), buyerFree, "at: the buyer gets nothing back");
+        assertEq(_free(grid), gridFree, "and the grid nothing");
+        assertEq(token.balanceOf(address(market)), held, "the forfeited escrow stays in the market");
+        assertTrue(market.positionOf(S, buyer).settled, "closed");
+
+        vm.warp(closes + 1000);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SettlementSkipped(S, buyer, IEnergyMarket.SettlementExpired.selector);
+        market.settle(S, _one(buyer));
+    }
+
+    /// An order whose position word holds an unsettled position of slot `S`: refused while `S` can still be settled
+    /// (under), accepted from `settlementClosesAt(S)` on, closing the old position as expired (at).
+    function test_settlementWindow_orderReusingTheWordOfAnExpiredPosition() public {
+        _tradedSlot(S);
+        uint64 later = S + 65 * uint64(market.POSITION_RING()); // same ring word, after the window
+        uint256 closes = market.settlementClosesAt(S);
+        assertGt(_start(later) - GATE, closes, "still orderable when the window closes");
+        vm.warp(closes - 1);
+        _open(later);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.PositionSlotBusy.selector, buyer, S));
+        market.placeBid(later, 100, 200e15);
+        vm.warp(closes);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.PositionExpired(S, buyer, 200, 0);
+        vm.prank(buyer);
+        market.placeBid(later, 100, 200e15);
+        assertEq(market.positionOf(later, buyer).bidWh, 100, "the word holds the new position");
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SettlementSkipped(S, buyer, IEnergyMarket.SettlementExpired.selector);
+        market.settle(S, _one(buyer));
+    }
+
+    /// `openSlot(k)` deletes the words of slot `k - SLOT_WORDS_KEPT`: not those of a slot one closer (under), those of
+    /// `S` exactly at the distance (at), and nothing of `S` from a slot one further (over: it deletes `S + 1`'s).
+    /// Afterwards `S` reads as never opened: `slotInfo` Empty, `clear` has nothing to clear, and `settle` closes
+    /// positions as expired without reading a slot word.
+    function test_openSlot_reclaimsWordsAtTheDistance_underAtOver() public {
+        uint64 kept = uint64(market.SLOT_WORDS_KEPT());
+        _tradedSlot(S);
+        _open(S + 1);
+        vm.warp(market.gateClosureTime(S + 1));
+        market.clear(S + 1);
+        vm.warp(_start(S + kept + 1) - 3600);
+        _open(S + kept - 1); // under: reclaims slot S - 1, never opened
+        assertEq(uint8(market.slotInfo(S).status), uint8(IEnergyMarket.SlotStatus.Cleared), "under: kept");
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SlotWordsReclaimed(S);
+        _open(S + kept); // at
+        IEnergyMarket.SlotInfo memory info = market.slotInfo(S);
+        assertEq(uint8(info.status), uint8(IEnergyMarket.SlotStatus.Empty), "at: reclaimed");
+        assertEq(info.clearedWh, 0, "no result left");
+        (uint64 bf, uint64 bv,,) = market.marginalState(S);
+        assertEq(bf + bv, 0, "no pro-rata state left");
+        assertEq(uint256(vm.load(address(market), _headerWord(S))), 0, "header word zero");
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NothingToClear.selector, S));
+        market.clear(S);
+        assertEq(market.positionOf(S, buyer).bidPricePerKWh, 0, "prices gone with the header");
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.PositionExpired(S, seller, 0, 300);
+        market.settle(S, _one(seller));
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SlotWordsReclaimed(S + 1);
+        _open(S + kept + 1); // over: S + 1's words, not S's
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NothingToReclaim.selector, S));
+        market.reclaimSlot(S);
+        assertEq(uint8(market.slotInfo(S + kept).status), uint8(IEnergyMarket.SlotStatus.Open), "new slot open");
+    }
+
+    /// `reclaimSlot` (anyone) deletes the words of a slot whose successor `SLOT_WORDS_KEPT` later was opened before
+    /// the window closed (so `openSlot` kept them) or never: refused before `settlementClosesAt`, accepted at it,
+    /// and refused again once nothing is left.
+    function test_reclaimSlot_underAtOver() public {
+        _tradedSlot(S);
+        uint256 closes = market.settlementClosesAt(S);
+        vm.warp(closes - 1);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.SettlementWindowOpen.selector, S, closes));
+        market.reclaimSlot(S);
+        // The keeper opening the slot `SLOT_WORDS_KEPT` later this early keeps S's words (its window is open).
+        _open(S + uint64(market.SLOT_WORDS_KEPT()));
+        assertEq(uint8(market.slotInfo(S).status), uint8(IEnergyMarket.SlotStatus.Cleared), "kept while open");
+        vm.warp(closes);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.SlotWordsReclaimed(S);
+        market.reclaimSlot(S);
+        assertEq(uint256(vm.load(address(market), _headerWord(S))), 0, "header deleted");
+        assertEq(uint256(vm.load(address(market), _marginalWord(S))), 0, "cleared-volume word deleted");
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.NothingToReclaim.selector, S));
+        market.reclaimSlot(S);
+    }
+
+    function _one(address a) internal pure returns (address[] memory list) {
+        list = new address[](1);
+        list[0] = a;
+    }
+
+    /// Storage slot of `_headers[slot]` (the market's second state variable, after `_accounts`).
+    function _headerWord(uint64 slot) internal pure returns (bytes32) {
+        return keccak256(abi.encode(uint256(slot), uint256(1)));
+    }
+
+    /// Storage slot of `_marginals[slot]` (the third state variable).
+    function _marginalWord(uint64 slot) internal pure returns (bytes32) {
+        return keccak256(abi.encode(uint256(slot), uint256(2)));
+    }
+
     // ------------------------------------------------------------------ storage over 1,000 slots
 
     /// One simulated slot per iteration, as the keeper and settler run it: open slot `j + 2`, four sellers and four
@@ -182,5 +331,57 @@ contract SlotRingTest is Fixture, StorageWords {
         _print("of which price-level words (bounded)", ring * (MAX_LEVEL + 1));
         _print("words added per slot after the ring wrapped (x1000)", (at1000 - at500) * 1000 / 500);
         assertEq(at1000 - at500, 2 * 500, "each slot adds two words: its header and its cleared volume");
+    }
+
+    /// The same keeper-and-settler run over `SLOT_WORDS_KEPT + 1,000` slots (with an 11-level price range, so that each
+    /// `openSlot` is cheap): until slot `SLOT_WORDS_KEPT` each slot adds its header and cleared-volume word; from then
+    /// on `openSlot(k)` deletes those of slot `k - SLOT_WORDS_KEPT`, and the market's word count stops growing.
+    function test_storageWords_stopGrowingOnceSlotWordsWrap() public {
+        vm.prank(operator);
+        registry.setDefaultPrices(FEED_IN + 10 * TICK, FEED_IN);
+        address[] memory all = new address[](4);
+        for (uint256 i = 0; i < 4; ++i) {
+            all[i] = _participant(
+                string.concat("q", vm.toString(i)), i < 2 ? IRegistry.Role.Prosumer : IRegistry.Role.Consumer, 1000e18
+            );
+        }
+        uint64 first = 10;
+        uint64 kept = uint64(market.SLOT_WORDS_KEPT());
+        for (uint64 k = first; k < first + 2; ++k) {
+            _open(k);
+            _book4(k, all);
+        }
+        vm.record();
+        uint256[4] memory at; // after 500 slots, SLOT_WORDS_KEPT - 2 slots (the last before a deletion), + 502, + 1,002
+        for (uint64 j = first; j < first + kept + 1000; ++j) {
+            vm.warp(market.gateClosureTime(j));
+            market.clear(j);
+            _open(j + 2);
+            _book4(j + 2, all);
+            if (j >= first + 2) market.settle(j - 2, all);
+            _collectWrites(address(market));
+            uint64 done = j - first + 1;
+            if (done == 500) at[0] = _liveWords(address(market));
+            if (done == kept - 2) at[1] = _liveWords(address(market));
+            if (done == kept + 500) at[2] = _liveWords(address(market));
+        }
+        at[3] = _liveWords(address(market));
+        _print("market storage words after 500 slots", at[0]);
+        _print("market storage words after 8,190 slots", at[1]);
+        _print("market storage words after 8,692 slots", at[2]);
+        _print("market storage words after 9,192 slots", at[3]);
+        assertEq(at[1] - at[0], 2 * (kept - 2 - 500), "until the slot words wrap, two words per slot");
+        assertEq(at[2], at[1], "then none: each opened slot deletes the words of the slot 8,192 earlier");
+        assertEq(at[3], at[2], "and the count stays flat");
+    }
+
+    /// Two asks and two bids in `slot` that cross (so clearing keeps a cleared-volume word).
+    function _book4(uint64 slot, address[] memory all) internal {
+        for (uint256 i = 0; i < 2; ++i) {
+            vm.prank(all[i]);
+            market.placeAsk(slot, uint32(100 + 10 * i), FEED_IN + (2 + 3 * i) * TICK);
+            vm.prank(all[i + 2]);
+            market.placeBid(slot, uint32(100 + 10 * i), FEED_IN + (4 + 3 * i) * TICK);
+        }
     }
 }

@@ -111,6 +111,11 @@ interface IEnergyMarket {
     /// @notice The slot can no longer be settled for an account without orders in it: its settled-without-orders
     ///         record is kept for `POSITION_RING` slots (see {gridSettlementClosesAt}); used as a skip reason.
     error SettlementExpired(uint64 slot, address account);
+    /// @notice `slot`'s words cannot be reclaimed before its settlement window closes at `closesAt` (see
+    ///         {settlementClosesAt}).
+    error SettlementWindowOpen(uint64 slot, uint256 closesAt);
+    /// @notice `slot` has no words left to reclaim (never opened, or reclaimed already).
+    error NothingToReclaim(uint64 slot);
 
     event RoleSynced(address indexed account, IRegistry.Role role);
     /// @notice The market created `words` position words of `account` (its ring) ahead of its orders.
@@ -144,6 +149,14 @@ interface IEnergyMarket {
     /// @notice `settle` left `account` out of the batch; `reason` is the selector of the matching error:
     ///         `AlreadySettled`, `NoPosition` (neither orders nor a meter in the slot) or `SettlementExpired`.
     event SettlementSkipped(uint64 indexed slot, address indexed account, bytes4 reason);
+    /// @notice `account`'s position with orders in `slot` (`bidWh` bought at most, `askWh` sold at most) was not
+    ///         settled before the slot's settlement window closed ({settlementClosesAt}): it is closed without a
+    ///         settlement, its escrow and collateral are forfeited (they stay in the market, backing what the
+    ///         position owed its counterparties), and its position word is free again.
+    event PositionExpired(uint64 indexed slot, address indexed account, uint32 bidWh, uint32 askWh);
+    /// @notice `slot`'s header and cleared-volume words were deleted: its settlement window has closed, so nothing
+    ///         reads them any more. {slotInfo} reports the slot as `Empty` from now on (the events keep its result).
+    event SlotWordsReclaimed(uint64 indexed slot);
     event OrderPlaced(
         uint64 indexed slot, address indexed account, Side side, uint256 pricePerKWh, uint32 energyWh, uint256 locked
     );
@@ -187,6 +200,15 @@ interface IEnergyMarket {
     /// @notice Clears `slot` after gate closure (anyone may call).
     function clear(uint64 slot) external;
 
-    /// @notice Settles `participants` in `slot` after the slot's end plus the grace period (anyone may call).
+    /// @notice Settles `participants` in `slot` after the slot's end plus the grace period (anyone may call); from
+    ///         {settlementClosesAt} on it closes their positions with orders as expired instead ({PositionExpired}).
     function settle(uint64 slot, address[] calldata participants) external;
+
+    /// @notice Until when positions with orders in `slot` can be settled (unix seconds, exclusive): the settlement
+    ///         opening of slot `slot + SETTLEMENT_WINDOW`. Later, a position left unsettled is closed as expired.
+    function settlementClosesAt(uint64 slot) external view returns (uint256);
+
+    /// @notice Deletes `slot`'s header and cleared-volume words once its settlement window has closed (anyone may
+    ///         call; {openSlot} does it for slot `slot - SLOT_WORDS_KEPT`).
+    function reclaimSlot(uint64 slot) external;
 }

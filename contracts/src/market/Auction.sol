@@ -73,8 +73,10 @@ abstract contract Auction is MarketBase {
     ///      ({SlotCleared}); if it still takes orders, reverts with {LevelWordsInUse}. It is the only way a slot
     ///      opens and its prices are fixed (the registry's prices for the slot at this moment, including the
     ///      operator's {Registry-setSlotPrices}); later registry price changes do not apply to it. Orders for a
-    ///      slot that is not open revert with {SlotNotOpen}. Reverts with {NotOperator}, {GateClosed} or
-    ///      {SlotAlreadyOpen}. Emits {SlotOpened}.
+    ///      slot that is not open revert with {SlotNotOpen}. Also deletes the header and cleared-volume words of
+    ///      slot `slot - SLOT_WORDS_KEPT` if its settlement window has closed ({SlotWordsReclaimed}), so the
+    ///      market's slot words stop growing. Reverts with {NotOperator}, {GateClosed} or {SlotAlreadyOpen}.
+    ///      Emits {SlotOpened}.
     function openSlot(uint64 slot) external {
         if (!registry.isOperator(msg.sender)) revert NotOperator(msg.sender);
         if (block.timestamp + gateClosure >= slotStart(slot)) revert GateClosed(slot);
@@ -83,11 +85,28 @@ abstract contract Auction is MarketBase {
         _releaseLevels(slot, levels[0]);
 
         // Effects.
+        if (slot >= SLOT_WORDS_KEPT) {
+            uint64 old = slot - uint64(SLOT_WORDS_KEPT);
+            if (block.timestamp >= settlementClosesAt(old)) _reclaimWords(old);
+        }
         uint256 maxLevel = (_openSlot(slot) >> 64) & _M8;
         uint256 tagged = (uint256(slot) + 1) << _LEVEL_TAG_SHIFT;
         for (uint256 l = 0; l <= maxLevel; ++l) {
             levels[l] = tagged;
         }
+    }
+
+    /// @notice Deletes the header and cleared-volume words of `slot`, whose settlement window has closed: nothing
+    ///         reads them any more (a position left unsettled is closed as expired without them, see
+    ///         {settlementClosesAt}).
+    /// @dev Anyone may call. {openSlot} does this for slot `slot - SLOT_WORDS_KEPT`; this covers a slot whose
+    ///      successor `SLOT_WORDS_KEPT` later was never opened. Reverts with {SettlementWindowOpen} before
+    ///      {settlementClosesAt}, and with {NothingToReclaim} if both words are already zero. Emits
+    ///      {SlotWordsReclaimed}.
+    function reclaimSlot(uint64 slot) external {
+        uint256 closes = settlementClosesAt(slot);
+        if (block.timestamp < closes) revert SettlementWindowOpen(slot, closes);
+        if (!_reclaimWords(slot)) revert NothingToReclaim(slot);
     }
 
     /// @notice Cancels the caller's order on `side` in `slot` and returns its escrow to the free balance.
@@ -180,13 +199,16 @@ abstract contract Auction is MarketBase {
     }
 
     /// @notice The orders of `account` in `slot`.
+    /// @dev Once the slot's words are reclaimed ({SlotWordsReclaimed}) its prices are gone: the limit prices then
+    ///      read as zero (the {OrderPlaced} events keep them).
     function positionOf(uint64 slot, address account) external view returns (Position memory p) {
         uint256 pos = _position(slot, account);
-        uint256 feedIn = _headers[slot] & _M64;
+        uint256 header = _headers[slot];
+        uint256 feedIn = header & _M64;
         p.bidWh = uint32(pos);
         p.askWh = uint32(pos >> 40);
-        if (p.bidWh != 0) p.bidPricePerKWh = (feedIn + ((pos >> 32) & _M8) * _tickPerWh) * 1000;
-        if (p.askWh != 0) p.askPricePerKWh = (feedIn + ((pos >> 72) & _M8) * _tickPerWh) * 1000;
+        if (p.bidWh != 0 && header != 0) p.bidPricePerKWh = (feedIn + ((pos >> 32) & _M8) * _tickPerWh) * 1000;
+        if (p.askWh != 0 && header != 0) p.askPricePerKWh = (feedIn + ((pos >> 72) & _M8) * _tickPerWh) * 1000;
         p.settled = pos & _SETTLED != 0;
         p.shortPremiumPerKWh = ((pos >> _PREMIUM_SHIFT) & _M16) * _tickPerWh * 1000;
         p.longPenaltyPerKWh = ((pos >> (_PREMIUM_SHIFT + 16)) & _M16) * _tickPerWh * 1000;
@@ -199,10 +221,11 @@ abstract contract Auction is MarketBase {
         return (uint64(c), uint64(c >> 64));
     }
 
-    /// @notice Credits currently locked by `account`'s orders in `slot` (zero once settled).
+    /// @notice Credits currently locked by `account`'s orders in `slot` (zero once settled, and zero from
+    ///         {settlementClosesAt} on: a position still unsettled then is expired and its credits forfeited).
     function lockedOf(uint64 slot, address account) public view returns (uint256) {
         uint256 pos = _position(slot, account);
-        if (pos & _SETTLED != 0) return 0;
+        if (pos & _SETTLED != 0 || block.timestamp >= settlementClosesAt(slot)) return 0;
         uint256 header = _headers[slot];
         uint256 feedIn = header & _M64;
         uint256 shortPremium = ((pos >> _PREMIUM_SHIFT) & _M16) * _tickPerWh;
@@ -383,9 +406,7 @@ abstract contract Auction is MarketBase {
         uint256 pos = _positions[msg.sender][slot % POSITION_RING];
         if (pos >> _TAG_SHIFT != uint256(slot) + 1) {
             // The ring entry belongs to an older slot: reuse it unless that position still awaits settlement.
-            if (pos & _ORDERS != 0 && pos & _SETTLED == 0) {
-                revert PositionSlotBusy(msg.sender, uint64((pos >> _TAG_SHIFT) - 1));
-            }
+            if (pos & _ORDERS != 0 && pos & _SETTLED == 0) _expireHeld(pos);
             // Remember the latest earlier slot of this word that had orders (the old position if it had any, else
             // the one it remembered), so settlement can still tell whether that slot had orders ({settle}).
             uint256 prev = pos & _ORDERS != 0 ? pos >> _TAG_SHIFT : (pos >> _PREV_SHIFT) & _M64;
@@ -403,6 +424,27 @@ abstract contract Auction is MarketBase {
         _storePosition(slot, msg.sender, pos | ((uint256(energyWh) | (level << 32)) << shift));
         _levelSet(slot)[level] += uint256(energyWh) << (side == Side.Bid ? 0 : 64);
         emit OrderPlaced(slot, msg.sender, side, pricePerKWh, energyWh, locked);
+    }
+
+    /// @dev The caller's ring word `pos` holds an unsettled position with orders of an older slot: reverts with
+    ///      {PositionSlotBusy} while that slot can still be settled, else closes the position as expired (its word
+    ///      is about to be reused; its credits stay forfeited, see {settlementClosesAt}). Emits {PositionExpired}.
+    function _expireHeld(uint256 pos) private {
+        uint64 held = uint64((pos >> _TAG_SHIFT) - 1);
+        if (block.timestamp < settlementClosesAt(held)) revert PositionSlotBusy(msg.sender, held);
+        emit PositionExpired(held, msg.sender, uint32(pos), uint32(pos >> 40));
+    }
+
+    /// @dev Deletes `slot`'s header and cleared-volume words; returns false if both were zero already. Emits
+    ///      {SlotWordsReclaimed}.
+    function _reclaimWords(uint64 slot) private returns (bool) {
+        bool header = _headers[slot] != 0;
+        bool marginal = _marginals[slot] != 0;
+        if (!header && !marginal) return false;
+        if (header) delete _headers[slot];
+        if (marginal) delete _marginals[slot];
+        emit SlotWordsReclaimed(slot);
+        return true;
     }
 
     /// @dev Reverts unless the caller may place an order of `energyWh` on `side`: a participant (a prosumer to

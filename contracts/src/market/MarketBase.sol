@@ -51,6 +51,9 @@ import {IRegistry} from "../interfaces/IRegistry.sol";
 ///        {SLOT_RING} sets indexed by `slot % SLOT_RING`: they are needed only until the slot is cleared
 ///        (settlement reads the header), so slot `k + SLOT_RING` reuses the set of slot `k` (rewriting words
 ///        instead of creating them) and the market keeps at most `SLOT_RING * 256` level words whatever its age.
+///      - a slot's header and cleared-volume word are needed until its settlement window closes
+///        ({SETTLEMENT_WINDOW}); {openSlot} of slot `k` deletes those of slot `k - SLOT_WORDS_KEPT` (anyone may
+///        delete them earlier with {reclaimSlot}), so the market keeps at most about `2 * SLOT_WORDS_KEPT` of them.
 ///      There is no bitmap of active levels (it would be one more word to write per new level): clearing
 ///      reads all `maxLevel + 1` level words, a constant cost.
 ///
@@ -118,6 +121,18 @@ abstract contract MarketBase is IEnergyMarket {
     uint256 public constant SLOT_RING = 128;
     /// @dev Where a level word keeps its slot + 1.
     uint256 internal constant _LEVEL_TAG_SHIFT = 128;
+
+    /// @notice Number of slots after which a slot's positions with orders can no longer be settled: until
+    ///         {settlementClosesAt}`(k)` = `settlementOpensAt(k + SETTLEMENT_WINDOW)`. A position still unsettled then
+    ///         is closed as expired ({PositionExpired}: its escrow and collateral are forfeited). 4,096 slots are 42.7
+    ///         days of 15-minute slots, as long as `MeterReadings` keeps a slot's energy (`ENERGY_RING`), so a slot's
+    ///         terms are never dropped while its meters' energy is still there.
+    uint256 public constant SETTLEMENT_WINDOW = 4096;
+    /// @notice Number of slots a slot's header and cleared-volume words are kept: {openSlot}`(k)` deletes those of
+    ///         slot `k - SLOT_WORDS_KEPT` ({SlotWordsReclaimed}), whose settlement window closed long before (twice
+    ///         {SETTLEMENT_WINDOW}, so a keeper opening up to 4,095 slots ahead still reclaims them). The market thus
+    ///         keeps at most about `2 * SLOT_WORDS_KEPT` slot words whatever its age.
+    uint256 public constant SLOT_WORDS_KEPT = 8192;
 
     /// @notice Participants, meters, prices and the slot schedule.
     IRegistry public immutable registry;
@@ -216,6 +231,20 @@ abstract contract MarketBase is IEnergyMarket {
     function settlementOpensAt(uint64 slot) public view returns (uint256) {
         unchecked {
             return slotStart(slot) + slotLength + gracePeriod;
+        }
+    }
+
+    /// @notice Until when positions with orders in `slot` can be settled (unix seconds, exclusive): the settlement
+    ///         opening of slot `slot + SETTLEMENT_WINDOW`.
+    /// @dev Why a window: settlement needs the slot's header (prices, clearing result, pro-rata state), and the
+    ///      market can only delete it once no settlement can read it any more; a count of unsettled positions per
+    ///      slot would cost every settlement a header write, beyond the gas target. From this time on {settle}
+    ///      closes a position left unsettled as expired ({PositionExpired}), and so does a new order that needs its
+    ///      position word.
+    function settlementClosesAt(uint64 slot) public view returns (uint256) {
+        unchecked {
+            // Below 2^110: `slot < 2^64`, `slotLength < 2^32`.
+            return uint256(startTime) + (uint256(slot) + SETTLEMENT_WINDOW + 1) * slotLength + gracePeriod;
         }
     }
 

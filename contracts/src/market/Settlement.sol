@@ -58,7 +58,10 @@ abstract contract Settlement is MarketBase {
 
     /// @notice Settles `participants` in `slot`: their orders against their meters, and those with a meter but no
     ///         order in the slot against the grid alone (import at retail, export at feed-in).
-    /// @dev Reverts only with {SlotNotCleared} or {SettlementNotOpen}. A listed account is skipped with
+    /// @dev Until {settlementClosesAt}`(slot)`; from then on the call closes each listed position with orders that
+    ///      is still unsettled as expired ({PositionExpired}: its escrow and collateral are forfeited, nothing else
+    ///      moves) and skips every other account with `SettlementExpired`, whatever the slot's state.
+    ///      Reverts only with {SlotNotCleared} or {SettlementNotOpen}. A listed account is skipped with
     ///      {SettlementSkipped} instead of reverting when it is already settled (by an earlier call, or earlier in
     ///      the same list: `AlreadySettled`), has neither orders nor a meter in the slot (`NoPosition`), or has no
     ///      orders and the slot's settled-without-orders record is gone (from {gridSettlementClosesAt}:
@@ -68,9 +71,14 @@ abstract contract Settlement is MarketBase {
     ///      the participants are credited in full and the shortfall becomes the grid account's debt
     ///      ({GridDebtIncurred}); withdrawals wait until it is repaid ({GridInDebt}).
     function settle(uint64 slot, address[] calldata participants) external {
+        uint256 opens = settlementOpensAt(slot);
+        // `settlementClosesAt(slot)`, from the opening computed anyway.
+        if (block.timestamp >= opens + SETTLEMENT_WINDOW * slotLength) {
+            _expire(slot, participants);
+            return;
+        }
         uint256 header = _headers[slot];
         if (header & _STATUS_BITS != _STATUS_CLEARED) revert SlotNotCleared(slot);
-        uint256 opens = settlementOpensAt(slot);
         if (block.timestamp < opens) revert SettlementNotOpen(slot, opens);
 
         bool compact = header & _COMPACT != 0;
@@ -113,6 +121,25 @@ abstract contract Settlement is MarketBase {
             else if (c.marginal != header) _headers[slot] = c.marginal;
         }
         if (c.gridIn != 0 || c.gridOut != 0) _payGrid(slot, c.gridIn, c.gridOut);
+    }
+
+    /// @dev {settle} after `slot`'s settlement window ({settlementClosesAt}): closes each listed position with orders
+    ///      that is still unsettled as expired (marked settled, nothing credited or debited: its escrow and
+    ///      collateral are forfeited), and skips every other account with `SettlementExpired`. Reads no slot word,
+    ///      so it works whether or not the slot's words were reclaimed. Emits {PositionExpired} or
+    ///      {SettlementSkipped} per account.
+    function _expire(uint64 slot, address[] calldata participants) private {
+        uint256 n = participants.length;
+        for (uint256 i = 0; i < n; ++i) {
+            address account = participants[i];
+            uint256 pos = _position(slot, account);
+            if (pos & _ORDERS == 0 || pos & _SETTLED != 0) {
+                emit SettlementSkipped(slot, account, SettlementExpired.selector);
+                continue;
+            }
+            _positions[account][slot % POSITION_RING] = pos | _SETTLED;
+            emit PositionExpired(slot, account, uint32(pos), uint32(pos >> 40));
+        }
     }
 
     /// @dev Applies the call's grid flows to the grid account ({_applyGrid}).
@@ -178,7 +205,7 @@ abstract contract Settlement is MarketBase {
     /// @dev Exact for the next settlement; marginal-level fills depend on settlement order by less than 1 Wh.
     function previewFills(uint64 slot, address account) external view returns (uint64 boughtWh, uint64 soldWh) {
         uint256 header = _headers[slot];
-        if (header & _STATUS_BITS != _STATUS_CLEARED) return (0, 0);
+        if (header & _STATUS_BITS != _STATUS_CLEARED || block.timestamp >= settlementClosesAt(slot)) return (0, 0);
         uint256 pos = _position(slot, account);
         if (pos & _SETTLED != 0) return (0, 0);
         bool compact = header & _COMPACT != 0;
