@@ -143,7 +143,7 @@ const SENTENCES: Record<string, (a: readonly unknown[], k: SentenceKit) => strin
     return `${who(a[1], ctx)} had neither orders nor a meter in slot ${a[0]}, so there is nothing to settle.`;
   },
   SettlementExpired: (a, { ctx }) => {
-    return `${who(a[1], ctx)} had no orders in slot ${a[0]}, and such a slot can be settled only until the settlement of the slot 64 slots later has opened.`;
+    return `Slot ${a[0]} can no longer be settled for ${who(a[1], ctx)}: without orders only until the settlement of the slot 64 slots later has opened, and with orders only for 4,096 slots (a position left unsettled then expires and its locked credits are forfeited).`;
   },
   NotParticipant: (a, { ctx }) => {
     return `${who(a[0], ctx)} is not a registered participant of the market. Ask the operator to register it.`;
@@ -177,6 +177,12 @@ const SENTENCES: Record<string, (a: readonly unknown[], k: SentenceKit) => strin
   },
   PositionSlotBusy: (a, _k) => {
     return `The position in slot ${a[1]} is not settled yet; it must be settled before this slot can be traded (positions are reused every 64 slots).`;
+  },
+  SettlementWindowOpen: (a, { time }) => {
+    return `Slot ${a[0]} can still be settled until ${time(a[1])}; its storage can be reclaimed only after that.`;
+  },
+  NothingToReclaim: (a, _k) => {
+    return `Slot ${a[0]} has no storage left to reclaim (never opened, or reclaimed already).`;
   },
   PriceNotOnTick: (a, { price }) => {
     return `The price ${price(a[0])} is not a whole number of price steps of ${price(a[1])}.`;
