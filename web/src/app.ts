@@ -99,7 +99,8 @@ export interface SlotView {
   preview?: { boughtWh: bigint; soldWh: bigint };
   /** Whether the account's meter has a reading inside this slot (slots past delivery with an
    *  unsettled position of the account; `MeterReadings.energyInSlot`). */
-  readings?: { meter: boolean; hasReading: boolean };
+  /** The readings of the meter bound in the slot (`meterAt`), with its newest reading's time. */
+  readings?: { meter: boolean; hasReading: boolean; kept: boolean; latestTimestamp?: bigint };
 }
 
 export interface Me {
@@ -647,7 +648,6 @@ export class App {
     ip.catch(() => {});
     const hp = client.readContract({ ...market, functionName: 'orderHorizon' });
     hp.catch(() => {});
-    const meter = account ? await this.meterOf(account, blockNumber) : null;
 
     const s = this.schedule()!;
     const now = this.now();
@@ -665,7 +665,7 @@ export class App {
     const own = [...this.state.ownOrderSlots].filter((slot) => slot + 64n > current).sort((a, b) => (a > b ? -1 : 1));
     for (const slot of own.slice(0, 20)) wanted.add(slot);
     const slots = [...wanted].sort((a, b) => (a < b ? -1 : 1));
-    const views = await Promise.all(slots.map((slot) => this.readSlot(slot, account, meter, blockNumber, now)));
+    const views = await Promise.all(slots.map((slot) => this.readSlot(slot, account, blockNumber, now)));
     const [me, prices, imbalance, horizon] = await Promise.all([meP, dp, ip, hp]);
     if (account !== this.state.wallet.account) return;
     this.state.me = me;
@@ -700,11 +700,10 @@ export class App {
   }
 
   /** Reads one slot's view at `blockNumber`: its auction state and book, and the account's position,
-   *  fills and (past delivery, with an unsettled position) whether its meter has a reading inside it. */
+   *  fills and (past delivery, with an unsettled position) the readings of the meter bound in it. */
   private async readSlot(
     slot: bigint,
     account: Address | undefined,
-    meter: Address | null,
     blockNumber: bigint,
     now: bigint,
   ): Promise<SlotView> {
@@ -745,12 +744,7 @@ export class App {
     }
     let readings: SlotView['readings'];
     const past = ['grace', 'settlement'].includes(phaseOf(s, slot, now));
-    if (account && pending && past) {
-      const e = meter
-        ? await client.readContract({ address: c.readings, abi: meterReadingsAbi, functionName: 'energyInSlot', args: [meter, slot], blockNumber })
-        : undefined;
-      readings = { meter: !!meter, hasReading: !!e?.hasReading };
-    }
+    if (account && pending && past) readings = await this.slotReadings(account, slot, blockNumber);
     return {
       slot,
       phase: phaseOf(s, slot, now),
@@ -771,27 +765,29 @@ export class App {
     };
   }
 
-  /** The meter bound to `account` at `blockNumber` (null: none). */
-  private async meterOf(account: Address, blockNumber?: bigint): Promise<Address | null> {
+  /** What settling `slot` for `account` would read: the meter bound in the slot (the registry's
+   *  binding history, as settlement reads it, not today's meter), whether it has a reading in the slot
+   *  and still keeps its energy, and its newest reading's time, at `blockNumber`. */
+  private async slotReadings(account: Address, slot: bigint, blockNumber?: bigint): Promise<NonNullable<SlotView['readings']>> {
     const { client, config: c } = this.conn!;
-    const m = await client.readContract({ address: c.registry, abi: registryAbi, functionName: 'meterOf', args: [account], blockNumber });
-    return m === zeroAddress ? null : getAddress(m);
+    const bound = await client.readContract({ address: c.registry, abi: registryAbi, functionName: 'meterAt', args: [account, slot], blockNumber });
+    if (bound === zeroAddress) return { meter: false, hasReading: false, kept: true };
+    const r = { address: c.readings, abi: meterReadingsAbi, blockNumber } as const;
+    const [e, kept, latest] = await Promise.all([
+      client.readContract({ ...r, functionName: 'energyInSlot', args: [bound, slot] }),
+      client.readContract({ ...r, functionName: 'energyKept', args: [bound, slot] }),
+      client.readContract({ ...r, functionName: 'latestReading', args: [bound] }),
+    ]);
+    return { meter: true, hasReading: e.hasReading, kept, latestTimestamp: latest[2] };
   }
 
-  /** What a settlement in `block` rested on: the readings of the account's meter as they stood in that
-   *  block (the state settlement read); the head's state if the node cannot read that block. */
+  /** What a settlement in `block` rested on: the readings of the meter bound in the slot as they stood
+   *  in that block (the state settlement read); the head's state if the node cannot read that block. */
   private async settledReadings(account: Address, slot: bigint, block: bigint): Promise<ReadingsFlag> {
-    const { client, config: c } = this.conn!;
     const end = slotEnd(this.schedule()!, slot);
     const at = async (blockNumber: bigint | undefined): Promise<ReadingsFlag> => {
-      const meter = await this.meterOf(account, blockNumber);
-      if (!meter) return readingsFlag(false, false, undefined, end);
-      const r = { address: c.readings, abi: meterReadingsAbi, blockNumber } as const;
-      const [e, latest] = await Promise.all([
-        client.readContract({ ...r, functionName: 'energyInSlot', args: [meter, slot] }),
-        client.readContract({ ...r, functionName: 'latestReading', args: [meter] }),
-      ]);
-      return readingsFlag(true, e.hasReading, latest[2], end);
+      const r = await this.slotReadings(account, slot, blockNumber);
+      return readingsFlag(r.meter, r.hasReading, r.latestTimestamp, end, r.kept);
     };
     try {
       return await at(block);

@@ -289,7 +289,10 @@ export function lastSlotWithinHorizon(s: Schedule, now: bigint, horizon: bigint)
  *  boundaries, each interpolated linearly between the readings that bracket it, whatever their arrival
  *  order; a slot becomes final `finalityDelay` (the grace period) after its end, and later readings no
  *  longer change it (their energy goes to later slots).
- *  - `no-meter`: the participant has no bound meter, so settlement counts 0 Wh used and delivered.
+ *  - `no-meter`: the participant had no meter bound in the slot, so settlement counts 0 Wh used and
+ *    delivered.
+ *  - `expired`: the meter's energy word for the slot was reused (the readings contract keeps a slot's
+ *    energy for 4,096 slots, `energyKept`), so settlement counts 0 Wh used and delivered.
  *  - `missing`: no reading inside the slot and none after it (`hasReading` false): settlement counts
  *    0 Wh for the slot; a later reading that arrives before the slot is final is split into it.
  *  - `late`: the slot has a reading, but the meter's newest reading is older than the slot's end: the
@@ -298,18 +301,22 @@ export function lastSlotWithinHorizon(s: Schedule, now: bigint, horizon: bigint)
 export type ReadingsFlag =
   | { kind: 'ok' }
   | { kind: 'no-meter' }
+  | { kind: 'expired' }
   | { kind: 'missing'; latestTimestamp?: bigint }
   | { kind: 'late'; latestTimestamp: bigint };
 
 /** Judges a slot's readings (see {@link ReadingsFlag}); `latestTimestamp` is the meter's newest reading
- *  (0 or undefined: none) at the time judged (now before Settle; the settlement's block in a bill). */
+ *  (0 or undefined: none) at the time judged (now before Settle; the settlement's block in a bill);
+ *  `kept` is whether the meter still keeps the slot's energy (`energyKept`). */
 export function readingsFlag(
   meter: boolean,
   hasReading: boolean,
   latestTimestamp: bigint | undefined,
   slotEndTime: bigint,
+  kept = true,
 ): ReadingsFlag {
   if (!meter) return { kind: 'no-meter' };
+  if (!kept) return { kind: 'expired' };
   const latest = latestTimestamp ? latestTimestamp : undefined;
   if (!hasReading) return { kind: 'missing', latestTimestamp: latest };
   if (latest === undefined || latest < slotEndTime) return { kind: 'late', latestTimestamp: latest ?? 0n };

@@ -271,7 +271,9 @@ function readingsText(flag: ReadingsFlag, end: bigint, bill: boolean): string | 
   const counts = bill ? 'This bill counts' : 'Settling now counts';
   switch (flag.kind) {
     case 'no-meter':
-      return `Missing readings: no meter is bound to this account. ${counts} 0 Wh used and 0 Wh delivered in this slot.`;
+      return `Missing readings: no meter was bound to this account in this slot. ${counts} 0 Wh used and 0 Wh delivered in this slot.`;
+    case 'expired':
+      return `Energy no longer kept: meters keep a slot's energy for 4,096 slots, and this slot's has been overwritten by a later one. ${counts} 0 Wh used and 0 Wh delivered in this slot.`;
     case 'missing':
       return `Missing readings: your meter has no reading inside this slot (it ended at ${formatClock(end)}${
         flag.latestTimestamp ? `; its last reading is from ${formatClock(flag.latestTimestamp)}` : '; it has never reported'
@@ -288,7 +290,8 @@ function slotReadingsFlag(app: App, v: SlotView): TemplateResult | typeof nothin
   if (!v.readings) return nothing;
   const sched = app.schedule()!;
   const end = slotEnd(sched, v.slot);
-  const flag = readingsFlag(v.readings.meter, v.readings.hasReading, app.state.me?.latestReading?.timestamp, end);
+  const r = v.readings;
+  const flag = readingsFlag(r.meter, r.hasReading, r.latestTimestamp, end, r.kept);
   const text = readingsText(flag, end, false);
   // A row of its own under the slot's row, so that the sentence is readable next to Settle.
   return html`<tr class="flag-row" data-testid="readings-flag" data-slot=${String(v.slot)} data-kind=${flag.kind}>

@@ -40,5 +40,9 @@ describe('readings flags', () => {
     expect(readingsFlag(true, true, end - 1n, end)).toEqual({ kind: 'late', latestTimestamp: end - 1n });
     expect(readingsFlag(true, true, end, end)).toEqual({ kind: 'ok' }); // a reading at the end closes the slot
     expect(readingsFlag(true, true, end + 1n, end)).toEqual({ kind: 'ok' });
+    // A meter whose energy word for the slot was reused (energyKept false): 0 Wh, whatever the readings say.
+    expect(readingsFlag(true, true, end + 1n, end, false)).toEqual({ kind: 'expired' });
+    expect(readingsFlag(true, false, undefined, end, false)).toEqual({ kind: 'expired' });
+    expect(readingsFlag(false, false, undefined, end, false)).toEqual({ kind: 'no-meter' });
   });
 });
