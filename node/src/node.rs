@@ -37,6 +37,9 @@ pub struct NodeConfig {
     /// The market keeper's key, if this node runs a keeper ([`crate::keeper`]). The chain must
     /// have the market and the key must be a registry operator.
     pub keeper: Option<SigningKey>,
+    /// Whether the keeper also clears and settles every slot (`--keeper-settle`,
+    /// [`crate::keeper`]'s `settle` module).
+    pub keeper_settles: bool,
     /// Where to serve Prometheus metrics (`--metrics`), if anywhere.
     pub metrics: Option<SocketAddr>,
 }
@@ -69,7 +72,8 @@ impl Node {
                         "a market keeper needs a chain with the energy market; this genesis has none"
                     )
                 })?;
-                let keeper = Keeper::new(chain.clone(), market, key, crate::keeper::DEFAULT_HORIZON);
+                let keeper = Keeper::new(chain.clone(), market, key, crate::keeper::DEFAULT_HORIZON)
+                    .settling(config.keeper_settles);
                 if !keeper.is_operator()? {
                     anyhow::bail!(
                         "the keeper key {} is not a registry operator on this chain: openSlot is operator-only. \

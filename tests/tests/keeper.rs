@@ -386,3 +386,114 @@ fn genesis_refuses_a_zero_imbalance_premium() {
     }
     assert!(!dir.path().join("genesis.json").exists(), "nothing written");
 }
+
+/// Every transaction `from` sent up to block `to`: (hash, receipt status).
+fn txs_from(rpc: &Rpc, from: Address, to: u64) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for n in 1..=to {
+        let block = rpc.call("eth_getBlockByNumber", json!([format!("{n:#x}"), true]));
+        for t in block["transactions"].as_array().unwrap() {
+            if t["from"].as_str().unwrap().parse::<Address>().unwrap() == from {
+                let hash = t["hash"].as_str().unwrap().to_string();
+                let r = rpc.call("eth_getTransactionReceipt", json!([hash]));
+                out.push((hash, r["status"].as_str().unwrap().to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The senders of the transactions that emitted `event` with `slot` as first topic.
+fn emitters_of(rpc: &Rpc, market: Address, event: B256, slot: u64) -> Vec<(Address, Value)> {
+    let logs = rpc.call(
+        "eth_getLogs",
+        json!([{"fromBlock": "0x0", "toBlock": "latest", "address": market,
+                "topics": [event, B256::from(U256::from(slot))]}]),
+    );
+    logs.as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let t = rpc.call("eth_getTransactionByHash", json!([l["transactionHash"]]));
+            (t["from"].as_str().unwrap().parse().unwrap(), l.clone())
+        })
+        .collect()
+}
+
+/// With `--keeper-settle` nobody else needs to clear or settle: dev account 1's bid is cleared
+/// after its gate closure and settled once the slot's settlement opens, dev account 2 (metered, no
+/// order) is settled against the grid in the same slot, and every keeper transaction succeeds.
+/// (Without the flag, the keeper sends only `openSlot`: `keeper_opened` checks its nonce against
+/// its `SlotOpened` logs in the tests above.)
+#[test]
+fn with_keeper_settle_the_keeper_clears_and_settles_every_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("contracts.json");
+    let node = NodeProcess::dev(&[
+        "--period",
+        "1",
+        "--slot-length",
+        "5",
+        "--grace-period",
+        "2",
+        "--keeper-settle",
+        "--contracts-out",
+        out.to_str().unwrap(),
+    ]);
+    let rpc = node.rpc();
+    let (token, market) = contracts(&out);
+    let keeper = dev_key(97).address();
+    let printed = node.stdout.lock().unwrap().join("\n");
+    assert!(printed.contains("clears and settles every slot"), "{printed}");
+    deposit(&rpc, 1, token, market);
+    // The nearest open slot whose gate leaves time for the bid (the keeper opens 120 s ahead).
+    let slot = wait_for("an open slot with its gate ahead", 30, || {
+        let t = now(&rpc);
+        slot_opened(&rpc, market, rpc.block_number())
+            .into_iter()
+            .map(|(s, _)| s)
+            .find(|s| call(&rpc, market, EnergyMarket::gateClosureTimeCall { slot: *s }).to::<u64>() > t + 4)
+    });
+    bid(&rpc, market, slot);
+    let (one, two) = (dev_key(1).address(), dev_key(2).address());
+    let opens = call(&rpc, market, EnergyMarket::settlementOpensAtCall { slot }).to::<u64>();
+    wait_for("the keeper to settle the bid", 60, || {
+        call(&rpc, market, EnergyMarket::positionOfCall { slot, account: one }).settled.then_some(())
+    });
+    assert_eq!(
+        call(&rpc, market, EnergyMarket::slotInfoCall { slot }).status as u8,
+        2,
+        "slot {slot} is cleared"
+    );
+
+    let cleared = emitters_of(&rpc, market, EnergyMarket::SlotCleared::SIGNATURE_HASH, slot);
+    assert_eq!(
+        cleared.iter().map(|(from, _)| *from).collect::<Vec<_>>(),
+        vec![keeper],
+        "the keeper cleared it"
+    );
+    let settled = emitters_of(&rpc, market, EnergyMarket::ParticipantSettled::SIGNATURE_HASH, slot);
+    let who: Vec<(Address, Address)> = settled
+        .iter()
+        .map(|(from, l)| (*from, l["topics"][2].as_str().unwrap().parse::<B256>().unwrap()))
+        .map(|(from, account)| (from, Address::from_word(account)))
+        .collect();
+    assert!(who.contains(&(keeper, one)), "the bidder settled by the keeper: {who:?}");
+    assert!(
+        who.contains(&(keeper, two)),
+        "a metered account without orders settled against the grid: {who:?}"
+    );
+    assert!(who.iter().all(|(from, _)| *from == keeper), "nobody else settled: {who:?}");
+    // Cleared after the gate closed, settled once settlement opened (the blocks' times).
+    let time_of =
+        |l: &Value| hex_u64(&rpc.call("eth_getBlockByNumber", json!([l["blockNumber"], false]))["timestamp"]);
+    let gate = call(&rpc, market, EnergyMarket::gateClosureTimeCall { slot }).to::<u64>();
+    assert!(cleared.iter().all(|(_, l)| time_of(l) >= gate), "cleared at or after the gate ({gate})");
+    assert!(settled.iter().all(|(_, l)| time_of(l) >= opens), "settled once settlement opened ({opens})");
+
+    // Every keeper transaction (openSlot, clear, settle) succeeded: it sends only what succeeds
+    // against the head state.
+    let sent = txs_from(&rpc, keeper, rpc.block_number());
+    assert!(sent.len() >= 3, "open, clear and settle at least: {sent:?}");
+    assert!(sent.iter().all(|(_, status)| status == "0x1"), "a keeper transaction failed: {sent:?}");
+}

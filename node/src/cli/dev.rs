@@ -72,6 +72,11 @@ pub struct DevArgs {
     /// keeper, orders are refused with SlotNotOpen.
     #[arg(long)]
     pub no_keeper: bool,
+    /// The keeper also clears every slot after its gate closure and settles it once its
+    /// settlement opens (every metered account and every account with an order, in parts of
+    /// 150). Off by default, so that the dApp's Clear and Settle buttons have work to do.
+    #[arg(long, conflicts_with = "no_keeper")]
+    pub keeper_settle: bool,
     #[command(flatten)]
     pub seal: SealArgs,
     #[command(flatten)]
@@ -186,6 +191,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             chain: args.node.chain(),
             network: None,
             keeper: keeper.clone(),
+            keeper_settles: args.keeper_settle,
             metrics: args.node.metrics,
             seal: crate::chain::SealLimits {
                 gas_limit_target: args.seal.gas_limit_target,
@@ -194,8 +200,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let banner =
-        Banner { chain_id, keys: &keys, market: market.as_ref(), keeper: keeper.as_ref(), sealer: &sealer };
+    let banner = Banner {
+        chain_id,
+        keys: &keys,
+        market: market.as_ref(),
+        keeper: keeper.as_ref(),
+        keeper_settles: args.keeper_settle,
+        sealer: &sealer,
+    };
     banner.print(&args, &datadir, _tmp.is_some(), &node.http_addr.to_string());
     shutdown_signal().await;
     println!("Shutting down");
@@ -247,6 +259,7 @@ struct Banner<'a> {
     keys: &'a [SigningKey],
     market: Option<&'a MarketDeployment>,
     keeper: Option<&'a SigningKey>,
+    keeper_settles: bool,
     sealer: &'a SigningKey,
 }
 
@@ -270,8 +283,9 @@ impl Banner<'_> {
             println!("  Participants: the accounts above (meters: mnemonic index {DEV_METER_INDEX_BASE} + i; grid: index {DEV_GRID_INDEX})");
             match &self.keeper {
                 Some(k) => println!(
-                    "  Keeper        {} (mnemonic index {DEV_KEEPER_INDEX}; opens the next {DEFAULT_HORIZON} slots ahead; --no-keeper to turn off)",
-                    k.address()
+                    "  Keeper        {} (mnemonic index {DEV_KEEPER_INDEX}; opens the next {DEFAULT_HORIZON} slots ahead{}; --no-keeper to turn off)",
+                    k.address(),
+                    if self.keeper_settles { ", clears and settles every slot" } else { "" }
                 ),
                 None => println!("  Keeper        off (--no-keeper): nobody opens slots, so orders are refused (SlotNotOpen)"),
             }

@@ -37,6 +37,13 @@ pub struct RunArgs {
     /// variable).
     #[arg(long, requires = "keeper_keystore")]
     pub keeper_password_file: Option<PathBuf>,
+    /// The keeper also clears every slot after its gate closure and settles it once its
+    /// settlement opens: every account that ever had a meter and every account with an order in
+    /// the slot, in parts of 150 (clear and settle are open to anyone; already settled accounts
+    /// are skipped). Without it, something else must settle (the simulator's settler, the dApp's
+    /// Settle button): a position left unsettled for 4,096 slots expires and forfeits its escrow.
+    #[arg(long, requires = "keeper_keystore")]
+    pub keeper_settle: bool,
     /// Largest block this node seals, in bytes of RLP. It may only lower the chain's limit
     /// (config.p2pe.maxBlockBytes in the genesis, default 8 MiB), which every node enforces on
     /// every block; at least 262144.
@@ -110,6 +117,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             chain: args.node.chain(),
             network: args.p2p.config(&args.datadir),
             keeper: keeper.clone(),
+            keeper_settles: args.keeper_settle,
             metrics: args.node.metrics,
             seal: crate::chain::SealLimits {
                 gas_limit_target: args.seal.gas_limit_target,
@@ -126,7 +134,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         println!("{}", m.describe());
     }
     if let Some(k) = &keeper {
-        println!("Keeper: {} (opens the next {} slots ahead)", k.address(), crate::keeper::DEFAULT_HORIZON);
+        let settles = if args.keeper_settle { "; clears and settles every slot" } else { "" };
+        println!(
+            "Keeper: {} (opens the next {} slots ahead{settles})",
+            k.address(),
+            crate::keeper::DEFAULT_HORIZON
+        );
     }
     if let Some(net) = &node.network {
         // Give the listener a moment to report its address.

@@ -1,4 +1,5 @@
-//! The market keeper: opens upcoming market slots ahead of their orders.
+//! The market keeper: opens upcoming market slots ahead of their orders and, with
+//! `--keeper-settle`, clears and settles every slot ([`settle`]).
 //!
 //! `EnergyMarket.openSlot(slot)` snapshots a slot's grid prices and creates its price-level
 //! words, so that no order in the slot has to create storage (an order costs about 47k gas).
@@ -51,6 +52,8 @@ use crate::execution::{block_env, EvmConfig, EvmMode};
 use crate::state::StateOverlay;
 use crate::txpool::validate_tx;
 
+pub mod settle;
+
 /// How many upcoming slots (whose gate is still open) the keeper keeps opened.
 pub const DEFAULT_HORIZON: u64 = 4;
 
@@ -82,10 +85,10 @@ pub enum KeeperError {
         reason: String,
     },
     /// The pool refused the transaction.
-    #[error("submitting openSlot({slot}): {reason}")]
+    #[error("submitting {job}: {reason}")]
     Submit {
-        /// The slot.
-        slot: u64,
+        /// What the transaction does.
+        job: Job,
         /// The refusal.
         reason: String,
     },
@@ -101,7 +104,28 @@ enum Simulated {
     Halt(String),
 }
 
-/// A keeper `openSlot` transaction waiting in the pool.
+/// What a keeper transaction does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Job {
+    /// `openSlot(slot)`.
+    Open(u64),
+    /// `clear(slot)`.
+    Clear(u64),
+    /// `settle(slot, part)`: part `part` of the slot's participant list.
+    Settle(u64, usize),
+}
+
+impl std::fmt::Display for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Open(slot) => write!(f, "openSlot({slot})"),
+            Job::Clear(slot) => write!(f, "clear({slot})"),
+            Job::Settle(slot, part) => write!(f, "settle({slot}, part {part})"),
+        }
+    }
+}
+
+/// A keeper transaction waiting in the pool.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     hash: B256,
@@ -114,13 +138,27 @@ pub struct Keeper {
     market: MarketDeployment,
     key: SigningKey,
     horizon: u64,
-    pending: BTreeMap<u64, Pending>,
+    pending: BTreeMap<Job, Pending>,
+    /// Clearing and settling ([`Keeper::settling`]), when on.
+    settler: Option<settle::Settler>,
 }
 
 impl Keeper {
     /// A keeper for `market` on `chain`, signing with `key`, keeping `horizon` slots opened.
     pub fn new(chain: Arc<Blockchain>, market: MarketDeployment, key: SigningKey, horizon: u64) -> Self {
-        Self { chain, market, key, horizon: horizon.max(1), pending: BTreeMap::new() }
+        Self { chain, market, key, horizon: horizon.max(1), pending: BTreeMap::new(), settler: None }
+    }
+
+    /// Also clears every slot after its gate closure and settles it once its settlement opens
+    /// (see [`settle`]); off by default.
+    pub fn settling(mut self, on: bool) -> Self {
+        self.settler = on.then(settle::Settler::default);
+        self
+    }
+
+    /// Whether the keeper also clears and settles slots.
+    pub fn is_settling(&self) -> bool {
+        self.settler.is_some()
     }
 
     /// The keeper's address.
@@ -131,15 +169,30 @@ impl Keeper {
     /// Whether the keeper's address is a registry operator in the head state.
     pub fn is_operator(&self) -> Result<bool, KeeperError> {
         let call = Registry::isOperatorCall { account: self.address() };
-        let what = "Registry.isOperator";
-        match self.simulate(self.market.registry, call.abi_encode(), self.chain.head().header.timestamp)? {
-            Simulated::Success { output, .. } => Registry::isOperatorCall::abi_decode_returns(&output)
-                .map_err(|e| KeeperError::Simulation { what: what.into(), reason: e.to_string() }),
+        self.view_registry(call, self.chain.head().header.timestamp)
+    }
+
+    /// Runs the view `call` of `to` on the head state in a block at `timestamp` and decodes it.
+    fn view_at<C: SolCall>(&self, to: Address, call: C, timestamp: u64) -> Result<C::Return, KeeperError> {
+        let what = || C::SIGNATURE.to_string();
+        match self.simulate(to, call.abi_encode(), timestamp)? {
+            Simulated::Success { output, .. } => C::abi_decode_returns(&output)
+                .map_err(|e| KeeperError::Simulation { what: what(), reason: e.to_string() }),
             Simulated::Revert(out) => {
-                Err(KeeperError::Simulation { what: what.into(), reason: format!("reverted: {out}") })
+                Err(KeeperError::Simulation { what: what(), reason: format!("reverted: {out}") })
             }
-            Simulated::Halt(reason) => Err(KeeperError::Simulation { what: what.into(), reason }),
+            Simulated::Halt(reason) => Err(KeeperError::Simulation { what: what(), reason }),
         }
+    }
+
+    /// [`Self::view_at`] of the market.
+    fn view<C: SolCall>(&self, call: C, timestamp: u64) -> Result<C::Return, KeeperError> {
+        self.view_at(self.market.market, call, timestamp)
+    }
+
+    /// [`Self::view_at`] of the registry.
+    fn view_registry<C: SolCall>(&self, call: C, timestamp: u64) -> Result<C::Return, KeeperError> {
+        self.view_at(self.market.registry, call, timestamp)
     }
 
     /// Unix time of `slot`'s gate closure.
@@ -205,9 +258,9 @@ impl Keeper {
         })
     }
 
-    /// One round: opens every upcoming slot that is not open and has no `openSlot` waiting.
-    /// Returns the slots it sent `openSlot` for.
-    pub fn tick(&mut self) -> Result<Vec<u64>, KeeperError> {
+    /// One round: opens every upcoming slot that is not open and has no `openSlot` waiting, then
+    /// (when settling) clears and settles the slots that are due. Returns the transactions sent.
+    pub fn tick(&mut self) -> Result<Vec<Job>, KeeperError> {
         let head = self.chain.head();
         let period = self.chain.spec().clique.period;
         let now = unix_now();
@@ -220,28 +273,41 @@ impl Keeper {
             return Ok(Vec::new());
         }
         let next_ts = now.max(head.header.timestamp + period);
-        // Room for the transaction to wait for a block (and a slow block) before the gate.
-        let margin = 2 * period.max(1) + 1;
-        let slots = self.upcoming(next_ts, margin);
-        let me = self.address();
-        let account_nonce = self.chain.account_nonce(&me);
-        // Forget transactions that were included (the state now tells whether the slot is
-        // open) or that left the pool without being included (they are sent again).
+        self.forget_done();
+        let mut sent = self.open_upcoming(next_ts, period)?;
+        if self.settler.is_some() {
+            sent.extend(self.clear_and_settle(next_ts)?);
+        }
+        Ok(sent)
+    }
+
+    /// Forgets transactions that were included (the state now tells what they did) or that left
+    /// the pool without being included (their job is done again).
+    fn forget_done(&mut self) {
+        let account_nonce = self.chain.account_nonce(&self.address());
         let pool = self.chain.pool().clone();
-        self.pending.retain(|slot, p| {
+        self.pending.retain(|job, p| {
             if p.nonce < account_nonce {
                 return false;
             }
             let waiting = pool.get(&p.hash).is_some();
             if !waiting {
-                tracing::debug!(slot, tx = %p.hash, "keeper: openSlot left the pool without being included; sending it again");
+                tracing::debug!(%job, tx = %p.hash, "keeper: a transaction left the pool without being included; doing it again");
             }
             waiting
         });
-        self.pending.retain(|slot, _| *slot >= slots.start);
+    }
+
+    /// Opens the upcoming slots that are not open and have no `openSlot` waiting.
+    fn open_upcoming(&mut self, next_ts: u64, period: u64) -> Result<Vec<Job>, KeeperError> {
+        // Room for the transaction to wait for a block (and a slow block) before the gate.
+        let margin = 2 * period.max(1) + 1;
+        let slots = self.upcoming(next_ts, margin);
+        let me = self.address();
+        self.pending.retain(|job, _| !matches!(job, Job::Open(slot) if *slot < slots.start));
         let mut sent = Vec::new();
         for slot in slots {
-            if self.pending.contains_key(&slot) {
+            if self.pending.contains_key(&Job::Open(slot)) {
                 continue;
             }
             let call = EnergyMarket::openSlotCall { slot };
@@ -268,16 +334,16 @@ impl Keeper {
                     continue;
                 }
             };
-            let hash_nonce = self.submit(slot, call.abi_encode(), gas_used)?;
-            self.pending.insert(slot, hash_nonce);
-            sent.push(slot);
+            self.submit(Job::Open(slot), call.abi_encode(), gas_used)?;
+            sent.push(Job::Open(slot));
         }
         Ok(sent)
     }
 
-    /// Signs `openSlot(slot)` and adds it to the pool as `eth_sendRawTransaction` does.
-    fn submit(&self, slot: u64, data: Vec<u8>, gas_used: u64) -> Result<Pending, KeeperError> {
-        let fail = |reason: String| KeeperError::Submit { slot, reason };
+    /// Signs a call of the market for `job` and adds it to the pool as `eth_sendRawTransaction`
+    /// does; remembers it as pending.
+    fn submit(&mut self, job: Job, data: Vec<u8>, gas_used: u64) -> Result<(), KeeperError> {
+        let fail = |reason: String| KeeperError::Submit { job, reason };
         let me = self.address();
         let block_gas_limit = self.chain.head().header.gas_limit;
         let gas_limit = (gas_used + gas_used / 4 + 50_000).min(TX_GAS_LIMIT_CAP).min(block_gas_limit);
@@ -299,8 +365,9 @@ impl Keeper {
         let recovered =
             validate_tx(&raw, &self.chain.validation_context()).map_err(|e| fail(e.to_string()))?;
         let hash = self.chain.pool().add(recovered, account_nonce).map_err(|e| fail(e.to_string()))?;
-        tracing::info!(slot, tx = %hash, nonce, gas_limit, "keeper: openSlot sent");
-        Ok(Pending { hash, nonce })
+        tracing::info!(%job, tx = %hash, nonce, gas_limit, "keeper: transaction sent");
+        self.pending.insert(job, Pending { hash, nonce });
+        Ok(())
     }
 }
 
@@ -310,7 +377,7 @@ pub async fn run(mut keeper: Keeper, mut shutdown: tokio::sync::watch::Receiver<
     let period = keeper.chain.spec().clique.period;
     let tick = Duration::from_secs(period.max(1));
     let address = keeper.address();
-    tracing::info!(keeper = %address, horizon = keeper.horizon, "market keeper started");
+    tracing::info!(keeper = %address, horizon = keeper.horizon, settles = keeper.is_settling(), "market keeper started");
     let mut last_error: Option<String> = None;
     loop {
         if *shutdown.borrow() {
@@ -321,6 +388,7 @@ pub async fn run(mut keeper: Keeper, mut shutdown: tokio::sync::watch::Receiver<
         let market = keeper.market.clone();
         let key = keeper.key.clone();
         let horizon = keeper.horizon;
+        let settling = keeper.is_settling();
         let outcome = tokio::task::spawn_blocking(move || {
             let r = keeper.tick();
             (keeper, r)
@@ -345,7 +413,7 @@ pub async fn run(mut keeper: Keeper, mut shutdown: tokio::sync::watch::Receiver<
             }
             Err(e) => {
                 tracing::error!(error = %e, "keeper: tick failed; starting over");
-                keeper = Keeper::new(chain, market, key, horizon);
+                keeper = Keeper::new(chain, market, key, horizon).settling(settling);
             }
         }
         tokio::select! {
