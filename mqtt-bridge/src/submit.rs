@@ -9,7 +9,9 @@
 //!    confirmation exactly those readings are dead-lettered with the contract's error and the rest are
 //!    confirmed. A batch that reverts all the same (out of gas) sends its readings back to be submitted one
 //!    per transaction; a revert of a single reading dead-letters it with the contract's error (found by
-//!    replaying the call).
+//!    replaying the call). Gas limits are the node's estimate with headroom where it exceeds the static
+//!    allowance ([`gas_limit`]): a reading after a long silence spreads energy over every slot since and
+//!    can cost several times the allowance.
 //! 2. **Resend**: a transaction without a receipt after `resend_interval_ms` is sent again, byte for byte
 //!    (node restarted, pool lost, ...). A transaction whose nonce was used by another one (the key was
 //!    used elsewhere) is dropped and its readings go back to pending.
@@ -164,11 +166,10 @@ fn sign_tx(
 }
 
 impl SignJob {
-    /// One reading: `submitReading` sent by the meter itself. Several: EIP-712 signatures of each
-    /// meter, relayed in `submitReadings`.
-    fn sign(&self, chain_id: u64, readings: Address) -> Result<Built, SubmitError> {
-        let ids: Vec<i64> = self.group.iter().map(|r| r.id).collect();
-        let (gas, input) = if self.group.len() == 1 {
+    /// The call and its static gas allowance. One reading: `submitReading` sent by the meter
+    /// itself. Several: EIP-712 signatures of each meter, relayed in `submitReadings`.
+    fn call(&self, chain_id: u64, readings: Address) -> Result<(u64, Vec<u8>), SubmitError> {
+        Ok(if self.group.len() == 1 {
             let r = &self.group[0];
             let call = MeterReadings::submitReadingCall {
                 importWh: r.import_wh,
@@ -199,13 +200,28 @@ impl SignJob {
             }
             let gas = (GAS_BATCH_BASE + GAS_PER_READING * self.group.len() as u64).min(GAS_CAP);
             (gas, MeterReadings::submitReadingsCall { readings: signed }.abi_encode())
-        };
+        })
+    }
+
+    /// Signs the transaction of `input` with `gas`.
+    fn sign(&self, chain_id: u64, readings: Address, gas: u64, input: Vec<u8>) -> Result<Built, SubmitError> {
+        let ids: Vec<i64> = self.group.iter().map(|r| r.id).collect();
         let (hash, raw) = sign_tx(&self.sender, chain_id, self.nonce, gas, readings, input)?;
         Ok(Built {
             new: NewTx { sender: self.sender.address(), nonce: self.nonce, hash, raw, reading_ids: ids },
             readings: self.group.len(),
         })
     }
+}
+
+/// The gas limit of a transaction whose static allowance is `allowance` and whose estimate by the
+/// node (in the next block's environment) is `estimate`: the allowance, or the estimate with a
+/// quarter and 50,000 gas of headroom where that is more, within the per-transaction cap. A reading
+/// that spreads a meter's energy over many slots (after a silence, or a backlog) costs far more than
+/// the allowance, which a fixed figure cannot cover; fees are zero, so headroom costs nothing.
+pub fn gas_limit(allowance: u64, estimate: Option<u64>) -> u64 {
+    let padded = estimate.map_or(0, |e| e.saturating_add(e / 4).saturating_add(50_000));
+    allowance.max(padded).min(GAS_CAP)
 }
 
 impl Submitter {
@@ -606,6 +622,40 @@ impl Submitter {
         txs
     }
 
+    /// The node's gas estimate of each job's call (`eth_estimateGas` in the next block's
+    /// environment, one JSON-RPC batch); `None` where the node could not estimate it (the static
+    /// allowance is used then, as before estimates existed).
+    async fn estimate(&self, jobs: &[SignJob], calls: &[(u64, Vec<u8>)]) -> Vec<Option<u64>> {
+        let mut batch = self.rpc.batch();
+        let mut waiters = Vec::with_capacity(jobs.len());
+        for (j, (_, input)) in jobs.iter().zip(calls) {
+            let call = TransactionRequest::default()
+                .from(j.sender.address())
+                .to(self.cfg.readings)
+                .input(Bytes::from(input.clone()).into())
+                .gas_limit(GAS_CAP);
+            waiters.push(self.rpc.add::<_, U64>(&mut batch, "eth_estimateGas", (call,)).ok());
+        }
+        if let Err(e) = self.rpc.send(batch).await {
+            tracing::debug!(error = %e, "gas estimates failed; using the static allowances");
+            return vec![None; jobs.len()];
+        }
+        let mut out = Vec::with_capacity(jobs.len());
+        for w in waiters {
+            out.push(match w {
+                Some(w) => match self.rpc.item(w).await {
+                    Ok(gas) => Some(gas.to::<u64>()),
+                    Err(e) => {
+                        tracing::debug!(code = e.code, message = %e.message, "no gas estimate; using the static allowance");
+                        None
+                    }
+                },
+                None => None,
+            });
+        }
+        out
+    }
+
     async fn build_and_send(&mut self, chain_id: u64) -> Result<(), SubmitError> {
         let limit = self.cfg.max_batch * self.cfg.max_txs_per_round;
         let candidates = db(&self.outbox, move |o| o.pending_candidates(limit)).await?;
@@ -623,16 +673,16 @@ impl Submitter {
             jobs.push(SignJob { group, keys, sender, nonce });
         }
         let readings_addr = self.cfg.readings;
-        let built: Vec<Built> = tokio::task::spawn_blocking(move || {
+        let (jobs, calls) = tokio::task::spawn_blocking(move || {
             let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
             let chunk = jobs.len().div_ceil(threads).max(1);
-            std::thread::scope(|s| {
+            let calls = std::thread::scope(|s| {
                 let handles: Vec<_> = jobs
                     .chunks(chunk)
                     .map(|part| {
                         s.spawn(move || {
                             part.iter()
-                                .map(|j| j.sign(chain_id, readings_addr))
+                                .map(|j| j.call(chain_id, readings_addr))
                                 .collect::<Result<Vec<_>, _>>()
                         })
                     })
@@ -642,10 +692,20 @@ impl Submitter {
                     out.extend(h.join().expect("signing thread")?);
                 }
                 Ok::<_, SubmitError>(out)
-            })
+            })?;
+            Ok::<_, SubmitError>((jobs, calls))
         })
         .await
         .expect("signing task panicked")?;
+        let estimates = self.estimate(&jobs, &calls).await;
+        let built: Vec<Built> = jobs
+            .iter()
+            .zip(calls)
+            .zip(estimates)
+            .map(|((j, (allowance, input)), estimate)| {
+                j.sign(chain_id, readings_addr, gas_limit(allowance, estimate), input)
+            })
+            .collect::<Result<_, _>>()?;
         // Store before sending: a transaction is never on the wire without being in the outbox.
         let news: Vec<NewTx> = built.iter().map(|b| b.new.clone()).collect();
         let now = now_ms();
@@ -719,4 +779,25 @@ impl Submitter {
 fn is_known(message: &str) -> bool {
     let m = message.to_lowercase();
     m.contains("already known") || m.contains("known transaction") || m.contains("already imported")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gas_limit_is_the_allowance_or_the_padded_estimate_within_the_cap() {
+        // No estimate, or one whose headroom stays under the allowance: the allowance.
+        assert_eq!(gas_limit(GAS_SINGLE, None), GAS_SINGLE);
+        assert_eq!(gas_limit(GAS_SINGLE, Some(100_000)), GAS_SINGLE);
+        // 200,000 + 50,000 + 50,000 = 300,000: at the allowance.
+        assert_eq!(gas_limit(GAS_SINGLE, Some(200_000)), GAS_SINGLE);
+        assert_eq!(gas_limit(GAS_SINGLE, Some(200_004)), 300_005);
+        assert_eq!(gas_limit(GAS_SINGLE, Some(669_529)), 669_529 + 167_382 + 50_000);
+        // Never above the per-transaction cap, just under, at and over it.
+        let under = (GAS_CAP - 50_000) * 4 / 5 - 4;
+        assert!(gas_limit(GAS_SINGLE, Some(under)) < GAS_CAP);
+        assert_eq!(gas_limit(GAS_SINGLE, Some(GAS_CAP)), GAS_CAP);
+        assert_eq!(gas_limit(GAS_SINGLE, Some(u64::MAX)), GAS_CAP);
+    }
 }

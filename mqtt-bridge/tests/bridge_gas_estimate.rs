@@ -1,0 +1,107 @@
+//! Readings that cost more gas than the bridge's static allowance (a meter back after a long
+//! silence: its next reading spreads the energy over every slot in between; a backlog of such
+//! readings relayed in one batch) are sent with the node's gas estimate plus headroom, and all of
+//! them are recorded: none reverts out of gas, none is dead-lettered.
+
+use std::time::Duration;
+
+use alloy_primitives::Address;
+use p2pe_mqtt_bridge::outbox::Outbox;
+use p2pe_mqtt_bridge::submit::{GAS_BATCH_BASE, GAS_PER_READING, GAS_SINGLE};
+use p2pe_tests::bridge::*;
+use serde_json::json;
+
+/// Every transaction to `to`, in chain order: (sender, gas limit, gas used); each must have succeeded.
+fn txs_to(rpc: &Rpc, to: Address) -> Vec<(Address, u64, u64)> {
+    let mut out = Vec::new();
+    for n in 1..=rpc.block_number() {
+        let block = rpc.call("eth_getBlockByNumber", json!([format!("{n:#x}"), true]));
+        for t in block["transactions"].as_array().unwrap() {
+            if t["to"].as_str().and_then(|a| a.parse::<Address>().ok()) != Some(to) {
+                continue;
+            }
+            let r = rpc.call("eth_getTransactionReceipt", json!([t["hash"]]));
+            assert_eq!(r["status"], "0x1", "a readings transaction reverted: {r}");
+            out.push((
+                t["from"].as_str().unwrap().parse().unwrap(),
+                hex_u64(&t["gas"]),
+                hex_u64(&r["gasUsed"]),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn readings_dearer_than_the_static_allowance_are_sent_with_the_estimate() {
+    let dir = tempfile::tempdir().unwrap();
+    let meters: Vec<MeterSpec> =
+        (0..3).map(|i| MeterSpec::new(&format!("m{i}"), i, "json", "reading")).collect();
+    let users: Vec<String> = meters.iter().map(|m| m.id.clone()).collect();
+    let broker = Mosquitto::start(dir.path(), &users);
+    let mut node = Node::start(&dir.path().join("chain"));
+    let rpc = node.rpc();
+    let addrs = meter_addresses();
+    let contracts = deploy(&rpc, &addrs[..3]);
+    let setup = BridgeSetup {
+        tls: false,
+        rpc_urls: vec![node.url.clone()],
+        readings: contracts.readings,
+        meters,
+        max_batch: 50,
+        resend_interval_ms: 3000,
+        limits: "max_payload_bytes = 4096\nmax_future_secs = 30\nmax_past_secs = 86400".into(),
+    };
+    let (cfg, http) = write_config(dir.path(), &broker, &setup);
+    let bridge = Bridge::start(&cfg, http);
+    wait_for("the bridge to connect", Duration::from_secs(30), || {
+        bridge.metric("p2pe_bridge_mqtt_connected") == 1.0
+    });
+    let now = now_secs();
+    // 25 slots of 900 s ago: inside the test deployment's finality window (26,040 s).
+    let then = now - 25 * 900;
+    let reading = |id: &str, seq, ts, wh| (format!("meters/{id}/reading"), json_reading(id, seq, ts, wh, 0));
+
+    // Meter m0 alone: a reading, then (once it is on chain) one 25 slots later, sent by the meter itself.
+    publish(broker.port, "m0", &[reading("m0", 1, then, 1_000)]);
+    wait_for("m0's first reading", Duration::from_secs(60), || {
+        bridge.metric("p2pe_bridge_readings_confirmed_total") >= 1.0
+    });
+    publish(broker.port, "m0", &[reading("m0", 2, now - 30, 9_000)]);
+
+    // Meters m1 and m2 with the node down: both readings of each pile up and go as one relayed batch.
+    wait_for("m0's second reading", Duration::from_secs(60), || {
+        bridge.metric("p2pe_bridge_readings_confirmed_total") >= 2.0
+    });
+    node.stop();
+    for id in ["m1", "m2"] {
+        publish(broker.port, id, &[reading(id, 1, then, 2_000), reading(id, 2, now - 20, 8_000)]);
+    }
+    wait_for("the four readings to be committed", Duration::from_secs(30), || {
+        bridge.metric("p2pe_bridge_readings_committed_total") >= 6.0
+    });
+    node.restart();
+    wait_for("every reading confirmed", Duration::from_secs(120), || {
+        bridge.metric("p2pe_bridge_readings_confirmed_total") >= 6.0
+    });
+
+    for (i, m) in addrs[..3].iter().enumerate() {
+        assert_eq!(recorded(&rpc, contracts.readings, *m).len(), 2, "meter m{i}: both readings recorded");
+    }
+    assert_eq!(bridge.metric("p2pe_bridge_txs_reverted_total"), 0.0, "nothing reverted");
+    let dead = Outbox::open(&dir.path().join("outbox.sqlite")).unwrap().dead_letters().unwrap();
+    assert!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
+    let txs = txs_to(&rpc, contracts.readings);
+    eprintln!("readings transactions (sender, gas limit, gas used): {txs:?}");
+    // m0's two single readings, then the batch of four; each succeeded within its limit, and the dear
+    // ones needed more than the static allowance (they would have reverted out of gas with it).
+    assert_eq!(txs.len(), 3, "{txs:?}");
+    assert!(txs.iter().all(|(_, limit, used)| used <= limit), "{txs:?}");
+    let (_, _, first) = txs[0];
+    assert!(first <= GAS_SINGLE, "a plain first reading fits the static allowance: {txs:?}");
+    let (_, _, after_silence) = txs[1];
+    assert!(after_silence > GAS_SINGLE, "25 slots of energy cost more than {GAS_SINGLE}: {txs:?}");
+    let (_, _, batch) = txs[2];
+    let allowance = GAS_BATCH_BASE + 4 * GAS_PER_READING;
+    assert!(batch > allowance, "the batch costs more than its static {allowance}: {txs:?}");
+}
