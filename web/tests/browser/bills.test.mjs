@@ -11,6 +11,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
 import { BaseError, ContractFunctionRevertedError, parseAbi } from 'viem';
+import { sendFromKey, waitForWith } from './kit.mjs';
 import { root, startDevNode } from './node.mjs';
 import { TestWallet, devAccount, keyClient } from './wallet.mjs';
 
@@ -35,23 +36,7 @@ let userData;
 let T; // slot with a matched trade and no readings for account 1 (late readings for account 0)
 let U; // slot with account 1's unmatched bid
 
-async function waitFor(fn, what, timeout = 30_000) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) {
-      const notices = await page?.locator('[data-testid=notices]').innerText().catch(() => '');
-      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${last}); notices: ${notices}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const waitFor = waitForWith(() => page);
 
 const textOf = (sel) => page.locator(sel).first().innerText({ timeout: 2_000 });
 const waitText = (sel, re, timeout = 30_000) => waitFor(async () => re.test(await textOf(sel)), `${sel} to show ${re}`, timeout);
@@ -64,13 +49,8 @@ const read = (address, abiItems, functionName, args = []) => reader().readContra
 const slotStart = (slot) => BigInt(contracts.startTime) + slot * BigInt(contracts.slotLength);
 const chainNow = async () => (await reader().getBlock()).timestamp;
 
-async function sendFrom(index, address, abiItems, functionName, args) {
-  const { wallet: w, public: p } = keyClient(node.url, contracts.chainId, index);
-  const hash = await w.writeContract({ address, abi: abiItems, functionName, args });
-  const receipt = await p.waitForTransactionReceipt({ hash });
-  assert.equal(receipt.status, 'success', `${functionName} from key ${index}`);
-  return receipt;
-}
+const sendFrom = (index, address, abiItems, functionName, args) =>
+  sendFromKey(node.url, contracts.chainId, index, address, abiItems, functionName, args);
 
 async function waitSlotOpen(slot, onPage = false) {
   await waitFor(async () => (await read(contracts.market, marketAbi, 'slotInfo', [slot])).status === 1, `the keeper to open slot ${slot}`, 60_000);

@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
 import { parseAbi } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
+import { sendFromKey, waitForWith } from './kit.mjs';
 import { root, startDevNode } from './node.mjs';
 import { TestWallet, devAccount, keyClient } from './wallet.mjs';
 
@@ -32,23 +33,7 @@ let userData;
 let T; // the slot played end to end
 let C; // the slot of the cancelled order
 
-async function waitFor(fn, what, timeout = 30_000) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) {
-      const notices = await page?.locator('[data-testid=notices]').innerText().catch(() => '');
-      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${last}); notices: ${notices}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const waitFor = waitForWith(() => page);
 
 const textOf = (sel) => page.locator(sel).first().innerText({ timeout: 2_000 });
 async function waitText(sel, re, timeout = 30_000) {
@@ -97,13 +82,8 @@ async function waitSlotOpen(slot) {
   );
 }
 
-async function sendFrom(index, address, abiItems, functionName, args) {
-  const { wallet: w, public: p } = keyClient(node.url, contracts.chainId, index);
-  const hash = await w.writeContract({ address, abi: abiItems, functionName, args });
-  const receipt = await p.waitForTransactionReceipt({ hash });
-  assert.equal(receipt.status, 'success', `${functionName} from key ${index}`);
-  return receipt;
-}
+const sendFrom = (index, address, abiItems, functionName, args) =>
+  sendFromKey(node.url, contracts.chainId, index, address, abiItems, functionName, args);
 
 describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
   before(async () => {

@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
 import { parseAbi } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
+import { sendFromKey, waitForWith } from './kit.mjs';
 import { root, startDevNode } from './node.mjs';
 import { TestWallet, devAccount, keyClient } from './wallet.mjs';
 
@@ -31,23 +32,7 @@ let contracts;
 let userData;
 let S; // a slot account 0 bids in from outside the page, cleared and settled for the phone check
 
-async function waitFor(fn, what, timeout = 30_000) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) {
-      const notices = await page?.locator('[data-testid=notices]').innerText().catch(() => '');
-      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${last}); notices: ${notices}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const waitFor = waitForWith(() => page);
 const textOf = (sel) => page.locator(sel).first().innerText({ timeout: 2_000 });
 const waitText = (sel, re, timeout = 30_000) => waitFor(async () => re.test(await textOf(sel)), `${sel} to show ${re}`, timeout);
 const notice = (re, timeout = 30_000) => waitText('[data-testid=notices]', re, timeout);
@@ -66,13 +51,8 @@ async function isOpen(slot) {
   return info.status === 1;
 }
 
-async function sendFrom(index, address, abiItems, functionName, args) {
-  const { wallet: w, public: p } = keyClient(node.url, contracts.chainId, index);
-  const hash = await w.writeContract({ address, abi: abiItems, functionName, args });
-  const receipt = await p.waitForTransactionReceipt({ hash });
-  assert.equal(receipt.status, 'success', `${functionName} from key ${index}`);
-  return receipt;
-}
+const sendFrom = (index, address, abiItems, functionName, args) =>
+  sendFromKey(node.url, contracts.chainId, index, address, abiItems, functionName, args);
 
 async function launch() {
   userData = mkdtempSync(path.join(tmpdir(), 'p2pe-chromium-'));
