@@ -123,8 +123,8 @@ abstract contract Escrow is MarketBase {
     ///         its position words if it is a participant whose words do not exist yet.
     /// @dev Anyone may call; only useful for accounts registered before the market became the registry's role
     ///      listener. Reverts with {NotRoleListener} unless the registry pushes role changes to this market
-    ///      (otherwise a cached role could go stale). Meter bindings need no copy: until the registry pushes one
-    ///      of the account's binding changes, settlement reads the registry's history ({IRegistry-meterAt}).
+    ///      (otherwise a cached role could go stale). Meter bindings need no copy: until the market mirrors the
+    ///      account's bindings ({onMeterChanged}), settlement reads the registry's history ({IRegistry-meterAt}).
     ///      Emits {RoleSynced}, {CapacitySynced} and, the first time for a participant, {PositionsInitialised}.
     function syncRole(address account) external {
         if (registry.roleListener() != address(this)) revert NotRoleListener();

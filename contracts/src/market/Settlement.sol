@@ -66,7 +66,9 @@ abstract contract Settlement is MarketBase {
     ///      the same list: `AlreadySettled`), has neither orders nor a meter in the slot (`NoPosition`), or has no
     ///      orders and the slot's settled-without-orders record is gone (from {gridSettlementClosesAt}:
     ///      `SettlementExpired`); so neither a front-running settle nor a stale list can make a batch fail.
-    ///      The meter is the one bound to the participant in `slot` (the registry's history), not the current one.
+    ///      The meter is the one bound to the participant in `slot`, not the current one: from the market's copies of
+    ///      its latest two bindings (a change that would drop one a settleable slot still needs is refused,
+    ///      {BindingStillNeeded}).
     ///      Emits {ParticipantSettled} per settled participant. If the grid account cannot pay the call's feed-in,
     ///      the participants are credited in full and the shortfall becomes the grid account's debt
     ///      ({GridDebtIncurred}); withdrawals wait until it is repaid ({GridInDebt}).
@@ -127,8 +129,9 @@ abstract contract Settlement is MarketBase {
         // compact header it is always at hand and written back only if it changed). Fields only decrease, so
         // compact state stays compact.
         if (c.marginalLoaded) {
-            if (!c.compact) _marginals[slot] = c.marginal;
-            else if (c.marginal != header) {
+            if (!c.compact) {
+                _marginals[slot] = c.marginal;
+            } else if (c.marginal != header) {
                 uint256 m = c.marginal;
                 assembly ("memory-safe") {
                     sstore(headerKey, m)

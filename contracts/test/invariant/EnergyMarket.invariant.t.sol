@@ -293,7 +293,11 @@ contract EnergyMarketInvariantTest is Fixture {
         assertTrue(market.positionOf(FIRST, actors[0]).settled, "p1's slot 2 settled");
         handler.settle(0, 0, 5);
         assertEq(handler.settledWithTrade(), 2, "and c1");
-        assertEq(_free(actors[0]), 20e18 + 801 * (FEED_IN + 10 * TICK) / 1000, "p1 paid for what it sold, from slot 2's meter");
+        assertEq(
+            _free(actors[0]),
+            20e18 + 801 * (FEED_IN + 10 * TICK) / 1000,
+            "p1 paid for what it sold, from slot 2's meter"
+        );
         invariant_settlementFlowsExact();
         invariant_creditsConserved();
         invariant_matchedEnergyBalanced();
