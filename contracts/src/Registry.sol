@@ -197,7 +197,10 @@ contract Registry is IRegistry, AccessControl {
     ///      the change is made stays with the binding it started with; a meter swap mid-day then bills every slot
     ///      up to the swap to the old meter and every later slot to the new one. Records the binding in both
     ///      histories, emits {MeterBound} with the first slot and tells the role listener
-    ///      ({IRoleListener-onMeterChanged}).
+    ///      ({IRoleListener-onMeterChanged}). The market (the listener) refuses the binding, and this reverts with its
+    ///      `BindingStillNeeded(participant, slot, meter)`, while it would drop the market's copy of an older binding
+    ///      of `participant` that a slot which can still be settled needs: settle the participant in that slot first
+    ///      (anyone can, once the slot's settlement opens), then retry. Unbinding and removal are never refused.
     function bindMeter(address meter, address participant) external onlyRole(OPERATOR_ROLE) {
         if (meter == address(0)) revert ZeroAddress();
         if (roleOf[participant] == Role.None) revert NotRegistered(participant);

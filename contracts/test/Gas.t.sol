@@ -258,21 +258,28 @@ contract GasBench is Fixture {
         vm.stopPrank();
     }
 
-    /// One participant with a filled order settled for a slot before two meter swaps: neither of the market's two
-    /// copied bindings covers the slot, so settlement asks the registry's history (the rare path).
+    /// A slot before two binding changes (issue 14, part 8): the second swap would drop the market's copy of the
+    /// meter bound in slot S while the participant's position there is unsettled, so the market refuses it
+    /// (`BindingStillNeeded`); the operator settles the participant first (the measured `settle`, a slot before one
+    /// swap, read from the market's copy of the previous binding) and the swap goes through. Settlement never asks
+    /// the registry for a participant the market mirrors.
     function test_gas_settle_single_beforeTwoMeterSwaps() public {
         _settlementSetup();
         address p = _pick(false);
-        vm.startPrank(operator);
-        registry.unbindMeter(meterAddrOf[p]);
-        registry.bindMeter(vm.addr(0x300000), p);
+        address m0 = meterAddrOf[p];
+        _swap(p, 0x300000);
         vm.warp(block.timestamp + SLOT); // a later slot, so that the second meter's binding covers a slot
+        vm.prank(operator);
         registry.unbindMeter(vm.addr(0x300000));
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.BindingStillNeeded.selector, p, S, m0));
+        vm.prank(operator);
         registry.bindMeter(vm.addr(0x300001), p);
-        vm.stopPrank();
         address[] memory one = new address[](1);
         one[0] = p;
         market.settle(S, one);
+        vm.prank(operator);
+        registry.bindMeter(vm.addr(0x300001), p);
+        assertEq(registry.meterOf(p), vm.addr(0x300001), "the second swap once S is settled");
     }
 
     // ------------------------------------------------------------------ slot storage

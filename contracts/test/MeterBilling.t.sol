@@ -6,6 +6,9 @@ import {Vm} from "./utils/Vm.sol";
 import {IEnergyMarket} from "../src/interfaces/IEnergyMarket.sol";
 import {IMeterReadings} from "../src/interfaces/IMeterReadings.sol";
 import {IRegistry} from "../src/interfaces/IRegistry.sol";
+import {EnergyMarket} from "../src/EnergyMarket.sol";
+import {MeterReadings} from "../src/MeterReadings.sol";
+import {Registry} from "../src/Registry.sol";
 
 /// Issue 14, parts 4 and 6: bills follow the meter bound in the delivered slot (binding history with a slot
 /// boundary), participants with a meter but no order are settled against the grid, and an underfunded grid
@@ -193,10 +196,16 @@ contract MeterBillingTest is Fixture {
         assertEq(registry.participantBindings(alice).length, 2, "two bindings");
     }
 
-    /// Binary search over a long history: every slot maps to the meter of its binding.
+    /// Binary search over a long history: every slot maps to the meter of its binding. Alice is settled in the
+    /// opened slots first: otherwise the third binding would be refused (`BindingStillNeeded`, see below).
     function test_meterAt_longHistory() public {
         address m1 = meterAddrOf[alice];
         (address m2,) = makeKey("alice-meter-2");
+        _into(10);
+        _clear(S, S + 3);
+        for (uint64 k = S; k < S + 4; ++k) {
+            market.settle(k, _one(alice));
+        }
         vm.startPrank(operator);
         for (uint64 i = 0; i < 10; ++i) {
             // Swap i, during slot 10 + 2i: m1 -> m2 for even i, m2 -> m1 for odd i.
@@ -345,8 +354,9 @@ contract MeterBillingTest is Fixture {
     }
 
     /// The market keeps the latest binding and the one before it (pushed by the registry), so a meter swap's earlier
-    /// slots settle without a registry call; slots before two changes ask the registry's history. Three meters and
-    /// two gaps: every slot is billed to the meter bound in it, whichever of the three paths answers.
+    /// slots settle without a registry call. A third binding, which drops the copy of the first, is refused while a
+    /// slot of the first can still be settled (`BindingStillNeeded`, newest such slot first) and accepted once they
+    /// are settled. Three meters and two gaps: every slot is billed to the meter bound in it.
     ///   m1 [.., k+2)   gap k+2   m2 [k+3, k+4)   gap k+4   m3 [k+5, ..)
     function test_meterHistory_twoSwapsAndGaps_eachSlotBilledToItsMeter() public {
         uint64 k = 40;
@@ -373,17 +383,34 @@ contract MeterBillingTest is Fixture {
         vm.stopPrank();
         _report(k2, 70, 7, uint64(_start(k + 4) - 1)); // slot k+3: 70 / 7
         _into(k + 4);
+        _clear(S, S + 3);
+        for (uint64 j = S; j < S + 4; ++j) {
+            market.settle(j, _one(alice)); // the slots set-up opened, also m1's
+        }
+        _clear(k, k + 3);
+        // m3 would drop the copy of m1, and slots k and k+1 (m1's, no orders) can still be settled.
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.BindingStillNeeded.selector, alice, k + 1, m1));
+        vm.prank(operator);
+        registry.bindMeter(m3, alice);
+        (uint64 i, uint64 e) = _billed(k + 1, alice);
+        assertEq(i, 200, "slot k+1 on m1, from the market's copy of the previous binding");
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.BindingStillNeeded.selector, alice, k, m1));
+        vm.prank(operator);
+        registry.bindMeter(m3, alice);
+        (i, e) = _billed(k, alice);
+        assertEq(i, 100, "slot k on m1");
+        assertEq(e, 10, "slot k export");
         vm.expectEmit(address(market));
         emit IEnergyMarket.MeterSynced(alice, _packed(m3, k + 5, OPEN), _packed(m2, k + 3, k + 4));
         vm.prank(operator);
-        registry.bindMeter(m3, alice); // m3 from k+5
+        registry.bindMeter(m3, alice); // m3 from k+5: accepted once m1's slots are settled
         _report(k3, 0, 0, uint64(_start(k + 5)));
         _report(k3, 500, 50, uint64(_start(k + 6) - 1)); // slot k+5: 500 / 50
 
         vm.warp(market.settlementOpensAt(k + 5));
-        _clear(k, k + 5);
-        // Latest binding (cached), previous binding (cached), before both (registry history), and the two gaps.
-        (uint64 i, uint64 e) = _billed(k + 5, alice);
+        _clear(k + 4, k + 5);
+        // Latest binding, previous binding, and the two gaps; the slots before both copies were settled before.
+        (i, e) = _billed(k + 5, alice);
         assertEq(i, 500, "slot k+5 on m3, the latest binding");
         assertEq(e, 50, "slot k+5 export");
         (i, e) = _billed(k + 3, alice);
@@ -391,11 +418,192 @@ contract MeterBillingTest is Fixture {
         assertEq(e, 7, "slot k+3 export");
         assertEq(_skipped(k + 4, alice), IEnergyMarket.NoPosition.selector, "gap between m2 and m3: no meter");
         assertEq(_skipped(k + 2, alice), IEnergyMarket.NoPosition.selector, "gap between m1 and m2: no meter");
-        (i, e) = _billed(k + 1, alice);
-        assertEq(i, 200, "slot k+1 on m1, from the registry's history");
-        (i, e) = _billed(k, alice);
-        assertEq(i, 100, "slot k on m1");
-        assertEq(e, 10, "slot k export");
+        // Before both copies the market knows no meter any more: a second settlement is skipped as `NoPosition`
+        // (nothing moves), and the record keeps the first.
+        uint256 free = _free(alice);
+        assertEq(_skipped(k + 1, alice), IEnergyMarket.NoPosition.selector, "before both copies: no meter");
+        assertEq(_skipped(k, alice), IEnergyMarket.NoPosition.selector, "before both copies: no meter");
+        assertEq(_free(alice), free, "not billed twice");
+        assertTrue(market.settledWithoutOrders(k, alice), "the record of the settlement made before the change");
+    }
+
+    // ================================================================== part 8: a binding still needed
+
+    /// Swaps `who`'s meter during the current slot: unbinds the meter bound now and binds `fresh`.
+    function _swapTo(address who, address fresh) internal {
+        vm.startPrank(operator);
+        registry.unbindMeter(registry.meterOf(who));
+        registry.bindMeter(fresh, who);
+        vm.stopPrank();
+    }
+
+    /// A position with orders in slot S whose meter m1 was swapped for m2: a third binding (dropping m1's copy) is
+    /// refused until `settlementClosesAt(S)` (under: one second before), accepted at it (the position can then only
+    /// expire, which needs no meter) and after it (over); and accepted at any time once S is settled. Unbinding and
+    /// removal, which drop no copy, are never refused, and S is still billed from m1 after them.
+    function test_bindingStillNeeded_positionWithOrders_underAtOver() public {
+        address m1 = meterAddrOf[alice];
+        (address m2,) = makeKey("alice-meter-2");
+        (address m3,) = makeKey("alice-meter-3");
+        vm.prank(alice);
+        market.placeAsk(S, 1000, 100e15);
+        vm.prank(bob);
+        market.placeBid(S, 1000, 200e15);
+        _report(meterKeyOf[alice], 0, 0, uint64(_start(S) - 1));
+        _report(meterKeyOf[alice], 0, 1000, uint64(_start(S) + SLOT - 2)); // delivers what it sells
+        _into(S + 1);
+        _swapTo(alice, m2); // m1 until S+2, m2 from S+2
+        _clear(S, S);
+        uint256 closes = market.settlementClosesAt(S);
+        uint256 snap = vm.snapshotState();
+
+        // Under: the position can still be settled, so its meter's copy must stay.
+        vm.warp(closes - 1);
+        vm.startPrank(operator);
+        registry.unbindMeter(m2); // unbinding drops no copy: never refused
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.BindingStillNeeded.selector, alice, S, m1));
+        registry.bindMeter(m3, alice);
+        vm.stopPrank();
+        // Settling first makes the change possible; S is billed from m1.
+        (, uint64 e) = _billed(S, alice);
+        assertEq(e, 1000, "S billed from m1");
+        vm.prank(operator);
+        registry.bindMeter(m3, alice);
+        assertEq(registry.meterOf(alice), m3, "bound after settling");
+
+        // At the closing time: the position can only expire now; the change is accepted.
+        vm.revertToState(snap);
+        vm.warp(closes);
+        _swapTo(alice, m3);
+        vm.expectEmit(address(market));
+        emit IEnergyMarket.PositionExpired(S, alice, 0, 1000);
+        market.settle(S, _one(alice));
+
+        // Over: later still.
+        vm.revertToState(snap);
+        vm.warp(closes + SLOT);
+        _swapTo(alice, m3);
+        assertEq(registry.meterOf(alice), m3, "accepted after the window");
+
+        // Removal drops no copy either: refused never, and S still billed from m1 after it.
+        vm.revertToState(snap);
+        vm.warp(market.settlementOpensAt(S + 3));
+        vm.prank(operator);
+        registry.removeParticipant(alice);
+        (, e) = _billed(S, alice);
+        assertEq(e, 1000, "S billed from m1 after the removal");
+    }
+
+    /// Dave has no orders: a slot of his first meter blocks the change that drops its copy until
+    /// `gridSettlementClosesAt` (under: one second before; at and over: accepted), or until he is settled in it.
+    function test_bindingStillNeeded_withoutOrders_underAtOver() public {
+        address m1 = meterAddrOf[dave];
+        (address m2,) = makeKey("dave-meter-2");
+        (address m3,) = makeKey("dave-meter-3");
+        _report(meterKeyOf[dave], 0, 0, uint64(_start(S) - 1));
+        _report(meterKeyOf[dave], 150, 0, uint64(_start(S + 1) - 1)); // 150 Wh in S
+        _report(meterKeyOf[dave], 300, 0, uint64(_start(S + 2) - 2)); // 150 Wh in S+1
+        _into(S + 1);
+        _swapTo(dave, m2); // m1 until S+2 (slots S and S+1), m2 from S+2
+        _clear(S, S + 1);
+        uint256 closes = market.gridSettlementClosesAt(S + 1);
+        uint256 snap = vm.snapshotState();
+
+        // Under: S's record has closed a slot earlier, S+1's has not.
+        vm.warp(closes - 1);
+        assertEq(_skipped(S, dave), IEnergyMarket.SettlementExpired.selector, "S can no longer be settled");
+        vm.startPrank(operator);
+        registry.unbindMeter(m2);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyMarket.BindingStillNeeded.selector, dave, S + 1, m1));
+        registry.bindMeter(m3, dave);
+        vm.stopPrank();
+        (uint64 i,) = _billed(S + 1, dave);
+        assertEq(i, 150, "S+1 billed from m1");
+        vm.prank(operator);
+        registry.bindMeter(m3, dave);
+        assertEq(registry.meterOf(dave), m3, "bound after settling");
+
+        // At the closing time nothing can be settled without orders any more: accepted.
+        vm.revertToState(snap);
+        vm.warp(closes);
+        _swapTo(dave, m3);
+        // S+1 now lies before both copies: the market knows no meter there (nothing could be settled anyway).
+        assertEq(_skipped(S + 1, dave), IEnergyMarket.NoPosition.selector, "no meter known, nothing settled");
+        assertEq(_free(dave), FUNDS, "unchanged");
+
+        // Over.
+        vm.revertToState(snap);
+        vm.warp(closes + 1);
+        _swapTo(dave, m3);
+        assertEq(registry.meterOf(dave), m3, "accepted after the record closed");
+    }
+
+    /// Only slots the dropped binding covered and that were opened block: a slot in the gap before the next binding,
+    /// and a slot nobody opened (it can never be cleared or settled), do not.
+    function test_bindingStillNeeded_gapsAndUnopenedSlotsDoNotBlock() public {
+        address m1 = meterAddrOf[dave];
+        (address m2,) = makeKey("dave-meter-2");
+        (address m3,) = makeKey("dave-meter-3");
+        vm.warp(market.settlementOpensAt(S + 3)); // during S+4: m1 covers S..S+4; S+4 was never opened
+        _clear(S, S + 3);
+        for (uint64 j = S; j < S + 4; ++j) {
+            market.settle(j, _one(dave));
+        }
+        vm.prank(operator);
+        registry.unbindMeter(m1); // m1 until S+5
+        _into(S + 6);
+        vm.prank(operator);
+        registry.bindMeter(m2, dave); // gap S+5, S+6; m2 from S+7
+        _into(S + 7);
+        _swapTo(dave, m3); // drops m1: its opened slots are settled, S+4 never opened, S+5 and S+6 a gap
+        assertEq(registry.meterOf(dave), m3, "accepted");
+        assertEq(registry.meterAt(dave, S + 4), m1, "S+4 was m1's, but never opened");
+    }
+
+    /// An account bound three times before the market became the registry's listener: the first change pushed to
+    /// the market has a previous binding, so the market cannot tell whether older bindings exist and keeps asking the
+    /// registry's history for it; slot 1, on the first meter and before both pushed copies, is billed from it.
+    function test_accountBoundBeforeTheListener_keepsReadingTheRegistry() public {
+        address[] memory admins = new address[](1);
+        admins[0] = operator;
+        Registry r = new Registry(admins, START, SLOT, TICK, RETAIL, FEED_IN);
+        MeterReadings mr = new MeterReadings(r, GRACE);
+        EnergyMarket m = new EnergyMarket(r, token, mr, grid, GATE, GRACE, IEnergyMarket.MarketMode.PayAsClear);
+        address eve = makeAddr("eve");
+        (address m1,) = makeKey("eve-meter-1");
+        (address m2,) = makeKey("eve-meter-2");
+        (address m3,) = makeKey("eve-meter-3");
+        vm.warp(START - 100);
+        vm.startPrank(operator);
+        m.openSlot(1);
+        r.registerParticipant(eve, IRegistry.Role.Consumer);
+        r.bindMeter(m1, eve); // from slot 0
+        vm.stopPrank();
+        vm.warp(_start(1));
+        vm.prank(m1);
+        mr.submitReading(0, 0, uint64(_start(1)));
+        vm.warp(_start(2) - 1);
+        vm.prank(m1);
+        mr.submitReading(400, 0, uint64(_start(2) - 1)); // slot 1: 400 Wh on m1
+        vm.startPrank(operator);
+        r.unbindMeter(m1); // during slot 1: m1 until 2
+        r.bindMeter(m2, eve); // m2 from 2
+        vm.warp(_start(2) + 10);
+        r.unbindMeter(m2);
+        r.bindMeter(m3, eve); // m2 [2, 3), m3 from 3
+        vm.warp(_start(3) + 10);
+        r.setRoleListener(address(m));
+        m.syncRole(eve);
+        vm.expectEmit(address(m));
+        emit IEnergyMarket.MeterSynced(eve, _packed(m3, 3, 4), _packed(m2, 2, 3));
+        r.unbindMeter(m3); // the first push: two copies, slot 1 before both
+        vm.stopPrank();
+        m.clear(1);
+        vm.recordLogs();
+        m.settle(1, _one(eve));
+        (bool found, uint64 imp,) = _settledEnergy(vm.getRecordedLogs(), eve);
+        assertTrue(found, "settled");
+        assertEq(imp, 400, "slot 1 billed from m1, the registry's history");
     }
 
     // ================================================================== part 6: settled without orders

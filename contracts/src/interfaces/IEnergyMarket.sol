@@ -116,6 +116,12 @@ interface IEnergyMarket {
     error SettlementWindowOpen(uint64 slot, uint256 closesAt);
     /// @notice `slot` has no words left to reclaim (never opened, or reclaimed already).
     error NothingToReclaim(uint64 slot);
+    /// @notice The registry's binding change for `participant` would drop the market's copy of the binding that
+    ///         bound `meter` to it in `slot`, and `slot` can still be settled for it (an unsettled position with
+    ///         orders before {settlementClosesAt}, or a slot without orders not yet settled before
+    ///         {gridSettlementClosesAt}). Settle `participant` in `slot` first (anyone can, from
+    ///         {settlementOpensAt}`(slot)`), then retry the change. Raised through the registry's `bindMeter`.
+    error BindingStillNeeded(address participant, uint64 slot, address meter);
 
     event RoleSynced(address indexed account, IRegistry.Role role);
     /// @notice The market created `words` position words of `account` (its ring) ahead of its orders.

@@ -157,6 +157,8 @@ interface IRoleListener {
     /// @notice `participant`'s latest binding is now `latest`, and `previous` the binding before it in the
     ///         participant's history, each packed as `meter | fromSlot << 160 | untilSlot << 208` (the meter for slots
     ///         `[fromSlot, untilSlot)`, `untilSlot` = `type(uint48).max` while it lasts; zero where there is none).
+    ///         The listener may revert to refuse the change (the market's `BindingStillNeeded`); the registry's call
+    ///         then reverts with it.
     function onMeterChanged(address participant, uint256 latest, uint256 previous) external;
 
     /// @notice The operator set the order horizon to `horizon` seconds.

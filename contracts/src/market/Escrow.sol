@@ -65,13 +65,28 @@ abstract contract Escrow is MarketBase {
     }
 
     /// @notice Mirrors `participant`'s latest meter binding and the one before it from the registry, so that
-    ///         settlement needs no registry call for the slots they cover (a meter swap keeps the slots just
-    ///         before it on the previous binding).
-    /// @dev Only the registry calls this, after every binding change of the participant. Settlement of a slot before
-    ///      `previous.fromSlot` asks the registry's history ({IRegistry-meterAt}). Emits {MeterSynced}.
+    ///         settlement needs no registry call (a meter swap keeps the slots just before it on the previous
+    ///         binding).
+    /// @dev Only the registry calls this, after every binding change of the participant. Settlement answers "no
+    ///      meter" for a slot before both copies, so a change that drops a copy (a `bindMeter` after two earlier
+    ///      bindings) is refused with {BindingStillNeeded} while a slot of the dropped binding can still be settled
+    ///      for the participant: an unsettled position with orders before {settlementClosesAt}, or an opened slot
+    ///      without orders not yet settled before {gridSettlementClosesAt}. Settling it first (anyone can) makes the
+    ///      change possible. Unbinding and removal never drop a copy, so they are never refused. The check reads the
+    ///      participant's {POSITION_RING} position words (paid by the operator's `bindMeter`).
+    ///      An account whose binding the market has not mirrored yet is mirrored from a push whose `previous` is zero
+    ///      (its whole history: every participant registered after the market became the listener, at its first
+    ///      binding); one bound before that with two or more bindings keeps reading the registry's history
+    ///      ({IRegistry-meterAt}). Emits {MeterSynced}.
     function onMeterChanged(address participant, uint256 latest, uint256 previous) external {
         if (msg.sender != address(registry)) revert NotRegistry(msg.sender);
-        _accounts[participant] |= _METER_CACHED;
+        uint256 acct = _accounts[participant];
+        if (acct & _METER_CACHED != 0) {
+            _checkNothingDropped(participant, _meters[participant], _previousMeters[participant], latest, previous);
+        } else if (previous == 0) {
+            _accounts[participant] = acct | _METER_CACHED;
+        }
+        // Effects.
         _meters[participant] = latest;
         // Written only when it changes: most participants never have a previous binding, so the word is never
         // created for them.
@@ -108,8 +123,8 @@ abstract contract Escrow is MarketBase {
     ///         its position words if it is a participant whose words do not exist yet.
     /// @dev Anyone may call; only useful for accounts registered before the market became the registry's role
     ///      listener. Reverts with {NotRoleListener} unless the registry pushes role changes to this market
-    ///      (otherwise a cached role could go stale). Meter bindings need no copy: until the registry pushes one
-    ///      of the account's binding changes, settlement reads the registry's history ({IRegistry-meterAt}).
+    ///      (otherwise a cached role could go stale). Meter bindings need no copy: until the market mirrors the
+    ///      account's bindings ({onMeterChanged}), settlement reads the registry's history ({IRegistry-meterAt}).
     ///      Emits {RoleSynced}, {CapacitySynced} and, the first time for a participant, {PositionsInitialised}.
     function syncRole(address account) external {
         if (registry.roleListener() != address(this)) revert NotRoleListener();
@@ -123,6 +138,53 @@ abstract contract Escrow is MarketBase {
     function accountOf(address account) external view returns (uint256 free, uint256 debt) {
         uint256 acct = _accounts[account];
         return (acct & _M128, (acct >> 128) & _M120);
+    }
+
+    /// @dev Reverts with {BindingStillNeeded} if replacing the copies `oldLatest`, `oldPrevious` of `participant`'s
+    ///      bindings with `latest`, `previous` leaves a slot that can still be settled for it without the meter the
+    ///      old copies give it. The lost slots lie before the new copies' start and from the old copies' start on;
+    ///      only slots up to the current one can be among them (a change takes effect from the next slot).
+    function _checkNothingDropped(
+        address participant,
+        uint256 oldLatest,
+        uint256 oldPrevious,
+        uint256 latest,
+        uint256 previous
+    ) private view {
+        uint256 lo = _coveredFrom(oldLatest, oldPrevious);
+        uint256 hi = _coveredFrom(latest, previous);
+        if (lo >= hi || block.timestamp < startTime) return;
+        uint256 current = (block.timestamp - startTime) / slotLength;
+        if (hi > current + 1) hi = current + 1;
+        mapping(uint256 => uint256) storage ring = _positions[participant];
+        address meter;
+        // Positions with orders, not settled, inside their settlement window.
+        for (uint256 i = 0; i < POSITION_RING; ++i) {
+            uint256 w = ring[i];
+            if (w & _ORDERS == 0 || w & _SETTLED != 0) continue;
+            uint256 k = (w >> _TAG_SHIFT) - 1; // a word with orders always carries its slot
+            if (k < lo || k >= hi || block.timestamp >= settlementClosesAt(uint64(k))) continue;
+            meter = _meterFrom(oldLatest, oldPrevious, k);
+            if (meter != address(0)) revert BindingStillNeeded(participant, uint64(k), meter);
+        }
+        // Slots without orders, newest first, while their settled-without-orders record is open.
+        for (uint256 k = hi; k > lo;) {
+            --k;
+            if (block.timestamp >= gridSettlementClosesAt(uint64(k))) break;
+            meter = _meterFrom(oldLatest, oldPrevious, k);
+            if (meter != address(0) && _settleableWithoutOrders(participant, k, ring[k % POSITION_RING])) {
+                revert BindingStillNeeded(participant, uint64(k), meter);
+            }
+        }
+    }
+
+    /// @dev Whether `participant`, whose ring word for slot `k` is `w`, can still be settled in `k` without orders
+    ///      (as {Settlement} decides, inside {gridSettlementClosesAt}): `k` had no orders, its settled-without-orders
+    ///      bit is clear, and `k` was opened (a slot never opened can never be cleared or settled).
+    function _settleableWithoutOrders(address participant, uint256 k, uint256 w) private view returns (bool) {
+        if (w >> _TAG_SHIFT == k + 1 && w & _ORDERS != 0) return false; // orders: the loop over positions answers
+        (bytes4 skip,,) = _gridRecord(participant, k, w);
+        return skip == 0 && _headers[uint64(k)] != 0;
     }
 
     function _cacheRole(address account, IRegistry.Role role) private {

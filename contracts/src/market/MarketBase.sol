@@ -248,6 +248,75 @@ abstract contract MarketBase is IEnergyMarket {
         }
     }
 
+    /// @notice Until when `slot` can be settled for a participant without orders in it (unix seconds, exclusive):
+    ///         the settlement opening of slot `slot + POSITION_RING`.
+    /// @dev Why a limit: whether the participant had orders in `slot` is read from its position ring word, which
+    ///      remembers one earlier slot with orders; once two later slots of the word had orders, `slot`'s own could
+    ///      not be told apart and its meter could be billed twice. The second of those can be settled only from
+    ///      this time on, so up to it the answer is exact. The keeper settles each slot right after its grace.
+    ///      The meter's energy of `slot` is kept far longer (until at least `ENERGY_RING` = 4,096 slots after
+    ///      `slot`'s start less 60 s, {IMeterReadings}), so with any grace period shorter than 4,031 slots less
+    ///      60 s a settlement without orders always reads it.
+    function gridSettlementClosesAt(uint64 slot) public view returns (uint256) {
+        return settlementOpensAt(slot + uint64(POSITION_RING));
+    }
+
+    /// @dev The meter that the binding copies `latest` and `previous` (packed as in `_meters`, see the layout above)
+    ///      give `slot`: the latest binding's if it starts at or before `slot`, else the previous binding's (the two
+    ///      are consecutive in the history, so a slot from the previous one's start on is either in it or in the gap
+    ///      between the two), each only inside its binding; else none.
+    function _meterFrom(uint256 latest, uint256 previous, uint256 slot) internal pure returns (address) {
+        return _bindingMeter(slot >= (latest >> 160) & _M48 ? latest : previous, slot);
+    }
+
+    /// @dev The meter of binding word `w` if `slot` lies in `[fromSlot, untilSlot)`, else none (also for `w = 0`).
+    function _bindingMeter(uint256 w, uint256 slot) internal pure returns (address meter) {
+        assembly ("memory-safe") {
+            meter := mul(
+                and(w, 0xffffffffffffffffffffffffffffffffffffffff),
+                and(iszero(lt(slot, and(shr(160, w), 0xffffffffffff))), lt(slot, shr(208, w)))
+            )
+        }
+    }
+
+    /// @dev The first slot the binding copies `latest` and `previous` answer for: the previous binding's start, else
+    ///      the latest's, else none (`type(uint256).max`: every slot reads "no meter").
+    function _coveredFrom(uint256 latest, uint256 previous) internal pure returns (uint256) {
+        uint256 w = previous != 0 ? previous : latest;
+        return w != 0 ? (w >> 160) & _M48 : type(uint256).max;
+    }
+
+    /// @dev The settled-without-orders record of `account` in `slot`, whose position ring word for `slot` is `word`
+    ///      (holding no orders of `slot`): `AlreadySettled` if `slot` had orders that were settled and whose word a
+    ///      later slot reuses (the word remembers the latest earlier slot with orders; before
+    ///      {gridSettlementClosesAt} that is `slot` if it had any) or if its bit is set; else zero, the record's word
+    ///      with the bit set, and the storage slot of that word (`_gridSettled[account][(slot / _GRID_BLOCK) % 2]`).
+    function _gridRecord(address account, uint256 slot, uint256 word)
+        internal
+        view
+        returns (bytes4 skip, uint256 record, bytes32 key)
+    {
+        unchecked {
+            uint256 target = slot + 1; // slot < 2^64
+            if (word >> _TAG_SHIFT > target && (word >> _PREV_SHIFT) & _M64 >= target) {
+                return (AlreadySettled.selector, 0, 0);
+            }
+            uint256 tag = slot / _GRID_BLOCK + 1;
+            assembly ("memory-safe") {
+                mstore(0x00, account)
+                mstore(0x20, _gridSettled.slot)
+                mstore(0x20, keccak256(0x00, 0x40))
+                mstore(0x00, and(sub(tag, 1), 1))
+                key := keccak256(0x00, 0x40)
+                record := sload(key)
+            }
+            if (record >> 128 != tag) record = 0; // the word holds an older block, long past its closing time
+            uint256 bit = uint256(1) << (slot % _GRID_BLOCK);
+            if (record & bit != 0) return (AlreadySettled.selector, 0, 0);
+            record |= bit | (tag << 128);
+        }
+    }
+
     /// @dev Energy (Wh) a connection of `watts` carries in one slot, rounded down.
     function _whPerSlot(uint256 watts) internal view returns (uint256) {
         return watts * slotLength / 3600;

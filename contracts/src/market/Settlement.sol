@@ -66,18 +66,30 @@ abstract contract Settlement is MarketBase {
     ///      the same list: `AlreadySettled`), has neither orders nor a meter in the slot (`NoPosition`), or has no
     ///      orders and the slot's settled-without-orders record is gone (from {gridSettlementClosesAt}:
     ///      `SettlementExpired`); so neither a front-running settle nor a stale list can make a batch fail.
-    ///      The meter is the one bound to the participant in `slot` (the registry's history), not the current one.
+    ///      The meter is the one bound to the participant in `slot`, not the current one: from the market's copies of
+    ///      its latest two bindings (a change that would drop one a settleable slot still needs is refused,
+    ///      {BindingStillNeeded}).
     ///      Emits {ParticipantSettled} per settled participant. If the grid account cannot pay the call's feed-in,
     ///      the participants are credited in full and the shortfall becomes the grid account's debt
     ///      ({GridDebtIncurred}); withdrawals wait until it is repaid ({GridInDebt}).
     function settle(uint64 slot, address[] calldata participants) external {
         uint256 opens = settlementOpensAt(slot);
-        // `settlementClosesAt(slot)`, from the opening computed anyway.
-        if (block.timestamp >= opens + SETTLEMENT_WINDOW * slotLength) {
-            _expire(slot, participants);
-            return;
+        // `settlementClosesAt(slot)`, from the opening computed anyway (below 2^111, unchecked).
+        unchecked {
+            if (block.timestamp >= opens + SETTLEMENT_WINDOW * slotLength) {
+                _expire(slot, participants);
+                return;
+            }
         }
-        uint256 header = _headers[slot];
+        // `_headers[slot]`, its storage slot computed once for the read and the marginal state's write-back.
+        bytes32 headerKey;
+        uint256 header;
+        assembly ("memory-safe") {
+            mstore(0x00, slot)
+            mstore(0x20, _headers.slot)
+            headerKey := keccak256(0x00, 0x40)
+            header := sload(headerKey)
+        }
         if (header & _STATUS_BITS != _STATUS_CLEARED) revert SlotNotCleared(slot);
         if (block.timestamp < opens) revert SettlementNotOpen(slot, opens);
 
@@ -117,8 +129,14 @@ abstract contract Settlement is MarketBase {
         // compact header it is always at hand and written back only if it changed). Fields only decrease, so
         // compact state stays compact.
         if (c.marginalLoaded) {
-            if (!c.compact) _marginals[slot] = c.marginal;
-            else if (c.marginal != header) _headers[slot] = c.marginal;
+            if (!c.compact) {
+                _marginals[slot] = c.marginal;
+            } else if (c.marginal != header) {
+                uint256 m = c.marginal;
+                assembly ("memory-safe") {
+                    sstore(headerKey, m)
+                }
+            }
         }
         if (c.gridIn != 0 || c.gridOut != 0) _payGrid(slot, c.gridIn, c.gridOut);
     }
@@ -166,19 +184,6 @@ abstract contract Settlement is MarketBase {
         }
     }
 
-    /// @notice Until when `slot` can be settled for a participant without orders in it (unix seconds, exclusive):
-    ///         the settlement opening of slot `slot + POSITION_RING`.
-    /// @dev Why a limit: whether the participant had orders in `slot` is read from its position ring word, which
-    ///      remembers one earlier slot with orders; once two later slots of the word had orders, `slot`'s own could
-    ///      not be told apart and its meter could be billed twice. The second of those can be settled only from
-    ///      this time on, so up to it the answer is exact. The keeper settles each slot right after its grace.
-    ///      The meter's energy of `slot` is kept far longer (until at least `ENERGY_RING` = 4,096 slots after
-    ///      `slot`'s start less 60 s, {IMeterReadings}), so with any grace period shorter than 4,031 slots less
-    ///      60 s a settlement without orders always reads it.
-    function gridSettlementClosesAt(uint64 slot) public view returns (uint256) {
-        return settlementOpensAt(slot + uint64(POSITION_RING));
-    }
-
     /// @notice Whether `account` was settled in `slot` against the grid alone (it had no orders there), as far as
     ///         the record reaches ({gridSettlementClosesAt}).
     function settledWithoutOrders(uint64 slot, address account) external view returns (bool) {
@@ -217,14 +222,18 @@ abstract contract Settlement is MarketBase {
     }
 
     function _settleOne(uint64 slot, address account, Ctx memory c) private {
-        uint256 pos = _markSettled(slot, account);
-        if (pos == 0) {
-            emit SettlementSkipped(slot, account, AlreadySettled.selector);
-            return;
-        }
-        if (pos == _SETTLED) {
-            _settleWithoutOrders(slot, account, c);
-            return;
+        uint256 pos;
+        {
+            uint256 word;
+            (pos, word) = _markSettled(slot, account);
+            if (pos == 0) {
+                emit SettlementSkipped(slot, account, AlreadySettled.selector);
+                return;
+            }
+            if (pos == _SETTLED) {
+                _settleWithoutOrders(slot, account, word, c);
+                return;
+            }
         }
 
         if (
@@ -237,8 +246,13 @@ abstract contract Settlement is MarketBase {
         }
         uint256 bought;
         uint256 sold;
-        (bought, c.marginal) = _fill(pos & _M32, (pos >> 32) & _M8, c.q, c.mb, true, c.marginal, c.compact);
-        (sold, c.marginal) = _fill((pos >> 40) & _M32, (pos >> 72) & _M8, c.q, c.ma, false, c.marginal, c.compact);
+        // Each side only if it has an order (a side without one fills nothing).
+        if (pos & _M32 != 0) {
+            (bought, c.marginal) = _fill(pos & _M32, (pos >> 32) & _M8, c.q, c.mb, true, c.marginal, c.compact);
+        }
+        if ((pos >> 40) & _M32 != 0) {
+            (sold, c.marginal) = _fill((pos >> 40) & _M32, (pos >> 72) & _M8, c.q, c.ma, false, c.marginal, c.compact);
+        }
         uint256 acct = _loadAccount(account, c);
         (uint256 imp, uint256 exp) = _meteredEnergy(slot, _meterIn(slot, account, acct));
         (uint256 credited, uint256 debited, uint256 charge) = _amounts(c, pos, bought, sold, imp, exp);
@@ -249,14 +263,14 @@ abstract contract Settlement is MarketBase {
         );
     }
 
-    /// @dev Settles `account`, which has no orders in `slot`, against the grid alone: its meter's import at retail
-    ///      and export at feed-in, as for any unmatched energy. Recorded in the settled-without-orders bitmap.
-    ///      Skips (with {SettlementSkipped}) when already settled, when there is no meter in the slot, or when the
-    ///      record is gone ({gridSettlementClosesAt}).
-    function _settleWithoutOrders(uint64 slot, address account, Ctx memory c) private {
+    /// @dev Settles `account`, which has no orders in `slot` (`word` is its position ring word for `slot`), against
+    ///      the grid alone: its meter's import at retail and export at feed-in, as for any unmatched energy. Recorded
+    ///      in the settled-without-orders bitmap. Skips (with {SettlementSkipped}) when already settled, when there is
+    ///      no meter in the slot, or when the record is gone ({gridSettlementClosesAt}).
+    function _settleWithoutOrders(uint64 slot, address account, uint256 word, Ctx memory c) private {
         uint256 acct = _loadAccount(account, c);
         address meter = _meterIn(slot, account, acct);
-        bytes4 skip = meter == address(0) ? NoPosition.selector : _markSettledWithoutOrders(slot, account);
+        bytes4 skip = meter == address(0) ? NoPosition.selector : _markSettledWithoutOrders(slot, account, word);
         if (skip != 0) {
             emit SettlementSkipped(slot, account, skip);
             return;
@@ -267,69 +281,69 @@ abstract contract Settlement is MarketBase {
         emit ParticipantSettled(slot, account, 0, 0, uint64(imp), uint64(exp), credited, debited);
     }
 
-    /// @dev Records `account` as settled without orders in `slot`; returns the selector of the reason to skip it
-    ///      instead (`SettlementExpired`, `AlreadySettled`), or zero.
-    function _markSettledWithoutOrders(uint64 slot, address account) private returns (bytes4) {
-        if (block.timestamp >= gridSettlementClosesAt(slot)) return SettlementExpired.selector;
-        // Had the account orders in `slot` that were settled and whose ring word a later slot reuses? The word
-        // remembers the latest earlier slot with orders; before the closing time that is `slot` if it had any.
-        uint256 word = _positions[account][slot % POSITION_RING];
-        uint256 target = uint256(slot) + 1;
-        if (word >> _TAG_SHIFT > target && (word >> _PREV_SHIFT) & _M64 >= target) return AlreadySettled.selector;
-        uint256 blk = slot / _GRID_BLOCK;
-        mapping(uint256 => uint256) storage gs = _gridSettled[account];
-        uint256 w = gs[blk % 2];
-        if (w >> 128 != blk + 1) w = 0; // the word holds an older block, long past its closing time
-        uint256 bit = uint256(1) << (slot % _GRID_BLOCK);
-        if (w & bit != 0) return AlreadySettled.selector;
-        gs[blk % 2] = w | bit | ((blk + 1) << 128);
-        return 0;
+    /// @dev Records `account` (whose position ring word for `slot` is `word`) as settled without orders in `slot`;
+    ///      returns the selector of the reason to skip it instead (`SettlementExpired`, `AlreadySettled`), or zero.
+    function _markSettledWithoutOrders(uint64 slot, address account, uint256 word) private returns (bytes4 skip) {
+        unchecked {
+            // `gridSettlementClosesAt(slot)` (below 2^111).
+            uint256 closes = startTime + (uint256(slot) + POSITION_RING + 1) * slotLength + gracePeriod;
+            if (block.timestamp >= closes) return SettlementExpired.selector;
+        }
+        uint256 record;
+        bytes32 key;
+        (skip, record, key) = _gridRecord(account, slot, word);
+        if (skip == 0) {
+            assembly ("memory-safe") {
+                sstore(key, record)
+            }
+        }
     }
 
     /// @dev Returns `account`'s position in `slot` and marks it settled; returns 0 if it was already settled, and
-    ///      `_SETTLED` (never a position with orders) if it has no orders in the slot.
-    function _markSettled(uint64 slot, address account) private returns (uint256 pos) {
+    ///      `_SETTLED` (never a position with orders) if it has no orders in the slot. `word` is the ring word as read.
+    function _markSettled(uint64 slot, address account) private returns (uint256 pos, uint256 word) {
         // `_positions[account][slot % POSITION_RING]`, its storage slot computed once for the read and the write.
-        uint256 word;
+        uint256 key;
         assembly ("memory-safe") {
             mstore(0x00, account)
             mstore(0x20, _positions.slot)
             mstore(0x20, keccak256(0x00, 0x40))
             mstore(0x00, mod(slot, POSITION_RING))
-            word := keccak256(0x00, 0x40)
-            pos := sload(word)
+            key := keccak256(0x00, 0x40)
+            word := sload(key)
         }
         unchecked {
-            if (pos >> _TAG_SHIFT != uint256(slot) + 1) pos = 0; // the ring word holds another slot
+            // The ring word may hold another slot.
+            pos = word >> _TAG_SHIFT != uint256(slot) + 1 ? 0 : word;
         }
-        if (pos & _ORDERS == 0) return _SETTLED;
-        if (pos & _SETTLED != 0) return 0;
+        if (pos & _ORDERS == 0) return (_SETTLED, word);
+        if (pos & _SETTLED != 0) return (0, word);
         assembly ("memory-safe") {
-            sstore(word, or(pos, _SETTLED))
+            sstore(key, or(pos, _SETTLED))
         }
     }
 
-    /// @dev The meter bound to `account` in `slot` (zero if none): from the market's copy of its latest binding when
-    ///      that covers the slot or starts before it, else from its copy of the binding before that (a meter swap:
-    ///      the slots just before the change), else from the registry's history (a slot before two binding
-    ///      changes, or an account whose binding the market has not cached).
+    /// @dev The meter bound to `account` in `slot` (zero if none), from the market's copies of its latest binding and
+    ///      the one before it ({_meterFrom}); a slot before both has none: had it a meter and could it still be
+    ///      settled, the registry's change would have been refused ({BindingStillNeeded}). Only an account whose
+    ///      binding the market has not mirrored (see {onMeterChanged}) asks the registry's history.
     function _meterIn(uint64 slot, address account, uint256 acct) private view returns (address) {
-        if (acct & _METER_CACHED != 0) {
-            uint256 w = _meters[account];
-            if (slot >= (w >> 160) & _M48) return _meterUntil(w, slot);
-            // The two bindings are consecutive in the history: a slot from the previous one's start on is either
-            // in it or in the gap between the two (no meter).
-            w = _previousMeters[account];
-            if (w != 0 && slot >= (w >> 160) & _M48) return _meterUntil(w, slot);
-        }
-        return registry.meterAt(account, slot);
-    }
-
-    /// @dev The meter of binding word `w` (which starts at or before `slot`) if it has not ended by `slot`, else none.
-    function _meterUntil(uint256 w, uint64 slot) private pure returns (address meter) {
+        if (acct & _METER_CACHED == 0) return registry.meterAt(account, slot);
+        // `_meters[account]`, and `_previousMeters[account]` only for a slot before the latest binding; a slot
+        // before the previous binding's start has no meter, and so has one from the binding's end on.
+        address meter;
         assembly ("memory-safe") {
+            mstore(0x00, account)
+            mstore(0x20, _meters.slot)
+            let w := sload(keccak256(0x00, 0x40))
+            if lt(slot, and(shr(160, w), 0xffffffffffff)) {
+                mstore(0x20, _previousMeters.slot)
+                w := sload(keccak256(0x00, 0x40))
+                w := mul(w, iszero(lt(slot, and(shr(160, w), 0xffffffffffff))))
+            }
             meter := mul(and(w, 0xffffffffffffffffffffffffffffffffffffffff), lt(slot, shr(208, w)))
         }
+        return meter;
     }
 
     /// @dev Import and export (Wh) of `meter` in `slot`; zero without a meter or a reading, or once the meter's
@@ -446,7 +460,10 @@ abstract contract Settlement is MarketBase {
                 emit DebtIncurred(account, unpaid);
             }
         }
-        c.gridIn += charge - unpaid;
+        unchecked {
+            // `unpaid <= loss <= charge`; the call's grid total stays far below 2^256.
+            c.gridIn += charge - unpaid;
+        }
         acct = free | (debt << 128) | (acct & _ACCOUNT_FLAGS);
         bytes32 word = c.accountWord;
         assembly ("memory-safe") {

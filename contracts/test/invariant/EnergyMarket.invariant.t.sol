@@ -266,6 +266,43 @@ contract EnergyMarketInvariantTest is Fixture {
         invariant_matchedEnergyBalanced();
     }
 
+    /// Issue 14, part 8 in the handler: after the two swaps above, a third swap of p1 would drop the market's copy of
+    /// the meter bound in slot 2, where p1's position is not settled yet: the market refuses it, the handler settles
+    /// p1 in slot 2 (checked like every settlement) and the retried swap goes through.
+    function test_handlerSequenceSwapRefusedUntilSettled() public {
+        handler.place(0, 0, 1000, 10, false); // p1 asks 1001 Wh in slot 2
+        handler.place(3, 0, 800, 200, true); // c1 bids 801 Wh in slot 2
+        handler.swapMeter(0); // during slot 0
+        handler.advance(599);
+        handler.advance(599);
+        handler.meter(0, 0, 0);
+        handler.advance(599);
+        handler.advance(599); // inside slot 2
+        handler.meter(0, 0, 801);
+        handler.swapMeter(0); // during slot 2: slot 2 stays on the meter swapped in during slot 0
+        handler.clear();
+        for (uint256 i = 0; i < 4; ++i) {
+            handler.advance(599);
+        }
+        assertEq(handler.swapsRefused(), 0, "nothing refused so far");
+        handler.swapMeter(0); // drops the copy of slot 2's meter: refused, settled, retried
+        assertEq(handler.swapsRefused(), 1, "refused once");
+        assertEq(handler.swapsAfterSettling(), 1, "made after settling");
+        assertEq(handler.meterSwaps(), 3, "three swaps");
+        assertEq(handler.settledWithTrade(), 1, "p1 settled by the swap");
+        assertTrue(market.positionOf(FIRST, actors[0]).settled, "p1's slot 2 settled");
+        handler.settle(0, 0, 5);
+        assertEq(handler.settledWithTrade(), 2, "and c1");
+        assertEq(
+            _free(actors[0]),
+            20e18 + 801 * (FEED_IN + 10 * TICK) / 1000,
+            "p1 paid for what it sold, from slot 2's meter"
+        );
+        invariant_settlementFlowsExact();
+        invariant_creditsConserved();
+        invariant_matchedEnergyBalanced();
+    }
+
     function test_handlerSequenceResettles() public {
         test_handlerSequenceSettlesTrades();
         handler.resettle(0, 0, 5);

@@ -51,6 +51,10 @@ contract MarketHandler {
     uint256 public gridDebtSettlements;
     /// Meter swaps made by {swapMeter}.
     uint256 public meterSwaps;
+    /// Swaps the market refused first (`BindingStillNeeded`: a slot of the binding the change drops could still be
+    /// settled), and of those the ones made after settling that slot.
+    uint256 public swapsRefused;
+    uint256 public swapsAfterSettling;
 
     /// Fills each settled participant got (previewFills reads zero once a position is settled).
     mapping(uint64 => mapping(address => uint256)) public ghostBidFill;
@@ -116,17 +120,56 @@ contract MarketHandler {
 
     /// The operator swaps actor `who`'s meter for a fresh one (effective from the next slot): settlement must keep
     /// billing each slot from the meter bound in it, which the flow checks compute from the registry's history.
+    /// A swap that would drop the market's copy of a binding still needed by a settleable slot is refused
+    /// (`BindingStillNeeded`, the unbinding rolled back with it): the handler then settles the actor in that slot,
+    /// as the operator would, and retries; if the slot cannot be settled yet, the swap waits (nothing changes).
     function swapMeter(uint256 who) external {
         uint256 i = who % actors.length;
         address fresh = address(uint160(uint256(keccak256(abi.encode("swapped meter", i, meterSwaps)))));
+        for (uint256 attempt = 0; attempt < 8; ++attempt) {
+            try this.swapAsOperator(meters[i], fresh, actors[i]) {
+                meters[i] = fresh;
+                meterSwaps++;
+                if (attempt != 0) swapsAfterSettling++;
+                calls++;
+                return;
+            } catch (bytes memory err) {
+                bytes4 selector;
+                uint64 slot;
+                address participant;
+                assembly ("memory-safe") {
+                    selector := mload(add(err, 0x20))
+                    participant := mload(add(err, 0x24))
+                    slot := mload(add(err, 0x44))
+                }
+                // Only the market's refusal is expected; anything else fails the run.
+                if (selector != IEnergyMarket.BindingStillNeeded.selector || participant != actors[i]) {
+                    assembly ("memory-safe") {
+                        revert(add(err, 0x20), mload(err))
+                    }
+                }
+                if (attempt == 0) swapsRefused++;
+                IEnergyMarket.SlotInfo memory info = market.slotInfo(slot);
+                if (info.status == IEnergyMarket.SlotStatus.Open && block.timestamp >= market.gateClosureTime(slot)) {
+                    market.clear(slot);
+                }
+                if (market.slotInfo(slot).status != IEnergyMarket.SlotStatus.Cleared) return;
+                if (block.timestamp < market.settlementOpensAt(slot)) return;
+                _settle(actors[i], slot);
+            }
+        }
+        revert("swap still refused after settling");
+    }
+
+    /// The operator's unbinding of `old` and binding of `fresh` to `account`, in one call so that a refused binding
+    /// rolls the unbinding back too. Only the handler itself swaps (the fuzzer's direct calls do nothing).
+    function swapAsOperator(address old, address fresh, address account) external {
+        if (msg.sender != address(this)) return;
         Registry r = Registry(address(market.registry()));
-        vm.startPrank(operator);
-        r.unbindMeter(meters[i]);
-        r.bindMeter(fresh, actors[i]);
-        vm.stopPrank();
-        meters[i] = fresh;
-        meterSwaps++;
-        calls++;
+        vm.prank(operator);
+        r.unbindMeter(old);
+        vm.prank(operator);
+        r.bindMeter(fresh, account);
     }
 
     /// The operator funds the grid account (repaying its debt first).
