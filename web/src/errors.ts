@@ -178,6 +178,9 @@ const SENTENCES: Record<string, (a: readonly unknown[], k: SentenceKit) => strin
   PositionSlotBusy: (a, _k) => {
     return `The position in slot ${a[1]} is not settled yet; it must be settled before this slot can be traded (positions are reused every 64 slots).`;
   },
+  BindingStillNeeded: (a, { ctx }) => {
+    return `The meter change for ${who(a[0], ctx)} is refused: slot ${a[1]}, metered by ${shortAddress(String(a[2]))}, can still be settled for this participant. Settle it in slot ${a[1]} first (anyone can, once the slot's settlement opens), then try again.`;
+  },
   SettlementWindowOpen: (a, { time }) => {
     return `Slot ${a[0]} can still be settled until ${time(a[1])}; its storage can be reclaimed only after that.`;
   },
