@@ -37,26 +37,9 @@ fn readings_dearer_than_the_static_allowance_are_sent_with_the_estimate() {
     let dir = tempfile::tempdir().unwrap();
     let meters: Vec<MeterSpec> =
         (0..3).map(|i| MeterSpec::new(&format!("m{i}"), i, "json", "reading")).collect();
-    let users: Vec<String> = meters.iter().map(|m| m.id.clone()).collect();
-    let broker = Mosquitto::start(dir.path(), &users);
-    let mut node = Node::start(&dir.path().join("chain"));
-    let rpc = node.rpc();
+    let limits = "max_payload_bytes = 4096\nmax_future_secs = 30\nmax_past_secs = 86400";
+    let Rig { broker, mut node, rpc, contracts, bridge } = Rig::start(dir.path(), meters, limits);
     let addrs = meter_addresses();
-    let contracts = deploy(&rpc, &addrs[..3]);
-    let setup = BridgeSetup {
-        tls: false,
-        rpc_urls: vec![node.url.clone()],
-        readings: contracts.readings,
-        meters,
-        max_batch: 50,
-        resend_interval_ms: 3000,
-        limits: "max_payload_bytes = 4096\nmax_future_secs = 30\nmax_past_secs = 86400".into(),
-    };
-    let (cfg, http) = write_config(dir.path(), &broker, &setup);
-    let bridge = Bridge::start(&cfg, http);
-    wait_for("the bridge to connect", Duration::from_secs(30), || {
-        bridge.metric("p2pe_bridge_mqtt_connected") == 1.0
-    });
     let now = now_secs();
     // 25 slots of 900 s ago: inside the test deployment's finality window (26,040 s).
     let then = now - 25 * 900;

@@ -23,6 +23,18 @@ fn contracts(path: &std::path::Path) -> (Address, Address) {
     (a("token"), a("market"))
 }
 
+/// `p2pe-node dev --period 1 --slot-length 5` with `extra` flags, its contract addresses written to
+/// a file in `dir`: the node, a client, the token and the market.
+fn dev_market(dir: &std::path::Path, extra: &[&str]) -> (NodeProcess, Rpc, Address, Address) {
+    let out = dir.join("contracts.json");
+    let mut args = vec!["--period", "1", "--slot-length", "5", "--contracts-out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let node = NodeProcess::dev(&args);
+    let rpc = node.rpc();
+    let (token, market) = contracts(&out);
+    (node, rpc, token, market)
+}
+
 fn send(rpc: &Rpc, from: u32, to: Address, data: Vec<u8>) -> Value {
     let h = rpc.call(
         "eth_sendTransaction",
@@ -143,11 +155,7 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
 #[test]
 fn the_dev_keeper_opens_slots_ahead_and_orders_cost_under_50k_gas() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("contracts.json");
-    let node =
-        NodeProcess::dev(&["--period", "1", "--slot-length", "5", "--contracts-out", out.to_str().unwrap()]);
-    let rpc = node.rpc();
-    let (token, market) = contracts(&out);
+    let (node, rpc, token, market) = dev_market(dir.path(), &[]);
     let keeper = dev_key(97).address();
     let printed = node.stdout.lock().unwrap().join("\n");
     assert!(printed.contains(&format!("Keeper        {keeper}")), "keeper address printed: {printed}");
@@ -201,23 +209,13 @@ fn the_dev_keeper_opens_slots_ahead_and_orders_cost_under_50k_gas() {
 #[test]
 fn without_the_keeper_an_order_for_an_unopened_slot_is_refused_with_slot_not_open() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("contracts.json");
-    let node = NodeProcess::dev(&[
-        "--period",
-        "1",
-        "--slot-length",
-        "5",
-        "--no-keeper",
-        "--contracts-out",
-        out.to_str().unwrap(),
-    ]);
-    let rpc = node.rpc();
-    let (token, market) = contracts(&out);
+    let (node, rpc, token, market) = dev_market(dir.path(), &["--no-keeper"]);
     assert!(node.stdout.lock().unwrap().iter().any(|l| l.contains("Keeper        off")));
     deposit(&rpc, 1, token, market);
     std::thread::sleep(Duration::from_secs(3));
     assert!(slot_opened(&rpc, market, rpc.block_number()).is_empty(), "no slot opened ahead");
-    let c: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let c: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("contracts.json")).unwrap()).unwrap();
     let (start, len) = (c["startTime"].as_u64().unwrap(), c["slotLength"].as_u64().unwrap());
     let slot = (now(&rpc) + 12 - start) / len + 1;
     let price = U256::from(200) * U256::from(10u64).pow(U256::from(15));
@@ -428,20 +426,7 @@ fn emitters_of(rpc: &Rpc, market: Address, event: B256, slot: u64) -> Vec<(Addre
 #[test]
 fn with_keeper_settle_the_keeper_clears_and_settles_every_slot() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("contracts.json");
-    let node = NodeProcess::dev(&[
-        "--period",
-        "1",
-        "--slot-length",
-        "5",
-        "--grace-period",
-        "2",
-        "--keeper-settle",
-        "--contracts-out",
-        out.to_str().unwrap(),
-    ]);
-    let rpc = node.rpc();
-    let (token, market) = contracts(&out);
+    let (node, rpc, token, market) = dev_market(dir.path(), &["--grace-period", "2", "--keeper-settle"]);
     let keeper = dev_key(97).address();
     let printed = node.stdout.lock().unwrap().join("\n");
     assert!(printed.contains("clears and settles every slot"), "{printed}");
