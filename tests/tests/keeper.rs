@@ -171,7 +171,7 @@ fn the_dev_keeper_opens_slots_ahead_and_orders_cost_under_50k_gas() {
         (slots.len() >= 4 && gate > now(&rpc) + 3).then_some((last, gate))
     });
     let info = call(&rpc, market, EnergyMarket::slotInfoCall { slot });
-    assert_eq!(info.status as u8, 1, "slot {slot} is open");
+    assert_eq!(info.status, 1, "slot {slot} is open");
     // The keeper never keeps more slots opened than the market's order-book word sets (issue 14
     // part 7): its constant is the contract's.
     let ring = call(&rpc, market, EnergyMarket::SLOT_RINGCall {});
@@ -236,7 +236,7 @@ fn without_the_keeper_an_order_for_an_unopened_slot_is_refused_with_slot_not_ope
     let err = rpc.try_call("eth_sendTransaction", json!([tx])).expect_err("eth_sendTransaction refuses it");
     assert!(err.data.is_some() || err.message.contains("revert"), "{err:?}");
     let info = call(&rpc, market, EnergyMarket::slotInfoCall { slot });
-    assert_eq!(info.status as u8, 0, "the order did not open slot {slot}");
+    assert_eq!(info.status, 0, "the order did not open slot {slot}");
     assert!(slot_opened(&rpc, market, rpc.block_number()).is_empty(), "nothing opened a slot");
 }
 
@@ -445,11 +445,7 @@ fn with_keeper_settle_the_keeper_clears_and_settles_every_slot() {
     wait_for("the keeper to settle the bid", 60, || {
         call(&rpc, market, EnergyMarket::positionOfCall { slot, account: one }).settled.then_some(())
     });
-    assert_eq!(
-        call(&rpc, market, EnergyMarket::slotInfoCall { slot }).status as u8,
-        2,
-        "slot {slot} is cleared"
-    );
+    assert_eq!(call(&rpc, market, EnergyMarket::slotInfoCall { slot }).status, 2, "slot {slot} is cleared");
 
     let cleared = emitters_of(&rpc, market, EnergyMarket::SlotCleared::SIGNATURE_HASH, slot);
     assert_eq!(
