@@ -276,8 +276,17 @@ impl Rpc {
 
 /// Waits until `f` holds, polling every 100 ms; panics with `what` after `timeout`.
 pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    wait_some(what, timeout, || f().then_some(()))
+}
+
+/// Waits until `f` returns a value, polling every 100 ms, and returns it; panics with `what` after
+/// `timeout`.
+pub fn wait_some<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
-    while !f() {
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
         assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -5,12 +5,12 @@
 //! registry operator, and runs the keeper with one that is.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy_primitives::{Address, Bytes, B256, U256};
 use alloy_sol_types::{SolCall, SolEvent, SolInterface};
 use p2pe_bindings::{credit_token::CreditToken, energy_market::EnergyMarket, registry::Registry};
-use p2pe_tests::harness::{dev_key, hex_u64, node_bin, run_err, run_ok, NodeProcess, Rpc};
+use p2pe_tests::harness::{dev_key, hex_u64, node_bin, run_err, run_ok, wait_some, NodeProcess, Rpc};
 use serde_json::{json, Value};
 
 const SECS: Duration = Duration::from_secs(60);
@@ -141,15 +141,9 @@ fn keeper_opened(rpc: &Rpc, market: Address, keeper: Address, to: u64) -> Vec<u6
     sorted
 }
 
-fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+/// The kit's [`wait_some`] with the timeout in seconds.
+fn wait_for<T>(what: &str, secs: u64, f: impl FnMut() -> Option<T>) -> T {
+    wait_some(what, Duration::from_secs(secs), f)
 }
 
 #[test]
