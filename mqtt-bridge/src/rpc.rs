@@ -24,13 +24,14 @@ use serde_json::Value;
 use tower::Layer;
 
 /// Every JSON-RPC method the bridge calls: all sent to one node at a time.
-pub const METHODS: [&str; 6] = [
+pub const METHODS: [&str; 7] = [
     "eth_chainId",
     "eth_blockNumber",
     "eth_getTransactionReceipt",
     "eth_getTransactionCount",
     "eth_sendRawTransaction",
     "eth_call",
+    "eth_estimateGas",
 ];
 
 /// A JSON-RPC error object returned by the node.

@@ -62,6 +62,8 @@ pub const GAS_BATCH_BASE: u64 = 100_000;
 pub const GAS_PER_READING: u64 = 120_000;
 /// Osaka's per-transaction gas cap (EIP-7825).
 pub const GAS_CAP: u64 = 16_777_216;
+/// Longest a round waits for its gas estimates before it signs with the static allowances.
+pub const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Most readings in one `submitReadings` transaction: as many as [`GAS_PER_READING`] allows under
 /// [`GAS_CAP`] (138), whatever `max_batch` says.
 pub const MAX_PER_TX: usize = ((GAS_CAP - GAS_BATCH_BASE) / GAS_PER_READING) as usize;
@@ -623,8 +625,10 @@ impl Submitter {
     }
 
     /// The node's gas estimate of each job's call (`eth_estimateGas` in the next block's
-    /// environment, one JSON-RPC batch); `None` where the node could not estimate it (the static
-    /// allowance is used then, as before estimates existed).
+    /// environment, one JSON-RPC batch, at most [`ESTIMATE_TIMEOUT`]); `None` where the node answered
+    /// with an error, or for every job when the estimates failed or took too long (a node that is
+    /// down or busy): the static allowance is used then. A batch that reverts out of gas with it is
+    /// retried one reading per transaction, each estimated again.
     async fn estimate(&self, jobs: &[SignJob], calls: &[(u64, Vec<u8>)]) -> Vec<Option<u64>> {
         let mut batch = self.rpc.batch();
         let mut waiters = Vec::with_capacity(jobs.len());
@@ -636,9 +640,19 @@ impl Submitter {
                 .gas_limit(GAS_CAP);
             waiters.push(self.rpc.add::<_, U64>(&mut batch, "eth_estimateGas", (call,)).ok());
         }
-        if let Err(e) = self.rpc.send(batch).await {
-            tracing::debug!(error = %e, "gas estimates failed; using the static allowances");
-            return vec![None; jobs.len()];
+        match tokio::time::timeout(ESTIMATE_TIMEOUT, self.rpc.send(batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "gas estimates failed; using the static allowances");
+                return vec![None; jobs.len()];
+            }
+            Err(_) => {
+                tracing::debug!(
+                    jobs = jobs.len(),
+                    "gas estimates took too long; using the static allowances"
+                );
+                return vec![None; jobs.len()];
+            }
         }
         let mut out = Vec::with_capacity(jobs.len());
         for w in waiters {
