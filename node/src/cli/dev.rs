@@ -63,6 +63,13 @@ pub struct DevArgs {
     /// Pay-as-bid market instead of pay-as-clear.
     #[arg(long)]
     pub pay_as_bid: bool,
+    /// Price granularity of the market, in thousandths of a credit per kWh (the registry's
+    /// immutable priceTick). A slot has at most 255 price levels above feed-in, so an islanded
+    /// microgrid whose cap is a value of lost load of several credits needs a coarser tick (20
+    /// reaches 5.18 credits). Must divide the 220 between the default retail (0.30) and feed-in
+    /// (0.08).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=220))]
+    pub price_tick: u64,
     /// Also write the contract addresses to this file (always written to DATADIR/contracts.json).
     #[arg(long)]
     pub contracts_out: Option<PathBuf>,
@@ -120,6 +127,7 @@ pub fn dev_market(args: &DevArgs, keys: &[SigningKey], start: u64) -> anyhow::Re
         cfg.grace_period = g;
     }
     cfg.pay_as_bid = args.pay_as_bid;
+    set_price_tick(&mut cfg, args.price_tick)?;
     let w = crate::chain::compressed_capacity_w(crate::chain::DEFAULT_CAPACITY_W, args.slot_length);
     cfg.default_capacity_w = (w, w);
     let credits = U256::from(1_000u64) * U256::from(10u64).pow(U256::from(18));
@@ -132,6 +140,22 @@ pub fn dev_market(args: &DevArgs, keys: &[SigningKey], start: u64) -> anyhow::Re
         });
     }
     Ok(cfg)
+}
+
+/// Sets the market's price tick to `milli` thousandths of a credit per kWh, refusing one that does
+/// not divide the spread between the default retail and feed-in prices (the registry would refuse
+/// to deploy).
+pub fn set_price_tick(cfg: &mut MarketConfig, milli: u64) -> anyhow::Result<()> {
+    let tick = U256::from(milli) * U256::from(10u64).pow(U256::from(15));
+    let spread = cfg.retail - cfg.feed_in;
+    if milli == 0 || spread % tick != U256::ZERO {
+        anyhow::bail!(
+            "--price-tick {milli} must divide the {} thousandths of a credit between the default retail and feed-in prices",
+            spread / U256::from(10u64).pow(U256::from(15))
+        );
+    }
+    cfg.price_tick = tick;
+    Ok(())
 }
 
 /// Derives the development accounts.
@@ -298,5 +322,40 @@ impl Banner<'_> {
             if temporary { " (removed on exit)" } else { "" }
         );
         println!("JSON-RPC: http://{0} (WebSocket: ws://{0})", http_addr);
+    }
+}
+
+#[cfg(test)]
+mod price_tick_tests {
+    use super::set_price_tick;
+    use crate::chain::{build_genesis, deploy_market, GenesisParams, MarketConfig};
+    use alloy_primitives::{Address, U256};
+
+    fn config() -> MarketConfig {
+        MarketConfig::new(vec![Address::repeat_byte(7)], Address::repeat_byte(7), 1_800_000_000, 5)
+    }
+
+    /// A tick that divides the 0.22 credit spread deploys (a coarse one included: 20 thousandths reach a
+    /// cap of 5.18 credits in 255 levels); one that does not is refused before deployment, where the
+    /// registry's constructor would revert.
+    #[test]
+    fn the_price_tick_must_divide_the_default_spread() {
+        let milli = U256::from(10u64).pow(U256::from(15));
+        for ok in [1u64, 20, 220] {
+            let mut cfg = config();
+            set_price_tick(&mut cfg, ok).expect("divides 220");
+            assert_eq!(cfg.price_tick, U256::from(ok) * milli);
+            let mut genesis = build_genesis(&GenesisParams {
+                signers: vec![Address::repeat_byte(7)],
+                ..Default::default()
+            });
+            deploy_market(&mut genesis, &cfg).unwrap_or_else(|e| panic!("tick {ok} deploys: {e}"));
+        }
+        for bad in [0u64, 3, 221] {
+            let mut cfg = config();
+            let err = set_price_tick(&mut cfg, bad).expect_err("refused").to_string();
+            assert!(err.contains("--price-tick"), "{err}");
+            assert_eq!(cfg.price_tick, milli, "unchanged");
+        }
     }
 }

@@ -61,6 +61,11 @@ pub struct GenesisArgs {
     /// Pay-as-bid market instead of pay-as-clear.
     #[arg(long)]
     pub pay_as_bid: bool,
+    /// Price granularity, in thousandths of a credit per kWh (the registry's immutable priceTick;
+    /// a slot has at most 255 levels above feed-in: an islanded microgrid priced up to a value of
+    /// lost load of 5 credits needs 20). Must divide the 220 between retail 0.30 and feed-in 0.08.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=220))]
+    pub price_tick: u64,
     /// Unix time of slot 0 (default: now, aligned down to the slot length).
     #[arg(long)]
     pub start_time: Option<u64>,
@@ -132,6 +137,7 @@ pub fn run(args: GenesisArgs) -> anyhow::Result<()> {
         market.grace_period = g;
     }
     market.pay_as_bid = args.pay_as_bid;
+    super::dev::set_price_tick(&mut market, args.price_tick)?;
     if args.order_horizon == 0 {
         anyhow::bail!("--order-horizon must be more than 0 seconds");
     }
