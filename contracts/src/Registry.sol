@@ -74,6 +74,19 @@ contract Registry is IRegistry, AccessControl {
     Prices public defaultPrices;
     mapping(uint64 slot => Prices) private _slotPrices;
 
+    /// @notice Import limit of the community's connection at the point of common coupling (PCC), watts; 0 = no
+    ///         limit ({setConnectionLimits}).
+    uint32 public pccImportLimitW;
+    /// @notice Export limit of the community's connection at the PCC, watts; 0 = no limit ({setConnectionLimits}).
+    uint32 public pccExportLimitW;
+    /// @notice Whether the microgrid runs islanded, without the grid ({setIslanded}, {setGridConnected}).
+    bool public islanded;
+    /// @notice While islanded, the lowest feed-in price (credit base units per kWh); 0 when grid-connected.
+    uint256 public priceFloor;
+    /// @notice While islanded, the value of lost load: the highest retail price (credit base units per kWh); 0 when
+    ///         grid-connected.
+    uint256 public valueOfLostLoad;
+
     /// @param admins Accounts that receive both `DEFAULT_ADMIN_ROLE` and `OPERATOR_ROLE` (at least one).
     /// @param startTime_ Unix time at which slot 0 starts.
     /// @param slotLength_ Slot length in seconds (900 = 15 minutes), at least 5 (short slots serve
@@ -242,17 +255,24 @@ contract Registry is IRegistry, AccessControl {
     /// @dev Operator only. `feedIn <= retail`, both multiples of 1000, `retail - feedIn` a multiple of
     ///      {priceTick} and at most `MAX_LEVEL` ticks. The market snapshots a slot's prices when the operator's
     ///      keeper opens it (`EnergyMarket.openSlot`); later changes do not apply to an open slot.
+    ///      While islanded ({setIslanded}) they must also lie within the island's band, `priceFloor <= feedIn` and
+    ///      `retail <= valueOfLostLoad`, else {PricesOutsideIslandBand}.
     function setDefaultPrices(uint256 retailPerKWh, uint256 feedInPerKWh) external onlyRole(OPERATOR_ROLE) {
         _checkPrices(retailPerKWh, feedInPerKWh);
+        _checkIslandBand(retailPerKWh, feedInPerKWh);
         defaultPrices = Prices(uint128(retailPerKWh), uint128(feedInPerKWh));
         emit DefaultPricesSet(retailPerKWh, feedInPerKWh);
     }
 
-    /// @notice Sets time-of-use grid prices for one `slot` (same rules as {setDefaultPrices}).
+    /// @notice Sets time-of-use grid prices for one `slot` (same rules as {setDefaultPrices}, including the island's
+    ///         band while islanded).
     /// @dev Operator only. Applies when the operator's keeper opens the slot (`EnergyMarket.openSlot`); has no
     ///      effect on a slot that is already open. Orders cannot open a slot, so nobody else can freeze its prices.
+    ///      The operator's keeper also uses it for scarcity and surplus prices in slots whose forecast flow at the
+    ///      point of common coupling exceeds {pccImportLimitW} or {pccExportLimitW}.
     function setSlotPrices(uint64 slot, uint256 retailPerKWh, uint256 feedInPerKWh) external onlyRole(OPERATOR_ROLE) {
         _checkPrices(retailPerKWh, feedInPerKWh);
+        _checkIslandBand(retailPerKWh, feedInPerKWh);
         _slotPrices[slot] = Prices(uint128(retailPerKWh), uint128(feedInPerKWh));
         emit SlotPricesSet(slot, retailPerKWh, feedInPerKWh);
     }
@@ -263,6 +283,65 @@ contract Registry is IRegistry, AccessControl {
         if (_slotPrices[slot].retailPerKWh == 0) revert NoSlotPrices(slot);
         delete _slotPrices[slot];
         emit SlotPricesCleared(slot);
+    }
+
+    // ------------------------------------------------------------------ microgrid
+
+    /// @notice Sets the import and export limits (watts, 0 = no limit) of the community's one connection to the grid
+    ///         at the point of common coupling (PCC): its rating.
+    /// @dev Operator only. Informational: the operator's keeper (or the simulator) reads them to price slots whose
+    ///      forecast PCC flow exceeds them (scarcity or surplus prices with {setSlotPrices}), and the dApp shows the
+    ///      PCC flow against them. The market does not enforce them: settlement is metered, and metered flows never
+    ///      exceed what the connection physically carries. Emits {ConnectionLimitsSet}.
+    function setConnectionLimits(uint32 importW, uint32 exportW) external onlyRole(OPERATOR_ROLE) {
+        (pccImportLimitW, pccExportLimitW) = (importW, exportW);
+        emit ConnectionLimitsSet(importW, exportW);
+    }
+
+    /// @notice Marks the microgrid islanded (no grid) with the price band `[floorPerKWh, vollPerKWh]` (credit base
+    ///         units per kWh), and makes the band the default prices: retail = the value of lost load, feed-in = the
+    ///         floor.
+    /// @dev Operator only; also while islanded (a new band). The pair is checked as grid prices are
+    ///      ({setDefaultPrices}: `floor <= voll`, multiples of 1000, `voll - floor` a multiple of {priceTick} and at
+    ///      most `MAX_LEVEL` ticks, `voll` at most 64 bits), else {InvalidPrices}`(voll, floor)`; so a value of lost
+    ///      load of several credits per kWh needs a registry deployed with a coarse enough price tick (at 0.001
+    ///      credit/kWh the band is at most 0.255 credit/kWh wide). Islanded, the market's grid account stands for the
+    ///      community's balancing account, whose counterparties are the community's own assets (battery, genset, PV
+    ///      plant) registered as metered participants; retail is what unbought import costs (energy the community
+    ///      had to find at any price) and feed-in the least surplus earns. Until {setGridConnected},
+    ///      {setDefaultPrices} and {setSlotPrices} keep prices within the band ({PricesOutsideIslandBand});
+    ///      time-of-use overrides set before are not re-checked (clear them with {clearSlotPrices}), and a slot
+    ///      already opened keeps its prices. Emits {IslandedSet} and {DefaultPricesSet}.
+    function setIslanded(uint256 floorPerKWh, uint256 vollPerKWh) external onlyRole(OPERATOR_ROLE) {
+        _checkPrices(vollPerKWh, floorPerKWh);
+        islanded = true;
+        (priceFloor, valueOfLostLoad) = (floorPerKWh, vollPerKWh);
+        defaultPrices = Prices(uint128(vollPerKWh), uint128(floorPerKWh));
+        emit IslandedSet(floorPerKWh, vollPerKWh);
+        emit DefaultPricesSet(vollPerKWh, floorPerKWh);
+    }
+
+    /// @notice Marks the microgrid connected to the grid again and clears the island's price band.
+    /// @dev Operator only; reverts with {NotIslanded} if it is not islanded. The default prices stay as they are
+    ///      (the band's): the operator sets the grid's prices next ({setDefaultPrices}). Emits {GridConnectedSet}.
+    function setGridConnected() external onlyRole(OPERATOR_ROLE) {
+        if (!islanded) revert NotIslanded();
+        islanded = false;
+        (priceFloor, valueOfLostLoad) = (0, 0);
+        emit GridConnectedSet();
+    }
+
+    /// @notice Reports what the meters cannot measure about the microgrid in delivered `slot`: the flow at the
+    ///         point of common coupling, curtailed PV, shed load, the community storage's state of charge and the
+    ///         genset's generation ({MicrogridReport}).
+    /// @dev Operator only. Only an event ({MicrogridReported}), no storage. `slot` must have ended:
+    ///      `block.timestamp >= startTime + (slot + 1) * slotLength`, else {SlotNotDelivered}; `storageWh` at most
+    ///      `storageCapacityWh`, else {InvalidMicrogridReport}. A later report for the same slot replaces an earlier
+    ///      one for readers (they take the last).
+    function reportMicrogrid(uint64 slot, MicrogridReport calldata report) external onlyRole(OPERATOR_ROLE) {
+        if (block.timestamp < uint256(startTime) + (uint256(slot) + 1) * slotLength) revert SlotNotDelivered(slot);
+        if (report.storageWh > report.storageCapacityWh) revert InvalidMicrogridReport();
+        emit MicrogridReported(slot, report);
     }
 
     // ------------------------------------------------------------------ order horizon
@@ -463,6 +542,14 @@ contract Registry is IRegistry, AccessControl {
         return uint256(uint160(b.account)) | (uint256(b.fromSlot) << 160) | (uint256(b.untilSlot) << 208);
     }
 
+    /// @dev While islanded, grid prices must lie within the island's band ({setIslanded}).
+    function _checkIslandBand(uint256 retailPerKWh, uint256 feedInPerKWh) private view {
+        if (islanded && (feedInPerKWh < priceFloor || retailPerKWh > valueOfLostLoad)) {
+            revert PricesOutsideIslandBand(retailPerKWh, feedInPerKWh);
+        }
+    }
+
+    /// @dev Grid prices as {setDefaultPrices} requires them, else {InvalidPrices}.
     function _checkPrices(uint256 retailPerKWh, uint256 feedInPerKWh) private view {
         if (
             retailPerKWh == 0 || feedInPerKWh > retailPerKWh || feedInPerKWh % 1000 != 0

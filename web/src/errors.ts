@@ -260,6 +260,18 @@ const SENTENCES: Record<string, (a: readonly unknown[], k: SentenceKit) => strin
   InvalidImbalancePrices: (a, { price }) => {
     return `The imbalance prices are invalid: the short premium ${price(a[0])} and the long penalty ${price(a[1])} must each be at least one price step (an imbalance priced at retail or feed-in would cost nothing) and at most 65,535 steps.`;
   },
+  PricesOutsideIslandBand: (a, { price }) => {
+    return `While the microgrid is islanded, prices must lie within its band: retail ${price(a[0])} must not exceed the value of lost load and feed-in ${price(a[1])} must not be below the price floor.`;
+  },
+  NotIslanded: (_a, _k) => {
+    return 'The microgrid is already connected to the grid.';
+  },
+  SlotNotDelivered: (a, _k) => {
+    return `Slot ${a[0]} has not ended yet; a microgrid report can be made only for a delivered slot.`;
+  },
+  InvalidMicrogridReport: (_a, _k) => {
+    return `The microgrid report is invalid: the storage's state of charge exceeds its capacity.`;
+  },
   // CreditToken
   ERC20InsufficientAllowance: (a, { credits }) => {
     return `The market may take only ${credits(a[1])} from your wallet (allowance) but needs ${credits(a[2])}.`;

@@ -35,6 +35,22 @@ interface IRegistry {
         uint128 feedInPerKWh;
     }
 
+    /// @notice What the operator reports about the microgrid for one delivered slot ({MicrogridReported}): what the
+    ///         participants' meters cannot measure (curtailment, shed load, the community storage's state of charge)
+    ///         and the flow at the point of common coupling (PCC), the community's one connection to the grid.
+    /// @dev Only an event, no storage. Energy in Wh over the slot, power in W, each `uint32`.
+    struct MicrogridReport {
+        uint32 importWh; // energy imported at the PCC over the slot (islanded: drawn from the community's assets)
+        uint32 exportWh; // energy exported at the PCC over the slot
+        uint32 peakImportW; // highest one-minute import, W
+        uint32 peakExportW; // highest one-minute export, W
+        uint32 curtailedWh; // PV curtailed
+        uint32 shedWh; // load shed (unserved energy)
+        uint32 storageWh; // community storage's state of charge at the slot's end
+        uint32 storageCapacityWh; // its capacity (0: no community storage)
+        uint32 generatorWh; // dispatchable generation (genset) over the slot
+    }
+
     error NoAdmins();
     error ZeroAddress();
     error InvalidRole();
@@ -54,6 +70,15 @@ interface IRegistry {
     /// @notice Imbalance prices must lie beyond the grid prices: both a non-zero multiple of the price tick of at
     ///         most `MAX_IMBALANCE_TICKS` ticks.
     error InvalidImbalancePrices(uint256 shortPremiumPerKWh, uint256 longPenaltyPerKWh);
+    /// @notice While islanded, grid prices must lie within the island's band: `priceFloor <= feedInPerKWh` and
+    ///         `retailPerKWh <= valueOfLostLoad`.
+    error PricesOutsideIslandBand(uint256 retailPerKWh, uint256 feedInPerKWh);
+    /// @notice The microgrid is connected to the grid already (nothing to reconnect).
+    error NotIslanded();
+    /// @notice `slot` has not ended yet: a microgrid report is for a delivered slot only.
+    error SlotNotDelivered(uint64 slot);
+    /// @notice The report's storage state of charge exceeds the storage capacity.
+    error InvalidMicrogridReport();
 
     event RoleListenerSet(address indexed listener);
     event ParticipantRegistered(address indexed account, Role role);
@@ -78,6 +103,17 @@ interface IRegistry {
     event CapacitySet(address indexed account, uint32 importW, uint32 exportW);
     /// @notice Capacity given to participants registered from now on (watts).
     event DefaultCapacitySet(uint32 importW, uint32 exportW);
+    /// @notice The import and export limits (watts, 0 = no limit) of the community's connection at the point of
+    ///         common coupling.
+    event ConnectionLimitsSet(uint32 importW, uint32 exportW);
+    /// @notice The microgrid is islanded: grid prices must lie within `[floorPerKWh, vollPerKWh]` (the default prices
+    ///         are set to that band, with a {DefaultPricesSet}).
+    event IslandedSet(uint256 floorPerKWh, uint256 vollPerKWh);
+    /// @notice The microgrid is connected to the grid again; the island's price band no longer applies.
+    event GridConnectedSet();
+    /// @notice The operator's report on the microgrid in delivered `slot`; a later report for the same slot replaces
+    ///         an earlier one (readers take the last).
+    event MicrogridReported(uint64 indexed slot, MicrogridReport report);
 
     /// @notice The role that administers participants, meters and prices.
     function OPERATOR_ROLE() external view returns (bytes32);
