@@ -27,6 +27,9 @@ contract Registry is IRegistry, AccessControl {
     /// @notice Import and export capacity of a participant registered before the operator sets another default
     ///         ({setDefaultCapacity}): 25 kW, a three-phase 40 A household connection.
     uint32 public constant DEFAULT_CAPACITY_W = 25_000;
+    /// @notice A PCC limit meaning "no limit" (the deployment's value). Zero is a real limit: many connections
+    ///         may not export at all.
+    uint32 public constant NO_CONNECTION_LIMIT = type(uint32).max;
 
     /// @inheritdoc IRegistry
     uint64 public immutable startTime;
@@ -74,10 +77,12 @@ contract Registry is IRegistry, AccessControl {
     Prices public defaultPrices;
     mapping(uint64 slot => Prices) private _slotPrices;
 
-    /// @notice Import limit of the community's connection at the point of common coupling (PCC), watts; 0 = no
-    ///         limit ({setConnectionLimits}).
+    /// @notice Import limit of the community's connection at the point of common coupling (PCC), watts;
+    ///         {NO_CONNECTION_LIMIT} (as at deployment) for none, 0 for a connection that may not import
+    ///         ({setConnectionLimits}).
     uint32 public pccImportLimitW;
-    /// @notice Export limit of the community's connection at the PCC, watts; 0 = no limit ({setConnectionLimits}).
+    /// @notice Export limit of the community's connection at the PCC, watts; {NO_CONNECTION_LIMIT} for none, 0 for
+    ///         a zero-export connection ({setConnectionLimits}).
     uint32 public pccExportLimitW;
     /// @notice Whether the microgrid runs islanded, without the grid ({setIslanded}, {setGridConnected}).
     bool public islanded;
@@ -125,6 +130,8 @@ contract Registry is IRegistry, AccessControl {
         emit ImbalancePricesSet(premium, premium);
         defaultCapacity = Capacity(DEFAULT_CAPACITY_W, DEFAULT_CAPACITY_W);
         emit DefaultCapacitySet(DEFAULT_CAPACITY_W, DEFAULT_CAPACITY_W);
+        (pccImportLimitW, pccExportLimitW) = (NO_CONNECTION_LIMIT, NO_CONNECTION_LIMIT);
+        emit ConnectionLimitsSet(NO_CONNECTION_LIMIT, NO_CONNECTION_LIMIT);
     }
 
     // ------------------------------------------------------------------ participants
@@ -287,7 +294,7 @@ contract Registry is IRegistry, AccessControl {
 
     // ------------------------------------------------------------------ microgrid
 
-    /// @notice Sets the import and export limits (watts, 0 = no limit) of the community's one connection to the grid
+    /// @notice Sets the import and export limits (watts; {NO_CONNECTION_LIMIT}: none; 0: no flow that way) of the community's one connection to the grid
     ///         at the point of common coupling (PCC): its rating.
     /// @dev Operator only. Informational: the operator's keeper (or the simulator) reads them to price slots whose
     ///      forecast PCC flow exceeds them (scarcity or surplus prices with {setSlotPrices}), and the dApp shows the

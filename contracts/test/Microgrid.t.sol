@@ -54,9 +54,10 @@ contract MicrogridTest is Fixture {
 
     // ------------------------------------------------------------------ connection limits
 
-    function test_connectionLimits_zeroAtDeployment() public view {
-        assertEq(registry.pccImportLimitW(), 0, "import: no limit");
-        assertEq(registry.pccExportLimitW(), 0, "export: no limit");
+    function test_connectionLimits_noneAtDeployment() public view {
+        assertEq(registry.pccImportLimitW(), registry.NO_CONNECTION_LIMIT(), "import: no limit");
+        assertEq(registry.pccExportLimitW(), registry.NO_CONNECTION_LIMIT(), "export: no limit");
+        assertEq(registry.NO_CONNECTION_LIMIT(), type(uint32).max);
     }
 
     function test_setConnectionLimits() public {
@@ -77,8 +78,8 @@ contract MicrogridTest is Fixture {
         emit IRegistry.ConnectionLimitsSet(0, 0);
         registry.setConnectionLimits(0, 0);
         vm.stopPrank();
-        assertEq(registry.pccImportLimitW(), 0, "back to no limit");
-        assertEq(registry.pccExportLimitW(), 0, "back to no limit");
+        assertEq(registry.pccImportLimitW(), 0, "no import at all");
+        assertEq(registry.pccExportLimitW(), 0, "zero export");
     }
 
     function test_setConnectionLimits_revertsForNonOperator() public {

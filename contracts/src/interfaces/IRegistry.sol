@@ -103,7 +103,7 @@ interface IRegistry {
     event CapacitySet(address indexed account, uint32 importW, uint32 exportW);
     /// @notice Capacity given to participants registered from now on (watts).
     event DefaultCapacitySet(uint32 importW, uint32 exportW);
-    /// @notice The import and export limits (watts, 0 = no limit) of the community's connection at the point of
+    /// @notice The import and export limits (watts; `type(uint32).max`: none; 0: no flow that way) of the community's connection at the point of
     ///         common coupling.
     event ConnectionLimitsSet(uint32 importW, uint32 exportW);
     /// @notice The microgrid is islanded: grid prices must lie within `[floorPerKWh, vollPerKWh]` (the default prices
