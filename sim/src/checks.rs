@@ -81,16 +81,20 @@ pub struct Checks {
     /// Minute-level power balance per household and community, PCC within its limits
     /// ([`crate::microgrid::check_pcc`]).
     pub pcc: Check,
+    /// The microgrid's parameters and the operator's per-slot reports on chain
+    /// ([`crate::microgrid::check_reports`]).
+    pub reports: Check,
 }
 
 impl Checks {
-    /// Whether the hard checks (clearing, no regret, money, energy, PCC) passed.
+    /// Whether the hard checks (clearing, no regret, money, energy, PCC, reports) passed.
     pub fn passed(&self) -> bool {
         self.clearing.passed
             && self.no_regret.passed
             && self.money.passed
             && self.energy.passed
             && self.pcc.passed
+            && self.reports.passed
     }
 }
 
@@ -103,6 +107,7 @@ pub fn run_checks(d: &RunData, hs: &[HouseholdResult]) -> Checks {
         energy: check_energy(d),
         baseline: check_baseline(hs),
         pcc: crate::microgrid::check_pcc(d),
+        reports: crate::microgrid::check_reports(d),
     }
 }
 

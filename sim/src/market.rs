@@ -5,7 +5,7 @@ use std::sync::Arc;
 use alloy_primitives::{Address, B256, U256};
 use alloy_sol_types::SolEvent;
 use p2pe_bindings::energy_market::EnergyMarket;
-use p2pe_bindings::registry::Registry;
+use p2pe_bindings::registry::{IRegistry, Registry};
 use serde_json::json;
 
 use crate::chain::{Log, Rpc, RpcError};
@@ -336,5 +336,85 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(ev.book(), vec![o(a, Side::Bid, 20, 100), o(b, Side::Bid, 7, 70)]);
+    }
+}
+
+/// A PCC limit meaning "none" in the registry (`Registry.NO_CONNECTION_LIMIT`; 0 W is a real limit).
+pub const NO_CONNECTION_LIMIT: u32 = u32::MAX;
+
+/// The microgrid's parameters in the registry (its PCC limits and islanded band).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MicrogridParams {
+    /// Import limit at the PCC, W ([`NO_CONNECTION_LIMIT`]: none).
+    pub import_limit_w: u32,
+    /// Export limit at the PCC, W ([`NO_CONNECTION_LIMIT`]: none).
+    pub export_limit_w: u32,
+    /// Whether the community runs islanded.
+    pub islanded: bool,
+    /// Islanded: the lowest feed-in price, base units per kWh (0 otherwise).
+    pub floor: u128,
+    /// Islanded: the value of lost load, the highest retail price (0 otherwise).
+    pub voll: u128,
+}
+
+impl From<crate::microgrid::SlotReport> for IRegistry::MicrogridReport {
+    fn from(r: crate::microgrid::SlotReport) -> Self {
+        Self {
+            importWh: r.import_wh,
+            exportWh: r.export_wh,
+            peakImportW: r.peak_import_w,
+            peakExportW: r.peak_export_w,
+            curtailedWh: r.curtailed_wh,
+            shedWh: r.shed_wh,
+            storageWh: r.storage_wh,
+            storageCapacityWh: r.storage_capacity_wh,
+            generatorWh: r.generator_wh,
+        }
+    }
+}
+
+impl From<IRegistry::MicrogridReport> for crate::microgrid::SlotReport {
+    fn from(r: IRegistry::MicrogridReport) -> Self {
+        Self {
+            import_wh: r.importWh,
+            export_wh: r.exportWh,
+            peak_import_w: r.peakImportW,
+            peak_export_w: r.peakExportW,
+            curtailed_wh: r.curtailedWh,
+            shed_wh: r.shedWh,
+            storage_wh: r.storageWh,
+            storage_capacity_wh: r.storageCapacityWh,
+            generator_wh: r.generatorWh,
+        }
+    }
+}
+
+impl Market {
+    /// The registry's microgrid parameters now.
+    pub async fn microgrid_params(&self) -> Result<MicrogridParams, RpcError> {
+        let registry = Registry::new(self.c.registry, self.rpc.provider());
+        Ok(MicrogridParams {
+            import_limit_w: registry.pccImportLimitW().call().await?,
+            export_limit_w: registry.pccExportLimitW().call().await?,
+            islanded: registry.islanded().call().await?,
+            floor: u128_of(registry.priceFloor().call().await?),
+            voll: u128_of(registry.valueOfLostLoad().call().await?),
+        })
+    }
+
+    /// The operator's microgrid reports between blocks `from` and `to`, by chain slot (a later
+    /// report of a slot replaces an earlier one).
+    pub async fn microgrid_reports(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<std::collections::BTreeMap<u64, crate::microgrid::SlotReport>, RpcError> {
+        let sig = Registry::MicrogridReported::SIGNATURE_HASH;
+        let logs = self.rpc.logs(self.c.registry, json!([sig]), from, to).await?;
+        Ok(logs
+            .iter()
+            .filter_map(|l| l.decode::<Registry::MicrogridReported>())
+            .map(|e| (e.slot, e.report.into()))
+            .collect())
     }
 }

@@ -102,6 +102,10 @@ pub struct MicrogridResults {
     pub households: Vec<HouseholdPcc>,
     /// Islanded: the assets.
     pub island: Option<IslandResults>,
+    /// The microgrid's parameters in the registry at the end of the run.
+    pub registry: crate::market::MicrogridParams,
+    /// Slots with the operator's report on chain.
+    pub reported_slots: usize,
 }
 
 /// The microgrid's figures from a run (all zero without simulated physics).
@@ -109,6 +113,8 @@ pub fn microgrid_results(d: &RunData) -> MicrogridResults {
     let mut r = MicrogridResults {
         import_limit_kw: d.cfg.pcc.import_kw,
         export_limit_kw: d.cfg.pcc.export_kw,
+        registry: d.microgrid.end,
+        reported_slots: d.slots.iter().filter(|s| d.reports.contains_key(&s.chain_slot)).count(),
         ..Default::default()
     };
     let (mut load, mut pv) = (0.0, 0.0);
@@ -292,6 +298,118 @@ pub fn check_pcc(d: &RunData) -> Check {
                 )
             });
         }
+    }
+    c
+}
+
+/// What the operator reports on chain for one delivered slot (`Registry.reportMicrogrid`): what the
+/// meters cannot measure (curtailment, shed, the community battery's charge) beside the flow at the
+/// PCC. Energies in Wh, powers in W, rounded to the nearest unit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SlotReport {
+    /// Energy imported at the PCC over the slot (islanded: drawn from the community's assets).
+    pub import_wh: u32,
+    /// Energy exported at the PCC over the slot (islanded: fed into the community's assets).
+    pub export_wh: u32,
+    /// Highest one-minute import, W.
+    pub peak_import_w: u32,
+    /// Highest one-minute export, W.
+    pub peak_export_w: u32,
+    /// PV curtailed (households' and, islanded, the plant's).
+    pub curtailed_wh: u32,
+    /// Load shed (unserved energy).
+    pub shed_wh: u32,
+    /// The community battery's state of charge at the slot's end (0 without one).
+    pub storage_wh: u32,
+    /// Its capacity (0: no community storage).
+    pub storage_capacity_wh: u32,
+    /// The genset's output delivered over the slot (its output less what it dumped).
+    pub generator_wh: u32,
+}
+
+impl SlotReport {
+    /// The report of day slot `day_slot` from its minute flows at the PCC (kW, + import), the
+    /// households' physics of the slot and, islanded, the assets' dispatch.
+    pub fn from_slot<'a>(
+        day_slot: usize,
+        pcc_import_kw: &[f64],
+        households: impl Iterator<Item = &'a crate::household::SlotPhysics>,
+        island: Option<&crate::island::Island>,
+    ) -> Self {
+        let wh = |v: f64| v.max(0.0).round().min(u32::MAX as f64) as u32;
+        let per_minute = |kw: f64| kw * 1000.0 / 60.0;
+        let mut r = SlotReport {
+            import_wh: wh(pcc_import_kw.iter().map(|kw| per_minute(kw.max(0.0))).sum()),
+            export_wh: wh(pcc_import_kw.iter().map(|kw| per_minute((-kw).max(0.0))).sum()),
+            peak_import_w: wh(pcc_import_kw.iter().fold(0.0, |a, kw| f64::max(a, kw * 1000.0))),
+            peak_export_w: wh(pcc_import_kw.iter().fold(0.0, |a, kw| f64::max(a, -kw * 1000.0))),
+            ..Default::default()
+        };
+        let (mut curtailed, mut shed) = (0.0, 0.0);
+        for p in households {
+            curtailed += p.curtailed_wh;
+            shed += p.shed_wh;
+        }
+        if let Some(i) = island {
+            let mut own = i.minutes.iter().filter(|(m, _)| m / SLOT_MINUTES == day_slot).map(|(_, a)| a);
+            curtailed += own.clone().map(|a| a.plant_curtailed_wh).sum::<f64>();
+            r.generator_wh = wh(own.clone().map(|a| a.genset_wh - a.dumped_wh).sum());
+            r.storage_wh = wh(own.next_back().map_or(i.battery.soc_wh, |a| a.soc_wh));
+            r.storage_capacity_wh = wh(i.spec.battery.capacity_wh);
+        }
+        r.curtailed_wh = wh(curtailed);
+        r.shed_wh = wh(shed);
+        r
+    }
+}
+
+/// The microgrid on chain: the registry held the run's parameters (islanded band or PCC limits)
+/// from set-up to the end; every delivered slot has the operator's report (`MicrogridReported`),
+/// equal to the physics; and each report's net flow (import − export) agrees with the net energy
+/// of every meter on chain in that slot (what settlement bills), within 1 Wh of register rounding
+/// per meter and 1 Wh of the report's own rounding per direction.
+pub fn check_reports(d: &RunData) -> Check {
+    let mut c = Check::new();
+    c.expect(d.microgrid.start == d.microgrid.end, || {
+        format!(
+            "the registry's microgrid parameters changed during the run: {:?} → {:?}",
+            d.microgrid.start, d.microgrid.end
+        )
+    });
+    c.expect(d.microgrid.end.islanded == d.cfg.islanded.is_some(), || {
+        format!(
+            "the registry says islanded = {}, the run was {}",
+            d.microgrid.end.islanded,
+            d.cfg.islanded.is_some()
+        )
+    });
+    let w =
+        |kw: Option<f64>| kw.map_or(crate::market::NO_CONNECTION_LIMIT, |kw| (kw * 1000.0).round() as u32);
+    if d.cfg.islanded.is_none() {
+        let (i, e) = (w(d.cfg.pcc.import_kw), w(d.cfg.pcc.export_kw));
+        c.expect((d.microgrid.end.import_limit_w, d.microgrid.end.export_limit_w) == (i, e), || {
+            format!("the registry's PCC limits are {:?}, the run's ({i}, {e}) W", d.microgrid.end)
+        });
+    }
+    let rounding = d.metered.len() as f64 + 2.0;
+    for (k, s) in d.slots.iter().enumerate() {
+        let Some(mine) = s.report else { continue };
+        let Some(theirs) = d.reports.get(&s.chain_slot) else {
+            c.expect(false, || format!("{}: no microgrid report on chain", hhmm(s.day_slot)));
+            continue;
+        };
+        c.expect(*theirs == mine, || {
+            format!("{}: the report on chain {theirs:?} ≠ the physics {mine:?}", hhmm(s.day_slot))
+        });
+        let metered: f64 =
+            d.metered.iter().map(|row| row[k].import_wh as f64 - row[k].export_wh as f64).sum();
+        let reported = theirs.import_wh as f64 - theirs.export_wh as f64;
+        c.expect((metered - reported).abs() <= rounding, || {
+            format!(
+                "{}: the report's net flow {reported} Wh ≠ the meters' {metered} Wh on chain",
+                hhmm(s.day_slot)
+            )
+        });
     }
     c
 }

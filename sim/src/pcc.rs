@@ -68,6 +68,14 @@ impl Coupling for PccLimits {
 /// the operator can set is 255 ticks.
 pub const MAX_LEVEL: u128 = 255;
 
+/// The islanded price band (value of lost load, floor) in credit base units per kWh from the
+/// grid-connected defaults: the floor is feed-in, the cap the highest the registry's 255 levels
+/// reach above it (0.335 credits at the 0.001 tick; a value of lost load of several credits needs a
+/// chain deployed with a coarser tick, `p2pe-node dev --price-tick`).
+pub fn island_band(default: &crate::market::Prices) -> (u128, u128) {
+    (default.feed_in + MAX_LEVEL * default.tick, default.feed_in)
+}
+
 /// How the operator prices a slot in which it forecasts a binding PCC limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -79,9 +87,10 @@ pub enum PccPricing {
     /// Forecast export beyond the export limit: the band moves down to [0, feed-in]: the grid pays
     /// nothing for export it cannot take (it would be curtailed), and local energy is cheap.
     Surplus,
-    /// Islanded: every slot's band is [feed-in, feed-in + 255 ticks], the floor and the highest
-    /// cap the registry allows above it; imbalance is bought from and sold to the community's
-    /// assets (the market's grid account is their balancing account).
+    /// Islanded: every slot's band is the registry's islanded band ([`island_band`], set once with
+    /// `Registry.setIslanded`, which makes it the default prices: no slot needs an override);
+    /// imbalance is bought from and sold to the community's assets (the market's grid account is
+    /// their balancing account).
     Islanded,
 }
 
@@ -101,11 +110,12 @@ impl PccPricing {
     /// The slot's (retail, feed-in) prices in credit base units per kWh, from the default prices
     /// and tick; both stay within the registry's rules (feed-in ≤ retail, retail > 0, a whole
     /// number of ticks apart, at most [`MAX_LEVEL`] of them).
-    pub fn prices(self, default: &crate::market::Prices) -> (u128, u128) {
+    /// `None` when the slot needs no override (islanded: the band is the default).
+    pub fn prices(self, default: &crate::market::Prices) -> Option<(u128, u128)> {
         match self {
-            PccPricing::Scarcity => (default.retail + MAX_LEVEL * default.tick, default.retail),
-            PccPricing::Surplus => (default.feed_in.max(default.tick), 0),
-            PccPricing::Islanded => (default.feed_in + MAX_LEVEL * default.tick, default.feed_in),
+            PccPricing::Scarcity => Some((default.retail + MAX_LEVEL * default.tick, default.retail)),
+            PccPricing::Surplus => Some((default.feed_in.max(default.tick), 0)),
+            PccPricing::Islanded => None,
         }
     }
 
@@ -399,10 +409,12 @@ mod tests {
             short_premium: 50 * milli,
             long_penalty: 50 * milli,
         };
-        let (r, f) = PccPricing::Scarcity.prices(&d);
+        let (r, f) = PccPricing::Scarcity.prices(&d).unwrap();
         assert_eq!((r, f), (555 * milli, 300 * milli));
         assert_eq!((r - f) / d.tick, MAX_LEVEL);
-        assert_eq!(PccPricing::Surplus.prices(&d), (80 * milli, 0));
+        assert_eq!(PccPricing::Surplus.prices(&d), Some((80 * milli, 0)));
+        assert_eq!(PccPricing::Islanded.prices(&d), None, "the band is the registry's default");
+        assert_eq!(island_band(&d), ((80 + 255) * milli, 80 * milli));
     }
 
     #[test]

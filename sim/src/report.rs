@@ -209,6 +209,10 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
             format!("{} ({} items)", ok(checks.pcc.passed), checks.pcc.checked),
         ),
         (
+            "check: microgrid reports on chain".into(),
+            format!("{} ({} items)", ok(checks.reports.passed), checks.reports.checked),
+        ),
+        (
             "check: nobody worse off".into(),
             if checks.baseline.passed {
                 "pass".into()
@@ -240,6 +244,7 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
         .chain(&checks.money.failures)
         .chain(&checks.energy.failures)
         .chain(&checks.pcc.failures)
+        .chain(&checks.reports.failures)
         .take(10)
     {
         let _ = writeln!(t, "check failure: {f}");

@@ -47,11 +47,22 @@ fn islanded_evening_on_a_small_genset() {
     assert!(c.money.passed, "money: {:?}", c.money.failures);
     assert!(c.energy.passed, "energy: {:?}", c.energy.failures);
     assert!(c.pcc.passed, "power balance / assets: {:?}", c.pcc.failures);
+    // The registry is islanded with the band the slots were priced in, and every slot has the
+    // operator's report on chain, equal to the physics and to the meters' net flow.
+    assert!(c.reports.passed, "reports: {:?}", c.reports.failures);
+    assert!(c.reports.checked >= 2 + 2 * 6, "{}", c.reports.checked);
     // Households (4), community and assets (2) in each of 90 minutes.
     assert!(c.pcc.checked >= 6 * 15 * (4 + 1 + 2), "{}", c.pcc.checked);
     assert_eq!(f.summary["transactions"]["failed"], 0, "{}", f.summary["transactions"]);
 
     let mg = &f.summary["microgrid"];
+    let reg = &mg["registry"];
+    assert_eq!(reg["islanded"], true, "{reg}");
+    assert_eq!(
+        (reg["floor"].as_u64(), reg["voll"].as_u64()),
+        (Some(80 * 10u64.pow(15)), Some(335 * 10u64.pow(15)))
+    );
+    assert_eq!(mg["reported_slots"], 6);
     let isl = &mg["island"];
     assert!(isl["genset_hours"].as_f64().unwrap() > 1.0, "{isl}");
     assert!(isl["fuel_l"].as_f64().unwrap() > 0.0);

@@ -46,6 +46,18 @@ fn export_limit_curtails_pv_and_holds_at_the_pcc() {
     assert!(c.money.passed, "money: {:?}", c.money.failures);
     assert!(c.energy.passed, "energy: {:?}", c.energy.failures);
     assert!(c.pcc.passed, "power balance / PCC: {:?}", c.pcc.failures);
+    // The connection's rating is in the registry (20 kW import, 2 kW export), and every slot's
+    // report on chain equals the physics and the meters' net flow.
+    assert!(c.reports.passed, "reports: {:?}", c.reports.failures);
+    assert!(c.reports.checked >= 3 + 2 * 6, "{}", c.reports.checked);
+    let reg = &f.summary["microgrid"]["registry"];
+    assert_eq!(
+        (reg["import_limit_w"].as_u64(), reg["export_limit_w"].as_u64()),
+        (Some(20_000), Some(2_000)),
+        "{reg}"
+    );
+    assert_eq!(reg["islanded"], false);
+    assert_eq!(f.summary["microgrid"]["reported_slots"], 6);
     // 4 households × 15 minutes × 6 slots balances, 90 community minutes, limits and meter sums.
     assert!(c.pcc.checked >= 6 * 15 * (4 + 1 + 2), "{}", c.pcc.checked);
     assert_eq!(f.summary["transactions"]["failed"], 0, "{}", f.summary["transactions"]);

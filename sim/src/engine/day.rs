@@ -27,6 +27,7 @@ use crate::household::SLOT_MINUTES;
 use crate::island::Island;
 use crate::market::{credits_per_kwh, BookOrder, Market, Prices};
 use crate::meters::{register, Telemetry};
+use crate::microgrid::SlotReport;
 use crate::pcc::{step_community, Coupling, Member, PccPricing};
 
 /// What the day leaves behind besides the households' state.
@@ -106,7 +107,7 @@ pub(crate) async fn run_day(
     let first: Vec<Option<(u128, u128)>> = (0..cfg.slots.min(4))
         .map(|i| {
             slots[i].pcc_pricing = operator_pricing(cfg, hh, cfg.first_slot + i);
-            slots[i].pcc_pricing.map(|p| p.prices(&defaults))
+            slots[i].pcc_pricing.and_then(|p| p.prices(&defaults))
         })
         .collect();
     open_first_slots(market, &operator, c0, &first, tx).await?;
@@ -168,6 +169,14 @@ pub(crate) async fn run_day(
     }
     if let Some(p) = prev.take() {
         finish_rounds(p, market, hh, tx).await?;
+    }
+    // The last two slots' reports (each waits for its slot's end).
+    for j in cfg.slots.saturating_sub(2)..cfg.slots {
+        if let Some(r) = day.slots[j].report {
+            let job =
+                ClearJob { index: j, clear: None, open: None, report: Some((day.slots[j].chain_slot, r)) };
+            day.clear_tx.send(job).await.ok();
+        }
     }
     let DayLoop { mut slots, mut warnings, progress, clear_tx, settle_tx, telemetry, island, .. } = day;
     drop(clear_tx);
@@ -252,9 +261,11 @@ impl DayLoop<'_> {
         let open = (i + 3 < cfg.slots).then(|| {
             let pricing = operator_pricing(cfg, hh, cfg.first_slot + i + 3);
             self.slots[i + 3].pcc_pricing = pricing;
-            (self.c0 + i as u64 + 3, pricing.map(|p| p.prices(&self.defaults)))
+            (self.c0 + i as u64 + 3, pricing.and_then(|p| p.prices(&self.defaults)))
         });
-        self.clear_tx.send(ClearJob { index: k, chain_slot: ck, open }).await.ok();
+        // The operator reports slot k − 2, delivered by now (slot k − 1 ends as slot k starts).
+        let report = k.checked_sub(2).and_then(|j| Some((self.slots[j].chain_slot, self.slots[j].report?)));
+        self.clear_tx.send(ClearJob { index: k, clear: Some(ck), open, report }).await.ok();
         let (head, _) = market.rpc.head().await.map_err(rpc_err)?;
         let book = market.slot_events(ck, self.setup_block, head).await.map_err(rpc_err)?.book();
         let cleared_msg = self.fills_from_book(hh, k, &book);
@@ -374,6 +385,8 @@ impl DayLoop<'_> {
                 .collect();
             step_community(&mut members, day_slot, base_coupling)
         };
+        self.slots[k].report =
+            Some(SlotReport::from_slot(day_slot, &pcc_kw, phys.iter(), self.island.as_ref()));
         self.slots[k].pcc_import_kw = pcc_kw;
         // The day's first slot: its start boundary is fixed by a reading stamped exactly there (later
         // slots have the previous slot's last reading, stamped with their start).
@@ -438,6 +451,10 @@ async fn collect_keepers(
     for (idx, o) in clear_task.await.context("clearing task")? {
         tx.clears += o.txs;
         tx.opens += o.opens;
+        tx.reports += o.reports;
+        for e in &o.report_errors {
+            record_failure(tx, "report", format!("slot index {idx}: {e}"));
+        }
         for e in &o.open_errors {
             record_failure(tx, "open", format!("after slot index {idx}: {e}"));
         }

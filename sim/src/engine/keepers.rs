@@ -18,11 +18,14 @@ use super::send::{send_and_wait, send_filled, wait_for_block_time, zero_fee};
 use crate::chain::Account;
 use crate::clock::{now_unix, sleep_until_unix};
 use crate::market::{BookOrder, Market};
+use crate::microgrid::SlotReport;
 
 /// Gas limits (fees are zero, so generous limits cost nothing).
 pub(crate) const GAS_CLEAR: u64 = 8_000_000;
 /// See [`GAS_CLEAR`].
 pub(crate) const GAS_OPEN: u64 = 8_000_000;
+/// See [`GAS_CLEAR`] (a report is an event: about 40,000 gas).
+const GAS_REPORT: u64 = 200_000;
 const GAS_SETTLE_BASE: u64 = 300_000;
 const GAS_SETTLE_EACH: u64 = 80_000;
 /// Participants per `settle` transaction.
@@ -46,12 +49,15 @@ pub(crate) struct SettleJob {
     pub give_up_at: f64,
 }
 
-/// A slot for the clearer.
+/// Work for the operator's keeper: a slot to clear, a later one to open, a delivered one to report.
 pub(crate) struct ClearJob {
-    /// Day slot index in the run.
+    /// Day slot index in the run (of the slot cleared, or reported when nothing is cleared).
     pub index: usize,
-    /// Chain slot.
-    pub chain_slot: u64,
+    /// Chain slot to clear, if any.
+    pub clear: Option<u64>,
+    /// A delivered chain slot and the operator's report of it (`Registry.reportMicrogrid`, sent
+    /// once the chain's time has passed the slot's end).
+    pub report: Option<(u64, SlotReport)>,
     /// A later slot to open (`openSlot`) once this one is cleared, with the (retail, feed-in)
     /// prices the operator sets for it first (`setSlotPrices`) when it forecasts a binding PCC limit.
     pub open: Option<(u64, Option<(u128, u128)>)>,
@@ -70,6 +76,10 @@ pub(crate) struct ClearOutcome {
     pub cleared: bool,
     /// Whether the slot had no order (nothing to clear).
     pub empty: bool,
+    /// `reportMicrogrid` transactions sent.
+    pub reports: u64,
+    /// Why a report failed.
+    pub report_errors: Vec<String>,
     /// Errors.
     pub errors: Vec<String>,
 }
@@ -89,9 +99,16 @@ pub(crate) async fn clearer(
     let mut out = Vec::new();
     while let Some(job) = rx.recv().await {
         let mut o = ClearOutcome::default();
-        clear_slot(&market, &operator, job.chain_slot, &mut o).await;
+        if let Some(slot) = job.clear {
+            clear_slot(&market, &operator, slot, &mut o).await;
+        } else {
+            o.empty = true; // nothing asked
+        }
         if let Some((slot, prices)) = job.open {
             open_slot(&market, &operator, slot, prices, &mut o).await;
+        }
+        if let Some((slot, report)) = job.report {
+            report_slot(&market, &operator, slot, report, &mut o).await;
         }
         out.push((job.index, o));
     }
@@ -179,6 +196,35 @@ async fn open_slot(
             }
         }
         Err(e) => o.open_errors.push(e.to_string()),
+    }
+}
+
+/// Reports a delivered slot's microgrid figures (`Registry.reportMicrogrid`) once a block past its
+/// end is in (the registry refuses a report of a slot that has not ended).
+async fn report_slot(
+    market: &Market,
+    operator: &DynProvider,
+    slot: u64,
+    report: SlotReport,
+    o: &mut ClearOutcome,
+) {
+    let mut scratch = TxStats::default();
+    wait_for_block_time(&market.rpc, market.c.slot_start(slot + 1), 10.0).await;
+    let registry = Registry::new(market.c.registry, operator);
+    let call = registry.reportMicrogrid(slot, report.into());
+    o.reports += 1;
+    let wait = Duration::from_secs(market.c.slot_length as u64 + 10);
+    match send_filled(&market.rpc, operator, vec![zero_fee(call, GAS_REPORT)], wait, &mut scratch, "report")
+        .await
+    {
+        Ok(r) if r[0].as_ref().is_some_and(|r| r.success) => {}
+        Ok(_) => {
+            o.report_errors.push(format!("slot {slot}: not recorded"));
+            for k in scratch.failures.values_mut() {
+                o.report_errors.append(&mut k.examples);
+            }
+        }
+        Err(e) => o.report_errors.push(e.to_string()),
     }
 }
 

@@ -64,6 +64,7 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
         setup_block,
         grid_start,
         tokens_start,
+        microgrid,
     } = s;
     let t_setup = t0.elapsed().as_secs_f64();
 
@@ -98,6 +99,8 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
         grid_balance: StartEnd { start: grid_start, end: back.grid_end },
         market_tokens: StartEnd { start: tokens_start, end: back.tokens_end },
         metered: back.metered,
+        microgrid: StartEnd { start: microgrid, end: back.microgrid_end },
+        reports: back.reports,
         tx,
         chain_txs: back.chain_txs,
         blocks: StartEnd { start: setup_block + 1, end: back.head },

@@ -206,6 +206,8 @@ pub struct TxStats {
     pub opens: u64,
     /// `settle` calls.
     pub settles: u64,
+    /// `reportMicrogrid` calls (the operator's report of each delivered slot).
+    pub reports: u64,
     /// Transactions that reverted, were refused or were not mined in time, by kind (`order`,
     /// `cancel`, `clear`, `settle`, `setup`): how many, and the first few with their reasons.
     pub failures: std::collections::BTreeMap<String, FailureKind>,
@@ -246,6 +248,8 @@ pub struct SlotRec {
     pub pcc_import_kw: Vec<f64>,
     /// How the operator priced the slot because of a forecast binding PCC limit, if it did.
     pub pcc_pricing: Option<crate::pcc::PccPricing>,
+    /// What the operator reports on chain for the slot once it is delivered (simulated meters only).
+    pub report: Option<crate::microgrid::SlotReport>,
 }
 
 /// What settling a slot took.
@@ -281,6 +285,10 @@ pub struct RunData {
     pub market_tokens: StartEnd<u128>,
     /// On-chain meter energy per household and slot.
     pub metered: Vec<Vec<MeteredSlot>>,
+    /// The microgrid's parameters in the registry after set-up and at the end.
+    pub microgrid: StartEnd<crate::market::MicrogridParams>,
+    /// The operator's microgrid reports on chain (`MicrogridReported`), by chain slot.
+    pub reports: std::collections::BTreeMap<u64, crate::microgrid::SlotReport>,
     /// Transactions sent by the simulator.
     pub tx: TxStats,
     /// Transactions in the blocks of the day (everyone's, including the bridge's).

@@ -20,6 +20,10 @@ pub(crate) struct ReadBack {
     pub tokens_end: u128,
     /// Transactions in the blocks of the day.
     pub chain_txs: u64,
+    /// The registry's microgrid parameters.
+    pub microgrid_end: crate::market::MicrogridParams,
+    /// The operator's microgrid reports, by chain slot.
+    pub reports: std::collections::BTreeMap<u64, crate::microgrid::SlotReport>,
 }
 
 /// Reads everything back: events into `slots`, end balances into `hh`, the rest returned.
@@ -69,5 +73,7 @@ pub(crate) async fn read_back(
         .await
         .map_err(rpc_err)?;
     let chain_txs = counts.iter().filter_map(|r| r.as_ref().ok().map(|n| n.to::<u64>())).sum();
-    Ok(ReadBack { head, metered, grid_end, tokens_end, chain_txs })
+    let microgrid_end = market.microgrid_params().await.map_err(rpc_err)?;
+    let reports = market.microgrid_reports(setup_block, head).await.map_err(rpc_err)?;
+    Ok(ReadBack { head, metered, grid_end, tokens_end, chain_txs, microgrid_end, reports })
 }

@@ -27,9 +27,10 @@ use crate::household::{generate, DayTrace, Environment, HouseholdSpec, Mix};
 use crate::keys::{
     write_keystore, KeyDeriver, DEV_MNEMONIC, HOUSEHOLD_INDEX_BASE, MAX_HOUSEHOLDS, METER_INDEX_BASE,
 };
-use crate::market::{u128_of, Market};
+use crate::market::{u128_of, Market, MicrogridParams, NO_CONNECTION_LIMIT};
 use crate::meters::{MeterFleet, SimMeter, Telemetry};
 use crate::node::{DevChain, DevChainConfig};
+use crate::pcc::island_band;
 
 /// Gas limit of the set-up transactions.
 const GAS_SETUP: u64 = 8_000_000;
@@ -69,6 +70,8 @@ pub(crate) struct Setup {
     pub grid_start: MarketAccount,
     /// Credits held by the market contract at the start.
     pub tokens_start: u128,
+    /// The microgrid's parameters in the registry, as the operator set them.
+    pub microgrid: MicrogridParams,
 }
 
 /// Checks the settings, makes `cfg.out` absolute and sets everything up.
@@ -122,7 +125,8 @@ pub(crate) async fn set_up(cfg: &mut SimConfig) -> anyhow::Result<Setup> {
     let settler_key = deriver.key(SETTLER_INDEX)?;
     let settler = Account::new(settler_key.clone(), rpc.nonce(settler_key.address()).await.map_err(rpc_err)?);
     let (mut hh, meter_keys) = households(cfg, &deriver, specs, traces)?;
-    let tx = register(cfg, &market, chain_id, &mut operator, &hh).await?;
+    let mut tx = register(cfg, &market, chain_id, &mut operator, &hh).await?;
+    let microgrid = configure_microgrid(cfg, &market, chain_id, &mut operator, &mut tx).await?;
 
     let (broker_url, embedded) = match (&cfg.lab, &cfg.broker) {
         (Some(lab), _) => (lab.broker.url.clone(), None),
@@ -162,7 +166,62 @@ pub(crate) async fn set_up(cfg: &mut SimConfig) -> anyhow::Result<Setup> {
         setup_block,
         grid_start,
         tokens_start,
+        microgrid,
     })
+}
+
+/// The registry's microgrid parameters for `cfg`: islanded, the band between the floor (feed-in)
+/// and the highest cap the registry's levels reach ([`island_band`]); with PCC limits, the
+/// connection's rating in watts. The operator sets them (one transaction) and reads them back: the
+/// physics runs with what the registry holds, and the run refuses to start if it differs.
+async fn configure_microgrid(
+    cfg: &SimConfig,
+    market: &Market,
+    chain_id: u64,
+    operator: &mut Account,
+    tx: &mut TxStats,
+) -> anyhow::Result<MicrogridParams> {
+    let registry = market.c.registry;
+    let mut want = MicrogridParams {
+        import_limit_w: NO_CONNECTION_LIMIT,
+        export_limit_w: NO_CONNECTION_LIMIT,
+        ..Default::default()
+    };
+    let call = if cfg.islanded.is_some() {
+        let (voll, floor) = island_band(&market.prices(0).await.map_err(rpc_err)?);
+        (want.islanded, want.floor, want.voll) = (true, floor, voll);
+        Some(operator.sign_call(
+            chain_id,
+            registry,
+            &Registry::setIslandedCall { floorPerKWh: U256::from(floor), vollPerKWh: U256::from(voll) },
+            GAS_SETUP,
+        ))
+    } else if cfg.pcc.is_limited() {
+        let w = |kw: Option<f64>| {
+            kw.map_or(NO_CONNECTION_LIMIT, |kw| (kw * 1000.0).round().min(u32::MAX as f64 - 1.0) as u32)
+        };
+        (want.import_limit_w, want.export_limit_w) = (w(cfg.pcc.import_kw), w(cfg.pcc.export_kw));
+        Some(operator.sign_call(
+            chain_id,
+            registry,
+            &Registry::setConnectionLimitsCall { importW: want.import_limit_w, exportW: want.export_limit_w },
+            GAS_SETUP,
+        ))
+    } else {
+        None
+    };
+    if let Some(call) = call {
+        tx.setup += 1;
+        let receipts = send_and_wait(&market.rpc, &[call], Duration::from_secs(30), tx, "setup").await?;
+        if !receipts.iter().all(|r| r.as_ref().is_some_and(|r| r.success)) {
+            bail!("setting the microgrid's parameters in the registry failed: {:?}", tx.failures);
+        }
+    }
+    let have = market.microgrid_params().await.map_err(rpc_err)?;
+    if have != want {
+        bail!("the registry holds the microgrid parameters {have:?}, not the {want:?} the run needs");
+    }
+    Ok(have)
 }
 
 /// Refuses settings the market or the day cannot hold.
