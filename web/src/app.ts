@@ -2,6 +2,7 @@
 // new block (WebSocket `newHeads` subscription), the event history, and the transactions.
 
 import {
+  type AbiEvent,
   type Address,
   type Hex,
   type TransactionReceipt,
@@ -24,6 +25,18 @@ import { type TrackedTx, Tracker } from './tracker';
 import { describeError, findErrorCode, isUserRejection, revertSentence } from './errors';
 import { formatClock, formatCredits, formatEnergy, formatPrice } from './format';
 import { creditTokenAbi, energyMarketAbi, meterReadingsAbi, registryAbi } from './generated/abis';
+import {
+  type Island,
+  type Limits,
+  type ReportRecord,
+  MICROGRID_SLOTS,
+  isLater,
+  mergeReport,
+  parseReport,
+  removeReport,
+  reportWindowStart,
+  trimReports,
+} from './microgrid';
 import {
   type Bill,
   type Level,
@@ -204,6 +217,38 @@ export interface State {
   txLink: string;
   /** Participants and meters from the registry's events (operator view). */
   participants: Map<Address, Participant>;
+  /** The microgrid's limits, islanded state and recent reports (operator view). */
+  microgrid: MicrogridState;
+}
+
+/** What the operator view knows about the microgrid: the registry's state, read when the view opens and
+ *  kept up to date by a `logs` subscription, and the reports of the last {@link MICROGRID_SLOTS} slots. */
+export interface MicrogridState {
+  reports: Map<bigint, ReportRecord>;
+  limits?: Limits;
+  island?: Island;
+  /** The state and the recent reports were read (since the view opened or the node came back). */
+  loaded: boolean;
+  /** The subscription to the registry's microgrid events runs. */
+  live: boolean;
+  /** Why the state or the history could not be read (the subscription may still bring new logs). */
+  error?: string;
+}
+
+/** The registry's events the operator view follows for the microgrid. */
+const MICROGRID_EVENTS = registryAbi.filter(
+  (x) => x.type === 'event' && ['MicrogridReported', 'ConnectionLimitsSet', 'IslandedSet', 'GridConnectedSet'].includes(x.name),
+) as unknown as AbiEvent[];
+/** The most blocks searched for the recent reports (at a 1 s block period, 27 hours). */
+export const MICROGRID_MAX_BLOCKS = 100_000n;
+
+/** A log from eth_getLogs (hex numbers) or from the subscription (viem's numbers). */
+interface AnyLog {
+  topics: readonly Hex[];
+  data: Hex;
+  blockNumber: bigint | Hex | null;
+  logIndex: number | Hex | null;
+  removed?: boolean;
 }
 
 const REGISTRY_TOPICS = [
@@ -221,6 +266,9 @@ const SETTLED_TOPIC = toEventSelector(
 const CLEARED_TOPIC = toEventSelector('SlotCleared(uint64,uint256,uint64,uint256,uint256)');
 const PLACED_TOPIC = toEventSelector('OrderPlaced(uint64,address,uint8,uint256,uint32,uint256)');
 const READING_TOPIC = toEventSelector('ReadingRecorded(address,uint64,uint64,uint64)');
+const MICROGRID_TOPIC = toEventSelector(
+  'MicrogridReported(uint64,(uint32,uint32,uint32,uint32,uint32,uint32,uint32,uint32,uint32))',
+);
 const MINTER_ROLE = keccak256(toHex('MINTER_ROLE'));
 
 const addressTopic = (a: Address): Hex => `0x${a.slice(2).toLowerCase().padStart(64, '0')}` as Hex;
@@ -239,6 +287,7 @@ export class App {
     notices: [],
     txLink: DEFAULT_TX_LINK,
     participants: new Map(),
+    microgrid: { reports: new Map(), loaded: false, live: false },
   };
   readonly tracker = new Tracker(() => this.changed());
   private monitor?: NodeMonitor;
@@ -258,6 +307,8 @@ export class App {
   /** The latest block's base fee (always 0 on this chain). */
   private baseFee = 0n;
   private detachWallet?: () => void;
+  private unwatchMicrogrid?: () => void;
+  private microgridLoading = false;
 
   onChange(fn: () => void): void {
     this.listeners.push(fn);
@@ -291,6 +342,7 @@ export class App {
     this.setViewFromHash();
     window.addEventListener('hashchange', () => {
       this.setViewFromHash();
+      this.followMicrogrid();
       this.changed();
     });
     discoverWallets((wallets) => {
@@ -339,6 +391,12 @@ export class App {
         this.changed();
       },
     });
+    // A new connection: subscribe again and read the state and reports again (logs may have been missed).
+    this.unwatchMicrogrid?.();
+    this.unwatchMicrogrid = undefined;
+    this.state.microgrid.live = false;
+    this.state.microgrid.loaded = false;
+    this.followMicrogrid();
   }
 
   /** The node answered: a new genesis or a head behind the one seen means another chain (a restart
@@ -964,6 +1022,125 @@ export class App {
       const m = getAddress(a.meter as string);
       const p = ps.get(acc);
       if (p) ps.set(acc, { ...p, meters: p.meters.filter((x) => x !== m) });
+    }
+  }
+
+  // ------------------------------------------------------------------ microgrid (operator view)
+
+  /** Follows the microgrid while the operator view is open: subscribes to the registry's microgrid events
+   *  (once per connection) and reads its state and the recent reports (once per opening). */
+  private followMicrogrid(): void {
+    if (!this.conn || this.state.view !== 'operator') return;
+    if (!this.unwatchMicrogrid) this.watchMicrogrid();
+    if (!this.state.microgrid.loaded && !this.microgridLoading) void this.loadMicrogrid();
+  }
+
+  /** Subscribes (`eth_subscribe` "logs" over the node's WebSocket) to the registry's microgrid events. */
+  private watchMicrogrid(): void {
+    const { client, config: c } = this.conn!;
+    const mg = this.state.microgrid;
+    try {
+      this.unwatchMicrogrid = client.watchEvent({
+        address: c.registry,
+        events: MICROGRID_EVENTS,
+        onLogs: (logs) => {
+          for (const l of logs) this.onMicrogridLog(l as unknown as AnyLog);
+          this.changed();
+        },
+        onError: () => {
+          // The head subscription notices a dead socket too; the next connection subscribes again.
+          mg.live = false;
+          this.unwatchMicrogrid?.();
+          this.unwatchMicrogrid = undefined;
+          this.changed();
+        },
+      });
+      mg.live = true;
+    } catch (err) {
+      console.warn('microgrid subscription failed', err);
+    }
+  }
+
+  /** Reads the registry's PCC limits and islanded state at the head, then the reports of the last
+   *  {@link MICROGRID_SLOTS} slots (newest blocks first, in chunks under the node's log-range limit). */
+  private async loadMicrogrid(): Promise<void> {
+    const conn = this.conn!;
+    const { client, config: c } = conn;
+    const mg = this.state.microgrid;
+    this.microgridLoading = true;
+    try {
+      const head = await client.getBlock();
+      const reg = { address: c.registry, abi: registryAbi, blockNumber: head.number } as const;
+      const [importW, exportW, islanded, floor, voll] = await Promise.all([
+        client.readContract({ ...reg, functionName: 'pccImportLimitW' }),
+        client.readContract({ ...reg, functionName: 'pccExportLimitW' }),
+        client.readContract({ ...reg, functionName: 'islanded' }),
+        client.readContract({ ...reg, functionName: 'priceFloor' }),
+        client.readContract({ ...reg, functionName: 'valueOfLostLoad' }),
+      ]);
+      // The state at the head: a log of a later block (from the subscription) still wins.
+      const at = { block: head.number, logIndex: Number.MAX_SAFE_INTEGER };
+      if (isLater(at, mg.limits?.at)) mg.limits = { importW: Number(importW), exportW: Number(exportW), at };
+      if (isLater(at, mg.island?.at)) mg.island = { islanded, floorPerKWh: floor, vollPerKWh: voll, at };
+      this.changed();
+      const back = head.number > 1_000n ? head.number - 1_000n : 0n;
+      const past = back < head.number ? await client.getBlock({ blockNumber: back }) : undefined;
+      const from = reportWindowStart(head, past, c.slotLength, MICROGRID_SLOTS, MICROGRID_MAX_BLOCKS);
+      for (let end = head.number; ; ) {
+        const start = end - from + 1n > LOG_CHUNK ? end - LOG_CHUNK + 1n : from;
+        const range = { fromBlock: toHex(start), toBlock: toHex(end) };
+        const logs = await this.getLogs({ ...range, address: c.registry, topics: [MICROGRID_TOPIC] });
+        if (this.conn !== conn) return;
+        for (const l of logs) this.onMicrogridLog(l);
+        this.changed();
+        if (start <= from) break;
+        end = start - 1n;
+      }
+      mg.loaded = true;
+      mg.error = undefined;
+    } catch (err) {
+      mg.error = `The microgrid's state could not be read: ${describeError(err, this.errorContext())}`;
+    } finally {
+      this.microgridLoading = false;
+      this.changed();
+    }
+  }
+
+  /** Applies one registry log about the microgrid, from the history or the subscription. A later log
+   *  wins over an earlier one (a later report for the same slot replaces it); a log the page cannot
+   *  decode is skipped. */
+  private onMicrogridLog(log: AnyLog): void {
+    if (log.blockNumber === null || log.logIndex === null) return;
+    const at = { block: BigInt(log.blockNumber), logIndex: Number(log.logIndex) };
+    let ev;
+    try {
+      ev = decodeEventLog({ abi: registryAbi, data: log.data, topics: log.topics as [Hex, ...Hex[]] });
+    } catch {
+      return;
+    }
+    const mg = this.state.microgrid;
+    const a = ev.args as Record<string, unknown>;
+    if (ev.eventName === 'MicrogridReported') {
+      const report = parseReport(a.report);
+      if (!report || typeof a.slot !== 'bigint') return;
+      if (log.removed) removeReport(mg.reports, a.slot, at);
+      else mergeReport(mg.reports, { slot: a.slot, report, at });
+      trimReports(mg.reports);
+      return;
+    }
+    if (log.removed) {
+      // A parameter change taken off the chain (a reorg): read the state again.
+      mg.limits = mg.island = undefined;
+      mg.loaded = false;
+      this.followMicrogrid();
+      return;
+    }
+    if (ev.eventName === 'ConnectionLimitsSet' && isLater(at, mg.limits?.at)) {
+      mg.limits = { importW: Number(a.importW), exportW: Number(a.exportW), at };
+    } else if (ev.eventName === 'IslandedSet' && isLater(at, mg.island?.at)) {
+      mg.island = { islanded: true, floorPerKWh: BigInt(a.floorPerKWh as bigint), vollPerKWh: BigInt(a.vollPerKWh as bigint), at };
+    } else if (ev.eventName === 'GridConnectedSet' && isLater(at, mg.island?.at)) {
+      mg.island = { islanded: false, floorPerKWh: 0n, vollPerKWh: 0n, at };
     }
   }
 

@@ -10,6 +10,19 @@ import { markField } from './input';
 import { formatHorizon, revertSentence } from './errors';
 import { barChart, compactNumber, increaseSinceFirst, lineChart } from './charts';
 import {
+  type ReportRecord,
+  bandLabel,
+  flowLabels,
+  hasLimit,
+  latestReport,
+  limitLabel,
+  microgridRows,
+  microgridTotals,
+  MICROGRID_SLOTS,
+  NO_CONNECTION_LIMIT,
+  storageText,
+} from './microgrid';
+import {
   costOf,
   formatClock,
   formatCredits,
@@ -1124,7 +1137,8 @@ function operatorView(app: App): TemplateResult {
   const me = s.me;
   if (!me?.isOperator) {
     return html`<section class="card" data-testid="operator"><h2>Operator</h2>
-      <p>${s.wallet.account ? 'This account is not an operator of the registry.' : 'Connect an operator account.'}</p></section>`;
+      <p>${s.wallet.account ? 'This account is not an operator of the registry.' : 'Connect an operator account.'}</p></section>
+      ${microgridCard(app)}`;
   }
   return html`<section class="card" data-testid="operator">
       <h2>Operator</h2>
@@ -1135,7 +1149,7 @@ function operatorView(app: App): TemplateResult {
       </p>
       <div class="op-grid">${participantForms(app)} ${tariffForms(app)} ${mintForm(app, me.isMinter)} ${lookupForm(app)}</div>
     </section>
-    ${participantsCard(app)}`;
+    ${microgridCard(app)} ${participantsCard(app)}`;
 }
 
 /** The operator's forms for participants and meters: register, remove (confirmed), bind, unbind. */
@@ -1289,4 +1303,127 @@ function lookupForm(app: App): TemplateResult {
           </dl>`
         : nothing}
     </form>`;
+}
+
+// ------------------------------------------------------------------ microgrid (operator view)
+
+/** The microgrid: the PCC's limits, the islanded state and its band, the community assets' state in the
+ *  latest reported slot, totals and a chart and table of the recent slots' reports; live (subscription). */
+function microgridCard(app: App): TemplateResult {
+  const mg = app.state.microgrid;
+  const c = app.state.config!;
+  const limits = mg.limits ?? { importW: NO_CONNECTION_LIMIT, exportW: NO_CONNECTION_LIMIT };
+  const islanded = mg.island?.islanded ?? false;
+  const flow = flowLabels(islanded);
+  const latest = latestReport(mg.reports);
+  return html`<section class="card" data-testid="microgrid">
+    <h2>Microgrid ${mg.island ? html`<span class="badge ${islanded ? 'warn' : ''}" data-testid="microgrid-mode">${islanded ? 'islanded' : 'grid-connected'}</span>` : nothing}</h2>
+    <p data-testid="pcc-limits">
+      Connection at the point of common coupling (PCC): import limit <b data-testid="pcc-import-limit">${mg.limits ? limitLabel(limits.importW) : '…'}</b>,
+      export limit <b data-testid="pcc-export-limit">${mg.limits ? limitLabel(limits.exportW) : '…'}</b>.
+    </p>
+    ${islanded
+      ? html`<p class="warn-text" data-testid="island">
+          Islanded: no grid. The market's grid account stands for the community's balancing account, and the flow at the
+          PCC is energy drawn from and fed into the community's own assets (battery, genset, PV plant). Prices lie within
+          the band <b data-testid="island-band">${bandLabel(mg.island!.floorPerKWh, mg.island!.vollPerKWh, c.priceTick)}</b>
+          (feed-in floor … value of lost load).
+        </p>`
+      : nothing}
+    ${mg.error ? html`<p class="warn-text small" data-testid="microgrid-error">${mg.error}</p>` : nothing}
+    ${latest ? microgridReports(app, latest, limits, flow) : html`<p class="muted" data-testid="microgrid-empty">${mg.loaded ? 'No microgrid report yet.' : 'Reading the microgrid reports…'}</p>`}
+    <p class="hint small">
+      Reported by the operator per delivered slot (what the meters cannot measure); a later report for a slot replaces
+      the earlier one. Shown: ${mg.reports.size} reported slot${mg.reports.size === 1 ? '' : 's'} (at most the last ${MICROGRID_SLOTS})${mg.live ? ', updated live' : ''}.
+    </p>
+  </section>`;
+}
+
+/** The community assets in the latest slot, the totals, the charts and the table of reported slots. */
+function microgridReports(
+  app: App,
+  latest: ReportRecord,
+  limits: { importW: number; exportW: number },
+  flow: { import: string; export: string },
+): TemplateResult {
+  const mg = app.state.microgrid;
+  const r = latest.report;
+  const storage = storageText(r);
+  const t = microgridTotals(mg.reports, limits);
+  const rows = microgridRows(mg.reports, limits);
+  const oldestFirst = [...rows].reverse();
+  const refs = [
+    ...(hasLimit(limits.importW) ? [{ name: 'Import limit', className: 's-retail', y: limits.importW }] : []),
+    ...(hasLimit(limits.exportW) ? [{ name: 'Export limit', className: 's-feedin', y: limits.exportW }] : []),
+  ];
+  return html`
+    <dl class="lookup" data-testid="microgrid-assets">
+      <dt>Latest slot</dt><dd>#${latest.slot}</dd>
+      <dt>Community storage</dt><dd data-testid="microgrid-storage">${storage.text}</dd>
+      <dt>Genset output</dt><dd data-testid="microgrid-genset">${formatEnergy(r.generatorWh)}</dd>
+    </dl>
+    <p data-testid="microgrid-totals">
+      Over ${t.slots} reported slot${t.slots === 1 ? '' : 's'}: ${flow.import.toLowerCase()} ${formatEnergy(t.importWh)},
+      ${flow.export.toLowerCase()} ${formatEnergy(t.exportWh)}, PV curtailed <b>${formatEnergy(t.curtailedWh)}</b>, load shed
+      (unserved) <b class=${t.shedWh ? 'bad-text' : ''}>${formatEnergy(t.shedWh)}</b>, genset ${formatEnergy(t.generatorWh)}.
+      ${t.overImport || t.overExport
+        ? html`<span class="bad-text">Peaks over the limit: ${t.overImport} import, ${t.overExport} export.</span>`
+        : nothing}
+    </p>
+    <div class="mg-charts">
+      ${lineChart({
+        title: 'Peak power at the PCC against its limits',
+        series: [
+          { name: `Peak ${flow.import.toLowerCase()}`, className: 's-import', dots: true, points: oldestFirst.map((x) => ({ x: Number(x.slot), y: mg.reports.get(x.slot)!.report.peakImportW })) },
+          { name: `Peak ${flow.export.toLowerCase()}`, className: 's-export', dots: true, points: oldestFirst.map((x) => ({ x: Number(x.slot), y: mg.reports.get(x.slot)!.report.peakExportW })) },
+        ],
+        refs,
+        formatX: (x) => (Number.isInteger(x) && x >= 0 ? `#${x}` : ''),
+        formatY: compactNumber,
+        yLabel: 'W',
+        empty: 'No microgrid report yet.',
+        xPad: 1,
+        yFromZero: true,
+        testId: 'microgrid-peaks-chart',
+      })}
+      ${barChart({
+        title: 'Energy at the PCC per slot',
+        categories: oldestFirst.map((x) => `#${x.slot}`),
+        series: [
+          { name: flow.import, className: 's-fromgrid', values: oldestFirst.map((x) => x.importWh) },
+          { name: flow.export, className: 's-togrid', values: oldestFirst.map((x) => -x.exportWh) },
+        ],
+        formatY: compactNumber,
+        yLabel: 'Wh',
+        empty: 'No microgrid report yet.',
+        testId: 'microgrid-energy-chart',
+      })}
+    </div>
+    ${microgridTable(rows, flow)}`;
+}
+
+/** The reported slots, newest first: flow and peaks against the limits, curtailment, shed, assets. */
+function microgridTable(rows: ReturnType<typeof microgridRows>, flow: { import: string; export: string }): TemplateResult {
+  const peak = (p: { text: string; over: boolean }) => html`<span class=${p.over ? 'bad-text' : ''}>${p.text}${p.over ? ' (over the limit)' : ''}</span>`;
+  return html`<div class="table-wrap"><table class="cards" data-testid="microgrid-table">
+    <thead><tr>
+      <th>Slot</th><th>${flow.import}</th><th>${flow.export}</th><th>Peak import</th><th>Peak export</th>
+      <th>PV curtailed</th><th>Load shed</th><th>Storage at the end</th><th>Genset</th>
+    </tr></thead>
+    <tbody>${repeat(
+      rows,
+      (x) => x.slot.toString(),
+      (x) => html`<tr data-testid="microgrid-row" data-slot=${x.slot.toString()}>
+        <td data-label="Slot">#${x.slot}</td>
+        <td data-label=${flow.import} data-testid="mg-import">${formatEnergy(x.importWh)}</td>
+        <td data-label=${flow.export} data-testid="mg-export">${formatEnergy(x.exportWh)}</td>
+        <td data-label="Peak import" data-testid="mg-peak-import">${peak(x.peakImport)}</td>
+        <td data-label="Peak export" data-testid="mg-peak-export">${peak(x.peakExport)}</td>
+        <td data-label="PV curtailed" data-testid="mg-curtailed">${formatEnergy(x.curtailedWh)}</td>
+        <td data-label="Load shed" data-testid="mg-shed" class=${x.shedWh ? 'bad-text' : ''}>${formatEnergy(x.shedWh)}</td>
+        <td data-label="Storage at the end" data-testid="mg-storage">${x.storage}</td>
+        <td data-label="Genset" data-testid="mg-genset">${formatEnergy(x.generatorWh)}</td>
+      </tr>`,
+    )}</tbody>
+  </table></div>`;
 }
