@@ -16,6 +16,7 @@
 //! * [`config`], [`lab`]: settings, and the lab path with real meters.
 
 pub mod agent;
+pub mod asset_agent;
 pub mod battery;
 pub mod bridge;
 pub mod broker;
@@ -83,6 +84,7 @@ pub fn finish(data: &engine::RunData) -> anyhow::Result<Finished> {
     report::write_households_csv(&out.join("households.csv"), &households)?;
     let mut summary = report::summary_json(data, &kpis, &checks);
     summary["microgrid"] = serde_json::to_value(microgrid::microgrid_results(data))?;
+    summary["assets"] = results::assets_json(&results::asset_results(data));
     microgrid::write_pcc_csv(&out.join("pcc.csv"), data)?;
     std::fs::write(out.join("summary.json"), serde_json::to_string_pretty(&summary)? + "\n")?;
     plots::write_plots(&out, &slots, &households)?;

@@ -127,13 +127,14 @@ pub fn microgrid_results(d: &RunData) -> MicrogridResults {
             peak_export_kw: s.pcc_import_kw.iter().map(|kw| -kw).fold(0.0, f64::max),
             ..Default::default()
         };
+        let households = || d.hh.iter().filter(|h| h.is_household());
         for m in 0..SLOT_MINUTES {
-            let minute = d.hh.iter().filter_map(|h| h.slots[k].phys.as_ref()?.minutes.get(m));
+            let minute = households().filter_map(|h| h.slots[k].phys.as_ref()?.minutes.get(m));
             let (shed, curt) = minute.fold((0.0, 0.0), |a, f| (a.0 + f.shed_wh, a.1 + f.curtailed_wh));
             r.loss_of_load_minutes += usize::from(shed > 0.0);
             r.curtailment_minutes += usize::from(curt > 0.0);
         }
-        for h in &d.hh {
+        for h in households() {
             if let Some(p) = &h.slots[k].phys {
                 sp.curtailed_wh += p.curtailed_wh;
                 sp.unserved_wh += p.shed_wh;
@@ -159,6 +160,7 @@ pub fn microgrid_results(d: &RunData) -> MicrogridResults {
     r.surplus_slots = r.slots.iter().filter(|s| s.pricing == Some("surplus")).count();
     r.households =
         d.hh.iter()
+            .filter(|h| h.is_household())
             .map(|h| {
                 let phys = h.slots.iter().filter_map(|s| s.phys.as_ref());
                 let (c, u) = phys.fold((0.0, 0.0), |a, p| (a.0 + p.curtailed_wh, a.1 + p.shed_wh));
@@ -194,7 +196,8 @@ pub fn write_pcc_csv(path: &Path, d: &RunData) -> std::io::Result<()> {
     for (k, s) in d.slots.iter().enumerate() {
         for (m, kw) in s.pcc_import_kw.iter().enumerate() {
             let minute = s.day_slot * SLOT_MINUTES + m;
-            let flows = d.hh.iter().filter_map(|h| h.slots[k].phys.as_ref()?.minutes.get(m));
+            let households = d.hh.iter().filter(|h| h.is_household());
+            let flows = households.filter_map(|h| h.slots[k].phys.as_ref()?.minutes.get(m));
             let (c, u) = flows.fold((0.0, 0.0), |a, f| (a.0 + f.curtailed_wh, a.1 + f.shed_wh));
             let _ = writeln!(
                 t,
@@ -250,7 +253,9 @@ pub fn check_pcc(d: &RunData) -> Check {
             let mut net = 0.0;
             for h in &d.hh {
                 let Some(f) = h.slots[k].phys.as_ref().and_then(|p| p.minutes.get(m)) else { continue };
-                net += f.import_wh - f.export_wh;
+                if h.is_household() {
+                    net += f.import_wh - f.export_wh;
+                }
                 c.expect(f.imbalance_wh().abs() <= TOLERANCE_WH, || {
                     format!("{when}: {} is out of balance by {:.6} Wh", h.spec.id, f.imbalance_wh())
                 });
@@ -391,7 +396,7 @@ pub fn check_reports(d: &RunData) -> Check {
             format!("the registry's PCC limits are {:?}, the run's ({i}, {e}) W", d.microgrid.end)
         });
     }
-    let rounding = d.metered.len() as f64 + 2.0;
+    let rounding = d.hh.iter().filter(|h| h.is_household()).count() as f64 + 2.0;
     for (k, s) in d.slots.iter().enumerate() {
         let Some(mine) = s.report else { continue };
         let Some(theirs) = d.reports.get(&s.chain_slot) else {
@@ -401,8 +406,8 @@ pub fn check_reports(d: &RunData) -> Check {
         c.expect(*theirs == mine, || {
             format!("{}: the report on chain {theirs:?} ≠ the physics {mine:?}", hhmm(s.day_slot))
         });
-        let metered: f64 =
-            d.metered.iter().map(|row| row[k].import_wh as f64 - row[k].export_wh as f64).sum();
+        let households = d.metered.iter().zip(&d.hh).filter(|(_, h)| h.is_household());
+        let metered: f64 = households.map(|(row, _)| row[k].import_wh as f64 - row[k].export_wh as f64).sum();
         let reported = theirs.import_wh as f64 - theirs.export_wh as f64;
         c.expect((metered - reported).abs() <= rounding, || {
             format!(

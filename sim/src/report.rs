@@ -91,9 +91,10 @@ pub fn write_households_csv(path: &Path, hs: &[HouseholdResult]) -> std::io::Res
 
 /// The summary document.
 pub fn summary_json(d: &RunData, k: &Kpis, checks: &Checks) -> serde_json::Value {
-    let mine = d.tx.setup + d.tx.orders + d.tx.cancels + d.tx.clears + d.tx.opens + d.tx.settles;
+    let mine =
+        d.tx.setup + d.tx.orders + d.tx.cancels + d.tx.clears + d.tx.opens + d.tx.settles + d.tx.reports;
     json!({
-        "households": d.hh.len(),
+        "households": d.households(),
         "slots": d.slots.len(),
         "first_slot": d.cfg.first_slot,
         "date": d.cfg.date.to_string(),
@@ -145,7 +146,7 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
     let pct = |v: Option<f64>| v.map(|x| format!("{:.1} %", x * 100.0)).unwrap_or_else(|| "n/a".into());
     let ok = |b: bool| if b { "pass" } else { "FAIL" };
     let rows: Vec<(String, String)> = vec![
-        ("households".into(), d.hh.len().to_string()),
+        ("households".into(), d.households().to_string()),
         (
             "slots (15 min)".into(),
             format!("{} (from {})", d.slots.len(), crate::engine::hhmm(d.cfg.first_slot)),
@@ -176,7 +177,7 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
             format!(
                 "{} of {} ({} without trades)",
                 k.households_saved,
-                d.hh.len(),
+                d.households(),
                 k.households_without_trades
             ),
         ),

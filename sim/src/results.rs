@@ -244,13 +244,14 @@ pub fn slot_results(d: &RunData) -> Vec<SlotResult> {
         .enumerate()
         .map(|(k, s)| {
             let book = s.events.book();
+            // The households' meters: islanded, what they drew from and fed into the assets.
             let (mut mi, mut me) = (0u64, 0u64);
-            for row in &d.metered {
+            for (row, _) in d.metered.iter().zip(&d.hh).filter(|(_, h)| h.is_household()) {
                 mi += row[k].import_wh;
                 me += row[k].export_wh;
             }
             let (mut pv, mut load) = (0.0, 0.0);
-            for h in &d.hh {
+            for h in d.hh.iter().filter(|h| h.is_household()) {
                 if let Some(p) = &h.slots[k].phys {
                     pv += p.pv_wh;
                     load += p.load_wh;
@@ -291,14 +292,47 @@ pub fn slot_results(d: &RunData) -> Vec<SlotResult> {
 
 /// Per-household figures.
 pub fn household_results(d: &RunData) -> Vec<HouseholdResult> {
+    member_results(d, true)
+}
+
+/// The same figures for each of the community's assets (islanded), which trade like households.
+pub fn asset_results(d: &RunData) -> Vec<HouseholdResult> {
+    member_results(d, false)
+}
+
+/// The assets' trading in `summary.json`: energy sold and bought, metered, what the imbalance
+/// settlement left them short or long, and the money (credits; + earned) the market paid them.
+pub fn assets_json(assets: &[HouseholdResult]) -> serde_json::Value {
+    let credits = |v: i128| v as f64 / 1e18;
+    assets
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "asset": a.role,
+                "account": a.account,
+                "sold_wh": a.sold_wh,
+                "bought_wh": a.bought_wh,
+                "metered_import_wh": a.import_wh,
+                "metered_export_wh": a.export_wh,
+                "undelivered_wh": a.undelivered_wh,
+                "overbought_wh": a.overbought_wh,
+                "slots_traded": a.slots_traded,
+                "earned_credits": -credits(a.bill_market + a.bill_platform),
+            })
+        })
+        .collect()
+}
+
+fn member_results(d: &RunData, households: bool) -> Vec<HouseholdResult> {
     d.hh.iter()
         .enumerate()
+        .filter(|(_, h)| h.is_household() == households)
         .map(|(j, h)| {
             let a = h.account.address();
             let mut r = HouseholdResult {
                 id: h.spec.id.clone(),
                 account: a,
-                role: h.spec.role_name(),
+                role: h.asset.map_or(h.spec.role_name(), |a| a.name()),
                 pv_kwp: h.spec.pv.map_or(0.0, |p| p.kwp),
                 battery_kwh: h.spec.battery.map_or(0.0, |b| b.capacity_wh / 1000.0),
                 meter_format: h.spec.meter_format.bridge_name(),

@@ -51,11 +51,25 @@ fn islanded_evening_on_a_small_genset() {
     // operator's report on chain, equal to the physics and to the meters' net flow.
     assert!(c.reports.passed, "reports: {:?}", c.reports.failures);
     assert!(c.reports.checked >= 2 + 2 * 6, "{}", c.reports.checked);
-    // Households (4), community and assets (2) in each of 90 minutes.
-    assert!(c.pcc.checked >= 6 * 15 * (4 + 1 + 2), "{}", c.pcc.checked);
+    // Households (4) and the asset members (2), the community, and the assets' dispatch (2) in
+    // each of 90 minutes.
+    assert!(c.pcc.checked >= 6 * 15 * (4 + 2 + 1 + 2), "{}", c.pcc.checked);
     assert_eq!(f.summary["transactions"]["failed"], 0, "{}", f.summary["transactions"]);
 
     let mg = &f.summary["microgrid"];
+    // The assets trade as members of the market: the empty battery and the genset (no plant),
+    // each with its own meter through the bridge, settled like the households. The genset asks at
+    // its marginal cost and runs what it sold: its meter exports at least that.
+    println!("{}", f.summary["assets"]);
+    let assets = f.summary["assets"].as_array().unwrap();
+    let names: Vec<&str> = assets.iter().map(|a| a["asset"].as_str().unwrap()).collect();
+    assert_eq!(names, ["storage", "genset"]);
+    let genset = &assets[1];
+    let sold = genset["sold_wh"].as_u64().unwrap();
+    assert!(sold > 0, "the genset sold in the evening: {genset}");
+    assert!(genset["metered_export_wh"].as_u64().unwrap() >= sold, "{genset}");
+    assert!(genset["slots_traded"].as_u64().unwrap() > 0);
+    assert_eq!(f.summary["households"], 4);
     let reg = &mg["registry"];
     assert_eq!(reg["islanded"], true, "{reg}");
     assert_eq!(

@@ -23,8 +23,9 @@ use crate::chain::Account;
 use crate::clearing::Side;
 use crate::clock::{now_unix, sleep_until_unix};
 use crate::config::SimConfig;
+use crate::household::SlotPhysics;
 use crate::household::SLOT_MINUTES;
-use crate::island::Island;
+use crate::island::{AssetKind, Island};
 use crate::market::{credits_per_kwh, BookOrder, Market, Prices};
 use crate::meters::{register, Telemetry};
 use crate::microgrid::SlotReport;
@@ -345,19 +346,15 @@ impl DayLoop<'_> {
         msg
     }
 
-    /// Runs slot `k`'s physics for every household (platform and baseline) and returns its meters'
-    /// schedule of messages.
-    fn deliver(&mut self, hh: &mut [Hh], k: usize) -> Schedule {
+    /// Slot `k`'s physics of every member, platform and baseline, in `hh`'s order: the households
+    /// minute by minute behind the PCC (islanded: behind the community's assets, each run with its
+    /// own copy of them; the genset runs what it sold), then each asset's part of the dispatch.
+    fn physics(&mut self, hh: &mut [Hh], k: usize) -> (Vec<SlotPhysics>, Vec<SlotPhysics>) {
         let day_slot = self.cfg.first_slot + k;
-        let start_k = self.market.c.slot_start(self.slots[k].chain_slot) as f64;
-        let slot_len = self.market.c.slot_length as f64;
-        let mut schedule: Schedule = self
-            .publish_offsets
-            .iter()
-            .map(|(o, _)| (start_k + *o as f64 + 0.05, Vec::with_capacity(hh.len())))
-            .collect();
-        // The platform and the grid-only baseline, each for the whole community behind the PCC
-        // (islanded: each with its own copy of the community's assets).
+        if let Some(i) = self.island.as_mut() {
+            let genset = hh.iter().find(|h| h.asset == Some(AssetKind::Genset));
+            i.set_genset_schedule(day_slot, genset.map_or(0.0, |h| h.slots[k].fills.sold_wh as f64));
+        }
         let (mut limits, mut base_limits) = (self.cfg.pcc, self.cfg.pcc);
         let coupling: &mut dyn Coupling = match self.island.as_mut() {
             Some(i) => i,
@@ -367,9 +364,10 @@ impl DayLoop<'_> {
             Some(i) => i,
             None => &mut base_limits,
         };
-        let (phys, pcc_kw) = {
+        let (mut phys, pcc_kw) = {
             let mut members: Vec<Member> = hh
                 .iter_mut()
+                .filter(|h| h.is_household())
                 .map(|h| Member {
                     target_export_wh: h.slots[k].fills.target_export_wh(),
                     trace: &h.trace,
@@ -378,9 +376,10 @@ impl DayLoop<'_> {
                 .collect();
             step_community(&mut members, day_slot, coupling)
         };
-        let (base, _) = {
+        let (mut base, _) = {
             let mut members: Vec<Member> = hh
                 .iter_mut()
+                .filter(|h| h.is_household())
                 .map(|h| Member { trace: &h.trace, battery: h.base_battery.as_mut(), target_export_wh: 0.0 })
                 .collect();
             step_community(&mut members, day_slot, base_coupling)
@@ -388,6 +387,33 @@ impl DayLoop<'_> {
         self.slots[k].report =
             Some(SlotReport::from_slot(day_slot, &pcc_kw, phys.iter(), self.island.as_ref()));
         self.slots[k].pcc_import_kw = pcc_kw;
+        let (Some(island), Some(base_island)) = (&self.island, &self.base_island) else {
+            return (phys, base);
+        };
+        for h in hh.iter_mut() {
+            let Some(kind) = h.asset else { continue };
+            let dispatched = "the island dispatched every minute of the slot";
+            phys.push(island.asset_physics(kind, day_slot).expect(dispatched));
+            base.push(base_island.asset_physics(kind, day_slot).expect(dispatched));
+            if kind == AssetKind::Storage {
+                // The storage's agent reads its state of charge as a household reads its battery's.
+                (h.battery, h.base_battery) = (Some(island.battery), Some(base_island.battery));
+            }
+        }
+        (phys, base)
+    }
+
+    /// Runs slot `k`'s physics for every member (platform and baseline) and returns its meters'
+    /// schedule of messages.
+    fn deliver(&mut self, hh: &mut [Hh], k: usize) -> Schedule {
+        let start_k = self.market.c.slot_start(self.slots[k].chain_slot) as f64;
+        let slot_len = self.market.c.slot_length as f64;
+        let mut schedule: Schedule = self
+            .publish_offsets
+            .iter()
+            .map(|(o, _)| (start_k + *o as f64 + 0.05, Vec::with_capacity(hh.len())))
+            .collect();
+        let (phys, base) = self.physics(hh, k);
         // The day's first slot: its start boundary is fixed by a reading stamped exactly there (later
         // slots have the previous slot's last reading, stamped with their start).
         let mut boundary = Vec::new();

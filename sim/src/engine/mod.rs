@@ -65,11 +65,11 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
         grid_start,
         tokens_start,
         microgrid,
+        island,
     } = s;
     let t_setup = t0.elapsed().as_secs_f64();
 
     let t_day = Instant::now();
-    let island = cfg.islanded.map(|spec| island_assets(&cfg, &env, spec));
     let inputs = day::DayInputs { operator, settler, telemetry, setup_block, island };
     let day::DayOutcome { mut slots, warnings, island } =
         day::run_day(&cfg, &market, chain_id, &mut hh, &mut tx, inputs).await?;
@@ -111,19 +111,6 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
         live,
         island,
     })
-}
-
-/// The islanded community's assets; the PV plant faces the equator at 30° under the day's sky.
-fn island_assets(
-    cfg: &SimConfig,
-    env: &crate::household::Environment,
-    spec: crate::island::IslandSpec,
-) -> crate::island::Island {
-    let facing = if cfg.location.lat_deg >= 0.0 { 180.0 } else { 0.0 };
-    let plant = crate::solar::PvSystem::new(spec.plant_kwp, 30.0, facing);
-    let plant_w =
-        (0..24 * 60).map(|m| if spec.plant_kwp > 0.0 { env.pv_w(&plant, m, true) } else { 0.0 }).collect();
-    crate::island::Island::new(spec, plant_w)
 }
 
 /// `HH:MM` of day slot `s`.

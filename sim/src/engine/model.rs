@@ -110,10 +110,13 @@ pub struct Participant {
     pub meter: Address,
 }
 
-/// A household at run time.
+/// A member of the market at run time: a household, or (islanded) one of the community's
+/// assets, which trades and is metered the same way.
 pub struct Hh {
-    /// Equipment and agent settings.
+    /// Equipment and agent settings (an asset: its id, and the plant's PV).
     pub spec: HouseholdSpec,
+    /// Which asset, if it is not a household.
+    pub asset: Option<crate::island::AssetKind>,
     /// Its exogenous day.
     pub trace: DayTrace,
     /// Trading account.
@@ -140,6 +143,18 @@ pub struct Hh {
     pub balance_start: MarketAccount,
     /// Its market account at the end.
     pub balance_end: MarketAccount,
+}
+
+impl Hh {
+    /// Whether it is a household (not one of the community's assets).
+    pub fn is_household(&self) -> bool {
+        self.asset.is_none()
+    }
+
+    /// Whether it may sell: prosumer households and every asset.
+    pub fn sells(&self) -> bool {
+        self.asset.is_some() || self.spec.is_prosumer()
+    }
 }
 
 /// An order standing during the rounds.
@@ -311,4 +326,11 @@ pub struct RunData {
     pub live: Option<DevChain>,
     /// Islanded: the community's assets at the end, with their dispatch minute by minute.
     pub island: Option<crate::island::Island>,
+}
+
+impl RunData {
+    /// Number of households (the members that are not the community's assets).
+    pub fn households(&self) -> usize {
+        self.hh.iter().filter(|h| h.is_household()).count()
+    }
 }

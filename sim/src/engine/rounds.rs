@@ -12,6 +12,7 @@ use serde_json::json;
 use super::model::{Fills, Hh, LiveOrder, PendingTx, SlotRec, TxStats};
 use super::send::{record_failure, resync_nonces, revert_reason, rpc_err, wants_example};
 use crate::agent::{plan, price_alpha, Knowledge, PriceRule};
+use crate::asset_agent::asset_plan;
 use crate::chain::Rpc;
 use crate::clearing::{LevelClearing, Side};
 use crate::clock::{now_unix, sleep_until_unix};
@@ -92,13 +93,13 @@ pub(crate) async fn begin_rounds(
     if rounds == 0 {
         return Ok(r);
     }
-    plan_slot(cfg, hh, i, &inputs);
+    plan_slot(cfg, hh, i, &inputs, &prices);
     order_round(&mut r, 0, market, chain_id, hh, tx).await?;
     Ok(r)
 }
 
 /// Every agent's plan for simulated slot `i`.
-fn plan_slot(cfg: &SimConfig, hh: &mut [Hh], i: usize, inputs: &PlanInputs<'_>) {
+fn plan_slot(cfg: &SimConfig, hh: &mut [Hh], i: usize, inputs: &PlanInputs<'_>, prices: &Prices) {
     let day_slot = cfg.first_slot + i;
     for (j, h) in hh.iter_mut().enumerate() {
         // Slot i is planned while slot i − 2 is delivered: the last complete slot is i − 3.
@@ -122,7 +123,12 @@ fn plan_slot(cfg: &SimConfig, hh: &mut [Hh], i: usize, inputs: &PlanInputs<'_>) 
             clear_sky_index: csi,
             last_alpha: inputs.last_alpha,
         };
-        h.slots[i].plan = plan(&h.spec, &h.trace, &cfg.agent, &k);
+        h.slots[i].plan = match (h.asset, &cfg.islanded) {
+            (Some(kind), Some(spec)) => {
+                asset_plan(kind, &h.trace, h.battery.as_ref(), spec, prices, &cfg.agent, &k)
+            }
+            _ => plan(&h.spec, &h.trace, &cfg.agent, &k),
+        };
     }
 }
 

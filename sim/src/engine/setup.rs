@@ -23,7 +23,11 @@ use crate::bridge::{Bridge, BridgeMeter, BridgeSetup};
 use crate::broker::{parse_mqtt_url, EmbeddedBroker};
 use crate::chain::{Account, Rpc};
 use crate::config::SimConfig;
-use crate::household::{generate, DayTrace, Environment, HouseholdSpec, Mix};
+use crate::household::{
+    generate, DayTrace, Environment, HouseholdSpec, MeterFormat, Mix, RampParams, Strategy, SLOTS_PER_DAY,
+    SLOT_MINUTES,
+};
+use crate::island::{AssetKind, Island, IslandSpec};
 use crate::keys::{
     write_keystore, KeyDeriver, DEV_MNEMONIC, HOUSEHOLD_INDEX_BASE, MAX_HOUSEHOLDS, METER_INDEX_BASE,
 };
@@ -31,6 +35,7 @@ use crate::market::{u128_of, Market, MicrogridParams, NO_CONNECTION_LIMIT};
 use crate::meters::{MeterFleet, SimMeter, Telemetry};
 use crate::node::{DevChain, DevChainConfig};
 use crate::pcc::island_band;
+use crate::solar::PvSystem;
 
 /// Gas limit of the set-up transactions.
 const GAS_SETUP: u64 = 8_000_000;
@@ -72,6 +77,9 @@ pub(crate) struct Setup {
     pub tokens_start: u128,
     /// The microgrid's parameters in the registry, as the operator set them.
     pub microgrid: MicrogridParams,
+    /// Islanded: the community's assets (their physics; with simulated meters each is also a
+    /// member of the market, after the households in `hh`).
+    pub island: Option<Island>,
 }
 
 /// Checks the settings, makes `cfg.out` absolute and sets everything up.
@@ -104,7 +112,11 @@ pub(crate) async fn set_up(cfg: &mut SimConfig) -> anyhow::Result<Setup> {
     let traces: Vec<DayTrace> = specs.iter().map(|h| DayTrace::simulate(h, &env, cfg.seed)).collect();
 
     let deriver = KeyDeriver::new(DEV_MNEMONIC)?;
-    let chain = start_chain(cfg, &deriver, specs.len(), &logs)?;
+    let assets = match (&cfg.islanded, &cfg.lab) {
+        (Some(spec), None) => AssetKind::present(spec).len(),
+        _ => 0,
+    };
+    let chain = start_chain(cfg, &deriver, specs.len() + assets, &logs)?;
     let rpc = Arc::new(Rpc::new(&chain.url)?);
     let contracts = chain.contracts.clone();
     let chain_id = rpc.chain_id().await.map_err(rpc_err)?;
@@ -124,7 +136,19 @@ pub(crate) async fn set_up(cfg: &mut SimConfig) -> anyhow::Result<Setup> {
         Account::new(operator_key.clone(), rpc.nonce(operator_key.address()).await.map_err(rpc_err)?);
     let settler_key = deriver.key(SETTLER_INDEX)?;
     let settler = Account::new(settler_key.clone(), rpc.nonce(settler_key.address()).await.map_err(rpc_err)?);
-    let (mut hh, meter_keys) = households(cfg, &deriver, specs, traces)?;
+    let (mut hh, mut meter_keys) = households(cfg, &deriver, specs, traces)?;
+    let (island, plant) = match cfg.islanded {
+        Some(spec) => {
+            let (i, p) = island_assets(cfg, &env, spec);
+            (Some(i), p)
+        }
+        None => (None, None),
+    };
+    if let (Some(i), None) = (&island, &cfg.lab) {
+        let (assets, keys) = asset_members(cfg, &deriver, &env, i, plant, hh.len())?;
+        hh.extend(assets);
+        meter_keys.extend(keys);
+    }
     let mut tx = register(cfg, &market, chain_id, &mut operator, &hh).await?;
     let microgrid = configure_microgrid(cfg, &market, chain_id, &mut operator, &mut tx).await?;
 
@@ -167,7 +191,88 @@ pub(crate) async fn set_up(cfg: &mut SimConfig) -> anyhow::Result<Setup> {
         grid_start,
         tokens_start,
         microgrid,
+        island,
     })
+}
+
+/// The islanded community's assets; the PV plant faces the equator at 30° under the day's sky.
+fn island_assets(cfg: &SimConfig, env: &Environment, spec: IslandSpec) -> (Island, Option<PvSystem>) {
+    let plant = (spec.plant_kwp > 0.0).then(|| PvSystem::new(spec.plant_kwp, 30.0, plant_facing(cfg)));
+    let plant_w = (0..24 * 60).map(|m| plant.as_ref().map_or(0.0, |p| env.pv_w(p, m, true))).collect();
+    (Island::new(spec, plant_w), plant)
+}
+
+fn plant_facing(cfg: &SimConfig) -> f64 {
+    if cfg.location.lat_deg >= 0.0 {
+        180.0
+    } else {
+        0.0
+    }
+}
+
+/// The community's assets as members of the market (simulated meters only), numbered after the
+/// `n` households: each has an account and a meter like a household; the plant's day is its PV,
+/// the others have none (their physics is the island's dispatch).
+fn asset_members(
+    cfg: &SimConfig,
+    deriver: &KeyDeriver,
+    env: &Environment,
+    island: &Island,
+    plant: Option<PvSystem>,
+    n: usize,
+) -> anyhow::Result<(Vec<Hh>, Vec<PrivateKeySigner>)> {
+    let mut members = Vec::new();
+    let mut keys = Vec::new();
+    for (j, kind) in AssetKind::present(&island.spec).into_iter().enumerate() {
+        let i = n + j;
+        let pv = if kind == AssetKind::Plant { plant } else { None };
+        let spec = HouseholdSpec {
+            index: i,
+            id: kind.name().to_string(),
+            load: crate::load::LoadModel {
+                annual_kwh: 0.0,
+                shift_min: 0.0,
+                noise_sigma: 0.0,
+                event_share: 0.0,
+            },
+            pv,
+            battery: None,
+            initial_soc: 0.0,
+            meter_format: MeterFormat::Json,
+            strategy: Strategy::Ramp,
+            ramp: RampParams { buy_initial: 0.0, buy_final: 0.0, sell_initial: 0.0, sell_final: 0.0 },
+        };
+        let clear = |p: &PvSystem, s: usize| {
+            (s * SLOT_MINUTES..(s + 1) * SLOT_MINUTES).map(|m| env.pv_w(p, m, false)).sum::<f64>() / 60.0
+        };
+        let trace = DayTrace {
+            pv_w: if pv.is_some() { island.plant_w.clone() } else { vec![0.0; 24 * 60] },
+            load_w: vec![0.0; 24 * 60],
+            pv_clear_wh: (0..SLOTS_PER_DAY).map(|s| pv.as_ref().map_or(0.0, |p| clear(p, s))).collect(),
+            load_expected_wh: vec![0.0; SLOTS_PER_DAY],
+        };
+        let key = deriver.key(METER_INDEX_BASE + i as u32)?;
+        let battery = (kind == AssetKind::Storage).then_some(island.battery);
+        members.push(Hh {
+            spec,
+            asset: Some(kind),
+            trace,
+            account: Account::new(deriver.key(HOUSEHOLD_INDEX_BASE + i as u32)?, 0),
+            meter: key.address(),
+            battery,
+            base_battery: battery,
+            meter_import: 0.0,
+            meter_export: 0.0,
+            base_import: 0.0,
+            base_export: 0.0,
+            clear_sky_index: None,
+            slots: vec![HhSlot::default(); cfg.slots],
+            balance_start: MarketAccount::default(),
+            balance_end: MarketAccount::default(),
+        });
+        keys.push(key);
+    }
+    Ok((members, keys))
 }
 
 /// The registry's microgrid parameters for `cfg`: islanded, the band between the floor (feed-in)
@@ -301,6 +406,7 @@ fn households(
             slots: vec![HhSlot::default(); cfg.slots],
             balance_start: MarketAccount::default(),
             balance_end: MarketAccount::default(),
+            asset: None,
         });
     }
     Ok((hh, meter_keys))
@@ -332,7 +438,7 @@ async fn register(
         GAS_SETUP,
     ));
     for h in hh {
-        let role = if h.spec.is_prosumer() { 2u8 } else { 1u8 };
+        let role = if h.sells() { 2u8 } else { 1u8 };
         let account = h.account.address();
         setup.push(operator.sign_call(
             chain_id,
@@ -340,6 +446,18 @@ async fn register(
             &Registry::registerParticipantCall { account, role },
             GAS_SETUP,
         ));
+        if let (Some(kind), Some(spec)) = (h.asset, &cfg.islanded) {
+            // An asset's orders may reach its rating (a household's connection is 25 kW), scaled
+            // as the dev chain scales every connection for slots shorter than 15 minutes.
+            let w = (kind.rated_w(spec) * 900.0 / f64::from(cfg.slot_seconds.min(900))).ceil();
+            let w = w.min(u32::MAX as f64) as u32;
+            setup.push(operator.sign_call(
+                chain_id,
+                contracts.registry,
+                &Registry::setCapacityCall { account, importW: w, exportW: w },
+                GAS_SETUP,
+            ));
+        }
         setup.push(operator.sign_call(
             chain_id,
             contracts.registry,
@@ -454,6 +572,13 @@ fn sim_bridge_meters(
 ) -> anyhow::Result<Vec<BridgeMeter>> {
     let mut meters = Vec::new();
     for (h, k) in hh.iter().zip(meter_keys) {
+        // A meter's plausible power is 3 × 230 V × its rated current (63 A: 43.5 kW); an asset
+        // rated above that has a larger current transformer.
+        let rated_w = match (h.asset, &cfg.islanded) {
+            (Some(kind), Some(spec)) => kind.rated_w(spec),
+            _ => 0.0,
+        };
+        let scale = (rated_w / (3.0 * 230.0 * 63.0)).max(1.0);
         let ks = bridge_dir.join("keys").join(format!("{}.json", h.spec.id));
         write_keystore(&ks, k, "p2pe-sim")?;
         let m = SimMeter::new(&h.spec.id, h.spec.meter_format, cfg.utc_offset_secs);
@@ -464,10 +589,14 @@ fn sim_bridge_meters(
             format: h.spec.meter_format,
             topic: m.topic.clone(),
             utc_offset_secs: cfg.utc_offset_secs,
-            rated_current_a: Some(crate::bridge::simulated_rated_current_a(
-                &telemetry_offsets(cfg.telemetry_seconds, contracts.slot_length),
-                contracts.slot_length,
-            )),
+            rated_current_a: Some(
+                (crate::bridge::simulated_rated_current_a(
+                    &telemetry_offsets(cfg.telemetry_seconds, contracts.slot_length),
+                    contracts.slot_length,
+                ) as f64
+                    * scale)
+                    .ceil() as u64,
+            ),
         });
     }
     Ok(meters)
