@@ -73,6 +73,9 @@ pub struct SimConfig {
     pub pcc: PccLimits,
     /// Islanded: no grid, the community's own assets balance it (None: grid-connected).
     pub islanded: Option<IslandSpec>,
+    /// Islanded: the value of lost load, credits/kWh, the cap of the price band (None: the most
+    /// 255 levels reach at the 0.001 tick, 0.335).
+    pub voll: Option<f64>,
 }
 
 impl SimConfig {
@@ -109,6 +112,62 @@ impl SimConfig {
             stay: false,
             pcc: PccLimits::default(),
             islanded: None,
+            voll: None,
+        }
+    }
+
+    /// The market's price tick for this run, thousandths of a credit per kWh: 1, or islanded with
+    /// a value of lost load beyond 0.335 the finest tick that divides the spread between the
+    /// default retail and feed-in prices (the registry's rule) and reaches the cap from the 0.08
+    /// floor exactly in at most 255 levels.
+    pub fn price_tick_milli(&self) -> anyhow::Result<u64> {
+        let Some(voll) = self.voll.filter(|_| self.islanded.is_some()) else { return Ok(1) };
+        let milli = (voll * 1000.0).round();
+        if !voll.is_finite() || (voll * 1000.0 - milli).abs() > 1e-6 || milli <= FLOOR_MILLI as f64 {
+            anyhow::bail!(
+                "--voll {voll} must be a price in credits/kWh above the 0.08 floor, in thousandths"
+            );
+        }
+        let span = milli as u64 - FLOOR_MILLI;
+        const SPREAD_MILLI: u64 = 220; // default retail 0.30 − feed-in 0.08
+        (1..=SPREAD_MILLI)
+            .filter(|t| SPREAD_MILLI % t == 0)
+            .find(|t| span % t == 0 && span / t <= 255)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--voll {voll}: no price tick dividing 0.22 reaches it from 0.08 in at most 255 levels (try 0.08 plus a multiple of 0.02 up to 5.18)"
+                )
+            })
+    }
+}
+
+/// The islanded band's floor: the default feed-in price, thousandths of a credit per kWh.
+pub const FLOOR_MILLI: u64 = 80;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn islanded(voll: Option<f64>) -> SimConfig {
+        let mut c = SimConfig::defaults();
+        c.islanded = Some(IslandSpec::defaults());
+        c.voll = voll;
+        c
+    }
+
+    /// The finest tick reaching the value of lost load in at most 255 levels: at, just over and far
+    /// beyond the fine tick's reach, the coarsest cap, and caps no tick reaches.
+    #[test]
+    fn the_price_tick_is_the_finest_that_reaches_the_value_of_lost_load() {
+        assert_eq!(islanded(None).price_tick_milli().unwrap(), 1);
+        assert_eq!(SimConfig::defaults().price_tick_milli().unwrap(), 1, "grid-connected");
+        assert_eq!(islanded(Some(0.335)).price_tick_milli().unwrap(), 1, "255 levels of 0.001");
+        assert_eq!(islanded(Some(0.336)).price_tick_milli().unwrap(), 2, "256 levels need 0.002");
+        assert_eq!(islanded(Some(5.0)).price_tick_milli().unwrap(), 20);
+        assert_eq!(islanded(Some(5.18)).price_tick_milli().unwrap(), 20, "255 levels of 0.02");
+        for bad in [5.2, 0.08, 0.05, 0.0805, f64::NAN, 1e9] {
+            let e = islanded(Some(bad)).price_tick_milli().expect_err("refused").to_string();
+            assert!(e.contains("--voll"), "{bad}: {e}");
         }
     }
 }

@@ -143,6 +143,12 @@ struct Args {
     /// Islanded: fuel price, credits per litre.
     #[arg(long, default_value_t = 1.2)]
     fuel_price: f64,
+    /// Islanded: the value of lost load, credits/kWh: the cap of the islanded price band above
+    /// its 0.08 floor (what unbought import costs). Default: 0.335, the most the registry's 255
+    /// price levels reach at the 0.001 tick; a higher cap (studies use 5–20) deploys the dev chain
+    /// with the finest coarser tick that reaches it exactly (0.02 for 5).
+    #[arg(long)]
+    voll: Option<f64>,
 }
 
 fn config(a: Args) -> anyhow::Result<SimConfig> {
@@ -215,6 +221,10 @@ fn config(a: Args) -> anyhow::Result<SimConfig> {
         s.fuel_price = a.fuel_price;
         s.validate()?;
         c.islanded = Some(s);
+        c.voll = a.voll;
+        c.price_tick_milli()?;
+    } else if a.voll.is_some() {
+        anyhow::bail!("--voll is the islanded price cap: it needs --islanded");
     }
     Ok(c)
 }

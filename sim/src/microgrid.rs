@@ -388,6 +388,12 @@ pub fn check_reports(d: &RunData) -> Check {
             d.cfg.islanded.is_some()
         )
     });
+    if let (Some(voll), true) = (d.cfg.voll, d.cfg.islanded.is_some()) {
+        let want = (voll * 1000.0).round() as u128 * 1_000_000_000_000_000;
+        c.expect(d.microgrid.end.voll == want, || {
+            format!("the registry's value of lost load is {}, the run's {want}", d.microgrid.end.voll)
+        });
+    }
     let w =
         |kw: Option<f64>| kw.map_or(crate::market::NO_CONNECTION_LIMIT, |kw| (kw * 1000.0).round() as u32);
     if d.cfg.islanded.is_none() {

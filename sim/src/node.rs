@@ -33,6 +33,8 @@ pub struct DevChainConfig {
     /// meters, so that spam can never keep a reading or a settlement out (the dev chain adds the
     /// operator itself).
     pub priority: Vec<Address>,
+    /// The market's price tick, thousandths of a credit per kWh (`p2pe-node dev --price-tick`).
+    pub price_tick_milli: u64,
 }
 
 /// A running dev chain.
@@ -80,6 +82,7 @@ impl DevChain {
             .args(["--slot-length", &cfg.slot_length.to_string()])
             .args(["--gate-closure", &cfg.gate_closure.to_string()])
             .args(["--grace-period", &cfg.grace_period.to_string()])
+            .args(["--price-tick", &cfg.price_tick_milli.to_string()])
             .arg("--contracts-out")
             .arg(&cfg.contracts_out)
             .arg("--datadir")

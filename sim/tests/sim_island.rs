@@ -3,7 +3,8 @@
 //! no grid: the community's assets are an empty battery, no PV plant and a 1.5 kW genset, over 6
 //! evening slots. The genset must run (at its minimum load when the deficit is smaller, dumping the
 //! excess), load beyond what the assets give must be shed and recorded, and only then, every slot
-//! must be priced in the islanded band, and
+//! must be priced in the islanded band up to a value of lost load of 5 credits/kWh (a dev chain
+//! with a 0.02 price tick), the assets must trade as members of the market, and
 //! every end-of-run check (minute-level balances of households, community and assets included)
 //! must pass. About a minute in debug.
 //!
@@ -34,6 +35,8 @@ fn islanded_evening_on_a_small_genset() {
     island.plant_kwp = 0.0;
     island.genset_kw = 1.5;
     cfg.islanded = Some(island);
+    // A value of lost load as in studies: the dev chain gets a 0.02 price tick to reach it.
+    cfg.voll = Some(5.0);
     cfg.broker = Some(format!("mqtt://127.0.0.1:{}", broker.port));
     cfg.out = out.clone();
     cfg.quiet = true;
@@ -74,7 +77,7 @@ fn islanded_evening_on_a_small_genset() {
     assert_eq!(reg["islanded"], true, "{reg}");
     assert_eq!(
         (reg["floor"].as_u64(), reg["voll"].as_u64()),
-        (Some(80 * 10u64.pow(15)), Some(335 * 10u64.pow(15)))
+        (Some(80 * 10u64.pow(15)), Some(5 * 10u64.pow(18)))
     );
     assert_eq!(mg["reported_slots"], 6);
     let isl = &mg["island"];
@@ -113,11 +116,11 @@ fn islanded_evening_on_a_small_genset() {
     assert!(!shed_minutes.is_empty());
     assert!(shed_minutes.iter().all(|r| r.0 >= 1.5 - 1e-3), "{shed_minutes:?}");
 
-    // Every slot priced in the islanded band (floor 0.08, cap 0.08 + 255 ticks), with the battery's
-    // state of charge reported.
+    // Every slot priced in the islanded band (floor 0.08, cap the value of lost load), with the
+    // battery's state of charge reported.
     for (s, p) in f.slots.iter().zip(mg["slots"].as_array().unwrap()) {
         assert_eq!(p["pricing"], "islanded", "{}", s.time);
-        assert_eq!((s.retail, s.feed_in), (0.335, 0.08), "{}", s.time);
+        assert_eq!((s.retail, s.feed_in), (5.0, 0.08), "{}", s.time);
         assert!(p["soc_kwh"].as_f64().is_some());
     }
     for name in ["pcc.csv", "pcc.png", "soc.png", "soc.svg"] {

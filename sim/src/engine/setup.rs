@@ -292,32 +292,46 @@ async fn configure_microgrid(
         export_limit_w: NO_CONNECTION_LIMIT,
         ..Default::default()
     };
-    let call = if cfg.islanded.is_some() {
-        let (voll, floor) = island_band(&market.prices(0).await.map_err(rpc_err)?);
+    let mut calls = Vec::new();
+    if cfg.islanded.is_some() {
+        let defaults = market.prices(0).await.map_err(rpc_err)?;
+        let (mut voll, floor) = island_band(&defaults);
+        if let Some(v) = cfg.voll {
+            voll = (v * 1000.0).round() as u128 * CREDIT / 1000;
+        }
         (want.islanded, want.floor, want.voll) = (true, floor, voll);
-        Some(operator.sign_call(
+        calls.push(operator.sign_call(
             chain_id,
             registry,
             &Registry::setIslandedCall { floorPerKWh: U256::from(floor), vollPerKWh: U256::from(voll) },
             GAS_SETUP,
-        ))
+        ));
+        if defaults.tick > CREDIT / 1000 {
+            // A coarse tick: imbalance premiums of about 0.05 credits/kWh, as at the fine one.
+            let ticks = (CREDIT / 20).div_ceil(defaults.tick);
+            let premium = U256::from(ticks * defaults.tick);
+            calls.push(operator.sign_call(
+                chain_id,
+                registry,
+                &Registry::setImbalancePricesCall { shortPremiumPerKWh: premium, longPenaltyPerKWh: premium },
+                GAS_SETUP,
+            ));
+        }
     } else if cfg.pcc.is_limited() {
         let w = |kw: Option<f64>| {
             kw.map_or(NO_CONNECTION_LIMIT, |kw| (kw * 1000.0).round().min(u32::MAX as f64 - 1.0) as u32)
         };
         (want.import_limit_w, want.export_limit_w) = (w(cfg.pcc.import_kw), w(cfg.pcc.export_kw));
-        Some(operator.sign_call(
+        calls.push(operator.sign_call(
             chain_id,
             registry,
             &Registry::setConnectionLimitsCall { importW: want.import_limit_w, exportW: want.export_limit_w },
             GAS_SETUP,
-        ))
-    } else {
-        None
-    };
-    if let Some(call) = call {
-        tx.setup += 1;
-        let receipts = send_and_wait(&market.rpc, &[call], Duration::from_secs(30), tx, "setup").await?;
+        ));
+    }
+    if !calls.is_empty() {
+        tx.setup += calls.len() as u64;
+        let receipts = send_and_wait(&market.rpc, &calls, Duration::from_secs(30), tx, "setup").await?;
         if !receipts.iter().all(|r| r.as_ref().is_some_and(|r| r.success)) {
             bail!("setting the microgrid's parameters in the registry failed: {:?}", tx.failures);
         }
@@ -362,6 +376,7 @@ fn start_chain(cfg: &SimConfig, deriver: &KeyDeriver, n: usize, logs: &Path) -> 
         log: logs.join("node.log"),
         rpc_port: cfg.rpc_port,
         priority,
+        price_tick_milli: cfg.price_tick_milli()?,
     })
 }
 
