@@ -207,6 +207,9 @@ pub struct Island {
     pub minutes: Vec<(usize, AssetMinute)>,
     /// The genset's scheduled output per minute of the day (what it sold), Wh.
     pub genset_schedule_wh: Vec<f64>,
+    /// The plant's sold energy per minute of the day, Wh: its PV is curtailed below it only when
+    /// nothing else can give way.
+    pub plant_schedule_wh: Vec<f64>,
 }
 
 const DT: f64 = 1.0 / 60.0;
@@ -220,7 +223,26 @@ impl Island {
             plant_w,
             minutes: Vec::new(),
             genset_schedule_wh: vec![0.0; 24 * 60],
+            plant_schedule_wh: vec![0.0; 24 * 60],
         }
+    }
+
+    /// Records that the plant sold `sold_wh` in day slot `day_slot` (spread evenly): a surplus
+    /// curtails the households' PV (their export is capped beforehand) rather than the plant's
+    /// sold PV, as the market decided who delivers.
+    pub fn set_plant_schedule(&mut self, day_slot: usize, sold_wh: f64) {
+        let per_minute = sold_wh.max(0.0) / SLOT_MINUTES as f64;
+        for m in day_slot * SLOT_MINUTES..(day_slot + 1) * SLOT_MINUTES {
+            if let Some(s) = self.plant_schedule_wh.get_mut(m) {
+                *s = per_minute;
+            }
+        }
+    }
+
+    /// The plant's sold PV this minute that it can actually give, Wh.
+    fn plant_protected_wh(&self, m: usize) -> f64 {
+        let plant = self.plant_w.get(m).copied().unwrap_or(0.0) * DT;
+        self.plant_schedule_wh.get(m).copied().unwrap_or(0.0).min(plant)
     }
 
     /// Schedules the genset to deliver `sold_wh` evenly over day slot `day_slot` (what it sold in
@@ -268,8 +290,8 @@ impl Island {
 
     /// Dispatches the assets for the households' net import `n` in minute `m`: the genset's
     /// schedule and the plant first, the battery balances the rest; a surplus the battery cannot
-    /// take curtails the plant, then lowers the genset to its minimum load, then is dumped; a
-    /// deficit it cannot give raises the genset.
+    /// take curtails the plant's PV beyond what it sold, then lowers the genset to its minimum load,
+    /// then curtails the plant's sold PV, then is dumped; a deficit it cannot give raises the genset.
     fn dispatch(&mut self, m: usize, n: f64) -> AssetMinute {
         let plant = self.plant_w.get(m).copied().unwrap_or(0.0) * DT;
         let scheduled = self.genset_schedule_wh.get(m).copied().unwrap_or(0.0);
@@ -281,13 +303,20 @@ impl Island {
             a.charged_wh = f.charged_wh;
             a.loss_wh = f.loss_wh;
             let mut rest = -deficit - f.charged_wh;
-            a.plant_curtailed_wh = rest.clamp(0.0, plant);
+            let protected = self.plant_protected_wh(m);
+            a.plant_curtailed_wh = rest.clamp(0.0, plant - protected);
             rest -= a.plant_curtailed_wh;
             if rest > 0.0 && scheduled > 0.0 {
                 let lower = rest.min(scheduled - min).max(0.0);
                 a.genset_wh -= lower;
-                a.dumped_wh = (rest - lower).max(0.0);
+                rest -= lower;
             }
+            if rest > 0.0 {
+                let below = rest.min(protected);
+                a.plant_curtailed_wh += below;
+                rest -= below;
+            }
+            a.dumped_wh = rest.clamp(0.0, a.genset_wh);
         } else {
             let f = self.battery.operate(deficit, DT);
             a.discharged_wh = f.discharged_wh;
@@ -310,14 +339,14 @@ impl Island {
 
 impl Coupling for Island {
     /// The households may import what the plant, the battery and the genset can give, and export
-    /// what the battery can take plus what the genset can lower to its minimum load (the plant's
-    /// own PV is curtailed first).
+    /// what the battery can take plus what the genset can lower to its minimum load, less the
+    /// plant's sold PV (its PV beyond that is curtailed first).
     fn limits(&mut self, m: usize) -> PccLimits {
         let plant = self.plant_w.get(m).copied().unwrap_or(0.0) * DT;
         let import = plant + self.battery.discharge_room_wh(DT) + self.genset_max_wh();
         let scheduled = self.genset_schedule_wh.get(m).copied().unwrap_or(0.0);
         let lowerable = (scheduled - self.spec.genset_min_load * self.genset_max_wh()).max(0.0);
-        let export = self.battery.charge_room_wh(DT) + lowerable;
+        let export = (self.battery.charge_room_wh(DT) + lowerable - self.plant_protected_wh(m)).max(0.0);
         let kw = |wh: f64| wh / DT / 1000.0;
         PccLimits { import_kw: Some(kw(import)), export_kw: Some(kw(export)) }
     }
@@ -406,5 +435,30 @@ mod tests {
         let net: f64 = flows.iter().map(|f| f.export_wh - f.import_wh).sum();
         assert!((net - 250.0).abs() < 1e-9);
         assert!(flows.iter().all(|f| f.imbalance_wh().abs() < 1e-9));
+    }
+
+    #[test]
+    fn the_plants_sold_pv_is_curtailed_last() {
+        // A full battery at noon, the plant gives 30 kW and sold 10 kW worth.
+        let mut i = island(30.0);
+        i.battery.soc_wh = i.spec.battery.capacity_wh;
+        i.set_plant_schedule(48, 2_500.0);
+        // The households may export nothing (no room, no genset to lower, the plant's sale first)...
+        assert_eq!(i.limits(48 * 15).export_kw, Some(0.0));
+        // ...and drawing 4 kW, they take the plant's sold 10 kW's part: the plant keeps 4 kW of it.
+        i.commit(48 * 15, 4_000.0 / 60.0);
+        let a = i.minutes[0].1;
+        assert!((a.plant_curtailed_wh - 26_000.0 / 60.0).abs() < 1e-9, "{a:?}");
+        assert!(a.imbalance_wh().abs() < 1e-9);
+        // With room in the battery, the plant's unsold PV is curtailed before its sold PV.
+        let mut i = island(30.0);
+        i.battery.soc_wh = i.spec.battery.capacity_wh - 100.0; // about 6 kW of room this minute
+        i.set_plant_schedule(48, 2_500.0);
+        let room = i.battery.charge_room_wh(1.0 / 60.0);
+        i.commit(48 * 15, 0.0);
+        let a = i.minutes[0].1;
+        assert!((a.plant_wh - a.plant_curtailed_wh - room).abs() < 1e-9, "{a:?}");
+        assert!(a.plant_wh - a.plant_curtailed_wh <= 10_000.0 / 60.0 + 1e-9);
+        assert!(a.imbalance_wh().abs() < 1e-9 && a.dumped_wh == 0.0);
     }
 }

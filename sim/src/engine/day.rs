@@ -352,8 +352,11 @@ impl DayLoop<'_> {
     fn physics(&mut self, hh: &mut [Hh], k: usize) -> (Vec<SlotPhysics>, Vec<SlotPhysics>) {
         let day_slot = self.cfg.first_slot + k;
         if let Some(i) = self.island.as_mut() {
-            let genset = hh.iter().find(|h| h.asset == Some(AssetKind::Genset));
-            i.set_genset_schedule(day_slot, genset.map_or(0.0, |h| h.slots[k].fills.sold_wh as f64));
+            let sold = |kind| {
+                hh.iter().find(|h| h.asset == Some(kind)).map_or(0.0, |h| h.slots[k].fills.sold_wh as f64)
+            };
+            i.set_genset_schedule(day_slot, sold(AssetKind::Genset));
+            i.set_plant_schedule(day_slot, sold(AssetKind::Plant));
         }
         let (mut limits, mut base_limits) = (self.cfg.pcc, self.cfg.pcc);
         let coupling: &mut dyn Coupling = match self.island.as_mut() {
