@@ -243,7 +243,8 @@ fn check_island_slot(c: &mut Check, i: &crate::island::Island, s: &crate::engine
 /// imports add up to the PCC's flow), the PCC's flow never exceeds its limits, and neither does
 /// the grid's side of the bills (the community's net import per slot from the meter data on chain,
 /// which settlement uses, within the limits' energy over the slot, 1 Wh of register rounding per
-/// household aside).
+/// household aside). Islanded with the assets as members, the meters of all members net to zero in
+/// every slot: the balancing account settles no net energy.
 pub fn check_pcc(d: &RunData) -> Check {
     let mut c = Check::new();
     let limits = d.cfg.pcc;
@@ -279,6 +280,19 @@ pub fn check_pcc(d: &RunData) -> Check {
         }
         if let Some(i) = &d.island {
             check_island_slot(&mut c, i, s);
+            if d.hh.iter().any(|h| !h.is_household()) {
+                // No grid counterparty: every kWh a member's meter drew came from another member's
+                // meter (the assets'), so the market's grid account, islanded the community's
+                // balancing account, settles no net energy (under 2 Wh of register rounding per meter).
+                let net: f64 =
+                    d.metered.iter().map(|row| row[k].import_wh as f64 - row[k].export_wh as f64).sum();
+                c.expect(net.abs() <= 2.0 * d.hh.len() as f64, || {
+                    format!(
+                        "{}: the members' meters on chain net {net} Wh: energy from outside the island",
+                        hhmm(s.day_slot)
+                    )
+                });
+            }
             continue;
         }
         let hours = SLOT_MINUTES as f64 / 60.0;
