@@ -373,6 +373,24 @@ pub struct SlotPhysics {
     pub minutes: Vec<crate::pcc::MinuteFlows>,
 }
 
+impl SlotPhysics {
+    /// Adds one minute's flows: the totals, the cumulative meter registers and the minute itself.
+    pub fn add_minute(&mut self, f: crate::pcc::MinuteFlows) {
+        self.pv_wh += f.pv_wh - f.curtailed_wh;
+        self.curtailed_wh += f.curtailed_wh;
+        self.load_wh += f.load_wh - f.shed_wh;
+        self.shed_wh += f.shed_wh;
+        self.charged_wh += f.charged_wh;
+        self.discharged_wh += f.discharged_wh;
+        self.battery_loss_wh += f.loss_wh;
+        self.import_wh += f.import_wh;
+        self.export_wh += f.export_wh;
+        self.import_by_minute.push(self.import_wh);
+        self.export_by_minute.push(self.export_wh);
+        self.minutes.push(f);
+    }
+}
+
 /// Runs day slot `s` minute by minute. The battery (if any) steers the connection towards exporting
 /// `target_export_wh` over the slot (sold minus bought energy; 0 = plain self-consumption), within
 /// its limits; whatever it cannot balance flows through the meter.

@@ -269,17 +269,7 @@ impl Island {
             ..Default::default()
         };
         for a in own {
-            let f = kind.flows(a);
-            p.pv_wh += f.pv_wh - f.curtailed_wh;
-            p.curtailed_wh += f.curtailed_wh;
-            p.charged_wh += f.charged_wh;
-            p.discharged_wh += f.discharged_wh;
-            p.battery_loss_wh += f.loss_wh;
-            p.import_wh += f.import_wh;
-            p.export_wh += f.export_wh;
-            p.import_by_minute.push(p.import_wh);
-            p.export_by_minute.push(p.export_wh);
-            p.minutes.push(f);
+            p.add_minute(kind.flows(a));
         }
         Some(p)
     }

@@ -254,18 +254,7 @@ pub fn step_community(
         coupling.commit(m, net_import);
         pcc_kw.push(net_import * 60.0 / 1000.0);
         for (p, f) in out.iter_mut().zip(flows) {
-            p.pv_wh += f.pv_wh - f.curtailed_wh;
-            p.curtailed_wh += f.curtailed_wh;
-            p.load_wh += f.load_wh - f.shed_wh;
-            p.shed_wh += f.shed_wh;
-            p.charged_wh += f.charged_wh;
-            p.discharged_wh += f.discharged_wh;
-            p.battery_loss_wh += f.loss_wh;
-            p.import_wh += f.import_wh;
-            p.export_wh += f.export_wh;
-            p.import_by_minute.push(p.import_wh);
-            p.export_by_minute.push(p.export_wh);
-            p.minutes.push(f);
+            p.add_minute(f);
         }
     }
     for (p, h) in out.iter_mut().zip(members.iter()) {
