@@ -33,12 +33,6 @@ pub fn genset_marginal_cost(spec: &IslandSpec) -> u128 {
     (spec.fuel_b * spec.fuel_price * 1e18).round() as u128
 }
 
-/// The first price level at or above `price` (the highest level if it lies above retail).
-fn level_at_or_above(prices: &Prices, price: u128) -> u32 {
-    let above = price.saturating_sub(prices.feed_in);
-    (above.div_ceil(prices.tick.max(1)) as u32).min(prices.max_level())
-}
-
 /// A fixed price rule at exactly `level` (the rounds turn it back into that level).
 fn at_level(prices: &Prices, level: u32) -> PriceRule {
     let max = prices.max_level().max(1);
@@ -60,7 +54,7 @@ pub fn asset_plan(
         let wh = wh.max(0.0).floor() as u32;
         (wh >= p.min_order_wh).then(|| PlannedOrder { wh, rule: at_level(prices, level) })
     };
-    let genset_level = level_at_or_above(prices, genset_marginal_cost(spec));
+    let genset_level = prices.level_at_or_above(genset_marginal_cost(spec));
     match kind {
         AssetKind::Plant => {
             let index = k.clear_sky_index.unwrap_or(0.7).clamp(0.0, 1.2);

@@ -51,6 +51,12 @@ impl Prices {
         Some(((price - self.feed_in) / self.tick) as u32)
     }
 
+    /// The first level at or above `price` (the highest level if it lies above retail).
+    pub fn level_at_or_above(&self, price: u128) -> u32 {
+        let above = price.saturating_sub(self.feed_in);
+        (above.div_ceil(self.tick.max(1)).min(u128::from(u32::MAX)) as u32).min(self.max_level())
+    }
+
     /// The level nearest to `alpha` of the way from feed-in to retail.
     pub fn level_for_alpha(&self, alpha: f64) -> u32 {
         (alpha.clamp(0.0, 1.0) * self.max_level() as f64).round() as u32
@@ -342,6 +348,14 @@ mod tests {
 /// A PCC limit meaning "none" in the registry (`Registry.NO_CONNECTION_LIMIT`; 0 W is a real limit).
 pub const NO_CONNECTION_LIMIT: u32 = u32::MAX;
 
+/// A PCC limit in kW as the registry's watts: none is [`NO_CONNECTION_LIMIT`], a limit is rounded to
+/// the watt and kept below it (so that a huge limit never reads as none).
+pub fn limit_w(kw: Option<f64>) -> u32 {
+    kw.map_or(NO_CONNECTION_LIMIT, |kw| {
+        (kw * 1000.0).round().clamp(0.0, (NO_CONNECTION_LIMIT - 1) as f64) as u32
+    })
+}
+
 /// The microgrid's parameters in the registry (its PCC limits and islanded band).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MicrogridParams {
@@ -416,5 +430,38 @@ impl Market {
             .filter_map(|l| l.decode::<Registry::MicrogridReported>())
             .map(|e| (e.slot, e.report.into()))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    /// No limit, a zero-export limit, an ordinary one, and limits at and beyond what 32 bits of
+    /// watts hold: a huge limit stays a limit, never "none".
+    #[test]
+    fn pcc_limits_in_watts() {
+        assert_eq!(limit_w(None), NO_CONNECTION_LIMIT);
+        assert_eq!(limit_w(Some(0.0)), 0);
+        assert_eq!(limit_w(Some(2.0)), 2_000);
+        assert_eq!(limit_w(Some(4_294_967.294)), NO_CONNECTION_LIMIT - 1);
+        assert_eq!(limit_w(Some(4_294_967.295)), NO_CONNECTION_LIMIT - 1);
+        assert_eq!(limit_w(Some(1e12)), NO_CONNECTION_LIMIT - 1);
+    }
+
+    #[test]
+    fn the_first_level_at_or_above_a_price() {
+        let milli = 1_000_000_000_000_000u128;
+        let p = Prices {
+            feed_in: 80 * milli,
+            retail: 335 * milli,
+            tick: milli,
+            short_premium: 0,
+            long_penalty: 0,
+        };
+        assert_eq!(p.level_at_or_above(80 * milli), 0);
+        assert_eq!(p.level_at_or_above(80 * milli + 1), 1, "just above a level: the next");
+        assert_eq!(p.level_at_or_above(0), 0, "below feed-in: the floor");
+        assert_eq!(p.level_at_or_above(u128::MAX), 255, "above retail: the cap");
     }
 }

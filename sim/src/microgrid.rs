@@ -408,8 +408,7 @@ pub fn check_reports(d: &RunData) -> Check {
             format!("the registry's value of lost load is {}, the run's {want}", d.microgrid.end.voll)
         });
     }
-    let w =
-        |kw: Option<f64>| kw.map_or(crate::market::NO_CONNECTION_LIMIT, |kw| (kw * 1000.0).round() as u32);
+    let w = crate::market::limit_w;
     if d.cfg.islanded.is_none() {
         let (i, e) = (w(d.cfg.pcc.import_kw), w(d.cfg.pcc.export_kw));
         c.expect((d.microgrid.end.import_limit_w, d.microgrid.end.export_limit_w) == (i, e), || {

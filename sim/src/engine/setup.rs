@@ -31,7 +31,7 @@ use crate::island::{AssetKind, Island, IslandSpec};
 use crate::keys::{
     write_keystore, KeyDeriver, DEV_MNEMONIC, HOUSEHOLD_INDEX_BASE, MAX_HOUSEHOLDS, METER_INDEX_BASE,
 };
-use crate::market::{u128_of, Market, MicrogridParams, NO_CONNECTION_LIMIT};
+use crate::market::{limit_w, u128_of, Market, MicrogridParams, NO_CONNECTION_LIMIT};
 use crate::meters::{MeterFleet, SimMeter, Telemetry};
 use crate::node::{DevChain, DevChainConfig};
 use crate::pcc::island_band;
@@ -318,10 +318,7 @@ async fn configure_microgrid(
             ));
         }
     } else if cfg.pcc.is_limited() {
-        let w = |kw: Option<f64>| {
-            kw.map_or(NO_CONNECTION_LIMIT, |kw| (kw * 1000.0).round().min(u32::MAX as f64 - 1.0) as u32)
-        };
-        (want.import_limit_w, want.export_limit_w) = (w(cfg.pcc.import_kw), w(cfg.pcc.export_kw));
+        (want.import_limit_w, want.export_limit_w) = (limit_w(cfg.pcc.import_kw), limit_w(cfg.pcc.export_kw));
         calls.push(operator.sign_call(
             chain_id,
             registry,
