@@ -32,6 +32,10 @@ pub mod names {
     pub const BLOCK_SEAL: &str = "p2pe_block_seal_seconds";
     /// Time to verify, execute and commit a block from a peer or a file.
     pub const BLOCK_IMPORT: &str = "p2pe_block_import_seconds";
+    /// Time to execute a block's transactions (sealed here or imported).
+    pub const BLOCK_EXECUTE: &str = "p2pe_block_execute_seconds";
+    /// Time to compute a block's state root from the stored trie.
+    pub const STATE_ROOT: &str = "p2pe_state_root_seconds";
     /// Time to commit an executed block (state, indexes, head).
     pub const BLOCK_COMMIT: &str = "p2pe_block_commit_seconds";
     /// Transactions per committed block.
@@ -56,6 +60,10 @@ pub mod names {
     pub const RPC_ERRORS: &str = "p2pe_rpc_errors_total";
     /// Time of one SQLite write transaction's commit.
     pub const SQLITE_COMMIT: &str = "p2pe_sqlite_commit_seconds";
+    /// Time of one WAL checkpoint (copying committed pages into the database file).
+    pub const SQLITE_CHECKPOINT: &str = "p2pe_sqlite_checkpoint_seconds";
+    /// Pages of the write-ahead log not yet copied into the database after the last checkpoint.
+    pub const SQLITE_WAL_PAGES: &str = "p2pe_sqlite_wal_pages";
     /// Head-state reads the RPC state cache answered, by `kind` (`account`, `storage`).
     pub const STATE_CACHE_HITS: &str = "p2pe_state_cache_hits_total";
     /// Head-state reads the RPC state cache did not hold (read from SQLite), by `kind`.
@@ -116,6 +124,12 @@ fn describe() {
         Unit::Seconds,
         "Time to verify, execute and commit a block from a peer or a file."
     );
+    describe_histogram!(BLOCK_EXECUTE, Unit::Seconds, "Time to execute a block's transactions.");
+    describe_histogram!(
+        STATE_ROOT,
+        Unit::Seconds,
+        "Time to compute a block's state root from the stored trie."
+    );
     describe_histogram!(BLOCK_COMMIT, Unit::Seconds, "Time to commit an executed block.");
     describe_histogram!(BLOCK_TXS, "Transactions per committed block.");
     describe_counter!(BLOCKS, "Blocks committed (sealed here or imported).");
@@ -128,6 +142,15 @@ fn describe() {
     describe_histogram!(RPC_LATENCY, Unit::Seconds, "JSON-RPC call latency by method.");
     describe_counter!(RPC_ERRORS, "JSON-RPC errors by code.");
     describe_histogram!(SQLITE_COMMIT, Unit::Seconds, "Time of one SQLite write transaction's commit.");
+    describe_histogram!(
+        SQLITE_CHECKPOINT,
+        Unit::Seconds,
+        "Time of one WAL checkpoint (in the background, or by a commit when the log is over its limit)."
+    );
+    describe_gauge!(
+        SQLITE_WAL_PAGES,
+        "Write-ahead log pages not yet copied into the database after the last checkpoint."
+    );
     describe_counter!(
         STATE_CACHE_HITS,
         "Head-state reads answered by a state cache, by cache (writer, rpc) and kind."

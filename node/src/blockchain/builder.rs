@@ -50,21 +50,21 @@ impl Blockchain {
         let max_txs = (header.gas_limit / 21_000) as usize;
         let tx_bytes = self.tx_byte_budget(header);
         let hashes = self.tip.read().hashes.clone();
-        let outcome = self
-            .with_writer_state(|state| {
+        let executed = {
+            let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_EXECUTE);
+            self.with_writer_state(|state| {
                 let nonce = |a: &Address| state.account(a).ok().flatten().map(|i| i.nonce).unwrap_or(0);
                 let candidates = self.pool.best(nonce, max_txs);
                 let policy = InvalidTxPolicy::Skip { tx_bytes };
                 execute_block(self.spec.chain_id, state, &hashes, &input, candidates, policy)
             })
-            .map_err(|e| match e {
-                ExecError::State(s) => ImportError::State(s),
-                other => ImportError::Invalid {
-                    number: header.number,
-                    hash: B256::ZERO,
-                    reason: other.to_string(),
-                },
-            })?;
+        };
+        let outcome = executed.map_err(|e| match e {
+            ExecError::State(s) => ImportError::State(s),
+            other => {
+                ImportError::Invalid { number: header.number, hash: B256::ZERO, reason: other.to_string() }
+            }
+        })?;
         for skipped in &outcome.skipped {
             if !skipped.retry {
                 tracing::debug!(tx = %skipped.tx.inner().tx_hash(), reason = %skipped.reason, "dropping invalid transaction");

@@ -83,6 +83,7 @@ impl Blockchain {
         let input = block_input(&block.header);
         let outcome = {
             let hashes = self.tip.read().hashes.clone();
+            let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_EXECUTE);
             self.with_writer_state(|state| {
                 execute_block(self.spec.chain_id, state, &hashes, &input, txs, InvalidTxPolicy::Reject)
             })
@@ -101,7 +102,10 @@ impl Blockchain {
     /// (read from the head state: cache hits for what the block just read). Nothing is written.
     pub(super) fn apply_outcome(&self, outcome: &BlockOutcome) -> Result<Applied, ImportError> {
         let store = self.store.lock();
-        let (root, trie) = store.state_root(&outcome.changes)?;
+        let (root, trie) = {
+            let _timer = crate::metrics::Timer::start(crate::metrics::names::STATE_ROOT);
+            store.state_root(&outcome.changes)?
+        };
         let plain = PlainState::new(store.connection(), self.reads.codes());
         let undo =
             undo_for(&CachedState::new(&plain, &self.head_cache), |a| plain.slots(a), &outcome.changes)?;

@@ -1,6 +1,8 @@
 //! Persistence in SQLite: blocks, receipts, indexes and state, one transaction per block.
 //!
 //! - [`schema`]: tables and pragmas (WAL, `synchronous=FULL`);
+//! - [`checkpoint`]: the write-ahead log copied into the database by a background thread, off
+//!   the commit path;
 //! - [`Store`]: the single writer, committing each block atomically;
 //! - [`ReadPool`]: read connections for RPC, block queries and historical state;
 //! - [`HistoricalState`]: state at any kept block (the head's too), from the plain state and the
@@ -18,6 +20,7 @@
 
 mod blocks;
 mod cache;
+pub mod checkpoint;
 mod explorer;
 mod history;
 mod plain;

@@ -45,6 +45,7 @@ pub struct Store {
     path: PathBuf,
     /// Blocks of state history to keep (`None` = archive, keep all).
     history: Option<u64>,
+    checkpointer: super::checkpoint::Checkpointer,
 }
 
 pub(crate) fn u256_blob(v: &U256) -> [u8; 32] {
@@ -70,10 +71,16 @@ impl Store {
             StorageError::Invalid(format!("cannot create data directory {}: {e}", datadir.display()))
         })?;
         let path = datadir.join("chain.sqlite");
-        let conn = Connection::open(&path)?;
+        let mut conn = Connection::open(&path)?;
         schema::init(&conn)?;
         super::explorer::backfill(&conn)?;
-        Ok(Self { conn, path, history })
+        let checkpointer = super::checkpoint::Checkpointer::attach(&mut conn, &path, Default::default())?;
+        Ok(Self { conn, path, history, checkpointer })
+    }
+
+    /// What the write-ahead log's checkpoints did so far (they run off the commit path).
+    pub fn wal_status(&self) -> &std::sync::Arc<super::checkpoint::WalStatus> {
+        self.checkpointer.status()
     }
 
     /// Path of the database file.

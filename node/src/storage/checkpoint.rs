@@ -1,0 +1,235 @@
+//! WAL checkpoints off the commit path.
+//!
+//! In WAL mode a commit appends the pages it changed to the write-ahead log and fsyncs the log;
+//! a checkpoint later copies them into the database file. SQLite's default has the committing
+//! connection checkpoint whenever the log passes 1,000 pages, inside that commit: a block that
+//! changes thousands of words of a large state (each in its own B-tree page) then also paid the
+//! random writes into the database file and its fsync before it was acknowledged, a cost that
+//! grows with the state's size, not the block's work.
+//!
+//! The writer hands that to [`Checkpointer`]: a thread with its own connection that runs a
+//! `PASSIVE` checkpoint (it never waits for the writer or the readers) when a commit leaves more
+//! than [`WalLimits::background_pages`] in the log. Durability is unchanged: a commit is on disk
+//! once the log is fsynced (`synchronous=FULL`), checkpointed or not. Should the log still grow
+//! past [`WalLimits::inline_pages`] (the thread stalled, or a long read kept the log from being
+//! copied), the committing connection checkpoints itself, as SQLite would, so the log stays
+//! bounded. [`WalStatus`] reports what happened, for the metrics and for tests.
+
+use std::ffi::c_int;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::StorageError;
+use crate::metrics::names;
+
+/// When the log is checkpointed.
+#[derive(Debug, Clone, Copy)]
+pub struct WalLimits {
+    /// Pages in the log after a commit from which the background thread is woken (SQLite's own
+    /// automatic-checkpoint threshold).
+    pub background_pages: c_int,
+    /// Pages in the log after a commit from which the committing connection checkpoints itself.
+    pub inline_pages: c_int,
+}
+
+impl Default for WalLimits {
+    /// 1,000 pages in the background; inline from 65,536 pages (256 MiB of 4 KiB pages).
+    fn default() -> Self {
+        Self { background_pages: 1_000, inline_pages: 65_536 }
+    }
+}
+
+/// What the checkpoints did so far.
+#[derive(Debug, Default)]
+pub struct WalStatus {
+    background: AtomicU64,
+    inline: AtomicU64,
+    pages_left: AtomicI64,
+}
+
+impl WalStatus {
+    /// Checkpoints the background thread ran.
+    pub fn background_checkpoints(&self) -> u64 {
+        self.background.load(Ordering::Relaxed)
+    }
+
+    /// Checkpoints a commit had to run itself (the log over [`WalLimits::inline_pages`]).
+    pub fn inline_checkpoints(&self) -> u64 {
+        self.inline.load(Ordering::Relaxed)
+    }
+
+    /// Pages of the log not yet copied into the database after the last checkpoint (-1 before
+    /// the first).
+    pub fn pages_left(&self) -> i64 {
+        self.pages_left.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, counter: &AtomicU64, log: c_int, copied: c_int) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        let left = i64::from(log) - i64::from(copied);
+        self.pages_left.store(left, Ordering::Relaxed);
+        metrics::gauge!(names::SQLITE_WAL_PAGES).set(left as f64);
+    }
+}
+
+/// What the checkpoint thread is asked to do.
+enum Wake {
+    Checkpoint,
+    Stop,
+}
+
+/// The background checkpoint thread of one writer connection. Dropping it stops the thread
+/// (after the checkpoint it may be running); the writer's hook then has nobody to wake, and its
+/// commits checkpoint themselves past the inline limit.
+pub struct Checkpointer {
+    wake: mpsc::SyncSender<Wake>,
+    thread: Option<JoinHandle<()>>,
+    status: Arc<WalStatus>,
+}
+
+impl Checkpointer {
+    /// Starts the thread on its own connection to `path` and makes `writer`'s commits hand the
+    /// log to it (replacing SQLite's automatic checkpoint on that connection).
+    pub fn attach(writer: &mut Connection, path: &Path, limits: WalLimits) -> Result<Self, StorageError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let status = Arc::new(WalStatus { pages_left: AtomicI64::new(-1), ..Default::default() });
+        let (wake, woken) = mpsc::sync_channel::<Wake>(1);
+        let thread_status = status.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || run(conn, woken, thread_status))
+            .map_err(|e| StorageError::Invalid(format!("cannot start the checkpoint thread: {e}")))?;
+        let (hook_wake, hook_status) = (wake.clone(), status.clone());
+        writer.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: c_int| {
+            if pages >= limits.inline_pages {
+                let _timer = crate::metrics::Timer::start(names::SQLITE_CHECKPOINT);
+                let (log, copied) = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE)?;
+                hook_status.record(&hook_status.inline, log, copied);
+            } else if pages >= limits.background_pages {
+                // A full channel means a wake-up is already pending: that checkpoint covers this log.
+                let _ = hook_wake.try_send(Wake::Checkpoint);
+            }
+            Ok(())
+        }))?;
+        Ok(Self { wake, thread: Some(thread), status })
+    }
+
+    /// What the checkpoints did so far.
+    pub fn status(&self) -> &Arc<WalStatus> {
+        &self.status
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        // Waits for room behind a pending wake-up; fails only if the thread is gone already.
+        let _ = self.wake.send(Wake::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(conn: Connection, woken: mpsc::Receiver<Wake>, status: Arc<WalStatus>) {
+    while let Ok(Wake::Checkpoint) = woken.recv() {
+        let _timer = crate::metrics::Timer::start(names::SQLITE_CHECKPOINT);
+        match conn.wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE) {
+            Ok((log, copied)) => status.record(&status.background, log, copied),
+            Err(e) => {
+                tracing::warn!(error = %e, "background WAL checkpoint failed; commits checkpoint themselves past the limit")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer with the checkpointer attached, and one table.
+    fn writer(dir: &Path, limits: WalLimits) -> (Connection, Checkpointer) {
+        let path = dir.join("t.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.pragma_update(None, "synchronous", "FULL").unwrap();
+        conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL)").unwrap();
+        let cp = Checkpointer::attach(&mut conn, &path, limits).unwrap();
+        (conn, cp)
+    }
+
+    /// Commits `rows` rows of 3,000 bytes: about `rows` pages of log at 4 KiB.
+    fn commit_rows(conn: &Connection, first: i64, rows: i64) {
+        conn.execute_batch("BEGIN").unwrap();
+        for k in first..first + rows {
+            conn.execute("INSERT INTO t (k, v) VALUES (?1, zeroblob(3000))", [k]).unwrap();
+        }
+        conn.execute_batch("COMMIT").unwrap();
+    }
+
+    fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+        let start = std::time::Instant::now();
+        while !ok() {
+            assert!(start.elapsed().as_secs() < 10, "timed out waiting for {what}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_small_commit_leaves_the_log_alone_a_large_one_is_checkpointed_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, cp) = writer(dir.path(), WalLimits { background_pages: 200, inline_pages: 100_000 });
+        commit_rows(&conn, 0, 50);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(cp.status().background_checkpoints(), 0, "under the threshold nothing runs");
+        assert_eq!(cp.status().pages_left(), -1);
+        commit_rows(&conn, 50, 400);
+        wait_for("the background checkpoint", || cp.status().background_checkpoints() >= 1);
+        wait_for("the log copied", || cp.status().pages_left() == 0);
+        assert_eq!(cp.status().inline_checkpoints(), 0, "the commit did not checkpoint itself");
+        // Everything committed is readable from a new connection after the checkpoint.
+        let n: i64 = Connection::open(dir.path().join("t.sqlite"))
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 450);
+    }
+
+    #[test]
+    fn a_log_over_the_inline_limit_is_checkpointed_by_the_commit_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, cp) = writer(dir.path(), WalLimits { background_pages: 100, inline_pages: 300 });
+        // Under the inline limit: the background thread only.
+        commit_rows(&conn, 0, 150);
+        wait_for("the background checkpoint", || cp.status().background_checkpoints() >= 1);
+        assert_eq!(cp.status().inline_checkpoints(), 0);
+        // Over it (one commit of about 400 pages): the commit checkpoints, once.
+        commit_rows(&conn, 150, 400);
+        assert_eq!(cp.status().inline_checkpoints(), 1, "over the limit the commit checkpoints");
+        assert_eq!(cp.status().pages_left(), 0, "and copies the whole log");
+    }
+
+    #[test]
+    fn dropping_the_checkpointer_stops_the_thread_whatever_the_order_and_keeps_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, cp) = writer(dir.path(), WalLimits { background_pages: 10, inline_pages: 100_000 });
+        for i in 0..20 {
+            commit_rows(&conn, i * 30, 30);
+        }
+        drop(cp);
+        commit_rows(&conn, 600, 30);
+        drop(conn);
+        let n: i64 = Connection::open(dir.path().join("t.sqlite"))
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 630);
+    }
+}
