@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
-use alloy_rlp::{Decodable, Encodable};
 use clap::Parser;
 use p2pe_node::blockchain::{Blockchain, ChainOptions};
 use p2pe_node::chain::{build_genesis, ChainSpec, GenesisParams};
@@ -42,19 +41,6 @@ struct Args {
     seed_into: Option<Vec<String>>,
 }
 
-/// `VmRSS` and `VmHWM` (peak) of this process, in kB.
-fn rss_kb() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 const CHAIN_ID: u64 = 57;
 const SENDERS: usize = 100;
 /// The contract: `sstore(base + i, number + 1)` for i in 0..4, with `base` the first calldata word.
@@ -71,42 +57,9 @@ fn contract() -> Address {
 /// Inserts `words` storage words into the contract, rebuilds the stored trie and makes the
 /// genesis header carry the new root.
 fn seed(datadir: &Path, words: u64) {
-    let conn = rusqlite::Connection::open(datadir.join("chain.sqlite")).unwrap();
-    conn.execute_batch("BEGIN").unwrap();
-    // Rows go in in key order (plain by slot, hashed by hashed slot): appends, not random inserts.
-    let mut rows: Vec<(B256, U256)> =
+    let rows =
         (0..words).map(|i| (keccak256(U256::from(i).to_be_bytes::<32>()), U256::from(i + 1))).collect();
-    rows.sort_unstable();
-    {
-        let mut put = conn.prepare("INSERT INTO storage (address, slot, value) VALUES (?1, ?2, ?3)").unwrap();
-        for (slot, value) in &rows {
-            put.execute(rusqlite::params![contract().as_slice(), slot.as_slice(), value.to_be_bytes::<32>()])
-                .unwrap();
-        }
-    }
-    let mut hashed: Vec<(B256, U256)> =
-        rows.into_iter().map(|(slot, value)| (keccak256(slot), value)).collect();
-    hashed.sort_unstable();
-    {
-        let owner = keccak256(contract());
-        let mut put = conn
-            .prepare("INSERT INTO hashed_storage (hashed_address, hashed_slot, value) VALUES (?1, ?2, ?3)")
-            .unwrap();
-        for (slot, value) in &hashed {
-            put.execute(rusqlite::params![owner.as_slice(), slot.as_slice(), value.to_be_bytes::<32>()])
-                .unwrap();
-        }
-    }
-    let root = p2pe_node::storage::trie::rebuild_tries(&conn).unwrap();
-    let (hash, raw): (Vec<u8>, Vec<u8>) = conn
-        .query_row("SELECT hash, header FROM blocks WHERE number = 0", [], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap();
-    let mut header = alloy_consensus::Header::decode(&mut raw.as_slice()).unwrap();
-    header.state_root = root;
-    let mut out = Vec::new();
-    header.encode(&mut out);
-    conn.execute("UPDATE blocks SET header = ?1 WHERE hash = ?2", rusqlite::params![out, hash]).unwrap();
-    conn.execute_batch("COMMIT").unwrap();
+    p2pe_tests::seed::seed_words(datadir, vec![(contract(), rows)]);
 }
 
 fn open_chain(datadir: &Path, words: u64, signer: &SigningKey) -> (Blockchain, u64) {
@@ -221,7 +174,7 @@ fn main() {
             args.txs * 4,
             root.as_secs_f64() * 1e3
         );
-        let rss = rss_kb();
+        let rss = p2pe_tests::seed::rss_kb();
         eprintln!("  {words} words: node process VmRSS {} kB, peak VmHWM {} kB", rss.0, rss.1);
         drop(chain);
         rows.push((words, times[times.len() / 2], root, rss));

@@ -1,0 +1,410 @@
+//! `p2pe-yearbench`: the energy market after a year of operation against a fresh one (issue 15,
+//! part 7). See BENCHMARKS.md, "A year of market operation".
+//!
+//! Two chains are built in-process with the node library, each in its own child process (so that
+//! each RSS is its own): both deploy the market at genesis with the same 500 participants (every
+//! one registered, funded and with a bound meter) and a market whose slot 0 began a year ago, so
+//! the slots traded are about slot 35,040. The "year" chain is then fast-forwarded by direct state
+//! seeding: the market and the meter-readings contracts get the storage words a year of 15-minute
+//! slots leaves them, at the bounds the contracts keep (the 128 sets of 221 price-level words and
+//! 2 × 8,192 slot words of the market; 4,161 words per meter in `MeterReadings`, its 64 reading
+//! words and its ring of 4,096 energy words), at random keys as mapping keys are.
+//!
+//! Then, on each chain, the same blocks are sealed with `Blockchain::seal_next` (execution, the
+//! incremental state root, signing, the SQLite commit) and timed, for `--rounds` rounds: a block of
+//! one order from each participant (asks from prosumers, bids from consumers, real
+//! `EnergyMarket.placeAsk`/`placeBid` calls), a block of one reading from each meter
+//! (`MeterReadings.submitReading`), and a block of a single order. Every transaction must succeed.
+//! Order latency here is the node's own part of it: validating and pooling the orders, then sealing
+//! the block that holds them; over JSON-RPC the wait for the block period (1 s) comes on top, on
+//! both chains alike.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy_consensus::TxReceipt;
+use alloy_primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
+use alloy_signer_local::PrivateKeySigner;
+use alloy_sol_types::SolCall;
+use clap::Parser;
+use p2pe_bindings::{credit_token, energy_market, meter_readings};
+use p2pe_node::blockchain::{Blockchain, ChainOptions};
+use p2pe_node::chain::{build_genesis, deploy_market, market_addresses, ChainSpec, GenesisParams};
+use p2pe_node::chain::{GenesisParticipant, MarketConfig};
+use p2pe_node::crypto::SigningKey;
+use p2pe_node::storage::Store;
+use p2pe_node::txpool::{validate_tx, PoolConfig, TxPool};
+use p2pe_tests::harness::sign_raw;
+use p2pe_tests::seed::{count_words, dir_bytes, rss_kb, seed_words};
+use serde::{Deserialize, Serialize};
+
+/// Fresh market against a market a year old.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Participants (each with a meter): even ones prosumers, odd ones consumers.
+    #[arg(long, default_value_t = 500)]
+    participants: usize,
+    /// Slots of market operation the "year" chain is fast-forwarded through (35,040 = a year of
+    /// 15-minute slots). The storage the contracts keep stops growing after 8,192 slots (market)
+    /// and 4,096 slots (readings), so fewer slots seed fewer words.
+    #[arg(long, default_value_t = 35_040)]
+    slots: u64,
+    /// Timed rounds (orders, readings, a single order each); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Internal: run one chain ("fresh" or "year") and print its figures as one JSON line.
+    #[arg(long, hide = true)]
+    variant: Option<String>,
+    /// Internal: seed a year's words into the initialised data directory DIR and exit (the chain
+    /// process runs its seeding in a child, so that its own peak RSS is the node library's alone).
+    #[arg(long, hide = true, value_name = "DIR")]
+    seed_into: Option<std::path::PathBuf>,
+}
+
+const CHAIN_ID: u64 = 58;
+const SLOT: u32 = 900;
+const YEAR: u64 = 365 * 86_400;
+/// The market's bounds (contracts/README.md, "Storage that does not grow with the market's age").
+const SLOT_RING: u64 = 128;
+const LEVELS: u64 = 221;
+const SLOT_WORDS_KEPT: u64 = 8_192;
+const ENERGY_RING: u64 = 4_096;
+const READING_WORDS: u64 = 64 + 1;
+
+fn key(base: u64, i: usize) -> PrivateKeySigner {
+    PrivateKeySigner::from_bytes(&B256::from(U256::from(base + i as u64))).unwrap()
+}
+fn participant(i: usize) -> PrivateKeySigner {
+    key(10_000, i)
+}
+fn meter(i: usize) -> PrivateKeySigner {
+    key(20_000, i)
+}
+fn operator() -> PrivateKeySigner {
+    key(5, 0)
+}
+fn credits(n: u64) -> U256 {
+    U256::from(n) * U256::from(10u64).pow(U256::from(18))
+}
+fn milli(n: u64) -> U256 {
+    U256::from(n) * U256::from(10u64).pow(U256::from(15))
+}
+
+/// What one chain measured.
+#[derive(Serialize, Deserialize, Debug)]
+struct Figures {
+    variant: String,
+    market_words: u64,
+    readings_words: u64,
+    seed_s: f64,
+    submit_orders_ms: Vec<f64>,
+    seal_orders_ms: Vec<f64>,
+    seal_readings_ms: Vec<f64>,
+    seal_single_ms: Vec<f64>,
+    rss_kb: u64,
+    hwm_kb: u64,
+    disk_bytes: u64,
+}
+
+/// The storage words a year leaves beyond what genesis holds: the market's level-word ring and its
+/// kept slot words, and each meter's reading and energy words.
+/// (Genesis creates no level or slot words; it may create some of each meter's words.)
+fn year_words(slots: u64, participants: usize, genesis_readings: u64) -> (u64, u64) {
+    let market = LEVELS * slots.min(SLOT_RING) + 2 * slots.min(SLOT_WORDS_KEPT);
+    let readings = participants as u64 * (READING_WORDS + slots.min(ENERGY_RING));
+    (market, readings.saturating_sub(genesis_readings))
+}
+
+struct Chain {
+    chain: Blockchain,
+    signer: SigningKey,
+    next_time: u64,
+    first_slot: u64,
+}
+
+impl Chain {
+    /// Submits signed transactions to the pool; returns the time it took.
+    fn submit(&self, txs: Vec<(PrivateKeySigner, Address, Vec<u8>)>) -> Duration {
+        let mut next: std::collections::HashMap<Address, u64> = Default::default();
+        let signed: Vec<(Address, Vec<u8>)> = txs
+            .into_iter()
+            .map(|(who, to, input)| {
+                let nonce = *next
+                    .entry(who.address())
+                    .and_modify(|n| *n += 1)
+                    .or_insert_with(|| self.nonce(&who.address()));
+                let tx = alloy_consensus::TxEip1559 {
+                    chain_id: CHAIN_ID,
+                    nonce,
+                    gas_limit: 16_000_000,
+                    to: TxKind::Call(to),
+                    input: Bytes::from(input),
+                    ..Default::default()
+                };
+                (who.address(), alloy_primitives::hex::decode(sign_raw(&who, tx)).unwrap())
+            })
+            .collect();
+        let start = Instant::now();
+        for (who, raw) in signed {
+            let tx = validate_tx(&raw, &self.chain.validation_context()).expect("a valid transaction");
+            let state_nonce = self.chain.account_nonce(&who);
+            self.chain.pool().add(tx, state_nonce).expect("pooled");
+        }
+        start.elapsed()
+    }
+
+    /// The next nonce of `who`: the state's, plus what it has waiting in the pool.
+    fn nonce(&self, who: &Address) -> u64 {
+        self.chain.pool().pending_nonce(who, self.chain.account_nonce(who))
+    }
+
+    /// Seals the next block; checks every transaction succeeded; returns the seal time.
+    fn seal(&mut self, expect: usize, what: &str) -> Duration {
+        let mut events = self.chain.subscribe();
+        let start = Instant::now();
+        let sealed = self.chain.seal_next(&self.signer, self.next_time, None).unwrap().expect("in turn");
+        let took = start.elapsed();
+        self.next_time += 1;
+        assert_eq!(sealed.block.body.transactions.len(), expect, "{what}: every transaction included");
+        let event = events.try_recv().expect("the block's event");
+        let failed = event.receipts.iter().filter(|r| !r.status()).count();
+        assert_eq!(failed, 0, "{what}: {failed} transactions reverted");
+        took
+    }
+}
+
+/// Seeds the storage words a year leaves into the market and readings contracts of `datadir`.
+fn seed_year(datadir: &Path, args: &Args) {
+    let (_, _, readings, market) = market_addresses();
+    let (add_market, add_readings) =
+        year_words(args.slots, args.participants, count_words(datadir, readings));
+    let filler = |contract: Address, n: u64| {
+        let rows = (0..n)
+            .map(|i| (keccak256(format!("year/{contract}/{i}")), U256::from(i + 1)))
+            .collect::<Vec<_>>();
+        (contract, rows)
+    };
+    seed_words(datadir, vec![filler(market, add_market), filler(readings, add_readings)]);
+}
+
+fn open(datadir: &Path, args: &Args, year: bool) -> (Chain, u64, u64, f64) {
+    let signer = SigningKey::from_bytes(&B256::repeat_byte(0xa1)).unwrap();
+    let now = p2pe_node::blockchain::unix_now();
+    let t0 = now - 10_000;
+    let params = GenesisParams {
+        chain_id: CHAIN_ID,
+        period: 1,
+        gas_limit: 3_000_000_000,
+        signers: vec![signer.address()],
+        timestamp: t0,
+        ..Default::default()
+    };
+    let mut genesis = build_genesis(&params);
+    let start_time = (now - YEAR) / u64::from(SLOT) * u64::from(SLOT);
+    let mut cfg = MarketConfig::new(vec![operator().address()], Address::repeat_byte(0x99), start_time, SLOT);
+    for i in 0..args.participants {
+        cfg.participants.push(GenesisParticipant {
+            account: participant(i).address(),
+            prosumer: i.is_multiple_of(2),
+            meter: Some(meter(i).address()),
+            credits: credits(1_000),
+        });
+    }
+    deploy_market(&mut genesis, &cfg).expect("the market deploys");
+    let json = serde_json::to_string(&genesis).unwrap();
+    let spec = ChainSpec::from_json(&json).unwrap();
+    let mut store = Store::open(datadir, None).unwrap();
+    store.init_genesis(&spec, &json).unwrap();
+    drop(store);
+    let (_, _, readings, market) = market_addresses();
+    let seeding = Instant::now();
+    if year {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--seed-into")
+            .arg(datadir)
+            .args(["--participants", &args.participants.to_string(), "--slots", &args.slots.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "seeding failed: {status}");
+    }
+    let seed_s = seeding.elapsed().as_secs_f64();
+    let store = Store::open(datadir, Some(128)).unwrap();
+    let pool = PoolConfig { max_per_sender: 10_000, max_total: 1_000_000, ..PoolConfig::default() };
+    let opts = ChainOptions { state_history: Some(128), read_connections: 1, ..Default::default() };
+    let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(pool)), &opts).unwrap();
+    let next_time = t0 + 1;
+    // The first slot whose gate is still open at the bench's blocks, with room for them.
+    let first_slot = (next_time + 600 - start_time) / u64::from(SLOT) + 1;
+    let c = Chain { chain, signer, next_time, first_slot };
+    (c, count_words(datadir, market), count_words(datadir, readings), seed_s)
+}
+
+/// Opens the slots; every participant deposits credits (bids escrow their price, asks the
+/// imbalance penalty).
+fn set_up(c: &mut Chain, args: &Args) {
+    let (_, token, _, market) = market_addresses();
+    let mut txs = Vec::new();
+    for r in 0..2 * args.rounds as u64 {
+        let open = energy_market::EnergyMarket::openSlotCall { slot: c.first_slot + r }.abi_encode();
+        txs.push((operator(), market, open));
+    }
+    c.submit(txs);
+    c.seal(2 * args.rounds, "openSlot");
+    let mut txs = Vec::new();
+    for i in 0..args.participants {
+        let approve =
+            credit_token::CreditToken::approveCall { spender: market, value: credits(100) }.abi_encode();
+        txs.push((participant(i), token, approve));
+    }
+    let n = txs.len();
+    c.submit(txs);
+    c.seal(n, "approve");
+    let mut txs = Vec::new();
+    for i in 0..args.participants {
+        let deposit = energy_market::EnergyMarket::depositCall { amount: credits(100) }.abi_encode();
+        txs.push((participant(i), market, deposit));
+    }
+    c.submit(txs);
+    c.seal(n, "deposit");
+}
+
+fn order(i: usize, slot: u64, salt: usize) -> (PrivateKeySigner, Address, Vec<u8>) {
+    let (_, _, _, market) = market_addresses();
+    let energy_wh = 100 + ((i * 37 + salt) % 900) as u32;
+    let price = milli(80 + ((i * 13 + salt) % 221) as u64);
+    let input = if i.is_multiple_of(2) {
+        energy_market::EnergyMarket::placeAskCall { slot, energyWh: energy_wh, pricePerKWh: price }
+            .abi_encode()
+    } else {
+        energy_market::EnergyMarket::placeBidCall { slot, energyWh: energy_wh, pricePerKWh: price }
+            .abi_encode()
+    };
+    (participant(i), market, input)
+}
+
+fn run_variant(args: &Args, year: bool) -> Figures {
+    let dir = tempfile::Builder::new().prefix("p2pe-yearbench-").tempdir().unwrap();
+    let (mut c, market_words, readings_words, seed_s) = open(dir.path(), args, year);
+    set_up(&mut c, args);
+    let (_, _, readings, _) = market_addresses();
+    let mut f = Figures {
+        variant: if year { "year" } else { "fresh" }.into(),
+        market_words,
+        readings_words,
+        seed_s,
+        submit_orders_ms: vec![],
+        seal_orders_ms: vec![],
+        seal_readings_ms: vec![],
+        seal_single_ms: vec![],
+        rss_kb: 0,
+        hwm_kb: 0,
+        disk_bytes: 0,
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for r in 0..args.rounds {
+        let slot = c.first_slot + r as u64;
+        let orders = (0..args.participants).map(|i| order(i, slot, r)).collect();
+        f.submit_orders_ms.push(ms(c.submit(orders)));
+        f.seal_orders_ms.push(ms(c.seal(args.participants, "orders")));
+        let timestamp = c.next_time - 1;
+        let reads = (0..args.participants)
+            .map(|i| {
+                let wh = (r as u64 + 1) * 1_000 + i as u64;
+                let call = meter_readings::MeterReadings::submitReadingCall {
+                    importWh: wh,
+                    exportWh: wh / 2,
+                    timestamp,
+                };
+                (meter(i), readings, call.abi_encode())
+            })
+            .collect();
+        c.submit(reads);
+        f.seal_readings_ms.push(ms(c.seal(args.participants, "readings")));
+        c.submit(vec![order(r, c.first_slot + (args.rounds + r) as u64, 7)]);
+        f.seal_single_ms.push(ms(c.seal(1, "single order")));
+    }
+    (f.rss_kb, f.hwm_kb) = rss_kb();
+    // The database with its write-ahead log copied in and truncated: what stays on disk.
+    drop(c);
+    let conn = rusqlite::Connection::open(dir.path().join("chain.sqlite")).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    drop(conn);
+    f.disk_bytes = dir_bytes(dir.path());
+    f
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s[s.len() / 2]
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Some(dir) = &args.seed_into {
+        seed_year(dir, &args);
+        return;
+    }
+    if let Some(v) = &args.variant {
+        let f = run_variant(&args, v == "year");
+        println!("{}", serde_json::to_string(&f).unwrap());
+        return;
+    }
+    let mut rows = Vec::new();
+    for v in ["fresh", "year"] {
+        eprintln!("running the {v} chain ({} participants)", args.participants);
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--variant", v, "--participants", &args.participants.to_string()])
+            .args(["--slots", &args.slots.to_string(), "--rounds", &args.rounds.to_string()])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "the {v} chain failed: {}", out.status);
+        let f: Figures = serde_json::from_slice(out.stdout.trim_ascii()).expect("the child's figures");
+        eprintln!("  {f:?}");
+        rows.push(f);
+    }
+    print_table(&args, &rows[0], &rows[1]);
+}
+
+fn print_table(args: &Args, fresh: &Figures, year: &Figures) {
+    let n = args.participants;
+    println!(
+        "| What (median of {} rounds) | fresh chain | after {} slots | ratio |",
+        args.rounds, args.slots
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| storage words: market / meter readings | {} / {} | {} / {} | |",
+        fresh.market_words, fresh.readings_words, year.market_words, year.readings_words
+    );
+    let row = |what: String, a: f64, b: f64, unit: &str| {
+        println!("| {what} | {a:.1} {unit} | {b:.1} {unit} | {:.2}x |", b / a);
+    };
+    let (sa, sb) = (median(&fresh.submit_orders_ms), median(&year.submit_orders_ms));
+    let (oa, ob) = (median(&fresh.seal_orders_ms), median(&year.seal_orders_ms));
+    row(format!("validate and pool {n} orders"), sa, sb, "ms");
+    row(format!("seal a block of {n} orders"), oa, ob, "ms");
+    row(format!("order latency, node's part ({n} orders: pool + seal)"), sa + oa, sb + ob, "ms");
+    row(
+        format!("seal a block of {n} meter readings"),
+        median(&fresh.seal_readings_ms),
+        median(&year.seal_readings_ms),
+        "ms",
+    );
+    row("seal a block of 1 order".into(), median(&fresh.seal_single_ms), median(&year.seal_single_ms), "ms");
+    row(
+        "RSS after the blocks (VmRSS)".into(),
+        fresh.rss_kb as f64 / 1024.0,
+        year.rss_kb as f64 / 1024.0,
+        "MB",
+    );
+    row("peak RSS (VmHWM)".into(), fresh.hwm_kb as f64 / 1024.0, year.hwm_kb as f64 / 1024.0, "MB");
+    row(
+        "disk (data directory, closed)".into(),
+        fresh.disk_bytes as f64 / 1e6,
+        year.disk_bytes as f64 / 1e6,
+        "MB",
+    );
+}

@@ -1,0 +1,87 @@
+//! Direct state seeding for the benches (`p2pe-triebench`, `p2pe-yearbench`): storage words
+//! written straight into a data directory's state tables, the stored tries rebuilt and the genesis
+//! header made to carry the new root. A bench-only path: a chain seeded this way is opened
+//! in-process with the node library (its genesis hash no longer matches its genesis file, so a
+//! `p2pe-node run` would refuse it, as it should).
+
+use std::path::Path;
+
+use alloy_primitives::{keccak256, Address, B256, U256};
+use alloy_rlp::{Decodable, Encodable};
+
+/// `VmRSS` and `VmHWM` (peak) of this process, in kB.
+pub fn rss_kb() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Bytes of all files in `dir` (the SQLite database with its WAL and shared-memory files).
+pub fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Inserts `words` (slot, value) into each contract's storage in the chain of `datadir` (plain
+/// and hashed rows, each in key order so that they go in as appends), rebuilds the stored tries
+/// and writes the new state root into the genesis header. The slots must not exist yet.
+pub fn seed_words(datadir: &Path, words: Vec<(Address, Vec<(B256, U256)>)>) -> B256 {
+    let conn = rusqlite::Connection::open(datadir.join("chain.sqlite")).expect("open the chain database");
+    conn.execute_batch("BEGIN").unwrap();
+    for (contract, mut rows) in words {
+        rows.sort_unstable();
+        {
+            let mut put =
+                conn.prepare("INSERT INTO storage (address, slot, value) VALUES (?1, ?2, ?3)").unwrap();
+            for (slot, value) in &rows {
+                put.execute(rusqlite::params![
+                    contract.as_slice(),
+                    slot.as_slice(),
+                    value.to_be_bytes::<32>()
+                ])
+                .unwrap();
+            }
+        }
+        let mut hashed: Vec<(B256, U256)> =
+            rows.into_iter().map(|(slot, value)| (keccak256(slot), value)).collect();
+        hashed.sort_unstable();
+        let owner = keccak256(contract);
+        let mut put = conn
+            .prepare("INSERT INTO hashed_storage (hashed_address, hashed_slot, value) VALUES (?1, ?2, ?3)")
+            .unwrap();
+        for (slot, value) in &hashed {
+            put.execute(rusqlite::params![owner.as_slice(), slot.as_slice(), value.to_be_bytes::<32>()])
+                .unwrap();
+        }
+    }
+    let root = p2pe_node::storage::trie::rebuild_tries(&conn).unwrap();
+    let (hash, raw): (Vec<u8>, Vec<u8>) = conn
+        .query_row("SELECT hash, header FROM blocks WHERE number = 0", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    let mut header = alloy_consensus::Header::decode(&mut raw.as_slice()).unwrap();
+    header.state_root = root;
+    let mut out = Vec::new();
+    header.encode(&mut out);
+    conn.execute("UPDATE blocks SET header = ?1 WHERE hash = ?2", rusqlite::params![out, hash]).unwrap();
+    conn.execute_batch("COMMIT").unwrap();
+    root
+}
+
+/// Words of `contract` in the chain of `datadir` (plain storage rows).
+pub fn count_words(datadir: &Path, contract: Address) -> u64 {
+    let conn = rusqlite::Connection::open(datadir.join("chain.sqlite")).expect("open the chain database");
+    conn.query_row("SELECT COUNT(*) FROM storage WHERE address = ?1", [contract.as_slice()], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n as u64)
+    .unwrap_or(0)
+}

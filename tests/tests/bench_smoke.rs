@@ -1,0 +1,55 @@
+//! The state-size benches run end to end at a small size, so that they keep working between
+//! the runs recorded in BENCHMARKS.md: every transaction they send must succeed (they check each
+//! receipt), and the year bench's seeding must leave the contracts the words it models. The
+//! figures are not checked: a bench measures, a test does not time.
+
+use std::process::Command;
+
+fn run(bin: &str, args: &[&str]) -> String {
+    let out = Command::new(bin).args(args).output().expect("the bench starts");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{bin} {args:?} failed: {}\n{stderr}", out.status);
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// The numbers in the table row that starts with `label`.
+fn row<'a>(table: &'a str, label: &str) -> Vec<&'a str> {
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&format!("| {label}")))
+        .unwrap_or_else(|| panic!("no row {label:?} in\n{table}"));
+    line.split('|').map(str::trim).filter(|c| !c.is_empty()).skip(1).collect()
+}
+
+#[test]
+fn the_year_bench_seeds_the_words_a_year_leaves_and_every_order_and_reading_succeeds() {
+    // 20 participants, 300 slots: the market's 128 level-word sets have all been used (221
+    // words each) and 2 × 300 slot words are kept; each meter has its 64 reading words, its
+    // meta word and 300 energy words (under the ring of 4,096).
+    let table = run(
+        env!("CARGO_BIN_EXE_p2pe-yearbench"),
+        &["--participants", "20", "--slots", "300", "--rounds", "1"],
+    );
+    let words = row(&table, "storage words");
+    let counts = |cell: &str| -> (u64, u64) {
+        let (m, r) = cell.split_once(" / ").expect("market / readings");
+        (m.parse().unwrap(), r.parse().unwrap())
+    };
+    let (fresh_market, fresh_readings) = counts(words[0]);
+    let (year_market, year_readings) = counts(words[1]);
+    assert_eq!(fresh_readings, 0, "genesis binds meters without readings");
+    assert_eq!(year_market - fresh_market, 128 * 221 + 2 * 300);
+    assert_eq!(year_readings, 20 * (65 + 300));
+    for label in
+        ["seal a block of 20 orders", "seal a block of 20 meter readings", "seal a block of 1 order", "disk"]
+    {
+        assert_eq!(row(&table, label).len(), 3, "{label}: fresh, year, ratio");
+    }
+}
+
+#[test]
+fn the_trie_bench_seals_order_shaped_blocks_on_a_seeded_contract() {
+    let table =
+        run(env!("CARGO_BIN_EXE_p2pe-triebench"), &["--words", "0,5000", "--txs", "20", "--blocks", "1"]);
+    assert!(table.lines().any(|l| l.starts_with("| 5000 |")), "a row for 5,000 words:\n{table}");
+}
