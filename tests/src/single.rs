@@ -31,18 +31,52 @@ impl SingleChain {
             .arg("--datadir")
             .arg(dir.path())
             .env("P2PE_LOG", "warn");
-        Self::spawn(cmd, port, Some(dir))
+        Self::spawn(cmd, port, Some(dir), Duration::from_secs(60))
     }
 
     /// `anvil --port <free> --silent ARGS` from `anvil_bin`.
     pub fn anvil(anvil_bin: &Path, args: &[&str]) -> Self {
+        Self::anvil_within(anvil_bin, args, Duration::from_secs(60))
+    }
+
+    /// As [`SingleChain::anvil`], waiting up to `startup` for its JSON-RPC (a large `--init`
+    /// genesis takes a while to load).
+    pub fn anvil_within(anvil_bin: &Path, args: &[&str], startup: Duration) -> Self {
         let port = free_port();
         let mut cmd = Command::new(anvil_bin);
         cmd.args(args).args(["--port", &port.to_string(), "--silent"]);
-        Self::spawn(cmd, port, None)
+        Self::spawn(cmd, port, None, startup)
     }
 
-    fn spawn(mut cmd: Command, port: u16, dir: Option<tempfile::TempDir>) -> Self {
+    /// `VmRSS` and `VmHWM` in kB of the largest process in the chain's process group (for npm's
+    /// anvil, the real anvil under its Node.js launcher).
+    pub fn rss_kb(&self) -> (u64, u64) {
+        let group = self.child.id().to_string();
+        let mut best = (0, 0);
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid pgrp ...: the fields after the command's closing parenthesis.
+            let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+            if after.split_whitespace().nth(2) != Some(group.as_str()) {
+                continue;
+            }
+            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            let field = |name: &str| -> u64 {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            let rss = (field("VmRSS:"), field("VmHWM:"));
+            if rss.0 > best.0 {
+                best = rss;
+            }
+        }
+        best
+    }
+
+    fn spawn(mut cmd: Command, port: u16, dir: Option<tempfile::TempDir>, startup: Duration) -> Self {
         let child = cmd
             .process_group(0)
             .stdout(Stdio::null())
@@ -53,7 +87,7 @@ impl SingleChain {
         let rpc = Rpc::new(&chain.url);
         let start = Instant::now();
         while rpc.try_call("eth_blockNumber", json!([])).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(60), "{}: no JSON-RPC within 60 s", chain.url);
+            assert!(start.elapsed() < startup, "{}: no JSON-RPC within {startup:?}", chain.url);
             std::thread::sleep(Duration::from_millis(200));
         }
         chain

@@ -1,7 +1,7 @@
 //! The state-size benches run end to end at a small size, so that they keep working between
 //! the runs recorded in BENCHMARKS.md: every transaction they send must succeed (they check each
-//! receipt), and the year bench's seeding must leave the contracts the words it models. The
-//! figures are not checked: a bench measures, a test does not time.
+//! receipt, on the node and on anvil), and the year bench's seeding must leave the contracts the
+//! words it models. The figures are not checked: a bench measures, a test does not time.
 
 use std::process::Command;
 
@@ -40,11 +40,13 @@ fn the_year_bench_seeds_the_words_a_year_leaves_and_every_order_and_reading_succ
     assert_eq!(fresh_readings, 0, "genesis binds meters without readings");
     assert_eq!(year_market - fresh_market, 128 * 221 + 2 * 300);
     assert_eq!(year_readings, 20 * (65 + 300));
-    for label in
-        ["seal a block of 20 orders", "seal a block of 20 meter readings", "seal a block of 1 order", "disk"]
+    // anvil, side by side, starts from the same genesis with the same words in its alloc.
+    assert_eq!((words[2], words[3]), (words[0], words[1]), "anvil holds the node's words");
+    for label in ["seal a block of 20 orders", "seal a block of 20 meter readings", "seal a block of 1 order"]
     {
-        assert_eq!(row(&table, label).len(), 3, "{label}: fresh, year, ratio");
+        assert_eq!(row(&table, label).len(), 6, "{label}: fresh, year, ratio for the node and anvil");
     }
+    assert_eq!(row(&table, "disk").len(), 5, "disk: the node's three cells, none for anvil");
 }
 
 #[test]

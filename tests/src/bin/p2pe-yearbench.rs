@@ -35,9 +35,12 @@ use p2pe_node::chain::{GenesisParticipant, MarketConfig};
 use p2pe_node::crypto::SigningKey;
 use p2pe_node::storage::Store;
 use p2pe_node::txpool::{validate_tx, PoolConfig, TxPool};
-use p2pe_tests::harness::sign_raw;
+use p2pe_tests::harness::{sign_raw, Rpc};
 use p2pe_tests::seed::{count_words, dir_bytes, rss_kb, seed_words};
+use p2pe_tests::single::SingleChain;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// Fresh market against a market a year old.
 #[derive(Parser, Debug)]
@@ -53,6 +56,9 @@ struct Args {
     /// Timed rounds (orders, readings, a single order each); medians are reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Do not run anvil side by side (it is run by default: `npm ci --prefix tests`).
+    #[arg(long)]
+    no_anvil: bool,
     /// Internal: run one chain ("fresh" or "year") and print its figures as one JSON line.
     #[arg(long, hide = true)]
     variant: Option<String>,
@@ -116,6 +122,32 @@ fn year_words(slots: u64, participants: usize, genesis_readings: u64) -> (u64, u
     (market, readings.saturating_sub(genesis_readings))
 }
 
+/// A chain the rounds run on: the node library in-process, or anvil over JSON-RPC.
+trait Target {
+    /// The first of the slots the bench opens (gate open at the bench's block times).
+    fn first_slot(&self) -> u64;
+    /// Timestamp for a reading sent now (the last block's).
+    fn reading_time(&self) -> u64;
+    /// Sends signed transactions; returns the time it took.
+    fn submit(&mut self, txs: Vec<(PrivateKeySigner, Address, Vec<u8>)>) -> Duration;
+    /// Makes the next block of the waiting transactions; checks all `expect` of them succeeded;
+    /// returns the time it took.
+    fn seal(&mut self, expect: usize, what: &str) -> Duration;
+}
+
+/// A signed EIP-1559 transaction (zero fees) as raw bytes.
+fn signed(who: &PrivateKeySigner, nonce: u64, to: Address, input: Vec<u8>) -> Vec<u8> {
+    let tx = alloy_consensus::TxEip1559 {
+        chain_id: CHAIN_ID,
+        nonce,
+        gas_limit: 16_000_000,
+        to: TxKind::Call(to),
+        input: Bytes::from(input),
+        ..Default::default()
+    };
+    alloy_primitives::hex::decode(sign_raw(who, tx)).unwrap()
+}
+
 struct Chain {
     chain: Blockchain,
     signer: SigningKey,
@@ -124,9 +156,24 @@ struct Chain {
 }
 
 impl Chain {
-    /// Submits signed transactions to the pool; returns the time it took.
-    fn submit(&self, txs: Vec<(PrivateKeySigner, Address, Vec<u8>)>) -> Duration {
-        let mut next: std::collections::HashMap<Address, u64> = Default::default();
+    /// The next nonce of `who`: the state's, plus what it has waiting in the pool.
+    fn nonce(&self, who: &Address) -> u64 {
+        self.chain.pool().pending_nonce(who, self.chain.account_nonce(who))
+    }
+}
+
+impl Target for Chain {
+    fn first_slot(&self) -> u64 {
+        self.first_slot
+    }
+
+    fn reading_time(&self) -> u64 {
+        self.next_time - 1
+    }
+
+    /// Validates and pools the transactions (signed beforehand, untimed).
+    fn submit(&mut self, txs: Vec<(PrivateKeySigner, Address, Vec<u8>)>) -> Duration {
+        let mut next: HashMap<Address, u64> = Default::default();
         let signed: Vec<(Address, Vec<u8>)> = txs
             .into_iter()
             .map(|(who, to, input)| {
@@ -134,15 +181,7 @@ impl Chain {
                     .entry(who.address())
                     .and_modify(|n| *n += 1)
                     .or_insert_with(|| self.nonce(&who.address()));
-                let tx = alloy_consensus::TxEip1559 {
-                    chain_id: CHAIN_ID,
-                    nonce,
-                    gas_limit: 16_000_000,
-                    to: TxKind::Call(to),
-                    input: Bytes::from(input),
-                    ..Default::default()
-                };
-                (who.address(), alloy_primitives::hex::decode(sign_raw(&who, tx)).unwrap())
+                (who.address(), signed(&who, nonce, to, input))
             })
             .collect();
         let start = Instant::now();
@@ -154,12 +193,8 @@ impl Chain {
         start.elapsed()
     }
 
-    /// The next nonce of `who`: the state's, plus what it has waiting in the pool.
-    fn nonce(&self, who: &Address) -> u64 {
-        self.chain.pool().pending_nonce(who, self.chain.account_nonce(who))
-    }
-
-    /// Seals the next block; checks every transaction succeeded; returns the seal time.
+    /// Seals the next block (execution, state root, signing, commit); checks every transaction
+    /// succeeded; returns the seal time.
     fn seal(&mut self, expect: usize, what: &str) -> Duration {
         let mut events = self.chain.subscribe();
         let start = Instant::now();
@@ -174,30 +209,159 @@ impl Chain {
     }
 }
 
+/// `n` words for `contract` at random keys (as mapping keys are), each non-zero.
+fn filler(contract: Address, n: u64) -> Vec<(B256, U256)> {
+    (0..n).map(|i| (keccak256(format!("year/{contract}/{i}")), U256::from(i + 1))).collect()
+}
+
 /// Seeds the storage words a year leaves into the market and readings contracts of `datadir`.
 fn seed_year(datadir: &Path, args: &Args) {
     let (_, _, readings, market) = market_addresses();
     let (add_market, add_readings) =
         year_words(args.slots, args.participants, count_words(datadir, readings));
-    let filler = |contract: Address, n: u64| {
-        let rows = (0..n)
-            .map(|i| (keccak256(format!("year/{contract}/{i}")), U256::from(i + 1)))
-            .collect::<Vec<_>>();
-        (contract, rows)
-    };
-    seed_words(datadir, vec![filler(market, add_market), filler(readings, add_readings)]);
+    seed_words(
+        datadir,
+        vec![(market, filler(market, add_market)), (readings, filler(readings, add_readings))],
+    );
 }
 
-fn open(datadir: &Path, args: &Args, year: bool) -> (Chain, u64, u64, f64) {
-    let signer = SigningKey::from_bytes(&B256::repeat_byte(0xa1)).unwrap();
-    let now = p2pe_node::blockchain::unix_now();
-    let t0 = now - 10_000;
+/// anvil started from the same genesis (`--init`, the year's words in its `alloc`), mining only
+/// when asked (`evm_mine`), so that a block holds what the node's block holds.
+struct Anvil {
+    chain: SingleChain,
+    rpc: Rpc,
+    nonces: HashMap<Address, u64>,
+    pending: Vec<String>,
+    first_slot: u64,
+    last_time: u64,
+}
+
+impl Anvil {
+    /// Starts anvil; returns it with the market's and the readings' words and the start-up time.
+    fn start(args: &Args, year: bool) -> (Self, u64, u64, f64) {
+        let now = p2pe_node::blockchain::unix_now();
+        let signer = SigningKey::from_bytes(&B256::repeat_byte(0xa1)).unwrap().address();
+        let (mut genesis, start_time) = genesis(args, signer, now);
+        let (_, _, readings, market) = market_addresses();
+        let words = |g: &alloy_genesis::Genesis, a: &Address| {
+            g.alloc.get(a).and_then(|acc| acc.storage.as_ref()).map_or(0, |s| s.len() as u64)
+        };
+        if year {
+            let (add_market, add_readings) =
+                year_words(args.slots, args.participants, words(&genesis, &readings));
+            for (contract, n) in [(market, add_market), (readings, add_readings)] {
+                let storage =
+                    genesis.alloc.get_mut(&contract).expect("deployed").storage.get_or_insert_default();
+                storage.extend(filler(contract, n).into_iter().map(|(k, v)| (k, B256::from(v))));
+            }
+        }
+        let file =
+            tempfile::Builder::new().prefix("p2pe-yearbench-anvil-").suffix(".json").tempfile().unwrap();
+        serde_json::to_writer(std::io::BufWriter::new(file.as_file()), &genesis).unwrap();
+        let started = Instant::now();
+        let path = file.path().to_str().unwrap();
+        let chain = SingleChain::anvil_within(
+            &p2pe_tests::harness::npm_tool("anvil"),
+            &[
+                "--init",
+                path,
+                "--no-mining",
+                "--base-fee",
+                "0",
+                "--gas-price",
+                "0",
+                "--gas-limit",
+                "3000000000",
+            ],
+            Duration::from_secs(900),
+        );
+        let load_s = started.elapsed().as_secs_f64();
+        let rpc = Rpc::new(&chain.url);
+        let first_slot = (p2pe_node::blockchain::unix_now() + 600 - start_time) / u64::from(SLOT) + 1;
+        let (m, r) = (words(&genesis, &market), words(&genesis, &readings));
+        let a = Self { chain, rpc, nonces: HashMap::new(), pending: vec![], first_slot, last_time: now };
+        (a, m, r, load_s)
+    }
+}
+
+impl Target for Anvil {
+    fn first_slot(&self) -> u64 {
+        self.first_slot
+    }
+
+    fn reading_time(&self) -> u64 {
+        self.last_time
+    }
+
+    /// Sends the transactions (signed beforehand, untimed) in one JSON-RPC batch.
+    fn submit(&mut self, txs: Vec<(PrivateKeySigner, Address, Vec<u8>)>) -> Duration {
+        let batch: Vec<Value> = txs
+            .into_iter()
+            .enumerate()
+            .map(|(id, (who, to, input))| {
+                let nonce = self.nonces.entry(who.address()).or_insert(0);
+                let raw = signed(&who, *nonce, to, input);
+                *nonce += 1;
+                self.pending.push(format!("{}", keccak256(&raw)));
+                let raw = format!("0x{}", alloy_primitives::hex::encode(raw));
+                json!({"jsonrpc": "2.0", "id": id, "method": "eth_sendRawTransaction", "params": [raw]})
+            })
+            .collect();
+        let body = serde_json::to_string(&batch).unwrap();
+        let start = Instant::now();
+        let (status, answer) = self.rpc.raw(&body).expect("anvil answers");
+        let took = start.elapsed();
+        let errors = answer.as_array().map_or(0, |a| a.iter().filter(|r| r.get("error").is_some()).count());
+        assert!(status == 200 && errors == 0, "anvil refused {errors} transactions: {answer}");
+        took
+    }
+
+    /// Mines one block (`evm_mine` at the next second); checks every receipt.
+    fn seal(&mut self, expect: usize, what: &str) -> Duration {
+        let start = Instant::now();
+        // One second per block, as on the node (anvil would give blocks mined within a second the
+        // same timestamp, and a meter's second reading at the same time is refused).
+        self.last_time += 1;
+        self.rpc.call("evm_mine", json!([self.last_time]));
+        let took = start.elapsed();
+        let block = self.rpc.call("eth_getBlockByNumber", json!(["latest", false]));
+        assert_eq!(
+            block["transactions"].as_array().map(Vec::len),
+            Some(expect),
+            "{what}: every transaction mined"
+        );
+        let batch: Vec<Value> = self
+            .pending
+            .drain(..)
+            .enumerate()
+            .map(|(id, h)| json!({"jsonrpc": "2.0", "id": id, "method": "eth_getTransactionReceipt", "params": [h]}))
+            .collect();
+        let (_, receipts) = self.rpc.raw(&serde_json::to_string(&batch).unwrap()).expect("receipts");
+        let failed = receipts.as_array().unwrap().iter().filter(|r| r["result"]["status"] != "0x1").count();
+        assert_eq!(failed, 0, "{what}: {failed} transactions failed on anvil");
+        took
+    }
+}
+
+fn run_anvil(args: &Args, year: bool) -> Figures {
+    let (mut a, market_words, readings_words, load_s) = Anvil::start(args, year);
+    set_up(&mut a, args);
+    let mut f =
+        figures(if year { "anvil-year" } else { "anvil-fresh" }, market_words, readings_words, load_s);
+    rounds(&mut a, args, &mut f);
+    (f.rss_kb, f.hwm_kb) = a.chain.rss_kb();
+    f
+}
+
+/// The genesis both chains start from: the market deployed, the participants registered with
+/// their meters and credits, slot 0 a year before `now`. Returns it with the market's start.
+fn genesis(args: &Args, signer: Address, now: u64) -> (alloy_genesis::Genesis, u64) {
     let params = GenesisParams {
         chain_id: CHAIN_ID,
         period: 1,
         gas_limit: 3_000_000_000,
-        signers: vec![signer.address()],
-        timestamp: t0,
+        signers: vec![signer],
+        timestamp: now - 10_000,
         ..Default::default()
     };
     let mut genesis = build_genesis(&params);
@@ -212,6 +376,14 @@ fn open(datadir: &Path, args: &Args, year: bool) -> (Chain, u64, u64, f64) {
         });
     }
     deploy_market(&mut genesis, &cfg).expect("the market deploys");
+    (genesis, start_time)
+}
+
+fn open(datadir: &Path, args: &Args, year: bool) -> (Chain, u64, u64, f64) {
+    let signer = SigningKey::from_bytes(&B256::repeat_byte(0xa1)).unwrap();
+    let now = p2pe_node::blockchain::unix_now();
+    let t0 = now - 10_000;
+    let (genesis, start_time) = genesis(args, signer.address(), now);
     let json = serde_json::to_string(&genesis).unwrap();
     let spec = ChainSpec::from_json(&json).unwrap();
     let mut store = Store::open(datadir, None).unwrap();
@@ -242,11 +414,11 @@ fn open(datadir: &Path, args: &Args, year: bool) -> (Chain, u64, u64, f64) {
 
 /// Opens the slots; every participant deposits credits (bids escrow their price, asks the
 /// imbalance penalty).
-fn set_up(c: &mut Chain, args: &Args) {
+fn set_up(c: &mut dyn Target, args: &Args) {
     let (_, token, _, market) = market_addresses();
     let mut txs = Vec::new();
     for r in 0..2 * args.rounds as u64 {
-        let open = energy_market::EnergyMarket::openSlotCall { slot: c.first_slot + r }.abi_encode();
+        let open = energy_market::EnergyMarket::openSlotCall { slot: c.first_slot() + r }.abi_encode();
         txs.push((operator(), market, open));
     }
     c.submit(txs);
@@ -283,31 +455,17 @@ fn order(i: usize, slot: u64, salt: usize) -> (PrivateKeySigner, Address, Vec<u8
     (participant(i), market, input)
 }
 
-fn run_variant(args: &Args, year: bool) -> Figures {
-    let dir = tempfile::Builder::new().prefix("p2pe-yearbench-").tempdir().unwrap();
-    let (mut c, market_words, readings_words, seed_s) = open(dir.path(), args, year);
-    set_up(&mut c, args);
+/// The timed rounds: a block of one order per participant, a block of one reading per meter, a
+/// block of a single order.
+fn rounds(c: &mut dyn Target, args: &Args, f: &mut Figures) {
     let (_, _, readings, _) = market_addresses();
-    let mut f = Figures {
-        variant: if year { "year" } else { "fresh" }.into(),
-        market_words,
-        readings_words,
-        seed_s,
-        submit_orders_ms: vec![],
-        seal_orders_ms: vec![],
-        seal_readings_ms: vec![],
-        seal_single_ms: vec![],
-        rss_kb: 0,
-        hwm_kb: 0,
-        disk_bytes: 0,
-    };
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for r in 0..args.rounds {
-        let slot = c.first_slot + r as u64;
+        let slot = c.first_slot() + r as u64;
         let orders = (0..args.participants).map(|i| order(i, slot, r)).collect();
         f.submit_orders_ms.push(ms(c.submit(orders)));
         f.seal_orders_ms.push(ms(c.seal(args.participants, "orders")));
-        let timestamp = c.next_time - 1;
+        let timestamp = c.reading_time();
         let reads = (0..args.participants)
             .map(|i| {
                 let wh = (r as u64 + 1) * 1_000 + i as u64;
@@ -321,9 +479,33 @@ fn run_variant(args: &Args, year: bool) -> Figures {
             .collect();
         c.submit(reads);
         f.seal_readings_ms.push(ms(c.seal(args.participants, "readings")));
-        c.submit(vec![order(r, c.first_slot + (args.rounds + r) as u64, 7)]);
+        c.submit(vec![order(r, c.first_slot() + (args.rounds + r) as u64, 7)]);
         f.seal_single_ms.push(ms(c.seal(1, "single order")));
     }
+}
+
+fn figures(variant: &str, market_words: u64, readings_words: u64, seed_s: f64) -> Figures {
+    Figures {
+        variant: variant.into(),
+        market_words,
+        readings_words,
+        seed_s,
+        submit_orders_ms: vec![],
+        seal_orders_ms: vec![],
+        seal_readings_ms: vec![],
+        seal_single_ms: vec![],
+        rss_kb: 0,
+        hwm_kb: 0,
+        disk_bytes: 0,
+    }
+}
+
+fn run_variant(args: &Args, year: bool) -> Figures {
+    let dir = tempfile::Builder::new().prefix("p2pe-yearbench-").tempdir().unwrap();
+    let (mut c, market_words, readings_words, seed_s) = open(dir.path(), args, year);
+    set_up(&mut c, args);
+    let mut f = figures(if year { "year" } else { "fresh" }, market_words, readings_words, seed_s);
+    rounds(&mut c, args, &mut f);
     (f.rss_kb, f.hwm_kb) = rss_kb();
     // The database with its write-ahead log copied in and truncated: what stays on disk.
     drop(c);
@@ -365,46 +547,63 @@ fn main() {
         eprintln!("  {f:?}");
         rows.push(f);
     }
-    print_table(&args, &rows[0], &rows[1]);
+    let anvil = if args.no_anvil {
+        None
+    } else {
+        let mut peer = Vec::new();
+        for year in [false, true] {
+            eprintln!("running anvil, {}", if year { "a year on" } else { "fresh" });
+            let f = run_anvil(&args, year);
+            eprintln!("  {f:?}");
+            peer.push(f);
+        }
+        Some(peer)
+    };
+    print_table(&args, &rows, anvil.as_deref());
 }
 
-fn print_table(args: &Args, fresh: &Figures, year: &Figures) {
+/// One table: the node fresh and a year on, and anvil the same when it ran.
+fn print_table(args: &Args, node: &[Figures], anvil: Option<&[Figures]>) {
     let n = args.participants;
-    println!(
-        "| What (median of {} rounds) | fresh chain | after {} slots | ratio |",
+    let chains: Vec<&Figures> = node.iter().chain(anvil.into_iter().flatten()).collect();
+    let mut head = format!(
+        "| What (median of {} rounds) | node, fresh | node, after {} slots | node: ratio |",
         args.rounds, args.slots
     );
-    println!("|---|---|---|---|");
-    println!(
-        "| storage words: market / meter readings | {} / {} | {} / {} | |",
-        fresh.market_words, fresh.readings_words, year.market_words, year.readings_words
-    );
-    let row = |what: String, a: f64, b: f64, unit: &str| {
-        println!("| {what} | {a:.1} {unit} | {b:.1} {unit} | {:.2}x |", b / a);
+    if anvil.is_some() {
+        head += &format!(" anvil, fresh | anvil, after {} slots | anvil: ratio |", args.slots);
+    }
+    println!("{head}");
+    println!("|---|---|---|---|{}", if anvil.is_some() { "---|---|---|" } else { "" });
+    let words: Vec<String> =
+        chains.iter().map(|f| format!("{} / {}", f.market_words, f.readings_words)).collect();
+    let cells = |w: &[String]| w.chunks(2).map(|p| format!(" {} | {} | |", p[0], p[1])).collect::<String>();
+    println!("| storage words: market / meter readings |{}", cells(&words));
+    let row = |what: String, unit: &str, value: &dyn Fn(&Figures) -> Option<f64>| {
+        let mut line = format!("| {what} |");
+        for pair in chains.chunks(2) {
+            match (value(pair[0]), value(pair[1])) {
+                (Some(a), Some(b)) => line += &format!(" {a:.1} {unit} | {b:.1} {unit} | {:.2}x |", b / a),
+                _ => line += " – | – | |",
+            }
+        }
+        println!("{line}");
     };
-    let (sa, sb) = (median(&fresh.submit_orders_ms), median(&year.submit_orders_ms));
-    let (oa, ob) = (median(&fresh.seal_orders_ms), median(&year.seal_orders_ms));
-    row(format!("validate and pool {n} orders"), sa, sb, "ms");
-    row(format!("seal a block of {n} orders"), oa, ob, "ms");
-    row(format!("order latency, node's part ({n} orders: pool + seal)"), sa + oa, sb + ob, "ms");
-    row(
-        format!("seal a block of {n} meter readings"),
-        median(&fresh.seal_readings_ms),
-        median(&year.seal_readings_ms),
-        "ms",
-    );
-    row("seal a block of 1 order".into(), median(&fresh.seal_single_ms), median(&year.seal_single_ms), "ms");
-    row(
-        "RSS after the blocks (VmRSS)".into(),
-        fresh.rss_kb as f64 / 1024.0,
-        year.rss_kb as f64 / 1024.0,
-        "MB",
-    );
-    row("peak RSS (VmHWM)".into(), fresh.hwm_kb as f64 / 1024.0, year.hwm_kb as f64 / 1024.0, "MB");
-    row(
-        "disk (data directory, closed)".into(),
-        fresh.disk_bytes as f64 / 1e6,
-        year.disk_bytes as f64 / 1e6,
-        "MB",
-    );
+    let m = |v: &Vec<f64>| Some(median(v));
+    row(format!("send {n} orders (node: validate and pool; anvil: one JSON-RPC batch)"), "ms", &|f| {
+        m(&f.submit_orders_ms)
+    });
+    row(format!("seal a block of {n} orders (anvil: evm_mine)"), "ms", &|f| m(&f.seal_orders_ms));
+    row(format!("order latency without the block period ({n} orders: send + seal)"), "ms", &|f| {
+        Some(median(&f.submit_orders_ms) + median(&f.seal_orders_ms))
+    });
+    row(format!("seal a block of {n} meter readings"), "ms", &|f| m(&f.seal_readings_ms));
+    row("seal a block of 1 order".into(), "ms", &|f| m(&f.seal_single_ms));
+    row("RSS after the blocks (VmRSS)".into(), "MB", &|f| Some(f.rss_kb as f64 / 1024.0));
+    row("peak RSS (VmHWM)".into(), "MB", &|f| Some(f.hwm_kb as f64 / 1024.0));
+    row("disk (data directory, closed; anvil keeps state in memory)".into(), "MB", &|f| {
+        (f.disk_bytes > 0).then_some(f.disk_bytes as f64 / 1e6)
+    });
+    let startup: Vec<String> = chains.iter().map(|f| format!("{:.1} s", f.seed_s)).collect();
+    println!("| start-up: seeding the words (node), loading the genesis (anvil) |{}", cells(&startup));
 }
