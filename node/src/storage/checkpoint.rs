@@ -111,8 +111,13 @@ impl Checkpointer {
         writer.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: c_int| {
             if pages >= limits.inline_pages {
                 let _timer = crate::metrics::Timer::start(names::SQLITE_CHECKPOINT);
-                let (log, copied) = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE)?;
-                hook_status.record(&hook_status.inline, log, copied);
+                // The commit has happened: an error returned from here would make SQLite report
+                // it as the commit's own (the thread may be checkpointing: SQLITE_BUSY), so it
+                // is logged and the next commit tries again.
+                match wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE) {
+                    Ok((log, copied)) => hook_status.record(&hook_status.inline, log, copied),
+                    Err(e) => tracing::warn!(error = %e, pages, "WAL checkpoint at the log's limit failed"),
+                }
             } else if pages >= limits.background_pages {
                 // A full channel means a wake-up is already pending: that checkpoint covers this log.
                 let _ = hook_wake.try_send(Wake::Checkpoint);
