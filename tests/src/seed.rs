@@ -11,7 +11,12 @@ use alloy_rlp::{Decodable, Encodable};
 
 /// `VmRSS` and `VmHWM` (peak) of this process, in kB.
 pub fn rss_kb() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status_rss_kb(Path::new("/proc/self/status"))
+}
+
+/// `VmRSS` and `VmHWM` in kB from a `/proc/PID/status` file (zeros if it cannot be read).
+pub fn status_rss_kb(status: &Path) -> (u64, u64) {
+    let status = std::fs::read_to_string(status).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()

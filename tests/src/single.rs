@@ -60,15 +60,7 @@ impl SingleChain {
             if after.split_whitespace().nth(2) != Some(group.as_str()) {
                 continue;
             }
-            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-            let field = |name: &str| -> u64 {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                    .unwrap_or(0)
-            };
-            let rss = (field("VmRSS:"), field("VmHWM:"));
+            let rss = crate::seed::status_rss_kb(&entry.path().join("status"));
             if rss.0 > best.0 {
                 best = rss;
             }

@@ -47,6 +47,12 @@ fn the_year_bench_seeds_the_words_a_year_leaves_and_every_order_and_reading_succ
         assert_eq!(row(&table, label).len(), 6, "{label}: fresh, year, ratio for the node and anvil");
     }
     assert_eq!(row(&table, "disk").len(), 5, "disk: the node's three cells, none for anvil");
+    // Every chain's RSS was read (the node's own process, the real anvil under npm's launcher).
+    let rss = row(&table, "RSS after the blocks");
+    for cell in [rss[0], rss[1], rss[3], rss[4]] {
+        let mb: f64 = cell.trim_end_matches(" MB").parse().expect("an RSS in MB");
+        assert!(mb > 1.0, "RSS read: {rss:?}");
+    }
 }
 
 #[test]
