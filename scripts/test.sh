@@ -104,6 +104,12 @@ if ! install_web; then
   exit 1
 fi
 
+# The tests' temporary files go under one directory of this run, removed at the end: CI's disk is
+# shared, and a process killed by a test cannot remove its own (what is left is reported first).
+run_tmp=$(mktemp -d -t p2pe-test-run-XXXXXX)
+trap 'rm -rf "$run_tmp"' EXIT
+export TMPDIR=$run_tmp
+
 step "build" cargo build --workspace --all-targets
 if [ "${SKIP_LINT:-0}" != 1 ]; then
   step "rustfmt" cargo fmt --all -- --check
@@ -121,6 +127,8 @@ step "web: type check and unit tests (tsc, vitest)" bash -c "cd '$root/web' && n
 step "web: dApp in Chromium against a dev node (playwright-core)" bash -c "cd '$root/web' && node --test --test-concurrency=2 tests/browser/"
 
 echo
+echo "left in the run's TMPDIR (removed now): $(du -sh "$run_tmp" | cut -f1) in $(find "$run_tmp" -mindepth 1 -maxdepth 1 | wc -l) entries"
+find "$run_tmp" -mindepth 1 -maxdepth 1 -printf '  %f\n' | sed 's/[-_.][A-Za-z0-9]*$//' | sort | uniq -c | sort -rn | head -10
 echo "disk: $(df -h . | awk 'NR==2 {print $4 " free"}'), target/: $(du -sh target 2>/dev/null | cut -f1)"
 if [ "$failed" -gt 0 ]; then
   echo "failed steps: ${failures[*]}"

@@ -53,7 +53,9 @@ fn artifacts_match_fresh_forge_build() {
         _ => {}
     }
 
-    let out: PathBuf = std::env::temp_dir().join(format!("p2pe-artifact-check-{}", std::process::id()));
+    // Removed when dropped, also when an assertion below fails (CI's disk is shared).
+    let scratch = tempfile::Builder::new().prefix("p2pe-artifact-check-").tempdir().expect("temp dir");
+    let out: PathBuf = scratch.path().to_path_buf();
     let status = Command::new(&forge)
         .current_dir(&contracts)
         .args(["build", "--out"])
@@ -73,7 +75,6 @@ fn artifacts_match_fresh_forge_build() {
             stale.push(name);
         }
     }
-    let _ = std::fs::remove_dir_all(&out);
     assert!(
         stale.is_empty(),
         "committed artifacts are stale for {stale:?}: run contracts/scripts/update-bindings.sh and commit bindings/artifacts/"

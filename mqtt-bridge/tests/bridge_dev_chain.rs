@@ -29,7 +29,10 @@ fn readings_reach_the_dev_chains_genesis_contracts() {
                 &format!("127.0.0.1:{port}"),
             ])
             .arg("--contracts-out")
-            .arg(&contracts_file),
+            .arg(&contracts_file)
+            // A datadir the test removes: killing the node leaves dev's own temporary one behind.
+            .arg("--datadir")
+            .arg(dir.path().join("chain")),
     ));
     let rpc = Rpc::new(&format!("http://127.0.0.1:{port}"));
     let contracts: serde_json::Value =

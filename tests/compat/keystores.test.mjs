@@ -3,16 +3,17 @@
 // writes it; made once with eth-keyfile, tests/compat/fixtures/keystores/README.md) are opened by the
 // real `p2pe-node account inspect` and by the real bridge's `--check`. web3.py's eth-account files
 // are covered by test_web3.py.
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ethers } from 'ethers';
 import { nodeBin } from './node.mjs';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'p2pe-keystores-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 const fixtures = new URL('./fixtures/keystores/', import.meta.url);
 
 function inspect(file, password) {

@@ -61,8 +61,14 @@ pub fn free_port() -> u16 {
 }
 
 /// A running `p2pe-node` process, killed when dropped.
+///
+/// The process's `TMPDIR` is a directory this value owns and removes when dropped: `dev` without
+/// `--datadir` keeps its chain in a temporary directory that only a clean exit removes, and the
+/// drop's SIGKILL is not one (CI's disk is shared: hundreds of leaked chains filled it).
 pub struct NodeProcess {
     child: Child,
+    /// The process's `TMPDIR` (declared after `child`: removed once the process is gone).
+    _tmp: tempfile::TempDir,
     /// JSON-RPC URL.
     pub url: String,
     /// Everything the process printed on stdout so far (collected by a thread).
@@ -95,7 +101,8 @@ impl NodeProcess {
     }
 
     fn spawn(mut cmd: Command, url: String) -> Self {
-        let mut child = cmd.spawn().expect("spawn p2pe-node");
+        let tmp = tempfile::Builder::new().prefix("p2pe-test-node-").tempdir().expect("temp dir");
+        let mut child = cmd.env("TMPDIR", tmp.path()).spawn().expect("spawn p2pe-node");
         let out = child.stdout.take().expect("stdout");
         let err = child.stderr.take().expect("stderr");
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -116,7 +123,7 @@ impl NodeProcess {
                 eprintln!("[node] {line}");
             }
         });
-        let mut node = Self { child, url, stdout: lines };
+        let mut node = Self { child, _tmp: tmp, url, stdout: lines };
         if rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let status = node.child.try_wait();
             panic!("p2pe-node did not start: {status:?}; stdout: {:?}", node.stdout.lock().unwrap());

@@ -230,7 +230,9 @@ mod tests {
             }
             _ => {}
         }
-        let out = std::env::temp_dir().join(format!("p2pe-web-check-{}", std::process::id()));
+        // Removed when dropped, also when the assertions below fail (CI's disk is shared).
+        let scratch = tempfile::Builder::new().prefix("p2pe-web-check-").tempdir().expect("temp dir");
+        let out = scratch.path().to_path_buf();
         let status = Command::new("npm")
             .current_dir(&web)
             .args(["run", "--silent", "build", "--", "--logLevel", "warn", "--emptyOutDir", "--outDir"])
@@ -246,7 +248,6 @@ mod tests {
                 stale.push(f.clone());
             }
         }
-        let _ = std::fs::remove_dir_all(&out);
         assert!(
             stale.is_empty(),
             "web/dist/ is stale ({stale:?}): run `cd web && npm run build` and commit web/dist/"
