@@ -5,17 +5,14 @@
 // reclaim; slots beyond the order horizon are not offered; every credit figure on the page has the
 // same 6 decimals. Screenshots go to tests/artifacts/web/.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium } from 'playwright-core';
 import { BaseError, ContractFunctionRevertedError, parseAbi } from 'viem';
-import { sendFromKey, waitForWith } from './kit.mjs';
+import { launchChromium, sendFromKey, waitForWith } from './kit.mjs';
 import { root, startDevNode } from './node.mjs';
 import { TestWallet, devAccount, keyClient } from './wallet.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const SHOTS = path.join(root, 'tests', 'artifacts', 'web');
 const abi = (name) => JSON.parse(readFileSync(path.join(root, 'bindings', 'artifacts', `${name}.json`), 'utf8')).abi;
 const marketAbi = abi('EnergyMarket');
@@ -32,7 +29,7 @@ let context;
 let page;
 let wallet;
 let contracts;
-let userData;
+let browser; // launchChromium's { context, close }
 let T; // slot with a matched trade and no readings for account 1 (late readings for account 0)
 let U; // slot with account 1's unmatched bid
 
@@ -91,13 +88,8 @@ describe('bills, reclaim, horizon and precision in Chromium (issue 18, items 5 a
     mkdirSync(SHOTS, { recursive: true });
     node = await startDevNode(['--slot-length', '10']);
     contracts = await fetch(`${node.url}/contracts.json`).then((r) => r.json());
-    userData = mkdtempSync(path.join(tmpdir(), 'p2pe-chromium-bills-'));
-    context = await chromium.launchPersistentContext(userData, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-sync'],
-      viewport: { width: 1280, height: 900 },
-    });
+    browser = await launchChromium();
+    context = browser.context;
     page = await context.newPage();
     page.on('pageerror', (e) => console.error('[page error]', e));
     page.on('console', (m) => m.type() === 'warning' && console.log(`# [page console] ${m.text()}`));
@@ -112,9 +104,8 @@ describe('bills, reclaim, horizon and precision in Chromium (issue 18, items 5 a
   });
 
   after(async () => {
-    await context?.close().catch(() => {});
+    await browser?.close();
     await node?.stop();
-    if (userData) rmSync(userData, { recursive: true, force: true });
   });
 
   it('refuses to reclaim when no order is unmatched, and sends nothing', async () => {

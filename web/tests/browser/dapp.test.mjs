@@ -4,18 +4,15 @@
 // takes with MetaMask. One slot is played end to end: orders, cancel, clearing, meter readings,
 // settlement and bills. Screenshots go to tests/artifacts/web/.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium } from 'playwright-core';
 import { parseAbi } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
-import { sendFromKey, waitForWith } from './kit.mjs';
+import { launchChromium, sendFromKey, waitForWith } from './kit.mjs';
 import { root, startDevNode } from './node.mjs';
 import { TestWallet, devAccount, keyClient } from './wallet.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const SHOTS = path.join(root, 'tests', 'artifacts', 'web');
 const abi = (name) => JSON.parse(readFileSync(path.join(root, 'bindings', 'artifacts', `${name}.json`), 'utf8')).abi;
 const marketAbi = abi('EnergyMarket');
@@ -29,7 +26,7 @@ let context;
 let page;
 let wallet;
 let contracts;
-let userData;
+let browser; // launchChromium's { context, close }
 let T; // the slot played end to end
 let C; // the slot of the cancelled order
 
@@ -91,22 +88,8 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
     node = await startDevNode(['--slot-length', '10']);
     contracts = await fetch(`${node.url}/contracts.json`).then((r) => r.json());
     assert.equal(contracts.slotLength, 10);
-    userData = mkdtempSync(path.join(tmpdir(), 'p2pe-chromium-'));
-    context = await chromium.launchPersistentContext(userData, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      viewport: { width: 1280, height: 900 },
-    });
+    browser = await launchChromium();
+    context = browser.context;
     page = await context.newPage();
     page.on('pageerror', (e) => console.error('[page error]', e));
     wallet = new TestWallet({ accounts: [0, 1], chainId: 1 });
@@ -114,9 +97,8 @@ describe('trading dApp in Chromium', { timeout: 600_000 }, () => {
   });
 
   after(async () => {
-    await context?.close().catch(() => {});
+    await browser?.close();
     await node?.stop();
-    if (userData) rmSync(userData, { recursive: true, force: true });
   });
 
   it('serves the page and contracts.json from the node, next to JSON-RPC', async () => {

@@ -8,15 +8,11 @@
 // stops the hostile one. A page whose host name resolves to 127.0.0.1 (DNS rebinding, simulated
 // with Chromium's --host-resolver-rules) is refused by the Host check.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './kit.mjs';
 import { freePort, startDevNode } from './node.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const DEAD = '0x000000000000000000000000000000000000dead';
 const BEEF = '0x000000000000000000000000000000000000beef';
 
@@ -57,7 +53,7 @@ function staticServer(port) {
 
 let node;
 let context;
-let userData;
+let browser; // launchChromium's { context, close }
 let evilPort;
 let okPort;
 const servers = [];
@@ -90,29 +86,14 @@ describe('a hostile page cannot use the node', { timeout: 120_000 }, () => {
     [evilPort, okPort] = [await freePort(), await freePort()];
     servers.push(await staticServer(evilPort), await staticServer(okPort));
     node = await startDevNode(['--period', '1', '--rpc-admin', '--http-corsdomain', `http://127.0.0.1:${okPort}`]);
-    userData = mkdtempSync(path.join(tmpdir(), 'p2pe-chromium-'));
-    context = await chromium.launchPersistentContext(userData, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--host-resolver-rules=MAP evil.example 127.0.0.1',
-      ],
-    });
+    browser = await launchChromium(['--host-resolver-rules=MAP evil.example 127.0.0.1']);
+    context = browser.context;
   });
 
   after(async () => {
-    await context?.close().catch(() => {});
+    await browser?.close();
     await node?.stop();
     for (const s of servers) s.close();
-    if (userData) rmSync(userData, { recursive: true, force: true });
   });
 
   it('refuses clique_propose from another origin over fetch, simple POST, no-cors and WebSocket', async () => {

@@ -5,16 +5,13 @@
 // islanded band. The page is the one the node serves (web/dist/ embedded at build time; dapp.test.mjs
 // checks that it is the same build). Screenshot in tests/artifacts/web/.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium } from 'playwright-core';
-import { sendFromKey, waitForWith } from './kit.mjs';
+import { launchChromium, sendFromKey, waitForWith } from './kit.mjs';
 import { root, startDevNode } from './node.mjs';
 import { TestWallet, devAccount, keyClient } from './wallet.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const SHOTS = path.join(root, 'tests', 'artifacts', 'web');
 const registryAbi = JSON.parse(readFileSync(path.join(root, 'bindings', 'artifacts', 'Registry.json'), 'utf8')).abi;
 const short = (a) => `${a.slice(0, 6)}…${a.slice(-4)}`;
@@ -23,7 +20,7 @@ let node;
 let context;
 let page;
 let contracts;
-let userData;
+let browser; // launchChromium's { context, close }
 
 const waitFor = waitForWith(() => page);
 const textOf = (sel) => page.locator(sel).first().innerText({ timeout: 2_000 });
@@ -35,13 +32,8 @@ describe('the microgrid in the operator view, live (issue 17, part 5)', { timeou
     mkdirSync(SHOTS, { recursive: true });
     node = await startDevNode(['--slot-length', '5']);
     contracts = await fetch(`${node.url}/contracts.json`).then((r) => r.json());
-    userData = mkdtempSync(path.join(tmpdir(), 'p2pe-chromium-microgrid-'));
-    context = await chromium.launchPersistentContext(userData, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-sync'],
-      viewport: { width: 1280, height: 900 },
-    });
+    browser = await launchChromium();
+    context = browser.context;
     page = await context.newPage();
     page.on('pageerror', (e) => console.error('[page error]', e));
     // Account 0: the operator in the dev genesis.
@@ -54,9 +46,8 @@ describe('the microgrid in the operator view, live (issue 17, part 5)', { timeou
   });
 
   after(async () => {
-    await context?.close().catch(() => {});
+    await browser?.close();
     await node?.stop();
-    if (userData) rmSync(userData, { recursive: true, force: true });
   });
 
   it('shows the limits, a slot’s report and its correction, and the islanded band as they arrive', async () => {

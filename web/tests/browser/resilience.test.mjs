@@ -6,18 +6,15 @@
 // every column at 390 px, and a node restart on the same port (new genesis → the page reloads).
 // Screenshots go to web/test-artifacts/.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium } from 'playwright-core';
 import { parseAbi } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
-import { sendFromKey, waitForWith } from './kit.mjs';
+import { launchChromium, sendFromKey, waitForWith } from './kit.mjs';
 import { root, startDevNode } from './node.mjs';
 import { TestWallet, devAccount, keyClient } from './wallet.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const SHOTS = path.join(root, 'web', 'test-artifacts');
 const marketAbi = JSON.parse(readFileSync(path.join(root, 'bindings', 'artifacts', 'EnergyMarket.json'), 'utf8')).abi;
 const readingsAbi = JSON.parse(readFileSync(path.join(root, 'bindings', 'artifacts', 'MeterReadings.json'), 'utf8')).abi;
@@ -29,7 +26,7 @@ let context;
 let page;
 let wallet;
 let contracts;
-let userData;
+let browser; // launchChromium's { context, close }
 let S; // a slot account 0 bids in from outside the page, cleared and settled for the phone check
 
 const waitFor = waitForWith(() => page);
@@ -55,13 +52,8 @@ const sendFrom = (index, address, abiItems, functionName, args) =>
   sendFromKey(node.url, contracts.chainId, index, address, abiItems, functionName, args);
 
 async function launch() {
-  userData = mkdtempSync(path.join(tmpdir(), 'p2pe-chromium-'));
-  context = await chromium.launchPersistentContext(userData, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1280, height: 900 },
-  });
+  browser = await launchChromium();
+  context = browser.context;
   page = await context.newPage();
   page.on('pageerror', (e) => console.error('[page error]', e));
   wallet = new TestWallet({ accounts: [0], chainId: 1337 });
@@ -92,9 +84,8 @@ describe('the dApp when things go wrong (issue 18)', { timeout: 600_000 }, () =>
   });
 
   after(async () => {
-    await context?.close().catch(() => {});
+    await browser?.close();
     await node?.stop();
-    if (userData) rmSync(userData, { recursive: true, force: true });
   });
 
   it('connects; the order form defaults to a slot whose gate is at least 45 s away', async () => {
