@@ -73,6 +73,9 @@ pub struct NodeProcess {
     pub url: String,
     /// Everything the process printed on stdout so far (collected by a thread).
     pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The JSON log lines of a node started by [`NodeProcess::start_with_logs`] (empty otherwise:
+    /// other nodes' stderr is echoed to the test's).
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
 
 impl NodeProcess {
@@ -87,7 +90,19 @@ impl NodeProcess {
             cmd.args(["--p2p-port", &free_port().to_string(), "--p2p-addr", "127.0.0.1"]);
         }
         cmd.env("P2PE_LOG", std::env::var("P2PE_LOG").unwrap_or_else(|_| "warn".into()));
-        Self::spawn(cmd, format!("http://{addr}"))
+        Self::spawn(cmd, format!("http://{addr}"), false)
+    }
+
+    /// As [`NodeProcess::start`], with `P2PE_LOG=FILTER` and `--log-format json`; the log lines
+    /// are kept in [`NodeProcess::logs`] (parsed), not echoed. For tests that read the node's own
+    /// timing (when it committed each block) rather than when a client noticed.
+    pub fn start_with_logs(args: &[&str], filter: &str) -> Self {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(node_bin());
+        cmd.args(["--log-format", "json"]).args(args).args(["--http-addr", &addr]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).env("P2PE_LOG", filter);
+        Self::spawn(cmd, format!("http://{addr}"), true)
     }
 
     /// Starts `p2pe-node ARGS` exactly as given (no flag added), in the working directory `cwd`,
@@ -97,10 +112,10 @@ impl NodeProcess {
         let mut cmd = Command::new(node_bin());
         cmd.args(args).current_dir(cwd).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.env("P2PE_LOG", std::env::var("P2PE_LOG").unwrap_or_else(|_| "warn".into()));
-        Self::spawn(cmd, url.to_string())
+        Self::spawn(cmd, url.to_string(), false)
     }
 
-    fn spawn(mut cmd: Command, url: String) -> Self {
+    fn spawn(mut cmd: Command, url: String, keep_logs: bool) -> Self {
         let tmp = tempfile::Builder::new().prefix("p2pe-test-node-").tempdir().expect("temp dir");
         let mut child = cmd.env("TMPDIR", tmp.path()).spawn().expect("spawn p2pe-node");
         let out = child.stdout.take().expect("stdout");
@@ -118,12 +133,19 @@ impl NodeProcess {
                 }
             });
         }
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("[node] {line}");
-            }
-        });
-        let mut node = Self { child, _tmp: tmp, url, stdout: lines };
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    match serde_json::from_str::<Value>(&line) {
+                        Ok(v) if keep_logs => logs.lock().unwrap().push(v),
+                        _ => eprintln!("[node] {line}"),
+                    }
+                }
+            });
+        }
+        let mut node = Self { child, _tmp: tmp, url, stdout: lines, logs };
         if rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let status = node.child.try_wait();
             panic!("p2pe-node did not start: {status:?}; stdout: {:?}", node.stdout.lock().unwrap());
