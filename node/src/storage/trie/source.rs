@@ -152,6 +152,13 @@ impl TrieSource for DbTrie<'_> {
     }
 }
 
+/// The removed paths no new node replaces: a walk lists every stored node it enters as removed,
+/// and most come back with new hashes, where `INSERT OR REPLACE` is one B-tree write instead of a
+/// delete and an insert (`nodes` is sorted by path).
+fn gone(updates: &super::TrieUpdates) -> impl Iterator<Item = &Nibbles> {
+    updates.removed.iter().filter(|path| updates.nodes.binary_search_by(|(p, _)| p.cmp(path)).is_err())
+}
+
 /// Writes one trie's node changes.
 pub(crate) fn write_nodes(
     conn: &Connection,
@@ -161,7 +168,7 @@ pub(crate) fn write_nodes(
     match scope {
         Scope::Accounts => {
             let mut del = conn.prepare_cached("DELETE FROM account_trie WHERE path = ?1")?;
-            for path in &updates.removed {
+            for path in gone(updates) {
                 del.execute([path_key(path)])?;
             }
             let mut put =
@@ -173,7 +180,7 @@ pub(crate) fn write_nodes(
         Scope::Storage(owner) => {
             let mut del =
                 conn.prepare_cached("DELETE FROM storage_trie WHERE hashed_address = ?1 AND path = ?2")?;
-            for path in &updates.removed {
+            for path in gone(updates) {
                 del.execute(params![owner.as_slice(), path_key(path)])?;
             }
             let mut put = conn.prepare_cached(

@@ -27,7 +27,7 @@ pub(crate) trait TrieSource {
 pub struct TrieUpdates {
     /// Stored nodes the walk rebuilt: delete these first.
     pub removed: Vec<Nibbles>,
-    /// Nodes to store (after the deletes).
+    /// Nodes to store (after the deletes), sorted by path.
     pub nodes: Vec<(Nibbles, BranchNodeCompact)>,
 }
 
