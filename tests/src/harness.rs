@@ -172,6 +172,16 @@ impl NodeProcess {
         self.child.wait().expect("wait")
     }
 
+    /// Waits for the process to exit (after a signal the test sent).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait")
+    }
+
+    /// The process's `TMPDIR` (removed when this value is dropped).
+    pub fn tmp_dir(&self) -> &Path {
+        self._tmp.path()
+    }
+
     /// Process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
