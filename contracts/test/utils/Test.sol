@@ -115,6 +115,7 @@ abstract contract Test {
     address[] private _targetContracts;
     address[] private _excludeContracts;
     address[] private _targetSenders;
+    address[] private _excludeSenders;
     FuzzSelector[] private _targetSelectors;
 
     function targetContract(address target) internal {
@@ -127,6 +128,10 @@ abstract contract Test {
 
     function targetSender(address sender) internal {
         _targetSenders.push(sender);
+    }
+
+    function excludeSender(address sender) internal {
+        _excludeSenders.push(sender);
     }
 
     function targetSelector(FuzzSelector memory s) internal {
@@ -146,6 +151,11 @@ abstract contract Test {
     /// @dev Read by forge's invariant runner.
     function targetSenders() public view returns (address[] memory) {
         return _targetSenders;
+    }
+
+    /// @dev Read by forge's invariant runner.
+    function excludeSenders() public view returns (address[] memory) {
+        return _excludeSenders;
     }
 
     /// @dev Read by forge's invariant runner.
