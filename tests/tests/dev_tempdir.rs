@@ -1,6 +1,7 @@
 //! `p2pe-node dev` without `--datadir` keeps its chain in a temporary directory (README,
 //! "Development chain"): there while it runs, removed when it exits on SIGTERM or Ctrl-C (SIGINT),
-//! left behind by SIGKILL, which no process can act on.
+//! left behind by SIGKILL, which no process can act on; also when the signal comes the moment the
+//! node has announced that it serves.
 
 use std::path::Path;
 use std::process::Command;
@@ -39,6 +40,19 @@ fn the_temporary_chain_is_removed_on_sigterm() {
 #[test]
 fn the_temporary_chain_is_removed_on_ctrl_c() {
     exits_clean_on("INT");
+}
+
+/// SIGTERM as soon as the node has announced its JSON-RPC address, five times: the handlers are
+/// installed before the announcement (once they came after it, and a signal in between killed
+/// the node, exit status 15, leaving its chain behind).
+#[test]
+fn a_sigterm_right_after_the_announcement_is_a_clean_exit() {
+    for _ in 0..5 {
+        let mut node = NodeProcess::dev(&["--period", "1"]);
+        let status = node.terminate();
+        assert!(status.success(), "exit after an immediate SIGTERM: {status:?}");
+        assert_eq!(entries(node.tmp_dir()), Vec::<String>::new(), "the chain directory is removed");
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ use alloy_primitives::U256;
 use alloy_signer_local::{coins_bip39::English, MnemonicBuilder};
 use clap::Args;
 
-use super::common::{shutdown_signal, NodeArgs, RpcArgs, SealArgs};
+use super::common::{NodeArgs, RpcArgs, SealArgs, ShutdownSignal};
 use crate::chain::{
     build_genesis, deploy_market, ChainSpec, GenesisParams, GenesisParticipant, MarketConfig,
     MarketDeployment,
@@ -178,6 +178,8 @@ fn dev_pool(args: &DevArgs, keys: &[SigningKey], keeper: Option<&SigningKey>) ->
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    // Listening before anything is announced: see `ShutdownSignal`.
+    let shutdown = ShutdownSignal::install()?;
     let keys = dev_keys(&args.mnemonic, args.accounts)?;
     // The sealing key is fresh for each run and never leaves memory.
     let sealer = alloy_signer_local::PrivateKeySigner::random();
@@ -233,7 +235,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         sealer: &sealer,
     };
     banner.print(&args, &datadir, _tmp.is_some(), &node.http_addr.to_string());
-    shutdown_signal().await;
+    shutdown.recv().await;
     println!("Shutting down");
     node.stop().await;
     Ok(())

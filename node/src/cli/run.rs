@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::common::{load_keystore, read_password, shutdown_signal, NodeArgs, P2pArgs, RpcArgs, SealArgs};
+use super::common::{load_keystore, read_password, NodeArgs, P2pArgs, RpcArgs, SealArgs, ShutdownSignal};
 use crate::chain::ChainSpec;
 use crate::node::{Node, NodeConfig};
 use crate::storage::Store;
@@ -61,6 +61,8 @@ pub struct RunArgs {
 
 /// Runs `run`.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Listening before anything is announced: see `ShutdownSignal`.
+    let shutdown = ShutdownSignal::install()?;
     let genesis = {
         let store = Store::open(&args.datadir, None)?;
         store.genesis_json()?.ok_or_else(|| {
@@ -154,7 +156,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     println!("JSON-RPC: http://{0} (WebSocket: ws://{0})", node.http_addr);
-    shutdown_signal().await;
+    shutdown.recv().await;
     println!("Shutting down");
     node.stop().await;
     Ok(())

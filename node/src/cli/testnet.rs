@@ -10,7 +10,7 @@ use alloy_primitives::{B256, U256};
 use clap::Args;
 use serde::Serialize;
 
-use super::common::shutdown_signal;
+use super::common::ShutdownSignal;
 use super::dev::{dev_keys, DEV_MNEMONIC};
 use crate::chain::{build_genesis, deploy_market, ChainSpec, GenesisParams, MarketConfig};
 use crate::storage::Store;
@@ -179,6 +179,8 @@ fn spawn(node: &TestnetNode, log_dir: &Path) -> anyhow::Result<Child> {
 
 /// Runs `testnet`.
 pub async fn run(mut args: TestnetArgs) -> anyhow::Result<()> {
+    // Listening before anything is announced: see `ShutdownSignal`.
+    let shutdown = ShutdownSignal::install()?;
     // `testnet.json` holds command lines to start the nodes from anywhere: its paths are absolute.
     args.dir = std::path::absolute(&args.dir)
         .with_context(|| format!("cannot resolve --dir {}", args.dir.display()))?;
@@ -200,7 +202,7 @@ pub async fn run(mut args: TestnetArgs) -> anyhow::Result<()> {
         println!("  {:<12} JSON-RPC {}  P2P {}", node.name, node.rpc, node.p2p);
     }
     println!("Logs: {}/*.log. Ctrl-C stops every node.", args.dir.display());
-    shutdown_signal().await;
+    shutdown.recv().await;
     for c in &mut children {
         let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
     }
