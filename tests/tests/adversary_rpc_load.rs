@@ -487,7 +487,7 @@ fn the_call_queue_is_capped_under_at_and_over() {
     // One worker and two places in the queue. The 16.7M-gas loop holds the worker for a few
     // hundred ms in a debug build (to its 1 s limit or to the end of its gas); the next three
     // calls arrive 20 ms apart while it runs: two wait (under and at the queue's limit) and the
-    // fourth is refused at once.
+    // fourth to arrive is refused at once.
     let node = NodeProcess::dev(&[
         "--period",
         "1",
@@ -517,16 +517,15 @@ fn the_call_queue_is_capped_under_at_and_over() {
         let e = answer.as_ref().expect_err("the loop never returns normally");
         (e.message.contains("--rpc-call-timeout") && e.code == -32005) || e.message.contains("OutOfGas")
     };
-    let (first, held) = &answers[0];
-    assert!(ran(first), "{first:?}");
-    assert!(*held >= Duration::from_millis(150), "the first call held the worker for {held:?} only");
-    // Under (one waiting) and at (two waiting) the limit: accepted and run (or timed out while
-    // they waited).
-    for (i, (answer, _)) in answers[1..3].iter().enumerate() {
-        assert!(ran(answer), "call {} was not accepted: {answer:?}", i + 2);
-    }
-    // Over: refused at once, naming both flags.
-    let (over, took) = &answers[3];
+    // The callers start 20 ms apart, but on a loaded machine they can reach the node out of that
+    // order: the calls are judged by what they got, not by index. Under (one waiting) and at (two
+    // waiting) the limit, calls are accepted and run (or time out while they wait); over it, the
+    // last to arrive is refused at once, naming both flags.
+    let refused: Vec<_> = answers.iter().filter(|(answer, _)| !ran(answer)).collect();
+    assert_eq!(refused.len(), 1, "one call over the limit is refused and three run: {answers:?}");
+    let held = answers.iter().filter(|(answer, _)| ran(answer)).map(|(_, took)| *took).max().unwrap();
+    assert!(held >= Duration::from_millis(150), "the first call held the worker for {held:?} only");
+    let (over, took) = refused[0];
     let e = over.as_ref().expect_err("over the queue's limit");
     assert_eq!(e.code, -32005, "{e:?}");
     assert!(
