@@ -169,7 +169,7 @@ impl NodeProcess {
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        self.child.wait().expect("wait")
+        self.wait()
     }
 
     /// Waits for the process to exit (after a signal the test sent).
