@@ -20,7 +20,9 @@ mod maintain;
 mod sender;
 mod validate;
 
-pub use validate::{validate_envelope, validate_tx, TxValidationError, ValidationContext};
+pub use validate::{
+    validate_envelope, validate_tx, validate_with_sender, TxValidationError, ValidationContext,
+};
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -300,6 +302,12 @@ impl TxPool {
         let hash = *tx.inner().tx_hash();
         let sender = tx.signer();
         let nonce = tx.inner().nonce();
+        // The caller read `account_nonce` from the head before it took the pool's lock; a block
+        // committed since may have moved the sender on (and `prune` rebased its queue). A nonce
+        // older than the queue's is stale, not a reorg (reorgs move nonces back through `prune`
+        // only): rebasing back to it made every waiting transaction of the sender look gapped,
+        // and the queued cap then refused its next ones (seen under a 60,000-transaction burst).
+        let account_nonce = inner.senders.get(&sender).map_or(account_nonce, |q| account_nonce.max(q.base()));
         if inner.by_hash.contains_key(&hash) {
             return Err(PoolError::AlreadyKnown);
         }
@@ -395,6 +403,19 @@ impl TxPool {
         let inner = self.inner.lock();
         let (sender, nonce) = inner.by_hash.get(hash)?;
         inner.senders.get(sender)?.txs.get(nonce).map(|p| p.tx.clone())
+    }
+
+    /// The waiting transactions of these hashes, in their order (`None` where one is not here),
+    /// under one lock: a block's import takes its transactions' recovered senders from here.
+    pub fn get_many<'a>(&self, hashes: impl IntoIterator<Item = &'a B256>) -> Vec<Option<Arc<RecoveredTx>>> {
+        let inner = self.inner.lock();
+        hashes
+            .into_iter()
+            .map(|hash| {
+                let (sender, nonce) = inner.by_hash.get(hash)?;
+                inner.senders.get(sender)?.txs.get(nonce).map(|p| p.tx.clone())
+            })
+            .collect()
     }
 
     /// Whether a transaction with this hash waits in the pool.
@@ -523,6 +544,33 @@ mod tests {
         };
         let sig = key.sign_hash(&t.signature_hash());
         Recovered::new_unchecked(TxEnvelope::from(t.into_signed(sig)), key.address())
+    }
+
+    #[test]
+    fn an_account_nonce_read_before_a_block_never_moves_a_sender_back() {
+        let pool = TxPool::new(PoolConfig { max_queued_per_sender: 2, ..PoolConfig::default() });
+        let a = SigningKey::from_bytes(&B256::repeat_byte(1)).unwrap();
+        for n in 0..6 {
+            pool.add(tx(&a, n, 0), 0).unwrap();
+        }
+        // A block mined nonces 0..3; its prune moved the sender to 3.
+        pool.prune([(a.address(), 3)]);
+        assert_eq!(pool.pending_nonce(&a.address(), 3), 6);
+        // A sender read the account nonce (0) before that block committed, and adds now: its
+        // stale nonce leaves the executable run 3..6 as it is, and the next nonces are taken
+        // (with the queue rebased to 0, all three would count as queued over the cap of 2).
+        for n in 6..9 {
+            pool.add(tx(&a, n, 0), 0).unwrap_or_else(|e| panic!("nonce {n}: {e}"));
+        }
+        assert_eq!(pool.queued_len(), 0);
+        assert_eq!(pool.pending_nonce(&a.address(), 3), 9);
+        assert!(matches!(pool.add(tx(&a, 2, 1), 0), Err(PoolError::NonceTooLow { expected: 3, got: 2 })));
+        // A reorg moves nonces back through prune, and re-adds what it orphaned.
+        pool.prune([(a.address(), 1)]);
+        pool.add(tx(&a, 1, 0), 1).unwrap();
+        pool.add(tx(&a, 2, 0), 1).unwrap();
+        assert_eq!(pool.pending_nonce(&a.address(), 1), 9);
+        assert_eq!(pool.queued_len(), 0);
     }
 
     #[test]

@@ -50,6 +50,11 @@ impl SenderQueue {
         Self { txs: BTreeMap::new(), base: account_nonce, next: account_nonce }
     }
 
+    /// The account nonce the split was last computed for.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
     /// Whether `nonce` is beyond the executable run (would wait for a gap).
     pub fn is_gapped(&self, nonce: u64) -> bool {
         nonce > self.next
