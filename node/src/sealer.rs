@@ -1,7 +1,8 @@
 //! The block-production loop of a signer.
 //!
 //! With a period P, the in-turn signer seals at parent time + P; an out-of-turn signer waits a
-//! further random "wiggle" of up to (N/2 + 1) × 500 ms so the in-turn block usually wins. With
+//! further P and a random "wiggle" of up to (N/2 + 1) × 500 ms ([`out_of_turn_delay_ms`]) so
+//! the in-turn block usually wins, and abandons its block if the in-turn one arrives meanwhile. With
 //! P = 0, blocks are sealed as soon as transactions wait (never empty ones).
 //!
 //! Each block carries one vote picked at random from the node's [`Proposals`] that would still
@@ -52,8 +53,8 @@ pub async fn run(
             let target_ms = (head.header.timestamp + period) * 1000;
             let mut delay_ms = target_ms.saturating_sub(unix_now_ms());
             if !head.snapshot.in_turn(number, &signer) {
-                let n = head.snapshot.signers.len() as u64;
-                delay_ms += rand::thread_rng().gen_range(0..=(n / 2 + 1) * 500);
+                delay_ms +=
+                    out_of_turn_delay_ms(period, head.snapshot.signers.len() as u64, &mut rand::thread_rng());
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(delay_ms)) => {},
@@ -67,10 +68,10 @@ pub async fn run(
         let c = chain.clone();
         let k = key.clone();
         let p = proposals.clone();
+        let parent = head.hash;
         let result = tokio::task::spawn_blocking(move || {
-            let head = c.head();
             let vote = p.pick(&head.snapshot, head.header.number + 1, &mut rand::thread_rng());
-            c.seal_next(&k, unix_now(), vote)
+            c.seal_on(Some(parent), &k, unix_now(), vote)
         })
         .await;
         match result {
@@ -89,9 +90,43 @@ pub async fn run(
     }
 }
 
+/// How much later than the in-turn signer an out-of-turn signer of `signers` starts to seal, in
+/// ms: one period, plus geth's random wiggle of up to (N/2 + 1) × 500 ms.
+///
+/// geth has no fixed part: its out-of-turn signers start anywhere from 0 ms late, so under load,
+/// when the in-turn block takes longer to build and to reach them than their wiggle (its build
+/// alone may take [`crate::blockchain::build_budget`], 400 ms at 1 s), they sealed competing blocks
+/// and the network reorganised (seen under a 20,000-transaction burst; half a period still let an
+/// in-turn block arrive while an out-of-turn one was being written). A period covers the build
+/// budget and the in-turn block's root, commit and gossip; an out-of-turn signer that is still
+/// building when the block arrives abandons its own (see [`Blockchain::seal_on`]). The cost is
+/// that a block whose in-turn signer is down comes a period later.
+pub fn out_of_turn_delay_ms(period_secs: u64, signers: u64, rng: &mut impl Rng) -> u64 {
+    period_secs * 1000 + rng.gen_range(0..=(signers / 2 + 1) * 500)
+}
+
 fn unix_now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_turn_signers_start_a_period_late_plus_geths_wiggle() {
+        let mut rng = rand::thread_rng();
+        for (period, signers) in [(1, 3), (1, 1), (5, 7)] {
+            let wiggle = (signers / 2 + 1) * 500;
+            let draws: Vec<u64> =
+                (0..2_000).map(|_| out_of_turn_delay_ms(period, signers, &mut rng)).collect();
+            let (min, max) = (*draws.iter().min().unwrap(), *draws.iter().max().unwrap());
+            assert!(min >= period * 1000, "never before a period: {min}");
+            assert!(max <= period * 1000 + wiggle, "never after the wiggle: {max}");
+            assert!(max - min > wiggle / 2, "the wiggle is random: {min}..{max}");
+        }
+    }
 }

@@ -23,11 +23,33 @@ impl Blockchain {
         timestamp: u64,
         vote: Option<Proposal>,
     ) -> Result<Option<SealedBlock>, ImportError> {
+        self.seal_on(None, key, timestamp, vote)
+    }
+
+    /// [`Blockchain::seal_next`] for the block-production loop, which decided to seal on the head
+    /// `parent`. Returns `None`, sealing nothing, when:
+    ///
+    /// - the head is no longer `parent` once the import lock is held (a block arrived while the
+    ///   sealer waited for the lock: the sealer must decide again when it seals on the new head);
+    /// - the block would be out of turn and a block at its height, sealed by a signer on the same
+    ///   parent, arrived while it was built ([`Blockchain::import`] announces it): that block
+    ///   is imported instead of forking the chain. An in-turn block is kept (it outweighs an
+    ///   out-of-turn one under fork choice).
+    pub fn seal_on(
+        &self,
+        parent: Option<B256>,
+        key: &SigningKey,
+        timestamp: u64,
+        vote: Option<Proposal>,
+    ) -> Result<Option<SealedBlock>, ImportError> {
         let _guard = self.import_lock.lock();
         let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_SEAL);
         let head = self.tip();
         let signer = key.address();
         let number = head.header.number + 1;
+        if parent.is_some_and(|p| p != head.hash) {
+            return Ok(None);
+        }
         if !head.snapshot.signers.contains(&signer) || head.snapshot.signed_recently(number, &signer) {
             return Ok(None);
         }
@@ -35,8 +57,17 @@ impl Blockchain {
         let intent = clique::SealIntent { signer: &signer, timestamp, gas_limit, vote };
         let header =
             clique::prepare_header(&self.spec.clique, &head.header, head.hash, &head.snapshot, intent);
+        let yields = !head.snapshot.in_turn(number, &signer);
         let outcome = self.execute_from_pool(&header, signer)?;
+        if yields && self.is_arriving(number) {
+            tracing::info!(number, "out-of-turn block abandoned: a signer's block at this height arrived");
+            return Ok(None);
+        }
         let (block, hash, snapshot, applied) = self.seal_executed(header, &outcome, key, &head)?;
+        if yields && self.is_arriving(number) {
+            tracing::info!(number, "out-of-turn block abandoned: a signer's block at this height arrived");
+            return Ok(None);
+        }
         let senders = outcome.txs.iter().map(|t| t.signer()).collect();
         let sealed = SealedBlock { hash, block, senders };
         self.commit_executed(sealed.clone(), outcome, snapshot, &head, Some(applied))?;
@@ -55,7 +86,8 @@ impl Blockchain {
             self.with_writer_state(|state| {
                 let nonce = |a: &Address| state.account(a).ok().flatten().map(|i| i.nonce).unwrap_or(0);
                 let candidates = self.pool.best(nonce, max_txs);
-                let policy = InvalidTxPolicy::Skip { tx_bytes };
+                let deadline = Some(std::time::Instant::now() + build_budget(self.spec.clique.period));
+                let policy = InvalidTxPolicy::Skip { tx_bytes, deadline };
                 execute_block(self.spec.chain_id, state, &hashes, &input, candidates, policy)
             })
         };
@@ -140,6 +172,16 @@ impl Blockchain {
     }
 }
 
+/// How long a signer spends running transactions into one block, at most: two fifths of the
+/// period (400 ms at 1 s; 400 ms when blocks are sealed on demand, period 0). The rest of the
+/// period is for the state root and the commit, and for the peers to receive and import the
+/// block before the next one is due. Without it a burst made blocks of 30,000–40,000 transfers
+/// that took 2–4 s to build and as long to import, so out-of-turn signers sealed competing blocks
+/// before the in-turn block reached them. The transactions left over wait for the next block.
+pub fn build_budget(period_secs: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(period_secs.max(1).saturating_mul(400))
+}
+
 /// The execution inputs of a header.
 ///
 /// COINBASE is the block's signer, as under geth's Clique (`Author`): the header's `coinbase`
@@ -157,5 +199,148 @@ pub fn block_input_for_signer(header: &Header, signer: Address) -> BlockInput {
         gas_limit: header.gas_limit,
         difficulty: header.difficulty.to::<u64>(),
         prevrandao: header.mix_hash,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+    use alloy_eips::eip2718::Encodable2718;
+    use alloy_primitives::{Address, TxKind, B256, U256};
+
+    use crate::blockchain::{Blockchain, ChainOptions};
+    use crate::chain::{build_genesis, ChainSpec, GenesisParams};
+    use crate::crypto::SigningKey;
+    use crate::storage::Store;
+    use crate::txpool::{validate_tx, PoolConfig, TxPool};
+
+    fn key(b: u8) -> SigningKey {
+        SigningKey::from_bytes(&B256::repeat_byte(b)).unwrap()
+    }
+
+    /// A 2-signer chain (keys 0xa1 and 0xb2) whose sender 0x51 is funded, in `dir/name`.
+    fn open(dir: &std::path::Path, name: &str, t0: u64) -> Blockchain {
+        let params = GenesisParams {
+            chain_id: 58,
+            signers: vec![key(0xa1).address(), key(0xb2).address()],
+            funded: vec![(key(0x51).address(), U256::from(10u64).pow(U256::from(20)))],
+            timestamp: t0,
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&build_genesis(&params)).unwrap();
+        let spec = ChainSpec::from_json(&json).unwrap();
+        let mut store = Store::open(&dir.join(name), None).unwrap();
+        store.init_genesis(&spec, &json).unwrap();
+        let opts = ChainOptions { state_history: Some(128), read_connections: 1, ..Default::default() };
+        Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap()
+    }
+
+    fn add_transfers(chain: &Blockchain, n: u64) {
+        let sender = key(0x51);
+        for nonce in 0..n {
+            let tx = TxEip1559 {
+                chain_id: 58,
+                nonce,
+                gas_limit: 21_000,
+                to: TxKind::Call(Address::repeat_byte(9)),
+                value: U256::from(1),
+                ..Default::default()
+            };
+            let sig = sender.sign_hash(&tx.signature_hash());
+            let raw = TxEnvelope::from(tx.into_signed(sig)).encoded_2718();
+            chain.pool().add(validate_tx(&raw, &chain.validation_context()).unwrap(), 0).unwrap();
+        }
+    }
+
+    /// Block 1's in-turn and out-of-turn signers.
+    fn turns(chain: &Blockchain) -> (SigningKey, SigningKey) {
+        let (a, b) = (key(0xa1), key(0xb2));
+        if chain.head().snapshot.in_turn(1, &a.address()) {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    }
+
+    #[test]
+    fn a_block_imports_alike_whether_its_transactions_wait_in_the_pool_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = crate::blockchain::unix_now() - 100;
+        let (x, pooled, bare) =
+            (open(dir.path(), "x", t0), open(dir.path(), "y", t0), open(dir.path(), "z", t0));
+        let (in_turn, _) = turns(&x);
+        add_transfers(&x, 4);
+        add_transfers(&pooled, 4);
+        let block = x.seal_next(&in_turn, t0 + 1, None).unwrap().unwrap();
+        assert_eq!(
+            pooled
+                .pool()
+                .get_many(block.block.body.transactions.iter().map(|t| t.tx_hash()))
+                .iter()
+                .flatten()
+                .count(),
+            4
+        );
+        assert_eq!(bare.pool().len(), 0);
+        for chain in [&pooled, &bare] {
+            assert_eq!(chain.import(block.block.clone(), None).unwrap(), block.hash);
+            assert_eq!(chain.head().header.state_root, block.block.header.state_root);
+        }
+        assert_eq!(pooled.pool().len(), 0, "mined transactions leave the pool");
+    }
+
+    #[test]
+    fn a_sealer_that_waited_for_the_lock_seals_nothing_on_a_parent_that_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = crate::blockchain::unix_now() - 100;
+        let chain = open(dir.path(), "x", t0);
+        add_transfers(&chain, 3);
+        let (in_turn, _) = turns(&chain);
+        let genesis = chain.head().hash;
+        assert!(chain.seal_on(Some(B256::repeat_byte(7)), &in_turn, t0 + 1, None).unwrap().is_none());
+        assert_eq!(chain.head().hash, genesis, "nothing sealed");
+        assert_eq!(chain.pool().len(), 3, "the pool is untouched");
+        let block = chain.seal_on(Some(genesis), &in_turn, t0 + 1, None).unwrap().expect("on its parent");
+        assert_eq!(block.block.body.transactions.len(), 3);
+    }
+
+    #[test]
+    fn an_out_of_turn_seal_yields_to_an_arriving_block_and_an_in_turn_seal_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = crate::blockchain::unix_now() - 100;
+        let (x, y, z) = (open(dir.path(), "x", t0), open(dir.path(), "y", t0), open(dir.path(), "z", t0));
+        let (in_turn, out_of_turn) = turns(&x);
+        add_transfers(&x, 2);
+        let arriving = x.seal_next(&in_turn, t0 + 1, None).unwrap().unwrap().block;
+        for chain in [&y, &z] {
+            add_transfers(chain, 2);
+        }
+        let genesis = y.head().hash;
+        // While the in-turn block arrives (announced before its import takes the lock), the
+        // out-of-turn signer's block at its height is abandoned: nothing committed, pool kept.
+        {
+            let _marked = y.announce_arriving(&arriving).expect("a signer's block on our head");
+            assert!(y.seal_on(Some(genesis), &out_of_turn, t0 + 2, None).unwrap().is_none());
+            assert_eq!(y.head().hash, genesis);
+            assert_eq!(y.pool().len(), 2);
+            // The in-turn signer keeps its block (it outweighs the arriving one, whoever sealed it).
+            assert!(y.seal_on(Some(genesis), &in_turn, t0 + 1, None).unwrap().is_some());
+        }
+        assert!(!y.is_arriving(1), "the mark goes with the import");
+        // Without an arriving block, the out-of-turn signer seals.
+        assert!(z.seal_on(Some(genesis), &out_of_turn, t0 + 2, None).unwrap().is_some());
+        // Blocks that are not a signer's on our head are not announced: one on another parent, a
+        // forged seal.
+        assert!(z.announce_arriving(&arriving).is_none(), "z's head moved on");
+        let fresh = open(dir.path(), "w", t0);
+        assert!(fresh.announce_arriving(&arriving).is_some(), "the control: the true block is announced");
+        let mut forged = arriving.clone();
+        let mut extra = forged.header.extra_data.to_vec();
+        let at = extra.len() - 33; // a byte of the seal's s
+        extra[at] ^= 1;
+        forged.header.extra_data = extra.into();
+        assert!(fresh.announce_arriving(&forged).is_none(), "a seal that is no signer's");
     }
 }

@@ -11,7 +11,7 @@ use crate::execution::{execute_block, receipts_bloom, BlockOutcome, ExecError, I
 use crate::primitives::{Block, SealedBlock};
 use crate::state::{undo_for, BlockHashes, StateUndo};
 use crate::storage::{BlockWrite, CachedState, PlainState, StorageError, Store};
-use crate::txpool::{validate_envelope, ValidationContext};
+use crate::txpool::{validate_with_sender, ValidationContext};
 
 use super::CanonEvent;
 
@@ -20,7 +20,13 @@ use super::{Blockchain, Head, ImportError, NewBlock};
 
 impl Blockchain {
     /// Imports a block from a peer or a file: verify, execute, compare, commit.
+    ///
+    /// A block that extends our head under a seal of one of its signers is announced as
+    /// arriving before the import lock is taken, so that a sealer holding the lock for an
+    /// out-of-turn block at the same height abandons it (see [`Blockchain::seal_on`]) instead of
+    /// forking the chain.
     pub fn import(&self, block: Block, now: Option<u64>) -> Result<B256, ImportError> {
+        let _arriving = self.announce_arriving(&block);
         let _guard = self.import_lock.lock();
         let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_IMPORT);
         self.import_locked(block, now)
@@ -73,13 +79,7 @@ impl Blockchain {
                 block.header.transactions_root
             )));
         }
-        let ctx = ValidationContext { max_tx_bytes: usize::MAX, ..self.validation_context() };
-        let mut txs = Vec::with_capacity(block.body.transactions.len());
-        for (i, tx) in block.body.transactions.iter().enumerate() {
-            let recovered = validate_envelope(tx.clone(), &ctx)
-                .map_err(|e| invalid(format!("transaction {i} ({}): {e}", tx.tx_hash())))?;
-            txs.push(recovered);
-        }
+        let txs = self.recover_block_txs(&block).map_err(invalid)?;
         let input = block_input(&block.header);
         let outcome = {
             let hashes = self.tip.read().hashes.clone();
@@ -95,6 +95,45 @@ impl Blockchain {
         let senders = outcome.txs.iter().map(|t| t.signer()).collect();
         let sealed = SealedBlock { hash, block, senders };
         self.commit_executed(sealed, outcome, snapshot, &head, None)
+    }
+
+    /// Marks `block`'s height as arriving while the returned guard lives, if it extends our
+    /// head and its seal recovers to a signer of our head's snapshot that may seal it.
+    pub(super) fn announce_arriving(&self, block: &Block) -> Option<Arriving<'_>> {
+        let head = self.head();
+        let number = block.header.number;
+        if block.header.parent_hash != head.hash {
+            return None;
+        }
+        let sealer = clique::recover_sealer(&block.header).ok()?;
+        if !head.snapshot.signers.contains(&sealer) || head.snapshot.signed_recently(number, &sealer) {
+            return None;
+        }
+        self.arriving.lock().push(number);
+        Some(Arriving { chain: self, number })
+    }
+
+    /// Whether a block at `number` sealed by a signer waits to be imported or is being imported.
+    pub(super) fn is_arriving(&self, number: u64) -> bool {
+        self.arriving.lock().contains(&number)
+    }
+
+    /// Checks a block's transactions as the pool checks them and recovers their senders. A
+    /// transaction that waits in our pool had its sender recovered when it came in (its hash
+    /// covers its signature, so the same hash is the same transaction): that sender is taken
+    /// from there, which spares the signature recovery that dominated a large block's import.
+    /// Every other check runs on every transaction, so whether a block is valid never depends
+    /// on what our pool holds.
+    fn recover_block_txs(&self, block: &Block) -> Result<Vec<crate::primitives::RecoveredTx>, String> {
+        let ctx = ValidationContext { max_tx_bytes: usize::MAX, ..self.validation_context() };
+        let pooled = self.pool.get_many(block.body.transactions.iter().map(|tx| tx.tx_hash()));
+        let mut txs = Vec::with_capacity(block.body.transactions.len());
+        for (i, (tx, pooled)) in block.body.transactions.iter().zip(pooled).enumerate() {
+            let recovered = validate_with_sender(tx.clone(), pooled.map(|p| p.signer()), &ctx)
+                .map_err(|e| format!("transaction {i} ({}): {e}", tx.tx_hash()))?;
+            txs.push(recovered);
+        }
+        Ok(txs)
     }
 
     /// Computes the new state root from the stored trie and the block's changes (incrementally:
@@ -186,6 +225,21 @@ impl Blockchain {
             removed: false,
         }));
         Ok(hash)
+    }
+}
+
+/// A block's height marked as arriving; unmarked when dropped.
+pub(super) struct Arriving<'a> {
+    chain: &'a Blockchain,
+    number: u64,
+}
+
+impl Drop for Arriving<'_> {
+    fn drop(&mut self) {
+        let mut arriving = self.chain.arriving.lock();
+        if let Some(i) = arriving.iter().position(|n| *n == self.number) {
+            arriving.swap_remove(i);
+        }
     }
 }
 

@@ -32,7 +32,7 @@ mod events;
 mod import;
 mod reorg;
 
-pub use builder::{block_input, block_input_for_signer};
+pub use builder::{block_input, block_input_for_signer, build_budget};
 pub use events::{CanonEvent, CanonListener};
 use import::load_head;
 
@@ -188,6 +188,9 @@ pub struct Blockchain {
     /// of blocks that RPC reads cannot see).
     held_events: Mutex<Option<Vec<Arc<NewBlock>>>>,
     import_lock: Mutex<()>,
+    /// Heights of blocks sealed by a signer on our head whose import waits or runs (see
+    /// [`Blockchain::import`]): an out-of-turn seal at such a height is abandoned.
+    arriving: Mutex<Vec<u64>>,
     /// What this node's sealer builds within the chain's rules.
     seal_limits: SealLimits,
 }
@@ -234,6 +237,7 @@ impl Blockchain {
             events,
             held_events: Mutex::new(None),
             import_lock: Mutex::new(()),
+            arriving: Mutex::new(Vec::new()),
             seal_limits: SealLimits::default(),
         })
     }

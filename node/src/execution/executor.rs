@@ -18,6 +18,9 @@ pub enum InvalidTxPolicy {
     Skip {
         /// Bytes left for the block's transactions (their RLP encodings, as in the block body).
         tx_bytes: usize,
+        /// No transaction starts after this instant: the rest wait for a later block (the
+        /// builder's time budget, see [`crate::blockchain::build_budget`]).
+        deadline: Option<std::time::Instant>,
     },
     /// Fail the whole block (block import).
     Reject,
@@ -103,7 +106,12 @@ pub fn execute_block<R: StateReader + ?Sized>(
     let mut tx_bytes = 0usize;
     for (index, tx) in txs.into_iter().enumerate() {
         let size = tx.inner().length();
-        if let InvalidTxPolicy::Skip { tx_bytes: budget } = policy {
+        if let InvalidTxPolicy::Skip { deadline: Some(deadline), .. } = policy {
+            if std::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        if let InvalidTxPolicy::Skip { tx_bytes: budget, .. } = policy {
             if tx_bytes + size > budget {
                 let reason = format!(
                     "its {size} bytes would take the block over its byte limit ({} of {budget} bytes used)",
@@ -177,4 +185,62 @@ pub fn execute_block<R: StateReader + ?Sized>(
     }
     out.changes = evm.ctx.journaled_state.database.into_changes();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SigningKey;
+    use crate::state::{AccountInfo, WorldState};
+    use alloy_consensus::{SignableTransaction, TxEip1559};
+    use alloy_primitives::{TxKind, B256, U256};
+    use std::time::{Duration, Instant};
+
+    fn transfers(key: &SigningKey, n: u64) -> Vec<Recovered<TxEnvelope>> {
+        (0..n)
+            .map(|nonce| {
+                let t = TxEip1559 {
+                    chain_id: 7,
+                    nonce,
+                    gas_limit: 21_000,
+                    to: TxKind::Call(Address::repeat_byte(9)),
+                    value: U256::from(1),
+                    ..Default::default()
+                };
+                let sig = key.sign_hash(&t.signature_hash());
+                Recovered::new_unchecked(TxEnvelope::from(t.into_signed(sig)), key.address())
+            })
+            .collect()
+    }
+
+    fn run(deadline: Option<Instant>) -> BlockOutcome {
+        let key = SigningKey::from_bytes(&B256::repeat_byte(3)).unwrap();
+        let mut state = WorldState::default();
+        let info = AccountInfo {
+            nonce: 0,
+            balance: U256::from(1_000_000u64),
+            code_hash: revm::primitives::KECCAK_EMPTY,
+        };
+        state.insert_loaded(key.address(), info, Default::default());
+        let input = BlockInput {
+            number: 1,
+            timestamp: 1,
+            beneficiary: Address::ZERO,
+            gas_limit: 30_000_000,
+            difficulty: 2,
+            prevrandao: B256::ZERO,
+        };
+        let policy = InvalidTxPolicy::Skip { tx_bytes: usize::MAX, deadline };
+        execute_block(7, &state, &BlockHashes::default(), &input, transfers(&key, 50), policy).unwrap()
+    }
+
+    #[test]
+    fn a_builder_starts_no_transaction_after_its_deadline() {
+        assert_eq!(run(None).txs.len(), 50, "no deadline: every transaction runs");
+        assert_eq!(run(Some(Instant::now() + Duration::from_secs(60))).txs.len(), 50, "a deadline far ahead");
+        let past = run(Some(Instant::now()));
+        assert_eq!(past.txs.len(), 0, "a deadline already passed: nothing starts");
+        assert_eq!(past.skipped.len(), 0, "what did not start is not skipped: it waits in the pool");
+        assert_eq!(past.gas_used, 0);
+    }
 }

@@ -97,6 +97,17 @@ pub fn validate_envelope(
     tx: TxEnvelope,
     ctx: &ValidationContext<'_>,
 ) -> Result<RecoveredTx, TxValidationError> {
+    validate_with_sender(tx, None, ctx)
+}
+
+/// [`validate_envelope`] for a transaction whose sender is already known (recovered from this
+/// very encoding before, e.g. when it entered the pool): every check but the signature recovery.
+/// `None` recovers the sender.
+pub fn validate_with_sender(
+    tx: TxEnvelope,
+    sender: Option<Address>,
+    ctx: &ValidationContext<'_>,
+) -> Result<RecoveredTx, TxValidationError> {
     if tx.is_eip4844() {
         return Err(TxValidationError::BlobNotSupported);
     }
@@ -114,8 +125,11 @@ pub fn validate_envelope(
     if tx.gas_limit() > cap {
         return Err(TxValidationError::GasLimitTooHigh { gas_limit: tx.gas_limit(), cap });
     }
-    let sender = recover_signer(tx.signature(), &tx.signature_hash())
-        .map_err(|e| TxValidationError::BadSignature(e.to_string()))?;
+    let sender = match sender {
+        Some(sender) => sender,
+        None => recover_signer(tx.signature(), &tx.signature_hash())
+            .map_err(|e| TxValidationError::BadSignature(e.to_string()))?,
+    };
     if let Some(list) = ctx.allowlist {
         if !list.contains(&sender) {
             return Err(TxValidationError::NotAllowed(sender));
