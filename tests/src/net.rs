@@ -107,6 +107,17 @@ impl Testnet {
         }
     }
 
+    /// Sets the log filter (`P2PE_LOG`) of the nodes started from now on.
+    pub fn set_log(&mut self, filter: &str) {
+        self.log = filter.to_string();
+    }
+
+    /// The lines of node `i`'s log that contain `needle`.
+    pub fn log_lines(&self, i: usize, needle: &str) -> Vec<String> {
+        let log = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+        log.lines().filter(|l| l.contains(needle)).map(str::to_string).collect()
+    }
+
     /// Starts node `i` (its stderr goes to `DIR/<name>.log`) and waits until its JSON-RPC answers.
     pub fn start(&mut self, i: usize) {
         self.start_with(i, &[]);

@@ -69,6 +69,10 @@ struct Cli {
     /// Also print each run as one JSON line.
     #[arg(long)]
     json: bool,
+    /// Keep the network nodes' logs of every run in this directory
+    /// (`<target>-<workload>-<round>/<node>.log`; the level is P2PE_LOG's, `warn` by default).
+    #[arg(long)]
+    logs: Option<PathBuf>,
 }
 
 /// A follower's lag during one run.
@@ -95,6 +99,9 @@ struct RunResult {
     round: usize,
     report: Report,
     lag: Option<Lag>,
+    /// Reorganisations the network's nodes logged during the run, all nodes together (one fork
+    /// is one per node that had taken the losing block), with the deepest.
+    node_reorgs: Option<(usize, u64)>,
 }
 
 /// A chain under test: its processes and where to send the load.
@@ -119,6 +126,9 @@ fn start_chain(cli: &Cli, target: &str, node_bin: &Path) -> Chain {
         "net" => {
             let dir = tempfile::tempdir().expect("temp dir");
             let mut net = Testnet::generate(node_bin, &dir.path().join("net"), cli.signers, cli.followers, 1);
+            // Every reorganisation is logged (at info), whatever else P2PE_LOG asks for.
+            let base = std::env::var("P2PE_LOG").unwrap_or_else(|_| "warn".into());
+            net.set_log(&format!("{base},p2pe_node::blockchain::reorg=info"));
             let total = cli.signers + cli.followers;
             for i in 0..total {
                 net.start(i);
@@ -278,13 +288,43 @@ fn run_one(
             );
         }
     }
+    if let (Chain::Net { net, .. }, Some(logs)) = (&chain, &cli.logs) {
+        keep_logs(net, &logs.join(format!("{target}-{workload}-{round}")));
+    }
+    let node_reorgs = match &chain {
+        Chain::Net { net, .. } => Some(logged_reorgs(net)),
+        Chain::Single(_) => None,
+    };
     assert!(report.ok, "{target} {workload}: not every transaction was accepted and mined: {report:?}");
-    let result = RunResult { target: target.to_string(), round, report, lag };
+    let result = RunResult { target: target.to_string(), round, report, lag, node_reorgs };
     print_run(&result);
     if cli.json {
         println!("{}", serde_json::to_string(&result).expect("serialise"));
     }
     result
+}
+
+/// How many reorganisations the nodes of `net` logged, and the deepest.
+fn logged_reorgs(net: &Testnet) -> (usize, u64) {
+    let lines: Vec<String> = (0..net.nodes.len()).flat_map(|i| net.log_lines(i, "reorganised")).collect();
+    let depth = |l: &String| {
+        l.split_whitespace()
+            .find_map(|w| w.strip_prefix("depth="))
+            .and_then(|d| d.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (lines.len(), lines.iter().map(depth).max().unwrap_or(0))
+}
+
+/// Copies every node's log of `net` into `dir`.
+fn keep_logs(net: &Testnet, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    for i in 0..net.nodes.len() {
+        let to = dir.join(format!("{}.log", net.name(i)));
+        if let Err(e) = std::fs::copy(net.log_path(i), &to) {
+            eprintln!("cannot keep {}'s log in {}: {e}", net.name(i), to.display());
+        }
+    }
 }
 
 fn print_run(r: &RunResult) {
@@ -303,6 +343,9 @@ fn print_run(r: &RunResult) {
         rep.latency_p99_secs,
         rep.latency_max_secs
     );
+    if let Some((n, depth)) = r.node_reorgs {
+        print!("; {n} reorganisations logged by the nodes (deepest {depth})");
+    }
     if let Some(l) = &r.lag {
         print!(
             "; follower lag blocks p50 {} p99 {} max {} ({} samples), seconds p50 {:.2} p99 {:.2} max {:.2} ({} blocks)",
@@ -323,8 +366,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn summary(cli: &Cli, results: &[RunResult]) {
     println!("\nmedians over {} round(s):", cli.rounds);
-    println!("| target | workload | tx/s | inclusion p50 | inclusion p99 | follower lag blocks p50 / p99 / max | follower lag s p50 / p99 / max |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| target | workload | tx/s | inclusion p50 | inclusion p99 | follower lag blocks p50 / p99 / max | follower lag s p50 / p99 / max | reorganisations logged by the nodes [rounds] |");
+    println!("|---|---|---|---|---|---|---|---|");
     for target in &cli.targets {
         for w in &cli.workloads {
             let runs: Vec<&RunResult> =
@@ -348,8 +391,15 @@ fn summary(cli: &Cli, results: &[RunResult]) {
             } else {
                 ("-".into(), "-".into())
             };
+            let reorgs = if runs.iter().all(|r| r.node_reorgs.is_some()) {
+                let each: Vec<String> =
+                    runs.iter().map(|r| r.node_reorgs.expect("reorgs").0.to_string()).collect();
+                format!("[{}]", each.join(" "))
+            } else {
+                "-".into()
+            };
             println!(
-                "| {target} | {w} | {:.0} [{}] | {:.2} s | {:.2} s | {} | {} |",
+                "| {target} | {w} | {:.0} [{}] | {:.2} s | {:.2} s | {} | {} | {reorgs} |",
                 m(&|r| r.report.tps),
                 tps.join(" "),
                 m(&|r| r.report.latency_p50_secs),
