@@ -58,14 +58,22 @@ impl Blockchain {
         let header =
             clique::prepare_header(&self.spec.clique, &head.header, head.hash, &head.snapshot, intent);
         let yields = !head.snapshot.in_turn(number, &signer);
+        let abandon = || {
+            let arrived = yields && self.is_arriving(number);
+            if arrived {
+                tracing::info!(
+                    number,
+                    "out-of-turn block abandoned: a signer's block at this height arrived"
+                );
+            }
+            arrived
+        };
         let outcome = self.execute_from_pool(&header, signer, head.snapshot.signers.len())?;
-        if yields && self.is_arriving(number) {
-            tracing::info!(number, "out-of-turn block abandoned: a signer's block at this height arrived");
+        if abandon() {
             return Ok(None);
         }
         let (block, hash, snapshot, applied) = self.seal_executed(header, &outcome, key, &head)?;
-        if yields && self.is_arriving(number) {
-            tracing::info!(number, "out-of-turn block abandoned: a signer's block at this height arrived");
+        if abandon() {
             return Ok(None);
         }
         let senders = outcome.txs.iter().map(|t| t.signer()).collect();

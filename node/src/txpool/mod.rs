@@ -214,6 +214,12 @@ impl Inner {
     }
 
     /// Moves `sender`'s split to its account nonce, dropping what that nonce made stale.
+    /// The waiting transaction with this hash.
+    fn lookup(&self, hash: &B256) -> Option<Arc<RecoveredTx>> {
+        let (sender, nonce) = self.by_hash.get(hash)?;
+        self.senders.get(sender)?.txs.get(nonce).map(|p| p.tx.clone())
+    }
+
     fn rebase(&mut self, config: &PoolConfig, sender: Address, account_nonce: u64) {
         let Some(q) = self.senders.get_mut(&sender) else { return };
         let (dropped, moved) = q.rebase(account_nonce);
@@ -400,22 +406,14 @@ impl TxPool {
 
     /// A waiting transaction by hash.
     pub fn get(&self, hash: &B256) -> Option<Arc<RecoveredTx>> {
-        let inner = self.inner.lock();
-        let (sender, nonce) = inner.by_hash.get(hash)?;
-        inner.senders.get(sender)?.txs.get(nonce).map(|p| p.tx.clone())
+        self.inner.lock().lookup(hash)
     }
 
     /// The waiting transactions of these hashes, in their order (`None` where one is not here),
     /// under one lock: a block's import takes its transactions' recovered senders from here.
     pub fn get_many<'a>(&self, hashes: impl IntoIterator<Item = &'a B256>) -> Vec<Option<Arc<RecoveredTx>>> {
         let inner = self.inner.lock();
-        hashes
-            .into_iter()
-            .map(|hash| {
-                let (sender, nonce) = inner.by_hash.get(hash)?;
-                inner.senders.get(sender)?.txs.get(nonce).map(|p| p.tx.clone())
-            })
-            .collect()
+        hashes.into_iter().map(|hash| inner.lookup(hash)).collect()
     }
 
     /// Whether a transaction with this hash waits in the pool.
