@@ -82,12 +82,16 @@ pub(crate) struct Setup {
     pub island: Option<Island>,
 }
 
+/// `--out` made absolute against the working directory (an absolute one is kept as given).
+fn absolute_out(out: &Path) -> anyhow::Result<std::path::PathBuf> {
+    std::path::absolute(out).with_context(|| format!("cannot resolve the output folder {}", out.display()))
+}
+
 /// Checks the settings, makes `cfg.out` absolute and sets everything up.
 pub(crate) async fn set_up(cfg: &mut SimConfig) -> anyhow::Result<Setup> {
     // Every path derived from `--out` (node data, keystores, bridge configuration, reports) is made
     // absolute once, here, so that no child process reads it relative to another folder.
-    cfg.out = std::path::absolute(&cfg.out)
-        .with_context(|| format!("cannot resolve the output folder {}", cfg.out.display()))?;
+    cfg.out = absolute_out(&cfg.out)?;
     let logs = cfg.out.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     check_settings(cfg)?;
@@ -682,4 +686,30 @@ pub(crate) async fn market_tokens(market: &Market) -> anyhow::Result<u128> {
             .await
             .map_err(rpc_err)?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::absolute_out;
+
+    #[test]
+    fn a_relative_or_nested_out_is_under_the_working_directory_and_an_absolute_one_is_kept() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(absolute_out(Path::new("p2pe-sim-out")).unwrap(), cwd.join("p2pe-sim-out"));
+        assert_eq!(absolute_out(Path::new("day20")).unwrap(), cwd.join("day20"));
+        let nested = absolute_out(Path::new("./a/b")).unwrap();
+        assert!(
+            nested.is_absolute() && nested.starts_with(&cwd) && nested.ends_with("a/b"),
+            "{}",
+            nested.display()
+        );
+        let abs = std::env::temp_dir().join("abs-out");
+        assert_eq!(absolute_out(&abs).unwrap(), abs);
+        assert!(
+            absolute_out(Path::new("")).is_err(),
+            "an empty --out is an error, not the working directory"
+        );
+    }
 }
