@@ -1,6 +1,8 @@
 //! One block, one hash: the malleated twin of a block's seal (r, n − s, 1 − v), which recovers to
 //! the same signer without any key, is refused over gossip and by `p2pe-node import`; and on a
-//! full fork-choice tie (two blocks at one height by one signer) the node keeps the one it has.
+//! full fork-choice tie (two blocks at one height by one signer) the node keeps the one it has; and
+//! a signer that gossips blocks with its valid seal over invalid contents stalls no height and is
+//! banned.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -167,4 +169,110 @@ fn on_a_full_tie_the_node_keeps_the_block_it_saw_first() {
     // One more block on y makes it heavier: x would switch.
     y.seal_next(&b, t0 + 3, None).unwrap().expect("B may seal block 2");
     assert!(x.prefers(&tip(&y)));
+}
+
+/// The dishonest signer of SECURITY.md's "signer that seals invalid blocks" row, against real node
+/// processes. Three signers; the third never runs: its key is the attacker's, played by hostile
+/// peers ([`p2pe_tests::probe::Probe`]) that gossip, for each new head, a block on it with the
+/// attacker's valid seal and invalid contents. Such a block is announced as arriving while it is
+/// imported, and an out-of-turn sealer yields to it, so if that mark outlived the import, the
+/// heights where the absent signer is in turn (which the others seal out of turn) would never be
+/// sealed. The test shows: the chain goes on through those heights while the attack runs, each
+/// attacking peer is banned, and no invalid block is taken.
+#[test]
+fn a_signer_gossiping_invalid_blocks_stalls_no_height_and_is_banned() {
+    use p2pe_node::network::protocol::blocks_topic;
+    use p2pe_tests::probe::Probe;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::generate(&node_bin(), dir.path(), 3, 0, 1);
+    net.set_log("warn,p2pe_node::network=warn");
+    let keys = net.signer_keys();
+    let attacker = keys[2].clone();
+    let mut sorted: Vec<_> = keys.iter().map(|k| k.address()).collect();
+    sorted.sort();
+    let attackers_turn = |n: u64| sorted[(n % 3) as usize] == attacker.address();
+    net.start(0);
+    net.start(1);
+    wait_for("the two honest signers to connect", Duration::from_secs(30), || net.peers(0) >= 1);
+    wait_for("block 2", Duration::from_secs(30), || net.head(0) >= 2);
+    let rpc = net.rpc(0);
+    let genesis: B256 =
+        rpc.call("eth_getBlockByNumber", json!(["0x0", false]))["hash"].as_str().unwrap().parse().unwrap();
+    let topic = blocks_topic(1338, &genesis);
+
+    // A block on `head` sealed by the attacker: a valid seal over a wrong state root.
+    let invalid_on = |head: &Block| {
+        let mut header = head.header.clone();
+        header.parent_hash = head.header.hash_slow();
+        header.number += 1;
+        header.timestamp += 1;
+        header.difficulty = U256::from(if attackers_turn(header.number) { 2 } else { 1 });
+        header.gas_used = 0;
+        header.transactions_root = alloy_trie::EMPTY_ROOT_HASH;
+        header.receipts_root = alloy_trie::EMPTY_ROOT_HASH;
+        header.logs_bloom = Default::default();
+        header.state_root = B256::repeat_byte(0xbd);
+        header.extra_data = vec![0u8; 32 + 65].into();
+        p2pe_node::consensus::clique::sign_header(&mut header, &attacker).unwrap();
+        Block {
+            header,
+            body: alloy_consensus::BlockBody { withdrawals: Some(Default::default()), ..Default::default() },
+        }
+    };
+
+    let start = net.head(0);
+    let mut sent = 0;
+    let mut probes = Vec::new();
+    // One identity after another, each attacking until it is banned (a banned identity's
+    // messages no longer arrive, so the attacker needs a new one).
+    for seed in 40..44u8 {
+        let probe = Probe::new(seed);
+        for i in 0..2 {
+            let id: libp2p::PeerId = net.nodes[i]["peerId"].as_str().unwrap().parse().unwrap();
+            probe.dial(&net.nodes[i]["p2p"].as_str().unwrap().parse().unwrap(), id);
+        }
+        probe.subscribe(&topic);
+        std::thread::sleep(Duration::from_millis(1_500));
+        let until = std::time::Instant::now() + Duration::from_secs(4);
+        let mut last = 0;
+        while std::time::Instant::now() < until {
+            let n = rpc.block_number();
+            if n != last {
+                last = n;
+                let head = decode(&rpc.call("debug_getRawBlock", json!([format!("{n:#x}")])));
+                probe.publish(&topic, encode(&invalid_on(&head)));
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        probes.push(probe);
+    }
+    let end = net.head(0);
+    let attacked: Vec<u64> = (start + 1..=end).filter(|n| attackers_turn(*n)).collect();
+    assert!(
+        attacked.len() >= 3,
+        "heights where the absent signer is in turn were sealed out of turn during the attack: \
+         {attacked:?} (blocks {start}..={end})"
+    );
+    assert!(sent >= 8, "the attack sent {sent} blocks");
+    for n in &attacked {
+        let b = rpc.call("eth_getBlockByNumber", json!([format!("{n:#x}"), false]));
+        assert_eq!(b["difficulty"], json!("0x1"), "block {n} is an honest out-of-turn block");
+        assert_ne!(b["stateRoot"], json!(B256::repeat_byte(0xbd)), "block {n} is not the attacker's");
+    }
+    // Every attacking identity was banned by both honest signers.
+    for i in 0..2 {
+        let banned = net.log_lines(i, "peer banned");
+        for p in &probes {
+            let id = p.peer_id.to_string();
+            assert!(
+                banned.iter().any(|l| l.contains(&id)),
+                "node {i} banned attacker {id}; its bans: {banned:?}"
+            );
+        }
+        assert!(!net.log_lines(i, "invalid block from peer").is_empty());
+    }
+    wait_for("the chain to go on after the attack", Duration::from_secs(20), || net.head(0) >= end + 3);
+    assert!(net.head(0).abs_diff(net.head(1)) <= 1, "the honest signers agree");
 }

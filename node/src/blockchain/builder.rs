@@ -32,7 +32,7 @@ impl Blockchain {
     /// - the head is no longer `parent` once the import lock is held (a block arrived while the
     ///   sealer waited for the lock: the sealer must decide again when it seals on the new head);
     /// - the block would be out of turn and a block at its height, sealed by a signer on the same
-    ///   parent, arrived while it was built ([`Blockchain::import`] announces it): that block
+    ///   parent, arrived by gossip while it was built ([`Blockchain::import_gossiped`] announces it): that block
     ///   is imported instead of forking the chain. An in-turn block is kept (it outweighs an
     ///   out-of-turn one under fork choice).
     pub fn seal_on(
@@ -335,6 +335,10 @@ mod tests {
         assert_eq!(block.block.body.transactions.len(), 3);
     }
 
+    fn sealer(block: &crate::primitives::Block) -> Address {
+        crate::consensus::clique::recover_sealer(&block.header).unwrap_or(Address::ZERO)
+    }
+
     #[test]
     fn an_out_of_turn_seal_yields_to_an_arriving_block_and_an_in_turn_seal_does_not() {
         let dir = tempfile::tempdir().unwrap();
@@ -350,7 +354,8 @@ mod tests {
         // While the in-turn block arrives (announced before its import takes the lock), the
         // out-of-turn signer's block at its height is abandoned: nothing committed, pool kept.
         {
-            let _marked = y.announce_arriving(&arriving).expect("a signer's block on our head");
+            let _marked =
+                y.announce_arriving(&arriving, sealer(&arriving)).expect("a signer's block on our head");
             assert!(y.seal_on(Some(genesis), &out_of_turn, t0 + 2, None).unwrap().is_none());
             assert_eq!(y.head().hash, genesis);
             assert_eq!(y.pool().len(), 2);
@@ -362,14 +367,29 @@ mod tests {
         assert!(z.seal_on(Some(genesis), &out_of_turn, t0 + 2, None).unwrap().is_some());
         // Blocks that are not a signer's on our head are not announced: one on another parent, a
         // forged seal.
-        assert!(z.announce_arriving(&arriving).is_none(), "z's head moved on");
+        assert!(z.announce_arriving(&arriving, sealer(&arriving)).is_none(), "z's head moved on");
         let fresh = open(dir.path(), "w", t0);
-        assert!(fresh.announce_arriving(&arriving).is_some(), "the control: the true block is announced");
+        assert!(
+            fresh.announce_arriving(&arriving, sealer(&arriving)).is_some(),
+            "the control: the true block is announced"
+        );
         let mut forged = arriving.clone();
         let mut extra = forged.header.extra_data.to_vec();
         let at = extra.len() - 33; // a byte of the seal's s
         extra[at] ^= 1;
         forged.header.extra_data = extra.into();
-        assert!(fresh.announce_arriving(&forged).is_none(), "a seal that is no signer's");
+        assert!(fresh.announce_arriving(&forged, sealer(&forged)).is_none(), "a seal that is no signer's");
+        assert!(
+            fresh.announce_arriving(&arriving, Address::repeat_byte(9)).is_none(),
+            "a sealer that is not a signer"
+        );
+        // A signer's valid seal on invalid contents (a transaction left out of the body): the
+        // import fails and the mark goes with it, so the block stops no sealer beyond its import.
+        let mut bad = arriving.clone();
+        bad.body.transactions.pop();
+        let err = fresh.import_gossiped(bad, None, sealer(&arriving)).unwrap_err();
+        assert!(matches!(err, crate::blockchain::ImportError::Invalid { .. }), "{err}");
+        assert!(!fresh.is_arriving(1), "the mark ends with a failed import");
+        assert!(fresh.seal_on(None, &out_of_turn, t0 + 2, None).unwrap().is_some(), "and the height is open");
     }
 }

@@ -19,14 +19,27 @@ use super::builder::block_input;
 use super::{Blockchain, Head, ImportError, NewBlock};
 
 impl Blockchain {
-    /// Imports a block from a peer or a file: verify, execute, compare, commit.
-    ///
-    /// A block that extends our head under a seal of one of its signers is announced as
-    /// arriving before the import lock is taken, so that a sealer holding the lock for an
-    /// out-of-turn block at the same height abandons it (see [`Blockchain::seal_on`]) instead of
-    /// forking the chain.
+    /// Imports a block from a peer, a sync or a file: verify, execute, compare, commit.
     pub fn import(&self, block: Block, now: Option<u64>) -> Result<B256, ImportError> {
-        let _arriving = self.announce_arriving(&block);
+        let _guard = self.import_lock.lock();
+        let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_IMPORT);
+        self.import_locked(block, now)
+    }
+
+    /// Imports a block a peer gossiped just after sealing it, whose seal the caller recovered to
+    /// `sealer`. If it extends our head and `sealer` is a signer of our head's snapshot that may
+    /// seal it, its height is announced as arriving before the import lock is taken, so that a
+    /// sealer holding the lock for an out-of-turn block at that height abandons it (see
+    /// [`Blockchain::seal_on`]) instead of forking the chain. The mark ends with the import,
+    /// whatever its outcome. Only fresh gossip needs it: a sync or a file imports blocks that
+    /// are not racing our sealer, and spares the check.
+    pub fn import_gossiped(
+        &self,
+        block: Block,
+        now: Option<u64>,
+        sealer: Address,
+    ) -> Result<B256, ImportError> {
+        let _arriving = self.announce_arriving(&block, sealer);
         let _guard = self.import_lock.lock();
         let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_IMPORT);
         self.import_locked(block, now)
@@ -98,14 +111,14 @@ impl Blockchain {
     }
 
     /// Marks `block`'s height as arriving while the returned guard lives, if it extends our
-    /// head and its seal recovers to a signer of our head's snapshot that may seal it.
-    pub(super) fn announce_arriving(&self, block: &Block) -> Option<Arriving<'_>> {
+    /// head and `sealer` (its seal's signer, recovered by the caller) is a signer of our head's
+    /// snapshot that may seal it.
+    pub(super) fn announce_arriving(&self, block: &Block, sealer: Address) -> Option<Arriving<'_>> {
         let head = self.head();
         let number = block.header.number;
         if block.header.parent_hash != head.hash {
             return None;
         }
-        let sealer = clique::recover_sealer(&block.header).ok()?;
         if !head.snapshot.signers.contains(&sealer) || head.snapshot.signed_recently(number, &sealer) {
             return None;
         }

@@ -121,7 +121,11 @@ pub(super) fn import_gossip(
         }
         Timing::Now => {}
     }
-    match chain.import(block, Some(now)) {
+    let imported = match sealer {
+        Some(sealer) => chain.import_gossiped(block, Some(now), sealer),
+        None => chain.import(block, Some(now)),
+    };
+    match imported {
         Ok(_) => Verdict::Done(MessageAcceptance::Accept, None),
         Err(ImportError::NotOnHead { .. }) => Verdict::Done(MessageAcceptance::Ignore, None),
         Err(e) => match offence_for(&e) {

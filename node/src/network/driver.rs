@@ -182,6 +182,8 @@ impl Driver {
     /// which closes its connections and refuses new ones until the ban ends.
     pub(super) fn punish(&mut self, peer: PeerId, offence: Offence) {
         if self.book.punish(peer, offence) {
+            tracing::warn!(%peer, ?offence, ban_secs = super::peers::BAN_DURATION.as_secs(),
+                "peer banned: its score fell to the threshold");
             self.p.swarm.behaviour_mut().blocked.block_peer(peer);
             let _ = self.p.swarm.disconnect_peer_id(peer);
         }
