@@ -12,7 +12,7 @@ impl CanonListener for TxPool {
         match event {
             CanonEvent::Committed { senders, .. } => self.prune(senders.iter().copied()),
             CanonEvent::Reorged { orphaned, senders, .. } => {
-                self.prune(senders.iter().copied());
+                self.prune_reorged(senders.iter().copied());
                 for (tx, nonce) in orphaned {
                     if let Err(e) = self.add(tx.clone(), *nonce) {
                         tracing::debug!(tx = %tx.inner().tx_hash(), error = %e, "orphaned transaction not returned to the pool");

@@ -147,6 +147,29 @@ struct Inner {
     seq: u64,
     shared: Usage,
     reserved: Usage,
+    /// The account nonces the last two blocks' prunes set, for senders whose queue they emptied.
+    recent: RecentNonces,
+}
+
+/// Account nonces the last two blocks set, by sender. A sender whose queue a block emptied has
+/// no queue left to remember its nonce; an add whose caller read the account nonce just before
+/// that block committed would otherwise start a new queue at the stale nonce, and its next
+/// transaction would wait there as gapped (for the queued lifetime, if the sender sends nothing
+/// more). A reorganisation forgets them (nonces may go back).
+#[derive(Default)]
+struct RecentNonces {
+    last: HashMap<Address, u64>,
+    before: HashMap<Address, u64>,
+}
+
+impl RecentNonces {
+    fn record(&mut self, senders: HashMap<Address, u64>) {
+        self.before = std::mem::replace(&mut self.last, senders);
+    }
+
+    fn get(&self, sender: &Address) -> Option<u64> {
+        self.last.get(sender).or_else(|| self.before.get(sender)).copied()
+    }
 }
 
 /// A snapshot of the pool's contents for `txpool_*` RPC methods.
@@ -313,7 +336,8 @@ impl TxPool {
         // older than the queue's is stale, not a reorg (reorgs move nonces back through `prune`
         // only): rebasing back to it made every waiting transaction of the sender look gapped,
         // and the queued cap then refused its next ones (seen under a 60,000-transaction burst).
-        let account_nonce = inner.senders.get(&sender).map_or(account_nonce, |q| account_nonce.max(q.base()));
+        let known = inner.senders.get(&sender).map(|q| q.base()).or_else(|| inner.recent.get(&sender));
+        let account_nonce = known.map_or(account_nonce, |k| account_nonce.max(k));
         if inner.by_hash.contains_key(&hash) {
             return Err(PoolError::AlreadyKnown);
         }
@@ -471,10 +495,19 @@ impl TxPool {
     /// account nonce, and every queued transaction older than `--txpool-queued-lifetime`.
     pub fn prune(&self, senders: impl IntoIterator<Item = (Address, u64)>) {
         let mut inner = self.inner.lock();
-        for (sender, account_nonce) in senders {
+        let senders: HashMap<Address, u64> = senders.into_iter().collect();
+        for (&sender, &account_nonce) in &senders {
             inner.rebase(&self.config, sender, account_nonce);
         }
+        inner.recent.record(senders);
         self.expire(&mut inner, Instant::now());
+    }
+
+    /// After a reorganisation: as [`TxPool::prune`], with the nonces `senders` had on the branch
+    /// left behind forgotten first (they may be ahead of the new branch's).
+    pub fn prune_reorged(&self, senders: impl IntoIterator<Item = (Address, u64)>) {
+        self.inner.lock().recent = RecentNonces::default();
+        self.prune(senders);
     }
 
     /// Drops queued transactions that waited longer than the lifetime at `now`.
@@ -568,6 +601,36 @@ mod tests {
         pool.add(tx(&a, 1, 0), 1).unwrap();
         pool.add(tx(&a, 2, 0), 1).unwrap();
         assert_eq!(pool.pending_nonce(&a.address(), 1), 9);
+        assert_eq!(pool.queued_len(), 0);
+    }
+
+    #[test]
+    fn a_stale_account_nonce_after_a_block_emptied_the_senders_queue_does_not_gap_its_next_tx() {
+        let pool = TxPool::new(PoolConfig::default());
+        let a = SigningKey::from_bytes(&B256::repeat_byte(1)).unwrap();
+        pool.add(tx(&a, 0, 0), 0).unwrap();
+        // A block mines nonce 0: the sender's queue is empty and gone.
+        pool.prune([(a.address(), 1)]);
+        assert_eq!(pool.len(), 0);
+        // The sender's next transaction, whose caller read the account nonce (0) before that
+        // block committed: executable, not waiting for a nonce 0 that is already mined.
+        pool.add(tx(&a, 1, 0), 0).unwrap();
+        assert_eq!(pool.queued_len(), 0, "nonce 1 is executable");
+        assert_eq!(pool.pending_nonce(&a.address(), 1), 2);
+        assert_eq!(pool.best(|_| 1, 10).len(), 1, "and goes into the next block");
+        // Still known a block later (a caller may be that far behind).
+        pool.prune([(a.address(), 2)]);
+        pool.prune([(Address::repeat_byte(9), 5)]);
+        pool.add(tx(&a, 3, 0), 1).unwrap();
+        assert_eq!(pool.queued_len(), 1, "nonce 3 waits for 2, not for 1");
+        pool.add(tx(&a, 2, 0), 1).unwrap();
+        assert_eq!(pool.queued_len(), 0);
+        // A reorganisation that takes those blocks off moves the sender back: its orphaned
+        // transactions are taken again at their nonces.
+        pool.prune_reorged([(a.address(), 0)]);
+        pool.add(tx(&a, 0, 0), 0).unwrap();
+        pool.add(tx(&a, 1, 0), 0).unwrap();
+        assert_eq!(pool.pending_nonce(&a.address(), 0), 4);
         assert_eq!(pool.queued_len(), 0);
     }
 
