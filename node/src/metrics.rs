@@ -68,7 +68,14 @@ pub mod names {
     pub const STATE_CACHE_HITS: &str = "p2pe_state_cache_hits_total";
     /// Head-state reads the RPC state cache did not hold (read from SQLite), by `kind`.
     pub const STATE_CACHE_MISSES: &str = "p2pe_state_cache_misses_total";
+    /// Gossiped blocks received, by `form` (`full`, `compact`) and, for compact ones, how the
+    /// body was found (`rebuilt` from the pool, `fetched` from the sender, `missing`).
+    pub const GOSSIP_BLOCKS: &str = "p2pe_gossip_blocks_total";
 }
+
+/// The `outcome` labels of [`names::GOSSIP_BLOCKS`].
+const GOSSIP_OUTCOMES: [(&str, &str); 4] =
+    [("full", "received"), ("compact", "rebuilt"), ("compact", "fetched"), ("compact", "missing")];
 
 /// The `kind` labels of the state cache series.
 const CACHE_KINDS: [&str; 2] = ["account", "storage"];
@@ -102,6 +109,9 @@ pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
     // Counters exist from the start, so that `rate()` and `increase()` see their first events.
     counter!(names::BLOCKS).absolute(0);
     counter!(names::REORGS).absolute(0);
+    for (form, outcome) in GOSSIP_OUTCOMES {
+        counter!(names::GOSSIP_BLOCKS, "form" => form, "outcome" => outcome).absolute(0);
+    }
     for cache in ["writer", "rpc"] {
         for kind in CACHE_KINDS {
             counter!(names::STATE_CACHE_HITS, "cache" => cache, "kind" => kind).absolute(0);
@@ -156,6 +166,11 @@ fn describe() {
         "Head-state reads answered by a state cache, by cache (writer, rpc) and kind."
     );
     describe_counter!(
+        GOSSIP_BLOCKS,
+        "Gossiped blocks received, by form (full, compact) and outcome (received; compact: rebuilt \
+         from the pool, fetched from the sender, missing)."
+    );
+    describe_counter!(
         STATE_CACHE_MISSES,
         "Head-state reads a state cache did not hold (read from SQLite), by cache and kind."
     );
@@ -185,6 +200,11 @@ pub fn block_committed(number: u64, transactions: usize) {
     gauge!(names::HEAD_NUMBER).set(number as f64);
     histogram!(names::BLOCK_TXS).record(transactions as f64);
     counter!(names::BLOCKS).increment(1);
+}
+
+/// Records a gossiped block of `form` (`full`, `compact`) and its `outcome`.
+pub fn gossip_block(form: &'static str, outcome: &'static str) {
+    counter!(names::GOSSIP_BLOCKS, "form" => form, "outcome" => outcome).increment(1);
 }
 
 /// Records a chain switch that took `depth` blocks off.

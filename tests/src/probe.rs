@@ -35,6 +35,10 @@ pub struct ProbeLog {
     pub pool_batches: Vec<Vec<u8>>,
     /// Sync requests the node sent us.
     pub sync_requests: usize,
+    /// Blocks the probe serves by hash (`BlockByHash`), RLP-encoded; other requests are refused.
+    pub blocks: std::collections::HashMap<[u8; 32], Vec<u8>>,
+    /// The hashes of the `BlockByHash` requests the node sent us, in order.
+    pub block_requests: Vec<[u8; 32]>,
     /// Connections now open.
     pub open: usize,
     /// Connections ever established.
@@ -166,6 +170,11 @@ impl Probe {
     }
 
     /// What the probe received so far.
+    /// Serves `raw` (an RLP block) to `BlockByHash` requests for `hash` from now on.
+    pub fn serve_block(&self, hash: [u8; 32], raw: Vec<u8>) {
+        self.log.lock().blocks.insert(hash, raw);
+    }
+
     pub fn log(&self) -> ProbeLog {
         self.log.lock().clone()
     }
@@ -224,9 +233,17 @@ fn on_event(
             log.lock().gossip.push((message.topic.to_string(), message.data));
         }
         SwarmEvent::Behaviour(ProbeBehaviourEvent::Sync(ev)) => match ev {
-            Event::Message { message: Message::Request { channel, .. }, .. } => {
-                log.lock().sync_requests += 1;
-                let answer = SyncResponse::Error("a test probe serves nothing".into());
+            Event::Message { message: Message::Request { channel, request, .. }, .. } => {
+                let mut l = log.lock();
+                l.sync_requests += 1;
+                let answer = match request {
+                    SyncRequest::BlockByHash { hash } => {
+                        l.block_requests.push(hash);
+                        SyncResponse::Blocks(l.blocks.get(&hash).cloned().into_iter().collect())
+                    }
+                    _ => SyncResponse::Error("a test probe serves nothing".into()),
+                };
+                drop(l);
                 let _ = swarm.behaviour_mut().sync.send_response(channel, answer);
             }
             Event::Message { message: Message::Response { request_id, response }, .. } => {

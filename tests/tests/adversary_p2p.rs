@@ -367,3 +367,123 @@ fn the_pool_is_given_to_a_new_peer_alone() {
     // The early probe got no pool announcement of its own: it connected to an empty pool.
     assert!(early.log().pool_batches.is_empty());
 }
+
+/// A chain copied from signer 0's database, on which blocks are sealed here with signer 0's key
+/// (signer 0 never runs as a process), each on the previous one.
+struct LocalSealer {
+    _dir: tempfile::TempDir,
+    chain: Blockchain,
+    key: p2pe_node::crypto::SigningKey,
+}
+
+impl LocalSealer {
+    fn new(net: &Testnet) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["chain.sqlite", "chain.sqlite-wal", "chain.sqlite-shm"] {
+            let from = net.datadir(0).join(f);
+            if from.exists() {
+                std::fs::copy(&from, dir.path().join(f)).unwrap();
+            }
+        }
+        let spec =
+            ChainSpec::from_json(&std::fs::read_to_string(net.dir.join("genesis.json")).unwrap()).unwrap();
+        let store = Store::open(dir.path(), Some(DEFAULT_STATE_HISTORY)).unwrap();
+        let opts = ChainOptions {
+            state_history: Some(DEFAULT_STATE_HISTORY),
+            read_connections: 1,
+            ..Default::default()
+        };
+        let chain =
+            Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap();
+        Self { _dir: dir, chain, key: net.signer_keys()[0].clone() }
+    }
+
+    /// Seals the next block holding the raw transactions `txs` (hex).
+    fn seal(&self, txs: &[&str]) -> p2pe_node::primitives::Block {
+        for raw in txs {
+            let bytes = hex::decode(raw.trim_start_matches("0x")).unwrap();
+            let tx = p2pe_node::txpool::validate_tx(&bytes, &self.chain.validation_context()).unwrap();
+            self.chain.pool().add(tx, 0).unwrap();
+        }
+        let sealed = self.chain.seal_next(&self.key, unix_now(), None).unwrap().expect("signer 0 may seal");
+        assert_eq!(sealed.block.body.transactions.len(), txs.len());
+        sealed.block
+    }
+}
+
+/// Compact blocks (issue 15, part 6) between real processes: a follower rebuilds a gossiped
+/// compact block from its pool when it holds the transactions, fetches the whole block from the
+/// sender when it does not (and takes nothing when the sender cannot serve it, without punishing
+/// it), and judges a rebuilt block by its header: hashes that are not the header's transactions
+/// make an invalid block, whatever the pool holds.
+#[test]
+fn a_compact_block_is_rebuilt_from_the_pool_or_fetched_from_its_sender() {
+    use p2pe_node::network::compact::{CompactBlock, GossipBlock};
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::generate(&node_bin(), dir.path(), 1, 1, 1);
+    seed_chain(&net, 3, 0);
+    for f in ["chain.sqlite", "chain.sqlite-wal", "chain.sqlite-shm"] {
+        let (from, to) = (net.datadir(0).join(f), net.datadir(1).join(f));
+        let _ = std::fs::remove_file(&to);
+        if from.exists() {
+            std::fs::copy(&from, &to).unwrap();
+        }
+    }
+    net.start(1);
+    let victim = net.rpc(1);
+    assert_eq!(net.head(1), 3);
+    let topic = blocks_topic(1338, &genesis_hash(&victim));
+    let probe = Probe::new(31);
+    probe.subscribe(&topic);
+    assert!(is_status(&connect(&probe, &net, 1)));
+    std::thread::sleep(Duration::from_secs(2)); // the gossip mesh forms
+    let probe_id = probe.peer_id.to_string();
+    let sealer = LocalSealer::new(&net);
+    let publish = |b: &GossipBlock| probe.publish(&topic, b.encode());
+
+    // The follower's pool lacks the transaction: it asks the sender for the block by hash.
+    let (t1, _) = transfer(51);
+    let b4 = sealer.seal(&[&t1]);
+    let mut raw = Vec::new();
+    b4.encode(&mut raw);
+    probe.serve_block(b4.header.hash_slow().0, raw);
+    publish(&GossipBlock::of(&b4));
+    wait_for("block 4, fetched", Duration::from_secs(20), || net.head(1) == 4);
+    assert_eq!(probe.log().block_requests, vec![b4.header.hash_slow().0], "one request, for block 4");
+
+    // The transaction waits in the follower's pool: rebuilt without a request.
+    let (t2, h2) = transfer(52);
+    victim.call("eth_sendRawTransaction", json!([format!("0x{}", t2.trim_start_matches("0x"))]));
+    wait_for("t2 in the follower's pool", Duration::from_secs(10), || {
+        !victim.call("eth_getTransactionByHash", json!([h2])).is_null()
+    });
+    let b5 = sealer.seal(&[&t2]);
+    publish(&GossipBlock::of(&b5));
+    wait_for("block 5, rebuilt", Duration::from_secs(20), || net.head(1) == 5);
+    assert_eq!(probe.log().block_requests.len(), 1, "no request for block 5");
+    assert_eq!(score_of(&victim, &probe_id), Some(0), "nothing to punish so far");
+
+    // The sender cannot serve the body: nothing imported, nobody punished (sync finds it later).
+    let (t3, _) = transfer(53);
+    let b6 = sealer.seal(&[&t3]);
+    publish(&GossipBlock::of(&b6));
+    wait_for("the request for block 6", Duration::from_secs(20), || probe.log().block_requests.len() == 2);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(net.head(1), 5, "a body nobody served is not made up");
+    assert_eq!(score_of(&victim, &probe_id), Some(0), "an unserved body is nobody's offence");
+
+    // Hashes that are not the header's: a pooled transaction (t4) named in block 6's place.
+    let (t4, h4) = transfer(54);
+    victim.call("eth_sendRawTransaction", json!([format!("0x{}", t4.trim_start_matches("0x"))]));
+    wait_for("t4 in the follower's pool", Duration::from_secs(10), || {
+        !victim.call("eth_getTransactionByHash", json!([h4])).is_null()
+    });
+    let lie = CompactBlock { header: b6.header.clone(), tx_hashes: vec![h4] };
+    publish(&GossipBlock::Compact(lie));
+    wait_for("the sender of a false compact block punished", Duration::from_secs(20), || {
+        score_of(&victim, &probe_id).is_some_and(|s| s < 0)
+    });
+    assert_eq!(net.head(1), 5);
+    assert_eq!(probe.log().block_requests.len(), 2, "rebuilt from the pool, then refused by its header");
+}

@@ -181,6 +181,7 @@ fn on_a_full_tie_the_node_keeps_the_block_it_saw_first() {
 /// attacking peer is banned, and no invalid block is taken.
 #[test]
 fn a_signer_gossiping_invalid_blocks_stalls_no_height_and_is_banned() {
+    use p2pe_node::network::compact::GossipBlock;
     use p2pe_node::network::protocol::blocks_topic;
     use p2pe_tests::probe::Probe;
 
@@ -241,7 +242,7 @@ fn a_signer_gossiping_invalid_blocks_stalls_no_height_and_is_banned() {
             if n != last {
                 last = n;
                 let head = decode(&rpc.call("debug_getRawBlock", json!([format!("{n:#x}")])));
-                probe.publish(&topic, encode(&invalid_on(&head)));
+                probe.publish(&topic, GossipBlock::Full(invalid_on(&head)).encode());
                 sent += 1;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -4,12 +4,12 @@
 //! back as a [`Command`] or a [`Served`] answer.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::B256;
-use alloy_rlp::{Decodable, Encodable};
 use futures_util::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -22,6 +22,7 @@ mod commands;
 mod pool;
 
 use super::blocks::{import_gossip, Deferred, Verdict};
+use super::compact::{self, Body, GossipBlock};
 use super::peers::{Offence, PeerBook};
 use super::protocol::*;
 use super::ratelimit::{Decision, RateLimiter, POOL_LIMIT, STATUS_COST, SYNC_LIMIT};
@@ -68,6 +69,8 @@ pub(super) struct Driver {
     /// some transactions may never have been announced).
     reannounce: bool,
     deferred: Deferred,
+    /// Compact blocks whose bodies import workers are fetching (see [`compact::MAX_FETCHES`]).
+    fetching: Arc<AtomicUsize>,
     sync_limit: RateLimiter,
     pool_limit: RateLimiter,
 }
@@ -90,6 +93,7 @@ impl Driver {
             batcher: Batcher::default(),
             reannounce: false,
             deferred: Deferred::default(),
+            fetching: Arc::default(),
             sync_limit: RateLimiter::new(SYNC_LIMIT),
             pool_limit: RateLimiter::new(POOL_LIMIT),
         })
@@ -194,12 +198,15 @@ impl Driver {
             return;
         }
         if message.topic == self.blocks_topic.hash() {
-            match Block::decode(&mut message.data.as_slice()) {
+            match GossipBlock::decode(&message.data) {
                 Ok(block) => {
-                    self.from_gossip.insert(block.header.hash_slow());
-                    self.import_block(id, source, block);
+                    self.from_gossip.insert(block.header().hash_slow());
+                    self.import_gossip_block(id, source, block);
                 }
-                Err(_) => self.reject(id, source, Offence::Garbage),
+                Err(e) => {
+                    tracing::debug!(peer = %source, error = %e, "garbage block message");
+                    self.reject(id, source, Offence::Garbage);
+                }
             }
         } else if message.topic == self.txs_topic.hash() {
             match decode_batch(&message.data) {
@@ -237,18 +244,42 @@ impl Driver {
         self.punish(peer, offence);
     }
 
-    /// Imports a gossiped block on a blocking worker; its verdict comes back as a command.
+    /// Imports a gossiped block on a blocking worker (a compact one once its body is found in
+    /// the pool or fetched from `peer`); its verdict comes back as a command.
+    fn import_gossip_block(&mut self, id: MessageId, peer: PeerId, block: GossipBlock) {
+        let (chain, cmd, sync_tx) = (self.p.chain.clone(), self.p.cmd_tx.clone(), self.p.sync_tx.clone());
+        let fetching = self.fetching.clone();
+        tokio::task::spawn_blocking(move || {
+            let block = match block {
+                GossipBlock::Full(block) => {
+                    crate::metrics::gossip_block("full", "received");
+                    block
+                }
+                GossipBlock::Compact(compact) => {
+                    match compact::resolve(&chain, compact, peer, &cmd, &sync_tx, &fetching) {
+                        Body::Found(block) => block,
+                        Body::Judged(acceptance, offence) => {
+                            let republish = Vec::new();
+                            let _ = cmd.blocking_send(Command::Validated {
+                                id,
+                                peer,
+                                acceptance,
+                                offence,
+                                republish,
+                            });
+                            return;
+                        }
+                    }
+                }
+            };
+            import_full(&chain, &cmd, &sync_tx, (id, peer), block);
+        });
+    }
+
+    /// Imports a whole gossiped block on a blocking worker; its verdict comes back as a command.
     fn import_block(&mut self, id: MessageId, peer: PeerId, block: Block) {
         let (chain, cmd, sync_tx) = (self.p.chain.clone(), self.p.cmd_tx.clone(), self.p.sync_tx.clone());
-        tokio::task::spawn_blocking(move || {
-            let command = match import_gossip(&chain, block, peer, &sync_tx) {
-                Verdict::Done(acceptance, offence) => {
-                    Command::Validated { id, peer, acceptance, offence, republish: Vec::new() }
-                }
-                Verdict::Defer(block) => Command::Defer { id, peer, block },
-            };
-            let _ = cmd.blocking_send(command);
-        });
+        tokio::task::spawn_blocking(move || import_full(&chain, &cmd, &sync_tx, (id, peer), block));
     }
 
     /// Keeps a block from the near future; one that finds the queue full is ignored (it comes
@@ -277,9 +308,8 @@ impl Driver {
         // blocks made every peer verify and forward one signed message per block.
         let fresh = ev.block.block.header.timestamp + GOSSIP_MAX_AGE_SECS >= unix_now();
         if !ev.removed && fresh && !self.from_gossip.contains(&ev.block.hash) {
-            let mut buf = Vec::new();
-            ev.block.block.encode(&mut buf);
-            let _ = self.p.swarm.behaviour_mut().gossipsub.publish(self.blocks_topic.clone(), buf);
+            let message = GossipBlock::of(&ev.block.block).encode();
+            let _ = self.p.swarm.behaviour_mut().gossipsub.publish(self.blocks_topic.clone(), message);
         }
     }
 
@@ -433,4 +463,21 @@ impl Driver {
             Err(e) => tracing::warn!(error = %e, "cannot gossip transactions"),
         }
     }
+}
+
+/// Imports a whole gossiped block (on a blocking worker) and sends its verdict to the swarm task.
+fn import_full(
+    chain: &Blockchain,
+    cmd: &mpsc::Sender<Command>,
+    sync_tx: &mpsc::Sender<(PeerId, Option<Block>)>,
+    (id, peer): (MessageId, PeerId),
+    block: Block,
+) {
+    let command = match import_gossip(chain, block, peer, sync_tx) {
+        Verdict::Done(acceptance, offence) => {
+            Command::Validated { id, peer, acceptance, offence, republish: Vec::new() }
+        }
+        Verdict::Defer(block) => Command::Defer { id, peer, block },
+    };
+    let _ = cmd.blocking_send(command);
 }

@@ -18,6 +18,7 @@
 //! invalid blocks or garbage loses score and is disconnected and banned.
 
 pub mod blocks;
+pub mod compact;
 mod driver;
 pub mod peers;
 pub mod protocol;

@@ -5,8 +5,9 @@ use alloy_primitives::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Name of the sync request/response protocol. Version 2 added [`SyncRequest::Headers`]
-/// (header-first sync); nodes of version 1 do not share it, so they do not sync with each other.
-pub const SYNC_PROTOCOL: &str = "/p2pe/sync/2";
+/// (header-first sync), version 3 [`SyncRequest::BlockByHash`] (the body of a compact block);
+/// nodes of different versions do not share it, so they do not sync with each other.
+pub const SYNC_PROTOCOL: &str = "/p2pe/sync/3";
 
 /// Largest gossip message (a block of many transactions).
 pub const MAX_GOSSIP_BYTES: usize = 16 * 1024 * 1024;
@@ -47,9 +48,11 @@ pub const POOL_PROTOCOL: &str = "/p2pe/pool/1";
 /// the last transaction, at most 128 KiB), each byte written by CBOR in up to two bytes.
 pub const MAX_POOL_REQUEST_BYTES: u64 = 2 * (512 + 128) * 1024 + 4096;
 
-/// Gossip topic of new blocks on a chain.
+/// Gossip topic of new blocks on a chain. Each message is a block whole or compact (see
+/// [`super::compact`]); version 2 added the compact form, so nodes of version 1 (raw blocks)
+/// are on another topic.
 pub fn blocks_topic(chain_id: u64, genesis: &alloy_primitives::B256) -> String {
-    format!("/p2pe/{chain_id}/{genesis}/blocks")
+    format!("/p2pe/{chain_id}/{genesis}/blocks/2")
 }
 
 /// Gossip topic of new transactions on a chain. Each message is a batch: an RLP list of
@@ -77,6 +80,12 @@ pub enum SyncRequest {
         from: u64,
         /// How many (at most [`MAX_BLOCKS_PER_REQUEST`]).
         count: u32,
+    },
+    /// The block with this hash, canonical or not, RLP-encoded: the answer is
+    /// [`SyncResponse::Blocks`] with that block, or with none if the peer does not have it.
+    BlockByHash {
+        /// The block's hash.
+        hash: [u8; 32],
     },
 }
 

@@ -83,6 +83,19 @@ pub fn serve(chain: &Blockchain, request: SyncRequest) -> SyncResponse {
             super::sync::serve_headers(chain, from, count, HEADERS_RESPONSE_BUDGET)
         }
         SyncRequest::Blocks { from, count } => serve_blocks(chain, from, count, SYNC_RESPONSE_BUDGET),
+        SyncRequest::BlockByHash { hash } => match chain.reads().block_by_hash(&hash.into()) {
+            Ok(found) => SyncResponse::Blocks(
+                found
+                    .map(|(b, _)| {
+                        let mut buf = Vec::new();
+                        b.block.encode(&mut buf);
+                        buf
+                    })
+                    .into_iter()
+                    .collect(),
+            ),
+            Err(e) => SyncResponse::Error(e.to_string()),
+        },
     }
 }
 

@@ -40,7 +40,9 @@ impl Driver {
             }
             Command::BroadcastRawBlock(bytes) => {
                 let topic = self.blocks_topic.clone();
-                if let Err(e) = self.p.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+                // The bytes go out as a whole block's message, decodable or not.
+                let message = [&[crate::network::compact::FULL][..], &bytes].concat();
+                if let Err(e) = self.p.swarm.behaviour_mut().gossipsub.publish(topic, message) {
                     tracing::warn!(error = %e, "admin broadcast failed");
                 }
             }
