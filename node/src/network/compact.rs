@@ -141,7 +141,7 @@ impl CompactBlock {
 #[derive(Debug)]
 pub(super) enum Body {
     /// The whole block, rebuilt or fetched.
-    Found(Block),
+    Found(Box<Block>),
     /// No block to import: the gossip verdict and the sender's offence, if any.
     Judged(MessageAcceptance, Option<Offence>),
 }
@@ -160,7 +160,7 @@ pub(super) fn resolve(
     let missing = match compact.rebuild(chain.pool()) {
         Ok(block) => {
             crate::metrics::gossip_block("compact", "rebuilt");
-            return Body::Found(block);
+            return Body::Found(Box::new(block));
         }
         Err(missing) => missing,
     };
@@ -185,7 +185,7 @@ pub(super) fn resolve(
         Ok(block) if block.header.hash_slow() == hash => {
             crate::metrics::gossip_block("compact", "fetched");
             tracing::debug!(%peer, number = block.header.number, missing, "compact block's body fetched");
-            Body::Found(block)
+            Body::Found(Box::new(block))
         }
         Ok(_) => {
             tracing::warn!(%peer, "peer answered a compact block's body with another block");

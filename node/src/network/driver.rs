@@ -257,7 +257,7 @@ impl Driver {
                 }
                 GossipBlock::Compact(compact) => {
                     match compact::resolve(&chain, compact, peer, &cmd, &sync_tx, &fetching) {
-                        Body::Found(block) => block,
+                        Body::Found(block) => *block,
                         Body::Judged(acceptance, offence) => {
                             let republish = Vec::new();
                             let _ = cmd.blocking_send(Command::Validated {
