@@ -160,6 +160,7 @@ pub(super) fn resolve(
     let missing = match compact.rebuild(chain.pool()) {
         Ok(block) => {
             crate::metrics::gossip_block("compact", "rebuilt");
+            tracing::debug!(%peer, number = block.header.number, "compact block rebuilt from the pool");
             return Body::Found(Box::new(block));
         }
         Err(missing) => missing,

@@ -102,6 +102,8 @@ struct RunResult {
     /// Reorganisations the network's nodes logged during the run, all nodes together (one fork
     /// is one per node that had taken the losing block), with the deepest.
     node_reorgs: Option<(usize, u64)>,
+    /// Compact blocks the network's nodes received: rebuilt from the pool, fetched, not found.
+    compact: Option<[usize; 3]>,
 }
 
 /// A chain under test: its processes and where to send the load.
@@ -126,9 +128,12 @@ fn start_chain(cli: &Cli, target: &str, node_bin: &Path) -> Chain {
         "net" => {
             let dir = tempfile::tempdir().expect("temp dir");
             let mut net = Testnet::generate(node_bin, &dir.path().join("net"), cli.signers, cli.followers, 1);
-            // Every reorganisation is logged (at info), whatever else P2PE_LOG asks for.
+            // Every reorganisation is logged (at info), and how each compact block's body was
+            // found (at debug), whatever else P2PE_LOG asks for.
             let base = std::env::var("P2PE_LOG").unwrap_or_else(|_| "warn".into());
-            net.set_log(&format!("{base},p2pe_node::blockchain::reorg=info"));
+            net.set_log(&format!(
+                "{base},p2pe_node::blockchain::reorg=info,p2pe_node::network::compact=debug"
+            ));
             let total = cli.signers + cli.followers;
             for i in 0..total {
                 net.start(i);
@@ -291,12 +296,12 @@ fn run_one(
     if let (Chain::Net { net, .. }, Some(logs)) = (&chain, &cli.logs) {
         keep_logs(net, &logs.join(format!("{target}-{workload}-{round}")));
     }
-    let node_reorgs = match &chain {
-        Chain::Net { net, .. } => Some(logged_reorgs(net)),
-        Chain::Single(_) => None,
+    let (node_reorgs, compact) = match &chain {
+        Chain::Net { net, .. } => (Some(logged_reorgs(net)), Some(logged_compact(net))),
+        Chain::Single(_) => (None, None),
     };
     assert!(report.ok, "{target} {workload}: not every transaction was accepted and mined: {report:?}");
-    let result = RunResult { target: target.to_string(), round, report, lag, node_reorgs };
+    let result = RunResult { target: target.to_string(), round, report, lag, node_reorgs, compact };
     print_run(&result);
     if cli.json {
         println!("{}", serde_json::to_string(&result).expect("serialise"));
@@ -314,6 +319,17 @@ fn logged_reorgs(net: &Testnet) -> (usize, u64) {
             .unwrap_or(0)
     };
     (lines.len(), lines.iter().map(depth).max().unwrap_or(0))
+}
+
+/// How the nodes of `net` found the bodies of the compact blocks they received: rebuilt from
+/// the pool, fetched from the sender, not found.
+fn logged_compact(net: &Testnet) -> [usize; 3] {
+    let count = |needle: &str| (0..net.nodes.len()).map(|i| net.log_lines(i, needle).len()).sum();
+    [
+        count("compact block rebuilt from the pool"),
+        count("compact block's body fetched"),
+        count("compact block not imported"),
+    ]
 }
 
 /// Copies every node's log of `net` into `dir`.
@@ -345,6 +361,9 @@ fn print_run(r: &RunResult) {
     );
     if let Some((n, depth)) = r.node_reorgs {
         print!("; {n} reorganisations logged by the nodes (deepest {depth})");
+    }
+    if let Some([rebuilt, fetched, missing]) = r.compact {
+        print!("; compact blocks received: {rebuilt} rebuilt from the pool, {fetched} fetched, {missing} not found");
     }
     if let Some(l) = &r.lag {
         print!(
