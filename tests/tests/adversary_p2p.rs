@@ -211,26 +211,10 @@ fn a_peer_flooding_sync_requests_is_refused_while_sync_and_sealing_go_on() {
 /// Seals block `head + 1` on a copy of `net`'s signer-0 database, at timestamp `timestamp`, with
 /// signer 0's key: the block a signer whose clock reads `timestamp` would make.
 fn seal_at(net: &Testnet, timestamp: u64) -> Vec<u8> {
-    let copy = tempfile::tempdir().unwrap();
-    for f in ["chain.sqlite", "chain.sqlite-wal", "chain.sqlite-shm"] {
-        let from = net.datadir(0).join(f);
-        if from.exists() {
-            std::fs::copy(&from, copy.path().join(f)).unwrap();
-        }
-    }
-    let spec = ChainSpec::from_json(&std::fs::read_to_string(net.dir.join("genesis.json")).unwrap()).unwrap();
-    let store = Store::open(copy.path(), Some(DEFAULT_STATE_HISTORY)).unwrap();
-    let opts = ChainOptions {
-        state_history: Some(DEFAULT_STATE_HISTORY),
-        read_connections: 1,
-        ..Default::default()
-    };
-    let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap();
-    let key = &net.signer_keys()[0];
-    let sealed = chain.seal_next(key, timestamp, None).unwrap().expect("signer 0 may seal");
-    assert_eq!(sealed.block.header.timestamp, timestamp);
+    let sealed = LocalSealer::new(net).seal_at(&[], timestamp);
+    assert_eq!(sealed.header.timestamp, timestamp);
     let mut buf = Vec::new();
-    sealed.block.encode(&mut buf);
+    sealed.encode(&mut buf);
     buf
 }
 
@@ -398,14 +382,19 @@ impl LocalSealer {
         Self { _dir: dir, chain, key: net.signer_keys()[0].clone() }
     }
 
-    /// Seals the next block holding the raw transactions `txs` (hex).
+    /// Seals the next block holding the raw transactions `txs` (hex), now.
     fn seal(&self, txs: &[&str]) -> p2pe_node::primitives::Block {
+        self.seal_at(txs, unix_now())
+    }
+
+    /// Seals the next block holding the raw transactions `txs` (hex), at `timestamp`.
+    fn seal_at(&self, txs: &[&str], timestamp: u64) -> p2pe_node::primitives::Block {
         for raw in txs {
             let bytes = hex::decode(raw.trim_start_matches("0x")).unwrap();
             let tx = p2pe_node::txpool::validate_tx(&bytes, &self.chain.validation_context()).unwrap();
             self.chain.pool().add(tx, 0).unwrap();
         }
-        let sealed = self.chain.seal_next(&self.key, unix_now(), None).unwrap().expect("signer 0 may seal");
+        let sealed = self.chain.seal_next(&self.key, timestamp, None).unwrap().expect("signer 0 may seal");
         assert_eq!(sealed.block.body.transactions.len(), txs.len());
         sealed.block
     }

@@ -14,6 +14,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use alloy_consensus::{BlockBody, Header};
+use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::B256;
 use alloy_rlp::{Decodable, Encodable, RlpDecodable, RlpEncodable};
 use libp2p::gossipsub::MessageAcceptance;
@@ -122,14 +123,30 @@ impl GossipBlock {
     }
 }
 
+/// Why a compact block could not be rebuilt from the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rebuild {
+    /// This many of its transactions are not in the pool.
+    Missing(usize),
+    /// Its transactions add up to more than the byte budget (a block over the chain's byte limit
+    /// is invalid; and a list that names one large pooled transaction thousands of times must
+    /// not make the receiver copy it thousands of times).
+    TooLarge,
+}
+
 impl CompactBlock {
-    /// The block rebuilt from the transactions waiting in `pool`, or how many of them are
-    /// missing there.
-    pub fn rebuild(&self, pool: &TxPool) -> Result<Block, usize> {
+    /// The block rebuilt from the transactions waiting in `pool`, if they are all there and
+    /// their encodings add up to at most `max_tx_bytes`. Nothing is copied before both are
+    /// known.
+    pub fn rebuild(&self, pool: &TxPool, max_tx_bytes: usize) -> Result<Block, Rebuild> {
         let found = pool.get_many(&self.tx_hashes);
         let missing = found.iter().filter(|t| t.is_none()).count();
         if missing > 0 {
-            return Err(missing);
+            return Err(Rebuild::Missing(missing));
+        }
+        let bytes: usize = found.iter().flatten().map(|tx| tx.inner().encode_2718_len()).sum();
+        if bytes > max_tx_bytes {
+            return Err(Rebuild::TooLarge);
         }
         let transactions = found.into_iter().flatten().map(|tx| tx.inner().clone()).collect();
         let body = BlockBody { transactions, ommers: Vec::new(), withdrawals: Some(Default::default()) };
@@ -157,13 +174,18 @@ pub(super) fn resolve(
     sync_tx: &mpsc::Sender<(PeerId, Option<Block>)>,
     fetching: &AtomicUsize,
 ) -> Body {
-    let missing = match compact.rebuild(chain.pool()) {
+    let max_bytes = usize::try_from(chain.spec().max_block_bytes()).unwrap_or(usize::MAX);
+    let missing = match compact.rebuild(chain.pool(), max_bytes) {
+        Err(Rebuild::TooLarge) => {
+            tracing::warn!(%peer, "compact block whose transactions exceed the block byte limit");
+            return Body::Judged(MessageAcceptance::Reject, Some(Offence::InvalidBlock));
+        }
+        Err(Rebuild::Missing(missing)) => missing,
         Ok(block) => {
             crate::metrics::gossip_block("compact", "rebuilt");
             tracing::debug!(%peer, number = block.header.number, "compact block rebuilt from the pool");
             return Body::Found(Box::new(block));
         }
-        Err(missing) => missing,
     };
     let head = chain.head();
     if compact.header.parent_hash != head.hash {
@@ -222,6 +244,7 @@ fn fetch(cmd: &mpsc::Sender<Command>, peer: PeerId, hash: B256) -> Result<Block,
 mod tests {
     use alloy_consensus::transaction::Recovered;
     use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+    use alloy_eips::eip2718::Encodable2718;
     use alloy_primitives::{Address, TxKind};
 
     use super::*;
@@ -283,8 +306,18 @@ mod tests {
         for t in &txs[..2] {
             pool.add(recovered(t), 0).unwrap();
         }
-        assert_eq!(compact.rebuild(&pool), Err(1));
+        assert_eq!(compact.rebuild(&pool, usize::MAX), Err(Rebuild::Missing(1)));
         pool.add(recovered(&txs[2]), 0).unwrap();
-        assert_eq!(compact.rebuild(&pool), Ok(full));
+        assert_eq!(compact.rebuild(&pool, usize::MAX), Ok(full.clone()));
+        // The byte budget: just under, at and over the transactions' total.
+        let total: usize = txs.iter().map(|t| t.encode_2718_len()).sum();
+        assert_eq!(compact.rebuild(&pool, total - 1), Err(Rebuild::TooLarge));
+        assert_eq!(compact.rebuild(&pool, total), Ok(full));
+        // One pooled transaction named many times counts every time, before anything is copied.
+        let repeated =
+            CompactBlock { header: compact.header.clone(), tx_hashes: vec![compact.tx_hashes[0]; 10_000] };
+        let one = txs[0].encode_2718_len();
+        assert_eq!(repeated.rebuild(&pool, one * 9_999), Err(Rebuild::TooLarge));
+        assert_eq!(repeated.rebuild(&pool, one * 10_000).map(|b| b.body.transactions.len()), Ok(10_000));
     }
 }
