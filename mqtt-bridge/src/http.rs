@@ -20,12 +20,14 @@ pub fn routes(
         .and(warp::get())
         .map(move || warp::reply::with_header(m1.render(), "content-type", "text/plain; version=0.0.4"));
     let health = warp::path!("health").and(warp::get()).map(move || {
-        let mqtt = metrics.mqtt_connected.load(Ordering::Relaxed);
+        let mqtt = metrics.mqtt_connected();
         let rpc = metrics.rpc_up.load(Ordering::Relaxed);
         let d = metrics.depth();
         let body = json!({
             "status": if mqtt && rpc { "ok" } else { "degraded" },
             "mqtt_connected": mqtt,
+            "mqtt_sessions": metrics.mqtt_sessions.load(Ordering::Relaxed),
+            "mqtt_sessions_connected": metrics.mqtt_sessions_connected.load(Ordering::Relaxed),
             "rpc_up": rpc,
             "outbox_pending": d.pending,
             "outbox_in_flight": d.in_flight,

@@ -102,10 +102,30 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         );
     }
     let purger = tokio::spawn(purge_expired(outbox.clone(), cfg.limits.clone()));
+    let specs = mqtt::sessions(&cfg.broker, cfg.meters.values().map(|m| (m.id.as_str(), m.topic.as_str())));
+    metrics.mqtt_sessions.store(specs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        sessions = specs.len(),
+        "MQTT sessions: the shared one and one per meter (broker.meter_sessions)"
+    );
     let (tx, rx) = mpsc::channel(mqtt::MAX_GROUP * 2);
-    let (slot_tx, slot_rx) = watch::channel(None);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-    let acker = tokio::spawn(mqtt::run_acker(ack_rx, slot_rx));
+    let shared = mqtt::ConnectionShared {
+        cfg: cfg.broker.clone(),
+        tls,
+        out: tx,
+        metrics: metrics.clone(),
+        budget: mqtt::InflightBudget::new(cfg.limits.max_inflight_bytes),
+    };
+    let mut conns = tokio::task::JoinSet::new();
+    let mut slots = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.into_iter().enumerate() {
+        let (slot_tx, slot_rx) = watch::channel(None);
+        slots.push(slot_rx);
+        conns.spawn(mqtt::run_connection(i, spec, shared.clone(), slot_tx));
+    }
+    drop(shared);
+    let acker = tokio::spawn(mqtt::run_acker(ack_rx, slots, metrics.clone()));
     let ingest = tokio::spawn(mqtt::run_ingest(
         rx,
         ack_tx,
@@ -115,12 +135,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         metrics.clone(),
         wake,
     ));
-    let budget = mqtt::InflightBudget::new(cfg.limits.max_inflight_bytes);
-    let conn = tokio::spawn(mqtt::run_connection(cfg.broker.clone(), tls, tx, slot_tx, metrics, budget));
     tokio::select! {
         r = sub => tracing::error!(?r, "submitter stopped"),
         r = ingest => tracing::error!(?r, "ingest stopped"),
-        r = conn => tracing::error!(?r, "broker connection stopped"),
+        r = conns.join_next() => tracing::error!(?r, "a broker connection stopped"),
         r = acker => tracing::error!(?r, "acker stopped"),
         r = purger => tracing::error!(?r, "dead-letter purge stopped"),
     }

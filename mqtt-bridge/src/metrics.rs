@@ -69,8 +69,8 @@ impl Exporter {
 }
 
 /// `# HELP` lines (the recorder's descriptions are per name, whatever the kind).
-const DESCRIPTIONS: [(&str, &str); 30] = [
-    ("p2pe_bridge_readings_received_total", "MQTT messages received on meter topics."),
+const DESCRIPTIONS: [(&str, &str); 34] = [
+    ("p2pe_bridge_readings_received_total", "MQTT messages received (the shared session's copies of meter messages not counted)."),
     ("p2pe_bridge_readings_committed_total", "Readings committed to the outbox."),
     ("p2pe_bridge_readings_submitted_total", "Readings put into a signed and sent transaction."),
     ("p2pe_bridge_readings_confirmed_total", "Readings confirmed on chain."),
@@ -97,7 +97,14 @@ const DESCRIPTIONS: [(&str, &str); 30] = [
     ("p2pe_bridge_txs_dropped_total", "Transactions whose nonce was used by another."),
     ("p2pe_bridge_rpc_errors_total", "JSON-RPC rounds that reached no node."),
     ("p2pe_bridge_mqtt_reconnects_total", "MQTT reconnection attempts."),
-    ("p2pe_bridge_mqtt_connected", "1 when connected to the broker."),
+    ("p2pe_bridge_mqtt_connected", "1 when every MQTT session of the bridge is connected to the broker."),
+    ("p2pe_bridge_mqtt_sessions", "MQTT sessions the bridge keeps (the shared one and one per meter)."),
+    ("p2pe_bridge_mqtt_sessions_connected", "MQTT sessions connected to the broker now."),
+    ("p2pe_bridge_mqtt_acks_waiting", "Acks of committed messages waiting for their session's client to take them."),
+    (
+        "p2pe_bridge_mqtt_copies_total",
+        "Messages on meters' topics that came on the shared session: copies of what the meters' own sessions deliver, stored only if first.",
+    ),
     ("p2pe_bridge_rpc_up", "1 when the last JSON-RPC round succeeded."),
     ("p2pe_bridge_outbox_depth", "Readings not yet confirmed (pending + in flight)."),
     ("p2pe_bridge_outbox_pending", "Readings not yet in a transaction."),
@@ -157,8 +164,14 @@ pub struct Metrics {
     pub rpc_errors: AtomicU64,
     /// MQTT connection attempts after the first.
     pub mqtt_reconnects: AtomicU64,
-    /// Whether the MQTT connection is up (CONNACK received).
-    pub mqtt_connected: AtomicBool,
+    /// MQTT sessions the bridge keeps.
+    pub mqtt_sessions: AtomicU64,
+    /// MQTT sessions connected now (CONNACK received, not lost since).
+    pub mqtt_sessions_connected: AtomicU64,
+    /// Acks waiting for their session's client (see [`crate::mqtt::run_acker`]).
+    pub mqtt_acks_waiting: AtomicU64,
+    /// Messages on meters' topics received on the shared session (copies; not in `received`).
+    pub copies: AtomicU64,
     /// Whether the last JSON-RPC round succeeded.
     pub rpc_up: AtomicBool,
     /// Outbox depth (updated by the submitter each round).
@@ -196,7 +209,10 @@ impl Default for Metrics {
             txs_dropped: Default::default(),
             rpc_errors: Default::default(),
             mqtt_reconnects: Default::default(),
-            mqtt_connected: Default::default(),
+            mqtt_sessions: Default::default(),
+            mqtt_sessions_connected: Default::default(),
+            copies: Default::default(),
+            mqtt_acks_waiting: Default::default(),
             rpc_up: Default::default(),
             depth: Default::default(),
             lag: exporter.histogram("p2pe_bridge_lag_seconds"),
@@ -221,6 +237,12 @@ impl Metrics {
         self.rejected[i].load(Ordering::Relaxed)
     }
 
+    /// Whether every MQTT session is connected (false before the first is configured).
+    pub fn mqtt_connected(&self) -> bool {
+        let n = self.mqtt_sessions.load(Ordering::Relaxed);
+        n > 0 && self.mqtt_sessions_connected.load(Ordering::Relaxed) == n
+    }
+
     /// Sets the outbox depth.
     pub fn set_depth(&self, d: Depth) {
         *self.depth.lock().expect("metrics lock") = d;
@@ -240,7 +262,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let e = &self.exporter;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let counters: [(&'static str, &AtomicU64); 17] = [
+        let counters: [(&'static str, &AtomicU64); 18] = [
             ("p2pe_bridge_readings_received_total", &self.received),
             ("p2pe_bridge_readings_committed_total", &self.committed),
             ("p2pe_bridge_readings_submitted_total", &self.submitted),
@@ -258,6 +280,7 @@ impl Metrics {
             ("p2pe_bridge_txs_dropped_total", &self.txs_dropped),
             ("p2pe_bridge_rpc_errors_total", &self.rpc_errors),
             ("p2pe_bridge_mqtt_reconnects_total", &self.mqtt_reconnects),
+            ("p2pe_bridge_mqtt_copies_total", &self.copies),
         ];
         for (name, v) in counters {
             e.counter(name, None, load(v));
@@ -271,8 +294,11 @@ impl Metrics {
         }
         let flag = |b: &AtomicBool| f64::from(u8::from(b.load(Ordering::Relaxed)));
         let d = self.depth();
-        let gauges: [(&'static str, f64); 9] = [
-            ("p2pe_bridge_mqtt_connected", flag(&self.mqtt_connected)),
+        let gauges: [(&'static str, f64); 12] = [
+            ("p2pe_bridge_mqtt_connected", f64::from(u8::from(self.mqtt_connected()))),
+            ("p2pe_bridge_mqtt_sessions", load(&self.mqtt_sessions) as f64),
+            ("p2pe_bridge_mqtt_sessions_connected", load(&self.mqtt_sessions_connected) as f64),
+            ("p2pe_bridge_mqtt_acks_waiting", load(&self.mqtt_acks_waiting) as f64),
             ("p2pe_bridge_rpc_up", flag(&self.rpc_up)),
             ("p2pe_bridge_outbox_depth", (d.pending + d.in_flight) as f64),
             ("p2pe_bridge_outbox_pending", d.pending as f64),

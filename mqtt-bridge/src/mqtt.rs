@@ -12,6 +12,14 @@
 //!   `reconnect_max_ms` (with jitter). Rebuilding also clears rumqttc's in-memory state, which has left
 //!   clients stuck after a broker restart that lost the session. Acks of messages received on an
 //!   earlier connection are not sent (the broker redelivers those messages; they come back as duplicates).
+//! - One session per meter (`broker.meter_sessions`, default on): the broker keeps one queue per
+//!   session, so a meter flooding the broker faster than the bridge takes messages in fills its own
+//!   queue there (and Mosquitto drops past `max_queued_messages` from it alone), while every other
+//!   meter's readings come through their own queues. The shared session (`client_id`, subscribed to
+//!   `broker.topics`) stays: it carries unknown topics for the dead-letter table, and copies of meter
+//!   messages, which are stored only if they arrive first (a meter session that does not exist yet,
+//!   as after an upgrade, or is reconnecting) and otherwise dropped without a dead letter
+//!   ([`crate::outbox::Outcome::Copy`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -36,14 +44,51 @@ use crate::submit::now_ms;
 /// dead-lettered by the bridge instead of breaking the connection (which would redeliver it forever).
 pub const MAX_PACKET: usize = 16 << 20;
 
+/// One MQTT session of the bridge: a client id, its subscriptions, and whether it is the shared one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSpec {
+    /// The MQTT client id (the broker keys the persistent session by it).
+    pub client_id: String,
+    /// Topic filters, subscribed at QoS 1.
+    pub filters: Vec<String>,
+    /// The shared session while meters have sessions of their own: its messages on a meter's topic
+    /// are copies.
+    pub carries_copies: bool,
+}
+
+/// The sessions of a configuration: the shared one (`client_id`, `broker.topics`) first, then with
+/// `broker.meter_sessions` one per meter (`client_id.meter-id`, the meter's topic), in meter-id order.
+pub fn sessions<'a>(
+    cfg: &BrokerConfig,
+    meters: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<SessionSpec> {
+    let mut out = vec![SessionSpec {
+        client_id: cfg.client_id.clone(),
+        filters: cfg.topics.clone(),
+        carries_copies: cfg.meter_sessions,
+    }];
+    if cfg.meter_sessions {
+        out.extend(meters.into_iter().map(|(id, topic)| SessionSpec {
+            client_id: format!("{}.{id}", cfg.client_id),
+            filters: vec![topic.to_string()],
+            carries_copies: false,
+        }));
+    }
+    out
+}
+
 /// A received publish and the connection it came on.
 #[derive(Debug)]
 pub struct Inbound {
-    /// Connection generation (incremented at each rebuild).
+    /// Index of its session in [`sessions`]' list (acks go back on that session).
+    pub session: usize,
+    /// Whether its session carries copies ([`SessionSpec::carries_copies`]).
+    pub copies: bool,
+    /// Connection generation of that session (incremented at each rebuild).
     pub generation: u64,
     /// The message.
     pub publish: Publish,
-    /// Its share of `limits.max_inflight_bytes`, given back when the message is acked (dropped).
+    /// Its share of `limits.max_inflight_bytes`, given back when its ack is queued (the message dropped).
     pub budget: Option<OwnedSemaphorePermit>,
 }
 
@@ -118,8 +163,8 @@ pub fn tls_config(cfg: &BrokerConfig) -> Result<Option<Arc<rustls::ClientConfig>
     Ok(Some(Arc::new(config)))
 }
 
-fn options(cfg: &BrokerConfig, tls: &Option<Arc<rustls::ClientConfig>>) -> MqttOptions {
-    let mut o = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
+fn options(cfg: &BrokerConfig, client_id: &str, tls: &Option<Arc<rustls::ClientConfig>>) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id.to_string(), cfg.host.clone(), cfg.port);
     o.set_clean_session(false);
     o.set_manual_acks(true);
     o.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs));
@@ -145,29 +190,49 @@ fn jitter(ms: u64) -> u64 {
     ms * (800 + u64::from(nanos % 400)) / 1000
 }
 
-/// Runs the broker connection forever, forwarding publishes to `out`.
+/// What a session's connection task needs besides its [`SessionSpec`].
+#[derive(Clone)]
+pub struct ConnectionShared {
+    /// Broker address, credentials and reconnect delays.
+    pub cfg: BrokerConfig,
+    /// TLS client configuration, for mqtts.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Where received publishes go (the ingest loop).
+    pub out: mpsc::Sender<Inbound>,
+    /// Metrics (sessions connected, reconnects).
+    pub metrics: Arc<Metrics>,
+    /// Bytes received and not yet acked, shared by every session.
+    pub budget: InflightBudget,
+}
+
+/// Runs one session's broker connection forever, forwarding publishes to `out`; `slot` holds its
+/// current client for the acker.
 pub async fn run_connection(
-    cfg: BrokerConfig,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    out: mpsc::Sender<Inbound>,
+    index: usize,
+    spec: SessionSpec,
+    shared: ConnectionShared,
     slot: watch::Sender<ClientSlot>,
-    metrics: Arc<Metrics>,
-    budget: InflightBudget,
 ) {
+    let ConnectionShared { cfg, tls, out, metrics, budget } = shared;
     let mut generation = 0u64;
     let mut delay = cfg.reconnect_initial_ms;
     loop {
         generation += 1;
-        let (client, mut eventloop) = AsyncClient::new(options(&cfg, &tls), 65_536);
+        let (client, mut eventloop) = AsyncClient::new(options(&cfg, &spec.client_id, &tls), 65_536);
         let _ = slot.send(Some((generation, client.clone())));
+        let mut connected = false;
         let reason = loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    tracing::info!(broker = %cfg.url, session_present = ack.session_present, "connected to the broker");
-                    metrics.mqtt_connected.store(true, Ordering::Relaxed);
+                    tracing::info!(broker = %cfg.url, client_id = %spec.client_id,
+                        session_present = ack.session_present, "connected to the broker");
+                    if !connected {
+                        connected = true;
+                        metrics.mqtt_sessions_connected.fetch_add(1, Ordering::Relaxed);
+                    }
                     delay = cfg.reconnect_initial_ms;
-                    let filters: Vec<rumqttc::SubscribeFilter> = cfg
-                        .topics
+                    let filters: Vec<rumqttc::SubscribeFilter> = spec
+                        .filters
                         .iter()
                         .map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce))
                         .collect();
@@ -176,16 +241,24 @@ pub async fn run_connection(
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(s))) => {
-                    for (topic, code) in cfg.topics.iter().zip(&s.return_codes) {
+                    for (topic, code) in spec.filters.iter().zip(&s.return_codes) {
                         if matches!(code, SubscribeReasonCode::Failure) {
-                            tracing::error!(topic = %topic, "the broker refused the subscription (check its ACL)");
+                            tracing::error!(topic = %topic, client_id = %spec.client_id,
+                                "the broker refused the subscription (check its ACL)");
                         }
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     // Stop reading from the broker while unacked messages use up the byte budget.
                     let permit = budget.take(p.payload.len() + p.topic.len()).await;
-                    if out.send(Inbound { generation, publish: p, budget: Some(permit) }).await.is_err() {
+                    let m = Inbound {
+                        session: index,
+                        copies: spec.carries_copies,
+                        generation,
+                        publish: p,
+                        budget: Some(permit),
+                    };
+                    if out.send(m).await.is_err() {
                         return; // ingest stopped: shutting down
                     }
                 }
@@ -193,11 +266,14 @@ pub async fn run_connection(
                 Err(e) => break e.to_string(),
             }
         };
-        metrics.mqtt_connected.store(false, Ordering::Relaxed);
+        if connected {
+            metrics.mqtt_sessions_connected.fetch_sub(1, Ordering::Relaxed);
+        }
         metrics.mqtt_reconnects.fetch_add(1, Ordering::Relaxed);
         let _ = slot.send(None);
         let wait = jitter(delay);
-        tracing::warn!(broker = %cfg.url, error = %reason, retry_in_ms = wait, "broker connection lost");
+        tracing::warn!(broker = %cfg.url, client_id = %spec.client_id, error = %reason, retry_in_ms = wait,
+            "broker connection lost");
         drop(eventloop);
         tokio::time::sleep(Duration::from_millis(wait)).await;
         delay = (delay * 2).min(cfg.reconnect_max_ms);
@@ -220,9 +296,11 @@ pub struct TopicMeter {
     pub device_id: Option<String>,
 }
 
-/// Turns a publish into an [`Incoming`] (decode or refuse), updating monitoring metrics.
+/// Turns a publish into an [`Incoming`] (decode or refuse), updating monitoring metrics. `copies`:
+/// it came on a session that carries copies ([`SessionSpec::carries_copies`]).
 pub fn classify(
     p: &Publish,
+    copies: bool,
     meters: &HashMap<String, TopicMeter>,
     limits: &Limits,
     metrics: &Metrics,
@@ -239,6 +317,9 @@ pub fn classify(
             payload: p.payload.iter().take(limits.max_payload_bytes).copied().collect(),
         };
     };
+    if copies && p.payload.len() > limits.max_payload_bytes {
+        return Incoming::Copy;
+    }
     if p.payload.len() > limits.max_payload_bytes {
         return Incoming::Refused {
             topic,
@@ -271,8 +352,10 @@ pub fn classify(
                 sample,
                 rules: m.rules,
                 payload: p.payload.to_vec(),
+                copy: copies,
             }
         }
+        Ok(_) | Err(_) if copies => Incoming::Copy,
         Ok(Decoded::Monitoring { power_w }) => {
             if let Some(w) = power_w {
                 metrics.set_power(&m.id, w);
@@ -285,21 +368,74 @@ pub fn classify(
     }
 }
 
-/// Sends the PUBACKs of committed messages, in order, on the connection they came from (messages of
-/// an earlier connection are not acked: the broker redelivers them and they come back as duplicates).
-pub async fn run_acker(mut rx: mpsc::UnboundedReceiver<Vec<Inbound>>, slot: watch::Receiver<ClientSlot>) {
-    while let Some(batch) = rx.recv().await {
-        let current = slot.borrow().clone();
-        let Some((generation, client)) = current else { continue };
-        for m in &batch {
-            if m.generation == generation {
-                if let Err(e) = client.ack(&m.publish).await {
-                    tracing::debug!(error = %e, "ack not sent (connection closing); the broker will redeliver");
-                    break;
-                }
+/// An ack not yet handed to its session's client: the connection generation, the QoS and packet id.
+type PendingAck = (u64, QoS, u16);
+
+/// Sends the PUBACKs of committed messages, in receive order per session, each on the session and
+/// connection it came from (`slots[i]` is session `i`'s current client). Messages of an earlier
+/// connection are not acked: the broker redelivers them and they come back as duplicates.
+///
+/// It never waits on a session: an ack goes to the session's client without blocking (`try_ack`)
+/// or waits in that session's queue (a packet id, not the message), and the messages' byte budget is
+/// given back as soon as their acks are queued. Waiting on a client's full request channel once
+/// deadlocked the bridge under a flood: the connection task drains that channel only while it
+/// polls the broker, and it had stopped polling to wait for budget the waiting acker held.
+pub async fn run_acker(
+    mut rx: mpsc::UnboundedReceiver<Vec<Inbound>>,
+    slots: Vec<watch::Receiver<ClientSlot>>,
+    metrics: Arc<Metrics>,
+) {
+    let mut pending: Vec<std::collections::VecDeque<PendingAck>> = vec![Default::default(); slots.len()];
+    let mut retry = tokio::time::interval(Duration::from_millis(20));
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let waiting = pending.iter().any(|q| !q.is_empty());
+        tokio::select! {
+            batch = rx.recv() => {
+                let Some(batch) = batch else { return };
+                for m in batch {
+                    if m.publish.qos != QoS::AtMostOnce {
+                        pending[m.session].push_back((m.generation, m.publish.qos, m.publish.pkid));
+                    }
+                } // the messages, and their budget, are dropped here
             }
+            _ = retry.tick(), if waiting => {}
         }
+        let left = flush_acks(&mut pending, &slots);
+        metrics.mqtt_acks_waiting.store(left as u64, Ordering::Relaxed);
     }
+}
+
+/// Hands each session's queued acks to its current client, in order, until its request channel is
+/// full; drops acks of an earlier connection. Returns how many acks still wait.
+fn flush_acks(
+    pending: &mut [std::collections::VecDeque<PendingAck>],
+    slots: &[watch::Receiver<ClientSlot>],
+) -> usize {
+    let mut left = 0;
+    for (queue, slot) in pending.iter_mut().zip(slots) {
+        if queue.is_empty() {
+            continue;
+        }
+        let Some((generation, client)) = slot.borrow().clone() else {
+            queue.clear(); // reconnecting: the broker redelivers what was not acked
+            continue;
+        };
+        while let Some(&(g, qos, pkid)) = queue.front() {
+            if g != generation {
+                queue.pop_front();
+                continue;
+            }
+            let mut ack = Publish::new("", qos, Vec::<u8>::new());
+            ack.pkid = pkid;
+            if client.try_ack(&ack).is_err() {
+                break; // full (or closing: the next generation drops the rest)
+            }
+            queue.pop_front();
+        }
+        left += queue.len();
+    }
+    left
 }
 
 /// Most messages committed in one SQLite transaction.
@@ -323,9 +459,9 @@ pub async fn run_ingest(
                 Err(_) => break,
             }
         }
-        metrics.received.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let items: Arc<Vec<Incoming>> =
-            Arc::new(batch.iter().map(|m| classify(&m.publish, &meters, &limits, &metrics)).collect());
+        let items: Arc<Vec<Incoming>> = Arc::new(
+            batch.iter().map(|m| classify(&m.publish, m.copies, &meters, &limits, &metrics)).collect(),
+        );
         let outcomes = loop {
             let (o, it, l) = (outbox.clone(), items.clone(), limits.clone());
             let res =
@@ -342,13 +478,16 @@ pub async fn run_ingest(
             }
         };
         let mut committed = 0u64;
+        let copies =
+            batch.iter().filter(|m| m.copies && meters.contains_key(&m.publish.topic)).count() as u64;
         for (item, outcome) in items.iter().zip(&outcomes) {
             let (topic, meter) = match item {
                 Incoming::Sample { topic, meter, .. } => (topic.as_str(), Some(meter.as_str())),
                 Incoming::Refused { topic, meter, .. } => (topic.as_str(), meter.as_deref()),
-                Incoming::Monitoring => ("", None),
+                Incoming::Monitoring | Incoming::Copy => ("", None),
             };
             match outcome {
+                Outcome::Copy => {}
                 Outcome::Committed { reset, seq_gap, .. } => {
                     committed += 1;
                     if let Some(r) = reset {
@@ -390,6 +529,8 @@ pub async fn run_ingest(
                 }
             }
         }
+        metrics.received.fetch_add(batch.len() as u64 - copies, Ordering::Relaxed);
+        metrics.copies.fetch_add(copies, Ordering::Relaxed);
         metrics.committed.fetch_add(committed, Ordering::Relaxed);
         if committed > 0 {
             wake.notify_one();
@@ -406,6 +547,81 @@ pub async fn run_ingest(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sessions_are_the_shared_one_then_one_per_meter() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "x\n").unwrap();
+        std::fs::write(dir.path().join("k.json"), "{}").unwrap();
+        let text = "[broker]\nurl = \"mqtt://127.0.0.1:1883\"\nclient_id = \"b\"\ntopics = [\"meters/#\"]\n\
+            [chain]\nrpc_urls = [\"http://127.0.0.1:8545\"]\nreadings = \"0x00000000000000000000000000000000000000aa\"\n\
+            [outbox]\npath = \"o.sqlite\"\n[keys]\npassword_file = \"pw\"\n";
+        let cfg = crate::config::Config::parse(text_with_meters(text).as_str(), dir.path()).unwrap();
+        let meters = cfg.meters.values().map(|m| (m.id.as_str(), m.topic.as_str()));
+        let s = sessions(&cfg.broker, meters);
+        let ids: Vec<_> =
+            s.iter().map(|s| (s.client_id.as_str(), s.filters.clone(), s.carries_copies)).collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("b", vec!["meters/#".to_string()], true),
+                ("b.m1", vec!["meters/m1/r".to_string()], false),
+                ("b.m2", vec!["meters/m2/r".to_string()], false),
+            ]
+        );
+        let mut one = cfg.broker.clone();
+        one.meter_sessions = false;
+        let s = sessions(&one, cfg.meters.values().map(|m| (m.id.as_str(), m.topic.as_str())));
+        assert_eq!(s.len(), 1, "only the shared session");
+        assert!(!s[0].carries_copies, "whose messages are then the only ones");
+    }
+
+    #[test]
+    fn queued_acks_go_out_in_order_without_waiting_and_only_on_their_connection() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            // A client whose request channel has room for 2 and nobody draining it.
+            let (tx, requests) = flume::bounded(2);
+            let client = AsyncClient::from_senders(tx);
+            let taken = || -> Vec<u16> {
+                requests
+                    .try_iter()
+                    .map(|r| match r {
+                        rumqttc::Request::PubAck(a) => a.pkid,
+                        other => panic!("not an ack: {other:?}"),
+                    })
+                    .collect()
+            };
+            let (slot_tx, slot_rx) = watch::channel(Some((7, client)));
+            let slots = vec![slot_rx];
+            let mut pending = vec![std::collections::VecDeque::from(vec![
+                (6, QoS::AtLeastOnce, 1), // an earlier connection's: dropped
+                (7, QoS::AtLeastOnce, 2),
+                (7, QoS::AtLeastOnce, 3),
+                (7, QoS::AtLeastOnce, 4),
+            ])];
+            assert_eq!(flush_acks(&mut pending, &slots), 1, "two fit, one waits: no blocking");
+            assert_eq!(pending[0].front(), Some(&(7, QoS::AtLeastOnce, 4)));
+            assert_eq!(taken(), vec![2, 3], "in receive order");
+            assert_eq!(flush_acks(&mut pending, &slots), 0, "the channel drained: the rest goes");
+            assert_eq!(taken(), vec![4]);
+            // Reconnecting (no client): queued acks are dropped, the broker redelivers.
+            pending[0].push_back((7, QoS::AtLeastOnce, 5));
+            slot_tx.send(None).unwrap();
+            assert_eq!(flush_acks(&mut pending, &slots), 0);
+            assert!(pending[0].is_empty());
+        });
+    }
+
+    fn text_with_meters(base: &str) -> String {
+        let mut t = base.to_string();
+        for (i, id) in ["m2", "m1"].iter().enumerate() {
+            t.push_str(&format!(
+                "[meters.{id}]\naddress = \"0x00000000000000000000000000000000000000b{i}\"\nkeystore = \"k.json\"\nformat = \"json\"\ntopic = \"meters/{id}/r\"\n"
+            ));
+        }
+        t
+    }
 
     #[test]
     fn the_inflight_budget_blocks_when_used_up_and_frees_on_ack() {

@@ -150,6 +150,10 @@ pub enum Incoming {
         rules: MeterRules,
         /// The raw payload (for the dead-letter table).
         payload: Vec<u8>,
+        /// It came on the shared session while the meter has a session of its own: stored only if
+        /// it is accepted (it arrived first), otherwise dropped as [`Outcome::Copy`] (the meter's own
+        /// session delivers the message that is judged and counted).
+        copy: bool,
     },
     /// A message refused before it became a sample.
     Refused {
@@ -164,6 +168,9 @@ pub enum Incoming {
     },
     /// A monitoring-only message (nothing to store).
     Monitoring,
+    /// The shared session's copy of a message on a meter's topic that is not a reading (refused or
+    /// monitoring): the meter's own session delivers the message that is judged and counted.
+    Copy,
 }
 
 /// What became of one [`Incoming`].
@@ -188,6 +195,8 @@ pub enum Outcome {
     Suppressed(Rejection),
     /// Nothing to store.
     Ignored,
+    /// A copy (see [`Incoming::Copy`]) not stored: refused, a duplicate, or not a reading.
+    Copy,
 }
 
 /// A pending reading, as the submitter sees it.
@@ -382,6 +391,7 @@ impl Outbox {
         for item in items {
             let outcome = match item {
                 Incoming::Monitoring => Outcome::Ignored,
+                Incoming::Copy => Outcome::Copy,
                 Incoming::Refused { topic, meter, rejection, payload } => {
                     let source = meter.as_deref().unwrap_or(UNKNOWN_SOURCE);
                     if take_token(&mut buckets, source, now_ms, limits.dead_letters_per_minute) {
@@ -392,8 +402,12 @@ impl Outbox {
                         Outcome::Suppressed(rejection.clone())
                     }
                 }
-                Incoming::Sample { topic, meter, sample, rules, payload } => {
+                Incoming::Sample { topic, meter, sample, rules, payload, copy } => {
                     let verdict = Self::judge_sample(&tx, meter, sample, *rules, now_secs, limits)?;
+                    if *copy && !matches!(verdict, Verdict::Accept { .. }) {
+                        out.push(Outcome::Copy);
+                        continue;
+                    }
                     let refused = match &verdict {
                         Verdict::Reject(r) | Verdict::Quarantine(r) => Some(r.clone()),
                         _ => None,
@@ -898,6 +912,16 @@ mod tests {
             },
             rules: MeterRules { policy: DecreasePolicy::Reject, max_power_w: 43_470 },
             payload: b"{}".to_vec(),
+            copy: false,
+        }
+    }
+
+    fn copy(item: Incoming) -> Incoming {
+        match item {
+            Incoming::Sample { topic, meter, sample, rules, payload, .. } => {
+                Incoming::Sample { topic, meter, sample, rules, payload, copy: true }
+            }
+            other => other,
         }
     }
 
@@ -932,6 +956,36 @@ mod tests {
         assert_eq!(out[1], Outcome::Duplicate);
         assert!(matches!(&out[2], Outcome::DeadLettered(r) if r.reason == Reason::CounterBackwards));
         assert_eq!(o.depth().unwrap().pending, 2);
+        assert_eq!(o.dead_letters().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_copy_is_stored_only_when_it_arrives_first_and_never_dead_lettered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = Outbox::open(&dir.path().join("o.sqlite")).unwrap();
+        // The meter's own session delivered readings 1 and 2; the shared session's copies come later
+        // (older than the last accepted reading, or the same): dropped, not `out_of_order` dead letters.
+        o.ingest(&[sample("a", 1, 1_799_999_000), sample("a", 2, 1_799_999_001)], NOW_MS, &limits()).unwrap();
+        let out = o
+            .ingest(
+                &[copy(sample("a", 1, 1_799_999_000)), copy(sample("a", 2, 1_799_999_001)), Incoming::Copy],
+                NOW_MS,
+                &limits(),
+            )
+            .unwrap();
+        assert_eq!(out, vec![Outcome::Copy, Outcome::Copy, Outcome::Copy]);
+        // A copy that arrives first (the meter's session is behind, or did not exist yet) is stored,
+        // and the meter session's message after it is the duplicate.
+        let out = o.ingest(&[copy(sample("a", 3, 1_799_999_002))], NOW_MS, &limits()).unwrap();
+        assert!(matches!(out[0], Outcome::Committed { .. }));
+        let out = o.ingest(&[sample("a", 3, 1_799_999_002)], NOW_MS, &limits()).unwrap();
+        assert_eq!(out[0], Outcome::Duplicate);
+        // A copy the rules refuse is dropped: only the meter session's message is dead-lettered.
+        let out = o.ingest(&[copy(sample("a", 1, 1_799_999_003))], NOW_MS, &limits()).unwrap();
+        assert_eq!(out[0], Outcome::Copy);
+        let out = o.ingest(&[sample("a", 1, 1_799_999_003)], NOW_MS, &limits()).unwrap();
+        assert!(matches!(&out[0], Outcome::DeadLettered(r) if r.reason == Reason::CounterBackwards));
+        assert_eq!(o.depth().unwrap().pending, 3);
         assert_eq!(o.dead_letters().unwrap().len(), 1);
     }
 

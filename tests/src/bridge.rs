@@ -268,6 +268,24 @@ impl Mosquitto {
         self.spawn();
     }
 
+    /// Restarts the broker with `max_queued_messages n` (messages it keeps per offline session).
+    pub fn set_max_queued_messages(&mut self, n: u64) {
+        let conf = self.dir.join("mosquitto.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        let text: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("max_queued_messages ") {
+                    format!("max_queued_messages {n}")
+                } else {
+                    l.into()
+                }
+            })
+            .collect();
+        std::fs::write(&conf, text.join("\n") + "\n").unwrap();
+        self.restart();
+    }
+
     /// The broker's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()

@@ -65,8 +65,12 @@ pub struct BrokerConfig {
     pub client_cert_file: Option<PathBuf>,
     /// Client private key (PEM) for mutual TLS.
     pub client_key_file: Option<PathBuf>,
-    /// Topic filters to subscribe to at QoS 1 (default: every meter's topic).
+    /// Topic filters the shared session (`client_id`) subscribes to at QoS 1 (default: every
+    /// meter's topic).
     pub topics: Vec<String>,
+    /// Also give each meter a session of its own (`client_id.meter-id`, its topic only), so that a
+    /// meter flooding the broker fills only its own queue there (default true).
+    pub meter_sessions: bool,
     /// MQTT keep-alive in seconds.
     pub keep_alive_secs: u64,
     /// First reconnect delay in milliseconds.
@@ -360,6 +364,25 @@ utc_offset = "+02:00"
         assert_eq!(c.broker.port, 8883);
         assert_eq!(c.broker.password.as_deref(), Some("secret"));
         assert_eq!(c.broker.topics, vec!["meters/plug-07/tele/SENSOR".to_string()]);
+        assert!(c.broker.meter_sessions, "a session per meter by default");
+        let one = parse(
+            &GOOD.replace("ca_file = \"ca.pem\"\n", "ca_file = \"ca.pem\"\nmeter_sessions = false\n"),
+            dir.path(),
+        )
+        .unwrap();
+        assert!(!one.broker.meter_sessions);
+        let bad = parse(
+            &GOOD.replace("ca_file = \"ca.pem\"\n", "ca_file = \"ca.pem\"\nmeter_sessions = \"yes\"\n"),
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("meter_sessions"), "{bad}");
+        let slash = GOOD.replace("[meters.plug-07]", "[meters.\"lab/plug-07\"]");
+        let e = parse(&slash, dir.path()).unwrap_err().to_string();
+        assert!(e.contains("meters.lab/plug-07") && e.contains("meter_sessions = false"), "{e}");
+        let ok = slash.replace("ca_file = \"ca.pem\"\n", "ca_file = \"ca.pem\"\nmeter_sessions = false\n");
+        assert!(parse(&ok, dir.path()).is_ok(), "without meter sessions the id names no session");
         assert_eq!(c.chain.rpc_urls.len(), 2);
         let m = &c.meters["plug-07"];
         assert_eq!(m.utc_offset_secs, 7200);

@@ -35,6 +35,7 @@ pub(super) struct RawBroker {
     pub client_cert_file: Option<String>,
     pub client_key_file: Option<String>,
     pub topics: Option<Vec<String>>,
+    pub meter_sessions: Option<bool>,
     pub keep_alive_secs: Option<i64>,
     pub reconnect_initial_ms: Option<i64>,
     pub reconnect_max_ms: Option<i64>,

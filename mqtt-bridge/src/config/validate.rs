@@ -242,6 +242,18 @@ fn broker(
         None => meters.values().map(|m| m.topic.clone()).collect(),
     };
     let reconnect_initial_ms = at.num("reconnect_initial_ms", b.reconnect_initial_ms, 200, 10, 60_000)?;
+    let meter_sessions = b.meter_sessions.unwrap_or(true);
+    if meter_sessions {
+        // The meter's session is `client_id.meter-id`; brokers such as rumqttd refuse these in client ids.
+        if let Some(id) = meters.keys().find(|id| id.chars().any(|c| "/+#$".contains(c) || c.is_whitespace()))
+        {
+            return Err(err(
+                format!("meters.{id}"),
+                "a meter id with `/`, `+`, `#`, `$` or spaces cannot name its MQTT session \
+                 (`client_id.meter-id`): rename the meter, or set broker.meter_sessions = false",
+            ));
+        }
+    }
     Ok(BrokerConfig {
         url,
         transport,
@@ -254,6 +266,7 @@ fn broker(
         client_cert_file,
         client_key_file,
         topics,
+        meter_sessions,
         keep_alive_secs: at.num("keep_alive_secs", b.keep_alive_secs, 30, 5, 3600)?,
         reconnect_initial_ms,
         reconnect_max_ms: at.num(

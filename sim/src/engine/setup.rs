@@ -160,7 +160,7 @@ pub(crate) async fn set_up(cfg: &mut SimConfig) -> anyhow::Result<Setup> {
         (Some(lab), _) => (lab.broker.url.clone(), None),
         (None, Some(url)) => (url.clone(), None),
         (None, None) => {
-            let b = EmbeddedBroker::start(hh.len() + 64)?;
+            let b = EmbeddedBroker::start(2 * hh.len() + 64)?; // each meter, and the bridge's session per meter
             (b.url(), Some(b))
         }
     };
