@@ -371,6 +371,12 @@ pub fn classify(
 /// An ack not yet handed to its session's client: the connection generation, the QoS and packet id.
 type PendingAck = (u64, QoS, u16);
 
+/// Most acks that wait per session (16 bytes each: 16 MiB). Past it the oldest are dropped: their
+/// messages stay unacked at the broker, which redelivers them when the session reconnects, and the
+/// outbox takes them as duplicates. A flood of 460,000-590,000 messages in 10 s left at most about
+/// 10,000 waiting, behind a full client channel of 65,536.
+pub const MAX_ACKS_WAITING: usize = 1 << 20;
+
 /// Sends the PUBACKs of committed messages, in receive order per session, each on the session and
 /// connection it came from (`slots[i]` is session `i`'s current client). Messages of an earlier
 /// connection are not acked: the broker redelivers them and they come back as duplicates.
@@ -395,7 +401,7 @@ pub async fn run_acker(
                 let Some(batch) = batch else { return };
                 for m in batch {
                     if m.publish.qos != QoS::AtMostOnce {
-                        pending[m.session].push_back((m.generation, m.publish.qos, m.publish.pkid));
+                        queue_ack(&mut pending[m.session], (m.generation, m.publish.qos, m.publish.pkid));
                     }
                 } // the messages, and their budget, are dropped here
             }
@@ -404,6 +410,22 @@ pub async fn run_acker(
         let left = flush_acks(&mut pending, &slots);
         metrics.mqtt_acks_waiting.store(left as u64, Ordering::Relaxed);
     }
+}
+
+/// Queues an ack, dropping the session's oldest past [`MAX_ACKS_WAITING`].
+fn queue_ack(queue: &mut std::collections::VecDeque<PendingAck>, ack: PendingAck) {
+    static DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if queue.len() >= MAX_ACKS_WAITING {
+        queue.pop_front();
+        if DROPPED.fetch_add(1, Ordering::Relaxed) % 65_536 == 0 {
+            tracing::warn!(
+                limit = MAX_ACKS_WAITING,
+                "acks waiting for a session's client past the limit: the oldest dropped, the broker \
+                 redelivers them (logged every 65,536th)"
+            );
+        }
+    }
+    queue.push_back(ack);
 }
 
 /// Hands each session's queued acks to its current client, in order, until its request channel is
@@ -611,6 +633,22 @@ mod tests {
             assert_eq!(flush_acks(&mut pending, &slots), 0);
             assert!(pending[0].is_empty());
         });
+    }
+
+    #[test]
+    fn acks_waiting_are_capped_oldest_first() {
+        let mut q = std::collections::VecDeque::new();
+        for i in 0..MAX_ACKS_WAITING - 1 {
+            queue_ack(&mut q, (1, QoS::AtLeastOnce, i as u16));
+        }
+        assert_eq!(q.len(), MAX_ACKS_WAITING - 1, "just under: all kept");
+        queue_ack(&mut q, (1, QoS::AtLeastOnce, 7));
+        assert_eq!(q.len(), MAX_ACKS_WAITING, "at the limit: all kept");
+        assert_eq!(q.front(), Some(&(1, QoS::AtLeastOnce, 0)));
+        queue_ack(&mut q, (1, QoS::AtLeastOnce, 9));
+        assert_eq!(q.len(), MAX_ACKS_WAITING, "over: the oldest goes");
+        assert_eq!(q.front(), Some(&(1, QoS::AtLeastOnce, 1)));
+        assert_eq!(q.back(), Some(&(1, QoS::AtLeastOnce, 9)));
     }
 
     fn text_with_meters(base: &str) -> String {

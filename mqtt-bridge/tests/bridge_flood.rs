@@ -94,6 +94,7 @@ fn a_flooding_publisher_does_not_stop_other_meters() {
     let t0 = now_secs() - 120;
     let topic = "meters/genuine/reading".to_string();
     let mut max_dead = 0;
+    let mut max_acks_waiting = 0f64;
     for i in 0..12u64 {
         publish(
             broker.port,
@@ -103,6 +104,7 @@ fn a_flooding_publisher_does_not_stop_other_meters() {
         max_dead = max_dead.max(
             Outbox::open(&dir.path().join("outbox.sqlite")).expect("outbox").depth().unwrap().dead_letters,
         );
+        max_acks_waiting = max_acks_waiting.max(bridge.metric("p2pe_bridge_mqtt_acks_waiting"));
         std::thread::sleep(Duration::from_millis(500));
     }
     // Every genuine reading is committed while the flood still runs (behind a flood in one shared
@@ -126,7 +128,7 @@ fn a_flooding_publisher_does_not_stop_other_meters() {
     eprintln!(
         "flood: {flood_count} messages acked by the broker in about {FLOOD_SECS} s; the bridge had handled \
          {handled_at_end} messages (both sessions that carry it) when it stopped; 12 genuine readings \
-         committed {during:?} after it began"
+         committed {during:?} after it began; at most {max_acks_waiting} acks waited for a client"
     );
     // A flood at broker speed, not a paced one.
     assert!(flood_count > 200_000, "the flood was a flood: {flood_count}");

@@ -238,13 +238,26 @@ describe('the dApp when things go wrong (issue 18)', { timeout: 600_000 }, () =>
     await sendFrom(3, contracts.market, marketAbi, 'settle', [S, [devAccount(0).address]]);
     void p;
     await page.setViewportSize({ width: 390, height: 844 });
-    const inView = async (sel) =>
+    const measure = async (sel) =>
       page.locator(sel).evaluateAll((els) =>
         els.map((e) => {
           const r = e.getBoundingClientRect();
-          return { text: e.textContent.trim().slice(0, 30), ok: r.width > 0 && r.left >= 0 && r.right <= window.innerWidth };
+          const ok = r.width > 0 && r.left >= 0 && r.right <= window.innerWidth;
+          const at = `left ${Math.round(r.left)}, right ${Math.round(r.right)}, width ${Math.round(r.width)} of ${window.innerWidth}, scrollX ${window.scrollX}`;
+          return { text: `${e.textContent.trim().slice(0, 30)} (${at})`, ok };
         }),
       );
+    // Measured once the page has settled: the app re-renders its tables as blocks arrive, and CI
+    // once caught an open-order cell off-screen mid-render (two browser files at once on 2 cores).
+    // A cell that stays off-screen for 10 s still fails, with its geometry.
+    const inView = async (sel) => {
+      let last = [];
+      await waitFor(async () => {
+        last = await measure(sel);
+        return last.length > 0 && last.every((c) => c.ok);
+      }, `every cell of ${sel} in view`, 10_000).catch(() => {});
+      return last;
+    };
     const order = `[data-testid=own-order][data-slot="${S + 40n}"]`;
     await page.locator(order).waitFor();
     const cells = await inView(`${order} td`);
