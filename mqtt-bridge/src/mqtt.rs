@@ -12,7 +12,7 @@
 //!   `reconnect_max_ms` (with jitter). Rebuilding also clears rumqttc's in-memory state, which has left
 //!   clients stuck after a broker restart that lost the session. Acks of messages received on an
 //!   earlier connection are not sent (the broker redelivers those messages; they come back as duplicates).
-//! - One session per meter (`broker.meter_sessions`, default on): the broker keeps one queue per
+//! - One session per meter (`broker.meter_sessions`, opt-in): the broker keeps one queue per
 //!   session, so a meter flooding the broker faster than the bridge takes messages in fills its own
 //!   queue there (and Mosquitto drops past `max_queued_messages` from it alone), while every other
 //!   meter's readings come through their own queues. The shared session (`client_id`, subscribed to
@@ -373,8 +373,8 @@ type PendingAck = (u64, QoS, u16);
 
 /// Most acks that wait per session (16 bytes each: 16 MiB). Past it the oldest are dropped: their
 /// messages stay unacked at the broker, which redelivers them when the session reconnects, and the
-/// outbox takes them as duplicates. A flood of 460,000-590,000 messages in 10 s left at most about
-/// 10,000 waiting, behind a full client channel of 65,536.
+/// outbox takes them as duplicates. Floods of 350,000-590,000 messages in 10 s left at most about
+/// 90,000 waiting (sampled), behind a full client channel of 65,536.
 pub const MAX_ACKS_WAITING: usize = 1 << 20;
 
 /// Sends the PUBACKs of committed messages, in receive order per session, each on the session and
@@ -575,7 +575,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pw"), "x\n").unwrap();
         std::fs::write(dir.path().join("k.json"), "{}").unwrap();
-        let text = "[broker]\nurl = \"mqtt://127.0.0.1:1883\"\nclient_id = \"b\"\ntopics = [\"meters/#\"]\n\
+        let text = "[broker]\nurl = \"mqtt://127.0.0.1:1883\"\nclient_id = \"b\"\ntopics = [\"meters/#\"]\nmeter_sessions = true\n\
             [chain]\nrpc_urls = [\"http://127.0.0.1:8545\"]\nreadings = \"0x00000000000000000000000000000000000000aa\"\n\
             [outbox]\npath = \"o.sqlite\"\n[keys]\npassword_file = \"pw\"\n";
         let cfg = crate::config::Config::parse(text_with_meters(text).as_str(), dir.path()).unwrap();

@@ -69,7 +69,7 @@ pub struct BrokerConfig {
     /// meter's topic).
     pub topics: Vec<String>,
     /// Also give each meter a session of its own (`client_id.meter-id`, its topic only), so that a
-    /// meter flooding the broker fills only its own queue there (default true).
+    /// meter flooding the broker fills only its own queue there (default false: opt-in, see README).
     pub meter_sessions: bool,
     /// MQTT keep-alive in seconds.
     pub keep_alive_secs: u64,
@@ -364,13 +364,13 @@ utc_offset = "+02:00"
         assert_eq!(c.broker.port, 8883);
         assert_eq!(c.broker.password.as_deref(), Some("secret"));
         assert_eq!(c.broker.topics, vec!["meters/plug-07/tele/SENSOR".to_string()]);
-        assert!(c.broker.meter_sessions, "a session per meter by default");
-        let one = parse(
-            &GOOD.replace("ca_file = \"ca.pem\"\n", "ca_file = \"ca.pem\"\nmeter_sessions = false\n"),
+        assert!(!c.broker.meter_sessions, "one shared session by default");
+        let per_meter = parse(
+            &GOOD.replace("ca_file = \"ca.pem\"\n", "ca_file = \"ca.pem\"\nmeter_sessions = true\n"),
             dir.path(),
         )
         .unwrap();
-        assert!(!one.broker.meter_sessions);
+        assert!(per_meter.broker.meter_sessions);
         let bad = parse(
             &GOOD.replace("ca_file = \"ca.pem\"\n", "ca_file = \"ca.pem\"\nmeter_sessions = \"yes\"\n"),
             dir.path(),
@@ -378,10 +378,12 @@ utc_offset = "+02:00"
         .unwrap_err()
         .to_string();
         assert!(bad.contains("meter_sessions"), "{bad}");
-        let slash = GOOD.replace("[meters.plug-07]", "[meters.\"lab/plug-07\"]");
+        let slash = GOOD
+            .replace("[meters.plug-07]", "[meters.\"lab/plug-07\"]")
+            .replace("ca_file = \"ca.pem\"\n", "ca_file = \"ca.pem\"\nmeter_sessions = true\n");
         let e = parse(&slash, dir.path()).unwrap_err().to_string();
         assert!(e.contains("meters.lab/plug-07") && e.contains("meter_sessions = false"), "{e}");
-        let ok = slash.replace("ca_file = \"ca.pem\"\n", "ca_file = \"ca.pem\"\nmeter_sessions = false\n");
+        let ok = slash.replace("meter_sessions = true\n", "");
         assert!(parse(&ok, dir.path()).is_ok(), "without meter sessions the id names no session");
         assert_eq!(c.chain.rpc_urls.len(), 2);
         let m = &c.meters["plug-07"];

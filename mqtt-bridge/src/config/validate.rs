@@ -242,7 +242,7 @@ fn broker(
         None => meters.values().map(|m| m.topic.clone()).collect(),
     };
     let reconnect_initial_ms = at.num("reconnect_initial_ms", b.reconnect_initial_ms, 200, 10, 60_000)?;
-    let meter_sessions = b.meter_sessions.unwrap_or(true);
+    let meter_sessions = b.meter_sessions.unwrap_or(false);
     if meter_sessions {
         // The meter's session is `client_id.meter-id`; brokers such as rumqttd refuse these in client ids.
         if let Some(id) = meters.keys().find(|id| id.chars().any(|c| "/+#$".contains(c) || c.is_whitespace()))
