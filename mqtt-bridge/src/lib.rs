@@ -106,7 +106,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     metrics.mqtt_sessions.store(specs.len() as u64, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(
         sessions = specs.len(),
-        "MQTT sessions: the shared one and one per meter (broker.meter_sessions)"
+        "MQTT sessions: the shared one, and one per meter with broker.meter_sessions"
     );
     let (tx, rx) = mpsc::channel(mqtt::MAX_GROUP * 2);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();

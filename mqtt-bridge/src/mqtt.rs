@@ -19,7 +19,8 @@
 //!   `broker.topics`) stays: it carries unknown topics for the dead-letter table, and copies of meter
 //!   messages, which are stored only if they arrive first (a meter session that does not exist yet,
 //!   as after an upgrade, or is reconnecting) and otherwise dropped without a dead letter
-//!   ([`crate::outbox::Outcome::Copy`]).
+//!   ([`crate::outbox::Outcome::Copy`]). Opt-in: a copy can overtake its meter session's messages
+//!   and change how a refused reading is recorded (README).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -392,6 +393,7 @@ pub async fn run_acker(
     metrics: Arc<Metrics>,
 ) {
     let mut pending: Vec<std::collections::VecDeque<PendingAck>> = vec![Default::default(); slots.len()];
+    let mut dropped = 0u64;
     let mut retry = tokio::time::interval(Duration::from_millis(20));
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -401,7 +403,15 @@ pub async fn run_acker(
                 let Some(batch) = batch else { return };
                 for m in batch {
                     if m.publish.qos != QoS::AtMostOnce {
-                        queue_ack(&mut pending[m.session], (m.generation, m.publish.qos, m.publish.pkid));
+                        let ack = (m.generation, m.publish.qos, m.publish.pkid);
+                        if queue_ack(&mut pending[m.session], ack) {
+                            dropped += 1;
+                            if dropped % 65_536 == 1 {
+                                tracing::warn!(limit = MAX_ACKS_WAITING, dropped,
+                                    "acks waiting for a session's client past the limit: the oldest dropped, \
+                                     the broker redelivers them (logged every 65,536th)");
+                            }
+                        }
                     }
                 } // the messages, and their budget, are dropped here
             }
@@ -412,20 +422,15 @@ pub async fn run_acker(
     }
 }
 
-/// Queues an ack, dropping the session's oldest past [`MAX_ACKS_WAITING`].
-fn queue_ack(queue: &mut std::collections::VecDeque<PendingAck>, ack: PendingAck) {
-    static DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    if queue.len() >= MAX_ACKS_WAITING {
+/// Queues an ack, dropping the session's oldest past [`MAX_ACKS_WAITING`]; returns whether one was
+/// dropped.
+fn queue_ack(queue: &mut std::collections::VecDeque<PendingAck>, ack: PendingAck) -> bool {
+    let over = queue.len() >= MAX_ACKS_WAITING;
+    if over {
         queue.pop_front();
-        if DROPPED.fetch_add(1, Ordering::Relaxed) % 65_536 == 0 {
-            tracing::warn!(
-                limit = MAX_ACKS_WAITING,
-                "acks waiting for a session's client past the limit: the oldest dropped, the broker \
-                 redelivers them (logged every 65,536th)"
-            );
-        }
     }
     queue.push_back(ack);
+    over
 }
 
 /// Hands each session's queued acks to its current client, in order, until its request channel is
@@ -639,13 +644,13 @@ mod tests {
     fn acks_waiting_are_capped_oldest_first() {
         let mut q = std::collections::VecDeque::new();
         for i in 0..MAX_ACKS_WAITING - 1 {
-            queue_ack(&mut q, (1, QoS::AtLeastOnce, i as u16));
+            assert!(!queue_ack(&mut q, (1, QoS::AtLeastOnce, i as u16)));
         }
         assert_eq!(q.len(), MAX_ACKS_WAITING - 1, "just under: all kept");
-        queue_ack(&mut q, (1, QoS::AtLeastOnce, 7));
+        assert!(!queue_ack(&mut q, (1, QoS::AtLeastOnce, 7)));
         assert_eq!(q.len(), MAX_ACKS_WAITING, "at the limit: all kept");
         assert_eq!(q.front(), Some(&(1, QoS::AtLeastOnce, 0)));
-        queue_ack(&mut q, (1, QoS::AtLeastOnce, 9));
+        assert!(queue_ack(&mut q, (1, QoS::AtLeastOnce, 9)), "reports the drop");
         assert_eq!(q.len(), MAX_ACKS_WAITING, "over: the oldest goes");
         assert_eq!(q.front(), Some(&(1, QoS::AtLeastOnce, 1)));
         assert_eq!(q.back(), Some(&(1, QoS::AtLeastOnce, 9)));
