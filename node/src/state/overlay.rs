@@ -152,11 +152,13 @@ impl<R: StateReader + ?Sized> DatabaseCommit for StateOverlay<'_, R> {
             if account.is_created() {
                 self.wipe_storage(address);
             }
-            if let Some(code) = &account.info.code {
-                let hash = account.info.code_hash;
+            // Accounts without code (every transfer's sender and recipient) carry the empty
+            // code's hash: no lookup, since the store has no row for it and a miss is not cached.
+            let hash = account.info.code_hash;
+            if let Some(code) = account.info.code.as_ref().filter(|_| hash != KECCAK_EMPTY) {
                 let known = self.codes.contains_key(&hash)
                     || (!account.is_created() && matches!(self.base.code(&hash), Ok(Some(_))));
-                if hash != KECCAK_EMPTY && !known {
+                if !known {
                     self.codes.insert(hash, code.clone());
                 }
             }
@@ -179,5 +181,78 @@ impl<R: StateReader + ?Sized> DatabaseCommit for StateOverlay<'_, R> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use alloy_primitives::{keccak256, Bytes};
+
+    /// A base state with one stored contract code, counting its code lookups.
+    struct CodeCounting {
+        stored: (B256, Bytecode),
+        lookups: Cell<usize>,
+    }
+
+    impl StateReader for CodeCounting {
+        fn account(&self, _: &Address) -> Result<Option<AccountInfo>, StateError> {
+            Ok(None)
+        }
+        fn storage(&self, _: &Address, _: &U256) -> Result<U256, StateError> {
+            Ok(U256::ZERO)
+        }
+        fn code(&self, hash: &B256) -> Result<Option<Bytecode>, StateError> {
+            self.lookups.set(self.lookups.get() + 1);
+            Ok((*hash == self.stored.0).then(|| self.stored.1.clone()))
+        }
+    }
+
+    fn touched(balance: u64, code: Bytecode, created: bool) -> Account {
+        let info = RevmAccountInfo {
+            balance: U256::from(balance),
+            nonce: 1,
+            code_hash: code.hash_slow(),
+            code: Some(code),
+            ..Default::default()
+        };
+        let mut account = Account::from(info);
+        account.mark_touch();
+        if created {
+            account.mark_created();
+        }
+        account
+    }
+
+    #[test]
+    fn committing_accounts_without_code_looks_no_code_up() {
+        let stored_code = Bytecode::new_raw(Bytes::from_static(&[0x60, 0x00, 0x00]));
+        let new_code = Bytecode::new_raw(Bytes::from_static(&[0x60, 0x01, 0x00]));
+        let base =
+            CodeCounting { stored: (stored_code.hash_slow(), stored_code.clone()), lookups: Cell::new(0) };
+        let hashes = BlockHashes::default();
+        let mut overlay = StateOverlay::new(&base, &hashes);
+        // A transfer: sender and recipient carry the empty code.
+        let mut changes = AddressMap::default();
+        changes.insert(Address::repeat_byte(1), touched(5, Bytecode::default(), false));
+        changes.insert(Address::repeat_byte(2), touched(6, Bytecode::default(), false));
+        overlay.commit(changes);
+        assert_eq!(base.lookups.get(), 0, "the empty code is never looked up");
+        // A call of a stored contract: looked up once, not taken as new code.
+        let mut changes = AddressMap::default();
+        changes.insert(Address::repeat_byte(3), touched(0, stored_code.clone(), false));
+        overlay.commit(changes);
+        assert_eq!(base.lookups.get(), 1);
+        // A created contract: new code, no lookup.
+        let mut changes = AddressMap::default();
+        changes.insert(Address::repeat_byte(4), touched(0, new_code.clone(), true));
+        overlay.commit(changes);
+        assert_eq!(base.lookups.get(), 1);
+        let out = overlay.into_changes();
+        assert_eq!(out.codes.keys().copied().collect::<Vec<_>>(), vec![keccak256(new_code.original_bytes())]);
+        assert_eq!(out.accounts.len(), 4);
+        assert_eq!(out.accounts[&Address::repeat_byte(1)].as_ref().map(|a| a.code_hash), Some(KECCAK_EMPTY));
     }
 }
