@@ -213,6 +213,76 @@ fn switches_to_the_preferred_branch_and_restores_on_an_invalid_one() {
     assert!(next.body.transactions.iter().any(|t| *t.tx_hash() == x_tx));
 }
 
+/// A data directory of schema version 5 (the explorer's rows indexed by block number) is
+/// migrated on open to per-block address lists, and a reorg afterwards takes the abandoned
+/// block's rows out of the explorer's indexes through them.
+#[test]
+fn explorer_rows_of_a_migrated_data_directory_leave_on_a_reorg() {
+    use p2pe_node::storage::ExplorerQuery;
+    let rich = U256::from(10u64).pow(U256::from(21));
+    let (net, a, b, c) = three_signers(vec![(dev_key(0).address(), rich), (dev_key(1).address(), rich)]);
+    let dir = tempfile::tempdir().unwrap();
+    let node_dir = dir.path().join("node");
+    let node = open(&net, &node_dir);
+    let b1 = seal(&node, &[&a], net.t0 + 1);
+    add_tx(&node, 0, 0, 5);
+    seal(&node, &[&b], net.t0 + 2);
+    seal(&node, &[&c], net.t0 + 3);
+    drop(node);
+    let db = rusqlite::Connection::open(node_dir.join("chain.sqlite")).unwrap();
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT COUNT(*) FROM explorer_blocks"), 1, "block 2 alone has a transaction");
+    db.execute_batch(
+        "CREATE INDEX address_txs_number ON address_txs(number); CREATE INDEX sender_txs_number ON sender_txs(number);
+         DELETE FROM explorer_blocks; UPDATE meta SET value = 5 WHERE key = 'schema_version';",
+    )
+    .unwrap();
+
+    let node = open(&net, &node_dir);
+    assert_eq!(count("SELECT value FROM meta WHERE key = 'schema_version'"), 6);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE '%_txs_number'"),
+        0,
+        "indexes dropped"
+    );
+    let list: Vec<u8> =
+        db.query_row("SELECT addresses FROM explorer_blocks WHERE number = 2", [], |r| r.get(0)).unwrap();
+    let mut expected = [dev_key(0).address(), Address::repeat_byte(0x42)];
+    expected.sort();
+    assert_eq!(
+        list,
+        expected.iter().flat_map(|a| a.0 .0).collect::<Vec<u8>>(),
+        "sender and recipient, sorted"
+    );
+
+    let other = open(&net, &dir.path().join("other"));
+    other.import(b1, None).unwrap();
+    let y_tx = add_tx(&other, 1, 0, 7);
+    let mut branch = vec![
+        seal(&other, &[&c], net.t0 + 2),
+        seal(&other, &[&b], net.t0 + 3),
+        seal(&other, &[&a], net.t0 + 4),
+    ];
+    let mut t = net.t0 + 5;
+    while other.head().total_difficulty <= node.head().total_difficulty {
+        branch.push(seal(&other, &[&c, &b, &a], t));
+        t += 1;
+    }
+    node.reorg_to(branch, None).unwrap();
+    let (x_from, y_from) = (dev_key(0).address(), dev_key(1).address());
+    let found = |who, nonce| node.reads().with(|c| c.tx_by_sender_nonce(&who, nonce)).unwrap();
+    assert_eq!((found(x_from, 0), found(y_from, 0)), (None, Some(y_tx)));
+    let places = |who| node.reads().with(|c| c.address_txs_before(&who, u64::MAX, 10)).unwrap();
+    assert!(places(x_from).is_empty(), "the abandoned transaction left the address index");
+    assert_eq!(places(y_from).iter().map(|p| p.number).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(places(Address::repeat_byte(0x42)).len(), 1, "the recipient's row of block 2 is y's alone");
+    let list: Vec<u8> =
+        db.query_row("SELECT addresses FROM explorer_blocks WHERE number = 2", [], |r| r.get(0)).unwrap();
+    let mut expected = [y_from, Address::repeat_byte(0x42)];
+    expected.sort();
+    assert_eq!(list, expected.iter().flat_map(|a| a.0 .0).collect::<Vec<u8>>(), "the new block 2's list");
+}
+
 /// Runtime of the test contract: clears slot 0, sets slot 1 to 2.
 const RUNTIME: [u8; 11] = [0x60, 0x00, 0x60, 0x00, 0x55, 0x60, 0x02, 0x60, 0x01, 0x55, 0x00];
 

@@ -165,6 +165,8 @@ impl Blockchain {
     }
 
     /// The shared tail of sealing and import: check roots, apply, persist, move the head.
+    /// `applied` is given by the sealer (the header was made from `outcome`); an import passes
+    /// `None`, and the state root is computed and the header checked here.
     pub(super) fn commit_executed(
         &self,
         sealed: SealedBlock,
@@ -178,25 +180,16 @@ impl Blockchain {
         let number = header.number;
         let hash = sealed.hash;
         let invalid = |reason: String| ImportError::Invalid { number, hash, reason };
+        // A block sealed here has its header filled in from this very outcome (`seal_executed`):
+        // checking it against the outcome again would only recompute the receipts' trie and bloom.
         let applied = match applied {
             Some(a) => a,
-            None => self.apply_outcome(&outcome)?,
+            None => {
+                let applied = self.apply_outcome(&outcome)?;
+                check_outcome(&header, &outcome, &applied).map_err(invalid)?;
+                applied
+            }
         };
-        let receipts_root = proofs::calculate_receipt_root(&outcome.receipts);
-        let check = if outcome.gas_used != header.gas_used {
-            Err(format!("gasUsed {} but execution used {}", header.gas_used, outcome.gas_used))
-        } else if receipts_root != header.receipts_root {
-            Err(format!("receiptsRoot {} but execution gives {receipts_root}", header.receipts_root))
-        } else if receipts_bloom(&outcome.receipts) != header.logs_bloom {
-            Err("logsBloom does not match the receipts".into())
-        } else if applied.root != header.state_root {
-            Err(format!("stateRoot {} but execution gives {}", header.state_root, applied.root))
-        } else {
-            Ok(())
-        };
-        if let Err(reason) = check {
-            return Err(invalid(reason));
-        }
         let Applied { undo, trie, .. } = applied;
         let total_difficulty = head.total_difficulty + header.difficulty;
         let tx_accounts: Vec<Vec<Address>> = outcome.tx_outcomes.iter().map(|o| o.accounts.clone()).collect();
@@ -264,6 +257,29 @@ pub(super) struct Applied {
     pub(super) root: B256,
     /// The block's changes to the stored state trie.
     trie: crate::storage::trie::StateTrieUpdates,
+}
+
+/// Checks an imported block's header against what executing it gave: gas used, receipts root,
+/// logs bloom and state root.
+fn check_outcome(
+    header: &alloy_consensus::Header,
+    outcome: &BlockOutcome,
+    applied: &Applied,
+) -> Result<(), String> {
+    if outcome.gas_used != header.gas_used {
+        return Err(format!("gasUsed {} but execution used {}", header.gas_used, outcome.gas_used));
+    }
+    let receipts_root = proofs::calculate_receipt_root(&outcome.receipts);
+    if receipts_root != header.receipts_root {
+        return Err(format!("receiptsRoot {} but execution gives {receipts_root}", header.receipts_root));
+    }
+    if receipts_bloom(&outcome.receipts) != header.logs_bloom {
+        return Err("logsBloom does not match the receipts".into());
+    }
+    if applied.root != header.state_root {
+        return Err(format!("stateRoot {} but execution gives {}", header.state_root, applied.root));
+    }
+    Ok(())
 }
 
 /// Reads the head block, its Clique snapshot and total difficulty and the last 257 block hashes

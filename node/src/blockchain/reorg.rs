@@ -208,10 +208,9 @@ impl Blockchain {
         let (parent_header, parent_td) = parent_row.ok_or_else(|| invalid("parent block missing".into()))?;
         let parent_snapshot =
             parent_snapshot.ok_or_else(|| invalid("no Clique snapshot kept for its parent".into()))?;
-        let tx_hashes: Vec<B256> = block.block.body.transactions.iter().map(|t| *t.tx_hash()).collect();
         // Emptied whether or not the revert commits (inside a batch it may be rolled back later).
         self.head_cache.clear();
-        self.store.lock().revert_block(number, &undo, &tx_hashes, parent_header.state_root)?;
+        self.store.lock().revert_block(number, &undo, &block, parent_header.state_root)?;
         self.tip.write().retreat(Head {
             header: parent_header,
             hash: parent,

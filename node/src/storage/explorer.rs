@@ -18,6 +18,11 @@
 //!   created inside blocks indexed by the backfill below, have no entry.
 //!
 //! A data directory made before these indexes existed is indexed once when it is opened.
+//!
+//! Taking a block off the chain finds its rows by key, not through an index on the block number
+//! (which would cost every row a second B-tree insert when sealing): `explorer_blocks` keeps, per
+//! block, the distinct addresses it put in `address_txs` (one row per block), and the block's own
+//! transactions give the `sender_txs` keys.
 
 use std::collections::BTreeSet;
 
@@ -32,9 +37,8 @@ use crate::primitives::SealedBlock;
 /// The tables (created with the rest of the schema).
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS address_txs (address BLOB NOT NULL, number INTEGER NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (address, number, idx)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS address_txs_number ON address_txs(number);
 CREATE TABLE IF NOT EXISTS sender_txs (sender BLOB NOT NULL, nonce INTEGER NOT NULL, hash BLOB NOT NULL, number INTEGER NOT NULL, PRIMARY KEY (sender, nonce)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sender_txs_number ON sender_txs(number);
+CREATE TABLE IF NOT EXISTS explorer_blocks (number INTEGER PRIMARY KEY, addresses BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS contract_creators (address BLOB PRIMARY KEY, hash BLOB NOT NULL, creator BLOB NOT NULL, number INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS contract_creators_number ON contract_creators(number);
 CREATE TABLE IF NOT EXISTS internal_creations (address BLOB PRIMARY KEY, hash BLOB NOT NULL, number INTEGER NOT NULL) WITHOUT ROWID;
@@ -79,6 +83,7 @@ pub(crate) fn write(
     let mut internal = tx.prepare_cached(
         "INSERT OR REPLACE INTO internal_creations (address, hash, number) VALUES (?1, ?2, ?3)",
     )?;
+    let mut indexed = BTreeSet::new();
     for (i, t) in block.block.body.transactions.iter().enumerate() {
         let Some(sender) = block.senders.get(i) else { continue };
         let hash = t.tx_hash();
@@ -103,19 +108,70 @@ pub(crate) fn write(
         for a in &seen {
             addr.execute(params![a.as_slice(), number, i as i64])?;
         }
+        indexed.extend(seen);
         let n = alloy_consensus::Transaction::nonce(t) as i64;
         nonce.execute(params![sender.as_slice(), n, hash.as_slice(), number])?;
+    }
+    if !indexed.is_empty() {
+        let addresses: Vec<u8> = indexed.iter().flat_map(|a| a.0 .0).collect();
+        tx.prepare_cached("INSERT OR REPLACE INTO explorer_blocks (number, addresses) VALUES (?1, ?2)")?
+            .execute(params![number, addresses])?;
     }
     Ok(())
 }
 
-/// Removes the entries of block `number` (taken off the canonical chain).
-pub(crate) fn remove(tx: &Connection, number: i64) -> Result<(), StorageError> {
-    tx.execute("DELETE FROM address_txs WHERE number = ?1", [number])?;
-    tx.execute("DELETE FROM sender_txs WHERE number = ?1", [number])?;
+/// Removes the entries of canonical block `block` (taken off the chain).
+pub(crate) fn remove(tx: &Connection, block: &SealedBlock) -> Result<(), StorageError> {
+    let number = block.number() as i64;
+    let addresses: Option<Vec<u8>> = tx
+        .query_row("SELECT addresses FROM explorer_blocks WHERE number = ?1", [number], |r| r.get(0))
+        .optional()?;
+    let addresses = addresses.unwrap_or_default();
+    if !addresses.len().is_multiple_of(20) {
+        return Err(StorageError::Corrupt(format!(
+            "explorer_blocks row of block {number} is {} bytes, not a list of addresses",
+            addresses.len()
+        )));
+    }
+    let mut del = tx.prepare_cached("DELETE FROM address_txs WHERE address = ?1 AND number = ?2")?;
+    for address in addresses.chunks_exact(20) {
+        del.execute(params![address, number])?;
+    }
+    let mut del =
+        tx.prepare_cached("DELETE FROM sender_txs WHERE sender = ?1 AND nonce = ?2 AND number = ?3")?;
+    for (t, sender) in block.block.body.transactions.iter().zip(&block.senders) {
+        del.execute(params![sender.as_slice(), alloy_consensus::Transaction::nonce(t) as i64, number])?;
+    }
+    tx.execute("DELETE FROM explorer_blocks WHERE number = ?1", [number])?;
     tx.execute("DELETE FROM contract_creators WHERE number = ?1", [number])?;
     tx.execute("DELETE FROM internal_creations WHERE number = ?1", [number])?;
     Ok(())
+}
+
+/// Schema version 6: builds `explorer_blocks` from the address index (through its number index,
+/// still there), then drops the two number indexes it replaces. Returns the blocks listed.
+pub(crate) fn migrate_block_lists(conn: &Connection) -> Result<u64, StorageError> {
+    let mut put =
+        conn.prepare("INSERT OR REPLACE INTO explorer_blocks (number, addresses) VALUES (?1, ?2)")?;
+    let mut st = conn.prepare("SELECT DISTINCT number, address FROM address_txs ORDER BY number, address")?;
+    let mut rows = st.query([])?;
+    let (mut current, mut list, mut blocks) = (None::<i64>, Vec::new(), 0u64);
+    while let Some(r) = rows.next()? {
+        let (number, address): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
+        if current.is_some_and(|c| c != number) {
+            put.execute(params![current, list])?;
+            list.clear();
+            blocks += 1;
+        }
+        current = Some(number);
+        list.extend_from_slice(&address);
+    }
+    if current.is_some() {
+        put.execute(params![current, list])?;
+        blocks += 1;
+    }
+    conn.execute_batch("DROP INDEX IF EXISTS address_txs_number; DROP INDEX IF EXISTS sender_txs_number;")?;
+    Ok(blocks)
 }
 
 /// Indexes every canonical block once, for a data directory made before the indexes existed.

@@ -5,8 +5,8 @@ use rusqlite::Connection;
 use super::StorageError;
 
 /// Version of the schema below; a data directory of another version is refused, except
-/// versions 1 to 4, which are migrated on open (see the `migrate_from_*` functions).
-pub const SCHEMA_VERSION: i64 = 5;
+/// versions 1 to 5, which are migrated on open (see the `migrate_from_*` functions).
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The blocks table of schema version 5 (also used by its migration).
 const BLOCKS_V5: &str = r#"
@@ -84,6 +84,9 @@ CREATE TABLE IF NOT EXISTS storage_trie (
 ) WITHOUT ROWID;
 "#;
 
+/// One step of the schema migrations: from version N to N + 1, in its own transaction.
+type Migration = fn(&Connection) -> Result<(), StorageError>;
+
 /// Creates the tables on a writer connection and checks the schema version.
 pub fn init(conn: &Connection) -> Result<(), StorageError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -109,22 +112,13 @@ pub fn init(conn: &Connection) -> Result<(), StorageError> {
             conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION])?;
         }
         Some(v) if v == SCHEMA_VERSION => {}
-        Some(1) => {
-            migrate_from_1(conn)?;
-            migrate_from_2(conn)?;
-            migrate_from_3(conn)?;
-            migrate_from_4(conn)?;
+        Some(v @ 1..=5) => {
+            let steps: [Migration; 5] =
+                [migrate_from_1, migrate_from_2, migrate_from_3, migrate_from_4, migrate_from_5];
+            for step in &steps[(v - 1) as usize..] {
+                step(conn)?;
+            }
         }
-        Some(2) => {
-            migrate_from_2(conn)?;
-            migrate_from_3(conn)?;
-            migrate_from_4(conn)?;
-        }
-        Some(3) => {
-            migrate_from_3(conn)?;
-            migrate_from_4(conn)?;
-        }
-        Some(4) => migrate_from_4(conn)?,
         Some(v) => {
             return Err(StorageError::Invalid(format!(
                 "database schema version {v} is not supported by this node (expects {SCHEMA_VERSION})"
@@ -208,6 +202,21 @@ fn migrate_from_4(conn: &Connection) -> Result<(), StorageError> {
         ))
         .map_err(StorageError::from);
     finish_migration(conn, done, 5, "rewrite the blocks table")
+}
+
+/// Version 5 indexed the explorer's `address_txs` and `sender_txs` by block number too, only to
+/// remove a block's rows on a reorg: a second B-tree insert for every row when sealing. The
+/// per-block address lists that replace it are built from the index, which is then dropped, in
+/// one transaction.
+fn migrate_from_5(conn: &Connection) -> Result<(), StorageError> {
+    tracing::info!("migrating the database to schema version 6: explorer rows found by key on a reorg");
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let done = super::explorer::migrate_block_lists(conn).and_then(|blocks| {
+        tracing::info!(blocks, "explorer block lists written");
+        conn.execute("UPDATE meta SET value = 6 WHERE key = 'schema_version'", [])?;
+        Ok(())
+    });
+    finish_migration(conn, done, 6, "list the explorer's rows by block")
 }
 
 /// Commits a migration's transaction, or rolls it back and says what could not be done.

@@ -262,13 +262,20 @@ impl Store {
     ///
     /// The stored state trie is undone the same way: the undo record is applied to it as
     /// changes, and the resulting root must be `parent_root` (the parent block's state root).
+    /// `block` is the block being taken off: its transactions give the index keys to remove.
     pub fn revert_block(
         &mut self,
         number: u64,
         undo: &StateUndo,
-        tx_hashes: &[B256],
+        block: &SealedBlock,
         parent_root: B256,
     ) -> Result<(), StorageError> {
+        if block.number() != number {
+            return Err(StorageError::Invalid(format!(
+                "asked to revert block {number} with the body of block {}",
+                block.number()
+            )));
+        }
         let n = number as i64;
         let tx = self.conn.savepoint()?;
         {
@@ -317,11 +324,11 @@ impl Store {
         tx.execute("DELETE FROM storage_history WHERE block = ?1", [n])?;
         tx.execute("DELETE FROM canonical WHERE number = ?1", [n])?;
         tx.execute("DELETE FROM logs WHERE number = ?1", [n])?;
-        super::explorer::remove(&tx, n)?;
+        super::explorer::remove(&tx, block)?;
         {
             let mut del_tx = tx.prepare_cached("DELETE FROM tx_index WHERE hash = ?1 AND number = ?2")?;
-            for h in tx_hashes {
-                del_tx.execute(params![h.as_slice(), n])?;
+            for t in &block.block.body.transactions {
+                del_tx.execute(params![t.tx_hash().as_slice(), n])?;
             }
         }
         commit_timed(tx)?;
