@@ -321,6 +321,48 @@ mod tests {
     }
 
     #[test]
+    fn an_import_recovers_signatures_on_every_core_from_a_threshold() {
+        use crate::blockchain::import::{recovery_threads, PARALLEL_RECOVERY_MIN};
+        assert_eq!(recovery_threads(PARALLEL_RECOVERY_MIN - 1, 2), 1, "just under: one thread");
+        assert_eq!(recovery_threads(PARALLEL_RECOVERY_MIN, 2), 2, "at: every core");
+        assert_eq!(recovery_threads(PARALLEL_RECOVERY_MIN + 1, 1), 1, "one core: one thread");
+        assert_eq!(recovery_threads(100_000, 64), 8, "at most eight");
+    }
+
+    /// A block of 600 transactions none of which the importer's pool holds: the senders are
+    /// recovered in parallel chunks and the result is the sealer's; of two bad signatures in
+    /// different chunks, the first is named.
+    #[test]
+    fn a_large_block_of_unpooled_transactions_imports_and_the_first_bad_signature_is_named() {
+        use alloy_consensus::Signed;
+        use alloy_primitives::Signature;
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = crate::blockchain::unix_now() - 100;
+        let (x, bare, bad_chain) =
+            (open(dir.path(), "x", t0), open(dir.path(), "y", t0), open(dir.path(), "z", t0));
+        let (in_turn, _) = turns(&x);
+        add_transfers(&x, 600);
+        let block = x.seal_next(&in_turn, t0 + 1, None).unwrap().unwrap();
+        assert_eq!(block.block.body.transactions.len(), 600);
+        assert_eq!(bare.pool().len(), 0);
+        let mut bad = block.block.clone();
+        // Two bad signatures, one in each half (the chunks of a 2-core machine): the first is named.
+        for i in [500, 100] {
+            let TxEnvelope::Eip1559(signed) = &bad.body.transactions[i] else { panic!("a 1559 transfer") };
+            let broken = Signature::new(U256::ZERO, U256::from(1), false);
+            bad.body.transactions[i] = TxEnvelope::Eip1559(Signed::new_unhashed(signed.tx().clone(), broken));
+        }
+        bad.header.transactions_root =
+            alloy_consensus::proofs::calculate_transaction_root(&bad.body.transactions);
+        crate::consensus::clique::sign_header(&mut bad.header, &in_turn).unwrap();
+        let err = bad_chain.import(bad, None).unwrap_err().to_string();
+        assert!(err.contains("transaction 100 ("), "{err}");
+        assert_eq!(bad_chain.head().header.number, 0, "nothing imported");
+        assert_eq!(bare.import(block.block.clone(), None).unwrap(), block.hash);
+        assert_eq!(bare.head().header.state_root, block.block.header.state_root);
+    }
+
+    #[test]
     fn a_sealer_that_waited_for_the_lock_seals_nothing_on_a_parent_that_is_gone() {
         let dir = tempfile::tempdir().unwrap();
         let t0 = crate::blockchain::unix_now() - 100;
