@@ -6,7 +6,8 @@ use alloy_primitives::{Address, Log, B256, U256};
 use alloy_rlp::Decodable;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::writer::{blob_address, blob_b256, blob_u256, decode_receipts};
+use super::receipts::decode_receipts;
+use super::writer::{blob_address, blob_b256, blob_u256};
 use super::StorageError;
 use crate::primitives::{Block, SealedBlock};
 
@@ -249,8 +250,8 @@ impl BlockQuery for Connection {
             index,
             tx: TxEnvelope::decode_2718(&mut tx.as_slice()).map_err(|e| corrupt("transaction", e))?,
             sender: blob_address(&sender)?,
-            receipt: ReceiptEnvelope::decode_2718(&mut receipt.as_slice())
-                .map_err(|e| corrupt("receipt", e))?,
+            receipt: super::receipts::decode_receipt(&receipt)
+                .map_err(|e| StorageError::Corrupt(format!("receipt {index} of block {block_hash}: {e}")))?,
             gas_used: gas_used as u64,
             first_log_index: first_log as u64,
         }))

@@ -24,6 +24,7 @@ pub mod checkpoint;
 mod explorer;
 mod history;
 mod plain;
+mod receipts;
 mod schema;
 mod snapshots;
 pub mod trie;

@@ -5,8 +5,8 @@ use rusqlite::Connection;
 use super::StorageError;
 
 /// Version of the schema below; a data directory of another version is refused, except
-/// versions 1 to 5, which are migrated on open (see the `migrate_from_*` functions).
-pub const SCHEMA_VERSION: i64 = 6;
+/// versions 1 to 6, which are migrated on open (see the `migrate_from_*` functions).
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The blocks table of schema version 5 (also used by its migration).
 const BLOCKS_V5: &str = r#"
@@ -112,9 +112,15 @@ pub fn init(conn: &Connection) -> Result<(), StorageError> {
             conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION])?;
         }
         Some(v) if v == SCHEMA_VERSION => {}
-        Some(v @ 1..=5) => {
-            let steps: [Migration; 5] =
-                [migrate_from_1, migrate_from_2, migrate_from_3, migrate_from_4, migrate_from_5];
+        Some(v @ 1..=6) => {
+            let steps: [Migration; 6] = [
+                migrate_from_1,
+                migrate_from_2,
+                migrate_from_3,
+                migrate_from_4,
+                migrate_from_5,
+                migrate_from_6,
+            ];
             for step in &steps[(v - 1) as usize..] {
                 step(conn)?;
             }
@@ -217,6 +223,19 @@ fn migrate_from_5(conn: &Connection) -> Result<(), StorageError> {
         Ok(())
     });
     finish_migration(conn, done, 6, "list the explorer's rows by block")
+}
+
+/// Version 6 stored receipts with their logs bloom; version 7 writes them without it (see
+/// `storage/receipts.rs`) and reads both, so rows are not rewritten: the step only records that
+/// the directory may now hold receipts a node of version 6 could not read.
+fn migrate_from_6(conn: &Connection) -> Result<(), StorageError> {
+    tracing::info!("migrating the database to schema version 7: receipts stored without their bloom");
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let done = conn
+        .execute("UPDATE meta SET value = 7 WHERE key = 'schema_version'", [])
+        .map(|_| ())
+        .map_err(Into::into);
+    finish_migration(conn, done, 7, "record the receipts' format")
 }
 
 /// Commits a migration's transaction, or rolls it back and says what could not be done.

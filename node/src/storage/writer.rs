@@ -413,8 +413,7 @@ fn write_block_rows(
     let mut body = Vec::new();
     block.block.encode(&mut body);
     let senders: Vec<u8> = block.senders.iter().flat_map(|a| a.0 .0).collect();
-    let mut rc = Vec::new();
-    receipts.to_vec().encode(&mut rc);
+    let rc = super::receipts::encode_receipts(receipts);
     tx.execute(
         "INSERT OR REPLACE INTO blocks (hash, number, header, block, senders, receipts, td) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![block.hash.as_slice(), number, header, body, senders, rc, u256_blob(&td)],
@@ -482,7 +481,7 @@ fn write_tx_rows(
             i as i64,
             sender.as_slice(),
             t.encoded_2718(),
-            r.encoded_2718(),
+            super::receipts::encode_receipt(r),
             gas_used as i64,
             first_log,
         ])?;
@@ -593,11 +592,6 @@ fn write_snapshot(tx: &Connection, snapshot: &Snapshot) -> Result<(), StorageErr
     tx.prepare_cached("INSERT OR REPLACE INTO snapshots (hash, number, snapshot) VALUES (?1, ?2, ?3)")?
         .execute(params![snapshot.hash.as_slice(), snapshot.number as i64, json])?;
     Ok(())
-}
-
-/// Decodes a stored receipts blob.
-pub(crate) fn decode_receipts(raw: &[u8]) -> Result<Vec<ReceiptEnvelope>, StorageError> {
-    Vec::<ReceiptEnvelope>::decode(&mut &raw[..]).map_err(|e| StorageError::Corrupt(format!("receipts: {e}")))
 }
 
 /// Commits (releases) `tx`, timing it for `p2pe_sqlite_commit_seconds` (outside a batch it is
