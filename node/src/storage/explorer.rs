@@ -24,8 +24,6 @@
 //! block, the distinct addresses it put in `address_txs` (one row per block), and the block's own
 //! transactions give the `sender_txs` keys.
 
-use std::collections::BTreeSet;
-
 use alloy_consensus::ReceiptEnvelope;
 use alloy_primitives::{Address, B256};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -83,35 +81,50 @@ pub(crate) fn write(
     let mut internal = tx.prepare_cached(
         "INSERT OR REPLACE INTO internal_creations (address, hash, number) VALUES (?1, ?2, ?3)",
     )?;
-    let mut indexed = BTreeSet::new();
-    for (i, t) in block.block.body.transactions.iter().enumerate() {
+    // The rows are gathered first and written in key order: consecutive inserts then land on
+    // the same B-tree leaf (an address's rows of one block sit together), where transaction
+    // order would move between the leaves of every address it touches.
+    let txs = &block.block.body.transactions;
+    let mut rows: Vec<(Address, i64)> = Vec::with_capacity(txs.len() * 3);
+    let mut nonces: Vec<(Address, i64, B256)> = Vec::with_capacity(txs.len());
+    let mut seen: Vec<Address> = Vec::new();
+    for (i, t) in txs.iter().enumerate() {
         let Some(sender) = block.senders.get(i) else { continue };
         let hash = t.tx_hash();
-        let mut seen = BTreeSet::from([*sender]);
+        seen.clear();
+        seen.push(*sender);
         seen.extend(alloy_consensus::Transaction::to(t));
         seen.extend(addresses.loaded.get(i).into_iter().flatten());
         let top = alloy_consensus::Transaction::to(t)
             .is_none()
             .then(|| sender.create(alloy_consensus::Transaction::nonce(t)));
         for c in addresses.created.get(i).into_iter().flatten().filter(|c| Some(**c) != top) {
-            seen.insert(*c);
+            seen.push(*c);
             internal.execute(params![c.as_slice(), hash.as_slice(), number])?;
         }
         if let Some(r) = receipts.get(i) {
             seen.extend(r.logs().iter().map(|l| l.address));
             if alloy_consensus::Transaction::to(t).is_none() && r.status() {
                 let created = sender.create(alloy_consensus::Transaction::nonce(t));
-                seen.insert(created);
+                seen.push(created);
                 creator.execute(params![created.as_slice(), hash.as_slice(), sender.as_slice(), number])?;
             }
         }
-        for a in &seen {
-            addr.execute(params![a.as_slice(), number, i as i64])?;
-        }
-        indexed.extend(seen);
-        let n = alloy_consensus::Transaction::nonce(t) as i64;
+        seen.sort_unstable();
+        seen.dedup();
+        rows.extend(seen.iter().map(|a| (*a, i as i64)));
+        nonces.push((*sender, alloy_consensus::Transaction::nonce(t) as i64, *hash));
+    }
+    rows.sort_unstable();
+    nonces.sort_unstable_by_key(|(s, n, _)| (*s, *n));
+    for (a, i) in &rows {
+        addr.execute(params![a.as_slice(), number, i])?;
+    }
+    for (sender, n, hash) in &nonces {
         nonce.execute(params![sender.as_slice(), n, hash.as_slice(), number])?;
     }
+    let mut indexed: Vec<Address> = rows.into_iter().map(|(a, _)| a).collect();
+    indexed.dedup();
     if !indexed.is_empty() {
         let addresses: Vec<u8> = indexed.iter().flat_map(|a| a.0 .0).collect();
         tx.prepare_cached("INSERT OR REPLACE INTO explorer_blocks (number, addresses) VALUES (?1, ?2)")?
