@@ -79,7 +79,7 @@ pub fn heavy(ctx: &RpcContext, method: &str, p: Params, work: &Work<'_>) -> RpcR
     }
 }
 
-fn block(ctx: &RpcContext, id: BlockId) -> RpcResult<(SealedBlock, U256)> {
+fn block(ctx: &RpcContext, id: BlockId) -> RpcResult<crate::storage::CachedBlock> {
     eth::block::load(ctx, id)?.ok_or_else(|| RpcError::not_found(format!("block {id} not found")))
 }
 

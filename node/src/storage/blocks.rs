@@ -191,17 +191,7 @@ impl BlockQuery for Connection {
     }
 
     fn block_by_hash(&self, hash: &B256) -> Result<Option<(SealedBlock, U256)>, StorageError> {
-        let row: Option<(Vec<u8>, Vec<u8>, Vec<u8>)> = self
-            .prepare_cached("SELECT block, senders, td FROM blocks WHERE hash = ?1")?
-            .query_row([hash.as_slice()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
-        row.map(|(b, s, td)| {
-            let block =
-                Block::decode(&mut b.as_slice()).map_err(|e| StorageError::Corrupt(format!("block: {e}")))?;
-            let senders = s.chunks(20).map(blob_address).collect::<Result<Vec<_>, _>>()?;
-            Ok((SealedBlock { hash: *hash, block, senders }, blob_u256(&td)?))
-        })
-        .transpose()
+        Ok(read_block(self, hash)?.map(|(block, td, _)| (block, td)))
     }
 
     fn receipts_by_hash(&self, hash: &B256) -> Result<Option<Vec<ReceiptEnvelope>>, StorageError> {
@@ -330,6 +320,25 @@ impl BlockQuery for Connection {
             .query_row([], |r| r.get(0))?;
         Ok(n as u64)
     }
+}
+
+/// A full block by hash, with its senders, total difficulty and encoded size (for
+/// [`super::BlockCache`]'s budget).
+pub(crate) fn read_block(
+    conn: &Connection,
+    hash: &B256,
+) -> Result<Option<(SealedBlock, U256, usize)>, StorageError> {
+    let row: Option<(Vec<u8>, Vec<u8>, Vec<u8>)> = conn
+        .prepare_cached("SELECT block, senders, td FROM blocks WHERE hash = ?1")?
+        .query_row([hash.as_slice()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    row.map(|(b, s, td)| {
+        let block =
+            Block::decode(&mut b.as_slice()).map_err(|e| StorageError::Corrupt(format!("block: {e}")))?;
+        let senders = s.chunks(20).map(blob_address).collect::<Result<Vec<_>, _>>()?;
+        Ok((SealedBlock { hash: *hash, block, senders }, blob_u256(&td)?, b.len()))
+    })
+    .transpose()
 }
 
 impl BlockQuery for super::ReadPool {

@@ -4,7 +4,8 @@
 //! - [`checkpoint`]: the write-ahead log copied into the database by a background thread, off
 //!   the commit path;
 //! - [`Store`]: the single writer, committing each block atomically;
-//! - [`ReadPool`]: read connections for RPC, block queries and historical state;
+//! - [`ReadPool`]: read connections for RPC, block queries and historical state, with a
+//!   [`BlockCache`] of recently read blocks;
 //! - [`HistoricalState`]: state at any kept block (the head's too), from the plain state and the
 //!   change history, in one read transaction;
 //! - [`PlainState`]: the head state in the plain tables, which the writer executes on;
@@ -18,6 +19,7 @@
 //! after N undone, which is one indexed lookup per account or slot. History older than the
 //! retention window (128 blocks, or all with `--archive`) is pruned.
 
+mod block_cache;
 mod blocks;
 mod cache;
 pub mod checkpoint;
@@ -30,6 +32,7 @@ mod snapshots;
 pub mod trie;
 mod writer;
 
+pub use block_cache::{BlockCache, CachedBlock};
 pub use blocks::{canonical_range, BlockQuery, LogFilterQuery, StoredLog, StoredTx, TxLocation};
 pub use cache::{CachedState, StateCache, DEFAULT_CACHE_ENTRIES};
 pub use explorer::{ExplorerQuery, TxPlace};
@@ -61,13 +64,14 @@ pub enum StorageError {
 /// Default number of recent blocks whose state stays queryable.
 pub const DEFAULT_STATE_HISTORY: u64 = 128;
 
-/// A small pool of read-only connections, with a cache of analysed contract code (code is
-/// immutable by hash, so the cache is never stale).
+/// A small pool of read-only connections, with caches of analysed contract code and of decoded
+/// blocks (both immutable by hash, so the caches are never stale).
 #[derive(Clone)]
 pub struct ReadPool {
     conns: Arc<Vec<Mutex<Connection>>>,
     next: Arc<std::sync::atomic::AtomicUsize>,
     codes: Arc<CodeCache>,
+    blocks: Arc<BlockCache>,
 }
 
 /// Analysed contract code by hash, up to a byte budget (then emptied and refilled: the
@@ -121,7 +125,20 @@ impl ReadPool {
             conns: Arc::new(conns),
             next: Default::default(),
             codes: Arc::new(CodeCache::new(CodeCache::DEFAULT_BYTES)),
+            blocks: Arc::new(BlockCache::new(BlockCache::DEFAULT_BYTES)),
         })
+    }
+
+    /// A full block by hash, with its total difficulty, shared: served from the pool's
+    /// [`BlockCache`] when it was read recently, decoded (and cached) otherwise.
+    pub fn block_shared(&self, hash: &alloy_primitives::B256) -> Result<Option<CachedBlock>, StorageError> {
+        if let Some(hit) = self.blocks.get(hash) {
+            return Ok(Some(hit));
+        }
+        let Some((block, td, size)) = self.with(|c| blocks::read_block(c, hash))? else { return Ok(None) };
+        let shared = (Arc::new(block), td);
+        self.blocks.insert(shared.clone(), size);
+        Ok(Some(shared))
     }
 
     /// The cache of analysed code shared by this pool's readers.

@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 
 /// Times `eth_getTransactionReceipt`, `eth_getTransactionByHash` and
 /// `eth_getTransactionByBlockNumberAndIndex` of transactions in the largest block a burst of
-/// --txs transfers made, and of the one transaction of a small block, on each target:
+/// --txs transfers made, and of the one transaction of a small block, and
+/// `eth_getBlockByNumber(number, false)` of both blocks, on each target:
 ///
 ///   node   `p2pe-node dev --period P --gas-limit 3000000000` (the newest build in target/)
 ///   anvil  `anvil --base-fee 0 --gas-price 0 --block-time P --gas-limit 3000000000`
@@ -53,8 +54,14 @@ struct Timing {
     p99: f64,
 }
 
-const METHODS: [&str; 3] =
-    ["eth_getTransactionReceipt", "eth_getTransactionByHash", "eth_getTransactionByBlockNumberAndIndex"];
+/// The lookups timed; the last reads the whole block (with hashes), as a client polling the
+/// head does: the same block asked for again and again.
+const METHODS: [&str; 4] = [
+    "eth_getTransactionReceipt",
+    "eth_getTransactionByHash",
+    "eth_getTransactionByBlockNumberAndIndex",
+    "eth_getBlockByNumber",
+];
 
 fn burst(rt: &tokio::runtime::Runtime, url: &str, txs: usize, senders: usize) -> loadgen::Report {
     let cfg = Config {
@@ -99,10 +106,12 @@ fn time_methods(rpc: &Rpc, number: u64, hashes: &[Value], calls: usize) -> Vec<T
             let mut ms: Vec<f64> = (0..calls)
                 .map(|i| {
                     let k = (i * 7919) % hashes.len();
-                    let params = if *method == "eth_getTransactionByBlockNumberAndIndex" {
-                        json!([format!("{number:#x}"), format!("{k:#x}")])
-                    } else {
-                        json!([hashes[k]])
+                    let params = match *method {
+                        "eth_getTransactionByBlockNumberAndIndex" => {
+                            json!([format!("{number:#x}"), format!("{k:#x}")])
+                        }
+                        "eth_getBlockByNumber" => json!([format!("{number:#x}"), false]),
+                        _ => json!([hashes[k]]),
                     };
                     let t = Instant::now();
                     let answer = rpc.call(method, params);

@@ -10,17 +10,15 @@ use super::super::RpcContext;
 use super::q;
 use crate::storage::BlockQuery;
 
-/// The block `id` names with its total difficulty, `None` if there is none.
-pub(crate) fn load(
-    ctx: &RpcContext,
-    id: BlockId,
-) -> RpcResult<Option<(crate::primitives::SealedBlock, alloy_primitives::U256)>> {
+/// The block `id` names with its total difficulty, `None` if there is none. Shared: a block read
+/// recently (a client polling `latest`) is not decoded again.
+pub(crate) fn load(ctx: &RpcContext, id: BlockId) -> RpcResult<Option<crate::storage::CachedBlock>> {
     let block = match ctx.resolve(Some(id)) {
         Ok(b) => b,
         Err(e) if e.code == -32001 => return Ok(None),
         Err(e) => return Err(e),
     };
-    Ok(ctx.chain.reads().block_by_hash(&block.hash)?)
+    Ok(ctx.chain.reads().block_shared(&block.hash)?)
 }
 
 /// `eth_getBlockByNumber(block, full)` and `eth_getBlockByHash(hash, full)`.
