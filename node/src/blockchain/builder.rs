@@ -282,6 +282,15 @@ mod tests {
         }
     }
 
+    /// Three fresh chains of the same genesis in `dir` (a sealer and two importers), the sealer's
+    /// block-1 in-turn key, and the genesis time.
+    fn sealer_and_two_importers(dir: &std::path::Path) -> ([Blockchain; 3], SigningKey, u64) {
+        let t0 = crate::blockchain::unix_now() - 100;
+        let chains = [open(dir, "x", t0), open(dir, "y", t0), open(dir, "z", t0)];
+        let (in_turn, _) = turns(&chains[0]);
+        (chains, in_turn, t0)
+    }
+
     #[test]
     fn the_build_budget_leaves_a_signer_network_three_fifths_of_the_period_and_a_lone_signer_one() {
         use std::time::Duration;
@@ -296,10 +305,7 @@ mod tests {
     #[test]
     fn a_block_imports_alike_whether_its_transactions_wait_in_the_pool_or_not() {
         let dir = tempfile::tempdir().unwrap();
-        let t0 = crate::blockchain::unix_now() - 100;
-        let (x, pooled, bare) =
-            (open(dir.path(), "x", t0), open(dir.path(), "y", t0), open(dir.path(), "z", t0));
-        let (in_turn, _) = turns(&x);
+        let ([x, pooled, bare], in_turn, t0) = sealer_and_two_importers(dir.path());
         add_transfers(&x, 4);
         add_transfers(&pooled, 4);
         let block = x.seal_next(&in_turn, t0 + 1, None).unwrap().unwrap();
@@ -337,10 +343,7 @@ mod tests {
         use alloy_consensus::Signed;
         use alloy_primitives::Signature;
         let dir = tempfile::tempdir().unwrap();
-        let t0 = crate::blockchain::unix_now() - 100;
-        let (x, bare, bad_chain) =
-            (open(dir.path(), "x", t0), open(dir.path(), "y", t0), open(dir.path(), "z", t0));
-        let (in_turn, _) = turns(&x);
+        let ([x, bare, bad_chain], in_turn, t0) = sealer_and_two_importers(dir.path());
         add_transfers(&x, 600);
         let block = x.seal_next(&in_turn, t0 + 1, None).unwrap().unwrap();
         assert_eq!(block.block.body.transactions.len(), 600);
