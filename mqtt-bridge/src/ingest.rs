@@ -131,30 +131,11 @@ pub fn judge(
     limits: &Limits,
     history: History,
 ) -> Verdict {
-    let policy = rules.policy;
     if history.stored_duplicate {
         return Verdict::Duplicate;
     }
-    if sample.timestamp > now_secs.saturating_add(limits.max_future_secs) {
-        return Verdict::Reject(Rejection::new(
-            Reason::FutureTimestamp,
-            format!(
-                "timestamp {} is {} s ahead of the bridge clock",
-                sample.timestamp,
-                sample.timestamp - now_secs
-            ),
-        ));
-    }
-    if sample.timestamp < now_secs.saturating_sub(limits.max_past_secs) {
-        return Verdict::Reject(Rejection::new(
-            Reason::PastTimestamp,
-            format!(
-                "timestamp {} is {} s old (limit {} s)",
-                sample.timestamp,
-                now_secs - sample.timestamp,
-                limits.max_past_secs
-            ),
-        ));
+    if let Err(r) = check_clock(sample, now_secs, limits) {
+        return Verdict::Reject(r);
     }
     let new_state = |base_import: u64, base_export: u64| MeterState {
         raw_import: sample.import_wh,
@@ -175,62 +156,9 @@ pub fn judge(
             seq_gap: false,
         };
     };
-    if sample.timestamp == prev.timestamp {
-        // Not an exact duplicate (checked above), so the counters differ.
-        return Verdict::Reject(Rejection::new(
-            Reason::Conflicting,
-            format!(
-                "timestamp {} already has import {} / export {} Wh, this says {} / {}",
-                sample.timestamp, prev.raw_import, prev.raw_export, sample.import_wh, sample.export_wh
-            ),
-        ));
-    }
-    if sample.timestamp < prev.timestamp {
-        return Verdict::Reject(Rejection::new(
-            Reason::OutOfOrder,
-            format!(
-                "timestamp {} is older than the last accepted reading's {}",
-                sample.timestamp, prev.timestamp
-            ),
-        ));
-    }
-    let seq_gap = matches!((prev.seq, sample.seq), (Some(a), Some(b)) if b != a.wrapping_add(1));
-    let epoch_changed = matches!((&prev.epoch, &sample.epoch), (Some(a), Some(b)) if a != b);
-    let decreased = sample.import_wh < prev.raw_import || sample.export_wh < prev.raw_export;
-    let reset = if epoch_changed {
-        Some(Reset {
-            kind: "epoch",
-            detail: format!(
-                "epoch changed from {:?} to {:?}; raw counters {} / {} -> {} / {} Wh",
-                prev.epoch.as_deref().unwrap_or(""),
-                sample.epoch.as_deref().unwrap_or(""),
-                prev.raw_import,
-                prev.raw_export,
-                sample.import_wh,
-                sample.export_wh
-            ),
-        })
-    } else if decreased {
-        match policy {
-            DecreasePolicy::Reject => {
-                return Verdict::Reject(Rejection::new(
-                    Reason::CounterBackwards,
-                    format!(
-                        "counters went from {} / {} to {} / {} Wh without a reset marker",
-                        prev.raw_import, prev.raw_export, sample.import_wh, sample.export_wh
-                    ),
-                ))
-            }
-            DecreasePolicy::Rebase => Some(Reset {
-                kind: "decrease",
-                detail: format!(
-                    "raw counters went down {} / {} -> {} / {} Wh (policy rebase)",
-                    prev.raw_import, prev.raw_export, sample.import_wh, sample.export_wh
-                ),
-            }),
-        }
-    } else {
-        None
+    let reset = match check_order(prev, sample).and_then(|()| detect_reset(prev, sample, rules.policy)) {
+        Ok(reset) => reset,
+        Err(r) => return Verdict::Reject(r),
     };
     if let Some(q) = flapping(prev, sample, reset.as_ref(), limits, history) {
         return Verdict::Quarantine(q);
@@ -255,7 +183,101 @@ pub fn judge(
             "effective counter too large for the contract",
         ));
     }
+    let seq_gap = matches!((prev.seq, sample.seq), (Some(a), Some(b)) if b != a.wrapping_add(1));
     Verdict::Accept { import_wh, export_wh, state, reset, seq_gap }
+}
+
+/// The sample's timestamp against the bridge's clock: not too far ahead, not too old.
+fn check_clock(sample: &Sample, now_secs: u64, limits: &Limits) -> Result<(), Rejection> {
+    if sample.timestamp > now_secs.saturating_add(limits.max_future_secs) {
+        return Err(Rejection::new(
+            Reason::FutureTimestamp,
+            format!(
+                "timestamp {} is {} s ahead of the bridge clock",
+                sample.timestamp,
+                sample.timestamp - now_secs
+            ),
+        ));
+    }
+    if sample.timestamp < now_secs.saturating_sub(limits.max_past_secs) {
+        return Err(Rejection::new(
+            Reason::PastTimestamp,
+            format!(
+                "timestamp {} is {} s old (limit {} s)",
+                sample.timestamp,
+                now_secs - sample.timestamp,
+                limits.max_past_secs
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The sample's timestamp against the meter's last accepted reading: strictly later.
+fn check_order(prev: &MeterState, sample: &Sample) -> Result<(), Rejection> {
+    if sample.timestamp == prev.timestamp {
+        // Not an exact duplicate (checked before), so the counters differ.
+        return Err(Rejection::new(
+            Reason::Conflicting,
+            format!(
+                "timestamp {} already has import {} / export {} Wh, this says {} / {}",
+                sample.timestamp, prev.raw_import, prev.raw_export, sample.import_wh, sample.export_wh
+            ),
+        ));
+    }
+    if sample.timestamp < prev.timestamp {
+        return Err(Rejection::new(
+            Reason::OutOfOrder,
+            format!(
+                "timestamp {} is older than the last accepted reading's {}",
+                sample.timestamp, prev.timestamp
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A counter reset at this sample: a new epoch, or counters that went down (refused, or
+/// rebased, by the meter's `policy`).
+fn detect_reset(
+    prev: &MeterState,
+    sample: &Sample,
+    policy: DecreasePolicy,
+) -> Result<Option<Reset>, Rejection> {
+    let epoch_changed = matches!((&prev.epoch, &sample.epoch), (Some(a), Some(b)) if a != b);
+    if epoch_changed {
+        return Ok(Some(Reset {
+            kind: "epoch",
+            detail: format!(
+                "epoch changed from {:?} to {:?}; raw counters {} / {} -> {} / {} Wh",
+                prev.epoch.as_deref().unwrap_or(""),
+                sample.epoch.as_deref().unwrap_or(""),
+                prev.raw_import,
+                prev.raw_export,
+                sample.import_wh,
+                sample.export_wh
+            ),
+        }));
+    }
+    if sample.import_wh >= prev.raw_import && sample.export_wh >= prev.raw_export {
+        return Ok(None);
+    }
+    match policy {
+        DecreasePolicy::Reject => Err(Rejection::new(
+            Reason::CounterBackwards,
+            format!(
+                "counters went from {} / {} to {} / {} Wh without a reset marker",
+                prev.raw_import, prev.raw_export, sample.import_wh, sample.export_wh
+            ),
+        )),
+        DecreasePolicy::Rebase => Ok(Some(Reset {
+            kind: "decrease",
+            detail: format!(
+                "raw counters went down {} / {} -> {} / {} Wh (policy rebase)",
+                prev.raw_import, prev.raw_export, sample.import_wh, sample.export_wh
+            ),
+        })),
+    }
 }
 
 /// The epoch-flapping rule (see the module doc).

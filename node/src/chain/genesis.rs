@@ -124,134 +124,18 @@ impl ChainSpec {
 
     /// Validates a parsed genesis and computes its header.
     pub fn from_genesis(genesis: Genesis) -> Result<Self, GenesisError> {
-        let cfg = &genesis.config;
-        if cfg.chain_id == 0 {
-            return Err(field("config.chainId", "must be set to a non-zero chain id"));
-        }
-        let clique = cfg
-            .clique
-            .as_ref()
-            .ok_or_else(|| field("config.clique", "missing: this node runs Clique proof of authority"))?;
-        let period =
-            clique.period.ok_or_else(|| field("config.clique.period", "missing (seconds between blocks)"))?;
-        if period > 3600 {
-            return Err(field("config.clique.period", format!("{period} s is over the 3600 s maximum")));
-        }
-        let epoch = clique.epoch.unwrap_or(DEFAULT_EPOCH);
-        if epoch == 0 {
-            return Err(field("config.clique.epoch", "must be at least 1"));
-        }
-        let p2pe: P2peConfig = match cfg.extra_fields.get("p2pe") {
-            None => P2peConfig::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| field("config.p2pe", e.to_string()))?,
-        };
-
-        let extra = &genesis.extra_data;
-        if extra.len() < EXTRA_VANITY + EXTRA_SEAL {
-            return Err(field(
-                "extraData",
-                format!(
-                    "is {} bytes; Clique needs 32 bytes of vanity, the signer addresses (20 bytes each) and 65 zero bytes",
-                    extra.len()
-                ),
-            ));
-        }
-        let signer_bytes = &extra[EXTRA_VANITY..extra.len() - EXTRA_SEAL];
-        if !signer_bytes.len().is_multiple_of(20) {
-            return Err(field(
-                "extraData",
-                format!("the signer section is {} bytes, not a multiple of 20", signer_bytes.len()),
-            ));
-        }
-        if signer_bytes.is_empty() {
-            return Err(field("extraData", "lists no signers; at least one is needed"));
-        }
-        if extra[extra.len() - EXTRA_SEAL..].iter().any(|b| *b != 0) {
-            return Err(field("extraData", "the last 65 bytes (the genesis seal) must be zero"));
-        }
-        let signers: Vec<Address> = signer_bytes.chunks(20).map(Address::from_slice).collect();
-        if signers.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(field("extraData", "signer addresses must be sorted ascending and unique"));
-        }
-        if genesis.gas_limit < MIN_GAS_LIMIT {
-            return Err(field(
-                "gasLimit",
-                format!(
-                    "{} is below the minimum block gas limit {MIN_GAS_LIMIT} (the EIP-7825 transaction gas cap)",
-                    genesis.gas_limit
-                ),
-            ));
-        }
-        if genesis.gas_limit > MAX_GAS_LIMIT {
-            return Err(field("gasLimit", "is over 2^63-1"));
-        }
-        if let Some(bytes) = p2pe.max_block_bytes {
-            if !(MIN_BLOCK_BYTES..=MAX_BLOCK_BYTES_CEILING).contains(&bytes) {
-                return Err(field(
-                    "config.p2pe.maxBlockBytes",
-                    format!(
-                        "{bytes} is outside {MIN_BLOCK_BYTES}..={MAX_BLOCK_BYTES_CEILING} (a block must hold a \
-                         header and two 128 KiB transactions, and fit one gossip message)"
-                    ),
-                ));
-            }
-        }
-        match genesis.base_fee_per_gas {
-            None | Some(0) => {}
-            Some(other) => {
-                return Err(field(
-                    "baseFeePerGas",
-                    format!("is {other}; this is a zero-fee chain and the base fee is fixed at 0"),
-                ))
-            }
-        }
-        if genesis.number.unwrap_or(0) != 0 {
-            return Err(field("number", "a genesis block must be number 0"));
-        }
-        for (addr, acct) in &genesis.alloc {
-            if let Some(code) = &acct.code {
-                if code.len() > 0x6000 * 2 {
-                    return Err(field(
-                        "alloc",
-                        format!("code of {addr} is {} bytes, over twice the EIP-170 limit", code.len()),
-                    ));
-                }
-            }
-        }
-
-        let mut state = WorldState::from_alloc(&genesis.alloc);
-        let header = Header {
-            parent_hash: B256::ZERO,
-            ommers_hash: EMPTY_OMMER_ROOT_HASH,
-            beneficiary: genesis.coinbase,
-            state_root: state.state_root(),
-            transactions_root: EMPTY_ROOT_HASH,
-            receipts_root: EMPTY_ROOT_HASH,
-            logs_bloom: Default::default(),
-            difficulty: if genesis.difficulty.is_zero() { U256::from(1) } else { genesis.difficulty },
-            number: 0,
-            gas_limit: genesis.gas_limit,
-            gas_used: 0,
-            timestamp: genesis.timestamp,
-            extra_data: genesis.extra_data.clone(),
-            mix_hash: genesis.mix_hash,
-            nonce: B64::from(genesis.nonce),
-            base_fee_per_gas: Some(0),
-            withdrawals_root: Some(EMPTY_ROOT_HASH),
-            blob_gas_used: Some(0),
-            excess_blob_gas: Some(0),
-            parent_beacon_block_root: Some(B256::ZERO),
-            requests_hash: Some(EMPTY_REQUESTS_HASH),
-            ..Default::default()
-        };
-        let genesis_hash = header.hash_slow();
+        let (clique, p2pe) = chain_config(&genesis)?;
+        let signers = genesis_signers(&genesis.extra_data)?;
+        check_block_fields(&genesis, &p2pe)?;
+        let genesis_header = genesis_header(&genesis);
+        let genesis_hash = genesis_header.hash_slow();
         Ok(Self {
-            chain_id: cfg.chain_id,
-            clique: CliqueConfig { period, epoch },
+            chain_id: genesis.config.chain_id,
+            clique,
             p2pe,
             signers,
             alloc: genesis.alloc.clone(),
-            genesis_header: header,
+            genesis_header,
             genesis_hash,
             genesis,
         })
@@ -285,6 +169,142 @@ pub fn clique_extra_data(signers: &[Address]) -> Bytes {
     }
     v.extend_from_slice(&[0u8; EXTRA_SEAL]);
     v.into()
+}
+
+/// The chain id, Clique's period and epoch, and the `config.p2pe` section of a genesis.
+fn chain_config(genesis: &Genesis) -> Result<(CliqueConfig, P2peConfig), GenesisError> {
+    let cfg = &genesis.config;
+    if cfg.chain_id == 0 {
+        return Err(field("config.chainId", "must be set to a non-zero chain id"));
+    }
+    let clique = cfg
+        .clique
+        .as_ref()
+        .ok_or_else(|| field("config.clique", "missing: this node runs Clique proof of authority"))?;
+    let period =
+        clique.period.ok_or_else(|| field("config.clique.period", "missing (seconds between blocks)"))?;
+    if period > 3600 {
+        return Err(field("config.clique.period", format!("{period} s is over the 3600 s maximum")));
+    }
+    let epoch = clique.epoch.unwrap_or(DEFAULT_EPOCH);
+    if epoch == 0 {
+        return Err(field("config.clique.epoch", "must be at least 1"));
+    }
+    let p2pe: P2peConfig = match cfg.extra_fields.get("p2pe") {
+        None => P2peConfig::default(),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| field("config.p2pe", e.to_string()))?,
+    };
+    Ok((CliqueConfig { period, epoch }, p2pe))
+}
+
+/// The initial signers listed in the genesis `extraData` (vanity, sorted addresses, zero seal).
+fn genesis_signers(extra: &[u8]) -> Result<Vec<Address>, GenesisError> {
+    if extra.len() < EXTRA_VANITY + EXTRA_SEAL {
+        return Err(field(
+            "extraData",
+            format!(
+                "is {} bytes; Clique needs 32 bytes of vanity, the signer addresses (20 bytes each) and 65 zero bytes",
+                extra.len()
+            ),
+        ));
+    }
+    let signer_bytes = &extra[EXTRA_VANITY..extra.len() - EXTRA_SEAL];
+    if !signer_bytes.len().is_multiple_of(20) {
+        return Err(field(
+            "extraData",
+            format!("the signer section is {} bytes, not a multiple of 20", signer_bytes.len()),
+        ));
+    }
+    if signer_bytes.is_empty() {
+        return Err(field("extraData", "lists no signers; at least one is needed"));
+    }
+    if extra[extra.len() - EXTRA_SEAL..].iter().any(|b| *b != 0) {
+        return Err(field("extraData", "the last 65 bytes (the genesis seal) must be zero"));
+    }
+    let signers: Vec<Address> = signer_bytes.chunks(20).map(Address::from_slice).collect();
+    if signers.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(field("extraData", "signer addresses must be sorted ascending and unique"));
+    }
+    Ok(signers)
+}
+
+/// The gas limit, block size, base fee, number and code sizes of a genesis.
+fn check_block_fields(genesis: &Genesis, p2pe: &P2peConfig) -> Result<(), GenesisError> {
+    if genesis.gas_limit < MIN_GAS_LIMIT {
+        return Err(field(
+            "gasLimit",
+            format!(
+                "{} is below the minimum block gas limit {MIN_GAS_LIMIT} (the EIP-7825 transaction gas cap)",
+                genesis.gas_limit
+            ),
+        ));
+    }
+    if genesis.gas_limit > MAX_GAS_LIMIT {
+        return Err(field("gasLimit", "is over 2^63-1"));
+    }
+    if let Some(bytes) = p2pe.max_block_bytes {
+        if !(MIN_BLOCK_BYTES..=MAX_BLOCK_BYTES_CEILING).contains(&bytes) {
+            return Err(field(
+                "config.p2pe.maxBlockBytes",
+                format!(
+                    "{bytes} is outside {MIN_BLOCK_BYTES}..={MAX_BLOCK_BYTES_CEILING} (a block must hold a \
+                     header and two 128 KiB transactions, and fit one gossip message)"
+                ),
+            ));
+        }
+    }
+    match genesis.base_fee_per_gas {
+        None | Some(0) => {}
+        Some(other) => {
+            return Err(field(
+                "baseFeePerGas",
+                format!("is {other}; this is a zero-fee chain and the base fee is fixed at 0"),
+            ))
+        }
+    }
+    if genesis.number.unwrap_or(0) != 0 {
+        return Err(field("number", "a genesis block must be number 0"));
+    }
+    for (addr, acct) in &genesis.alloc {
+        if let Some(code) = &acct.code {
+            if code.len() > 0x6000 * 2 {
+                return Err(field(
+                    "alloc",
+                    format!("code of {addr} is {} bytes, over twice the EIP-170 limit", code.len()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The genesis block's header (its state root computed from the allocation).
+fn genesis_header(genesis: &Genesis) -> Header {
+    let mut state = WorldState::from_alloc(&genesis.alloc);
+    Header {
+        parent_hash: B256::ZERO,
+        ommers_hash: EMPTY_OMMER_ROOT_HASH,
+        beneficiary: genesis.coinbase,
+        state_root: state.state_root(),
+        transactions_root: EMPTY_ROOT_HASH,
+        receipts_root: EMPTY_ROOT_HASH,
+        logs_bloom: Default::default(),
+        difficulty: if genesis.difficulty.is_zero() { U256::from(1) } else { genesis.difficulty },
+        number: 0,
+        gas_limit: genesis.gas_limit,
+        gas_used: 0,
+        timestamp: genesis.timestamp,
+        extra_data: genesis.extra_data.clone(),
+        mix_hash: genesis.mix_hash,
+        nonce: B64::from(genesis.nonce),
+        base_fee_per_gas: Some(0),
+        withdrawals_root: Some(EMPTY_ROOT_HASH),
+        blob_gas_used: Some(0),
+        excess_blob_gas: Some(0),
+        parent_beacon_block_root: Some(B256::ZERO),
+        requests_hash: Some(EMPTY_REQUESTS_HASH),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

@@ -185,57 +185,12 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
         cfg.rpc,
         client_version.as_deref().unwrap_or("unknown client")
     ));
-
     let keys =
         tokio::task::block_in_place(|| keys::derive(&cfg.mnemonic, cfg.sender_index_base, cfg.senders))?;
     let addrs: Vec<Address> = keys.senders.iter().map(|s| s.address()).collect();
     let contract = setup(cfg, &client, chain_id, &keys.funder, &addrs).await?;
-
-    let (gas_limit, make_call): (u64, Box<dyn Fn(usize, u64) -> Call + Sync>) = match contract {
-        None => {
-            let addrs = addrs.clone();
-            (
-                TRANSFER_GAS,
-                Box::new(move |s, _nonce| Call {
-                    to: Some(addrs[(s + 1) % addrs.len()]),
-                    value: U256::from(1u64),
-                    input: Bytes::new(),
-                    gas_limit: TRANSFER_GAS,
-                }),
-            )
-        }
-        Some(addr) => {
-            let gas = call_gas(&client, addrs[0], addr).await;
-            (
-                gas,
-                Box::new(move |_s, nonce| Call {
-                    to: Some(addr),
-                    value: U256::ZERO,
-                    // nonce + 1 differs from whatever the slot holds, so the
-                    // SSTORE always changes state.
-                    input: contract::calldata(U256::from(nonce) + U256::from(1u64)),
-                    gas_limit: gas,
-                }),
-            )
-        }
-    };
-
-    // Nonces and the per-sender share of the transactions.
-    let nonce_params: Vec<Value> = addrs.iter().map(|a| json!([a, "pending"])).collect();
-    let nonces = client.batch("eth_getTransactionCount", &nonce_params).await?;
-    let per_sender = cfg.txs / cfg.senders;
-    let extra = cfg.txs % cfg.senders;
-    let plans = nonces
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let v = r.map_err(|e| rpc_err("eth_getTransactionCount", e))?;
-            Ok(SenderPlan {
-                first_nonce: parse_u64(&v, "eth_getTransactionCount")?,
-                count: (per_sender + usize::from(i < extra)) as u64,
-            })
-        })
-        .collect::<Result<Vec<_>, LoadgenError>>()?;
+    let (gas_limit, make_call) = workload_calls(&client, &addrs, contract).await;
+    let plans = plan_senders(cfg, &client, &addrs).await?;
 
     // ------------------------------------------------------------ pre-sign
     let t_sign = Instant::now();
@@ -261,49 +216,9 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
     let heads: HeadTimes = Arc::new(Mutex::new(BTreeMap::new()));
     let watcher = tokio::spawn(watch_heads(client.clone(), start_block, heads.clone(), cfg.poll_interval));
     let start = Instant::now();
-    let mut tasks = Vec::with_capacity(queues.len());
-    for queue in queues {
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move { send_queue(&client, queue).await }));
-    }
-    let mut failed: Vec<(usize, usize, String)> = Vec::new();
-    let mut sent_at: HashMap<B256, Instant> = HashMap::with_capacity(cfg.txs);
-    for t in tasks {
-        let (errs, sent) = t.await.map_err(|e| LoadgenError::Setup(format!("send task failed: {e}")))?;
-        failed.extend(errs);
-        sent_at.extend(sent.into_iter().map(|(s, i, at)| (signed[s][i].hash, at)));
-    }
+    let sends = send_all(cfg, &client, &signed, queues).await?;
     let send_secs = start.elapsed().as_secs_f64();
-    failed.sort_by_key(|(s, i, _)| (*s, *i));
-    let send_errors = failed.len();
-    let first_errors: Vec<String> = failed
-        .iter()
-        .take(KEPT_ERRORS)
-        .map(|(s, i, m)| format!("sender {s} nonce {}: {m}", signed[*s][*i].nonce))
-        .collect();
-    progress(format!(
-        "sent {} transactions in {send_secs:.2} s ({:.0} tx/s), {send_errors} rejected",
-        cfg.txs,
-        cfg.txs as f64 / send_secs
-    ));
-    for e in &first_errors {
-        progress(format!("  rejected: {e}"));
-    }
-
-    // Each sender's transactions are mined in nonce order, so the receipt of
-    // the last one of the accepted prefix means all of them are in.
-    let mut first_failed: HashMap<usize, usize> = HashMap::new();
-    for (s, i, _) in &failed {
-        first_failed.entry(*s).or_insert(*i);
-    }
-    let targets: Vec<B256> = signed
-        .iter()
-        .enumerate()
-        .filter_map(|(s, list)| {
-            let prefix = first_failed.get(&s).copied().unwrap_or(list.len());
-            prefix.checked_sub(1).map(|i| list[i].hash)
-        })
-        .collect();
+    let targets = targets_of(&signed, &sends.failed);
     let ours: HashSet<B256> = signed.iter().flatten().map(|t| t.hash).collect();
     let wait = wait_for_inclusion(
         &client,
@@ -311,7 +226,7 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
         &targets,
         start_block + 1,
         start,
-        (&sent_at, &heads),
+        (&sends.sent_at, &heads),
         cfg.poll_interval,
         cfg.timeout,
         cfg.confirmations,
@@ -321,6 +236,7 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
     let mut wait = wait?;
     wait.latencies.sort_by(f64::total_cmp);
     let elapsed_secs = wait.done_at.duration_since(start).as_secs_f64();
+    let send_errors = sends.failed.len();
     let accepted = cfg.txs - send_errors;
     progress(format!(
         "last transaction mined after {elapsed_secs:.2} s (block {}): {:.0} tx/s end to end",
@@ -356,7 +272,7 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
         gas_limit_per_tx: gas_limit,
         accepted,
         send_errors,
-        first_errors,
+        first_errors: sends.first_errors,
         send_secs,
         send_tps: cfg.txs as f64 / send_secs,
         elapsed_secs,
@@ -378,6 +294,128 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
         avg_gas_used: if check.found == 0 { 0.0 } else { check.gas_used as f64 / check.found as f64 },
         ok,
     })
+}
+
+/// Makes the call a sender signs at a nonce (a transfer, or a call of the deployed contract).
+type MakeCall = Box<dyn Fn(usize, u64) -> Call + Sync>;
+
+/// The gas limit of one transaction of the workload and the maker of its calls.
+async fn workload_calls(client: &RpcClient, addrs: &[Address], contract: Option<Address>) -> (u64, MakeCall) {
+    match contract {
+        None => {
+            let addrs = addrs.to_vec();
+            (
+                TRANSFER_GAS,
+                Box::new(move |s, _nonce| Call {
+                    to: Some(addrs[(s + 1) % addrs.len()]),
+                    value: U256::from(1u64),
+                    input: Bytes::new(),
+                    gas_limit: TRANSFER_GAS,
+                }),
+            )
+        }
+        Some(addr) => {
+            let gas = call_gas(client, addrs[0], addr).await;
+            (
+                gas,
+                Box::new(move |_s, nonce| Call {
+                    to: Some(addr),
+                    value: U256::ZERO,
+                    // nonce + 1 differs from whatever the slot holds, so the
+                    // SSTORE always changes state.
+                    input: contract::calldata(U256::from(nonce) + U256::from(1u64)),
+                    gas_limit: gas,
+                }),
+            )
+        }
+    }
+}
+
+/// Each sender's first (pending) nonce and share of the transactions.
+async fn plan_senders(
+    cfg: &Config,
+    client: &RpcClient,
+    addrs: &[Address],
+) -> Result<Vec<SenderPlan>, LoadgenError> {
+    let nonce_params: Vec<Value> = addrs.iter().map(|a| json!([a, "pending"])).collect();
+    let nonces = client.batch("eth_getTransactionCount", &nonce_params).await?;
+    let per_sender = cfg.txs / cfg.senders;
+    let extra = cfg.txs % cfg.senders;
+    nonces
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let v = r.map_err(|e| rpc_err("eth_getTransactionCount", e))?;
+            Ok(SenderPlan {
+                first_nonce: parse_u64(&v, "eth_getTransactionCount")?,
+                count: (per_sender + usize::from(i < extra)) as u64,
+            })
+        })
+        .collect()
+}
+
+/// What sending every batch gave: the refused transactions (sender, index, error) in order,
+/// the first few errors as text, and when each transaction was sent.
+struct Sends {
+    failed: Vec<(usize, usize, String)>,
+    first_errors: Vec<String>,
+    sent_at: HashMap<B256, Instant>,
+}
+
+/// Sends every queue concurrently and waits for all of them.
+async fn send_all(
+    cfg: &Config,
+    client: &RpcClient,
+    signed: &[Vec<SignedTx>],
+    queues: Vec<Vec<Batch>>,
+) -> Result<Sends, LoadgenError> {
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(queues.len());
+    for queue in queues {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move { send_queue(&client, queue).await }));
+    }
+    let mut failed: Vec<(usize, usize, String)> = Vec::new();
+    let mut sent_at: HashMap<B256, Instant> = HashMap::with_capacity(cfg.txs);
+    for t in tasks {
+        let (errs, sent) = t.await.map_err(|e| LoadgenError::Setup(format!("send task failed: {e}")))?;
+        failed.extend(errs);
+        sent_at.extend(sent.into_iter().map(|(s, i, at)| (signed[s][i].hash, at)));
+    }
+    let send_secs = start.elapsed().as_secs_f64();
+    failed.sort_by_key(|(s, i, _)| (*s, *i));
+    let first_errors: Vec<String> = failed
+        .iter()
+        .take(KEPT_ERRORS)
+        .map(|(s, i, m)| format!("sender {s} nonce {}: {m}", signed[*s][*i].nonce))
+        .collect();
+    progress(format!(
+        "sent {} transactions in {send_secs:.2} s ({:.0} tx/s), {} rejected",
+        cfg.txs,
+        cfg.txs as f64 / send_secs,
+        failed.len()
+    ));
+    for e in &first_errors {
+        progress(format!("  rejected: {e}"));
+    }
+    Ok(Sends { failed, first_errors, sent_at })
+}
+
+/// The hash of the last transaction of each sender's accepted prefix: each sender's
+/// transactions are mined in nonce order, so once it is in, all of them are.
+fn targets_of(signed: &[Vec<SignedTx>], failed: &[(usize, usize, String)]) -> Vec<B256> {
+    let mut first_failed: HashMap<usize, usize> = HashMap::new();
+    for (s, i, _) in failed {
+        first_failed.entry(*s).or_insert(*i);
+    }
+    signed
+        .iter()
+        .enumerate()
+        .filter_map(|(s, list)| {
+            let prefix = first_failed.get(&s).copied().unwrap_or(list.len());
+            prefix.checked_sub(1).map(|i| list[i].hash)
+        })
+        .collect()
 }
 
 fn validate(cfg: &Config) -> Result<(), LoadgenError> {
