@@ -35,6 +35,11 @@ struct Args {
     /// Timed blocks per size (the median is reported).
     #[arg(long, default_value_t = 3)]
     blocks: usize,
+    /// Each transaction overwrites four consecutive seeded words at a random place instead of
+    /// writing four new ones (the steady state of the market's bounded rings, whose words are
+    /// rewritten slot after slot). Every size in `--words` must then be at least 4.
+    #[arg(long)]
+    overwrite: bool,
     /// Internal: seed WORDS words into the initialised data directory DIR and exit (the
     /// benchmark runs its seeding in a child process, so that its own RSS is the node's alone).
     #[arg(long, num_args = 2, value_names = ["DIR", "WORDS"], hide = true)]
@@ -97,12 +102,22 @@ fn open_chain(datadir: &Path, words: u64, signer: &SigningKey) -> (Blockchain, u
     (chain, t0)
 }
 
-fn fill_pool(chain: &Blockchain, txs: usize, block: usize) {
+/// The first of the four words a transaction writes: a random new place, or with `overwrite` a
+/// random seeded word (the seeded words are slots `0..words`).
+fn first_word(seed: &str, overwrite: Option<u64>) -> U256 {
+    let random = U256::from_be_bytes(keccak256(seed.as_bytes()).0);
+    match overwrite {
+        Some(words) => random % U256::from(words - 3),
+        None => random,
+    }
+}
+
+fn fill_pool(chain: &Blockchain, txs: usize, block: usize, overwrite: Option<u64>) {
     let per_sender = txs.div_ceil(SENDERS);
     for i in 0..txs {
         let (who, k) = (i % SENDERS, i / SENDERS);
         let nonce = (block * per_sender + k) as u64;
-        let base = U256::from_be_bytes(keccak256(format!("{block}/{i}").as_bytes()).0);
+        let base = first_word(&format!("{block}/{i}"), overwrite);
         let tx = alloy_consensus::TxEip1559 {
             chain_id: CHAIN_ID,
             nonce,
@@ -120,13 +135,12 @@ fn fill_pool(chain: &Blockchain, txs: usize, block: usize) {
 
 /// The state root alone for a block's worth of changes (`txs` × 4 new words in the contract and
 /// the senders' nonces), computed from the stored trie on a second connection; nothing written.
-fn time_root_only(datadir: &Path, txs: usize) -> Duration {
+fn time_root_only(datadir: &Path, txs: usize, overwrite: Option<u64>) -> Duration {
     let store = Store::open(datadir, Some(128)).unwrap();
     let mut changes = p2pe_node::state::StateChanges::default();
     let slots = changes.storage.entry(contract()).or_default();
     for i in 0..txs as u64 * 4 {
-        slots
-            .insert(U256::from_be_bytes(keccak256(format!("root-only/{i}").as_bytes()).0), U256::from(i + 1));
+        slots.insert(first_word(&format!("root-only/{i}"), overwrite), U256::from(i + 1));
     }
     for i in 0..SENDERS {
         let info = p2pe_node::state::AccountInfo {
@@ -147,14 +161,19 @@ fn main() {
         seed(Path::new(&seed_args[0]), seed_args[1].parse().expect("WORDS is a number"));
         return;
     }
+    if args.overwrite && args.words.iter().any(|w| *w < 4) {
+        eprintln!("error: --overwrite rewrites seeded words: every size in --words must be at least 4");
+        std::process::exit(2);
+    }
     let signer = SigningKey::from_bytes(&B256::repeat_byte(0xa1)).unwrap();
     let mut rows: Vec<(u64, Duration, Duration, (u64, u64))> = Vec::new();
     for &words in &args.words {
         let dir = tempfile::Builder::new().prefix("p2pe-triebench-").tempdir().unwrap();
         let (chain, t0) = open_chain(dir.path(), words, &signer);
+        let overwrite = args.overwrite.then_some(words);
         let mut times = Vec::new();
         for block in 0..args.blocks {
-            fill_pool(&chain, args.txs, block);
+            fill_pool(&chain, args.txs, block, overwrite);
             let start = Instant::now();
             let sealed = chain.seal_next(&signer, t0 + block as u64 + 1, None).unwrap().expect("in turn");
             let took = start.elapsed();
@@ -168,10 +187,11 @@ fn main() {
             times.push(took);
         }
         times.sort();
-        let root = time_root_only(dir.path(), args.txs);
+        let root = time_root_only(dir.path(), args.txs, overwrite);
         eprintln!(
-            "  {words} words: state root alone for {} new words: {:.0} ms",
+            "  {words} words: state root alone for {} {} words: {:.0} ms",
             args.txs * 4,
+            if args.overwrite { "overwritten" } else { "new" },
             root.as_secs_f64() * 1e3
         );
         let rss = p2pe_tests::seed::rss_kb();
