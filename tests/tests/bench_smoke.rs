@@ -61,3 +61,24 @@ fn the_trie_bench_seals_order_shaped_blocks_on_a_seeded_contract() {
         run(env!("CARGO_BIN_EXE_p2pe-triebench"), &["--words", "0,5000", "--txs", "20", "--blocks", "1"]);
     assert!(table.lines().any(|l| l.starts_with("| 5000 |")), "a row for 5,000 words:\n{table}");
 }
+
+#[test]
+fn the_trie_bench_overwrites_seeded_words_and_refuses_a_contract_too_small_for_it() {
+    // The bench checks after each block that the contract holds exactly the seeded words.
+    let table = run(
+        env!("CARGO_BIN_EXE_p2pe-triebench"),
+        &["--words", "4,5000", "--txs", "20", "--blocks", "1", "--overwrite"],
+    );
+    assert!(table.lines().any(|l| l.starts_with("| 4 |")), "a row for 4 words:\n{table}");
+    assert!(table.lines().any(|l| l.starts_with("| 5000 |")), "a row for 5,000 words:\n{table}");
+    let out = Command::new(env!("CARGO_BIN_EXE_p2pe-triebench"))
+        .args(["--words", "0,3", "--overwrite"])
+        .output()
+        .expect("the bench starts");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at least 4"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -35,7 +35,7 @@ struct Args {
     /// Timed blocks per size (the median is reported).
     #[arg(long, default_value_t = 3)]
     blocks: usize,
-    /// Each transaction overwrites four consecutive seeded words at a random place instead of
+    /// Each transaction overwrites a random group of four consecutive seeded words instead of
     /// writing four new ones (the steady state of the market's bounded rings, whose words are
     /// rewritten slot after slot). Every size in `--words` must then be at least 4.
     #[arg(long)]
@@ -62,8 +62,7 @@ fn contract() -> Address {
 /// Inserts `words` storage words into the contract, rebuilds the stored trie and makes the
 /// genesis header carry the new root.
 fn seed(datadir: &Path, words: u64) {
-    let rows =
-        (0..words).map(|i| (keccak256(U256::from(i).to_be_bytes::<32>()), U256::from(i + 1))).collect();
+    let rows = (0..words).map(|i| (B256::from(seeded_slot(i)), U256::from(i + 1))).collect();
     p2pe_tests::seed::seed_words(datadir, vec![(contract(), rows)]);
 }
 
@@ -102,14 +101,35 @@ fn open_chain(datadir: &Path, words: u64, signer: &SigningKey) -> (Blockchain, u
     (chain, t0)
 }
 
-/// The first of the four words a transaction writes: a random new place, or with `overwrite` a
-/// random seeded word (the seeded words are slots `0..words`).
+/// The slot of seeded word `i`: groups of four consecutive slots (what one call writes) at
+/// random places, as a mapping's structs are.
+fn seeded_slot(i: u64) -> U256 {
+    U256::from_be_bytes(keccak256(U256::from(i / 4).to_be_bytes::<32>()).0).wrapping_add(U256::from(i % 4))
+}
+
+/// The first of the four words a transaction writes: a random new place, or with `overwrite`
+/// the first of a random group of four seeded words (`words` ≥ 4).
 fn first_word(seed: &str, overwrite: Option<u64>) -> U256 {
     let random = U256::from_be_bytes(keccak256(seed.as_bytes()).0);
     match overwrite {
-        Some(words) => random % U256::from(words - 3),
+        Some(words) => seeded_slot((random % U256::from(words / 4)).to::<u64>() * 4),
         None => random,
     }
+}
+
+/// The contract's storage words in the committed state.
+fn contract_words(chain: &Blockchain) -> u64 {
+    let count: i64 = chain
+        .reads()
+        .with(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM storage WHERE address = ?1",
+                [contract().as_slice()],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    count as u64
 }
 
 fn fill_pool(chain: &Blockchain, txs: usize, block: usize, overwrite: Option<u64>) {
@@ -179,6 +199,9 @@ fn main() {
             let took = start.elapsed();
             let n = sealed.block.body.transactions.len();
             assert_eq!(n, args.txs, "every transaction was included");
+            if args.overwrite {
+                assert_eq!(contract_words(&chain), words, "--overwrite rewrote words and added none");
+            }
             eprintln!(
                 "  {words} words, block {}: {n} txs sealed in {:.0} ms",
                 block + 1,
