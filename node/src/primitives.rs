@@ -3,6 +3,21 @@
 use alloy_consensus::{transaction::Recovered, Header, TxEnvelope};
 use alloy_primitives::{Address, B256, U256};
 
+/// A header with the fields every block of this chain fixes (a zero base fee; no withdrawals,
+/// blobs or requests; a zero beacon root: Prague's header shape at zero fee, which
+/// `consensus::clique::verify` checks) and every other field at its default, for builders to fill.
+pub fn fixed_fields_header() -> Header {
+    Header {
+        base_fee_per_gas: Some(0),
+        withdrawals_root: Some(alloy_consensus::EMPTY_ROOT_HASH),
+        blob_gas_used: Some(0),
+        excess_blob_gas: Some(0),
+        parent_beacon_block_root: Some(B256::ZERO),
+        requests_hash: Some(alloy_eips::eip7685::EMPTY_REQUESTS_HASH),
+        ..Default::default()
+    }
+}
+
 /// A block as it travels the chain: header, transactions and (since Shanghai) withdrawals.
 pub type Block = alloy_consensus::Block<TxEnvelope>;
 

@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use alloy_consensus::{constants::EMPTY_OMMER_ROOT_HASH, Header, EMPTY_ROOT_HASH};
-use alloy_eips::eip7685::EMPTY_REQUESTS_HASH;
 use alloy_genesis::{Genesis, GenesisAccount};
 use alloy_primitives::{Address, Bytes, B256, B64, U256};
 use serde::{Deserialize, Serialize};
@@ -297,13 +296,7 @@ fn genesis_header(genesis: &Genesis) -> Header {
         extra_data: genesis.extra_data.clone(),
         mix_hash: genesis.mix_hash,
         nonce: B64::from(genesis.nonce),
-        base_fee_per_gas: Some(0),
-        withdrawals_root: Some(EMPTY_ROOT_HASH),
-        blob_gas_used: Some(0),
-        excess_blob_gas: Some(0),
-        parent_beacon_block_root: Some(B256::ZERO),
-        requests_hash: Some(EMPTY_REQUESTS_HASH),
-        ..Default::default()
+        ..crate::primitives::fixed_fields_header()
     }
 }
 

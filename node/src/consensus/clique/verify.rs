@@ -282,13 +282,7 @@ pub fn prepare_header(
         extra_data: Bytes::from(extra),
         mix_hash: B256::ZERO,
         nonce,
-        base_fee_per_gas: Some(0),
-        withdrawals_root: Some(EMPTY_ROOT_HASH),
-        blob_gas_used: Some(0),
-        excess_blob_gas: Some(0),
-        parent_beacon_block_root: Some(B256::ZERO),
-        requests_hash: Some(EMPTY_REQUESTS_HASH),
-        ..Default::default()
+        ..crate::primitives::fixed_fields_header()
     }
 }
 
