@@ -908,7 +908,7 @@ pub fn json_reading(meter: &str, seq: u64, ts: u64, import_wh: u64, export_wh: u
         .into_bytes()
 }
 
-/// Regenerates the keystore fixtures (`cargo test -p p2pe-mqtt-bridge --test bridge_formats -- --ignored regenerate`).
+/// Regenerates the keystore fixtures (`cargo test -p p2pe-mqtt-bridge --test e2e -- --ignored regenerate`).
 pub fn regenerate_keystores() {
     let dir = fixtures().join("keys");
     std::fs::create_dir_all(&dir).unwrap();

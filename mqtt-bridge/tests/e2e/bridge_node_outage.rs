@@ -5,7 +5,7 @@
 //!
 //! The outage lasts `P2PE_NODE_OUTAGE_SECS` seconds (default 8), with one reading per meter arriving
 //! every 10 s of it. The hour-long run the bridge is specified to survive is
-//! `P2PE_NODE_OUTAGE_SECS=3600 cargo test --release -p p2pe-mqtt-bridge --test bridge_node_outage`.
+//! `P2PE_NODE_OUTAGE_SECS=3600 cargo test --release -p p2pe-mqtt-bridge --test e2e bridge_node_outage`.
 
 use std::time::Duration;
 
