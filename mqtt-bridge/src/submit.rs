@@ -382,6 +382,9 @@ impl Submitter {
             return Ok(());
         }
         let skipped = if t.readings > 1 { self.skipped_readings(t, receipt).await? } else { Vec::new() };
+        // The contract's reason per skipped reading, for the log (the outbox keeps it as well).
+        let reasons: HashMap<i64, String> =
+            skipped.iter().map(|(id, rej)| (*id, rej.detail.clone())).collect();
         let (confirmed, dead) = if skipped.is_empty() {
             (db(&self.outbox, move |o| o.confirm(id, block)).await?, Vec::new())
         } else {
@@ -389,8 +392,9 @@ impl Submitter {
         };
         for r in &dead {
             self.metrics.reject(Reason::Reverted);
+            let reason = reasons.get(&r.id).map(String::as_str).unwrap_or("unknown");
             tracing::warn!(meter = %r.meter, timestamp = r.timestamp, import_wh = r.import_wh, export_wh = r.export_wh,
-                tx = %t.hash, "reading skipped by the contract in a batch; dead-lettered");
+                tx = %t.hash, reason, "reading skipped by the contract in a batch; dead-lettered");
         }
         let now_s = now as f64 / 1000.0;
         for c in &confirmed {

@@ -14,18 +14,56 @@ use alloy_eips::eip2718::Encodable2718;
 use alloy_eips::BlockNumberOrTag;
 use alloy_primitives::{Address, Bytes, TxKind, B256, U256};
 use alloy_provider::{DynProvider, Provider, ProviderBuilder, RootProvider};
-use alloy_rpc_client::{RpcClient, Waiter};
+use alloy_rpc_client::{ClientBuilder, RpcClient, Waiter};
 use alloy_rpc_types_eth::{TransactionReceipt, TransactionRequest};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolEvent};
-use alloy_transport::{RpcError as AlloyRpcError, TransportErrorKind};
+use alloy_transport::layers::{RetryBackoffLayer, RetryPolicy};
+use alloy_transport::{RpcError as AlloyRpcError, TransportError, TransportErrorKind};
 use serde_json::{json, Value};
 
 /// Most requests sent in one JSON-RPC batch (the node accepts 10,000).
 pub const MAX_BATCH: usize = 1_000;
 /// Osaka's per-transaction gas cap (EIP-7825).
 pub const TX_GAS_CAP: u64 = 16_777_216;
+
+/// How many times a request the node refused as busy is sent again (see [`BusyRetry`]).
+pub const BUSY_RETRIES: u32 = 6;
+/// The wait before each of those retries, ms.
+pub const BUSY_BACKOFF_MS: u64 = 500;
+
+/// alloy's retry layer, for one refusal only: the node's "busy" answers (code -32005 with "waiting
+/// for a call worker" or "the node is busy"), given when its call workers (`--rpc-call-workers`,
+/// one on a 2-core machine) are all taken and a call waited in their queue for its whole time
+/// limit, or the queue is full. On a loaded machine (a browser, a second simulation, a build) the
+/// simulator's reads can meet that for a few seconds; a read is safe to send again, and a day
+/// should not end there. Other -32005 answers (too many logs: [`Rpc::logs`] halves its range; a
+/// call that itself ran past its limit) and every other error are not retried. Sends never meet
+/// the call workers, so a batch of them is never replayed.
+#[derive(Debug, Clone, Copy)]
+pub struct BusyRetry;
+
+impl BusyRetry {
+    /// Whether an error answer is the node's "busy, retry later".
+    pub fn is_busy(code: i64, message: &str) -> bool {
+        code == -32005
+            && (message.contains("waiting for a call worker") || message.contains("the node is busy"))
+    }
+}
+
+impl RetryPolicy for BusyRetry {
+    fn should_retry(&self, error: &TransportError) -> bool {
+        match error {
+            AlloyRpcError::ErrorResp(p) => Self::is_busy(p.code, &p.message),
+            _ => false,
+        }
+    }
+
+    fn backoff_hint(&self, _error: &TransportError) -> Option<Duration> {
+        None
+    }
+}
 
 /// Why a JSON-RPC request failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -151,7 +189,9 @@ impl Rpc {
         let http =
             reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(16).build()?;
         let parsed = url.parse().map_err(|e| anyhow::anyhow!("RPC URL {url}: {e}"))?;
-        let client = RpcClient::new(alloy_transport_http::Http::with_client(http, parsed), true);
+        let client = ClientBuilder::default()
+            .layer(RetryBackoffLayer::new_with_policy(BUSY_RETRIES, BUSY_BACKOFF_MS, u64::MAX, BusyRetry))
+            .http_with_client(http, parsed);
         let provider = ProviderBuilder::new().disable_recommended_fillers().connect_client(client.clone());
         Ok(Self { url: url.to_string(), provider, client })
     }

@@ -98,5 +98,10 @@ fn skipped_batch_items_are_dead_lettered_and_the_rest_confirmed() {
     assert_eq!(counts.len(), 5, "{counts:?}");
     assert!(counts.values().all(|c| *c == 1), "{counts:?}");
     let log = bridge.log();
-    assert!(log.contains("reading skipped by the contract in a batch"), "logged");
+    let skipped: Vec<&str> =
+        log.lines().filter(|l| l.contains("reading skipped by the contract in a batch")).collect();
+    assert_eq!(skipped.len(), 3, "each skipped reading is logged:\n{log}");
+    // With the contract's reason: an operator reading the log sees why, not only that.
+    assert_eq!(skipped.iter().filter(|l| l.contains("SlotFinal")).count(), 1, "{skipped:#?}");
+    assert_eq!(skipped.iter().filter(|l| l.contains("UnknownMeter")).count(), 2, "{skipped:#?}");
 }
