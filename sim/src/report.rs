@@ -141,11 +141,39 @@ pub fn summary_json(d: &RunData, k: &Kpis, checks: &Checks) -> serde_json::Value
     })
 }
 
-/// The console summary.
+/// The console summary: the run's figures and checks as a two-column table, then the first check
+/// failures and households worse off.
 pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> String {
-    let pct = |v: Option<f64>| v.map(|x| format!("{:.1} %", x * 100.0)).unwrap_or_else(|| "n/a".into());
-    let ok = |b: bool| if b { "pass" } else { "FAIL" };
-    let rows: Vec<(String, String)> = vec![
+    let mut rows = figure_rows(d, k);
+    rows.extend(check_rows(k, checks));
+    rows.push(("outputs".into(), out.display().to_string()));
+    let mut t = render_rows(&rows);
+    for f in checks
+        .clearing
+        .failures
+        .iter()
+        .chain(&checks.no_regret.failures)
+        .chain(&checks.money.failures)
+        .chain(&checks.energy.failures)
+        .chain(&checks.pcc.failures)
+        .chain(&checks.reports.failures)
+        .take(10)
+    {
+        let _ = writeln!(t, "check failure: {f}");
+    }
+    for wh in k.households_worse.iter().take(10) {
+        let _ = writeln!(t, "worse off: {} ({:.3} credits): {}", wh.id, wh.savings_credits, wh.reason);
+    }
+    t
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.1} %", x * 100.0)).unwrap_or_else(|| "n/a".into())
+}
+
+/// The run's figures: size, energy, prices, savings, transactions, time.
+fn figure_rows(d: &RunData, k: &Kpis) -> Vec<(String, String)> {
+    vec![
         ("households".into(), d.households().to_string()),
         (
             "slots (15 min)".into(),
@@ -195,6 +223,13 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
             "wall time".into(),
             format!("{:.0} s (setup {:.0} s, day {:.0} s)", d.wall.total_s(), d.wall.setup_s, d.wall.day_s),
         ),
+    ]
+}
+
+/// One row per end-of-run check.
+fn check_rows(k: &Kpis, checks: &Checks) -> Vec<(String, String)> {
+    let ok = |b: bool| if b { "pass" } else { "FAIL" };
+    vec![
         (
             "check: clearing".into(),
             format!("{} ({} items)", ok(checks.clearing.passed), checks.clearing.checked),
@@ -221,14 +256,17 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
                 format!("{} households, see summary.json", k.households_worse.len())
             },
         ),
-        ("outputs".into(), out.display().to_string()),
-    ];
+    ]
+}
+
+/// `rows` as a boxed table with padded columns.
+fn render_rows(rows: &[(String, String)]) -> String {
     let w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
     let v = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
     let mut t = String::new();
     let line = format!("+-{}-+-{}-+\n", "-".repeat(w), "-".repeat(v));
     t.push_str(&line);
-    for (a, b) in &rows {
+    for (a, b) in rows {
         let _ = writeln!(
             t,
             "| {a}{} | {b}{} |",
@@ -237,21 +275,5 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
         );
     }
     t.push_str(&line);
-    for f in checks
-        .clearing
-        .failures
-        .iter()
-        .chain(&checks.no_regret.failures)
-        .chain(&checks.money.failures)
-        .chain(&checks.energy.failures)
-        .chain(&checks.pcc.failures)
-        .chain(&checks.reports.failures)
-        .take(10)
-    {
-        let _ = writeln!(t, "check failure: {f}");
-    }
-    for wh in k.households_worse.iter().take(10) {
-        let _ = writeln!(t, "worse off: {} ({:.3} credits): {}", wh.id, wh.savings_credits, wh.reason);
-    }
     t
 }

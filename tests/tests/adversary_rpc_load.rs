@@ -24,6 +24,11 @@ use serde_json::{json, Value};
 const LOOP_AT: &str = "0x0000000000000000000000000000000000001000";
 /// `JUMPDEST PUSH1 0 JUMP`: loops until the gas runs out (12 gas and 3 steps a round).
 const LOOP: &str = "0x5b600056";
+/// `JUMPDEST PUSH2 0x8000 PUSH0 KECCAK256 POP PUSH0 JUMP`: hashes 32 KiB of memory a round (6,174
+/// gas) until the gas runs out. Slow for its gas in any build (about 2,700 rounds of 32 KiB:
+/// 150-200 ms in a release build, to the time limit in a debug one), where the plain loop above
+/// ends its 16.7M gas in about 20 ms in a release build.
+const HASH_LOOP: &str = "0x5b6180005f20505f56";
 /// The most gas a call gets (the EIP-7825 cap, 2^24).
 const CALL_GAS: &str = "0x1000000";
 /// The bound on the node's resident memory under the load, in MB: a debug build idles at about
@@ -490,10 +495,10 @@ fn request_bodies_are_capped_under_at_and_over() {
 #[test]
 fn the_call_queue_is_capped_under_at_and_over() {
     let _shared = share_machine();
-    // One worker and two places in the queue. The 16.7M-gas loop holds the worker for a few
-    // hundred ms in a debug build (to its 1 s limit or to the end of its gas); the next three
-    // calls arrive 20 ms apart while it runs: two wait (under and at the queue's limit) and the
-    // fourth to arrive is refused at once.
+    // One worker and two places in the queue. The 16.7M-gas hashing loop holds the worker for
+    // 150 ms or more in a release build, to its 1 s limit in a debug one; the next three calls
+    // arrive 20 ms apart while it runs: two wait (under and at the queue's limit) and the fourth
+    // to arrive is refused at once.
     let node = NodeProcess::dev(&[
         "--period",
         "1",
@@ -511,7 +516,7 @@ fn the_call_queue_is_capped_under_at_and_over() {
             let rpc = node.rpc();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(20 * i));
-                timed(|| call_loop(&rpc))
+                timed(|| rpc.try_call("eth_call", json!([loop_call(), "latest", code_override(HASH_LOOP)])))
             })
         })
         .collect();

@@ -1,7 +1,8 @@
-//! The state-size benches run end to end at a small size, so that they keep working between
-//! the runs recorded in BENCHMARKS.md: every transaction they send must succeed (they check each
-//! receipt, on the node and on anvil), and the year bench's seeding must leave the contracts the
-//! words it models. The figures are not checked: a bench measures, a test does not time.
+//! The benches run end to end at a small size, so that they keep working between the runs
+//! recorded in BENCHMARKS.md: the state-size benches (every transaction they send must succeed:
+//! they check each receipt, on the node and on anvil; the year bench's seeding must leave the
+//! contracts the words it models) and the network bench with the load generator it drives. The
+//! figures are not checked: a bench measures, a test does not time.
 
 use std::process::Command;
 
@@ -81,4 +82,58 @@ fn the_trie_bench_overwrites_seeded_words_and_refuses_a_contract_too_small_for_i
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn the_network_bench_drives_the_load_generator_against_the_network_the_dev_chain_and_anvil() {
+    // `p2pe-netbench` runs `p2pe-loadgen`'s run (setup, pre-signing, batches, inclusion and
+    // receipt checks) against a fresh 3-signer network, a dev chain and anvil, both workloads:
+    // the side-by-side runs BENCHMARKS.md records, at 600 transactions instead of 60,000.
+    let node = p2pe_tests::harness::node_bin();
+    let out = run(
+        env!("CARGO_BIN_EXE_p2pe-netbench"),
+        &[
+            "--targets",
+            "net,dev,anvil",
+            "--workloads",
+            "transfer,contract",
+            "--txs",
+            "600",
+            "--followers",
+            "0",
+            "--sync-blocks",
+            "0",
+            "--json",
+            "--node-bin",
+            node.to_str().unwrap(),
+        ],
+    );
+    let reports: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let mut seen = Vec::new();
+    for r in &reports {
+        let (target, rep) = (r["target"].as_str().unwrap(), &r["report"]);
+        let workload = rep["workload"].as_str().unwrap();
+        seen.push(format!("{target} {workload}"));
+        assert_eq!(rep["ok"], true, "{target} {workload}: {rep}");
+        assert_eq!((rep["accepted"].as_u64(), rep["included"].as_u64()), (Some(600), Some(600)), "{rep}");
+        assert_eq!(rep["receipts_failed"], 0, "{rep}");
+        assert_eq!(rep["receipts_missing"], 0, "{rep}");
+        assert!(rep["receipts_checked"].as_u64().unwrap() >= 200, "the last of every sender: {rep}");
+        // A contract call writes a slot and logs: more than a transfer's 21,000 gas.
+        let gas = rep["avg_gas_used"].as_f64().unwrap();
+        assert_eq!(gas > 21_000.0, workload == "contract", "{target} {workload}: {gas} gas");
+        if target == "net" {
+            // The signers' blocks reached the other signers (as compact blocks or whole).
+            let compact = r["compact"].as_array().expect("compact-block counts on the network");
+            assert!(compact.iter().map(|c| c.as_u64().unwrap()).sum::<u64>() > 0, "{r}");
+        }
+    }
+    seen.sort();
+    let want =
+        ["anvil contract", "anvil transfer", "dev contract", "dev transfer", "net contract", "net transfer"];
+    assert_eq!(seen, want, "one report per target and workload");
 }

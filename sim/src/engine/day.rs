@@ -171,21 +171,38 @@ pub(crate) async fn run_day(
     if let Some(p) = prev.take() {
         finish_rounds(p, market, hh, tx).await?;
     }
-    // The last two slots' reports (each waits for its slot's end).
-    for j in cfg.slots.saturating_sub(2)..cfg.slots {
-        if let Some(r) = day.slots[j].report {
-            let job =
-                ClearJob { index: j, clear: None, open: None, report: Some((day.slots[j].chain_slot, r)) };
-            day.clear_tx.send(job).await.ok();
+    day.finish(clear_task, settle_task, tx).await
+}
+
+impl DayLoop<'_> {
+    /// After the last cycle: the last two slots' reports go to the clearer (each waits for its
+    /// slot's end), the channels close, and the keepers' outcomes are collected.
+    async fn finish(
+        self,
+        clear_task: JoinHandle<Vec<(usize, ClearOutcome)>>,
+        settle_task: JoinHandle<Vec<(usize, SettleOutcome)>>,
+        tx: &mut TxStats,
+    ) -> anyhow::Result<DayOutcome> {
+        let n = self.cfg.slots;
+        for j in n.saturating_sub(2)..n {
+            if let Some(r) = self.slots[j].report {
+                let job = ClearJob {
+                    index: j,
+                    clear: None,
+                    open: None,
+                    report: Some((self.slots[j].chain_slot, r)),
+                };
+                self.clear_tx.send(job).await.ok();
+            }
         }
+        let DayLoop { mut slots, mut warnings, progress, clear_tx, settle_tx, telemetry, island, .. } = self;
+        drop(clear_tx);
+        drop(settle_tx);
+        drop(telemetry);
+        progress.finish_and_clear();
+        collect_keepers(clear_task, settle_task, tx, &mut slots, &mut warnings).await?;
+        Ok(DayOutcome { slots, warnings, island })
     }
-    let DayLoop { mut slots, mut warnings, progress, clear_tx, settle_tx, telemetry, island, .. } = day;
-    drop(clear_tx);
-    drop(settle_tx);
-    drop(telemetry);
-    progress.finish_and_clear();
-    collect_keepers(clear_task, settle_task, tx, &mut slots, &mut warnings).await?;
-    Ok(DayOutcome { slots, warnings, island })
 }
 
 /// The first chain slot whose cycle starts comfortably in the future.

@@ -87,17 +87,8 @@ fn absolute_out(out: &Path) -> anyhow::Result<std::path::PathBuf> {
     std::path::absolute(out).with_context(|| format!("cannot resolve the output folder {}", out.display()))
 }
 
-/// Checks the settings, makes `cfg.out` absolute and sets everything up.
-pub(crate) async fn set_up(cfg: &mut SimConfig) -> anyhow::Result<Setup> {
-    // Every path derived from `--out` (node data, keystores, bridge configuration, reports) is made
-    // absolute once, here, so that no child process reads it relative to another folder.
-    cfg.out = absolute_out(&cfg.out)?;
-    let logs = cfg.out.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
-    check_settings(cfg)?;
-    let cfg = &*cfg;
-
-    // Households and their day.
+/// The households: the lab's (`--lab`) or a generated mix, between 1 and [`MAX_HOUSEHOLDS`].
+fn household_specs(cfg: &SimConfig) -> anyhow::Result<Vec<HouseholdSpec>> {
     let specs = match &cfg.lab {
         Some(lab) => lab.specs(cfg.location.lat_deg),
         None => generate(&Mix {
@@ -112,6 +103,21 @@ pub(crate) async fn set_up(cfg: &mut SimConfig) -> anyhow::Result<Setup> {
     if specs.is_empty() || specs.len() > MAX_HOUSEHOLDS {
         bail!("between 1 and {MAX_HOUSEHOLDS} households, not {}", specs.len());
     }
+    Ok(specs)
+}
+
+/// Checks the settings, makes `cfg.out` absolute and sets everything up.
+pub(crate) async fn set_up(cfg: &mut SimConfig) -> anyhow::Result<Setup> {
+    // Every path derived from `--out` (node data, keystores, bridge configuration, reports) is made
+    // absolute once, here, so that no child process reads it relative to another folder.
+    cfg.out = absolute_out(&cfg.out)?;
+    let logs = cfg.out.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    check_settings(cfg)?;
+    let cfg = &*cfg;
+
+    // Households and their day.
+    let specs = household_specs(cfg)?;
     let env = Environment::new(cfg.date, cfg.utc_offset_secs, cfg.location, cfg.cloudiness, cfg.seed);
     let traces: Vec<DayTrace> = specs.iter().map(|h| DayTrace::simulate(h, &env, cfg.seed)).collect();
 

@@ -173,18 +173,7 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
     let client = RpcClient::new(&cfg.rpc, cfg.request_timeout)?;
 
     // ---------------------------------------------------------------- setup
-    let chain_id = parse_u64(&client.call("eth_chainId", json!([])).await?, "eth_chainId")?;
-    let client_version = client
-        .try_call("web3_clientVersion", json!([]))
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .and_then(|v| v.as_str().map(str::to_owned));
-    progress(format!(
-        "{} chain id {chain_id} ({})",
-        cfg.rpc,
-        client_version.as_deref().unwrap_or("unknown client")
-    ));
+    let (chain_id, client_version) = identify(cfg, &client).await?;
     let keys =
         tokio::task::block_in_place(|| keys::derive(&cfg.mnemonic, cfg.sender_index_base, cfg.senders))?;
     let addrs: Vec<Address> = keys.senders.iter().map(|s| s.address()).collect();
@@ -193,21 +182,7 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
     let plans = plan_senders(cfg, &client, &addrs).await?;
 
     // ------------------------------------------------------------ pre-sign
-    let t_sign = Instant::now();
-    let signed =
-        tokio::task::block_in_place(|| txs::sign_all(&keys.senders, &plans, chain_id, cfg.fees, &make_call))?;
-    drop(keys);
-    let queues = build_queues(&signed, cfg.concurrency, cfg.batch)?;
-    progress(format!(
-        "pre-signed {} {} transactions from {} senders in {:.1} s ({} batches of ≤ {}, {} in flight)",
-        cfg.txs,
-        cfg.workload,
-        cfg.senders,
-        t_sign.elapsed().as_secs_f64(),
-        queues.iter().map(Vec::len).sum::<usize>(),
-        cfg.batch,
-        cfg.concurrency
-    ));
+    let (signed, queues) = presign(cfg, keys, &plans, chain_id, &make_call)?;
 
     // ----------------------------------------------------------- timed run
     let start_block = parse_u64(&client.call("eth_blockNumber", json!([])).await?, "eth_blockNumber")?;
@@ -249,12 +224,7 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
         verify(&client, cfg, &signed, &targets, &wait.per_block, cfg.workload == Workload::Contract).await?;
     // Blocks of the run replaced after the wait (during the receipt check) are reorganisations
     // too: receipts found only when asked again are usually their consequence.
-    for &(n, hash) in &wait.blocks {
-        if read_block(&client, n).await?.map(|(h, _, _)| h) != Some(hash) {
-            progress(format!("  block {n} was replaced after the wait (reorg)"));
-            wait.reorgs += 1;
-        }
-    }
+    wait.reorgs += replaced_blocks(&client, &wait.blocks).await?;
     let missing = accepted.saturating_sub(wait.included);
     if missing > 0 {
         progress(format!("{missing} accepted transactions were never mined"));
@@ -294,6 +264,65 @@ pub async fn run(cfg: &Config) -> Result<Report, LoadgenError> {
         avg_gas_used: if check.found == 0 { 0.0 } else { check.gas_used as f64 / check.found as f64 },
         ok,
     })
+}
+
+/// Every sender's signed transactions, in nonce order.
+type Signed = Vec<Vec<SignedTx>>;
+
+/// Signs every measured transaction ahead of the timed run (the keys are dropped after) and
+/// splits them into the senders' queues of batches.
+fn presign(
+    cfg: &Config,
+    keys: keys::Keys,
+    plans: &[SenderPlan],
+    chain_id: u64,
+    make_call: &MakeCall,
+) -> Result<(Signed, Vec<Vec<Batch>>), LoadgenError> {
+    let t_sign = Instant::now();
+    let signed =
+        tokio::task::block_in_place(|| txs::sign_all(&keys.senders, plans, chain_id, cfg.fees, make_call))?;
+    drop(keys);
+    let queues = build_queues(&signed, cfg.concurrency, cfg.batch)?;
+    progress(format!(
+        "pre-signed {} {} transactions from {} senders in {:.1} s ({} batches of ≤ {}, {} in flight)",
+        cfg.txs,
+        cfg.workload,
+        cfg.senders,
+        t_sign.elapsed().as_secs_f64(),
+        queues.iter().map(Vec::len).sum::<usize>(),
+        cfg.batch,
+        cfg.concurrency
+    ));
+    Ok((signed, queues))
+}
+
+/// The node's chain id and client version (printed).
+async fn identify(cfg: &Config, client: &RpcClient) -> Result<(u64, Option<String>), LoadgenError> {
+    let chain_id = parse_u64(&client.call("eth_chainId", json!([])).await?, "eth_chainId")?;
+    let client_version = client
+        .try_call("web3_clientVersion", json!([]))
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .and_then(|v| v.as_str().map(str::to_owned));
+    progress(format!(
+        "{} chain id {chain_id} ({})",
+        cfg.rpc,
+        client_version.as_deref().unwrap_or("unknown client")
+    ));
+    Ok((chain_id, client_version))
+}
+
+/// How many of the run's blocks `(number, hash)` are no longer the chain's at their height.
+async fn replaced_blocks(client: &RpcClient, blocks: &[(u64, B256)]) -> Result<usize, LoadgenError> {
+    let mut replaced = 0;
+    for &(n, hash) in blocks {
+        if read_block(client, n).await?.map(|(h, _, _)| h) != Some(hash) {
+            progress(format!("  block {n} was replaced after the wait (reorg)"));
+            replaced += 1;
+        }
+    }
+    Ok(replaced)
 }
 
 /// Makes the call a sender signs at a nonce (a transfer, or a call of the deployed contract).
