@@ -142,7 +142,7 @@ pub fn summary_json(d: &RunData, k: &Kpis, checks: &Checks) -> serde_json::Value
 }
 
 /// The console summary: the run's figures and checks as a two-column table, then the first check
-/// failures and households worse off.
+/// failures, households worse off and warnings (all of them are in `summary.json`).
 pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> String {
     let mut rows = figure_rows(d, k);
     rows.extend(check_rows(k, checks));
@@ -163,6 +163,9 @@ pub fn console_table(d: &RunData, k: &Kpis, checks: &Checks, out: &Path) -> Stri
     }
     for wh in k.households_worse.iter().take(10) {
         let _ = writeln!(t, "worse off: {} ({:.3} credits): {}", wh.id, wh.savings_credits, wh.reason);
+    }
+    for w in d.warnings.iter().take(10) {
+        let _ = writeln!(t, "warning: {w}");
     }
     t
 }

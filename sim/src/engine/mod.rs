@@ -71,7 +71,7 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
 
     let t_day = Instant::now();
     let inputs = day::DayInputs { operator, settler, telemetry, setup_block, island };
-    let day::DayOutcome { mut slots, warnings, island } =
+    let day::DayOutcome { mut slots, mut warnings, island } =
         day::run_day(&cfg, &market, chain_id, &mut hh, &mut tx, inputs).await?;
     let meter_messages = match fleet {
         Some(t) => t.await.unwrap_or_default(),
@@ -81,6 +81,7 @@ pub async fn run(mut cfg: SimConfig) -> anyhow::Result<RunData> {
 
     let t_read = Instant::now();
     let back = readback::read_back(&market, &mut hh, &mut slots, setup_block).await?;
+    warnings.extend(readback::late_readings_warning(&back.late_readings, &hh, cfg.grace_period));
     // The last readings are on chain (settlement waited for them) but count as confirmed only a few
     // blocks later: the bridge's figures are read once it has confirmed everything it took.
     let bridge_health = bridge.health_when_confirmed(std::time::Duration::from_secs(30)).await;

@@ -85,6 +85,11 @@ fn four_households_eight_midday_slots_against_mosquitto() {
     assert!(f.checks.no_regret.passed, "rejected orders in the money: {:?}", f.checks.no_regret.failures);
     assert!(f.checks.money.passed, "money: {:?}", f.checks.money.failures);
     assert!(f.checks.energy.passed, "energy: {:?}", f.checks.energy.failures);
+    let warnings = f.summary["warnings"].as_array().expect("warnings");
+    assert!(
+        !warnings.iter().any(|w| w.as_str().is_some_and(|w| w.contains("SlotFinal"))),
+        "no reading arrived after its grace period: {warnings:?}"
+    );
     assert!(f.checks.energy.checked >= 8 * 4, "every household's meter is compared in every slot");
     let traded: u64 = f.slots.iter().map(|s| s.volume_wh).sum();
     assert!(traded > 0, "midday prosumers sell to consumers");
