@@ -4,7 +4,7 @@
 //! another). The README's own commands stay in `readme_sim.rs`, which needs the default port 8545.
 //!
 //! One day alone: `cargo test -p p2pe-sim --test days sim_pcc`. Tests run in name order, two at a
-//! time: the shortest (`slot_final`, 2 slots) sorts last, so that it fills the gap at the end.
+//! time: the shortest (`slot_final`, 4 slots of 2 households) sorts last, so that it fills the gap at the end.
 
 mod sim_island;
 mod sim_lab;
