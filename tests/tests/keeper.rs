@@ -285,6 +285,45 @@ fn run_refuses_a_keeper_key_that_is_not_a_registry_operator() {
 }
 
 #[test]
+fn run_refuses_a_keeper_key_without_a_password_or_without_a_market() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("password.txt");
+    std::fs::write(&pw, "keeper password\n").unwrap();
+    let (keystore, keeper) = new_keystore(dir.path(), "keeper.json", &pw);
+    let datadir = genesis_and_init(
+        dir.path(),
+        &["--signer".into(), dev_key(0).address().to_string(), "--market-admin".into(), keeper.to_string()],
+    );
+    let run = |datadir: &std::path::Path| {
+        let mut cmd = Command::new(node_bin());
+        cmd.args(["run", "--no-p2p", "--http-addr", "127.0.0.1:0", "--datadir"])
+            .arg(datadir)
+            .arg("--keeper-keystore")
+            .arg(&keystore)
+            .env_remove("P2PE_KEEPER_PASSWORD");
+        cmd
+    };
+    // No --keeper-password-file and no P2PE_KEEPER_PASSWORD: refused, naming both.
+    let text = run_err(&mut run(&datadir));
+    assert!(
+        text.contains("no keeper keystore password")
+            && text.contains("--keeper-password-file")
+            && text.contains("P2PE_KEEPER_PASSWORD"),
+        "{text}"
+    );
+    // The same key on a chain whose genesis has no energy market: nothing to keep.
+    let genesis = dir.path().join("genesis.json");
+    let mut g: Value = serde_json::from_str(&std::fs::read_to_string(&genesis).unwrap()).unwrap();
+    g["config"]["p2pe"].as_object_mut().unwrap().remove("market");
+    let bare = dir.path().join("no-market.json");
+    std::fs::write(&bare, g.to_string()).unwrap();
+    let bare_data = dir.path().join("no-market-data");
+    run_ok(Command::new(node_bin()).args(["init", "--genesis"]).arg(&bare).arg("--datadir").arg(&bare_data));
+    let text = run_err(run(&bare_data).arg("--keeper-password-file").arg(&pw));
+    assert!(text.contains("--keeper-keystore: this chain has no energy market"), "{text}");
+}
+
+#[test]
 fn run_with_an_operator_keeper_key_opens_slots() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("password.txt");

@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::common::{load_keystore, read_password, NodeArgs, P2pArgs, RpcArgs, SealArgs, ShutdownSignal};
 use crate::chain::ChainSpec;
+use crate::crypto::SigningKey;
 use crate::node::{Node, NodeConfig};
 use crate::storage::Store;
 
@@ -59,6 +60,30 @@ pub struct RunArgs {
     pub p2p: P2pArgs,
 }
 
+/// The keeper's key (`--keeper-keystore`), decrypted with `--keeper-password-file` or
+/// `P2PE_KEEPER_PASSWORD`; refused on a chain without an energy market.
+fn keeper_key(args: &RunArgs, has_market: bool) -> anyhow::Result<Option<SigningKey>> {
+    Ok(match &args.keeper_keystore {
+        Some(path) => {
+            if !has_market {
+                anyhow::bail!(
+                    "--keeper-keystore: this chain has no energy market, there are no slots to open"
+                );
+            }
+            let password = match &args.keeper_password_file {
+                Some(file) => read_password(Some(file))?,
+                None => std::env::var("P2PE_KEEPER_PASSWORD").map_err(|_| {
+                    anyhow::anyhow!(
+                        "no keeper keystore password: pass --keeper-password-file FILE or set P2PE_KEEPER_PASSWORD"
+                    )
+                })?,
+            };
+            Some(load_keystore(path, &password)?)
+        }
+        None => None,
+    })
+}
+
 /// Runs `run`.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Listening before anything is announced: see `ShutdownSignal`.
@@ -78,25 +103,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(path) => Some(load_keystore(path, &read_password(args.password_file.as_deref())?)?),
         None => None,
     };
-    let keeper = match &args.keeper_keystore {
-        Some(path) => {
-            if market.is_none() {
-                anyhow::bail!(
-                    "--keeper-keystore: this chain has no energy market, there are no slots to open"
-                );
-            }
-            let password = match &args.keeper_password_file {
-                Some(file) => read_password(Some(file))?,
-                None => std::env::var("P2PE_KEEPER_PASSWORD").map_err(|_| {
-                    anyhow::anyhow!(
-                        "no keeper keystore password: pass --keeper-password-file FILE or set P2PE_KEEPER_PASSWORD"
-                    )
-                })?,
-            };
-            Some(load_keystore(path, &password)?)
-        }
-        None => None,
-    };
+    let keeper = keeper_key(&args, market.is_some())?;
     if let Some(key) = &signer {
         if !spec.signers.contains(&key.address()) {
             tracing::warn!(signer = %key.address(), "this key is not a genesis signer; it will seal only once voted in");

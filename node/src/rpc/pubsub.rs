@@ -6,13 +6,14 @@
 //! A stalled client therefore costs at most one queue of messages, never unbounded memory.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use alloy_rpc_types_eth::Filter;
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
 
 use super::convert;
 use super::error::{RpcError, RpcResult};
@@ -96,88 +97,9 @@ fn subscribe(ctx: &Arc<RpcContext>, conn: &Arc<WsConnection>, p: Params) -> RpcR
     let weak = Arc::downgrade(conn);
     let sid = id.clone();
     let task = match kind.as_str() {
-        "newHeads" => {
-            let mut rx = ctx.chain.subscribe();
-            tokio::spawn(async move {
-                loop {
-                    let ev = rx.recv().await;
-                    let Some(conn) = weak.upgrade() else { return };
-                    match ev {
-                        Ok(b) if b.removed => {}
-                        Ok(b) => {
-                            let header = convert::header(&b.block, b.total_difficulty);
-                            if !conn.notify(&sid, json!(header)) {
-                                return;
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(n)) => return lagged(&conn, n),
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
-                }
-            })
-        }
-        "logs" => {
-            let filter: Filter = p.opt(1)?.unwrap_or_default();
-            let mut topics: [Vec<_>; 4] = Default::default();
-            for (i, t) in filter.topics.iter().enumerate() {
-                topics[i] = t.iter().copied().collect();
-            }
-            let query = LogFilterQuery {
-                from: 0,
-                to: u64::MAX,
-                addresses: filter.address.iter().copied().collect(),
-                topics,
-            };
-            let mut rx = ctx.chain.subscribe();
-            tokio::spawn(async move {
-                loop {
-                    let ev = rx.recv().await;
-                    let Some(conn) = weak.upgrade() else { return };
-                    match ev {
-                        Ok(b) => {
-                            // Logs of a block a reorg took off the chain come again with removed: true.
-                            for log in convert::block_logs(&b.block, &b.receipts) {
-                                if query.matches(&log.log)
-                                    && !conn.notify(&sid, json!(convert::log(&log, b.removed)))
-                                {
-                                    return;
-                                }
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(n)) => return lagged(&conn, n),
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
-                }
-            })
-        }
-        "newPendingTransactions" => {
-            let full: bool = p.opt(1)?.unwrap_or(false);
-            let mut rx = ctx.chain.pool().subscribe();
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                loop {
-                    let ev = rx.recv().await;
-                    let Some(conn) = weak.upgrade() else { return };
-                    match ev {
-                        Ok(hash) => {
-                            let value = if full {
-                                match ctx.chain.pool().get(&hash) {
-                                    Some(tx) => json!(convert::pending_transaction(&tx)),
-                                    None => continue,
-                                }
-                            } else {
-                                json!(hash)
-                            };
-                            if !conn.notify(&sid, value) {
-                                return;
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(n)) => return lagged(&conn, n),
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
-                }
-            })
-        }
+        "newHeads" => heads_task(ctx, weak, sid),
+        "logs" => logs_task(ctx, weak, sid, p.opt(1)?.unwrap_or_default()),
+        "newPendingTransactions" => pending_task(ctx, weak, sid, p.opt(1)?.unwrap_or(false)),
         other => {
             return Err(RpcError::invalid_params(format!(
                 "unknown subscription {other:?}: use newHeads, logs or newPendingTransactions"
@@ -186,6 +108,88 @@ fn subscribe(ctx: &Arc<RpcContext>, conn: &Arc<WsConnection>, p: Params) -> RpcR
     };
     conn.subs.lock().insert(id.clone(), task);
     Ok(json!(id))
+}
+
+/// `newHeads`: each new canonical block's header (blocks a reorg removed are not sent again).
+fn heads_task(ctx: &Arc<RpcContext>, weak: Weak<WsConnection>, sid: String) -> JoinHandle<()> {
+    let mut rx = ctx.chain.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let ev = rx.recv().await;
+            let Some(conn) = weak.upgrade() else { return };
+            match ev {
+                Ok(b) if b.removed => {}
+                Ok(b) => {
+                    let header = convert::header(&b.block, b.total_difficulty);
+                    if !conn.notify(&sid, json!(header)) {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => return lagged(&conn, n),
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
+/// `logs`: the logs of each new block that match `filter`; a reorg's removed logs come again with
+/// `removed: true`.
+fn logs_task(ctx: &Arc<RpcContext>, weak: Weak<WsConnection>, sid: String, filter: Filter) -> JoinHandle<()> {
+    let mut topics: [Vec<_>; 4] = Default::default();
+    for (i, t) in filter.topics.iter().enumerate() {
+        topics[i] = t.iter().copied().collect();
+    }
+    let query =
+        LogFilterQuery { from: 0, to: u64::MAX, addresses: filter.address.iter().copied().collect(), topics };
+    let mut rx = ctx.chain.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let ev = rx.recv().await;
+            let Some(conn) = weak.upgrade() else { return };
+            match ev {
+                Ok(b) => {
+                    // Logs of a block a reorg took off the chain come again with removed: true.
+                    for log in convert::block_logs(&b.block, &b.receipts) {
+                        if query.matches(&log.log) && !conn.notify(&sid, json!(convert::log(&log, b.removed)))
+                        {
+                            return;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => return lagged(&conn, n),
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
+/// `newPendingTransactions`: each transaction the pool accepts, by hash or (`full`) whole.
+fn pending_task(ctx: &Arc<RpcContext>, weak: Weak<WsConnection>, sid: String, full: bool) -> JoinHandle<()> {
+    let mut rx = ctx.chain.pool().subscribe();
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        loop {
+            let ev = rx.recv().await;
+            let Some(conn) = weak.upgrade() else { return };
+            match ev {
+                Ok(hash) => {
+                    let value = if full {
+                        match ctx.chain.pool().get(&hash) {
+                            Some(tx) => json!(convert::pending_transaction(&tx)),
+                            None => continue,
+                        }
+                    } else {
+                        json!(hash)
+                    };
+                    if !conn.notify(&sid, value) {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => return lagged(&conn, n),
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
 }
 
 /// Serves one upgraded WebSocket until either side closes.
