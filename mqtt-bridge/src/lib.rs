@@ -52,8 +52,8 @@ pub enum StartError {
     /// The HTTP listener could not be bound.
     #[error("http.listen: {0}")]
     Http(std::io::Error),
-    /// The node client could not be built from `chain.rpc_urls`.
-    #[error("chain.rpc_urls: {0}")]
+    /// The node client could not be built from `chain.rpc_urls` and `chain.rpc_ca_file`.
+    #[error("node client: {0}")]
     Rpc(#[from] rpc::RpcError),
 }
 

@@ -54,6 +54,7 @@ fn main() -> ExitCode {
             .map_err(p2pe_mqtt_bridge::StartError::from)
             .and_then(|_| {
                 p2pe_mqtt_bridge::mqtt::tls_config(&cfg.broker)?;
+                p2pe_mqtt_bridge::rpc::tls_config(cfg.chain.rpc_ca_file.as_deref())?;
                 Ok(())
             }) {
             Ok(()) => {

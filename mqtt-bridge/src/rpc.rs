@@ -8,11 +8,17 @@
 //! in use. JSON-RPC errors returned by a node are not failures of the node: they are returned to
 //! the caller ([`RpcError::Node`]).
 //!
+//! https:// URLs are checked against the system's CA roots, or only against `chain.rpc_ca_file`
+//! when it is set (a lab node behind a TLS proxy with its own CA), with rustls and the ring provider
+//! as for the broker ([`tls_config`]).
+//!
 //! Transactions are signed by the submitter and sent raw (they are stored in the outbox before
 //! they are sent, and only ever resent verbatim), so the provider has no signer and no fillers.
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_provider::{ProviderBuilder, RootProvider};
@@ -20,6 +26,8 @@ use alloy_rpc_client::{BatchRequest, RpcClient, Waiter};
 use alloy_transport::layers::FallbackLayer;
 use alloy_transport::{RpcError as AlloyRpcError, TransportErrorKind};
 use alloy_transport_http::Http;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use tower::Layer;
 
@@ -62,6 +70,62 @@ pub enum RpcError {
     /// The node's answer could not be understood.
     #[error("bad answer: {0}")]
     BadAnswer(String),
+    /// The TLS configuration for https:// URLs could not be built (`chain.rpc_ca_file`).
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// The rustls client configuration for https:// node URLs: the certificates of `ca_file` (PEM) as the
+/// only roots when it is given, else the system's roots (none found is not an error: http:// URLs need
+/// none, and an https:// node then fails its handshake with "UnknownIssuer", which the log shows).
+pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, RpcError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let bad = |e: String| RpcError::Tls(format!("chain.rpc_ca_file {}: {e}", path.display()));
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .map_err(|e| bad(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad("no certificate in it".into()));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| bad(e.to_string()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, ignored) = roots.add_parsable_certificates(found.certs);
+            tracing::debug!(
+                added,
+                ignored,
+                errors = found.errors.len(),
+                "system CA roots for https:// nodes"
+            );
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RpcError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// `e` and its sources, `: `-separated (reqwest's own message omits why a connection failed, such as
+/// a certificate the node's TLS presented and the roots do not trust).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// alloy's provider over the fallback transport.
@@ -74,9 +138,11 @@ pub struct Rpc {
 
 impl Rpc {
     /// A client for `urls` (http:// or https://, checked by the configuration) with a
-    /// per-request `timeout`.
-    pub fn new(urls: &[String], timeout: Duration) -> Result<Self, RpcError> {
+    /// per-request `timeout`; https:// nodes must present a certificate that chains to `ca_file`
+    /// (PEM) when given, else to a system root.
+    pub fn new(urls: &[String], timeout: Duration, ca_file: Option<&Path>) -> Result<Self, RpcError> {
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config(ca_file)?)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .build()
@@ -143,7 +209,7 @@ impl Rpc {
                 data: p.data.as_ref().and_then(|d| serde_json::from_str(d.get()).ok()),
             }),
             AlloyRpcError::Transport(t) => {
-                RpcError::Unreachable { urls: self.urls.clone(), reason: t.to_string() }
+                RpcError::Unreachable { urls: self.urls.clone(), reason: with_sources(&t) }
             }
             other => RpcError::BadAnswer(other.to_string()),
         }
@@ -158,5 +224,32 @@ impl Rpc {
             RpcError::Node(o) => o,
             other => RpcErrorObject { code: 0, message: other.to_string(), data: None },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CA file that is not PEM, or holds no certificate, is refused at start naming the key; without
+    /// one the system's roots are used and the client builds (also on a system without any).
+    #[test]
+    fn rpc_ca_file_errors_name_the_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = tls_config(Some(&empty)).unwrap_err().to_string();
+        assert!(
+            e.contains("chain.rpc_ca_file") && e.contains("empty.pem") && e.contains("no certificate"),
+            "{e}"
+        );
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(&broken, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+        let e = tls_config(Some(&broken)).unwrap_err().to_string();
+        assert!(e.contains("chain.rpc_ca_file") && e.contains("broken.pem"), "{e}");
+        let missing = dir.path().join("missing.pem");
+        assert!(tls_config(Some(&missing)).unwrap_err().to_string().contains("missing.pem"));
+        let urls = vec!["http://127.0.0.1:1".to_string()];
+        assert!(Rpc::new(&urls, Duration::from_secs(1), None).is_ok());
     }
 }

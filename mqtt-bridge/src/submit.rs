@@ -236,7 +236,11 @@ impl Submitter {
         metrics: Arc<Metrics>,
         wake: Arc<Notify>,
     ) -> Result<Self, RpcError> {
-        let rpc = Rpc::new(&cfg.rpc_urls, Duration::from_millis(cfg.request_timeout_ms))?;
+        let rpc = Rpc::new(
+            &cfg.rpc_urls,
+            Duration::from_millis(cfg.request_timeout_ms),
+            cfg.rpc_ca_file.as_deref(),
+        )?;
         Ok(Self { cfg, rpc, outbox, meters, relayer, chain_id: None, nonces: HashMap::new(), metrics, wake })
     }
 

@@ -16,3 +16,4 @@ pub mod net;
 pub mod probe;
 pub mod seed;
 pub mod single;
+pub mod tls_proxy;

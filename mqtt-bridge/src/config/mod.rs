@@ -84,6 +84,9 @@ pub struct BrokerConfig {
 pub struct ChainConfig {
     /// JSON-RPC URLs; the first that answers is used, the next ones on failure.
     pub rpc_urls: Vec<String>,
+    /// CA certificate(s) (PEM) that https:// node URLs must chain to, instead of the system's roots (a
+    /// lab node behind a TLS proxy with its own CA). Only with an https:// URL.
+    pub rpc_ca_file: Option<PathBuf>,
     /// Address of the `MeterReadings` contract (`readings`, or `readings` from `contracts_file`).
     pub readings: Address,
     /// Expected chain id; when set, a node reporting another one is refused.
@@ -416,6 +419,27 @@ utc_offset = "+02:00"
         assert_eq!(
             (l.dead_letter_retention_secs, l.max_dead_letters, l.max_inflight_bytes),
             (600, 1000, 2 << 20)
+        );
+    }
+
+    /// `chain.rpc_ca_file`: a file that exists, and only with an https:// URL to use it.
+    #[test]
+    fn rpc_ca_file_needs_a_file_and_an_https_url() {
+        let dir = setup();
+        let https = GOOD.replace("\"http://127.0.0.1:8546\"]", "\"https://node.lab:8545\"]");
+        let with_ca = https.replace("[chain]\n", "[chain]\nrpc_ca_file = \"ca.pem\"\n");
+        let c = parse(&with_ca, dir.path()).unwrap();
+        assert_eq!(c.chain.rpc_ca_file, Some(dir.path().join("ca.pem")));
+        assert_eq!(parse(&https, dir.path()).unwrap().chain.rpc_ca_file, None, "system roots by default");
+        expect_err(
+            &with_ca.replace("rpc_ca_file = \"ca.pem\"", "rpc_ca_file = \"no.pem\""),
+            "chain.rpc_ca_file",
+            "does not exist",
+        );
+        expect_err(
+            &GOOD.replace("[chain]\n", "[chain]\nrpc_ca_file = \"ca.pem\"\n"),
+            "chain.rpc_ca_file",
+            "no https:// URL",
         );
     }
 

@@ -46,6 +46,7 @@ pub(super) struct RawBroker {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawChain {
     pub rpc_urls: Option<Vec<String>>,
+    pub rpc_ca_file: Option<String>,
     pub readings: Option<String>,
     pub contracts_file: Option<String>,
     pub chain_id: Option<i64>,

@@ -298,6 +298,10 @@ fn chain(
             format!("must be an http:// or https:// URL, found `{u}`"),
         ));
     }
+    let rpc_ca_file = at.file("rpc_ca_file", c.rpc_ca_file)?;
+    if rpc_ca_file.is_some() && !rpc_urls.iter().any(|u| u.starts_with("https://")) {
+        return Err(err(at.key("rpc_ca_file"), "set, but no https:// URL in rpc_urls uses it"));
+    }
     let readings =
         readings(&at, at.text("readings", c.readings)?, at.path("contracts_file", c.contracts_file)?)?;
     let relayer = match (
@@ -318,6 +322,7 @@ fn chain(
     };
     Ok(ChainConfig {
         rpc_urls,
+        rpc_ca_file,
         readings,
         chain_id: at.opt_num("chain_id", c.chain_id)?,
         relayer,

@@ -19,5 +19,6 @@ mod bridge_gas_estimate;
 mod bridge_load;
 mod bridge_node_outage;
 mod bridge_quarantine;
+mod bridge_rpc_tls;
 mod metrics_prometheus;
 mod systemd_unit;
