@@ -1,7 +1,8 @@
 //! Crash safety: kill -9 a sealing node at 20 random moments under load. After every kill the
 //! data directory re-verifies block by block from genesis (`p2pe-node check`: seals, rules,
 //! re-execution, roots) and its state root matches; after every restart the chain continues
-//! from the last committed block.
+//! from the last committed block. And a signer of a network whose block was gossiped before its
+//! commit failed, then killed: the others go on, and it takes their chain when it comes back.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use alloy_consensus::TxEip1559;
 use alloy_primitives::{Address, TxKind, U256};
 use p2pe_tests::harness::{dev_key, hex_u64, node_bin, run_ok, sign_raw, NodeProcess, Rpc};
+use p2pe_tests::net::{block_id, wait_for, Testnet};
 use serde_json::json;
 
 const CHAIN: u64 = 777;
@@ -157,4 +159,62 @@ fn kill_dash_nine_twenty_times_under_load() {
     node.kill9();
     let out = run_ok(Command::new(node_bin()).args(["check", "--datadir"]).arg(&datadir));
     assert!(out.starts_with("OK: "), "{out}");
+}
+
+/// A signer gossips the block it sealed before its commit ends, so its peers import it while it is
+/// written. Here that commit fails (an SQLite trigger on the signer's own database refuses the
+/// height, as a full disk would) and the signer is then killed: the other two signers have the block
+/// and go on without it; restarted with its storage healthy, the signer takes their chain, the block
+/// it never stored included.
+#[test]
+fn a_signer_whose_commit_fails_after_its_block_was_gossiped_rejoins_the_network_chain() {
+    use alloy_rlp::Decodable;
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::generate(&node_bin(), dir.path(), 3, 0, 1);
+    for i in 0..3 {
+        net.start(i);
+    }
+    wait_for("the signers to connect", Duration::from_secs(30), || (0..3).all(|i| net.peers(i) >= 2));
+    wait_for("block 2", Duration::from_secs(60), || net.head(0) >= 2);
+    let victim: Address = net.nodes[0]["signer"].as_str().unwrap().parse().unwrap();
+    let mut sorted: Vec<Address> =
+        (0..3).map(|i| net.nodes[i]["signer"].as_str().unwrap().parse().unwrap()).collect();
+    sorted.sort();
+    let mut x = net.head(0) + 4;
+    while sorted[(x % 3) as usize] != victim {
+        x += 1;
+    }
+    let db = rusqlite::Connection::open(net.datadir(0).join("chain.sqlite")).unwrap();
+    db.execute_batch(&format!(
+        "CREATE TRIGGER injected_failure BEFORE INSERT ON canonical WHEN NEW.number = {x} \
+         BEGIN SELECT RAISE(ABORT, 'injected storage failure'); END;"
+    ))
+    .unwrap();
+    wait_for("the other signers to build on block x", Duration::from_secs(60), || {
+        net.head(1) >= x + 2 && net.head(2) >= x + 2
+    });
+    let raw = net.rpc(1).call("debug_getRawBlock", json!([format!("{x:#x}")]));
+    let bytes = alloy_primitives::hex::decode(raw.as_str().unwrap()).unwrap();
+    let block = p2pe_node::primitives::Block::decode(&mut bytes.as_slice()).unwrap();
+    assert_eq!(
+        p2pe_node::consensus::clique::recover_sealer(&block.header).unwrap(),
+        victim,
+        "block {x} is the victim's, which its peers got by gossip before its commit failed"
+    );
+    assert_eq!(net.head(0), x - 1, "the victim never stored block {x}");
+    assert!(!net.log_lines(0, "injected storage failure").is_empty());
+    let bans: Vec<String> = (0..3).flat_map(|i| net.log_lines(i, "peer banned")).collect();
+    assert!(bans.is_empty(), "a local storage failure is no peer's offence: {bans:?}");
+
+    net.kill(0);
+    db.execute_batch("DROP TRIGGER injected_failure").unwrap();
+    drop(db);
+    net.start(0);
+    let target = net.head(1) + 2;
+    wait_for("the restarted signer to rejoin the chain", Duration::from_secs(60), || net.head(0) >= target);
+    for n in [x, target] {
+        let id = block_id(&net.rpc(1), n);
+        assert_eq!(block_id(&net.rpc(0), n), id, "block {n} on the victim");
+        assert_eq!(block_id(&net.rpc(2), n), id, "block {n} on signer 2");
+    }
 }

@@ -184,6 +184,12 @@ pub struct Blockchain {
     /// In-process listeners of the canonical chain (the pool first).
     canon: events::CanonListeners,
     events: broadcast::Sender<Arc<NewBlock>>,
+    /// Blocks this node sealed, sent before their commit so the network gossips them meanwhile
+    /// ([`Blockchain::subscribe_sealed`]).
+    sealed_events: broadcast::Sender<Arc<SealedBlock>>,
+    /// The block this node sealed and is committing: a peer that fetches its body (a compact
+    /// block it could not rebuild) gets it from here until the commit makes it readable.
+    committing: Mutex<Option<Arc<SealedBlock>>>,
     /// Events held back while a reorg's batch is not committed yet (subscribers must not hear
     /// of blocks that RPC reads cannot see).
     held_events: Mutex<Option<Vec<Arc<NewBlock>>>>,
@@ -218,6 +224,7 @@ impl Blockchain {
         let (head, hashes) = load_head(&store)?;
         let reads = ReadPool::open(store.path(), opts.read_connections)?;
         let (events, _) = broadcast::channel(1024);
+        let (sealed_events, _) = broadcast::channel(16);
         let cache_entries = opts.state_cache_entries;
         let cache = Arc::new(StateCache::new(cache_entries));
         let published =
@@ -235,6 +242,8 @@ impl Blockchain {
             pool,
             canon,
             events,
+            sealed_events,
+            committing: Mutex::new(None),
             held_events: Mutex::new(None),
             import_lock: Mutex::new(()),
             arriving: Mutex::new(Vec::new()),
@@ -372,6 +381,18 @@ impl Blockchain {
     /// Subscribes to new blocks.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<NewBlock>> {
         self.events.subscribe()
+    }
+
+    /// Subscribes to the blocks this node seals, each sent once it is sealed and before its commit
+    /// (the network gossips it while the commit writes and syncs it; every other listener waits for
+    /// [`Blockchain::subscribe`], whose blocks RPC can read).
+    pub fn subscribe_sealed(&self) -> broadcast::Receiver<Arc<SealedBlock>> {
+        self.sealed_events.subscribe()
+    }
+
+    /// The block `hash` if this node sealed it and is committing it now.
+    pub fn committing(&self, hash: &B256) -> Option<Arc<SealedBlock>> {
+        self.committing.lock().as_ref().filter(|b| b.hash == *hash).cloned()
     }
 
     /// The sender's nonce in the published head's state (0 if it cannot be read: the pool

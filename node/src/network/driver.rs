@@ -107,6 +107,7 @@ impl Driver {
         mut served_rx: mpsc::Receiver<Served>,
     ) {
         let mut chain_events = self.p.chain.subscribe();
+        let mut sealed_events = self.p.chain.subscribe_sealed();
         let mut pool_events = self.p.chain.pool().subscribe();
         let mut tick = tokio::time::interval(Duration::from_secs(3));
         let mut deferred_check = tokio::time::interval(DEFERRED_CHECK);
@@ -119,6 +120,11 @@ impl Driver {
                 ev = chain_events.recv() => {
                     if let Ok(ev) = ev {
                         self.on_chain_event(&ev);
+                    }
+                }
+                ev = sealed_events.recv() => {
+                    if let Ok(sealed) = ev {
+                        self.on_sealed(&sealed);
                     }
                 }
                 ev = pool_events.recv() => match ev {
@@ -311,6 +317,14 @@ impl Driver {
             let message = GossipBlock::of(&ev.block.block).encode();
             let _ = self.p.swarm.behaviour_mut().gossipsub.publish(self.blocks_topic.clone(), message);
         }
+    }
+
+    /// Gossips a block this node sealed before its commit ends (its commit event then finds it
+    /// among the blocks not to announce again).
+    fn on_sealed(&mut self, sealed: &crate::primitives::SealedBlock) {
+        self.from_gossip.insert(sealed.hash);
+        let message = GossipBlock::of(&sealed.block).encode();
+        let _ = self.p.swarm.behaviour_mut().gossipsub.publish(self.blocks_topic.clone(), message);
     }
 
     fn on_sync_event(&mut self, ev: request_response::Event<SyncRequest, SyncResponse>) {

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use alloy_primitives::B256;
 use alloy_rlp::Encodable;
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
@@ -17,7 +18,8 @@ use super::protocol::{
     SyncRequest, SyncResponse, HEADERS_RESPONSE_BUDGET, MAX_BLOCKS_PER_REQUEST, SYNC_RESPONSE_BUDGET,
 };
 use crate::blockchain::Blockchain;
-use crate::storage::BlockQuery;
+use crate::primitives::Block;
+use crate::storage::{BlockQuery, StorageError};
 
 /// Requests waiting for a serving thread, at most.
 pub const SERVE_QUEUE: usize = 64;
@@ -66,6 +68,15 @@ pub(super) fn start_workers(chain: Arc<Blockchain>, served: mpsc::Sender<Served>
     tx
 }
 
+/// Block `hash`: the block this node sealed and is committing (gossiped before its commit ends, so a
+/// peer may ask for its body meanwhile), else the stored one.
+fn block_by_hash(chain: &Blockchain, hash: &B256) -> Result<Option<Block>, StorageError> {
+    if let Some(sealed) = chain.committing(hash) {
+        return Ok(Some(sealed.block.clone()));
+    }
+    Ok(chain.reads().block_by_hash(hash)?.map(|(b, _)| b.block))
+}
+
 /// Answers a sync request from our chain. A range answer stops at [`SYNC_RESPONSE_BUDGET`] bytes
 /// of blocks (but always carries one), so it fits the response cap whatever the blocks' sizes.
 pub fn serve(chain: &Blockchain, request: SyncRequest) -> SyncResponse {
@@ -83,17 +94,8 @@ pub fn serve(chain: &Blockchain, request: SyncRequest) -> SyncResponse {
             super::sync::serve_headers(chain, from, count, HEADERS_RESPONSE_BUDGET)
         }
         SyncRequest::Blocks { from, count } => serve_blocks(chain, from, count, SYNC_RESPONSE_BUDGET),
-        SyncRequest::BlockByHash { hash } => match chain.reads().block_by_hash(&hash.into()) {
-            Ok(found) => SyncResponse::Blocks(
-                found
-                    .map(|(b, _)| {
-                        let mut buf = Vec::new();
-                        b.block.encode(&mut buf);
-                        buf
-                    })
-                    .into_iter()
-                    .collect(),
-            ),
+        SyncRequest::BlockByHash { hash } => match block_by_hash(chain, &hash.into()) {
+            Ok(found) => SyncResponse::Blocks(found.map(|b| alloy_rlp::encode(&b)).into_iter().collect()),
             Err(e) => SyncResponse::Error(e.to_string()),
         },
     }
