@@ -468,6 +468,81 @@ fn flush_acks(
 /// Most messages committed in one SQLite transaction.
 pub const MAX_GROUP: usize = 2_000;
 
+/// Commits `items` to the outbox in one transaction, retrying every second until it succeeds (nothing
+/// is acked meanwhile, so nothing is lost).
+async fn commit_group(
+    outbox: &Arc<Mutex<Outbox>>,
+    items: &Arc<Vec<Incoming>>,
+    limits: &Limits,
+) -> Vec<Outcome> {
+    loop {
+        let (o, it, l) = (outbox.clone(), items.clone(), limits.clone());
+        let res =
+            tokio::task::spawn_blocking(move || o.lock().expect("outbox lock").ingest(&it, now_ms(), &l))
+                .await
+                .expect("ingest task panicked");
+        match res {
+            Ok(out) => return out,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot commit to the outbox; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Counts and logs what became of one message; `true` if it was committed as a new reading.
+fn record(item: &Incoming, outcome: &Outcome, metrics: &Metrics) -> bool {
+    let (topic, meter) = match item {
+        Incoming::Sample { topic, meter, .. } => (topic.as_str(), Some(meter.as_str())),
+        Incoming::Refused { topic, meter, .. } => (topic.as_str(), meter.as_deref()),
+        Incoming::Monitoring | Incoming::Copy => ("", None),
+    };
+    match outcome {
+        Outcome::Copy => return false,
+        Outcome::Committed { reset, seq_gap, .. } => {
+            if let Some(r) = reset {
+                metrics.counter_resets.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(meter = meter.unwrap_or(""), kind = r.kind, detail = %r.detail,
+                    "counter reset detected; counters re-based so no negative energy is submitted");
+            }
+            if *seq_gap {
+                metrics.sequence_gaps.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    meter = meter.unwrap_or(""),
+                    "sequence number gap: messages were lost before the broker"
+                );
+            }
+            return true;
+        }
+        Outcome::Duplicate => {
+            metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        Outcome::DeadLettered(rej) => {
+            metrics.reject(rej.reason);
+            tracing::warn!(topic, meter = meter.unwrap_or("?"), reason = rej.reason.as_str(), detail = %rej.detail,
+                "input refused; dead-lettered");
+        }
+        Outcome::Quarantined(rej) => {
+            metrics.reject(rej.reason);
+            metrics.quarantined.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(topic, meter = meter.unwrap_or("?"), reason = rej.reason.as_str(), detail = %rej.detail,
+                "reading quarantined (not signed); the meter's next readings are judged against its last accepted one");
+        }
+        Outcome::Suppressed(rej) => {
+            metrics.reject(rej.reason);
+            if metrics.dead_letters_suppressed.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                tracing::warn!(topic, meter = meter.unwrap_or("?"), reason = rej.reason.as_str(),
+                    "refused input over limits.dead_letters_per_minute: counted and acked, not stored (logged every 1000th)");
+            }
+        }
+        Outcome::Ignored => {
+            metrics.monitoring.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    false
+}
+
 /// Runs the ingest loop: group-commit received messages, then ack them in order.
 pub async fn run_ingest(
     mut rx: mpsc::Receiver<Inbound>,
@@ -489,72 +564,12 @@ pub async fn run_ingest(
         let items: Arc<Vec<Incoming>> = Arc::new(
             batch.iter().map(|m| classify(&m.publish, m.copies, &meters, &limits, &metrics)).collect(),
         );
-        let outcomes = loop {
-            let (o, it, l) = (outbox.clone(), items.clone(), limits.clone());
-            let res =
-                tokio::task::spawn_blocking(move || o.lock().expect("outbox lock").ingest(&it, now_ms(), &l))
-                    .await
-                    .expect("ingest task panicked");
-            match res {
-                Ok(out) => break out,
-                Err(e) => {
-                    // Nothing is acked, so nothing is lost; retry the same group.
-                    tracing::error!(error = %e, "cannot commit to the outbox; retrying in 1 s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        };
-        let mut committed = 0u64;
+        let outcomes = commit_group(&outbox, &items, &limits).await;
         let copies =
             batch.iter().filter(|m| m.copies && meters.contains_key(&m.publish.topic)).count() as u64;
+        let mut committed = 0u64;
         for (item, outcome) in items.iter().zip(&outcomes) {
-            let (topic, meter) = match item {
-                Incoming::Sample { topic, meter, .. } => (topic.as_str(), Some(meter.as_str())),
-                Incoming::Refused { topic, meter, .. } => (topic.as_str(), meter.as_deref()),
-                Incoming::Monitoring | Incoming::Copy => ("", None),
-            };
-            match outcome {
-                Outcome::Copy => {}
-                Outcome::Committed { reset, seq_gap, .. } => {
-                    committed += 1;
-                    if let Some(r) = reset {
-                        metrics.counter_resets.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(meter = meter.unwrap_or(""), kind = r.kind, detail = %r.detail,
-                            "counter reset detected; counters re-based so no negative energy is submitted");
-                    }
-                    if *seq_gap {
-                        metrics.sequence_gaps.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            meter = meter.unwrap_or(""),
-                            "sequence number gap: messages were lost before the broker"
-                        );
-                    }
-                }
-                Outcome::Duplicate => {
-                    metrics.duplicates.fetch_add(1, Ordering::Relaxed);
-                }
-                Outcome::DeadLettered(rej) => {
-                    metrics.reject(rej.reason);
-                    tracing::warn!(topic, meter = meter.unwrap_or("?"), reason = rej.reason.as_str(), detail = %rej.detail,
-                        "input refused; dead-lettered");
-                }
-                Outcome::Quarantined(rej) => {
-                    metrics.reject(rej.reason);
-                    metrics.quarantined.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(topic, meter = meter.unwrap_or("?"), reason = rej.reason.as_str(), detail = %rej.detail,
-                        "reading quarantined (not signed); the meter's next readings are judged against its last accepted one");
-                }
-                Outcome::Suppressed(rej) => {
-                    metrics.reject(rej.reason);
-                    if metrics.dead_letters_suppressed.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
-                        tracing::warn!(topic, meter = meter.unwrap_or("?"), reason = rej.reason.as_str(),
-                            "refused input over limits.dead_letters_per_minute: counted and acked, not stored (logged every 1000th)");
-                    }
-                }
-                Outcome::Ignored => {
-                    metrics.monitoring.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            committed += u64::from(record(item, outcome, &metrics));
         }
         metrics.received.fetch_add(batch.len() as u64 - copies, Ordering::Relaxed);
         metrics.copies.fetch_add(copies, Ordering::Relaxed);

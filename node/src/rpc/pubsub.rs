@@ -110,25 +110,41 @@ fn subscribe(ctx: &Arc<RpcContext>, conn: &Arc<WsConnection>, p: Params) -> RpcR
     Ok(json!(id))
 }
 
-/// `newHeads`: each new canonical block's header (blocks a reorg removed are not sent again).
-fn heads_task(ctx: &Arc<RpcContext>, weak: Weak<WsConnection>, sid: String) -> JoinHandle<()> {
-    let mut rx = ctx.chain.subscribe();
+/// Forwards each event of `rx` to the connection's subscription `sid`, as the values `render`
+/// makes of it (none: nothing to send), until the connection goes, a send fails or the subscriber
+/// falls behind the channel (the connection is then closed, [`lagged`]).
+fn forward<T: Clone + Send + 'static>(
+    mut rx: broadcast::Receiver<T>,
+    weak: Weak<WsConnection>,
+    sid: String,
+    render: impl Fn(T) -> Vec<Value> + Send + 'static,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let ev = rx.recv().await;
             let Some(conn) = weak.upgrade() else { return };
             match ev {
-                Ok(b) if b.removed => {}
-                Ok(b) => {
-                    let header = convert::header(&b.block, b.total_difficulty);
-                    if !conn.notify(&sid, json!(header)) {
-                        return;
+                Ok(ev) => {
+                    for value in render(ev) {
+                        if !conn.notify(&sid, value) {
+                            return;
+                        }
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => return lagged(&conn, n),
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }
+    })
+}
+
+/// `newHeads`: each new canonical block's header (blocks a reorg removed are not sent again).
+fn heads_task(ctx: &Arc<RpcContext>, weak: Weak<WsConnection>, sid: String) -> JoinHandle<()> {
+    forward(ctx.chain.subscribe(), weak, sid, |b| {
+        if b.removed {
+            return Vec::new();
+        }
+        vec![json!(convert::header(&b.block, b.total_difficulty))]
     })
 }
 
@@ -141,54 +157,24 @@ fn logs_task(ctx: &Arc<RpcContext>, weak: Weak<WsConnection>, sid: String, filte
     }
     let query =
         LogFilterQuery { from: 0, to: u64::MAX, addresses: filter.address.iter().copied().collect(), topics };
-    let mut rx = ctx.chain.subscribe();
-    tokio::spawn(async move {
-        loop {
-            let ev = rx.recv().await;
-            let Some(conn) = weak.upgrade() else { return };
-            match ev {
-                Ok(b) => {
-                    // Logs of a block a reorg took off the chain come again with removed: true.
-                    for log in convert::block_logs(&b.block, &b.receipts) {
-                        if query.matches(&log.log) && !conn.notify(&sid, json!(convert::log(&log, b.removed)))
-                        {
-                            return;
-                        }
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(n)) => return lagged(&conn, n),
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
+    forward(ctx.chain.subscribe(), weak, sid, move |b| {
+        convert::block_logs(&b.block, &b.receipts)
+            .iter()
+            .filter(|log| query.matches(&log.log))
+            .map(|log| json!(convert::log(log, b.removed)))
+            .collect()
     })
 }
 
 /// `newPendingTransactions`: each transaction the pool accepts, by hash or (`full`) whole.
 fn pending_task(ctx: &Arc<RpcContext>, weak: Weak<WsConnection>, sid: String, full: bool) -> JoinHandle<()> {
-    let mut rx = ctx.chain.pool().subscribe();
-    let ctx = ctx.clone();
-    tokio::spawn(async move {
-        loop {
-            let ev = rx.recv().await;
-            let Some(conn) = weak.upgrade() else { return };
-            match ev {
-                Ok(hash) => {
-                    let value = if full {
-                        match ctx.chain.pool().get(&hash) {
-                            Some(tx) => json!(convert::pending_transaction(&tx)),
-                            None => continue,
-                        }
-                    } else {
-                        json!(hash)
-                    };
-                    if !conn.notify(&sid, value) {
-                        return;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(n)) => return lagged(&conn, n),
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
+    let chain = ctx.chain.clone();
+    forward(ctx.chain.pool().subscribe(), weak, sid, move |hash| match full {
+        // A transaction that left the pool meanwhile is not sent.
+        true => {
+            chain.pool().get(&hash).map(|tx| json!(convert::pending_transaction(&tx))).into_iter().collect()
         }
+        false => vec![json!(hash)],
     })
 }
 

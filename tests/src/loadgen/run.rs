@@ -478,17 +478,7 @@ async fn setup(
     funder: &PrivateKeySigner,
     addrs: &[Address],
 ) -> Result<Option<Address>, LoadgenError> {
-    let balance_params: Vec<Value> = addrs.iter().map(|a| json!([a, "latest"])).collect();
-    let mut to_fund = Vec::new();
-    for chunk in balance_params.chunks(cfg.batch).zip(addrs.chunks(cfg.batch)) {
-        let answers = client.batch("eth_getBalance", chunk.0).await?;
-        for (r, addr) in answers.into_iter().zip(chunk.1) {
-            let bal = parse_u256(&r.map_err(|e| rpc_err("eth_getBalance", e))?, "eth_getBalance")?;
-            if bal < cfg.fund_wei / U256::from(2u64) {
-                to_fund.push(*addr);
-            }
-        }
-    }
+    let to_fund = needing_funds(cfg, client, addrs).await?;
     let funder_addr = funder.address();
     let mut nonce = parse_u64(
         &client.call("eth_getTransactionCount", json!([funder_addr, "pending"])).await?,
@@ -552,6 +542,36 @@ async fn setup(
         .position(|h| *h == hash)
         .map(|i| &receipts[i])
         .ok_or_else(|| LoadgenError::Setup("deployment receipt missing".to_owned()))?;
+    verify_deployment(client, receipt, expected).await.map(Some)
+}
+
+/// The senders among `addrs` whose balance is under half of `cfg.fund_wei`.
+async fn needing_funds(
+    cfg: &Config,
+    client: &RpcClient,
+    addrs: &[Address],
+) -> Result<Vec<Address>, LoadgenError> {
+    let balance_params: Vec<Value> = addrs.iter().map(|a| json!([a, "latest"])).collect();
+    let mut to_fund = Vec::new();
+    for chunk in balance_params.chunks(cfg.batch).zip(addrs.chunks(cfg.batch)) {
+        let answers = client.batch("eth_getBalance", chunk.0).await?;
+        for (r, addr) in answers.into_iter().zip(chunk.1) {
+            let bal = parse_u256(&r.map_err(|e| rpc_err("eth_getBalance", e))?, "eth_getBalance")?;
+            if bal < cfg.fund_wei / U256::from(2u64) {
+                to_fund.push(*addr);
+            }
+        }
+    }
+    Ok(to_fund)
+}
+
+/// Checks that the deployment's `receipt` names the `expected` address and that its code there is
+/// the benchmark contract's runtime.
+async fn verify_deployment(
+    client: &RpcClient,
+    receipt: &Value,
+    expected: Address,
+) -> Result<Address, LoadgenError> {
     let addr: Address = receipt
         .get("contractAddress")
         .and_then(Value::as_str)
@@ -571,7 +591,7 @@ async fn setup(
         )));
     }
     progress(format!("contract deployed at {addr}, code verified"));
-    Ok(Some(addr))
+    Ok(addr)
 }
 
 /// Gas limit for one contract call: `eth_estimateGas` of the most expensive
