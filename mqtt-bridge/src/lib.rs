@@ -25,6 +25,7 @@ pub mod mqtt;
 pub mod outbox;
 pub mod rpc;
 pub mod submit;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -133,16 +133,8 @@ pub fn tls_config(cfg: &BrokerConfig) -> Result<Option<Arc<rustls::ClientConfig>
         return Ok(None);
     }
     let ca = cfg.ca_file.as_ref().ok_or_else(|| TlsError("broker.ca_file is required for mqtts".into()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| TlsError(format!("broker.ca_file {}: {e}", ca.display())))?;
-    if certs.is_empty() {
-        return Err(TlsError(format!("broker.ca_file {}: no certificate in it", ca.display())));
-    }
-    for c in certs {
-        roots.add(c).map_err(|e| TlsError(format!("broker.ca_file {}: {e}", ca.display())))?;
-    }
+    let roots =
+        crate::tls::ca_roots(ca).map_err(|e| TlsError(format!("broker.ca_file {}: {e}", ca.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

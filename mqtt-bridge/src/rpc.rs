@@ -26,8 +26,6 @@ use alloy_rpc_client::{BatchRequest, RpcClient, Waiter};
 use alloy_transport::layers::FallbackLayer;
 use alloy_transport::{RpcError as AlloyRpcError, TransportErrorKind};
 use alloy_transport_http::Http;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use tower::Layer;
 
@@ -79,21 +77,11 @@ pub enum RpcError {
 /// only roots when it is given, else the system's roots (none found is not an error: http:// URLs need
 /// none, and an https:// node then fails its handshake with "UnknownIssuer", which the log shows).
 pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, RpcError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let bad = |e: String| RpcError::Tls(format!("chain.rpc_ca_file {}: {e}", path.display()));
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<_, _>>())
-                .map_err(|e| bad(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(bad("no certificate in it".into()));
-            }
-            for c in certs {
-                roots.add(c).map_err(|e| bad(e.to_string()))?;
-            }
-        }
+    let roots = match ca_file {
+        Some(path) => crate::tls::ca_roots(path)
+            .map_err(|e| RpcError::Tls(format!("chain.rpc_ca_file {}: {e}", path.display())))?,
         None => {
+            let mut roots = rustls::RootCertStore::empty();
             let found = rustls_native_certs::load_native_certs();
             let (added, ignored) = roots.add_parsable_certificates(found.certs);
             tracing::debug!(
@@ -102,8 +90,9 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, RpcErr
                 errors = found.errors.len(),
                 "system CA roots for https:// nodes"
             );
+            roots
         }
-    }
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
