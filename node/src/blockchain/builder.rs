@@ -253,6 +253,11 @@ mod tests {
 
     /// A 2-signer chain (keys 0xa1 and 0xb2) whose sender 0x51 is funded, in `dir/name`.
     fn open(dir: &std::path::Path, name: &str, t0: u64) -> Blockchain {
+        open_keeping(dir, name, t0, 128)
+    }
+
+    /// [`open`] keeping the state history of `history` blocks.
+    fn open_keeping(dir: &std::path::Path, name: &str, t0: u64, history: u64) -> Blockchain {
         let params = GenesisParams {
             chain_id: 58,
             signers: vec![key(0xa1).address(), key(0xb2).address()],
@@ -262,27 +267,31 @@ mod tests {
         };
         let json = serde_json::to_string(&build_genesis(&params)).unwrap();
         let spec = ChainSpec::from_json(&json).unwrap();
-        let mut store = Store::open(&dir.join(name), None).unwrap();
+        let mut store = Store::open(&dir.join(name), Some(history)).unwrap();
         store.init_genesis(&spec, &json).unwrap();
-        let opts = ChainOptions { state_history: Some(128), read_connections: 1, ..Default::default() };
+        let opts = ChainOptions { state_history: Some(history), read_connections: 1, ..Default::default() };
         Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap()
     }
 
     fn add_transfers(chain: &Blockchain, n: u64) {
-        let sender = key(0x51);
         for nonce in 0..n {
-            let tx = TxEip1559 {
-                chain_id: 58,
-                nonce,
-                gas_limit: 21_000,
-                to: TxKind::Call(Address::repeat_byte(9)),
-                value: U256::from(1),
-                ..Default::default()
-            };
-            let sig = sender.sign_hash(&tx.signature_hash());
-            let raw = TxEnvelope::from(tx.into_signed(sig)).encoded_2718();
-            chain.pool().add(validate_tx(&raw, &chain.validation_context()).unwrap(), 0).unwrap();
+            add_transfer(chain, nonce);
         }
+    }
+
+    /// Pools sender 0x51's transfer of 1 wei to 0x0909…09 with `nonce`.
+    fn add_transfer(chain: &Blockchain, nonce: u64) {
+        let tx = TxEip1559 {
+            chain_id: 58,
+            nonce,
+            gas_limit: 21_000,
+            to: TxKind::Call(Address::repeat_byte(9)),
+            value: U256::from(1),
+            ..Default::default()
+        };
+        let sig = key(0x51).sign_hash(&tx.signature_hash());
+        let raw = TxEnvelope::from(tx.into_signed(sig)).encoded_2718();
+        chain.pool().add(validate_tx(&raw, &chain.validation_context()).unwrap(), 0).unwrap();
     }
 
     /// Block 1's in-turn and out-of-turn signers.
@@ -302,6 +311,52 @@ mod tests {
         let chains = [open(dir, "x", t0), open(dir, "y", t0), open(dir, "z", t0)];
         let (in_turn, _) = turns(&chains[0]);
         (chains, in_turn, t0)
+    }
+
+    /// The state history window: with a window of 4 (pruned every 4 blocks), the state after
+    /// block `head - 4` is always readable and equals that block's root (at the limit), and so is
+    /// `head - 3` (under); the oldest state kept is the prune's floor, the one below it is
+    /// refused (over); the undo rows of the blocks above the floor, and only those, are kept.
+    #[test]
+    fn the_state_history_keeps_its_window_and_refuses_what_is_below_the_floor() {
+        use crate::state::StateError;
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = crate::blockchain::unix_now() - 100;
+        let chain = open_keeping(dir.path(), "x", t0, 4);
+        let db = rusqlite::Connection::open(dir.path().join("x").join("chain.sqlite")).unwrap();
+        let mut roots = vec![chain.head().header.state_root];
+        let signers = [key(0xa1), key(0xb2)];
+        for n in 1..=13u64 {
+            add_transfer(&chain, n - 1);
+            let block = chain.seal_next(&signers[n as usize % 2], t0 + n, None).unwrap().unwrap();
+            assert_eq!(block.block.header.number, n);
+            roots.push(block.block.header.state_root);
+            // Pruned at multiples of 4 past the window: the floor is 4 below the last of them.
+            let floor = match n - n % 4 {
+                m if m > 4 => m - 4,
+                _ => 0,
+            };
+            let oldest: Option<i64> =
+                db.query_row("SELECT MIN(block) FROM account_history", [], |r| r.get(0)).unwrap();
+            assert_eq!(oldest, Some(floor as i64 + 1), "after block {n}");
+            let snapshots = |sql: &str| -> i64 { db.query_row(sql, [floor as i64], |r| r.get(0)).unwrap() };
+            assert_eq!(snapshots("SELECT COUNT(*) FROM snapshots WHERE number > 0 AND number < ?1"), 0);
+            assert_eq!(
+                snapshots("SELECT COUNT(*) FROM snapshots WHERE number >= MAX(?1, 1)"),
+                (n - floor.max(1) + 1) as i64,
+                "after block {n}"
+            );
+            for at in [n.saturating_sub(3), n.saturating_sub(4), floor] {
+                let mut state = chain.state_at(at).unwrap();
+                assert_eq!(state.state_root(), roots[at as usize], "state after {at}, head {n}");
+            }
+            if let Some(below) = floor.checked_sub(1) {
+                assert!(
+                    matches!(chain.state_at(below), Err(StateError::Pruned(b)) if b == below),
+                    "head {n}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -120,7 +120,9 @@ pub struct NewBlock {
 /// Node-level options for the chain.
 #[derive(Debug, Clone)]
 pub struct ChainOptions {
-    /// Blocks of state history to keep; `None` keeps all (archive).
+    /// Blocks of state history to keep; `None` keeps all (archive). The store prunes: the node
+    /// passes this to [`Store::open`](crate::storage::Store::open), and [`Blockchain::open`] keeps
+    /// the store's setting.
     pub state_history: Option<u64>,
     /// Read connections for RPC.
     pub read_connections: usize,

@@ -49,6 +49,7 @@ pub struct WalStatus {
     background: AtomicU64,
     inline: AtomicU64,
     pages_left: AtomicI64,
+    log_pages: AtomicI64,
 }
 
 impl WalStatus {
@@ -68,11 +69,23 @@ impl WalStatus {
         self.pages_left.load(Ordering::Relaxed)
     }
 
-    fn record(&self, counter: &AtomicU64, log: c_int, copied: c_int) {
+    /// Pages in the log after the last commit: they count from the start of the log, which a
+    /// commit restarts once a checkpoint has copied all of it (-1 before the first commit).
+    pub fn log_pages(&self) -> i64 {
+        self.log_pages.load(Ordering::Relaxed)
+    }
+
+    /// Records a checkpoint's result; SQLite reports -1 pages for a checkpoint that did not run
+    /// on a log (a connection not in WAL mode), which is an error, not a checkpoint.
+    fn record(&self, counter: &AtomicU64, log: c_int, copied: c_int) -> Result<(), String> {
+        if log < 0 || copied < 0 {
+            return Err(format!("the checkpoint ran on no write-ahead log ({log} pages)"));
+        }
         counter.fetch_add(1, Ordering::Relaxed);
         let left = i64::from(log) - i64::from(copied);
         self.pages_left.store(left, Ordering::Relaxed);
         metrics::gauge!(names::SQLITE_WAL_PAGES).set(left as f64);
+        Ok(())
     }
 }
 
@@ -100,7 +113,20 @@ impl Checkpointer {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let status = Arc::new(WalStatus { pages_left: AtomicI64::new(-1), ..Default::default() });
+        // A connection learns that the database is in WAL mode, and opens the log, on its first
+        // read: until then a checkpoint on it does nothing and reports -1 pages.
+        let _: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StorageError::Invalid(format!(
+                "the database is in journal mode {mode}, not WAL: nothing to checkpoint"
+            )));
+        }
+        let status = Arc::new(WalStatus {
+            pages_left: AtomicI64::new(-1),
+            log_pages: AtomicI64::new(-1),
+            ..Default::default()
+        });
         let (wake, woken) = mpsc::sync_channel::<Wake>(1);
         let thread_status = status.clone();
         let thread = std::thread::Builder::new()
@@ -109,14 +135,18 @@ impl Checkpointer {
             .map_err(|e| StorageError::Invalid(format!("cannot start the checkpoint thread: {e}")))?;
         let (hook_wake, hook_status) = (wake.clone(), status.clone());
         writer.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: c_int| {
+            hook_status.log_pages.store(i64::from(pages), Ordering::Relaxed);
             if pages >= limits.inline_pages {
                 let _timer = crate::metrics::Timer::start(names::SQLITE_CHECKPOINT);
                 // The commit has happened: an error returned from here would make SQLite report
                 // it as the commit's own (the thread may be checkpointing: SQLITE_BUSY), so it
                 // is logged and the next commit tries again.
-                match wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE) {
-                    Ok((log, copied)) => hook_status.record(&hook_status.inline, log, copied),
-                    Err(e) => tracing::warn!(error = %e, pages, "WAL checkpoint at the log's limit failed"),
+                let done = wal
+                    .checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE)
+                    .map_err(|e| e.to_string())
+                    .and_then(|(log, copied)| hook_status.record(&hook_status.inline, log, copied));
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, pages, "WAL checkpoint at the log's limit failed");
                 }
             } else if pages >= limits.background_pages {
                 // A full channel means a wake-up is already pending: that checkpoint covers this log.
@@ -146,11 +176,12 @@ impl Drop for Checkpointer {
 fn run(conn: Connection, woken: mpsc::Receiver<Wake>, status: Arc<WalStatus>) {
     while let Ok(Wake::Checkpoint) = woken.recv() {
         let _timer = crate::metrics::Timer::start(names::SQLITE_CHECKPOINT);
-        match conn.wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE) {
-            Ok((log, copied)) => status.record(&status.background, log, copied),
-            Err(e) => {
-                tracing::warn!(error = %e, "background WAL checkpoint failed; commits checkpoint themselves past the limit")
-            }
+        let done = conn
+            .wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE)
+            .map_err(|e| e.to_string())
+            .and_then(|(log, copied)| status.record(&status.background, log, copied));
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "background WAL checkpoint failed; commits checkpoint themselves past the limit");
         }
     }
 }
@@ -199,12 +230,28 @@ mod tests {
         wait_for("the background checkpoint", || cp.status().background_checkpoints() >= 1);
         wait_for("the log copied", || cp.status().pages_left() == 0);
         assert_eq!(cp.status().inline_checkpoints(), 0, "the commit did not checkpoint itself");
+        assert!(cp.status().log_pages() >= 400, "{}", cp.status().log_pages());
+        // The log was copied in full, so the next commit starts it again instead of growing it.
+        commit_rows(&conn, 450, 20);
+        assert!(cp.status().log_pages() < 100, "the log restarted: {} pages", cp.status().log_pages());
         // Everything committed is readable from a new connection after the checkpoint.
         let n: i64 = Connection::open(dir.path().join("t.sqlite"))
             .unwrap()
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(n, 450);
+        assert_eq!(n, 470);
+    }
+
+    /// Without WAL mode there is no log to checkpoint: attaching says so instead of running a
+    /// thread whose checkpoints would do nothing.
+    #[test]
+    fn a_database_not_in_wal_mode_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)").unwrap();
+        let e = Checkpointer::attach(&mut conn, &path, WalLimits::default()).err().expect("refused");
+        assert!(e.to_string().contains("not WAL"), "{e}");
     }
 
     #[test]

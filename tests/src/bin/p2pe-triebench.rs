@@ -40,6 +40,10 @@ struct Args {
     /// rewritten slot after slot). Every size in `--words` must then be at least 4.
     #[arg(long)]
     overwrite: bool,
+    /// Idle time after each block, not timed (a node sealing at a 1 s period has the rest of the
+    /// period for its background WAL checkpoint; 0 seals back to back).
+    #[arg(long, default_value_t = 0)]
+    pause_ms: u64,
     /// Internal: seed WORDS words into the initialised data directory DIR and exit (the
     /// benchmark runs its seeding in a child process, so that its own RSS is the node's alone).
     #[arg(long, num_args = 2, value_names = ["DIR", "WORDS"], hide = true)]
@@ -161,6 +165,9 @@ fn time_root_only(datadir: &Path, txs: usize, overwrite: Option<u64>) -> Duratio
     start.elapsed()
 }
 
+/// One size's figures: words, median seal time, (p99, max) seal time, root alone, (VmRSS, VmHWM).
+type Row = (u64, Duration, (Duration, Duration), Duration, (u64, u64));
+
 fn main() {
     let args = Args::parse();
     if let Some(seed_args) = &args.seed_into {
@@ -172,7 +179,7 @@ fn main() {
         std::process::exit(2);
     }
     let signer = SigningKey::from_bytes(&B256::repeat_byte(0xa1)).unwrap();
-    let mut rows: Vec<(u64, Duration, Duration, (u64, u64))> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     for &words in &args.words {
         let dir = tempfile::Builder::new().prefix("p2pe-triebench-").tempdir().unwrap();
         let (chain, t0) = open_chain(dir.path(), words, &signer);
@@ -195,8 +202,10 @@ fn main() {
                 took.as_secs_f64() * 1e3
             );
             times.push(took);
+            std::thread::sleep(Duration::from_millis(args.pause_ms));
         }
         times.sort();
+        let tail = (times[times.len() * 99 / 100], times[times.len() - 1]);
         let root = time_root_only(dir.path(), args.txs, overwrite);
         eprintln!(
             "  {words} words: state root alone for {} {} words: {:.0} ms",
@@ -207,23 +216,25 @@ fn main() {
         let rss = p2pe_tests::seed::rss_kb();
         eprintln!("  {words} words: node process VmRSS {} kB, peak VmHWM {} kB", rss.0, rss.1);
         drop(chain);
-        rows.push((words, times[times.len() / 2], root, rss));
+        rows.push((words, times[times.len() / 2], tail, root, rss));
     }
     let (base, base_root) =
-        rows.first().map(|r| (r.1.as_secs_f64(), r.2.as_secs_f64())).unwrap_or((1.0, 1.0));
+        rows.first().map(|r| (r.1.as_secs_f64(), r.3.as_secs_f64())).unwrap_or((1.0, 1.0));
     println!(
-        "| Words in the contract | Seal time, median of {} blocks of {} txs | vs first row | State root alone, {} words changed | vs first row | VmRSS after (peak so far) |",
+        "| Words in the contract | Seal time, median of {} blocks of {} txs | vs first row | p99 / max | State root alone, {} words changed | vs first row | VmRSS after (peak so far) |",
         args.blocks,
         args.txs,
         args.txs * 4
     );
-    println!("|---|---|---|---|---|---|");
-    for (words, time, root, (rss, hwm)) in rows {
+    println!("|---|---|---|---|---|---|---|");
+    for (words, time, (p99, max), root, (rss, hwm)) in rows {
         let (t, r) = (time.as_secs_f64(), root.as_secs_f64());
         println!(
-            "| {words} | {:.0} ms | {:.2}x | {:.0} ms | {:.2}x | {} MB ({} MB) |",
+            "| {words} | {:.0} ms | {:.2}x | {:.0} / {:.0} ms | {:.0} ms | {:.2}x | {} MB ({} MB) |",
             t * 1e3,
             t / base,
+            p99.as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3,
             r * 1e3,
             r / base_root,
             rss / 1024,
