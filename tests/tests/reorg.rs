@@ -239,7 +239,7 @@ fn explorer_rows_of_a_migrated_data_directory_leave_on_a_reorg() {
     .unwrap();
 
     let node = open(&net, &node_dir);
-    assert_eq!(count("SELECT value FROM meta WHERE key = 'schema_version'"), 7);
+    assert_eq!(count("SELECT value FROM meta WHERE key = 'schema_version'"), 8);
     assert_eq!(
         count("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE '%_txs_number'"),
         0,

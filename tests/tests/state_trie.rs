@@ -116,14 +116,14 @@ fn a_version_1_data_directory_is_migrated_on_open() {
     let conn = rusqlite::Connection::open(datadir.join("chain.sqlite")).unwrap();
     let version: i64 =
         conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 7, "migrated through versions 2 to 6 to 7");
+    assert_eq!(version, 8, "migrated through versions 2 to 7 to 8");
     let words: i64 = conn.query_row("SELECT COUNT(*) FROM hashed_storage", [], |r| r.get(0)).unwrap();
     assert_eq!(words, 300);
     drop(conn);
     // A version the node does not know is refused with the versions named.
-    sql(&datadir, "UPDATE meta SET value = 8 WHERE key = 'schema_version';");
+    sql(&datadir, "UPDATE meta SET value = 9 WHERE key = 'schema_version';");
     let err = run_err(&mut check(&datadir));
-    assert!(err.contains("database schema version 8 is not supported by this node (expects 7)"), "{err}");
+    assert!(err.contains("database schema version 9 is not supported by this node (expects 8)"), "{err}");
 }
 
 /// `check` compares the plain state (what execution reads) with the hashed rows the root comes

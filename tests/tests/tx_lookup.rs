@@ -108,7 +108,7 @@ fn lookups_read_one_row_and_survive_the_migrations_from_version_2() {
     drop(node);
 
     // Back to schema version 2: no per-transaction rows, and the blocks table of versions 2 and 3
-    // (total difficulty after the body). The node migrates on open, through versions 3 to 6 to 7.
+    // (total difficulty after the body). The node migrates on open, through versions 3 to 7 to 8.
     let conn = rusqlite::Connection::open(datadir.join("chain.sqlite")).unwrap();
     assert_eq!(block_columns(&conn), ["hash", "number", "td", "header", "block", "senders", "receipts"]);
     conn.execute_batch(
@@ -128,7 +128,7 @@ fn lookups_read_one_row_and_survive_the_migrations_from_version_2() {
     let version: i64 =
         conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
     let rows: i64 = conn.query_row("SELECT COUNT(*) FROM block_txs", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
     assert!(rows >= hashes.len() as i64, "{rows} rows");
     assert_eq!(
         block_columns(&conn),

@@ -281,12 +281,18 @@ mod tests {
 
     /// Pools sender 0x51's transfer of 1 wei to 0x0909…09 with `nonce`.
     fn add_transfer(chain: &Blockchain, nonce: u64) {
+        add_tx(chain, nonce, TxKind::Call(Address::repeat_byte(9)), &[]);
+    }
+
+    /// Pools sender 0x51's transaction of 1 wei to `to` with `input`.
+    fn add_tx(chain: &Blockchain, nonce: u64, to: TxKind, input: &[u8]) {
         let tx = TxEip1559 {
             chain_id: 58,
             nonce,
-            gas_limit: 21_000,
-            to: TxKind::Call(Address::repeat_byte(9)),
+            gas_limit: if input.is_empty() { 21_000 } else { 200_000 },
+            to,
             value: U256::from(1),
+            input: input.to_vec().into(),
             ..Default::default()
         };
         let sig = key(0x51).sign_hash(&tx.signature_hash());
@@ -357,6 +363,84 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A data directory of schema version 7 (undo rows keyed by address and slot first, with an
+    /// index by block) is migrated on open to rows keyed by block; every older state reads the
+    /// same as before, account by account, slot by slot and whole.
+    #[test]
+    fn a_version_7_state_history_is_migrated_on_open_and_reads_the_same() {
+        use crate::state::StateReader;
+        use crate::storage::HistoricalState;
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = crate::blockchain::unix_now() - 100;
+        let signers = [key(0xa1), key(0xb2)];
+        // Block 1 creates a contract whose every call stores the block number in slot 0
+        // (runtime NUMBER PUSH1 0 SSTORE STOP); blocks 2 to 6 call it.
+        let contract = key(0x51).address().create(0);
+        let chain = open_keeping(dir.path(), "x", t0, 128);
+        for n in 1..=6u64 {
+            let (to, input) = match n {
+                1 => (TxKind::Create, alloy_primitives::hex!("6443600055006000526005601bf3").to_vec()),
+                _ => (TxKind::Call(contract), vec![1]),
+            };
+            add_tx(&chain, n - 1, to, &input);
+            chain.seal_next(&signers[n as usize % 2], t0 + n, None).unwrap().unwrap();
+        }
+        let read = |chain: &Blockchain| -> Vec<(u64, U256, U256, B256)> {
+            (0..=6u64)
+                .map(|n| {
+                    let state = HistoricalState::open(chain.reads(), n).unwrap();
+                    let nonce = state.account(&key(0x51).address()).unwrap().map_or(0, |a| a.nonce);
+                    let balance = state.account(&contract).unwrap().map_or(U256::ZERO, |a| a.balance);
+                    drop(state);
+                    let slot = HistoricalState::open(chain.reads(), n)
+                        .unwrap()
+                        .storage(&contract, &U256::ZERO)
+                        .unwrap();
+                    let root = chain.state_at(n).unwrap().state_root();
+                    assert_eq!(nonce, n, "sender nonce after block {n}");
+                    assert_eq!(slot, U256::from(if n >= 2 { n } else { 0 }), "slot 0 after block {n}");
+                    (nonce, balance, slot, root)
+                })
+                .collect()
+        };
+        let before = read(&chain);
+        drop(chain);
+        let db = rusqlite::Connection::open(dir.path().join("x").join("chain.sqlite")).unwrap();
+        db.execute_batch(
+            "CREATE TABLE ah (address BLOB NOT NULL, block INTEGER NOT NULL, nonce INTEGER, balance BLOB, code_hash BLOB, PRIMARY KEY (address, block)) WITHOUT ROWID;
+             INSERT INTO ah SELECT address, block, nonce, balance, code_hash FROM account_history;
+             DROP TABLE account_history; ALTER TABLE ah RENAME TO account_history;
+             CREATE INDEX account_history_block ON account_history(block);
+             CREATE TABLE sh (address BLOB NOT NULL, slot BLOB NOT NULL, block INTEGER NOT NULL, value BLOB NOT NULL, PRIMARY KEY (address, slot, block)) WITHOUT ROWID;
+             INSERT INTO sh SELECT address, slot, block, value FROM storage_history;
+             DROP TABLE storage_history; ALTER TABLE sh RENAME TO storage_history;
+             CREATE INDEX storage_history_block ON storage_history(block);
+             UPDATE meta SET value = 7 WHERE key = 'schema_version';",
+        )
+        .unwrap();
+        drop(db);
+        let chain = open_keeping(dir.path(), "x", t0, 128);
+        assert_eq!(read(&chain), before);
+        let db = rusqlite::Connection::open(dir.path().join("x").join("chain.sqlite")).unwrap();
+        let version: i64 =
+            db.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 8);
+        let layout: String = db
+            .query_row("SELECT sql FROM sqlite_master WHERE name = 'storage_history'", [], |r| r.get(0))
+            .unwrap();
+        assert!(layout.contains("PRIMARY KEY (block, address, slot)"), "{layout}");
+        let indexes: i64 = db
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name LIKE '%history_block'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0, "the by-block indexes went with the old tables");
+        let rows: i64 = db.query_row("SELECT COUNT(*) FROM storage_history", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 5, "one undo row per call of blocks 2 to 6");
     }
 
     #[test]

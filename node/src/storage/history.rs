@@ -16,6 +16,9 @@ type HistoryRow = (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
 pub struct HistoricalState<'a> {
     conn: MutexGuard<'a, Connection>,
     number: u64,
+    /// The canonical head this read transaction sees: the undo rows are those of the blocks
+    /// after `number` up to it.
+    head: u64,
     codes: &'a super::CodeCache,
 }
 
@@ -38,7 +41,9 @@ impl<'a> HistoricalState<'a> {
             .query_row("SELECT value FROM meta WHERE key = 'history_floor'", [], |r| r.get(0))
             .optional()
             .map_err(backend)?;
-        let state = Self { conn, number, codes: pool.codes() };
+        let head: Option<i64> =
+            conn.query_row("SELECT MAX(number) FROM canonical", [], |r| r.get(0)).map_err(backend)?;
+        let state = Self { conn, number, head: head.unwrap_or(0) as u64, codes: pool.codes() };
         if let Some(floor) = floor {
             if number < floor as u64 {
                 return Err(StateError::Pruned(number));
@@ -70,17 +75,25 @@ impl Drop for HistoricalState<'_> {
 
 impl StateReader for HistoricalState<'_> {
     fn account(&self, address: &Address) -> Result<Option<AccountInfo>, StateError> {
-        let hist: Option<HistoryRow> = self
+        // The value at `number` is the one the first later block overwrote, if any block did.
+        let mut st = self
             .conn
             .prepare_cached(
-                "SELECT nonce, balance, code_hash FROM account_history WHERE address = ?1 AND block > ?2 ORDER BY block ASC LIMIT 1",
+                "SELECT nonce, balance, code_hash FROM account_history WHERE block = ?1 AND address = ?2",
             )
-            .map_err(backend)?
-            .query_row(rusqlite::params![address.as_slice(), self.number as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()
             .map_err(backend)?;
+        let mut hist: Option<HistoryRow> = None;
+        for block in self.number + 1..=self.head {
+            hist = st
+                .query_row(rusqlite::params![block as i64, address.as_slice()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+                .map_err(backend)?;
+            if hist.is_some() {
+                break;
+            }
+        }
         let row = match hist {
             Some((None, _, _)) => return Ok(None),
             Some((Some(n), Some(b), Some(c))) => (n, b, c),
@@ -96,17 +109,20 @@ impl StateReader for HistoricalState<'_> {
 
     fn storage(&self, address: &Address, slot: &U256) -> Result<U256, StateError> {
         let key = u256_blob(slot);
-        let hist: Option<Vec<u8>> = self
+        let mut st = self
             .conn
             .prepare_cached(
-                "SELECT value FROM storage_history WHERE address = ?1 AND slot = ?2 AND block > ?3 ORDER BY block ASC LIMIT 1",
+                "SELECT value FROM storage_history WHERE block = ?1 AND address = ?2 AND slot = ?3",
             )
-            .map_err(backend)?
-            .query_row(rusqlite::params![address.as_slice(), key, self.number as i64], |r| r.get(0))
-            .optional()
             .map_err(backend)?;
-        if let Some(v) = hist {
-            return Ok(blob_u256(&v)?);
+        for block in self.number + 1..=self.head {
+            let hist: Option<Vec<u8>> = st
+                .query_row(rusqlite::params![block as i64, address.as_slice(), key], |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            if let Some(v) = hist {
+                return Ok(blob_u256(&v)?);
+            }
         }
         super::plain::plain_storage(&self.conn, address, slot)
     }
@@ -130,60 +146,35 @@ pub fn undo_to(pool: &ReadPool, number: u64, head: u64) -> Result<crate::state::
 }
 
 /// [`undo_to`] on one connection, inside the caller's read transaction (so that the head and
-/// the history are read from the same snapshot).
+/// the history are read from the same snapshot). The blocks' undo rows are read from the head
+/// down, so that each account and slot ends with the value the earliest block after `number`
+/// overwrote: its value at `number`.
 pub fn undo_to_on(conn: &Connection, number: u64, head: u64) -> Result<crate::state::StateUndo, StateError> {
-    let mut undo = crate::state::StateUndo::default();
     if number >= head {
-        return Ok(undo);
+        return Ok(Default::default());
     }
-    let result = (|| {
-        let floor: Option<i64> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'history_floor'", [], |r| r.get(0))
-            .optional()
-            .map_err(backend)?;
-        if floor.is_some_and(|f| number < f as u64) {
-            return Err(StateError::Pruned(number));
-        }
-        let mut st = conn
-            .prepare(
-                "SELECT address, nonce, balance, code_hash FROM account_history a WHERE block > ?1 AND block <= ?2 \
-                 AND block = (SELECT MIN(block) FROM account_history b WHERE b.address = a.address AND b.block > ?1)",
-            )
-            .map_err(backend)?;
-        let mut rows = st.query(rusqlite::params![number as i64, head as i64]).map_err(backend)?;
-        while let Some(r) = rows.next().map_err(backend)? {
-            let addr = super::writer::blob_address(&r.get::<_, Vec<u8>>(0).map_err(backend)?)?;
-            let nonce: Option<i64> = r.get(1).map_err(backend)?;
-            let info = match nonce {
-                None => None,
-                Some(n) => Some(AccountInfo {
-                    nonce: n as u64,
-                    balance: blob_u256(&r.get::<_, Vec<u8>>(2).map_err(backend)?)?,
-                    code_hash: blob_b256(&r.get::<_, Vec<u8>>(3).map_err(backend)?)?,
-                }),
-            };
-            undo.accounts.push((addr, info));
-        }
-        let mut st = conn
-            .prepare(
-                "SELECT address, slot, value FROM storage_history a WHERE block > ?1 AND block <= ?2 \
-                 AND block = (SELECT MIN(block) FROM storage_history b WHERE b.address = a.address AND b.slot = a.slot AND b.block > ?1)",
-            )
-            .map_err(backend)?;
-        let mut rows = st.query(rusqlite::params![number as i64, head as i64]).map_err(backend)?;
-        while let Some(r) = rows.next().map_err(backend)? {
-            let addr = super::writer::blob_address(&r.get::<_, Vec<u8>>(0).map_err(backend)?)?;
-            let slot = blob_u256(&r.get::<_, Vec<u8>>(1).map_err(backend)?)?;
-            let value = blob_u256(&r.get::<_, Vec<u8>>(2).map_err(backend)?)?;
-            undo.storage.push((addr, slot, value));
-        }
-        Ok(())
-    })();
-    result.map(|_| undo)
+    let floor: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'history_floor'", [], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    if floor.is_some_and(|f| number < f as u64) {
+        return Err(StateError::Pruned(number));
+    }
+    let mut accounts = std::collections::BTreeMap::new();
+    let mut storage = std::collections::BTreeMap::new();
+    for block in (number + 1..=head).rev() {
+        let undo = block_rows(conn, block)?;
+        accounts.extend(undo.accounts);
+        storage.extend(undo.storage.into_iter().map(|(a, slot, v)| ((a, slot), v)));
+    }
+    Ok(crate::state::StateUndo {
+        accounts: accounts.into_iter().collect(),
+        storage: storage.into_iter().map(|((a, slot), v)| (a, slot, v)).collect(),
+    })
 }
 
-/// The undo record of exactly block `number`: the values its changes overwrote, in the order
-/// they were written. `None` if that block's history was pruned. Read on `conn`, which for a
+/// The undo record of exactly block `number`: the values its changes overwrote, one per account
+/// and slot (the first a block wrote is kept). `None` if that block's history was pruned. Read on `conn`, which for a
 /// revert is the writer's (it must see the writes of an open batch).
 pub fn undo_block(conn: &Connection, number: u64) -> Result<Option<crate::state::StateUndo>, StateError> {
     let floor: Option<i64> = conn
@@ -193,6 +184,11 @@ pub fn undo_block(conn: &Connection, number: u64) -> Result<Option<crate::state:
     if floor.is_some_and(|f| number <= f as u64) {
         return Ok(None);
     }
+    block_rows(conn, number).map(Some)
+}
+
+/// The undo rows of block `number`, as stored (none for a block without history).
+fn block_rows(conn: &Connection, number: u64) -> Result<crate::state::StateUndo, StateError> {
     let mut undo = crate::state::StateUndo::default();
     let mut st = conn
         .prepare_cached("SELECT address, nonce, balance, code_hash FROM account_history WHERE block = ?1")
@@ -221,5 +217,5 @@ pub fn undo_block(conn: &Connection, number: u64) -> Result<Option<crate::state:
         let value = blob_u256(&r.get::<_, Vec<u8>>(2).map_err(backend)?)?;
         undo.storage.push((addr, slot, value));
     }
-    Ok(Some(undo))
+    Ok(undo)
 }

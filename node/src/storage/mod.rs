@@ -15,9 +15,11 @@
 //!   nonce, contract creators).
 //!
 //! History: for every block the previous values of the accounts and slots it changed are kept
-//! (`account_history`, `storage_history`). State at block N is the plain state with every change
-//! after N undone, which is one indexed lookup per account or slot. History older than the
-//! retention window (128 blocks, or all with `--archive`) is pruned.
+//! (`account_history`, `storage_history`), keyed by block first, so a block appends its rows and
+//! the prune deletes a range. State at block N is the plain state with every change after N
+//! undone: an account or slot is looked up in the blocks after N up to the head (none for the
+//! head's own state), one primary-key lookup each. History older than the retention window (128
+//! blocks, or all with `--archive`) is pruned every 32 blocks.
 
 mod block_cache;
 mod blocks;

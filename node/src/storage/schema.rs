@@ -5,8 +5,8 @@ use rusqlite::Connection;
 use super::StorageError;
 
 /// Version of the schema below; a data directory of another version is refused, except
-/// versions 1 to 6, which are migrated on open (see the `migrate_from_*` functions).
-pub const SCHEMA_VERSION: i64 = 7;
+/// versions 1 to 7, which are migrated on open (see the `migrate_from_*` functions).
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The blocks table of schema version 5 (also used by its migration).
 const BLOCKS_V5: &str = r#"
@@ -56,17 +56,6 @@ CREATE INDEX IF NOT EXISTS logs_topic0 ON logs(topic0, number);
 CREATE TABLE IF NOT EXISTS accounts (address BLOB PRIMARY KEY, nonce INTEGER NOT NULL, balance BLOB NOT NULL, code_hash BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS storage (address BLOB NOT NULL, slot BLOB NOT NULL, value BLOB NOT NULL, PRIMARY KEY (address, slot)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS code (hash BLOB PRIMARY KEY, code BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS account_history (
-    address BLOB NOT NULL, block INTEGER NOT NULL,
-    nonce INTEGER, balance BLOB, code_hash BLOB,
-    PRIMARY KEY (address, block)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS account_history_block ON account_history(block);
-CREATE TABLE IF NOT EXISTS storage_history (
-    address BLOB NOT NULL, slot BLOB NOT NULL, block INTEGER NOT NULL, value BLOB NOT NULL,
-    PRIMARY KEY (address, slot, block)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS storage_history_block ON storage_history(block);
 CREATE TABLE IF NOT EXISTS snapshots (hash BLOB PRIMARY KEY, number INTEGER NOT NULL, snapshot TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS snapshots_number ON snapshots(number);
 CREATE TABLE IF NOT EXISTS hashed_accounts (
@@ -81,6 +70,21 @@ CREATE TABLE IF NOT EXISTS account_trie (path BLOB PRIMARY KEY, node BLOB NOT NU
 CREATE TABLE IF NOT EXISTS storage_trie (
     hashed_address BLOB NOT NULL, path BLOB NOT NULL, node BLOB NOT NULL,
     PRIMARY KEY (hashed_address, path)
+) WITHOUT ROWID;
+"#;
+
+/// The undo rows: the values a block's changes overwrote, keyed by block first, so that a block
+/// appends its rows at the end of each table and the prune deletes a range from the start (keyed
+/// by address first, as up to version 7, every row landed on its own page of a large table).
+const HISTORY_V8: &str = r#"
+CREATE TABLE IF NOT EXISTS account_history (
+    block INTEGER NOT NULL, address BLOB NOT NULL,
+    nonce INTEGER, balance BLOB, code_hash BLOB,
+    PRIMARY KEY (block, address)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS storage_history (
+    block INTEGER NOT NULL, address BLOB NOT NULL, slot BLOB NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (block, address, slot)
 ) WITHOUT ROWID;
 "#;
 
@@ -104,6 +108,7 @@ pub fn init(conn: &Connection) -> Result<(), StorageError> {
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.execute_batch(BLOCKS_V5)?;
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(HISTORY_V8)?;
     conn.execute_batch(super::explorer::SCHEMA)?;
     let version: Option<i64> =
         conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).ok();
@@ -112,14 +117,15 @@ pub fn init(conn: &Connection) -> Result<(), StorageError> {
             conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION])?;
         }
         Some(v) if v == SCHEMA_VERSION => {}
-        Some(v @ 1..=6) => {
-            let steps: [Migration; 6] = [
+        Some(v @ 1..=7) => {
+            let steps: [Migration; 7] = [
                 migrate_from_1,
                 migrate_from_2,
                 migrate_from_3,
                 migrate_from_4,
                 migrate_from_5,
                 migrate_from_6,
+                migrate_from_7,
             ];
             for step in &steps[(v - 1) as usize..] {
                 step(conn)?;
@@ -236,6 +242,31 @@ fn migrate_from_6(conn: &Connection) -> Result<(), StorageError> {
         .map(|_| ())
         .map_err(Into::into);
     finish_migration(conn, done, 7, "record the receipts' format")
+}
+
+/// Version 7 keyed the undo rows by address (and slot) first, with a second index by block: the
+/// tables are rewritten keyed by block first (`HISTORY_V8`), in one transaction.
+fn migrate_from_7(conn: &Connection) -> Result<(), StorageError> {
+    tracing::info!("migrating the database to schema version 8: state history keyed by block");
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let done = conn
+        .execute_batch(&format!(
+            "{}
+            INSERT INTO account_history_v8 (block, address, nonce, balance, code_hash)
+                SELECT block, address, nonce, balance, code_hash FROM account_history ORDER BY block, address;
+            INSERT INTO storage_history_v8 (block, address, slot, value)
+                SELECT block, address, slot, value FROM storage_history ORDER BY block, address, slot;
+            DROP TABLE account_history;
+            DROP TABLE storage_history;
+            ALTER TABLE account_history_v8 RENAME TO account_history;
+            ALTER TABLE storage_history_v8 RENAME TO storage_history;
+            UPDATE meta SET value = 8 WHERE key = 'schema_version';",
+            HISTORY_V8
+                .replace("EXISTS account_history (", "EXISTS account_history_v8 (")
+                .replace("EXISTS storage_history (", "EXISTS storage_history_v8 (")
+        ))
+        .map_err(StorageError::from);
+    finish_migration(conn, done, 8, "rewrite the state history")
 }
 
 /// Commits a migration's transaction, or rolls it back and says what could not be done.
