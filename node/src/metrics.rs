@@ -71,6 +71,9 @@ pub mod names {
     /// Gossiped blocks received, by `form` (`full`, `compact`) and, for compact ones, how the
     /// body was found (`rebuilt` from the pool, `fetched` from the sender, `missing`).
     pub const GOSSIP_BLOCKS: &str = "p2pe_gossip_blocks_total";
+    /// State-history lookups made by reads of state at blocks older than the head (one per
+    /// block after the one asked for, or one per key when the history is indexed by key).
+    pub const STATE_HISTORY_LOOKUPS: &str = "p2pe_state_history_lookups_total";
 }
 
 /// The `outcome` labels of [`names::GOSSIP_BLOCKS`].
@@ -109,6 +112,7 @@ pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
     // Counters exist from the start, so that `rate()` and `increase()` see their first events.
     counter!(names::BLOCKS).absolute(0);
     counter!(names::REORGS).absolute(0);
+    counter!(names::STATE_HISTORY_LOOKUPS).absolute(0);
     for (form, outcome) in GOSSIP_OUTCOMES {
         counter!(names::GOSSIP_BLOCKS, "form" => form, "outcome" => outcome).absolute(0);
     }
@@ -169,6 +173,11 @@ fn describe() {
         GOSSIP_BLOCKS,
         "Gossiped blocks received, by form (full, compact) and outcome (received; compact: rebuilt \
          from the pool, fetched from the sender, missing)."
+    );
+    describe_counter!(
+        STATE_HISTORY_LOOKUPS,
+        "State-history lookups by reads at blocks older than the head (per block back, or one per key \
+         when the history is indexed by key)."
     );
     describe_counter!(
         STATE_CACHE_MISSES,

@@ -34,6 +34,19 @@ impl SingleChain {
         Self::spawn(cmd, port, Some(dir), Duration::from_secs(60))
     }
 
+    /// `p2pe-node run --datadir DATADIR ARGS` from `node_bin`, on an initialised directory.
+    pub fn node_run(node_bin: &Path, datadir: &Path, args: &[&str]) -> Self {
+        let port = free_port();
+        let mut cmd = Command::new(node_bin);
+        cmd.arg("run")
+            .args(args)
+            .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .arg("--datadir")
+            .arg(datadir)
+            .env("P2PE_LOG", "warn");
+        Self::spawn(cmd, port, None, Duration::from_secs(120))
+    }
+
     /// `anvil --port <free> --silent ARGS` from `anvil_bin`.
     pub fn anvil(anvil_bin: &Path, args: &[&str]) -> Self {
         Self::anvil_within(anvil_bin, args, Duration::from_secs(60))

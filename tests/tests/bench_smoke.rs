@@ -85,6 +85,26 @@ fn the_trie_bench_overwrites_seeded_words_and_refuses_a_contract_too_small_for_i
 }
 
 #[test]
+fn the_history_bench_reads_an_old_block_indexed_and_not_and_over_rpc_beside_anvil() {
+    // The bench asserts every value it reads (an untouched account, a slot written once in block
+    // 2) in process, on the node over JSON-RPC and on anvil. A read at block 1 of 40 blocks: one
+    // lookup per key through the index, and without it one per later block for the account (39)
+    // plus one for the slot (found in block 2). The archive chain passes --archive and the
+    // trie bench runs with it too.
+    let table = run(env!("CARGO_BIN_EXE_p2pe-historybench"), &["--blocks", "40", "--reads", "3"]);
+    let cells = row(&table, "40");
+    assert_eq!(cells.len(), 7, "{cells:?}");
+    assert!(cells[1].ends_with("(2)"), "indexed: {cells:?}");
+    assert!(cells[2].ends_with("(40)"), "not indexed: {cells:?}");
+    assert!(cells[5].ends_with("ms"), "anvil ran: {cells:?}");
+    let table = run(
+        env!("CARGO_BIN_EXE_p2pe-triebench"),
+        &["--words", "8", "--txs", "4", "--blocks", "1", "--overwrite", "--archive"],
+    );
+    assert!(table.lines().any(|l| l.starts_with("| 8 |")), "a row for 8 words:\n{table}");
+}
+
+#[test]
 fn the_network_bench_drives_the_load_generator_against_the_network_the_dev_chain_and_anvil() {
     // `p2pe-netbench` runs `p2pe-loadgen`'s run (setup, pre-signing, batches, inclusion and
     // receipt checks) against a fresh 3-signer network, a dev chain and anvil, both workloads:

@@ -244,9 +244,34 @@ fn state_is_queryable_at_pinned_block_numbers_and_pruned_beyond_the_window() {
     assert_eq!(rpc.call("eth_getBalance", json!([to, "latest"])), "0x3e8");
 }
 
+/// The `p2pe_state_history_lookups_total` counter of a node serving metrics on `port`.
+fn history_lookups(port: u16) -> u64 {
+    let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics")).unwrap().text().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("p2pe_state_history_lookups_total "))
+        .map(|v| v.trim().parse::<f64>().unwrap() as u64)
+        .expect("the history lookups counter is served")
+}
+
+/// An archive node keeps every block's state, and a client asking for an old block costs it
+/// one history lookup per account however far back (the history is indexed by key), where a
+/// node keeping a window looks through every later block (bounded by the window). eth_getProof
+/// is served for --rpc-proof-window blocks behind the head: under and at it, over it refused.
 #[test]
 fn archive_keeps_every_block_state() {
-    let node = NodeProcess::dev(&["--period", "1", "--state-history", "2", "--archive"]);
+    let metrics = p2pe_tests::harness::free_port();
+    let addr = format!("127.0.0.1:{metrics}");
+    let node = NodeProcess::dev(&[
+        "--period",
+        "1",
+        "--state-history",
+        "2",
+        "--archive",
+        "--metrics",
+        &addr,
+        "--rpc-proof-window",
+        "3",
+    ]);
     let rpc = node.rpc();
     let key = dev_key(8);
     let to = Address::repeat_byte(0xef);
@@ -256,6 +281,52 @@ fn archive_keeps_every_block_state() {
     assert_eq!(rpc.call("eth_getBalance", json!([to, format!("{:#x}", mined - 1)])), "0x0");
     assert_eq!(rpc.call("eth_getBalance", json!([to, format!("{mined:#x}")])), "0x7");
     assert_eq!(rpc.call("eth_getBalance", json!([to, "earliest"])), "0x0");
+    // An account no block changed, read at block 1 (every block since is at least 6): one lookup.
+    let before = history_lookups(metrics);
+    assert_eq!(rpc.call("eth_getBalance", json!([Address::repeat_byte(0x77), "0x1"])), "0x0");
+    assert_eq!(history_lookups(metrics) - before, 1, "one index seek for a read {mined} blocks back");
+
+    // eth_getProof 3 blocks back (at the window) and 2 (under) are served, 4 (over) is refused.
+    let proof_at = |back: u64| loop {
+        let head = hex_u64(&rpc.call("eth_blockNumber", json!([])));
+        let r = rpc.try_call("eth_getProof", json!([to, [], format!("{:#x}", head - back)]));
+        if hex_u64(&rpc.call("eth_blockNumber", json!([]))) == head {
+            break r;
+        }
+    };
+    for back in [2, 3] {
+        let proof = proof_at(back).unwrap_or_else(|e| panic!("{back} blocks back: {e:?}"));
+        assert_eq!(proof["balance"], "0x7", "{back} blocks back");
+    }
+    let e = proof_at(4).expect_err("4 blocks back is over the window");
+    assert_eq!(e.code, -32005, "{e:?}");
+    assert!(e.message.contains("--rpc-proof-window"), "{e:?}");
+}
+
+/// Without --archive and with no index by key, an old read looks the account up in every block
+/// after the one asked for: the counter shows the cost the archive node's index saves.
+#[test]
+fn a_windowed_node_reads_an_old_block_through_every_later_block() {
+    let metrics = p2pe_tests::harness::free_port();
+    let addr = format!("127.0.0.1:{metrics}");
+    let node = NodeProcess::dev(&["--period", "1", "--metrics", &addr]);
+    let rpc = node.rpc();
+    rpc.wait_block(6, Duration::from_secs(30));
+    loop {
+        let head = hex_u64(&rpc.call("eth_blockNumber", json!([])));
+        let before = history_lookups(metrics);
+        assert_eq!(rpc.call("eth_getBalance", json!([Address::repeat_byte(0x77), "0x1"])), "0x0");
+        let lookups = history_lookups(metrics) - before;
+        if hex_u64(&rpc.call("eth_blockNumber", json!([]))) == head {
+            // The read sees the database's head, which may be one block past the published one
+            // for the moment between a block's commit and its publication.
+            assert!(
+                lookups == head - 1 || lookups == head,
+                "one lookup per block after block 1 up to the head {head}: {lookups}"
+            );
+            break;
+        }
+    }
 }
 
 #[test]

@@ -258,6 +258,11 @@ mod tests {
 
     /// [`open`] keeping the state history of `history` blocks.
     fn open_keeping(dir: &std::path::Path, name: &str, t0: u64, history: u64) -> Blockchain {
+        open_with_history(dir, name, t0, Some(history))
+    }
+
+    /// [`open`] keeping `history` blocks of state history (`None`: archive).
+    fn open_with_history(dir: &std::path::Path, name: &str, t0: u64, history: Option<u64>) -> Blockchain {
         let params = GenesisParams {
             chain_id: 58,
             signers: vec![key(0xa1).address(), key(0xb2).address()],
@@ -267,9 +272,9 @@ mod tests {
         };
         let json = serde_json::to_string(&build_genesis(&params)).unwrap();
         let spec = ChainSpec::from_json(&json).unwrap();
-        let mut store = Store::open(&dir.join(name), Some(history)).unwrap();
+        let mut store = Store::open(&dir.join(name), history).unwrap();
         store.init_genesis(&spec, &json).unwrap();
-        let opts = ChainOptions { state_history: Some(history), read_connections: 1, ..Default::default() };
+        let opts = ChainOptions { state_history: history, read_connections: 1, ..Default::default() };
         Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap()
     }
 
@@ -362,6 +367,117 @@ mod tests {
                     "head {n}"
                 );
             }
+        }
+    }
+
+    /// The history is indexed by key only when the store keeps more than
+    /// `INDEX_HISTORY_ABOVE` blocks of it or all of it (under and at the bound: not indexed; over
+    /// and archive: indexed), and the index follows the option when a directory is reopened: an
+    /// archive directory reopened with a window drops it, and reopened as archive again builds it
+    /// over the rows already there.
+    #[test]
+    fn the_history_is_indexed_by_key_only_over_the_bound_and_on_archive_nodes() {
+        use crate::storage::{history_indexed, INDEX_HISTORY_ABOVE};
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = crate::blockchain::unix_now() - 100;
+        let cases = [
+            (Some(INDEX_HISTORY_ABOVE - 1), false),
+            (Some(INDEX_HISTORY_ABOVE), false),
+            (Some(INDEX_HISTORY_ABOVE + 1), true),
+            (None, true),
+        ];
+        for (i, (history, indexed)) in cases.into_iter().enumerate() {
+            let chain = open_with_history(dir.path(), &format!("c{i}"), t0, history);
+            drop(chain);
+            let db =
+                rusqlite::Connection::open(dir.path().join(format!("c{i}")).join("chain.sqlite")).unwrap();
+            assert_eq!(history_indexed(&db).unwrap(), indexed, "history {history:?}");
+        }
+        let signers = [key(0xa1), key(0xb2)];
+        let chain = open_with_history(dir.path(), "r", t0, None);
+        for n in 1..=3u64 {
+            add_transfer(&chain, n - 1);
+            chain.seal_next(&signers[n as usize % 2], t0 + n, None).unwrap().unwrap();
+        }
+        drop(chain);
+        let indexed = || {
+            let db = rusqlite::Connection::open(dir.path().join("r").join("chain.sqlite")).unwrap();
+            history_indexed(&db).unwrap()
+        };
+        assert!(indexed());
+        drop(open_with_history(dir.path(), "r", t0, Some(128)));
+        assert!(!indexed(), "reopened with a 128-block window");
+        let chain = open_with_history(dir.path(), "r", t0, None);
+        assert!(indexed(), "reopened as archive");
+        let state = crate::storage::HistoricalState::open(chain.reads(), 0).unwrap();
+        use crate::state::StateReader;
+        assert_eq!(state.account(&Address::repeat_byte(9)).unwrap(), None, "before block 1");
+        assert_eq!(state.lookups(), 1, "one index seek over the 3 blocks of rows built on reopen");
+    }
+
+    /// A read at an older block on an archive node (history indexed by key) costs one lookup per
+    /// account or slot however far back it is, against one per later block on a node keeping a
+    /// window; both read the same values at every block, for accounts and a slot changed in
+    /// every block, changed once, and never.
+    #[test]
+    fn an_archive_read_at_an_old_block_is_one_lookup_per_key_and_reads_what_the_window_reads() {
+        use crate::state::StateReader;
+        use crate::storage::HistoricalState;
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = crate::blockchain::unix_now() - 100;
+        let signers = [key(0xa1), key(0xb2)];
+        let archive = open_with_history(dir.path(), "a", t0, None);
+        let window = open_with_history(dir.path(), "w", t0, Some(128));
+        // Block 1 creates a contract whose every call stores the block number in slot 0; it is
+        // called in blocks 2 to 5, then transfers follow to block 24.
+        let contract = key(0x51).address().create(0);
+        let head = 24u64;
+        for n in 1..=head {
+            let (to, input) = match n {
+                1 => (TxKind::Create, alloy_primitives::hex!("6443600055006000526005601bf3").to_vec()),
+                2..=5 => (TxKind::Call(contract), vec![1]),
+                _ => (TxKind::Call(Address::repeat_byte(9)), vec![]),
+            };
+            add_tx(&archive, n - 1, to, &input);
+            let block = archive.seal_next(&signers[n as usize % 2], t0 + n, None).unwrap().unwrap();
+            window.import(block.block.clone(), None).unwrap();
+        }
+        let sender = key(0x51).address();
+        let untouched = Address::repeat_byte(0x77);
+        for n in 0..=head {
+            let read = |chain: &Blockchain| {
+                let state = HistoricalState::open(chain.reads(), n).unwrap();
+                let values = (
+                    state.account(&sender).unwrap(),
+                    state.account(&contract).unwrap(),
+                    state.account(&untouched).unwrap(),
+                    state.storage(&contract, &U256::ZERO).unwrap(),
+                );
+                (values, state.lookups())
+            };
+            let ((a, c, u, slot), archive_lookups) = read(&archive);
+            let (window_values, window_lookups) = read(&window);
+            assert_eq!((a, c, u, slot), window_values, "state after block {n}");
+            assert_eq!(a.map_or(0, |a| a.nonce), n, "sender nonce after block {n}");
+            assert_eq!(u, None);
+            assert_eq!(
+                slot,
+                U256::from(if (2..=5).contains(&n) {
+                    n
+                } else if n > 5 {
+                    5
+                } else {
+                    0
+                }),
+                "{n}"
+            );
+            let back = head - n;
+            // Four keys: one seek each when indexed, none at the head.
+            assert_eq!(archive_lookups, if back == 0 { 0 } else { 4 }, "archive at block {n}");
+            // Unindexed: the untouched account and, after block 5, the slot and the contract look
+            // through every later block; the sender changed in the very next block.
+            assert!(window_lookups >= back, "window at block {n}: {window_lookups}");
+            assert!(window_lookups <= 4 * back, "window at block {n}: {window_lookups}");
         }
     }
 

@@ -43,6 +43,12 @@ pub struct RpcArgs {
     /// Most logs one eth_getLogs may return.
     #[arg(long, default_value_t = 20_000)]
     pub rpc_max_logs: usize,
+    /// How many blocks behind the head eth_getProof serves (0: the head only). A proof at an
+    /// older block undoes every later block's state changes, so its cost grows with the distance;
+    /// beyond it the call answers -32005 naming this flag. It does not keep state: with
+    /// --state-history, proofs stop where the kept state does.
+    #[arg(long, default_value_t = DEFAULT_STATE_HISTORY)]
+    pub rpc_proof_window: u64,
     /// Messages queued per WebSocket connection; a subscriber that falls this far behind is
     /// disconnected with a close reason.
     #[arg(long, default_value_t = 4096)]
@@ -137,6 +143,7 @@ impl RpcArgs {
             max_filters: self.rpc_max_filters,
             max_log_range: self.rpc_max_log_range,
             max_logs: self.rpc_max_logs,
+            proof_window: self.rpc_proof_window,
             ws_queue: self.ws_max_queue,
             filter_ttl: std::time::Duration::from_secs(self.rpc_filter_ttl),
             admin: self.rpc_admin,

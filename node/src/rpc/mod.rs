@@ -71,6 +71,9 @@ pub struct RpcConfig {
     pub max_log_range: u64,
     /// Most logs one `eth_getLogs` returns.
     pub max_logs: usize,
+    /// How many blocks behind the head `eth_getProof` serves (`--rpc-proof-window`): a proof at
+    /// an older block undoes every later block's changes, so its cost grows with the distance.
+    pub proof_window: u64,
     /// Messages queued per WebSocket connection before a slow subscriber is dropped.
     pub ws_queue: usize,
     /// How long an unpolled filter lives.
@@ -102,6 +105,7 @@ impl Default for RpcConfig {
             max_filters: 10_000,
             max_log_range: 10_000,
             max_logs: 20_000,
+            proof_window: crate::storage::DEFAULT_STATE_HISTORY,
             ws_queue: 4096,
             filter_ttl: std::time::Duration::from_secs(300),
             admin: false,

@@ -19,6 +19,10 @@ pub struct HistoricalState<'a> {
     /// The canonical head this read transaction sees: the undo rows are those of the blocks
     /// after `number` up to it.
     head: u64,
+    /// Whether the history is indexed by key (read once, when a read first needs it).
+    indexed: std::cell::OnceCell<bool>,
+    /// History rows looked up so far (see [`HistoricalState::lookups`]).
+    lookups: std::cell::Cell<u64>,
     codes: &'a super::CodeCache,
 }
 
@@ -43,7 +47,14 @@ impl<'a> HistoricalState<'a> {
             .map_err(backend)?;
         let head: Option<i64> =
             conn.query_row("SELECT MAX(number) FROM canonical", [], |r| r.get(0)).map_err(backend)?;
-        let state = Self { conn, number, head: head.unwrap_or(0) as u64, codes: pool.codes() };
+        let state = Self {
+            conn,
+            number,
+            head: head.unwrap_or(0) as u64,
+            indexed: Default::default(),
+            lookups: Default::default(),
+            codes: pool.codes(),
+        };
         if let Some(floor) = floor {
             if number < floor as u64 {
                 return Err(StateError::Pruned(number));
@@ -69,31 +80,103 @@ impl HistoricalState<'_> {
 
 impl Drop for HistoricalState<'_> {
     fn drop(&mut self) {
+        if self.lookups.get() > 0 {
+            metrics::counter!(crate::metrics::names::STATE_HISTORY_LOOKUPS).increment(self.lookups.get());
+        }
         let _ = self.conn.execute_batch("ROLLBACK");
     }
 }
 
-impl StateReader for HistoricalState<'_> {
-    fn account(&self, address: &Address) -> Result<Option<AccountInfo>, StateError> {
-        // The value at `number` is the one the first later block overwrote, if any block did.
+impl HistoricalState<'_> {
+    /// History lookups (primary-key or index seeks) this read made so far. A read at the head
+    /// makes none; at an older block, one per block after it for each account or slot read, or
+    /// one when the history is indexed by key (an archive node; see
+    /// [`super::schema::INDEX_HISTORY_ABOVE`]).
+    pub fn lookups(&self) -> u64 {
+        self.lookups.get()
+    }
+
+    /// Whether this read goes through the history's indexes by key.
+    fn indexed(&self) -> Result<bool, StateError> {
+        if let Some(indexed) = self.indexed.get() {
+            return Ok(*indexed);
+        }
+        let indexed = super::schema::history_indexed(&self.conn).map_err(backend)?;
+        Ok(*self.indexed.get_or_init(|| indexed))
+    }
+
+    /// The account's row in the first block after `number` that changed it, if one did.
+    fn account_row(&self, address: &Address) -> Result<Option<HistoryRow>, StateError> {
+        let read = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+        if self.indexed()? {
+            self.lookups.set(self.lookups.get() + 1);
+            return self
+                .conn
+                .prepare_cached(
+                    "SELECT nonce, balance, code_hash FROM account_history INDEXED BY account_history_by_key \
+                     WHERE address = ?1 AND block > ?2 AND block <= ?3 ORDER BY block LIMIT 1",
+                )
+                .map_err(backend)?
+                .query_row(rusqlite::params![address.as_slice(), self.number as i64, self.head as i64], read)
+                .optional()
+                .map_err(backend);
+        }
         let mut st = self
             .conn
             .prepare_cached(
                 "SELECT nonce, balance, code_hash FROM account_history WHERE block = ?1 AND address = ?2",
             )
             .map_err(backend)?;
-        let mut hist: Option<HistoryRow> = None;
         for block in self.number + 1..=self.head {
-            hist = st
-                .query_row(rusqlite::params![block as i64, address.as_slice()], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()
-                .map_err(backend)?;
-            if hist.is_some() {
-                break;
+            self.lookups.set(self.lookups.get() + 1);
+            let row = st.query_row(rusqlite::params![block as i64, address.as_slice()], read).optional();
+            if let Some(row) = row.map_err(backend)? {
+                return Ok(Some(row));
             }
         }
+        Ok(None)
+    }
+
+    /// The slot's value in the first block after `number` that changed it, if one did.
+    fn storage_row(&self, address: &Address, slot: &U256) -> Result<Option<Vec<u8>>, StateError> {
+        let key = u256_blob(slot);
+        if self.indexed()? {
+            self.lookups.set(self.lookups.get() + 1);
+            return self
+                .conn
+                .prepare_cached(
+                    "SELECT value FROM storage_history INDEXED BY storage_history_by_key \
+                     WHERE address = ?1 AND slot = ?2 AND block > ?3 AND block <= ?4 ORDER BY block LIMIT 1",
+                )
+                .map_err(backend)?
+                .query_row(
+                    rusqlite::params![address.as_slice(), key, self.number as i64, self.head as i64],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend);
+        }
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT value FROM storage_history WHERE block = ?1 AND address = ?2 AND slot = ?3",
+            )
+            .map_err(backend)?;
+        for block in self.number + 1..=self.head {
+            self.lookups.set(self.lookups.get() + 1);
+            let row = st.query_row(rusqlite::params![block as i64, address.as_slice(), key], |r| r.get(0));
+            if let Some(value) = row.optional().map_err(backend)? {
+                return Ok(Some(value));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl StateReader for HistoricalState<'_> {
+    fn account(&self, address: &Address) -> Result<Option<AccountInfo>, StateError> {
+        // The value at `number` is the one the first later block overwrote, if any block did.
+        let hist = if self.number < self.head { self.account_row(address)? } else { None };
         let row = match hist {
             Some((None, _, _)) => return Ok(None),
             Some((Some(n), Some(b), Some(c))) => (n, b, c),
@@ -108,20 +191,9 @@ impl StateReader for HistoricalState<'_> {
     }
 
     fn storage(&self, address: &Address, slot: &U256) -> Result<U256, StateError> {
-        let key = u256_blob(slot);
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT value FROM storage_history WHERE block = ?1 AND address = ?2 AND slot = ?3",
-            )
-            .map_err(backend)?;
-        for block in self.number + 1..=self.head {
-            let hist: Option<Vec<u8>> = st
-                .query_row(rusqlite::params![block as i64, address.as_slice(), key], |r| r.get(0))
-                .optional()
-                .map_err(backend)?;
-            if let Some(v) = hist {
-                return Ok(blob_u256(&v)?);
+        if self.number < self.head {
+            if let Some(value) = self.storage_row(address, slot)? {
+                return Ok(blob_u256(&value)?);
             }
         }
         super::plain::plain_storage(&self.conn, address, slot)

@@ -40,6 +40,7 @@ pub use cache::{CachedState, StateCache, DEFAULT_CACHE_ENTRIES};
 pub use explorer::{ExplorerQuery, TxPlace};
 pub use history::{undo_block, undo_to, undo_to_on, HistoricalState};
 pub use plain::PlainState;
+pub use schema::{history_indexed, INDEX_HISTORY_ABOVE};
 pub use snapshots::SnapshotQuery;
 pub use writer::{BlockWrite, Store};
 

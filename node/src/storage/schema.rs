@@ -88,6 +88,54 @@ CREATE TABLE IF NOT EXISTS storage_history (
 ) WITHOUT ROWID;
 "#;
 
+/// Above this many blocks of kept history (and on an archive node) the history is also indexed by
+/// key, so that a read at an old block finds the first later change of an account or slot with one
+/// index seek. At or below it, a read looks the key up in each block after the one asked for (at
+/// most this many plus the 32-block prune step), and no block pays for a second B-tree.
+pub const INDEX_HISTORY_ABOVE: u64 = 256;
+
+/// The indexes of the history by key (`INDEX_HISTORY_ABOVE`).
+const HISTORY_KEY_INDEXES: &str = r#"
+CREATE INDEX IF NOT EXISTS account_history_by_key ON account_history(address, block);
+CREATE INDEX IF NOT EXISTS storage_history_by_key ON storage_history(address, slot, block);
+"#;
+
+/// Whether a store keeping `history` blocks of state history (`None`: all) indexes it by key.
+pub fn indexes_history(history: Option<u64>) -> bool {
+    history.is_none_or(|keep| keep > INDEX_HISTORY_ABOVE)
+}
+
+/// Whether the history's indexes by key exist, as `conn`'s transaction sees the schema.
+pub fn history_indexed(conn: &Connection) -> Result<bool, rusqlite::Error> {
+    conn.prepare_cached(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN ('account_history_by_key', 'storage_history_by_key')",
+    )?
+    .query_row([], |r| r.get::<_, i64>(0))
+    .map(|n| n == 2)
+}
+
+/// Creates the history's indexes by key, or drops them, as `history` asks
+/// ([`indexes_history`]). Building them over a long history takes a while (logged); dropping them
+/// is quick, and the store then keeps only the window.
+pub fn set_history_indexes(conn: &Connection, history: Option<u64>) -> Result<(), StorageError> {
+    let want = indexes_history(history);
+    if want == history_indexed(conn)? {
+        return Ok(());
+    }
+    if want {
+        tracing::info!(
+            "indexing the state history by account and slot (kept history over {INDEX_HISTORY_ABOVE} blocks)"
+        );
+        conn.execute_batch(&format!("BEGIN IMMEDIATE;{HISTORY_KEY_INDEXES}COMMIT;"))?;
+    } else {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE; DROP INDEX IF EXISTS account_history_by_key; \
+             DROP INDEX IF EXISTS storage_history_by_key; COMMIT;",
+        )?;
+    }
+    Ok(())
+}
+
 /// One step of the schema migrations: from version N to N + 1, in its own transaction.
 type Migration = fn(&Connection) -> Result<(), StorageError>;
 

@@ -74,6 +74,7 @@ impl Store {
         let mut conn = Connection::open(&path)?;
         schema::init(&conn)?;
         super::explorer::backfill(&conn)?;
+        schema::set_history_indexes(&conn, history)?;
         let checkpointer = super::checkpoint::Checkpointer::attach(&mut conn, &path, Default::default())?;
         Ok(Self { conn, path, history, checkpointer })
     }

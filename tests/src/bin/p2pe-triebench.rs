@@ -44,6 +44,10 @@ struct Args {
     /// period for its background WAL checkpoint; 0 seals back to back).
     #[arg(long, default_value_t = 0)]
     pause_ms: u64,
+    /// Keep every block's state history, as `p2pe-node --archive` (indexed by key) instead of the
+    /// default 128 blocks.
+    #[arg(long)]
+    archive: bool,
     /// Internal: seed WORDS words into the initialised data directory DIR and exit (the
     /// benchmark runs its seeding in a child process, so that its own RSS is the node's alone).
     #[arg(long, num_args = 2, value_names = ["DIR", "WORDS"], hide = true)]
@@ -70,7 +74,7 @@ fn seed(datadir: &Path, words: u64) {
     p2pe_tests::seed::seed_words(datadir, vec![(contract(), rows)]);
 }
 
-fn open_chain(datadir: &Path, words: u64, signer: &SigningKey) -> (Blockchain, u64) {
+fn open_chain(datadir: &Path, words: u64, signer: &SigningKey, history: Option<u64>) -> (Blockchain, u64) {
     let t0 = p2pe_node::blockchain::unix_now() - 100_000;
     let params = GenesisParams {
         chain_id: CHAIN_ID,
@@ -97,9 +101,9 @@ fn open_chain(datadir: &Path, words: u64, signer: &SigningKey) -> (Blockchain, u
         .status()
         .unwrap();
     assert!(status.success(), "seeding failed: {status}");
-    let store = Store::open(datadir, Some(128)).unwrap();
+    let store = Store::open(datadir, history).unwrap();
     let pool = PoolConfig { max_per_sender: 10_000, max_total: 1_000_000, ..PoolConfig::default() };
-    let opts = ChainOptions { state_history: Some(128), read_connections: 1, ..Default::default() };
+    let opts = ChainOptions { state_history: history, read_connections: 1, ..Default::default() };
     let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(pool)), &opts).unwrap();
     eprintln!("  {words} words seeded and loaded in {:.1} s", seeding.elapsed().as_secs_f64());
     (chain, t0)
@@ -145,8 +149,8 @@ fn fill_pool(chain: &Blockchain, txs: usize, block: usize, overwrite: Option<u64
 /// The state root alone for a block's worth of changes (`txs` × 4 words of the contract, new ones
 /// or with `overwrite` seeded ones, and the senders' nonces), computed from the stored trie on a
 /// second connection; nothing written.
-fn time_root_only(datadir: &Path, txs: usize, overwrite: Option<u64>) -> Duration {
-    let store = Store::open(datadir, Some(128)).unwrap();
+fn time_root_only(datadir: &Path, txs: usize, overwrite: Option<u64>, history: Option<u64>) -> Duration {
+    let store = Store::open(datadir, history).unwrap();
     let mut changes = p2pe_node::state::StateChanges::default();
     let slots = changes.storage.entry(contract()).or_default();
     for i in 0..txs as u64 * 4 {
@@ -182,7 +186,8 @@ fn main() {
     let mut rows: Vec<Row> = Vec::new();
     for &words in &args.words {
         let dir = tempfile::Builder::new().prefix("p2pe-triebench-").tempdir().unwrap();
-        let (chain, t0) = open_chain(dir.path(), words, &signer);
+        let history = (!args.archive).then_some(128);
+        let (chain, t0) = open_chain(dir.path(), words, &signer, history);
         let overwrite = args.overwrite.then_some(words);
         let mut times = Vec::new();
         for block in 0..args.blocks {
@@ -206,7 +211,7 @@ fn main() {
         }
         times.sort();
         let tail = (times[times.len() * 99 / 100], times[times.len() - 1]);
-        let root = time_root_only(dir.path(), args.txs, overwrite);
+        let root = time_root_only(dir.path(), args.txs, overwrite, history);
         eprintln!(
             "  {words} words: state root alone for {} {} words: {:.0} ms",
             args.txs * 4,

@@ -53,5 +53,14 @@ pub fn get_proof(ctx: &RpcContext, p: Params) -> RpcResult {
         return Err(RpcError::limit_exceeded(format!("at most {MAX_KEYS} storage keys per proof")));
     }
     let block = ctx.resolve(p.opt::<BlockId>(2)?)?;
+    let head = ctx.chain.snapshot().head.header.number;
+    let window = ctx.config.proof_window;
+    if head.saturating_sub(block.number) > window {
+        return Err(RpcError::limit_exceeded(format!(
+            "block {} is {} blocks behind the head; proofs are served for the last {window} (--rpc-proof-window)",
+            block.number,
+            head - block.number
+        )));
+    }
     Ok(json!(prove_at(ctx, block.number, address, &keys)?))
 }
