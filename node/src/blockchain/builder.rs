@@ -415,6 +415,58 @@ mod tests {
         assert_eq!(state.lookups(), 1, "one index seek over the 3 blocks of rows built on reopen");
     }
 
+    /// An archive node keeps the Clique snapshots of its last `SNAPSHOT_WINDOW` blocks (and every
+    /// 1024th), not one per block for ever, and an older snapshot is rebuilt equal to the one
+    /// sealing made; a directory whose snapshots were all kept is pruned when opened as archive.
+    #[test]
+    fn an_archive_node_keeps_the_snapshots_of_a_window_and_rebuilds_older_ones() {
+        use crate::storage::SNAPSHOT_WINDOW;
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = crate::blockchain::unix_now() - 1_000;
+        let signers = [key(0xa1), key(0xb2)];
+        let count = |name: &str, sql: &str| -> i64 {
+            let db = rusqlite::Connection::open(dir.path().join(name).join("chain.sqlite")).unwrap();
+            db.query_row(sql, [], |r| r.get(0)).unwrap()
+        };
+        let head = SNAPSHOT_WINDOW + 72;
+        let archive = open_with_history(dir.path(), "a", t0, None);
+        let mut sealed = Vec::new();
+        for n in 1..=head {
+            archive.seal_next(&signers[n as usize % 2], t0 + n, None).unwrap().unwrap();
+            sealed.push((archive.head().hash, archive.head().snapshot.clone()));
+        }
+        // Pruned at the last multiple of 32 past the window: the floor is the window below it.
+        let floor = (head - head % 32 - SNAPSHOT_WINDOW) as i64;
+        assert_eq!(
+            count("a", &format!("SELECT COUNT(*) FROM snapshots WHERE number > 0 AND number < {floor}")),
+            0
+        );
+        assert_eq!(count("a", "SELECT COUNT(*) FROM snapshots WHERE number = 0"), 1, "the 1024th kept");
+        assert_eq!(
+            count("a", &format!("SELECT COUNT(*) FROM snapshots WHERE number >= {floor}")),
+            head as i64 - floor + 1
+        );
+        for (hash, snapshot) in [&sealed[0], &sealed[floor as usize - 2], &sealed[floor as usize - 1]] {
+            let rebuilt = crate::consensus::clique::snapshot_after(archive.reads(), *hash).unwrap();
+            assert_eq!(&rebuilt, snapshot, "block {}", snapshot.number);
+        }
+        drop(archive);
+        // A directory that kept every snapshot (a window longer than the chain), opened as archive.
+        let window = open_keeping(dir.path(), "w", t0, 1_000);
+        for n in 1..=head {
+            window.seal_next(&signers[n as usize % 2], t0 + n, None).unwrap().unwrap();
+        }
+        drop(window);
+        assert_eq!(count("w", "SELECT COUNT(*) FROM snapshots"), head as i64 + 1);
+        drop(open_with_history(dir.path(), "w", t0, None));
+        let kept_from = (head - SNAPSHOT_WINDOW) as i64;
+        assert_eq!(
+            count("w", &format!("SELECT COUNT(*) FROM snapshots WHERE number > 0 AND number < {kept_from}")),
+            0
+        );
+        assert_eq!(count("w", "SELECT COUNT(*) FROM snapshots"), head as i64 - kept_from + 2);
+    }
+
     /// A read at an older block on an archive node (history indexed by key) costs one lookup per
     /// account or slot however far back it is, against one per later block on a node keeping a
     /// window; both read the same values at every block, for accounts and a slot changed in

@@ -42,7 +42,7 @@ pub use history::{undo_block, undo_to, undo_to_on, HistoricalState};
 pub use plain::PlainState;
 pub use schema::{history_indexed, INDEX_HISTORY_ABOVE};
 pub use snapshots::SnapshotQuery;
-pub use writer::{BlockWrite, Store};
+pub use writer::{BlockWrite, Store, SNAPSHOT_WINDOW};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -75,6 +75,9 @@ impl Store {
         schema::init(&conn)?;
         super::explorer::backfill(&conn)?;
         schema::set_history_indexes(&conn, history)?;
+        if history.is_none() {
+            prune_archive_snapshots(&conn)?;
+        }
         let checkpointer = super::checkpoint::Checkpointer::attach(&mut conn, &path, Default::default())?;
         Ok(Self { conn, path, history, checkpointer })
     }
@@ -239,12 +242,16 @@ impl Store {
         write_state(&tx, number, w.changes, w.undo)?;
         trie::write_updates(&tx, w.trie)?;
         write_snapshot(&tx, w.snapshot)?;
-        if let Some(keep) = self.history {
-            // Every 32 blocks (or every `keep`, if smaller): one delete of 32 blocks' undo rows
-            // touches each page of the history about once, where a delete per block rewrites
-            // about a page per row, the rows being scattered by address and slot (measured in
-            // BENCHMARKS.md: 4 times the cost in all, for a flatter block time).
-            if number.is_multiple_of(keep.clamp(1, 32)) && number > keep {
+        // Every 32 blocks (or every `keep`, if smaller): one delete of 32 blocks' undo rows, a
+        // range of a table keyed by block (a delete with every block cost more in all, for the
+        // same slowest block: BENCHMARKS.md). The Clique snapshots follow the state window, or
+        // `SNAPSHOT_WINDOW` on an archive node, whose state history is never pruned.
+        let keep = self.history.unwrap_or(SNAPSHOT_WINDOW);
+        if number.is_multiple_of(keep.clamp(1, 32)) && number > keep {
+            // Snapshots first: before `snapshot_floor` existed, their range started at the
+            // previous `history_floor`, which `prune_history` moves.
+            prune_snapshots(&tx, number - keep)?;
+            if self.history.is_some() {
                 prune_history(&tx, number - keep)?;
             }
         }
@@ -584,11 +591,13 @@ fn write_state(
     Ok(())
 }
 
-/// Deletes what a state at block `floor` or later no longer needs: the undo rows of every block
-/// up to `floor` and the Clique snapshots below it (all but every 1024th, which rebuild the
-/// others). The snapshots' range starts at the previous floor, so the kept ones below it are not
-/// scanned again (a year of 1 s blocks keeps about 30,000); the history's deletes find their rows
-/// by its block index.
+/// Recent blocks whose Clique snapshot an archive node keeps (a node keeping a state window keeps
+/// those of its window). Older ones, but every 1024th, are deleted: a snapshot is rebuilt from the
+/// nearest kept one below by applying the headers in between (`clique::snapshot_after`).
+pub const SNAPSHOT_WINDOW: u64 = super::DEFAULT_STATE_HISTORY;
+
+/// Deletes the undo rows of every block up to `floor`, which a state at block `floor` or later
+/// no longer needs (a range at the start of tables keyed by block).
 fn prune_history(tx: &Connection, floor: u64) -> Result<(), StorageError> {
     let previous: Option<i64> =
         tx.query_row("SELECT value FROM meta WHERE key = 'history_floor'", [], |r| r.get(0)).optional()?;
@@ -598,10 +607,47 @@ fn prune_history(tx: &Connection, floor: u64) -> Result<(), StorageError> {
     }
     tx.prepare_cached("DELETE FROM account_history WHERE block <= ?1")?.execute([floor])?;
     tx.prepare_cached("DELETE FROM storage_history WHERE block <= ?1")?.execute([floor])?;
-    tx.prepare_cached("DELETE FROM snapshots WHERE number >= ?1 AND number < ?2 AND number % 1024 != 0")?
-        .execute([previous.unwrap_or(0), floor])?;
     tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('history_floor', ?1)")?
         .execute([floor])?;
+    Ok(())
+}
+
+/// Deletes the Clique snapshots below block `floor` but every 1024th. The range starts where
+/// the previous prune ended (`snapshot_floor`; before it existed, `history_floor`), so the kept
+/// ones below are not scanned again (a year of 1 s blocks keeps about 30,000).
+fn prune_snapshots(tx: &Connection, floor: u64) -> Result<(), StorageError> {
+    let previous: Option<i64> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key IN ('snapshot_floor', 'history_floor') ORDER BY key = 'history_floor' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let floor = floor as i64;
+    if previous.is_some_and(|p| p >= floor) {
+        return Ok(());
+    }
+    tx.prepare_cached("DELETE FROM snapshots WHERE number >= ?1 AND number < ?2 AND number % 1024 != 0")?
+        .execute([previous.unwrap_or(0), floor])?;
+    tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('snapshot_floor', ?1)")?
+        .execute([floor])?;
+    Ok(())
+}
+
+/// On an archive node, the Clique snapshots below the window that nodes before
+/// [`SNAPSHOT_WINDOW`] kept (one per block, for ever), deleted once when the directory is opened
+/// rather than in the next block; a no-op once pruned.
+fn prune_archive_snapshots(conn: &Connection) -> Result<(), StorageError> {
+    let head: Option<i64> = conn.query_row("SELECT MAX(number) FROM canonical", [], |r| r.get(0))?;
+    let Some(floor) = head.and_then(|h| (h as u64).checked_sub(SNAPSHOT_WINDOW)) else { return Ok(()) };
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match prune_snapshots(conn, floor) {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
     Ok(())
 }
 

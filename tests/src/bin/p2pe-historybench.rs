@@ -159,8 +159,10 @@ fn anvil_reads(blocks: u64, reads: usize) -> (Duration, Duration) {
     // Anvil keeps a few hundred states in memory and, by default, a few hundred more on disk: it
     // is asked to keep them all on disk, as an archive node does.
     let keep = (blocks + 10).to_string();
-    let anvil =
-        SingleChain::anvil(&npm_tool("anvil"), &["--chain-id", "59", "--no-mining", "--max-persisted-states", &keep]);
+    let anvil = SingleChain::anvil(
+        &npm_tool("anvil"),
+        &["--chain-id", "59", "--no-mining", "--max-persisted-states", &keep],
+    );
     let rpc = Rpc::new(&anvil.url);
     rpc.call("anvil_setBalance", json!([sender().address(), "0xd3c21bcecceda1000000"]));
     rpc.call("anvil_setCode", json!([contract(), format!("0x{RUNTIME}")]));
