@@ -129,8 +129,10 @@ fn a_flooding_publisher_does_not_stop_other_meters() {
          {handled_at_end} messages when it stopped; 12 genuine readings \
          committed {during:?} after it began; at most {max_acks_waiting} acks waited for a client"
     );
-    // A flood at broker speed, not a paced one.
-    assert!(flood_count > 200_000, "the flood was a flood: {flood_count}");
+    // A flood at broker speed, not a paced one: 350,000-590,000 messages on a quiet machine, 191,293
+    // in one clean-clone run on a loaded one. The floor, 10,000 messages a second, is still thousands
+    // of times a meter's rate; what the test proves is that the bridge takes it all in.
+    assert!(flood_count > 100_000, "the flood was a flood: {flood_count}");
 
     // The bridge takes in everything the broker kept for it (it once deadlocked under such a flood:
     // every session waiting for byte budget held by an acker waiting on a session).
