@@ -458,6 +458,20 @@ mod tests {
         }
         drop(window);
         assert_eq!(count("w", "SELECT COUNT(*) FROM snapshots"), head as i64 + 1);
+        // Pruned in batches, one transaction each: 72 blocks below the window, 30 per batch.
+        let mut db = rusqlite::Connection::open(dir.path().join("w").join("chain.sqlite")).unwrap();
+        let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = commits.clone();
+        db.commit_hook(Some(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            false
+        }))
+        .unwrap();
+        crate::storage::prune_archive_snapshots(&db, 30).unwrap();
+        assert_eq!(commits.load(std::sync::atomic::Ordering::Relaxed), 3, "0..30, 30..60, 60..72");
+        crate::storage::prune_archive_snapshots(&db, 30).unwrap();
+        assert_eq!(commits.load(std::sync::atomic::Ordering::Relaxed), 3, "a no-op once pruned");
+        drop(db);
         drop(open_with_history(dir.path(), "w", t0, None));
         let kept_from = (head - SNAPSHOT_WINDOW) as i64;
         assert_eq!(

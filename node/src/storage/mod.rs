@@ -42,6 +42,8 @@ pub use history::{undo_block, undo_to, undo_to_on, HistoricalState};
 pub use plain::PlainState;
 pub use schema::{history_indexed, INDEX_HISTORY_ABOVE};
 pub use snapshots::SnapshotQuery;
+#[cfg(test)]
+pub(crate) use writer::prune_archive_snapshots;
 pub use writer::{BlockWrite, Store, SNAPSHOT_WINDOW};
 
 use std::path::Path;

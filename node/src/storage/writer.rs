@@ -76,7 +76,7 @@ impl Store {
         super::explorer::backfill(&conn)?;
         schema::set_history_indexes(&conn, history)?;
         if history.is_none() {
-            prune_archive_snapshots(&conn)?;
+            prune_archive_snapshots(&conn, SNAPSHOT_PRUNE_BATCH)?;
         }
         let checkpointer = super::checkpoint::Checkpointer::attach(&mut conn, &path, Default::default())?;
         Ok(Self { conn, path, history, checkpointer })
@@ -616,13 +616,7 @@ fn prune_history(tx: &Connection, floor: u64) -> Result<(), StorageError> {
 /// the previous prune ended (`snapshot_floor`; before it existed, `history_floor`), so the kept
 /// ones below are not scanned again (a year of 1 s blocks keeps about 30,000).
 fn prune_snapshots(tx: &Connection, floor: u64) -> Result<(), StorageError> {
-    let previous: Option<i64> = tx
-        .query_row(
-            "SELECT value FROM meta WHERE key IN ('snapshot_floor', 'history_floor') ORDER BY key = 'history_floor' LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let previous = snapshot_floor(tx)?;
     let floor = floor as i64;
     if previous.is_some_and(|p| p >= floor) {
         return Ok(());
@@ -634,19 +628,43 @@ fn prune_snapshots(tx: &Connection, floor: u64) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Where the last prune of the Clique snapshots ended (`snapshot_floor`; before it existed,
+/// `history_floor`).
+fn snapshot_floor(conn: &Connection) -> Result<Option<i64>, StorageError> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM meta WHERE key IN ('snapshot_floor', 'history_floor') ORDER BY key = 'history_floor' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Blocks whose Clique snapshots one transaction of [`prune_archive_snapshots`] deletes (one
+/// snapshot a block): a directory a year old holds about 31.5 million, which one transaction would
+/// hold in the write-ahead log at once.
+pub(crate) const SNAPSHOT_PRUNE_BATCH: u64 = 100_000;
+
 /// On an archive node, the Clique snapshots below the window that nodes before
-/// [`SNAPSHOT_WINDOW`] kept (one per block, for ever), deleted once when the directory is opened
-/// rather than in the next block; a no-op once pruned.
-fn prune_archive_snapshots(conn: &Connection) -> Result<(), StorageError> {
+/// [`SNAPSHOT_WINDOW`] kept (one per block, for ever), deleted when the directory is opened rather
+/// than in the next block, `batch` blocks per transaction (an interrupted prune resumes where its
+/// last transaction ended); a no-op once pruned.
+pub(crate) fn prune_archive_snapshots(conn: &Connection, batch: u64) -> Result<(), StorageError> {
     let head: Option<i64> = conn.query_row("SELECT MAX(number) FROM canonical", [], |r| r.get(0))?;
     let Some(floor) = head.and_then(|h| (h as u64).checked_sub(SNAPSHOT_WINDOW)) else { return Ok(()) };
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    match prune_snapshots(conn, floor) {
-        Ok(()) => conn.execute_batch("COMMIT")?,
-        Err(e) => {
+    let mut done = snapshot_floor(conn)?.unwrap_or(0).max(0) as u64;
+    if done < floor && floor - done > batch {
+        tracing::info!(blocks = floor - done, "pruning the Clique snapshots older than the archive's window");
+    }
+    while done < floor {
+        let next = floor.min(done.saturating_add(batch.max(1)));
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        if let Err(e) = prune_snapshots(conn, next) {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(e);
         }
+        conn.execute_batch("COMMIT")?;
+        done = next;
     }
     Ok(())
 }
