@@ -10,7 +10,7 @@ use alloy_eips::eip7702::Authorization;
 use alloy_primitives::{address, Address, Bytes, TxKind, U256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
-use p2pe_tests::harness::{dev_key, hex_u64, node_bin, run_ok, sign_raw, NodeProcess, Rpc};
+use p2pe_tests::harness::{dev_key, hex_u64, node_bin, run_err, run_ok, sign_raw, NodeProcess, Rpc};
 use serde_json::{json, Value};
 
 const CHAIN: u64 = 1337;
@@ -301,6 +301,17 @@ fn archive_keeps_every_block_state() {
     let e = proof_at(4).expect_err("4 blocks back is over the window");
     assert_eq!(e.code, -32005, "{e:?}");
     assert!(e.message.contains("--rpc-proof-window"), "{e:?}");
+}
+
+/// --rpc-proof-window is capped at 1024 blocks (what one proof may undo): 1023 and 1024 are
+/// taken, 1025 is refused at start with the bound named.
+#[test]
+fn the_proof_window_is_capped() {
+    for ok in ["1023", "1024"] {
+        run_ok(Command::new(node_bin()).args(["dev", "--rpc-proof-window", ok, "--help"]));
+    }
+    let err = run_err(Command::new(node_bin()).args(["dev", "--rpc-proof-window", "1025", "--help"]));
+    assert!(err.contains("--rpc-proof-window") && err.contains("0..=1024"), "{err}");
 }
 
 /// Without --archive and with no index by key, an old read looks the account up in every block

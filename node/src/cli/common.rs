@@ -12,6 +12,9 @@ use crate::rpc::ui::UiMode;
 use crate::rpc::workers::CallLimits;
 use crate::rpc::RpcConfig;
 use crate::storage::DEFAULT_STATE_HISTORY;
+
+/// Largest `--rpc-proof-window`: what one `eth_getProof` may undo (see the flag).
+pub const MAX_PROOF_WINDOW: u64 = 1024;
 use crate::txpool::PoolConfig;
 
 /// JSON-RPC server options.
@@ -46,8 +49,10 @@ pub struct RpcArgs {
     /// How many blocks behind the head eth_getProof serves (0: the head only). A proof at an
     /// older block undoes every later block's state changes, so its cost grows with the distance;
     /// beyond it the call answers -32005 naming this flag. It does not keep state: with
-    /// --state-history, proofs stop where the kept state does.
-    #[arg(long, default_value_t = DEFAULT_STATE_HISTORY)]
+    /// --state-history, proofs stop where the kept state does. At most 1024: a proof holds every
+    /// account and slot the later blocks changed in memory, up to about 1,500 per full block of
+    /// new storage words, so 1024 blocks is about 1.5 million of them.
+    #[arg(long, default_value_t = DEFAULT_STATE_HISTORY, value_parser = clap::value_parser!(u64).range(0..=MAX_PROOF_WINDOW))]
     pub rpc_proof_window: u64,
     /// Messages queued per WebSocket connection; a subscriber that falls this far behind is
     /// disconnected with a close reason.
