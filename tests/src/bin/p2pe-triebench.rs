@@ -46,8 +46,12 @@ struct Args {
     pause_ms: u64,
     /// Keep every block's state history, as `p2pe-node --archive` (indexed by key) instead of the
     /// default 128 blocks.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "state_history")]
     archive: bool,
+    /// Blocks of state history kept, as `p2pe-node --state-history` (over 256 the history is also
+    /// indexed by key, and the prune every 32 blocks deletes from those indexes too).
+    #[arg(long, default_value_t = 128)]
+    state_history: u64,
     /// Internal: seed WORDS words into the initialised data directory DIR and exit (the
     /// benchmark runs its seeding in a child process, so that its own RSS is the node's alone).
     #[arg(long, num_args = 2, value_names = ["DIR", "WORDS"], hide = true)]
@@ -186,7 +190,7 @@ fn main() {
     let mut rows: Vec<Row> = Vec::new();
     for &words in &args.words {
         let dir = tempfile::Builder::new().prefix("p2pe-triebench-").tempdir().unwrap();
-        let history = (!args.archive).then_some(128);
+        let history = (!args.archive).then_some(args.state_history);
         let (chain, t0) = open_chain(dir.path(), words, &signer, history);
         let overwrite = args.overwrite.then_some(words);
         let mut times = Vec::new();
