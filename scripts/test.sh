@@ -117,7 +117,10 @@ if [ "${SKIP_LINT:-0}" != 1 ]; then
 fi
 # forge-test.sh also fails when forge exits 0 without running the tests (see the script).
 step "contracts: forge test" "$root/contracts/scripts/forge-test.sh"
-step "cargo test (unit and end-to-end)" cargo test --workspace --no-fail-fast -- --test-threads 2
+# Every test binary `cargo test --workspace` runs, three at a time (most wait on blocks and slots far
+# more than they compute; one after another they took about 24 minutes), each with two test threads;
+# the script says how it picks and orders them.
+step "cargo test (unit and end-to-end)" python3 "$root/scripts/cargo_test_lanes.py" --lanes 3 -- --test-threads 2
 step "JavaScript clients (node --test)" bash -c "cd '$root/tests' && node --test compat/"
 # pytest exits 5 when it collected no test: that fails the step like any other failure.
 step "web3.py client (pytest)" "$venv/bin/pytest" -q "$root/tests/compat/test_web3.py"
