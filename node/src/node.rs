@@ -28,7 +28,9 @@ pub struct NodeConfig {
     pub pool: PoolConfig,
     /// RPC limits.
     pub rpc: RpcConfig,
-    /// Chain options (state history).
+    /// Blocks of state history kept (`None`: every block, an archive node).
+    pub state_history: Option<u64>,
+    /// Chain options (read connections, state cache).
     pub chain: ChainOptions,
     /// The peer network, if enabled.
     pub network: Option<crate::network::NetworkConfig>,
@@ -61,7 +63,7 @@ pub struct Node {
 impl Node {
     /// Opens the data directory and starts the RPC server and (for a signer) the sealer.
     pub async fn start(spec: ChainSpec, config: NodeConfig) -> anyhow::Result<Self> {
-        let store = Store::open(&config.datadir, config.chain.state_history)?;
+        let store = Store::open(&config.datadir, config.state_history)?;
         let pool = Arc::new(TxPool::new(config.pool));
         let chain =
             Arc::new(Blockchain::open(spec, store, pool, &config.chain)?.with_seal_limits(config.seal)?);

@@ -304,11 +304,7 @@ pub fn seed_chain(net: &Testnet, blocks: u64, call_every: u64) -> Seeded {
     let keys = net.signer_keys();
     let chain_id = spec.chain_id;
     let store = Store::open(&net.datadir(0), Some(DEFAULT_STATE_HISTORY)).expect("open store");
-    let opts = ChainOptions {
-        state_history: Some(DEFAULT_STATE_HISTORY),
-        read_connections: 1,
-        ..Default::default()
-    };
+    let opts = ChainOptions { read_connections: 1, ..Default::default() };
     let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts)
         .expect("open the chain");
     let senders: Vec<SigningKey> = (0..TRANSFER_SENDERS).map(dev_signing_key).collect();

@@ -210,7 +210,7 @@ fn import_refuses_a_block_over_the_chains_byte_limit() {
     let spec = ChainSpec::from_json(&genesis.to_string()).unwrap();
     let mut store = Store::open(&dir.path().join("builder"), None).unwrap();
     store.init_genesis(&spec, &genesis.to_string()).unwrap();
-    let opts = ChainOptions { state_history: Some(128), read_connections: 1, ..Default::default() };
+    let opts = ChainOptions { read_connections: 1, ..Default::default() };
     let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap();
     for _ in 0..3 {
         let raw = hex::decode(spam_tx(100_000)).unwrap();

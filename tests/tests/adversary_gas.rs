@@ -84,7 +84,7 @@ fn chain_at_the_minimum(dir: &std::path::Path) -> (String, SigningKey, Block) {
     let spec = ChainSpec::from_json(&json).unwrap();
     let mut store = Store::open(&dir.join("builder"), None).unwrap();
     store.init_genesis(&spec, &json).unwrap();
-    let opts = ChainOptions { state_history: Some(128), read_connections: 1, ..Default::default() };
+    let opts = ChainOptions { read_connections: 1, ..Default::default() };
     let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap();
     let block = chain.seal_next(&key, t0 + 1, None).unwrap().expect("the only signer seals").block;
     assert_eq!(block.header.gas_limit, MIN_GAS_LIMIT);

@@ -372,11 +372,7 @@ impl LocalSealer {
         let spec =
             ChainSpec::from_json(&std::fs::read_to_string(net.dir.join("genesis.json")).unwrap()).unwrap();
         let store = Store::open(dir.path(), Some(DEFAULT_STATE_HISTORY)).unwrap();
-        let opts = ChainOptions {
-            state_history: Some(DEFAULT_STATE_HISTORY),
-            read_connections: 1,
-            ..Default::default()
-        };
+        let opts = ChainOptions { read_connections: 1, ..Default::default() };
         let chain =
             Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap();
         Self { _dir: dir, chain, key: net.signer_keys()[0].clone() }

@@ -28,7 +28,7 @@ fn open(spec: &ChainSpec, json: &str, dir: &Path) -> Blockchain {
     if store.head().unwrap().is_none() {
         store.init_genesis(spec, json).unwrap();
     }
-    let opts = ChainOptions { state_history: Some(128), read_connections: 2, ..Default::default() };
+    let opts = ChainOptions { read_connections: 2, ..Default::default() };
     Blockchain::open(spec.clone(), store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap()
 }
 

@@ -146,7 +146,7 @@ fn on_a_full_tie_the_node_keeps_the_block_it_saw_first() {
     let open = |name: &str| {
         let mut store = Store::open(&dir.path().join(name), None).unwrap();
         store.init_genesis(&spec, &json).unwrap();
-        let opts = ChainOptions { state_history: Some(128), read_connections: 1, ..Default::default() };
+        let opts = ChainOptions { read_connections: 1, ..Default::default() };
         Blockchain::open(spec.clone(), store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap()
     };
     let (x, y) = (open("x"), open("y"));

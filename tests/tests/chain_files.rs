@@ -42,7 +42,7 @@ fn valid_chain(dir: &std::path::Path) -> (std::path::PathBuf, Vec<Block>, Vec<Si
     let spec = ChainSpec::from_json(&json).unwrap();
     let mut store = Store::open(&dir.join("producer"), None).unwrap();
     store.init_genesis(&spec, &json).unwrap();
-    let opts = ChainOptions { state_history: None, read_connections: 1, ..Default::default() };
+    let opts = ChainOptions { read_connections: 1, ..Default::default() };
     let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap();
     let keys = vec![a, b];
     let mut blocks = Vec::new();

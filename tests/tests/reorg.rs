@@ -70,7 +70,7 @@ fn three_signers(funded: Vec<(Address, U256)>) -> (Net, SigningKey, SigningKey, 
 fn open(net: &Net, dir: &std::path::Path) -> Blockchain {
     let mut store = Store::open(dir, None).unwrap();
     store.init_genesis(&net.spec, &net.json).unwrap();
-    let opts = ChainOptions { state_history: Some(128), read_connections: 2, ..Default::default() };
+    let opts = ChainOptions { read_connections: 2, ..Default::default() };
     Blockchain::open(net.spec.clone(), store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap()
 }
 

@@ -35,7 +35,7 @@ fn batches_are_forwarded_ignored_or_rejected_and_valid_transactions_are_never_dr
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path(), None).unwrap();
     store.init_genesis(&spec, &json).unwrap();
-    let opts = ChainOptions { state_history: Some(128), read_connections: 1, ..Default::default() };
+    let opts = ChainOptions { read_connections: 1, ..Default::default() };
     let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap();
 
     // New, valid: forwarded, nothing to republish.

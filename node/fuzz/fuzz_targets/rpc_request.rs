@@ -48,7 +48,7 @@ fn setup() -> Arc<RpcContext> {
     // Small pool limits keep memory bounded over millions of runs.
     let pool = Arc::new(TxPool::new(PoolConfig { max_per_sender: 64, max_total: 256, ..Default::default() }));
     let chain = Arc::new(
-        Blockchain::open(spec, store, pool, &ChainOptions { state_history: Some(128), read_connections: 2, ..Default::default() })
+        Blockchain::open(spec, store, pool, &ChainOptions { read_connections: 2, ..Default::default() })
             .expect("chain"),
     );
     let ctx = Arc::new(RpcContext {

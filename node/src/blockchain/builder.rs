@@ -274,7 +274,7 @@ mod tests {
         let spec = ChainSpec::from_json(&json).unwrap();
         let mut store = Store::open(&dir.join(name), history).unwrap();
         store.init_genesis(&spec, &json).unwrap();
-        let opts = ChainOptions { state_history: history, read_connections: 1, ..Default::default() };
+        let opts = ChainOptions { read_connections: 1, ..Default::default() };
         Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap()
     }
 

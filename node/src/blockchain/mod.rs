@@ -117,13 +117,10 @@ pub struct NewBlock {
     pub removed: bool,
 }
 
-/// Node-level options for the chain.
+/// Node-level options for the chain. How much state history is kept is the store's setting
+/// ([`Store::open`](crate::storage::Store::open)), not one of these.
 #[derive(Debug, Clone)]
 pub struct ChainOptions {
-    /// Blocks of state history to keep; `None` keeps all (archive). The store prunes: the node
-    /// passes this to [`Store::open`](crate::storage::Store::open), and [`Blockchain::open`] keeps
-    /// the store's setting.
-    pub state_history: Option<u64>,
     /// Read connections for RPC.
     pub read_connections: usize,
     /// Accounts and slots cached in front of SQLite, for the writer and again for RPC readers
@@ -133,11 +130,7 @@ pub struct ChainOptions {
 
 impl Default for ChainOptions {
     fn default() -> Self {
-        Self {
-            state_history: Some(crate::storage::DEFAULT_STATE_HISTORY),
-            read_connections: 4,
-            state_cache_entries: DEFAULT_CACHE_ENTRIES,
-        }
+        Self { read_connections: 4, state_cache_entries: DEFAULT_CACHE_ENTRIES }
     }
 }
 

@@ -123,11 +123,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
         )
     })?;
     let spec = ChainSpec::from_json(&genesis)?;
-    let opts = ChainOptions {
-        state_history: Some(crate::storage::DEFAULT_STATE_HISTORY),
-        read_connections: 1,
-        ..Default::default()
-    };
+    let opts = ChainOptions { read_connections: 1, ..Default::default() };
     let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts)?;
     let mut bytes = Vec::new();
     std::fs::File::open(&args.file)

@@ -37,7 +37,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     let scratch = tempfile::Builder::new().prefix("p2pe-check-").tempdir()?;
     let mut store = Store::open(scratch.path(), None)?;
     store.init_genesis(&spec, &genesis)?;
-    let opts = ChainOptions { state_history: Some(1), read_connections: 1, ..Default::default() };
+    let opts = ChainOptions { read_connections: 1, ..Default::default() };
     let chain = Blockchain::open(spec.clone(), store, Arc::new(TxPool::new(PoolConfig::default())), &opts)?;
     for n in 1..=head.0 {
         let (block, _) = source

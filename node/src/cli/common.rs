@@ -233,13 +233,18 @@ impl NodeArgs {
         }
     }
 
+    /// Blocks of state history the store keeps (`None`: every block, `--archive`).
+    pub fn state_history(&self) -> Option<u64> {
+        if self.archive {
+            None
+        } else {
+            Some(self.state_history)
+        }
+    }
+
     /// Chain options.
     pub fn chain(&self) -> ChainOptions {
-        ChainOptions {
-            state_history: if self.archive { None } else { Some(self.state_history) },
-            read_connections: 4,
-            state_cache_entries: self.state_cache_entries,
-        }
+        ChainOptions { read_connections: 4, state_cache_entries: self.state_cache_entries }
     }
 }
 

@@ -214,6 +214,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             dev_accounts: keys.clone(),
             pool: dev_pool(&args, &keys, keeper.as_ref())?,
             rpc: args.rpc.config(),
+            state_history: args.node.state_history(),
             chain: args.node.chain(),
             network: None,
             keeper: keeper.clone(),

@@ -123,6 +123,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 pool
             },
             rpc: args.rpc.config(),
+            state_history: args.node.state_history(),
             chain: args.node.chain(),
             network: args.p2p.config(&args.datadir),
             keeper: keeper.clone(),

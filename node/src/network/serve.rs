@@ -156,7 +156,7 @@ mod tests {
         let spec = ChainSpec::from_json(&json).unwrap();
         let mut store = Store::open(dir, None).unwrap();
         store.init_genesis(&spec, &json).unwrap();
-        let opts = ChainOptions { state_history: Some(128), read_connections: 1, ..Default::default() };
+        let opts = ChainOptions { read_connections: 1, ..Default::default() };
         let chain =
             Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap();
         for n in 1..=3u8 {

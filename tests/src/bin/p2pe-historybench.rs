@@ -104,7 +104,7 @@ fn build(datadir: &Path, blocks: u64, history: Option<u64>, signer: &SigningKey,
     let spec = ChainSpec::from_json(&json).unwrap();
     let mut store = Store::open(datadir, history).unwrap();
     store.init_genesis(&spec, &json).unwrap();
-    let opts = ChainOptions { state_history: history, read_connections: 1, ..Default::default() };
+    let opts = ChainOptions { read_connections: 1, ..Default::default() };
     let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap();
     let mut sealing = Duration::ZERO;
     for n in 1..=blocks {
@@ -129,7 +129,7 @@ fn median(mut times: Vec<Duration>) -> Duration {
 fn open_existing(datadir: &Path, history: Option<u64>, signer: &SigningKey, t0: u64) -> Blockchain {
     let spec = ChainSpec::from_json(&genesis_json(signer.address(), t0)).unwrap();
     let store = Store::open(datadir, history).unwrap();
-    let opts = ChainOptions { state_history: history, read_connections: 1, ..Default::default() };
+    let opts = ChainOptions { read_connections: 1, ..Default::default() };
     Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap()
 }
 

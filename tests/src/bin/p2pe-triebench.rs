@@ -107,7 +107,7 @@ fn open_chain(datadir: &Path, words: u64, signer: &SigningKey, history: Option<u
     assert!(status.success(), "seeding failed: {status}");
     let store = Store::open(datadir, history).unwrap();
     let pool = PoolConfig { max_per_sender: 10_000, max_total: 1_000_000, ..PoolConfig::default() };
-    let opts = ChainOptions { state_history: history, read_connections: 1, ..Default::default() };
+    let opts = ChainOptions { read_connections: 1, ..Default::default() };
     let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(pool)), &opts).unwrap();
     eprintln!("  {words} words seeded and loaded in {:.1} s", seeding.elapsed().as_secs_f64());
     (chain, t0)

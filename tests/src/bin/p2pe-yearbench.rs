@@ -403,7 +403,7 @@ fn open(datadir: &Path, args: &Args, year: bool) -> (Chain, u64, u64, f64) {
     let seed_s = seeding.elapsed().as_secs_f64();
     let store = Store::open(datadir, Some(128)).unwrap();
     let pool = PoolConfig { max_per_sender: 10_000, max_total: 1_000_000, ..PoolConfig::default() };
-    let opts = ChainOptions { state_history: Some(128), read_connections: 1, ..Default::default() };
+    let opts = ChainOptions { read_connections: 1, ..Default::default() };
     let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(pool)), &opts).unwrap();
     let next_time = t0 + 1;
     // The first slot whose gate is still open at the bench's blocks, with room for them.

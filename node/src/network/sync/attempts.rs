@@ -33,7 +33,7 @@ fn chain(dir: &Path, t0: u64, blocks: u64, offset: u64) -> Arc<Blockchain> {
     let spec = ChainSpec::from_json(&json).unwrap();
     let mut store = Store::open(dir, None).unwrap();
     store.init_genesis(&spec, &json).unwrap();
-    let opts = ChainOptions { state_history: Some(128), read_connections: 1, ..Default::default() };
+    let opts = ChainOptions { read_connections: 1, ..Default::default() };
     let chain = Blockchain::open(spec, store, Arc::new(TxPool::new(PoolConfig::default())), &opts).unwrap();
     for n in 1..=blocks {
         chain.seal_next(&signer(), t0 + 2 * n + offset, None).unwrap().unwrap();
