@@ -107,71 +107,63 @@ impl HistoricalState<'_> {
 
     /// The account's row in the first block after `number` that changed it, if one did.
     fn account_row(&self, address: &Address) -> Result<Option<HistoryRow>, StateError> {
-        let read = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+        self.first_change(&ACCOUNT_CHANGES, &[&address.as_slice()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    }
+
+    /// The slot's value in the first block after `number` that changed it, if one did.
+    fn storage_row(&self, address: &Address, slot: &U256) -> Result<Option<Vec<u8>>, StateError> {
+        self.first_change(&STORAGE_CHANGES, &[&address.as_slice(), &u256_blob(slot)], |r| r.get(0))
+    }
+
+    /// The row of `key` (the key columns' values, in the queries' order) in the first block after
+    /// `number` that changed it: one seek in the by-key index when the history has one, else one
+    /// lookup per later block up to the head.
+    fn first_change<T>(
+        &self,
+        queries: &ChangeQueries,
+        key: &[&dyn rusqlite::ToSql],
+        read: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, StateError> {
         if self.indexed()? {
             self.lookups.set(self.lookups.get() + 1);
-            return self
-                .conn
-                .prepare_cached(
-                    "SELECT nonce, balance, code_hash FROM account_history INDEXED BY account_history_by_key \
-                     WHERE address = ?1 AND block > ?2 AND block <= ?3 ORDER BY block LIMIT 1",
-                )
-                .map_err(backend)?
-                .query_row(rusqlite::params![address.as_slice(), self.number as i64, self.head as i64], read)
-                .optional()
-                .map_err(backend);
+            let (after, head) = (self.number as i64, self.head as i64);
+            let params: Vec<&dyn rusqlite::ToSql> =
+                key.iter().copied().chain([&after as _, &head as _]).collect();
+            let mut st = self.conn.prepare_cached(queries.indexed).map_err(backend)?;
+            return st.query_row(params.as_slice(), read).optional().map_err(backend);
         }
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT nonce, balance, code_hash FROM account_history WHERE block = ?1 AND address = ?2",
-            )
-            .map_err(backend)?;
+        let mut st = self.conn.prepare_cached(queries.at_block).map_err(backend)?;
         for block in self.number + 1..=self.head {
             self.lookups.set(self.lookups.get() + 1);
-            let row = st.query_row(rusqlite::params![block as i64, address.as_slice()], read).optional();
-            if let Some(row) = row.map_err(backend)? {
+            let block = block as i64;
+            let params: Vec<&dyn rusqlite::ToSql> = key.iter().copied().chain([&block as _]).collect();
+            if let Some(row) = st.query_row(params.as_slice(), &read).optional().map_err(backend)? {
                 return Ok(Some(row));
             }
         }
         Ok(None)
     }
-
-    /// The slot's value in the first block after `number` that changed it, if one did.
-    fn storage_row(&self, address: &Address, slot: &U256) -> Result<Option<Vec<u8>>, StateError> {
-        let key = u256_blob(slot);
-        if self.indexed()? {
-            self.lookups.set(self.lookups.get() + 1);
-            return self
-                .conn
-                .prepare_cached(
-                    "SELECT value FROM storage_history INDEXED BY storage_history_by_key \
-                     WHERE address = ?1 AND slot = ?2 AND block > ?3 AND block <= ?4 ORDER BY block LIMIT 1",
-                )
-                .map_err(backend)?
-                .query_row(
-                    rusqlite::params![address.as_slice(), key, self.number as i64, self.head as i64],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend);
-        }
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT value FROM storage_history WHERE block = ?1 AND address = ?2 AND slot = ?3",
-            )
-            .map_err(backend)?;
-        for block in self.number + 1..=self.head {
-            self.lookups.set(self.lookups.get() + 1);
-            let row = st.query_row(rusqlite::params![block as i64, address.as_slice(), key], |r| r.get(0));
-            if let Some(value) = row.optional().map_err(backend)? {
-                return Ok(Some(value));
-            }
-        }
-        Ok(None)
-    }
 }
+
+/// The two ways to find a key's first change after a block: with the by-key index (the key's
+/// columns, then the block the read is at and the head), and at one block (the key's columns, then
+/// the block).
+struct ChangeQueries {
+    indexed: &'static str,
+    at_block: &'static str,
+}
+
+const ACCOUNT_CHANGES: ChangeQueries = ChangeQueries {
+    indexed: "SELECT nonce, balance, code_hash FROM account_history INDEXED BY account_history_by_key \
+              WHERE address = ?1 AND block > ?2 AND block <= ?3 ORDER BY block LIMIT 1",
+    at_block: "SELECT nonce, balance, code_hash FROM account_history WHERE address = ?1 AND block = ?2",
+};
+
+const STORAGE_CHANGES: ChangeQueries = ChangeQueries {
+    indexed: "SELECT value FROM storage_history INDEXED BY storage_history_by_key \
+              WHERE address = ?1 AND slot = ?2 AND block > ?3 AND block <= ?4 ORDER BY block LIMIT 1",
+    at_block: "SELECT value FROM storage_history WHERE address = ?1 AND slot = ?2 AND block = ?3",
+};
 
 impl StateReader for HistoricalState<'_> {
     fn account(&self, address: &Address) -> Result<Option<AccountInfo>, StateError> {
