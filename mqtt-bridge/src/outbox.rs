@@ -50,6 +50,9 @@ pub const TX_CONFIRMED: i64 = 1;
 pub const TX_MINED: i64 = 4;
 
 /// Rate-limit key shared by all topics no meter is configured for.
+/// `readings.isolate` of a reading sent alone with the per-transaction gas cap (1: alone).
+const ISOLATE_AT_CAP: i64 = 2;
+
 const UNKNOWN_SOURCE: &str = "(unknown topic)";
 
 const SCHEMA: &str = "
@@ -214,6 +217,9 @@ pub struct PendingReading {
     pub timestamp: u64,
     /// Must be sent alone (its batch reverted).
     pub isolate: bool,
+    /// Sent alone, it ran out of gas with the static allowance (the node gave no estimate): it
+    /// is sent with the per-transaction cap.
+    pub at_cap: bool,
 }
 
 /// A signed transaction without a receipt.
@@ -611,6 +617,7 @@ impl Outbox {
                 export_wh: to_u64(r.get(3)?),
                 timestamp: to_u64(r.get(4)?),
                 isolate: r.get::<_, i64>(5)? != 0,
+                at_cap: r.get::<_, i64>(5)? == ISOLATE_AT_CAP,
             })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -780,17 +787,19 @@ impl Outbox {
                 export_wh: to_u64(r.get(3)?),
                 timestamp: to_u64(r.get(4)?),
                 isolate: r.get::<_, i64>(5)? != 0,
+                at_cap: r.get::<_, i64>(5)? == ISOLATE_AT_CAP,
             })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    /// A reverted transaction with several readings: they go back to pending, each to be sent alone.
-    pub fn revert_to_isolated(&mut self, tx_id: i64, block: u64) -> Result<()> {
+    /// A reverted transaction: its readings go back to pending, each to be sent alone (a batch that
+    /// reverted). With `at_cap` (a single reading that ran out of gas), the readings are sent with the per-transaction gas cap ([`PendingReading::at_cap`]).
+    pub fn revert_to_isolated(&mut self, tx_id: i64, block: u64, at_cap: bool) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "UPDATE readings SET state = 0, tx_id = NULL, isolate = 1 WHERE tx_id = ?1 AND state = 1",
-            [tx_id],
+            "UPDATE readings SET state = 0, tx_id = NULL, isolate = ?2 WHERE tx_id = ?1 AND state = 1",
+            params![tx_id, if at_cap { ISOLATE_AT_CAP } else { 1 }],
         )?;
         tx.execute("UPDATE txs SET state = 2, block = ?2 WHERE id = ?1", params![tx_id, to_i64(block)])?;
         tx.commit()?;
@@ -1019,15 +1028,34 @@ mod tests {
         assert_eq!(c2.iter().map(|r| r.meter.as_str()).collect::<Vec<_>>(), vec!["b"]);
         assert_eq!(o.max_nonce(sender).unwrap(), Some(0));
         assert_eq!(o.sent_txs().unwrap().len(), 1);
-        o.revert_to_isolated(ids[0], 5).unwrap();
+        o.revert_to_isolated(ids[0], 5, false).unwrap();
         let c3 = o.pending_candidates(10).unwrap();
         assert_eq!(c3.len(), 3);
-        assert!(c3.iter().filter(|r| r.meter == "a").all(|r| r.isolate));
-        let ids = o
+        assert!(c3.iter().filter(|r| r.meter == "a").all(|r| r.isolate && !r.at_cap));
+        assert!(c3.iter().all(|r| !r.at_cap));
+        // Sent alone, one of them runs out of gas: it is sent again at the gas cap.
+        let alone = o
             .record_txs(
                 &[NewTx {
                     sender,
                     nonce: 1,
+                    hash: B256::repeat_byte(4),
+                    raw: vec![4],
+                    reading_ids: vec![c[2].id],
+                }],
+                NOW_MS,
+            )
+            .unwrap();
+        o.revert_to_isolated(alone[0], 6, true).unwrap();
+        let c4 = o.pending_candidates(10).unwrap();
+        let at_cap: Vec<i64> = c4.iter().filter(|r| r.at_cap).map(|r| r.id).collect();
+        assert_eq!(at_cap, vec![c[2].id]);
+        assert!(c4.iter().all(|r| r.isolate || r.meter == "b"));
+        let ids = o
+            .record_txs(
+                &[NewTx {
+                    sender,
+                    nonce: 2,
                     hash: B256::repeat_byte(3),
                     raw: vec![3],
                     reading_ids: vec![c[0].id],

@@ -178,7 +178,7 @@ impl SignJob {
                 exportWh: r.export_wh,
                 timestamp: r.timestamp,
             };
-            (GAS_SINGLE, call.abi_encode())
+            (if r.at_cap { GAS_CAP } else { GAS_SINGLE }, call.abi_encode())
         } else {
             let mut signed = Vec::with_capacity(self.group.len());
             for (r, key) in self.group.iter().zip(&self.keys) {
@@ -357,7 +357,7 @@ impl Submitter {
                 self.on_mined(t, &receipt, block, head, now).await?;
             } else {
                 self.metrics.txs_reverted.fetch_add(1, Ordering::Relaxed);
-                self.handle_revert(t, block).await?;
+                self.handle_revert(t, block, receipt.gas_used).await?;
             }
         }
         if !resend.is_empty() {
@@ -463,11 +463,24 @@ impl Submitter {
         Ok(out)
     }
 
-    async fn handle_revert(&mut self, t: &SentTx, block: u64) -> Result<(), SubmitError> {
+    /// A reverted transaction that used `gas_used`: a batch's readings are sent again one per
+    /// transaction; a single reading that ran out of gas under the cap (its static allowance, when
+    /// the node gave no estimate) is sent again with the cap; any other single reading is
+    /// dead-lettered with the contract's reason.
+    async fn handle_revert(&mut self, t: &SentTx, block: u64, gas_used: u64) -> Result<(), SubmitError> {
         let id = t.id;
         if t.readings > 1 {
             tracing::warn!(tx = %t.hash, block, readings = t.readings, "batch reverted; its readings will be sent one per transaction");
-            db(&self.outbox, move |o| o.revert_to_isolated(id, block)).await?;
+            db(&self.outbox, move |o| o.revert_to_isolated(id, block, false)).await?;
+            return Ok(());
+        }
+        let gas_limit =
+            <TxEnvelope as alloy_eips::eip2718::Decodable2718>::decode_2718(&mut t.raw.as_slice())
+                .map(|e| alloy_consensus::Transaction::gas_limit(&e))
+                .ok();
+        if let Some(limit) = gas_limit.filter(|&l| gas_used >= l && l < GAS_CAP) {
+            tracing::warn!(tx = %t.hash, block, gas_limit = limit, "reading ran out of gas (the node gave no estimate); sending it again with the cap");
+            db(&self.outbox, move |o| o.revert_to_isolated(id, block, true)).await?;
             return Ok(());
         }
         // A single reading: find out why by replaying the call at the latest state.

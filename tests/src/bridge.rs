@@ -367,6 +367,8 @@ pub struct Node {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Extra `p2pe-node run` arguments of the running process ([`Node::restart_with`]).
+    extra: Vec<String>,
 }
 
 impl Node {
@@ -395,8 +397,13 @@ impl Node {
             .arg("--datadir")
             .arg(dir.join("data")));
         let port = free_port();
-        let mut n =
-            Self { url: format!("http://127.0.0.1:{port}"), port, dir: dir.to_path_buf(), child: None };
+        let mut n = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            dir: dir.to_path_buf(),
+            child: None,
+            extra: vec![],
+        };
         n.spawn();
         n
     }
@@ -411,7 +418,8 @@ impl Node {
                 .arg(self.dir.join("signer.json"))
                 .arg("--password-file")
                 .arg(self.dir.join("password"))
-                .args(["--http-addr", &format!("127.0.0.1:{}", self.port), "--no-p2p", "--no-ui"]),
+                .args(["--http-addr", &format!("127.0.0.1:{}", self.port), "--no-p2p", "--no-ui"])
+                .args(&self.extra),
         ));
     }
 
@@ -427,6 +435,13 @@ impl Node {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// Starts it again on the same port and data directory with `args` added to its command line
+    /// (none: the defaults again).
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.extra = args.iter().map(|a| a.to_string()).collect();
+        self.restart();
     }
 
     /// A JSON-RPC client.

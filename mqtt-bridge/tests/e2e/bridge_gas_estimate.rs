@@ -3,13 +3,15 @@
 //! readings relayed in one batch) are sent with the node's gas estimate plus headroom, and all of
 //! them are recorded, none dead-lettered. (A batch signed while the node is down gets the static
 //! allowance and may revert out of gas; its readings are then sent one per transaction, each
-//! estimated, so they are recorded all the same.)
+//! estimated, so they are recorded all the same.) A single reading that runs out of gas because the
+//! node gave no estimate (busy, or down) is sent again with the per-transaction cap, not
+//! dead-lettered: on a loaded machine the estimate timed out and such a reading was lost.
 
 use std::time::Duration;
 
 use alloy_primitives::Address;
 use p2pe_mqtt_bridge::outbox::Outbox;
-use p2pe_mqtt_bridge::submit::{GAS_BATCH_BASE, GAS_PER_READING, GAS_SINGLE};
+use p2pe_mqtt_bridge::submit::{GAS_BATCH_BASE, GAS_CAP, GAS_PER_READING, GAS_SINGLE};
 use p2pe_tests::bridge::*;
 use serde_json::json;
 
@@ -91,4 +93,40 @@ fn readings_dearer_than_the_static_allowance_are_sent_with_the_estimate() {
             "the batch cost more than its static {allowance}: {txs:?}"
         );
     }
+}
+
+/// A node that answers no estimate (every call times out after 1 µs, as a busy node's do after
+/// the bridge's 3 s): a reading dearer than the static allowance runs out of gas with it, and is
+/// sent again, alone, with the cap, then recorded; one revert, nothing dead-lettered.
+#[test]
+fn a_reading_out_of_gas_for_want_of_an_estimate_is_sent_again_with_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let meters = vec![MeterSpec::new("m0", 0, "json", "reading")];
+    let limits = "max_payload_bytes = 4096\nmax_future_secs = 30\nmax_past_secs = 86400";
+    let Rig { broker, mut node, rpc, contracts, bridge } = Rig::start(dir.path(), meters, limits);
+    let m0 = meter_addresses()[0];
+    let now = now_secs();
+    let then = now - 25 * 900;
+    publish(broker.port, "m0", &[("meters/m0/reading".into(), json_reading("m0", 1, then, 1_000, 0))]);
+    wait_for("m0's first reading", Duration::from_secs(60), || {
+        bridge.metric("p2pe_bridge_readings_confirmed_total") >= 1.0
+    });
+
+    node.restart_with(&["--rpc-call-timeout", "0.000001"]);
+    // 25 slots later: it spreads the energy over every slot in between (about 670,000 gas).
+    publish(broker.port, "m0", &[("meters/m0/reading".into(), json_reading("m0", 2, now - 30, 9_000, 0))]);
+    wait_for("the reading sent again with the cap and confirmed", Duration::from_secs(90), || {
+        bridge.metric("p2pe_bridge_readings_confirmed_total") >= 2.0
+    });
+    // Exactly one revert: the static allowance, out of gas (with an estimate there is none).
+    assert_eq!(bridge.metric("p2pe_bridge_txs_reverted_total"), 1.0, "one revert: out of gas");
+
+    node.restart_with(&[]);
+    assert_eq!(recorded(&rpc, contracts.readings, m0).len(), 2, "both readings recorded");
+    let dead = Outbox::open(&dir.path().join("outbox.sqlite")).unwrap().dead_letters().unwrap();
+    assert!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
+    let txs = successful_txs_to(&rpc, contracts.readings);
+    let (_, limit, used) = *txs.last().unwrap();
+    assert_eq!(limit, GAS_CAP, "sent again with the cap: {txs:?}");
+    assert!(used > GAS_SINGLE, "it needed more than the static allowance: {txs:?}");
 }
