@@ -78,10 +78,16 @@ MEASURED = {
 
 # Jobs with tests that load the machine themselves and assert on wall-clock time (block gaps under
 # 50 concurrent worst-case calls; a meter's readings committed while a broker-speed MQTT flood runs,
-# which also takes both cores from whatever runs beside it), and the simulated days (5-second slots
-# whose readings must reach the chain in time; three of five failed beside two other jobs): they
-# run with no other job beside them.
-ALONE = {"--test adversary_rpc_load", "--test e2e: bridge_flood:: bridge_load::", "--test days"}
+# which also takes both cores from whatever runs beside it), and the simulator's runs (5-second
+# slots whose meter readings must reach the chain within the slot's grace period: three of the five
+# days failed beside two other jobs, and the README's short run beside the network tests): they run
+# with no other job beside them.
+ALONE = {
+    "--test adversary_rpc_load",
+    "--test e2e: bridge_flood:: bridge_load::",
+    "--test days",
+    "--test readme_sim",
+}
 
 # Jobs that use the README's default ports (8545, 30303, 1883: the commands exactly as written),
 # so never two at once; each binary runs its own such tests one at a time.
