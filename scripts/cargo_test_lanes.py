@@ -190,7 +190,11 @@ def main():
     if opts.lanes < 1:
         parser.error("--lanes must be at least 1")
 
-    jobs = test_jobs(opts.args)
+    try:
+        jobs = test_jobs(opts.args)
+    except subprocess.CalledProcessError as e:
+        print(f"the tests do not build (cargo test --no-run exited {e.returncode}; its errors are above)", flush=True)
+        return 1
     if not jobs:
         print("cargo listed no test binary", flush=True)
         return 1
