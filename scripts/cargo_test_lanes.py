@@ -12,7 +12,12 @@ Doc tests run as one more job. Binaries whose tests assert on timing under load 
 Each binary's output is printed whole when it ends (never interleaved), then a table of times and
 the failures. The exit status is 1 if any binary failed or if cargo listed none.
 
-    scripts/cargo_test_lanes.py [--lanes N] [-- <test binary arguments>]
+    scripts/cargo_test_lanes.py [--lanes N] [--job-timeout SECONDS] [-- <test binary arguments>]
+
+A job that runs longer than --job-timeout (default 1,200 s: the longest took 225 s beside two
+others) is stopped with its whole process group, the nodes and brokers its tests started included
+(SIGTERM, then SIGKILL 15 s later); what it printed so far is shown and it counts as failed. A hanging
+test then costs CI 20 minutes and names itself, instead of taking CI's 90 and saying nothing.
 
 cargo-nextest would do this, but it cannot be installed here without building it from source (no
 prebuilt binary can be downloaded), which would cost CI more than it saves.
@@ -20,7 +25,9 @@ prebuilt binary can be downloaded), which would cost CI more than it saves.
 
 import argparse
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -99,6 +106,9 @@ SPLIT = {"--test e2e": ["bridge_flood::", "bridge_load::"]}
 
 DEFAULT_WEIGHT = 20.0
 
+# Seconds a stopped job's process group gets between SIGTERM and SIGKILL.
+KILL_GRACE = 15.0
+
 
 def test_jobs(args):
     """(label, cargo command) for every test binary `cargo test --workspace` runs, and the doc tests.
@@ -145,6 +155,38 @@ def test_jobs(args):
     return jobs
 
 
+def run_job(cmd, timeout, grace=KILL_GRACE):
+    """Runs one job in a process group of its own: (exit status, output, whether it timed out).
+
+    Past `timeout` seconds the whole group gets SIGTERM (a test binary's children, such as the node
+    processes and brokers it started, are in it unless they made their own), and SIGKILL if any of
+    it is still running `grace` seconds later; the output printed until then is kept."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out, False
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+    # The job's own process may be gone while others of its group still hold on: end them too.
+    _signal_group(proc.pid, signal.SIGKILL)
+    return proc.returncode, out, True
+
+
+def _signal_group(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
 class Scheduler:
     """Hands out jobs in queue order, at most `lanes` at once: a job of ALONE runs with no other
     (nothing starts while one waits at the head of the queue), and no two jobs of DEFAULT_PORTS run
@@ -185,10 +227,18 @@ class Scheduler:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lanes", type=int, default=3, help="test binaries at once (default 3)")
+    parser.add_argument(
+        "--job-timeout",
+        type=float,
+        default=1200.0,
+        help="seconds a job may run before its process group is stopped and it fails (default 1200)",
+    )
     parser.add_argument("args", nargs="*", help="arguments for every test binary (after --)")
     opts = parser.parse_args()
     if opts.lanes < 1:
         parser.error("--lanes must be at least 1")
+    if not opts.job_timeout > 0:
+        parser.error("--job-timeout must be a positive number of seconds")
 
     try:
         jobs = test_jobs(opts.args)
@@ -214,15 +264,19 @@ def main():
                 return
             label, cmd = job
             start = time.monotonic()
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            code, out, timed_out = run_job(cmd, opts.job_timeout)
             took = time.monotonic() - start
             scheduler.done(label)
-            status = "ok" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+            ok = code == 0 and not timed_out
+            if timed_out:
+                status = f"FAILED (timed out after {opts.job_timeout:.0f} s; its process group was stopped)"
+            else:
+                status = "ok" if ok else f"FAILED (exit {code})"
             with printing:
                 print(f"\n--> {label}: {status} ({took:.0f} s){' [alone]' if label in ALONE else ''}", flush=True)
-                print(proc.stdout, end="", flush=True)
-                results.append((label, proc.returncode == 0, took))
-                passed[0] += sum(int(m) for m in re.findall(r"^test result: \w+\. (\d+) passed", proc.stdout, re.M))
+                print(out, end="", flush=True)
+                results.append((label, ok, took))
+                passed[0] += sum(int(m) for m in re.findall(r"^test result: \w+\. (\d+) passed", out, re.M))
 
     threads = [threading.Thread(target=worker) for _ in range(opts.lanes)]
     for t in threads:

@@ -117,10 +117,13 @@ if [ "${SKIP_LINT:-0}" != 1 ]; then
 fi
 # forge-test.sh also fails when forge exits 0 without running the tests (see the script).
 step "contracts: forge test" "$root/contracts/scripts/forge-test.sh"
+# The lanes runner's own tests (its timeout stops a hanging job with its children; its scheduler
+# keeps the alone jobs alone): a few seconds, before it runs everything else.
+step "test runner: its own tests (unittest)" python3 -m unittest discover -s "$root/scripts" -p 'test_*.py'
 # Every test binary `cargo test --workspace` runs, three at a time (most wait on blocks and slots far
 # more than they compute; one after another they took about 24 minutes), each with two test threads;
 # the script says how it picks and orders them.
-step "cargo test (unit and end-to-end)" python3 "$root/scripts/cargo_test_lanes.py" --lanes 3 -- --test-threads 2
+step "cargo test (unit and end-to-end)" python3 "$root/scripts/cargo_test_lanes.py" --lanes 3 --job-timeout 1200 -- --test-threads 2
 step "JavaScript clients (node --test)" bash -c "cd '$root/tests' && node --test compat/"
 # pytest exits 5 when it collected no test: that fails the step like any other failure.
 step "web3.py client (pytest)" "$venv/bin/pytest" -q "$root/tests/compat/test_web3.py"
