@@ -61,6 +61,29 @@ impl SingleChain {
         Self::spawn(cmd, port, None, startup)
     }
 
+    /// anvil started from `genesis` (`--init`, written to a temporary file), mining only when asked
+    /// (`evm_mine`), at zero fees and a 3,000,000,000 block gas limit, as the benches' node chains.
+    /// Waits up to 900 s for a large genesis to load; returns anvil and the seconds that took.
+    pub fn anvil_from_genesis(genesis: &impl serde::Serialize) -> (Self, f64) {
+        let file = tempfile::Builder::new().prefix("p2pe-anvil-genesis-").suffix(".json").tempfile().unwrap();
+        serde_json::to_writer(std::io::BufWriter::new(file.as_file()), genesis).expect("write the genesis");
+        let started = Instant::now();
+        let path = file.path().to_str().expect("a UTF-8 temporary path");
+        let flags = [
+            "--init",
+            path,
+            "--no-mining",
+            "--base-fee",
+            "0",
+            "--gas-price",
+            "0",
+            "--gas-limit",
+            "3000000000",
+        ];
+        let chain = Self::anvil_within(&crate::harness::npm_tool("anvil"), &flags, Duration::from_secs(900));
+        (chain, started.elapsed().as_secs_f64())
+    }
+
     /// `VmRSS` and `VmHWM` in kB of the largest process in the chain's process group (for npm's
     /// anvil, the real anvil under its Node.js launcher).
     pub fn rss_kb(&self) -> (u64, u64) {
@@ -97,6 +120,53 @@ impl SingleChain {
         }
         chain
     }
+}
+
+/// Sends signed transactions (EIP-2718 bytes) in one JSON-RPC batch of `eth_sendRawTransaction`;
+/// panics if the chain refuses any. Returns their hashes and the time the batch took.
+pub fn send_batch(rpc: &Rpc, raws: &[Vec<u8>]) -> (Vec<alloy_primitives::B256>, Duration) {
+    let hashes = raws.iter().map(alloy_primitives::keccak256).collect();
+    let batch: Vec<serde_json::Value> = raws
+        .iter()
+        .enumerate()
+        .map(|(id, raw)| {
+            let raw = format!("0x{}", alloy_primitives::hex::encode(raw));
+            json!({"jsonrpc": "2.0", "id": id, "method": "eth_sendRawTransaction", "params": [raw]})
+        })
+        .collect();
+    let body = serde_json::to_string(&batch).expect("a batch serialises");
+    let start = Instant::now();
+    let (status, answer) = rpc.raw(&body).expect("the chain answers");
+    let took = start.elapsed();
+    let errors = answer.as_array().map_or(0, |a| a.iter().filter(|r| r.get("error").is_some()).count());
+    assert!(status == 200 && errors == 0, "the chain refused {errors} transactions: {answer}");
+    (hashes, took)
+}
+
+/// Mines one block at `timestamp` with `evm_mine` (anvil's), then checks that it holds exactly
+/// the transactions `hashes` names and that each succeeded. Returns the time `evm_mine` took.
+pub fn mine_checked(rpc: &Rpc, timestamp: u64, hashes: &[alloy_primitives::B256], what: &str) -> Duration {
+    let start = Instant::now();
+    rpc.call("evm_mine", json!([timestamp]));
+    let took = start.elapsed();
+    let block = rpc.call("eth_getBlockByNumber", json!(["latest", false]));
+    assert_eq!(
+        block["transactions"].as_array().map(Vec::len),
+        Some(hashes.len()),
+        "{what}: every transaction mined"
+    );
+    let batch: Vec<serde_json::Value> = hashes
+        .iter()
+        .enumerate()
+        .map(|(id, h)| json!({"jsonrpc": "2.0", "id": id, "method": "eth_getTransactionReceipt", "params": [h]}))
+        .collect();
+    let (_, receipts) =
+        rpc.raw(&serde_json::to_string(&batch).expect("a batch serialises")).expect("receipts");
+    let failed = receipts
+        .as_array()
+        .map_or(hashes.len(), |a| a.iter().filter(|r| r["result"]["status"] != "0x1").count());
+    assert_eq!(failed, 0, "{what}: {failed} transactions failed");
+    took
 }
 
 impl Drop for SingleChain {

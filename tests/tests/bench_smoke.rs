@@ -58,20 +58,28 @@ fn the_year_bench_seeds_the_words_a_year_leaves_and_every_order_and_reading_succ
 
 #[test]
 fn the_trie_bench_seals_order_shaped_blocks_on_a_seeded_contract() {
+    // anvil runs side by side at both sizes: the same genesis with the words in its alloc, the
+    // same signed transactions, every receipt checked; the row ends with the node / anvil ratio.
     let table =
         run(env!("CARGO_BIN_EXE_p2pe-triebench"), &["--words", "0,5000", "--txs", "20", "--blocks", "1"]);
-    assert!(table.lines().any(|l| l.starts_with("| 5000 |")), "a row for 5,000 words:\n{table}");
+    for words in ["0", "5000"] {
+        let cells = row(&table, &format!("{words} |"));
+        assert_eq!(cells.len(), 11, "node and anvil figures at {words} words: {cells:?}");
+        assert!(cells[6].ends_with(" ms"), "anvil's evm_mine time: {cells:?}");
+        assert!(cells[10].ends_with('x'), "node / anvil: {cells:?}");
+    }
 }
 
 #[test]
 fn the_trie_bench_overwrites_seeded_words_and_refuses_a_contract_too_small_for_it() {
     // The bench checks after each block that the contract holds exactly the seeded words.
+    // anvil runs up to --anvil-max-words: at 4 words (overwriting its alloc's words), not at 5,000.
     let table = run(
         env!("CARGO_BIN_EXE_p2pe-triebench"),
-        &["--words", "4,5000", "--txs", "20", "--blocks", "1", "--overwrite"],
+        &["--words", "4,5000", "--txs", "20", "--blocks", "1", "--overwrite", "--anvil-max-words", "4"],
     );
-    assert!(table.lines().any(|l| l.starts_with("| 4 |")), "a row for 4 words:\n{table}");
-    assert!(table.lines().any(|l| l.starts_with("| 5000 |")), "a row for 5,000 words:\n{table}");
+    assert!(row(&table, "4 |")[10].ends_with('x'), "anvil ran at 4 words:\n{table}");
+    assert_eq!(row(&table, "5000 |")[6], "not run (over --anvil-max-words 4)", "{table}");
     let out = Command::new(env!("CARGO_BIN_EXE_p2pe-triebench"))
         .args(["--words", "0,3", "--overwrite"])
         .output()
@@ -99,7 +107,7 @@ fn the_history_bench_reads_an_old_block_indexed_and_not_and_over_rpc_beside_anvi
     assert!(cells[5].ends_with("ms"), "anvil ran: {cells:?}");
     let table = run(
         env!("CARGO_BIN_EXE_p2pe-triebench"),
-        &["--words", "8", "--txs", "4", "--blocks", "1", "--overwrite", "--archive"],
+        &["--words", "8", "--txs", "4", "--blocks", "1", "--overwrite", "--archive", "--no-anvil"],
     );
     assert!(table.lines().any(|l| l.starts_with("| 8 |")), "a row for 8 words:\n{table}");
 }

@@ -9,6 +9,13 @@
 //! patched to match), then blocks of `--txs` transactions are sealed with `Blockchain::seal_next`
 //! (execution, the incremental state root, signing, and the SQLite commit) and timed. Seeding runs
 //! in a child process, so the VmRSS reported after each size is the node library's own.
+//!
+//! anvil runs side by side (unless `--no-anvil`) for every size up to `--anvil-max-words`: started
+//! with `--init` on the same genesis, the N words in the contract's `alloc` storage, it gets the
+//! same signed transactions in one JSON-RPC batch per block and mines each block with `evm_mine`
+//! (timed), every receipt checked. Above that size anvil is not run: it keeps the whole state in
+//! memory (about 6 GB for 2,000,000 words in the year bench), which this machine cannot hold at
+//! 10,000,000.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,7 +28,8 @@ use p2pe_node::chain::{build_genesis, ChainSpec, GenesisParams};
 use p2pe_node::crypto::SigningKey;
 use p2pe_node::storage::Store;
 use p2pe_node::txpool::{validate_tx, PoolConfig, TxPool};
-use p2pe_tests::harness::sign_raw;
+use p2pe_tests::harness::{sign_raw, Rpc};
+use p2pe_tests::single::{mine_checked, send_batch, SingleChain};
 
 /// Seal time against the size of one contract's storage.
 #[derive(Parser, Debug)]
@@ -52,6 +60,13 @@ struct Args {
     /// indexed by key, and the prune every 32 blocks deletes from those indexes too).
     #[arg(long, default_value_t = 128)]
     state_history: u64,
+    /// Do not run anvil side by side (it runs by default: `npm ci --prefix tests`).
+    #[arg(long)]
+    no_anvil: bool,
+    /// Largest size (words) anvil runs at; larger sizes run on the node alone. anvil keeps the whole
+    /// state in memory: about 6 GB for 2,000,000 words.
+    #[arg(long, default_value_t = 2_000_000)]
+    anvil_max_words: u64,
     /// Internal: seed WORDS words into the initialised data directory DIR and exit (the
     /// benchmark runs its seeding in a child process, so that its own RSS is the node's alone).
     #[arg(long, num_args = 2, value_names = ["DIR", "WORDS"], hide = true)]
@@ -78,13 +93,13 @@ fn seed(datadir: &Path, words: u64) {
     p2pe_tests::seed::seed_words(datadir, vec![(contract(), rows)]);
 }
 
-fn open_chain(datadir: &Path, words: u64, signer: &SigningKey, history: Option<u64>) -> (Blockchain, u64) {
-    let t0 = p2pe_node::blockchain::unix_now() - 100_000;
+/// The genesis both chains start from: the signer, the funded senders and the contract (no words).
+fn genesis(signer: Address, t0: u64) -> serde_json::Value {
     let params = GenesisParams {
         chain_id: CHAIN_ID,
         period: 1,
         gas_limit: 3_000_000_000,
-        signers: vec![signer.address()],
+        signers: vec![signer],
         funded: (0..SENDERS).map(|i| (sender(i).address(), U256::from(10u64).pow(U256::from(20)))).collect(),
         timestamp: t0,
         ..Default::default()
@@ -92,7 +107,12 @@ fn open_chain(datadir: &Path, words: u64, signer: &SigningKey, history: Option<u
     let mut genesis = serde_json::to_value(build_genesis(&params)).unwrap();
     genesis["alloc"][contract().to_string()] =
         serde_json::json!({ "balance": "0x0", "code": format!("0x{RUNTIME}") });
-    let json = genesis.to_string();
+    genesis
+}
+
+fn open_chain(datadir: &Path, words: u64, signer: &SigningKey, history: Option<u64>) -> (Blockchain, u64) {
+    let t0 = p2pe_node::blockchain::unix_now() - 100_000;
+    let json = genesis(signer.address(), t0).to_string();
     let spec = ChainSpec::from_json(&json).unwrap();
     let mut store = Store::open(datadir, None).unwrap();
     store.init_genesis(&spec, &json).unwrap();
@@ -129,25 +149,70 @@ fn first_word(seed: &str, overwrite: Option<u64>) -> U256 {
     }
 }
 
-fn fill_pool(chain: &Blockchain, txs: usize, block: usize, overwrite: Option<u64>) {
+/// Block `block`'s transactions, signed: `txs` calls of the contract, each writing four words.
+fn block_txs(txs: usize, block: usize, overwrite: Option<u64>) -> Vec<Vec<u8>> {
     let per_sender = txs.div_ceil(SENDERS);
-    for i in 0..txs {
-        let (who, k) = (i % SENDERS, i / SENDERS);
-        let nonce = (block * per_sender + k) as u64;
-        let base = first_word(&format!("{block}/{i}"), overwrite);
-        let tx = alloy_consensus::TxEip1559 {
-            chain_id: CHAIN_ID,
-            nonce,
-            gas_limit: 200_000,
-            to: TxKind::Call(contract()),
-            input: Bytes::from(base.to_be_bytes::<32>().to_vec()),
-            ..Default::default()
-        };
-        let raw = alloy_primitives::hex::decode(sign_raw(&sender(who), tx)).unwrap();
-        let tx = validate_tx(&raw, &chain.validation_context()).unwrap();
-        let state_nonce = chain.account_nonce(&sender(who).address());
+    (0..txs)
+        .map(|i| {
+            let (who, k) = (i % SENDERS, i / SENDERS);
+            let base = first_word(&format!("{block}/{i}"), overwrite);
+            let tx = alloy_consensus::TxEip1559 {
+                chain_id: CHAIN_ID,
+                nonce: (block * per_sender + k) as u64,
+                gas_limit: 200_000,
+                to: TxKind::Call(contract()),
+                input: Bytes::from(base.to_be_bytes::<32>().to_vec()),
+                ..Default::default()
+            };
+            alloy_primitives::hex::decode(sign_raw(&sender(who), tx)).unwrap()
+        })
+        .collect()
+}
+
+fn fill_pool(chain: &Blockchain, txs: &[Vec<u8>]) {
+    for raw in txs {
+        let tx = validate_tx(raw, &chain.validation_context()).unwrap();
+        let state_nonce = chain.account_nonce(&tx.signer());
         chain.pool().add(tx, state_nonce).unwrap();
     }
+}
+
+/// anvil's figures at one size: median and (p99, max) `evm_mine` time, (VmRSS, VmHWM) after.
+type AnvilRow = (Duration, (Duration, Duration), (u64, u64));
+
+/// anvil on the same genesis with `words` words in the contract's `alloc`, mining the same blocks.
+fn run_anvil(args: &Args, words: u64, signer: Address) -> AnvilRow {
+    let t0 = p2pe_node::blockchain::unix_now() - 100_000;
+    let mut genesis = genesis(signer, t0);
+    let storage: serde_json::Map<String, serde_json::Value> = (0..words)
+        .map(|i| (B256::from(seeded_slot(i)).to_string(), B256::from(U256::from(i + 1)).to_string().into()))
+        .collect();
+    genesis["alloc"][contract().to_string()]["storage"] = storage.into();
+    let (anvil, load_s) = SingleChain::anvil_from_genesis(&genesis);
+    drop(genesis);
+    eprintln!("  anvil: {words} words loaded in {load_s:.1} s");
+    let rpc = Rpc::new(&anvil.url);
+    let overwrite = args.overwrite.then_some(words);
+    let mut times = Vec::new();
+    for block in 0..args.blocks {
+        let (hashes, _) = send_batch(&rpc, &block_txs(args.txs, block, overwrite));
+        let took = mine_checked(&rpc, t0 + block as u64 + 1, &hashes, "anvil");
+        eprintln!(
+            "  anvil, {words} words, block {}: {} txs mined in {:.0} ms",
+            block + 1,
+            args.txs,
+            ms(took)
+        );
+        times.push(took);
+        std::thread::sleep(Duration::from_millis(args.pause_ms));
+    }
+    let rss = anvil.rss_kb();
+    times.sort();
+    (times[times.len() / 2], (times[times.len() * 99 / 100], times[times.len() - 1]), rss)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 /// The state root alone for a block's worth of changes (`txs` × 4 words of the contract, new ones
@@ -173,8 +238,9 @@ fn time_root_only(datadir: &Path, txs: usize, overwrite: Option<u64>, history: O
     start.elapsed()
 }
 
-/// One size's figures: words, median seal time, (p99, max) seal time, root alone, (VmRSS, VmHWM).
-type Row = (u64, Duration, (Duration, Duration), Duration, (u64, u64));
+/// One size's figures: words, median seal time, (p99, max) seal time, root alone, (VmRSS, VmHWM
+/// of this process, where the node library ran), and anvil's when it ran at that size.
+type Row = (u64, Duration, (Duration, Duration), Duration, (u64, u64), Option<AnvilRow>);
 
 fn main() {
     let args = Args::parse();
@@ -195,7 +261,7 @@ fn main() {
         let overwrite = args.overwrite.then_some(words);
         let mut times = Vec::new();
         for block in 0..args.blocks {
-            fill_pool(&chain, args.txs, block, overwrite);
+            fill_pool(&chain, &block_txs(args.txs, block, overwrite));
             let start = Instant::now();
             let sealed = chain.seal_next(&signer, t0 + block as u64 + 1, None).unwrap().expect("in turn");
             let took = start.elapsed();
@@ -225,25 +291,53 @@ fn main() {
         let rss = p2pe_tests::seed::rss_kb();
         eprintln!("  {words} words: node process VmRSS {} kB, peak VmHWM {} kB", rss.0, rss.1);
         drop(chain);
-        rows.push((words, times[times.len() / 2], tail, root, rss));
+        rows.push((words, times[times.len() / 2], tail, root, rss, None));
     }
-    let (base, base_root) =
-        rows.first().map(|r| (r.1.as_secs_f64(), r.3.as_secs_f64())).unwrap_or((1.0, 1.0));
+    // anvil after every node size: its genesis (all the words, as JSON) is built in this process,
+    // which would otherwise count in the node's peak RSS (VmHWM) of the sizes after it.
+    for row in rows.iter_mut() {
+        if !args.no_anvil && row.0 <= args.anvil_max_words {
+            row.5 = Some(run_anvil(&args, row.0, signer.address()));
+        }
+    }
+    print_table(&args, &rows);
+}
+
+/// The figures as a Markdown table: the node's, then anvil's where it ran, each against its own
+/// first row, and the node's seal time against anvil's at the same size.
+fn print_table(args: &Args, rows: &[Row]) {
+    let first = rows.first().expect("at least one size");
+    let (base, base_root) = (first.1.as_secs_f64(), first.3.as_secs_f64());
+    let anvil_base = first.5.map(|a| a.0.as_secs_f64());
     println!(
-        "| Words in the contract | Seal time, median of {} blocks of {} txs | vs first row | p99 / max | State root alone, {} words changed | vs first row | VmRSS after (peak so far) |",
+        "| Words in the contract | Seal time, median of {} blocks of {} txs | vs first row | p99 / max | State root alone, {} words changed | vs first row | VmRSS after (peak so far) | anvil: `evm_mine`, median | anvil: vs first row | anvil: p99 / max | anvil: VmRSS (peak) | node / anvil |",
         args.blocks,
         args.txs,
         args.txs * 4
     );
-    println!("|---|---|---|---|---|---|---|");
-    for (words, time, (p99, max), root, (rss, hwm)) in rows {
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (words, time, (p99, max), root, (rss, hwm), anvil) in rows {
         let (t, r) = (time.as_secs_f64(), root.as_secs_f64());
+        let anvil_cells = match anvil {
+            Some((a, (ap99, amax), (arss, ahwm))) => format!(
+                "{:.0} ms | {} | {:.0} / {:.0} ms | {} MB ({} MB) | {:.2}x",
+                ms(*a),
+                anvil_base.map_or("-".to_string(), |b| format!("{:.2}x", a.as_secs_f64() / b)),
+                ms(*ap99),
+                ms(*amax),
+                arss / 1024,
+                ahwm / 1024,
+                t / a.as_secs_f64()
+            ),
+            None if args.no_anvil => "not run (--no-anvil) | | | |".to_string(),
+            None => format!("not run (over --anvil-max-words {}) | | | |", args.anvil_max_words),
+        };
         println!(
-            "| {words} | {:.0} ms | {:.2}x | {:.0} / {:.0} ms | {:.0} ms | {:.2}x | {} MB ({} MB) |",
+            "| {words} | {:.0} ms | {:.2}x | {:.0} / {:.0} ms | {:.0} ms | {:.2}x | {} MB ({} MB) | {anvil_cells} |",
             t * 1e3,
             t / base,
-            p99.as_secs_f64() * 1e3,
-            max.as_secs_f64() * 1e3,
+            ms(*p99),
+            ms(*max),
             r * 1e3,
             r / base_root,
             rss / 1024,

@@ -37,9 +37,8 @@ use p2pe_node::storage::Store;
 use p2pe_node::txpool::{validate_tx, PoolConfig, TxPool};
 use p2pe_tests::harness::{sign_raw, Rpc};
 use p2pe_tests::seed::{count_words, dir_bytes, rss_kb, seed_words};
-use p2pe_tests::single::SingleChain;
+use p2pe_tests::single::{mine_checked, send_batch, SingleChain};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// Fresh market against a market a year old.
@@ -231,7 +230,7 @@ struct Anvil {
     chain: SingleChain,
     rpc: Rpc,
     nonces: HashMap<Address, u64>,
-    pending: Vec<String>,
+    pending: Vec<B256>,
     first_slot: u64,
     last_time: u64,
 }
@@ -255,27 +254,7 @@ impl Anvil {
                 storage.extend(filler(contract, n).into_iter().map(|(k, v)| (k, B256::from(v))));
             }
         }
-        let file =
-            tempfile::Builder::new().prefix("p2pe-yearbench-anvil-").suffix(".json").tempfile().unwrap();
-        serde_json::to_writer(std::io::BufWriter::new(file.as_file()), &genesis).unwrap();
-        let started = Instant::now();
-        let path = file.path().to_str().unwrap();
-        let chain = SingleChain::anvil_within(
-            &p2pe_tests::harness::npm_tool("anvil"),
-            &[
-                "--init",
-                path,
-                "--no-mining",
-                "--base-fee",
-                "0",
-                "--gas-price",
-                "0",
-                "--gas-limit",
-                "3000000000",
-            ],
-            Duration::from_secs(900),
-        );
-        let load_s = started.elapsed().as_secs_f64();
+        let (chain, load_s) = SingleChain::anvil_from_genesis(&genesis);
         let rpc = Rpc::new(&chain.url);
         let first_slot = (p2pe_node::blockchain::unix_now() + 600 - start_time) / u64::from(SLOT) + 1;
         let (m, r) = (words(&genesis, &market), words(&genesis, &readings));
@@ -295,51 +274,27 @@ impl Target for Anvil {
 
     /// Sends the transactions (signed beforehand, untimed) in one JSON-RPC batch.
     fn submit(&mut self, txs: Vec<(PrivateKeySigner, Address, Vec<u8>)>) -> Duration {
-        let batch: Vec<Value> = txs
+        let raws: Vec<Vec<u8>> = txs
             .into_iter()
-            .enumerate()
-            .map(|(id, (who, to, input))| {
+            .map(|(who, to, input)| {
                 let nonce = self.nonces.entry(who.address()).or_insert(0);
-                let raw = signed(&who, *nonce, to, input);
                 *nonce += 1;
-                self.pending.push(format!("{}", keccak256(&raw)));
-                let raw = format!("0x{}", alloy_primitives::hex::encode(raw));
-                json!({"jsonrpc": "2.0", "id": id, "method": "eth_sendRawTransaction", "params": [raw]})
+                signed(&who, *nonce - 1, to, input)
             })
             .collect();
-        let body = serde_json::to_string(&batch).unwrap();
-        let start = Instant::now();
-        let (status, answer) = self.rpc.raw(&body).expect("anvil answers");
-        let took = start.elapsed();
-        let errors = answer.as_array().map_or(0, |a| a.iter().filter(|r| r.get("error").is_some()).count());
-        assert!(status == 200 && errors == 0, "anvil refused {errors} transactions: {answer}");
+        let (hashes, took) = send_batch(&self.rpc, &raws);
+        self.pending.extend(hashes);
         took
     }
 
     /// Mines one block (`evm_mine` at the next second); checks every receipt.
     fn seal(&mut self, expect: usize, what: &str) -> Duration {
-        let start = Instant::now();
         // One second per block, as on the node (anvil would give blocks mined within a second the
         // same timestamp, and a meter's second reading at the same time is refused).
         self.last_time += 1;
-        self.rpc.call("evm_mine", json!([self.last_time]));
-        let took = start.elapsed();
-        let block = self.rpc.call("eth_getBlockByNumber", json!(["latest", false]));
-        assert_eq!(
-            block["transactions"].as_array().map(Vec::len),
-            Some(expect),
-            "{what}: every transaction mined"
-        );
-        let batch: Vec<Value> = self
-            .pending
-            .drain(..)
-            .enumerate()
-            .map(|(id, h)| json!({"jsonrpc": "2.0", "id": id, "method": "eth_getTransactionReceipt", "params": [h]}))
-            .collect();
-        let (_, receipts) = self.rpc.raw(&serde_json::to_string(&batch).unwrap()).expect("receipts");
-        let failed = receipts.as_array().unwrap().iter().filter(|r| r["result"]["status"] != "0x1").count();
-        assert_eq!(failed, 0, "{what}: {failed} transactions failed on anvil");
-        took
+        let pending = std::mem::take(&mut self.pending);
+        assert_eq!(pending.len(), expect, "{what}: the transactions sent for the block");
+        mine_checked(&self.rpc, self.last_time, &pending, what)
     }
 }
 
