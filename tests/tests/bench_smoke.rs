@@ -29,7 +29,7 @@ fn the_year_bench_seeds_the_words_a_year_leaves_and_every_order_and_reading_succ
     // meta word and 300 energy words (under the ring of 4,096).
     let table = run(
         env!("CARGO_BIN_EXE_p2pe-yearbench"),
-        &["--participants", "20", "--slots", "300", "--rounds", "1"],
+        &["--participants", "20", "--slots", "300", "--rounds", "1", "--extra-market-words", "1000"],
     );
     let words = row(&table, "storage words");
     let counts = |cell: &str| -> (u64, u64) {
@@ -39,7 +39,7 @@ fn the_year_bench_seeds_the_words_a_year_leaves_and_every_order_and_reading_succ
     let (fresh_market, fresh_readings) = counts(words[0]);
     let (year_market, year_readings) = counts(words[1]);
     assert_eq!(fresh_readings, 0, "genesis binds meters without readings");
-    assert_eq!(year_market - fresh_market, 128 * 221 + 2 * 300);
+    assert_eq!(year_market - fresh_market, 128 * 221 + 2 * 300 + 1000, "the slots' words and the extra ones");
     assert_eq!(year_readings, 20 * (65 + 300));
     // anvil, side by side, starts from the same genesis with the same words in its alloc.
     assert_eq!((words[2], words[3]), (words[0], words[1]), "anvil holds the node's words");

@@ -52,6 +52,12 @@ struct Args {
     /// and 4,096 slots (readings), so fewer slots seed fewer words.
     #[arg(long, default_value_t = 35_040)]
     slots: u64,
+    /// Words seeded into the market contract of the second chain on top of what the slots leave,
+    /// at random keys (issue 15, part 2: `--participants 1000 --slots 0 --extra-market-words
+    /// 10000000` times a block of 1,000 orders against a market of 10,000,000 words). anvil
+    /// keeps them all in memory (about 1.3 KB a word): add `--no-anvil` above a few million.
+    #[arg(long, default_value_t = 0)]
+    extra_market_words: u64,
     /// Timed rounds (orders, readings, a single order each); medians are reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -112,13 +118,23 @@ struct Figures {
     disk_bytes: u64,
 }
 
-/// The storage words a year leaves beyond what genesis holds: the market's level-word ring and its
-/// kept slot words, and each meter's reading and energy words.
-/// (Genesis creates no level or slot words; it may create some of each meter's words.)
-fn year_words(slots: u64, participants: usize, genesis_readings: u64) -> (u64, u64) {
-    let market = LEVELS * slots.min(SLOT_RING) + 2 * slots.min(SLOT_WORDS_KEPT);
-    let readings = participants as u64 * (READING_WORDS + slots.min(ENERGY_RING));
+/// The storage words the second chain gets beyond what genesis holds: the market's level-word ring
+/// and its kept slot words after `--slots` slots plus `--extra-market-words`, and each meter's
+/// reading and energy words. (Genesis creates no level or slot words; it may create some of each
+/// meter's words.)
+fn year_words(args: &Args, genesis_readings: u64) -> (u64, u64) {
+    let slots = args.slots;
+    let market = LEVELS * slots.min(SLOT_RING) + 2 * slots.min(SLOT_WORDS_KEPT) + args.extra_market_words;
+    let readings = args.participants as u64 * (READING_WORDS + slots.min(ENERGY_RING));
     (market, readings.saturating_sub(genesis_readings))
+}
+
+/// The second chain's name in the table.
+fn second_chain(args: &Args) -> String {
+    match args.extra_market_words {
+        0 => format!("after {} slots", args.slots),
+        n => format!("after {} slots and {n} more market words", args.slots),
+    }
 }
 
 /// A chain the rounds run on: the node library in-process, or anvil over JSON-RPC.
@@ -216,8 +232,7 @@ fn filler(contract: Address, n: u64) -> Vec<(B256, U256)> {
 /// Seeds the storage words a year leaves into the market and readings contracts of `datadir`.
 fn seed_year(datadir: &Path, args: &Args) {
     let (_, _, readings, market) = market_addresses();
-    let (add_market, add_readings) =
-        year_words(args.slots, args.participants, count_words(datadir, readings));
+    let (add_market, add_readings) = year_words(args, count_words(datadir, readings));
     seed_words(
         datadir,
         vec![(market, filler(market, add_market)), (readings, filler(readings, add_readings))],
@@ -246,8 +261,7 @@ impl Anvil {
             g.alloc.get(a).and_then(|acc| acc.storage.as_ref()).map_or(0, |s| s.len() as u64)
         };
         if year {
-            let (add_market, add_readings) =
-                year_words(args.slots, args.participants, words(&genesis, &readings));
+            let (add_market, add_readings) = year_words(args, words(&genesis, &readings));
             for (contract, n) in [(market, add_market), (readings, add_readings)] {
                 let storage =
                     genesis.alloc.get_mut(&contract).expect("deployed").storage.get_or_insert_default();
@@ -351,6 +365,7 @@ fn open(datadir: &Path, args: &Args, year: bool) -> (Chain, u64, u64, f64) {
             .arg("--seed-into")
             .arg(datadir)
             .args(["--participants", &args.participants.to_string(), "--slots", &args.slots.to_string()])
+            .args(["--extra-market-words", &args.extra_market_words.to_string()])
             .status()
             .unwrap();
         assert!(status.success(), "seeding failed: {status}");
@@ -494,6 +509,7 @@ fn main() {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--variant", v, "--participants", &args.participants.to_string()])
             .args(["--slots", &args.slots.to_string(), "--rounds", &args.rounds.to_string()])
+            .args(["--extra-market-words", &args.extra_market_words.to_string()])
             .stderr(std::process::Stdio::inherit())
             .output()
             .unwrap();
@@ -522,11 +538,12 @@ fn print_table(args: &Args, node: &[Figures], anvil: Option<&[Figures]>) {
     let n = args.participants;
     let chains: Vec<&Figures> = node.iter().chain(anvil.into_iter().flatten()).collect();
     let mut head = format!(
-        "| What (median of {} rounds) | node, fresh | node, after {} slots | node: ratio |",
-        args.rounds, args.slots
+        "| What (median of {} rounds) | node, fresh | node, {} | node: ratio |",
+        args.rounds,
+        second_chain(args)
     );
     if anvil.is_some() {
-        head += &format!(" anvil, fresh | anvil, after {} slots | anvil: ratio |", args.slots);
+        head += &format!(" anvil, fresh | anvil, {} | anvil: ratio |", second_chain(args));
     }
     println!("{head}");
     println!("|---|---|---|---|{}", if anvil.is_some() { "---|---|---|" } else { "" });
