@@ -25,6 +25,7 @@ prebuilt binary can be downloaded), which would cost CI more than it saves.
 
 import argparse
 import json
+import math
 import os
 import re
 import signal
@@ -237,8 +238,8 @@ def main():
     opts = parser.parse_args()
     if opts.lanes < 1:
         parser.error("--lanes must be at least 1")
-    if not opts.job_timeout > 0:
-        parser.error("--job-timeout must be a positive number of seconds")
+    if not (opts.job_timeout > 0 and math.isfinite(opts.job_timeout)):
+        parser.error("--job-timeout must be a positive, finite number of seconds")
 
     try:
         jobs = test_jobs(opts.args)

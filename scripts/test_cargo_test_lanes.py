@@ -4,6 +4,7 @@
 """
 
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -60,6 +61,18 @@ class RunJob(unittest.TestCase):
         self.assertGreaterEqual(took, 2, "SIGKILL comes only after the grace")
         self.assertLess(took, 10)
         self.assertTrue(wait_ended(int(out.split()[1])))
+
+
+class Arguments(unittest.TestCase):
+    def test_a_timeout_that_is_not_a_positive_finite_number_is_refused_before_anything_runs(self):
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cargo_test_lanes.py")
+        for bad in ["0", "-5", "nan", "inf", "soon"]:
+            out = subprocess.run(
+                [sys.executable, script, "--job-timeout", bad], capture_output=True, text=True, timeout=30
+            )
+            self.assertEqual(out.returncode, 2, f"--job-timeout {bad}: {out.stderr}")
+            self.assertIn("--job-timeout", out.stderr)
+            self.assertNotIn("jobs (test binaries", out.stdout, "nothing was run")
 
 
 class SchedulerRules(unittest.TestCase):
