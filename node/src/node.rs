@@ -162,11 +162,21 @@ impl Node {
         Ok(Self { chain, http_addr, ui_addr, network, shutdown, tasks })
     }
 
-    /// Stops the sealer and the server and waits for them.
+    /// Stops the sealer and the server and waits for them, then empties the write-ahead log into
+    /// `chain.sqlite`, so that the file alone holds every block (a failure is logged: the log
+    /// still holds those blocks, and the next start applies it).
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        let chain = self.chain.clone();
+        match tokio::task::spawn_blocking(move || chain.checkpoint_all()).await {
+            Ok(Ok(())) => tracing::info!("write-ahead log copied into chain.sqlite"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not empty the write-ahead log; the next start applies it")
+            }
+            Err(e) => tracing::warn!(error = %e, "the final checkpoint did not finish"),
         }
     }
 }

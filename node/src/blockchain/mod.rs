@@ -287,6 +287,12 @@ impl Blockchain {
         ReadPool::open(&path, n)
     }
 
+    /// Empties the write-ahead log into `chain.sqlite` (when the node stops: the file alone then
+    /// holds every committed block). See [`Store::checkpoint_all`](crate::storage::Store::checkpoint_all).
+    pub fn checkpoint_all(&self) -> Result<(), StorageError> {
+        self.store.lock().checkpoint_all()
+    }
+
     /// The last committed head with its recent hashes: one consistent snapshot, lock-free.
     pub fn snapshot(&self) -> Arc<ChainSnapshot> {
         self.published.load_full()

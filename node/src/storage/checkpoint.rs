@@ -161,15 +161,21 @@ impl Checkpointer {
     pub fn status(&self) -> &Arc<WalStatus> {
         &self.status
     }
+
+    /// Stops the thread after the checkpoint it may be running (again: nothing). The writer's
+    /// commits then checkpoint themselves past the inline limit.
+    pub fn stop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            // Waits for room behind a pending wake-up; fails only if the thread is gone already.
+            let _ = self.wake.send(Wake::Stop);
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        // Waits for room behind a pending wake-up; fails only if the thread is gone already.
-        let _ = self.wake.send(Wake::Stop);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.stop();
     }
 }
 
