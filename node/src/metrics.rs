@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+/// The handle [`install_in_process`] returns.
+pub use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 
 /// Metric names.
 pub mod names {
@@ -101,15 +103,32 @@ pub struct MetricsError {
 /// tokio runtime.
 pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
     let err = |e: &dyn std::fmt::Display| MetricsError { addr, reason: e.to_string() };
-    let builder = PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS)
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(names::BLOCK_TXS.into()), &COUNTS))
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(names::REORG_DEPTH.into()), &COUNTS))
-        .map_err(|e| err(&e))?;
-    builder.install().map_err(|e| err(&e))?;
+    builder().map_err(|e| err(&e))?.with_http_listener(addr).install().map_err(|e| err(&e))?;
+    initialise();
+    Ok(())
+}
+
+/// Installs the process's recorder with no listener and returns its handle, whose
+/// [`render`](PrometheusHandle::render) gives the text `/metrics` would serve: for a chain run
+/// inside another program (the benches read the node's own phase timers). Call once.
+pub fn install_in_process() -> Result<PrometheusHandle, BuildError> {
+    let handle = builder()?.install_recorder()?;
+    initialise();
+    Ok(handle)
+}
+
+/// The recorder's configuration: the fixed histogram buckets.
+fn builder() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS)?
+        .set_buckets_for_metric(Matcher::Full(names::BLOCK_TXS.into()), &COUNTS)?
+        .set_buckets_for_metric(Matcher::Full(names::REORG_DEPTH.into()), &COUNTS)
+}
+
+/// Descriptions, and the counters that exist from the start (so that `rate()` and `increase()`
+/// see their first events).
+fn initialise() {
     describe();
-    // Counters exist from the start, so that `rate()` and `increase()` see their first events.
     counter!(names::BLOCKS).absolute(0);
     counter!(names::REORGS).absolute(0);
     counter!(names::STATE_HISTORY_LOOKUPS).absolute(0);
@@ -122,7 +141,6 @@ pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
             counter!(names::STATE_CACHE_MISSES, "cache" => cache, "kind" => kind).absolute(0);
         }
     }
-    Ok(())
 }
 
 fn describe() {

@@ -48,6 +48,20 @@ fn the_year_bench_seeds_the_words_a_year_leaves_and_every_order_and_reading_succ
         assert_eq!(row(&table, label).len(), 6, "{label}: fresh, year, ratio for the node and anvil");
     }
     assert_eq!(row(&table, "disk").len(), 5, "disk: the node's three cells, none for anvil");
+    // The node's own phase timers were read for its blocks (its metrics recorder, in-process);
+    // anvil has none.
+    for block in ["orders", "readings"] {
+        for part in ["execution", "state root", "rows written", "SQLite COMMIT", "other"] {
+            let cells = row(&table, &format!("of the {block} block: {part}"));
+            assert_eq!(cells.len(), 5, "{block}, {part}: fresh, year, ratio, then anvil's dashes: {cells:?}");
+            assert_eq!(cells[3..], ["–", "–"], "{block}, {part}: no timers for anvil");
+            for cell in &cells[..2] {
+                let ms: f64 = cell.strip_suffix(" ms").and_then(|v| v.parse().ok()).expect("a time in ms");
+                let timed = matches!(part, "execution" | "state root");
+                assert!(if timed { ms > 0.0 } else { ms >= 0.0 }, "{block}, {part}: {cells:?}");
+            }
+        }
+    }
     // Every chain's RSS was read (the node's own process, the real anvil under npm's launcher).
     let rss = row(&table, "RSS after the blocks");
     for cell in [rss[0], rss[1], rss[3], rss[4]] {

@@ -33,6 +33,7 @@ use p2pe_node::blockchain::{Blockchain, ChainOptions};
 use p2pe_node::chain::{build_genesis, deploy_market, market_addresses, ChainSpec, GenesisParams};
 use p2pe_node::chain::{GenesisParticipant, MarketConfig};
 use p2pe_node::crypto::SigningKey;
+use p2pe_node::metrics::PrometheusHandle;
 use p2pe_node::storage::Store;
 use p2pe_node::txpool::{validate_tx, PoolConfig, TxPool};
 use p2pe_tests::harness::{sign_raw, Rpc};
@@ -113,6 +114,11 @@ struct Figures {
     seal_orders_ms: Vec<f64>,
     seal_readings_ms: Vec<f64>,
     seal_single_ms: Vec<f64>,
+    /// The node's own phase timers for each block of orders and of readings (none for anvil).
+    #[serde(default)]
+    orders_phases: Vec<Phases>,
+    #[serde(default)]
+    readings_phases: Vec<Phases>,
     rss_kb: u64,
     hwm_kb: u64,
     disk_bytes: u64,
@@ -148,6 +154,59 @@ trait Target {
     /// Makes the next block of the waiting transactions; checks all `expect` of them succeeded;
     /// returns the time it took.
     fn seal(&mut self, expect: usize, what: &str) -> Duration;
+    /// The chain's own phase timers so far (the node's; anvil has none).
+    fn phases(&self) -> Option<Phases> {
+        None
+    }
+}
+
+/// Where a block's seal time went, from the node's own timers (ms): the sums of its
+/// `p2pe_*_seconds` histograms, as `/metrics` would serve them.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default)]
+struct Phases {
+    /// Executing the transactions (`p2pe_block_execute_seconds`).
+    execute: f64,
+    /// The incremental state root (`p2pe_state_root_seconds`).
+    root: f64,
+    /// Writing the block's rows, the commit without SQLite's COMMIT.
+    rows: f64,
+    /// SQLite's COMMIT: the log written and fsynced (`p2pe_sqlite_commit_seconds`).
+    commit: f64,
+    /// The whole seal (`p2pe_block_seal_seconds`).
+    seal: f64,
+}
+
+impl Phases {
+    /// The cumulative sums in the recorder's current exposition.
+    fn read(metrics: &PrometheusHandle) -> Self {
+        let text = metrics.render();
+        let sum = |name: &str| {
+            let prefix = format!("{name}_sum ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .map_or(0.0, |v| v.trim().parse::<f64>().expect("a histogram sum") * 1e3)
+        };
+        use p2pe_node::metrics::names;
+        let commit = sum(names::SQLITE_COMMIT);
+        Self {
+            execute: sum(names::BLOCK_EXECUTE),
+            root: sum(names::STATE_ROOT),
+            rows: sum(names::BLOCK_COMMIT) - commit,
+            commit,
+            seal: sum(names::BLOCK_SEAL),
+        }
+    }
+
+    /// The phases of what happened between `before` and `self`.
+    fn since(self, before: Self) -> Self {
+        Self {
+            execute: self.execute - before.execute,
+            root: self.root - before.root,
+            rows: self.rows - before.rows,
+            commit: self.commit - before.commit,
+            seal: self.seal - before.seal,
+        }
+    }
 }
 
 /// A signed EIP-1559 transaction (zero fees) as raw bytes.
@@ -165,6 +224,7 @@ fn signed(who: &PrivateKeySigner, nonce: u64, to: Address, input: Vec<u8>) -> Ve
 
 struct Chain {
     chain: Blockchain,
+    metrics: PrometheusHandle,
     signer: SigningKey,
     next_time: u64,
     first_slot: u64,
@@ -221,6 +281,10 @@ impl Target for Chain {
         let failed = event.receipts.iter().filter(|r| !r.status()).count();
         assert_eq!(failed, 0, "{what}: {failed} transactions reverted");
         took
+    }
+
+    fn phases(&self) -> Option<Phases> {
+        Some(Phases::read(&self.metrics))
     }
 }
 
@@ -378,7 +442,8 @@ fn open(datadir: &Path, args: &Args, year: bool) -> (Chain, u64, u64, f64) {
     let next_time = t0 + 1;
     // The first slot whose gate is still open at the bench's blocks, with room for them.
     let first_slot = (next_time + 600 - start_time) / u64::from(SLOT) + 1;
-    let c = Chain { chain, signer, next_time, first_slot };
+    let metrics = p2pe_node::metrics::install_in_process().expect("the process's metrics recorder");
+    let c = Chain { chain, metrics, signer, next_time, first_slot };
     (c, count_words(datadir, market), count_words(datadir, readings), seed_s)
 }
 
@@ -434,7 +499,9 @@ fn rounds(c: &mut dyn Target, args: &Args, f: &mut Figures) {
         let slot = c.first_slot() + r as u64;
         let orders = (0..args.participants).map(|i| order(i, slot, r)).collect();
         f.submit_orders_ms.push(ms(c.submit(orders)));
+        let before = c.phases();
         f.seal_orders_ms.push(ms(c.seal(args.participants, "orders")));
+        f.orders_phases.extend(before.zip(c.phases()).map(|(a, b)| b.since(a)));
         let timestamp = c.reading_time();
         let reads = (0..args.participants)
             .map(|i| {
@@ -448,7 +515,9 @@ fn rounds(c: &mut dyn Target, args: &Args, f: &mut Figures) {
             })
             .collect();
         c.submit(reads);
+        let before = c.phases();
         f.seal_readings_ms.push(ms(c.seal(args.participants, "readings")));
+        f.readings_phases.extend(before.zip(c.phases()).map(|(a, b)| b.since(a)));
         c.submit(vec![order(r, c.first_slot() + (args.rounds + r) as u64, 7)]);
         f.seal_single_ms.push(ms(c.seal(1, "single order")));
     }
@@ -464,6 +533,8 @@ fn figures(variant: &str, market_words: u64, readings_words: u64, seed_s: f64) -
         seal_orders_ms: vec![],
         seal_readings_ms: vec![],
         seal_single_ms: vec![],
+        orders_phases: vec![],
+        readings_phases: vec![],
         rss_kb: 0,
         hwm_kb: 0,
         disk_bytes: 0,
@@ -533,6 +604,30 @@ fn main() {
     print_table(&args, &rows, anvil.as_deref());
 }
 
+/// Prints one table row: a label, a unit and each chain's value.
+type Row<'a> = dyn Fn(String, &str, &dyn Fn(&Figures) -> Option<f64>) + 'a;
+/// One phase of [`Phases`].
+type Part = fn(&Phases) -> f64;
+
+/// The node's phase timers of one kind of block, a row each (median over the rounds; "–" for
+/// anvil). The rows written are the commit without SQLite's COMMIT; "other" is the rest of the
+/// seal (building the block, signing it, publishing the head).
+fn phase_rows(row: &Row<'_>, block: &str, phases: &dyn Fn(&Figures) -> &Vec<Phases>) {
+    let parts: [(&str, Part); 5] = [
+        ("execution", |p| p.execute),
+        ("state root", |p| p.root),
+        ("rows written", |p| p.rows),
+        ("SQLite COMMIT (log written, fsynced)", |p| p.commit),
+        ("other (build, sign, publish)", |p| p.seal - p.execute - p.root - p.rows - p.commit),
+    ];
+    for (name, part) in parts {
+        row(format!("of the {block} block: {name}"), "ms", &|f| {
+            let v: Vec<f64> = phases(f).iter().map(part).collect();
+            (!v.is_empty()).then(|| median(&v))
+        });
+    }
+}
+
 /// One table: the node fresh and a year on, and anvil the same when it ran.
 fn print_table(args: &Args, node: &[Figures], anvil: Option<&[Figures]>) {
     let n = args.participants;
@@ -566,10 +661,12 @@ fn print_table(args: &Args, node: &[Figures], anvil: Option<&[Figures]>) {
         m(&f.submit_orders_ms)
     });
     row(format!("seal a block of {n} orders (anvil: evm_mine)"), "ms", &|f| m(&f.seal_orders_ms));
+    phase_rows(&row, "orders", &|f| &f.orders_phases);
     row(format!("order latency without the block period ({n} orders: send + seal)"), "ms", &|f| {
         Some(median(&f.submit_orders_ms) + median(&f.seal_orders_ms))
     });
     row(format!("seal a block of {n} meter readings"), "ms", &|f| m(&f.seal_readings_ms));
+    phase_rows(&row, "readings", &|f| &f.readings_phases);
     row("seal a block of 1 order".into(), "ms", &|f| m(&f.seal_single_ms));
     row("RSS after the blocks (VmRSS)".into(), "MB", &|f| Some(f.rss_kb as f64 / 1024.0));
     row("peak RSS (VmHWM)".into(), "MB", &|f| Some(f.hwm_kb as f64 / 1024.0));
