@@ -183,14 +183,16 @@ impl Blockchain {
     /// (read from the head state: cache hits for what the block just read). Nothing is written.
     pub(super) fn apply_outcome(&self, outcome: &BlockOutcome) -> Result<Applied, ImportError> {
         let store = self.store.lock();
-        let (root, trie) = {
-            let _timer = crate::metrics::Timer::start(crate::metrics::names::STATE_ROOT);
-            store.state_root(&outcome.changes)?
-        };
-        let plain = PlainState::new(store.connection(), self.reads.codes());
-        let undo =
-            undo_for(&CachedState::new(&plain, &self.head_cache), |a| plain.slots(a), &outcome.changes)?;
-        Ok(Applied { undo, root, trie })
+        store.in_read_transaction(|conn| {
+            let (root, trie) = {
+                let _timer = crate::metrics::Timer::start(crate::metrics::names::STATE_ROOT);
+                store.state_root(&outcome.changes)?
+            };
+            let plain = PlainState::new(conn, self.reads.codes());
+            let undo =
+                undo_for(&CachedState::new(&plain, &self.head_cache), |a| plain.slots(a), &outcome.changes)?;
+            Ok(Applied { undo, root, trie })
+        })
     }
 
     /// The shared tail of sealing and import: check roots, apply, persist, move the head.

@@ -363,9 +363,10 @@ impl Blockchain {
     /// the writer's own use (import, sealing), under the import lock.
     fn with_writer_state<T>(&self, f: impl FnOnce(&dyn StateReader) -> T) -> T {
         let store = self.store.lock();
-        let state =
-            CachedState::new(PlainState::new(store.connection(), self.reads.codes()), &self.head_cache);
-        f(&state)
+        store.in_read_transaction(|conn| {
+            let state = CachedState::new(PlainState::new(conn, self.reads.codes()), &self.head_cache);
+            f(&state)
+        })
     }
 
     /// The Clique snapshot stored for block `hash` (kept for the blocks within the state

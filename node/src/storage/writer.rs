@@ -242,6 +242,33 @@ impl Store {
         f(&self.conn)
     }
 
+    /// Runs `f` inside one read transaction on the writer connection (or inside the batch already
+    /// open). Outside a transaction each statement begins and ends its own, taking and releasing
+    /// a write-ahead-log read lock in shared memory (`fcntl` calls) every time; a block's execution
+    /// and state root run thousands of reads, so they run in one.
+    pub fn in_read_transaction<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        struct End<'a>(&'a Connection);
+        impl Drop for End<'_> {
+            fn drop(&mut self) {
+                // A read-only transaction wrote nothing: ending it cannot lose data. Left open, it
+                // would hold the next block's commit inside it, unsaved.
+                if let Err(e) = self.0.execute_batch("COMMIT") {
+                    tracing::warn!(error = %e, "ending a read transaction failed; rolling it back");
+                    let _ = self.0.execute_batch("ROLLBACK");
+                }
+            }
+        }
+        if !self.conn.is_autocommit() {
+            return f(&self.conn);
+        }
+        if let Err(e) = self.conn.execute_batch("BEGIN DEFERRED") {
+            tracing::warn!(error = %e, "beginning a read transaction failed; reading without one");
+            return f(&self.conn);
+        }
+        let _end = End(&self.conn);
+        f(&self.conn)
+    }
+
     /// The state root after `changes`, computed from the stored tries with the changes as an
     /// overlay (nothing is written), and the trie changes to commit with the block. Read on the
     /// writer connection, which sees the writes of an open batch.
@@ -698,4 +725,34 @@ fn write_snapshot(tx: &Connection, snapshot: &Snapshot) -> Result<(), StorageErr
 fn commit_timed(tx: rusqlite::Savepoint<'_>) -> Result<(), rusqlite::Error> {
     let _timer = crate::metrics::Timer::start(crate::metrics::names::SQLITE_COMMIT);
     tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Store;
+    use rusqlite::Connection;
+
+    /// The reads run in one transaction that ends with them, even when they panic (left open, it
+    /// would swallow the next block's commit); inside an open batch the batch stays open.
+    #[test]
+    fn a_read_transaction_ends_with_its_reads_and_leaves_an_open_batch_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), None).unwrap();
+        assert!(!store.in_read_transaction(|c| c.is_autocommit()), "the reads run in one transaction");
+        assert!(store.connection().is_autocommit(), "which has ended");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.in_read_transaction(|_| -> () { panic!("a failing read") })
+        }));
+        assert!(panicked.is_err());
+        assert!(store.connection().is_autocommit(), "a panic ends it too");
+        store.connection().execute("INSERT INTO meta (key, value) VALUES ('after', x'01')", []).unwrap();
+        let other = Connection::open(dir.path().join("chain.sqlite")).unwrap();
+        let seen: i64 =
+            other.query_row("SELECT COUNT(*) FROM meta WHERE key = 'after'", [], |r| r.get(0)).unwrap();
+        assert_eq!(seen, 1, "a write after the reads is committed on its own");
+        store.begin_batch().unwrap();
+        assert!(!store.in_read_transaction(|c| c.is_autocommit()));
+        assert!(!store.connection().is_autocommit(), "the batch is still open");
+        store.rollback_batch().unwrap();
+    }
 }
