@@ -162,16 +162,18 @@ impl Node {
         Ok(Self { chain, http_addr, ui_addr, network, shutdown, tasks })
     }
 
-    /// Stops the sealer and the server and waits for them, then empties the write-ahead log into
-    /// `chain.sqlite`, so that the file alone holds every block (a failure is logged: the log
-    /// still holds those blocks, and the next start applies it).
+    /// Stops the sealer, the server and the network and waits for them, then closes the chain
+    /// ([`Blockchain::close`]: no block is written after this, not even one a peer's import still
+    /// in flight would commit) and empties the write-ahead log into `chain.sqlite`, so that the
+    /// file alone holds every block (a failure is logged: the log still holds those blocks, and
+    /// the next start applies it).
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
         let chain = self.chain.clone();
-        match tokio::task::spawn_blocking(move || chain.checkpoint_all()).await {
+        match tokio::task::spawn_blocking(move || chain.close()).await {
             Ok(Ok(())) => tracing::info!("write-ahead log copied into chain.sqlite"),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "could not empty the write-ahead log; the next start applies it")

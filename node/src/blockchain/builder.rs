@@ -18,7 +18,8 @@ use super::{Blockchain, Head, ImportError};
 impl Blockchain {
     /// Builds, seals and commits a block on the head with transactions from the pool.
     ///
-    /// Returns `None` when it is not this signer's time (signed too recently).
+    /// Returns `None` when it is not this signer's time (signed too recently) or the chain is
+    /// closed ([`Blockchain::close`]).
     pub fn seal_next(
         &self,
         key: &SigningKey,
@@ -36,7 +37,8 @@ impl Blockchain {
     /// - the block would be out of turn and a block at its height, sealed by a signer on the same
     ///   parent, arrived by gossip while it was built ([`Blockchain::import_gossiped`] announces it): that block
     ///   is imported instead of forking the chain. An in-turn block is kept (it outweighs an
-    ///   out-of-turn one under fork choice).
+    ///   out-of-turn one under fork choice);
+    /// - the chain is closed ([`Blockchain::close`]: the node is stopping).
     pub fn seal_on(
         &self,
         parent: Option<B256>,
@@ -44,7 +46,11 @@ impl Blockchain {
         timestamp: u64,
         vote: Option<Proposal>,
     ) -> Result<Option<SealedBlock>, ImportError> {
-        let _guard = self.import_lock.lock();
+        let _guard = match self.lock_for_writing() {
+            Ok(guard) => guard,
+            Err(ImportError::Closed) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_SEAL);
         let head = self.tip();
         let signer = key.address();
@@ -241,7 +247,7 @@ mod tests {
     use alloy_eips::eip2718::Encodable2718;
     use alloy_primitives::{Address, TxKind, B256, U256};
 
-    use crate::blockchain::{Blockchain, ChainOptions};
+    use crate::blockchain::{Blockchain, ChainOptions, ImportError};
     use crate::chain::{build_genesis, ChainSpec, GenesisParams};
     use crate::crypto::SigningKey;
     use crate::storage::Store;
@@ -751,6 +757,32 @@ mod tests {
         assert_eq!(bad_chain.head().header.number, 0, "nothing imported");
         assert_eq!(bare.import(block.block.clone(), None).unwrap(), block.hash);
         assert_eq!(bare.head().header.state_root, block.block.header.state_root);
+    }
+
+    /// `close` is the node's last step: after it no import, reorg or seal writes a block, so the
+    /// emptied write-ahead log stays empty and `chain.sqlite` alone holds the head.
+    #[test]
+    fn a_closed_chain_writes_no_block_and_leaves_the_log_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let ([x, y, _], in_turn, t0) = sealer_and_two_importers(dir.path());
+        add_transfers(&x, 2);
+        let first = x.seal_next(&in_turn, t0 + 1, None).unwrap().unwrap();
+        assert_eq!(y.import(first.block.clone(), None).unwrap(), first.hash);
+        let (_, out_of_turn) = turns(&x);
+        let second = x.seal_next(&out_of_turn, t0 + 2, None).unwrap().unwrap();
+        y.close().unwrap();
+        y.close().unwrap();
+        let wal = dir.path().join("y").join("chain.sqlite-wal");
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0, "the log is emptied");
+        assert!(matches!(y.import(second.block.clone(), None), Err(ImportError::Closed)));
+        assert!(matches!(y.reorg_to(vec![second.block.clone()], None), Err(ImportError::Closed)));
+        add_transfer(&y, 2);
+        assert!(y.seal_next(&out_of_turn, t0 + 2, None).unwrap().is_none(), "a closed chain seals nothing");
+        assert_eq!(y.head().hash, first.hash);
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0, "and nothing reached the log");
+        let db = rusqlite::Connection::open(dir.path().join("y").join("chain.sqlite")).unwrap();
+        let head: i64 = db.query_row("SELECT MAX(number) FROM canonical", [], |r| r.get(0)).unwrap();
+        assert_eq!(head, 1, "the file alone holds the head");
     }
 
     #[test]

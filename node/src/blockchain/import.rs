@@ -21,7 +21,7 @@ use super::{Blockchain, Head, ImportError, NewBlock};
 impl Blockchain {
     /// Imports a block from a peer, a sync or a file: verify, execute, compare, commit.
     pub fn import(&self, block: Block, now: Option<u64>) -> Result<B256, ImportError> {
-        let _guard = self.import_lock.lock();
+        let _guard = self.lock_for_writing()?;
         let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_IMPORT);
         self.import_locked(block, now)
     }
@@ -40,7 +40,7 @@ impl Blockchain {
         sealer: Address,
     ) -> Result<B256, ImportError> {
         let _arriving = self.announce_arriving(&block, sealer);
-        let _guard = self.import_lock.lock();
+        let _guard = self.lock_for_writing()?;
         let _timer = crate::metrics::Timer::start(crate::metrics::names::BLOCK_IMPORT);
         self.import_locked(block, now)
     }

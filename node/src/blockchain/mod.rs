@@ -75,6 +75,9 @@ pub enum ImportError {
     /// Reading state failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The chain was closed ([`Blockchain::close`]): the node is stopping and writes no block.
+    #[error("the chain is closed: the node is stopping")]
+    Closed,
 }
 
 /// The head of the chain.
@@ -188,7 +191,8 @@ pub struct Blockchain {
     /// Events held back while a reorg's batch is not committed yet (subscribers must not hear
     /// of blocks that RPC reads cannot see).
     held_events: Mutex<Option<Vec<Arc<NewBlock>>>>,
-    import_lock: Mutex<()>,
+    /// Held by every writer of blocks (import, reorg, seal); `true` once the chain is closed.
+    import_lock: Mutex<bool>,
     /// Heights of blocks sealed by a signer on our head whose import waits or runs (see
     /// [`Blockchain::import`]): an out-of-turn seal at such a height is abandoned.
     arriving: Mutex<Vec<u64>>,
@@ -240,7 +244,7 @@ impl Blockchain {
             sealed_events,
             committing: Mutex::new(None),
             held_events: Mutex::new(None),
-            import_lock: Mutex::new(()),
+            import_lock: Mutex::new(false),
             arriving: Mutex::new(Vec::new()),
             seal_limits: SealLimits::default(),
         })
@@ -287,10 +291,26 @@ impl Blockchain {
         ReadPool::open(&path, n)
     }
 
-    /// Empties the write-ahead log into `chain.sqlite` (when the node stops: the file alone then
-    /// holds every committed block). See [`Store::checkpoint_all`](crate::storage::Store::checkpoint_all).
-    pub fn checkpoint_all(&self) -> Result<(), StorageError> {
+    /// Closes the chain to writers, then empties the write-ahead log into `chain.sqlite`, so the
+    /// file alone holds every committed block (the node's last step when it stops). A block being
+    /// imported or sealed is finished first; every later import or reorg fails with
+    /// [`ImportError::Closed`] and every later seal seals nothing, so no block (a peer's, arriving
+    /// while the network winds down) reaches the log after the checkpoint. See
+    /// [`Store::checkpoint_all`](crate::storage::Store::checkpoint_all); on its error the chain
+    /// stays closed and the log still holds the blocks (the next start applies it).
+    pub fn close(&self) -> Result<(), StorageError> {
+        let mut closed = self.import_lock.lock();
+        *closed = true;
         self.store.lock().checkpoint_all()
+    }
+
+    /// Takes the import lock for a block writer, unless the chain is closed.
+    fn lock_for_writing(&self) -> Result<parking_lot::MutexGuard<'_, bool>, ImportError> {
+        let guard = self.import_lock.lock();
+        if *guard {
+            return Err(ImportError::Closed);
+        }
+        Ok(guard)
     }
 
     /// The last committed head with its recent hashes: one consistent snapshot, lock-free.

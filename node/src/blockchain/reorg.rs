@@ -25,7 +25,7 @@ impl Blockchain {
     /// (In memory the head moves block by block meanwhile; the import lock keeps every other
     /// writer out.)
     pub fn reorg_to(&self, branch: Vec<Block>, now: Option<u64>) -> Result<B256, ImportError> {
-        let _guard = self.import_lock.lock();
+        let _guard = self.lock_for_writing()?;
         let first = branch.first().ok_or_else(|| ImportError::Invalid {
             number: 0,
             hash: B256::ZERO,

@@ -128,6 +128,8 @@ pub(super) fn import_gossip(
     match imported {
         Ok(_) => Verdict::Done(MessageAcceptance::Accept, None),
         Err(ImportError::NotOnHead { .. }) => Verdict::Done(MessageAcceptance::Ignore, None),
+        // The node is stopping: nobody's fault, and nothing to relay.
+        Err(ImportError::Closed) => Verdict::Done(MessageAcceptance::Ignore, None),
         Err(e) => match offence_for(&e) {
             Some(offence) => {
                 tracing::warn!(%peer, error = %e, "invalid block from peer");

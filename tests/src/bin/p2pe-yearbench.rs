@@ -549,8 +549,8 @@ fn run_variant(args: &Args, year: bool) -> Figures {
     rounds(&mut c, args, &mut f);
     (f.rss_kb, f.hwm_kb) = rss_kb();
     // The database with its write-ahead log copied in and emptied, as the node leaves it when it
-    // stops: what stays on disk.
-    c.chain.checkpoint_all().expect("the write-ahead log emptied into chain.sqlite");
+    // stops (`Blockchain::close`): what stays on disk.
+    c.chain.close().expect("the write-ahead log emptied into chain.sqlite");
     drop(c);
     f.disk_bytes = dir_bytes(dir.path());
     f
