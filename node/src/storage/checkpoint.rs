@@ -162,8 +162,8 @@ impl Checkpointer {
         &self.status
     }
 
-    /// Stops the thread after the checkpoint it may be running (again: nothing). The writer's
-    /// commits then checkpoint themselves past the inline limit.
+    /// Stops the thread after the checkpoint it may be running; a second call does nothing. The
+    /// writer's commits then checkpoint themselves past the inline limit.
     pub fn stop(&mut self) {
         if let Some(thread) = self.thread.take() {
             // Waits for room behind a pending wake-up; fails only if the thread is gone already.
