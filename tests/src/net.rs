@@ -170,6 +170,13 @@ impl Testnet {
         }
     }
 
+    /// Stops node `i` with SIGTERM, as systemd or Ctrl-C do, and waits for it to exit.
+    pub fn terminate(&mut self, i: usize) -> std::process::ExitStatus {
+        let mut c = self.procs[i].take().expect("node is running");
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        c.wait().expect("wait for the node")
+    }
+
     /// Process id of node `i`, while it runs.
     pub fn pid(&self, i: usize) -> Option<u32> {
         self.procs[i].as_ref().map(Child::id)

@@ -220,6 +220,39 @@ fn a_cleanly_stopped_node_leaves_every_block_in_chain_sqlite_itself() {
     again.terminate();
 }
 
+/// A follower stopped with SIGTERM while its signer goes on sealing, one block a second: the
+/// blocks arriving from the network while it winds down are not written after its final
+/// checkpoint (`Blockchain::close`), so its log is empty and `chain.sqlite` alone re-verifies.
+#[test]
+fn a_network_node_stopped_while_blocks_arrive_leaves_its_blocks_in_chain_sqlite_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::generate(&node_bin(), dir.path(), 1, 1, 1);
+    net.set_log("info");
+    net.start(0);
+    net.start(1);
+    wait_for("the follower to import block 3", Duration::from_secs(60), || net.head(1) >= 3);
+    let wal = net.datadir(1).join("chain.sqlite-wal");
+    assert!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > 0, "the imported blocks are in the log");
+    let status = net.terminate(1);
+    assert!(status.success(), "a clean stop: {status}");
+    assert!(!net.log_lines(1, "write-ahead log copied into chain.sqlite").is_empty());
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0, "the log is emptied");
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(net.datadir(1).join("chain.sqlite"), copy.join("chain.sqlite")).unwrap();
+    let out = run_ok(Command::new(node_bin()).args(["check", "--datadir"]).arg(&copy));
+    assert!(out.starts_with("OK: "), "chain.sqlite alone re-verifies: {out}");
+    let number: u64 = out
+        .split("(block ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a head block number in: {out}"));
+    assert!(number >= 3, "the file alone holds the imported blocks (block {number}): {out}");
+    let signer_head = net.head(0);
+    assert!(signer_head >= number, "the signer went on sealing (head {signer_head})");
+}
+
 /// A signer gossips the block it sealed before its commit ends, so its peers import it while it is
 /// written. Here that commit fails (an SQLite trigger on the signer's own database refuses the
 /// height, as a full disk would) and the signer is then killed: the other two signers have the block
