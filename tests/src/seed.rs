@@ -90,3 +90,32 @@ pub fn count_words(datadir: &Path, contract: Address) -> u64 {
     .map(|n| n as u64)
     .unwrap_or(0)
 }
+
+/// The state root of the same `changes` on the stored tries of `store` and on `memory` (a copy of
+/// the same state: [`p2pe_node::storage::trie::MemoryState`]), `rounds` times, alternating which
+/// goes first. Panics if the two roots differ. Returns the times on the tables and in memory.
+pub fn roots_on_tables_and_in_memory(
+    store: &p2pe_node::storage::Store,
+    memory: &p2pe_node::storage::trie::MemoryState,
+    changes: &p2pe_node::state::StateChanges,
+    rounds: usize,
+) -> (Vec<std::time::Duration>, Vec<std::time::Duration>) {
+    let time = |on_tables: bool| {
+        let start = std::time::Instant::now();
+        let root = if on_tables { store.state_root(changes) } else { memory.state_root(changes) };
+        (root.expect("a state root").0, start.elapsed())
+    };
+    let (mut tables, mut in_memory) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let ((a, ta), (b, tb)) = if round % 2 == 0 {
+            (time(true), time(false))
+        } else {
+            let m = time(false);
+            (time(true), m)
+        };
+        assert_eq!(a, b, "round {round}: the walk in memory gives the stored tries' root");
+        tables.push(ta);
+        in_memory.push(tb);
+    }
+    (tables, in_memory)
+}

@@ -29,7 +29,17 @@ fn the_year_bench_seeds_the_words_a_year_leaves_and_every_order_and_reading_succ
     // meta word and 300 energy words (under the ring of 4,096).
     let table = run(
         env!("CARGO_BIN_EXE_p2pe-yearbench"),
-        &["--participants", "20", "--slots", "300", "--rounds", "1", "--extra-market-words", "1000"],
+        &[
+            "--participants",
+            "20",
+            "--slots",
+            "300",
+            "--rounds",
+            "1",
+            "--extra-market-words",
+            "1000",
+            "--in-memory",
+        ],
     );
     let words = row(&table, "storage words");
     let counts = |cell: &str| -> (u64, u64) {
@@ -62,6 +72,19 @@ fn the_year_bench_seeds_the_words_a_year_leaves_and_every_order_and_reading_succ
             }
         }
     }
+    // --in-memory: the root of each block's keys on the stored tries and in memory (the bench
+    // asserts both give the same root); anvil has none.
+    for block in ["orders", "readings"] {
+        for label in [
+            format!("root of the {block} block's keys again, stored tries"),
+            format!("root of the {block} block's keys, the same walk in memory"),
+        ] {
+            let cells = row(&table, &label);
+            assert_eq!(cells.len(), 5, "{label}: {cells:?}");
+            assert!(cells[0].ends_with(" ms") && cells[1].ends_with(" ms"), "{label}: {cells:?}");
+            assert_eq!(cells[3..], ["–", "–"], "{label}: none for anvil");
+        }
+    }
     // Every chain's RSS was read (the node's own process, the real anvil under npm's launcher).
     let rss = row(&table, "RSS after the blocks");
     for cell in [rss[0], rss[1], rss[3], rss[4]] {
@@ -81,6 +104,40 @@ fn the_trie_bench_seals_order_shaped_blocks_on_a_seeded_contract() {
         assert_eq!(cells.len(), 11, "node and anvil figures at {words} words: {cells:?}");
         assert!(cells[6].ends_with(" ms"), "anvil's evm_mine time: {cells:?}");
         assert!(cells[10].ends_with('x'), "node / anvil: {cells:?}");
+    }
+}
+
+#[test]
+fn the_trie_bench_times_the_same_walk_on_the_tables_and_in_memory() {
+    // `--in-memory` copies each size's state into memory in a child process and asserts, every
+    // round, that the walk there gives the stored tries' root for the same changes.
+    let table = run(
+        env!("CARGO_BIN_EXE_p2pe-triebench"),
+        &[
+            "--words",
+            "0,5000",
+            "--txs",
+            "20",
+            "--blocks",
+            "1",
+            "--no-anvil",
+            "--in-memory",
+            "--root-rounds",
+            "2",
+        ],
+    );
+    let memory = table
+        .split("The same walk in memory")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no in-memory table:\n{table}"));
+    for words in ["0", "5000"] {
+        let cells = row(memory, &format!("{words} |"));
+        assert_eq!(cells.len(), 6, "{cells:?}");
+        assert!(
+            cells[0].ends_with(" ms") && cells[2].ends_with(" ms") && cells[4].ends_with('x'),
+            "{cells:?}"
+        );
+        assert!(cells[5].ends_with(" MB"), "{cells:?}");
     }
 }
 

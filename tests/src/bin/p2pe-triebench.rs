@@ -67,6 +67,19 @@ struct Args {
     /// state in memory: about 6 GB for 2,000,000 words.
     #[arg(long, default_value_t = 2_000_000)]
     anvil_max_words: u64,
+    /// Also time the state root alone against a copy of the whole state in memory, the same walk
+    /// and the same changes (`--root-rounds` blocks' worth, each checked to give the stored
+    /// tries' root), in a child process per size: what the root costs without reading the tables.
+    /// The copy needs about 150 bytes of memory per word (1.5 GB at 10,000,000).
+    #[arg(long)]
+    in_memory: bool,
+    /// Blocks' worth of changes timed by `--in-memory`, on the tables and in memory (medians).
+    #[arg(long, default_value_t = 5)]
+    root_rounds: usize,
+    /// Internal: the `--in-memory` timing for the data directory DIR (a child process, so that
+    /// the copy's memory is not counted in the bench's own RSS).
+    #[arg(long, value_name = "DIR", hide = true)]
+    root_in_memory: Option<std::path::PathBuf>,
     /// Internal: seed WORDS words into the initialised data directory DIR and exit (the
     /// benchmark runs its seeding in a child process, so that its own RSS is the node's alone).
     #[arg(long, num_args = 2, value_names = ["DIR", "WORDS"], hide = true)]
@@ -220,10 +233,19 @@ fn ms(d: Duration) -> f64 {
 /// second connection; nothing written.
 fn time_root_only(datadir: &Path, txs: usize, overwrite: Option<u64>, history: Option<u64>) -> Duration {
     let store = Store::open(datadir, history).unwrap();
+    let changes = root_changes(txs, overwrite, "root-only");
+    let start = Instant::now();
+    store.state_root(&changes).unwrap();
+    start.elapsed()
+}
+
+/// A block's worth of changes for the root alone: `txs` × 4 words of the contract (new ones, or
+/// with `overwrite` seeded ones; `tag` picks which) and the senders' nonces.
+fn root_changes(txs: usize, overwrite: Option<u64>, tag: &str) -> p2pe_node::state::StateChanges {
     let mut changes = p2pe_node::state::StateChanges::default();
     let slots = changes.storage.entry(contract()).or_default();
     for i in 0..txs as u64 * 4 {
-        slots.insert(first_word(&format!("root-only/{i}"), overwrite), U256::from(i + 1));
+        slots.insert(first_word(&format!("{tag}/{i}"), overwrite), U256::from(i + 1));
     }
     for i in 0..SENDERS {
         let info = p2pe_node::state::AccountInfo {
@@ -233,9 +255,7 @@ fn time_root_only(datadir: &Path, txs: usize, overwrite: Option<u64>, history: O
         };
         changes.accounts.insert(sender(i).address(), Some(info));
     }
-    let start = Instant::now();
-    store.state_root(&changes).unwrap();
-    start.elapsed()
+    changes
 }
 
 /// One size's figures: words, median seal time, (p99, max) seal time, root alone, (VmRSS, VmHWM
@@ -248,12 +268,17 @@ fn main() {
         seed(Path::new(&seed_args[0]), seed_args[1].parse().expect("WORDS is a number"));
         return;
     }
+    if let Some(dir) = &args.root_in_memory {
+        root_in_memory(&args, dir);
+        return;
+    }
     if args.overwrite && args.words.iter().any(|w| *w < 4) {
         eprintln!("error: --overwrite rewrites seeded words: every size in --words must be at least 4");
         std::process::exit(2);
     }
     let signer = SigningKey::from_bytes(&B256::repeat_byte(0xa1)).unwrap();
     let mut rows: Vec<Row> = Vec::new();
+    let mut memory_rows: Vec<(u64, MemoryRow)> = Vec::new();
     for &words in &args.words {
         let dir = tempfile::Builder::new().prefix("p2pe-triebench-").tempdir().unwrap();
         let history = (!args.archive).then_some(args.state_history);
@@ -291,6 +316,9 @@ fn main() {
         let rss = p2pe_tests::seed::rss_kb();
         eprintln!("  {words} words: node process VmRSS {} kB, peak VmHWM {} kB", rss.0, rss.1);
         drop(chain);
+        if args.in_memory {
+            memory_rows.push((words, run_root_in_memory(dir.path(), words, &args)));
+        }
         rows.push((words, times[times.len() / 2], tail, root, rss, None));
     }
     // anvil after every node size: its genesis (all the words, as JSON) is built in this process,
@@ -301,6 +329,91 @@ fn main() {
         }
     }
     print_table(&args, &rows);
+    if args.in_memory {
+        print_memory_table(&args, &memory_rows);
+    }
+}
+
+/// `--in-memory` at one size: the medians of the state root on the stored tries and on the copy
+/// in memory, the copy's load time and this child's VmRSS with it.
+type MemoryRow = (Duration, Duration, Duration, u64);
+
+/// Runs the `--in-memory` child for one data directory and reads its result line.
+fn run_root_in_memory(dir: &Path, words: u64, args: &Args) -> MemoryRow {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.arg("--root-in-memory").arg(dir).arg("--txs").arg(args.txs.to_string());
+    cmd.arg("--root-rounds").arg(args.root_rounds.to_string()).arg("--words").arg(words.to_string());
+    if args.overwrite {
+        cmd.arg("--overwrite");
+    }
+    if args.archive {
+        cmd.arg("--archive");
+    } else {
+        cmd.arg("--state-history").arg(args.state_history.to_string());
+    }
+    let out = cmd.stderr(std::process::Stdio::inherit()).output().unwrap();
+    assert!(out.status.success(), "the in-memory root failed: {}", out.status);
+    let line = String::from_utf8(out.stdout).unwrap();
+    let f: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    assert_eq!(f.len(), 4, "the in-memory child's line: {line}");
+    (Duration::from_nanos(f[0]), Duration::from_nanos(f[1]), Duration::from_nanos(f[2]), f[3])
+}
+
+/// The child of `--in-memory`: copies the state of `dir` into memory, then for each round times
+/// the same changes' root on the stored tries and on the copy (alternating which goes first),
+/// checks both roots agree, and prints one line: `in-memory DB_NS MEMORY_NS LOAD_NS RSS_KB`.
+fn root_in_memory(args: &Args, dir: &Path) {
+    let words = args.words.first().copied().unwrap_or(0);
+    let overwrite = args.overwrite.then_some(words);
+    let store = Store::open(dir, (!args.archive).then_some(args.state_history)).unwrap();
+    let start = Instant::now();
+    let memory = p2pe_node::storage::trie::MemoryState::load(store.connection()).unwrap();
+    let load = start.elapsed();
+    let stored = p2pe_tests::seed::count_words(dir, contract());
+    assert_eq!(memory.storage_words() as u64, stored, "the copy holds every word of the contract");
+    let (mut on_tables, mut in_memory) = (Vec::new(), Vec::new());
+    for round in 0..args.root_rounds {
+        let changes = root_changes(args.txs, overwrite, &format!("in-memory/{round}"));
+        let (t, m) = p2pe_tests::seed::roots_on_tables_and_in_memory(&store, &memory, &changes, 1);
+        eprintln!(
+            "  {words} words, round {}: root on the tables {:.1} ms, in memory {:.1} ms",
+            round + 1,
+            ms(t[0]),
+            ms(m[0])
+        );
+        on_tables.extend(t);
+        in_memory.extend(m);
+    }
+    on_tables.sort();
+    in_memory.sort();
+    let median = |v: &[Duration]| v[v.len() / 2].as_nanos();
+    let rss = p2pe_tests::seed::rss_kb().0;
+    println!("in-memory {} {} {} {rss}", median(&on_tables), median(&in_memory), load.as_nanos());
+}
+
+/// The `--in-memory` figures: the state root alone on the stored tries and in memory, each
+/// against its own first row, and their ratio at each size.
+fn print_memory_table(args: &Args, rows: &[(u64, MemoryRow)]) {
+    let Some((_, (db0, mem0, _, _))) = rows.first() else { return };
+    println!();
+    println!(
+        "| Words in the contract | State root alone on the stored tries, {} words changed, median of {} | vs first row | The same walk in memory | vs first row | tables / memory | The copy: load time, VmRSS |",
+        args.txs * 4,
+        args.root_rounds
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (words, (db, mem, load, rss)) in rows {
+        println!(
+            "| {words} | {:.1} ms | {:.2}x | {:.1} ms | {:.2}x | {:.2}x | {:.1} s, {} MB |",
+            ms(*db),
+            db.as_secs_f64() / db0.as_secs_f64(),
+            ms(*mem),
+            mem.as_secs_f64() / mem0.as_secs_f64(),
+            db.as_secs_f64() / mem.as_secs_f64(),
+            load.as_secs_f64(),
+            rss / 1024
+        );
+    }
 }
 
 /// The figures as a Markdown table: the node's, then anvil's where it ran, each against its own

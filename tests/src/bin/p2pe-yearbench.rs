@@ -34,6 +34,7 @@ use p2pe_node::chain::{build_genesis, deploy_market, market_addresses, ChainSpec
 use p2pe_node::chain::{GenesisParticipant, MarketConfig};
 use p2pe_node::crypto::SigningKey;
 use p2pe_node::metrics::PrometheusHandle;
+use p2pe_node::state::AccountInfo;
 use p2pe_node::storage::Store;
 use p2pe_node::txpool::{validate_tx, PoolConfig, TxPool};
 use p2pe_tests::harness::{sign_raw, Rpc};
@@ -65,6 +66,13 @@ struct Args {
     /// Do not run anvil side by side (it is run by default: `npm ci --prefix tests`).
     #[arg(long)]
     no_anvil: bool,
+    /// Also time the state root of the keys the last orders block and the last readings block
+    /// changed (each given a new value on the head's state) on the stored tries and on a copy of the
+    /// whole state in memory (`MemoryState`), `--rounds` times each, after the chain has closed:
+    /// what the root costs without reading the tables. The copy needs about 150 bytes of memory
+    /// per word (1.5 GB at 10,000,000); it is loaded after the RSS figures are taken.
+    #[arg(long)]
+    in_memory: bool,
     /// Internal: run one chain ("fresh" or "year") and print its figures as one JSON line.
     #[arg(long, hide = true)]
     variant: Option<String>,
@@ -122,6 +130,12 @@ struct Figures {
     rss_kb: u64,
     hwm_kb: u64,
     disk_bytes: u64,
+    /// `--in-memory`: the root of the orders block's keys and of the readings block's, medians
+    /// in ms as (on the stored tries, in memory).
+    #[serde(default)]
+    orders_root_ms: Option<(f64, f64)>,
+    #[serde(default)]
+    readings_root_ms: Option<(f64, f64)>,
 }
 
 /// The storage words the second chain gets beyond what genesis holds: the market's level-word ring
@@ -430,6 +444,7 @@ fn open(datadir: &Path, args: &Args, year: bool) -> (Chain, u64, u64, f64) {
             .arg(datadir)
             .args(["--participants", &args.participants.to_string(), "--slots", &args.slots.to_string()])
             .args(["--extra-market-words", &args.extra_market_words.to_string()])
+            .args(args.in_memory.then_some("--in-memory"))
             .status()
             .unwrap();
         assert!(status.success(), "seeding failed: {status}");
@@ -538,6 +553,8 @@ fn figures(variant: &str, market_words: u64, readings_words: u64, seed_s: f64) -
         rss_kb: 0,
         hwm_kb: 0,
         disk_bytes: 0,
+        orders_root_ms: None,
+        readings_root_ms: None,
     }
 }
 
@@ -550,10 +567,46 @@ fn run_variant(args: &Args, year: bool) -> Figures {
     (f.rss_kb, f.hwm_kb) = rss_kb();
     // The database with its write-ahead log copied in and emptied, as the node leaves it when it
     // stops (`Blockchain::close`): what stays on disk.
+    let head = c.chain.head_number();
     c.chain.close().expect("the write-ahead log emptied into chain.sqlite");
     drop(c);
     f.disk_bytes = dir_bytes(dir.path());
+    if args.in_memory {
+        roots_in_memory(dir.path(), head, args.rounds, &mut f);
+    }
     f
+}
+
+/// `--in-memory`: the state root of the keys the last round's orders block (`head - 2`) and
+/// readings block (`head - 1`) changed (read from their undo records), each given a new value on
+/// the head's state as the next block of its kind would, on the stored tries and on a copy of the
+/// state in memory (each checked to give the same root).
+fn roots_in_memory(dir: &Path, head: u64, rounds: usize, f: &mut Figures) {
+    let store = Store::open(dir, Some(128)).unwrap();
+    let start = Instant::now();
+    let memory = p2pe_node::storage::trie::MemoryState::load(store.connection()).unwrap();
+    eprintln!(
+        "  {} storage words copied into memory in {:.1} s",
+        memory.storage_words(),
+        start.elapsed().as_secs_f64()
+    );
+    let ms = |v: Vec<Duration>| median(&v.iter().map(|d| d.as_secs_f64() * 1e3).collect::<Vec<_>>());
+    for (number, out) in [(head - 2, &mut f.orders_root_ms), (head - 1, &mut f.readings_root_ms)] {
+        let undo = p2pe_node::storage::undo_block(store.connection(), number).unwrap().expect("kept history");
+        let mut changes = p2pe_node::state::StateChanges::default();
+        for (address, slot, _) in &undo.storage {
+            let value = U256::from_be_bytes(keccak256(slot.to_be_bytes::<32>()).0) | U256::from(1);
+            changes.storage.entry(*address).or_default().insert(*slot, value);
+        }
+        for (address, old) in &undo.accounts {
+            if let Some(old) = old {
+                changes.accounts.insert(*address, Some(AccountInfo { nonce: old.nonce + 1, ..*old }));
+            }
+        }
+        let (tables, in_memory) =
+            p2pe_tests::seed::roots_on_tables_and_in_memory(&store, &memory, &changes, rounds);
+        *out = Some((ms(tables), ms(in_memory)));
+    }
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -580,6 +633,7 @@ fn main() {
             .args(["--variant", v, "--participants", &args.participants.to_string()])
             .args(["--slots", &args.slots.to_string(), "--rounds", &args.rounds.to_string()])
             .args(["--extra-market-words", &args.extra_market_words.to_string()])
+            .args(args.in_memory.then_some("--in-memory"))
             .stderr(std::process::Stdio::inherit())
             .output()
             .unwrap();
@@ -667,6 +721,17 @@ fn print_table(args: &Args, node: &[Figures], anvil: Option<&[Figures]>) {
     row(format!("seal a block of {n} meter readings"), "ms", &|f| m(&f.seal_readings_ms));
     phase_rows(&row, "readings", &|f| &f.readings_phases);
     row("seal a block of 1 order".into(), "ms", &|f| m(&f.seal_single_ms));
+    if node.iter().any(|f| f.orders_root_ms.is_some()) {
+        type Root = fn(&Figures) -> Option<(f64, f64)>;
+        let roots: [(&str, Root); 2] =
+            [("orders", |f| f.orders_root_ms), ("readings", |f| f.readings_root_ms)];
+        for (block, root) in roots {
+            let label = format!("root of the {block} block's keys again, stored tries (warm cache)");
+            row(label, "ms", &|f| root(f).map(|r| r.0));
+            let label = format!("root of the {block} block's keys, the same walk in memory");
+            row(label, "ms", &|f| root(f).map(|r| r.1));
+        }
+    }
     row("RSS after the blocks (VmRSS)".into(), "MB", &|f| Some(f.rss_kb as f64 / 1024.0));
     row("peak RSS (VmHWM)".into(), "MB", &|f| Some(f.hwm_kb as f64 / 1024.0));
     row("disk (data directory, closed; anvil keeps state in memory)".into(), "MB", &|f| {

@@ -11,10 +11,14 @@
 //! about (changed keys × depth) row reads, not the size of the state. The result is written by
 //! [`write_updates`] in the block's transaction.
 //!
+//! The same root can be computed over a copy of the state in memory ([`MemoryState`]): the walk
+//! reads through a `TrieProvider`, so the tables and the copy share every line of it.
+//!
 //! Undoing a block (reorgs) applies the block's undo record as changes the same way
 //! ([`undo_changes`]) and checks the result against the parent's state root.
 
 mod build;
+mod memory;
 mod nodes;
 mod proof;
 mod source;
@@ -22,6 +26,7 @@ mod state;
 mod walk;
 
 pub use build::{rebuild, rebuild_tries, verify};
+pub use memory::MemoryState;
 pub use proof::{prove, StateProof};
 pub use state::{state_root, undo_changes, write_updates, StateTrieUpdates, StorageTrieUpdate};
 pub use walk::TrieUpdates;

@@ -33,6 +33,39 @@ pub(crate) struct DbTrie<'a> {
     pub(crate) wiped: bool,
 }
 
+/// Where a state root's inputs come from: the stored accounts and each trie's stored nodes and
+/// leaves. The root's computation ([`super::state_root`]) is the same over the database
+/// ([`DbTries`]) and over a copy held in memory ([`super::MemoryState`]).
+pub(crate) trait TrieProvider {
+    /// One trie as the walk reads it.
+    type Trie<'a>: TrieSource
+    where
+        Self: 'a;
+    /// The stored account with this hashed address.
+    fn account(&self, hashed: &B256) -> Result<Option<TrieAccount>, StorageError>;
+    /// The trie `scope` with `overlay` on top; with `wiped`, its stored nodes and leaves are
+    /// ignored.
+    fn trie<'a>(&'a self, scope: Scope, overlay: &'a Overlay, wiped: bool) -> Self::Trie<'a>;
+}
+
+/// The tries stored in the database, read on one connection.
+pub(crate) struct DbTries<'a>(pub(crate) &'a Connection);
+
+impl TrieProvider for DbTries<'_> {
+    type Trie<'a>
+        = DbTrie<'a>
+    where
+        Self: 'a;
+
+    fn account(&self, hashed: &B256) -> Result<Option<TrieAccount>, StorageError> {
+        stored_account(self.0, hashed)
+    }
+
+    fn trie<'a>(&'a self, scope: Scope, overlay: &'a Overlay, wiped: bool) -> DbTrie<'a> {
+        DbTrie { conn: self.0, scope, overlay, wiped }
+    }
+}
+
 /// The RLP of an account leaf.
 pub(crate) fn account_leaf(account: &TrieAccount) -> Vec<u8> {
     let mut buf = Vec::with_capacity(110);
@@ -128,28 +161,44 @@ impl TrieSource for DbTrie<'_> {
         if !self.wiped {
             self.stored_leaves(prefix, &mut stored)?;
         }
-        let (lo, hi) = key_range(prefix);
-        let mut changes = self.overlay.range(lo..=hi).peekable();
-        for (key, value) in stored {
-            while let Some((k, v)) = changes.next_if(|(k, _)| **k < key) {
-                if let Some(v) = v {
-                    out.push((*k, v.clone()));
-                }
-            }
-            match changes.next_if(|(k, _)| **k == key) {
-                Some((_, Some(v))) => out.push((key, v.clone())),
-                Some((_, None)) => {}
-                None => out.push((key, value)),
-            }
-        }
-        out.extend(changes.filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.clone()))));
+        merge_leaves(stored, self.overlay, prefix, out);
         Ok(())
     }
 
     fn changed_under(&self, prefix: &Nibbles, out: &mut Vec<(B256, Vec<u8>)>) {
-        let (lo, hi) = key_range(prefix);
-        out.extend(self.overlay.range(lo..=hi).filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.clone()))));
+        changed_leaves(self.overlay, prefix, out);
     }
+}
+
+/// Merges the stored leaves under `prefix` (in key order) with the overlay's changes there into
+/// `out`: a change replaces or deletes the stored leaf of its key, and added keys go in order.
+pub(crate) fn merge_leaves(
+    stored: impl IntoIterator<Item = (B256, Vec<u8>)>,
+    overlay: &Overlay,
+    prefix: &Nibbles,
+    out: &mut Vec<(B256, Vec<u8>)>,
+) {
+    let (lo, hi) = key_range(prefix);
+    let mut changes = overlay.range(lo..=hi).peekable();
+    for (key, value) in stored {
+        while let Some((k, v)) = changes.next_if(|(k, _)| **k < key) {
+            if let Some(v) = v {
+                out.push((*k, v.clone()));
+            }
+        }
+        match changes.next_if(|(k, _)| **k == key) {
+            Some((_, Some(v))) => out.push((key, v.clone())),
+            Some((_, None)) => {}
+            None => out.push((key, value)),
+        }
+    }
+    out.extend(changes.filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.clone()))));
+}
+
+/// The leaves the overlay adds or updates under `prefix`, in key order.
+pub(crate) fn changed_leaves(overlay: &Overlay, prefix: &Nibbles, out: &mut Vec<(B256, Vec<u8>)>) {
+    let (lo, hi) = key_range(prefix);
+    out.extend(overlay.range(lo..=hi).filter_map(|(k, v)| v.as_ref().map(|v| (*k, v.clone()))));
 }
 
 /// The removed paths no new node replaces: a walk lists every stored node it enters as removed,

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection};
 
 use super::nodes::PrefixSet;
 use super::source::{
-    account_leaf, storage_leaf, stored_account, write_hashed_slot, write_nodes, DbTrie, Overlay, Scope,
+    account_leaf, storage_leaf, write_hashed_slot, write_nodes, DbTries, Overlay, Scope, TrieProvider,
 };
 use super::walk::{root_of, TrieUpdates};
 use crate::state::StateChanges;
@@ -55,12 +55,20 @@ pub fn state_root(
     conn: &Connection,
     changes: &StateChanges,
 ) -> Result<(B256, StateTrieUpdates), StorageError> {
+    root_from(&DbTries(conn), changes)
+}
+
+/// [`state_root`] over any [`TrieProvider`]: the database's tables or a copy in memory.
+pub(crate) fn root_from(
+    provider: &impl TrieProvider,
+    changes: &StateChanges,
+) -> Result<(B256, StateTrieUpdates), StorageError> {
     let mut updates = StateTrieUpdates::default();
     let addresses: BTreeSet<&Address> =
         changes.accounts.keys().chain(changes.storage.keys()).chain(changes.wiped.iter()).collect();
     for address in addresses {
         let hashed = keccak256(address);
-        let stored = stored_account(conn, &hashed)?;
+        let stored = provider.account(&hashed)?;
         let info = match changes.accounts.get(address) {
             Some(None) => {
                 updates.accounts.insert(hashed, None);
@@ -83,7 +91,7 @@ pub fn state_root(
         let storage_root = if wiped || !slots.is_empty() {
             let overlay = storage_overlay(&slots);
             let changed = PrefixSet::new(slots.keys().map(Nibbles::unpack).collect());
-            let mut source = DbTrie { conn, scope: Scope::Storage(hashed), overlay: &overlay, wiped };
+            let mut source = provider.trie(Scope::Storage(hashed), &overlay, wiped);
             let (root, nodes, _) = root_of(&mut source, &changed, HashBuilder::default())?;
             updates.storages.insert(hashed, StorageTrieUpdate { wiped, slots, nodes });
             root
@@ -95,7 +103,7 @@ pub fn state_root(
     }
     let overlay: Overlay = updates.accounts.iter().map(|(k, a)| (*k, a.as_ref().map(account_leaf))).collect();
     let changed = PrefixSet::new(overlay.keys().map(Nibbles::unpack).collect());
-    let mut source = DbTrie { conn, scope: Scope::Accounts, overlay: &overlay, wiped: false };
+    let mut source = provider.trie(Scope::Accounts, &overlay, false);
     let (root, nodes, _) = root_of(&mut source, &changed, HashBuilder::default())?;
     updates.account_nodes = nodes;
     Ok((root, updates))

@@ -87,9 +87,19 @@ fn random_block(rng: &mut StdRng, ws: &WorldState, addresses: &[Address]) -> Sta
     changes
 }
 
+/// The root after `changes` from the stored tries, checked against the same walk over a copy of
+/// the tables in memory ([`MemoryState`]): the same root and the same trie changes.
+fn root_after(conn: &Connection, changes: &StateChanges) -> (B256, StateTrieUpdates) {
+    let (root, updates) = state_root(conn, changes).unwrap();
+    let (in_memory, memory_updates) = MemoryState::load(conn).unwrap().state_root(changes).unwrap();
+    assert_eq!(in_memory, root, "the walk in memory gives the tables' root");
+    assert_eq!(format!("{memory_updates:?}"), format!("{updates:?}"), "and the same trie changes");
+    (root, updates)
+}
+
 /// Computes the block's root from the stored tries, writes it, and applies it in memory.
 fn commit(conn: &Connection, ws: &mut WorldState, changes: &StateChanges) -> (B256, StateUndo) {
-    let (root, updates) = state_root(conn, changes).unwrap();
+    let (root, updates) = root_after(conn, changes);
     write_updates(conn, &updates).unwrap();
     let undo = ws.apply(changes);
     (root, undo)
@@ -130,7 +140,7 @@ fn incremental_root_equals_full_rebuild_on_random_blocks_and_reorgs() {
                 for _ in 0..rng.gen_range(1..=4usize).min(undos.len()) {
                     let undo = undos.pop().unwrap();
                     roots.pop();
-                    let (root, updates) = state_root(&conn, &undo_changes(&undo)).unwrap();
+                    let (root, updates) = root_after(&conn, &undo_changes(&undo));
                     write_updates(&conn, &updates).unwrap();
                     ws.revert(&undo);
                     assert_eq!(root, *roots.last().unwrap(), "seed {seed}: undo gives the parent's root");
