@@ -124,3 +124,13 @@ pub fn roots_on_tables_and_in_memory(
     }
     (tables, in_memory)
 }
+
+/// A clap value parser for the benches' counts of timed blocks or rounds: a whole number of at
+/// least 1 (a median of nothing has no value).
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(e) => Err(format!("not a whole number: {e}")),
+    }
+}

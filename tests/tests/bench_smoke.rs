@@ -156,6 +156,17 @@ fn the_trie_bench_overwrites_seeded_words_and_refuses_a_contract_too_small_for_i
         .output()
         .expect("the bench starts");
     assert_eq!(out.status.code(), Some(2));
+    // Zero timed blocks or rounds would have no median: refused with a clear error, not a panic.
+    for (bin, flag) in [
+        (env!("CARGO_BIN_EXE_p2pe-triebench"), "--blocks"),
+        (env!("CARGO_BIN_EXE_p2pe-triebench"), "--root-rounds"),
+        (env!("CARGO_BIN_EXE_p2pe-yearbench"), "--rounds"),
+    ] {
+        let zero = Command::new(bin).args([flag, "0"]).output().expect("the bench starts");
+        let stderr = String::from_utf8_lossy(&zero.stderr);
+        assert_eq!(zero.status.code(), Some(2), "{flag} 0: {stderr}");
+        assert!(stderr.contains("must be at least 1"), "{flag} 0: {stderr}");
+    }
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("at least 4"),
         "{}",

@@ -41,7 +41,7 @@ struct Args {
     #[arg(long, default_value_t = 1_000)]
     txs: usize,
     /// Timed blocks per size (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = p2pe_tests::seed::at_least_one)]
     blocks: usize,
     /// Each transaction overwrites a random group of four consecutive seeded words instead of
     /// writing four new ones (the steady state of the market's bounded rings, whose words are
@@ -74,7 +74,7 @@ struct Args {
     #[arg(long)]
     in_memory: bool,
     /// Blocks' worth of changes timed by `--in-memory`, on the tables and in memory (medians).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = p2pe_tests::seed::at_least_one)]
     root_rounds: usize,
     /// Internal: the `--in-memory` timing for the data directory DIR (a child process, so that
     /// the copy's memory is not counted in the bench's own RSS).
@@ -355,7 +355,9 @@ fn run_root_in_memory(dir: &Path, words: u64, args: &Args) -> MemoryRow {
     let out = cmd.stderr(std::process::Stdio::inherit()).output().unwrap();
     assert!(out.status.success(), "the in-memory root failed: {}", out.status);
     let line = String::from_utf8(out.stdout).unwrap();
-    let f: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    let (label, figures) = line.trim().split_once(' ').unwrap_or_default();
+    assert_eq!(label, "in-memory", "the in-memory child's line: {line}");
+    let f: Vec<u64> = figures.split(' ').map(|x| x.parse().expect("a whole number")).collect();
     assert_eq!(f.len(), 4, "the in-memory child's line: {line}");
     (Duration::from_nanos(f[0]), Duration::from_nanos(f[1]), Duration::from_nanos(f[2]), f[3])
 }

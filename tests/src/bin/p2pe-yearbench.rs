@@ -61,7 +61,7 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     extra_market_words: u64,
     /// Timed rounds (orders, readings, a single order each); medians are reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = p2pe_tests::seed::at_least_one)]
     rounds: usize,
     /// Do not run anvil side by side (it is run by default: `npm ci --prefix tests`).
     #[arg(long)]
