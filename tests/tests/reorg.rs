@@ -399,22 +399,12 @@ fn a_reorg_away_from_created_accounts_and_storage_leaves_the_state_of_the_new_br
     assert_eq!(reopened.state_at(1).unwrap().state_root(), b1.header.state_root);
 }
 
-/// What `eth_getTransactionReceipt` resolves (rpc/eth/transaction.rs `included`): the hash of the
-/// canonical block holding `tx`, if the transaction index, the canonical table and the stored
-/// receipts agree; `None` is what the RPC answers as `null`.
+/// What `eth_getTransactionReceipt` resolves (rpc/eth/transaction.rs `included`, the same call):
+/// the hash of the canonical block holding `tx`, from the transaction's own row with its receipt,
+/// found through its index and the canonical block at that height in one read transaction;
+/// `None` is what the RPC answers as `null`.
 fn receipt_block(chain: &Blockchain, tx: &B256) -> Option<B256> {
-    chain
-        .reads()
-        .with(|c| {
-            let Some(loc) = c.tx_location(tx)? else { return Ok(None) };
-            let Some(hash) = c.canonical_hash(loc.number)? else { return Ok(None) };
-            let Some((block, _)) = c.block_by_hash(&hash)? else { return Ok(None) };
-            let receipts = c.receipts_by_hash(&hash)?.unwrap_or_default();
-            let i = loc.index as usize;
-            let holds = block.block.body.transactions.get(i).map(|t| *t.tx_hash()) == Some(*tx);
-            Ok((i < receipts.len() && holds).then_some(hash))
-        })
-        .unwrap()
+    chain.reads().canonical_tx(tx).unwrap().map(|t| t.block_hash)
 }
 
 /// Signs `per_sender` transfers for each of `senders` dev accounts (nonces from 0).

@@ -785,6 +785,28 @@ mod tests {
         assert_eq!(head, 1, "the file alone holds the head");
     }
 
+    /// A look-up by transaction hash reads the index, then the canonical block at that height,
+    /// then the row at that index; a reorganisation between them can leave the index pointing at
+    /// another transaction's place. Simulated with a stale index row: the answer is "not found",
+    /// never the other transaction.
+    #[test]
+    fn a_lookup_by_hash_never_answers_with_another_transaction_at_the_indexed_place() {
+        use crate::storage::BlockQuery;
+        let dir = tempfile::tempdir().unwrap();
+        let ([x, _, _], in_turn, t0) = sealer_and_two_importers(dir.path());
+        add_transfers(&x, 2);
+        let block = x.seal_next(&in_turn, t0 + 1, None).unwrap().unwrap();
+        let [first, second] = [0, 1].map(|i| *block.block.body.transactions[i].tx_hash());
+        let reads = x.reads();
+        assert_eq!(reads.canonical_tx(&first).unwrap().map(|t| t.index), Some(0));
+        assert_eq!(reads.block_of_tx(&first).unwrap().map(|(_, i)| i), Some(0));
+        let db = rusqlite::Connection::open(dir.path().join("x").join("chain.sqlite")).unwrap();
+        db.execute("UPDATE tx_index SET idx = 1 WHERE hash = ?1", [first.as_slice()]).unwrap();
+        assert!(reads.canonical_tx(&first).unwrap().is_none(), "not the transaction at index 1");
+        assert!(reads.block_of_tx(&first).unwrap().is_none(), "nor its block and index");
+        assert_eq!(reads.canonical_tx(&second).unwrap().map(|t| *t.tx.tx_hash()), Some(second));
+    }
+
     #[test]
     fn a_sealer_that_waited_for_the_lock_seals_nothing_on_a_parent_that_is_gone() {
         let dir = tempfile::tempdir().unwrap();

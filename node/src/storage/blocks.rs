@@ -148,9 +148,23 @@ pub trait BlockQuery {
     }
 
     /// The canonical block that includes transaction `tx_hash`, and the transaction's index.
+    /// `None` also if the block found there does not hold it at that index (a reorganisation
+    /// between the reads, where they are not in one read transaction).
     fn block_of_tx(&self, tx_hash: &B256) -> Result<Option<(SealedBlock, usize)>, StorageError> {
         let Some(loc) = self.tx_location(tx_hash)? else { return Ok(None) };
-        Ok(self.canonical_block(loc.number)?.map(|(b, _)| (b, loc.index as usize)))
+        let found = self.canonical_block(loc.number)?.map(|(b, _)| (b, loc.index as usize));
+        Ok(found.filter(|(b, i)| b.block.body.transactions.get(*i).map(|t| *t.tx_hash()) == Some(*tx_hash)))
+    }
+
+    /// The canonical transaction `tx_hash` from its own row (O(1) in its block's size): its
+    /// index entry, the canonical block at that height, the row at that index. The row is
+    /// returned only if it holds `tx_hash` (a reorganisation between the reads could otherwise
+    /// answer with another transaction at the same place); [`super::ReadPool`] runs the three
+    /// reads in one read transaction, so a reorganisation never makes it miss either.
+    fn canonical_tx(&self, tx_hash: &B256) -> Result<Option<StoredTx>, StorageError> {
+        let Some(loc) = self.tx_location(tx_hash)? else { return Ok(None) };
+        let Some(block_hash) = self.canonical_hash(loc.number)? else { return Ok(None) };
+        Ok(self.tx_at(&block_hash, loc.index)?.filter(|t| t.tx.tx_hash() == tx_hash))
     }
 
     /// The canonical headers from `from` to `to`, in order; the answer ends early (stays
@@ -359,6 +373,12 @@ impl BlockQuery for super::ReadPool {
     }
     fn tx_at(&self, block_hash: &B256, index: u64) -> Result<Option<StoredTx>, StorageError> {
         self.with(|c| c.tx_at(block_hash, index))
+    }
+    fn block_of_tx(&self, tx_hash: &B256) -> Result<Option<(SealedBlock, usize)>, StorageError> {
+        self.in_read_transaction(|c| c.block_of_tx(tx_hash))
+    }
+    fn canonical_tx(&self, tx_hash: &B256) -> Result<Option<StoredTx>, StorageError> {
+        self.in_read_transaction(|c| c.canonical_tx(tx_hash))
     }
     fn logs(&self, q: &LogFilterQuery, limit: usize) -> Result<Vec<StoredLog>, StorageError> {
         self.with(|c| c.logs(q, limit))

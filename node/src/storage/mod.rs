@@ -185,6 +185,19 @@ impl ReadPool {
         result
     }
 
+    /// Runs `f` with one of the connections inside one read transaction, so that all its reads
+    /// see the same committed state (a block committed meanwhile is seen by all or none).
+    pub fn in_read_transaction<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let conn = self.lock_one();
+        conn.execute_batch("BEGIN")?;
+        let result = f(&conn);
+        let _ = conn.execute_batch("ROLLBACK");
+        result
+    }
+
     /// Runs `f` with one of the connections.
     pub fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StorageError>) -> Result<T, StorageError> {
         let n = self.conns.len();
